@@ -1,0 +1,162 @@
+"""Compare predictions with real measurements (CSV files in the schema of the
+published validation sets, or harness captures) and report the errors."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planner.api import PlanSpec, estimate
+from planner.errors import PlannerError
+from planner.specs.loader import data_dir
+
+
+@dataclass
+class Row:
+    file: str
+    model: str
+    hardware: str
+    what: str  # e.g. "ttft_s", "output_tokens_per_s_per_gpu"
+    config: str
+    measured: float
+    predicted: float | None
+    source: str
+    note: str = ""
+
+    @property
+    def ape(self) -> float | None:
+        if self.predicted is None or not math.isfinite(self.predicted) or self.measured == 0:
+            return None
+        return abs(self.predicted - self.measured) / abs(self.measured)
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # file -> why
+
+    def summary(self, key: str) -> list[dict]:
+        groups: dict[str, list[float]] = {}
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            k = getattr(r, key) if key != "file_hardware" else f"{r.file} | {r.hardware}"
+            counts[k] = counts.get(k, 0) + 1
+            if r.ape is not None:
+                groups.setdefault(k, []).append(r.ape)
+        out = []
+        for k in counts:
+            e = np.array(groups.get(k, []))
+            out.append({key: k, "rows": counts[k], "predicted": len(e),
+                        "median_ape": float(np.median(e)) if len(e) else None,
+                        "p90_ape": float(np.percentile(e, 90)) if len(e) else None})
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "per_file": self.summary("file"),
+            "per_hardware": self.summary("hardware"),
+            "per_file_hardware": self.summary("file_hardware"),
+            "skipped": self.skipped,
+            "rows": [{**r.__dict__, "ape": r.ape} for r in self.rows],
+        }
+
+
+def builtin_published() -> list[Path]:
+    return sorted(data_dir("measurements/published").glob("*.csv"))
+
+
+def _files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(path.rglob("*.csv"))
+            if not found:
+                raise PlannerError(f"{path} holds no CSV files")
+            out += found
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise PlannerError(f"{p} does not exist")
+    return out
+
+
+def _int(row: dict, key: str, file: Path, line: int) -> int:
+    try:
+        v = int(float(row[key]))
+    except (KeyError, TypeError, ValueError):
+        raise PlannerError(f"{file}:{line}: column {key!r} is missing or not a number") from None
+    if v < 1:
+        raise PlannerError(f"{file}:{line}: column {key!r} must be positive, got {v}")
+    return v
+
+
+def _float(row: dict, key: str, file: Path, line: int) -> float:
+    try:
+        return float(row[key])
+    except (KeyError, TypeError, ValueError):
+        raise PlannerError(f"{file}:{line}: column {key!r} is missing or not a number") from None
+
+
+def predict_row(row: dict, file: Path, line: int) -> tuple[str, str, float, float]:
+    """(what, config, measured, predicted) for one published-schema row."""
+    cols = set(row)
+    tp = _int(row, "tp", file, line) if row.get("tp") else 1
+    weights = row.get("weights") or "bf16"
+    kv = row.get("kv") or None
+    plan = PlanSpec(tp=tp, weights=weights, kv=kv)
+    model, hw = row["model"], row["hardware"]
+    if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
+        isl = _int(row, "isl", file, line)
+        e = estimate(model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
+                     ttft_includes_first_decode=True)
+        return "ttft_s", f"tp{tp} {weights} isl={isl}", _float(row, "ttft_s", file, line), e.ttft_s
+    if "batch" in cols and "output_tokens_per_s_per_gpu" in cols:  # static batching
+        b, isl, osl = (_int(row, k, file, line) for k in ("batch", "isl", "osl"))
+        e = estimate(model, hw, plan, isl=isl, osl=osl, batching="static", batch=b)
+        return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} b={b} {isl}/{osl}", _float(row, "output_tokens_per_s_per_gpu", file, line), e.output_tokens_per_s_per_gpu
+    if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
+        isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
+        e = estimate(model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency="max")
+        pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
+        return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
+    if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
+        phase = row["phase"]
+        n = int(float(row["tokens"])) if row.get("tokens") else 128
+        if phase != "decode":
+            raise PlannerError(f"{file}:{line}: phase {phase!r} is not supported (decode only)")
+        # llama-bench tg: generate n tokens from a short context, one request
+        e = estimate(model, hw, plan, isl=1, osl=n, batching="static", batch=1)
+        return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
+    raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")
+
+
+def validate(paths: list[str] | None = None, progress=None) -> Report:
+    files = _files(paths) if paths else builtin_published()
+    report = Report()
+    for f in files:
+        with f.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = set(reader.fieldnames or [])
+            if not cols:
+                raise PlannerError(f"{f} is empty or has no header")
+            missing = {"model", "hardware"} - cols
+            if missing:
+                raise PlannerError(f"{f} lacks column(s) {sorted(missing)}")
+            if "request_rate" in cols:
+                report.skipped[f.name] = "arrival-rate rows need the serving simulator (serving-dynamics issue)"
+                continue
+            if "scenario" in cols:
+                report.skipped[f.name] = "MLPerf rows need a length distribution and arrivals (serving-dynamics issue)"
+                continue
+            rows = list(reader)
+        for i, row in enumerate(rows, start=2):
+            what, config, meas, pred = predict_row(row, f, i)
+            report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", "")))
+            if progress:
+                progress()
+    return report

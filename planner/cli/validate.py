@@ -1,0 +1,47 @@
+"""``planner validate``: predicted vs measured, median and p90 absolute percentage error."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from planner.cli.app import app
+from planner.cli.common import console, print_json
+
+
+def _pct(x):
+    return "-" if x is None else f"{x:.1%}"
+
+
+@app.command("validate", help="Predict every row of measurement CSVs (default: the built-in published sets) and report the error.")
+def validate_cmd(
+    paths: Optional[List[str]] = typer.Argument(None, metavar="[FILE.csv|DIR]..."),
+    as_json: bool = typer.Option(False, "--json"),
+    rows: bool = typer.Option(False, "--rows", help="print every row, not only the summaries"),
+):
+    from planner.calibrate.validate import validate
+
+    report = validate(paths)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    if rows:
+        t = Table(title="predicted vs measured", header_style="bold")
+        for c in ("file", "model", "hardware", "config", "metric", "measured", "predicted", "error"):
+            t.add_column(c, justify="right" if c in ("measured", "predicted", "error") else "left")
+        for r in report.rows:
+            err = "-" if r.ape is None else f"{(r.predicted - r.measured) / r.measured:+.0%}"
+            t.add_row(r.file, r.model, r.hardware, r.config, r.what, f"{r.measured:.4g}",
+                      "-" if r.predicted is None else f"{r.predicted:.4g}", err)
+        console.print(t)
+    for key, title in (("file", "per file"), ("hardware", "per hardware"), ("file_hardware", "per file and hardware")):
+        t = Table(title=f"absolute percentage error, {title}", header_style="bold")
+        for c in (key.replace("_", " "), "rows", "median", "p90"):
+            t.add_column(c, justify="left" if c == key.replace("_", " ") else "right")
+        for s in report.summary(key):
+            t.add_row(s[key], str(s["rows"]), _pct(s["median_ape"]), _pct(s["p90_ape"]))
+        console.print(t)
+    for f, why in report.skipped.items():
+        console.print(f"[dim]skipped {f}: {why}[/dim]")

@@ -1,0 +1,145 @@
+"""Memory per device: weights under TP/PP/EP, KV cache per token (GQA, MLA, sliding
+window, quantized KV, KV heads replicated when tp exceeds them), activations and
+runtime overhead; and the context and concurrency that fit. Vectorized over plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.specs.hardware import Hardware
+from planner.specs.model import Model
+
+GiB = 2.0**30
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """How an engine budgets device memory. Defaults follow vLLM/TensorRT-LLM."""
+
+    # fraction of device memory the engine may use (vLLM gpu_memory_utilization default 0.9;
+    # TensorRT-LLM gives the KV cache 0.9 of the memory left after weights)
+    utilization: float = 0.90
+    # CUDA context, cuBLAS/NCCL workspaces, allocator slack: a prior (~1 GiB is what engines
+    # report as non-torch memory on H100); 0 on CPUs and unified-memory SoCs is not assumed
+    runtime_bytes: float = 1.0 * GiB
+    max_batched_tokens: int = 8192  # activation workspace is sized for this many tokens (TRT-LLM max_num_tokens default)
+    kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
+    max_seqs: int = 2048  # engine cap on concurrent sequences (TensorRT-LLM max_batch_size default)
+
+    def runtime_for(self, hw: Hardware) -> float:
+        return self.runtime_bytes if hw.kind in ("gpu", "accelerator", "tpu") else 0.0
+
+
+def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
+    """Bytes of weights on the busiest device (a middle pipeline stage holds no embedding)."""
+    c = model.param_counts()
+    tp, pp, adp = p.tp.astype(float), p.pp.astype(float), p.adp.astype(float)
+    a = model.attention
+    if a.mla:
+        ml = a.mla
+        qk = ml.qk_nope_head_dim + ml.qk_rope_head_dim
+        q_up = (ml.q_lora_rank * model.num_heads * qk) if ml.q_lora_rank else model.hidden_size * model.num_heads * qk
+        kv_up = ml.kv_lora_rank * model.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim)
+        o = model.num_heads * ml.v_head_dim * model.hidden_size
+        split = q_up + kv_up + o
+        attn_per_layer = (model.attention_params() - split) + split / tp
+    else:
+        kvh = np.maximum(model.num_kv_heads / tp, 1.0)
+        qd = model.num_heads * model.head_dim
+        attn_per_layer = model.hidden_size * (qd / tp + 2 * kvh * model.head_dim) + qd / tp * model.hidden_size
+        attn_per_layer = attn_per_layer + (model.attention_params() - (2 * model.hidden_size * qd + 2 * model.hidden_size * model.num_kv_heads * model.head_dim)) / tp
+    layer_elems = (
+        attn_per_layer * model.num_layers
+        + c["norms"]
+        + c["dense_mlp"] / tp
+        + c["shared_experts"] / tp
+        + c["router"]
+        + c["experts"] / (tp * adp)
+    )
+    layer_bytes = layer_elems * p.weight_bytes / pp
+    emb = c["embedding"] / tp * p.head_bytes
+    head = c["lm_head"] / tp * p.head_bytes
+    ends = np.where(pp > 1, np.maximum(emb, head), emb + head)
+    return layer_bytes + ends
+
+
+def kv_bytes_per_token_layers(model: Model, p: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
+    """KV bytes per token on one device: (full-attention layers, sliding-window layers)."""
+    tp, pp = p.tp.astype(float), p.pp.astype(float)
+    if model.attention.mla:
+        per_layer = (model.attention.mla.kv_lora_rank + model.attention.mla.qk_rope_head_dim) * np.ones_like(tp)
+    else:
+        per_layer = 2.0 * np.maximum(model.num_kv_heads / tp, 1.0) * model.head_dim
+    n_swa = model.num_sliding_layers()
+    full = per_layer * (model.num_layers - n_swa) / pp * p.kv_bytes
+    swa = per_layer * n_swa / pp * p.kv_bytes
+    return full, swa
+
+
+def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1) -> np.ndarray:
+    """KV bytes one sequence of ``ctx`` tokens holds on a device (whole blocks)."""
+    ctx = np.ceil(np.asarray(ctx, float) / block_tokens) * block_tokens
+    full, swa = kv_bytes_per_token_layers(model, p)
+    w = model.attention.sliding_window
+    return full * ctx + swa * (np.minimum(ctx, w) if w else ctx)
+
+
+def activation_bytes(model: Model, p: PlanArrays, eng: EngineMemory) -> np.ndarray:
+    tp = p.tp.astype(float)
+    ffn = model.moe.expert_intermediate_size * model.moe.top_k if model.moe else model.intermediate_size
+    ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
+    per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
+    logits = np.minimum(eng.max_seqs, eng.max_batched_tokens) * model.vocab_size / tp * 4.0  # fp32 logits
+    return eng.max_batched_tokens * per_token * ACT_BYTES + logits
+
+
+@dataclass
+class MemoryResult:
+    weights_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    runtime_bytes: np.ndarray
+    usable_bytes: np.ndarray  # utilization x capacity
+    kv_capacity_bytes: np.ndarray  # what is left for the KV cache (may be negative)
+    capacity_bytes: float
+    kv_full_per_token: np.ndarray
+    kv_swa_per_token: np.ndarray
+
+    @property
+    def fits_weights(self) -> np.ndarray:
+        return self.kv_capacity_bytes > 0
+
+
+def memory(model: Model, hw: Hardware, p: PlanArrays, eng: EngineMemory = EngineMemory()) -> MemoryResult:
+    cap = hw.memory_capacity_bytes
+    w = weight_bytes_per_device(model, p)
+    act = activation_bytes(model, p, eng)
+    rt = np.full_like(w, eng.runtime_for(hw))
+    usable = np.full_like(w, cap * eng.utilization)
+    full, swa = kv_bytes_per_token_layers(model, p)
+    return MemoryResult(w, act, rt, usable, usable - w - act - rt, cap, full, swa)
+
+
+def max_context(model: Model, mem: MemoryResult) -> np.ndarray:
+    """Longest single sequence whose KV fits (capped at the model's trained context)."""
+    kv = np.maximum(mem.kv_capacity_bytes, 0.0)
+    w = model.attention.sliding_window
+    full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if not w:
+            ctx = kv / (full + swa)
+        else:
+            below = kv / (full + swa)  # while ctx <= window
+            above = np.where(full > 0, (kv - swa * w) / np.where(full > 0, full, 1.0), np.inf)
+            ctx = np.where(below <= w, below, above)
+    return np.floor(np.minimum(ctx, model.max_context))
+
+
+def max_concurrency(model: Model, p: PlanArrays, mem: MemoryResult, ctx, eng: EngineMemory = EngineMemory()) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences of ``ctx`` tokens that fit per replica, before and after the engine cap."""
+    per_seq = kv_bytes_per_seq(model, p, ctx, eng.kv_block_tokens)
+    n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * p.adp
+    return n, np.minimum(n, eng.max_seqs)

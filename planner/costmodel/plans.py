@@ -1,0 +1,152 @@
+"""Arrays of plans: the cost model evaluates many plans in one numpy pass.
+
+A ``PlanArrays`` holds, per plan, the parallel sizes and the numbers a format
+resolves to on a device (bytes per weight, compute peak). Everything is a 1-D
+numpy array of the same length (or broadcastable to it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.specs.hardware import Hardware
+from planner.specs.model import Model
+from planner.specs.quant import get_format, kv_bytes_per_element, resolve
+
+ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model
+
+
+@dataclass
+class PlanArrays:
+    tp: np.ndarray
+    pp: np.ndarray
+    ep: np.ndarray
+    adp: np.ndarray  # attention data parallel (MLA models): attention replicated, KV batch-sharded
+    weight_bytes: np.ndarray  # bytes per weight element (scales included)
+    head_bytes: np.ndarray  # bytes per embedding / lm_head element
+    kv_bytes: np.ndarray  # bytes per cached KV element
+    gemm_flops: np.ndarray  # achievable GEMM FLOP/s (peak x fraction) in the compute dtype
+    gemm_peak_flops: np.ndarray
+    attn_flops: np.ndarray  # achievable attention FLOP/s (16-bit tensor cores x attention fraction)
+    labels: list[str] = field(default_factory=list)  # "weights/compute" per plan for display
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(np.broadcast_shapes(*(np.shape(getattr(self, f.name)) for f in fields(self) if f.name not in ("labels", "notes")))[0])
+
+    @property
+    def gpus_per_replica(self) -> np.ndarray:
+        return self.tp * self.pp * self.adp
+
+    def take(self, idx) -> "PlanArrays":
+        vals = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("labels", "notes"):
+                vals[f.name] = [v[i] for i in np.atleast_1d(idx)] if v else []
+            else:
+                vals[f.name] = np.broadcast_to(v, (self.n,))[idx]
+        return PlanArrays(**vals)
+
+
+def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None) -> dict:
+    """What a (weights, kv) precision pair means on ``hw``: bytes and FLOP/s."""
+    fmt = get_format(weights)
+    res = resolve(fmt, hw, activations)
+    peak = hw.peak(res.compute_dtype)
+    eff = hw.matmul_efficiency(res.compute_dtype)
+    attn_dtype = next((d for d in ("bf16", "fp16", "fp32") if hw.supports(d)), None)
+    if attn_dtype is None:
+        raise PlannerError(f"{hw.id} has no published 16/32-bit peak for attention")
+    attn_frac = hw.achievable.attention.fraction if hw.achievable.attention else hw.matmul_efficiency(attn_dtype)
+    return {
+        "weight_bytes": fmt.bytes,
+        "head_bytes": fmt.head_bits / 8.0,
+        "kv_bytes": kv_bytes_per_element(kv),
+        "gemm_flops": peak * eff,
+        "gemm_peak_flops": peak,
+        "attn_flops": hw.peak(attn_dtype) * attn_frac,
+        "label": f"{weights}/{kv}",
+        "note": res.note,
+        "compute_dtype": res.compute_dtype,
+        "native": res.native,
+    }
+
+
+def make_plans(
+    model: Model,
+    hw: Hardware,
+    *,
+    tp=1,
+    pp=1,
+    ep=1,
+    adp=1,
+    weights: str | list[str] = "bf16",
+    kv: str | list[str] = "bf16",
+    activations: str | None = None,
+    check: bool = True,
+) -> PlanArrays:
+    """Build plan arrays. ``weights``/``kv`` may be lists (one per plan)."""
+    tp, pp, ep, adp = (np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (tp, pp, ep, adp))
+    n = int(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape, (len(weights),) if isinstance(weights, list) else (1,))[0])
+    w_list = weights if isinstance(weights, list) else [weights] * n
+    k_list = kv if isinstance(kv, list) else [kv] * n
+    cache: dict[tuple[str, str], dict] = {}
+    cols = {k: np.empty(n) for k in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops")}
+    labels, notes = [], []
+    for i, key in enumerate(zip(w_list, k_list)):
+        if key not in cache:
+            cache[key] = format_numbers(hw, key[0], key[1], activations)
+        d = cache[key]
+        for k in cols:
+            cols[k][i] = d[k]
+        labels.append(d["label"])
+        notes.append(d["note"])
+    plans = PlanArrays(
+        tp=np.broadcast_to(tp, (n,)).copy(),
+        pp=np.broadcast_to(pp, (n,)).copy(),
+        ep=np.broadcast_to(ep, (n,)).copy(),
+        adp=np.broadcast_to(adp, (n,)).copy(),
+        labels=labels,
+        notes=notes,
+        **cols,
+    )
+    if check:
+        check_divisibility(model, plans, raise_error=True)
+    return plans
+
+
+def check_divisibility(model: Model, p: PlanArrays, raise_error: bool = False) -> np.ndarray:
+    """Which plans split the model evenly (heads by tp, layers by pp, experts by ep)."""
+    bad_sizes = (p.tp < 1) | (p.pp < 1) | (p.ep < 1) | (p.adp < 1)
+    heads_ok = model.num_heads % np.maximum(p.tp, 1) == 0
+    # KV heads: tp must divide them, or be a multiple of them (heads are then replicated)
+    kvh = model.num_kv_heads
+    kv_ok = (kvh % np.maximum(p.tp, 1) == 0) | (np.maximum(p.tp, 1) % kvh == 0)
+    layers_ok = p.pp <= model.num_layers
+    if model.moe:
+        moe_group = p.tp * p.adp
+        ep_ok = (model.moe.num_experts % np.maximum(p.ep, 1) == 0) & (moe_group % np.maximum(p.ep, 1) == 0)
+    else:
+        ep_ok = p.ep == 1
+    ok = ~bad_sizes & heads_ok & kv_ok & layers_ok & ep_ok
+    if raise_error and not ok.all():
+        i = int(np.argmin(ok))
+        if bad_sizes[i]:
+            raise PlannerError("parallel sizes must be positive integers")
+        if not heads_ok[i]:
+            raise PlannerError(f"tp={p.tp[i]} does not divide the {model.num_heads} attention heads of {model.id}")
+        if not kv_ok[i]:
+            raise PlannerError(f"tp={p.tp[i]} neither divides nor is a multiple of the {kvh} KV heads of {model.id}")
+        if not layers_ok[i]:
+            raise PlannerError(f"pp={p.pp[i]} exceeds the {model.num_layers} layers of {model.id}")
+        if model.moe is None:
+            raise PlannerError(f"ep={p.ep[i]} needs a mixture-of-experts model; {model.id} is dense")
+        raise PlannerError(
+            f"ep={p.ep[i]} must divide both the {model.moe.num_experts} experts of {model.id} and tp x attention-dp = {moe_group[i]}"
+        )
+    return ok

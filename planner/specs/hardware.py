@@ -1,0 +1,185 @@
+"""Hardware, interconnect and system specs (pydantic), read from YAML with units.
+
+A value that nobody published is absent (None) and stays so: ``Hardware.peak``
+raises a clear error naming the device and dtype when a plan needs it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from planner.errors import PlannerError
+from planner.units import parse_quantity
+
+DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4", "int4")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sourced(_Strict):
+    """A number with its unit parsed into SI (``_dimension``) and where it came from."""
+
+    _dimension: ClassVar[str] = ""
+    value: float
+    source: str
+    note: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_unit(cls, v):
+        if isinstance(v, dict) and "value" in v and cls._dimension:
+            v = dict(v)
+            v["value"] = parse_quantity(v["value"], cls._dimension)
+        return v
+
+
+class Bytes(Sourced):
+    _dimension: ClassVar[str] = "bytes"
+
+
+class BytesPerS(Sourced):
+    _dimension: ClassVar[str] = "bytes_per_s"
+
+
+class Flops(Sourced):
+    _dimension: ClassVar[str] = "flops"
+
+
+class Seconds(Sourced):
+    _dimension: ClassVar[str] = "s"
+
+
+class Watts(Sourced):
+    _dimension: ClassVar[str] = "w"
+
+
+class Price(_Strict):
+    usd_per_hour: float = Field(gt=0)
+    date: str
+    source: str
+    note: str | None = None
+
+
+class Fraction(_Strict):
+    """An achievable fraction of a peak: a prior from published measurements,
+    or a value this project's harness calibrated."""
+
+    fraction: float = Field(gt=0, le=1.2)
+    source: str
+    kind: Literal["prior", "calibrated", "published"] = "prior"
+
+
+class Memory(_Strict):
+    capacity: Bytes
+    bandwidth: BytesPerS
+    type: str | None = None
+
+
+class Achievable(_Strict):
+    # matmul efficiency per dtype (fraction of dense peak); missing dtype -> `default_matmul`
+    matmul: dict[str, Fraction] = {}
+    memory: Fraction
+    # Matmuls on few tokens: efficiency halves at this M (tile/wave quantization, see costmodel)
+    matmul_half_m: float | None = Field(default=None, description="tokens at which GEMM efficiency is half of its peak")
+    attention: Fraction | None = None  # prefill attention (flash) FLOP/s fraction of the 16-bit peak
+    kv_read: Fraction | None = None  # decode attention: fraction of peak bandwidth reading a paged KV cache
+    source_note: str | None = None
+
+
+class Overheads(_Strict):
+    kernel_s: Seconds | None = None  # fixed cost per kernel launch (GPU) / per op call (CPU)
+    step_s: Seconds | None = None  # fixed cost per engine step (scheduler, sampling, host sync)
+
+
+class LinkRef(_Strict):
+    interconnect: str
+    domain_size: int | None = Field(default=None, ge=1, description="devices that share this link tier")
+    count: int = Field(default=1, ge=1, description="links (or NICs) per device")
+
+
+class Links(_Strict):
+    scale_up: LinkRef | None = None
+    scale_out: LinkRef | None = None
+    host: LinkRef | None = None
+
+
+class Hardware(_Strict):
+    id: str
+    name: str
+    vendor: str
+    kind: Literal["gpu", "cpu", "tpu", "accelerator", "soc"]
+    memory: Memory
+    peak_flops: dict[str, Flops | None]
+    achievable: Achievable
+    overheads: Overheads = Overheads()
+    links: Links = Links()
+    power: Watts | None = None
+    price: Price | None = None
+    host_memory: Bytes | None = None
+    notes: list[str] = []
+    calibrated_from: str | None = None
+
+    @field_validator("peak_flops")
+    @classmethod
+    def _dtypes(cls, v):
+        bad = [k for k in v if k not in DTYPES]
+        if bad:
+            raise ValueError(f"unknown dtype(s) {bad}; known: {list(DTYPES)}")
+        return v
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for a compute dtype; raises if unpublished."""
+        q = self.peak_flops.get(dtype)
+        if q is None:
+            if dtype in self.peak_flops:
+                raise PlannerError(f"{self.id} has no published {dtype} peak FLOP/s; this plan needs it")
+            raise PlannerError(f"{self.id} does not run {dtype} natively")
+        return q.value
+
+    def supports(self, dtype: str) -> bool:
+        return self.peak_flops.get(dtype) is not None
+
+    def matmul_efficiency(self, dtype: str) -> float:
+        f = self.achievable.matmul.get(dtype)
+        if f is None:
+            f = self.achievable.matmul.get("default")
+        if f is None:
+            raise PlannerError(f"{self.id} has no achievable matmul fraction for {dtype}")
+        return f.fraction
+
+    @property
+    def memory_bandwidth_bytes_per_s(self) -> float:
+        return self.memory.bandwidth.value
+
+    @property
+    def memory_capacity_bytes(self) -> float:
+        return self.memory.capacity.value
+
+
+class Interconnect(_Strict):
+    id: str
+    name: str
+    kind: Literal["scale_up", "scale_out", "host", "network"]
+    bandwidth_per_direction: BytesPerS  # per device (per link set), one direction
+    latency: Seconds
+    achievable: Fraction | None = None
+    in_switch_reduction: bool = False  # NVLink SHARP (NVLS): all-reduce reduced in the switch
+    topology: Literal["switch", "mesh", "torus", "bus", "point_to_point"] = "switch"
+    notes: list[str] = []
+
+
+class System(_Strict):
+    """A node: N devices, the link inside it and the NICs out of it."""
+
+    id: str
+    name: str
+    device: str
+    devices_per_node: int = Field(ge=1)
+    scale_up: str | None = None
+    scale_out: str | None = None
+    nics_per_node: int = 0
+    source: str

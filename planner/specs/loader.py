@@ -1,0 +1,141 @@
+"""Load specs from the built-in data (packaged with planner) or from a path.
+
+YAML is read with safe loading only. Errors name the file and line.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from planner.errors import PlannerError, unknown
+from planner.specs.hardware import Hardware, Interconnect, System
+from planner.specs.model import Model
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def data_dir(name: str) -> Path:
+    """A folder of built-in data inside the installed package."""
+    return Path(str(resources.files("planner") / "data" / name))
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise PlannerError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise PlannerError(f"malformed YAML at {where}: {problem}") from None
+
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise PlannerError(f"cannot read {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise PlannerError(f"malformed JSON at {path}:{e.lineno}: {e.msg}") from None
+
+
+def _line_of(path: Path, loc: tuple) -> str:
+    """Best-effort line number of the first key of a pydantic error location."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return str(path)
+    for key in loc:
+        if isinstance(key, str):
+            for i, line in enumerate(lines):
+                if line.lstrip().startswith(f"{key}:"):
+                    return f"{path}:{i + 1}"
+    return str(path)
+
+
+def validate_file(cls: type[T], path: Path, data: object) -> T:
+    if not isinstance(data, dict):
+        raise PlannerError(f"{path} does not hold a mapping at the top level")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise PlannerError(f"invalid {cls.__name__.lower()} spec at {_line_of(path, err['loc'])}: {loc}: {err['msg']}") from None
+
+
+def load_spec_file(cls: type[T], path: Path) -> T:
+    return validate_file(cls, path, read_yaml(path))
+
+
+@functools.cache
+def _builtin(cls_name: str) -> dict[str, Path]:
+    folder = {"Hardware": "hw_specs", "Model": "model_specs", "Interconnect": "interconnects", "System": "systems"}[cls_name]
+    out = {}
+    for p in sorted(data_dir(folder).glob("*.yaml")):
+        out[p.stem] = p
+    return out
+
+
+@functools.cache
+def _load_builtin(cls_name: str, ident: str):
+    cls = {"Hardware": Hardware, "Model": Model, "Interconnect": Interconnect, "System": System}[cls_name]
+    spec = load_spec_file(cls, _builtin(cls_name)[ident])
+    if spec.id != ident:
+        raise PlannerError(f"{_builtin(cls_name)[ident]} declares id {spec.id!r}, expected {ident!r}")
+    return spec
+
+
+def _get(cls, kind: str, ident: str):
+    path = Path(ident)
+    if ident.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise PlannerError(f"{kind} file {ident} does not exist")
+        return load_spec_file(cls, path)
+    ids = _builtin(cls.__name__)
+    if ident not in ids:
+        raise unknown(kind, ident, ids)
+    return _load_builtin(cls.__name__, ident)
+
+
+def hardware_ids() -> list[str]:
+    return list(_builtin("Hardware"))
+
+
+def model_ids() -> list[str]:
+    return list(_builtin("Model"))
+
+
+def interconnect_ids() -> list[str]:
+    return list(_builtin("Interconnect"))
+
+
+def system_ids() -> list[str]:
+    return list(_builtin("System"))
+
+
+def get_hardware(ident: str) -> Hardware:
+    """A built-in hardware id (``h100-sxm``) or a path to a hardware YAML (e.g. a calibrated spec)."""
+    return _get(Hardware, "hardware", ident)
+
+
+def get_model(ident: str) -> Model:
+    return _get(Model, "model", ident)
+
+
+def get_interconnect(ident: str) -> Interconnect:
+    return _get(Interconnect, "interconnect", ident)
+
+
+def get_system(ident: str) -> System:
+    return _get(System, "system", ident)
