@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
-from planner.costmodel.memory import EngineMemory, kv_bytes_per_seq, max_concurrency, max_context, memory
+from planner.costmodel.memory import kv_bytes_per_seq, max_concurrency, max_context, memory
+from planner.specs.engine import Engine, get_engine
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
@@ -113,7 +114,7 @@ def estimate(
     batching: str = "inflight",
     batch: int | None = None,
     concurrency: int | str | None = None,
-    engine: EngineMemory = EngineMemory(),
+    engine: Engine | str = "trtllm",
     ttft_includes_first_decode: bool = False,
 ) -> Estimate:
     """Predict one plan. ``batching='static'`` runs ``batch`` requests together;
@@ -122,6 +123,7 @@ def estimate(
     m = get_model(model) if isinstance(model, str) else model
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     plan = plan or PlanSpec()
+    engine = get_engine(engine) if isinstance(engine, str) else engine
     if isl < 1 or osl < 1:
         raise PlannerError("--isl and --osl must be at least 1 token")
     get_format(plan.weights)
@@ -129,7 +131,7 @@ def estimate(
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
     p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, weights=plan.weights, kv=kv, activations=plan.activations)
-    cm = CostModel(m, hw)
+    cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)
     ctx_max = int(max_context(m, mem)[0])
     fit_n, capped = max_concurrency(m, p, mem, isl + osl, engine)
@@ -199,7 +201,7 @@ def estimate(
     return Estimate(
         model=m.id, hardware=hw.id,
         plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "dp": plan.dp, "weights": plan.weights, "kv": kv,
-              "compute_dtype": res.compute_dtype, "batching": batching, "batch_or_concurrency": n, "isl": isl, "osl": osl},
+              "compute_dtype": res.compute_dtype, "engine": engine.id, "batching": batching, "batch_or_concurrency": n, "isl": isl, "osl": osl},
         gpus=gpus, fits=bool(fits), reason=reason, ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e,
         output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / gpus if gpus else nanv, requests_per_s=rps,
         memory=mem_d, max_context_tokens=ctx_max, max_concurrency=capped * plan.dp, concurrency_cap=cap_note,

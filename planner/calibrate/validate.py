@@ -130,7 +130,7 @@ def predict_row(row: dict, file: Path, line: int) -> tuple[str, str, float, floa
         if phase != "decode":
             raise PlannerError(f"{file}:{line}: phase {phase!r} is not supported (decode only)")
         # llama-bench tg: generate n tokens from a short context, one request
-        e = estimate(model, hw, plan, isl=1, osl=n, batching="static", batch=1)
+        e = estimate(model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine="llamacpp")
         return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")
 

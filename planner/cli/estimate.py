@@ -37,6 +37,7 @@ def estimate_cmd(
     batching: str = typer.Option("inflight", help="static (all requests start together) or inflight (continuous batching)"),
     batch: Optional[int] = typer.Option(None, help="requests in the static batch"),
     concurrency: Optional[str] = typer.Option(None, help="sequences in flight (inflight), or 'max' (default)"),
+    engine: str = typer.Option("trtllm", help="serving engine whose limits and overheads apply: trtllm, vllm, llamacpp"),
     rate: Optional[float] = typer.Option(None, help="arrival rate in requests/s (needs the serving simulator)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
@@ -56,7 +57,7 @@ def estimate_cmd(
     if batching == "inflight" and batch is not None:
         raise PlannerError("--batch applies to --batching static; use --concurrency with inflight batching")
     plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations)
-    est = estimate(model, hardware, plan, isl=isl, osl=osl, batching=batching, batch=batch, concurrency=conc)
+    est = estimate(model, hardware, plan, isl=isl, osl=osl, batching=batching, batch=batch, concurrency=conc, engine=engine)
     if as_json:
         print_json(est.to_dict())
         return

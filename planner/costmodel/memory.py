@@ -10,28 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
 
 GiB = 2.0**30
-
-
-@dataclass(frozen=True)
-class EngineMemory:
-    """How an engine budgets device memory. Defaults follow vLLM/TensorRT-LLM."""
-
-    # fraction of device memory the engine may use (vLLM gpu_memory_utilization default 0.9;
-    # TensorRT-LLM gives the KV cache 0.9 of the memory left after weights)
-    utilization: float = 0.90
-    # CUDA context, cuBLAS/NCCL workspaces, allocator slack: a prior (~1 GiB is what engines
-    # report as non-torch memory on H100); 0 on CPUs and unified-memory SoCs is not assumed
-    runtime_bytes: float = 1.0 * GiB
-    max_batched_tokens: int = 8192  # activation workspace is sized for this many tokens (TRT-LLM max_num_tokens default)
-    kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
-    max_seqs: int = 2048  # engine cap on concurrent sequences (TensorRT-LLM max_batch_size default)
-
-    def runtime_for(self, hw: Hardware) -> float:
-        return self.runtime_bytes if hw.kind in ("gpu", "accelerator", "tpu") else 0.0
 
 
 def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
@@ -58,6 +41,7 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
         + c["dense_mlp"] / tp
         + c["shared_experts"] / tp
         + c["router"]
+        + c["final_norm"]
         + c["experts"] / (tp * adp)
     )
     layer_bytes = layer_elems * p.weight_bytes / pp
@@ -88,7 +72,7 @@ def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1) ->
     return full * ctx + swa * (np.minimum(ctx, w) if w else ctx)
 
 
-def activation_bytes(model: Model, p: PlanArrays, eng: EngineMemory) -> np.ndarray:
+def activation_bytes(model: Model, p: PlanArrays, eng: Engine) -> np.ndarray:
     tp = p.tp.astype(float)
     ffn = model.moe.expert_intermediate_size * model.moe.top_k if model.moe else model.intermediate_size
     ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
@@ -113,14 +97,20 @@ class MemoryResult:
         return self.kv_capacity_bytes > 0
 
 
-def memory(model: Model, hw: Hardware, p: PlanArrays, eng: EngineMemory = EngineMemory()) -> MemoryResult:
+def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine()) -> MemoryResult:
     cap = hw.memory_capacity_bytes
     w = weight_bytes_per_device(model, p)
     act = activation_bytes(model, p, eng)
     rt = np.full_like(w, eng.runtime_for(hw))
-    usable = np.full_like(w, cap * eng.utilization)
     full, swa = kv_bytes_per_token_layers(model, p)
-    return MemoryResult(w, act, rt, usable, usable - w - act - rt, cap, full, swa)
+    if eng.kv_policy == "free":
+        kv = eng.utilization * (cap - w - act - rt)
+        usable = w + act + rt + np.maximum(kv, 0.0)
+        usable = np.where(kv > 0, usable, cap)
+    else:
+        usable = np.full_like(w, cap * eng.utilization)
+        kv = usable - w - act - rt
+    return MemoryResult(w, act, rt, usable, kv, cap, full, swa)
 
 
 def max_context(model: Model, mem: MemoryResult) -> np.ndarray:
@@ -138,7 +128,7 @@ def max_context(model: Model, mem: MemoryResult) -> np.ndarray:
     return np.floor(np.minimum(ctx, model.max_context))
 
 
-def max_concurrency(model: Model, p: PlanArrays, mem: MemoryResult, ctx, eng: EngineMemory = EngineMemory()) -> tuple[np.ndarray, np.ndarray]:
+def max_concurrency(model: Model, p: PlanArrays, mem: MemoryResult, ctx, eng: Engine = Engine()) -> tuple[np.ndarray, np.ndarray]:
     """Sequences of ``ctx`` tokens that fit per replica, before and after the engine cap."""
     per_seq = kv_bytes_per_seq(model, p, ctx, eng.kv_block_tokens)
     n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * p.adp

@@ -21,6 +21,7 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
 from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
 
@@ -77,14 +78,16 @@ def _pairs(s, past, window=None):
 class CostModel:
     """Step costs of one model on one hardware type, for arrays of plans."""
 
-    def __init__(self, model: Model, hw: Hardware, *, profile=None):
+    def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None):
         self.model = model
         self.hw = hw
         self.fabric = Fabric.of(hw)
         self.bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction
         ov = hw.overheads
-        self.kernel_s = ov.kernel_s.value if ov.kernel_s else 0.0
-        self.step_s = ov.step_s.value if ov.step_s else 0.0
+        engine = engine or Engine()
+        self.engine = engine
+        self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + engine.kernel_overhead_s
+        self.step_s = (ov.step_s.value if ov.step_s else 0.0) + engine.step_overhead_s
         self.half_m = hw.achievable.matmul_half_m or 0.0
         kv = hw.achievable.kv_read
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * kv.fraction if kv else self.bw

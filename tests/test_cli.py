@@ -1,0 +1,132 @@
+"""The CLI contract: JSON keys, clear one-line errors with exit code 2, no tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from planner.cli.app import main
+
+
+def run(args, capsys):
+    code = 0
+    try:
+        main(args)
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+ESTIMATE_KEYS = {"ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
+                 "requests_per_s", "memory", "max_context_tokens", "max_concurrency", "accuracy", "cost", "plan", "breakdown"}
+
+
+def test_estimate_json_contract(capsys):
+    code, out, err = run(["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "4", "--weights", "fp8", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert ESTIMATE_KEYS <= set(d)
+    assert {"fits", "weights_bytes", "kv_cache_bytes", "total_bytes_per_gpu", "capacity_bytes_per_gpu"} <= set(d["memory"])
+    assert d["memory"]["fits"] is True
+    assert d["plan"]["tp"] == 4
+    # physics: per-GPU throughput is the total over 4 GPUs; e2e = ttft + (osl-1) x tpot
+    assert d["output_tokens_per_s_per_gpu"] == pytest.approx(d["output_tokens_per_s"] / 4)
+    assert d["e2e_latency_s"] == pytest.approx(d["ttft_s"] + 255 * d["tpot_s"])
+    assert d["cost"]["usd_per_million_output_tokens"] > 0
+    assert all(r["bound"] in ("compute", "memory", "communication", "overhead") for r in d["breakdown"]["decode"])
+
+
+def test_static_batching(capsys):
+    code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--batching", "static", "--batch", "16",
+                          "--isl", "128", "--osl", "64", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["requests_per_s"] * 64 == pytest.approx(d["output_tokens_per_s"])
+
+
+def test_does_not_fit_is_a_result(capsys):
+    code, out, err = run(["estimate", "-m", "llama-3.1-405b", "-H", "l4", "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert d["memory"]["fits"] is False
+    assert "does not fit" in d["reason"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["estimate", "-m", "llama-3.1-70", "-H", "h100-sxm"], "did you mean"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100"], "unknown hardware"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--tp", "3"], "does not divide"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--weights", "fp7"], "unknown precision"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "a100-sxm-80gb", "--weights", "fp8", "--activations", "fp8"], "cannot run"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--isl", "0"], "at least 1"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "-2"], "positive"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--rate", "5"], "not yet supported"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--ep", "2"], "mixture-of-experts"),
+    (["validate", "/nonexistent.csv"], "does not exist"),
+])
+def test_user_errors_exit_2_one_line(args, fragment, capsys):
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "hw.yaml"
+    bad.write_text("id: x\nname: [unclosed\n")
+    code, _, err = run(["estimate", "-m", "llama-3.1-8b", "-H", str(bad)], capsys)
+    assert code == 2 and f"{bad}:" in err
+
+
+def test_malformed_json_import(tmp_path, capsys):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"hidden_size": 10,\n oops}')
+    code, _, err = run(["models", "import", str(bad)], capsys)
+    assert code == 2 and "config.json:2" in err
+
+
+def test_models_show_counts(capsys):
+    code, out, _ = run(["models", "show", "deepseek-v3", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0
+    assert abs(d["total_params"] - 671e9) / 671e9 < 0.01
+    assert d["active_params"] < d["total_params"]
+
+
+def test_models_import_roundtrip(tmp_path, capsys):
+    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "num_hidden_layers": 32, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 131072,
+           "hidden_act": "silu", "tie_word_embeddings": False}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    out_yaml = tmp_path / "m.yaml"
+    code, out, err = run(["models", "import", str(path), "--id", "my-8b", "--out", str(out_yaml)], capsys)
+    assert code == 0, err
+    code, out, err = run(["models", "show", str(out_yaml), "--json"], capsys)
+    assert code == 0, err
+    # the Llama-3.1-8B architecture: 8.03B parameters
+    assert json.loads(out)["total_params"] == pytest.approx(8.03e9, rel=0.01)
+
+
+def test_fit_and_lists(capsys):
+    code, out, _ = run(["fit", "-m", "llama-3.1-70b", "-H", "h200-sxm", "--weights", "fp8", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["fits"] and d["max_context_tokens"] > 0 and d["max_concurrency"] > 0
+    assert run(["hardware", "list"], capsys)[0] == 0
+    assert run(["models", "list"], capsys)[0] == 0
+    code, out, _ = run(["hardware", "show", "h100-nvl", "--json"], capsys)
+    assert code == 0 and json.loads(out)["id"] == "h100-nvl"
+
+
+def test_unpublished_peak_is_said_not_invented(capsys):
+    # the A10G's tensor throughput is not published: the planner says so instead of borrowing the A10's
+    code, _, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "a10g"], capsys)
+    assert code == 2 and "a10g" in err
+
+
+def test_console_script_entry_point():
+    r = subprocess.run([sys.executable, "-m", "planner", "estimate", "-m", "nope", "-H", "h100-sxm"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown model")

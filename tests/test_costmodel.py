@@ -1,0 +1,151 @@
+"""Physics of the cost model: hand-computed FLOPs and bytes, units, invariants."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner.costmodel.collectives import Fabric, all_reduce_time
+from planner.costmodel.memory import kv_bytes_per_seq, memory, weight_bytes_per_device
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import CostModel, Step, _pairs
+from planner.specs.engine import Engine
+from planner.specs.loader import get_hardware, get_model
+
+
+@pytest.fixture(scope="module")
+def l70():
+    return get_model("llama-3.1-70b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_hardware("h100-sxm")
+
+
+def op(sc, name):
+    return next(o for o in sc.ops if o.name == name)
+
+
+def test_causal_pairs_by_hand():
+    # 4 new tokens on 0 cached: keys per query 1+2+3+4 = 10; on 3 cached: 4+5+6+7 = 22
+    assert _pairs(np.float64(4), np.float64(0)) == 10
+    assert _pairs(np.float64(4), np.float64(3)) == 22
+    # window 5 on 3 cached: min(4,5)+min(5,5)+min(6,5)+min(7,5) = 19
+    assert _pairs(np.float64(4), np.float64(3), 5) == 19
+
+
+def test_gemm_flops_and_weight_bytes_by_hand(l70, h100):
+    p = make_plans(l70, h100, tp=1, weights="fp8", kv="fp8")
+    sc = CostModel(l70, h100).step(p, Step(decode_seqs=8, decode_ctx=1000))
+    # qkv: hidden 8192 x (64 + 2*8) heads x 128 = 83,886,080 weights; 2 FLOPs per MAC per token
+    w_qkv = 8192 * (64 + 16) * 128
+    assert op(sc, "qkv_proj").flops[0] == pytest.approx(2 * 8 * w_qkv)
+    # fp8 weights are one byte each; activations in and out 2 bytes per element
+    assert op(sc, "qkv_proj").bytes[0] == pytest.approx(w_qkv * 1.0 + 8 * (8192 + 80 * 128) * 2.0)
+    # gated MLP: 3 matrices of 8192 x 28672
+    assert op(sc, "mlp").flops[0] == pytest.approx(2 * 8 * 3 * 8192 * 28672)
+    assert op(sc, "mlp").count[0] == 80
+
+
+def test_decode_attention_reads_whole_kv_cache(l70, h100):
+    p = make_plans(l70, h100, tp=1, weights="bf16", kv="fp8")
+    sc = CostModel(l70, h100).step(p, Step(decode_seqs=4, decode_ctx=2000))
+    att = op(sc, "attention")
+    kv_read = 4 * 2000 * (2 * 8 * 128) * 1.0  # seqs x ctx x (K and V of 8 heads x 128) x fp8
+    q_o = 4 * 64 * 256 * 2.0
+    kv_write = 4 * 2 * 8 * 128 * 1.0
+    assert att.bytes[0] == pytest.approx(kv_read + q_o + kv_write)
+    # 4 FLOPs per head-dim element per key (QK and PV multiply-adds)
+    assert att.flops[0] == pytest.approx(2 * 64 * 4 * 2000 * (128 + 128))
+
+
+def test_kv_per_token_gqa_mla_and_replication(h100):
+    l70 = get_model("llama-3.1-70b")
+    p = make_plans(l70, h100, tp=[1, 8, 16], weights="bf16", kv="bf16", check=False)
+    per_tok = kv_bytes_per_seq(l70, p, 1)
+    # 80 layers x 2 x 8 KV heads x 128 x 2 bytes = 320 KiB at tp=1; tp=8 -> one KV head per GPU
+    assert per_tok[0] == 320 * 1024
+    assert per_tok[1] == 40 * 1024
+    # tp=16 > 8 KV heads: heads replicated, each GPU still holds one
+    assert per_tok[2] == 40 * 1024
+    ds = get_model("deepseek-v3")
+    pd = make_plans(ds, h100, tp=[1, 8], weights="fp8", kv="bf16")
+    # MLA latent 512 + 64 per layer, 61 layers, 2 bytes; not split by TP
+    assert kv_bytes_per_seq(ds, pd, 1)[0] == 61 * 576 * 2 == kv_bytes_per_seq(ds, pd, 1)[1]
+
+
+def test_sliding_window_caps_kv():
+    m = get_model("mistral-7b")
+    hw = get_hardware("h100-sxm")
+    p = make_plans(m, hw, weights="bf16", kv="bf16")
+    assert kv_bytes_per_seq(m, p, 10000)[0] == kv_bytes_per_seq(m, p, m.attention.sliding_window)[0]
+
+
+def test_weights_split_by_tp(l70, h100):
+    p = make_plans(l70, h100, tp=[1, 2, 4, 8], weights="bf16", kv="bf16")
+    w = weight_bytes_per_device(l70, p)
+    assert w[0] == pytest.approx(l70.total_params * 2, rel=1e-9)
+    assert w[0] / w[3] == pytest.approx(8, rel=0.01)
+
+
+def test_moe_touches_expected_distinct_experts(h100):
+    m = get_model("mixtral-8x7b")
+    p = make_plans(m, h100, tp=1, weights="bf16", kv="bf16")
+    cm = CostModel(m, h100)
+    one = op(cm.step(p, Step(decode_seqs=1, decode_ctx=100)), "experts")
+    many = op(cm.step(p, Step(decode_seqs=256, decode_ctx=100)), "experts")
+    e_bytes = m.expert_params() * 2.0
+    # one token touches top_k = 2 experts; 256 tokens touch (almost) all 8
+    assert one.bytes[0] == pytest.approx(2 * e_bytes + 2 * 4096 * 2.0, rel=1e-9)  # + activations in/out
+    assert many.bytes[0] == pytest.approx(8 * e_bytes + 256 * 2 * 4096 * 2.0, rel=1e-6)
+
+
+def test_allreduce_latency_plus_bandwidth(h100):
+    fab = Fabric.of(h100)
+    n = np.array([1.0, 2.0, 8.0])
+    t, _ = all_reduce_time(fab, n, np.array([1e9, 1e9, 1e9]))
+    assert t[0] == 0.0
+    # 2 GPUs, ring: 2(n-1)/n x 1 GB over 450 GB/s x ring fraction, plus 2 hops of latency
+    link = fab.scale_up
+    expect = 2 * link.latency_s + 1e9 / (450e9 * link.ring_fraction)
+    assert t[1] == pytest.approx(expect)
+    assert t[2] > t[1] * 0.5
+
+
+def test_units_of_step_time(l70, h100):
+    # decode of a 70B fp8 model on one H100 is bounded below by reading the weights once
+    p = make_plans(l70, h100, tp=1, weights="fp8", kv="fp8")
+    sc = CostModel(l70, h100).step(p, Step(decode_seqs=1, decode_ctx=128))
+    floor_s = l70.total_params * 1.0 / h100.memory_bandwidth_bytes_per_s
+    assert sc.time_s[0] > floor_s
+    assert sc.time_s[0] < 10 * floor_s
+
+
+@settings(max_examples=30, deadline=None)
+@given(b=st.integers(1, 512), ctx=st.integers(1, 8192))
+def test_monotonic_in_batch_and_context(b, ctx):
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, weights="bf16", kv="bf16")
+    cm = CostModel(m, hw)
+    t = cm.step(p, Step(decode_seqs=b, decode_ctx=ctx)).time_s[0]
+    assert cm.step(p, Step(decode_seqs=b + 1, decode_ctx=ctx)).time_s[0] >= t
+    assert cm.step(p, Step(decode_seqs=b, decode_ctx=ctx + 64)).time_s[0] >= t
+
+
+def test_vectorized_equals_one_by_one(l70, h100):
+    tps = [1, 2, 4, 8]
+    p = make_plans(l70, h100, tp=tps, weights="fp8", kv="fp8")
+    cm = CostModel(l70, h100)
+    many = cm.step(p, Step(decode_seqs=32, decode_ctx=1024)).time_s
+    for i, tp in enumerate(tps):
+        one = cm.step(make_plans(l70, h100, tp=tp, weights="fp8", kv="fp8"), Step(decode_seqs=32, decode_ctx=1024)).time_s[0]
+        assert many[i] == pytest.approx(one)
+
+
+def test_memory_budget_engine_policies(l70, h100):
+    p = make_plans(l70, h100, tp=1, weights="fp8", kv="fp8")
+    free = memory(l70, h100, p, Engine(kv_policy="free"))
+    total = memory(l70, h100, p, Engine(kv_policy="total"))
+    # TensorRT-LLM style gives the KV cache 90 % of what is free, vLLM style 90 % of the device
+    assert free.kv_capacity_bytes[0] > total.kv_capacity_bytes[0]

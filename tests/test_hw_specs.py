@@ -1,0 +1,182 @@
+"""Built-in hardware, interconnect and system specs: they load, they reference each other
+correctly, their units parse exactly, and every number carries a source."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.specs.hardware import Fraction, Sourced
+from planner.specs.loader import (
+    data_dir,
+    get_hardware,
+    get_interconnect,
+    get_system,
+    hardware_ids,
+    interconnect_ids,
+    read_yaml,
+    system_ids,
+)
+from planner.units import parse_quantity
+
+HW = hardware_ids()
+IC = interconnect_ids()
+SYS = system_ids()
+
+
+def _sourced_fields(obj, path=""):
+    """Every Sourced / Fraction object reachable from a spec, with a dotted path for messages."""
+    if isinstance(obj, (Sourced, Fraction)):
+        yield path, obj
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _sourced_fields(v, f"{path}.{k}")
+        return
+    fields = getattr(type(obj), "model_fields", None)
+    if fields:
+        for name in fields:
+            yield from _sourced_fields(getattr(obj, name), f"{path}.{name}")
+
+
+def test_builtin_sets_are_not_empty():
+    assert "h100-sxm" in HW
+    assert "nvlink4" in IC
+    assert "dgx-h100" in SYS
+
+
+@pytest.mark.parametrize("ident", HW)
+def test_hardware_loads(ident):
+    h = get_hardware(ident)
+    assert h.id == ident
+    assert h.memory_capacity_bytes > 0
+    assert h.memory_bandwidth_bytes_per_s > 0
+
+
+@pytest.mark.parametrize("ident", IC)
+def test_interconnect_loads(ident):
+    ic = get_interconnect(ident)
+    assert ic.id == ident
+    assert ic.bandwidth_per_direction.value > 0
+    assert ic.latency.value > 0
+    assert ic.latency.source.strip()
+
+
+@pytest.mark.parametrize("ident", SYS)
+def test_system_loads_and_references_resolve(ident):
+    s = get_system(ident)
+    assert s.id == ident
+    assert s.device in HW, f"{ident}: device {s.device!r} is not a hardware id"
+    get_hardware(s.device)
+    for ref in (s.scale_up, s.scale_out):
+        if ref is not None:
+            assert ref in IC, f"{ident}: interconnect {ref!r} is not an interconnect id"
+    if s.nics_per_node:
+        assert s.scale_out is not None, f"{ident}: NICs without a scale_out interconnect"
+    assert s.source.strip()
+
+
+_ALLOWED_KINDS = {
+    "scale_up": {"scale_up", "host"},  # PCIe may serve as the peer link of PCIe-only cards
+    "scale_out": {"scale_out", "network"},
+    "host": {"host"},
+}
+
+
+@pytest.mark.parametrize("ident", HW)
+def test_hardware_links_resolve(ident):
+    h = get_hardware(ident)
+    for tier in ("scale_up", "scale_out", "host"):
+        ref = getattr(h.links, tier)
+        if ref is None:
+            continue
+        assert ref.interconnect in IC, f"{ident}: links.{tier} -> unknown interconnect {ref.interconnect!r}"
+        kind = get_interconnect(ref.interconnect).kind
+        assert kind in _ALLOWED_KINDS[tier], f"{ident}: links.{tier} uses a {kind} interconnect"
+
+
+@pytest.mark.parametrize("ident", HW)
+def test_every_nonnull_peak_has_a_source(ident):
+    h = get_hardware(ident)
+    for dtype, q in h.peak_flops.items():
+        if q is not None:
+            assert q.value > 0, f"{ident}.{dtype}"
+            assert q.source.strip(), f"{ident}.{dtype} has an empty source"
+
+
+@pytest.mark.parametrize("ident", HW)
+def test_every_number_has_a_source(ident):
+    h = get_hardware(ident)
+    found = list(_sourced_fields(h))
+    assert found
+    for path, obj in found:
+        assert obj.source.strip(), f"{ident}{path} has an empty source"
+    if h.price is not None:
+        assert h.price.source.strip() and h.price.date.strip()
+
+
+@pytest.mark.parametrize("ident", IC)
+def test_every_interconnect_number_has_a_source(ident):
+    for path, obj in _sourced_fields(get_interconnect(ident)):
+        assert obj.source.strip(), f"{ident}{path} has an empty source"
+
+
+@pytest.mark.parametrize("ident", HW)
+def test_memory_fraction_not_above_one(ident):
+    f = get_hardware(ident).achievable.memory
+    assert 0 < f.fraction <= 1.0
+
+
+@pytest.mark.parametrize("ident", HW)
+def test_matmul_fractions_only_for_known_peaks(ident):
+    """A matmul fraction for a dtype without a published peak would never be usable; flag typos."""
+    h = get_hardware(ident)
+    for dtype, f in h.achievable.matmul.items():
+        assert 0 < f.fraction <= 1.0, f"{ident}.{dtype}"
+        if dtype != "default":
+            assert h.supports(dtype), f"{ident}: matmul fraction for {dtype}, which has no peak"
+
+
+def _raw_yaml(kind: str, ident: str) -> dict:
+    return read_yaml(data_dir(kind) / f"{ident}.yaml")
+
+
+def test_h100_sxm_units_are_exact():
+    h = get_hardware("h100-sxm")
+    assert h.memory_bandwidth_bytes_per_s == pytest.approx(3.35e12, rel=0, abs=1e-3)
+    # the capacity string parses exactly, whichever published form the file uses
+    # ("80 GB" datasheet = 80e9 B, or nvidia-smi's "81559 MiB"), and lies between 80 GB and 80 GiB
+    raw = _raw_yaml("hw_specs", "h100-sxm")["memory"]["capacity"]["value"]
+    assert h.memory_capacity_bytes == parse_quantity(raw, "bytes")
+    assert 80e9 <= h.memory_capacity_bytes <= 80 * 2**30
+    assert parse_quantity("80 GB", "bytes") == 80e9
+    assert h.peak("bf16") == pytest.approx(989e12)
+
+
+def test_unit_strings_parse_exactly_in_specs():
+    """Spot checks that decimal, binary and bit-rate units in the shipped files land on exact SI values."""
+    assert get_hardware("a100-sxm-40gb").memory_capacity_bytes == 40e9
+    assert get_hardware("a100-sxm-40gb").memory_bandwidth_bytes_per_s == 1555e9
+    assert get_hardware("tpu-v5e").host_memory.value == 512 * 2**30
+    assert get_interconnect("ib-ndr").bandwidth_per_direction.value == 50e9  # 400 Gbps
+    assert get_interconnect("nvlink3").latency.value == pytest.approx(3.2e-6)
+
+
+def test_gib_is_binary():
+    assert parse_quantity("80 GiB", "bytes") == 80 * 2**30
+    assert parse_quantity("80 GB", "bytes") == 80e9
+    assert parse_quantity("400 Gbps", "bytes_per_s") == 50e9
+
+
+def test_h100_sxm_ridge_point():
+    h = get_hardware("h100-sxm")
+    ridge = h.peak("bf16") / h.memory_bandwidth_bytes_per_s
+    assert 250 <= ridge <= 350
+
+
+def test_null_peak_raises_clearly():
+    from planner.errors import PlannerError
+
+    with pytest.raises(PlannerError, match="no published"):
+        get_hardware("a10g").peak("bf16")
+    with pytest.raises(PlannerError):
+        get_hardware("a100-sxm-80gb").peak("fp8")
