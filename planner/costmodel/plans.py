@@ -31,8 +31,8 @@ class PlanArrays:
     gemm_flops: np.ndarray  # achievable GEMM FLOP/s (peak x fraction) in the compute dtype
     gemm_peak_flops: np.ndarray
     attn_flops: np.ndarray  # achievable attention FLOP/s (16-bit tensor cores x attention fraction)
-    labels: list[str] = field(default_factory=list)  # "weights/compute" per plan for display
-    notes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # "weights/kv" of each distinct format pair
+    notes: list[str] = field(default_factory=list)  # how each distinct format runs on the device
 
     @property
     def n(self) -> int:
@@ -47,7 +47,7 @@ class PlanArrays:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("labels", "notes"):
-                vals[f.name] = [v[i] for i in np.atleast_1d(idx)] if v else []
+                vals[f.name] = v
             else:
                 vals[f.name] = np.broadcast_to(v, (self.n,))[idx]
         return PlanArrays(**vals)
@@ -95,17 +95,14 @@ def make_plans(
     n = int(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape, (len(weights),) if isinstance(weights, list) else (1,))[0])
     w_list = weights if isinstance(weights, list) else [weights] * n
     k_list = kv if isinstance(kv, list) else [kv] * n
-    cache: dict[tuple[str, str], dict] = {}
-    cols = {k: np.empty(n) for k in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops")}
-    labels, notes = [], []
-    for i, key in enumerate(zip(w_list, k_list)):
-        if key not in cache:
-            cache[key] = format_numbers(hw, key[0], key[1], activations)
-        d = cache[key]
-        for k in cols:
-            cols[k][i] = d[k]
-        labels.append(d["label"])
-        notes.append(d["note"])
+    keys = list(zip(w_list, k_list))
+    uniq = list(dict.fromkeys(keys))
+    table = {key: format_numbers(hw, key[0], key[1], activations) for key in uniq}
+    index = np.array([uniq.index(k) for k in keys]) if len(uniq) > 1 else np.zeros(n, dtype=np.int64)
+    cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
+            for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops")}
+    labels = [table[k]["label"] for k in uniq]
+    notes = [table[k]["note"] for k in uniq]
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),
