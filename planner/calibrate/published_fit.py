@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from planner.calibrate.validate import builtin_published, predict_row
-from planner.specs.hardware import Fraction, Hardware, Seconds
+from planner.specs.hardware import Hardware
 from planner.specs.loader import get_hardware
 
 BOUNDS = {  # physical ranges: fractions of a datasheet peak, overheads in seconds
@@ -93,22 +93,9 @@ def fit_hardware(hw_id: str, files: list[Path] | None = None, progress=None) -> 
     weight = np.sqrt(np.array([len(rows) / (len(per_file) * per_file[n]) for n in names_f]))
     src = f"fitted to {len(rows)} published rows of {hw_id} (planner calibrate --published)"
 
-    import planner.specs.loader as loader
-
     def residuals(x):
         hw = apply(base, names, x, src)
-        orig = loader.get_hardware
-        loader_cache = {hw_id: hw}
-        try:
-            loader_get = lambda ident: loader_cache.get(ident) or orig(ident)  # noqa: E731
-            import planner.api as api
-
-            api.get_hardware = loader_get
-            pred = np.array([predict_row(r, f, i)[3] for r, f, i in rows])
-        finally:
-            import planner.api as api
-
-            api.get_hardware = orig
+        pred = np.array([predict_row(r, f, i, hardware=hw)[3] for r, f, i in rows])
         if progress:
             progress()
         pred = np.where(np.isfinite(pred) & (pred > 0), pred, meas * 0.05)

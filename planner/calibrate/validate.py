@@ -102,14 +102,15 @@ def _float(row: dict, key: str, file: Path, line: int) -> float:
         raise PlannerError(f"{file}:{line}: column {key!r} is missing or not a number") from None
 
 
-def predict_row(row: dict, file: Path, line: int) -> tuple[str, str, float, float]:
-    """(what, config, measured, predicted) for one published-schema row."""
+def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
+    """(what, config, measured, predicted) for one published-schema row; ``hardware``
+    overrides the row's device spec (a candidate calibration)."""
     cols = set(row)
     tp = _int(row, "tp", file, line) if row.get("tp") else 1
     weights = row.get("weights") or "bf16"
     kv = row.get("kv") or None
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
-    model, hw = row["model"], row["hardware"]
+    model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
         isl = _int(row, "isl", file, line)
         e = estimate(model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
