@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -21,20 +22,8 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     """Bytes of weights on the busiest device (a middle pipeline stage holds no embedding)."""
     c = model.param_counts()
     tp, pp, adp = p.tp.astype(float), p.pp.astype(float), p.adp.astype(float)
-    a = model.attention
-    if a.mla:
-        ml = a.mla
-        qk = ml.qk_nope_head_dim + ml.qk_rope_head_dim
-        q_up = (ml.q_lora_rank * model.num_heads * qk) if ml.q_lora_rank else model.hidden_size * model.num_heads * qk
-        kv_up = ml.kv_lora_rank * model.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim)
-        o = model.num_heads * ml.v_head_dim * model.hidden_size
-        split = q_up + kv_up + o
-        attn_per_layer = (model.attention_params() - split) + split / tp
-    else:
-        kvh = np.maximum(model.num_kv_heads / tp, 1.0)
-        qd = model.num_heads * model.head_dim
-        attn_per_layer = model.hidden_size * (qd / tp + 2 * kvh * model.head_dim) + qd / tp * model.hidden_size
-        attn_per_layer = attn_per_layer + (model.attention_params() - (2 * model.hidden_size * qd + 2 * model.hidden_size * model.num_kv_heads * model.head_dim)) / tp
+    sh = attention_shard(model, tp)
+    attn_per_layer = sh.qkv_elems + sh.o_elems + sh.other_elems
     layer_elems = (
         attn_per_layer * model.num_layers
         + c["norms"]
@@ -53,11 +42,8 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
 
 def kv_bytes_per_token_layers(model: Model, p: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
     """KV bytes per token on one device: (full-attention layers, sliding-window layers)."""
-    tp, pp = p.tp.astype(float), p.pp.astype(float)
-    if model.attention.mla:
-        per_layer = (model.attention.mla.kv_lora_rank + model.attention.mla.qk_rope_head_dim) * np.ones_like(tp)
-    else:
-        per_layer = 2.0 * np.maximum(model.num_kv_heads / tp, 1.0) * model.head_dim
+    per_layer = attention_shard(model, p.tp).kv_elems_per_token
+    pp = p.pp.astype(float)
     n_swa = model.num_sliding_layers()
     full = per_layer * (model.num_layers - n_swa) / pp * p.kv_bytes
     swa = per_layer * n_swa / pp * p.kv_bytes

@@ -21,6 +21,7 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
 from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -58,9 +59,6 @@ class StepCost:
     ops: list[OpCost]
     time_s: np.ndarray  # wall time of the step (all stages, as one token sees it)
     stage_time_s: np.ndarray  # time of the slowest pipeline stage (sets throughput)
-
-    def totals(self) -> dict[str, np.ndarray]:
-        return {o.name: o.time_s * o.count for o in self.ops}
 
 
 def _pairs(s, past, window=None):
@@ -142,29 +140,9 @@ class CostModel:
         a = m.attention
 
         # -- attention block --------------------------------------------------------
-        heads = m.num_heads / tp
-        if a.mla:
-            ml = a.mla
-            qk = ml.qk_nope_head_dim + ml.qk_rope_head_dim
-            q_elems = (h * ml.q_lora_rank + ml.q_lora_rank * m.num_heads * qk) if ml.q_lora_rank else h * m.num_heads * qk
-            # q_a and kv_a are replicated on every TP rank (small); the up-projections are split
-            q_up = (ml.q_lora_rank * m.num_heads * qk) if ml.q_lora_rank else h * m.num_heads * qk
-            q_down = q_elems - q_up
-            kv_down = h * (ml.kv_lora_rank + ml.qk_rope_head_dim)
-            kv_up = ml.kv_lora_rank * m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim)
-            qkv_w = q_down + kv_down + (q_up + kv_up) / tp
-            o_w = m.num_heads * ml.v_head_dim * h / tp
-            kv_tok_elems = ml.kv_lora_rank + ml.qk_rope_head_dim  # replicated across TP ranks
-            pf_dqk, pf_dv = qk, ml.v_head_dim  # prefill: decompressed MHA
-            dc_dqk, dc_dv = ml.kv_lora_rank + ml.qk_rope_head_dim, ml.kv_lora_rank  # decode: absorbed
-            qkv_out = heads * qk + kv_tok_elems
-        else:
-            kvh = np.maximum(m.num_kv_heads / tp, 1.0)  # replicated when tp exceeds KV heads
-            qkv_w = h * (heads + 2 * kvh) * m.head_dim
-            o_w = heads * m.head_dim * h
-            kv_tok_elems = 2 * kvh * m.head_dim
-            pf_dqk = pf_dv = dc_dqk = dc_dv = m.head_dim
-            qkv_out = (heads + 2 * kvh) * m.head_dim
+        sh = attention_shard(m, tp)
+        heads, qkv_w, o_w, kv_tok_elems, qkv_out = sh.heads, sh.qkv_elems, sh.o_elems, sh.kv_elems_per_token, sh.qkv_out
+        pf_dqk, pf_dv, dc_dqk, dc_dv = sh.prefill_dqk, sh.prefill_dv, sh.decode_dqk, sh.decode_dv
 
         ops.append(self._elementwise("attn_norm", T * h, layers_stage))
         ops.append(self._gemm("qkv_proj", T, qkv_w, plans.gemm_flops, wb, layers_stage, in_out_elems=h + qkv_out))
@@ -223,7 +201,7 @@ class CostModel:
             m_per_expert = T_group * mo.top_k / np.maximum(touched, 1e-9)
             ops.append(self._gemm(
                 "experts", T_group * mo.top_k / moe_group, e_elems, plans.gemm_flops, wb, cnt,
-                m_eff=m_per_expert, in_out_elems=h * moe_group / np.maximum(moe_group, 1), weight_touch=touched_dev * w_dev,
+                m_eff=m_per_expert, in_out_elems=h, weight_touch=touched_dev * w_dev,
             ))
             if mo.num_shared_experts:
                 sw_elems = m.shared_expert_params() / tp
