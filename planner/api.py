@@ -207,3 +207,20 @@ def estimate(
         memory=mem_d, max_context_tokens=ctx_max, max_concurrency=capped * plan.dp, concurrency_cap=cap_note,
         accuracy=accuracy_of(plan.weights, kv), cost=cost, breakdown=breakdown, notes=notes,
     )
+
+
+def fit(model: str | Model, hardware: str | Hardware, plan: PlanSpec | None = None, *, isl: int = 1024, osl: int = 256,
+        engine: Engine | str = "trtllm") -> dict:
+    """Memory per GPU and the limits it sets: does the plan fit, max context, max concurrency."""
+    est = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine)
+    mem = est.memory
+    fixed = mem["weights_bytes"] + mem["activation_bytes"] + mem["runtime_bytes"]
+    return {
+        "model": est.model, "hardware": est.hardware, "plan": est.plan, "gpus": est.gpus,
+        "fits": fixed < mem["usable_bytes_per_gpu"] and est.max_concurrency >= 1,
+        "memory": {k: mem[k] for k in ("weights_bytes", "activation_bytes", "runtime_bytes", "usable_bytes_per_gpu",
+                                       "capacity_bytes_per_gpu", "kv_bytes_per_token")},
+        "kv_cache_capacity_bytes": mem["usable_bytes_per_gpu"] - fixed,
+        "max_context_tokens": est.max_context_tokens, "max_concurrency": est.max_concurrency,
+        "concurrency_cap": est.concurrency_cap, "reason": est.reason,
+    }

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from planner.api import estimate
+from planner.api import fit
 from planner.cli.app import app
 from planner.cli.common import console, gib, num, print_json
 from planner.cli.estimate import plan_options
@@ -30,20 +30,12 @@ def fit_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations)
-    est = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max")
-    mem = est.memory
-    out = {
-        "model": est.model, "hardware": est.hardware, "plan": est.plan, "gpus": est.gpus,
-        "fits": mem["weights_bytes"] + mem["activation_bytes"] + mem["runtime_bytes"] < mem["usable_bytes_per_gpu"] and est.max_concurrency >= 1,
-        "memory": {k: mem[k] for k in ("weights_bytes", "activation_bytes", "runtime_bytes", "usable_bytes_per_gpu", "capacity_bytes_per_gpu", "kv_bytes_per_token")},
-        "kv_cache_capacity_bytes": mem["usable_bytes_per_gpu"] - mem["weights_bytes"] - mem["activation_bytes"] - mem["runtime_bytes"],
-        "max_context_tokens": est.max_context_tokens, "max_concurrency": est.max_concurrency,
-        "concurrency_cap": est.concurrency_cap, "reason": est.reason,
-    }
+    out = fit(model, hardware, plan, isl=isl, osl=osl)
+    mem = out["memory"]
     if as_json:
         print_json(out)
         return
-    t = Table(title=f"{est.model} on {est.gpus} x {est.hardware} ({plan.weights} weights, {est.plan['kv']} KV), per GPU", header_style="bold")
+    t = Table(title=f"{out['model']} on {out['gpus']} x {out['hardware']} ({plan.weights} weights, {out['plan']['kv']} KV), per GPU", header_style="bold")
     t.add_column("item")
     t.add_column("bytes", justify="right")
     t.add_row("weights", gib(mem["weights_bytes"]))
@@ -55,8 +47,8 @@ def fit_cmd(
     t.add_row("KV per token", f"{mem['kv_bytes_per_token'] / 1024:,.1f} KiB")
     console.print(t)
     if out["fits"]:
-        console.print(f"fits: max context {num(est.max_context_tokens)} tokens; {num(est.max_concurrency)} concurrent requests of {isl}+{osl} tokens")
-        if est.concurrency_cap:
-            console.print(f"[dim]{est.concurrency_cap}[/dim]")
+        console.print(f"fits: max context {num(out['max_context_tokens'])} tokens; {num(out['max_concurrency'])} concurrent requests of {isl}+{osl} tokens")
+        if out['concurrency_cap']:
+            console.print(f"[dim]{out['concurrency_cap']}[/dim]")
     else:
-        console.print(f"[red]{est.reason or 'does not fit'}[/red]")
+        console.print(f"[red]{out['reason'] or 'does not fit'}[/red]")
