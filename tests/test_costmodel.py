@@ -149,3 +149,17 @@ def test_memory_budget_engine_policies(l70, h100):
     total = memory(l70, h100, p, Engine(kv_policy="total"))
     # TensorRT-LLM style gives the KV cache 90 % of what is free, vLLM style 90 % of the device
     assert free.kv_capacity_bytes[0] > total.kv_capacity_bytes[0]
+
+
+def test_in_switch_allreduce_uses_each_links_measured_fraction():
+    # 8 GPUs reduce in the switch at the link's own measured bus bandwidth (NVLink4 480/450, NVLink5 838/900)
+    for hw_id, busbw in (("h100-sxm", 480e9), ("b200", 838e9)):
+        fab = Fabric.of(get_hardware(hw_id))
+        size = 8e9
+        t, sw = all_reduce_time(fab, np.array([8.0]), np.array([size]))
+        assert bool(sw[0])
+        expect = 2 * fab.scale_up.latency_s + size * 2 * 7 / 8 / busbw
+        assert t[0] == pytest.approx(expect, rel=2e-3)
+    # 4 GPUs: NCCL stays on the ring below the NVLS threshold
+    t4, sw4 = all_reduce_time(Fabric.of(get_hardware("h100-sxm")), np.array([4.0]), np.array([1e9]))
+    assert not bool(sw4[0])

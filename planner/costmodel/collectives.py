@@ -17,10 +17,6 @@ import numpy as np
 from planner.specs.hardware import Hardware, Interconnect
 from planner.specs.loader import get_interconnect
 
-# measured NVLS bus bandwidth over the NVLink4 per-direction rate: 480 / 450 GB/s
-# (Azure ND H100 v5 nccl-tests 8 GB all-reduce 478.87; stas00/ml-engineering 8x H200 480.0)
-NVLS_BUSBW_FRACTION = 480.0 / 450.0
-NVLS_MIN_GPUS = 4  # NCCL selects NVLS only above 4 GPUs (stas00/ml-engineering H200 sweep)
 
 
 @dataclass(frozen=True)
@@ -31,7 +27,8 @@ class LinkTier:
     bandwidth_bytes_per_s: float  # per direction, per device
     latency_s: float
     ring_fraction: float  # achievable bus bandwidth / link rate for ring collectives
-    in_switch: bool
+    in_switch_fraction: float  # bus bandwidth / link rate with in-switch reduction; 0 when the switch cannot reduce
+    in_switch_min_devices: int
     domain_size: int
 
     @classmethod
@@ -41,7 +38,8 @@ class LinkTier:
             bandwidth_bytes_per_s=link.bandwidth_per_direction.value * count,
             latency_s=link.latency.value,
             ring_fraction=link.achievable.fraction if link.achievable else 1.0,
-            in_switch=link.in_switch_reduction,
+            in_switch_fraction=link.in_switch.fraction if (link.in_switch_reduction and link.in_switch) else 0.0,
+            in_switch_min_devices=link.in_switch_min_devices,
             domain_size=domain_size,
         )
 
@@ -65,16 +63,18 @@ class Fabric:
         return cls(up, out)
 
     def tier_for(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per plan: (bandwidth, latency, ring fraction, in-switch) of the slowest tier a group crosses."""
+        """Per plan: (bandwidth, latency, ring fraction, in-switch fraction) of the slowest tier a group crosses;
+        the in-switch fraction is 0 where the group cannot reduce in the switch."""
         group = np.asarray(group)
         inf = np.full(group.shape, np.inf)
-        bw, lat, frac, sw = inf.copy(), np.zeros(group.shape), np.ones(group.shape), np.zeros(group.shape, bool)
+        bw, lat, frac, sw = inf.copy(), np.zeros(group.shape), np.ones(group.shape), np.zeros(group.shape)
         if self.scale_up:
             inside = group <= self.scale_up.domain_size
             bw = np.where(inside, self.scale_up.bandwidth_bytes_per_s, bw)
             lat = np.where(inside, self.scale_up.latency_s, lat)
             frac = np.where(inside, self.scale_up.ring_fraction, frac)
-            sw = np.where(inside, self.scale_up.in_switch, sw)
+            up = self.scale_up
+            sw = np.where(inside & (group >= up.in_switch_min_devices), up.in_switch_fraction, sw)
             crosses = ~inside
         else:
             crosses = group > 1
@@ -82,7 +82,7 @@ class Fabric:
             bw = np.where(crosses, self.scale_out.bandwidth_bytes_per_s, bw)
             lat = np.where(crosses, self.scale_out.latency_s, lat)
             frac = np.where(crosses, self.scale_out.ring_fraction, frac)
-            sw = np.where(crosses, False, sw)
+            sw = np.where(crosses, 0.0, sw)
         else:
             # no link out of the domain: such a group is infeasible (infinite time)
             bw = np.where(crosses, 0.0, bw)
@@ -98,8 +98,8 @@ def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray) ->
     """Time (s) of an all-reduce of ``message_bytes`` over ``n`` devices, and 1 where it ran in-switch."""
     n = np.asarray(n, dtype=float)
     bw, lat, frac, sw = fabric.tier_for(n)
-    use_switch = sw & (n > NVLS_MIN_GPUS)
-    busbw = bw * np.where(use_switch, NVLS_BUSBW_FRACTION, frac)
+    use_switch = sw > 0
+    busbw = bw * np.where(use_switch, sw, frac)
     hops = np.where(use_switch, 2.0, 2.0 * (n - 1))
     t = hops * lat + _safe_div(message_bytes * 2.0 * (n - 1) / np.maximum(n, 1), busbw)
     return np.where(n > 1, t, 0.0), use_switch

@@ -161,6 +161,8 @@ class Hardware(_Strict):
 
 
 class Interconnect(_Strict):
+    """A link tier; ``in_switch`` is required when ``in_switch_reduction`` is set."""
+
     id: str
     name: str
     kind: Literal["scale_up", "scale_out", "host", "network"]
@@ -168,6 +170,9 @@ class Interconnect(_Strict):
     latency: Seconds
     achievable: Fraction | None = None
     in_switch_reduction: bool = False  # NVLink SHARP (NVLS): all-reduce reduced in the switch
+    # measured all-reduce bus bandwidth with in-switch reduction, as a fraction of the link rate
+    in_switch: Fraction | None = None
+    in_switch_min_devices: int = 5  # NCCL picks NVLS only from this group size up
     topology: Literal["switch", "mesh", "torus", "bus", "point_to_point"] = "switch"
     notes: list[str] = []
 
