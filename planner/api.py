@@ -159,7 +159,7 @@ def estimate(
         raise PlannerError(f"unknown batching {batching!r} (use static or inflight)")
 
     weights_b = float(mem.weights_bytes[0])
-    per_seq_kv = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
+    kv_per_token = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
     kv_need = float(kv_bytes_per_seq(m, p, isl + osl, engine.kv_block_tokens)[0]) * max(n, 0)
     other = float(mem.activation_bytes[0] + mem.runtime_bytes[0])
     usable = float(mem.usable_bytes[0])
@@ -175,7 +175,7 @@ def estimate(
         "fits": bool(fits), "weights_bytes": weights_b, "kv_cache_bytes": kv_need,
         "activation_bytes": float(mem.activation_bytes[0]), "runtime_bytes": float(mem.runtime_bytes[0]),
         "total_bytes_per_gpu": total, "capacity_bytes_per_gpu": hw.memory_capacity_bytes,
-        "usable_bytes_per_gpu": usable, "kv_bytes_per_token": per_seq_kv,
+        "usable_bytes_per_gpu": usable, "kv_bytes_per_token": kv_per_token,
     }
     gpus = plan.gpus
     price = hw.price.usd_per_hour if hw.price else None
