@@ -51,13 +51,22 @@ def _rows_for(hw_id: str, files: list[Path], exclude_engine: str = "llama.cpp") 
     return out
 
 
+# dtypes that run on the same tensor-core path at the same peak: a fit of one holds for the other
+SIBLINGS = {"fp16": ("bf16",), "bf16": ("fp16",), "fp8": ("int8",)}
+
+
 def apply(hw: Hardware, names: list[str], x: np.ndarray, source: str) -> Hardware:
     ach = hw.achievable.model_dump()
     ov = hw.overheads.model_dump()
+    fitted = {n.partition(":")[2] for n in names if n.startswith("matmul:")}
     for name, v in zip(names, x):
         kind, _, dtype = name.partition(":")
         if kind == "matmul":
             ach["matmul"][dtype] = {"fraction": float(v), "source": source, "kind": "calibrated"}
+            for sib in SIBLINGS.get(dtype, ()):
+                if sib not in fitted and hw.supports(sib) and hw.peak(sib) == hw.peak(dtype):
+                    ach["matmul"][sib] = {"fraction": float(v), "kind": "calibrated",
+                                          "source": f"as {dtype} (same tensor-core peak); {source}"}
         elif kind in ("memory", "kv_read"):
             ach[kind] = {"fraction": float(v), "source": source, "kind": "calibrated"}
         else:

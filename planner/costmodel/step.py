@@ -36,9 +36,12 @@ class Step:
     prefill_past: np.ndarray | float = 0.0
     decode_seqs: np.ndarray | float = 0.0
     decode_ctx: np.ndarray | float = 0.0
+    # tokens each decoding sequence adds in this step: 1, or k+1 when a speculative step verifies k drafts
+    decode_tokens: np.ndarray | float = 1.0
 
     def arrays(self):
-        return tuple(np.asarray(x, dtype=float) for x in (self.prefill_seqs, self.prefill_tokens, self.prefill_past, self.decode_seqs, self.decode_ctx))
+        return tuple(np.asarray(x, dtype=float) for x in (self.prefill_seqs, self.prefill_tokens, self.prefill_past,
+                                                          self.decode_seqs, self.decode_ctx, self.decode_tokens))
 
 
 @dataclass
@@ -126,14 +129,14 @@ class CostModel:
     # ---- the step ------------------------------------------------------------------
     def step(self, plans: PlanArrays, step: Step) -> StepCost:
         m, hw = self.model, self.hw
-        p_seqs, p_tok, p_past, d_seqs, d_ctx = step.arrays()
+        p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
         self._shape = np.broadcast_shapes(plans.tp.shape, *(x.shape for x in step.arrays()))
         tp, pp, adp = plans.tp.astype(float), plans.pp.astype(float), plans.adp.astype(float)
         ep = plans.ep.astype(float)
         wb, kvb = plans.weight_bytes, plans.kv_bytes
         # tokens through this device's GEMMs (attention-DP splits the batch)
-        T = (p_seqs * p_tok + d_seqs) / adp
-        out_tokens = (p_seqs + d_seqs) / adp  # rows through lm_head
+        T = (p_seqs * p_tok + d_seqs * d_tok) / adp
+        out_tokens = (p_seqs + d_seqs * d_tok) / adp  # rows through lm_head
         h = m.hidden_size
         layers_stage = m.num_layers / pp
         ops: list[OpCost] = []
@@ -157,9 +160,9 @@ class CostModel:
                 continue
             ctx_d = d_ctx if window is None else np.minimum(d_ctx, window)
             pairs_p = p_seqs * _pairs(p_tok, p_past, window) / adp
-            pairs_d = d_seqs * ctx_d / adp
+            pairs_d = d_seqs * d_tok * ctx_d / adp
             flops = 2.0 * heads * (pairs_p * (pf_dqk + pf_dv) + pairs_d * (dc_dqk + dc_dv))
-            kv_read = pairs_d * kv_tok_elems * kvb  # decode reads the whole cache
+            kv_read = d_seqs * ctx_d / adp * kv_tok_elems * kvb  # decode reads the whole cache once per sequence
             # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
             ctx_p = p_past if window is None else np.minimum(p_past, window)
             kv_read = kv_read + p_seqs / adp * (ctx_p + p_tok) * kv_tok_elems * kvb

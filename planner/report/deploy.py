@@ -1,0 +1,42 @@
+"""Turn a recommended plan (a search result row) into an engine launch config."""
+
+from __future__ import annotations
+
+from planner.search.space import host_kv_bytes_per_device
+from planner.specs.engine import get_engine
+from planner.specs.loader import get_hardware, get_model
+
+
+def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = "trtllm") -> dict:
+    """The engine-neutral plan dict that ``planner.report.emit.emit`` renders."""
+    p = rec["plan"]
+    m = get_model(model_id)
+    eng = get_engine(engine)
+    adp = p["attention_dp"]
+    conc = p["concurrency_per_replica"]
+    spec = None
+    if p["speculative"]:
+        spec = {"method": "mtp" if m.id.startswith("deepseek") else "draft",
+                "num_speculative_tokens": p["speculative"]["draft_tokens"], "draft_model": None}
+    dis = None
+    if p["mode"] == "disaggregated":
+        d = p["disaggregated"]
+        dis = {"prefill_workers": d["prefill_workers"], "decode_workers": d["decode_workers"],
+               "prefill_tp": d["prefill_tp"], "decode_tp": p["tp"]}
+    offload_gib = host_kv_bytes_per_device(get_hardware(p["hardware"])) / 2**30 if p["kv_offload_to_host"] else 0.0
+    return {
+        "model": m.id, "hf_repo": getattr(m, "hf_repo", None), "hardware": p["hardware"], "gpus": rec["gpus"],
+        # attention-DP plans run one engine over tp x adp GPUs with data-parallel attention (DeepSeek style)
+        "tp": p["tp"] * adp, "pp": p["pp"], "ep": p["ep"], "dp": p["replicas"], "attention_dp": adp > 1,
+        "weights": p["weights"], "kv": p["kv"],
+        "max_num_seqs": conc, "max_num_batched_tokens": p["chunked_prefill_tokens"] or eng.max_batched_tokens,
+        "chunked_prefill": bool(p["chunked_prefill_tokens"]), "max_model_len": min(m.max_context, max(isl + osl, rec["max_context_tokens"])),
+        "speculative": spec, "disaggregated": dis, "kv_offload_gib": round(offload_gib, 1),
+        "gpu_memory_utilization": eng.utilization,
+    }
+
+
+def emit_recommended(target: str, rec: dict, model_id: str, isl: int, osl: int, engine: str = "trtllm") -> str:
+    from planner.report.emit import emit
+
+    return emit(target, deployment_plan(rec, model_id, isl, osl, engine))

@@ -1,0 +1,265 @@
+"""Evaluate the plan space in a few vectorized passes: aggregated replicas over
+concurrency x chunked-prefill budget x speculative decoding x KV offload, and
+disaggregated prefill/decode pools with the KV-cache transfer between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.costmodel.collectives import Fabric
+from planner.costmodel.memory import kv_bytes_per_seq, memory
+from planner.costmodel.plans import PlanArrays, make_plans
+from planner.costmodel.step import CostModel, Step
+from planner.search.pareto import pareto_mask
+from planner.search.space import Configs, SpaceOptions, host_kv_bytes_per_device
+from planner.specs.engine import Engine
+from planner.specs.hardware import Hardware
+from planner.specs.loader import get_interconnect
+from planner.specs.model import Model
+
+
+@dataclass
+class Workload:
+    isl: int = 1024
+    osl: int = 256
+
+
+@dataclass
+class PlanTable:
+    """One row per evaluated plan; string columns are codes into the lists."""
+
+    cols: dict[str, np.ndarray]
+    weights: list[str]
+    kv: list[str]
+    hardware: list[str]
+    evaluated: int = 0  # plans scored (memory and constraints of the layout, vectorized)
+    costed: int = 0  # of those, plans that went through the step-time model (the rest did not fit)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.cols.values()))) if self.cols else 0
+
+    def take(self, idx) -> "PlanTable":
+        return PlanTable({k: v[idx] for k, v in self.cols.items()}, self.weights, self.kv, self.hardware, self.evaluated,
+                         self.costed, self.notes)
+
+    @staticmethod
+    def concat(tables: list["PlanTable"]) -> "PlanTable":
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            return PlanTable({}, [], [], [])
+        # remap string codes into shared lists
+        ws, kvs, hws = [], [], []
+        out: dict[str, list[np.ndarray]] = {}
+        for t in tables:
+            for name, lst, src in (("weights", ws, t.weights), ("kv", kvs, t.kv), ("hardware", hws, t.hardware)):
+                for s in src:
+                    if s not in lst:
+                        lst.append(s)
+            maps = {"weights": np.array([ws.index(s) for s in t.weights]), "kv": np.array([kvs.index(s) for s in t.kv]),
+                    "hardware": np.array([hws.index(s) for s in t.hardware])}
+            for k, v in t.cols.items():
+                out.setdefault(k, []).append(maps[k][v] if k in maps else v)
+        return PlanTable({k: np.concatenate(v) for k, v in out.items()}, ws, kvs, hws,
+                         sum(t.evaluated for t in tables), sum(t.costed for t in tables))
+
+
+def _layer_and_head(sc) -> tuple[np.ndarray, np.ndarray]:
+    """Time of one decoder layer and of lm_head within a step (for a one-layer draft head)."""
+    once = {"embedding", "final_norm", "lm_head", "pp_sendrecv"}
+    layer = sum(o.time_s * o.count for o in sc.ops if o.name not in once)
+    per_layer = layer / np.maximum(next(o.count for o in sc.ops if o.name == "qkv_proj"), 1)
+    head = next(o.time_s for o in sc.ops if o.name == "lm_head")
+    return per_layer, head
+
+
+def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
+                        accuracy_of, gpu_budget: int) -> PlanTable:
+    if cfg.n == 0:
+        return PlanTable({}, [], [], [hw.id])
+    base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False)
+    mem = memory(model, hw, base, engine)
+    per_seq = kv_bytes_per_seq(model, base, wl.isl + wl.osl, engine.kv_block_tokens)
+    host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
+    hbm = np.maximum(mem.kv_capacity_bytes, 0.0)
+    full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
+
+    conc = np.array(opts.concurrency, dtype=float)
+    chunks = np.array(opts.chunk_tokens, dtype=float)
+    spec = [(0, 0.0)] + [s for s in opts.speculative if s[0] > 0]
+    offl = [0, 1] if host > 0 else [0]
+    grid = np.stack(np.meshgrid(np.arange(cfg.n), np.arange(len(conc)), np.arange(len(chunks)), np.arange(len(spec)),
+                                np.arange(len(offl)), indexing="ij"), -1).reshape(-1, 5)
+    evaluated = len(grid)
+    i_c, c, B = grid[:, 0], conc[grid[:, 1]], chunks[grid[:, 2]]
+    k = np.array([s[0] for s in spec], float)[grid[:, 3]]
+    alpha = np.array([s[1] for s in spec], float)[grid[:, 3]]
+    off = np.array(offl, float)[grid[:, 4]]
+    adp, pp = cfg.adp[i_c].astype(float), cfg.pp[i_c].astype(float)
+    # memory: sequences per device (attention-DP shards the batch), with or without host offload
+    c_dev = c / adp
+    need = c_dev * per_seq[i_c]
+    cap = hbm[i_c] + off * host
+    E = np.where(k > 0, (1 - alpha ** (k + 1)) / np.maximum(1 - alpha, 1e-9), 1.0)
+    new = c / pp * E / wl.osl  # prompts started per step per micro-batch
+    prefill_fits = (B == 0) | (new * wl.isl <= B)
+    keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & ((off == 0) | (need > hbm[i_c]))
+    keep &= c >= adp  # every attention-DP rank holds at least one sequence
+    sel = np.nonzero(keep)[0]
+    i_c, c, B, k, alpha, off, E = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], E[sel]
+    adp, pp, need = adp[sel], pp[sel], need[sel]
+    plans = base.take(i_c)
+    cm = CostModel(model, hw, engine=engine)
+    micro = np.maximum(c / pp, 1.0)
+    new = micro * E / wl.osl
+    ctx = wl.isl + wl.osl / 2.0
+    mixed = cm.step(plans, Step(prefill_seqs=new, prefill_tokens=wl.isl, decode_seqs=np.maximum(micro - new, 0.0),
+                                decode_ctx=ctx, decode_tokens=k + 1))
+    t = np.maximum(mixed.time_s, pp * mixed.stage_time_s)
+    per_layer, head = _layer_and_head(mixed)
+    t = t + k * (per_layer + head)  # draft head: one decoder layer + lm_head per drafted token (MTP/EAGLE-style)
+    # offloaded KV is read over the host link every step
+    host_bw = _host_bw(hw)
+    f_off = np.where(off > 0, np.clip(1 - hbm[i_c] / np.maximum(need, 1.0), 0, 1), 0.0)
+    kv_read = micro / adp * ctx * (full[i_c] + swa[i_c])
+    t = t + f_off * kv_read / host_bw
+    tpot = t / E
+    # TTFT: the prompt in one step, or ceil(isl / B) chunks, each beside the running decodes
+    chunk = np.where(B > 0, np.minimum(B, wl.isl), wl.isl)
+    n_chunks = np.ceil(wl.isl / chunk)
+    first = cm.step(plans, Step(prefill_seqs=1.0, prefill_tokens=chunk, prefill_past=(n_chunks - 1) * chunk / 2.0,
+                                decode_seqs=np.maximum(micro - 1.0, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
+    ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s)
+    gpus_rep = (plans.tp * plans.pp * plans.adp).astype(float)
+    tok = c * E / t
+    # longest single context: KV capacity (with offload) over KV per token, sliding windows aside
+    per_tok = full[i_c] + swa[i_c]
+    max_ctx = np.minimum(np.floor((hbm[i_c] + off * host) / per_tok), model.max_context)
+    acc = accuracy_of(plans, cfg, i_c)
+    dp = np.floor(gpu_budget / gpus_rep)
+    price = hw.price.usd_per_hour if hw.price else np.nan
+    usd = price * gpus_rep / (tok * 3600.0) * 1e6
+    ws = list(dict.fromkeys(cfg.weights))
+    kvs = list(dict.fromkeys(cfg.kv))
+    cols = {
+        "hardware": np.zeros(len(sel), dtype=np.int64),
+        "disagg": np.zeros(len(sel), dtype=bool),
+        "tp": plans.tp, "pp": plans.pp, "ep": plans.ep, "adp": plans.adp, "dp": dp,
+        "weights": np.array([ws.index(cfg.weights[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
+        "kv": np.array([kvs.index(cfg.kv[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
+        "concurrency": c, "chunk_tokens": B, "spec_k": k, "spec_alpha": alpha, "kv_offload": off > 0,
+        "gpus_per_replica": gpus_rep, "gpus": dp * gpus_rep,
+        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + (wl.osl - 1) * tpot,
+        "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
+        "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
+        "x_prefill": np.zeros(len(sel)), "y_decode": np.zeros(len(sel)), "prefill_tp": np.zeros(len(sel)), "prefill_gpus": np.zeros(len(sel)), "kv_transfer_s": np.zeros(len(sel)),
+    }
+    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel))
+
+
+def _host_bw(hw: Hardware) -> float:
+    if hw.links.host is None:
+        return np.inf
+    link = get_interconnect(hw.links.host.interconnect)
+    frac = link.achievable.fraction if link.achievable else 1.0
+    return link.bandwidth_per_direction.value * frac * hw.links.host.count
+
+
+def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
+                           accuracy_of, gpu_budget: int) -> PlanTable:
+    """x prefill workers and y decode workers, each with its own parallelism, sharing one precision.
+
+    Prefill workers batch prompts up to the engine's token budget; the KV cache of a prompt then
+    crosses the link between pools (inside the scale-up domain when both pools fit in it, else the
+    scale-out network). Pools are sized by rate matching: the pair (x, y) within the GPU budget that
+    maximizes min(x R_prefill, y R_decode) per GPU.
+    """
+    if cfg.n == 0 or gpu_budget < 2:
+        return PlanTable({}, [], [], [hw.id])
+    base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False)
+    cm = CostModel(model, hw, engine=engine)
+    mem = memory(model, hw, base, engine)
+    gpus = (base.tp * base.pp * base.adp).astype(float)
+    # prefill side: a batch of whole prompts within max_batched_tokens
+    b = np.maximum(np.floor(engine.max_batched_tokens / wl.isl), 1.0)
+    pf = cm.step(base, Step(prefill_seqs=b / base.adp, prefill_tokens=wl.isl))
+    t_pf = np.maximum(pf.time_s, base.pp * pf.stage_time_s)
+    r_pf = b / t_pf  # prompts/s per prefill worker
+    # KV transfer of one prompt's cache: whole model's KV for isl tokens
+    kv_prompt = kv_bytes_per_seq(model, base, wl.isl) * base.tp * base.pp  # summed over the worker's devices
+    fab = Fabric.of(hw)
+    # decode side: concurrency grid, pure decode steps
+    conc = np.array(opts.concurrency, float)
+    per_seq = kv_bytes_per_seq(model, base, wl.isl + wl.osl, engine.kv_block_tokens)
+    fits = (conc[None, :] / base.adp[:, None] * per_seq[:, None] <= np.maximum(mem.kv_capacity_bytes, 0)[:, None]) & \
+           (conc[None, :] <= engine.max_seqs * base.adp[:, None]) & (conc[None, :] >= base.adp[:, None])
+    di, ci = np.nonzero(fits)
+    dplans = base.take(di)
+    c = conc[ci]
+    micro = np.maximum(c / dplans.pp, 1.0)
+    dec = cm.step(dplans, Step(decode_seqs=micro, decode_ctx=wl.isl + wl.osl / 2.0))
+    tpot = np.maximum(dec.time_s, dplans.pp * dec.stage_time_s)
+    r_dec = c / (tpot * wl.osl)  # requests/s per decode worker
+    # pair each decode row with every prefill config of the same precision
+    fmt = np.array([hash((w, k)) for w, k in zip(cfg.weights, cfg.kv)])
+    rows = []
+    evaluated = costed = len(di)
+    for f in np.unique(fmt):
+        p_idx = np.nonzero(fmt == f)[0]
+        # only prefill workers on the (prompts/s per GPU, prefill latency) frontier can be best
+        p_idx = p_idx[pareto_mask(np.column_stack([r_pf[p_idx] / gpus[p_idx], -t_pf[p_idx]]))]
+        d_rows = np.nonzero(fmt[di] == f)[0]
+        if not len(p_idx) or not len(d_rows):
+            continue
+        P, D = np.meshgrid(p_idx, d_rows, indexing="ij")
+        P, D = P.ravel(), D.ravel()
+        evaluated += len(P)
+        costed += len(P)
+        gp, gd = gpus[P], gpus[di[D]]
+        best_tok = np.zeros(len(P))
+        best_x = np.zeros(len(P))
+        best_y = np.zeros(len(P))
+        for x in range(1, gpu_budget):
+            y = np.floor((gpu_budget - x * gp) / gd)
+            ok = (y >= 1) & (x * gp < gpu_budget)
+            rate = np.minimum(x * r_pf[P], y * r_dec[D])
+            tok_gpu = np.where(ok, rate * wl.osl / (x * gp + y * gd), 0.0)
+            better = tok_gpu > best_tok
+            best_tok = np.where(better, tok_gpu, best_tok)
+            best_x = np.where(better, x, best_x)
+            best_y = np.where(better, y, best_y)
+            if not ok.any():
+                break
+        good = best_tok > 0
+        P, D, best_tok, best_x, best_y = P[good], D[good], best_tok[good], best_x[good], best_y[good]
+        total = best_x * gpus[P] + best_y * gpus[di[D]]
+        group = np.asarray(total)
+        bw, lat, frac, _ = fab.tier_for(group)
+        t_kv = lat + kv_prompt[P] / np.maximum(bw * frac * np.minimum(gpus[P], gpus[di[D]]), 1.0)
+        ttft = t_pf[P] + t_kv
+        rows.append((P, D, best_tok, best_x, best_y, total, ttft, t_kv))
+    if not rows:
+        return PlanTable({}, [], [], [hw.id], evaluated, costed)
+    P, D, tok_gpu, bx, by, total, ttft, t_kv = (np.concatenate(z) for z in zip(*rows))
+    dd = di[D]
+    ws = list(dict.fromkeys(cfg.weights))
+    kvs = list(dict.fromkeys(cfg.kv))
+    acc = accuracy_of(base, cfg, dd)
+    per_tok = mem.kv_full_per_token[dd] + mem.kv_swa_per_token[dd]
+    max_ctx = np.minimum(np.floor(np.maximum(mem.kv_capacity_bytes[dd], 0) / per_tok), model.max_context)
+    price = hw.price.usd_per_hour if hw.price else np.nan
+    tpot_r = tpot[D]
+    cols = {
+        "hardware": np.zeros(len(P), dtype=np.int64), "disagg": np.ones(len(P), dtype=bool),
+        "tp": base.tp[dd], "pp": base.pp[dd], "ep": base.ep[dd], "adp": base.adp[dd], "dp": by,
+        "weights": np.array([ws.index(cfg.weights[i]) for i in dd]), "kv": np.array([kvs.index(cfg.kv[i]) for i in dd]),
+        "concurrency": c[D], "chunk_tokens": np.zeros(len(P)), "spec_k": np.zeros(len(P)), "spec_alpha": np.zeros(len(P)),
+        "kv_offload": np.zeros(len(P), bool), "gpus_per_replica": gpus[dd], "gpus": total,
+        "ttft_s": ttft, "tpot_s": tpot_r, "e2e_s": ttft + (wl.osl - 1) * tpot_r,
+        "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,
+        "usd_per_mtok": price / (tok_gpu * 3600.0) * 1e6,
+        "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv,
+    }
+    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed)

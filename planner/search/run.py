@@ -1,0 +1,265 @@
+"""Search the plan space of one or more devices, apply constraints, find the C/A/P
+frontier and recommend one plan with the reason it beat the runner-up."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.cap.accuracy import accuracy as accuracy_of
+from planner.errors import PlannerError
+from planner.search.evaluate import PlanTable, Workload, evaluate_aggregated, evaluate_disaggregated
+from planner.search.pareto import pareto_mask
+from planner.search.space import SpaceOptions, enumerate_configs
+from planner.specs.engine import Engine, get_engine
+from planner.specs.loader import get_hardware, get_model
+
+OBJECTIVES = {
+    "throughput": ("tok_s_per_gpu", +1),  # output tokens/s per GPU
+    "cost": ("usd_per_mtok", -1),
+    "latency": ("e2e_s", -1),
+}
+
+
+@dataclass
+class Constraints:
+    gpus: int
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    min_context: int | None = None
+    min_accuracy: float | None = None
+    max_usd_per_mtok: float | None = None
+
+    def checks(self, t: PlanTable) -> dict[str, tuple[np.ndarray, np.ndarray, float, str]]:
+        """name -> (passes, value, limit, direction) for every active constraint."""
+        c = t.cols
+        out = {}
+        if self.ttft_s is not None:
+            out["ttft"] = (c["ttft_s"] <= self.ttft_s, c["ttft_s"], self.ttft_s, "<=")
+        if self.tpot_s is not None:
+            out["tpot"] = (c["tpot_s"] <= self.tpot_s, c["tpot_s"], self.tpot_s, "<=")
+        if self.min_context is not None:
+            out["min-context"] = (c["max_context"] >= self.min_context, c["max_context"], self.min_context, ">=")
+        if self.min_accuracy is not None:
+            out["min-accuracy"] = (c["accuracy"] >= self.min_accuracy, c["accuracy"], self.min_accuracy, ">=")
+        if self.max_usd_per_mtok is not None:
+            usd = np.nan_to_num(c["usd_per_mtok"], nan=np.inf)
+            out["max-cost"] = (usd <= self.max_usd_per_mtok, usd, self.max_usd_per_mtok, "<=")
+        return out
+
+
+@dataclass
+class PlanResult:
+    table: PlanTable  # every feasible (constraint-meeting) plan
+    frontier: list[dict]
+    recommended: dict | None
+    runner_up: dict | None
+    why: str
+    plans_evaluated: int
+    plans_costed: int
+    seconds: float
+    infeasible: list[str] = field(default_factory=list)  # which constraint binds and by how much
+    nearest: list[dict] = field(default_factory=list)
+    pruned: dict = field(default_factory=dict)
+    model: str = ""
+    task: str = "general"
+
+    def to_dict(self) -> dict:
+        return {"search": {"plans_evaluated": self.plans_evaluated, "plans_costed": self.plans_costed, "seconds": round(self.seconds, 4), "pruned": self.pruned,
+                           "feasible": len(self.table)},
+                "frontier": self.frontier, "recommended": self.recommended, "runner_up": self.runner_up, "why": self.why,
+                "infeasible": self.infeasible, "nearest": self.nearest}
+
+
+def _accuracy_fn(model, task):
+    cache: dict[tuple[str, str], float] = {}
+
+    def f(plans, cfg, idx):
+        out = np.empty(len(idx))
+        for j, i in enumerate(idx):
+            key = (cfg.weights[i], cfg.kv[i])
+            if key not in cache:
+                cache[key] = accuracy_of(key[0], key[1], task=task, model_params=model.total_params)["score"]
+            out[j] = cache[key]
+        return out
+
+    return f
+
+
+def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id: str) -> dict:
+    c = {k: v[i] for k, v in t.cols.items()}
+    w, kv, hw = t.weights[int(c["weights"])], t.kv[int(c["kv"])], t.hardware[int(c["hardware"])]
+    plan = {"hardware": hw, "mode": "disaggregated" if c["disagg"] else "aggregated",
+            "tp": int(c["tp"]), "pp": int(c["pp"]), "ep": int(c["ep"]), "attention_dp": int(c["adp"]),
+            "replicas": int(c["dp"]), "weights": w, "kv": kv, "concurrency_per_replica": int(c["concurrency"]),
+            "chunked_prefill_tokens": int(c["chunk_tokens"]) or None,
+            "speculative": {"draft_tokens": int(c["spec_k"]), "acceptance": float(c["spec_alpha"])} if c["spec_k"] > 0 else None,
+            "kv_offload_to_host": bool(c["kv_offload"])}
+    if c["disagg"]:
+        plan["disaggregated"] = {"prefill_workers": int(c["x_prefill"]), "prefill_gpus_per_worker": int(c["prefill_gpus"]),
+                                 "prefill_tp": int(c["prefill_tp"]), "decode_workers": int(c["y_decode"]),
+                                 "kv_transfer_s": float(c["kv_transfer_s"])}
+    d = {
+        "gpus": int(c["gpus"]), "plan": plan, "ttft_s": float(c["ttft_s"]), "tpot_s": float(c["tpot_s"]),
+        "e2e_latency_s": float(c["e2e_s"]),
+        "output_tokens_per_s_per_gpu": float(c["tok_s_per_gpu"]), "output_tokens_per_s_per_user": float(c["tok_s_per_user"]),
+        "accuracy": float(c["accuracy"]), "max_context_tokens": int(c["max_context"]),
+        "usd_per_million_output_tokens": None if np.isnan(c["usd_per_mtok"]) else float(c["usd_per_mtok"]),
+    }
+    d["label"] = label(d)
+    d["trade"] = cap_trade(d, model_max_context, best_tok)
+    return d
+
+
+def label(d: dict) -> str:
+    p = d["plan"]
+    par = f"tp{p['tp']}" + (f" pp{p['pp']}" if p["pp"] > 1 else "") + (f" ep{p['ep']}" if p["ep"] > 1 else "") + \
+        (f" adp{p['attention_dp']}" if p["attention_dp"] > 1 else "")
+    s = f"{p['hardware']} {par} {p['weights']}/kv-{p['kv']} c={p['concurrency_per_replica']}"
+    if p["mode"] == "disaggregated":
+        dg = p["disaggregated"]
+        s += f" disagg {dg['prefill_workers']}P(tp{dg['prefill_tp']}):{dg['decode_workers']}D"
+    else:
+        s += f" x{p['replicas']}"
+    if p["chunked_prefill_tokens"]:
+        s += f" chunk{p['chunked_prefill_tokens']}"
+    if p["speculative"]:
+        s += f" spec{p['speculative']['draft_tokens']}"
+    if p["kv_offload_to_host"]:
+        s += " kv-offload"
+    return s
+
+
+def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
+    """One line naming what the plan gives up among C, A and P."""
+    p = d["plan"]
+    gives = []
+    if d["accuracy"] < 0.9995:
+        why = [x for x in (f"{p['weights']} weights" if p["weights"] not in ("bf16", "fp16") else "",
+                          f"{p['kv']} KV" if p["kv"] not in ("bf16", "fp16") else "") if x]
+        gives.append(f"A {d['accuracy'] - 1:+.1%} ({', '.join(why)})")
+    if d["max_context_tokens"] < model_max_context:
+        gives.append(f"C capped at {d['max_context_tokens']:,} of {model_max_context:,} tokens by KV memory")
+    share = d["output_tokens_per_s_per_gpu"] / best_tok if best_tok > 0 else 1.0
+    if share < 0.95:
+        gives.append(f"P {share:.0%} of the best tokens/s per GPU")
+    gains = []
+    if p["kv_offload_to_host"]:
+        gains.append("host KV offload buys C/concurrency with host-link reads")
+    if p["speculative"]:
+        gains.append("speculation buys tokens/s per user at no A cost")
+    if not gives:
+        return "gives up nothing measured here" + (f"; {'; '.join(gains)}" if gains else "")
+    return "gives up " + "; ".join(gives) + (f"; {'; '.join(gains)}" if gains else "")
+
+
+def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Constraints, *, objective: str = "throughput",
+           opts: SpaceOptions | None = None, engine: Engine | str = "trtllm", task: str = "general", top: int = 10) -> PlanResult:
+    if gpus < 1:
+        raise PlannerError("--gpus must be a positive integer")
+    if wl.isl < 1 or wl.osl < 1:
+        raise PlannerError("input and output lengths must be at least 1 token")
+    if objective not in OBJECTIVES:
+        raise PlannerError(f"unknown objective {objective!r} (use {', '.join(OBJECTIVES)})")
+    opts = opts or SpaceOptions()
+    engine = get_engine(engine) if isinstance(engine, str) else engine
+    model = get_model(model_id)
+    t0 = time.perf_counter()
+    tables, pruned = [], {}
+    acc = _accuracy_fn(model, task)
+    for hw_id in hardware:
+        hw = get_hardware(hw_id)
+        cfg = enumerate_configs(model, hw, gpus, opts, engine)
+        for k, v in cfg.pruned.items():
+            pruned[k] = pruned.get(k, 0) + v
+        tables.append(evaluate_aggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
+        if opts.disaggregated:
+            tables.append(evaluate_disaggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
+    allp = PlanTable.concat(tables)
+    evaluated = sum(t.evaluated for t in tables)
+    costed = sum(t.costed for t in tables)
+    if len(allp) == 0:
+        raise PlannerError(f"no plan of {model.id} fits in {gpus} x {', '.join(hardware)} (the weights alone exceed memory)")
+    checks = cons.checks(allp)
+    ok = np.ones(len(allp), bool)
+    for passes, *_ in checks.values():
+        ok &= passes
+    key, sign = OBJECTIVES[objective]
+    feas = allp.take(np.nonzero(ok)[0])
+    seconds_eval = time.perf_counter() - t0
+    if len(feas) == 0:
+        infeasible, nearest = explain_infeasible(allp, checks, model, key, sign)
+        return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task)
+    c = feas.cols
+    obj = np.column_stack([c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"],
+                           -np.nan_to_num(c["usd_per_mtok"], nan=0.0) if len(hardware) > 1 else np.zeros(len(feas))])
+    front = np.nonzero(pareto_mask(obj))[0]
+    best_tok = float(c["tok_s_per_gpu"].max())
+    score = sign * np.nan_to_num(c[key], nan=-np.inf if sign > 0 else np.inf)
+    order = np.argsort(-score, kind="stable")
+    rec_i = int(order[0])
+    rec = row(feas, rec_i, model.max_context, best_tok, model.id)
+    runner = None
+    for j in order[1:]:
+        cand = row(feas, int(j), model.max_context, best_tok, model.id)
+        if _shape(cand) != _shape(rec):
+            runner = cand
+            break
+    why = explain_choice(rec, runner, objective)
+    f_order = front[np.argsort(-score[front], kind="stable")]
+    # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
+    _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
+    f_order = f_order[np.sort(first)]
+    frontier = [row(feas, int(i), model.max_context, best_tok, model.id) for i in f_order]
+    seconds = time.perf_counter() - t0
+    return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task)
+
+
+def _shape(d: dict) -> tuple:
+    p = d["plan"]
+    return (p["hardware"], p["mode"], p["tp"], p["pp"], p["ep"], p["attention_dp"], p["weights"], p["kv"])
+
+
+def explain_choice(rec: dict, runner: dict | None, objective: str) -> str:
+    key = {"throughput": "output_tokens_per_s_per_gpu", "cost": "usd_per_million_output_tokens", "latency": "e2e_latency_s"}[objective]
+    if runner is None:
+        return f"the only feasible layout and precision; best {objective} among its batch sizes"
+    a, b = rec[key], runner[key]
+    rel = (a / b - 1) if b else 0.0
+    better = {"throughput": f"{rel:+.0%} output tokens/s per GPU", "cost": f"{-(a / b - 1):.0%} cheaper per million tokens",
+              "latency": f"{-(a / b - 1):.0%} lower end-to-end latency"}[objective]
+    extra = []
+    if rec["accuracy"] != runner["accuracy"]:
+        extra.append(f"accuracy {rec['accuracy']:.3f} vs {runner['accuracy']:.3f}")
+    if rec["max_context_tokens"] != runner["max_context_tokens"]:
+        extra.append(f"max context {rec['max_context_tokens']:,} vs {runner['max_context_tokens']:,}")
+    extra.append(f"TPOT {rec['tpot_s'] * 1e3:.1f} vs {runner['tpot_s'] * 1e3:.1f} ms")
+    return f"{better} over the runner-up ({runner['label']}); " + "; ".join(extra)
+
+
+def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int) -> tuple[list[str], list[dict]]:
+    """For each constraint: how close the plans meeting all the others come to it."""
+    lines = []
+    names = list(checks)
+    for n in names:
+        others = np.ones(len(allp), bool)
+        for m in names:
+            if m != n:
+                others &= checks[m][0]
+        _, val, lim, direction = checks[n]
+        pool = val[others] if others.any() else val
+        best = pool.min() if direction == "<=" else pool.max()
+        scope = "plans meeting every other constraint" if others.any() else "all plans (the others cannot all be met either)"
+        if (direction == "<=" and best > lim) or (direction == ">=" and best < lim):
+            gap = best / lim - 1 if lim else np.inf
+            lines.append(f"{n} binds: best among {scope} is {best:.4g} vs the limit {lim:.4g} ({gap:+.0%})")
+    # nearest: plans that miss by the smallest total relative violation
+    viol = np.zeros(len(allp))
+    for passes, val, lim, direction in checks.values():
+        r = (val / lim - 1) if direction == "<=" else (lim / np.maximum(val, 1e-12) - 1)
+        viol += np.maximum(r, 0)
+    idx = np.argsort(viol)[:5]
+    best_tok = float(allp.cols["tok_s_per_gpu"].max())
+    return lines, [row(allp, int(i), model.max_context, best_tok, model.id) for i in idx]

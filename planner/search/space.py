@@ -1,0 +1,122 @@
+"""The plan space: every sensible parallel layout and precision of one replica,
+enumerated as arrays and pruned early (divisibility, native support, weights that fit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+
+from planner.costmodel.memory import memory
+from planner.costmodel.plans import check_divisibility, make_plans
+from planner.errors import PlannerError
+from planner.specs.engine import Engine
+from planner.specs.hardware import Hardware
+from planner.specs.model import Model
+from planner.specs.quant import KV_FORMATS, get_format, resolve
+
+WEIGHT_CANDIDATES = ("bf16", "fp16", "fp8", "int8", "int4", "w4a8", "fp4", "mxfp4")
+KV_CANDIDATES = ("bf16", "fp8", "int8", "int4")
+
+
+@dataclass
+class SpaceOptions:
+    weights: tuple[str, ...] | None = None  # None: every format the device runs natively (or weight-only)
+    kv: tuple[str, ...] | None = None
+    max_pp: int = 8
+    attention_dp: bool = True  # data-parallel attention for MLA models
+    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+    chunk_tokens: tuple[int, ...] = (0, 2048, 8192)  # 0: no chunked prefill (whole prompts)
+    speculative: tuple[tuple[int, float], ...] = ()  # (k drafts, acceptance alpha); (0, 0) is always included
+    offload: bool = True  # consider KV offload to host memory
+    disaggregated: bool = True
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, v = [], 1
+    while v <= n:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def precisions(hw: Hardware, opts: SpaceOptions) -> tuple[list[str], list[str]]:
+    """Weight formats that run natively on ``hw`` (weight-only formats run on its 16-bit units)."""
+    ws = []
+    for w in opts.weights or WEIGHT_CANDIDATES:
+        fmt = get_format(w)
+        try:
+            r = resolve(fmt, hw)
+        except PlannerError:
+            continue
+        if r.native or opts.weights:
+            ws.append(w)
+    if not ws:
+        raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
+    kvs = [k for k in (opts.kv or KV_CANDIDATES) if k in KV_FORMATS]
+    # fp16 and bf16 weights are the same plan twice; keep the one the device names first
+    if "bf16" in ws and "fp16" in ws:
+        ws.remove("fp16")
+    return ws, kvs
+
+
+@dataclass
+class Configs:
+    """Replica layouts x precisions that pass pruning (one row each)."""
+
+    tp: np.ndarray
+    pp: np.ndarray
+    ep: np.ndarray
+    adp: np.ndarray
+    weights: list[str]
+    kv: list[str]
+    pruned: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.tp)
+
+
+def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions, engine: Engine) -> Configs:
+    ws, kvs = precisions(hw, opts)
+    domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
+    rows = []
+    for tp in _pow2_upto(gpus):
+        for pp in _pow2_upto(min(opts.max_pp, gpus // tp)):
+            adps = _pow2_upto(gpus // (tp * pp)) if (model.attention.mla and opts.attention_dp) else [1]
+            for adp in adps:
+                if domain > 1 and tp > domain:
+                    continue  # tensor parallel never spans nodes
+                eps = [e for e in _pow2_upto(tp * adp)] if model.moe else [1]
+                for ep in eps:
+                    rows.append((tp, pp, ep, adp))
+    if not rows:
+        raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
+    lay = np.array(rows, dtype=np.int64)
+    fmts = list(product(ws, kvs))
+    n_l, n_f = len(lay), len(fmts)
+    idx_l = np.repeat(np.arange(n_l), n_f)
+    idx_f = np.tile(np.arange(n_f), n_l)
+    total = len(idx_l)
+    plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3],
+                       weights=[fmts[i][0] for i in idx_f], kv=[fmts[i][1] for i in idx_f], check=False)
+    ok_div = check_divisibility(model, plans)
+    mem = memory(model, hw, plans, engine)
+    host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
+    ok_mem = mem.kv_capacity_bytes + host > 0
+    keep = ok_div & ok_mem
+    pruned = {"layouts x precisions": total, "pruned: does not divide": int((~ok_div).sum()),
+              "pruned: weights do not fit": int((ok_div & ~ok_mem).sum())}
+    sel = np.nonzero(keep)[0]
+    return Configs(lay[idx_l[sel], 0], lay[idx_l[sel], 1], lay[idx_l[sel], 2], lay[idx_l[sel], 3],
+                   [fmts[idx_f[i]][0] for i in sel], [fmts[idx_f[i]][1] for i in sel], pruned)
+
+
+def host_kv_bytes_per_device(hw: Hardware) -> float:
+    """Host memory one device may use for offloaded KV: its share of the node's host memory (half of it,
+    leaving the rest to the OS, pinned buffers and the engine)."""
+    if hw.host_memory is None or hw.links.host is None or hw.kind != "gpu":
+        return 0.0
+    per_node = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
+    return 0.5 * hw.host_memory.value / per_node

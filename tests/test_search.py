@@ -1,0 +1,101 @@
+"""Plan search: constraints hold on the frontier, nothing evaluated dominates it, infeasibility is explained."""
+
+import json
+
+import numpy as np
+import pytest
+
+from planner.cli.app import main
+from planner.search.evaluate import Workload
+from planner.search.pareto import dominated_by_any, pareto_mask
+from planner.search.run import Constraints, search
+from planner.search.space import SpaceOptions
+
+
+@pytest.fixture(scope="module")
+def l70():
+    return search("llama-3.1-70b", ["h100-sxm"], 8, Workload(2000, 500), Constraints(8, ttft_s=2.0, tpot_s=0.05))
+
+
+def test_frontier_meets_constraints_and_is_not_dominated(l70):
+    assert l70.frontier and l70.recommended
+    for d in l70.frontier:
+        assert d["ttft_s"] <= 2.0 and d["tpot_s"] <= 0.05 and d["gpus"] <= 8
+    c = l70.table.cols
+    every = np.column_stack([c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"]])
+    front = np.array([[d["output_tokens_per_s_per_gpu"], d["output_tokens_per_s_per_user"], d["accuracy"],
+                       d["max_context_tokens"]] for d in l70.frontier])
+    # every evaluated plan that meets the constraints is in the table; none beats a frontier plan everywhere
+    assert not dominated_by_any(front, every).any()
+    # and the recommendation is the best feasible plan by the objective
+    assert l70.recommended["output_tokens_per_s_per_gpu"] == pytest.approx(c["tok_s_per_gpu"].max())
+
+
+def test_pareto_mask_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = rng.integers(0, 5, (300, 4)).astype(float)
+        assert (pareto_mask(x) == ~dominated_by_any(x, x)).all()
+
+
+def test_min_accuracy_and_context_are_respected(l70):
+    r = search("llama-3.1-70b", ["h100-sxm"], 8, Workload(2000, 500),
+               Constraints(8, ttft_s=2.0, tpot_s=0.05, min_accuracy=0.99, min_context=131072))
+    assert r.frontier
+    assert all(d["accuracy"] >= 0.99 and d["max_context_tokens"] >= 131072 for d in r.frontier)
+    assert r.recommended["output_tokens_per_s_per_gpu"] <= l70.recommended["output_tokens_per_s_per_gpu"]
+
+
+def test_speculation_formula_changes_tokens_per_step():
+    # with acceptance 0.8 and 3 drafts a step yields (1 - 0.8^4) / (1 - 0.8) = 2.952 tokens per sequence
+    opts = SpaceOptions(weights=("fp8",), kv=("fp8",), speculative=((3, 0.8),), disaggregated=False, offload=False,
+                        chunk_tokens=(0,), concurrency=(1,))
+    r = search("llama-3.1-8b", ["h100-sxm"], 1, Workload(512, 256), Constraints(1), opts=opts)
+    c = r.table.cols
+    plain = (c["spec_k"] == 0)
+    spec = (c["spec_k"] == 3)
+    # at batch 1 decoding is bandwidth bound: verifying 4 tokens costs about one step, so TPOT drops ~2.5-3x
+    ratio = c["tpot_s"][plain][0] / c["tpot_s"][spec][0]
+    assert 1.8 < ratio < 2.952
+
+
+def test_infeasible_names_the_binding_constraint(capsys):
+    code = 0
+    try:
+        main(["plan", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "8", "--tpot", "0.001", "--json"])
+    except SystemExit as e:
+        code = e.code or 0
+    d = json.loads(capsys.readouterr().out)
+    assert code == 0 and d["recommended"] is None
+    assert any(line.startswith("tpot binds") for line in d["infeasible"])
+    assert d["nearest"]
+
+
+def test_plan_json_contract(capsys):
+    try:
+        main(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm,l40s", "--gpus", "2", "--ttft", "1", "--json"])
+    except SystemExit as e:
+        assert not e.code
+    d = json.loads(capsys.readouterr().out)
+    assert d["search"]["plans_evaluated"] > 0 and d["search"]["seconds"] >= 0
+    keys = {"gpus", "plan", "ttft_s", "tpot_s", "output_tokens_per_s_per_gpu", "output_tokens_per_s_per_user", "accuracy",
+            "max_context_tokens", "usd_per_million_output_tokens"}
+    assert keys <= set(d["recommended"])
+    assert all(keys <= set(p) for p in d["frontier"])
+    assert {p["plan"]["hardware"] for p in d["frontier"]} <= {"h100-sxm", "l40s"}
+
+
+def test_moe_search_has_expert_and_attention_dp_plans():
+    opts = SpaceOptions(weights=("fp8",), kv=("bf16",), disaggregated=True)
+    r = search("deepseek-v3", ["h200-sxm"], 16, Workload(1000, 200), Constraints(16), opts=opts)
+    c = r.table.cols
+    assert (c["ep"] > 1).any() and (c["adp"] > 1).any() and c["disagg"].any()
+
+
+def test_plot_written(tmp_path, capsys):
+    out = tmp_path / "f.png"
+    try:
+        main(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--plot", str(out)])
+    except SystemExit as e:
+        assert not e.code
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
