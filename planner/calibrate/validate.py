@@ -136,10 +136,59 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")
 
 
-def validate(paths: list[str] | None = None, progress=None) -> Report:
+def predict_e2e_row(row: dict, file: Path, line: int, hw) -> tuple[str, str, float, float]:
+    """A harness end-to-end row: the model with the layers that ran, one engine step."""
+    from planner.costmodel.plans import make_plans
+    from planner.costmodel.step import CostModel, Step
+    from planner.specs.engine import Engine
+    from planner.specs.loader import get_model
+
+    m = get_model(row["model"])
+    layers = _int(row, "layers", file, line)
+    update = {"num_layers": layers}
+    if m.moe and m.moe.first_dense_layers > layers:
+        update["moe"] = m.moe.model_copy(update={"first_dense_layers": layers})
+    m = m.model_copy(update=update)
+    dtype = row.get("dtype") or "fp32"
+    p = make_plans(m, hw, weights=dtype, kv=dtype)
+    cm = CostModel(m, hw, engine=Engine(id="harness", runtime_bytes=0.0))
+    batch = _int(row, "batch", file, line)
+    if row["phase"] == "prefill":
+        n = _int(row, "prompt_tokens", file, line)
+        st, cfg = Step(prefill_seqs=batch, prefill_tokens=n), f"{layers}L prefill b={batch} n={n}"
+    elif row["phase"] == "decode":
+        ctx = _int(row, "context", file, line)
+        st, cfg = Step(decode_seqs=batch, decode_ctx=ctx), f"{layers}L decode b={batch} ctx={ctx}"
+    else:
+        raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {row['phase']!r}")
+    return f"{row['phase']}_s", cfg, _float(row, "median_s", file, line), float(cm.step(p, st).time_s[0])
+
+
+def _capture_hardware(f: Path, hardware):
+    from planner.specs.loader import get_hardware
+
+    if hardware is not None:
+        return get_hardware(hardware) if isinstance(hardware, str) else hardware
+    spec = f.parent / "calibrated.yaml"
+    if not spec.is_file():
+        raise PlannerError(f"{f} has end-to-end rows but {spec} does not exist: run `planner calibrate {f.parent}` first, or pass --hardware")
+    return get_hardware(str(spec))
+
+
+def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Report:
     files = _files(paths) if paths else builtin_published()
     report = Report()
     for f in files:
+        if f.name == "kernels.csv":
+            continue  # kernel rows calibrate; they are never validated against themselves
+        if f.name == "e2e.csv":
+            hw = _capture_hardware(f, hardware)
+            with f.open(newline="") as fh:
+                for i, row in enumerate(csv.DictReader(fh), start=2):
+                    what, config, meas, pred = predict_e2e_row(row, f, i, hw)
+                    report.rows.append(Row(f"{f.parent.name}/e2e.csv", row["model"], hw.id, what, config, meas, pred,
+                                           f"planner profile capture {f.parent}"))
+            continue
         with f.open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = set(reader.fieldnames or [])

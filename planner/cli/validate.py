@@ -20,10 +20,11 @@ def validate_cmd(
     paths: Optional[List[str]] = typer.Argument(None, metavar="[FILE.csv|DIR]..."),
     as_json: bool = typer.Option(False, "--json"),
     rows: bool = typer.Option(False, "--rows", help="print every row, not only the summaries"),
+    hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="spec for capture e2e rows (default: the capture's calibrated.yaml)"),
 ):
     from planner.calibrate.validate import validate
 
-    report = validate(paths)
+    report = validate(paths, hardware=hardware)
     if as_json:
         print_json(report.to_dict())
         return
@@ -36,7 +37,8 @@ def validate_cmd(
             t.add_row(r.file, r.model, r.hardware, r.config, r.what, f"{r.measured:.4g}",
                       "-" if r.predicted is None else f"{r.predicted:.4g}", err)
         console.print(t)
-    for key, title in (("file", "per file"), ("hardware", "per hardware"), ("file_hardware", "per file and hardware")):
+    for key, title in (("file", "per file"), ("hardware", "per hardware"), ("file_hardware", "per file and hardware"),
+                       ("what", "per metric")):
         t = Table(title=f"absolute percentage error, {title}", header_style="bold")
         for c in (key.replace("_", " "), "rows", "median", "p90"):
             t.add_column(c, justify="left" if c == key.replace("_", " ") else "right")

@@ -33,10 +33,12 @@ class PlanArrays:
     attn_flops: np.ndarray  # achievable attention FLOP/s (16-bit tensor cores x attention fraction)
     labels: list[str] = field(default_factory=list)  # "weights/kv" of each distinct format pair
     notes: list[str] = field(default_factory=list)  # how each distinct format runs on the device
+    # the GEMM compute dtype when every plan shares one (measured profiles are looked up by it), else None
+    compute_dtype: str | None = None
 
     @property
     def n(self) -> int:
-        return int(np.broadcast_shapes(*(np.shape(getattr(self, f.name)) for f in fields(self) if f.name not in ("labels", "notes")))[0])
+        return int(np.broadcast_shapes(*(np.shape(getattr(self, f.name)) for f in fields(self) if f.name not in ("labels", "notes", "compute_dtype")))[0])
 
     @property
     def gpus_per_replica(self) -> np.ndarray:
@@ -46,7 +48,7 @@ class PlanArrays:
         vals = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("labels", "notes"):
+            if f.name in ("labels", "notes", "compute_dtype"):
                 vals[f.name] = v
             else:
                 vals[f.name] = np.broadcast_to(v, (self.n,))[idx]
@@ -103,6 +105,7 @@ def make_plans(
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops")}
     labels = [table[k]["label"] for k in uniq]
     notes = [table[k]["note"] for k in uniq]
+    dtypes = {table[k]["compute_dtype"] for k in uniq}
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),
@@ -110,6 +113,7 @@ def make_plans(
         adp=np.broadcast_to(adp, (n,)).copy(),
         labels=labels,
         notes=notes,
+        compute_dtype=dtypes.pop() if len(dtypes) == 1 else None,
         **cols,
     )
     if check:

@@ -21,6 +21,7 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
 from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.costmodel.roofline import gemm_efficiency
 from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
@@ -92,6 +93,10 @@ class CostModel:
         self.half_m = hw.achievable.matmul_half_m or 0.0
         kv = hw.achievable.kv_read
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * kv.fraction if kv else self.bw
+        if profile is None and hw.kernel_profile:
+            from planner.costmodel.profile import KernelProfile
+
+            profile = KernelProfile.load(hw.kernel_profile)
         self.profile = profile  # measured kernel profile (planner.costmodel.profile), or None
 
     # ---- roofline primitives -----------------------------------------------------
@@ -102,10 +107,18 @@ class CostModel:
         weight_read = (k_elems if weight_touch is None else weight_touch) * wbytes
         byts = weight_read + m * in_out_elems * ACT_BYTES
         mm = m if m_eff is None else m_eff
-        eff = mm / (mm + self.half_m) if self.half_m else 1.0
+        eff = gemm_efficiency(mm, self.half_m)
         tc = flops / (flops_rate * eff)
         tm = byts / self.bw
-        return self._op(name, "gemm", count, flops, byts, tc, tm)
+        op = self._op(name, "gemm", count, flops, byts, tc, tm)
+        if self.profile is not None and weight_touch is None and m_eff is None:
+            from planner.costmodel.profile import SOURCES
+
+            t_meas, src = self.profile.gemm_time(m, k_elems, self._gemm_dtype)
+            if src:
+                op.time_s = np.broadcast_to(t_meas, op.time_s.shape)
+                op.source = SOURCES[src]
+        return op
 
     def _op(self, name, kind, count, flops, byts, tc, tm, *, comm=None, algorithm=""):
         flops, byts = np.asarray(flops, float), np.asarray(byts, float)
@@ -131,6 +144,7 @@ class CostModel:
         m, hw = self.model, self.hw
         p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
         self._shape = np.broadcast_shapes(plans.tp.shape, *(x.shape for x in step.arrays()))
+        self._gemm_dtype = plans.compute_dtype
         tp, pp, adp = plans.tp.astype(float), plans.pp.astype(float), plans.adp.astype(float)
         ep = plans.ep.astype(float)
         wb, kvb = plans.weight_bytes, plans.kv_bytes
@@ -223,9 +237,6 @@ class CostModel:
         t_pp = p2p_time(self.fabric, tp * pp, T * h * ACT_BYTES)
         ops.append(self._op("pp_sendrecv", "comm", 1.0, 0.0, np.where(pp > 1, T * h * ACT_BYTES, 0.0), 0.0, 0.0,
                             comm=np.where(pp > 1, t_pp * (pp - 1), 0.0), algorithm="send/recv"))
-
-        if self.profile is not None:
-            ops = self.profile.apply(self, plans, ops)
 
         once = {"embedding", "final_norm", "lm_head", "pp_sendrecv"}
         layer_time = sum(o.time_s * o.count for o in ops if o.name not in once)  # one stage's layers

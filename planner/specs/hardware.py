@@ -121,7 +121,8 @@ class Hardware(_Strict):
     price: Price | None = None
     host_memory: Bytes | None = None
     notes: list[str] = []
-    calibrated_from: str | None = None
+    calibrated_from: str | None = None  # the capture a calibrated spec was fitted to
+    kernel_profile: str | None = None  # folder with a measured kernels.csv the cost model looks up
 
     @field_validator("peak_flops")
     @classmethod

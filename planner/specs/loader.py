@@ -101,7 +101,11 @@ def _get(cls, kind: str, ident: str):
     if ident.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
             raise PlannerError(f"{kind} file {ident} does not exist")
-        return load_spec_file(cls, path)
+        spec = load_spec_file(cls, path)
+        prof = getattr(spec, "kernel_profile", None)
+        if prof and not Path(prof).is_absolute():
+            spec = spec.model_copy(update={"kernel_profile": str((path.parent / prof).resolve())})
+        return spec
     ids = _builtin(cls.__name__)
     if ident not in ids:
         raise unknown(kind, ident, ids)
