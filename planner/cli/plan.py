@@ -34,6 +34,23 @@ def _spec(values: list[str] | None) -> tuple[tuple[int, float], ...]:
     return tuple(out)
 
 
+def _eviction(values: list[str] | None) -> tuple[tuple[str, int], ...]:
+    from planner.cap.accuracy import eviction_recovery
+
+    out = []
+    for v in _split(values):
+        try:
+            method, kept = v.split(":")
+            n = int(kept)
+        except ValueError:
+            raise PlannerError(f"--eviction takes METHOD:KEPT_TOKENS such as snapkv:2048, got {v!r}") from None
+        if n < 1:
+            raise PlannerError(f"--eviction {v}: kept tokens must be positive")
+        eviction_recovery(method, 0.5)  # unknown methods fail here with a did-you-mean
+        out.append((method, n))
+    return tuple(out)
+
+
 @app.command("plan", help="Search parallelism x precision x batching x (dis)aggregation plans; show the C/A/P frontier and recommend one. "
                           "TPOT is the mean time between output tokens after the first.")
 def plan_cmd(
@@ -52,6 +69,7 @@ def plan_cmd(
     weights: Optional[List[str]] = typer.Option(None, help="restrict weight precisions (default: all the device runs)"),
     kv: Optional[List[str]] = typer.Option(None, help="restrict KV-cache precisions"),
     spec: Optional[List[str]] = typer.Option(None, help="speculative decoding candidates DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7"),
+    eviction: Optional[List[str]] = typer.Option(None, help="KV eviction candidates METHOD:KEPT_TOKENS (snapkv, h2o, streamingllm, pyramidkv), e.g. snapkv:2048"),
     disagg: bool = typer.Option(True, "--disagg/--no-disagg", help="consider disaggregated prefill/decode"),
     offload: bool = typer.Option(True, "--offload/--no-offload", help="consider KV-cache offload to host memory"),
     engine: str = typer.Option("trtllm", help="engine limits and overheads: trtllm, vllm"),
@@ -72,6 +90,7 @@ def plan_cmd(
     if emit is not None and emit not in ("vllm", "sglang", "trtllm", "k8s"):
         raise PlannerError(f"--emit takes vllm, sglang, trtllm or k8s, not {emit!r}")
     opts = SpaceOptions(weights=tuple(_split(weights)) or None, kv=tuple(_split(kv)) or None, speculative=_spec(spec),
+                        eviction=_eviction(eviction),
                         offload=offload, disaggregated=disagg)
     cons = Constraints(gpus=gpus, ttft_s=ttft, tpot_s=tpot, min_context=min_context, min_accuracy=min_accuracy, max_usd_per_mtok=max_cost)
     res = search(model, _split(hardware), gpus, Workload(isl, osl), cons, objective=objective, opts=opts, engine=engine, task=task)

@@ -36,14 +36,14 @@ class PlanTable:
     hardware: list[str]
     evaluated: int = 0  # plans scored (memory and constraints of the layout, vectorized)
     costed: int = 0  # of those, plans that went through the step-time model (the rest did not fit)
-    notes: list[str] = field(default_factory=list)
+    evict: list[str] = field(default_factory=lambda: [""])  # KV eviction method per code ("" = none)
 
     def __len__(self) -> int:
         return len(next(iter(self.cols.values()))) if self.cols else 0
 
     def take(self, idx) -> "PlanTable":
         return PlanTable({k: v[idx] for k, v in self.cols.items()}, self.weights, self.kv, self.hardware, self.evaluated,
-                         self.costed, self.notes)
+                         self.costed, self.evict)
 
     @staticmethod
     def concat(tables: list["PlanTable"]) -> "PlanTable":
@@ -51,19 +51,19 @@ class PlanTable:
         if not tables:
             return PlanTable({}, [], [], [])
         # remap string codes into shared lists
-        ws, kvs, hws = [], [], []
+        ws, kvs, hws, ev = [], [], [], []
         out: dict[str, list[np.ndarray]] = {}
         for t in tables:
-            for name, lst, src in (("weights", ws, t.weights), ("kv", kvs, t.kv), ("hardware", hws, t.hardware)):
+            for name, lst, src in (("weights", ws, t.weights), ("kv", kvs, t.kv), ("hardware", hws, t.hardware), ("evict", ev, t.evict)):
                 for s in src:
                     if s not in lst:
                         lst.append(s)
             maps = {"weights": np.array([ws.index(s) for s in t.weights]), "kv": np.array([kvs.index(s) for s in t.kv]),
-                    "hardware": np.array([hws.index(s) for s in t.hardware])}
+                    "hardware": np.array([hws.index(s) for s in t.hardware]), "evict": np.array([ev.index(s) for s in t.evict])}
             for k, v in t.cols.items():
                 out.setdefault(k, []).append(maps[k][v] if k in maps else v)
         return PlanTable({k: np.concatenate(v) for k, v in out.items()}, ws, kvs, hws,
-                         sum(t.evaluated for t in tables), sum(t.costed for t in tables))
+                         sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev)
 
 
 def _layer_and_head(sc) -> tuple[np.ndarray, np.ndarray]:
@@ -89,32 +89,42 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     conc = np.array(opts.concurrency, dtype=float)
     chunks = np.array(opts.chunk_tokens, dtype=float)
     spec = [(0, 0.0)] + [s for s in opts.speculative if s[0] > 0]
-    offl = [0, 1] if host > 0 else [0]
+    # KV policy axis: 0 keep all in HBM, 1 offload to host memory, 2.. evict to a token budget
+    policies = [("none", 0)] + ([("offload", 0)] if host > 0 else []) + [("evict", int(b)) for _, b in opts.eviction]
+    methods = [""] * (len(policies) - len(opts.eviction)) + [m for m, _ in opts.eviction]
+    offl = [1 if p[0] == "offload" else 0 for p in policies]
+    budget_of = np.array([p[1] if p[0] == "evict" else np.inf for p in policies], float)
     grid = np.stack(np.meshgrid(np.arange(cfg.n), np.arange(len(conc)), np.arange(len(chunks)), np.arange(len(spec)),
-                                np.arange(len(offl)), indexing="ij"), -1).reshape(-1, 5)
+                                np.arange(len(policies)), indexing="ij"), -1).reshape(-1, 5)
     evaluated = len(grid)
     i_c, c, B = grid[:, 0], conc[grid[:, 1]], chunks[grid[:, 2]]
     k = np.array([s[0] for s in spec], float)[grid[:, 3]]
     alpha = np.array([s[1] for s in spec], float)[grid[:, 3]]
     off = np.array(offl, float)[grid[:, 4]]
+    pol = grid[:, 4]
+    budget = budget_of[pol]
     adp, pp = cfg.adp[i_c].astype(float), cfg.pp[i_c].astype(float)
     # memory: sequences per device (attention-DP shards the batch), with or without host offload
     c_dev = c / adp
-    need = c_dev * per_seq[i_c]
+    kept = np.minimum(wl.isl + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
+    per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens), per_seq[i_c])
+    need = c_dev * per_seq_kept
     cap = hbm[i_c] + off * host
     E = np.where(k > 0, (1 - alpha ** (k + 1)) / np.maximum(1 - alpha, 1e-9), 1.0)
     new = c / pp * E / wl.osl  # prompts started per step per micro-batch
     prefill_fits = (B == 0) | (new * wl.isl <= B)
-    keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & ((off == 0) | (need > hbm[i_c]))
+    useful = ((off == 0) | (need > hbm[i_c])) & (~np.isfinite(budget) | (budget < wl.isl + wl.osl))
+    keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & useful
     keep &= c >= adp  # every attention-DP rank holds at least one sequence
     sel = np.nonzero(keep)[0]
     i_c, c, B, k, alpha, off, E = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], E[sel]
+    pol, budget = pol[sel], budget[sel]
     adp, pp, need = adp[sel], pp[sel], need[sel]
     plans = base.take(i_c)
     cm = CostModel(model, hw, engine=engine)
     micro = np.maximum(c / pp, 1.0)
     new = micro * E / wl.osl
-    ctx = wl.isl + wl.osl / 2.0
+    ctx = np.minimum(wl.isl + wl.osl / 2.0, budget)  # decode attends over the kept tokens only
     mixed = cm.step(plans, Step(prefill_seqs=new, prefill_tokens=wl.isl, decode_seqs=np.maximum(micro - new, 0.0),
                                 decode_ctx=ctx, decode_tokens=k + 1))
     t = np.maximum(mixed.time_s, pp * mixed.stage_time_s)
@@ -137,7 +147,12 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     # longest single context: KV capacity (with offload) over KV per token, sliding windows aside
     per_tok = full[i_c] + swa[i_c]
     max_ctx = np.minimum(np.floor((hbm[i_c] + off * host) / per_tok), model.max_context)
-    acc = accuracy_of(plans, cfg, i_c)
+    max_ctx = np.where(np.isfinite(budget), model.max_context, max_ctx)  # an evicting cache stays within its budget
+    acc = accuracy_of(cfg, i_c)
+    for j in np.unique(pol):
+        if policies[j][0] == "evict":
+            rows_j = pol == j
+            acc[rows_j] = accuracy_of(cfg, i_c[rows_j], eviction=(methods[j], policies[j][1], wl.isl + wl.osl))
     dp = np.floor(gpu_budget / gpus_rep)
     price = hw.price.usd_per_hour if hw.price else np.nan
     usd = price * gpus_rep / (tok * 3600.0) * 1e6
@@ -150,13 +165,14 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "weights": np.array([ws.index(cfg.weights[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
         "kv": np.array([kvs.index(cfg.kv[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
         "concurrency": c, "chunk_tokens": B, "spec_k": k, "spec_alpha": alpha, "kv_offload": off > 0,
+        "kv_budget": np.where(np.isfinite(budget), budget, 0.0), "evict": pol,
         "gpus_per_replica": gpus_rep, "gpus": dp * gpus_rep,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + (wl.osl - 1) * tpot,
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
         "x_prefill": np.zeros(len(sel)), "y_decode": np.zeros(len(sel)), "prefill_tp": np.zeros(len(sel)), "prefill_gpus": np.zeros(len(sel)), "kv_transfer_s": np.zeros(len(sel)),
     }
-    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel))
+    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods)
 
 
 def _host_bw(hw: Hardware) -> float:
@@ -246,7 +262,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     dd = di[D]
     ws = list(dict.fromkeys(cfg.weights))
     kvs = list(dict.fromkeys(cfg.kv))
-    acc = accuracy_of(base, cfg, dd)
+    acc = accuracy_of(cfg, dd)
     per_tok = mem.kv_full_per_token[dd] + mem.kv_swa_per_token[dd]
     max_ctx = np.minimum(np.floor(np.maximum(mem.kv_capacity_bytes[dd], 0) / per_tok), model.max_context)
     price = hw.price.usd_per_hour if hw.price else np.nan
@@ -256,7 +272,8 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "tp": base.tp[dd], "pp": base.pp[dd], "ep": base.ep[dd], "adp": base.adp[dd], "dp": by,
         "weights": np.array([ws.index(cfg.weights[i]) for i in dd]), "kv": np.array([kvs.index(cfg.kv[i]) for i in dd]),
         "concurrency": c[D], "chunk_tokens": np.zeros(len(P)), "spec_k": np.zeros(len(P)), "spec_alpha": np.zeros(len(P)),
-        "kv_offload": np.zeros(len(P), bool), "gpus_per_replica": gpus[dd], "gpus": total,
+        "kv_offload": np.zeros(len(P), bool), "kv_budget": np.zeros(len(P)), "evict": np.zeros(len(P), np.int64),
+        "gpus_per_replica": gpus[dd], "gpus": total,
         "ttft_s": ttft, "tpot_s": tpot_r, "e2e_s": ttft + (wl.osl - 1) * tpot_r,
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,
         "usd_per_mtok": price / (tok_gpu * 3600.0) * 1e6,

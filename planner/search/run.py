@@ -74,14 +74,14 @@ class PlanResult:
 
 
 def _accuracy_fn(model, task):
-    cache: dict[tuple[str, str], float] = {}
+    cache: dict[tuple, float] = {}
 
-    def f(plans, cfg, idx):
+    def f(cfg, idx, eviction=None):
         out = np.empty(len(idx))
         for j, i in enumerate(idx):
-            key = (cfg.weights[i], cfg.kv[i])
+            key = (cfg.weights[i], cfg.kv[i], eviction)
             if key not in cache:
-                cache[key] = accuracy_of(key[0], key[1], task=task, model_params=model.total_params)["score"]
+                cache[key] = accuracy_of(key[0], key[1], task=task, eviction=eviction, model_params=model.total_params)["score"]
             out[j] = cache[key]
         return out
 
@@ -96,7 +96,8 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
             "replicas": int(c["dp"]), "weights": w, "kv": kv, "concurrency_per_replica": int(c["concurrency"]),
             "chunked_prefill_tokens": int(c["chunk_tokens"]) or None,
             "speculative": {"draft_tokens": int(c["spec_k"]), "acceptance": float(c["spec_alpha"])} if c["spec_k"] > 0 else None,
-            "kv_offload_to_host": bool(c["kv_offload"])}
+            "kv_offload_to_host": bool(c["kv_offload"]),
+            "kv_eviction": {"method": t.evict[int(c["evict"])], "kept_tokens": int(c["kv_budget"])} if c["kv_budget"] > 0 else None}
     if c["disagg"]:
         plan["disaggregated"] = {"prefill_workers": int(c["x_prefill"]), "prefill_gpus_per_worker": int(c["prefill_gpus"]),
                                  "prefill_tp": int(c["prefill_tp"]), "decode_workers": int(c["y_decode"]),
@@ -129,6 +130,8 @@ def label(d: dict) -> str:
         s += f" spec{p['speculative']['draft_tokens']}"
     if p["kv_offload_to_host"]:
         s += " kv-offload"
+    if p.get("kv_eviction"):
+        s += f" {p['kv_eviction']['method']}@{p['kv_eviction']['kept_tokens']}"
     return s
 
 
@@ -138,7 +141,8 @@ def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
     gives = []
     if d["accuracy"] < 0.9995:
         why = [x for x in (f"{p['weights']} weights" if p["weights"] not in ("bf16", "fp16") else "",
-                          f"{p['kv']} KV" if p["kv"] not in ("bf16", "fp16") else "") if x]
+                          f"{p['kv']} KV" if p["kv"] not in ("bf16", "fp16") else "",
+                          f"{p['kv_eviction']['method']} eviction" if p.get("kv_eviction") else "") if x]
         gives.append(f"A {d['accuracy'] - 1:+.1%} ({', '.join(why)})")
     if d["max_context_tokens"] < model_max_context:
         gives.append(f"C capped at {d['max_context_tokens']:,} of {model_max_context:,} tokens by KV memory")
@@ -150,6 +154,8 @@ def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
         gains.append("host KV offload buys C/concurrency with host-link reads")
     if p["speculative"]:
         gains.append("speculation buys tokens/s per user at no A cost")
+    if p.get("kv_eviction"):
+        gains.append(f"keeping {p['kv_eviction']['kept_tokens']} KV tokens per sequence buys C and concurrency with A")
     if not gives:
         return "gives up nothing measured here" + (f"; {'; '.join(gains)}" if gains else "")
     return "gives up " + "; ".join(gives) + (f"; {'; '.join(gains)}" if gains else "")

@@ -30,6 +30,7 @@ class SpaceOptions:
     chunk_tokens: tuple[int, ...] = (0, 2048, 8192)  # 0: no chunked prefill (whole prompts)
     speculative: tuple[tuple[int, float], ...] = ()  # (k drafts, acceptance alpha); (0, 0) is always included
     offload: bool = True  # consider KV offload to host memory
+    eviction: tuple[tuple[str, int], ...] = ()  # KV eviction candidates (method, kept tokens), e.g. ("snapkv", 2048)
     disaggregated: bool = True
 
 
