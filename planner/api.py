@@ -30,6 +30,7 @@ class PlanSpec:
     weights: str = "bf16"
     kv: str | None = None  # defaults to the weight format's natural KV (16 bit, or fp8 with fp8 weights)
     activations: str | None = None
+    weight_offload: str | None = None  # "host" or "disk": stream weights that do not fit (TPI-LLM / EdgeMoE style)
 
     @property
     def gpus(self) -> int:
@@ -39,6 +40,22 @@ class PlanSpec:
         if self.kv:
             return self.kv
         return "fp8" if self.weights == "fp8" else ("fp16" if self.weights == "fp16" else "bf16")
+
+
+def _stream_link(hw: Hardware, where: str) -> tuple[str, float]:
+    """(name, achievable bytes/s) of the link weights stream over: the host link, or an NVMe disk."""
+    from planner.specs.loader import get_interconnect
+
+    if where == "host":
+        if hw.kind != "gpu" or hw.links.host is None:
+            raise PlannerError(f"{hw.id} has no separate host memory link; stream weights from disk instead")
+        link = get_interconnect(hw.links.host.interconnect)
+    elif where == "disk":
+        link = get_interconnect("nvme-gen4")
+    else:
+        raise PlannerError(f"weight offload goes to host or disk, not {where!r}")
+    frac = link.achievable.fraction if link.achievable else 1.0
+    return link.id, link.bandwidth_per_direction.value * frac
 
 
 def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None) -> tuple[int, int, int, int]:
@@ -146,7 +163,9 @@ def estimate(
         n = batch
         cap_note = ""
     elif batching == "inflight":
-        if concurrency is None or concurrency == "max":
+        if plan.weight_offload and concurrency in (None, "max") and fit_n < 1:
+            n, cap_note = 1, "weights stream from outside device memory: one sequence unless --concurrency says more"
+        elif concurrency is None or concurrency == "max":
             n = capped
             cap_note = (f"max concurrency {capped}: memory allows {fit_n}, engine cap {engine.max_seqs}"
                         if fit_n > engine.max_seqs else f"max concurrency {capped}: limited by KV-cache memory")
@@ -165,6 +184,18 @@ def estimate(
     usable = float(mem.usable_bytes[0])
     total = weights_b + kv_need + other
     fits = n >= 1 and total <= usable
+    stream_note = ""
+    if not fits and plan.weight_offload and n >= 1:
+        usable = engine.utilization * hw.memory_capacity_bytes
+        resident = usable - other - kv_need
+        if resident > 0:
+            frac = max(weights_b - resident, 0.0) / weights_b
+            link = _stream_link(hw, plan.weight_offload)
+            cm = CostModel(m, hw, engine=engine, weight_stream=(frac, link[1]))
+            fits, total = True, usable
+            stream_note = (f"{frac:.0%} of the weights ({frac * weights_b / 2**30:.1f} GiB per GPU) stream from {plan.weight_offload} "
+                           f"over {link[0]} every forward pass, prefetched under compute")
+            notes.append(stream_note)
     if weights_b + other > usable:
         reason = f"does not fit: weights need {weights_b / 2**30:.1f} GiB per GPU (+{other / 2**30:.1f} GiB runtime), usable {usable / 2**30:.1f} GiB of {hw.memory_capacity_bytes / 2**30:.1f} GiB"
     elif not fits:
@@ -172,7 +203,7 @@ def estimate(
     else:
         reason = ""
     mem_d = {
-        "fits": bool(fits), "weights_bytes": weights_b, "kv_cache_bytes": kv_need,
+        "fits": bool(fits), "weight_streaming": stream_note or None, "weights_bytes": weights_b, "kv_cache_bytes": kv_need,
         "activation_bytes": float(mem.activation_bytes[0]), "runtime_bytes": float(mem.runtime_bytes[0]),
         "total_bytes_per_gpu": total, "capacity_bytes_per_gpu": hw.memory_capacity_bytes,
         "usable_bytes_per_gpu": usable, "kv_bytes_per_token": kv_per_token,

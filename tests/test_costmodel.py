@@ -163,3 +163,27 @@ def test_in_switch_allreduce_uses_each_links_measured_fraction():
     # 4 GPUs: NCCL stays on the ring below the NVLS threshold
     t4, sw4 = all_reduce_time(Fabric.of(get_hardware("h100-sxm")), np.array([4.0]), np.array([1e9]))
     assert not bool(sw4[0])
+
+
+def test_weight_streaming_exposes_link_time_beyond_compute():
+    m, hw = get_model("llama-3.1-70b"), get_hardware("rtx-4090")
+    p = make_plans(m, hw, weights="int4", kv="fp16")
+    base = CostModel(m, hw).step(p, Step(decode_seqs=1, decode_ctx=512))
+    link_bw = 25e9
+    streamed = CostModel(m, hw, weight_stream=(0.5, link_bw)).step(p, Step(decode_seqs=1, decode_ctx=512))
+    op = next(o for o in streamed.ops if o.name == "weight_stream")
+    w = sum(np.asarray(o.weight_bytes) * o.count for o in base.ops)
+    # half of every weight read crosses the link; the part the step's own time covers is hidden
+    assert op.bytes[0] == pytest.approx(0.5 * w[0], rel=1e-9)
+    assert streamed.time_s[0] == pytest.approx(max(base.time_s[0], 0.5 * w[0] / link_bw), rel=1e-6)
+
+
+def test_moe_streams_only_touched_experts():
+    m, hw = get_model("mixtral-8x7b"), get_hardware("rtx-4090")
+    p = make_plans(m, hw, weights="int4", kv="fp16")
+    one = CostModel(m, hw, weight_stream=(1.0, 1e9)).step(p, Step(decode_seqs=1, decode_ctx=128))
+    many = CostModel(m, hw, weight_stream=(1.0, 1e9)).step(p, Step(decode_seqs=64, decode_ctx=128))
+    s1 = next(o for o in one.ops if o.name == "weight_stream").bytes[0]
+    s64 = next(o for o in many.ops if o.name == "weight_stream").bytes[0]
+    # one token routes to 2 of 8 experts; 64 tokens touch nearly all of them
+    assert s64 > 2.5 * s1

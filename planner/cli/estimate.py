@@ -15,9 +15,9 @@ from planner.errors import PlannerError
 TPOT_HELP = "TPOT is the mean time between output tokens after the first (inter-token latency)."
 
 
-def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations) -> PlanSpec:
+def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=None) -> PlanSpec:
     tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp)
-    return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations)
+    return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations, weight_offload=weight_offload)
 
 
 @app.command("estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP}")
@@ -32,6 +32,7 @@ def estimate_cmd(
     weights: str = typer.Option("bf16", help="weight precision: bf16 fp16 fp8 int8 int8-wo int4 w4a8 fp4 mxfp4 q4_0 q8_0"),
     activations: Optional[str] = typer.Option(None, help="activation precision (default: the weight format's)"),
     kv: Optional[str] = typer.Option(None, help="KV-cache precision: bf16 fp16 fp8 int8 int4 (default: fp8 with fp8 weights, else 16 bit)"),
+    weight_offload: Optional[str] = typer.Option(None, help="stream weights that do not fit from 'host' memory or 'disk' (NVMe)"),
     isl: int = typer.Option(1024, help="input tokens per request"),
     osl: int = typer.Option(256, help="output tokens per request"),
     batching: str = typer.Option("inflight", help="static (all requests start together) or inflight (continuous batching)"),
@@ -56,7 +57,7 @@ def estimate_cmd(
         raise PlannerError("--concurrency applies to --batching inflight; use --batch with static batching")
     if batching == "inflight" and batch is not None:
         raise PlannerError("--batch applies to --batching static; use --concurrency with inflight batching")
-    plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations)
+    plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload)
     est = estimate(model, hardware, plan, isl=isl, osl=osl, batching=batching, batch=batch, concurrency=conc, engine=engine)
     if as_json:
         print_json(est.to_dict())

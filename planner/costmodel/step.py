@@ -56,6 +56,7 @@ class OpCost:
     bound: np.ndarray  # index into BOUND_NAMES
     source: str = "roofline"
     algorithm: str = ""
+    weight_bytes: np.ndarray | float = 0.0  # weight bytes this op reads (per occurrence)
 
 
 @dataclass
@@ -80,7 +81,11 @@ def _pairs(s, past, window=None):
 class CostModel:
     """Step costs of one model on one hardware type, for arrays of plans."""
 
-    def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None):
+    def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
+                 weight_stream: tuple[float, float] | None = None):
+        """``weight_stream`` = (fraction of the weights not resident, bytes/s of the link they stream over):
+        that share of every weight read comes over the link, prefetched while the step computes."""
+        self.weight_stream = weight_stream
         self.model = model
         self.hw = hw
         self.fabric = Fabric.of(hw)
@@ -111,6 +116,7 @@ class CostModel:
         tc = flops / (flops_rate * eff)
         tm = byts / self.bw
         op = self._op(name, "gemm", count, flops, byts, tc, tm)
+        op.weight_bytes = weight_read
         if self.profile is not None and weight_touch is None and m_eff is None:
             from planner.costmodel.profile import SOURCES
 
@@ -245,4 +251,10 @@ class CostModel:
         # a token passes every stage in turn; the slowest stage (layers + lm_head) sets the pace
         latency = layer_time * pp + head_time + hops + self.step_s
         stage = layer_time + head_time + self.step_s
+        if self.weight_stream is not None:
+            frac, link_bw = self.weight_stream
+            streamed = frac * sum(np.asarray(o.weight_bytes) * o.count for o in ops)
+            exposed = np.maximum(streamed / link_bw - stage, 0.0)  # prefetch hides what the compute covers
+            ops.append(self._op("weight_stream", "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
+            latency, stage = latency + exposed, stage + exposed
         return StepCost(ops=ops, time_s=latency, stage_time_s=stage)

@@ -172,6 +172,10 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     opts = opts or SpaceOptions()
     engine = get_engine(engine) if isinstance(engine, str) else engine
     model = get_model(model_id)
+    if objective == "cost" or cons.max_usd_per_mtok is not None:
+        unpriced = [h for h in hardware if get_hardware(h).price is None]
+        if unpriced:
+            raise PlannerError(f"{', '.join(unpriced)} has no published price, so cost cannot rank or limit its plans")
     t0 = time.perf_counter()
     tables, pruned = [], {}
     acc = _accuracy_fn(model, task)
@@ -233,7 +237,9 @@ def explain_choice(rec: dict, runner: dict | None, objective: str) -> str:
     if runner is None:
         return f"the only feasible layout and precision; best {objective} among its batch sizes"
     a, b = rec[key], runner[key]
-    rel = (a / b - 1) if b else 0.0
+    if a is None or b is None or not b:
+        return f"best {objective} of the plans; runner-up: {runner['label']}"
+    rel = a / b - 1
     better = {"throughput": f"{rel:+.0%} output tokens/s per GPU", "cost": f"{-(a / b - 1):.0%} cheaper per million tokens",
               "latency": f"{-(a / b - 1):.0%} lower end-to-end latency"}[objective]
     extra = []
