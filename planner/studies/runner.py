@@ -15,7 +15,8 @@ def _estimate(p: dict) -> dict:
     from planner.api import PlanSpec, estimate, resolve_parallel
 
     tp, pp, ep, dp = resolve_parallel(p.get("gpus"), p.get("tp"), p.get("pp"), p.get("ep"), p.get("dp"))
-    plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=p.get("weights", "bf16"), kv=p.get("kv"), activations=p.get("activations"))
+    plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=p.get("weights", "bf16"), kv=p.get("kv"), activations=p.get("activations"),
+                    weight_offload=p.get("weight_offload"))
     if p.get("rate"):
         from planner.api import estimate_at_rate  # the serving simulator
 

@@ -29,6 +29,7 @@ class EstimateParams(_Strict):
     weights: str = "bf16"
     kv: str | None = None
     activations: str | None = None
+    weight_offload: Literal["host", "disk"] | None = None
     isl: int = Field(default=1024, ge=1)
     osl: int = Field(default=256, ge=1)
     batching: Literal["static", "inflight"] = "inflight"
@@ -179,6 +180,7 @@ def load_study(path: Path) -> Study:
             line = _where(lines, loc)
             what = f"{'.'.join(map(str, loc))}: {err['msg']}"
             if err["type"] == "extra_forbidden":
-                what += f" (a {study.command} point takes: {', '.join(cls.model_fields)})"
+                article = "an" if study.command[0] in "aeiou" else "a"
+                what += f" ({article} {study.command} point takes: {', '.join(cls.model_fields)})"
             raise PlannerError(f"{path}:{line or '?'}: {what}" + (f" (sweep point {i + 1})" if in_axes else "")) from None
     return study
