@@ -103,8 +103,20 @@ def plan_cmd(
             raise PlannerError("nothing is feasible, so there is no plan to emit: " + "; ".join(res.infeasible))
         from planner.report.deploy import emit_recommended
 
-        print(emit_recommended(emit, res.recommended, model, isl, osl, engine))
-        return
+        # the best plan the target engine can run: the recommendation, else the next frontier plan
+        first_error = None
+        for cand in [res.recommended] + res.frontier:
+            try:
+                text = emit_recommended(emit, cand, model, isl, osl, engine)
+            except PlannerError as e:
+                first_error = first_error or e
+                continue
+            if cand is not res.recommended:
+                text = (f"# the recommended plan ({res.recommended['label']}) cannot run on {emit}: {first_error}\n"
+                        f"# emitting the best frontier plan it can run: {cand['label']}\n") + text
+            print(text)
+            return
+        raise PlannerError(f"no frontier plan can run on {emit}: {first_error}")
     if as_json:
         print_json(res.to_dict())
         return

@@ -170,7 +170,8 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + (wl.osl - 1) * tpot,
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
-        "x_prefill": np.zeros(len(sel)), "y_decode": np.zeros(len(sel)), "prefill_tp": np.zeros(len(sel)), "prefill_gpus": np.zeros(len(sel)), "kv_transfer_s": np.zeros(len(sel)),
+        "x_prefill": np.zeros(len(sel)), "y_decode": np.zeros(len(sel)), "prefill_tp": np.zeros(len(sel)), "prefill_pp": np.zeros(len(sel)), "prefill_adp": np.zeros(len(sel)),
+        "prefill_ep": np.zeros(len(sel)), "prefill_gpus": np.zeros(len(sel)), "kv_transfer_s": np.zeros(len(sel)),
     }
     return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods)
 
@@ -277,6 +278,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "ttft_s": ttft, "tpot_s": tpot_r, "e2e_s": ttft + (wl.osl - 1) * tpot_r,
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,
         "usd_per_mtok": price / (tok_gpu * 3600.0) * 1e6,
-        "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv,
+        "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_pp": base.pp[P].astype(float), "prefill_adp": base.adp[P].astype(float),
+        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv,
     }
     return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed)

@@ -100,7 +100,9 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
             "kv_eviction": {"method": t.evict[int(c["evict"])], "kept_tokens": int(c["kv_budget"])} if c["kv_budget"] > 0 else None}
     if c["disagg"]:
         plan["disaggregated"] = {"prefill_workers": int(c["x_prefill"]), "prefill_gpus_per_worker": int(c["prefill_gpus"]),
-                                 "prefill_tp": int(c["prefill_tp"]), "decode_workers": int(c["y_decode"]),
+                                 "prefill_tp": int(c["prefill_tp"]), "prefill_pp": int(c["prefill_pp"]),
+                                 "prefill_ep": int(c["prefill_ep"]), "prefill_attention_dp": int(c["prefill_adp"]),
+                                 "decode_workers": int(c["y_decode"]), "decode_gpus_per_worker": int(c["gpus_per_replica"]),
                                  "kv_transfer_s": float(c["kv_transfer_s"])}
     d = {
         "gpus": int(c["gpus"]), "plan": plan, "ttft_s": float(c["ttft_s"]), "tpot_s": float(c["tpot_s"]),
@@ -121,7 +123,9 @@ def label(d: dict) -> str:
     s = f"{p['hardware']} {par} {p['weights']}/kv-{p['kv']} c={p['concurrency_per_replica']}"
     if p["mode"] == "disaggregated":
         dg = p["disaggregated"]
-        s += f" disagg {dg['prefill_workers']}P(tp{dg['prefill_tp']}):{dg['decode_workers']}D"
+        pre = f"tp{dg['prefill_tp']}" + (f" pp{dg['prefill_pp']}" if dg["prefill_pp"] > 1 else "") + \
+            (f" ep{dg['prefill_ep']}" if dg["prefill_ep"] > 1 else "") + (f" adp{dg['prefill_attention_dp']}" if dg["prefill_attention_dp"] > 1 else "")
+        s += f" disagg {dg['prefill_workers']}P({pre}):{dg['decode_workers']}D"
     else:
         s += f" x{p['replicas']}"
     if p["chunked_prefill_tokens"]:
