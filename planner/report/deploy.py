@@ -23,12 +23,13 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
         d = p["disaggregated"]
         # an attention-DP worker is one engine over tp x adp GPUs
         dis = {"prefill_workers": d["prefill_workers"], "decode_workers": d["decode_workers"],
-               "prefill_tp": d["prefill_tp"] * d["prefill_attention_dp"], "decode_tp": p["tp"] * adp}
+               "prefill_tp": d["prefill_tp"] * d["prefill_attention_dp"], "decode_tp": p["tp"] * adp,
+               "prefill_attention_dp": d["prefill_attention_dp"], "decode_attention_dp": adp}
     offload_gib = host_kv_bytes_per_device(get_hardware(p["hardware"])) / 2**30 if p["kv_offload_to_host"] else 0.0
     return {
         "model": m.id, "hf_repo": getattr(m, "hf_repo", None), "hardware": p["hardware"], "gpus": rec["gpus"],
         # attention-DP plans run one engine over tp x adp GPUs with data-parallel attention (DeepSeek style)
-        "tp": p["tp"] * adp, "pp": p["pp"], "ep": p["ep"], "dp": p["replicas"], "attention_dp": adp > 1,
+        "tp": p["tp"] * adp, "pp": p["pp"], "ep": p["ep"], "dp": p["replicas"], "attention_dp": adp > 1, "attention_dp_size": adp,
         "weights": p["weights"], "kv": p["kv"],
         "max_num_seqs": conc, "max_num_batched_tokens": p["chunked_prefill_tokens"] or eng.max_batched_tokens,
         "chunked_prefill": bool(p["chunked_prefill_tokens"]), "max_model_len": min(m.max_context, max(isl + osl, rec["max_context_tokens"])),

@@ -69,6 +69,9 @@ class Model(_Strict):
     id: str
     name: str
     source: str  # where the architecture numbers come from (config.json of ...)
+    # Hugging Face repo id of the checkpoint to serve (the instruct/chat variant where one exists);
+    # deployment configs (planner.report.emit) load it. None: unknown, the model id stands in.
+    hf_repo: str | None = None
     num_layers: int = Field(ge=1)
     hidden_size: int = Field(ge=1)
     num_heads: int = Field(ge=1)

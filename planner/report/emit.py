@@ -1,0 +1,894 @@
+"""Deployment configs for a recommended plan: launch commands for vLLM, SGLang and
+TensorRT-LLM, and a Kubernetes Deployment running the vLLM OpenAI server.
+
+``emit(engine, plan)`` returns text to print. ``plan`` is an engine-neutral dict:
+
+- ``model`` (planner id), ``hf_repo`` (Hugging Face repo or None: the id stands in, with a comment),
+  ``hardware``, ``gpus`` (total)
+- ``tp``: tensor-parallel world of one engine instance per pipeline stage. With ``attention_dp``
+  it spans the attention data-parallel groups too (SGLang ``--tp-size`` / TensorRT-LLM ``--tp_size``
+  convention), so one engine always holds ``tp * pp`` GPUs.
+- ``pp``; ``ep``: expert-parallel size, dividing ``tp`` (MoE models only)
+- ``dp``: independent replicas of the engine (Kubernetes ``replicas``)
+- ``attention_dp``: DeepSeek-style data-parallel attention inside the engine. The optional key
+  ``attention_dp_size`` (default ``tp``: attention TP 1) says how many attention groups.
+- ``weights``, ``kv``: planner format ids
+- ``max_num_seqs``, ``max_num_batched_tokens``: per engine instance (summed over attention-DP
+  ranks); engines that take them per rank (vLLM data parallel, TensorRT-LLM attention DP) get
+  them divided, rounded up.
+- ``chunked_prefill``, ``max_model_len``, ``gpu_memory_utilization`` (passed through: the engine
+  reads it its own way, vLLM and SGLang of the whole device, TensorRT-LLM of the memory left
+  after weights)
+- ``speculative``: None or {method: draft | mtp | ngram, num_speculative_tokens, draft_model}
+- ``disaggregated``: None or {prefill_workers, decode_workers, prefill_tp, decode_tp}, each tp the
+  role's engine-wide tensor-parallel world (attention-DP groups included). Optional
+  ``prefill_attention_dp`` / ``decode_attention_dp`` give each role's attention-DP groups (1: none);
+  without them, with ``attention_dp`` the decode role uses ``attention_dp_size`` and the prefill
+  role runs attention fully data parallel over its ``prefill_tp`` GPUs.
+- ``kv_offload_gib``: host memory per GPU for offloaded KV cache (0: none)
+
+Every flag written is one its engine documents: ``FLAG_SOURCES`` names the page each came from
+(and the released source it was checked against). A combination an engine cannot run raises
+``PlannerError`` with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+
+import yaml
+
+from planner.errors import PlannerError
+
+ENGINES = ("vllm", "sglang", "trtllm", "k8s")
+WEIGHT_FORMATS = ("bf16", "fp16", "fp8", "int8", "int8-wo", "int4", "w4a8", "fp4", "mxfp4")
+KV_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4")
+SPEC_METHODS = ("draft", "mtp", "ngram")
+
+# ---- where each flag is documented -------------------------------------------------------------
+# Each entry: the documentation page the flag (and the value used) was read from; "checked:" names
+# the released source the spelling was verified against (vllm 0.33.0 and sglang 0.5.23 wheels from
+# PyPI, tensorrt_llm/commands/serve.py and llmapi/llm_args.py of NVIDIA/TensorRT-LLM on GitHub).
+_V_ARGS = "https://docs.vllm.ai/en/v0.8.5/serving/engine_args.html (vllm serve usage); checked: vllm 0.33.0 vllm/engine/arg_utils.py"
+_V_DP = "https://docs.vllm.ai/en/latest/serving/data_parallel_deployment/ ; checked: vllm 0.33.0 vllm/engine/arg_utils.py"
+_V_EP = "https://docs.vllm.ai/en/latest/serving/expert_parallel_deployment/ (EP size = TP x DP); checked: vllm 0.33.0 arg_utils.py"
+_V_KV = ("https://docs.vllm.ai/en/latest/features/quantization/quantized_kvcache/ ; checked: vllm 0.33.0 vllm/config/cache.py "
+         "CacheDType (auto, fp8, fp8_e4m3, fp8_e5m2, int8_per_token_head, int4_per_token_head, ...)")
+_V_QUANT = ("https://docs.vllm.ai/en/stable/features/quantization/fp8/ (online dynamic --quantization fp8 of a BF16/FP16 "
+            "model), https://docs.vllm.ai/en/latest/features/quantization/int8/ ; checked: vllm 0.33.0 "
+            "vllm/model_executor/layers/quantization/__init__.py QuantizationMethods (fp8, modelopt_fp4, ...)")
+_V_SPEC = ("https://docs.vllm.ai/projects/speculators/en/stable/user_guide/tutorials/serve_vllm/ (--speculative-config JSON); "
+           "checked: vllm 0.33.0 vllm/config/speculative.py (method mtp | draft_model | ngram, num_speculative_tokens, "
+           "model, prompt_lookup_max)")
+_V_NIXL = "https://docs.vllm.ai/en/stable/features/nixl_connector_usage/ (NixlConnector, kv_producer / kv_consumer)"
+_V_OFFLOAD = ("https://github.com/vllm-project/vllm/blob/main/vllm/config/cache.py (kv_offloading_size: GiB summed over "
+              "all TP ranks; kv_offloading_backend: native | lmcache); checked: vllm 0.33.0 arg_utils.py")
+
+_S_ARGS = "https://docs.sglang.io/advanced_features/server_arguments.html ; checked: sglang 0.5.23 sglang/srt/arg_groups/fields/"
+_S_PAR = ("https://docs.sglang.io/cookbook/base/reference/server_arguments (--tp-size, --dp-size, --ep-size, "
+          "--enable-dp-attention); checked: sglang 0.5.23 fields/parallel.py, server_args.py")
+_S_PD = "https://docs.sglang.io/advanced_features/pd_disaggregation.html ; checked: sglang 0.5.23 fields/disagg.py"
+_S_SPEC = ("https://docs.sglang.io/advanced_features/speculative_decoding.html (sgl-project/sglang "
+           "docs/advanced_features/speculative_decoding.md); checked: sglang 0.5.23 fields/spec.py")
+_S_QUANT = "https://docs.sglang.io/advanced_features/quantization.html ; checked: sglang 0.5.23 arg_groups/choices.py"
+_S_HICACHE = "sglang 0.5.23 sglang/srt/arg_groups/fields/memory.py (hicache_size: host KV pool in GB, per rank)"
+
+_T_SERVE = "https://nvidia.github.io/TensorRT-LLM/0.18.2/commands/trtllm-serve.html ; checked: tensorrt_llm/commands/serve.py"
+_T_SERVE_NEW = "https://nvidia.github.io/TensorRT-LLM/latest/commands/trtllm-serve.html ; checked: tensorrt_llm/commands/serve.py"
+_T_DISAGG = ("https://nvidia.github.io/TensorRT-LLM/latest/features/disagg-serving.html (NVIDIA/TensorRT-LLM "
+             "docs/source/features/disagg-serving.md)")
+_T_ARGS = "NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py (BaseLlmArgs, KvCacheConfig, CacheTransceiverConfig)"
+_T_SPEC = "NVIDIA/TensorRT-LLM docs/source/features/speculative-decoding.md (decoding_type MTP | DraftTarget | NGram)"
+_T_KV = "NVIDIA/TensorRT-LLM docs/source/features/kvcache.md and quantization.md (KvCacheConfig(dtype='fp8'))"
+
+FLAG_SOURCES: dict[str, dict[str, str]] = {
+    "vllm": {
+        "--tensor-parallel-size": _V_ARGS,
+        "--pipeline-parallel-size": _V_ARGS,
+        "--data-parallel-size": _V_DP,
+        "--enable-expert-parallel": _V_EP,
+        "--dtype": _V_ARGS,
+        "--quantization": _V_QUANT,
+        "--kv-cache-dtype": _V_KV,
+        "--max-model-len": _V_ARGS,
+        "--max-num-seqs": _V_ARGS,
+        "--max-num-batched-tokens": _V_ARGS,
+        "--enable-chunked-prefill": _V_ARGS,
+        "--no-enable-chunked-prefill": _V_ARGS + " (argparse.BooleanOptionalAction negation)",
+        "--gpu-memory-utilization": _V_ARGS,
+        "--speculative-config": _V_SPEC,
+        "--kv-transfer-config": _V_NIXL,
+        "--kv-offloading-size": _V_OFFLOAD,
+        "--kv-offloading-backend": _V_OFFLOAD,
+        "--port": _V_ARGS,
+        # not emitted: --cpu-offload-gb offloads *weights* to host memory, not the KV cache
+    },
+    "sglang": {
+        "--model-path": _S_ARGS,
+        "--tp-size": _S_PAR,
+        "--pp-size": _S_ARGS,
+        "--dp-size": _S_PAR,
+        "--enable-dp-attention": _S_PAR + " (sglang 0.5.23 still accepts it, deprecated for --attn-dp-size)",
+        "--ep-size": _S_PAR,
+        "--dtype": _S_ARGS,
+        "--quantization": _S_QUANT,
+        "--kv-cache-dtype": _S_ARGS + " (auto, fp8_e5m2, fp8_e4m3, ...)",
+        "--context-length": _S_ARGS,
+        "--max-running-requests": _S_ARGS,
+        "--chunked-prefill-size": _S_ARGS + " (-1 disables chunked prefill)",
+        "--max-prefill-tokens": _S_ARGS,
+        "--mem-fraction-static": _S_ARGS,
+        "--speculative-algorithm": _S_SPEC,
+        "--speculative-num-steps": _S_SPEC,
+        "--speculative-eagle-topk": _S_SPEC,
+        "--speculative-num-draft-tokens": _S_SPEC,
+        "--speculative-draft-model-path": _S_SPEC,
+        "--disaggregation-mode": _S_PD,
+        "--disaggregation-transfer-backend": _S_PD,
+        "--enable-hierarchical-cache": _S_HICACHE,
+        "--hicache-size": _S_HICACHE,
+        "--host": _S_ARGS,
+        "--port": _S_ARGS,
+        # python -m sglang_router.launch_router (the PD router), same page
+        "--pd-disaggregation": _S_PD,
+        "--prefill": _S_PD,
+        "--decode": _S_PD,
+    },
+    "trtllm": {
+        "--backend": _T_SERVE,
+        "--host": _T_SERVE,
+        "--port": _T_SERVE,
+        "--tp_size": _T_SERVE,
+        "--pp_size": _T_SERVE,
+        "--ep_size": _T_SERVE_NEW,
+        "--max_batch_size": _T_SERVE,
+        "--max_num_tokens": _T_SERVE,
+        "--max_seq_len": _T_SERVE,
+        "--kv_cache_free_gpu_memory_fraction": _T_SERVE,
+        "--extra_llm_api_options": _T_SERVE_NEW + " (alias --config in newer releases)",
+        "-c": _T_DISAGG + " (trtllm-serve disaggregated -c CONFIG)",
+    },
+}
+FLAG_SOURCES["k8s"] = FLAG_SOURCES["vllm"]  # the manifest runs `vllm serve` with the vLLM flags
+
+# keys of the TensorRT-LLM --extra_llm_api_options YAML
+TRTLLM_YAML_SOURCES: dict[str, str] = {
+    "dtype": _T_ARGS,
+    "enable_chunked_prefill": _T_ARGS,
+    "enable_attention_dp": _T_ARGS,
+    "kv_cache_config.dtype": _T_KV,
+    "kv_cache_config.free_gpu_memory_fraction": _T_ARGS,
+    "kv_cache_config.host_cache_size": _T_ARGS + " (bytes of host memory for offloaded KV blocks)",
+    "speculative_config": _T_SPEC,
+    "disable_overlap_scheduler": _T_SPEC + "; " + _T_DISAGG,
+    "cache_transceiver_config.backend": _T_DISAGG + " (DEFAULT | UCX | NIXL | MPI)",
+    "cache_transceiver_config.max_tokens_in_buffer": _T_DISAGG,
+}
+
+DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
+
+# ---- checkpoints ---------------------------------------------------------------------------
+# the format the published Hugging Face checkpoint ships in (everything else: 16 bit)
+NATIVE_WEIGHTS = {"deepseek-v3": "fp8", "gpt-oss-120b": "mxfp4", "gpt-oss-20b": "mxfp4"}
+# models with a multi-token-prediction head (DeepSeek-V3 ships one MTP module)
+MTP_MODELS = frozenset({"deepseek-v3"})
+# a small draft model of the same tokenizer family, offered when a draft-model plan names none
+DRAFT_SUGGESTIONS = {
+    "llama-3-8b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3-70b": "meta-llama/Llama-3.2-1B-Instruct",
+    "llama-3.1-8b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3.1-70b": "meta-llama/Llama-3.2-1B-Instruct",
+    "llama-3.1-405b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3.3-70b": "meta-llama/Llama-3.2-1B-Instruct",
+    "qwen3-32b": "Qwen/Qwen3-0.6B", "qwen3-30b-a3b": "Qwen/Qwen3-0.6B", "qwen3-235b-a22b": "Qwen/Qwen3-0.6B",
+}
+VLLM_IMAGE = "vllm/vllm-openai:latest"  # the image the vLLM Kubernetes guide uses; pin a release tag in production
+PORT = 8000  # the OpenAI endpoint (the router's, for disaggregated plans)
+PREFILL_PORT, DECODE_PORT = 8100, 8200
+
+_NATIVE_DESC = {"fp8": "FP8 (block-scaled)", "mxfp4": "MXFP4 (MoE experts)", "bf16": "16-bit"}
+
+
+# ---- the plan ------------------------------------------------------------------------------
+def _int(plan: dict, key: str, lo: int = 1) -> int:
+    v = plan.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise PlannerError(f"plan {key!r} must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class _Role:
+    name: str  # serve | prefill | decode
+    tp: int
+    adp: int  # attention data-parallel groups inside the engine (1: none)
+    ep: int
+    workers: int  # engine instances of this role
+    port: int
+
+    @property
+    def attn_tp(self) -> int:
+        return self.tp // self.adp
+
+
+@dataclass
+class _Plan:
+    model: str
+    hf_repo: str | None
+    hardware: str
+    gpus: int
+    tp: int
+    pp: int
+    ep: int
+    dp: int
+    attention_dp: bool
+    attention_dp_size: int
+    weights: str
+    kv: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    chunked_prefill: bool
+    max_model_len: int
+    speculative: dict | None
+    disaggregated: dict | None
+    kv_offload_gib: float
+    gpu_memory_utilization: float
+    is_moe: bool | None  # None: model unknown to the planner's specs
+    notes: list[str] = field(default_factory=list)
+    role_list: list[_Role] = field(default_factory=list)
+
+    @property
+    def repo(self) -> str:
+        return self.hf_repo or self.model
+
+    def _make_roles(self) -> list[_Role]:
+        if self.disaggregated is None:
+            return [_Role("serve", self.tp, self.attention_dp_size if self.attention_dp else 1, self.ep, self.dp, PORT)]
+        d = self.disaggregated
+        roles = []
+        for name, tp, workers, port in (("prefill", d["prefill_tp"], d["prefill_workers"], PREFILL_PORT),
+                                        ("decode", d["decode_tp"], d["decode_workers"], DECODE_PORT)):
+            adp = 1
+            given = d.get(f"{name}_attention_dp")
+            if given is not None:
+                if not isinstance(given, int) or given < 1 or tp % given:
+                    raise PlannerError(f"disaggregated {name}_attention_dp={given!r} must divide {name}_tp={tp}")
+                adp = given
+            elif self.attention_dp:
+                adp = self.attention_dp_size if (name == "decode" and tp % self.attention_dp_size == 0) else tp
+            ep = self.ep
+            if tp % ep:
+                ep = math.gcd(self.ep, tp)
+                self.notes.append(f"{name} role: ep={ep} (the plan's ep={self.ep} does not divide its tp={tp})")
+            roles.append(_Role(name, tp, adp, ep, workers, port))
+        return roles
+
+
+def _parse(plan: dict) -> _Plan:
+    if not isinstance(plan, dict):
+        raise PlannerError("the plan to emit must be a dict")
+    for key in ("model", "hardware", "weights", "kv"):
+        if not isinstance(plan.get(key), str) or not plan.get(key):
+            raise PlannerError(f"plan {key!r} must be a non-empty string, got {plan.get(key)!r}")
+    weights, kv = plan["weights"], plan["kv"]
+    if weights not in WEIGHT_FORMATS:
+        raise PlannerError(f"cannot emit weights {weights!r}: deployment configs cover {', '.join(WEIGHT_FORMATS)}")
+    if kv not in KV_FORMATS:
+        raise PlannerError(f"cannot emit KV cache {kv!r}: deployment configs cover {', '.join(KV_FORMATS)}")
+    tp, pp, ep, dp = (_int(plan, k) for k in ("tp", "pp", "ep", "dp"))
+    attention_dp = bool(plan.get("attention_dp"))
+    adp = plan.get("attention_dp_size") or tp
+    if attention_dp and (not isinstance(adp, int) or adp < 1 or tp % adp):
+        raise PlannerError(f"attention_dp_size={adp!r} must divide tp={tp}")
+    if tp % ep:
+        raise PlannerError(f"ep={ep} must divide tp={tp} (experts are split over the engine's tensor-parallel ranks)")
+    gmu = plan.get("gpu_memory_utilization")
+    if not isinstance(gmu, (int, float)) or not 0 < gmu <= 1:
+        raise PlannerError(f"plan 'gpu_memory_utilization' must be in (0, 1], got {gmu!r}")
+    offload = plan.get("kv_offload_gib") or 0
+    if not isinstance(offload, (int, float)) or offload < 0:
+        raise PlannerError(f"plan 'kv_offload_gib' must be >= 0, got {offload!r}")
+    spec = plan.get("speculative")
+    if spec is not None:
+        if not isinstance(spec, dict) or spec.get("method") not in SPEC_METHODS:
+            raise PlannerError(f"speculative method must be one of {', '.join(SPEC_METHODS)}, got {spec!r}")
+        _int(spec, "num_speculative_tokens")
+    dis = plan.get("disaggregated")
+    if dis is not None:
+        if not isinstance(dis, dict):
+            raise PlannerError("plan 'disaggregated' must be a dict or None")
+        for k in ("prefill_workers", "decode_workers", "prefill_tp", "decode_tp"):
+            _int(dis, k)
+    is_moe = None
+    try:
+        from planner.specs.loader import get_model
+
+        is_moe = get_model(plan["model"]).moe is not None
+    except PlannerError:
+        pass  # a model the planner's specs do not know: trust the plan
+    p = _Plan(
+        model=plan["model"], hf_repo=plan.get("hf_repo") or None, hardware=plan["hardware"],
+        gpus=_int(plan, "gpus"), tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp,
+        attention_dp_size=adp if attention_dp else 1, weights=weights, kv=kv,
+        max_num_seqs=_int(plan, "max_num_seqs"), max_num_batched_tokens=_int(plan, "max_num_batched_tokens"),
+        chunked_prefill=bool(plan.get("chunked_prefill")), max_model_len=_int(plan, "max_model_len"),
+        speculative=spec, disaggregated=dis, kv_offload_gib=float(offload), gpu_memory_utilization=float(gmu),
+        is_moe=is_moe,
+    )
+    if ep > 1 and is_moe is False:
+        raise PlannerError(f"ep={ep} needs a mixture-of-experts model; {p.model} is dense")
+    if spec is not None and spec["method"] == "mtp" and not (p.model in MTP_MODELS or p.model.startswith("deepseek")):
+        raise PlannerError(f"{p.model} has no multi-token-prediction (MTP) head; use speculative method 'draft' or 'ngram'")
+    p.role_list = p._make_roles()
+    engines_gpus = sum(r.workers * r.tp * p.pp for r in p.role_list)
+    if engines_gpus != p.gpus:
+        p.notes.append(f"these engines hold {engines_gpus} GPUs, the plan says gpus={p.gpus}")
+    if dis is not None and dis["decode_tp"] != tp:
+        p.notes.append(f"decode role: tp={dis['decode_tp']} from the plan's disaggregated block (its top-level tp is {tp})")
+    return p
+
+
+BLACKWELL = frozenset({"b200", "gb200"})  # compute capability 10.x
+
+
+def _check_hardware(engine: str, p: _Plan) -> None:
+    """TensorRT-LLM and the manifest's CUDA image (nvidia.com/gpu) run on NVIDIA GPUs only; vLLM's
+    INT8 W8A8 kernels stop before Blackwell (its INT8 page)."""
+    if engine in ("vllm", "k8s") and p.weights == "int8" and p.hardware in BLACKWELL:
+        raise PlannerError(f"vLLM runs no INT8 W8A8 on Blackwell ({p.hardware}, compute capability 10); choose fp8 or fp4 weights")
+    if engine not in ("trtllm", "k8s"):
+        return
+    try:
+        from planner.specs.loader import get_hardware
+
+        hw = get_hardware(p.hardware)
+    except PlannerError:
+        return  # hardware the planner's specs do not know: trust the plan
+    if hw.vendor != "nvidia" or hw.kind != "gpu":
+        what = "TensorRT-LLM runs" if engine == "trtllm" else "the Kubernetes manifest (vllm/vllm-openai, nvidia.com/gpu) runs"
+        raise PlannerError(f"{what} on NVIDIA GPUs only, and {p.hardware} is a {hw.vendor} {hw.kind}")
+
+
+# ---- checkpoint and quantization -----------------------------------------------------------
+@dataclass
+class _Checkpoint:
+    path: str
+    quantization: str | None = None  # the engine's --quantization value, when one is passed
+    dtype: str | None = None  # "bfloat16" / "float16" for 16-bit weights
+    notes: list[str] = field(default_factory=list)
+
+
+def _local(p: _Plan, tag: str) -> str:
+    return f"/models/{p.model}-{tag}"
+
+
+def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
+    native = NATIVE_WEIGHTS.get(p.model, "bf16")
+    repo, w = p.repo, p.weights
+    name = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}[engine]
+
+    def sixteen_bit_source() -> tuple[str, list[str]]:
+        if native == "bf16":
+            return repo, []
+        path = _local(p, "bf16")
+        return path, [f"{repo} ships {_NATIVE_DESC[native]} weights: convert it to a BF16 checkpoint at {path} first"]
+
+    if w in ("bf16", "fp16"):
+        path, notes = sixteen_bit_source()
+        return _Checkpoint(path, dtype="bfloat16" if w == "bf16" else "float16", notes=notes)
+    if w == "fp8":
+        if native == "fp8":
+            return _Checkpoint(repo, notes=["fp8 weights: the published checkpoint is FP8; the engine reads the method from its config"])
+        if engine == "trtllm":
+            path = _local(p, "fp8")
+            return _Checkpoint(path, notes=[
+                "fp8 weights: TensorRT-LLM loads pre-quantized FP8 checkpoints; export one with NVIDIA ModelOpt "
+                f"(hf_ptq.py --qformat fp8) or use a published ModelOpt FP8 checkpoint, at {path}"])
+        path, notes = sixteen_bit_source()
+        return _Checkpoint(path, quantization="fp8", notes=notes + [
+            f"fp8 weights: --quantization fp8 makes {name} quantize the 16-bit checkpoint to FP8 (W8A8, dynamic "
+            "activation scales) while loading"])
+    if w == "int8":
+        if engine == "trtllm":
+            raise PlannerError("TensorRT-LLM's PyTorch backend (the trtllm-serve default) runs no INT8 W8A8 (SmoothQuant) "
+                               "checkpoints; choose fp8, int4, w4a8 or fp4 weights")
+        path = _local(p, "w8a8-int8")
+        return _Checkpoint(path, quantization="w8a8_int8" if engine == "sglang" else None, notes=[
+            f"int8 weights: needs an INT8 W8A8 checkpoint (per-channel weights, per-token activations; e.g. llm-compressor, "
+            f"compressed-tensors format) at {path}" + ("" if engine == "sglang" else "; vLLM reads the method from its config")])
+    if w == "int8-wo":
+        if engine == "trtllm":
+            raise PlannerError("TensorRT-LLM's PyTorch backend (the trtllm-serve default) runs no INT8 weight-only checkpoints; "
+                               "choose fp8, int4, w4a8 or fp4 weights")
+        path = _local(p, "w8a16-int8")
+        return _Checkpoint(path, notes=[
+            f"int8-wo weights: needs an INT8 weight-only (W8A16) checkpoint (llm-compressor W8A16 or 8-bit GPTQ) at {path}; "
+            f"{name} reads the method from its config"])
+    if w == "int4":
+        path = _local(p, "awq-int4")
+        how = ("a ModelOpt W4A16 AWQ (int4_awq) or GPTQ checkpoint" if engine == "trtllm"
+               else "an AWQ or GPTQ W4A16 checkpoint (group size 128)")
+        return _Checkpoint(path, notes=[f"int4 weights: needs {how} at {path}; {name} reads the method from its quantization config"])
+    if w == "w4a8":
+        path = _local(p, "w4a8")
+        how = {"vllm": "a compressed-tensors W4A8 checkpoint (int4 weights, fp8 activations; llm-compressor)",
+               "sglang": "a W4A8 checkpoint (w4afp8 or compressed-tensors W4A8)",
+               "trtllm": "a ModelOpt W4A8 AWQ (w4a8_awq) checkpoint"}[engine]
+        return _Checkpoint(path, notes=[f"w4a8 weights: needs {how} at {path}; {name} reads the method from its config"])
+    if w == "fp4":
+        path = _local(p, "nvfp4")
+        return _Checkpoint(path, quantization=None if engine == "trtllm" else "modelopt_fp4", notes=[
+            f"fp4 weights: needs an NVIDIA ModelOpt NVFP4 checkpoint (hf_ptq.py --qformat nvfp4, or a published nvidia/*-FP4 "
+            f"repo) at {path}"])
+    # mxfp4
+    if native != "mxfp4":
+        raise PlannerError(f"no MXFP4 checkpoint of {p.model} is published (only gpt-oss ships MXFP4 weights); "
+                           "choose fp4 (NVFP4) weights instead")
+    return _Checkpoint(repo, notes=["mxfp4 weights: the published checkpoint's MoE experts are MXFP4; the engine reads it from its config"])
+
+
+def _kv_value(engine: str, kv: str) -> str | None:
+    """The engine's KV-cache dtype value; None: 16 bit, the engine's default (the model's dtype)."""
+    if kv in ("bf16", "fp16"):
+        return None
+    if engine == "vllm":
+        return {"fp8": "fp8", "int8": "int8_per_token_head", "int4": "int4_per_token_head"}[kv]
+    if engine == "sglang":
+        if kv == "fp8":
+            return "fp8_e4m3"
+        raise PlannerError(f"SGLang has no {kv} KV cache: its --kv-cache-dtype takes auto, fp8_e4m3 or fp8_e5m2 "
+                           "(and bf16, mxfp8, fp4 variants)")
+    if kv == "fp8":
+        return "fp8"
+    raise PlannerError(f"TensorRT-LLM's PyTorch backend has no {kv} KV cache: kv_cache_config.dtype quantizes to fp8 (or nvfp4) only")
+
+
+def _draft(p: _Plan) -> tuple[str, list[str]]:
+    d = (p.speculative or {}).get("draft_model")
+    if d:
+        return d, []
+    if p.model in DRAFT_SUGGESTIONS:
+        d = DRAFT_SUGGESTIONS[p.model]
+        return d, [f"draft model: the plan names none; {d} shares {p.model}'s tokenizer (suggested, check its acceptance rate)"]
+    return "/models/draft-model", [f"draft model: the plan names none; put a small model with {p.model}'s tokenizer at /models/draft-model"]
+
+
+# ---- text helpers --------------------------------------------------------------------------
+def _num(x: float) -> str:
+    x = float(x)
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _Script:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def comment(self, text: str) -> None:
+        self.lines.append(f"# {text}")
+
+    def blank(self) -> None:
+        if self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def heredoc(self, filename: str, content: str) -> None:
+        self.lines.append(f"cat > {filename} <<'EOF'")
+        self.lines.extend(content.rstrip("\n").splitlines())
+        self.lines.append("EOF")
+
+    def command(self, argv: list[str], head: int) -> None:
+        """The program (``head`` tokens) on the first line, then one flag with its value per line."""
+        groups: list[list[str]] = []
+        for tok in argv[head:]:
+            if (tok.startswith("-") and not _is_number(tok)) or not groups:
+                groups.append([tok])
+            else:
+                groups[-1].append(tok)
+        head = argv[:head]
+        parts = [" ".join(shlex.quote(t) for t in head)] + ["  " + " ".join(shlex.quote(t) for t in g) for g in groups]
+        self.lines.append(" \\\n".join(parts))
+
+    def text(self) -> str:
+        return "\n".join(self.lines).rstrip("\n") + "\n"
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+_HEREDOC = re.compile(r"^cat > (\S+) <<'(\w+)'$")
+
+
+def split_script(text: str) -> tuple[list[list[str]], dict[str, str]]:
+    """The commands (argv lists, comments dropped, continuations joined) and the heredoc files of an
+    emitted script, in order."""
+    commands: list[list[str]] = []
+    files: dict[str, str] = {}
+    buf = ""
+    lines = iter(text.splitlines())
+    for line in lines:
+        m = _HEREDOC.match(line)
+        if m and not buf:
+            body = []
+            for inner in lines:
+                if inner == m.group(2):
+                    break
+                body.append(inner)
+            files[m.group(1)] = "\n".join(body) + "\n"
+            continue
+        s = line.strip()
+        if not buf and (not s or s.startswith("#")):
+            continue
+        if s.endswith("\\"):
+            buf += s[:-1] + " "
+            continue
+        commands.append(shlex.split(buf + s))
+        buf = ""
+    return commands, files
+
+
+def flag_map(argv: list[str]) -> dict[str, str | None]:
+    """``--flag value`` pairs of an argv (flags without a value map to None)."""
+    out: dict[str, str | None] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("-") and not _is_number(tok):
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and (not nxt.startswith("-") or _is_number(nxt)):
+                out[tok] = nxt
+                i += 2
+                continue
+            out[tok] = None
+        i += 1
+    return out
+
+
+def _headed(p: _Plan, engine: str, ck: _Checkpoint, body: _Script) -> str:
+    """The header (written last, so it carries every note the body collected) and the body."""
+    h = _Script()
+    _header(h, p, engine, ck)
+    gap = [""] if body.lines and body.lines[0] != "" else []
+    return "\n".join(h.lines + gap + body.lines).rstrip("\n") + "\n"
+
+
+def _header(s: _Script, p: _Plan, engine: str, ck: _Checkpoint) -> None:
+    par = f"tp={p.tp} pp={p.pp} ep={p.ep} dp={p.dp}"
+    if p.attention_dp:
+        par += f" attention-dp={p.attention_dp_size}"
+    s.comment(f"planner plan for {engine}: {p.model} on {p.gpus} x {p.hardware}; {par}; weights {p.weights}, KV cache {p.kv}")
+    s.comment(f"{p.max_num_seqs} sequences and {p.max_num_batched_tokens} batched tokens per engine, "
+              f"chunked prefill {'on' if p.chunked_prefill else 'off'}, max model length {p.max_model_len}")
+    if p.hf_repo is None:
+        s.comment(f"no Hugging Face repo is recorded for {p.model}: replace {p.model} below with its checkpoint path or repo")
+    for n in dict.fromkeys(ck.notes + p.notes):
+        s.comment(n)
+
+
+def _replicas_comment(s: _Script, role: _Role, p: _Plan, what: str) -> None:
+    g = role.tp * p.pp
+    if role.name == "serve":
+        s.comment(f"run {role.workers} replica(s) of this {what} ({g} GPU(s) each)"
+                  + (", behind a load balancer" if role.workers > 1 else ""))
+    else:
+        s.comment(f"{role.name} role: run {role.workers} {role.name} worker(s) of this {what} ({g} GPU(s) each)")
+
+
+def _step_tokens(p: _Plan, role: _Role, seqs: int, toks: int, engine: str, name: str) -> int:
+    """The per-step token budget an engine accepts: without chunked prefill a whole prompt (up to
+    max_model_len) must fit in one step, and vLLM wants at least one token per running sequence."""
+    need = max(seqs, toks if p.chunked_prefill else max(toks, p.max_model_len))
+    if need != toks:
+        why = (f"without chunked prefill a whole prompt must fit in one step (a larger activation workspace; "
+               f"enable chunked prefill to keep {toks})") if need == p.max_model_len and not p.chunked_prefill \
+            else "every running sequence needs a token per step"
+        where = "" if role.name == "serve" else f" ({role.name} role)"
+        p.notes.append(f"{engine} {name}{where} raised from {toks} to {need}: {why}")
+    return need
+
+
+# ---- vLLM ----------------------------------------------------------------------------------
+def _vllm_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
+    dp = role.adp
+    args = ["--tensor-parallel-size", str(role.attn_tp), "--pipeline-parallel-size", str(p.pp)]
+    if dp > 1:
+        args += ["--data-parallel-size", str(dp)]
+    if role.ep > 1:
+        # vLLM's expert-parallel group is the whole TP x DP world of the engine
+        if role.ep != role.tp:
+            raise PlannerError(f"vLLM's --enable-expert-parallel spreads experts over all {role.tp} GPUs of the engine "
+                               f"(TP x DP); it cannot run ep={role.ep}")
+        args += ["--enable-expert-parallel"]
+    if ck.dtype:
+        args += ["--dtype", ck.dtype]
+    if ck.quantization:
+        args += ["--quantization", ck.quantization]
+    kv = _kv_value("vllm", p.kv)
+    if kv:
+        args += ["--kv-cache-dtype", kv]
+    seqs, toks = _ceil_div(p.max_num_seqs, dp), _ceil_div(p.max_num_batched_tokens, dp)  # per data-parallel rank
+    toks = _step_tokens(p, role, seqs, toks, "vLLM", "max_num_batched_tokens")
+    args += ["--max-model-len", str(p.max_model_len), "--max-num-seqs", str(seqs), "--max-num-batched-tokens", str(toks),
+             "--enable-chunked-prefill" if p.chunked_prefill else "--no-enable-chunked-prefill",
+             "--gpu-memory-utilization", _num(p.gpu_memory_utilization)]
+    spec = p.speculative
+    if spec:
+        k = spec["num_speculative_tokens"]
+        if spec["method"] == "mtp":
+            cfg = {"method": "mtp", "num_speculative_tokens": k}
+        elif spec["method"] == "ngram":
+            cfg = {"method": "ngram", "num_speculative_tokens": k, "prompt_lookup_max": 4}
+        else:
+            cfg = {"method": "draft_model", "model": _draft(p)[0], "num_speculative_tokens": k}
+        args += ["--speculative-config", json.dumps(cfg, separators=(",", ":"))]
+    if role.name != "serve":
+        if p.kv_offload_gib > 0:
+            raise PlannerError("vLLM's --kv-offloading-size and a disaggregated --kv-transfer-config both claim the engine's "
+                               "one KV connector, so this plan cannot be emitted for vLLM with both")
+        kv_role = "kv_producer" if role.name == "prefill" else "kv_consumer"
+        args += ["--kv-transfer-config", json.dumps({"kv_connector": "NixlConnector", "kv_role": kv_role}, separators=(",", ":"))]
+    if p.kv_offload_gib > 0:
+        # vLLM takes the buffer summed over the engine's TP (and PP) ranks
+        args += ["--kv-offloading-size", _num(round(p.kv_offload_gib * role.attn_tp * p.pp, 3)), "--kv-offloading-backend", "native"]
+    args += ["--port", str(role.port)]
+    return args
+
+
+def _emit_vllm(p: _Plan) -> str:
+    ck = _checkpoint("vllm", p)
+    s = _Script()
+    if p.speculative and p.speculative["method"] == "draft":
+        for n in _draft(p)[1]:
+            s.comment(n)
+    if p.kv_offload_gib > 0:
+        s.comment(f"KV offload: {_num(p.kv_offload_gib)} GiB of host memory per GPU (--kv-offloading-size is the sum over the engine's ranks)")
+    for role in p.role_list:
+        s.blank()
+        _replicas_comment(s, role, p, "command")
+        s.command(["vllm", "serve", ck.path] + _vllm_args(p, role, ck), head=3)
+    if p.disaggregated:
+        s.blank()
+        s.comment(f"route requests through a prefill/decode proxy on port {PORT}, e.g. vLLM's "
+                  "tests/v1/kv_connector/nixl_integration/toy_proxy_server.py --port "
+                  f"{PORT} --prefiller-hosts ... --prefiller-ports {PREFILL_PORT} --decoder-hosts ... --decoder-ports {DECODE_PORT}")
+    return _headed(p, "vllm", ck, s)
+
+
+# ---- SGLang --------------------------------------------------------------------------------
+def _sglang_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
+    args = ["--model-path", ck.path, "--tp-size", str(role.tp), "--pp-size", str(p.pp)]
+    if role.adp > 1:
+        args += ["--dp-size", str(role.adp), "--enable-dp-attention"]
+    if role.ep > 1:
+        args += ["--ep-size", str(role.ep)]
+    if ck.dtype:
+        args += ["--dtype", ck.dtype]
+    if ck.quantization:
+        args += ["--quantization", ck.quantization]
+    kv = _kv_value("sglang", p.kv)
+    if kv:
+        args += ["--kv-cache-dtype", kv]
+    # SGLang takes these for the whole engine and splits them over attention-DP ranks itself
+    args += ["--context-length", str(p.max_model_len), "--max-running-requests", str(p.max_num_seqs)]
+    if p.chunked_prefill:
+        args += ["--chunked-prefill-size", str(p.max_num_batched_tokens)]
+    else:
+        args += ["--chunked-prefill-size", "-1", "--max-prefill-tokens", str(p.max_num_batched_tokens)]
+    args += ["--mem-fraction-static", _num(p.gpu_memory_utilization)]
+    spec = p.speculative
+    if spec:
+        k = spec["num_speculative_tokens"]
+        if spec["method"] != "mtp" and role.adp > 1:
+            algo = "STANDALONE (draft model)" if spec["method"] == "draft" else "NGRAM"
+            raise PlannerError(f"SGLang's {algo} speculative decoding does not support --enable-dp-attention")
+        if spec["method"] == "ngram":
+            args += ["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", str(k)]
+        else:
+            args += ["--speculative-algorithm", "EAGLE" if spec["method"] == "mtp" else "STANDALONE"]
+            if spec["method"] == "draft":
+                args += ["--speculative-draft-model-path", _draft(p)[0]]
+            # a chain of k drafted tokens: k steps, top-1, k + 1 tokens verified
+            args += ["--speculative-num-steps", str(k), "--speculative-eagle-topk", "1",
+                     "--speculative-num-draft-tokens", str(k + 1)]
+    if role.name != "serve":
+        args += ["--disaggregation-mode", role.name, "--disaggregation-transfer-backend", "nixl"]
+    if p.kv_offload_gib > 0:
+        gb = max(1, int(p.kv_offload_gib * 2**30 // 10**9))  # --hicache-size is decimal GB per rank
+        args += ["--enable-hierarchical-cache", "--hicache-size", str(gb)]
+    args += ["--host", "0.0.0.0", "--port", str(role.port)]
+    return args
+
+
+def _emit_sglang(p: _Plan) -> str:
+    ck = _checkpoint("sglang", p)
+    s = _Script()
+    if p.speculative and p.speculative["method"] == "mtp":
+        s.comment("MTP: SGLang runs DeepSeek's multi-token-prediction head through its EAGLE path (NEXTN is an alias)")
+    if p.speculative and p.speculative["method"] == "draft":
+        for n in _draft(p)[1]:
+            s.comment(n)
+    if p.kv_offload_gib > 0:
+        s.comment(f"KV offload: hierarchical cache with {_num(p.kv_offload_gib)} GiB of host memory per GPU (--hicache-size is GB per rank)")
+    for role in p.role_list:
+        s.blank()
+        _replicas_comment(s, role, p, "command")
+        s.command(["python", "-m", "sglang.launch_server"] + _sglang_args(p, role, ck), head=3)
+    if p.disaggregated:
+        s.blank()
+        s.comment("route requests through the SGLang router; pass one --prefill / --decode URL per worker")
+        s.command(["python", "-m", "sglang_router.launch_router", "--pd-disaggregation",
+                   "--prefill", f"http://PREFILL_HOST:{PREFILL_PORT}", "--decode", f"http://DECODE_HOST:{DECODE_PORT}",
+                   "--host", "0.0.0.0", "--port", str(PORT)], head=3)
+    return _headed(p, "sglang", ck, s)
+
+
+# ---- TensorRT-LLM --------------------------------------------------------------------------
+def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
+    opts: dict = {}
+    if ck.dtype:
+        opts["dtype"] = ck.dtype
+    opts["enable_chunked_prefill"] = p.chunked_prefill
+    kvc: dict = {"dtype": _kv_value("trtllm", p.kv) or "auto", "free_gpu_memory_fraction": p.gpu_memory_utilization}
+    if p.kv_offload_gib > 0:
+        kvc["host_cache_size"] = int(p.kv_offload_gib * 2**30)  # bytes, per rank
+    opts["kv_cache_config"] = kvc
+    if role.adp > 1:
+        opts["enable_attention_dp"] = True
+    spec = p.speculative
+    if spec:
+        k = spec["num_speculative_tokens"]
+        if spec["method"] == "mtp":
+            opts["speculative_config"] = {"decoding_type": "MTP", "max_draft_len": k, "num_nextn_predict_layers": k}
+        elif spec["method"] == "ngram":
+            opts["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": k, "max_matching_ngram_size": 4}
+            opts["disable_overlap_scheduler"] = True
+        else:
+            opts["speculative_config"] = {"decoding_type": "DraftTarget", "max_draft_len": k, "speculative_model_dir": _draft(p)[0]}
+            opts["disable_overlap_scheduler"] = True
+    if role.name != "serve":
+        if role.name == "prefill":
+            opts["disable_overlap_scheduler"] = True  # not supported on disaggregated context servers
+        opts["cache_transceiver_config"] = {"backend": "NIXL", "max_tokens_in_buffer": p.max_model_len}
+    return opts
+
+
+def _trtllm_args(p: _Plan, role: _Role, ck: _Checkpoint, options_file: str) -> list[str]:
+    if role.adp > 1 and role.adp != role.tp:
+        raise PlannerError(f"TensorRT-LLM's enable_attention_dp runs attention data parallel on every one of the {role.tp} "
+                           f"tensor-parallel ranks; it cannot run {role.adp} attention groups of tp {role.attn_tp}")
+    # with attention DP every rank schedules its own batch: the limits are per rank
+    seqs, toks = _ceil_div(p.max_num_seqs, role.adp), _ceil_div(p.max_num_batched_tokens, role.adp)
+    toks = _step_tokens(p, role, 1, toks, "TensorRT-LLM", "max_num_tokens")
+    args = ["--backend", "pytorch", "--host", "0.0.0.0", "--port", str(role.port),
+            "--tp_size", str(role.tp), "--pp_size", str(p.pp)]
+    if role.ep > 1:
+        args += ["--ep_size", str(role.ep)]
+    args += ["--max_batch_size", str(seqs), "--max_num_tokens", str(toks), "--max_seq_len", str(p.max_model_len),
+             "--kv_cache_free_gpu_memory_fraction", _num(p.gpu_memory_utilization), "--extra_llm_api_options", options_file]
+    return args
+
+
+def _emit_trtllm(p: _Plan) -> str:
+    ck = _checkpoint("trtllm", p)
+    _kv_value("trtllm", p.kv)  # raise early on a KV dtype it lacks
+    s = _Script()
+    if p.speculative and p.speculative["method"] == "draft":
+        for n in _draft(p)[1]:
+            s.comment(n)
+    if p.kv_offload_gib > 0:
+        s.comment(f"KV offload: kv_cache_config.host_cache_size = {_num(p.kv_offload_gib)} GiB of host memory per GPU, in bytes")
+    for role in p.role_list:
+        fname = "extra-llm-api-config.yml" if role.name == "serve" else f"{role.name}-config.yml"
+        s.blank()
+        s.heredoc(fname, yaml.safe_dump(_trtllm_options(p, role, ck), sort_keys=False))
+        _replicas_comment(s, role, p, "command")
+        s.command(["trtllm-serve", ck.path] + _trtllm_args(p, role, ck, fname), head=2)
+    if p.disaggregated:
+        d = p.disaggregated
+        cfg = {"hostname": "0.0.0.0", "port": PORT, "backend": "pytorch",
+               "context_servers": {"num_instances": d["prefill_workers"],
+                                   "urls": [f"prefill-{i}:{PREFILL_PORT}" for i in range(d["prefill_workers"])]},
+               "generation_servers": {"num_instances": d["decode_workers"],
+                                      "urls": [f"decode-{i}:{DECODE_PORT}" for i in range(d["decode_workers"])]}}
+        s.blank()
+        s.comment("the disaggregated server: one url per worker (replace the host names)")
+        s.heredoc("disagg_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        s.command(["trtllm-serve", "disaggregated", "-c", "disagg_config.yaml"], head=2)
+    return _headed(p, "trtllm", ck, s)
+
+
+# ---- Kubernetes ----------------------------------------------------------------------------
+_LABEL_OK = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _label(v) -> str:
+    s = _LABEL_OK.sub("-", str(v))[:63].strip("-_.")
+    return s or "none"
+
+
+def _dns(v: str) -> str:
+    s = re.sub(r"[^a-z0-9-]", "-", v.lower()).strip("-")
+    return re.sub(r"-+", "-", s)[:63].strip("-") or "planner"
+
+
+def _emit_k8s(p: _Plan) -> str:
+    ck = _checkpoint("vllm", p)
+    s = _Script()
+    docs = []
+    summary = (f"{p.model} on {p.hardware}: tp={p.tp} pp={p.pp} ep={p.ep} dp={p.dp}"
+               + (f" attention-dp={p.attention_dp_size}" if p.attention_dp else "")
+               + f" weights={p.weights} kv={p.kv} seqs={p.max_num_seqs} max-model-len={p.max_model_len}")
+    for role in p.role_list:
+        gpus = role.tp * p.pp
+        name = _dns(f"{p.model}-vllm" + ("" if role.name == "serve" else f"-{role.name}"))
+        args = [ck.path] + _vllm_args(p, role, ck)
+        args[args.index("--port") + 1] = str(PORT)  # one pod, one server: the container port
+        labels = {
+            "app.kubernetes.io/name": "vllm",
+            "app.kubernetes.io/instance": name,
+            "planner/model": _label(p.model),
+            "planner/hardware": _label(p.hardware),
+            "planner/role": role.name,
+            "planner/tp": str(role.tp),
+            "planner/pp": str(p.pp),
+            "planner/ep": str(role.ep),
+            "planner/dp": str(p.dp),
+            "planner/weights": _label(p.weights),
+            "planner/kv": _label(p.kv),
+        }
+        container = {
+            "name": "vllm",
+            "image": VLLM_IMAGE,
+            "command": ["vllm", "serve"],
+            "args": args,
+            "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token-secret", "key": "token", "optional": True}}}],
+            "ports": [{"name": "http", "containerPort": PORT}],
+            "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}},
+            "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+            "readinessProbe": {"httpGet": {"path": "/health", "port": PORT}, "initialDelaySeconds": 60,
+                               "periodSeconds": 10, "failureThreshold": 3},
+        }
+        if p.kv_offload_gib > 0:
+            host = math.ceil(p.kv_offload_gib * gpus)
+            container["resources"]["requests"]["memory"] = f"{host}Gi"  # at least the offload buffer
+        docs.append({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": labels, "annotations": {"planner/plan": summary}},
+            "spec": {
+                "replicas": role.workers,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}},
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": {
+                        "containers": [container],
+                        # tensor-parallel workers talk through shared memory
+                        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
+                    },
+                },
+            },
+        })
+        if gpus > 8:
+            s.comment(f"{name}: one pod needs {gpus} GPUs; across nodes run it with a multi-node launcher (e.g. LeaderWorkerSet)")
+    if p.disaggregated:
+        s.comment(f"prefill and decode Deployments: front them with a prefill/decode proxy (NixlConnector) on port {PORT}")
+    elif p.dp > 1:
+        s.comment(f"{p.dp} replicas: put a Service in front to balance requests over them")
+    return _headed(p, "k8s (vLLM OpenAI server)", ck, s) + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def emit(engine: str, plan: dict) -> str:
+    """Launch commands (vllm, sglang, trtllm) or a Kubernetes manifest (k8s) for ``plan``."""
+    if engine not in ENGINES:
+        raise PlannerError(f"cannot emit {engine!r}: choose one of {', '.join(ENGINES)}")
+    p = _parse(plan)
+    _check_hardware(engine, p)
+    return {"vllm": _emit_vllm, "sglang": _emit_sglang, "trtllm": _emit_trtllm, "k8s": _emit_k8s}[engine](p)
