@@ -62,7 +62,7 @@ def test_does_not_fit_is_a_result(capsys):
     (["estimate", "-m", "llama-3.1-70b", "-H", "a100-sxm-80gb", "--weights", "fp8", "--activations", "fp8"], "cannot run"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--isl", "0"], "at least 1"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "-2"], "positive"),
-    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--rate", "5"], "not yet supported"),
+    (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--rate", "0"], "must be positive"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--ep", "2"], "mixture-of-experts"),
     (["validate", "/nonexistent.csv"], "does not exist"),
 ])

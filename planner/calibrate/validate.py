@@ -197,13 +197,21 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
             missing = {"model", "hardware"} - cols
             if missing:
                 raise PlannerError(f"{f} lacks column(s) {sorted(missing)}")
-            if "request_rate" in cols:
-                report.skipped[f.name] = "arrival-rate rows need the serving simulator (serving-dynamics issue)"
-                continue
-            if "scenario" in cols:
-                report.skipped[f.name] = "MLPerf rows need a length distribution and arrivals (serving-dynamics issue)"
-                continue
             rows = list(reader)
+        if "request_rate" in cols or "scenario" in cols:
+            # arrival-rate and MLPerf rows: predicted through the serving event simulator
+            if hardware is not None:
+                report.skipped[f.name] = "simulated serving rows are not re-run for a candidate calibration"
+                continue
+            from planner.serving.published import predict_mlperf, predict_online
+
+            preds = predict_online(rows, f.name) if "request_rate" in cols else predict_mlperf(rows, f.name)
+            for i, what, config, meas, pred, note in preds:
+                row = rows[i]
+                report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", ""), note))
+                if progress:
+                    progress()
+            continue
         for i, row in enumerate(rows, start=2):
             what, config, meas, pred = predict_row(row, f, i)
             report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", "")))

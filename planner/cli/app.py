@@ -18,7 +18,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from planner.cli import accuracy, calibrate, catalog, estimate, fit, plan, study, validate  # noqa: F401  (commands register themselves)
+    from planner.cli import accuracy, calibrate, capacity, catalog, estimate, fit, plan, profile, simulate, study, validate  # noqa: F401  (commands register themselves)
 
 
 def main(argv: list[str] | None = None) -> None:

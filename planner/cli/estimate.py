@@ -43,7 +43,27 @@ def estimate_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
     if rate is not None:
-        raise PlannerError("--rate is not yet supported: the arrival-rate simulator lands with the serving-dynamics issue")
+        if batching != "inflight" or batch is not None or concurrency is not None:
+            raise PlannerError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
+        from planner.api import estimate_at_rate
+
+        d = estimate_at_rate(model, hardware, plan_options(gpus, tp, pp, ep, dp, weights, kv, activations), rate=rate,
+                             isl=isl, osl=osl, engine=engine)
+        if as_json:
+            print_json(d)
+            return
+        from types import SimpleNamespace
+
+        render(SimpleNamespace(**d))
+        s = d.get("serving")
+        if s:
+            t = Table(title=f"at {rate:g} req/s (simulated, {s['requests']} requests)", header_style="bold")
+            for c in ("metric", "mean", "p50", "p90", "p99"):
+                t.add_column(c, justify="left" if c == "metric" else "right")
+            for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT (mean inter-token)"), ("e2e_latency_s", "end-to-end")):
+                t.add_row(name, *(ms(s[key][q]) for q in ("mean", "p50", "p90", "p99")))
+            console.print(t)
+        return
     conc: int | str | None = None
     if concurrency is not None:
         if concurrency == "max":

@@ -69,17 +69,47 @@ def _plan(p: dict) -> dict:
     return out
 
 
-def _serving(kind: str) -> Callable[[dict], dict]:
-    def run(p: dict) -> dict:
-        from planner.serving import study_points
-
-        return getattr(study_points, kind)(dict(p))
-
-    return run
+def _latency(prefix: str, d: dict) -> dict:
+    return {f"{prefix}_{q}_s": d.get(q) for q in ("mean", "p50", "p90", "p99")}
 
 
-RUNNERS: dict[str, Callable[[dict], dict]] = {"estimate": _estimate, "plan": _plan,
-                                              "capacity": _serving("capacity"), "simulate": _serving("simulate")}
+def _simulate(p: dict) -> dict:
+    from planner.serving.run import simulate_scenario
+
+    o = simulate_scenario(**p)
+    if o.runs:  # a fleet: one row per router, flattened with the router as prefix
+        out: dict[str, Any] = {"gpus": o.out["gpus"]}
+        for lab, d in o.out["runs"].items():
+            key = lab.split(":")[0]
+            out[f"{key}_slo_attainment"] = d["slo_attainment"]
+            out[f"{key}_mean_accuracy"] = d["mean_accuracy"]
+            out[f"{key}_goodput_rps"] = d["goodput_requests_per_s"]
+        return out
+    s = o.out
+    out = {"gpus": s["gpus"], "throughput_rps": s["requests_per_s"], "output_tokens_per_s": s["output_tokens_per_s"],
+           "output_tokens_per_s_per_gpu": s["output_tokens_per_s_per_gpu"], "preemptions": s["preemptions"],
+           **_latency("ttft", s["ttft_s"]), **_latency("tpot", s["tpot_s"]), **_latency("e2e", s["e2e_latency_s"])}
+    if "slo" in s:
+        out.update(slo_attainment=s["slo"]["attainment"], goodput_rps=s["slo"]["goodput_requests_per_s"])
+    return out
+
+
+def _capacity(p: dict) -> dict:
+    from planner.search.capacity import capacity
+    from planner.serving.workload import fixed_workload, get_workload
+
+    spec = get_workload(p["workload"]) if p.get("workload") else fixed_workload(p.get("isl", 1024), p.get("osl", 256))
+    r = capacity(p["model"], p["hardware"], p["rate"], spec, ttft_s=p.get("ttft_p99"), tpot_s=p.get("tpot_p99"),
+                 max_gpus=p.get("max_gpus", 64), weights=p.get("weights", "bf16"), kv=p.get("kv"), engine=p.get("engine", "trtllm"),
+                 requests=p.get("requests"), seed=p.get("seed", 0), curve=False)
+    if not r.feasible:
+        return {"feasible": False, "infeasible": r.reason}
+    a = r.at_rate or {}
+    return {"feasible": True, "gpus": r.gpus, "replicas": r.replicas, "plan": r.plan["label"], "usd_per_hour": r.usd_per_hour,
+            "usd_per_month": r.usd_per_month, "ttft_p99_s": a.get("ttft_s", {}).get("p99"), "tpot_p99_s": a.get("tpot_s", {}).get("p99")}
+
+
+RUNNERS: dict[str, Callable[[dict], dict]] = {"estimate": _estimate, "plan": _plan, "capacity": _capacity, "simulate": _simulate}
 
 
 def run_point(command: str, params: dict) -> dict:

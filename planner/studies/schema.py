@@ -63,15 +63,53 @@ class PlanParams(_Strict):
     engine: str = "trtllm"
 
 
-class GenericParams(BaseModel):
-    """capacity / simulate points take the keyword arguments of their library functions."""
-
-    model_config = ConfigDict(extra="allow")
+class CapacityParams(_Strict):
     model: str
     hardware: str
+    rate: float = Field(gt=0)
+    workload: str | None = None
+    isl: int = Field(default=1024, ge=1)
+    osl: int = Field(default=256, ge=1)
+    ttft_p99: float | None = Field(default=None, gt=0)
+    tpot_p99: float | None = Field(default=None, gt=0)
+    max_gpus: int = Field(default=64, ge=1)
+    weights: str = "bf16"
+    kv: str | None = None
+    engine: str = "trtllm"
+    requests: int | None = Field(default=None, ge=1)
+    seed: int = 0
 
 
-PARAMS = {"estimate": EstimateParams, "plan": PlanParams, "capacity": GenericParams, "simulate": GenericParams}
+class SimulateParams(_Strict):
+    model: str | None = None
+    hardware: str
+    gpus: int | None = Field(default=None, ge=1)
+    tp: int | None = Field(default=None, ge=1)
+    pp: int | None = Field(default=None, ge=1)
+    ep: int | None = Field(default=None, ge=1)
+    dp: int | None = Field(default=None, ge=1)
+    weights: str = "bf16"
+    kv: str | None = None
+    engine: str = "trtllm"
+    workload: str | None = None
+    trace: str | None = None
+    isl: int = Field(default=1024, ge=1)
+    osl: int = Field(default=256, ge=1)
+    arrival: Literal["poisson", "gamma"] = "poisson"
+    cv: float = Field(default=1.0, gt=0)
+    rate: float | str | None = None
+    requests: int = Field(default=1000, ge=1)
+    seed: int = 0
+    ttft_slo: float | None = Field(default=None, gt=0)
+    tpot_slo: float | None = Field(default=None, gt=0)
+    router: str = "least-outstanding"
+    chunked_prefill: bool | None = None
+    spec: str | None = None  # "K:ALPHA"
+    disagg: str | None = None  # "P:D"
+    fleet: str | None = None  # "MODEL:N[:TP],..."
+
+
+PARAMS = {"estimate": EstimateParams, "plan": PlanParams, "capacity": CapacityParams, "simulate": SimulateParams}
 
 
 class Sweep(_Strict):

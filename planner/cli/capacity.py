@@ -1,0 +1,157 @@
+"""``planner capacity``: the fewest GPUs that hold SLO percentiles at an arrival rate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from planner.cli.app import app
+from planner.cli.common import console, err_console, print_json
+from planner.errors import PlannerError
+
+def ms(x) -> str:
+    """Compact seconds: 488 ms, 12.3 ms, 1.03 s."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if x >= 1:
+        return f"{x:.2f} s"
+    return f"{x * 1e3:.0f} ms" if x >= 0.0995 else f"{x * 1e3:.1f} ms"
+
+
+HELP = """Size a deployment: the smallest number of GPUs (replica plan x replica count) whose simulated p99 TTFT
+and p99 TPOT (TPOT: the mean time between output tokens of a request after its first, inter-token latency)
+meet the SLO at --rate. Candidate replica plans come from the plan search (best throughput per GPU under the
+SLO on the mean, one per replica size); the event simulator then adds replicas until the percentiles hold.
+Prints cost per hour and per month and the latency-versus-load curve up to saturation. --hourly or --daily
+sizes a daily profile for its peak and reports the average utilization."""
+
+
+@app.command("capacity", help=HELP)
+def capacity_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="model id"),
+    hardware: str = typer.Option(..., "--hardware", "-H", help="hardware id"),
+    rate: Optional[float] = typer.Option(None, help="arrival rate, requests/s (with --hourly/--daily: the peak is used)"),
+    workload: Optional[str] = typer.Option(None, "--workload", "-w", help="built-in workload or a workload YAML (default: fixed --isl/--osl)"),
+    isl: int = typer.Option(1024, help="input tokens per request (without --workload)"),
+    osl: int = typer.Option(256, help="output tokens per request (without --workload)"),
+    arrival: str = typer.Option("poisson", help="arrival process: poisson or gamma"),
+    cv: float = typer.Option(1.0, help="coefficient of variation of inter-arrival gaps (gamma)"),
+    ttft_p99: Optional[float] = typer.Option(None, help="TTFT SLO in seconds, at the percentile (default p99)"),
+    tpot_p99: Optional[float] = typer.Option(None, help="TPOT SLO in seconds (mean inter-token latency of a request), at the percentile"),
+    percentile: float = typer.Option(99.0, help="SLO percentile"),
+    max_gpus: int = typer.Option(64, help="largest deployment to consider"),
+    weights: str = typer.Option("bf16", help="weight precision"),
+    kv: Optional[str] = typer.Option(None, help="KV-cache precision (default: fp8 with fp8 weights, else 16 bit)"),
+    engine: str = typer.Option("trtllm", help="engine: trtllm or vllm"),
+    requests: Optional[int] = typer.Option(None, help="requests per simulation (default: ~300 s of traffic, 1000-10000)"),
+    seed: int = typer.Option(0, help="random seed"),
+    hourly: Optional[str] = typer.Option(None, help="daily profile: comma-separated hourly rates r1,r2,..."),
+    daily: Optional[Path] = typer.Option(None, help="daily profile file: one rate per line, or a CSV with a 'rate' column"),
+    plot: Optional[Path] = typer.Option(None, help="draw the latency-versus-load curve to FILE.png/.svg"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+):
+    from planner.search.capacity import capacity, parse_hourly, read_daily
+    from planner.serving.workload import fixed_workload, get_workload
+
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise PlannerError(f"--plot writes .png or .svg, not {plot.suffix or 'a file without extension'}")
+    if hourly and daily:
+        raise PlannerError("give --hourly or --daily, not both")
+    profile = parse_hourly(hourly) if hourly else (read_daily(str(daily)) if daily else None)
+    if profile is None and rate is None:
+        raise PlannerError("give --rate R (or a daily profile with --hourly/--daily)")
+    if requests is not None and requests < 10:
+        raise PlannerError("--requests must be at least 10")
+    if arrival not in ("poisson", "gamma"):
+        raise PlannerError(f"--arrival takes poisson or gamma, not {arrival!r}")
+    if cv <= 0:
+        raise PlannerError("--cv must be positive")
+    spec = get_workload(workload) if workload else fixed_workload(isl, osl)
+    if arrival != "poisson" or cv != 1.0:
+        spec = spec.model_copy(update={"arrival": spec.arrival.model_copy(update={"process": arrival, "cv": cv})})
+    status = err_console.status("sizing", spinner="dots")
+    status.start()
+    try:
+        res = capacity(model, hardware, rate if rate is not None else 0.0, spec, ttft_s=ttft_p99, tpot_s=tpot_p99,
+                       percentile=percentile, max_gpus=max_gpus, weights=weights, kv=kv, engine=engine, requests=requests,
+                       seed=seed, hourly=profile, progress=lambda msg: status.update(msg))
+    finally:
+        status.stop()
+    if plot is not None and res.load_curve:
+        _plot(res, plot)
+    if as_json:
+        print_json(res.to_dict())
+        return
+    _render(res)
+    if plot is not None and res.load_curve:
+        console.print(f"plot written to {plot}")
+
+
+def _render(res) -> None:
+    s = res.slo
+    lim = " and ".join(x for x in (f"TTFT p{s['percentile']:g} <= {ms(s['ttft_s'])}" if s["ttft_s"] is not None else "",
+                                    f"TPOT p{s['percentile']:g} <= {ms(s['tpot_s'])}" if s["tpot_s"] is not None else "") if x) or "keep up"
+    console.print(f"[bold]{res.model} on {res.hardware} at {res.rate:g} req/s[/bold] ({lim})")
+    for n in res.notes:
+        console.print(f"[dim]{n}[/dim]")
+    if not res.feasible:
+        console.print(f"[red]{res.reason}[/red]")
+    else:
+        p = res.plan
+        console.print(f"[green]{res.gpus} GPUs[/green]: {res.replicas} x ({p['label'].split(' c=')[0]}, batch cap {p['batch_cap']})")
+        if res.usd_per_hour:
+            console.print(f"cost ${res.usd_per_hour:,.2f} per hour, ${res.usd_per_month:,.0f} per month (730 h)")
+        a = res.at_rate
+        console.print(f"at {res.rate:g} req/s: TTFT p50 {ms(a['ttft_s']['p50'])} p99 {ms(a['ttft_s']['p99'])}; "
+                      f"TPOT p50 {ms(a['tpot_s']['p50'])} p99 {ms(a['tpot_s']['p99'])}")
+    t = Table(title="candidates: replica plan from the search, count from the simulator", header_style="bold")
+    for c in ("replica plan", "batch cap", "GPUs/replica", "replicas", "GPUs"):
+        t.add_column(c, justify="left" if c == "replica plan" else "right")
+    for c in res.candidates:
+        t.add_row(c["plan"].split(" c=")[0], str(c["batch_cap"]), str(c["gpus_per_replica"]), str(c["replicas"] or "-"), str(c["gpus"] or "-"))
+    console.print(t)
+    if res.load_curve:
+        t = Table(title=f"latency versus load ({res.replicas} replicas; saturation {res.saturation_rate:.2f} req/s, the highest rate they keep up with)",
+                  header_style="bold")
+        for c in ("req/s", "load", "served", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "SLO"):
+            t.add_column(c, justify="right")
+        for r in res.load_curve:
+            t.add_row(f"{r['rate']:.2f}", f"{r['load']:.0%}", f"{r['throughput']:.2f}", ms(r["ttft_p50_s"]), ms(r["ttft_p99_s"]),
+                      ms(r["tpot_p50_s"]), ms(r["tpot_p99_s"]), "yes" if r["meets_slo"] else "no")
+        console.print(t)
+    if res.daily:
+        d = res.daily
+        console.print(f"daily profile ({d['hours']} hours): peak {d['peak_rate']:g}, mean {d['mean_rate']:.2f} req/s; the deployment "
+                      f"holds the SLO up to {d['max_rate_at_slo']:.2f} req/s -> average utilization {d['average_utilization']:.0%}")
+        console.print(f"autoscaled per hour: replicas {d['autoscaled_replicas_per_hour']} = {d['autoscaled_gpu_hours_per_day']:.0f} "
+                      f"GPU-hours/day vs {d['static_gpu_hours_per_day']:.0f} static")
+
+
+def _plot(res, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = res.load_curve
+    x = [r["rate"] for r in c]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for ax, key, name, lim in ((axes[0], "ttft", "TTFT (s)", res.slo["ttft_s"]), (axes[1], "tpot", "TPOT, mean inter-token (s)", res.slo["tpot_s"])):
+        ax.plot(x, [r[f"{key}_p50_s"] for r in c], "o-", label="p50")
+        ax.plot(x, [r[f"{key}_p99_s"] for r in c], "s-", label="p99")
+        if lim is not None:
+            ax.axhline(lim, c="r", ls="--", lw=1, label="SLO")
+        ax.axvline(res.rate, c="0.4", ls=":", lw=1, label="target rate")
+        ax.set_xlabel("arrival rate (requests/s)")
+        ax.set_ylabel(name)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{res.model} on {res.gpus} x {res.hardware} ({res.replicas} replicas)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

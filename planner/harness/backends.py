@@ -1,0 +1,299 @@
+"""Array backends for the harness: the few operations a decoder layer and the kernel
+benchmarks need, once for numpy (CPU, fp32) and once for torch (CPU or CUDA).
+
+The transformer (``planner.harness.transformer``) and the kernel grid (``planner.harness.kernels``)
+are written once against this small interface, so both backends run the same structure.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.harness import host
+
+# Tensors larger than this are filled from a seeded random block repeated with a prime period:
+# drawing 10^9 normals costs ~25 s on a small CPU, copying a block costs well under one. Values
+# stay random-looking and non-zero (rows are shifted copies), which is all timing needs.
+_TRUE_RANDOM_MAX = 1 << 22
+_BLOCK = 1_000_003  # prime, so the period does not line up with any row length
+
+DTYPE_SIZE = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
+
+
+def random_normal(rng: np.random.Generator, shape, std: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Seeded N(0, std^2) values; never all zeros (see _TRUE_RANDOM_MAX for large tensors)."""
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if n <= _TRUE_RANDOM_MAX:
+        return (rng.standard_normal(n, dtype=np.float64) * std).astype(dtype).reshape(shape)
+    block = (rng.standard_normal(_BLOCK, dtype=np.float64) * std).astype(dtype)
+    out = np.empty(n, dtype=dtype)
+    reps = n // _BLOCK
+    out[: reps * _BLOCK].reshape(reps, _BLOCK)[:] = block
+    out[reps * _BLOCK:] = block[: n - reps * _BLOCK]
+    return out.reshape(shape)
+
+
+def _slices(n: int, parts: int) -> list[slice]:
+    step = -(-n // parts)
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def torch_or_none():
+    try:
+        import torch
+
+        return torch
+    except ImportError:
+        return None
+
+
+class NumpyOps:
+    """numpy on the CPU. BLAS (matmul) uses ``threads`` threads; numpy's elementwise ufuncs run on
+    one thread, except the bandwidth kernels, which split their arrays over ``threads`` threads."""
+
+    name = "numpy"
+    device = "cpu"
+
+    def __init__(self, dtype: str = "fp32", threads: int | None = None):
+        if dtype not in ("fp32", "fp64"):
+            raise PlannerError(f"the numpy backend supports fp32 and fp64, not {dtype}")
+        self.dtype = dtype
+        self.np_dtype = np.float32 if dtype == "fp32" else np.float64
+        self.elem_size = DTYPE_SIZE[dtype]
+        self.threads = threads or host.logical_cores()
+        got = host.set_blas_threads(self.threads)
+        if got is not None:
+            self.threads = got
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def threads_for(self, op: str) -> int:
+        """Threads that work on ``op`` (numpy's elementwise ufuncs are single-threaded)."""
+        return 1 if op in ("rmsnorm", "silu_mul", "add") else self.threads
+
+    # ---- arrays ----
+    def randn(self, shape, std: float, rng: np.random.Generator):
+        return random_normal(rng, shape, std, self.np_dtype)
+
+    def tokens(self, rng: np.random.Generator, vocab: int, shape):
+        return rng.integers(0, vocab, size=shape, dtype=np.int64)
+
+    def empty(self, shape):
+        return np.empty(shape, dtype=self.np_dtype)
+
+    def asarray(self, x: np.ndarray):
+        return np.asarray(x, dtype=self.np_dtype)
+
+    def to_numpy(self, x) -> np.ndarray:
+        return np.asarray(x)
+
+    def cat(self, xs, axis: int):
+        return np.concatenate(xs, axis=axis)
+
+    # ---- layer math ----
+    def rmsnorm(self, x, w, eps: float = 1e-5):
+        return x * (1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)) * w
+
+    def silu_mul(self, gate, up):
+        return gate / (1.0 + np.exp(-gate)) * up
+
+    def add(self, a, b):
+        return a + b
+
+    def attention(self, q, k, v, start: int):
+        """Causal GQA attention. q (b, H, t, d) at positions start..start+t-1; k, v (b, KVH, L, d)
+        with L = start + t. Query heads h use kv head h // (H / KVH)."""
+        b, H, t, d = q.shape
+        kvh, L = k.shape[1], k.shape[2]
+        g = H // kvh
+        qg = (q * (1.0 / math.sqrt(d))).reshape(b, kvh, g * t, d)  # one GEMM per kv head covers its g query heads
+        s = np.matmul(qg, k.swapaxes(-1, -2))  # (b, kvh, g*t, L)
+        if t > 1:  # key j is visible to query i when j <= start + i
+            bias = np.triu(np.full((t, L), -np.inf, dtype=s.dtype), k=start + 1)
+            s = s.reshape(b, kvh, g, t, L)
+            s += bias
+            s = s.reshape(b, kvh, g * t, L)
+        s -= s.max(axis=-1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        return np.matmul(s, v).reshape(b, H, t, d)
+
+    # ---- kernels (benchmarks) ----
+    def gemm(self, x, w, out):
+        np.matmul(x, w, out=out)
+
+    def copy(self, dst, src):
+        if self._pool is None:
+            np.copyto(dst, src)
+        else:
+            list(self._pool.map(lambda s: np.copyto(dst[s], src[s]), _slices(len(dst), self.threads)))
+
+    def read(self, src):
+        if self._pool is None:
+            return src.sum()
+        return sum(self._pool.map(lambda s: src[s].sum(), _slices(len(src), self.threads)))
+
+    def write(self, dst):
+        if self._pool is None:
+            dst.fill(1.0)
+        else:
+            list(self._pool.map(lambda s: dst[s].fill(1.0), _slices(len(dst), self.threads)))
+
+    # ---- timing ----
+    def time_call(self, fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    def inference(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class TorchOps:
+    """torch on ``cpu`` (fp32) or ``cuda`` (bf16 by default). CUDA work is timed with events."""
+
+    name = "torch"
+
+    def __init__(self, device: str = "cpu", dtype: str | None = None, threads: int | None = None):
+        torch = torch_or_none()
+        if torch is None:
+            raise PlannerError("torch is not installed (pip install torch, or the 'harness' extra)")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise PlannerError("no CUDA device is available")
+        self.torch = torch
+        self.device = device
+        self.dtype = dtype or ("bf16" if device == "cuda" else "fp32")
+        self.t_dtype = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype]
+        self.elem_size = DTYPE_SIZE[self.dtype]
+        if threads:
+            torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()
+        import torch.nn.functional as F
+
+        self.F = F
+        self._gqa = True  # scaled_dot_product_attention(enable_gqa=...) exists from torch 2.5
+
+    def close(self) -> None:
+        pass
+
+    def threads_for(self, op: str) -> int:
+        return self.threads
+
+    # ---- arrays ----
+    def _t(self, a: np.ndarray, dtype=None):
+        return self.torch.from_numpy(np.ascontiguousarray(a)).to(device=self.device, dtype=dtype or self.t_dtype)
+
+    def randn(self, shape, std: float, rng: np.random.Generator):
+        # same values as the numpy backend for the same seed (small models compare exactly)
+        return self._t(random_normal(rng, shape, std, np.float32))
+
+    def tokens(self, rng: np.random.Generator, vocab: int, shape):
+        return self._t(rng.integers(0, vocab, size=shape, dtype=np.int64), self.torch.long)
+
+    def empty(self, shape):
+        return self.torch.empty(shape, dtype=self.t_dtype, device=self.device)
+
+    def asarray(self, x: np.ndarray):
+        return self._t(np.asarray(x, dtype=np.float32))
+
+    def to_numpy(self, x) -> np.ndarray:
+        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+
+    def cat(self, xs, axis: int):
+        return self.torch.cat(xs, dim=axis)
+
+    # ---- layer math ----
+    def rmsnorm(self, x, w, eps: float = 1e-5):
+        return x * self.torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+    def silu_mul(self, gate, up):
+        return self.F.silu(gate) * up
+
+    def add(self, a, b):
+        return a + b
+
+    def attention(self, q, k, v, start: int):
+        t, L = q.shape[2], k.shape[2]
+        mask, causal = None, False
+        if t > 1 and start == 0:
+            causal = True
+        elif t > 1:
+            mask = self.torch.ones(t, L, dtype=self.torch.bool, device=q.device).tril(diagonal=start)
+        if self._gqa:
+            try:
+                return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                           enable_gqa=k.shape[1] != q.shape[1])
+            except TypeError:  # torch < 2.5
+                self._gqa = False
+        g = q.shape[1] // k.shape[1]
+        if g > 1:
+            k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+        return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+    # ---- kernels (benchmarks) ----
+    def gemm(self, x, w, out):
+        self.torch.matmul(x, w, out=out)
+
+    def fp8_gemm_available(self) -> str | None:
+        """None when torch._scaled_mm with float8_e4m3fn runs here, else why not."""
+        torch = self.torch
+        if self.device != "cuda":
+            return "fp8 GEMMs need CUDA"
+        if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
+            return f"torch {torch.__version__} has no torch._scaled_mm / float8_e4m3fn"
+        if torch.cuda.get_device_capability(0) < (8, 9):
+            return "fp8 GEMMs need compute capability 8.9 or newer"
+        return None
+
+    def fp8_operands(self, m: int, n: int, k: int, rng: np.random.Generator):
+        """(a, b, scale_a, scale_b): a (m, k) row-major, b (k, n) column-major, as _scaled_mm wants."""
+        torch = self.torch
+        a = self._t(random_normal(rng, (m, k), 1.0), torch.float32).to(torch.float8_e4m3fn)
+        b = self._t(random_normal(rng, (n, k), 0.05), torch.float32).to(torch.float8_e4m3fn).t()
+        one = torch.ones((), dtype=torch.float32, device=self.device)
+        return a, b, one, one.clone()
+
+    def fp8_gemm(self, a, b, scale_a, scale_b):
+        return self.torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=self.torch.bfloat16)
+
+    def copy(self, dst, src):
+        dst.copy_(src)
+
+    def read(self, src):
+        return src.sum()
+
+    def write(self, dst):
+        dst.fill_(1.0)
+
+    # ---- timing ----
+    def time_call(self, fn) -> float:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()  # nothing queued before counts
+            start = self.torch.cuda.Event(enable_timing=True)
+            end = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def inference(self):
+        return self.torch.inference_mode()

@@ -1,0 +1,153 @@
+"""Where a capture goes and how its rows are written: append-and-flush CSVs that a resumed run
+continues without duplicates, and meta.yaml written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from planner.errors import PlannerError
+
+KERNEL_COLUMNS = ["op", "backend", "device", "dtype", "m", "n", "k", "batch", "heads", "kv_heads", "head_dim",
+                  "seq_q", "seq_kv", "bytes", "flops", "repeats", "median_s", "p10_s", "p90_s", "threads"]
+E2E_COLUMNS = ["model", "backend", "device", "dtype", "layers", "total_layers", "phase", "batch", "prompt_tokens",
+               "context", "repeats", "median_s", "p10_s", "p90_s", "threads"]
+KEY_END = "repeats"  # a row's key: every column before this one
+
+
+def fmt(x) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, bool):
+        return str(int(x))
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+class CsvSink:
+    """One CSV: rows are appended and flushed one at a time. Opening an existing file keeps its
+    complete rows (a torn last line from a killed run is dropped) and remembers their keys."""
+
+    def __init__(self, path: Path, columns: list[str], on_row=None):
+        self.path, self.columns = path, columns
+        self.nkey = columns.index(KEY_END)
+        self.keys: set[tuple[str, ...]] = set()
+        self.written = 0
+        self.on_row = on_row
+        rows = self._read_existing() if path.exists() else []
+        if path.exists():  # rewrite only when something had to be dropped
+            text = path.read_text()
+            clean = self._render(rows)
+            if text != clean:
+                path.write_text(clean)
+        else:
+            path.write_text(self._render([]))
+        for r in rows:
+            self.keys.add(tuple(r[: self.nkey]))
+        self._f = open(path, "a", newline="")
+        self._w = csv.writer(self._f, lineterminator="\n")
+
+    def _render(self, rows) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.columns)
+        w.writerows(rows)
+        return buf.getvalue()
+
+    def _read_existing(self) -> list[list[str]]:
+        text = self.path.read_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]  # torn last line
+        reader = list(csv.reader(io.StringIO(text)))
+        if not reader:
+            return []
+        if reader[0] != self.columns:
+            raise PlannerError(f"{self.path} has columns {','.join(reader[0])}, expected {','.join(self.columns)}")
+        seen, rows = set(), []
+        for r in reader[1:]:
+            if len(r) != len(self.columns):
+                continue
+            key = tuple(r[: self.nkey])
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+        return rows
+
+    def key(self, row: dict) -> tuple[str, ...]:
+        return tuple(fmt(row.get(c)) for c in self.columns[: self.nkey])
+
+    def has(self, row: dict) -> bool:
+        return self.key(row) in self.keys
+
+    def write(self, row: dict) -> None:
+        key = self.key(row)
+        if key in self.keys:
+            return
+        self._w.writerow([fmt(row.get(c)) for c in self.columns])
+        self._f.flush()
+        self.keys.add(key)
+        self.written += 1
+        if self.on_row is not None:
+            self.on_row()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _plain(x):
+    """Plain YAML types (torch's version string and numpy scalars are subclasses or wrappers)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if x is None or type(x) in (bool, int, float, str):
+        return x
+    if isinstance(x, bool):
+        return bool(x)
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, float):
+        return float(x)
+    if hasattr(x, "item"):
+        return _plain(x.item())
+    return str(x)
+
+
+def write_meta(path: Path, meta: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(_plain(meta), sort_keys=False, default_flow_style=False, width=120))
+    os.replace(tmp, path)
+
+
+def read_meta(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def capture_folder(out: Path, host_id: str, date: str, suffix: str, resume: bool) -> Path:
+    """DIR/<host-id>/<date><suffix>. A fresh run refuses a folder that already holds a capture;
+    --resume takes today's folder, else the newest partial one of the same mode, else a new one."""
+    base = out / host_id
+    today = base / f"{date}{suffix}"
+    has_capture = lambda p: any((p / f).exists() for f in ("kernels.csv", "e2e.csv", "meta.yaml"))  # noqa: E731
+    if not resume:
+        if has_capture(today):
+            raise PlannerError(f"{today} already holds a capture; pass --resume to continue it, or --out to write elsewhere")
+        return today
+    if has_capture(today):
+        return today
+    pattern = re.compile(r"\d{4}-\d{2}-\d{2}" + re.escape(suffix) + "$")
+    partial = [p for p in sorted(base.glob("*")) if p.is_dir() and pattern.match(p.name)
+               and read_meta(p / "meta.yaml").get("status") == "partial"]
+    return partial[-1] if partial else today

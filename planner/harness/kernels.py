@@ -1,0 +1,166 @@
+"""The kernel grid: GEMMs of a model's layer shapes, attention (prefill and decode), memory
+bandwidth and the elementwise layer ops. Each case is a kernels.csv row plus a ``prepare``
+that allocates its inputs (only when the row is still missing) and returns the call to time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from planner.harness.grids import Grid
+from planner.specs.model import Model
+
+
+@dataclass
+class Case:
+    phase: str
+    row: dict
+    prepare: Callable[[], Callable[[], object]]
+    optional: bool = False  # a RuntimeError skips the row (recorded in meta.yaml) instead of failing
+
+
+class Slot:
+    """Holds the buffers of one shape at a time, so a phase never keeps two large sets alive."""
+
+    def __init__(self):
+        self.key, self.value = None, None
+
+    def get(self, key, factory):
+        if key != self.key:
+            self.key, self.value = None, None  # free the old buffers before allocating new ones
+            self.value, self.key = factory(), key
+        return self.value
+
+    def clear(self):
+        self.key, self.value = None, None
+
+
+def _base(ops, op: str, dtype: str | None = None) -> dict:
+    return {"op": op, "backend": ops.name, "device": ops.device, "dtype": dtype or ops.dtype}
+
+
+def gemm_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    es, cases = ops.elem_size, []
+    for _label, n, k, m_max in grid.gemm_shapes:
+        ms = [m for m in grid.gemm_m if m <= m_max]
+        top = max(ms)
+
+        def make(n=n, k=k, top=top):
+            return ops.randn((top, k), 1.0, rng), ops.randn((k, n), k**-0.5, rng), ops.empty((top, n))
+
+        for m in ms:
+            row = _base(ops, "gemm") | {"m": m, "n": n, "k": k, "bytes": (m * k + k * n + m * n) * es, "flops": 2 * m * n * k}
+
+            def prepare(m=m, n=n, k=k, make=make):
+                x, w, out = slot.get(("gemm", n, k), make)
+                xs, outs = x[:m], out[:m]
+                return lambda: ops.gemm(xs, w, outs)
+
+            cases.append(Case("gemm", row, prepare))
+    fp8_reason = ops.fp8_gemm_available() if hasattr(ops, "fp8_gemm_available") else "numpy has no fp8"
+    if fp8_reason is None:
+        for _label, n, k, m_max in grid.gemm_shapes:
+            ms = [m for m in grid.gemm_m if m <= m_max]
+            for m in ms:
+                row = _base(ops, "gemm", "fp8_e4m3") | {"m": m, "n": n, "k": k, "bytes": (m * k + k * n) + m * n * 2,
+                                                        "flops": 2 * m * n * k}
+
+                def prepare(m=m, n=n, k=k, top=max(ms)):
+                    a, b, sa, sb = slot.get(("fp8", n, k), lambda: ops.fp8_operands(top, n, k, rng))
+                    a = a[:m]
+                    return lambda: ops.fp8_gemm(a, b, sa, sb)
+
+                cases.append(Case("gemm", row, prepare, optional=True))
+    return cases
+
+
+def attention_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    es, H, KVH, d = ops.elem_size, model.num_heads, model.num_kv_heads, model.head_dim
+    cases = []
+    for b, S in grid.attn_prefill:
+        row = _base(ops, "attn_prefill") | {
+            "batch": b, "heads": H, "kv_heads": KVH, "head_dim": d, "seq_q": S, "seq_kv": S,
+            "bytes": b * S * d * (2 * H + 2 * KVH) * es, "flops": 4 * b * H * d * S * (S + 1) // 2}
+
+        def prepare(b=b, S=S):
+            q, k, v = slot.get(("prefill", b, S), lambda: (ops.randn((b, H, S, d), 1.0, rng),
+                                                           ops.randn((b, KVH, S, d), 1.0, rng),
+                                                           ops.randn((b, KVH, S, d), 1.0, rng)))
+            return lambda: ops.attention(q, k, v, 0)
+
+        cases.append(Case("attention", row, prepare))
+    if grid.attn_decode:
+        bmax = max(b for b, _ in grid.attn_decode)
+        lmax = max(c for _, c in grid.attn_decode)
+
+        def make_kv():
+            return ops.randn((bmax, KVH, lmax, d), 1.0, rng), ops.randn((bmax, KVH, lmax, d), 1.0, rng)
+
+        for b, L in grid.attn_decode:
+            row = _base(ops, "attn_decode") | {
+                "batch": b, "heads": H, "kv_heads": KVH, "head_dim": d, "seq_q": 1, "seq_kv": L,
+                "bytes": b * L * KVH * d * 2 * es + 2 * b * H * d * es, "flops": 4 * b * H * d * L}
+
+            def prepare(b=b, L=L):
+                K, V = slot.get(("decode-kv",), make_kv)
+                q = ops.randn((b, H, 1, d), 1.0, rng)
+                k, v = K[:b, :, :L], V[:b, :, :L]  # a cache allocated for the longest context, as engines do
+                return lambda: ops.attention(q, k, v, L - 1)
+
+            cases.append(Case("attention", row, prepare))
+    return cases
+
+
+def memory_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    es = ops.elem_size
+    n = grid.bandwidth_bytes // es
+
+    def make():
+        src, dst = ops.randn((n,), 1.0, rng), ops.empty((n,))
+        ops.write(dst)  # touch every page before timing
+        return src, dst
+
+    cases = []
+    for op, nbytes in (("copy", 2 * n * es), ("read", n * es), ("write", n * es)):
+        row = _base(ops, op) | {"m": n, "bytes": nbytes}
+
+        def prepare(op=op):
+            src, dst = slot.get(("bandwidth", n), make)
+            return {"copy": lambda: ops.copy(dst, src), "read": lambda: ops.read(src), "write": lambda: ops.write(dst)}[op]
+
+        cases.append(Case("memory", row, prepare))
+    return cases
+
+
+def elementwise_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    es, h, inter = ops.elem_size, model.hidden_size, model.intermediate_size
+    cases = []
+    for m in grid.elementwise_m:
+        specs = (
+            ("rmsnorm", h, (2 * m * h + h) * es, 4 * m * h),
+            ("silu_mul", inter, 3 * m * inter * es, 5 * m * inter),
+            ("add", h, 3 * m * h * es, m * h),
+        )
+        for op, n, nbytes, flops in specs:
+            row = _base(ops, op) | {"m": m, "n": n, "bytes": nbytes, "flops": flops}
+
+            def prepare(op=op, m=m, n=n):
+                if op == "rmsnorm":
+                    x, w = ops.randn((m, n), 1.0, rng), ops.asarray(1.0 + 0.1 * rng.standard_normal(n))
+                    return lambda: ops.rmsnorm(x, w)
+                if op == "silu_mul":
+                    gu = ops.randn((m, 2 * n), 1.0, rng)
+                    g, u = gu[:, :n], gu[:, n:]
+                    return lambda: ops.silu_mul(g, u)
+                a, b = ops.randn((m, n), 1.0, rng), ops.randn((m, n), 1.0, rng)
+                return lambda: ops.add(a, b)
+
+            cases.append(Case("elementwise", row, prepare))
+    return cases
+
+
+def kernel_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    return (gemm_cases(ops, grid, rng, slot) + attention_cases(ops, model, grid, rng, slot)
+            + memory_cases(ops, grid, rng, slot) + elementwise_cases(ops, model, grid, rng, slot))

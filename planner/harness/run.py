@@ -1,0 +1,353 @@
+"""``planner profile``: measure this machine and write kernels.csv, e2e.csv and meta.yaml.
+
+Rows are appended and flushed one by one, so an interrupted run keeps what it measured, and a
+run with ``resume`` skips every row already present (the key is every column before ``repeats``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.harness import host
+from planner.harness.backends import NumpyOps, TorchOps, torch_or_none
+from planner.harness.capture import E2E_COLUMNS, KERNEL_COLUMNS, CsvSink, capture_folder, read_meta, write_meta
+from planner.harness.e2e import choose_layers, e2e_cases
+from planner.harness.grids import Grid, make_grid
+from planner.harness.kernels import Case, Slot, kernel_cases
+from planner.harness.timing import measure
+from planner.specs.model import Model
+
+DEFAULT_MODEL = "llama-3.1-8b"
+
+
+class SimulatedInterrupt(Exception):
+    """Raised by the test hook ``stop_after_rows`` to stand for Ctrl-C in the middle of a run."""
+
+
+@dataclass
+class ProfileOptions:
+    device: str = "cpu"
+    backends: list[str] | None = None  # None: every backend that runs on the device
+    quick: bool = False
+    resume: bool = False
+    out: Path = Path("measurements")
+    model: str | Model | None = None  # id or YAML path; None: llama-3.1-8b (the tiny model with tiny)
+    layers: int | None = None  # e2e decoder layers; None: as many as fit the time budget
+    threads: int | None = None  # None: every logical core
+    tiny: bool = False  # tiny model and grid (tests)
+    seed: int = 0
+    command: str | None = None
+    progress: bool = True
+    stop_after_rows: int | None = None  # test hook: raise SimulatedInterrupt after this many new rows
+
+
+@dataclass
+class ProfileResult:
+    folder: Path
+    status: str
+    rows_written: int
+    rows_total: int
+    seconds: float
+    layers: dict = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def tiny_model() -> Model:
+    return Model(id="tiny", name="tiny test transformer", source="planner.harness (tests)", num_layers=2,
+                 hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=16, intermediate_size=128,
+                 vocab_size=256, max_context=4096, attention={"kind": "gqa"})
+
+
+def _resolve_model(opts: ProfileOptions) -> Model:
+    if isinstance(opts.model, Model):
+        model = opts.model
+    elif opts.model is None and opts.tiny:
+        model = tiny_model()
+    else:
+        from planner.specs.loader import get_model
+
+        model = get_model(opts.model or DEFAULT_MODEL)
+    problems = []
+    if model.attention.kind == "mla":
+        problems.append("multi-head latent attention")
+    if model.moe:
+        problems.append("mixture-of-experts layers")
+    if not model.ffn_gated:
+        problems.append("an ungated MLP")
+    if model.parallel_attn_mlp:
+        problems.append("parallel attention and MLP")
+    if model.norm != "rmsnorm":
+        problems.append(model.norm)
+    if problems:
+        raise PlannerError(f"profile runs Llama-style dense decoders; {model.id} has {', '.join(problems)}")
+    return model
+
+
+def _resolve_backends(opts: ProfileOptions) -> list[str]:
+    if opts.device not in ("cpu", "cuda"):
+        raise PlannerError(f"unknown device {opts.device!r} (choose cpu or cuda)")
+    torch = torch_or_none()
+    if opts.device == "cuda" and (torch is None or not torch.cuda.is_available()):
+        raise PlannerError("no CUDA device is available" + (" (torch is not installed)" if torch is None else ""))
+    wanted = list(dict.fromkeys(opts.backends or []))
+    for b in wanted:
+        if b not in ("numpy", "torch"):
+            raise PlannerError(f"unknown backend {b!r} (choose numpy or torch)")
+    if not wanted:
+        wanted = ["torch"] if opts.device == "cuda" else ["numpy"] + (["torch"] if torch is not None else [])
+    if "numpy" in wanted and opts.device == "cuda":
+        raise PlannerError("the numpy backend runs on the CPU only; use --backend torch with --device cuda")
+    if "torch" in wanted and torch is None:
+        raise PlannerError("torch is not installed (pip install torch, or the 'harness' extra)")
+    if opts.layers is not None and opts.layers < 1:
+        raise PlannerError("--layers must be at least 1")
+    if opts.threads is not None and opts.threads < 1:
+        raise PlannerError("--threads must be at least 1")
+    return wanted
+
+
+def _make_ops(backend: str, device: str, threads: int | None):
+    return NumpyOps("fp32", threads) if backend == "numpy" else TorchOps(device, None, threads or host.logical_cores())
+
+
+def _planner_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("planner")
+    except Exception:
+        return "unknown"
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: other work on the machine shows up here (and in the spread of p10/p90)."""
+    try:
+        import os
+
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _label(row: dict) -> str:
+    keys = ("phase", "dtype", "batch", "m", "n", "k", "seq_q", "seq_kv", "prompt_tokens", "context")
+    return " ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None and k in row
+                    and not (k == "dtype" and row[k] in ("fp32", "bf16")))
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from planner.cli.common import err_console
+
+    return Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("[dim]{task.fields[case]}"), console=err_console, disable=not enabled)
+
+
+def run_profile(opts: ProfileOptions) -> ProfileResult:
+    model = _resolve_model(opts)
+    backends = _resolve_backends(opts)
+    torch = torch_or_none()
+    mode = "tiny" if opts.tiny else "quick" if opts.quick else "full"
+    gpu_name, gpu_count = None, 1
+    if opts.device == "cuda":
+        gpu_name, gpu_count = torch.cuda.get_device_name(0), torch.cuda.device_count()
+    hid = host.host_id(gpu_name, gpu_count)
+    today = _dt.date.today().isoformat()
+    folder = capture_folder(Path(opts.out), hid, today, {"full": "", "quick": "-quick", "tiny": "-tiny"}[mode], opts.resume)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta_path = folder / "meta.yaml"
+    old = read_meta(meta_path) if opts.resume else {}
+    if old and old.get("mode") not in (None, mode):
+        raise PlannerError(f"{folder} holds a {old.get('mode')} capture; resume it in the same mode")
+
+    command = opts.command or shlex.join(sys.argv)
+    grid = make_grid(mode, model, host.last_level_cache_bytes(), opts.device)
+    blas_threads_before = host.blas_threads()
+    started = time.perf_counter()
+    run_entry = {"command": command, "started": _now(), "finished": None, "status": "running", "rows_written": 0,
+                 "load_average_start": _loadavg()}
+    meta = {
+        "status": "partial",
+        "mode": mode,
+        "date": old.get("date", today),
+        "command": command,
+        "planner_version": _planner_version(),
+        "host_id": hid,
+        **host.host_facts(),
+        "python": sys.version.split()[0],
+        "numpy": host.numpy_blas_info(),
+        "threads": opts.threads or host.logical_cores(),
+        "torch": None,
+        "device": opts.device,
+        "backends": backends,
+        "model": {"id": model.id, "total_layers": model.num_layers, "hidden_size": model.hidden_size,
+                  "num_heads": model.num_heads, "num_kv_heads": model.num_kv_heads, "head_dim": model.head_dim,
+                  "intermediate_size": model.intermediate_size, "vocab_size": model.vocab_size},
+        "e2e": dict(old.get("e2e") or {}),
+        "timing": {"warmup": grid.timing.warmup, "min_repeats": grid.timing.min_repeats,
+                   "min_time_s": grid.timing.min_time_s, "max_repeats": grid.timing.max_repeats},
+        "skipped": list(old.get("skipped") or []),
+        "notes": _notes(model, grid),
+        "runs": list(old.get("runs") or []) + [run_entry],
+    }
+    if torch is not None and "torch" in backends:
+        meta["torch"] = host.torch_info(torch, opts.device)
+
+    def save(status: str | None = None):
+        if status:
+            meta["status"] = status
+        run_entry["seconds"] = round(time.perf_counter() - started, 1)
+        meta["elapsed_s"] = round(sum(r.get("seconds") or 0 for r in meta["runs"]), 1)
+        write_meta(meta_path, meta)
+
+    written = [0]
+
+    def on_row():
+        written[0] += 1
+        run_entry["rows_written"] = written[0]
+        if opts.stop_after_rows is not None and written[0] >= opts.stop_after_rows:
+            raise SimulatedInterrupt(f"stopped after {written[0]} rows (test hook)")
+
+    save()
+    ksink = CsvSink(folder / "kernels.csv", KERNEL_COLUMNS, on_row)
+    esink = CsvSink(folder / "e2e.csv", E2E_COLUMNS, on_row)
+    ops_list = []
+    try:
+        with _progress(opts.progress) as progress:
+            for backend in backends:
+                ops = _make_ops(backend, opts.device, opts.threads)
+                ops_list.append(ops)
+                meta["threads"] = ops.threads
+                save()
+                slot = Slot()
+                rng = np.random.default_rng(opts.seed)
+                if ops.name == "torch" and ops.device == "cuda" and ops.fp8_gemm_available():
+                    why = f"fp8 gemm: {ops.fp8_gemm_available()}"
+                    if why not in meta["skipped"]:
+                        meta["skipped"].append(why)
+                with ops.inference():
+                    _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot)
+                    e2e_key = f"{backend}-{opts.device}"
+                    layers = opts.layers or (meta["e2e"].get(e2e_key) or {}).get("layers")
+                    if layers is None:
+                        layers, why = choose_layers(ops, model, grid, _memory_for(ops), np.random.default_rng(opts.seed))
+                    else:
+                        why = "--layers" if opts.layers else "from the capture being resumed"
+                    layers = min(layers, model.num_layers)
+                    meta["e2e"][e2e_key] = {"layers": layers, "total_layers": model.num_layers, "how": why}
+                    save()
+                    _run_cases(e2e_cases(ops, model, grid, layers, opts.seed, slot), esink, ops, grid, progress, meta, slot)
+                ops.close()
+            _allreduce(opts, grid, ksink, progress, meta)
+        save("complete")
+        run_entry["status"] = "complete"
+    except BaseException as e:
+        run_entry["status"] = f"interrupted ({type(e).__name__})"
+        raise
+    finally:
+        run_entry["finished"] = _now()
+        run_entry["load_average_end"] = _loadavg()
+        save()
+        ksink.close()
+        esink.close()
+        for ops in ops_list:
+            ops.close()
+        if blas_threads_before is not None:
+            host.set_blas_threads(blas_threads_before)
+    return ProfileResult(folder=folder, status=meta["status"], rows_written=written[0],
+                         rows_total=len(ksink.keys) + len(esink.keys), seconds=time.perf_counter() - started,
+                         layers={k: v["layers"] for k, v in meta["e2e"].items()}, skipped=meta["skipped"])
+
+
+def _memory_for(ops) -> int | None:
+    if ops.device == "cuda":
+        free, _total = ops.torch.cuda.mem_get_info()
+        return int(free)
+    return host.memory_bytes()
+
+
+def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta: dict, slot: Slot) -> None:
+    phases: dict[str, int] = {}
+    for c in cases:
+        phases[c.phase] = phases.get(c.phase, 0) + 1
+    tasks = {}
+    for c in cases:
+        if c.phase not in tasks:
+            done = sum(1 for x in cases if x.phase == c.phase and sink.has(x.row))
+            tasks[c.phase] = progress.add_task(f"{ops.name} {c.phase}", total=phases[c.phase], completed=done, case="")
+        if sink.has(c.row):
+            continue
+        task = tasks[c.phase]
+        progress.update(task, case=_label(c.row))
+        try:
+            fn = c.prepare()
+            stats = measure(fn, ops, grid.timing)
+        except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+            if not c.optional:
+                raise
+            msg = f"{c.row['op']} {c.row['dtype']} {_label(c.row)}: {str(e).splitlines()[0][:200]}"
+            meta["skipped"].append(msg)
+            progress.advance(task)
+            continue
+        fn = None
+        sink.write(c.row | {"repeats": stats.repeats, "median_s": stats.median_s, "p10_s": stats.p10_s,
+                            "p90_s": stats.p90_s, "threads": ops.threads_for(c.row.get("op", ""))})
+        progress.advance(task)
+    for task in tasks.values():
+        progress.update(task, case="")
+    slot.clear()
+    gc.collect()
+
+
+def _allreduce(opts: ProfileOptions, grid: Grid, sink: CsvSink, progress, meta: dict) -> None:
+    torch = torch_or_none()
+    count = torch.cuda.device_count() if (torch is not None and opts.device == "cuda") else 0
+    if count < 2:
+        why = "allreduce: skipped, " + ("one GPU" if count == 1 else "no GPUs (CPU run)") + "; it needs several GPUs (torch.distributed, NCCL)"
+        if why not in meta["skipped"]:
+            meta["skipped"].append(why)
+        return
+    from planner.harness.allreduce import allreduce_rows
+
+    dtype = "bf16"
+    todo = [b for b in grid.allreduce_bytes
+            if not sink.has({"op": "allreduce", "backend": "torch", "device": "cuda", "dtype": dtype,
+                             "m": b // 2, "batch": count, "bytes": b})]
+    task = progress.add_task("torch allreduce", total=len(grid.allreduce_bytes), completed=len(grid.allreduce_bytes) - len(todo), case=f"{count} GPUs")
+    if todo:
+        for row in allreduce_rows(count, todo, dtype, repeats=max(10, grid.timing.min_repeats)):
+            sink.write(row)
+            progress.advance(task)
+
+
+def _notes(model: Model, grid: Grid) -> list[str]:
+    notes = [
+        "times in seconds; sizes in elements unless named bytes; a row's key is every column before 'repeats'",
+        "weights, activations and KV caches are seeded random values; tensors over 4M elements repeat a random block of 1,000,003 values",
+        "numpy: matmul runs on BLAS threads (column 'threads'); numpy's elementwise ops (rmsnorm, silu_mul, add, softmax) run on one thread; copy/read/write split their arrays over the threads",
+        f"bandwidth arrays: {grid.bandwidth_bytes} bytes" + (" (>= 4x the last-level cache)" if grid.mode != "tiny" else " (tiny mode: not past the caches)"),
+        "e2e: random-weight Llama-style decoder (planner/harness/transformer.py); prefill starts from an empty cache; "
+        "decode is one step over 'context' cached tokens; both end in lm_head over the full vocabulary for the last position and argmax",
+        "allreduce rows (several GPUs only): m = elements per rank, batch = ranks, bytes = buffer bytes per rank",
+    ]
+    a = model.attention
+    ignored = [x for x, on in (("qkv biases", a.qkv_bias), ("o bias", a.o_bias), ("q/k norms", a.qk_norm),
+                               ("sliding-window attention", a.sliding_window is not None), ("attention sinks", a.sinks),
+                               ("MLP biases", model.mlp_bias), ("tied embeddings", model.tied_embeddings)) if on]
+    if ignored:
+        notes.append(f"the e2e model leaves out {', '.join(ignored)} of {model.id}")
+    return notes

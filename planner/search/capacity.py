@@ -1,0 +1,362 @@
+"""Capacity: the fewest GPUs (replica plan x replica count) that hold SLO percentiles at a rate.
+
+1. Candidate replica layouts: for each replica size (1, 2, 4, ... GPUs, inside one scale-up
+   domain) the plan search picks the layout with the most tokens/s per GPU whose *mean* TTFT
+   and TPOT meet the SLO (it also names the concurrency that does so).
+2. Each candidate is sized with the event simulator: a first replica count from the search's
+   per-replica throughput, then the simulator checks the p99 (or chosen percentile) TTFT and
+   TPOT at the target rate, and the count is raised (and, once it holds, lowered by bisection)
+   until it is the smallest that holds. The replica's batch cap is the search's concurrency or
+   the engine's default, whichever needs fewer replicas.
+3. The fewest GPUs win; cost per hour and per month (730 h) from the hardware price; the chosen
+   deployment's latency-versus-load curve is swept up to saturation (all requests at once).
+A daily profile of hourly rates is sized for its peak and reports the average utilization
+(mean rate / the highest rate the deployment holds the SLO at) and what per-hour autoscaling
+would need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.serving.simulator import SLO, Pool, Scheduler, Simulator, _percentile, keeps_up, replica_for
+from planner.serving.workload import WorkloadSpec, generate
+
+HOURS_PER_MONTH = 730.0
+
+
+@dataclass
+class Check:
+    replicas: int
+    rate: float
+    p_ttft_s: float
+    p_tpot_s: float
+    throughput: float
+    ok: bool
+
+
+@dataclass
+class Candidate:
+    label: str
+    plan: dict
+    gpus_per_replica: int
+    max_seqs: int
+    replicas: int | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def gpus(self) -> int | None:
+        return None if self.replicas is None else self.replicas * self.gpus_per_replica
+
+
+@dataclass
+class CapacityResult:
+    model: str
+    hardware: str
+    rate: float
+    workload: str
+    slo: dict
+    feasible: bool
+    reason: str
+    gpus: int | None
+    replicas: int | None
+    plan: dict | None
+    usd_per_hour: float | None
+    usd_per_month: float | None
+    at_rate: dict | None
+    candidates: list[dict]
+    load_curve: list[dict]
+    saturation_rate: float | None
+    daily: dict | None
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Sizer:
+    """Simulate one replica plan at a rate with a replica count (cached)."""
+
+    def __init__(self, model: str, hardware: str, plan: dict, spec: WorkloadSpec, *, engine: str, max_seqs: int | None,
+                 percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float):
+        self.sched = Scheduler(max_seqs=max_seqs)
+        self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], weights=plan["weights"],
+                               kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input)
+        self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
+        self.cache: dict[tuple[int, float], tuple[Check, object]] = {}
+
+    def n_requests(self, rate: float) -> int:
+        if self.requests:
+            return self.requests
+        return int(np.clip(rate * 300.0, 1000, 10000)) if math.isfinite(rate) else 3000
+
+    def run(self, replicas: int, rate: float):
+        key = (replicas, rate)
+        if key not in self.cache:
+            reqs = generate(self.spec, self.n_requests(rate), rate=rate, seed=self.seed)
+            res = Simulator([Pool(self.rep, replicas)], reqs).run()
+            d = res.done
+            pt = _percentile(res.ttft_s[d], self.q)
+            pp = _percentile(res.tpot_s[d], self.q)
+            thr = float(res.steady_throughput())
+            ok = keeps_up(res) and not res.rejected.any()
+            if self.slo.ttft_s is not None:
+                ok &= pt <= self.slo.ttft_s
+            if self.slo.tpot_s is not None:
+                ok &= pp <= self.slo.tpot_s
+            self.cache[key] = (Check(replicas, rate, pt, pp, thr, bool(ok)), res)
+        return self.cache[key]
+
+    def size(self, rate: float, start: int, max_replicas: int) -> int | None:
+        """Smallest replica count that holds the SLO percentiles at ``rate`` (None above the cap)."""
+        ok = lambda k: self.run(k, rate)[0].ok  # noqa: E731
+        n = max(1, min(start, max_replicas))
+        if ok(n):
+            hi, m = n, n // 2
+            while m >= 1 and ok(m):
+                hi, m = m, m // 2
+            lo = m  # fails (or 0)
+        else:
+            lo = n
+            while True:
+                if n >= max_replicas:
+                    return None
+                n = min(max_replicas, max(n + 1, int(math.ceil(n * 1.25))))
+                if ok(n):
+                    break
+                lo = n
+            hi = n
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpus: int, weights: str, kv: str | None,
+                engine: str, isl: float, osl: float) -> tuple[list[dict], list[str]]:
+    """The plan search's best layout per replica size (throughput per GPU under the mean SLO)."""
+    # capacity sits above the plan search (it sizes what the search recommends)
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, row, search
+    from planner.search.space import SpaceOptions
+    from planner.specs.loader import get_hardware
+
+    hw = get_hardware(hardware)
+    domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
+    kv_opts = (kv or ("fp8" if weights == "fp8" else ("fp16" if weights == "fp16" else "bf16")),)
+    out, notes, seen = [], [], set()
+    g = 1
+    while g <= min(max_gpus, max(domain, 1)):
+        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,))
+        try:
+            res = search(model, [hardware], g, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
+                         Constraints(gpus=g, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
+        except PlannerError:
+            g *= 2
+            continue
+        t = res.table
+        if len(t) == 0:
+            if res.infeasible:
+                notes.append(f"{g} GPU(s) per replica: " + "; ".join(res.infeasible))
+            g *= 2
+            continue
+        c = t.cols
+        mine = np.nonzero((c["gpus_per_replica"] == g) & ~c["disagg"].astype(bool))[0]
+        if not len(mine):
+            g *= 2
+            continue
+        i = int(mine[np.argmax(c["tok_s_per_gpu"][mine])])
+        rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
+        p = rec["plan"]
+        key = (p["tp"], p["pp"], p["ep"], p["weights"], p["kv"])
+        if key not in seen:
+            seen.add(key)
+            out.append({"tp": p["tp"], "pp": p["pp"], "ep": p["ep"], "weights": p["weights"], "kv": p["kv"],
+                        "gpus_per_replica": g, "concurrency": p["concurrency_per_replica"],
+                        "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * g / osl,
+                        "label": rec["label"].split(" x")[0]})
+        g *= 2
+    return out, notes
+
+
+def saturation_rate(sizer: Sizer, replicas: int, iters: int = 6) -> float:
+    """The highest arrival rate the replicas keep up with (no SLO): bisection around the throughput of
+    a run with every request queued at once (that run's drain of its longest requests biases it low)."""
+    _, res = sizer.run(replicas, math.inf)
+    rough = res.summary()["requests_per_s"] or 1e-3
+    lo, hi = 0.5 * rough, 2.0 * rough
+    up = lambda r: keeps_up(sizer.run(replicas, float(f"{r:.6g}"))[1])  # noqa: E731
+    if not up(lo):
+        return lo
+    if up(hi):
+        return hi
+    for _ in range(iters):
+        mid = (lo + hi) / 2.0
+        if up(mid):
+            lo = mid
+        else:
+            hi = mid
+    return float(f"{lo:.6g}")
+
+
+def load_curve(sizer: Sizer, replicas: int, fractions=(0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.9, 1.0, 1.15)) -> tuple[float, list[dict]]:
+    """Saturation rate and latency percentiles at fractions of it."""
+    sat = saturation_rate(sizer, replicas)
+    rows = []
+    for f in fractions:
+        r = sat * f
+        chk, res = sizer.run(replicas, float(f"{r:.6g}"))
+        s = res.summary(sizer.slo)
+        rows.append({"rate": chk.rate, "load": f, "throughput": chk.throughput,
+                     "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],
+                     "tpot_p50_s": s["tpot_s"]["p50"], "tpot_p99_s": s["tpot_s"]["p99"],
+                     "e2e_p50_s": s["e2e_latency_s"]["p50"], "e2e_p99_s": s["e2e_latency_s"]["p99"],
+                     "slo_attainment": s.get("slo", {}).get("attainment"), "meets_slo": chk.ok})
+    return sat, rows
+
+
+def max_rate(sizer: Sizer, replicas: int, lo: float, hi: float, iters: int = 7) -> float:
+    """Highest rate in [lo, hi] at which ``replicas`` hold the SLO (bisection; lo must hold)."""
+    if sizer.run(replicas, hi)[0].ok:
+        return hi
+    for _ in range(iters):
+        mid = float(f"{(lo + hi) / 2:.6g}")
+        if sizer.run(replicas, mid)[0].ok:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft_s: float | None = None,
+             tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64, weights: str = "bf16",
+             kv: str | None = None, engine: str = "trtllm", requests: int | None = None, seed: int = 0,
+             hourly: list[float] | None = None, curve: bool = True, progress=None) -> CapacityResult:
+    if hourly:
+        if any((not math.isfinite(x)) or x < 0 for x in hourly):
+            raise PlannerError("hourly rates must be finite and not negative")
+        rate = max(hourly)
+    if not (rate > 0) or math.isinf(rate):
+        raise PlannerError("--rate must be a positive, finite number of requests per second")
+    if max_gpus < 1:
+        raise PlannerError("--max-gpus must be at least 1")
+    if not 0 < percentile < 100:
+        raise PlannerError("the SLO percentile must be in (0, 100)")
+    from planner.specs.loader import get_hardware, get_model
+
+    m, hw = get_model(model), get_hardware(hardware)
+    slo = SLO(ttft_s, tpot_s)
+    isl, osl = spec.mean_lengths()
+    probe = generate(spec, 3000, rate=1.0, seed=seed)
+    max_input = float(probe.input_tokens.max())
+    notes = [f"workload {spec.name}: {spec.describe()} (mean input {isl:.0f}, output {osl:.0f} tokens); {spec.source}"]
+    if ttft_s is None and tpot_s is None:
+        notes.append("no SLO given: sized only to keep up with the rate")
+    cands, search_notes = _candidates(m.id, hw.id, spec, slo, max_gpus, weights, kv, engine, isl, osl)
+    notes += search_notes
+    if not cands:
+        raise PlannerError(f"no plan of {m.id} on {hw.id} meets the mean SLO within {max_gpus} GPUs per replica"
+                           + (f" ({search_notes[0]})" if search_notes else ""))
+    tried: list[tuple[Candidate, Sizer]] = []
+    for i, c in enumerate(cands):
+        for cap in dict.fromkeys((int(c["concurrency"]), None)):
+            if progress:
+                progress(f"sizing {c['label']} (batch cap {cap or 'engine'})")
+            try:
+                sizer = Sizer(m.id, hw.id, c, spec, engine=engine, max_seqs=cap, percentile=percentile, slo=slo,
+                              requests=requests, seed=seed, max_input=max_input)
+            except PlannerError as e:
+                notes.append(f"{c['label']}: {e}")
+                continue
+            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "weights", "kv")}, c["gpus_per_replica"],
+                             sizer.rep.max_seqs)
+            max_rep = max_gpus // c["gpus_per_replica"]
+            if max_rep < 1:
+                continue
+            start = max(1, int(math.floor(rate / max(c["requests_per_s_per_replica"], 1e-9) * 0.8)))
+            cand.replicas = sizer.size(rate, start, max_rep)
+            cand.checks = [v[0] for v in sizer.cache.values()]
+            tried.append((cand, sizer))
+    ok = [(c, s) for c, s in tried if c.replicas is not None]
+    cand_rows = [{"plan": c.label, "batch_cap": c.max_seqs, "gpus_per_replica": c.gpus_per_replica, "replicas": c.replicas,
+                  "gpus": c.gpus, "checks": [{"replicas": k.replicas, "p_ttft_s": k.p_ttft_s, "p_tpot_s": k.p_tpot_s,
+                                              "throughput": k.throughput, "ok": k.ok} for k in c.checks if k.rate == rate]}
+                 for c, _ in tried]
+    slo_d = {"ttft_s": ttft_s, "tpot_s": tpot_s, "percentile": percentile}
+    if not ok:
+        return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, False,
+                              f"no deployment within {max_gpus} GPUs holds the p{percentile:g} SLO at {rate:g} req/s",
+                              None, None, None, None, None, None, cand_rows, [], None, None, notes)
+    ok.sort(key=lambda cs: (cs[0].gpus, cs[1].run(cs[0].replicas, rate)[0].p_ttft_s))
+    best, sizer = ok[0]
+    chk, res = sizer.run(best.replicas, rate)
+    at_rate = res.summary(slo)
+    price = hw.price.usd_per_hour if hw.price else None
+    usd_h = price * best.gpus if price else None
+    if not price:
+        notes.append(f"no published price for {hw.id}")
+    sat, rows = (None, [])
+    if curve:
+        if progress:
+            progress("latency-versus-load curve")
+        sat, rows = load_curve(sizer, best.replicas)
+    daily = None
+    if hourly:
+        if progress:
+            progress("daily profile")
+        hold = max_rate(sizer, best.replicas, rate, max(sat or rate * 2, rate * 1.01))
+        per_rep = hold / best.replicas
+        need = [int(math.ceil(r / per_rep)) if r > 0 else 0 for r in hourly]
+        daily = {"hours": len(hourly), "peak_rate": rate, "mean_rate": float(np.mean(hourly)),
+                 "max_rate_at_slo": hold, "average_utilization": float(np.mean(hourly)) / hold,
+                 "autoscaled_replicas_per_hour": need,
+                 "autoscaled_gpu_hours_per_day": float(sum(need) * best.gpus_per_replica * 24.0 / len(hourly)),
+                 "static_gpu_hours_per_day": float(best.gpus * 24.0)}
+    plan = {**best.plan, "replicas": best.replicas, "gpus_per_replica": best.gpus_per_replica, "batch_cap": best.max_seqs,
+            "engine": engine, "label": best.label}
+    return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, True, "", best.gpus, best.replicas, plan, usd_h,
+                          usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes)
+
+
+def read_daily(path: str) -> list[float]:
+    """Hourly rates: a CSV with a ``rate`` column (any other columns ignored), or one number per line."""
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise PlannerError(f"cannot read {p}: {e.strerror}") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not lines:
+        raise PlannerError(f"{p} holds no rates")
+    try:
+        return [float(x.split(",")[0]) for x in lines]
+    except ValueError:
+        pass
+    rows = list(csv.DictReader(lines))
+    col = next((c for c in (rows[0].keys() if rows else []) if c and c.strip().lower() in ("rate", "requests_per_s", "rps")), None)
+    if col is None:
+        raise PlannerError(f"{p}: give one rate per line, or a CSV with a 'rate' column")
+    try:
+        return [float(r[col]) for r in rows]
+    except (TypeError, ValueError):
+        raise PlannerError(f"{p}: column {col!r} holds a value that is not a number") from None
+
+
+def parse_hourly(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PlannerError(f"--hourly takes comma-separated rates such as 2,3,5, got {text!r}") from None
+    if not vals:
+        raise PlannerError("--hourly needs at least one rate")
+    return vals

@@ -1,0 +1,484 @@
+"""Workloads: who sends what, and when.
+
+A workload is an input-length and an output-length distribution, an arrival process, a
+shared-prefix fraction (prefix-cache hits skip that part of prefill) and optionally
+multi-turn conversations (later turns carry the earlier turns as a prefix whose KV the
+engine may still hold). It comes from a built-in name, a YAML file, command-line flags or
+a CSV trace (BurstGPT's columns ``Timestamp,Model,Request tokens,Response tokens,Total
+tokens,Log Type`` work as they are). Sampling is seeded: the same seed gives the same
+requests.
+
+YAML schema (every key but ``input``/``output`` optional)::
+
+    name: my-chat
+    source: "where the numbers come from"
+    input:  {dist: lognormal, mean: 1020, std: 900, min: 16, max: 8192}
+    output: {dist: zipf, a: 1.1, min: 1, max: 2048}
+    arrival: {process: gamma, cv: 2.0}      # poisson | gamma (cv) | trace (file)
+    rate: 4.0                               # requests/s (``--rate`` overrides)
+    shared_prefix: 0.2                      # fraction of each prompt served from the prefix cache
+    conversation: {turns: 3, think_time_s: 15, new_input: {dist: fixed, value: 120}}
+
+Length distributions: ``fixed`` (value), ``normal`` (mean, std), ``lognormal`` (mean, std of
+the length itself, or median and sigma), ``zipf`` (a, min, max: p(k) ~ k^-a on [min, max];
+BurstGPT's generator uses Zipf lengths), ``uniform`` (min, max), ``empirical`` (file, column:
+resample a CSV column). Every sample is rounded and clipped to [min, max] (min defaults to 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planner.errors import PlannerError, unknown
+from planner.specs.loader import read_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Lengths(_Strict):
+    """A token-length distribution."""
+
+    dist: Literal["fixed", "normal", "lognormal", "zipf", "uniform", "empirical"] = "fixed"
+    value: Optional[float] = None  # fixed
+    mean: Optional[float] = None  # normal, lognormal
+    std: Optional[float] = None
+    median: Optional[float] = None  # lognormal, with sigma
+    sigma: Optional[float] = None
+    a: Optional[float] = None  # zipf exponent (> 0)
+    min: int = 1
+    max: int = 1_000_000
+    file: Optional[str] = None  # empirical
+    column: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        d = self.dist
+        need = {"fixed": ("value",), "normal": ("mean", "std"), "zipf": ("a",), "empirical": ("file", "column"), "uniform": ()}
+        for k in need.get(d, ()):
+            if getattr(self, k) is None:
+                raise ValueError(f"{d} lengths need '{k}'")
+        if d == "lognormal" and not ((self.mean is not None and self.std is not None) or (self.median is not None and self.sigma is not None)):
+            raise ValueError("lognormal lengths need 'mean' and 'std', or 'median' and 'sigma'")
+        if self.min < 1 or self.max < self.min:
+            raise ValueError(f"need 1 <= min <= max, got min={self.min} max={self.max}")
+        for k in ("value", "mean", "median", "a"):
+            v = getattr(self, k)
+            if v is not None and v <= 0:
+                raise ValueError(f"'{k}' must be positive")
+        for k in ("std", "sigma"):
+            v = getattr(self, k)
+            if v is not None and v < 0:
+                raise ValueError(f"'{k}' must not be negative")
+        return self
+
+    def describe(self) -> str:
+        d = self.dist
+        if d == "fixed":
+            return f"{self.value:g}"
+        if d == "normal":
+            return f"normal({self.mean:g}, sd {self.std:g})"
+        if d == "lognormal":
+            return f"lognormal(mean {self.mean:g}, sd {self.std:g})" if self.mean is not None else f"lognormal(median {self.median:g}, sigma {self.sigma:g})"
+        if d == "zipf":
+            return f"zipf(a={self.a:g}) on [{self.min}, {self.max}]"
+        if d == "uniform":
+            return f"uniform[{self.min}, {self.max}]"
+        return f"empirical({Path(self.file).name}:{self.column})"
+
+    def sample(self, rng: np.random.Generator, n: int, base: Path | None = None) -> np.ndarray:
+        d = self.dist
+        if d == "fixed":
+            x = np.full(n, float(self.value))
+        elif d == "normal":
+            x = rng.normal(self.mean, self.std, n)
+        elif d == "lognormal":
+            if self.median is not None:
+                mu, s = math.log(self.median), self.sigma
+            else:
+                s2 = math.log1p((self.std / self.mean) ** 2)
+                mu, s = math.log(self.mean) - s2 / 2.0, math.sqrt(s2)
+            x = rng.lognormal(mu, s, n)
+        elif d == "zipf":
+            hi = min(self.max, 10_000_000)
+            k = np.arange(self.min, hi + 1, dtype=float)
+            cdf = np.cumsum(k ** -self.a)
+            x = k[np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), len(k) - 1)]
+        elif d == "uniform":
+            x = rng.integers(self.min, self.max + 1, n).astype(float)
+        else:
+            vals = read_column(_resolve(self.file, base), self.column)
+            x = vals[rng.integers(0, len(vals), n)]
+        return np.clip(np.rint(x), self.min, self.max).astype(np.int64)
+
+    def mean_tokens(self, base: Path | None = None) -> float:
+        """Mean of the clipped distribution (by sampling for shapes without a closed form)."""
+        if self.dist == "fixed":
+            return float(np.clip(round(self.value), self.min, self.max))
+        return float(self.sample(np.random.default_rng(12345), 20000, base).mean())
+
+
+class Arrival(_Strict):
+    process: Literal["poisson", "gamma", "trace"] = "poisson"
+    cv: float = Field(default=1.0, gt=0)  # gamma: coefficient of variation of the gaps (1 = Poisson)
+    file: Optional[str] = None  # trace
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.process == "trace" and not self.file:
+            raise ValueError("a trace arrival process needs 'file'")
+        return self
+
+    def describe(self) -> str:
+        if self.process == "gamma":
+            return f"gamma (cv {self.cv:g}, shape {1 / self.cv ** 2:.3g})"
+        if self.process == "trace":
+            return f"trace {Path(self.file).name}"
+        return "poisson"
+
+    def times(self, rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+        """Arrival times (s) of ``n`` requests at mean ``rate``; rate inf = all at t=0."""
+        if math.isinf(rate):
+            return np.zeros(n)
+        if self.process == "gamma":
+            shape = 1.0 / self.cv**2
+            gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
+        else:
+            gaps = rng.exponential(1.0 / rate, n)
+        t = np.cumsum(gaps)
+        return t - t[0]
+
+
+class Conversation(_Strict):
+    turns: Union[int, Lengths] = 1
+    think_time_s: float = Field(default=10.0, ge=0)  # mean (exponential) gap between a reply and the next turn
+    new_input: Optional[Lengths] = None  # tokens the user adds per later turn (default: the input distribution)
+
+
+class WorkloadSpec(_Strict):
+    name: str = "custom"
+    source: str = "user-defined"
+    description: str = ""
+    input: Lengths
+    output: Lengths
+    arrival: Arrival = Arrival()
+    rate: Optional[float] = Field(default=None, gt=0)
+    shared_prefix: float = Field(default=0.0, ge=0, lt=1)
+    conversation: Optional[Conversation] = None
+    base_dir: Optional[str] = Field(default=None, exclude=True)  # where relative paths resolve
+
+    @property
+    def base(self) -> Path | None:
+        return Path(self.base_dir) if self.base_dir else None
+
+    def describe(self) -> str:
+        s = f"input {self.input.describe()}, output {self.output.describe()}, arrivals {self.arrival.describe()}"
+        if self.shared_prefix:
+            s += f", shared prefix {self.shared_prefix:.0%}"
+        if self.conversation and (not isinstance(self.conversation.turns, int) or self.conversation.turns > 1):
+            t = self.conversation.turns
+            s += f", {t if isinstance(t, int) else t.describe()} turns, think {self.conversation.think_time_s:g} s"
+        return s
+
+    def mean_lengths(self) -> tuple[float, float]:
+        """(mean input, mean output) tokens of one request (multi-turn: of one turn, history included)."""
+        reqs = generate(self, 4000, rate=1.0, seed=777)
+        return float(reqs.input_tokens.mean()), float(reqs.output_tokens.mean())
+
+
+# ------------------------------------------------------------------ requests
+
+@dataclass
+class Requests:
+    """Columns of a request list. Follow-up turns have ``arrival_s`` NaN: they arrive
+    ``think_s`` after their ``parent`` finishes."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray  # whole prompt (history of earlier turns included)
+    output_tokens: np.ndarray
+    prefix_tokens: np.ndarray  # leading tokens shared with other requests (served by the prefix cache)
+    parent: np.ndarray  # index of the previous turn, -1 for none
+    think_s: np.ndarray
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_tokens)
+
+    @property
+    def has_turns(self) -> bool:
+        return bool((self.parent >= 0).any())
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    p = Path(path)
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return p
+
+
+def read_column(path: Path, column: str) -> np.ndarray:
+    rows, cols = _read_csv(path)
+    if column not in cols:
+        raise PlannerError(f"{path} has no column {column!r} (columns: {', '.join(cols)})")
+    out = []
+    for i, r in enumerate(rows, start=2):
+        try:
+            v = float(r[column])
+        except (TypeError, ValueError):
+            raise PlannerError(f"{path}:{i}: column {column!r} is not a number: {r[column]!r}") from None
+        if v > 0:
+            out.append(v)
+    if not out:
+        raise PlannerError(f"{path}: column {column!r} holds no positive values")
+    return np.array(out)
+
+
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            cols = list(reader.fieldnames or [])
+    except OSError as e:
+        raise PlannerError(f"cannot read {path}: {e.strerror}") from None
+    if not cols:
+        raise PlannerError(f"{path} is empty or has no header")
+    return rows, cols
+
+
+TIME_COLS = ("Timestamp", "timestamp", "arrival_s", "arrival_time", "time", "time_s")
+INPUT_COLS = ("Request tokens", "input_tokens", "input", "isl", "prompt_tokens", "ContextTokens")
+OUTPUT_COLS = ("Response tokens", "output_tokens", "output", "osl", "completion_tokens", "GeneratedTokens")
+
+
+def _pick(cols: list[str], names: tuple[str, ...], what: str, path: Path) -> str:
+    low = {c.lower(): c for c in cols}
+    for n in names:
+        if n.lower() in low:
+            return low[n.lower()]
+    raise PlannerError(f"{path}: no {what} column (looked for {', '.join(repr(n) for n in names)}; found {', '.join(cols)})")
+
+
+def read_trace(path: str | Path, *, rate: float | None = None, requests: int | None = None,
+               shared_prefix: float = 0.0) -> Requests:
+    """Replay a CSV trace: a timestamp (s, or an ISO date), input and output tokens per row.
+
+    Rows with zero output tokens (failed requests in BurstGPT) are dropped. ``rate`` rescales
+    time so that the mean arrival rate matches; ``requests`` keeps the first N rows."""
+    path = Path(path)
+    rows, cols = _read_csv(path)
+    tc, ic, oc = _pick(cols, TIME_COLS, "timestamp", path), _pick(cols, INPUT_COLS, "input-token", path), _pick(cols, OUTPUT_COLS, "output-token", path)
+    t, isl, osl = [], [], []
+    dropped = 0
+    for i, r in enumerate(rows, start=2):
+        try:
+            ts = _timestamp(r[tc])
+            a, b = int(float(r[ic])), int(float(r[oc]))
+        except (TypeError, ValueError):
+            raise PlannerError(f"{path}:{i}: timestamp/token columns must be numbers, got {r[tc]!r}, {r[ic]!r}, {r[oc]!r}") from None
+        if b <= 0 or a < 0:
+            dropped += 1
+            continue
+        t.append(ts)
+        isl.append(max(a, 1))
+        osl.append(b)
+    if not t:
+        raise PlannerError(f"{path}: no usable rows (every row has zero output tokens)")
+    order = np.argsort(np.array(t), kind="stable")
+    t = np.array(t)[order]
+    isl_a, osl_a = np.array(isl, dtype=np.int64)[order], np.array(osl, dtype=np.int64)[order]
+    if requests is not None:
+        if requests < 1:
+            raise PlannerError("--requests must be at least 1")
+        t, isl_a, osl_a = t[:requests], isl_a[:requests], osl_a[:requests]
+    t = t - t[0]
+    notes = [f"trace {path.name}: {len(t)} requests over {t[-1]:.1f} s" + (f"; {dropped} rows with zero output tokens dropped" if dropped else "")]
+    if rate is not None:
+        if math.isinf(rate):
+            t = np.zeros_like(t)
+        elif t[-1] > 0 and len(t) > 1:
+            native = (len(t) - 1) / t[-1]
+            t = t * native / rate
+            notes.append(f"time scaled by {native / rate:.3g} to a mean rate of {rate:g} req/s (native {native:.3g})")
+    n = len(t)
+    return Requests(t, isl_a, osl_a, np.floor(shared_prefix * isl_a).astype(np.int64), np.full(n, -1), np.zeros(n),
+                    source=f"trace {path.name}", notes=notes)
+
+
+def _timestamp(v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        from datetime import datetime
+
+        return datetime.fromisoformat(v.strip()).timestamp()
+
+
+def generate(spec: WorkloadSpec, n: int, *, rate: float | None = None, seed: int = 0) -> Requests:
+    """Sample ``n`` requests (turns) of a workload."""
+    if n < 1:
+        raise PlannerError("--requests must be at least 1")
+    rate = rate if rate is not None else spec.rate
+    if spec.arrival.process == "trace":
+        reqs = read_trace(_resolve(spec.arrival.file, spec.base), rate=rate, requests=n, shared_prefix=spec.shared_prefix)
+        return reqs
+    if rate is None:
+        raise PlannerError(f"workload {spec.name!r} names no rate: give --rate R (requests/s, or inf)")
+    if rate <= 0:
+        raise PlannerError(f"--rate must be positive, got {rate:g}")
+    rng = np.random.default_rng(seed)
+    conv = spec.conversation
+    if conv is None or (isinstance(conv.turns, int) and conv.turns <= 1):
+        isl = spec.input.sample(rng, n, spec.base)
+        osl = spec.output.sample(rng, n, spec.base)
+        t = spec.arrival.times(rng, n, rate)
+        return Requests(t, isl, osl, np.floor(spec.shared_prefix * isl).astype(np.int64), np.full(n, -1), np.zeros(n),
+                        source=spec.name)
+    # multi-turn: conversations start by the arrival process; turn k+1 arrives think time after turn k ends
+    turns_spec = conv.turns
+    est_turns = turns_spec if isinstance(turns_spec, int) else max(turns_spec.mean_tokens(spec.base), 1.0)
+    n_conv = max(1, int(math.ceil(n / est_turns)) + 1)
+    starts = spec.arrival.times(rng, n_conv, rate / est_turns)
+    counts = np.full(n_conv, turns_spec) if isinstance(turns_spec, int) else turns_spec.sample(rng, n_conv, spec.base)
+    new_in = conv.new_input or spec.input
+    arr, isl, osl, pre, par, think = [], [], [], [], [], []
+    for c in range(n_conv):
+        hist = 0
+        prev = -1
+        first_in = int(spec.input.sample(rng, 1, spec.base)[0])
+        for k in range(int(counts[c])):
+            if len(isl) >= n:
+                break
+            add = first_in if k == 0 else int(new_in.sample(rng, 1, spec.base)[0])
+            o = int(spec.output.sample(rng, 1, spec.base)[0])
+            x = hist + add
+            arr.append(starts[c] if k == 0 else np.nan)
+            isl.append(x)
+            osl.append(o)
+            pre.append(int(spec.shared_prefix * first_in))  # the system prompt stays at the front of every turn
+            par.append(prev)
+            think.append(0.0 if k == 0 else float(rng.exponential(conv.think_time_s)) if conv.think_time_s > 0 else 0.0)
+            prev = len(isl) - 1
+            hist = x + o
+        if len(isl) >= n:
+            break
+    return Requests(np.array(arr, float), np.array(isl, np.int64), np.array(osl, np.int64), np.array(pre, np.int64),
+                    np.array(par, np.int64), np.array(think, float), source=spec.name)
+
+
+# ------------------------------------------------------------------ built-ins
+
+BUILTIN: dict[str, dict] = {
+    "chat": {
+        "source": "Splitwise (Patel et al., ISCA'24) Azure LLM inference trace 2023, conversation: median prompt 1020, "
+                  "median output 129 tokens; the lognormal spread (sigma 1.0 / 0.9) is illustrative",
+        "description": "chatbot conversation turns",
+        "input": {"dist": "lognormal", "median": 1020, "sigma": 1.0, "min": 4, "max": 16384},
+        "output": {"dist": "lognormal", "median": 129, "sigma": 0.9, "min": 1, "max": 4096},
+        "arrival": {"process": "poisson"},
+    },
+    "chat-multiturn": {
+        "source": "illustrative: chat lengths (Splitwise medians) in 4-turn conversations with 20 s think time; "
+                  "later turns carry the history as a cacheable prefix",
+        "description": "multi-turn chat with KV reuse across turns",
+        "input": {"dist": "lognormal", "median": 400, "sigma": 0.8, "min": 4, "max": 8192},
+        "output": {"dist": "lognormal", "median": 129, "sigma": 0.9, "min": 1, "max": 4096},
+        "arrival": {"process": "poisson"},
+        "conversation": {"turns": 4, "think_time_s": 20.0, "new_input": {"dist": "lognormal", "median": 80, "sigma": 0.8, "min": 1, "max": 4096}},
+    },
+    "code": {
+        "source": "Splitwise (Patel et al., ISCA'24) Azure LLM inference trace 2023, coding: median prompt 1500, "
+                  "median output 13 tokens; the lognormal spread is illustrative",
+        "description": "code completion: long prompts, short outputs",
+        "input": {"dist": "lognormal", "median": 1500, "sigma": 0.8, "min": 16, "max": 16384},
+        "output": {"dist": "lognormal", "median": 13, "sigma": 1.0, "min": 1, "max": 1024},
+        "arrival": {"process": "poisson"},
+    },
+    "rag": {
+        "source": "illustrative: retrieval-augmented generation, ~6K-token retrieved context, 10% shared system prompt",
+        "description": "long context, short answers",
+        "input": {"dist": "lognormal", "median": 6000, "sigma": 0.5, "min": 512, "max": 32768},
+        "output": {"dist": "lognormal", "median": 200, "sigma": 0.6, "min": 8, "max": 2048},
+        "arrival": {"process": "poisson"},
+        "shared_prefix": 0.1,
+    },
+    "summarization": {
+        "source": "illustrative: document summarization, ~3K-token documents, ~250-token summaries",
+        "description": "long inputs, medium outputs",
+        "input": {"dist": "lognormal", "median": 3000, "sigma": 0.6, "min": 256, "max": 32768},
+        "output": {"dist": "lognormal", "median": 250, "sigma": 0.5, "min": 16, "max": 2048},
+        "arrival": {"process": "poisson"},
+    },
+    "reasoning": {
+        "source": "illustrative: reasoning models (long chain-of-thought), ~400-token prompts, ~3K-token outputs",
+        "description": "short prompts, long outputs",
+        "input": {"dist": "lognormal", "median": 400, "sigma": 0.8, "min": 16, "max": 8192},
+        "output": {"dist": "lognormal", "median": 3000, "sigma": 0.7, "min": 64, "max": 32768},
+        "arrival": {"process": "poisson"},
+    },
+    "burstgpt": {
+        "source": "BurstGPT (arXiv 2401.17644) synthetic generator defaults: Gamma inter-arrivals shape 0.5 "
+                  "(cv 1.41), Zipf(a=1.1) lengths; the length bounds are illustrative",
+        "description": "bursty API traffic",
+        "input": {"dist": "zipf", "a": 1.1, "min": 16, "max": 4096},
+        "output": {"dist": "zipf", "a": 1.1, "min": 8, "max": 1024},
+        "arrival": {"process": "gamma", "cv": 1.4142135623730951},
+    },
+    "openorca": {
+        "source": "MLPerf Inference Llama-2-70B (OpenOrca): mean output 265 tokens (the validation file); inputs capped "
+                  "at 1024 tokens by the MLPerf preprocessing (processorca.py --seqlen_limit=1024); the input mean (~300) "
+                  "and both spreads are an assumption",
+        "description": "MLPerf Llama-2-70B-like question answering",
+        "input": {"dist": "lognormal", "mean": 300, "std": 250, "min": 16, "max": 1024},
+        "output": {"dist": "lognormal", "mean": 265, "std": 230, "min": 1, "max": 1024},
+        "arrival": {"process": "poisson"},
+    },
+}
+
+
+def builtin_names() -> list[str]:
+    return sorted(BUILTIN)
+
+
+def _validated(d: dict, where: str) -> WorkloadSpec:
+    try:
+        return WorkloadSpec.model_validate(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise PlannerError(f"{where}: {loc + ': ' if loc else ''}{err['msg']}") from None
+
+
+def get_workload(name_or_path: str) -> WorkloadSpec:
+    """A built-in workload by name, or a workload YAML file."""
+    if name_or_path in BUILTIN:
+        return _validated({"name": name_or_path, **BUILTIN[name_or_path]}, f"built-in workload {name_or_path}")
+    p = Path(name_or_path)
+    if p.suffix.lower() in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise PlannerError(f"workload file {p} does not exist")
+        d = read_yaml(p)
+        if not isinstance(d, dict):
+            raise PlannerError(f"{p}: a workload file is a mapping with at least 'input' and 'output'")
+        d.setdefault("name", p.stem)
+        d["base_dir"] = str(p.parent.resolve())
+        return _validated(d, str(p))
+    raise unknown("workload", name_or_path, BUILTIN)
+
+
+def fixed_workload(isl: int, osl: int, *, process: str = "poisson", cv: float = 1.0, shared_prefix: float = 0.0,
+                   name: str | None = None, source: str = "fixed lengths from flags") -> WorkloadSpec:
+    if isl < 1 or osl < 1:
+        raise PlannerError("input and output lengths must be at least 1 token")
+    return _validated({"name": name or f"isl{isl}-osl{osl}", "source": source,
+                       "input": {"dist": "fixed", "value": isl}, "output": {"dist": "fixed", "value": osl},
+                       "arrival": {"process": process, "cv": cv}, "shared_prefix": shared_prefix}, "workload flags")

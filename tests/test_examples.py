@@ -1,0 +1,58 @@
+"""Every example study runs (on a reduced sweep) so none can rot; study files validate strictly."""
+
+from pathlib import Path
+
+import pytest
+
+from planner.errors import PlannerError
+from planner.studies.report import write_html, write_plots, write_tables
+from planner.studies.runner import run_study
+from planner.studies.schema import load_study
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+def reduced(study, n=2):
+    pts = study.sweep.points()[:n]
+    axes = {k: [p[k] for p in pts] for k in study.sweep.axes}
+    return study.model_copy(update={"sweep": study.sweep.model_copy(update={"mode": "zip", "axes": axes})})
+
+
+def test_there_are_at_least_eight_examples():
+    assert len(EXAMPLES) >= 8
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs(path, tmp_path):
+    study = reduced(load_study(path))
+    rows = run_study(study, workers=1)
+    assert rows
+    metric_keys = {"output_tokens_per_s_per_gpu", "output_tokens_per_s", "gpus", "ttft_mean_s", "feasible", "goodput_rps"}
+    for r in rows:
+        assert r.get("error") or metric_keys & set(r), r
+    write_tables(study, rows, tmp_path)
+    plots = write_plots(study, rows, tmp_path)
+    html = write_html(study, rows, plots, tmp_path / "r.html")
+    text = html.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
+
+
+def test_wrong_key_names_file_line_and_expectation(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\ncommand: estimate\nbase:\n  model: llama-3.1-8b\n  hardware: h100-sxm\n  gpuz: 2\n")
+    with pytest.raises(PlannerError, match=r"s\.yaml:6: base\.gpuz: Extra inputs are not permitted \(an estimate point takes: model, hardware"):
+        load_study(f)
+
+
+def test_wrong_type_in_sweep_names_its_line(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\ncommand: estimate\nbase:\n  model: llama-3.1-8b\n  hardware: h100-sxm\nsweep:\n  axes:\n    isl: [128, lots]\n")
+    with pytest.raises(PlannerError, match=r"s\.yaml:8: sweep\.axes\.isl"):
+        load_study(f)
+
+
+def test_zip_axes_must_match(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\ncommand: estimate\nbase: {model: llama-3.1-8b, hardware: h100-sxm}\nsweep:\n  mode: zip\n  axes: {isl: [1, 2], osl: [3]}\n")
+    with pytest.raises(PlannerError, match="same length"):
+        load_study(f)
