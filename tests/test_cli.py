@@ -130,3 +130,9 @@ def test_unpublished_peak_is_said_not_invented(capsys):
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "planner", "estimate", "-m", "nope", "-H", "h100-sxm"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: unknown model")
+
+
+@pytest.mark.parametrize("args", [["nosuchcommand"], ["estimate", "--model"], ["plan", "--gpus", "two"]])
+def test_usage_errors_are_one_line(args, capsys):
+    code, _, err = run(args, capsys)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -43,9 +43,10 @@ def test_gemm_flops_and_weight_bytes_by_hand(l70, h100):
     assert op(sc, "qkv_proj").flops[0] == pytest.approx(2 * 8 * w_qkv)
     # fp8 weights are one byte each; activations in and out 2 bytes per element
     assert op(sc, "qkv_proj").bytes[0] == pytest.approx(w_qkv * 1.0 + 8 * (8192 + 80 * 128) * 2.0)
-    # gated MLP: 3 matrices of 8192 x 28672
-    assert op(sc, "mlp").flops[0] == pytest.approx(2 * 8 * 3 * 8192 * 28672)
-    assert op(sc, "mlp").count[0] == 80
+    # gated MLP: gate+up (2 x 8192 x 28672) then down (28672 x 8192)
+    assert op(sc, "mlp_up").flops[0] == pytest.approx(2 * 8 * 2 * 8192 * 28672)
+    assert op(sc, "mlp_down").flops[0] == pytest.approx(2 * 8 * 8192 * 28672)
+    assert op(sc, "mlp_up").count[0] == op(sc, "mlp_down").count[0] == 80
 
 
 def test_decode_attention_reads_whole_kv_cache(l70, h100):

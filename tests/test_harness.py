@@ -1,14 +1,20 @@
 """The profiling harness: capture layout, CSV contract, the reference transformer, resume."""
 
 import csv
-import io
 
 import numpy as np
 import pytest
 import yaml
 
 from planner.cli.app import main
-from planner.harness import E2E_COLUMNS, KERNEL_COLUMNS, ProfileOptions, SimulatedInterrupt, run_profile, tiny_model
+from planner.harness import (
+    E2E_COLUMNS,
+    KERNEL_COLUMNS,
+    ProfileOptions,
+    SimulatedInterrupt,
+    run_profile,
+    tiny_model,
+)
 from planner.harness.backends import NumpyOps, torch_or_none
 from planner.harness.capture import CsvSink, fmt
 from planner.harness.transformer import Config, KVCache, Transformer
@@ -210,7 +216,7 @@ def _has_cuda():
     (["profile", "--tiny", "--layers", "0"], "at least 1"),
 ])
 def test_cli_errors_are_one_line(args, fragment, capsys, tmp_path):
-    code, out, err = run_cli(args + ["--out", str(tmp_path)], capsys)
+    code, _, err = run_cli(args + ["--out", str(tmp_path)], capsys)
     assert code == 2
     assert fragment in err and err.startswith("error: ") and err.count("\n") == 1
     assert "Traceback" not in err

@@ -34,10 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except typer.Exit as e:
         raise SystemExit(e.exit_code) from None
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # click usage errors (typer bundles its own click) arrive here in non-standalone mode
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             print(f"error: {e.format_message()}", file=sys.stderr)
             raise SystemExit(2) from None
         raise

@@ -207,8 +207,10 @@ class CostModel:
         if m.num_dense_layers:
             ffn = m.intermediate_size / tp
             cnt = layers_stage * dense_frac
-            ops.append(self._gemm("mlp", T, mats * h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=h + (mats - 1) * ffn))
+            # two GEMMs as engines run them: gate and up fused (or up alone), then down
+            ops.append(self._gemm("mlp_up", T, (mats - 1) * h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=h + (mats - 1) * ffn))
             ops.append(self._elementwise("mlp_act", T * ffn, cnt, reads=mats - 1))
+            ops.append(self._gemm("mlp_down", T, h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=ffn + h))
         if m.moe:
             mo = m.moe
             cnt = layers_stage * (1 - dense_frac)

@@ -7,6 +7,12 @@ resume, meta.yaml), ``allreduce`` (multi-GPU), ``run`` (``run_profile``, used by
 """
 
 from planner.harness.capture import E2E_COLUMNS, KERNEL_COLUMNS
-from planner.harness.run import ProfileOptions, ProfileResult, SimulatedInterrupt, run_profile, tiny_model
+from planner.harness.run import (
+    ProfileOptions,
+    ProfileResult,
+    SimulatedInterrupt,
+    run_profile,
+    tiny_model,
+)
 
 __all__ = ["E2E_COLUMNS", "KERNEL_COLUMNS", "ProfileOptions", "ProfileResult", "SimulatedInterrupt", "run_profile", "tiny_model"]

@@ -54,8 +54,9 @@ def torch_or_none():
 
 
 class NumpyOps:
-    """numpy on the CPU. BLAS (matmul) uses ``threads`` threads; numpy's elementwise ufuncs run on
-    one thread, except the bandwidth kernels, which split their arrays over ``threads`` threads."""
+    """numpy on the CPU. BLAS (matmul) uses ``threads`` threads; numpy's elementwise ufuncs and
+    decode attention (einsum) run on one thread; the bandwidth kernels split their arrays over
+    ``threads`` threads."""
 
     name = "numpy"
     device = "cpu"
@@ -78,7 +79,7 @@ class NumpyOps:
 
     def threads_for(self, op: str) -> int:
         """Threads that work on ``op`` (numpy's elementwise ufuncs are single-threaded)."""
-        return 1 if op in ("rmsnorm", "silu_mul", "add") else self.threads
+        return 1 if op in ("rmsnorm", "silu_mul", "add", "attn_decode") else self.threads
 
     # ---- arrays ----
     def randn(self, shape, std: float, rng: np.random.Generator):
@@ -116,12 +117,18 @@ class NumpyOps:
         kvh, L = k.shape[1], k.shape[2]
         g = H // kvh
         qg = (q * (1.0 / math.sqrt(d))).reshape(b, kvh, g * t, d)  # one GEMM per kv head covers its g query heads
+        if t == 1:
+            # decode: b x kvh tiny (g x d) @ (d x L) products. einsum's own loops (one thread) read the
+            # cache at a steady rate; BLAS threads stall on thousands of tiny GEMMs on small VMs.
+            s = np.einsum("bhqd,bhld->bhql", qg, k)
+            s -= s.max(axis=-1, keepdims=True)
+            np.exp(s, out=s)
+            s /= s.sum(axis=-1, keepdims=True)
+            return np.einsum("bhql,bhld->bhqd", s, v).reshape(b, H, t, d)
         s = np.matmul(qg, k.swapaxes(-1, -2))  # (b, kvh, g*t, L)
-        if t > 1:  # key j is visible to query i when j <= start + i
-            bias = np.triu(np.full((t, L), -np.inf, dtype=s.dtype), k=start + 1)
-            s = s.reshape(b, kvh, g, t, L)
-            s += bias
-            s = s.reshape(b, kvh, g * t, L)
+        s = s.reshape(b, kvh, g, t, L)
+        s += np.triu(np.full((t, L), -np.inf, dtype=s.dtype), k=start + 1)  # key j is visible to query i when j <= start + i
+        s = s.reshape(b, kvh, g * t, L)
         s -= s.max(axis=-1, keepdims=True)
         np.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)

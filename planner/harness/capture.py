@@ -140,7 +140,7 @@ def capture_folder(out: Path, host_id: str, date: str, suffix: str, resume: bool
     --resume takes today's folder, else the newest partial one of the same mode, else a new one."""
     base = out / host_id
     today = base / f"{date}{suffix}"
-    has_capture = lambda p: any((p / f).exists() for f in ("kernels.csv", "e2e.csv", "meta.yaml"))  # noqa: E731
+    has_capture = lambda p: any((p / f).exists() for f in ("kernels.csv", "e2e.csv", "meta.yaml"))
     if not resume:
         if has_capture(today):
             raise PlannerError(f"{today} already holds a capture; pass --resume to continue it, or --out to write elsewhere")

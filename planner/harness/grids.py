@@ -68,7 +68,8 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
     if mode == "quick":
         return Grid(
             mode=mode, timing=Timing(warmup=1, min_repeats=2, min_time_s=0.05, max_repeats=50),
-            gemm_m=(1, 8, 64, 512), gemm_shapes=_dedupe((lb, n, k, 512) for lb, n, k in model_shapes),
+            gemm_m=(1, 8, 64, 512),
+            gemm_shapes=_dedupe([(lb, n, k, 512) for lb, n, k in model_shapes] + [("lm_head", model.vocab_size, model.hidden_size, 8)]),
             attn_prefill=((1, 128), (1, 512)), attn_decode=((1, 256), (8, 256), (1, 2048), (8, 2048)),
             bandwidth_bytes=bandwidth, elementwise_m=(1, 256),
             e2e_prefill=((1, 16), (1, 64), (1, 256)), e2e_decode=((1, 128), (8, 128), (1, 1024), (8, 1024)),
@@ -88,5 +89,5 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
         bandwidth_bytes=bandwidth, elementwise_m=(1, 16, 128, 1024, 4096),
         e2e_prefill=tuple((b, t) for b in (1, 4) for t in _pow2(16, 1024)),
         e2e_decode=tuple((b, c) for b in _pow2(1, 32) for c in _pow2(128, 2048)),
-        e2e_budget_s=300.0,
+        e2e_budget_s=400.0,
         allreduce_bytes=tuple(1 << p for p in range(16, 31, 2)))

@@ -75,7 +75,7 @@ def memory_bytes() -> int | None:
 
 
 def _parse_size(text: str) -> int | None:
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text, re.I)
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text, re.IGNORECASE)
     if not m:
         return None
     return int(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2).upper()]
@@ -112,7 +112,7 @@ def hostname_hash() -> str:
 
 
 # ---- host id ------------------------------------------------------------------------------
-_NOISE = re.compile(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|@\s*[\d.]+\s*ghz|\b\d+-core\b|\bwith radeon.*$", re.I)
+_NOISE = re.compile(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|@\s*[\d.]+\s*ghz|\b\d+-core\b|\bwith radeon.*$", re.IGNORECASE)
 
 
 def slug(text: str) -> str:

@@ -4,8 +4,8 @@ that allocates its inputs (only when the row is still missing) and returns the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -19,7 +19,14 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.harness import host
 from planner.harness.backends import NumpyOps, TorchOps, torch_or_none
-from planner.harness.capture import E2E_COLUMNS, KERNEL_COLUMNS, CsvSink, capture_folder, read_meta, write_meta
+from planner.harness.capture import (
+    E2E_COLUMNS,
+    KERNEL_COLUMNS,
+    CsvSink,
+    capture_folder,
+    read_meta,
+    write_meta,
+)
 from planner.harness.e2e import choose_layers, e2e_cases
 from planner.harness.grids import Grid, make_grid
 from planner.harness.kernels import Case, Slot, kernel_cases
@@ -149,7 +156,13 @@ def _label(row: dict) -> str:
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from planner.cli.common import err_console
 
@@ -285,8 +298,14 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
     for c in cases:
         phases[c.phase] = phases.get(c.phase, 0) + 1
     tasks = {}
+    seconds = meta.setdefault("phase_seconds", {})
+    t_phase = time.perf_counter()
     for c in cases:
         if c.phase not in tasks:
+            if tasks:  # the previous phase ended
+                prev = f"{ops.name} {list(tasks)[-1]}"
+                seconds[prev] = round(seconds.get(prev, 0) + time.perf_counter() - t_phase, 1)
+                t_phase = time.perf_counter()
             done = sum(1 for x in cases if x.phase == c.phase and sink.has(x.row))
             tasks[c.phase] = progress.add_task(f"{ops.name} {c.phase}", total=phases[c.phase], completed=done, case="")
         if sink.has(c.row):
@@ -307,6 +326,9 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
         sink.write(c.row | {"repeats": stats.repeats, "median_s": stats.median_s, "p10_s": stats.p10_s,
                             "p90_s": stats.p90_s, "threads": ops.threads_for(c.row.get("op", ""))})
         progress.advance(task)
+    if tasks:
+        last = f"{ops.name} {list(tasks)[-1]}"
+        seconds[last] = round(seconds.get(last, 0) + time.perf_counter() - t_phase, 1)
     for task in tasks.values():
         progress.update(task, case="")
     slot.clear()
@@ -338,10 +360,11 @@ def _notes(model: Model, grid: Grid) -> list[str]:
     notes = [
         "times in seconds; sizes in elements unless named bytes; a row's key is every column before 'repeats'",
         "weights, activations and KV caches are seeded random values; tensors over 4M elements repeat a random block of 1,000,003 values",
-        "numpy: matmul runs on BLAS threads (column 'threads'); numpy's elementwise ops (rmsnorm, silu_mul, add, softmax) run on one thread; copy/read/write split their arrays over the threads",
+        ("numpy: matmul runs on BLAS threads (column 'threads'); numpy's elementwise ops (rmsnorm, silu_mul, add, softmax) "
+         "and decode attention (einsum) run on one thread; copy/read/write split their arrays over the threads"),
         f"bandwidth arrays: {grid.bandwidth_bytes} bytes" + (" (>= 4x the last-level cache)" if grid.mode != "tiny" else " (tiny mode: not past the caches)"),
-        "e2e: random-weight Llama-style decoder (planner/harness/transformer.py); prefill starts from an empty cache; "
-        "decode is one step over 'context' cached tokens; both end in lm_head over the full vocabulary for the last position and argmax",
+        ("e2e: random-weight Llama-style decoder (planner/harness/transformer.py); prefill starts from an empty cache; "
+         "decode is one step over 'context' cached tokens; both end in lm_head over the full vocabulary for the last position and argmax"),
         "allreduce rows (several GPUs only): m = elements per rank, batch = ranks, bytes = buffer bytes per rank",
     ]
     a = model.attention

@@ -31,7 +31,7 @@ class Config:
     rope_base: float = 500_000.0
 
     @classmethod
-    def from_model(cls, model: Model, layers: int | None = None) -> "Config":
+    def from_model(cls, model: Model, layers: int | None = None) -> Config:
         return cls(vocab_size=model.vocab_size, dim=model.hidden_size, n_layers=layers or model.num_layers,
                    n_heads=model.num_heads, n_kv_heads=model.num_kv_heads, head_dim=model.head_dim,
                    intermediate_size=model.intermediate_size)
@@ -112,10 +112,17 @@ class Transformer:
         return self.ops.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
 
     # ---- blocks ----
+    @staticmethod
+    def _proj(x, w):
+        """(b, t, k) @ (k, n) as ONE GEMM over the b*t tokens, as serving engines run it (a stacked
+        matmul would read the weight once per sequence)."""
+        b, t, k = x.shape
+        return (x.reshape(b * t, k) @ w).reshape(b, t, -1)
+
     def _attention(self, layer: Layer, h, cache: KVCache, i: int, start: int, cos, sin):
         cfg, ops = self.cfg, self.ops
         b, t, _ = h.shape
-        qkv = h @ layer.wqkv
+        qkv = self._proj(h, layer.wqkv)
         q = qkv[..., : cfg.q_dim].reshape(b, t, cfg.n_heads, cfg.head_dim).swapaxes(1, 2)
         k = qkv[..., cfg.q_dim: cfg.q_dim + cfg.kv_dim].reshape(b, t, cfg.n_kv_heads, cfg.head_dim).swapaxes(1, 2)
         v = qkv[..., cfg.q_dim + cfg.kv_dim:].reshape(b, t, cfg.n_kv_heads, cfg.head_dim).swapaxes(1, 2)
@@ -124,12 +131,12 @@ class Transformer:
         cache.k[i][:b, :, start:end] = k
         cache.v[i][:b, :, start:end] = v
         o = ops.attention(q, cache.k[i][:b, :, :end], cache.v[i][:b, :, :end], start)  # (b, heads, t, head_dim)
-        return o.swapaxes(1, 2).reshape(b, t, cfg.q_dim) @ layer.wo
+        return self._proj(o.swapaxes(1, 2).reshape(b, t, cfg.q_dim), layer.wo)
 
     def _feed_forward(self, layer: Layer, h):
-        gate_up = h @ layer.w13
+        gate_up = self._proj(h, layer.w13)
         n = self.cfg.intermediate_size
-        return self.ops.silu_mul(gate_up[..., :n], gate_up[..., n:]) @ layer.w2
+        return self._proj(self.ops.silu_mul(gate_up[..., :n], gate_up[..., n:]), layer.w2)
 
     # ---- model ----
     def forward(self, tokens, cache: KVCache, start: int = 0):
