@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 
 from planner.cap import accuracy as A
-from planner.cli.app import main
 from planner.errors import PlannerError
 from planner.specs.quant import FORMATS, KV_FORMATS
+from cli_helpers import run
 
 
-def run(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_bf16_is_one():

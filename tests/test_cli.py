@@ -6,17 +6,9 @@ import sys
 
 import pytest
 
-from planner.cli.app import main
+from cli_helpers import run
 
 
-def run(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 ESTIMATE_KEYS = {"ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",

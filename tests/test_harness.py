@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import yaml
 
-from planner.cli.app import main
 from planner.harness import (
     E2E_COLUMNS,
     KERNEL_COLUMNS,
@@ -18,6 +17,7 @@ from planner.harness import (
 from planner.harness.backends import NumpyOps, torch_or_none
 from planner.harness.capture import CsvSink, fmt
 from planner.harness.transformer import Config, KVCache, Transformer
+from cli_helpers import run as run_cli
 
 META_KEYS = {"status", "mode", "date", "command", "planner_version", "host_id", "hostname_sha256", "cpu_model",
              "logical_cores", "physical_cores", "memory_bytes", "os", "python", "numpy", "threads", "torch",
@@ -184,14 +184,6 @@ def test_torch_transformer_matches_numpy():
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-4, rtol=1e-4)
 
 
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_tiny_run(tmp_path, capsys):

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from planner.cli.app import main
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel, Step
 from planner.errors import PlannerError
@@ -16,6 +15,7 @@ from planner.serving.simulator import SLO, Pool, Router, Scheduler, Simulator, r
 from planner.serving.workload import Lengths, fixed_workload, generate, get_workload, read_trace
 from planner.specs.engine import get_engine
 from planner.specs.loader import get_hardware, get_model
+from cli_helpers import run
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,6 @@ def rep8():
     return replica_for("llama-3.1-8b", "h100-sxm", max_input=20000)
 
 
-def run(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ---------------------------------------------------------------- workloads
