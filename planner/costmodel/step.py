@@ -147,7 +147,7 @@ class CostModel:
 
     # ---- the step ------------------------------------------------------------------
     def step(self, plans: PlanArrays, step: Step) -> StepCost:
-        m, hw = self.model, self.hw
+        m = self.model
         p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
         self._shape = np.broadcast_shapes(plans.tp.shape, *(x.shape for x in step.arrays()))
         self._gemm_dtype = plans.compute_dtype

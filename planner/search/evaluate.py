@@ -10,7 +10,7 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric
 from planner.costmodel.memory import kv_bytes_per_seq, memory
-from planner.costmodel.plans import PlanArrays, make_plans
+from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel, Step
 from planner.search.pareto import pareto_mask
 from planner.search.space import Configs, SpaceOptions, host_kv_bytes_per_device
