@@ -128,3 +128,15 @@ def test_console_script_entry_point():
 def test_usage_errors_are_one_line(args, capsys):
     code, _, err = run(args, capsys)
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_validate_reads_other_tables_vocabulary(tmp_path, capsys):
+    # precision spellings of other tables, and llama.cpp prompt-processing rows (pp512)
+    f = tmp_path / "ll.csv"
+    f.write_text("source,model,hardware,weights,phase,tokens,tokens_per_s\n"
+                 "x,llama-2-7b,rtx-4090,float16,decode,,60\nx,llama-2-7b,rtx-4090,W4A16,prefill,512,5000\n")
+    code, out, err = run(["validate", str(f), "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["what"] for r in rows] == ["decode_tokens_per_s", "prefill_tokens_per_s"]
+    assert all(r["predicted"] > 0 for r in rows)

@@ -102,13 +102,29 @@ def _float(row: dict, key: str, file: Path, line: int) -> float:
         raise PlannerError(f"{file}:{line}: column {key!r} is missing or not a number") from None
 
 
+# precision names other benchmark tables use for the formats the planner knows
+PRECISION_ALIASES = {
+    "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "fp8_e4m3": "fp8", "fp8-e4m3": "fp8",
+    "e4m3": "fp8", "w8a8": "int8", "int8_sq": "int8", "smoothquant": "int8", "w8a16": "int8-wo", "int8_wo": "int8-wo",
+    "w4a16": "int4", "awq": "int4", "gptq": "int4", "int4_awq": "int4", "int4-awq": "int4", "int4_gptq": "int4",
+    "nvfp4": "fp4", "w4a8_awq": "w4a8",
+}
+
+
+def _precision(value: str | None, default: str | None) -> str | None:
+    if not value:
+        return default
+    v = value.strip().lower()
+    return PRECISION_ALIASES.get(v, v)
+
+
 def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
     """(what, config, measured, predicted) for one published-schema row; ``hardware``
     overrides the row's device spec (a candidate calibration)."""
     cols = set(row)
     tp = _int(row, "tp", file, line) if row.get("tp") else 1
-    weights = row.get("weights") or "bf16"
-    kv = row.get("kv") or None
+    weights = _precision(row.get("weights"), "bf16")
+    kv = _precision(row.get("kv"), None)
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
@@ -127,12 +143,17 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]
-        n = int(float(row["tokens"])) if row.get("tokens") else 128
-        if phase != "decode":
-            raise PlannerError(f"{file}:{line}: phase {phase!r} is not supported (decode only)")
-        # llama-bench tg: generate n tokens from a short context, one request
-        e = estimate(model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine="llamacpp")
-        return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
+        if phase == "decode":
+            # llama-bench tg: generate n tokens from a short context, one request
+            n = int(float(row["tokens"])) if row.get("tokens") else 128
+            e = estimate(model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine="llamacpp")
+            return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
+        if phase == "prefill":
+            # llama-bench pp: process an n-token prompt, one request (512 when the row does not say)
+            n = int(float(row["tokens"])) if row.get("tokens") else 512
+            e = estimate(model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine="llamacpp")
+            return "prefill_tokens_per_s", f"{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
+        raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {phase!r}")
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")
 
 
