@@ -140,3 +140,18 @@ def test_validate_reads_other_tables_vocabulary(tmp_path, capsys):
     rows = json.loads(out)["rows"]
     assert [r["what"] for r in rows] == ["decode_tokens_per_s", "prefill_tokens_per_s"]
     assert all(r["predicted"] > 0 for r in rows)
+
+
+def test_validate_reports_unpredictable_rows_and_goes_on(tmp_path, capsys):
+    f = tmp_path / "v.csv"
+    f.write_text("source,model,hardware,weights,phase,tokens,tokens_per_s\n"
+                 "x,llama-9-7b,rtx-4090,fp16,decode,,60\nx,llama-2-7b,rtx-4090,fp16,decode,,60\n")
+    code, out, err = run(["validate", str(f), "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["per_file"][0]["rows"] == 2 and d["per_file"][0]["predicted"] == 1
+    assert "unknown model 'llama-9-7b'" in d["rows"][0]["note"]
+    # a malformed number is still bad input
+    f.write_text("source,model,hardware,weights,phase,tokens,tokens_per_s\nx,llama-2-7b,rtx-4090,fp16,decode,,lots\n")
+    code, _, err = run(["validate", str(f)], capsys)
+    assert code == 2 and "not a number" in err

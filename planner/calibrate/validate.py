@@ -118,6 +118,20 @@ def _precision(value: str | None, default: str | None) -> str | None:
     return PRECISION_ALIASES.get(v, v)
 
 
+class UnpredictableRow(PlannerError):
+    """A well-formed row the planner cannot predict (an unknown model or device, a precision the
+    device cannot run): reported beside the others, not fatal to the file."""
+
+
+def _estimate(file: Path, line: int, *args, **kw):
+    try:
+        return estimate(*args, **kw)
+    except UnpredictableRow:
+        raise
+    except PlannerError as e:
+        raise UnpredictableRow(f"{file.name}:{line}: {e}") from None
+
+
 def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
     """(what, config, measured, predicted) for one published-schema row; ``hardware``
     overrides the row's device spec (a candidate calibration)."""
@@ -129,16 +143,16 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
         isl = _int(row, "isl", file, line)
-        e = estimate(model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
                      ttft_includes_first_decode=True)
         return "ttft_s", f"tp{tp} {weights} isl={isl}", _float(row, "ttft_s", file, line), e.ttft_s
     if "batch" in cols and "output_tokens_per_s_per_gpu" in cols:  # static batching
         b, isl, osl = (_int(row, k, file, line) for k in ("batch", "isl", "osl"))
-        e = estimate(model, hw, plan, isl=isl, osl=osl, batching="static", batch=b)
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="static", batch=b)
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} b={b} {isl}/{osl}", _float(row, "output_tokens_per_s_per_gpu", file, line), e.output_tokens_per_s_per_gpu
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
-        e = estimate(model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency="max")
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency="max")
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
@@ -146,12 +160,12 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         if phase == "decode":
             # llama-bench tg: generate n tokens from a short context, one request
             n = int(float(row["tokens"])) if row.get("tokens") else 128
-            e = estimate(model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine="llamacpp")
+            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine="llamacpp")
             return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
         if phase == "prefill":
             # llama-bench pp: process an n-token prompt, one request (512 when the row does not say)
             n = int(float(row["tokens"])) if row.get("tokens") else 512
-            e = estimate(model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine="llamacpp")
+            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine="llamacpp")
             return "prefill_tokens_per_s", f"{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
         raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {phase!r}")
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")
@@ -234,8 +248,12 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                     progress()
             continue
         for i, row in enumerate(rows, start=2):
-            what, config, meas, pred = predict_row(row, f, i)
-            report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", "")))
+            try:
+                what, config, meas, pred = predict_row(row, f, i)
+                note = ""
+            except UnpredictableRow as e:
+                what, config, meas, pred, note = "-", "", float("nan"), None, str(e)
+            report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", ""), note))
             if progress:
                 progress()
     return report

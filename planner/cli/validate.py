@@ -40,10 +40,15 @@ def validate_cmd(
     for key, title in (("file", "per file"), ("hardware", "per hardware"), ("file_hardware", "per file and hardware"),
                        ("what", "per metric")):
         t = Table(title=f"absolute percentage error, {title}", header_style="bold")
-        for c in (key.replace("_", " "), "rows", "median", "p90"):
+        for c in (key.replace("_", " "), "rows", "predicted", "median", "p90"):
             t.add_column(c, justify="left" if c == key.replace("_", " ") else "right")
         for s in report.summary(key):
-            t.add_row(s[key], str(s["rows"]), _pct(s["median_ape"]), _pct(s["p90_ape"]))
+            t.add_row(s[key], str(s["rows"]), str(s["predicted"]), _pct(s["median_ape"]), _pct(s["p90_ape"]))
         console.print(t)
+    unpredicted = [r for r in report.rows if r.note]
+    if unpredicted:
+        console.print(f"[yellow]{len(unpredicted)} row(s) not predicted:[/yellow]")
+        for r in unpredicted[:20]:
+            console.print(f"  {r.note}")
     for f, why in report.skipped.items():
         console.print(f"[dim]skipped {f}: {why}[/dim]")
