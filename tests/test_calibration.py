@@ -13,7 +13,8 @@ from planner.costmodel.profile import KernelProfile
 from planner.specs.loader import get_hardware
 
 COLS = "op,backend,device,dtype,m,n,k,batch,heads,kv_heads,head_dim,seq_q,seq_kv,bytes,flops,repeats,median_s,p10_s,p90_s,threads".split(",")
-TRUE = {"matmul:bf16": 0.7, "half_m": 64.0, "memory": 0.85, "attention": 0.4, "kv_read": 0.6, "kernel_s": 5e-6}
+TRUE = {"matmul:bf16": 0.7, "half_m": 64.0, "memory": 0.85, "attention": 0.4, "kv_read": 0.6, "kernel_s": 5e-6,
+        "elementwise": 0.02}
 
 
 def synthetic_rows(size=2.0, dtype="bf16"):
@@ -31,8 +32,12 @@ def synthetic_rows(size=2.0, dtype="bf16"):
             kv = b * L * 8 * 128 * 2 * size
             rows.append({"op": "attn_decode", "dtype": dtype, "batch": b, "heads": 32, "kv_heads": 8, "head_dim": 128,
                          "seq_q": 1, "seq_kv": L, "flops": 4 * b * 32 * 128 * L, "bytes": kv + b * 64 * 128 * size})
-    for op, byts in (("copy", 2e9), ("read", 1e9), ("write", 1e9), ("rmsnorm", 6.4e7), ("add", 9.6e7)):
+    for op, byts in (("copy", 2e9), ("read", 1e9), ("write", 1e9)):
         rows.append({"op": op, "dtype": dtype, "m": byts / size, "bytes": byts, "flops": 0})
+    # norms and adds: per-element compute (4 and 1 FLOPs) against their memory traffic
+    for op, fpe, n in (("rmsnorm", 4, 4096), ("silu_mul", 5, 14336), ("add", 1, 4096)):
+        for m in (16, 1024, 16384, 65536):
+            rows.append({"op": op, "dtype": dtype, "m": m, "n": n, "bytes": 3 * m * n * size, "flops": fpe * m * n})
     return rows
 
 
@@ -40,7 +45,7 @@ def write_capture(folder, rows, hw, params):
     folder.mkdir(parents=True, exist_ok=True)
     full = [{c: r.get(c, "") for c in COLS} | {"backend": "synthetic", "device": "cuda", "repeats": 1, "threads": 1} for r in rows]
     d = KernelData.of([{**r, "median_s": "1"} for r in full])
-    t = predict(d, {"bf16": hw.peak("bf16")}, hw.memory_bandwidth_bytes_per_s, params)
+    t = predict(d, {"bf16": hw.peak("bf16"), "fp32": hw.peak("fp32")}, hw.memory_bandwidth_bytes_per_s, params)
     with (folder / "kernels.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, COLS)
         w.writeheader()

@@ -23,8 +23,9 @@ from planner.specs.hardware import Hardware
 from planner.specs.loader import read_yaml, validate_file
 
 BOUNDS = {"matmul": (0.02, 1.5), "half_m": (0.0, 4096.0), "memory": (0.05, 1.5), "attention": (0.005, 1.5),
-          "kv_read": (0.02, 1.5), "kernel_s": (0.0, 5e-3)}
-MEMORY_OPS = ("copy", "read", "write", "rmsnorm", "silu_mul", "add")
+          "kv_read": (0.02, 1.5), "kernel_s": (0.0, 5e-3), "elementwise": (1e-4, 1.5)}
+MEMORY_OPS = ("copy", "read", "write")
+ELEMENTWISE_OPS = ("rmsnorm", "silu_mul", "add")
 
 
 def read_kernels(folder: Path) -> list[dict]:
@@ -48,6 +49,7 @@ class KernelData:
     op: np.ndarray
     dtype: np.ndarray
     m: np.ndarray
+    n: np.ndarray
     flops: np.ndarray
     bytes: np.ndarray
     kv_bytes: np.ndarray
@@ -60,6 +62,7 @@ class KernelData:
         kv = np.array([_num(r, "batch") * _num(r, "seq_kv") * _num(r, "kv_heads") * _num(r, "head_dim") * 2 for r in rows]) * size
         kv = np.where(op == "attn_decode", kv, 0.0)
         return cls(op, np.array([r["dtype"] for r in rows]), np.array([_num(r, "m") for r in rows]),
+                   np.array([_num(r, "n") for r in rows]),
                    np.array([_num(r, "flops") for r in rows]), np.array([_num(r, "bytes") for r in rows]), kv,
                    np.array([float(r["median_s"]) for r in rows]))
 
@@ -81,7 +84,13 @@ def predict(d: KernelData, peaks: dict[str, float], bw: float, p: dict) -> np.nd
                 t[sel] = np.maximum(d.flops[sel] / rate, mem_t)
     sel = np.isin(d.op, MEMORY_OPS)
     t[sel] = d.bytes[sel] / mem
+    # norms and activations: memory traffic, or per-element compute where that is slower (CPU exp/div);
+    # (FLOPs per element as the harness and the cost model count them: norm 4, SiLU x mul 5, add 1)
+    sel = np.isin(d.op, ELEMENTWISE_OPS)
+    if sel.any() and "elementwise" in p and "fp32" in peaks:  # the same fp32 peak the cost model scales
+        t[sel] = np.maximum(d.flops[sel] / (peaks["fp32"] * p["elementwise"]), d.bytes[sel] / mem)
     return t + p["kernel_s"]
+
 
 
 @dataclass
@@ -103,6 +112,8 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
         if missing:
             raise PlannerError(f"{base.id} has no published peak for {missing}, which the capture measured")
         peaks = {x: base.peak(x) for x in dtypes}
+        if base.supports("fp32"):
+            peaks["fp32"] = base.peak("fp32")
         bw = base.memory_bandwidth_bytes_per_s
     else:
         peaks = {}
@@ -116,6 +127,9 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
         bw = float(np.max(d.bytes[m] / d.t[m]))
     names = [f"matmul:{x}" for x in dtypes] + ["half_m", "memory", "attention", "kv_read", "kernel_s"]
     x0 = [0.8] * len(dtypes) + [16.0, 0.8, 0.3, 0.6, 1e-5]
+    if np.isin(d.op, ELEMENTWISE_OPS).any() and "fp32" in peaks:
+        names.append("elementwise")
+        x0.append(0.02)
     lo = [BOUNDS[n.partition(":")[0]][0] for n in names]
     hi = [BOUNDS[n.partition(":")[0]][1] for n in names]
 
@@ -123,7 +137,14 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
         p = dict(zip(names, x))
         return np.log(predict(d, peaks, bw, p) / d.t)
 
-    sol = least_squares(res, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale="jac")
+    # the max() of compute and memory terms leaves kinks; start the elementwise rate from a few
+    # decades and keep the best fit
+    starts = [x0]
+    if "elementwise" in names:
+        j = names.index("elementwise")
+        starts = [x0[:j] + [v] + x0[j + 1:] for v in (0.002, 0.02, 0.2)]
+    sol = min((least_squares(res, s0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale="jac") for s0 in starts),
+              key=lambda r: r.cost)
     params = dict(zip(names, map(float, sol.x)))
     err = np.abs(np.exp(res(sol.x)) - 1)
     per_op = {op: float(np.median(err[d.op == op])) for op in np.unique(d.op)}
@@ -133,11 +154,13 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
 
 def _spec(folder: Path, meta: dict, base: Hardware | None, peaks: dict, bw: float, p: dict) -> Hardware:
     src = f"calibrated from kernel rows of the capture {folder} (planner calibrate)"
-    ach = {"matmul": {x: {"fraction": p[f"matmul:{x}"], "source": src, "kind": "calibrated"} for x in peaks},
+    ach = {"matmul": {x: {"fraction": p[f"matmul:{x}"], "source": src, "kind": "calibrated"} for x in peaks if f"matmul:{x}" in p},
            "memory": {"fraction": p["memory"], "source": src, "kind": "calibrated"},
            "attention": {"fraction": p["attention"], "source": src, "kind": "calibrated"},
            "kv_read": {"fraction": p["kv_read"], "source": src, "kind": "calibrated"},
            "matmul_half_m": p["half_m"]}
+    if "elementwise" in p:
+        ach["elementwise"] = {"fraction": min(p["elementwise"], 1.2), "source": src, "kind": "calibrated"}
     over = {"kernel_s": {"value": p["kernel_s"], "source": src}}
     if base is not None:
         d = base.model_dump(mode="json", exclude_none=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.costmodel.plans import PlanArrays
 from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
@@ -64,7 +64,7 @@ def activation_bytes(model: Model, p: PlanArrays, eng: Engine) -> np.ndarray:
     ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
     per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
     logits = np.minimum(eng.max_seqs, eng.max_batched_tokens) * model.vocab_size / tp * 4.0  # fp32 logits
-    return eng.max_batched_tokens * per_token * ACT_BYTES + logits
+    return eng.max_batched_tokens * per_token * p.act_bytes + logits
 
 
 @dataclass

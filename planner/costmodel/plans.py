@@ -16,7 +16,11 @@ from planner.specs.hardware import Hardware
 from planner.specs.model import Model
 from planner.specs.quant import get_format, kv_bytes_per_element, resolve
 
-ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model
+ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model, unless compute is fp32
+
+
+def act_bytes_for(compute_dtype: str) -> float:
+    return 4.0 if compute_dtype == "fp32" else ACT_BYTES
 
 
 @dataclass
@@ -31,6 +35,7 @@ class PlanArrays:
     gemm_flops: np.ndarray  # achievable GEMM FLOP/s (peak x fraction) in the compute dtype
     gemm_peak_flops: np.ndarray
     attn_flops: np.ndarray  # achievable attention FLOP/s (16-bit tensor cores x attention fraction)
+    act_bytes: np.ndarray  # bytes per activation element between kernels (2; 4 when GEMMs run in fp32)
     labels: list[str] = field(default_factory=list)  # "weights/kv" of each distinct format pair
     notes: list[str] = field(default_factory=list)  # how each distinct format runs on the device
     # the GEMM compute dtype when every plan shares one (measured profiles are looked up by it), else None
@@ -72,6 +77,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "gemm_flops": peak * eff,
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
+        "act_bytes": act_bytes_for(res.compute_dtype),
         "label": f"{weights}/{kv}",
         "note": res.note,
         "compute_dtype": res.compute_dtype,
@@ -102,7 +108,7 @@ def make_plans(
     table = {key: format_numbers(hw, key[0], key[1], activations) for key in uniq}
     index = np.array([uniq.index(k) for k in keys]) if len(uniq) > 1 else np.zeros(n, dtype=np.int64)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
-            for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops")}
+            for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes")}
     labels = [table[k]["label"] for k in uniq]
     notes = [table[k]["note"] for k in uniq]
     dtypes = {table[k]["compute_dtype"] for k in uniq}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
-from planner.costmodel.plans import ACT_BYTES, PlanArrays
+from planner.costmodel.plans import PlanArrays
 from planner.costmodel.roofline import gemm_efficiency
 from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
@@ -96,6 +96,8 @@ class CostModel:
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + engine.kernel_overhead_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + engine.step_overhead_s
         self.half_m = hw.achievable.matmul_half_m or 0.0
+        el = hw.achievable.elementwise
+        self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
         kv = hw.achievable.kv_read
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * kv.fraction if kv else self.bw
         if profile is None and hw.kernel_profile:
@@ -110,7 +112,7 @@ class CostModel:
         m = np.asarray(m, dtype=float)
         flops = 2.0 * m * k_elems
         weight_read = (k_elems if weight_touch is None else weight_touch) * wbytes
-        byts = weight_read + m * in_out_elems * ACT_BYTES
+        byts = weight_read + m * in_out_elems * self._act
         mm = m if m_eff is None else m_eff
         eff = gemm_efficiency(mm, self.half_m)
         tc = flops / (flops_rate * eff)
@@ -141,9 +143,13 @@ class CostModel:
         b = lambda x: np.broadcast_to(x, shape)  # noqa: E731
         return OpCost(name, kind, count, b(flops), b(byts), b(t), b(bound), algorithm=algorithm)
 
-    def _elementwise(self, name, elems, count, reads=1.0, writes=1.0):
-        byts = np.asarray(elems, float) * ACT_BYTES * (reads + writes)
-        return self._op(name, "elementwise", count, 5.0 * elems, byts, 0.0, byts / self.bw)
+    def _elementwise(self, name, elems, count, reads=1.0, writes=1.0, flops_per_elem=4.0):
+        """Norms, activations, residual adds: bandwidth bound on GPUs; where a device's calibrated
+        elementwise rate is known (CPUs: exp and division per element) its compute time counts too."""
+        byts = np.asarray(elems, float) * self._act * (reads + writes)
+        flops = flops_per_elem * np.asarray(elems, float)
+        tc = flops / self.elem_rate if self.elem_rate else 0.0
+        return self._op(name, "elementwise", count, flops, byts, tc, byts / self.bw)
 
     # ---- the step ------------------------------------------------------------------
     def step(self, plans: PlanArrays, step: Step) -> StepCost:
@@ -151,6 +157,7 @@ class CostModel:
         p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
         self._shape = np.broadcast_shapes(plans.tp.shape, *(x.shape for x in step.arrays()))
         self._gemm_dtype = plans.compute_dtype
+        self._act = plans.act_bytes
         tp, pp, adp = plans.tp.astype(float), plans.pp.astype(float), plans.adp.astype(float)
         ep = plans.ep.astype(float)
         wb, kvb = plans.weight_bytes, plans.kv_bytes
@@ -186,14 +193,14 @@ class CostModel:
             # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
             ctx_p = p_past if window is None else np.minimum(p_past, window)
             kv_read = kv_read + p_seqs / adp * (ctx_p + p_tok) * kv_tok_elems * kvb
-            q_o = T * (heads * (pf_dqk + pf_dv)) * ACT_BYTES
+            q_o = T * (heads * (pf_dqk + pf_dv)) * self._act
             kv_write = T * kv_tok_elems * kvb
             byts = kv_read + q_o + kv_write
             t_mem = (byts - kv_read) / self.bw + kv_read / self.kv_bw
             ops.append(self._op(name, "attention", n_layers / pp, flops, byts, flops / plans.attn_flops, t_mem))
 
         ops.append(self._gemm("o_proj", T, o_w, plans.gemm_flops, wb, layers_stage, in_out_elems=heads * pf_dv + h))
-        ar_bytes = T * h * ACT_BYTES
+        ar_bytes = T * h * self._act
         t_ar, sw = all_reduce_time(self.fabric, tp, ar_bytes)
         n_ar = 1 if m.parallel_attn_mlp else 2
         algo = "in-switch" if np.any(sw) else "ring"
@@ -209,7 +216,7 @@ class CostModel:
             cnt = layers_stage * dense_frac
             # two GEMMs as engines run them: gate and up fused (or up alone), then down
             ops.append(self._gemm("mlp_up", T, (mats - 1) * h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=h + (mats - 1) * ffn))
-            ops.append(self._elementwise("mlp_act", T * ffn, cnt, reads=mats - 1))
+            ops.append(self._elementwise("mlp_act", T * ffn, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0))
             ops.append(self._gemm("mlp_down", T, h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=ffn + h))
         if m.moe:
             mo = m.moe
@@ -232,18 +239,18 @@ class CostModel:
                 sw_elems = m.shared_expert_params() / tp
                 ops.append(self._gemm("shared_expert", T, sw_elems, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
             # tokens leave the device for experts elsewhere only when attention is data parallel
-            a2a = T * mo.top_k * h * ACT_BYTES * (ep - 1) / np.maximum(ep, 1) * 2.0
+            a2a = T * mo.top_k * h * self._act * (ep - 1) / np.maximum(ep, 1) * 2.0
             t_a2a = np.where(adp > 1, all_to_all_time(self.fabric, ep, a2a), 0.0)
             ops.append(self._op("ep_alltoall", "comm", cnt, 0.0, np.where(adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a, algorithm="all-to-all"))
 
         # -- once per step: embedding, final norm, lm_head, pipeline hops ---------------------
-        ops.append(self._op("embedding", "memory", 1.0, 0.0, T * h * plans.head_bytes + T * h * ACT_BYTES, 0.0,
-                            T * h * (plans.head_bytes + ACT_BYTES) / self.bw))
+        ops.append(self._op("embedding", "memory", 1.0, 0.0, T * h * plans.head_bytes + T * h * self._act, 0.0,
+                            T * h * (plans.head_bytes + self._act) / self.bw))
         ops.append(self._elementwise("final_norm", out_tokens * h, 1.0))
         ops.append(self._gemm("lm_head", out_tokens, h * m.vocab_size / tp, plans.gemm_flops, plans.head_bytes, 1.0,
                               in_out_elems=h + m.vocab_size / tp * 2))
-        t_pp = p2p_time(self.fabric, tp * pp, T * h * ACT_BYTES)
-        ops.append(self._op("pp_sendrecv", "comm", 1.0, 0.0, np.where(pp > 1, T * h * ACT_BYTES, 0.0), 0.0, 0.0,
+        t_pp = p2p_time(self.fabric, tp * pp, T * h * self._act)
+        ops.append(self._op("pp_sendrecv", "comm", 1.0, 0.0, np.where(pp > 1, T * h * self._act, 0.0), 0.0, 0.0,
                             comm=np.where(pp > 1, t_pp * (pp - 1), 0.0), algorithm="send/recv"))
 
         once = {"embedding", "final_norm", "lm_head", "pp_sendrecv"}

@@ -87,6 +87,7 @@ class Achievable(_Strict):
     matmul_half_m: float | None = Field(default=None, description="tokens at which GEMM efficiency is half of its peak")
     attention: Fraction | None = None  # prefill attention (flash) FLOP/s fraction of the 16-bit peak
     kv_read: Fraction | None = None  # decode attention: fraction of peak bandwidth reading a paged KV cache
+    elementwise: Fraction | None = None  # norms/activations: fraction of the fp32 peak they compute at (CPUs)
     source_note: str | None = None
 
 
