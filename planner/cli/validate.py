@@ -45,7 +45,7 @@ def validate_cmd(
         for s in report.summary(key):
             t.add_row(s[key], str(s["rows"]), str(s["predicted"]), _pct(s["median_ape"]), _pct(s["p90_ape"]))
         console.print(t)
-    unpredicted = [r for r in report.rows if r.note]
+    unpredicted = [r for r in report.rows if r.predicted is None and r.note]
     if unpredicted:
         console.print(f"[yellow]{len(unpredicted)} row(s) not predicted:[/yellow]")
         for r in unpredicted[:20]:

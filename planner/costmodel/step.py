@@ -204,7 +204,9 @@ class CostModel:
         t_ar, sw = all_reduce_time(self.fabric, tp, ar_bytes)
         n_ar = 1 if m.parallel_attn_mlp else 2
         algo = "in-switch" if np.any(sw) else "ring"
-        ops.append(self._op("tp_allreduce", "comm", layers_stage * n_ar, 0.0, ar_bytes, 0.0, 0.0, comm=t_ar, algorithm=algo))
+        # no collective (and no kernel) when tensor parallelism is off
+        ops.append(self._op("tp_allreduce", "comm", layers_stage * n_ar, 0.0, np.where(tp > 1, ar_bytes, 0.0), 0.0, 0.0,
+                            comm=t_ar, algorithm=algo))
 
         # -- MLP / MoE block ----------------------------------------------------------
         if not m.parallel_attn_mlp:
