@@ -27,8 +27,10 @@ def test_frontier_meets_constraints_and_is_not_dominated(l70):
                        d["max_context_tokens"]] for d in l70.frontier])
     # every evaluated plan that meets the constraints is in the table; none beats a frontier plan everywhere
     assert not dominated_by_any(front, every).any()
-    # and the recommendation is the best feasible plan by the objective
-    assert l70.recommended["output_tokens_per_s_per_gpu"] == pytest.approx(c["tok_s_per_gpu"].max())
+    # and the recommendation is the best feasible plan by the objective (ties within 0.5 % go to accuracy)
+    assert l70.recommended["output_tokens_per_s_per_gpu"] >= 0.995 * c["tok_s_per_gpu"].max()
+    tied = c["tok_s_per_gpu"] >= 0.995 * c["tok_s_per_gpu"].max()
+    assert l70.recommended["accuracy"] == pytest.approx(c["accuracy"][tied].max())
 
 
 def test_pareto_mask_matches_brute_force():

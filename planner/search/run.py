@@ -212,7 +212,11 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     front = np.nonzero(pareto_mask(obj))[0]
     best_tok = float(c["tok_s_per_gpu"].max())
     score = sign * np.nan_to_num(c[key], nan=-np.inf if sign > 0 else np.inf)
-    order = np.argsort(-score, kind="stable")
+    # plans within 0.5 % of the best on the objective are a tie: the more accurate, then the longer
+    # context wins (a model cannot tell 0.5 % apart; accuracy is a real difference)
+    best = score.max()
+    tie = score >= best - 0.005 * abs(best)
+    order = np.lexsort((-score, -c["max_context"], -c["accuracy"], ~tie))
     rec_i = int(order[0])
     rec = row(feas, rec_i, model.max_context, best_tok, model.id)
     runner = None
@@ -246,6 +250,16 @@ def explain_choice(rec: dict, runner: dict | None, objective: str) -> str:
     rel = a / b - 1
     better = {"throughput": f"{rel:+.0%} output tokens/s per GPU", "cost": f"{-(a / b - 1):.0%} cheaper per million tokens",
               "latency": f"{-(a / b - 1):.0%} lower end-to-end latency"}[objective]
+    if abs(rel) < 0.005:
+        wins = []
+        if rec["accuracy"] > runner["accuracy"]:
+            wins.append(f"more accurate ({rec['accuracy']:.3f} vs {runner['accuracy']:.3f})")
+        if rec["max_context_tokens"] > runner["max_context_tokens"]:
+            wins.append(f"longer context ({rec['max_context_tokens']:,} vs {runner['max_context_tokens']:,})")
+        if rec["tpot_s"] < runner["tpot_s"] * 0.995:
+            wins.append(f"lower TPOT ({rec['tpot_s'] * 1e3:.1f} vs {runner['tpot_s'] * 1e3:.1f} ms)")
+        return (f"ties with the runner-up ({runner['label']}) on {objective} within 0.5 %"
+                + (f" and is {' and '.join(wins)}" if wins else ""))
     extra = []
     if rec["accuracy"] != runner["accuracy"]:
         extra.append(f"accuracy {rec['accuracy']:.3f} vs {runner['accuracy']:.3f}")
