@@ -7,7 +7,7 @@ numpy array of the same length (or broadcastable to it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -36,14 +36,12 @@ class PlanArrays:
     gemm_peak_flops: np.ndarray
     attn_flops: np.ndarray  # achievable attention FLOP/s (16-bit tensor cores x attention fraction)
     act_bytes: np.ndarray  # bytes per activation element between kernels (2; 4 when GEMMs run in fp32)
-    labels: list[str] = field(default_factory=list)  # "weights/kv" of each distinct format pair
-    notes: list[str] = field(default_factory=list)  # how each distinct format runs on the device
     # the GEMM compute dtype when every plan shares one (measured profiles are looked up by it), else None
     compute_dtype: str | None = None
 
     @property
     def n(self) -> int:
-        return int(np.broadcast_shapes(*(np.shape(getattr(self, f.name)) for f in fields(self) if f.name not in ("labels", "notes", "compute_dtype")))[0])
+        return int(np.broadcast_shapes(*(np.shape(getattr(self, f.name)) for f in fields(self) if f.name != "compute_dtype"))[0])
 
     @property
     def gpus_per_replica(self) -> np.ndarray:
@@ -53,7 +51,7 @@ class PlanArrays:
         vals = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("labels", "notes", "compute_dtype"):
+            if f.name == "compute_dtype":
                 vals[f.name] = v
             else:
                 vals[f.name] = np.broadcast_to(v, (self.n,))[idx]
@@ -78,7 +76,6 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
         "act_bytes": act_bytes_for(res.compute_dtype),
-        "label": f"{weights}/{kv}",
         "note": res.note,
         "compute_dtype": res.compute_dtype,
         "native": res.native,
@@ -109,16 +106,12 @@ def make_plans(
     index = np.array([uniq.index(k) for k in keys]) if len(uniq) > 1 else np.zeros(n, dtype=np.int64)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes")}
-    labels = [table[k]["label"] for k in uniq]
-    notes = [table[k]["note"] for k in uniq]
     dtypes = {table[k]["compute_dtype"] for k in uniq}
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),
         ep=np.broadcast_to(ep, (n,)).copy(),
         adp=np.broadcast_to(adp, (n,)).copy(),
-        labels=labels,
-        notes=notes,
         compute_dtype=dtypes.pop() if len(dtypes) == 1 else None,
         **cols,
     )
