@@ -115,7 +115,8 @@ class CostModel:
         byts = weight_read + m * in_out_elems * self._act
         mm = m if m_eff is None else m_eff
         eff = gemm_efficiency(mm, self.half_m)
-        tc = flops / (flops_rate * eff)
+        with np.errstate(divide="ignore", invalid="ignore"):  # no tokens: no work, no time
+            tc = np.where(flops > 0, flops / (flops_rate * eff), 0.0)
         tm = byts / self.bw
         op = self._op(name, "gemm", count, flops, byts, tc, tm)
         op.weight_bytes = weight_read
