@@ -1,6 +1,6 @@
 """Parameter counts of the built-in model specs against published figures, and hand-computed checks.
 
-Every spec in planner/data/model_specs/ must carry a published parameter count, and the schema's
+Every spec in model_specs/ must carry a published parameter count, and the schema's
 first-principles count must land within 1% of it. A published figure quoted to fewer than three
 significant digits ("37B", "3.3B") is only known to that precision; for such a figure the count
 must instead round or truncate to exactly the quoted value (a half-unit or one-unit window,

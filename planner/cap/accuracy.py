@@ -4,7 +4,7 @@
 with ``r_i' = max(0, 1 - k * s * (1 - r_i))``:
 
 * ``r_i`` -- published recovery of technique i against bf16 (bf16 = 1.0), from
-  ``planner/data/accuracy/accuracy.yaml``, where every row names its source and evidence;
+  ``accuracy/accuracy.yaml``, where every row names its source and evidence;
 * ``k`` -- task-class sensitivity (knowledge/general 1, math/code/reasoning 2.5);
 * ``s`` -- model-size factor, weight formats only: ``clip((params / 8e9) ** -0.2, 0.5, 1.5)``,
   a fit to QServe's Llama-2 7B vs 70B rows (1 when the size is unknown).

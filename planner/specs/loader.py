@@ -21,9 +21,17 @@ from planner.specs.model import Model
 T = TypeVar("T", bound=BaseModel)
 
 
+# Built-in data lives at the repository root (hw_specs/, model_specs/, measurements/, accuracy/, engines/);
+# the wheel carries a copy under planner/_data/ (setup.py's build step), so a plain `pip install .` works anywhere.
+DATA_DIRS = ("hw_specs", "model_specs", "measurements", "accuracy", "engines")
+
+
 def data_dir(name: str) -> Path:
-    """A folder of built-in data inside the installed package."""
-    return Path(str(resources.files("planner") / "data" / name))
+    """A folder of built-in data: ``hw_specs``, ``hw_specs/systems``, ``model_specs``, ``measurements/published``..."""
+    bundled = Path(str(resources.files("planner"))) / "_data" / name
+    if bundled.is_dir():
+        return bundled
+    return Path(__file__).resolve().parents[2] / name
 
 
 def read_yaml(path: Path) -> object:
@@ -80,7 +88,8 @@ def load_spec_file(cls: type[T], path: Path) -> T:
 
 @functools.cache
 def _builtin(cls_name: str) -> dict[str, Path]:
-    folder = {"Hardware": "hw_specs", "Model": "model_specs", "Interconnect": "interconnects", "System": "systems"}[cls_name]
+    folder = {"Hardware": "hw_specs", "Model": "model_specs", "Interconnect": "hw_specs/interconnects",
+              "System": "hw_specs/systems"}[cls_name]
     out = {}
     for p in sorted(data_dir(folder).glob("*.yaml")):
         out[p.stem] = p
