@@ -107,11 +107,33 @@ def test_allreduce_latency_plus_bandwidth(h100):
     n = np.array([1.0, 2.0, 8.0])
     t, _ = all_reduce_time(fab, n, np.array([1e9, 1e9, 1e9]))
     assert t[0] == 0.0
-    # 2 GPUs, ring: 2(n-1)/n x 1 GB over 450 GB/s x ring fraction, plus 2 hops of latency
+    # 2 GPUs: every algorithm moves 1 GB over 450 GB/s x the measured fraction; one-shot does it in 1 hop
     link = fab.scale_up
-    expect = 2 * link.latency_s + 1e9 / (450e9 * link.ring_fraction)
+    expect = link.latency_s + 1e9 / (450e9 * link.ring_fraction)
     assert t[1] == pytest.approx(expect)
     assert t[2] > t[1] * 0.5
+
+
+def test_allreduce_algorithm_follows_message_size_and_topology(h100):
+    fab = Fabric.of(h100)
+    lat, busbw = fab.scale_up.latency_s, 450e9 * fab.scale_up.ring_fraction
+    # a decode-sized message on 4 NVLink GPUs: one hop, each GPU reads 3 peers' 16 KiB buffers
+    small = 16 * 1024.0
+    t, algo = all_reduce_time(fab, np.array([4.0]), np.array([small]))
+    assert algo == "one-shot"
+    assert t[0] == pytest.approx(lat + 3 * small / busbw)
+    # a large message on 4 GPUs: reduce-scatter + all-gather (2 hops, 2(n-1)/n of the message)
+    t, algo = all_reduce_time(fab, np.array([4.0]), np.array([1e9]))
+    assert algo == "two-shot"
+    assert t[0] == pytest.approx(2 * lat + 1.5e9 / busbw)
+    # a per-call synchronisation cost adds once per call
+    t2, _ = all_reduce_time(fab, np.array([4.0]), np.array([1e9]), call_s=5e-6)
+    assert t2[0] - t[0] == pytest.approx(5e-6)
+    # PCIe through the host: only the ring, 2(n-1) hops; tp8 pays 14 hops of latency
+    pcie = Fabric.of(get_hardware("l40s"))
+    t, algo = all_reduce_time(pcie, np.array([8.0]), np.array([small]))
+    assert algo == "ring"
+    assert t[0] >= 14 * pcie.scale_up.latency_s
 
 
 def test_units_of_step_time(l70, h100):
@@ -157,13 +179,13 @@ def test_in_switch_allreduce_uses_each_links_measured_fraction():
     for hw_id, busbw in (("h100-sxm", 480e9), ("b200", 838e9)):
         fab = Fabric.of(get_hardware(hw_id))
         size = 8e9
-        t, sw = all_reduce_time(fab, np.array([8.0]), np.array([size]))
-        assert bool(sw[0])
+        t, algo = all_reduce_time(fab, np.array([8.0]), np.array([size]))
+        assert algo == "in-switch"
         expect = 2 * fab.scale_up.latency_s + size * 2 * 7 / 8 / busbw
         assert t[0] == pytest.approx(expect, rel=2e-3)
     # 4 GPUs: NCCL stays on the ring below the NVLS threshold
-    t4, sw4 = all_reduce_time(Fabric.of(get_hardware("h100-sxm")), np.array([4.0]), np.array([1e9]))
-    assert not bool(sw4[0])
+    t4, algo4 = all_reduce_time(Fabric.of(get_hardware("h100-sxm")), np.array([4.0]), np.array([1e9]))
+    assert algo4 != "in-switch"
 
 
 def test_weight_streaming_exposes_link_time_beyond_compute():

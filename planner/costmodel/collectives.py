@@ -1,10 +1,16 @@
 """Collective communication time: latency plus bandwidth per link tier.
 
-Algorithms (named in the breakdown):
-- ring all-reduce: 2(n-1) latency hops and 2(n-1)/n of the message over each link;
-- in-switch all-reduce (NVLink SHARP / NVLS): the switch reduces, 2 hops, and the
-  measured bus bandwidth exceeds the link rate (480 of 450 GB/s on 8x H100/H200);
-- point-to-point send/recv (pipeline stages) and all-to-all (expert parallel).
+All-reduce algorithms (the fastest the topology allows is taken, and named in the breakdown):
+- ring: 2(n-1) latency hops and 2(n-1)/n of the message over each link (any topology; the only one over a
+  shared bus such as PCIe through the host, and across nodes);
+- two-shot (reduce-scatter then all-gather, each GPU talking to all peers at once through a switch or a full
+  mesh): 2 hops and 2(n-1)/n of the message, as NCCL/TensorRT-LLM custom all-reduce run mid-size messages;
+- one-shot (every GPU reads all n-1 peers' whole buffers and reduces locally): 1 hop and (n-1) messages, the
+  small-message (decode) choice on NVLink;
+- in-switch (NVLink SHARP / NVLS): the switch reduces, 2 hops, and the measured bus bandwidth exceeds the
+  link rate (480 of 450 GB/s on 8x H100/H200).
+Each call also pays ``call_s`` (launch and the flag/barrier synchronisation between ranks), beyond the hops.
+Point-to-point send/recv (pipeline stages) and all-to-all (expert parallel) as before.
 Bus bandwidth follows the nccl-tests convention: busbw = algbw x 2(n-1)/n.
 """
 
@@ -30,6 +36,8 @@ class LinkTier:
     in_switch_fraction: float  # bus bandwidth / link rate with in-switch reduction; 0 when the switch cannot reduce
     in_switch_min_devices: int
     domain_size: int
+    peer_to_peer: bool = True  # devices reach every peer directly (switch or full mesh), not through a shared bus
+
 
     @classmethod
     def from_spec(cls, link: Interconnect, domain_size: int, count: int = 1) -> "LinkTier":
@@ -41,6 +49,7 @@ class LinkTier:
             in_switch_fraction=link.in_switch.fraction if (link.in_switch_reduction and link.in_switch) else 0.0,
             in_switch_min_devices=link.in_switch_min_devices,
             domain_size=domain_size,
+            peer_to_peer=link.topology in ("switch", "mesh") and link.kind == "scale_up" and not link.id.startswith("pcie"),
         )
 
 
@@ -61,6 +70,13 @@ class Fabric:
             ref = hw.links.scale_out
             out = LinkTier.from_spec(get_interconnect(ref.interconnect), 10**9, ref.count)
         return cls(up, out)
+
+    def direct(self, group: np.ndarray) -> np.ndarray:
+        """Where a group stays inside a scale-up domain whose devices reach each other directly."""
+        group = np.asarray(group)
+        if self.scale_up is None or not self.scale_up.peer_to_peer:
+            return np.zeros(group.shape, bool)
+        return group <= self.scale_up.domain_size
 
     def tier_for(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per plan: (bandwidth, latency, ring fraction, in-switch fraction) of the slowest tier a group crosses;
@@ -94,15 +110,28 @@ def _safe_div(a, b):
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.inf)
 
 
-def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Time (s) of an all-reduce of ``message_bytes`` over ``n`` devices, and 1 where it ran in-switch."""
+ALL_REDUCE_ALGORITHMS = ("ring", "two-shot", "one-shot", "in-switch")
+
+
+def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray, *, call_s: float = 0.0) -> tuple[np.ndarray, str]:
+    """Time (s) of an all-reduce of ``message_bytes`` over ``n`` devices with the fastest algorithm the
+    topology allows, and the name of the algorithm chosen for the first plan (for the breakdown)."""
     n = np.asarray(n, dtype=float)
+    msg = np.asarray(message_bytes, dtype=float)
     bw, lat, frac, sw = fabric.tier_for(n)
-    use_switch = sw > 0
-    busbw = bw * np.where(use_switch, sw, frac)
-    hops = np.where(use_switch, 2.0, 2.0 * (n - 1))
-    t = hops * lat + _safe_div(message_bytes * 2.0 * (n - 1) / np.maximum(n, 1), busbw)
-    return np.where(n > 1, t, 0.0), use_switch
+    busbw = bw * frac
+    share = 2.0 * (n - 1) / np.maximum(n, 1)
+    ring = 2.0 * (n - 1) * lat + _safe_div(msg * share, busbw)
+    direct = fabric.direct(n)
+    inf = np.full(np.broadcast_shapes(ring.shape, direct.shape), np.inf)
+    two_shot = np.where(direct, 2.0 * lat + _safe_div(msg * share, busbw), inf)
+    one_shot = np.where(direct, lat + _safe_div(msg * (n - 1), busbw), inf)
+    in_switch = np.where(sw > 0, 2.0 * lat + _safe_div(msg * share, bw * sw), inf)
+    times = np.stack(np.broadcast_arrays(ring, two_shot, one_shot, in_switch))
+    best = np.argmin(times, axis=0)
+    t = np.take_along_axis(times, best[None], axis=0)[0] + call_s
+    first = int(np.ravel(best)[0]) if best.size else 0
+    return np.where(n > 1, t, 0.0), ALL_REDUCE_ALGORITHMS[first]
 
 
 def p2p_time(fabric: Fabric, group: np.ndarray, message_bytes: np.ndarray) -> np.ndarray:
@@ -111,9 +140,9 @@ def p2p_time(fabric: Fabric, group: np.ndarray, message_bytes: np.ndarray) -> np
     return lat + _safe_div(message_bytes, bw * frac)
 
 
-def all_to_all_time(fabric: Fabric, n: np.ndarray, bytes_per_device: np.ndarray) -> np.ndarray:
+def all_to_all_time(fabric: Fabric, n: np.ndarray, bytes_per_device: np.ndarray, *, call_s: float = 0.0) -> np.ndarray:
     """All-to-all where each device sends ``bytes_per_device`` in total to the others."""
     n = np.asarray(n, dtype=float)
     bw, lat, frac, _ = fabric.tier_for(n)
-    t = lat * np.log2(np.maximum(n, 2)) + _safe_div(bytes_per_device, bw * frac)
+    t = call_s + lat * np.log2(np.maximum(n, 2)) + _safe_div(bytes_per_device, bw * frac)
     return np.where(n > 1, t, 0.0)

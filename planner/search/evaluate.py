@@ -13,10 +13,11 @@ from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel, Step
 from planner.search.pareto import pareto_mask
-from planner.search.space import Configs, SpaceOptions, host_kv_bytes_per_device
+from planner.search.space import Configs, SpaceOptions
+from planner.serving.batching import Techniques, inflight
+from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
-from planner.specs.loader import get_interconnect
 from planner.specs.model import Model
 
 
@@ -66,15 +67,6 @@ class PlanTable:
                          sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev)
 
 
-def _layer_and_head(sc) -> tuple[np.ndarray, np.ndarray]:
-    """Time of one decoder layer and of lm_head within a step (for a one-layer draft head)."""
-    once = {"embedding", "final_norm", "lm_head", "pp_sendrecv"}
-    layer = sum(o.time_s * o.count for o in sc.ops if o.name not in once)
-    per_layer = layer / np.maximum(next(o.count for o in sc.ops if o.name == "qkv_proj"), 1)
-    head = next(o.time_s for o in sc.ops if o.name == "lm_head")
-    return per_layer, head
-
-
 def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
                         accuracy_of, gpu_budget: int) -> PlanTable:
     if cfg.n == 0:
@@ -110,7 +102,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens), per_seq[i_c])
     need = c_dev * per_seq_kept
     cap = hbm[i_c] + off * host
-    E = np.where(k > 0, (1 - alpha ** (k + 1)) / np.maximum(1 - alpha, 1e-9), 1.0)
+    E = Techniques(spec_k=k, spec_alpha=alpha).tokens_per_step()
     new = c / pp * E / wl.osl  # prompts started per step per micro-batch
     prefill_fits = (B == 0) | (new * wl.isl <= B)
     useful = ((off == 0) | (need > hbm[i_c])) & (~np.isfinite(budget) | (budget < wl.isl + wl.osl))
@@ -122,28 +114,14 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     adp, pp, need = adp[sel], pp[sel], need[sel]
     plans = base.take(i_c)
     cm = CostModel(model, hw, engine=engine)
-    micro = np.maximum(c / pp, 1.0)
-    new = micro * E / wl.osl
-    ctx = np.minimum(wl.isl + wl.osl / 2.0, budget)  # decode attends over the kept tokens only
-    mixed = cm.step(plans, Step(prefill_seqs=new, prefill_tokens=wl.isl, decode_seqs=np.maximum(micro - new, 0.0),
-                                decode_ctx=ctx, decode_tokens=k + 1))
-    t = np.maximum(mixed.time_s, pp * mixed.stage_time_s)
-    per_layer, head = _layer_and_head(mixed)
-    t = t + k * (per_layer + head)  # draft head: one decoder layer + lm_head per drafted token (MTP/EAGLE-style)
-    # offloaded KV is read over the host link every step
-    host_bw = _host_bw(hw)
+    # the one in-flight steady state (serving/batching.py) with this grid's techniques per row
     f_off = np.where(off > 0, np.clip(1 - hbm[i_c] / np.maximum(need, 1.0), 0, 1), 0.0)
-    kv_read = micro / adp * ctx * (full[i_c] + swa[i_c])
-    t = t + f_off * kv_read / host_bw
-    tpot = t / E
-    # TTFT: the prompt in one step, or ceil(isl / B) chunks, each beside the running decodes
-    chunk = np.where(B > 0, np.minimum(B, wl.isl), wl.isl)
-    n_chunks = np.ceil(wl.isl / chunk)
-    first = cm.step(plans, Step(prefill_seqs=1.0, prefill_tokens=chunk, prefill_past=(n_chunks - 1) * chunk / 2.0,
-                                decode_seqs=np.maximum(micro - 1.0, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
-    ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s)
+    tech = Techniques(chunk_tokens=B, spec_k=k, spec_alpha=alpha, offload_fraction=f_off,
+                      host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget)
+    tm = inflight(cm, plans, c, wl.isl, wl.osl, tech, kv_bytes_per_token=full[i_c] + swa[i_c], breakdown=False)
+    ttft, tpot = tm.ttft_s, tm.tpot_s
     gpus_rep = (plans.tp * plans.pp * plans.adp).astype(float)
-    tok = c * E / t
+    tok = tm.output_tokens_per_s
     # longest single context: KV capacity (with offload) over KV per token, sliding windows aside
     per_tok = full[i_c] + swa[i_c]
     max_ctx = np.minimum(np.floor((hbm[i_c] + off * host) / per_tok), model.max_context)
@@ -167,21 +145,13 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "concurrency": c, "chunk_tokens": B, "spec_k": k, "spec_alpha": alpha, "kv_offload": off > 0,
         "kv_budget": np.where(np.isfinite(budget), budget, 0.0), "evict": pol,
         "gpus_per_replica": gpus_rep, "gpus": dp * gpus_rep,
-        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + (wl.osl - 1) * tpot,
+        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": tm.e2e_s,
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
         "x_prefill": np.zeros(len(sel)), "y_decode": np.zeros(len(sel)), "prefill_tp": np.zeros(len(sel)), "prefill_pp": np.zeros(len(sel)), "prefill_adp": np.zeros(len(sel)),
         "prefill_ep": np.zeros(len(sel)), "prefill_gpus": np.zeros(len(sel)), "kv_transfer_s": np.zeros(len(sel)),
     }
     return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods)
-
-
-def _host_bw(hw: Hardware) -> float:
-    if hw.links.host is None:
-        return np.inf
-    link = get_interconnect(hw.links.host.interconnect)
-    frac = link.achievable.fraction if link.achievable else 1.0
-    return link.bandwidth_per_direction.value * frac * hw.links.host.count
 
 
 def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,

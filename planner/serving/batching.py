@@ -1,6 +1,11 @@
-"""Static batching and the in-flight (continuous) batching steady state.
+"""Static batching and the in-flight (continuous) batching steady state, vectorized over plans.
 
-Both are compositions of engine steps from the cost model, vectorized over plans.
+This is the one serving model of a steady workload: ``estimate``, ``plan`` (search/evaluate.py), ``capacity``
+and the studies all price in-flight batching through ``inflight``, and the event simulator prices its steps
+through the same cost model. Each serving technique is written here once, as a term of the steady state:
+chunked prefill, speculative decoding (a one-layer draft head), KV offload to host memory, KV eviction to a
+token budget, prefix caching, the engine's per-request overhead, and closed-loop clients beyond what the
+engine admits (they queue).
 """
 
 from __future__ import annotations
@@ -16,15 +21,34 @@ DECODE_POINTS = 8  # midpoint rule over the decode contexts; step time is piecew
 
 
 @dataclass
+class Techniques:
+    """Serving techniques of a steady state; every field may be a per-plan array (numpy broadcasting)."""
+
+    chunk_tokens: np.ndarray | float = 0.0  # chunked-prefill token budget per step; 0 = a prompt in one step
+    spec_k: np.ndarray | float = 0.0  # draft tokens per speculative step (one-layer head: MTP / EAGLE style)
+    spec_alpha: np.ndarray | float = 0.0  # per-token acceptance probability
+    offload_fraction: np.ndarray | float = 0.0  # share of the decode KV read that comes over the host link
+    host_bw_bytes_per_s: float = np.inf  # achievable host-link bandwidth (KV offload reads)
+    kv_budget_tokens: np.ndarray | float = np.inf  # KV eviction keeps at most this many tokens per sequence
+    prefix_hit_tokens: np.ndarray | float = 0.0  # prompt tokens found in the prefix cache (not recomputed)
+
+    def tokens_per_step(self) -> np.ndarray:
+        """Tokens a sequence emits per decode step: (1 - a^(k+1)) / (1 - a), 1 without speculation."""
+        k, a = np.asarray(self.spec_k, float), np.asarray(self.spec_alpha, float)
+        return np.where(k > 0, (1 - a ** (k + 1)) / np.maximum(1 - a, 1e-9), 1.0)
+
+
+@dataclass
 class Timing:
-    ttft_s: np.ndarray
+    ttft_s: np.ndarray  # includes the engine's per-request overhead and any wait for admission
     tpot_s: np.ndarray  # mean time between output tokens after the first
     e2e_s: np.ndarray
     output_tokens_per_s: np.ndarray  # per replica
     requests_per_s: np.ndarray  # per replica
-    concurrency: np.ndarray
-    prefill: StepCost  # a representative prefill step (for the breakdown)
-    decode: StepCost  # a representative decode step
+    concurrency: np.ndarray  # sequences running (admitted) per replica
+    queue_wait_s: np.ndarray  # mean wait before admission (closed-loop clients beyond what the engine admits)
+    prefill: StepCost | None  # a representative prefill step (for the breakdown)
+    decode: StepCost | None  # a representative decode step
 
 
 def _mean_decode(cm: CostModel, plans: PlanArrays, seqs, ctx0, n_steps) -> tuple[np.ndarray, np.ndarray, StepCost]:
@@ -43,6 +67,10 @@ def _mean_decode(cm: CostModel, plans: PlanArrays, seqs, ctx0, n_steps) -> tuple
     return lat, stage, mid
 
 
+def _request_overhead_s(cm: CostModel) -> float:
+    return float(getattr(cm.engine, "request_overhead_s", 0.0) or 0.0)
+
+
 def static_batch(cm: CostModel, plans: PlanArrays, batch, isl, osl) -> Timing:
     """All ``batch`` requests start together: one prefill, then ``osl - 1`` decode steps.
 
@@ -54,31 +82,58 @@ def static_batch(cm: CostModel, plans: PlanArrays, batch, isl, osl) -> Timing:
     micro = np.maximum(batch / pp, 1.0)
     pf = cm.step(plans, Step(prefill_seqs=micro, prefill_tokens=isl))
     # prefill of all micro-batches streams through the pipe: (pp - 1) fill + pp micro-batches
-    ttft = pf.time_s + (pp - 1) * pf.stage_time_s
+    ttft = pf.time_s + (pp - 1) * pf.stage_time_s + _request_overhead_s(cm)
     lat, stage, mid = _mean_decode(cm, plans, micro, isl, osl - 1)
     tpot = np.maximum(lat, pp * stage)
     e2e = ttft + (osl - 1) * tpot
     tokens = batch * osl
-    return Timing(ttft, tpot, e2e, tokens / e2e, batch / e2e, batch, pf, mid)
+    return Timing(ttft, tpot, e2e, tokens / e2e, batch / e2e, batch, np.zeros_like(ttft), pf, mid)
 
 
-def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl) -> Timing:
-    """Steady state of continuous batching with ``concurrency`` sequences in flight.
+def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techniques | None = None, *,
+             max_running=None, kv_bytes_per_token=None, breakdown: bool = True) -> Timing:
+    """Steady state of continuous batching with ``concurrency`` clients in a closed loop.
 
-    Each step every running sequence emits one token; on average concurrency/osl
-    sequences finish per step and as many new prompts are prefilled in the same step
-    (in-flight batching mixes prefill and decode). TTFT is the latency of a step that
-    carries one whole prompt beside the running decodes (no queueing).
+    At most ``max_running`` sequences run at once (what KV memory and the engine's batch cap admit); the other
+    clients wait in the queue, so their TTFT includes the wait and TPOT stops growing once the batch is capped.
+    Each step every running sequence emits E tokens (E = 1 without speculation); on average running x E / osl
+    sequences finish per step and as many new prompts are prefilled in the same step (in-flight batching mixes
+    prefill and decode). TTFT is the latency of the steps that carry one whole prompt (or its chunks) beside
+    the running decodes, plus the engine's per-request overhead and the queue wait.
+    ``kv_bytes_per_token`` (per device) prices KV offload reads over the host link.
     """
+    tech = tech or Techniques()
     c, isl, osl = (np.asarray(x, float) for x in (concurrency, isl, osl))
-    pp = plans.pp.astype(float)
-    micro = np.maximum(c / pp, 1.0)
-    new = micro / osl
-    mixed = cm.step(plans, Step(prefill_seqs=new, prefill_tokens=isl, decode_seqs=micro - new, decode_ctx=isl + osl / 2.0))
-    tpot = np.maximum(mixed.time_s, pp * mixed.stage_time_s)
-    pf = cm.step(plans, Step(prefill_seqs=1.0, prefill_tokens=isl, decode_seqs=np.maximum(micro - 1.0, 0.0), decode_ctx=isl + osl / 2.0))
-    ttft = pf.time_s
-    tokens_per_s = c / tpot
+    run = c if max_running is None else np.minimum(c, np.maximum(np.asarray(max_running, float), 1.0))
+    pp, adp = plans.pp.astype(float), plans.adp.astype(float)
+    k = np.asarray(tech.spec_k, float)
+    E = tech.tokens_per_step()
+    hit = np.minimum(np.asarray(tech.prefix_hit_tokens, float), isl - 1.0)
+    new_tok = isl - hit  # prompt tokens each new request computes
+    micro = np.maximum(run / pp, 1.0)
+    new = micro * E / osl  # prompts started per step per micro-batch
+    ctx = np.minimum(isl + osl / 2.0, tech.kv_budget_tokens)  # decode attends over the kept tokens only
+    mixed = cm.step(plans, Step(prefill_seqs=new, prefill_tokens=new_tok, prefill_past=hit,
+                                decode_seqs=np.maximum(micro - new, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
+    t = np.maximum(mixed.time_s, pp * mixed.stage_time_s)
+    t = t + k * mixed.draft_token_time_s()  # the draft head runs once per drafted token
+    off = np.asarray(tech.offload_fraction, float)
+    if np.any(off > 0) and kv_bytes_per_token is not None:
+        kv_read = micro / adp * ctx * kv_bytes_per_token
+        t = t + off * kv_read / tech.host_bw_bytes_per_s
+    tpot = t / E
+    # TTFT: the prompt in one step, or ceil(new / B) chunks, each beside the running decodes
+    B = np.asarray(tech.chunk_tokens, float)
+    chunk = np.where(B > 0, np.minimum(B, new_tok), new_tok)
+    n_chunks = np.ceil(new_tok / chunk)
+    first = cm.step(plans, Step(prefill_seqs=1.0, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
+                                decode_seqs=np.maximum(micro - 1.0, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
+    service_ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm)
+    tokens_per_s = run / tpot
+    rps = tokens_per_s / osl
+    # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot
+    wait = np.where(c > run, (c - run) / np.maximum(rps, 1e-30), 0.0)
+    ttft = service_ttft + wait
     e2e = ttft + (osl - 1) * tpot
-    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=isl + osl / 2.0))
-    return Timing(ttft, tpot, e2e, tokens_per_s, tokens_per_s / osl, c, pf, dec)
+    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx)) if breakdown else None
+    return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec)

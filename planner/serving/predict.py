@@ -1,0 +1,327 @@
+"""One plan, predicted: memory, the steady state (static or in-flight batching), accuracy and cost.
+
+This is the serving layer's prediction of a single plan; ``planner.api.estimate`` is a thin facade over it, and
+calibration and validation call it directly (they sit below the api in the layering). The in-flight steady
+state and every technique in it come from ``serving/batching.py``, the same code the plan search runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.cap.accuracy import accuracy as accuracy_of
+from planner.costmodel.memory import kv_bytes_per_seq, max_concurrency, max_context, memory
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
+from planner.errors import PlannerError
+from planner.serving.batching import Techniques, inflight, static_batch
+from planner.serving.host import WEIGHT_OFFLOAD_TARGETS, host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
+from planner.specs.engine import Engine, get_engine
+from planner.specs.hardware import Hardware
+from planner.specs.loader import get_hardware, get_model
+from planner.specs.model import Model
+from planner.specs.quant import get_format, kv_bytes_per_element, resolve
+
+GiB = 2.0**30
+
+
+@dataclass
+class PlanSpec:
+    """One deployment plan: parallel sizes, precisions and the serving techniques it uses."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    dp: int = 1  # replicas
+    weights: str = "bf16"
+    kv: str | None = None  # defaults to the weight format's natural KV (see kv_format)
+    activations: str | None = None
+    weight_offload: str | None = None  # "host" or "disk": stream weights that do not fit (TPI-LLM / EdgeMoE style)
+    attention_dp: int = 1  # data-parallel attention over the MoE group (MLA / MoE models), with --ep
+    chunk_tokens: int = 0  # chunked-prefill token budget per step (0: a whole prompt per step)
+    spec_k: int = 0  # speculative decoding: draft tokens per step (one-layer draft head)
+    spec_alpha: float = 0.0  # acceptance probability per drafted token
+    kv_offload: bool = False  # KV that does not fit in device memory lives in host memory, read over the host link
+    eviction: str | None = None  # "METHOD:TOKENS": keep at most TOKENS of KV per sequence (SnapKV, PyramidKV, ...)
+    prefix_hit_tokens: int = 0  # prompt tokens served from the prefix cache
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.attention_dp * self.dp
+
+    def kv_format(self) -> str:
+        if self.kv:
+            return self.kv
+        return "fp8" if self.weights == "fp8" else ("fp16" if self.weights == "fp16" else "bf16")
+
+    def techniques(self) -> dict:
+        return {"chunk_tokens": self.chunk_tokens, "spec_k": self.spec_k, "spec_alpha": self.spec_alpha,
+                "kv_offload": self.kv_offload, "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens}
+
+
+def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None,
+                     attention_dp: int | None = None) -> tuple[int, int, int, int]:
+    """Fill parallel sizes from ``--gpus``: tensor parallel over all GPUs unless told otherwise. With attention
+    data parallelism the GPUs of a replica are attention_dp x tp x pp."""
+    for name, v in (("gpus", gpus), ("tp", tp), ("pp", pp), ("ep", ep), ("dp", dp), ("attention-dp", attention_dp)):
+        if v is not None and v < 1:
+            raise PlannerError(f"--{name} must be a positive integer, got {v}")
+    pp_, dp_, ep_, adp_ = pp or 1, dp or 1, ep or 1, attention_dp or 1
+    if tp is None:
+        if gpus is None:
+            tp_ = 1
+        else:
+            if gpus % (pp_ * dp_ * adp_):
+                raise PlannerError(f"--gpus {gpus} is not divisible by pp x dp x attention-dp = {pp_ * dp_ * adp_}")
+            tp_ = gpus // (pp_ * dp_ * adp_)
+    else:
+        tp_ = tp
+    if gpus is not None and tp_ * pp_ * dp_ * adp_ != gpus:
+        raise PlannerError(f"tp x pp x attention-dp x dp = {tp_ * pp_ * adp_ * dp_} does not equal --gpus {gpus}")
+    return tp_, pp_, ep_, dp_
+
+
+@dataclass
+class Estimate:
+    model: str
+    hardware: str
+    plan: dict
+    gpus: int
+    fits: bool
+    reason: str
+    ttft_s: float
+    tpot_s: float
+    e2e_latency_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    requests_per_s: float
+    memory: dict
+    max_context_tokens: int
+    max_concurrency: int
+    concurrency_cap: str
+    accuracy: dict
+    cost: dict
+    breakdown: dict
+    queue_wait_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    uncertainty: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _breakdown(sc: StepCost | None) -> list[dict]:
+    if sc is None:
+        return []
+    rows = []
+    total = float(sc.time_s[0])
+    for o in sc.ops:
+        t = float((o.time_s * o.count)[0])
+        if t <= 0:
+            continue
+        rows.append({
+            "op": str(o.name), "kind": o.kind, "time_s": t, "share": t / total if total else 0.0,
+            "flops": float((o.flops * o.count)[0]), "bytes": float((o.bytes * o.count)[0]),
+            "bound": BOUND_NAMES[int(o.bound[0])], "source": o.source,
+            **({"algorithm": o.algorithm} if o.algorithm else {}),
+        })
+    return rows
+
+
+def _eviction(plan: PlanSpec) -> tuple[str, int] | None:
+    if not plan.eviction:
+        return None
+    method, _, tokens = plan.eviction.partition(":")
+    try:
+        budget = int(tokens)
+    except ValueError:
+        raise PlannerError(f"--eviction takes METHOD:TOKENS (e.g. snapkv:2048), got {plan.eviction!r}") from None
+    if budget < 1:
+        raise PlannerError(f"--eviction keeps at least one token, got {budget}")
+    return method, budget
+
+
+def _check_plan(plan: PlanSpec, isl: int, osl: int) -> None:
+    if isl < 1 or osl < 1:
+        raise PlannerError("--isl and --osl must be at least 1 token")
+    if plan.weight_offload is not None and plan.weight_offload not in WEIGHT_OFFLOAD_TARGETS:
+        raise PlannerError(f"--weight-offload takes {' or '.join(WEIGHT_OFFLOAD_TARGETS)}, not {plan.weight_offload!r}")
+    if plan.spec_k < 0 or not 0.0 <= plan.spec_alpha < 1.0:
+        raise PlannerError("speculation needs k >= 0 draft tokens and an acceptance rate in [0, 1)")
+    if plan.chunk_tokens < 0 or plan.prefix_hit_tokens < 0:
+        raise PlannerError("the chunk budget and prefix-cache hit tokens cannot be negative")
+
+
+def estimate(
+    model: str | Model,
+    hardware: str | Hardware,
+    plan: PlanSpec | None = None,
+    *,
+    isl: int = 1024,
+    osl: int = 256,
+    batching: str = "inflight",
+    batch: int | None = None,
+    concurrency: int | str | None = None,
+    engine: Engine | str = "trtllm",
+    ttft_includes_first_decode: bool = False,
+    task: str = "general",
+) -> Estimate:
+    """Predict one plan. ``batching='static'`` runs ``batch`` requests together; ``'inflight'`` is the
+    continuous-batching steady state with ``concurrency`` clients in a closed loop (an int, or ``'max'`` for the
+    most that memory and the engine's batch cap admit; clients beyond that wait in the queue)."""
+    m = get_model(model) if isinstance(model, str) else model
+    hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    plan = plan or PlanSpec()
+    engine = get_engine(engine) if isinstance(engine, str) else engine
+    _check_plan(plan, isl, osl)
+    get_format(plan.weights)
+    kv = plan.kv_format()
+    kv_bytes_per_element(kv)
+    res = resolve(get_format(plan.weights), hw, plan.activations)
+    p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights, kv=kv,
+                   activations=plan.activations)
+    cm = CostModel(m, hw, engine=engine)
+    mem = memory(m, hw, p, engine)
+    evict = _eviction(plan)
+    seq_tokens = isl + osl if evict is None else min(isl + osl, evict[1])
+    host = host_kv_bytes_per_device(hw) if plan.kv_offload else 0.0
+    if plan.kv_offload and host <= 0:
+        raise PlannerError(f"{hw.id} has no host memory on record to offload KV to")
+    kv_cap = max(float(mem.kv_capacity_bytes[0]), 0.0)
+    per_seq = float(kv_bytes_per_seq(m, p, seq_tokens, engine.kv_block_tokens)[0])
+    fit_n = int(np.floor((kv_cap + host) / per_seq)) * plan.attention_dp if per_seq > 0 else 0
+    capped = min(fit_n, engine.max_seqs * plan.attention_dp)
+    ctx_max = int(max_context(m, mem)[0]) if not plan.kv_offload else int(min(np.floor((kv_cap + host) / max(
+        float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)), m.max_context))
+    notes = [res.note] if res.note else []
+    too_long = isl + osl > m.max_context
+    if too_long:
+        notes.append(f"isl + osl = {isl + osl} exceeds the trained context of {m.id} ({m.max_context})")
+
+    queue_note = ""
+    if batching == "static":
+        if batch is None or batch < 1:
+            raise PlannerError("--batching static needs --batch N with N >= 1")
+        n = n_run = batch
+        cap_note = ""
+    elif batching == "inflight":
+        if plan.weight_offload and concurrency in (None, "max") and fit_n < 1:
+            n = n_run = 1
+            cap_note = "weights stream from outside device memory: one sequence unless --concurrency says more"
+        elif concurrency is None or concurrency == "max":
+            n = n_run = capped
+            cap_note = (f"max concurrency {capped}: memory allows {fit_n}, engine cap {engine.max_seqs * plan.attention_dp}"
+                        if fit_n > engine.max_seqs * plan.attention_dp else f"max concurrency {capped}: limited by KV-cache memory")
+        else:
+            n = int(concurrency)
+            if n < 1:
+                raise PlannerError("--concurrency must be a positive integer or 'max'")
+            n_run = min(n, capped) if capped >= 1 else n
+            cap_note = ""
+            if n_run < n:
+                queue_note = (f"{n} clients, {n_run} run at once (KV memory and the engine's batch cap); "
+                              f"the other {n - n_run} wait in the queue and their wait is in TTFT")
+                notes.append(queue_note)
+    else:
+        raise PlannerError(f"unknown batching {batching!r} (use static or inflight)")
+
+    weights_b = float(mem.weights_bytes[0])
+    kv_per_token = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
+    kv_need = per_seq * max(n_run, 0) / plan.attention_dp
+    other = float(mem.activation_bytes[0] + mem.runtime_bytes[0])
+    usable = float(mem.usable_bytes[0])
+    on_device_kv = min(kv_need, kv_cap) if plan.kv_offload else kv_need
+    total = weights_b + on_device_kv + other
+    fits = n_run >= 1 and total <= usable + 1e-6 * usable and not too_long
+    stream_note = ""
+    if not fits and plan.weight_offload and n_run >= 1 and not too_long:
+        usable = engine.utilization * hw.memory_capacity_bytes
+        resident = usable - other - kv_need
+        if resident > 0:
+            frac = max(weights_b - resident, 0.0) / weights_b
+            link = weight_stream_link(hw, plan.weight_offload)
+            cm = CostModel(m, hw, engine=engine, weight_stream=(frac, link[1]))
+            fits, total = True, usable
+            stream_note = (f"{frac:.0%} of the weights ({frac * weights_b / GiB:.1f} GiB per GPU) stream from {plan.weight_offload} "
+                           f"over {link[0]} every forward pass, prefetched under compute")
+            notes.append(stream_note)
+    if too_long:
+        reason = f"does not fit: isl + osl = {isl + osl} tokens exceed the trained context of {m.id} ({m.max_context:,} tokens)"
+    elif weights_b + other > usable:
+        reason = (f"does not fit: weights need {weights_b / GiB:.1f} GiB per GPU (+{other / GiB:.1f} GiB runtime), "
+                  f"usable {usable / GiB:.1f} GiB of {hw.memory_capacity_bytes / GiB:.1f} GiB")
+    elif not fits:
+        reason = (f"does not fit: {max(n_run, 1)} sequence(s) of {isl + osl} tokens need "
+                  f"{(weights_b + other + per_seq * max(n_run, 1) / plan.attention_dp) / GiB:.1f} GiB per GPU, usable "
+                  f"{usable / GiB:.1f} GiB (at most {fit_n} fit)")
+    else:
+        reason = ""
+    mem_d = {
+        "fits": bool(fits), "weight_streaming": stream_note or None, "weights_bytes": weights_b, "kv_cache_bytes": kv_need,
+        "kv_offloaded_bytes": max(kv_need - kv_cap, 0.0) if plan.kv_offload else 0.0,
+        "activation_bytes": float(mem.activation_bytes[0]), "runtime_bytes": float(mem.runtime_bytes[0]),
+        "total_bytes_per_gpu": total, "capacity_bytes_per_gpu": hw.memory_capacity_bytes,
+        "usable_bytes_per_gpu": usable, "kv_bytes_per_token": kv_per_token,
+    }
+    gpus = plan.gpus
+    price = hw.price.usd_per_hour if hw.price else None
+    nanv = float("nan")
+    wait = 0.0
+    if fits or (n_run >= 1 and not too_long and batching == "static"):
+        if batching == "static":
+            t = static_batch(cm, p, n, isl, osl)
+        else:
+            tech = Techniques(chunk_tokens=plan.chunk_tokens, spec_k=plan.spec_k, spec_alpha=plan.spec_alpha,
+                              offload_fraction=float(np.clip(1 - kv_cap / max(kv_need, 1.0), 0, 1)) if plan.kv_offload else 0.0,
+                              host_bw_bytes_per_s=host_link_bytes_per_s(hw),
+                              kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens)
+            t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
+        ttft, tpot = float(t.ttft_s[0]), float(t.tpot_s[0])
+        if ttft_includes_first_decode:
+            ttft += tpot
+        e2e = float(t.e2e_s[0])
+        tok = float(t.output_tokens_per_s[0]) * plan.dp
+        rps = float(t.requests_per_s[0]) * plan.dp
+        wait = float(t.queue_wait_s[0])
+        breakdown = {"prefill": _breakdown(t.prefill), "decode": _breakdown(t.decode)}
+    else:
+        ttft = tpot = e2e = tok = rps = nanv
+        breakdown = {"prefill": [], "decode": []}
+    cost = {
+        "usd_per_gpu_hour": price,
+        "usd_per_hour": price * gpus if price else None,
+        "usd_per_million_output_tokens": (price * gpus / (tok * 3600) * 1e6) if price and fits and tok > 0 else None,
+        "price_source": f"{hw.price.source} ({hw.price.date})" if hw.price else f"no published price for {hw.id}",
+    }
+    eviction = (evict[0], evict[1], isl + osl) if evict else None
+    return Estimate(
+        model=m.id, hardware=hw.id,
+        plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
+              "weights": plan.weights, "kv": kv, "compute_dtype": res.compute_dtype, "engine": engine.id,
+              "engine_version": getattr(engine, "version", None), "batching": batching, "batch_or_concurrency": n,
+              "running": n_run, "isl": isl, "osl": osl, "techniques": plan.techniques()},
+        gpus=gpus, fits=bool(fits), reason=reason, ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e,
+        output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / gpus if gpus else nanv, requests_per_s=rps,
+        memory=mem_d, max_context_tokens=ctx_max, max_concurrency=capped * plan.dp, concurrency_cap=cap_note,
+        accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params),
+        cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes,
+    )
+
+
+def fit(model: str | Model, hardware: str | Hardware, plan: PlanSpec | None = None, *, isl: int = 1024, osl: int = 256,
+        engine: Engine | str = "trtllm") -> dict:
+    """Memory per GPU and the limits it sets: does the plan fit, max context, max concurrency."""
+    est = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine)
+    mem = est.memory
+    fixed = mem["weights_bytes"] + mem["activation_bytes"] + mem["runtime_bytes"]
+    return {
+        "model": est.model, "hardware": est.hardware, "plan": est.plan, "gpus": est.gpus,
+        "fits": fixed < mem["usable_bytes_per_gpu"] and est.max_concurrency >= 1,
+        "memory": {k: mem[k] for k in ("weights_bytes", "activation_bytes", "runtime_bytes", "usable_bytes_per_gpu",
+                                       "capacity_bytes_per_gpu", "kv_bytes_per_token")},
+        "kv_cache_capacity_bytes": mem["usable_bytes_per_gpu"] - fixed,
+        "max_context_tokens": est.max_context_tokens, "max_concurrency": est.max_concurrency,
+        "concurrency_cap": est.concurrency_cap, "reason": est.reason,
+    }
