@@ -36,6 +36,7 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     layer_bytes = layer_elems * p.weight_bytes / pp
     emb = c["embedding"] / tp * p.head_bytes
     head = c["lm_head"] / tp * p.head_bytes
+    emb = emb + c.get("vision", 0) / tp * p.weight_bytes  # an image encoder sits with the embedding (first stage)
     ends = np.where(pp > 1, np.maximum(emb, head), emb + head)
     return layer_bytes + ends
 

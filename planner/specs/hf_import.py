@@ -1,4 +1,11 @@
-"""Turn a Hugging Face ``config.json`` into a model spec (no network)."""
+"""Turn a Hugging Face ``config.json`` into a model spec (no network).
+
+Reads the shapes of the families users serve today: Llama 2/3 and Code Llama, Mistral / NeMo,
+Qwen2.5 and Qwen3 (dense and MoE), Yi, Mixtral, DeepSeek-V3/R1 (MLA, shared experts, dense
+prefix), gpt-oss (attention sinks, alternating sliding window, biased experts, MXFP4), and
+Llama-4 (``text_config`` / ``vision_config``, interleaved MoE, chunked attention, NoPE layers).
+A layer pattern the schema cannot express is an error, never a silent approximation.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ from pathlib import Path
 from planner.errors import PlannerError
 from planner.specs.loader import read_json, validate_file
 from planner.specs.model import Model
+
+_LOCAL_TYPES = {"sliding_attention": "sliding", "chunked_attention": "chunked"}
 
 
 def _need(cfg: dict, *keys, default=None):
@@ -18,44 +27,61 @@ def _need(cfg: dict, *keys, default=None):
     raise PlannerError(f"config.json lacks {keys[0]!r} (looked for {', '.join(keys)})")
 
 
-def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model, dict]:
-    cfg = read_json(path)
-    if not isinstance(cfg, dict):
-        raise PlannerError(f"{path} does not hold a JSON object")
-    if "text_config" in cfg and "hidden_size" not in cfg:
-        cfg = {**cfg, **cfg["text_config"]}
-    arch = (cfg.get("architectures") or ["unknown"])[0]
-    h = int(_need(cfg, "hidden_size", "n_embd", "d_model"))
-    heads = int(_need(cfg, "num_attention_heads", "n_head", "num_heads"))
-    kv_heads = int(_need(cfg, "num_key_value_heads", "num_kv_heads", default=heads))
-    head_dim = int(cfg.get("head_dim") or h // heads)
-    layers = int(_need(cfg, "num_hidden_layers", "n_layer", "num_layers"))
-    inter = int(_need(cfg, "intermediate_size", "n_inner", "ffn_hidden_size", default=4 * h))
-    act = str(cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
-    gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower()
-    ident = model_id or str(cfg.get("_name_or_path") or path.stem).split("/")[-1].lower()
-    spec: dict = {
-        "id": ident,
-        "name": cfg.get("_name_or_path") or ident,
-        "source": f"imported from {path.name} ({arch})",
-        "num_layers": layers,
-        "hidden_size": h,
-        "num_heads": heads,
-        "num_kv_heads": kv_heads,
-        "head_dim": head_dim,
-        "intermediate_size": inter,
-        "ffn_gated": gated,
-        "vocab_size": int(_need(cfg, "vocab_size")),
-        "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
-        "max_context": int(_need(cfg, "max_position_embeddings", "n_positions", "seq_length", default=4096)),
-        "attention": {"kind": "mha" if kv_heads == heads else ("mqa" if kv_heads == 1 else "gqa")},
-    }
-    att = spec["attention"]
-    if cfg.get("attention_bias") or cfg.get("qkv_bias"):
+def _period(flags: list[bool], what: str) -> int | None:
+    """n such that flags[i] is True exactly where (i + 1) % n == 0; None when no flag is set."""
+    hits = [i for i, f in enumerate(flags) if f]
+    if not hits:
+        return None
+    n = hits[0] + 1
+    if [(i + 1) % n == 0 for i in range(len(flags))] != list(flags):
+        raise PlannerError(f"config.json {what} {hits} is not every n-th layer; the spec cannot express it")
+    return n
+
+
+def _layer_types(cfg: dict, layers: int) -> list[str] | None:
+    """'full' | 'sliding' | 'chunked' per layer, from layer_types or Llama-4's no_rope_layers."""
+    types = cfg.get("layer_types")
+    if types:
+        out = []
+        for t in types[:layers]:
+            if t != "full_attention" and t not in _LOCAL_TYPES:
+                raise PlannerError(f"config.json layer_types has {t!r}; only full, sliding and chunked attention are modelled")
+            out.append(_LOCAL_TYPES.get(t, "full"))
+        return out
+    if cfg.get("attention_chunk_size") and str(cfg.get("model_type", "")).startswith("llama4"):
+        every = int(cfg.get("no_rope_layer_interval") or 4)  # Llama4TextConfig's default
+        rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(layers)]
+        return ["chunked" if r else "full" for r in rope[:layers]]  # Llama-4: RoPE layers are the chunked ones
+    return None
+
+
+def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int, layers: int) -> dict:
+    att: dict = {"kind": "mha" if kv_heads == heads else ("mqa" if kv_heads == 1 else "gqa")}
+    if "qwen2" in arch.lower() or model_type == "qwen2":
+        att["qkv_bias"] = True  # q, k, v biased; o_proj is not
+    elif cfg.get("attention_bias") or cfg.get("qkv_bias"):
         att["qkv_bias"] = True
-    if "qwen2" in arch.lower():
-        att["qkv_bias"] = True
-    if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
+        att["o_bias"] = bool(cfg.get("attention_bias"))  # Llama/gpt-oss attention_bias covers o_proj too
+    if model_type in ("qwen3", "qwen3_moe") or "qwen3" in arch.lower():
+        att["qk_norm"] = True  # per-head RMSNorm on q and k (Qwen3)
+    if model_type == "gpt_oss" or "gptoss" in arch.lower():
+        att["sinks"] = True  # learned per-head sink logits
+    types = _layer_types(cfg, layers)
+    if types is not None:
+        kinds = {t for t in types if t != "full"}
+        if len(kinds) > 1:
+            raise PlannerError("config.json mixes sliding and chunked layers; the spec has one local kind")
+        if kinds:
+            if kinds == {"chunked"}:
+                att["chunk_size"] = int(_need(cfg, "attention_chunk_size"))
+            else:
+                att["sliding_window"] = int(_need(cfg, "sliding_window"))
+            n = _period([t == "full" for t in types], "full-attention layers")
+            if n is not None:
+                att["global_every"] = n
+                if model_type.startswith("llama4"):  # its full-attention layers are the NoPE ones
+                    att["nope_global_layers"] = True
+    elif cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
         att["sliding_window"] = int(cfg["sliding_window"])
     if cfg.get("kv_lora_rank"):
         att["kind"] = "mla"
@@ -66,16 +92,113 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
             "qk_rope_head_dim": int(cfg["qk_rope_head_dim"]),
             "v_head_dim": int(cfg["v_head_dim"]),
         }
+    return att
+
+
+def _moe(cfg: dict, model_type: str, inter: int, layers: int) -> dict | None:
+    n_exp = cfg.get("n_routed_experts") or cfg.get("num_local_experts") or cfg.get("num_experts")
+    if not n_exp:
+        return None
+    moe = {
+        "num_experts": int(n_exp),
+        "top_k": int(_need(cfg, "num_experts_per_tok", "num_experts_per_token", "experts_per_token", "top_k")),
+        "expert_intermediate_size": int(cfg.get("moe_intermediate_size") or inter),
+        "num_shared_experts": int(cfg.get("n_shared_experts") or 0),
+        "first_dense_layers": int(cfg.get("first_k_dense_replace") or 0),
+    }
+    if model_type.startswith("llama4"):
+        moe["num_shared_experts"] = 1  # Llama4TextMoe always has one shared expert as wide as a routed one
+        moe["shared_expert_intermediate_size"] = moe["expert_intermediate_size"]
+    if model_type == "gpt_oss":
+        moe["expert_bias"] = True
+    if cfg.get("moe_layers") is not None:  # Llama-4's explicit list overrides interleave_moe_layer_step
+        explicit = set(cfg["moe_layers"])
+        moe["interleave_step"] = _period([i in explicit for i in range(layers)], "moe_layers") or 1
+    else:
+        step = cfg.get("interleave_moe_layer_step") or cfg.get("decoder_sparse_step") or cfg.get("moe_layer_freq") or 1
+        moe["interleave_step"] = int(step)
+    dense_only = sorted(cfg.get("mlp_only_layers") or [])
+    if dense_only:
+        if dense_only != list(range(len(dense_only))):
+            raise PlannerError(f"config.json mlp_only_layers {dense_only} are not a leading block of layers")
+        moe["first_dense_layers"] = max(moe["first_dense_layers"], len(dense_only))
+    return moe
+
+
+def _vision(cfg: dict) -> dict | None:
+    v = cfg.get("vision_config")
+    if not isinstance(v, dict) or str(v.get("model_type", "llama4_vision_model")) != "llama4_vision_model":
+        return None  # only Llama-4's encoder layout is counted; others are left out (say so in notes)
+    return {
+        "num_layers": int(v.get("num_hidden_layers", 34)),
+        "hidden_size": int(v.get("hidden_size", 768)),
+        "intermediate_size": int(v.get("intermediate_size", 5632)),
+        "patch_size": int(v.get("patch_size", 14)),
+        "image_size": int(v.get("image_size", 448)),
+        "num_channels": int(v.get("num_channels", 3)),
+        "projector_input_dim": int(v.get("projector_input_dim", 4096)),
+        "projector_output_dim": int(v.get("projector_output_dim", 4096)),
+        "output_dim": int(v.get("vision_output_dim", 7680)),
+    }
+
+
+def _native_weights(cfg: dict, path: Path) -> dict | None:
+    q = cfg.get("quantization_config")
+    if not isinstance(q, dict):
+        return None
+    method = str(q.get("quant_method", "")).lower()
+    src = f"{path.name} quantization_config (quant_method {method})"
+    if method == "mxfp4":  # gpt-oss: the experts only
+        return {"experts": "mxfp4", "dense": "bf16", "embeddings": "bf16", "source": src}
+    if method == "fp8":  # DeepSeek-V3/R1 block-scaled FP8 linear layers
+        return {"experts": "fp8", "dense": "fp8", "embeddings": "bf16", "source": src}
+    return None
+
+
+def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model, dict]:
+    cfg = read_json(path)
+    if not isinstance(cfg, dict):
+        raise PlannerError(f"{path} does not hold a JSON object")
+    top = cfg
+    if "text_config" in cfg and "hidden_size" not in cfg:
+        cfg = {**cfg, **cfg["text_config"]}
+    arch = (top.get("architectures") or cfg.get("architectures") or ["unknown"])[0]
+    model_type = str(cfg.get("model_type") or "")
+    h = int(_need(cfg, "hidden_size", "n_embd", "d_model"))
+    heads = int(_need(cfg, "num_attention_heads", "n_head", "num_heads"))
+    kv_heads = int(_need(cfg, "num_key_value_heads", "num_kv_heads", default=heads))
+    head_dim = int(cfg.get("head_dim") or h // heads)
+    layers = int(_need(cfg, "num_hidden_layers", "n_layer", "num_layers"))
+    inter = int(_need(cfg, "intermediate_size", "n_inner", "ffn_hidden_size", default=4 * h))
+    act = str(cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
+    gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower()
+    ident = model_id or str(cfg.get("_name_or_path") or path.stem).split("/")[-1].lower()
+    moe = _moe(cfg, model_type, inter, layers)
+    spec: dict = {
+        "id": ident,
+        "name": cfg.get("_name_or_path") or ident,
+        "source": f"imported from {path.name} ({arch})",
+        "num_layers": layers,
+        "hidden_size": h,
+        "num_heads": heads,
+        "num_kv_heads": kv_heads,
+        "head_dim": head_dim,
+        # the dense MLP's width: Llama-4 keeps it apart from the expert width
+        "intermediate_size": int(cfg.get("intermediate_size_mlp") or inter),
+        "ffn_gated": gated,
+        "mlp_bias": bool(cfg.get("mlp_bias", False)),
+        "vocab_size": int(_need(cfg, "vocab_size")),
+        "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "max_context": int(_need(cfg, "max_position_embeddings", "n_positions", "seq_length", default=4096)),
+        "attention": _attention(cfg, arch, model_type, heads, kv_heads, layers),
+    }
+    if spec["attention"]["kind"] == "mla":
         spec["num_kv_heads"] = heads
         spec["head_dim"] = int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
-    n_exp = cfg.get("n_routed_experts") or cfg.get("num_local_experts") or cfg.get("num_experts")
-    if n_exp:
-        spec["moe"] = {
-            "num_experts": int(n_exp),
-            "top_k": int(_need(cfg, "num_experts_per_tok", "num_experts_per_token", "top_k")),
-            "expert_intermediate_size": int(cfg.get("moe_intermediate_size") or inter),
-            "num_shared_experts": int(cfg.get("n_shared_experts") or 0),
-            "first_dense_layers": int(cfg.get("first_k_dense_replace") or 0),
-        }
+    if moe:
+        spec["moe"] = moe
+    for key, value in (("vision", _vision(top)), ("native_weights", _native_weights(top, path))):
+        if value:
+            spec[key] = value
     model = validate_file(Model, path, spec)
     return model, spec

@@ -105,8 +105,57 @@ def _load_builtin(cls_name: str, ident: str):
     return spec
 
 
+@functools.cache
+def _aliases(cls_name: str) -> dict[str, str]:
+    """Alias -> id, from the ``aliases`` lists of the built-in specs (read only when an id is not a file name)."""
+    out = {}
+    for ident, path in _builtin(cls_name).items():
+        data = read_yaml(path)
+        for alias in (data.get("aliases") or []) if isinstance(data, dict) else []:
+            out[str(alias)] = ident
+    return out
+
+
+@functools.cache
+def _hf_repos() -> dict[str, str]:
+    """Lower-case Hugging Face repo id -> model id, from the built-in specs' ``hf_repo`` (the
+    instruct/chat repo; its base name without -Instruct/-Chat/-it matches too)."""
+    out: dict[str, str] = {}
+    for ident, path in _builtin("Model").items():
+        data = read_yaml(path)
+        repo = str(data.get("hf_repo") or "").lower() if isinstance(data, dict) else ""
+        if repo:
+            out.setdefault(repo, ident)
+            for suffix in ("-instruct", "-chat", "-it"):
+                if repo.endswith(suffix):
+                    out.setdefault(repo[: -len(suffix)], ident)
+    return out
+
+
+def _canonical(cls_name: str, ident: str) -> str:
+    """A built-in id in any case, or (models) a Hugging Face repo id, to the built-in id."""
+    low = ident.strip().lower()
+    for i in _builtin(cls_name):
+        if i.lower() == low:
+            return i
+    if cls_name == "Model" and "/" in low:
+        return _hf_repos().get(low, ident)
+    return ident
+
+
+@functools.cache
+def _from_hf_config(path: str) -> Model:
+    from planner.specs.hf_import import spec_from_hf_config
+
+    return spec_from_hf_config(Path(path))[0]
+
+
 def _get(cls, kind: str, ident: str):
     path = Path(ident)
+    if cls is Model and ident.lower().endswith(".json"):
+        if not path.is_file():
+            raise PlannerError(f"model file {ident} does not exist")
+        return _from_hf_config(str(path.resolve()))
     if ident.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
             raise PlannerError(f"{kind} file {ident} does not exist")
@@ -116,6 +165,10 @@ def _get(cls, kind: str, ident: str):
             spec = spec.model_copy(update={"kernel_profile": str((path.parent / prof).resolve())})
         return spec
     ids = _builtin(cls.__name__)
+    if ident not in ids:
+        ident = _aliases(cls.__name__).get(ident, ident)
+    if ident not in ids:
+        ident = _canonical(cls.__name__, ident)
     if ident not in ids:
         raise unknown(kind, ident, ids)
     return _load_builtin(cls.__name__, ident)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from planner.specs.hardware import Bytes
 
 
 class _Strict(BaseModel):
@@ -28,6 +30,10 @@ class MoE(_Strict):
     num_shared_experts: int = Field(default=0, ge=0)
     shared_expert_intermediate_size: int | None = None  # defaults to expert size
     first_dense_layers: int = Field(default=0, ge=0)  # leading layers with a dense MLP
+    # MoE on every n-th layer (after the leading dense ones): layer i is MoE when (i + 1) % n == 0,
+    # the others have a dense MLP of intermediate_size (Llama-4 Maverick's interleave_moe_layer_step 2:
+    # layers 1, 3, 5, ... MoE; Qwen3-MoE's decoder_sparse_step uses the same rule)
+    interleave_step: int = Field(default=1, ge=1)
     expert_bias: bool = False  # biases on expert projections (gpt-oss)
 
     @model_validator(mode="after")
@@ -39,9 +45,18 @@ class MoE(_Strict):
 
 class Attention(_Strict):
     kind: Literal["mha", "gqa", "mqa", "mla"]
+    # local attention, one of two kinds: a sliding window (a query sees the last `sliding_window`
+    # keys), or chunks (Llama-4 attention_chunk_size: a query at position p sees only the keys of its
+    # own aligned block, positions chunk_size * (p // chunk_size) .. p)
     sliding_window: int | None = Field(default=None, ge=1)
-    # layers that use the sliding window: "all", or every n-th pattern like gpt-oss ("alternate")
+    chunk_size: int | None = Field(default=None, ge=1)
+    # which layers are local: "all"; "alternate" (0, 2, 4, ... local, 1, 3, 5, ... full: gpt-oss's
+    # layer_types, the same as global_every 2); or, with global_every n, layer i is full (global)
+    # attention when (i + 1) % n == 0 and local otherwise (Llama-4: n = 4, 3 of 4 layers chunked)
     sliding_layers: Literal["all", "alternate"] = "all"
+    global_every: int | None = Field(default=None, ge=2)
+    # the full-attention layers use no rotary position embedding (Llama-4's NoPE layers)
+    nope_global_layers: bool = False
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: bool = False
@@ -53,7 +68,75 @@ class Attention(_Strict):
     def _check(self):
         if (self.kind == "mla") != (self.mla is not None):
             raise ValueError("attention kind 'mla' needs an 'mla' block, and only it")
+        if self.sliding_window and self.chunk_size:
+            raise ValueError("a layer's local attention is a sliding window or chunks, not both")
+        local = self.sliding_window or self.chunk_size
+        if (self.global_every or self.sliding_layers != "all") and not local:
+            raise ValueError("global_every / sliding_layers need a sliding_window or chunk_size")
+        if self.sliding_layers == "alternate" and self.global_every not in (None, 2):
+            raise ValueError("sliding_layers 'alternate' is global_every 2; give one of them")
+        if self.nope_global_layers and not (self.global_every or self.sliding_layers == "alternate"):
+            raise ValueError("nope_global_layers needs a pattern of global layers (global_every)")
         return self
+
+    @property
+    def global_period(self) -> int | None:
+        """n such that layer i is full attention when (i + 1) % n == 0; None: no local layers or all local."""
+        if self.sliding_layers == "alternate":
+            return 2
+        return self.global_every
+
+    @property
+    def local_window(self) -> int | None:
+        """Most keys a query on a local layer can see (the window, or the chunk)."""
+        return self.sliding_window or self.chunk_size
+
+
+class NativeWeights(_Strict):
+    """Precision of the released checkpoint's weights by group (format ids of planner.specs.quant)."""
+
+    experts: str = "bf16"  # routed experts
+    dense: str = "bf16"  # attention, dense MLP, shared experts, router
+    embeddings: str = "bf16"  # input embedding and lm_head
+    checkpoint: Bytes | None = None  # the published size of the checkpoint, with its source
+    source: str
+
+    @field_validator("experts", "dense", "embeddings")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from planner.specs.quant import FORMATS
+
+        if v not in FORMATS:
+            raise ValueError(f"unknown weight format {v!r} (known: {', '.join(FORMATS)})")
+        return v
+
+
+class VisionEncoder(_Strict):
+    """A ViT image encoder with its adapter and projector (Llama-4's layout), for weight accounting.
+
+    Its weights sit in device memory beside the text model's; a text token never runs through them.
+    """
+
+    kind: Literal["llama4"] = "llama4"
+    num_layers: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    intermediate_size: int = Field(ge=1)
+    patch_size: int = Field(ge=1)
+    image_size: int = Field(ge=1)
+    num_channels: int = Field(default=3, ge=1)
+    projector_input_dim: int = Field(ge=1)  # pixel-shuffle MLP: intermediate_size -> this
+    projector_output_dim: int = Field(ge=1)  # ... -> this
+    output_dim: int = Field(ge=1)  # vision_output_dim: input of the projector into the text model
+
+    def params(self, text_hidden: int) -> int:
+        h, f = self.hidden_size, self.intermediate_size
+        patches = (self.image_size // self.patch_size) ** 2 + 1  # + the class token
+        layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * 2 * h  # biased q,k,v,o; fc1, fc2; 2 LayerNorms
+        embed = self.num_channels * self.patch_size**2 * h + h + patches * h  # unfold linear, class, positions
+        ends = 2 * 2 * h  # layernorm_pre, layernorm_post
+        adapter = f * self.projector_input_dim + self.projector_input_dim * self.projector_output_dim
+        projector = self.output_dim * text_hidden
+        return self.num_layers * layer + embed + ends + adapter + projector
 
 
 class PublishedParams(_Strict):
@@ -68,6 +151,7 @@ class PublishedParams(_Strict):
 class Model(_Strict):
     id: str
     name: str
+    aliases: list[str] = []  # other ids that name this model (planner.specs.loader resolves them)
     source: str  # where the architecture numbers come from (config.json of ...)
     # Hugging Face repo id of the checkpoint to serve (the instruct/chat variant where one exists);
     # deployment configs (planner.report.emit) load it. None: unknown, the model id stands in.
@@ -89,6 +173,9 @@ class Model(_Strict):
     norms_per_layer: int = Field(default=2, ge=0)
     attention: Attention
     moe: MoE | None = None
+    vision: VisionEncoder | None = None  # image encoder shipped in the checkpoint (Llama-4)
+    native_weights: NativeWeights | None = None  # None: every weight in bf16 as released
+    mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction heads shipped (config.json num_nextn_predict_layers)
     published_params: PublishedParams | None = None
     notes: list[str] = []
 
@@ -105,9 +192,24 @@ class Model(_Strict):
     def is_moe(self) -> bool:
         return self.moe is not None
 
+    def moe_layer_indices(self) -> list[int]:
+        """Layers whose MLP is the routed-expert block (0-based)."""
+        if self.moe is None:
+            return []
+        step = self.moe.interleave_step
+        return [i for i in range(self.moe.first_dense_layers, self.num_layers) if (i + 1) % step == 0]
+
+    def local_layer_indices(self) -> list[int]:
+        """Layers with local attention (sliding window or chunk), 0-based."""
+        a = self.attention
+        if a.local_window is None:
+            return []
+        n = a.global_period
+        return [i for i in range(self.num_layers) if n is None or (i + 1) % n != 0]
+
     @property
     def num_moe_layers(self) -> int:
-        return 0 if self.moe is None else self.num_layers - self.moe.first_dense_layers
+        return len(self.moe_layer_indices())
 
     @property
     def num_dense_layers(self) -> int:
@@ -185,8 +287,11 @@ class Model(_Strict):
             return 0
         return self.vocab_size * self.hidden_size + (self.vocab_size if self.lm_head_bias else 0)
 
+    def vision_params(self) -> int:
+        return 0 if self.vision is None else self.vision.params(self.hidden_size)
+
     def param_counts(self) -> dict[str, int]:
-        """Elements by group; 'experts' are the routed experts (all of them)."""
+        """Elements by group; 'experts' are the routed experts (all of them); 'vision' the image encoder."""
         dense_mlp = self.mlp_params(self.intermediate_size) * self.num_dense_layers
         counts = {
             "embedding": self.embedding_params(),
@@ -198,6 +303,7 @@ class Model(_Strict):
             "shared_experts": 0,
             "router": 0,
             "experts": 0,
+            "vision": self.vision_params(),
         }
         if self.moe:
             counts["shared_experts"] = self.shared_expert_params() * self.num_moe_layers
@@ -211,12 +317,26 @@ class Model(_Strict):
 
     @property
     def active_params(self) -> int:
-        """Parameters touched by one token (routed experts: top_k of them)."""
+        """Parameters touched by one text token (routed experts: top_k of them; no image encoder)."""
         c = self.param_counts()
-        if not self.moe:
-            return self.total_params
-        active_experts = self.expert_params() * self.moe.top_k * self.num_moe_layers
-        return int(sum(v for k, v in c.items() if k != "experts") + active_experts)
+        active_experts = self.expert_params() * self.moe.top_k * self.num_moe_layers if self.moe else 0
+        return int(sum(v for k, v in c.items() if k not in ("experts", "vision")) + active_experts)
+
+    def native_weight_bytes(self) -> float:
+        """Bytes of the released checkpoint's weights, from native_weights (scale overhead included)."""
+        from planner.specs.quant import get_format
+
+        nw = self.native_weights or NativeWeights(source="bf16 default")
+        c = self.param_counts()
+        b = {g: get_format(getattr(nw, g)).bytes for g in ("experts", "dense", "embeddings")}
+        expert_bias = 0
+        if self.moe and self.moe.expert_bias:  # biases stay 16 bit beside block-quantized expert matrices
+            expert_bias = ((2 if self.ffn_gated else 1) * self.moe.expert_intermediate_size + self.hidden_size) \
+                * self.moe.num_experts * self.num_moe_layers
+        experts = (c["experts"] - expert_bias) * b["experts"] + expert_bias * 2.0
+        dense = (c["attention"] + c["dense_mlp"] + c["shared_experts"]) * b["dense"]
+        small = (c["norms"] + c["final_norm"] + c["router"] + c["vision"]) * 2.0
+        return float(experts + dense + (c["embedding"] + c["lm_head"]) * b["embeddings"] + small)
 
     # ---- KV cache ------------------------------------------------------------------
     def kv_elements_per_token_per_layer(self) -> int:
@@ -227,6 +347,8 @@ class Model(_Strict):
         return 2 * self.num_kv_heads * self.head_dim
 
     def num_sliding_layers(self) -> int:
-        if self.attention.sliding_window is None:
-            return 0
-        return self.num_layers if self.attention.sliding_layers == "all" else self.num_layers // 2
+        """Layers with a sliding window (chunked layers are counted by num_chunked_layers)."""
+        return len(self.local_layer_indices()) if self.attention.sliding_window else 0
+
+    def num_chunked_layers(self) -> int:
+        return len(self.local_layer_indices()) if self.attention.chunk_size else 0
