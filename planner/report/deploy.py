@@ -16,7 +16,7 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
     conc = p["concurrency_per_replica"]
     spec = None
     if p["speculative"]:
-        spec = {"method": "mtp" if m.id.startswith("deepseek") else "draft",
+        spec = {"method": "mtp" if m.mtp_layers > 0 else "draft",
                 "num_speculative_tokens": p["speculative"]["draft_tokens"], "draft_model": None}
     dis = None
     if p["mode"] == "disaggregated":

@@ -43,139 +43,42 @@ from dataclasses import dataclass, field
 import yaml
 
 from planner.errors import PlannerError
+from planner.specs.engine import get_engine
+from planner.specs.quant import DEPLOY_KV_FORMATS, DEPLOY_WEIGHT_FORMATS
 
 ENGINES = ("vllm", "sglang", "trtllm", "k8s")
-WEIGHT_FORMATS = ("bf16", "fp16", "fp8", "int8", "int8-wo", "int4", "w4a8", "fp4", "mxfp4")
-KV_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4")
+WEIGHT_FORMATS, KV_FORMATS = DEPLOY_WEIGHT_FORMATS, DEPLOY_KV_FORMATS
 SPEC_METHODS = ("draft", "mtp", "ngram")
 
-# ---- where each flag is documented -------------------------------------------------------------
-# Each entry: the documentation page the flag (and the value used) was read from; "checked:" names
-# the released source the spelling was verified against (vllm 0.33.0 and sglang 0.5.23 wheels from
-# PyPI, tensorrt_llm/commands/serve.py and llmapi/llm_args.py of NVIDIA/TensorRT-LLM on GitHub).
-_V_ARGS = "https://docs.vllm.ai/en/v0.8.5/serving/engine_args.html (vllm serve usage); checked: vllm 0.33.0 vllm/engine/arg_utils.py"
-_V_DP = "https://docs.vllm.ai/en/latest/serving/data_parallel_deployment/ ; checked: vllm 0.33.0 vllm/engine/arg_utils.py"
-_V_EP = "https://docs.vllm.ai/en/latest/serving/expert_parallel_deployment/ (EP size = TP x DP); checked: vllm 0.33.0 arg_utils.py"
-_V_KV = ("https://docs.vllm.ai/en/latest/features/quantization/quantized_kvcache/ ; checked: vllm 0.33.0 vllm/config/cache.py "
-         "CacheDType (auto, fp8, fp8_e4m3, fp8_e5m2, int8_per_token_head, int4_per_token_head, ...)")
-_V_QUANT = ("https://docs.vllm.ai/en/stable/features/quantization/fp8/ (online dynamic --quantization fp8 of a BF16/FP16 "
-            "model), https://docs.vllm.ai/en/latest/features/quantization/int8/ ; checked: vllm 0.33.0 "
-            "vllm/model_executor/layers/quantization/__init__.py QuantizationMethods (fp8, modelopt_fp4, ...)")
-_V_SPEC = ("https://docs.vllm.ai/projects/speculators/en/stable/user_guide/tutorials/serve_vllm/ (--speculative-config JSON); "
-           "checked: vllm 0.33.0 vllm/config/speculative.py (method mtp | draft_model | ngram, num_speculative_tokens, "
-           "model, prompt_lookup_max)")
-_V_NIXL = "https://docs.vllm.ai/en/stable/features/nixl_connector_usage/ (NixlConnector, kv_producer / kv_consumer)"
-_V_OFFLOAD = ("https://github.com/vllm-project/vllm/blob/main/vllm/config/cache.py (kv_offloading_size: GiB summed over "
-              "all TP ranks; kv_offloading_backend: native | lmcache); checked: vllm 0.33.0 arg_utils.py")
+# ---- where each flag is documented: the engine profiles (engines/*.yaml) ---------------------
+# Every flag and config key an emitter writes is a setting or a `cli:` entry of the newest profile
+# of its engine, with the page it was read from. The k8s manifest runs `vllm serve`.
+PROFILE = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "k8s": "vllm"}
 
-_S_ARGS = "https://docs.sglang.io/advanced_features/server_arguments.html ; checked: sglang 0.5.23 sglang/srt/arg_groups/fields/"
-_S_PAR = ("https://docs.sglang.io/cookbook/base/reference/server_arguments (--tp-size, --dp-size, --ep-size, "
-          "--enable-dp-attention); checked: sglang 0.5.23 fields/parallel.py, server_args.py")
-_S_PD = "https://docs.sglang.io/advanced_features/pd_disaggregation.html ; checked: sglang 0.5.23 fields/disagg.py"
-_S_SPEC = ("https://docs.sglang.io/advanced_features/speculative_decoding.html (sgl-project/sglang "
-           "docs/advanced_features/speculative_decoding.md); checked: sglang 0.5.23 fields/spec.py")
-_S_QUANT = "https://docs.sglang.io/advanced_features/quantization.html ; checked: sglang 0.5.23 arg_groups/choices.py"
-_S_HICACHE = "sglang 0.5.23 sglang/srt/arg_groups/fields/memory.py (hicache_size: host KV pool in GB, per rank)"
 
-_T_SERVE = "https://nvidia.github.io/TensorRT-LLM/0.18.2/commands/trtllm-serve.html ; checked: tensorrt_llm/commands/serve.py"
-_T_SERVE_NEW = "https://nvidia.github.io/TensorRT-LLM/latest/commands/trtllm-serve.html ; checked: tensorrt_llm/commands/serve.py"
-_T_DISAGG = ("https://nvidia.github.io/TensorRT-LLM/latest/features/disagg-serving.html (NVIDIA/TensorRT-LLM "
-             "docs/source/features/disagg-serving.md)")
-_T_ARGS = "NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py (BaseLlmArgs, KvCacheConfig, CacheTransceiverConfig)"
-_T_SPEC = "NVIDIA/TensorRT-LLM docs/source/features/speculative-decoding.md (decoding_type MTP | DraftTarget | NGram)"
-_T_KV = "NVIDIA/TensorRT-LLM docs/source/features/kvcache.md and quantization.md (KvCacheConfig(dtype='fp8'))"
+def _profile(engine: str):
+    return get_engine(PROFILE[engine])
 
-FLAG_SOURCES: dict[str, dict[str, str]] = {
-    "vllm": {
-        "--tensor-parallel-size": _V_ARGS,
-        "--pipeline-parallel-size": _V_ARGS,
-        "--data-parallel-size": _V_DP,
-        "--enable-expert-parallel": _V_EP,
-        "--dtype": _V_ARGS,
-        "--quantization": _V_QUANT,
-        "--kv-cache-dtype": _V_KV,
-        "--max-model-len": _V_ARGS,
-        "--max-num-seqs": _V_ARGS,
-        "--max-num-batched-tokens": _V_ARGS,
-        "--enable-chunked-prefill": _V_ARGS,
-        "--no-enable-chunked-prefill": _V_ARGS + " (argparse.BooleanOptionalAction negation)",
-        "--gpu-memory-utilization": _V_ARGS,
-        "--speculative-config": _V_SPEC,
-        "--kv-transfer-config": _V_NIXL,
-        "--kv-offloading-size": _V_OFFLOAD,
-        "--kv-offloading-backend": _V_OFFLOAD,
-        "--port": _V_ARGS,
-        # not emitted: --cpu-offload-gb offloads *weights* to host memory, not the KV cache
-    },
-    "sglang": {
-        "--model-path": _S_ARGS,
-        "--tp-size": _S_PAR,
-        "--pp-size": _S_ARGS,
-        "--dp-size": _S_PAR,
-        "--enable-dp-attention": _S_PAR + " (sglang 0.5.23 still accepts it, deprecated for --attn-dp-size)",
-        "--ep-size": _S_PAR,
-        "--dtype": _S_ARGS,
-        "--quantization": _S_QUANT,
-        "--kv-cache-dtype": _S_ARGS + " (auto, fp8_e5m2, fp8_e4m3, ...)",
-        "--context-length": _S_ARGS,
-        "--max-running-requests": _S_ARGS,
-        "--chunked-prefill-size": _S_ARGS + " (-1 disables chunked prefill)",
-        "--max-prefill-tokens": _S_ARGS,
-        "--mem-fraction-static": _S_ARGS,
-        "--speculative-algorithm": _S_SPEC,
-        "--speculative-num-steps": _S_SPEC,
-        "--speculative-eagle-topk": _S_SPEC,
-        "--speculative-num-draft-tokens": _S_SPEC,
-        "--speculative-draft-model-path": _S_SPEC,
-        "--disaggregation-mode": _S_PD,
-        "--disaggregation-transfer-backend": _S_PD,
-        "--enable-hierarchical-cache": _S_HICACHE,
-        "--hicache-size": _S_HICACHE,
-        "--host": _S_ARGS,
-        "--port": _S_ARGS,
-        # python -m sglang_router.launch_router (the PD router), same page
-        "--pd-disaggregation": _S_PD,
-        "--prefill": _S_PD,
-        "--decode": _S_PD,
-    },
-    "trtllm": {
-        "--backend": _T_SERVE,
-        "--host": _T_SERVE,
-        "--port": _T_SERVE,
-        "--tp_size": _T_SERVE,
-        "--pp_size": _T_SERVE,
-        "--ep_size": _T_SERVE_NEW,
-        "--max_batch_size": _T_SERVE,
-        "--max_num_tokens": _T_SERVE,
-        "--max_seq_len": _T_SERVE,
-        "--kv_cache_free_gpu_memory_fraction": _T_SERVE,
-        "--extra_llm_api_options": _T_SERVE_NEW + " (alias --config in newer releases)",
-        "-c": _T_DISAGG + " (trtllm-serve disaggregated -c CONFIG)",
-    },
-}
-FLAG_SOURCES["k8s"] = FLAG_SOURCES["vllm"]  # the manifest runs `vllm serve` with the vLLM flags
 
+def _flag(engine: str, setting: str) -> str:
+    """The engine's own CLI flag for ``setting`` (from its profile)."""
+    return _profile(engine).flag(setting)
+
+
+def _table(engine: str) -> dict[str, str]:
+    eng = _profile(engine)
+    return {flag: eng.sources[k] for k, flag in eng.flag_items}
+
+
+FLAG_SOURCES: dict[str, dict[str, str]] = {e: _table(e) for e in PROFILE}
 # keys of the TensorRT-LLM --extra_llm_api_options YAML
-TRTLLM_YAML_SOURCES: dict[str, str] = {
-    "dtype": _T_ARGS,
-    "enable_chunked_prefill": _T_ARGS,
-    "enable_attention_dp": _T_ARGS,
-    "kv_cache_config.dtype": _T_KV,
-    "kv_cache_config.free_gpu_memory_fraction": _T_ARGS,
-    "kv_cache_config.host_cache_size": _T_ARGS + " (bytes of host memory for offloaded KV blocks)",
-    "speculative_config": _T_SPEC,
-    "disable_overlap_scheduler": _T_SPEC + "; " + _T_DISAGG,
-    "cache_transceiver_config.backend": _T_DISAGG + " (DEFAULT | UCX | NIXL | MPI)",
-    "cache_transceiver_config.max_tokens_in_buffer": _T_DISAGG,
-}
-
+TRTLLM_YAML_SOURCES: dict[str, str] = {key: _profile("trtllm").sources[k] for k, key in _profile("trtllm").key_items}
 DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
 
 # ---- checkpoints ---------------------------------------------------------------------------
 # the format the published Hugging Face checkpoint ships in (everything else: 16 bit)
 NATIVE_WEIGHTS = {"deepseek-v3": "fp8", "gpt-oss-120b": "mxfp4", "gpt-oss-20b": "mxfp4"}
-# models with a multi-token-prediction head (DeepSeek-V3 ships one MTP module)
-MTP_MODELS = frozenset({"deepseek-v3"})
+# models with a multi-token-prediction head: Model.mtp_layers of the model spec
 # a small draft model of the same tokenizer family, offered when a draft-model plan names none
 DRAFT_SUGGESTIONS = {
     "llama-3-8b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3-70b": "meta-llama/Llama-3.2-1B-Instruct",
@@ -300,11 +203,12 @@ def _parse(plan: dict) -> _Plan:
             raise PlannerError("plan 'disaggregated' must be a dict or None")
         for k in ("prefill_workers", "decode_workers", "prefill_tp", "decode_tp"):
             _int(dis, k)
-    is_moe = None
+    is_moe = has_mtp = None
     try:
         from planner.specs.loader import get_model
 
-        is_moe = get_model(plan["model"]).moe is not None
+        spec_model = get_model(plan["model"])
+        is_moe, has_mtp = spec_model.moe is not None, spec_model.mtp_layers > 0
     except PlannerError:
         pass  # a model the planner's specs do not know: trust the plan
     p = _Plan(
@@ -318,7 +222,7 @@ def _parse(plan: dict) -> _Plan:
     )
     if ep > 1 and is_moe is False:
         raise PlannerError(f"ep={ep} needs a mixture-of-experts model; {p.model} is dense")
-    if spec is not None and spec["method"] == "mtp" and not (p.model in MTP_MODELS or p.model.startswith("deepseek")):
+    if spec is not None and spec["method"] == "mtp" and has_mtp is False:
         raise PlannerError(f"{p.model} has no multi-token-prediction (MTP) head; use speculative method 'draft' or 'ngram'")
     p.role_list = p._make_roles()
     engines_gpus = sum(r.workers * r.tp * p.pp for r in p.role_list)
@@ -329,22 +233,23 @@ def _parse(plan: dict) -> _Plan:
     return p
 
 
-BLACKWELL = frozenset({"b200", "gb200"})  # compute capability 10.x
+_ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "k8s": "vLLM"}
 
 
 def _check_hardware(engine: str, p: _Plan) -> None:
-    """TensorRT-LLM and the manifest's CUDA image (nvidia.com/gpu) run on NVIDIA GPUs only; vLLM's
-    INT8 W8A8 kernels stop before Blackwell (its INT8 page)."""
-    if engine in ("vllm", "k8s") and p.weights == "int8" and p.hardware in BLACKWELL:
-        raise PlannerError(f"vLLM runs no INT8 W8A8 on Blackwell ({p.hardware}, compute capability 10); choose fp8 or fp4 weights")
-    if engine not in ("trtllm", "k8s"):
-        return
+    """Weights the engine's profile has no kernel for (on this device: vLLM's INT8 W8A8 stops before
+    Blackwell); TensorRT-LLM and the manifest's CUDA image (nvidia.com/gpu) run on NVIDIA GPUs only."""
     try:
         from planner.specs.loader import get_hardware
 
         hw = get_hardware(p.hardware)
     except PlannerError:
-        return  # hardware the planner's specs do not know: trust the plan
+        hw = None  # hardware the planner's specs do not know: trust the plan
+    why = _profile(engine).cannot_run(p.weights, hw)
+    if why:
+        raise PlannerError(f"{_ENGINE_NAMES[engine]} runs {why} ({p.hardware}); choose another weight format (fp8, int4, w4a8 or fp4)")
+    if engine not in ("trtllm", "k8s") or hw is None:
+        return
     if hw.vendor != "nvidia" or hw.kind != "gpu":
         what = "TensorRT-LLM runs" if engine == "trtllm" else "the Kubernetes manifest (vllm/vllm-openai, nvidia.com/gpu) runs"
         raise PlannerError(f"{what} on NVIDIA GPUs only, and {p.hardware} is a {hw.vendor} {hw.kind}")
@@ -390,17 +295,11 @@ def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
             f"fp8 weights: --quantization fp8 makes {name} quantize the 16-bit checkpoint to FP8 (W8A8, dynamic "
             "activation scales) while loading"])
     if w == "int8":
-        if engine == "trtllm":
-            raise PlannerError("TensorRT-LLM's PyTorch backend (the trtllm-serve default) runs no INT8 W8A8 (SmoothQuant) "
-                               "checkpoints; choose fp8, int4, w4a8 or fp4 weights")
         path = _local(p, "w8a8-int8")
         return _Checkpoint(path, quantization="w8a8_int8" if engine == "sglang" else None, notes=[
             f"int8 weights: needs an INT8 W8A8 checkpoint (per-channel weights, per-token activations; e.g. llm-compressor, "
             f"compressed-tensors format) at {path}" + ("" if engine == "sglang" else "; vLLM reads the method from its config")])
     if w == "int8-wo":
-        if engine == "trtllm":
-            raise PlannerError("TensorRT-LLM's PyTorch backend (the trtllm-serve default) runs no INT8 weight-only checkpoints; "
-                               "choose fp8, int4, w4a8 or fp4 weights")
         path = _local(p, "w8a16-int8")
         return _Checkpoint(path, notes=[
             f"int8-wo weights: needs an INT8 weight-only (W8A16) checkpoint (llm-compressor W8A16 or 8-bit GPTQ) at {path}; "
@@ -616,9 +515,10 @@ def _vllm_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
         args += ["--kv-cache-dtype", kv]
     seqs, toks = _ceil_div(p.max_num_seqs, dp), _ceil_div(p.max_num_batched_tokens, dp)  # per data-parallel rank
     toks = _step_tokens(p, role, seqs, toks, "vLLM", "max_num_batched_tokens")
-    args += ["--max-model-len", str(p.max_model_len), "--max-num-seqs", str(seqs), "--max-num-batched-tokens", str(toks),
-             "--enable-chunked-prefill" if p.chunked_prefill else "--no-enable-chunked-prefill",
-             "--gpu-memory-utilization", _num(p.gpu_memory_utilization)]
+    args += ["--max-model-len", str(p.max_model_len), _flag("vllm", "max_seqs"), str(seqs),
+             _flag("vllm", "max_batched_tokens"), str(toks),
+             _flag("vllm", "chunked_prefill" if p.chunked_prefill else "no_enable_chunked_prefill"),
+             _flag("vllm", "utilization"), _num(p.gpu_memory_utilization)]
     spec = p.speculative
     if spec:
         k = spec["num_speculative_tokens"]
@@ -677,12 +577,12 @@ def _sglang_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
     if kv:
         args += ["--kv-cache-dtype", kv]
     # SGLang takes these for the whole engine and splits them over attention-DP ranks itself
-    args += ["--context-length", str(p.max_model_len), "--max-running-requests", str(p.max_num_seqs)]
+    args += ["--context-length", str(p.max_model_len), _flag("sglang", "max_seqs"), str(p.max_num_seqs)]
     if p.chunked_prefill:
-        args += ["--chunked-prefill-size", str(p.max_num_batched_tokens)]
+        args += [_flag("sglang", "max_batched_tokens"), str(p.max_num_batched_tokens)]
     else:
-        args += ["--chunked-prefill-size", "-1", "--max-prefill-tokens", str(p.max_num_batched_tokens)]
-    args += ["--mem-fraction-static", _num(p.gpu_memory_utilization)]
+        args += [_flag("sglang", "chunked_prefill"), "-1", "--max-prefill-tokens", str(p.max_num_batched_tokens)]
+    args += [_flag("sglang", "utilization"), _num(p.gpu_memory_utilization)]
     spec = p.speculative
     if spec:
         k = spec["num_speculative_tokens"]
@@ -735,7 +635,7 @@ def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
     opts: dict = {}
     if ck.dtype:
         opts["dtype"] = ck.dtype
-    opts["enable_chunked_prefill"] = p.chunked_prefill
+    opts[_profile("trtllm").keys["chunked_prefill"]] = p.chunked_prefill
     kvc: dict = {"dtype": _kv_value("trtllm", p.kv) or "auto", "free_gpu_memory_fraction": p.gpu_memory_utilization}
     if p.kv_offload_gib > 0:
         kvc["host_cache_size"] = int(p.kv_offload_gib * 2**30)  # bytes, per rank
@@ -771,8 +671,9 @@ def _trtllm_args(p: _Plan, role: _Role, ck: _Checkpoint, options_file: str) -> l
             "--tp_size", str(role.tp), "--pp_size", str(p.pp)]
     if role.ep > 1:
         args += ["--ep_size", str(role.ep)]
-    args += ["--max_batch_size", str(seqs), "--max_num_tokens", str(toks), "--max_seq_len", str(p.max_model_len),
-             "--kv_cache_free_gpu_memory_fraction", _num(p.gpu_memory_utilization), "--extra_llm_api_options", options_file]
+    args += [_flag("trtllm", "max_seqs"), str(seqs), _flag("trtllm", "max_batched_tokens"), str(toks),
+             "--max_seq_len", str(p.max_model_len), _flag("trtllm", "utilization"), _num(p.gpu_memory_utilization),
+             "--extra_llm_api_options", options_file]
     return args
 
 

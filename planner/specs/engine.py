@@ -1,37 +1,100 @@
-"""Serving engines: how an engine budgets memory and what it adds per kernel and per step.
+"""Serving engines as data: one profile per engine and version (``engines/*.yaml``).
 
-The hardware spec holds what the device achieves; an engine adds its own software
-costs: a kernel-launch gap per op when its kernels are not captured in CUDA graphs,
-a scheduler/sampling cost per step, and its batch limits.
+A profile says how the engine budgets memory (``utilization``, ``kv_policy``), its batch
+limits, its scheduler (chunked prefill, decode-first or prefill-first, preemption, async
+scheduling, prefix caching), how far it captures CUDA graphs, the speculative methods it
+runs, and the engine's own CLI flag for each setting (``--emit`` writes those). Every value
+in the YAML carries the documentation page or source file it was read from; a default the
+engine does not publish is an explicit null (or a documented prior), never a guess.
+
+Per-step / per-request host overheads are fitted by calibration into
+``engines/calibration/*.yaml`` (a mapping ``engine: ID@VERSION`` plus the fitted fields);
+``get_engine`` lays those over the profile. Until fitted they are 0.
+
+``get_engine("vllm")`` is the newest vLLM profile, ``get_engine("vllm@0.15")`` a given one.
+``Engine()`` with no arguments keeps the generic prior the cost model always used
+(TensorRT-LLM-like defaults), so a library user who names no engine sees no change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import functools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
 
-from planner.errors import unknown
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from planner.errors import PlannerError, unknown
 
 GiB = 2.0**30
+_MIB = 2.0**20
 
 
 @dataclass(frozen=True)
 class Engine:
     id: str = "trtllm"
+    version: str | None = None  # None: the generic prior, no particular release
     # fraction of device memory the engine may use (vLLM gpu_memory_utilization default 0.9;
     # TensorRT-LLM gives the KV cache 0.9 of the memory left after weights)
     utilization: float = 0.90
     # "free": the KV cache gets `utilization` of the memory left after weights, activations and
     # runtime (TensorRT-LLM kv_cache_free_gpu_memory_fraction); "total": the engine uses
-    # `utilization` of the device and the KV cache gets what weights leave (vLLM)
+    # `utilization` of the device and the KV cache gets what weights leave (vLLM, SGLang)
     kv_policy: str = "free"
     # CUDA context, cuBLAS/NCCL workspaces, allocator slack: a prior (~1 GiB non-torch memory)
     runtime_bytes: float = 1.0 * GiB
-    max_batched_tokens: int = 8192  # activation workspace is sized for this many tokens (TRT-LLM max_num_tokens default)
+    max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
-    max_seqs: int = 2048  # engine cap on concurrent sequences (TensorRT-LLM max_batch_size default)
+    max_seqs: int = 2048  # engine cap on concurrent sequences
     kernel_overhead_s: float = 0.0  # extra gap per op (kernel launches not in CUDA graphs)
     step_overhead_s: float = 0.0  # extra host time per step beyond the hardware's
+    # scheduler
+    chunked_prefill: bool | None = None  # None: the engine decides (e.g. by context length)
+    schedule: str = "decode_first"  # "decode_first" | "prefill_first"
+    prefix_caching: bool = False
+    preemption: str | None = "recompute"  # "recompute" | "swap" | None (the scheduler never preempts)
+    async_scheduling: bool = False  # host scheduling of step n+1 overlaps the device running step n
+    # CUDA graphs: decode batches up to this size replay a captured graph (None: none captured)
+    cuda_graph_max_batch: int | None = None
+    cuda_graph_sizes: tuple[int, ...] = ()
+    eager_kernel_overhead_s: float | None = None  # launch gap per op outside graphs (None: not fitted)
+    # host costs fitted by calibration (engines/calibration/*.yaml); 0 until fitted
+    step_host_s: float = 0.0
+    step_host_per_seq_s: float = 0.0
+    request_overhead_s: float = 0.0
+    spec_methods: tuple[str, ...] = ()  # planner method names: draft | mtp | eagle | ngram | medusa
+    flag_items: tuple[tuple[str, str], ...] = ()  # (setting, the engine's own CLI flag)
+    key_items: tuple[tuple[str, str], ...] = ()  # (setting, its key in the engine's config file)
+    source_items: tuple[tuple[str, str], ...] = ()  # (setting, where its value was read)
+    # weight formats the engine has no kernel for on a device with a native `compute` dtype
+    # (None: on any device): ((weights, compute dtype marking the device generation, reason), ...)
+    unsupported: tuple[tuple[str, str | None, str], ...] = ()
+    rules: tuple = field(default=(), compare=False, repr=False)  # device-dependent defaults
     source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.id if self.version is None else f"{self.id}@{self.version}"
+
+    @property
+    def flags(self) -> dict[str, str]:
+        return dict(self.flag_items)
+
+    @property
+    def keys(self) -> dict[str, str]:
+        return dict(self.key_items)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return dict(self.source_items)
+
+    def flag(self, setting: str) -> str:
+        """The engine's CLI flag for ``setting``; a PlannerError when the profile names none."""
+        f = self.flags.get(setting)
+        if not f:
+            raise PlannerError(f"engine {self.name} has no flag for {setting!r} in its profile")
+        return f
 
     def runtime_for(self, hw) -> float:
         return self.runtime_bytes if hw.kind in ("gpu", "accelerator", "tpu") else 0.0
@@ -39,20 +102,257 @@ class Engine:
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
 
+    def for_hardware(self, hw, tp: int = 1, pp: int = 1) -> "Engine":
+        """The profile with the defaults the engine picks on ``hw`` (vLLM and SGLang size their
+        batch limits, CUDA-graph range and memory fraction by device memory)."""
+        eng = self
+        for rule in self.rules:
+            eng = rule.apply(eng, hw, tp, pp)
+        return eng
 
-ENGINES: dict[str, Engine] = {
-    "trtllm": Engine("trtllm", source="TensorRT-LLM defaults: max_batch_size 2048, max_num_tokens 8192, KV fraction 0.9; decode in CUDA graphs"),
-    "vllm": Engine("vllm", kv_policy="total", max_seqs=256, kv_block_tokens=16, source="vLLM defaults: max_num_seqs 256, block size 16, gpu_memory_utilization 0.9; CUDA graphs"),
-    "llamacpp": Engine(
-        "llamacpp", utilization=1.0, max_seqs=1, kv_block_tokens=1, runtime_bytes=0.5 * GiB,
-        kernel_overhead_s=8e-6,
-        source="llama.cpp: one stream, no CUDA graphs in the published runs; 8 us per-op launch gap is a prior "
-               "(between the ~4-16 us gaps the published single-stream rows imply on desktop and server hosts)",
-    ),
-}
+    def cannot_run(self, weights: str, hw) -> str | None:
+        """Why this engine has no kernel for ``weights`` on ``hw`` (None: it has)."""
+        for w, marker, reason in self.unsupported:
+            if w == weights and (marker is None or (hw is not None and hw.supports(marker))):
+                return reason
+        return None
+
+    def info(self) -> dict:
+        """A JSON-ready summary (what result objects and ``planner engines show`` print)."""
+        return {"id": self.id, "version": self.version, "name": self.name, "utilization": self.utilization,
+                "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
+                "kv_block_tokens": self.kv_block_tokens, "chunked_prefill": self.chunked_prefill,
+                "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
+                "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,
+                "spec_methods": list(self.spec_methods), "source": self.source}
+
+
+# ---- the YAML schema ------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Setting(_Strict):
+    """One engine default: its value, the engine's CLI flag for it, where the value was read."""
+
+    value: Any = None
+    flag: str | None = None  # the engine's CLI flag
+    key: str | None = None  # or its key in the engine's config file (TensorRT-LLM extra_llm_api_options)
+    source: str
+    note: str = ""
+
+
+class DeviceRule(_Strict):
+    """Defaults an engine picks by device memory: the first tier whose bound the device is under.
+
+    ``tiers`` list ``{below_gib, set: {setting: value}}`` in rising order (the last may omit
+    ``below_gib``); ``exclude_names`` keeps devices whose id contains one of them on the
+    ``fallback`` tier (vLLM keeps the A100 on its small defaults). ``reserved_mib`` derives the
+    memory fraction as (capacity - reserved) / capacity (SGLang's mem_fraction_static rule)."""
+
+    tiers: list[dict[str, Any]] = []
+    exclude_names: list[str] = []
+    fallback: dict[str, Any] = {}
+    reserved_mib: dict[str, float] | None = None
+    source: str
+
+    def _tier(self, hw) -> dict[str, Any]:
+        if any(n in hw.id for n in self.exclude_names):
+            return self.fallback
+        cap_gib = hw.memory_capacity_bytes / GiB
+        for t in self.tiers:
+            if t.get("below_gib") is None or cap_gib < t["below_gib"]:
+                return t
+        return {}
+
+    def apply(self, eng: Engine, hw, tp: int, pp: int) -> Engine:
+        if hw.kind not in ("gpu", "accelerator"):
+            return eng
+        t = self._tier(hw)
+        kw = {**t.get("set", {}), **(t.get("set_tp4", {}) if tp >= 4 else {})} if "set" in t or "set_tp4" in t else t
+        kw = {k: v for k, v in kw.items() if k in _ENGINE_FIELDS}
+        eng = replace(eng, **kw)
+        r = self.reserved_mib
+        if r is not None:
+            cap_mib = hw.memory_capacity_bytes / _MIB
+            graph = eng.cuda_graph_max_batch or 0
+            reserved = (r["base"] + r["per_prefill_token"] * max(eng.max_batched_tokens, r["min_prefill_tokens"])
+                        + r["per_graph_seq"] * graph + r["per_rank_eighth"] * tp * pp / 8)
+            if cap_mib > r["floor_above_mib"]:
+                reserved = max(reserved, r["floor"])
+            eng = replace(eng, utilization=round((cap_mib - reserved) / cap_mib, 3))
+        return eng
+
+
+class EngineSpec(_Strict):
+    id: str
+    version: str
+    name: str
+    released: str | None = None
+    source: str  # the engine's main documentation page for this release
+    notes: list[str] = []
+    settings: dict[str, Setting]
+    device_rules: list[DeviceRule] = []
+    # weights the engine has no kernel for on a device with a native `on_native` dtype
+    unsupported: list[dict[str, str | None]] = []
+    # further flags / config keys the emitters write (parallelism, quantization, ports...), each with its page
+    cli: dict[str, Setting] = {}
+
+    @model_validator(mode="after")
+    def _check(self):
+        bad = sorted(set(self.settings) - _ENGINE_FIELDS) + sorted(set(self.settings) & set(self.cli))
+        if bad:
+            raise ValueError(f"unknown engine settings {bad}; known: {sorted(_ENGINE_FIELDS)}")
+        s = {k: v.value for k, v in self.settings.items()}
+        checks = {"kv_policy": ("free", "total"), "schedule": ("decode_first", "prefill_first"),
+                  "preemption": ("recompute", "swap", None)}
+        for k, allowed in checks.items():
+            if k in s and s[k] not in allowed:
+                raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")
+        return self
+
+    def to_engine(self) -> Engine:
+        kw: dict[str, Any] = {}
+        for k, st in self.settings.items():
+            v = st.value
+            if v is None and k in _REQUIRED_VALUES:
+                continue  # not published: keep the documented prior of the dataclass
+            if k in ("cuda_graph_sizes", "spec_methods"):
+                v = tuple(v or ())
+            if k == "runtime_bytes" and isinstance(v, str):
+                from planner.units import parse_quantity
+
+                v = parse_quantity(v, "bytes")
+            kw[k] = v
+        both = {**self.cli, **self.settings}
+        flags = tuple((k, st.flag) for k, st in both.items() if st.flag)
+        keys = tuple((k, st.key) for k, st in both.items() if st.key)
+        srcs = tuple((k, st.source) for k, st in both.items())
+        unsup = tuple((u["weights"], u.get("on_native"), u["reason"]) for u in self.unsupported)
+        return Engine(id=self.id, version=self.version, flag_items=flags, key_items=keys, source_items=srcs, unsupported=unsup,
+                      rules=tuple(self.device_rules), source=f"{self.name}: {self.source}", **kw)
+
+
+_ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
+                           if f not in ("id", "version", "flag_items", "key_items", "source_items", "unsupported", "rules", "source"))
+# fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
+_REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens",
+                              "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
+                              "async_scheduling", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
+
+
+# ---- loading --------------------------------------------------------------------------------
+def _version_key(v: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
+
+
+def _engines_dir() -> Path:
+    from planner.specs.loader import data_dir
+
+    return data_dir("engines")
+
+
+def _calibration(root: Path) -> dict[str, dict]:
+    """Fitted host overheads per ``ID@VERSION`` from ``engines/calibration/*.yaml``."""
+    from planner.specs.loader import read_yaml
+
+    out: dict[str, dict] = {}
+    cal = root / "calibration"
+    if not cal.is_dir():
+        return out
+    for path in sorted(cal.glob("*.yaml")):
+        data = read_yaml(path)
+        if not isinstance(data, dict) or not isinstance(data.get("engine"), str):
+            raise PlannerError(f"{path}: an engine calibration file needs an 'engine: ID@VERSION' key")
+        fitted = {k: v for k, v in data.items() if k in _CALIBRATED and isinstance(v, (int, float))}
+        out.setdefault(data["engine"], {}).update(fitted)
+    return out
+
+
+_CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead_s", "kernel_overhead_s",
+                         "eager_kernel_overhead_s", "step_overhead_s"})
+
+
+@functools.lru_cache(maxsize=None)
+def profiles() -> dict[str, Engine]:
+    """Every engine profile, keyed ``ID@VERSION``."""
+    from planner.specs.loader import load_spec_file
+
+    root = _engines_dir()
+    out: dict[str, Engine] = {}
+    for path in sorted(root.glob("*.yaml")):
+        eng = load_spec_file(EngineSpec, path).to_engine()
+        if eng.name in out:
+            raise PlannerError(f"{path}: engine {eng.name} is defined twice")
+        out[eng.name] = eng
+    for name, fitted in _calibration(root).items():
+        if name in out:
+            out[name] = replace(out[name], **fitted)
+        elif "@" not in name:
+            for k in [k for k in out if k.split("@")[0] == name]:
+                out[k] = replace(out[k], **fitted)
+    return out
+
+
+def engine_ids() -> list[str]:
+    """Engine ids (newest version of each) and every ``ID@VERSION``."""
+    ps = profiles()
+    return sorted({n.split("@")[0] for n in ps}) + sorted(ps, key=lambda n: (n.split("@")[0], _version_key(n.split("@")[1])))
 
 
 def get_engine(name: str) -> Engine:
-    if name not in ENGINES:
-        raise unknown("engine", name, ENGINES)
-    return ENGINES[name]
+    """``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release."""
+    ps = profiles()
+    if name in ps:
+        return ps[name]
+    base, _, ver = name.partition("@")
+    versions = sorted((e for e in ps.values() if e.id == base), key=lambda e: _version_key(e.version))
+    if versions and not ver:
+        return versions[-1]
+    if versions:
+        # "vllm@0.15.1" resolves to the 0.15 profile: a profile covers its minor series
+        for e in reversed(versions):
+            if _version_key(ver)[:len(_version_key(e.version))] == _version_key(e.version):
+                return e
+        raise unknown(f"{base} version", ver, [e.version for e in versions])
+    raise unknown("engine", name, engine_ids())
+
+
+class _Latest(dict):
+    """``ENGINES[id]``: the newest profile of each engine (kept for callers of the old dict)."""
+
+    def _load(self):
+        if not dict.__len__(self):
+            self.update({i: get_engine(i) for i in {e.id for e in profiles().values()}})
+
+    def __getitem__(self, k):
+        self._load()
+        return dict.__getitem__(self, k)
+
+    def __iter__(self):
+        self._load()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._load()
+        return dict.__len__(self)
+
+    def __contains__(self, k):
+        self._load()
+        return dict.__contains__(self, k)
+
+    def keys(self):
+        self._load()
+        return dict.keys(self)
+
+    def items(self):
+        self._load()
+        return dict.items(self)
+
+    def values(self):
+        self._load()
+        return dict.values(self)
+
+
+ENGINES: dict[str, Engine] = _Latest()
+EngineKind = Literal["vllm", "sglang", "trtllm", "llamacpp"]

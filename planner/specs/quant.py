@@ -75,6 +75,45 @@ KV_FORMATS: dict[str, float] = {
     "q4_0": 18 * 8 / 32,
 }
 
+# Which formats each part of the planner offers. The one list of ids is FORMATS / KV_FORMATS above;
+# these say which of them the plan search tries and which the deployment emitters can write.
+# fp32 and the llama.cpp block formats are estimated when asked for but not searched or deployed;
+# int8-wo is deployable but not searched (int8 W8A8 dominates it wherever both run).
+SEARCH_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "w4a8", "fp4", "mxfp4")
+SEARCH_KV_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int8", "int4")
+DEPLOY_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int8-wo", "int4", "w4a8", "fp4", "mxfp4")
+DEPLOY_KV_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4")
+
+
+def default_kv(weights: str) -> str:
+    """The KV-cache format an engine uses when none is asked for.
+
+    Engines store the KV cache in the model's activation dtype unless told otherwise (vLLM and
+    SGLang ``--kv-cache-dtype auto``; TensorRT-LLM ``kv_cache_config.dtype auto``): fp16 weights
+    give an fp16 cache, fp32 an fp32 one, everything else 16-bit bf16, except fp8 checkpoints,
+    whose FP8 KV cache the planner assumes by default (the engines' FP8 recipes quantize both).
+    """
+    if weights in ("fp8", "fp16", "fp32"):
+        return weights
+    return "bf16"
+
+
+# precision names other tables and engines use for the formats above
+PRECISION_ALIASES: dict[str, str] = {
+    "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "fp8_e4m3": "fp8", "fp8-e4m3": "fp8",
+    "e4m3": "fp8", "w8a8": "int8", "int8_sq": "int8", "smoothquant": "int8", "w8a16": "int8-wo", "int8_wo": "int8-wo",
+    "w4a16": "int4", "awq": "int4", "gptq": "int4", "int4_awq": "int4", "int4-awq": "int4", "int4_gptq": "int4",
+    "nvfp4": "fp4", "w4a8_awq": "w4a8",
+}
+
+
+def canonical(name: str | None) -> str | None:
+    """The planner's id for a precision name (``float16`` -> ``fp16``); unknown names pass through."""
+    if not name:
+        return name
+    v = name.strip().lower()
+    return PRECISION_ALIASES.get(v, v)
+
 
 def get_format(name: str) -> Format:
     if name not in FORMATS:
