@@ -1,0 +1,104 @@
+"""First-principles checks of the physics in the step and steady-state models: MoE load imbalance and token
+permutation, the vector-unit ceiling for dequantization, the engine's host time per step, the per-request
+overhead, and closed-loop clients beyond what the engine admits."""
+
+import numpy as np
+import pytest
+
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import DEQUANT_OPS_PER_ELEM, CostModel, Op, Step, ep_imbalance
+from planner.serving.predict import PlanSpec, estimate
+from planner.specs.engine import Engine
+from planner.specs.loader import get_hardware, get_model
+
+
+def op(sc, name):
+    return next(o for o in sc.ops if o.name == name)
+
+
+def test_ep_imbalance_is_the_extreme_of_binomial_loads():
+    assert ep_imbalance(1000.0, 1)[()] == 1.0
+    # 8 ranks, 64 assignments: mean 8 per rank, sd sqrt(8 x 7/8); busiest ~ mean + sqrt(2 ln 8) sd
+    expect = 1 + np.sqrt(2 * np.log(8)) * np.sqrt(8 * 7 / 8) / 8
+    assert ep_imbalance(64.0, 8)[()] == pytest.approx(expect)
+    # more tokens even the load out; more ranks make it worse
+    assert ep_imbalance(1e6, 8)[()] < 1.01 < ep_imbalance(64.0, 8)[()] < ep_imbalance(64.0, 32)[()]
+
+
+def test_moe_permute_moves_each_assignment_in_and_out():
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
+    sc = CostModel(m, hw).step(p, Step(decode_seqs=256, decode_ctx=100))
+    perm = op(sc, Op.MOE_PERMUTE)
+    # 256 tokens x top-2 rows of hidden 4096, gathered (read + write) and scattered back (read + write), bf16
+    assert perm.bytes[0] == pytest.approx(256 * 2 * 4096 * 2.0 * 4)
+    assert perm.count == pytest.approx(m.num_layers)
+
+
+def test_quantized_kv_pays_dequantization_on_the_vector_units():
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    cm = CostModel(m, hw)
+    st = Step(decode_seqs=64, decode_ctx=8192)
+    bf = op(cm.step(make_plans(m, hw, weights="bf16", kv="bf16"), st), Op.ATTENTION)
+    i4 = op(cm.step(make_plans(m, hw, weights="bf16", kv="int4"), st), Op.ATTENTION)
+    # every cached element read is dequantized: its vector time bounds the op from below
+    kv_elems = 64 * 8192 * 2 * m.num_kv_heads * m.head_dim
+    assert i4.time_s[0] >= kv_elems * DEQUANT_OPS_PER_ELEM / cm.vec_rate
+    assert bf.time_s[0] > 0 and cm.vector_time(kv_elems)[()] > 0
+
+
+def test_weight_only_gemm_dequantizes_once_per_m_tile():
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    cm = CostModel(m, hw)
+    p = make_plans(m, hw, weights="int4", kv="bf16")  # W4A16: 16-bit GEMMs over 4-bit weights
+    assert p.weight_dequant[0] == 1.0
+    assert make_plans(m, hw, weights="fp8", kv="fp8").weight_dequant[0] == 0.0  # native fp8 GEMMs
+    small = op(cm.step(p, Step(decode_seqs=8, decode_ctx=10)), Op.MLP_DOWN)
+    big = op(cm.step(p, Step(decode_seqs=1024, decode_ctx=10)), Op.MLP_DOWN)
+    w = m.hidden_size * m.intermediate_size
+    assert small.time_s[0] >= w * DEQUANT_OPS_PER_ELEM / cm.vec_rate
+    assert big.time_s[0] >= 16 * w * DEQUANT_OPS_PER_ELEM / cm.vec_rate  # 1024 tokens = 16 tiles of 64
+
+
+def test_engine_host_time_adds_or_hides_under_the_gpu():
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, weights="fp8", kv="fp8")
+    st = Step(decode_seqs=100, decode_ctx=1000)
+    base = CostModel(m, hw, engine=Engine()).step(p, st).time_s[0]
+    sync = CostModel(m, hw, engine=Engine().with_(step_host_s=1e-3, step_host_per_seq_s=10e-6)).step(p, st).time_s[0]
+    assert sync - base == pytest.approx(1e-3 + 100 * 10e-6)
+    hidden = Engine().with_(step_host_s=1e-3, step_host_per_seq_s=10e-6, async_scheduling=True)
+    assert CostModel(m, hw, engine=hidden).step(p, st).time_s[0] == pytest.approx(max(base, 2e-3))
+
+
+def test_request_overhead_lands_in_ttft_only():
+    plan = PlanSpec(weights="fp8")
+    a = estimate("llama-3.1-8b", "h100-sxm", plan, isl=500, osl=100, concurrency=4, engine=Engine())
+    b = estimate("llama-3.1-8b", "h100-sxm", plan, isl=500, osl=100, concurrency=4, engine=Engine().with_(request_overhead_s=0.02))
+    assert b.ttft_s - a.ttft_s == pytest.approx(0.02)
+    assert b.tpot_s == pytest.approx(a.tpot_s)
+
+
+def test_clients_beyond_the_batch_cap_queue_in_a_closed_loop():
+    plan = PlanSpec(weights="fp8")
+    eng = Engine().with_(max_seqs=32)
+    at_cap = estimate("llama-3.1-8b", "h100-sxm", plan, isl=1000, osl=200, concurrency=32, engine=eng)
+    over = estimate("llama-3.1-8b", "h100-sxm", plan, isl=1000, osl=200, concurrency=96, engine=eng)
+    # the batch stops growing at the cap: same TPOT and throughput; the 64 extra clients wait for slots
+    assert over.tpot_s == pytest.approx(at_cap.tpot_s)
+    assert over.output_tokens_per_s == pytest.approx(at_cap.output_tokens_per_s)
+    assert over.queue_wait_s == pytest.approx(64 / at_cap.requests_per_s)
+    assert over.ttft_s == pytest.approx(at_cap.ttft_s + over.queue_wait_s)
+    # Little's law for the closed loop: clients = throughput x response time (to within the difference between the
+    # step that carries a whole prompt, which TTFT sees, and the mean step that sets throughput)
+    assert 96 == pytest.approx(over.requests_per_s * over.e2e_latency_s, rel=0.01)
+    assert over.fits and over.plan["running"] == 32
+
+
+def test_attention_dp_splits_the_batch_and_the_kv():
+    m = "deepseek-v3"
+    one = estimate(m, "h200-sxm", PlanSpec(tp=8, weights="fp8"), isl=1000, osl=1000, concurrency=64)
+    dp = estimate(m, "h200-sxm", PlanSpec(tp=1, ep=8, attention_dp=8, weights="fp8"), isl=1000, osl=1000, concurrency=64)
+    assert dp.gpus == one.gpus == 8
+    # MLA caches one latent per token: tp8 replicates it on every rank, attention-DP shards the sequences
+    assert dp.memory["kv_cache_bytes"] == pytest.approx(one.memory["kv_cache_bytes"] / 8, rel=0.02)
