@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.costmodel.memory import weight_bytes_per_device
+from planner.costmodel.memory import kv_bytes_per_seq, weight_bytes_per_device
 from planner.costmodel.plans import make_plans
 from planner.errors import PlannerError
 from planner.specs.hf_import import spec_from_hf_config
@@ -154,6 +154,16 @@ def test_vision_weights_are_held_in_memory_but_never_active():
     held = float(weight_bytes_per_device(m, plans)[0])
     assert held == pytest.approx(2.0 * m.total_params, rel=1e-9)  # every element, the encoder included, in bf16
     assert m.total_params - m.active_params == 48 * 15 * m.expert_params() + m.vision_params()
+
+
+def test_chunked_layers_hold_at_most_one_chunk_of_kv():
+    """36 of Scout's 48 layers are chunked: past 8192 tokens only its 12 global layers keep growing."""
+    m = get_model("llama-4-scout")
+    plans = make_plans(m, get_hardware("h100-sxm"), tp=1, weights="bf16", kv="bf16", check=False)
+    per_token_layer = 2 * 8 * 128 * 2.0  # K and V, 8 kv heads x 128, bf16
+    for ctx in (4096, 8192, 100_000):
+        expected = per_token_layer * (12 * ctx + 36 * min(ctx, 8192))
+        assert float(kv_bytes_per_seq(m, plans, ctx)[0]) == pytest.approx(expected)
 
 
 # ---- gpt-oss -----------------------------------------------------------------------------------
@@ -343,6 +353,7 @@ def test_import_reproduces_the_built_in_architecture(tmp_path, ident):
     assert got.kv_elements_per_token_per_layer() == want.kv_elements_per_token_per_layer()
     for field in ("sinks", "qkv_bias", "o_bias", "qk_norm", "chunk_size", "sliding_window", "nope_global_layers"):
         assert getattr(got.attention, field) == getattr(want.attention, field), field
+    assert got.mtp_layers == want.mtp_layers
     if want.native_weights:
         assert (got.native_weights.experts, got.native_weights.dense) == (want.native_weights.experts, want.native_weights.dense)
 

@@ -45,7 +45,8 @@ def kv_bytes_per_token_layers(model: Model, p: PlanArrays) -> tuple[np.ndarray, 
     """KV bytes per token on one device: (full-attention layers, sliding-window layers)."""
     per_layer = attention_shard(model, p.tp).kv_elems_per_token
     pp = p.pp.astype(float)
-    n_swa = model.num_sliding_layers()
+    # local layers (sliding window, or Llama-4 chunks: the engine frees keys before the current chunk)
+    n_swa = len(model.local_layer_indices())
     full = per_layer * (model.num_layers - n_swa) / pp * p.kv_bytes
     swa = per_layer * n_swa / pp * p.kv_bytes
     return full, swa
@@ -55,7 +56,7 @@ def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1) ->
     """KV bytes one sequence of ``ctx`` tokens holds on a device (whole blocks)."""
     ctx = np.ceil(np.asarray(ctx, float) / block_tokens) * block_tokens
     full, swa = kv_bytes_per_token_layers(model, p)
-    w = model.attention.sliding_window
+    w = model.attention.local_window
     return full * ctx + swa * (np.minimum(ctx, w) if w else ctx)
 
 
@@ -103,7 +104,7 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine()) ->
 def max_context(model: Model, mem: MemoryResult) -> np.ndarray:
     """Longest single sequence whose KV fits (capped at the model's trained context)."""
     kv = np.maximum(mem.kv_capacity_bytes, 0.0)
-    w = model.attention.sliding_window
+    w = model.attention.local_window
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
     with np.errstate(divide="ignore", invalid="ignore"):
         if not w:

@@ -197,6 +197,8 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
         spec["head_dim"] = int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
     if moe:
         spec["moe"] = moe
+    if cfg.get("num_nextn_predict_layers"):  # DeepSeek-V3/R1's multi-token-prediction module (not counted)
+        spec["mtp_layers"] = int(cfg["num_nextn_predict_layers"])
     for key, value in (("vision", _vision(top)), ("native_weights", _native_weights(top, path))):
         if value:
             spec[key] = value
