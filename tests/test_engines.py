@@ -1,0 +1,145 @@
+"""Engine profiles (engines/*.yaml): every file loads, every value names its source, versions
+resolve, unknown names fail with one line, and device-dependent defaults follow the engines' rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.errors import PlannerError
+from planner.specs.engine import ENGINES, Engine, EngineSpec, engine_ids, get_engine, profiles
+from planner.specs.loader import data_dir, get_hardware, load_spec_file
+
+FILES = sorted(Path(data_dir("engines")).glob("*.yaml"))
+REQUIRED = ("id", "version", "utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens",
+            "max_seqs", "kernel_overhead_s", "step_overhead_s", "chunked_prefill", "schedule", "prefix_caching",
+            "cuda_graph_max_batch", "eager_kernel_overhead_s", "preemption", "async_scheduling", "step_host_s",
+            "step_host_per_seq_s", "request_overhead_s", "spec_methods", "flags", "source")
+
+
+def test_the_briefed_profiles_exist():
+    names = set(profiles())
+    for n in ("vllm@0.15", "vllm@0.6", "sglang@0.5", "trtllm@1.1", "trtllm@0.14", "trtllm@0.9"):
+        assert n in names
+    assert any(n.startswith("llamacpp@") for n in names)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_profile_loads_and_sources_every_value(path):
+    spec = load_spec_file(EngineSpec, path)
+    assert path.stem.startswith(spec.id)
+    for name, s in {**spec.settings, **spec.cli}.items():
+        assert s.source.strip(), (path.name, name)
+    eng = spec.to_engine()
+    for attr in REQUIRED:
+        assert hasattr(eng, attr), attr
+    assert 0 < eng.utilization <= 1 and eng.max_seqs >= 1 and eng.kv_block_tokens >= 1 and eng.max_batched_tokens >= 1
+    assert eng.kv_policy in ("free", "total") and eng.schedule in ("decode_first", "prefill_first")
+    assert eng.preemption in ("recompute", "swap", None)
+    for flag in eng.flags.values():
+        assert flag.startswith("-"), (path.name, flag)
+
+
+def test_a_null_value_keeps_the_documented_prior(tmp_path):
+    # TensorRT-LLM 0.9 publishes no serving batch cap: the profile says null and the prior stands
+    raw = yaml.safe_load((Path(data_dir("engines")) / "trtllm-0.9.yaml").read_text())
+    assert raw["settings"]["max_seqs"]["value"] is None
+    assert get_engine("trtllm@0.9").max_seqs == Engine().max_seqs
+
+
+def test_unknown_setting_is_rejected(tmp_path):
+    bad = tmp_path / "x-1.0.yaml"
+    bad.write_text("id: x\nversion: '1.0'\nname: X\nsource: s\nsettings:\n  max_sequences: {value: 3, source: s}\n")
+    with pytest.raises(PlannerError, match="max_sequences"):
+        load_spec_file(EngineSpec, bad)
+
+
+def test_version_resolution():
+    assert get_engine("vllm").version == "0.15"  # the newest profile
+    assert get_engine("vllm@0.6").version == "0.6"
+    assert get_engine("vllm@0.15.1") is get_engine("vllm@0.15")  # a patch release uses its minor series
+    assert get_engine("trtllm").version == "1.1"
+    assert get_engine("trtllm@0.14").name == "trtllm@0.14"
+    assert ENGINES["vllm"] is get_engine("vllm") and "sglang" in ENGINES
+    assert "vllm" in engine_ids() and "vllm@0.6" in engine_ids()
+
+
+@pytest.mark.parametrize("name, match", [
+    ("vlm", r"unknown engine 'vlm' \(did you mean 'vllm'"),
+    ("vllm@0.3", r"unknown vllm version '0.3' \(did you mean"),
+    ("tensorrt", r"unknown engine 'tensorrt'"),
+])
+def test_unknown_engine_is_one_line(name, match):
+    with pytest.raises(PlannerError, match=match) as e:
+        get_engine(name)
+    assert "\n" not in str(e.value)
+
+
+def test_versions_differ_where_the_engines_changed():
+    new, old = get_engine("vllm@0.15"), get_engine("vllm@0.6")
+    assert new.chunked_prefill is True and old.chunked_prefill is None  # V0 decides by context length
+    assert new.prefix_caching and not old.prefix_caching
+    assert new.async_scheduling and not old.async_scheduling
+    assert (new.schedule, old.schedule) == ("decode_first", "prefill_first")
+    assert get_engine("trtllm@1.1").kv_block_tokens == 32 and get_engine("trtllm@0.14").kv_block_tokens == 64
+
+
+def test_memory_policies_match_the_engines():
+    assert get_engine("vllm").kv_policy == "total" and get_engine("sglang").kv_policy == "total"
+    assert get_engine("trtllm").kv_policy == "free"
+
+
+def test_vllm_batch_defaults_follow_device_memory():
+    eng = get_engine("vllm")
+    h100, a100, l40s = (get_hardware(h) for h in ("h100-sxm", "a100-sxm-80gb", "l40s"))
+    assert eng.for_hardware(h100).max_seqs == 1024 and eng.for_hardware(h100).max_batched_tokens == 8192
+    assert eng.for_hardware(a100).max_seqs == 256  # >= 70 GiB, but vLLM keeps the A100 on the small defaults
+    assert eng.for_hardware(l40s).max_seqs == 256 and eng.for_hardware(l40s).max_batched_tokens == 2048
+
+
+def test_sglang_memory_fraction_is_its_reserved_memory_rule():
+    eng = get_engine("sglang")
+    hw = get_hardware("h100-sxm")
+    e = eng.for_hardware(hw)
+    cap_mib = hw.memory_capacity_bytes / 2**20
+    reserved = max(512 + 1.5 * 8192 + 2 * 256 + 1024 / 8, 10240)  # chunked prefill 8k, graphs to 256, tp 1
+    assert e.max_batched_tokens == 8192 and e.cuda_graph_max_batch == 256
+    assert e.utilization == pytest.approx((cap_mib - reserved) / cap_mib, abs=1e-3)
+    assert eng.for_hardware(hw, tp=8).cuda_graph_max_batch == 512
+    # more tensor-parallel ranks reserve more memory: a smaller static fraction
+    assert eng.for_hardware(hw, tp=8).utilization < e.utilization
+
+
+def test_kernel_limits_come_from_the_profile():
+    vllm = get_engine("vllm")
+    assert "Blackwell" in vllm.cannot_run("int8", get_hardware("b200"))
+    assert vllm.cannot_run("int8", get_hardware("h100-sxm")) is None
+    assert vllm.cannot_run("fp8", get_hardware("b200")) is None
+    assert get_engine("trtllm").cannot_run("int8", None)  # no device needed: the backend lacks it
+
+
+def test_calibration_overlay(tmp_path, monkeypatch):
+    import shutil
+
+    import planner.specs.engine as E
+
+    root = tmp_path / "engines"
+    shutil.copytree(data_dir("engines"), root, ignore=shutil.ignore_patterns("calibration"))
+    (root / "calibration").mkdir()
+    (root / "calibration" / "vllm.yaml").write_text("engine: vllm@0.15\nstep_host_s: 0.002\nnote: fitted\n")
+    monkeypatch.setattr(E, "_engines_dir", lambda: root)
+    E.profiles.cache_clear()
+    try:
+        assert E.get_engine("vllm@0.15").step_host_s == 0.002
+        assert E.get_engine("vllm@0.6").step_host_s == 0.0
+    finally:
+        E.profiles.cache_clear()
+
+
+def test_generic_engine_is_unchanged():
+    e = Engine()
+    assert (e.id, e.utilization, e.kv_policy, e.max_seqs, e.max_batched_tokens, e.kv_block_tokens) == \
+        ("trtllm", 0.9, "free", 2048, 8192, 64)
+    assert e.with_(max_seqs=8).max_seqs == 8 and e.name == "trtllm"

@@ -1,0 +1,72 @@
+"""The format registry (planner.specs.quant): one list of format ids, one default-KV rule,
+one alias table, and no copy of them left elsewhere in the package."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import planner
+from planner.specs.quant import (
+    DEPLOY_KV_FORMATS, DEPLOY_WEIGHT_FORMATS, FORMATS, KV_FORMATS, PRECISION_ALIASES, SEARCH_KV_FORMATS,
+    SEARCH_WEIGHT_FORMATS, canonical, default_kv, get_format, kv_bytes_per_element,
+)
+
+PKG = Path(planner.__file__).parent
+FLOAT_DTYPES = {"fp32", "bf16", "fp16"}  # also the devices' compute dtypes (a preference order is no format list)
+
+
+def test_every_offered_format_is_registered():
+    for ids, table in ((SEARCH_WEIGHT_FORMATS, FORMATS), (DEPLOY_WEIGHT_FORMATS, FORMATS),
+                       (SEARCH_KV_FORMATS, KV_FORMATS), (DEPLOY_KV_FORMATS, KV_FORMATS)):
+        assert set(ids) <= set(table), set(ids) - set(table)
+    assert set(PRECISION_ALIASES.values()) <= set(FORMATS)
+
+
+@pytest.mark.parametrize("weights, kv", [
+    ("bf16", "bf16"), ("fp16", "fp16"), ("fp32", "fp32"),  # the engines' "auto": the model's dtype
+    ("fp8", "fp8"),
+    ("int8", "bf16"), ("int4", "bf16"), ("fp4", "bf16"), ("mxfp4", "bf16"), ("q4_0", "bf16"),
+])
+def test_default_kv(weights, kv):
+    assert default_kv(weights) == kv
+    assert kv in KV_FORMATS
+
+
+def test_default_kv_is_never_wider_than_the_weights_activation_dtype():
+    for w in FORMATS:
+        assert kv_bytes_per_element(default_kv(w)) <= max(get_format(w).bytes, 2.0) or w == "fp32"
+
+
+def test_aliases():
+    assert canonical("BFloat16") == "bf16" and canonical(" float16 ") == "fp16"
+    assert canonical("nvfp4") == "fp4" and canonical("w4a16") == "int4"
+    assert canonical("fp8") == "fp8" and canonical(None) is None
+
+
+def _sources():
+    for p in PKG.rglob("*.py"):
+        if p.name != "quant.py":
+            yield p, p.read_text()
+
+
+def test_no_default_kv_rule_is_written_twice():
+    rule = re.compile(r'"fp8"\s+if\s+\w+(\.\w+)?\s*==\s*"fp8"')
+    hits = [str(p.relative_to(PKG)) for p, text in _sources() if rule.search(text)]
+    assert not hits, f"write default_kv(weights) instead of the rule in {hits}"
+
+
+def test_no_format_id_list_is_duplicated():
+    # a literal tuple/list of three or more registered weight-format ids outside the registry
+    ids = "|".join(re.escape(f) for f in FORMATS)
+    lit = re.compile(rf'[(\[]\s*"(?:{ids})"(?:\s*,\s*"(?:{ids})"){{2,}}\s*,?\s*[)\]]')
+    hits = []
+    for p, text in _sources():
+        for m in lit.finditer(text):
+            if set(re.findall(r'"([^"]+)"', m.group(0))) - FLOAT_DTYPES:  # a list of compute dtypes is not one
+                hits.append(f"{p.relative_to(PKG)}: {m.group(0)[:60]}")
+    allowed = ("cli/catalog.py",)  # catalog's columns are datasheet peak dtypes, not format lists
+    hits = [h for h in hits if not h.startswith(allowed)]
+    assert not hits, hits
