@@ -1,0 +1,207 @@
+"""Replica types: what the simulator needs to know about one kind of replica, built from the one
+cost model (step times, via :class:`StepTable`) and the one memory model (KV blocks)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.costmodel.collectives import Fabric
+from planner.costmodel.memory import kv_bytes_per_token_layers, memory
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import CostModel
+from planner.errors import PlannerError
+from planner.serving.sim.steptable import StepTable, spec_tokens_per_step
+from planner.specs.engine import Engine
+from planner.specs.hardware import Hardware
+from planner.specs.loader import get_interconnect
+from planner.specs.model import Model
+from planner.specs.quant import default_kv
+
+INF = math.inf
+SCHEDULES = ("decode_first", "prefill_first")
+
+
+@dataclass
+class Scheduler:
+    """Engine scheduler knobs of a replica; None takes the engine's value."""
+
+    max_seqs: int | None = None
+    max_batched_tokens: int | None = None
+    chunked_prefill: bool | None = None  # vLLM V1 and SGLang chunk; TensorRT-LLM 0.14 does not by default
+    admission: str | None = None  # reserve | ondemand (trtllm reserve, vllm ondemand)
+    preemption: str | None = None  # recompute | swap (the engine's, else recompute)
+    spec_k: int = 0
+    spec_alpha: float = 0.0
+    policy: str = "fcfs"  # waiting-queue order: fcfs | priority | slo-aware (planner.serving.sim.queues)
+    ttft_slo_s: float | None = None  # slo-aware: the TTFT target the deadlines are set by
+
+    def check(self) -> None:
+        from planner.serving.sim.queues import queue_class
+
+        if self.admission not in (None, "reserve", "ondemand"):
+            raise PlannerError(f"unknown KV admission policy {self.admission!r} (use reserve or ondemand)")
+        if self.preemption not in (None, "recompute", "swap"):
+            raise PlannerError(f"unknown preemption mode {self.preemption!r} (use recompute or swap)")
+        if self.spec_k < 0 or not 0 <= self.spec_alpha <= 1:
+            raise PlannerError("speculative decoding needs k >= 0 drafts and acceptance alpha in [0, 1]")
+        for name in ("max_seqs", "max_batched_tokens"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise PlannerError(f"--{name.replace('_', '-')} must be a positive integer")
+        queue_class(self.policy)
+
+
+@dataclass(frozen=True)
+class EngineBehaviour:
+    """What the engine's scheduler and host add around the GPU steps (engine data files; defaults
+    reproduce an engine file that says nothing: no host cost, everything in CUDA graphs)."""
+
+    schedule: str = "decode_first"  # decode_first: running decodes, then prefill chunks (vLLM V1, TRT-LLM)
+    prefix_caching: bool = True
+    step_host_s: float = 0.0  # per-step host time a + b x sequences in the step
+    step_host_per_seq_s: float = 0.0
+    async_scheduling: bool = False  # host work overlaps the GPU step (step = max) instead of adding to it
+    cuda_graph_max_batch: int | None = None  # steps with more tokens run eagerly
+    eager_kernel_overhead_s: float = 0.0  # extra launch time per kernel of an eager step
+    request_overhead_s: float = 0.0  # tokenize / HTTP / detokenize per request (TTFT and e2e)
+
+    @classmethod
+    def of(cls, engine: Engine) -> "EngineBehaviour":
+        g = lambda name, default: getattr(engine, name, default) if getattr(engine, name, None) is not None else default  # noqa: E731
+        sched = g("schedule", "prefill_first" if engine.id == "sglang" else "decode_first")
+        if sched not in SCHEDULES:
+            raise PlannerError(f"engine {engine.id}: schedule {sched!r} is not one of {', '.join(SCHEDULES)}")
+        return cls(schedule=sched, prefix_caching=bool(g("prefix_caching", True)), step_host_s=float(g("step_host_s", 0.0)),
+                   step_host_per_seq_s=float(g("step_host_per_seq_s", 0.0)), async_scheduling=bool(g("async_scheduling", False)),
+                   cuda_graph_max_batch=g("cuda_graph_max_batch", None),
+                   eager_kernel_overhead_s=float(g("eager_kernel_overhead_s", 0.0)),
+                   request_overhead_s=float(g("request_overhead_s", 0.0)))
+
+
+@dataclass
+class ReplicaModel:
+    """Everything the simulator needs about one kind of replica."""
+
+    name: str
+    model_id: str
+    hardware_id: str
+    gpus: int
+    table: StepTable
+    kv_blocks: int
+    block_tokens: int
+    max_seqs: int
+    max_batched_tokens: int
+    chunked_prefill: bool
+    reserve: bool
+    swap: bool
+    tokens_per_step: float  # E: expected tokens per decode step (speculative decoding)
+    spec_k: int
+    swap_s_per_token: float  # host-link time to move one token's KV (one device's share)
+    kv_transfer_s_per_token: float  # disaggregated: prefill -> decode pool, per prompt token
+    kv_transfer_latency_s: float
+    accuracy: float = 1.0  # quality score of the served output (fleets)
+    plan: dict = field(default_factory=dict)
+    usd_per_hour: float | None = None
+    behaviour: EngineBehaviour = field(default_factory=EngineBehaviour)
+    policy: str = "fcfs"
+    ttft_slo_s: float | None = None
+
+
+@dataclass
+class Pool:
+    """``count`` replicas of one type. role: both (aggregated), prefill or decode (disaggregated)."""
+
+    replica: ReplicaModel
+    count: int = 1
+    role: str = "both"
+
+
+def _host_bw(hw: Hardware) -> float:
+    if hw.links.host is None:
+        return INF
+    link = get_interconnect(hw.links.host.interconnect)
+    frac = link.achievable.fraction if link.achievable else 1.0
+    return link.bandwidth_per_direction.value * frac * hw.links.host.count
+
+
+def _plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption, blocks, B,
+               beh: EngineBehaviour) -> dict:
+    d = {"model": model.id, "hardware": hw.id, "tp": tp, "pp": pp, "ep": ep, "weights": weights, "kv": kv,
+         "engine": engine.name, "max_seqs": max_seqs, "max_batched_tokens": mbt, "chunked_prefill": chunked,
+         "kv_admission": "reserve" if reserve else "ondemand", "preemption": preemption,
+         "kv_blocks": blocks, "kv_block_tokens": B, "kv_capacity_tokens": blocks * B}
+    if beh != EngineBehaviour():
+        d["engine_behaviour"] = {k: v for k, v in beh.__dict__.items() if v != getattr(EngineBehaviour(), k)}
+    if sched.policy != "fcfs":
+        d["scheduler_policy"] = sched.policy
+    if sched.spec_k:
+        d["speculative"] = {"draft_tokens": sched.spec_k, "acceptance": sched.spec_alpha,
+                            "tokens_per_step": spec_tokens_per_step(sched.spec_k, sched.spec_alpha)}
+    return d
+
+
+def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
+                  kv: str = "bf16", activations: str | None = None, engine: Engine, sched: Scheduler | None = None,
+                  max_input: float = 8192, max_ctx: float | None = None, name: str | None = None, accuracy: float = 1.0,
+                  disagg_group_gpus: int | None = None) -> ReplicaModel:
+    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits."""
+    sched = sched or Scheduler()
+    sched.check()
+    beh = EngineBehaviour.of(engine)
+    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations)
+    mem = memory(model, hw, plans, engine)
+    B = int(engine.kv_block_tokens)
+    full, swa = kv_bytes_per_token_layers(model, plans)
+    per_tok_dev = float(full[0] + swa[0])  # sliding-window layers counted in full (an upper bound)
+    kv_cap = float(mem.kv_capacity_bytes[0])
+    gpus = int(tp * pp)
+    label = name or f"{model.id} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + f" {weights}/kv-{kv}"
+    if kv_cap <= 0:
+        raise PlannerError(f"{label} does not fit on {hw.id}: the weights leave no memory for the KV cache")
+    blocks = int(kv_cap // (per_tok_dev * B))
+    if blocks < 1:
+        raise PlannerError(f"{label} on {hw.id} has room for no KV block of {B} tokens")
+    max_seqs = int(sched.max_seqs or engine.max_seqs)
+    mbt = int(sched.max_batched_tokens or engine.max_batched_tokens)
+    reserve = (sched.admission or ("ondemand" if engine.kv_policy == "total" else "reserve")) == "reserve"
+    eng_chunked = getattr(engine, "chunked_prefill", None)
+    chunked = sched.chunked_prefill if sched.chunked_prefill is not None else (
+        bool(eng_chunked) if eng_chunked is not None else engine.id in ("vllm", "sglang"))
+    preemption = sched.preemption or getattr(engine, "preemption", None) or "recompute"
+    cm = CostModel(model, hw, engine=engine)
+    ctx_hi = max_ctx or min(float(model.max_context), blocks * B)
+    prefill_hi = max(mbt, max_input)
+    table = StepTable(cm, plans, max_seqs=max_seqs, max_ctx=ctx_hi, max_prefill=prefill_hi, max_span=2 * ctx_hi + prefill_hi,
+                      spec_k=sched.spec_k)
+    bw, lat, frac, _ = Fabric.of(hw).tier_for(np.array([float(disagg_group_gpus or 2 * gpus)]))
+    eff = float(bw[0] * frac[0]) * gpus
+    return ReplicaModel(
+        name=label, model_id=model.id, hardware_id=hw.id, gpus=gpus, table=table, kv_blocks=blocks, block_tokens=B,
+        max_seqs=max_seqs, max_batched_tokens=mbt, chunked_prefill=chunked, reserve=reserve, swap=preemption == "swap",
+        tokens_per_step=spec_tokens_per_step(sched.spec_k, sched.spec_alpha), spec_k=sched.spec_k,
+        swap_s_per_token=per_tok_dev / _host_bw(hw), kv_transfer_s_per_token=per_tok_dev * gpus / eff if eff > 0 else INF,
+        kv_transfer_latency_s=float(lat[0]), accuracy=accuracy,
+        plan=_plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption,
+                        blocks, B, beh),
+        usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
+        ttft_slo_s=sched.ttft_slo_s,
+    )
+
+
+def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
+                kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
+                sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
+                accuracy: float = 1.0, disagg_group_gpus: int | None = None) -> ReplicaModel:
+    """Resolve ids and build a replica type (``kv`` None: fp8 with fp8 weights, else 16 bit)."""
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware, get_model
+
+    m = get_model(model) if isinstance(model, str) else model
+    hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    eng = get_engine(engine) if isinstance(engine, str) else engine
+    kv = kv or default_kv(weights)
+    return build_replica(m, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations, engine=eng,
+                         sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus)

@@ -1,0 +1,204 @@
+"""The event loop: arrivals (external, follow-up turns, KV transfers) and replica step boundaries
+in time order; requests routed to replicas; results as typed columns."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.serving.sim.config import Pool
+from planner.serving.sim.metrics import SimResult
+from planner.serving.sim.records import RequestTable
+from planner.serving.sim.replica import Replica
+from planner.serving.sim.routers import BaseRouter, Router, least
+from planner.serving.workload import Requests
+
+INF = math.inf
+ARRIVE, KV_IN, ENGINE_IN = 0, 1, 2  # kinds of dynamic arrival events
+
+
+class QueueSampler:
+    """Requests waiting and running over time, about every 1/400 of the arrival span (thinned to
+    at most ~4000 samples)."""
+
+    def __init__(self, t0: float, span: float):
+        self.dt = max(span / 400.0, 1e-3) if span > 0 else 0.01
+        self.next = t0
+        self.t: list[float] = []
+        self.w: list[int] = []
+        self.r: list[int] = []
+
+    def sample(self, t: float, reps: list[Replica]) -> None:
+        w = r_ = 0
+        for r in reps:
+            w += len(r.waiting) + len(r.swapped)
+            r_ += r.dec.n + len(r.prefilling)
+        self.t.append(t)
+        self.w.append(w)
+        self.r.append(r_)
+        self.next = t + self.dt
+        if len(self.t) > 4000:
+            self.t, self.w, self.r = self.t[::2], self.w[::2], self.r[::2]
+            self.dt *= 2.0
+
+
+class Simulator:
+    """Run requests through pools of replicas. ``progress(done, total)`` is called now and then."""
+
+    def __init__(self, pools: list[Pool], requests: Requests, *, router: BaseRouter | str = "least-outstanding",
+                 progress=None, max_events: int | None = None):
+        if not pools or any(p.count < 1 for p in pools):
+            raise PlannerError("a simulation needs at least one replica")
+        self.router = Router(router) if isinstance(router, str) else router
+        self.pools, self.progress, self.max_events = pools, progress, max_events
+        self.replicas: list[Replica] = []
+        self.entry_pools: list[list[Replica]] = []
+        self.decode_pool: list[Replica] = []
+        self.req = requests
+        self.table = RequestTable(requests)
+        for k, v in self.table.views().items():
+            setattr(self, k, v)
+        self.priority = self.table.priority
+        for pi, pool in enumerate(pools):
+            if pool.role not in ("both", "prefill", "decode"):
+                raise PlannerError(f"unknown replica role {pool.role!r}")
+            reps = [Replica(len(self.replicas) + j, pi, pool, self) for j in range(pool.count)]
+            self.replicas += reps
+            if pool.role == "decode":
+                self.decode_pool += reps
+            else:
+                self.entry_pools.append(reps)
+        if not self.entry_pools:
+            raise PlannerError("no replica takes new requests (a decode pool needs a prefill pool)")
+        if any(p.role == "prefill" for p in pools) and not self.decode_pool:
+            raise PlannerError("a prefill pool needs a decode pool")
+        self.entry_replicas = [r for reps in self.entry_pools for r in reps]
+        self.n = len(requests)
+        pmax = int(requests.prefix_tokens.max()) if self.n else 0
+        if pmax > 0:
+            for r in self.replicas:
+                if r.role != "decode" and r.prefix_caching:
+                    r.pin(pmax)
+        self.rheap: list[tuple] = []
+        self.dyn: list[tuple] = []
+        self.seq = 0
+        self.completed = 0
+        self.events = 0
+
+    # --------------------------------------------------------------- callbacks from replicas
+    def schedule(self, rep: Replica, t: float) -> None:
+        rep.version += 1
+        self.seq += 1
+        heapq.heappush(self.rheap, (t, self.seq, rep.idx, rep.version))
+
+    def finish(self, rid: int, now: float, rep: Replica, blocks: int) -> None:
+        self.finish_t[rid] = now
+        self.completed += 1
+        child = self.child[rid]
+        if child >= 0:
+            if rep.role != "decode":
+                rep.retain(rid, blocks)
+            self.arrival[child] = t = now + self.think[child]
+            self.seq += 1
+            heapq.heappush(self.dyn, (t, self.seq, child, ARRIVE))
+        if self.progress is not None and self.completed % 2000 == 0:
+            self.progress(self.completed, self.n)
+
+    def reject(self, rid: int, now: float) -> None:
+        self.rejected[rid] = 1
+        self.finish(rid, now, self.replicas[self.served_by[rid]], 0)
+        self.finish_t[rid] = INF
+
+    def transfer(self, rid: int, now: float, rep: Replica) -> None:
+        m = rep.m
+        t = now + m.kv_transfer_latency_s + (self.isl[rid] + 1) * m.kv_transfer_s_per_token
+        self.seq += 1
+        heapq.heappush(self.dyn, (t, self.seq, rid, KV_IN))
+
+    # --------------------------------------------------------------- main loop
+    def _arrive(self, rid: int, t: float, kind: int) -> None:
+        if kind == KV_IN:
+            least(self.decode_pool).enqueue(rid, t)
+            return
+        if kind == ENGINE_IN:
+            self.replicas[self.served_by[rid]].enqueue(rid, t)
+            return
+        rep = self.router.choose(self, rid)
+        self.served_by[rid] = rep.idx
+        self.pool_of[rid] = rep.pool_idx
+        ovh = rep.m.behaviour.request_overhead_s
+        if ovh > 0:  # tokenization and the HTTP hop before the engine sees the request
+            self.seq += 1
+            heapq.heappush(self.dyn, (t + ovh, self.seq, rid, ENGINE_IN))
+        else:
+            rep.enqueue(rid, t)
+
+    def run(self) -> SimResult:
+        wall0 = time.perf_counter()
+        arr = self.table.arrival_s
+        ext = np.nonzero(np.isfinite(arr))[0]
+        ext = ext[np.argsort(arr[ext], kind="stable")]
+        ext_t, ext_id = arr[ext].tolist(), ext.tolist()
+        del ext
+        n_ext = len(ext_id)
+        qs = QueueSampler(ext_t[0] if n_ext else 0.0, (ext_t[-1] - ext_t[0]) if n_ext > 1 else 0.0)
+        rheap, dyn, reps = self.rheap, self.dyn, self.replicas
+        heappop, arrive = heapq.heappop, self._arrive
+        i = events = 0
+        max_events = self.max_events if self.max_events is not None else INF
+        ta = ext_t[0] if n_ext else INF
+        while True:
+            td = dyn[0][0] if dyn else INF
+            while rheap and reps[rheap[0][2]].version != rheap[0][3]:
+                heappop(rheap)
+            tr = rheap[0][0] if rheap else INF
+            if ta <= td and ta <= tr:
+                if ta == INF:
+                    break
+                t = ta
+                arrive(ext_id[i], ta, ARRIVE)
+                i += 1
+                ta = ext_t[i] if i < n_ext else INF
+            elif td <= tr:
+                t, _, rid, kind = heappop(dyn)
+                arrive(rid, t, kind)
+            else:
+                t, _, idx, _ = heappop(rheap)
+                reps[idx].boundary(t)
+            events += 1
+            if t >= qs.next:
+                qs.sample(t, reps)
+            if events > max_events:
+                raise PlannerError(f"simulation stopped after {max_events} events")
+        self.events = events
+        return self._result(qs, time.perf_counter() - wall0)
+
+    def _result(self, qs: QueueSampler, wall_s: float) -> SimResult:
+        reps, tab = self.replicas, self.table
+        notes = list(self.req.notes)
+        stuck = [r.idx for r in reps if r.waiting or r.swapped or r.prefilling or r.dec.n]
+        if stuck:
+            notes.append(f"{len(stuck)} replica(s) ended with unfinished requests")
+        rej = tab.rejected.astype(bool)
+        if rej.any():
+            notes.append(f"{int(rej.sum())} request(s) rejected: prompt + output exceed the KV cache of one replica")
+        if self.progress is not None:
+            self.progress(self.n, self.n)
+        busy = np.array([r.busy_s for r in reps])
+        first = tab.first_token_s
+        return SimResult(
+            arrival_s=tab.arrival_s, first_token_s=np.where(first < 0, np.nan, first), finish_s=tab.finish_s,
+            input_tokens=self.req.input_tokens.copy(), output_tokens=self.req.output_tokens.copy(),
+            replica=tab.replica, pool=tab.pool, preemptions=tab.preemptions, rejected=rej,
+            pools=[{"name": p.replica.name, "role": p.role, "count": p.count, "gpus": p.replica.gpus, "plan": p.replica.plan,
+                    "accuracy": p.replica.accuracy, "usd_per_hour": p.replica.usd_per_hour} for p in self.pools],
+            replica_busy_s=busy, replica_pool=np.array([r.pool_idx for r in reps]),
+            replica_mean_batch=np.array([r.batch_time / r.busy_s if r.busy_s > 0 else 0.0 for r in reps]),
+            queue_t=np.array(qs.t), queue_waiting=np.array(qs.w), queue_running=np.array(qs.r), events=self.events,
+            wall_s=wall_s, cache_hit_tokens=sum(r.kv.hit_tokens for r in reps), router=self.router.label(), notes=notes,
+            cache_hit_requests=sum(r.kv.hits for r in reps), steps=sum(r.steps for r in reps),
+        )

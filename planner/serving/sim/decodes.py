@@ -1,0 +1,109 @@
+"""The running decode batch of one replica, advanced in steps without touching each sequence.
+
+A sequence that joins at step counter ``s0`` with context ``ctx`` has context ``ctx0 + E s`` at
+step ``s`` (E tokens per step: 1, or more with speculative decoding); the batch keeps ``ctx0`` per
+slot and the sum over slots, so the mean context at any step is one division. Completions sit in a
+heap keyed by the step they finish at; a slot's generation number invalidates stale entries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+
+class DecodeBatch:
+    def __init__(self, max_seqs: int, E: float, block_tokens: int, track_blocks: bool):
+        cap = max_seqs + 1
+        self.E = E
+        self.B = block_tokens
+        self.track = track_blocks  # on-demand KV: blocks grow with the context
+        self.n = 0
+        self.s = 0  # decode steps run so far
+        self.sum_ctx0 = 0.0
+        self.heap: list[tuple] = []
+        self.rid = [-1] * cap
+        self.ctx0 = [0.0] * cap
+        self.rem0 = [0] * cap
+        self.s0 = [0] * cap
+        self.blocks = [0] * cap  # reserve mode: blocks held for the whole sequence
+        self.gen = [0] * cap
+        self.shared = [0] * cap
+        self.own0 = np.zeros(cap)  # on-demand: own tokens = own0 + E s
+        self.alive = np.zeros(cap, dtype=bool)
+        self.free_slots = list(range(cap - 1, -1, -1))
+        self.order: dict[int, None] = {}  # slots, oldest first (preemption takes the newest)
+
+    def mean_ctx(self) -> float:
+        return self.sum_ctx0 / self.n + self.E * self.s
+
+    def blocks_at(self, s: int) -> int:
+        """KV blocks the on-demand decodes hold at step ``s``."""
+        if not self.n:
+            return 0
+        own = self.own0[self.alive] + self.E * s
+        return int(np.ceil(own / self.B).sum())
+
+    def join(self, rid: int, ctx: float, own: float, remaining: int, blocks: int, shared: int) -> int:
+        """A sequence starts decoding (its next token comes from the next step); returns the
+        blocks it adds to the on-demand count."""
+        slot = self.free_slots.pop()
+        s, E = self.s, self.E
+        self.rid[slot] = rid
+        c0 = ctx - E * s
+        self.ctx0[slot] = c0
+        self.rem0[slot] = remaining
+        self.s0[slot] = s
+        self.blocks[slot] = blocks
+        self.shared[slot] = shared
+        g = self.gen[slot] + 1
+        self.gen[slot] = g
+        self.sum_ctx0 += c0
+        self.n += 1
+        self.order[slot] = None
+        steps = remaining if E == 1.0 else int(math.ceil(remaining / E))
+        heapq.heappush(self.heap, (s + steps, slot, g))
+        if self.track:
+            self.own0[slot] = own - E * s
+            self.alive[slot] = True
+            return -(-int(own) // self.B)
+        return 0
+
+    def leave(self, slot: int) -> tuple[int, int]:
+        """Remove a sequence: (rid, the blocks it frees from the on-demand count)."""
+        rid = self.rid[slot]
+        self.rid[slot] = -1
+        self.gen[slot] += 1
+        self.sum_ctx0 -= self.ctx0[slot]
+        self.n -= 1
+        del self.order[slot]
+        self.free_slots.append(slot)
+        if self.track:
+            self.alive[slot] = False
+            return rid, -(-int(math.ceil(self.own0[slot] + self.E * self.s)) // self.B)
+        return rid, 0
+
+    def own_blocks(self, slot: int) -> int:
+        return -(-int(math.ceil(self.own0[slot] + self.E * self.s)) // self.B)
+
+    def generated_since_join(self, slot: int) -> int:
+        return min(self.rem0[slot], int(round((self.s - self.s0[slot]) * self.E)))
+
+    def next_finish_step(self) -> int:
+        heap, gen = self.heap, self.gen
+        while gen[heap[0][1]] != heap[0][2]:
+            heapq.heappop(heap)
+        return heap[0][0]
+
+    def pop_finished(self):
+        """Slots whose last token came out by the current step."""
+        heap, s, gen = self.heap, self.s, self.gen
+        while heap and heap[0][0] <= s:
+            _, slot, g = heapq.heappop(heap)
+            if gen[slot] == g:
+                yield slot
+
+    def newest(self) -> int:
+        return next(reversed(self.order))

@@ -1,0 +1,213 @@
+"""One replica's engine loop: each step carries the running decodes plus as much prefill as the
+token budget (``max_batched_tokens``) allows, whole prompts or -- with chunked prefill -- pieces of
+them; at most ``max_seqs`` sequences run at once. Two step orders (the engine's ``schedule``):
+
+* ``decode_first`` (vLLM V1, TensorRT-LLM): running decodes first, prefill fills what is left;
+* ``prefill_first`` (SGLang): while prompts wait, a step prefills up to the chunk size and the
+  running decodes pause; decoding resumes when no prompt can be admitted.
+
+KV admission is ``reserve`` (TensorRT-LLM GUARANTEED_NO_EVICT: blocks for prompt and whole output
+up front, never preempted) or ``ondemand`` (vLLM paged attention: blocks as tokens are written; when
+a step finds none free, the newest sequence is preempted by ``recompute`` or ``swap`` over the host
+link). Between events the batch does not change, so a run of pure decode steps is one jump whose
+time is the sum of the per-step times along the growing context: O(events), not O(tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from planner.serving.sim.decodes import DecodeBatch
+from planner.serving.sim.kvcache import KVBlocks
+from planner.serving.sim.queues import queue_class
+from planner.serving.sim.records import PrefillJob, SwappedSeq
+from planner.serving.sim.stepform import IDLE, JUMP, MIXED, PREFILL, form_step
+
+
+class Replica:
+    def __init__(self, idx: int, pool_idx: int, pool, sim):
+        m = pool.replica
+        self.idx, self.pool_idx, self.sim, self.m = idx, pool_idx, sim, m
+        self.role = pool.role
+        self.table = m.table
+        self.E = m.tokens_per_step
+        self.dtok = float(m.spec_k + 1)  # tokens each decoding sequence puts through the step (verification)
+        self.max_seqs = m.max_seqs
+        self.mbt = m.max_batched_tokens
+        self.chunked = m.chunked_prefill
+        self.reserve = m.reserve
+        self.swap = m.swap
+        self.B = m.block_tokens
+        self.kv = KVBlocks(m.kv_blocks, m.block_tokens)
+        self.dec = DecodeBatch(m.max_seqs, self.E, m.block_tokens, track_blocks=not m.reserve)
+        self.waiting = queue_class(m.policy)(sim, self)
+        self.swapped: deque[SwappedSeq] = deque()
+        self.prefilling: list[PrefillJob] = []
+        beh = m.behaviour
+        self.prefill_first = beh.schedule == "prefill_first"
+        self.prefix_caching = beh.prefix_caching
+        self.h0, self.h1, self.async_host = beh.step_host_s, beh.step_host_per_seq_s, beh.async_scheduling
+        self.graph_max = beh.cuda_graph_max_batch if beh.cuda_graph_max_batch is not None else math.inf
+        self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
+        self.plain = self.h0 == 0.0 and self.h1 == 0.0 and (self.eager_s == 0.0 or math.isinf(self.graph_max))
+        self.kind = IDLE
+        self.t_start = 0.0
+        self.t_end = 0.0
+        self.jump = (0.0, 0, 0.0, 0.0)
+        self.pieces: list[tuple] = []
+        self.version = 0
+        self.busy_s = 0.0
+        self.steps = 0
+        self.batch_time = 0.0  # integral of the decode batch over time
+        self.preemptions = 0
+
+    # --------------------------------------------------------------- bookkeeping
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.prefilling) + self.dec.n + len(self.swapped)
+
+    @property
+    def n_dec(self) -> int:
+        return self.dec.n
+
+    def pin(self, tokens: int) -> None:
+        self.kv.pin(tokens)
+
+    def retain(self, rid: int, blocks: int) -> None:
+        if self.prefix_caching:
+            self.kv.retain(rid, blocks)
+
+    def _wall(self, gpu_s: float, seqs: float, tokens: float) -> float:
+        """A step's wall time: GPU time (+ eager launches above the CUDA-graph size) with the host's
+        per-step work added, or overlapped when the engine schedules asynchronously."""
+        t = gpu_s + (self.eager_s if tokens > self.graph_max else 0.0)
+        h = self.h0 + self.h1 * seqs
+        return (t if t > h else h) if self.async_host else t + h
+
+    # --------------------------------------------------------------- events
+    def enqueue(self, rid: int, now: float) -> None:
+        self.waiting.push(rid)
+        if self.kind == IDLE:
+            self.sim.schedule(self, now)
+        elif self.kind == JUMP and len(self.waiting) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs:
+            self._truncate(now)
+
+    def _truncate(self, t: float) -> None:
+        """A request arrived during a decode jump: end the jump at the step boundary after ``t``."""
+        t0, k, a, slope = self.jump
+        dt = t - t0
+        if dt <= 0:
+            kk = 1
+        elif slope > 0:
+            # smallest kk with kk a + slope kk (kk - 1) / 2 >= dt
+            b = a - slope / 2.0
+            kk = int(math.ceil((-b + math.sqrt(b * b + 2.0 * slope * dt)) / slope - 1e-9))
+        else:
+            kk = int(math.ceil(dt / a - 1e-9)) if a > 0 else 1
+        kk = max(1, kk)
+        if kk >= k:
+            return
+        self.jump = (t0, kk, a, slope)
+        self.t_end = t0 + kk * a + slope * kk * (kk - 1) / 2.0
+        self.sim.schedule(self, self.t_end)
+
+    def boundary(self, now: float) -> None:
+        """The running step (or jump) ended at ``now``: retire what finished, form the next."""
+        kind = self.kind
+        if kind != IDLE:
+            dec = self.dec
+            dur = now - self.t_start
+            self.busy_s += dur
+            if kind != PREFILL:
+                k = self.jump[1] if kind == JUMP else 1
+                self.steps += k
+                self.batch_time += dec.n * dur
+                dec.s += k
+                if not self.reserve and dec.n:
+                    self.kv.dec = dec.blocks_at(dec.s)
+                self._finish_decodes(now)
+            else:
+                self.steps += 1
+            if kind >= MIXED:
+                for rid, last in self.pieces:
+                    if last:
+                        self._prefill_done(rid, now)
+                self.pieces = []
+        self._form(now)
+
+    def _finish_decodes(self, now: float) -> None:
+        dec, sim, kv = self.dec, self.sim, self.kv
+        for slot in dec.pop_finished():
+            blocks = dec.blocks[slot] if self.reserve else dec.own_blocks(slot)
+            rid, freed = dec.leave(slot)
+            if self.reserve:
+                kv.used -= dec.blocks[slot]
+            else:
+                kv.dec -= freed
+            sim.finish(rid, now, self, blocks)
+
+    def _prefill_done(self, rid: int, now: float) -> None:
+        """The last piece of a prompt ran: its first (or next) token is out."""
+        sim = self.sim
+        for i, pf in enumerate(self.prefilling):
+            if pf.rid == rid:
+                break
+        pf = self.prefilling.pop(i)
+        alloc, shared = pf.alloc, pf.shared
+        if sim.first[rid] < 0:
+            sim.first[rid] = now
+        gen = sim.gen[rid] + 1
+        sim.gen[rid] = gen
+        remaining = sim.osl[rid] - gen
+        ctx = sim.isl[rid] + gen
+        if remaining <= 0 or self.role == "prefill":
+            self.kv.used -= alloc
+            if remaining <= 0:
+                sim.finish(rid, now, self, alloc)
+            else:
+                sim.transfer(rid, now, self)
+            return
+        if self.reserve:
+            self.kv.dec += self.dec.join(rid, ctx, ctx - shared, remaining, alloc, shared)
+        else:
+            self.kv.used -= alloc
+            self.kv.dec += self.dec.join(rid, ctx, ctx - shared, remaining, 0, shared)
+
+    def _preempt(self) -> float:
+        """Preempt the newest decoding sequence (on-demand KV); returns the swap-out time."""
+        dec = self.dec
+        slot = dec.newest()
+        own = dec.own0[slot] + self.E * dec.s
+        ctx = dec.ctx0[slot] + self.E * dec.s
+        rem = dec.rem0[slot] - dec.generated_since_join(slot)
+        shared = dec.shared[slot]
+        rid, freed = dec.leave(slot)
+        self.kv.dec -= freed
+        sim = self.sim
+        sim.gen[rid] = sim.osl[rid] - rem
+        sim.preempted[rid] += 1
+        self.preemptions += 1
+        if self.swap:
+            self.swapped.append(SwappedSeq(rid, own, ctx, rem, shared))
+            return own * self.m.swap_s_per_token
+        self.waiting.push_front(rid)
+        return 0.0
+
+    def _growth(self, k: int) -> int:
+        return self.dec.blocks_at(self.dec.s + k) - self.kv.dec
+
+    def _kv_limit(self, k: int) -> int:
+        """Largest jump <= k whose block growth fits in the free blocks (on-demand KV)."""
+        free = self.kv.free()
+        if self.dec.n * (int(math.ceil(k * self.E / self.B)) + 1) <= free:
+            return k
+        lo, hi = 1, k
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._growth(mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    _form = form_step  # planner.serving.sim.stepform

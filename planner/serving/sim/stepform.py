@@ -1,0 +1,195 @@
+"""Forming a replica's next step: make room (preempt), bring swapped sequences back, continue
+chunked prompts, admit waiting requests under the token budget and the KV blocks, then launch a
+mixed step, a prefill-only step (prefill-first engines) or a jump of pure decode steps."""
+
+from __future__ import annotations
+
+import math
+
+from planner.serving.sim.records import PrefillJob
+
+IDLE, JUMP, MIXED, PREFILL = 0, 1, 2, 3
+
+
+class StepDraft:
+    """The step being formed (one reusable record per replica)."""
+
+    __slots__ = ("budget", "running", "P", "pairs", "pieces", "extra")
+
+    def add(self, rid: int, take: int, past: int, last: bool) -> None:
+        self.pairs += take * past + take * (take + 1) / 2.0
+        self.P += take
+        self.budget -= take
+        self.pieces.append((rid, last))
+
+
+def form_step(rep, now: float) -> None:
+    extra, preempted = 0.0, False
+    if not rep.reserve and rep.dec.n:
+        while rep.dec.n and rep._growth(1) > rep.kv.free():
+            extra += rep._preempt()
+            preempted = True
+    d = StepDraft()
+    d.P, d.pairs, d.pieces, d.extra = 0.0, 0.0, [], extra
+    d.running = rep.dec.n + len(rep.prefilling)
+    # prefill-first engines leave the decodes out of a step that has prompts to prefill
+    prefill_only = rep.prefill_first and (rep.waiting or rep.prefilling) and not preempted
+    d.budget = rep.mbt - (0.0 if prefill_only else rep.dec.n * rep.dtok)
+    if rep.swapped:
+        _swap_in(rep, d, prefill_only)
+    if rep.prefilling:
+        _continue_chunks(rep, d)
+    if rep.waiting and not preempted:
+        if rep.role == "decode":
+            _admit_decodes(rep, d, now)
+        else:
+            _admit_prompts(rep, d, now)
+    _launch(rep, d, now, preempted, prefill_only and bool(d.pieces))
+
+
+def _swap_in(rep, d: StepDraft, prefill_only: bool) -> None:
+    """Swapped-out sequences come back first (their KV crosses the host link again)."""
+    kv, B = rep.kv, rep.B
+    while rep.swapped and d.running < rep.max_seqs:
+        sw = rep.swapped[0]
+        need = -(-int(math.ceil(sw.own)) // B) + 1
+        if need > kv.free():
+            break
+        rep.swapped.popleft()
+        d.extra += sw.own * rep.m.swap_s_per_token
+        kv.dec += rep.dec.join(sw.rid, sw.ctx, sw.own, sw.remaining, 0, sw.shared)
+        d.running += 1
+        if not prefill_only:
+            d.budget -= rep.dtok
+
+
+def _continue_chunks(rep, d: StepDraft) -> None:
+    """Prompts already being prefilled in chunks take the budget first."""
+    for pf in rep.prefilling:
+        if d.budget <= 0:
+            break
+        take = min(pf.remaining, d.budget)
+        if take <= 0:
+            continue
+        past = pf.past
+        pf.remaining -= take
+        pf.past += take
+        d.add(pf.rid, take, past, pf.remaining <= 0)
+
+
+def _admit_decodes(rep, d: StepDraft, now: float) -> None:
+    """Decode pool (disaggregated): a request arrives with its prompt's KV; it only needs blocks."""
+    sim, kv, waiting, B = rep.sim, rep.kv, rep.waiting, rep.B
+    while waiting and d.running < rep.max_seqs:
+        rid = waiting.peek()
+        isl, osl, gen = sim.isl[rid], sim.osl[rid], sim.gen[rid]
+        shared = min(sim.prefix[rid], isl - 1) if kv.pinned else 0
+        ctx = isl + gen
+        own = ctx - shared
+        need = -(-(own + (osl - gen if rep.reserve else 1)) // B)
+        if need > kv.total - kv.pinned:
+            waiting.pop()
+            sim.reject(rid, now)
+            continue
+        if need > kv.free() and not kv.evict(need):
+            break
+        waiting.pop()
+        if rep.reserve:
+            kv.used += need
+            rep.dec.join(rid, ctx, own, osl - gen, need, shared)
+        else:
+            kv.dec += rep.dec.join(rid, ctx, own, osl - gen, 0, shared)
+        d.running += 1
+        d.budget -= rep.dtok
+
+
+def _admit_prompts(rep, d: StepDraft, now: float) -> None:
+    """Admit waiting requests in the queue's order while budget, sequences and KV blocks allow.
+    The shared prefix and a retained previous turn are prefix-cache hits: not prefilled again."""
+    sim, kv, waiting, B = rep.sim, rep.kv, rep.waiting, rep.B
+    while waiting and d.running < rep.max_seqs:
+        rid = waiting.peek()
+        isl, osl, gen = sim.isl[rid], sim.osl[rid], sim.gen[rid]
+        shared = min(sim.prefix[rid], isl - 1) if kv.pinned else 0
+        hist, hist_blocks = 0, 0
+        par = sim.parent[rid]
+        if par >= 0 and gen == 0 and par in kv.retained:  # multi-turn: the previous turn's KV is cached
+            hist = sim.isl[par] + sim.osl[par] - shared
+            hist_blocks = kv.retained[par]
+        prompt = isl + gen - shared - hist  # tokens to compute
+        own_total = isl + gen - shared + (osl - gen if rep.reserve else 1)
+        need = -(-own_total // B) - hist_blocks
+        if need + hist_blocks > kv.total - kv.pinned:
+            waiting.pop()
+            sim.reject(rid, now)
+            continue
+        # without chunked prefill a prompt goes in whole; one longer than the whole token budget
+        # is split anyway (TensorRT-LLM needs chunked context for inputs beyond max_num_tokens)
+        split = rep.chunked or prompt > rep.mbt
+        if not split and prompt > d.budget and (d.pieces or rep.dec.n or d.extra):
+            break
+        if need > kv.free() + hist_blocks and not kv.evict(need - hist_blocks, keep=par):
+            break
+        waiting.pop()
+        if hist_blocks:
+            kv.take_retained(par)
+        kv.record_hit(shared + hist)
+        alloc = max(need, 0) + hist_blocks
+        kv.used += alloc
+        past = shared + hist
+        take = prompt if not split else min(prompt, max(d.budget, 0))
+        pf = PrefillJob(rid, prompt - take, past + take, alloc, shared)
+        rep.prefilling.append(pf)
+        d.running += 1
+        if take > 0:
+            d.add(rid, take, past, pf.remaining <= 0)
+        if d.budget <= 0:
+            break
+
+
+def _launch(rep, d: StepDraft, now: float, preempted: bool, prefill_only: bool) -> None:
+    """Start the step just formed (or a jump of decode steps, or go idle) and schedule its end."""
+    dec, sim = rep.dec, rep.sim
+    n = dec.n
+    rep.t_start = now
+    if d.pieces:
+        span = 2.0 * d.pairs / d.P
+        if prefill_only:
+            gpu = rep.table.mixed(0.0, 1.0, d.P, span)
+            seqs, tokens, rep.kind = len(d.pieces), d.P, PREFILL
+        else:
+            gpu = rep.table.mixed(n, dec.mean_ctx() if n else 1.0, d.P, span)
+            seqs, tokens, rep.kind = n + len(d.pieces), n * rep.dtok + d.P, MIXED
+        dur = (gpu if rep.plain else rep._wall(gpu, seqs, tokens)) + d.extra
+        rep.pieces = d.pieces
+        rep.t_end = now + dur
+        sim.schedule(rep, rep.t_end)
+        return
+    if not n:
+        if d.extra > 0:  # only swap traffic: account for it as a busy step
+            rep.kind = MIXED
+            rep.pieces = []
+            rep.t_end = now + d.extra
+            sim.schedule(rep, rep.t_end)
+            return
+        rep.kind = IDLE
+        return
+    # a run of pure decode steps up to the next completion (cut short by an arrival)
+    k = max(1, dec.next_finish_step() - dec.s)
+    if rep.prefilling or d.extra or preempted:
+        k = 1  # a chunked prompt waits for budget, or swap traffic rides on this step
+    elif not rep.reserve:
+        k = rep._kv_limit(k)
+    c = dec.mean_ctx()
+    a = rep.table.decode(n, c)
+    b = rep.table.decode(n, c + rep.E * (k - 1)) if k > 1 else a
+    if not rep.plain:
+        a, b = rep._wall(a, n, n * rep.dtok), rep._wall(b, n, n * rep.dtok)
+    slope = (b - a) / (k - 1) if k > 1 else 0.0
+    a += d.extra
+    dur = k * a + slope * k * (k - 1) / 2.0
+    rep.kind = JUMP
+    rep.jump = (now, k, a, slope)
+    rep.t_end = now + dur
+    sim.schedule(rep, rep.t_end)
+

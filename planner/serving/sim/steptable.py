@@ -1,0 +1,134 @@
+"""Step latency of one replica type on a grid, from ``CostModel.step`` in one vectorized call.
+
+The simulator never prices a step itself: every step time comes from the cost model through this
+table (built once per replica type) and linear interpolation between its grid points.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from planner.costmodel.plans import PlanArrays
+from planner.costmodel.step import CostModel, Step
+
+# grid points of the step-cost tables (trimmed to what a replica can reach)
+N_POINTS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192)
+C_POINTS = (1, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
+P_POINTS = (0, 1, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288)
+L_POINTS = (1, 128, 512, 2048, 8192, 32768, 131072, 524288, 2097152)
+
+# ops that run once per step rather than once per layer (the speculative draft head skips them)
+_ONCE = frozenset({"embedding", "final_norm", "lm_head", "pp_sendrecv"})
+
+
+def _axis(points, hi) -> list[float]:
+    a = [float(x) for x in points if x < hi]
+    a.append(float(hi))
+    if len(a) == 1:
+        a.append(float(hi) + 1.0)
+    return a
+
+
+def _loc(ax: list[float], x: float) -> tuple[int, float]:
+    """Cell index and weight of ``x`` on axis ``ax`` (clamped cells: linear extrapolation outside)."""
+    i = bisect_right(ax, x) - 1
+    if i < 0:
+        i = 0
+    elif i > len(ax) - 2:
+        i = len(ax) - 2
+    a = ax[i]
+    return i, (x - a) / (ax[i + 1] - a)
+
+
+def spec_tokens_per_step(k: int, alpha: float) -> float:
+    """Expected tokens a sequence emits per verification step with k drafts at acceptance alpha."""
+    if k <= 0:
+        return 1.0
+    if alpha >= 1.0:
+        return float(k + 1)
+    return (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
+
+
+def _draft_head_s(cm: CostModel, plans: PlanArrays, n: np.ndarray, c: np.ndarray, pp: float, spec_k: int) -> np.ndarray:
+    """Time of the speculative draft head (one decoder layer + lm_head per drafted token) over (n, c)."""
+    dc = cm.step(plans, Step(decode_seqs=n / pp, decode_ctx=c))
+    layer = sum(o.time_s * o.count for o in dc.ops if o.name not in _ONCE)
+    per_layer = layer / max(next(o.count for o in dc.ops if o.name == "qkv_proj"), 1)
+    head = next(o.time_s for o in dc.ops if o.name == "lm_head")
+    return np.where(n > 0, spec_k * (per_layer + head), 0.0)
+
+
+class StepTable:
+    """``decode(n, ctx)``: a step of ``n`` decoding sequences at mean context ``ctx``.
+    ``mixed(n, ctx, p, span)``: the same plus ``p`` prefill tokens whose attention spans ``span``
+    keys per token on average x 2 (a whole prompt of L tokens has span ~ L; a chunk of t tokens
+    after ``past`` cached ones has span 2 past + t). Under pipeline parallelism the batch is
+    split into pp micro-batches and a step is max(latency, pp x stage time), as in the
+    in-flight steady state. Linear interpolation between grid points, linear extrapolation
+    beyond them. ``kernels``: kernel launches in one step (for engines that run big batches
+    outside CUDA graphs)."""
+
+    def __init__(self, cm: CostModel, plans: PlanArrays, *, max_seqs: int, max_ctx: float, max_prefill: float,
+                 max_span: float, spec_k: int = 0):
+        self.n_ax = _axis(N_POINTS, max(max_seqs, 1))
+        self.c_ax = _axis(C_POINTS, max(max_ctx, 2.0))
+        self.p_ax = _axis(P_POINTS, max(max_prefill, 2.0))
+        self.l_ax = _axis(L_POINTS, max(max_span, 2.0))
+        n = np.array(self.n_ax)[:, None, None, None]
+        c = np.array(self.c_ax)[None, :, None, None]
+        p = np.array(self.p_ax)[None, None, :, None]
+        L = np.array(self.l_ax)[None, None, None, :]
+        pp = float(plans.pp[0])
+        seqs = np.where(p > 0, (p / pp) / L, 0.0) + 0.0 * n * c
+        sc = cm.step(plans, Step(prefill_seqs=seqs, prefill_tokens=L + 0.0 * seqs, decode_seqs=n / pp, decode_ctx=c,
+                                 decode_tokens=float(spec_k + 1)))
+        t = np.maximum(sc.time_s, pp * sc.stage_time_s)
+        t = np.broadcast_to(t, (len(self.n_ax), len(self.c_ax), len(self.p_ax), len(self.l_ax))).copy()
+        if spec_k > 0:
+            draft = _draft_head_s(cm, plans, n[:, :, 0, 0], c[:, :, 0, 0], pp, spec_k)
+            t = t + np.broadcast_to(draft, t.shape[:2])[:, :, None, None]
+        self.kernels = float(sum(np.max(o.count) for o in sc.ops if np.any(o.flops > 0) or np.any(o.bytes > 0)))
+        self.grid = t
+        self._dec = t[:, :, 0, 0].tolist()
+        self._mix = t.ravel().tolist()
+        self._sc = len(self.l_ax) * len(self.p_ax)
+        self._sn = self._sc * len(self.c_ax)
+        self._sp = len(self.l_ax)
+        self._nlast = len(self.n_ax) - 2
+        self._clast = len(self.c_ax) - 2
+
+    def decode(self, n: float, ctx: float) -> float:
+        ax = self.n_ax
+        i = bisect_right(ax, n) - 1
+        i = 0 if i < 0 else (self._nlast if i > self._nlast else i)
+        wi = (n - ax[i]) / (ax[i + 1] - ax[i])
+        ax = self.c_ax
+        j = bisect_right(ax, ctx) - 1
+        j = 0 if j < 0 else (self._clast if j > self._clast else j)
+        wj = (ctx - ax[j]) / (ax[j + 1] - ax[j])
+        r0, r1 = self._dec[i], self._dec[i + 1]
+        a = r0[j] + wj * (r0[j + 1] - r0[j])
+        b = r1[j] + wj * (r1[j + 1] - r1[j])
+        return a + wi * (b - a)
+
+    def mixed(self, n: float, ctx: float, p: float, span: float) -> float:
+        i, wi = _loc(self.n_ax, n)
+        j, wj = _loc(self.c_ax, ctx)
+        k, wk = _loc(self.p_ax, p)
+        m, wm = _loc(self.l_ax, span)
+        g, sn, sc, sp = self._mix, self._sn, self._sc, self._sp
+        out = 0.0
+        for di, fi in ((0, 1.0 - wi), (1, wi)):
+            for dj, fj in ((0, 1.0 - wj), (1, wj)):
+                f = fi * fj
+                if f == 0.0:
+                    continue
+                base = (i + di) * sn + (j + dj) * sc
+                b0 = base + k * sp + m
+                b1 = b0 + sp
+                v0 = g[b0] + wm * (g[b0 + 1] - g[b0])
+                v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
+                out += f * (v0 + wk * (v1 - v0))
+        return out
