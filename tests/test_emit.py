@@ -521,3 +521,31 @@ def test_sglang_own_parser_accepts_the_commands():
     ServerArgs.add_cli_args(parser)
     for argv in _emitted("sglang"):
         ServerArgs.from_cli_args(parser.parse_args(argv[3:]))
+
+
+# ---- flags come from the engine profiles ---------------------------------------------------------
+def test_emitted_flags_come_from_the_profile(monkeypatch):
+    import planner.report.emit as E
+    from planner.specs.engine import get_engine
+
+    real = get_engine("vllm")
+    renamed = real.with_(flag_items=tuple((k, "--max-seqs-renamed" if k == "max_seqs" else f) for k, f in real.flag_items))
+    monkeypatch.setattr(E, "get_engine", lambda name: renamed if name == "vllm" else get_engine(name))
+    argv, f = one(emit("vllm", DENSE), "vllm")
+    assert "--max-seqs-renamed" in f and "--max-num-seqs" not in f
+
+
+def test_documented_flags_are_the_profiles():
+    from planner.specs.engine import get_engine
+
+    for engine, profile in (("vllm", "vllm"), ("sglang", "sglang"), ("trtllm", "trtllm"), ("k8s", "vllm")):
+        assert DOCUMENTED_FLAGS[engine] == frozenset(get_engine(profile).flags.values())
+    assert set(TRTLLM_YAML_SOURCES) == set(get_engine("trtllm").keys.values())
+
+
+def test_mtp_follows_the_model_spec():
+    # a model with mtp_layers > 0 takes method "mtp"; one without is refused (DENSE above), an unknown one trusted
+    assert get_model("deepseek-v3").mtp_layers == 1
+    unknown_model = dict(DENSE, model="acme-7b", hf_repo="acme/acme-7b",
+                         speculative={"method": "mtp", "num_speculative_tokens": 1, "draft_model": None})
+    assert "mtp" in emit("vllm", unknown_model)

@@ -143,3 +143,18 @@ def test_generic_engine_is_unchanged():
     assert (e.id, e.utilization, e.kv_policy, e.max_seqs, e.max_batched_tokens, e.kv_block_tokens) == \
         ("trtllm", 0.9, "free", 2048, 8192, 64)
     assert e.with_(max_seqs=8).max_seqs == 8 and e.name == "trtllm"
+
+
+def test_engines_cli(capsys):
+    import json
+
+    from cli_helpers import run
+
+    code, out, _ = run(["engines", "list", "--json"], capsys)
+    assert code == 0 and {"vllm@0.15", "sglang@0.5", "trtllm@1.1"} <= {e["name"] for e in json.loads(out)}
+    code, out, _ = run(["engines", "show", "vllm", "-H", "h100-sxm", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["max_seqs"] == 1024 and d["settings"]["max_seqs"]["flag"] == "--max-num-seqs"
+    assert d["settings"]["max_seqs"]["source"]
+    code, out, err = run(["engines", "show", "vlm"], capsys)
+    assert code == 2 and not out and err.count("\n") == 1 and "did you mean 'vllm'" in err

@@ -1,0 +1,56 @@
+"""``planner engines list|show``: the serving-engine profiles (engines/*.yaml) with their sources."""
+
+from __future__ import annotations
+
+import typer
+import yaml
+from rich.table import Table
+
+from planner.cli.app import app
+from planner.cli.common import console, print_json
+from planner.specs.engine import _version_key, get_engine, profiles
+from planner.specs.loader import get_hardware
+
+engines_app = typer.Typer(help="Serving-engine profiles per engine and version: list and show.", no_args_is_help=True)
+app.add_typer(engines_app, name="engines")
+
+
+def _cell(v) -> str:
+    return "-" if v is None else ("yes" if v is True else "no" if v is False else str(v))
+
+
+@engines_app.command("list", help="Every engine profile (ID@VERSION) with its batch limits and scheduler.")
+def engines_list(as_json: bool = typer.Option(False, "--json")):
+    rows = sorted(profiles().values(), key=lambda e: (e.id, _version_key(e.version)))
+    if as_json:
+        print_json([e.info() for e in rows])
+        return
+    t = Table(title="engine profiles (get_engine('ID') is the newest version; - = not published)", header_style="bold")
+    for c in ("engine", "memory", "seqs", "tokens/step", "KV block", "chunked", "schedule", "prefix cache", "graphs to"):
+        t.add_column(c, justify="left" if c in ("engine", "memory", "schedule") else "right")
+    for e in rows:
+        t.add_row(e.name, f"{e.utilization:g} of {e.kv_policy}", str(e.max_seqs), str(e.max_batched_tokens),
+                  str(e.kv_block_tokens), _cell(e.chunked_prefill), e.schedule, _cell(e.prefix_caching),
+                  _cell(e.cuda_graph_max_batch))
+    console.print(t)
+
+
+@engines_app.command("show", help="One engine profile: every setting, its CLI flag and where its value was read.")
+def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
+                 hardware: str = typer.Option(None, "--hardware", "-H", help="the defaults the engine picks on this device"),
+                 tp: int = typer.Option(1, "--tp", min=1, help="tensor-parallel size (SGLang's defaults depend on it)"),
+                 as_json: bool = typer.Option(False, "--json")):
+    e = get_engine(ident)
+    if hardware:
+        e = e.for_hardware(get_hardware(hardware), tp=tp)
+    d = {**e.info(), "settings": {k: {"value": _plain(getattr(e, k, None)), "flag": e.flags.get(k) or e.keys.get(k),
+                                       "source": src} for k, src in e.source_items if hasattr(e, k)},
+         "other_flags": {k: e.flags.get(k) or e.keys.get(k) for k, _ in e.source_items if not hasattr(e, k)}}
+    if as_json:
+        print_json(d)
+        return
+    console.print(yaml.safe_dump(d, sort_keys=False, width=140), markup=False)
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
