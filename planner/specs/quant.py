@@ -98,6 +98,11 @@ def default_kv(weights: str) -> str:
     return "bf16"
 
 
+DEFAULT_KV_RULE = "default: the weights' dtype for bf16, fp16, fp32 and fp8 weights, else bf16"
+WEIGHT_FORMATS_HELP = "weight precision: " + " ".join(FORMATS)
+KV_FORMATS_HELP = "KV-cache precision: " + " ".join(KV_FORMATS) + f" ({DEFAULT_KV_RULE})"
+
+
 # precision names other tables and engines use for the formats above
 PRECISION_ALIASES: dict[str, str] = {
     "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "fp8_e4m3": "fp8", "fp8-e4m3": "fp8",
