@@ -76,9 +76,7 @@ TRTLLM_YAML_SOURCES: dict[str, str] = {key: _profile("trtllm").sources[k] for k,
 DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
 
 # ---- checkpoints ---------------------------------------------------------------------------
-# the format the published Hugging Face checkpoint ships in (everything else: 16 bit)
-NATIVE_WEIGHTS = {"deepseek-v3": "fp8", "gpt-oss-120b": "mxfp4", "gpt-oss-20b": "mxfp4"}
-# models with a multi-token-prediction head: Model.mtp_layers of the model spec
+# the format the published checkpoint ships in: Model.native_weights; an MTP head: Model.mtp_layers
 # a small draft model of the same tokenizer family, offered when a draft-model plan names none
 DRAFT_SUGGESTIONS = {
     "llama-3-8b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3-70b": "meta-llama/Llama-3.2-1B-Instruct",
@@ -138,6 +136,7 @@ class _Plan:
     kv_offload_gib: float
     gpu_memory_utilization: float
     is_moe: bool | None  # None: model unknown to the planner's specs
+    native: str = "bf16"  # the published checkpoint's quantized format (Model.native_weights), else 16 bit
     notes: list[str] = field(default_factory=list)
     role_list: list[_Role] = field(default_factory=list)
 
@@ -204,11 +203,14 @@ def _parse(plan: dict) -> _Plan:
         for k in ("prefill_workers", "decode_workers", "prefill_tp", "decode_tp"):
             _int(dis, k)
     is_moe = has_mtp = None
+    native = "bf16"
     try:
         from planner.specs.loader import get_model
 
         spec_model = get_model(plan["model"])
         is_moe, has_mtp = spec_model.moe is not None, spec_model.mtp_layers > 0
+        nw = spec_model.native_weights
+        native = next((f for f in ((nw.experts, nw.dense) if nw else ()) if f not in ("bf16", "fp16")), "bf16")
     except PlannerError:
         pass  # a model the planner's specs do not know: trust the plan
     p = _Plan(
@@ -218,7 +220,7 @@ def _parse(plan: dict) -> _Plan:
         max_num_seqs=_int(plan, "max_num_seqs"), max_num_batched_tokens=_int(plan, "max_num_batched_tokens"),
         chunked_prefill=bool(plan.get("chunked_prefill")), max_model_len=_int(plan, "max_model_len"),
         speculative=spec, disaggregated=dis, kv_offload_gib=float(offload), gpu_memory_utilization=float(gmu),
-        is_moe=is_moe,
+        is_moe=is_moe, native=native,
     )
     if ep > 1 and is_moe is False:
         raise PlannerError(f"ep={ep} needs a mixture-of-experts model; {p.model} is dense")
@@ -269,7 +271,7 @@ def _local(p: _Plan, tag: str) -> str:
 
 
 def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
-    native = NATIVE_WEIGHTS.get(p.model, "bf16")
+    native = p.native
     repo, w = p.repo, p.weights
     name = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}[engine]
 
@@ -328,19 +330,14 @@ def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
 
 
 def _kv_value(engine: str, kv: str) -> str | None:
-    """The engine's KV-cache dtype value; None: 16 bit, the engine's default (the model's dtype)."""
+    """The engine's KV-cache dtype value (from its profile); None: 16 bit, the engine's default (the model's dtype)."""
     if kv in ("bf16", "fp16"):
         return None
-    if engine == "vllm":
-        return {"fp8": "fp8", "int8": "int8_per_token_head", "int4": "int4_per_token_head"}[kv]
-    if engine == "sglang":
-        if kv == "fp8":
-            return "fp8_e4m3"
-        raise PlannerError(f"SGLang has no {kv} KV cache: its --kv-cache-dtype takes auto, fp8_e4m3 or fp8_e5m2 "
-                           "(and bf16, mxfp8, fp4 variants)")
-    if kv == "fp8":
-        return "fp8"
-    raise PlannerError(f"TensorRT-LLM's PyTorch backend has no {kv} KV cache: kv_cache_config.dtype quantizes to fp8 (or nvfp4) only")
+    eng = _profile(engine)
+    values = dict(eng.kv_dtype_items)
+    if kv in values:
+        return values[kv]
+    raise PlannerError(f"{_ENGINE_NAMES[engine]} has no {kv} KV cache: {eng.kv_dtype_note}")
 
 
 def _draft(p: _Plan) -> tuple[str, list[str]]:

@@ -70,6 +70,9 @@ class Engine:
     # weight formats the engine has no kernel for on a device with a native `compute` dtype
     # (None: on any device): ((weights, compute dtype marking the device generation, reason), ...)
     unsupported: tuple[tuple[str, str | None, str], ...] = ()
+    # the engine's KV-cache dtype value per planner KV format beyond 16 bit, and what its flag takes
+    kv_dtype_items: tuple[tuple[str, str], ...] = ()
+    kv_dtype_note: str = ""
     rules: tuple = field(default=(), compare=False, repr=False)  # device-dependent defaults
     source: str = ""
 
@@ -184,6 +187,12 @@ class DeviceRule(_Strict):
         return eng
 
 
+class KvDtypes(_Strict):
+    values: dict[str, str]  # planner KV format -> the engine's value
+    takes: str  # what the engine's flag accepts, for the error when a format is missing
+    source: str
+
+
 class EngineSpec(_Strict):
     id: str
     version: str
@@ -195,6 +204,8 @@ class EngineSpec(_Strict):
     device_rules: list[DeviceRule] = []
     # weights the engine has no kernel for on a device with a native `on_native` dtype
     unsupported: list[dict[str, str | None]] = []
+    # the engine's --kv-cache-dtype value for each planner KV format it can store (16 bit: its default)
+    kv_cache_dtypes: KvDtypes | None = None
     # further flags / config keys the emitters write (parallelism, quantization, ports...), each with its page
     cli: dict[str, Setting] = {}
 
@@ -229,12 +240,15 @@ class EngineSpec(_Strict):
         keys = tuple((k, st.key) for k, st in both.items() if st.key)
         srcs = tuple((k, st.source) for k, st in both.items())
         unsup = tuple((u["weights"], u.get("on_native"), u["reason"]) for u in self.unsupported)
+        kvd = self.kv_cache_dtypes
+        kw["kv_dtype_items"] = tuple(kvd.values.items()) if kvd else ()
+        kw["kv_dtype_note"] = kvd.takes if kvd else ""
         return Engine(id=self.id, version=self.version, flag_items=flags, key_items=keys, source_items=srcs, unsupported=unsup,
                       rules=tuple(self.device_rules), source=f"{self.name}: {self.source}", **kw)
 
 
 _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
-                           if f not in ("id", "version", "flag_items", "key_items", "source_items", "unsupported", "rules", "source"))
+                           if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source"))
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
