@@ -79,3 +79,30 @@ def fmt_time(s: float) -> str:
     if a >= 1e-3:
         return f"{s * 1e3:.3g} ms"
     return f"{s * 1e6:.3g} µs"
+
+
+_DURATION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan))\s*(s|ms|us|µs|ns|min|h)?\s*$", re.I)
+_DURATION_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds from ``2``, ``2s``, ``300ms``, ``150us``, ``1.5min``: a bare number is seconds.
+
+    Returns the value as parsed (NaN and inf included); callers check the range."""
+    if isinstance(text, bool):
+        raise PlannerError(f"expected a duration such as 2s or 300ms, got {text!r}")
+    if isinstance(text, (int, float)):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise PlannerError(f"cannot read {text!r} as a duration (a number of seconds, or with a unit: 2s, 300ms, 150us)")
+    unit = (m.group(2) or "s").lower().replace("µs", "us")
+    return float(m.group(1)) * _DURATION_UNITS[unit]
+
+
+def has_unit(text: str | int | float) -> bool:
+    """True when a duration string names its unit (``300ms``), False for a bare number."""
+    if isinstance(text, (int, float)):
+        return False
+    m = _DURATION.match(str(text))
+    return bool(m and m.group(2))

@@ -38,12 +38,13 @@ def test_static_batching(capsys):
     assert d["requests_per_s"] * 64 == pytest.approx(d["output_tokens_per_s"])
 
 
-def test_does_not_fit_is_a_result(capsys):
+def test_does_not_fit_answers_and_exits_2(capsys):
+    # the JSON answer is still printed, and the exit code says nothing fits (one line on stderr)
     code, out, err = run(["estimate", "-m", "llama-3.1-405b", "-H", "l4", "--json"], capsys)
-    assert code == 0
+    assert code == 2
     d = json.loads(out)
     assert d["memory"]["fits"] is False
-    assert "does not fit" in d["reason"]
+    assert "does not fit" in d["reason"] and err.startswith("error: does not fit") and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
-import typer
 from rich.table import Table
 
 from planner.cli.app import app
-from planner.cli.common import console, err_console, print_json
+from planner.cli.common import console, err_console, print_csv, print_json
+from planner.cli.options import check_out_file, command
 from planner.errors import PlannerError
+
 
 def ms(x) -> str:
     """Compact seconds: 488 ms, 12.3 ms, 1.03 s."""
@@ -30,65 +30,40 @@ Prints cost per hour and per month and the latency-versus-load curve up to satur
 sizes a daily profile for its peak and reports the average utilization."""
 
 
-@app.command("capacity", help=HELP)
-def capacity_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="model id"),
-    hardware: str = typer.Option(..., "--hardware", "-H", help="hardware id"),
-    rate: Optional[float] = typer.Option(None, help="arrival rate, requests/s (with --hourly/--daily: the peak is used)"),
-    workload: Optional[str] = typer.Option(None, "--workload", "-w", help="built-in workload or a workload YAML (default: fixed --isl/--osl)"),
-    isl: int = typer.Option(1024, help="input tokens per request (without --workload)"),
-    osl: int = typer.Option(256, help="output tokens per request (without --workload)"),
-    arrival: str = typer.Option("poisson", help="arrival process: poisson or gamma"),
-    cv: float = typer.Option(1.0, help="coefficient of variation of inter-arrival gaps (gamma)"),
-    ttft_p99: Optional[float] = typer.Option(None, help="TTFT SLO in seconds, at the percentile (default p99)"),
-    tpot_p99: Optional[float] = typer.Option(None, help="TPOT SLO in seconds (mean inter-token latency of a request), at the percentile"),
-    percentile: float = typer.Option(99.0, help="SLO percentile"),
-    max_gpus: int = typer.Option(64, help="largest deployment to consider"),
-    weights: str = typer.Option("bf16", help="weight precision"),
-    kv: Optional[str] = typer.Option(None, help="KV-cache precision (default: fp8 with fp8 weights, else 16 bit)"),
-    engine: str = typer.Option("trtllm", help="engine: trtllm or vllm"),
-    requests: Optional[int] = typer.Option(None, help="requests per simulation (default: ~300 s of traffic, 1000-10000)"),
-    seed: int = typer.Option(0, help="random seed"),
-    hourly: Optional[str] = typer.Option(None, help="daily profile: comma-separated hourly rates r1,r2,..."),
-    daily: Optional[Path] = typer.Option(None, help="daily profile file: one rate per line, or a CSV with a 'rate' column"),
-    plot: Optional[Path] = typer.Option(None, help="draw the latency-versus-load curve to FILE.png/.svg"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-):
+@command(app, "capacity", help=HELP, ui=("as_json", "as_csv", "plot"))
+def capacity_cmd(req, as_json: bool, as_csv: bool, plot):
     from planner.search.capacity import capacity, parse_hourly, read_daily
     from planner.serving.workload import fixed_workload, get_workload
 
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise PlannerError(f"--plot writes .png or .svg, not {plot.suffix or 'a file without extension'}")
-    if hourly and daily:
-        raise PlannerError("give --hourly or --daily, not both")
-    profile = parse_hourly(hourly) if hourly else (read_daily(str(daily)) if daily else None)
-    if profile is None and rate is None:
-        raise PlannerError("give --rate R (or a daily profile with --hourly/--daily)")
-    if requests is not None and requests < 10:
-        raise PlannerError("--requests must be at least 10")
-    if arrival not in ("poisson", "gamma"):
-        raise PlannerError(f"--arrival takes poisson or gamma, not {arrival!r}")
-    if cv <= 0:
-        raise PlannerError("--cv must be positive")
-    spec = get_workload(workload) if workload else fixed_workload(isl, osl)
-    if arrival != "poisson" or cv != 1.0:
-        spec = spec.model_copy(update={"arrival": spec.arrival.model_copy(update={"process": arrival, "cv": cv})})
+    check_out_file(plot, (".png", ".svg"))
+    profile = parse_hourly(req.hourly) if req.hourly else (read_daily(req.daily) if req.daily else None)
+    spec = get_workload(req.workload) if req.workload else fixed_workload(req.isl, req.osl)
+    if req.arrival != "poisson" or req.cv != 1.0:
+        spec = spec.model_copy(update={"arrival": spec.arrival.model_copy(update={"process": req.arrival, "cv": req.cv})})
     status = err_console.status("sizing", spinner="dots")
-    status.start()
+    if err_console.is_terminal:
+        status.start()
     try:
-        res = capacity(model, hardware, rate if rate is not None else 0.0, spec, ttft_s=ttft_p99, tpot_s=tpot_p99,
-                       percentile=percentile, max_gpus=max_gpus, weights=weights, kv=kv, engine=engine, requests=requests,
-                       seed=seed, hourly=profile, progress=lambda msg: status.update(msg))
+        res = capacity(req.model, req.hardware, req.rate if req.rate is not None else 0.0, spec, ttft_s=req.ttft_p99,
+                       tpot_s=req.tpot_p99, percentile=req.percentile, max_gpus=req.max_gpus, weights=req.weights, kv=req.kv,
+                       engine=req.engine, requests=req.requests, seed=req.seed, hourly=profile,
+                       progress=lambda msg: status.update(msg))
     finally:
         status.stop()
     if plot is not None and res.load_curve:
         _plot(res, plot)
     if as_json:
         print_json(res.to_dict())
-        return
-    _render(res)
-    if plot is not None and res.load_curve:
-        console.print(f"plot written to {plot}")
+    elif as_csv:
+        print_csv([{"replica_plan": c["plan"], "batch_cap": c["batch_cap"], "gpus_per_replica": c["gpus_per_replica"],
+                    "replicas": c["replicas"], "gpus": c["gpus"],
+                    "chosen": bool(res.feasible and c["plan"] == res.plan["label"])} for c in res.candidates])
+    else:
+        _render(res)
+        if plot is not None and res.load_curve:
+            console.print(f"plot written to {plot}")
+    if not res.feasible:
+        raise PlannerError(res.reason or "no deployment meets the SLO")
 
 
 def _render(res) -> None:

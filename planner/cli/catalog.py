@@ -94,12 +94,20 @@ def models_import(
     path: Path = typer.Argument(..., metavar="FILE", help="config.json"),
     model_id: Optional[str] = typer.Option(None, "--id", help="id for the new spec (default: from the config)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the YAML here (default: print it)"),
+    as_json: bool = typer.Option(False, "--json", help="print the spec as one JSON object"),
 ):
+    from planner.cli.options import check_out_file
     from planner.specs.hf_import import spec_from_hf_config
 
+    check_out_file(out, (".yaml", ".yml"), "--out")
     model, spec = spec_from_hf_config(path, model_id)
     text = yaml.safe_dump(spec, sort_keys=False)
-    if out:
+    if as_json:
+        if out:
+            out.write_text(text)
+        print_json({**spec, "total_params": model.total_params, "active_params": model.active_params,
+                    "written": str(out) if out else None})
+    elif out:
         out.write_text(text)
         console.print(f"wrote {out}: {model.id}, {model.total_params / 1e9:.2f}B parameters ({model.active_params / 1e9:.2f}B active)")
     else:

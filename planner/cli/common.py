@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
 import sys
 
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _width(stream) -> int | None:
+    """A terminal keeps its width; piped or redirected output is not cut to 80 columns."""
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return 1000
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
+
+
+def warn(msg: str) -> None:
+    """One line on stderr that does not stop the command."""
+    sys.stderr.write(msg + "\n")
 
 
 def _clean(x):
@@ -43,3 +58,26 @@ def num(x: float | None, fmt: str = ",.0f") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return format(x, fmt)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dicts to ``a_b`` scalar columns; lists are left out (CSV cells hold scalars)."""
+    out: dict = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "_"))
+        elif not isinstance(v, (list, tuple)):
+            out[key] = v
+    return out
+
+
+def print_csv(rows: list[dict]) -> None:
+    """CSV on stdout: the union of the rows' keys, in first-seen order; NaN/inf/None empty."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    w = csv.DictWriter(sys.stdout, keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if _clean(r.get(k)) is None else _clean(r.get(k))) for k in keys})

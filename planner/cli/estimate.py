@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
-import typer
 from rich.table import Table
 
 from planner.api import PlanSpec, estimate, resolve_parallel
 from planner.cli.app import app
-from planner.cli.common import console, gib, ms, num, print_json
+from planner.cli.common import console, flatten, gib, ms, num, print_csv, print_json
+from planner.cli.options import command
 from planner.errors import PlannerError
 
 TPOT_HELP = "TPOT is the mean time between output tokens after the first (inter-token latency)."
@@ -20,41 +18,31 @@ def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=
     return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations, weight_offload=weight_offload)
 
 
-@app.command("estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP}")
-def estimate_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="model id (planner models list) or a model YAML"),
-    hardware: str = typer.Option(..., "--hardware", "-H", help="hardware id (planner hardware list) or a hardware YAML"),
-    gpus: Optional[int] = typer.Option(None, help="GPUs in total (default: tp x pp x dp)"),
-    tp: Optional[int] = typer.Option(None, help="tensor parallel size"),
-    pp: Optional[int] = typer.Option(None, help="pipeline parallel size"),
-    ep: Optional[int] = typer.Option(None, help="expert parallel size (MoE)"),
-    dp: Optional[int] = typer.Option(None, help="data-parallel replicas"),
-    weights: str = typer.Option("bf16", help="weight precision: bf16 fp16 fp8 int8 int8-wo int4 w4a8 fp4 mxfp4 q4_0 q8_0"),
-    activations: Optional[str] = typer.Option(None, help="activation precision (default: the weight format's)"),
-    kv: Optional[str] = typer.Option(None, help="KV-cache precision: bf16 fp16 fp8 int8 int4 (default: fp8 with fp8 weights, else 16 bit)"),
-    weight_offload: Optional[str] = typer.Option(None, help="stream weights that do not fit from 'host' memory or 'disk' (NVMe)"),
-    isl: int = typer.Option(1024, help="input tokens per request"),
-    osl: int = typer.Option(256, help="output tokens per request"),
-    batching: str = typer.Option("inflight", help="static (all requests start together) or inflight (continuous batching)"),
-    batch: Optional[int] = typer.Option(None, help="requests in the static batch"),
-    concurrency: Optional[str] = typer.Option(None, help="sequences in flight (inflight), or 'max' (default)"),
-    engine: str = typer.Option("trtllm", help="serving engine whose limits and overheads apply: trtllm, vllm, llamacpp"),
-    rate: Optional[float] = typer.Option(None, help="arrival rate in requests/s (needs the serving simulator)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-):
-    if rate is not None:
-        if batching != "inflight" or batch is not None or concurrency is not None:
-            raise PlannerError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
+@command(app, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "
+                               "Exit code 2 when the plan does not fit.", ui=("as_json", "as_csv"))
+def estimate_cmd(req, as_json: bool, as_csv: bool):
+    plan = plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations, req.weight_offload)
+    if req.rate is not None:
         from planner.api import estimate_at_rate
 
-        d = estimate_at_rate(model, hardware, plan_options(gpus, tp, pp, ep, dp, weights, kv, activations), rate=rate,
-                             isl=isl, osl=osl, engine=engine)
-        if as_json:
-            print_json(d)
-            return
+        d = estimate_at_rate(req.model, req.hardware, plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine)
+        _output(d, as_json, as_csv, rate=req.rate)
+        return
+    est = estimate(req.model, req.hardware, plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
+                   concurrency=req.concurrency, engine=req.engine)
+    _output(est.to_dict(), as_json, as_csv, est)
+
+
+def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None = None) -> None:
+    """JSON, CSV or tables; then exit 2 with one line when the plan does not fit."""
+    if as_json:
+        print_json(d)
+    elif as_csv:
+        print_csv([flatten({k: v for k, v in d.items() if k not in ("breakdown", "notes")})])
+    else:
         from types import SimpleNamespace
 
-        render(SimpleNamespace(**d))
+        render(est or SimpleNamespace(**d))
         s = d.get("serving")
         if s:
             t = Table(title=f"at {rate:g} req/s (simulated, {s['requests']} requests)", header_style="bold")
@@ -63,26 +51,9 @@ def estimate_cmd(
             for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT (mean inter-token)"), ("e2e_latency_s", "end-to-end")):
                 t.add_row(name, *(ms(s[key][q]) for q in ("mean", "p50", "p90", "p99")))
             console.print(t)
-        return
-    conc: int | str | None = None
-    if concurrency is not None:
-        if concurrency == "max":
-            conc = "max"
-        else:
-            try:
-                conc = int(concurrency)
-            except ValueError:
-                raise PlannerError(f"--concurrency must be an integer or 'max', got {concurrency!r}") from None
-    if batching == "static" and concurrency is not None:
-        raise PlannerError("--concurrency applies to --batching inflight; use --batch with static batching")
-    if batching == "inflight" and batch is not None:
-        raise PlannerError("--batch applies to --batching static; use --concurrency with inflight batching")
-    plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload)
-    est = estimate(model, hardware, plan, isl=isl, osl=osl, batching=batching, batch=batch, concurrency=conc, engine=engine)
-    if as_json:
-        print_json(est.to_dict())
-        return
-    render(est)
+    mem = d["memory"]
+    if not mem["fits"] or d["plan"]["batch_or_concurrency"] < 1:
+        raise PlannerError(d.get("reason") or "does not fit: no sequence of isl + osl tokens fits in memory")
 
 
 def render(est) -> None:

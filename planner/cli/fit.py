@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
-import typer
 from rich.table import Table
 
 from planner.api import fit
 from planner.cli.app import app
 from planner.cli.common import console, gib, num, print_json
 from planner.cli.estimate import plan_options
+from planner.cli.options import command
+from planner.errors import PlannerError
 
 
-@app.command("fit", help="Does it fit? Memory per GPU (weights, KV cache, activations, runtime), max context and concurrency.")
-def fit_cmd(
-    model: str = typer.Option(..., "--model", "-m"),
-    hardware: str = typer.Option(..., "--hardware", "-H"),
-    gpus: Optional[int] = typer.Option(None),
-    tp: Optional[int] = typer.Option(None),
-    pp: Optional[int] = typer.Option(None),
-    ep: Optional[int] = typer.Option(None),
-    dp: Optional[int] = typer.Option(None),
-    weights: str = typer.Option("bf16"),
-    activations: Optional[str] = typer.Option(None),
-    kv: Optional[str] = typer.Option(None),
-    isl: int = typer.Option(1024, help="input tokens per request (for concurrency)"),
-    osl: int = typer.Option(256, help="output tokens per request (for concurrency)"),
-    as_json: bool = typer.Option(False, "--json"),
-):
-    plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations)
-    out = fit(model, hardware, plan, isl=isl, osl=osl)
+@command(app, "fit", help="Does it fit? Memory per GPU (weights, KV cache, activations, runtime), max context and concurrency. "
+                         "Exit code 2 when it does not fit.", ui=("as_json",))
+def fit_cmd(req, as_json: bool):
+    plan = plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations)
+    isl, osl = req.isl, req.osl
+    out = fit(req.model, req.hardware, plan, isl=isl, osl=osl, engine=req.engine)
     mem = out["memory"]
     if as_json:
         print_json(out)
+        if not out["fits"]:
+            raise PlannerError(out["reason"] or "does not fit")
         return
     t = Table(title=f"{out['model']} on {out['gpus']} x {out['hardware']} ({plan.weights} weights, {out['plan']['kv']} KV), per GPU", header_style="bold")
     t.add_column("item")
@@ -51,4 +40,4 @@ def fit_cmd(
         if out['concurrency_cap']:
             console.print(f"[dim]{out['concurrency_cap']}[/dim]")
     else:
-        console.print(f"[red]{out['reason'] or 'does not fit'}[/red]")
+        raise PlannerError(out["reason"] or "does not fit")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
-import typer
 from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.capacity import ms
-from planner.cli.common import console, err_console, num, print_json
-from planner.errors import PlannerError
+from planner.cli.common import console, err_console, flatten, num, print_csv, print_json
+from planner.cli.options import check_out_file, command
 
 HELP = (
     "Simulate serving: requests arrive (a workload's arrival process, or a CSV trace) at replicas doing continuous "
@@ -50,63 +48,23 @@ class Progress:
         self.p.update(self.task, completed=done, total=total)
 
 
-@app.command("simulate", help=HELP)
-def simulate_cmd(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model id (not needed with --fleet)"),
-    hardware: str = typer.Option(..., "--hardware", "-H", help="hardware id"),
-    gpus: Optional[int] = typer.Option(None, help="GPUs in total (default: tp x pp x dp)"),
-    tp: Optional[int] = typer.Option(None, help="tensor parallel size"),
-    pp: Optional[int] = typer.Option(None, help="pipeline parallel size"),
-    ep: Optional[int] = typer.Option(None, help="expert parallel size (MoE)"),
-    dp: Optional[int] = typer.Option(None, help="replicas (data parallel)"),
-    weights: str = typer.Option("bf16", help="weight precision"),
-    activations: Optional[str] = typer.Option(None, help="activation precision"),
-    kv: Optional[str] = typer.Option(None, help="KV-cache precision (default: fp8 with fp8 weights, else 16 bit)"),
-    engine: str = typer.Option("trtllm", help="engine defaults: trtllm (reserve KV, 2048 seqs, 8192 tokens) or vllm (on-demand KV, 256 seqs)"),
-    workload: Optional[str] = typer.Option(None, "--workload", "-w", help="built-in workload (chat, chat-multiturn, code, rag, summarization, reasoning, burstgpt, openorca) or a workload YAML"),
-    trace: Optional[str] = typer.Option(None, help="CSV trace: timestamp, input and output tokens per row (BurstGPT columns work as they are)"),
-    isl: int = typer.Option(1024, help="input tokens per request (without --workload/--trace)"),
-    osl: int = typer.Option(256, help="output tokens per request (without --workload/--trace)"),
-    arrival: str = typer.Option("poisson", help="arrival process: poisson or gamma"),
-    cv: float = typer.Option(1.0, help="coefficient of variation of inter-arrival gaps (gamma; BurstGPT fits ~1.4)"),
-    shared_prefix: Optional[float] = typer.Option(None, help="fraction of each prompt served from the prefix cache"),
-    rate: Optional[str] = typer.Option(None, help="arrival rate, requests/s, or 'inf' (all at once); rescales a trace"),
-    requests: int = typer.Option(1000, help="requests to simulate (a trace: its first N rows)"),
-    seed: int = typer.Option(0, help="random seed (same seed, same numbers)"),
-    ttft_slo: Optional[float] = typer.Option(None, help="TTFT SLO in seconds (for goodput)"),
-    tpot_slo: Optional[float] = typer.Option(None, help="TPOT SLO in seconds, mean inter-token latency of a request (for goodput)"),
-    router: str = typer.Option("least-outstanding", help="round-robin, least-outstanding, threshold:T (fleets) or static"),
-    chunked_prefill: Optional[bool] = typer.Option(None, "--chunked-prefill/--no-chunked-prefill", help="split prompts to fill each step's token budget (default: the engine's; vllm on, trtllm off)"),
-    max_seqs: Optional[int] = typer.Option(None, help="max sequences in a batch (default: the engine's)"),
-    max_batched_tokens: Optional[int] = typer.Option(None, help="token budget per step (default: the engine's)"),
-    kv_admission: Optional[str] = typer.Option(None, help="reserve (no preemption) or ondemand (preempts when KV runs out)"),
-    preemption: str = typer.Option("recompute", help="what a preempted sequence does: recompute or swap"),
-    spec: Optional[str] = typer.Option(None, help="speculative decoding DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7"),
-    disagg: Optional[str] = typer.Option(None, help="disaggregated pools PREFILL:DECODE replicas, e.g. 1:2 (each of the plan's size)"),
-    prefill_tp: Optional[int] = typer.Option(None, help="tensor parallel size of prefill replicas (with --disagg)"),
-    fleet: Optional[str] = typer.Option(None, help="fleet of model sizes MODEL:REPLICAS[:TP],... e.g. llama-3.1-70b:2,llama-3.1-8b:2"),
-    plot: Optional[Path] = typer.Option(None, help="write queue length over time and latency distributions to FILE.png/.svg"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-):
+@command(app, "simulate", help=HELP, ui=("as_json", "as_csv", "plot"))
+def simulate_cmd(req, as_json: bool, as_csv: bool, plot):
     from planner.serving.run import simulate_scenario
 
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise PlannerError(f"--plot writes .png or .svg, not {plot.suffix or 'a file without extension'}")
-    o = simulate_scenario(model=model, hardware=hardware, gpus=gpus, tp=tp, pp=pp, ep=ep, dp=dp, weights=weights,
-                          activations=activations, kv=kv, engine=engine, workload=workload, trace=trace, isl=isl, osl=osl,
-                          arrival=arrival, cv=cv, shared_prefix=shared_prefix, rate=rate, requests=requests, seed=seed,
-                          ttft_slo=ttft_slo, tpot_slo=tpot_slo, router=router, chunked_prefill=chunked_prefill,
-                          max_seqs=max_seqs, max_batched_tokens=max_batched_tokens, kv_admission=kv_admission,
-                          preemption=preemption, spec=spec, disagg=disagg, prefill_tp=prefill_tp, fleet=fleet,
-                          progress_factory=Progress)
+    check_out_file(plot, (".png", ".svg"))
+    o = simulate_scenario(**req.model_dump(), progress_factory=Progress)
     if o.runs:
-        _fleet_out(o.out, o.runs, o.pools, o.slo, as_json, plot)
+        _fleet_out(o.out, o.runs, o.pools, o.slo, as_json, plot, as_csv)
         return
     out, res = o.out, o.res
     if plot is not None:
         _plot(res, plot, title=f"{out['model']} on {out['gpus']} x {out['hardware']}, {out['requests']} requests")
     if as_json:
         print_json(out)
+        return
+    if as_csv:
+        print_csv([flatten({k: v for k, v in out.items() if k not in ("notes", "pools", "utilization")})])
         return
     _render(out, res)
     if plot is not None:
@@ -156,12 +114,15 @@ def _render(out: dict, res) -> None:
     console.print(t)
 
 
-def _fleet_out(out: dict, runs: dict, pools, slo, as_json, plot) -> None:
+def _fleet_out(out: dict, runs: dict, pools, slo, as_json, plot, as_csv=False) -> None:
     wdesc, rate, notes = out["workload"], out["rate"], out["notes"]
     if plot is not None:
         _plot_fleet(runs, plot)
     if as_json:
         print_json(out)
+        return
+    if as_csv:
+        print_csv([flatten({"router": lab, **{k: v for k, v in d.items() if k != "share"}}) for lab, d in out["runs"].items()])
         return
     console.print(f"[bold]fleet on {out['gpus']} x {pools[0].replica.hardware_id}[/bold]: "
                   + ", ".join(f"{p.count} x {p.replica.name} (accuracy {p.replica.accuracy:.3f})" for p in pools))

@@ -67,8 +67,9 @@ class PlanResult:
     task: str = "general"
 
     def to_dict(self) -> dict:
-        return {"search": {"plans_evaluated": self.plans_evaluated, "plans_costed": self.plans_costed, "seconds": round(self.seconds, 4), "pruned": self.pruned,
+        return {"search": {"plans_evaluated": self.plans_evaluated, "plans_costed": self.plans_costed, "pruned": self.pruned,
                            "feasible": len(self.table)},
+                "timing": {"wall_s": round(self.seconds, 4)},
                 "frontier": self.frontier, "recommended": self.recommended, "runner_up": self.runner_up, "why": self.why,
                 "infeasible": self.infeasible, "nearest": self.nearest}
 
@@ -212,21 +213,12 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     front = np.nonzero(pareto_mask(obj))[0]
     best_tok = float(c["tok_s_per_gpu"].max())
     score = sign * np.nan_to_num(c[key], nan=-np.inf if sign > 0 else np.inf)
-    # plans within 0.5 % of the best on the objective are a tie: the more accurate, then the longer
-    # context wins (a model cannot tell 0.5 % apart; accuracy is a real difference)
-    best = score.max()
-    tie = score >= best - 0.005 * abs(best)
-    order = np.lexsort((-score, -c["max_context"], -c["accuracy"], ~tie))
-    rec_i = int(order[0])
+    stable = stable_rank(feas)
+    rec_i, runner_i = recommend(score, c["accuracy"], c["max_context"], stable, feas)
     rec = row(feas, rec_i, model.max_context, best_tok, model.id)
-    runner = None
-    for j in order[1:]:
-        cand = row(feas, int(j), model.max_context, best_tok, model.id)
-        if _shape(cand) != _shape(rec):
-            runner = cand
-            break
+    runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id)
     why = explain_choice(rec, runner, objective)
-    f_order = front[np.argsort(-score[front], kind="stable")]
+    f_order = front[np.lexsort((stable[front], -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
     f_order = f_order[np.sort(first)]
@@ -235,9 +227,43 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task)
 
 
-def _shape(d: dict) -> tuple:
-    p = d["plan"]
-    return (p["hardware"], p["mode"], p["tp"], p["pp"], p["ep"], p["attention_dp"], p["weights"], p["kv"])
+SHAPE_COLS = ("hardware", "disagg", "tp", "pp", "ep", "adp", "weights", "kv")
+CATEGORICAL = {"weights": "weights", "kv": "kv", "hardware": "hardware", "evict": "evict"}
+
+
+def stable_rank(t: PlanTable) -> np.ndarray:
+    """Each row's position in a canonical order over every column (names, not codes, for the string
+    columns): exact ties on the objective break the same way in every run."""
+    keys = []
+    for name in sorted(t.cols):
+        v = t.cols[name]
+        if name in CATEGORICAL:
+            names = getattr(t, CATEGORICAL[name])
+            rank = np.argsort(np.argsort(np.array(names, dtype=object).astype(str), kind="stable"), kind="stable")
+            v = rank[v.astype(int)]
+        keys.append(np.nan_to_num(np.asarray(v, dtype=float), nan=np.inf))
+    order = np.lexsort(keys[::-1]) if keys else np.arange(len(t))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, stable: np.ndarray, t: PlanTable) -> tuple[int, int | None]:
+    """(recommended row, runner-up row). Plans within 0.5 % of the best on the objective tie (a
+    model cannot tell 0.5 % apart); among them the more accurate, then the longer-context, then
+    the better-scoring plan wins. The runner-up is the best plan on the objective among the other
+    layouts and precisions; exact ties break by ``stable``."""
+    best = score.max()
+    tie = score >= best - 0.005 * abs(best)
+    order = np.lexsort((stable, -score, -context, -accuracy, ~tie))
+    rec_i = int(order[0])
+    shape = np.column_stack([np.asarray(t.cols[k], float) for k in SHAPE_COLS if k in t.cols])
+    other = np.any(shape != shape[rec_i], axis=1)
+    if not other.any():
+        return rec_i, None
+    cand = np.nonzero(other)[0]
+    runner_i = int(cand[np.lexsort((stable[cand], -score[cand]))[0]])
+    return rec_i, runner_i
 
 
 def explain_choice(rec: dict, runner: dict | None, objective: str) -> str:
@@ -290,6 +316,6 @@ def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int
     for passes, val, lim, direction in checks.values():
         r = (val / lim - 1) if direction == "<=" else (lim / np.maximum(val, 1e-12) - 1)
         viol += np.maximum(r, 0)
-    idx = np.argsort(viol)[:5]
+    idx = np.lexsort((stable_rank(allp), viol))[:5]
     best_tok = float(allp.cols["tok_s_per_gpu"].max())
     return lines, [row(allp, int(i), model.max_context, best_tok, model.id) for i in idx]

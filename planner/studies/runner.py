@@ -8,25 +8,23 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 from planner.errors import PlannerError
+from planner.studies.params import CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, check_specs, plan_search
 from planner.studies.schema import PARAMS, Study
 
 
-def _estimate(p: dict) -> dict:
+def _estimate(r: EstimateRequest) -> dict:
     from planner.api import PlanSpec, estimate, resolve_parallel
 
-    tp, pp, ep, dp = resolve_parallel(p.get("gpus"), p.get("tp"), p.get("pp"), p.get("ep"), p.get("dp"))
-    plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=p.get("weights", "bf16"), kv=p.get("kv"), activations=p.get("activations"),
-                    weight_offload=p.get("weight_offload"))
-    if p.get("rate"):
+    tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp)
+    plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=r.weights, kv=r.kv, activations=r.activations, weight_offload=r.weight_offload)
+    if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
-        e = estimate_at_rate(p["model"], p["hardware"], plan, rate=p["rate"], isl=p.get("isl", 1024), osl=p.get("osl", 256),
-                             workload=p.get("workload"), engine=p.get("engine", "trtllm"))
+        e = estimate_at_rate(r.model, r.hardware, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine)
         d = e if isinstance(e, dict) else e.to_dict()
     else:
-        d = estimate(p["model"], p["hardware"], plan, isl=p.get("isl", 1024), osl=p.get("osl", 256),
-                     batching=p.get("batching", "inflight"), batch=p.get("batch"), concurrency=p.get("concurrency"),
-                     engine=p.get("engine", "trtllm")).to_dict()
+        d = estimate(r.model, r.hardware, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
+                     concurrency=r.concurrency, engine=r.engine).to_dict()
     out = {k: d[k] for k in ("gpus", "fits", "ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s",
                              "output_tokens_per_s_per_gpu", "requests_per_s", "max_context_tokens", "max_concurrency")}
     out.update(tp=tp, pp=pp, ep=ep, dp=dp, accuracy=d["accuracy"]["score"], weights_bytes=d["memory"]["weights_bytes"],
@@ -39,23 +37,8 @@ def _estimate(p: dict) -> dict:
     return out
 
 
-def _plan(p: dict) -> dict:
-    from planner.cli.plan import _eviction, _spec
-    from planner.search.evaluate import Workload
-    from planner.search.run import Constraints, search
-    from planner.search.space import SpaceOptions
-
-    hw = p["hardware"] if isinstance(p["hardware"], list) else [h.strip() for h in str(p["hardware"]).split(",")]
-    kw = {}
-    if p.get("concurrency"):
-        kw["concurrency"] = tuple(p["concurrency"])
-    opts = SpaceOptions(weights=tuple(p["weights"]) if p.get("weights") else None, kv=tuple(p["kv"]) if p.get("kv") else None,
-                        speculative=_spec(p.get("spec")), eviction=_eviction(p.get("eviction")), offload=p.get("offload", True),
-                        disaggregated=p.get("disagg", True), **kw)
-    cons = Constraints(gpus=p["gpus"], ttft_s=p.get("ttft"), tpot_s=p.get("tpot"), min_context=p.get("min_context"),
-                       min_accuracy=p.get("min_accuracy"), max_usd_per_mtok=p.get("max_cost"))
-    r = search(p["model"], hw, p["gpus"], Workload(p.get("isl", 1024), p.get("osl", 256)), cons,
-               objective=p.get("objective", "throughput"), opts=opts, engine=p.get("engine", "trtllm"), task=p.get("task", "general"))
+def _plan(req: PlanRequest) -> dict:
+    r = plan_search(req)
     out: dict[str, Any] = {"plans_evaluated": r.plans_evaluated, "frontier_size": len(r.frontier), "feasible": r.recommended is not None}
     if r.recommended is None:
         out["infeasible"] = "; ".join(r.infeasible)
@@ -73,10 +56,10 @@ def _latency(prefix: str, d: dict) -> dict:
     return {f"{prefix}_{q}_s": d.get(q) for q in ("mean", "p50", "p90", "p99")}
 
 
-def _simulate(p: dict) -> dict:
+def _simulate(req: SimulateRequest) -> dict:
     from planner.serving.run import simulate_scenario
 
-    o = simulate_scenario(**p)
+    o = simulate_scenario(**req.model_dump())
     if o.runs:  # a fleet: one row per router, flattened with the router as prefix
         out: dict[str, Any] = {"gpus": o.out["gpus"]}
         for lab, d in o.out["runs"].items():
@@ -94,29 +77,33 @@ def _simulate(p: dict) -> dict:
     return out
 
 
-def _capacity(p: dict) -> dict:
-    from planner.search.capacity import capacity
+def _capacity(r: CapacityRequest) -> dict:
+    from planner.search.capacity import capacity, parse_hourly, read_daily
     from planner.serving.workload import fixed_workload, get_workload
 
-    spec = get_workload(p["workload"]) if p.get("workload") else fixed_workload(p.get("isl", 1024), p.get("osl", 256))
-    r = capacity(p["model"], p["hardware"], p["rate"], spec, ttft_s=p.get("ttft_p99"), tpot_s=p.get("tpot_p99"),
-                 max_gpus=p.get("max_gpus", 64), weights=p.get("weights", "bf16"), kv=p.get("kv"), engine=p.get("engine", "trtllm"),
-                 requests=p.get("requests"), seed=p.get("seed", 0), curve=False)
-    if not r.feasible:
-        return {"feasible": False, "infeasible": r.reason}
-    a = r.at_rate or {}
-    return {"feasible": True, "gpus": r.gpus, "replicas": r.replicas, "plan": r.plan["label"], "usd_per_hour": r.usd_per_hour,
-            "usd_per_month": r.usd_per_month, "ttft_p99_s": a.get("ttft_s", {}).get("p99"), "tpot_p99_s": a.get("tpot_s", {}).get("p99")}
+    spec = get_workload(r.workload) if r.workload else fixed_workload(r.isl, r.osl)
+    if r.arrival != "poisson" or r.cv != 1.0:
+        spec = spec.model_copy(update={"arrival": spec.arrival.model_copy(update={"process": r.arrival, "cv": r.cv})})
+    profile = parse_hourly(r.hourly) if r.hourly else (read_daily(r.daily) if r.daily else None)
+    res = capacity(r.model, r.hardware, r.rate if r.rate is not None else 0.0, spec, ttft_s=r.ttft_p99, tpot_s=r.tpot_p99,
+                   percentile=r.percentile, max_gpus=r.max_gpus, weights=r.weights, kv=r.kv, engine=r.engine,
+                   requests=r.requests, seed=r.seed, hourly=profile, curve=False)
+    if not res.feasible:
+        return {"feasible": False, "infeasible": res.reason}
+    a = res.at_rate or {}
+    return {"feasible": True, "gpus": res.gpus, "replicas": res.replicas, "plan": res.plan["label"], "usd_per_hour": res.usd_per_hour,
+            "usd_per_month": res.usd_per_month, "ttft_p99_s": a.get("ttft_s", {}).get("p99"), "tpot_p99_s": a.get("tpot_s", {}).get("p99")}
 
 
-RUNNERS: dict[str, Callable[[dict], dict]] = {"estimate": _estimate, "plan": _plan, "capacity": _capacity, "simulate": _simulate}
+RUNNERS: dict[str, Callable[[Any], dict]] = {"estimate": _estimate, "plan": _plan, "capacity": _capacity, "simulate": _simulate}
 
 
 def run_point(command: str, params: dict) -> dict:
     """One study point: its parameters plus the command's metrics, or an `error` column."""
-    clean = PARAMS[command].model_validate(params).model_dump(exclude_none=True)
     try:
-        metrics = RUNNERS[command](clean)
+        req = PARAMS[command].model_validate(params)
+        check_specs(command, req)
+        metrics = RUNNERS[command](req)
         return {**params, **metrics, "error": ""}
     except PlannerError as e:
         return {**params, "error": str(e)}

@@ -12,104 +12,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.errors import PlannerError
+from planner.studies.params import CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EstimateParams(_Strict):
-    model: str
-    hardware: str
-    gpus: int | None = Field(default=None, ge=1)
-    tp: int | None = Field(default=None, ge=1)
-    pp: int | None = Field(default=None, ge=1)
-    ep: int | None = Field(default=None, ge=1)
-    dp: int | None = Field(default=None, ge=1)
-    weights: str = "bf16"
-    kv: str | None = None
-    activations: str | None = None
-    weight_offload: Literal["host", "disk"] | None = None
-    isl: int = Field(default=1024, ge=1)
-    osl: int = Field(default=256, ge=1)
-    batching: Literal["static", "inflight"] = "inflight"
-    batch: int | None = Field(default=None, ge=1)
-    concurrency: int | Literal["max"] | None = None
-    engine: str = "trtllm"
-    rate: float | None = Field(default=None, gt=0)
-    workload: str | None = None
-
-
-class PlanParams(_Strict):
-    model: str
-    hardware: str | list[str]
-    gpus: int = Field(ge=1)
-    isl: int = Field(default=1024, ge=1)
-    osl: int = Field(default=256, ge=1)
-    ttft: float | None = Field(default=None, gt=0)
-    tpot: float | None = Field(default=None, gt=0)
-    min_context: int | None = Field(default=None, ge=1)
-    min_accuracy: float | None = Field(default=None, gt=0, le=1)
-    max_cost: float | None = Field(default=None, gt=0)
-    objective: Literal["throughput", "cost", "latency"] = "throughput"
-    task: str = "general"
-    weights: list[str] | None = None
-    kv: list[str] | None = None
-    spec: list[str] | None = None  # "K:ALPHA"
-    eviction: list[str] | None = None  # "METHOD:TOKENS"
-    concurrency: list[int] | None = None
-    disagg: bool = True
-    offload: bool = True
-    engine: str = "trtllm"
-
-
-class CapacityParams(_Strict):
-    model: str
-    hardware: str
-    rate: float = Field(gt=0)
-    workload: str | None = None
-    isl: int = Field(default=1024, ge=1)
-    osl: int = Field(default=256, ge=1)
-    ttft_p99: float | None = Field(default=None, gt=0)
-    tpot_p99: float | None = Field(default=None, gt=0)
-    max_gpus: int = Field(default=64, ge=1)
-    weights: str = "bf16"
-    kv: str | None = None
-    engine: str = "trtllm"
-    requests: int | None = Field(default=None, ge=1)
-    seed: int = 0
-
-
-class SimulateParams(_Strict):
-    model: str | None = None
-    hardware: str
-    gpus: int | None = Field(default=None, ge=1)
-    tp: int | None = Field(default=None, ge=1)
-    pp: int | None = Field(default=None, ge=1)
-    ep: int | None = Field(default=None, ge=1)
-    dp: int | None = Field(default=None, ge=1)
-    weights: str = "bf16"
-    kv: str | None = None
-    engine: str = "trtllm"
-    workload: str | None = None
-    trace: str | None = None
-    isl: int = Field(default=1024, ge=1)
-    osl: int = Field(default=256, ge=1)
-    arrival: Literal["poisson", "gamma"] = "poisson"
-    cv: float = Field(default=1.0, gt=0)
-    rate: float | str | None = None
-    requests: int = Field(default=1000, ge=1)
-    seed: int = 0
-    ttft_slo: float | None = Field(default=None, gt=0)
-    tpot_slo: float | None = Field(default=None, gt=0)
-    router: str = "least-outstanding"
-    chunked_prefill: bool | None = None
-    spec: str | None = None  # "K:ALPHA"
-    disagg: str | None = None  # "P:D"
-    fleet: str | None = None  # "MODEL:N[:TP],..."
-
-
-PARAMS = {"estimate": EstimateParams, "plan": PlanParams, "capacity": CapacityParams, "simulate": SimulateParams}
+# a study point is a command's request: the same models the CLI generates its options from
+PARAMS: dict[str, type[BaseModel]] = {"estimate": EstimateRequest, "plan": PlanRequest, "capacity": CapacityRequest,
+                                      "simulate": SimulateRequest}
 
 
 class Sweep(_Strict):
@@ -141,11 +53,14 @@ class Plot(_Strict):
     logx: bool = False
     logy: bool = False
     title: str | None = None
-    file: str | None = None  # default: <study>-<y>-vs-<x>.png
+    file: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}\.(png|svg)$")  # default: <study>-<y>-vs-<x>.png
+
+
+FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"  # a plain file name: no folders, no '..'
 
 
 class Study(_Strict):
-    name: str
+    name: str = Field(pattern=FILE_NAME)
     description: str = ""
     command: Literal["estimate", "plan", "capacity", "simulate"]
     base: dict[str, Any]
@@ -205,7 +120,10 @@ def load_study(path: Path) -> Study:
         err = e.errors()[0]
         loc = tuple(err["loc"])
         line = _where(lines, loc)
-        raise PlannerError(f"{path}:{line or '?'}: {'.'.join(map(str, loc))}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":
+            msg = "a plain file name (letters, digits, '.', '_', '-'; no folders)"
+        raise PlannerError(f"{path}:{line or '?'}: {'.'.join(map(str, loc))}: {msg}") from None
     cls = PARAMS[study.command]
     for i, p in enumerate(study.point_params()):
         try:
@@ -216,7 +134,7 @@ def load_study(path: Path) -> Study:
             in_axes = key in study.sweep.axes
             loc = ("sweep", "axes", key) if in_axes else ("base", key) if key is not None else ("base",)
             line = _where(lines, loc)
-            what = f"{'.'.join(map(str, loc))}: {err['msg']}"
+            what = f"{'.'.join(map(str, loc))}: {str(err['msg']).removeprefix('Value error, ')}"
             if err["type"] == "extra_forbidden":
                 article = "an" if study.command[0] in "aeiou" else "a"
                 what += f" ({article} {study.command} point takes: {', '.join(cls.model_fields)})"

@@ -1,0 +1,210 @@
+"""Options declared once: typer commands are generated from the request models in
+planner/studies/params.py (which study files also validate against), plus a few presentation
+options (--json, --csv, --plot, ...) shared here. Output paths are checked before any work starts."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from pydantic import BeforeValidator, ValidationError
+
+from planner.errors import PlannerError
+from planner.studies.params import MS_HINT_S, REQUESTS, Request, check_specs
+from planner.units import has_unit
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def one_line(e: ValidationError, flags: bool = True) -> str:
+    """The first pydantic error as one sentence naming the option."""
+    err = e.errors()[0]
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
+    msg = re.sub(r"greater than or equal to 1(?![\d.])", "a positive integer (at least 1)", msg)
+    for a, b in (("greater than 0", "positive"), ("greater than or equal to", "at least"), ("less than or equal to", "at most"),
+                 ("a valid integer, unable to parse string as an integer", "an integer"),
+                 ("a valid number, unable to parse string as a number", "a number")):
+        msg = msg.replace(a, b)
+    msg = msg[:1].lower() + msg[1:]
+    loc = [str(x) for x in err["loc"] if not isinstance(x, int)]
+    if not loc:
+        return msg
+    name = flag(loc[0]) if flags else ".".join(loc)
+    got = err.get("input")
+    shown = "" if err["type"] in ("value_error", "missing") or isinstance(got, dict) else f" (got {got!r})"
+    if err["type"] == "extra_forbidden":
+        return f"{name}: not an option of this command"
+    return f"{name}: {msg}{shown}"
+
+
+def build(command: str, values: dict[str, Any], warn: Callable[[str], None] | None = None) -> Request:
+    """Validate option values into the command's request model; one-line errors, exit 2."""
+    cls = REQUESTS[command]
+    try:
+        req = cls.model_validate(values)
+    except ValidationError as e:
+        raise PlannerError(one_line(e)) from None
+    for name, limit in MS_HINT_S.items():
+        raw = values.get(name)
+        if raw is not None and not has_unit(raw) and getattr(req, name, None) is not None and getattr(req, name) > limit:
+            msg = (f"hint: {flag(name)} {raw} is read as {getattr(req, name):g} seconds; "
+                   f"for milliseconds write {flag(name)} {raw}ms")
+            if warn:
+                warn(msg)
+    check_specs(command, req)
+    return req
+
+
+def _base_types(ann) -> tuple[set, bool]:
+    """(the set of base types in an annotation, whether a before-validator reads strings)."""
+    out: set = set()
+    reads_text = False
+    stack = [ann]
+    while stack:
+        a = stack.pop()
+        origin = typing.get_origin(a)
+        if origin is typing.Annotated:
+            args = typing.get_args(a)
+            stack.append(args[0])
+            reads_text |= any(isinstance(m, BeforeValidator) for m in args[1:])
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            stack += [x for x in typing.get_args(a) if x is not type(None)]
+        elif origin is typing.Literal:
+            out.add(str)
+        elif origin in (list, tuple):
+            out.add(list)
+        elif a is not type(None):
+            out.add(a)
+    return out, reads_text
+
+
+def _cli_type(cls: type[Request], name: str, field) -> Any:
+    types, reads_text = _base_types(field.annotation)
+    optional = not field.is_required() and field.default is None
+    if list in types:
+        return Optional[List[str]]
+    if types == {bool}:
+        return Optional[bool] if optional else bool
+    if reads_text or len(types) != 1 or types <= {str}:
+        base: Any = str
+    else:
+        base = next(iter(types))
+        base = base if base in (int, float) else str
+    return Optional[base] if optional else base
+
+
+def request_params(command: str) -> list[inspect.Parameter]:
+    cls = REQUESTS[command]
+    params = []
+    for name, field in cls.model_fields.items():
+        decls = [cls.FLAGS[name]] if name in cls.FLAGS else [flag(name)] + ([cls.SHORT[name]] if name in cls.SHORT else [])
+        default = ... if field.is_required() else field.default
+        info = typer.Option(default, *decls, help=field.description, show_default=default not in (None, ...))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=_cli_type(cls, name, field)))
+    return params
+
+
+# ------------------------------------------------------------------ presentation options, declared once
+
+def _ui() -> dict[str, tuple[Any, Callable[[], Any]]]:
+    return {
+        "as_json": (bool, lambda: typer.Option(False, "--json", help="print one JSON object on stdout (nothing else there)")),
+        "as_csv": (bool, lambda: typer.Option(False, "--csv", help="print CSV on stdout")),
+        "plot": (Optional[Path], lambda: typer.Option(None, "--plot", help="draw to FILE.png or FILE.svg")),
+        "plot_terminal": (bool, lambda: typer.Option(False, "--plot-terminal", help="draw tokens/s per GPU vs per user in the terminal")),
+        "top": (int, lambda: typer.Option(10, "--top", min=1, max=10000, help="frontier plans to show")),
+        "emit": (Optional[str], lambda: typer.Option(None, "--emit", help="print the recommended plan's launch config: vllm, sglang, trtllm or k8s")),
+    }
+
+
+UI = _ui()
+
+
+def command(app: typer.Typer, name: str, help: str, ui: tuple[str, ...] = ("as_json",), request: str | None = None):
+    """Register ``body(req, **ui)`` as a typer command whose options come from the request model."""
+    from planner.cli.common import warn
+
+    req_name = request or name
+
+    def deco(body):
+        params = request_params(req_name)
+        for u in ui:
+            ann, make = UI[u]
+            params.append(inspect.Parameter(u, inspect.Parameter.KEYWORD_ONLY, default=make(), annotation=ann))
+
+        def wrapper(**kw):
+            ui_vals = {u: kw.pop(u) for u in ui}
+            if ui_vals.get("as_json") and ui_vals.get("as_csv"):
+                raise PlannerError("give --json or --csv, not both")
+            req = build(req_name, kw, warn)
+            return body(req, **ui_vals)
+
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        wrapper.__name__ = body.__name__
+        wrapper.__doc__ = body.__doc__
+        app.command(name, help=help)(wrapper)
+        return body
+
+    return deco
+
+
+# ------------------------------------------------------------------ output paths, checked before the work
+
+def _probe_file(path: Path, what: str) -> None:
+    """Open the file for appending (creating it) and remove it again if it was not there: the one
+    honest test of writability (permissions, read-only mounts, /proc, a full disk's inode table)."""
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise PlannerError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+    if not existed:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def check_out_file(path: Path | None, suffixes: tuple[str, ...] = (), what: str = "--plot") -> None:
+    """A file the command will write: right suffix, its folder exists, and it can be written; checked
+    before any work starts."""
+    if path is None:
+        return
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise PlannerError(f"{what} writes {' or '.join(suffixes)}, not {path.suffix or 'a file without extension'}: {path}")
+    if path.is_dir():
+        raise PlannerError(f"{what} {path}: is a folder, not a file")
+    parent = path.parent
+    if not parent.exists():
+        raise PlannerError(f"{what} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise PlannerError(f"{what} {path}: {parent} is not a folder")
+    _probe_file(path, what)
+
+
+def check_out_dir(path: Path | None, what: str = "--out") -> None:
+    """A folder the command will write into: created if missing (with its parents), then probed."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise PlannerError(f"{what} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PlannerError(f"{what} {path}: cannot create the folder ({e.strerror or e})") from None
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".planner-probe-"):
+            pass
+    except OSError as e:
+        raise PlannerError(f"{what} {path}: cannot write there ({e.strerror or e})") from None

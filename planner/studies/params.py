@@ -1,0 +1,369 @@
+"""One request model per command, declared once: the CLI generates its options from these
+(planner/cli/options.py) and study files validate their points against the same models.
+
+Every numeric field states its range (positive, finite, fractions in (0, 1]); durations take units
+(``300ms``, ``2s``; a bare number is seconds). Checks that need the specs (GPUs a hardware's systems
+can hold, a request longer than the model's context) are in ``check_specs``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from planner.errors import PlannerError
+from planner.specs.quant import KV_FORMATS_HELP, WEIGHT_FORMATS_HELP
+from planner.units import parse_duration
+
+# ---------------------------------------------------------------- shared option types
+
+
+def _duration(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return parse_duration(v)
+        except PlannerError as e:
+            raise ValueError(str(e)) from None
+    return v
+
+
+def _split(v: Any) -> Any:
+    """``a,b`` and ``[a, "b,c"]`` both become a list of stripped names."""
+    if v is None:
+        return None
+    items = [v] if isinstance(v, str) else list(v)
+    out: list = []
+    for x in items:
+        out += [s.strip() for s in x.split(",") if s.strip()] if isinstance(x, str) else [x]
+    return out
+
+
+def parse_spec(text: str) -> tuple[int, float]:
+    """``DRAFT_TOKENS:ACCEPTANCE`` (``3:0.7``): draft tokens >= 1, acceptance in [0, 1)."""
+    try:
+        k, a = str(text).split(":")
+        k_i, a_f = int(k), float(a)
+    except ValueError:
+        raise ValueError(f"speculative decoding takes DRAFT_TOKENS:ACCEPTANCE such as 3:0.7, got {text!r}") from None
+    if not 1 <= k_i <= 16 or not 0 <= a_f < 1:
+        raise ValueError(f"{text}: draft tokens must be in 1..16 and acceptance in [0, 1)")
+    return k_i, a_f
+
+
+def parse_eviction(text: str) -> tuple[str, int]:
+    """``METHOD:KEPT_TOKENS`` (``snapkv:2048``)."""
+    try:
+        method, kept = str(text).split(":")
+        n = int(kept)
+    except ValueError:
+        raise ValueError(f"KV eviction takes METHOD:KEPT_TOKENS such as snapkv:2048, got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"{text}: kept tokens must be positive")
+    from planner.cap.accuracy import eviction_recovery
+
+    try:
+        eviction_recovery(method, 0.5)  # an unknown method fails here with a did-you-mean
+    except PlannerError as e:
+        raise ValueError(str(e)) from None
+    return method, n
+
+
+def _spec_one(v: str | None) -> str | None:
+    if v is not None:
+        parse_spec(v)
+    return v
+
+
+def _spec_list(v: list[str] | None) -> list[str] | None:
+    for x in v or []:
+        parse_spec(x)
+    return v
+
+
+def _eviction_list(v: list[str] | None) -> list[str] | None:
+    for x in v or []:
+        parse_eviction(x)
+    return v
+
+
+def _pair(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            a, b = (int(x) for x in v.split(":"))
+        except ValueError:
+            raise ValueError(f"takes PREFILL:DECODE replica counts such as 1:2, got {v!r}") from None
+        if a < 1 or b < 1:
+            raise ValueError(f"{v}: both pools need at least one replica")
+    return v
+
+
+def _sim_rate(v: Any) -> Any:
+    if v is None or (isinstance(v, str) and v.strip().lower() == "inf"):
+        return v
+    try:
+        r = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"a rate is requests/s or 'inf', got {v!r}") from None
+    if math.isinf(r) and r > 0:
+        return "inf"
+    if not (math.isfinite(r) and r > 0):
+        raise ValueError(f"a rate must be positive (or 'inf': all at once), got {v!r}")
+    return r
+
+
+MAX_TOKENS = 100_000_000  # longer than any model's context by 10x; beyond it an input is a typo
+MAX_REQUESTS = 10_000_000
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0, allow_inf_nan=False)]
+Names = Annotated[list[str], BeforeValidator(_split)]
+
+# a duration given as a bare number above this many seconds gets a hint that it may mean milliseconds
+MS_HINT_S = {"ttft": 60.0, "tpot": 5.0, "ttft_p99": 60.0, "tpot_p99": 5.0, "ttft_slo": 60.0, "tpot_slo": 5.0}
+
+
+class Request(BaseModel):
+    """Fields are options; ``SHORT`` maps a field to its one-letter flag; ``FLAGS`` to a bool pair."""
+
+    model_config = ConfigDict(extra="forbid")
+    SHORT: ClassVar[dict[str, str]] = {"model": "-m", "hardware": "-H", "workload": "-w"}
+    FLAGS: ClassVar[dict[str, str]] = {}
+
+
+def _d(default, help: str, **kw):
+    return Field(default=default, description=help, **kw)
+
+
+MODEL_HELP = "model: planner id (planner models list), Hugging Face id, model YAML or a config.json"
+HW_HELP = "hardware id (planner hardware list, any case) or a hardware YAML"
+
+
+class Layout(Request):
+    """One deployment: model, hardware, parallel sizes, precisions."""
+
+    model: str = Field(description=MODEL_HELP)
+    hardware: str = Field(description=HW_HELP)
+    gpus: PositiveInt | None = _d(None, "GPUs in total (default: tp x pp x dp)")
+    tp: PositiveInt | None = _d(None, "tensor parallel size")
+    pp: PositiveInt | None = _d(None, "pipeline parallel size")
+    ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
+    dp: PositiveInt | None = _d(None, "data-parallel replicas")
+    weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
+    activations: str | None = _d(None, "activation precision (default: the weight format's)")
+    kv: str | None = _d(None, KV_FORMATS_HELP)
+    isl: Tokens = _d(1024, "input tokens per request")
+    osl: Tokens = _d(256, "output tokens per request")
+    engine: str = _d("trtllm", "serving engine whose limits and overheads apply: trtllm, vllm, llamacpp")
+
+
+class FitRequest(Layout):
+    pass
+
+
+class EstimateRequest(Layout):
+    weight_offload: Literal["host", "disk"] | None = _d(None, "stream weights that do not fit from 'host' memory or 'disk' (NVMe)")
+    batching: Literal["static", "inflight"] = _d("inflight", "static (all requests start together) or inflight (continuous batching)")
+    batch: PositiveInt | None = _d(None, "requests in the static batch")
+    concurrency: PositiveInt | Literal["max"] | None = _d(None, "sequences in flight (inflight), or 'max' (default)")
+    rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
+
+    @model_validator(mode="after")
+    def _batching(self):
+        if self.rate is not None and (self.batching != "inflight" or self.batch is not None or self.concurrency is not None):
+            raise ValueError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
+        if self.batching == "static" and self.concurrency is not None:
+            raise ValueError("--concurrency applies to --batching inflight; use --batch with static batching")
+        if self.batching == "inflight" and self.batch is not None:
+            raise ValueError("--batch applies to --batching static; use --concurrency with inflight batching")
+        if self.batching == "static" and self.batch is None:
+            raise ValueError("--batching static needs --batch N")
+        if self.weight_offload is not None and self.rate is not None:
+            raise ValueError("--weight-offload is not simulated at a --rate; drop one")
+        return self
+
+
+class PlanRequest(Request):
+    FLAGS: ClassVar[dict[str, str]] = {"disagg": "--disagg/--no-disagg", "offload": "--offload/--no-offload"}
+
+    model: str = Field(description=MODEL_HELP)
+    hardware: Annotated[list[str], BeforeValidator(_split), Field(min_length=1)] = Field(
+        description="one or more hardware ids (repeat or comma-separate)")
+    gpus: PositiveInt = Field(description="GPU budget")
+    isl: Tokens = _d(1024, "input tokens per request")
+    osl: Tokens = _d(256, "output tokens per request")
+    ttft: Duration | None = _d(None, "TTFT limit (mean): 2, 2s or 300ms (a bare number is seconds)")
+    tpot: Duration | None = _d(None, "TPOT limit, the mean inter-token latency: 0.05, 50ms")
+    min_context: Tokens | None = _d(None, "longest single request the plan must hold, tokens")
+    min_accuracy: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = _d(
+        0.99, "accuracy floor relative to the bf16 model (1.0); default 0.99, within 1 % (the MLPerf 99 % rule); 0 for none")
+    max_cost: PositiveFloat | None = _d(None, "ceiling in $ per million output tokens")
+    objective: Literal["throughput", "cost", "latency"] = _d("throughput", "throughput (tokens/s per GPU), cost ($/M tokens) or latency (end-to-end)")
+    task: Literal["general", "knowledge", "math", "code", "reasoning"] = _d("general", "task class for accuracy sensitivity")
+    weights: Names | None = _d(None, "restrict weight precisions (default: all the device runs)")
+    kv: Names | None = _d(None, "restrict KV-cache precisions")
+    spec: Annotated[Names | None, AfterValidator(_spec_list)] = _d(None, "speculative decoding candidates DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7")
+    eviction: Annotated[Names | None, AfterValidator(_eviction_list)] = _d(
+        None, "KV eviction candidates METHOD:KEPT_TOKENS (snapkv, h2o, streamingllm, pyramidkv), e.g. snapkv:2048")
+    concurrency: list[PositiveInt] | None = _d(None, "concurrency candidates per replica (default: the search's grid)")
+    disagg: bool = _d(True, "consider disaggregated prefill/decode")
+    offload: bool = _d(True, "consider KV-cache offload to host memory")
+    engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm")
+
+
+class CapacityRequest(Request):
+    model: str = Field(description=MODEL_HELP)
+    hardware: str = Field(description=HW_HELP)
+    rate: PositiveFloat | None = _d(None, "arrival rate, requests/s (with --hourly/--daily: the peak is used)")
+    workload: str | None = _d(None, "built-in workload or a workload YAML (default: fixed --isl/--osl)")
+    isl: Tokens = _d(1024, "input tokens per request (without --workload)")
+    osl: Tokens = _d(256, "output tokens per request (without --workload)")
+    arrival: Literal["poisson", "gamma"] = _d("poisson", "arrival process: poisson or gamma")
+    cv: PositiveFloat = _d(1.0, "coefficient of variation of inter-arrival gaps (gamma)")
+    ttft_p99: Duration | None = _d(None, "TTFT SLO at the percentile (default p99): 2s, 300ms")
+    tpot_p99: Duration | None = _d(None, "TPOT SLO (mean inter-token latency of a request) at the percentile: 50ms")
+    percentile: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)] = _d(99.0, "SLO percentile, in (0, 100)")
+    max_gpus: PositiveInt = _d(64, "largest deployment to consider")
+    weights: str = _d("bf16", "weight precision")
+    kv: str | None = _d(None, KV_FORMATS_HELP)
+    engine: str = _d("trtllm", "engine: trtllm or vllm")
+    requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
+    seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
+    hourly: str | None = _d(None, "daily profile: comma-separated hourly rates r1,r2,...")
+    daily: str | None = _d(None, "daily profile file: one rate per line, or a CSV with a 'rate' column")
+
+    @model_validator(mode="after")
+    def _profile(self):
+        if self.hourly and self.daily:
+            raise ValueError("give --hourly or --daily, not both")
+        if self.rate is None and not (self.hourly or self.daily):
+            raise ValueError("give --rate R (or a daily profile with --hourly/--daily)")
+        return self
+
+
+class SimulateRequest(Request):
+    FLAGS: ClassVar[dict[str, str]] = {"chunked_prefill": "--chunked-prefill/--no-chunked-prefill"}
+
+    model: str | None = _d(None, "model (not needed with --fleet): planner id, Hugging Face id, YAML or config.json")
+    hardware: str = Field(description=HW_HELP)
+    gpus: PositiveInt | None = _d(None, "GPUs in total (default: tp x pp x dp)")
+    tp: PositiveInt | None = _d(None, "tensor parallel size")
+    pp: PositiveInt | None = _d(None, "pipeline parallel size")
+    ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
+    dp: PositiveInt | None = _d(None, "replicas (data parallel)")
+    weights: str = _d("bf16", "weight precision")
+    activations: str | None = _d(None, "activation precision")
+    kv: str | None = _d(None, KV_FORMATS_HELP)
+    engine: str = _d("trtllm", "engine defaults: trtllm (reserve KV, 2048 seqs, 8192 tokens) or vllm (on-demand KV, 256 seqs)")
+    workload: str | None = _d(None, "built-in workload (chat, chat-multiturn, code, rag, summarization, reasoning, burstgpt, openorca) or a workload YAML")
+    trace: str | None = _d(None, "CSV trace: timestamp, input and output tokens per row (BurstGPT columns work as they are)")
+    isl: Tokens = _d(1024, "input tokens per request (without --workload/--trace)")
+    osl: Tokens = _d(256, "output tokens per request (without --workload/--trace)")
+    arrival: Literal["poisson", "gamma"] = _d("poisson", "arrival process: poisson or gamma")
+    cv: PositiveFloat = _d(1.0, "coefficient of variation of inter-arrival gaps (gamma; BurstGPT fits ~1.4)")
+    shared_prefix: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = _d(None, "fraction of each prompt served from the prefix cache, in [0, 1)")
+    rate: Annotated[float | str | None, BeforeValidator(_sim_rate)] = _d(None, "arrival rate, requests/s, or 'inf' (all at once); rescales a trace")
+    requests: Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = _d(1000, "requests to simulate (a trace: its first N rows)")
+    seed: Annotated[int, Field(ge=0)] = _d(0, "random seed (same seed, same numbers)")
+    ttft_slo: Duration | None = _d(None, "TTFT SLO for goodput: 2s, 300ms")
+    tpot_slo: Duration | None = _d(None, "TPOT SLO for goodput, mean inter-token latency of a request: 50ms")
+    router: str = _d("least-outstanding", "round-robin, least-outstanding, threshold:T (fleets) or static")
+    chunked_prefill: bool | None = _d(None, "split prompts to fill each step's token budget (default: the engine's; vllm on, trtllm off)")
+    max_seqs: PositiveInt | None = _d(None, "max sequences in a batch (default: the engine's)")
+    max_batched_tokens: PositiveInt | None = _d(None, "token budget per step (default: the engine's)")
+    kv_admission: Literal["reserve", "ondemand"] | None = _d(None, "reserve (no preemption) or ondemand (preempts when KV runs out)")
+    preemption: Literal["recompute", "swap"] = _d("recompute", "what a preempted sequence does: recompute or swap")
+    spec: Annotated[str | None, AfterValidator(_spec_one)] = _d(None, "speculative decoding DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7")
+    disagg: Annotated[str | None, AfterValidator(_pair)] = _d(None, "disaggregated pools PREFILL:DECODE replicas, e.g. 1:2 (each of the plan's size)")
+    prefill_tp: PositiveInt | None = _d(None, "tensor parallel size of prefill replicas (with --disagg)")
+    fleet: str | None = _d(None, "fleet of model sizes MODEL:REPLICAS[:TP],... e.g. llama-3.1-70b:2,llama-3.1-8b:2")
+
+    @model_validator(mode="after")
+    def _who(self):
+        if self.model is None and self.fleet is None:
+            raise ValueError("give --model (or --fleet MODEL:N,...)")
+        return self
+
+
+REQUESTS: dict[str, type[Request]] = {"estimate": EstimateRequest, "fit": FitRequest, "plan": PlanRequest,
+                                      "capacity": CapacityRequest, "simulate": SimulateRequest}
+
+
+# ---------------------------------------------------------------- checks against the specs
+
+MAX_NODES = 128  # scale-out deployments the planner prices: 128 nodes (1,024 GPUs of an 8-GPU node)
+
+
+def max_devices(hardware: str) -> tuple[int, bool]:
+    """(the most devices one deployment of ``hardware`` can use, whether that spans nodes). One node
+    holds the larger of the device's scale-up domain and its systems' device count; a device with a
+    scale-out network (its own link or a system's NICs) spans up to MAX_NODES nodes. A device with
+    neither (a laptop SoC, one CPU socket) is one device."""
+    from planner.specs.loader import get_hardware, get_system, system_ids
+
+    hw = get_hardware(hardware)
+    node = hw.links.scale_up.domain_size or 1 if hw.links.scale_up else 1
+    spans = hw.links.scale_out is not None
+    for sid in system_ids():
+        s = get_system(sid)
+        if s.device == hw.id:
+            node = max(node, s.devices_per_node)
+            spans = spans or bool(s.scale_out)
+    return node * (MAX_NODES if spans else 1), spans
+
+
+def check_gpus(hardware: str, gpus: int, what: str = "--gpus") -> None:
+    bound = max_devices(hardware)
+    if gpus > bound[0]:
+        from planner.specs.loader import get_hardware
+
+        where = f"{MAX_NODES} nodes" if bound[1] else "one node: no scale-out network"
+        raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} devices ({where})")
+
+
+def check_specs(command: str, req: Request) -> None:
+    """Range checks that need the model and hardware specs (the model loads once, cached)."""
+    from planner.specs.loader import get_model
+
+    r: Any = req
+    if command in ("estimate", "fit", "simulate"):
+        if command == "simulate" and r.fleet is not None:
+            return
+        n = r.gpus or (r.tp or 1) * (r.pp or 1) * (r.dp or 1)
+        check_gpus(r.hardware, n, "--gpus" if r.gpus else "tp x pp x dp =")
+    elif command == "plan":
+        for h in r.hardware:
+            check_gpus(h, r.gpus)
+    elif command == "capacity":
+        check_gpus(r.hardware, r.max_gpus, "--max-gpus")
+    if getattr(r, "model", None) is None:
+        return
+    m = get_model(r.model)
+    uses_isl = command in ("estimate", "fit", "plan") or (command in ("simulate", "capacity") and not r.workload
+                                                            and not getattr(r, "trace", None))
+    if uses_isl and r.isl + r.osl > m.max_context:
+        raise PlannerError(f"--isl {r.isl} + --osl {r.osl} = {r.isl + r.osl:,} tokens is longer than {m.id}'s context "
+                           f"of {m.max_context:,} tokens")
+    if command == "plan" and r.min_context is not None and r.min_context > m.max_context:
+        raise PlannerError(f"--min-context {r.min_context:,} is longer than {m.id}'s context of {m.max_context:,} tokens")
+
+
+def plan_search(req: PlanRequest):
+    """Run the plan search a PlanRequest describes (the CLI and study points share this)."""
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, search
+    from planner.search.space import SpaceOptions
+
+    kw = {"concurrency": tuple(req.concurrency)} if req.concurrency else {}
+    opts = SpaceOptions(weights=tuple(req.weights) if req.weights else None, kv=tuple(req.kv) if req.kv else None,
+                        speculative=tuple(parse_spec(s) for s in req.spec or ()),
+                        eviction=tuple(parse_eviction(s) for s in req.eviction or ()),
+                        offload=req.offload, disaggregated=req.disagg, **kw)
+    cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
+                       min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
+    return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
+                  opts=opts, engine=req.engine, task=req.task)
