@@ -525,12 +525,12 @@ def test_sglang_own_parser_accepts_the_commands():
 
 # ---- flags come from the engine profiles ---------------------------------------------------------
 def test_emitted_flags_come_from_the_profile(monkeypatch):
-    import planner.report.emit as E
+    import planner.report.checkpoint as C
     from planner.specs.engine import get_engine
 
     real = get_engine("vllm")
     renamed = real.with_(flag_items=tuple((k, "--max-seqs-renamed" if k == "max_seqs" else f) for k, f in real.flag_items))
-    monkeypatch.setattr(E, "get_engine", lambda name: renamed if name == "vllm" else get_engine(name))
+    monkeypatch.setattr(C, "get_engine", lambda name: renamed if name == "vllm" else get_engine(name))
     argv, f = one(emit("vllm", DENSE), "vllm")
     assert "--max-seqs-renamed" in f and "--max-num-seqs" not in f
 

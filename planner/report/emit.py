@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import shlex
 from dataclasses import dataclass, field
 
 import yaml
 
 from planner.errors import PlannerError
-from planner.specs.engine import get_engine
+from planner.report.checkpoint import _ENGINE_NAMES, PROFILE, _Checkpoint, _checkpoint, _draft, _flag, _kv_value, _profile  # noqa: F401
+from planner.report.script import _ceil_div, _num, _Script, flag_map, split_script  # noqa: F401
 from planner.specs.quant import DEPLOY_KV_FORMATS, DEPLOY_WEIGHT_FORMATS
 
 ENGINES = ("vllm", "sglang", "trtllm", "k8s")
@@ -53,16 +52,6 @@ SPEC_METHODS = ("draft", "mtp", "ngram")
 # ---- where each flag is documented: the engine profiles (engines/*.yaml) ---------------------
 # Every flag and config key an emitter writes is a setting or a `cli:` entry of the newest profile
 # of its engine, with the page it was read from. The k8s manifest runs `vllm serve`.
-PROFILE = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "k8s": "vllm"}
-
-
-def _profile(engine: str):
-    return get_engine(PROFILE[engine])
-
-
-def _flag(engine: str, setting: str) -> str:
-    """The engine's own CLI flag for ``setting`` (from its profile)."""
-    return _profile(engine).flag(setting)
 
 
 def _table(engine: str) -> dict[str, str]:
@@ -75,20 +64,12 @@ FLAG_SOURCES: dict[str, dict[str, str]] = {e: _table(e) for e in PROFILE}
 TRTLLM_YAML_SOURCES: dict[str, str] = {key: _profile("trtllm").sources[k] for k, key in _profile("trtllm").key_items}
 DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
 
-# ---- checkpoints ---------------------------------------------------------------------------
+# ---- deployment constants ------------------------------------------------------------------
 # the format the published checkpoint ships in: Model.native_weights; an MTP head: Model.mtp_layers
-# a small draft model of the same tokenizer family, offered when a draft-model plan names none
-DRAFT_SUGGESTIONS = {
-    "llama-3-8b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3-70b": "meta-llama/Llama-3.2-1B-Instruct",
-    "llama-3.1-8b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3.1-70b": "meta-llama/Llama-3.2-1B-Instruct",
-    "llama-3.1-405b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3.3-70b": "meta-llama/Llama-3.2-1B-Instruct",
-    "qwen3-32b": "Qwen/Qwen3-0.6B", "qwen3-30b-a3b": "Qwen/Qwen3-0.6B", "qwen3-235b-a22b": "Qwen/Qwen3-0.6B",
-}
+# (both read in _parse); checkpoints and draft models: planner.report.checkpoint
 VLLM_IMAGE = "vllm/vllm-openai:latest"  # the image the vLLM Kubernetes guide uses; pin a release tag in production
 PORT = 8000  # the OpenAI endpoint (the router's, for disaggregated plans)
 PREFILL_PORT, DECODE_PORT = 8100, 8200
-
-_NATIVE_DESC = {"fp8": "FP8 (block-scaled)", "mxfp4": "MXFP4 (MoE experts)", "bf16": "16-bit"}
 
 
 # ---- the plan ------------------------------------------------------------------------------
@@ -235,9 +216,6 @@ def _parse(plan: dict) -> _Plan:
     return p
 
 
-_ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "k8s": "vLLM"}
-
-
 def _check_hardware(engine: str, p: _Plan) -> None:
     """Weights the engine's profile has no kernel for (on this device: vLLM's INT8 W8A8 stops before
     Blackwell); TensorRT-LLM and the manifest's CUDA image (nvidia.com/gpu) run on NVIDIA GPUs only."""
@@ -255,197 +233,6 @@ def _check_hardware(engine: str, p: _Plan) -> None:
     if hw.vendor != "nvidia" or hw.kind != "gpu":
         what = "TensorRT-LLM runs" if engine == "trtllm" else "the Kubernetes manifest (vllm/vllm-openai, nvidia.com/gpu) runs"
         raise PlannerError(f"{what} on NVIDIA GPUs only, and {p.hardware} is a {hw.vendor} {hw.kind}")
-
-
-# ---- checkpoint and quantization -----------------------------------------------------------
-@dataclass
-class _Checkpoint:
-    path: str
-    quantization: str | None = None  # the engine's --quantization value, when one is passed
-    dtype: str | None = None  # "bfloat16" / "float16" for 16-bit weights
-    notes: list[str] = field(default_factory=list)
-
-
-def _local(p: _Plan, tag: str) -> str:
-    return f"/models/{p.model}-{tag}"
-
-
-def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
-    native = p.native
-    repo, w = p.repo, p.weights
-    name = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}[engine]
-
-    def sixteen_bit_source() -> tuple[str, list[str]]:
-        if native == "bf16":
-            return repo, []
-        path = _local(p, "bf16")
-        return path, [f"{repo} ships {_NATIVE_DESC[native]} weights: convert it to a BF16 checkpoint at {path} first"]
-
-    if w in ("bf16", "fp16"):
-        path, notes = sixteen_bit_source()
-        return _Checkpoint(path, dtype="bfloat16" if w == "bf16" else "float16", notes=notes)
-    if w == "fp8":
-        if native == "fp8":
-            return _Checkpoint(repo, notes=["fp8 weights: the published checkpoint is FP8; the engine reads the method from its config"])
-        if engine == "trtllm":
-            path = _local(p, "fp8")
-            return _Checkpoint(path, notes=[
-                "fp8 weights: TensorRT-LLM loads pre-quantized FP8 checkpoints; export one with NVIDIA ModelOpt "
-                f"(hf_ptq.py --qformat fp8) or use a published ModelOpt FP8 checkpoint, at {path}"])
-        path, notes = sixteen_bit_source()
-        return _Checkpoint(path, quantization="fp8", notes=notes + [
-            f"fp8 weights: --quantization fp8 makes {name} quantize the 16-bit checkpoint to FP8 (W8A8, dynamic "
-            "activation scales) while loading"])
-    if w == "int8":
-        path = _local(p, "w8a8-int8")
-        return _Checkpoint(path, quantization="w8a8_int8" if engine == "sglang" else None, notes=[
-            f"int8 weights: needs an INT8 W8A8 checkpoint (per-channel weights, per-token activations; e.g. llm-compressor, "
-            f"compressed-tensors format) at {path}" + ("" if engine == "sglang" else "; vLLM reads the method from its config")])
-    if w == "int8-wo":
-        path = _local(p, "w8a16-int8")
-        return _Checkpoint(path, notes=[
-            f"int8-wo weights: needs an INT8 weight-only (W8A16) checkpoint (llm-compressor W8A16 or 8-bit GPTQ) at {path}; "
-            f"{name} reads the method from its config"])
-    if w == "int4":
-        path = _local(p, "awq-int4")
-        how = ("a ModelOpt W4A16 AWQ (int4_awq) or GPTQ checkpoint" if engine == "trtllm"
-               else "an AWQ or GPTQ W4A16 checkpoint (group size 128)")
-        return _Checkpoint(path, notes=[f"int4 weights: needs {how} at {path}; {name} reads the method from its quantization config"])
-    if w == "w4a8":
-        path = _local(p, "w4a8")
-        how = {"vllm": "a compressed-tensors W4A8 checkpoint (int4 weights, fp8 activations; llm-compressor)",
-               "sglang": "a W4A8 checkpoint (w4afp8 or compressed-tensors W4A8)",
-               "trtllm": "a ModelOpt W4A8 AWQ (w4a8_awq) checkpoint"}[engine]
-        return _Checkpoint(path, notes=[f"w4a8 weights: needs {how} at {path}; {name} reads the method from its config"])
-    if w == "fp4":
-        path = _local(p, "nvfp4")
-        return _Checkpoint(path, quantization=None if engine == "trtllm" else "modelopt_fp4", notes=[
-            f"fp4 weights: needs an NVIDIA ModelOpt NVFP4 checkpoint (hf_ptq.py --qformat nvfp4, or a published nvidia/*-FP4 "
-            f"repo) at {path}"])
-    # mxfp4
-    if native != "mxfp4":
-        raise PlannerError(f"no MXFP4 checkpoint of {p.model} is published (only gpt-oss ships MXFP4 weights); "
-                           "choose fp4 (NVFP4) weights instead")
-    return _Checkpoint(repo, notes=["mxfp4 weights: the published checkpoint's MoE experts are MXFP4; the engine reads it from its config"])
-
-
-def _kv_value(engine: str, kv: str) -> str | None:
-    """The engine's KV-cache dtype value (from its profile); None: 16 bit, the engine's default (the model's dtype)."""
-    if kv in ("bf16", "fp16"):
-        return None
-    eng = _profile(engine)
-    values = dict(eng.kv_dtype_items)
-    if kv in values:
-        return values[kv]
-    raise PlannerError(f"{_ENGINE_NAMES[engine]} has no {kv} KV cache: {eng.kv_dtype_note}")
-
-
-def _draft(p: _Plan) -> tuple[str, list[str]]:
-    d = (p.speculative or {}).get("draft_model")
-    if d:
-        return d, []
-    if p.model in DRAFT_SUGGESTIONS:
-        d = DRAFT_SUGGESTIONS[p.model]
-        return d, [f"draft model: the plan names none; {d} shares {p.model}'s tokenizer (suggested, check its acceptance rate)"]
-    return "/models/draft-model", [f"draft model: the plan names none; put a small model with {p.model}'s tokenizer at /models/draft-model"]
-
-
-# ---- text helpers --------------------------------------------------------------------------
-def _num(x: float) -> str:
-    x = float(x)
-    return str(int(x)) if x.is_integer() else repr(x)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-class _Script:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def comment(self, text: str) -> None:
-        self.lines.append(f"# {text}")
-
-    def blank(self) -> None:
-        if self.lines and self.lines[-1] != "":
-            self.lines.append("")
-
-    def heredoc(self, filename: str, content: str) -> None:
-        self.lines.append(f"cat > {filename} <<'EOF'")
-        self.lines.extend(content.rstrip("\n").splitlines())
-        self.lines.append("EOF")
-
-    def command(self, argv: list[str], head: int) -> None:
-        """The program (``head`` tokens) on the first line, then one flag with its value per line."""
-        groups: list[list[str]] = []
-        for tok in argv[head:]:
-            if (tok.startswith("-") and not _is_number(tok)) or not groups:
-                groups.append([tok])
-            else:
-                groups[-1].append(tok)
-        head = argv[:head]
-        parts = [" ".join(shlex.quote(t) for t in head)] + ["  " + " ".join(shlex.quote(t) for t in g) for g in groups]
-        self.lines.append(" \\\n".join(parts))
-
-    def text(self) -> str:
-        return "\n".join(self.lines).rstrip("\n") + "\n"
-
-
-def _is_number(tok: str) -> bool:
-    try:
-        float(tok)
-    except ValueError:
-        return False
-    return True
-
-
-_HEREDOC = re.compile(r"^cat > (\S+) <<'(\w+)'$")
-
-
-def split_script(text: str) -> tuple[list[list[str]], dict[str, str]]:
-    """The commands (argv lists, comments dropped, continuations joined) and the heredoc files of an
-    emitted script, in order."""
-    commands: list[list[str]] = []
-    files: dict[str, str] = {}
-    buf = ""
-    lines = iter(text.splitlines())
-    for line in lines:
-        m = _HEREDOC.match(line)
-        if m and not buf:
-            body = []
-            for inner in lines:
-                if inner == m.group(2):
-                    break
-                body.append(inner)
-            files[m.group(1)] = "\n".join(body) + "\n"
-            continue
-        s = line.strip()
-        if not buf and (not s or s.startswith("#")):
-            continue
-        if s.endswith("\\"):
-            buf += s[:-1] + " "
-            continue
-        commands.append(shlex.split(buf + s))
-        buf = ""
-    return commands, files
-
-
-def flag_map(argv: list[str]) -> dict[str, str | None]:
-    """``--flag value`` pairs of an argv (flags without a value map to None)."""
-    out: dict[str, str | None] = {}
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("-") and not _is_number(tok):
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and (not nxt.startswith("-") or _is_number(nxt)):
-                out[tok] = nxt
-                i += 2
-                continue
-            out[tok] = None
-        i += 1
-    return out
 
 
 def _headed(p: _Plan, engine: str, ck: _Checkpoint, body: _Script) -> str:
@@ -703,90 +490,14 @@ def _emit_trtllm(p: _Plan) -> str:
     return _headed(p, "trtllm", ck, s)
 
 
-# ---- Kubernetes ----------------------------------------------------------------------------
-_LABEL_OK = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def _label(v) -> str:
-    s = _LABEL_OK.sub("-", str(v))[:63].strip("-_.")
-    return s or "none"
-
-
-def _dns(v: str) -> str:
-    s = re.sub(r"[^a-z0-9-]", "-", v.lower()).strip("-")
-    return re.sub(r"-+", "-", s)[:63].strip("-") or "planner"
-
-
-def _emit_k8s(p: _Plan) -> str:
-    ck = _checkpoint("vllm", p)
-    s = _Script()
-    docs = []
-    summary = (f"{p.model} on {p.hardware}: tp={p.tp} pp={p.pp} ep={p.ep} dp={p.dp}"
-               + (f" attention-dp={p.attention_dp_size}" if p.attention_dp else "")
-               + f" weights={p.weights} kv={p.kv} seqs={p.max_num_seqs} max-model-len={p.max_model_len}")
-    for role in p.role_list:
-        gpus = role.tp * p.pp
-        name = _dns(f"{p.model}-vllm" + ("" if role.name == "serve" else f"-{role.name}"))
-        args = [ck.path] + _vllm_args(p, role, ck)
-        args[args.index("--port") + 1] = str(PORT)  # one pod, one server: the container port
-        labels = {
-            "app.kubernetes.io/name": "vllm",
-            "app.kubernetes.io/instance": name,
-            "planner/model": _label(p.model),
-            "planner/hardware": _label(p.hardware),
-            "planner/role": role.name,
-            "planner/tp": str(role.tp),
-            "planner/pp": str(p.pp),
-            "planner/ep": str(role.ep),
-            "planner/dp": str(p.dp),
-            "planner/weights": _label(p.weights),
-            "planner/kv": _label(p.kv),
-        }
-        container = {
-            "name": "vllm",
-            "image": VLLM_IMAGE,
-            "command": ["vllm", "serve"],
-            "args": args,
-            "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token-secret", "key": "token", "optional": True}}}],
-            "ports": [{"name": "http", "containerPort": PORT}],
-            "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}},
-            "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
-            "readinessProbe": {"httpGet": {"path": "/health", "port": PORT}, "initialDelaySeconds": 60,
-                               "periodSeconds": 10, "failureThreshold": 3},
-        }
-        if p.kv_offload_gib > 0:
-            host = math.ceil(p.kv_offload_gib * gpus)
-            container["resources"]["requests"]["memory"] = f"{host}Gi"  # at least the offload buffer
-        docs.append({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "labels": labels, "annotations": {"planner/plan": summary}},
-            "spec": {
-                "replicas": role.workers,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}},
-                "template": {
-                    "metadata": {"labels": dict(labels)},
-                    "spec": {
-                        "containers": [container],
-                        # tensor-parallel workers talk through shared memory
-                        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
-                    },
-                },
-            },
-        })
-        if gpus > 8:
-            s.comment(f"{name}: one pod needs {gpus} GPUs; across nodes run it with a multi-node launcher (e.g. LeaderWorkerSet)")
-    if p.disaggregated:
-        s.comment(f"prefill and decode Deployments: front them with a prefill/decode proxy (NixlConnector) on port {PORT}")
-    elif p.dp > 1:
-        s.comment(f"{p.dp} replicas: put a Service in front to balance requests over them")
-    return _headed(p, "k8s (vLLM OpenAI server)", ck, s) + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
-
-
 def emit(engine: str, plan: dict) -> str:
     """Launch commands (vllm, sglang, trtllm) or a Kubernetes manifest (k8s) for ``plan``."""
     if engine not in ENGINES:
         raise PlannerError(f"cannot emit {engine!r}: choose one of {', '.join(ENGINES)}")
     p = _parse(plan)
     _check_hardware(engine, p)
-    return {"vllm": _emit_vllm, "sglang": _emit_sglang, "trtllm": _emit_trtllm, "k8s": _emit_k8s}[engine](p)
+    if engine == "k8s":
+        from planner.report.emit_k8s import _emit_k8s
+
+        return _emit_k8s(p)
+    return {"vllm": _emit_vllm, "sglang": _emit_sglang, "trtllm": _emit_trtllm}[engine](p)
