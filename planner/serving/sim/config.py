@@ -195,7 +195,7 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
                 kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
                 sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
                 accuracy: float = 1.0, disagg_group_gpus: int | None = None) -> ReplicaModel:
-    """Resolve ids and build a replica type (``kv`` None: fp8 with fp8 weights, else 16 bit)."""
+    """Resolve ids and build a replica type (``kv`` None: planner.specs.quant.default_kv)."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware, get_model
 

@@ -32,7 +32,8 @@ class QueueSampler:
         self.w: list[int] = []
         self.r: list[int] = []
 
-    def sample(self, t: float, reps: list[Replica]) -> None:
+    def sample(self, t: float, reps: list[Replica]) -> float:
+        """Record the queue at ``t``; returns when the next sample is due."""
         w = r_ = 0
         for r in reps:
             w += len(r.waiting) + len(r.swapped)
@@ -44,6 +45,7 @@ class QueueSampler:
         if len(self.t) > 4000:
             self.t, self.w, self.r = self.t[::2], self.w[::2], self.r[::2]
             self.dt *= 2.0
+        return self.next
 
 
 class Simulator:
@@ -130,7 +132,7 @@ class Simulator:
         rep = self.router.choose(self, rid)
         self.served_by[rid] = rep.idx
         self.pool_of[rid] = rep.pool_idx
-        ovh = rep.m.behaviour.request_overhead_s
+        ovh = rep.request_overhead_s
         if ovh > 0:  # tokenization and the HTTP hop before the engine sees the request
             self.seq += 1
             heapq.heappush(self.dyn, (t + ovh, self.seq, rid, ENGINE_IN))
@@ -151,10 +153,9 @@ class Simulator:
         i = events = 0
         max_events = self.max_events if self.max_events is not None else INF
         ta = ext_t[0] if n_ext else INF
+        next_sample = qs.next
         while True:
             td = dyn[0][0] if dyn else INF
-            while rheap and reps[rheap[0][2]].version != rheap[0][3]:
-                heappop(rheap)
             tr = rheap[0][0] if rheap else INF
             if ta <= td and ta <= tr:
                 if ta == INF:
@@ -167,11 +168,14 @@ class Simulator:
                 t, _, rid, kind = heappop(dyn)
                 arrive(rid, t, kind)
             else:
-                t, _, idx, _ = heappop(rheap)
-                reps[idx].boundary(t)
+                t, _, idx, ver = heappop(rheap)
+                rep = reps[idx]
+                if rep.version != ver:
+                    continue  # a jump cut short by an arrival left its old end behind (always later)
+                rep.boundary(t)
             events += 1
-            if t >= qs.next:
-                qs.sample(t, reps)
+            if t >= next_sample:
+                next_sample = qs.sample(t, reps)
             if events > max_events:
                 raise PlannerError(f"simulation stopped after {max_events} events")
         self.events = events

@@ -97,13 +97,5 @@ class DecodeBatch:
             heapq.heappop(heap)
         return heap[0][0]
 
-    def pop_finished(self):
-        """Slots whose last token came out by the current step."""
-        heap, s, gen = self.heap, self.s, self.gen
-        while heap and heap[0][0] <= s:
-            _, slot, g = heapq.heappop(heap)
-            if gen[slot] == g:
-                yield slot
-
     def newest(self) -> int:
         return next(reversed(self.order))

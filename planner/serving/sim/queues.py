@@ -1,7 +1,7 @@
 """Scheduler policies: the order in which a replica admits its waiting requests.
 
 A policy is a waiting queue with ``push`` (a new request), ``push_front`` (a preempted one, which
-goes back ahead of the others), ``peek``/``pop`` (the next to admit) and ``len``. Registry:
+goes back ahead of the others), ``peek``/``take`` (the next to admit) and ``len``. Registry:
 
 * ``fcfs`` -- first come, first served (vLLM, SGLang and TensorRT-LLM default);
 * ``priority`` -- lowest ``Requests.priority`` first, FCFS among equals (vLLM ``--scheduling-policy priority``);
@@ -17,23 +17,20 @@ from collections import deque
 from planner.errors import PlannerError
 
 
-class FCFSQueue:
+class FCFSQueue(deque):
+    """First come, first served: a deque (its length and truth test run at C speed)."""
+
     name = "fcfs"
 
-    def __init__(self, sim, replica):
-        self._q: deque[int] = deque()
-        self.push = self._q.append
-        self.push_front = self._q.appendleft
-        self.pop = self._q.popleft
+    def __init__(self, sim=None, replica=None):
+        super().__init__()
+
+    push = deque.append
+    push_front = deque.appendleft
+    take = deque.popleft
 
     def peek(self) -> int:
-        return self._q[0]
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def __bool__(self) -> bool:
-        return bool(self._q)
+        return self[0]
 
 
 class _KeyedQueue:
@@ -58,7 +55,7 @@ class _KeyedQueue:
     def peek(self) -> int:
         return self._h[0][2]
 
-    def pop(self) -> int:
+    def take(self) -> int:
         return heapq.heappop(self._h)[2]
 
     def __len__(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from heapq import heappop
 
 from planner.serving.sim.decodes import DecodeBatch
 from planner.serving.sim.kvcache import KVBlocks
@@ -50,6 +51,7 @@ class Replica:
         self.h0, self.h1, self.async_host = beh.step_host_s, beh.step_host_per_seq_s, beh.async_scheduling
         self.graph_max = beh.cuda_graph_max_batch if beh.cuda_graph_max_batch is not None else math.inf
         self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
+        self.request_overhead_s = beh.request_overhead_s
         self.plain = self.h0 == 0.0 and self.h1 == 0.0 and (self.eager_s == 0.0 or math.isinf(self.graph_max))
         self.kind = IDLE
         self.t_start = 0.0
@@ -137,7 +139,11 @@ class Replica:
 
     def _finish_decodes(self, now: float) -> None:
         dec, sim, kv = self.dec, self.sim, self.kv
-        for slot in dec.pop_finished():
+        heap, s, gen = dec.heap, dec.s, dec.gen
+        while heap and heap[0][0] <= s:
+            _, slot, g = heappop(heap)
+            if gen[slot] != g:
+                continue
             blocks = dec.blocks[slot] if self.reserve else dec.own_blocks(slot)
             rid, freed = dec.leave(slot)
             if self.reserve:

@@ -5,6 +5,7 @@ mixed step, a prefill-only step (prefill-first engines) or a jump of pure decode
 from __future__ import annotations
 
 import math
+from heapq import heappop
 
 from planner.serving.sim.records import PrefillJob
 
@@ -24,6 +25,12 @@ class StepDraft:
 
 
 def form_step(rep, now: float) -> None:
+    if rep.reserve and not (rep.waiting or rep.prefilling or rep.swapped):
+        if rep.dec.n:
+            _launch_decodes(rep, now, 0.0, False)
+        else:
+            rep.kind = IDLE
+        return
     extra, preempted = 0.0, False
     if not rep.reserve and rep.dec.n:
         while rep.dec.n and rep._growth(1) > rep.kv.free():
@@ -88,12 +95,12 @@ def _admit_decodes(rep, d: StepDraft, now: float) -> None:
         own = ctx - shared
         need = -(-(own + (osl - gen if rep.reserve else 1)) // B)
         if need > kv.total - kv.pinned:
-            waiting.pop()
+            waiting.take()
             sim.reject(rid, now)
             continue
         if need > kv.free() and not kv.evict(need):
             break
-        waiting.pop()
+        waiting.take()
         if rep.reserve:
             kv.used += need
             rep.dec.join(rid, ctx, own, osl - gen, need, shared)
@@ -120,7 +127,7 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
         own_total = isl + gen - shared + (osl - gen if rep.reserve else 1)
         need = -(-own_total // B) - hist_blocks
         if need + hist_blocks > kv.total - kv.pinned:
-            waiting.pop()
+            waiting.take()
             sim.reject(rid, now)
             continue
         # without chunked prefill a prompt goes in whole; one longer than the whole token budget
@@ -130,7 +137,7 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
             break
         if need > kv.free() + hist_blocks and not kv.evict(need - hist_blocks, keep=par):
             break
-        waiting.pop()
+        waiting.take()
         if hist_blocks:
             kv.take_retained(par)
         kv.record_hit(shared + hist)
@@ -174,22 +181,39 @@ def _launch(rep, d: StepDraft, now: float, preempted: bool, prefill_only: bool) 
             return
         rep.kind = IDLE
         return
-    # a run of pure decode steps up to the next completion (cut short by an arrival)
-    k = max(1, dec.next_finish_step() - dec.s)
-    if rep.prefilling or d.extra or preempted:
-        k = 1  # a chunked prompt waits for budget, or swap traffic rides on this step
+    _launch_decodes(rep, now, d.extra, bool(rep.prefilling or d.extra or preempted))
+
+
+def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
+    """A run of pure decode steps up to the next completion (cut short later by an arrival), or
+    one step when a chunked prompt waits for budget or swap traffic rides on it."""
+    dec = rep.dec
+    n = dec.n
+    heap, gen = dec.heap, dec.gen
+    while gen[heap[0][1]] != heap[0][2]:
+        heappop(heap)
+    k = heap[0][0] - dec.s
+    if k < 1 or one_step:
+        k = 1
     elif not rep.reserve:
         k = rep._kv_limit(k)
-    c = dec.mean_ctx()
-    a = rep.table.decode(n, c)
-    b = rep.table.decode(n, c + rep.E * (k - 1)) if k > 1 else a
-    if not rep.plain:
-        a, b = rep._wall(a, n, n * rep.dtok), rep._wall(b, n, n * rep.dtok)
-    slope = (b - a) / (k - 1) if k > 1 else 0.0
-    a += d.extra
-    dur = k * a + slope * k * (k - 1) / 2.0
+    E = rep.E
+    c = dec.sum_ctx0 / n + E * dec.s
+    table = rep.table
+    if k > 1:
+        a, b = table.decode_pair(n, c, c + E * (k - 1))
+        if not rep.plain:
+            a, b = rep._wall(a, n, n * rep.dtok), rep._wall(b, n, n * rep.dtok)
+        slope = (b - a) / (k - 1)
+    else:
+        a = table.decode(n, c)
+        if not rep.plain:
+            a = rep._wall(a, n, n * rep.dtok)
+        slope = 0.0
+    a += extra
+    rep.t_start = now
     rep.kind = JUMP
     rep.jump = (now, k, a, slope)
-    rep.t_end = now + dur
-    sim.schedule(rep, rep.t_end)
+    rep.t_end = t = now + k * a + slope * k * (k - 1) / 2.0
+    rep.sim.schedule(rep, t)
 

@@ -113,8 +113,26 @@ class StepTable:
         b = r1[j] + wj * (r1[j + 1] - r1[j])
         return a + wi * (b - a)
 
+    def decode_pair(self, n: float, c0: float, c1: float) -> tuple[float, float]:
+        """``decode(n, c0), decode(n, c1)`` with one lookup of ``n`` (the two ends of a decode jump)."""
+        ax = self.n_ax
+        i = bisect_right(ax, n) - 1
+        i = 0 if i < 0 else (self._nlast if i > self._nlast else i)
+        wi = (n - ax[i]) / (ax[i + 1] - ax[i])
+        r0, r1 = self._dec[i], self._dec[i + 1]
+        ax = self.c_ax
+        out = []
+        for ctx in (c0, c1):
+            j = bisect_right(ax, ctx) - 1
+            j = 0 if j < 0 else (self._clast if j > self._clast else j)
+            wj = (ctx - ax[j]) / (ax[j + 1] - ax[j])
+            a = r0[j] + wj * (r0[j + 1] - r0[j])
+            b = r1[j] + wj * (r1[j + 1] - r1[j])
+            out.append(a + wi * (b - a))
+        return out[0], out[1]
+
     def mixed(self, n: float, ctx: float, p: float, span: float) -> float:
-        i, wi = _loc(self.n_ax, n)
+        i, wi = _loc(self.n_ax, n) if n else (0, 0.0)
         j, wj = _loc(self.c_ax, ctx)
         k, wk = _loc(self.p_ax, p)
         m, wm = _loc(self.l_ax, span)
