@@ -126,7 +126,9 @@ def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray, *,
     inf = np.full(np.broadcast_shapes(ring.shape, direct.shape), np.inf)
     two_shot = np.where(direct, 2.0 * lat + _safe_div(msg * share, busbw), inf)
     one_shot = np.where(direct, lat + _safe_div(msg * (n - 1), busbw), inf)
-    in_switch = np.where(sw > 0, 2.0 * lat + _safe_div(msg * share, bw * sw), inf)
+    with np.errstate(invalid="ignore"):  # no tier (infinite bandwidth) times no in-switch fraction
+        bw_sw = np.where(sw > 0, bw * sw, 0.0)
+    in_switch = np.where(sw > 0, 2.0 * lat + _safe_div(msg * share, bw_sw), inf)
     times = np.stack(np.broadcast_arrays(ring, two_shot, one_shot, in_switch))
     best = np.argmin(times, axis=0)
     t = np.take_along_axis(times, best[None], axis=0)[0] + call_s

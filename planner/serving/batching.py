@@ -54,16 +54,14 @@ class Timing:
 def _mean_decode(cm: CostModel, plans: PlanArrays, seqs, ctx0, n_steps) -> tuple[np.ndarray, np.ndarray, StepCost]:
     """Mean step latency and mean stage time over ``n_steps`` decode steps from context ctx0+1."""
     n_steps = np.maximum(np.asarray(n_steps, float), 1.0)
-    lat = np.zeros(np.broadcast_shapes(plans.tp.shape, np.shape(seqs), np.shape(ctx0)))
-    stage = np.zeros_like(lat)
-    mid = None
-    for j in range(DECODE_POINTS):
-        ctx = ctx0 + 1 + (j + 0.5) / DECODE_POINTS * n_steps
-        sc = cm.step(plans, Step(decode_seqs=seqs, decode_ctx=ctx))
-        lat = lat + sc.time_s / DECODE_POINTS
-        stage = stage + sc.stage_time_s / DECODE_POINTS
-        if j == DECODE_POINTS // 2:
-            mid = sc
+    shape = np.broadcast_shapes(plans.tp.shape, np.shape(seqs), np.shape(ctx0), np.shape(n_steps))
+    frac = (np.arange(DECODE_POINTS) + 0.5) / DECODE_POINTS
+    # every midpoint context in one step call: a leading axis of DECODE_POINTS broadcasts through the cost model
+    ctx = np.asarray(ctx0, float) + 1 + frac.reshape((-1,) + (1,) * len(shape)) * n_steps
+    sc = cm.step(plans, Step(decode_seqs=seqs, decode_ctx=ctx))
+    lat = np.broadcast_to(sc.time_s, (DECODE_POINTS,) + shape).mean(axis=0)
+    stage = np.broadcast_to(sc.stage_time_s, (DECODE_POINTS,) + shape).mean(axis=0)
+    mid = cm.step(plans, Step(decode_seqs=seqs, decode_ctx=ctx[DECODE_POINTS // 2]))  # the breakdown's representative step
     return lat, stage, mid
 
 
@@ -113,21 +111,35 @@ def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Tech
     micro = np.maximum(run / pp, 1.0)
     new = micro * E / osl  # prompts started per step per micro-batch
     ctx = np.minimum(isl + osl / 2.0, tech.kv_budget_tokens)  # decode attends over the kept tokens only
-    mixed = cm.step(plans, Step(prefill_seqs=new, prefill_tokens=new_tok, prefill_past=hit,
-                                decode_seqs=np.maximum(micro - new, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
-    t = np.maximum(mixed.time_s, pp * mixed.stage_time_s)
-    t = t + k * mixed.draft_token_time_s()  # the draft head runs once per drafted token
-    off = np.asarray(tech.offload_fraction, float)
-    if np.any(off > 0) and kv_bytes_per_token is not None:
-        kv_read = micro / adp * ctx * kv_bytes_per_token
-        t = t + off * kv_read / tech.host_bw_bytes_per_s
-    tpot = t / E
-    # TTFT: the prompt in one step, or ceil(new / B) chunks, each beside the running decodes
+    # a prompt enters whole, or in ceil(new_tok / B) chunks of B tokens, one chunk per step beside the decodes
     B = np.asarray(tech.chunk_tokens, float)
     chunk = np.where(B > 0, np.minimum(B, new_tok), new_tok)
     n_chunks = np.ceil(new_tok / chunk)
     first = cm.step(plans, Step(prefill_seqs=1.0, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
                                 decode_seqs=np.maximum(micro - 1.0, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
+    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx, decode_tokens=k + 1))
+    # Steps come in two kinds: a share f = new x n_chunks of them carry a prompt chunk, the rest only decode. The
+    # step time is a roofline (a max), so the mean of the two kinds is not the time of one averaged step. Where
+    # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
+    f = new * n_chunks
+    t_pf, t_dec = np.maximum(first.time_s, pp * first.stage_time_s), np.maximum(dec.time_s, pp * dec.stage_time_s)
+    t = np.minimum(f, 1.0) * t_pf + (1.0 - np.minimum(f, 1.0)) * t_dec
+    busy = np.nonzero(np.broadcast_to(f > 1.0, t.shape))[0]
+    if len(busy):
+        sub = plans.take(busy)
+        pick = lambda x: np.broadcast_to(np.asarray(x, float), t.shape)[busy]  # noqa: E731
+        mixed = cm.step(sub, Step(prefill_seqs=pick(new), prefill_tokens=pick(new_tok), prefill_past=pick(hit),
+                                  decode_seqs=np.maximum(pick(micro) - pick(new), 0.0), decode_ctx=pick(ctx),
+                                  decode_tokens=pick(k) + 1))
+        t = np.array(t, dtype=float, copy=True)
+        t[busy] = np.maximum(mixed.time_s, sub.pp * mixed.stage_time_s)
+    t = t + k * dec.draft_token_time_s()  # the draft head runs once per drafted token
+    off = np.asarray(tech.offload_fraction, float)
+    if np.any(off > 0) and kv_bytes_per_token is not None:
+        kv_read = micro / adp * ctx * kv_bytes_per_token
+        t = t + off * kv_read / tech.host_bw_bytes_per_s
+    tpot = t / E
+    # TTFT: the prompt in one step, or its chunks, each beside the running decodes
     service_ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm)
     tokens_per_s = run / tpot
     rps = tokens_per_s / osl
@@ -135,5 +147,4 @@ def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Tech
     wait = np.where(c > run, (c - run) / np.maximum(rps, 1e-30), 0.0)
     ttft = service_ttft + wait
     e2e = ttft + (osl - 1) * tpot
-    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx)) if breakdown else None
-    return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec)
+    return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None)
