@@ -102,3 +102,22 @@ def test_attention_dp_splits_the_batch_and_the_kv():
     assert dp.gpus == one.gpus == 8
     # MLA caches one latent per token: tp8 replicates it on every rank, attention-DP shards the sequences
     assert dp.memory["kv_cache_bytes"] == pytest.approx(one.memory["kv_cache_bytes"] / 8, rel=0.02)
+
+
+def test_chunked_attention_pairs_match_brute_force():
+    from planner.costmodel.step import _chunk_pairs_upto
+
+    C = 8
+    for n in (0, 3, 8, 13, 40):
+        brute = sum((q % C) + 1 for q in range(n))  # a query at position q sees (q mod C) + 1 keys
+        assert _chunk_pairs_upto(np.array(float(n)), C) == pytest.approx(brute)
+
+
+def test_llama4_chunked_layers_cost_less_at_long_context():
+    m, hw = get_model("llama-4-scout-17b-16e"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=4, weights="fp8", kv="fp8")
+    sc = CostModel(m, hw).step(p, Step(decode_seqs=8, decode_ctx=65536))
+    full, chunked = op(sc, Op.ATTENTION), op(sc, Op.ATTENTION_CHUNKED)
+    assert chunked.count == pytest.approx(3 * full.count)  # 3 of 4 layers are chunked
+    # per layer, a chunked decode reads (8192 + 1) / 2 keys where a full layer reads all 65,536
+    assert chunked.bytes[0] / full.bytes[0] == pytest.approx(4096.5 / 65536, rel=0.05)

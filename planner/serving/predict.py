@@ -23,6 +23,7 @@ from planner.specs.hardware import Hardware
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.model import Model
 from planner.specs.quant import get_format, kv_bytes_per_element, resolve
+from planner.specs.quant import default_kv
 
 GiB = 2.0**30
 
@@ -54,7 +55,7 @@ class PlanSpec:
     def kv_format(self) -> str:
         if self.kv:
             return self.kv
-        return "fp8" if self.weights == "fp8" else ("fp16" if self.weights == "fp16" else "bf16")
+        return default_kv(self.weights)
 
     def techniques(self) -> dict:
         return {"chunk_tokens": self.chunk_tokens, "spec_k": self.spec_k, "spec_alpha": self.spec_alpha,
@@ -299,7 +300,7 @@ def estimate(
     return Estimate(
         model=m.id, hardware=hw.id,
         plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
-              "weights": plan.weights, "kv": kv, "compute_dtype": res.compute_dtype, "engine": engine.id,
+              "weights": plan.weights, "kv": kv, "compute_dtype": res.compute_dtype, "engine": engine.name,
               "engine_version": getattr(engine, "version", None), "batching": batching, "batch_or_concurrency": n,
               "running": n_run, "isl": isl, "osl": osl, "techniques": plan.techniques()},
         gpus=gpus, fits=bool(fits), reason=reason, ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e,
