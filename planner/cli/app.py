@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -9,7 +10,8 @@ import typer
 from planner.errors import PlannerError
 
 EXIT_CODES = """Exit codes: 0 answered; 2 bad input, or nothing fits / meets the constraints (the binding one named
-on stderr); 1 a study with some failed points; 130 interrupted. Errors are one line on stderr."""
+on stderr); 1 a study with some failed points, or an internal error (a bug); 130 interrupted. Errors are one
+line on stderr."""
 
 app = typer.Typer(
     name="planner",
@@ -42,6 +44,18 @@ def _register() -> None:
     from planner.cli import engines  # noqa: F401
 
 
+_COMMAND = None
+
+
+def _command():
+    """The click command tree, built once per process (typer rebuilds it on every app() call)."""
+    global _COMMAND
+    if _COMMAND is None:
+        _register()
+        _COMMAND = typer.main.get_command(app)
+    return _COMMAND
+
+
 def _fail(msg: str, code: int = 2):
     print(f"error: {msg}", file=sys.stderr)
     raise SystemExit(code) from None
@@ -49,9 +63,8 @@ def _fail(msg: str, code: int = 2):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
-    _register()
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="planner")
+        rc = _command().main(args=argv, standalone_mode=False, prog_name="planner")
     except PlannerError as e:
         _fail(str(e))
     except (typer.Abort, KeyboardInterrupt):
@@ -59,12 +72,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except typer.Exit as e:
         raise SystemExit(e.exit_code) from None
+    except UnicodeDecodeError as e:  # a binary or mis-encoded input file
+        _fail(f"an input file is not UTF-8 text ({e.reason} at byte {e.start})")
     except OSError as e:  # a path that cannot be read or written, found late
         where = e.filename or ""
         _fail(f"{where}: {e.strerror or e}" if where else f"{e.strerror or e}")
     except Exception as e:  # click usage errors (typer bundles its own click) arrive here in non-standalone mode
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             _fail(" ".join(e.format_message().split()), 2)
-        raise
+        if os.environ.get("PLANNER_DEBUG"):
+            raise
+        # a bug, not the user's input: still one line (PLANNER_DEBUG=1 shows the traceback), exit 1
+        _fail(f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (a bug; PLANNER_DEBUG=1 shows the traceback)", 1)
     if isinstance(rc, int) and not isinstance(rc, bool) and rc:  # typer.Exit(n) returns n when not standalone
         raise SystemExit(rc)

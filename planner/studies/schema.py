@@ -106,11 +106,14 @@ def load_study(path: Path) -> Study:
         text = path.read_text()
     except OSError as e:
         raise PlannerError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise PlannerError(f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise PlannerError(f"malformed YAML at {path}:{mark.line + 1 if mark else '?'}: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e).splitlines()[0]
+        raise PlannerError(f"malformed YAML at {path}:{mark.line + 1 if mark else '?'}: {' '.join(str(problem).split())}") from None
     if not isinstance(data, dict):
         raise PlannerError(f"{path} does not hold a mapping at the top level")
     lines = _line_map(text)
