@@ -5,6 +5,7 @@ layer (``planner.serving.predict``), so calibration and validation use the same 
 from __future__ import annotations
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
 from planner.serving.predict import Estimate, PlanSpec, estimate, fit, resolve_parallel  # noqa: F401  (re-exported)
@@ -67,3 +68,110 @@ def estimate_at_rate(
                     "simulator": {"events": res.events, "wall_s": res.wall_s}}
     d["notes"] = d["notes"] + [f"simulated {requests} requests at {rate:g} req/s (Poisson); TTFT/TPOT are means, percentiles under 'serving'"]
     return d
+
+
+# ---- typed results of plan, capacity and simulate -----------------------------------------------------------------
+
+class _Result(BaseModel):
+    # forward compatible: later fields (error bands, TCO) arrive as typed extras rather than breaking old callers
+    model_config = ConfigDict(extra="allow")
+
+
+class PlanRow(_Result):
+    """One plan of the search: its layout and precisions in ``plan``, performance with units in the names."""
+
+    label: str
+    gpus: int
+    plan: dict
+    ttft_s: float
+    tpot_s: float
+    e2e_latency_s: float
+    output_tokens_per_s_per_gpu: float
+    output_tokens_per_s_per_user: float
+    accuracy: float
+    max_context_tokens: int
+    usd_per_million_output_tokens: float | None
+    trade: str
+
+
+class PlanReport(_Result):
+    model: str
+    search: dict  # plans evaluated / costed / feasible, pruning counts
+    frontier: list[PlanRow]
+    recommended: PlanRow | None
+    runner_up: PlanRow | None
+    why: str
+    infeasible: list[str]  # which constraint binds and by how much, when nothing is feasible
+    nearest: list[PlanRow]
+
+
+class CapacityReport(_Result):
+    model: str
+    hardware: str
+    rate: float  # requests/s the fleet must serve
+    feasible: bool
+    reason: str
+    gpus: int | None
+    replicas: int | None
+    plan: dict | None
+    usd_per_hour: float | None
+    usd_per_month: float | None
+    slo: dict
+    notes: list[str]
+
+
+class SimulationReport(_Result):
+    """The simulator's summary: counts, throughput and latency distributions (``ttft_s``, ``tpot_s`` and
+    ``e2e_latency_s`` each hold mean and percentiles in seconds)."""
+
+    requests: int
+    completed: int
+    duration_s: float
+    requests_per_s: float
+    output_tokens_per_s: float
+    ttft_s: dict
+    tpot_s: dict
+    e2e_latency_s: dict
+
+
+def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, osl: int = 256, ttft_s: float | None = None,
+         tpot_s: float | None = None, min_context: int | None = None, min_accuracy: float | None = None,
+         max_usd_per_mtok: float | None = None, objective: str = "throughput", engine: str = "trtllm",
+         task: str = "general", top: int = 10, options=None) -> PlanReport:
+    """Search the plan space of ``model`` on up to ``gpus`` devices of each type in ``hardware`` under the constraints;
+    returns the C/A/P frontier and the recommended plan (``options``: a planner.search.space.SpaceOptions)."""
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, search
+
+    hw = [hardware] if isinstance(hardware, str) else list(hardware)
+    cons = Constraints(gpus=gpus, ttft_s=ttft_s, tpot_s=tpot_s, min_context=min_context, min_accuracy=min_accuracy,
+                       max_usd_per_mtok=max_usd_per_mtok)
+    res = search(model, hw, gpus, Workload(isl, osl), cons, objective=objective, opts=options, engine=engine, task=task, top=top)
+    return PlanReport(model=res.model, **res.to_dict())
+
+
+def capacity(model: str, hardware: str, rate: float, *, isl: int = 1024, osl: int = 256, workload: str | None = None,
+             ttft_s: float | None = None, tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64,
+             weights: str = "bf16", kv: str | None = None, engine: str = "trtllm", requests: int | None = None,
+             seed: int = 0) -> CapacityReport:
+    """How many GPUs serve ``rate`` requests/s with the percentile TTFT/TPOT SLOs met (simulated)."""
+    from planner.search.capacity import capacity as size
+    from planner.serving.workload import fixed_workload, get_workload
+
+    spec = get_workload(workload) if workload else fixed_workload(isl, osl)
+    res = size(model, hardware, rate, spec, ttft_s=ttft_s, tpot_s=tpot_s, percentile=percentile, max_gpus=max_gpus,
+               weights=weights, kv=kv, engine=engine, requests=requests, seed=seed, curve=False)
+    return CapacityReport(**res.to_dict())
+
+
+def simulate(model: str, hardware: str, *, rate: float | str | None = None, isl: int = 1024, osl: int = 256,
+             workload: str | None = None, requests: int = 1000, seed: int = 0, tp: int | None = None, dp: int | None = None,
+             weights: str = "bf16", kv: str | None = None, engine: str = "trtllm") -> SimulationReport:
+    """Arrivals at ``rate`` requests/s (``'inf'``: all at once) through the event simulator."""
+    from planner.serving.run import simulate_scenario
+
+    out = simulate_scenario(model=model, hardware=hardware, tp=tp, dp=dp, weights=weights, kv=kv, engine=engine,
+                            workload=workload, isl=isl, osl=osl, rate=None if rate is None else str(rate),
+                            requests=requests, seed=seed)
+    summary = out.out.get("summary", out.out)
+    return SimulationReport(**summary)

@@ -7,9 +7,10 @@ state and every technique in it come from ``serving/batching.py``, the same code
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.costmodel.memory import kv_bytes_per_seq, max_concurrency, max_context, memory
@@ -84,8 +85,12 @@ def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int |
     return tp_, pp_, ep_, dp_
 
 
-@dataclass
-class Estimate:
+class Estimate(BaseModel):
+    """The prediction of one plan. Units are in the field names (seconds, tokens/s, bytes); ``plan``, ``memory``,
+    ``accuracy``, ``cost`` and ``breakdown`` are plain mappings with their units in their keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
     model: str
     hardware: str
     plan: dict
@@ -93,7 +98,7 @@ class Estimate:
     fits: bool
     reason: str
     ttft_s: float
-    tpot_s: float
+    tpot_s: float  # mean time between output tokens after the first (inter-token latency)
     e2e_latency_s: float
     output_tokens_per_s: float
     output_tokens_per_s_per_gpu: float
@@ -106,11 +111,11 @@ class Estimate:
     cost: dict
     breakdown: dict
     queue_wait_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    uncertainty: dict | None = None
+    notes: list[str] = Field(default_factory=list)
+    uncertainty: dict | None = None  # relative error band per metric, from cross-validated residuals
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return self.model_dump()
 
 
 def _breakdown(sc: StepCost | None) -> list[dict]:

@@ -1,0 +1,32 @@
+"""The library API: `from planner import estimate, plan, capacity, simulate` returns typed (pydantic) results with
+units in the field names, and they agree with each other where they describe the same thing."""
+
+import pytest
+from pydantic import BaseModel
+
+from planner import CapacityReport, Estimate, PlanReport, PlanSpec, SimulationReport, capacity, estimate, plan, simulate
+
+
+def test_estimate_is_typed_and_serializes():
+    e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8"), isl=1000, osl=200)
+    assert isinstance(e, Estimate) and isinstance(e, BaseModel)
+    d = e.to_dict()
+    assert d["ttft_s"] == e.ttft_s and d["memory"]["fits"] is True
+    with pytest.raises(Exception):
+        Estimate(**{**d, "ttft_s": "soon"})  # types are checked
+
+
+def test_plan_report_rows_are_typed_and_the_recommendation_meets_the_slo():
+    r = plan("llama-3.1-8b", "h100-sxm", 1, isl=1000, osl=200, tpot_s=0.03, min_accuracy=0.99)
+    assert isinstance(r, PlanReport)
+    assert r.recommended is not None and r.recommended.tpot_s <= 0.03 and r.recommended.accuracy >= 0.99
+    assert all(row.tpot_s <= 0.03 for row in r.frontier)
+    assert r.search["plans_evaluated"] >= len(r.frontier)
+
+
+def test_simulate_and_capacity_are_typed():
+    s = simulate("llama-3.1-8b", "h100-sxm", rate=2.0, isl=500, osl=100, requests=100, weights="fp8")
+    assert isinstance(s, SimulationReport) and s.completed == 100
+    assert s.ttft_s["p99"] >= s.ttft_s["p50"] > 0
+    c = capacity("llama-3.1-8b", "h100-sxm", 5.0, isl=500, osl=100, ttft_s=1.0, tpot_s=0.05, requests=200)
+    assert isinstance(c, CapacityReport) and c.feasible and c.gpus >= 1
