@@ -156,3 +156,126 @@ def test_validate_reports_unpredictable_rows_and_goes_on(tmp_path, capsys):
     f.write_text("source,model,hardware,weights,phase,tokens,tokens_per_s\nx,llama-2-7b,rtx-4090,fp16,decode,,lots\n")
     code, _, err = run(["validate", str(f)], capsys)
     assert code == 2 and "not a number" in err
+
+
+# ---- a CLI people trust on first use (issue 13)
+
+def test_readme_python_api_block_runs(capsys):
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Python API", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(block, "README.md (Python API)", "exec"), {})
+    out = capsys.readouterr().out
+    assert "TTFT" in out and "fits: True" in out and "h100-sxm" in out
+
+
+def test_version_and_completion_options(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("planner ")
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "--install-completion" in out and "Exit codes" in out
+
+
+def test_hugging_face_ids_and_any_case(capsys):
+    code, out, err = run(["fit", "-m", "meta-llama/Llama-3.1-8B-Instruct", "-H", "H100-SXM", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["model"] == "llama-3.1-8b" and d["hardware"] == "h100-sxm"
+    code, out, _ = run(["fit", "-m", "LLAMA-3.1-8B", "-H", "h100-sxm", "--json"], capsys)
+    assert code == 0 and json.loads(out)["model"] == "llama-3.1-8b"
+
+
+def test_config_json_is_a_model(tmp_path, capsys):
+    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "num_hidden_layers": 32, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 131072,
+           "hidden_act": "silu", "tie_word_embeddings": False}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    code, out, err = run(["fit", "-m", str(p), "-H", "h100-sxm", "--json"], capsys)
+    assert code == 0, err
+    # the same architecture as the built-in llama-3.1-8b: the same weight bytes
+    code2, out2, _ = run(["fit", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--json"], capsys)
+    assert json.loads(out)["memory"]["weights_bytes"] == pytest.approx(json.loads(out2)["memory"]["weights_bytes"], rel=1e-6)
+
+
+def _plan_json(args, capsys):
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "2", "--json", *args], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    d.pop("timing")
+    return d
+
+
+def test_durations_take_units(capsys):
+    assert _plan_json(["--ttft", "500ms", "--tpot", "30ms"], capsys) == _plan_json(["--ttft", "0.5", "--tpot", "0.03s"], capsys)
+
+
+def test_default_accuracy_floor_and_runner_up(capsys):
+    d = _plan_json([], capsys)
+    assert d["recommended"]["accuracy"] >= 0.99
+    assert all(p["accuracy"] >= 0.99 for p in d["frontier"])
+    free = _plan_json(["--min-accuracy", "0"], capsys)
+    assert min(p["accuracy"] for p in free["frontier"]) < 0.99  # the floor did bind by default
+    # the runner-up is the best plan of another layout/precision on the objective, not the most accurate one
+    from planner.studies.params import PlanRequest, plan_search
+
+    res = plan_search(PlanRequest(model="llama-3.1-8b", hardware="h100-sxm", gpus=2))
+    shape = lambda p: (p["plan"]["hardware"], p["plan"]["mode"], p["plan"]["tp"], p["plan"]["pp"], p["plan"]["weights"], p["plan"]["kv"])
+    others = [p for p in res.frontier if shape(p) != shape(res.recommended)]
+    assert res.runner_up["output_tokens_per_s_per_gpu"] >= max(p["output_tokens_per_s_per_gpu"] for p in others) * (1 - 1e-12)
+    assert res.runner_up["label"] in res.why
+
+
+def test_plan_table_says_the_floor_applies(capsys):
+    code, out, _ = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--top", "3"], capsys)
+    assert code == 0 and "accuracy >= 0.99" in out and "MLPerf 99 % rule" in out
+
+
+def test_csv_outputs(capsys):
+    import csv
+    import io
+
+    code, out, _ = run(["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 1 and float(rows[0]["ttft_s"]) > 0 and float(rows[0]["memory_weights_bytes"]) > 1e10
+    code, out, _ = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows and all(float(r["accuracy"]) >= 0.99 for r in rows)
+
+
+def test_json_with_emit_keeps_both(capsys):
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--json", "--emit", "vllm"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["recommended"] and d["deployment"]["target"] == "vllm" and "vllm serve" in d["deployment"]["text"]
+
+
+def test_piped_output_keeps_full_width():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([sys.executable, "-m", "planner", "plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--top", "3"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("│ h100-sxm")]
+    # one table row per plan: the label and its CAP trade are not folded into 5-character cells
+    assert len(rows) == 3 and all("gives up" in ln for ln in rows) and max(map(len, r.stdout.splitlines())) > 120
+
+
+def test_study_exit_codes(tmp_path, capsys):
+    s = tmp_path / "s.yaml"
+    s.write_text("name: s\ncommand: estimate\nbase: {model: llama-3.1-8b, hardware: h100-sxm}\nsweep: {axes: {weights: [bf16, fp7]}}\n")
+    code, out, err = run(["study", str(s), "--json", "--workers", "1"], capsys)
+    d = json.loads(out)
+    assert code == 1 and d["failed"] == 1 and "1 of 2 points" in err and len(err.strip().splitlines()) == 1
+    s.write_text("name: s\ncommand: estimate\nbase: {model: llama-3.1-8b, hardware: h100-sxm}\nsweep: {axes: {weights: [fp7, fp9]}}\n")
+    code, _, err = run(["study", str(s), "--workers", "1"], capsys)
+    assert code == 2 and "every point" in err
+
+
+def test_capacity_and_fit_exit_2_when_nothing_fits(capsys):
+    code, _, err = run(["fit", "-m", "llama-3.1-405b", "-H", "l4"], capsys)
+    assert code == 2 and err.startswith("error: does not fit")
