@@ -60,6 +60,8 @@ def test_version_resolution():
     assert get_engine("vllm").version == "0.15"  # the newest profile
     assert get_engine("vllm@0.6").version == "0.6"
     assert get_engine("vllm@0.15.1") is get_engine("vllm@0.15")  # a patch release uses its minor series
+    assert get_engine("trtllm@0.14.0") is get_engine("trtllm@0.14")
+    assert get_engine("vllm@0.15.1 (per the release notes)") is get_engine("vllm@0.15")  # a table's version cell
     assert get_engine("trtllm").version == "1.1"
     assert get_engine("trtllm@0.14").name == "trtllm@0.14"
     assert ENGINES["vllm"] is get_engine("vllm") and "sglang" in ENGINES

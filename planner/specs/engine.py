@@ -19,6 +19,7 @@ Per-step / per-request host overheads are fitted by calibration into
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -320,6 +321,8 @@ def get_engine(name: str) -> Engine:
     if name in ps:
         return ps[name]
     base, _, ver = name.partition("@")
+    m = re.match(r"v?(\d[\w.\-]*)", ver.strip())
+    ver = m.group(1) if m else ver  # "0.15.1 (per the release notes)" names release 0.15.1
     versions = sorted((e for e in ps.values() if e.id == base), key=lambda e: _version_key(e.version))
     if versions and not ver:
         return versions[-1]
