@@ -9,9 +9,9 @@ import typer
 
 from planner.errors import PlannerError
 
-EXIT_CODES = """Exit codes: 0 answered; 2 bad input, or nothing fits / meets the constraints (the binding one named
-on stderr); 1 a study with some failed points, or an internal error (a bug); 130 interrupted. Errors are one
-line on stderr."""
+EXIT_CODES = ("Exit codes: 0 answered; 2 bad input, or nothing fits / meets the constraints (the binding one named on "
+              "stderr); 1 a study with some failed points, or an internal error (a bug); 130 interrupted. Errors are one "
+              "line on stderr. Shell completion: planner --install-completion.")
 
 app = typer.Typer(
     name="planner",

@@ -106,7 +106,8 @@ def request_params(command: str) -> list[inspect.Parameter]:
     for name, field in cls.model_fields.items():
         decls = [cls.FLAGS[name]] if name in cls.FLAGS else [flag(name)] + ([cls.SHORT[name]] if name in cls.SHORT else [])
         default = ... if field.is_required() else field.default
-        info = typer.Option(default, *decls, help=field.description, show_default=default not in (None, ...))
+        meta = {"metavar": "DURATION"} if name in MS_HINT_S else {}
+        info = typer.Option(default, *decls, help=field.description, show_default=default not in (None, ...), **meta)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=_cli_type(cls, name, field)))
     return params
 

@@ -41,7 +41,9 @@ def _split(v: Any) -> Any:
 
 
 def parse_spec(text: str) -> tuple[int, float]:
-    """``DRAFT_TOKENS:ACCEPTANCE`` (``3:0.7``): draft tokens >= 1, acceptance in [0, 1)."""
+    """``DRAFT_TOKENS:ACCEPTANCE`` (``3:0.7``): draft tokens in 1..16, acceptance in [0, 1); ``none``: (0, 0)."""
+    if str(text).strip().lower() == "none":
+        return 0, 0.0
     try:
         k, a = str(text).split(":")
         k_i, a_f = int(k), float(a)
@@ -228,7 +230,7 @@ class CapacityRequest(Request):
     tpot_p99: Duration | None = _d(None, "TPOT SLO (mean inter-token latency of a request) at the percentile: 50ms")
     percentile: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)] = _d(99.0, "SLO percentile, in (0, 100)")
     max_gpus: PositiveInt = _d(64, "largest deployment to consider")
-    weights: str = _d("bf16", "weight precision")
+    weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine: trtllm or vllm")
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
@@ -255,8 +257,8 @@ class SimulateRequest(Request):
     pp: PositiveInt | None = _d(None, "pipeline parallel size")
     ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
     dp: PositiveInt | None = _d(None, "replicas (data parallel)")
-    weights: str = _d("bf16", "weight precision")
-    activations: str | None = _d(None, "activation precision")
+    weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
+    activations: str | None = _d(None, "activation precision (default: the weight format's)")
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine defaults: trtllm (reserve KV, 2048 seqs, 8192 tokens) or vllm (on-demand KV, 256 seqs)")
     workload: str | None = _d(None, "built-in workload (chat, chat-multiturn, code, rag, summarization, reasoning, burstgpt, openorca) or a workload YAML")
@@ -360,7 +362,7 @@ def plan_search(req: PlanRequest):
 
     kw = {"concurrency": tuple(req.concurrency)} if req.concurrency else {}
     opts = SpaceOptions(weights=tuple(req.weights) if req.weights else None, kv=tuple(req.kv) if req.kv else None,
-                        speculative=tuple(parse_spec(s) for s in req.spec or ()),
+                        speculative=tuple(k for k in (parse_spec(s) for s in req.spec or ()) if k[0] > 0),
                         eviction=tuple(parse_eviction(s) for s in req.eviction or ()),
                         offload=req.offload, disaggregated=req.disagg, **kw)
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,

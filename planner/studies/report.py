@@ -93,7 +93,7 @@ def draw(study: Study, plot: Plot, rows: list[dict], path: Path) -> Path:
     ax.set_ylabel(plot.y)
     ax.set_title(plot.title or f"{study.name}: {plot.y} vs {plot.x}")
     ax.grid(True, alpha=0.3)
-    if plot.series:
+    if plot.series and groups:
         ax.legend(fontsize=8, title=plot.series)
     fig.tight_layout()
     fig.savefig(path)
