@@ -279,3 +279,28 @@ def test_study_exit_codes(tmp_path, capsys):
 def test_capacity_and_fit_exit_2_when_nothing_fits(capsys):
     code, _, err = run(["fit", "-m", "llama-3.1-405b", "-H", "l4"], capsys)
     assert code == 2 and err.startswith("error: does not fit")
+
+
+def test_options_are_declared_once():
+    # each command's options are its request model's fields, and study points validate against the same model
+    import typer
+
+    from planner.cli.app import _command
+    from planner.studies.params import REQUESTS
+    from planner.studies.schema import PARAMS
+
+    group = _command()
+    for name, cls in REQUESTS.items():
+        opts = {p.name for p in group.commands[name].params}
+        assert set(cls.model_fields) <= opts, (name, set(cls.model_fields) - opts)
+        assert opts - set(cls.model_fields) <= {"as_json", "as_csv", "plot", "plot_terminal", "top", "emit", "help"}, name
+        if name in PARAMS:
+            assert PARAMS[name] is cls
+    assert isinstance(group, typer.core.TyperGroup)
+
+
+def test_one_spec_parser_for_plan_and_simulate(capsys):
+    # the same DRAFT:ACCEPTANCE range everywhere: acceptance 1.0 is rejected by both commands
+    for cmd in (["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1"], ["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm"]):
+        code, _, err = run(cmd + ["--spec", "3:1.0"], capsys)
+        assert code == 2 and "acceptance in [0, 1)" in err

@@ -211,7 +211,7 @@ class PlanRequest(Request):
     spec: Annotated[Names | None, AfterValidator(_spec_list)] = _d(None, "speculative decoding candidates DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7")
     eviction: Annotated[Names | None, AfterValidator(_eviction_list)] = _d(
         None, "KV eviction candidates METHOD:KEPT_TOKENS (snapkv, h2o, streamingllm, pyramidkv), e.g. snapkv:2048")
-    concurrency: list[PositiveInt] | None = _d(None, "concurrency candidates per replica (default: the search's grid)")
+    concurrency: Annotated[list[PositiveInt], BeforeValidator(_split)] | None = _d(None, "concurrency candidates per replica (default: the search's grid)")
     disagg: bool = _d(True, "consider disaggregated prefill/decode")
     offload: bool = _d(True, "consider KV-cache offload to host memory")
     engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm")
