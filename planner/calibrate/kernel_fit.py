@@ -1,16 +1,26 @@
 """Calibrate a device from the kernel rows of a harness capture (never its e2e rows).
 
-Fitted by scipy least squares on log(predicted / measured) over kernels.csv:
-matmul fraction per dtype and the token count at which GEMM efficiency halves, the
-streaming-memory fraction, the attention fraction, the KV-read fraction and a fixed
-per-kernel overhead. Peaks come from the base spec (a datasheet device) or, for a
-machine without one, from the capture itself (the fastest GEMM and copy measured).
+Fitted by scipy least squares on log(predicted / measured) over kernels.csv: the matmul
+fraction per dtype and the token count at which GEMM efficiency halves, the streaming-memory
+fraction, the attention fraction, the KV-read fraction, the per-element rate of norms and
+activations, and a per-call host overhead (each row names the library calls its kernel makes).
+
+Physics bounds every parameter: a fraction lies in (0, 1] of its peak and an overhead is >= 0.
+Peaks come from the base spec (a datasheet device) or, for a machine without one, from the
+capture itself: the fastest GEMM per dtype, and the fastest stream of any kernel that moved
+at least four times the last-level cache (copy/read/write, and GEMMs of one to eight tokens,
+which read their whole weight once).
+
+Rows measured while the machine was busy (column ``busy``) count ``BUSY_WEIGHT`` as much as
+quiet ones. The fit reports its residuals per op kind and warns, in one line, when its median
+error exceeds ``POOR_FIT`` or a parameter sits at a bound, naming the rows that disagree and
+what that usually means.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +32,36 @@ from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
 from planner.specs.loader import read_yaml, validate_file
 
-BOUNDS = {"matmul": (0.02, 1.5), "half_m": (0.0, 4096.0), "memory": (0.05, 1.5), "attention": (0.005, 1.5),
-          "kv_read": (0.02, 1.5), "kernel_s": (0.0, 5e-3), "elementwise": (1e-4, 1.5)}
+# (lower, upper): fractions of a peak lie in (0, 1]; the per-call overhead is >= 0 (and < 5 ms)
+BOUNDS = {"matmul": (0.01, 1.0), "half_m": (0.0, 4096.0), "memory": (0.05, 1.0), "attention": (0.001, 1.0),
+          "kv_read": (0.02, 1.0), "kernel_s": (0.0, 5e-3), "elementwise": (1e-5, 1.0)}
 MEMORY_OPS = ("copy", "read", "write")
 ELEMENTWISE_OPS = ("rmsnorm", "silu_mul", "add")
+BUSY_WEIGHT = 0.2  # a busy row's weight in the fit, against 1 for a quiet one
+POOR_FIT = 0.20  # median |error| above this is a poor fit
+DISAGREE = 0.25  # an op kind whose median |error| exceeds this is named in the warning
+
+# what rows of an op kind that disagree with the fit usually mean
+WHY = {
+    "gemm": "GEMMs do not follow one efficiency curve (weights small enough to stay in cache, or threads competing with other work)",
+    "attn_prefill": "prefill attention runs its softmax as separate passes (numpy: one thread), not at the GEMM rate",
+    "attn_decode": "decode attention is many small products whose per-call overhead and cache reuse the roofline does not see",
+    "copy": "the streaming kernels disagree with each other",
+    "read": "the streaming kernels disagree with each other",
+    "write": "writes move more bytes than they store (the CPU reads each line before writing it: write-allocate)",
+    "rmsnorm": "norms run as several single-threaded passes that stay in cache; one per-element rate cannot fit them and the exp-heavy SiLU",
+    "silu_mul": "SiLU's exp costs many simple operations per element; the cost model counts 5 FLOPs per element",
+    "add": "residual adds this small are per-call overhead and cache, not memory traffic",
+}
+AT_BOUND = {
+    "memory": "a kernel streamed as fast as the peak itself: the peak is the capture's fastest stream",
+    "matmul": "GEMMs ran at the capture's own fastest GEMM rate: the efficiency curve has nothing left to explain",
+    "kernel_s": "no per-call overhead is visible: the capture lacks small rows, or they are noise",
+    "half_m": "GEMM efficiency does not depend on the token count at these sizes",
+    "attention": "attention ran at the bound of its rate",
+    "kv_read": "the KV cache was read at the bound of the bandwidth",
+    "elementwise": "norms and activations ran at the bound of their per-element rate",
+}
 
 
 def read_kernels(folder: Path) -> list[dict]:
@@ -44,6 +80,10 @@ def _num(r, k):
     return float(v) if v not in (None, "") else 0.0
 
 
+# library calls per kernel when a capture predates the 'calls' column (numpy's, as the harness counts them)
+DEFAULT_CALLS = {"attn_prefill": 11, "attn_decode": 8, "rmsnorm": 7, "silu_mul": 5}
+
+
 @dataclass
 class KernelData:
     op: np.ndarray
@@ -54,6 +94,8 @@ class KernelData:
     bytes: np.ndarray
     kv_bytes: np.ndarray
     t: np.ndarray
+    calls: np.ndarray = None  # library calls one kernel makes (each pays kernel_s)
+    busy: np.ndarray = None  # measured while the machine was busy
 
     @classmethod
     def of(cls, rows: list[dict]) -> "KernelData":
@@ -61,14 +103,17 @@ class KernelData:
         size = np.array([4.0 if r["dtype"] == "fp32" else (1.0 if r["dtype"] in ("fp8", "int8") else 2.0) for r in rows])
         kv = np.array([_num(r, "batch") * _num(r, "seq_kv") * _num(r, "kv_heads") * _num(r, "head_dim") * 2 for r in rows]) * size
         kv = np.where(op == "attn_decode", kv, 0.0)
+        calls = np.array([_num(r, "calls") or (DEFAULT_CALLS.get(r["op"], 1) if r.get("backend") == "numpy" else 1) for r in rows])
         return cls(op, np.array([r["dtype"] for r in rows]), np.array([_num(r, "m") for r in rows]),
                    np.array([_num(r, "n") for r in rows]),
                    np.array([_num(r, "flops") for r in rows]), np.array([_num(r, "bytes") for r in rows]), kv,
-                   np.array([float(r["median_s"]) for r in rows]))
+                   np.array([float(r["median_s"]) for r in rows]), calls,
+                   np.array([str(r.get("busy") or "0").strip() in ("1", "true", "True") for r in rows]))
 
 
 def predict(d: KernelData, peaks: dict[str, float], bw: float, p: dict) -> np.ndarray:
-    """Kernel times under the cost model's roofline (same formulas as CostModel)."""
+    """Kernel times under the cost model's roofline (same formulas as CostModel), plus the
+    per-call overhead times the library calls each kernel makes."""
     t = np.zeros(len(d.t))
     mem = bw * p["memory"]
     for dt in np.unique(d.dtype):
@@ -89,8 +134,8 @@ def predict(d: KernelData, peaks: dict[str, float], bw: float, p: dict) -> np.nd
     sel = np.isin(d.op, ELEMENTWISE_OPS)
     if sel.any() and "elementwise" in p and "fp32" in peaks:  # the same fp32 peak the cost model scales
         t[sel] = np.maximum(d.flops[sel] / (peaks["fp32"] * p["elementwise"]), d.bytes[sel] / mem)
-    return t + p["kernel_s"]
-
+    calls = d.calls if d.calls is not None else np.ones(len(d.t))
+    return t + p["kernel_s"] * calls
 
 
 @dataclass
@@ -99,13 +144,38 @@ class KernelFit:
     params: dict[str, float]
     rows: int
     median_ape: float
-    per_op: dict[str, float]
+    per_op: dict[str, float]  # median |error| per op kind
+    residuals: dict[str, dict] = field(default_factory=dict)  # per op kind: rows, busy, median signed error, p90 |error|
+    at_bound: list[str] = field(default_factory=list)
+    busy_rows: int = 0
+    peaks: dict[str, float] = field(default_factory=dict)
+    bandwidth_bytes_per_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _measured_peaks(d: KernelData, dtypes: list[str], meta: dict, folder: Path) -> tuple[dict[str, float], float]:
+    """Fastest GEMM per dtype; fastest stream of >= 4x the last-level cache (quiet rows where there are any)."""
+    quiet = ~d.busy if d.busy is not None and (~d.busy).any() else np.ones(len(d.t), bool)
+    peaks = {}
+    for x in dtypes:
+        g = (d.op == "gemm") & (d.dtype == x)
+        src = g if g.any() else (d.dtype == x)
+        src = src & quiet if (src & quiet).any() else src
+        peaks[x] = float(np.max(d.flops[src] / d.t[src]))
+    m = np.isin(d.op, MEMORY_OPS)
+    if not m.any():
+        raise PlannerError(f"{folder}/kernels.csv has no bandwidth rows (copy/read/write)")
+    llc = float(meta.get("last_level_cache_bytes") or 0)
+    stream = m | ((d.op == "gemm") & (d.m <= 8) & (d.bytes >= 4 * llc) & (llc > 0))
+    stream = stream & quiet if (stream & quiet).any() else stream
+    return peaks, float(np.max(d.bytes[stream] / d.t[stream]))
 
 
 def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
     rows = read_kernels(folder)
     d = KernelData.of(rows)
     meta = read_yaml(folder / "meta.yaml") if (folder / "meta.yaml").is_file() else {}
+    meta = meta if isinstance(meta, dict) else {}
     dtypes = sorted(set(d.dtype[d.op == "gemm"]) | set(d.dtype[np.char.startswith(d.op.astype(str), "attn")]))
     if base is not None:
         missing = [x for x in dtypes if not base.supports(x)]
@@ -116,26 +186,18 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
             peaks["fp32"] = base.peak("fp32")
         bw = base.memory_bandwidth_bytes_per_s
     else:
-        peaks = {}
-        for x in dtypes:
-            g = (d.op == "gemm") & (d.dtype == x)
-            src = g if g.any() else (d.dtype == x)
-            peaks[x] = float(np.max(d.flops[src] / d.t[src]))
-        m = np.isin(d.op, ("copy", "read", "write"))
-        if not m.any():
-            raise PlannerError(f"{folder}/kernels.csv has no bandwidth rows (copy/read/write)")
-        bw = float(np.max(d.bytes[m] / d.t[m]))
+        peaks, bw = _measured_peaks(d, dtypes, meta, folder)
     names = [f"matmul:{x}" for x in dtypes] + ["half_m", "memory", "attention", "kv_read", "kernel_s"]
-    x0 = [0.8] * len(dtypes) + [16.0, 0.8, 0.3, 0.6, 1e-5]
+    x0 = [0.8] * len(dtypes) + [16.0, 0.8, 0.3, 0.6, 1e-6]
     if np.isin(d.op, ELEMENTWISE_OPS).any() and "fp32" in peaks:
         names.append("elementwise")
         x0.append(0.02)
-    lo = [BOUNDS[n.partition(":")[0]][0] for n in names]
-    hi = [BOUNDS[n.partition(":")[0]][1] for n in names]
+    lo = np.array([BOUNDS[n.partition(":")[0]][0] for n in names])
+    hi = np.array([BOUNDS[n.partition(":")[0]][1] for n in names])
+    weight = np.sqrt(np.where(d.busy, BUSY_WEIGHT, 1.0)) if d.busy is not None else np.ones(len(d.t))
 
-    def res(x):
-        p = dict(zip(names, x))
-        return np.log(predict(d, peaks, bw, p) / d.t)
+    def log_err(x):
+        return np.log(predict(d, peaks, bw, dict(zip(names, x))) / d.t)
 
     # the max() of compute and memory terms leaves kinks; start the elementwise rate from a few
     # decades and keep the best fit
@@ -143,13 +205,53 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
     if "elementwise" in names:
         j = names.index("elementwise")
         starts = [x0[:j] + [v] + x0[j + 1:] for v in (0.002, 0.02, 0.2)]
-    sol = min((least_squares(res, s0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale="jac") for s0 in starts),
-              key=lambda r: r.cost)
+    def solve(starts):
+        return min((least_squares(lambda x: weight * log_err(x), np.clip(s0, lo, hi), bounds=(lo, hi), loss="soft_l1",
+                                  f_scale=0.1, x_scale="jac") for s0 in starts), key=lambda r: r.cost)
+
+    sol = solve(starts)
+    if base is None:
+        # the fastest GEMM measured still ran at m / (m + half_m) of the rate GEMMs approach with many
+        # tokens: that asymptote is the peak a fraction in (0, 1] refers to; refit against it
+        half_m = sol.x[names.index("half_m")]
+        for x in dtypes:
+            g = (d.op == "gemm") & (d.dtype == x) & (d.m >= max(64.0, 4 * half_m))  # compute-bound rows only
+            if g.any():
+                peaks[x] = max(peaks[x], float(np.max(d.flops[g] / d.t[g] / gemm_efficiency(d.m[g], half_m))))
+        sol = solve([sol.x] + starts[:1])
     params = dict(zip(names, map(float, sol.x)))
-    err = np.abs(np.exp(res(sol.x)) - 1)
-    per_op = {op: float(np.median(err[d.op == op])) for op in np.unique(d.op)}
+    rel = np.exp(log_err(sol.x)) - 1  # (predicted - measured) / measured
+    err = np.abs(rel)
+    residuals = {}
+    for op in np.unique(d.op):
+        sel = d.op == op
+        residuals[str(op)] = {"rows": int(sel.sum()), "busy": int(d.busy[sel].sum()) if d.busy is not None else 0,
+                              "median_error": float(np.median(rel[sel])), "median_ape": float(np.median(err[sel])),
+                              "p90_ape": float(np.percentile(err[sel], 90))}
+    at_bound = [n for n, v, a, b in zip(names, sol.x, lo, hi) if v <= a + 1e-4 * (b - a) or v >= b - 1e-4 * (b - a)]
     hw = _spec(folder, meta, base, peaks, bw, params)
-    return KernelFit(hw, params, len(rows), float(np.median(err)), per_op)
+    fit = KernelFit(hw, params, len(rows), float(np.median(err)), {k: v["median_ape"] for k, v in residuals.items()},
+                    residuals, at_bound, int(d.busy.sum()) if d.busy is not None else 0, peaks, bw)
+    fit.warnings = fit_warnings(fit)
+    return fit
+
+
+def fit_warnings(fit: KernelFit) -> list[str]:
+    """One line per problem: a poor fit (which op kinds disagree, and why that usually happens),
+    a parameter at a bound, rows measured while the machine was busy."""
+    out = []
+    bad = sorted(((k, v) for k, v in fit.residuals.items() if v["median_ape"] > DISAGREE), key=lambda kv: -kv[1]["median_ape"])
+    if fit.median_ape > POOR_FIT or bad:
+        what = "; ".join(f"{k} rows {v['median_error']:+.0%} ({WHY.get(k, 'see the rows')})" for k, v in bad[:3])
+        head = f"poor fit: median |error| {fit.median_ape:.0%}" if fit.median_ape > POOR_FIT else "some op kinds disagree with the fit"
+        out.append(f"{head}: {what or 'errors are spread over every op kind (noisy timings?)'}")
+    for n in fit.at_bound:
+        kind = n.partition(":")[0]
+        out.append(f"{n} = {fit.params[n]:.4g} sits at its bound {BOUNDS[kind]}: {AT_BOUND.get(kind, '')}")
+    if fit.busy_rows:
+        out.append(f"{fit.busy_rows} of {fit.rows} rows ran while the machine was busy (weighted {BUSY_WEIGHT} in the fit); "
+                   "measure on a quiet machine for numbers to publish")
+    return out
 
 
 def _spec(folder: Path, meta: dict, base: Hardware | None, peaks: dict, bw: float, p: dict) -> Hardware:
@@ -176,7 +278,7 @@ def _spec(folder: Path, meta: dict, base: Hardware | None, peaks: dict, bw: floa
             "vendor": "measured", "kind": "cpu" if str(meta.get("device", "cpu")) == "cpu" else "gpu",
             "memory": {"capacity": {"value": float(mem_bytes or 0) or 1.0, "source": msrc},
                        "bandwidth": {"value": bw, "source": f"fastest copy/read/write measured: {msrc}"}},
-            "peak_flops": {x: {"value": v, "source": f"fastest {x} GEMM measured (not a datasheet peak): {msrc}"} for x, v in peaks.items()},
+            "peak_flops": {x: {"value": v, "source": f"measured {x} GEMM rate many tokens approach (fastest compute-bound GEMM over its m/(m+half_m) efficiency; not a datasheet peak): {msrc}"} for x, v in peaks.items()},
             "achievable": ach, "overheads": over,
         }
     d["calibrated_from"] = str(folder)

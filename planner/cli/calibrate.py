@@ -15,12 +15,13 @@ from planner.errors import PlannerError
 
 
 @app.command("calibrate", help="Fit achievable fractions and fixed overheads from the kernel rows of a `planner profile` capture "
-                               "(writes CAPTURE/calibrated.yaml, which --hardware accepts by path), or with --published HW "
-                               "from the published rows of a datasheet device.")
+                               "(writes CAPTURE/calibrated.yaml, which --hardware accepts by path), or with --published all "
+                               "the kernel/engine layer from every published row at once (engines/calibration/).")
 def calibrate_cmd(
     measurements: Optional[List[Path]] = typer.Argument(None, metavar="[CAPTURE_DIR]...", help="folders holding kernels.csv"),
     base: Optional[str] = typer.Option(None, "--base", help="datasheet device the capture ran on (peaks from its spec); default: peaks measured"),
-    published: Optional[str] = typer.Option(None, "--published", help="hardware id whose published rows to fit (e.g. h100-sxm)"),
+    published: Optional[str] = typer.Option(None, "--published", help="fit the kernel/engine layer jointly on every published row "
+                                            "(all, or a hardware id whose errors to print); writes engines/calibration/"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="calibrated YAML to write (default: CAPTURE/calibrated.yaml)"),
 ):
     if bool(measurements) == bool(published):
@@ -40,27 +41,55 @@ def calibrate_cmd(
         res = fit_capture(folder, base_hw)
         target = out or folder / "calibrated.yaml"
         write_spec(res.hardware, target)
-        console.print(f"{folder}: {res.rows} kernel rows, median |error| {res.median_ape:.1%} after the fit")
-        for n, v in res.params.items():
-            console.print(f"  {n:14s} {v * 1e6:.2f} us" if n.endswith("_s") else f"  {n:14s} {v:.4g}")
-        console.print("  per op median |error|: " + ", ".join(f"{k} {v:.0%}" for k, v in res.per_op.items()))
+        _print_fit(folder, res, measured_peaks=base_hw is None)
         console.print(f"wrote {target} (use --hardware {target})")
 
 
-def _published(published: str, out: Path | None) -> None:
-    from planner.calibrate.published_fit import fit_hardware, write_calibrated
-    from planner.specs.loader import _builtin, get_hardware
+def _print_fit(folder: Path, res, measured_peaks: bool) -> None:
+    from rich.table import Table
 
-    get_hardware(published)
+    from planner.cli.common import err_console
+
+    busy = f", {res.busy_rows} busy" if res.busy_rows else ""
+    console.print(f"{folder}: {res.rows} kernel rows{busy}, median |error| {res.median_ape:.1%} after the fit")
+    how = "measured" if measured_peaks else "datasheet"
+    for x, v in res.peaks.items():
+        console.print(f"  peak {x:9s} {v / 1e9:10.1f} GFLOP/s ({how})")
+    console.print(f"  peak bandwidth {res.bandwidth_bytes_per_s / 1e9:7.1f} GB/s ({how})")
+    for n, v in res.params.items():
+        console.print(f"  {n:14s} {v * 1e6:.3g} us per call" if n.endswith("_s") else f"  {n:14s} {v:.4g}")
+    t = Table(title="residuals per op kind: (predicted - measured) / measured", header_style="bold")
+    for c in ("op", "rows", "busy", "median", "median |error|", "p90 |error|"):
+        t.add_column(c, justify="left" if c == "op" else "right")
+    for op, r in res.residuals.items():
+        t.add_row(op, str(r["rows"]), str(r["busy"]), f"{r['median_error']:+.0%}", f"{r['median_ape']:.0%}", f"{r['p90_ape']:.0%}")
+    console.print(t)
+    for w in res.warnings:
+        err_console.print(f"[yellow]warning: {w}[/yellow]")
+
+
+def _published(published: str, out: Path | None) -> None:
+    """The kernel/engine layer, fitted jointly over every published device and file; writes
+    engines/calibration/<engine>-<version>.yaml (or into --out)."""
+    import numpy as np
+
+    from planner.calibrate.joint import calibrate_published, write_calibration
+    from planner.specs.loader import get_hardware
+
+    if published != "all":
+        get_hardware(published)
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(), console=console, transient=True) as prog:
-        task = prog.add_task(f"fitting {published} (each step predicts every row)", total=None)
-        try:
-            res = fit_hardware(published, progress=lambda: prog.advance(task))
-        except ValueError as e:
-            raise PlannerError(str(e)) from None
-    console.print(f"{published}: {res.rows} rows, median |error| {res.median_ape_before:.1%} with priors -> {res.median_ape_after:.1%} fitted")
-    for n, v in zip(res.names, res.values):
-        console.print(f"  {n:12s} {v * 1e6:.2f} us" if n.endswith("_s") else f"  {n:12s} {v:.3f}")
-    if out:
-        write_calibrated(out, res.hardware, _builtin("Hardware")[published].read_text())
-        console.print(f"wrote {out}")
+        prog.add_task("joint fit of the kernel/engine layer over every published row", total=None)
+        res, skipped = calibrate_published()
+    ape = np.abs(res.predicted / np.array([r.measured for r in res.rows]) - 1)
+    sel = np.array([published in ("all", r.hardware) for r in res.rows])
+    console.print(f"{int(sel.sum())} rows ({published}): median |error| {np.median(ape[sel]):.1%}, p90 {np.percentile(ape[sel], 90):.1%} "
+                  f"({len(res.rows)} rows fitted in {res.seconds:.0f} s, {res.evaluations} passes)")
+    for (v, a), n in sorted(res.row_counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        vals = res.values(v, a)
+        console.print(f"  {v:14s} {a or '-':8s} {n:4d} rows  " + "  ".join(
+            f"{k} {val * 1e6:.3g}us" if k.endswith("_s") else f"{k} {val:.3g}" for k, val in vals.items()))
+    for path in write_calibration(res, out):
+        console.print(f"wrote {path}")
+    for where, why in list(skipped.items())[:10]:
+        console.print(f"[dim]not fitted {where}: {why}[/dim]")

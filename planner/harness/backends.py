@@ -81,6 +81,13 @@ class NumpyOps:
         """Threads that work on ``op`` (numpy's elementwise ufuncs are single-threaded)."""
         return 1 if op in ("rmsnorm", "silu_mul", "add", "attn_decode") else self.threads
 
+    # library calls one kernel of each op makes (each pays numpy's per-call dispatch), as written below
+    CALLS = {"gemm": 1, "attn_prefill": 11, "attn_decode": 8, "rmsnorm": 7, "silu_mul": 5, "add": 1,
+             "copy": 1, "read": 1, "write": 1}
+
+    def calls_for(self, op: str) -> int:
+        return self.CALLS.get(op, 1)
+
     # ---- arrays ----
     def randn(self, shape, std: float, rng: np.random.Generator):
         return random_normal(rng, shape, std, self.np_dtype)
@@ -110,13 +117,15 @@ class NumpyOps:
     def add(self, a, b):
         return a + b
 
-    def attention(self, q, k, v, start: int):
-        """Causal GQA attention. q (b, H, t, d) at positions start..start+t-1; k, v (b, KVH, L, d)
-        with L = start + t. Query heads h use kv head h // (H / KVH)."""
+    def attention(self, q, k, v, start: int, scale: float | None = None):
+        """Causal GQA attention. q (b, H, t, d) at positions start..start+t-1; k (b, KVH, L, d),
+        v (b, KVH, L, dv) with L = start + t. Query heads h use kv head h // (H / KVH); KVH = 1 with
+        d != dv is MLA's absorbed decode over the latent cache. ``scale`` defaults to 1/sqrt(d)."""
         b, H, t, d = q.shape
-        kvh, L = k.shape[1], k.shape[2]
+        kvh, L, dv = k.shape[1], k.shape[2], v.shape[-1]
         g = H // kvh
-        qg = (q * (1.0 / math.sqrt(d))).reshape(b, kvh, g * t, d)  # one GEMM per kv head covers its g query heads
+        scale = 1.0 / math.sqrt(d) if scale is None else scale
+        qg = (q * scale).reshape(b, kvh, g * t, d)  # one GEMM per kv head covers its g query heads
         if t == 1:
             # decode: b x kvh tiny (g x d) @ (d x L) products. einsum's own loops (one thread) read the
             # cache at a steady rate; BLAS threads stall on thousands of tiny GEMMs on small VMs.
@@ -124,7 +133,7 @@ class NumpyOps:
             s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)
             s /= s.sum(axis=-1, keepdims=True)
-            return np.einsum("bhql,bhld->bhqd", s, v).reshape(b, H, t, d)
+            return np.einsum("bhql,bhld->bhqd", s, v).reshape(b, H, t, dv)
         s = np.matmul(qg, k.swapaxes(-1, -2))  # (b, kvh, g*t, L)
         s = s.reshape(b, kvh, g, t, L)
         s += np.triu(np.full((t, L), -np.inf, dtype=s.dtype), k=start + 1)  # key j is visible to query i when j <= start + i
@@ -132,7 +141,30 @@ class NumpyOps:
         s -= s.max(axis=-1, keepdims=True)
         np.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)
-        return np.matmul(s, v).reshape(b, H, t, d)
+        return np.matmul(s, v).reshape(b, H, t, dv)
+
+    # ---- mixture-of-experts routing ----
+    def softmax(self, x, axis: int = -1):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    def topk(self, x, k: int):
+        """(values, indices) of the k largest entries along the last axis (unordered)."""
+        idx = np.argpartition(x, -k, axis=-1)[..., -k:]
+        return np.take_along_axis(x, idx, axis=-1), idx
+
+    def where(self, mask):
+        return np.nonzero(mask)
+
+    def zeros_like(self, x):
+        return np.zeros_like(x)
+
+    def broadcast_to(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def index_add(self, out, rows, src):
+        out[rows] += src  # rows are distinct: a token picks an expert at most once
+        return out
 
     # ---- kernels (benchmarks) ----
     def gemm(self, x, w, out):
@@ -156,10 +188,13 @@ class NumpyOps:
             list(self._pool.map(lambda s: dst[s].fill(1.0), _slices(len(dst), self.threads)))
 
     # ---- timing ----
+    clock = "wall"  # or "thread": CPU time of the calling thread (one thread, on a busy machine)
+
     def time_call(self, fn) -> float:
-        t0 = time.perf_counter()
+        now = time.thread_time if self.clock == "thread" else time.perf_counter
+        t0 = now()
         fn()
-        return time.perf_counter() - t0
+        return now() - t0
 
     def inference(self):
         import contextlib
@@ -197,6 +232,13 @@ class TorchOps:
     def threads_for(self, op: str) -> int:
         return self.threads
 
+    # Python-level torch calls one kernel of each op makes, as written below
+    CALLS = {"gemm": 1, "attn_prefill": 1, "attn_decode": 1, "rmsnorm": 6, "silu_mul": 2, "add": 1,
+             "copy": 1, "read": 1, "write": 1}
+
+    def calls_for(self, op: str) -> int:
+        return self.CALLS.get(op, 1)
+
     # ---- arrays ----
     def _t(self, a: np.ndarray, dtype=None):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(device=self.device, dtype=dtype or self.t_dtype)
@@ -230,7 +272,7 @@ class TorchOps:
     def add(self, a, b):
         return a + b
 
-    def attention(self, q, k, v, start: int):
+    def attention(self, q, k, v, start: int, scale: float | None = None):
         t, L = q.shape[2], k.shape[2]
         mask, causal = None, False
         if t > 1 and start == 0:
@@ -239,14 +281,33 @@ class TorchOps:
             mask = self.torch.ones(t, L, dtype=self.torch.bool, device=q.device).tril(diagonal=start)
         if self._gqa:
             try:
-                return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
                                                            enable_gqa=k.shape[1] != q.shape[1])
             except TypeError:  # torch < 2.5
                 self._gqa = False
         g = q.shape[1] // k.shape[1]
         if g > 1:
             k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-        return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
+
+    # ---- mixture-of-experts routing ----
+    def softmax(self, x, axis: int = -1):
+        return self.torch.softmax(x, dim=axis)
+
+    def topk(self, x, k: int):
+        return self.torch.topk(x, k, dim=-1)
+
+    def where(self, mask):
+        return self.torch.nonzero(mask, as_tuple=True)
+
+    def zeros_like(self, x):
+        return self.torch.zeros_like(x)
+
+    def broadcast_to(self, x, shape):
+        return x.expand(*shape)
+
+    def index_add(self, out, rows, src):
+        return out.index_add_(0, rows, src)
 
     # ---- kernels (benchmarks) ----
     def gemm(self, x, w, out):
@@ -284,7 +345,13 @@ class TorchOps:
         dst.fill_(1.0)
 
     # ---- timing ----
+    clock = "wall"  # or "thread" (CPU only): CPU time of the calling thread
+
     def time_call(self, fn) -> float:
+        if self.device == "cpu" and self.clock == "thread":
+            t0 = time.thread_time()
+            fn()
+            return time.thread_time() - t0
         if self.device == "cuda":
             self.torch.cuda.synchronize()  # nothing queued before counts
             start = self.torch.cuda.Event(enable_timing=True)

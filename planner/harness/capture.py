@@ -13,10 +13,15 @@ import yaml
 
 from planner.errors import PlannerError
 
+# after the timings: the threads that ran the row, the library calls one kernel makes (each pays the
+# per-call host overhead), the spread of the repeats (coefficient of variation), the CPU other
+# processes used meanwhile (cores), the 1-minute load average, and whether the row ran busy
+NOISE_COLUMNS = ["cv", "others_cores", "load1", "busy"]
 KERNEL_COLUMNS = ["op", "backend", "device", "dtype", "m", "n", "k", "batch", "heads", "kv_heads", "head_dim",
-                  "seq_q", "seq_kv", "bytes", "flops", "repeats", "median_s", "p10_s", "p90_s", "threads"]
+                  "seq_q", "seq_kv", "bytes", "flops", "repeats", "median_s", "p10_s", "p90_s", "threads", "calls",
+                  *NOISE_COLUMNS]
 E2E_COLUMNS = ["model", "backend", "device", "dtype", "layers", "total_layers", "phase", "batch", "prompt_tokens",
-               "context", "repeats", "median_s", "p10_s", "p90_s", "threads"]
+               "context", "repeats", "median_s", "p10_s", "p90_s", "threads", *NOISE_COLUMNS]
 KEY_END = "repeats"  # a row's key: every column before this one
 
 
@@ -29,6 +34,8 @@ def fmt(x) -> str:
         return str(x)
     if isinstance(x, float):
         return f"{x:.6g}"
+    if hasattr(x, "item"):  # numpy scalars
+        return fmt(x.item())
     return str(x)
 
 

@@ -247,6 +247,35 @@ def _nvidia_driver() -> str | None:
         return None
 
 
+def cpu_governor() -> str | None:
+    """The cpufreq scaling governor of cpu0 (``performance``, ``powersave``...); None in most VMs."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def thread_env() -> dict:
+    """Thread-count environment variables that change what BLAS and torch use (unset ones left out)."""
+    return {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set (resource.getrusage; kilobytes on Linux, bytes on macOS)."""
+    try:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss if sys.platform == "darwin" else rss * 1024)
+    except (ImportError, OSError):
+        return None
+
+
 def host_facts() -> dict:
     uname = platform.uname()
     return {
@@ -259,4 +288,6 @@ def host_facts() -> dict:
         "os": platform.platform(),
         "kernel": uname.release,
         "machine": uname.machine,
+        "cpu_governor": cpu_governor(),
+        "thread_env": thread_env(),
     }

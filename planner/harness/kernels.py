@@ -41,22 +41,36 @@ def _base(ops, op: str, dtype: str | None = None) -> dict:
     return {"op": op, "backend": ops.name, "device": ops.device, "dtype": dtype or ops.dtype}
 
 
+def weight_copies(weight_bytes: int, grid: Grid) -> int:
+    """Copies of a weight to cycle through so that consecutive calls never find it in the cache:
+    together at least the bandwidth arrays' size (>= 4x the last-level cache), as a serving step
+    streams every layer's weights from memory."""
+    return max(1, min(64, -(-grid.bandwidth_bytes // max(weight_bytes, 1))))
+
+
 def gemm_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
     es, cases = ops.elem_size, []
     for _label, n, k, m_max in grid.gemm_shapes:
         ms = [m for m in grid.gemm_m if m <= m_max]
         top = max(ms)
+        copies = weight_copies(k * n * es, grid)
 
-        def make(n=n, k=k, top=top):
-            return ops.randn((top, k), 1.0, rng), ops.randn((k, n), k**-0.5, rng), ops.empty((top, n))
+        def make(n=n, k=k, top=top, copies=copies):
+            return ops.randn((top, k), 1.0, rng), ops.randn((copies, k, n), k**-0.5, rng), ops.empty((top, n))
 
         for m in ms:
             row = _base(ops, "gemm") | {"m": m, "n": n, "k": k, "bytes": (m * k + k * n + m * n) * es, "flops": 2 * m * n * k}
 
-            def prepare(m=m, n=n, k=k, make=make):
+            def prepare(m=m, n=n, k=k, make=make, copies=copies):
                 x, w, out = slot.get(("gemm", n, k), make)
-                xs, outs = x[:m], out[:m]
-                return lambda: ops.gemm(xs, w, outs)
+                xs, outs, ws = x[:m], out[:m], [w[i] for i in range(copies)]
+                turn = [0]
+
+                def call():  # the next copy of the weight each call (cold cache, as in a serving step)
+                    turn[0] = (turn[0] + 1) % copies
+                    ops.gemm(xs, ws[turn[0]], outs)
+
+                return call
 
             cases.append(Case("gemm", row, prepare))
     fp8_reason = ops.fp8_gemm_available() if hasattr(ops, "fp8_gemm_available") else "numpy has no fp8"

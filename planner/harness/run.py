@@ -11,6 +11,7 @@ import gc
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from planner.harness.capture import (
     write_meta,
 )
 from planner.harness.e2e import choose_layers, e2e_cases
-from planner.harness.grids import Grid, make_grid
+from planner.harness.grids import Grid, make_grid, memory_budget
 from planner.harness.kernels import Case, Slot, kernel_cases
-from planner.harness.timing import measure
+from planner.harness.refmodels import write_model
+from planner.harness.timing import BUSY_CORES, BUSY_CV, CpuMeter, measure
 from planner.specs.model import Model
 
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -50,11 +52,17 @@ class ProfileOptions:
     model: str | Model | None = None  # id or YAML path; None: llama-3.1-8b (the tiny model with tiny)
     layers: int | None = None  # e2e decoder layers; None: as many as fit the time budget
     threads: int | None = None  # None: every logical core
+    memory_budget_bytes: int | None = None  # None: the mode's default (quick 1 GiB, full 4 GiB), at most half the machine
     tiny: bool = False  # tiny model and grid (tests)
     seed: int = 0
     command: str | None = None
     progress: bool = True
     stop_after_rows: int | None = None  # test hook: raise SimulatedInterrupt after this many new rows
+    warn: Callable[[str], None] | None = None  # told about conditions that make the capture less trustworthy
+    # "wall" (perf_counter; CUDA events on a GPU) or "thread" (the measuring thread's CPU time: with one
+    # thread it leaves out the time other processes held the core); None: thread when the machine is
+    # busy and one thread measures, else wall
+    clock: str | None = None
 
 
 @dataclass
@@ -66,6 +74,8 @@ class ProfileResult:
     seconds: float
     layers: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    peak_rss_bytes: int = 0
+    busy_rows: int = 0
 
 
 def tiny_model() -> Model:
@@ -84,10 +94,8 @@ def _resolve_model(opts: ProfileOptions) -> Model:
 
         model = get_model(opts.model or DEFAULT_MODEL)
     problems = []
-    if model.attention.kind == "mla":
-        problems.append("multi-head latent attention")
-    if model.moe:
-        problems.append("mixture-of-experts layers")
+    if model.attention.mla and model.attention.mla.q_lora_rank:
+        problems.append("a low-rank query projection (MLA q_lora_rank)")
     if not model.ffn_gated:
         problems.append("an ungated MLP")
     if model.parallel_attn_mlp:
@@ -95,7 +103,8 @@ def _resolve_model(opts: ProfileOptions) -> Model:
     if model.norm != "rmsnorm":
         problems.append(model.norm)
     if problems:
-        raise PlannerError(f"profile runs Llama-style dense decoders; {model.id} has {', '.join(problems)}")
+        raise PlannerError(f"profile runs Llama-layout decoders (GQA or MLA attention, gated MLP or MoE); "
+                           f"{model.id} has {', '.join(problems)}")
     return model
 
 
@@ -122,8 +131,34 @@ def _resolve_backends(opts: ProfileOptions) -> list[str]:
     return wanted
 
 
-def _make_ops(backend: str, device: str, threads: int | None):
-    return NumpyOps("fp32", threads) if backend == "numpy" else TorchOps(device, None, threads or host.logical_cores())
+def _idle_threads(opts: ProfileOptions, meta: dict) -> int | None:
+    """Threads to measure with when --threads is not given: every logical core on a quiet machine;
+    on a busy one the cores other work leaves idle (measured over a moment from /proc/stat), since
+    BLAS threads that wait on each other's time slices run many times slower than one thread.
+    None on a GPU or where /proc is missing (every core)."""
+    if opts.threads is not None or opts.device != "cpu" or opts.tiny:
+        return opts.threads
+    meter = CpuMeter()
+    time.sleep(0.5)
+    others = meter.others_cores()
+    cores = host.logical_cores()
+    meta["others_cores_at_start"] = others
+    if others is None or others <= BUSY_CORES:
+        return None
+    threads = max(1, min(cores, cores - int(round(others))))
+    note = (f"threads: {threads} of {cores}: other work used {others:.1f} cores when the run started "
+            f"(pass --threads {cores} to use every core anyway); timings are slower and noisier than on a quiet machine")
+    meta["skipped"].append(note)
+    if opts.warn is not None:
+        opts.warn(note)
+    return threads
+
+
+def _make_ops(backend: str, device: str, threads: int | None, clock: str = "wall"):
+    ops = NumpyOps("fp32", threads) if backend == "numpy" else TorchOps(device, None, threads or host.logical_cores())
+    if clock == "thread" and ops.threads == 1 and device == "cpu":
+        ops.clock = "thread"
+    return ops
 
 
 def _planner_version() -> str:
@@ -164,8 +199,9 @@ def _progress(enabled: bool):
         TimeElapsedColumn,
     )
 
-    from planner.cli.common import err_console
+    from rich.console import Console
 
+    err_console = Console(stderr=True)  # progress goes to stderr (the harness sits below the CLI layer)
     return Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("[dim]{task.fields[case]}"), console=err_console, disable=not enabled)
 
@@ -188,7 +224,12 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
         raise PlannerError(f"{folder} holds a {old.get('mode')} capture; resume it in the same mode")
 
     command = opts.command or shlex.join(sys.argv)
-    grid = make_grid(mode, model, host.last_level_cache_bytes(), opts.device)
+    if opts.memory_budget_bytes is not None and opts.memory_budget_bytes < 64 << 20:
+        raise PlannerError("--max-memory must be at least 64 MiB")
+    machine = host.memory_bytes() if opts.device == "cpu" else _memory_for(_probe_ops(opts))
+    budget = memory_budget(mode, machine, opts.memory_budget_bytes)
+    grid = make_grid(mode, model, host.last_level_cache_bytes(), opts.device, budget_bytes=budget,
+                     elem_size=4 if opts.device == "cpu" else 2)
     blas_threads_before = host.blas_threads()
     started = time.perf_counter()
     run_entry = {"command": command, "started": _now(), "finished": None, "status": "running", "rows_written": 0,
@@ -204,30 +245,43 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
         "python": sys.version.split()[0],
         "numpy": host.numpy_blas_info(),
         "threads": opts.threads or host.logical_cores(),
+        "blas_threads_before": blas_threads_before,
         "torch": None,
+        "memory_budget_bytes": budget,
+        "peak_rss_bytes": None,
+        "noise": {"busy_cv": BUSY_CV, "busy_others_cores": BUSY_CORES},
         "device": opts.device,
         "backends": backends,
         "model": {"id": model.id, "total_layers": model.num_layers, "hidden_size": model.hidden_size,
                   "num_heads": model.num_heads, "num_kv_heads": model.num_kv_heads, "head_dim": model.head_dim,
                   "intermediate_size": model.intermediate_size, "vocab_size": model.vocab_size},
+        "e2e_models": {m.id: f"models/{m.id}.yaml" for m in grid.e2e_models},
         "e2e": dict(old.get("e2e") or {}),
         "timing": {"warmup": grid.timing.warmup, "min_repeats": grid.timing.min_repeats,
-                   "min_time_s": grid.timing.min_time_s, "max_repeats": grid.timing.max_repeats},
-        "skipped": list(old.get("skipped") or []),
+                   "min_time_s": grid.timing.min_time_s, "max_repeats": grid.timing.max_repeats,
+                   "warmup_s": grid.timing.warmup_s},
+        "e2e_timing": None if grid.e2e_timing is None else dict(vars(grid.e2e_timing)),
+        "skipped": list(dict.fromkeys(list(old.get("skipped") or []) + list(grid.dropped))),
         "notes": _notes(model, grid),
         "runs": list(old.get("runs") or []) + [run_entry],
     }
     if torch is not None and "torch" in backends:
         meta["torch"] = host.torch_info(torch, opts.device)
 
+    for m in grid.e2e_models:
+        write_model(m, folder / "models")
+
     def save(status: str | None = None):
         if status:
             meta["status"] = status
+        meta["peak_rss_bytes"] = host.peak_rss_bytes()
+        meta["busy_rows"] = {"kernels": ksink_busy[0], "e2e": esink_busy[0]}
         run_entry["seconds"] = round(time.perf_counter() - started, 1)
         meta["elapsed_s"] = round(sum(r.get("seconds") or 0 for r in meta["runs"]), 1)
         write_meta(meta_path, meta)
 
     written = [0]
+    ksink_busy, esink_busy = [0], [0]
 
     def on_row():
         written[0] += 1
@@ -236,13 +290,17 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
             raise SimulatedInterrupt(f"stopped after {written[0]} rows (test hook)")
 
     save()
+    threads = _idle_threads(opts, meta)
+    meta["clock"] = opts.clock or ("thread" if threads == 1 and meta.get("others_cores_at_start", 0) and
+                                   meta["others_cores_at_start"] > BUSY_CORES else "wall")
+    save()
     ksink = CsvSink(folder / "kernels.csv", KERNEL_COLUMNS, on_row)
     esink = CsvSink(folder / "e2e.csv", E2E_COLUMNS, on_row)
     ops_list = []
     try:
         with _progress(opts.progress) as progress:
             for backend in backends:
-                ops = _make_ops(backend, opts.device, opts.threads)
+                ops = _make_ops(backend, opts.device, threads, meta["clock"])
                 ops_list.append(ops)
                 meta["threads"] = ops.threads
                 save()
@@ -253,17 +311,15 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
                     if why not in meta["skipped"]:
                         meta["skipped"].append(why)
                 with ops.inference():
-                    _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot)
-                    e2e_key = f"{backend}-{opts.device}"
-                    layers = opts.layers or (meta["e2e"].get(e2e_key) or {}).get("layers")
-                    if layers is None:
-                        layers, why = choose_layers(ops, model, grid, _memory_for(ops), np.random.default_rng(opts.seed))
-                    else:
-                        why = "--layers" if opts.layers else "from the capture being resumed"
-                    layers = min(layers, model.num_layers)
-                    meta["e2e"][e2e_key] = {"layers": layers, "total_layers": model.num_layers, "how": why}
+                    ksink_busy[0] += _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot)
+                    cases = []
+                    for ref in grid.e2e_models:
+                        cases += e2e_cases(ops, ref, grid, ref.num_layers, opts.seed, slot)
+                    layers = _main_layers(opts, ops, model, grid, meta)
                     save()
-                    _run_cases(e2e_cases(ops, model, grid, layers, opts.seed, slot), esink, ops, grid, progress, meta, slot)
+                    if layers:
+                        cases += e2e_cases(ops, model, grid, layers, opts.seed, slot)
+                    esink_busy[0] += _run_cases(cases, esink, ops, grid, progress, meta, slot)
                 ops.close()
             _allreduce(opts, grid, ksink, progress, meta)
         save("complete")
@@ -283,7 +339,33 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
             host.set_blas_threads(blas_threads_before)
     return ProfileResult(folder=folder, status=meta["status"], rows_written=written[0],
                          rows_total=len(ksink.keys) + len(esink.keys), seconds=time.perf_counter() - started,
-                         layers={k: v["layers"] for k, v in meta["e2e"].items()}, skipped=meta["skipped"])
+                         layers={k: v["layers"] for k, v in meta["e2e"].items()}, skipped=meta["skipped"],
+                         peak_rss_bytes=meta["peak_rss_bytes"] or 0, busy_rows=ksink_busy[0] + esink_busy[0])
+
+
+def _main_layers(opts: ProfileOptions, ops, model: Model, grid: Grid, meta: dict) -> int:
+    """Layers of the profiled model to run end to end (0: none; quick mode runs the reference models only)."""
+    e2e_key = f"{ops.name}-{opts.device}"
+    if not grid.e2e_main and not opts.layers:
+        meta["e2e"][e2e_key] = {"layers": 0, "total_layers": model.num_layers,
+                                "how": "quick: the reference models only (pass --layers N to add the profiled model)"}
+        return 0
+    layers = opts.layers or (meta["e2e"].get(e2e_key) or {}).get("layers")
+    if layers is None:
+        layers, why = choose_layers(ops, model, grid, _memory_for(ops), np.random.default_rng(opts.seed))
+    else:
+        why = "--layers" if opts.layers else "from the capture being resumed"
+    layers = min(layers, model.num_layers)
+    meta["e2e"][e2e_key] = {"layers": layers, "total_layers": model.num_layers, "how": why}
+    return layers
+
+
+def _probe_ops(opts: ProfileOptions):
+    class _Cuda:  # just enough of TorchOps for _memory_for
+        device = "cuda"
+        torch = torch_or_none()
+
+    return _Cuda()
 
 
 def _memory_for(ops) -> int | None:
@@ -293,8 +375,10 @@ def _memory_for(ops) -> int | None:
     return host.memory_bytes()
 
 
-def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta: dict, slot: Slot) -> None:
+def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta: dict, slot: Slot) -> int:
+    """Measure the cases whose rows are missing; returns how many rows ran busy."""
     phases: dict[str, int] = {}
+    busy = 0
     for c in cases:
         phases[c.phase] = phases.get(c.phase, 0) + 1
     tasks = {}
@@ -314,7 +398,7 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
         progress.update(task, case=_label(c.row))
         try:
             fn = c.prepare()
-            stats = measure(fn, ops, grid.timing)
+            stats = measure(fn, ops, grid.e2e_timing if (grid.e2e_timing and c.phase.startswith("e2e")) else grid.timing)
         except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
             if not c.optional:
                 raise
@@ -323,8 +407,12 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
             progress.advance(task)
             continue
         fn = None
+        op = c.row.get("op", "")
+        busy += stats.busy
         sink.write(c.row | {"repeats": stats.repeats, "median_s": stats.median_s, "p10_s": stats.p10_s,
-                            "p90_s": stats.p90_s, "threads": ops.threads_for(c.row.get("op", ""))})
+                            "p90_s": stats.p90_s, "threads": ops.threads_for(op), "calls": ops.calls_for(op),
+                            "cv": round(stats.cv, 4), "others_cores": stats.others_cores, "load1": stats.load1,
+                            "busy": int(stats.busy)})
         progress.advance(task)
     if tasks:
         last = f"{ops.name} {list(tasks)[-1]}"
@@ -333,6 +421,7 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
         progress.update(task, case="")
     slot.clear()
     gc.collect()
+    return busy
 
 
 def _allreduce(opts: ProfileOptions, grid: Grid, sink: CsvSink, progress, meta: dict) -> None:
@@ -363,8 +452,20 @@ def _notes(model: Model, grid: Grid) -> list[str]:
         ("numpy: matmul runs on BLAS threads (column 'threads'); numpy's elementwise ops (rmsnorm, silu_mul, add, softmax) "
          "and decode attention (einsum) run on one thread; copy/read/write split their arrays over the threads"),
         f"bandwidth arrays: {grid.bandwidth_bytes} bytes" + (" (>= 4x the last-level cache)" if grid.mode != "tiny" else " (tiny mode: not past the caches)"),
-        ("e2e: random-weight Llama-style decoder (planner/harness/transformer.py); prefill starts from an empty cache; "
-         "decode is one step over 'context' cached tokens; both end in lm_head over the full vocabulary for the last position and argmax"),
+        ("e2e: random-weight decoders (planner/harness/transformer.py): the reference models in models/ (dense Llama "
+         "layout, mixture of experts with a shared expert, multi-head latent attention; all their layers) and, where it "
+         "fits, some layers of the profiled model; prefill starts from an empty cache; decode is one step over 'context' "
+         "cached tokens; both end in lm_head over the full vocabulary for the last position and argmax"),
+        ("noise: each row is the median of 'repeats' timed calls after warm-up; cv is their coefficient of variation; "
+         "others_cores is the CPU other processes (and steal) used meanwhile, from /proc/stat; busy = 1 when "
+         f"cv > {BUSY_CV} (3+ repeats) or others_cores > {BUSY_CORES}; calibrate weights busy rows down"),
+        ("clock: 'wall' is perf_counter (CUDA events on a GPU); 'thread' is the measuring thread's CPU time, used when "
+         "the machine was busy at the start and one thread measures: it leaves out the time other processes held the "
+         "core, not their pressure on caches and memory bandwidth"),
+        "gemm rows cycle through copies of the weight that together exceed 4x the last-level cache, so every call "
+        "reads its weight from memory as a serving step does",
+        f"memory budget {grid.memory_budget_bytes / 2**30:.2f} GiB: shapes whose buffers do not fit are left out (see skipped); "
+        "peak_rss_bytes is this process's peak resident set (resource.getrusage)",
         "allreduce rows (several GPUs only): m = elements per rank, batch = ranks, bytes = buffer bytes per rank",
     ]
     a = model.attention

@@ -1,16 +1,25 @@
-"""A small decoder-only transformer (Llama layout) with random weights, for end-to-end timing.
+"""A small decoder-only transformer with random weights, for end-to-end timing.
 
 In the spirit of gpt-fast: one readable module, no framework. The model is written once against
 the ``ops`` interface of ``planner.harness.backends`` (numpy or torch), so both backends run the
-same code: embedding lookup, ``n_layers`` x [RMSNorm, fused QKV projection, RoPE, causal GQA
-attention over a KV cache, O projection, residual, RMSNorm, gated SiLU MLP, residual], final
-RMSNorm, lm_head over the full vocabulary for the last position of each sequence, argmax.
+same code. A layer is [RMSNorm, attention, residual, RMSNorm, feed-forward, residual]:
 
-Weights are seeded random values (never zeros), stored (in, out) so a projection is ``x @ W``.
+- attention: fused QKV projection, RoPE, causal GQA over a KV cache, O projection (Llama); or
+  multi-head latent attention (DeepSeek-V2/V3 MLA): one latent per token is cached, prefill
+  decompresses it into per-head keys and values, decode attends in the latent space with the
+  up-projections absorbed into the query and the output (as serving engines run it);
+- feed-forward: gated SiLU MLP; or a mixture of experts: a router, the top-k experts of each
+  token (softmax over the chosen logits), each expert a gated SiLU MLP run once over the tokens
+  routed to it, plus always-on shared experts.
+
+The model ends in a final RMSNorm, lm_head over the full vocabulary for the last position of
+each sequence, and argmax. Weights are seeded random values (never zeros), stored (in, out) so a
+projection is ``x @ W``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,85 +38,146 @@ class Config:
     intermediate_size: int
     norm_eps: float = 1e-5
     rope_base: float = 500_000.0
+    # mixture of experts (0 experts: dense MLP)
+    n_experts: int = 0
+    top_k: int = 0
+    expert_size: int = 0
+    n_shared: int = 0
+    shared_size: int = 0
+    first_dense: int = 0  # leading layers with a dense MLP
+    # multi-head latent attention (kv_lora_rank 0: GQA)
+    kv_lora_rank: int = 0
+    qk_nope_dim: int = 0
+    qk_rope_dim: int = 0
+    v_head_dim: int = 0
 
     @classmethod
     def from_model(cls, model: Model, layers: int | None = None) -> Config:
+        kw = {}
+        if model.moe:
+            mo = model.moe
+            kw.update(n_experts=mo.num_experts, top_k=mo.top_k, expert_size=mo.expert_intermediate_size,
+                      n_shared=mo.num_shared_experts, shared_size=mo.shared_expert_intermediate_size or mo.expert_intermediate_size,
+                      first_dense=mo.first_dense_layers)
+        if model.attention.mla:
+            ml = model.attention.mla
+            kw.update(kv_lora_rank=ml.kv_lora_rank, qk_nope_dim=ml.qk_nope_head_dim, qk_rope_dim=ml.qk_rope_head_dim,
+                      v_head_dim=ml.v_head_dim)
         return cls(vocab_size=model.vocab_size, dim=model.hidden_size, n_layers=layers or model.num_layers,
                    n_heads=model.num_heads, n_kv_heads=model.num_kv_heads, head_dim=model.head_dim,
-                   intermediate_size=model.intermediate_size)
+                   intermediate_size=model.intermediate_size, **kw)
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank > 0
 
     @property
     def q_dim(self) -> int:
-        return self.n_heads * self.head_dim
+        return self.n_heads * (self.qk_nope_dim + self.qk_rope_dim if self.mla else self.head_dim)
 
     @property
     def kv_dim(self) -> int:
         return self.n_kv_heads * self.head_dim
 
+    @property
+    def o_in(self) -> int:  # width into the O projection
+        return self.n_heads * (self.v_head_dim if self.mla else self.head_dim)
+
+    def cache_shape(self, batch: int, length: int) -> tuple[int, int, int, int]:
+        """K (and V) of one layer; MLA caches one latent (kv_lora_rank + rope dims) per token."""
+        if self.mla:
+            return batch, 1, length, self.kv_lora_rank + self.qk_rope_dim
+        return batch, self.n_kv_heads, length, self.head_dim
+
     def layer_params(self) -> int:
-        return self.dim * (self.q_dim + 2 * self.kv_dim) + self.q_dim * self.dim + 3 * self.dim * self.intermediate_size + 2 * self.dim
-
-
-@dataclass
-class Layer:
-    attention_norm: object  # (dim,)
-    wqkv: object  # (dim, q_dim + 2 kv_dim)
-    wo: object  # (q_dim, dim)
-    ffn_norm: object  # (dim,)
-    w13: object  # (dim, 2 intermediate): gate then up
-    w2: object  # (intermediate, dim)
+        d = self.dim
+        if self.mla:
+            attn = d * (self.q_dim + self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank
+            attn += self.kv_lora_rank * self.n_heads * (self.qk_nope_dim + self.v_head_dim) + self.o_in * d
+        else:
+            attn = d * (self.q_dim + 2 * self.kv_dim) + self.q_dim * d
+        if self.n_experts:
+            ffn = d * self.n_experts + 3 * d * (self.n_experts * self.expert_size + self.n_shared * self.shared_size)
+        else:
+            ffn = 3 * d * self.intermediate_size
+        return attn + ffn + 2 * d
 
 
 class KVCache:
-    """Per layer K and V of shape (max_batch, n_kv_heads, max_len, head_dim)."""
+    """Per layer K and V (GQA), or the latent (MLA: ``v`` is None), of ``Config.cache_shape``."""
 
     def __init__(self, ops, cfg: Config, max_batch: int, max_len: int, rng: np.random.Generator | None = None):
-        shape = (max_batch, cfg.n_kv_heads, max_len, cfg.head_dim)
-        if rng is None:  # empty: positions are written before they are read
-            self.k = [ops.empty(shape) for _ in range(cfg.n_layers)]
-            self.v = [ops.empty(shape) for _ in range(cfg.n_layers)]
-        else:  # random contents: stands in for tokens already cached
-            self.k = [ops.randn(shape, 1.0, rng) for _ in range(cfg.n_layers)]
-            self.v = [ops.randn(shape, 1.0, rng) for _ in range(cfg.n_layers)]
+        shape = cfg.cache_shape(max_batch, max_len)
+        make = (lambda: ops.empty(shape)) if rng is None else (lambda: ops.randn(shape, 1.0, rng))
+        # empty: positions are written before they are read; random: stands in for tokens already cached
+        self.k = [make() for _ in range(cfg.n_layers)]
+        self.v = None if cfg.mla else [make() for _ in range(cfg.n_layers)]
         self.max_batch, self.max_len = max_batch, max_len
+
+
+class Layer:
+    """One decoder layer's weights (attributes by block; see Transformer.__init__)."""
+
+    def __init__(self, **weights):
+        self.__dict__.update(weights)
 
 
 class Transformer:
     def __init__(self, cfg: Config, ops, seed: int = 0):
         self.cfg, self.ops = cfg, ops
         rng = np.random.default_rng(seed)
-        d, n = cfg.dim, cfg.intermediate_size
+        d = cfg.dim
 
-        def norm_weight():  # around 1, not exactly 1
-            return ops.asarray(1.0 + 0.1 * rng.standard_normal(d))
+        def w(n_in, n_out):  # a projection, scaled so activations keep unit size
+            return ops.randn((n_in, n_out), n_in**-0.5, rng)
+
+        def norm(n=d):  # around 1, not exactly 1
+            return ops.asarray(1.0 + 0.1 * rng.standard_normal(n))
+
+        def mlp(width):  # gate and up fused, then down
+            return w(d, 2 * width), w(width, d)
 
         self.tok_embeddings = ops.randn((cfg.vocab_size, d), 1.0, rng)
-        self.layers = [
-            Layer(attention_norm=norm_weight(),
-                  wqkv=ops.randn((d, cfg.q_dim + 2 * cfg.kv_dim), d**-0.5, rng),
-                  wo=ops.randn((cfg.q_dim, d), cfg.q_dim**-0.5, rng),
-                  ffn_norm=norm_weight(),
-                  w13=ops.randn((d, 2 * n), d**-0.5, rng),
-                  w2=ops.randn((n, d), n**-0.5, rng))
-            for _ in range(cfg.n_layers)
-        ]
-        self.norm = norm_weight()
-        self.output = ops.randn((d, cfg.vocab_size), d**-0.5, rng)
-        self._rope_len = 0
+        self.layers = []
+        for i in range(cfg.n_layers):
+            layer = Layer(attention_norm=norm(), ffn_norm=norm(), moe=cfg.n_experts > 0 and i >= cfg.first_dense)
+            if cfg.mla:
+                h, r, nope, v = cfg.n_heads, cfg.kv_lora_rank, cfg.qk_nope_dim, cfg.v_head_dim
+                layer.wq_kv_a = w(d, cfg.q_dim + r + cfg.qk_rope_dim)  # q, and the latent with its rope key
+                layer.kv_norm = norm(r)
+                layer.w_kv_b = w(r, h * (nope + v))  # latent -> per-head k_nope and v (prefill)
+                up = ops.to_numpy(layer.w_kv_b).reshape(r, h, nope + v)
+                layer.w_uk_t = ops.asarray(np.ascontiguousarray(up[:, :, :nope].transpose(1, 2, 0)))  # (h, nope, r)
+                layer.w_uv = ops.asarray(np.ascontiguousarray(up[:, :, nope:].transpose(1, 0, 2)))  # (h, r, v)
+            else:
+                layer.wqkv = w(d, cfg.q_dim + 2 * cfg.kv_dim)
+            layer.wo = w(cfg.o_in, d)
+            if layer.moe:
+                layer.router = w(d, cfg.n_experts)
+                layer.experts = [mlp(cfg.expert_size) for _ in range(cfg.n_experts)]
+                layer.shared = mlp(cfg.n_shared * cfg.shared_size) if cfg.n_shared else None
+            else:
+                layer.w13, layer.w2 = mlp(cfg.intermediate_size)
+            self.layers.append(layer)
+        self.norm = norm()
+        self.output = w(d, cfg.vocab_size)
+        self._rope_cache: dict[int, tuple] = {}
 
     # ---- rotary position embedding (rotate-half form, as in Llama) ----
-    def _rope(self, start: int, end: int):
-        if end > self._rope_len:
-            length = max(end, 2 * self._rope_len, 256)
-            half = self.cfg.head_dim // 2
+    def _rope(self, start: int, end: int, dim: int):
+        cos, sin = self._rope_cache.get(dim, (None, None))
+        if cos is None or end > cos.shape[0]:
+            length = max(end, 2 * (0 if cos is None else cos.shape[0]), 256)
+            half = dim // 2
             inv_freq = self.cfg.rope_base ** (-np.arange(half, dtype=np.float64) / half)
             angles = np.outer(np.arange(length, dtype=np.float64), inv_freq)
-            self._cos, self._sin = self.ops.asarray(np.cos(angles)), self.ops.asarray(np.sin(angles))
-            self._rope_len = length
-        return self._cos[start:end], self._sin[start:end]
+            cos, sin = self.ops.asarray(np.cos(angles)), self.ops.asarray(np.sin(angles))
+            self._rope_cache[dim] = (cos, sin)
+        return cos[start:end], sin[start:end]
 
-    def _apply_rope(self, x, cos, sin):  # x (b, heads, t, head_dim); cos, sin (t, head_dim / 2)
-        half = self.cfg.head_dim // 2
+    def _apply_rope(self, x, start: int):  # x (b, heads, t, dim): rotate its last dimension
+        half = x.shape[-1] // 2
+        cos, sin = self._rope(start, start + x.shape[2], x.shape[-1])
         x1, x2 = x[..., :half], x[..., half:]
         return self.ops.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
 
@@ -119,24 +189,75 @@ class Transformer:
         b, t, k = x.shape
         return (x.reshape(b * t, k) @ w).reshape(b, t, -1)
 
-    def _attention(self, layer: Layer, h, cache: KVCache, i: int, start: int, cos, sin):
+    @staticmethod
+    def _heads(x, n: int):  # (b, t, n * d) -> (b, n, t, d)
+        b, t, _ = x.shape
+        return x.reshape(b, t, n, -1).swapaxes(1, 2)
+
+    def _gqa(self, layer: Layer, h, cache: KVCache, i: int, start: int):
         cfg, ops = self.cfg, self.ops
         b, t, _ = h.shape
         qkv = self._proj(h, layer.wqkv)
-        q = qkv[..., : cfg.q_dim].reshape(b, t, cfg.n_heads, cfg.head_dim).swapaxes(1, 2)
-        k = qkv[..., cfg.q_dim: cfg.q_dim + cfg.kv_dim].reshape(b, t, cfg.n_kv_heads, cfg.head_dim).swapaxes(1, 2)
-        v = qkv[..., cfg.q_dim + cfg.kv_dim:].reshape(b, t, cfg.n_kv_heads, cfg.head_dim).swapaxes(1, 2)
-        q, k = self._apply_rope(q, cos, sin), self._apply_rope(k, cos, sin)
+        q = self._heads(qkv[..., : cfg.q_dim], cfg.n_heads)
+        k = self._heads(qkv[..., cfg.q_dim: cfg.q_dim + cfg.kv_dim], cfg.n_kv_heads)
+        v = self._heads(qkv[..., cfg.q_dim + cfg.kv_dim:], cfg.n_kv_heads)
+        q, k = self._apply_rope(q, start), self._apply_rope(k, start)
         end = start + t
         cache.k[i][:b, :, start:end] = k
         cache.v[i][:b, :, start:end] = v
-        o = ops.attention(q, cache.k[i][:b, :, :end], cache.v[i][:b, :, :end], start)  # (b, heads, t, head_dim)
-        return self._proj(o.swapaxes(1, 2).reshape(b, t, cfg.q_dim), layer.wo)
+        return ops.attention(q, cache.k[i][:b, :, :end], cache.v[i][:b, :, :end], start)  # (b, heads, t, head_dim)
+
+    def _mla(self, layer: Layer, h, cache: KVCache, i: int, start: int):
+        cfg, ops = self.cfg, self.ops
+        b, t, _ = h.shape
+        nh, r, nope, rope = cfg.n_heads, cfg.kv_lora_rank, cfg.qk_nope_dim, cfg.qk_rope_dim
+        qa = self._proj(h, layer.wq_kv_a)
+        q = self._heads(qa[..., : cfg.q_dim], nh)  # (b, nh, t, nope + rope)
+        latent = ops.rmsnorm(qa[..., cfg.q_dim: cfg.q_dim + r], layer.kv_norm, cfg.norm_eps)
+        k_rope = self._apply_rope(self._heads(qa[..., cfg.q_dim + r:], 1), start)  # one rope key shared by all heads
+        q_nope, q_rope = q[..., :nope], self._apply_rope(q[..., nope:], start)
+        end = start + t
+        cache.k[i][:b, 0, start:end, :r] = latent
+        cache.k[i][:b, :, start:end, r:] = k_rope
+        c = cache.k[i][:b, :, :end]  # (b, 1, end, r + rope)
+        scale = 1.0 / math.sqrt(nope + rope)
+        if t == 1:  # decode: attend in the latent space (W_UK absorbed into q, W_UV applied to the output)
+            q_lat = ops.cat([q_nope @ layer.w_uk_t, q_rope], -1)  # (b, nh, 1, r + rope)
+            o_lat = ops.attention(q_lat, c, c[..., :r], start, scale=scale)  # (b, nh, 1, r)
+            return o_lat @ layer.w_uv  # (b, nh, 1, v)
+        # prefill: decompress the cached latents into per-head keys and values
+        kv = self._heads(self._proj(c[:, 0, :, :r], layer.w_kv_b), nh)  # (b, nh, end, nope + v)
+        k_rope_all = ops.broadcast_to(c[:, :, :, r:], (b, nh, end, rope))  # one rope key for every head
+        k = ops.cat([kv[..., :nope], k_rope_all], -1)
+        return ops.attention(ops.cat([q_nope, q_rope], -1), k, kv[..., nope:], start, scale=scale)
+
+    def _attention(self, layer: Layer, h, cache: KVCache, i: int, start: int):
+        b, t, _ = h.shape
+        o = (self._mla if self.cfg.mla else self._gqa)(layer, h, cache, i, start)
+        return self._proj(o.swapaxes(1, 2).reshape(b, t, self.cfg.o_in), layer.wo)
+
+    def _mlp(self, x, w13, w2):  # x (tokens, dim)
+        gate_up = x @ w13
+        n = w2.shape[0]
+        return self.ops.silu_mul(gate_up[:, :n], gate_up[:, n:]) @ w2
+
+    def _moe(self, layer: Layer, x):
+        """Router, top-k experts per token (softmax over the chosen logits), shared experts."""
+        ops, k = self.ops, self.cfg.top_k
+        weights, chosen = ops.topk(x @ layer.router, k)  # (tokens, k)
+        weights = ops.softmax(weights, -1)
+        out = self._mlp(x, *layer.shared) if layer.shared is not None else ops.zeros_like(x)
+        for e, (w13, w2) in enumerate(layer.experts):
+            rows, slots = ops.where(chosen == e)
+            if len(rows):  # each expert runs once over the tokens routed to it
+                out = ops.index_add(out, rows, self._mlp(x[rows], w13, w2) * weights[rows, slots][:, None])
+        return out
 
     def _feed_forward(self, layer: Layer, h):
-        gate_up = self._proj(h, layer.w13)
-        n = self.cfg.intermediate_size
-        return self._proj(self.ops.silu_mul(gate_up[..., :n], gate_up[..., n:]), layer.w2)
+        b, t, d = h.shape
+        x = h.reshape(b * t, d)
+        y = self._moe(layer, x) if layer.moe else self._mlp(x, layer.w13, layer.w2)
+        return y.reshape(b, t, d)
 
     # ---- model ----
     def forward(self, tokens, cache: KVCache, start: int = 0):
@@ -147,9 +268,8 @@ class Transformer:
         if start + t > cache.max_len or tokens.shape[0] > cache.max_batch:
             raise ValueError(f"cache of {cache.max_batch} x {cache.max_len} is too small for {tokens.shape[0]} x {start + t}")
         x = self.tok_embeddings[tokens]  # (b, t, dim)
-        cos, sin = self._rope(start, start + t)
         for i, layer in enumerate(self.layers):
-            x = ops.add(x, self._attention(layer, ops.rmsnorm(x, layer.attention_norm, eps), cache, i, start, cos, sin))
+            x = ops.add(x, self._attention(layer, ops.rmsnorm(x, layer.attention_norm, eps), cache, i, start))
             x = ops.add(x, self._feed_forward(layer, ops.rmsnorm(x, layer.ffn_norm, eps)))
         x = ops.rmsnorm(x[:, -1], self.norm, eps)
         return x @ self.output
