@@ -120,3 +120,13 @@ def test_recommendation_is_reproducible(g):
     a, b = plan_search(req).to_dict(), plan_search(req).to_dict()
     a.pop("timing"), b.pop("timing")
     assert a == b
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(x=st.floats(1e-6, 1e6, allow_nan=False), unit=st.sampled_from([("", 1.0), ("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("min", 60.0)]))
+def test_durations_read_their_unit(x, unit):
+    from planner.units import parse_duration
+
+    suffix, scale = unit
+    assert parse_duration(f"{x!r}{suffix}") == pytest.approx(x * scale, rel=1e-12)
+    assert parse_duration(f" {x!r} {suffix} ") == pytest.approx(x * scale, rel=1e-12)

@@ -295,6 +295,17 @@ def explain_choice(rec: dict, runner: dict | None, objective: str) -> str:
     return f"{better} over the runner-up ({runner['label']}); " + "; ".join(extra)
 
 
+def _fmt(constraint: str, v: float) -> str:
+    """A constraint's value in the unit a person reads it in."""
+    if constraint in ("ttft", "tpot"):
+        return f"{v * 1e3:.4g} ms"
+    if constraint == "min-context":
+        return f"{v:,.0f} tokens"
+    if constraint == "max-cost":
+        return f"${v:.4g}/M tokens"
+    return f"{v:.4g}"
+
+
 def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int) -> tuple[list[str], list[dict]]:
     """For each constraint: how close the plans meeting all the others come to it."""
     lines = []
@@ -310,7 +321,7 @@ def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int
         scope = "plans meeting every other constraint" if others.any() else "all plans (the others cannot all be met either)"
         if (direction == "<=" and best > lim) or (direction == ">=" and best < lim):
             gap = best / lim - 1 if lim else np.inf
-            lines.append(f"{n} binds: best among {scope} is {best:.4g} vs the limit {lim:.4g} ({gap:+.0%})")
+            lines.append(f"{n} binds: best among {scope} is {_fmt(n, best)} vs the limit {_fmt(n, lim)} ({gap:+.0%})")
     # nearest: plans that miss by the smallest total relative violation
     viol = np.zeros(len(allp))
     for passes, val, lim, direction in checks.values():
