@@ -56,8 +56,11 @@ class Scheduler:
 
 @dataclass(frozen=True)
 class EngineBehaviour:
-    """What the engine's scheduler and host add around the GPU steps (engine data files; defaults
-    reproduce an engine file that says nothing: no host cost, everything in CUDA graphs)."""
+    """What the engine's scheduler adds around the cost model's steps (engine data files; defaults
+    reproduce an engine file that says nothing: everything in CUDA graphs, no per-request cost).
+    The per-step host time (``step_host_s + step_host_per_seq_s`` x sequences, hidden under the GPU
+    time with ``async_scheduling``) is part of ``CostModel.step`` and so of every step-table entry;
+    it is listed here only so a run's plan shows it."""
 
     schedule: str = "decode_first"  # decode_first: running decodes, then prefill chunks (vLLM V1, TRT-LLM)
     prefix_caching: bool = True

@@ -48,11 +48,10 @@ class Replica:
         beh = m.behaviour
         self.prefill_first = beh.schedule == "prefill_first"
         self.prefix_caching = beh.prefix_caching
-        self.h0, self.h1, self.async_host = beh.step_host_s, beh.step_host_per_seq_s, beh.async_scheduling
         self.graph_max = beh.cuda_graph_max_batch if beh.cuda_graph_max_batch is not None else math.inf
         self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
         self.request_overhead_s = beh.request_overhead_s
-        self.plain = self.h0 == 0.0 and self.h1 == 0.0 and (self.eager_s == 0.0 or math.isinf(self.graph_max))
+        self.plain = self.eager_s == 0.0 or math.isinf(self.graph_max)
         self.kind = IDLE
         self.t_start = 0.0
         self.t_end = 0.0
@@ -80,11 +79,9 @@ class Replica:
             self.kv.retain(rid, blocks)
 
     def _wall(self, gpu_s: float, seqs: float, tokens: float) -> float:
-        """A step's wall time: GPU time (+ eager launches above the CUDA-graph size) with the host's
-        per-step work added, or overlapped when the engine schedules asynchronously."""
-        t = gpu_s + (self.eager_s if tokens > self.graph_max else 0.0)
-        h = self.h0 + self.h1 * seqs
-        return (t if t > h else h) if self.async_host else t + h
+        """A step's time: the cost model's (GPU work plus the engine's per-step host time, overlapped
+        under asynchronous scheduling) + a launch gap per kernel when the step runs outside CUDA graphs."""
+        return gpu_s + (self.eager_s if tokens > self.graph_max else 0.0)
 
     # --------------------------------------------------------------- events
     def enqueue(self, rid: int, now: float) -> None:

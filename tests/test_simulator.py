@@ -1,0 +1,157 @@
+"""The serving event simulator's parts: prefix cache, scheduler policies, engine behaviour (host time,
+eager steps, per-request API cost, prefill-first vs decode-first), routers, and the vLLM rate rows."""
+
+import numpy as np
+import pytest
+
+from planner.errors import PlannerError
+from planner.serving.fleet import parse_fleet
+from planner.serving.sim import Pool, Router, Scheduler, Simulator, replica_for
+from planner.serving.vllm_rate import parse_description, predict_vllm_rate, requests_for
+from planner.serving.workload import Requests, fixed_workload, generate
+from planner.specs.engine import get_engine
+
+
+def _rep(engine="vllm", **kw):
+    sched = kw.pop("sched", None)
+    return replica_for("llama-3.1-8b", "h100-sxm", engine=get_engine(engine).with_(**kw) if kw else engine, sched=sched,
+                       max_input=4096)
+
+
+def _one_at_a_time(isl=512, osl=64, n=20):
+    """Requests 10 s apart: each runs alone (no batching, no queueing)."""
+    r = generate(fixed_workload(isl, osl), n, rate=1.0, seed=0)
+    r.arrival_s = 10.0 * np.arange(n)
+    return r
+
+
+# ---------------------------------------------------------------- prefix cache
+
+def test_prefix_cache_counts_every_shared_prefix_hit():
+    reqs = generate(fixed_workload(1000, 50, shared_prefix=0.3), 200, rate=5.0, seed=1)
+    res = Simulator([Pool(_rep(), 1)], reqs).run()
+    shared = np.minimum(reqs.prefix_tokens, reqs.input_tokens - 1)
+    assert res.cache_hit_tokens == int(shared.sum()) > 0  # every request reuses the pinned system prompt
+    assert res.summary()["prefix_cache_hit_requests"] == 200
+    # an engine without prefix caching prefills the whole prompt: longer TTFT, no hits
+    off = Simulator([Pool(_rep(prefix_caching=False), 1)], reqs).run()
+    assert off.cache_hit_tokens == 0
+    assert np.mean(off.ttft_s) > np.mean(res.ttft_s)
+
+
+# ---------------------------------------------------------------- engine behaviour
+
+def test_step_host_time_adds_to_every_step_unless_overlapped():
+    reqs = _one_at_a_time()
+    base = Simulator([Pool(_rep(async_scheduling=False), 1)], reqs).run()
+    h = 0.002
+    slow = Simulator([Pool(_rep(async_scheduling=False, step_host_s=h), 1)], reqs).run()
+    # one sequence per step: every inter-token gap and the prefill step grow by exactly h
+    assert np.mean(slow.tpot_s) - np.mean(base.tpot_s) == pytest.approx(h, rel=1e-3)
+    assert np.mean(slow.ttft_s) - np.mean(base.ttft_s) == pytest.approx(h, rel=1e-3)
+    # per-sequence host time scales with the batch: at batch 1 it is b
+    b = 1e-4
+    per = Simulator([Pool(_rep(async_scheduling=False, step_host_per_seq_s=b), 1)], reqs).run()
+    assert np.mean(per.tpot_s) - np.mean(base.tpot_s) == pytest.approx(b, rel=1e-3)
+    # asynchronous scheduling hides host work shorter than the GPU step
+    hidden = Simulator([Pool(_rep(async_scheduling=True, step_host_s=1e-4), 1)], reqs).run()
+    assert np.allclose(hidden.tpot_s, base.tpot_s)
+
+
+def test_request_overhead_adds_to_ttft_and_e2e_not_itl():
+    reqs = _one_at_a_time()
+    base = Simulator([Pool(_rep(), 1)], reqs).run()
+    api = Simulator([Pool(_rep(request_overhead_s=0.015), 1)], reqs).run()
+    assert np.allclose(api.ttft_s - base.ttft_s, 0.015)
+    assert np.allclose(api.e2e_s - base.e2e_s, 0.015)
+    assert np.allclose(api.tpot_s, base.tpot_s)
+
+
+def test_eager_steps_pay_a_launch_gap_per_kernel():
+    reqs = _one_at_a_time()
+    rep = _rep(cuda_graph_max_batch=0, eager_kernel_overhead_s=5e-6, async_scheduling=False)
+    graph = Simulator([Pool(_rep(async_scheduling=False), 1)], reqs).run()
+    eager = Simulator([Pool(rep, 1)], reqs).run()
+    assert rep.table.kernels > 100  # ~ a dozen kernels per layer, 32 layers
+    assert np.mean(eager.tpot_s) - np.mean(graph.tpot_s) == pytest.approx(rep.table.kernels * 5e-6, rel=1e-3)
+
+
+def test_prefill_first_trades_itl_for_ttft():
+    reqs = generate(fixed_workload(3000, 200), 400, rate=12.0, seed=0)
+    sched = Scheduler(max_batched_tokens=1024)
+    dec = Simulator([Pool(_rep(schedule="decode_first", sched=sched), 1)], reqs).run().summary()
+    pre = Simulator([Pool(_rep(schedule="prefill_first", sched=sched), 1)], reqs).run().summary()
+    assert dec["completed"] == pre["completed"] == 400
+    assert pre["ttft_s"]["mean"] < dec["ttft_s"]["mean"]  # prompts do not wait behind the running decodes
+    assert pre["tpot_s"]["mean"] > dec["tpot_s"]["mean"]  # decodes pause while prompts prefill
+
+
+# ---------------------------------------------------------------- scheduler policies and routers
+
+def test_priority_policy_serves_urgent_requests_first():
+    reqs = generate(fixed_workload(2000, 100), 600, rate=25.0, seed=3)  # overloaded: a queue builds
+    reqs.priority = np.where(np.arange(len(reqs)) % 4 == 0, 0.0, 1.0)
+    res = Simulator([Pool(_rep(sched=Scheduler(policy="priority")), 1)], reqs).run()
+    urgent = reqs.priority == 0
+    assert np.mean(res.ttft_s[urgent]) < 0.5 * np.mean(res.ttft_s[~urgent])
+    fcfs = Simulator([Pool(_rep(), 1)], reqs).run()
+    order = np.argsort(fcfs.arrival_s, kind="stable")
+    assert np.all(np.diff(fcfs.first_token_s[order]) >= -1e-12)  # FCFS, identical requests: first tokens in arrival order
+
+
+def test_policy_and_router_registries():
+    with pytest.raises(PlannerError, match="scheduler policy"):
+        Scheduler(policy="random").check()
+    Scheduler(policy="slo-aware", ttft_slo_s=0.5).check()
+    assert Router("rr").label() == "round-robin" and Router("threshold:3").label() == "threshold:3"
+    with pytest.raises(PlannerError, match="unknown router"):
+        Router("random")
+    assert parse_fleet("llama-3.1-70b:2,llama-3.1-8b:1:1") == [("llama-3.1-70b", 2, None), ("llama-3.1-8b", 1, 1)]
+    with pytest.raises(PlannerError, match="MODEL:REPLICAS"):
+        parse_fleet("llama-3.1-8b")
+
+
+def test_slo_aware_policy_starts_the_least_slack_first():
+    """All requests at once, 8 sequences at a time: FCFS serves them in index order; slo-aware serves
+    the long prompts (which must start earliest to meet the TTFT target) before the short ones."""
+    n = 64
+    isl = np.where(np.arange(n) % 2 == 0, 200, 4000).astype(np.int64)
+    reqs = Requests(np.zeros(n), isl, np.full(n, 20, np.int64), np.zeros(n, np.int64), np.full(n, -1), np.zeros(n))
+    slo = Simulator([Pool(_rep(sched=Scheduler(max_seqs=8, policy="slo-aware", ttft_slo_s=2.0)), 1)], reqs).run()
+    fcfs = Simulator([Pool(_rep(sched=Scheduler(max_seqs=8)), 1)], reqs).run()
+    long_ = isl == 4000
+    assert np.mean(slo.ttft_s[long_]) < np.mean(slo.ttft_s[~long_])
+    assert np.mean(slo.ttft_s[long_]) < np.mean(fcfs.ttft_s[long_])
+    assert np.all(np.diff(fcfs.first_token_s[::8]) >= 0)
+
+
+# ---------------------------------------------------------------- vLLM rate rows
+
+DESC = ("shared_prefix multi-turn: system_prompt_len 100, question_len 447, output_len 248, 9 system prompts x 5 users; "
+        "stages 2.5 req/s x 600s then 6.0 req/s x 600s")
+
+
+def test_vllm_rate_workload_from_description():
+    wl = parse_description(DESC, "test")
+    assert (wl.system_tokens, wl.question_tokens, wl.output_tokens, wl.prompts, wl.users) == (100, 447, 248, 9, 5)
+    assert wl.stages == [(2.5, 600.0), (6.0, 600.0)] and wl.edges_s == [0.0, 600.0, 1200.0]
+    r = requests_for(wl, 547, 248)
+    assert len(r) == 1500 + 3600 and np.all(np.diff(r.arrival_s) >= 0)
+    assert np.sum(r.arrival_s < 600) == 1500 and np.all(r.prefix_tokens == 100)
+
+
+def test_vllm_rate_rows_predicted_per_stage_and_unknown_models_reported():
+    base = {"experiment": "x", "hardware": "h100-sxm", "engine": "vllm", "engine_version": "0.15.1", "tp": "1",
+            "weights": "bf16", "max_num_batched_tokens": "2048", "max_num_seqs": "128", "workload": "general",
+            "workload_description": DESC.replace("600s", "60s"), "mean_ttft_s": "0.03", "mean_itl_s": "0.008",
+            "mean_e2e_s": "2.0"}
+    rows = [{**base, "model": "llama-3.1-8b", "stage": s} for s in ("0", "1", "all")]
+    rows.append({**base, "experiment": "y", "model": "no-such-model", "stage": "all"})
+    out = predict_vllm_rate(rows)
+    by = {(i, w): p for i, w, _, _, p, _ in out}
+    assert all(by[(i, w)] is not None and by[(i, w)] > 0 for i in range(3) for w in ("mean_ttft_s", "mean_itl_s", "mean_e2e_s"))
+    # more load in stage 1: longer inter-token latency; the whole run lies between the stages
+    assert by[(1, "mean_itl_s")] > by[(0, "mean_itl_s")]
+    assert by[(0, "mean_e2e_s")] <= by[(2, "mean_e2e_s")] <= by[(1, "mean_e2e_s")]
+    unk = [o for o in out if o[0] == 3]
+    assert unk and all(o[4] is None and "unpredictable" in o[5] for o in unk)
