@@ -240,6 +240,8 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                 continue
             from planner.serving.published import predict_mlperf, predict_online
 
+            if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
+                from planner.serving.vllm_rate import predict_vllm_rate as predict_online
             preds = predict_online(rows, f.name) if "request_rate" in cols else predict_mlperf(rows, f.name)
             for i, what, config, meas, pred, note in preds:
                 row = rows[i]
