@@ -25,6 +25,8 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.serving.simulator import SLO, Pool, Scheduler, Simulator, _percentile, keeps_up, replica_for
 from planner.serving.workload import WorkloadSpec, generate
+from planner.specs.engine import get_engine
+from planner.specs.quant import default_kv
 
 HOURS_PER_MONTH = 730.0
 
@@ -150,7 +152,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
 
     hw = get_hardware(hardware)
     domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
-    kv_opts = (kv or ("fp8" if weights == "fp8" else ("fp16" if weights == "fp16" else "bf16")),)
+    kv_opts = (kv or default_kv(weights),)
     out, notes, seen = [], [], set()
     g = 1
     while g <= min(max_gpus, max(domain, 1)):
@@ -320,7 +322,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
                  "autoscaled_gpu_hours_per_day": float(sum(need) * best.gpus_per_replica * 24.0 / len(hourly)),
                  "static_gpu_hours_per_day": float(best.gpus * 24.0)}
     plan = {**best.plan, "replicas": best.replicas, "gpus_per_replica": best.gpus_per_replica, "batch_cap": best.max_seqs,
-            "engine": engine, "label": best.label}
+            "engine": get_engine(engine).name if isinstance(engine, str) else engine.name, "label": best.label}
     return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, True, "", best.gpus, best.replicas, plan, usd_h,
                           usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes)
 

@@ -14,10 +14,9 @@ from planner.errors import PlannerError
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
-from planner.specs.quant import KV_FORMATS, get_format, resolve
+from planner.specs.quant import KV_FORMATS, SEARCH_KV_FORMATS, SEARCH_WEIGHT_FORMATS, get_format, resolve
 
-WEIGHT_CANDIDATES = ("bf16", "fp16", "fp8", "int8", "int4", "w4a8", "fp4", "mxfp4")
-KV_CANDIDATES = ("bf16", "fp8", "int8", "int4")
+WEIGHT_CANDIDATES, KV_CANDIDATES = SEARCH_WEIGHT_FORMATS, SEARCH_KV_FORMATS
 
 
 @dataclass

@@ -24,6 +24,7 @@ from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
 from planner.serving.workload import fixed_workload, generate, get_workload
+from planner.specs.quant import default_kv
 
 ONLINE_REQUESTS = 500
 MLPERF_SAMPLES = {"llama-2-70b": 24576, "mixtral-8x7b": 15000}
@@ -175,7 +176,7 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv") -> list[tuple
         where = f"{file}:{i + 2}"
         gpus = int(_num(r, "gpus", where))
         weights = r.get("weights") or "bf16"
-        kv = r.get("kv") or ("fp8" if weights == "fp8" else "bf16")
+        kv = r.get("kv") or default_kv(weights)
         scen = (r.get("scenario") or "").strip().lower()
         if scen not in ("offline", "server"):
             raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")
