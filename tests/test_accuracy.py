@@ -22,10 +22,11 @@ def test_bf16_is_one():
 
 def test_keys_unchanged_for_api():
     d = A.accuracy("fp8", "fp8")
-    assert set(d) == {"score", "relative_to", "lowered_by", "sources"}
+    assert set(d) == {"score", "relative_to", "lowered_by", "cap_trade", "sources"}
     assert d["relative_to"] == "bf16 model = 1.0"
     assert all(isinstance(s, str) and s for s in d["lowered_by"] + d["sources"])
     assert len(d["lowered_by"]) == 2 and "fp8" in d["lowered_by"][0]
+    assert d["cap_trade"] == ["A -0.5% (fp8 weights)", "A -0.2% (fp8 KV cache)"]
 
 
 def test_every_planner_format_has_a_row():

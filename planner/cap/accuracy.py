@@ -1,18 +1,20 @@
 """The accuracy (A) side of the C/A/P trade: how much of the bf16 model's quality a plan keeps.
 
-``A = prod_i r_i'`` over the lossy techniques a plan uses (weight format, KV format, KV eviction),
-with ``r_i' = max(0, 1 - k * s * (1 - r_i))``:
+``A = prod_i r_i'`` over the lossy techniques a plan uses, with ``r_i' = max(0, 1 - k * s * (1 - r_i))``:
 
-* ``r_i`` -- published recovery of technique i against bf16 (bf16 = 1.0), from
-  ``accuracy/accuracy.yaml``, where every row names its source and evidence;
+* ``r_i`` -- published recovery of technique i against the unmodified bf16 model (= 1.0), from
+  ``accuracy/accuracy.yaml``, where every row names its source, evidence and basis. Formats
+  (weights, KV cache) are single numbers; KV eviction, context extension past the trained context,
+  prompt compression and sparse attention are curves of one knob (``planner.cap.techniques``);
 * ``k`` -- task-class sensitivity (knowledge/general 1, math/code/reasoning 2.5);
 * ``s`` -- model-size factor, weight formats only: ``clip((params / 8e9) ** -0.2, 0.5, 1.5)``,
   a fit to QServe's Llama-2 7B vs 70B rows (1 when the size is unknown).
 
-KV eviction recovery is interpolated in log(budget fraction) between the PyramidKV LongBench
-points (Llama-3-8B-Instruct, 8K context). Speculative decoding, TP/PP/EP, prefill/decode
-disaggregation, prefix caching and KV offload leave the output unchanged: ``lossless_factor``
-returns exactly ``LOSSLESS_FACTOR`` (1.0) for them.
+MoE experts at a lower precision mix the two formats' losses by the expert fraction; routing a
+share of requests to a smaller model (IC-Cache) multiplies by ``1 - f (1 - q)`` with the small
+model's quality q given by the user. Speculative decoding, TP/PP/EP/CP, disaggregation, prefix
+caching, KV offload, distributed KV pools, LoRA adapters, co-location, intra-GPU prefill/decode
+split and migration leave the output unchanged: ``lossless_factor`` returns exactly 1.0.
 
 The score is relative to the same model in bf16 on the same task class; it says nothing about
 the base model's own quality (a quantized 70B usually beats a bf16 8B, see the reference).
@@ -20,112 +22,21 @@ the base model's own quality (a quantized 70B usually beats a bf16 8B, see the r
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.cap.accuracy_data import (  # noqa: F401  (re-exported: the schema lived here)
+    AccuracyData, EvictionMethod, EvictionTable, Lossless, Recovery, SizeAdjustment, TaskClass, data, data_path)
+from planner.cap.techniques import (  # noqa: F401  (re-exported)
+    cap_trade, compression_method, compression_recovery, eviction_method, eviction_recovery, extension_method,
+    extension_recovery, parse_knob, routing_factor, sparse_method, sparse_recovery)
 from planner.errors import PlannerError, unknown
-from planner.specs.loader import data_dir, read_yaml, validate_file
+from planner.specs.quant import canonical
 
 RELATIVE_TO = "bf16 model = 1.0"
 LOSSLESS_FACTOR = 1.0
-
-
-# ---------------------------------------------------------------- data schema
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Recovery(_Strict):
-    """One weight or KV format: recovery r against bf16, with the published spread."""
-
-    r: float = Field(ge=0.0, le=1.0)
-    low: Optional[float] = Field(default=None, ge=0.0, le=1.0)
-    high: Optional[float] = Field(default=None, ge=0.0, le=1.0)
-    basis: Literal["measured", "secondary", "derived", "assumption"]
-    evidence: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _range(self):
-        if self.low is not None and self.low > self.r:
-            raise ValueError(f"low {self.low} above r {self.r}")
-        if self.high is not None and self.high < self.r:
-            raise ValueError(f"high {self.high} below r {self.r}")
-        return self
-
-
-class EvictionMethod(_Strict):
-    name: str
-    scores: list[float]
-    evidence: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-
-
-class EvictionTable(_Strict):
-    model: str
-    benchmark: str
-    context_tokens: int = Field(gt=0)
-    full_kv_score: float = Field(gt=0)
-    budgets_tokens: list[int]
-    source: str = Field(min_length=1)
-    methods: dict[str, EvictionMethod]
-
-    @model_validator(mode="after")
-    def _shape(self):
-        b = self.budgets_tokens
-        if not b or any(x <= 0 for x in b) or any(y <= x for x, y in zip(b, b[1:])) or b[-1] >= self.context_tokens:
-            raise ValueError("budgets_tokens must rise strictly, from above 0 to below context_tokens")
-        for mid, m in self.methods.items():
-            if len(m.scores) != len(b):
-                raise ValueError(f"{mid}: {len(m.scores)} scores for {len(b)} budgets")
-        return self
-
-
-class TaskClass(_Strict):
-    k: float = Field(ge=0.0)
-    low: Optional[float] = None
-    high: Optional[float] = None
-    evidence: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-
-
-class SizeAdjustment(_Strict):
-    applies_to: Literal["weights"]
-    reference_params: float = Field(gt=0)
-    exponent: float
-    clip: tuple[float, float]
-    evidence: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-
-
-class Lossless(_Strict):
-    evidence: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-
-
-class AccuracyData(_Strict):
-    weights: dict[str, Recovery]
-    kv: dict[str, Recovery]
-    eviction: EvictionTable
-    tasks: dict[str, TaskClass]
-    size_adjustment: SizeAdjustment
-    lossless: dict[str, Lossless]
-
-
-def data_path():
-    return data_dir("accuracy") / "accuracy.yaml"
-
-
-@functools.cache
-def data() -> AccuracyData:
-    """The published deltas (validated; cached)."""
-    p = data_path()
-    return validate_file(AccuracyData, p, read_yaml(p))
+_method = eviction_method  # the old private name
 
 
 # ---------------------------------------------------------------- lookups
@@ -139,23 +50,18 @@ def task_class(task: str) -> TaskClass:
 
 def weight_recovery(fmt: str) -> Recovery:
     w = data().weights
-    if fmt not in w:
+    key = fmt if fmt in w else canonical(fmt)
+    if key not in w:
         raise unknown("weight precision", fmt, w)
-    return w[fmt]
+    return w[key]
 
 
 def kv_recovery(fmt: str) -> Recovery:
     k = data().kv
-    if fmt not in k:
+    key = fmt if fmt in k else canonical(fmt)
+    if key not in k:
         raise unknown("KV-cache precision", fmt, k)
-    return k[fmt]
-
-
-def _method(method: str) -> EvictionMethod:
-    m = data().eviction.methods
-    if method not in m:
-        raise unknown("KV eviction method", method, m)
-    return m[method]
+    return k[key]
 
 
 def lossless_techniques() -> dict[str, str]:
@@ -169,6 +75,13 @@ def lossless_factor(technique: str) -> float:
     if technique not in t:
         raise unknown("lossless technique", technique, t)
     return LOSSLESS_FACTOR
+
+
+def lossless_trade(technique: str) -> str:
+    """The C/A/P phrase of a lossless technique: ``"A unchanged (prefix_caching: exact reuse ...)"``."""
+    lossless_factor(technique)
+    why = data().lossless[technique].evidence.split(";")[0].split(". ")[0]
+    return f"A unchanged ({technique}: {why})"
 
 
 # ---------------------------------------------------------------- the model
@@ -194,33 +107,6 @@ def size_factor(model_params=None):
         f = np.clip((p / sa.reference_params) ** sa.exponent, *sa.clip)
     f = np.where(np.isnan(p), 1.0, f)
     return float(f) if f.ndim == 0 else f
-
-
-@functools.cache
-def _eviction_curve(method: str) -> tuple[np.ndarray, np.ndarray]:
-    """(log budget fraction, recovery) knots: the measured budgets and (1.0, 1.0)."""
-    ev = data().eviction
-    m = _method(method)
-    x = np.log(np.array([b / ev.context_tokens for b in ev.budgets_tokens] + [1.0]))
-    y = np.minimum(1.0, np.array(m.scores + [ev.full_kv_score]) / ev.full_kv_score)
-    return x, y
-
-
-def eviction_recovery(method: str, budget_fraction):
-    """Recovery r of an eviction method keeping ``budget_fraction`` of the context's KV.
-
-    Linear in log(budget fraction) between the PyramidKV points; 1.0 at and above the full
-    cache; below the smallest measured budget the first segment's slope is extended (an
-    extrapolation no row measures), floored at 0. Floats and arrays.
-    """
-    x, y = _eviction_curve(method)
-    f = np.asarray(budget_fraction, dtype=float)
-    if np.any(~(f > 0)):
-        raise PlannerError("KV eviction budget fraction must be above 0")
-    lf = np.log(np.minimum(f, 1.0))
-    slope0 = (y[1] - y[0]) / (x[1] - x[0])
-    out = np.where(lf < x[0], np.maximum(0.0, y[0] + slope0 * (lf - x[0])), np.interp(lf, x, y))
-    return float(out) if out.ndim == 0 else out
 
 
 def budget_fraction(budget_tokens: float, context_tokens: float) -> float:
@@ -263,38 +149,139 @@ def parse_eviction(eviction) -> tuple[str, float] | None:
     if not isinstance(method, str):
         raise bad
     method = method.strip().lower()
-    _method(method)
+    eviction_method(method)
     if not frac > 0:
         raise PlannerError("KV eviction budget fraction must be above 0")
     return method, min(frac, 1.0)
+
+
+def parse_extension(spec) -> tuple[str, float] | None:
+    """``(method, factor)``, ``"yarn@4"`` or ``{"method": .., "factor": ..}`` (or ``context_tokens`` +
+    ``trained_tokens``) -> (canonical method, factor), or None."""
+    if isinstance(spec, dict) and "factor" not in spec and {"context_tokens", "trained_tokens"} <= set(spec):
+        if not spec["trained_tokens"] > 0:
+            raise PlannerError("context extension: trained_tokens must be a positive token count")
+        spec = {"method": spec.get("method"), "factor": spec["context_tokens"] / spec["trained_tokens"]}
+    p = parse_knob(spec, "context extension", "factor", "yarn@4")
+    if p is None:
+        return None
+    extension_recovery(p[0], p[1])  # checks the name and the factor
+    return extension_method(p[0]), p[1]
+
+
+def parse_compression(spec) -> tuple[str, float] | None:
+    p = parse_knob(spec, "prompt compression", "ratio", "llmlingua-2@3")
+    if p is None:
+        return None
+    compression_recovery(p[0], p[1])
+    return compression_method(p[0]), p[1]
+
+
+def parse_sparse(spec) -> tuple[str, float] | None:
+    p = parse_knob(spec, "sparse attention", "kept_fraction", "duoattention@0.25")
+    if p is None:
+        return None
+    sparse_recovery(p[0], p[1])
+    return sparse_method(p[0]), p[1]
+
+
+def parse_expert_weights(spec) -> tuple[str, float] | None:
+    """``(format, fraction of experts at it)`` or ``"int4@0.5"`` -> (format, fraction), or None."""
+    p = parse_knob(spec, "expert weights", "fraction", "int4@0.5")
+    if p is None:
+        return None
+    fmt, f = p
+    weight_recovery(fmt)
+    if not 0.0 <= f <= 1.0:
+        raise PlannerError("expert weights: the fraction of experts at the lower precision must lie in [0, 1]")
+    return fmt, f
+
+
+def parse_routing(spec) -> dict | None:
+    """``{"offload_fraction", "small_quality", ["small_quality_without_examples", "example_hit_rate"]}`` or
+    ``(offload_fraction, small_quality)`` -> that dict (validated), or None."""
+    if spec is None:
+        return None
+    keys = ("offload_fraction", "small_quality", "small_quality_without_examples", "example_hit_rate")
+    if isinstance(spec, (tuple, list)) and 1 <= len(spec) <= 4:
+        spec = dict(zip(keys, spec))
+    if not isinstance(spec, dict) or "offload_fraction" not in spec or set(spec) - set(keys):
+        raise PlannerError(f"cannot read cache routing {spec!r}: give offload_fraction and small_quality "
+                           "(optionally small_quality_without_examples, example_hit_rate)")
+    routing_factor(**spec)
+    return dict(spec)
 
 
 def _params_phrase(p: float) -> str:
     return f"{p / 1e9:.0f}B" if p >= 1e9 else f"{p / 1e6:.0f}M"
 
 
-def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_params: float | None = None) -> dict:
-    """Quality kept by a plan, relative to the same model in bf16 on the same task class.
+def _weight_term(weights: str, expert, s: float) -> tuple[str, str, float, str]:
+    """(label, trade label, r, source) of the weight format, mixed with the expert format if given."""
+    w = weight_recovery(weights)
+    ex = parse_expert_weights(expert)
+    if ex is None or ex[1] == 0.0:
+        return f"weights {weights}", f"{weights} weights", w.r, w.source
+    fmt, f = ex
+    lo = weight_recovery(fmt)
+    r = 1.0 - ((1.0 - f) * (1.0 - w.r) + f * (1.0 - lo.r))
+    label = f"weights {weights} with {f:.0%} of experts in {fmt}"
+    return label, label, r, f"{w.source}; {lo.source}; expert mixing: {data().expert_precision.source}"
 
-    Returns ``score`` (0..1), ``relative_to``, ``lowered_by`` (one phrase per lossy technique
-    with its factor) and ``sources`` (of each technique that lowered the score, plus the task
-    and size rows when they applied). ``eviction``: see ``parse_eviction``.
-    """
-    t = task_class(task)
-    w, k = weight_recovery(weights), kv_recovery(kv)
-    s = size_factor(model_params)
-    terms: list[tuple[str, float, float, str, float]] = []  # (label, factor, r, source, size factor)
-    terms.append((f"weights {weights}", effective(w.r, t.k, s), w.r, w.source, s))
-    terms.append((f"KV {kv}", effective(k.r, t.k), k.r, k.source, 1.0))
+
+def _curve_terms(eviction, context_extension, prompt_compression, sparse_attention) -> list:
+    """(label, trade label, r, source) of each knob-driven technique in use."""
+    d = data()
+    out = []
     ev = parse_eviction(eviction)
     if ev is not None:
-        method, frac = ev
-        m = _method(method)
-        r_e = eviction_recovery(method, frac)
-        terms.append((f"KV eviction {m.name} keeping {frac:.1%} of the context", effective(r_e, t.k), r_e,
-                      m.source, 1.0))
-    score, lowered_by, sources = 1.0, [], []
-    for label, f, r, src, sf in terms:
+        m = eviction_method(ev[0])
+        lab = f"KV eviction {m.name} keeping {ev[1]:.1%} of the context"
+        out.append((lab, lab, eviction_recovery(*ev), m.source))
+    ce = parse_extension(context_extension)
+    if ce is not None:
+        m = d.context_extension.methods[ce[0]]
+        out.append((f"context extension {m.name} x{ce[1]:g}", f"{m.name} x{ce[1]:g} context",
+                    extension_recovery(*ce), m.source))
+    pc = parse_compression(prompt_compression)
+    if pc is not None:
+        m = d.prompt_compression.methods[pc[0]]
+        lab = f"{m.name} prompt compression x{pc[1]:g}"
+        out.append((lab, lab, compression_recovery(*pc), m.source))
+    sa = parse_sparse(sparse_attention)
+    if sa is not None:
+        m = d.sparse_attention.methods[sa[0]]
+        lab = f"{m.name} sparse attention keeping {sa[1]:.0%}"
+        out.append((lab, lab, sparse_recovery(*sa), m.source))
+    return out
+
+
+def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_params: float | None = None, *,
+             context_extension=None, prompt_compression=None, sparse_attention=None, expert_weights=None,
+             cache_routing=None) -> dict:
+    """Quality kept by a plan, relative to the same model in bf16 on the same task class.
+
+    Returns ``score`` (0..1), ``relative_to``, ``lowered_by`` (one phrase per lossy technique with
+    its factor), ``cap_trade`` (what each gives up: ``"A -3.5% (YaRN x4 context)"``) and ``sources``.
+    Knob specs: ``eviction`` see ``parse_eviction``; ``context_extension=(method, factor)``;
+    ``prompt_compression=(method, ratio)``; ``sparse_attention=(method, kept_fraction)``;
+    ``expert_weights=(format, fraction of experts)``; ``cache_routing`` see ``parse_routing``.
+    """
+    t = task_class(task)
+    s = size_factor(model_params)
+    k = kv_recovery(kv)
+    wl, wt, wr, ws = _weight_term(weights, expert_weights, s)
+    # (label, trade label, factor, r, source, size factor)
+    terms = [(wl, wt, effective(wr, t.k, s), wr, ws, s), (f"KV {kv}", f"{kv} KV cache", effective(k.r, t.k), k.r, k.source, 1.0)]
+    terms += [(a, b, effective(r, t.k), r, src, 1.0) for a, b, r, src in
+              _curve_terms(eviction, context_extension, prompt_compression, sparse_attention)]
+    route = parse_routing(cache_routing)
+    if route is not None:
+        g = routing_factor(**route)
+        lab = f"cache routing of {route['offload_fraction']:.0%} of requests to a smaller model"
+        terms.append((lab, lab, g, g, data().cache_routing.source, 1.0))
+    score, lowered_by, trades, sources = 1.0, [], [], []
+    for label, trade, f, r, src, sf in terms:
         score *= f
         if f >= 1.0:
             continue
@@ -306,12 +293,13 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
         if sf != 1.0:
             detail.append(f"{_params_phrase(float(model_params))} model, loss x{sf:.2f}")
         lowered_by.append(f"{label} x{f:.3f}" + (f" ({', '.join(detail)})" if detail else ""))
+        trades.append(cap_trade(f, trade))
         sources.append(src)
         if sf != 1.0:
             sources.append(f"size adjustment: {data().size_adjustment.source}")
     if lowered_by and t.k != 1.0:
         sources.append(f"task sensitivity ({task}): {t.source}")
-    return {"score": round(score, 4), "relative_to": RELATIVE_TO, "lowered_by": lowered_by,
+    return {"score": round(score, 4), "relative_to": RELATIVE_TO, "lowered_by": lowered_by, "cap_trade": trades,
             "sources": list(dict.fromkeys(sources))}
 
 
@@ -331,17 +319,38 @@ def _length(*xs) -> int:
     return ns.pop() if ns else 1
 
 
+def _knob_factors(methods, knob, n: int, k: float, fn, what: str, knob_name: str) -> np.ndarray:
+    """Per-plan effective factor of a knob-driven technique ('' or None = not used): one curve call per method."""
+    out = np.ones(n)
+    if methods is None:
+        return out
+    e = np.char.lower(np.char.strip(_broadcast_str(methods, n, what)))
+    used = e != ""
+    if used.any():
+        if knob is None:
+            raise PlannerError(f"accuracy_table: {what} needs {knob_name}")
+        v = np.broadcast_to(np.asarray(knob, dtype=float), (n,))
+        for m in np.unique(e[used]):
+            sel = e == m
+            out[sel] = effective(fn(str(m), v[sel]), k)
+    return out
+
+
 def accuracy_table(weights: Sequence[str] | str, kv: Sequence[str] | str, task: str = "general", *,
                    eviction: Sequence[str | None] | str | None = None, budget_fraction=None,
-                   model_params=None) -> np.ndarray:
+                   model_params=None, context_extension=None, extension_factor=None,
+                   prompt_compression=None, compression_ratio=None, sparse_attention=None,
+                   kept_fraction=None) -> np.ndarray:
     """``accuracy(...)["score"]`` for many plans at once (unrounded), as a float array.
 
-    ``weights``, ``kv``, ``eviction`` (method ids, None or "" for none) and ``budget_fraction``
-    / ``model_params`` (numbers, NaN for unknown size) are per-plan sequences or scalars that
-    broadcast. Formats are looked up once per distinct value and indexed back; the size and
-    eviction curves are evaluated as arrays.
+    ``weights``, ``kv`` and the method ids (``eviction``, ``context_extension``, ``prompt_compression``,
+    ``sparse_attention``; None or "" for none) are per-plan sequences or scalars that broadcast, as are
+    their knobs (``budget_fraction``, ``extension_factor``, ``compression_ratio``, ``kept_fraction``)
+    and ``model_params`` (NaN for unknown size). Formats are looked up once per distinct value and
+    curves evaluated once per distinct method, as arrays.
     """
-    n = _length(weights, kv, eviction, budget_fraction, model_params)
+    n = _length(weights, kv, eviction, budget_fraction, model_params, context_extension, extension_factor,
+                prompt_compression, compression_ratio, sparse_attention, kept_fraction)
     t = task_class(task)
     w = _broadcast_str(weights, n, "weights")
     uw, iw = np.unique(w, return_inverse=True)
@@ -351,56 +360,14 @@ def accuracy_table(weights: Sequence[str] | str, kv: Sequence[str] | str, task: 
     k = _broadcast_str(kv, n, "kv")
     uk, ik = np.unique(k, return_inverse=True)
     out = out * effective(np.array([kv_recovery(x).r for x in uk])[ik], t.k)
-    if eviction is not None:
-        e = np.char.lower(np.char.strip(_broadcast_str(eviction, n, "eviction")))
-        used = e != ""
-        if used.any():
-            if budget_fraction is None:
-                raise PlannerError("accuracy_table: eviction needs budget_fraction")
-            f = np.broadcast_to(np.asarray(budget_fraction, dtype=float), (n,))
-            fe = np.ones(n)
-            for m in np.unique(e[used]):
-                sel = e == m
-                fe[sel] = effective(eviction_recovery(str(m), f[sel]), t.k)
-            out = out * fe
+    out = out * _knob_factors(eviction, budget_fraction, n, t.k, eviction_recovery, "eviction", "budget_fraction")
+    out = out * _knob_factors(context_extension, extension_factor, n, t.k, extension_recovery,
+                              "context_extension", "extension_factor")
+    out = out * _knob_factors(prompt_compression, compression_ratio, n, t.k, compression_recovery,
+                              "prompt_compression", "compression_ratio")
+    out = out * _knob_factors(sparse_attention, kept_fraction, n, t.k, sparse_recovery,
+                              "sparse_attention", "kept_fraction")
     return np.asarray(out, dtype=float).reshape(n)
 
 
-# ---------------------------------------------------------------- tables for display
-
-def _row(fid: str, rec: Recovery, k: float, s: float = 1.0) -> dict:
-    return {"id": fid, "r": rec.r, "low": rec.low, "high": rec.high, "effective": round(effective(rec.r, k, s), 4),
-            "basis": rec.basis, "evidence": rec.evidence, "source": rec.source}
-
-
-def tables(task: str = "general", model_params: float | None = None, eviction_budgets: Sequence[int] = (64, 128, 512, 2048)) -> dict:
-    """Every table of the model, with each row's effective factor for ``task`` (and size)."""
-    d = data()
-    t = task_class(task)
-    s = size_factor(model_params)
-    ev = d.eviction
-    measured = set(ev.budgets_tokens)
-    evict = []
-    for mid, m in ev.methods.items():
-        pts = []
-        for b in eviction_budgets:
-            frac = b / ev.context_tokens
-            r = eviction_recovery(mid, frac)
-            pts.append({"budget_tokens": b, "fraction": round(frac, 5), "r": round(r, 4),
-                        "effective": round(effective(r, t.k), 4), "measured": b in measured})
-        evict.append({"id": mid, "name": m.name, "points": pts, "evidence": m.evidence, "source": m.source})
-    sa = d.size_adjustment
-    return {
-        "task": task, "k": t.k, "relative_to": RELATIVE_TO, "model_params": model_params, "size_factor": s,
-        "formula": "r' = max(0, 1 - k * s * (1 - r)); score = product of r' over weights, KV format and KV eviction",
-        "weights": [_row(i, r, t.k, s) for i, r in d.weights.items()],
-        "kv": [_row(i, r, t.k) for i, r in d.kv.items()],
-        "eviction": {"model": ev.model, "benchmark": ev.benchmark, "context_tokens": ev.context_tokens,
-                     "full_kv_score": ev.full_kv_score, "source": ev.source, "methods": evict},
-        "tasks": [{"id": i, "k": c.k, "low": c.low, "high": c.high, "evidence": c.evidence, "source": c.source}
-                  for i, c in d.tasks.items()],
-        "size_adjustment": {"applies_to": sa.applies_to, "reference_params": sa.reference_params,
-                            "exponent": sa.exponent, "clip": list(sa.clip), "evidence": sa.evidence, "source": sa.source},
-        "lossless": [{"id": i, "factor": LOSSLESS_FACTOR, "evidence": v.evidence, "source": v.source}
-                     for i, v in d.lossless.items()],
-    }
+from planner.cap.accuracy_tables import tables  # noqa: E402,F401  (needs the functions above)

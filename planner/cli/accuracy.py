@@ -69,6 +69,23 @@ def accuracy_cmd(
         t.add_row(m["name"], *cells, _cite(m))
     console.print(t)
 
+    for c in d.get("curves", []):  # context extension, prompt compression, sparse attention
+        t = Table(title=f"{c['title']}: recovery vs {c['knob']}; * = interpolated in log(knob). {c['note']}",
+                  header_style="bold", show_lines=True)
+        t.add_column("method")
+        for p in c["methods"][0]["points"]:
+            t.add_column(f"{p['knob']:.0%}" if c["unit"] == "%" else f"x{p['knob']:g}", justify="right")
+        t.add_column("basis")
+        t.add_column("evidence / source", overflow="fold", ratio=1)
+        for m in c["methods"]:
+            cells = [f"{p['r']:.3f}" + (f" -> {p['effective']:.3f}" if k != 1.0 else "") + ("" if p["measured"] else "*")
+                     for p in m["points"]]
+            t.add_row(m["name"], *cells, m["basis"], _cite(m))
+        console.print(t)
+    for name, r in d.get("rules", {}).items():
+        console.print(f"[bold]{name.replace('_', ' ')}[/bold]: {escape(r['rule'])}. {escape(r['evidence'])} "
+                      f"[dim]({escape(r['source'])})[/dim]")
+
     t = Table(title="task-class sensitivity k: r' = max(0, 1 - k(1 - r))", header_style="bold", show_lines=True)
     for c in ("task", "k", "range"):
         t.add_column(c, justify="left" if c == "task" else "right")
