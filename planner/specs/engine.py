@@ -22,7 +22,7 @@ import functools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -335,41 +335,8 @@ def get_engine(name: str) -> Engine:
     raise unknown("engine", name, engine_ids())
 
 
-class _Latest(dict):
-    """``ENGINES[id]``: the newest profile of each engine (kept for callers of the old dict)."""
-
-    def _load(self):
-        if not dict.__len__(self):
-            self.update({i: get_engine(i) for i in {e.id for e in profiles().values()}})
-
-    def __getitem__(self, k):
-        self._load()
-        return dict.__getitem__(self, k)
-
-    def __iter__(self):
-        self._load()
-        return dict.__iter__(self)
-
-    def __len__(self):
-        self._load()
-        return dict.__len__(self)
-
-    def __contains__(self, k):
-        self._load()
-        return dict.__contains__(self, k)
-
-    def keys(self):
-        self._load()
-        return dict.keys(self)
-
-    def items(self):
-        self._load()
-        return dict.items(self)
-
-    def values(self):
-        self._load()
-        return dict.values(self)
-
-
-ENGINES: dict[str, Engine] = _Latest()
-EngineKind = Literal["vllm", "sglang", "trtllm", "llamacpp"]
+def __getattr__(name: str):
+    """``ENGINES``: the newest profile of each engine id (kept for callers of the old dict)."""
+    if name == "ENGINES":
+        return {i: get_engine(i) for i in sorted({e.id for e in profiles().values()})}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
