@@ -131,6 +131,7 @@ def test_calibration_overlay(tmp_path, monkeypatch):
     shutil.copytree(data_dir("engines"), root, ignore=shutil.ignore_patterns("calibration"))
     (root / "calibration").mkdir()
     (root / "calibration" / "vllm.yaml").write_text("engine: vllm@0.15\nstep_host_s: 0.002\nnote: fitted\n")
+    (root / "calibration" / "bands.yaml").write_text("uncertainty: {ttft_s: 0.2}\n")  # not an engine file: skipped
     monkeypatch.setattr(E, "_engines_dir", lambda: root)
     E.profiles.cache_clear()
     try:

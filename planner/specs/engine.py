@@ -277,8 +277,10 @@ def _calibration(root: Path) -> dict[str, dict]:
         return out
     for path in sorted(cal.glob("*.yaml")):
         data = read_yaml(path)
-        if not isinstance(data, dict) or not isinstance(data.get("engine"), str):
-            raise PlannerError(f"{path}: an engine calibration file needs an 'engine: ID@VERSION' key")
+        if not isinstance(data, dict) or "engine" not in data:
+            continue  # other tables live beside the engine files (uncertainty bands)
+        if not isinstance(data["engine"], str):
+            raise PlannerError(f"{path}: 'engine' must read ID@VERSION, got {data['engine']!r}")
         fitted = {k: v for k, v in data.items() if k in _CALIBRATED and isinstance(v, (int, float))}
         out.setdefault(data["engine"], {}).update(fitted)
     return out
