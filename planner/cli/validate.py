@@ -21,10 +21,20 @@ def validate_cmd(
     as_json: bool = typer.Option(False, "--json"),
     rows: bool = typer.Option(False, "--rows", help="print every row, not only the summaries"),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="spec for capture e2e rows (default: the capture's calibrated.yaml)"),
+    plot: Optional[str] = typer.Option(None, "--plot", help="also draw predicted vs measured (log axes, ±20% band) to FILE.png or FILE.svg"),
 ):
     from planner.calibrate.validate import validate
 
+    if plot is not None and not plot.lower().endswith((".png", ".svg")):
+        from planner.errors import PlannerError
+
+        raise PlannerError(f"--plot writes .png or .svg, not {plot}")
     report = validate(paths, hardware=hardware)
+    if plot is not None:
+        from planner.cli.common import err_console
+        from planner.report.validate_plot import write_validation_plot
+
+        err_console.print(f"wrote {write_validation_plot(report, plot)}")
     if as_json:
         print_json(report.to_dict())
         return

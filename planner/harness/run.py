@@ -268,7 +268,7 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
     if torch is not None and "torch" in backends:
         meta["torch"] = host.torch_info(torch, opts.device)
 
-    for m in grid.e2e_models:
+    for m in (*grid.e2e_models, model):  # the capture carries the spec of every model its e2e rows may name
         write_model(m, folder / "models")
 
     def save(status: str | None = None):

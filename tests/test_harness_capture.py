@@ -1,0 +1,82 @@
+"""A capture end to end: tiny profile -> calibrate -> validate (MoE and MLA rows included) ->
+--plot; and the memory budget the grids are sized to."""
+
+import pytest
+
+from planner.harness import ProfileOptions, run_profile
+from planner.harness.grids import BASE_BYTES, DEFAULT_BUDGET_BYTES, make_grid, memory_budget
+from planner.harness.kernels import weight_copies
+from planner.specs.loader import get_model
+from cli_helpers import run as run_cli
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cap")
+    r = run_profile(ProfileOptions(tiny=True, out=out, backends=["numpy"], progress=False, command="pytest"))
+    return r.folder
+
+
+def test_calibrate_then_validate_predicts_dense_moe_and_mla_rows(capture, capsys):
+    code, out, err = run_cli(["calibrate", str(capture)], capsys)
+    assert code == 0, err
+    assert "residuals per op kind" in out and (capture / "calibrated.yaml").is_file()
+    code, out, err = run_cli(["validate", str(capture), "--json"], capsys)
+    assert code == 0, err
+    import json
+
+    rows = json.loads(out)["rows"]
+    kinds = {r["model"].split("-")[1] for r in rows if r["model"].startswith("ref-")}
+    assert kinds == {"dense", "moe", "mla"}
+    assert all(r["predicted"] and r["predicted"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<svg")])
+def test_validate_plot_writes_png_and_svg(capture, tmp_path, capsys, suffix, magic):
+    run_cli(["calibrate", str(capture)], capsys)
+    target = tmp_path / f"v{suffix}"
+    code, _, err = run_cli(["validate", str(capture), "--plot", str(target)], capsys)
+    assert code == 0, err
+    data = target.read_bytes()
+    assert data.startswith(magic) or magic in data[:400]
+
+
+def test_validate_plot_refuses_other_formats(capture, tmp_path, capsys):
+    code, _, err = run_cli(["validate", str(capture), "--plot", str(tmp_path / "v.pdf")], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "v.pdf").exists()
+
+
+def test_validation_svg_for_html_reports(capture, capsys):
+    from planner.calibrate.validate import validate
+    from planner.report.validate_plot import validation_svg
+
+    run_cli(["calibrate", str(capture)], capsys)
+    svg = validation_svg(validate([str(capture)]))
+    assert svg.startswith("<svg") and "±20%" in svg
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_grid_buffers_fit_the_memory_budget(mode):
+    """Every GEMM's buffers (with the weight copies that keep it out of cache), the bandwidth
+    arrays and each reference model fit the budget of the mode."""
+    from planner.harness.grids import E2E_SHARE, e2e_dims
+    from planner.harness.refmodels import model_bytes
+
+    budget = DEFAULT_BUDGET_BYTES[mode]
+    grid = make_grid(mode, get_model("llama-3.1-8b"), 32 << 20, budget_bytes=budget)
+    room = budget - BASE_BYTES
+    for _, n, k, m in grid.gemm_shapes:
+        w = k * n * 4
+        assert (m * k + m * n) * 4 + w * weight_copies(w, grid) <= room
+    assert 2 * grid.bandwidth_bytes <= room
+    for model in grid.e2e_models:
+        assert model_bytes(model, 4, *e2e_dims(grid.e2e_prefill, grid.e2e_decode)) <= E2E_SHARE * room
+    # llama-3.1-8b's lm_head (2 GiB in fp32) does not fit the quick budget: left out, and said so
+    assert any("lm_head 128256x4096" in d for d in grid.dropped) == (mode == "quick")
+
+
+def test_budget_never_exceeds_half_the_machine():
+    assert memory_budget("full", 2 << 30) == 1 << 30
+    assert memory_budget("quick", 64 << 30) == DEFAULT_BUDGET_BYTES["quick"]
+    assert memory_budget("quick", 64 << 30, requested=3 << 30) == 3 << 30
