@@ -100,6 +100,10 @@ def size_factor(model_params=None):
     if model_params is None:
         return 1.0
     sa = data().size_adjustment
+    if isinstance(model_params, (int, float)) and model_params == model_params:  # a plain number: no numpy
+        if model_params <= 0:
+            raise PlannerError("model_params must be a positive parameter count")
+        return min(max((model_params / sa.reference_params) ** sa.exponent, sa.clip[0]), sa.clip[1])
     p = np.asarray(model_params, dtype=float)
     if np.any(p[~np.isnan(p)] <= 0):
         raise PlannerError("model_params must be a positive parameter count")
@@ -306,7 +310,10 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
 def _broadcast_str(x, n: int, what: str) -> np.ndarray:
     if isinstance(x, str) or x is None:
         return np.full(n, "" if x is None else x, dtype=object).astype(str)
-    a = np.array(["" if v is None else str(v) for v in x], dtype=str)
+    if isinstance(x, np.ndarray) and x.dtype.kind == "U":
+        a = x.reshape(-1)
+    else:
+        a = np.array(["" if v is None else str(v) for v in x], dtype=str)
     if a.shape != (n,):
         raise PlannerError(f"accuracy_table: {what} has {a.size} entries, expected {n}")
     return a
@@ -324,15 +331,16 @@ def _knob_factors(methods, knob, n: int, k: float, fn, what: str, knob_name: str
     out = np.ones(n)
     if methods is None:
         return out
-    e = np.char.lower(np.char.strip(_broadcast_str(methods, n, what)))
-    used = e != ""
-    if used.any():
+    names, idx = np.unique(_broadcast_str(methods, n, what), return_inverse=True)
+    names = [str(m).strip().lower() for m in names]
+    if any(names):
         if knob is None:
             raise PlannerError(f"accuracy_table: {what} needs {knob_name}")
         v = np.broadcast_to(np.asarray(knob, dtype=float), (n,))
-        for m in np.unique(e[used]):
-            sel = e == m
-            out[sel] = effective(fn(str(m), v[sel]), k)
+        for j, m in enumerate(names):
+            if m:
+                sel = idx == j
+                out[sel] = effective(fn(m, v[sel]), k)
     return out
 
 

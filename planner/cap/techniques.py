@@ -39,6 +39,14 @@ def _resolve(kind: str, section, method) -> str:
     return m
 
 
+def _check(v, ok, msg: str) -> None:
+    if np.ndim(v) == 0:
+        if not ok(float(v)):
+            raise PlannerError(msg)
+    elif not np.all(ok(np.asarray(v, dtype=float))):
+        raise PlannerError(msg)
+
+
 def _evaluate(x: np.ndarray, y: np.ndarray, lu: np.ndarray, beyond: str) -> np.ndarray:
     """Piecewise linear in log(knob) through (x, y), x[0] = 0 (lossless), y[0] = 1.
 
@@ -107,6 +115,7 @@ def _extension_curve(mid: str) -> tuple[np.ndarray, np.ndarray]:
     return np.log(np.array([1.0] + s)), np.array([1.0] + r)
 
 
+@functools.lru_cache(maxsize=256)
 def extension_method(method: str) -> str:
     """Canonical id of a context-extension method (aliases resolved; unknown names raise)."""
     return _resolve("context-extension", data().context_extension, method)
@@ -115,12 +124,13 @@ def extension_method(method: str) -> str:
 def extension_recovery(method: str, factor):
     """Recovery of serving ``factor`` x the trained context with ``method`` (floats and arrays)."""
     mid = extension_method(method)
-    s = np.asarray(factor, dtype=float)
-    if np.any(~(s >= 1.0)) or np.any(~np.isfinite(s)):
-        raise PlannerError("context-extension factor (context / trained context) must be a finite number of at "
-                           "least 1; at or below the trained context no extension is needed")
+    _check(factor, lambda s: (s >= 1.0) & (s < np.inf),
+           "context-extension factor (context / trained context) must be a finite number of at "
+           "least 1; at or below the trained context no extension is needed")
+    if np.ndim(factor) == 0:
+        return _scalar("extension", mid, float(factor))
     x, y = _extension_curve(mid)
-    return _out(_evaluate(x, y, np.log(s), "slope"))
+    return _out(_evaluate(x, y, np.log(np.asarray(factor, dtype=float)), "slope"))
 
 
 # ---------------------------------------------------------------- prompt compression
@@ -134,6 +144,7 @@ def _compression_curve(mid: str) -> tuple[np.ndarray, np.ndarray]:
     return np.log(np.array([1.0] + ratio)), np.array([1.0] + r)
 
 
+@functools.lru_cache(maxsize=256)
 def compression_method(method: str) -> str:
     return _resolve("prompt-compression", data().prompt_compression, method)
 
@@ -144,16 +155,17 @@ def compression_recovery(method: str, ratio):
     Past the zero-shot floor (the whole context dropped) it holds at the floor.
     """
     mid = compression_method(method)
-    q = np.asarray(ratio, dtype=float)
-    if np.any(~(q >= 1.0)) or np.any(~np.isfinite(q)):
-        raise PlannerError("prompt-compression ratio (original tokens / compressed tokens) must be a finite "
-                           "number of at least 1")
+    _check(ratio, lambda q: (q >= 1.0) & (q < np.inf),
+           "prompt-compression ratio (original tokens / compressed tokens) must be a finite number of at least 1")
+    if np.ndim(ratio) == 0:
+        return _scalar("compression", mid, float(ratio))
     x, y = _compression_curve(mid)
-    return _out(_evaluate(x, y, np.log(q), "hold"))
+    return _out(_evaluate(x, y, np.log(np.asarray(ratio, dtype=float)), "hold"))
 
 
 # ---------------------------------------------------------------- sparse attention
 
+@functools.lru_cache(maxsize=256)
 def sparse_method(method: str) -> str:
     return _resolve("sparse-attention", data().sparse_attention, method)
 
@@ -167,14 +179,27 @@ def _sparse_curve(mid: str) -> tuple[np.ndarray, np.ndarray]:
 def sparse_recovery(method: str, kept_fraction):
     """Recovery of sparse attention ``method`` keeping ``kept_fraction`` (0 < kept <= 1) of its unit."""
     mid = sparse_method(method)
-    f = np.asarray(kept_fraction, dtype=float)
-    if np.any(~(f > 0.0)) or np.any(~(f <= 1.0)):
-        raise PlannerError("sparse-attention kept fraction must lie in (0, 1]; 1 is dense attention")
+    _check(kept_fraction, lambda f: (f > 0.0) & (f <= 1.0),
+           "sparse-attention kept fraction must lie in (0, 1]; 1 is dense attention")
     m = data().sparse_attention.methods[mid]
     if m.eviction is not None:
-        return eviction_recovery(m.eviction, f)
+        return eviction_recovery(m.eviction, kept_fraction)
+    if np.ndim(kept_fraction) == 0:
+        return _scalar("sparse", mid, float(kept_fraction))
     x, y = _sparse_curve(mid)
-    return _out(_evaluate(x, y, -np.log(f), "slope"))
+    return _out(_evaluate(x, y, -np.log(np.asarray(kept_fraction, dtype=float)), "slope"))
+
+
+_CURVES = {"extension": (_extension_curve, math.log, "slope"), "compression": (_compression_curve, math.log, "hold"),
+           "sparse": (_sparse_curve, lambda f: -math.log(f), "slope")}
+
+
+@functools.lru_cache(maxsize=65536)
+def _scalar(kind: str, mid: str, v: float) -> float:
+    """One checked knob value of one curve (the search asks for the same few values many times)."""
+    curve, to_log, beyond = _CURVES[kind]
+    x, y = curve(mid)
+    return float(_evaluate(x, y, np.asarray(to_log(v)), beyond))
 
 
 # ---------------------------------------------------------------- routing to a smaller model (IC-Cache)
