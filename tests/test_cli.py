@@ -304,3 +304,18 @@ def test_one_spec_parser_for_plan_and_simulate(capsys):
     for cmd in (["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1"], ["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm"]):
         code, _, err = run(cmd + ["--spec", "3:1.0"], capsys)
         assert code == 2 and "acceptance in [0, 1)" in err
+
+
+def test_study_paths_are_relative_to_the_study_file(tmp_path, capsys, monkeypatch):
+    import pathlib
+    import shutil
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    (tmp_path / "specs").mkdir()
+    shutil.copy(root / "model_specs" / "llama-3.1-8b.yaml", tmp_path / "specs" / "m.yaml")
+    s = tmp_path / "s.yaml"
+    s.write_text("name: rel\ncommand: estimate\nbase: {model: specs/m.yaml, hardware: h100-sxm}\n")
+    monkeypatch.chdir(root)  # somewhere else: the path must not depend on the working folder
+    code, out, err = run(["study", str(s), "--json", "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["points"][0]["error"] == ""

@@ -101,6 +101,25 @@ def _where(lines: dict[tuple, int], loc: tuple) -> int | None:
     return None
 
 
+FILE_FIELDS = ("model", "hardware", "workload", "trace", "daily")
+FILE_SUFFIXES = (".yaml", ".yml", ".json", ".csv", ".txt")
+
+
+def _rebase(value: Any, folder: Path) -> Any:
+    """A relative file path in a study is relative to the study file (ids and absolute paths stay)."""
+    if isinstance(value, list):
+        return [_rebase(v, folder) for v in value]
+    if isinstance(value, str) and value.lower().endswith(FILE_SUFFIXES) and not Path(value).is_absolute():
+        return str(folder / value)
+    return value
+
+
+def rebase_paths(study: "Study", folder: Path) -> "Study":
+    base = {k: (_rebase(v, folder) if k in FILE_FIELDS else v) for k, v in study.base.items()}
+    axes = {k: ([_rebase(v, folder) for v in vs] if k in FILE_FIELDS else vs) for k, vs in study.sweep.axes.items()}
+    return study.model_copy(update={"base": base, "sweep": study.sweep.model_copy(update={"axes": axes})})
+
+
 def load_study(path: Path) -> Study:
     try:
         text = path.read_text()
@@ -142,4 +161,4 @@ def load_study(path: Path) -> Study:
                 article = "an" if study.command[0] in "aeiou" else "a"
                 what += f" ({article} {study.command} point takes: {', '.join(cls.model_fields)})"
             raise PlannerError(f"{path}:{line or '?'}: {what}" + (f" (sweep point {i + 1})" if in_axes else "")) from None
-    return study
+    return rebase_paths(study, path.parent)
