@@ -71,6 +71,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
                         accuracy_of, gpu_budget: int) -> PlanTable:
     if cfg.n == 0:
         return PlanTable({}, [], [], [hw.id])
+    engine = engine.for_hardware(hw)  # the limits the engine picks on this device
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False)
     mem = memory(model, hw, base, engine)
     per_seq = kv_bytes_per_seq(model, base, wl.isl + wl.osl, engine.kv_block_tokens)
@@ -165,6 +166,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     """
     if cfg.n == 0 or gpu_budget < 2:
         return PlanTable({}, [], [], [hw.id])
+    engine = engine.for_hardware(hw)
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False)
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)

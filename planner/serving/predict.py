@@ -181,6 +181,7 @@ def estimate(
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     plan = plan or PlanSpec()
     engine = get_engine(engine) if isinstance(engine, str) else engine
+    engine = engine.for_hardware(hw, plan.tp, plan.pp)  # the limits the engine picks on this device
     _check_plan(plan, isl, osl)
     get_format(plan.weights)
     kv = plan.kv_format()
