@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from planner.cap.accuracy import tables
 from planner.cli.app import app
 from planner.cli.common import console, print_json
 
@@ -45,6 +44,8 @@ def accuracy_cmd(
     params: Optional[float] = typer.Option(None, help="model parameters (e.g. 70e9) for the weight-format size adjustment"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
+    from planner.cap.accuracy import tables
+
     d = tables(task, params)
     if as_json:
         print_json(d)

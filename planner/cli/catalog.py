@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, print_json
-from planner.specs.loader import get_hardware, get_model, hardware_ids, model_ids
 
 hw_app = typer.Typer(help="Hardware specs: list and show.", no_args_is_help=True)
 models_app = typer.Typer(help="Model specs: list, show, import a Hugging Face config.json.", no_args_is_help=True)
@@ -26,6 +24,8 @@ def _tflops(hw, dtype):
 
 @hw_app.command("list", help="All built-in hardware with memory, bandwidth and dense peaks.")
 def hw_list(as_json: bool = typer.Option(False, "--json")):
+    from planner.specs.loader import get_hardware, hardware_ids
+
     rows = [get_hardware(i) for i in hardware_ids()]
     if as_json:
         print_json([{"id": h.id, "name": h.name, "kind": h.kind, "memory_bytes": h.memory_capacity_bytes,
@@ -45,6 +45,10 @@ def hw_list(as_json: bool = typer.Option(False, "--json")):
 
 @hw_app.command("show", help="One hardware spec with every number's source.")
 def hw_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")):
+    import yaml
+
+    from planner.specs.loader import get_hardware
+
     h = get_hardware(ident)
     d = h.model_dump(mode="json", exclude_none=True)
     if as_json:
@@ -55,6 +59,8 @@ def hw_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool = type
 
 @models_app.command("list", help="All built-in models with parameter counts.")
 def models_list(as_json: bool = typer.Option(False, "--json")):
+    from planner.specs.loader import get_model, model_ids
+
     rows = [get_model(i) for i in model_ids()]
     if as_json:
         print_json([{"id": m.id, "total_params": m.total_params, "active_params": m.active_params,
@@ -81,6 +87,10 @@ def _model_dict(m) -> dict:
 
 @models_app.command("show", help="One model spec with computed total and active parameters.")
 def models_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")):
+    import yaml
+
+    from planner.specs.loader import get_model
+
     m = get_model(ident)
     d = _model_dict(m)
     if as_json:
@@ -98,6 +108,8 @@ def models_import(
 ):
     from planner.cli.options import check_out_file
     from planner.specs.hf_import import spec_from_hf_config
+
+    import yaml
 
     check_out_file(out, (".yaml", ".yml"), "--out")
     model, spec = spec_from_hf_config(path, model_id)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import typer
-import yaml
 from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, print_json
-from planner.specs.engine import _version_key, get_engine, profiles
-from planner.specs.loader import get_hardware
 
 engines_app = typer.Typer(help="Serving-engine profiles per engine and version: list and show.", no_args_is_help=True)
 app.add_typer(engines_app, name="engines")
@@ -21,6 +18,8 @@ def _cell(v) -> str:
 
 @engines_app.command("list", help="Every engine profile (ID@VERSION) with its batch limits and scheduler.")
 def engines_list(as_json: bool = typer.Option(False, "--json")):
+    from planner.specs.engine import _version_key, profiles
+
     rows = sorted(profiles().values(), key=lambda e: (e.id, _version_key(e.version)))
     if as_json:
         print_json([e.info() for e in rows])
@@ -40,6 +39,11 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
                  hardware: str = typer.Option(None, "--hardware", "-H", help="the defaults the engine picks on this device"),
                  tp: int = typer.Option(1, "--tp", min=1, help="tensor-parallel size (SGLang's defaults depend on it)"),
                  as_json: bool = typer.Option(False, "--json")):
+    import yaml
+
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware
+
     e = get_engine(ident)
     if hardware:
         e = e.for_hardware(get_hardware(hardware), tp=tp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from planner.api import PlanSpec, estimate, resolve_parallel
 from planner.cli.app import app
 from planner.cli.common import console, flatten, gib, ms, num, print_csv, print_json
 from planner.cli.options import command
@@ -14,6 +13,8 @@ TPOT_HELP = "TPOT is the mean time between output tokens after the first (inter-
 
 
 def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=None) -> PlanSpec:
+    from planner.api import PlanSpec, resolve_parallel
+
     tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp)
     return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations, weight_offload=weight_offload)
 
@@ -28,6 +29,8 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
         d = estimate_at_rate(req.model, req.hardware, plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine)
         _output(d, as_json, as_csv, rate=req.rate)
         return
+    from planner.api import estimate
+
     est = estimate(req.model, req.hardware, plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
                    concurrency=req.concurrency, engine=req.engine)
     _output(est.to_dict(), as_json, as_csv, est)

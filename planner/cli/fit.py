@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from planner.api import fit
 from planner.cli.app import app
 from planner.cli.common import console, gib, num, print_json
 from planner.cli.estimate import plan_options
@@ -15,6 +14,8 @@ from planner.errors import PlannerError
 @command(app, "fit", help="Does it fit? Memory per GPU (weights, KV cache, activations, runtime), max context and concurrency. "
                          "Exit code 2 when it does not fit.", ui=("as_json",))
 def fit_cmd(req, as_json: bool):
+    from planner.api import fit
+
     plan = plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations)
     isl, osl = req.isl, req.osl
     out = fit(req.model, req.hardware, plan, isl=isl, osl=osl, engine=req.engine)

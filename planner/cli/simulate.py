@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 from rich.table import Table
 
 from planner.cli.app import app
@@ -143,6 +142,7 @@ def _fleet_out(out: dict, runs: dict, pools, slo, as_json, plot, as_csv=False) -
 
 def _plot(res, path: Path, title: str) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -176,6 +176,7 @@ def _plot(res, path: Path, title: str) -> None:
 
 def _plot_fleet(runs: dict, path: Path) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

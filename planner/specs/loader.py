@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -15,10 +16,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from planner.errors import PlannerError, unknown
+from planner.specs import datacache
 from planner.specs.hardware import Hardware, Interconnect, System
 from planner.specs.model import Model
 
 T = TypeVar("T", bound=BaseModel)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
 
 
 # Built-in data lives at the repository root (hw_specs/, model_specs/, measurements/, accuracy/, engines/);
@@ -34,13 +37,23 @@ def data_dir(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / name
 
 
+@functools.cache
+def _data_roots() -> tuple[str, ...]:
+    return tuple(os.path.abspath(data_dir(n)) for n in DATA_DIRS if data_dir(n).is_dir())
+
+
 def read_yaml(path: Path) -> object:
+    """Safe-load a YAML file; built-in data files come from the parsed-data cache (planner.specs.datacache)."""
+    return datacache.read(Path(path), _data_roots(), _parse_yaml)
+
+
+def _parse_yaml(path: Path) -> object:
     try:
         text = path.read_text()
     except OSError as e:
         raise PlannerError(f"cannot read {path}: {e.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -1,0 +1,98 @@
+"""The parsed-data cache: same data as parsing, never stale, survives an unwritable cache folder, and hands out
+copies a caller cannot corrupt."""
+
+import os
+
+import pytest
+import yaml
+
+from planner.specs import datacache
+from planner.specs.loader import _data_roots, data_dir, read_yaml
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.yaml").write_text("id: a\nvalue: 1\n")
+    (root / "sub" / "b.yml").write_text("id: b\nitems: [1, 2, 3]\n")
+    monkeypatch.setenv("PLANNER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PLANNER_NO_CACHE", raising=False)
+    datacache.clear()
+    yield root, (str(root),)
+    datacache.clear()
+
+
+def parse(path):
+    return yaml.safe_load(path.read_text())
+
+
+def test_bundle_is_written_once_and_read_by_a_later_process(data, tmp_path):
+    root, roots = data
+    assert datacache.read(root / "a.yaml", roots, parse) == {"id": "a", "value": 1}
+    bundles = list((tmp_path / "cache").glob("specs-*.pickle"))
+    assert len(bundles) == 1
+    datacache.clear()  # a new process: only the file on disk remains
+
+    def refuse(path):
+        raise AssertionError(f"parsed {path} although the bundle holds it")
+
+    assert datacache.read(root / "sub" / "b.yml", roots, refuse) == {"id": "b", "items": [1, 2, 3]}
+
+
+def test_an_edited_file_is_never_served_stale(data, tmp_path):
+    root, roots = data
+    f = root / "a.yaml"
+    assert datacache.read(f, roots, parse)["value"] == 1
+    f.write_text("id: a\nvalue: 2\n")  # same size: only the modification time tells
+    st = os.stat(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert datacache.read(f, roots, parse)["value"] == 2  # this process: the per-read check
+    datacache.clear()
+    assert datacache.read(f, roots, parse)["value"] == 2  # a new process: a new bundle name
+    assert len(list((tmp_path / "cache").glob("specs-*.pickle"))) == 1  # the old bundle is removed
+
+
+def test_new_and_removed_files_change_the_bundle(data):
+    root, roots = data
+    datacache.read(root / "a.yaml", roots, parse)
+    (root / "c.yaml").write_text("id: c\n")
+    datacache.clear()
+    assert datacache.read(root / "c.yaml", roots, parse) == {"id": "c"}
+    (root / "c.yaml").unlink()
+    with pytest.raises(FileNotFoundError):
+        datacache.read(root / "c.yaml", roots, parse)
+
+
+def test_unwritable_cache_folder_still_reads(data, tmp_path, monkeypatch):
+    root, roots = data
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("PLANNER_CACHE_DIR", str(blocker / "cache"))  # cannot be created, even as root
+    assert datacache.read(root / "a.yaml", roots, parse) == {"id": "a", "value": 1}
+    monkeypatch.setenv("PLANNER_NO_CACHE", "1")
+    datacache.clear()
+    assert datacache.cache_dir() is None
+    assert datacache.read(root / "a.yaml", roots, parse) == {"id": "a", "value": 1}
+
+
+def test_a_corrupt_bundle_is_rebuilt(data, tmp_path):
+    root, roots = data
+    datacache.read(root / "a.yaml", roots, parse)
+    (bundle,) = (tmp_path / "cache").glob("specs-*.pickle")
+    bundle.write_bytes(b"\x80\x05garbage")
+    datacache.clear()
+    assert datacache.read(root / "a.yaml", roots, parse) == {"id": "a", "value": 1}
+
+
+def test_callers_get_copies(data):
+    root, roots = data
+    d = datacache.read(root / "sub" / "b.yml", roots, parse)
+    d["items"].append(99)
+    assert datacache.read(root / "sub" / "b.yml", roots, parse)["items"] == [1, 2, 3]
+
+
+def test_builtin_files_read_the_same_as_a_fresh_safe_load():
+    assert _data_roots()
+    for p in sorted(data_dir("hw_specs").glob("*.yaml"))[:10] + sorted(data_dir("model_specs").glob("*.yaml"))[:10]:
+        assert read_yaml(p) == yaml.safe_load(p.read_text()), p
