@@ -1,144 +1,257 @@
-"""Fit a device's achievable fractions and fixed overheads to published measurements.
+"""Published rows as fit rows, and their predictions vectorized over rows.
 
-One set of physically meaningful parameters per hardware (matmul fraction per compute
-dtype, streaming-memory fraction, KV-read fraction, per-kernel and per-step overhead)
-is fitted by robust least squares on log(predicted / measured) over every published row
-of that device run by one engine. No per-row correction exists anywhere.
+A row of the published validation sets (static batching, first-token latency, in-flight max throughput,
+llama.cpp single stream) is predicted exactly as ``planner validate`` predicts it (serving/predict.estimate),
+but rows that share a model, device, engine release and kind are priced in one numpy pass: plan arrays
+over the rows, the memory verdict computed once, then ``static_batch`` / ``inflight`` over arrays. The
+joint fit (``planner.calibrate.joint``) calls :meth:`Predictor.predict` with candidate kernel/engine
+parameters per (engine release, architecture) cell hundreds of times, so this is its hot path.
+
+Rows predicted by the serving event simulator (arrival-rate and MLPerf files) are not fit rows; validate
+predicts them (slowly) through the simulator.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
 
-from planner.calibrate.validate import builtin_published, predict_row
-from planner.specs.hardware import Hardware
-from planner.specs.loader import get_hardware
+from planner.costmodel.memory import kv_bytes_per_seq, memory
+from planner.costmodel.params import Kernels, kernels_for, neutral
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import CostModel
+from planner.errors import PlannerError
+from planner.serving.batching import Techniques, inflight, static_batch
+from planner.serving.host import host_link_bytes_per_s
+from planner.specs.engine import get_engine
+from planner.specs.loader import get_hardware, get_model
+from planner.specs.quant import canonical, default_kv
 
-BOUNDS = {  # physical ranges: fractions of a datasheet peak, overheads in seconds
-    "matmul": (0.2, 0.95),
-    "memory": (0.5, 0.95),
-    "kv_read": (0.2, 0.95),
-    "kernel_s": (0.0, 30e-6),
-    "step_s": (0.0, 5e-3),
-}
+SIMULATED_COLUMNS = {"request_rate", "scenario"}  # files the event simulator predicts (not fit rows)
+
+
+def engine_of(row: dict) -> str:
+    """The engine release a published row ran (``ID@VERSION``), from its own columns or its source:
+    TensorRT-LLM 0.9.0 (static batching, first-token latency), 0.14.0 (max throughput, online serving),
+    1.1 (the 1.1/1.2-era per-GPU table), llama.cpp, vLLM (its own engine/engine_version columns). MLPerf
+    Inference v4.0 NVIDIA submissions ran a TensorRT-LLM build of the 0.9 era (Mar 2024)."""
+    if row.get("engine"):
+        eid = row["engine"].strip().lower().replace("-", "").replace(".", "")
+        eid = {"tensorrtllm": "trtllm", "llamacpp": "llamacpp"}.get(eid, row["engine"].strip().lower())
+        return f"{eid}@{row['engine_version']}" if row.get("engine_version") else eid
+    src = (row.get("source") or "").lower()
+    if "llama.cpp" in src or "llamacpp" in src:
+        return "llamacpp"
+    m = re.search(r"trt-?llm[- ]v?(\d+\.\d+)", src)
+    if m:
+        return f"trtllm@{m.group(1)}"
+    if re.search(r"\b1\.1/1\.2\b|\b1\.1\b", src) and "trtllm" in src:
+        return "trtllm@1.1"
+    if "mlperf-inference-v4" in src:
+        return "trtllm@0.9"
+    return "trtllm"
+
+
+def _release(name: str) -> str:
+    """``ID@VERSION`` of the engine profile a name resolves to (``llamacpp`` -> ``llamacpp@unpinned``)."""
+    return get_engine(name).name
+
+
+def _parallel(row: dict) -> tuple[int, int, int]:
+    """(tp, ep, attention-dp) of a row: its ``tp`` column, or ``parallel`` = tpN | depN."""
+    par = (row.get("parallel") or "").strip().lower()
+    if par.startswith("dep"):
+        n = int(par[3:])
+        return 1, n, n
+    if par.startswith("tp"):
+        return int(par[2:]), 1, 1
+    return (int(float(row["tp"])) if row.get("tp") else 1), 1, 1
 
 
 @dataclass
-class FitResult:
-    hardware: Hardware
-    names: list[str]
-    values: list[float]
-    rows: int
-    median_ape_before: float
-    median_ape_after: float
+class FitRow:
+    file: str
+    line: int
+    model: str
+    hardware: str
+    architecture: str | None
+    engine: str  # ID@VERSION as the engine profile names it
+    kind: str  # static | ttft | inflight | llama_decode | llama_prefill
+    what: str
+    config: str
+    measured: float
+    tp: int = 1
+    ep: int = 1
+    adp: int = 1
+    weights: str = "bf16"
+    kv: str = "bf16"
+    batch: int = 1
+    isl: int = 1
+    osl: int = 1
+    moe: bool = False
+
+    @property
+    def cell(self) -> tuple[str, str | None]:
+        return (self.engine, self.architecture)
+
+    @property
+    def phase(self) -> str:
+        """Which phase the measured number mostly prices (for error bands)."""
+        return "prefill" if self.kind in ("ttft", "llama_prefill") else "decode"
+
+    @property
+    def metric(self) -> str:
+        return {"ttft": "ttft", "llama_prefill": "throughput"}.get(self.kind, "throughput")
 
 
-def _rows_for(hw_id: str, files: list[Path], exclude_engine: str = "llama.cpp") -> list[tuple[dict, Path, int]]:
-    out = []
+def _num(row, key, where, default=None):
+    v = row.get(key)
+    if v in (None, "") and default is not None:
+        return default
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise PlannerError(f"{where}: column {key!r} is missing or not a number") from None
+
+
+def parse_row(row: dict, file: str, line: int) -> FitRow:
+    """A fit row from one published-schema row; PlannerError when it is not one."""
+    where = f"{file}:{line}"
+    cols = {k for k, v in row.items() if k is not None}
+    weights = canonical(row.get("weights")) or "bf16"
+    kv = canonical(row.get("kv")) or default_kv(weights)
+    tp, ep, adp = _parallel(row)
+    hw = get_hardware(row["hardware"])
+    m = get_model(row["model"])
+    base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=_release(engine_of(row)),
+                tp=tp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
+    num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731
+    if "ttft_s" in cols and "batch" in cols:
+        isl, b = int(num("isl")), int(num("batch"))
+        return FitRow(**base, kind="ttft", what="ttft_s", config=f"tp{tp} {weights} isl={isl}", measured=num("ttft_s"),
+                      batch=b, isl=isl, osl=2)
+    if "batch" in cols and "output_tokens_per_s_per_gpu" in cols:
+        b, isl, osl = int(num("batch")), int(num("isl")), int(num("osl"))
+        return FitRow(**base, kind="static", what="output_tokens_per_s_per_gpu", config=f"tp{tp} {weights} b={b} {isl}/{osl}",
+                      measured=num("output_tokens_per_s_per_gpu"), batch=b, isl=isl, osl=osl)
+    if "output_tokens_per_s_per_gpu" in cols:
+        isl, osl = int(num("isl")), int(num("osl"))
+        par = row.get("parallel") or f"tp{tp}"
+        return FitRow(**base, kind="inflight", what="output_tokens_per_s_per_gpu", config=f"{par} {weights} {isl}/{osl} max",
+                      measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl)
+    if "phase" in cols and "tokens_per_s" in cols:
+        base["engine"] = _release("llamacpp") if base["engine"].startswith("trtllm") else base["engine"]
+        if row["phase"] == "decode":
+            n = int(num("tokens", 128))
+            return FitRow(**base, kind="llama_decode", what="decode_tokens_per_s", config=f"{weights} tg{n}",
+                          measured=num("tokens_per_s"), batch=1, isl=1, osl=n)
+        if row["phase"] == "prefill":
+            n = int(num("tokens", 512))
+            return FitRow(**base, kind="llama_prefill", what="prefill_tokens_per_s", config=f"{weights} pp{n}",
+                          measured=num("tokens_per_s"), batch=1, isl=n, osl=1)
+    raise PlannerError(f"{where}: not a fit row (columns {sorted(cols)})")
+
+
+def load_rows(files: list[Path]) -> tuple[list[FitRow], dict[str, str]]:
+    """Fit rows of ``files`` and, per row that cannot be one, why (``file:line`` -> reason)."""
+    rows, skipped = [], {}
     for f in files:
         with f.open(newline="") as fh:
             reader = csv.DictReader(fh)
-            if {"request_rate", "scenario"} & set(reader.fieldnames or []):
+            if SIMULATED_COLUMNS & set(reader.fieldnames or []):
                 continue
-            for i, row in enumerate(reader, start=2):
-                if row["hardware"] == hw_id and exclude_engine not in row.get("source", ""):
-                    out.append((row, f, i))
-    return out
+            for i, r in enumerate(reader, start=2):
+                try:
+                    fr = parse_row(r, f.name, i)
+                    make_plans(get_model(fr.model), get_hardware(fr.hardware), tp=fr.tp, ep=fr.ep, adp=fr.adp,
+                               weights=fr.weights, kv=fr.kv, kernels=_NEUTRAL)
+                    get_engine(fr.engine)
+                except PlannerError as e:
+                    skipped[f"{f.name}:{i}"] = str(e)
+                    continue
+                rows.append(fr)
+    return rows, skipped
 
 
-# dtypes that run on the same tensor-core path at the same peak: a fit of one holds for the other
-SIBLINGS = {"fp16": ("bf16",), "bf16": ("fp16",), "fp8": ("int8",)}
+_NEUTRAL = neutral()  # plan arrays for memory only: no rate is read
 
 
-def apply(hw: Hardware, names: list[str], x: np.ndarray, source: str) -> Hardware:
-    ach = hw.achievable.model_dump()
-    ov = hw.overheads.model_dump()
-    fitted = {n.partition(":")[2] for n in names if n.startswith("matmul:")}
-    for name, v in zip(names, x):
-        kind, _, dtype = name.partition(":")
-        if kind == "matmul":
-            ach["matmul"][dtype] = {"fraction": float(v), "source": source, "kind": "calibrated"}
-            for sib in SIBLINGS.get(dtype, ()):
-                if sib not in fitted and hw.supports(sib) and hw.peak(sib) == hw.peak(dtype):
-                    ach["matmul"][sib] = {"fraction": float(v), "kind": "calibrated",
-                                          "source": f"as {dtype} (same tensor-core peak); {source}"}
-        elif kind in ("memory", "kv_read"):
-            ach[kind] = {"fraction": float(v), "source": source, "kind": "calibrated"}
-        else:
-            ov[kind] = {"value": float(v), "source": source}
-    return hw.model_copy(update={
-        "achievable": type(hw.achievable).model_validate(ach),
-        "overheads": type(hw.overheads).model_validate(ov),
-    })
+@dataclass
+class _Group:
+    idx: np.ndarray
+    kind: np.ndarray  # per row
+    model: object
+    hw: object
+    engine: object
+    tp: np.ndarray
+    ep: np.ndarray
+    adp: np.ndarray
+    weights: list[str]
+    kv: list[str]
+    batch: np.ndarray
+    isl: np.ndarray
+    osl: np.ndarray
+    running: np.ndarray | None = None  # in-flight: sequences that fit (memory and the engine cap)
+    kv_per_token: np.ndarray | None = None
+    cell: tuple = field(default=("", None))
 
 
-def fit_hardware(hw_id: str, files: list[Path] | None = None, progress=None) -> FitResult:
-    files = files or builtin_published()
-    base = get_hardware(hw_id)
-    rows = _rows_for(hw_id, files)
-    if not rows:
-        raise ValueError(f"no published rows for {hw_id}")
-    from planner.specs.quant import get_format, resolve
+class Predictor:
+    """Vectorized predictions of fit rows for candidate kernel/engine parameters per cell."""
 
-    dtypes = sorted({resolve(get_format(r["weights"]), base).compute_dtype for r, _, _ in rows})
-    # the streaming-memory fraction stays at its published measurement (STREAM-class copy);
-    # fitting it beside kv_read and the overheads is not identifiable from end-to-end rows
-    names = [f"matmul:{d}" for d in dtypes] + ["kv_read", "kernel_s", "step_s"]
-    x0 = [base.matmul_efficiency(d) for d in dtypes]
-    x0 += [base.achievable.kv_read.fraction if base.achievable.kv_read else base.achievable.memory.fraction]
-    x0 += [base.overheads.kernel_s.value if base.overheads.kernel_s else 2e-6, base.overheads.step_s.value if base.overheads.step_s else 2e-4]
-    lo = [BOUNDS[n.partition(":")[0]][0] for n in names]
-    hi = [BOUNDS[n.partition(":")[0]][1] for n in names]
-    x0 = np.clip(x0, lo, hi)
-    meas = np.array([predict_row(r, f, i)[2] for r, f, i in rows])
-    # every file weighs the same, so 166 throughput rows do not drown 10 latency rows
-    names_f = [f.name for _, f, _ in rows]
-    per_file = {n: names_f.count(n) for n in set(names_f)}
-    weight = np.sqrt(np.array([len(rows) / (len(per_file) * per_file[n]) for n in names_f]))
-    src = f"fitted to {len(rows)} published rows of {hw_id} (planner calibrate --published)"
+    def __init__(self, rows: list[FitRow]):
+        self.rows = rows
+        self.measured = np.array([r.measured for r in rows], dtype=float)
+        keys: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):  # every static-batch kind shares one pass per (model, device, engine)
+            keys.setdefault((r.model, r.hardware, r.engine, r.kind == "inflight"), []).append(i)
+        self.groups = [self._group(np.array(ix), rows) for ix in keys.values()]
+        self.cells = sorted({r.cell for r in rows}, key=lambda c: (c[0], c[1] or ""))
 
-    def residuals(x):
-        hw = apply(base, names, x, src)
-        pred = np.array([predict_row(r, f, i, hardware=hw)[3] for r, f, i in rows])
-        if progress:
-            progress()
-        pred = np.where(np.isfinite(pred) & (pred > 0), pred, meas * 0.05)
-        return np.log(pred / meas) * weight
+    @staticmethod
+    def _group(ix: np.ndarray, rows: list[FitRow]) -> _Group:
+        r0 = rows[ix[0]]
+        sel = [rows[i] for i in ix]
+        arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
+        g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), get_engine(r0.engine), arr("tp"), arr("ep"),
+                   arr("adp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
+                   arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell)
+        if r0.kind == "inflight":
+            p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
+            mem = memory(g.model, g.hw, p, g.engine)
+            per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, g.engine.kv_block_tokens)
+            fit_n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * g.adp
+            g.running = np.minimum(fit_n, g.engine.max_seqs * g.adp)
+            g.kv_per_token = mem.kv_full_per_token + mem.kv_swa_per_token
+        return g
 
-    r0 = residuals(x0)
-    sol = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.2, diff_step=0.02, max_nfev=60)
-    r1 = residuals(sol.x)
-    ape = lambda r: float(np.median(np.abs(np.exp(r / weight) - 1)))  # noqa: E731
-    return FitResult(apply(base, names, sol.x, src), names, list(sol.x), len(rows), ape(r0), ape(r1))
-
-
-def _block(hw: Hardware) -> str:
-    """YAML text of the achievable and overheads sections of ``hw``."""
-    import yaml
-
-    ach = hw.achievable.model_dump(exclude_none=True)
-    ov = {k: {"value": f"{v['value'] * 1e6:.3g} us", "source": v["source"]} for k, v in hw.overheads.model_dump(exclude_none=True).items()}
-    text = yaml.safe_dump({"achievable": ach}, sort_keys=False, width=200)
-    if ov:
-        text += yaml.safe_dump({"overheads": ov}, sort_keys=False, width=200)
-    return text
+    def predict(self, kernels: dict[tuple, Kernels] | None = None, engine_fields: dict[tuple, dict] | None = None) -> np.ndarray:
+        """Predicted value of every row; ``kernels`` maps each cell (engine, architecture) to its parameters
+        (None: what the cost model resolves on its own, the calibration in force), ``engine_fields`` to
+        Engine fields the serving layer reads (per-request overhead ...)."""
+        out = np.full(len(self.rows), np.nan)
+        for g in self.groups:
+            k = kernels[g.cell] if kernels is not None else kernels_for(g.engine, g.hw)
+            eng = g.engine.with_(**engine_fields[g.cell]) if engine_fields and engine_fields.get(g.cell) else g.engine
+            out[g.idx] = _predict_group(g, k, eng)
+        return out
 
 
-def write_calibrated(path: Path, fitted: Hardware, original_text: str) -> None:
-    """Replace the achievable/overheads sections of a hardware YAML, keeping the rest verbatim."""
-    lines = original_text.splitlines(keepends=True)
-    out, skip = [], False
-    for line in lines:
-        top = line[:1] not in (" ", "#", "\n", "") and ":" in line
-        if top:
-            key = line.split(":", 1)[0]
-            skip = key in ("achievable", "overheads")
-        if not skip:
-            out.append(line)
-    text = "".join(out).rstrip("\n") + "\n" + _block(fitted)
-    path.write_text(text)
+def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
+    p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=k, check=False)
+    cm = CostModel(g.model, g.hw, engine=eng, kernels=k)
+    gpus = (g.tp * g.adp).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if g.running is None:  # static batching: throughput, first-token latency, llama-bench tg / pp
+            t = static_batch(cm, p, g.batch, g.isl, g.osl)
+            kind = g.kind
+            return np.select([kind == "static", kind == "ttft", kind == "llama_decode", kind == "llama_prefill"],
+                             [t.output_tokens_per_s / gpus, t.ttft_s + t.tpot_s, 1.0 / t.tpot_s, g.isl / t.ttft_s], np.nan)
+        run = np.maximum(g.running, 1.0)
+        t = inflight(cm, p, run, g.isl, g.osl, Techniques(host_bw_bytes_per_s=host_link_bytes_per_s(g.hw)),
+                     max_running=run, kv_bytes_per_token=g.kv_per_token, breakdown=False)
+        return np.where(g.running >= 1, t.output_tokens_per_s / gpus, 0.0)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.api import PlanSpec, estimate
+from planner.calibrate.published_fit import engine_of
+from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir
+from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical
 
 
 @dataclass
@@ -102,20 +104,14 @@ def _float(row: dict, key: str, file: Path, line: int) -> float:
         raise PlannerError(f"{file}:{line}: column {key!r} is missing or not a number") from None
 
 
-# precision names other benchmark tables use for the formats the planner knows
-PRECISION_ALIASES = {
-    "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "fp8_e4m3": "fp8", "fp8-e4m3": "fp8",
-    "e4m3": "fp8", "w8a8": "int8", "int8_sq": "int8", "smoothquant": "int8", "w8a16": "int8-wo", "int8_wo": "int8-wo",
-    "w4a16": "int4", "awq": "int4", "gptq": "int4", "int4_awq": "int4", "int4-awq": "int4", "int4_gptq": "int4",
-    "nvfp4": "fp4", "w4a8_awq": "w4a8",
-}
+# precision names other benchmark tables use: the registry's (planner.specs.quant)
+PRECISION_ALIASES = QUANT_ALIASES
 
 
 def _precision(value: str | None, default: str | None) -> str | None:
     if not value:
         return default
-    v = value.strip().lower()
-    return PRECISION_ALIASES.get(v, v)
+    return canonical(value)
 
 
 class UnpredictableRow(PlannerError):
@@ -140,19 +136,28 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     weights = _precision(row.get("weights"), "bf16")
     kv = _precision(row.get("kv"), None)
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
+    if row.get("parallel"):  # "tpN": tensor parallel; "depN": attention data parallel with expert parallel over N
+        par = row["parallel"].strip().lower()
+        n = int(par[3:]) if par[:3] == "dep" and par[3:].isdigit() else (int(par[2:]) if par[:2] == "tp" and par[2:].isdigit() else 0)
+        if n < 1:
+            raise PlannerError(f"{file}:{line}: column 'parallel' must be tpN or depN, got {row['parallel']!r}")
+        plan = PlanSpec(tp=1, ep=n, attention_dp=n, weights=weights, kv=kv) if par.startswith("dep") else \
+            PlanSpec(tp=n, weights=weights, kv=kv)
+        tp = n
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
+    eng = engine_of(row)  # the engine release the row ran: its profile and its kernel/engine calibration
     if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
         isl = _int(row, "isl", file, line)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
-                     ttft_includes_first_decode=True)
+                     ttft_includes_first_decode=True, engine=eng)
         return "ttft_s", f"tp{tp} {weights} isl={isl}", _float(row, "ttft_s", file, line), e.ttft_s
     if "batch" in cols and "output_tokens_per_s_per_gpu" in cols:  # static batching
         b, isl, osl = (_int(row, k, file, line) for k in ("batch", "isl", "osl"))
-        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="static", batch=b)
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="static", batch=b, engine=eng)
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} b={b} {isl}/{osl}", _float(row, "output_tokens_per_s_per_gpu", file, line), e.output_tokens_per_s_per_gpu
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
-        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency="max")
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=eng)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
@@ -160,12 +165,12 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         if phase == "decode":
             # llama-bench tg: generate n tokens from a short context, one request
             n = int(float(row["tokens"])) if row.get("tokens") else 128
-            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine="llamacpp")
+            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine=eng if eng.startswith("llamacpp") else "llamacpp")
             return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
         if phase == "prefill":
             # llama-bench pp: process an n-token prompt, one request (512 when the row does not say)
             n = int(float(row["tokens"])) if row.get("tokens") else 512
-            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine="llamacpp")
+            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine=eng if eng.startswith("llamacpp") else "llamacpp")
             return "prefill_tokens_per_s", f"{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
         raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {phase!r}")
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")

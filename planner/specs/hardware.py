@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from planner.errors import PlannerError
 from planner.units import parse_quantity
 
+# GPU/accelerator generations the kernel/engine calibration layer is keyed by
+ARCHITECTURES = ("ampere", "ada", "hopper", "blackwell", "cdna3", "gaudi3", "tpu-v5e", "tpu-v6e", "apple-m2",
+                 "apple-m3", "zen4", "sapphire-rapids")
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4", "int4")
 
 
@@ -113,6 +116,9 @@ class Hardware(_Strict):
     name: str
     vendor: str
     kind: Literal["gpu", "cpu", "tpu", "accelerator", "soc"]
+    # the kernel/engine calibration layer is keyed by architecture (engines/calibration/): a device
+    # with no published rows inherits its architecture's fitted values
+    architecture: str | None = None
     memory: Memory
     peak_flops: dict[str, Flops | None]
     achievable: Achievable
@@ -124,6 +130,13 @@ class Hardware(_Strict):
     notes: list[str] = []
     calibrated_from: str | None = None  # the capture a calibrated spec was fitted to
     kernel_profile: str | None = None  # folder with a measured kernels.csv the cost model looks up
+
+    @field_validator("architecture")
+    @classmethod
+    def _arch(cls, v):
+        if v is not None and v not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {v!r}; known: {list(ARCHITECTURES)}")
+        return v
 
     @field_validator("peak_flops")
     @classmethod

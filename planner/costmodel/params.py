@@ -1,0 +1,261 @@
+"""Kernel and engine parameters: the middle of the three parameter layers.
+
+Silicon (per device, ``hw_specs/``) says what a device's microbenchmarks reach: GEMM MAMF per dtype,
+STREAM bandwidth. This layer says how far one engine's kernels and host code get relative to those
+microbenchmarks on one GPU architecture: GEMM and attention efficiency, the decode KV read, collectives,
+and per-kernel / per-step host overheads. The values live in ``engines/calibration/<engine>-<version>.yaml``
+(``engine: ID@VERSION``, an engine-wide block and per-architecture blocks, each value with provenance), fitted jointly across every
+device with published rows (``planner calibrate --published``). Nothing here is per row or per device.
+
+The parameter list is data (``PARAMS``): the joint fit fits every entry marked ``fitted``, by name, and
+the cost model reads the values by name from a ``Kernels`` object (``kernels.gemm``, ``kernels.step_s``).
+An engine with no calibration file gets neutral values (silicon microbenchmarks as measured, the engine's
+own overhead figures), and its provenance says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from planner.errors import PlannerError
+from planner.specs.hardware import ARCHITECTURES  # noqa: F401  (the keys of per-architecture blocks)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One kernel/engine parameter: its name, the layer it belongs to, the value a fit starts from
+    (``prior``), its physical bounds, the value meaning 'exactly the microbenchmark' (``neutral``)."""
+
+    name: str
+    layer: str  # "kernel" (efficiency relative to a silicon microbenchmark) or "engine" (host cost)
+    unit: str
+    prior: float
+    lo: float
+    hi: float
+    neutral: float
+    fitted: bool
+    doc: str
+    # the Engine field (planner.specs.engine) the serving layer reads this value from, when it lives there:
+    # the fit sets it on the engine it predicts with, and the calibration file carries it at the top level
+    engine_field: str | None = None
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("gemm", "kernel", "x MAMF", 0.8, 0.3, 1.15, 1.0, True,
+              "dense GEMM rate at large M relative to the device's GEMM microbenchmark (MAMF) in the compute dtype"),
+    ParamSpec("gemm_half_m", "kernel", "tokens", 32.0, 1.0, 2048.0, 0.0, True,
+              "tokens per GEMM at which its rate is half the large-M rate (tile and wave quantization)"),
+    ParamSpec("attention", "kernel", "x MAMF", 0.5, 0.1, 1.15, 1.0, True,
+              "prefill (flash) attention FLOP rate relative to the 16-bit GEMM microbenchmark"),
+    ParamSpec("kv_read", "kernel", "x STREAM", 0.7, 0.2, 1.15, 1.0, True,
+              "decode attention reading the paged KV cache, relative to the STREAM copy bandwidth"),
+    ParamSpec("memory", "kernel", "x STREAM", 1.0, 0.6, 1.15, 1.0, False,
+              "weight and activation streaming in GEMMs and elementwise kernels, relative to STREAM copy"),
+    ParamSpec("allreduce", "kernel", "x link", 1.0, 0.2, 1.2, 1.0, True,
+              "tensor-parallel all-reduce bus bandwidth relative to the interconnect's measured nccl-tests fraction"),
+    ParamSpec("kernel_s", "engine", "s", 3e-6, 1e-8, 3e-5, 0.0, True,
+              "host/launch gap per kernel (per op per layer)", "kernel_overhead_s"),
+    ParamSpec("step_s", "engine", "s", 2e-4, 1e-6, 2e-2, 0.0, True,
+              "fixed host time per engine step (scheduler, sampling, synchronization)", "step_overhead_s"),
+    ParamSpec("request_s", "engine", "s", 0.0, 0.0, 0.1, 0.0, False,
+              "host time per request (tokenize, admit, detokenize); read by the serving layer", "request_overhead_s"),
+)
+PARAM_BY_NAME = {p.name: p for p in PARAMS}
+
+
+DEFAULT_ENGINE = "trtllm"
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Resolved kernel/engine parameters for one (engine, version, architecture); read by name."""
+
+    engine: str  # "trtllm@0.14", or the bare engine id when uncalibrated
+    architecture: str | None
+    values: Mapping[str, float]
+    provenance: Mapping[str, str]
+    calibrated: bool = False
+
+    def __getattr__(self, name: str) -> float:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"no kernel/engine parameter {name!r}") from None
+
+    def with_values(self, **kw) -> "Kernels":
+        return dataclasses.replace(self, values={**self.values, **kw})
+
+    def describe(self) -> dict:
+        return {n: {"value": v, "source": self.provenance.get(n, "")} for n, v in self.values.items()}
+
+
+@dataclass
+class EngineCalibration:
+    """One ``engines/calibration/<engine>-<version>.yaml``: engine-wide values and per-architecture ones."""
+
+    engine: str
+    version: str
+    engine_wide: dict[str, tuple[float, str]] = field(default_factory=dict)  # name -> (value, source)
+    architectures: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # architecture -> rows fitted
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine}@{self.version}"
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "EngineCalibration":
+        def block(b, what):
+            out = {}
+            for name, v in (b or {}).items():
+                if name not in PARAM_BY_NAME:
+                    raise PlannerError(f"{where}: unknown parameter {name!r} in {what} (known: {', '.join(PARAM_BY_NAME)})")
+                if not isinstance(v, dict) or "value" not in v or "source" not in v:
+                    raise PlannerError(f"{where}: {what}.{name} needs value and source")
+                out[name] = (float(v["value"]), str(v["source"]))
+            return out
+
+        try:
+            eid, _, ver = str(d["engine"]).partition("@")
+            if not ver:
+                raise ValueError("engine must read ID@VERSION")
+            return cls(engine=eid, version=ver,
+                       engine_wide=block(d.get("engine_wide"), "engine_wide"),
+                       architectures={a: block(b, a) for a, b in (d.get("architectures") or {}).items()},
+                       rows={a: int(n) for a, n in (d.get("rows") or {}).items()}, note=str(d.get("note", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlannerError(f"{where}: malformed engine calibration ({e})") from None
+
+    def to_dict(self) -> dict:
+        blk = lambda b: {n: {"value": float(f"{v:.5g}"), "source": s} for n, (v, s) in b.items()}  # noqa: E731
+        # engine-layer values the serving layer reads from the Engine: top-level fields its loader lays over the profile
+        top = {p.engine_field: float(f"{self.engine_wide[p.name][0]:.5g}") for p in PARAMS
+               if p.engine_field and p.name in self.engine_wide}
+        return {"engine": self.key, "note": self.note, **top, "rows": dict(self.rows), "engine_wide": blk(self.engine_wide),
+                "architectures": {a: blk(b) for a, b in self.architectures.items()}}
+
+
+Calibration = dict  # key "engine-version" -> EngineCalibration
+
+_override: ContextVar[Calibration | None] = ContextVar("planner_calibration", default=None)
+_pins: ContextVar[Mapping[str, str]] = ContextVar("planner_engine_versions", default={})
+
+
+def calibration_dir() -> Path:
+    from planner.specs.loader import data_dir
+
+    return data_dir("engines") / "calibration"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_builtin(folder: str) -> Calibration:
+    from planner.specs.loader import read_yaml
+
+    out: Calibration = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        d = read_yaml(path)
+        if not isinstance(d, dict) or "engine" not in d:
+            continue  # other tables live beside the engine files (uncertainty bands)
+        c = EngineCalibration.from_dict(d, str(path))
+        out[c.key] = c
+    return out
+
+
+def builtin_calibration() -> Calibration:
+    return _load_builtin(str(calibration_dir()))
+
+
+def clear_cache() -> None:
+    _load_builtin.cache_clear()
+
+
+def current_calibration() -> Calibration:
+    o = _override.get()
+    return builtin_calibration() if o is None else o
+
+
+@contextmanager
+def using(calibration: Calibration | None = None, versions: Mapping[str, str] | None = None):
+    """Within the block, the cost model reads ``calibration`` (a candidate fit) instead of the built-in
+    files, and runs the pinned ``versions`` ({engine id: version}) of each engine."""
+    t1 = _override.set(calibration) if calibration is not None else None
+    t2 = _pins.set({**_pins.get(), **versions}) if versions else None
+    try:
+        yield
+    finally:
+        if t2 is not None:
+            _pins.reset(t2)
+        if t1 is not None:
+            _override.reset(t1)
+
+
+def _version_key(v: str) -> tuple:
+    return tuple(int(x) if x.isdigit() else x for x in re.split(r"[.\-]", v))
+
+
+def default_version(engine_id: str, cal: Calibration) -> str | None:
+    """The newest calibrated version (``get_engine(id)`` also runs the newest profile)."""
+    versions = [c for c in cal.values() if c.engine == engine_id]
+    if not versions:
+        return None
+    return sorted(versions, key=lambda c: _version_key(c.version))[-1].version
+
+
+def neutral(engine=None, architecture: str | None = None, why: str = "") -> Kernels:
+    eid = getattr(engine, "id", engine) or DEFAULT_ENGINE
+    vals = {p.name: p.neutral for p in PARAMS}
+    vals["kernel_s"] = float(getattr(engine, "kernel_overhead_s", 0.0) or 0.0)
+    vals["step_s"] = float(getattr(engine, "step_overhead_s", 0.0) or 0.0)
+    src = why or f"no calibration for engine {eid}: silicon microbenchmarks as measured, the engine's own overheads"
+    return Kernels(eid, architecture, vals, {n: src for n in vals}, calibrated=False)
+
+
+def kernels_for(engine, hw, version: str | None = None) -> Kernels:
+    """Kernel/engine parameters of ``engine`` (an Engine, an id, or None for the default engine; a version
+    pinned by ``using`` or the newest calibrated one when the Engine names none) on
+    ``hw``'s architecture: its architecture block where fitted, else the engine-wide values."""
+    eid = getattr(engine, "id", engine) or DEFAULT_ENGINE
+    arch = getattr(hw, "architecture", None)
+    cal = current_calibration()
+    version = version or getattr(engine, "version", None) or _pins.get().get(eid) or default_version(eid, cal)
+    c = cal.get(f"{eid}@{version}") if version else None
+    if c is None:
+        return neutral(engine, arch)
+    block = c.architectures.get(arch, {}) if arch else {}
+    vals, prov = {}, {}
+    for p in PARAMS:
+        if p.name in block:
+            vals[p.name], prov[p.name] = block[p.name]
+        elif p.name in c.engine_wide:
+            v, src = c.engine_wide[p.name]
+            vals[p.name] = v
+            prov[p.name] = f"engine-wide {c.key} ({src}): inferred for {arch or 'an unknown architecture'}"
+        else:
+            vals[p.name] = p.prior if p.fitted else p.neutral
+            prov[p.name] = f"prior ({p.doc}); not in {c.key}"
+    return Kernels(c.key, arch, vals, prov, calibrated=True)
+
+
+def scale_fabric(fabric, factor: float):
+    """The fabric with its collective bandwidth fractions scaled by an engine's all-reduce efficiency."""
+    if factor == 1.0:
+        return fabric
+
+    def tier(t):
+        if t is None:
+            return None
+        kw = {f: getattr(t, f) * factor for f in ("ring_fraction", "in_switch_fraction") if hasattr(t, f)}
+        return dataclasses.replace(t, **kw)
+
+    kw = {f: tier(getattr(fabric, f)) for f in ("scale_up", "scale_out") if hasattr(fabric, f)}
+    return dataclasses.replace(fabric, **kw)
