@@ -324,7 +324,7 @@ def check_gpus(hardware: str, gpus: int, what: str = "--gpus") -> None:
         from planner.specs.loader import get_hardware
 
         where = f"{MAX_NODES} nodes" if bound[1] else "one node: no scale-out network"
-        raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} devices ({where})")
+        raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} device{'s' if bound[0] > 1 else ''} ({where})")
 
 
 def check_specs(command: str, req: Request) -> None:
