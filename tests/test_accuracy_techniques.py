@@ -214,3 +214,16 @@ def test_curve_knots_are_cached_not_rebuilt():
     T._extension_curve.cache_clear()
     A.accuracy_table("bf16", "bf16", context_extension=["yarn"] * 5000, extension_factor=np.linspace(1, 16, 5000))
     assert T._extension_curve.cache_info().misses == 1
+
+
+def test_known_methods_resolve_and_weight_aliases_follow_the_registry():
+    km = A.known_methods()
+    fns = {"context_extension": (A.extension_recovery, 2.0), "prompt_compression": (A.compression_recovery, 3.0),
+           "sparse_attention": (A.sparse_recovery, 0.5), "eviction": (A.eviction_recovery, 0.5)}
+    for fam, (fn, v) in fns.items():
+        for m in km[fam]["methods"] + km[fam]["aliases"]:
+            assert 0.0 <= fn(m, v) <= 1.0
+    # NVFP4 is the fp4 row (the quant registry's alias); unknown names still raise
+    assert A.accuracy("nvfp4", "bf16")["score"] == A.accuracy("fp4", "bf16")["score"] < 1.0
+    for f in ("int6", "w6a8", "w6a6"):
+        assert A.weight_recovery("int8").r - 0.01 <= A.weight_recovery(f).r <= A.weight_recovery("fp8").r

@@ -30,7 +30,7 @@ from planner.cap.accuracy_data import (  # noqa: F401  (re-exported: the schema 
     AccuracyData, EvictionMethod, EvictionTable, Lossless, Recovery, SizeAdjustment, TaskClass, data, data_path)
 from planner.cap.techniques import (  # noqa: F401  (re-exported)
     cap_trade, compression_method, compression_recovery, eviction_method, eviction_recovery, extension_method,
-    extension_recovery, parse_knob, routing_factor, sparse_method, sparse_recovery)
+    extension_recovery, known_methods, parse_knob, routing_factor, sparse_method, sparse_recovery)
 from planner.errors import PlannerError, unknown
 from planner.specs.quant import canonical
 

@@ -266,3 +266,13 @@ def cap_trade(factor: float, label: str) -> str:
     """What a technique gives up, as a phrase: ``"A -3.5% (YaRN x4 context)"``."""
     pct = 100.0 * (factor - 1.0)
     return f"A {pct:+.1f}% ({label})" if abs(pct) >= 0.05 or pct == 0 else f"A {pct:+.2f}% ({label})"
+
+
+def known_methods() -> dict[str, dict[str, list[str]]]:
+    """Method ids and aliases per knob-driven family, for CLI choices and plan-search axes."""
+    d = data()
+    out = {"eviction": {"methods": list(d.eviction.methods), "aliases": []}}
+    for fam, sec in (("context_extension", d.context_extension), ("prompt_compression", d.prompt_compression),
+                     ("sparse_attention", d.sparse_attention)):
+        out[fam] = {"methods": list(sec.methods), "aliases": list(sec.aliases)}
+    return out
