@@ -77,7 +77,7 @@ def test_eager_steps_pay_a_launch_gap_per_kernel():
 
 
 def test_prefill_first_trades_itl_for_ttft():
-    reqs = generate(fixed_workload(3000, 200), 400, rate=12.0, seed=0)
+    reqs = generate(fixed_workload(3000, 200), 400, rate=6.0, seed=0)  # busy, below saturation
     sched = Scheduler(max_batched_tokens=1024)
     dec = Simulator([Pool(_rep(schedule="decode_first", sched=sched), 1)], reqs).run().summary()
     pre = Simulator([Pool(_rep(schedule="prefill_first", sched=sched), 1)], reqs).run().summary()

@@ -117,36 +117,52 @@ class StepTable:
         """``decode(n, c0), decode(n, c1)`` with one lookup of ``n`` (the two ends of a decode jump)."""
         ax = self.n_ax
         i = bisect_right(ax, n) - 1
-        i = 0 if i < 0 else (self._nlast if i > self._nlast else i)
-        wi = (n - ax[i]) / (ax[i + 1] - ax[i])
+        if i > self._nlast:
+            i = self._nlast
+        x = ax[i]
+        wi = (n - x) / (ax[i + 1] - x)
         r0, r1 = self._dec[i], self._dec[i + 1]
-        ax = self.c_ax
-        out = []
-        for ctx in (c0, c1):
-            j = bisect_right(ax, ctx) - 1
-            j = 0 if j < 0 else (self._clast if j > self._clast else j)
-            wj = (ctx - ax[j]) / (ax[j + 1] - ax[j])
-            a = r0[j] + wj * (r0[j + 1] - r0[j])
-            b = r1[j] + wj * (r1[j + 1] - r1[j])
-            out.append(a + wi * (b - a))
-        return out[0], out[1]
+        ax, last = self.c_ax, self._clast
+        j = bisect_right(ax, c0) - 1
+        j = 0 if j < 0 else (last if j > last else j)
+        x = ax[j]
+        wj = (c0 - x) / (ax[j + 1] - x)
+        lo = r0[j] + wj * (r0[j + 1] - r0[j])
+        v0 = lo + wi * (r1[j] + wj * (r1[j + 1] - r1[j]) - lo)
+        j = bisect_right(ax, c1) - 1
+        j = 0 if j < 0 else (last if j > last else j)
+        x = ax[j]
+        wj = (c1 - x) / (ax[j + 1] - x)
+        lo = r0[j] + wj * (r0[j + 1] - r0[j])
+        return v0, lo + wi * (r1[j] + wj * (r1[j + 1] - r1[j]) - lo)
 
     def mixed(self, n: float, ctx: float, p: float, span: float) -> float:
-        i, wi = _loc(self.n_ax, n) if n else (0, 0.0)
-        j, wj = _loc(self.c_ax, ctx)
+        if n:
+            ax = self.n_ax
+            i = bisect_right(ax, n) - 1
+            if i > self._nlast:
+                i = self._nlast
+            x = ax[i]
+            wi = (n - x) / (ax[i + 1] - x)
+        else:
+            i, wi = 0, 0.0
+        ax, last = self.c_ax, self._clast
+        j = bisect_right(ax, ctx) - 1
+        j = 0 if j < 0 else (last if j > last else j)
+        x = ax[j]
+        wj = (ctx - x) / (ax[j + 1] - x)
         k, wk = _loc(self.p_ax, p)
         m, wm = _loc(self.l_ax, span)
         g, sn, sc, sp = self._mix, self._sn, self._sc, self._sp
+        b0 = i * sn + j * sc + k * sp + m
         out = 0.0
-        for di, fi in ((0, 1.0 - wi), (1, wi)):
-            for dj, fj in ((0, 1.0 - wj), (1, wj)):
-                f = fi * fj
-                if f == 0.0:
-                    continue
-                base = (i + di) * sn + (j + dj) * sc
-                b0 = base + k * sp + m
-                b1 = b0 + sp
-                v0 = g[b0] + wm * (g[b0 + 1] - g[b0])
-                v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
-                out += f * (v0 + wk * (v1 - v0))
+        # the four (n, ctx) corners, each bilinear in (p, span); the same sums in the same order as a loop
+        for b0, f in ((b0, (1.0 - wi) * (1.0 - wj)), (b0 + sc, (1.0 - wi) * wj), (b0 + sn, wi * (1.0 - wj)),
+                      (b0 + sn + sc, wi * wj)):
+            if f == 0.0:
+                continue
+            b1 = b0 + sp
+            v0 = g[b0] + wm * (g[b0 + 1] - g[b0])
+            v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
+            out += f * (v0 + wk * (v1 - v0))
         return out
