@@ -11,12 +11,18 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from planner.costmodel.params import Kernels, kernels_for
 from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
 from planner.specs.quant import get_format, kv_bytes_per_element, resolve
 
 ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model, unless compute is fp32
+
+
+# bytes of one element of each GEMM compute dtype
+DTYPE_BYTES = {"fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp6": 0.75,
+               "fp4": 0.5, "int4": 0.5}
 
 
 def act_bytes_for(compute_dtype: str) -> float:
@@ -36,6 +42,7 @@ class PlanArrays:
     gemm_peak_flops: np.ndarray
     attn_flops: np.ndarray  # achievable attention FLOP/s (16-bit tensor cores x attention fraction)
     act_bytes: np.ndarray  # bytes per activation element between kernels (2; 4 when GEMMs run in fp32)
+    weight_dequant: np.ndarray  # 1 where weights are stored narrower than the GEMM computes (weight-only formats)
     # the GEMM compute dtype when every plan shares one (measured profiles are looked up by it), else None
     compute_dtype: str | None = None
 
@@ -58,16 +65,20 @@ class PlanArrays:
         return PlanArrays(**vals)
 
 
-def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None) -> dict:
-    """What a (weights, kv) precision pair means on ``hw``: bytes and FLOP/s."""
+def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None, kernels: Kernels | None = None) -> dict:
+    """What a (weights, kv) precision pair means on ``hw``: bytes and FLOP/s. GEMM and attention rates are the
+    silicon microbenchmark (hw_specs) times the engine's kernel efficiency on this architecture (``kernels``,
+    default: the default engine's calibration, planner.costmodel.params)."""
+    k = kernels if kernels is not None else kernels_for(None, hw)
     fmt = get_format(weights)
     res = resolve(fmt, hw, activations)
     peak = hw.peak(res.compute_dtype)
-    eff = hw.matmul_efficiency(res.compute_dtype)
+    eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm
     attn_dtype = next((d for d in ("bf16", "fp16", "fp32") if hw.supports(d)), None)
     if attn_dtype is None:
         raise PlannerError(f"{hw.id} has no published 16/32-bit peak for attention")
-    attn_frac = hw.achievable.attention.fraction if hw.achievable.attention else hw.matmul_efficiency(attn_dtype)
+    # a capture's measured attention fraction stands as is; else the 16-bit MAMF times the engine's attention efficiency
+    attn_frac = hw.achievable.attention.fraction if hw.achievable.attention else hw.matmul_efficiency(attn_dtype) * k.attention
     return {
         "weight_bytes": fmt.bytes,
         "head_bytes": fmt.head_bits / 8.0,
@@ -76,6 +87,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
         "act_bytes": act_bytes_for(res.compute_dtype),
+        "weight_dequant": float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)),
         "note": res.note,
         "compute_dtype": res.compute_dtype,
         "native": res.native,
@@ -94,18 +106,23 @@ def make_plans(
     kv: str | list[str] = "bf16",
     activations: str | None = None,
     check: bool = True,
+    engine=None,
+    kernels: Kernels | None = None,
 ) -> PlanArrays:
-    """Build plan arrays. ``weights``/``kv`` may be lists (one per plan)."""
+    """Build plan arrays. ``weights``/``kv`` may be lists (one per plan). ``engine`` (or an explicit
+    ``kernels``) selects the kernel efficiencies; default: the default engine's."""
+    kernels = kernels if kernels is not None else kernels_for(engine, hw)
     tp, pp, ep, adp = (np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (tp, pp, ep, adp))
     n = int(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape, (len(weights),) if isinstance(weights, list) else (1,))[0])
     w_list = weights if isinstance(weights, list) else [weights] * n
     k_list = kv if isinstance(kv, list) else [kv] * n
     keys = list(zip(w_list, k_list))
     uniq = list(dict.fromkeys(keys))
-    table = {key: format_numbers(hw, key[0], key[1], activations) for key in uniq}
+    table = {key: format_numbers(hw, key[0], key[1], activations, kernels) for key in uniq}
     index = np.array([uniq.index(k) for k in keys]) if len(uniq) > 1 else np.zeros(n, dtype=np.int64)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
-            for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes")}
+            for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
+                      "weight_dequant")}
     dtypes = {table[k]["compute_dtype"] for k in uniq}
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),

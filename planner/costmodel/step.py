@@ -16,10 +16,12 @@ reports which of compute / memory / communication bounds it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
+from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.roofline import gemm_efficiency
 from planner.costmodel.shard import attention_shard
@@ -28,6 +30,49 @@ from planner.specs.hardware import Hardware
 from planner.specs.model import Model
 
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
+
+# Vector-unit (non-tensor-core) work. Dequantizing one stored element to the 16-bit compute type takes a few
+# integer/convert ops and one scale multiply; weight-only GEMM kernels (Marlin/Machete-style W4A16, MXFP4 on
+# GPUs without FP4 tensor cores) dequantize each weight once per M tile of the output.
+DEQUANT_OPS_PER_ELEM = 4.0
+DEQUANT_TILE_M = 64.0
+# fraction of the fp32 (CUDA-core / SIMD) peak that dequantization and other non-tensor work reaches, when the
+# device spec has no measured elementwise fraction: a prior (conversions and shifts are not fused multiply-adds)
+VECTOR_FRACTION_PRIOR = 0.5
+
+
+class Op(str, Enum):
+    """Every operator the step model knows, by the name the breakdown prints. The one list of op names:
+    the serving models, the search and the reports refer to ops through it."""
+
+    ATTN_NORM = "attn_norm"
+    QKV_PROJ = "qkv_proj"
+    ATTENTION = "attention"  # full-attention layers
+    ATTENTION_SWA = "attention_swa"  # sliding-window layers
+    ATTENTION_CHUNKED = "attention_chunked"  # chunked local attention (Llama-4: a query sees its own chunk)
+    O_PROJ = "o_proj"
+    TP_ALLREDUCE = "tp_allreduce"
+    MLP_NORM = "mlp_norm"
+    MLP_UP = "mlp_up"
+    MLP_ACT = "mlp_act"
+    MLP_DOWN = "mlp_down"
+    ROUTER = "router"
+    MOE_PERMUTE = "moe_permute"  # gather tokens by expert before the grouped GEMM, scatter and weight after
+    EXPERTS = "experts"
+    SHARED_EXPERT = "shared_expert"
+    EP_ALLTOALL = "ep_alltoall"
+    EMBEDDING = "embedding"
+    FINAL_NORM = "final_norm"
+    LM_HEAD = "lm_head"
+    PP_SENDRECV = "pp_sendrecv"
+    WEIGHT_STREAM = "weight_stream"
+
+    def __str__(self) -> str:  # the plain name in tables and JSON
+        return self.value
+
+
+# ops that run once per step (not once per layer)
+ONCE_PER_STEP = frozenset({Op.EMBEDDING, Op.FINAL_NORM, Op.LM_HEAD, Op.PP_SENDRECV, Op.WEIGHT_STREAM})
 
 
 @dataclass
@@ -65,6 +110,18 @@ class StepCost:
     time_s: np.ndarray  # wall time of the step (all stages, as one token sees it)
     stage_time_s: np.ndarray  # time of the slowest pipeline stage (sets throughput)
 
+    def op(self, name: Op) -> OpCost | None:
+        return next((o for o in self.ops if o.name == name), None)
+
+    def layers_time_s(self) -> np.ndarray:
+        """Time of one pipeline stage's decoder layers (everything but the once-per-step ops)."""
+        return sum(o.time_s * o.count for o in self.ops if o.name not in ONCE_PER_STEP)
+
+    def draft_token_time_s(self) -> np.ndarray:
+        """Cost of drafting one token with a one-layer head (MTP / EAGLE style): one decoder layer and lm_head."""
+        layers = np.maximum(self.op(Op.QKV_PROJ).count, 1.0)
+        return self.layers_time_s() / layers + self.op(Op.LM_HEAD).time_s
+
 
 def _pairs(s, past, window=None):
     """Sum over s new queries of the keys each attends (causal), optionally windowed."""
@@ -82,24 +139,34 @@ class CostModel:
     """Step costs of one model on one hardware type, for arrays of plans."""
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
-                 weight_stream: tuple[float, float] | None = None):
+                 weight_stream: tuple[float, float] | None = None, kernels: Kernels | None = None):
         """``weight_stream`` = (fraction of the weights not resident, bytes/s of the link they stream over):
         that share of every weight read comes over the link, prefetched while the step computes."""
         self.weight_stream = weight_stream
         self.model = model
         self.hw = hw
-        self.fabric = Fabric.of(hw)
-        self.bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction
+        # kernel/engine layer (engines/calibration/): efficiencies relative to the silicon microbenchmarks
+        k = self.kernels = kernels if kernels is not None else kernels_for(engine or Engine(), hw)
+        self.fabric = scale_fabric(Fabric.of(hw), k.allreduce)
+        self.bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * k.memory
         ov = hw.overheads
         engine = engine or Engine()
         self.engine = engine
-        self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + engine.kernel_overhead_s
-        self.step_s = (ov.step_s.value if ov.step_s else 0.0) + engine.step_overhead_s
-        self.half_m = hw.achievable.matmul_half_m or 0.0
+        # a capture's own measured overheads (datasheet devices have none) + the engine layer's
+        self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
+        self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
+        self.half_m = hw.achievable.matmul_half_m or k.gemm_half_m
         el = hw.achievable.elementwise
         self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
+        # the vector-unit ceiling for work that does not run on tensor cores (KV and weight dequantization)
+        self.vec_rate = hw.peak("fp32") * (el.fraction if el is not None else VECTOR_FRACTION_PRIOR) if hw.supports("fp32") else None
+        self.collective_call_s = float(getattr(engine, "collective_call_s", 0.0) or 0.0)  # per collective, beyond a kernel
+        # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
+        self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
+        self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
+        self.async_scheduling = bool(getattr(engine, "async_scheduling", False))
         kv = hw.achievable.kv_read
-        self.kv_bw = hw.memory_bandwidth_bytes_per_s * kv.fraction if kv else self.bw
+        self.kv_bw = hw.memory_bandwidth_bytes_per_s * (kv.fraction if kv else hw.achievable.memory.fraction) * k.kv_read
         if profile is None and hw.kernel_profile:
             from planner.costmodel.profile import KernelProfile
 
@@ -118,7 +185,11 @@ class CostModel:
         with np.errstate(divide="ignore", invalid="ignore"):  # no tokens: no work, no time
             tc = np.where(flops > 0, flops / (flops_rate * eff), 0.0)
         tm = byts / self.bw
-        op = self._op(name, "gemm", count, flops, byts, tc, tm)
+        # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
+        w_elems = k_elems if weight_touch is None else weight_touch
+        tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
+        tv = np.where(flops > 0, tv, 0.0)
+        op = self._op(name, "gemm", count, flops, byts, tc, np.maximum(tm, tv))
         op.weight_bytes = weight_read
         if self.profile is not None and weight_touch is None and m_eff is None:
             from planner.costmodel.profile import SOURCES
@@ -128,6 +199,10 @@ class CostModel:
                 op.time_s = np.broadcast_to(t_meas, op.time_s.shape)
                 op.source = SOURCES[src]
         return op
+
+    def vector_time(self, flops):
+        """Seconds of ``flops`` of non-tensor-core work (0 where the device has no vector peak on record)."""
+        return np.asarray(flops, float) / self.vec_rate if self.vec_rate else np.zeros(np.shape(flops))
 
     def _op(self, name, kind, count, flops, byts, tc, tm, *, comm=None, algorithm=""):
         flops, byts = np.asarray(flops, float), np.asarray(byts, float)
@@ -154,119 +229,218 @@ class CostModel:
 
     # ---- the step ------------------------------------------------------------------
     def step(self, plans: PlanArrays, step: Step) -> StepCost:
-        m = self.model
-        p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
-        self._shape = np.broadcast_shapes(plans.tp.shape, *(x.shape for x in step.arrays()))
-        self._gemm_dtype = plans.compute_dtype
-        self._act = plans.act_bytes
-        tp, pp, adp = plans.tp.astype(float), plans.pp.astype(float), plans.adp.astype(float)
-        ep = plans.ep.astype(float)
-        wb, kvb = plans.weight_bytes, plans.kv_bytes
-        # tokens through this device's GEMMs (attention-DP splits the batch)
-        T = (p_seqs * p_tok + d_seqs * d_tok) / adp
-        out_tokens = (p_seqs + d_seqs * d_tok) / adp  # rows through lm_head
-        h = m.hidden_size
-        layers_stage = m.num_layers / pp
+        """Cost of one engine step for every plan: the model's layers (attention block, then its MLP kind) from
+        the builders registered for its spec, then the once-per-step ops, then the pipeline."""
+        c = _Ctx.of(self, plans, step)
         ops: list[OpCost] = []
-        a = m.attention
-
-        # -- attention block --------------------------------------------------------
-        sh = attention_shard(m, tp)
-        heads, qkv_w, o_w, kv_tok_elems, qkv_out = sh.heads, sh.qkv_elems, sh.o_elems, sh.kv_elems_per_token, sh.qkv_out
-        pf_dqk, pf_dv, dc_dqk, dc_dv = sh.prefill_dqk, sh.prefill_dv, sh.decode_dqk, sh.decode_dv
-
-        ops.append(self._elementwise("attn_norm", T * h, layers_stage))
-        ops.append(self._gemm("qkv_proj", T, qkv_w, plans.gemm_flops, wb, layers_stage, in_out_elems=h + qkv_out))
-
-        # attention core: full-attention and sliding-window layers separately
-        n_slide = m.num_sliding_layers()
-        groups = [("attention", m.num_layers - n_slide, None)]
-        if n_slide:
-            groups.append(("attention_swa", n_slide, a.sliding_window))
-        for name, n_layers, window in groups:
-            if n_layers == 0:
-                continue
-            ctx_d = d_ctx if window is None else np.minimum(d_ctx, window)
-            pairs_p = p_seqs * _pairs(p_tok, p_past, window) / adp
-            pairs_d = d_seqs * d_tok * ctx_d / adp
-            flops = 2.0 * heads * (pairs_p * (pf_dqk + pf_dv) + pairs_d * (dc_dqk + dc_dv))
-            kv_read = d_seqs * ctx_d / adp * kv_tok_elems * kvb  # decode reads the whole cache once per sequence
-            # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
-            ctx_p = p_past if window is None else np.minimum(p_past, window)
-            kv_read = kv_read + p_seqs / adp * (ctx_p + p_tok) * kv_tok_elems * kvb
-            q_o = T * (heads * (pf_dqk + pf_dv)) * self._act
-            kv_write = T * kv_tok_elems * kvb
-            byts = kv_read + q_o + kv_write
-            t_mem = (byts - kv_read) / self.bw + kv_read / self.kv_bw
-            ops.append(self._op(name, "attention", n_layers / pp, flops, byts, flops / plans.attn_flops, t_mem))
-
-        ops.append(self._gemm("o_proj", T, o_w, plans.gemm_flops, wb, layers_stage, in_out_elems=heads * pf_dv + h))
-        ar_bytes = T * h * self._act
-        t_ar, sw = all_reduce_time(self.fabric, tp, ar_bytes)
-        n_ar = 1 if m.parallel_attn_mlp else 2
-        algo = "in-switch" if np.any(sw) else "ring"
-        # no collective (and no kernel) when tensor parallelism is off
-        ops.append(self._op("tp_allreduce", "comm", layers_stage * n_ar, 0.0, np.where(tp > 1, ar_bytes, 0.0), 0.0, 0.0,
-                            comm=t_ar, algorithm=algo))
-
-        # -- MLP / MoE block ----------------------------------------------------------
-        if not m.parallel_attn_mlp:
-            ops.append(self._elementwise("mlp_norm", T * h, layers_stage))
-        mats = 3 if m.ffn_gated else 2
-        dense_frac = m.num_dense_layers / m.num_layers
-        if m.num_dense_layers:
-            ffn = m.intermediate_size / tp
-            cnt = layers_stage * dense_frac
-            # two GEMMs as engines run them: gate and up fused (or up alone), then down
-            ops.append(self._gemm("mlp_up", T, (mats - 1) * h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=h + (mats - 1) * ffn))
-            ops.append(self._elementwise("mlp_act", T * ffn, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0))
-            ops.append(self._gemm("mlp_down", T, h * ffn, plans.gemm_flops, wb, cnt, in_out_elems=ffn + h))
-        if m.moe:
-            mo = m.moe
-            cnt = layers_stage * (1 - dense_frac)
-            moe_group = tp * adp
-            moe_tp = moe_group / ep
-            T_group = T * adp  # tokens routed within the MoE group
-            e_elems = m.expert_params()
-            ops.append(self._gemm("router", T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h))
-            # distinct experts a batch touches: E (1 - (1 - k/E)^T), uniform routing
-            touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
-            touched_dev = touched / ep
-            w_dev = e_elems / moe_tp  # elements of one expert on this device
-            m_per_expert = T_group * mo.top_k / np.maximum(touched, 1e-9)
-            ops.append(self._gemm(
-                "experts", T_group * mo.top_k / moe_group, e_elems, plans.gemm_flops, wb, cnt,
-                m_eff=m_per_expert, in_out_elems=h, weight_touch=touched_dev * w_dev,
-            ))
-            if mo.num_shared_experts:
-                sw_elems = m.shared_expert_params() / tp
-                ops.append(self._gemm("shared_expert", T, sw_elems, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
-            # tokens leave the device for experts elsewhere only when attention is data parallel
-            a2a = T * mo.top_k * h * self._act * (ep - 1) / np.maximum(ep, 1) * 2.0
-            t_a2a = np.where(adp > 1, all_to_all_time(self.fabric, ep, a2a), 0.0)
-            ops.append(self._op("ep_alltoall", "comm", cnt, 0.0, np.where(adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a, algorithm="all-to-all"))
-
-        # -- once per step: embedding, final norm, lm_head, pipeline hops ---------------------
-        ops.append(self._op("embedding", "memory", 1.0, 0.0, T * h * plans.head_bytes + T * h * self._act, 0.0,
-                            T * h * (plans.head_bytes + self._act) / self.bw))
-        ops.append(self._elementwise("final_norm", out_tokens * h, 1.0))
-        ops.append(self._gemm("lm_head", out_tokens, h * m.vocab_size / tp, plans.gemm_flops, plans.head_bytes, 1.0,
-                              in_out_elems=h + m.vocab_size / tp * 2))
-        t_pp = p2p_time(self.fabric, tp * pp, T * h * self._act)
-        ops.append(self._op("pp_sendrecv", "comm", 1.0, 0.0, np.where(pp > 1, T * h * self._act, 0.0), 0.0, 0.0,
-                            comm=np.where(pp > 1, t_pp * (pp - 1), 0.0), algorithm="send/recv"))
-
-        once = {"embedding", "final_norm", "lm_head", "pp_sendrecv"}
-        layer_time = sum(o.time_s * o.count for o in ops if o.name not in once)  # one stage's layers
-        head_time = sum(o.time_s * o.count for o in ops if o.name in once - {"pp_sendrecv"})
-        hops = next(o.time_s for o in ops if o.name == "pp_sendrecv")
+        for build in layer_builders(self.model):
+            ops += build(self, c)
+        ops += _head_ops(self, c)
+        layer_time = sum(o.time_s * o.count for o in ops if o.name not in ONCE_PER_STEP)  # one stage's layers
+        head_time = sum(o.time_s * o.count for o in ops if o.name in ONCE_PER_STEP - {Op.PP_SENDRECV})
+        hops = next(o.time_s for o in ops if o.name == Op.PP_SENDRECV)
         # a token passes every stage in turn; the slowest stage (layers + lm_head) sets the pace
-        latency = layer_time * pp + head_time + hops + self.step_s
+        latency = layer_time * c.pp + head_time + hops + self.step_s
         stage = layer_time + head_time + self.step_s
+        # the engine's host work per step (schedule, sample, detokenize): a + b x sequences in the step; an engine
+        # that schedules the next step while the GPU runs this one hides it under the GPU time
+        host = self.step_host_s + self.step_host_per_seq_s * (c.p_seqs + c.d_seqs) / c.adp
+        if self.async_scheduling:
+            latency, stage = np.maximum(latency, host), np.maximum(stage, host)
+        else:
+            latency, stage = latency + host, stage + host
         if self.weight_stream is not None:
             frac, link_bw = self.weight_stream
             streamed = frac * sum(np.asarray(o.weight_bytes) * o.count for o in ops)
             exposed = np.maximum(streamed / link_bw - stage, 0.0)  # prefetch hides what the compute covers
-            ops.append(self._op("weight_stream", "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
+            ops.append(self._op(Op.WEIGHT_STREAM, "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
             latency, stage = latency + exposed, stage + exposed
         return StepCost(ops=ops, time_s=latency, stage_time_s=stage)
+
+
+@dataclass
+class _Ctx:
+    """The arrays one step's builders share (per device, after the parallel split)."""
+
+    plans: PlanArrays
+    p_seqs: np.ndarray
+    p_tok: np.ndarray
+    p_past: np.ndarray
+    d_seqs: np.ndarray
+    d_ctx: np.ndarray
+    d_tok: np.ndarray
+    tp: np.ndarray
+    pp: np.ndarray
+    ep: np.ndarray
+    adp: np.ndarray
+    T: np.ndarray  # tokens through this device's GEMMs (attention-DP splits the batch)
+    out_tokens: np.ndarray  # rows through lm_head
+    layers_stage: float | np.ndarray
+
+    @classmethod
+    def of(cls, cm: "CostModel", plans: PlanArrays, step: Step) -> "_Ctx":
+        p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
+        cm._shape = np.broadcast_shapes(plans.tp.shape, *(x.shape for x in step.arrays()))
+        cm._gemm_dtype = plans.compute_dtype
+        cm._act = plans.act_bytes
+        cm._dequant = plans.weight_dequant
+        tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
+        return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp,
+                   T=(p_seqs * p_tok + d_seqs * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
+                   layers_stage=cm.model.num_layers / pp)
+
+
+def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """Norm, QKV projection, attention core (full and windowed layers apart), output projection, TP all-reduce.
+    MHA, GQA, MQA and MLA differ only in how the layer splits (costmodel/shard.py)."""
+    m, plans = cm.model, c.plans
+    h, a = m.hidden_size, m.attention
+    sh = attention_shard(m, c.tp)
+    wb, kvb = plans.weight_bytes, plans.kv_bytes
+    ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
+           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=h + sh.qkv_out)]
+    n_slide, n_chunk = m.num_sliding_layers(), m.num_chunked_layers()
+    for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_layers - n_slide - n_chunk, None, False),
+                                            (Op.ATTENTION_SWA, n_slide, a.sliding_window, False),
+                                            (Op.ATTENTION_CHUNKED, n_chunk, a.chunk_size, True)):
+        if n_layers:
+            ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked))
+    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=sh.heads * sh.prefill_dv + h))
+    ar_bytes = c.T * h * cm._act
+    t_ar, algo = all_reduce_time(cm.fabric, c.tp, ar_bytes, call_s=cm.collective_call_s)
+    n_ar = 1 if m.parallel_attn_mlp else 2
+    # no collective (and no kernel) when tensor parallelism is off
+    ops.append(cm._op(Op.TP_ALLREDUCE, "comm", c.layers_stage * n_ar, 0.0, np.where(c.tp > 1, ar_bytes, 0.0), 0.0, 0.0,
+                      comm=t_ar, algorithm=algo))
+    return ops
+
+
+def _chunk_pairs_upto(n, chunk: float):
+    """Causal (query, key) pairs among the first n positions when a query sees only its own aligned chunk:
+    F(n) = k C(C+1)/2 + r(r+1)/2 with n = kC + r."""
+    k, r = np.floor(n / chunk), np.mod(n, chunk)
+    return k * chunk * (chunk + 1) / 2.0 + r * (r + 1) / 2.0
+
+
+def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, window, chunked: bool = False) -> OpCost:
+    """Flash-style prefill over new x (cached + new) key pairs and a decode read of the whole cache per sequence.
+    A quantized KV cache is dequantized on the vector units as it is read: that work has its own ceiling.
+    ``window`` caps the keys a query sees (sliding window); with ``chunked`` a query sees only its own chunk of
+    ``window`` positions, so a decode step at a long context reads (C + 1) / 2 keys on average."""
+    kvb = c.plans.kv_bytes
+    if chunked:
+        C = float(window)
+        ctx_d = np.where(c.d_ctx <= C, c.d_ctx, (C + 1.0) / 2.0)
+        pairs_new = _chunk_pairs_upto(c.p_past + c.p_tok, C) - _chunk_pairs_upto(c.p_past, C)
+        pairs_p = c.p_seqs * pairs_new / c.adp
+    else:
+        ctx_d = c.d_ctx if window is None else np.minimum(c.d_ctx, window)
+        pairs_p = c.p_seqs * _pairs(c.p_tok, c.p_past, window) / c.adp
+    pairs_d = c.d_seqs * c.d_tok * ctx_d / c.adp
+    flops = 2.0 * sh.heads * (pairs_p * (sh.prefill_dqk + sh.prefill_dv) + pairs_d * (sh.decode_dqk + sh.decode_dv))
+    kv_elems_d = c.d_seqs * ctx_d / c.adp * sh.kv_elems_per_token  # decode reads the whole cache once per sequence
+    # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
+    ctx_p = c.p_past if window is None else np.minimum(c.p_past, window)
+    kv_elems_p = c.p_seqs / c.adp * (ctx_p + c.p_tok) * sh.kv_elems_per_token
+    kv_read = (kv_elems_d + kv_elems_p) * kvb
+    q_o = c.T * (sh.heads * (sh.prefill_dqk + sh.prefill_dv)) * cm._act
+    kv_write = c.T * sh.kv_elems_per_token * kvb
+    byts = kv_read + q_o + kv_write
+    t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
+    t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
+    return cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
+
+
+def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """Gated (SwiGLU) or plain MLP as engines run it: gate and up fused (or up alone), activation, down."""
+    m, plans = cm.model, c.plans
+    h = m.hidden_size
+    mats = 3 if m.ffn_gated else 2
+    ffn = m.intermediate_size / c.tp
+    cnt = c.layers_stage * m.num_dense_layers / m.num_layers
+    return [
+        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=h + (mats - 1) * ffn),
+        cm._elementwise(Op.MLP_ACT, c.T * ffn, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0),
+        cm._gemm(Op.MLP_DOWN, c.T, h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=ffn + h),
+    ]
+
+
+def ep_imbalance(assignments, ep):
+    """Expected load of the busiest of ``ep`` expert-parallel ranks over the mean, for ``assignments`` token-to-expert
+    assignments spread uniformly: each rank's count is Binomial(n, 1/ep); the maximum of ep of them sits about
+    sqrt(2 ln ep) standard deviations above the mean (extreme-value bound for sub-Gaussian counts)."""
+    n = np.maximum(np.asarray(assignments, float), 1.0)
+    ep = np.maximum(np.asarray(ep, float), 1.0)
+    mean = n / ep
+    sd = np.sqrt(mean * (1.0 - 1.0 / ep))
+    return np.where(ep > 1, 1.0 + np.sqrt(2.0 * np.log(ep)) * sd / mean, 1.0)
+
+
+def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """Router, token permutation, the experts as one grouped GEMM, the shared experts, and the EP all-to-all.
+
+    Each expert's GEMM sees tokens x top-k / (experts touched) rows, so small batches run the experts at small-M
+    efficiency and read only the experts they touch; the busiest expert-parallel rank sets the pace."""
+    m, plans = cm.model, c.plans
+    mo, h = m.moe, m.hidden_size
+    wb = plans.weight_bytes
+    cnt = c.layers_stage * m.num_moe_layers / m.num_layers
+    moe_group = c.tp * c.adp
+    moe_tp = moe_group / c.ep
+    T_group = c.T * c.adp  # tokens routed within the MoE group
+    assigned = T_group * mo.top_k  # token-expert assignments in the group
+    imb = ep_imbalance(assigned, c.ep)
+    ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
+    # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back
+    rows_dev = assigned / moe_group * imb
+    ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
+    # distinct experts a batch touches: E (1 - (1 - k/E)^T), uniform routing
+    touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
+    w_dev = m.expert_params() / moe_tp  # elements of one expert on this device
+    m_per_expert = assigned / np.maximum(touched, 1e-9)
+    ops.append(cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops, wb, cnt,
+                        m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev))
+    if mo.num_shared_experts:
+        ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
+    # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
+    a2a = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
+    t_a2a = np.where(c.adp > 1, all_to_all_time(cm.fabric, c.ep, a2a, call_s=cm.collective_call_s), 0.0)
+    ops.append(cm._op(Op.EP_ALLTOALL, "comm", cnt, 0.0, np.where(c.adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a, algorithm="all-to-all"))
+    return ops
+
+
+def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    return [] if cm.model.parallel_attn_mlp else [cm._elementwise(Op.MLP_NORM, c.T * cm.model.hidden_size, c.layers_stage)]
+
+
+def layer_builders(model: Model) -> list:
+    """The builders of one decoder layer of ``model``, in order: its attention block, then its MLP kinds (a model
+    may mix dense and MoE layers). A new family registers a builder here rather than editing ``step``."""
+    out = [ATTENTION_BUILDERS[model.attention.kind], _mlp_norm]
+    if model.num_dense_layers:
+        out.append(MLP_BUILDERS["dense"])
+    if model.moe:
+        out.append(MLP_BUILDERS["moe"])
+    return out
+
+
+# attention kinds differ in their split (shard.py), not in the ops they run
+ATTENTION_BUILDERS = {"mha": _attention_block, "gqa": _attention_block, "mqa": _attention_block, "mla": _attention_block}
+MLP_BUILDERS = {"dense": _dense_mlp, "moe": _moe_mlp}
+
+
+def _head_ops(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """Once per step: embedding, final norm, lm_head, and the pipeline hops between stages."""
+    m, plans = cm.model, c.plans
+    h = m.hidden_size
+    act = cm._act
+    t_pp = p2p_time(cm.fabric, c.tp * c.pp, c.T * h * act)
+    return [
+        cm._op(Op.EMBEDDING, "memory", 1.0, 0.0, c.T * h * plans.head_bytes + c.T * h * act, 0.0,
+               c.T * h * (plans.head_bytes + act) / cm.bw),
+        cm._elementwise(Op.FINAL_NORM, c.out_tokens * h, 1.0),
+        cm._gemm(Op.LM_HEAD, c.out_tokens, h * m.vocab_size / c.tp, plans.gemm_flops, plans.head_bytes, 1.0,
+                 in_out_elems=h + m.vocab_size / c.tp * 2),
+        cm._op(Op.PP_SENDRECV, "comm", 1.0, 0.0, np.where(c.pp > 1, c.T * h * act, 0.0), 0.0, 0.0,
+               comm=np.where(c.pp > 1, t_pp * (c.pp - 1), 0.0), algorithm="send/recv"),
+    ]
