@@ -319,3 +319,16 @@ def test_study_paths_are_relative_to_the_study_file(tmp_path, capsys, monkeypatc
     code, out, err = run(["study", str(s), "--json", "--out", str(tmp_path / "out")], capsys)
     assert code == 0, err
     assert json.loads(out)["points"][0]["error"] == ""
+
+
+def test_json_results_diff_clean_apart_from_timing(capsys):
+    args = ["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--rate", "5", "--requests", "100", "--json"]
+    runs = []
+    for _ in range(2):
+        code, out, err = run(args, capsys)
+        assert code == 0, err
+        d = json.loads(out)
+        assert d["timing"]["simulator_wall_s"] >= 0 and "wall_s" not in d["simulator"]
+        d.pop("timing")
+        runs.append(d)
+    assert runs[0] == runs[1]
