@@ -32,6 +32,13 @@ MLPERF_SERVER_SLO = SLO(ttft_s=2.0, tpot_s=0.2)
 SERVER_REQUESTS = 6000
 
 
+def _engine_of(row: dict) -> str:
+    """The engine release the row ran (TensorRT-LLM 0.14 for the online rows, 0.9-era for MLPerf v4.0)."""
+    from planner.calibrate.published_fit import engine_of
+
+    return engine_of(row)
+
+
 def _num(row: dict, key: str, where: str) -> float:
     try:
         return float(row[key])
@@ -60,7 +67,7 @@ def predict_online(rows: list[dict], file: str = "online_serving.csv") -> list[t
         isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
         key = (r["model"], r["hardware"], r.get("tp") or "1", weights, r.get("kv") or "", r["isl"], r["osl"])
         if key not in reps:
-            reps[key] = replica_for(r["model"], r["hardware"], tp=tp, weights=weights, kv=kv, engine="trtllm",
+            reps[key] = replica_for(r["model"], r["hardware"], tp=tp, weights=weights, kv=kv, engine=_engine_of(r),
                                     max_input=isl + osl)
         rate_s = str(r["request_rate"]).strip().upper()
         rate = math.inf if rate_s == "INF" else _num(r, "request_rate", where)
@@ -103,8 +110,9 @@ class _MLPerf:
     def __init__(self):
         self.cache: dict[tuple, dict] = {}
 
-    def predict(self, model: str, hardware: str, gpus: int, weights: str, kv: str, mean_output: float) -> dict:
-        key = (model, hardware, gpus, weights, kv, round(mean_output, 3))
+    def predict(self, model: str, hardware: str, gpus: int, weights: str, kv: str, mean_output: float,
+                engine: str = "trtllm") -> dict:
+        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine)
         if key in self.cache:
             return self.cache[key]
         spec = _mlperf_workload(mean_output)
@@ -112,7 +120,7 @@ class _MLPerf:
         offline = []
         for tp, ep in _layouts(model, gpus):
             try:
-                rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, engine="trtllm", max_input=2048)
+                rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, engine=engine, max_input=2048)
             except PlannerError:
                 continue
             pool = Pool(rep, gpus // tp)
@@ -180,7 +188,7 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv") -> list[tuple
         scen = (r.get("scenario") or "").strip().lower()
         if scen not in ("offline", "server"):
             raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")
-        p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where))
+        p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where), _engine_of(r))
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
         out.append((i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen} ({plan})", _num(r, "output_tokens_per_s", where),
                     p[scen], "input lengths assumed (OpenOrca-like, mean ~300)"))
