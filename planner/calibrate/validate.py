@@ -216,6 +216,16 @@ def _capture_hardware(f: Path, hardware):
     return get_hardware(str(spec))
 
 
+def predict_simulated(name: str, cols: set, rows: list[dict]) -> list[tuple]:
+    """(row index, what, config, measured, predicted, note) for arrival-rate and MLPerf rows, through the
+    serving event simulator."""
+    from planner.serving.published import predict_mlperf, predict_online
+
+    if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
+        from planner.serving.vllm_rate import predict_vllm_rate as predict_online
+    return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
+
+
 def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Report:
     files = _files(paths) if paths else builtin_published()
     report = Report()
@@ -244,12 +254,7 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
             if hardware is not None:
                 report.skipped[f.name] = "simulated serving rows are not re-run for a candidate calibration"
                 continue
-            from planner.serving.published import predict_mlperf, predict_online
-
-            if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
-                from planner.serving.vllm_rate import predict_vllm_rate as predict_online
-            preds = predict_online(rows, f.name) if "request_rate" in cols else predict_mlperf(rows, f.name)
-            for i, what, config, meas, pred, note in preds:
+            for i, what, config, meas, pred, note in predict_simulated(f.name, cols, rows):
                 row = rows[i]
                 report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", ""), note))
                 if progress:

@@ -22,7 +22,14 @@ def validate_cmd(
     rows: bool = typer.Option(False, "--rows", help="print every row, not only the summaries"),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="spec for capture e2e rows (default: the capture's calibrated.yaml)"),
     plot: Optional[str] = typer.Option(None, "--plot", help="also draw predicted vs measured (log axes, ±20% band) to FILE.png or FILE.svg"),
+    cross_validate: Optional[str] = typer.Option(None, "--cross-validate", metavar="hardware|file",
+                                                 help="leave one device (or file) out: refit the kernel/engine layer without its rows and predict them"),
+    quick: bool = typer.Option(False, "--quick", help="with --cross-validate: one Gauss-Newton step per fold instead of a full refit"),
+    record: bool = typer.Option(False, "--record", help="with --cross-validate: write measurements/published/errors_recorded.yaml and error_bands.yaml"),
 ):
+    if cross_validate is not None:
+        _cross_validate(cross_validate, paths, as_json, quick, record)
+        return
     from planner.calibrate.validate import validate
 
     if plot is not None and not plot.lower().endswith((".png", ".svg")):
@@ -62,3 +69,51 @@ def validate_cmd(
             console.print(f"  {r.note}")
     for f, why in report.skipped.items():
         console.print(f"[dim]skipped {f}: {why}[/dim]")
+
+
+def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) -> None:
+    """Leave-one-out tables: per device (or file), in-sample and cross-validated median / p90 error."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from planner.calibrate import crossval
+    from planner.errors import PlannerError
+
+    if by not in ("hardware", "file"):
+        raise PlannerError(f"--cross-validate takes hardware or file, got {by!r}")
+    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True, disable=as_json) as prog:
+        task = prog.add_task("in-sample predictions", total=None)
+        ins = crossval.in_sample(paths)
+        prog.update(task, description=f"leave one {by} out" + (" (one-step refits)" if quick else " (refits)"))
+        cv = crossval.cross_validate(by, paths, quick=quick, progress=lambda k: prog.update(task, description=f"refit without {k}"))
+        if record:
+            prog.update(task, description="quick leave-one-out for the recorded errors and the error bands")
+            state = crossval._QuickRefit([r for r in crossval.load_rows(crossval._files(paths))[0]
+                                          if r.file not in crossval.joint.NOT_FITTED])
+            fit_only = crossval.in_sample(paths, simulated=False)
+            q_hw = crossval.cross_validate("hardware", paths, quick=state, simulated=False)
+            q_file = crossval.cross_validate("file", paths, quick=state, simulated=False)
+            loho = cv if by == "hardware" else crossval.cross_validate("hardware", paths, quick=quick)
+    if record:
+        from planner.calibrate.uncertainty import bands_from, write_bands
+
+        from planner.cli.common import err_console
+
+        err_console.print(f"wrote {crossval.record(crossval.guarded_errors(fit_only, q_hw, q_file), cv)}")
+        err_console.print(f"wrote {write_bands(bands_from(ins, loho))}")
+    if as_json:
+        d = cv.to_dict()
+        d["in_sample"] = ins.summary(by)
+        d["in_sample_overall"] = ins.overall()
+        print_json(d)
+        return
+    inside = {s[by]: s for s in ins.summary(by)}
+    t = Table(title=f"absolute percentage error: in sample vs leave one {by} out"
+                    + (" (one-step refits)" if quick else ""), header_style="bold")
+    for c in (by, "rows", "in-sample median", "in-sample p90", "held-out median", "held-out p90"):
+        t.add_column(c, justify="left" if c == by else "right")
+    for s in cv.summary(by) + [{by: "all", **cv.overall()}]:
+        i = inside.get(s[by], ins.overall() if s[by] == "all" else {})
+        t.add_row(s[by], str(s["rows"]), _pct(i.get("median_ape")), _pct(i.get("p90_ape")), _pct(s["median_ape"]), _pct(s["p90_ape"]))
+    console.print(t)
+    console.print(f"[dim]{cv.seconds:.0f} s; fit rows exclude {', '.join(crossval.joint.NOT_FITTED)} (validated only)[/dim]")

@@ -1,0 +1,240 @@
+"""Cross-validation of the kernel/engine layer: how wrong is the planner on a device (or a benchmark file)
+it has never seen?
+
+Leave one hardware out: refit the joint calibration without one device's rows, write it as calibration
+files (in memory), and predict that device's rows through the cost model exactly as a user would get them:
+the device's architecture values if other devices of its architecture have rows, else the engine-wide
+values. Leave one file out does the same per file. In-sample errors use the calibration in force.
+
+``quick=True`` replaces each refit by one Gauss-Newton step from the full fit (the Jacobian of all rows is
+computed once and the held-out rows dropped from it): an approximate refit, much cheaper, used by the test
+that guards recorded errors; the full refits are what ``planner validate --cross-validate`` prints.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planner.calibrate import joint
+from planner.calibrate.published_fit import SIMULATED_COLUMNS, FitRow, Predictor, load_rows
+from planner.costmodel.params import builtin_calibration, using
+
+
+@dataclass
+class Prediction:
+    file: str
+    model: str
+    hardware: str
+    what: str
+    measured: float
+    predicted: float
+    fitted: bool  # the device had rows in the calibration that predicted it (in-sample), else inferred
+    phase: str  # prefill | decode
+    moe: bool
+
+    @property
+    def ape(self) -> float:
+        return abs(self.predicted / self.measured - 1) if np.isfinite(self.predicted) and self.predicted > 0 else np.nan
+
+    @property
+    def metric(self) -> str:
+        w = self.what
+        return "ttft" if "ttft" in w else ("tpot" if ("itl" in w or "tpot" in w) else "throughput")
+
+
+@dataclass
+class CVResult:
+    by: str  # "in-sample", "hardware" or "file"
+    predictions: list[Prediction] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self, key: str | None = None) -> list[dict]:
+        key = key or ("hardware" if self.by == "in-sample" else self.by)
+        groups: dict[str, list[float]] = {}
+        for p in self.predictions:
+            groups.setdefault(getattr(p, key), []).append(p.ape)
+        out = []
+        for k, v in sorted(groups.items()):
+            e = np.array(v, float)
+            e = e[np.isfinite(e)]
+            out.append({key: k, "rows": len(v), "median_ape": float(np.median(e)) if len(e) else None,
+                        "p90_ape": float(np.percentile(e, 90)) if len(e) else None})
+        return out
+
+    def overall(self) -> dict:
+        e = np.array([p.ape for p in self.predictions], float)
+        e = e[np.isfinite(e)]
+        return {"rows": len(self.predictions), "median_ape": float(np.median(e)) if len(e) else None,
+                "p90_ape": float(np.percentile(e, 90)) if len(e) else None}
+
+    def to_dict(self) -> dict:
+        key = "hardware" if self.by in ("in-sample", "hardware") else "file"
+        return {"by": self.by, key: self.summary(key), "overall": self.overall(), "seconds": self.seconds}
+
+
+def _moe(model_id: str) -> bool:
+    from planner.specs.loader import get_model
+
+    try:
+        return get_model(model_id).moe is not None
+    except Exception:  # noqa: BLE001  (an unknown model is reported by validate, not here)
+        return False
+
+
+def _fit_predictions(rows: list[FitRow], fitted_devices: set[str]) -> list[Prediction]:
+    if not rows:
+        return []
+    y = Predictor(rows).predict()
+    return [Prediction(r.file, r.model, r.hardware, r.what, r.measured, float(v), r.hardware in fitted_devices, r.phase, r.moe)
+            for r, v in zip(rows, y)]
+
+
+def _simulated_rows(files: list[Path]) -> list[tuple[str, set, dict]]:
+    out = []
+    for f in files:
+        with f.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = set(reader.fieldnames or [])
+            if SIMULATED_COLUMNS & cols:
+                out += [(f.name, cols, r) for r in reader]
+    return out
+
+
+def _sim_predictions(sim: list[tuple[str, set, dict]], fitted_devices: set[str]) -> list[Prediction]:
+    from planner.calibrate.validate import predict_simulated
+
+    out = []
+    by_file: dict[str, tuple[set, list[dict]]] = {}
+    for name, cols, r in sim:
+        by_file.setdefault(name, (cols, []))[1].append(r)
+    for name, (cols, rows) in by_file.items():
+        for i, what, _cfg, meas, pred, _note in predict_simulated(name, cols, rows):
+            r = rows[i]
+            if pred is None or not np.isfinite(meas):
+                continue
+            out.append(Prediction(name, r["model"], r["hardware"], what, float(meas), float(pred),
+                                  r["hardware"] in fitted_devices, "prefill" if "ttft" in what else "decode", _moe(r["model"])))
+    return out
+
+
+def _files(files):
+    from planner.calibrate.validate import builtin_published
+
+    return list(files) if files else builtin_published()
+
+
+def in_sample(files=None, simulated: bool = True) -> CVResult:
+    """Every row predicted with the calibration in force."""
+    import time
+
+    t0 = time.perf_counter()
+    files = _files(files)
+    rows, _ = load_rows(files)
+    fitted = {r.hardware for r in rows if r.file not in joint.NOT_FITTED}
+    res = CVResult("in-sample", _fit_predictions(rows, fitted))
+    if simulated:
+        res.predictions += _sim_predictions(_simulated_rows(files), fitted)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+class _QuickRefit:
+    """One Gauss-Newton step per fold from the full fit, with the full Jacobian computed once."""
+
+    def __init__(self, rows: list[FitRow]):
+        self.prob = joint.Problem(rows)
+        lay = self.prob.layout
+        self.x = lay.from_calibration(builtin_calibration())
+        self.r = self.prob.residuals(self.x)
+        self.J = self.prob.jacobian(self.x)
+        self.lo, self.hi = lay.bounds()
+
+    def refit(self, keep: np.ndarray) -> joint.JointFit:
+        n = len(self.prob.rows)
+        sel = np.concatenate([keep, np.ones(self.r.size - n, bool)])
+        r, J = self.r[sel], self.J[sel]
+        z = (r / 0.1) ** 2  # soft-L1 weights at the current residuals (iteratively reweighted least squares)
+        w = 1.0 / np.sqrt(np.sqrt(1.0 + z))
+        dx = np.linalg.lstsq(J * w[:, None], -r * w, rcond=None)[0]
+        x = np.clip(self.x + dx, self.lo, self.hi)
+        kept = [row for row, k in zip(self.prob.rows, keep) if k]
+        counts: dict = {}
+        for row in kept:
+            counts[row.cell] = counts.get(row.cell, 0) + 1
+        return joint.JointFit(self.prob.layout, x, kept, np.array([]), 0.0, 0, 0.0, row_counts=counts)
+
+
+def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit = False, max_nfev: int = 12,
+                   simulated: bool = True, keys: list[str] | None = None, progress=None) -> CVResult:
+    """Leave one ``by`` ("hardware" or "file") out: refit without its rows, predict them."""
+    import time
+
+    if by not in ("hardware", "file"):
+        from planner.errors import PlannerError
+
+        raise PlannerError(f"--cross-validate takes hardware or file, got {by!r}")
+    t0 = time.perf_counter()
+    files = _files(files)
+    rows, _ = load_rows(files)
+    fit_rows = [r for r in rows if r.file not in joint.NOT_FITTED]
+    sim = _simulated_rows(files) if simulated else []
+    key_of = (lambda x: x.hardware) if by == "hardware" else (lambda x: x.file)  # noqa: E731
+    all_keys = sorted({key_of(r) for r in rows} | {(r["hardware"] if by == "hardware" else n) for n, _, r in sim})
+    quick_fit = quick if isinstance(quick, _QuickRefit) else (_QuickRefit(fit_rows) if quick else None)
+    releases = joint.engine_releases()
+    res = CVResult(by)
+    for k in keys or all_keys:
+        keep = np.array([key_of(r) != k for r in fit_rows])
+        train = [r for r, kk in zip(fit_rows, keep) if kk]
+        if quick_fit is not None:
+            jf = quick_fit.refit(keep)
+        else:
+            jf = joint.fit(train, max_nfev=max_nfev)
+        cal = jf.calibration(releases)
+        fitted = {r.hardware for r in train}
+        test = [r for r in rows if key_of(r) == k]
+        test_sim = [s for s in sim if (s[2]["hardware"] if by == "hardware" else s[0]) == k]
+        with using(cal):
+            res.predictions += _fit_predictions(test, fitted)
+            res.predictions += _sim_predictions(test_sim, fitted)
+        if progress:
+            progress(k)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+RECORD_FILE = "errors_recorded.yaml"
+
+
+def record_path() -> Path:
+    from planner.specs.loader import data_dir
+
+    return data_dir("measurements/published") / RECORD_FILE
+
+
+def guarded_errors(in_s: CVResult, quick_hw: CVResult, quick_file: CVResult) -> dict:
+    """The numbers a recalibration may not worsen (tests/test_crossval.py): medians over the fit-kind rows,
+    in sample and by the quick (one-step) leave-one-out refits, overall and per device with >= 20 rows."""
+    def block(res: CVResult, key: str) -> dict:
+        per = {s[key]: round(s["median_ape"], 4) for s in res.summary(key) if s["rows"] >= 20 and s["median_ape"] is not None}
+        return {"median_ape": round(res.overall()["median_ape"], 4), "per_" + key: per}
+
+    return {"in_sample": block(in_s, "hardware"), "loho_quick": block(quick_hw, "hardware"),
+            "lofo_quick": block(quick_file, "file")}
+
+
+def record(guarded: dict, full: CVResult | None = None, path: Path | None = None) -> Path:
+    import yaml
+
+    d = {"note": "errors on the bundled published rows, written by `planner validate --cross-validate hardware --record`; "
+                 "tests/test_crossval.py fails when a recalibration makes a guarded median worse",
+         "guarded": guarded}
+    if full is not None:
+        d["cross_validated_" + full.by] = full.to_dict()
+    path = path or record_path()
+    path.write_text(yaml.safe_dump(d, sort_keys=False, width=140))
+    return path

@@ -1,0 +1,119 @@
+"""Error bands for predictions, from cross-validated residuals of the published rows.
+
+A prediction's situation is: is its device one with published rows (``fitted``: its in-sample residuals
+apply) or not (``inferred``: its leave-one-hardware-out residuals apply, the error a new GPU sees); is the
+number it is about prefill- or decode-bound; is the model dense or mixture-of-experts. For each situation
+and metric (throughput, ttft, tpot) the band is the 10th and 90th percentile of measured / predicted - 1:
+the measured value fell within [predicted x (1 + low), predicted x (1 + high)] for 80 % of such rows.
+Situations with too few rows fall back to coarser ones (device and metric, then metric alone).
+
+The table lives in ``measurements/published/error_bands.yaml``, written by
+``planner validate --cross-validate hardware --record``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("throughput", "ttft", "tpot")
+MIN_ROWS = 8
+BANDS_FILE = "error_bands.yaml"
+
+
+@dataclass(frozen=True)
+class Situation:
+    fitted: bool  # the device has published rows of its own
+    phase: str = "decode"  # prefill | decode: which phase bounds the number
+    moe: bool = False
+
+    def keys(self) -> list[str]:
+        dev = "fitted" if self.fitted else "inferred"
+        return [f"{dev}/{self.phase}/{'moe' if self.moe else 'dense'}", f"{dev}/{self.phase}", dev, "all"]
+
+
+def _residuals(pred) -> dict[str, float]:
+    """measured / predicted - 1 per metric one published row speaks to (throughput rows speak to tpot too:
+    decode throughput is concurrency / tpot; prefill throughput to ttft)."""
+    if not (np.isfinite(pred.predicted) and pred.predicted > 0 and pred.measured > 0):
+        return {}
+    ratio = pred.measured / pred.predicted
+    m = pred.metric
+    if m == "throughput":
+        inv = 1.0 / ratio - 1.0
+        return {"throughput": ratio - 1.0, ("ttft" if pred.phase == "prefill" else "tpot"): inv}
+    return {m: ratio - 1.0}
+
+
+def bands_from(in_sample, loho) -> dict:
+    """The band table from in-sample predictions (fitted devices) and leave-one-hardware-out ones (inferred)."""
+    samples: dict[str, dict[str, list[float]]] = {}
+    for preds, fitted in ((in_sample.predictions, True), (loho.predictions, False)):
+        for p in preds:
+            if p.fitted != fitted:
+                continue
+            s = Situation(fitted, p.phase, p.moe)
+            for metric, r in _residuals(p).items():
+                for k in s.keys():
+                    samples.setdefault(k, {}).setdefault(metric, []).append(r)
+    table = {}
+    for k, by_metric in sorted(samples.items()):
+        table[k] = {m: {"low": round(float(np.percentile(v, 10)), 4), "high": round(float(np.percentile(v, 90)), 4),
+                        "rows": len(v)} for m, v in sorted(by_metric.items()) if len(v) >= MIN_ROWS}
+    fitted_devices = sorted({p.hardware for p in in_sample.predictions if p.fitted})
+    return {"note": "measured / predicted - 1, 10th and 90th percentile, per situation and metric; fitted devices from "
+                    "in-sample residuals, inferred (no rows of their own) from leave-one-hardware-out residuals",
+            "fitted_devices": fitted_devices, "bands": table}
+
+
+def bands_path() -> Path:
+    from planner.specs.loader import data_dir
+
+    return data_dir("measurements/published") / BANDS_FILE
+
+
+def write_bands(table: dict, path: Path | None = None) -> Path:
+    import yaml
+
+    path = path or bands_path()
+    path.write_text(yaml.safe_dump(table, sort_keys=False, width=140))
+    load_bands.cache_clear()
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def load_bands(path: str | None = None) -> dict:
+    from planner.specs.loader import read_yaml
+
+    p = Path(path) if path else bands_path()
+    if not p.is_file():
+        return {"fitted_devices": [], "bands": {}}
+    d = read_yaml(p)
+    return d if isinstance(d, dict) else {"fitted_devices": [], "bands": {}}
+
+
+def is_fitted(hardware_id: str) -> bool:
+    """Whether a device has published rows of its own (its in-sample residuals describe it)."""
+    return hardware_id in load_bands().get("fitted_devices", [])
+
+
+def uncertainty(situation: Situation) -> dict[str, dict | None]:
+    """Relative error band per metric: {"throughput": {"low", "high", "rows", "from"}, "ttft": ..., "tpot": ...};
+    None for a metric no published row speaks to."""
+    bands = load_bands().get("bands", {})
+    out: dict[str, dict | None] = {}
+    for metric in METRICS:
+        out[metric] = None
+        for k in situation.keys():
+            b = bands.get(k, {}).get(metric)
+            if b:
+                out[metric] = {**b, "from": k}
+                break
+    return out
+
+
+def uncertainty_for(hardware_id: str, phase: str = "decode", moe: bool = False) -> dict[str, dict | None]:
+    return uncertainty(Situation(is_fitted(hardware_id), phase, moe))
