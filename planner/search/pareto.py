@@ -30,7 +30,6 @@ import numpy as np
 
 MAX_CELLS = 512  # coarse-column cells above which the cell method gives way to the sweep / SFS
 SFS_BLOCK = 512
-PRUNE_ROUND2 = True
 
 
 def dominated_by_any(points: np.ndarray, others: np.ndarray, chunk: int = 2048) -> np.ndarray:
@@ -149,7 +148,7 @@ def _front_unique(u: np.ndarray, fine: list[int], coarse: list[int]) -> np.ndarr
             cols.remove(k)
     if len(cols) < u.shape[1]:
         return _front_ranked(u[:, cols])  # still distinct rows: a dropped column followed the others
-    alive = _pivot_prune(u.T.copy())[1] if len(u) > 256 else np.arange(len(u))
+    alive = _pivot_prune(u.T.copy(), second_round=True)[1] if len(u) > 256 else np.arange(len(u))
     out = np.zeros(len(u), bool)
     out[alive[_sweep_3d(u[alive]) if u.shape[1] == 3 else _sfs(u[alive])]] = True
     return out
@@ -172,26 +171,26 @@ def _scaled_sum(cols: np.ndarray) -> np.ndarray:
 
 
 def _drop_dominated_by(cols: np.ndarray, alive: np.ndarray, pivots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove the rows (columns of ``cols``) that some pivot row dominates; one pass per pivot."""
+    """Remove the rows (columns of ``cols``) that some pivot row dominates: a few vectorized passes per pivot."""
+    dom = np.zeros(cols.shape[1], bool)
     for v in pivots:
         le = cols[0] <= v[0]
         lt = cols[0] < v[0]
         for j in range(1, len(cols)):
             le &= cols[j] <= v[j]
             lt |= cols[j] < v[j]
-        live = ~(le & lt)
-        if not live.all():
-            alive, cols = alive[live], cols[:, live]
-    return cols, alive
+        dom |= le & lt
+    return cols[:, ~dom], alive[~dom]
 
 
-def _pivot_prune(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop the rows a few strong rows dominate: the best of each column and of the scaled sum, then (when many
-    rows survive) the mutual frontier of the 32 survivors with the largest scaled sums. Returns (cols, kept rows)."""
+def _pivot_prune(cols: np.ndarray, second_round: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the rows a few strong rows dominate: the best of each column and of the scaled sum; with
+    ``second_round`` (when many rows survive) also the mutual frontier of the 32 survivors with the largest scaled
+    sums. Returns (cols, kept rows)."""
     ssum = _scaled_sum(cols)
     pivots = cols[:, np.unique(np.r_[np.argmax(cols, axis=1), np.argmax(ssum)])].T
     kept, alive = _drop_dominated_by(cols, np.arange(cols.shape[1]), pivots)
-    if len(alive) > 4096 and PRUNE_ROUND2:
+    if second_round and len(alive) > 4096:
         top = kept[:, np.argsort(-ssum[alive])[:32]].T
         kept, alive = _drop_dominated_by(kept, alive, top[~dominated_by_any(top, top)])
     return kept, alive

@@ -72,10 +72,38 @@ class Configs:
     weights: list[str]
     kv: list[str]
     pruned: dict[str, int] = field(default_factory=dict)
+    # the same precisions as integer codes, for per-row work without Python loops:
+    # weights[i] == weight_names[weight_code[i]], kv[i] == kv_names[kv_code[i]] (names in order of first use)
+    weight_names: list[str] = field(init=False)
+    weight_code: np.ndarray = field(init=False)
+    kv_names: list[str] = field(init=False)
+    kv_code: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.weight_names, self.weight_code = _codes(self.weights)
+        self.kv_names, self.kv_code = _codes(self.kv)
 
     @property
     def n(self) -> int:
         return len(self.tp)
+
+    def per_format(self, fn) -> np.ndarray:
+        """``fn(weights, kv)`` once per distinct precision pair, spread over the rows (a lookup table, not a loop
+        per row): e.g. ``cfg.per_format(accuracy)[idx]`` for the configs at ``idx``."""
+        nk = len(self.kv_names)
+        pair = self.weight_code * nk + self.kv_code
+        used = np.unique(pair)
+        table = np.full(len(self.weight_names) * nk, np.nan)
+        for p in used.tolist():
+            table[p] = fn(self.weight_names[p // nk], self.kv_names[p % nk])
+        return table[pair]
+
+
+def _codes(names: list[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct names in order of first use, and each entry's index into them."""
+    uniq = list(dict.fromkeys(names))
+    index = {s: i for i, s in enumerate(uniq)}
+    return uniq, np.fromiter((index[s] for s in names), dtype=np.int64, count=len(names))
 
 
 def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions, engine: Engine) -> Configs:
@@ -99,8 +127,10 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     idx_l = np.repeat(np.arange(n_l), n_f)
     idx_f = np.tile(np.arange(n_f), n_l)
     total = len(idx_l)
+    w_of = [w for w, _ in fmts]
+    kv_of = [k for _, k in fmts]
     plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3],
-                       weights=[fmts[i][0] for i in idx_f], kv=[fmts[i][1] for i in idx_f], check=False)
+                       weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False)
     ok_div = check_divisibility(model, plans)
     mem = memory(model, hw, plans, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
@@ -109,8 +139,9 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     pruned = {"layouts x precisions": total, "pruned: does not divide": int((~ok_div).sum()),
               "pruned: weights do not fit": int((ok_div & ~ok_mem).sum())}
     sel = np.nonzero(keep)[0]
+    f_sel = idx_f[sel].tolist()
     return Configs(lay[idx_l[sel], 0], lay[idx_l[sel], 1], lay[idx_l[sel], 2], lay[idx_l[sel], 3],
-                   [fmts[idx_f[i]][0] for i in sel], [fmts[idx_f[i]][1] for i in sel], pruned)
+                   [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned)
 
 
 def host_kv_bytes_per_device(hw: Hardware) -> float:
