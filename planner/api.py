@@ -135,11 +135,12 @@ class SimulationReport(_Result):
 
 
 def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, osl: int = 256, ttft_s: float | None = None,
-         tpot_s: float | None = None, min_context: int | None = None, min_accuracy: float | None = None,
+         tpot_s: float | None = None, min_context: int | None = None, min_accuracy: float | None = 0.99,
          max_usd_per_mtok: float | None = None, objective: str = "throughput", engine: str = "trtllm",
          task: str = "general", top: int = 10, options=None) -> PlanReport:
     """Search the plan space of ``model`` on up to ``gpus`` devices of each type in ``hardware`` under the constraints;
-    returns the C/A/P frontier and the recommended plan (``options``: a planner.search.space.SpaceOptions)."""
+    returns the C/A/P frontier and the recommended plan (``options``: a planner.search.space.SpaceOptions). As on the
+    command line, plans keep accuracy within 1 % of bf16 unless ``min_accuracy`` says otherwise (None: no floor)."""
     from planner.search.evaluate import Workload
     from planner.search.run import Constraints, search
 

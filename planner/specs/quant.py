@@ -25,6 +25,17 @@ class Format:
     fallback_note: str = ""
     # bits of the embedding / lm_head under this format (engines keep them at 16 bit unless stated)
     head_bits: float = 16.0
+    # other native compute dtypes, tried in order when the device lacks `compute` (W4A8 runs INT8
+    # activations on GPUs with INT8 but no FP8 tensor cores, as QServe does on A100)
+    alt_compute: tuple[str, ...] = ()
+    # the kernel's GEMM rate relative to the device's GEMM in the dtype it computes in (1: as fast as the
+    # 16/8-bit GEMM; below 1 when the kernel emulates a width the tensor cores lack), and where that comes from
+    kernel_efficiency: float = 1.0
+    kernel_source: str = ""
+    # vector-unit dequantization work relative to the step model's per-element default, when the GEMM runs in
+    # an 8-bit dtype (QServe's register-level parallelism unpacks four int4 lanes per 32-bit op)
+    dequant_scale_8bit: float = 1.0
+    dequant_source: str = ""
 
     @property
     def bytes(self) -> float:
@@ -49,7 +60,38 @@ _FORMATS = [
            "AWQ (arXiv 2306.00978) / GPTQ group-128 layout"),
     Format("w4a8", 4 + 32 / 128, "fp8", False, "INT4 weights, FP8/INT8 activations (W4A8, QServe-style)",
            "QServe (arXiv 2405.04532)", fallback_compute="fp16",
-           fallback_note="no fp8 tensor cores: runs as W4A16"),
+           fallback_note="no fp8 or int8 tensor cores: runs as W4A16", alt_compute=("int8",),
+           kernel_source="QServe (arXiv 2405.04532): the W4A8 GEMM runs on INT8 tensor cores (FP8 where the device has "
+                         "it) at the 8-bit GEMM rate; its cost over W8A8 is the dequantization, costed apart",
+           dequant_scale_8bit=0.125,
+           dequant_source="QServe (arXiv 2405.04532) sec. 5: compute-aware weight reordering, register-level parallelism "
+                          "(four int4 lanes per 32-bit op) and subtraction after multiplication leave ~0.5 vector op per "
+                          "weight instead of the default 4 (planner estimate from the described kernel, not a measurement)"),
+    # 6-bit formats (issue 16: FlexQ). INT6 storage: 6 bits + one fp16 scale and zero per group of 128 (the
+    # AWQ/GPTQ group layout; FlexQ's group size was not retrieved) = 6.25 bits.
+    Format("int6", 6 + 32 / 128, "fp16", True, "INT6 weight-only (W6A16), group 128 with fp16 scale and zero",
+           "FlexQ (arXiv 2508.04405) 6-bit weights; AWQ/GPTQ group-128 layout",
+           kernel_source="weight-only: the 16-bit GEMM; dequantization on the vector units is costed by the step model"),
+    # FlexQ's W6A6/W6A8 GEMM runs on binary tensor cores (BTC) as bit-serial products: a w-bit x a-bit product is
+    # w x a one-bit MMAs, and BTC runs 8x the INT8 rate (A100: 4,992 binary vs 624 INT8 dense TOPS, NVIDIA A100
+    # whitepaper), so the compute-bound ceiling is 8 / (w a) of INT8: 8/36 = 0.222 (W6A6), 8/48 = 0.167 (W6A8).
+    # Decode is memory bound and reads 6-bit weights: FlexQ's end-to-end 1.33x over SmoothQuant W8A8 is 8/6.
+    Format("w6a8", 6 + 16 / 128, "int8", False, "INT6 weights, INT8 activations (FlexQ W6A8), group-128 fp16 scales",
+           "FlexQ (arXiv 2508.04405)", fallback_compute="fp16",
+           fallback_note="no int8 tensor cores: runs as W6A16 (6-bit weights dequantized to 16 bit)",
+           kernel_efficiency=8 / 48,
+           kernel_source="bit-serial on binary tensor cores: 6 x 8 one-bit MMAs per product at 8x the INT8 rate "
+                         "(FlexQ arXiv 2508.04405 abstract: BTC-equivalent kernel, 1.39x over ABQ-LLM; A100 whitepaper "
+                         "4,992 binary / 624 INT8 dense TOPS)", dequant_scale_8bit=0.0,
+           dequant_source="bit planes are packed offline and fed to the binary MMA directly: no per-element unpack"),
+    Format("w6a6", 6 + 16 / 128, "int8", False, "INT6 weights and activations (FlexQ W6A6), group-128 fp16 scales",
+           "FlexQ (arXiv 2508.04405)", fallback_compute="fp16",
+           fallback_note="no int8 tensor cores: runs as W6A16 (6-bit weights dequantized to 16 bit)",
+           kernel_efficiency=8 / 36,
+           kernel_source="bit-serial on binary tensor cores: 6 x 6 one-bit MMAs per product at 8x the INT8 rate "
+                         "(FlexQ arXiv 2508.04405 abstract; A100 whitepaper 4,992 binary / 624 INT8 dense TOPS)",
+           dequant_scale_8bit=0.0,
+           dequant_source="bit planes are packed offline and fed to the binary MMA directly: no per-element unpack"),
     Format("fp4", 4 + 8 / 16, "fp4", False, "NVFP4: E2M1 with an FP8 scale per 16 elements (W4A4)",
            "NVIDIA Blackwell NVFP4 format", fallback_compute="fp16",
            fallback_note="no fp4 tensor cores: weight-only fp4, dequantized to 16 bit"),
@@ -79,7 +121,7 @@ KV_FORMATS: dict[str, float] = {
 # these say which of them the plan search tries and which the deployment emitters can write.
 # fp32 and the llama.cpp block formats are estimated when asked for but not searched or deployed;
 # int8-wo is deployable but not searched (int8 W8A8 dominates it wherever both run).
-SEARCH_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "w4a8", "fp4", "mxfp4")
+SEARCH_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int6", "w6a6", "int4", "w4a8", "fp4", "mxfp4")
 SEARCH_KV_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int8", "int4")
 DEPLOY_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int8-wo", "int4", "w4a8", "fp4", "mxfp4")
 DEPLOY_KV_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4")
@@ -108,7 +150,7 @@ PRECISION_ALIASES: dict[str, str] = {
     "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "fp8_e4m3": "fp8", "fp8-e4m3": "fp8",
     "e4m3": "fp8", "w8a8": "int8", "int8_sq": "int8", "smoothquant": "int8", "w8a16": "int8-wo", "int8_wo": "int8-wo",
     "w4a16": "int4", "awq": "int4", "gptq": "int4", "int4_awq": "int4", "int4-awq": "int4", "int4_gptq": "int4",
-    "nvfp4": "fp4", "w4a8_awq": "w4a8",
+    "nvfp4": "fp4", "w4a8_awq": "w4a8", "w6a16": "int6", "flexq": "w6a6", "qserve": "w4a8", "qoq": "w4a8",
 }
 
 
@@ -141,6 +183,20 @@ class Resolved:
     native: bool
     note: str
 
+    @property
+    def kernel_efficiency(self) -> float:
+        """The kernel's GEMM rate relative to the device's GEMM in ``compute_dtype`` (emulated widths lose;
+        a fallback to another dtype runs that dtype's ordinary kernel)."""
+        return self.format.kernel_efficiency if self.native and self.compute_dtype in self._own_dtypes() else 1.0
+
+    @property
+    def dequant_scale(self) -> float:
+        """Vector-unit dequantization work relative to the step model's default per stored element."""
+        return self.format.dequant_scale_8bit if self.compute_dtype in ("fp8", "int8") and self.native else 1.0
+
+    def _own_dtypes(self) -> tuple[str, ...]:
+        return (self.format.compute, *self.format.alt_compute)
+
 
 def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     """Pick the GEMM compute dtype of ``fmt`` on ``hw`` and say whether it is native.
@@ -158,11 +214,17 @@ def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     compute = fmt.compute
     if fmt.weight_only and not hw.supports(compute):
         # weight-only kernels compute in the device's 16-bit type
-        for alt in ("fp16", "bf16", "fp32"):
-            if hw.supports(alt):
-                return Resolved(fmt, alt, True, f"computed in {alt}")
+        # (one whose achievable matmul fraction is on record, else the first it has a peak for)
+        alts = [a for a in ("fp16", "bf16", "fp32") if hw.supports(a)]
+        measured = [a for a in alts if a in hw.achievable.matmul or "default" in hw.achievable.matmul]
+        if alts:
+            alt = (measured or alts)[0]
+            return Resolved(fmt, alt, True, f"computed in {alt}")
     if hw.supports(compute):
         return Resolved(fmt, compute, True, "")
+    for alt in fmt.alt_compute:
+        if hw.supports(alt):
+            return Resolved(fmt, alt, True, f"{alt} activations: the device has no {compute} tensor cores")
     alt = fmt.fallback_compute
     while alt is not None and not hw.supports(alt):
         alt = FORMATS[alt].fallback_compute if alt in FORMATS else None
