@@ -80,3 +80,16 @@ def test_budget_never_exceeds_half_the_machine():
     assert memory_budget("full", 2 << 30) == 1 << 30
     assert memory_budget("quick", 64 << 30) == DEFAULT_BUDGET_BYTES["quick"]
     assert memory_budget("quick", 64 << 30, requested=3 << 30) == 3 << 30
+
+
+def test_spec_written_elsewhere_still_finds_the_capture_table(capture, tmp_path, capsys):
+    """calibrate -o OTHER/spec.yaml: the spec's kernel_profile points back at the capture from there."""
+    from planner.specs.loader import get_hardware
+
+    target = tmp_path / "elsewhere" / "spec.yaml"
+    target.parent.mkdir()
+    code, _, err = run_cli(["calibrate", str(capture), "-o", str(target)], capsys)
+    assert code == 0, err
+    assert get_hardware(str(target)).kernel_profile == str(capture.resolve())
+    code, _, err = run_cli(["validate", str(capture), "-H", str(target)], capsys)
+    assert code == 0, err

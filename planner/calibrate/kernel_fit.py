@@ -287,5 +287,9 @@ def _spec(folder: Path, meta: dict, base: Hardware | None, peaks: dict, bw: floa
 
 
 def write_spec(hw: Hardware, path: Path) -> None:
+    import os
+
     d = hw.model_dump(mode="json", exclude_none=True)
+    if d.get("calibrated_from"):  # the capture's measured GEMM table, as seen from where the spec is written
+        d["kernel_profile"] = os.path.relpath(Path(d["calibrated_from"]).resolve(), Path(path).resolve().parent)
     path.write_text("# written by planner calibrate; kernel_profile is relative to this file\n" + yaml.safe_dump(d, sort_keys=False, width=160))
