@@ -70,3 +70,16 @@ def test_no_format_id_list_is_duplicated():
     allowed = ("cli/catalog.py",)  # catalog's columns are datasheet peak dtypes, not format lists
     hits = [h for h in hits if not h.startswith(allowed)]
     assert not hits, hits
+
+
+def test_a_plan_search_on_gaudi3_runs_every_format_in_a_measured_16_bit_type():
+    # gaudi3 publishes an fp16 peak but only a bf16 matmul fraction: weight-only formats compute in bf16
+    from planner.costmodel.plans import format_numbers
+    from planner.specs.loader import get_hardware
+    from planner.specs.quant import SEARCH_WEIGHT_FORMATS, get_format, resolve
+
+    hw = get_hardware("gaudi3")
+    for w in SEARCH_WEIGHT_FORMATS:
+        r = resolve(get_format(w), hw)
+        assert r.compute_dtype != "fp16", w
+        assert format_numbers(hw, w, "bf16")["gemm_flops"] > 0

@@ -198,6 +198,11 @@ class Resolved:
         return (self.format.compute, *self.format.alt_compute)
 
 
+def _measured(hw, dtype: str) -> bool:
+    """Whether the device spec records an achievable matmul fraction for ``dtype`` (or a default one)."""
+    return dtype in hw.achievable.matmul or "default" in hw.achievable.matmul
+
+
 def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     """Pick the GEMM compute dtype of ``fmt`` on ``hw`` and say whether it is native.
 
@@ -212,11 +217,11 @@ def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
             raise PlannerError(f"{hw.id} cannot run {activations} activations (no published {compute} peak)")
         return Resolved(fmt, compute, True, "")
     compute = fmt.compute
-    if fmt.weight_only and not hw.supports(compute):
+    if fmt.weight_only and not (hw.supports(compute) and _measured(hw, compute)):
         # weight-only kernels compute in the device's 16-bit type
         # (one whose achievable matmul fraction is on record, else the first it has a peak for)
         alts = [a for a in ("fp16", "bf16", "fp32") if hw.supports(a)]
-        measured = [a for a in alts if a in hw.achievable.matmul or "default" in hw.achievable.matmul]
+        measured = [a for a in alts if _measured(hw, a)]
         if alts:
             alt = (measured or alts)[0]
             return Resolved(fmt, alt, True, f"computed in {alt}")
@@ -228,6 +233,9 @@ def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     alt = fmt.fallback_compute
     while alt is not None and not hw.supports(alt):
         alt = FORMATS[alt].fallback_compute if alt in FORMATS else None
+    if alt in ("fp16", "bf16") and not _measured(hw, alt):
+        other = "bf16" if alt == "fp16" else "fp16"
+        alt = other if hw.supports(other) and _measured(hw, other) else alt
     if alt is None:
         raise PlannerError(f"{hw.id} cannot run {fmt.id}: it has no {compute} peak and no fallback applies")
     return Resolved(fmt, alt, False, fmt.fallback_note or f"computed in {alt}")
