@@ -48,10 +48,16 @@ class PlanSpec:
     kv_offload: bool = False  # KV that does not fit in device memory lives in host memory, read over the host link
     eviction: str | None = None  # "METHOD:TOKENS": keep at most TOKENS of KV per sequence (SnapKV, PyramidKV, ...)
     prefix_hit_tokens: int = 0  # prompt tokens served from the prefix cache
+    spec_auto: bool = False  # choose the draft length per batch for the most tokens/s (spec_alpha still applies)
+    draft_model: str | None = None  # a draft model id (its own weights, KV and steps); None: a one-layer head
+    context_extension: str | None = None  # "METHOD:FACTOR" (yarn:4): serve up to FACTOR x the trained context
+    prompt_compression: str | None = None  # "METHOD:RATIO" (llmlingua-2:4): prompts shrink RATIO-fold
+    sparse_attention: str | None = None  # "METHOD:KEPT" (duoattention:0.5): see costmodel/sparse.py
+    cp: int = 1  # context parallel devices per replica (ring attention; a distributed KV pool in decode)
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.pp * self.attention_dp * self.dp
+        return self.tp * self.pp * self.attention_dp * self.cp * self.dp
 
     def kv_format(self) -> str:
         if self.kv:
@@ -59,8 +65,11 @@ class PlanSpec:
         return default_kv(self.weights)
 
     def techniques(self) -> dict:
-        return {"chunk_tokens": self.chunk_tokens, "spec_k": self.spec_k, "spec_alpha": self.spec_alpha,
-                "kv_offload": self.kv_offload, "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens}
+        return {"chunk_tokens": self.chunk_tokens, "spec_k": "auto" if self.spec_auto else self.spec_k,
+                "spec_alpha": self.spec_alpha, "draft_model": self.draft_model, "kv_offload": self.kv_offload,
+                "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens,
+                "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
+                "sparse_attention": self.sparse_attention, "cp": self.cp}
 
 
 def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None,
@@ -158,6 +167,8 @@ def _check_plan(plan: PlanSpec, isl: int, osl: int) -> None:
         raise PlannerError("speculation needs k >= 0 draft tokens and an acceptance rate in [0, 1)")
     if plan.chunk_tokens < 0 or plan.prefix_hit_tokens < 0:
         raise PlannerError("the chunk budget and prefix-cache hit tokens cannot be negative")
+    if plan.cp < 1:
+        raise PlannerError(f"--cp must be a positive integer, got {plan.cp}")
 
 
 def estimate(
@@ -311,7 +322,7 @@ def estimate(
               "running": n_run, "isl": isl, "osl": osl, "techniques": plan.techniques()},
         gpus=gpus, fits=bool(fits), reason=reason, ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e,
         output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / gpus if gpus else nanv, requests_per_s=rps,
-        memory=mem_d, max_context_tokens=ctx_max, max_concurrency=capped * plan.dp, concurrency_cap=cap_note,
+        memory=mem_d, max_context_tokens=ctx_max, max_concurrency=(n_run if stream_note else capped) * plan.dp, concurrency_cap=cap_note,
         accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params),
         cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes,
     )
