@@ -32,18 +32,25 @@ MAX_CELLS = 512  # coarse-column cells above which the cell method gives way to 
 SFS_BLOCK = 512
 
 
-def dominated_by_any(points: np.ndarray, others: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def dominated_by_any(points: np.ndarray, others: np.ndarray, cells: int = 1 << 22) -> np.ndarray:
     """For each row of ``points``: does some row of ``others`` weakly beat it everywhere and strictly somewhere?
 
-    The all-pairs check (O(len(points) x len(others))): the reference the fast paths are tested against."""
+    The all-pairs check, column by column over blocks of ``cells`` point-other pairs: the reference the fast
+    paths are tested against, and the inner step of the skyline scan."""
     out = np.zeros(len(points), dtype=bool)
-    if len(others) == 0:
+    if len(others) == 0 or len(points) == 0:
         return out
-    for s in range(0, len(points), chunk):
-        p = points[s:s + chunk, None, :]
-        ge = (others[None, :, :] >= p).all(axis=2)
-        gt = (others[None, :, :] > p).any(axis=2)
-        out[s:s + chunk] = (ge & gt).any(axis=1)
+    others = np.asarray(others)
+    cols = [others[None, :, j] for j in range(others.shape[1])]
+    step = max(1, cells // len(others))
+    for s in range(0, len(points), step):
+        p = points[s:s + step]
+        ge = cols[0] >= p[:, :1]
+        gt = cols[0] > p[:, :1]
+        for j in range(1, len(cols)):
+            ge &= cols[j] >= p[:, j:j + 1]
+            gt |= cols[j] > p[:, j:j + 1]
+        out[s:s + step] = (ge & gt).any(axis=1)
     return out
 
 
