@@ -136,7 +136,8 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
     room = max(budget - BASE_BYTES, budget // 4)
     model_shapes = model_gemm_shapes(model)
     # bandwidth arrays: 4x the last-level cache (so they stream from memory), two of them in the budget
-    bandwidth = min(max(4 * (llc_bytes or 32 << 20), 64 << 20), room // 4)
+    # (on a GPU at least 1 GiB: the host's cache size says nothing about the device's L2)
+    bandwidth = min(max(4 * (llc_bytes or 32 << 20), 64 << 20, GiB if device == "cuda" else 0), room // 4)
     if mode == "tiny":
         prefill, decode = ((1, 4), (2, 8)), ((1, 8), (2, 16))
         refs = tuple(make(128) for make in refmodels.KINDS.values())

@@ -227,7 +227,9 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
     if opts.memory_budget_bytes is not None and opts.memory_budget_bytes < 64 << 20:
         raise PlannerError("--max-memory must be at least 64 MiB")
     machine = host.memory_bytes() if opts.device == "cpu" else _memory_for(_probe_ops(opts))
-    budget = memory_budget(mode, machine, opts.memory_budget_bytes)
+    # the host's RAM bounds a CPU capture; on a GPU the default is half the free device memory
+    budget = (memory_budget(mode, machine, opts.memory_budget_bytes) if opts.device == "cpu"
+              else opts.memory_budget_bytes or int(0.5 * machine))
     grid = make_grid(mode, model, host.last_level_cache_bytes(), opts.device, budget_bytes=budget,
                      elem_size=4 if opts.device == "cpu" else 2)
     blas_threads_before = host.blas_threads()
