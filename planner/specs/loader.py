@@ -164,6 +164,8 @@ def _from_hf_config(path: str) -> Model:
 
 
 def _get(cls, kind: str, ident: str):
+    if ident in _builtin(cls.__name__):  # an exact built-in id: no file-system lookups (studies ask thousands of times)
+        return _load_builtin(cls.__name__, ident)
     path = Path(ident)
     if cls is Model and ident.lower().endswith(".json"):
         if not path.is_file():
