@@ -12,17 +12,36 @@ from planner.errors import PlannerError
 TPOT_HELP = "TPOT is the mean time between output tokens after the first (inter-token latency)."
 
 
-def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=None) -> PlanSpec:
+def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=None, attention_dp=None, cp=1) -> PlanSpec:
     from planner.api import PlanSpec, resolve_parallel
 
-    tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp)
-    return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations, weight_offload=weight_offload)
+    if gpus is not None and cp > 1:
+        if gpus % cp:
+            raise PlannerError(f"--gpus {gpus} is not divisible by --cp {cp}")
+        gpus //= cp
+    tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp, attention_dp)
+    return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations, weight_offload=weight_offload,
+                    attention_dp=attention_dp or 1, cp=cp)
+
+
+def with_techniques(plan, req):
+    """The serving techniques of an EstimateRequest on a PlanSpec (planner/serving/predict.py)."""
+    from dataclasses import replace
+
+    from planner.studies.params import parse_spec_auto
+
+    k, alpha, auto = parse_spec_auto(req.spec) if req.spec else (0, 0.0, False)
+    return replace(plan, chunk_tokens=req.chunk_tokens, spec_k=k, spec_alpha=alpha, spec_auto=auto, draft_model=req.draft_model,
+                   kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
+                   context_extension=req.context_extension, prompt_compression=req.prompt_compression,
+                   sparse_attention=req.sparse_attention)
 
 
 @command(app, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "
                                "Exit code 2 when the plan does not fit.", ui=("as_json", "as_csv"))
 def estimate_cmd(req, as_json: bool, as_csv: bool):
-    plan = plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations, req.weight_offload)
+    plan = with_techniques(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations,
+                                        req.weight_offload, req.attention_dp, req.cp), req)
     if req.rate is not None:
         from planner.api import estimate_at_rate
 

@@ -53,11 +53,15 @@ def kv_bytes_per_token_layers(model: Model, p: PlanArrays) -> tuple[np.ndarray, 
 
 
 def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1) -> np.ndarray:
-    """KV bytes one sequence of ``ctx`` tokens holds on a device (whole blocks)."""
+    """KV bytes one sequence of ``ctx`` tokens holds on a device (whole blocks). Sparse attention's streaming heads
+    (costmodel/sparse.py) keep only their window of the full-attention layers' KV (not under MLA, whose latent is
+    shared by every head); context parallelism spreads a sequence's KV over cp devices."""
     ctx = np.ceil(np.asarray(ctx, float) / block_tokens) * block_tokens
     full, swa = kv_bytes_per_token_layers(model, p)
     w = model.attention.local_window
-    return full * ctx + swa * (np.minimum(ctx, w) if w else ctx)
+    h = 1.0 if model.attention.mla else np.asarray(p.sa_dense, float)
+    full_tokens = h * ctx + (1.0 - h) * np.minimum(ctx, np.asarray(p.sa_window, float)) if np.any(h < 1) else ctx
+    return (full * full_tokens + swa * (np.minimum(ctx, w) if w else ctx)) / np.asarray(p.cp, float)
 
 
 def activation_bytes(model: Model, p: PlanArrays, eng: Engine) -> np.ndarray:
@@ -101,8 +105,27 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine()) ->
     return MemoryResult(w, act, rt, usable, kv, cap, full, swa)
 
 
-def max_context(model: Model, mem: MemoryResult) -> np.ndarray:
-    """Longest single sequence whose KV fits (capped at the model's trained context)."""
+def context_that_fits(model: Model, p: PlanArrays, kv_bytes, limit) -> np.ndarray:
+    """Longest context (tokens, at most ``limit``) whose KV fits in ``kv_bytes`` per device, for any mix of
+    sliding windows, sparse-attention streaming heads and context parallelism: KV grows monotonically with
+    context, so a vectorized bisection on it finds the answer (within one token)."""
+    kv = np.maximum(np.asarray(kv_bytes, float), 0.0)
+    limit = np.broadcast_to(np.asarray(limit, float), kv.shape)
+    lo, hi = np.zeros_like(kv), limit.copy()
+    fits_all = kv_bytes_per_seq(model, p, hi) <= kv
+    for _ in range(int(np.ceil(np.log2(max(float(np.max(limit, initial=1.0)), 2.0)))) + 1):
+        mid = np.floor((lo + hi) / 2.0)
+        ok = kv_bytes_per_seq(model, p, mid) <= kv
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return np.where(fits_all, limit, lo)
+
+
+def max_context(model: Model, mem: MemoryResult, p: PlanArrays | None = None, extension_factor: float = 1.0) -> np.ndarray:
+    """Longest single sequence whose KV fits (capped at the model's trained context, times the context-extension
+    factor when RoPE scaling serves past it). ``p`` with sparse attention or context parallelism: exact by bisection."""
+    limit = float(np.floor(model.max_context * extension_factor))
+    if p is not None and (p.sparse or np.any(np.asarray(p.cp) > 1)):
+        return context_that_fits(model, p, mem.kv_capacity_bytes, limit)
     kv = np.maximum(mem.kv_capacity_bytes, 0.0)
     w = model.attention.local_window
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
@@ -113,7 +136,7 @@ def max_context(model: Model, mem: MemoryResult) -> np.ndarray:
             below = kv / (full + swa)  # while ctx <= window
             above = np.where(full > 0, (kv - swa * w) / np.where(full > 0, full, 1.0), np.inf)
             ctx = np.where(below <= w, below, above)
-    return np.floor(np.minimum(ctx, model.max_context))
+    return np.floor(np.minimum(ctx, limit))
 
 
 def max_concurrency(model: Model, p: PlanArrays, mem: MemoryResult, ctx, eng: Engine = Engine()) -> tuple[np.ndarray, np.ndarray]:

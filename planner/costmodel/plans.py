@@ -45,6 +45,20 @@ class PlanArrays:
     weight_dequant: np.ndarray  # 1 where weights are stored narrower than the GEMM computes (weight-only formats)
     # the GEMM compute dtype when every plan shares one (measured profiles are looked up by it), else None
     compute_dtype: str | None = None
+    # context parallelism (ring attention over the sequence; a distributed KV pool in decode): devices per replica
+    # that split one sequence's tokens and KV; weights are replicated across them
+    cp: np.ndarray | float = 1.0
+    # sparse attention (costmodel/sparse.py), applied to full-attention layers: the share of heads that stay dense
+    # (retrieval heads), the tokens a streaming head keeps (sinks + recent window), the share of its causal pairs a
+    # dense head computes in prefill (block-sparse patterns), the keys a dense head reads per decode step (page
+    # selection), the selector's reads per context token as a share of that token's KV, and the queries a prefill
+    # pattern probe runs against every key
+    sa_dense: np.ndarray | float = 1.0
+    sa_window: np.ndarray | float = np.inf
+    sa_prefill_keep: np.ndarray | float = 1.0
+    sa_decode_budget: np.ndarray | float = np.inf
+    sa_select: np.ndarray | float = 0.0
+    sa_probe_q: np.ndarray | float = 0.0
 
     @property
     def n(self) -> int:
@@ -52,13 +66,19 @@ class PlanArrays:
 
     @property
     def gpus_per_replica(self) -> np.ndarray:
-        return self.tp * self.pp * self.adp
+        return (self.tp * self.pp * self.adp * np.asarray(self.cp)).astype(self.tp.dtype)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether any plan uses sparse attention (the cost model skips the sparse terms otherwise)."""
+        return bool(np.any(np.asarray(self.sa_dense) < 1) or np.any(np.asarray(self.sa_prefill_keep) < 1)
+                    or np.any(np.isfinite(self.sa_decode_budget)))
 
     def take(self, idx) -> "PlanArrays":
         vals = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "compute_dtype":
+            if f.name == "compute_dtype" or np.ndim(v) == 0:
                 vals[f.name] = v
             else:
                 vals[f.name] = np.broadcast_to(v, (self.n,))[idx]
@@ -102,6 +122,7 @@ def make_plans(
     pp=1,
     ep=1,
     adp=1,
+    cp=1,
     weights: str | list[str] = "bf16",
     kv: str | list[str] = "bf16",
     activations: str | None = None,
@@ -130,6 +151,7 @@ def make_plans(
         ep=np.broadcast_to(ep, (n,)).copy(),
         adp=np.broadcast_to(adp, (n,)).copy(),
         compute_dtype=dtypes.pop() if len(dtypes) == 1 else None,
+        cp=np.asarray(cp, dtype=float) if np.ndim(cp) else float(cp),
         **cols,
     )
     if check:
@@ -139,7 +161,7 @@ def make_plans(
 
 def check_divisibility(model: Model, p: PlanArrays, raise_error: bool = False) -> np.ndarray:
     """Which plans split the model evenly (heads by tp, layers by pp, experts by ep)."""
-    bad_sizes = (p.tp < 1) | (p.pp < 1) | (p.ep < 1) | (p.adp < 1)
+    bad_sizes = (p.tp < 1) | (p.pp < 1) | (p.ep < 1) | (p.adp < 1) | (np.asarray(p.cp) < 1)
     heads_ok = model.num_heads % np.maximum(p.tp, 1) == 0
     # KV heads: tp must divide them, or be a multiple of them (heads are then replicated)
     kvh = model.num_kv_heads

@@ -65,6 +65,7 @@ class Op(str, Enum):
     FINAL_NORM = "final_norm"
     LM_HEAD = "lm_head"
     PP_SENDRECV = "pp_sendrecv"
+    CP_RING = "cp_ring"  # context parallelism: KV blocks around the ring (prefill), partial outputs combined (decode)
     WEIGHT_STREAM = "weight_stream"
 
     def __str__(self) -> str:  # the plain name in tables and JSON
@@ -124,15 +125,18 @@ class StepCost:
 
 
 def _pairs(s, past, window=None):
-    """Sum over s new queries of the keys each attends (causal), optionally windowed."""
+    """Sum over s new queries of the keys each attends (causal), optionally windowed (a number or an array;
+    an infinite window is full attention)."""
     full = s * past + s * (s + 1) / 2.0
     if window is None:
         return full
-    w = float(window)
+    w_in = np.asarray(window, float)
+    finite = np.isfinite(w_in)
+    w = np.where(finite, w_in, 0.0)
     # key count of query i (1-based) is min(past + i, w)
     i_cross = np.clip(w - past, 0, s)  # queries before the window saturates
     below = i_cross * past + i_cross * (i_cross + 1) / 2.0
-    return np.minimum(full, below + (s - i_cross) * w)
+    return np.where(finite, np.minimum(full, below + (s - i_cross) * w), full)
 
 
 class CostModel:
@@ -273,6 +277,7 @@ class _Ctx:
     pp: np.ndarray
     ep: np.ndarray
     adp: np.ndarray
+    cp: np.ndarray  # context parallel: a prompt's tokens split over cp devices, each holding 1/cp of the KV
     T: np.ndarray  # tokens through this device's GEMMs (attention-DP splits the batch)
     out_tokens: np.ndarray  # rows through lm_head
     layers_stage: float | np.ndarray
@@ -285,8 +290,9 @@ class _Ctx:
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
-        return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp,
-                   T=(p_seqs * p_tok + d_seqs * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
+        cp = np.asarray(plans.cp, float)
+        return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
+                   T=(p_seqs * p_tok / cp + d_seqs * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp)
 
 
@@ -305,6 +311,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
                                             (Op.ATTENTION_CHUNKED, n_chunk, a.chunk_size, True)):
         if n_layers:
             ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked))
+    if np.any(c.cp > 1):
+        ops.append(_cp_ring(cm, c, sh, ops[2:]))
     ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=sh.heads * sh.prefill_dv + h))
     ar_bytes = c.T * h * cm._act
     t_ar, algo = all_reduce_time(cm.fabric, c.tp, ar_bytes, call_s=cm.collective_call_s)
@@ -337,11 +345,16 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
         ctx_d = c.d_ctx if window is None else np.minimum(c.d_ctx, window)
         pairs_p = c.p_seqs * _pairs(c.p_tok, c.p_past, window) / c.adp
     pairs_d = c.d_seqs * c.d_tok * ctx_d / c.adp
-    flops = 2.0 * sh.heads * (pairs_p * (sh.prefill_dqk + sh.prefill_dv) + pairs_d * (sh.decode_dqk + sh.decode_dv))
-    kv_elems_d = c.d_seqs * ctx_d / c.adp * sh.kv_elems_per_token  # decode reads the whole cache once per sequence
     # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
     ctx_p = c.p_past if window is None else np.minimum(c.p_past, window)
+    kv_elems_d = c.d_seqs * ctx_d / c.adp * sh.kv_elems_per_token  # decode reads the whole cache once per sequence
     kv_elems_p = c.p_seqs / c.adp * (ctx_p + c.p_tok) * sh.kv_elems_per_token
+    if name == Op.ATTENTION and c.plans.sparse:
+        pairs_p, pairs_d, kv_elems_p, kv_elems_d = _sparse_terms(c, sh)
+    # context parallel: each device computes its 1/cp of the queries against every key (the ring brings the
+    # blocks it does not hold) and, in decode, attends over the 1/cp of the cache it holds
+    pairs_p, pairs_d, kv_elems_d = pairs_p / c.cp, pairs_d / c.cp, kv_elems_d / c.cp
+    flops = 2.0 * sh.heads * (pairs_p * (sh.prefill_dqk + sh.prefill_dv) + pairs_d * (sh.decode_dqk + sh.decode_dv))
     kv_read = (kv_elems_d + kv_elems_p) * kvb
     q_o = c.T * (sh.heads * (sh.prefill_dqk + sh.prefill_dv)) * cm._act
     kv_write = c.T * sh.kv_elems_per_token * kvb
@@ -349,6 +362,48 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
     return cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
+
+
+def _sparse_terms(c: _Ctx, sh):
+    """(prefill pairs, decode pairs, prefill KV elements read, decode KV elements read) of a full-attention layer
+    under sparse attention (costmodel/sparse.py): dense heads compute their kept share of the prefill pairs (plus the
+    pattern probe) and read their decode budget (plus the page selector's reads); streaming heads see sinks + a
+    recent window. With every field at its default this is dense attention, term for term."""
+    p = c.plans
+    h, W = np.asarray(p.sa_dense, float), np.asarray(p.sa_window, float)
+    past_all = c.p_past + c.p_tok
+    probe = np.minimum(np.asarray(p.sa_probe_q, float), c.p_tok) * past_all
+    dense_p = _pairs(c.p_tok, c.p_past) * np.asarray(p.sa_prefill_keep, float) + probe
+    pairs_p = c.p_seqs / c.adp * (h * dense_p + (1.0 - h) * _pairs(c.p_tok, c.p_past, W))
+    ctx_dense = np.minimum(c.d_ctx, np.asarray(p.sa_decode_budget, float))
+    ctx_stream = np.minimum(c.d_ctx, W)
+    select = np.asarray(p.sa_select, float) * c.d_ctx
+    pairs_d = c.d_seqs * c.d_tok / c.adp * (h * (ctx_dense + select) + (1.0 - h) * ctx_stream)
+    kv_d = c.d_seqs / c.adp * (h * (ctx_dense + select) + (1.0 - h) * ctx_stream) * sh.kv_elems_per_token
+    kv_p = c.p_seqs / c.adp * (h * past_all + (1.0 - h) * (np.minimum(c.p_past, W) + c.p_tok)) * sh.kv_elems_per_token
+    return pairs_p, pairs_d, kv_p, kv_d
+
+
+def _cp_ring(cm: "CostModel", c: _Ctx, sh, attn_ops: list[OpCost]) -> OpCost:
+    """Context-parallel communication per layer. Prefill (ring attention): each device passes its block of the
+    sequence's K/V to the next, cp - 1 times, while it computes attention on the block it holds, so only what the
+    attention time does not cover is exposed. Decode (a distributed KV pool, DistAttention style): each device
+    attends over its share of the cache and the partial outputs (values plus fp32 max and sum per head) are
+    all-reduced across the cp devices. Links: the tier a group of tp x cp devices crosses."""
+    cp = c.cp
+    group = c.tp * cp
+    kv_block = c.p_seqs / c.adp * (c.p_past + c.p_tok) / cp * sh.kv_elems_per_token * c.plans.kv_bytes
+    t_ring = np.where(cp > 1, (cp - 1.0) * p2p_time(cm.fabric, group, kv_block), 0.0)
+    attn = [o for o in attn_ops if o.kind == "attention"]
+    n_attn = sum(o.count for o in attn)
+    t_attn = sum(o.time_s * o.count for o in attn) / np.maximum(n_attn, 1e-9)  # per layer
+    exposed_p = np.maximum(t_ring - np.where(c.p_seqs > 0, t_attn, 0.0), 0.0)
+    partial = c.d_seqs * c.d_tok / c.adp * sh.heads * (sh.decode_dv + 2.0) * 4.0
+    t_comb, _ = all_reduce_time(cm.fabric, np.maximum(cp, 1.0), partial, call_s=cm.collective_call_s)
+    t_comb = np.where((cp > 1) & (c.d_seqs > 0), t_comb, 0.0)
+    byts = np.where(cp > 1, (cp - 1.0) * kv_block + partial, 0.0)
+    return cm._op(Op.CP_RING, "comm", c.layers_stage, 0.0, byts, 0.0, 0.0, comm=exposed_p + t_comb,
+                  algorithm="ring attention / partial-output all-reduce")
 
 
 def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:

@@ -31,6 +31,32 @@ class SpaceOptions:
     offload: bool = True  # consider KV offload to host memory
     eviction: tuple[tuple[str, int], ...] = ()  # KV eviction candidates (method, kept tokens), e.g. ("snapkv", 2048)
     disaggregated: bool = True
+    # RoPE-scaling methods used when the workload or --min-context is longer than the trained context (the factor
+    # is the smallest power of two that reaches it); empty: yarn
+    context_extension: tuple[str, ...] = ()
+    prompt_compression: tuple[tuple[str, float], ...] = ()  # (method, ratio) candidates beside no compression
+    sparse_attention: tuple[tuple[str, float], ...] = ()  # (method, kept fraction) candidates beside dense attention
+    # context-parallel sizes; empty: 1, and every power of two the budget allows when a context of
+    # LONG_CONTEXT_TOKENS or more is needed
+    cp: tuple[int, ...] = ()
+
+
+LONG_CONTEXT_TOKENS = 131072  # from here on, context parallelism joins the search by default
+
+
+def cp_candidates(opts: SpaceOptions, need_tokens: int, gpus: int) -> list[int]:
+    if opts.cp:
+        return sorted(set(int(c) for c in opts.cp))
+    return _pow2_upto(gpus) if need_tokens >= LONG_CONTEXT_TOKENS else [1]
+
+
+def extension_for(model: Model, need_tokens: int, opts: SpaceOptions) -> tuple[float, list[str]]:
+    """(factor, methods) of the context extension a search needs: factor 1 and no method when the trained context
+    holds ``need_tokens``; else the smallest power of two that reaches it, with each candidate method."""
+    if need_tokens <= model.max_context:
+        return 1.0, [""]
+    factor = float(2.0 ** np.ceil(np.log2(need_tokens / model.max_context)))
+    return factor, list(opts.context_extension or ("yarn",))
 
 
 def _pow2_upto(n: int) -> list[int]:
@@ -72,6 +98,7 @@ class Configs:
     weights: list[str]
     kv: list[str]
     pruned: dict[str, int] = field(default_factory=dict)
+    cp: np.ndarray | None = None  # context-parallel size per row (None: 1)
     # the same precisions as integer codes, for per-row work without Python loops:
     # weights[i] == weight_names[weight_code[i]], kv[i] == kv_names[kv_code[i]] (names in order of first use)
     weight_names: list[str] = field(init=False)
@@ -106,8 +133,10 @@ def _codes(names: list[str]) -> tuple[list[str], np.ndarray]:
     return uniq, np.fromiter((index[s] for s in names), dtype=np.int64, count=len(names))
 
 
-def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions, engine: Engine) -> Configs:
+def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions, engine: Engine, need_tokens: int = 0) -> Configs:
+    """Layouts x precisions; ``need_tokens`` (the longest context a plan must hold) brings in context parallelism."""
     ws, kvs = precisions(hw, opts)
+    cps = cp_candidates(opts, need_tokens, gpus)
     domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
     rows = []
     for tp in _pow2_upto(gpus):
@@ -118,7 +147,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
                     continue  # tensor parallel never spans nodes
                 eps = [e for e in _pow2_upto(tp * adp)] if model.moe else [1]
                 for ep in eps:
-                    rows.append((tp, pp, ep, adp))
+                    rows += [(tp, pp, ep, adp, cp) for cp in cps if tp * pp * adp * cp <= gpus]
     if not rows:
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)
@@ -129,7 +158,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     total = len(idx_l)
     w_of = [w for w, _ in fmts]
     kv_of = [k for _, k in fmts]
-    plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3],
+    plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3], cp=lay[idx_l, 4],
                        weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False)
     ok_div = check_divisibility(model, plans)
     mem = memory(model, hw, plans, engine)
@@ -141,7 +170,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     sel = np.nonzero(keep)[0]
     f_sel = idx_f[sel].tolist()
     return Configs(lay[idx_l[sel], 0], lay[idx_l[sel], 1], lay[idx_l[sel], 2], lay[idx_l[sel], 3],
-                   [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned)
+                   [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned, cp=lay[idx_l[sel], 4])
 
 
 def host_kv_bytes_per_device(hw: Hardware) -> float:

@@ -3,14 +3,16 @@
 This is the one serving model of a steady workload: ``estimate``, ``plan`` (search/evaluate.py), ``capacity``
 and the studies all price in-flight batching through ``inflight``, and the event simulator prices its steps
 through the same cost model. Each serving technique is written here once, as a term of the steady state:
-chunked prefill, speculative decoding (a one-layer draft head), KV offload to host memory, KV eviction to a
-token budget, prefix caching, the engine's per-request overhead, and closed-loop clients beyond what the
-engine admits (they queue).
+chunked prefill, speculative decoding (a one-layer draft head or a draft model, with k fixed or chosen per
+batch for the most tokens/s), prompt compression (fewer prompt tokens, plus the compressor's own time), KV
+offload to host memory, KV eviction to a token budget, prefix caching, the engine's per-request overhead, and
+closed-loop clients beyond what the engine admits (they queue). Sparse attention and context parallelism are
+plan properties the cost model applies (costmodel/sparse.py, costmodel/step.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +20,8 @@ from planner.costmodel.plans import PlanArrays
 from planner.costmodel.step import CostModel, Step, StepCost
 
 DECODE_POINTS = 8  # midpoint rule over the decode contexts; step time is piecewise linear in context
+# adaptive speculation (SmartSpec, arXiv 2406.14066): k is chosen per batch among 0..SPEC_AUTO_MAX_K draft tokens
+SPEC_AUTO_MAX_K = 8
 
 
 @dataclass
@@ -31,6 +35,10 @@ class Techniques:
     host_bw_bytes_per_s: float = np.inf  # achievable host-link bandwidth (KV offload reads)
     kv_budget_tokens: np.ndarray | float = np.inf  # KV eviction keeps at most this many tokens per sequence
     prefix_hit_tokens: np.ndarray | float = 0.0  # prompt tokens found in the prefix cache (not recomputed)
+    spec_auto: np.ndarray | bool = False  # choose k per row for the most tokens/s at its batch (spec_k ignored there)
+    draft: object | None = None  # a draft model (serving/draft.py: DraftModel); None: a one-layer head in the target
+    compress_ratio: np.ndarray | float = 1.0  # prompt compression: original / compressed prompt tokens
+    compress_s: np.ndarray | float = 0.0  # device seconds the compressor spends on one original prompt
 
     def tokens_per_step(self) -> np.ndarray:
         """Tokens a sequence emits per decode step: (1 - a^(k+1)) / (1 - a), 1 without speculation."""
@@ -49,6 +57,7 @@ class Timing:
     queue_wait_s: np.ndarray  # mean wait before admission (closed-loop clients beyond what the engine admits)
     prefill: StepCost | None  # a representative prefill step (for the breakdown)
     decode: StepCost | None  # a representative decode step
+    spec_k: np.ndarray | float = 0.0  # draft tokens per step used (the chosen ones under adaptive speculation)
 
 
 def _mean_decode(cm: CostModel, plans: PlanArrays, seqs, ctx0, n_steps) -> tuple[np.ndarray, np.ndarray, StepCost]:
@@ -90,6 +99,30 @@ def static_batch(cm: CostModel, plans: PlanArrays, batch, isl, osl) -> Timing:
 
 def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techniques | None = None, *,
              max_running=None, kv_bytes_per_token=None, breakdown: bool = True) -> Timing:
+    """The steady state (``_steady``); under adaptive speculation, the k in 0..SPEC_AUTO_MAX_K that gives each row
+    the most output tokens/s at its batch (goodput-optimal k, SmartSpec style: long drafts pay at small batches,
+    where decode is memory bound, and cost at large ones, where the verify step turns compute bound)."""
+    tech = tech or Techniques()
+    auto = np.asarray(tech.spec_auto, bool)
+    kw = dict(max_running=max_running, kv_bytes_per_token=kv_bytes_per_token, breakdown=breakdown)
+    if not auto.any():
+        return _steady(cm, plans, concurrency, isl, osl, tech, **kw)
+    best = None
+    for k in range(SPEC_AUTO_MAX_K + 1):
+        t = _steady(cm, plans, concurrency, isl, osl, replace(tech, spec_k=np.where(auto, k, tech.spec_k)), **kw)
+        if best is None:
+            best = t
+            continue
+        better = t.output_tokens_per_s > best.output_tokens_per_s * (1 + 1e-9)
+        merged = {f: np.where(better, getattr(t, f), getattr(best, f)) for f in
+                  ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "requests_per_s", "concurrency", "queue_wait_s", "spec_k")}
+        steps = (t.prefill, t.decode) if np.all(better) else (best.prefill, best.decode)
+        best = Timing(**merged, prefill=steps[0], decode=steps[1])
+    return best
+
+
+def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techniques, *,
+            max_running=None, kv_bytes_per_token=None, breakdown: bool = True) -> Timing:
     """Steady state of continuous batching with ``concurrency`` clients in a closed loop.
 
     At most ``max_running`` sequences run at once (what KV memory and the engine's batch cap admit); the other
@@ -100,8 +133,9 @@ def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Tech
     the running decodes, plus the engine's per-request overhead and the queue wait.
     ``kv_bytes_per_token`` (per device) prices KV offload reads over the host link.
     """
-    tech = tech or Techniques()
     c, isl, osl = (np.asarray(x, float) for x in (concurrency, isl, osl))
+    # prompt compression: the model sees ceil(isl / ratio) prompt tokens; the compressor reads all isl of them
+    isl = np.ceil(isl / np.asarray(tech.compress_ratio, float))
     run = c if max_running is None else np.minimum(c, np.maximum(np.asarray(max_running, float), 1.0))
     pp, adp = plans.pp.astype(float), plans.adp.astype(float)
     k = np.asarray(tech.spec_k, float)
@@ -133,18 +167,35 @@ def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Tech
                                   decode_tokens=pick(k) + 1))
         t = np.array(t, dtype=float, copy=True)
         t[busy] = np.maximum(mixed.time_s, sub.pp * mixed.stage_time_s)
-    t = t + k * dec.draft_token_time_s()  # the draft head runs once per drafted token
+    t = t + _draft_time(tech, dec, k, micro, ctx) + new * _per_prompt_s(tech, new_tok)
     off = np.asarray(tech.offload_fraction, float)
     if np.any(off > 0) and kv_bytes_per_token is not None:
         kv_read = micro / adp * ctx * kv_bytes_per_token
         t = t + off * kv_read / tech.host_bw_bytes_per_s
     tpot = t / E
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
-    service_ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm)
+    service_ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm) + _per_prompt_s(tech, new_tok)
     tokens_per_s = run / tpot
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot
     wait = np.where(c > run, (c - run) / np.maximum(rps, 1e-30), 0.0)
     ttft = service_ttft + wait
     e2e = ttft + (osl - 1) * tpot
-    return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None)
+    return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None,
+                  spec_k=k)
+
+
+def _draft_time(tech: Techniques, dec: StepCost, k, micro, ctx):
+    """Drafting k tokens per step: k one-layer head passes (MTP / EAGLE), or k decode steps of the draft model."""
+    if tech.draft is None:
+        return k * dec.draft_token_time_s()
+    return k * tech.draft.decode_step_s(micro, ctx)
+
+
+def _per_prompt_s(tech: Techniques, new_tok):
+    """Device time each new prompt adds outside the target's steps: the prompt compressor over the original prompt
+    and the draft model's prefill of the (compressed) prompt."""
+    out = np.asarray(tech.compress_s, float)
+    if tech.draft is not None:
+        out = out + tech.draft.prefill_s(new_tok)
+    return out

@@ -18,6 +18,7 @@ from planner.costmodel.plans import make_plans
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import Techniques, inflight, static_batch
+from planner.serving.captech import cap_setup
 from planner.serving.host import WEIGHT_OFFLOAD_TARGETS, host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
 from planner.specs.engine import Engine, get_engine
 from planner.specs.hardware import Hardware
@@ -198,25 +199,31 @@ def estimate(
     kv = plan.kv_format()
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
-    p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights, kv=kv,
-                   activations=plan.activations)
+    p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
+                   kv=kv, activations=plan.activations)
+    cap, p = cap_setup(plan, m, hw, p, isl, osl, engine)
     cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)
+    mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()  # a draft model's / compressor's weights
     evict = _eviction(plan)
-    seq_tokens = isl + osl if evict is None else min(isl + osl, evict[1])
+    isl_m = cap.model_isl(isl)  # prompt tokens the model sees (prompt compression)
+    seq_tokens = isl_m + osl if evict is None else min(isl_m + osl, evict[1])
     host = host_kv_bytes_per_device(hw) if plan.kv_offload else 0.0
     if plan.kv_offload and host <= 0:
         raise PlannerError(f"{hw.id} has no host memory on record to offload KV to")
     kv_cap = max(float(mem.kv_capacity_bytes[0]), 0.0)
-    per_seq = float(kv_bytes_per_seq(m, p, seq_tokens, engine.kv_block_tokens)[0])
+    per_seq = (float(kv_bytes_per_seq(m, p, seq_tokens, engine.kv_block_tokens)[0])
+               + cap.draft_kv_per_seq(seq_tokens, engine.kv_block_tokens))
     fit_n = int(np.floor((kv_cap + host) / per_seq)) * plan.attention_dp if per_seq > 0 else 0
     capped = min(fit_n, engine.max_seqs * plan.attention_dp)
-    ctx_max = int(max_context(m, mem)[0]) if not plan.kv_offload else int(min(np.floor((kv_cap + host) / max(
-        float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)), m.max_context))
-    notes = [res.note] if res.note else []
-    too_long = isl + osl > m.max_context
+    limit = int(m.max_context * cap.extension_factor)  # RoPE scaling serves past the trained context
+    ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
+        (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
+    notes = ([res.note] if res.note else []) + cap.notes(m, isl, osl)
+    too_long = isl_m + osl > limit
     if too_long:
-        notes.append(f"isl + osl = {isl + osl} exceeds the trained context of {m.id} ({m.max_context})")
+        notes.append(f"isl + osl = {isl_m + osl} exceeds the context of {m.id} ({limit:,} tokens"
+                     + (f" = {cap.extension_factor:g} x {m.max_context:,} trained)" if cap.extension else ", as trained)"))
 
     queue_note = ""
     if batching == "static":
@@ -248,7 +255,7 @@ def estimate(
     weights_b = float(mem.weights_bytes[0])
     kv_per_token = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
     kv_need = per_seq * max(n_run, 0) / plan.attention_dp
-    other = float(mem.activation_bytes[0] + mem.runtime_bytes[0])
+    other = float(mem.activation_bytes[0] + mem.runtime_bytes[0]) + cap.extra_bytes()
     usable = float(mem.usable_bytes[0])
     on_device_kv = min(kv_need, kv_cap) if plan.kv_offload else kv_need
     total = weights_b + on_device_kv + other
@@ -287,15 +294,19 @@ def estimate(
     price = hw.price.usd_per_hour if hw.price else None
     nanv = float("nan")
     wait = 0.0
+    spec_used = float(plan.spec_k)
     if fits or (n_run >= 1 and batching == "static"):
         if batching == "static":
-            t = static_batch(cm, p, n, isl, osl)
+            t = static_batch(cm, p, n, isl_m, osl)
         else:
             tech = Techniques(chunk_tokens=plan.chunk_tokens, spec_k=plan.spec_k, spec_alpha=plan.spec_alpha,
                               offload_fraction=float(np.clip(1 - kv_cap / max(kv_need, 1.0), 0, 1)) if plan.kv_offload else 0.0,
                               host_bw_bytes_per_s=host_link_bytes_per_s(hw),
-                              kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens)
+                              kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
+                              spec_auto=plan.spec_auto, draft=cap.draft, compress_ratio=cap.ratio,
+                              compress_s=cap.compress_s(cm, p, isl))
             t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
+            spec_used = float(np.asarray(t.spec_k).ravel()[0])
         ttft, tpot = float(t.ttft_s[0]), float(t.tpot_s[0])
         if ttft_includes_first_decode:
             ttft += tpot
@@ -313,17 +324,17 @@ def estimate(
         "usd_per_million_output_tokens": (price * gpus / (tok * 3600) * 1e6) if price and fits and tok > 0 else None,
         "price_source": f"{hw.price.source} ({hw.price.date})" if hw.price else f"no published price for {hw.id}",
     }
-    eviction = (evict[0], evict[1], isl + osl) if evict else None
+    eviction = (evict[0], evict[1], isl_m + osl) if evict else None
     return Estimate(
         model=m.id, hardware=hw.id,
         plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
               "weights": plan.weights, "kv": kv, "compute_dtype": res.compute_dtype, "engine": engine.name,
               "engine_version": getattr(engine, "version", None), "batching": batching, "batch_or_concurrency": n,
-              "running": n_run, "isl": isl, "osl": osl, "techniques": plan.techniques()},
+              "running": n_run, "isl": isl, "osl": osl, "techniques": {**plan.techniques(), "spec_k_used": spec_used}},
         gpus=gpus, fits=bool(fits), reason=reason, ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e,
         output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / gpus if gpus else nanv, requests_per_s=rps,
         memory=mem_d, max_context_tokens=ctx_max, max_concurrency=(n_run if stream_note else capped) * plan.dp, concurrency_cap=cap_note,
-        accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params),
+        accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params, **cap.accuracy_knobs()),
         cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes,
     )
 

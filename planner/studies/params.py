@@ -15,6 +15,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from planner.errors import PlannerError
 from planner.specs.quant import KV_FORMATS_HELP, WEIGHT_FORMATS_HELP
+
+EDGE_LINK_HELP = ("network joining devices that have none of their own (edge clusters, TPI-LLM): wifi-6, wifi-6e, "
+                  "wifi-7, gbe-1, gbe-2.5, gbe-10 or any interconnect id")
+MOE_OFFLOAD_HELP = ("CPU-assisted MoE: 'experts:F' runs the fraction F of each layer's experts (the cold ones) on the "
+                    "host CPU (Fiddler / MoE-Lens), 'attention' runs decode attention and the KV cache there; add "
+                    "'@CPU' for the host CPU spec (default xeon-8480), and ',bits:FMT@F' for per-expert precision "
+                    "(EdgeMoE: the fraction F of experts stored in FMT)")
 from planner.units import parse_duration
 
 # ---------------------------------------------------------------- shared option types
@@ -76,6 +83,52 @@ def _spec_one(v: str | None) -> str | None:
     if v is not None:
         parse_spec(v)
     return v
+
+
+def _spec_auto_one(v: str | None) -> str | None:
+    if v is not None:
+        parse_spec_auto(v)
+    return v
+
+
+def parse_spec_auto(text: str) -> tuple[int, float, bool]:
+    """``DRAFT_TOKENS:ACCEPTANCE`` or ``auto:ACCEPTANCE`` (k chosen per batch) -> (k, alpha, auto)."""
+    head, _, a = str(text).partition(":")
+    if head.strip().lower() != "auto":
+        return (*parse_spec(text), False)
+    try:
+        a_f = float(a)
+    except ValueError:
+        raise ValueError(f"adaptive speculation takes auto:ACCEPTANCE such as auto:0.7, got {text!r}") from None
+    if not 0 <= a_f < 1:
+        raise ValueError(f"{text}: acceptance must be in [0, 1)")
+    return 0, a_f, True
+
+
+def _cap_knob(kind: str):
+    """Validator of a METHOD:NUMBER technique flag (the method name and the number checked by planner.cap)."""
+    def check(v: str | None) -> str | None:
+        if v is None:
+            return v
+        from planner.serving.captech import parse_compression_text, parse_extension_text, parse_sparse_text
+
+        fn = {"extension": parse_extension_text, "compression": parse_compression_text, "sparse": parse_sparse_text}[kind]
+        try:
+            fn(v)
+        except PlannerError as e:
+            raise ValueError(str(e)) from None
+        return v
+    return check
+
+
+CAP_HELP = {
+    "context_extension": "serve past the trained context with RoPE scaling METHOD:FACTOR (yarn, ntk, linear, longrope, "
+                         "...-ft for fine-tuned checkpoints), e.g. yarn:4; accuracy from planner/cap",
+    "prompt_compression": "compress prompts METHOD:RATIO (llmlingua-2, llmlingua-2-small, llmlingua, longllmlingua, "
+                          "selective-context), e.g. llmlingua-2:4; the compressor's time is in TTFT",
+    "sparse_attention": "sparse attention METHOD:KEPT_FRACTION (duoattention, lserve, minference, streamingllm), "
+                        "e.g. duoattention:0.5",
+}
 
 
 def _spec_list(v: list[str] | None) -> list[str] | None:
@@ -161,6 +214,8 @@ class Layout(Request):
     isl: Tokens = _d(1024, "input tokens per request")
     osl: Tokens = _d(256, "output tokens per request")
     engine: str = _d("trtllm", "serving engine whose limits and overheads apply: trtllm, vllm, llamacpp")
+    link: str | None = _d(None, EDGE_LINK_HELP)
+    moe_offload: str | None = _d(None, MOE_OFFLOAD_HELP)
 
 
 class FitRequest(Layout):
@@ -168,7 +223,21 @@ class FitRequest(Layout):
 
 
 class EstimateRequest(Layout):
+    FLAGS: ClassVar[dict[str, str]] = {"kv_offload": "--kv-offload/--no-kv-offload"}
+
     weight_offload: Literal["host", "disk"] | None = _d(None, "stream weights that do not fit from 'host' memory or 'disk' (NVMe)")
+    attention_dp: PositiveInt | None = _d(None, "data-parallel attention over N GPUs (MoE/MLA, with --ep N)")
+    cp: PositiveInt = _d(1, "context-parallel GPUs per replica (ring attention; a distributed KV pool in decode)")
+    chunk_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = _d(0, "chunked-prefill token budget per step (0: whole prompts)")
+    spec: Annotated[str | None, AfterValidator(_spec_auto_one)] = _d(
+        None, "speculative decoding DRAFT_TOKENS:ACCEPTANCE (3:0.7), or auto:ACCEPTANCE (k chosen per batch)")
+    draft_model: str | None = _d(None, "draft model id for --spec (default: a one-layer MTP/EAGLE-style head)")
+    kv_offload: bool = _d(False, "KV that does not fit in device memory lives in host memory")
+    eviction: str | None = _d(None, "KV eviction METHOD:KEPT_TOKENS, e.g. snapkv:2048")
+    prefix_hit_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = _d(0, "prompt tokens served from the prefix cache")
+    context_extension: Annotated[str | None, AfterValidator(_cap_knob("extension"))] = _d(None, CAP_HELP["context_extension"])
+    prompt_compression: Annotated[str | None, AfterValidator(_cap_knob("compression"))] = _d(None, CAP_HELP["prompt_compression"])
+    sparse_attention: Annotated[str | None, AfterValidator(_cap_knob("sparse"))] = _d(None, CAP_HELP["sparse_attention"])
     batching: Literal["static", "inflight"] = _d("inflight", "static (all requests start together) or inflight (continuous batching)")
     batch: PositiveInt | None = _d(None, "requests in the static batch")
     concurrency: PositiveInt | Literal["max"] | None = _d(None, "sequences in flight (inflight), or 'max' (default)")
@@ -215,6 +284,12 @@ class PlanRequest(Request):
     disagg: bool = _d(True, "consider disaggregated prefill/decode")
     offload: bool = _d(True, "consider KV-cache offload to host memory")
     engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm")
+    context_extension: Names | None = _d(None, "RoPE-scaling methods to serve past the trained context (default yarn "
+                                               "when --min-context or isl + osl exceed it), e.g. yarn,yarn-ft")
+    prompt_compression: Names | None = _d(None, "prompt-compression candidates METHOD:RATIO, e.g. llmlingua-2:4")
+    sparse_attention: Names | None = _d(None, "sparse-attention candidates METHOD:KEPT_FRACTION, e.g. duoattention:0.5")
+    cp: Annotated[list[PositiveInt], BeforeValidator(_split)] | None = _d(
+        None, "context-parallel sizes to consider (default 1; more when --min-context needs them)")
 
 
 class CapacityRequest(Request):
@@ -283,6 +358,7 @@ class SimulateRequest(Request):
     disagg: Annotated[str | None, AfterValidator(_pair)] = _d(None, "disaggregated pools PREFILL:DECODE replicas, e.g. 1:2 (each of the plan's size)")
     prefill_tp: PositiveInt | None = _d(None, "tensor parallel size of prefill replicas (with --disagg)")
     fleet: str | None = _d(None, "fleet of model sizes MODEL:REPLICAS[:TP],... e.g. llama-3.1-70b:2,llama-3.1-8b:2")
+    link: str | None = _d(None, EDGE_LINK_HELP)
 
     @model_validator(mode="after")
     def _who(self):
@@ -300,7 +376,7 @@ REQUESTS: dict[str, type[Request]] = {"estimate": EstimateRequest, "fit": FitReq
 MAX_NODES = 128  # scale-out deployments the planner prices: 128 nodes (1,024 GPUs of an 8-GPU node)
 
 
-def max_devices(hardware: str) -> tuple[int, bool]:
+def max_devices(hardware: str, link: str | None = None) -> tuple[int, bool]:
     """(the most devices one deployment of ``hardware`` can use, whether that spans nodes). One node
     holds the larger of the device's scale-up domain and its systems' device count; a device with a
     scale-out network (its own link or a system's NICs) spans up to MAX_NODES nodes. A device with
@@ -309,7 +385,7 @@ def max_devices(hardware: str) -> tuple[int, bool]:
 
     hw = get_hardware(hardware)
     node = hw.links.scale_up.domain_size or 1 if hw.links.scale_up else 1
-    spans = hw.links.scale_out is not None
+    spans = hw.links.scale_out is not None or bool(link)  # --link joins edge devices over Wi-Fi / Ethernet
     for sid in system_ids():
         s = get_system(sid)
         if s.device == hw.id:
@@ -318,12 +394,16 @@ def max_devices(hardware: str) -> tuple[int, bool]:
     return node * (MAX_NODES if spans else 1), spans
 
 
-def check_gpus(hardware: str, gpus: int, what: str = "--gpus") -> None:
-    bound = max_devices(hardware)
+def check_gpus(hardware: str, gpus: int, what: str = "--gpus", link: str | None = None) -> None:
+    if link:
+        from planner.specs.loader import get_interconnect
+
+        get_interconnect(link)  # an unknown link is one line with a did-you-mean
+    bound = max_devices(hardware, link)
     if gpus > bound[0]:
         from planner.specs.loader import get_hardware
 
-        where = f"{MAX_NODES} nodes" if bound[1] else "one node: no scale-out network"
+        where = f"{MAX_NODES} nodes" if bound[1] else "one node: no scale-out network; join devices with --link wifi-6, gbe-10, ..."
         raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} device{'s' if bound[0] > 1 else ''} ({where})")
 
 
@@ -336,7 +416,7 @@ def check_specs(command: str, req: Request) -> None:
         if command == "simulate" and r.fleet is not None:
             return
         n = r.gpus or (r.tp or 1) * (r.pp or 1) * (r.dp or 1)
-        check_gpus(r.hardware, n, "--gpus" if r.gpus else "tp x pp x dp =")
+        check_gpus(r.hardware, n, "--gpus" if r.gpus else "tp x pp x dp =", getattr(r, "link", None))
     elif command == "plan":
         for h in r.hardware:
             check_gpus(h, r.gpus)
@@ -347,11 +427,27 @@ def check_specs(command: str, req: Request) -> None:
     m = get_model(r.model)
     uses_isl = command in ("estimate", "fit", "plan") or (command in ("simulate", "capacity") and not r.workload
                                                             and not getattr(r, "trace", None))
-    if uses_isl and r.isl + r.osl > m.max_context:
+    factor = _extension_factor(command, r)
+    if uses_isl and r.isl + r.osl > m.max_context * factor and command != "plan":
         raise PlannerError(f"--isl {r.isl} + --osl {r.osl} = {r.isl + r.osl:,} tokens is longer than {m.id}'s context "
-                           f"of {m.max_context:,} tokens")
-    if command == "plan" and r.min_context is not None and r.min_context > m.max_context:
-        raise PlannerError(f"--min-context {r.min_context:,} is longer than {m.id}'s context of {m.max_context:,} tokens")
+                           f"of {m.max_context:,} tokens" + (f" x{factor:g} extended" if factor > 1 else
+                                                              "; serve it with --context-extension yarn:FACTOR"))
+    longest = max(r.min_context or 0, r.isl + r.osl) if command == "plan" else 0
+    if longest > m.max_context * MAX_EXTENSION_FACTOR:
+        raise PlannerError(f"{longest:,} tokens is more than {MAX_EXTENSION_FACTOR}x {m.id}'s context of {m.max_context:,} "
+                           "tokens: no RoPE scaling on record reaches it")
+
+
+MAX_EXTENSION_FACTOR = 64  # the plan search's largest RoPE-scaling factor (LongRoPE's 2048k from 4k is 512x; YaRN tables go to 32x)
+
+
+def _extension_factor(command: str, r: Any) -> float:
+    text = getattr(r, "context_extension", None) if command in ("estimate", "simulate") else None
+    if not text:
+        return 1.0
+    from planner.serving.captech import parse_extension_text
+
+    return parse_extension_text(text)[1]
 
 
 def plan_search(req: PlanRequest):
@@ -364,8 +460,18 @@ def plan_search(req: PlanRequest):
     opts = SpaceOptions(weights=tuple(req.weights) if req.weights else None, kv=tuple(req.kv) if req.kv else None,
                         speculative=tuple(k for k in (parse_spec(s) for s in req.spec or ()) if k[0] > 0),
                         eviction=tuple(parse_eviction(s) for s in req.eviction or ()),
-                        offload=req.offload, disaggregated=req.disagg, **kw)
+                        offload=req.offload, disaggregated=req.disagg,
+                        context_extension=tuple(req.context_extension or ()),
+                        prompt_compression=tuple(_knob_pair("compression", s) for s in req.prompt_compression or ()),
+                        sparse_attention=tuple(_knob_pair("sparse", s) for s in req.sparse_attention or ()),
+                        cp=tuple(req.cp or ()), **kw)
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
                   opts=opts, engine=req.engine, task=req.task)
+
+
+def _knob_pair(kind: str, text: str) -> tuple[str, float]:
+    from planner.serving.captech import parse_compression_text, parse_sparse_text
+
+    return (parse_compression_text if kind == "compression" else parse_sparse_text)(text)
