@@ -90,11 +90,11 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                       arrival="poisson", cv=1.0, shared_prefix=None, rate=None, requests=1000, seed=0, ttft_slo=None,
                       tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
                       max_batched_tokens=None, kv_admission=None, preemption="recompute", spec=None, disagg=None,
-                      prefill_tp=None, fleet=None, progress_factory=None) -> Outcome:
+                      prefill_tp=None, fleet=None, link=None, progress_factory=None) -> Outcome:
     """``rate`` is requests/s, 'inf' or None; ``spec`` 'K:ALPHA'; ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
 
-    from planner.api import PlanSpec, resolve_parallel
+    from planner.serving.predict import PlanSpec, resolve_parallel
     from planner.serving.simulator import SLO, Pool, Router, Scheduler, Simulator, fleet_pools, parse_fleet, replica_for
 
     def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations):
@@ -104,6 +104,8 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     def _progress(total, label="simulating"):
         return progress_factory(total, label) if progress_factory and total > 20000 else contextlib.nullcontext(None)
 
+    if link is not None:  # edge clusters joined by a network: priced by estimate, not yet by the event simulator
+        raise PlannerError("simulate does not model --link (devices joined by a network) yet; use estimate --link")
     if requests < 1:
         raise PlannerError("--requests must be at least 1")
     if cv <= 0:
