@@ -122,9 +122,9 @@ def _sim_predictions(sim: list[tuple[str, set, dict]], fitted_devices: set[str])
 
 
 def _files(files):
-    from planner.calibrate.validate import builtin_published
+    from planner.calibrate.validate import _files as resolve, builtin_published
 
-    return list(files) if files else builtin_published()
+    return resolve([str(f) for f in files]) if files else builtin_published()
 
 
 def in_sample(files=None, simulated: bool = True) -> CVResult:

@@ -191,7 +191,7 @@ def predict_e2e_row(row: dict, file: Path, line: int, hw) -> tuple[str, str, flo
         update["moe"] = m.moe.model_copy(update={"first_dense_layers": layers})
     m = m.model_copy(update=update)
     dtype = row.get("dtype") or "fp32"
-    p = make_plans(m, hw, weights=dtype, kv=dtype)
+    p = make_plans(m, hw, weights=dtype, kv=dtype, engine="harness")
     cm = CostModel(m, hw, engine=Engine(id="harness", runtime_bytes=0.0))
     batch = _int(row, "batch", file, line)
     if row["phase"] == "prefill":
