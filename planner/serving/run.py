@@ -95,7 +95,8 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     import contextlib
 
     from planner.serving.predict import PlanSpec, resolve_parallel
-    from planner.serving.simulator import SLO, Pool, Router, Scheduler, Simulator, fleet_pools, parse_fleet, replica_for
+    from planner.serving.fleet import fleet_pools, parse_fleet
+    from planner.serving.sim import SLO, Router, Scheduler, Simulator
 
     def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations):
         tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp)
@@ -141,22 +142,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         return Outcome(_fleet_summary(runs, slo, pools, wdesc, r, seed, notes), runs=runs, pools=pools, slo=slo)
     plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations)
     common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input)
-    if disagg:
-        try:
-            xp, yd = (int(x) for x in disagg.split(":"))
-        except ValueError:
-            raise PlannerError(f"--disagg takes PREFILL:DECODE replica counts such as 1:2, got {disagg!r}") from None
-        if xp < 1 or yd < 1:
-            raise PlannerError("--disagg needs at least one prefill and one decode replica")
-        ptp = prefill_tp or plan.tp
-        group = ptp * plan.pp * xp + plan.tp * plan.pp * yd
-        pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=plan.ep, sched=sched, disagg_group_gpus=group,
-                          name=f"prefill tp{ptp}", **common)
-        dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, sched=sched, disagg_group_gpus=group,
-                          name=f"decode tp{plan.tp}", **common)
-        pools = [Pool(pre, xp, "prefill"), Pool(dec, yd, "decode")]
-    else:
-        pools = [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, sched=sched, **common), plan.dp)]
+    pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill_tp, common)
     with _progress(len(reqs)) as prog:
         res = Simulator(pools, reqs, router=router_, progress=prog).run()
     summ = res.summary(slo)
@@ -170,8 +156,29 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     return Outcome(out, res=res, pools=pools, slo=slo)
 
 
+def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill_tp: int | None, common: dict) -> list:
+    """One pool of ``plan.dp`` replicas, or disaggregated prefill and decode pools (``disagg`` 'P:D')."""
+    from planner.serving.sim import Pool, replica_for
+
+    if not disagg:
+        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, sched=sched, **common), plan.dp)]
+    try:
+        xp, yd = (int(x) for x in disagg.split(":"))
+    except ValueError:
+        raise PlannerError(f"--disagg takes PREFILL:DECODE replica counts such as 1:2, got {disagg!r}") from None
+    if xp < 1 or yd < 1:
+        raise PlannerError("--disagg needs at least one prefill and one decode replica")
+    ptp = prefill_tp or plan.tp
+    group = ptp * plan.pp * xp + plan.tp * plan.pp * yd
+    pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=plan.ep, sched=sched, disagg_group_gpus=group,
+                      name=f"prefill tp{ptp}", **common)
+    dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, sched=sched, disagg_group_gpus=group,
+                      name=f"decode tp{plan.tp}", **common)
+    return [Pool(pre, xp, "prefill"), Pool(dec, yd, "decode")]
+
+
 def _fleet_summary(runs: dict, slo, pools, wdesc, rate, seed, notes) -> dict:
-    from planner.serving.simulator import fleet_report
+    from planner.serving.fleet import fleet_report
 
     first = next(iter(runs.values()))
     out = {"fleet": [{"model": p.replica.model_id, "replicas": p.count, "gpus_per_replica": p.replica.gpus,
