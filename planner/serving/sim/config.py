@@ -154,7 +154,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     sched = sched or Scheduler()
     sched.check()
     beh = EngineBehaviour.of(engine)
-    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations)
+    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations, engine=engine)
     mem = memory(model, hw, plans, engine)
     B = int(engine.kv_block_tokens)
     full, swa = kv_bytes_per_token_layers(model, plans)

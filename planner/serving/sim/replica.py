@@ -55,7 +55,8 @@ class Replica:
         self.kind = IDLE
         self.t_start = 0.0
         self.t_end = 0.0
-        self.jump = (0.0, 0, 0.0, 0.0)
+        # a decode jump: k steps from t_start, the first taking step_s, each next one slope_s longer
+        self.jump_k, self.step_s, self.slope_s = 0, 0.0, 0.0
         self.pieces: list[tuple] = []
         self.version = 0
         self.busy_s = 0.0
@@ -93,7 +94,7 @@ class Replica:
 
     def _truncate(self, t: float) -> None:
         """A request arrived during a decode jump: end the jump at the step boundary after ``t``."""
-        t0, k, a, slope = self.jump
+        t0, k, a, slope = self.t_start, self.jump_k, self.step_s, self.slope_s
         dt = t - t0
         if dt <= 0:
             kk = 1
@@ -106,7 +107,7 @@ class Replica:
         kk = max(1, kk)
         if kk >= k:
             return
-        self.jump = (t0, kk, a, slope)
+        self.jump_k = kk
         self.t_end = t0 + kk * a + slope * kk * (kk - 1) / 2.0
         self.sim.schedule(self, self.t_end)
 
@@ -118,13 +119,14 @@ class Replica:
             dur = now - self.t_start
             self.busy_s += dur
             if kind != PREFILL:
-                k = self.jump[1] if kind == JUMP else 1
+                k = self.jump_k if kind == JUMP else 1
                 self.steps += k
                 self.batch_time += dec.n * dur
                 dec.s += k
                 if not self.reserve and dec.n:
                     self.kv.dec = dec.blocks_at(dec.s)
-                self._finish_decodes(now)
+                if dec.heap and dec.heap[0][0] <= dec.s:
+                    self._finish_decodes(now)
             else:
                 self.steps += 1
             if kind >= MIXED:

@@ -213,7 +213,7 @@ def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
     a += extra
     rep.t_start = now
     rep.kind = JUMP
-    rep.jump = (now, k, a, slope)
+    rep.jump_k, rep.step_s, rep.slope_s = k, a, slope
     rep.t_end = t = now + k * a + slope * k * (k - 1) / 2.0
     rep.sim.schedule(rep, t)
 
