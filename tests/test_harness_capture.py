@@ -21,6 +21,11 @@ def test_calibrate_then_validate_predicts_dense_moe_and_mla_rows(capture, capsys
     code, out, err = run_cli(["calibrate", str(capture)], capsys)
     assert code == 0, err
     assert "residuals per op kind" in out and (capture / "calibrated.yaml").is_file()
+    assert all(f"host_{k}" in out for k in ("dense", "moe", "mla"))  # the host-overhead probes are fitted and reported
+    from planner.specs.loader import get_hardware
+
+    over = get_hardware(str(capture / "calibrated.yaml")).overheads.kernel_s
+    assert over.value > 0 and "per cost-model op" in over.source
     code, out, err = run_cli(["validate", str(capture), "--json"], capsys)
     assert code == 0, err
     import json

@@ -86,7 +86,7 @@ class NumpyOps:
              "copy": 1, "read": 1, "write": 1}
 
     def calls_for(self, op: str) -> int:
-        return self.CALLS.get(op, 1)
+        return 0 if op.startswith("host_") else self.CALLS.get(op, 1)
 
     # ---- arrays ----
     def randn(self, shape, std: float, rng: np.random.Generator):
@@ -237,7 +237,7 @@ class TorchOps:
              "copy": 1, "read": 1, "write": 1}
 
     def calls_for(self, op: str) -> int:
-        return self.CALLS.get(op, 1)
+        return 0 if op.startswith("host_") else self.CALLS.get(op, 1)
 
     # ---- arrays ----
     def _t(self, a: np.ndarray, dtype=None):

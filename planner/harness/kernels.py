@@ -175,6 +175,37 @@ def elementwise_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, s
     return cases
 
 
+HOST_STEPS = ((1, 1, 16), (8, 1, 16), (1, 16, 0))  # (batch, new tokens, cached tokens)
+
+
+def host_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    """Steps of each reference model's layers at a negligible width (``refmodels.host_probe``): the
+    host time the layer code costs per step, which calibration divides over the cost model's ops."""
+    from planner.harness.refmodels import host_probe
+    from planner.harness.transformer import Config, KVCache, Transformer
+
+    cases = []
+    for ref in grid.e2e_models:
+        probe = host_probe(ref)
+        cfg = Config.from_model(probe)
+
+        def build(cfg=cfg):
+            return Transformer(cfg, ops, seed=0), KVCache(ops, cfg, 8, 32, rng=np.random.default_rng(1))
+
+        for b, t, past in HOST_STEPS:
+            row = _base(ops, probe.id.replace("-", "_")) | {"m": b, "n": cfg.n_layers, "k": cfg.dim, "batch": b,
+                                                            "seq_q": t, "seq_kv": past + t, "bytes": 0, "flops": 0}
+
+            def prepare(b=b, t=t, past=past, key=probe.id, build=build, vocab=cfg.vocab_size):
+                net, cache = slot.get(("host", key), build)
+                tokens = ops.tokens(rng, vocab, (b, t))
+                return lambda: net.step(tokens, cache, past)
+
+            cases.append(Case("host overhead", row, prepare))
+    return cases
+
+
 def kernel_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
     return (gemm_cases(ops, grid, rng, slot) + attention_cases(ops, model, grid, rng, slot)
-            + memory_cases(ops, grid, rng, slot) + elementwise_cases(ops, model, grid, rng, slot))
+            + memory_cases(ops, grid, rng, slot) + elementwise_cases(ops, model, grid, rng, slot)
+            + host_cases(ops, grid, rng, slot))

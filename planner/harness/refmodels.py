@@ -80,6 +80,15 @@ def reference_models(budget_bytes: int, elem_size: int, batch: int, length: int,
     return out
 
 
+def host_probe(model: Model) -> Model:
+    """The same layers at a negligible width (hidden 64, vocabulary 64): a step of it costs the host
+    overhead of the layer code (library calls, Python), not arithmetic or memory traffic."""
+    kind = next(k for k in KINDS if model.id.startswith(f"ref-{k}-"))
+    probe = KINDS[kind](64)
+    return probe.model_copy(update={"id": f"host-{kind}", "name": f"host-overhead probe of {model.id}", "vocab_size": 64,
+                                    "num_layers": model.num_layers})
+
+
 def write_model(model: Model, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{model.id}.yaml"

@@ -31,7 +31,7 @@ from planner.harness.capture import (
 from planner.harness.e2e import choose_layers, e2e_cases
 from planner.harness.grids import Grid, make_grid, memory_budget
 from planner.harness.kernels import Case, Slot, kernel_cases
-from planner.harness.refmodels import write_model
+from planner.harness.refmodels import host_probe, write_model
 from planner.harness.timing import BUSY_CORES, BUSY_CV, CpuMeter, measure
 from planner.specs.model import Model
 
@@ -270,7 +270,8 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
     if torch is not None and "torch" in backends:
         meta["torch"] = host.torch_info(torch, opts.device)
 
-    for m in (*grid.e2e_models, model):  # the capture carries the spec of every model its e2e rows may name
+    # the capture carries the spec of every model its rows name (e2e rows, and the host-overhead probes)
+    for m in (*grid.e2e_models, model, *(host_probe(r) for r in grid.e2e_models)):
         write_model(m, folder / "models")
 
     def save(status: str | None = None):
