@@ -4,7 +4,8 @@
    1M plans/s scored inside the search.
 2. `planner plan` over six device types (h100-sxm, h200-sxm, b200, mi300x, a100-sxm-80gb, l40s) for
    llama-3.1-70b on up to 8 GPUs: under 2 s wall. With more than one type, $ per token becomes an objective.
-3. The frontier step alone on each search's feasible plans (it used to compare every plan with every other).
+3. The frontier step alone on each search's feasible plans (it used to compare every plan with every other), and
+   its growth on synthetic planner-shaped tables of 10^4..10^6 rows (time / (n log2 n) should stay flat).
 
 Every figure is the best of --repeat runs (the least disturbed), with the median beside it.
 Run: python benchmarks/bench_search.py [--repeat N] [--quick]
@@ -78,11 +79,44 @@ def in_process(model: str, hardware: list[str], gpus: int, repeat: int):
     return walls, fronts, res, captured.get("obj")
 
 
+def synthetic(n: int, devices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Planner-shaped objectives: tokens/s per GPU against tokens/s per user (a trade-off curve), 15 accuracy
+    levels, 12 context caps, and -$ per token, a decreasing function of tokens/s per GPU within each device."""
+    tok_gpu = rng.lognormal(6, 1.2, n)
+    tok_user = 4e4 / tok_gpu * rng.lognormal(0, 0.4, n)
+    acc = rng.choice(np.linspace(0.95, 1.0, 15), n)
+    ctx = rng.choice(2.0 ** np.arange(10, 22), n)
+    dev = rng.integers(0, devices, n)
+    usd = rng.uniform(1, 8, devices)[dev] / (tok_gpu * 3600) * 1e6
+    return np.column_stack([tok_gpu, tok_user, acc, ctx, -usd]), dev
+
+
+def scaling() -> None:
+    rng = np.random.default_rng(0)
+    print("frontier growth (synthetic, 5 objectives):")
+    for devices in (1, 6):
+        for n in (10_000, 100_000, 1_000_000):
+            obj, dev = synthetic(n, devices, rng)
+            ts = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                m = pareto_mask(obj, blocks=dev if devices > 1 else None)
+                ts.append(time.perf_counter() - t0)
+            t = min(ts)
+            print(f"  {devices} device type(s), n={n:>9,}: {t:7.3f} s, frontier {int(m.sum()):>5}, "
+                  f"{t / (n * np.log2(n)) * 1e9:6.1f} ns per n log2 n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="one run each, no subprocesses")
+    ap.add_argument("--scaling-only", action="store_true", help="only the frontier growth on synthetic tables")
     a = ap.parse_args()
+    if a.scaling_only:
+        print(describe())
+        scaling()
+        return
     repeat = 1 if a.quick else a.repeat
     print(describe())
     search("llama-3.1-8b", ["h100-sxm"], 1, Workload(), Constraints(1))  # imports and spec loading, once
@@ -104,6 +138,7 @@ def main() -> None:
                 pw = process_wall(model, hw, gpus, 1, env) + process_wall(model, hw, gpus, repeat, env)[:repeat]
                 print(f"  whole process      {best_median(pw[1:])} (target < {target:g} s; first run {pw[0]:.3f} s "
                       f"compiles bytecode)")
+    scaling()
 
 
 if __name__ == "__main__":

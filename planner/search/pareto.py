@@ -6,16 +6,18 @@ is no better on that objective than any plan that has one.
 
 The work grows like n log n in the number of rows for the shapes the planner produces:
 
-1. pivot pruning: a handful of strong rows (best per column, best weighted sums) drop every row they dominate,
-   O(n) per pivot, so the exact steps below usually see a few percent of the rows;
-2. exact duplicates merged (one sort), columns replaced by their integer ranks, constant columns dropped, and a
-   column that is a non-decreasing function of another dropped (it cannot change who dominates whom; within one
-   device, $ per token is such a function of tokens/s per GPU);
-3. by the number of columns left: 1-D a maximum; 2-D one sort and a running maximum; few distinct combinations
-   outside the two finest columns (accuracy levels, context caps): a 2-D staircase per cell and a binary-search
-   query against the cells that weakly beat it on the coarse columns; 3-D a sweep in lexicographic order over a
-   sorted staircase (binary search per row); more: sort-filter-skyline in blocks, in an order where no row can
-   precede one that dominates it, stopping once a frontier row beats every remaining row in every column.
+1. pivot pruning (3+ columns): a handful of strong rows (best per column, best scaled sum) drop every row they
+   dominate, O(n) per pivot -- most rows on independent or correlated objectives, few on a trade-off curve;
+2. columns replaced by their integer ranks and constant columns dropped; rows merged and ordered by one integer
+   key (one sort), so exact duplicates are handled once;
+3. the two columns with the most distinct values are the fine ones, the rest define cells. Few cells (accuracy
+   levels x context caps): a 2-D staircase per cell (a running maximum) and a binary-search query of each
+   survivor against the staircases of the cells at least as good on every coarse column. Many cells: a column
+   that is a non-decreasing function of another is dropped first (it cannot change who dominates whom; within
+   one device, $ per token is such a function of tokens/s per GPU); then 3 columns: a sweep in lexicographic
+   order over a sorted staircase (a binary search per row); 4+: sort-filter-skyline in blocks, in an order
+   where no row can precede one that dominates it, stopping once a frontier row beats every remaining row in
+   every column (O(n x frontier) at worst, when three or more columns have many distinct values).
 
 ``blocks`` (e.g. the device of each plan) finds frontiers inside each block first -- a row dominated within its
 block is dominated overall -- and then across the union of the block frontiers.
@@ -137,22 +139,21 @@ def _front_ranked(r: np.ndarray) -> np.ndarray:
     rest = code
     for j in reversed(coarse):
         rest, u[:, j] = np.divmod(rest, width[j])
-    return _front_unique(u, fine, coarse)[inv.ravel()]
+    return _front_unique(u, fine, coarse, few_cells_possible=False)[inv.ravel()]
 
 
-def _front_unique(u: np.ndarray, fine: list[int], coarse: list[int]) -> np.ndarray:
-    """Frontier mask of distinct rank rows with many cells."""
-    cvals, cell = np.unique(u[:, coarse], axis=0, return_inverse=True)
-    if len(cvals) <= MAX_CELLS:
-        a, b = u[:, fine[0]], u[:, fine[1]]
-        order = np.lexsort((-b, -a, cell.ravel()))
-        out = np.zeros(len(u), bool)
-        out[order] = _front_cells(a[order], b[order], cell.ravel()[order], cvals, int(b.max()) + 1)
-        return out
-    cols = list(range(u.shape[1]))
-    for k in reversed(range(u.shape[1])):
-        if len(cols) > 2 and any(_is_function_of(u, k, j) for j in cols if j != k):
-            cols.remove(k)
+def _front_unique(u: np.ndarray, fine: list[int], coarse: list[int], few_cells_possible: bool = True) -> np.ndarray:
+    """Frontier mask of distinct rank rows; ``few_cells_possible=False`` when the caller already counted too many
+    cells for the cell method."""
+    if few_cells_possible:
+        cvals, cell = np.unique(u[:, coarse], axis=0, return_inverse=True)
+        if len(cvals) <= MAX_CELLS:
+            a, b = u[:, fine[0]], u[:, fine[1]]
+            order = np.lexsort((-b, -a, cell.ravel()))
+            out = np.zeros(len(u), bool)
+            out[order] = _front_cells(a[order], b[order], cell.ravel()[order], cvals, int(b.max()) + 1)
+            return out
+    cols = _non_redundant(u)
     if len(cols) < u.shape[1]:
         return _front_ranked(u[:, cols])  # still distinct rows: a dropped column followed the others
     alive = _pivot_prune(u.T.copy(), second_round=True)[1] if len(u) > 256 else np.arange(len(u))
@@ -161,11 +162,25 @@ def _front_unique(u: np.ndarray, fine: list[int], coarse: list[int]) -> np.ndarr
     return out
 
 
-def _is_function_of(r: np.ndarray, k: int, j: int) -> bool:
-    """Is column k a non-decreasing function of column j?"""
-    o = np.argsort(r[:, j], kind="stable")
-    dk, dj = np.diff(r[o, k]), np.diff(r[o, j])
-    return bool((dk[dj == 0] == 0).all() and (dk >= 0).all())
+def _non_redundant(r: np.ndarray) -> list[int]:
+    """Columns left after dropping each column that is a non-decreasing function of another kept column: sorted
+    by column j, column k never falls, and does not change where j stays the same (one sort per column j)."""
+    d = r.shape[1]
+    cols = list(range(d))
+    sorted_by: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for k in reversed(range(d)):
+        for j in cols:
+            if j == k or len(cols) <= 2:
+                continue
+            if j not in sorted_by:
+                o = np.argsort(r[:, j], kind="stable")
+                sorted_by[j] = (o, np.diff(r[o, j]) == 0)
+            o, same_j = sorted_by[j]
+            dk = np.diff(r[o, k])
+            if (dk >= 0).all() and not dk[same_j].any():
+                cols.remove(k)
+                break
+    return cols
 
 
 def _scaled_sum(cols: np.ndarray) -> np.ndarray:
