@@ -61,7 +61,9 @@ def estimate_at_rate(
              requests_per_s=s["requests_per_s"])
     d["plan"] = {**d["plan"], "batching": "simulated", "batch_or_concurrency": batch, "max_seqs": rep.max_seqs, "rate": rate}
     price = d["cost"]["usd_per_hour"]
-    d["cost"] = {**d["cost"], "usd_per_million_output_tokens": price / (tok * 3600) * 1e6 if price and tok > 0 else None}
+    own = d["cost"].get("usd_per_hour_owned")
+    d["cost"] = {**d["cost"], "usd_per_million_output_tokens": price / (tok * 3600) * 1e6 if price and tok > 0 else None,
+                 "usd_per_million_output_tokens_owned": own / (tok * 3600) * 1e6 if own and tok > 0 else None}
     d["serving"] = {"rate": rate, "requests": requests, "seed": seed, "arrivals": "poisson",
                     **{k: s[k] for k in ("ttft_s", "tpot_s", "e2e_latency_s", "requests_per_s", "output_tokens_per_s",
                                          "utilization", "queue", "preemptions", "completed", "duration_s")},
@@ -90,8 +92,9 @@ class PlanRow(_Result):
     output_tokens_per_s_per_user: float
     accuracy: float
     max_context_tokens: int
-    usd_per_million_output_tokens: float | None
+    usd_per_million_output_tokens: float | None  # rented (on-demand price)
     trade: str
+    usd_per_million_output_tokens_owned: float | None = None  # purchase amortized + power (planner/cap/cost.py)
 
 
 class PlanReport(_Result):
@@ -118,6 +121,8 @@ class CapacityReport(_Result):
     usd_per_month: float | None
     slo: dict
     notes: list[str]
+    usd_per_hour_owned: float | None = None
+    usd_per_month_owned: float | None = None
 
 
 class SimulationReport(_Result):
@@ -137,7 +142,7 @@ class SimulationReport(_Result):
 def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, osl: int = 256, ttft_s: float | None = None,
          tpot_s: float | None = None, min_context: int | None = None, min_accuracy: float | None = 0.99,
          max_usd_per_mtok: float | None = None, objective: str = "throughput", engine: str = "trtllm",
-         task: str = "general", top: int = 10, options=None) -> PlanReport:
+         task: str = "general", top: int = 10, options=None, cost_basis: str | None = None) -> PlanReport:
     """Search the plan space of ``model`` on up to ``gpus`` devices of each type in ``hardware`` under the constraints;
     returns the C/A/P frontier and the recommended plan (``options``: a planner.search.space.SpaceOptions). As on the
     command line, plans keep accuracy within 1 % of bf16 unless ``min_accuracy`` says otherwise (None: no floor)."""
@@ -147,7 +152,8 @@ def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, o
     hw = [hardware] if isinstance(hardware, str) else list(hardware)
     cons = Constraints(gpus=gpus, ttft_s=ttft_s, tpot_s=tpot_s, min_context=min_context, min_accuracy=min_accuracy,
                        max_usd_per_mtok=max_usd_per_mtok)
-    res = search(model, hw, gpus, Workload(isl, osl), cons, objective=objective, opts=options, engine=engine, task=task, top=top)
+    res = search(model, hw, gpus, Workload(isl, osl), cons, objective=objective, opts=options, engine=engine, task=task, top=top,
+                 cost_basis=cost_basis)
     return PlanReport(model=res.model, **res.to_dict())
 
 

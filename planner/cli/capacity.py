@@ -47,7 +47,7 @@ def capacity_cmd(req, as_json: bool, as_csv: bool, plot):
         res = capacity(req.model, req.hardware, req.rate if req.rate is not None else 0.0, spec, ttft_s=req.ttft_p99,
                        tpot_s=req.tpot_p99, percentile=req.percentile, max_gpus=req.max_gpus, weights=req.weights, kv=req.kv,
                        engine=req.engine, requests=req.requests, seed=req.seed, hourly=profile,
-                       progress=lambda msg: status.update(msg))
+                       progress=lambda msg: status.update(msg), tco=req.tco())
     finally:
         status.stop()
     if plot is not None and res.load_curve:
@@ -79,7 +79,16 @@ def _render(res) -> None:
         p = res.plan
         console.print(f"[green]{res.gpus} GPUs[/green]: {res.replicas} x ({p['label'].split(' c=')[0]}, batch cap {p['batch_cap']})")
         if res.usd_per_hour:
-            console.print(f"cost ${res.usd_per_hour:,.2f} per hour, ${res.usd_per_month:,.0f} per month (730 h)")
+            console.print(f"cost rented ${res.usd_per_hour:,.2f} per hour, ${res.usd_per_month:,.0f} per month (730 h)")
+        if res.usd_per_hour_owned:
+            a = res.owned_cost["assumptions"]
+            console.print(f"cost owned ${res.usd_per_hour_owned:,.2f} per hour, ${res.usd_per_month_owned:,.0f} per month "
+                          f"(purchase over {a['amortization_years']:g} years at {a['utilization']:.0%} utilization + power at "
+                          f"PUE {a['pue']:g} and ${a['electricity_usd_per_kwh']:g}/kWh)")
+        per_m = [f"${v:.3f} {n}" for n, v in (("rented", res.usd_per_million_output_tokens),
+                                              ("owned", res.usd_per_million_output_tokens_owned)) if v]
+        if per_m:
+            console.print(f"per million output tokens served: {', '.join(per_m)}")
         a = res.at_rate
         console.print(f"at {res.rate:g} req/s: TTFT p50 {ms(a['ttft_s']['p50'])} p99 {ms(a['ttft_s']['p99'])}; "
                       f"TPOT p50 {ms(a['tpot_s']['p50'])} p99 {ms(a['tpot_s']['p99'])}")

@@ -46,13 +46,29 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
         from planner.api import estimate_at_rate
 
         d = estimate_at_rate(req.model, req.hardware, plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine)
+        d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
         return
     from planner.api import estimate
 
     est = estimate(req.model, req.hardware, plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
                    concurrency=req.concurrency, engine=req.engine)
+    est.cost.update(_owned(req, est.gpus, est.output_tokens_per_s if est.fits else None))
     _output(est.to_dict(), as_json, as_csv, est)
+
+
+
+
+def _owned(req, gpus: int, tokens_per_s) -> dict:
+    """The owned-cost keys under this request's --electricity-usd-per-kwh / --pue / --amortization-years / --utilization."""
+    import math
+
+    from planner.cap.cost import owned_cost_keys
+    from planner.specs.loader import get_hardware
+
+    hw = get_hardware(req.hardware)  # a --link network changes no price or power
+    tok = tokens_per_s if tokens_per_s is not None and math.isfinite(tokens_per_s) and tokens_per_s > 0 else None
+    return owned_cost_keys(hw, gpus, tok, req.tco())
 
 
 def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None = None) -> None:
@@ -107,6 +123,10 @@ def render(est) -> None:
     c = est.cost
     t.add_row("cost per hour", f"${c['usd_per_hour']:.2f}" if c["usd_per_hour"] else "unknown (no published price)")
     t.add_row("$ per million output tokens", f"${c['usd_per_million_output_tokens']:.3f}" if c["usd_per_million_output_tokens"] else "-")
+    own = c.get("usd_per_hour_owned")
+    t.add_row("owned: cost per hour (purchase + power)", f"${own:.2f}" if own else "unknown (no purchase price)")
+    t.add_row("owned: $ per million output tokens", f"${c['usd_per_million_output_tokens_owned']:.3f}"
+              if c.get("usd_per_million_output_tokens_owned") else "-")
     t.add_row("accuracy (bf16 = 1.0)", f"{est.accuracy['score']:.3f}" + (f"  ({'; '.join(est.accuracy['lowered_by'])})" if est.accuracy["lowered_by"] else ""))
     console.print(t)
     for phase in ("prefill", "decode"):

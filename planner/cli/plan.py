@@ -81,7 +81,8 @@ def _csv_row(d: dict) -> dict:
             "ep": p["ep"], "replicas": p["replicas"], "weights": p["weights"], "kv": p["kv"],
             "concurrency_per_replica": p["concurrency_per_replica"],
             **{k: d[k] for k in ("output_tokens_per_s_per_gpu", "output_tokens_per_s_per_user", "ttft_s", "tpot_s",
-                                 "e2e_latency_s", "accuracy", "max_context_tokens", "usd_per_million_output_tokens", "trade")}}
+                                 "e2e_latency_s", "accuracy", "max_context_tokens", "usd_per_million_output_tokens",
+                                 "usd_per_million_output_tokens_owned", "trade")}}
 
 
 def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None) -> None:
@@ -103,7 +104,7 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
     console.print(f"  {r['output_tokens_per_s_per_gpu']:,.0f} tok/s/GPU, {r['output_tokens_per_s_per_user']:,.1f} tok/s/user, "
                   f"TTFT {r['ttft_s'] * 1e3:,.0f} ms, TPOT {r['tpot_s'] * 1e3:,.1f} ms, accuracy {r['accuracy']:.3f}, "
                   f"max context {r['max_context_tokens']:,}" +
-                  (f", ${r['usd_per_million_output_tokens']:.3f}/M tokens" if r["usd_per_million_output_tokens"] else ""))
+                  _usd_line(r))
     console.print(f"  why: {res.why}")
     console.print(f"  trade: {r['trade']}")
     if plot:
@@ -114,13 +115,20 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
         console.print(terminal_plot(res.frontier))
 
 
+def _usd_line(r: dict) -> str:
+    """$/M output tokens, rented and owned, where known."""
+    parts = [f"${v:.3f}/M tokens {name}" for name, v in (("rented", r["usd_per_million_output_tokens"]),
+                                                         ("owned", r.get("usd_per_million_output_tokens_owned"))) if v]
+    return (", " + ", ".join(parts)) if parts else ""
+
+
 def _table(title: str, rows: list[dict]) -> None:
     t = Table(title=title, header_style="bold")
-    for c in ("plan", "GPUs", "tok/s/GPU", "tok/s/user", "TTFT ms", "TPOT ms", "A", "max ctx", "$/M tok", "CAP trade"):
+    for c in ("plan", "GPUs", "tok/s/GPU", "tok/s/user", "TTFT ms", "TPOT ms", "A", "max ctx", "$/M rent", "$/M own", "CAP trade"):
         t.add_column(c, justify="left" if c in ("plan", "CAP trade") else "right", overflow="fold")
     for d in rows:
-        usd = d["usd_per_million_output_tokens"]
+        usd, own = d["usd_per_million_output_tokens"], d.get("usd_per_million_output_tokens_owned")
         t.add_row(d["label"], str(d["gpus"]), f"{d['output_tokens_per_s_per_gpu']:,.0f}", f"{d['output_tokens_per_s_per_user']:,.1f}",
                   f"{d['ttft_s'] * 1e3:,.0f}", f"{d['tpot_s'] * 1e3:,.1f}", f"{d['accuracy']:.3f}", f"{d['max_context_tokens']:,}",
-                  "-" if usd is None else f"{usd:.3f}", d["trade"])
+                  "-" if usd is None else f"{usd:.3f}", "-" if own is None else f"{own:.3f}", d["trade"])
     console.print(t)

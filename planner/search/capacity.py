@@ -75,6 +75,12 @@ class CapacityResult:
     saturation_rate: float | None
     daily: dict | None
     notes: list[str]
+    usd_per_hour_owned: float | None = None  # purchase amortized + power x PUE x electricity (planner/cap/cost.py)
+    usd_per_month_owned: float | None = None
+    owned_cost: dict | None = None  # its parts and assumptions
+    # the fleet's cost over the output tokens it serves at the rate (the mean rate of a daily profile)
+    usd_per_million_output_tokens: float | None = None
+    usd_per_million_output_tokens_owned: float | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -240,7 +246,7 @@ def max_rate(sizer: Sizer, replicas: int, lo: float, hi: float, iters: int = 7) 
 def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft_s: float | None = None,
              tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64, weights: str = "bf16",
              kv: str | None = None, engine: str = "trtllm", requests: int | None = None, seed: int = 0,
-             hourly: list[float] | None = None, curve: bool = True, progress=None) -> CapacityResult:
+             hourly: list[float] | None = None, curve: bool = True, progress=None, tco=None) -> CapacityResult:
     if hourly:
         if any((not math.isfinite(x)) or x < 0 for x in hourly):
             raise PlannerError("hourly rates must be finite and not negative")
@@ -323,8 +329,17 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
                  "static_gpu_hours_per_day": float(best.gpus * 24.0)}
     plan = {**best.plan, "replicas": best.replicas, "gpus_per_replica": best.gpus_per_replica, "batch_cap": best.max_seqs,
             "engine": get_engine(engine).name if isinstance(engine, str) else engine.name, "label": best.label}
+    from planner.cap.cost import owned_cost_keys
+
+    own = owned_cost_keys(hw, best.gpus, None, tco)
+    own_h = own["usd_per_hour_owned"]
+    if own_h is None:
+        notes.append(f"no purchase price for {hw.id}: no owned cost")
+    tok_h = (daily["mean_rate"] if daily else rate) * osl * 3600.0  # output tokens served per hour
+    per_m = [u / tok_h * 1e6 if u and tok_h > 0 else None for u in (usd_h, own_h)]
     return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, True, "", best.gpus, best.replicas, plan, usd_h,
-                          usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes)
+                          usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes,
+                          own_h, own_h * HOURS_PER_MONTH if own_h else None, own["owned"], *per_m)
 
 
 def read_daily(path: str) -> list[float]:

@@ -4,11 +4,12 @@ frontier and recommend one plan with the reason it beat the runner-up."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
+from planner.cap.cost import TcoAssumptions, owned, tco_defaults, usd_per_million_tokens
 from planner.errors import PlannerError
 from planner.search.evaluate import PlanTable, Workload, evaluate_aggregated, evaluate_disaggregated
 from planner.search.pareto import pareto_mask
@@ -23,6 +24,35 @@ OBJECTIVES = {
 }
 
 
+# $/M output tokens column per cost basis: rented (on-demand price) or owned (planner/cap/cost.py)
+COST_KEYS = {"rented": "usd_per_mtok", "owned": "usd_per_mtok_owned"}
+
+
+def pick_cost_basis(hardware: list[str], basis: str | None, tco: TcoAssumptions, needed: bool) -> str:
+    """The cost basis: the one asked for, else rented when every device has an on-demand price, else owned when
+    every device has a purchase price. When cost ranks or limits plans, a device without the basis's price is an error."""
+    if basis is not None and basis not in COST_KEYS:
+        raise PlannerError(f"unknown cost basis {basis!r} (use rented or owned)")
+    hws = [get_hardware(h) for h in hardware]
+    missing = {"rented": [h.id for h in hws if h.price is None], "owned": [h.id for h in hws if owned(h, tco) is None]}
+    pick = basis or ("rented" if not missing["rented"] or missing["owned"] else "owned")
+    if needed and missing[pick]:
+        what = "on-demand price" if pick == "rented" else "purchase price"
+        other = "owned" if pick == "rented" else "rented"
+        hint = f"; --cost-basis {other} covers them all" if not missing[other] else ""
+        raise PlannerError(f"{', '.join(missing[pick])} has no published {what}, so {pick} cost cannot rank or limit "
+                           f"its plans{hint}")
+    return pick
+
+
+def add_owned_cost(t: PlanTable, tco: TcoAssumptions) -> None:
+    """The owned $/M output tokens column, from each row's device and tokens/s per device (NaN without a purchase price)."""
+    if not len(t):
+        return
+    rate = np.array([(o.usd_per_hour if (o := owned(get_hardware(h), tco)) else np.nan) for h in t.hardware], dtype=float)
+    t.cols["usd_per_mtok_owned"] = usd_per_million_tokens(rate[t.cols["hardware"].astype(int)], t.cols["tok_s_per_gpu"])
+
+
 @dataclass
 class Constraints:
     gpus: int
@@ -31,6 +61,7 @@ class Constraints:
     min_context: int | None = None
     min_accuracy: float | None = None
     max_usd_per_mtok: float | None = None
+    cost_key: str = "usd_per_mtok"  # the $/M tokens column the cost limit reads (rented or owned)
 
     def checks(self, t: PlanTable) -> dict[str, tuple[np.ndarray, np.ndarray, float, str]]:
         """name -> (passes, value, limit, direction) for every active constraint."""
@@ -45,7 +76,7 @@ class Constraints:
         if self.min_accuracy is not None:
             out["min-accuracy"] = (c["accuracy"] >= self.min_accuracy, c["accuracy"], self.min_accuracy, ">=")
         if self.max_usd_per_mtok is not None:
-            usd = np.nan_to_num(c["usd_per_mtok"], nan=np.inf)
+            usd = np.nan_to_num(c[self.cost_key], nan=np.inf)
             out["max-cost"] = (usd <= self.max_usd_per_mtok, usd, self.max_usd_per_mtok, "<=")
         return out
 
@@ -65,10 +96,11 @@ class PlanResult:
     pruned: dict = field(default_factory=dict)
     model: str = ""
     task: str = "general"
+    cost_basis: str = "rented"  # which $/M tokens --objective cost and --max-cost used
 
     def to_dict(self) -> dict:
         return {"search": {"plans_evaluated": self.plans_evaluated, "plans_costed": self.plans_costed, "pruned": self.pruned,
-                           "feasible": len(self.table)},
+                           "feasible": len(self.table), "cost_basis": self.cost_basis},
                 "timing": {"wall_s": round(self.seconds, 4)},
                 "frontier": self.frontier, "recommended": self.recommended, "runner_up": self.runner_up, "why": self.why,
                 "infeasible": self.infeasible, "nearest": self.nearest}
@@ -111,6 +143,8 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
         "output_tokens_per_s_per_gpu": float(c["tok_s_per_gpu"]), "output_tokens_per_s_per_user": float(c["tok_s_per_user"]),
         "accuracy": float(c["accuracy"]), "max_context_tokens": int(c["max_context"]),
         "usd_per_million_output_tokens": None if np.isnan(c["usd_per_mtok"]) else float(c["usd_per_mtok"]),
+        "usd_per_million_output_tokens_owned": (None if np.isnan(c.get("usd_per_mtok_owned", np.nan))
+                                                else float(c["usd_per_mtok_owned"])),
     }
     d["label"] = label(d)
     d["trade"] = cap_trade(d, model_max_context, best_tok)
@@ -167,7 +201,8 @@ def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
 
 
 def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Constraints, *, objective: str = "throughput",
-           opts: SpaceOptions | None = None, engine: Engine | str = "trtllm", task: str = "general", top: int = 10) -> PlanResult:
+           opts: SpaceOptions | None = None, engine: Engine | str = "trtllm", task: str = "general", top: int = 10,
+           cost_basis: str | None = None, tco: TcoAssumptions | None = None) -> PlanResult:
     if gpus < 1:
         raise PlannerError("--gpus must be a positive integer")
     if wl.isl < 1 or wl.osl < 1:
@@ -177,10 +212,9 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     opts = opts or SpaceOptions()
     engine = get_engine(engine) if isinstance(engine, str) else engine
     model = get_model(model_id)
-    if objective == "cost" or cons.max_usd_per_mtok is not None:
-        unpriced = [h for h in hardware if get_hardware(h).price is None]
-        if unpriced:
-            raise PlannerError(f"{', '.join(unpriced)} has no published price, so cost cannot rank or limit its plans")
+    tco = tco or tco_defaults()
+    basis = pick_cost_basis(hardware, cost_basis, tco, needed=objective == "cost" or cons.max_usd_per_mtok is not None)
+    cons = replace(cons, cost_key=COST_KEYS[basis])
     t0 = time.perf_counter()
     tables, pruned = [], {}
     acc = _accuracy_fn(model, task)
@@ -193,6 +227,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         if opts.disaggregated:
             tables.append(evaluate_disaggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
     allp = PlanTable.concat(tables)
+    add_owned_cost(allp, tco)
     evaluated = sum(t.evaluated for t in tables)
     costed = sum(t.costed for t in tables)
     if len(allp) == 0:
@@ -202,14 +237,16 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     for passes, *_ in checks.values():
         ok &= passes
     key, sign = OBJECTIVES[objective]
+    key = COST_KEYS[basis] if objective == "cost" else key
     feas = allp.take(np.nonzero(ok)[0])
     seconds_eval = time.perf_counter() - t0
     if len(feas) == 0:
         infeasible, nearest = explain_infeasible(allp, checks, model, key, sign)
-        return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task)
+        return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task,
+                          basis)
     c = feas.cols
     obj = np.column_stack([c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"],
-                           -np.nan_to_num(c["usd_per_mtok"], nan=0.0) if len(hardware) > 1 else np.zeros(len(feas))])
+                           -np.nan_to_num(c[COST_KEYS[basis]], nan=0.0) if len(hardware) > 1 else np.zeros(len(feas))])
     front = np.nonzero(pareto_mask(obj))[0]
     best_tok = float(c["tok_s_per_gpu"].max())
     score = sign * np.nan_to_num(c[key], nan=-np.inf if sign > 0 else np.inf)
@@ -217,14 +254,14 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     rec_i, runner_i = recommend(score, c["accuracy"], c["max_context"], stable, feas)
     rec = row(feas, rec_i, model.max_context, best_tok, model.id)
     runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id)
-    why = explain_choice(rec, runner, objective)
+    why = explain_choice(rec, runner, objective, basis)
     f_order = front[np.lexsort((stable[front], -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
     f_order = f_order[np.sort(first)]
     frontier = [row(feas, int(i), model.max_context, best_tok, model.id) for i in f_order]
     seconds = time.perf_counter() - t0
-    return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task)
+    return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task, basis)
 
 
 SHAPE_COLS = ("hardware", "disagg", "tp", "pp", "ep", "adp", "weights", "kv")
@@ -266,8 +303,15 @@ def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, stab
     return rec_i, runner_i
 
 
-def explain_choice(rec: dict, runner: dict | None, objective: str) -> str:
+def explain_choice(rec: dict, runner: dict | None, objective: str, basis: str = "rented") -> str:
     key = {"throughput": "output_tokens_per_s_per_gpu", "cost": "usd_per_million_output_tokens", "latency": "e2e_latency_s"}[objective]
+    if objective == "cost":
+        key += "_owned" if basis == "owned" else ""
+        return f"cost basis {basis}: " + _explain(rec, runner, objective, key)
+    return _explain(rec, runner, objective, key)
+
+
+def _explain(rec: dict, runner: dict | None, objective: str, key: str) -> str:
     if runner is None:
         return f"the only feasible layout and precision; best {objective} among its batch sizes"
     a, b = rec[key], runner[key]

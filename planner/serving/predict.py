@@ -318,11 +318,14 @@ def estimate(
     else:
         ttft = tpot = e2e = tok = rps = nanv
         breakdown = {"prefill": [], "decode": []}
+    from planner.cap.cost import owned_cost_keys  # owned: purchase amortized + power x PUE x electricity (defaults)
+
     cost = {
         "usd_per_gpu_hour": price,
         "usd_per_hour": price * gpus if price else None,
         "usd_per_million_output_tokens": (price * gpus / (tok * 3600) * 1e6) if price and fits and tok > 0 else None,
         "price_source": f"{hw.price.source} ({hw.price.date})" if hw.price else f"no published price for {hw.id}",
+        **owned_cost_keys(hw, gpus, tok if fits and tok > 0 else None),
     }
     eviction = (evict[0], evict[1], isl_m + osl) if evict else None
     return Estimate(

@@ -61,7 +61,18 @@ class Watts(Sourced):
 
 
 class Price(_Strict):
-    usd_per_hour: float = Field(gt=0)
+    """On-demand rent of one device (one GPU / chip), US dollars per hour, with the date it was listed."""
+
+    usd_per_hour: float = Field(gt=0, allow_inf_nan=False)
+    date: str
+    source: str
+    note: str | None = None
+
+
+class Purchase(_Strict):
+    """Purchase price in US dollars (per device on a device spec, per node on a system spec), with its date."""
+
+    usd: float = Field(gt=0, allow_inf_nan=False)
     date: str
     source: str
     note: str | None = None
@@ -124,8 +135,9 @@ class Hardware(_Strict):
     achievable: Achievable
     overheads: Overheads = Overheads()
     links: Links = Links()
-    power: Watts | None = None
-    price: Price | None = None
+    power: Watts | None = None  # board / module power at its maximum (TDP, TGP, TBP)
+    price: Price | None = None  # on-demand rent per device-hour
+    purchase: Purchase | None = None  # purchase price per device (the card or module alone)
     host_memory: Bytes | None = None
     notes: list[str] = []
     calibrated_from: str | None = None  # the capture a calibrated spec was fitted to
@@ -203,3 +215,6 @@ class System(_Strict):
     scale_out: str | None = None
     nics_per_node: int = 0
     source: str
+    # the whole node at its maximum, devices included (the host's share is this less the devices' power)
+    power: Watts | None = None
+    purchase: Purchase | None = None  # the whole node, devices included

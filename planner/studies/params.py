@@ -198,6 +198,28 @@ MODEL_HELP = "model: planner id (planner models list), Hugging Face id, model YA
 HW_HELP = "hardware id (planner hardware list, any case) or a hardware YAML"
 
 
+def _pue(v: float) -> float:
+    if v < 1:
+        raise ValueError(f"power usage effectiveness is total facility power over IT power, so it cannot be below 1 (got {v:g})")
+    return v
+
+
+class Ownership(Request):
+    """Owned-cost inputs (planner/cap/cost.py); unset: the sourced defaults in hw_specs/tco/defaults.yaml."""
+
+    electricity_usd_per_kwh: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = _d(
+        None, "electricity price for the owned cost, $/kWh (default 0.0862: EIA 2025 US industrial average)")
+    pue: Annotated[float, Field(allow_inf_nan=False), AfterValidator(_pue)] | None = _d(
+        None, "power usage effectiveness of the owned site, >= 1 (default 1.56: Uptime Institute 2024 average)")
+    amortization_years: PositiveFloat | None = _d(None, "years the purchase is spread over (default 5)")
+    utilization: Fraction | None = _d(None, "fraction of the amortization period the owned hardware serves, in (0, 1] (default 1)")
+
+    def tco(self):
+        from planner.cap.cost import assumptions
+
+        return assumptions(self.electricity_usd_per_kwh, self.pue, self.amortization_years, self.utilization)
+
+
 class Layout(Request):
     """One deployment: model, hardware, parallel sizes, precisions."""
 
@@ -222,7 +244,7 @@ class FitRequest(Layout):
     pass
 
 
-class EstimateRequest(Layout):
+class EstimateRequest(Ownership, Layout):
     FLAGS: ClassVar[dict[str, str]] = {"kv_offload": "--kv-offload/--no-kv-offload"}
 
     weight_offload: Literal["host", "disk"] | None = _d(None, "stream weights that do not fit from 'host' memory or 'disk' (NVMe)")
@@ -258,7 +280,7 @@ class EstimateRequest(Layout):
         return self
 
 
-class PlanRequest(Request):
+class PlanRequest(Ownership):
     FLAGS: ClassVar[dict[str, str]] = {"disagg": "--disagg/--no-disagg", "offload": "--offload/--no-offload"}
 
     model: str = Field(description=MODEL_HELP)
@@ -274,6 +296,9 @@ class PlanRequest(Request):
         0.99, "accuracy floor relative to the bf16 model (1.0); default 0.99, within 1 % (the MLPerf 99 % rule); 0 for none")
     max_cost: PositiveFloat | None = _d(None, "ceiling in $ per million output tokens")
     objective: Literal["throughput", "cost", "latency"] = _d("throughput", "throughput (tokens/s per GPU), cost ($/M tokens) or latency (end-to-end)")
+    cost_basis: Literal["rented", "owned"] | None = _d(
+        None, "$/M tokens that --objective cost and --max-cost use: rented (on-demand price) or owned (purchase "
+              "amortized + power); default rented when every device has a price, else owned")
     task: Literal["general", "knowledge", "math", "code", "reasoning"] = _d("general", "task class for accuracy sensitivity")
     weights: Names | None = _d(None, "restrict weight precisions (default: all the device runs)")
     kv: Names | None = _d(None, "restrict KV-cache precisions")
@@ -292,7 +317,7 @@ class PlanRequest(Request):
         None, "context-parallel sizes to consider (default 1; more when --min-context needs them)")
 
 
-class CapacityRequest(Request):
+class CapacityRequest(Ownership):
     model: str = Field(description=MODEL_HELP)
     hardware: str = Field(description=HW_HELP)
     rate: PositiveFloat | None = _d(None, "arrival rate, requests/s (with --hourly/--daily: the peak is used)")
@@ -468,7 +493,7 @@ def plan_search(req: PlanRequest):
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
-                  opts=opts, engine=req.engine, task=req.task)
+                  opts=opts, engine=req.engine, task=req.task, cost_basis=req.cost_basis, tco=req.tco())
 
 
 def _knob_pair(kind: str, text: str) -> tuple[str, float]:
