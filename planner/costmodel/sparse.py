@@ -32,6 +32,8 @@ LSERVE_PAGE_TOKENS = 16
 # §3.2, last_q = 64)
 MINFERENCE_PROBE_QUERIES = 64
 
+SPARSE_ALIASES = {"duo": "duoattention"}  # the short name the issue uses
+
 FIELDS = ("sa_dense", "sa_window", "sa_prefill_keep", "sa_decode_budget", "sa_select", "sa_probe_q")
 
 
@@ -40,6 +42,7 @@ def parse_sparse_attention(text: str) -> tuple[str, float]:
     from planner.cap.techniques import sparse_method
 
     method, _, kept = str(text).partition(":")
+    method = SPARSE_ALIASES.get(method.strip().lower(), method)
     try:
         f = float(kept)
     except ValueError:
@@ -81,6 +84,7 @@ def with_sparse_rows(plans: PlanArrays, methods: list[str], code: np.ndarray, ke
         rows = np.nonzero(code == j)[0]
         if not m or not len(rows):
             continue
-        for f, v in sparse_fields(m, kept[rows], context_tokens).items():
+        ctx = context_tokens if np.ndim(context_tokens) == 0 else np.asarray(context_tokens, float)[rows]
+        for f, v in sparse_fields(m, kept[rows], ctx).items():
             cols[f][rows] = np.broadcast_to(v, (len(rows),))
     return dataclasses.replace(plans, **cols)

@@ -12,6 +12,8 @@ from planner.costmodel.collectives import Fabric
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel, Step
+from planner.search.cap_axes import (accuracy_rows, build_axis, compress_seconds, max_context_rows, row_columns,
+                                     row_plans)
 from planner.search.pareto import pareto_mask
 from planner.search.space import Configs, SpaceOptions
 from planner.serving.batching import Techniques, inflight
@@ -25,6 +27,7 @@ from planner.specs.model import Model
 class Workload:
     isl: int = 1024
     osl: int = 256
+    min_context: int = 0  # the longest single request a plan must hold (brings in context extension / parallelism)
 
 
 @dataclass
@@ -38,13 +41,14 @@ class PlanTable:
     evaluated: int = 0  # plans scored (memory and constraints of the layout, vectorized)
     costed: int = 0  # of those, plans that went through the step-time model (the rest did not fit)
     evict: list[str] = field(default_factory=lambda: [""])  # KV eviction method per code ("" = none)
+    techs: list[str] = field(default_factory=lambda: [""])  # context/attention technique names (cap_axes.py codes)
 
     def __len__(self) -> int:
         return len(next(iter(self.cols.values()))) if self.cols else 0
 
     def take(self, idx) -> "PlanTable":
         return PlanTable({k: v[idx] for k, v in self.cols.items()}, self.weights, self.kv, self.hardware, self.evaluated,
-                         self.costed, self.evict)
+                         self.costed, self.evict, self.techs)
 
     @staticmethod
     def concat(tables: list["PlanTable"]) -> "PlanTable":
@@ -52,19 +56,22 @@ class PlanTable:
         if not tables:
             return PlanTable({}, [], [], [])
         # remap string codes into shared lists
-        ws, kvs, hws, ev = [], [], [], []
+        ws, kvs, hws, ev, te = [], [], [], [], []
         out: dict[str, list[np.ndarray]] = {}
         for t in tables:
-            for name, lst, src in (("weights", ws, t.weights), ("kv", kvs, t.kv), ("hardware", hws, t.hardware), ("evict", ev, t.evict)):
+            for name, lst, src in (("weights", ws, t.weights), ("kv", kvs, t.kv), ("hardware", hws, t.hardware), ("evict", ev, t.evict),
+                                   ("techs", te, t.techs)):
                 for s in src:
                     if s not in lst:
                         lst.append(s)
+            tmap = np.array([te.index(s) for s in t.techs])
             maps = {"weights": np.array([ws.index(s) for s in t.weights]), "kv": np.array([kvs.index(s) for s in t.kv]),
-                    "hardware": np.array([hws.index(s) for s in t.hardware]), "evict": np.array([ev.index(s) for s in t.evict])}
+                    "hardware": np.array([hws.index(s) for s in t.hardware]), "evict": np.array([ev.index(s) for s in t.evict]),
+                    "ctx_ext": tmap, "sparse": tmap, "compress": tmap}
             for k, v in t.cols.items():
                 out.setdefault(k, []).append(maps[k][v] if k in maps else v)
         return PlanTable({k: np.concatenate(v) for k, v in out.items()}, ws, kvs, hws,
-                         sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev)
+                         sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev, te)
 
 
 def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
@@ -72,87 +79,97 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     if cfg.n == 0:
         return PlanTable({}, [], [], [hw.id])
     engine = engine.for_hardware(hw)  # the limits the engine picks on this device
-    base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False)
+    base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, cp=1 if cfg.cp is None else cfg.cp,
+                      weights=cfg.weights, kv=cfg.kv, check=False)
     mem = memory(model, hw, base, engine)
-    per_seq = kv_bytes_per_seq(model, base, wl.isl + wl.osl, engine.kv_block_tokens)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
-    hbm = np.maximum(mem.kv_capacity_bytes, 0.0)
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
+    ax = build_axis(model, base, mem, wl, opts, engine.kv_block_tokens)  # context/attention techniques (cap_axes.py)
 
     conc = np.array(opts.concurrency, dtype=float)
     chunks = np.array(opts.chunk_tokens, dtype=float)
-    spec = [(0, 0.0)] + [s for s in opts.speculative if s[0] > 0]
+    spec = [(0, 0.0)] + [s for s in opts.speculative if s[0] != 0]  # k < 0: adaptive (k chosen per batch)
     # KV policy axis: 0 keep all in HBM, 1 offload to host memory, 2.. evict to a token budget
     policies = [("none", 0)] + ([("offload", 0)] if host > 0 else []) + [("evict", int(b)) for _, b in opts.eviction]
     methods = [""] * (len(policies) - len(opts.eviction)) + [m for m, _ in opts.eviction]
     offl = [1 if p[0] == "offload" else 0 for p in policies]
     budget_of = np.array([p[1] if p[0] == "evict" else np.inf for p in policies], float)
     grid = np.stack(np.meshgrid(np.arange(cfg.n), np.arange(len(conc)), np.arange(len(chunks)), np.arange(len(spec)),
-                                np.arange(len(policies)), indexing="ij"), -1).reshape(-1, 5)
+                                np.arange(len(policies)), np.arange(len(ax.variants)), indexing="ij"), -1).reshape(-1, 6)
     evaluated = len(grid)
-    i_c, c, B = grid[:, 0], conc[grid[:, 1]], chunks[grid[:, 2]]
+    i_c, c, B, iv = grid[:, 0], conc[grid[:, 1]], chunks[grid[:, 2]], grid[:, 5]
     k = np.array([s[0] for s in spec], float)[grid[:, 3]]
     alpha = np.array([s[1] for s in spec], float)[grid[:, 3]]
     off = np.array(offl, float)[grid[:, 4]]
     pol = grid[:, 4]
     budget = budget_of[pol]
     adp, pp = cfg.adp[i_c].astype(float), cfg.pp[i_c].astype(float)
+    isl_m = ax.isl_model[iv]  # prompt tokens the model sees (prompt compression)
     # memory: sequences per device (attention-DP shards the batch), with or without host offload
     c_dev = c / adp
-    kept = np.minimum(wl.isl + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
-    per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens), per_seq[i_c])
+    kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
+    per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens),
+                            ax.per_seq[i_c, iv])
     need = c_dev * per_seq_kept
-    cap = hbm[i_c] + off * host
-    E = Techniques(spec_k=k, spec_alpha=alpha).tokens_per_step()
+    hbm = ax.hbm[i_c, iv]
+    cap = hbm + off * host
+    E = Techniques(spec_k=np.abs(k), spec_alpha=alpha).tokens_per_step()
     new = c / pp * E / wl.osl  # prompts started per step per micro-batch
-    prefill_fits = (B == 0) | (new * wl.isl <= B)
-    useful = ((off == 0) | (need > hbm[i_c])) & (~np.isfinite(budget) | (budget < wl.isl + wl.osl))
+    prefill_fits = (B == 0) | (new * isl_m <= B)
+    useful = ((off == 0) | (need > hbm)) & (~np.isfinite(budget) | (budget < isl_m + wl.osl))
     keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & useful
     keep &= c >= adp  # every attention-DP rank holds at least one sequence
     sel = np.nonzero(keep)[0]
-    i_c, c, B, k, alpha, off, E = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], E[sel]
-    pol, budget = pol[sel], budget[sel]
+    i_c, c, B, k, alpha, off, E, iv = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], E[sel], iv[sel]
+    pol, budget, hbm = pol[sel], budget[sel], hbm[sel]
     adp, pp, need = adp[sel], pp[sel], need[sel]
-    plans = base.take(i_c)
+    plans = row_plans(ax, base.take(i_c), iv, wl.osl)
     cm = CostModel(model, hw, engine=engine)
     # the one in-flight steady state (serving/batching.py) with this grid's techniques per row
-    f_off = np.where(off > 0, np.clip(1 - hbm[i_c] / np.maximum(need, 1.0), 0, 1), 0.0)
-    tech = Techniques(chunk_tokens=B, spec_k=k, spec_alpha=alpha, offload_fraction=f_off,
-                      host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget)
+    f_off = np.where(off > 0, np.clip(1 - hbm / np.maximum(need, 1.0), 0, 1), 0.0)
+    cc = row_columns(ax, iv)
+    tech = Techniques(chunk_tokens=B, spec_k=np.maximum(k, 0), spec_alpha=alpha, spec_auto=k < 0, offload_fraction=f_off,
+                      host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget,
+                      compress_ratio=cc["compress_ratio"], compress_s=compress_seconds(ax, cm, plans, iv, wl.isl))
     tm = inflight(cm, plans, c, wl.isl, wl.osl, tech, kv_bytes_per_token=full[i_c] + swa[i_c], breakdown=False)
     ttft, tpot = tm.ttft_s, tm.tpot_s
-    gpus_rep = (plans.tp * plans.pp * plans.adp).astype(float)
+    gpus_rep = plans.gpus_per_replica.astype(float)
     tok = tm.output_tokens_per_s
     # longest single context: KV capacity (with offload) over KV per token, sliding windows aside
-    per_tok = full[i_c] + swa[i_c]
-    max_ctx = np.minimum(np.floor((hbm[i_c] + off * host) / per_tok), model.max_context)
-    max_ctx = np.where(np.isfinite(budget), model.max_context, max_ctx)  # an evicting cache stays within its budget
+    max_ctx = max_context_rows(model, ax, plans, hbm + off * host, full[i_c] + swa[i_c])
+    max_ctx = np.where(np.isfinite(budget), np.floor(model.max_context * ax.factor), max_ctx)  # an evicting cache stays within its budget
     acc = accuracy_of(cfg, i_c)
     for j in np.unique(pol):
         if policies[j][0] == "evict":
             rows_j = pol == j
             acc[rows_j] = accuracy_of(cfg, i_c[rows_j], eviction=(methods[j], policies[j][1], wl.isl + wl.osl))
+    f_cap = accuracy_rows(accuracy_of, cfg, i_c, ax, iv)
+    if f_cap is not None:
+        acc = acc * f_cap
     dp = np.floor(gpu_budget / gpus_rep)
     price = hw.price.usd_per_hour if hw.price else np.nan
     usd = price * gpus_rep / (tok * 3600.0) * 1e6
     ws = list(dict.fromkeys(cfg.weights))
     kvs = list(dict.fromkeys(cfg.kv))
+    z = np.zeros(len(sel))
     cols = {
         "hardware": np.zeros(len(sel), dtype=np.int64),
         "disagg": np.zeros(len(sel), dtype=bool),
         "tp": plans.tp, "pp": plans.pp, "ep": plans.ep, "adp": plans.adp, "dp": dp,
         "weights": np.array([ws.index(cfg.weights[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
         "kv": np.array([kvs.index(cfg.kv[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
-        "concurrency": c, "chunk_tokens": B, "spec_k": k, "spec_alpha": alpha, "kv_offload": off > 0,
+        "concurrency": c, "chunk_tokens": B, "spec_k": np.asarray(tm.spec_k, float) + z, "spec_alpha": alpha,
+        "spec_auto": k < 0, "kv_offload": off > 0,
         "kv_budget": np.where(np.isfinite(budget), budget, 0.0), "evict": pol,
+        "cp": np.asarray(plans.cp, float) + z, **cc,
         "gpus_per_replica": gpus_rep, "gpus": dp * gpus_rep,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": tm.e2e_s,
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
-        "x_prefill": np.zeros(len(sel)), "y_decode": np.zeros(len(sel)), "prefill_tp": np.zeros(len(sel)), "prefill_pp": np.zeros(len(sel)), "prefill_adp": np.zeros(len(sel)),
-        "prefill_ep": np.zeros(len(sel)), "prefill_gpus": np.zeros(len(sel)), "kv_transfer_s": np.zeros(len(sel)),
+        "x_prefill": z, "y_decode": z, "prefill_tp": z, "prefill_pp": z, "prefill_adp": z,
+        "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z,
     }
-    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods)
+    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods, techs=ax.names)
 
 
 def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
@@ -164,10 +181,17 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     scale-out network). Pools are sized by rate matching: the pair (x, y) within the GPU budget that
     maximizes min(x R_prefill, y R_decode) per GPU.
     """
-    if cfg.n == 0 or gpu_budget < 2:
-        return PlanTable({}, [], [], [hw.id])
+    if cfg.n == 0 or gpu_budget < 2 or max(wl.isl + wl.osl, wl.min_context) > model.max_context:
+        return PlanTable({}, [], [], [hw.id])  # past the trained context: aggregated plans with an extension only
+    if cfg.cp is not None and np.any(cfg.cp > 1):  # context parallelism is an aggregated-plan technique here
+        one = np.nonzero(cfg.cp == 1)[0]
+        cfg = Configs(cfg.tp[one], cfg.pp[one], cfg.ep[one], cfg.adp[one], [cfg.weights[i] for i in one],
+                      [cfg.kv[i] for i in one], cfg.pruned)
+        if cfg.n == 0:
+            return PlanTable({}, [], [], [hw.id])
     engine = engine.for_hardware(hw)
-    base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False)
+    base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False,
+                      engine=engine)
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)
     gpus = (base.tp * base.pp * base.adp).astype(float)
@@ -246,6 +270,9 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "weights": np.array([ws.index(cfg.weights[i]) for i in dd]), "kv": np.array([kvs.index(cfg.kv[i]) for i in dd]),
         "concurrency": c[D], "chunk_tokens": np.zeros(len(P)), "spec_k": np.zeros(len(P)), "spec_alpha": np.zeros(len(P)),
         "kv_offload": np.zeros(len(P), bool), "kv_budget": np.zeros(len(P)), "evict": np.zeros(len(P), np.int64),
+        "spec_auto": np.zeros(len(P), bool), "cp": np.ones(len(P)), "ctx_ext": np.zeros(len(P), np.int64),
+        "ext_factor": np.ones(len(P)), "sparse": np.zeros(len(P), np.int64), "sparse_kept": np.ones(len(P)),
+        "compress": np.zeros(len(P), np.int64), "compress_ratio": np.ones(len(P)),
         "gpus_per_replica": gpus[dd], "gpus": total,
         "ttft_s": ttft, "tpot_s": tpot_r, "e2e_s": ttft + (wl.osl - 1) * tpot_r,
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,

@@ -109,12 +109,14 @@ class PlanResult:
 def _accuracy_fn(model, task):
     cache: dict[tuple, float] = {}
 
-    def f(cfg, idx, eviction=None):
+    def f(cfg, idx, eviction=None, **knobs):  # knobs: context_extension, sparse_attention, prompt_compression
         out = np.empty(len(idx))
+        kk = tuple(sorted(knobs.items()))
         for j, i in enumerate(idx):
-            key = (cfg.weights[i], cfg.kv[i], eviction)
+            key = (cfg.weights[i], cfg.kv[i], eviction, kk)
             if key not in cache:
-                cache[key] = accuracy_of(key[0], key[1], task=task, eviction=eviction, model_params=model.total_params)["score"]
+                cache[key] = accuracy_of(key[0], key[1], task=task, eviction=eviction, model_params=model.total_params,
+                                         **knobs)["score"]
             out[j] = cache[key]
         return out
 
@@ -131,6 +133,7 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
             "speculative": {"draft_tokens": int(c["spec_k"]), "acceptance": float(c["spec_alpha"])} if c["spec_k"] > 0 else None,
             "kv_offload_to_host": bool(c["kv_offload"]),
             "kv_eviction": {"method": t.evict[int(c["evict"])], "kept_tokens": int(c["kv_budget"])} if c["kv_budget"] > 0 else None}
+    plan.update(_cap_plan(t, c))
     if c["disagg"]:
         plan["disaggregated"] = {"prefill_workers": int(c["x_prefill"]), "prefill_gpus_per_worker": int(c["prefill_gpus"]),
                                  "prefill_tp": int(c["prefill_tp"]), "prefill_pp": int(c["prefill_pp"]),
@@ -149,6 +152,19 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
     d["label"] = label(d)
     d["trade"] = cap_trade(d, model_max_context, best_tok)
     return d
+
+
+def _cap_plan(t: PlanTable, c: dict) -> dict:
+    """The context/attention techniques of a row (search/cap_axes.py columns), for the plan dict."""
+    if "cp" not in c:
+        return {}
+    out = {"context_parallel": int(c["cp"]) if c["cp"] > 1 else None,
+           "context_extension": {"method": t.techs[int(c["ctx_ext"])], "factor": float(c["ext_factor"])} if c["ctx_ext"] else None,
+           "sparse_attention": {"method": t.techs[int(c["sparse"])], "kept": float(c["sparse_kept"])} if c["sparse"] else None,
+           "prompt_compression": {"method": t.techs[int(c["compress"])], "ratio": float(c["compress_ratio"])} if c["compress"] else None}
+    if c.get("spec_auto") and c["spec_k"] >= 0:
+        out["speculative_adaptive"] = True
+    return out
 
 
 def label(d: dict) -> str:
@@ -171,6 +187,11 @@ def label(d: dict) -> str:
         s += " kv-offload"
     if p.get("kv_eviction"):
         s += f" {p['kv_eviction']['method']}@{p['kv_eviction']['kept_tokens']}"
+    if p.get("context_parallel"):
+        s += f" cp{p['context_parallel']}"
+    for key, knob in (("context_extension", "factor"), ("sparse_attention", "kept"), ("prompt_compression", "ratio")):
+        if p.get(key):
+            s += f" {p[key]['method']}:{p[key][knob]:g}"
     return s
 
 
@@ -181,7 +202,10 @@ def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
     if d["accuracy"] < 0.9995:
         why = [x for x in (f"{p['weights']} weights" if p["weights"] not in ("bf16", "fp16") else "",
                           f"{p['kv']} KV" if p["kv"] not in ("bf16", "fp16") else "",
-                          f"{p['kv_eviction']['method']} eviction" if p.get("kv_eviction") else "") if x]
+                          f"{p['kv_eviction']['method']} eviction" if p.get("kv_eviction") else "",
+                          f"{p['context_extension']['method']} x{p['context_extension']['factor']:g} context" if p.get("context_extension") else "",
+                          f"{p['sparse_attention']['method']} sparse attention" if p.get("sparse_attention") else "",
+                          f"{p['prompt_compression']['method']} prompt compression" if p.get("prompt_compression") else "") if x]
         gives.append(f"A {d['accuracy'] - 1:+.1%} ({', '.join(why)})")
     if d["max_context_tokens"] < model_max_context:
         gives.append(f"C capped at {d['max_context_tokens']:,} of {model_max_context:,} tokens by KV memory")
@@ -195,6 +219,14 @@ def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
         gains.append("speculation buys tokens/s per user at no A cost")
     if p.get("kv_eviction"):
         gains.append(f"keeping {p['kv_eviction']['kept_tokens']} KV tokens per sequence buys C and concurrency with A")
+    if p.get("context_extension"):
+        gains.append(f"RoPE scaling ({p['context_extension']['method']}) buys C past the trained context with A")
+    if p.get("context_parallel"):
+        gains.append(f"context parallelism over {p['context_parallel']} GPUs buys C (KV spread) with ring-attention traffic")
+    if p.get("sparse_attention"):
+        gains.append("sparse attention buys P (attention FLOPs and KV reads) with A")
+    if p.get("prompt_compression"):
+        gains.append("prompt compression buys TTFT and KV with A (the compressor's time is in TTFT)")
     if not gives:
         return "gives up nothing measured here" + (f"; {'; '.join(gains)}" if gains else "")
     return "gives up " + "; ".join(gives) + (f"; {'; '.join(gains)}" if gains else "")
@@ -216,11 +248,12 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     basis = pick_cost_basis(hardware, cost_basis, tco, needed=objective == "cost" or cons.max_usd_per_mtok is not None)
     cons = replace(cons, cost_key=COST_KEYS[basis])
     t0 = time.perf_counter()
+    wl = Workload(wl.isl, wl.osl, max(wl.min_context, cons.min_context or 0))  # context extension / parallelism need it
     tables, pruned = [], {}
     acc = _accuracy_fn(model, task)
     for hw_id in hardware:
         hw = get_hardware(hw_id)
-        cfg = enumerate_configs(model, hw, gpus, opts, engine)
+        cfg = enumerate_configs(model, hw, gpus, opts, engine, need_tokens=max(wl.isl + wl.osl, cons.min_context or 0))
         for k, v in cfg.pruned.items():
             pruned[k] = pruned.get(k, 0) + v
         tables.append(evaluate_aggregated(model, hw, cfg, wl, opts, engine, acc, gpus))

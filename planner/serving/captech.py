@@ -96,7 +96,7 @@ class CapSetup:
         if self.extension:
             out.append(f"{self.extension[0]} x{self.extension[1]:g} RoPE scaling: context up to "
                        f"{int(model.max_context * self.extension[1]):,} tokens (trained {model.max_context:,})")
-        if self.compression:
+        if self.compressor is not None:
             out.append(f"{self.compression[0]} compresses each prompt {self.compression[1]:g}x ({isl} -> {self.model_isl(isl)} "
                        f"tokens) with {self.compressor.model} on the same device; its time is in TTFT and in the device time")
         if self.sparse:
@@ -113,7 +113,7 @@ def cap_setup(plan, model: Model, hw: Hardware, plans: PlanArrays, isl: int, osl
     s = CapSetup(extension=parse_extension_text(plan.context_extension),
                  compression=parse_compression_text(plan.prompt_compression),
                  sparse=parse_sparse_text(plan.sparse_attention))
-    if s.compression:
+    if s.compression and s.compression[1] > 1:  # ratio 1 keeps every token: no compressor runs
         s.compressor = compressor(s.compression[0])
     if s.sparse:
         plans = with_sparse(plans, s.sparse[0], s.sparse[1], s.model_isl(isl) + osl)

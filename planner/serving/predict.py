@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.costmodel.memory import kv_bytes_per_seq, max_concurrency, max_context, memory
+from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
@@ -55,6 +56,7 @@ class PlanSpec:
     prompt_compression: str | None = None  # "METHOD:RATIO" (llmlingua-2:4): prompts shrink RATIO-fold
     sparse_attention: str | None = None  # "METHOD:KEPT" (duoattention:0.5): see costmodel/sparse.py
     cp: int = 1  # context parallel devices per replica (ring attention; a distributed KV pool in decode)
+    moe_offload: str | None = None  # CPU-assisted MoE / per-expert precision (costmodel/moe_offload.py)
 
     @property
     def gpus(self) -> int:
@@ -70,7 +72,7 @@ class PlanSpec:
                 "spec_alpha": self.spec_alpha, "draft_model": self.draft_model, "kv_offload": self.kv_offload,
                 "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens,
                 "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
-                "sparse_attention": self.sparse_attention, "cp": self.cp}
+                "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload}
 
 
 def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None,
@@ -205,6 +207,10 @@ def estimate(
     cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)
     mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()  # a draft model's / compressor's weights
+    off = parse_moe_offload(plan.moe_offload)
+    if off is not None:  # cold experts / decode attention on the host CPU, narrower experts: less on the device
+        check_offload(off, m, hw)
+        cm.moe_offload, mem = off, offloaded_memory(off, m, hw, p, mem, engine)
     evict = _eviction(plan)
     isl_m = cap.model_isl(isl)  # prompt tokens the model sees (prompt compression)
     seq_tokens = isl_m + osl if evict is None else min(isl_m + osl, evict[1])
@@ -258,6 +264,7 @@ def estimate(
     other = float(mem.activation_bytes[0] + mem.runtime_bytes[0]) + cap.extra_bytes()
     usable = float(mem.usable_bytes[0])
     on_device_kv = min(kv_need, kv_cap) if plan.kv_offload else kv_need
+    on_device_kv = 0.0 if off is not None and off.mode == "attention" else on_device_kv  # the KV cache is on the host
     total = weights_b + on_device_kv + other
     # a request longer than the trained context is predicted (published runs do exceed it) with a note; the CLI
     # refuses it up front unless the plan extends the context
@@ -337,7 +344,8 @@ def estimate(
         gpus=gpus, fits=bool(fits), reason=reason, ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e,
         output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / gpus if gpus else nanv, requests_per_s=rps,
         memory=mem_d, max_context_tokens=ctx_max, max_concurrency=(n_run if stream_note else capped) * plan.dp, concurrency_cap=cap_note,
-        accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params, **cap.accuracy_knobs()),
+        accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params, **cap.accuracy_knobs(),
+                             expert_weights=off.expert_weights if off else None),
         cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes,
     )
 
