@@ -34,7 +34,17 @@ def with_techniques(plan, req):
     return replace(plan, chunk_tokens=req.chunk_tokens, spec_k=k, spec_alpha=alpha, spec_auto=auto, draft_model=req.draft_model,
                    kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
                    context_extension=req.context_extension, prompt_compression=req.prompt_compression,
-                   sparse_attention=req.sparse_attention)
+                   sparse_attention=req.sparse_attention, moe_offload=req.moe_offload)
+
+
+def hardware_of(req):
+    """The hardware a request names, joined by its --link network when one is given (edge clusters)."""
+    if not getattr(req, "link", None):
+        return req.hardware
+    from planner.costmodel.collectives import with_link
+    from planner.specs.loader import get_hardware
+
+    return with_link(get_hardware(req.hardware), req.link)
 
 
 @command(app, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "
@@ -45,18 +55,16 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
     if req.rate is not None:
         from planner.api import estimate_at_rate
 
-        d = estimate_at_rate(req.model, req.hardware, plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine)
+        d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine)
         d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
         return
     from planner.api import estimate
 
-    est = estimate(req.model, req.hardware, plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
+    est = estimate(req.model, hardware_of(req), plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
                    concurrency=req.concurrency, engine=req.engine)
     est.cost.update(_owned(req, est.gpus, est.output_tokens_per_s if est.fits else None))
     _output(est.to_dict(), as_json, as_csv, est)
-
-
 
 
 def _owned(req, gpus: int, tokens_per_s) -> dict:

@@ -10,6 +10,12 @@ All-reduce algorithms (the fastest the topology allows is taken, and named in th
 - in-switch (NVLink SHARP / NVLS): the switch reduces, 2 hops, and the measured bus bandwidth exceeds the
   link rate (480 of 450 GB/s on 8x H100/H200).
 Each call also pays ``call_s`` (launch and the flag/barrier synchronisation between ranks), beyond the hops.
+- star (TPI-LLM, arXiv 2410.00531): every device sends its buffer to one master, which reduces and sends the
+  sum back: 2 hops and 2(n-1) messages through the master's link. Offered on host-stack networks between edge
+  devices (interconnect kind ``network``: Wi-Fi, consumer Ethernet), where a hop costs milliseconds and the
+  ring's 2(n-1) hops dominate: TPI-LLM's finding that link latency, not bandwidth, bounds edge all-reduce.
+A shared medium (Wi-Fi: one channel, topology ``bus`` on a network link) carries one transfer at a time, so a
+collective's bandwidth term is its total traffic over the channel: ring and star both move 2(n-1) messages.
 Point-to-point send/recv (pipeline stages) and all-to-all (expert parallel) as before.
 Bus bandwidth follows the nccl-tests convention: busbw = algbw x 2(n-1)/n.
 """
@@ -37,7 +43,8 @@ class LinkTier:
     in_switch_min_devices: int
     domain_size: int
     peer_to_peer: bool = True  # devices reach every peer directly (switch or full mesh), not through a shared bus
-
+    shared_medium: bool = False  # one channel for every device (Wi-Fi): transfers take turns
+    host_stack: bool = False  # sockets between edge devices (no NCCL): a star all-reduce is possible
 
     @classmethod
     def from_spec(cls, link: Interconnect, domain_size: int, count: int = 1) -> "LinkTier":
@@ -50,6 +57,8 @@ class LinkTier:
             in_switch_min_devices=link.in_switch_min_devices,
             domain_size=domain_size,
             peer_to_peer=link.topology in ("switch", "mesh") and link.kind == "scale_up" and not link.id.startswith("pcie"),
+            shared_medium=link.kind == "network" and link.topology == "bus",
+            host_stack=link.kind == "network",
         )
 
 
@@ -77,6 +86,16 @@ class Fabric:
         if self.scale_up is None or not self.scale_up.peer_to_peer:
             return np.zeros(group.shape, bool)
         return group <= self.scale_up.domain_size
+
+    def edge(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per plan: (the group shares one medium, a star all-reduce is offered) where it crosses onto the
+        scale-out link; both False inside a scale-up domain."""
+        group = np.asarray(group)
+        crosses = group > self.scale_up.domain_size if self.scale_up else group > 1
+        out = self.scale_out
+        if out is None:
+            return np.zeros(group.shape, bool), np.zeros(group.shape, bool)
+        return crosses & out.shared_medium, crosses & out.host_stack
 
     def tier_for(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per plan: (bandwidth, latency, ring fraction, in-switch fraction) of the slowest tier a group crosses;
@@ -110,7 +129,7 @@ def _safe_div(a, b):
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.inf)
 
 
-ALL_REDUCE_ALGORITHMS = ("ring", "two-shot", "one-shot", "in-switch")
+ALL_REDUCE_ALGORITHMS = ("ring", "two-shot", "one-shot", "in-switch", "star")
 
 
 def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray, *, call_s: float = 0.0) -> tuple[np.ndarray, str]:
@@ -121,6 +140,9 @@ def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray, *,
     bw, lat, frac, sw = fabric.tier_for(n)
     busbw = bw * frac
     share = 2.0 * (n - 1) / np.maximum(n, 1)
+    shared, star_ok = fabric.edge(n)
+    # on a shared medium the n devices' transfers take turns: the channel carries n x the per-device share
+    share = np.where(shared, share * n, share)
     ring = 2.0 * (n - 1) * lat + _safe_div(msg * share, busbw)
     direct = fabric.direct(n)
     inf = np.full(np.broadcast_shapes(ring.shape, direct.shape), np.inf)
@@ -129,7 +151,9 @@ def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray, *,
     with np.errstate(invalid="ignore"):  # no tier (infinite bandwidth) times no in-switch fraction
         bw_sw = np.where(sw > 0, bw * sw, 0.0)
     in_switch = np.where(sw > 0, 2.0 * lat + _safe_div(msg * share, bw_sw), inf)
-    times = np.stack(np.broadcast_arrays(ring, two_shot, one_shot, in_switch))
+    # star: n-1 buffers into the master and n-1 sums out, over the master's link (or the shared channel)
+    star = np.where(star_ok, 2.0 * lat + _safe_div(msg * 2.0 * (n - 1), busbw), inf)
+    times = np.stack(np.broadcast_arrays(ring, two_shot, one_shot, in_switch, star))
     best = np.argmin(times, axis=0)
     t = np.take_along_axis(times, best[None], axis=0)[0] + call_s
     first = int(np.ravel(best)[0]) if best.size else 0
@@ -146,5 +170,22 @@ def all_to_all_time(fabric: Fabric, n: np.ndarray, bytes_per_device: np.ndarray,
     """All-to-all where each device sends ``bytes_per_device`` in total to the others."""
     n = np.asarray(n, dtype=float)
     bw, lat, frac, _ = fabric.tier_for(n)
-    t = call_s + lat * np.log2(np.maximum(n, 2)) + _safe_div(bytes_per_device, bw * frac)
+    shared, _ = fabric.edge(n)
+    total = np.where(shared, np.asarray(bytes_per_device, float) * n, bytes_per_device)  # one channel carries all
+    t = call_s + lat * np.log2(np.maximum(n, 2)) + _safe_div(total, bw * frac)
     return np.where(n > 1, t, 0.0)
+
+
+EDGE_LINKS_HELP = "network joining devices that have none of their own (edge clusters): an interconnect id such as wifi-6, wifi-6e, wifi-7, gbe-1, gbe-2.5, gbe-10"
+
+
+def with_link(hw: Hardware, link: str | None) -> Hardware:
+    """``hw`` with ``link`` as its scale-out network: laptops or boards joined over Wi-Fi or Ethernet (TPI-LLM's
+    edge clusters). An unknown link id is one error line with a did-you-mean; ``None`` leaves ``hw`` as it is."""
+    if not link:
+        return hw
+    from planner.specs.hardware import LinkRef
+
+    spec = get_interconnect(link)
+    links = hw.links.model_copy(update={"scale_out": LinkRef(interconnect=spec.id)})
+    return hw.model_copy(update={"links": links})

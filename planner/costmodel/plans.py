@@ -93,7 +93,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
     fmt = get_format(weights)
     res = resolve(fmt, hw, activations)
     peak = hw.peak(res.compute_dtype)
-    eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm
+    eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm * res.kernel_efficiency  # emulated widths (quant.py)
     attn_dtype = next((d for d in ("bf16", "fp16", "fp32") if hw.supports(d)), None)
     if attn_dtype is None:
         raise PlannerError(f"{hw.id} has no published 16/32-bit peak for attention")
@@ -107,7 +107,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
         "act_bytes": act_bytes_for(res.compute_dtype),
-        "weight_dequant": float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)),
+        "weight_dequant": float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)) * res.dequant_scale,
         "note": res.note,
         "compute_dtype": res.compute_dtype,
         "native": res.native,

@@ -67,6 +67,8 @@ class Op(str, Enum):
     PP_SENDRECV = "pp_sendrecv"
     CP_RING = "cp_ring"  # context parallelism: KV blocks around the ring (prefill), partial outputs combined (decode)
     WEIGHT_STREAM = "weight_stream"
+    CPU_EXPERTS = "cpu_experts"  # cold experts on the host CPU, what the GPU's hot experts do not cover (moe_offload.py)
+    CPU_ATTENTION = "cpu_attention"  # decode attention on the host CPU, what the GPU's layer does not cover
 
     def __str__(self) -> str:  # the plain name in tables and JSON
         return self.value
@@ -141,6 +143,8 @@ def _pairs(s, past, window=None):
 
 class CostModel:
     """Step costs of one model on one hardware type, for arrays of plans."""
+
+    moe_offload = None  # a costmodel.moe_offload.MoeOffload plan field: selects the CPU-assisted builders
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
                  weight_stream: tuple[float, float] | None = None, kernels: Kernels | None = None):
@@ -237,7 +241,7 @@ class CostModel:
         the builders registered for its spec, then the once-per-step ops, then the pipeline."""
         c = _Ctx.of(self, plans, step)
         ops: list[OpCost] = []
-        for build in layer_builders(self.model):
+        for build in layer_builders(self.model, self.moe_offload):
             ops += build(self, c)
         ops += _head_ops(self, c)
         layer_time = sum(o.time_s * o.count for o in ops if o.name not in ONCE_PER_STEP)  # one stage's layers
@@ -468,20 +472,35 @@ def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     return [] if cm.model.parallel_attn_mlp else [cm._elementwise(Op.MLP_NORM, c.T * cm.model.hidden_size, c.layers_stage)]
 
 
-def layer_builders(model: Model) -> list:
+def layer_builders(model: Model, moe_offload=None) -> list:
     """The builders of one decoder layer of ``model``, in order: its attention block, then its MLP kinds (a model
-    may mix dense and MoE layers). A new family registers a builder here rather than editing ``step``."""
-    out = [ATTENTION_BUILDERS[model.attention.kind], _mlp_norm]
+    may mix dense and MoE layers). A new family registers a builder here rather than editing ``step``.
+    ``moe_offload`` (costmodel/moe_offload.py) selects the CPU-assisted attention / MoE builders."""
+    off = getattr(moe_offload, "mode", None)
+    out = [ATTENTION_BUILDERS["cpu" if off == "attention" else model.attention.kind], _mlp_norm]
     if model.num_dense_layers:
         out.append(MLP_BUILDERS["dense"])
     if model.moe:
-        out.append(MLP_BUILDERS["moe"])
+        out.append(MLP_BUILDERS["moe" if moe_offload is None else "moe-offload"])
     return out
 
 
+def _moe_offload_mlp(cm: "CostModel", c: "_Ctx") -> list[OpCost]:
+    from planner.costmodel.moe_offload import moe_offload_mlp
+
+    return moe_offload_mlp(cm, c)
+
+
+def _cpu_attention_block(cm: "CostModel", c: "_Ctx") -> list[OpCost]:
+    from planner.costmodel.moe_offload import cpu_attention_block
+
+    return cpu_attention_block(cm, c)
+
+
 # attention kinds differ in their split (shard.py), not in the ops they run
-ATTENTION_BUILDERS = {"mha": _attention_block, "gqa": _attention_block, "mqa": _attention_block, "mla": _attention_block}
-MLP_BUILDERS = {"dense": _dense_mlp, "moe": _moe_mlp}
+ATTENTION_BUILDERS = {"mha": _attention_block, "gqa": _attention_block, "mqa": _attention_block, "mla": _attention_block,
+                      "cpu": _cpu_attention_block}
+MLP_BUILDERS = {"dense": _dense_mlp, "moe": _moe_mlp, "moe-offload": _moe_offload_mlp}
 
 
 def _head_ops(cm: "CostModel", c: _Ctx) -> list[OpCost]:

@@ -15,7 +15,7 @@ from planner.units import parse_quantity
 
 # GPU/accelerator generations the kernel/engine calibration layer is keyed by
 ARCHITECTURES = ("ampere", "ada", "hopper", "blackwell", "cdna3", "gaudi3", "tpu-v5e", "tpu-v6e", "apple-m2",
-                 "apple-m3", "zen4", "sapphire-rapids")
+                 "apple-m3", "apple-m4", "snapdragon-x", "zen4", "sapphire-rapids")
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4", "int4")
 
 
