@@ -232,3 +232,20 @@ def test_estimate_and_plan_search_are_one_computation(tech, opt):
     assert cols["ttft_s"][i] == pytest.approx(est.ttft_s, rel=1e-9)
     assert cols["tpot_s"][i] == pytest.approx(est.tpot_s, rel=1e-9)
     assert cols["accuracy"][i] == pytest.approx(est.accuracy["score"], abs=1e-4)
+
+
+@pytest.mark.parametrize("tech", [dict(sparse_attention="duoattention:0.5"), dict(cp=2), dict(prompt_compression="llmlingua-2:4")])
+def test_simulator_prices_the_technique_as_estimate_does(tech):
+    """At a low arrival rate (one request at a time) the simulator's TTFT is estimate's at concurrency 1; for prompt
+    compression the simulator sees the shorter prompts and leaves out the compressor's own time, which estimate adds."""
+    from planner.serving.draft import COMPRESSORS
+    from planner.serving.run import simulate_scenario
+
+    o = simulate_scenario(model="llama-3.1-8b", hardware="h100-sxm", isl=16384, osl=256, rate=0.05, requests=60, seed=1,
+                          gpus=tech.get("cp", 1), **tech)
+    e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(**tech), isl=16384, osl=256, concurrency=1)
+    expect = e.ttft_s
+    if "prompt_compression" in tech:
+        m, h, cm, p = _setup()
+        expect -= float(compressor_time_s(COMPRESSORS["llmlingua-2"], cm, p, 16384)[0])
+    assert o.out["ttft_s"]["mean"] == pytest.approx(expect, rel=0.05)

@@ -90,7 +90,8 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                       arrival="poisson", cv=1.0, shared_prefix=None, rate=None, requests=1000, seed=0, ttft_slo=None,
                       tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
                       max_batched_tokens=None, kv_admission=None, preemption="recompute", spec=None, disagg=None,
-                      prefill_tp=None, fleet=None, link=None, progress_factory=None) -> Outcome:
+                      prefill_tp=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
+                      prompt_compression=None, sparse_attention=None, progress_factory=None) -> Outcome:
     """``rate`` is requests/s, 'inf' or None; ``spec`` 'K:ALPHA'; ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
 
@@ -140,8 +141,24 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
             with _progress(len(reqs), f"fleet, router {lab}") as prog:
                 runs[lab] = Simulator(pools, reqs, router=rt, progress=prog).run()
         return Outcome(_fleet_summary(runs, slo, pools, wdesc, r, seed, notes), runs=runs, pools=pools, slo=slo)
-    plan = plan_options(gpus, tp, pp, ep, dp, weights, kv, activations)
-    common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input)
+    plan = plan_options(gpus // cp if gpus else gpus, tp, pp, ep, dp, weights, kv, activations)
+    techniques = None
+    if cp > 1 or draft_model or context_extension or prompt_compression or sparse_attention:
+        from dataclasses import replace
+
+        from planner.serving.captech import parse_compression_text
+
+        techniques = replace(plan, cp=cp, draft_model=draft_model, spec_k=k, spec_alpha=alpha, context_extension=context_extension,
+                             prompt_compression=prompt_compression, sparse_attention=sparse_attention)
+        comp = parse_compression_text(prompt_compression)
+        if comp and comp[1] > 1:  # the model sees the compressed prompts; the compressor's own time is estimate's term
+            reqs.input_tokens = np.ceil(reqs.input_tokens / comp[1])
+            reqs.prefix_tokens = np.minimum(reqs.prefix_tokens, reqs.input_tokens)
+            max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
+            notes.append(f"{comp[0]} x{comp[1]:g}: prompts enter at 1/{comp[1]:g} of their tokens; the compressor's "
+                         "device time is not simulated (planner estimate adds it to TTFT)")
+    common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input,
+                  techniques=techniques)
     pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill_tp, common)
     with _progress(len(reqs)) as prog:
         res = Simulator(pools, reqs, router=router_, progress=prog).run()

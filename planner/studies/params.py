@@ -133,7 +133,7 @@ CAP_HELP = {
 
 def _spec_list(v: list[str] | None) -> list[str] | None:
     for x in v or []:
-        parse_spec(x)
+        parse_spec_auto(x)
     return v
 
 
@@ -302,7 +302,8 @@ class PlanRequest(Ownership):
     task: Literal["general", "knowledge", "math", "code", "reasoning"] = _d("general", "task class for accuracy sensitivity")
     weights: Names | None = _d(None, "restrict weight precisions (default: all the device runs)")
     kv: Names | None = _d(None, "restrict KV-cache precisions")
-    spec: Annotated[Names | None, AfterValidator(_spec_list)] = _d(None, "speculative decoding candidates DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7")
+    spec: Annotated[Names | None, AfterValidator(_spec_list)] = _d(
+        None, "speculative decoding candidates DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7, or auto:ACCEPTANCE (k chosen per batch)")
     eviction: Annotated[Names | None, AfterValidator(_eviction_list)] = _d(
         None, "KV eviction candidates METHOD:KEPT_TOKENS (snapkv, h2o, streamingllm, pyramidkv), e.g. snapkv:2048")
     concurrency: Annotated[list[PositiveInt], BeforeValidator(_split)] | None = _d(None, "concurrency candidates per replica (default: the search's grid)")
@@ -383,6 +384,11 @@ class SimulateRequest(Request):
     disagg: Annotated[str | None, AfterValidator(_pair)] = _d(None, "disaggregated pools PREFILL:DECODE replicas, e.g. 1:2 (each of the plan's size)")
     prefill_tp: PositiveInt | None = _d(None, "tensor parallel size of prefill replicas (with --disagg)")
     fleet: str | None = _d(None, "fleet of model sizes MODEL:REPLICAS[:TP],... e.g. llama-3.1-70b:2,llama-3.1-8b:2")
+    cp: PositiveInt = _d(1, "context-parallel GPUs per replica (ring attention; a distributed KV pool in decode)")
+    draft_model: str | None = _d(None, "draft model id for --spec (default: a one-layer MTP/EAGLE-style head)")
+    context_extension: Annotated[str | None, AfterValidator(_cap_knob("extension"))] = _d(None, CAP_HELP["context_extension"])
+    prompt_compression: Annotated[str | None, AfterValidator(_cap_knob("compression"))] = _d(None, CAP_HELP["prompt_compression"])
+    sparse_attention: Annotated[str | None, AfterValidator(_cap_knob("sparse"))] = _d(None, CAP_HELP["sparse_attention"])
     link: str | None = _d(None, EDGE_LINK_HELP)
 
     @model_validator(mode="after")
@@ -483,7 +489,8 @@ def plan_search(req: PlanRequest):
 
     kw = {"concurrency": tuple(req.concurrency)} if req.concurrency else {}
     opts = SpaceOptions(weights=tuple(req.weights) if req.weights else None, kv=tuple(req.kv) if req.kv else None,
-                        speculative=tuple(k for k in (parse_spec(s) for s in req.spec or ()) if k[0] > 0),
+                        speculative=tuple((-1 if auto else k, a) for k, a, auto in (parse_spec_auto(s) for s in req.spec or ())
+                                          if k > 0 or auto),  # k = -1: adaptive (chosen per batch)
                         eviction=tuple(parse_eviction(s) for s in req.eviction or ()),
                         offload=req.offload, disaggregated=req.disagg,
                         context_extension=tuple(req.context_extension or ()),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.costmodel.collectives import Fabric
-from planner.costmodel.memory import kv_bytes_per_token_layers, memory
+from planner.costmodel.memory import kv_bytes_per_seq, kv_bytes_per_token_layers, memory
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
@@ -149,18 +149,29 @@ def _plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt,
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
                   kv: str = "bf16", activations: str | None = None, engine: Engine, sched: Scheduler | None = None,
                   max_input: float = 8192, max_ctx: float | None = None, name: str | None = None, accuracy: float = 1.0,
-                  disagg_group_gpus: int | None = None) -> ReplicaModel:
-    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits."""
+                  disagg_group_gpus: int | None = None, techniques=None) -> ReplicaModel:
+    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``techniques``: a
+    PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
+    context extension, a draft model), priced by the same cost model as estimate."""
     sched = sched or Scheduler()
     sched.check()
     beh = EngineBehaviour.of(engine)
-    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations, engine=engine)
+    cp = int(getattr(techniques, "cp", 1) or 1)
+    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, cp=cp, weights=weights, kv=kv, activations=activations, engine=engine)
+    cap = None
+    if techniques is not None:
+        from planner.serving.captech import cap_setup
+
+        cap, plans = cap_setup(techniques, model, hw, plans, int(max_input), 0, engine)
     mem = memory(model, hw, plans, engine)
     B = int(engine.kv_block_tokens)
     full, swa = kv_bytes_per_token_layers(model, plans)
     per_tok_dev = float(full[0] + swa[0])  # sliding-window layers counted in full (an upper bound)
     kv_cap = float(mem.kv_capacity_bytes[0])
-    gpus = int(tp * pp)
+    if cap is not None:  # KV per token at the longest request (streaming heads, cp shards), beside a draft's weights
+        per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
+        kv_cap -= cap.extra_bytes()
+    gpus = int(tp * pp * cp)
     label = name or f"{model.id} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + f" {weights}/kv-{kv}"
     if kv_cap <= 0:
         raise PlannerError(f"{label} does not fit on {hw.id}: the weights leave no memory for the KV cache")
@@ -175,10 +186,10 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         bool(eng_chunked) if eng_chunked is not None else engine.id in ("vllm", "sglang"))
     preemption = sched.preemption or getattr(engine, "preemption", None) or "recompute"
     cm = CostModel(model, hw, engine=engine)
-    ctx_hi = max_ctx or min(float(model.max_context), blocks * B)
+    ctx_hi = max_ctx or min(float(model.max_context) * (cap.extension_factor if cap else 1.0), blocks * B)
     prefill_hi = max(mbt, max_input)
     table = StepTable(cm, plans, max_seqs=max_seqs, max_ctx=ctx_hi, max_prefill=prefill_hi, max_span=2 * ctx_hi + prefill_hi,
-                      spec_k=sched.spec_k)
+                      spec_k=sched.spec_k, draft=cap.draft if cap else None)
     bw, lat, frac, _ = Fabric.of(hw).tier_for(np.array([float(disagg_group_gpus or 2 * gpus)]))
     eff = float(bw[0] * frac[0]) * gpus
     return ReplicaModel(
@@ -197,7 +208,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
 def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
                 kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
                 sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
-                accuracy: float = 1.0, disagg_group_gpus: int | None = None) -> ReplicaModel:
+                accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None) -> ReplicaModel:
     """Resolve ids and build a replica type (``kv`` None: planner.specs.quant.default_kv)."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware, get_model
@@ -207,4 +218,5 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
     eng = get_engine(engine) if isinstance(engine, str) else engine
     kv = kv or default_kv(weights)
     return build_replica(m, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations, engine=eng,
-                         sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus)
+                         sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus,
+                         techniques=techniques)

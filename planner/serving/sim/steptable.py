@@ -71,7 +71,7 @@ class StepTable:
     outside CUDA graphs)."""
 
     def __init__(self, cm: CostModel, plans: PlanArrays, *, max_seqs: int, max_ctx: float, max_prefill: float,
-                 max_span: float, spec_k: int = 0):
+                 max_span: float, spec_k: int = 0, draft=None):
         self.n_ax = _axis(N_POINTS, max(max_seqs, 1))
         self.c_ax = _axis(C_POINTS, max(max_ctx, 2.0))
         self.p_ax = _axis(P_POINTS, max(max_prefill, 2.0))
@@ -87,8 +87,10 @@ class StepTable:
         t = np.maximum(sc.time_s, pp * sc.stage_time_s)
         t = np.broadcast_to(t, (len(self.n_ax), len(self.c_ax), len(self.p_ax), len(self.l_ax))).copy()
         if spec_k > 0:
-            draft = _draft_head_s(cm, plans, n[:, :, 0, 0], c[:, :, 0, 0], pp, spec_k)
-            t = t + np.broadcast_to(draft, t.shape[:2])[:, :, None, None]
+            # a one-layer draft head, or k decode steps of a draft model (serving/draft.py: DraftModel)
+            d = (_draft_head_s(cm, plans, n[:, :, 0, 0], c[:, :, 0, 0], pp, spec_k) if draft is None else
+                 np.where(n[:, :, 0, 0] > 0, spec_k * draft.decode_step_s(n[:, :, 0, 0] / pp, c[:, :, 0, 0]), 0.0))
+            t = t + np.broadcast_to(d, t.shape[:2])[:, :, None, None]
         self.kernels = float(sum(np.max(o.count) for o in sc.ops if np.any(o.flops > 0) or np.any(o.bytes > 0)))
         self.grid = t
         self._dec = t[:, :, 0, 0].tolist()
