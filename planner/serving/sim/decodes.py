@@ -91,11 +91,5 @@ class DecodeBatch:
     def generated_since_join(self, slot: int) -> int:
         return min(self.rem0[slot], int(round((self.s - self.s0[slot]) * self.E)))
 
-    def next_finish_step(self) -> int:
-        heap, gen = self.heap, self.gen
-        while gen[heap[0][1]] != heap[0][2]:
-            heapq.heappop(heap)
-        return heap[0][0]
-
     def newest(self) -> int:
         return next(reversed(self.order))

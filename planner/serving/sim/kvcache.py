@@ -33,9 +33,6 @@ class KVBlocks:
     def free(self) -> int:
         return self.total - self.used - self.dec - self.ret
 
-    def blocks(self, tokens: int) -> int:
-        return -(-tokens // self.block_tokens)
-
     def pin(self, tokens: int) -> None:
         """Keep the first ``tokens`` tokens (the shared prefix) resident."""
         b = -(-tokens // self.block_tokens)

@@ -68,10 +68,6 @@ class Replica:
     def outstanding(self) -> int:
         return len(self.waiting) + len(self.prefilling) + self.dec.n + len(self.swapped)
 
-    @property
-    def n_dec(self) -> int:
-        return self.dec.n
-
     def pin(self, tokens: int) -> None:
         self.kv.pin(tokens)
 
