@@ -13,7 +13,7 @@ IDLE, JUMP, MIXED, PREFILL = 0, 1, 2, 3
 
 
 class StepDraft:
-    """The step being formed (one reusable record per replica)."""
+    """The step being formed: token budget left, sequences running, prefill tokens and attention pairs, pieces."""
 
     __slots__ = ("budget", "running", "P", "pairs", "pieces", "extra")
 
@@ -25,6 +25,7 @@ class StepDraft:
 
 
 def form_step(rep, now: float) -> None:
+    """Form and launch a replica's next step at ``now`` (the replica's ``_form``)."""
     if rep.reserve and not (rep.waiting or rep.prefilling or rep.swapped):
         if rep.dec.n:
             _launch_decodes(rep, now, 0.0, False)
