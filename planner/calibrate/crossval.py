@@ -21,7 +21,7 @@ import numpy as np
 
 from planner.calibrate import joint
 from planner.calibrate.published_fit import SIMULATED_COLUMNS, FitRow, Predictor, load_rows
-from planner.costmodel.params import builtin_calibration, using
+from planner.costmodel.params import current_calibration, using
 
 
 @dataclass
@@ -148,7 +148,7 @@ class _QuickRefit:
     def __init__(self, rows: list[FitRow]):
         self.prob = joint.Problem(rows)
         lay = self.prob.layout
-        self.x = lay.from_calibration(builtin_calibration())
+        self.x = lay.from_calibration(current_calibration())
         self.r = self.prob.residuals(self.x)
         self.J = self.prob.jacobian(self.x)
         self.lo, self.hi = lay.bounds()

@@ -77,7 +77,8 @@ class Layout:
         return x
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        span = np.concatenate([np.full(len(FIT), SPAN.get(level, 0.0)) for level, _ in self.blocks])
+        per_arch = np.array([p.per_architecture for p in FIT])
+        span = np.concatenate([np.where(per_arch | (level != "arch"), SPAN.get(level, 0.0), 1e-9) for level, _ in self.blocks])
         lo, hi = -span, span.copy()
         lo[:len(FIT)] = [np.log(p.lo) for p in FIT]
         hi[:len(FIT)] = [np.log(p.hi) for p in FIT]
@@ -146,11 +147,12 @@ def kernels_from(values: dict[str, float], engine: str, arch: str | None, proven
 
 
 def _engine_fields(values: dict[str, float]) -> dict:
+    """The values the serving layer reads from the Engine (one per release), as Engine fields."""
     from planner.specs.engine import Engine
 
     known = Engine.__dataclass_fields__
     return {p.engine_field: values[p.name] for p in PARAMS if p.engine_field in known and p.name in values
-            and p.engine_field == "request_overhead_s"}
+            and not p.per_architecture}
 
 
 @dataclass

@@ -221,12 +221,7 @@ class Predictor:
                    arr("adp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
                    arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell)
         if r0.kind == "inflight":
-            p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
-            mem = memory(g.model, g.hw, p, g.engine)
-            per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, g.engine.kv_block_tokens)
-            fit_n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * g.adp
-            g.running = np.minimum(fit_n, g.engine.max_seqs * g.adp)
-            g.kv_per_token = mem.kv_full_per_token + mem.kv_swa_per_token
+            g.running, g.kv_per_token = _admitted(g, g.engine)
         return g
 
     def predict(self, kernels: dict[tuple, Kernels] | None = None, engine_fields: dict[tuple, dict] | None = None) -> np.ndarray:
@@ -244,6 +239,7 @@ class Predictor:
 def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
     p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=k, check=False)
     cm = CostModel(g.model, g.hw, engine=eng, kernels=k)
+    running, kv_per_token = (g.running, g.kv_per_token) if eng is g.engine or g.running is None else _admitted(g, eng)
     gpus = (g.tp * g.adp).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         if g.running is None:  # static batching: throughput, first-token latency, llama-bench tg / pp
@@ -251,7 +247,16 @@ def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
             kind = g.kind
             return np.select([kind == "static", kind == "ttft", kind == "llama_decode", kind == "llama_prefill"],
                              [t.output_tokens_per_s / gpus, t.ttft_s + t.tpot_s, 1.0 / t.tpot_s, g.isl / t.ttft_s], np.nan)
-        run = np.maximum(g.running, 1.0)
+        run = np.maximum(running, 1.0)
         t = inflight(cm, p, run, g.isl, g.osl, Techniques(host_bw_bytes_per_s=host_link_bytes_per_s(g.hw)),
-                     max_running=run, kv_bytes_per_token=g.kv_per_token, breakdown=False)
-        return np.where(g.running >= 1, t.output_tokens_per_s / gpus, 0.0)
+                     max_running=run, kv_bytes_per_token=kv_per_token, breakdown=False)
+        return np.where(running >= 1, t.output_tokens_per_s / gpus, 0.0)
+
+
+def _admitted(g: _Group, eng) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences the engine admits at once (KV memory, then its batch cap) and KV bytes per token, per row."""
+    p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
+    mem = memory(g.model, g.hw, p, eng)
+    per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens)
+    fit_n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * g.adp
+    return np.minimum(fit_n, eng.max_seqs * g.adp), mem.kv_full_per_token + mem.kv_swa_per_token

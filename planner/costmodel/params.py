@@ -45,6 +45,7 @@ class ParamSpec:
     # the Engine field (planner.specs.engine) the serving layer reads this value from, when it lives there:
     # the fit sets it on the engine it predicts with, and the calibration file carries it at the top level
     engine_field: str | None = None
+    per_architecture: bool = True  # False: one value per engine release (values the Engine carries)
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -65,7 +66,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("step_s", "engine", "s", 2e-4, 1e-6, 2e-2, 0.0, True,
               "fixed host time per engine step (scheduler, sampling, synchronization)", "step_overhead_s"),
     ParamSpec("request_s", "engine", "s", 0.0, 0.0, 0.1, 0.0, False,
-              "host time per request (tokenize, admit, detokenize); read by the serving layer", "request_overhead_s"),
+              "host time per request (tokenize, admit, detokenize); read by the serving layer", "request_overhead_s",
+              per_architecture=False),
+    # not fitted: a joint fit leaves it at 1.3 GiB (rows where KV memory binds pull both ways), so the profile's stands
+    ParamSpec("runtime_bytes", "engine", "bytes", 2.0**30, 2.0**28, 16 * 2.0**30, 2.0**30, False,
+              "device memory the engine holds beyond weights, KV cache and activations (CUDA context, cuBLAS/NCCL "
+              "workspaces, allocator slack): it sets how many sequences fit", "runtime_bytes", per_architecture=False),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMS}
 
@@ -216,6 +222,7 @@ def neutral(engine=None, architecture: str | None = None, why: str = "") -> Kern
     vals = {p.name: p.neutral for p in PARAMS}
     vals["kernel_s"] = float(getattr(engine, "kernel_overhead_s", 0.0) or 0.0)
     vals["step_s"] = float(getattr(engine, "step_overhead_s", 0.0) or 0.0)
+    vals["runtime_bytes"] = float(getattr(engine, "runtime_bytes", vals["runtime_bytes"]))
     src = why or f"no calibration for engine {eid}: silicon microbenchmarks as measured, the engine's own overheads"
     return Kernels(eid, architecture, vals, {n: src for n in vals}, calibrated=False)
 
