@@ -159,7 +159,8 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     w_of = [w for w, _ in fmts]
     kv_of = [k for _, k in fmts]
     plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3], cp=lay[idx_l, 4],
-                       weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False)
+                       weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False,
+                       engine=engine)
     ok_div = check_divisibility(model, plans)
     mem = memory(model, hw, plans, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0

@@ -202,7 +202,7 @@ def estimate(
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
     p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
-                   kv=kv, activations=plan.activations)
+                   kv=kv, activations=plan.activations, engine=engine)
     cap, p = cap_setup(plan, m, hw, p, isl, osl, engine)
     cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)
