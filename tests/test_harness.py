@@ -222,6 +222,8 @@ def _has_cuda():
     (["profile", "--model", "gpt-j-6b", "--tiny"], "ungated MLP"),
     (["profile", "--model", "no-such-model"], "unknown model"),
     (["profile", "--tiny", "--layers", "0"], "at least 1"),
+    (["profile", "--tiny", "--max-memory", "1MiB"], "at least 64 MiB"),
+    (["profile", "--tiny", "--max-memory", "lots"], "bytes quantity"),
 ])
 def test_cli_errors_are_one_line(args, fragment, capsys, tmp_path):
     code, _, err = run_cli(args + ["--out", str(tmp_path)], capsys)

@@ -158,3 +158,38 @@ def capture_folder(out: Path, host_id: str, date: str, suffix: str, resume: bool
     partial = [p for p in sorted(base.glob("*")) if p.is_dir() and pattern.match(p.name)
                and read_meta(p / "meta.yaml").get("status") == "partial"]
     return partial[-1] if partial else today
+
+
+def capture_notes(model, grid) -> list[str]:
+    """meta.yaml's notes: what the columns and the rows mean (``model`` a Model, ``grid`` a grids.Grid)."""
+    from planner.harness.timing import BUSY_CORES, BUSY_CV
+
+    notes = [
+        "times in seconds; sizes in elements unless named bytes; a row's key is every column before 'repeats'",
+        "weights, activations and KV caches are seeded random values; tensors over 4M elements repeat a random block of 1,000,003 values",
+        ("numpy: matmul runs on BLAS threads (column 'threads'); numpy's elementwise ops (rmsnorm, silu_mul, add, softmax) "
+         "and decode attention (einsum) run on one thread; copy/read/write split their arrays over the threads"),
+        f"bandwidth arrays: {grid.bandwidth_bytes} bytes" + (" (>= 4x the last-level cache)" if grid.mode != "tiny" else " (tiny mode: not past the caches)"),
+        ("e2e: random-weight decoders (planner/harness/transformer.py): the reference models in models/ (dense Llama "
+         "layout, mixture of experts with a shared expert, multi-head latent attention; all their layers) and, where it "
+         "fits, some layers of the profiled model; prefill starts from an empty cache; decode is one step over 'context' "
+         "cached tokens; both end in lm_head over the full vocabulary for the last position and argmax"),
+        ("noise: each row is the median of 'repeats' timed calls after warm-up; cv is their coefficient of variation; "
+         "others_cores is the CPU other processes (and steal) used meanwhile, from /proc/stat; busy = 1 when "
+         f"cv > {BUSY_CV} (3+ repeats) or others_cores > {BUSY_CORES}; calibrate weights busy rows down"),
+        ("clock: 'wall' is perf_counter (CUDA events on a GPU); 'thread' is the measuring thread's CPU time, used when "
+         "the machine was busy at the start and one thread measures: it leaves out the time other processes held the "
+         "core, not their pressure on caches and memory bandwidth"),
+        "gemm rows cycle through copies of the weight that together exceed 4x the last-level cache, so every call "
+        "reads its weight from memory as a serving step does",
+        f"memory budget {grid.memory_budget_bytes / 2**30:.2f} GiB: shapes whose buffers do not fit are left out (see skipped); "
+        "peak_rss_bytes is this process's peak resident set (resource.getrusage)",
+        "allreduce rows (several GPUs only): m = elements per rank, batch = ranks, bytes = buffer bytes per rank",
+    ]
+    a = model.attention
+    ignored = [x for x, on in (("qkv biases", a.qkv_bias), ("o bias", a.o_bias), ("q/k norms", a.qk_norm),
+                               ("sliding-window attention", a.sliding_window is not None), ("attention sinks", a.sinks),
+                               ("MLP biases", model.mlp_bias), ("tied embeddings", model.tied_embeddings)) if on]
+    if ignored:
+        notes.append(f"the e2e model leaves out {', '.join(ignored)} of {model.id}")
+    return notes

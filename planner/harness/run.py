@@ -21,6 +21,7 @@ from planner.errors import PlannerError
 from planner.harness import host
 from planner.harness.backends import NumpyOps, TorchOps, torch_or_none
 from planner.harness.capture import (
+    capture_notes,
     E2E_COLUMNS,
     KERNEL_COLUMNS,
     CsvSink,
@@ -209,66 +210,18 @@ def _progress(enabled: bool):
 def run_profile(opts: ProfileOptions) -> ProfileResult:
     model = _resolve_model(opts)
     backends = _resolve_backends(opts)
-    torch = torch_or_none()
     mode = "tiny" if opts.tiny else "quick" if opts.quick else "full"
-    gpu_name, gpu_count = None, 1
-    if opts.device == "cuda":
-        gpu_name, gpu_count = torch.cuda.get_device_name(0), torch.cuda.device_count()
-    hid = host.host_id(gpu_name, gpu_count)
-    today = _dt.date.today().isoformat()
-    folder = capture_folder(Path(opts.out), hid, today, {"full": "", "quick": "-quick", "tiny": "-tiny"}[mode], opts.resume)
-    folder.mkdir(parents=True, exist_ok=True)
+    budget = _budget(opts, mode)
+    folder, hid, today, old = _open_capture(opts, mode)
     meta_path = folder / "meta.yaml"
-    old = read_meta(meta_path) if opts.resume else {}
-    if old and old.get("mode") not in (None, mode):
-        raise PlannerError(f"{folder} holds a {old.get('mode')} capture; resume it in the same mode")
-
     command = opts.command or shlex.join(sys.argv)
-    if opts.memory_budget_bytes is not None and opts.memory_budget_bytes < 64 << 20:
-        raise PlannerError("--max-memory must be at least 64 MiB")
-    machine = host.memory_bytes() if opts.device == "cpu" else _memory_for(_probe_ops(opts))
-    # the host's RAM bounds a CPU capture; on a GPU the default is half the free device memory
-    budget = (memory_budget(mode, machine, opts.memory_budget_bytes) if opts.device == "cpu"
-              else opts.memory_budget_bytes or int(0.5 * machine))
     grid = make_grid(mode, model, host.last_level_cache_bytes(), opts.device, budget_bytes=budget,
                      elem_size=4 if opts.device == "cpu" else 2)
     blas_threads_before = host.blas_threads()
     started = time.perf_counter()
     run_entry = {"command": command, "started": _now(), "finished": None, "status": "running", "rows_written": 0,
                  "load_average_start": _loadavg()}
-    meta = {
-        "status": "partial",
-        "mode": mode,
-        "date": old.get("date", today),
-        "command": command,
-        "planner_version": _planner_version(),
-        "host_id": hid,
-        **host.host_facts(),
-        "python": sys.version.split()[0],
-        "numpy": host.numpy_blas_info(),
-        "threads": opts.threads or host.logical_cores(),
-        "blas_threads_before": blas_threads_before,
-        "torch": None,
-        "memory_budget_bytes": budget,
-        "peak_rss_bytes": None,
-        "noise": {"busy_cv": BUSY_CV, "busy_others_cores": BUSY_CORES},
-        "device": opts.device,
-        "backends": backends,
-        "model": {"id": model.id, "total_layers": model.num_layers, "hidden_size": model.hidden_size,
-                  "num_heads": model.num_heads, "num_kv_heads": model.num_kv_heads, "head_dim": model.head_dim,
-                  "intermediate_size": model.intermediate_size, "vocab_size": model.vocab_size},
-        "e2e_models": {m.id: f"models/{m.id}.yaml" for m in grid.e2e_models},
-        "e2e": dict(old.get("e2e") or {}),
-        "timing": {"warmup": grid.timing.warmup, "min_repeats": grid.timing.min_repeats,
-                   "min_time_s": grid.timing.min_time_s, "max_repeats": grid.timing.max_repeats,
-                   "warmup_s": grid.timing.warmup_s},
-        "e2e_timing": None if grid.e2e_timing is None else dict(vars(grid.e2e_timing)),
-        "skipped": list(dict.fromkeys(list(old.get("skipped") or []) + list(grid.dropped))),
-        "notes": _notes(model, grid),
-        "runs": list(old.get("runs") or []) + [run_entry],
-    }
-    if torch is not None and "torch" in backends:
-        meta["torch"] = host.torch_info(torch, opts.device)
+    meta = _initial_meta(opts, model, grid, backends, mode, hid, old, today, command, budget, run_entry)
 
     # the capture carries the spec of every model its rows name (e2e rows, and the host-overhead probes)
     for m in (*grid.e2e_models, model, *(host_probe(r) for r in grid.e2e_models)):
@@ -307,22 +260,9 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
                 ops_list.append(ops)
                 meta["threads"] = ops.threads
                 save()
-                slot = Slot()
-                rng = np.random.default_rng(opts.seed)
-                if ops.name == "torch" and ops.device == "cuda" and ops.fp8_gemm_available():
-                    why = f"fp8 gemm: {ops.fp8_gemm_available()}"
-                    if why not in meta["skipped"]:
-                        meta["skipped"].append(why)
-                with ops.inference():
-                    ksink_busy[0] += _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot)
-                    cases = []
-                    for ref in grid.e2e_models:
-                        cases += e2e_cases(ops, ref, grid, ref.num_layers, opts.seed, slot)
-                    layers = _main_layers(opts, ops, model, grid, meta)
-                    save()
-                    if layers:
-                        cases += e2e_cases(ops, model, grid, layers, opts.seed, slot)
-                    esink_busy[0] += _run_cases(cases, esink, ops, grid, progress, meta, slot)
+                busy_k, busy_e = _measure_backend(opts, ops, model, grid, ksink, esink, progress, meta, save)
+                ksink_busy[0] += busy_k
+                esink_busy[0] += busy_e
                 ops.close()
             _allreduce(opts, grid, ksink, progress, meta)
         save("complete")
@@ -344,6 +284,95 @@ def run_profile(opts: ProfileOptions) -> ProfileResult:
                          rows_total=len(ksink.keys) + len(esink.keys), seconds=time.perf_counter() - started,
                          layers={k: v["layers"] for k, v in meta["e2e"].items()}, skipped=meta["skipped"],
                          peak_rss_bytes=meta["peak_rss_bytes"] or 0, busy_rows=ksink_busy[0] + esink_busy[0])
+
+
+def _budget(opts: ProfileOptions, mode: str) -> int:
+    """Bytes the capture may use: the host's RAM bounds a CPU capture; on a GPU the default is half
+    the free device memory."""
+    if opts.memory_budget_bytes is not None and opts.memory_budget_bytes < 64 << 20:
+        raise PlannerError("--max-memory must be at least 64 MiB")
+    if opts.device == "cpu":
+        return memory_budget(mode, host.memory_bytes(), opts.memory_budget_bytes)
+    return opts.memory_budget_bytes or int(0.5 * _memory_for(_probe_ops(opts)))
+
+
+def _open_capture(opts: ProfileOptions, mode: str) -> tuple[Path, str, str, dict]:
+    """(folder, host id, today, the meta.yaml being resumed or {})."""
+    gpu_name, gpu_count = None, 1
+    if opts.device == "cuda":
+        torch = torch_or_none()
+        gpu_name, gpu_count = torch.cuda.get_device_name(0), torch.cuda.device_count()
+    hid = host.host_id(gpu_name, gpu_count)
+    today = _dt.date.today().isoformat()
+    folder = capture_folder(Path(opts.out), hid, today, {"full": "", "quick": "-quick", "tiny": "-tiny"}[mode], opts.resume)
+    folder.mkdir(parents=True, exist_ok=True)
+    old = read_meta(folder / "meta.yaml") if opts.resume else {}
+    if old and old.get("mode") not in (None, mode):
+        raise PlannerError(f"{folder} holds a {old.get('mode')} capture; resume it in the same mode")
+    return folder, hid, today, old
+
+
+def _initial_meta(opts: ProfileOptions, model: Model, grid: Grid, backends: list[str], mode: str, hid: str, old: dict,
+                  today: str, command: str, budget: int, run_entry: dict) -> dict:
+    """meta.yaml at the start of a run: the machine, the libraries, the grid, and this run's entry."""
+    meta = {
+        "status": "partial",
+        "mode": mode,
+        "date": old.get("date", today),
+        "command": command,
+        "planner_version": _planner_version(),
+        "host_id": hid,
+        **host.host_facts(),
+        "python": sys.version.split()[0],
+        "numpy": host.numpy_blas_info(),
+        "threads": opts.threads or host.logical_cores(),
+        "blas_threads_before": host.blas_threads(),
+        "torch": None,
+        "memory_budget_bytes": budget,
+        "peak_rss_bytes": None,
+        "noise": {"busy_cv": BUSY_CV, "busy_others_cores": BUSY_CORES},
+        "device": opts.device,
+        "backends": backends,
+        "model": {"id": model.id, "total_layers": model.num_layers, "hidden_size": model.hidden_size,
+                  "num_heads": model.num_heads, "num_kv_heads": model.num_kv_heads, "head_dim": model.head_dim,
+                  "intermediate_size": model.intermediate_size, "vocab_size": model.vocab_size},
+        "e2e_models": {m.id: f"models/{m.id}.yaml" for m in grid.e2e_models},
+        "e2e": dict(old.get("e2e") or {}),
+        "timing": {"warmup": grid.timing.warmup, "min_repeats": grid.timing.min_repeats,
+                   "min_time_s": grid.timing.min_time_s, "max_repeats": grid.timing.max_repeats,
+                   "warmup_s": grid.timing.warmup_s},
+        "e2e_timing": None if grid.e2e_timing is None else dict(vars(grid.e2e_timing)),
+        "skipped": list(dict.fromkeys(list(old.get("skipped") or []) + list(grid.dropped))),
+        "notes": capture_notes(model, grid),
+        "runs": list(old.get("runs") or []) + [run_entry],
+    }
+    torch = torch_or_none()
+    if torch is not None and "torch" in backends:
+        meta["torch"] = host.torch_info(torch, opts.device)
+    return meta
+
+
+def _measure_backend(opts: ProfileOptions, ops, model: Model, grid: Grid, ksink: CsvSink, esink: CsvSink, progress,
+                     meta: dict, save) -> tuple[int, int]:
+    """Kernel rows, then e2e rows (reference models, then the profiled model's layers) on one backend;
+    returns how many of each ran busy."""
+    slot = Slot()
+    rng = np.random.default_rng(opts.seed)
+    if ops.name == "torch" and ops.device == "cuda" and ops.fp8_gemm_available():
+        why = f"fp8 gemm: {ops.fp8_gemm_available()}"
+        if why not in meta["skipped"]:
+            meta["skipped"].append(why)
+    with ops.inference():
+        busy_k = _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot)
+        cases = []
+        for ref in grid.e2e_models:
+            cases += e2e_cases(ops, ref, grid, ref.num_layers, opts.seed, slot)
+        layers = _main_layers(opts, ops, model, grid, meta)
+        save()
+        if layers:
+            cases += e2e_cases(ops, model, grid, layers, opts.seed, slot)
+        busy_e = _run_cases(cases, esink, ops, grid, progress, meta, slot)
+    return busy_k, busy_e
 
 
 def _main_layers(opts: ProfileOptions, ops, model: Model, grid: Grid, meta: dict) -> int:
@@ -446,35 +475,3 @@ def _allreduce(opts: ProfileOptions, grid: Grid, sink: CsvSink, progress, meta: 
         for row in allreduce_rows(count, todo, dtype, repeats=max(10, grid.timing.min_repeats)):
             sink.write(row)
             progress.advance(task)
-
-
-def _notes(model: Model, grid: Grid) -> list[str]:
-    notes = [
-        "times in seconds; sizes in elements unless named bytes; a row's key is every column before 'repeats'",
-        "weights, activations and KV caches are seeded random values; tensors over 4M elements repeat a random block of 1,000,003 values",
-        ("numpy: matmul runs on BLAS threads (column 'threads'); numpy's elementwise ops (rmsnorm, silu_mul, add, softmax) "
-         "and decode attention (einsum) run on one thread; copy/read/write split their arrays over the threads"),
-        f"bandwidth arrays: {grid.bandwidth_bytes} bytes" + (" (>= 4x the last-level cache)" if grid.mode != "tiny" else " (tiny mode: not past the caches)"),
-        ("e2e: random-weight decoders (planner/harness/transformer.py): the reference models in models/ (dense Llama "
-         "layout, mixture of experts with a shared expert, multi-head latent attention; all their layers) and, where it "
-         "fits, some layers of the profiled model; prefill starts from an empty cache; decode is one step over 'context' "
-         "cached tokens; both end in lm_head over the full vocabulary for the last position and argmax"),
-        ("noise: each row is the median of 'repeats' timed calls after warm-up; cv is their coefficient of variation; "
-         "others_cores is the CPU other processes (and steal) used meanwhile, from /proc/stat; busy = 1 when "
-         f"cv > {BUSY_CV} (3+ repeats) or others_cores > {BUSY_CORES}; calibrate weights busy rows down"),
-        ("clock: 'wall' is perf_counter (CUDA events on a GPU); 'thread' is the measuring thread's CPU time, used when "
-         "the machine was busy at the start and one thread measures: it leaves out the time other processes held the "
-         "core, not their pressure on caches and memory bandwidth"),
-        "gemm rows cycle through copies of the weight that together exceed 4x the last-level cache, so every call "
-        "reads its weight from memory as a serving step does",
-        f"memory budget {grid.memory_budget_bytes / 2**30:.2f} GiB: shapes whose buffers do not fit are left out (see skipped); "
-        "peak_rss_bytes is this process's peak resident set (resource.getrusage)",
-        "allreduce rows (several GPUs only): m = elements per rank, batch = ranks, bytes = buffer bytes per rank",
-    ]
-    a = model.attention
-    ignored = [x for x, on in (("qkv biases", a.qkv_bias), ("o bias", a.o_bias), ("q/k norms", a.qk_norm),
-                               ("sliding-window attention", a.sliding_window is not None), ("attention sinks", a.sinks),
-                               ("MLP biases", model.mlp_bias), ("tied embeddings", model.tied_embeddings)) if on]
-    if ignored:
-        notes.append(f"the e2e model leaves out {', '.join(ignored)} of {model.id}")
-    return notes
