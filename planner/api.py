@@ -142,9 +142,11 @@ class SimulationReport(_Result):
 def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, osl: int = 256, ttft_s: float | None = None,
          tpot_s: float | None = None, min_context: int | None = None, min_accuracy: float | None = 0.99,
          max_usd_per_mtok: float | None = None, objective: str = "throughput", engine: str = "trtllm",
-         task: str = "general", top: int = 10, options=None, cost_basis: str | None = None) -> PlanReport:
+         task: str = "general", top: int = 10, options=None, cost_basis: str | None = None,
+         tco=None) -> PlanReport:
     """Search the plan space of ``model`` on up to ``gpus`` devices of each type in ``hardware`` under the constraints;
-    returns the C/A/P frontier and the recommended plan (``options``: a planner.search.space.SpaceOptions). As on the
+    returns the C/A/P frontier and the recommended plan (``options``: a planner.search.space.SpaceOptions; ``tco``: a
+    planner.cap.cost.assumptions(...) for the owned cost; ``cost_basis``: rented or owned). As on the
     command line, plans keep accuracy within 1 % of bf16 unless ``min_accuracy`` says otherwise (None: no floor)."""
     from planner.search.evaluate import Workload
     from planner.search.run import Constraints, search
@@ -153,21 +155,21 @@ def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, o
     cons = Constraints(gpus=gpus, ttft_s=ttft_s, tpot_s=tpot_s, min_context=min_context, min_accuracy=min_accuracy,
                        max_usd_per_mtok=max_usd_per_mtok)
     res = search(model, hw, gpus, Workload(isl, osl), cons, objective=objective, opts=options, engine=engine, task=task, top=top,
-                 cost_basis=cost_basis)
+                 cost_basis=cost_basis, tco=tco)
     return PlanReport(model=res.model, **res.to_dict())
 
 
 def capacity(model: str, hardware: str, rate: float, *, isl: int = 1024, osl: int = 256, workload: str | None = None,
              ttft_s: float | None = None, tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64,
              weights: str = "bf16", kv: str | None = None, engine: str = "trtllm", requests: int | None = None,
-             seed: int = 0) -> CapacityReport:
+             seed: int = 0, tco=None) -> CapacityReport:
     """How many GPUs serve ``rate`` requests/s with the percentile TTFT/TPOT SLOs met (simulated)."""
     from planner.search.capacity import capacity as size
     from planner.serving.workload import fixed_workload, get_workload
 
     spec = get_workload(workload) if workload else fixed_workload(isl, osl)
     res = size(model, hardware, rate, spec, ttft_s=ttft_s, tpot_s=tpot_s, percentile=percentile, max_gpus=max_gpus,
-               weights=weights, kv=kv, engine=engine, requests=requests, seed=seed, curve=False)
+               weights=weights, kv=kv, engine=engine, requests=requests, seed=seed, curve=False, tco=tco)
     return CapacityReport(**res.to_dict())
 
 

@@ -170,3 +170,16 @@ def test_max_cost_limits_on_the_chosen_basis():
                  cost_basis="owned")
     assert np.all(np.asarray(res.table.cols["usd_per_mtok_owned"]) <= cap)
     assert len(res.table) < len(base.table)
+
+
+def test_library_plan_takes_the_assumptions():
+    from planner.api import plan
+
+    lo = plan("llama-3.1-8b", "h100-sxm", 1, objective="cost", cost_basis="owned", options=OPTS,
+              tco=assumptions(utilization=1.0)).recommended
+    hi = plan("llama-3.1-8b", "h100-sxm", 1, objective="cost", cost_basis="owned", options=OPTS,
+              tco=assumptions(utilization=0.5)).recommended
+    o1, o2 = owned(get_hardware("h100-sxm"), assumptions(utilization=1.0)), owned(get_hardware("h100-sxm"), assumptions(utilization=0.5))
+    assert hi.usd_per_million_output_tokens_owned / lo.usd_per_million_output_tokens_owned == pytest.approx(
+        o2.usd_per_hour / o1.usd_per_hour, rel=1e-9)  # same plan, only the hourly rate moved
+    assert lo.label == hi.label
