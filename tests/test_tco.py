@@ -152,6 +152,7 @@ def test_cost_objective_ranks_gaudi3_and_a100_on_a_basis_every_device_has(capsys
     assert code == 0
     d = json.loads(out)
     assert d["search"]["cost_basis"] == "owned" and "cost basis owned" in d["why"]
+    assert "gaudi3 owned cost counts the device alone" in d["why"]  # its purchase is the card; the H100's is a server
     hws = {r["plan"]["hardware"] for r in d["frontier"]}
     assert "gaudi3" in hws or d["recommended"]["plan"]["hardware"] == "gaudi3"
     owned_costs = [r["usd_per_million_output_tokens_owned"] for r in d["frontier"]]

@@ -45,6 +45,15 @@ def pick_cost_basis(hardware: list[str], basis: str | None, tco: TcoAssumptions,
     return pick
 
 
+def owned_caveat(hardware: list[str], basis: str, objective: str, tco: TcoAssumptions) -> str:
+    """When owned cost ranks devices, name those priced as the card alone (their host server is not in the capital)."""
+    if basis != "owned" or objective != "cost" or len(hardware) < 2:
+        return ""
+    alone = [h for h in hardware if (o := owned(get_hardware(h), tco)) and any("host server" in n for n in o.notes)]
+    return (f"; note: {', '.join(alone)} owned cost counts the device alone (no public server price), so it is low "
+            "against devices priced as whole servers") if alone else ""
+
+
 def add_owned_cost(t: PlanTable, tco: TcoAssumptions) -> None:
     """The owned $/M output tokens column, from each row's device and tokens/s per device (NaN without a purchase price)."""
     if not len(t):
@@ -287,7 +296,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     rec_i, runner_i = recommend(score, c["accuracy"], c["max_context"], stable, feas)
     rec = row(feas, rec_i, model.max_context, best_tok, model.id)
     runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id)
-    why = explain_choice(rec, runner, objective, basis)
+    why = explain_choice(rec, runner, objective, basis) + owned_caveat(hardware, basis, objective, tco)
     f_order = front[np.lexsort((stable[front], -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
