@@ -166,11 +166,14 @@ def _non_redundant(r: np.ndarray) -> list[int]:
     """Columns left after dropping each column that is a non-decreasing function of another kept column: sorted
     by column j, column k never falls, and does not change where j stays the same (one sort per column j)."""
     d = r.shape[1]
+    width = r.max(axis=0) + 1
     cols = list(range(d))
     sorted_by: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for k in reversed(range(d)):
+        if width[k] <= MAX_CELLS:
+            continue  # a coarse column: dropping it would not bring the cell count down enough to matter
         for j in cols:
-            if j == k or len(cols) <= 2:
+            if j == k or len(cols) <= 2 or width[j] < width[k]:  # a function of j has at most j's distinct values
                 continue
             if j not in sorted_by:
                 o = np.argsort(r[:, j], kind="stable")

@@ -55,10 +55,8 @@ def _files(roots: tuple[str, ...]) -> list[tuple[str, int, int]]:
 def _key(files: list[tuple[str, int, int]]) -> str:
     import yaml
 
-    from planner import __file__ as pkg_file
-
     h = hashlib.sha256()
-    h.update(f"{sys.version}|{yaml.__version__}|{getattr(yaml, '__with_libyaml__', False)}|{pkg_file}".encode())
+    h.update(f"{sys.version}|{yaml.__version__}|{getattr(yaml, '__with_libyaml__', False)}|{__file__}".encode())
     for p, size, mtime in files:
         h.update(f"{p}|{size}|{mtime}\n".encode())
     return h.hexdigest()[:32]
