@@ -25,16 +25,10 @@ def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=
 
 
 def with_techniques(plan, req):
-    """The serving techniques of an EstimateRequest on a PlanSpec (planner/serving/predict.py)."""
-    from dataclasses import replace
+    """The serving techniques of an EstimateRequest on a PlanSpec (planner/studies/params.py: estimate_techniques)."""
+    from planner.studies.params import estimate_techniques
 
-    from planner.studies.params import parse_spec_auto
-
-    k, alpha, auto = parse_spec_auto(req.spec) if req.spec else (0, 0.0, False)
-    return replace(plan, chunk_tokens=req.chunk_tokens, spec_k=k, spec_alpha=alpha, spec_auto=auto, draft_model=req.draft_model,
-                   kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
-                   context_extension=req.context_extension, prompt_compression=req.prompt_compression,
-                   sparse_attention=req.sparse_attention, moe_offload=req.moe_offload)
+    return estimate_techniques(plan, req)
 
 
 def hardware_of(req):

@@ -507,3 +507,17 @@ def _knob_pair(kind: str, text: str) -> tuple[str, float]:
     from planner.serving.captech import parse_compression_text, parse_sparse_text
 
     return (parse_compression_text if kind == "compression" else parse_sparse_text)(text)
+
+
+def estimate_techniques(plan, req):
+    """``plan`` (a PlanSpec) with the serving techniques an EstimateRequest names: the one place the CLI and study
+    points read them (chunked prefill, speculation with a fixed or adaptive k and an optional draft model, KV offload,
+    eviction, prefix-cache hits, context extension, prompt compression, sparse attention, context parallelism)."""
+    from dataclasses import replace
+
+    k, alpha, auto = parse_spec_auto(req.spec) if req.spec else (0, 0.0, False)
+    return replace(plan, chunk_tokens=req.chunk_tokens, spec_k=k, spec_alpha=alpha, spec_auto=auto, draft_model=req.draft_model,
+                   kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
+                   context_extension=req.context_extension, prompt_compression=req.prompt_compression,
+                   sparse_attention=req.sparse_attention, cp=req.cp, attention_dp=req.attention_dp or plan.attention_dp,
+                   moe_offload=getattr(req, "moe_offload", None))

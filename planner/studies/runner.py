@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 from planner.errors import PlannerError
-from planner.studies.params import CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, check_specs, plan_search
+from planner.studies.params import (CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, check_specs,
+                                    estimate_techniques, plan_search)
 from planner.studies.schema import PARAMS, Study
 
 
@@ -17,6 +18,7 @@ def _estimate(r: EstimateRequest) -> dict:
 
     tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp)
     plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=r.weights, kv=r.kv, activations=r.activations, weight_offload=r.weight_offload)
+    plan = estimate_techniques(plan, r)  # chunking, speculation, KV policies, context/attention techniques
     if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
@@ -30,7 +32,8 @@ def _estimate(r: EstimateRequest) -> dict:
     out.update(tp=tp, pp=pp, ep=ep, dp=dp, accuracy=d["accuracy"]["score"], weights_bytes=d["memory"]["weights_bytes"],
                kv_cache_bytes=d["memory"]["kv_cache_bytes"], usd_per_hour=d["cost"]["usd_per_hour"],
                usd_per_million_output_tokens=d["cost"]["usd_per_million_output_tokens"],
-               concurrency_used=d["plan"]["batch_or_concurrency"])
+               concurrency_used=d["plan"]["batch_or_concurrency"],
+               spec_k_used=d["plan"].get("techniques", {}).get("spec_k_used"))
     for k, v in (d.get("serving") or {}).items():
         if isinstance(v, (int, float)):
             out[f"serving_{k}"] = v
