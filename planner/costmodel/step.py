@@ -21,6 +21,7 @@ from enum import Enum
 import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
+from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_terms
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.roofline import gemm_efficiency
@@ -124,21 +125,6 @@ class StepCost:
         """Cost of drafting one token with a one-layer head (MTP / EAGLE style): one decoder layer and lm_head."""
         layers = np.maximum(self.op(Op.QKV_PROJ).count, 1.0)
         return self.layers_time_s() / layers + self.op(Op.LM_HEAD).time_s
-
-
-def _pairs(s, past, window=None):
-    """Sum over s new queries of the keys each attends (causal), optionally windowed (a number or an array;
-    an infinite window is full attention)."""
-    full = s * past + s * (s + 1) / 2.0
-    if window is None:
-        return full
-    w_in = np.asarray(window, float)
-    finite = np.isfinite(w_in)
-    w = np.where(finite, w_in, 0.0)
-    # key count of query i (1-based) is min(past + i, w)
-    i_cross = np.clip(w - past, 0, s)  # queries before the window saturates
-    below = i_cross * past + i_cross * (i_cross + 1) / 2.0
-    return np.where(finite, np.minimum(full, below + (s - i_cross) * w), full)
 
 
 class CostModel:
@@ -316,7 +302,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         if n_layers:
             ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked))
     if np.any(c.cp > 1):
-        ops.append(_cp_ring(cm, c, sh, ops[2:]))
+        ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
     ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=sh.heads * sh.prefill_dv + h))
     ar_bytes = c.T * h * cm._act
     t_ar, algo = all_reduce_time(cm.fabric, c.tp, ar_bytes, call_s=cm.collective_call_s)
@@ -354,7 +340,7 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     kv_elems_d = c.d_seqs * ctx_d / c.adp * sh.kv_elems_per_token  # decode reads the whole cache once per sequence
     kv_elems_p = c.p_seqs / c.adp * (ctx_p + c.p_tok) * sh.kv_elems_per_token
     if name == Op.ATTENTION and c.plans.sparse:
-        pairs_p, pairs_d, kv_elems_p, kv_elems_d = _sparse_terms(c, sh)
+        pairs_p, pairs_d, kv_elems_p, kv_elems_d = sparse_terms(c, sh)
     # context parallel: each device computes its 1/cp of the queries against every key (the ring brings the
     # blocks it does not hold) and, in decode, attends over the 1/cp of the cache it holds
     pairs_p, pairs_d, kv_elems_d = pairs_p / c.cp, pairs_d / c.cp, kv_elems_d / c.cp
@@ -366,48 +352,6 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
     return cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
-
-
-def _sparse_terms(c: _Ctx, sh):
-    """(prefill pairs, decode pairs, prefill KV elements read, decode KV elements read) of a full-attention layer
-    under sparse attention (costmodel/sparse.py): dense heads compute their kept share of the prefill pairs (plus the
-    pattern probe) and read their decode budget (plus the page selector's reads); streaming heads see sinks + a
-    recent window. With every field at its default this is dense attention, term for term."""
-    p = c.plans
-    h, W = np.asarray(p.sa_dense, float), np.asarray(p.sa_window, float)
-    past_all = c.p_past + c.p_tok
-    probe = np.minimum(np.asarray(p.sa_probe_q, float), c.p_tok) * past_all
-    dense_p = _pairs(c.p_tok, c.p_past) * np.asarray(p.sa_prefill_keep, float) + probe
-    pairs_p = c.p_seqs / c.adp * (h * dense_p + (1.0 - h) * _pairs(c.p_tok, c.p_past, W))
-    ctx_dense = np.minimum(c.d_ctx, np.asarray(p.sa_decode_budget, float))
-    ctx_stream = np.minimum(c.d_ctx, W)
-    select = np.asarray(p.sa_select, float) * c.d_ctx
-    pairs_d = c.d_seqs * c.d_tok / c.adp * (h * (ctx_dense + select) + (1.0 - h) * ctx_stream)
-    kv_d = c.d_seqs / c.adp * (h * (ctx_dense + select) + (1.0 - h) * ctx_stream) * sh.kv_elems_per_token
-    kv_p = c.p_seqs / c.adp * (h * past_all + (1.0 - h) * (np.minimum(c.p_past, W) + c.p_tok)) * sh.kv_elems_per_token
-    return pairs_p, pairs_d, kv_p, kv_d
-
-
-def _cp_ring(cm: "CostModel", c: _Ctx, sh, attn_ops: list[OpCost]) -> OpCost:
-    """Context-parallel communication per layer. Prefill (ring attention): each device passes its block of the
-    sequence's K/V to the next, cp - 1 times, while it computes attention on the block it holds, so only what the
-    attention time does not cover is exposed. Decode (a distributed KV pool, DistAttention style): each device
-    attends over its share of the cache and the partial outputs (values plus fp32 max and sum per head) are
-    all-reduced across the cp devices. Links: the tier a group of tp x cp devices crosses."""
-    cp = c.cp
-    group = c.tp * cp
-    kv_block = c.p_seqs / c.adp * (c.p_past + c.p_tok) / cp * sh.kv_elems_per_token * c.plans.kv_bytes
-    t_ring = np.where(cp > 1, (cp - 1.0) * p2p_time(cm.fabric, group, kv_block), 0.0)
-    attn = [o for o in attn_ops if o.kind == "attention"]
-    n_attn = sum(o.count for o in attn)
-    t_attn = sum(o.time_s * o.count for o in attn) / np.maximum(n_attn, 1e-9)  # per layer
-    exposed_p = np.maximum(t_ring - np.where(c.p_seqs > 0, t_attn, 0.0), 0.0)
-    partial = c.d_seqs * c.d_tok / c.adp * sh.heads * (sh.decode_dv + 2.0) * 4.0
-    t_comb, _ = all_reduce_time(cm.fabric, np.maximum(cp, 1.0), partial, call_s=cm.collective_call_s)
-    t_comb = np.where((cp > 1) & (c.d_seqs > 0), t_comb, 0.0)
-    byts = np.where(cp > 1, (cp - 1.0) * kv_block + partial, 0.0)
-    return cm._op(Op.CP_RING, "comm", c.layers_stage, 0.0, byts, 0.0, 0.0, comm=exposed_p + t_comb,
-                  algorithm="ring attention / partial-output all-reduce")
 
 
 def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
