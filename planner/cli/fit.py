@@ -6,7 +6,7 @@ from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, gib, num, print_json
-from planner.cli.estimate import plan_options
+from planner.cli.estimate import hardware_of, plan_options
 from planner.cli.options import command
 from planner.errors import PlannerError
 
@@ -16,9 +16,12 @@ from planner.errors import PlannerError
 def fit_cmd(req, as_json: bool):
     from planner.api import fit
 
-    plan = plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations)
+    from dataclasses import replace
+
+    plan = replace(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations),
+                   moe_offload=req.moe_offload)
     isl, osl = req.isl, req.osl
-    out = fit(req.model, req.hardware, plan, isl=isl, osl=osl, engine=req.engine)
+    out = fit(req.model, hardware_of(req), plan, isl=isl, osl=osl, engine=req.engine)
     mem = out["memory"]
     if as_json:
         print_json(out)

@@ -189,3 +189,12 @@ def with_link(hw: Hardware, link: str | None) -> Hardware:
     spec = get_interconnect(link)
     links = hw.links.model_copy(update={"scale_out": LinkRef(interconnect=spec.id)})
     return hw.model_copy(update={"links": links})
+
+
+def hardware_with_link(hardware, link: str | None):
+    """A hardware id (or spec) joined by ``link`` (``with_link``); the id itself when there is no link."""
+    if not link:
+        return hardware
+    from planner.specs.loader import get_hardware
+
+    return with_link(get_hardware(hardware) if isinstance(hardware, str) else hardware, link)

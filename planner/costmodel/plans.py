@@ -59,6 +59,10 @@ class PlanArrays:
     sa_decode_budget: np.ndarray | float = np.inf
     sa_select: np.ndarray | float = 0.0
     sa_probe_q: np.ndarray | float = 0.0
+    # kernels that emulate a width the tensor cores lack (FlexQ's bit-serial W6A6, quant.py kernel_efficiency e) fill
+    # the tiles a small batch leaves idle with their extra passes: rate(m) = R e m / (m + e half_m), the native
+    # kernel's rate at small m and e of it at large m; this is e (1 for every native kernel)
+    gemm_half_m_scale: np.ndarray | float = 1.0
 
     @property
     def n(self) -> int:
@@ -108,6 +112,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
         "act_bytes": act_bytes_for(res.compute_dtype),
         "weight_dequant": float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)) * res.dequant_scale,
+        "gemm_half_m_scale": res.kernel_efficiency,
         "note": res.note,
         "compute_dtype": res.compute_dtype,
         "native": res.native,
@@ -143,7 +148,7 @@ def make_plans(
     index = np.array([uniq.index(k) for k in keys]) if len(uniq) > 1 else np.zeros(n, dtype=np.int64)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
-                      "weight_dequant")}
+                      "weight_dequant", "gemm_half_m_scale")}
     dtypes = {table[k]["compute_dtype"] for k in uniq}
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),

@@ -175,7 +175,8 @@ class CostModel:
         weight_read = (k_elems if weight_touch is None else weight_touch) * wbytes
         byts = weight_read + m * in_out_elems * self._act
         mm = m if m_eff is None else m_eff
-        eff = gemm_efficiency(mm, self.half_m)
+        hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
+        eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):  # no tokens: no work, no time
             tc = np.where(flops > 0, flops / (flops_rate * eff), 0.0)
         tm = byts / self.bw
@@ -279,6 +280,8 @@ class _Ctx:
         cm._gemm_dtype = plans.compute_dtype
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
+        hs = np.asarray(plans.gemm_half_m_scale, float)
+        cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
         cp = np.asarray(plans.cp, float)
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,

@@ -106,8 +106,13 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     def _progress(total, label="simulating"):
         return progress_factory(total, label) if progress_factory and total > 20000 else contextlib.nullcontext(None)
 
-    if link is not None:  # edge clusters joined by a network: priced by estimate, not yet by the event simulator
-        raise PlannerError("simulate does not model --link (devices joined by a network) yet; use estimate --link")
+    if link is not None:  # edge clusters: devices joined by a Wi-Fi / Ethernet network (costmodel/collectives.py)
+        if fleet is not None:
+            raise PlannerError("--link applies to one deployment, not to a --fleet")
+        from planner.costmodel.collectives import with_link
+        from planner.specs.loader import get_hardware
+
+        hardware = with_link(get_hardware(hardware) if isinstance(hardware, str) else hardware, link)
     if requests < 1:
         raise PlannerError("--requests must be at least 1")
     if cv <= 0:
