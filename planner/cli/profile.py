@@ -17,7 +17,7 @@ from planner.cli.common import console, err_console
 def profile_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     backend: Optional[List[str]] = typer.Option(None, "--backend", help="numpy or torch (repeatable); default: every backend that runs on the device"),
-    quick: bool = typer.Option(False, "--quick", help="a small grid that finishes in a couple of minutes"),
+    quick: bool = typer.Option(False, "--quick", help="a small grid: at most 1 GiB of memory, about a minute on 2 cores (full: 4 GiB)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted capture, skipping rows already measured"),
     out: str = typer.Option("measurements", "--out", help="output folder (DIR)"),
     model: Optional[str] = typer.Option(None, "--model", help="model id or spec YAML whose layer shapes to use (default llama-3.1-8b)"),
