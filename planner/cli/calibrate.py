@@ -57,7 +57,8 @@ def _print_fit(folder: Path, res, measured_peaks: bool) -> None:
         console.print(f"  peak {x:9s} {v / 1e9:10.1f} GFLOP/s ({how})")
     console.print(f"  peak bandwidth {res.bandwidth_bytes_per_s / 1e9:7.1f} GB/s ({how})")
     for n, v in res.params.items():
-        console.print(f"  {n:14s} {v * 1e6:.3g} us per call" if n.endswith("_s") else f"  {n:14s} {v:.4g}")
+        unit = {"kernel_s": " us per library call", "op_overhead_s": " us per cost-model op (written as kernel_s)"}
+        console.print(f"  {n:14s} {v * 1e6:.3g}{unit.get(n, ' us')}" if n.endswith("_s") else f"  {n:14s} {v:.4g}")
     t = Table(title="residuals per op kind: (predicted - measured) / measured", header_style="bold")
     for c in ("op", "rows", "busy", "median", "median |error|", "p90 |error|"):
         t.add_column(c, justify="left" if c == "op" else "right")
