@@ -102,3 +102,14 @@ def test_cost_that_follows_throughput_per_device():
 def test_two_columns_keep_the_staircase():
     x = np.array([[3, 1], [2, 2], [1, 3], [1, 1], [2, 2], [0, 3]], float)
     assert pareto_mask(x).tolist() == [True, True, True, False, True, False]
+
+
+def test_a_rare_level_missed_by_sampling_still_counts():
+    """Few-level columns are ranked against the levels of a sample; a level the sample missed must not be lost."""
+    rng = np.random.default_rng(11)
+    n = 9000
+    x = np.column_stack([rng.random(n), rng.random(n), rng.choice([0.97, 0.98, 0.99], n)])
+    x[4001] = [0.5, 0.5, 0.999]  # the only row at this accuracy, off the sampling stride
+    m = pareto_mask(x)
+    assert m[4001]
+    check_large(x, m)

@@ -90,8 +90,21 @@ def _mask(x: np.ndarray) -> np.ndarray:
     if d >= 3 and n > 4096:
         cols, alive = _pivot_prune(cols)
     out = np.zeros(n, bool)
-    out[alive[_front_ranked(np.column_stack([_dense_rank(c)[0] for c in cols]))]] = True
+    out[alive[_front_ranked(np.column_stack([_column_rank(c) for c in cols]))]] = True
     return out
+
+
+def _column_rank(v: np.ndarray) -> np.ndarray:
+    """Dense ranks of one column. A column with few distinct values (accuracy levels, context caps) is ranked by
+    binary search against the distinct values of a sample, once every value is checked to be among them;
+    otherwise by a full sort."""
+    if len(v) > 4096:
+        levels = np.unique(v[:: len(v) // 2048])
+        if len(levels) <= 256:
+            pos = np.searchsorted(levels, v)
+            if (levels[np.minimum(pos, len(levels) - 1)] == v).all():
+                return pos.astype(np.int64)
+    return _dense_rank(v)[0]
 
 
 def _dense_rank(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
