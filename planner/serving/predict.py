@@ -18,7 +18,7 @@ from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
-from planner.serving.batching import Techniques, inflight, static_batch
+from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
 from planner.serving.captech import cap_setup
 from planner.serving.host import WEIGHT_OFFLOAD_TARGETS, host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
 from planner.specs.engine import Engine, get_engine
@@ -314,6 +314,9 @@ def estimate(
                               compress_s=cap.compress_s(cm, p, isl))
             t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
             spec_used = float(np.asarray(t.spec_k).ravel()[0])
+            if plan.spec_auto:
+                notes.append(f"adaptive speculation: {spec_used:g} draft tokens per step at this batch (the most tokens/s "
+                             f"among 0..{SPEC_AUTO_MAX_K} at acceptance {plan.spec_alpha:g})")
         ttft, tpot = float(t.ttft_s[0]), float(t.tpot_s[0])
         if ttft_includes_first_decode:
             ttft += tpot
