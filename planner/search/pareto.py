@@ -117,6 +117,28 @@ def _dense_rank(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rk, o[first]
 
 
+def _row_ids(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense id of each distinct row of a rank matrix (ids in the rows' lexicographic order) and one row per id.
+    Columns are packed into as few int64 keys as fit (mixed radix), then sorted once."""
+    n, d = r.shape
+    width = r.max(axis=0) + 1 if n else np.ones(d, np.int64)
+    keys, key, span = [], np.zeros(n, np.int64), 1
+    for j in range(d):
+        if span * int(width[j]) >= 2 ** 62:
+            keys.append(key)
+            key, span = np.zeros(n, np.int64), 1
+        key = key * int(width[j]) + r[:, j]
+        span *= int(width[j])
+    keys.append(key)
+    if len(keys) == 1:
+        return _dense_rank(keys[0])
+    order = np.lexsort(keys[::-1])
+    new = np.r_[True, np.any([np.diff(k[order]) != 0 for k in keys], axis=0)]
+    ids = np.empty(n, np.int64)
+    ids[order] = np.cumsum(new) - 1
+    return ids, order[new]
+
+
 def _front_ranked(r: np.ndarray) -> np.ndarray:
     """Frontier mask of rank rows (duplicates allowed). The two columns with the most distinct values are the
     fine ones (a, b); the others define cells. Rows are merged and ordered by one integer key: cell, a desc, b desc."""
@@ -128,8 +150,8 @@ def _front_ranked(r: np.ndarray) -> np.ndarray:
     coarse = [j for j in range(d) if j not in fine]
     wa, wb = width[fine[0]], width[fine[1]]
     if math.prod(width) >= 2 ** 62:
-        u, inv = np.unique(r, axis=0, return_inverse=True)
-        return _front_unique(u, fine, coarse)[inv.ravel()]
+        inv, firsts = _row_ids(r)
+        return _front_unique(r[firsts], fine, coarse)[inv]
     code = np.zeros(n, np.int64)
     for j in coarse:
         code = code * width[j] + r[:, j]
@@ -159,12 +181,12 @@ def _front_unique(u: np.ndarray, fine: list[int], coarse: list[int], few_cells_p
     """Frontier mask of distinct rank rows; ``few_cells_possible=False`` when the caller already counted too many
     cells for the cell method."""
     if few_cells_possible:
-        cvals, cell = np.unique(u[:, coarse], axis=0, return_inverse=True)
-        if len(cvals) <= MAX_CELLS:
+        cell, firsts = _row_ids(u[:, coarse])
+        if len(firsts) <= MAX_CELLS:
             a, b = u[:, fine[0]], u[:, fine[1]]
-            order = np.lexsort((-b, -a, cell.ravel()))
+            order = np.lexsort((-b, -a, cell))
             out = np.zeros(len(u), bool)
-            out[order] = _front_cells(a[order], b[order], cell.ravel()[order], cvals, int(b.max()) + 1)
+            out[order] = _front_cells(a[order], b[order], cell[order], u[firsts][:, coarse], int(b.max()) + 1)
             return out
     cols = _non_redundant(u)
     if len(cols) < u.shape[1]:
