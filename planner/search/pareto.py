@@ -146,6 +146,10 @@ def _front_ranked(r: np.ndarray) -> np.ndarray:
     width = [int(w) for w in r.max(axis=0) + 1]
     if d == 1:
         return r[:, 0] == width[0] - 1
+    if sum(w > MAX_CELLS for w in width) >= 3:  # too many cells unless a wide column follows another one
+        cols = _non_redundant(r)
+        if len(cols) < d:
+            return _front_ranked(r[:, cols])
     fine = sorted(range(d), key=lambda j: width[j])[-2:]
     coarse = [j for j in range(d) if j not in fine]
     wa, wb = width[fine[0]], width[fine[1]]
