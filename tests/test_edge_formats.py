@@ -125,6 +125,20 @@ def test_one_laptop_cannot_split_without_a_link(capsys):
     assert code == 2 and "did you mean" in err and "wifi-6e" in err
 
 
+def test_id_plus_link_is_an_edge_cluster_the_plan_search_can_use(capsys):
+    hw = get_hardware("m4-pro+gbe-10")
+    assert hw.id == "m4-pro+gbe-10" and hw.links.scale_out.interconnect == "gbe-10"
+    assert hw.memory_capacity_bytes == get_hardware("m4-pro").memory_capacity_bytes
+    import json
+
+    # Llama-3.1-70B in bf16 (141 GB) fits no single 64 GB laptop: the search must split it across the cluster
+    code, out, _ = run(["plan", "-m", "llama-3.1-70b", "-H", "m4-pro+gbe-10", "--gpus", "4", "--weights", "bf16",
+                        "--min-accuracy", "0", "--json"], capsys)
+    assert code == 0
+    rec = json.loads(out)["recommended"]
+    assert rec["plan"]["hardware"] == "m4-pro+gbe-10" and rec["plan"]["tp"] * rec["plan"]["pp"] >= 3
+
+
 def test_tensor_parallel_over_wifi_is_latency_bound(capsys):
     """Two laptops over Wi-Fi: TPOT finite, above one laptop's (2 x 32 all-reduces of a few KB each cost ~4 ms),
     and Ethernet beats Wi-Fi."""

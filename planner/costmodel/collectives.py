@@ -184,11 +184,7 @@ def with_link(hw: Hardware, link: str | None) -> Hardware:
     edge clusters). An unknown link id is one error line with a did-you-mean; ``None`` leaves ``hw`` as it is."""
     if not link:
         return hw
-    from planner.specs.hardware import LinkRef
-
-    spec = get_interconnect(link)
-    links = hw.links.model_copy(update={"scale_out": LinkRef(interconnect=spec.id)})
-    return hw.model_copy(update={"links": links})
+    return hw.joined_by(get_interconnect(link).id)
 
 
 def hardware_with_link(hardware, link: str | None):

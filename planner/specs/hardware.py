@@ -178,6 +178,12 @@ class Hardware(_Strict):
             raise PlannerError(f"{self.id} has no achievable matmul fraction for {dtype}")
         return f.fraction
 
+    def joined_by(self, link: str) -> "Hardware":
+        """This device with the interconnect ``link`` as its scale-out network, id ``ID+LINK``: laptops or boards
+        joined over Wi-Fi or Ethernet into one tensor/pipeline-parallel deployment (TPI-LLM's edge clusters)."""
+        links = self.links.model_copy(update={"scale_out": LinkRef(interconnect=link)})
+        return self.model_copy(update={"id": f"{self.id}+{link}", "links": links})
+
     @property
     def memory_bandwidth_bytes_per_s(self) -> float:
         return self.memory.bandwidth.value

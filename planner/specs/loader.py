@@ -206,7 +206,11 @@ def system_ids() -> list[str]:
 
 
 def get_hardware(ident: str) -> Hardware:
-    """A built-in hardware id (``h100-sxm``) or a path to a hardware YAML (e.g. a calibrated spec)."""
+    """A built-in hardware id (``h100-sxm``) or a path to a hardware YAML (e.g. a calibrated spec); ``ID+LINK``
+    (``m4-pro+wifi-6``) is that device joined to its peers over the interconnect LINK (edge clusters)."""
+    if "+" in ident and not Path(ident).is_file():
+        base, link = ident.rsplit("+", 1)
+        return get_hardware(base).joined_by(get_interconnect(link).id)
     return _get(Hardware, "hardware", ident)
 
 

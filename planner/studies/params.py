@@ -434,7 +434,7 @@ def check_gpus(hardware: str, gpus: int, what: str = "--gpus", link: str | None 
     if gpus > bound[0]:
         from planner.specs.loader import get_hardware
 
-        where = f"{MAX_NODES} nodes" if bound[1] else "one node: no scale-out network; join devices with --link wifi-6, gbe-10, ..."
+        where = f"{MAX_NODES} nodes" if bound[1] else f"one node: no scale-out network; join devices with --link wifi-6, gbe-10, ... or -H {hardware}+wifi-6"
         raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} device{'s' if bound[0] > 1 else ''} ({where})")
 
 
