@@ -33,12 +33,9 @@ def with_techniques(plan, req):
 
 def hardware_of(req):
     """The hardware a request names, joined by its --link network when one is given (edge clusters)."""
-    if not getattr(req, "link", None):
-        return req.hardware
-    from planner.costmodel.collectives import with_link
-    from planner.specs.loader import get_hardware
+    from planner.costmodel.collectives import hardware_with_link
 
-    return with_link(get_hardware(req.hardware), req.link)
+    return hardware_with_link(req.hardware, getattr(req, "link", None))
 
 
 @command(app, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "

@@ -17,15 +17,18 @@ def _estimate(r: EstimateRequest) -> dict:
     from planner.api import PlanSpec, estimate, resolve_parallel
 
     tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp)
+    from planner.costmodel.collectives import hardware_with_link
+
     plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=r.weights, kv=r.kv, activations=r.activations, weight_offload=r.weight_offload)
     plan = estimate_techniques(plan, r)  # chunking, speculation, KV policies, context/attention techniques
+    hw = hardware_with_link(r.hardware, r.link)  # edge clusters: devices joined over Wi-Fi / Ethernet
     if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
-        e = estimate_at_rate(r.model, r.hardware, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine)
+        e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine)
         d = e if isinstance(e, dict) else e.to_dict()
     else:
-        d = estimate(r.model, r.hardware, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
+        d = estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
                      concurrency=r.concurrency, engine=r.engine).to_dict()
     out = {k: d[k] for k in ("gpus", "fits", "ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s",
                              "output_tokens_per_s_per_gpu", "requests_per_s", "max_context_tokens", "max_concurrency")}
