@@ -219,6 +219,7 @@ def test_draft_model_has_its_own_weights_kv_and_steps():
     (dict(sparse_attention="duoattention:0.5"), dict(sparse_attention=(("duoattention", 0.5),))),
     (dict(prompt_compression="llmlingua-2:4"), dict(prompt_compression=(("llmlingua-2", 4.0),))),
     (dict(spec_auto=True, spec_alpha=0.7), dict(speculative=((-1, 0.7),))),
+    (dict(spec_k=3, spec_alpha=0.7, draft_model="llama-3-8b"), dict(speculative=((3, 0.7),), draft_model="llama-3-8b")),
 ])
 def test_estimate_and_plan_search_are_one_computation(tech, opt):
     isl, osl, c = 16384, 256, 16
@@ -227,11 +228,12 @@ def test_estimate_and_plan_search_are_one_computation(tech, opt):
                         disaggregated=False, **opt)
     res = search("llama-3.1-8b", ["h100-sxm"], 1, Workload(isl, osl), Constraints(gpus=1), opts=opts)
     cols = res.table.cols
-    key = next(k for k in ("sparse", "compress", "spec_auto") if np.any(cols[k]))
+    key = next(k for k in ("sparse", "compress", "spec_auto", "draft") if np.any(cols[k]))
     i = int(np.nonzero(cols[key])[0][0])
     assert cols["ttft_s"][i] == pytest.approx(est.ttft_s, rel=1e-9)
     assert cols["tpot_s"][i] == pytest.approx(est.tpot_s, rel=1e-9)
     assert cols["accuracy"][i] == pytest.approx(est.accuracy["score"], abs=1e-4)
+    assert cols["max_context"][i] == est.max_context_tokens
 
 
 @pytest.mark.parametrize("tech", [dict(sparse_attention="duoattention:0.5"), dict(cp=2), dict(prompt_compression="llmlingua-2:4")])

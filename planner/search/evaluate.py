@@ -17,9 +17,11 @@ from planner.search.cap_axes import (accuracy_rows, build_axis, compress_seconds
 from planner.search.pareto import pareto_mask
 from planner.search.space import Configs, SpaceOptions
 from planner.serving.batching import Techniques, inflight
+from planner.serving.draft import DraftModel
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
+from planner.specs.loader import get_model
 from planner.specs.model import Model
 
 
@@ -67,7 +69,7 @@ class PlanTable:
             tmap = np.array([te.index(s) for s in t.techs])
             maps = {"weights": np.array([ws.index(s) for s in t.weights]), "kv": np.array([kvs.index(s) for s in t.kv]),
                     "hardware": np.array([hws.index(s) for s in t.hardware]), "evict": np.array([ev.index(s) for s in t.evict]),
-                    "ctx_ext": tmap, "sparse": tmap, "compress": tmap}
+                    "ctx_ext": tmap, "sparse": tmap, "compress": tmap, "draft": tmap}
             for k, v in t.cols.items():
                 out.setdefault(k, []).append(maps[k][v] if k in maps else v)
         return PlanTable({k: np.concatenate(v) for k, v in out.items()}, ws, kvs, hws,
@@ -85,6 +87,8 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
     ax = build_axis(model, base, mem, wl, opts, engine.kv_block_tokens)  # context/attention techniques (cap_axes.py)
+    draft = DraftModel(get_model(opts.draft_model), hw, base, weights=cfg.weights, kv=cfg.kv, engine=engine) \
+        if opts.draft_model and opts.speculative else None
 
     conc = np.array(opts.concurrency, dtype=float)
     chunks = np.array(opts.chunk_tokens, dtype=float)
@@ -110,8 +114,13 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
     per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens),
                             ax.per_seq[i_c, iv])
-    need = c_dev * per_seq_kept
     hbm = ax.hbm[i_c, iv]
+    if draft is not None:  # speculating rows hold the draft's weights and its KV of each sequence
+        uses = k != 0
+        hbm = np.where(uses, np.maximum(hbm - draft.weight_bytes()[i_c], 0.0), hbm)
+        per_seq_kept = per_seq_kept + np.where(uses, kv_bytes_per_seq(draft.model, draft.plans.take(i_c), np.minimum(isl_m + wl.osl, budget),
+                                                                      engine.kv_block_tokens), 0.0)
+    need = c_dev * per_seq_kept
     cap = hbm + off * host
     E = Techniques(spec_k=np.abs(k), spec_alpha=alpha).tokens_per_step()
     new = c / pp * E / wl.osl  # prompts started per step per micro-batch
@@ -130,7 +139,9 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     cc = row_columns(ax, iv)
     tech = Techniques(chunk_tokens=B, spec_k=np.maximum(k, 0), spec_alpha=alpha, spec_auto=k < 0, offload_fraction=f_off,
                       host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget,
-                      compress_ratio=cc["compress_ratio"], compress_s=compress_seconds(ax, cm, plans, iv, wl.isl))
+                      compress_ratio=cc["compress_ratio"], compress_s=compress_seconds(ax, cm, plans, iv, wl.isl),
+                      draft=None if draft is None else DraftModel(draft.model, hw, plans, weights=[cfg.weights[i] for i in i_c],
+                                                                  kv=[cfg.kv[i] for i in i_c], engine=engine))
     tm = inflight(cm, plans, c, wl.isl, wl.osl, tech, kv_bytes_per_token=full[i_c] + swa[i_c], breakdown=False)
     ttft, tpot = tm.ttft_s, tm.tpot_s
     gpus_rep = plans.gpus_per_replica.astype(float)
@@ -162,6 +173,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "spec_auto": k < 0, "kv_offload": off > 0,
         "kv_budget": np.where(np.isfinite(budget), budget, 0.0), "evict": pol,
         "cp": np.asarray(plans.cp, float) + z, **cc,
+        "draft": np.where((k != 0) & (draft is not None), len(ax.names), 0),
         "gpus_per_replica": gpus_rep, "gpus": dp * gpus_rep,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": tm.e2e_s,
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
@@ -169,7 +181,8 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "x_prefill": z, "y_decode": z, "prefill_tp": z, "prefill_pp": z, "prefill_adp": z,
         "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z,
     }
-    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods, techs=ax.names)
+    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods,
+                     techs=ax.names + [opts.draft_model or "draft"])
 
 
 def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
@@ -272,7 +285,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "kv_offload": np.zeros(len(P), bool), "kv_budget": np.zeros(len(P)), "evict": np.zeros(len(P), np.int64),
         "spec_auto": np.zeros(len(P), bool), "cp": np.ones(len(P)), "ctx_ext": np.zeros(len(P), np.int64),
         "ext_factor": np.ones(len(P)), "sparse": np.zeros(len(P), np.int64), "sparse_kept": np.ones(len(P)),
-        "compress": np.zeros(len(P), np.int64), "compress_ratio": np.ones(len(P)),
+        "compress": np.zeros(len(P), np.int64), "compress_ratio": np.ones(len(P)), "draft": np.zeros(len(P), np.int64),
         "gpus_per_replica": gpus[dd], "gpus": total,
         "ttft_s": ttft, "tpot_s": tpot_r, "e2e_s": ttft + (wl.osl - 1) * tpot_r,
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,

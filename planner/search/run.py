@@ -173,6 +173,8 @@ def _cap_plan(t: PlanTable, c: dict) -> dict:
            "prompt_compression": {"method": t.techs[int(c["compress"])], "ratio": float(c["compress_ratio"])} if c["compress"] else None}
     if c.get("spec_auto") and c["spec_k"] >= 0:
         out["speculative_adaptive"] = True
+    if c.get("draft"):
+        out["draft_model"] = t.techs[int(c["draft"])]
     return out
 
 
@@ -196,6 +198,10 @@ def label(d: dict) -> str:
         s += " kv-offload"
     if p.get("kv_eviction"):
         s += f" {p['kv_eviction']['method']}@{p['kv_eviction']['kept_tokens']}"
+    if p.get("speculative_adaptive"):
+        s += "(auto)"
+    if p.get("draft_model"):
+        s += f" draft:{p['draft_model']}"
     if p.get("context_parallel"):
         s += f" cp{p['context_parallel']}"
     for key, knob in (("context_extension", "factor"), ("sparse_attention", "kept"), ("prompt_compression", "ratio")):

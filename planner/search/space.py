@@ -39,6 +39,7 @@ class SpaceOptions:
     # context-parallel sizes; empty: 1, and every power of two the budget allows when a context of
     # LONG_CONTEXT_TOKENS or more is needed
     cp: tuple[int, ...] = ()
+    draft_model: str | None = None  # speculation drafts with this model (its weights, KV, steps) instead of a head
 
 
 LONG_CONTEXT_TOKENS = 131072  # from here on, context parallelism joins the search by default

@@ -196,6 +196,7 @@ def _per_prompt_s(tech: Techniques, new_tok):
     """Device time each new prompt adds outside the target's steps: the prompt compressor over the original prompt
     and the draft model's prefill of the (compressed) prompt."""
     out = np.asarray(tech.compress_s, float)
-    if tech.draft is not None:
-        out = out + tech.draft.prefill_s(new_tok)
+    if tech.draft is not None:  # rows that speculate keep the draft's KV of each prompt
+        uses = (np.asarray(tech.spec_k) > 0) | np.asarray(tech.spec_auto, bool)
+        out = out + np.where(uses, tech.draft.prefill_s(new_tok), 0.0)
     return out

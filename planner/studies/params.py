@@ -316,6 +316,7 @@ class PlanRequest(Ownership):
     sparse_attention: Names | None = _d(None, "sparse-attention candidates METHOD:KEPT_FRACTION, e.g. duoattention:0.5")
     cp: Annotated[list[PositiveInt], BeforeValidator(_split)] | None = _d(
         None, "context-parallel sizes to consider (default 1; more when --min-context needs them)")
+    draft_model: str | None = _d(None, "draft model id for the --spec candidates (default: a one-layer MTP/EAGLE-style head)")
 
 
 class CapacityRequest(Ownership):
@@ -496,7 +497,7 @@ def plan_search(req: PlanRequest):
                         context_extension=tuple(req.context_extension or ()),
                         prompt_compression=tuple(_knob_pair("compression", s) for s in req.prompt_compression or ()),
                         sparse_attention=tuple(_knob_pair("sparse", s) for s in req.sparse_attention or ()),
-                        cp=tuple(req.cp or ()), **kw)
+                        cp=tuple(req.cp or ()), draft_model=req.draft_model, **kw)
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
