@@ -177,6 +177,7 @@ def test_prompt_compression_costs_the_compressor_and_shrinks_prefill_and_kv():
     # KV of the compressed prompt (ceil(16384 / 4) = 4096 tokens) + the output, whole blocks
     assert b.memory["kv_cache_bytes"] / a.memory["kv_cache_bytes"] == pytest.approx((4096 + 256) / (16384 + 256), rel=0.01)
     assert b.ttft_s < a.ttft_s and b.accuracy["score"] < 1.0
+    assert b.max_context_tokens == 4 * a.max_context_tokens  # C: the longest original prompt grows with the ratio
     # the compressor: XLM-RoBERTa-large, ~2 x 302M dense FLOPs per token, at least that / the 16-bit rate
     m, h, cm, p = _setup()
     comp = COMPRESSORS["llmlingua-2"]

@@ -149,6 +149,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     # longest single context: KV capacity (with offload) over KV per token, sliding windows aside
     max_ctx = max_context_rows(model, ax, plans, hbm + off * host, full[i_c] + swa[i_c])
     max_ctx = np.where(np.isfinite(budget), np.floor(model.max_context * ax.factor), max_ctx)  # an evicting cache stays within its budget
+    max_ctx = np.floor(max_ctx * cc["compress_ratio"])  # prompt compression: the longest original prompt
     acc = accuracy_of(cfg, i_c)
     for j in np.unique(pol):
         if policies[j][0] == "evict":

@@ -98,7 +98,8 @@ class CapSetup:
                        f"{int(model.max_context * self.extension[1]):,} tokens (trained {model.max_context:,})")
         if self.compressor is not None:
             out.append(f"{self.compression[0]} compresses each prompt {self.compression[1]:g}x ({isl} -> {self.model_isl(isl)} "
-                       f"tokens) with {self.compressor.model} on the same device; its time is in TTFT and in the device time")
+                       f"tokens) with {self.compressor.model} on the same device; its time is in TTFT and in the device time, "
+                       "and the max context counts original prompt tokens")
         if self.sparse:
             out.append(f"{self.sparse[0]} sparse attention keeping {self.sparse[1]:g} (full-attention layers)")
         if self.draft is not None:

@@ -225,6 +225,7 @@ def estimate(
     limit = int(m.max_context * cap.extension_factor)  # RoPE scaling serves past the trained context
     ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
+    ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
     notes = ([res.note] if res.note else []) + cap.notes(m, isl, osl)
     too_long = isl_m + osl > limit
     if too_long:
