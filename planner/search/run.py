@@ -199,7 +199,7 @@ def label(d: dict) -> str:
     if p.get("kv_eviction"):
         s += f" {p['kv_eviction']['method']}@{p['kv_eviction']['kept_tokens']}"
     if p.get("speculative_adaptive"):
-        s += "(auto)"
+        s += "(auto)" if p["speculative"] else " spec0(auto)"
     if p.get("draft_model"):
         s += f" draft:{p['draft_model']}"
     if p.get("context_parallel"):
