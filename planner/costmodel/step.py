@@ -70,6 +70,7 @@ class Op(str, Enum):
     WEIGHT_STREAM = "weight_stream"
     CPU_EXPERTS = "cpu_experts"  # cold experts on the host CPU, what the GPU's hot experts do not cover (moe_offload.py)
     CPU_ATTENTION = "cpu_attention"  # decode attention on the host CPU, what the GPU's layer does not cover
+    LORA = "lora"  # batched multi-adapter GEMMs (SGMV/BGMV) of LoRA adapters (costmodel/lora.py)
 
     def __str__(self) -> str:  # the plain name in tables and JSON
         return self.value
@@ -131,6 +132,7 @@ class CostModel:
     """Step costs of one model on one hardware type, for arrays of plans."""
 
     moe_offload = None  # a costmodel.moe_offload.MoeOffload plan field: selects the CPU-assisted builders
+    lora = None  # a costmodel.lora.LoraCost: adds the adapter builder to every layer
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
                  weight_stream: tuple[float, float] | None = None, kernels: Kernels | None = None):
@@ -228,7 +230,7 @@ class CostModel:
         the builders registered for its spec, then the once-per-step ops, then the pipeline."""
         c = _Ctx.of(self, plans, step)
         ops: list[OpCost] = []
-        for build in layer_builders(self.model, self.moe_offload):
+        for build in layer_builders(self.model, self.moe_offload, self.lora):
             ops += build(self, c)
         ops += _head_ops(self, c)
         layer_time = sum(o.time_s * o.count for o in ops if o.name not in ONCE_PER_STEP)  # one stage's layers
@@ -419,7 +421,7 @@ def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     return [] if cm.model.parallel_attn_mlp else [cm._elementwise(Op.MLP_NORM, c.T * cm.model.hidden_size, c.layers_stage)]
 
 
-def layer_builders(model: Model, moe_offload=None) -> list:
+def layer_builders(model: Model, moe_offload=None, lora=None) -> list:
     """The builders of one decoder layer of ``model``, in order: its attention block, then its MLP kinds (a model
     may mix dense and MoE layers). A new family registers a builder here rather than editing ``step``.
     ``moe_offload`` (costmodel/moe_offload.py) selects the CPU-assisted attention / MoE builders."""
@@ -429,6 +431,8 @@ def layer_builders(model: Model, moe_offload=None) -> list:
         out.append(MLP_BUILDERS["dense"])
     if model.moe:
         out.append(MLP_BUILDERS["moe" if moe_offload is None else "moe-offload"])
+    if lora is not None:
+        out.append(ADAPTER_BUILDERS["lora"])
     return out
 
 
@@ -448,6 +452,15 @@ def _cpu_attention_block(cm: "CostModel", c: "_Ctx") -> list[OpCost]:
 ATTENTION_BUILDERS = {"mha": _attention_block, "gqa": _attention_block, "mqa": _attention_block, "mla": _attention_block,
                       "cpu": _cpu_attention_block}
 MLP_BUILDERS = {"dense": _dense_mlp, "moe": _moe_mlp, "moe-offload": _moe_offload_mlp}
+
+
+def _lora(cm: "CostModel", c: "_Ctx") -> list[OpCost]:
+    from planner.costmodel.lora import lora_ops
+
+    return lora_ops(cm, c)
+
+
+ADAPTER_BUILDERS = {"lora": _lora}  # per-layer ops a plan adds beside the base layer (costmodel/lora.py)
 
 
 def _head_ops(cm: "CostModel", c: _Ctx) -> list[OpCost]:

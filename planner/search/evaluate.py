@@ -114,7 +114,10 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
     per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens),
                             ax.per_seq[i_c, iv])
+    lora = _lora(model, hw, opts)
     hbm = ax.hbm[i_c, iv]
+    if lora is not None:  # resident adapters come out of the KV cache
+        hbm = hbm - lora.resident_bytes_per_device(base.tp, base.pp)[i_c]
     if draft is not None:  # speculating rows hold the draft's weights and its KV of each sequence
         uses = k != 0
         hbm = np.where(uses, np.maximum(hbm - draft.weight_bytes()[i_c], 0.0), hbm)
@@ -134,6 +137,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     adp, pp, need = adp[sel], pp[sel], need[sel]
     plans = row_plans(ax, base.take(i_c), iv, wl.osl)
     cm = CostModel(model, hw, engine=engine)
+    cm.lora = lora
     # the one in-flight steady state (serving/batching.py) with this grid's techniques per row
     f_off = np.where(off > 0, np.clip(1 - hbm / np.maximum(need, 1.0), 0, 1), 0.0)
     cc = row_columns(ax, iv)
@@ -141,7 +145,8 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
                       host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget,
                       compress_ratio=cc["compress_ratio"], compress_s=compress_seconds(ax, cm, plans, iv, wl.isl),
                       draft=None if draft is None else DraftModel(draft.model, hw, plans, weights=[cfg.weights[i] for i in i_c],
-                                                                  kv=[cfg.kv[i] for i in i_c], engine=engine))
+                                                                  kv=[cfg.kv[i] for i in i_c], engine=engine),
+                      adapter_load_s=0.0 if lora is None else lora.ttft_s(plans.tp, plans.pp))
     tm = inflight(cm, plans, c, wl.isl, wl.osl, tech, kv_bytes_per_token=full[i_c] + swa[i_c], breakdown=False)
     ttft, tpot = tm.ttft_s, tm.tpot_s
     gpus_rep = plans.gpus_per_replica.astype(float)
@@ -208,6 +213,9 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
                       engine=engine)
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)
+    lora = cm.lora = _lora(model, hw, opts)
+    if lora is not None:  # both pools run the adapters; the decode pool's resident set comes out of its KV cache
+        mem.kv_capacity_bytes = mem.kv_capacity_bytes - lora.resident_bytes_per_device(base.tp, base.pp)
     gpus = (base.tp * base.pp * base.adp).astype(float)
     # prefill side: a batch of whole prompts within max_batched_tokens
     b = np.maximum(np.floor(engine.max_batched_tokens / wl.isl), 1.0)
@@ -265,7 +273,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         group = np.asarray(total)
         bw, lat, frac, _ = fab.tier_for(group)
         t_kv = lat + kv_prompt[P] / np.maximum(bw * frac * np.minimum(gpus[P], gpus[di[D]]), 1.0)
-        ttft = t_pf[P] + t_kv
+        ttft = t_pf[P] + t_kv + (0.0 if lora is None else lora.ttft_s(base.tp[P], base.pp[P]))
         rows.append((P, D, best_tok, best_x, best_y, total, ttft, t_kv))
     if not rows:
         return PlanTable({}, [], [], [hw.id], evaluated, costed)
@@ -295,3 +303,12 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv,
     }
     return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed)
+
+
+def _lora(model: Model, hw: Hardware, opts: SpaceOptions):
+    """The adapters every plan of this search serves (costmodel/lora.py), or None."""
+    if opts.lora is None:
+        return None
+    from planner.costmodel.lora import LoraCost
+
+    return LoraCost.of(opts.lora, model, host_link_bytes_per_s(hw))

@@ -40,6 +40,8 @@ class SpaceOptions:
     # LONG_CONTEXT_TOKENS or more is needed
     cp: tuple[int, ...] = ()
     draft_model: str | None = None  # speculation drafts with this model (its weights, KV, steps) instead of a head
+    lora: object | None = None  # a costmodel.lora.LoraSpec: every plan serves these adapters (memory, SGMV, misses)
+    intra_gpu_pd: str | None = None  # "F" or "auto": add one-GPU prefill/decode SM-split rows (search/intragpu.py)
 
 
 LONG_CONTEXT_TOKENS = 131072  # from here on, context parallelism joins the search by default

@@ -5,8 +5,9 @@ and the studies all price in-flight batching through ``inflight``, and the event
 through the same cost model. Each serving technique is written here once, as a term of the steady state:
 chunked prefill, speculative decoding (a one-layer draft head or a draft model, with k fixed or chosen per
 batch for the most tokens/s), prompt compression (fewer prompt tokens, plus the compressor's own time), KV
-offload to host memory, KV eviction to a token budget, prefix caching, the engine's per-request overhead, and
-closed-loop clients beyond what the engine admits (they queue). Sparse attention and context parallelism are
+offload to host memory, KV eviction to a token budget, prefix caching, LoRA adapter loads on a cache miss (the
+adapter GEMMs are a cost-model op), the engine's per-request overhead, and closed-loop clients beyond what the
+engine admits (they queue). Sparse attention and context parallelism are
 plan properties the cost model applies (costmodel/sparse.py, costmodel/step.py).
 """
 
@@ -39,6 +40,9 @@ class Techniques:
     draft: object | None = None  # a draft model (serving/draft.py: DraftModel); None: a one-layer head in the target
     compress_ratio: np.ndarray | float = 1.0  # prompt compression: original / compressed prompt tokens
     compress_s: np.ndarray | float = 0.0  # device seconds the compressor spends on one original prompt
+    # LoRA adapters (costmodel/lora.py): expected seconds a request waits for its adapter over the host link (miss
+    # rate x one load) before its prefill; the adapter GEMMs of every step are an op of the cost model (cm.lora)
+    adapter_load_s: np.ndarray | float = 0.0
 
     def tokens_per_step(self) -> np.ndarray:
         """Tokens a sequence emits per decode step: (1 - a^(k+1)) / (1 - a), 1 without speculation."""
@@ -174,7 +178,8 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         t = t + off * kv_read / tech.host_bw_bytes_per_s
     tpot = t / E
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
-    service_ttft = n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm) + _per_prompt_s(tech, new_tok)
+    service_ttft = (n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm) + _per_prompt_s(tech, new_tok)
+                    + np.asarray(tech.adapter_load_s, float))
     tokens_per_s = run / tpot
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot

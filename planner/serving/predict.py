@@ -57,6 +57,10 @@ class PlanSpec:
     sparse_attention: str | None = None  # "METHOD:KEPT" (duoattention:0.5): see costmodel/sparse.py
     cp: int = 1  # context parallel devices per replica (ring attention; a distributed KV pool in decode)
     moe_offload: str | None = None  # CPU-assisted MoE / per-expert precision (costmodel/moe_offload.py)
+    lora: str | None = None  # "ADAPTERS:RANK[:TARGETS]": LoRA adapters over the base model (costmodel/lora.py)
+    lora_resident: int | None = None  # adapters resident in GPU memory per replica (None: all)
+    lora_popularity: str | None = None  # uniform | zipf:S
+    intra_gpu_pd: str | None = None  # "F" or "auto": F of the SMs prefill, 1 - F decode (serving/intragpu.py)
 
     @property
     def gpus(self) -> int:
@@ -72,7 +76,9 @@ class PlanSpec:
                 "spec_alpha": self.spec_alpha, "draft_model": self.draft_model, "kv_offload": self.kv_offload,
                 "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens,
                 "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
-                "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload}
+                "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload,
+                "lora": self.lora, "lora_resident": self.lora_resident, "lora_popularity": self.lora_popularity,
+                "intra_gpu_pd": self.intra_gpu_pd}
 
 
 def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None,
@@ -125,6 +131,8 @@ class Estimate(BaseModel):
     queue_wait_s: float = 0.0
     notes: list[str] = Field(default_factory=list)
     uncertainty: dict | None = None  # relative error band per metric, from cross-validated residuals
+    lora: dict | None = None  # adapter memory, per-step cost and miss rate (costmodel/lora.py)
+    intra_gpu_pd: dict | None = None  # the SM split and the aggregated plan it replaces (serving/intragpu.py)
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -211,6 +219,10 @@ def estimate(
     if off is not None:  # cold experts / decode attention on the host CPU, narrower experts: less on the device
         check_offload(off, m, hw)
         cm.moe_offload, mem = off, offloaded_memory(off, m, hw, p, mem, engine)
+    lora = _lora_cost(plan, m, hw)
+    if lora is not None:  # the resident adapters come out of the KV cache; their GEMMs join every layer
+        cm.lora = lora
+        mem.kv_capacity_bytes = mem.kv_capacity_bytes - lora.resident_bytes_per_device(plan.tp, plan.pp)
     evict = _eviction(plan)
     isl_m = cap.model_isl(isl)  # prompt tokens the model sees (prompt compression)
     seq_tokens = isl_m + osl if evict is None else min(isl_m + osl, evict[1])
@@ -278,6 +290,7 @@ def estimate(
             frac = max(weights_b - resident, 0.0) / weights_b
             link = weight_stream_link(hw, plan.weight_offload)
             cm = CostModel(m, hw, engine=engine, weight_stream=(frac, link[1]))
+            cm.lora = lora
             fits, total = True, usable
             stream_note = (f"{frac:.0%} of the weights ({frac * weights_b / GiB:.1f} GiB per GPU) stream from {plan.weight_offload} "
                            f"over {link[0]} every forward pass, prefetched under compute")
@@ -312,7 +325,8 @@ def estimate(
                               host_bw_bytes_per_s=host_link_bytes_per_s(hw),
                               kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
                               spec_auto=plan.spec_auto, draft=cap.draft, compress_ratio=cap.ratio,
-                              compress_s=cap.compress_s(cm, p, isl))
+                              compress_s=cap.compress_s(cm, p, isl),
+                              adapter_load_s=lora.ttft_s(plan.tp, plan.pp) if lora is not None else 0.0)
             t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
             spec_used = float(np.asarray(t.spec_k).ravel()[0])
             if plan.spec_auto:
@@ -326,9 +340,16 @@ def estimate(
         rps = float(t.requests_per_s[0]) * plan.dp
         wait = float(t.queue_wait_s[0])
         breakdown = {"prefill": _breakdown(t.prefill), "decode": _breakdown(t.decode)}
+        lora_d = _lora_summary(lora, plan, t)
+        intra = _intra(plan, batching, cm, p, n_run, isl_m, osl, lora, (ttft, tpot, tok / plan.dp))
+        if intra is not None:  # the split GPU's numbers replace the aggregated ones (kept in intra_gpu_pd.aggregated)
+            ttft, tpot, tok = intra["ttft_s"], intra["tpot_s"], intra["output_tokens_per_s"] * plan.dp
+            rps, e2e, wait = tok / osl, intra["ttft_s"] + (osl - 1) * intra["tpot_s"], 0.0
     else:
         ttft = tpot = e2e = tok = rps = nanv
         breakdown = {"prefill": [], "decode": []}
+        lora_d = _lora_summary(lora, plan, None)
+        intra = None
     from planner.cap.cost import owned_cost_keys  # owned: purchase amortized + power x PUE x electricity (defaults)
 
     cost = {
@@ -350,8 +371,52 @@ def estimate(
         memory=mem_d, max_context_tokens=ctx_max, max_concurrency=(n_run if stream_note else capped) * plan.dp, concurrency_cap=cap_note,
         accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params, **cap.accuracy_knobs(),
                              expert_weights=off.expert_weights if off else None),
-        cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes,
+        cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes, lora=lora_d,
+        intra_gpu_pd=intra,
     )
+
+
+def _intra(plan: PlanSpec, batching: str, cm, p, running: int, isl: int, osl: int, lora, agg) -> dict | None:
+    """One GPU split between a prefill and a decode worker (semi-PD / Nexus), beside the aggregated steady state."""
+    from planner.serving.intragpu import best_share, intra_gpu_pd, parse_share
+
+    f = parse_share(plan.intra_gpu_pd)
+    if f is None:
+        return None
+    if batching != "inflight":
+        raise PlannerError("--intra-gpu-pd applies to in-flight batching")
+    kw = dict(overhead_s=float(getattr(cm.engine, "request_overhead_s", 0.0) or 0.0),
+              extra_ttft_s=0.0 if lora is None else lora.ttft_s(plan.tp, plan.pp))
+    r = best_share(cm, p, running, isl, osl, **kw) if f == "auto" else intra_gpu_pd(cm, p, running, isl, osl, f, **kw)
+    out = {k: float(np.ravel(v)[0]) for k, v in r.items()}
+    out["bandwidth_contended"] = bool(out["bandwidth_contended"])
+    out["auto"] = f == "auto"
+    out["aggregated"] = {"ttft_s": agg[0], "tpot_s": agg[1], "output_tokens_per_s": agg[2]}
+    out["source"] = "semi-PD (arXiv 2504.19867), Nexus (arXiv 2507.06608): SM split, bandwidth shared by demand"
+    return out
+
+
+def _lora_cost(plan: PlanSpec, m: Model, hw: Hardware):
+    from planner.costmodel.lora import LoraCost, parse_lora
+
+    if not plan.lora:
+        if plan.lora_resident is not None or plan.lora_popularity:
+            raise PlannerError("--lora-resident and --lora-popularity need --lora ADAPTERS:RANK")
+        return None
+    return LoraCost.of(parse_lora(plan.lora, plan.lora_resident, plan.lora_popularity), m, host_link_bytes_per_s(hw))
+
+
+def _lora_summary(lora, plan: PlanSpec, t) -> dict | None:
+    """The adapters' memory, the SGMV op's share of a decode step and the miss rate, for JSON ``lora``."""
+    if lora is None:
+        return None
+    if t is None or t.decode is None:
+        return lora.summary(plan.tp, plan.pp, 0.0, 0.0, float("nan"))
+    op = t.decode.op("lora")
+    step_s = float((op.time_s * op.count)[0]) if op is not None else 0.0
+    seqs = float(np.asarray(t.concurrency).ravel()[0]) / plan.pp
+    return {**lora.summary(plan.tp, plan.pp, seqs, seqs, step_s),
+            "decode_step_share": step_s / float(t.decode.time_s.ravel()[0])}
 
 
 def fit(model: str | Model, hardware: str | Hardware, plan: PlanSpec | None = None, *, isl: int = 1024, osl: int = 256,

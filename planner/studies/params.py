@@ -244,7 +244,21 @@ class FitRequest(Layout):
     pass
 
 
-class EstimateRequest(Ownership, Layout):
+LORA_HELP = ("LoRA adapters ADAPTERS:RANK[:TARGETS] over the base model, e.g. 1000:16:q,k,v,o (S-LoRA); targets "
+             "q,k,v,o,gate,up,down, attn, mlp, all, or experts (a rank-R adapter per MoE expert, ExpertWeave)")
+
+
+class Adapters(Request):
+    """Multi-tenant serving: LoRA adapters over one base model, one GPU split between prefill and decode."""
+
+    lora: str | None = _d(None, LORA_HELP)
+    lora_resident: PositiveInt | None = _d(None, "adapters resident in GPU memory per replica (their bytes come out of the KV cache; default: all)")
+    lora_popularity: str | None = _d(None, "which adapter a request uses: uniform or zipf:S (adapter k with weight k^-S)")
+    intra_gpu_pd: str | None = _d(None, "one GPU split between prefill and decode (semi-PD, Nexus): F, the prefill share "
+                                        "of the SMs in (0, 1), or auto (the best F)")
+
+
+class EstimateRequest(Ownership, Adapters, Layout):
     FLAGS: ClassVar[dict[str, str]] = {"kv_offload": "--kv-offload/--no-kv-offload"}
 
     weight_offload: Literal["host", "disk"] | None = _d(None, "stream weights that do not fit from 'host' memory or 'disk' (NVMe)")
@@ -280,7 +294,7 @@ class EstimateRequest(Ownership, Layout):
         return self
 
 
-class PlanRequest(Ownership):
+class PlanRequest(Ownership, Adapters):
     FLAGS: ClassVar[dict[str, str]] = {"disagg": "--disagg/--no-disagg", "offload": "--offload/--no-offload"}
 
     model: str = Field(description=MODEL_HELP)
@@ -497,11 +511,24 @@ def plan_search(req: PlanRequest):
                         context_extension=tuple(req.context_extension or ()),
                         prompt_compression=tuple(_knob_pair("compression", s) for s in req.prompt_compression or ()),
                         sparse_attention=tuple(_knob_pair("sparse", s) for s in req.sparse_attention or ()),
-                        cp=tuple(req.cp or ()), draft_model=req.draft_model, **kw)
+                        cp=tuple(req.cp or ()), draft_model=req.draft_model, lora=_lora_spec(req),
+                        intra_gpu_pd=req.intra_gpu_pd, **kw)
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
                   opts=opts, engine=req.engine, task=req.task, cost_basis=req.cost_basis, tco=req.tco())
+
+
+def _lora_spec(req):
+    from planner.costmodel.lora import parse_lora
+
+    if not req.lora:
+        if req.lora_resident is not None or req.lora_popularity:
+            from planner.errors import PlannerError
+
+            raise PlannerError("--lora-resident and --lora-popularity need --lora ADAPTERS:RANK")
+        return None
+    return parse_lora(req.lora, req.lora_resident, req.lora_popularity)
 
 
 def _knob_pair(kind: str, text: str) -> tuple[str, float]:
@@ -521,4 +548,6 @@ def estimate_techniques(plan, req):
                    kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
                    context_extension=req.context_extension, prompt_compression=req.prompt_compression,
                    sparse_attention=req.sparse_attention, cp=req.cp, attention_dp=req.attention_dp or plan.attention_dp,
-                   moe_offload=getattr(req, "moe_offload", None))
+                   moe_offload=getattr(req, "moe_offload", None), lora=getattr(req, "lora", None),
+                   lora_resident=getattr(req, "lora_resident", None), lora_popularity=getattr(req, "lora_popularity", None),
+                   intra_gpu_pd=getattr(req, "intra_gpu_pd", None))
