@@ -110,6 +110,36 @@ def _render(out: dict, res) -> None:
     t.add_row("preemptions (requests preempted)", f"{out['preemptions']:,} ({out['requests_preempted']:,})")
     if out["prefix_cache_hit_tokens"]:
         t.add_row("prefix-cache hit tokens (shared prefix, turn history)", f"{out['prefix_cache_hit_tokens']:,}")
+    _tenant_rows(t, out)
+    console.print(t)
+    if "classes" in out:
+        _class_table(out["classes"])
+
+
+def _tenant_rows(t: Table, out: dict) -> None:
+    """Adapters (S-LoRA) and live migration (Llumnix) rows of the summary table."""
+    if "lora" in out:
+        lo = out["lora"]
+        t.add_row(f"LoRA {lo['adapters']:,} adapters, rank {lo['rank']} on {','.join(lo['targets'])} ({lo['popularity']})",
+                  f"{lo['adapter_bytes'] / 2**20:,.1f} MiB each")
+        t.add_row("resident adapters per replica (KV memory they take per GPU)",
+                  f"{lo['resident_per_replica']:,} ({lo['resident_bytes_per_gpu'] / 2**30:,.2f} GiB)")
+        t.add_row("adapter cache miss rate (loads, load time each)", f"{lo['miss_rate']:.1%} ({lo['loads']:,}, {ms(lo['load_s'])})")
+        t.add_row(f"adapter GEMMs per decode step (at the mean batch {lo['mean_decode_batch']:.1f})", ms(lo["decode_step_cost_s"]))
+    if "migration" in out:
+        mg = out["migration"]
+        t.add_row(f"live migrations (load difference > {mg['threshold']})",
+                  f"{mg['migrations']:,} (copy {ms(mg['mean_copy_s'])}, downtime {ms(mg['mean_downtime_s'])})")
+
+
+def _class_table(classes: dict) -> None:
+    t = Table(title="per service class", header_style="bold")
+    for c in ("class", "priority", "requests", "TTFT p50", "TTFT p99", "TPOT p99", "SLO met"):
+        t.add_column(c, justify="left" if c == "class" else "right")
+    for name, c in classes.items():
+        slo = c.get("slo")
+        t.add_row(name, str(c["priority"]), f"{c['requests']:,}", ms(c["ttft_s"]["p50"]), ms(c["ttft_s"]["p99"]),
+                  ms(c["tpot_s"]["p99"]), "-" if slo is None or slo["attainment"] is None else f"{slo['attainment']:.1%}")
     console.print(t)
 
 
@@ -130,12 +160,13 @@ def _fleet_out(out: dict, runs: dict, pools, slo, as_json, plot, as_csv=False) -
         console.print(f"[yellow]note:[/yellow] {n}")
     console.print(f"SLO: TTFT <= {ms(slo.ttft_s)} and TPOT <= {ms(slo.tpot_s)}; accuracy = mean score of served requests (biggest model, bf16 = 1)")
     t = Table(title="best-effort routing vs a static fleet", header_style="bold")
-    for c in ("router", "SLO met", "accuracy", "acc x SLO", "goodput/s", "TTFT p99", "TPOT p99", "share"):
+    for c in ("router", "SLO met", "accuracy", "acc x SLO", "goodput/s", "$/1k req", "TTFT p99", "TPOT p99", "share"):
         t.add_column(c, justify="left" if c in ("router", "share") else "right")
     for lab, d in out["runs"].items():
         t.add_row(lab, f"{d['slo_attainment']:.1%}", "-" if d["mean_accuracy"] is None else f"{d['mean_accuracy']:.3f}",
                   "-" if d["quality_weighted_attainment"] is None else f"{d['quality_weighted_attainment']:.3f}",
-                  num(d["goodput_requests_per_s"], ",.2f"), ms(d["ttft_s"]["p99"]), ms(d["tpot_s"]["p99"]),
+                  num(d["goodput_requests_per_s"], ",.2f"), num(d.get("usd_per_1k_requests"), ",.3f"),
+                  ms(d["ttft_s"]["p99"]), ms(d["tpot_s"]["p99"]),
                   " ".join(f"{k.split(' ')[0].split('-')[-1]}:{v:.0%}" for k, v in d["share"].items()))
     console.print(t)
 

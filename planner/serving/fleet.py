@@ -120,13 +120,27 @@ def fleet_pools(entries: list[tuple[str, int, int | None]], hardware: str, *, we
     return pools, notes
 
 
-def fleet_report(res: SimResult, slo: SLO) -> dict:
-    """SLO attainment and the mean quality of the requests a fleet served."""
+def fleet_report(res: SimResult, slo: SLO, aug_accuracy: float | None = None) -> dict:
+    """SLO attainment, the mean quality of the requests a fleet served and its cost per 1,000 requests.
+    ``aug_accuracy``: the quality of a request the small model served with cached examples (IC-Cache)."""
     d = res.done
     acc = np.array([p["accuracy"] for p in res.pools])
-    served_acc = acc[res.pool[d]] if d.any() else np.array([])
+    per = acc[res.pool]
+    aug = res.augmented
+    if aug is not None and aug_accuracy is not None:
+        per = np.where(aug, aug_accuracy, per)
+    served_acc = per[d] if d.any() else np.array([])
     ok = res.meets(slo)
-    return {"router": res.router, "slo_attainment": float(ok.mean()) if len(ok) else None,
-            "mean_accuracy": float(served_acc.mean()) if len(served_acc) and np.isfinite(served_acc).all() else None,
-            "quality_weighted_attainment": float((ok[d] * served_acc).sum() / len(ok)) if len(served_acc) and np.isfinite(served_acc).all() else None,
-            "share": {p["name"]: float((res.pool[d] == i).mean()) if d.any() else 0.0 for i, p in enumerate(res.pools)}}
+    known = len(served_acc) and np.isfinite(served_acc).all()
+    usd_h = sum((p["usd_per_hour"] or np.nan) * p["count"] for p in res.pools)
+    rps = float(d.sum()) / res.duration_s if res.duration_s > 0 else 0.0
+    out = {"router": res.router, "slo_attainment": float(ok.mean()) if len(ok) else None,
+           "mean_accuracy": float(served_acc.mean()) if known else None,
+           "quality_weighted_attainment": float((ok[d] * served_acc).sum() / len(ok)) if known else None,
+           "share": {p["name"]: float((res.pool[d] == i).mean()) if d.any() else 0.0 for i, p in enumerate(res.pools)},
+           "usd_per_hour": float(usd_h) if np.isfinite(usd_h) else None,
+           "usd_per_1k_requests": float(usd_h / 3600.0 / rps * 1000.0) if np.isfinite(usd_h) and rps > 0 else None}
+    if aug is not None:
+        out["served_with_examples"] = float(aug[d].mean()) if d.any() else 0.0
+        out["mean_input_tokens"] = float(res.input_tokens[d].mean()) if d.any() else None
+    return out

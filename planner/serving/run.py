@@ -91,12 +91,12 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                       tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
                       max_batched_tokens=None, kv_admission=None, preemption="recompute", spec=None, disagg=None,
                       prefill_tp=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
-                      prompt_compression=None, sparse_attention=None, progress_factory=None) -> Outcome:
+                      prompt_compression=None, sparse_attention=None, lora=None, lora_resident=None, lora_popularity=None,
+                      migrate=None, priority_preemption=False, swap_group=None, ic_cache=None, progress_factory=None) -> Outcome:
     """``rate`` is requests/s, 'inf' or None; ``spec`` 'K:ALPHA'; ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
 
     from planner.serving.predict import PlanSpec, resolve_parallel
-    from planner.serving.fleet import fleet_pools, parse_fleet
     from planner.serving.sim import SLO, Router, Scheduler, Simulator
 
     def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations):
@@ -124,28 +124,27 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     r = parse_rate(rate) if isinstance(rate, str) or rate is None else float(rate)
     k, alpha = parse_spec(spec)
     sched = Scheduler(max_seqs=max_seqs, max_batched_tokens=max_batched_tokens, chunked_prefill=chunked_prefill,
-                      admission=kv_admission, preemption=preemption, spec_k=k, spec_alpha=alpha)
+                      admission=kv_admission, preemption=preemption, spec_k=k, spec_alpha=alpha,
+                      priority_preemption=priority_preemption, swap_group=swap_group)
     sched.check()
     router_ = Router(router if fleet is None or router != "least-outstanding" else "threshold:8")
     slo = SLO(ttft_slo, tpot_slo)
     reqs, wspec, wdesc = load_requests(workload, trace, isl, osl, r, requests, seed, arrival, cv, shared_prefix)
     max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
     notes: list[str] = []
+    lora_spec = _adapters(reqs, lora, lora_resident, lora_popularity, seed, fleet or disagg)
+    if reqs.classes and sched.policy == "fcfs":  # service classes: the waiting queue goes by class priority
+        sched.policy = "priority"
+    if ic_cache is not None and fleet is None:
+        raise PlannerError("--ic-cache routes between the models of a --fleet BIG:N,SMALL:M")
     if fleet is not None:
         if any(v is not None for v in (gpus, tp, pp, ep, dp, disagg)):
             raise PlannerError("--fleet sets its own replicas: drop --gpus/--tp/--pp/--ep/--dp/--disagg (use MODEL:N:TP)")
         if slo.ttft_s is None and slo.tpot_s is None:
             slo = SLO(2.0, 0.2)
             notes.append("no SLO given: TTFT 2 s and TPOT 200 ms (the MLPerf server limits) for attainment")
-        ctx = float(np.mean(reqs.input_tokens) + np.mean(reqs.output_tokens))
-        pools, fnotes = fleet_pools(parse_fleet(fleet), hardware, weights=weights, kv=kv, engine=engine, sched=sched,
-                                    max_input=max_input, ctx=ctx)
-        notes += fnotes
-        runs = {}
-        for lab, rt in ((router_.label(), router_), ("static", Router("static"))):
-            with _progress(len(reqs), f"fleet, router {lab}") as prog:
-                runs[lab] = Simulator(pools, reqs, router=rt, progress=prog).run()
-        return Outcome(_fleet_summary(runs, slo, pools, wdesc, r, seed, notes), runs=runs, pools=pools, slo=slo)
+        return _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, r, seed, ic_cache, _progress, weights=weights,
+                          kv=kv, engine=engine, sched=sched, max_input=max_input)
     plan = plan_options(gpus // cp if gpus else gpus, tp, pp, ep, dp, weights, kv, activations)
     techniques = None
     if cp > 1 or draft_model or context_extension or prompt_compression or sparse_attention:
@@ -163,10 +162,10 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
             notes.append(f"{comp[0]} x{comp[1]:g}: prompts enter at 1/{comp[1]:g} of their tokens; the compressor's "
                          "device time is not simulated (planner estimate adds it to TTFT)")
     common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input,
-                  techniques=techniques)
+                  techniques=techniques, lora=lora_spec)
     pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill_tp, common)
     with _progress(len(reqs)) as prog:
-        res = Simulator(pools, reqs, router=router_, progress=prog).run()
+        res = Simulator(pools, reqs, router=router_, progress=prog, migrate=migrate).run()
     summ = res.summary(slo)
     out = {"model": pools[0].replica.model_id, "hardware": pools[0].replica.hardware_id,
            "pools": [{"name": p.replica.name, "role": p.role, "replicas": p.count, "gpus_per_replica": p.replica.gpus,
@@ -175,7 +174,28 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
            "workload": wdesc, "rate": r, "requests": len(reqs), "seed": seed, **summ,
            "queue_over_time": dict(zip(("t_s", "waiting", "running"), _downsample(res.queue_t, res.queue_waiting, res.queue_running))),
            "simulator": {"events": res.events, "wall_s": res.wall_s}, "notes": notes + res.notes}
+    if lora_spec is not None:
+        out["lora"] = {"adapters": lora_spec.adapters, "rank": lora_spec.rank, "targets": list(lora_spec.targets),
+                       "popularity": lora_spec.popularity, **out["lora"]}
     return Outcome(out, res=res, pools=pools, slo=slo)
+
+
+def _adapters(reqs, lora, resident, popularity, seed, other):
+    """The LoRA spec of a run and each request's adapter (a conversation keeps its first turn's)."""
+    if lora is None:
+        if resident is not None or popularity is not None:
+            raise PlannerError("--lora-resident and --lora-popularity need --lora ADAPTERS:RANK")
+        return None
+    if other:
+        raise PlannerError("--lora applies to one aggregated deployment (not with --fleet or --disagg)")
+    from planner.serving.sim.adapters import assign_adapters, parse_lora
+
+    spec = parse_lora(lora, resident, popularity)
+    a = assign_adapters(len(reqs), spec, seed, reqs.adapter_column)
+    for i in np.nonzero(reqs.parent >= 0)[0]:
+        a[i] = a[reqs.parent[i]]
+    reqs.adapter = a
+    return spec
 
 
 def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill_tp: int | None, common: dict) -> list:
@@ -199,7 +219,55 @@ def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill_
     return [Pool(pre, xp, "prefill"), Pool(dec, yd, "decode")]
 
 
-def _fleet_summary(runs: dict, slo, pools, wdesc, rate, seed, notes) -> dict:
+def _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, rate, seed, ic_cache, progress, *, weights, kv, engine,
+               sched, max_input) -> Outcome:
+    """A fleet of model sizes under its router and under a static one; with ``ic_cache``, under
+    IC-Cache routing and under routing on load alone (the threshold router)."""
+    from planner.serving.fleet import fleet_pools, parse_fleet
+    from planner.serving.sim import Router, Simulator
+    from planner.serving.sim.routers import ICCache, parse_ic_cache
+
+    ic = parse_ic_cache(ic_cache) if ic_cache else None
+    if ic is not None:
+        max_input += ic[1] * ic[2]
+    ctx = float(np.mean(reqs.input_tokens) + np.mean(reqs.output_tokens))
+    pools, fnotes = fleet_pools(parse_fleet(fleet), hardware, weights=weights, kv=kv, engine=engine, sched=sched,
+                                max_input=max_input, ctx=ctx)
+    notes += fnotes
+    aug_acc = None
+    if ic is None:
+        routers = ((router_.label(), router_), ("static", Router("static")))
+    else:
+        if len(pools) < 2:
+            raise PlannerError("--ic-cache needs a fleet of two model sizes (BIG:N,SMALL:M)")
+        load = router_ if router_.policy == "threshold" else Router("threshold:8")
+        ic_r = ICCache(ic[0], ic[1], ic[2], threshold=load.threshold, seed=seed)
+        routers = ((load.label(), load), (ic_r.label(), ic_r))
+        aug_acc = _ic_accuracy(pools, weights, kv, ic[3])
+        notes.append(f"IC-Cache: {ic[0]:.0%} of requests have cached twins; served by the small model with {ic[1]} examples x "
+                     f"{ic[2]} tokens in front of the prompt, at quality {aug_acc:.3f} (planner.cap.accuracy cache_routing, "
+                     f"small-with-examples quality {ic[3]:g} of the big model: an input)")
+    runs = {}
+    for lab, rt in routers:
+        with progress(len(reqs), f"fleet, router {lab}") as prog:
+            runs[lab] = Simulator(pools, reqs, router=rt, progress=prog).run()
+    out = _fleet_summary(runs, slo, pools, wdesc, rate, seed, notes, aug_acc)
+    return Outcome(out, runs=runs, pools=pools, slo=slo)
+
+
+def _ic_accuracy(pools, weights, kv, quality: float) -> float:
+    """Quality of a request the small model serves with cached examples: the big model's plan accuracy
+    with its cache-routing factor at ``quality`` (planner.cap.accuracy)."""
+    from planner.cap.accuracy import accuracy
+    from planner.specs.loader import get_model
+    from planner.specs.quant import default_kv
+
+    big = get_model(pools[0].replica.model_id)
+    return float(accuracy(weights, kv or default_kv(weights), model_params=big.total_params,
+                          cache_routing={"offload_fraction": 1.0, "small_quality": quality})["score"])
+
+
+def _fleet_summary(runs: dict, slo, pools, wdesc, rate, seed, notes, aug_accuracy=None) -> dict:
     from planner.serving.fleet import fleet_report
 
     first = next(iter(runs.values()))
@@ -209,7 +277,7 @@ def _fleet_summary(runs: dict, slo, pools, wdesc, rate, seed, notes) -> dict:
            "requests": int(len(first.arrival_s)), "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s}, "runs": {}, "notes": notes}
     for lab, res in runs.items():
         s = res.summary(slo)
-        out["runs"][lab] = {**fleet_report(res, slo), "requests_per_s": s["requests_per_s"], "ttft_s": s["ttft_s"],
+        out["runs"][lab] = {**fleet_report(res, slo, aug_accuracy), "requests_per_s": s["requests_per_s"], "ttft_s": s["ttft_s"],
                             "tpot_s": s["tpot_s"], "e2e_latency_s": s["e2e_latency_s"],
                             "goodput_requests_per_s": s["slo"]["goodput_requests_per_s"]}
     return out

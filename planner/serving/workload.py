@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.errors import PlannerError, unknown
+from planner.serving.classes import ServiceClass, assign_classes
 from planner.specs.loader import read_yaml
 
 
@@ -173,6 +174,7 @@ class WorkloadSpec(_Strict):
     rate: Optional[float] = Field(default=None, gt=0)
     shared_prefix: float = Field(default=0.0, ge=0, lt=1)
     conversation: Optional[Conversation] = None
+    classes: Optional[list[ServiceClass]] = None  # priority classes with their own SLOs (planner.serving.classes)
     base_dir: Optional[str] = Field(default=None, exclude=True)  # where relative paths resolve
 
     @property
@@ -209,6 +211,11 @@ class Requests:
     think_s: np.ndarray
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    adapter: Optional[np.ndarray] = None  # LoRA adapter id per request (planner.serving.sim.adapters)
+    adapter_column: Optional[np.ndarray] = None  # a trace's ``adapter`` column, as read
+    priority: Optional[np.ndarray] = None  # lower is served first (the priority scheduler)
+    klass: Optional[np.ndarray] = None  # service class index per request
+    classes: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.input_tokens)
@@ -277,7 +284,8 @@ def read_trace(path: str | Path, *, rate: float | None = None, requests: int | N
     path = Path(path)
     rows, cols = _read_csv(path)
     tc, ic, oc = _pick(cols, TIME_COLS, "timestamp", path), _pick(cols, INPUT_COLS, "input-token", path), _pick(cols, OUTPUT_COLS, "output-token", path)
-    t, isl, osl = [], [], []
+    t, isl, osl, ad = [], [], [], []
+    acol = next((c for c in cols if c.strip().lower() in ("adapter", "lora", "adapter_id")), None)
     dropped = 0
     for i, r in enumerate(rows, start=2):
         try:
@@ -291,6 +299,11 @@ def read_trace(path: str | Path, *, rate: float | None = None, requests: int | N
         t.append(ts)
         isl.append(max(a, 1))
         osl.append(b)
+        if acol is not None:
+            try:
+                ad.append(int(float(r[acol])))
+            except (TypeError, ValueError):
+                raise PlannerError(f"{path}:{i}: the adapter column must hold integer ids, got {r[acol]!r}") from None
     if not t:
         raise PlannerError(f"{path}: no usable rows (every row has zero output tokens)")
     order = np.argsort(np.array(t), kind="stable")
@@ -300,6 +313,7 @@ def read_trace(path: str | Path, *, rate: float | None = None, requests: int | N
         if requests < 1:
             raise PlannerError("--requests must be at least 1")
         t, isl_a, osl_a = t[:requests], isl_a[:requests], osl_a[:requests]
+    ad_a = np.array(ad, dtype=np.int64)[order][:len(t)] if acol is not None else None
     t = t - t[0]
     notes = [f"trace {path.name}: {len(t)} requests over {t[-1]:.1f} s" + (f"; {dropped} rows with zero output tokens dropped" if dropped else "")]
     if rate is not None:
@@ -311,7 +325,7 @@ def read_trace(path: str | Path, *, rate: float | None = None, requests: int | N
             notes.append(f"time scaled by {native / rate:.3g} to a mean rate of {rate:g} req/s (native {native:.3g})")
     n = len(t)
     return Requests(t, isl_a, osl_a, np.floor(shared_prefix * isl_a).astype(np.int64), np.full(n, -1), np.zeros(n),
-                    source=f"trace {path.name}", notes=notes)
+                    source=f"trace {path.name}", notes=notes, adapter_column=ad_a)
 
 
 def _timestamp(v: str) -> float:
@@ -324,7 +338,14 @@ def _timestamp(v: str) -> float:
 
 
 def generate(spec: WorkloadSpec, n: int, *, rate: float | None = None, seed: int = 0) -> Requests:
-    """Sample ``n`` requests (turns) of a workload."""
+    """Sample ``n`` requests (turns) of a workload (with its service classes, if it has them)."""
+    reqs = _generate(spec, n, rate=rate, seed=seed)
+    if spec.classes:
+        assign_classes(reqs, spec.classes, seed)
+    return reqs
+
+
+def _generate(spec: WorkloadSpec, n: int, *, rate: float | None = None, seed: int = 0) -> Requests:
     if n < 1:
         raise PlannerError("--requests must be at least 1")
     rate = rate if rate is not None else spec.rate

@@ -364,7 +364,8 @@ class CapacityRequest(Ownership):
 
 
 class SimulateRequest(Request):
-    FLAGS: ClassVar[dict[str, str]] = {"chunked_prefill": "--chunked-prefill/--no-chunked-prefill"}
+    FLAGS: ClassVar[dict[str, str]] = {"chunked_prefill": "--chunked-prefill/--no-chunked-prefill",
+                                       "priority_preemption": "--priority-preemption/--no-priority-preemption"}
 
     model: str | None = _d(None, "model (not needed with --fleet): planner id, Hugging Face id, YAML or config.json")
     hardware: str = Field(description=HW_HELP)
@@ -405,6 +406,13 @@ class SimulateRequest(Request):
     prompt_compression: Annotated[str | None, AfterValidator(_cap_knob("compression"))] = _d(None, CAP_HELP["prompt_compression"])
     sparse_attention: Annotated[str | None, AfterValidator(_cap_knob("sparse"))] = _d(None, CAP_HELP["sparse_attention"])
     link: str | None = _d(None, EDGE_LINK_HELP)
+    lora: str | None = _d(None, "LoRA adapters ADAPTERS:RANK[:TARGETS] over the base model, e.g. 1000:16:q,k,v,o (S-LoRA); targets q,k,v,o,gate,up,down, attn, mlp, all")
+    lora_resident: PositiveInt | None = _d(None, "adapters resident in GPU memory per replica (LRU; their bytes come out of the KV cache; default: all)")
+    lora_popularity: str | None = _d(None, "which adapter a request uses: uniform, zipf:S (adapter k with weight k^-S) or trace (the trace's adapter column)")
+    migrate: Annotated[int, Field(ge=0)] | None = _d(None, "live migration (Llumnix): move a running request to the least-loaded replica when a replica holds T more requests")
+    priority_preemption: bool = _d(False, "preempt lower-priority running requests for waiting higher-priority ones (swap; workload classes, FastSwitch)")
+    swap_group: PositiveInt | None = _d(None, "KV blocks per host-link copy when swapping (each a copy per layer): 1 = block by block (vLLM), more = FastSwitch block groups; default: bandwidth only (1 with --priority-preemption)")
+    ic_cache: str | None = _d(None, "IC-Cache routing (with --fleet BIG:N,SMALL:M): HIT_RATE:EXAMPLES:TOKENS:QUALITY, e.g. 0.7:3:200:1.0")
 
     @model_validator(mode="after")
     def _who(self):

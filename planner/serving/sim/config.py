@@ -37,6 +37,8 @@ class Scheduler:
     spec_alpha: float = 0.0
     policy: str = "fcfs"  # waiting-queue order: fcfs | priority | slo-aware (planner.serving.sim.queues)
     ttft_slo_s: float | None = None  # slo-aware: the TTFT target the deadlines are set by
+    priority_preemption: bool = False  # swap out lower-priority decodes for blocked higher-priority requests
+    swap_group: int | None = None  # KV blocks per host copy (None: swaps cost bandwidth only)
 
     def check(self) -> None:
         from planner.serving.sim.queues import queue_class
@@ -52,6 +54,8 @@ class Scheduler:
             if v is not None and v < 1:
                 raise PlannerError(f"--{name.replace('_', '-')} must be a positive integer")
         queue_class(self.policy)
+        if self.swap_group is not None and self.swap_group < 1:
+            raise PlannerError("--swap-group must be a positive number of blocks")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,12 @@ class ReplicaModel:
     behaviour: EngineBehaviour = field(default_factory=EngineBehaviour)
     policy: str = "fcfs"
     ttft_slo_s: float | None = None
+    kv_bytes_per_token_gpu: float = 0.0  # one device's KV bytes per token (migration, swap)
+    swap_transfer_s: float = 0.0  # fixed time of one host-link copy (link latency), per KV block per layer
+    kv_transfers_per_block: int = 0  # separate copies one block makes when swapped block by block (K, V per layer)
+    lora: object | None = None  # planner.serving.sim.adapters.SimLora when adapters are served
+    priority_preemption: bool = False
+    swap_group: int | None = None
 
 
 @dataclass
@@ -128,6 +138,13 @@ def _host_bw(hw: Hardware) -> float:
     link = get_interconnect(hw.links.host.interconnect)
     frac = link.achievable.fraction if link.achievable else 1.0
     return link.bandwidth_per_direction.value * frac * hw.links.host.count
+
+
+def _host_latency(hw: Hardware) -> float:
+    if hw.links.host is None:
+        return 0.0
+    link = get_interconnect(hw.links.host.interconnect)
+    return float(link.latency.value) if getattr(link, "latency", None) is not None else 0.0
 
 
 def _plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption, blocks, B,
@@ -149,7 +166,7 @@ def _plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt,
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
                   kv: str = "bf16", activations: str | None = None, engine: Engine, sched: Scheduler | None = None,
                   max_input: float = 8192, max_ctx: float | None = None, name: str | None = None, accuracy: float = 1.0,
-                  disagg_group_gpus: int | None = None, techniques=None) -> ReplicaModel:
+                  disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
     """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``techniques``: a
     PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
     context extension, a draft model), priced by the same cost model as estimate."""
@@ -178,6 +195,16 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     blocks = int(kv_cap // (per_tok_dev * B))
     if blocks < 1:
         raise PlannerError(f"{label} on {hw.id} has room for no KV block of {B} tokens")
+    lora_c = None
+    if lora is not None:  # resident adapters take their room from the KV block pool (S-LoRA unified paging)
+        from planner.serving.sim.adapters import sim_lora
+
+        lora_c = sim_lora(lora, model, tp=tp, pp=pp, host_bytes_per_s=_host_bw(hw), host_latency_s=_host_latency(hw),
+                          kv_bytes_per_token_gpu=per_tok_dev, block_tokens=B)
+        if lora_c.kv_blocks >= blocks:
+            raise PlannerError(f"{lora.slots} resident adapters of rank {lora.rank} need {lora_c.kv_blocks} KV blocks; "
+                               f"{label} on {hw.id} has {blocks}: lower --lora-resident")
+        blocks -= lora_c.kv_blocks
     max_seqs = int(sched.max_seqs or engine.max_seqs)
     mbt = int(sched.max_batched_tokens or engine.max_batched_tokens)
     reserve = (sched.admission or ("ondemand" if engine.kv_policy == "total" else "reserve")) == "reserve"
@@ -185,7 +212,11 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     chunked = sched.chunked_prefill if sched.chunked_prefill is not None else (
         bool(eng_chunked) if eng_chunked is not None else engine.id in ("vllm", "sglang"))
     preemption = sched.preemption or getattr(engine, "preemption", None) or "recompute"
+    if sched.priority_preemption and reserve:
+        raise PlannerError("--priority-preemption needs on-demand KV admission (--kv-admission ondemand, or --engine vllm)")
     cm = CostModel(model, hw, engine=engine)
+    if lora_c is not None:  # the adapter GEMMs (SGMV) join every step the table prices
+        cm.lora = lora_c.cost
     ctx_hi = max_ctx or min(float(model.max_context) * (cap.extension_factor if cap else 1.0), blocks * B)
     prefill_hi = max(mbt, max_input)
     table = StepTable(cm, plans, max_seqs=max_seqs, max_ctx=ctx_hi, max_prefill=prefill_hi, max_span=2 * ctx_hi + prefill_hi,
@@ -201,14 +232,17 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         plan=_plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption,
                         blocks, B, beh),
         usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
-        ttft_slo_s=sched.ttft_slo_s,
+        ttft_slo_s=sched.ttft_slo_s, kv_bytes_per_token_gpu=per_tok_dev, swap_transfer_s=_host_latency(hw),
+        kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
+        priority_preemption=sched.priority_preemption,
+        swap_group=sched.swap_group or (1 if sched.priority_preemption else None),
     )
 
 
 def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
                 kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
                 sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
-                accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None) -> ReplicaModel:
+                accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
     """Resolve ids and build a replica type (``kv`` None: planner.specs.quant.default_kv)."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware, get_model
@@ -219,4 +253,4 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
     kv = kv or default_kv(weights)
     return build_replica(m, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations, engine=eng,
                          sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus,
-                         techniques=techniques)
+                         techniques=techniques, lora=lora)

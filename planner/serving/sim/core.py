@@ -18,7 +18,7 @@ from planner.serving.sim.routers import BaseRouter, Router, least
 from planner.serving.workload import Requests
 
 INF = math.inf
-ARRIVE, KV_IN, ENGINE_IN = 0, 1, 2  # kinds of dynamic arrival events
+ARRIVE, KV_IN, ENGINE_IN, MIGRATE_IN = 0, 1, 2, 3  # kinds of dynamic arrival events
 
 
 class QueueSampler:
@@ -52,7 +52,7 @@ class Simulator:
     """Run requests through pools of replicas. ``progress(done, total)`` is called now and then."""
 
     def __init__(self, pools: list[Pool], requests: Requests, *, router: BaseRouter | str = "least-outstanding",
-                 progress=None, max_events: int | None = None):
+                 progress=None, max_events: int | None = None, migrate: int | None = None):
         if not pools or any(p.count < 1 for p in pools):
             raise PlannerError("a simulation needs at least one replica")
         self.router = Router(router) if isinstance(router, str) else router
@@ -65,6 +65,16 @@ class Simulator:
         for k, v in self.table.views().items():
             setattr(self, k, v)
         self.priority = self.table.priority
+        self.migrator = None
+        if migrate is not None:
+            from planner.serving.sim.multitenant import Migrator
+
+            if migrate < 0:
+                raise PlannerError("--migrate takes a load difference T >= 0 (requests)")
+            self.migrator = Migrator(migrate)
+        self.moving: dict[int, tuple] = {}  # rid -> (rid, ctx, remaining, shared) of a migration in flight
+        if any(p.replica.priority_preemption for p in pools) and self.priority is None:
+            raise PlannerError("--priority-preemption needs requests with priorities (a workload with classes:)")
         for pi, pool in enumerate(pools):
             if pool.role not in ("both", "prefill", "decode"):
                 raise PlannerError(f"unknown replica role {pool.role!r}")
@@ -90,6 +100,16 @@ class Simulator:
         self.seq = 0
         self.completed = 0
         self.events = 0
+        self.adapter = None  # per-request adapter ids when replicas serve LoRA adapters
+        if any(r.adapters is not None for r in self.replicas):
+            ad = getattr(requests, "adapter", None)
+            if ad is None:
+                raise PlannerError("replicas serve LoRA adapters but the requests name none (planner.serving.sim.adapters)")
+            if any(p.role != "both" for p in pools):
+                raise PlannerError("LoRA adapters are simulated on aggregated replicas only (not with --disagg)")
+            if self.migrator is not None:
+                raise PlannerError("live migration with LoRA adapters is not simulated (the adapter would move too)")
+            self.adapter = memoryview(np.ascontiguousarray(ad, dtype=np.int64))
 
     # --------------------------------------------------------------- callbacks from replicas
     def schedule(self, rep: Replica, t: float) -> None:
@@ -100,6 +120,10 @@ class Simulator:
     def finish(self, rid: int, now: float, rep: Replica, blocks: int) -> None:
         self.finish_t[rid] = now
         self.completed += 1
+        if self.adapter is not None:
+            cache = self.replicas[self.served_by[rid]].adapters
+            if cache.release(self.adapter[rid]):
+                self._adapter_waiters(cache, now)
         child = self.child[rid]
         if child >= 0:
             if rep.role != "decode":
@@ -121,6 +145,22 @@ class Simulator:
         self.seq += 1
         heapq.heappush(self.dyn, (t, self.seq, rid, KV_IN))
 
+    def _adapter_waiters(self, cache, now: float) -> None:
+        """Slots freed: requests waiting for one load their adapter (in arrival order)."""
+        while cache.wait:
+            rid, a = cache.wait[0]
+            ready = cache.acquire(a, now)
+            if ready is None:
+                return
+            cache.wait.popleft()
+            self.seq += 1
+            heapq.heappush(self.dyn, (max(ready, now), self.seq, rid, ENGINE_IN))
+
+    def migrate_in(self, rid: int, t: float, item: tuple) -> None:
+        self.moving[rid] = item
+        self.seq += 1
+        heapq.heappush(self.dyn, (t, self.seq, rid, MIGRATE_IN))
+
     # --------------------------------------------------------------- main loop
     def _arrive(self, rid: int, t: float, kind: int) -> None:
         if kind == KV_IN:
@@ -129,13 +169,23 @@ class Simulator:
         if kind == ENGINE_IN:
             self.replicas[self.served_by[rid]].enqueue(rid, t)
             return
+        if kind == MIGRATE_IN:
+            self.replicas[self.served_by[rid]].receive(self.moving.pop(rid), t)
+            return
         rep = self.router.choose(self, rid)
         self.served_by[rid] = rep.idx
         self.pool_of[rid] = rep.pool_idx
-        ovh = rep.request_overhead_s
-        if ovh > 0:  # tokenization and the HTTP hop before the engine sees the request
+        t_in = t + rep.request_overhead_s  # tokenization and the HTTP hop before the engine sees the request
+        if self.adapter is not None:  # the request's adapter must be resident (a miss loads it over the host link)
+            a = self.adapter[rid]
+            ready = rep.adapters.acquire(a, t)
+            if ready is None:
+                rep.adapters.wait.append((rid, a))
+                return
+            t_in = max(t_in, ready)
+        if t_in > t:
             self.seq += 1
-            heapq.heappush(self.dyn, (t + ovh, self.seq, rid, ENGINE_IN))
+            heapq.heappush(self.dyn, (t_in, self.seq, rid, ENGINE_IN))
         else:
             rep.enqueue(rid, t)
 
@@ -196,7 +246,7 @@ class Simulator:
         first = tab.first_token_s
         return SimResult(
             arrival_s=tab.arrival_s, first_token_s=np.where(first < 0, np.nan, first), finish_s=tab.finish_s,
-            input_tokens=self.req.input_tokens.copy(), output_tokens=self.req.output_tokens.copy(),
+            input_tokens=tab.input_tokens, output_tokens=self.req.output_tokens.copy(),
             replica=tab.replica, pool=tab.pool, preemptions=tab.preemptions, rejected=rej,
             pools=[{"name": p.replica.name, "role": p.role, "count": p.count, "gpus": p.replica.gpus, "plan": p.replica.plan,
                     "accuracy": p.replica.accuracy, "usd_per_hour": p.replica.usd_per_hour} for p in self.pools],
@@ -204,5 +254,16 @@ class Simulator:
             replica_mean_batch=np.array([r.batch_time / r.busy_s if r.busy_s > 0 else 0.0 for r in reps]),
             queue_t=np.array(qs.t), queue_waiting=np.array(qs.w), queue_running=np.array(qs.r), events=self.events,
             wall_s=wall_s, cache_hit_tokens=sum(r.kv.hit_tokens for r in reps), router=self.router.label(), notes=notes,
-            cache_hit_requests=sum(r.kv.hits for r in reps), steps=sum(r.steps for r in reps),
+            cache_hit_requests=sum(r.kv.hits for r in reps), steps=sum(r.steps for r in reps), extras=self._extras(),
+            augmented=getattr(self.router, "augmented", None), klass=getattr(self.req, "klass", None), classes=list(getattr(self.req, "classes", None) or []),
         )
+
+    def _extras(self) -> dict:
+        out = {}
+        if self.adapter is not None:
+            from planner.serving.sim.adapters import lora_summary
+
+            out["lora"] = lora_summary(self.replicas, float(self.req.input_tokens.mean() + self.req.output_tokens.mean() / 2))
+        if self.migrator is not None:
+            out["migration"] = self.migrator.summary()
+        return out

@@ -51,6 +51,10 @@ class SimResult:
     notes: list[str] = field(default_factory=list)
     cache_hit_requests: int = 0
     steps: int = 0
+    extras: dict = field(default_factory=dict)  # technique blocks of the summary (lora, migration)
+    augmented: np.ndarray | None = None  # IC-Cache: requests served by the small model with cached examples
+    klass: np.ndarray | None = None  # service class of each request (index into ``classes``)
+    classes: list = field(default_factory=list)  # planner.serving.classes.ServiceClass
 
     @property
     def done(self) -> np.ndarray:
@@ -114,6 +118,9 @@ class SimResult:
             ok = self.meets(slo)
             s["slo"] = {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s, "attainment": float(ok.sum() / max(len(ok), 1)),
                         "goodput_requests_per_s": float(ok.sum()) / dur if dur > 0 else None}
+        if self.classes:
+            s["classes"] = self.class_summary()
+        s.update(self.extras)
         if len(self.pools) > 1:
             per = []
             for i, p in enumerate(self.pools):
@@ -122,6 +129,19 @@ class SimResult:
                             "share": float(sel.sum() / max(n_done, 1))})
             s["pools"] = per
         return s
+
+    def class_summary(self) -> dict:
+        """Per service class: its requests, percentiles and attainment of its own SLOs."""
+        d, out = self.done, {}
+        for i, c in enumerate(self.classes):
+            sel = d & (self.klass == i)
+            row = {"priority": c.priority, "share": c.share, "requests": int((self.klass == i).sum()), "completed": int(sel.sum()),
+                   "ttft_s": _pct(self.ttft_s[sel]), "tpot_s": _pct(self.tpot_s[sel]), "e2e_latency_s": _pct(self.e2e_s[sel])}
+            if c.ttft_slo_s is not None or c.tpot_slo_s is not None:
+                ok = self.meets(SLO(c.ttft_slo_s, c.tpot_slo_s))[self.klass == i]
+                row["slo"] = {"ttft_s": c.ttft_slo_s, "tpot_s": c.tpot_slo_s, "attainment": float(ok.mean()) if len(ok) else None}
+            out[c.name] = row
+        return out
 
     def steady_throughput(self) -> float:
         """Completions per second between the 10th and 90th percentile of finish times: the

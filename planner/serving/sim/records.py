@@ -42,7 +42,7 @@ class RequestTable:
     def __init__(self, req: Requests):
         n = len(req)
         self.n = n
-        self.input_tokens = np.ascontiguousarray(req.input_tokens, dtype=np.int64)
+        self.input_tokens = np.array(req.input_tokens, dtype=np.int64)  # a copy: routers may lengthen prompts (IC-Cache)
         self.output_tokens = np.ascontiguousarray(req.output_tokens, dtype=np.int64)
         self.prefix_tokens = np.ascontiguousarray(req.prefix_tokens, dtype=np.int64)
         self.parent = np.ascontiguousarray(req.parent, dtype=np.int64)

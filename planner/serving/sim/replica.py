@@ -21,6 +21,7 @@ from heapq import heappop
 
 from planner.serving.sim.decodes import DecodeBatch
 from planner.serving.sim.kvcache import KVBlocks
+from planner.serving.sim.multitenant import swap_s
 from planner.serving.sim.queues import queue_class
 from planner.serving.sim.records import PrefillJob, SwappedSeq
 from planner.serving.sim.stepform import IDLE, JUMP, MIXED, PREFILL, form_step
@@ -63,10 +64,22 @@ class Replica:
         self.steps = 0
         self.batch_time = 0.0  # integral of the decode batch over time
         self.preemptions = 0
+        self.adapters = None  # LoRA (planner.serving.sim.adapters): the resident set; their GEMMs are in the step table
+        if m.lora is not None:
+            from planner.serving.sim.adapters import AdapterCache
+
+            self.adapters = AdapterCache(m.lora.slots, m.lora.load_s)
+        self.fair = m.priority_preemption  # planner.serving.sim.multitenant
+        self.block_swap = m.swap_group is not None
+        self.swap_group = m.swap_group or 1
+        self.migrated: deque[tuple] = deque()  # (rid, ctx, remaining, shared) arrived by live migration
+        self.inbound = 0  # migrations on their way here or waiting to join
+        self.migrator = sim.migrator
+        self.tenants = self.fair or self.migrator is not None  # any of the above in use
 
     # --------------------------------------------------------------- bookkeeping
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.prefilling) + self.dec.n + len(self.swapped)
+        return len(self.waiting) + len(self.prefilling) + self.dec.n + len(self.swapped) + self.inbound
 
     def pin(self, tokens: int) -> None:
         self.kv.pin(tokens)
@@ -85,7 +98,15 @@ class Replica:
         self.waiting.push(rid)
         if self.kind == IDLE:
             self.sim.schedule(self, now)
-        elif self.kind == JUMP and len(self.waiting) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs:
+        elif self.kind == JUMP and (self.fair or len(self.waiting) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs):
+            self._truncate(now)
+
+    def receive(self, item: tuple, now: float) -> None:
+        """A migrated request arrives with its KV (planner.serving.sim.multitenant)."""
+        self.migrated.append(item)
+        if self.kind == IDLE:
+            self.sim.schedule(self, now)
+        elif self.kind == JUMP and len(self.prefilling) + self.dec.n < self.max_seqs:
             self._truncate(now)
 
     def _truncate(self, t: float) -> None:
@@ -130,6 +151,8 @@ class Replica:
                     if last:
                         self._prefill_done(rid, now)
                 self.pieces = []
+        if self.migrator is not None:
+            self.migrator.check(self, now)
         self._form(now)
 
     def _finish_decodes(self, now: float) -> None:
@@ -174,10 +197,11 @@ class Replica:
             self.kv.used -= alloc
             self.kv.dec += self.dec.join(rid, ctx, ctx - shared, remaining, 0, shared)
 
-    def _preempt(self) -> float:
-        """Preempt the newest decoding sequence (on-demand KV); returns the swap-out time."""
+    def _preempt(self, slot: int | None = None, force_swap: bool = False) -> float:
+        """Preempt the newest decoding sequence (or ``slot``; on-demand KV); returns the swap-out time."""
         dec = self.dec
-        slot = dec.newest()
+        if slot is None:
+            slot = dec.newest()
         own = dec.own0[slot] + self.E * dec.s
         ctx = dec.ctx0[slot] + self.E * dec.s
         rem = dec.rem0[slot] - dec.generated_since_join(slot)
@@ -188,9 +212,9 @@ class Replica:
         sim.gen[rid] = sim.osl[rid] - rem
         sim.preempted[rid] += 1
         self.preemptions += 1
-        if self.swap:
+        if self.swap or force_swap:
             self.swapped.append(SwappedSeq(rid, own, ctx, rem, shared))
-            return own * self.m.swap_s_per_token
+            return swap_s(self, own) if self.block_swap else own * self.m.swap_s_per_token
         self.waiting.push_front(rid)
         return 0.0
 

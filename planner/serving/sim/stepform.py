@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from heapq import heappop
 
+from planner.serving.sim.multitenant import admit_migrated, priority_preempt, swap_s
 from planner.serving.sim.records import PrefillJob
 
 IDLE, JUMP, MIXED, PREFILL = 0, 1, 2, 3
@@ -26,7 +27,7 @@ class StepDraft:
 
 def form_step(rep, now: float) -> None:
     """Form and launch a replica's next step at ``now`` (the replica's ``_form``)."""
-    if rep.reserve and not (rep.waiting or rep.prefilling or rep.swapped):
+    if rep.reserve and not (rep.waiting or rep.prefilling or rep.swapped or rep.migrated):
         if rep.dec.n:
             _launch_decodes(rep, now, 0.0, False)
         else:
@@ -37,12 +38,17 @@ def form_step(rep, now: float) -> None:
         while rep.dec.n and rep._growth(1) > rep.kv.free():
             extra += rep._preempt()
             preempted = True
+    if rep.tenants:  # planner.serving.sim.multitenant
+        if rep.fair and rep.waiting and rep.dec.n and not preempted:  # FastSwitch / vLLM priority: make room
+            extra += priority_preempt(rep)
     d = StepDraft()
     d.P, d.pairs, d.pieces, d.extra = 0.0, 0.0, [], extra
     d.running = rep.dec.n + len(rep.prefilling)
     # prefill-first engines leave the decodes out of a step that has prompts to prefill
     prefill_only = rep.prefill_first and (rep.waiting or rep.prefilling) and not preempted
     d.budget = rep.mbt - (0.0 if prefill_only else rep.dec.n * rep.dtok)
+    if rep.tenants and rep.migrated:
+        admit_migrated(rep, d)
     if rep.swapped:
         _swap_in(rep, d, prefill_only)
     if rep.prefilling:
@@ -63,8 +69,10 @@ def _swap_in(rep, d: StepDraft, prefill_only: bool) -> None:
         need = -(-int(math.ceil(sw.own)) // B) + 1
         if need > kv.free():
             break
+        if rep.fair and rep.waiting and rep.sim.priority[rep.waiting.peek()] < rep.sim.priority[sw.rid]:
+            break  # a better-priority request waits: the swapped one stays out
         rep.swapped.popleft()
-        d.extra += sw.own * rep.m.swap_s_per_token
+        d.extra += swap_s(rep, sw.own) if rep.block_swap else sw.own * rep.m.swap_s_per_token
         kv.dec += rep.dec.join(sw.rid, sw.ctx, sw.own, sw.remaining, 0, sw.shared)
         d.running += 1
         if not prefill_only:

@@ -72,6 +72,7 @@ class StepTable:
 
     def __init__(self, cm: CostModel, plans: PlanArrays, *, max_seqs: int, max_ctx: float, max_prefill: float,
                  max_span: float, spec_k: int = 0, draft=None):
+        self.cm, self.plans = cm, plans  # kept for summaries that price one step on the side (LoRA)
         self.n_ax = _axis(N_POINTS, max(max_seqs, 1))
         self.c_ax = _axis(C_POINTS, max(max_ctx, 2.0))
         self.p_ax = _axis(P_POINTS, max(max_prefill, 2.0))
