@@ -171,3 +171,23 @@ def test_bad_values_one_line_exit_2(args, capsys):
 def test_plan_lora_bad_rank_exit_2(capsys):
     code, _, err = run(["plan", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--gpus", "1", "--lora", "5:0"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_plan_table_holds_intra_gpu_rows_beside_aggregated_and_disaggregated():
+    opts = SpaceOptions(weights=("bf16",), kv=("bf16",), max_pp=1, concurrency=(32, 128), chunk_tokens=(0,), offload=False,
+                        intra_gpu_pd="0.6")
+    res = search("llama-3.1-8b", ["h100-sxm"], 2, Workload(1024, 256), Constraints(gpus=2), opts=opts)
+    c = res.table.cols
+    intra = np.nonzero(c["intra_f"] > 0)[0]
+    assert len(intra) and np.any(c["disagg"]) and np.any((c["intra_f"] == 0) & ~c["disagg"])
+    assert np.all(c["intra_f"][intra] == 0.6)
+    i = int(intra[(c["concurrency"][intra] == 32) & (c["tp"][intra] == 1)][0])
+    from planner.specs.engine import get_engine
+
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    eng = get_engine("trtllm").for_hardware(hw)
+    cm = CostModel(m, hw, engine=eng)
+    p = make_plans(m, hw, tp=1, pp=1, ep=1, adp=1, weights="bf16", kv="bf16", engine=eng)
+    direct = intra_gpu_pd(cm, p, 32, 1024, 256, 0.6, overhead_s=float(getattr(eng, "request_overhead_s", 0) or 0))
+    assert c["tpot_s"][i] == pytest.approx(float(direct["tpot_s"][0]), rel=1e-9)
+    assert c["ttft_s"][i] == pytest.approx(float(direct["ttft_s"][0]), rel=1e-9)

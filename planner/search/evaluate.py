@@ -114,7 +114,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
     per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens),
                             ax.per_seq[i_c, iv])
-    lora = _lora(model, hw, opts)
+    lora = lora_of(model, hw, opts)
     hbm = ax.hbm[i_c, iv]
     if lora is not None:  # resident adapters come out of the KV cache
         hbm = hbm - lora.resident_bytes_per_device(base.tp, base.pp)[i_c]
@@ -185,7 +185,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
         "x_prefill": z, "y_decode": z, "prefill_tp": z, "prefill_pp": z, "prefill_adp": z,
-        "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z,
+        "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z, "intra_f": z,
     }
     return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods,
                      techs=ax.names + [opts.draft_model or "draft"])
@@ -213,7 +213,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
                       engine=engine)
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)
-    lora = cm.lora = _lora(model, hw, opts)
+    lora = cm.lora = lora_of(model, hw, opts)
     if lora is not None:  # both pools run the adapters; the decode pool's resident set comes out of its KV cache
         mem.kv_capacity_bytes = mem.kv_capacity_bytes - lora.resident_bytes_per_device(base.tp, base.pp)
     gpus = (base.tp * base.pp * base.adp).astype(float)
@@ -300,12 +300,12 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,
         "usd_per_mtok": price / (tok_gpu * 3600.0) * 1e6,
         "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_pp": base.pp[P].astype(float), "prefill_adp": base.adp[P].astype(float),
-        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv,
+        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv, "intra_f": np.zeros(len(P)),
     }
     return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed)
 
 
-def _lora(model: Model, hw: Hardware, opts: SpaceOptions):
+def lora_of(model: Model, hw: Hardware, opts: SpaceOptions):
     """The adapters every plan of this search serves (costmodel/lora.py), or None."""
     if opts.lora is None:
         return None

@@ -135,7 +135,7 @@ def _accuracy_fn(model, task):
 def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id: str) -> dict:
     c = {k: v[i] for k, v in t.cols.items()}
     w, kv, hw = t.weights[int(c["weights"])], t.kv[int(c["kv"])], t.hardware[int(c["hardware"])]
-    plan = {"hardware": hw, "mode": "disaggregated" if c["disagg"] else "aggregated",
+    plan = {"hardware": hw, "mode": "disaggregated" if c["disagg"] else "intra-gpu-pd" if c.get("intra_f", 0) > 0 else "aggregated",
             "tp": int(c["tp"]), "pp": int(c["pp"]), "ep": int(c["ep"]), "attention_dp": int(c["adp"]),
             "replicas": int(c["dp"]), "weights": w, "kv": kv, "concurrency_per_replica": int(c["concurrency"]),
             "chunked_prefill_tokens": int(c["chunk_tokens"]) or None,
@@ -143,6 +143,8 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
             "kv_offload_to_host": bool(c["kv_offload"]),
             "kv_eviction": {"method": t.evict[int(c["evict"])], "kept_tokens": int(c["kv_budget"])} if c["kv_budget"] > 0 else None}
     plan.update(_cap_plan(t, c))
+    if c.get("intra_f", 0) > 0:
+        plan["intra_gpu_pd"] = {"prefill_share": float(c["intra_f"])}
     if c["disagg"]:
         plan["disaggregated"] = {"prefill_workers": int(c["x_prefill"]), "prefill_gpus_per_worker": int(c["prefill_gpus"]),
                                  "prefill_tp": int(c["prefill_tp"]), "prefill_pp": int(c["prefill_pp"]),
@@ -189,7 +191,7 @@ def label(d: dict) -> str:
             (f" ep{dg['prefill_ep']}" if dg["prefill_ep"] > 1 else "") + (f" adp{dg['prefill_attention_dp']}" if dg["prefill_attention_dp"] > 1 else "")
         s += f" disagg {dg['prefill_workers']}P({pre}):{dg['decode_workers']}D"
     else:
-        s += f" x{p['replicas']}"
+        s += f" x{p['replicas']}" + (f" intra-pd{p['intra_gpu_pd']['prefill_share']:g}" if p.get("intra_gpu_pd") else "")
     if p["chunked_prefill_tokens"]:
         s += f" chunk{p['chunked_prefill_tokens']}"
     if p["speculative"]:
@@ -272,6 +274,10 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         for k, v in cfg.pruned.items():
             pruned[k] = pruned.get(k, 0) + v
         tables.append(evaluate_aggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
+        if opts.intra_gpu_pd:  # one GPU split between prefill and decode (semi-PD / Nexus), from the aggregated rows
+            from planner.search.intragpu import evaluate_intragpu
+
+            tables.append(evaluate_intragpu(model, hw, tables[-1], wl, opts, engine, cons.ttft_s, cons.tpot_s))
         if opts.disaggregated:
             tables.append(evaluate_disaggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
     allp = PlanTable.concat(tables)
