@@ -140,7 +140,7 @@ def fleet_report(res: SimResult, slo: SLO, aug_accuracy: float | None = None) ->
            "share": {p["name"]: float((res.pool[d] == i).mean()) if d.any() else 0.0 for i, p in enumerate(res.pools)},
            "usd_per_hour": float(usd_h) if np.isfinite(usd_h) else None,
            "usd_per_1k_requests": float(usd_h / 3600.0 / rps * 1000.0) if np.isfinite(usd_h) and rps > 0 else None}
+    out["mean_input_tokens"] = float(res.input_tokens[d].mean()) if d.any() else None
     if aug is not None:
         out["served_with_examples"] = float(aug[d].mean()) if d.any() else 0.0
-        out["mean_input_tokens"] = float(res.input_tokens[d].mean()) if d.any() else None
     return out

@@ -67,6 +67,7 @@ class Migrator:
         self.count = 0
         self.copy_s = 0.0
         self.downtime_s = 0.0
+        self.log: list[tuple] = []  # (context, tokens written during the copy, t1, t2) of the first 1,000
 
     def check(self, src, now: float) -> None:
         sim = src.sim
@@ -102,6 +103,8 @@ class Migrator:
         self.count += 1
         self.copy_s += t1 + t2
         self.downtime_s += t2
+        if len(self.log) < 1000:
+            self.log.append((ctx, g, t1, t2))
         sim.migrate_in(rid, now + t1 + t2, (rid, ctx + g, rem - g, shared))
 
     def summary(self) -> dict:
