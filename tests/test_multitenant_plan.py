@@ -191,3 +191,49 @@ def test_plan_table_holds_intra_gpu_rows_beside_aggregated_and_disaggregated():
     direct = intra_gpu_pd(cm, p, 32, 1024, 256, 0.6, overhead_s=float(getattr(eng, "request_overhead_s", 0) or 0))
     assert c["tpot_s"][i] == pytest.approx(float(direct["tpot_s"][0]), rel=1e-9)
     assert c["ttft_s"][i] == pytest.approx(float(direct["ttft_s"][0]), rel=1e-9)
+
+
+# ---------------------------------------------------------------- several models on one pool
+
+def test_low_rate_models_share_one_gpu_time_sliced():
+    from planner.search.placement import place, tenant
+    from planner.specs.engine import get_engine
+
+    d = place(["llama-3.1-8b", "qwen3-8b"], [1.0, 0.5], "h100-sxm", ttft_s=0.5, tpot_s=0.05)
+    assert d["gpus"] == 1 and d["gpus_one_pool_per_model"] == 2 and d["gpus_saved"] == 1
+    g = d["placement"][0]
+    assert g["shared"] and g["memory_bytes"] <= g["usable_bytes"]
+    hw, eng = get_hardware("h100-sxm"), get_engine("trtllm")
+    ts = [tenant(m, r, hw, eng, "bf16", 1024, 256, 0.5, 0.05, 8) for m, r in (("llama-3.1-8b", 1.0), ("qwen3-8b", 0.5))]
+    steps = [t.at(g["models"][t.model]["concurrency"])[1] for t in ts]
+    # time-slicing: every model waits a whole round (each model's step) per token
+    for t in ts:
+        assert g["models"][t.model]["tpot_s"] == pytest.approx(sum(steps))
+        # Little's law: the running batch carries the rate at one token per round
+        m = g["models"][t.model]
+        assert m["concurrency"] / (m["tpot_s"] * 256) >= m["rate"]
+        assert m["ttft_s"] > t.at(m["concurrency"])[0]  # a new prompt waits out the other model's step
+
+
+def test_tight_tpot_keeps_models_apart_and_high_rates_get_dedicated_replicas():
+    from planner.search.placement import place
+
+    loose = place(["llama-3.1-8b", "qwen3-8b"], [1.0, 1.0], "h100-sxm", tpot_s=0.05)
+    alone = loose["models"]["llama-3.1-8b"]
+    # a TPOT limit below two models' summed decode steps cannot be time-sliced: one GPU each
+    from planner.search.placement import tenant
+    from planner.specs.engine import get_engine
+
+    t = tenant("llama-3.1-8b", 1.0, get_hardware("h100-sxm"), get_engine("trtllm"), "bf16", 1024, 256, None, None, 8)
+    limit = 1.5 * t.at(1)[1]
+    tight = place(["llama-3.1-8b", "qwen3-8b"], [1.0, 1.0], "h100-sxm", tpot_s=limit)
+    assert tight["gpus"] == 2 and not any(g["shared"] for g in tight["placement"])
+    big = place(["llama-3.1-8b"], [2.5 * alone["capacity_rps_per_replica"]], "h100-sxm", tpot_s=0.05)
+    assert big["gpus"] == 3 and big["placement"][0]["replicas"] == 2
+
+
+def test_plan_models_errors_exit_2(capsys):
+    code, _, err = run(["plan", "--models", "llama-3.1-405b,qwen3-8b", "--rates", "1,1", "--hardware", "l40s", "--gpus", "4"], capsys)
+    assert code == 2 and "fits nowhere" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["plan", "--models", "llama-3.1-8b,qwen3-8b", "--rates", "1", "--hardware", "h100-sxm", "--gpus", "4"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1

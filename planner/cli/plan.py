@@ -25,6 +25,11 @@ def plan_cmd(req, as_json: bool, as_csv: bool, top: int, plot, plot_terminal: bo
         raise PlannerError(f"--emit takes vllm, sglang, trtllm or k8s, not {emit!r}")
     if emit is not None and as_csv:
         raise PlannerError("--emit prints a launch config; give --csv without it")
+    if req.models:  # several models on one pool (search/placement.py)
+        from planner.cli.placement import show_placement
+
+        show_placement(req, as_json)
+        return
     res = plan_search(req)
     if res.recommended is None:
         _infeasible(res, as_json, as_csv)

@@ -297,7 +297,10 @@ class EstimateRequest(Ownership, Adapters, Layout):
 class PlanRequest(Ownership, Adapters):
     FLAGS: ClassVar[dict[str, str]] = {"disagg": "--disagg/--no-disagg", "offload": "--offload/--no-offload"}
 
-    model: str = Field(description=MODEL_HELP)
+    model: str | None = _d(None, MODEL_HELP + " (or --models A,B with --rates)")
+    models: Names | None = _d(None, "several models on one pool: place them on --hardware's GPUs (co-located where they "
+                                    "fit, time-sliced), e.g. llama-3.1-8b,qwen3-8b, with --rates")
+    rates: Annotated[list[PositiveFloat], BeforeValidator(_split)] | None = _d(None, "requests/s of each --models model, e.g. 2,0.5")
     hardware: Annotated[list[str], BeforeValidator(_split), Field(min_length=1)] = Field(
         description="one or more hardware ids (repeat or comma-separate)")
     gpus: PositiveInt = Field(description="GPU budget")
@@ -331,6 +334,16 @@ class PlanRequest(Ownership, Adapters):
     cp: Annotated[list[PositiveInt], BeforeValidator(_split)] | None = _d(
         None, "context-parallel sizes to consider (default 1; more when --min-context needs them)")
     draft_model: str | None = _d(None, "draft model id for the --spec candidates (default: a one-layer MTP/EAGLE-style head)")
+
+    @model_validator(mode="after")
+    def _one_or_many(self):
+        if self.models and self.model:
+            raise ValueError("give --model or --models, not both")
+        if not self.models and not self.model:
+            raise ValueError("give --model (or --models A,B with --rates RA,RB)")
+        if bool(self.models) != bool(self.rates):
+            raise ValueError("--models and --rates go together (one rate per model)")
+        return self
 
 
 class CapacityRequest(Ownership):
@@ -510,6 +523,10 @@ def plan_search(req: PlanRequest):
     from planner.search.run import Constraints, search
     from planner.search.space import SpaceOptions
 
+    if req.models:
+        from planner.errors import PlannerError
+
+        raise PlannerError("--models places several models (planner plan --models ...); a study point plans one --model")
     kw = {"concurrency": tuple(req.concurrency)} if req.concurrency else {}
     opts = SpaceOptions(weights=tuple(req.weights) if req.weights else None, kv=tuple(req.kv) if req.kv else None,
                         speculative=tuple((-1 if auto else k, a) for k, a, auto in (parse_spec_auto(s) for s in req.spec or ())
@@ -525,6 +542,14 @@ def plan_search(req: PlanRequest):
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
                   opts=opts, engine=req.engine, task=req.task, cost_basis=req.cost_basis, tco=req.tco())
+
+
+def plan_placement(req: PlanRequest) -> dict:
+    """Several models on one pool (search/placement.py) for ``plan --models A,B --rates RA,RB``."""
+    from planner.search.placement import place
+
+    return place(list(req.models), list(req.rates), req.hardware[0], isl=req.isl, osl=req.osl, ttft_s=req.ttft,
+                 tpot_s=req.tpot, weights=(req.weights or ["bf16"])[0], engine=req.engine, max_gpus=req.gpus)
 
 
 def _lora_spec(req):
