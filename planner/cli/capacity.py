@@ -78,6 +78,10 @@ def _render(res) -> None:
     else:
         p = res.plan
         console.print(f"[green]{res.gpus} GPUs[/green]: {res.replicas} x ({p['label'].split(' c=')[0]}, batch cap {p['batch_cap']})")
+        if res.gpus_low is not None and (res.gpus_low, res.gpus_high) != (res.gpus, res.gpus):
+            b = res.uncertainty["throughput"]
+            console.print(f"[dim]range {res.gpus_low}-{res.gpus_high} GPUs across the throughput error band "
+                          f"({b['low']:+.0%}..{b['high']:+.0%}, 10th-90th percentile of cross-validated published rows)[/dim]")
         if res.usd_per_hour:
             console.print(f"cost rented ${res.usd_per_hour:,.2f} per hour, ${res.usd_per_month:,.0f} per month (730 h)")
         if res.usd_per_hour_owned:

@@ -128,6 +128,14 @@ def render(est) -> None:
               if c.get("usd_per_million_output_tokens_owned") else "-")
     t.add_row("accuracy (bf16 = 1.0)", f"{est.accuracy['score']:.3f}" + (f"  ({'; '.join(est.accuracy['lowered_by'])})" if est.accuracy["lowered_by"] else ""))
     console.print(t)
+    band = getattr(est, "uncertainty", None)
+    if band:
+        parts = [f"{name} {b['low']:+.0%}..{b['high']:+.0%}" for name, b in
+                 (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")), ("TPOT", band.get("tpot"))) if b]
+        if parts:
+            sit = band["situation"]
+            console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {sit['device']} {sit['phase']}-bound "
+                          f"{sit['model']} published rows, cross-validated): {', '.join(parts)}[/dim]")
     for phase in ("prefill", "decode"):
         rows = est.breakdown[phase]
         if not rows:

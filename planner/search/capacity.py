@@ -81,6 +81,11 @@ class CapacityResult:
     # the fleet's cost over the output tokens it serves at the rate (the mean rate of a daily profile)
     usd_per_million_output_tokens: float | None = None
     usd_per_million_output_tokens_owned: float | None = None
+    # the GPU count as a range: the replicas needed if the device serves at the high / low end of the error band of
+    # its situation (planner.calibrate.uncertainty: cross-validated residuals of the published rows)
+    gpus_low: int | None = None
+    gpus_high: int | None = None
+    uncertainty: dict | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -337,9 +342,23 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
         notes.append(f"no purchase price for {hw.id}: no owned cost")
     tok_h = (daily["mean_rate"] if daily else rate) * osl * 3600.0  # output tokens served per hour
     per_m = [u / tok_h * 1e6 if u and tok_h > 0 else None for u in (usd_h, own_h)]
+    lo, hi, band = gpu_range(hw.id, m, best.replicas, best.gpus_per_replica)
     return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, True, "", best.gpus, best.replicas, plan, usd_h,
                           usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes,
-                          own_h, own_h * HOURS_PER_MONTH if own_h else None, own["owned"], *per_m)
+                          own_h, own_h * HOURS_PER_MONTH if own_h else None, own["owned"], *per_m, lo, hi, band)
+
+
+def gpu_range(hw_id: str, m, replicas: int, gpus_per_replica: int) -> tuple[int, int, dict]:
+    """(gpus_low, gpus_high, band): replicas scale with 1 / throughput, so a device that really serves (1 + high) times
+    the predicted throughput needs replicas / (1 + high) of them, and one at (1 + low) needs replicas / (1 + low)."""
+    from planner.calibrate.uncertainty import uncertainty_for
+
+    band = uncertainty_for(hw_id, "decode", m.moe is not None).get("throughput")
+    if not band:
+        return replicas * gpus_per_replica, replicas * gpus_per_replica, {}
+    lo_r = max(1, math.ceil(replicas / (1.0 + band["high"]) - 1e-9))
+    hi_r = max(lo_r, math.ceil(replicas / max(1.0 + band["low"], 0.05) - 1e-9))
+    return lo_r * gpus_per_replica, hi_r * gpus_per_replica, {"throughput": band}
 
 
 def read_daily(path: str) -> list[float]:

@@ -309,6 +309,14 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     rec = row(feas, rec_i, model.max_context, best_tok, model.id)
     runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id)
     why = explain_choice(rec, runner, objective, basis) + owned_caveat(hardware, basis, objective, tco)
+    # against the best plan on another device when several are compared ("which GPU should I buy?"), else the runner-up
+    rival = runner
+    if len(hardware) > 1:
+        other = np.nonzero(c["hardware"] != c["hardware"][rec_i])[0]
+        if len(other):
+            rival = row(feas, int(other[np.argmax(score[other])]), model.max_context, best_tok, model.id)
+    rec["robust"] = robust_across_band(rec, rival, objective, model.moe is not None)
+    why += "; " + rec["robust"]["why"]
     f_order = front[np.lexsort((stable[front], -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
@@ -355,6 +363,35 @@ def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, stab
     cand = np.nonzero(other)[0]
     runner_i = int(cand[np.lexsort((stable[cand], -score[cand]))[0]])
     return rec_i, runner_i
+
+
+def robust_across_band(rec: dict, runner: dict | None, objective: str, moe: bool) -> dict:
+    """Does the recommendation stay best across the error band of the predictions (planner.calibrate.uncertainty)?
+    Plans on the same device share its systematic error, so their order holds; across devices the errors are not
+    shared, so the recommendation is robust only if its pessimistic throughput beats the runner-up's optimistic one."""
+    from planner.calibrate.uncertainty import uncertainty_for
+
+    if runner is None:
+        return {"robust": True, "why": "no other layout to compare within the error band"}
+    hw_a, hw_b = rec["plan"]["hardware"], runner["plan"]["hardware"]
+    if hw_a == hw_b:
+        return {"robust": True, "why": f"both on {hw_a}: a systematic error of its predictions moves both alike"}
+    ba = uncertainty_for(hw_a, "decode", moe).get("throughput")
+    bb = uncertainty_for(hw_b, "decode", moe).get("throughput")
+    if not ba or not bb or objective == "latency":
+        return {"robust": None, "why": "no error band on record to compare the devices"}
+    a = rec["output_tokens_per_s_per_gpu"] * (1 + ba["low"])
+    b = runner["output_tokens_per_s_per_gpu"] * (1 + bb["high"])
+    if objective == "cost":
+        pa, pb = rec.get("usd_per_million_output_tokens"), runner.get("usd_per_million_output_tokens")
+        if not pa or not pb:
+            return {"robust": None, "why": "no error band on record to compare the devices"}
+        a, b = 1 / (pa / (1 + ba["low"])), 1 / (pb / (1 + bb["high"]))
+    if a >= b:
+        return {"robust": True, "why": f"stays best across both devices' error bands ({hw_a} at its 10th percentile beats "
+                                      f"the best {hw_b} plan at its 90th)"}
+    return {"robust": False, "why": f"within the error band of the best {hw_b} plan ({runner['label']}): measure both before buying "
+                                    f"({hw_a} {ba['low']:+.0%}..{ba['high']:+.0%}, {hw_b} {bb['low']:+.0%}..{bb['high']:+.0%})"}
 
 
 def explain_choice(rec: dict, runner: dict | None, objective: str, basis: str = "rented") -> str:

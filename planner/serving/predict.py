@@ -372,8 +372,20 @@ def estimate(
         accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params, **cap.accuracy_knobs(),
                              expert_weights=off.expert_weights if off else None),
         cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes, lora=lora_d,
-        intra_gpu_pd=intra,
+        intra_gpu_pd=intra, uncertainty=_band(hw.id, m, ttft, tpot, osl),
     )
+
+
+def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int) -> dict:
+    """The relative error band of this prediction's situation (fitted or inferred device, prefill- or decode-bound,
+    dense or MoE), from the cross-validated residuals of the published rows (planner.calibrate.uncertainty)."""
+    from planner.calibrate.uncertainty import is_fitted, uncertainty_for
+
+    phase = "prefill" if np.isfinite(ttft_s) and np.isfinite(tpot_s) and ttft_s > (osl - 1) * tpot_s else "decode"
+    bands = uncertainty_for(hardware_id, phase, m.moe is not None)
+    return {"situation": {"device": "fitted" if is_fitted(hardware_id) else "inferred (no published rows)",
+                          "phase": phase, "model": "moe" if m.moe else "dense"},
+            "percentiles": [10, 90], **bands}
 
 
 def _intra(plan: PlanSpec, batching: str, cm, p, running: int, isl: int, osl: int, lora, agg) -> dict | None:
