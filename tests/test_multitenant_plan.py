@@ -237,3 +237,37 @@ def test_plan_models_errors_exit_2(capsys):
     assert code == 2 and "fits nowhere" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["plan", "--models", "llama-3.1-8b,qwen3-8b", "--rates", "1", "--hardware", "h100-sxm", "--gpus", "4"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- fine-tuning beside serving, shared variants
+
+def test_flexllm_finetuning_fills_what_the_tpot_limit_leaves():
+    kw = dict(isl=1024, osl=256)
+    none = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(finetune_tpot_s=0.005), concurrency=32, **kw)
+    assert none.finetune["tokens_per_s"] == 0.0 and not none.finetune["meets_limit"]  # inference alone is slower
+    loose = [estimate("llama-3.1-8b", "h100-sxm", PlanSpec(finetune_tpot_s=lim), concurrency=32, **kw).finetune
+             for lim in (0.02, 0.03, 0.06)]
+    tok = [f["tokens_per_s"] for f in loose]
+    assert 0 < tok[0] <= tok[1] <= tok[2]
+    assert all(f["inference_tpot_s"] <= f["tpot_limit_s"] for f in loose)
+    # FlexLLM: under heavy inference load the co-served job keeps most of a dedicated GPU's fine-tuning progress
+    assert loose[1]["share_of_dedicated"] > 0.5
+    heavy = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(finetune_tpot_s=0.03), concurrency=128, **kw).finetune
+    assert heavy["tokens_per_s"] < loose[1]["tokens_per_s"]  # more inference, less room for training
+
+
+def test_blockllm_shared_blocks_by_hand():
+    base = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(), isl=1024, osl=256)
+    e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(shared_variants="4:0.75"), isl=1024, osl=256)
+    W = base.memory["weights_bytes"]
+    v = e.variants
+    assert v["weights_bytes"] == pytest.approx(W * (1 + 3 * 0.25))
+    assert v["saved_bytes"] == pytest.approx(3 * 0.75 * W)
+    per_seq = base.memory["kv_bytes_per_token"] * 1280
+    assert base.max_concurrency - e.max_concurrency == pytest.approx(3 * 0.25 * W / per_seq, abs=2)
+
+
+@pytest.mark.parametrize("args", [["--shared-variants", "4:1.0"], ["--shared-variants", "0:0.5"], ["--finetune-tpot", "0"]])
+def test_finetune_and_variants_bad_values_exit_2(args, capsys):
+    code, out, err = run(["estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", *args], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1

@@ -61,6 +61,8 @@ class PlanSpec:
     lora_resident: int | None = None  # adapters resident in GPU memory per replica (None: all)
     lora_popularity: str | None = None  # uniform | zipf:S
     intra_gpu_pd: str | None = None  # "F" or "auto": F of the SMs prefill, 1 - F decode (serving/intragpu.py)
+    finetune_tpot_s: float | None = None  # FlexLLM: co-serve a PEFT job while TPOT stays within this (serving/finetune.py)
+    shared_variants: str | None = None  # BlockLLM "N:SHARED": N fine-tuned variants sharing that fraction of blocks
 
     @property
     def gpus(self) -> int:
@@ -78,7 +80,8 @@ class PlanSpec:
                 "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
                 "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload,
                 "lora": self.lora, "lora_resident": self.lora_resident, "lora_popularity": self.lora_popularity,
-                "intra_gpu_pd": self.intra_gpu_pd}
+                "intra_gpu_pd": self.intra_gpu_pd, "finetune_tpot_s": self.finetune_tpot_s,
+                "shared_variants": self.shared_variants}
 
 
 def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None,
@@ -133,6 +136,8 @@ class Estimate(BaseModel):
     uncertainty: dict | None = None  # relative error band per metric, from cross-validated residuals
     lora: dict | None = None  # adapter memory, per-step cost and miss rate (costmodel/lora.py)
     intra_gpu_pd: dict | None = None  # the SM split and the aggregated plan it replaces (serving/intragpu.py)
+    finetune: dict | None = None  # FlexLLM: training tokens/s beside this inference load (serving/finetune.py)
+    variants: dict | None = None  # BlockLLM: fine-tuned variants sharing base blocks, their bytes and what is saved
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -223,6 +228,9 @@ def estimate(
     if lora is not None:  # the resident adapters come out of the KV cache; their GEMMs join every layer
         cm.lora = lora
         mem.kv_capacity_bytes = mem.kv_capacity_bytes - lora.resident_bytes_per_device(plan.tp, plan.pp)
+    variants = _variants(plan, float(mem.weights_bytes[0]))
+    if variants is not None:  # the variants' own blocks come out of the KV cache too
+        mem.kv_capacity_bytes = mem.kv_capacity_bytes - variants["extra_bytes_over_base"]
     evict = _eviction(plan)
     isl_m = cap.model_isl(isl)  # prompt tokens the model sees (prompt compression)
     seq_tokens = isl_m + osl if evict is None else min(isl_m + osl, evict[1])
@@ -345,7 +353,9 @@ def estimate(
         if intra is not None:  # the split GPU's numbers replace the aggregated ones (kept in intra_gpu_pd.aggregated)
             ttft, tpot, tok = intra["ttft_s"], intra["tpot_s"], intra["output_tokens_per_s"] * plan.dp
             rps, e2e, wait = tok / osl, intra["ttft_s"] + (osl - 1) * intra["tpot_s"], 0.0
+        finetune = _finetune(plan, batching, cm, p, n_run, isl_m, osl, tpot)
     else:
+        finetune = None
         ttft = tpot = e2e = tok = rps = nanv
         breakdown = {"prefill": [], "decode": []}
         lora_d = _lora_summary(lora, plan, None)
@@ -372,7 +382,7 @@ def estimate(
         accuracy=accuracy_of(plan.weights, kv, task=task, eviction=eviction, model_params=m.total_params, **cap.accuracy_knobs(),
                              expert_weights=off.expert_weights if off else None),
         cost=cost, breakdown=breakdown, queue_wait_s=wait, notes=notes, lora=lora_d,
-        intra_gpu_pd=intra, uncertainty=_band(hw.id, m, ttft, tpot, osl),
+        intra_gpu_pd=intra, finetune=finetune, variants=variants, uncertainty=_band(hw.id, m, ttft, tpot, osl),
     )
 
 
@@ -446,3 +456,24 @@ def fit(model: str | Model, hardware: str | Hardware, plan: PlanSpec | None = No
         "max_context_tokens": est.max_context_tokens, "max_concurrency": est.max_concurrency,
         "concurrency_cap": est.concurrency_cap, "reason": est.reason,
     }
+
+
+def _finetune(plan: PlanSpec, batching: str, cm, p, running: int, isl: int, osl: int, tpot_s: float) -> dict | None:
+    """FlexLLM: the PEFT job's tokens/s in this plan's steps while TPOT stays within plan.finetune_tpot_s."""
+    if plan.finetune_tpot_s is None:
+        return None
+    if not plan.finetune_tpot_s > 0:
+        raise PlannerError("--finetune-tpot must be a positive duration")
+    if batching != "inflight":
+        raise PlannerError("--finetune-tpot applies to in-flight batching")
+    from planner.serving.finetune import co_finetune
+
+    micro = max(running / plan.pp, 1.0)
+    return co_finetune(cm, p, micro, isl + osl / 2.0, tpot_s, plan.finetune_tpot_s, seq_tokens=isl)
+
+
+def _variants(plan: PlanSpec, weights_bytes: float) -> dict | None:
+    from planner.serving.finetune import parse_variants, shared_variants
+
+    v = parse_variants(plan.shared_variants)
+    return None if v is None else shared_variants(weights_bytes, *v)

@@ -261,6 +261,11 @@ class Adapters(Request):
 class EstimateRequest(Ownership, Adapters, Layout):
     FLAGS: ClassVar[dict[str, str]] = {"kv_offload": "--kv-offload/--no-kv-offload"}
 
+    finetune_tpot: Duration | None = _d(None, "FlexLLM: co-serve a PEFT fine-tuning job in the inference steps; report "
+                                              "its training tokens/s while TPOT stays within this limit (50ms)")
+    shared_variants: str | None = _d(None, "BlockLLM: VARIANTS:SHARED_FRACTION fine-tuned variants sharing that fraction "
+                                           "of the base blocks, e.g. 8:0.75 (their own blocks come out of the KV cache)")
+
     weight_offload: Literal["host", "disk"] | None = _d(None, "stream weights that do not fit from 'host' memory or 'disk' (NVMe)")
     attention_dp: PositiveInt | None = _d(None, "data-parallel attention over N GPUs (MoE/MLA, with --ep N)")
     cp: PositiveInt = _d(1, "context-parallel GPUs per replica (ring attention; a distributed KV pool in decode)")
@@ -583,4 +588,5 @@ def estimate_techniques(plan, req):
                    sparse_attention=req.sparse_attention, cp=req.cp, attention_dp=req.attention_dp or plan.attention_dp,
                    moe_offload=getattr(req, "moe_offload", None), lora=getattr(req, "lora", None),
                    lora_resident=getattr(req, "lora_resident", None), lora_popularity=getattr(req, "lora_popularity", None),
-                   intra_gpu_pd=getattr(req, "intra_gpu_pd", None))
+                   intra_gpu_pd=getattr(req, "intra_gpu_pd", None), finetune_tpot_s=getattr(req, "finetune_tpot", None),
+                   shared_variants=getattr(req, "shared_variants", None))
