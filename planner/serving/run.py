@@ -242,7 +242,7 @@ def _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, rate, seed, ic
             raise PlannerError("--ic-cache needs a fleet of two model sizes (BIG:N,SMALL:M)")
         load = router_ if router_.policy == "threshold" else Router("threshold:8")
         ic_r = ICCache(ic[0], ic[1], ic[2], threshold=load.threshold, seed=seed)
-        routers = ((load.label(), load), (ic_r.label(), ic_r))
+        routers = ((load.label(), load), (ic_r.label(), ic_r), ("static", Router("static")))
         aug_acc = _ic_accuracy(pools, weights, kv, ic[3])
         notes.append(f"IC-Cache: {ic[0]:.0%} of requests have cached twins; served by the small model with {ic[1]} examples x "
                      f"{ic[2]} tokens in front of the prompt, at quality {aug_acc:.3f} (planner.cap.accuracy cache_routing, "

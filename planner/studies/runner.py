@@ -73,6 +73,10 @@ def _simulate(req: SimulateRequest) -> dict:
             out[f"{key}_slo_attainment"] = d["slo_attainment"]
             out[f"{key}_mean_accuracy"] = d["mean_accuracy"]
             out[f"{key}_goodput_rps"] = d["goodput_requests_per_s"]
+            out[f"{key}_usd_per_1k_requests"] = d.get("usd_per_1k_requests")
+            out[f"{key}_ttft_p99_s"] = d["ttft_s"]["p99"]
+            if "served_with_examples" in d:
+                out[f"{key}_served_with_examples"] = d["served_with_examples"]
         return out
     s = o.out
     out = {"gpus": s["gpus"], "throughput_rps": s["requests_per_s"], "output_tokens_per_s": s["output_tokens_per_s"],
@@ -80,6 +84,24 @@ def _simulate(req: SimulateRequest) -> dict:
            **_latency("ttft", s["ttft_s"]), **_latency("tpot", s["tpot_s"]), **_latency("e2e", s["e2e_latency_s"])}
     if "slo" in s:
         out.update(slo_attainment=s["slo"]["attainment"], goodput_rps=s["slo"]["goodput_requests_per_s"])
+    out.update(_tenant_columns(s))
+    return out
+
+
+def _tenant_columns(s: dict) -> dict:
+    """Multi-tenant columns of a simulate point: adapters, live migration, per-class tails."""
+    out: dict[str, Any] = {}
+    if "lora" in s:
+        lo = s["lora"]
+        out.update(lora_miss_rate=lo["miss_rate"], lora_decode_step_cost_s=lo["decode_step_cost_s"],
+                   lora_resident_gib=lo["resident_bytes_per_gpu"] / 2**30)
+    if "migration" in s:
+        out["migrations"] = s["migration"]["migrations"]
+    for name, c in s.get("classes", {}).items():
+        out[f"{name}_ttft_p99_s"] = c["ttft_s"]["p99"]
+        out[f"{name}_tpot_p99_s"] = c["tpot_s"]["p99"]
+        if "slo" in c:
+            out[f"{name}_slo_attainment"] = c["slo"]["attainment"]
     return out
 
 
