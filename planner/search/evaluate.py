@@ -173,8 +173,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "hardware": np.zeros(len(sel), dtype=np.int64),
         "disagg": np.zeros(len(sel), dtype=bool),
         "tp": plans.tp, "pp": plans.pp, "ep": plans.ep, "adp": plans.adp, "dp": dp,
-        "weights": np.array([ws.index(cfg.weights[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
-        "kv": np.array([kvs.index(cfg.kv[i]) for i in i_c]) if len(i_c) else np.zeros(0, np.int64),
+        "weights": cfg.weight_code[i_c], "kv": cfg.kv_code[i_c],  # ws/kvs above == cfg.weight_names/kv_names
         "concurrency": c, "chunk_tokens": B, "spec_k": np.asarray(tm.spec_k, float) + z, "spec_alpha": alpha,
         "spec_auto": k < 0, "kv_offload": off > 0,
         "kv_budget": np.where(np.isfinite(budget), budget, 0.0), "evict": pol,
@@ -289,7 +288,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     cols = {
         "hardware": np.zeros(len(P), dtype=np.int64), "disagg": np.ones(len(P), dtype=bool),
         "tp": base.tp[dd], "pp": base.pp[dd], "ep": base.ep[dd], "adp": base.adp[dd], "dp": by,
-        "weights": np.array([ws.index(cfg.weights[i]) for i in dd]), "kv": np.array([kvs.index(cfg.kv[i]) for i in dd]),
+        "weights": cfg.weight_code[dd], "kv": cfg.kv_code[dd],
         "concurrency": c[D], "chunk_tokens": np.zeros(len(P)), "spec_k": np.zeros(len(P)), "spec_alpha": np.zeros(len(P)),
         "kv_offload": np.zeros(len(P), bool), "kv_budget": np.zeros(len(P)), "evict": np.zeros(len(P), np.int64),
         "spec_auto": np.zeros(len(P), bool), "cp": np.ones(len(P)), "ctx_ext": np.zeros(len(P), np.int64),

@@ -119,15 +119,16 @@ def _accuracy_fn(model, task):
     cache: dict[tuple, float] = {}
 
     def f(cfg, idx, eviction=None, **knobs):  # knobs: context_extension, sparse_attention, prompt_compression
-        out = np.empty(len(idx))
         kk = tuple(sorted(knobs.items()))
-        for j, i in enumerate(idx):
-            key = (cfg.weights[i], cfg.kv[i], eviction, kk)
+
+        def one(w, kv):
+            key = (w, kv, eviction, kk)
             if key not in cache:
-                cache[key] = accuracy_of(key[0], key[1], task=task, eviction=eviction, model_params=model.total_params,
+                cache[key] = accuracy_of(w, kv, task=task, eviction=eviction, model_params=model.total_params,
                                          **knobs)["score"]
-            out[j] = cache[key]
-        return out
+            return cache[key]
+
+        return cfg.per_format(one)[np.asarray(idx, dtype=np.int64)]
 
     return f
 
@@ -301,11 +302,11 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     c = feas.cols
     obj = np.column_stack([c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"],
                            -np.nan_to_num(c[COST_KEYS[basis]], nan=0.0) if len(hardware) > 1 else np.zeros(len(feas))])
-    front = np.nonzero(pareto_mask(obj))[0]
+    # per device first: there $ per token follows tokens/s per GPU, so each device's frontier is cheap to find
+    front = np.nonzero(pareto_mask(obj, blocks=c["hardware"] if len(hardware) > 1 else None))[0]
     best_tok = float(c["tok_s_per_gpu"].max())
     score = sign * np.nan_to_num(c[key], nan=-np.inf if sign > 0 else np.inf)
-    stable = stable_rank(feas)
-    rec_i, runner_i = recommend(score, c["accuracy"], c["max_context"], stable, feas)
+    rec_i, runner_i = recommend(score, c["accuracy"], c["max_context"], feas)
     rec = row(feas, rec_i, model.max_context, best_tok, model.id)
     runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id)
     why = explain_choice(rec, runner, objective, basis) + owned_caveat(hardware, basis, objective, tco)
@@ -317,7 +318,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
             rival = row(feas, int(other[np.argmax(score[other])]), model.max_context, best_tok, model.id)
     rec["robust"] = robust_across_band(rec, rival, objective, model.moe is not None)
     why += "; " + rec["robust"]["why"]
-    f_order = front[np.lexsort((stable[front], -score[front]))]
+    f_order = front[np.lexsort((stable_rank(feas, front), -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
     f_order = f_order[np.sort(first)]
@@ -330,9 +331,12 @@ SHAPE_COLS = ("hardware", "disagg", "tp", "pp", "ep", "adp", "weights", "kv")
 CATEGORICAL = {"weights": "weights", "kv": "kv", "hardware": "hardware", "evict": "evict"}
 
 
-def stable_rank(t: PlanTable) -> np.ndarray:
+def stable_rank(t: PlanTable, idx: np.ndarray | None = None) -> np.ndarray:
     """Each row's position in a canonical order over every column (names, not codes, for the string
-    columns): exact ties on the objective break the same way in every run."""
+    columns): exact ties on the objective break the same way in every run. With ``idx``: the positions of
+    those rows among themselves (the same relative order, sorting only them)."""
+    if idx is not None:
+        t = t.take(np.asarray(idx, dtype=np.int64))
     keys = []
     for name in sorted(t.cols):
         v = t.cols[name]
@@ -347,21 +351,28 @@ def stable_rank(t: PlanTable) -> np.ndarray:
     return rank
 
 
-def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, stable: np.ndarray, t: PlanTable) -> tuple[int, int | None]:
+def _first_stable(t: PlanTable, rows: np.ndarray) -> int:
+    """The row of ``rows`` first in the canonical order (only exact ties get here, so only they are sorted)."""
+    return int(rows[0]) if len(rows) == 1 else int(rows[np.argmin(stable_rank(t, rows))])
+
+
+def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, t: PlanTable) -> tuple[int, int | None]:
     """(recommended row, runner-up row). Plans within 0.5 % of the best on the objective tie (a
     model cannot tell 0.5 % apart); among them the more accurate, then the longer-context, then
     the better-scoring plan wins. The runner-up is the best plan on the objective among the other
-    layouts and precisions; exact ties break by ``stable``."""
+    layouts and precisions; exact ties break by ``stable_rank``."""
     best = score.max()
     tie = score >= best - 0.005 * abs(best)
-    order = np.lexsort((stable, -score, -context, -accuracy, ~tie))
-    rec_i = int(order[0])
+    order = np.lexsort((-score, -context, -accuracy, ~tie))
+    top = order[0]
+    same = (tie == tie[top]) & (accuracy == accuracy[top]) & (context == context[top]) & (score == score[top])
+    rec_i = _first_stable(t, np.nonzero(same)[0])
     shape = np.column_stack([np.asarray(t.cols[k], float) for k in SHAPE_COLS if k in t.cols])
     other = np.any(shape != shape[rec_i], axis=1)
     if not other.any():
         return rec_i, None
     cand = np.nonzero(other)[0]
-    runner_i = int(cand[np.lexsort((stable[cand], -score[cand]))[0]])
+    runner_i = _first_stable(t, cand[score[cand] == score[cand].max()])
     return rec_i, runner_i
 
 
@@ -462,6 +473,8 @@ def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int
     for passes, val, lim, direction in checks.values():
         r = (val / lim - 1) if direction == "<=" else (lim / np.maximum(val, 1e-12) - 1)
         viol += np.maximum(r, 0)
-    idx = np.lexsort((stable_rank(allp), viol))[:5]
+    k = min(4, len(viol) - 1)
+    near = np.nonzero(viol <= np.partition(viol, k)[k])[0]  # the five smallest violations and their exact ties
+    idx = near[np.lexsort((stable_rank(allp, near), viol[near]))][:5]
     best_tok = float(allp.cols["tok_s_per_gpu"].max())
     return lines, [row(allp, int(i), model.max_context, best_tok, model.id) for i in idx]
