@@ -271,3 +271,20 @@ def test_blockllm_shared_blocks_by_hand():
 def test_finetune_and_variants_bad_values_exit_2(args, capsys):
     code, out, err = run(["estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", *args], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_capacity_with_heavy_adapters_needs_more_gpus(capsys):
+    """capacity --lora: the plan search's candidates and the simulated replicas both serve the adapters."""
+    import json
+
+    base = ["capacity", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--rate", "30", "--tpot-p99", "40ms",
+            "--max-gpus", "8", "--requests", "400", "--json"]
+    code, out, _ = run(base, capsys)
+    assert code == 0
+    plain = json.loads(out)
+    code, out, _ = run(base + ["--lora", "2000:64:all", "--lora-resident", "20", "--lora-popularity", "zipf:0.8"], capsys)
+    assert code == 0
+    lora = json.loads(out)
+    assert lora["gpus"] > plain["gpus"]  # rank-64 adapters on every projection, 1 % resident: heavy
+    code, _, err = run(base + ["--lora", "10:16", "--lora-resident", "11"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1

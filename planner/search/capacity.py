@@ -95,10 +95,11 @@ class Sizer:
     """Simulate one replica plan at a rate with a replica count (cached)."""
 
     def __init__(self, model: str, hardware: str, plan: dict, spec: WorkloadSpec, *, engine: str, max_seqs: int | None,
-                 percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float):
+                 percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float, lora=None):
         self.sched = Scheduler(max_seqs=max_seqs)
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], weights=plan["weights"],
-                               kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input)
+                               kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input, lora=lora)
+        self.lora = lora  # a costmodel.lora.LoraSpec: every request names an adapter (its popularity)
         self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
         self.cache: dict[tuple[int, float], tuple[Check, object]] = {}
 
@@ -111,6 +112,13 @@ class Sizer:
         key = (replicas, rate)
         if key not in self.cache:
             reqs = generate(self.spec, self.n_requests(rate), rate=rate, seed=self.seed)
+            if self.lora is not None:
+                from planner.serving.sim.adapters import assign_adapters
+
+                a = assign_adapters(len(reqs), self.lora, self.seed)
+                for i in np.nonzero(reqs.parent >= 0)[0]:  # a conversation keeps its first turn's adapter
+                    a[i] = a[reqs.parent[i]]
+                reqs.adapter = a
             res = Simulator([Pool(self.rep, replicas)], reqs).run()
             d = res.done
             pt = _percentile(res.ttft_s[d], self.q)
@@ -153,7 +161,7 @@ class Sizer:
 
 
 def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpus: int, weights: str, kv: str | None,
-                engine: str, isl: float, osl: float) -> tuple[list[dict], list[str]]:
+                engine: str, isl: float, osl: float, lora=None) -> tuple[list[dict], list[str]]:
     """The plan search's best layout per replica size (throughput per GPU under the mean SLO)."""
     # capacity sits above the plan search (it sizes what the search recommends)
     from planner.search.evaluate import Workload
@@ -167,7 +175,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
     out, notes, seen = [], [], set()
     g = 1
     while g <= min(max_gpus, max(domain, 1)):
-        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,))
+        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,), lora=lora)
         try:
             res = search(model, [hardware], g, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
                          Constraints(gpus=g, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
@@ -251,7 +259,8 @@ def max_rate(sizer: Sizer, replicas: int, lo: float, hi: float, iters: int = 7) 
 def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft_s: float | None = None,
              tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64, weights: str = "bf16",
              kv: str | None = None, engine: str = "trtllm", requests: int | None = None, seed: int = 0,
-             hourly: list[float] | None = None, curve: bool = True, progress=None, tco=None) -> CapacityResult:
+             hourly: list[float] | None = None, curve: bool = True, progress=None, tco=None, lora=None) -> CapacityResult:
+    """``lora``: a costmodel.lora.LoraSpec; candidates and the simulated replicas serve those adapters."""
     if hourly:
         if any((not math.isfinite(x)) or x < 0 for x in hourly):
             raise PlannerError("hourly rates must be finite and not negative")
@@ -272,7 +281,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
     notes = [f"workload {spec.name}: {spec.describe()} (mean input {isl:.0f}, output {osl:.0f} tokens); {spec.source}"]
     if ttft_s is None and tpot_s is None:
         notes.append("no SLO given: sized only to keep up with the rate")
-    cands, search_notes = _candidates(m.id, hw.id, spec, slo, max_gpus, weights, kv, engine, isl, osl)
+    cands, search_notes = _candidates(m.id, hw.id, spec, slo, max_gpus, weights, kv, engine, isl, osl, lora)
     notes += search_notes
     if not cands:
         raise PlannerError(f"no plan of {m.id} on {hw.id} meets the mean SLO within {max_gpus} GPUs per replica"
@@ -284,7 +293,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
                 progress(f"sizing {c['label']} (batch cap {cap or 'engine'})")
             try:
                 sizer = Sizer(m.id, hw.id, c, spec, engine=engine, max_seqs=cap, percentile=percentile, slo=slo,
-                              requests=requests, seed=seed, max_input=max_input)
+                              requests=requests, seed=seed, max_input=max_input, lora=lora)
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue

@@ -248,12 +248,17 @@ LORA_HELP = ("LoRA adapters ADAPTERS:RANK[:TARGETS] over the base model, e.g. 10
              "q,k,v,o,gate,up,down, attn, mlp, all, or experts (a rank-R adapter per MoE expert, ExpertWeave)")
 
 
-class Adapters(Request):
-    """Multi-tenant serving: LoRA adapters over one base model, one GPU split between prefill and decode."""
+class LoraOptions(Request):
+    """LoRA adapters over one base model (S-LoRA, ExpertWeave; costmodel/lora.py)."""
 
     lora: str | None = _d(None, LORA_HELP)
     lora_resident: PositiveInt | None = _d(None, "adapters resident in GPU memory per replica (their bytes come out of the KV cache; default: all)")
     lora_popularity: str | None = _d(None, "which adapter a request uses: uniform or zipf:S (adapter k with weight k^-S)")
+
+
+class Adapters(LoraOptions):
+    """Multi-tenant serving: LoRA adapters over one base model, one GPU split between prefill and decode."""
+
     intra_gpu_pd: str | None = _d(None, "one GPU split between prefill and decode (semi-PD, Nexus): F, the prefill share "
                                         "of the SMs in (0, 1), or auto (the best F)")
 
@@ -351,7 +356,7 @@ class PlanRequest(Ownership, Adapters):
         return self
 
 
-class CapacityRequest(Ownership):
+class CapacityRequest(Ownership, LoraOptions):
     model: str = Field(description=MODEL_HELP)
     hardware: str = Field(description=HW_HELP)
     rate: PositiveFloat | None = _d(None, "arrival rate, requests/s (with --hourly/--daily: the peak is used)")
@@ -555,6 +560,11 @@ def plan_placement(req: PlanRequest) -> dict:
 
     return place(list(req.models), list(req.rates), req.hardware[0], isl=req.isl, osl=req.osl, ttft_s=req.ttft,
                  tpot_s=req.tpot, weights=(req.weights or ["bf16"])[0], engine=req.engine, max_gpus=req.gpus)
+
+
+def lora_spec(req):
+    """The LoraSpec a request's --lora/--lora-resident/--lora-popularity name (None without --lora)."""
+    return _lora_spec(req)
 
 
 def _lora_spec(req):
