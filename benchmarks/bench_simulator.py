@@ -10,6 +10,9 @@ wall time covers sampling the workload, building the step-cost table and the sim
   chat-70b-x4                llama-3.1-70b tp4 x 4 replicas, chat, Poisson 10 req/s, least-outstanding router
   burst-vllm                 llama-3.1-8b with the vLLM engine (on-demand KV, chunked prefill), BurstGPT Gamma arrivals
   rag-prefix                 llama-3.1-8b, rag workload (10 % shared prefix served from the prefix cache), 2 req/s
+  lora-8b                    llama-3.1-8b serving 1,000 rank-16 adapters (Zipf 1.0, 200 resident, LRU), chat, 4 req/s
+  classes-x4-migrate         llama-3.1-8b x 4 (vLLM), two service classes (examples/workloads/two-class-chat.yaml),
+                             live migration at a load difference of 2, 40 req/s
 """
 
 from __future__ import annotations
@@ -26,20 +29,32 @@ SCENARIOS = {
     "chat-70b-x4": dict(model="llama-3.1-70b", tp=4, replicas=4, workload="chat", rate=10.0, n=100_000),
     "burst-vllm": dict(model="llama-3.1-8b", tp=1, replicas=1, workload="burstgpt", rate=20.0, n=100_000, engine="vllm"),
     "rag-prefix": dict(model="llama-3.1-8b", tp=1, replicas=1, workload="rag", rate=2.0, n=100_000),
+    "lora-8b": dict(model="llama-3.1-8b", tp=1, replicas=1, workload="chat", rate=4.0, n=100_000, lora=("1000:16", 200, "zipf:1.0")),
+    "classes-x4-migrate": dict(model="llama-3.1-8b", tp=1, replicas=4, workload="examples/workloads/two-class-chat.yaml",
+                               rate=40.0, n=100_000, engine="vllm", migrate=2),
 }
 
 
 def run_one(name: str) -> dict:
-    from planner.serving.sim import Pool, Simulator, replica_for
+    from pathlib import Path
+
+    from planner.serving.sim import Pool, Scheduler, Simulator, replica_for
+    from planner.serving.sim.adapters import assign_adapters, parse_lora
     from planner.serving.workload import generate, get_workload
 
     sc = SCENARIOS[name]
     t0 = time.perf_counter()
-    reqs = generate(get_workload(sc["workload"]), sc["n"], rate=sc["rate"], seed=0)
-    rep = replica_for(sc["model"], "h100-sxm", tp=sc["tp"], engine=sc.get("engine", "trtllm"),
+    wl = sc["workload"]
+    wl = str(Path(__file__).resolve().parents[1] / wl) if wl.endswith(".yaml") else wl
+    reqs = generate(get_workload(wl), sc["n"], rate=sc["rate"], seed=0)
+    lora = parse_lora(*sc["lora"]) if "lora" in sc else None
+    if lora is not None:
+        reqs.adapter = assign_adapters(len(reqs), lora, seed=0)
+    sched = Scheduler(policy="priority") if reqs.classes else None
+    rep = replica_for(sc["model"], "h100-sxm", tp=sc["tp"], engine=sc.get("engine", "trtllm"), sched=sched, lora=lora,
                       max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
     t1 = time.perf_counter()
-    res = Simulator([Pool(rep, sc["replicas"])], reqs).run()
+    res = Simulator([Pool(rep, sc["replicas"])], reqs, migrate=sc.get("migrate")).run()
     s = res.summary()
     t2 = time.perf_counter()
     return {"scenario": name, "requests": sc["n"], "setup_s": t1 - t0, "simulate_s": res.wall_s, "total_s": t2 - t0,

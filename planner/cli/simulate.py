@@ -129,7 +129,7 @@ def _tenant_rows(t: Table, out: dict) -> None:
     if "migration" in out:
         mg = out["migration"]
         t.add_row(f"live migrations (load difference > {mg['threshold']})",
-                  f"{mg['migrations']:,} (copy {ms(mg['mean_copy_s'])}, downtime {ms(mg['mean_downtime_s'])})")
+                  f"{mg['migrations']:,} (copy {ms(mg['mean_copy_s'])}, downtime {mg['mean_downtime_s'] * 1e6:,.0f} us)")
 
 
 def _class_table(classes: dict) -> None:

@@ -73,11 +73,14 @@ class Migrator:
         sim = src.sim
         if src.role != "both" or not src.dec.n:
             return
+        load = src.outstanding()
+        if load <= self.threshold:
+            return  # no replica can be that far below it
         reps = sim.entry_pools[src.pool_idx]
         if len(reps) < 2:
             return
         dst = least(reps)
-        if dst is src or src.outstanding() - dst.outstanding() <= self.threshold:
+        if dst is src or load - dst.outstanding() <= self.threshold:
             return
         dec = src.dec
         E, s = dec.E, dec.s
