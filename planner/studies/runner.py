@@ -40,6 +40,11 @@ def _estimate(r: EstimateRequest) -> dict:
     for k, v in (d.get("serving") or {}).items():
         if isinstance(v, (int, float)):
             out[f"serving_{k}"] = v
+    for group in ("lora", "intra_gpu_pd", "finetune", "variants"):  # multi-tenant what-ifs: lora_miss_rate, ...
+        for k, v in (d.get(group) or {}).items():
+            for kk, vv in (v.items() if isinstance(v, dict) else [("", v)]):
+                if isinstance(vv, (int, float)) and not isinstance(vv, bool):
+                    out[f"{group}_{k}" + (f"_{kk}" if kk else "")] = vv
     return out
 
 
