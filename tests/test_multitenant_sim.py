@@ -222,7 +222,9 @@ def test_ic_cache_keeps_quality_against_routing_on_load_alone():
     assert 0.5 < ic["served_with_examples"] <= 0.7 + 0.05
     # the cached examples lengthen the prompts the small model sees: 3 x 200 tokens each
     assert ic["mean_input_tokens"] == pytest.approx(load["mean_input_tokens"] + 600 * ic["served_with_examples"], rel=0.02)
-    assert ic["usd_per_1k_requests"] == pytest.approx(load["usd_per_1k_requests"], rel=0.05)
+    # the same GPUs at the same hourly price; per request the two differ only by how long the last requests drain
+    assert ic["usd_per_hour"] == load["usd_per_hour"]
+    assert ic["usd_per_1k_requests"] == pytest.approx(load["usd_per_1k_requests"], rel=0.15)
 
 
 # ---------------------------------------------------------------- the CLI: bad values, one line, exit 2

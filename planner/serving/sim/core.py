@@ -153,6 +153,7 @@ class Simulator:
             if ready is None:
                 return
             cache.wait.popleft()
+            self.replicas[self.served_by[rid]].inbound -= 1
             self.seq += 1
             heapq.heappush(self.dyn, (max(ready, now), self.seq, rid, ENGINE_IN))
 
@@ -179,8 +180,9 @@ class Simulator:
         if self.adapter is not None:  # the request's adapter must be resident (a miss loads it over the host link)
             a = self.adapter[rid]
             ready = rep.adapters.acquire(a, t)
-            if ready is None:
+            if ready is None:  # every slot holds an adapter in use: wait for one (counted as the replica's load)
                 rep.adapters.wait.append((rid, a))
+                rep.inbound += 1
                 return
             t_in = max(t_in, ready)
         if t_in > t:

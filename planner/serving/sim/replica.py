@@ -73,7 +73,7 @@ class Replica:
         self.block_swap = m.swap_group is not None
         self.swap_group = m.swap_group or 1
         self.migrated: deque[tuple] = deque()  # (rid, ctx, remaining, shared) arrived by live migration
-        self.inbound = 0  # migrations on their way here or waiting to join
+        self.inbound = 0  # migrations on their way here or waiting to join; requests waiting for an adapter slot
         self.migrator = sim.migrator
         self.tenants = self.fair or self.migrator is not None  # any of the above in use
 
