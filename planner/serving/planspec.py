@@ -1,0 +1,111 @@
+"""A deployment plan as the serving layer reads it: parallel sizes, precisions and the serving techniques it uses,
+and the checks every command applies to one (shared by estimate, the simulator and the studies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.errors import PlannerError
+from planner.serving.host import WEIGHT_OFFLOAD_TARGETS
+from planner.specs.quant import default_kv
+
+
+@dataclass
+class PlanSpec:
+    """One deployment plan: parallel sizes, precisions and the serving techniques it uses."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    dp: int = 1  # replicas
+    weights: str = "bf16"
+    kv: str | None = None  # defaults to the weight format's natural KV (see kv_format)
+    activations: str | None = None
+    weight_offload: str | None = None  # "host" or "disk": stream weights that do not fit (TPI-LLM / EdgeMoE style)
+    attention_dp: int = 1  # data-parallel attention over the MoE group (MLA / MoE models), with --ep
+    chunk_tokens: int = 0  # chunked-prefill token budget per step (0: a whole prompt per step)
+    spec_k: int = 0  # speculative decoding: draft tokens per step (one-layer draft head)
+    spec_alpha: float = 0.0  # acceptance probability per drafted token
+    kv_offload: bool = False  # KV that does not fit in device memory lives in host memory, read over the host link
+    eviction: str | None = None  # "METHOD:TOKENS": keep at most TOKENS of KV per sequence (SnapKV, PyramidKV, ...)
+    prefix_hit_tokens: int = 0  # prompt tokens served from the prefix cache
+    spec_auto: bool = False  # choose the draft length per batch for the most tokens/s (spec_alpha still applies)
+    draft_model: str | None = None  # a draft model id (its own weights, KV and steps); None: a one-layer head
+    context_extension: str | None = None  # "METHOD:FACTOR" (yarn:4): serve up to FACTOR x the trained context
+    prompt_compression: str | None = None  # "METHOD:RATIO" (llmlingua-2:4): prompts shrink RATIO-fold
+    sparse_attention: str | None = None  # "METHOD:KEPT" (duoattention:0.5): see costmodel/sparse.py
+    cp: int = 1  # context parallel devices per replica (ring attention; a distributed KV pool in decode)
+    moe_offload: str | None = None  # CPU-assisted MoE / per-expert precision (costmodel/moe_offload.py)
+    lora: str | None = None  # "ADAPTERS:RANK[:TARGETS]": LoRA adapters over the base model (costmodel/lora.py)
+    lora_resident: int | None = None  # adapters resident in GPU memory per replica (None: all)
+    lora_popularity: str | None = None  # uniform | zipf:S
+    intra_gpu_pd: str | None = None  # "F" or "auto": F of the SMs prefill, 1 - F decode (serving/intragpu.py)
+    finetune_tpot_s: float | None = None  # FlexLLM: co-serve a PEFT job while TPOT stays within this (serving/finetune.py)
+    shared_variants: str | None = None  # BlockLLM "N:SHARED": N fine-tuned variants sharing that fraction of blocks
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.attention_dp * self.cp * self.dp
+
+    def kv_format(self) -> str:
+        if self.kv:
+            return self.kv
+        return default_kv(self.weights)
+
+    def techniques(self) -> dict:
+        return {"chunk_tokens": self.chunk_tokens, "spec_k": "auto" if self.spec_auto else self.spec_k,
+                "spec_alpha": self.spec_alpha, "draft_model": self.draft_model, "kv_offload": self.kv_offload,
+                "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens,
+                "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
+                "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload,
+                "lora": self.lora, "lora_resident": self.lora_resident, "lora_popularity": self.lora_popularity,
+                "intra_gpu_pd": self.intra_gpu_pd, "finetune_tpot_s": self.finetune_tpot_s,
+                "shared_variants": self.shared_variants}
+
+
+def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int | None, dp: int | None,
+                     attention_dp: int | None = None) -> tuple[int, int, int, int]:
+    """Fill parallel sizes from ``--gpus``: tensor parallel over all GPUs unless told otherwise. With attention
+    data parallelism the GPUs of a replica are attention_dp x tp x pp."""
+    for name, v in (("gpus", gpus), ("tp", tp), ("pp", pp), ("ep", ep), ("dp", dp), ("attention-dp", attention_dp)):
+        if v is not None and v < 1:
+            raise PlannerError(f"--{name} must be a positive integer, got {v}")
+    pp_, dp_, ep_, adp_ = pp or 1, dp or 1, ep or 1, attention_dp or 1
+    if tp is None:
+        if gpus is None:
+            tp_ = 1
+        else:
+            if gpus % (pp_ * dp_ * adp_):
+                raise PlannerError(f"--gpus {gpus} is not divisible by pp x dp x attention-dp = {pp_ * dp_ * adp_}")
+            tp_ = gpus // (pp_ * dp_ * adp_)
+    else:
+        tp_ = tp
+    if gpus is not None and tp_ * pp_ * dp_ * adp_ != gpus:
+        raise PlannerError(f"tp x pp x attention-dp x dp = {tp_ * pp_ * adp_ * dp_} does not equal --gpus {gpus}")
+    return tp_, pp_, ep_, dp_
+
+
+def eviction_of(plan: PlanSpec) -> tuple[str, int] | None:
+    if not plan.eviction:
+        return None
+    method, _, tokens = plan.eviction.partition(":")
+    try:
+        budget = int(tokens)
+    except ValueError:
+        raise PlannerError(f"--eviction takes METHOD:TOKENS (e.g. snapkv:2048), got {plan.eviction!r}") from None
+    if budget < 1:
+        raise PlannerError(f"--eviction keeps at least one token, got {budget}")
+    return method, budget
+
+
+def check_plan(plan: PlanSpec, isl: int, osl: int) -> None:
+    if isl < 1 or osl < 1:
+        raise PlannerError("--isl and --osl must be at least 1 token")
+    if plan.weight_offload is not None and plan.weight_offload not in WEIGHT_OFFLOAD_TARGETS:
+        raise PlannerError(f"--weight-offload takes {' or '.join(WEIGHT_OFFLOAD_TARGETS)}, not {plan.weight_offload!r}")
+    if plan.spec_k < 0 or not 0.0 <= plan.spec_alpha < 1.0:
+        raise PlannerError("speculation needs k >= 0 draft tokens and an acceptance rate in [0, 1)")
+    if plan.chunk_tokens < 0 or plan.prefix_hit_tokens < 0:
+        raise PlannerError("the chunk budget and prefix-cache hit tokens cannot be negative")
+    if plan.cp < 1:
+        raise PlannerError(f"--cp must be a positive integer, got {plan.cp}")
