@@ -39,17 +39,68 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Plan LLM serving deployments: fit, speed, cost and the C/A/P trade of each plan."""
 
 
-def _register() -> None:
-    from planner.cli import accuracy, calibrate, capacity, catalog, estimate, fit, plan, profile, simulate, study, validate  # noqa: F401  (commands register themselves)
-    from planner.cli import engines  # noqa: F401
+# the module that registers each top-level command (tests/test_speed_paths.py checks this against the full tree)
+MODULES = {"accuracy": "accuracy", "calibrate": "calibrate", "capacity": "capacity", "hardware": "catalog",
+           "models": "catalog", "estimate": "estimate", "fit": "fit", "plan": "plan", "profile": "profile",
+           "simulate": "simulate", "study": "study", "validate": "validate", "engines": "engines"}
+ALL = ("accuracy", "calibrate", "capacity", "catalog", "estimate", "fit", "plan", "profile", "simulate", "study",
+       "validate", "engines")  # the import order is the order of the commands in --help
+
+
+def _register(modules: tuple[str, ...] = ALL) -> None:
+    import importlib
+
+    for name in modules:  # commands register themselves on import
+        importlib.import_module(f"planner.cli.{name}")
+
+
+def _defer_markdown() -> None:
+    """typer's help renderer imports rich.markdown (and markdown_it, ~0.1 s) at import, but this app renders help
+    in rich markup mode and never builds a Markdown. A stand-in module loads the real one on first use."""
+    if "rich.markdown" in sys.modules:
+        return
+    import importlib
+    import types
+
+    stub = types.ModuleType("rich.markdown")
+
+    def real():
+        if sys.modules.get("rich.markdown") is stub:
+            del sys.modules["rich.markdown"]
+        return importlib.import_module("rich.markdown")
+
+    class Markdown:  # typer only names it in annotations unless markup mode is markdown
+        def __new__(cls, *args, **kwargs):
+            return real().Markdown(*args, **kwargs)
+
+    def attr(name: str):
+        if name.startswith("__"):  # the import system probes __path__ and the like: not a use
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    stub.Markdown = Markdown
+    stub.__getattr__ = attr  # type: ignore[attr-defined]
+    import rich
+
+    sys.modules["rich.markdown"] = rich.markdown = stub  # type: ignore[attr-defined]
 
 
 _COMMAND = None
+_COMMAND_OF: dict[str, object] = {}
 
 
-def _command():
-    """The click command tree, built once per process (typer rebuilds it on every app() call)."""
+def _command(args: list[str] | None = None):
+    """The click command tree, built once per process (typer rebuilds it on every app() call). When the first of
+    the command-line ``args`` names a command, only that command's module is imported: `planner estimate` does
+    not pay for the imports of every other command. Without ``args``: the whole tree."""
     global _COMMAND
+    first = args[0] if args else None
+    completing = any(k.startswith("_PLANNER_COMPLETE") or k == "_TYPER_COMPLETE_ARGS" for k in os.environ)
+    if (first in MODULES or first == "--version") and _COMMAND is None and not completing:
+        if first not in _COMMAND_OF:
+            _register((MODULES[first],) if first in MODULES else ())  # --version needs no command
+            _COMMAND_OF[first] = typer.main.get_command(app)
+        return _COMMAND_OF[first]
     if _COMMAND is None:
         _register()
         _COMMAND = typer.main.get_command(app)
@@ -64,7 +115,8 @@ def _fail(msg: str, code: int = 2):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        rc = _command().main(args=argv, standalone_mode=False, prog_name="planner")
+        _defer_markdown()
+        rc = _command(sys.argv[1:] if argv is None else argv).main(args=argv, standalone_mode=False, prog_name="planner")
     except PlannerError as e:
         _fail(str(e))
     except (typer.Abort, KeyboardInterrupt):

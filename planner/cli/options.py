@@ -150,6 +150,7 @@ def command(app: typer.Typer, name: str, help: str, ui: tuple[str, ...] = ("as_j
         wrapper.__signature__ = inspect.Signature(params)
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
         wrapper.__name__ = body.__name__
+        wrapper.__module__ = body.__module__  # the command's own module (planner.cli.app.MODULES names it)
         wrapper.__doc__ = body.__doc__
         app.command(name, help=help)(wrapper)
         return body

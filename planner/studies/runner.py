@@ -13,23 +13,34 @@ from planner.studies.params import (CapacityRequest, EstimateRequest, PlanReques
 from planner.studies.schema import PARAMS, Study
 
 
-def _estimate(r: EstimateRequest) -> dict:
-    from planner.api import PlanSpec, estimate, resolve_parallel
-
-    tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp)
+def _setup(r: EstimateRequest):
+    """(hardware, plan, (tp, pp, ep, dp)) of an estimate point."""
+    from planner.api import PlanSpec, resolve_parallel
     from planner.costmodel.collectives import hardware_with_link
 
+    tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp)
     plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=r.weights, kv=r.kv, activations=r.activations, weight_offload=r.weight_offload)
     plan = estimate_techniques(plan, r)  # chunking, speculation, KV policies, context/attention techniques
     hw = hardware_with_link(r.hardware, r.link)  # edge clusters: devices joined over Wi-Fi / Ethernet
+    return hw, plan, (tp, pp, ep, dp)
+
+
+def _predict(r: EstimateRequest, hw, plan) -> dict:
+    """``estimate`` (or, with a rate, the simulator's ``estimate_at_rate``) of one point, as a dict."""
     if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
         e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine)
-        d = e if isinstance(e, dict) else e.to_dict()
-    else:
-        d = estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
-                     concurrency=r.concurrency, engine=r.engine).to_dict()
+        return e if isinstance(e, dict) else e.to_dict()
+    from planner.api import estimate
+
+    return estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
+                    concurrency=r.concurrency, engine=r.engine).to_dict()
+
+
+def _row(d: dict, parallel: tuple[int, int, int, int]) -> dict:
+    """The study columns of one estimate dict."""
+    tp, pp, ep, dp = parallel
     out = {k: d[k] for k in ("gpus", "fits", "ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s",
                              "output_tokens_per_s_per_gpu", "requests_per_s", "max_context_tokens", "max_concurrency")}
     out.update(tp=tp, pp=pp, ep=ep, dp=dp, accuracy=d["accuracy"]["score"], weights_bytes=d["memory"]["weights_bytes"],
@@ -46,6 +57,11 @@ def _estimate(r: EstimateRequest) -> dict:
                 if isinstance(vv, (int, float)) and not isinstance(vv, bool):
                     out[f"{group}_{k}" + (f"_{kk}" if kk else "")] = vv
     return out
+
+
+def _estimate(r: EstimateRequest) -> dict:
+    hw, plan, parallel = _setup(r)
+    return _row(_predict(r, hw, plan), parallel)
 
 
 def _plan(req: PlanRequest) -> dict:
@@ -147,22 +163,77 @@ def _run_chunk(args: tuple[str, list[dict]]) -> list[dict]:
     return [run_point(command, p) for p in points]
 
 
+MIN_GROUP = 8  # estimate points sharing a plan priced in one vectorized pass when at least this many
+
+
+def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], None] | None) -> list[int]:
+    """Estimate points that share (model, hardware, engine, plan) are priced together: one cost model, memory model
+    and accuracy per group and one pass of the serving model over their isl/osl/concurrency (predict_many). The first
+    point of a group is also priced by ``estimate`` itself and must agree, else the group falls back to it. Fills
+    ``rows``; returns the indices left for one ``estimate`` call each."""
+    from planner.serving.predict_many import estimate_points, is_plain, same
+
+    groups: dict[tuple, list] = {}
+    rest: list[int] = []
+    for i, params in enumerate(points):
+        try:
+            r = PARAMS["estimate"].model_validate(params)
+            check_specs("estimate", r)
+            if r.rate:
+                rest.append(i)
+                continue
+            hw, plan, parallel = _setup(r)
+        except PlannerError as e:
+            rows[i] = {**params, "error": str(e)}
+            if progress:
+                progress(1)
+            continue
+        key = (r.model, r.hardware, r.link, r.engine, r.batching, repr(plan))
+        groups.setdefault(key, []).append((i, r, hw, plan, parallel))
+    for members in groups.values():
+        _, r0, hw, plan, _ = members[0]
+        if len(members) < MIN_GROUP or not is_plain(plan):
+            rest += [i for i, *_ in members]
+            continue
+        try:
+            ds = estimate_points(r0.model, hw, plan, isl=[m[1].isl for m in members], osl=[m[1].osl for m in members],
+                                 batching=r0.batching, batch=[m[1].batch for m in members],
+                                 concurrency=[m[1].concurrency for m in members], engine=r0.engine)
+            first = next((j for j, d in enumerate(ds) if d is not None), None)
+            if first is not None:
+                ref = _predict(members[first][1], hw, plan)
+                ds = [None] * len(ds) if not same(ds[first], ref) else ds[:first] + [ref] + ds[first + 1:]
+        except PlannerError:
+            ds = [None] * len(members)
+        for (i, _, _, _, parallel), d in zip(members, ds):
+            if d is None:
+                rest.append(i)
+            else:
+                rows[i] = {**points[i], **_row(d, parallel), "error": ""}
+        if progress:
+            progress(sum(d is not None for d in ds))
+    return sorted(rest)
+
+
 def run_study(study: Study, workers: int | None = None, progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Every point's row, in the study's order. Estimate points that share a plan go through one vectorized pass;
+    the rest (plan, capacity, simulate points, estimates at a rate) run one by one across a process pool."""
     points = study.point_params()
-    workers = max(1, min(workers or os.cpu_count() or 1, len(points)))
-    if workers == 1 or len(points) < 8:
-        rows = []
-        for p in points:
-            rows.append(run_point(study.command, p))
+    rows: list = [None] * len(points)
+    todo = _estimate_groups(points, rows, progress) if study.command == "estimate" else list(range(len(points)))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    if workers == 1 or len(todo) < 8:
+        for i in todo:
+            rows[i] = run_point(study.command, points[i])
             if progress:
                 progress(1)
         return rows
-    size = max(1, math.ceil(len(points) / (workers * 8)))
-    chunks = [(study.command, points[i:i + size]) for i in range(0, len(points), size)]
-    rows: list[dict] = []
+    size = max(1, math.ceil(len(todo) / (workers * 8)))
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
     with ProcessPoolExecutor(max_workers=workers) as ex:
-        for part in ex.map(_run_chunk, chunks):
-            rows.extend(part)
+        for idx, part in zip(chunks, ex.map(_run_chunk, [(study.command, [points[i] for i in c]) for c in chunks])):
+            for i, row in zip(idx, part):
+                rows[i] = row
             if progress:
                 progress(len(part))
     return rows

@@ -1,0 +1,174 @@
+"""Many estimate points of one plan in one vectorized pass (studies sweep isl, osl, batch and concurrency).
+
+``estimate`` prices one point per call: it builds the plan arrays, the cost model and the memory model, then two
+cost-model steps. A study of 1,000 points over the same (model, hardware, engine, plan) repeats the first part
+1,000 times. ``estimate_points`` does that part once and sends every point's (isl, osl, running batch) through
+``inflight`` / ``static_batch`` as one array, so the numbers come from the same serving model as ``estimate``.
+
+It covers plans whose techniques are all of the steady-state kind (chunked prefill, speculation with a one-layer
+draft head, KV eviction, prefix caching, context extension, context and attention parallelism); ``is_plain``
+says which. Anything else (LoRA, draft models, offload, prompt compression, sparse attention, ...) and any point
+``estimate`` would refuse comes back as None, for the caller to price with ``estimate`` itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+
+from planner.cap.accuracy import accuracy as accuracy_of
+from planner.costmodel.memory import kv_bytes_per_seq, max_context, memory
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import CostModel
+from planner.serving.batching import Techniques, inflight, static_batch
+from planner.serving.captech import cap_setup
+from planner.serving.host import host_link_bytes_per_s
+from planner.serving.predict import PlanSpec, eviction_of
+from planner.specs.engine import Engine, get_engine
+from planner.specs.hardware import Hardware
+from planner.specs.loader import get_hardware, get_model
+from planner.specs.model import Model
+from planner.specs.quant import get_format, kv_bytes_per_element, resolve
+
+# PlanSpec fields this path prices; every other field must keep its default
+HANDLED = frozenset({"tp", "pp", "ep", "dp", "weights", "kv", "activations", "attention_dp", "cp", "chunk_tokens",
+                     "spec_k", "spec_alpha", "spec_auto", "eviction", "prefix_hit_tokens", "context_extension"})
+_DEFAULTS = PlanSpec()
+
+# the outputs of ``Estimate.to_dict()`` a point carries here (nested keys joined by '.')
+OUTPUTS = ("gpus", "fits", "ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
+           "requests_per_s", "max_context_tokens", "max_concurrency", "accuracy.score", "memory.weights_bytes",
+           "memory.kv_cache_bytes", "cost.usd_per_hour", "cost.usd_per_million_output_tokens",
+           "plan.batch_or_concurrency", "plan.techniques.spec_k_used")
+
+
+def is_plain(plan: PlanSpec) -> bool:
+    """Whether every technique of ``plan`` is one this path prices."""
+    return all(getattr(plan, f.name) == getattr(_DEFAULTS, f.name) for f in fields(PlanSpec) if f.name not in HANDLED)
+
+
+def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(requested n, running n, ok) per point, as ``estimate`` picks them; ok is False where it would refuse."""
+    k = len(batch)
+    n, run, ok = np.zeros(k, np.int64), np.zeros(k, np.int64), np.ones(k, bool)
+    for i in range(k):
+        b, c, cap = batch[i], concurrency[i], int(capped[i])
+        if batching == "static" and b is not None and b >= 1:
+            n[i] = run[i] = b
+        elif batching == "inflight" and (c is None or c == "max"):
+            n[i] = run[i] = cap
+        elif batching == "inflight" and isinstance(c, (int, np.integer)) and c >= 1:
+            n[i] = int(c)
+            run[i] = min(n[i], cap) if cap >= 1 else n[i]
+        else:
+            ok[i] = False  # estimate answers (or refuses) these itself
+    return n, run, ok
+
+
+def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec, *, isl, osl, batching: str = "inflight",
+                    batch=None, concurrency=None, engine: Engine | str = "trtllm") -> list[dict | None]:
+    """``estimate`` of one plan at many points: ``isl``, ``osl``, ``batch`` and ``concurrency`` are per-point
+    sequences (batch/concurrency entries as ``estimate`` takes them). Each point gets a dict with the keys of
+    ``OUTPUTS`` laid out as in ``Estimate.to_dict()``, or None where ``estimate`` itself must answer."""
+    isl, osl = np.asarray(isl, np.int64), np.asarray(osl, np.int64)
+    k = len(isl)
+    batch = list(batch) if batch is not None else [None] * k
+    concurrency = list(concurrency) if concurrency is not None else [None] * k
+    if not is_plain(plan) or k == 0:
+        return [None] * k
+    m = get_model(model) if isinstance(model, str) else model
+    hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    engine = get_engine(engine) if isinstance(engine, str) else engine
+    engine = engine.for_hardware(hw, plan.tp, plan.pp)
+    if plan.spec_k < 0 or not 0.0 <= plan.spec_alpha < 1.0 or plan.chunk_tokens < 0 or plan.prefix_hit_tokens < 0 or plan.cp < 1:
+        return [None] * k  # estimate's own message
+    kv = plan.kv_format()
+    kv_bytes_per_element(kv)
+    resolve(get_format(plan.weights), hw, plan.activations)  # refuses what estimate refuses
+    p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
+                   kv=kv, activations=plan.activations, engine=engine)
+    cap, p = cap_setup(plan, m, hw, p, int(isl[0]), int(osl[0]), engine)  # no technique here reads isl or osl
+    cm = CostModel(m, hw, engine=engine)
+    mem = memory(m, hw, p, engine)
+    mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()
+    evict = eviction_of(plan)
+    adp = plan.attention_dp
+    seq = isl + osl if evict is None else np.minimum(isl + osl, evict[1])
+    kv_cap = max(float(mem.kv_capacity_bytes[0]), 0.0)
+    per_seq = np.broadcast_to(kv_bytes_per_seq(m, p, seq, engine.kv_block_tokens, engine), (k,)).astype(float)
+    fit_n = np.where(per_seq > 0, np.floor(kv_cap / np.where(per_seq > 0, per_seq, 1.0)), 0).astype(np.int64) * adp
+    capped = np.minimum(fit_n, engine.max_seqs * adp)
+    limit_ctx = int(int(max_context(m, mem, p, cap.extension_factor)[0]) * cap.ratio)
+    n, run, ok = _counts(batching, batch, concurrency, capped)
+    ok &= (isl >= 1) & (osl >= 1)
+    weights_b = float(mem.weights_bytes[0])
+    kv_per_token = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
+    kv_need = per_seq * np.maximum(run, 0) / adp
+    other = float(mem.activation_bytes[0] + mem.runtime_bytes[0]) + cap.extra_bytes()
+    usable = float(mem.usable_bytes[0])
+    fits = (run >= 1) & (weights_b + kv_need + other <= usable + 1e-6 * usable)
+    go = np.nonzero(ok & (fits | ((run >= 1) & (batching == "static"))))[0]
+    nan = np.full(k, np.nan)
+    ttft, tpot, e2e, tok, rps, spec = nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy(), np.full(k, float(plan.spec_k))
+    if len(go):
+        pg = p.take(np.zeros(len(go), np.int64))  # one row per point
+        if batching == "static":
+            t = static_batch(cm, pg, n[go], isl[go], osl[go])
+        else:
+            tech = Techniques(chunk_tokens=plan.chunk_tokens, spec_k=plan.spec_k, spec_alpha=plan.spec_alpha,
+                              offload_fraction=0.0, host_bw_bytes_per_s=host_link_bytes_per_s(hw),
+                              kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
+                              spec_auto=plan.spec_auto, draft=None, compress_ratio=cap.ratio,
+                              compress_s=cap.compress_s(cm, pg, isl[go]), adapter_load_s=0.0)
+            t = inflight(cm, pg, n[go], isl[go], osl[go], tech, max_running=run[go], kv_bytes_per_token=kv_per_token,
+                         breakdown=False)
+            spec[go] = np.broadcast_to(np.asarray(t.spec_k, float), (len(go),))
+        ttft[go], tpot[go], e2e[go] = t.ttft_s, t.tpot_s, t.e2e_s
+        tok[go], rps[go] = t.output_tokens_per_s * plan.dp, t.requests_per_s * plan.dp
+    gpus = plan.gpus
+    price = hw.price.usd_per_hour if hw.price else None
+    scores: dict = {}
+    out: list[dict | None] = []
+    for i in range(k):
+        if not ok[i]:
+            out.append(None)
+            continue
+        ev = (evict[0], evict[1], int(isl[i] + osl[i])) if evict else None
+        if ev not in scores:
+            scores[ev] = accuracy_of(plan.weights, kv, task="general", eviction=ev, model_params=m.total_params,
+                                     **cap.accuracy_knobs())["score"]
+        f, tk = bool(fits[i]), float(tok[i])
+        out.append({
+            "gpus": gpus, "fits": f, "ttft_s": float(ttft[i]), "tpot_s": float(tpot[i]), "e2e_latency_s": float(e2e[i]),
+            "output_tokens_per_s": tk, "output_tokens_per_s_per_gpu": tk / gpus if gpus else float("nan"),
+            "requests_per_s": float(rps[i]), "max_context_tokens": limit_ctx, "max_concurrency": int(capped[i]) * plan.dp,
+            "accuracy": {"score": scores[ev]},
+            "memory": {"weights_bytes": weights_b, "kv_cache_bytes": float(kv_need[i])},
+            "cost": {"usd_per_hour": price * gpus if price else None,
+                     "usd_per_million_output_tokens": (price * gpus / (tk * 3600) * 1e6) if price and f and tk > 0 else None},
+            "plan": {"batch_or_concurrency": int(n[i]), "techniques": {"spec_k_used": float(spec[i])}},
+        })
+    return out
+
+
+def pick(d: dict, key: str):
+    """One of ``OUTPUTS`` ('a.b.c') from an estimate dict."""
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+def same(a: dict, b: dict, rel: float = 1e-9) -> bool:
+    """Whether two estimate dicts agree on every one of ``OUTPUTS`` (floats to ``rel``; NaN equals NaN)."""
+    for key in OUTPUTS:
+        x, y = pick(a, key), pick(b, key)
+        if isinstance(x, float) or isinstance(y, float):
+            if x is None or y is None:
+                if x is not y:
+                    return False
+            elif not (np.isnan(x) and np.isnan(y)) and abs(x - y) > rel * max(abs(x), abs(y)):
+                return False
+        elif x != y or type(x) is not type(y):
+            return False
+    return True

@@ -1,0 +1,151 @@
+"""The fast paths give the same answers as the plain ones: vectorized study points equal ``estimate`` point by point,
+and the lazily built command line shows the same help while importing less. (Timings live in benchmarks/.)"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from planner.api import PlanSpec, estimate
+from planner.errors import PlannerError
+from planner.serving import predict_many
+from planner.serving.predict_many import OUTPUTS, estimate_points, is_plain, pick, same
+from planner.studies.runner import run_point, run_study
+from planner.studies.schema import Study
+
+ISL = [1, 128, 2048, 8192, 32768, 100_000, 700, 4096, 64, 16384]
+OSL = [1, 64, 512, 2048, 8192, 1000, 33, 128, 4096, 256]
+
+CASES = {  # (model, hardware, plan, batching, engine)
+    "dense-fp8-tp4": ("llama-3.1-70b", "h100-sxm", PlanSpec(tp=4, weights="fp8"), "inflight", "trtllm"),
+    "dense-one-gpu-tight": ("llama-3.1-70b", "h100-sxm", PlanSpec(weights="int4"), "inflight", "vllm"),
+    "dense-static-pp2": ("llama-3.1-8b", "a100-sxm-80gb", PlanSpec(pp=2), "static", "trtllm"),
+    "moe-mla-adp": ("deepseek-v3", "h200-sxm", PlanSpec(tp=1, ep=8, attention_dp=8, weights="fp8"), "inflight", "trtllm"),
+    "moe-no-price": ("mixtral-8x7b", "h100-nvl", PlanSpec(tp=2), "inflight", "trtllm"),
+    "techniques": ("llama-3.1-8b", "h100-sxm", PlanSpec(chunk_tokens=512, spec_k=3, spec_alpha=0.7, prefix_hit_tokens=32,
+                                                        eviction="snapkv:2048"), "inflight", "trtllm"),
+    "adaptive-spec-cp": ("qwen3-32b", "h100-sxm", PlanSpec(tp=2, cp=2, spec_alpha=0.8, spec_auto=True,
+                                                           context_extension="yarn:4"), "inflight", "vllm"),
+}
+
+
+def _scalar(model, hw, plan, batching, engine, isl, osl, n):
+    kw = {"batch": n} if batching == "static" else {"concurrency": n}
+    try:
+        return estimate(model, hw, plan, isl=isl, osl=osl, batching=batching, engine=engine, **kw).to_dict()
+    except PlannerError:
+        return None
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_points_equal_estimate_point_by_point(case):
+    model, hw, plan, batching, engine = CASES[case]
+    counts = [1, 7, 64, "max", 2048, 3, 512, "max", 16, 100_000] if batching == "inflight" else [1, 7, 64, 256, 2, 3, 512, 5000, 16, 1]
+    kw = {"batch": counts} if batching == "static" else {"concurrency": counts}
+    fast = estimate_points(model, hw, plan, isl=ISL, osl=OSL, batching=batching, engine=engine, **kw)
+    priced = 0
+    for i, d in enumerate(fast):
+        ref = _scalar(model, hw, plan, batching, engine, ISL[i], OSL[i], counts[i])
+        if d is None:
+            continue  # estimate answers these itself (the runner sends them there)
+        assert ref is not None, f"{case} point {i}: estimate refuses what the vectorized path priced"
+        assert same(d, ref), [(k, pick(d, k), pick(ref, k)) for k in OUTPUTS if pick(d, k) != pick(ref, k)]
+        priced += 1
+    assert priced >= 8, f"{case}: only {priced} of {len(fast)} points took the vectorized path"
+    fitting = [d for d in fast if d is not None and d["fits"]]
+    assert fitting and all(d["ttft_s"] > 0 and d["tpot_s"] > 0 for d in fitting)  # not a pass over NaNs
+
+
+def test_plans_with_other_techniques_are_left_to_estimate():
+    for plan in (PlanSpec(lora="100:16"), PlanSpec(kv_offload=True), PlanSpec(prompt_compression="llmlingua-2:4"),
+                 PlanSpec(spec_k=2, spec_alpha=0.6, draft_model="llama-3.2-1b"), PlanSpec(weight_offload="host")):
+        assert not is_plain(plan)
+        assert estimate_points("llama-3.1-8b", "h100-sxm", plan, isl=[512] * 3, osl=[64] * 3) == [None] * 3
+    assert is_plain(PlanSpec(tp=2, spec_k=2, spec_alpha=0.5, eviction="snapkv:1024"))
+
+
+def _study(axes: dict, base: dict | None = None) -> Study:
+    return Study.model_validate({"name": "t", "command": "estimate", "sweep": {"mode": "product", "axes": axes},
+                                 "base": base or {"model": "llama-3.1-70b", "hardware": "h100-sxm", "gpus": 4, "weights": "fp8"}})
+
+
+def _rows_equal(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert list(x) == list(y)  # same columns, same order
+        for k in x:
+            u, v = x[k], y[k]
+            assert type(u) is type(v), (k, u, v)
+            if isinstance(u, float) and not (math.isnan(u) and math.isnan(v)):
+                assert u == pytest.approx(v, rel=1e-9, abs=0), k
+            elif not isinstance(u, float):
+                assert u == v, k
+
+
+def test_study_rows_equal_one_estimate_per_point():
+    # two groups of 12 (tp 4 and tp 8), a group too small to share (tp 2 x 2 points, not fitting at 128k) and
+    # points that fail validation (context past the model's) with their error column
+    study = _study({"gpus": [4, 8], "isl": [256, 4096, 131072], "osl": [128, 2048],
+                    "concurrency": [1, 64]})
+    rows = run_study(study, workers=1)
+    _rows_equal(rows, [run_point("estimate", p) for p in study.point_params()])
+    assert any(r["error"] for r in rows) and sum(not r["error"] for r in rows) >= 16
+
+
+def test_study_with_a_drifted_fast_path_falls_back_to_estimate(monkeypatch):
+    # the first point of each group is also priced by estimate: a disagreement sends the whole group there
+    real = predict_many.estimate_points
+
+    def drifted(*a, **k):
+        out = real(*a, **k)
+        for d in out:
+            if d is not None:
+                d["tpot_s"] *= 1.01
+        return out
+
+    monkeypatch.setattr(predict_many, "estimate_points", drifted)
+    study = _study({"isl": [256, 1024, 4096], "osl": [64, 512, 1024]})
+    _rows_equal(run_study(study, workers=1), [run_point("estimate", p) for p in study.point_params()])
+
+
+# ------------------------------------------------------------------ start-up
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "100"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_help_imports_no_numerics_and_no_markdown_parser():
+    r = _python("import sys\nfrom planner.cli.app import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                "print('MODULES', *sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'matplotlib', "
+                "'markdown_it') or m.startswith('planner.costmodel')))")
+    assert r.returncode == 0, r.stderr
+    assert "Commands" in r.stdout and r.stdout.strip().splitlines()[-1] == "MODULES"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["estimate", "--help"], ["hardware", "--help"], ["study", "--help"]])
+def test_help_text_is_the_same_with_the_whole_tree_and_real_markdown(args):
+    # fast: the stand-in markdown module and, for a command, only its module; reference: rich.markdown imported up
+    # front (no stand-in) and every command registered first
+    run = "from planner.cli.app import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n" % args
+    fast = _python(run)
+    full = _python("import rich.markdown\nfrom planner.cli import app\napp._command()\n" + run)
+    assert fast.returncode == full.returncode == 0
+    assert fast.stdout == full.stdout and "Usage" in fast.stdout
+
+
+def test_every_command_is_registered_by_the_module_the_table_names():
+    from planner.cli import app as app_mod
+
+    app_mod._command()  # the whole tree
+    seen = {}
+    for info in app_mod.app.registered_commands:
+        seen[info.name] = info.callback.__module__
+    for info in app_mod.app.registered_groups:
+        seen[info.name] = info.typer_instance.registered_commands[0].callback.__module__
+    assert set(seen) == set(app_mod.MODULES)
+    assert all(mod == f"planner.cli.{app_mod.MODULES[name]}" for name, mod in seen.items()), seen
