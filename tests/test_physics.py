@@ -121,3 +121,90 @@ def test_llama4_chunked_layers_cost_less_at_long_context():
     assert chunked.count == pytest.approx(3 * full.count)  # 3 of 4 layers are chunked
     # per layer, a chunked decode reads (8192 + 1) / 2 keys where a full layer reads all 65,536
     assert chunked.bytes[0] / full.bytes[0] == pytest.approx(4096.5 / 65536, rel=0.05)
+
+
+# ---- sliding windows through the engine, attention-DP stragglers, grouped experts, host time per sequence ----
+
+def test_an_engine_that_keeps_the_whole_sequence_holds_and_reads_full_length_kv():
+    from planner.costmodel.memory import kv_bytes_per_seq
+
+    m, hw = get_model("mistral-7b"), get_hardware("h100-sxm")  # every layer slides over 4096 tokens
+    p = make_plans(m, hw, tp=1, weights="fp8", kv="fp8")
+    per_token = 2 * m.num_layers * m.num_kv_heads * m.head_dim * 1.0  # K and V, fp8
+    windowed = Engine(kv_window_freed=True)
+    whole = Engine(kv_window_freed=False)
+    assert kv_bytes_per_seq(m, p, 22000, 1, windowed)[0] == pytest.approx(per_token * 4096)
+    assert kv_bytes_per_seq(m, p, 22000, 1, whole)[0] == pytest.approx(per_token * 22000)
+    # below the window the two agree
+    assert kv_bytes_per_seq(m, p, 3000, 1, whole)[0] == pytest.approx(kv_bytes_per_seq(m, p, 3000, 1, windowed)[0])
+    # decode attention of a 20000-token sequence reads 20000 keys when the cache is not cyclic, 4096 when it is
+    st = Step(decode_seqs=8, decode_ctx=20000)
+    full_cm, win_cm = CostModel(m, hw, engine=whole), CostModel(m, hw, engine=windowed)
+    assert op(win_cm.step(p, st), Op.ATTENTION_SWA).bytes[0] < op(full_cm.step(p, st), Op.ATTENTION).bytes[0]
+    read = 8 * 20000 * per_token / m.num_layers  # per layer
+    assert op(full_cm.step(p, st), Op.ATTENTION).bytes[0] == pytest.approx(read, rel=0.01)
+
+
+def test_trtllm_0_14_keeps_the_whole_sequence_and_1_1_frees_the_window():
+    from planner.specs.engine import get_engine
+
+    assert get_engine("trtllm@0.14").kv_window_freed is False
+    assert get_engine("trtllm@1.1").kv_window_freed is True
+    assert "max_attention_window_size" in get_engine("trtllm@0.14").sources["kv_window_freed"]
+
+
+def test_attention_dp_prices_a_prompt_on_one_rank_and_routes_the_group_total_once():
+    m, hw = get_model("qwen3-235b-a22b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, ep=8, adp=8, weights="fp8", kv="fp8")
+    cm = CostModel(m, hw)
+    sc = cm.step(p, Step(prefill_seqs=1, prefill_tokens=1000, decode_seqs=800, decode_ctx=1500))
+    # the busiest rank: the whole 1000-token prompt plus its 100 decodes through its QKV projection
+    qkv = op(sc, Op.QKV_PROJ)
+    one = cm.step(make_plans(m, hw, tp=1, weights="fp8", kv="fp8"), Step(decode_seqs=1, decode_ctx=10))
+    assert qkv.flops[0] == pytest.approx(op(one, Op.QKV_PROJ).flops[0] * 1100)
+    # the experts see the group's 1800 tokens x top-k once, spread over 8 ranks (times the busiest rank's load)
+    rows = op(sc, Op.EXPERTS).flops[0] / (2.0 * m.expert_params())
+    mean = 1800 * m.moe.top_k / 8
+    assert mean <= rows <= mean * ep_imbalance(1800 * m.moe.top_k, 8)[()] * 1.0001
+
+
+def test_grouped_expert_gemm_efficiency_scales_the_expert_compute_only():
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="fp8", kv="fp8")
+    st = Step(decode_seqs=2048, decode_ctx=100)  # compute-bound experts
+    base = CostModel(m, hw)
+    k = base.kernels
+    half = CostModel(m, hw, kernels=k.with_values(moe_gemm=k.moe_gemm / 2))
+    e0, e1 = op(base.step(p, st), Op.EXPERTS), op(half.step(p, st), Op.EXPERTS)
+    assert e0.bound[0] == 0  # compute bound
+    assert (e1.time_s[0] - half.kernel_s) == pytest.approx(2 * (e0.time_s[0] - base.kernel_s), rel=1e-6)
+    assert op(half.step(p, st), Op.QKV_PROJ).time_s[0] == pytest.approx(op(base.step(p, st), Op.QKV_PROJ).time_s[0])
+
+
+def test_host_time_per_sequence_hides_under_the_gpu_until_it_is_longer():
+    m, hw = get_model("gpt-oss-20b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="mxfp4", kv="bf16")
+    gpu = CostModel(m, hw, engine=Engine(async_scheduling=True))
+    b = 100e-6
+    host = CostModel(m, hw, engine=Engine(async_scheduling=True, step_host_per_seq_s=b))
+    for n in (8, 1024):
+        st = Step(decode_seqs=n, decode_ctx=1500)
+        t_gpu, t = gpu.step(p, st).stage_time_s[0], host.step(p, st).stage_time_s[0]
+        assert t == pytest.approx(max(t_gpu, b * n))
+    assert host.step(p, Step(decode_seqs=1024, decode_ctx=1500)).stage_time_s[0] == pytest.approx(b * 1024)
+
+
+def test_trtllm_bench_sizes_its_batch_from_the_dataset_lengths():
+    from planner.calibrate.bench_settings import trtllm_bench_max_batch
+
+    m, hw = get_model("gpt-oss-20b"), get_hardware("h100-sxm")
+    # by hand: 20.9e9 params x 2 B (MXFP4 is outside trtllm-bench's table) = 38.9 GiB; KV 2 x 24 x 8 x 64 x 2 B per
+    # token; (79.65 - 38.9) GiB x 0.95 / (48 KiB x 2000) = 422 requests -> rounded up to 128s: 512
+    params = sum(m.param_counts().values())
+    gib = 2.0**30
+    req = (hw.memory_capacity_bytes / gib - params * 2 / gib) * 0.95 / (2 * 24 * 8 * 64 * 2 / gib * 2000)
+    assert 384 < req < 512
+    assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "bf16") == 512
+    # longer sequences: fewer requests, never below 64; an FP8 cache doubles them
+    assert trtllm_bench_max_batch(m, hw, 1, 1, 32768, 1024, "mxfp4", "bf16") == 64
+    assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "fp8") > 512

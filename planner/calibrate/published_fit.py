@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.calibrate.bench_settings import bench_runs, trtllm_bench_max_batch
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
@@ -93,6 +94,7 @@ class FitRow:
     isl: int = 1
     osl: int = 1
     moe: bool = False
+    batch_cap: int = 0  # per-rank batch limit the benchmark tool picked (bench_settings.py); 0: the engine's own
 
     @property
     def cell(self) -> tuple[str, str | None]:
@@ -141,8 +143,9 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     if "output_tokens_per_s_per_gpu" in cols:
         isl, osl = int(num("isl")), int(num("osl"))
         par = row.get("parallel") or f"tp{tp}"
+        cap = trtllm_bench_max_batch(m, hw, tp * adp, tp * adp, isl, osl, weights, kv) if bench_runs(row.get("source"), base["engine"]) else 0
         return FitRow(**base, kind="inflight", what="output_tokens_per_s_per_gpu", config=f"{par} {weights} {isl}/{osl} max",
-                      measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl)
+                      measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap)
     if "phase" in cols and "tokens_per_s" in cols:
         base["engine"] = _release("llamacpp") if base["engine"].startswith("trtllm") else base["engine"]
         if row["phase"] == "decode":
@@ -196,6 +199,7 @@ class _Group:
     isl: np.ndarray
     osl: np.ndarray
     running: np.ndarray | None = None  # in-flight: sequences that fit (memory and the engine cap)
+    batch_cap: np.ndarray | None = None  # per-rank batch limit of the benchmark tool (0: the engine's)
     kv_per_token: np.ndarray | None = None
     cell: tuple = field(default=("", None))
 
@@ -219,7 +223,7 @@ class Predictor:
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
         g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), get_engine(r0.engine), arr("tp"), arr("ep"),
                    arr("adp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
-                   arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell)
+                   arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell, batch_cap=arr("batch_cap"))
         if r0.kind == "inflight":
             g.running, g.kv_per_token = _admitted(g, g.engine)
         return g
@@ -257,6 +261,7 @@ def _admitted(g: _Group, eng) -> tuple[np.ndarray, np.ndarray]:
     """Sequences the engine admits at once (KV memory, then its batch cap) and KV bytes per token, per row."""
     p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
     mem = memory(g.model, g.hw, p, eng)
-    per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens)
+    per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens, eng)
     fit_n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * g.adp
-    return np.minimum(fit_n, eng.max_seqs * g.adp), mem.kv_full_per_token + mem.kv_swa_per_token
+    cap = np.where(g.batch_cap > 0, g.batch_cap, eng.max_seqs) if g.batch_cap is not None else eng.max_seqs
+    return np.minimum(fit_n, cap * g.adp), mem.kv_full_per_token + mem.kv_swa_per_token

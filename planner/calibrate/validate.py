@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.calibrate.bench_settings import bench_runs, trtllm_bench_max_batch
 from planner.calibrate.published_fit import engine_of
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
-from planner.specs.loader import data_dir
-from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical
+from planner.specs.loader import data_dir, get_hardware, get_model
+from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical, default_kv
 
 
 @dataclass
@@ -157,7 +158,12 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} b={b} {isl}/{osl}", _float(row, "output_tokens_per_s_per_gpu", file, line), e.output_tokens_per_s_per_gpu
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
-        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=eng)
+        conc = "max"
+        if bench_runs(row.get("source"), eng):  # trtllm-bench sized its own batch (calibrate/bench_settings.py)
+            gpus, tp_b = (plan.tp * plan.attention_dp,) * 2
+            conc = plan.attention_dp * trtllm_bench_max_batch(get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
+                                                              gpus, tp_b, isl, osl, weights, kv or default_kv(weights))
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=eng)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream

@@ -41,23 +41,33 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     return layer_bytes + ends
 
 
-def kv_bytes_per_token_layers(model: Model, p: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
-    """KV bytes per token on one device: (full-attention layers, sliding-window layers)."""
+def frees_window(engine: Engine | None) -> bool:
+    """Whether ``engine`` applies local layers' windows (sliding window, Llama-4 chunks): it keeps only the window's
+    KV and attends over it. TensorRT-LLM before 1.0 realises a sliding window only as its cyclic KV cache
+    (max_attention_window_size, a runtime setting that defaults to the whole sequence): unset, every layer holds
+    and attends over the whole sequence. None (no engine named): the windowed cache."""
+    return engine is None or bool(getattr(engine, "kv_window_freed", True))
+
+
+def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """KV bytes per token on one device: (full-length layers, sliding-window layers). Local layers of an engine
+    that does not free KV outside the window count as full-length ones."""
     per_layer = attention_shard(model, p.tp).kv_elems_per_token
     pp = p.pp.astype(float)
     # local layers (sliding window, or Llama-4 chunks: the engine frees keys before the current chunk)
-    n_swa = len(model.local_layer_indices())
+    n_swa = len(model.local_layer_indices()) if frees_window(engine) else 0
     full = per_layer * (model.num_layers - n_swa) / pp * p.kv_bytes
     swa = per_layer * n_swa / pp * p.kv_bytes
     return full, swa
 
 
-def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1) -> np.ndarray:
+def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, engine: Engine | None = None) -> np.ndarray:
     """KV bytes one sequence of ``ctx`` tokens holds on a device (whole blocks). Sparse attention's streaming heads
     (costmodel/sparse.py) keep only their window of the full-attention layers' KV (not under MLA, whose latent is
-    shared by every head); context parallelism spreads a sequence's KV over cp devices."""
+    shared by every head); context parallelism spreads a sequence's KV over cp devices. ``engine``: whether local
+    layers keep only their window (``frees_window``)."""
     ctx = np.ceil(np.asarray(ctx, float) / block_tokens) * block_tokens
-    full, swa = kv_bytes_per_token_layers(model, p)
+    full, swa = kv_bytes_per_token_layers(model, p, engine)
     w = model.attention.local_window
     h = 1.0 if model.attention.mla else np.asarray(p.sa_dense, float)
     full_tokens = h * ctx + (1.0 - h) * np.minimum(ctx, np.asarray(p.sa_window, float)) if np.any(h < 1) else ctx
@@ -94,7 +104,7 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine()) ->
     w = weight_bytes_per_device(model, p)
     act = activation_bytes(model, p, eng)
     rt = np.full_like(w, eng.runtime_for(hw))
-    full, swa = kv_bytes_per_token_layers(model, p)
+    full, swa = kv_bytes_per_token_layers(model, p, eng)
     if eng.kv_policy == "free":
         kv = eng.utilization * (cap - w - act - rt)
         usable = w + act + rt + np.maximum(kv, 0.0)
@@ -141,6 +151,6 @@ def max_context(model: Model, mem: MemoryResult, p: PlanArrays | None = None, ex
 
 def max_concurrency(model: Model, p: PlanArrays, mem: MemoryResult, ctx, eng: Engine = Engine()) -> tuple[np.ndarray, np.ndarray]:
     """Sequences of ``ctx`` tokens that fit per replica, before and after the engine cap."""
-    per_seq = kv_bytes_per_seq(model, p, ctx, eng.kv_block_tokens)
+    per_seq = kv_bytes_per_seq(model, p, ctx, eng.kv_block_tokens, eng)
     n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * p.adp
     return n, np.minimum(n, eng.max_seqs)

@@ -46,6 +46,7 @@ class ParamSpec:
     # the fit sets it on the engine it predicts with, and the calibration file carries it at the top level
     engine_field: str | None = None
     per_architecture: bool = True  # False: one value per engine release (values the Engine carries)
+    spread: float = 1.0  # scales how far an engine family or release may stray from the all-engine value
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -53,6 +54,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               "dense GEMM rate at large M relative to the device's GEMM microbenchmark (MAMF) in the compute dtype"),
     ParamSpec("gemm_half_m", "kernel", "tokens", 32.0, 1.0, 2048.0, 0.0, True,
               "tokens per GEMM at which its rate is half the large-M rate (tile and wave quantization)"),
+    ParamSpec("moe_gemm", "kernel", "x gemm", 0.8, 0.2, 1.15, 1.0, True,
+              "routed-expert grouped GEMM rate relative to the dense GEMM rate at the same tokens per expert (after "
+              "each expert's rows are padded to whole tiles): permutation-aware grouped kernels, expert scheduling; "
+              "releases differ in their MoE kernels (CUTLASS FP8, Triton MXFP4 on Hopper), hence the wider spread",
+              spread=3.0),
     ParamSpec("attention", "kernel", "x MAMF", 0.5, 0.1, 1.15, 1.0, True,
               "prefill (flash) attention FLOP rate relative to the 16-bit GEMM microbenchmark"),
     ParamSpec("kv_read", "kernel", "x STREAM", 0.7, 0.2, 1.15, 1.0, True,
@@ -65,6 +71,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "host/launch gap per kernel (per op per layer)", "kernel_overhead_s"),
     ParamSpec("step_s", "engine", "s", 2e-4, 1e-6, 2e-2, 0.0, True,
               "fixed host time per engine step (scheduler, sampling, synchronization)", "step_overhead_s"),
+    # one value per release with a wide spread between releases (``spread``): a C++ executor spends ~nothing per
+    # sequence, a Python one (TensorRT-LLM 1.x PyTorch backend, vLLM) tens of microseconds. The prior sits where a
+    # Python scheduler is: an engine that hides host time under the GPU (async scheduling) shows it only once
+    # b x sequences exceeds the GPU step, so a fit started near 0 would see no slope there
+    ParamSpec("seq_host_s", "engine", "s", 5e-5, 1e-7, 5e-4, 0.0, True,
+              "host time per sequence in a step (request bookkeeping, sampling, detokenize); with async scheduling it "
+              "hides under the GPU time", "step_host_per_seq_s", per_architecture=False, spread=10.0),
     ParamSpec("request_s", "engine", "s", 0.0, 0.0, 0.1, 0.0, False,
               "host time per request (tokenize, admit, detokenize); read by the serving layer", "request_overhead_s",
               per_architecture=False),

@@ -22,6 +22,7 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
 from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_terms
+from planner.costmodel.memory import frees_window
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.roofline import gemm_efficiency
@@ -271,9 +272,10 @@ class _Ctx:
     ep: np.ndarray
     adp: np.ndarray
     cp: np.ndarray  # context parallel: a prompt's tokens split over cp devices, each holding 1/cp of the KV
-    T: np.ndarray  # tokens through this device's GEMMs (attention-DP splits the batch)
+    T: np.ndarray  # tokens through this device's GEMMs (attention-DP splits the batch; the busiest rank's share)
     out_tokens: np.ndarray  # rows through lm_head
     layers_stage: float | np.ndarray
+    T_group: np.ndarray | float = 0.0  # tokens of the whole attention-DP group (what its MoE layers route)
 
     @classmethod
     def of(cls, cm: "CostModel", plans: PlanArrays, step: Step) -> "_Ctx":
@@ -286,9 +288,14 @@ class _Ctx:
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
         cp = np.asarray(plans.cp, float)
+        T_group = p_seqs * p_tok / cp + d_seqs * d_tok
+        # attention data parallelism: a prompt is prefilled whole on one rank, and the ranks meet at every layer's
+        # collective (MoE all-to-all, TP all-reduce), so the rank holding the most prompts sets the step. Priced as
+        # if every rank held that many: ceil(prompts / ranks) each; the MoE layers route the true group total.
+        p_seqs = np.where(adp > 1, np.ceil(p_seqs / adp - 1e-9) * adp, p_seqs)
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
                    T=(p_seqs * p_tok / cp + d_seqs * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
-                   layers_stage=cm.model.num_layers / pp)
+                   layers_stage=cm.model.num_layers / pp, T_group=T_group)
 
 
 def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
@@ -300,7 +307,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     wb, kvb = plans.weight_bytes, plans.kv_bytes
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
            cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=h + sh.qkv_out)]
-    n_slide, n_chunk = m.num_sliding_layers(), m.num_chunked_layers()
+    # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
+    n_slide, n_chunk = (m.num_sliding_layers(), m.num_chunked_layers()) if frees_window(cm.engine) else (0, 0)
     for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_layers - n_slide - n_chunk, None, False),
                                             (Op.ATTENTION_SWA, n_slide, a.sliding_window, False),
                                             (Op.ATTENTION_CHUNKED, n_chunk, a.chunk_size, True)):
@@ -395,7 +403,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     cnt = c.layers_stage * m.num_moe_layers / m.num_layers
     moe_group = c.tp * c.adp
     moe_tp = moe_group / c.ep
-    T_group = c.T * c.adp  # tokens routed within the MoE group
+    T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
     assigned = T_group * mo.top_k  # token-expert assignments in the group
     imb = ep_imbalance(assigned, c.ep)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
@@ -406,7 +414,9 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
     w_dev = m.expert_params() / moe_tp  # elements of one expert on this device
     m_per_expert = assigned / np.maximum(touched, 1e-9)
-    ops.append(cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops, wb, cnt,
+    # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
+    # efficiency (params.moe_gemm)
+    ops.append(cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
                         m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev))
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))

@@ -43,7 +43,7 @@ class CapAxis:
         return self.names.index(name)
 
 
-def build_axis(model, base: PlanArrays, mem, wl, opts: SpaceOptions, block_tokens: int) -> CapAxis:
+def build_axis(model, base: PlanArrays, mem, wl, opts: SpaceOptions, block_tokens: int, engine=None) -> CapAxis:
     need = max(wl.isl + wl.osl, getattr(wl, "min_context", 0) or 0)
     factor, ext = extension_for(model, need, opts)
     variants = [Variant(e, s, c) for e, s, c in product(ext, [None, *opts.sparse_attention], [None, *opts.prompt_compression])]
@@ -55,7 +55,7 @@ def build_axis(model, base: PlanArrays, mem, wl, opts: SpaceOptions, block_token
     for j, v in enumerate(variants):
         ctx = isl_m[j] + wl.osl
         p = with_sparse(base, *(v.sparse or (None, 1.0)), ctx)
-        per_seq[:, j] = kv_bytes_per_seq(model, p, ctx, block_tokens)
+        per_seq[:, j] = kv_bytes_per_seq(model, p, ctx, block_tokens, engine)
         comp = compressor(v.compression[0]) if v.compression and v.ratio > 1 else None
         hbm[:, j] = np.maximum(hbm0 - compressor_bytes(comp), 0.0)
     return CapAxis(variants, factor, names, per_seq, hbm, isl_m)

@@ -47,6 +47,10 @@ class Engine:
     runtime_bytes: float = 1.0 * GiB
     max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
+    # whether sliding-window (and chunked-local) layers keep only their window's KV and attend over it; False: the
+    # engine holds and attends over the whole sequence there, as TensorRT-LLM < 1.0 does unless its
+    # max_attention_window_size is set (costmodel.memory.frees_window)
+    kv_window_freed: bool = True
     max_seqs: int = 2048  # engine cap on concurrent sequences
     kernel_overhead_s: float = 0.0  # extra gap per op (kernel launches not in CUDA graphs)
     step_overhead_s: float = 0.0  # extra host time per step beyond the hardware's
@@ -125,7 +129,7 @@ class Engine:
         """A JSON-ready summary (what result objects and ``planner engines show`` print)."""
         return {"id": self.id, "version": self.version, "name": self.name, "utilization": self.utilization,
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
-                "kv_block_tokens": self.kv_block_tokens, "chunked_prefill": self.chunked_prefill,
+                "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,
                 "spec_methods": list(self.spec_methods), "source": self.source}
@@ -251,7 +255,7 @@ class EngineSpec(_Strict):
 _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
                            if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source"))
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
-_REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens",
+_REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
                               "async_scheduling", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
 

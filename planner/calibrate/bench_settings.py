@@ -1,0 +1,46 @@
+"""The batch limit ``trtllm-bench`` picks for itself, so a published row is predicted at the batch it ran.
+
+``trtllm-bench throughput`` (TensorRT-LLM 1.x, PyTorch backend; the perf-overview tables of
+``measurements/published/modern_per_gpu.csv``) is run without ``--max_batch_size``: it sizes the batch from
+the dataset's input/output lengths (NVIDIA/TensorRT-LLM ``tensorrt_llm/bench/build/tuning.py``,
+``calc_engine_setting`` and ``finetune_setting``):
+
+    engine GiB   = all parameters x bytes per element (1 for FP8 / FP8 block scales, 0.5 NVFP4, else 2)
+    per token    = 2 x layers x max(tp, kv heads) x head_dim x KV bytes (1 for an FP8 cache, else 2)   [GiB]
+    requests     = (device GiB x GPUs - engine GiB) x 0.95 / (per token x (isl + osl))
+    max_batch    = requests (at most 4096) rounded up: to 32 (at least 64) below 256, to 128 below 1024,
+                   to 256 above
+
+Every layer counts at full length (the estimate ignores sliding windows), and a weight format outside the
+table (gpt-oss's MXFP4) counts 2 bytes. The cap is per scheduler (per attention-DP rank); the KV pool the
+engine then allocates still bounds what runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+GIB = 2.0**30
+MAX_REQUESTS = 4096  # finetune_setting: "cap total batch size to avoid decoder buffer size becoming too large"
+KV_FRACTION = 0.95  # calc_engine_setting's kv_cache_gpu_mem_fraction default
+_WEIGHT_BYTES = {"fp8": 1.0, "fp8-block": 1.0, "fp4": 0.5, "nvfp4": 0.5}
+
+
+def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, weights: str, kv: str) -> int:
+    """``max_batch_size`` trtllm-bench computes for ``gpus`` devices (tp x pp) at ``isl``/``osl``."""
+    engine_gib = sum(model.param_counts().values()) * _WEIGHT_BYTES.get(weights, 2.0) / GIB
+    kv_bytes = 1.0 if kv == "fp8" else 2.0
+    per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * model.head_dim * kv_bytes / GIB
+    available = hw.memory_capacity_bytes / GIB * gpus - engine_gib
+    requests = max(available, 0.0) * KV_FRACTION / (per_token_gib * (isl + osl))
+    raw = min(requests, MAX_REQUESTS)
+    if raw < 256:
+        return max(64, 32 * math.ceil(raw / 32))
+    if raw < 1024:
+        return 128 * math.ceil(raw / 128)
+    return 256 * math.ceil(raw / 256)
+
+
+def bench_runs(source: str, engine: str) -> bool:
+    """Whether a row was measured by trtllm-bench sizing its own batch (the 1.x perf-overview tables)."""
+    return engine.startswith("trtllm@1.") and "perf-overview" in (source or "").lower()
