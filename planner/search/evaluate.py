@@ -5,6 +5,7 @@ disaggregated prefill/decode pools with the KV-cache transfer between them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -76,17 +77,15 @@ class PlanTable:
                          sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev, te)
 
 
-def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
-                        accuracy_of, gpu_budget: int) -> PlanTable:
-    if cfg.n == 0:
-        return PlanTable({}, [], [], [hw.id])
-    engine = engine.for_hardware(hw)  # the limits the engine picks on this device
+def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine):
+    """Every (layout, concurrency, chunk budget, speculation, KV policy, context/attention technique) row of one
+    device, and the rows whose KV fits (HBM, or host memory with offload) within the engine's limits."""
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, cp=1 if cfg.cp is None else cfg.cp,
                       weights=cfg.weights, kv=cfg.kv, check=False)
     mem = memory(model, hw, base, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
-    ax = build_axis(model, base, mem, wl, opts, engine.kv_block_tokens)  # context/attention techniques (cap_axes.py)
+    ax = build_axis(model, base, mem, wl, opts, engine.kv_block_tokens, engine)  # context/attention techniques (cap_axes.py)
     draft = DraftModel(get_model(opts.draft_model), hw, base, weights=cfg.weights, kv=cfg.kv, engine=engine) \
         if opts.draft_model and opts.speculative else None
 
@@ -112,7 +111,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     # memory: sequences per device (attention-DP shards the batch), with or without host offload
     c_dev = c / adp
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
-    per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens),
+    per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens, engine),
                             ax.per_seq[i_c, iv])
     lora = lora_of(model, hw, opts)
     hbm = ax.hbm[i_c, iv]
@@ -132,9 +131,22 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & useful
     keep &= c >= adp  # every attention-DP rank holds at least one sequence
     sel = np.nonzero(keep)[0]
-    i_c, c, B, k, alpha, off, E, iv = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], E[sel], iv[sel]
-    pol, budget, hbm = pol[sel], budget[sel], hbm[sel]
-    adp, pp, need = adp[sel], pp[sel], need[sel]
+    i_c, c, B, k, alpha, off, iv = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], iv[sel]
+    pol, budget, hbm, need = pol[sel], budget[sel], hbm[sel], need[sel]
+    return SimpleNamespace(base=base, mem=mem, host=host, full=full, swa=swa, ax=ax, draft=draft, policies=policies,
+                           methods=methods, evaluated=evaluated, sel=sel, i_c=i_c, c=c, B=B, k=k, alpha=alpha, off=off,
+                           iv=iv, pol=pol, budget=budget, hbm=hbm, need=need, lora=lora)
+
+
+def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
+                        accuracy_of, gpu_budget: int) -> PlanTable:
+    if cfg.n == 0:
+        return PlanTable({}, [], [], [hw.id])
+    engine = engine.for_hardware(hw)  # the limits the engine picks on this device
+    g = _aggregated_grid(model, hw, cfg, wl, opts, engine)
+    base, host, full, swa, ax, draft, lora = g.base, g.host, g.full, g.swa, g.ax, g.draft, g.lora
+    sel, i_c, c, B, k, alpha, off, iv = g.sel, g.i_c, g.c, g.B, g.k, g.alpha, g.off, g.iv
+    pol, budget, hbm, need, methods = g.pol, g.budget, g.hbm, g.need, g.methods
     plans = row_plans(ax, base.take(i_c), iv, wl.osl)
     cm = CostModel(model, hw, engine=engine)
     cm.lora = lora
@@ -155,14 +167,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     max_ctx = max_context_rows(model, ax, plans, hbm + off * host, full[i_c] + swa[i_c])
     max_ctx = np.where(np.isfinite(budget), np.floor(model.max_context * ax.factor), max_ctx)  # an evicting cache stays within its budget
     max_ctx = np.floor(max_ctx * cc["compress_ratio"])  # prompt compression: the longest original prompt
-    acc = accuracy_of(cfg, i_c)
-    for j in np.unique(pol):
-        if policies[j][0] == "evict":
-            rows_j = pol == j
-            acc[rows_j] = accuracy_of(cfg, i_c[rows_j], eviction=(methods[j], policies[j][1], wl.isl + wl.osl))
-    f_cap = accuracy_rows(accuracy_of, cfg, i_c, ax, iv)
-    if f_cap is not None:
-        acc = acc * f_cap
+    acc = _accuracy(accuracy_of, cfg, wl, g)
     dp = np.floor(gpu_budget / gpus_rep)
     price = hw.price.usd_per_hour if hw.price else np.nan
     usd = price * gpus_rep / (tok * 3600.0) * 1e6
@@ -186,8 +191,19 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "x_prefill": z, "y_decode": z, "prefill_tp": z, "prefill_pp": z, "prefill_adp": z,
         "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z, "intra_f": z,
     }
-    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed=len(sel), evict=methods,
+    return PlanTable(cols, ws, kvs, [hw.id], g.evaluated, costed=len(sel), evict=methods,
                      techs=ax.names + [opts.draft_model or "draft"])
+
+
+def _accuracy(accuracy_of, cfg: Configs, wl: Workload, g) -> np.ndarray:
+    """Accuracy per row: the formats, the KV eviction policy and the context/attention technique."""
+    acc = accuracy_of(cfg, g.i_c)
+    for j in np.unique(g.pol):
+        if g.policies[j][0] == "evict":
+            rows_j = g.pol == j
+            acc[rows_j] = accuracy_of(cfg, g.i_c[rows_j], eviction=(g.methods[j], g.policies[j][1], wl.isl + wl.osl))
+    f_cap = accuracy_rows(accuracy_of, cfg, g.i_c, g.ax, g.iv)
+    return acc if f_cap is None else acc * f_cap
 
 
 def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
@@ -226,7 +242,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     fab = Fabric.of(hw)
     # decode side: concurrency grid, pure decode steps
     conc = np.array(opts.concurrency, float)
-    per_seq = kv_bytes_per_seq(model, base, wl.isl + wl.osl, engine.kv_block_tokens)
+    per_seq = kv_bytes_per_seq(model, base, wl.isl + wl.osl, engine.kv_block_tokens, engine)
     fits = (conc[None, :] / base.adp[:, None] * per_seq[:, None] <= np.maximum(mem.kv_capacity_bytes, 0)[:, None]) & \
            (conc[None, :] <= engine.max_seqs * base.adp[:, None]) & (conc[None, :] >= base.adp[:, None])
     di, ci = np.nonzero(fits)
@@ -251,21 +267,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         P, D = P.ravel(), D.ravel()
         evaluated += len(P)
         costed += len(P)
-        gp, gd = gpus[P], gpus[di[D]]
-        best_tok = np.zeros(len(P))
-        best_x = np.zeros(len(P))
-        best_y = np.zeros(len(P))
-        for x in range(1, gpu_budget):
-            y = np.floor((gpu_budget - x * gp) / gd)
-            ok = (y >= 1) & (x * gp < gpu_budget)
-            rate = np.minimum(x * r_pf[P], y * r_dec[D])
-            tok_gpu = np.where(ok, rate * wl.osl / (x * gp + y * gd), 0.0)
-            better = tok_gpu > best_tok
-            best_tok = np.where(better, tok_gpu, best_tok)
-            best_x = np.where(better, x, best_x)
-            best_y = np.where(better, y, best_y)
-            if not ok.any():
-                break
+        best_tok, best_x, best_y = rate_match(r_pf[P], r_dec[D], gpus[P], gpus[di[D]], gpu_budget, wl.osl)
         good = best_tok > 0
         P, D, best_tok, best_x, best_y = P[good], D[good], best_tok[good], best_x[good], best_y[good]
         total = best_x * gpus[P] + best_y * gpus[di[D]]
@@ -276,10 +278,18 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         rows.append((P, D, best_tok, best_x, best_y, total, ttft, t_kv))
     if not rows:
         return PlanTable({}, [], [], [hw.id], evaluated, costed)
+    cols = _disagg_columns(model, hw, cfg, wl, base, mem, gpus, di, c, tpot, rows, accuracy_of)
+    return PlanTable(cols, list(dict.fromkeys(cfg.weights)), list(dict.fromkeys(cfg.kv)), [hw.id], evaluated, costed)
+
+
+RATE_MATCH_SPAN = 4  # prefill-worker counts tried on each side of the continuous rate-matching optimum
+
+
+def _disagg_columns(model: Model, hw: Hardware, cfg: Configs, wl: Workload, base, mem, gpus, di, c, tpot, rows,
+                    accuracy_of) -> dict:
+    """The plan-table columns of the rate-matched (prefill pool, decode pool) pairs."""
     P, D, tok_gpu, bx, by, total, ttft, t_kv = (np.concatenate(z) for z in zip(*rows))
     dd = di[D]
-    ws = list(dict.fromkeys(cfg.weights))
-    kvs = list(dict.fromkeys(cfg.kv))
     acc = accuracy_of(cfg, dd)
     per_tok = mem.kv_full_per_token[dd] + mem.kv_swa_per_token[dd]
     max_ctx = np.minimum(np.floor(np.maximum(mem.kv_capacity_bytes[dd], 0) / per_tok), model.max_context)
@@ -301,7 +311,36 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_pp": base.pp[P].astype(float), "prefill_adp": base.adp[P].astype(float),
         "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv, "intra_f": np.zeros(len(P)),
     }
-    return PlanTable(cols, ws, kvs, [hw.id], evaluated, costed)
+    return cols
+
+
+def rate_match(r_pf, r_dec, g_pf, g_dec, gpu_budget: int, osl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(output tokens/s per GPU, prefill workers x, decode workers y) of the best pools within the GPU budget, for
+    arrays of (prefill worker, decode worker) pairs: x workers serve x r_pf prompts/s, y = floor((budget - x g_pf) /
+    g_dec) decode workers y r_dec; the pools serve min of the two. Without the floor the optimum is where the rates
+    match, x* = budget r_dec / (r_pf g_dec + r_dec g_pf); whole workers (and GPUs left idle) move it, so a few
+    candidates per decode-worker count near x* are tried at once instead of every count up to the budget
+    (tests/test_rate_match.py checks the result against every count)."""
+    r_pf, r_dec, g_pf, g_dec = (np.asarray(v, float)[:, None] for v in (r_pf, r_dec, g_pf, g_dec))
+    x_star = gpu_budget * r_dec / np.maximum(r_pf * g_dec + r_dec * g_pf, 1e-30)
+    # For a whole number y of decode workers, the prefill counts that leave exactly y are an interval [x_lo, x_hi];
+    # inside it tokens/s per GPU rises while prefill is short and falls once it is not, so the best x is an end of
+    # the interval or the count that matches y's rate. Try that for the y around the continuous optimum.
+    span = np.arange(-RATE_MATCH_SPAN + 1, RATE_MATCH_SPAN + 1)[None, :]
+    y_near = np.maximum(np.floor((gpu_budget - x_star * g_pf) / g_dec) + span, 1.0)
+    x_hi = np.floor((gpu_budget - y_near * g_dec) / g_pf)
+    x_lo = np.floor((gpu_budget - (y_near + 1) * g_dec) / g_pf) + 1
+    match = y_near * r_dec / r_pf
+    x = np.concatenate([np.ones_like(x_star), x_lo, x_hi, np.clip(np.floor(match), x_lo, x_hi),
+                        np.clip(np.ceil(match), x_lo, x_hi)], axis=1)
+    x = np.clip(x, 1, max(gpu_budget - 1, 1))
+    y = np.floor((gpu_budget - x * g_pf) / g_dec)
+    ok = (y >= 1) & (x * g_pf < gpu_budget)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tok = np.where(ok, np.minimum(x * r_pf, y * r_dec) * osl / (x * g_pf + y * g_dec), 0.0)
+    j = np.argmax(tok, axis=1)[:, None]
+    pick = lambda a: np.take_along_axis(np.broadcast_to(a, tok.shape), j, axis=1)[:, 0]  # noqa: E731
+    return pick(tok), pick(x), pick(y)
 
 
 def lora_of(model: Model, hw: Hardware, opts: SpaceOptions):
