@@ -286,26 +286,8 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
     if not cands:
         raise PlannerError(f"no plan of {m.id} on {hw.id} meets the mean SLO within {max_gpus} GPUs per replica"
                            + (f" ({search_notes[0]})" if search_notes else ""))
-    tried: list[tuple[Candidate, Sizer]] = []
-    for i, c in enumerate(cands):
-        for cap in dict.fromkeys((int(c["concurrency"]), None)):
-            if progress:
-                progress(f"sizing {c['label']} (batch cap {cap or 'engine'})")
-            try:
-                sizer = Sizer(m.id, hw.id, c, spec, engine=engine, max_seqs=cap, percentile=percentile, slo=slo,
-                              requests=requests, seed=seed, max_input=max_input, lora=lora)
-            except PlannerError as e:
-                notes.append(f"{c['label']}: {e}")
-                continue
-            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "weights", "kv")}, c["gpus_per_replica"],
-                             sizer.rep.max_seqs)
-            max_rep = max_gpus // c["gpus_per_replica"]
-            if max_rep < 1:
-                continue
-            start = max(1, int(math.floor(rate / max(c["requests_per_s_per_replica"], 1e-9) * 0.8)))
-            cand.replicas = sizer.size(rate, start, max_rep)
-            cand.checks = [v[0] for v in sizer.cache.values()]
-            tried.append((cand, sizer))
+    tried = _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests, seed, max_input, lora,
+                             max_gpus, notes, progress)
     ok = [(c, s) for c, s in tried if c.replicas is not None]
     cand_rows = [{"plan": c.label, "batch_cap": c.max_seqs, "gpus_per_replica": c.gpus_per_replica, "replicas": c.replicas,
                   "gpus": c.gpus, "checks": [{"replicas": k.replicas, "p_ttft_s": k.p_ttft_s, "p_tpot_s": k.p_tpot_s,
@@ -329,18 +311,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
         if progress:
             progress("latency-versus-load curve")
         sat, rows = load_curve(sizer, best.replicas)
-    daily = None
-    if hourly:
-        if progress:
-            progress("daily profile")
-        hold = max_rate(sizer, best.replicas, rate, max(sat or rate * 2, rate * 1.01))
-        per_rep = hold / best.replicas
-        need = [int(math.ceil(r / per_rep)) if r > 0 else 0 for r in hourly]
-        daily = {"hours": len(hourly), "peak_rate": rate, "mean_rate": float(np.mean(hourly)),
-                 "max_rate_at_slo": hold, "average_utilization": float(np.mean(hourly)) / hold,
-                 "autoscaled_replicas_per_hour": need,
-                 "autoscaled_gpu_hours_per_day": float(sum(need) * best.gpus_per_replica * 24.0 / len(hourly)),
-                 "static_gpu_hours_per_day": float(best.gpus * 24.0)}
+    daily = _daily(sizer, best, rate, sat, hourly, progress) if hourly else None
     plan = {**best.plan, "replicas": best.replicas, "gpus_per_replica": best.gpus_per_replica, "batch_cap": best.max_seqs,
             "engine": get_engine(engine).name if isinstance(engine, str) else engine.name, "label": best.label}
     from planner.cap.cost import owned_cost_keys
@@ -355,6 +326,47 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
     return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, True, "", best.gpus, best.replicas, plan, usd_h,
                           usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes,
                           own_h, own_h * HOURS_PER_MONTH if own_h else None, own["owned"], *per_m, lo, hi, band)
+
+
+def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests, seed, max_input, lora, max_gpus,
+                     notes, progress) -> list:
+    """Each candidate replica layout (at its planned batch and at the engine's cap), sized by simulation: the fewest
+    replicas that hold the SLO at the rate."""
+    tried: list[tuple[Candidate, Sizer]] = []
+    for i, c in enumerate(cands):
+        for cap in dict.fromkeys((int(c["concurrency"]), None)):
+            if progress:
+                progress(f"sizing {c['label']} (batch cap {cap or 'engine'})")
+            try:
+                sizer = Sizer(m.id, hw.id, c, spec, engine=engine, max_seqs=cap, percentile=percentile, slo=slo,
+                              requests=requests, seed=seed, max_input=max_input, lora=lora)
+            except PlannerError as e:
+                notes.append(f"{c['label']}: {e}")
+                continue
+            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "weights", "kv")}, c["gpus_per_replica"],
+                             sizer.rep.max_seqs)
+            max_rep = max_gpus // c["gpus_per_replica"]
+            if max_rep < 1:
+                continue
+            start = max(1, int(math.floor(rate / max(c["requests_per_s_per_replica"], 1e-9) * 0.8)))
+            cand.replicas = sizer.size(rate, start, max_rep)
+            cand.checks = [v[0] for v in sizer.cache.values()]
+            tried.append((cand, sizer))
+    return tried
+
+
+def _daily(sizer, best, rate: float, sat, hourly: list[float], progress) -> dict:
+    """Autoscaled replicas per hour of a daily profile, against a static fleet sized for the peak."""
+    if progress:
+        progress("daily profile")
+    hold = max_rate(sizer, best.replicas, rate, max(sat or rate * 2, rate * 1.01))
+    per_rep = hold / best.replicas
+    need = [int(math.ceil(r / per_rep)) if r > 0 else 0 for r in hourly]
+    return {"hours": len(hourly), "peak_rate": rate, "mean_rate": float(np.mean(hourly)),
+            "max_rate_at_slo": hold, "average_utilization": float(np.mean(hourly)) / hold,
+            "autoscaled_replicas_per_hour": need,
+            "autoscaled_gpu_hours_per_day": float(sum(need) * best.gpus_per_replica * 24.0 / len(hourly)),
+            "static_gpu_hours_per_day": float(best.gpus * 24.0)}
 
 
 def gpu_range(hw_id: str, m, replicas: int, gpus_per_replica: int) -> tuple[int, int, dict]:
