@@ -332,3 +332,19 @@ def test_json_results_diff_clean_apart_from_timing(capsys):
         d.pop("timing")
         runs.append(d)
     assert runs[0] == runs[1]
+
+
+def test_profile_and_calibrate_speak_json(tmp_path, capsys):
+    """`--json` on profile and calibrate: one JSON object on stdout (issue 13: every command has it)."""
+    import json
+
+    from tests.cli_helpers import run
+
+    code, out, _ = run(["profile", "--quick", "--tiny", "--out", str(tmp_path), "--json"], capsys)
+    assert code == 0
+    prof = json.loads(out)
+    assert prof["status"] == "complete" and prof["rows_written"] > 0
+    code, out, _ = run(["calibrate", prof["folder"], "--json"], capsys)
+    assert code == 0
+    fit = json.loads(out)["captures"][0]
+    assert fit["rows"] > 0 and 0 <= fit["median_ape"] and fit["written"].endswith("calibrated.yaml")

@@ -23,11 +23,12 @@ def calibrate_cmd(
     published: Optional[str] = typer.Option(None, "--published", help="fit the kernel/engine layer jointly on every published row "
                                             "(all, or a hardware id whose errors to print); writes engines/calibration/"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="calibrated YAML to write (default: CAPTURE/calibrated.yaml)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout: the fitted values and their errors"),
 ):
     if bool(measurements) == bool(published):
         raise PlannerError("give either capture folders or --published HW, not both or neither")
     if published:
-        _published(published, out)
+        _published(published, out, as_json)
         return
     from planner.calibrate.kernel_fit import fit_capture, write_spec
     from planner.specs.loader import get_hardware
@@ -35,14 +36,26 @@ def calibrate_cmd(
     base_hw = get_hardware(base) if base else None
     if out is not None and len(measurements) > 1:
         raise PlannerError("--out names one file; give one capture folder with it")
+    fits = []
     for folder in measurements:
         if not folder.is_dir():
             raise PlannerError(f"{folder} is not a folder")
         res = fit_capture(folder, base_hw)
         target = out or folder / "calibrated.yaml"
         write_spec(res.hardware, target)
+        if as_json:
+            fits.append({"capture": str(folder), "written": str(target), "rows": res.rows, "busy_rows": res.busy_rows,
+                         "median_ape": res.median_ape, "peaks_flops": res.peaks,
+                         "bandwidth_bytes_per_s": res.bandwidth_bytes_per_s, "params": res.params,
+                         "residuals": res.residuals, "warnings": list(res.warnings),
+                         "peaks_from": "datasheet" if base_hw is not None else "measured"})
+            continue
         _print_fit(folder, res, measured_peaks=base_hw is None)
         console.print(f"wrote {target} (use --hardware {target})")
+    if as_json:
+        from planner.cli.common import print_json
+
+        print_json({"captures": fits})
 
 
 def _print_fit(folder: Path, res, measured_peaks: bool) -> None:
@@ -69,7 +82,7 @@ def _print_fit(folder: Path, res, measured_peaks: bool) -> None:
         err_console.print(f"[yellow]warning: {w}[/yellow]")
 
 
-def _published(published: str, out: Path | None) -> None:
+def _published(published: str, out: Path | None, as_json: bool = False) -> None:
     """The kernel/engine layer, fitted jointly over every published device and file; writes
     engines/calibration/<engine>-<version>.yaml (or into --out)."""
     import numpy as np
@@ -84,6 +97,16 @@ def _published(published: str, out: Path | None) -> None:
         res, skipped = calibrate_published()
     ape = np.abs(res.predicted / np.array([r.measured for r in res.rows]) - 1)
     sel = np.array([published in ("all", r.hardware) for r in res.rows])
+    if as_json:
+        from planner.cli.common import print_json
+
+        written = [str(p) for p in write_calibration(res, out)]
+        print_json({"rows": int(sel.sum()), "scope": published, "median_ape": float(np.median(ape[sel])),
+                    "p90_ape": float(np.percentile(ape[sel], 90)), "evaluations": res.evaluations,
+                    "values": [{"engine": v, "architecture": a, "rows": n, **res.values(v, a)}
+                               for (v, a), n in sorted(res.row_counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
+                    "written": written, "not_fitted": dict(skipped), "timing": {"wall_s": res.seconds}})
+        return
     console.print(f"{int(sel.sum())} rows ({published}): median |error| {np.median(ape[sel]):.1%}, p90 {np.percentile(ape[sel], 90):.1%} "
                   f"({len(res.rows)} rows fitted in {res.seconds:.0f} s, {res.evaluations} passes)")
     for (v, a), n in sorted(res.row_counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):

@@ -28,6 +28,7 @@ def profile_cmd(
                                                                         "(default: quick 1 GiB, full 4 GiB; at most half the machine)"),
     tiny: bool = typer.Option(False, "--tiny", hidden=True, help="tiny model and grid (tests)"),
     seed: int = typer.Option(0, "--seed", hidden=True),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout: where the capture went and what it holds"),
 ):
     from planner.harness.run import ProfileOptions, run_profile
 
@@ -46,6 +47,13 @@ def profile_cmd(
         err_console.print("[yellow]interrupted: the rows measured so far are kept (status: partial); "
                           "continue with --resume[/yellow]")
         raise
+    if as_json:
+        from planner.cli.common import print_json
+
+        print_json({"folder": str(r.folder), "status": r.status, "rows_written": r.rows_written, "rows_total": r.rows_total,
+                    "busy_rows": r.busy_rows, "e2e_layers": r.layers, "skipped": r.skipped,
+                    "peak_rss_bytes": r.peak_rss_bytes, "timing": {"wall_s": r.seconds}})
+        return
     layers_txt = ", ".join(f"{k}: {v}" for k, v in r.layers.items())
     console.print(f"{r.status}: {r.rows_written} rows measured ({r.rows_total} in the capture) in {r.seconds:.0f} s, "
                   f"peak memory {r.peak_rss_bytes / 2**20:.0f} MiB -> {r.folder}"
