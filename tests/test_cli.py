@@ -348,3 +348,16 @@ def test_profile_and_calibrate_speak_json(tmp_path, capsys):
     assert code == 0
     fit = json.loads(out)["captures"][0]
     assert fit["rows"] > 0 and 0 <= fit["median_ape"] and fit["written"].endswith("calibrated.yaml")
+
+
+def test_calibrate_names_a_corrupt_kernels_csv(tmp_path, capsys):
+    from tests.cli_helpers import run
+
+    cases = {"cols": b"a,b\n1,2\n", "binary": b"\xff\xfe\x00bad", "value": b"op,dtype,median_s\ngemm,fp32,abc\n"}
+    for name, data in cases.items():
+        d = tmp_path / name
+        d.mkdir()
+        (d / "kernels.csv").write_bytes(data)
+        code, _, err = run(["calibrate", str(d)], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and str(d / "kernels.csv") in lines[0], (name, err)

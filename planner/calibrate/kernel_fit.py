@@ -67,12 +67,29 @@ AT_BOUND = {
 }
 
 
+KERNEL_COLUMNS = {"op", "dtype", "median_s"}  # what a fit needs from every row of kernels.csv
+
+
 def read_kernels(folder: Path) -> list[dict]:
     path = folder / "kernels.csv"
     if not path.is_file():
         raise PlannerError(f"{folder} holds no kernels.csv (is it a planner profile capture?)")
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["op"] != "allreduce" and r["median_s"]]
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = sorted(KERNEL_COLUMNS - set(reader.fieldnames or []))
+            if missing:
+                raise PlannerError(f"{path} lacks column(s) {missing}: is it a planner profile kernels.csv?")
+            rows = [r for r in reader if r["op"] != "allreduce" and r["median_s"]]
+    except UnicodeDecodeError:
+        raise PlannerError(f"{path} is not UTF-8 text: is it a planner profile kernels.csv?") from None
+    except csv.Error as e:
+        raise PlannerError(f"{path} is not a well-formed CSV: {e}") from None
+    for i, r in enumerate(rows, start=2):
+        try:
+            float(r["median_s"])
+        except (TypeError, ValueError):
+            raise PlannerError(f"{path}: a row's median_s is not a number ({r['median_s']!r}, row {i})") from None
     if not rows:
         raise PlannerError(f"{path} has no kernel rows to fit")
     return rows
