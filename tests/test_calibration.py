@@ -165,3 +165,32 @@ def test_joint_fit_recovers_known_kernel_parameters():
     # what the engine-wide (new GPU) value would be sits between the two architectures
     ew = res.values("trtllm@0.9")
     assert 0.7 * 0.95 <= ew["gemm"] <= 0.9 * 1.05
+
+
+def test_per_sequence_host_time_is_fitted_per_release_and_reaches_the_engine():
+    """seq_host_s is one value per engine release (no architecture offsets), may differ between releases far more
+    than a kernel efficiency (a C++ executor vs a Python scheduler), and the serving layer reads it from the Engine."""
+    import numpy as np
+    import yaml
+
+    from planner.calibrate import joint
+    from planner.costmodel.params import PARAM_BY_NAME, calibration_dir
+    from planner.specs.engine import get_engine
+
+    p = PARAM_BY_NAME["seq_host_s"]
+    assert p.fitted and not p.per_architecture and p.engine_field == "step_host_per_seq_s"
+    lay = joint.Layout(["trtllm"], ["trtllm@0.14", "trtllm@1.1"], [("trtllm@0.14", "hopper"), ("trtllm@1.1", "hopper")],
+                       [("trtllm", "hopper")])
+    lo, hi = lay.bounds()
+    j = [q.name for q in joint.FIT].index("seq_host_s")
+    g = [q.name for q in joint.FIT].index("gemm")
+    ver, arch = lay.index("version", "trtllm@1.1"), lay.index("arch", ("trtllm", "hopper"))
+    assert hi[ver + j] == pytest.approx(joint.SPAN["version"] * p.spread) and hi[ver + g] == pytest.approx(joint.SPAN["version"])
+    assert hi[arch + j] < 1e-6  # no architecture offset
+    w = lay.penalty_weights()
+    assert w[ver + j] == pytest.approx(w[ver + g] / p.spread)
+    for path in calibration_dir().glob("trtllm-*.yaml"):
+        d = yaml.safe_load(path.read_text())
+        eng = get_engine(d["engine"])
+        assert eng.step_host_per_seq_s == pytest.approx(d["step_host_per_seq_s"])
+        assert np.isfinite(d["engine_wide"]["seq_host_s"]["value"])
