@@ -119,21 +119,21 @@ def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_help_imports_no_numerics_and_no_markdown_parser():
+def test_help_imports_no_numerics_markdown_parser_or_highlighter():
     r = _python("import sys\nfrom planner.cli.app import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
                 "print('MODULES', *sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'matplotlib', "
-                "'markdown_it') or m.startswith('planner.costmodel')))")
+                "'markdown_it', 'pygments') or m.startswith('planner.costmodel')))")
     assert r.returncode == 0, r.stderr
     assert "Commands" in r.stdout and r.stdout.strip().splitlines()[-1] == "MODULES"
 
 
 @pytest.mark.parametrize("args", [["--help"], ["estimate", "--help"], ["hardware", "--help"], ["study", "--help"]])
 def test_help_text_is_the_same_with_the_whole_tree_and_real_markdown(args):
-    # fast: the stand-in markdown module and, for a command, only its module; reference: rich.markdown imported up
-    # front (no stand-in) and every command registered first
+    # fast: the stand-in markdown and traceback modules and, for a command, only its module; reference: both
+    # imported up front (no stand-ins) and every command registered first
     run = "from planner.cli.app import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n" % args
     fast = _python(run)
-    full = _python("import rich.markdown\nfrom planner.cli import app\napp._command()\n" + run)
+    full = _python("import rich.markdown, rich.traceback\nfrom planner.cli import app\napp._command()\n" + run)
     assert fast.returncode == full.returncode == 0
     assert fast.stdout == full.stdout and "Usage" in fast.stdout
 

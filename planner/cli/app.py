@@ -54,35 +54,46 @@ def _register(modules: tuple[str, ...] = ALL) -> None:
         importlib.import_module(f"planner.cli.{name}")
 
 
-def _defer_markdown() -> None:
-    """typer's help renderer imports rich.markdown (and markdown_it, ~0.1 s) at import, but this app renders help
-    in rich markup mode and never builds a Markdown. A stand-in module loads the real one on first use."""
-    if "rich.markdown" in sys.modules:
+# modules typer's help renderer imports at its top but this app never uses: markdown (help is in rich markup mode;
+# markdown_it costs ~0.1 s) and tracebacks (pretty exceptions are off; pygments). Names it imports from each.
+DEFERRED = {"rich.markdown": ("Markdown",), "rich.traceback": ("Traceback",)}
+
+
+def _defer(module: str, names: tuple[str, ...]) -> None:
+    """A stand-in for ``module`` that imports the real one on first use: building one of ``names``, reading an
+    attribute of one, or reading any other attribute of the module."""
+    if module in sys.modules:
         return
     import importlib
     import types
 
-    stub = types.ModuleType("rich.markdown")
+    stub = types.ModuleType(module)
 
     def real():
-        if sys.modules.get("rich.markdown") is stub:
-            del sys.modules["rich.markdown"]
-        return importlib.import_module("rich.markdown")
-
-    class Markdown:  # typer only names it in annotations unless markup mode is markdown
-        def __new__(cls, *args, **kwargs):
-            return real().Markdown(*args, **kwargs)
+        if sys.modules.get(module) is stub:
+            del sys.modules[module]
+        return importlib.import_module(module)
 
     def attr(name: str):
         if name.startswith("__"):  # the import system probes __path__ and the like: not a use
             raise AttributeError(name)
         return getattr(real(), name)
 
-    stub.Markdown = Markdown
-    stub.__getattr__ = attr  # type: ignore[attr-defined]
-    import rich
+    class Lazy(type):
+        def __getattr__(cls, name):
+            return getattr(getattr(real(), cls.__name__), name)
 
-    sys.modules["rich.markdown"] = rich.markdown = stub  # type: ignore[attr-defined]
+    for name in names:
+        setattr(stub, name, Lazy(name, (), {"__new__": lambda cls, *a, **k: getattr(real(), cls.__name__)(*a, **k)}))
+    stub.__getattr__ = attr  # type: ignore[attr-defined]
+    parent, _, leaf = module.rpartition(".")
+    sys.modules[module] = stub
+    setattr(importlib.import_module(parent), leaf, stub)
+
+
+def _defer_help_imports() -> None:
+    for module, names in DEFERRED.items():
+        _defer(module, names)
 
 
 _COMMAND = None
@@ -115,7 +126,7 @@ def _fail(msg: str, code: int = 2):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        _defer_markdown()
+        _defer_help_imports()
         rc = _command(sys.argv[1:] if argv is None else argv).main(args=argv, standalone_mode=False, prog_name="planner")
     except PlannerError as e:
         _fail(str(e))
