@@ -146,21 +146,9 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         return _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, r, seed, ic_cache, _progress, weights=weights,
                           kv=kv, engine=engine, sched=sched, max_input=max_input)
     plan = plan_options(gpus // cp if gpus else gpus, tp, pp, ep, dp, weights, kv, activations)
-    techniques = None
-    if cp > 1 or draft_model or context_extension or prompt_compression or sparse_attention:
-        from dataclasses import replace
-
-        from planner.serving.captech import parse_compression_text
-
-        techniques = replace(plan, cp=cp, draft_model=draft_model, spec_k=k, spec_alpha=alpha, context_extension=context_extension,
-                             prompt_compression=prompt_compression, sparse_attention=sparse_attention)
-        comp = parse_compression_text(prompt_compression)
-        if comp and comp[1] > 1:  # the model sees the compressed prompts; the compressor's own time is estimate's term
-            reqs.input_tokens = np.ceil(reqs.input_tokens / comp[1])
-            reqs.prefix_tokens = np.minimum(reqs.prefix_tokens, reqs.input_tokens)
-            max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
-            notes.append(f"{comp[0]} x{comp[1]:g}: prompts enter at 1/{comp[1]:g} of their tokens; the compressor's "
-                         "device time is not simulated (planner estimate adds it to TTFT)")
+    techniques, max_input = _techniques(plan, reqs, notes, max_input, cp=cp, draft_model=draft_model, k=k, alpha=alpha,
+                                        context_extension=context_extension, prompt_compression=prompt_compression,
+                                        sparse_attention=sparse_attention)
     common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input,
                   techniques=techniques, lora=lora_spec)
     pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill_tp, common)
@@ -178,6 +166,28 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         out["lora"] = {"adapters": lora_spec.adapters, "rank": lora_spec.rank, "targets": list(lora_spec.targets),
                        "popularity": lora_spec.popularity, **out["lora"]}
     return Outcome(out, res=res, pools=pools, slo=slo)
+
+
+def _techniques(plan, reqs, notes: list[str], max_input: float, *, cp, draft_model, k, alpha, context_extension,
+                prompt_compression, sparse_attention):
+    """The plan with its context/attention techniques (None without any), and the longest sequence; compressed prompts
+    enter the simulator shortened (the compressor's own time is estimate's term)."""
+    techniques = None
+    if cp > 1 or draft_model or context_extension or prompt_compression or sparse_attention:
+        from dataclasses import replace
+
+        from planner.serving.captech import parse_compression_text
+
+        techniques = replace(plan, cp=cp, draft_model=draft_model, spec_k=k, spec_alpha=alpha, context_extension=context_extension,
+                             prompt_compression=prompt_compression, sparse_attention=sparse_attention)
+        comp = parse_compression_text(prompt_compression)
+        if comp and comp[1] > 1:  # the model sees the compressed prompts; the compressor's own time is estimate's term
+            reqs.input_tokens = np.ceil(reqs.input_tokens / comp[1])
+            reqs.prefix_tokens = np.minimum(reqs.prefix_tokens, reqs.input_tokens)
+            max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
+            notes.append(f"{comp[0]} x{comp[1]:g}: prompts enter at 1/{comp[1]:g} of their tokens; the compressor's "
+                         "device time is not simulated (planner estimate adds it to TTFT)")
+    return techniques, max_input
 
 
 def _adapters(reqs, lora, resident, popularity, seed, other):
