@@ -1,6 +1,7 @@
 """A 1,000-point study on built-in data (issue 14 target: under 2 s).
 
-Reports the whole study (the runner's process pool) and the serial cost of one point in this process.
+Reports the whole study (its points share one plan, so the runner prices them in one vectorized pass:
+serving/predict_many.py) and the cost of one point priced alone by `estimate` in this process.
 Run: python benchmarks/bench_study.py
 """
 

@@ -66,6 +66,18 @@ def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray) -
     return n, run, ok
 
 
+def _timing(cm, pg, plan: PlanSpec, hw, cap, evict, batching: str, n, run, isl, osl, kv_per_token: float):
+    """The serving model over the points (one plan row per point): estimate's static or in-flight steady state."""
+    if batching == "static":
+        return static_batch(cm, pg, n, isl, osl)
+    tech = Techniques(chunk_tokens=plan.chunk_tokens, spec_k=plan.spec_k, spec_alpha=plan.spec_alpha,
+                      offload_fraction=0.0, host_bw_bytes_per_s=host_link_bytes_per_s(hw),
+                      kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
+                      spec_auto=plan.spec_auto, draft=None, compress_ratio=cap.ratio,
+                      compress_s=cap.compress_s(cm, pg, isl), adapter_load_s=0.0)
+    return inflight(cm, pg, n, isl, osl, tech, max_running=run, kv_bytes_per_token=kv_per_token, breakdown=False)
+
+
 def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec, *, isl, osl, batching: str = "inflight",
                     batch=None, concurrency=None, engine: Engine | str = "trtllm") -> list[dict | None]:
     """``estimate`` of one plan at many points: ``isl``, ``osl``, ``batch`` and ``concurrency`` are per-point
@@ -108,24 +120,16 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
     other = float(mem.activation_bytes[0] + mem.runtime_bytes[0]) + cap.extra_bytes()
     usable = float(mem.usable_bytes[0])
     fits = (run >= 1) & (weights_b + kv_need + other <= usable + 1e-6 * usable)
-    go = np.nonzero(ok & (fits | ((run >= 1) & (batching == "static"))))[0]
-    nan = np.full(k, np.nan)
-    ttft, tpot, e2e, tok, rps, spec = nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy(), np.full(k, float(plan.spec_k))
+    go = np.nonzero(ok & (fits | ((run >= 1) & (batching == "static"))))[0]  # estimate times these
+    ttft, tpot, e2e, tok, rps = (np.full(k, np.nan) for _ in range(5))
+    spec = np.full(k, float(plan.spec_k))
     if len(go):
-        pg = p.take(np.zeros(len(go), np.int64))  # one row per point
-        if batching == "static":
-            t = static_batch(cm, pg, n[go], isl[go], osl[go])
-        else:
-            tech = Techniques(chunk_tokens=plan.chunk_tokens, spec_k=plan.spec_k, spec_alpha=plan.spec_alpha,
-                              offload_fraction=0.0, host_bw_bytes_per_s=host_link_bytes_per_s(hw),
-                              kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
-                              spec_auto=plan.spec_auto, draft=None, compress_ratio=cap.ratio,
-                              compress_s=cap.compress_s(cm, pg, isl[go]), adapter_load_s=0.0)
-            t = inflight(cm, pg, n[go], isl[go], osl[go], tech, max_running=run[go], kv_bytes_per_token=kv_per_token,
-                         breakdown=False)
-            spec[go] = np.broadcast_to(np.asarray(t.spec_k, float), (len(go),))
+        t = _timing(cm, p.take(np.zeros(len(go), np.int64)), plan, hw, cap, evict, batching, n[go], run[go], isl[go],
+                    osl[go], kv_per_token)
         ttft[go], tpot[go], e2e[go] = t.ttft_s, t.tpot_s, t.e2e_s
         tok[go], rps[go] = t.output_tokens_per_s * plan.dp, t.requests_per_s * plan.dp
+        if batching != "static":
+            spec[go] = np.broadcast_to(np.asarray(t.spec_k, float), (len(go),))
     gpus = plan.gpus
     price = hw.price.usd_per_hour if hw.price else None
     scores: dict = {}
