@@ -43,18 +43,20 @@ def test_prefix_cache_counts_every_shared_prefix_hit():
 
 def test_step_host_time_adds_to_every_step_unless_overlapped():
     reqs = _one_at_a_time()
-    base = Simulator([Pool(_rep(async_scheduling=False), 1)], reqs).run()
+    # the engine's own fitted host times are set to zero so each term is seen alone
+    gpu = dict(step_host_s=0.0, step_host_per_seq_s=0.0)
+    base = Simulator([Pool(_rep(async_scheduling=False, **gpu), 1)], reqs).run()
     h = 0.002
-    slow = Simulator([Pool(_rep(async_scheduling=False, step_host_s=h), 1)], reqs).run()
+    slow = Simulator([Pool(_rep(async_scheduling=False, **{**gpu, "step_host_s": h}), 1)], reqs).run()
     # one sequence per step: every inter-token gap and the prefill step grow by exactly h
     assert np.mean(slow.tpot_s) - np.mean(base.tpot_s) == pytest.approx(h, rel=1e-3)
     assert np.mean(slow.ttft_s) - np.mean(base.ttft_s) == pytest.approx(h, rel=1e-3)
     # per-sequence host time scales with the batch: at batch 1 it is b
     b = 1e-4
-    per = Simulator([Pool(_rep(async_scheduling=False, step_host_per_seq_s=b), 1)], reqs).run()
+    per = Simulator([Pool(_rep(async_scheduling=False, **{**gpu, "step_host_per_seq_s": b}), 1)], reqs).run()
     assert np.mean(per.tpot_s) - np.mean(base.tpot_s) == pytest.approx(b, rel=1e-3)
     # asynchronous scheduling hides host work shorter than the GPU step
-    hidden = Simulator([Pool(_rep(async_scheduling=True, step_host_s=1e-4), 1)], reqs).run()
+    hidden = Simulator([Pool(_rep(async_scheduling=True, **{**gpu, "step_host_s": 1e-4}), 1)], reqs).run()
     assert np.allclose(hidden.tpot_s, base.tpot_s)
 
 
