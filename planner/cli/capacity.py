@@ -106,11 +106,12 @@ def _render(res) -> None:
     if res.load_curve:
         t = Table(title=f"latency versus load ({res.replicas} replicas; saturation {res.saturation_rate:.2f} req/s, the highest rate they keep up with)",
                   header_style="bold")
-        for c in ("req/s", "load", "served", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "SLO"):
+        for c in ("req/s", "load", "served", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "SLO", "keeps up"):
             t.add_column(c, justify="right")
         for r in res.load_curve:
             t.add_row(f"{r['rate']:.2f}", f"{r['load']:.0%}", f"{r['throughput']:.2f}", ms(r["ttft_p50_s"]), ms(r["ttft_p99_s"]),
-                      ms(r["tpot_p50_s"]), ms(r["tpot_p99_s"]), "yes" if r["meets_slo"] else "no")
+                      ms(r["tpot_p50_s"]), ms(r["tpot_p99_s"]), "yes" if r["meets_slo"] else "no",
+                      "yes" if r.get("keeps_up", True) else "no")
         console.print(t)
     if res.daily:
         d = res.daily
