@@ -255,6 +255,11 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
             if missing:
                 raise PlannerError(f"{f} lacks column(s) {sorted(missing)}")
             rows = list(reader)
+        for i, row in enumerate(rows, start=2):
+            if None in row:
+                raise PlannerError(f"{f}:{i}: the row has more cells than the header has columns")
+            if not (row.get("model") or "").strip() or not (row.get("hardware") or "").strip():
+                raise PlannerError(f"{f}:{i}: the row has no model or no hardware")
         if "request_rate" in cols or "scenario" in cols:
             # arrival-rate and MLPerf rows: predicted through the serving event simulator
             if hardware is not None:
