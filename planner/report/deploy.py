@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planner.search.space import host_kv_bytes_per_device
+from planner.serving.host import host_kv_bytes_per_device
 from planner.specs.engine import get_engine
 from planner.specs.loader import get_hardware, get_model
 

@@ -11,6 +11,7 @@ import numpy as np
 from planner.costmodel.memory import memory
 from planner.costmodel.plans import check_divisibility, make_plans
 from planner.errors import PlannerError
+from planner.serving.host import host_kv_bytes_per_device
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -176,11 +177,3 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     return Configs(lay[idx_l[sel], 0], lay[idx_l[sel], 1], lay[idx_l[sel], 2], lay[idx_l[sel], 3],
                    [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned, cp=lay[idx_l[sel], 4])
 
-
-def host_kv_bytes_per_device(hw: Hardware) -> float:
-    """Host memory one device may use for offloaded KV: its share of the node's host memory (half of it,
-    leaving the rest to the OS, pinned buffers and the engine)."""
-    if hw.host_memory is None or hw.links.host is None or hw.kind != "gpu":
-        return 0.0
-    per_node = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
-    return 0.5 * hw.host_memory.value / per_node
