@@ -288,3 +288,18 @@ def test_capacity_with_heavy_adapters_needs_more_gpus(capsys):
     assert lora["gpus"] > plain["gpus"]  # rank-64 adapters on every projection, 1 % resident: heavy
     code, _, err = run(base + ["--lora", "10:16", "--lora-resident", "11"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_several_models_on_one_pool_run_as_a_study(tmp_path):
+    """`plan --models A,B --rates RA,RB` has a study form: each point is one placement, with the GPUs it saves."""
+    from planner.studies.runner import run_study
+    from planner.studies.schema import load_study
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: place\ncommand: plan\nbase: {models: 'llama-3.1-8b,qwen3-8b', hardware: h100-sxm, gpus: 8, "
+                 "tpot: 40ms, isl: 1000, osl: 200}\nsweep:\n  mode: zip\n  axes:\n    rates: ['6,1', '6,3']\n")
+    rows = run_study(load_study(f), workers=1)
+    assert len(rows) == 2 and all(not r.get("error") for r in rows)
+    for r in rows:
+        assert int(r["gpus_used"]) + int(r["gpus_saved"]) == int(r["gpus_one_pool_per_model"])
+        assert int(r["model_count"]) == 2

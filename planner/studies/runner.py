@@ -65,6 +65,8 @@ def _estimate(r: EstimateRequest) -> dict:
 
 
 def _plan(req: PlanRequest) -> dict:
+    if req.models:  # several models on one pool (search/placement.py): the placement's totals, one row per point
+        return _placement(req)
     r = plan_search(req)
     out: dict[str, Any] = {"plans_evaluated": r.plans_evaluated, "frontier_size": len(r.frontier), "feasible": r.recommended is not None}
     if r.recommended is None:
@@ -77,6 +79,16 @@ def _plan(req: PlanRequest) -> dict:
                max_context_tokens=rec["max_context_tokens"], usd_per_million_output_tokens=rec["usd_per_million_output_tokens"],
                mode=rec["plan"]["mode"], weights_used=rec["plan"]["weights"], kv_used=rec["plan"]["kv"], trade=rec["trade"])
     return out
+
+
+def _placement(req: PlanRequest) -> dict:
+    from planner.studies.params import plan_placement
+
+    d = plan_placement(req)
+    met = [m["slo_met"] for g in d["placement"] for m in g["models"].values()]
+    return {"feasible": True, "gpus_used": d["gpus"], "gpus_one_pool_per_model": d["gpus_one_pool_per_model"],
+            "gpus_saved": d["gpus_saved"], "shared_gpus": sum(g["gpus"] for g in d["placement"] if g["shared"]),
+            "models_meeting_slo": sum(met), "model_count": len(d["models"])}
 
 
 def _latency(prefix: str, d: dict) -> dict:
