@@ -208,3 +208,19 @@ def test_trtllm_bench_sizes_its_batch_from_the_dataset_lengths():
     # longer sequences: fewer requests, never below 64; an FP8 cache doubles them
     assert trtllm_bench_max_batch(m, hw, 1, 1, 32768, 1024, "mxfp4", "bf16") == 64
     assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "fp8") > 512
+
+
+def test_an_expert_loop_pays_a_kernel_gap_per_call_a_grouped_gemm_does_not():
+    """Engines run the routed experts as one grouped GEMM; the harness's reference loops over them (a membership test
+    per expert, then 7 calls per expert touched), and each call pays the per-kernel gap."""
+    from planner.costmodel.step import LOOP_CALLS_PER_EXPERT
+
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, weights="bf16", kv="bf16")
+    st = Step(decode_seqs=1, decode_ctx=100)  # one token: top-2 of 8 experts touched
+    grouped = CostModel(m, hw, engine=Engine(kernel_overhead_s=10e-6))
+    loop = CostModel(m, hw, engine=Engine(kernel_overhead_s=10e-6, grouped_moe_gemm=False))
+    a, b = op(grouped.step(p, st), Op.EXPERTS), op(loop.step(p, st), Op.EXPERTS)
+    launches = 8 + 2 * LOOP_CALLS_PER_EXPERT
+    assert float(np.ravel(b.launches)[0]) == pytest.approx(launches, rel=1e-3)
+    assert b.time_s[0] - a.time_s[0] == pytest.approx((launches - 1) * grouped.kernel_s, rel=1e-6)

@@ -281,10 +281,10 @@ def _host_overhead(folder: Path, host_rows: list[dict], hw: Hardware, call_s: fl
         model = get_model(str(spec))
         b, t, ctx = int(_num(r, "batch")), int(_num(r, "seq_q")), int(_num(r, "seq_kv"))
         step = Step(prefill_seqs=b, prefill_tokens=t) if t > 1 else Step(decode_seqs=b, decode_ctx=ctx - t)
-        cost = CostModel(model, hw, engine=Engine(id="harness", runtime_bytes=0.0), profile=profile).step(
+        cost = CostModel(model, hw, engine=Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False), profile=profile).step(
             make_plans(model, hw, weights=r["dtype"], kv=r["dtype"], engine="harness"), step)
         active = [o for o in cost.ops if float(np.ravel(o.flops)[0]) > 0 or float(np.ravel(o.bytes)[0]) > 0]
-        n_ops = float(sum(float(np.ravel(o.count)[0]) for o in active))
+        n_ops = float(sum(float(np.ravel(o.count)[0]) * float(np.ravel(o.launches)[0]) for o in active))
         work = float(np.ravel(cost.time_s)[0]) - n_ops * call_s
         per_op.append(max(0.0, float(r["median_s"]) - work) / n_ops)
         rows.append((r["op"], float(r["median_s"]), work, n_ops, str(r.get("busy") or "0") == "1"))

@@ -198,7 +198,7 @@ def predict_e2e_row(row: dict, file: Path, line: int, hw) -> tuple[str, str, flo
     m = m.model_copy(update=update)
     dtype = row.get("dtype") or "fp32"
     p = make_plans(m, hw, weights=dtype, kv=dtype, engine="harness")
-    cm = CostModel(m, hw, engine=Engine(id="harness", runtime_bytes=0.0))
+    cm = CostModel(m, hw, engine=Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False))  # the reference loops over experts
     batch = _int(row, "batch", file, line)
     if row["phase"] == "prefill":
         n = _int(row, "prompt_tokens", file, line)

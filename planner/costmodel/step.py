@@ -41,6 +41,9 @@ DEQUANT_TILE_M = 64.0
 # fraction of the fp32 (CUDA-core / SIMD) peak that dequantization and other non-tensor work reaches, when the
 # device spec has no measured elementwise fraction: a prior (conversions and shifts are not fused multiply-adds)
 VECTOR_FRACTION_PRIOR = 0.5
+# host calls per expert an expert loop makes (planner/harness/transformer.py _moe: select, gather, two GEMMs, SiLU,
+# the gate weighting, the scatter-add)
+LOOP_CALLS_PER_EXPERT = 7.0
 
 
 class Op(str, Enum):
@@ -108,6 +111,7 @@ class OpCost:
     source: str = "roofline"
     algorithm: str = ""
     weight_bytes: np.ndarray | float = 0.0  # weight bytes this op reads (per occurrence)
+    launches: np.ndarray | float = 1.0  # kernels (host calls) per occurrence, each paying the per-kernel gap
 
 
 @dataclass
@@ -416,8 +420,15 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
-    ops.append(cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
-                        m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev))
+    experts = cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
+                       m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev)
+    if not getattr(cm.engine, "grouped_moe_gemm", True):
+        # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation,
+        # the gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT), each paying the per-kernel gap
+        launches = mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT
+        experts.launches = launches
+        experts.time_s = experts.time_s + np.where(rows_dev > 0, (launches - 1.0) * cm.kernel_s, 0.0)
+    ops.append(experts)
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine

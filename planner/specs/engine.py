@@ -52,6 +52,9 @@ class Engine:
     # max_attention_window_size is set (costmodel.memory.frees_window)
     kv_window_freed: bool = True
     max_seqs: int = 2048  # engine cap on concurrent sequences
+    # the routed experts run as one grouped GEMM (vLLM fused_moe, TensorRT-LLM, SGLang); False: a loop over the
+    # experts, a gather, two GEMMs, the activation and a scatter-add each (the harness's numpy/torch reference)
+    grouped_moe_gemm: bool = True
     kernel_overhead_s: float = 0.0  # extra gap per op (kernel launches not in CUDA graphs)
     step_overhead_s: float = 0.0  # extra host time per step beyond the hardware's
     # scheduler

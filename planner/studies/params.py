@@ -538,7 +538,7 @@ def plan_search(req: PlanRequest):
     if req.models:
         from planner.errors import PlannerError
 
-        raise PlannerError("--models places several models (planner plan --models ...); a study point plans one --model")
+        raise PlannerError("--models places several models: that is plan_placement (planner plan --models ..., or a study point), not the plan search")
     kw = {"concurrency": tuple(req.concurrency)} if req.concurrency else {}
     opts = SpaceOptions(weights=tuple(req.weights) if req.weights else None, kv=tuple(req.kv) if req.kv else None,
                         speculative=tuple((-1 if auto else k, a) for k, a, auto in (parse_spec_auto(s) for s in req.spec or ())
