@@ -124,8 +124,8 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     """A fit row from one published-schema row; PlannerError when it is not one."""
     where = f"{file}:{line}"
     cols = {k for k, v in row.items() if k is not None}
-    weights = canonical(row.get("weights")) or "bf16"
-    kv = canonical(row.get("kv")) or default_kv(weights)
+    weights = canonical(row.get("weights_ran") or row.get("weights")) or "bf16"  # as validate.row_precisions
+    kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights)
     tp, ep, adp = _parallel(row)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])

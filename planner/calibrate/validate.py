@@ -129,13 +129,20 @@ def _estimate(file: Path, line: int, *args, **kw):
         raise UnpredictableRow(f"{file.name}:{line}: {e}") from None
 
 
+def row_precisions(row: dict) -> tuple[str, str | None]:
+    """(weights, kv) a published row ran. The published label stays as published in ``weights``/``kv``; where the
+    source's own run configuration shows the engine ran something else, ``weights_ran``/``kv_ran`` say so (the
+    file's README gives the reason and source)."""
+    return (_precision(row.get("weights_ran") or row.get("weights"), "bf16"),
+            _precision(row.get("kv_ran") or row.get("kv"), None))
+
+
 def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
     """(what, config, measured, predicted) for one published-schema row; ``hardware``
     overrides the row's device spec (a candidate calibration)."""
     cols = set(row)
     tp = _int(row, "tp", file, line) if row.get("tp") else 1
-    weights = _precision(row.get("weights"), "bf16")
-    kv = _precision(row.get("kv"), None)
+    weights, kv = row_precisions(row)
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
     if row.get("parallel"):  # "tpN": tensor parallel; "depN": attention data parallel with expert parallel over N
         par = row["parallel"].strip().lower()
