@@ -109,7 +109,7 @@ def test_cross_validate_cli_json(capsys, tmp_path):
 
 
 def test_error_bands_bracket_zero_and_widen_for_devices_without_rows():
-    assert load_bands()["bands"], "measurements/published/error_bands.yaml is missing"
+    assert load_bands()["bands"], "engines/calibration/error_bands.yaml is missing"
     fitted = uncertainty(Situation(True, "decode", False))["throughput"]
     inferred = uncertainty(Situation(False, "decode", False))["throughput"]
     for b in (fitted, inferred):

@@ -1,5 +1,5 @@
 """Error bands reach the user: estimate's JSON `uncertainty`, capacity's GPU range, and whether plan's recommendation
-stays best across the band (issue 12 item 6). The bands come from measurements/published/error_bands.yaml."""
+stays best across the band (issue 12 item 6). The bands come from engines/calibration/error_bands.yaml."""
 
 import math
 

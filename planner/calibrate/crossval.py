@@ -213,7 +213,7 @@ RECORD_FILE = "errors_recorded.yaml"
 def record_path() -> Path:
     from planner.specs.loader import data_dir
 
-    return data_dir("measurements/published") / RECORD_FILE
+    return data_dir("engines/calibration") / RECORD_FILE
 
 
 def guarded_errors(in_s: CVResult, quick_hw: CVResult, quick_file: CVResult) -> dict:

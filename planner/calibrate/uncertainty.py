@@ -7,7 +7,7 @@ and metric (throughput, ttft, tpot) the band is the 10th and 90th percentile of 
 the measured value fell within [predicted x (1 + low), predicted x (1 + high)] for 80 % of such rows.
 Situations with too few rows fall back to coarser ones (device and metric, then metric alone).
 
-The table lives in ``measurements/published/error_bands.yaml``, written by
+The table lives in ``engines/calibration/error_bands.yaml``, written by
 ``planner validate --cross-validate hardware --record``.
 """
 
@@ -72,7 +72,7 @@ def bands_from(in_sample, loho) -> dict:
 def bands_path() -> Path:
     from planner.specs.loader import data_dir
 
-    return data_dir("measurements/published") / BANDS_FILE
+    return data_dir("engines/calibration") / BANDS_FILE
 
 
 def write_bands(table: dict, path: Path | None = None) -> Path:

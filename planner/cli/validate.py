@@ -25,7 +25,7 @@ def validate_cmd(
     cross_validate: Optional[str] = typer.Option(None, "--cross-validate", metavar="hardware|file",
                                                  help="leave one device (or file) out: refit the kernel/engine layer without its rows and predict them"),
     quick: bool = typer.Option(False, "--quick", help="with --cross-validate: one Gauss-Newton step per fold instead of a full refit"),
-    record: bool = typer.Option(False, "--record", help="with --cross-validate: write measurements/published/errors_recorded.yaml and error_bands.yaml"),
+    record: bool = typer.Option(False, "--record", help="with --cross-validate: write engines/calibration/errors_recorded.yaml and error_bands.yaml"),
 ):
     if cross_validate is not None:
         _cross_validate(cross_validate, paths, as_json, quick, record)
