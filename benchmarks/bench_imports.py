@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import subprocess
 import sys
-import tempfile
 
-from machine import describe
+from machine import describe, installed_like_env
 
 COMMANDS = {
     "planner --version": ["--version"],
@@ -51,14 +49,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--tree", help="a checkout whose planner package to time instead of the installed one")
     a = ap.parse_args()
-    env = dict(os.environ)
-    if a.tree:
-        env["PYTHONPATH"] = os.path.abspath(a.tree)
     print(describe())
-    with tempfile.TemporaryDirectory() as cache:
-        env["PLANNER_CACHE_DIR"] = cache
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = os.path.join(cache, "pycache")
+    with installed_like_env(a.tree) as env:
         subprocess.run([sys.executable, "-m", "planner", *COMMANDS["planner estimate (llama-3.1-8b, h100-sxm)"]], env=env,
                        capture_output=True)  # bytecode and the parsed-data cache
         for name, args in COMMANDS.items():

@@ -11,15 +11,13 @@ Run: python benchmarks/bench_startup.py [--repeat N] [--tree DIR]   (--tree: tim
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from machine import describe
+from machine import describe, installed_like_env
 
 COMMANDS = {
     "python -c pass (the floor)": ["-c", "pass"],
@@ -50,16 +48,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--tree", help="a checkout whose planner package to time instead of the installed one")
     a = ap.parse_args()
-    env = dict(os.environ)
-    if a.tree:
-        env["PYTHONPATH"] = os.path.abspath(a.tree)
     print(describe())
-    with tempfile.TemporaryDirectory() as cache:
-        env["PLANNER_CACHE_DIR"] = cache
-        # an installed planner has compiled bytecode (pip writes it); where this environment forbids writing it,
-        # keep it under the temporary folder so runs after the first measure what a user sees
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = os.path.join(cache, "pycache")
+    with installed_like_env(a.tree) as env:
         wall, cpu = timed(COMMANDS["planner estimate (llama-3.1-8b, h100-sxm)"], env)
         print(f"{'first estimate (builds the parsed-data cache)':55s} wall {wall:6.3f} s   cpu {cpu:6.3f} s")
         for name, args in COMMANDS.items():

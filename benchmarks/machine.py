@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import tempfile
 
 
 def cpu_model() -> str:
@@ -30,3 +32,18 @@ def describe() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"machine: {cpu_model()}, {cores} cores usable ({os.cpu_count()} online), load average {load}; "
             f"Python {platform.python_version()}, numpy {npv}")
+
+
+@contextlib.contextmanager
+def installed_like_env(tree: str | None = None):
+    """The environment a start-up benchmark runs `python -m planner` in: another checkout's planner when ``tree`` is
+    given, a fresh parsed-data cache, and compiled bytecode kept in a temporary folder (an installed planner has its
+    bytecode; where this environment forbids writing it, runs after the first then measure what a user sees)."""
+    env = dict(os.environ)
+    if tree:
+        env["PYTHONPATH"] = os.path.abspath(tree)
+    with tempfile.TemporaryDirectory() as cache:
+        env["PLANNER_CACHE_DIR"] = cache
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = os.path.join(cache, "pycache")
+        yield env
