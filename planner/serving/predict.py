@@ -115,13 +115,14 @@ class _Setup:
     notes: list[str]
 
 
-def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -> _Setup:
+def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
+    """What every prediction of ``plan`` on a device starts from (estimate and the vectorized study points share it):
+    (model, hardware, the engine with its device rules, KV format, resolved weight format, plan arrays, the
+    context/attention techniques, the cost model, memory with a draft model's / compressor's weights taken out)."""
     m = get_model(model) if isinstance(model, str) else model
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    plan = plan or PlanSpec()
     engine = get_engine(engine) if isinstance(engine, str) else engine
     engine = engine.for_hardware(hw, plan.tp, plan.pp)  # the limits the engine picks on this device
-    check_plan(plan, isl, osl)
     kv = plan.kv_format()
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
@@ -130,7 +131,14 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     cap, p = cap_setup(plan, m, hw, p, isl, osl, engine)
     cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)
-    mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()  # a draft model's / compressor's weights
+    mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()
+    return m, hw, engine, kv, res, p, cap, cm, mem
+
+
+def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -> _Setup:
+    plan = plan or PlanSpec()
+    check_plan(plan, isl, osl)
+    m, hw, engine, kv, res, p, cap, cm, mem = prepare(model, hardware, plan, isl, osl, engine)
     off = parse_moe_offload(plan.moe_offload)
     if off is not None:  # cold experts / decode attention on the host CPU, narrower experts: less on the device
         check_offload(off, m, hw)

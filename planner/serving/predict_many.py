@@ -18,18 +18,13 @@ from dataclasses import fields
 import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
-from planner.costmodel.memory import kv_bytes_per_seq, max_context, memory
-from planner.costmodel.plans import make_plans
-from planner.costmodel.step import CostModel
+from planner.costmodel.memory import kv_bytes_per_seq, max_context
 from planner.serving.batching import Techniques, inflight, static_batch
-from planner.serving.captech import cap_setup
 from planner.serving.host import host_link_bytes_per_s
-from planner.serving.predict import PlanSpec, eviction_of
-from planner.specs.engine import Engine, get_engine
+from planner.serving.predict import PlanSpec, eviction_of, prepare
+from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
-from planner.specs.loader import get_hardware, get_model
 from planner.specs.model import Model
-from planner.specs.quant import get_format, kv_bytes_per_element, resolve
 
 # PlanSpec fields this path prices; every other field must keep its default
 HANDLED = frozenset({"tp", "pp", "ep", "dp", "weights", "kv", "activations", "attention_dp", "cp", "chunk_tokens",
@@ -89,21 +84,10 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
     concurrency = list(concurrency) if concurrency is not None else [None] * k
     if not is_plain(plan) or k == 0:
         return [None] * k
-    m = get_model(model) if isinstance(model, str) else model
-    hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    engine = get_engine(engine) if isinstance(engine, str) else engine
-    engine = engine.for_hardware(hw, plan.tp, plan.pp)
     if plan.spec_k < 0 or not 0.0 <= plan.spec_alpha < 1.0 or plan.chunk_tokens < 0 or plan.prefix_hit_tokens < 0 or plan.cp < 1:
         return [None] * k  # estimate's own message
-    kv = plan.kv_format()
-    kv_bytes_per_element(kv)
-    resolve(get_format(plan.weights), hw, plan.activations)  # refuses what estimate refuses
-    p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
-                   kv=kv, activations=plan.activations, engine=engine)
-    cap, p = cap_setup(plan, m, hw, p, int(isl[0]), int(osl[0]), engine)  # no technique here reads isl or osl
-    cm = CostModel(m, hw, engine=engine)
-    mem = memory(m, hw, p, engine)
-    mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()
+    # the same start as estimate (it refuses what estimate refuses); no technique of a plain plan reads isl or osl
+    m, hw, engine, kv, _, p, cap, cm, mem = prepare(model, hardware, plan, int(isl[0]), int(osl[0]), engine)
     evict = eviction_of(plan)
     adp = plan.attention_dp
     seq = isl + osl if evict is None else np.minimum(isl + osl, evict[1])
