@@ -111,8 +111,10 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     # memory: sequences per device (attention-DP shards the batch), with or without host offload
     c_dev = c / adp
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
-    per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens, engine),
-                            ax.per_seq[i_c, iv])
+    per_seq_kept = ax.per_seq[i_c, iv]
+    if opts.eviction:  # only evicting rows have a finite budget
+        per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens,
+                                                                      engine), per_seq_kept)
     lora = lora_of(model, hw, opts)
     hbm = ax.hbm[i_c, iv]
     if lora is not None:  # resident adapters come out of the KV cache
@@ -283,6 +285,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
 
 
 RATE_MATCH_SPAN = 4  # prefill-worker counts tried on each side of the continuous rate-matching optimum
+RATE_MATCH_BLOCK = 2048  # rows per block of rate_match's arithmetic (fastest of 512..16384 measured here)
 
 
 def _disagg_columns(model: Model, hw: Hardware, cfg: Configs, wl: Workload, base, mem, gpus, di, c, tpot, rows,
@@ -321,26 +324,68 @@ def rate_match(r_pf, r_dec, g_pf, g_dec, gpu_budget: int, osl: float) -> tuple[n
     match, x* = budget r_dec / (r_pf g_dec + r_dec g_pf); whole workers (and GPUs left idle) move it, so a few
     candidates per decode-worker count near x* are tried at once instead of every count up to the budget
     (tests/test_rate_match.py checks the result against every count)."""
-    r_pf, r_dec, g_pf, g_dec = (np.asarray(v, float)[:, None] for v in (r_pf, r_dec, g_pf, g_dec))
-    x_star = gpu_budget * r_dec / np.maximum(r_pf * g_dec + r_dec * g_pf, 1e-30)
-    # For a whole number y of decode workers, the prefill counts that leave exactly y are an interval [x_lo, x_hi];
-    # inside it tokens/s per GPU rises while prefill is short and falls once it is not, so the best x is an end of
-    # the interval or the count that matches y's rate. Try that for the y around the continuous optimum.
-    span = np.arange(-RATE_MATCH_SPAN + 1, RATE_MATCH_SPAN + 1)[None, :]
-    y_near = np.maximum(np.floor((gpu_budget - x_star * g_pf) / g_dec) + span, 1.0)
-    x_hi = np.floor((gpu_budget - y_near * g_dec) / g_pf)
-    x_lo = np.floor((gpu_budget - (y_near + 1) * g_dec) / g_pf) + 1
-    match = y_near * r_dec / r_pf
-    x = np.concatenate([np.ones_like(x_star), x_lo, x_hi, np.clip(np.floor(match), x_lo, x_hi),
-                        np.clip(np.ceil(match), x_lo, x_hi)], axis=1)
-    x = np.clip(x, 1, max(gpu_budget - 1, 1))
-    y = np.floor((gpu_budget - x * g_pf) / g_dec)
-    ok = (y >= 1) & (x * g_pf < gpu_budget)
+    r_pf, r_dec, g_pf, g_dec = (np.asarray(v, float).reshape(-1) for v in (r_pf, r_dec, g_pf, g_dec))
+    n = len(r_pf)
+    tok_out, x_out, y_out = np.empty(n), np.empty(n), np.empty(n)
+    # in blocks of rows, so the (rows x candidates) temporaries stay in cache
+    for lo in range(0, n, RATE_MATCH_BLOCK):
+        part = slice(lo, min(lo + RATE_MATCH_BLOCK, n))
+        args = (r_pf[part, None], r_dec[part, None], g_pf[part, None], g_dec[part, None], gpu_budget, osl)
+        tok, x, y, unsure = _rate_match_block(*args, every=False)
+        if unsure.any():  # an exact tie between different pools, or NaN: the full candidate list decides, in its order
+            tok[unsure], x[unsure], y[unsure], _ = _rate_match_block(*(v[unsure] for v in args[:4]), *args[4:], every=True)
+        tok_out[part], x_out[part], y_out[part] = tok, x, y
+    return tok_out, x_out, y_out
+
+
+def _rate_match_block(a, d, g, h, gpu_budget: int, osl: float, every: bool):
+    """rate_match on (rows, 1) columns of r_pf, r_dec, g_pf, g_dec: (tok, x, y, rows whose pick is unsure).
+
+    For a whole number y of decode workers, the prefill counts that leave exactly y are an interval [x_lo, x_hi];
+    inside it tokens/s per GPU rises while prefill is short and falls once it is not, so the best x is an end of the
+    interval or the count that matches y's rate. The candidates: x = 1, then for each y around the continuous optimum
+    x_lo, x_hi, floor(match) and ceil(match) clipped into the interval (``every``; the first best in this order
+    wins). Without ``every``, x_lo and x_hi are left out: each is one of the clipped matches or does worse than
+    them, except x_lo of an empty interval (a count of the next y down), which takes the place of the ceil(match)
+    column there. That finds the same best value; a row is unsure when two different pools share it exactly
+    (tokens/s per GPU is unchanged when both pools double) or it is NaN, where the order of the full list decides."""
+    span = np.arange(-RATE_MATCH_SPAN + 1, RATE_MATCH_SPAN + 1, dtype=float)[None, :]
+    s = span.shape[1]
+    x_star = gpu_budget * d / np.maximum(a * h + d * g, 1e-30)
+    y_near = np.maximum(np.floor((gpu_budget - x_star * g) / h) + span, 1.0)
+    x_hi = np.floor((gpu_budget - y_near * h) / g)
+    x_lo = np.floor((gpu_budget - (y_near + 1) * h) / g) + 1
+    match = y_near * d / a
+    if every:
+        x = np.concatenate([np.ones_like(x_star), x_lo, x_hi, np.clip(np.floor(match), x_lo, x_hi),
+                            np.clip(np.ceil(match), x_lo, x_hi)], axis=1)
+    else:
+        x = np.empty((len(a), 1 + 2 * s))
+        x[:, 0] = 1.0
+        np.clip(np.floor(match), x_lo, x_hi, out=x[:, 1:1 + s])
+        up = x[:, 1 + s:]
+        np.clip(np.ceil(match), x_lo, x_hi, out=up)
+        np.copyto(up, x_lo, where=x_lo > x_hi)  # an empty interval: its clipped matches are x_hi; x_lo is new
+    np.clip(x, 1, max(gpu_budget - 1, 1), out=x)
+    xg = x * g
+    y = np.subtract(gpu_budget, xg)
+    y /= h
+    np.floor(y, out=y)
+    ok = (y >= 1) & (xg < gpu_budget)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tok = np.where(ok, np.minimum(x * r_pf, y * r_dec) * osl / (x * g_pf + y * g_dec), 0.0)
-    j = np.argmax(tok, axis=1)[:, None]
-    pick = lambda a: np.take_along_axis(np.broadcast_to(a, tok.shape), j, axis=1)[:, 0]  # noqa: E731
-    return pick(tok), pick(x), pick(y)
+        tok = np.minimum(x * a, y * d)
+        tok *= osl
+        xg += y * h  # now the GPUs of both pools
+        tok /= xg
+    tok[~ok] = 0.0
+    j = np.argmax(tok, axis=1)
+    r = np.arange(len(a))
+    best, bx = tok[r, j], x[r, j]
+    if every:
+        return best, bx, y[r, j], np.zeros(len(a), bool)
+    # x = 1 comes first in both lists, so a best there is the same pick
+    unsure = np.isnan(best) | ((j > 0) & ((tok == best[:, None]) & (x != bx[:, None])).any(axis=1))
+    return best, bx, y[r, j], unsure
 
 
 def lora_of(model: Model, hw: Hardware, opts: SpaceOptions):

@@ -293,7 +293,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         ok &= passes
     key, sign = OBJECTIVES[objective]
     key = COST_KEYS[basis] if objective == "cost" else key
-    feas = allp.take(np.nonzero(ok)[0])
+    feas = allp if ok.all() else allp.take(np.nonzero(ok)[0])
     seconds_eval = time.perf_counter() - t0
     if len(feas) == 0:
         infeasible, nearest = explain_infeasible(allp, checks, model, key, sign)
@@ -363,12 +363,26 @@ def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, t: P
     layouts and precisions; exact ties break by ``stable_rank``."""
     best = score.max()
     tie = score >= best - 0.005 * abs(best)
-    order = np.lexsort((-score, -context, -accuracy, ~tie))
-    top = order[0]
-    same = (tie == tie[top]) & (accuracy == accuracy[top]) & (context == context[top]) & (score == score[top])
+    # the first row of the order (tie first, then accuracy, context and score, each highest first), found by
+    # narrowing the candidates one key at a time instead of sorting every row; a key holding NaN falls back to the
+    # sort, which places NaN last
+    keys = (accuracy, context, score)
+    same = tie.copy() if tie.any() else np.ones(len(score), bool)
+    for v in keys:
+        vals = v[same]
+        if np.isnan(vals).any():
+            same = None
+            break
+        same &= v == vals.max()
+    if same is None:
+        top = np.lexsort((-score, -context, -accuracy, ~tie))[0]
+        same = (tie == tie[top]) & (accuracy == accuracy[top]) & (context == context[top]) & (score == score[top])
     rec_i = _first_stable(t, np.nonzero(same)[0])
-    shape = np.column_stack([np.asarray(t.cols[k], float) for k in SHAPE_COLS if k in t.cols])
-    other = np.any(shape != shape[rec_i], axis=1)
+    other = np.zeros(len(score), bool)
+    for k in SHAPE_COLS:
+        if k in t.cols:
+            col = np.asarray(t.cols[k], float)
+            other |= col != col[rec_i]
     if not other.any():
         return rec_i, None
     cand = np.nonzero(other)[0]
