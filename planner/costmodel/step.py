@@ -44,6 +44,15 @@ VECTOR_FRACTION_PRIOR = 0.5
 # host calls per expert an expert loop makes (planner/harness/transformer.py _moe: select, gather, two GEMMs, SiLU,
 # the gate weighting, the scatter-add)
 LOOP_CALLS_PER_EXPERT = 7.0
+# kernels (host calls) one MoE layer's grouped path launches per op, each paying the per-kernel gap (a dense MLP is
+# 3: up, activation, down). Router: the router GEMM, then the top-k selection (softmax/sigmoid + top-k, one fused
+# kernel). Permute: the rows sorted/aligned by expert, the gather of each token's row per chosen expert, the weighted
+# combine back into token order. Experts: the gate/up grouped GEMM, the activation, the down grouped GEMM. The
+# engines' MoE code has this shape: vLLM fused_moe (topk_softmax, moe_align_block_size, fused_moe kernel w1,
+# silu_and_mul, fused_moe kernel w2, moe_sum) and TensorRT-LLM's CUTLASS MoE runner (routing, expandInputRows,
+# grouped GEMM 1, gated activation, grouped GEMM 2, finalizeMoeRouting). Fusions (an activation in a GEMM epilogue)
+# save one or two; the count is the unfused one.
+GROUPED_MOE_LAUNCHES = {"router": 2.0, "moe_permute": 3.0, "experts": 3.0}
 
 
 class Op(str, Enum):
@@ -422,13 +431,13 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # efficiency (params.moe_gemm)
     experts = cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
                        m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev)
-    if not getattr(cm.engine, "grouped_moe_gemm", True):
-        # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation,
-        # the gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT), each paying the per-kernel gap
-        launches = mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT
-        experts.launches = launches
-        experts.time_s = experts.time_s + np.where(rows_dev > 0, (launches - 1.0) * cm.kernel_s, 0.0)
     ops.append(experts)
+    grouped = getattr(cm.engine, "grouped_moe_gemm", True)
+    for o in ops:  # every kernel beyond the op's first pays the per-kernel gap (GROUPED_MOE_LAUNCHES)
+        _launch(cm, o, GROUPED_MOE_LAUNCHES[str(o.name)] if grouped or o.name != Op.EXPERTS else
+                # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the
+                # activation, the gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT)
+                mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT)
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
@@ -436,6 +445,13 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     t_a2a = np.where(c.adp > 1, all_to_all_time(cm.fabric, c.ep, a2a, call_s=cm.collective_call_s), 0.0)
     ops.append(cm._op(Op.EP_ALLTOALL, "comm", cnt, 0.0, np.where(c.adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a, algorithm="all-to-all"))
     return ops
+
+
+def _launch(cm: "CostModel", o: OpCost, launches) -> None:
+    """``o`` runs as ``launches`` kernels: each beyond the first adds the per-kernel gap where the op has work."""
+    o.launches = launches
+    active = (np.asarray(o.flops) > 0) | (np.asarray(o.bytes) > 0)
+    o.time_s = o.time_s + np.where(active, (np.asarray(launches, float) - 1.0) * cm.kernel_s, 0.0)
 
 
 def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:

@@ -1,0 +1,70 @@
+"""One MoE layer by hand: the FLOPs, bytes and kernel launches of the router, the token permutation and the grouped
+expert GEMMs, from the model's config (gpt-oss-20b: hidden 2880, 32 experts of width 2880, top-4, MXFP4 experts;
+mixtral-8x7b: hidden 4096, 8 experts of width 14336, top-2) and nothing the step model computes itself."""
+
+import numpy as np
+import pytest
+
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import GROUPED_MOE_LAUNCHES, CostModel, Op, Step
+from planner.specs.engine import Engine
+from planner.specs.loader import get_hardware, get_model
+from planner.specs.quant import FORMATS
+
+
+def op(sc, name):
+    return next(o for o in sc.ops if o.name == name)
+
+
+def test_gpt_oss_experts_flops_and_weight_bytes_by_hand():
+    m, hw = get_model("gpt-oss-20b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="mxfp4", kv="bf16")
+    T = 512  # decoding tokens in the step
+    sc = CostModel(m, hw).step(p, Step(decode_seqs=T, decode_ctx=1000))
+    h, inter, E, k = 2880, 2880, 32, 4
+    # one expert: gate and up (h x 2 inter) and down (inter x h) = 3 h inter weights, plus its biases (2 inter + h,
+    # expert_bias: counted with the expert's parameters; 0.03 % of them)
+    per_expert = 3 * h * inter + 2 * inter + h
+    ex = op(sc, Op.EXPERTS)
+    # every token runs k experts: 2 FLOPs per weight per routed row
+    assert ex.flops[0] == pytest.approx(2.0 * T * k * per_expert, rel=1e-9)
+    # 512 x 4 = 2048 assignments over 32 experts: all touched (1 - (28/32)^512 ~ 1), each read once at MXFP4's
+    # 4 + 8/32 bits per weight (E2M1 plus one E8M0 scale per 32)
+    bits = 4 + 8 / 32
+    assert FORMATS["mxfp4"].bits == pytest.approx(bits)
+    assert float(np.ravel(ex.weight_bytes)[0]) == pytest.approx(E * per_expert * bits / 8, rel=1e-6)
+    assert ex.count == pytest.approx(m.num_layers)  # every gpt-oss layer is MoE
+    # router: a bf16-stored (2-byte) h x E GEMM per token
+    r = op(sc, Op.ROUTER)
+    assert r.flops[0] == pytest.approx(2.0 * T * h * E)
+    assert float(np.ravel(r.weight_bytes)[0]) == pytest.approx(h * E * 2.0)
+
+
+def test_few_tokens_read_only_the_experts_they_touch():
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
+    cm = CostModel(m, hw)
+    one = op(cm.step(p, Step(decode_seqs=1, decode_ctx=100)), Op.EXPERTS)
+    many = op(cm.step(p, Step(decode_seqs=4096, decode_ctx=100)), Op.EXPERTS)
+    per_expert = 3 * 4096 * 14336 * 2.0  # bf16 bytes of one expert
+    # one token: its top-2 experts, E (1 - (1 - k/E)^1) = k = 2; thousands of tokens: all 8
+    assert float(np.ravel(one.weight_bytes)[0]) == pytest.approx(2 * per_expert, rel=1e-9)
+    assert float(np.ravel(many.weight_bytes)[0]) == pytest.approx(8 * per_expert, rel=1e-6)
+
+
+def test_a_grouped_moe_layer_pays_a_kernel_gap_per_launch():
+    """Router GEMM + top-k; sort/align, gather and combine; gate/up GEMM, activation, down GEMM: each kernel beyond an
+    op's first adds the engine's per-kernel gap, so a small decode step of a MoE model pays 8 gaps per layer."""
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
+    st = Step(decode_seqs=4, decode_ctx=100)
+    gap = 10e-6
+    with_gap = CostModel(m, hw, engine=Engine(kernel_overhead_s=gap))
+    no_gap = CostModel(m, hw, engine=Engine())
+    a, b = with_gap.step(p, st), no_gap.step(p, st)
+    assert sum(GROUPED_MOE_LAUNCHES.values()) == 8.0
+    for name in (Op.ROUTER, Op.MOE_PERMUTE, Op.EXPERTS):
+        n = GROUPED_MOE_LAUNCHES[str(name)]
+        assert float(np.ravel(op(a, name).launches)[0]) == n
+        extra = (with_gap.kernel_s - no_gap.kernel_s) * n
+        assert op(a, name).time_s[0] - op(b, name).time_s[0] == pytest.approx(extra, rel=1e-6)
