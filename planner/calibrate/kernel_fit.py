@@ -4,6 +4,10 @@ Fitted by scipy least squares on log(predicted / measured) over kernels.csv: the
 fraction per dtype and the token count at which GEMM efficiency halves, the streaming-memory
 fraction, the attention fraction, the KV-read fraction, the per-element rate of norms and
 activations, and a per-call host overhead (each row names the library calls its kernel makes).
+Where the decode-attention rows read very different FLOPs per KV byte (MLA's absorbed decode
+beside grouped-query rows), decode attention gets its own compute fraction (``attention_decode``):
+it is another kernel than prefill's. It is a fit diagnostic, not a spec field: the cost model
+times decode attention from the capture's own rows (``planner.costmodel.profile``).
 
 Physics bounds every parameter: a fraction lies in (0, 1] of its peak and an overhead is >= 0.
 Peaks come from the base spec (a datasheet device) or, for a machine without one, from the
@@ -34,6 +38,7 @@ from planner.specs.loader import read_yaml, validate_file
 
 # (lower, upper): fractions of a peak lie in (0, 1]; the per-call overhead is >= 0 (and < 5 ms)
 BOUNDS = {"matmul": (0.01, 1.0), "half_m": (0.0, 4096.0), "memory": (0.05, 1.0), "attention": (0.001, 1.0),
+          "attention_decode": (0.001, 1.0),
           "kv_read": (0.02, 1.0), "kernel_s": (0.0, 5e-3), "elementwise": (1e-5, 1.0)}
 MEMORY_OPS = ("copy", "read", "write")
 ELEMENTWISE_OPS = ("rmsnorm", "silu_mul", "add")
@@ -62,6 +67,7 @@ AT_BOUND = {
     "kernel_s": "no per-call overhead is visible: the capture lacks small rows, or they are noise",
     "half_m": "GEMM efficiency does not depend on the token count at these sizes",
     "attention": "attention ran at the bound of its rate",
+    "attention_decode": "decode attention ran at the bound of its rate",
     "kv_read": "the KV cache was read at the bound of the bandwidth",
     "elementwise": "norms and activations ran at the bound of their per-element rate",
 }
@@ -100,6 +106,13 @@ def _num(r, k):
     return float(v) if v not in (None, "") else 0.0
 
 
+def kv_width(r: dict) -> float:
+    """Cached elements per token and KV head an attention row reads: keys and values (head_dim + head_dim_v), or
+    MLA's one latent (head_dim) when the values are its first head_dim_v dims (head_dim_v < head_dim)."""
+    d, dv = _num(r, "head_dim"), _num(r, "head_dim_v") or _num(r, "head_dim")
+    return d if dv < d else d + dv
+
+
 # library calls per kernel when a capture predates the 'calls' column (numpy's, as the harness counts them)
 DEFAULT_CALLS = {"attn_prefill": 11, "attn_decode": 8, "rmsnorm": 7, "silu_mul": 5}
 
@@ -121,7 +134,7 @@ class KernelData:
     def of(cls, rows: list[dict]) -> "KernelData":
         op = np.array([r["op"] for r in rows])
         size = np.array([4.0 if r["dtype"] == "fp32" else (1.0 if r["dtype"] in ("fp8", "int8") else 2.0) for r in rows])
-        kv = np.array([_num(r, "batch") * _num(r, "seq_kv") * _num(r, "kv_heads") * _num(r, "head_dim") * 2 for r in rows]) * size
+        kv = np.array([_num(r, "batch") * _num(r, "seq_kv") * _num(r, "kv_heads") * kv_width(r) for r in rows]) * size
         kv = np.where(op == "attn_decode", kv, 0.0)
         calls = np.array([_num(r, "calls") or (DEFAULT_CALLS.get(r["op"], 1) if r.get("backend") == "numpy" else 1) for r in rows])
         return cls(op, np.array([r["dtype"] for r in rows]), np.array([_num(r, "m") for r in rows]),
@@ -144,7 +157,9 @@ def predict(d: KernelData, peaks: dict[str, float], bw: float, p: dict) -> np.nd
         for kind in ("attn_prefill", "attn_decode"):
             sel = (d.op == kind) & (d.dtype == dt)
             if sel.any():
-                rate = peaks[dt] * p["attention"]
+                # decode attention is its own kernel (numpy: einsum on one thread; GPUs: split-KV decoding), with its
+                # own compute ceiling where the capture separates it (MLA's absorbed rows: many FLOPs per KV byte)
+                rate = peaks[dt] * p["attention_decode" if kind == "attn_decode" and "attention_decode" in p else "attention"]
                 mem_t = (d.bytes[sel] - d.kv_bytes[sel]) / mem + d.kv_bytes[sel] / (bw * p["kv_read"])
                 t[sel] = np.maximum(d.flops[sel] / rate, mem_t)
     sel = np.isin(d.op, MEMORY_OPS)
@@ -191,6 +206,16 @@ def _measured_peaks(d: KernelData, dtypes: list[str], meta: dict, folder: Path) 
     return peaks, float(np.max(d.bytes[stream] / d.t[stream]))
 
 
+def _separates_decode_compute(d: KernelData) -> bool:
+    """Whether the decode-attention rows can tell a compute ceiling from the KV-read one: some read many more FLOPs
+    per KV byte than others (MLA's absorbed decode: all heads over one latent, against grouped-query heads)."""
+    sel = (d.op == "attn_decode") & (d.kv_bytes > 0)
+    if sel.sum() < 2:
+        return False
+    intensity = d.flops[sel] / d.kv_bytes[sel]
+    return bool(intensity.max() >= 4 * intensity.min())
+
+
 def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
     rows = read_kernels(folder)
     host_rows = [r for r in rows if r["op"].startswith("host_")]
@@ -214,6 +239,9 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
     if np.isin(d.op, ELEMENTWISE_OPS).any() and "fp32" in peaks:
         names.append("elementwise")
         x0.append(0.02)
+    if _separates_decode_compute(d):
+        names.append("attention_decode")
+        x0.append(0.1)
     lo = np.array([BOUNDS[n.partition(":")[0]][0] for n in names])
     hi = np.array([BOUNDS[n.partition(":")[0]][1] for n in names])
     weight = np.sqrt(np.where(d.busy, BUSY_WEIGHT, 1.0)) if d.busy is not None else np.ones(len(d.t))

@@ -1,12 +1,22 @@
-"""Measured kernel profiles: GEMM times taken by the harness on one machine, looked up
+"""Measured kernel profiles: kernel times taken by the harness on one machine, looked up
 by the cost model instead of the roofline where they apply.
 
-Lookup for a GEMM of ``m`` tokens against a weight of ``w`` = n x k elements:
+GEMMs. Lookup for a GEMM of ``m`` tokens against a weight of ``w`` = n x k elements:
 - a measured family with the same weight size (within 1 %): log-log interpolation in m
   between measured points ("measured" at a measured m, "interpolated" between them;
   beyond the measured range the end point's efficiency is kept);
 - otherwise the nearest family (in log weight size) lends its measured efficiency
   (FLOP/s at that m), applied to this GEMM's FLOPs ("roofline+measured efficiency").
+A mixture-of-experts layer run as a loop over experts is, per expert touched, its own GEMMs
+at tokens x top-k / experts touched rows (``experts_time``): on a CPU these few-token GEMMs
+leave BLAS's matrix-vector path at m = 2 and cost far more per token than the m = 1 row.
+
+Decode attention (``decode_attention_time``): attn_decode rows grouped by the shape of the
+product each KV head runs, (query heads per KV head g, key width, value width); within a
+family, log-log interpolation of time in FLOPs. A shape with no family of its own borrows the
+nearest family's FLOP rate (in log g, key and value widths). MLA's absorbed decode is its own
+family (g = all heads over one latent, values a slice of it): on a CPU its einsum runs at a
+FLOP rate, not at the KV-read rate a grouped-query cache sets.
 """
 
 from __future__ import annotations
@@ -28,25 +38,59 @@ class GemmFamily:
 
 
 @dataclass
+class AttentionFamily:
+    """Decode attention of one product shape: g query heads per KV head, key width dqk, value width dv."""
+
+    g: float
+    dqk: float
+    dv: float
+    log_flops: np.ndarray  # sorted
+    log_t: np.ndarray
+
+
+def _interp_loglog(x, log_x: np.ndarray, log_t: np.ndarray) -> np.ndarray:
+    """exp of the log-log interpolation; beyond the measured range the end point's time per unit of x is kept
+    (above) or its time (below: fixed costs do not shrink)."""
+    lx = np.log(x)
+    t = np.exp(np.interp(lx, log_x, log_t))
+    t = np.where(lx > log_x[-1], np.exp(log_t[-1]) * x / np.exp(log_x[-1]), t)
+    return np.where(lx < log_x[0], np.exp(log_t[0]), t)
+
+
+def _f(r: dict, k: str) -> float:
+    v = r.get(k)
+    return float(v) if v not in (None, "") else 0.0
+
+
+@dataclass
 class KernelProfile:
     path: str
     gemm: dict[str, list[GemmFamily]] = field(default_factory=dict)  # dtype -> families
+    attn_decode: dict[str, list[AttentionFamily]] = field(default_factory=dict)  # dtype -> families
 
     @classmethod
     def load(cls, folder: str | Path) -> "KernelProfile":
         folder = Path(folder)
         rows: dict[tuple[str, float], dict[float, list[float]]] = {}
+        attn: dict[tuple[str, float, float, float], dict[float, list[float]]] = {}
         with (folder / "kernels.csv").open(newline="") as fh:
             for r in csv.DictReader(fh):
-                if r["op"] != "gemm":
-                    continue
-                key = (r["dtype"], float(r["n"]) * float(r["k"]))
-                rows.setdefault(key, {}).setdefault(float(r["m"]), []).append(float(r["median_s"]))
+                if r["op"] == "gemm":
+                    key = (r["dtype"], float(r["n"]) * float(r["k"]))
+                    rows.setdefault(key, {}).setdefault(float(r["m"]), []).append(float(r["median_s"]))
+                elif r["op"] == "attn_decode" and r.get("flops") and r.get("median_s"):
+                    d = _f(r, "head_dim")
+                    key = (r["dtype"], _f(r, "heads") / max(_f(r, "kv_heads"), 1.0), d, _f(r, "head_dim_v") or d)
+                    attn.setdefault(key, {}).setdefault(float(r["flops"]), []).append(float(r["median_s"]))
         prof = cls(str(folder))
         for (dtype, w), by_m in rows.items():
             ms = np.array(sorted(by_m))
             ts = np.array([np.median(by_m[m]) for m in ms])
             prof.gemm.setdefault(dtype, []).append(GemmFamily(w, np.log(ms), np.log(ts)))
+        for (dtype, g, dqk, dv), by_f in attn.items():
+            fl = np.array(sorted(by_f))
+            ts = np.array([np.median(by_f[x]) for x in fl])
+            prof.attn_decode.setdefault(dtype, []).append(AttentionFamily(g, dqk, dv, np.log(fl), np.log(ts)))
         return prof
 
     def gemm_time(self, m, weight_elems: float, dtype: str) -> tuple[np.ndarray, int]:
@@ -59,14 +103,82 @@ class KernelProfile:
         sizes = np.array([f.weight_elems for f in fams])
         j = int(np.argmin(np.abs(np.log(sizes / weight_elems))))
         f = fams[j]
-        lm = np.log(m)
-        t = np.exp(np.interp(lm, f.log_m, f.log_t))
-        # beyond the measured m range keep the end point's efficiency (time per token-FLOP)
-        lo, hi = f.log_m[0], f.log_m[-1]
-        t = np.where(lm > hi, np.exp(f.log_t[-1]) * m / np.exp(hi), t)
-        t = np.where(lm < lo, np.exp(f.log_t[0]), t)
+        t = _interp_loglog(m, f.log_m, f.log_t)
         if abs(np.log(f.weight_elems / weight_elems)) <= 0.01:
+            lm = np.log(m)
             exact = np.isclose(lm[..., None], f.log_m).any(axis=-1) if lm.ndim else bool(np.isclose(lm, f.log_m).any())
             src = 1 if np.all(exact) else 2
             return t, src
         return t * (weight_elems / f.weight_elems), 3
+
+    def experts_time(self, m_per_expert, experts_touched, expert_elems: float, mats: int, dtype: str) -> tuple[np.ndarray, int]:
+        """Time (s) of an expert loop: per expert touched, its up (gate and up fused when ``mats`` = 3) and down GEMMs
+        at ``m_per_expert`` rows; ``expert_elems`` = one expert's weights (all its matrices). Source index as
+        gemm_time (the weaker of the two lookups); 0 when the profile has no GEMMs of this dtype."""
+        up, src_up = self.gemm_time(m_per_expert, expert_elems * (mats - 1) / mats, dtype)
+        down, src_down = self.gemm_time(m_per_expert, expert_elems / mats, dtype)
+        if not (src_up and src_down):
+            return np.full(np.shape(up), np.nan), 0
+        return np.asarray(experts_touched, float) * (up + down), max(src_up, src_down)
+
+    def decode_attention_time(self, flops, g: float, dqk: float, dv: float, dtype: str) -> tuple[np.ndarray, int]:
+        """Time (s) of decode attention of ``flops`` FLOPs whose KV heads each serve ``g`` query heads with key width
+        ``dqk`` and value width ``dv`` (MLA absorbed: g = all heads, dqk = the latent, dv = its value part); source
+        index as gemm_time: measured / interpolated within the family of this shape, else the nearest family's rate."""
+        fams = self.attn_decode.get(dtype)
+        flops = np.asarray(flops, dtype=float)
+        if not fams or g <= 0 or dqk <= 0:
+            return np.full(flops.shape, np.nan), 0
+        dist = [np.log(f.g / g) ** 2 + np.log(f.dqk / dqk) ** 2 + np.log(f.dv / max(dv, 1.0)) ** 2 for f in fams]
+        f = fams[int(np.argmin(dist))]
+        # below the smallest row measured (a step this small is mostly per-call overhead, which the cost model's
+        # per-op gap carries): nothing measured (nan)
+        inside = flops >= np.exp(f.log_flops[0]) * (1 - 1e-9)
+        t = np.where(inside, _interp_loglog(np.maximum(flops, 1.0), f.log_flops, f.log_t), np.nan)
+        if min(dist) > 1e-4:
+            return t, 3
+        lf = np.log(np.maximum(flops, 1.0))
+        exact = np.isclose(lf[..., None], f.log_flops).any(axis=-1) if lf.ndim else bool(np.isclose(lf, f.log_flops).any())
+        return t, 1 if np.all(exact) else 2
+
+
+def measured_decode_attention(cm, c, sh, op, *, local: bool):
+    """``op`` (an attention OpCost of ``CostModel``) with the capture's measured decode-attention time where the
+    step only decodes and the kernel rows cover it: full (not windowed, chunked or sparse) attention, no context
+    parallelism, a KV cache in the compute type. Otherwise ``op`` unchanged (the roofline)."""
+    prof = cm.profile
+    if prof is None or local or not prof.attn_decode or getattr(c.plans, "sparse", False):
+        return op
+    if np.any(np.asarray(c.cp) > 1) or np.any(np.asarray(c.plans.kv_bytes) < np.asarray(cm._act)):
+        return op
+    mla = sh.decode_dqk != sh.prefill_dqk  # absorbed decode: every head over one latent
+    shape = op.time_s.shape
+    heads = np.broadcast_to(np.asarray(sh.heads, float), shape)
+    kvh = np.broadcast_to(np.asarray(sh.kv_elems_per_token, float) / (sh.decode_dqk if mla else 2.0 * sh.decode_dqk), shape)
+    g = heads if mla else heads / np.maximum(kvh, 1e-9)
+    pairs = c.d_seqs * c.d_tok * c.d_ctx / c.adp
+    flops = np.broadcast_to(2.0 * heads * pairs * (sh.decode_dqk + sh.decode_dv), shape)
+    t, src = np.full(shape, np.nan), 0
+    for gv in np.unique(g):  # one lookup per product shape among the plans
+        sel = g == gv
+        tv, sv = prof.decode_attention_time(flops[sel], float(gv), sh.decode_dqk, sh.decode_dv, cm._gemm_dtype)
+        if not sv:
+            return op
+        t[sel], src = tv, max(src, sv)
+    decode_only = (np.broadcast_to(np.asarray(c.p_seqs) * np.asarray(c.p_tok), shape) == 0) & np.isfinite(t)
+    op.time_s = np.where(decode_only, t, op.time_s)
+    if np.all(decode_only):
+        op.source = SOURCES[src]
+    return op
+
+
+def measured_experts(cm, op, m_per_expert, touched, expert_elems, gated: bool):
+    """``op`` (the EXPERTS OpCost) timed from the capture's GEMM rows: per expert touched, its up and down GEMMs at
+    ``m_per_expert`` rows (``KernelProfile.experts_time``); unchanged unless the capture measured these shapes."""
+    if cm.profile is None:
+        return op
+    t, src = cm.profile.experts_time(m_per_expert, touched, expert_elems, 3 if gated else 2, cm._gemm_dtype)
+    if src in (1, 2):  # the expert shapes were measured (a neighbour's rate would not show the few-token step)
+        op.time_s = np.broadcast_to(t, op.time_s.shape)
+        op.source = SOURCES[src]
+    return op

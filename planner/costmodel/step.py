@@ -25,6 +25,7 @@ from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_te
 from planner.costmodel.memory import frees_window
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
+from planner.costmodel.profile import measured_decode_attention, measured_experts
 from planner.costmodel.roofline import gemm_efficiency
 from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
@@ -377,7 +378,8 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     byts = kv_read + q_o + kv_write
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
-    return cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
+    op = cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
+    return measured_decode_attention(cm, c, sh, op, local=window is not None or chunked) if cm.profile is not None else op
 
 
 def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
@@ -431,6 +433,8 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # efficiency (params.moe_gemm)
     experts = cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
                        m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev)
+    if cm.profile is not None and not getattr(cm.engine, "grouped_moe_gemm", True):  # a loop: per expert, its own GEMMs
+        measured_experts(cm, experts, m_per_expert, touched / c.ep, w_dev, m.ffn_gated)
     ops.append(experts)
     grouped = getattr(cm.engine, "grouped_moe_gemm", True)
     for o in ops:  # every kernel beyond the op's first pays the per-kernel gap (GROUPED_MOE_LAUNCHES)

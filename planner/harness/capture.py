@@ -18,7 +18,7 @@ from planner.errors import PlannerError
 # processes used meanwhile (cores), the 1-minute load average, and whether the row ran busy
 NOISE_COLUMNS = ["cv", "others_cores", "load1", "busy"]
 KERNEL_COLUMNS = ["op", "backend", "device", "dtype", "m", "n", "k", "batch", "heads", "kv_heads", "head_dim",
-                  "seq_q", "seq_kv", "bytes", "flops", "repeats", "median_s", "p10_s", "p90_s", "threads", "calls",
+                  "head_dim_v", "seq_q", "seq_kv", "bytes", "flops", "repeats", "median_s", "p10_s", "p90_s", "threads", "calls",
                   *NOISE_COLUMNS]
 E2E_COLUMNS = ["model", "backend", "device", "dtype", "layers", "total_layers", "phase", "batch", "prompt_tokens",
                "context", "repeats", "median_s", "p10_s", "p90_s", "threads", *NOISE_COLUMNS]
@@ -185,6 +185,11 @@ def capture_notes(model, grid) -> list[str]:
         f"memory budget {grid.memory_budget_bytes / 2**30:.2f} GiB: shapes whose buffers do not fit are left out (see skipped); "
         "peak_rss_bytes is this process's peak resident set (resource.getrusage)",
         "allreduce rows (several GPUs only): m = elements per rank, batch = ranks, bytes = buffer bytes per rank",
+        ("attention rows: head_dim is the query/key width, head_dim_v the value width (empty: head_dim); attn_decode rows "
+         "with kv_heads 1 and head_dim_v < head_dim are MLA's absorbed decode: every head attends over one cached latent "
+         "(kv_lora_rank + rope dims) whose first head_dim_v dims serve as the values, as the e2e MLA model runs it"),
+        ("gemm rows of a mixture-of-experts model's expert shapes add the few-token m an expert loop runs (tokens x top-k "
+         "/ experts touched); BLAS switches from a matrix-vector kernel at m = 1 to packed GEMM at m >= 2"),
     ]
     a = model.attention
     ignored = [x for x, on in (("qkv biases", a.qkv_bias), ("o bias", a.o_bias), ("q/k norms", a.qk_norm),

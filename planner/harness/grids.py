@@ -38,6 +38,11 @@ class Grid:
     e2e_main: bool = True  # also run the profiled model's own layers end to end (when they fit)
     dropped: tuple[str, ...] = ()  # shapes left out because they do not fit the budget
     e2e_timing: Timing | None = None  # None: ``timing``
+    # extra few-token m for expert GEMMs (label 'expert_...'): an expert loop runs each expert over tokens x top-k /
+    # experts touched rows (2-16 for small batches), where BLAS leaves its m = 1 matrix-vector path
+    expert_m: tuple[int, ...] = ()
+    # MLA's absorbed decode attention of the reference/profiled models: (heads, latent width, value width)
+    mla_decode: tuple[tuple[int, int, int], ...] = ()
 
 
 def memory_budget(mode: str, machine_bytes: int | None, requested: int | None = None) -> int:
@@ -80,6 +85,19 @@ def layer_gemms(model: Model) -> list[tuple[str, int, int]]:
     return attn + ffn
 
 
+def mla_decode_shapes(models) -> tuple[tuple[int, int, int], ...]:
+    """(heads, kv_lora_rank + rope dims, kv_lora_rank) of each MLA model's absorbed decode: all heads attend over
+    one cached latent per token, its first kv_lora_rank dims serving as the values."""
+    out = []
+    for mod in models:
+        ml = mod.attention.mla
+        if ml is not None:
+            shape = (mod.num_heads, ml.kv_lora_rank + ml.qk_rope_head_dim, ml.kv_lora_rank)
+            if shape not in out:
+                out.append(shape)
+    return tuple(out)
+
+
 def model_gemm_shapes(model: Model) -> list[tuple[str, int, int]]:
     """The four dense projections of one decoder layer: (label, n, k) for activation (m x k) @ weight (k x n)."""
     h, inter = model.hidden_size, model.intermediate_size
@@ -100,12 +118,15 @@ def _pow2(lo: int, hi: int) -> tuple[int, ...]:
 
 
 def _dedupe(shapes):
-    seen, out = set(), []
+    """One entry per (n, k): the first one's m_max, every label that shares the shape (joined with ' + ', so an
+    expert GEMM that shares its shape with another projection still gets the expert loop's m)."""
+    out: dict[tuple[int, int], list] = {}
     for label, n, k, m_max in shapes:
-        if (n, k) not in seen:
-            seen.add((n, k))
-            out.append((label, n, k, m_max))
-    return tuple(out)
+        if (n, k) not in out:
+            out[(n, k)] = [label, n, k, m_max]
+        elif label not in out[(n, k)][0].split(" + "):
+            out[(n, k)][0] += f" + {label}"
+    return tuple(tuple(v) for v in out.values())
 
 
 def _fit_shapes(shapes, es: int, limit_bytes: int):
@@ -148,7 +169,8 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
             attn_prefill=((1, 8), (2, 16)), attn_decode=((1, 8), (2, 16)),
             bandwidth_bytes=1 << 20, elementwise_m=(1, 8),
             e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=5.0,
-            allreduce_bytes=(1 << 10, 1 << 16), memory_budget_bytes=budget, e2e_models=refs)
+            allreduce_bytes=(1 << 10, 1 << 16), memory_budget_bytes=budget, e2e_models=refs, expert_m=(2,),
+            mla_decode=mla_decode_shapes((model, *refs)))
     if mode == "quick":
         prefill = ((1, 16), (1, 64), (1, 256))
         decode = ((1, 128), (8, 128), (1, 1024), (8, 1024))
@@ -163,7 +185,8 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
             bandwidth_bytes=bandwidth, elementwise_m=(1, 256),
             e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=30.0, e2e_max_layers=2,
             allreduce_bytes=(1 << 20, 64 << 20), memory_budget_bytes=budget, e2e_models=refs, e2e_main=False,
-            dropped=dropped, e2e_timing=Timing(warmup=1, min_repeats=5, min_time_s=0.15, max_repeats=50))
+            dropped=dropped, e2e_timing=Timing(warmup=1, min_repeats=5, min_time_s=0.15, max_repeats=50),
+            expert_m=(2, 4, 16), mla_decode=mla_decode_shapes((model, *refs)))
     h = model.hidden_size
     off_model = [("square-1024", 1024, 1024, 2048), ("square-2048", 2048, 2048, 2048), ("square-8192", 8192, 8192, 2048),
                  ("lm_head", model.vocab_size, h, 256)]
@@ -183,4 +206,4 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
         bandwidth_bytes=bandwidth, elementwise_m=(1, 16, 128, 1024, 4096),
         e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=400.0,
         allreduce_bytes=tuple(1 << p for p in range(16, 31, 2)), memory_budget_bytes=budget, e2e_models=refs,
-        dropped=dropped)
+        dropped=dropped, mla_decode=mla_decode_shapes((model, *refs)))

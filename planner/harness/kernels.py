@@ -50,8 +50,8 @@ def weight_copies(weight_bytes: int, grid: Grid) -> int:
 
 def gemm_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
     es, cases = ops.elem_size, []
-    for _label, n, k, m_max in grid.gemm_shapes:
-        ms = [m for m in grid.gemm_m if m <= m_max]
+    for label, n, k, m_max in grid.gemm_shapes:
+        ms = sorted({m for m in grid.gemm_m if m <= m_max} | (set(grid.expert_m) if "expert_" in label else set()))
         top = max(ms)
         copies = weight_copies(k * n * es, grid)
 
@@ -95,7 +95,7 @@ def attention_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slo
     cases = []
     for b, S in grid.attn_prefill:
         row = _base(ops, "attn_prefill") | {
-            "batch": b, "heads": H, "kv_heads": KVH, "head_dim": d, "seq_q": S, "seq_kv": S,
+            "batch": b, "heads": H, "kv_heads": KVH, "head_dim": d, "head_dim_v": d, "seq_q": S, "seq_kv": S,
             "bytes": b * S * d * (2 * H + 2 * KVH) * es, "flops": 4 * b * H * d * S * (S + 1) // 2}
 
         def prepare(b=b, S=S):
@@ -114,7 +114,7 @@ def attention_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slo
 
         for b, L in grid.attn_decode:
             row = _base(ops, "attn_decode") | {
-                "batch": b, "heads": H, "kv_heads": KVH, "head_dim": d, "seq_q": 1, "seq_kv": L,
+                "batch": b, "heads": H, "kv_heads": KVH, "head_dim": d, "head_dim_v": d, "seq_q": 1, "seq_kv": L,
                 "bytes": b * L * KVH * d * 2 * es + 2 * b * H * d * es, "flops": 4 * b * H * d * L}
 
             def prepare(b=b, L=L):
@@ -122,6 +122,30 @@ def attention_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slo
                 q = ops.randn((b, H, 1, d), 1.0, rng)
                 k, v = K[:b, :, :L], V[:b, :, :L]  # a cache allocated for the longest context, as engines do
                 return lambda: ops.attention(q, k, v, L - 1)
+
+            cases.append(Case("attention", row, prepare))
+        cases += mla_decode_cases(ops, grid, rng, slot)
+    return cases
+
+
+def mla_decode_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    """MLA's absorbed decode (transformer.Transformer._mla): H query heads of width ``latent`` attend over one
+    cached latent per token (kv_heads 1), whose first ``dv`` dims are the values. The latent is read once per
+    sequence; the FLOPs are 2 x H x L x (latent + dv) per sequence."""
+    es, cases = ops.elem_size, []
+    bmax = max(b for b, _ in grid.attn_decode)
+    lmax = max(c for _, c in grid.attn_decode)
+    for H, latent, dv in grid.mla_decode:
+        for b, L in grid.attn_decode:
+            row = _base(ops, "attn_decode") | {
+                "batch": b, "heads": H, "kv_heads": 1, "head_dim": latent, "head_dim_v": dv, "seq_q": 1, "seq_kv": L,
+                "bytes": b * L * latent * es + b * H * (latent + dv) * es, "flops": 2 * b * H * L * (latent + dv)}
+
+            def prepare(b=b, L=L, H=H, latent=latent, dv=dv):
+                C = slot.get(("mla-latent", latent), lambda: ops.randn((bmax, 1, lmax, latent), 1.0, rng))
+                q = ops.randn((b, H, 1, latent), 1.0, rng)
+                c = C[:b, :, :L]  # a cache allocated for the longest context, as the e2e model's
+                return lambda: ops.attention(q, c, c[..., :dv], L - 1, scale=latent**-0.5)
 
             cases.append(Case("attention", row, prepare))
     return cases
