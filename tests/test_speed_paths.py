@@ -119,15 +119,41 @@ def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_help_imports_no_numerics_markdown_parser_or_highlighter():
-    r = _python("import sys\nfrom planner.cli.app import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+@pytest.mark.parametrize("args", [["--help"], ["--version"], []])
+def test_help_and_version_import_no_cli_framework_numerics_or_command(args):
+    r = _python("import sys\nfrom planner.cli.app import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
                 "print('MODULES', *sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'matplotlib', "
-                "'markdown_it', 'pygments') or m.startswith('planner.costmodel')))")
+                "'markdown_it', 'pygments', 'typer', 'rich', 'pydantic', 'yaml') or m.startswith('planner.costmodel') "
+                "or m.startswith('planner.cli.') and m != 'planner.cli.registry' and m != 'planner.cli.app'))" % args)
     assert r.returncode == 0, r.stderr
-    assert "Commands" in r.stdout and r.stdout.strip().splitlines()[-1] == "MODULES"
+    assert ("planner " if args == ["--version"] else "Commands") in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "MODULES"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["estimate", "--help"], ["hardware", "--help"], ["study", "--help"]])
+def _words(text: str) -> list[str]:
+    return [w for w in text.translate({ord(c): " " for c in "╭╮╰╯│─"}).split()]
+
+
+@pytest.mark.parametrize("columns", ["60", "100"])
+def test_top_level_help_says_what_typer_would(columns):
+    # the registry's help (no typer) against typer's rendering of the whole command tree
+    env = {**os.environ, "COLUMNS": columns}
+    fast = subprocess.run([sys.executable, "-m", "planner", "--help"], capture_output=True, text=True, timeout=120, env=env)
+    typer_help = subprocess.run([sys.executable, "-c", "from planner.cli import app\napp._command().main(args=['--help'], "
+                                 "standalone_mode=False, prog_name='planner')"], capture_output=True, text=True,
+                                timeout=120, env=env)
+    assert fast.returncode == typer_help.returncode == 0, typer_help.stderr
+    assert _words(fast.stdout) == _words(typer_help.stdout), \
+        "planner/cli/registry.py (SUMMARIES, ROOT_OPTIONS) no longer matches the commands' help: update it"
+    assert "Commands" in fast.stdout and "--install-completion" in fast.stdout
+
+
+def test_no_command_prints_the_help_and_exits_2():
+    r = subprocess.run([sys.executable, "-m", "planner"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Usage: planner" in r.stdout and r.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["estimate", "--help"], ["hardware", "--help"], ["study", "--help"]])
 def test_help_text_is_the_same_with_the_whole_tree_and_real_markdown(args):
     # fast: the stand-in markdown and traceback modules and, for a command, only its module; reference: both
     # imported up front (no stand-ins) and every command registered first

@@ -1,50 +1,55 @@
-"""The ``planner`` command: a typer app, one module per command."""
+"""The ``planner`` command: a typer app, one module per command. `planner`, `--help` and `--version` are answered
+from the registry (planner/cli/registry.py) without importing typer; ``app`` is built on first use."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-import typer
-
+from planner.cli.registry import ALL, DESCRIPTION, EXIT_CODES, MODULES, fast_path  # noqa: F401 (re-exported)
 from planner.errors import PlannerError
 
-EXIT_CODES = ("Exit codes: 0 answered; 2 bad input, or nothing fits / meets the constraints (the binding one named on "
-              "stderr); 1 a study with some failed points, or an internal error (a bug); 130 interrupted. Errors are one "
-              "line on stderr. Shell completion: planner --install-completion.")
 
-app = typer.Typer(
-    name="planner",
-    help="Plan LLM serving deployments: fit, speed, cost and the C/A/P trade of each plan.\n\n" + EXIT_CODES,
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-)
+def _build_app():
+    import typer
+
+    app = typer.Typer(
+        name="planner",
+        help=DESCRIPTION + "\n\n" + EXIT_CODES,
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                           help="print the version and exit")):
+        """Plan LLM serving deployments: fit, speed, cost and the C/A/P trade of each plan."""
+
+    return app
+
+
+def _app():
+    if "app" not in globals():
+        globals()["app"] = _build_app()
+    return globals()["app"]
+
+
+def __getattr__(name: str):
+    """``app`` (the typer app the command modules register on) loads typer on first use."""
+    if name == "app":
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        import typer
 
-        try:
-            v = version("planner")
-        except PackageNotFoundError:
-            v = "unknown (not installed)"
-        print(f"planner {v}")
+        from planner.cli.registry import version
+
+        print(f"planner {version()}")
         raise typer.Exit(0)
-
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")):
-    """Plan LLM serving deployments: fit, speed, cost and the C/A/P trade of each plan."""
-
-
-# the module that registers each top-level command (tests/test_speed_paths.py checks this against the full tree)
-MODULES = {"accuracy": "accuracy", "calibrate": "calibrate", "capacity": "capacity", "hardware": "catalog",
-           "models": "catalog", "estimate": "estimate", "fit": "fit", "plan": "plan", "profile": "profile",
-           "simulate": "simulate", "study": "study", "validate": "validate", "engines": "engines"}
-ALL = ("accuracy", "calibrate", "capacity", "catalog", "estimate", "fit", "plan", "profile", "simulate", "study",
-       "validate", "engines")  # the import order is the order of the commands in --help
 
 
 def _register(modules: tuple[str, ...] = ALL) -> None:
@@ -104,17 +109,19 @@ def _command(args: list[str] | None = None):
     """The click command tree, built once per process (typer rebuilds it on every app() call). When the first of
     the command-line ``args`` names a command, only that command's module is imported: `planner estimate` does
     not pay for the imports of every other command. Without ``args``: the whole tree."""
+    import typer
+
     global _COMMAND
     first = args[0] if args else None
     completing = any(k.startswith("_PLANNER_COMPLETE") or k == "_TYPER_COMPLETE_ARGS" for k in os.environ)
     if (first in MODULES or first == "--version") and _COMMAND is None and not completing:
         if first not in _COMMAND_OF:
             _register((MODULES[first],) if first in MODULES else ())  # --version needs no command
-            _COMMAND_OF[first] = typer.main.get_command(app)
+            _COMMAND_OF[first] = typer.main.get_command(_app())
         return _COMMAND_OF[first]
     if _COMMAND is None:
         _register()
-        _COMMAND = typer.main.get_command(app)
+        _COMMAND = typer.main.get_command(_app())
     return _COMMAND
 
 
@@ -125,6 +132,14 @@ def _fail(msg: str, code: int = 2):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    rc = fast_path(args)
+    if rc is not None:
+        if rc:
+            raise SystemExit(rc)
+        return
+    import typer
+
     try:
         _defer_help_imports()
         rc = _command(sys.argv[1:] if argv is None else argv).main(args=argv, standalone_mode=False, prog_name="planner")
@@ -142,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{where}: {e.strerror or e}" if where else f"{e.strerror or e}")
     except Exception as e:  # click usage errors (typer bundles its own click) arrive here in non-standalone mode
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
-            _fail(" ".join(e.format_message().split()), 2)
+            msg = " ".join(e.format_message().split())
+            if not msg:  # a group named without its command: its help was the answer (no empty error line)
+                raise SystemExit(2) from None
+            _fail(msg, 2)
         if os.environ.get("PLANNER_DEBUG"):
             raise
         # a bug, not the user's input: still one line (PLANNER_DEBUG=1 shows the traceback), exit 1
