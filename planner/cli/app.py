@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         if rc:
             raise SystemExit(rc)
         return
+    # pydantic looks for third-party plugins (importlib.metadata entry points) when it builds its first model; the
+    # planner uses none. An explicit setting in the environment still wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     import typer
 
     try:

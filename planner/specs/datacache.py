@@ -52,11 +52,26 @@ def _files(roots: tuple[str, ...]) -> list[tuple[str, int, int]]:
     return out
 
 
-def _key(files: list[tuple[str, int, int]]) -> str:
-    import yaml
+def _parser_id() -> str:
+    """Which PyYAML parses (its files' sizes and times, and whether its C extension is there), found without
+    importing it: a cache hit needs no YAML parser."""
+    import importlib.util
 
+    spec = importlib.util.find_spec("yaml")
+    if spec is None or not spec.origin:
+        return "no-yaml"
+    folder = os.path.dirname(spec.origin)
+    parts = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".py", ".so", ".pyd")):
+            st = os.stat(os.path.join(folder, name))
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return ",".join(parts)
+
+
+def _key(files: list[tuple[str, int, int]]) -> str:
     h = hashlib.sha256()
-    h.update(f"{sys.version}|{yaml.__version__}|{getattr(yaml, '__with_libyaml__', False)}|{__file__}".encode())
+    h.update(f"{sys.version}|{_parser_id()}|{__file__}".encode())
     for p, size, mtime in files:
         h.update(f"{p}|{size}|{mtime}\n".encode())
     return h.hexdigest()[:32]

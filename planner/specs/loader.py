@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from planner.errors import PlannerError, unknown
@@ -21,7 +20,6 @@ from planner.specs.hardware import Hardware, Interconnect, System
 from planner.specs.model import Model
 
 T = TypeVar("T", bound=BaseModel)
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
 
 
 # Built-in data lives at the repository root (hw_specs/, model_specs/, measurements/, accuracy/, engines/);
@@ -48,12 +46,14 @@ def read_yaml(path: Path) -> object:
 
 
 def _parse_yaml(path: Path) -> object:
+    import yaml  # only when a file is parsed: built-in data usually comes from the parsed-data cache
+
     try:
         text = path.read_text()
     except OSError as e:
         raise PlannerError(f"cannot read {path}: {e.strerror}") from None
     try:
-        return yaml.load(text, Loader=_SAFE_LOADER)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml's parser when built with it
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -6,7 +6,6 @@ Every numeric field states its range (positive, finite, fractions in (0, 1]); du
 can hold, a request longer than the model's context) are in ``check_specs``.
 """
 
-from __future__ import annotations
 
 import math
 from typing import Annotated, Any, ClassVar, Literal
