@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from heapq import heappush
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from planner.serving.sim.config import Pool
 from planner.serving.sim.metrics import SimResult
 from planner.serving.sim.records import RequestTable
 from planner.serving.sim.replica import Replica
-from planner.serving.sim.routers import BaseRouter, Router, least
+from planner.serving.sim.routers import BaseRouter, LeastOutstanding, RoundRobin, Router, Static, Threshold, least
 from planner.serving.workload import Requests
 
 INF = math.inf
@@ -96,6 +97,7 @@ class Simulator:
                 if r.role != "decode" and r.prefix_caching:
                     r.pin(pmax)
         self.rheap: list[tuple] = []
+        self.multi = len(self.replicas) > 1  # else the one replica's next boundary is its next_t (no heap)
         self.dyn: list[tuple] = []
         self.seq = 0
         self.completed = 0
@@ -113,9 +115,13 @@ class Simulator:
 
     # --------------------------------------------------------------- callbacks from replicas
     def schedule(self, rep: Replica, t: float) -> None:
-        rep.version += 1
-        self.seq += 1
-        heapq.heappush(self.rheap, (t, self.seq, rep.idx, rep.version))
+        """The replica's running step ends at ``t`` (an earlier time it had is void). One replica keeps
+        its next boundary in ``next_t`` alone; several share a heap (``multi``)."""
+        rep.next_t = t
+        if self.multi:
+            self.seq = seq = self.seq + 1
+            rep.version = seq
+            heappush(self.rheap, (t, seq, rep.idx))
 
     def finish(self, rid: int, now: float, rep: Replica, blocks: int) -> None:
         self.finish_t[rid] = now
@@ -130,7 +136,7 @@ class Simulator:
                 rep.retain(rid, blocks)
             self.arrival[child] = t = now + self.think[child]
             self.seq += 1
-            heapq.heappush(self.dyn, (t, self.seq, child, ARRIVE))
+            heappush(self.dyn, (t, self.seq, child, ARRIVE))
         if self.progress is not None and self.completed % 2000 == 0:
             self.progress(self.completed, self.n)
 
@@ -143,7 +149,7 @@ class Simulator:
         m = rep.m
         t = now + m.kv_transfer_latency_s + (self.isl[rid] + 1) * m.kv_transfer_s_per_token
         self.seq += 1
-        heapq.heappush(self.dyn, (t, self.seq, rid, KV_IN))
+        heappush(self.dyn, (t, self.seq, rid, KV_IN))
 
     def _adapter_waiters(self, cache, now: float) -> None:
         """Slots freed: requests waiting for one load their adapter (in arrival order)."""
@@ -155,12 +161,12 @@ class Simulator:
             cache.wait.popleft()
             self.replicas[self.served_by[rid]].inbound -= 1
             self.seq += 1
-            heapq.heappush(self.dyn, (max(ready, now), self.seq, rid, ENGINE_IN))
+            heappush(self.dyn, (max(ready, now), self.seq, rid, ENGINE_IN))
 
     def migrate_in(self, rid: int, t: float, item: tuple) -> None:
         self.moving[rid] = item
         self.seq += 1
-        heapq.heappush(self.dyn, (t, self.seq, rid, MIGRATE_IN))
+        heappush(self.dyn, (t, self.seq, rid, MIGRATE_IN))
 
     # --------------------------------------------------------------- main loop
     def _arrive(self, rid: int, t: float, kind: int) -> None:
@@ -187,16 +193,25 @@ class Simulator:
             t_in = max(t_in, ready)
         if t_in > t:
             self.seq += 1
-            heapq.heappush(self.dyn, (t_in, self.seq, rid, ENGINE_IN))
+            heappush(self.dyn, (t_in, self.seq, rid, ENGINE_IN))
         else:
             rep.enqueue(rid, t)
+
+    def _direct(self) -> Replica | None:
+        """The replica every external arrival goes to when that needs no router call: one entry replica,
+        a load router (session affinity leads to the same replica), no adapter to load first."""
+        if len(self.entry_replicas) == 1 and self.adapter is None and type(self.router) in (LeastOutstanding, RoundRobin,
+                                                                                            Static, Threshold):
+            return self.entry_replicas[0]
+        return None
 
     def run(self) -> SimResult:
         wall0 = time.perf_counter()
         arr = self.table.arrival_s
         ext = np.nonzero(np.isfinite(arr))[0]
         ext = ext[np.argsort(arr[ext], kind="stable")]
-        ext_t, ext_id = arr[ext].tolist(), ext.tolist()
+        # read through memoryviews (a Python number made per read) rather than lists of a million boxed numbers
+        ext_t, ext_id = memoryview(np.ascontiguousarray(arr[ext])), memoryview(np.ascontiguousarray(ext, dtype=np.int64))
         del ext
         n_ext = len(ext_id)
         qs = QueueSampler(ext_t[0] if n_ext else 0.0, (ext_t[-1] - ext_t[0]) if n_ext > 1 else 0.0)
@@ -206,25 +221,45 @@ class Simulator:
         max_events = self.max_events if self.max_events is not None else INF
         ta = ext_t[0] if n_ext else INF
         next_sample = qs.next
+        direct = self._direct()
+        multi, rep0 = self.multi, reps[0]
+        if direct is not None:
+            served_by, pool_of, d_idx, d_pool = self.served_by, self.pool_of, direct.idx, direct.pool_idx
+            d_ovh, d_enqueue = direct.request_overhead_s, direct.enqueue
         while True:
             td = dyn[0][0] if dyn else INF
-            tr = rheap[0][0] if rheap else INF
+            tr = rheap[0][0] if rheap else INF if multi else rep0.next_t
             if ta <= td and ta <= tr:
                 if ta == INF:
                     break
                 t = ta
-                arrive(ext_id[i], ta, ARRIVE)
+                rid = ext_id[i]
                 i += 1
+                if direct is None:
+                    arrive(rid, t, ARRIVE)
+                else:  # _arrive without the router
+                    served_by[rid] = d_idx
+                    pool_of[rid] = d_pool
+                    t_in = t + d_ovh
+                    if t_in > t:
+                        self.seq += 1
+                        heappush(dyn, (t_in, self.seq, rid, ENGINE_IN))
+                    else:
+                        d_enqueue(rid, t)
                 ta = ext_t[i] if i < n_ext else INF
             elif td <= tr:
                 t, _, rid, kind = heappop(dyn)
                 arrive(rid, t, kind)
-            else:
-                t, _, idx, ver = heappop(rheap)
+            elif multi:
+                t, seq, idx = heappop(rheap)
                 rep = reps[idx]
-                if rep.version != ver:
+                if rep.version != seq:
                     continue  # a jump cut short by an arrival left its old end behind (always later)
                 rep.boundary(t)
+            else:
+                t = tr
+                rep0.next_t = INF
+                rep0.boundary(t)
             events += 1
             if t >= next_sample:
                 next_sample = qs.sample(t, reps)

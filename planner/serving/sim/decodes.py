@@ -31,10 +31,15 @@ class DecodeBatch:
         self.blocks = [0] * cap  # reserve mode: blocks held for the whole sequence
         self.gen = [0] * cap
         self.shared = [0] * cap
-        self.own0 = np.zeros(cap)  # on-demand: own tokens = own0 + E s
-        self.alive = np.zeros(cap, dtype=bool)
+        self.own0 = [0.0] * cap  # on-demand: own tokens = own0 + E s
         self.free_slots = list(range(cap - 1, -1, -1))
         self.order: dict[int, None] = {}  # slots, oldest first (preemption takes the newest)
+        # on-demand block count in whole numbers while E and every own0 are whole: with u = own0 + B - 1
+        # = B q + r, ceil((own0 + S) / B) = q + S // B + [r >= B - S % B] for S = E s, so the count is
+        # sum(q) + n (S // B) + (sequences with r >= B - S % B), from a histogram of r
+        self.whole = float(E).is_integer()
+        self.q_sum = 0
+        self.r_hist = [0] * block_tokens
 
     def mean_ctx(self) -> float:
         return self.sum_ctx0 / self.n + self.E * self.s
@@ -43,8 +48,20 @@ class DecodeBatch:
         """KV blocks the on-demand decodes hold at step ``s``."""
         if not self.n:
             return 0
-        own = self.own0[self.alive] + self.E * s
-        return int(np.ceil(own / self.B).sum())
+        if self.whole:
+            q, r = divmod(int(self.E * s), self.B)
+            return self.q_sum + self.n * q + (sum(self.r_hist[self.B - r:]) if r else 0)
+        own0, E, B = self.own0, self.E, self.B
+        own = np.fromiter((own0[i] for i in self.order), dtype=np.float64, count=self.n) + E * s
+        return int(np.ceil(own / B).sum())
+
+    def _count(self, o0: float, sign: int) -> None:
+        if self.whole and not o0.is_integer():
+            self.whole = False  # a fractional own count (not reached with whole E): count with numpy
+        if self.whole:
+            q, r = divmod(int(o0) + self.B - 1, self.B)
+            self.q_sum += sign * q
+            self.r_hist[r] += sign
 
     def join(self, rid: int, ctx: float, own: float, remaining: int, blocks: int, shared: int) -> int:
         """A sequence starts decoding (its next token comes from the next step); returns the
@@ -66,8 +83,8 @@ class DecodeBatch:
         steps = remaining if E == 1.0 else int(math.ceil(remaining / E))
         heapq.heappush(self.heap, (s + steps, slot, g))
         if self.track:
-            self.own0[slot] = own - E * s
-            self.alive[slot] = True
+            self.own0[slot] = o0 = float(own - E * s)
+            self._count(o0, 1)
             return -(-int(own) // self.B)
         return 0
 
@@ -81,8 +98,9 @@ class DecodeBatch:
         del self.order[slot]
         self.free_slots.append(slot)
         if self.track:
-            self.alive[slot] = False
-            return rid, -(-int(math.ceil(self.own0[slot] + self.E * self.s)) // self.B)
+            o0 = self.own0[slot]
+            self._count(o0, -1)
+            return rid, -(-int(math.ceil(o0 + self.E * self.s)) // self.B)
         return rid, 0
 
     def own_blocks(self, slot: int) -> int:

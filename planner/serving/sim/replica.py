@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from heapq import heappop
+from heapq import heappop, heappush
 
 from planner.serving.sim.decodes import DecodeBatch
 from planner.serving.sim.kvcache import KVBlocks
@@ -59,7 +59,8 @@ class Replica:
         # a decode jump: k steps from t_start, the first taking step_s, each next one slope_s longer
         self.jump_k, self.step_s, self.slope_s = 0, 0.0, 0.0
         self.pieces: list[tuple] = []
-        self.version = 0
+        self.version = 0  # the sequence number of its valid entry in the simulator's heap
+        self.next_t = math.inf  # when its running step ends (inf: idle, nothing scheduled)
         self.busy_s = 0.0
         self.steps = 0
         self.batch_time = 0.0  # integral of the decode batch over time
@@ -131,59 +132,101 @@ class Replica:
     def boundary(self, now: float) -> None:
         """The running step (or jump) ended at ``now``: retire what finished, form the next."""
         kind = self.kind
+        dec = self.dec
         if kind != IDLE:
-            dec = self.dec
             dur = now - self.t_start
             self.busy_s += dur
             if kind != PREFILL:
                 k = self.jump_k if kind == JUMP else 1
                 self.steps += k
                 self.batch_time += dec.n * dur
-                dec.s += k
+                dec.s = s = dec.s + k
                 if not self.reserve and dec.n:
-                    self.kv.dec = dec.blocks_at(dec.s)
-                if dec.heap and dec.heap[0][0] <= dec.s:
+                    self.kv.dec = dec.blocks_at(s)
+                heap = dec.heap
+                if heap and heap[0][0] <= s:
                     self._finish_decodes(now)
             else:
                 self.steps += 1
             if kind >= MIXED:
-                for rid, last in self.pieces:
-                    if last:
-                        self._prefill_done(rid, now)
-                self.pieces = []
+                pieces = self.pieces
+                if pieces:
+                    for pf, last in pieces:
+                        if last:
+                            self._prefill_done(pf, now)
+                    self.pieces = []
         if self.migrator is not None:
             self.migrator.check(self, now)
-        self._form(now)
+        if not self.reserve or self.waiting or self.prefilling or self.swapped or self.migrated:
+            self._form(now)
+            return
+        # reserve-mode KV with nothing to admit: the decodes run on to the next completion (the
+        # common case of form_step -> _launch_decodes, inline)
+        n = dec.n
+        if not n:
+            self.kind = IDLE
+            return
+        heap, gen = dec.heap, dec.gen
+        top = heap[0]
+        while gen[top[1]] != top[2]:
+            heappop(heap)
+            top = heap[0]
+        s = dec.s
+        k = top[0] - s
+        E = self.E
+        c = dec.sum_ctx0 / n + E * s
+        if k > 1:
+            a, b = self.table.decode_pair(n, c, c + E * (k - 1))
+            if not self.plain:
+                a, b = self._wall(a, n, n * self.dtok), self._wall(b, n, n * self.dtok)
+            slope = (b - a) / (k - 1)
+            t = now + k * a + slope * k * (k - 1) / 2.0
+        else:
+            k = 1
+            a = self.table.decode(n, c)
+            if not self.plain:
+                a = self._wall(a, n, n * self.dtok)
+            slope = 0.0
+            t = now + a
+        self.t_start = now
+        self.kind = JUMP
+        self.jump_k, self.step_s, self.slope_s = k, a, slope
+        self.t_end = t
+        self.next_t = t
+        sim = self.sim
+        if sim.multi:
+            sim.seq = seq = sim.seq + 1
+            self.version = seq
+            heappush(sim.rheap, (t, seq, self.idx))
 
     def _finish_decodes(self, now: float) -> None:
         dec, sim, kv = self.dec, self.sim, self.kv
-        heap, s, gen = dec.heap, dec.s, dec.gen
+        heap, s, gen, reserve = dec.heap, dec.s, dec.gen, self.reserve
+        finish = sim.finish
         while heap and heap[0][0] <= s:
             _, slot, g = heappop(heap)
             if gen[slot] != g:
                 continue
-            blocks = dec.blocks[slot] if self.reserve else dec.own_blocks(slot)
-            rid, freed = dec.leave(slot)
-            if self.reserve:
-                kv.used -= dec.blocks[slot]
+            if reserve:
+                blocks = dec.blocks[slot]
+                rid = dec.leave(slot)[0]
+                kv.used -= blocks
             else:
+                blocks = dec.own_blocks(slot)
+                rid, freed = dec.leave(slot)
                 kv.dec -= freed
-            sim.finish(rid, now, self, blocks)
+            finish(rid, now, self, blocks)
 
-    def _prefill_done(self, rid: int, now: float) -> None:
+    def _prefill_done(self, pf, now: float) -> None:
         """The last piece of a prompt ran: its first (or next) token is out."""
         sim = self.sim
-        for i, pf in enumerate(self.prefilling):
-            if pf.rid == rid:
-                break
-        pf = self.prefilling.pop(i)
-        alloc, shared = pf.alloc, pf.shared
+        self.prefilling.remove(pf)  # pf itself: found by identity
+        rid, alloc, shared = pf.rid, pf.alloc, pf.shared
         if sim.first[rid] < 0:
             sim.first[rid] = now
         gen = sim.gen[rid] + 1
         sim.gen[rid] = gen
         remaining = sim.osl[rid] - gen
-        ctx = sim.isl[rid] + gen
         if remaining <= 0 or self.role == "prefill":
             self.kv.used -= alloc
             if remaining <= 0:
@@ -191,6 +234,7 @@ class Replica:
             else:
                 sim.transfer(rid, now, self)
             return
+        ctx = sim.isl[rid] + gen
         if self.reserve:
             self.kv.dec += self.dec.join(rid, ctx, ctx - shared, remaining, alloc, shared)
         else:

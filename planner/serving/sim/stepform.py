@@ -5,7 +5,7 @@ mixed step, a prefill-only step (prefill-first engines) or a jump of pure decode
 from __future__ import annotations
 
 import math
-from heapq import heappop
+from heapq import heappop, heappush
 
 from planner.serving.sim.multitenant import admit_migrated, priority_preempt, swap_s
 from planner.serving.sim.records import PrefillJob
@@ -18,42 +18,49 @@ class StepDraft:
 
     __slots__ = ("budget", "running", "P", "pairs", "pieces", "extra")
 
-    def add(self, rid: int, take: int, past: int, last: bool) -> None:
+    def __init__(self, budget: float, running: int, extra: float):
+        self.budget, self.running, self.extra = budget, running, extra
+        self.P, self.pairs, self.pieces = 0.0, 0.0, []
+
+    def add(self, pf, take: int, past: int, last: bool) -> None:
         self.pairs += take * past + take * (take + 1) / 2.0
         self.P += take
         self.budget -= take
-        self.pieces.append((rid, last))
+        self.pieces.append((pf, last))
 
 
 def form_step(rep, now: float) -> None:
     """Form and launch a replica's next step at ``now`` (the replica's ``_form``)."""
-    if rep.reserve and not (rep.waiting or rep.prefilling or rep.swapped or rep.migrated):
-        if rep.dec.n:
-            _launch_decodes(rep, now, 0.0, False)
-        else:
-            rep.kind = IDLE
-        return
-    extra, preempted = 0.0, False
-    if not rep.reserve and rep.dec.n:
-        while rep.dec.n and rep._growth(1) > rep.kv.free():
-            extra += rep._preempt()
-            preempted = True
+    waiting, dec = rep.waiting, rep.dec
+    if rep.reserve:
+        if not (waiting or rep.prefilling or rep.swapped or rep.migrated):
+            if dec.n:
+                _launch_decodes(rep, now, 0.0, False)
+            else:
+                rep.kind = IDLE
+            return
+        extra, preempted = 0.0, False
+    else:
+        extra, preempted = 0.0, False
+        if dec.n:
+            kv = rep.kv
+            while dec.n and rep._growth(1) > kv.free():
+                extra += rep._preempt()
+                preempted = True
     if rep.tenants:  # planner.serving.sim.multitenant
-        if rep.fair and rep.waiting and rep.dec.n and not preempted:  # FastSwitch / vLLM priority: make room
+        if rep.fair and waiting and dec.n and not preempted:  # FastSwitch / vLLM priority: make room
             extra += priority_preempt(rep)
-    d = StepDraft()
-    d.P, d.pairs, d.pieces, d.extra = 0.0, 0.0, [], extra
-    d.running = rep.dec.n + len(rep.prefilling)
+    prefilling = rep.prefilling
     # prefill-first engines leave the decodes out of a step that has prompts to prefill
-    prefill_only = rep.prefill_first and (rep.waiting or rep.prefilling) and not preempted
-    d.budget = rep.mbt - (0.0 if prefill_only else rep.dec.n * rep.dtok)
+    prefill_only = rep.prefill_first and (waiting or prefilling) and not preempted
+    d = StepDraft(rep.mbt - (0.0 if prefill_only else dec.n * rep.dtok), dec.n + len(prefilling), extra)
     if rep.tenants and rep.migrated:
         admit_migrated(rep, d)
     if rep.swapped:
         _swap_in(rep, d, prefill_only)
-    if rep.prefilling:
+    if prefilling:
         _continue_chunks(rep, d)
-    if rep.waiting and not preempted:
+    if waiting and not preempted:
         if rep.role == "decode":
             _admit_decodes(rep, d, now)
         else:
@@ -90,7 +97,7 @@ def _continue_chunks(rep, d: StepDraft) -> None:
         past = pf.past
         pf.remaining -= take
         pf.past += take
-        d.add(pf.rid, take, past, pf.remaining <= 0)
+        d.add(pf, take, past, pf.remaining <= 0)
 
 
 def _admit_decodes(rep, d: StepDraft, now: float) -> None:
@@ -123,42 +130,51 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     """Admit waiting requests in the queue's order while budget, sequences and KV blocks allow.
     The shared prefix and a retained previous turn are prefix-cache hits: not prefilled again."""
     sim, kv, waiting, B = rep.sim, rep.kv, rep.waiting, rep.B
-    while waiting and d.running < rep.max_seqs:
+    s_isl, s_osl, s_gen, s_parent = sim.isl, sim.osl, sim.gen, sim.parent
+    retained, pinned, reserve, max_seqs, mbt = kv.retained, kv.pinned, rep.reserve, rep.max_seqs, rep.mbt
+    split_all = rep.chunked
+    prefilling, pieces = rep.prefilling, d.pieces
+    while waiting and d.running < max_seqs:
         rid = waiting.peek()
-        isl, osl, gen = sim.isl[rid], sim.osl[rid], sim.gen[rid]
-        shared = min(sim.prefix[rid], isl - 1) if kv.pinned else 0
+        isl, osl, gen = s_isl[rid], s_osl[rid], s_gen[rid]
+        shared = min(sim.prefix[rid], isl - 1) if pinned else 0
         hist, hist_blocks = 0, 0
-        par = sim.parent[rid]
-        if par >= 0 and gen == 0 and par in kv.retained:  # multi-turn: the previous turn's KV is cached
-            hist = sim.isl[par] + sim.osl[par] - shared
-            hist_blocks = kv.retained[par]
+        par = s_parent[rid]
+        if par >= 0 and gen == 0 and par in retained:  # multi-turn: the previous turn's KV is cached
+            hist = s_isl[par] + s_osl[par] - shared
+            hist_blocks = retained[par]
         prompt = isl + gen - shared - hist  # tokens to compute
-        own_total = isl + gen - shared + (osl - gen if rep.reserve else 1)
+        own_total = isl + gen - shared + (osl - gen if reserve else 1)
         need = -(-own_total // B) - hist_blocks
-        if need + hist_blocks > kv.total - kv.pinned:
+        if need + hist_blocks > kv.total - pinned:
             waiting.take()
             sim.reject(rid, now)
             continue
         # without chunked prefill a prompt goes in whole; one longer than the whole token budget
         # is split anyway (TensorRT-LLM needs chunked context for inputs beyond max_num_tokens)
-        split = rep.chunked or prompt > rep.mbt
-        if not split and prompt > d.budget and (d.pieces or rep.dec.n or d.extra):
+        split = split_all or prompt > mbt
+        if not split and prompt > d.budget and (pieces or rep.dec.n or d.extra):
             break
-        if need > kv.free() + hist_blocks and not kv.evict(need - hist_blocks, keep=par):
+        if need > kv.total - kv.used - kv.dec - kv.ret + hist_blocks and not kv.evict(need - hist_blocks, keep=par):
             break
         waiting.take()
         if hist_blocks:
             kv.take_retained(par)
-        kv.record_hit(shared + hist)
+        past = shared + hist
+        if past > 0:
+            kv.hit_tokens += past
+            kv.hits += 1
         alloc = max(need, 0) + hist_blocks
         kv.used += alloc
-        past = shared + hist
         take = prompt if not split else min(prompt, max(d.budget, 0))
         pf = PrefillJob(rid, prompt - take, past + take, alloc, shared)
-        rep.prefilling.append(pf)
+        prefilling.append(pf)
         d.running += 1
         if take > 0:
-            d.add(rid, take, past, pf.remaining <= 0)
+            d.pairs += take * past + take * (take + 1) / 2.0
+            d.P += take
+            d.budget -= take
+            pieces.append((pf, pf.remaining <= 0))
         if d.budget <= 0:
             break
 
@@ -168,18 +184,27 @@ def _launch(rep, d: StepDraft, now: float, preempted: bool, prefill_only: bool) 
     dec, sim = rep.dec, rep.sim
     n = dec.n
     rep.t_start = now
-    if d.pieces:
-        span = 2.0 * d.pairs / d.P
+    pieces = d.pieces
+    if pieces:
+        P = d.P
+        span = 2.0 * d.pairs / P
         if prefill_only:
-            gpu = rep.table.mixed(0.0, 1.0, d.P, span)
-            seqs, tokens, rep.kind = len(d.pieces), d.P, PREFILL
+            gpu = rep.table.mixed(0.0, 1.0, P, span)
+            rep.kind = PREFILL
+            if not rep.plain:
+                gpu = rep._wall(gpu, len(pieces), P)
         else:
-            gpu = rep.table.mixed(n, dec.mean_ctx() if n else 1.0, d.P, span)
-            seqs, tokens, rep.kind = n + len(d.pieces), n * rep.dtok + d.P, MIXED
-        dur = (gpu if rep.plain else rep._wall(gpu, seqs, tokens)) + d.extra
-        rep.pieces = d.pieces
-        rep.t_end = now + dur
-        sim.schedule(rep, rep.t_end)
+            gpu = rep.table.mixed(n, dec.sum_ctx0 / n + dec.E * dec.s if n else 1.0, P, span)
+            rep.kind = MIXED
+            if not rep.plain:
+                gpu = rep._wall(gpu, n + len(pieces), n * rep.dtok + P)
+        rep.pieces = pieces
+        rep.t_end = t = now + (gpu + d.extra)
+        rep.next_t = t
+        if sim.multi:
+            sim.seq = seq = sim.seq + 1
+            rep.version = seq
+            heappush(sim.rheap, (t, seq, rep.idx))
         return
     if not n:
         if d.extra > 0:  # only swap traffic: account for it as a busy step

@@ -101,6 +101,15 @@ class StepTable:
         self._sp = len(self.l_ax)
         self._nlast = len(self.n_ax) - 2
         self._clast = len(self.c_ax) - 2
+        self._plast = len(self.p_ax) - 2
+        self._llast = len(self.l_ax) - 2
+        # the n-axis cell of every whole batch size 0..max_seqs: (row i, row i + 1, weight), as decode() locates it
+        rows, ax, last, dec = [], self.n_ax, self._nlast, self._dec
+        for n in range(int(max(max_seqs, 1)) + 2):
+            i = bisect_right(ax, n) - 1
+            i = 0 if i < 0 else (last if i > last else i)
+            rows.append((dec[i], dec[i + 1], (n - ax[i]) / (ax[i + 1] - ax[i]), i))
+        self._rows = rows
 
     def decode(self, n: float, ctx: float) -> float:
         ax = self.n_ax
@@ -116,31 +125,36 @@ class StepTable:
         b = r1[j] + wj * (r1[j + 1] - r1[j])
         return a + wi * (b - a)
 
-    def decode_pair(self, n: float, c0: float, c1: float) -> tuple[float, float]:
-        """``decode(n, c0), decode(n, c1)`` with one lookup of ``n`` (the two ends of a decode jump)."""
-        ax = self.n_ax
-        i = bisect_right(ax, n) - 1
-        if i > self._nlast:
+    def decode_pair(self, n: int, c0: float, c1: float) -> tuple[float, float]:
+        """``decode(n, c0), decode(n, c1)`` for a whole batch size ``n`` (the two ends of a decode jump)."""
+        try:
+            r0, r1, wi, _ = self._rows[n]
+        except IndexError:  # beyond the table's batch sizes (extrapolated from its last cell)
             i = self._nlast
-        x = ax[i]
-        wi = (n - x) / (ax[i + 1] - x)
-        r0, r1 = self._dec[i], self._dec[i + 1]
+            r0, r1, wi = self._dec[i], self._dec[i + 1], (n - self.n_ax[i]) / (self.n_ax[i + 1] - self.n_ax[i])
         ax, last = self.c_ax, self._clast
         j = bisect_right(ax, c0) - 1
         j = 0 if j < 0 else (last if j > last else j)
-        x = ax[j]
-        wj = (c0 - x) / (ax[j + 1] - x)
-        lo = r0[j] + wj * (r0[j + 1] - r0[j])
-        v0 = lo + wi * (r1[j] + wj * (r1[j + 1] - r1[j]) - lo)
-        j = bisect_right(ax, c1) - 1
-        j = 0 if j < 0 else (last if j > last else j)
-        x = ax[j]
-        wj = (c1 - x) / (ax[j + 1] - x)
-        lo = r0[j] + wj * (r0[j + 1] - r0[j])
-        return v0, lo + wi * (r1[j] + wj * (r1[j + 1] - r1[j]) - lo)
+        x, y = ax[j], ax[j + 1]
+        a0, a1 = r0[j], r1[j]
+        d0, d1 = r0[j + 1] - a0, r1[j + 1] - a1
+        wj = (c0 - x) / (y - x)
+        lo = a0 + wj * d0
+        v0 = lo + wi * (a1 + wj * d1 - lo)
+        if c1 >= y and j < last:  # the jump's end lies in a later cell of the context axis
+            j = bisect_right(ax, c1) - 1
+            j = last if j > last else j
+            x, y = ax[j], ax[j + 1]
+            a0, a1 = r0[j], r1[j]
+            d0, d1 = r0[j + 1] - a0, r1[j + 1] - a1
+        wj = (c1 - x) / (y - x)
+        lo = a0 + wj * d0
+        return v0, lo + wi * (a1 + wj * d1 - lo)
 
     def mixed(self, n: float, ctx: float, p: float, span: float) -> float:
-        if n:
+        if n and n.__class__ is int and n < len(self._rows):
+            _, _, wi, i = self._rows[n]
+        elif n:
             ax = self.n_ax
             i = bisect_right(ax, n) - 1
             if i > self._nlast:
@@ -154,18 +168,45 @@ class StepTable:
         j = 0 if j < 0 else (last if j > last else j)
         x = ax[j]
         wj = (ctx - x) / (ax[j + 1] - x)
-        k, wk = _loc(self.p_ax, p)
-        m, wm = _loc(self.l_ax, span)
+        ax, last = self.p_ax, self._plast  # the cells of p and span (as _loc: clamped, linear beyond)
+        k = bisect_right(ax, p) - 1
+        k = 0 if k < 0 else (last if k > last else k)
+        x = ax[k]
+        wk = (p - x) / (ax[k + 1] - x)
+        ax, last = self.l_ax, self._llast
+        m = bisect_right(ax, span) - 1
+        m = 0 if m < 0 else (last if m > last else m)
+        x = ax[m]
+        wm = (span - x) / (ax[m + 1] - x)
         g, sn, sc, sp = self._mix, self._sn, self._sc, self._sp
         b0 = i * sn + j * sc + k * sp + m
         out = 0.0
         # the four (n, ctx) corners, each bilinear in (p, span); the same sums in the same order as a loop
-        for b0, f in ((b0, (1.0 - wi) * (1.0 - wj)), (b0 + sc, (1.0 - wi) * wj), (b0 + sn, wi * (1.0 - wj)),
-                      (b0 + sn + sc, wi * wj)):
-            if f == 0.0:
-                continue
+        f = (1.0 - wi) * (1.0 - wj)
+        if f != 0.0:
             b1 = b0 + sp
             v0 = g[b0] + wm * (g[b0 + 1] - g[b0])
+            v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
+            out += f * (v0 + wk * (v1 - v0))
+        f = (1.0 - wi) * wj
+        if f != 0.0:
+            b = b0 + sc
+            b1 = b + sp
+            v0 = g[b] + wm * (g[b + 1] - g[b])
+            v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
+            out += f * (v0 + wk * (v1 - v0))
+        f = wi * (1.0 - wj)
+        if f != 0.0:
+            b = b0 + sn
+            b1 = b + sp
+            v0 = g[b] + wm * (g[b + 1] - g[b])
+            v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
+            out += f * (v0 + wk * (v1 - v0))
+        f = wi * wj
+        if f != 0.0:
+            b = b0 + sn + sc
+            b1 = b + sp
+            v0 = g[b] + wm * (g[b + 1] - g[b])
             v1 = g[b1] + wm * (g[b1 + 1] - g[b1])
             out += f * (v0 + wk * (v1 - v0))
         return out
