@@ -170,6 +170,7 @@ class JointFit:
     cost: float
     prior_predicted: np.ndarray | None = None
     row_counts: dict = field(default_factory=dict)  # cell -> rows
+    rate_fits: list = field(default_factory=list)  # rate_fit.RateFit: second-stage values laid over the releases
 
     def values(self, version: str, arch: str | None = None) -> dict[str, float]:
         return dict(zip([p.name for p in FIT], np.exp(self.layout.log_value(self.x, version, arch))))
@@ -203,6 +204,10 @@ class JointFit:
             out[v] = EngineCalibration(eid, ver, engine_wide=ew, architectures=arch_blocks,
                                        rows={(a or "?"): n for (cv, a), n in self.row_counts.items() if cv == v},
                                        note=_NOTE)
+        if self.rate_fits:
+            from planner.calibrate.rate_fit import apply
+
+            out = apply(out, [f for f in self.rate_fits if f.release in out])
         return out
 
 
@@ -310,12 +315,15 @@ def engine_releases() -> list[str]:
     return sorted(profiles())
 
 
-def calibrate_published(files=None, max_nfev: int = 40) -> tuple[JointFit, dict]:
-    """The joint fit over the bundled published rows (or ``files``); also the rows that are not fit rows."""
+def calibrate_published(files=None, max_nfev: int = 40, rates: bool = True, progress=None) -> tuple[JointFit, dict]:
+    """The joint fit over the bundled published rows (or ``files``), then (``rates``) the second stage: each engine
+    release's host and collective costs from its runs at request rates (``rate_fit``); also the rows that are not
+    fit rows."""
     from planner.calibrate.published_fit import load_rows
     from planner.calibrate.validate import builtin_published
 
-    rows, skipped = load_rows(files or builtin_published())
+    files = files or builtin_published()
+    rows, skipped = load_rows(files)
     for f, why in NOT_FITTED.items():
         if any(r.file == f for r in rows):
             skipped[f] = f"validated, not fitted: {why}"
@@ -324,7 +332,12 @@ def calibrate_published(files=None, max_nfev: int = 40) -> tuple[JointFit, dict]
         from planner.errors import PlannerError
 
         raise PlannerError("no published rows to fit")
-    return fit(rows, max_nfev=max_nfev), skipped
+    res = fit(rows, max_nfev=max_nfev)
+    if rates:
+        from planner.calibrate.rate_fit import fit_all
+
+        res.rate_fits = fit_all(files, res.calibration(engine_releases()), progress=progress)
+    return res, skipped
 
 
 def write_calibration(res: JointFit, folder=None) -> list:

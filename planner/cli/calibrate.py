@@ -93,8 +93,9 @@ def _published(published: str, out: Path | None, as_json: bool = False) -> None:
     if published != "all":
         get_hardware(published)
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(), console=console, transient=True) as prog:
-        prog.add_task("joint fit of the kernel/engine layer over every published row", total=None)
-        res, skipped = calibrate_published()
+        task = prog.add_task("joint fit of the kernel/engine layer over every published row", total=None)
+        res, skipped = calibrate_published(progress=lambda rel: prog.update(
+            task, description=f"rate fit of {rel}: its runs at request rates through the simulator"))
     ape = np.abs(res.predicted / np.array([r.measured for r in res.rows]) - 1)
     sel = np.array([published in ("all", r.hardware) for r in res.rows])
     if as_json:
@@ -105,6 +106,9 @@ def _published(published: str, out: Path | None, as_json: bool = False) -> None:
                     "p90_ape": float(np.percentile(ape[sel], 90)), "evaluations": res.evaluations,
                     "values": [{"engine": v, "architecture": a, "rows": n, **res.values(v, a)}
                                for (v, a), n in sorted(res.row_counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
+                    "rate_fits": [{"release": f.release, "values": f.values, "joint_fit_values": f.prior, "rows": f.rows,
+                                   "median_ape": f.median_ape, "median_ape_before": f.prior_median_ape, "wall_s": f.seconds}
+                                  for f in res.rate_fits],
                     "written": written, "not_fitted": dict(skipped), "timing": {"wall_s": res.seconds}})
         return
     console.print(f"{int(sel.sum())} rows ({published}): median |error| {np.median(ape[sel]):.1%}, p90 {np.percentile(ape[sel], 90):.1%} "
@@ -113,6 +117,10 @@ def _published(published: str, out: Path | None, as_json: bool = False) -> None:
         vals = res.values(v, a)
         console.print(f"  {v:14s} {a or '-':8s} {n:4d} rows  " + "  ".join(
             f"{k} {val * 1e6:.3g}us" if k.endswith("_s") else f"{k} {val:.3g}" for k, val in vals.items()))
+    for f in res.rate_fits:
+        console.print(f"  {f.release:14s} rate fit, {f.rows} stage rows ({f.experiments} runs, simulated at {f.hardware[0] if len(f.hardware) == 1 else 'several GPUs'}): "
+                      f"median |error| {f.prior_median_ape:.1%} -> {f.median_ape:.1%}  " + "  ".join(
+                          f"{k} {v * 1e6:.3g}us" if k.endswith("_s") else f"{k} {v:.3g}" for k, v in f.values.items()))
     for path in write_calibration(res, out):
         console.print(f"wrote {path}")
     for where, why in list(skipped.items())[:10]:

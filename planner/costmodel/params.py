@@ -207,15 +207,27 @@ def current_calibration() -> Calibration:
 def using(calibration: Calibration | None = None, versions: Mapping[str, str] | None = None):
     """Within the block, the cost model reads ``calibration`` (a candidate fit) instead of the built-in
     files, and runs the pinned ``versions`` ({engine id: version}) of each engine."""
+    from planner.specs.engine import FIELD_OVERRIDE
+
     t1 = _override.set(calibration) if calibration is not None else None
+    t3 = FIELD_OVERRIDE.set(engine_fields(calibration)) if calibration is not None else None
     t2 = _pins.set({**_pins.get(), **versions}) if versions else None
     try:
         yield
     finally:
         if t2 is not None:
             _pins.reset(t2)
+        if t3 is not None:
+            FIELD_OVERRIDE.reset(t3)
         if t1 is not None:
             _override.reset(t1)
+
+
+def engine_fields(calibration: Calibration) -> dict[str, dict[str, float]]:
+    """{ID@VERSION: {Engine field: value}}: the engine-layer values a calibration lays over the profiles (what
+    its files carry at the top level)."""
+    return {k: {p.engine_field: c.engine_wide[p.name][0] for p in PARAMS if p.engine_field and p.name in c.engine_wide}
+            for k, c in calibration.items()}
 
 
 def _version_key(v: str) -> tuple:

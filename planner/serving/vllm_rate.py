@@ -58,6 +58,12 @@ def parse_description(text: str, where: str) -> RateWorkload:
                         int(m.group(1)) if m else 1, int(m.group(2)) if m else 1, stages)
 
 
+def scaled(wl: RateWorkload, factor: float) -> RateWorkload:
+    """The workload with every stage ``factor`` as long (same rates): the calibration's shorter replay."""
+    return RateWorkload(wl.system_tokens, wl.question_tokens, wl.output_tokens, wl.prompts, wl.users,
+                        [(r, d * factor) for r, d in wl.stages])
+
+
 def requests_for(wl: RateWorkload, isl: int, osl: int, seed: int = SEED) -> Requests:
     """Poisson arrivals stage by stage; every prompt starts with a shared system prompt."""
     rng = np.random.default_rng(seed)
@@ -81,14 +87,22 @@ def _mean_len(rows: list[dict], key: str, default: int) -> int:
     return int(round(sum(vals) / len(vals))) if vals else default
 
 
-def _experiment(rows: list[dict], file: str):
-    """(SimResult, workload, config label) of one experiment's rows, or raise PlannerError."""
+def release_of(row: dict) -> str:
+    """``vllm@0.15`` from a row's engine and engine_version columns (the bare engine id when no version)."""
+    ver = re.search(r"(\d+\.\d+)", row.get("engine_version") or "")
+    return f"{row.get('engine') or 'vllm'}@{ver.group(1)}" if ver else (row.get("engine") or "vllm")
+
+
+def _experiment(rows: list[dict], file: str, *, duration_scale: float = 1.0):
+    """(SimResult, workload, config label) of one experiment's rows, or raise PlannerError. ``duration_scale``
+    shortens every stage (the calibration's cheaper replay)."""
     r0 = rows[0]
     wl = parse_description(r0["workload_description"], f"{file} {r0['experiment']}")
+    if duration_scale != 1.0:
+        wl = scaled(wl, duration_scale)
     isl = _mean_len(rows, "mean_isl", wl.system_tokens + wl.question_tokens)
     osl = _mean_len(rows, "mean_osl", wl.output_tokens)
-    ver = re.search(r"(\d+\.\d+)", r0.get("engine_version") or "")
-    engine = f"{r0.get('engine') or 'vllm'}@{ver.group(1)}" if ver else (r0.get("engine") or "vllm")
+    engine = release_of(r0)
     tp = _int(r0, "tp") or 1
     sched = Scheduler(max_seqs=_int(r0, "max_num_seqs"), max_batched_tokens=_int(r0, "max_num_batched_tokens"))
     from planner.specs.engine import get_engine
@@ -105,7 +119,8 @@ def _experiment(rows: list[dict], file: str):
     return res, wl, cfg
 
 
-def predict_vllm_rate(rows: list[dict], file: str = "vllm_rate.csv") -> list[tuple[int, str, str, float, float | None, str]]:
+def predict_vllm_rate(rows: list[dict], file: str = "vllm_rate.csv", *,
+                      duration_scale: float = 1.0) -> list[tuple[int, str, str, float, float | None, str]]:
     """(row index, what, config, measured, predicted or None, note) for the rows of ``vllm_rate.csv``."""
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
@@ -113,7 +128,7 @@ def predict_vllm_rate(rows: list[dict], file: str = "vllm_rate.csv") -> list[tup
     out = []
     for exp, idx in groups.items():
         try:
-            res, wl, cfg = _experiment([rows[i] for i in idx], file)
+            res, wl, cfg = _experiment([rows[i] for i in idx], file, duration_scale=duration_scale)
             err = None
         except PlannerError as e:
             res, wl, cfg, err = None, None, "", str(e)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -297,25 +298,55 @@ _CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead
                          "eager_kernel_overhead_s", "step_overhead_s"})
 
 
+# a candidate calibration's engine-layer values ({ID@VERSION: {field: value}}), set by
+# planner.costmodel.params.using(): within it, profiles carry those instead of the files' fitted values
+FIELD_OVERRIDE: ContextVar[dict | None] = ContextVar("planner_engine_fields", default=None)
+
+
 @functools.lru_cache(maxsize=None)
-def profiles() -> dict[str, Engine]:
-    """Every engine profile, keyed ``ID@VERSION``."""
+def raw_profiles() -> dict[str, Engine]:
+    """Every engine profile as its YAML says, keyed ``ID@VERSION`` (no fitted values)."""
     from planner.specs.loader import load_spec_file
 
-    root = _engines_dir()
     out: dict[str, Engine] = {}
-    for path in sorted(root.glob("*.yaml")):
+    for path in sorted(_engines_dir().glob("*.yaml")):
         eng = load_spec_file(EngineSpec, path).to_engine()
         if eng.name in out:
             raise PlannerError(f"{path}: engine {eng.name} is defined twice")
         out[eng.name] = eng
-    for name, fitted in _calibration(root).items():
+    return out
+
+
+def _merged(fields: dict[str, dict]) -> dict[str, Engine]:
+    out = dict(raw_profiles())
+    for name, fitted in fields.items():
+        fitted = {k: v for k, v in fitted.items() if k in _CALIBRATED}
         if name in out:
             out[name] = replace(out[name], **fitted)
         elif "@" not in name:
             for k in [k for k in out if k.split("@")[0] == name]:
                 out[k] = replace(out[k], **fitted)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _calibrated_profiles() -> dict[str, Engine]:
+    return _merged(_calibration(_engines_dir()))
+
+
+def profiles() -> dict[str, Engine]:
+    """Every engine profile, keyed ``ID@VERSION``, with the fitted engine-layer values of the calibration in force
+    (the files in engines/calibration/, or a candidate set by ``planner.costmodel.params.using``)."""
+    o = FIELD_OVERRIDE.get()
+    return _calibrated_profiles() if o is None else _merged(o)
+
+
+def _clear_profiles() -> None:
+    raw_profiles.cache_clear()
+    _calibrated_profiles.cache_clear()
+
+
+profiles.cache_clear = _clear_profiles  # callers that rewrite calibration files clear it
 
 
 def engine_ids() -> list[str]:

@@ -1,0 +1,195 @@
+"""Second stage of the calibration: an engine release's host and collective costs from its runs at request rates.
+
+The joint fit (``joint.py``) fits the kernel/engine layer to rows the closed-form serving model predicts
+(throughput, static batches, batch-1 latency). Runs at set request rates (``vllm_rate.csv``: Poisson stages,
+mean TTFT / inter-token latency / end-to-end latency) are predicted by the event simulator, which is too slow to
+sit inside the joint fit's Jacobian. They are the only rows of some engines (vLLM), and they see costs the other
+rows do not: the API server's per-request time (tokenize, HTTP, detokenize) in every TTFT, the engine's own
+all-reduce (vLLM's custom NVLink all-reduce) and its per-kernel gap under CUDA graphs. (Its per-sequence host time
+is not among them: with asynchronous scheduling it hides under the GPU step at these batches, so the rows do not
+see it.)
+
+So, after the joint fit, each engine release with rate rows gets three of them (``RATE_PARAMS``) fitted to
+its rows through the simulator, with every other value (GEMM, attention, KV-read efficiencies per architecture)
+held at the joint fit's. The fit is a small regularized least squares in log space (a Gaussian prior toward the
+joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
+rows, which repeat them). Rows whose measured mean TTFT exceeds ``QUEUED_TTFT_S`` are left out of the fit: the run
+was overloaded, and its latencies measure how long the queue grew in that run (they are still validated).
+Each stage is replayed at ``DURATION_SCALE`` of its length (the steady state of a stage that is not overloaded
+settles within seconds), which makes one pass over every experiment a few seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from planner.costmodel.params import PARAM_BY_NAME, using
+
+RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
+QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
+DURATION_SCALE = 0.25
+SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
+NOISE = 0.15  # typical log error of one row (as in the joint fit)
+METRICS = ("mean_ttft_s", "mean_itl_s", "mean_e2e_s")
+
+
+@dataclass
+class RateFit:
+    release: str
+    values: dict[str, float]  # fitted RATE_PARAMS
+    prior: dict[str, float]  # the joint fit's values they started from
+    rows: int  # residuals fitted
+    experiments: int
+    hardware: list[str]
+    median_ape: float
+    prior_median_ape: float
+    seconds: float
+    evaluations: int
+
+    @property
+    def source(self) -> str:
+        return (f"rate fit: {self.rows} stage rows ({self.experiments} runs at request rates on {', '.join(self.hardware)}) of "
+                f"{self.release}, simulated, other values held at the joint fit's (planner calibrate --published)")
+
+
+def rate_rows(files: list[Path]) -> dict[str, list[dict]]:
+    """Rows of the request-rate files (those with ``request_rate`` and ``workload_description``), by release."""
+    from planner.serving.vllm_rate import release_of
+
+    out: dict[str, list[dict]] = {}
+    for f in files:
+        with Path(f).open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = set(reader.fieldnames or [])
+            if not {"request_rate", "workload_description"} <= cols:
+                continue
+            for r in reader:
+                out.setdefault(release_of(r), []).append(r)
+    return out
+
+
+def _calibration_with(cal: dict, release: str, values: dict[str, float], source: str = "rate fit (candidate)") -> dict:
+    """``cal`` with ``values`` laid over the release's engine-wide block and every architecture block."""
+    out = dict(cal)
+    c = copy.deepcopy(out[release])
+    for n, v in values.items():
+        c.engine_wide[n] = (float(v), source)
+        for blk in c.architectures.values():
+            if n in blk:
+                blk[n] = (float(v), source)
+    out[release] = c
+    return out
+
+
+class _Problem:
+    def __init__(self, release: str, rows: list[dict], cal: dict, scale: float):
+        self.release, self.rows, self.cal, self.scale = release, rows, cal, scale
+        self.evals = 0
+        c = cal[release]
+        self.prior = {n: float(c.engine_wide[n][0]) if n in c.engine_wide else PARAM_BY_NAME[n].prior for n in RATE_PARAMS}
+        # request_s has no joint-fit value (0 s): its prior is centred on 1 ms, inside its bounds
+        self.prior = {n: (v if v > 0 else 1e-3) for n, v in self.prior.items()}
+        self.lo = np.log([max(PARAM_BY_NAME[n].lo, 1e-5 if n == "request_s" else 0.0) for n in RATE_PARAMS])
+        self.hi = np.log([PARAM_BY_NAME[n].hi for n in RATE_PARAMS])
+        self.x0 = np.clip(np.log([self.prior[n] for n in RATE_PARAMS]), self.lo + 1e-9, self.hi - 1e-9)
+
+    def values(self, x: np.ndarray) -> dict[str, float]:
+        return dict(zip(RATE_PARAMS, np.exp(x)))
+
+    def predict(self, x: np.ndarray) -> list[tuple[int, str, float, float]]:
+        """(row, metric, measured, predicted) of the fitted stage rows at parameters ``x``."""
+        from planner.serving.vllm_rate import predict_vllm_rate
+
+        vals = self.values(x)
+        self.evals += 1
+        with using(_calibration_with(self.cal, self.release, vals)):
+            out = predict_vllm_rate(self.rows, duration_scale=self.scale)
+        keep = []
+        for i, what, cfg, meas, pred, _note in out:
+            r = self.rows[i]
+            if (r.get("stage") or "").strip() in ("", "all") or what not in METRICS or pred is None:
+                continue
+            ttft = float(r["mean_ttft_s"]) if (r.get("mean_ttft_s") or "").strip() else 0.0
+            if ttft > QUEUED_TTFT_S:
+                continue
+            keep.append((i, what, meas, pred))
+        return keep
+
+    def residuals(self, x: np.ndarray) -> np.ndarray:
+        rows = self.predict(x)
+        meas = np.array([m for _, _, m, _ in rows])
+        pred = np.array([p for _, _, _, p in rows])
+        pred = np.where(np.isfinite(pred) & (pred > 0), pred, meas * 100.0)  # a run that never finished: far off
+        r = np.log(pred / meas)
+        penalty = NOISE / SIGMA * (x - self.x0)
+        return np.concatenate([r, penalty])
+
+
+def fit_release(release: str, rows: list[dict], cal: dict, *, scale: float = DURATION_SCALE, max_nfev: int = 8) -> RateFit | None:
+    """Fit ``RATE_PARAMS`` of ``release`` to its rate rows, every other value held at ``cal``'s; None when the
+    release has no calibration entry or no fittable rows."""
+    if release not in cal or not rows:
+        return None
+    t0 = time.perf_counter()
+    prob = _Problem(release, rows, cal, scale)
+    r0 = prob.residuals(prob.x0)
+    n = len(r0) - len(RATE_PARAMS)
+    if n < 2 * len(RATE_PARAMS):
+        return None
+    sol = least_squares(prob.residuals, prob.x0, bounds=(prob.lo, prob.hi), loss="soft_l1", f_scale=0.1,
+                        diff_step=0.05, max_nfev=max_nfev, xtol=1e-3, ftol=1e-3)
+    r1 = sol.fun[:n]
+    hw = sorted({r["hardware"] for r in rows})
+    return RateFit(release, prob.values(sol.x), dict(prob.prior), n, len({r.get("experiment") for r in rows}), hw,
+                   float(np.median(np.abs(np.expm1(r1)))), float(np.median(np.abs(np.expm1(r0[:n])))),
+                   time.perf_counter() - t0, prob.evals)
+
+
+def apply(cal: dict, fits: list[RateFit]) -> dict:
+    """``cal`` with every release's rate-fit values laid over it (with their provenance)."""
+    for f in fits:
+        cal = _calibration_with(cal, f.release, f.values, f.source)
+    return cal
+
+
+def fit_all(files: list[Path], cal: dict, *, progress=None) -> list[RateFit]:
+    """A rate fit for every release with rate rows in ``files``."""
+    out = []
+    for release, rows in sorted(rate_rows(files).items()):
+        if progress:
+            progress(release)
+        f = fit_release(release, rows, cal)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def in_force(cal: dict) -> dict[str, dict[str, tuple[float, str]]]:
+    """The rate-fit values a calibration carries: release -> name -> (value, source)."""
+    return {k: {n: vs for n, vs in c.engine_wide.items() if n in RATE_PARAMS and vs[1].startswith("rate fit")}
+            for k, c in cal.items() if any(vs[1].startswith("rate fit") for n, vs in c.engine_wide.items())}
+
+
+def for_fold(files: list[Path], fold_cal: dict, held_out, reuse: dict[str, dict[str, tuple[float, str]]]) -> dict:
+    """A cross-validation fold's calibration with its rate-fit values. A release none of whose rate rows the fold
+    holds out (``held_out(row)``) keeps the values in force (fitted to the same rows; only the joint layer under
+    them differs between folds); one that loses some rows is refitted on the rest; one that loses all of them has
+    none (the joint fit's values stand, as for a user's engine without such runs)."""
+    out = fold_cal
+    for release, rows in rate_rows(files).items():
+        kept = [r for r in rows if not held_out(r)]
+        if len(kept) == len(rows) and release in reuse:
+            for n, (v, src) in reuse[release].items():
+                out = _calibration_with(out, release, {n: v}, src)
+        elif kept and release in out:
+            f = fit_release(release, kept, out)
+            if f is not None:
+                out = apply(out, [f])
+    return out

@@ -1,0 +1,77 @@
+"""The calibration's second stage: an engine release's host and collective costs fitted to its runs at request rates
+(planner/calibrate/rate_fit.py), and how cross-validation folds treat them."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from planner.calibrate import rate_fit
+from planner.calibrate.validate import builtin_published
+from planner.costmodel.params import builtin_calibration, using
+from planner.serving import vllm_rate
+from planner.specs.engine import get_engine, raw_profiles
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return rate_fit.rate_rows(builtin_published())
+
+
+def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
+    assert set(rows) == {"vllm@0.15"}
+    assert all(r["engine"] == "vllm" and "0.15" in r["engine_version"] for r in rows["vllm@0.15"])
+
+
+def test_a_candidate_calibration_carries_its_engine_fields_into_the_profiles():
+    """Within using(cal) the engine's per-request time is the candidate's, not the files'; outside, the files'."""
+    cal = rate_fit._calibration_with(copy.deepcopy(builtin_calibration()), "vllm@0.15", {"request_s": 0.0123})
+    with using(cal):
+        assert get_engine("vllm@0.15").request_overhead_s == pytest.approx(0.0123)
+    # a calibration without the value (a fold whose rate rows are all held out) leaves the profile's own (0 s)
+    bare = copy.deepcopy(builtin_calibration())
+    bare["vllm@0.15"].engine_wide.pop("request_s", None)
+    with using(bare):
+        assert get_engine("vllm@0.15").request_overhead_s == raw_profiles()["vllm@0.15"].request_overhead_s
+
+
+def test_request_time_adds_to_every_simulated_ttft(rows):
+    """One millisecond more per request moves a lightly loaded run's mean TTFT and e2e by about that much."""
+    exp = [r for r in rows["vllm@0.15"] if r["experiment"] == rows["vllm@0.15"][0]["experiment"]]
+    base = copy.deepcopy(builtin_calibration())
+    out = {}
+    for extra in (0.0, 0.005):
+        cal = rate_fit._calibration_with(base, "vllm@0.15", {"request_s": 0.002 + extra})
+        with using(cal):
+            res, wl, _ = vllm_rate._experiment(exp, "vllm_rate.csv", duration_scale=0.05)
+        first_stage = res.done & (res.arrival_s < wl.edges_s[1])
+        out[extra] = (np.mean(res.ttft_s[first_stage]), np.mean(res.e2e_s[first_stage]))
+    assert out[0.005][0] - out[0.0][0] == pytest.approx(0.005, rel=0.2)
+    assert out[0.005][1] - out[0.0][1] == pytest.approx(0.005, rel=0.5)
+
+
+def test_a_fold_reuses_refits_or_drops_the_rate_values(rows):
+    files = builtin_published()
+    reuse = {"vllm@0.15": {"request_s": (0.0077, "rate fit: test"), "allreduce": (0.9, "rate fit: test")}}
+    fold = copy.deepcopy(builtin_calibration())
+    for n in rate_fit.RATE_PARAMS:
+        fold["vllm@0.15"].engine_wide[n] = (0.5 if n == "allreduce" else 1e-6, "joint fit")
+    # holding out a device without rate rows: the values fitted to the same rate rows stand
+    kept = rate_fit.for_fold(files, fold, lambda r: r["hardware"] == "a100-sxm-80gb", reuse)
+    assert kept["vllm@0.15"].engine_wide["request_s"][0] == 0.0077
+    assert kept["vllm@0.15"].engine_wide["allreduce"][0] == 0.9
+    # holding out every rate row: nothing to fit, the joint fit's values stand (no leak of the held-out rows)
+    dropped = rate_fit.for_fold(files, fold, lambda r: r["hardware"] == "h100-sxm", reuse)
+    assert dropped["vllm@0.15"].engine_wide["allreduce"][0] == 0.5
+    assert dropped["vllm@0.15"].engine_wide["request_s"][0] == 1e-6
+
+
+def test_the_files_in_force_carry_a_rate_fit_for_vllm_with_physical_values():
+    got = rate_fit.in_force(builtin_calibration())
+    assert "vllm@0.15" in got
+    vals = {n: v for n, (v, _src) in got["vllm@0.15"].items()}
+    assert 0.0 < vals["request_s"] < 0.1  # seconds per request: an API server's tokenize + HTTP + detokenize
+    assert 0.2 <= vals["allreduce"] <= 1.2  # x the interconnect's nccl-tests fraction
+    assert 0.0 < vals["kernel_s"] < 3e-5
