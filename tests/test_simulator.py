@@ -62,7 +62,8 @@ def test_step_host_time_adds_to_every_step_unless_overlapped():
 
 def test_request_overhead_adds_to_ttft_and_e2e_not_itl():
     reqs = _one_at_a_time()
-    base = Simulator([Pool(_rep(), 1)], reqs).run()
+    # from none (the engine's own fitted per-request time set aside) to 15 ms
+    base = Simulator([Pool(_rep(request_overhead_s=0.0), 1)], reqs).run()
     api = Simulator([Pool(_rep(request_overhead_s=0.015), 1)], reqs).run()
     assert np.allclose(api.ttft_s - base.ttft_s, 0.015)
     assert np.allclose(api.e2e_s - base.e2e_s, 0.015)

@@ -185,7 +185,7 @@ class Simulator:
         t_in = t + rep.request_overhead_s  # tokenization and the HTTP hop before the engine sees the request
         if self.adapter is not None:  # the request's adapter must be resident (a miss loads it over the host link)
             a = self.adapter[rid]
-            ready = rep.adapters.acquire(a, t)
+            ready = rep.adapters.acquire(a, t_in)  # the engine loads it once the API server has handed the request over
             if ready is None:  # every slot holds an adapter in use: wait for one (counted as the replica's load)
                 rep.adapters.wait.append((rid, a))
                 rep.inbound += 1
@@ -227,6 +227,16 @@ class Simulator:
             served_by, pool_of, d_idx, d_pool = self.served_by, self.pool_of, direct.idx, direct.pool_idx
             d_ovh, d_enqueue = direct.request_overhead_s, direct.enqueue
         while True:
+            if not multi and not dyn and rep0.next_t < ta:  # the one replica's step ends before anything arrives
+                t = rep0.next_t
+                rep0.next_t = INF
+                rep0.boundary(t)
+                events += 1
+                if t >= next_sample:
+                    next_sample = qs.sample(t, reps)
+                if events > max_events:
+                    raise PlannerError(f"simulation stopped after {max_events} events")
+                continue
             td = dyn[0][0] if dyn else INF
             tr = rheap[0][0] if rheap else INF if multi else rep0.next_t
             if ta <= td and ta <= tr:
