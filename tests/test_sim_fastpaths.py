@@ -58,3 +58,18 @@ def test_on_demand_block_count_equals_the_sum_over_sequences(E):
         for s in (dec.s, dec.s + 1, dec.s + rng.randint(2, 100)):
             want = sum(-(-int(math.ceil(o + E * s)) // B) for o in live.values())
             assert dec.blocks_at(s) == want
+
+
+def test_decode_pair_and_mixed_match_the_plain_lookups():
+    """The per-batch-size rows and the one-cell shortcut of a jump's two ends give decode()'s values exactly."""
+    table = replica_for("llama-3.1-8b", "h100-sxm", max_input=8192).table
+    rng = random.Random(1)
+    top = int(table.n_ax[-1])
+    for _ in range(300):
+        n = rng.randint(1, top + 1)
+        c0 = rng.uniform(0.5, 1.2 * table.c_ax[-1])
+        c1 = c0 + rng.choice([1.0, 37.0, rng.uniform(0.0, 20000.0)])
+        assert table.decode_pair(n, c0, c1) == (table.decode(n, c0), table.decode(n, c1))
+        p = rng.uniform(1.0, 4096.0)
+        # a whole batch size takes the precomputed row; the same size as a float takes the search
+        assert table.mixed(n, c0, p, p + 1.0) == table.mixed(float(n), c0, p, p + 1.0)
