@@ -16,10 +16,11 @@ from planner.errors import PlannerError
 
 
 def least(reps: list) -> object:
-    best, bo = reps[0], reps[0].outstanding()
-    for r in reps[1:]:
-        o = r.outstanding()
-        if o < bo:
+    """The replica with the fewest requests outstanding (Replica.outstanding, inline), the first on ties."""
+    best, bo = None, None
+    for r in reps:
+        o = len(r.waiting) + len(r.prefilling) + r.dec.n + len(r.swapped) + r.inbound
+        if bo is None or o < bo:
             best, bo = r, o
     return best
 
