@@ -21,8 +21,26 @@ def rows():
 
 
 def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
-    assert set(rows) == {"vllm@0.15"}
-    assert all(r["engine"] == "vllm" and "0.15" in r["engine_version"] for r in rows["vllm@0.15"])
+    assert set(rows) == {"vllm@0.15", "trtllm@0.14"}  # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14)
+    assert all(r.row["engine"] == "vllm" and "0.15" in r.row["engine_version"] for r in rows["vllm@0.15"])
+    assert {r.file for r in rows["trtllm@0.14"]} == {"online_serving.csv"}
+
+
+def test_a_release_with_joint_fit_rows_takes_only_its_request_time_from_rate_rows():
+    """TensorRT-LLM 0.14's throughput rows already pin its kernels and all-reduce; its online rows give the front end."""
+    cal = builtin_calibration()
+    assert cal["trtllm@0.14"].rows
+    prob = rate_fit._Problem("trtllm@0.14", [], cal, 1.0)
+    assert prob.names == rate_fit.HOST_ONLY == ("request_s",)
+    assert rate_fit._Problem("vllm@0.15", [], cal, 1.0).names == rate_fit.RATE_PARAMS
+
+
+def test_offline_benchmark_rows_have_no_front_end():
+    """trtllm-bench and llama-bench submit in process: a fitted per-request time must not reach their TTFT."""
+    from planner.calibrate.bench_settings import offline
+
+    assert offline("vllm@0.15").request_overhead_s == 0.0
+    assert offline("vllm@0.15").name == get_engine("vllm@0.15").name
 
 
 def test_a_candidate_calibration_carries_its_engine_fields_into_the_profiles():
@@ -39,7 +57,8 @@ def test_a_candidate_calibration_carries_its_engine_fields_into_the_profiles():
 
 def test_request_time_adds_to_every_simulated_ttft(rows):
     """One millisecond more per request moves a lightly loaded run's mean TTFT and e2e by about that much."""
-    exp = [r for r in rows["vllm@0.15"] if r["experiment"] == rows["vllm@0.15"][0]["experiment"]]
+    first = rows["vllm@0.15"][0].row["experiment"]
+    exp = [r.row for r in rows["vllm@0.15"] if r.row["experiment"] == first]
     base = copy.deepcopy(builtin_calibration())
     out = {}
     for extra in (0.0, 0.005):

@@ -44,3 +44,13 @@ def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, we
 def bench_runs(source: str, engine: str) -> bool:
     """Whether a row was measured by trtllm-bench sizing its own batch (the 1.x perf-overview tables)."""
     return engine.startswith("trtllm@1.") and "perf-overview" in (source or "").lower()
+
+
+def offline(engine: str):
+    """The engine profile as an offline benchmark runs it (``trtllm-bench``, the perf-overview static and
+    first-token runs, ``llama-bench``): requests are submitted in process, so no API front end (HTTP, tokenize,
+    detokenize) stands in the path and the per-request time is 0. Online runs (``vllm serve``, an OpenAI-compatible
+    server under a request-rate benchmark) keep the release's fitted per-request time."""
+    from planner.specs.engine import get_engine
+
+    return get_engine(engine).with_(request_overhead_s=0.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import bench_runs, trtllm_bench_max_batch
+from planner.calibrate.bench_settings import bench_runs, offline, trtllm_bench_max_batch
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
@@ -221,7 +221,7 @@ class Predictor:
         r0 = rows[ix[0]]
         sel = [rows[i] for i in ix]
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
-        g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), get_engine(r0.engine), arr("tp"), arr("ep"),
+        g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), offline(r0.engine), arr("tp"), arr("ep"),
                    arr("adp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
                    arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell, batch_cap=arr("batch_cap"))
         if r0.kind == "inflight":

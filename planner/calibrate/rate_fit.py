@@ -9,9 +9,12 @@ all-reduce (vLLM's custom NVLink all-reduce) and its per-kernel gap under CUDA g
 is not among them: with asynchronous scheduling it hides under the GPU step at these batches, so the rows do not
 see it.)
 
-So, after the joint fit, each engine release with rate rows gets three of them (``RATE_PARAMS``) fitted to
-its rows through the simulator, with every other value (GEMM, attention, KV-read efficiencies per architecture)
-held at the joint fit's. The fit is a small regularized least squares in log space (a Gaussian prior toward the
+So, after the joint fit, each engine release with rate rows gets them fitted to its rows through the simulator,
+with every other value (GEMM, attention, KV-read efficiencies) held at the joint fit's: all three (``RATE_PARAMS``)
+for a release the joint fit has no rows of (vLLM 0.15: ``vllm_rate.csv``), only the per-request time for one it
+has (TensorRT-LLM 0.14: ``online_serving.csv``), whose kernels and all-reduce its throughput rows already pin. The
+per-request time is the API front end's (HTTP, tokenize, detokenize): offline benchmark rows (trtllm-bench,
+llama-bench: requests submitted in process) are predicted without it (``bench_settings.offline``). The fit is a small regularized least squares in log space (a Gaussian prior toward the
 joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
 rows, which repeat them). Rows whose measured mean TTFT exceeds ``QUEUED_TTFT_S`` are left out of the fit: the run
 was overloaded, and its latencies measure how long the queue grew in that run (they are still validated).
@@ -33,6 +36,7 @@ from scipy.optimize import least_squares
 from planner.costmodel.params import PARAM_BY_NAME, using
 
 RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
+HOST_ONLY = ("request_s",)  # what a release whose kernels the joint fit already has takes from its rate rows
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
 DURATION_SCALE = 0.25
 SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
@@ -43,7 +47,7 @@ METRICS = ("mean_ttft_s", "mean_itl_s", "mean_e2e_s")
 @dataclass
 class RateFit:
     release: str
-    values: dict[str, float]  # fitted RATE_PARAMS
+    values: dict[str, float]  # fitted values (RATE_PARAMS, or HOST_ONLY for a release with joint-fit rows)
     prior: dict[str, float]  # the joint fit's values they started from
     rows: int  # residuals fitted
     experiments: int
@@ -55,23 +59,54 @@ class RateFit:
 
     @property
     def source(self) -> str:
-        return (f"rate fit: {self.rows} stage rows ({self.experiments} runs at request rates on {', '.join(self.hardware)}) of "
+        return (f"rate fit: {self.rows} rows ({self.experiments} runs at request rates on {', '.join(self.hardware)}) of "
                 f"{self.release}, simulated, other values held at the joint fit's (planner calibrate --published)")
 
 
-def rate_rows(files: list[Path]) -> dict[str, list[dict]]:
-    """Rows of the request-rate files (those with ``request_rate`` and ``workload_description``), by release."""
+@dataclass(frozen=True)
+class RateRow:
+    file: str
+    cols: frozenset
+    row: dict
+
+    @property
+    def hardware(self) -> str:
+        return self.row["hardware"]
+
+
+def rate_rows(files: list[Path]) -> dict[str, list[RateRow]]:
+    """Rows of the request-rate files (a ``request_rate`` column: vLLM stages, online serving), by release."""
+    from planner.calibrate.published_fit import engine_of
     from planner.serving.vllm_rate import release_of
 
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[RateRow]] = {}
     for f in files:
         with Path(f).open(newline="") as fh:
             reader = csv.DictReader(fh)
-            cols = set(reader.fieldnames or [])
-            if not {"request_rate", "workload_description"} <= cols:
+            cols = frozenset(reader.fieldnames or [])
+            if "request_rate" not in cols:
                 continue
+            staged = "workload_description" in cols
             for r in reader:
-                out.setdefault(release_of(r), []).append(r)
+                out.setdefault(release_of(r) if staged else engine_of(r), []).append(RateRow(Path(f).name, cols, r))
+    return out
+
+
+def _predict(rows: list[RateRow], scale: float) -> list[tuple[RateRow, str, float, float | None]]:
+    """(row, metric, measured, predicted) for every rate row, file by file through the simulator (vLLM stages
+    replayed at ``scale`` of their length)."""
+    from planner.calibrate.validate import predict_simulated
+    from planner.serving.vllm_rate import predict_vllm_rate
+
+    out = []
+    files: dict[str, list[RateRow]] = {}
+    for r in rows:
+        files.setdefault(r.file, []).append(r)
+    for name, rs in files.items():
+        plain = [r.row for r in rs]
+        got = (predict_vllm_rate(plain, name, duration_scale=scale) if "workload_description" in rs[0].cols
+               else predict_simulated(name, set(rs[0].cols), plain))
+        out += [(rs[i], what, meas, pred) for i, what, _cfg, meas, pred, _note in got]
     return out
 
 
@@ -88,39 +123,37 @@ def _calibration_with(cal: dict, release: str, values: dict[str, float], source:
     return out
 
 
+def _fittable(r: RateRow, what: str) -> bool:
+    """A mean latency of a stage (not the ``all`` row repeating them) of a run that was not overloaded."""
+    row = r.row
+    if what not in METRICS or (row.get("stage") or "").strip() == "all":
+        return False
+    ttft = (row.get("mean_ttft_s") or "").strip()
+    return not ttft or float(ttft) <= QUEUED_TTFT_S
+
+
 class _Problem:
-    def __init__(self, release: str, rows: list[dict], cal: dict, scale: float):
+    def __init__(self, release: str, rows: list[RateRow], cal: dict, scale: float):
         self.release, self.rows, self.cal, self.scale = release, rows, cal, scale
         self.evals = 0
         c = cal[release]
-        self.prior = {n: float(c.engine_wide[n][0]) if n in c.engine_wide else PARAM_BY_NAME[n].prior for n in RATE_PARAMS}
+        self.names = HOST_ONLY if c.rows else RATE_PARAMS  # joint-fit rows of this release pin its kernel values
+        self.prior = {n: float(c.engine_wide[n][0]) if n in c.engine_wide else PARAM_BY_NAME[n].prior for n in self.names}
         # request_s has no joint-fit value (0 s): its prior is centred on 1 ms, inside its bounds
         self.prior = {n: (v if v > 0 else 1e-3) for n, v in self.prior.items()}
-        self.lo = np.log([max(PARAM_BY_NAME[n].lo, 1e-5 if n == "request_s" else 0.0) for n in RATE_PARAMS])
-        self.hi = np.log([PARAM_BY_NAME[n].hi for n in RATE_PARAMS])
-        self.x0 = np.clip(np.log([self.prior[n] for n in RATE_PARAMS]), self.lo + 1e-9, self.hi - 1e-9)
+        self.lo = np.log([max(PARAM_BY_NAME[n].lo, 1e-5 if n == "request_s" else 0.0) for n in self.names])
+        self.hi = np.log([PARAM_BY_NAME[n].hi for n in self.names])
+        self.x0 = np.clip(np.log([self.prior[n] for n in self.names]), self.lo + 1e-9, self.hi - 1e-9)
 
     def values(self, x: np.ndarray) -> dict[str, float]:
-        return dict(zip(RATE_PARAMS, np.exp(x)))
+        return dict(zip(self.names, np.exp(x)))
 
-    def predict(self, x: np.ndarray) -> list[tuple[int, str, float, float]]:
-        """(row, metric, measured, predicted) of the fitted stage rows at parameters ``x``."""
-        from planner.serving.vllm_rate import predict_vllm_rate
-
-        vals = self.values(x)
+    def predict(self, x: np.ndarray) -> list[tuple[RateRow, str, float, float]]:
+        """(row, metric, measured, predicted) of the fitted rows at parameters ``x``."""
         self.evals += 1
-        with using(_calibration_with(self.cal, self.release, vals)):
-            out = predict_vllm_rate(self.rows, duration_scale=self.scale)
-        keep = []
-        for i, what, cfg, meas, pred, _note in out:
-            r = self.rows[i]
-            if (r.get("stage") or "").strip() in ("", "all") or what not in METRICS or pred is None:
-                continue
-            ttft = float(r["mean_ttft_s"]) if (r.get("mean_ttft_s") or "").strip() else 0.0
-            if ttft > QUEUED_TTFT_S:
-                continue
-            keep.append((i, what, meas, pred))
-        return keep
+        with using(_calibration_with(self.cal, self.release, self.values(x))):
+            out = _predict(self.rows, self.scale)
+        return [(r, what, meas, pred) for r, what, meas, pred in out if pred is not None and _fittable(r, what)]
 
     def residuals(self, x: np.ndarray) -> np.ndarray:
         rows = self.predict(x)
@@ -132,22 +165,24 @@ class _Problem:
         return np.concatenate([r, penalty])
 
 
-def fit_release(release: str, rows: list[dict], cal: dict, *, scale: float = DURATION_SCALE, max_nfev: int = 8) -> RateFit | None:
-    """Fit ``RATE_PARAMS`` of ``release`` to its rate rows, every other value held at ``cal``'s; None when the
-    release has no calibration entry or no fittable rows."""
+def fit_release(release: str, rows: list[RateRow], cal: dict, *, scale: float = DURATION_SCALE, max_nfev: int = 8) -> RateFit | None:
+    """Fit ``release``'s rate values to its rate rows, every other value held at ``cal``'s; None when the release
+    has no calibration entry or too few fittable rows."""
     if release not in cal or not rows:
         return None
     t0 = time.perf_counter()
     prob = _Problem(release, rows, cal, scale)
     r0 = prob.residuals(prob.x0)
-    n = len(r0) - len(RATE_PARAMS)
-    if n < 2 * len(RATE_PARAMS):
+    n = len(r0) - len(prob.names)
+    if n < 2 * len(prob.names):
         return None
     sol = least_squares(prob.residuals, prob.x0, bounds=(prob.lo, prob.hi), loss="soft_l1", f_scale=0.1,
                         diff_step=0.05, max_nfev=max_nfev, xtol=1e-3, ftol=1e-3)
     r1 = sol.fun[:n]
-    hw = sorted({r["hardware"] for r in rows})
-    return RateFit(release, prob.values(sol.x), dict(prob.prior), n, len({r.get("experiment") for r in rows}), hw,
+    hw = sorted({r.hardware for r in rows})
+    runs = len({(r.file, r.row.get("experiment") or (r.row["model"], r.row.get("tp"), r.row.get("isl"), r.row.get("osl")))
+                for r in rows})
+    return RateFit(release, prob.values(sol.x), dict(prob.prior), n, runs, hw,
                    float(np.median(np.abs(np.expm1(r1)))), float(np.median(np.abs(np.expm1(r0[:n])))),
                    time.perf_counter() - t0, prob.evals)
 
@@ -184,7 +219,7 @@ def for_fold(files: list[Path], fold_cal: dict, held_out, reuse: dict[str, dict[
     none (the joint fit's values stand, as for a user's engine without such runs)."""
     out = fold_cal
     for release, rows in rate_rows(files).items():
-        kept = [r for r in rows if not held_out(r)]
+        kept = [r for r in rows if not held_out(r.row)]
         if len(kept) == len(rows) and release in reuse:
             for n, (v, src) in reuse[release].items():
                 out = _calibration_with(out, release, {n: v}, src)

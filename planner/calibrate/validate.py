@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import bench_runs, trtllm_bench_max_batch
+from planner.calibrate.bench_settings import bench_runs, offline, trtllm_bench_max_batch
 from planner.calibrate.published_fit import engine_of
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
@@ -154,14 +154,15 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         tp = n
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     eng = engine_of(row)  # the engine release the row ran: its profile and its kernel/engine calibration
+    bench = offline(eng)  # these files are offline benchmark runs: no API front end in the path
     if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
         isl = _int(row, "isl", file, line)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
-                     ttft_includes_first_decode=True, engine=eng)
+                     ttft_includes_first_decode=True, engine=bench)
         return "ttft_s", f"tp{tp} {weights} isl={isl}", _float(row, "ttft_s", file, line), e.ttft_s
     if "batch" in cols and "output_tokens_per_s_per_gpu" in cols:  # static batching
         b, isl, osl = (_int(row, k, file, line) for k in ("batch", "isl", "osl"))
-        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="static", batch=b, engine=eng)
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="static", batch=b, engine=bench)
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} b={b} {isl}/{osl}", _float(row, "output_tokens_per_s_per_gpu", file, line), e.output_tokens_per_s_per_gpu
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
@@ -170,7 +171,7 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
             gpus, tp_b = (plan.tp * plan.attention_dp,) * 2
             conc = plan.attention_dp * trtllm_bench_max_batch(get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
                                                               gpus, tp_b, isl, osl, weights, kv or default_kv(weights))
-        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=eng)
+        e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
@@ -178,12 +179,12 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         if phase == "decode":
             # llama-bench tg: generate n tokens from a short context, one request
             n = int(float(row["tokens"])) if row.get("tokens") else 128
-            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine=eng if eng.startswith("llamacpp") else "llamacpp")
+            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine=bench if eng.startswith("llamacpp") else offline("llamacpp"))
             return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
         if phase == "prefill":
             # llama-bench pp: process an n-token prompt, one request (512 when the row does not say)
             n = int(float(row["tokens"])) if row.get("tokens") else 512
-            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine=eng if eng.startswith("llamacpp") else "llamacpp")
+            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine=bench if eng.startswith("llamacpp") else offline("llamacpp"))
             return "prefill_tokens_per_s", f"{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
         raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {phase!r}")
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")

@@ -153,11 +153,14 @@ def all_reduce_time(fabric: Fabric, n: np.ndarray, message_bytes: np.ndarray, *,
     in_switch = np.where(sw > 0, 2.0 * lat + _safe_div(msg * share, bw_sw), inf)
     # star: n-1 buffers into the master and n-1 sums out, over the master's link (or the shared channel)
     star = np.where(star_ok, 2.0 * lat + _safe_div(msg * 2.0 * (n - 1), busbw), inf)
-    times = np.stack(np.broadcast_arrays(ring, two_shot, one_shot, in_switch, star))
-    best = np.argmin(times, axis=0)
-    t = np.take_along_axis(times, best[None], axis=0)[0] + call_s
-    first = int(np.ravel(best)[0]) if best.size else 0
-    return np.where(n > 1, t, 0.0), ALL_REDUCE_ALGORITHMS[first]
+    algos = (ring, two_shot, one_shot, in_switch, star)
+    t = algos[0]
+    for a in algos[1:]:
+        t = np.minimum(t, a)
+    # the algorithm chosen for the first plan (the breakdown names it): the first that reaches the minimum
+    heads = [float(np.ravel(a)[0]) if np.size(a) else np.inf for a in algos]
+    first = heads.index(min(heads)) if np.size(t) else 0
+    return np.where(n > 1, t + call_s, 0.0), ALL_REDUCE_ALGORITHMS[first]
 
 
 def p2p_time(fabric: Fabric, group: np.ndarray, message_bytes: np.ndarray) -> np.ndarray:

@@ -119,6 +119,17 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
     }
 
 
+def _factorize(values, n: int) -> tuple[np.ndarray, list]:
+    """Integer codes (n of them) and the distinct values, in order of first appearance, of a list or one value."""
+    if not isinstance(values, list):
+        return np.zeros(n, dtype=np.int64), [values]
+    names = list(dict.fromkeys(values))
+    if len(names) == 1:
+        return np.zeros(n, dtype=np.int64), names
+    pos = {v: i for i, v in enumerate(names)}
+    return np.fromiter(map(pos.__getitem__, values), np.int64, count=len(values)), names
+
+
 def make_plans(
     model: Model,
     hw: Hardware,
@@ -140,12 +151,13 @@ def make_plans(
     kernels = kernels if kernels is not None else kernels_for(engine, hw)
     tp, pp, ep, adp = (np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (tp, pp, ep, adp))
     n = int(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape, (len(weights),) if isinstance(weights, list) else (1,))[0])
-    w_list = weights if isinstance(weights, list) else [weights] * n
-    k_list = kv if isinstance(kv, list) else [kv] * n
-    keys = list(zip(w_list, k_list))
-    uniq = list(dict.fromkeys(keys))
+    # (weights, kv) pairs factorized with integer codes (no per-plan tuples): format numbers once per distinct pair
+    w_codes, w_names = _factorize(weights, n)
+    k_codes, k_names = _factorize(kv, n)
+    pair_codes, index = np.unique(w_codes * len(k_names) + k_codes, return_inverse=True)
+    uniq = [(w_names[c // len(k_names)], k_names[c % len(k_names)]) for c in pair_codes.tolist()]
     table = {key: format_numbers(hw, key[0], key[1], activations, kernels) for key in uniq}
-    index = np.array([uniq.index(k) for k in keys]) if len(uniq) > 1 else np.zeros(n, dtype=np.int64)
+    index = index.reshape(-1)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
                       "weight_dequant", "gemm_half_m_scale")}
