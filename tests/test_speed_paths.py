@@ -175,3 +175,56 @@ def test_every_command_is_registered_by_the_module_the_table_names():
         seen[info.name] = info.typer_instance.registered_commands[0].callback.__module__
     assert set(seen) == set(app_mod.MODULES)
     assert all(mod == f"planner.cli.{app_mod.MODULES[name]}" for name, mod in seen.items()), seen
+
+
+# ------------------------------------------------------------------ `planner estimate` without typer
+
+# (a command line after `estimate`, whether the direct reading takes it; the others go to typer as before)
+DIRECT_LINES = [
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm"], True),
+    (["--model", "deepseek-v3", "--hardware", "h200-sxm", "--gpus", "8", "--weights", "fp8", "--json"], True),
+    (["--model=llama-3.1-70b", "--hardware=h100-sxm", "--gpus=2", "--kv-offload", "--spec", "3:0.7", "--pue", "1.2",
+      "--csv", "--isl", "4096", "--utilization", ".5", "--rate", "2e1", "--model-offload=x"], False),  # a typo
+    (["--model=llama-3.1-70b", "--hardware=h100-sxm", "--gpus=2", "--kv-offload", "--spec", "3:0.7", "--pue", "1.2",
+      "--csv", "--isl", "4096", "--utilization", ".5", "--rate", "2e1"], True),
+    (["-H", "l4", "-m", "qwen3-8b", "--no-kv-offload", "--concurrency", "max", "--json", "--csv"], True),
+    (["-m", "", "-H", "h100-sxm", "--batching", "static", "--batch", "0"], True),  # pydantic's checks, as before
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1.5"], False),  # typer's own message for a non-integer
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "-1"], False),
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "2", "--gpus", "4"], False),  # repeated: typer's rule
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--json=1"], False),
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--pue", "inf"], False),
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--model"], False),  # no value
+    (["-m", "llama-3.1-8b"], False),  # a required option missing
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--help"], False),
+    (["-m", "llama-3.1-8b", "-H", "h100-sxm", "extra"], False),
+    (["-mllama-3.1-8b", "-H", "h100-sxm"], False),
+]
+
+
+@pytest.mark.parametrize("line,direct_reads", DIRECT_LINES)
+def test_a_plain_estimate_line_gets_the_values_typer_would_pass(line, direct_reads, monkeypatch):
+    from planner.cli import app as app_mod, options
+
+    app_mod._register(("estimate",))
+    direct = options.parse_direct("estimate", list(line))
+    assert (direct is not None) == direct_reads
+    seen = []
+    monkeypatch.setattr(options, "invoke", lambda req_name, ui, body, kw: seen.append(dict(kw)))
+    try:
+        app_mod._command(["estimate"]).main(args=["estimate", *line], standalone_mode=False, prog_name="planner")
+    except Exception as e:  # noqa: BLE001 -- typer refused the line (a usage error): the direct reading declined it
+        assert hasattr(e, "format_message") and direct is None, (line, e)
+        return
+    if direct is not None:
+        assert seen == [direct]
+        assert all(type(direct[k]) is type(v) for k, v in seen[0].items())  # 2 and 2.0 differ here
+
+
+def test_plain_estimate_needs_neither_typer_nor_rich_for_json():
+    r = _python("import sys\nfrom planner.cli.app import main\ntry:\n    main(['estimate', '-m', 'llama-3.1-8b', '-H', "
+                "'h100-sxm', '--json'])\nexcept SystemExit:\n    pass\nprint('MODULES', *sorted(m for m in sys.modules "
+                "if m.split('.')[0] in ('typer', 'rich', 'yaml') or m in ('numpy.ma', 'importlib.metadata')))")
+    assert r.returncode == 0, r.stderr
+    assert '"ttft_s"' in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "MODULES"

@@ -17,7 +17,7 @@ Basis = Literal["measured", "secondary", "derived", "assumption"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Recovery(_Strict):

@@ -1,12 +1,13 @@
 """The ``planner`` command: a typer app, one module per command. `planner`, `--help` and `--version` are answered
-from the registry (planner/cli/registry.py) without importing typer; ``app`` is built on first use."""
+from the registry (planner/cli/registry.py) without importing typer; ``app`` is built on first use. A plain
+`planner estimate` line (DIRECT; planner/cli/options.py: parse_direct) runs without building the typer command."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from planner.cli.registry import ALL, DESCRIPTION, EXIT_CODES, MODULES, fast_path  # noqa: F401 (re-exported)
+from planner.cli.registry import ALL, DESCRIPTION, EXIT_CODES, MODULES, _completing, fast_path  # noqa: F401 (re-exported)
 from planner.errors import PlannerError
 
 
@@ -55,8 +56,38 @@ def _version(value: bool) -> None:
 def _register(modules: tuple[str, ...] = ALL) -> None:
     import importlib
 
-    for name in modules:  # commands register themselves on import
+    for name in modules:  # commands register themselves on import (or declare themselves, to be registered now)
         importlib.import_module(f"planner.cli.{name}")
+        if name in DIRECT.values():
+            from planner.cli.options import register_pending
+
+            register_pending(_app())
+
+
+# commands that answer a plain command line without typer: command -> its module (declared with command(None, ...))
+DIRECT = {"estimate": "estimate"}
+
+
+def _direct(args: list[str]):
+    """Run ``args`` when they are a plain line of a DIRECT command; False when typer has to read them."""
+    if not args or args[0] not in DIRECT or _completing():
+        return False
+    import importlib
+
+    importlib.import_module(f"planner.cli.{DIRECT[args[0]]}")
+    from planner.cli.options import DECLARED, invoke, parse_direct
+
+    values = parse_direct(args[0], args[1:])
+    if values is None:
+        return False
+    req_name, ui, body = DECLARED[args[0]]
+    return invoke(req_name, ui, body, values)
+
+
+def _typer_error(name: str):
+    """typer's exception class ``name`` when typer is loaded (nothing raises one otherwise)."""
+    typer = sys.modules.get("typer")
+    return getattr(typer, name) if typer is not None else ()
 
 
 # modules typer's help renderer imports at its top but this app never uses: markdown (help is in rich markup mode;
@@ -101,6 +132,32 @@ def _defer_help_imports() -> None:
         _defer(module, names)
 
 
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _skip_plugin_lookup() -> None:
+    """While pydantic plugins are disabled (main sets PYDANTIC_DISABLE_PLUGINS), a stand-in for pydantic's plugin
+    loader answers "no plugins" without importing importlib.metadata (and email, zipfile, ...: ~15 ms); should the
+    setting be lifted later in the process, the real loader takes over."""
+    if _PLUGIN_LOADER in sys.modules:
+        return
+    import types
+
+    stub = types.ModuleType(_PLUGIN_LOADER)
+
+    def get_plugins():
+        if os.getenv("PYDANTIC_DISABLE_PLUGINS") in ("__all__", "1", "true"):
+            return ()
+        import importlib
+
+        if sys.modules.get(_PLUGIN_LOADER) is stub:
+            del sys.modules[_PLUGIN_LOADER]
+        return importlib.import_module(_PLUGIN_LOADER).get_plugins()
+
+    stub.get_plugins = get_plugins  # type: ignore[attr-defined]
+    sys.modules[_PLUGIN_LOADER] = stub
+
+
 _COMMAND = None
 _COMMAND_OF: dict[str, object] = {}
 
@@ -113,7 +170,7 @@ def _command(args: list[str] | None = None):
 
     global _COMMAND
     first = args[0] if args else None
-    completing = any(k.startswith("_PLANNER_COMPLETE") or k == "_TYPER_COMPLETE_ARGS" for k in os.environ)
+    completing = _completing()
     if (first in MODULES or first == "--version") and _COMMAND is None and not completing:
         if first not in _COMMAND_OF:
             _register((MODULES[first],) if first in MODULES else ())  # --version needs no command
@@ -141,17 +198,18 @@ def main(argv: list[str] | None = None) -> None:
     # pydantic looks for third-party plugins (importlib.metadata entry points) when it builds its first model; the
     # planner uses none. An explicit setting in the environment still wins.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    import typer
-
+    _skip_plugin_lookup()
     try:
-        _defer_help_imports()
-        rc = _command(sys.argv[1:] if argv is None else argv).main(args=argv, standalone_mode=False, prog_name="planner")
+        rc = _direct(args)
+        if rc is False:
+            _defer_help_imports()
+            rc = _command(sys.argv[1:] if argv is None else argv).main(args=argv, standalone_mode=False, prog_name="planner")
     except PlannerError as e:
         _fail(str(e))
-    except (typer.Abort, KeyboardInterrupt):
+    except (_typer_error("Abort"), KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         raise SystemExit(130) from None
-    except typer.Exit as e:
+    except _typer_error("Exit") as e:
         raise SystemExit(e.exit_code) from None
     except UnicodeDecodeError as e:  # a binary or mis-encoded input file
         _fail(f"an input file is not UTF-8 text ({e.reason} at byte {e.start})")

@@ -8,7 +8,6 @@ import math
 import os
 import sys
 
-from rich.console import Console
 
 
 def _width(stream) -> int | None:
@@ -18,8 +17,15 @@ def _width(stream) -> int | None:
     return 1000
 
 
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+def __getattr__(name: str):
+    """``console`` (stdout) and ``err_console`` (stderr): rich consoles, made (and rich imported) on first use."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    stderr = name == "err_console"
+    made = globals()[name] = Console(stderr=stderr, width=_width(sys.stderr if stderr else sys.stdout))
+    return made
 
 
 def warn(msg: str) -> None:

@@ -1,11 +1,11 @@
-"""``planner estimate``: one plan -> latency, throughput, memory, cost, accuracy, breakdown."""
+"""``planner estimate``: one plan -> latency, throughput, memory, cost, accuracy, breakdown. Declared with
+``command(None, ...)``: importing this module loads neither typer nor rich (a plain command line runs without
+typer, and --json prints without rich)."""
 
 from __future__ import annotations
 
-from rich.table import Table
-
-from planner.cli.app import app
-from planner.cli.common import console, flatten, gib, ms, num, print_csv, print_json
+from planner.cli import common
+from planner.cli.common import flatten, gib, ms, num, print_csv, print_json
 from planner.cli.options import command
 from planner.errors import PlannerError
 
@@ -38,7 +38,7 @@ def hardware_of(req):
     return hardware_with_link(req.hardware, getattr(req, "link", None))
 
 
-@command(app, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "
+@command(None, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "
                                "Exit code 2 when the plan does not fit.", ui=("as_json", "as_csv"))
 def estimate_cmd(req, as_json: bool, as_csv: bool):
     plan = with_techniques(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations,
@@ -79,6 +79,8 @@ def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None =
     else:
         from types import SimpleNamespace
 
+        from rich.table import Table
+
         render(est or SimpleNamespace(**d))
         s = d.get("serving")
         if s:
@@ -87,13 +89,16 @@ def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None =
                 t.add_column(c, justify="left" if c == "metric" else "right")
             for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT (mean inter-token)"), ("e2e_latency_s", "end-to-end")):
                 t.add_row(name, *(ms(s[key][q]) for q in ("mean", "p50", "p90", "p99")))
-            console.print(t)
+            common.console.print(t)
     mem = d["memory"]
     if not mem["fits"] or d["plan"]["batch_or_concurrency"] < 1:
         raise PlannerError(d.get("reason") or "does not fit: no sequence of isl + osl tokens fits in memory")
 
 
 def render(est) -> None:
+    from rich.table import Table
+
+    console = common.console
     p = est.plan
     title = (f"{est.model} on {est.gpus} x {est.hardware}  tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']}  "
              f"weights={p['weights']} kv={p['kv']} (GEMMs in {p['compute_dtype']})")

@@ -1,16 +1,21 @@
 """Options declared once: typer commands are generated from the request models in
 planner/studies/params.py (which study files also validate against), plus a few presentation
-options (--json, --csv, --plot, ...) shared here. Output paths are checked before any work starts."""
+options (--json, --csv, --plot, ...) shared here. Output paths are checked before any work starts.
+
+typer is imported only when a command is registered on the app: a command declared with ``command(None, ...)``
+waits in ``PENDING`` until the app is built, and ``parse_direct`` reads a plain command line (``--name value``
+options of the request model, nothing else) into the same values typer would pass, so `planner estimate` can run
+without building the typer command at all (planner/cli/app.py falls back to typer for anything else)."""
 
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import typing
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
-import typer
 from pydantic import BeforeValidator, ValidationError
 
 from planner.errors import PlannerError
@@ -101,6 +106,8 @@ def _cli_type(cls: type[Request], name: str, field) -> Any:
 
 
 def request_params(command: str) -> list[inspect.Parameter]:
+    import typer
+
     cls = REQUESTS[command]
     params = []
     for name, field in cls.model_fields.items():
@@ -114,48 +121,173 @@ def request_params(command: str) -> list[inspect.Parameter]:
 
 # ------------------------------------------------------------------ presentation options, declared once
 
-def _ui() -> dict[str, tuple[Any, Callable[[], Any]]]:
-    return {
-        "as_json": (bool, lambda: typer.Option(False, "--json", help="print one JSON object on stdout (nothing else there)")),
-        "as_csv": (bool, lambda: typer.Option(False, "--csv", help="print CSV on stdout")),
-        "plot": (Optional[Path], lambda: typer.Option(None, "--plot", help="draw to FILE.png or FILE.svg")),
-        "plot_terminal": (bool, lambda: typer.Option(False, "--plot-terminal", help="draw tokens/s per GPU vs per user in the terminal")),
-        "top": (int, lambda: typer.Option(10, "--top", min=1, max=10000, help="frontier plans to show")),
-        "emit": (Optional[str], lambda: typer.Option(None, "--emit", help="print the recommended plan's launch config: vllm, sglang, trtllm or k8s")),
-    }
+# name -> (annotation, default, flag, further typer.Option arguments)
+UI_OPTIONS: dict[str, tuple[Any, Any, str, dict[str, Any]]] = {
+    "as_json": (bool, False, "--json", {"help": "print one JSON object on stdout (nothing else there)"}),
+    "as_csv": (bool, False, "--csv", {"help": "print CSV on stdout"}),
+    "plot": (Optional[Path], None, "--plot", {"help": "draw to FILE.png or FILE.svg"}),
+    "plot_terminal": (bool, False, "--plot-terminal", {"help": "draw tokens/s per GPU vs per user in the terminal"}),
+    "top": (int, 10, "--top", {"min": 1, "max": 10000, "help": "frontier plans to show"}),
+    "emit": (Optional[str], None, "--emit", {"help": "print the recommended plan's launch config: vllm, sglang, trtllm or k8s"}),
+}
 
 
-UI = _ui()
+def _option_maker(default: Any, decl: str, kw: dict[str, Any]) -> Callable[[], Any]:
+    def make():
+        import typer
+
+        return typer.Option(default, decl, **kw)
+    return make
 
 
-def command(app: typer.Typer, name: str, help: str, ui: tuple[str, ...] = ("as_json",), request: str | None = None):
-    """Register ``body(req, **ui)`` as a typer command whose options come from the request model."""
+# name -> (annotation, a maker of its typer.Option): typer is imported when an option is made
+UI: dict[str, tuple[Any, Callable[[], Any]]] = {u: (ann, _option_maker(d, decl, kw)) for u, (ann, d, decl, kw) in UI_OPTIONS.items()}
+
+
+# commands declared before the typer app exists: (name, help, ui, request name, body), registered by register_pending
+PENDING: list[tuple[str, str, tuple[str, ...], str, Callable]] = []
+# command -> (request name, ui, body) of every command declared here: what parse_direct and invoke need
+DECLARED: dict[str, tuple[str, tuple[str, ...], Callable]] = {}
+
+
+def invoke(req_name: str, ui: tuple[str, ...], body: Callable, kw: dict[str, Any]):
+    """Run ``body(req, **ui)`` on the option values of one command line (typer's or parse_direct's)."""
     from planner.cli.common import warn
 
+    ui_vals = {u: kw.pop(u) for u in ui}
+    if ui_vals.get("as_json") and ui_vals.get("as_csv"):
+        raise PlannerError("give --json or --csv, not both")
+    req = build(req_name, kw, warn)
+    return body(req, **ui_vals)
+
+
+def command(app, name: str, help: str, ui: tuple[str, ...] = ("as_json",), request: str | None = None):
+    """Register ``body(req, **ui)`` as a typer command whose options come from the request model (``app`` None:
+    when the app is built, planner/cli/app.py calling register_pending)."""
     req_name = request or name
 
     def deco(body):
-        params = request_params(req_name)
-        for u in ui:
-            ann, make = UI[u]
-            params.append(inspect.Parameter(u, inspect.Parameter.KEYWORD_ONLY, default=make(), annotation=ann))
-
-        def wrapper(**kw):
-            ui_vals = {u: kw.pop(u) for u in ui}
-            if ui_vals.get("as_json") and ui_vals.get("as_csv"):
-                raise PlannerError("give --json or --csv, not both")
-            req = build(req_name, kw, warn)
-            return body(req, **ui_vals)
-
-        wrapper.__signature__ = inspect.Signature(params)
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        wrapper.__name__ = body.__name__
-        wrapper.__module__ = body.__module__  # the command's own module (planner.cli.app.MODULES names it)
-        wrapper.__doc__ = body.__doc__
-        app.command(name, help=help)(wrapper)
+        DECLARED[name] = (req_name, ui, body)
+        if app is None:
+            PENDING.append((name, help, ui, req_name, body))
+        else:
+            _register_command(app, name, help, ui, req_name, body)
         return body
 
     return deco
+
+
+def register_pending(app) -> None:
+    """Register the commands declared with ``command(None, ...)`` on the typer app (each once)."""
+    while PENDING:
+        _register_command(app, *PENDING.pop(0))
+
+
+def _register_command(app, name: str, help: str, ui: tuple[str, ...], req_name: str, body: Callable) -> None:
+    params = request_params(req_name)
+    for u in ui:
+        ann, make = UI[u]
+        params.append(inspect.Parameter(u, inspect.Parameter.KEYWORD_ONLY, default=make(), annotation=ann))
+
+    def wrapper(**kw):
+        return invoke(req_name, ui, body, kw)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    wrapper.__name__ = body.__name__
+    wrapper.__module__ = body.__module__  # the command's own module (planner.cli.app.MODULES names it)
+    wrapper.__doc__ = body.__doc__
+    app.command(name, help=help)(wrapper)
+
+
+# ------------------------------------------------------------------ a plain command line without typer
+
+_INT = re.compile(r"[0-9]+")
+_FLOAT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _direct_table(req_name: str, ui: tuple[str, ...]) -> tuple[dict[str, tuple[str, Any]], dict[str, Any]] | None:
+    """(flag -> (parameter, kind), parameter -> default) for the options parse_direct reads, where kind is
+    int, float or str (takes a value) or True / False (a flag setting a bool); None when an option of the command
+    is of a kind it leaves to typer."""
+    cls = REQUESTS[req_name]
+    table: dict[str, tuple[str, Any]] = {}
+    defaults: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        ann = _cli_type(cls, name, field)
+        base = next((a for a in typing.get_args(ann) if a is not type(None)), ann) if typing.get_origin(ann) else ann
+        defaults[name] = ... if field.is_required() else field.default
+        if base is bool:
+            if typing.get_origin(ann) or name not in cls.FLAGS:
+                return None  # an optional bool, or a bool without its --x/--no-x pair: typer's conventions
+            on, off = cls.FLAGS[name].split("/")
+            table[on], table[off] = (name, True), (name, False)
+        elif base in (int, float, str):
+            for decl in [cls.FLAGS[name]] if name in cls.FLAGS else [flag(name)] + ([cls.SHORT[name]] if name in cls.SHORT else []):
+                table[decl] = (name, base)
+        else:
+            return None
+    for u in ui:
+        ann, default, decl, _ = UI_OPTIONS[u]
+        if ann is not bool:
+            return None
+        table[decl], defaults[u] = (u, True), default
+    return table, defaults
+
+
+def parse_direct(command: str, args: list[str]) -> dict[str, Any] | None:
+    """The values typer would pass the command for ``args`` (the words after the command's name), or None when the
+    line is anything but plain: only the command's own options, each at most once, as ``--name value``,
+    ``--name=value`` or ``-x value`` with a value that does not start with '-' (ints as digits, floats as plain
+    decimals), flags alone, every required option given. Anything else (--help, a typo, a repeated option, a
+    value typer would reject or read differently) is None, and typer answers it as before."""
+    if command not in DECLARED:
+        return None
+    req_name, ui, _ = DECLARED[command]
+    got = _direct_table(req_name, ui)
+    if got is None:
+        return None
+    table, values = got
+    seen: set[str] = set()
+    i = 0
+    while i < len(args):
+        word = args[i]
+        name_, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if name_ not in table:
+            return None
+        param, kind = table[name_]
+        if param in seen:
+            return None
+        seen.add(param)
+        if isinstance(kind, bool):
+            if eq:
+                return None
+            values[param] = kind
+            i += 1
+            continue
+        if eq:
+            text = inline
+            i += 1
+        elif i + 1 < len(args):
+            text = args[i + 1]
+            i += 2
+        else:
+            return None
+        if text.startswith("-"):
+            return None
+        if kind is int:
+            if not _INT.fullmatch(text):
+                return None
+            values[param] = int(text)
+        elif kind is float:
+            if not _FLOAT.fullmatch(text) or not math.isfinite(float(text)):
+                return None
+            values[param] = float(text)
+        else:
+            values[param] = text
+    if any(v is ... for v in values.values()):
+        return None  # a required option missing: typer's message
+    return values
 
 
 # ------------------------------------------------------------------ output paths, checked before the work

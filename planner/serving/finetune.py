@@ -16,6 +16,8 @@ copy of the shared blocks and N copies of the rest: W (1 + (N - 1)(1 - s)) again
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from planner.costmodel.step import Step
@@ -24,13 +26,18 @@ from planner.costmodel.step import Step
 FINETUNE_FORWARD_MULTIPLE = 3.0
 FINETUNE_SOURCE = ("prior: a PEFT token costs ~3 forward passes of the frozen base (forward, activation-gradient "
                    "backward, checkpoint recompute); FlexLLM (arXiv 2402.18789) co-serves them in inference steps")
-TOKEN_GRID = np.unique(np.concatenate([[0.0], np.geomspace(16, 65536, 49)]))  # fine-tuning tokens per step tried
+
+
+@functools.cache
+def token_grid() -> np.ndarray:
+    """Fine-tuning tokens per step tried (built on first use, not at import: np.unique loads numpy.ma)."""
+    return np.unique(np.concatenate([[0.0], np.geomspace(16, 65536, 49)]))
 
 
 def co_finetune(cm, plans, running, ctx, tpot_s: float, tpot_limit_s: float, seq_tokens: int) -> dict:
     """Fine-tuning tokens/s a PEFT job gets beside an inference steady state of ``running`` decodes at context ``ctx``
     (whose TPOT is ``tpot_s``) while TPOT stays within ``tpot_limit_s``; and alone on the same GPUs."""
-    F = TOKEN_GRID
+    F = token_grid()
     seqs = FINETUNE_FORWARD_MULTIPLE * F / seq_tokens  # sequences' worth of forward-equivalent tokens per step
     take = np.zeros(len(F), dtype=np.int64)
     p = plans.take(take)

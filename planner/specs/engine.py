@@ -141,7 +141,7 @@ class Engine:
 
 # ---- the YAML schema ------------------------------------------------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Setting(_Strict):

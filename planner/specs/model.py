@@ -10,7 +10,7 @@ from planner.specs.hardware import Bytes
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class MLA(_Strict):
