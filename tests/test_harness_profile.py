@@ -126,23 +126,111 @@ def test_decode_attention_lookup(tmp_path):
     assert np.isnan(got)
 
 
-def test_expert_loop_time_is_its_few_token_gemms_per_expert(tmp_path):
-    """BLAS runs m = 1 as a matrix-vector product and m >= 2 as a packed GEMM: a loop over experts at 2 tokens
-    each costs the m = 2 rows, far more than interpolating between m = 1 and m = 8 would say."""
-    shapes = ((1024, 768), (768, 512))  # gate+up and down of an expert of width 512 on hidden 768
+def _expert_rows(h, e, t_of_m, ms=range(1, 33)):
+    """gemm rows of one expert's gate+up (2e x h) and down (h x e) at every m, timed by t_of_m(m, n, k)."""
     rs, t = [], []
-    for n, k in shapes:
-        for m in (1, 2, 4, 8):
+    for n, k in ((2 * e, h), (h, e)):
+        for m in ms:
             rs.append({"op": "gemm", "dtype": "fp32", "m": m, "n": n, "k": k, "flops": 2 * m * n * k,
                        "bytes": (m * k + k * n) * 4})
-            t.append(n * k * 4 / BW * (1.0 if m == 1 else 2.0 + 0.05 * m))  # gemv streams; gemm packs then computes
+            t.append(t_of_m(m, n, k))
+    return rs, t
+
+
+def _gemv_then_gemm(m, n, k):
+    """BLAS streams the weight once at m = 1 (matrix-vector); from m = 2 it packs, then computes; m beyond a multiple
+    of 4 runs slower remainder code."""
+    base = n * k * 4 / BW
+    return base if m == 1 else base * (2.0 + 0.05 * m + (0.3 if m % 4 else 0.0))
+
+
+def test_routed_counts_are_the_binomial_of_uniform_top_k_routing():
+    from planner.costmodel.profile import routed_counts
+
+    for T, E, k in ((1, 8, 2), (8, 8, 2), (64, 8, 2), (300, 64, 6)):
+        j, pj = routed_counts(T, E, k)
+        assert np.all(j >= 1) and np.all(pj >= 0)
+        assert pj.sum() == pytest.approx(1 - (1 - k / E) ** T, rel=1e-9)  # chance an expert is touched
+        assert (j * pj).sum() == pytest.approx(T * k / E, rel=1e-9)  # assignments per expert
+    j, pj = routed_counts(5, 4, 4)  # every token picks every expert
+    assert list(j) == [5.0] and list(pj) == [1.0]
+    assert len(routed_counts(0, 8, 2)[0]) == 0
+
+
+def test_expert_loop_time_is_the_expected_time_of_the_routed_counts(tmp_path):
+    """An expert loop's GEMM time under uniform top-k routing, checked against drawing the routing itself: each token
+    picks k distinct experts, each expert runs its GEMMs over the tokens it got. A one-token expert runs the cheap
+    matrix-vector path, so the mean count alone (m = T k / touched) misprices a small batch."""
+    h, e, E, k = 768, 512, 8, 2
+    rs, t = _expert_rows(h, e, _gemv_then_gemm)
     prof = _profile(tmp_path, rs, t)
-    expert = 3 * 768 * 512
-    got, src = prof.experts_time(2.0, 7.0, expert, 3, "fp32")
-    assert src == 1
-    assert float(got) == pytest.approx(7.0 * (t[1] + t[5]), rel=1e-9)
-    loglog = np.exp(np.log(t[0]) + np.log(2) / np.log(8) * np.log(t[3] / t[0]))  # what m = 1..8 alone would say
-    assert float(got) > 7.0 * 1.2 * loglog
+    expert = 3 * h * e
+    rng = np.random.default_rng(0)
+    for T in (1, 4, 8, 16):
+        got, src = prof.expert_loop_time(T, E, k, E, expert, 3, "fp32")
+        assert src == 1  # every count measured
+        draws = []
+        for _ in range(4000):
+            counts = np.bincount(np.argsort(rng.random((T, E)), axis=1)[:, :k].ravel(), minlength=E)
+            draws.append(sum(_gemv_then_gemm(c, 2 * e, h) + _gemv_then_gemm(c, h, e) for c in counts if c))
+        assert float(got) == pytest.approx(np.mean(draws), rel=0.02)
+    T = 8
+    touched = E * (1 - (1 - k / E) ** T)
+    m_mean = T * k / touched
+    at_mean = touched * (np.interp(m_mean, range(1, 33), t[:32]) + np.interp(m_mean, range(1, 33), t[32:]))
+    assert abs(float(prof.expert_loop_time(T, E, k, E, expert, 3, "fp32")[0]) / at_mean - 1) > 0.05
+
+
+def test_moe_loop_rows_are_looked_up_by_shape_and_tokens(tmp_path):
+    h, f, E, k = 768, 512, 8, 2
+    rs = [{"op": "moe_loop", "dtype": "fp32", "m": T, "n": h, "k": f, "heads": E, "kv_heads": k} for T in (1, 4, 16, 64)]
+    t = [1e-4 + 3e-6 * r["m"] for r in rs]  # a fixed part (top-k, a test per expert) and a part per token
+    prof = _profile(tmp_path, rs, t)
+    for r, ti in zip(rs, t):
+        got, src = prof.moe_loop_time(r["m"], h, f, E, k, "fp32")
+        assert src == 1 and float(got) == pytest.approx(ti, rel=1e-9)
+    mid, src = prof.moe_loop_time(8, h, f, E, k, "fp32")  # log-log between 4 and 16 tokens
+    assert src == 2 and float(mid) == pytest.approx(np.sqrt(t[1] * t[2]), rel=1e-9)
+    above, _ = prof.moe_loop_time(128, h, f, E, k, "fp32")  # beyond the rows: the largest row's time per token
+    assert float(above) == pytest.approx(2 * t[3], rel=1e-9)
+    assert float(prof.moe_loop_time(0, h, f, E, k, "fp32")[0]) == 0.0
+    for other in ((1024, f, E, k), (h, 256, E, k), (h, f, 16, k), (h, f, E, 1)):  # no rows of another shape
+        got, src = prof.moe_loop_time(16, *other, "fp32")
+        assert src == 0 and np.isnan(got)
+
+
+def test_the_moe_loop_row_runs_the_layers_loop_less_its_gemms():
+    """The harness's moe_loop row calls the transformer's own routing and expert loop, with GEMMs that hand back a
+    ready output: same calls, same shapes, no GEMM arithmetic. With real GEMMs the same loop is the MoE layer."""
+    from planner.harness.backends import NumpyOps
+    from planner.harness.kernels import Slot, moe_loop_cases
+    from planner.harness.transformer import Config, Transformer, expert_loop, route
+
+    model = moe(256)
+    grid = make_grid("tiny", model, 32 << 20)
+    assert grid.moe_loop and all(mo.moe for mo in grid.e2e_models if mo.id.startswith("ref-moe"))
+    ops = NumpyOps("fp32", 1)
+    try:
+        cases = moe_loop_cases(ops, grid, np.random.default_rng(0), Slot())
+        assert len(cases) == len(grid.moe_loop) * len(grid.moe_tokens)
+        for c in cases:
+            assert c.row["op"] == "moe_loop" and (c.row["n"], c.row["k"], c.row["heads"], c.row["kv_heads"]) in grid.moe_loop
+            c.prepare()()  # runs
+        cfg = Config.from_model(model)
+        net = Transformer(cfg, ops, seed=0)
+        layer = net.layers[0]
+        x = np.random.default_rng(1).standard_normal((5, cfg.dim)).astype(np.float32)
+        weights, chosen = route(ops, x @ layer.router, cfg.top_k)
+        loop = expert_loop(ops, x, weights, chosen, layer.experts, net._mlp(x, *layer.shared))
+        assert np.array_equal(loop, net._moe(layer, x))
+        by_hand = net._mlp(x, *layer.shared)
+        for t in range(5):  # each token: its experts' MLPs weighted by the softmax over its chosen logits
+            for slot in range(cfg.top_k):
+                w13, w2 = layer.experts[chosen[t, slot]]
+                by_hand[t] += weights[t, slot] * net._mlp(x[t:t + 1], w13, w2)[0]
+        assert np.allclose(loop, by_hand, rtol=1e-5, atol=1e-5)
+    finally:
+        ops.close()
 
 
 def _hardware():
@@ -175,28 +263,49 @@ def test_cost_model_times_mla_decode_attention_from_the_capture(tmp_path):
 
 
 def test_cost_model_times_an_expert_loop_from_the_capture(tmp_path):
+    """With GEMM rows of the expert shapes the loop's GEMMs are their expected time over the routed counts, and their
+    calls pay no gap (their rows hold their host time); with moe_loop rows as well, the routing and the loop's other
+    calls are that row, and nothing of the layer pays a gap on top. Without a profile the loop keeps its calls' gaps."""
+    from planner.costmodel.step import LOOP_CALLS_PER_EXPERT
+
     model = moe(768)
     mo, h = model.moe, model.hidden_size
-    e = mo.expert_intermediate_size
-    rs, t = [], []
-    for n, k in ((2 * e, h), (h, e)):
-        for m in (1, 2, 4, 8, 16, 64):
-            rs.append({"op": "gemm", "dtype": "fp32", "m": m, "n": n, "k": k, "flops": 2 * m * n * k, "bytes": (m * k + k * n) * 4})
-            t.append(2e-6 + n * k * 4 / BW + 2 * m * n * k / 50e9)
-    prof = _profile(tmp_path, rs, t)
+    e, E, k = mo.expert_intermediate_size, mo.num_experts, mo.top_k
+    rs, t = _expert_rows(h, e, _gemv_then_gemm)
+    for n, kk in ((E, h), (2 * e * mo.num_shared_experts, h), (h, e * mo.num_shared_experts)):  # router, shared
+        for m in (1, 8, 64):
+            rs.append({"op": "gemm", "dtype": "fp32", "m": m, "n": n, "k": kk, "flops": 2 * m * n * kk, "bytes": (m * kk + kk * n) * 4})
+            t.append(2e-6 + n * kk * 4 / BW)
+    loop_rows = [{"op": "moe_loop", "dtype": "fp32", "m": T, "n": h, "k": e, "heads": E, "kv_heads": k} for T in (1, 8, 64)]
+    loop_t = [5e-5 + 2e-6 * r["m"] for r in loop_rows]
     hw = _hardware()
     plans = make_plans(model, hw, weights="fp32", kv="fp32", engine="harness")
-    cm = CostModel(model, hw, engine=Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False), profile=prof)
-    T = 8  # decode batch: tokens x top-k spread over the experts a batch touches (uniform routing)
-    touched = mo.num_experts * (1 - (1 - mo.top_k / mo.num_experts) ** T)
-    m_pe = T * mo.top_k / touched
-    experts = cm.step(plans, Step(decode_seqs=T, decode_ctx=128)).op(Op.EXPERTS)
-    up, _ = prof.gemm_time(m_pe, 2 * e * h, "fp32")
-    down, _ = prof.gemm_time(m_pe, e * h, "fp32")
-    gemms = touched * (float(up) + float(down))
-    loop = float(experts.launches.ravel()[0]) - 1.0  # the loop's other calls, each paying the per-op gap
-    assert float(experts.time_s.ravel()[0]) == pytest.approx(gemms + loop * cm.kernel_s, rel=1e-9)
-    assert experts.source == "interpolated"
+    engine = Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False)
+    T = 8  # decode batch
+    touched = E * (1 - (1 - k / E) ** T)
+    st = Step(decode_seqs=T, decode_ctx=128)
+
+    gemms_only = _profile(tmp_path / "a", rs, t)
+    cm = CostModel(model, hw, engine=engine, profile=gemms_only)
+    experts = cm.step(plans, st).op(Op.EXPERTS)
+    expected, _ = gemms_only.expert_loop_time(T, E, k, E, model.expert_params(), 3, "fp32")
+    calls = E + touched * (LOOP_CALLS_PER_EXPERT - 2)  # membership tests and the calls besides the two GEMMs
+    assert float(experts.launches.ravel()[0]) == pytest.approx(calls, rel=1e-9)
+    assert float(experts.time_s.ravel()[0]) == pytest.approx(float(expected) + (calls - 1) * cm.kernel_s, rel=1e-9)
+    assert experts.source == "measured"
+
+    both = _profile(tmp_path / "b", rs + loop_rows, t + loop_t)
+    cm = CostModel(model, hw, engine=engine, profile=both)
+    cost = cm.step(plans, st)
+    permute, experts, router = cost.op(Op.MOE_PERMUTE), cost.op(Op.EXPERTS), cost.op(Op.ROUTER)
+    assert float(permute.time_s.ravel()[0]) == pytest.approx(loop_t[1], rel=1e-9) and permute.source == "measured"
+    assert float(experts.time_s.ravel()[0]) == pytest.approx(float(expected), rel=1e-9)
+    for o in (permute, experts, router):
+        assert float(np.ravel(o.launches)[0]) == 1.0
+
+    plain = CostModel(model, hw, engine=engine)  # no capture: the loop's every call pays the gap
+    experts = plain.step(plans, st).op(Op.EXPERTS)
+    assert float(experts.launches.ravel()[0]) == pytest.approx(E + touched * LOOP_CALLS_PER_EXPERT, rel=1e-9)
 
 
 def test_quick_grid_measures_what_mla_and_moe_run():
@@ -213,8 +322,8 @@ def test_quick_grid_measures_what_mla_and_moe_run():
         attn = [c.row for c in attention_cases(ops, get_model("llama-3.1-8b"), grid, np.random.default_rng(0), Slot())]
     finally:
         ops.close()
-    for n, k in ((2 * e, h), (h, e)):  # the expert loop's per-expert m (tokens x top-k / experts touched)
-        assert {1, 2, 4, 8, 16} <= {r["m"] for r in gemms if (r["n"], r["k"]) == (n, k)}
+    for n, k in ((2 * e, h), (h, e)):  # every count of tokens an expert of the loop gets, up to 32
+        assert set(range(1, 33)) <= {r["m"] for r in gemms if (r["n"], r["k"]) == (n, k)}
     ref_mla = next(m for m in grid.e2e_models if m.attention.mla)
     ml = ref_mla.attention.mla
     mla_rows = [r for r in attn if r["op"] == "attn_decode" and r["kv_heads"] == 1]

@@ -42,6 +42,7 @@ BOUNDS = {"matmul": (0.01, 1.0), "half_m": (0.0, 4096.0), "memory": (0.05, 1.0),
           "kv_read": (0.02, 1.0), "kernel_s": (0.0, 5e-3), "elementwise": (1e-5, 1.0)}
 MEMORY_OPS = ("copy", "read", "write")
 ELEMENTWISE_OPS = ("rmsnorm", "silu_mul", "add")
+LOOKUP_ONLY = ("moe_loop",)  # rows of layer code the cost model looks up (planner.costmodel.profile), never fitted
 BUSY_WEIGHT = 0.2  # a busy row's weight in the fit, against 1 for a quiet one
 POOR_FIT = 0.20  # median |error| above this is a poor fit
 DISAGREE = 0.25  # an op kind whose median |error| exceeds this is named in the warning
@@ -219,7 +220,8 @@ def _separates_decode_compute(d: KernelData) -> bool:
 def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
     rows = read_kernels(folder)
     host_rows = [r for r in rows if r["op"].startswith("host_")]
-    rows = [r for r in rows if not r["op"].startswith("host_")]
+    # layer-code rows (the expert loop without its GEMMs) are looked up by the cost model, not fitted
+    rows = [r for r in rows if not r["op"].startswith("host_") and r["op"] not in LOOKUP_ONLY]
     d = KernelData.of(rows)
     meta = read_yaml(folder / "meta.yaml") if (folder / "meta.yaml").is_file() else {}
     meta = meta if isinstance(meta, dict) else {}

@@ -7,9 +7,15 @@ GEMMs. Lookup for a GEMM of ``m`` tokens against a weight of ``w`` = n x k eleme
   beyond the measured range the end point's efficiency is kept);
 - otherwise the nearest family (in log weight size) lends its measured efficiency
   (FLOP/s at that m), applied to this GEMM's FLOPs ("roofline+measured efficiency").
-A mixture-of-experts layer run as a loop over experts is, per expert touched, its own GEMMs
-at tokens x top-k / experts touched rows (``experts_time``): on a CPU these few-token GEMMs
-leave BLAS's matrix-vector path at m = 2 and cost far more per token than the m = 1 row.
+A mixture-of-experts layer run as a loop over experts (``expert_loop_time``) runs each expert's
+up and down GEMMs over the tokens routed to it: with uniform routing an expert receives
+Binomial(tokens, top-k / experts) of them, and the loop's expected GEMM time is the measured
+time at each count weighted by its probability (on a CPU a one-token expert runs BLAS's
+matrix-vector path, two tokens already a packed GEMM at about twice the time, so the mean count
+alone would misprice a few-token batch). The loop's other work (top-k routing, per expert a
+membership test and, per expert touched, the gather, activation, gate weighting and
+scatter-add) is timed whole by the capture's ``moe_loop`` rows (``moe_loop_time``), per model
+shape, log-log in the token count.
 
 Decode attention (``decode_attention_time``): attn_decode rows grouped by the shape of the
 product each KV head runs, (query heads per KV head g, key width, value width); within a
@@ -62,17 +68,54 @@ def _f(r: dict, k: str) -> float:
     return float(v) if v not in (None, "") else 0.0
 
 
+def routed_counts(tokens: float, experts: float, top_k: float) -> tuple[np.ndarray, np.ndarray]:
+    """(j, P(j)) for j >= 1: the tokens one expert receives when each of ``tokens`` tokens picks ``top_k`` of
+    ``experts`` uniformly (Binomial(tokens, top_k / experts)); the probabilities of j >= 1 sum to the chance the expert
+    is touched, 1 - (1 - top_k / experts)^tokens. The tails beyond 12 standard deviations are left out."""
+    n = int(round(max(float(tokens), 0.0)))
+    p = min(max(float(top_k) / max(float(experts), 1.0), 0.0), 1.0)
+    if n == 0 or p == 0.0:
+        return np.zeros(0), np.zeros(0)
+    if p == 1.0:
+        return np.array([float(n)]), np.array([1.0])
+    mu, sd = n * p, np.sqrt(n * p * (1 - p))
+    j = np.arange(max(1, int(mu - 12 * sd)), min(n, int(np.ceil(mu + 12 * sd))) + 1, dtype=float)
+    log_pmf = gammaln(n + 1) - gammaln(j + 1) - gammaln(n - j + 1) + j * np.log(p) + (n - j) * np.log1p(-p)
+    return j, np.exp(log_pmf)
+
+
+def gammaln(x):
+    """log Gamma(x) for x > 0 (numpy arrays or floats), via math.lgamma."""
+    from math import lgamma
+
+    return np.vectorize(lgamma, otypes=[float])(x) if np.ndim(x) else lgamma(float(x))
+
+
+@dataclass
+class MoeLoopFamily:
+    """moe_loop rows of one shape: hidden h, expert width f, experts E, experts per token k; time by token count."""
+
+    h: float
+    f: float
+    experts: float
+    top_k: float
+    log_tokens: np.ndarray  # sorted
+    log_t: np.ndarray
+
+
 @dataclass
 class KernelProfile:
     path: str
     gemm: dict[str, list[GemmFamily]] = field(default_factory=dict)  # dtype -> families
     attn_decode: dict[str, list[AttentionFamily]] = field(default_factory=dict)  # dtype -> families
+    moe_loop: dict[str, list[MoeLoopFamily]] = field(default_factory=dict)  # dtype -> families
 
     @classmethod
     def load(cls, folder: str | Path) -> "KernelProfile":
         folder = Path(folder)
         rows: dict[tuple[str, float], dict[float, list[float]]] = {}
         attn: dict[tuple[str, float, float, float], dict[float, list[float]]] = {}
+        loop: dict[tuple[str, float, float, float, float], dict[float, list[float]]] = {}
         with (folder / "kernels.csv").open(newline="") as fh:
             for r in csv.DictReader(fh):
                 if r["op"] == "gemm":
@@ -82,6 +125,9 @@ class KernelProfile:
                     d = _f(r, "head_dim")
                     key = (r["dtype"], _f(r, "heads") / max(_f(r, "kv_heads"), 1.0), d, _f(r, "head_dim_v") or d)
                     attn.setdefault(key, {}).setdefault(float(r["flops"]), []).append(float(r["median_s"]))
+                elif r["op"] == "moe_loop" and r.get("median_s"):
+                    key = (r["dtype"], _f(r, "n"), _f(r, "k"), _f(r, "heads"), _f(r, "kv_heads"))
+                    loop.setdefault(key, {}).setdefault(float(r["m"]), []).append(float(r["median_s"]))
         prof = cls(str(folder))
         for (dtype, w), by_m in rows.items():
             ms = np.array(sorted(by_m))
@@ -91,6 +137,10 @@ class KernelProfile:
             fl = np.array(sorted(by_f))
             ts = np.array([np.median(by_f[x]) for x in fl])
             prof.attn_decode.setdefault(dtype, []).append(AttentionFamily(g, dqk, dv, np.log(fl), np.log(ts)))
+        for (dtype, h, f, e, k), by_t in loop.items():
+            tk = np.array(sorted(by_t))
+            ts = np.array([np.median(by_t[x]) for x in tk])
+            prof.moe_loop.setdefault(dtype, []).append(MoeLoopFamily(h, f, e, k, np.log(tk), np.log(ts)))
         return prof
 
     def gemm_time(self, m, weight_elems: float, dtype: str) -> tuple[np.ndarray, int]:
@@ -111,15 +161,39 @@ class KernelProfile:
             return t, src
         return t * (weight_elems / f.weight_elems), 3
 
-    def experts_time(self, m_per_expert, experts_touched, expert_elems: float, mats: int, dtype: str) -> tuple[np.ndarray, int]:
-        """Time (s) of an expert loop: per expert touched, its up (gate and up fused when ``mats`` = 3) and down GEMMs
-        at ``m_per_expert`` rows; ``expert_elems`` = one expert's weights (all its matrices). Source index as
-        gemm_time (the weaker of the two lookups); 0 when the profile has no GEMMs of this dtype."""
-        up, src_up = self.gemm_time(m_per_expert, expert_elems * (mats - 1) / mats, dtype)
-        down, src_down = self.gemm_time(m_per_expert, expert_elems / mats, dtype)
-        if not (src_up and src_down):
-            return np.full(np.shape(up), np.nan), 0
-        return np.asarray(experts_touched, float) * (up + down), max(src_up, src_down)
+    def expert_loop_time(self, tokens, experts: float, top_k: float, experts_here: float, expert_elems: float,
+                         mats: int, dtype: str) -> tuple[np.ndarray, int]:
+        """Expected time (s) of an expert loop's GEMMs: each of the ``experts_here`` experts on this device runs its up
+        (gate and up fused when ``mats`` = 3) and down GEMMs over the j >= 1 tokens routed to it, j ~ Binomial(tokens,
+        top_k / experts) (``routed_counts``); ``expert_elems`` = one expert's weights (all its matrices). Source index
+        as gemm_time (the weaker of the two lookups); 0 when the profile has no GEMMs of this dtype."""
+        tokens = np.asarray(tokens, dtype=float)
+        out, src = np.zeros(tokens.shape), 1
+        if not self.gemm.get(dtype):
+            return np.full(tokens.shape, np.nan), 0
+        for n in np.unique(tokens):
+            j, pj = routed_counts(n, experts, top_k)
+            if not len(j):
+                continue  # no tokens: no expert runs
+            up, src_up = self.gemm_time(j, expert_elems * (mats - 1) / mats, dtype)
+            down, src_down = self.gemm_time(j, expert_elems / mats, dtype)
+            src = max(src, src_up, src_down)
+            out[tokens == n] = float(experts_here) * float(np.sum(pj * (up + down)))
+        return out, src
+
+    def moe_loop_time(self, tokens, h: float, f: float, experts: float, top_k: float, dtype: str) -> tuple[np.ndarray, int]:
+        """Time (s) of a mixture-of-experts layer's routing and expert loop besides its GEMMs (``moe_loop`` rows) for
+        ``tokens`` tokens, from the rows of exactly this shape (hidden ``h``, expert width ``f``, ``experts``,
+        ``top_k``): log-log in the token count, per token beyond the largest row, the smallest row's time below it.
+        Source index as gemm_time (1 measured, 2 interpolated); nan and 0 when no rows have this shape."""
+        tokens = np.asarray(tokens, dtype=float)
+        fam = next((x for x in self.moe_loop.get(dtype, ()) if (x.h, x.f, x.experts, x.top_k) == (h, f, experts, top_k)), None)
+        if fam is None:
+            return np.full(tokens.shape, np.nan), 0
+        t = _interp_loglog(np.maximum(tokens, 1.0), fam.log_tokens, fam.log_t)
+        lt = np.log(np.maximum(tokens, 1.0))
+        exact = np.isclose(lt[..., None], fam.log_tokens).any(axis=-1)
+        return np.where(tokens > 0, t, 0.0), 1 if np.all(exact) else 2
 
     def decode_attention_time(self, flops, g: float, dqk: float, dv: float, dtype: str) -> tuple[np.ndarray, int]:
         """Time (s) of decode attention of ``flops`` FLOPs whose KV heads each serve ``g`` query heads with key width
@@ -172,13 +246,32 @@ def measured_decode_attention(cm, c, sh, op, *, local: bool):
     return op
 
 
-def measured_experts(cm, op, m_per_expert, touched, expert_elems, gated: bool):
-    """``op`` (the EXPERTS OpCost) timed from the capture's GEMM rows: per expert touched, its up and down GEMMs at
-    ``m_per_expert`` rows (``KernelProfile.experts_time``); unchanged unless the capture measured these shapes."""
+def measured_experts(cm, op, tokens, experts: float, top_k: float, experts_here, expert_elems, gated: bool) -> bool:
+    """``op`` (the EXPERTS OpCost) timed from the capture's GEMM rows: the expected time of each expert's up and down
+    GEMMs over the tokens routed to it (``KernelProfile.expert_loop_time``); unchanged unless the capture measured these
+    shapes. Whether it was timed from the rows."""
     if cm.profile is None:
-        return op
-    t, src = cm.profile.experts_time(m_per_expert, touched, expert_elems, 3 if gated else 2, cm._gemm_dtype)
+        return False
+    here = np.unique(np.asarray(experts_here, float))
+    if here.size != 1:  # one expert count per device across the plans (expert parallelism varies): the roofline
+        return False
+    t, src = cm.profile.expert_loop_time(tokens, experts, top_k, float(here[0]), expert_elems, 3 if gated else 2,
+                                         cm._gemm_dtype)
     if src in (1, 2):  # the expert shapes were measured (a neighbour's rate would not show the few-token step)
         op.time_s = np.broadcast_to(t, op.time_s.shape)
         op.source = SOURCES[src]
-    return op
+        return True
+    return False
+
+
+def measured_moe_loop(cm, op, tokens, h: float, f: float, experts: float, top_k: float) -> bool:
+    """``op`` (MOE_PERMUTE of an expert loop) timed from the capture's moe_loop rows: the routing and the loop's work
+    besides its GEMMs, at this model's shape. Whether the capture had rows of this shape."""
+    if cm.profile is None:
+        return False
+    t, src = cm.profile.moe_loop_time(tokens, h, f, experts, top_k, cm._gemm_dtype)
+    if not src:
+        return False
+    op.time_s = np.broadcast_to(t, op.time_s.shape)
+    op.source = SOURCES[src]
+    return True

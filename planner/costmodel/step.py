@@ -25,7 +25,7 @@ from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_te
 from planner.costmodel.memory import frees_window
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
-from planner.costmodel.profile import measured_decode_attention, measured_experts
+from planner.costmodel.profile import measured_decode_attention, measured_experts, measured_moe_loop
 from planner.costmodel.roofline import gemm_efficiency
 from planner.costmodel.shard import attention_shard
 from planner.specs.engine import Engine
@@ -436,15 +436,22 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # efficiency (params.moe_gemm)
     experts = cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
                        m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev)
-    if cm.profile is not None and not getattr(cm.engine, "grouped_moe_gemm", True):  # a loop: per expert, its own GEMMs
-        measured_experts(cm, experts, m_per_expert, touched / c.ep, w_dev, m.ffn_gated)
     ops.append(experts)
     grouped = getattr(cm.engine, "grouped_moe_gemm", True)
+    # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation, the
+    # gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT), each call paying the per-kernel gap
+    launches = {Op.EXPERTS: mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT}
+    if cm.profile is not None and not grouped:  # a capture's rows time the loop (planner.costmodel.profile)
+        if measured_experts(cm, experts, T_group, mo.num_experts, mo.top_k, mo.num_experts / c.ep, w_dev, m.ffn_gated):
+            # the GEMM rows hold their calls' own host time: the gap is left to the loop's other calls
+            launches[Op.EXPERTS] -= 2.0 * touched / c.ep
+        if np.all(moe_group == 1) and measured_moe_loop(cm, ops[1], T_group, h, mo.expert_intermediate_size,
+                                                        mo.num_experts, mo.top_k):
+            # the moe_loop rows time the top-k and every call of the loop besides its GEMMs, with their host time
+            launches = {Op.ROUTER: 1.0, Op.MOE_PERMUTE: 1.0,
+                        Op.EXPERTS: 1.0 if experts.source in ("measured", "interpolated") else 2.0 * touched / c.ep}
     for o in ops:  # every kernel beyond the op's first pays the per-kernel gap (GROUPED_MOE_LAUNCHES)
-        _launch(cm, o, GROUPED_MOE_LAUNCHES[str(o.name)] if grouped or o.name != Op.EXPERTS else
-                # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the
-                # activation, the gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT)
-                mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT)
+        _launch(cm, o, GROUPED_MOE_LAUNCHES[str(o.name)] if grouped or o.name not in launches else launches[o.name])
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine

@@ -22,6 +22,9 @@ from planner.harness import host
 _TRUE_RANDOM_MAX = 1 << 22
 _BLOCK = 1_000_003  # prime, so the period does not line up with any row length
 
+# rows that time layer code rather than one kernel (calls column 0): the expert loop without its GEMMs
+NOT_KERNELS = ("moe_loop",)
+
 DTYPE_SIZE = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
 
 
@@ -79,14 +82,14 @@ class NumpyOps:
 
     def threads_for(self, op: str) -> int:
         """Threads that work on ``op`` (numpy's elementwise ufuncs are single-threaded)."""
-        return 1 if op in ("rmsnorm", "silu_mul", "add", "attn_decode") else self.threads
+        return 1 if op in ("rmsnorm", "silu_mul", "add", "attn_decode", "moe_loop") else self.threads
 
     # library calls one kernel of each op makes (each pays numpy's per-call dispatch), as written below
     CALLS = {"gemm": 1, "attn_prefill": 11, "attn_decode": 8, "rmsnorm": 7, "silu_mul": 5, "add": 1,
              "copy": 1, "read": 1, "write": 1}
 
     def calls_for(self, op: str) -> int:
-        return 0 if op.startswith("host_") else self.CALLS.get(op, 1)
+        return 0 if op.startswith("host_") or op in NOT_KERNELS else self.CALLS.get(op, 1)
 
     # ---- arrays ----
     def randn(self, shape, std: float, rng: np.random.Generator):
@@ -237,7 +240,7 @@ class TorchOps:
              "copy": 1, "read": 1, "write": 1}
 
     def calls_for(self, op: str) -> int:
-        return 0 if op.startswith("host_") else self.CALLS.get(op, 1)
+        return 0 if op.startswith("host_") or op in NOT_KERNELS else self.CALLS.get(op, 1)
 
     # ---- arrays ----
     def _t(self, a: np.ndarray, dtype=None):

@@ -190,6 +190,10 @@ def capture_notes(model, grid) -> list[str]:
          "(kv_lora_rank + rope dims) whose first head_dim_v dims serve as the values, as the e2e MLA model runs it"),
         ("gemm rows of a mixture-of-experts model's expert shapes add the few-token m an expert loop runs (tokens x top-k "
          "/ experts touched); BLAS switches from a matrix-vector kernel at m = 1 to packed GEMM at m >= 2"),
+        ("moe_loop rows: a mixture-of-experts layer's top-k routing and loop over experts (transformer.expert_loop) "
+         "with its GEMMs left out (they return ready outputs; the gemm rows time them): m tokens, n hidden, k expert "
+         "width, heads experts, kv_heads experts per token; calls 0 (layer code, not one kernel; calibrate leaves them "
+         "out of the fit and the cost model looks them up)"),
     ]
     a = model.attention
     ignored = [x for x, on in (("qkv biases", a.qkv_bias), ("o bias", a.o_bias), ("q/k norms", a.qk_norm),

@@ -14,6 +14,7 @@ GiB = 1 << 30
 # this share of the machine's memory
 DEFAULT_BUDGET_BYTES = {"tiny": GiB // 4, "quick": GiB, "full": 4 * GiB}
 MAX_MEMORY_SHARE = 0.5
+EXPERT_M = tuple(range(2, 33))  # every few-token m of expert GEMMs (Grid.expert_m)
 E2E_SHARE = 0.4  # of the budget, for one e2e model (kernel buffers are freed before the e2e phase)
 BASE_BYTES = 160 << 20  # the interpreter, numpy, BLAS thread buffers: resident before any tensor
 
@@ -38,11 +39,17 @@ class Grid:
     e2e_main: bool = True  # also run the profiled model's own layers end to end (when they fit)
     dropped: tuple[str, ...] = ()  # shapes left out because they do not fit the budget
     e2e_timing: Timing | None = None  # None: ``timing``
-    # extra few-token m for expert GEMMs (label 'expert_...'): an expert loop runs each expert over tokens x top-k /
-    # experts touched rows (2-16 for small batches), where BLAS leaves its m = 1 matrix-vector path
+    # extra few-token m for expert GEMMs (label 'expert_...'): an expert loop runs each expert over the tokens routed to
+    # it (a binomial count, 1-32 for the e2e grid's batches), where BLAS leaves its m = 1 matrix-vector path and runs
+    # the rows beyond a multiple of its kernel's m-block in slower remainder code (OpenBLAS on this VM: m = 3 costs
+    # 1.3x m = 4), so every count is measured, not interpolated between powers of two
     expert_m: tuple[int, ...] = ()
     # MLA's absorbed decode attention of the reference/profiled models: (heads, latent width, value width)
     mla_decode: tuple[tuple[int, int, int], ...] = ()
+    # mixture-of-experts layers run as the harness's loop over experts: (hidden, expert width, experts, top-k), and the
+    # token counts at which moe_loop rows time that loop's work besides its GEMMs (routing, gathers, activation, ...)
+    moe_loop: tuple[tuple[int, int, int, int], ...] = ()
+    moe_tokens: tuple[int, ...] = ()
 
 
 def memory_budget(mode: str, machine_bytes: int | None, requested: int | None = None) -> int:
@@ -93,6 +100,18 @@ def mla_decode_shapes(models) -> tuple[tuple[int, int, int], ...]:
         ml = mod.attention.mla
         if ml is not None:
             shape = (mod.num_heads, ml.kv_lora_rank + ml.qk_rope_head_dim, ml.kv_lora_rank)
+            if shape not in out:
+                out.append(shape)
+    return tuple(out)
+
+
+def moe_loop_shapes(models) -> tuple[tuple[int, int, int, int], ...]:
+    """(hidden, expert width, experts, top-k) of each mixture-of-experts model (harness.transformer.expert_loop)."""
+    out = []
+    for mod in models:
+        mo = mod.moe
+        if mo is not None:
+            shape = (mod.hidden_size, mo.expert_intermediate_size, mo.num_experts, mo.top_k)
             if shape not in out:
                 out.append(shape)
     return tuple(out)
@@ -170,7 +189,7 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
             bandwidth_bytes=1 << 20, elementwise_m=(1, 8),
             e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=5.0,
             allreduce_bytes=(1 << 10, 1 << 16), memory_budget_bytes=budget, e2e_models=refs, expert_m=(2,),
-            mla_decode=mla_decode_shapes((model, *refs)))
+            mla_decode=mla_decode_shapes((model, *refs)), moe_loop=moe_loop_shapes((model, *refs)), moe_tokens=(1, 4))
     if mode == "quick":
         prefill = ((1, 16), (1, 64), (1, 256))
         decode = ((1, 128), (8, 128), (1, 1024), (8, 1024))
@@ -186,7 +205,8 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
             e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=30.0, e2e_max_layers=2,
             allreduce_bytes=(1 << 20, 64 << 20), memory_budget_bytes=budget, e2e_models=refs, e2e_main=False,
             dropped=dropped, e2e_timing=Timing(warmup=1, min_repeats=5, min_time_s=0.15, max_repeats=50),
-            expert_m=(2, 4, 16), mla_decode=mla_decode_shapes((model, *refs)))
+            expert_m=EXPERT_M, mla_decode=mla_decode_shapes((model, *refs)), moe_loop=moe_loop_shapes((model, *refs)),
+            moe_tokens=(1, 4, 16, 64, 256))
     h = model.hidden_size
     off_model = [("square-1024", 1024, 1024, 2048), ("square-2048", 2048, 2048, 2048), ("square-8192", 8192, 8192, 2048),
                  ("lm_head", model.vocab_size, h, 256)]
@@ -206,4 +226,5 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
         bandwidth_bytes=bandwidth, elementwise_m=(1, 16, 128, 1024, 4096),
         e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=400.0,
         allreduce_bytes=tuple(1 << p for p in range(16, 31, 2)), memory_budget_bytes=budget, e2e_models=refs,
-        dropped=dropped, mla_decode=mla_decode_shapes((model, *refs)))
+        dropped=dropped, expert_m=EXPERT_M, mla_decode=mla_decode_shapes((model, *refs)), moe_loop=moe_loop_shapes((model, *refs)),
+        moe_tokens=_pow2(1, 1024))

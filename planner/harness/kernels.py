@@ -151,6 +151,35 @@ def mla_decode_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> l
     return cases
 
 
+def moe_loop_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    """A mixture-of-experts layer's loop over experts (transformer.expert_loop) with everything but its GEMMs: the
+    top-k routing and softmax of ``m`` tokens, then per expert the membership test and, for each expert touched, the
+    gather of its tokens, the SiLU x up activation, the router-weight scaling and the scatter-add. The GEMMs return
+    ready outputs of their shapes (their time is in the gemm rows). Columns: m tokens, n hidden, k expert width,
+    heads experts, kv_heads experts per token; bytes and FLOPs count the activation and the per-assignment row moves."""
+    from planner.harness.transformer import expert_loop, route
+
+    es, cases = ops.elem_size, []
+    for h, f, E, k in grid.moe_loop:
+        for T in grid.moe_tokens:
+            a = T * k  # token-expert assignments
+            row = _base(ops, "moe_loop") | {"m": T, "n": h, "k": f, "heads": E, "kv_heads": k,
+                                            "bytes": a * (7 * h + 3 * f) * es, "flops": a * (5 * f + 2 * h)}
+
+            def prepare(T=T, h=h, f=f, E=E, k=k, a=a):
+                x, logits = ops.randn((T, h), 1.0, rng), ops.randn((T, E), 1.0, rng)
+                out = ops.randn((T, h), 1.0, rng)  # the shared expert's output the loop adds into
+                ready = [(ops.randn((a, 2 * f), 1.0, rng), ops.randn((a, h), 1.0, rng))] * E  # GEMM outputs, every expert
+
+                def done(x_rows, ready_out):  # the GEMM of x_rows: its output, ready
+                    return ready_out[: x_rows.shape[0]]
+
+                return lambda: expert_loop(ops, x, *route(ops, logits, k), ready, out, done)
+
+            cases.append(Case("moe loop", row, prepare))
+    return cases
+
+
 def memory_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
     es = ops.elem_size
     n = grid.bandwidth_bytes // es
@@ -232,4 +261,4 @@ def host_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Ca
 def kernel_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
     return (gemm_cases(ops, grid, rng, slot) + attention_cases(ops, model, grid, rng, slot)
             + memory_cases(ops, grid, rng, slot) + elementwise_cases(ops, model, grid, rng, slot)
-            + host_cases(ops, grid, rng, slot))
+            + moe_loop_cases(ops, grid, rng, slot) + host_cases(ops, grid, rng, slot))

@@ -20,11 +20,36 @@ projection is ``x @ W``.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.specs.model import Model
+
+
+def gated_mlp(ops, x, w13, w2, matmul=operator.matmul):
+    """Gated SiLU MLP of x (tokens, dim): gate and up fused in one GEMM, then down. ``matmul`` is the GEMM (the
+    harness's moe_loop rows pass one that returns a ready output, to time everything else the loop runs)."""
+    gate_up = matmul(x, w13)
+    n = gate_up.shape[1] // 2
+    return matmul(ops.silu_mul(gate_up[:, :n], gate_up[:, n:]), w2)
+
+
+def route(ops, logits, k: int):
+    """(weights, chosen): the k experts of each token (tokens, k) and their softmax over the chosen logits."""
+    weights, chosen = ops.topk(logits, k)
+    return ops.softmax(weights, -1), chosen
+
+
+def expert_loop(ops, x, weights, chosen, experts, out, matmul=operator.matmul):
+    """Each expert ((w13, w2) of ``experts``) runs once over the tokens routed to it; its outputs, scaled by the
+    router weight, are added into ``out`` at their tokens' rows."""
+    for e, (w13, w2) in enumerate(experts):
+        rows, slots = ops.where(chosen == e)
+        if len(rows):
+            out = ops.index_add(out, rows, gated_mlp(ops, x[rows], w13, w2, matmul) * weights[rows, slots][:, None])
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,21 +262,14 @@ class Transformer:
         return self._proj(o.swapaxes(1, 2).reshape(b, t, self.cfg.o_in), layer.wo)
 
     def _mlp(self, x, w13, w2):  # x (tokens, dim)
-        gate_up = x @ w13
-        n = w2.shape[0]
-        return self.ops.silu_mul(gate_up[:, :n], gate_up[:, n:]) @ w2
+        return gated_mlp(self.ops, x, w13, w2)
 
     def _moe(self, layer: Layer, x):
         """Router, top-k experts per token (softmax over the chosen logits), shared experts."""
-        ops, k = self.ops, self.cfg.top_k
-        weights, chosen = ops.topk(x @ layer.router, k)  # (tokens, k)
-        weights = ops.softmax(weights, -1)
+        ops = self.ops
+        weights, chosen = route(ops, x @ layer.router, self.cfg.top_k)
         out = self._mlp(x, *layer.shared) if layer.shared is not None else ops.zeros_like(x)
-        for e, (w13, w2) in enumerate(layer.experts):
-            rows, slots = ops.where(chosen == e)
-            if len(rows):  # each expert runs once over the tokens routed to it
-                out = ops.index_add(out, rows, self._mlp(x[rows], w13, w2) * weights[rows, slots][:, None])
-        return out
+        return expert_loop(ops, x, weights, chosen, layer.experts, out)
 
     def _feed_forward(self, layer: Layer, h):
         b, t, d = h.shape
