@@ -96,3 +96,87 @@ def test_builtin_files_read_the_same_as_a_fresh_safe_load():
     assert _data_roots()
     for p in sorted(data_dir("hw_specs").glob("*.yaml"))[:10] + sorted(data_dir("model_specs").glob("*.yaml"))[:10]:
         assert read_yaml(p) == yaml.safe_load(p.read_text()), p
+
+
+# ------------------------------------------------------------------ validated specs
+
+class Item:
+    """A stand-in spec class: validation counts its calls."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __eq__(self, other):
+        return isinstance(other, Item) and other.data == self.data
+
+
+def test_a_validated_spec_is_kept_and_a_later_process_does_not_validate_again(data, tmp_path):
+    root, roots = data
+    calls = []
+
+    def validate(d):
+        calls.append(d["id"])
+        if "value" not in d:
+            raise ValueError(f"{d['id']}: no value")
+        return Item(d)
+
+    assert datacache.validated(root / "a.yaml", roots, parse, Item, validate) == Item({"id": "a", "value": 1})
+    assert len(list((tmp_path / "cache").glob("models-*.pickle"))) == 1
+    datacache.clear()  # a new process
+    assert datacache.validated(root / "a.yaml", roots, parse, Item, validate) == Item({"id": "a", "value": 1})
+    assert calls == ["a"]
+    with pytest.raises(ValueError):  # a file that does not validate is not kept: it fails the same way every time
+        datacache.validated(root / "sub" / "b.yml", roots, parse, Item, validate)
+    datacache.clear()
+    with pytest.raises(ValueError):
+        datacache.validated(root / "sub" / "b.yml", roots, parse, Item, validate)
+    assert calls == ["a", "b", "b"]
+    f = root / "a.yaml"  # an edit (same size): validated again
+    f.write_text("id: a\nvalue: 3\n")
+    st = os.stat(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    datacache.clear()
+    assert datacache.validated(f, roots, parse, Item, validate).data["value"] == 3
+    assert calls[-1] == "a"
+
+
+def test_a_file_outside_the_data_folders_is_validated_every_time(data, tmp_path):
+    _, roots = data
+    own = tmp_path / "mine.yaml"
+    own.write_text("id: mine\nvalue: 5\n")
+    calls = []
+    for _ in range(2):
+        datacache.clear()
+        datacache.validated(own, roots, parse, Item, lambda d: calls.append(1) or Item(d))
+    assert len(calls) == 2
+
+
+def test_cached_builtin_specs_equal_freshly_validated_ones(tmp_path, monkeypatch):
+    from planner.cap.accuracy_data import AccuracyData
+    from planner.specs.engine import EngineSpec
+    from planner.specs.hardware import Hardware, Interconnect, System
+    from planner.specs.loader import load_spec_file, validate_file
+    from planner.specs.model import Model
+
+    monkeypatch.setenv("PLANNER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PLANNER_NO_CACHE", raising=False)
+    files = [(Hardware, p) for p in sorted(data_dir("hw_specs").glob("*.yaml"))]
+    files += [(Interconnect, p) for p in sorted(data_dir("hw_specs/interconnects").glob("*.yaml"))]
+    files += [(System, p) for p in sorted(data_dir("hw_specs/systems").glob("*.yaml"))]
+    files += [(Model, p) for p in sorted(data_dir("model_specs").glob("*.yaml"))]
+    files += [(EngineSpec, p) for p in sorted(data_dir("engines").glob("*.yaml"))]
+    files += [(AccuracyData, data_dir("accuracy") / "accuracy.yaml")]
+    assert len(files) > 40
+    try:
+        datacache.clear()
+        for cls, p in files:
+            load_spec_file(cls, p)  # validated and kept
+        datacache.clear()  # a new process reads them back, validating none
+        from planner.specs import loader
+
+        monkeypatch.setattr(loader, "validate_file", lambda cls, p, d: pytest.fail(f"validated {p} again"))
+        for cls, p in files:
+            got = load_spec_file(cls, p)
+            assert type(got) is cls and got == validate_file(cls, p, yaml.safe_load(p.read_text())), p
+    finally:
+        datacache.clear()

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from planner.specs.loader import data_dir, read_yaml, validate_file
+from planner.specs.loader import data_dir, load_spec_file
 
 Basis = Literal["measured", "secondary", "derived", "assumption"]
 
@@ -231,4 +231,4 @@ def data_path():
 def data() -> AccuracyData:
     """The published deltas (validated; cached)."""
     p = data_path()
-    return validate_file(AccuracyData, p, read_yaml(p))
+    return load_spec_file(AccuracyData, p)

@@ -8,10 +8,17 @@ again (a file edited while a process runs is parsed afresh): stale data is never
 created or written (a read-only home, a sandbox) only means parsing as before. ``PLANNER_CACHE_DIR`` moves the
 folder; ``PLANNER_NO_CACHE=1`` turns the cache off. Each read unpickles a fresh copy, so a caller that edits
 what it got cannot change what the next caller sees.
+
+Validated specs (``validated``) are kept the same way in a second file beside the bundle: a built-in file's spec
+object as its class validated it, keyed by the class and the file's size and modification time, in a file whose
+name also hashes the source of the spec classes (planner/specs/, planner/units.py, the class's own module) and the
+pydantic version. A later process unpickles the object instead of validating the data again (no validator is built
+for it); a user's own file, a changed file or changed spec code is validated as before.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -22,6 +29,8 @@ from pathlib import Path
 
 SUFFIXES = (".yaml", ".yml")
 _bundles: dict[tuple[str, ...], dict[str, tuple[int, int, bytes]]] = {}
+_keys: dict[tuple[str, ...], str] = {}  # roots -> the hash of their files (the bundle's name)
+_objects: dict[str, dict[str, tuple[int, int, bytes]]] = {}  # a validated store's file name -> its entries
 
 
 def cache_dir() -> Path | None:
@@ -86,8 +95,9 @@ def _load(path: Path) -> dict[str, tuple[int, int, bytes]] | None:
     return data if isinstance(data, dict) else None
 
 
-def _store(folder: Path, name: str, bundle: dict[str, tuple[int, int, bytes]]) -> None:
-    """Write atomically (temporary file, then rename); give up quietly where the folder is not writable."""
+def _store(folder: Path, name: str, bundle: dict[str, tuple[int, int, bytes]], prefix: str = "specs-") -> None:
+    """Write atomically (temporary file, then rename), removing older files of the same ``prefix``; give up quietly
+    where the folder is not writable."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".specs-", suffix=".tmp")
@@ -97,7 +107,7 @@ def _store(folder: Path, name: str, bundle: dict[str, tuple[int, int, bytes]]) -
         with os.fdopen(fd, "wb") as f:
             pickle.dump(bundle, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, folder / name)
-        for old in folder.glob("specs-*.pickle"):  # bundles of older data: never read again
+        for old in folder.glob(f"{prefix}*.pickle"):  # bundles of older data: never read again
             if old.name != name:
                 old.unlink(missing_ok=True)
     except OSError:
@@ -111,7 +121,7 @@ def _bundle(roots: tuple[str, ...], parse: Callable[[Path], object]) -> dict[str
         return _bundles[roots]
     files = _files(roots)
     folder = cache_dir()
-    name = f"specs-{_key(files)}.pickle"
+    name = f"specs-{_roots_key(roots, files)}.pickle"
     out = _load(folder / name) if folder is not None else None
     if out is None:
         out = {}
@@ -143,6 +153,66 @@ def read(path: Path, roots: tuple[str, ...], parse: Callable[[Path], object]) ->
     return parse(path)
 
 
+def _roots_key(roots: tuple[str, ...], files: list[tuple[str, int, int]] | None = None) -> str:
+    if roots not in _keys:
+        _keys[roots] = _key(_files(roots) if files is None else files)
+    return _keys[roots]
+
+
+def _stamp(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}|-"
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+@functools.cache
+def _code_key() -> str:
+    """A hash of the code validation runs: the spec modules' files (size and modification time), planner/units.py
+    and the pydantic version (a class defined elsewhere adds its own module's stamp to its entries)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = sorted(os.path.join(here, n) for n in os.listdir(here) if n.endswith(".py"))
+    paths.append(os.path.join(os.path.dirname(here), "units.py"))
+    text = "\n".join([str(getattr(sys.modules.get("pydantic"), "VERSION", ""))] + [_stamp(p) for p in paths])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def validated(path: Path, roots: tuple[str, ...], parse: Callable[[Path], object], cls: type,
+              validate: Callable[[object], object]) -> object:
+    """``validate(parsed content of path)`` (a ``cls`` object): for a built-in file, the object validated by an
+    earlier process when the file and the spec code are as they were then; else validated now (and kept)."""
+    p = os.path.abspath(path)
+    folder = cache_dir()
+    if folder is None or not any(p.startswith(r + os.sep) for r in roots):
+        return validate(read(path, roots, parse))
+    try:
+        st = os.stat(p)
+    except OSError:
+        return validate(read(path, roots, parse))
+    name = "models-" + hashlib.sha256(f"{_roots_key(roots)}|{_code_key()}".encode()).hexdigest()[:32] + ".pickle"
+    if name not in _objects:
+        _objects[name] = _load(folder / name) or {}
+    store = _objects[name]
+    entry = f"{cls.__module__}.{cls.__qualname__}|{p}|{_stamp(getattr(sys.modules.get(cls.__module__), '__file__', None) or '')}"
+    hit = store.get(entry)
+    if hit is not None and (st.st_size, st.st_mtime_ns) == hit[:2]:
+        try:
+            return pickle.loads(hit[2])
+        except Exception:  # noqa: BLE001 -- an entry that no longer loads is validated afresh
+            pass
+    obj = validate(read(path, roots, parse))
+    try:
+        store[entry] = (st.st_size, st.st_mtime_ns, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # noqa: BLE001 -- an object that cannot be pickled is simply not kept
+        return obj
+    _store(folder, name, store, prefix="models-")
+    return obj
+
+
 def clear() -> None:
-    """Forget the bundles this process loaded."""
+    """Forget the bundles and validated specs this process loaded."""
     _bundles.clear()
+    _keys.clear()
+    _objects.clear()
+    _code_key.cache_clear()

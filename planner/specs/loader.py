@@ -96,7 +96,9 @@ def validate_file(cls: type[T], path: Path, data: object) -> T:
 
 
 def load_spec_file(cls: type[T], path: Path) -> T:
-    return validate_file(cls, path, read_yaml(path))
+    """A spec file validated as ``cls``; a built-in file's object comes from the validated-spec cache when its file
+    and the spec code are unchanged (planner.specs.datacache.validated)."""
+    return datacache.validated(Path(path), _data_roots(), _parse_yaml, cls, lambda data: validate_file(cls, path, data))  # type: ignore[return-value]
 
 
 @functools.cache
