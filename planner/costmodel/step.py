@@ -117,11 +117,22 @@ class OpCost:
     flops: np.ndarray  # per device, per occurrence
     bytes: np.ndarray
     time_s: np.ndarray  # per occurrence, including overhead
-    bound: np.ndarray  # index into BOUND_NAMES
+    bound_parts: tuple  # (tc, tm, overhead, comm): what ``bound`` is worked out from, only when asked for
     source: str = "roofline"
     algorithm: str = ""
     weight_bytes: np.ndarray | float = 0.0  # weight bytes this op reads (per occurrence)
     launches: np.ndarray | float = 1.0  # kernels (host calls) per occurrence, each paying the per-kernel gap
+
+    @property
+    def bound(self) -> np.ndarray:
+        """Index into BOUND_NAMES per plan: compute, memory, communication or overhead (the breakdown's column;
+        derived on demand so the search does not pay for it)."""
+        tc, tm, ovh, comm = self.bound_parts
+        if comm is not None:
+            b = np.where(comm > 0, 2, 3)
+        else:
+            b = np.where(ovh > np.maximum(tc, tm), 3, np.where(tc >= tm, 0, 1))
+        return np.broadcast_to(b, self.time_s.shape)
 
 
 @dataclass
@@ -148,6 +159,7 @@ class CostModel:
 
     moe_offload = None  # a costmodel.moe_offload.MoeOffload plan field: selects the CPU-assisted builders
     lora = None  # a costmodel.lora.LoraCost: adds the adapter builder to every layer
+    _any_dequant = True  # set per step (_Ctx.of): whether any plan dequantizes weights on the vector units
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
                  weight_stream: tuple[float, float] | None = None, kernels: Kernels | None = None):
@@ -201,10 +213,11 @@ class CostModel:
             tc = np.where(flops > 0, flops / (flops_rate * eff), 0.0)
         tm = byts / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
-        w_elems = k_elems if weight_touch is None else weight_touch
-        tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
-        tv = np.where(flops > 0, tv, 0.0)
-        op = self._op(name, "gemm", count, flops, byts, tc, np.maximum(tm, tv))
+        if self._any_dequant:
+            w_elems = k_elems if weight_touch is None else weight_touch
+            tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
+            tm = np.maximum(tm, np.where(flops > 0, tv, 0.0))
+        op = self._op(name, "gemm", count, flops, byts, tc, tm)
         op.weight_bytes = weight_read
         if self.profile is not None and weight_touch is None and m_eff is None:
             from planner.costmodel.profile import SOURCES
@@ -222,17 +235,11 @@ class CostModel:
     def _op(self, name, kind, count, flops, byts, tc, tm, *, comm=None, algorithm=""):
         flops, byts = np.asarray(flops, float), np.asarray(byts, float)
         tc, tm = np.asarray(tc, float), np.asarray(tm, float)
-        active = (flops > 0) | (byts > 0)
-        ovh = np.where(active, self.kernel_s, 0.0)
-        if comm is not None:
-            t = comm + ovh
-            bound = np.where(comm > 0, 2, 3)
-        else:
-            t = np.maximum(tc, tm) + ovh
-            bound = np.where(ovh > np.maximum(tc, tm), 3, np.where(tc >= tm, 0, 1))
+        ovh = ((flops > 0) | (byts > 0)) * self.kernel_s
+        t = (comm if comm is not None else np.maximum(tc, tm)) + ovh
         shape = np.broadcast_shapes(self._shape, t.shape, flops.shape, byts.shape)
         b = lambda x: np.broadcast_to(x, shape)  # noqa: E731
-        return OpCost(name, kind, count, b(flops), b(byts), b(t), b(bound), algorithm=algorithm)
+        return OpCost(name, kind, count, b(flops), b(byts), b(t), (tc, tm, ovh, comm), algorithm=algorithm)
 
     def _elementwise(self, name, elems, count, reads=1.0, writes=1.0, flops_per_elem=4.0):
         """Norms, activations, residual adds: bandwidth bound on GPUs; where a device's calibrated
@@ -301,6 +308,7 @@ class _Ctx:
         cm._gemm_dtype = plans.compute_dtype
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
+        cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
         hs = np.asarray(plans.gemm_half_m_scale, float)
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
