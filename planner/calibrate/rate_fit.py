@@ -5,7 +5,8 @@ The joint fit (``joint.py``) fits the kernel/engine layer to rows the closed-for
 mean TTFT / inter-token latency / end-to-end latency) are predicted by the event simulator, which is too slow to
 sit inside the joint fit's Jacobian. They are the only rows of some engines (vLLM), and they see costs the other
 rows do not: the API server's per-request time (tokenize, HTTP, detokenize) in every TTFT, the engine's own
-all-reduce (vLLM's custom NVLink all-reduce) and its per-kernel gap under CUDA graphs. (Its per-sequence host time
+collective kernels (vLLM's custom NVLink all-reduce; the all-reduce efficiency scales every collective of the engine)
+and its per-kernel gap under CUDA graphs. (Its per-sequence host time
 is not among them: with asynchronous scheduling it hides under the GPU step at these batches, so the rows do not
 see it.)
 

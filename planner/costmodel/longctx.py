@@ -59,7 +59,7 @@ def cp_ring(cm, c, sh, attn_ops: list, name):
     t_attn = sum(o.time_s * o.count for o in attn) / np.maximum(n_attn, 1e-9)  # per layer
     exposed_p = np.maximum(t_ring - np.where(c.p_seqs > 0, t_attn, 0.0), 0.0)
     partial = c.d_seqs * c.d_tok / c.adp * sh.heads * (sh.decode_dv + 2.0) * 4.0
-    t_comb, _ = all_reduce_time(cm.ar_fabric, np.maximum(cp, 1.0), partial, call_s=cm.collective_call_s)
+    t_comb, _ = all_reduce_time(cm.fabric, np.maximum(cp, 1.0), partial, call_s=cm.collective_call_s)
     t_comb = np.where((cp > 1) & (c.d_seqs > 0), t_comb, 0.0)
     byts = np.where(cp > 1, (cp - 1.0) * kv_block + partial, 0.0)
     return cm._op(name, "comm", c.layers_stage, 0.0, byts, 0.0, 0.0, comm=exposed_p + t_comb,

@@ -170,10 +170,11 @@ class CostModel:
         self.hw = hw
         # kernel/engine layer (engines/calibration/): efficiencies relative to the silicon microbenchmarks
         k = self.kernels = kernels if kernels is not None else kernels_for(engine or Engine(), hw)
-        # the links as their microbenchmarks measured them (all-to-all, send/recv), and as the engine's all-reduce
-        # kernels reach them (the fitted all-reduce efficiency scales only the all-reduce)
-        self.fabric = Fabric.of(hw)
-        self.ar_fabric = scale_fabric(self.fabric, k.allreduce)
+        # the links as the engine's collective kernels reach them: the fitted all-reduce efficiency scales every
+        # collective of the engine (all-reduce, EP all-to-all, send/recv). Measured against the attention-DP rows of
+        # modern_per_gpu.csv (not fitted), the EP all-to-all at the link's nccl-tests rate makes qwen3-235b dep8 20 %
+        # too fast; at the engine's fitted collective efficiency it is 18 % too slow
+        self.fabric = scale_fabric(Fabric.of(hw), k.allreduce)
         self.bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * k.memory
         ov = hw.overheads
         engine = engine or Engine()
@@ -343,7 +344,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
     ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=sh.heads * sh.prefill_dv + h))
     ar_bytes = c.T * h * cm._act
-    t_ar, algo = all_reduce_time(cm.ar_fabric, c.tp, ar_bytes, call_s=cm.collective_call_s)
+    t_ar, algo = all_reduce_time(cm.fabric, c.tp, ar_bytes, call_s=cm.collective_call_s)
     n_ar = 1 if m.parallel_attn_mlp else 2
     # no collective (and no kernel) when tensor parallelism is off
     ops.append(cm._op(Op.TP_ALLREDUCE, "comm", c.layers_stage * n_ar, 0.0, np.where(c.tp > 1, ar_bytes, 0.0), 0.0, 0.0,
