@@ -158,3 +158,22 @@ def test_vllm_rate_rows_predicted_per_stage_and_unknown_models_reported():
     assert by[(0, "mean_e2e_s")] <= by[(2, "mean_e2e_s")] <= by[(1, "mean_e2e_s")]
     unk = [o for o in out if o[0] == 3]
     assert unk and all(o[4] is None and "unpredictable" in o[5] for o in unk)
+
+
+def test_an_engine_that_schedules_ahead_admits_a_busy_arrival_one_step_later():
+    """Async scheduling forms step N+1 while step N runs: a prompt arriving mid-step joins the step after N+1, so
+    its TTFT is one decode step longer than with an engine that forms each step at its boundary; a prompt that
+    finds the engine idle starts at once either way."""
+    from planner.serving.workload import Requests
+
+    # request 0 decodes alone for a while; request 1 arrives in the middle of its decode steps
+    t = np.array([0.0, 0.2])
+    reqs = Requests(t, np.array([256, 256]), np.array([400, 8]), np.zeros(2, np.int64), np.full(2, -1, np.int64),
+                    np.zeros(2), source="test")
+    quiet = dict(request_overhead_s=0.0, step_host_s=0.0, step_host_per_seq_s=0.0)  # only the scheduling differs
+    at_boundary = Simulator([Pool(_rep(async_scheduling=False, **quiet), 1)], reqs).run()
+    ahead = Simulator([Pool(_rep(async_scheduling=True, **quiet), 1)], reqs).run()
+    assert ahead.ttft_s[0] == pytest.approx(at_boundary.ttft_s[0], rel=1e-9)  # idle engine: no lag
+    step = np.mean(ahead.tpot_s[:1])  # request 0's decode step (alone, then beside request 1's prefill)
+    lag = ahead.ttft_s[1] - at_boundary.ttft_s[1]
+    assert 0.5 * step < lag < 1.5 * step

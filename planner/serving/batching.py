@@ -178,8 +178,11 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         t = t + off * kv_read / tech.host_bw_bytes_per_s
     tpot = t / E
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
+    # an engine that schedules ahead (async scheduling) has the next step formed while one runs: a prompt that
+    # arrives while others decode joins the step after the next, one mean step later (the simulator does the same)
+    lag = np.where(run > 1, t, 0.0) if cm.async_scheduling else 0.0
     service_ttft = (n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm) + _per_prompt_s(tech, new_tok)
-                    + np.asarray(tech.adapter_load_s, float))
+                    + np.asarray(tech.adapter_load_s, float) + lag)
     tokens_per_s = run / tpot
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot

@@ -48,6 +48,10 @@ class Replica:
         self.prefilling: list[PrefillJob] = []
         beh = m.behaviour
         self.prefill_first = beh.schedule == "prefill_first"
+        # an engine that schedules ahead (async scheduling: step N+1 is formed while step N runs) admits a request
+        # that arrives during a step only into the step after the next: it waits there (``pending``) for a boundary
+        self.schedules_ahead = bool(beh.async_scheduling)
+        self.pending: list[int] = []
         self.prefix_caching = beh.prefix_caching
         self.graph_max = beh.cuda_graph_max_batch if beh.cuda_graph_max_batch is not None else math.inf
         self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
@@ -80,7 +84,7 @@ class Replica:
 
     # --------------------------------------------------------------- bookkeeping
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.prefilling) + self.dec.n + len(self.swapped) + self.inbound
+        return len(self.waiting) + len(self.pending) + len(self.prefilling) + self.dec.n + len(self.swapped) + self.inbound
 
     def pin(self, tokens: int) -> None:
         self.kv.pin(tokens)
@@ -96,10 +100,27 @@ class Replica:
 
     # --------------------------------------------------------------- events
     def enqueue(self, rid: int, now: float) -> None:
+        if self.schedules_ahead and self.kind != IDLE:
+            # the step after this one is already formed: the request waits for the boundary after it
+            self.pending.append(rid)
+            if self.kind == JUMP and len(self.pending) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs:
+                self._truncate(now)
+            return
         self.waiting.push(rid)
         if self.kind == IDLE:
             self.sim.schedule(self, now)
         elif self.kind == JUMP and (self.fair or len(self.waiting) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs):
+            self._truncate(now)
+
+    def _release_pending(self, now: float) -> None:
+        """At a boundary, after the next step was formed: requests that arrived during the ended step become
+        eligible for the step after it (that step ends the run of decodes, so they are admitted there)."""
+        for rid in self.pending:
+            self.waiting.push(rid)
+        self.pending.clear()
+        if self.kind == IDLE:
+            self.sim.schedule(self, now)
+        elif self.kind == JUMP:
             self._truncate(now)
 
     def receive(self, item: tuple, now: float) -> None:
@@ -130,7 +151,13 @@ class Replica:
         self.sim.schedule(self, self.t_end)
 
     def boundary(self, now: float) -> None:
-        """The running step (or jump) ended at ``now``: retire what finished, form the next."""
+        """The running step (or jump) ended at ``now``: retire what finished, form the next; then what arrived
+        during the ended step joins the queue (an engine that schedules ahead)."""
+        self._boundary(now)
+        if self.pending:
+            self._release_pending(now)
+
+    def _boundary(self, now: float) -> None:
         kind = self.kind
         dec = self.dec
         if kind != IDLE:
