@@ -1,25 +1,26 @@
 """Second stage of the calibration: an engine release's host and collective costs from its runs at request rates.
 
 The joint fit (``joint.py``) fits the kernel/engine layer to rows the closed-form serving model predicts
-(throughput, static batches, batch-1 latency). Runs at set request rates (``vllm_rate.csv``: Poisson stages,
-mean TTFT / inter-token latency / end-to-end latency) are predicted by the event simulator, which is too slow to
-sit inside the joint fit's Jacobian. They are the only rows of some engines (vLLM), and they see costs the other
-rows do not: the API server's per-request time (tokenize, HTTP, detokenize) in every TTFT, the engine's own
-collective kernels (vLLM's custom NVLink all-reduce; the all-reduce efficiency scales every collective of the engine)
-and its per-kernel gap under CUDA graphs. (Its per-sequence host time
-is not among them: with asynchronous scheduling it hides under the GPU step at these batches, so the rows do not
-see it.)
+(throughput, static batches, batch-1 latency). Runs at set request rates (``vllm_rate.csv``: Poisson stages;
+``online_serving.csv``: fixed rates; mean TTFT / inter-token latency / end-to-end latency) are predicted by the
+event simulator, which is too slow to sit inside the joint fit's Jacobian. They are the only rows of some engines
+(vLLM), and they see costs the other rows do not: the API front end's per-request time (HTTP, tokenize,
+detokenize) in every TTFT, the engine's own collective kernels (vLLM's custom NVLink all-reduce; the fitted
+all-reduce efficiency scales every collective of the engine) and its per-kernel gap under CUDA graphs. Its
+per-sequence host time is not among them: with asynchronous scheduling it hides under the GPU step at these
+batches. The one-step admission lag of an engine that schedules ahead is modelled by the simulator itself
+(``serving/sim/replica.py``), not fitted: fitted without it, vLLM's per-request time came out 8.9 ms; with it, 1 ms.
 
 So, after the joint fit, each engine release with rate rows gets them fitted to its rows through the simulator,
 with every other value (GEMM, attention, KV-read efficiencies) held at the joint fit's: all three (``RATE_PARAMS``)
-for a release the joint fit has no rows of (vLLM 0.15: ``vllm_rate.csv``), only the per-request time for one it
-has (TensorRT-LLM 0.14: ``online_serving.csv``), whose kernels and all-reduce its throughput rows already pin. The
-per-request time is the API front end's (HTTP, tokenize, detokenize): offline benchmark rows (trtllm-bench,
-llama-bench: requests submitted in process) are predicted without it (``bench_settings.offline``). The fit is a small regularized least squares in log space (a Gaussian prior toward the
-joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
+for a release the joint fit has no rows of (vLLM 0.15), only the per-request time (``HOST_ONLY``) for one it has
+(TensorRT-LLM 0.14), whose kernels and all-reduce its throughput rows already pin. Offline benchmark rows
+(trtllm-bench, llama-bench: requests submitted in process) are predicted without a front end
+(``bench_settings.offline``). The fit is a small regularized least squares in log space (a Gaussian prior toward
+the joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
 rows, which repeat them). Rows whose measured mean TTFT exceeds ``QUEUED_TTFT_S`` are left out of the fit: the run
-was overloaded, and its latencies measure how long the queue grew in that run (they are still validated).
-Each stage is replayed at ``DURATION_SCALE`` of its length (the steady state of a stage that is not overloaded
+was overloaded, and its latencies measure how long the queue grew in that run (they are still validated). Each
+vLLM stage is replayed at ``DURATION_SCALE`` of its length (the steady state of a stage that is not overloaded
 settles within seconds), which makes one pass over every experiment a few seconds.
 """
 
