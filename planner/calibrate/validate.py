@@ -234,9 +234,10 @@ def predict_simulated(name: str, cols: set, rows: list[dict]) -> list[tuple]:
     """(row index, what, config, measured, predicted, note) for arrival-rate and MLPerf rows, through the
     serving event simulator."""
     from planner.serving.published import predict_mlperf, predict_online
+    from planner.serving.vllm_rate import predict_vllm_rate
 
     if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
-        from planner.serving.vllm_rate import predict_vllm_rate as predict_online
+        return predict_vllm_rate(rows, name)
     return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
 
 

@@ -4,10 +4,15 @@ typer, and --json prints without rich)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from planner.cli import common
 from planner.cli.common import flatten, gib, ms, num, print_csv, print_json
 from planner.cli.options import command
 from planner.errors import PlannerError
+
+if TYPE_CHECKING:  # imported where used: estimate's start-up loads no more than it needs
+    from planner.api import PlanSpec
 
 TPOT_HELP = "TPOT is the mean time between output tokens after the first (inter-token latency)."
 

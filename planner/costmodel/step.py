@@ -330,7 +330,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     m, plans = cm.model, c.plans
     h, a = m.hidden_size, m.attention
     sh = attention_shard(m, c.tp)
-    wb, kvb = plans.weight_bytes, plans.kv_bytes
+    wb = plans.weight_bytes
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
            cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=h + sh.qkv_out)]
     # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
