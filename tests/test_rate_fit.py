@@ -72,17 +72,17 @@ def test_request_time_adds_to_every_simulated_ttft(rows):
 
 
 def test_a_fold_reuses_refits_or_drops_the_rate_values(rows):
-    files = builtin_published()
+    rates = rate_fit.rate_rows(builtin_published())
     reuse = {"vllm@0.15": {"request_s": (0.0077, "rate fit: test"), "allreduce": (0.9, "rate fit: test")}}
     fold = copy.deepcopy(builtin_calibration())
     for n in rate_fit.RATE_PARAMS:
         fold["vllm@0.15"].engine_wide[n] = (0.5 if n == "allreduce" else 1e-6, "joint fit")
     # holding out a device without rate rows: the values fitted to the same rate rows stand
-    kept = rate_fit.for_fold(files, fold, lambda r: r["hardware"] == "a100-sxm-80gb", reuse)
+    kept = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "a100-sxm-80gb", reuse)
     assert kept["vllm@0.15"].engine_wide["request_s"][0] == 0.0077
     assert kept["vllm@0.15"].engine_wide["allreduce"][0] == 0.9
     # holding out every rate row: nothing to fit, the joint fit's values stand (no leak of the held-out rows)
-    dropped = rate_fit.for_fold(files, fold, lambda r: r["hardware"] == "h100-sxm", reuse)
+    dropped = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "h100-sxm", reuse)
     assert dropped["vllm@0.15"].engine_wide["allreduce"][0] == 0.5
     assert dropped["vllm@0.15"].engine_wide["request_s"][0] == 1e-6
 

@@ -189,6 +189,7 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
     from planner.calibrate import rate_fit
 
     reuse = rate_fit.in_force(current_calibration())
+    rates = rate_fit.rate_rows(files)
     res = CVResult(by)
     for k in keys or all_keys:
         keep = np.array([key_of(r) != k for r in fit_rows])
@@ -198,10 +199,8 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
         else:
             jf = joint.fit(train, max_nfev=max_nfev)
         cal = jf.calibration(releases)
-        if by == "file":  # the held-out file's rate rows are not there to fit
-            cal = rate_fit.for_fold([f for f in files if f.name != k], cal, lambda row: False, reuse)
-        else:
-            cal = rate_fit.for_fold(files, cal, lambda row, k=k: row["hardware"] == k, reuse)
+        held = (lambda r, k=k: r.file == k) if by == "file" else (lambda r, k=k: r.hardware == k)
+        cal = rate_fit.for_fold(rates, cal, held, reuse)
         fitted = {r.hardware for r in train}
         test = [r for r in rows if key_of(r) == k]
         test_sim = [s for s in sim if (s[2]["hardware"] if by == "hardware" else s[0]) == k]

@@ -315,10 +315,10 @@ def engine_releases() -> list[str]:
     return sorted(profiles())
 
 
-def calibrate_published(files=None, max_nfev: int = 40, rates: bool = True, progress=None) -> tuple[JointFit, dict]:
-    """The joint fit over the bundled published rows (or ``files``), then (``rates``) the second stage: each engine
-    release's host and collective costs from its runs at request rates (``rate_fit``); also the rows that are not
-    fit rows."""
+def calibrate_published(files=None, max_nfev: int = 40, progress=None) -> tuple[JointFit, dict]:
+    """The joint fit over the bundled published rows (or ``files``), then the second stage: each engine release's
+    host and collective costs from its runs at request rates (``rate_fit``); also the rows that are not fit rows.
+    ``progress(release)`` is told which release the second stage fits."""
     from planner.calibrate.published_fit import load_rows
     from planner.calibrate.validate import builtin_published
 
@@ -333,10 +333,9 @@ def calibrate_published(files=None, max_nfev: int = 40, rates: bool = True, prog
 
         raise PlannerError("no published rows to fit")
     res = fit(rows, max_nfev=max_nfev)
-    if rates:
-        from planner.calibrate.rate_fit import fit_all
+    from planner.calibrate.rate_fit import fit_all
 
-        res.rate_fits = fit_all(files, res.calibration(engine_releases()), progress=progress)
+    res.rate_fits = fit_all(files, res.calibration(engine_releases()), progress=progress)
     return res, skipped
 
 

@@ -43,7 +43,8 @@ def engine_of(row: dict) -> str:
     if row.get("engine"):
         eid = row["engine"].strip().lower().replace("-", "").replace(".", "")
         eid = {"tensorrtllm": "trtllm", "llamacpp": "llamacpp"}.get(eid, row["engine"].strip().lower())
-        return f"{eid}@{row['engine_version']}" if row.get("engine_version") else eid
+        ver = re.search(r"\d+(?:\.\d+)+", row.get("engine_version") or "")  # "0.15.1 (per ...)", "... is v0.15.1)"
+        return f"{eid}@{ver.group(0)}" if ver else eid
     src = (row.get("source") or "").lower()
     if "llama.cpp" in src or "llamacpp" in src:
         return "llamacpp"
@@ -60,6 +61,11 @@ def engine_of(row: dict) -> str:
 def _release(name: str) -> str:
     """``ID@VERSION`` of the engine profile a name resolves to (``llamacpp`` -> ``llamacpp@unpinned``)."""
     return get_engine(name).name
+
+
+def release_of(row: dict) -> str:
+    """``ID@VERSION`` of the engine profile that predicts a published row (``vllm@0.15`` for a row of vLLM 0.15.1)."""
+    return _release(engine_of(row))
 
 
 def _parallel(row: dict) -> tuple[int, int, int]:
@@ -129,7 +135,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     tp, ep, adp = _parallel(row)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
-    base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=_release(engine_of(row)),
+    base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release_of(row),
                 tp=tp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
     num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731
     if "ttft_s" in cols and "batch" in cols:

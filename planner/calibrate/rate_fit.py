@@ -78,8 +78,7 @@ class RateRow:
 
 def rate_rows(files: list[Path]) -> dict[str, list[RateRow]]:
     """Rows of the request-rate files (a ``request_rate`` column: vLLM stages, online serving), by release."""
-    from planner.calibrate.published_fit import engine_of
-    from planner.serving.vllm_rate import release_of
+    from planner.calibrate.published_fit import release_of
 
     out: dict[str, list[RateRow]] = {}
     for f in files:
@@ -88,9 +87,8 @@ def rate_rows(files: list[Path]) -> dict[str, list[RateRow]]:
             cols = frozenset(reader.fieldnames or [])
             if "request_rate" not in cols:
                 continue
-            staged = "workload_description" in cols
             for r in reader:
-                out.setdefault(release_of(r) if staged else engine_of(r), []).append(RateRow(Path(f).name, cols, r))
+                out.setdefault(release_of(r), []).append(RateRow(Path(f).name, cols, r))
     return out
 
 
@@ -214,14 +212,15 @@ def in_force(cal: dict) -> dict[str, dict[str, tuple[float, str]]]:
             for k, c in cal.items() if any(vs[1].startswith("rate fit") for n, vs in c.engine_wide.items())}
 
 
-def for_fold(files: list[Path], fold_cal: dict, held_out, reuse: dict[str, dict[str, tuple[float, str]]]) -> dict:
-    """A cross-validation fold's calibration with its rate-fit values. A release none of whose rate rows the fold
-    holds out (``held_out(row)``) keeps the values in force (fitted to the same rows; only the joint layer under
-    them differs between folds); one that loses some rows is refitted on the rest; one that loses all of them has
-    none (the joint fit's values stand, as for a user's engine without such runs)."""
+def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: dict[str, dict[str, tuple[float, str]]]) -> dict:
+    """A cross-validation fold's calibration with its rate-fit values (``rates``: ``rate_rows`` of every file). A
+    release none of whose rate rows the fold holds out (``held_out(rate_row)``) keeps the values in force (fitted to
+    the same rows; only the joint layer under them differs between folds); one that loses some rows is refitted on
+    the rest; one that loses all of them has none (the joint fit's values stand, as for a user's engine without
+    such runs)."""
     out = fold_cal
-    for release, rows in rate_rows(files).items():
-        kept = [r for r in rows if not held_out(r.row)]
+    for release, rows in rates.items():
+        kept = [r for r in rows if not held_out(r)]
         if len(kept) == len(rows) and release in reuse:
             for n, (v, src) in reuse[release].items():
                 out = _calibration_with(out, release, {n: v}, src)

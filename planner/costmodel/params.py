@@ -207,10 +207,10 @@ def current_calibration() -> Calibration:
 def using(calibration: Calibration | None = None, versions: Mapping[str, str] | None = None):
     """Within the block, the cost model reads ``calibration`` (a candidate fit) instead of the built-in
     files, and runs the pinned ``versions`` ({engine id: version}) of each engine."""
-    from planner.specs.engine import FIELD_OVERRIDE
+    from planner.specs.engine import FIELD_OVERRIDE, with_fields
 
     t1 = _override.set(calibration) if calibration is not None else None
-    t3 = FIELD_OVERRIDE.set(engine_fields(calibration)) if calibration is not None else None
+    t3 = FIELD_OVERRIDE.set(with_fields(engine_fields(calibration))) if calibration is not None else None
     t2 = _pins.set({**_pins.get(), **versions}) if versions else None
     try:
         yield

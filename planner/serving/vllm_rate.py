@@ -87,12 +87,6 @@ def _mean_len(rows: list[dict], key: str, default: int) -> int:
     return int(round(sum(vals) / len(vals))) if vals else default
 
 
-def release_of(row: dict) -> str:
-    """``vllm@0.15`` from a row's engine and engine_version columns (the bare engine id when no version)."""
-    ver = re.search(r"(\d+\.\d+)", row.get("engine_version") or "")
-    return f"{row.get('engine') or 'vllm'}@{ver.group(1)}" if ver else (row.get("engine") or "vllm")
-
-
 def _experiment(rows: list[dict], file: str, *, duration_scale: float = 1.0):
     """(SimResult, workload, config label) of one experiment's rows, or raise PlannerError. ``duration_scale``
     shortens every stage (the calibration's cheaper replay)."""
@@ -102,7 +96,9 @@ def _experiment(rows: list[dict], file: str, *, duration_scale: float = 1.0):
         wl = scaled(wl, duration_scale)
     isl = _mean_len(rows, "mean_isl", wl.system_tokens + wl.question_tokens)
     osl = _mean_len(rows, "mean_osl", wl.output_tokens)
-    engine = release_of(r0)
+    from planner.calibrate.published_fit import engine_of
+
+    engine = engine_of(r0)  # "vllm@0.15.1 (...)": get_engine resolves it to the release's profile
     tp = _int(r0, "tp") or 1
     sched = Scheduler(max_seqs=_int(r0, "max_num_seqs"), max_batched_tokens=_int(r0, "max_num_batched_tokens"))
     from planner.specs.engine import get_engine

@@ -298,9 +298,9 @@ _CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead
                          "eager_kernel_overhead_s", "step_overhead_s"})
 
 
-# a candidate calibration's engine-layer values ({ID@VERSION: {field: value}}), set by
-# planner.costmodel.params.using(): within it, profiles carry those instead of the files' fitted values
-FIELD_OVERRIDE: ContextVar[dict | None] = ContextVar("planner_engine_fields", default=None)
+# the profiles with a candidate calibration's engine-layer values instead of the files' fitted ones, set by
+# planner.costmodel.params.using() (built once there: ``with_fields``)
+FIELD_OVERRIDE: ContextVar[dict | None] = ContextVar("planner_engine_profiles", default=None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -317,7 +317,8 @@ def raw_profiles() -> dict[str, Engine]:
     return out
 
 
-def _merged(fields: dict[str, dict]) -> dict[str, Engine]:
+def with_fields(fields: dict[str, dict]) -> dict[str, Engine]:
+    """Every profile with ``fields`` ({ID@VERSION or ID: {Engine field: value}}) laid over its YAML values."""
     out = dict(raw_profiles())
     for name, fitted in fields.items():
         fitted = {k: v for k, v in fitted.items() if k in _CALIBRATED}
@@ -331,14 +332,14 @@ def _merged(fields: dict[str, dict]) -> dict[str, Engine]:
 
 @functools.lru_cache(maxsize=None)
 def _calibrated_profiles() -> dict[str, Engine]:
-    return _merged(_calibration(_engines_dir()))
+    return with_fields(_calibration(_engines_dir()))
 
 
 def profiles() -> dict[str, Engine]:
     """Every engine profile, keyed ``ID@VERSION``, with the fitted engine-layer values of the calibration in force
     (the files in engines/calibration/, or a candidate set by ``planner.costmodel.params.using``)."""
     o = FIELD_OVERRIDE.get()
-    return _calibrated_profiles() if o is None else _merged(o)
+    return _calibrated_profiles() if o is None else o
 
 
 def _clear_profiles() -> None:
