@@ -9,13 +9,12 @@ Run: python benchmarks/bench_imports.py [--repeat N] [--tree DIR]   (--tree: ano
 
 from __future__ import annotations
 
-import argparse
 import collections
 import re
 import subprocess
 import sys
 
-from machine import describe, installed_like_env
+from machine import installed_like_env, start_up_args
 
 COMMANDS = {
     "planner --version": ["--version"],
@@ -45,11 +44,7 @@ def self_times(args: list[str], env: dict, repeat: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--tree", help="a checkout whose planner package to time instead of the installed one")
-    a = ap.parse_args()
-    print(describe())
+    a = start_up_args(5)
     with installed_like_env(a.tree) as env:
         subprocess.run([sys.executable, "-m", "planner", *COMMANDS["planner estimate (llama-3.1-8b, h100-sxm)"]], env=env,
                        capture_output=True)  # bytecode and the parsed-data cache

@@ -10,14 +10,13 @@ Run: python benchmarks/bench_startup.py [--repeat N] [--tree DIR]   (--tree: tim
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import subprocess
 import sys
 import time
 
-from machine import describe, installed_like_env
+from machine import installed_like_env, start_up_args
 
 COMMANDS = {
     "python -c pass (the floor)": ["-c", "pass"],
@@ -44,11 +43,7 @@ def timed(args: list[str], env: dict) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--tree", help="a checkout whose planner package to time instead of the installed one")
-    a = ap.parse_args()
-    print(describe())
+    a = start_up_args(7)
     with installed_like_env(a.tree) as env:
         wall, cpu = timed(COMMANDS["planner estimate (llama-3.1-8b, h100-sxm)"], env)
         print(f"{'first estimate (builds the parsed-data cache)':55s} wall {wall:6.3f} s   cpu {cpu:6.3f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -47,3 +48,13 @@ def installed_like_env(tree: str | None = None):
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = os.path.join(cache, "pycache")
         yield env
+
+
+def start_up_args(repeat: int) -> argparse.Namespace:
+    """The options the start-up benchmarks share (--repeat, --tree); prints the machine line."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=repeat)
+    ap.add_argument("--tree", help="a checkout whose planner package to time instead of the installed one")
+    a = ap.parse_args()
+    print(describe())
+    return a
