@@ -10,6 +10,7 @@ from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, print_json
+from planner.cli.registry import SUMMARIES
 
 
 def _range(low, high) -> str:
@@ -37,8 +38,7 @@ def _recovery_table(title: str, rows: list[dict], k: float, size: float) -> Tabl
     return t
 
 
-@app.command("accuracy", help="The accuracy model: recovery of each weight format, KV format and KV-eviction method "
-                              "against bf16, task sensitivities and lossless techniques, every row with its source.")
+@app.command("accuracy", help=SUMMARIES["accuracy"])
 def accuracy_cmd(
     task: str = typer.Option("general", help="task class: general, knowledge, math, code, reasoning"),
     params: Optional[float] = typer.Option(None, help="model parameters (e.g. 70e9) for the weight-format size adjustment"),

@@ -11,12 +11,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from planner.cli.app import app
 from planner.cli.common import console
+from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
 
 
-@app.command("calibrate", help="Fit achievable fractions and fixed overheads from the kernel rows of a `planner profile` capture "
-                               "(writes CAPTURE/calibrated.yaml, which --hardware accepts by path), or with --published all "
-                               "the kernel/engine layer from every published row at once (engines/calibration/).")
+@app.command("calibrate", help=SUMMARIES["calibrate"])
 def calibrate_cmd(
     measurements: Optional[List[Path]] = typer.Argument(None, metavar="[CAPTURE_DIR]...", help="folders holding kernels.csv"),
     base: Optional[str] = typer.Option(None, "--base", help="datasheet device the capture ran on (peaks from its spec); default: peaks measured"),

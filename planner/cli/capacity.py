@@ -10,6 +10,7 @@ from rich.table import Table
 from planner.cli.app import app
 from planner.cli.common import console, err_console, print_csv, print_json
 from planner.cli.options import check_out_file, command
+from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
 
 
@@ -22,12 +23,7 @@ def ms(x) -> str:
     return f"{x * 1e3:.0f} ms" if x >= 0.0995 else f"{x * 1e3:.1f} ms"
 
 
-HELP = """Size a deployment: the smallest number of GPUs (replica plan x replica count) whose simulated p99 TTFT
-and p99 TPOT (TPOT: the mean time between output tokens of a request after its first, inter-token latency)
-meet the SLO at --rate. Candidate replica plans come from the plan search (best throughput per GPU under the
-SLO on the mean, one per replica size); the event simulator then adds replicas until the percentiles hold.
-Prints cost per hour and per month and the latency-versus-load curve up to saturation. --hourly or --daily
-sizes a daily profile for its peak and reports the average utilization."""
+HELP = SUMMARIES["capacity"]
 
 
 @command(app, "capacity", help=HELP, ui=("as_json", "as_csv", "plot"))

@@ -10,9 +10,10 @@ from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, print_json
+from planner.cli.registry import SUMMARIES
 
-hw_app = typer.Typer(help="Hardware specs: list and show.", no_args_is_help=True)
-models_app = typer.Typer(help="Model specs: list, show, import a Hugging Face config.json.", no_args_is_help=True)
+hw_app = typer.Typer(help=SUMMARIES["hardware"], no_args_is_help=True)
+models_app = typer.Typer(help=SUMMARIES["models"], no_args_is_help=True)
 app.add_typer(hw_app, name="hardware")
 app.add_typer(models_app, name="models")
 

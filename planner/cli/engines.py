@@ -7,8 +7,9 @@ from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, print_json
+from planner.cli.registry import SUMMARIES
 
-engines_app = typer.Typer(help="Serving-engine profiles per engine and version: list and show.", no_args_is_help=True)
+engines_app = typer.Typer(help=SUMMARIES["engines"], no_args_is_help=True)
 app.add_typer(engines_app, name="engines")
 
 

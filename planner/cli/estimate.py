@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 from planner.cli import common
 from planner.cli.common import flatten, gib, ms, num, print_csv, print_json
 from planner.cli.options import command
+from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
 
 if TYPE_CHECKING:  # imported where used: estimate's start-up loads no more than it needs
     from planner.api import PlanSpec
-
-TPOT_HELP = "TPOT is the mean time between output tokens after the first (inter-token latency)."
 
 
 def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations, weight_offload=None, attention_dp=None, cp=1) -> PlanSpec:
@@ -43,8 +42,7 @@ def hardware_of(req):
     return hardware_with_link(req.hardware, getattr(req, "link", None))
 
 
-@command(None, "estimate", help=f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {TPOT_HELP} "
-                               "Exit code 2 when the plan does not fit.", ui=("as_json", "as_csv"))
+@command(None, "estimate", help=SUMMARIES["estimate"], ui=("as_json", "as_csv"))
 def estimate_cmd(req, as_json: bool, as_csv: bool):
     plan = with_techniques(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations,
                                         req.weight_offload, req.attention_dp, req.cp), req)

@@ -8,11 +8,11 @@ from planner.cli.app import app
 from planner.cli.common import console, gib, num, print_json
 from planner.cli.estimate import hardware_of, plan_options
 from planner.cli.options import command
+from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
 
 
-@command(app, "fit", help="Does it fit? Memory per GPU (weights, KV cache, activations, runtime), max context and concurrency. "
-                         "Exit code 2 when it does not fit.", ui=("as_json",))
+@command(app, "fit", help=SUMMARIES["fit"], ui=("as_json",))
 def fit_cmd(req, as_json: bool):
     from planner.api import fit
 

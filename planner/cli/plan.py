@@ -7,12 +7,10 @@ from rich.table import Table
 from planner.cli.app import app
 from planner.cli.common import console, print_csv, print_json
 from planner.cli.options import check_out_file, command
+from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
 
-HELP = ("Search parallelism x precision x batching x (dis)aggregation plans; show the C/A/P frontier and recommend one. "
-        "TPOT is the mean time between output tokens after the first. The recommendation keeps accuracy within 1 % of "
-        "bf16 (the MLPerf 99 % rule) unless --min-accuracy says otherwise. Exit code 2 when no plan meets the "
-        "constraints (the binding one is named).")
+HELP = SUMMARIES["plan"]
 EMIT_TARGETS = ("vllm", "sglang", "trtllm", "k8s")
 
 

@@ -10,10 +10,10 @@ import typer
 
 from planner.cli.app import app
 from planner.cli.common import console, err_console
+from planner.cli.registry import SUMMARIES
 
 
-@app.command("profile", help="Measure this machine: GEMM/attention/bandwidth/elementwise kernels and end-to-end "
-                             "prefill/decode steps of a random-weight transformer, into DIR/<host-id>/<date>/.")
+@app.command("profile", help=SUMMARIES["profile"])
 def profile_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     backend: Optional[List[str]] = typer.Option(None, "--backend", help="numpy or torch (repeatable); default: every backend that runs on the device"),

@@ -1,8 +1,9 @@
 """The command registry, read without importing typer, rich or any command: which module registers each command,
 and the top-level help that `planner`, `planner --help` and `planner --version` print from it (no other import).
 
-The summaries repeat the first paragraph of each command's help; tests/test_speed_paths.py checks that this help
-holds the same words, in the same order, as typer's rendering of the whole command tree."""
+The summaries are the first paragraph of each command's help: the command modules take them from here (one
+source), and tests/test_speed_paths.py checks that this help holds the same words, in the same order, as typer's
+rendering of the whole command tree."""
 
 from __future__ import annotations
 

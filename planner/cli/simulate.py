@@ -11,13 +11,10 @@ from planner.cli.app import app
 from planner.cli.capacity import ms
 from planner.cli.common import console, err_console, flatten, num, print_csv, print_json
 from planner.cli.options import check_out_file, command
+from planner.cli.registry import SUMMARIES
 
 HELP = (
-    "Simulate serving: requests arrive (a workload's arrival process, or a CSV trace) at replicas doing continuous "
-    "batching (max sequences, token budget per step, chunked prefill, KV blocks from the memory model, preemption), "
-    "with step times from the cost model. Reports TTFT, TPOT (the mean time between output tokens of a request after "
-    "its first: inter-token latency), end-to-end latency (mean, p50, p90, p99), throughput, goodput (requests meeting "
-    "both SLOs per second), utilization and the queue over time.\n\n"
+    SUMMARIES["simulate"] + "\n\n"
     "Fleets of model sizes (best-effort serving after 'Learned Best-Effort LLM Serving', arXiv 2401.07886): "
     "--fleet llama-3.1-70b:2,llama-3.1-8b:2 --router threshold:8 sends each request to the biggest model unless the "
     "queue of its least-loaded replica (requests waiting or running there) exceeds 8, then to the next size down. "

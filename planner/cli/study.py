@@ -12,13 +12,11 @@ from rich.table import Table
 from planner.cli.app import app
 from planner.cli.common import console, err_console, print_json, warn
 from planner.cli.options import check_out_dir, check_out_file
+from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
 
 
-@app.command("study", help="Run a YAML what-if study: a base scenario, sweep axes, the command per point (estimate, plan, "
-                           "capacity, simulate; a point takes the same options as the command), columns and plots. Writes "
-                           "CSV, JSON, plots and an optional self-contained HTML report. Exit code 1 when some points "
-                           "failed (see the error column), 2 when every point failed.")
+@app.command("study", help=SUMMARIES["study"])
 def study_cmd(
     file: Path = typer.Argument(..., metavar="FILE.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: FILE's folder / out / NAME)"),

@@ -9,13 +9,14 @@ from rich.table import Table
 
 from planner.cli.app import app
 from planner.cli.common import console, print_json
+from planner.cli.registry import SUMMARIES
 
 
 def _pct(x):
     return "-" if x is None else f"{x:.1%}"
 
 
-@app.command("validate", help="Predict every row of measurement CSVs (default: the built-in published sets) and report the error.")
+@app.command("validate", help=SUMMARIES["validate"])
 def validate_cmd(
     paths: Optional[List[str]] = typer.Argument(None, metavar="[FILE.csv|DIR]..."),
     as_json: bool = typer.Option(False, "--json"),
