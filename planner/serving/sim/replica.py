@@ -52,6 +52,8 @@ class Replica:
         # that arrives during a step only into the step after the next: it waits there (``pending``) for a boundary
         self.schedules_ahead = bool(beh.async_scheduling)
         self.pending: list[int] = []
+        if not self.schedules_ahead:  # nothing ever waits in pending: the event loop calls the step logic directly
+            self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
         self.graph_max = beh.cuda_graph_max_batch if beh.cuda_graph_max_batch is not None else math.inf
         self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
