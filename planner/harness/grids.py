@@ -200,7 +200,7 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
         return Grid(
             mode=mode, timing=Timing(warmup=1, min_repeats=3, min_time_s=0.03, max_repeats=50, warmup_s=0.005),
             gemm_m=(1, 8, 64, 256), gemm_shapes=shapes,
-            attn_prefill=((1, 128), (1, 512)), attn_decode=((1, 256), (8, 256), (1, 2048), (8, 2048)),
+            attn_prefill=((1, 128), (1, 512)), attn_decode=((1, 32), (1, 256), (8, 256), (1, 2048), (8, 2048)),
             bandwidth_bytes=bandwidth, elementwise_m=(1, 256),
             e2e_prefill=prefill, e2e_decode=decode, e2e_budget_s=30.0, e2e_max_layers=2,
             allreduce_bytes=(1 << 20, 64 << 20), memory_budget_bytes=budget, e2e_models=refs, e2e_main=False,
@@ -217,7 +217,7 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
                                           + _ref_shapes(refs, 1024)), elem_size, room * 3 // 4)
     kv_bytes = lambda b: 2 * b * 4096 * model.num_kv_heads * model.head_dim * elem_size  # noqa: E731 (one cache, longest context)
     bmax = max([b for b in _pow2(1, 32) if kv_bytes(b) <= room // 2] + [1])
-    attn_decode = tuple((b, c) for b in _pow2(1, bmax) for c in _pow2(128, 4096))
+    attn_decode = tuple((b, c) for b in _pow2(1, bmax) for c in _pow2(32, 4096))
     return Grid(
         mode=mode, timing=Timing(warmup=1, min_repeats=5, min_time_s=0.2, warmup_s=0.02),
         gemm_m=_pow2(1, 2048), gemm_shapes=shapes,

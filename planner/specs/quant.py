@@ -43,7 +43,7 @@ class Format:
 
 
 _FORMATS = [
-    Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754"),
+    Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754", head_bits=32.0),
     Format("bf16", 16, "bf16", False, "bfloat16", "IEEE/Google bfloat16", fallback_compute="fp32",
            fallback_note="no bf16 units: computed in fp32 (CPU without AVX512-BF16/AMX)"),
     Format("fp16", 16, "fp16", False, "IEEE half", "IEEE 754", fallback_compute="fp32",
