@@ -205,10 +205,10 @@ class KernelProfile:
             return np.full(flops.shape, np.nan), 0
         dist = [np.log(f.g / g) ** 2 + np.log(f.dqk / dqk) ** 2 + np.log(f.dv / max(dv, 1.0)) ** 2 for f in fams]
         f = fams[int(np.argmin(dist))]
-        # below the smallest row measured (a step this small is mostly per-call overhead, which the cost model's
-        # per-op gap carries): nothing measured (nan)
-        inside = flops >= np.exp(f.log_flops[0]) * (1 - 1e-9)
-        t = np.where(inside, _interp_loglog(np.maximum(flops, 1.0), f.log_flops, f.log_t), np.nan)
+        # below the smallest row measured the smallest row's time (as for GEMMs: its fixed costs, the einsum's or
+        # kernel's calls, do not shrink with the work; a roofline plus one per-op gap was 4-7x too fast on the
+        # harness's small decode steps)
+        t = _interp_loglog(np.maximum(flops, 1.0), f.log_flops, f.log_t)
         if min(dist) > 1e-4:
             return t, 3
         lf = np.log(np.maximum(flops, 1.0))
