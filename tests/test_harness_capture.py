@@ -100,3 +100,31 @@ def test_spec_written_elsewhere_still_finds_the_capture_table(capture, tmp_path,
     assert get_hardware(str(target)).kernel_profile == str(capture.resolve())
     code, _, err = run_cli(["validate", str(capture), "-H", str(target)], capsys)
     assert code == 0, err
+
+
+def test_capture_records_the_machine_speed_through_it(capture):
+    """meta.yaml traces a fixed probe kernel through the capture (each phase's start and every few seconds), with its
+    fastest, median and slowest time and the spread between them."""
+    import yaml
+
+    runs = yaml.safe_load((capture / "meta.yaml").read_text())["speed_probe"]["runs"]
+    (run,) = runs
+    assert run["backend"] == "numpy" and run["samples"] == len(run["trace"]) >= 2
+    phases = {s["phase"] for s in run["trace"]}
+    assert {"numpy gemm", "numpy e2e decode"} <= phases  # kernel phases and e2e phases are both sampled
+    t = [s["seconds"] for s in run["trace"]]
+    assert 0 < run["fastest_s"] == min(t) <= run["median_s"] <= run["slowest_s"] == max(t)
+    assert run["spread"] == pytest.approx(max(t) / min(t) - 1)
+
+
+def test_probe_summary_and_drift_warning():
+    from planner.calibrate.kernel_fit import DRIFT, drift_warnings
+    from planner.harness.timing import probe_summary
+
+    s = probe_summary([{"seconds": 2e-3}, {"seconds": 3e-3}, {"seconds": 2.5e-3}])
+    assert s == {"samples": 3, "fastest_s": 2e-3, "median_s": 2.5e-3, "slowest_s": 3e-3, "spread": pytest.approx(0.5)}
+    assert probe_summary([]) == {}
+    (line,) = drift_warnings({"speed_probe": {"runs": [{"backend": "numpy", **s}]}})
+    assert "2.00-3.00 ms (+50%)" in line and "numpy" in line
+    calm = probe_summary([{"seconds": 1e-3}, {"seconds": 1e-3 * (1 + DRIFT / 2)}])
+    assert drift_warnings({"speed_probe": {"runs": [calm]}}) == [] and drift_warnings({}) == []

@@ -288,8 +288,25 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
         hw = _spec(folder, meta, base, peaks, bw, params)
     fit = KernelFit(hw, params, len(rows), float(np.median(err)), {k: v["median_ape"] for k, v in residuals.items()},
                     residuals, at_bound, int(d.busy.sum()) if d.busy is not None else 0, peaks, bw)
-    fit.warnings = fit_warnings(fit)
+    fit.warnings = fit_warnings(fit) + drift_warnings(meta)
     return fit
+
+
+DRIFT = 0.10  # the speed probe's slowest / fastest time above 1 + this: the machine's speed moved during the capture
+
+
+def drift_warnings(meta: dict) -> list[str]:
+    """One line per backend whose speed probe (``planner.harness.timing.SpeedProbe``) moved by more than ``DRIFT``
+    during the capture: rows taken at different moments disagree by that much whatever the model says."""
+    out = []
+    for run in ((meta.get("speed_probe") or {}).get("runs") or []):
+        spread = run.get("spread")
+        if spread is not None and spread > DRIFT:
+            out.append(f"the machine's speed moved during the {run.get('backend', '')} capture: a fixed probe kernel took "
+                       f"{run['fastest_s'] * 1e3:.2f}-{run['slowest_s'] * 1e3:.2f} ms ({spread:+.0%}), so rows measured at "
+                       "different moments (kernel rows and the e2e steps they predict) can disagree by that much; a shared "
+                       "host's other tenants (cores, cache, memory bandwidth) do this unseen by the load average")
+    return out
 
 
 def _host_overhead(folder: Path, host_rows: list[dict], hw: Hardware, call_s: float) -> tuple[float, dict]:

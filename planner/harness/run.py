@@ -33,7 +33,7 @@ from planner.harness.e2e import choose_layers, e2e_cases
 from planner.harness.grids import Grid, make_grid, memory_budget
 from planner.harness.kernels import Case, Slot, kernel_cases
 from planner.harness.refmodels import host_probe, write_model
-from planner.harness.timing import BUSY_CORES, BUSY_CV, CpuMeter, measure
+from planner.harness.timing import BUSY_CORES, BUSY_CV, CpuMeter, SpeedProbe, measure
 from planner.specs.model import Model
 
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -358,12 +358,15 @@ def _measure_backend(opts: ProfileOptions, ops, model: Model, grid: Grid, ksink:
     returns how many of each ran busy."""
     slot = Slot()
     rng = np.random.default_rng(opts.seed)
+    # the speed probe streams a weight the size of the bandwidth rows' arrays (>= 4x the last-level cache): from memory
+    # whatever ran before it
+    probe = SpeedProbe(ops, grid.bandwidth_bytes, np.random.default_rng(opts.seed + 7)) if ops.device == "cpu" else None
     if ops.name == "torch" and ops.device == "cuda" and ops.fp8_gemm_available():
         why = f"fp8 gemm: {ops.fp8_gemm_available()}"
         if why not in meta["skipped"]:
             meta["skipped"].append(why)
     with ops.inference():
-        busy_k = _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot)
+        busy_k = _run_cases(kernel_cases(ops, model, grid, rng, slot), ksink, ops, grid, progress, meta, slot, probe)
         cases = []
         for ref in grid.e2e_models:
             cases += e2e_cases(ops, ref, grid, ref.num_layers, opts.seed, slot)
@@ -371,7 +374,12 @@ def _measure_backend(opts: ProfileOptions, ops, model: Model, grid: Grid, ksink:
         save()
         if layers:
             cases += e2e_cases(ops, model, grid, layers, opts.seed, slot)
-        busy_e = _run_cases(cases, esink, ops, grid, progress, meta, slot)
+        busy_e = _run_cases(cases, esink, ops, grid, progress, meta, slot, probe)
+    if probe is not None and probe.samples:
+        kept = [s for s in (meta.get("speed_probe") or {}).get("runs", []) if s.get("backend") != ops.name]
+        entry = {"backend": ops.name, "what": f"matrix-vector product over {grid.bandwidth_bytes >> 20} MiB, median of "
+                 f"{SpeedProbe.REPEATS}", **probe.summary(), "trace": probe.samples}
+        meta["speed_probe"] = {"runs": kept + [entry]}
     return busy_k, busy_e
 
 
@@ -407,8 +415,13 @@ def _memory_for(ops) -> int | None:
     return host.memory_bytes()
 
 
-def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta: dict, slot: Slot) -> int:
-    """Measure the cases whose rows are missing; returns how many rows ran busy."""
+PROBE_EVERY_S = 2.0  # the speed probe runs at each phase's start and then every this many seconds of measuring
+
+
+def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta: dict, slot: Slot,
+               probe: SpeedProbe | None = None) -> int:
+    """Measure the cases whose rows are missing; returns how many rows ran busy. ``probe`` is timed at the start of
+    each phase and every ``PROBE_EVERY_S`` seconds (the machine's speed through the capture, in meta.yaml)."""
     phases: dict[str, int] = {}
     busy = 0
     for c in cases:
@@ -426,6 +439,9 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
             tasks[c.phase] = progress.add_task(f"{ops.name} {c.phase}", total=phases[c.phase], completed=done, case="")
         if sink.has(c.row):
             continue
+        if probe is not None and (not probe.samples or probe.samples[-1]["phase"] != f"{ops.name} {c.phase}"
+                                  or time.perf_counter() - probe.t0 - probe.samples[-1]["at_s"] > PROBE_EVERY_S):
+            probe.sample(f"{ops.name} {c.phase}")
         task = tasks[c.phase]
         progress.update(task, case=_label(c.row))
         try:

@@ -111,3 +111,40 @@ def measure(fn, ops, timing: Timing) -> Stats:
         times.append(max(dt, 1e-9))
         total += dt
     return summarize(times, meter.others_cores(), load1())
+
+
+class SpeedProbe:
+    """A fixed small kernel timed again and again through a capture: a matrix-vector product over a weight of
+    ``nbytes`` (memory and cache bound, as decode steps are). Rows measured at different moments are comparable
+    only while it keeps its time: on a shared host (a cloud VM whose cores, cache or memory bandwidth other tenants
+    also use) it can move by tens of percent within seconds, invisibly to the load average and steal time."""
+
+    REPEATS = 5
+
+    def __init__(self, ops, nbytes: int, rng: np.random.Generator):
+        k = 1024
+        n = max(1, nbytes // (k * ops.elem_size))
+        self.ops = ops
+        self.x, self.w, self.out = ops.randn((1, k), 1.0, rng), ops.randn((k, n), k**-0.5, rng), ops.empty((1, n))
+        self.samples: list[dict] = []
+        self.t0 = time.perf_counter()
+
+    def sample(self, phase: str) -> float:
+        """Time the probe now (median of a few calls after one warm-up) and record it under ``phase``."""
+        self.ops.time_call(lambda: self.ops.gemm(self.x, self.w, self.out))
+        ts = [self.ops.time_call(lambda: self.ops.gemm(self.x, self.w, self.out)) for _ in range(self.REPEATS)]
+        s = float(np.median(ts))
+        self.samples.append({"at_s": round(time.perf_counter() - self.t0, 2), "phase": phase, "seconds": s})
+        return s
+
+    def summary(self) -> dict:
+        return probe_summary(self.samples)
+
+
+def probe_summary(samples: list[dict]) -> dict:
+    """Fastest, median and slowest probe time and the spread (slowest / fastest - 1) of a capture's samples."""
+    t = np.array([s["seconds"] for s in samples if s.get("seconds")], dtype=float)
+    if t.size == 0:
+        return {}
+    return {"samples": int(t.size), "fastest_s": float(t.min()), "median_s": float(np.median(t)),
+            "slowest_s": float(t.max()), "spread": float(t.max() / t.min() - 1.0)}
