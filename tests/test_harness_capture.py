@@ -128,3 +128,21 @@ def test_probe_summary_and_drift_warning():
     assert "2.00-3.00 ms (+50%)" in line and "numpy" in line
     calm = probe_summary([{"seconds": 1e-3}, {"seconds": 1e-3 * (1 + DRIFT / 2)}])
     assert drift_warnings({"speed_probe": {"runs": [calm]}}) == [] and drift_warnings({}) == []
+
+
+def test_decode_attention_rows_cycle_over_disjoint_cache_regions():
+    """A decode-attention row reads the next disjoint (batch, context) region of the cache each call, round robin, so
+    its KV comes from memory as in a serving step (every other layer ran in between), not from a warm cache."""
+    import numpy as np
+
+    from planner.harness.kernels import _cycling
+
+    cache = np.arange(8 * 64).reshape(8, 1, 64, 1)
+    seen = []
+    call = _cycling(lambda i, j: cache[i:i + 2, :, j:j + 16], 2, 16, 8, 64, lambda v: seen.append(v.copy()))
+    for _ in range(2 * 16):
+        call()
+    firsts = [int(v.ravel()[0]) for v in seen]
+    assert len(set(firsts[:16])) == 16 and firsts[16:] == firsts[:16]  # 4 x 4 disjoint regions, then again in order
+    covered = np.concatenate([v.ravel() for v in seen[:16]])
+    assert sorted(covered.tolist()) == list(range(8 * 64))  # together they are the whole cache, each element once

@@ -120,12 +120,27 @@ def attention_cases(ops, model: Model, grid: Grid, rng: np.random.Generator, slo
             def prepare(b=b, L=L):
                 K, V = slot.get(("decode-kv",), make_kv)
                 q = ops.randn((b, H, 1, d), 1.0, rng)
-                k, v = K[:b, :, :L], V[:b, :, :L]  # a cache allocated for the longest context, as engines do
-                return lambda: ops.attention(q, k, v, L - 1)
+                # a cache allocated for the longest context, as engines do; each call reads the next (b, L) region
+                # of it, so the KV comes from memory, as in a serving step where every other layer ran in between
+                return _cycling(lambda i, j: (K[i:i + b, :, j:j + L], V[i:i + b, :, j:j + L]), b, L, K.shape[0], lmax,
+                                lambda kv: ops.attention(q, kv[0], kv[1], L - 1))
 
             cases.append(Case("attention", row, prepare))
         cases += mla_decode_cases(ops, grid, rng, slot)
     return cases
+
+
+def _cycling(region, b: int, L: int, seqs: int, lmax: int, run):
+    """A call that runs ``run`` on the next of the cache's disjoint (b sequences, L positions) regions
+    (``region(first sequence, first position)``), round robin: consecutive calls never find their KV in the cache."""
+    views = [region(i, j) for i in range(0, seqs - b + 1, b) for j in range(0, lmax - L + 1, L)]
+    turn = [0]
+
+    def call():
+        turn[0] = (turn[0] + 1) % len(views)
+        return run(views[turn[0]])
+
+    return call
 
 
 def mla_decode_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
@@ -136,16 +151,19 @@ def mla_decode_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> l
     bmax = max(b for b, _ in grid.attn_decode)
     lmax = max(c for _, c in grid.attn_decode)
     for H, latent, dv in grid.mla_decode:
+        # sequences enough that the latents add up to the bandwidth rows' size (>= 4x the last-level cache): the
+        # calls cycle over them and read from memory
+        seqs = max(bmax, -(-grid.bandwidth_bytes // (lmax * latent * es)))
         for b, L in grid.attn_decode:
             row = _base(ops, "attn_decode") | {
                 "batch": b, "heads": H, "kv_heads": 1, "head_dim": latent, "head_dim_v": dv, "seq_q": 1, "seq_kv": L,
                 "bytes": b * L * latent * es + b * H * (latent + dv) * es, "flops": 2 * b * H * L * (latent + dv)}
 
-            def prepare(b=b, L=L, H=H, latent=latent, dv=dv):
-                C = slot.get(("mla-latent", latent), lambda: ops.randn((bmax, 1, lmax, latent), 1.0, rng))
+            def prepare(b=b, L=L, H=H, latent=latent, dv=dv, seqs=seqs):
+                C = slot.get(("mla-latent", latent, seqs), lambda: ops.randn((seqs, 1, lmax, latent), 1.0, rng))
                 q = ops.randn((b, H, 1, latent), 1.0, rng)
-                c = C[:b, :, :L]  # a cache allocated for the longest context, as the e2e model's
-                return lambda: ops.attention(q, c, c[..., :dv], L - 1, scale=latent**-0.5)
+                return _cycling(lambda i, j: C[i:i + b, :, j:j + L], b, L, seqs, lmax,
+                                lambda c: ops.attention(q, c, c[..., :dv], L - 1, scale=latent**-0.5))
 
             cases.append(Case("attention", row, prepare))
     return cases
