@@ -32,6 +32,7 @@ FIT = [p for p in PARAMS if p.fitted]
 NOISE = 0.15  # typical log error of one row: the scale the priors below are measured against
 # prior spread (log) of each level's offset: how far an engine, a release or an architecture may stray
 SIGMA = {"global": 2.0, "family": 0.35, "version": 0.1, "arch": 0.2}
+SIGMA_ANCHORED = 0.05  # prior spread (log) of the all-engine value of an anchored parameter around its prior
 STEP = 0.02  # finite-difference step in log space
 SPAN = {"family": 1.5, "version": 0.4, "arch": 0.7}  # bound on each level's offset (log): x4.5, x1.5, x2
 
@@ -124,9 +125,14 @@ class Layout:
 
     def penalty_weights(self) -> np.ndarray:
         spread = np.array([p.spread for p in FIT])
-        w = np.concatenate([NOISE / (SIGMA[level] * (spread if level in ("family", "version") else np.ones(len(FIT))))
-                            for level, _ in self.blocks])
-        return w
+        anchored = np.array([p.anchored for p in FIT])
+
+        def sigma(level):
+            if level == "global":
+                return np.where(anchored, SIGMA_ANCHORED, SIGMA["global"])
+            return SIGMA[level] * (spread if level in ("family", "version") else np.ones(len(FIT)))
+
+        return np.concatenate([NOISE / sigma(level) for level, _ in self.blocks])
 
 
 @contextmanager

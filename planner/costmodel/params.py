@@ -47,6 +47,9 @@ class ParamSpec:
     engine_field: str | None = None
     per_architecture: bool = True  # False: one value per engine release (values the Engine carries)
     spread: float = 1.0  # scales how far an engine family or release may stray from the all-engine value
+    # the all-engine value is held near the prior (the silicon microbenchmark the parameter is relative to) instead of
+    # following whichever engine has rows: each engine's departure from the microbenchmark is its own (family level)
+    anchored: bool = False
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -65,8 +68,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "decode attention reading the paged KV cache, relative to the STREAM copy bandwidth"),
     ParamSpec("memory", "kernel", "x STREAM", 1.0, 0.6, 1.15, 1.0, False,
               "weight and activation streaming in GEMMs and elementwise kernels, relative to STREAM copy"),
+    # anchored: every engine runs its own collective kernels (TensorRT-LLM's custom all-reduce and NCCL paths, vLLM's
+    # custom all-reduce), so one engine's fitted efficiency says little about another's; an engine without
+    # tensor-parallel rows gets the nccl-tests rate, not the one engine with such rows
     ParamSpec("allreduce", "kernel", "x link", 1.0, 0.2, 1.2, 1.0, True,
-              "tensor-parallel all-reduce bus bandwidth relative to the interconnect's measured nccl-tests fraction"),
+              "tensor-parallel all-reduce bus bandwidth relative to the interconnect's measured nccl-tests fraction",
+              anchored=True),
     ParamSpec("kernel_s", "engine", "s", 3e-6, 1e-8, 3e-5, 0.0, True,
               "host/launch gap per kernel (per op per layer)", "kernel_overhead_s"),
     ParamSpec("step_s", "engine", "s", 2e-4, 1e-6, 2e-2, 0.0, True,
