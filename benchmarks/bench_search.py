@@ -31,9 +31,10 @@ from planner.search.pareto import pareto_mask
 from planner.search.run import Constraints, search
 
 SIX = ["h100-sxm", "h200-sxm", "b200", "mi300x", "a100-sxm-80gb", "l40s"]
-CASES = [  # (name, model, hardware, gpus, wall target s)
-    ("deepseek-v3 on up to 64 x h200-sxm", "deepseek-v3", ["h200-sxm"], 64, 1.0),
-    ("llama-3.1-70b on up to 8 GPUs of 6 types", "llama-3.1-70b", SIX, 8, 2.0),
+CASES = [  # (name, model, hardware, gpus, wall target s, engine)
+    ("deepseek-v3 on up to 64 x h200-sxm", "deepseek-v3", ["h200-sxm"], 64, 1.0, "trtllm"),
+    # vLLM runs on all six (TensorRT-LLM, the default engine, would leave the AMD MI300X out)
+    ("llama-3.1-70b on up to 8 GPUs of 6 types (vLLM)", "llama-3.1-70b", SIX, 8, 2.0, "vllm"),
 ]
 
 
@@ -41,10 +42,10 @@ def best_median(xs: list[float]) -> str:
     return f"{min(xs):.3f} s (median {statistics.median(xs):.3f})"
 
 
-def process_wall(model: str, hardware: list[str], gpus: int, repeat: int, env: dict) -> list[tuple[float, float]]:
+def process_wall(model: str, hardware: list[str], gpus: int, repeat: int, env: dict, engine: str = "trtllm") -> list[tuple[float, float]]:
     """(wall seconds, child CPU seconds: user + system) of each run of the whole `planner plan --json` process."""
     args = [sys.executable, "-m", "planner", "plan", "--model", model, "--hardware", ",".join(hardware),
-            "--gpus", str(gpus), "--isl", "2000", "--osl", "500", "--json"]
+            "--gpus", str(gpus), "--isl", "2000", "--osl", "500", "--engine", engine, "--json"]
     out = []
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,7 +59,7 @@ def process_wall(model: str, hardware: list[str], gpus: int, repeat: int, env: d
     return out
 
 
-def in_process(model: str, hardware: list[str], gpus: int, repeat: int):
+def in_process(model: str, hardware: list[str], gpus: int, repeat: int, engine: str = "trtllm"):
     """(search seconds per run, its CPU seconds, frontier seconds per run, last result, the frontier step's input)."""
     captured = {}
     real = search_run.pareto_mask
@@ -76,7 +77,7 @@ def in_process(model: str, hardware: list[str], gpus: int, repeat: int):
         for _ in range(repeat):
             captured["s"] = []
             t0, c0 = time.perf_counter(), time.process_time()
-            res = search(model, hardware, gpus, Workload(2000, 500), Constraints(gpus))
+            res = search(model, hardware, gpus, Workload(2000, 500), Constraints(gpus), engine=engine)
             walls.append(time.perf_counter() - t0)
             cpus.append(time.process_time() - c0)
             fronts.append(sum(captured["s"]))
@@ -130,8 +131,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode compiled once
         env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
-        for name, model, hw, gpus, target in CASES:
-            walls, cpus, fronts, res, (obj, pa, pk) = in_process(model, hw, gpus, repeat)
+        for name, model, hw, gpus, target, engine in CASES:
+            walls, cpus, fronts, res, (obj, pa, pk) = in_process(model, hw, gpus, repeat, engine)
             rate = res.plans_evaluated / min(walls)
             print(f"{name}: {res.plans_evaluated:,} plans scored ({res.plans_costed:,} through the step model), "
                   f"{len(res.table):,} feasible, frontier {len(res.frontier)}")
@@ -141,7 +142,7 @@ def main() -> None:
             pareto_mask(obj, blocks=np.asarray(res.table.cols["hardware"]))
             print(f"  frontier, per-device blocks first: {time.perf_counter() - t0:.3f} s")
             if not a.quick:
-                pw = process_wall(model, hw, gpus, 1, env) + process_wall(model, hw, gpus, repeat, env)[:repeat]
+                pw = process_wall(model, hw, gpus, 1, env, engine) + process_wall(model, hw, gpus, repeat, env, engine)[:repeat]
                 print(f"  whole process      {best_median([w for w, _ in pw[1:]])}, cpu {min(c for _, c in pw[1:]):.3f} s "
                       f"(target < {target:g} s; first run {pw[0][0]:.3f} s compiles bytecode)")
     scaling()

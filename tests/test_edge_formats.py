@@ -131,9 +131,10 @@ def test_id_plus_link_is_an_edge_cluster_the_plan_search_can_use(capsys):
     assert hw.memory_capacity_bytes == get_hardware("m4-pro").memory_capacity_bytes
     import json
 
-    # Llama-3.1-70B in bf16 (141 GB) fits no single 64 GB laptop: the search must split it across the cluster
+    # Llama-3.1-70B in bf16 (141 GB) fits no single 64 GB laptop: the search must split it across the cluster (with
+    # llama.cpp: TensorRT-LLM, the default engine, does not run on Apple silicon)
     code, out, _ = run(["plan", "-m", "llama-3.1-70b", "-H", "m4-pro+gbe-10", "--gpus", "4", "--weights", "bf16",
-                        "--min-accuracy", "0", "--json"], capsys)
+                        "--min-accuracy", "0", "--engine", "llamacpp", "--json"], capsys)
     assert code == 0
     rec = json.loads(out)["recommended"]
     assert rec["plan"]["hardware"] == "m4-pro+gbe-10" and rec["plan"]["tp"] * rec["plan"]["pp"] >= 3
@@ -143,7 +144,7 @@ def test_tensor_parallel_over_wifi_is_latency_bound(capsys):
     """Two laptops over Wi-Fi: TPOT finite, above one laptop's (2 x 32 all-reduces of a few KB each cost ~4 ms),
     and Ethernet beats Wi-Fi."""
     base = ["estimate", "-m", "llama-3.1-8b", "-H", "m4-max", "--weights", "int4", "--batching", "static",
-            "--batch", "1", "--json"]
+            "--batch", "1", "--engine", "llamacpp", "--json"]
     import json
 
     tpot = {}

@@ -161,3 +161,36 @@ def test_engines_cli(capsys):
     assert d["settings"]["max_seqs"]["source"]
     code, out, err = run(["engines", "show", "vlm"], capsys)
     assert code == 2 and not out and err.count("\n") == 1 and "did you mean 'vllm'" in err
+
+
+def test_an_engine_runs_only_where_its_profile_says(capsys):
+    """TensorRT-LLM runs on NVIDIA GPUs only: asked for an AMD GPU (explicitly, or as the default engine), estimate
+    says so in one line and names the engines that do run there; a plan over NVIDIA and AMD devices leaves the AMD one
+    out and says why, with the engines that run on every device asked; vLLM runs on both."""
+    import json
+
+    from cli_helpers import run
+
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware
+
+    assert get_engine("trtllm").cannot_run_on(get_hardware("h100-sxm")) is None
+    assert "NVIDIA" in get_engine("trtllm").cannot_run_on(get_hardware("mi300x"))
+    assert get_engine("vllm").cannot_run_on(get_hardware("mi300x")) is None
+    assert get_engine("sglang").cannot_run_on(get_hardware("tpu-v5e")) and get_engine("llamacpp").cannot_run_on(get_hardware("m4-max")) is None
+    for extra in ([], ["--engine", "trtllm"]):
+        code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "mi300x", *extra], capsys)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+        assert "TensorRT-LLM" in err and "mi300x is an AMD GPU" in err and "vllm" in err and "sglang" in err
+    code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "mi300x", "--engine", "vllm", "--json"], capsys)
+    assert code == 0 and json.loads(out)["tpot_s"] > 0
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm,mi300x", "--gpus", "1", "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    (why,) = d["search"]["skipped_hardware"].values()
+    assert list(d["search"]["skipped_hardware"]) == ["mi300x"] and "vllm" in why and "sglang" in why
+    assert {r["plan"]["hardware"] for r in d["frontier"]} == {"h100-sxm"}
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "mi300x", "--gpus", "1"], capsys)
+    assert code == 2 and "mi300x is an AMD GPU" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(["simulate", "-m", "llama-3.1-8b", "-H", "mi300x", "--rate", "1", "--requests", "20"], capsys)
+    assert code == 2 and "mi300x is an AMD GPU" in err

@@ -18,9 +18,10 @@ from planner.studies.params import PlanRequest, plan_search
 FAST = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
-# (model, device, a plan that fits on one device) kept small so each estimate costs milliseconds
-CASES = [("llama-3.1-8b", "h100-sxm", "bf16"), ("llama-3.1-8b", "a100-sxm-80gb", "bf16"), ("qwen2.5-7b", "l40s", "fp8"),
-         ("llama-3.1-8b", "mi300x", "fp8"), ("mixtral-8x7b", "h200-sxm", "fp8")]
+# (model, device, a plan that fits on one device, an engine that runs there) kept small so each estimate costs
+# milliseconds (TensorRT-LLM, the default engine, runs on NVIDIA only: the MI300X case runs vLLM)
+CASES = [("llama-3.1-8b", "h100-sxm", "bf16", "trtllm"), ("llama-3.1-8b", "a100-sxm-80gb", "bf16", "trtllm"),
+         ("qwen2.5-7b", "l40s", "fp8", "trtllm"), ("llama-3.1-8b", "mi300x", "fp8", "vllm"), ("mixtral-8x7b", "h200-sxm", "fp8", "trtllm")]
 
 
 def _scaled(hw_id: str, bandwidth: float = 1.0, flops: float = 1.0):
@@ -34,8 +35,8 @@ def _scaled(hw_id: str, bandwidth: float = 1.0, flops: float = 1.0):
 @given(case=st.sampled_from(CASES), bw=st.floats(1.0, 4.0), fl=st.floats(1.0, 4.0), isl=st.integers(16, 8192),
        batch=st.integers(1, 64))
 def test_faster_silicon_is_never_slower(case, bw, fl, isl, batch):
-    model, hw_id, w = case
-    kw = dict(isl=isl, osl=64, batching="static", batch=batch)
+    model, hw_id, w, engine = case
+    kw = dict(isl=isl, osl=64, batching="static", batch=batch, engine=engine)
     base = estimate(model, _scaled(hw_id), PlanSpec(weights=w), **kw)
     fast = estimate(model, _scaled(hw_id, bw, fl), PlanSpec(weights=w), **kw)
     for k in ("ttft_s", "tpot_s", "e2e_latency_s"):
@@ -52,9 +53,9 @@ def test_faster_silicon_is_really_faster():
 @FAST
 @given(case=st.sampled_from(CASES), a=st.integers(1, 16000), extra=st.integers(1, 16000), batch=st.integers(1, 16))
 def test_longer_prompts_never_shorten_ttft(case, a, extra, batch):
-    model, hw_id, w = case
-    short = estimate(model, hw_id, PlanSpec(weights=w), isl=a, osl=16, batching="static", batch=batch)
-    long = estimate(model, hw_id, PlanSpec(weights=w), isl=a + extra, osl=16, batching="static", batch=batch)
+    model, hw_id, w, engine = case
+    short = estimate(model, hw_id, PlanSpec(weights=w), isl=a, osl=16, batching="static", batch=batch, engine=engine)
+    long = estimate(model, hw_id, PlanSpec(weights=w), isl=a + extra, osl=16, batching="static", batch=batch, engine=engine)
     assert long.ttft_s >= short.ttft_s * (1 - 1e-9)
 
 
@@ -92,7 +93,8 @@ def test_more_gpus_never_lower_best_throughput(hw, g, isl, ttft):
 @given(hw=st.sampled_from([["h100-sxm"], ["h100-sxm", "l40s"], ["mi300x"]]), g=st.sampled_from([1, 4, 8]),
        objective=st.sampled_from(["throughput", "latency", "cost"]))
 def test_frontier_holds_no_dominated_plan(hw, g, objective):
-    r = plan_search(PlanRequest(model="llama-3.1-8b", hardware=hw, gpus=g, isl=1024, osl=256, objective=objective, min_accuracy=0))
+    r = plan_search(PlanRequest(model="llama-3.1-8b", hardware=hw, gpus=g, isl=1024, osl=256, objective=objective, min_accuracy=0,
+                                engine="vllm" if "mi300x" in hw else "trtllm"))
     c = r.table.cols
     cols = lambda tok, user, acc, ctx, usd: np.column_stack([tok, user, acc, ctx] + ([-np.nan_to_num(usd, nan=0.0)] if len(hw) > 1 else []))
     every = cols(c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"], c["usd_per_mtok"])

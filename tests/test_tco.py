@@ -146,9 +146,10 @@ def test_cost_objective_ranks_gaudi3_and_a100_on_a_basis_every_device_has(capsys
     assert res.cost_basis == "rented" and res.why.startswith("cost basis rented")
     costs = [r["usd_per_million_output_tokens"] for r in res.frontier]
     assert res.recommended["usd_per_million_output_tokens"] == pytest.approx(min(costs), rel=0.006)
-    # gaudi3 has a purchase price but no public rent: the cost objective falls back to owned and says so
+    # gaudi3 has a purchase price but no public rent: the cost objective falls back to owned and says so (vLLM runs on
+    # both vendors; TensorRT-LLM, the default engine, would leave gaudi3 out)
     code, out, _ = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm,gaudi3", "--gpus", "1", "--objective", "cost",
-                        "--weights", "bf16", "--kv", "bf16", "--no-disagg", "--no-offload", "--json"], capsys)
+                        "--weights", "bf16", "--kv", "bf16", "--no-disagg", "--no-offload", "--engine", "vllm", "--json"], capsys)
     assert code == 0
     d = json.loads(out)
     assert d["search"]["cost_basis"] == "owned" and "cost basis owned" in d["why"]
@@ -159,7 +160,7 @@ def test_cost_objective_ranks_gaudi3_and_a100_on_a_basis_every_device_has(capsys
     assert d["recommended"]["usd_per_million_output_tokens_owned"] == pytest.approx(min(owned_costs), rel=0.006)
     # asking for the rented basis names the device without a rent, in one line
     code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm,gaudi3", "--gpus", "1", "--objective", "cost",
-                          "--cost-basis", "rented"], capsys)
+                          "--cost-basis", "rented", "--engine", "vllm"], capsys)
     assert code == 2 and "gaudi3" in err and "--cost-basis owned" in err and len(err.strip().splitlines()) == 1
 
 

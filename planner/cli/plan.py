@@ -92,6 +92,8 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
     s = res.to_dict()["search"]
     console.print(f"[bold]{res.model}[/bold]: {s['plans_evaluated']:,} plans scored, {s['plans_costed']:,} costed, "
                   f"{s['feasible']:,} meet the constraints, in {res.seconds:.2f} s")
+    for hw, why in getattr(res, "skipped", {}).items():
+        console.print(f"[yellow]left out {hw}:[/yellow] {why}")
     if res.recommended is None:
         console.print("[red]no plan meets every constraint[/red]")
         for line in res.infeasible:

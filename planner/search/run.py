@@ -106,10 +106,11 @@ class PlanResult:
     model: str = ""
     task: str = "general"
     cost_basis: str = "rented"  # which $/M tokens --objective cost and --max-cost used
+    skipped: dict = field(default_factory=dict)  # device -> why the engine does not run there (left out of the search)
 
     def to_dict(self) -> dict:
         return {"search": {"plans_evaluated": self.plans_evaluated, "plans_costed": self.plans_costed, "pruned": self.pruned,
-                           "feasible": len(self.table), "cost_basis": self.cost_basis},
+                           "feasible": len(self.table), "cost_basis": self.cost_basis, "skipped_hardware": self.skipped},
                 "timing": {"wall_s": round(self.seconds, 4)},
                 "frontier": self.frontier, "recommended": self.recommended, "runner_up": self.runner_up, "why": self.why,
                 "infeasible": self.infeasible, "nearest": self.nearest}
@@ -269,8 +270,21 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     wl = Workload(wl.isl, wl.osl, max(wl.min_context, cons.min_context or 0))  # context extension / parallelism need it
     tables, pruned = [], {}
     acc = _accuracy_fn(model, task)
-    for hw_id in hardware:
-        hw = get_hardware(hw_id)
+    # a device the engine does not run on (TensorRT-LLM on an AMD GPU) is left out and said so; none left: an error
+    devices = [get_hardware(h) for h in hardware]
+    skipped = {hw.id: why for hw in devices if (why := engine.cannot_run_on(hw))}
+    if skipped:
+        from planner.specs.engine import engine_ids
+
+        every = sorted({e.split("@")[0] for e in engine_ids()
+                        if all(get_engine(e.split("@")[0]).cannot_run_on(hw) is None for hw in devices)})
+        hint = f"; --engine {' or '.join(every)} runs on every device asked" if every else ""
+        skipped = {h: why + hint for h, why in skipped.items()}
+    if devices and len(skipped) == len(devices):
+        engine.check_runs_on(devices[0])
+    for hw in devices:
+        if hw.id in skipped:
+            continue
         cfg = enumerate_configs(model, hw, gpus, opts, engine, need_tokens=max(wl.isl + wl.osl, cons.min_context or 0))
         for k, v in cfg.pruned.items():
             pruned[k] = pruned.get(k, 0) + v
@@ -298,7 +312,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     if len(feas) == 0:
         infeasible, nearest = explain_infeasible(allp, checks, model, key, sign)
         return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task,
-                          basis)
+                          basis, skipped=skipped)
     c = feas.cols
     obj = np.column_stack([c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"],
                            -np.nan_to_num(c[COST_KEYS[basis]], nan=0.0) if len(hardware) > 1 else np.zeros(len(feas))])
@@ -324,7 +338,8 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     f_order = f_order[np.sort(first)]
     frontier = [row(feas, int(i), model.max_context, best_tok, model.id) for i in f_order]
     seconds = time.perf_counter() - t0
-    return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task, basis)
+    return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task, basis,
+                      skipped=skipped)
 
 
 SHAPE_COLS = ("hardware", "disagg", "tp", "pp", "ep", "adp", "weights", "kv")

@@ -84,6 +84,9 @@ class Engine:
     kv_dtype_note: str = ""
     rules: tuple = field(default=(), compare=False, repr=False)  # device-dependent defaults
     source: str = ""
+    # where the engine runs: hardware vendors and/or kinds (nvidia, amd, intel, google, cpu, ...); empty: anywhere
+    runs_on: tuple[str, ...] = ()
+    title: str = ""  # the profile's name ("TensorRT-LLM 0.14 (TensorRT backend)")
 
     @property
     def name(self) -> str:
@@ -114,9 +117,30 @@ class Engine:
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
 
+    def cannot_run_on(self, hw) -> str | None:
+        """Why this engine does not run on ``hw`` at all (TensorRT-LLM on an AMD GPU), or None. Hardware of a vendor the
+        profiles do not know (a capture's measured CPU, a custom spec) is trusted."""
+        vendor, kind = getattr(hw, "vendor", None), getattr(hw, "kind", None)
+        if not self.runs_on or vendor not in KNOWN_VENDORS or vendor in self.runs_on or kind in self.runs_on:
+            return None
+        return f"{self.display_name} runs on {' and '.join(_platform_words(self.runs_on))} only, and {hw.id} is {_a(vendor, kind)}"
+
+    def check_runs_on(self, hw) -> None:
+        """A one-line PlannerError naming the engines that do run on ``hw`` when this one cannot."""
+        why = self.cannot_run_on(hw)
+        if why:
+            ok = sorted({i.split("@")[0] for i in engine_ids() if get_engine(i.split("@")[0]).cannot_run_on(hw) is None})
+            raise PlannerError(f"{why}: pass --engine {' or '.join(ok) if ok else '<another engine>'}")
+
+    @property
+    def display_name(self) -> str:
+        return self.title.split(" (")[0] if self.title else self.name
+
     def for_hardware(self, hw, tp: int = 1, pp: int = 1) -> "Engine":
         """The profile with the defaults the engine picks on ``hw`` (vLLM and SGLang size their
-        batch limits, CUDA-graph range and memory fraction by device memory)."""
+        batch limits, CUDA-graph range and memory fraction by device memory). A PlannerError when the engine does not
+        run on ``hw`` at all."""
+        self.check_runs_on(hw)
         eng = self
         for rule in self.rules:
             eng = rule.apply(eng, hw, tp, pp)
@@ -137,6 +161,23 @@ class Engine:
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,
                 "spec_methods": list(self.spec_methods), "source": self.source}
+
+
+KNOWN_VENDORS = frozenset({"nvidia", "amd", "intel", "google", "apple", "qualcomm"})
+_PLATFORM_WORDS = {"nvidia": "NVIDIA hardware", "amd": "AMD hardware", "intel": "Intel hardware",
+                   "google": "Google TPUs", "apple": "Apple silicon", "qualcomm": "Qualcomm hardware", "cpu": "CPUs"}
+
+
+def _platform_words(tokens) -> list[str]:
+    return [_PLATFORM_WORDS.get(t, t) for t in tokens]
+
+
+_KIND_WORDS = {"gpu": "GPU", "cpu": "CPU", "tpu": "TPU", "soc": "SoC", "accelerator": "accelerator"}
+
+
+def _a(vendor: str, kind: str | None) -> str:
+    what = f"{_PLATFORM_WORDS.get(vendor, vendor).split()[0]} {_KIND_WORDS.get(kind or '', kind or 'device')}"
+    return ("an " if what[0].lower() in "aeiou" else "a ") + what
 
 
 # ---- the YAML schema ------------------------------------------------------------------------
@@ -237,7 +278,7 @@ class EngineSpec(_Strict):
             v = st.value
             if v is None and k in _REQUIRED_VALUES:
                 continue  # not published: keep the documented prior of the dataclass
-            if k in ("cuda_graph_sizes", "spec_methods"):
+            if k in ("cuda_graph_sizes", "spec_methods", "runs_on"):
                 v = tuple(v or ())
             if k == "runtime_bytes" and isinstance(v, str):
                 from planner.units import parse_quantity
@@ -253,11 +294,12 @@ class EngineSpec(_Strict):
         kw["kv_dtype_items"] = tuple(kvd.values.items()) if kvd else ()
         kw["kv_dtype_note"] = kvd.takes if kvd else ""
         return Engine(id=self.id, version=self.version, flag_items=flags, key_items=keys, source_items=srcs, unsupported=unsup,
-                      rules=tuple(self.device_rules), source=f"{self.name}: {self.source}", **kw)
+                      rules=tuple(self.device_rules), source=f"{self.name}: {self.source}", title=self.name, **kw)
 
 
 _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
-                           if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source"))
+                           if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source",
+                                        "title"))
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",

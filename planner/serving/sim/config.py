@@ -170,6 +170,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``techniques``: a
     PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
     context extension, a draft model), priced by the same cost model as estimate."""
+    engine.check_runs_on(hw)
     sched = sched or Scheduler()
     sched.check()
     beh = EngineBehaviour.of(engine)
