@@ -254,3 +254,20 @@ def test_user_errors_are_one_line(capsys, args, fragment):
     code, out, err = run(args, capsys)
     assert code == 2
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_capacity_default_max_gpus_fits_a_one_node_device(capsys):
+    """--max-gpus defaults to 64, or to what one deployment of the device holds: an MI325X spec has no scale-out
+    network, so capacity without --max-gpus considers one node of 8 instead of failing on a default the user never
+    set; an explicit 64 is still refused in one line."""
+    import json
+
+    from cli_helpers import run
+
+    base = ["capacity", "-m", "llama-3.1-8b", "-H", "mi325x", "--engine", "vllm", "--rate", "2", "--workload", "chat",
+            "--requests", "200"]
+    code, out, err = run(base + ["--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["gpus"] >= 1
+    code, out, err = run(base + ["--max-gpus", "64"], capsys)
+    assert code == 2 and "at most 8 devices" in err and len(err.strip().splitlines()) == 1

@@ -369,7 +369,7 @@ class CapacityRequest(Ownership, LoraOptions):
     ttft_p99: Duration | None = _d(None, "TTFT SLO at the percentile (default p99): 2s, 300ms")
     tpot_p99: Duration | None = _d(None, "TPOT SLO (mean inter-token latency of a request) at the percentile: 50ms")
     percentile: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)] = _d(99.0, "SLO percentile, in (0, 100)")
-    max_gpus: PositiveInt = _d(64, "largest deployment to consider")
+    max_gpus: PositiveInt | None = _d(None, "largest deployment to consider (default: 64, or the most one deployment of the hardware holds)")
     weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine: trtllm or vllm")
@@ -472,6 +472,15 @@ def max_devices(hardware: str, link: str | None = None) -> tuple[int, bool]:
     return node * (MAX_NODES if spans else 1), spans
 
 
+DEFAULT_MAX_GPUS = 64
+
+
+def capacity_max_gpus(req) -> int:
+    """``capacity``'s --max-gpus, or its default: 64, or fewer where one deployment of the hardware holds fewer (an
+    MI325X without a scale-out network: one node of 8)."""
+    return req.max_gpus if req.max_gpus is not None else min(DEFAULT_MAX_GPUS, max_devices(req.hardware)[0])
+
+
 def check_gpus(hardware: str, gpus: int, what: str = "--gpus", link: str | None = None) -> None:
     if link:
         from planner.specs.loader import get_interconnect
@@ -498,7 +507,7 @@ def check_specs(command: str, req: Request) -> None:
     elif command == "plan":
         for h in r.hardware:
             check_gpus(h, r.gpus)
-    elif command == "capacity":
+    elif command == "capacity" and r.max_gpus is not None:
         check_gpus(r.hardware, r.max_gpus, "--max-gpus")
     if getattr(r, "model", None) is None:
         return

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 from planner.errors import PlannerError
-from planner.studies.params import (CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, check_specs,
+from planner.studies.params import (CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, capacity_max_gpus, check_specs,
                                     estimate_techniques, plan_search)
 from planner.studies.schema import PARAMS, Study
 
@@ -147,7 +147,7 @@ def _capacity(r: CapacityRequest) -> dict:
         spec = spec.model_copy(update={"arrival": spec.arrival.model_copy(update={"process": r.arrival, "cv": r.cv})})
     profile = parse_hourly(r.hourly) if r.hourly else (read_daily(r.daily) if r.daily else None)
     res = capacity(r.model, r.hardware, r.rate if r.rate is not None else 0.0, spec, ttft_s=r.ttft_p99, tpot_s=r.tpot_p99,
-                   percentile=r.percentile, max_gpus=r.max_gpus, weights=r.weights, kv=r.kv, engine=r.engine,
+                   percentile=r.percentile, max_gpus=capacity_max_gpus(r), weights=r.weights, kv=r.kv, engine=r.engine,
                    requests=r.requests, seed=r.seed, hourly=profile, curve=False)
     if not res.feasible:
         return {"feasible": False, "infeasible": res.reason}
