@@ -263,13 +263,6 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     opts = opts or SpaceOptions()
     engine = get_engine(engine) if isinstance(engine, str) else engine
     model = get_model(model_id)
-    tco = tco or tco_defaults()
-    basis = pick_cost_basis(hardware, cost_basis, tco, needed=objective == "cost" or cons.max_usd_per_mtok is not None)
-    cons = replace(cons, cost_key=COST_KEYS[basis])
-    t0 = time.perf_counter()
-    wl = Workload(wl.isl, wl.osl, max(wl.min_context, cons.min_context or 0))  # context extension / parallelism need it
-    tables, pruned = [], {}
-    acc = _accuracy_fn(model, task)
     # a device the engine does not run on (TensorRT-LLM on an AMD GPU) is left out and said so; none left: an error
     devices = [get_hardware(h) for h in hardware]
     skipped = {hw.id: why for hw in devices if (why := engine.cannot_run_on(hw))}
@@ -280,11 +273,18 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
                         if all(get_engine(e.split("@")[0]).cannot_run_on(hw) is None for hw in devices)})
         hint = f"; --engine {' or '.join(every)} runs on every device asked" if every else ""
         skipped = {h: why + hint for h, why in skipped.items()}
-    if devices and len(skipped) == len(devices):
-        engine.check_runs_on(devices[0])
+        if len(skipped) == len(devices):
+            engine.check_runs_on(devices[0])
+        hardware = [h for h, hw in zip(hardware, devices) if hw.id not in skipped]
+        devices = [hw for hw in devices if hw.id not in skipped]
+    tco = tco or tco_defaults()
+    basis = pick_cost_basis(hardware, cost_basis, tco, needed=objective == "cost" or cons.max_usd_per_mtok is not None)
+    cons = replace(cons, cost_key=COST_KEYS[basis])
+    t0 = time.perf_counter()
+    wl = Workload(wl.isl, wl.osl, max(wl.min_context, cons.min_context or 0))  # context extension / parallelism need it
+    tables, pruned = [], {}
+    acc = _accuracy_fn(model, task)
     for hw in devices:
-        if hw.id in skipped:
-            continue
         cfg = enumerate_configs(model, hw, gpus, opts, engine, need_tokens=max(wl.isl + wl.osl, cons.min_context or 0))
         for k, v in cfg.pruned.items():
             pruned[k] = pruned.get(k, 0) + v

@@ -84,7 +84,7 @@ class Engine:
     kv_dtype_note: str = ""
     rules: tuple = field(default=(), compare=False, repr=False)  # device-dependent defaults
     source: str = ""
-    # where the engine runs: hardware vendors and/or kinds (nvidia, amd, intel, google, cpu, ...); empty: anywhere
+    # where the engine runs: hardware vendors, kinds or vendor:kind (nvidia, cpu, intel:gpu, ...); empty: anywhere
     runs_on: tuple[str, ...] = ()
     title: str = ""  # the profile's name ("TensorRT-LLM 0.14 (TensorRT backend)")
 
@@ -121,9 +121,11 @@ class Engine:
         """Why this engine does not run on ``hw`` at all (TensorRT-LLM on an AMD GPU), or None. Hardware of a vendor the
         profiles do not know (a capture's measured CPU, a custom spec) is trusted."""
         vendor, kind = getattr(hw, "vendor", None), getattr(hw, "kind", None)
-        if not self.runs_on or vendor not in KNOWN_VENDORS or vendor in self.runs_on or kind in self.runs_on:
+        if not self.runs_on or vendor not in KNOWN_VENDORS or {vendor, kind, f"{vendor}:{kind}"} & set(self.runs_on):
             return None
-        return f"{self.display_name} runs on {' and '.join(_platform_words(self.runs_on))} only, and {hw.id} is {_a(vendor, kind)}"
+        words = _platform_words(self.runs_on)
+        where = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+        return f"{self.display_name} runs on {where} only, and {hw.id} is {_a(vendor, kind)}"
 
     def check_runs_on(self, hw) -> None:
         """A one-line PlannerError naming the engines that do run on ``hw`` when this one cannot."""
@@ -169,7 +171,13 @@ _PLATFORM_WORDS = {"nvidia": "NVIDIA hardware", "amd": "AMD hardware", "intel": 
 
 
 def _platform_words(tokens) -> list[str]:
-    return [_PLATFORM_WORDS.get(t, t) for t in tokens]
+    """``nvidia`` -> NVIDIA hardware, ``intel:gpu`` -> Intel GPUs, ``cpu`` -> CPUs."""
+    out = []
+    for t in tokens:
+        vendor, _, kind = t.partition(":")
+        out.append(f"{_PLATFORM_WORDS.get(vendor, vendor).split()[0]} {_KIND_WORDS.get(kind, kind)}s" if kind
+                   else _PLATFORM_WORDS.get(t, t))
+    return out
 
 
 _KIND_WORDS = {"gpu": "GPU", "cpu": "CPU", "tpu": "TPU", "soc": "SoC", "accelerator": "accelerator"}
