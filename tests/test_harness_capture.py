@@ -146,3 +146,24 @@ def test_decode_attention_rows_cycle_over_disjoint_cache_regions():
     assert len(set(firsts[:16])) == 16 and firsts[16:] == firsts[:16]  # 4 x 4 disjoint regions, then again in order
     covered = np.concatenate([v.ravel() for v in seen[:16]])
     assert sorted(covered.tolist()) == list(range(8 * 64))  # together they are the whole cache, each element once
+
+
+def test_validate_names_a_capture_whose_machine_speed_moved(tmp_path, capture, capsys):
+    """validate reports, beside the e2e errors, a capture whose speed probe moved by more than 10 %: its e2e rows and
+    the kernel rows that calibrated the model ran at machine speeds that far apart."""
+    import json
+
+    import yaml
+
+    from planner.calibrate.validate import _drift_notes
+
+    cap = tmp_path / "moved"
+    cap.mkdir()
+    run = {"backend": "numpy", "samples": 2, "fastest_s": 4e-3, "median_s": 5e-3, "slowest_s": 6e-3, "spread": 0.5}
+    (cap / "meta.yaml").write_text(yaml.safe_dump({"speed_probe": {"runs": [run]}}))
+    (note,) = _drift_notes(cap)
+    assert note.startswith("moved: ") and "4.00-6.00 ms (+50%)" in note
+    assert _drift_notes(tmp_path) == []  # no meta.yaml: nothing to say
+    assert run_cli(["calibrate", str(capture)], capsys)[0] == 0
+    code, out, _ = run_cli(["validate", str(capture), "--json"], capsys)
+    assert code == 0 and isinstance(json.loads(out)["notes"], list)

@@ -41,6 +41,7 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why
+    notes: list[str] = field(default_factory=list)  # what a reader of the errors should know (a capture's speed drift)
 
     def summary(self, key: str) -> list[dict]:
         groups: dict[str, list[float]] = {}
@@ -64,6 +65,7 @@ class Report:
             "per_hardware": self.summary("hardware"),
             "per_file_hardware": self.summary("file_hardware"),
             "skipped": self.skipped,
+            "notes": self.notes,
             "rows": [{**r.__dict__, "ape": r.ape} for r in self.rows],
         }
 
@@ -241,6 +243,17 @@ def predict_simulated(name: str, cols: set, rows: list[dict]) -> list[tuple]:
     return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
 
 
+def _drift_notes(capture: Path) -> list[str]:
+    """The capture's speed-probe warnings (planner.calibrate.kernel_fit.drift_warnings), named by capture: its e2e
+    rows and the kernel rows that calibrated the model ran at different machine speeds by that much."""
+    from planner.calibrate.kernel_fit import drift_warnings
+    from planner.specs.loader import read_yaml
+
+    meta_path = capture / "meta.yaml"
+    meta = read_yaml(meta_path) if meta_path.is_file() else {}
+    return [f"{capture.name}: {w}" for w in drift_warnings(meta if isinstance(meta, dict) else {})]
+
+
 def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Report:
     files = _files(paths) if paths else builtin_published()
     report = Report()
@@ -254,6 +267,7 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                     what, config, meas, pred = predict_e2e_row(row, f, i, hw)
                     report.rows.append(Row(f"{f.parent.name}/e2e.csv", row["model"], hw.id, what, config, meas, pred,
                                            f"planner profile capture {f.parent}"))
+            report.notes += _drift_notes(f.parent)
             continue
         with f.open(newline="") as fh:
             reader = csv.DictReader(fh)

@@ -70,6 +70,8 @@ def validate_cmd(
             console.print(f"  {r.note}")
     for f, why in report.skipped.items():
         console.print(f"[dim]skipped {f}: {why}[/dim]")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
 
 
 def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) -> None:
