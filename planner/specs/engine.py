@@ -162,7 +162,7 @@ class Engine:
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,
-                "spec_methods": list(self.spec_methods), "source": self.source}
+                "spec_methods": list(self.spec_methods), "runs_on": list(self.runs_on), "source": self.source}
 
 
 KNOWN_VENDORS = frozenset({"nvidia", "amd", "intel", "google", "apple", "qualcomm"})
