@@ -231,45 +231,40 @@ class Simulator:
                 t = rep0.next_t
                 rep0.next_t = INF
                 rep0.boundary(t)
-                events += 1
-                if t >= next_sample:
-                    next_sample = qs.sample(t, reps)
-                if events > max_events:
-                    raise PlannerError(f"simulation stopped after {max_events} events")
-                continue
-            td = dyn[0][0] if dyn else INF
-            tr = rheap[0][0] if rheap else INF if multi else rep0.next_t
-            if ta <= td and ta <= tr:
-                if ta == INF:
-                    break
-                t = ta
-                rid = ext_id[i]
-                i += 1
-                if direct is None:
-                    arrive(rid, t, ARRIVE)
-                else:  # _arrive without the router
-                    served_by[rid] = d_idx
-                    pool_of[rid] = d_pool
-                    t_in = t + d_ovh
-                    if t_in > t:
-                        self.seq += 1
-                        heappush(dyn, (t_in, self.seq, rid, ENGINE_IN))
-                    else:
-                        d_enqueue(rid, t)
-                ta = ext_t[i] if i < n_ext else INF
-            elif td <= tr:
-                t, _, rid, kind = heappop(dyn)
-                arrive(rid, t, kind)
-            elif multi:
-                t, seq, idx = heappop(rheap)
-                rep = reps[idx]
-                if rep.version != seq:
-                    continue  # a jump cut short by an arrival left its old end behind (always later)
-                rep.boundary(t)
             else:
-                t = tr
-                rep0.next_t = INF
-                rep0.boundary(t)
+                td = dyn[0][0] if dyn else INF
+                tr = rheap[0][0] if rheap else INF if multi else rep0.next_t
+                if ta <= td and ta <= tr:
+                    if ta == INF:
+                        break
+                    t = ta
+                    rid = ext_id[i]
+                    i += 1
+                    if direct is None:
+                        arrive(rid, t, ARRIVE)
+                    else:  # _arrive without the router
+                        served_by[rid] = d_idx
+                        pool_of[rid] = d_pool
+                        t_in = t + d_ovh
+                        if t_in > t:
+                            self.seq += 1
+                            heappush(dyn, (t_in, self.seq, rid, ENGINE_IN))
+                        else:
+                            d_enqueue(rid, t)
+                    ta = ext_t[i] if i < n_ext else INF
+                elif td <= tr:
+                    t, _, rid, kind = heappop(dyn)
+                    arrive(rid, t, kind)
+                elif multi:
+                    t, seq, idx = heappop(rheap)
+                    rep = reps[idx]
+                    if rep.version != seq:
+                        continue  # a jump cut short by an arrival left its old end behind (always later)
+                    rep.boundary(t)
+                else:
+                    t = tr
+                    rep0.next_t = INF
+                    rep0.boundary(t)
             events += 1
             if t >= next_sample:
                 next_sample = qs.sample(t, reps)
