@@ -247,11 +247,9 @@ def _drift_notes(capture: Path) -> list[str]:
     """The capture's speed-probe warnings (planner.calibrate.kernel_fit.drift_warnings), named by capture: its e2e
     rows and the kernel rows that calibrated the model ran at different machine speeds by that much."""
     from planner.calibrate.kernel_fit import drift_warnings
-    from planner.specs.loader import read_yaml
+    from planner.harness.capture import read_meta
 
-    meta_path = capture / "meta.yaml"
-    meta = read_yaml(meta_path) if meta_path.is_file() else {}
-    return [f"{capture.name}: {w}" for w in drift_warnings(meta if isinstance(meta, dict) else {})]
+    return [f"{capture.name}: {w}" for w in drift_warnings(read_meta(capture / "meta.yaml"))]
 
 
 def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Report:

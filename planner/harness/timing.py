@@ -120,6 +120,7 @@ class SpeedProbe:
     also use) it can move by tens of percent within seconds, invisibly to the load average and steal time."""
 
     REPEATS = 5
+    TIMING = Timing(warmup=1, min_repeats=REPEATS, min_time_s=0.0, max_repeats=REPEATS)
 
     def __init__(self, ops, nbytes: int, rng: np.random.Generator):
         k = 1024
@@ -131,9 +132,7 @@ class SpeedProbe:
 
     def sample(self, phase: str) -> float:
         """Time the probe now (median of a few calls after one warm-up) and record it under ``phase``."""
-        self.ops.time_call(lambda: self.ops.gemm(self.x, self.w, self.out))
-        ts = [self.ops.time_call(lambda: self.ops.gemm(self.x, self.w, self.out)) for _ in range(self.REPEATS)]
-        s = float(np.median(ts))
+        s = measure(lambda: self.ops.gemm(self.x, self.w, self.out), self.ops, self.TIMING).median_s
         self.samples.append({"at_s": round(time.perf_counter() - self.t0, 2), "phase": phase, "seconds": s})
         return s
 

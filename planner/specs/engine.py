@@ -170,21 +170,25 @@ _PLATFORM_WORDS = {"nvidia": "NVIDIA hardware", "amd": "AMD hardware", "intel": 
                    "google": "Google TPUs", "apple": "Apple silicon", "qualcomm": "Qualcomm hardware", "cpu": "CPUs"}
 
 
+_KIND_WORDS = {"gpu": "GPU", "cpu": "CPU", "tpu": "TPU", "soc": "SoC", "accelerator": "accelerator"}
+
+
+def _device_words(vendor: str, kind: str | None) -> str:
+    """``amd``, ``gpu`` -> AMD GPU."""
+    return f"{_PLATFORM_WORDS.get(vendor, vendor).split()[0]} {_KIND_WORDS.get(kind or '', kind or 'device')}"
+
+
 def _platform_words(tokens) -> list[str]:
     """``nvidia`` -> NVIDIA hardware, ``intel:gpu`` -> Intel GPUs, ``cpu`` -> CPUs."""
     out = []
     for t in tokens:
         vendor, _, kind = t.partition(":")
-        out.append(f"{_PLATFORM_WORDS.get(vendor, vendor).split()[0]} {_KIND_WORDS.get(kind, kind)}s" if kind
-                   else _PLATFORM_WORDS.get(t, t))
+        out.append(f"{_device_words(vendor, kind)}s" if kind else _PLATFORM_WORDS.get(t, t))
     return out
 
 
-_KIND_WORDS = {"gpu": "GPU", "cpu": "CPU", "tpu": "TPU", "soc": "SoC", "accelerator": "accelerator"}
-
-
 def _a(vendor: str, kind: str | None) -> str:
-    what = f"{_PLATFORM_WORDS.get(vendor, vendor).split()[0]} {_KIND_WORDS.get(kind or '', kind or 'device')}"
+    what = _device_words(vendor, kind)
     return ("an " if what[0].lower() in "aeiou" else "a ") + what
 
 
