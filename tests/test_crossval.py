@@ -90,9 +90,12 @@ def test_leave_one_hardware_out_meets_the_targets_for_gpus_with_many_rows():
     """Leave-one-hardware-out on the bundled fit rows (one-step refits): median <= 15 % for every GPU with
     >= 20 rows; in sample median <= 10 %."""
     rec = yaml.safe_load(crossval.record_path().read_text())["guarded"]
+    fitted = {r.hardware for r in load_rows(builtin_published())[0] if r.file not in joint.NOT_FITTED}
     assert rec["in_sample"]["median_ape"] <= 0.10
-    for hw, med in rec["loho_quick"]["per_hardware"].items():
-        assert med <= 0.15, hw
+    checked = [hw for hw in rec["loho_quick"]["per_hardware"] if hw in fitted]  # held-out devices have no fit rows to leave out
+    assert len(checked) >= 3
+    for hw in checked:
+        assert rec["loho_quick"]["per_hardware"][hw] <= 0.15, hw
 
 
 def test_cross_validate_cli_json(capsys, tmp_path):

@@ -239,3 +239,19 @@ def test_attention_on_the_cpu_moves_the_kv_cache_to_host_memory():
     assert cpu.fits and cpu.max_concurrency > 2 * gpu.max_concurrency
     assert cpu.memory["total_bytes_per_gpu"] < gpu.memory["total_bytes_per_gpu"]
     assert any(r["op"] == "cpu_attention" for r in cpu.breakdown["decode"])
+
+
+def test_mxfp4_pairs_with_fp8_activations_on_fp4_devices_and_runs_weight_only_elsewhere():
+    """MXFP4 weights meet MXFP8 activations on Blackwell (the mixed f8f6f4 MMA runs at the FP8 rate); on Hopper,
+    which has no FP4 tensor cores, the weights are dequantized to 16 bit; FP4 activations are asked for explicitly."""
+    from planner.specs.loader import get_hardware
+
+    fmt = get_format("mxfp4")
+    b200, h100 = get_hardware("b200"), get_hardware("h100-sxm")
+    on_b200 = resolve(fmt, b200)
+    assert (on_b200.compute_dtype, on_b200.native) == ("fp8", True) and "fp8 activations" in on_b200.note
+    assert b200.peak("fp4") == 2 * b200.peak("fp8")  # what the pairing gives up
+    assert resolve(fmt, b200, "fp4").compute_dtype == "fp4"
+    on_h100 = resolve(fmt, h100)
+    assert on_h100.compute_dtype in ("fp16", "bf16") and not on_h100.native
+    assert resolve(get_format("fp4"), b200).compute_dtype == "fp4"  # NVFP4 is W4A4

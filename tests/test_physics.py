@@ -209,6 +209,23 @@ def test_trtllm_bench_sizes_its_batch_from_the_dataset_lengths():
     # longer sequences: fewer requests, never below 64; an FP8 cache doubles them
     assert trtllm_bench_max_batch(m, hw, 1, 1, 32768, 1024, "mxfp4", "bf16") == 64
     assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "fp8") > 512
+    # an engine its estimate says does not fit (gpt-oss-120b at 2 B per parameter: 218 GiB on one 173 GiB GB200):
+    # trtllm-bench would stop, so the published run set its own batch; 0 = unknown, priced at what memory admits
+    big = get_model("gpt-oss-120b")
+    assert sum(big.param_counts().values()) * 2 / gib > get_hardware("gb200").memory_capacity_bytes / gib
+    assert trtllm_bench_max_batch(big, get_hardware("gb200"), 1, 1, 1024, 1024, "mxfp4", "fp8") == 0
+
+
+def test_published_rows_of_a_1x_trtllm_release_use_the_1x_profile():
+    from planner.calibrate.bench_settings import bench_runs
+    from planner.calibrate.published_fit import engine_of
+
+    for src in ("trtllm perf-overview 1.1/1.2 era (developer-guide), max throughput",
+                "trtllm perf-overview, TensorRT-LLM release/1.2 (docs/source/developer-guide/perf-overview.md)",
+                "TensorRT-LLM 1.0 perf overview"):
+        assert engine_of({"source": src}) == "trtllm@1.1", src
+    assert bench_runs("trtllm perf-overview, TensorRT-LLM release/1.2", "trtllm@1.1")
+    assert engine_of({"source": "trtllm v0.14 max throughput"}) == "trtllm@0.14"
 
 
 def test_an_expert_loop_pays_a_kernel_gap_per_call_a_grouped_gemm_does_not():
@@ -227,3 +244,25 @@ def test_an_expert_loop_pays_a_kernel_gap_per_call_a_grouped_gemm_does_not():
     grouped_launches = GROUPED_MOE_LAUNCHES["experts"]  # two grouped GEMMs and the activation between them
     assert float(np.ravel(a.launches)[0]) == grouped_launches
     assert b.time_s[0] - a.time_s[0] == pytest.approx((launches - grouped_launches) * grouped.kernel_s, rel=1e-6)
+
+
+def test_attention_dp_steady_state_prefills_one_prompt_per_rank_per_prompt_step():
+    """With N attention-DP ranks stepping together, a prompt step carries one prompt on each rank, so the share of
+    steps that carry prompts is (prompts started per step) / N, not the prompt rate itself."""
+    from planner.serving.batching import Techniques, inflight
+
+    m, hw = get_model("qwen3-235b-a22b"), get_hardware("h200-sxm")
+    cm = CostModel(m, hw)
+    run, isl, osl = 256.0, 8192.0, 1024.0
+    per_token = op(cm.step(make_plans(m, hw, tp=1, weights="fp8", kv="fp8"), Step(decode_seqs=1, decode_ctx=10)),
+                   Op.QKV_PROJ).flops[0]
+    for adp in (1, 4):
+        p = make_plans(m, hw, tp=1, ep=adp, adp=adp, weights="fp8", kv="fp8")
+        t = inflight(cm, p, run, isl, osl, Techniques())
+        first = cm.step(p, Step(prefill_seqs=adp, prefill_tokens=isl, decode_seqs=run - adp, decode_ctx=isl + osl / 2))
+        dec = cm.step(p, Step(decode_seqs=run, decode_ctx=isl + osl / 2))
+        f = run / osl / adp  # 0.25 prompts start per step; a prompt step starts adp of them
+        assert f < 1
+        assert t.tpot_s[0] == pytest.approx(f * first.time_s[0] + (1 - f) * dec.time_s[0], rel=1e-9)
+        # each rank's QKV projection sees its own prompt and its share of the other decodes
+        assert op(first, Op.QKV_PROJ).flops[0] == pytest.approx(per_token * (isl + (run - adp) / adp))

@@ -27,11 +27,15 @@ _WEIGHT_BYTES = {"fp8": 1.0, "fp8-block": 1.0, "fp4": 0.5, "nvfp4": 0.5}
 
 
 def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, weights: str, kv: str) -> int:
-    """``max_batch_size`` trtllm-bench computes for ``gpus`` devices (tp x pp) at ``isl``/``osl``."""
+    """``max_batch_size`` trtllm-bench computes for ``gpus`` devices (tp x pp) at ``isl``/``osl``; 0 when its
+    estimate says the engine does not fit (trtllm-bench then stops with an error, so a published run of that layout
+    set its batch size itself: unknown here, and the run is priced at what memory admits)."""
     engine_gib = sum(model.param_counts().values()) * _WEIGHT_BYTES.get(weights, 2.0) / GIB
     kv_bytes = 1.0 if kv == "fp8" else 2.0
     per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * model.head_dim * kv_bytes / GIB
     available = hw.memory_capacity_bytes / GIB * gpus - engine_gib
+    if available <= 0:
+        return 0
     requests = max(available, 0.0) * KV_FRACTION / (per_token_gib * (isl + osl))
     raw = min(requests, MAX_REQUESTS)
     if raw < 256:

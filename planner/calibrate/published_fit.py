@@ -51,8 +51,8 @@ def engine_of(row: dict) -> str:
     m = re.search(r"trt-?llm[- ]v?(\d+\.\d+)", src)
     if m:
         return f"trtllm@{m.group(1)}"
-    if re.search(r"\b1\.1/1\.2\b|\b1\.1\b", src) and "trtllm" in src:
-        return "trtllm@1.1"
+    if re.search(r"\b1\.\d+\b", src) and ("trtllm" in src or "tensorrt-llm" in src or "tensorrt_llm" in src):
+        return "trtllm@1.1"  # the 1.x releases (PyTorch backend, trtllm-bench): the 1.1 profile is the one on record
     if "mlperf-inference-v4" in src:
         return "trtllm@0.9"
     return "trtllm"

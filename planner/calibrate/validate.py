@@ -171,11 +171,13 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         conc = "max"
         if bench_runs(row.get("source"), eng):  # trtllm-bench sized its own batch (calibrate/bench_settings.py)
             gpus, tp_b = (plan.tp * plan.attention_dp,) * 2
-            conc = plan.attention_dp * trtllm_bench_max_batch(get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
-                                                              gpus, tp_b, isl, osl, weights, kv or default_kv(weights))
+            cap = trtllm_bench_max_batch(get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
+                                         gpus, tp_b, isl, osl, weights, kv or default_kv(weights))
+            conc = plan.attention_dp * cap if cap else "max"
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
-        return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
+        layout = f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{tp}"
+        return "output_tokens_per_s_per_gpu", f"{layout} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]
         if phase == "decode":

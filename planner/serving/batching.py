@@ -153,13 +153,17 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     B = np.asarray(tech.chunk_tokens, float)
     chunk = np.where(B > 0, np.minimum(B, new_tok), new_tok)
     n_chunks = np.ceil(new_tok / chunk)
-    first = cm.step(plans, Step(prefill_seqs=1.0, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
-                                decode_seqs=np.maximum(micro - 1.0, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
+    # Under attention data parallelism the ranks step together and a prompt step carries one prompt on every rank:
+    # the offline benchmarks' equal-length requests keep the ranks' context phases in step, and TensorRT-LLM's
+    # attention-DP balancing lines them up on purpose. Such a step starts adp prompts, and the MoE layers route all of them.
+    per_step = np.minimum(adp, np.maximum(micro, 1.0))
+    first = cm.step(plans, Step(prefill_seqs=per_step, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
+                                decode_seqs=np.maximum(micro - per_step, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
     dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx, decode_tokens=k + 1))
     # Steps come in two kinds: a share f = new x n_chunks of them carry a prompt chunk, the rest only decode. The
     # step time is a roofline (a max), so the mean of the two kinds is not the time of one averaged step. Where
     # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
-    f = new * n_chunks
+    f = new * n_chunks / per_step  # a prompt step starts per_step prompts (one per attention-DP rank)
     t_pf, t_dec = np.maximum(first.time_s, pp * first.stage_time_s), np.maximum(dec.time_s, pp * dec.stage_time_s)
     t = np.minimum(f, 1.0) * t_pf + (1.0 - np.minimum(f, 1.0)) * t_dec
     busy = np.nonzero(np.broadcast_to(f > 1.0, t.shape))[0]

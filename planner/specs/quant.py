@@ -36,6 +36,10 @@ class Format:
     # an 8-bit dtype (QServe's register-level parallelism unpacks four int4 lanes per 32-bit op)
     dequant_scale_8bit: float = 1.0
     dequant_source: str = ""
+    # where the device has ``compute`` tensor cores, the dtype the MMA actually runs at when the format's kernels
+    # pair its weights with wider activations ("" = ``compute`` itself), and where that comes from
+    paired_compute: str = ""
+    paired_source: str = ""
 
     @property
     def bytes(self) -> float:
@@ -97,7 +101,11 @@ _FORMATS = [
            fallback_note="no fp4 tensor cores: weight-only fp4, dequantized to 16 bit"),
     Format("mxfp4", 4 + 8 / 32, "fp4", False, "OCP MXFP4: E2M1 with an E8M0 scale per 32 elements",
            "OCP Microscaling Formats (MX) v1.0", fallback_compute="fp16",
-           fallback_note="no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit (as gpt-oss runs on Hopper)"),
+           fallback_note="no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit (as gpt-oss runs on Hopper)",
+           paired_compute="fp8",
+           paired_source="MXFP4 weights x MXFP8 activations, as TensorRT-LLM (QuantAlgo.W4A8_MXFP4_MXFP8, SM100/103) and "
+                         "vLLM/FlashInfer run gpt-oss on Blackwell: the mixed f8f6f4 MMA runs at the FP8 rate, the FP4 "
+                         "rate needs FP4 on both sides (--activations fp4 prices that)"),
     Format("q4_0", 18 * 8 / 32, "fp16", True, "llama.cpp q4_0: 32 weights in 18 bytes (fp16 scale + 16 bytes)",
            "ggml block_q4_0 layout", head_bits=6.5625),
     Format("q8_0", 34 * 8 / 32, "fp16", True, "llama.cpp q8_0: 32 weights in 34 bytes",
@@ -226,6 +234,9 @@ def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
             alt = (measured or alts)[0]
             return Resolved(fmt, alt, True, f"computed in {alt}")
     if hw.supports(compute):
+        if fmt.paired_compute and hw.supports(fmt.paired_compute):
+            return Resolved(fmt, fmt.paired_compute, True, f"{fmt.id} weights with {fmt.paired_compute} activations "
+                                                           f"(the {fmt.paired_compute} tensor-core rate)")
         return Resolved(fmt, compute, True, "")
     for alt in fmt.alt_compute:
         if hw.supports(alt):
