@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_runs, offline, trtllm_bench_max_batch
-from planner.costmodel.memory import kv_bytes_per_seq, memory
+from planner.costmodel.memory import kv_bytes_per_seq, logits_bytes, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
@@ -48,14 +48,24 @@ def engine_of(row: dict) -> str:
     src = (row.get("source") or "").lower()
     if "llama.cpp" in src or "llamacpp" in src:
         return "llamacpp"
-    m = re.search(r"trt-?llm[- ]v?(\d+\.\d+)", src)
-    if m:
-        return f"trtllm@{m.group(1)}"
-    if re.search(r"\b1\.\d+\b", src) and ("trtllm" in src or "tensorrt-llm" in src or "tensorrt_llm" in src):
-        return "trtllm@1.1"  # the 1.x releases (PyTorch backend, trtllm-bench): the 1.1 profile is the one on record
+    m = re.search(r"(?:trt-?llm|tensorrt[-_ ]?llm|perf-overview|release)[^0-9]{0,24}?v?(\d+)\.(\d+)", src)
+    if m and ("trtllm" in src or "trt-llm" in src or "tensorrt" in src):
+        return f"trtllm@{_trtllm_profile(int(m.group(1)), int(m.group(2)))}"
     if "mlperf-inference-v4" in src:
         return "trtllm@0.9"
     return "trtllm"
+
+
+def _trtllm_profile(major: int, minor: int) -> str:
+    """The TensorRT-LLM profile (engines/trtllm-*.yaml) that stands for release ``major.minor``: its own, else the
+    one of its era: 1.1 for the PyTorch-backend releases (0.19 on, where trtllm-bench runs without an engine
+    build), 0.14 for the C++ runtime's in-flight batching releases (0.10-0.18), 0.9 before."""
+    own = f"{major}.{minor}"
+    if own in ("0.9", "0.14", "1.1"):
+        return own
+    if (major, minor) >= (0, 19):
+        return "1.1"
+    return "0.14" if (major, minor) >= (0, 10) else "0.9"
 
 
 def _release(name: str) -> str:
@@ -268,6 +278,9 @@ def _admitted(g: _Group, eng) -> tuple[np.ndarray, np.ndarray]:
     p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
     mem = memory(g.model, g.hw, p, eng)
     per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens, eng)
-    fit_n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * g.adp
     cap = np.where(g.batch_cap > 0, g.batch_cap, eng.max_seqs) if g.batch_cap is not None else eng.max_seqs
+    # a benchmark tool's batch size also sizes the engine's logits buffer (what is left goes to the KV cache)
+    freed = logits_bytes(g.model, p.tp, eng.max_seqs, eng.max_batched_tokens) - logits_bytes(g.model, p.tp, cap, eng.max_batched_tokens)
+    kv_cap = mem.kv_capacity_bytes + (eng.utilization if eng.kv_policy == "free" else 1.0) * freed
+    fit_n = np.floor(np.maximum(kv_cap, 0.0) / per_seq) * g.adp
     return np.minimum(fit_n, cap * g.adp), mem.kv_full_per_token + mem.kv_swa_per_token

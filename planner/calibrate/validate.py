@@ -174,6 +174,8 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
             cap = trtllm_bench_max_batch(get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
                                          gpus, tp_b, isl, osl, weights, kv or default_kv(weights))
             conc = plan.attention_dp * cap if cap else "max"
+            if cap:  # its max_batch_size replaces the engine's default batch limit (per attention-DP rank)
+                bench = bench.with_(max_seqs=cap)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         layout = f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{tp}"

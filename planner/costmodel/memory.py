@@ -79,8 +79,12 @@ def activation_bytes(model: Model, p: PlanArrays, eng: Engine) -> np.ndarray:
     ffn = model.moe.expert_intermediate_size * model.moe.top_k if model.moe else model.intermediate_size
     ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
     per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
-    logits = np.minimum(eng.max_seqs, eng.max_batched_tokens) * model.vocab_size / tp * 4.0  # fp32 logits
-    return eng.max_batched_tokens * per_token * p.act_bytes + logits
+    return eng.max_batched_tokens * per_token * p.act_bytes + logits_bytes(model, tp, eng.max_seqs, eng.max_batched_tokens)
+
+
+def logits_bytes(model: Model, tp, max_seqs, max_batched_tokens) -> np.ndarray:
+    """The fp32 logits buffer: one vocabulary row (its 1/tp share) per sequence the engine may sample at once."""
+    return np.minimum(max_seqs, max_batched_tokens) * model.vocab_size / np.asarray(tp, float) * 4.0
 
 
 @dataclass
