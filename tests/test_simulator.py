@@ -70,6 +70,16 @@ def test_request_overhead_adds_to_ttft_and_e2e_not_itl():
     assert np.allclose(api.tpot_s, base.tpot_s)
 
 
+def test_requests_on_their_way_to_the_engine_count_as_load_for_the_router():
+    """An API front end delays each request by its per-request time before the engine sees it; a burst arriving
+    at once must still spread over the replicas (it used to land on one: the others looked just as idle)."""
+    reqs = generate(fixed_workload(200, 50), 400, rate=float("inf"), seed=0)
+    for overhead in (0.0, 0.015):
+        res = Simulator([Pool(_rep(request_overhead_s=overhead), 4)], reqs).run()
+        per_replica = np.bincount(res.replica, minlength=4)
+        assert per_replica.tolist() == [100, 100, 100, 100], overhead
+
+
 def test_eager_steps_pay_a_launch_gap_per_kernel():
     reqs = _one_at_a_time()
     rep = _rep(cuda_graph_max_batch=0, eager_kernel_overhead_s=5e-6, async_scheduling=False)

@@ -51,9 +51,18 @@ def engine_of(row: dict) -> str:
     m = re.search(r"(?:trt-?llm|tensorrt[-_ ]?llm|perf-overview|release)[^0-9]{0,24}?v?(\d+)\.(\d+)", src)
     if m and ("trtllm" in src or "trt-llm" in src or "tensorrt" in src):
         return f"trtllm@{_trtllm_profile(int(m.group(1)), int(m.group(2)))}"
+    if "mlperf" in src and row.get("hardware") and _vendor(row["hardware"]) not in ("nvidia", None):
+        return "vllm"  # MLPerf LLM submissions on AMD Instinct run vLLM (ROCm); TensorRT-LLM runs on NVIDIA only
     if "mlperf-inference-v4" in src:
         return "trtllm@0.9"
     return "trtllm"
+
+
+def _vendor(hardware: str) -> str | None:
+    try:
+        return get_hardware(hardware).vendor
+    except PlannerError:
+        return None
 
 
 def _trtllm_profile(major: int, minor: int) -> str:

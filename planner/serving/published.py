@@ -188,8 +188,13 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv") -> list[tuple
         scen = (r.get("scenario") or "").strip().lower()
         if scen not in ("offline", "server"):
             raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")
-        p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where), _engine_of(r))
+        measured = _num(r, "output_tokens_per_s", where)
+        try:
+            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where), _engine_of(r))
+        except PlannerError as e:  # a row the planner cannot predict is reported beside the others
+            out.append((i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen}", measured, None, f"{where}: {e}"))
+            continue
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
-        out.append((i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen} ({plan})", _num(r, "output_tokens_per_s", where),
+        out.append((i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen} ({plan})", measured,
                     p[scen], "input lengths assumed (OpenOrca-like, mean ~300)"))
     return out

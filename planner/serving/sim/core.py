@@ -158,8 +158,7 @@ class Simulator:
             ready = cache.acquire(a, now)
             if ready is None:
                 return
-            cache.wait.popleft()
-            self.replicas[self.served_by[rid]].inbound -= 1
+            cache.wait.popleft()  # still counted in the replica's inbound load until it reaches the engine
             self.seq += 1
             heappush(self.dyn, (max(ready, now), self.seq, rid, ENGINE_IN))
 
@@ -174,7 +173,9 @@ class Simulator:
             least(self.decode_pool).enqueue(rid, t)
             return
         if kind == ENGINE_IN:
-            self.replicas[self.served_by[rid]].enqueue(rid, t)
+            rep = self.replicas[self.served_by[rid]]
+            rep.inbound -= 1
+            rep.enqueue(rid, t)
             return
         if kind == MIGRATE_IN:
             self.replicas[self.served_by[rid]].receive(self.moving.pop(rid), t)
@@ -191,7 +192,8 @@ class Simulator:
                 rep.inbound += 1
                 return
             t_in = max(t_in, ready)
-        if t_in > t:
+        if t_in > t:  # on its way to the engine: counted in the replica's load, so the router sees it
+            rep.inbound += 1
             self.seq += 1
             heappush(self.dyn, (t_in, self.seq, rid, ENGINE_IN))
         else:
@@ -247,6 +249,7 @@ class Simulator:
                         pool_of[rid] = d_pool
                         t_in = t + d_ovh
                         if t_in > t:
+                            direct.inbound += 1
                             self.seq += 1
                             heappush(dyn, (t_in, self.seq, rid, ENGINE_IN))
                         else:

@@ -19,7 +19,7 @@ def least(reps: list) -> object:
     """The replica with the fewest requests outstanding (Replica.outstanding, inline), the first on ties."""
     best, bo = None, None
     for r in reps:
-        o = len(r.waiting) + len(r.prefilling) + r.dec.n + len(r.swapped) + r.inbound
+        o = len(r.waiting) + len(r.pending) + len(r.prefilling) + r.dec.n + len(r.swapped) + r.inbound
         if bo is None or o < bo:
             best, bo = r, o
     return best
