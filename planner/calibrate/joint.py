@@ -315,6 +315,8 @@ NOT_FITTED = {
                              "(and, for the Blackwell two, an architecture) no fitted row comes from",
     "perf_overview_0_20.csv": "held out to measure transfer: TensorRT-LLM 0.20's perf overview (the first PyTorch-backend "
                               "releases) on B200, H200 and H100",
+    "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
+                            "comes from",
 }
 
 

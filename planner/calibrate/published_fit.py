@@ -44,7 +44,7 @@ def engine_of(row: dict) -> str:
         eid = row["engine"].strip().lower().replace("-", "").replace(".", "")
         eid = {"tensorrtllm": "trtllm", "llamacpp": "llamacpp"}.get(eid, row["engine"].strip().lower())
         ver = re.search(r"\d+(?:\.\d+)+", row.get("engine_version") or "")  # "0.15.1 (per ...)", "... is v0.15.1)"
-        return f"{eid}@{ver.group(0)}" if ver else eid
+        return _profile_for(eid, ver.group(0)) if ver else eid
     src = (row.get("source") or "").lower()
     if "llama.cpp" in src or "llamacpp" in src:
         return "llamacpp"
@@ -56,6 +56,25 @@ def engine_of(row: dict) -> str:
     if "mlperf-inference-v4" in src:
         return "trtllm@0.9"
     return "trtllm"
+
+
+def _profile_for(eid: str, version: str) -> str:
+    """``ID@VERSION`` when that release has a profile, else the profile of its era: vLLM from 0.8 on runs the V1
+    engine (the 0.15 profile), before it V0 (0.6); TensorRT-LLM as _trtllm_profile; another engine its newest."""
+    from planner.specs.engine import profiles
+
+    name = f"{eid}@{version}"
+    try:
+        get_engine(name)
+        return name
+    except PlannerError:
+        pass
+    major, minor = (int(x) for x in (version.split(".") + ["0"])[:2])
+    if eid == "trtllm":
+        return f"trtllm@{_trtllm_profile(major, minor)}"
+    if eid == "vllm":
+        return "vllm@0.15" if (major, minor) >= (0, 8) else "vllm@0.6"
+    return eid if any(p.split("@")[0] == eid for p in profiles()) else name
 
 
 def _vendor(hardware: str) -> str | None:
