@@ -266,3 +266,19 @@ def test_attention_dp_steady_state_prefills_one_prompt_per_rank_per_prompt_step(
         assert t.tpot_s[0] == pytest.approx(f * first.time_s[0] + (1 - f) * dec.time_s[0], rel=1e-9)
         # each rank's QKV projection sees its own prompt and its share of the other decodes
         assert op(first, Op.QKV_PROJ).flops[0] == pytest.approx(per_token * (isl + (run - adp) / adp))
+
+
+def test_a_few_tokens_run_as_matrix_vector_kernels_on_the_vector_units():
+    """Batch-1 decode on a GPU without matrix units on record (Apple M2 Ultra: no published FP16 matrix rate) reads
+    its weights once: q4_0 and q8_0 differ by their bytes, not by a tile-waste compute term (llama.cpp's mul_mv)."""
+    m, hw = get_model("llama-2-7b"), get_hardware("m2-ultra")
+    t = {}
+    for w in ("q4_0", "q8_0"):
+        p = make_plans(m, hw, tp=1, weights=w, kv="fp16")
+        cm = CostModel(m, hw, engine=Engine())
+        st = cm.step(p, Step(decode_seqs=1, decode_ctx=64))
+        up = op(st, Op.MLP_UP)
+        assert up.time_s[0] >= up.bytes[0] / cm.bw  # never faster than its weight read
+        assert up.flops[0] / cm.vec_rate < up.bytes[0] / cm.bw  # the vector units keep up: memory bound
+        t[w] = up.time_s[0] - cm.kernel_s
+    assert t["q8_0"] / t["q4_0"] == pytest.approx(8.5 / 4.5, rel=0.05)  # 34 vs 18 bytes per 32 weights

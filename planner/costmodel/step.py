@@ -212,6 +212,11 @@ class CostModel:
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):  # no tokens: no work, no time
             tc = np.where(flops > 0, flops / (flops_rate * eff), 0.0)
+        if self.vec_rate:
+            # a few tokens run as matrix-vector kernels on the vector units (llama.cpp's mul_mv, TensorRT-LLM's GEMV
+            # plugin): no idle tile rows, the vector rate; engines take whichever kernel is faster. It matters where
+            # the matrix units are weak or absent (Apple GPUs, CPUs), not beside tensor cores.
+            tc = np.minimum(tc, flops / self.vec_rate)
         tm = byts / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
