@@ -236,9 +236,9 @@ def _capture_hardware(f: Path, hardware):
     return get_hardware(str(spec))
 
 
-def predict_simulated(name: str, cols: set, rows: list[dict]) -> list[tuple]:
+def predict_simulated(name: str, cols: set, rows: list[dict]):
     """(row index, what, config, measured, predicted, note) for arrival-rate and MLPerf rows, through the
-    serving event simulator."""
+    serving event simulator (an iterable: MLPerf rows come one at a time)."""
     from planner.serving.published import predict_mlperf, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
 

@@ -37,7 +37,15 @@ def validate_cmd(
         from planner.errors import PlannerError
 
         raise PlannerError(f"--plot writes .png or .svg, not {plot}")
-    report = validate(paths, hardware=hardware)
+    with _progress(as_json) as prog:  # the simulated files (MLPerf, request rates) take most of a minute
+        task = prog.add_task("predicting the measured rows", total=None)
+        done = [0]
+
+        def tick():
+            done[0] += 1
+            prog.update(task, description=f"predicted {done[0]:,} rows")
+
+        report = validate(paths, hardware=hardware, progress=tick)
     if plot is not None:
         from planner.cli.common import err_console
         from planner.report.validate_plot import write_validation_plot
@@ -74,17 +82,22 @@ def validate_cmd(
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
-def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) -> None:
-    """Leave-one-out tables: per device (or file), in-sample and cross-validated median / p90 error."""
+def _progress(quiet: bool):
+    """A transient spinner with the elapsed time (none when the output is JSON)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),
+                    console=console, transient=True, disable=quiet)
+
+
+def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) -> None:
+    """Leave-one-out tables: per device (or file), in-sample and cross-validated median / p90 error."""
     from planner.calibrate import crossval
     from planner.errors import PlannerError
 
     if by not in ("hardware", "file"):
         raise PlannerError(f"--cross-validate takes hardware or file, got {by!r}")
-    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True, disable=as_json) as prog:
+    with _progress(as_json) as prog:
         task = prog.add_task("in-sample predictions", total=None)
         ins = crossval.in_sample(paths)
         prog.update(task, description=f"leave one {by} out" + (" (one-step refits)" if quick else " (refits)"))

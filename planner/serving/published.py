@@ -176,10 +176,10 @@ class _MLPerf:
         return out
 
 
-def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv") -> list[tuple[int, str, str, float, float, str]]:
-    """(row index, what, config, measured, predicted, note) for rows of the MLPerf schema."""
+def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
+    """(row index, what, config, measured, predicted, note) for rows of the MLPerf schema, one at a time (each new
+    system configuration runs the simulator for a while: a caller can show progress)."""
     mp = _MLPerf()
-    out = []
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
         gpus = int(_num(r, "gpus", where))
@@ -192,9 +192,8 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv") -> list[tuple
         try:
             p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where), _engine_of(r))
         except PlannerError as e:  # a row the planner cannot predict is reported beside the others
-            out.append((i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen}", measured, None, f"{where}: {e}"))
+            yield i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen}", measured, None, f"{where}: {e}"
             continue
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
-        out.append((i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen} ({plan})", measured,
-                    p[scen], "input lengths assumed (OpenOrca-like, mean ~300)"))
-    return out
+        yield (i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen} ({plan})", measured,
+               p[scen], "input lengths assumed (OpenOrca-like, mean ~300)")
