@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_runs, offline, trtllm_bench_max_batch
-from planner.costmodel.memory import kv_bytes_per_seq, logits_bytes, memory
+from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
 from planner.serving.batching import Techniques, inflight, static_batch
 from planner.serving.host import host_link_bytes_per_s
-from planner.specs.engine import get_engine
+from planner.specs.engine import get_engine, profiles
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv
 
@@ -50,7 +50,7 @@ def engine_of(row: dict) -> str:
         return "llamacpp"
     m = re.search(r"(?:trt-?llm|tensorrt[-_ ]?llm|perf-overview|release)[^0-9]{0,24}?v?(\d+)\.(\d+)", src)
     if m and ("trtllm" in src or "trt-llm" in src or "tensorrt" in src):
-        return f"trtllm@{_trtllm_profile(int(m.group(1)), int(m.group(2)))}"
+        return _profile_for("trtllm", f"{m.group(1)}.{m.group(2)}")
     if "mlperf" in src and row.get("hardware") and _vendor(row["hardware"]) not in ("nvidia", None):
         return "vllm"  # MLPerf LLM submissions on AMD Instinct run vLLM (ROCm); TensorRT-LLM runs on NVIDIA only
     if "mlperf-inference-v4" in src:
@@ -61,8 +61,6 @@ def engine_of(row: dict) -> str:
 def _profile_for(eid: str, version: str) -> str:
     """``ID@VERSION`` when that release has a profile, else the profile of its era: vLLM from 0.8 on runs the V1
     engine (the 0.15 profile), before it V0 (0.6); TensorRT-LLM as _trtllm_profile; another engine its newest."""
-    from planner.specs.engine import profiles
-
     name = f"{eid}@{version}"
     try:
         get_engine(name)
@@ -85,12 +83,9 @@ def _vendor(hardware: str) -> str | None:
 
 
 def _trtllm_profile(major: int, minor: int) -> str:
-    """The TensorRT-LLM profile (engines/trtllm-*.yaml) that stands for release ``major.minor``: its own, else the
-    one of its era: 1.1 for the PyTorch-backend releases (0.19 on, where trtllm-bench runs without an engine
-    build), 0.14 for the C++ runtime's in-flight batching releases (0.10-0.18), 0.9 before."""
-    own = f"{major}.{minor}"
-    if own in ("0.9", "0.14", "1.1"):
-        return own
+    """The TensorRT-LLM profile (engines/trtllm-*.yaml) of release ``major.minor``'s era, for a release without its
+    own: 1.1 for the PyTorch-backend releases (0.19 on, where trtllm-bench runs without an engine build), 0.14 for
+    the C++ runtime's in-flight batching releases (0.10-0.18), 0.9 before."""
     if (major, minor) >= (0, 19):
         return "1.1"
     return "0.14" if (major, minor) >= (0, 10) else "0.9"
@@ -304,11 +299,8 @@ def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
 def _admitted(g: _Group, eng) -> tuple[np.ndarray, np.ndarray]:
     """Sequences the engine admits at once (KV memory, then its batch cap) and KV bytes per token, per row."""
     p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
-    mem = memory(g.model, g.hw, p, eng)
-    per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens, eng)
     cap = np.where(g.batch_cap > 0, g.batch_cap, eng.max_seqs) if g.batch_cap is not None else eng.max_seqs
-    # a benchmark tool's batch size also sizes the engine's logits buffer (what is left goes to the KV cache)
-    freed = logits_bytes(g.model, p.tp, eng.max_seqs, eng.max_batched_tokens) - logits_bytes(g.model, p.tp, cap, eng.max_batched_tokens)
-    kv_cap = mem.kv_capacity_bytes + (eng.utilization if eng.kv_policy == "free" else 1.0) * freed
-    fit_n = np.floor(np.maximum(kv_cap, 0.0) / per_seq) * g.adp
+    mem = memory(g.model, g.hw, p, eng, max_seqs=cap)  # a benchmark tool's batch size also sizes the logits buffer
+    per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens, eng)
+    fit_n = np.floor(np.maximum(mem.kv_capacity_bytes, 0.0) / per_seq) * g.adp
     return np.minimum(fit_n, cap * g.adp), mem.kv_full_per_token + mem.kv_swa_per_token

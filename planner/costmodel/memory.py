@@ -74,17 +74,16 @@ def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, en
     return (full * full_tokens + swa * (np.minimum(ctx, w) if w else ctx)) / np.asarray(p.cp, float)
 
 
-def activation_bytes(model: Model, p: PlanArrays, eng: Engine) -> np.ndarray:
+def activation_bytes(model: Model, p: PlanArrays, eng: Engine, max_seqs=None) -> np.ndarray:
+    """Activation workspace per device; ``max_seqs`` (per row) replaces the engine's batch limit where a benchmark
+    tool set its own."""
     tp = p.tp.astype(float)
     ffn = model.moe.expert_intermediate_size * model.moe.top_k if model.moe else model.intermediate_size
     ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
     per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
-    return eng.max_batched_tokens * per_token * p.act_bytes + logits_bytes(model, tp, eng.max_seqs, eng.max_batched_tokens)
-
-
-def logits_bytes(model: Model, tp, max_seqs, max_batched_tokens) -> np.ndarray:
-    """The fp32 logits buffer: one vocabulary row (its 1/tp share) per sequence the engine may sample at once."""
-    return np.minimum(max_seqs, max_batched_tokens) * model.vocab_size / np.asarray(tp, float) * 4.0
+    seqs = eng.max_seqs if max_seqs is None else max_seqs
+    logits = np.minimum(seqs, eng.max_batched_tokens) * model.vocab_size / tp * 4.0  # fp32 logits
+    return eng.max_batched_tokens * per_token * p.act_bytes + logits
 
 
 @dataclass
@@ -103,10 +102,11 @@ class MemoryResult:
         return self.kv_capacity_bytes > 0
 
 
-def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine()) -> MemoryResult:
+def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine(), *, max_seqs=None) -> MemoryResult:
+    """``max_seqs``: per-row batch limits replacing the engine's (a benchmark tool's own batch size)."""
     cap = hw.memory_capacity_bytes
     w = weight_bytes_per_device(model, p)
-    act = activation_bytes(model, p, eng)
+    act = activation_bytes(model, p, eng, max_seqs)
     rt = np.full_like(w, eng.runtime_for(hw))
     full, swa = kv_bytes_per_token_layers(model, p, eng)
     if eng.kv_policy == "free":
