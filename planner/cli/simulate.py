@@ -83,7 +83,7 @@ def _render(out: dict, res) -> None:
     console.print(f"workload {out['workload']}")
     rate = out["rate"]
     console.print(f"{out['requests']:,} requests" + (f" at {rate:g} req/s" if rate and math.isfinite(rate) else " all at once" if rate else "")
-                  + f", seed {out['seed']}; simulated {out['duration_s']:.1f} s in {out['simulator']['wall_s']:.2f} s ({out['simulator']['events']:,} events)")
+                  + f", seed {out['seed']}; simulated {out['duration_s']:.1f} s in {out['simulator']['wall_s']:.2f} s ({out['simulator']['events']:,} events, {out['simulator']['core']} core)")
     for n in out["notes"]:
         console.print(f"[yellow]note:[/yellow] {n}")
     console.print(_lat_table(out, "latency"))

@@ -161,7 +161,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
            "gpus": sum(p.count * p.replica.gpus for p in pools), "router": res.router,
            "workload": wdesc, "rate": r, "requests": len(reqs), "seed": seed, **summ,
            "queue_over_time": dict(zip(("t_s", "waiting", "running"), _downsample(res.queue_t, res.queue_waiting, res.queue_running))),
-           "simulator": {"events": res.events, "wall_s": res.wall_s}, "notes": notes + res.notes}
+           "simulator": {"events": res.events, "wall_s": res.wall_s, "core": res.core}, "notes": notes + res.notes}
     if lora_spec is not None:
         out["lora"] = {"adapters": lora_spec.adapters, "rank": lora_spec.rank, "targets": list(lora_spec.targets),
                        "popularity": lora_spec.popularity, **out["lora"]}

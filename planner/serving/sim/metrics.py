@@ -55,6 +55,7 @@ class SimResult:
     augmented: np.ndarray | None = None  # IC-Cache: requests served by the small model with cached examples
     klass: np.ndarray | None = None  # service class of each request (index into ``classes``)
     classes: list = field(default_factory=list)  # planner.serving.classes.ServiceClass
+    core: str = "python"  # the event loop that ran: c (planner.serving.sim.fastcore) or python
 
     @property
     def done(self) -> np.ndarray:

@@ -71,6 +71,7 @@ class Replica:
         self.steps = 0
         self.batch_time = 0.0  # integral of the decode batch over time
         self.preemptions = 0
+        self.unfinished = 0  # requests left in it when the compiled core ended (planner.serving.sim.fastcore)
         self.adapters = None  # LoRA (planner.serving.sim.adapters): the resident set; their GEMMs are in the step table
         if m.lora is not None:
             from planner.serving.sim.adapters import AdapterCache

@@ -1,0 +1,1116 @@
+/* The simulator's event loop in C, for the configurations it covers (planner/serving/sim/fastcore.py
+ * decides which): aggregated replicas; reserve-mode KV (blocks for prompt and whole output up front,
+ * never preempted) or on-demand KV (blocks as tokens are written, the newest sequence preempted by
+ * recompute or swap when a step finds none free); first-come-first-served queues; the pinned shared
+ * prefix and follow-up turns whose history stays in an LRU prefix cache; no LoRA, no migration, no
+ * speculative decoding; any number of pools and replicas; the round-robin, least-outstanding, static
+ * and threshold routers, with session affinity; decode-first or prefill-first steps, chunked
+ * prefill, asynchronous scheduling and the per-request front-end time.
+ *
+ * It is a line-by-line transcription of the Python reference (core.py, replica.py, stepform.py,
+ * decodes.py, steptable.py): the same events in the same order, the same floating-point operations
+ * in the same order (built with -ffp-contract=off, so no fused multiply-adds), so its results are
+ * identical to the last bit; tests/test_sim_fastcore.py checks that on randomized workloads.
+ * Python comments name the function each block mirrors. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int64_t i64;
+
+enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
+enum { ARRIVE = 0, ENGINE_IN = 2 };
+enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
+
+/* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
+typedef struct { double t; i64 seq; i64 a; i64 kind; } Ev;
+typedef struct { Ev *v; i64 n, cap; } EvHeap;
+
+static int ev_less(const Ev *x, const Ev *y) { return x->t < y->t || (x->t == y->t && x->seq < y->seq); }
+
+static int ev_push(EvHeap *h, Ev e) {
+    if (h->n == h->cap) {
+        i64 cap = h->cap ? 2 * h->cap : 64;
+        Ev *v = realloc(h->v, (size_t)cap * sizeof(Ev));
+        if (!v) return -1;
+        h->v = v, h->cap = cap;
+    }
+    i64 i = h->n++;
+    while (i > 0) {
+        i64 p = (i - 1) / 2;
+        if (!ev_less(&e, &h->v[p])) break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = e;
+    return 0;
+}
+
+static Ev ev_pop(EvHeap *h) {
+    Ev top = h->v[0], last = h->v[--h->n];
+    i64 i = 0, n = h->n;
+    for (;;) {
+        i64 c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && ev_less(&h->v[c + 1], &h->v[c])) c++;
+        if (!ev_less(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (n) h->v[i] = last;
+    return top;
+}
+
+/* decode completions keyed (step, slot, generation); a slot's generation voids entries of sequences
+ * that left early (preempted) */
+typedef struct { i64 step; i64 slot; i64 gen; } Done;
+
+static int done_less(const Done *x, const Done *y) {
+    return x->step < y->step || (x->step == y->step && (x->slot < y->slot || (x->slot == y->slot && x->gen < y->gen)));
+}
+
+static int done_push(Done **hp, i64 *n, i64 *cap, Done e) {
+    if (*n == *cap) {
+        i64 c = *cap ? 2 * *cap : 64;
+        Done *v = realloc(*hp, (size_t)c * sizeof(Done));
+        if (!v) return -1;
+        *hp = v, *cap = c;
+    }
+    Done *h = *hp;
+    i64 i = (*n)++;
+    while (i > 0) {
+        i64 p = (i - 1) / 2;
+        if (!done_less(&e, &h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = e;
+    return 0;
+}
+
+static Done done_pop(Done *h, i64 *np) {
+    Done top = h[0], last = h[--(*np)];
+    i64 i = 0, n = *np;
+    for (;;) {
+        i64 c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && done_less(&h[c + 1], &h[c])) c++;
+        if (!done_less(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n) h[i] = last;
+    return top;
+}
+
+/* ------------------------------------------------------------------ the step-cost table (steptable.py) */
+typedef struct {
+    const double *n_ax, *c_ax, *p_ax, *l_ax, *dec, *mix, *row_w;
+    const i64 *row_i;
+    i64 nn, nc, np_, nl, nrows;
+    i64 nlast, clast, plast, llast, sn, sc, sp;
+} Table;
+
+static i64 bisect_right(const double *a, i64 n, double x) {
+    i64 lo = 0, hi = n;
+    while (lo < hi) {
+        i64 mid = (lo + hi) / 2;
+        if (x < a[mid]) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* Python's -(-x // b): the ceiling of x / b for b > 0, any sign of x */
+static i64 ceil_div(i64 x, i64 b) {
+    i64 q = x / b;
+    return (x % b != 0 && x > 0) ? q + 1 : q;
+}
+
+/* Python's divmod for b > 0 (floor division) */
+static i64 floor_div(i64 x, i64 b) {
+    i64 q = x / b;
+    return (x % b != 0 && x < 0) ? q - 1 : q;
+}
+
+static i64 clamp_cell(i64 i, i64 last) { return i < 0 ? 0 : (i > last ? last : i); }
+
+/* StepTable.decode */
+static double tab_decode(const Table *T, double n, double ctx) {
+    const double *ax = T->n_ax;
+    i64 i = clamp_cell(bisect_right(ax, T->nn, n) - 1, T->nlast);
+    double wi = (n - ax[i]) / (ax[i + 1] - ax[i]);
+    ax = T->c_ax;
+    i64 j = clamp_cell(bisect_right(ax, T->nc, ctx) - 1, T->clast);
+    double wj = (ctx - ax[j]) / (ax[j + 1] - ax[j]);
+    const double *r0 = T->dec + i * T->nc, *r1 = T->dec + (i + 1) * T->nc;
+    double a = r0[j] + wj * (r0[j + 1] - r0[j]);
+    double b = r1[j] + wj * (r1[j + 1] - r1[j]);
+    return a + wi * (b - a);
+}
+
+/* StepTable.decode_pair (whole n within the table's rows) */
+static void tab_decode_pair(const Table *T, i64 n, double c0, double c1, double *out0, double *out1) {
+    i64 i = T->row_i[n];
+    double wi = T->row_w[n];
+    const double *r0 = T->dec + i * T->nc, *r1 = T->dec + (i + 1) * T->nc, *ax = T->c_ax;
+    i64 last = T->clast;
+    i64 j = bisect_right(ax, T->nc, c0) - 1;
+    j = j < 0 ? 0 : (j > last ? last : j);
+    double x = ax[j], y = ax[j + 1];
+    double a0 = r0[j], a1 = r1[j];
+    double d0 = r0[j + 1] - a0, d1 = r1[j + 1] - a1;
+    double wj = (c0 - x) / (y - x);
+    double lo = a0 + wj * d0;
+    *out0 = lo + wi * (a1 + wj * d1 - lo);
+    if (c1 >= y && j < last) {
+        j = bisect_right(ax, T->nc, c1) - 1;
+        j = j > last ? last : j;
+        x = ax[j], y = ax[j + 1];
+        a0 = r0[j], a1 = r1[j];
+        d0 = r0[j + 1] - a0, d1 = r1[j + 1] - a1;
+    }
+    wj = (c1 - x) / (y - x);
+    lo = a0 + wj * d0;
+    *out1 = lo + wi * (a1 + wj * d1 - lo);
+}
+
+/* StepTable.mixed; n_whole >= 0 is a whole batch size (the rows' cell), < 0 means n = 0.0 */
+static double tab_mixed(const Table *T, i64 n_whole, double ctx, double p, double span) {
+    i64 i;
+    double wi;
+    if (n_whole > 0) {
+        i = T->row_i[n_whole];
+        wi = T->row_w[n_whole];
+    } else {
+        i = 0, wi = 0.0;
+    }
+    const double *ax = T->c_ax;
+    i64 j = clamp_cell(bisect_right(ax, T->nc, ctx) - 1, T->clast);
+    double x = ax[j];
+    double wj = (ctx - x) / (ax[j + 1] - x);
+    ax = T->p_ax;
+    i64 k = clamp_cell(bisect_right(ax, T->np_, p) - 1, T->plast);
+    x = ax[k];
+    double wk = (p - x) / (ax[k + 1] - x);
+    ax = T->l_ax;
+    i64 m = clamp_cell(bisect_right(ax, T->nl, span) - 1, T->llast);
+    x = ax[m];
+    double wm = (span - x) / (ax[m + 1] - x);
+    const double *g = T->mix;
+    i64 sn = T->sn, sc = T->sc, sp = T->sp;
+    i64 b0 = i * sn + j * sc + k * sp + m, b, b1;
+    double out = 0.0, f, v0, v1;
+    f = (1.0 - wi) * (1.0 - wj);
+    if (f != 0.0) {
+        b1 = b0 + sp;
+        v0 = g[b0] + wm * (g[b0 + 1] - g[b0]);
+        v1 = g[b1] + wm * (g[b1 + 1] - g[b1]);
+        out += f * (v0 + wk * (v1 - v0));
+    }
+    f = (1.0 - wi) * wj;
+    if (f != 0.0) {
+        b = b0 + sc, b1 = b + sp;
+        v0 = g[b] + wm * (g[b + 1] - g[b]);
+        v1 = g[b1] + wm * (g[b1 + 1] - g[b1]);
+        out += f * (v0 + wk * (v1 - v0));
+    }
+    f = wi * (1.0 - wj);
+    if (f != 0.0) {
+        b = b0 + sn, b1 = b + sp;
+        v0 = g[b] + wm * (g[b + 1] - g[b]);
+        v1 = g[b1] + wm * (g[b1 + 1] - g[b1]);
+        out += f * (v0 + wk * (v1 - v0));
+    }
+    f = wi * wj;
+    if (f != 0.0) {
+        b = b0 + sn + sc, b1 = b + sp;
+        v0 = g[b] + wm * (g[b + 1] - g[b]);
+        v1 = g[b1] + wm * (g[b1 + 1] - g[b1]);
+        out += f * (v0 + wk * (v1 - v0));
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------ replicas (replica.py) */
+typedef struct { i64 rid; double remaining, past; i64 alloc, shared; } Job; /* records.PrefillJob */
+typedef struct { i64 rid; int last; } Piece;
+
+typedef struct {
+    i64 *v;
+    i64 head, n, cap;
+} Ring; /* FCFS queue (queues.FCFSQueue) */
+
+static int ring_push(Ring *q, i64 x) {
+    if (q->n == q->cap) {
+        i64 cap = q->cap ? 2 * q->cap : 64;
+        i64 *v = malloc((size_t)cap * sizeof(i64));
+        if (!v) return -1;
+        for (i64 k = 0; k < q->n; k++) v[k] = q->v[(q->head + k) % q->cap];
+        free(q->v);
+        q->v = v, q->head = 0, q->cap = cap;
+    }
+    q->v[(q->head + q->n) % q->cap] = x;
+    q->n++;
+    return 0;
+}
+
+static int ring_push_front(Ring *q, i64 x) {
+    if (ring_push(q, x)) return -1; /* make room (and keep the order), then rotate x to the front */
+    q->n--;
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->v[q->head] = x;
+    q->n++;
+    return 0;
+}
+
+static i64 ring_pop(Ring *q) {
+    i64 x = q->v[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+    return x;
+}
+
+typedef struct { i64 rid; double own, ctx; i64 remaining, shared; } Swapped; /* records.SwappedSeq */
+
+typedef struct {
+    Swapped *v;
+    i64 head, n, cap;
+} SwapQ;
+
+typedef struct {
+    /* configuration */
+    i64 idx, pool, max_seqs, B, kv_total;
+    int chunked, prefill_first, schedules_ahead, plain, reserve, swap, prefix_caching;
+    double mbt, ovh, eager_s, graph_max, swap_s_per_token;
+    const Table *T;
+    /* state */
+    int kind;
+    double t_start, t_end, next_t, step_s, slope_s, busy_s, batch_time;
+    i64 jump_k, version, steps, kv_used, kv_dec, inbound, preemptions;
+    i64 kv_ret, pinned, hit_tokens, hits;
+    i64 lru_head, lru_tail, lru_n; /* kvcache.KVBlocks.retained: finished turns, oldest first (links in Sim) */
+    Ring waiting;
+    SwapQ swapped;
+    i64 *pending;
+    i64 n_pending, cap_pending;
+    Job *pre; /* prefilling, in order */
+    i64 n_pre;
+    Piece *pieces;
+    i64 n_pieces;
+    /* decodes.DecodeBatch (one token per step) */
+    i64 dn, ds;
+    double sum_ctx0;
+    Done *heap;
+    i64 nheap, cap_heap;
+    i64 *d_rid, *d_blocks, *free_slots, *d_gen, *d_rem0, *d_s0, *prev, *next, *d_shared;
+    double *d_ctx0, *d_own0;
+    i64 n_free, oldest, newest; /* the slots in join order, a doubly linked list (DecodeBatch.order) */
+    i64 q_sum, *r_hist;         /* on-demand block count: sum of q and the histogram of r (DecodeBatch.blocks_at) */
+} Rep;
+
+typedef struct {
+    /* requests */
+    i64 n;
+    const i64 *isl, *osl, *prefix, *parent, *child;
+    const double *think;
+    double *first, *finish, *arrival;
+    i64 *ret_blocks, *ret_prev, *ret_next; /* per request: its retained blocks (0: none) and LRU links */
+    i64 *gen, *preempted, *served_by, *pool_of;
+    int8_t *rejected;
+    /* replicas and routing */
+    Rep *reps;
+    i64 n_reps, n_pools, router, threshold, rr;
+    const i64 *pool_start, *pool_count; /* replicas of pool p: reps[pool_start[p] .. + pool_count[p]] */
+    int multi;
+    EvHeap rheap, dyn;
+    i64 seq, completed;
+    void (*progress)(i64, i64);
+    int oom;
+} Sim;
+
+static i64 outstanding(const Rep *r) {
+    return r->waiting.n + r->n_pending + r->n_pre + r->dn + r->swapped.n + r->inbound;
+}
+
+static i64 kv_free(const Rep *r) { return r->kv_total - r->kv_used - r->kv_dec - r->kv_ret; }
+
+/* the LRU list of retained turns: unlink, append (newest) */
+static void lru_unlink(Sim *S, Rep *r, i64 rid) {
+    i64 pv = S->ret_prev[rid], nx = S->ret_next[rid];
+    if (pv >= 0) S->ret_next[pv] = nx;
+    else r->lru_head = nx;
+    if (nx >= 0) S->ret_prev[nx] = pv;
+    else r->lru_tail = pv;
+    r->lru_n--;
+}
+
+static void lru_append(Sim *S, Rep *r, i64 rid) {
+    S->ret_prev[rid] = r->lru_tail, S->ret_next[rid] = -1;
+    if (r->lru_tail >= 0) S->ret_next[r->lru_tail] = rid;
+    else r->lru_head = rid;
+    r->lru_tail = rid;
+    r->lru_n++;
+}
+
+/* KVBlocks.retain (Replica.retain: only with prefix caching) */
+static void kv_retain(Sim *S, Rep *r, i64 rid, i64 blocks) {
+    if (!r->prefix_caching || blocks <= 0) return; /* a request finishes once: never retained twice */
+    S->ret_blocks[rid] = blocks;
+    r->kv_ret += blocks;
+    lru_append(S, r, rid);
+}
+
+/* KVBlocks.take_retained */
+static i64 kv_take_retained(Sim *S, Rep *r, i64 rid) {
+    i64 b = S->ret_blocks[rid];
+    S->ret_blocks[rid] = 0;
+    lru_unlink(S, r, rid);
+    r->kv_ret -= b;
+    return b;
+}
+
+/* KVBlocks.evict: retained turns, least recently used first, until need blocks are free */
+static int kv_evict(Sim *S, Rep *r, i64 need, i64 keep) {
+    while (r->lru_n && need > kv_free(r)) {
+        i64 key = r->lru_head;
+        if (key == keep) {
+            if (r->lru_n == 1) break;
+            lru_unlink(S, r, key);
+            lru_append(S, r, key);
+            continue;
+        }
+        i64 b = S->ret_blocks[key];
+        S->ret_blocks[key] = 0;
+        lru_unlink(S, r, key);
+        r->kv_ret -= b;
+    }
+    return need <= kv_free(r);
+}
+
+/* Simulator.schedule */
+static void schedule(Sim *S, Rep *r, double t) {
+    r->next_t = t;
+    if (S->multi) {
+        S->seq += 1;
+        r->version = S->seq;
+        Ev e = {t, S->seq, r->idx, 0};
+        if (ev_push(&S->rheap, e)) S->oom = 1;
+    }
+}
+
+/* Simulator.finish (no adapters): a follow-up turn arrives after its think time */
+static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
+    S->finish[rid] = now;
+    S->completed += 1;
+    i64 child = S->child ? S->child[rid] : -1;
+    if (child >= 0) {
+        kv_retain(S, r, rid, blocks);
+        double t = now + S->think[child];
+        S->arrival[child] = t;
+        S->seq += 1;
+        Ev e = {t, S->seq, child, ARRIVE};
+        if (ev_push(&S->dyn, e)) S->oom = 1;
+    }
+    if (S->progress && S->completed % 2000 == 0) S->progress(S->completed, S->n);
+}
+
+/* Replica._truncate */
+static void truncate_jump(Sim *S, Rep *r, double t) {
+    double t0 = r->t_start, a = r->step_s, slope = r->slope_s;
+    i64 k = r->jump_k, kk;
+    double dt = t - t0;
+    if (dt <= 0) {
+        kk = 1;
+    } else if (slope > 0) {
+        double b = a - slope / 2.0;
+        kk = (i64)ceil((-b + sqrt(b * b + 2.0 * slope * dt)) / slope - 1e-9);
+    } else {
+        kk = a > 0 ? (i64)ceil(dt / a - 1e-9) : 1;
+    }
+    if (kk < 1) kk = 1;
+    if (kk >= k) return;
+    r->jump_k = kk;
+    r->t_end = t0 + (double)kk * a + slope * (double)kk * (double)(kk - 1) / 2.0;
+    schedule(S, r, r->t_end);
+}
+
+/* Replica.enqueue */
+static void enqueue(Sim *S, Rep *r, i64 rid, double now) {
+    if (r->schedules_ahead && r->kind != IDLE) {
+        if (r->n_pending == r->cap_pending) {
+            i64 cap = r->cap_pending ? 2 * r->cap_pending : 64;
+            i64 *v = realloc(r->pending, (size_t)cap * sizeof(i64));
+            if (!v) { S->oom = 1; return; }
+            r->pending = v, r->cap_pending = cap;
+        }
+        r->pending[r->n_pending++] = rid;
+        if (r->kind == JUMP && r->n_pending == 1 && r->n_pre + r->dn < r->max_seqs) truncate_jump(S, r, now);
+        return;
+    }
+    if (ring_push(&r->waiting, rid)) { S->oom = 1; return; }
+    if (r->kind == IDLE)
+        schedule(S, r, now);
+    else if (r->kind == JUMP && r->waiting.n == 1 && r->n_pre + r->dn < r->max_seqs)
+        truncate_jump(S, r, now);
+}
+
+/* Replica._release_pending */
+static void release_pending(Sim *S, Rep *r, double now) {
+    for (i64 k = 0; k < r->n_pending; k++)
+        if (ring_push(&r->waiting, r->pending[k])) { S->oom = 1; return; }
+    r->n_pending = 0;
+    if (r->kind == IDLE)
+        schedule(S, r, now);
+    else if (r->kind == JUMP)
+        truncate_jump(S, r, now);
+}
+
+/* DecodeBatch.blocks_at: KV blocks the on-demand decodes hold at step s (every own0 a whole number) */
+static i64 blocks_at(const Rep *r, i64 s) {
+    if (!r->dn) return 0;
+    i64 S_ = (i64)(1.0 * (double)s), B = r->B;
+    i64 q = floor_div(S_, B), rr = S_ - q * B, tail = 0;
+    if (rr)
+        for (i64 k = B - rr; k < B; k++) tail += r->r_hist[k];
+    return r->q_sum + r->dn * q + tail;
+}
+
+/* DecodeBatch._count */
+static void dec_count(Rep *r, double o0, i64 sign) {
+    i64 u = (i64)o0 + r->B - 1, q = floor_div(u, r->B);
+    r->q_sum += sign * q;
+    r->r_hist[u - q * r->B] += sign;
+}
+
+/* DecodeBatch.join: returns the blocks it adds to the on-demand count */
+static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaining, i64 blocks, i64 shared) {
+    i64 slot = r->free_slots[--r->n_free];
+    i64 s = r->ds;
+    r->d_rid[slot] = rid;
+    double c0 = ctx - 1.0 * (double)s;
+    r->d_ctx0[slot] = c0;
+    r->d_rem0[slot] = remaining;
+    r->d_s0[slot] = s;
+    r->d_blocks[slot] = blocks;
+    r->d_shared[slot] = shared;
+    i64 g = r->d_gen[slot] + 1;
+    r->d_gen[slot] = g;
+    r->sum_ctx0 += c0;
+    r->dn += 1;
+    r->prev[slot] = r->newest, r->next[slot] = -1; /* order[slot] = None */
+    if (r->newest >= 0) r->next[r->newest] = slot;
+    else r->oldest = slot;
+    r->newest = slot;
+    Done e = {s + remaining, slot, g};
+    if (done_push(&r->heap, &r->nheap, &r->cap_heap, e)) S->oom = 1;
+    if (!r->reserve) {
+        double o0 = (double)(own - 1.0 * (double)s);
+        r->d_own0[slot] = o0;
+        dec_count(r, o0, 1);
+        return ceil_div((i64)own, r->B);
+    }
+    return 0;
+}
+
+/* DecodeBatch.leave: the request, and (out) the blocks it frees from the on-demand count */
+static i64 dec_leave(Rep *r, i64 slot, i64 *freed) {
+    i64 rid = r->d_rid[slot];
+    r->d_rid[slot] = -1;
+    r->d_gen[slot] += 1;
+    r->sum_ctx0 -= r->d_ctx0[slot];
+    r->dn -= 1;
+    i64 pv = r->prev[slot], nx = r->next[slot]; /* del order[slot] */
+    if (pv >= 0) r->next[pv] = nx;
+    else r->oldest = nx;
+    if (nx >= 0) r->prev[nx] = pv;
+    else r->newest = pv;
+    r->free_slots[r->n_free++] = slot;
+    *freed = 0;
+    if (!r->reserve) {
+        double o0 = r->d_own0[slot];
+        dec_count(r, o0, -1);
+        *freed = ceil_div((i64)ceil(o0 + 1.0 * (double)r->ds), r->B);
+    }
+    return rid;
+}
+
+/* drop completion entries of sequences that left early (the loops of _launch_decodes) */
+static void dec_clean_top(Rep *r) {
+    while (r->d_gen[r->heap[0].slot] != r->heap[0].gen) done_pop(r->heap, &r->nheap);
+}
+
+/* Replica._finish_decodes */
+static void finish_decodes(Sim *S, Rep *r, double now) {
+    while (r->nheap && r->heap[0].step <= r->ds) {
+        Done d = done_pop(r->heap, &r->nheap);
+        if (r->d_gen[d.slot] != d.gen) continue;
+        i64 freed;
+        if (r->reserve) {
+            i64 blocks = r->d_blocks[d.slot];
+            i64 rid = dec_leave(r, d.slot, &freed);
+            r->kv_used -= blocks;
+            finish(S, rid, now, r, blocks);
+        } else {
+            i64 rid = dec_leave(r, d.slot, &freed); /* freed: DecodeBatch.own_blocks before it left */
+            r->kv_dec -= freed;
+            finish(S, rid, now, r, freed);
+        }
+    }
+}
+
+/* Replica._growth */
+static i64 growth(const Rep *r, i64 k) { return blocks_at(r, r->ds + k) - r->kv_dec; }
+
+/* Replica._kv_limit: the largest jump <= k whose block growth fits in the free blocks */
+static i64 kv_limit(const Rep *r, i64 k) {
+    i64 free_ = kv_free(r);
+    if (r->dn * ((i64)ceil((double)k * 1.0 / (double)r->B) + 1) <= free_) return k;
+    i64 lo = 1, hi = k;
+    while (lo < hi) {
+        i64 mid = (lo + hi + 1) / 2;
+        if (growth(r, mid) <= free_) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Replica._preempt of the newest decoding sequence (on-demand KV); returns the swap-out time */
+static double preempt(Sim *S, Rep *r) {
+    i64 slot = r->newest;
+    double own = r->d_own0[slot] + 1.0 * (double)r->ds;
+    double ctx = r->d_ctx0[slot] + 1.0 * (double)r->ds;
+    i64 since = r->ds - r->d_s0[slot]; /* generated_since_join: min(rem0, round((s - s0) E)) */
+    i64 rem = r->d_rem0[slot] - (r->d_rem0[slot] < since ? r->d_rem0[slot] : since);
+    i64 freed;
+    i64 rid = dec_leave(r, slot, &freed);
+    r->kv_dec -= freed;
+    S->gen[rid] = S->osl[rid] - rem;
+    S->preempted[rid] += 1;
+    r->preemptions += 1;
+    if (r->swap) {
+        SwapQ *q = &r->swapped;
+        if (q->n == q->cap) {
+            i64 cap = q->cap ? 2 * q->cap : 64;
+            Swapped *v = malloc((size_t)cap * sizeof(Swapped));
+            if (!v) { S->oom = 1; return 0.0; }
+            for (i64 k = 0; k < q->n; k++) v[k] = q->v[(q->head + k) % q->cap];
+            free(q->v);
+            q->v = v, q->head = 0, q->cap = cap;
+        }
+        Swapped e = {rid, own, ctx, rem, r->d_shared[slot]};
+        q->v[(q->head + q->n) % q->cap] = e;
+        q->n++;
+        return own * r->swap_s_per_token;
+    }
+    if (ring_push_front(&r->waiting, rid)) S->oom = 1;
+    return 0.0;
+}
+
+/* Replica._prefill_done */
+static void prefill_done(Sim *S, Rep *r, i64 rid, double now) {
+    i64 at = 0;
+    while (r->pre[at].rid != rid) at++;
+    i64 alloc = r->pre[at].alloc, shared = r->pre[at].shared;
+    memmove(r->pre + at, r->pre + at + 1, (size_t)(r->n_pre - at - 1) * sizeof(Job));
+    r->n_pre--;
+    if (S->first[rid] < 0) S->first[rid] = now;
+    i64 gen = S->gen[rid] + 1;
+    S->gen[rid] = gen;
+    i64 remaining = S->osl[rid] - gen;
+    if (remaining <= 0) {
+        r->kv_used -= alloc;
+        finish(S, rid, now, r, alloc);
+        return;
+    }
+    i64 ctx = S->isl[rid] + gen;
+    if (r->reserve) {
+        r->kv_dec += dec_join(S, r, rid, (double)ctx, (double)(ctx - shared), remaining, alloc, shared);
+    } else {
+        r->kv_used -= alloc;
+        r->kv_dec += dec_join(S, r, rid, (double)ctx, (double)(ctx - shared), remaining, 0, shared);
+    }
+}
+
+static double wall(const Rep *r, double gpu, double tokens) { return gpu + (tokens > r->graph_max ? r->eager_s : 0.0); }
+
+/* stepform._launch_decodes (reserve mode) */
+static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_step) {
+    i64 n = r->dn;
+    dec_clean_top(r);
+    i64 k = r->heap[0].step - r->ds;
+    if (k < 1 || one_step) k = 1;
+    else if (!r->reserve) k = kv_limit(r, k);
+    double c = r->sum_ctx0 / (double)n + 1.0 * (double)r->ds;
+    double a, b, slope;
+    if (k > 1) {
+        tab_decode_pair(r->T, n, c, c + 1.0 * (double)(k - 1), &a, &b);
+        if (!r->plain) {
+            a = wall(r, a, (double)n * 1.0);
+            b = wall(r, b, (double)n * 1.0);
+        }
+        slope = (b - a) / (double)(k - 1);
+    } else {
+        a = tab_decode(r->T, (double)n, c);
+        if (!r->plain) a = wall(r, a, (double)n * 1.0);
+        slope = 0.0;
+    }
+    a += extra;
+    r->t_start = now;
+    r->kind = JUMP;
+    r->jump_k = k, r->step_s = a, r->slope_s = slope;
+    double t = now + (double)k * a + slope * (double)k * (double)(k - 1) / 2.0;
+    r->t_end = t;
+    schedule(S, r, t);
+}
+
+/* stepform.form_step + _swap_in + _continue_chunks + _admit_prompts + _launch (FCFS, no prefix cache) */
+static void form_step(Sim *S, Rep *r, double now) {
+    double extra = 0.0;
+    int preempted = 0;
+    if (r->reserve) {
+        if (!(r->waiting.n || r->n_pre || r->swapped.n)) {
+            if (r->dn)
+                launch_decodes(S, r, now, 0.0, 0);
+            else
+                r->kind = IDLE;
+            return;
+        }
+    } else if (r->dn) {
+        while (r->dn && growth(r, 1) > kv_free(r)) {
+            extra += preempt(S, r);
+            preempted = 1;
+        }
+    }
+    int prefill_only = r->prefill_first && (r->waiting.n || r->n_pre) && !preempted;
+    double budget = r->mbt - (prefill_only ? 0.0 : (double)r->dn * 1.0);
+    i64 running = r->dn + r->n_pre;
+    double P = 0.0, pairs = 0.0;
+    r->n_pieces = 0;
+    /* _swap_in: swapped-out sequences come back first (their KV crosses the host link again) */
+    while (r->swapped.n && running < r->max_seqs) {
+        Swapped *sw = &r->swapped.v[r->swapped.head];
+        i64 need = ceil_div((i64)ceil(sw->own), r->B) + 1;
+        if (need > kv_free(r)) break;
+        Swapped w = *sw;
+        r->swapped.head = (r->swapped.head + 1) % r->swapped.cap;
+        r->swapped.n--;
+        extra += w.own * r->swap_s_per_token;
+        r->kv_dec += dec_join(S, r, w.rid, w.ctx, w.own, w.remaining, 0, w.shared);
+        running += 1;
+        if (!prefill_only) budget -= 1.0;
+    }
+    /* _continue_chunks */
+    i64 n_pre0 = r->n_pre;
+    for (i64 q = 0; q < n_pre0; q++) {
+        Job *pf = &r->pre[q];
+        if (budget <= 0) break;
+        double take = pf->remaining <= budget ? pf->remaining : budget;
+        if (take <= 0) continue;
+        double past = pf->past;
+        pf->remaining -= take;
+        pf->past += take;
+        pairs += take * past + take * (take + 1) / 2.0;
+        P += take;
+        budget -= take;
+        r->pieces[r->n_pieces].rid = pf->rid;
+        r->pieces[r->n_pieces].last = pf->remaining <= 0;
+        r->n_pieces++;
+    }
+    /* _admit_prompts */
+    if (r->waiting.n && !preempted) {
+        i64 B = r->B;
+        while (r->waiting.n && running < r->max_seqs) {
+            i64 rid = r->waiting.v[r->waiting.head];
+            i64 isl = S->isl[rid], osl = S->osl[rid], gen = S->gen[rid];
+            i64 shared = 0, hist = 0, hist_blocks = 0;
+            if (r->pinned) shared = S->prefix[rid] < isl - 1 ? S->prefix[rid] : isl - 1;
+            i64 par = S->parent ? S->parent[rid] : -1;
+            if (par >= 0 && gen == 0 && S->ret_blocks[par] > 0 && S->served_by[par] == r->idx) {
+                /* multi-turn: the previous turn's KV is cached here */
+                hist = S->isl[par] + S->osl[par] - shared;
+                hist_blocks = S->ret_blocks[par];
+            }
+            i64 prompt = isl + gen - shared - hist;
+            i64 own_total = isl + gen - shared + (r->reserve ? osl - gen : 1);
+            i64 need = ceil_div(own_total, B) - hist_blocks;
+            if (need + hist_blocks > r->kv_total - r->pinned) {
+                ring_pop(&r->waiting);
+                S->rejected[rid] = 1;
+                finish(S, rid, now, r, 0);
+                S->finish[rid] = INFINITY;
+                continue;
+            }
+            int split = r->chunked || (double)prompt > r->mbt;
+            if (!split && (double)prompt > budget && (r->n_pieces || r->dn || extra != 0.0)) break;
+            if (need > r->kv_total - r->kv_used - r->kv_dec - r->kv_ret + hist_blocks && !kv_evict(S, r, need - hist_blocks, par))
+                break;
+            ring_pop(&r->waiting);
+            if (hist_blocks) kv_take_retained(S, r, par);
+            i64 past = shared + hist;
+            if (past > 0) {
+                r->hit_tokens += past;
+                r->hits += 1;
+            }
+            i64 alloc = (need > 0 ? need : 0) + hist_blocks;
+            r->kv_used += alloc;
+            double take;
+            if (!split)
+                take = (double)prompt;
+            else {
+                double mb = budget < 0 ? 0.0 : budget;
+                take = (double)prompt <= mb ? (double)prompt : mb;
+            }
+            Job *pf = &r->pre[r->n_pre++];
+            pf->rid = rid, pf->remaining = (double)prompt - take, pf->past = (double)past + take, pf->alloc = alloc;
+            pf->shared = shared;
+            running += 1;
+            if (take > 0) {
+                pairs += take * (double)past + take * (take + 1) / 2.0;
+                P += take;
+                budget -= take;
+                r->pieces[r->n_pieces].rid = rid;
+                r->pieces[r->n_pieces].last = pf->remaining <= 0;
+                r->n_pieces++;
+            }
+            if (budget <= 0) break;
+        }
+    }
+    /* _launch */
+    i64 n = r->dn;
+    r->t_start = now;
+    if (r->n_pieces) {
+        double span = 2.0 * pairs / P, gpu;
+        if (prefill_only) {
+            gpu = tab_mixed(r->T, -1, 1.0, P, span);
+            r->kind = PREFILL;
+            if (!r->plain) gpu = wall(r, gpu, P);
+        } else {
+            gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + 1.0 * (double)r->ds : 1.0, P, span);
+            r->kind = MIXED;
+            if (!r->plain) gpu = wall(r, gpu, (double)n * 1.0 + P);
+        }
+        double t = now + (gpu + extra);
+        r->t_end = t;
+        r->next_t = t;
+        if (S->multi) {
+            S->seq += 1;
+            r->version = S->seq;
+            Ev e = {t, S->seq, r->idx, 0};
+            if (ev_push(&S->rheap, e)) S->oom = 1;
+        }
+        return;
+    }
+    if (!n) {
+        if (extra > 0) { /* only swap traffic: accounted as a busy step */
+            r->kind = MIXED;
+            r->t_end = now + extra;
+            schedule(S, r, r->t_end);
+            return;
+        }
+        r->kind = IDLE;
+        return;
+    }
+    launch_decodes(S, r, now, extra, r->n_pre > 0 || extra != 0.0 || preempted);
+}
+
+/* Replica._boundary (reserve mode) */
+static void boundary_(Sim *S, Rep *r, double now) {
+    int kind = r->kind;
+    if (kind != IDLE) {
+        double dur = now - r->t_start;
+        r->busy_s += dur;
+        if (kind != PREFILL) {
+            i64 k = kind == JUMP ? r->jump_k : 1;
+            r->steps += k;
+            r->batch_time += (double)r->dn * dur;
+            r->ds += k;
+            if (!r->reserve && r->dn) r->kv_dec = blocks_at(r, r->ds);
+            if (r->nheap && r->heap[0].step <= r->ds) finish_decodes(S, r, now);
+        } else {
+            r->steps += 1;
+        }
+        if (kind >= MIXED) {
+            i64 np = r->n_pieces;
+            r->n_pieces = 0;
+            for (i64 q = 0; q < np; q++)
+                if (r->pieces[q].last) prefill_done(S, r, r->pieces[q].rid, now);
+        }
+    }
+    if (!r->reserve || r->waiting.n || r->n_pre || r->swapped.n) {
+        form_step(S, r, now);
+        return;
+    }
+    i64 n = r->dn;
+    if (!n) {
+        r->kind = IDLE;
+        return;
+    }
+    /* the inline decode launch of Replica._boundary */
+    i64 s = r->ds;
+    i64 k = r->heap[0].step - s;
+    double c = r->sum_ctx0 / (double)n + 1.0 * (double)s, a, b, slope, t;
+    if (k > 1) {
+        tab_decode_pair(r->T, n, c, c + 1.0 * (double)(k - 1), &a, &b);
+        if (!r->plain) {
+            a = wall(r, a, (double)n * 1.0);
+            b = wall(r, b, (double)n * 1.0);
+        }
+        slope = (b - a) / (double)(k - 1);
+        t = now + (double)k * a + slope * (double)k * (double)(k - 1) / 2.0;
+    } else {
+        k = 1;
+        a = tab_decode(r->T, (double)n, c);
+        if (!r->plain) a = wall(r, a, (double)n * 1.0);
+        slope = 0.0;
+        t = now + a;
+    }
+    r->t_start = now;
+    r->kind = JUMP;
+    r->jump_k = k, r->step_s = a, r->slope_s = slope;
+    r->t_end = t;
+    r->next_t = t;
+    if (S->multi) {
+        S->seq += 1;
+        r->version = S->seq;
+        Ev e = {t, S->seq, r->idx, 0};
+        if (ev_push(&S->rheap, e)) S->oom = 1;
+    }
+}
+
+/* Replica.boundary */
+static void boundary(Sim *S, Rep *r, double now) {
+    boundary_(S, r, now);
+    if (r->n_pending) release_pending(S, r, now);
+}
+
+/* routers.least over a run of replicas */
+static Rep *least(Sim *S, i64 start, i64 count) {
+    Rep *best = NULL;
+    i64 bo = 0;
+    for (i64 k = start; k < start + count; k++) {
+        i64 o = outstanding(&S->reps[k]);
+        if (!best || o < bo) best = &S->reps[k], bo = o;
+    }
+    return best;
+}
+
+/* Router.pick (every pool takes new requests) */
+static Rep *route(Sim *S) {
+    switch (S->router) {
+    case R_ROUND_ROBIN: {
+        Rep *r = &S->reps[S->rr % S->n_reps];
+        S->rr++;
+        return r;
+    }
+    case R_LEAST:
+        return S->n_reps == 1 ? &S->reps[0] : least(S, 0, S->n_reps);
+    case R_STATIC:
+        return least(S, S->pool_start[0], S->pool_count[0]);
+    default:
+        for (i64 p = 0; p < S->n_pools; p++) {
+            Rep *best = least(S, S->pool_start[p], S->pool_count[p]);
+            if (outstanding(best) <= S->threshold) return best;
+        }
+        return least(S, S->pool_start[S->n_pools - 1], S->pool_count[S->n_pools - 1]);
+    }
+}
+
+/* Simulator._arrive */
+static void arrive(Sim *S, i64 rid, double t, i64 kind) {
+    if (kind == ENGINE_IN) {
+        Rep *r = &S->reps[S->served_by[rid]];
+        r->inbound -= 1;
+        enqueue(S, r, rid, t);
+        return;
+    }
+    i64 par = S->parent ? S->parent[rid] : -1;
+    Rep *r = par >= 0 ? &S->reps[S->served_by[par]] : route(S); /* session affinity: the previous turn's KV is there */
+    S->served_by[rid] = r->idx;
+    S->pool_of[rid] = r->pool;
+    double t_in = t + r->ovh;
+    if (t_in > t) {
+        r->inbound += 1;
+        S->seq += 1;
+        Ev e = {t_in, S->seq, rid, ENGINE_IN};
+        if (ev_push(&S->dyn, e)) S->oom = 1;
+    } else {
+        enqueue(S, r, rid, t);
+    }
+}
+
+/* QueueSampler */
+typedef struct { double dt, next; double *t; i64 *w, *r; i64 n; } Sampler;
+
+static double sample(Sampler *q, Sim *S, double t) {
+    i64 w = 0, rr = 0;
+    for (i64 k = 0; k < S->n_reps; k++) {
+        w += S->reps[k].waiting.n + S->reps[k].swapped.n;
+        rr += S->reps[k].dn + S->reps[k].n_pre;
+    }
+    q->t[q->n] = t, q->w[q->n] = w, q->r[q->n] = rr;
+    q->n++;
+    q->next = t + q->dt;
+    if (q->n > 4000) {
+        i64 m = 0;
+        for (i64 k = 0; k < q->n; k += 2, m++) q->t[m] = q->t[k], q->w[m] = q->w[k], q->r[m] = q->r[k];
+        q->n = m;
+        q->dt *= 2.0;
+    }
+    return q->next;
+}
+
+/* The whole run. ipar: n, n_ext, n_pools, n_reps, router, threshold, max_events (-1: none).
+ * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none).
+ * Per pool p, pint[p*12 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
+ * reserve, swap, prefix caching, pinned prefix blocks; pdbl[p*5 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token; tint[p*6 + ...]: the table's axis lengths
+ * (n, c, p, l), its number of rows, its offset in tdat (axes, decode grid, mixed grid, row weights in that
+ * order) with the row cells in trow at the same running offset as the rows. Outputs: rep_out[k*7 + ...] =
+ * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits; follow-up turns get their
+ * arrival times written; preempted[request] counts each request's preemptions; q_t/q_w/q_r (4002 each) and cnt = samples, events, completed.
+ * Returns 0, 1 (max_events exceeded) or 2 (out of memory). */
+int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
+                 const double *tdat, const i64 *trow, const double *ext_t, const i64 *ext_id, const i64 *isl,
+                 const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
+                 double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, void (*progress)(i64, i64)) {
+    Sim S;
+    memset(&S, 0, sizeof S);
+    S.n = ipar[0];
+    i64 n_ext = ipar[1];
+    S.n_pools = ipar[2], S.n_reps = ipar[3], S.router = ipar[4], S.threshold = ipar[5];
+    i64 max_events = ipar[6];
+    S.isl = isl, S.osl = osl, S.prefix = prefix, S.think = think, S.arrival = arrival;
+    if (ipar[7]) { /* follow-up turns: their parents' KV may be retained */
+        S.parent = parent, S.child = child;
+        S.ret_blocks = calloc((size_t)S.n, sizeof(i64));
+        S.ret_prev = malloc((size_t)S.n * sizeof(i64));
+        S.ret_next = malloc((size_t)S.n * sizeof(i64));
+    }
+    S.first = first, S.finish = fin, S.gen = gen, S.preempted = preempted, S.rejected = rejected;
+    S.served_by = served_by, S.pool_of = pool_of, S.progress = progress;
+    S.multi = S.n_reps > 1;
+    Table *tabs = calloc((size_t)S.n_pools, sizeof(Table));
+    i64 *pstart = calloc((size_t)S.n_pools, sizeof(i64)), *pcount = calloc((size_t)S.n_pools, sizeof(i64));
+    S.reps = calloc((size_t)S.n_reps, sizeof(Rep));
+    int rc = 0;
+    if (!tabs || !pstart || !pcount || !S.reps || (ipar[7] && (!S.ret_blocks || !S.ret_prev || !S.ret_next))) { rc = 2; goto out; }
+    S.pool_start = pstart, S.pool_count = pcount;
+    i64 ridx = 0;
+    for (i64 p = 0; p < S.n_pools; p++) {
+        Table *T = &tabs[p];
+        const i64 *ti = tint + 6 * p;
+        T->nn = ti[0], T->nc = ti[1], T->np_ = ti[2], T->nl = ti[3], T->nrows = ti[4];
+        const double *d = tdat + ti[5];
+        T->n_ax = d, d += T->nn;
+        T->c_ax = d, d += T->nc;
+        T->p_ax = d, d += T->np_;
+        T->l_ax = d, d += T->nl;
+        T->dec = d, d += T->nn * T->nc;
+        T->mix = d, d += T->nn * T->nc * T->np_ * T->nl;
+        T->row_w = d;
+        T->row_i = trow + (d - tdat);
+        T->nlast = T->nn - 2, T->clast = T->nc - 2, T->plast = T->np_ - 2, T->llast = T->nl - 2;
+        T->sp = T->nl, T->sc = T->nl * T->np_, T->sn = T->sc * T->nc;
+        const i64 *pi = pint + 12 * p;
+        const double *pd = pdbl + 5 * p;
+        pstart[p] = ridx, pcount[p] = pi[7];
+        for (i64 j = 0; j < pi[7]; j++, ridx++) {
+            Rep *r = &S.reps[ridx];
+            r->idx = ridx, r->pool = p, r->T = T;
+            r->max_seqs = pi[0], r->B = pi[1], r->kv_total = pi[2];
+            r->chunked = (int)pi[3], r->prefill_first = (int)pi[4], r->schedules_ahead = (int)pi[5], r->plain = (int)pi[6];
+            r->reserve = (int)pi[8], r->swap = (int)pi[9], r->prefix_caching = (int)pi[10];
+            r->pinned = pi[11], r->kv_used = pi[11]; /* KVBlocks.pin: the shared prefix stays resident */
+            r->lru_head = r->lru_tail = -1;
+            r->mbt = pd[0], r->ovh = pd[1], r->eager_s = pd[2], r->graph_max = pd[3], r->swap_s_per_token = pd[4];
+            r->kind = IDLE, r->next_t = INFINITY, r->oldest = r->newest = -1;
+            i64 cap = r->max_seqs + 1;
+            r->pre = malloc((size_t)(cap + 1) * sizeof(Job));
+            r->pieces = malloc((size_t)(cap + 1) * sizeof(Piece));
+            r->d_rid = malloc((size_t)cap * sizeof(i64));
+            r->d_blocks = malloc((size_t)cap * sizeof(i64));
+            r->free_slots = malloc((size_t)cap * sizeof(i64));
+            r->d_gen = calloc((size_t)cap, sizeof(i64));
+            r->d_rem0 = malloc((size_t)cap * sizeof(i64));
+            r->d_s0 = malloc((size_t)cap * sizeof(i64));
+            r->prev = malloc((size_t)cap * sizeof(i64));
+            r->next = malloc((size_t)cap * sizeof(i64));
+            r->d_ctx0 = malloc((size_t)cap * sizeof(double));
+            r->d_own0 = malloc((size_t)cap * sizeof(double));
+            r->d_shared = malloc((size_t)cap * sizeof(i64));
+            r->r_hist = calloc((size_t)r->B, sizeof(i64));
+            if (!r->pre || !r->pieces || !r->d_rid || !r->d_blocks || !r->free_slots || !r->d_gen || !r->d_rem0 ||
+                !r->d_s0 || !r->prev || !r->next || !r->d_ctx0 || !r->d_own0 || !r->r_hist || !r->d_shared) {
+                rc = 2;
+                goto out;
+            }
+            for (i64 k = 0; k < cap; k++) r->free_slots[k] = cap - 1 - k; /* pops slot 0 first */
+            r->n_free = cap;
+        }
+    }
+    Sampler qs = {0};
+    qs.t = q_t, qs.w = q_w, qs.r = q_r;
+    double span = dpar[1];
+    qs.dt = span > 0 ? (span / 400.0 > 1e-3 ? span / 400.0 : 1e-3) : 0.01;
+    qs.next = dpar[0];
+    double ta = n_ext ? ext_t[0] : INFINITY, next_sample = qs.next, t;
+    i64 i = 0, events = 0;
+    Rep *rep0 = &S.reps[0];
+    for (;;) {
+        if (!S.multi && !S.dyn.n && rep0->next_t < ta) {
+            t = rep0->next_t;
+            rep0->next_t = INFINITY;
+            boundary(&S, rep0, t);
+        } else {
+            double td = S.dyn.n ? S.dyn.v[0].t : INFINITY;
+            double tr = S.multi ? (S.rheap.n ? S.rheap.v[0].t : INFINITY) : rep0->next_t;
+            if (ta <= td && ta <= tr) {
+                if (ta == INFINITY) break;
+                t = ta;
+                i64 rid = ext_id[i];
+                i++;
+                arrive(&S, rid, t, ARRIVE);
+                ta = i < n_ext ? ext_t[i] : INFINITY;
+            } else if (td <= tr) {
+                Ev e = ev_pop(&S.dyn);
+                t = e.t;
+                arrive(&S, e.a, t, e.kind);
+            } else if (S.multi) {
+                Ev e = ev_pop(&S.rheap);
+                Rep *r = &S.reps[e.a];
+                if (r->version != e.seq) continue;
+                t = e.t;
+                boundary(&S, r, t);
+            } else {
+                t = tr;
+                rep0->next_t = INFINITY;
+                boundary(&S, rep0, t);
+            }
+        }
+        if (S.oom) { rc = 2; goto out; }
+        events += 1;
+        if (t >= next_sample) next_sample = sample(&qs, &S, t);
+        if (max_events >= 0 && events > max_events) { rc = 1; break; }
+    }
+    cnt[0] = qs.n, cnt[1] = events, cnt[2] = S.completed;
+    for (i64 k = 0; k < S.n_reps; k++) {
+        Rep *r = &S.reps[k];
+        rep_out[7 * k] = r->busy_s, rep_out[7 * k + 1] = r->batch_time, rep_out[7 * k + 2] = (double)r->steps;
+        rep_out[7 * k + 3] = (double)(r->waiting.n + r->n_pending + r->n_pre + r->dn + r->swapped.n);
+        rep_out[7 * k + 4] = (double)r->preemptions;
+        rep_out[7 * k + 5] = (double)r->hit_tokens, rep_out[7 * k + 6] = (double)r->hits;
+    }
+out:
+    if (S.reps)
+        for (i64 k = 0; k < S.n_reps; k++) {
+            Rep *r = &S.reps[k];
+            free(r->waiting.v), free(r->swapped.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
+            free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
+            free(r->prev), free(r->next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
+        }
+    free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount);
+    free(S.ret_blocks), free(S.ret_prev), free(S.ret_next);
+    return rc;
+}

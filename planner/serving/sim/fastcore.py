@@ -1,0 +1,189 @@
+"""The simulator's event loop compiled from C (``_fastcore.c``) for the configurations it covers, with
+results identical to the Python loop's to the last bit; every other configuration runs in Python.
+
+Covered (``reason`` says why not otherwise): aggregated replicas (no prefill/decode split); reserve-mode KV
+admission (TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM,
+SGLang; swapping priced by bandwidth, not block by block); first-come-first-served queues; the pinned
+shared prefix and follow-up turns with their history in the LRU prefix cache; no LoRA adapters, no live
+migration, no speculative decoding; the round-robin, least-outstanding, static and threshold routers (not
+subclasses of them). That is the
+default ``planner simulate`` of every engine, and the MLPerf and capacity simulations.
+
+The C file is compiled once with the system's C compiler (``$CC``, else ``cc``) into the planner's cache
+folder (planner.specs.datacache.cache_dir, or a temporary folder when the cache is off), under a name that
+hashes the source, the compiler and the platform; nothing is compiled at install time, so a source checkout,
+an editable install and a wheel all work the same. Without a compiler the Python loop runs (same results,
+about 50x slower); ``PLANNER_SIM_CORE=python`` chooses it, ``PLANNER_SIM_CORE=c`` makes a missing compiler
+an error. ``SimResult.core`` says which ran.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import PlannerError
+
+SOURCE = Path(__file__).with_name("_fastcore.c")
+FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC"]
+_lib: ctypes.CDLL | None = None
+_error: str | None = None  # why the compiled core is not available (after a failed load)
+_P = ctypes.c_void_p
+PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64)
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc.split()[0]) and cc
+
+
+def _build(cc: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".fastcore-", suffix=".so")
+    os.close(fd)
+    try:
+        res = subprocess.run([*cc.split(), *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise OSError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"{cc} exited with {res.returncode}")
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled core (built on first use), or None with ``_error`` saying why."""
+    global _lib, _error
+    if _lib is not None or _error is not None:
+        return _lib
+    from planner.specs.datacache import cache_dir
+
+    cc = _compiler()
+    if sys.platform == "win32" or cc is None:
+        _error = "no C compiler found (set CC)" if cc is None else "the compiled core is not built on Windows"
+        return None
+    try:
+        src = SOURCE.read_bytes()
+    except OSError:
+        _error = f"the core's source {SOURCE.name} is missing from this installation"
+        return None
+    key = hashlib.sha256(src + " ".join([cc, *FLAGS, platform.machine(), sys.platform]).encode()).hexdigest()[:16]
+    folder = cache_dir()
+    if folder is None:
+        folder = Path(tempfile.gettempdir()) / f"planner-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    path = folder / f"fastcore-{key}.so"
+    try:
+        if not path.exists():
+            _build(cc, path)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as e:
+        _error = f"building the compiled core failed: {e}"
+        return None
+    fn = lib.fastcore_run
+    fn.restype = ctypes.c_int
+    fn.argtypes = [_P] * 28 + [PROGRESS]
+    _lib = lib
+    return lib
+
+
+def wanted() -> str:
+    """$PLANNER_SIM_CORE: auto (default), c or python."""
+    v = os.environ.get("PLANNER_SIM_CORE", "auto").strip().lower() or "auto"
+    if v not in ("auto", "c", "python"):
+        raise PlannerError(f"PLANNER_SIM_CORE must be auto, c or python, not {v!r}")
+    return v
+
+
+def reason(sim) -> str | None:
+    """Why the compiled core cannot run this simulation (None: it can)."""
+    from planner.serving.sim.queues import FCFSQueue
+    from planner.serving.sim.routers import LeastOutstanding, RoundRobin, Static, Threshold
+
+    if type(sim.router) not in (LeastOutstanding, RoundRobin, Static, Threshold):
+        return f"the {sim.router.label()} router"
+    if sim.migrator is not None:
+        return "live migration"
+    if sim.adapter is not None:
+        return "LoRA adapters"
+    for r in sim.replicas:
+        m = r.m
+        if r.role != "both":
+            return "disaggregated prefill and decode"
+        if r.block_swap:
+            return "block-by-block swapping (--swap-group)"
+        if type(r.waiting) is not FCFSQueue:
+            return f"the {m.policy} queue"
+        if m.spec_k or r.E != 1.0 or r.dtok != 1.0:
+            return "speculative decoding"
+        if r.fair or r.tenants:
+            return "priority preemption"
+    return None
+
+
+def run(sim, qs) -> int:
+    """Run ``sim`` (a planner.serving.sim.core.Simulator the core covers) in C: fills its request table, each
+    replica's busy time, batch integral and step count, and ``qs`` (its QueueSampler); returns the events."""
+    lib = load()
+    assert lib is not None
+    reps, tab = sim.replicas, sim.table
+    # the replicas of each pool (the Python loop numbers them pool by pool, so each pool's are contiguous)
+    pools = [[r for r in reps if r.pool_idx == p] for p in range(len(sim.pools))]
+    pint, pdbl, tint, tdat, trow = [], [], [], [], []
+    off = 0
+    for members in pools:
+        r = members[0]
+        t = r.table
+        rows = t._rows
+        pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
+                 int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned]
+        pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token)]
+        parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, np.asarray(t._dec, dtype=np.float64).ravel(), np.asarray(t._mix, dtype=np.float64)]
+        head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
+        tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
+        block = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in parts] + [np.array([w for _, _, w, _ in rows])])
+        tdat.append(block)
+        trow.append(np.concatenate([np.zeros(head, dtype=np.int64), np.array([i for _, _, _, i in rows], dtype=np.int64)]))
+        off += block.size
+    arr = tab.arrival_s
+    ext = np.nonzero(np.isfinite(arr))[0]
+    ext = ext[np.argsort(arr[ext], kind="stable")]
+    ext_t = np.ascontiguousarray(arr[ext])
+    ext_id = np.ascontiguousarray(ext, dtype=np.int64)
+    router = type(sim.router).__name__
+    rcode = {"RoundRobin": 0, "LeastOutstanding": 1, "Static": 2, "Threshold": 3}[router]
+    max_events = sim.max_events if sim.max_events is not None else -1
+    turns = int(len(tab.parent) > 0 and tab.parent.max() >= 0)
+    ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns],
+                    dtype=np.int64)
+    dpar = np.array([qs.next, (ext_t[-1] - ext_t[0]) if len(ext_t) > 1 else 0.0])
+    rep_out = np.zeros(7 * len(reps))
+    q_t, q_w, q_r, cnt = np.zeros(4002), np.zeros(4002, dtype=np.int64), np.zeros(4002, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    arrays = [ipar, dpar, np.array(pint, dtype=np.int64), np.array(pdbl), np.array(tint, dtype=np.int64),
+              np.concatenate(tdat), np.concatenate(trow), ext_t, ext_id, tab.input_tokens, tab.output_tokens, tab.prefix_tokens,
+              tab.parent, tab.child, tab.think_s, tab.arrival_s,
+              tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt]
+    for a in arrays:
+        assert a.flags.c_contiguous
+    progress = sim.progress
+    cb = PROGRESS(lambda done, total: progress(int(done), int(total))) if progress is not None else PROGRESS()
+    rc = lib.fastcore_run(*[a.ctypes.data for a in arrays], cb)
+    if rc == 1:
+        raise PlannerError(f"simulation stopped after {sim.max_events} events")
+    if rc == 2:
+        raise MemoryError("the compiled simulator core ran out of memory")
+    for k, r in enumerate(reps):
+        o = rep_out[7 * k: 7 * k + 7]
+        r.busy_s, r.batch_time, r.steps, r.unfinished, r.preemptions = float(o[0]), float(o[1]), int(o[2]), int(o[3]), int(o[4])
+        r.kv.hit_tokens, r.kv.hits = int(o[5]), int(o[6])
+    ns = int(cnt[0])
+    qs.t, qs.w, qs.r = q_t[:ns].tolist(), q_w[:ns].tolist(), q_r[:ns].tolist()
+    sim.completed = int(cnt[2])
+    return int(cnt[1])

@@ -1,0 +1,126 @@
+"""The compiled event loop (planner.serving.sim.fastcore) gives the Python loop's results to the last bit on every
+configuration it covers, falls back to Python for the rest, and says which ran."""
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from planner.errors import PlannerError
+from planner.serving.sim import Pool, Scheduler, Simulator, fastcore, replica_for
+from planner.serving.sim.adapters import assign_adapters, parse_lora
+from planner.serving.sim.routers import LeastOutstanding
+from planner.serving.workload import generate, get_workload
+
+pytestmark = pytest.mark.skipif(fastcore.load() is None, reason=f"compiled core unavailable: {fastcore._error}")
+
+ARRAYS = ("arrival_s", "first_token_s", "finish_s", "replica", "pool", "preemptions", "rejected", "replica_busy_s",
+          "replica_mean_batch", "queue_t", "queue_waiting", "queue_running")
+
+
+class _Routed(LeastOutstanding):
+    """A router of the user's own (here the same policy): the compiled core does not know it."""
+
+
+def _run(core, monkeypatch, pools, reqs, **kw):
+    monkeypatch.setenv("PLANNER_SIM_CORE", core)
+    sim = Simulator(pools, reqs, **kw)
+    res = sim.run()
+    assert res.core == core
+    return res
+
+
+def _identical(a, b):
+    for k in ARRAYS:
+        assert np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True), k
+    assert (a.events, a.steps, a.notes, a.cache_hit_tokens) == (b.events, b.steps, b.notes, b.cache_hit_tokens)
+    assert a.summary() == b.summary()
+
+
+def _replica(engine, reqs, rng, **sched):
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine=engine, sched=Scheduler(**sched) if sched else None,
+                      max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
+    # a KV cache 20-60x smaller than the GPU's: admission waits, preemption and rejection all happen
+    blocks = max(rep.kv_blocks // rng.randint(20, 60), 200)
+    beh = dataclasses.replace(rep.behaviour, request_overhead_s=rng.choice([0.0, 0.004]),
+                              async_scheduling=rng.random() < 0.5, prefix_caching=rng.random() < 0.8)
+    return dataclasses.replace(rep, kv_blocks=blocks, behaviour=beh)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_compiled_core_matches_python_on_random_configurations(seed, monkeypatch):
+    rng = random.Random(seed)
+    engine = ["trtllm", "vllm", "sglang"][seed % 3]
+    workload = ["chat", "burstgpt", "rag", "chat-multiturn"][seed % 4]  # rag: a pinned prefix; multiturn: retained turns
+    reqs = generate(get_workload(workload), 1500, rate=rng.choice([5.0, 25.0, 80.0]), seed=seed)
+    sched = {}
+    if rng.random() < 0.4:
+        sched["chunked_prefill"] = rng.random() < 0.5
+        sched["max_batched_tokens"] = rng.choice([256, 1024, 4096])
+    if rng.random() < 0.3:
+        sched["max_seqs"] = rng.choice([4, 16, 48])
+    if engine != "trtllm" and rng.random() < 0.4:
+        sched["preemption"] = "swap"
+    a = _replica(engine, reqs, rng, **sched)
+    pools = [Pool(a, rng.choice([1, 1, 2, 3]))]
+    if rng.random() < 0.4:  # a second pool of another size (routers that look at pools)
+        pools.append(Pool(_replica(engine, reqs, rng, max_seqs=rng.choice([8, 32])), rng.choice([1, 2])))
+    router = rng.choice(["least-outstanding", "round-robin", "static", "threshold:3"])
+    _identical(_run("python", monkeypatch, pools, reqs, router=router), _run("c", monkeypatch, pools, reqs, router=router))
+
+
+@pytest.mark.parametrize("workload", ["burstgpt", "chat-multiturn"])
+def test_identical_on_a_long_run_with_preemption(workload, monkeypatch):
+    reqs = generate(get_workload(workload), 20_000, rate=40.0, seed=5)
+    rep = _replica("vllm", reqs, random.Random(1))
+    rep = dataclasses.replace(rep, behaviour=dataclasses.replace(rep.behaviour, prefix_caching=True))
+    py, c = _run("python", monkeypatch, [Pool(rep, 2)], reqs), _run("c", monkeypatch, [Pool(rep, 2)], reqs)
+    assert py.preemptions.sum() > 100  # the regime the comparison is about
+    if workload == "chat-multiturn":
+        assert py.cache_hit_tokens > 0
+    _identical(py, c)
+
+
+def test_auto_falls_back_to_python_where_the_core_does_not_reach(monkeypatch):
+    monkeypatch.delenv("PLANNER_SIM_CORE", raising=False)
+    reqs = generate(get_workload("chat"), 300, rate=5.0, seed=0)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
+    assert Simulator([Pool(rep, 1)], reqs).run().core == "c"
+    sim = Simulator([Pool(rep, 1)], reqs, router=_Routed())
+    assert sim.run().core == "python" and sim.core_reason == "the least-outstanding router"
+    lora = parse_lora("100:16", 20, "zipf:1.0")
+    rep_l = replica_for("llama-3.1-8b", "h100-sxm", lora=lora, max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
+    reqs.adapter = assign_adapters(len(reqs), lora, seed=0)
+    assert Simulator([Pool(rep_l, 1)], reqs).run().core == "python"
+    monkeypatch.setenv("PLANNER_SIM_CORE", "c")
+    with pytest.raises(PlannerError, match="cannot run this: LoRA adapters"):
+        Simulator([Pool(rep_l, 1)], reqs).run()
+    monkeypatch.setenv("PLANNER_SIM_CORE", "fast")
+    with pytest.raises(PlannerError, match="auto, c or python"):
+        Simulator([Pool(rep, 1)], reqs).run()
+
+
+def test_without_a_compiler_python_runs_and_says_so(monkeypatch):
+    reqs = generate(get_workload("chat"), 400, rate=8.0, seed=2)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
+    c = _run("c", monkeypatch, [Pool(rep, 1)], reqs)
+    monkeypatch.delenv("PLANNER_SIM_CORE")
+    monkeypatch.setattr(fastcore, "_lib", None)
+    monkeypatch.setattr(fastcore, "_error", None)
+    monkeypatch.setattr(fastcore, "_compiler", lambda: None)
+    py = Simulator([Pool(rep, 1)], reqs).run()
+    assert py.core == "python" and any("no C compiler" in n for n in py.notes)
+    py.notes = c.notes
+    _identical(py, c)
+
+
+def test_max_events_and_progress_in_the_compiled_core(monkeypatch):
+    monkeypatch.setenv("PLANNER_SIM_CORE", "c")
+    reqs = generate(get_workload("chat"), 5000, rate=20.0, seed=4)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
+    with pytest.raises(PlannerError, match="stopped after 1000 events"):
+        Simulator([Pool(rep, 1)], reqs, max_events=1000).run()
+    seen = []
+    Simulator([Pool(rep, 2)], reqs, progress=lambda done, total: seen.append((done, total))).run()
+    assert seen[:2] == [(2000, 5000), (4000, 5000)] and seen[-1] == (5000, 5000)
