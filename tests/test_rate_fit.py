@@ -73,24 +73,51 @@ def test_request_time_adds_to_every_simulated_ttft(rows):
 
 def test_a_fold_reuses_refits_or_drops_the_rate_values(rows):
     rates = rate_fit.rate_rows(builtin_published())
-    reuse = {"vllm@0.15": {"request_s": (0.0077, "rate fit: test"), "allreduce": (0.9, "rate fit: test")}}
+    reuse = {"vllm@0.15": {(None, "request_s"): (0.0077, "rate fit: test"), ("hopper", "allreduce"): (0.9, "rate fit: test")}}
     fold = copy.deepcopy(builtin_calibration())
+    fold["vllm@0.15"].architectures.clear()
     for n in rate_fit.RATE_PARAMS:
         fold["vllm@0.15"].engine_wide[n] = (0.5 if n == "allreduce" else 1e-6, "joint fit")
-    # holding out a device without rate rows: the values fitted to the same rate rows stand
+    # holding out a device without rate rows: the values fitted to the same rate rows stand, each where it applies
     kept = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "a100-sxm-80gb", reuse)
     assert kept["vllm@0.15"].engine_wide["request_s"][0] == 0.0077
-    assert kept["vllm@0.15"].engine_wide["allreduce"][0] == 0.9
+    assert kept["vllm@0.15"].architectures["hopper"]["allreduce"][0] == 0.9
+    assert kept["vllm@0.15"].engine_wide["allreduce"][0] == 0.5  # other architectures keep the joint fit's
     # holding out every rate row: nothing to fit, the joint fit's values stand (no leak of the held-out rows)
     dropped = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "h100-sxm", reuse)
     assert dropped["vllm@0.15"].engine_wide["allreduce"][0] == 0.5
     assert dropped["vllm@0.15"].engine_wide["request_s"][0] == 1e-6
+    assert "hopper" not in dropped["vllm@0.15"].architectures
 
 
 def test_the_files_in_force_carry_a_rate_fit_for_vllm_with_physical_values():
     got = rate_fit.in_force(builtin_calibration())
     assert "vllm@0.15" in got
-    vals = {n: v for n, (v, _src) in got["vllm@0.15"].items()}
+    vals = {n: v for (_arch, n), (v, _src) in got["vllm@0.15"].items()}
     assert 0.0 < vals["request_s"] < 0.1  # seconds per request: an API server's tokenize + HTTP + detokenize
     assert 0.2 <= vals["allreduce"] <= 1.2  # x the interconnect's nccl-tests fraction
     assert 0.0 < vals["kernel_s"] < 3e-5
+    # the host-side per-request time is the release's own; the per-kernel gap and the collectives belong to the GPU
+    # the rate rows ran on (Hopper: every vLLM rate row is an H100 run)
+    assert (None, "request_s") in got["vllm@0.15"]
+    assert {("hopper", "kernel_s"), ("hopper", "allreduce")} <= set(got["vllm@0.15"])
+
+
+def test_rate_fitted_device_values_stay_on_their_architecture():
+    """vLLM's Hopper-fitted kernel gap and collective efficiency price Hopper devices; a GPU of another architecture
+    (MI300X, B200) gets the all-engine values and its provenance says they are inferred, not the Hopper fit."""
+    from planner.costmodel.params import kernels_for
+    from planner.specs.loader import get_hardware
+
+    cal = builtin_calibration()["vllm@0.15"]
+    for hw in ("h100-sxm", "h200-sxm"):
+        k = kernels_for(get_engine("vllm@0.15"), get_hardware(hw))
+        assert k.values["kernel_s"] == cal.architectures["hopper"]["kernel_s"][0]
+        assert k.provenance["kernel_s"].startswith("rate fit")
+    for hw in ("mi300x", "b200"):
+        k = kernels_for(get_engine("vllm@0.15"), get_hardware(hw))
+        assert k.values["kernel_s"] == cal.engine_wide["kernel_s"][0] != cal.architectures["hopper"]["kernel_s"][0]
+        assert k.values["allreduce"] == cal.engine_wide["allreduce"][0]
+        assert "inferred" in k.provenance["kernel_s"] and "rate fit" not in k.provenance["kernel_s"]
+    # the per-request front end is the same on every GPU
+    assert get_engine("vllm@0.15").request_overhead_s == cal.engine_wide["request_s"][0]

@@ -14,7 +14,16 @@ batches. The one-step admission lag of an engine that schedules ahead is modelle
 So, after the joint fit, each engine release with rate rows gets them fitted to its rows through the simulator,
 with every other value (GEMM, attention, KV-read efficiencies) held at the joint fit's: all three (``RATE_PARAMS``)
 for a release the joint fit has no rows of (vLLM 0.15), only the per-request time (``HOST_ONLY``) for one it has
-(TensorRT-LLM 0.14), whose kernels and all-reduce its throughput rows already pin. Offline benchmark rows
+(TensorRT-LLM 0.14), whose kernels and all-reduce its throughput rows already pin.
+
+Where each fitted value applies follows what sets it. The per-request time is the API server's work on the host
+CPU, the same whatever GPU is underneath: it is the release's engine-wide value. The gap per kernel inside a CUDA
+(HIP) graph and the collective kernels' efficiency are set by the GPU's command processor and by the links and the
+collective library (NVLink and a custom all-reduce, XGMI and RCCL): they are values of the architectures the rate
+rows ran on (``DEVICE_PARAMS``), and another architecture keeps the joint fit's all-engine values (the issue's rule:
+a device without rows gets its architecture's values, else the engine-wide ones). Written engine-wide, vLLM 0.15's
+Hopper-fitted 3.7 us per kernel made AMD's published vLLM V1 latencies on MI300X (``vllm_rocm_static.csv``, never
+fitted) 25 % too fast at the median; with the all-engine 6.4 us they are 9.5 %. Offline benchmark rows
 (trtllm-bench, llama-bench: requests submitted in process) are predicted without a front end
 (``bench_settings.offline``). The fit is a small regularized least squares in log space (a Gaussian prior toward
 the joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
@@ -39,6 +48,7 @@ from planner.costmodel.params import PARAM_BY_NAME, using
 
 RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
 HOST_ONLY = ("request_s",)  # what a release whose kernels the joint fit already has takes from its rate rows
+DEVICE_PARAMS = ("kernel_s", "allreduce")  # set by the GPU and its links: values of the rate rows' architectures
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
 DURATION_SCALE = 0.25
 SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
@@ -58,6 +68,7 @@ class RateFit:
     prior_median_ape: float
     seconds: float
     evaluations: int
+    architectures: tuple[str, ...] = ()  # where DEVICE_PARAMS apply (the rate rows' GPUs)
 
     @property
     def source(self) -> str:
@@ -110,11 +121,24 @@ def _predict(rows: list[RateRow], scale: float) -> list[tuple[RateRow, str, floa
     return out
 
 
-def _calibration_with(cal: dict, release: str, values: dict[str, float], source: str = "rate fit (candidate)") -> dict:
-    """``cal`` with ``values`` laid over the release's engine-wide block and every architecture block."""
+def architectures_of(hardware) -> tuple[str, ...]:
+    """The GPU architectures of these device ids (where a rate fit's DEVICE_PARAMS apply)."""
+    from planner.specs.loader import get_hardware
+
+    return tuple(sorted({a for a in (getattr(get_hardware(h), "architecture", None) for h in hardware) if a}))
+
+
+def _calibration_with(cal: dict, release: str, values: dict[str, float], source: str = "rate fit (candidate)",
+                      architectures: tuple[str, ...] | None = None) -> dict:
+    """``cal`` with ``values`` laid over the release: a DEVICE_PARAMS value over each of ``architectures`` (when
+    given), every other value over the engine-wide block and every architecture block that has it."""
     out = dict(cal)
     c = copy.deepcopy(out[release])
     for n, v in values.items():
+        if architectures and n in DEVICE_PARAMS:
+            for a in architectures:
+                c.architectures.setdefault(a, {})[n] = (float(v), source)
+            continue
         c.engine_wide[n] = (float(v), source)
         for blk in c.architectures.values():
             if n in blk:
@@ -135,6 +159,7 @@ def _fittable(r: RateRow, what: str) -> bool:
 class _Problem:
     def __init__(self, release: str, rows: list[RateRow], cal: dict, scale: float):
         self.release, self.rows, self.cal, self.scale = release, rows, cal, scale
+        self.archs = architectures_of({r.hardware for r in rows})
         self.evals = 0
         c = cal[release]
         self.names = HOST_ONLY if c.rows else RATE_PARAMS  # joint-fit rows of this release pin its kernel values
@@ -151,7 +176,7 @@ class _Problem:
     def predict(self, x: np.ndarray) -> list[tuple[RateRow, str, float, float]]:
         """(row, metric, measured, predicted) of the fitted rows at parameters ``x``."""
         self.evals += 1
-        with using(_calibration_with(self.cal, self.release, self.values(x))):
+        with using(_calibration_with(self.cal, self.release, self.values(x), architectures=self.archs)):
             out = _predict(self.rows, self.scale)
         return [(r, what, meas, pred) for r, what, meas, pred in out if pred is not None and _fittable(r, what)]
 
@@ -184,13 +209,13 @@ def fit_release(release: str, rows: list[RateRow], cal: dict, *, scale: float = 
                 for r in rows})
     return RateFit(release, prob.values(sol.x), dict(prob.prior), n, runs, hw,
                    float(np.median(np.abs(np.expm1(r1)))), float(np.median(np.abs(np.expm1(r0[:n])))),
-                   time.perf_counter() - t0, prob.evals)
+                   time.perf_counter() - t0, prob.evals, prob.archs)
 
 
 def apply(cal: dict, fits: list[RateFit]) -> dict:
     """``cal`` with every release's rate-fit values laid over it (with their provenance)."""
     for f in fits:
-        cal = _calibration_with(cal, f.release, f.values, f.source)
+        cal = _calibration_with(cal, f.release, f.values, f.source, f.architectures)
     return cal
 
 
@@ -206,13 +231,19 @@ def fit_all(files: list[Path], cal: dict, *, progress=None) -> list[RateFit]:
     return out
 
 
-def in_force(cal: dict) -> dict[str, dict[str, tuple[float, str]]]:
-    """The rate-fit values a calibration carries: release -> name -> (value, source)."""
-    return {k: {n: vs for n, vs in c.engine_wide.items() if n in RATE_PARAMS and vs[1].startswith("rate fit")}
-            for k, c in cal.items() if any(vs[1].startswith("rate fit") for n, vs in c.engine_wide.items())}
+def in_force(cal: dict) -> dict[str, dict[tuple[str | None, str], tuple[float, str]]]:
+    """The rate-fit values a calibration carries: release -> (architecture, or None for engine-wide, name) ->
+    (value, source)."""
+    out: dict[str, dict[tuple[str | None, str], tuple[float, str]]] = {}
+    for k, c in cal.items():
+        blocks = [(None, c.engine_wide), *c.architectures.items()]
+        got = {(a, n): vs for a, blk in blocks for n, vs in blk.items() if n in RATE_PARAMS and vs[1].startswith("rate fit")}
+        if got:
+            out[k] = got
+    return out
 
 
-def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: dict[str, dict[str, tuple[float, str]]]) -> dict:
+def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: dict[str, dict[tuple[str | None, str], tuple[float, str]]]) -> dict:
     """A cross-validation fold's calibration with its rate-fit values (``rates``: ``rate_rows`` of every file). A
     release none of whose rate rows the fold holds out (``held_out(rate_row)``) keeps the values in force (fitted to
     the same rows; only the joint layer under them differs between folds); one that loses some rows is refitted on
@@ -222,8 +253,8 @@ def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: d
     for release, rows in rates.items():
         kept = [r for r in rows if not held_out(r)]
         if len(kept) == len(rows) and release in reuse:
-            for n, (v, src) in reuse[release].items():
-                out = _calibration_with(out, release, {n: v}, src)
+            for (a, n), (v, src) in reuse[release].items():
+                out = _calibration_with(out, release, {n: v}, src, (a,) if a else None)
         elif kept and release in out:
             f = fit_release(release, kept, out)
             if f is not None:

@@ -55,6 +55,9 @@ def _build(cc: str, out: Path) -> None:
         if res.returncode != 0:
             raise OSError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"{cc} exited with {res.returncode}")
         os.replace(tmp, out)
+        for old in out.parent.glob("fastcore-*.so"):  # builds of older sources: never loaded again
+            if old != out:
+                old.unlink(missing_ok=True)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
