@@ -792,15 +792,8 @@ static void form_step(Sim *S, Rep *r, double now) {
             r->kind = MIXED;
             if (!r->plain) gpu = wall(r, gpu, (double)n * 1.0 + P);
         }
-        double t = now + (gpu + extra);
-        r->t_end = t;
-        r->next_t = t;
-        if (S->multi) {
-            S->seq += 1;
-            r->version = S->seq;
-            Ev e = {t, S->seq, r->idx, 0};
-            if (ev_push(&S->rheap, e)) S->oom = 1;
-        }
+        r->t_end = now + (gpu + extra);
+        schedule(S, r, r->t_end);
         return;
     }
     if (!n) {
@@ -848,36 +841,9 @@ static void boundary_(Sim *S, Rep *r, double now) {
         r->kind = IDLE;
         return;
     }
-    /* the inline decode launch of Replica._boundary */
-    i64 s = r->ds;
-    i64 k = r->heap[0].step - s;
-    double c = r->sum_ctx0 / (double)n + 1.0 * (double)s, a, b, slope, t;
-    if (k > 1) {
-        tab_decode_pair(r->T, n, c, c + 1.0 * (double)(k - 1), &a, &b);
-        if (!r->plain) {
-            a = wall(r, a, (double)n * 1.0);
-            b = wall(r, b, (double)n * 1.0);
-        }
-        slope = (b - a) / (double)(k - 1);
-        t = now + (double)k * a + slope * (double)k * (double)(k - 1) / 2.0;
-    } else {
-        k = 1;
-        a = tab_decode(r->T, (double)n, c);
-        if (!r->plain) a = wall(r, a, (double)n * 1.0);
-        slope = 0.0;
-        t = now + a;
-    }
-    r->t_start = now;
-    r->kind = JUMP;
-    r->jump_k = k, r->step_s = a, r->slope_s = slope;
-    r->t_end = t;
-    r->next_t = t;
-    if (S->multi) {
-        S->seq += 1;
-        r->version = S->seq;
-        Ev e = {t, S->seq, r->idx, 0};
-        if (ev_push(&S->rheap, e)) S->oom = 1;
-    }
+    /* Replica._boundary launches the decodes inline; with no extra time and a whole jump it is _launch_decodes
+     * (k * a + 0.0 for one step is the same double as a), so both go through the one function here */
+    launch_decodes(S, r, now, 0.0, 0);
 }
 
 /* Replica.boundary */
