@@ -216,6 +216,24 @@ def test_trtllm_bench_sizes_its_batch_from_the_dataset_lengths():
     assert trtllm_bench_max_batch(big, get_hardware("gb200"), 1, 1, 1024, 1024, "mxfp4", "fp8") == 0
 
 
+def test_trtllm_bench_head_size_is_hidden_over_heads_for_deepseek_mla():
+    """trtllm-bench reads config.json's head_dim, else hidden_size // num_attention_heads; DeepSeek's MLA config has
+    no head_dim, so its estimate counts 7168 // 128 = 56 per head (not a query-key head's 192)."""
+    from planner.calibrate.bench_settings import trtllm_bench_max_batch
+
+    m, hw = get_model("deepseek-r1"), get_hardware("b200")
+    assert m.attention.mla is not None and m.hidden_size // m.num_heads == 56 and m.head_dim != 56
+    gib = 2.0**30
+    engine = sum(m.param_counts().values()) * 0.5 / gib  # NVFP4: 0.5 B per parameter
+    per_req = 2 * 61 * 128 * 56 * 1 / gib * 2048  # FP8 cache, 1024 + 1024 tokens
+    raw = (4 * hw.memory_capacity_bytes / gib - engine) * 0.95 / per_req
+    assert 192 < raw < 224
+    assert trtllm_bench_max_batch(m, hw, 4, 4, 1024, 1024, "fp4", "fp8") == 224
+    # a model whose config has head_dim keeps it (Qwen3-235B: 128, where hidden // heads is 64)
+    q = get_model("qwen3-235b-a22b")
+    assert q.head_dim == 128 and q.hidden_size // q.num_heads == 64 and q.attention.mla is None
+
+
 def test_published_rows_of_a_1x_trtllm_release_use_the_1x_profile():
     from planner.calibrate.bench_settings import bench_runs
     from planner.calibrate.published_fit import engine_of

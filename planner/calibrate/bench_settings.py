@@ -14,6 +14,15 @@ the dataset's input/output lengths (NVIDIA/TensorRT-LLM ``tensorrt_llm/bench/bui
 Every layer counts at full length (the estimate ignores sliding windows), and a weight format outside the
 table (gpt-oss's MXFP4) counts 2 bytes. The cap is per scheduler (per attention-DP rank); the KV pool the
 engine then allocates still bounds what runs.
+
+The head size is the one trtllm-bench's ``ModelConfig`` reads (``tensorrt_llm/bench/build/dataclasses.py``):
+config.json's ``head_dim``, else ``hidden_size // num_attention_heads``. DeepSeek-V3/R1's config (MLA) names
+qk_nope/qk_rope/v head dims but no ``head_dim``, so the estimate runs at 7168 // 128 = 56, not the 192 of a
+query-key head: DeepSeek-R1 dep4 FP4 at 1024/1024 gets 224 sequences per rank where 192 gave the floor of 64
+(B200 -55 % -> +1 %, GB200 -47 % -> +18 %; H200 dep8 FP8 +5 % -> +69 %, where the larger batch meets a cost the
+model does not have on Hopper). Still not replicated: the parameter count trtllm-bench reads from the safetensors
+index counts packed FP4 weights as stored (two per byte), which would shrink its engine estimate for FP4
+checkpoints further; which layers a checkpoint quantizes is not in the model specs.
 """
 
 from __future__ import annotations
@@ -32,7 +41,10 @@ def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, we
     set its batch size itself: unknown here, and the run is priced at what memory admits)."""
     engine_gib = sum(model.param_counts().values()) * _WEIGHT_BYTES.get(weights, 2.0) / GIB
     kv_bytes = 1.0 if kv == "fp8" else 2.0
-    per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * model.head_dim * kv_bytes / GIB
+    # trtllm-bench's ModelConfig reads head_dim from config.json, else hidden_size // num_attention_heads; DeepSeek's
+    # MLA config names qk_nope/qk_rope/v head dims but no head_dim, so its estimate uses 7168 // 128 = 56
+    head = model.hidden_size // model.num_heads if model.attention.mla is not None else model.head_dim
+    per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * head * kv_bytes / GIB
     available = hw.memory_capacity_bytes / GIB * gpus - engine_gib
     if available <= 0:
         return 0
