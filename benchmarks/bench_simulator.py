@@ -13,9 +13,11 @@ wall time covers sampling the workload, building the step-cost table and the sim
   lora-8b                    llama-3.1-8b serving 1,000 rank-16 adapters (Zipf 1.0, 200 resident, LRU), chat, 4 req/s
   classes-x4-migrate         llama-3.1-8b x 4 (vLLM), two service classes (examples/workloads/two-class-chat.yaml),
                              live migration at a load difference of 2, 40 req/s
+  classes-x4                 the same without migration (the priority queue alone)
+  spec-8b                    llama-3.1-8b (vLLM) with speculative decoding, 3 drafts at acceptance 0.7, chat, 8 req/s
   *-py                       the same with the Python event loop (PLANNER_SIM_CORE=python), for comparison
 The event loop is the compiled one (planner/serving/sim/fastcore.py) wherever it covers the configuration (column
-"core"); LoRA and service classes with migration run in Python. The C file is compiled once before the scenarios run,
+"core"); LoRA and live migration run in Python. The C file is compiled once before the scenarios run,
 so no scenario's time includes the compiler.
 """
 
@@ -37,6 +39,9 @@ SCENARIOS = {
     "classes-x4-migrate": dict(model="llama-3.1-8b", tp=1, replicas=4, workload="examples/workloads/two-class-chat.yaml",
                                rate=40.0, n=100_000, engine="vllm", migrate=2),
 }
+SCENARIOS["classes-x4"] = {k: v for k, v in SCENARIOS["classes-x4-migrate"].items() if k != "migrate"}
+SCENARIOS["spec-8b"] = dict(model="llama-3.1-8b", tp=1, replicas=1, workload="chat", rate=8.0, n=100_000, engine="vllm",
+                            spec=(3, 0.7))
 SCENARIOS["chat-8b-100k-py"] = dict(SCENARIOS["chat-8b-100k"], core="python")
 SCENARIOS["burst-vllm-py"] = dict(SCENARIOS["burst-vllm"], core="python")
 
@@ -59,7 +64,8 @@ def run_one(name: str) -> dict:
     lora = parse_lora(*sc["lora"]) if "lora" in sc else None
     if lora is not None:
         reqs.adapter = assign_adapters(len(reqs), lora, seed=0)
-    sched = Scheduler(policy="priority") if reqs.classes else None
+    sched = Scheduler(policy="priority" if reqs.classes else "fcfs", **(dict(spec_k=sc["spec"][0], spec_alpha=sc["spec"][1])
+                                                                          if "spec" in sc else {}))
     rep = replica_for(sc["model"], "h100-sxm", tp=sc["tp"], engine=sc.get("engine", "trtllm"), sched=sched, lora=lora,
                       max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
     t1 = time.perf_counter()

@@ -3,6 +3,7 @@ configuration it covers, falls back to Python for the rest, and says which ran."
 
 import dataclasses
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,13 +49,23 @@ def _replica(engine, reqs, rng, **sched):
     return dataclasses.replace(rep, kv_blocks=blocks, behaviour=beh)
 
 
-@pytest.mark.parametrize("seed", range(16))
+TWO_CLASSES = str(Path(__file__).resolve().parents[1] / "examples" / "workloads" / "two-class-chat.yaml")
+
+
+@pytest.mark.parametrize("seed", range(20))
 def test_compiled_core_matches_python_on_random_configurations(seed, monkeypatch):
     rng = random.Random(seed)
     engine = ["trtllm", "vllm", "sglang"][seed % 3]
-    workload = ["chat", "burstgpt", "rag", "chat-multiturn"][seed % 4]  # rag: a pinned prefix; multiturn: retained turns
+    # rag: a pinned prefix; multiturn: retained turns; two classes: priorities for the priority queue
+    workload = ["chat", "burstgpt", "rag", "chat-multiturn", TWO_CLASSES][seed % 5]
     reqs = generate(get_workload(workload), 1500, rate=rng.choice([5.0, 25.0, 80.0]), seed=seed)
     sched = {}
+    if workload == TWO_CLASSES or rng.random() < 0.25:
+        sched["policy"] = "priority" if workload == TWO_CLASSES else "slo-aware"
+        sched["ttft_slo_s"] = rng.choice([0.2, 1.0])
+    if rng.random() < 0.3:  # speculative decoding: a whole or a fractional number of tokens per step
+        sched["spec_k"] = rng.choice([2, 3])
+        sched["spec_alpha"] = rng.choice([1.0, 0.6])
     if rng.random() < 0.4:
         sched["chunked_prefill"] = rng.random() < 0.5
         sched["max_batched_tokens"] = rng.choice([256, 1024, 4096])
@@ -70,10 +81,14 @@ def test_compiled_core_matches_python_on_random_configurations(seed, monkeypatch
     _identical(_run("python", monkeypatch, pools, reqs, router=router), _run("c", monkeypatch, pools, reqs, router=router))
 
 
-@pytest.mark.parametrize("workload", ["burstgpt", "chat-multiturn"])
-def test_identical_on_a_long_run_with_preemption(workload, monkeypatch):
-    reqs = generate(get_workload(workload), 20_000, rate=40.0, seed=5)
-    rep = _replica("vllm", reqs, random.Random(1))
+@pytest.mark.parametrize("workload,sched", [("burstgpt", {}), ("chat-multiturn", {}),
+                                            ("two-class", {"policy": "priority", "spec_k": 3, "spec_alpha": 0.6}),
+                                            ("burstgpt", {"policy": "slo-aware", "ttft_slo_s": 0.5, "spec_k": 2, "spec_alpha": 1.0})])
+def test_identical_on_a_long_run_with_preemption(workload, sched, monkeypatch):
+    """Preemption under recompute, retained turns, a priority queue with fractional tokens per step (the on-demand
+    block count summed over sequences), an slo-aware queue with whole ones."""
+    reqs = generate(get_workload(TWO_CLASSES if workload == "two-class" else workload), 20_000, rate=40.0, seed=5)
+    rep = _replica("vllm", reqs, random.Random(1), **sched)
     rep = dataclasses.replace(rep, behaviour=dataclasses.replace(rep.behaviour, prefix_caching=True))
     py, c = _run("python", monkeypatch, [Pool(rep, 2)], reqs), _run("c", monkeypatch, [Pool(rep, 2)], reqs)
     assert py.preemptions.sum() > 100  # the regime the comparison is about

@@ -7,7 +7,8 @@
 * ``kvcache`` -- the KV block manager and prefix cache (hit counting, LRU eviction);
 * ``decodes``, ``replica``, ``stepform`` -- one replica's engine loop, preemption (recompute or swap);
 * ``routers`` -- round-robin, least-outstanding, threshold (load-aware fleets), static;
-* ``core`` -- the event loop; ``metrics`` -- results, percentiles, SLO attainment.
+* ``core`` -- the event loop; ``fastcore`` -- the same loop compiled from C (``_fastcore.c``) for the
+  configurations it covers, bit-identical; ``metrics`` -- results, percentiles, SLO attainment.
 """
 
 from planner.serving.sim.config import EngineBehaviour, Pool, ReplicaModel, Scheduler, build_replica, replica_for

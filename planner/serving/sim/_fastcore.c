@@ -1,9 +1,10 @@
 /* The simulator's event loop in C, for the configurations it covers (planner/serving/sim/fastcore.py
  * decides which): aggregated replicas; reserve-mode KV (blocks for prompt and whole output up front,
  * never preempted) or on-demand KV (blocks as tokens are written, the newest sequence preempted by
- * recompute or swap when a step finds none free); first-come-first-served queues; the pinned shared
- * prefix and follow-up turns whose history stays in an LRU prefix cache; no LoRA, no migration, no
- * speculative decoding; any number of pools and replicas; the round-robin, least-outstanding, static
+ * recompute or swap when a step finds none free); first-come-first-served, priority and slo-aware
+ * queues; speculative decoding (whole or fractional tokens per step); the pinned shared prefix and
+ * follow-up turns whose history stays in an LRU prefix cache; no LoRA, no migration, no priority
+ * preemption; any number of pools and replicas; the round-robin, least-outstanding, static
  * and threshold routers, with session affinity; decode-first or prefill-first steps, chunked
  * prefill, asynchronous scheduling and the per-request front-end time.
  *
@@ -273,6 +274,46 @@ static i64 ring_pop(Ring *q) {
     return x;
 }
 
+/* queues._KeyedQueue: a heap of (key, order, rid) (priority: the request's priority; slo-aware: its deadline);
+ * a preempted request goes in at (-inf, -order) */
+typedef struct { double key; i64 ord; i64 rid; } KEntry;
+typedef struct { KEntry *v; i64 n, cap, count; } KHeap;
+
+static int k_less(const KEntry *x, const KEntry *y) { return x->key < y->key || (x->key == y->key && x->ord < y->ord); }
+
+static int kheap_push(KHeap *h, KEntry e) {
+    if (h->n == h->cap) {
+        i64 cap = h->cap ? 2 * h->cap : 64;
+        KEntry *v = realloc(h->v, (size_t)cap * sizeof(KEntry));
+        if (!v) return -1;
+        h->v = v, h->cap = cap;
+    }
+    i64 i = h->n++;
+    while (i > 0) {
+        i64 p = (i - 1) / 2;
+        if (!k_less(&e, &h->v[p])) break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = e;
+    return 0;
+}
+
+static i64 kheap_pop(KHeap *h) {
+    KEntry top = h->v[0], last = h->v[--h->n];
+    i64 i = 0, n = h->n;
+    for (;;) {
+        i64 c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && k_less(&h->v[c + 1], &h->v[c])) c++;
+        if (!k_less(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (n) h->v[i] = last;
+    return top.rid;
+}
+
 typedef struct { i64 rid; double own, ctx; i64 remaining, shared; } Swapped; /* records.SwappedSeq */
 
 typedef struct {
@@ -283,8 +324,8 @@ typedef struct {
 typedef struct {
     /* configuration */
     i64 idx, pool, max_seqs, B, kv_total;
-    int chunked, prefill_first, schedules_ahead, plain, reserve, swap, prefix_caching;
-    double mbt, ovh, eager_s, graph_max, swap_s_per_token;
+    int chunked, prefill_first, schedules_ahead, plain, reserve, swap, prefix_caching, policy; /* 0 fcfs 1 priority 2 slo */
+    double mbt, ovh, eager_s, graph_max, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
     const Table *T;
     /* state */
     int kind;
@@ -292,7 +333,8 @@ typedef struct {
     i64 jump_k, version, steps, kv_used, kv_dec, inbound, preemptions;
     i64 kv_ret, pinned, hit_tokens, hits;
     i64 lru_head, lru_tail, lru_n; /* kvcache.KVBlocks.retained: finished turns, oldest first (links in Sim) */
-    Ring waiting;
+    Ring waiting; /* fcfs */
+    KHeap kwait;  /* priority, slo-aware */
     SwapQ swapped;
     i64 *pending;
     i64 n_pending, cap_pending;
@@ -309,13 +351,14 @@ typedef struct {
     double *d_ctx0, *d_own0;
     i64 n_free, oldest, newest; /* the slots in join order, a doubly linked list (DecodeBatch.order) */
     i64 q_sum, *r_hist;         /* on-demand block count: sum of q and the histogram of r (DecodeBatch.blocks_at) */
+    int whole;                  /* E and every own0 whole numbers: the histogram count holds */
 } Rep;
 
 typedef struct {
     /* requests */
     i64 n;
     const i64 *isl, *osl, *prefix, *parent, *child;
-    const double *think;
+    const double *think, *priority;
     double *first, *finish, *arrival;
     i64 *ret_blocks, *ret_prev, *ret_next; /* per request: its retained blocks (0: none) and LRU links */
     i64 *gen, *preempted, *served_by, *pool_of;
@@ -331,8 +374,32 @@ typedef struct {
     int oom;
 } Sim;
 
+/* the waiting queue of the replica's policy (queues.py): FCFS deque or keyed heap */
+static i64 wq_len(const Rep *r) { return r->policy ? r->kwait.n : r->waiting.n; }
+
+static int wq_push(Sim *S, Rep *r, i64 rid) {
+    if (!r->policy) return ring_push(&r->waiting, rid);
+    /* PriorityQueue.key / SLOAwareQueue.key: the priority, or arrival + TTFT target - own prefill time */
+    double key = r->policy == 1 ? (S->priority ? S->priority[rid] : 0.0)
+                                : S->arrival[rid] + r->slo_ttft - (double)S->isl[rid] * r->slo_s_per_token;
+    r->kwait.count += 1;
+    KEntry e = {key, r->kwait.count, rid};
+    return kheap_push(&r->kwait, e);
+}
+
+static int wq_push_front(Rep *r, i64 rid) {
+    if (!r->policy) return ring_push_front(&r->waiting, rid);
+    r->kwait.count += 1;
+    KEntry e = {-INFINITY, -r->kwait.count, rid};
+    return kheap_push(&r->kwait, e);
+}
+
+static i64 wq_peek(const Rep *r) { return r->policy ? r->kwait.v[0].rid : r->waiting.v[r->waiting.head]; }
+
+static i64 wq_take(Rep *r) { return r->policy ? kheap_pop(&r->kwait) : ring_pop(&r->waiting); }
+
 static i64 outstanding(const Rep *r) {
-    return r->waiting.n + r->n_pending + r->n_pre + r->dn + r->swapped.n + r->inbound;
+    return wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n + r->inbound;
 }
 
 static i64 kv_free(const Rep *r) { return r->kv_total - r->kv_used - r->kv_dec - r->kv_ret; }
@@ -450,17 +517,17 @@ static void enqueue(Sim *S, Rep *r, i64 rid, double now) {
         if (r->kind == JUMP && r->n_pending == 1 && r->n_pre + r->dn < r->max_seqs) truncate_jump(S, r, now);
         return;
     }
-    if (ring_push(&r->waiting, rid)) { S->oom = 1; return; }
+    if (wq_push(S, r, rid)) { S->oom = 1; return; }
     if (r->kind == IDLE)
         schedule(S, r, now);
-    else if (r->kind == JUMP && r->waiting.n == 1 && r->n_pre + r->dn < r->max_seqs)
+    else if (r->kind == JUMP && wq_len(r) == 1 && r->n_pre + r->dn < r->max_seqs)
         truncate_jump(S, r, now);
 }
 
 /* Replica._release_pending */
 static void release_pending(Sim *S, Rep *r, double now) {
     for (i64 k = 0; k < r->n_pending; k++)
-        if (ring_push(&r->waiting, r->pending[k])) { S->oom = 1; return; }
+        if (wq_push(S, r, r->pending[k])) { S->oom = 1; return; }
     r->n_pending = 0;
     if (r->kind == IDLE)
         schedule(S, r, now);
@@ -468,18 +535,27 @@ static void release_pending(Sim *S, Rep *r, double now) {
         truncate_jump(S, r, now);
 }
 
-/* DecodeBatch.blocks_at: KV blocks the on-demand decodes hold at step s (every own0 a whole number) */
+/* DecodeBatch.blocks_at: KV blocks the on-demand decodes hold at step s: from the histogram while E and every
+ * own0 are whole numbers, else summed over the sequences (whole numbers of blocks: any order gives the same sum) */
 static i64 blocks_at(const Rep *r, i64 s) {
     if (!r->dn) return 0;
-    i64 S_ = (i64)(1.0 * (double)s), B = r->B;
-    i64 q = floor_div(S_, B), rr = S_ - q * B, tail = 0;
-    if (rr)
-        for (i64 k = B - rr; k < B; k++) tail += r->r_hist[k];
-    return r->q_sum + r->dn * q + tail;
+    i64 B = r->B;
+    if (r->whole) {
+        i64 S_ = (i64)(r->E * (double)s);
+        i64 q = floor_div(S_, B), rr = S_ - q * B, tail = 0;
+        if (rr)
+            for (i64 k = B - rr; k < B; k++) tail += r->r_hist[k];
+        return r->q_sum + r->dn * q + tail;
+    }
+    double es = r->E * (double)s, total = 0.0;
+    for (i64 slot = r->oldest; slot >= 0; slot = r->next[slot]) total += ceil((r->d_own0[slot] + es) / (double)B);
+    return (i64)total;
 }
 
 /* DecodeBatch._count */
 static void dec_count(Rep *r, double o0, i64 sign) {
+    if (r->whole && o0 != floor(o0)) r->whole = 0; /* a fractional own count (fractional E): summed from now on */
+    if (!r->whole) return;
     i64 u = (i64)o0 + r->B - 1, q = floor_div(u, r->B);
     r->q_sum += sign * q;
     r->r_hist[u - q * r->B] += sign;
@@ -490,7 +566,7 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
     i64 slot = r->free_slots[--r->n_free];
     i64 s = r->ds;
     r->d_rid[slot] = rid;
-    double c0 = ctx - 1.0 * (double)s;
+    double c0 = ctx - r->E * (double)s;
     r->d_ctx0[slot] = c0;
     r->d_rem0[slot] = remaining;
     r->d_s0[slot] = s;
@@ -504,10 +580,11 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
     if (r->newest >= 0) r->next[r->newest] = slot;
     else r->oldest = slot;
     r->newest = slot;
-    Done e = {s + remaining, slot, g};
+    i64 steps = r->E == 1.0 ? remaining : (i64)ceil((double)remaining / r->E);
+    Done e = {s + steps, slot, g};
     if (done_push(&r->heap, &r->nheap, &r->cap_heap, e)) S->oom = 1;
     if (!r->reserve) {
-        double o0 = (double)(own - 1.0 * (double)s);
+        double o0 = (double)(own - r->E * (double)s);
         r->d_own0[slot] = o0;
         dec_count(r, o0, 1);
         return ceil_div((i64)own, r->B);
@@ -532,7 +609,7 @@ static i64 dec_leave(Rep *r, i64 slot, i64 *freed) {
     if (!r->reserve) {
         double o0 = r->d_own0[slot];
         dec_count(r, o0, -1);
-        *freed = ceil_div((i64)ceil(o0 + 1.0 * (double)r->ds), r->B);
+        *freed = ceil_div((i64)ceil(o0 + r->E * (double)r->ds), r->B);
     }
     return rid;
 }
@@ -567,7 +644,7 @@ static i64 growth(const Rep *r, i64 k) { return blocks_at(r, r->ds + k) - r->kv_
 /* Replica._kv_limit: the largest jump <= k whose block growth fits in the free blocks */
 static i64 kv_limit(const Rep *r, i64 k) {
     i64 free_ = kv_free(r);
-    if (r->dn * ((i64)ceil((double)k * 1.0 / (double)r->B) + 1) <= free_) return k;
+    if (r->dn * ((i64)ceil((double)k * r->E / (double)r->B) + 1) <= free_) return k;
     i64 lo = 1, hi = k;
     while (lo < hi) {
         i64 mid = (lo + hi + 1) / 2;
@@ -580,9 +657,9 @@ static i64 kv_limit(const Rep *r, i64 k) {
 /* Replica._preempt of the newest decoding sequence (on-demand KV); returns the swap-out time */
 static double preempt(Sim *S, Rep *r) {
     i64 slot = r->newest;
-    double own = r->d_own0[slot] + 1.0 * (double)r->ds;
-    double ctx = r->d_ctx0[slot] + 1.0 * (double)r->ds;
-    i64 since = r->ds - r->d_s0[slot]; /* generated_since_join: min(rem0, round((s - s0) E)) */
+    double own = r->d_own0[slot] + r->E * (double)r->ds;
+    double ctx = r->d_ctx0[slot] + r->E * (double)r->ds;
+    i64 since = (i64)rint((double)(r->ds - r->d_s0[slot]) * r->E); /* generated_since_join: min(rem0, round((s - s0) E)) */
     i64 rem = r->d_rem0[slot] - (r->d_rem0[slot] < since ? r->d_rem0[slot] : since);
     i64 freed;
     i64 rid = dec_leave(r, slot, &freed);
@@ -605,7 +682,7 @@ static double preempt(Sim *S, Rep *r) {
         q->n++;
         return own * r->swap_s_per_token;
     }
-    if (ring_push_front(&r->waiting, rid)) S->oom = 1;
+    if (wq_push_front(r, rid)) S->oom = 1;
     return 0.0;
 }
 
@@ -643,18 +720,18 @@ static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_ste
     i64 k = r->heap[0].step - r->ds;
     if (k < 1 || one_step) k = 1;
     else if (!r->reserve) k = kv_limit(r, k);
-    double c = r->sum_ctx0 / (double)n + 1.0 * (double)r->ds;
+    double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds;
     double a, b, slope;
     if (k > 1) {
-        tab_decode_pair(r->T, n, c, c + 1.0 * (double)(k - 1), &a, &b);
+        tab_decode_pair(r->T, n, c, c + r->E * (double)(k - 1), &a, &b);
         if (!r->plain) {
-            a = wall(r, a, (double)n * 1.0);
-            b = wall(r, b, (double)n * 1.0);
+            a = wall(r, a, (double)n * r->dtok);
+            b = wall(r, b, (double)n * r->dtok);
         }
         slope = (b - a) / (double)(k - 1);
     } else {
         a = tab_decode(r->T, (double)n, c);
-        if (!r->plain) a = wall(r, a, (double)n * 1.0);
+        if (!r->plain) a = wall(r, a, (double)n * r->dtok);
         slope = 0.0;
     }
     a += extra;
@@ -671,7 +748,7 @@ static void form_step(Sim *S, Rep *r, double now) {
     double extra = 0.0;
     int preempted = 0;
     if (r->reserve) {
-        if (!(r->waiting.n || r->n_pre || r->swapped.n)) {
+        if (!(wq_len(r) || r->n_pre || r->swapped.n)) {
             if (r->dn)
                 launch_decodes(S, r, now, 0.0, 0);
             else
@@ -684,8 +761,8 @@ static void form_step(Sim *S, Rep *r, double now) {
             preempted = 1;
         }
     }
-    int prefill_only = r->prefill_first && (r->waiting.n || r->n_pre) && !preempted;
-    double budget = r->mbt - (prefill_only ? 0.0 : (double)r->dn * 1.0);
+    int prefill_only = r->prefill_first && (wq_len(r) || r->n_pre) && !preempted;
+    double budget = r->mbt - (prefill_only ? 0.0 : (double)r->dn * r->dtok);
     i64 running = r->dn + r->n_pre;
     double P = 0.0, pairs = 0.0;
     r->n_pieces = 0;
@@ -700,7 +777,7 @@ static void form_step(Sim *S, Rep *r, double now) {
         extra += w.own * r->swap_s_per_token;
         r->kv_dec += dec_join(S, r, w.rid, w.ctx, w.own, w.remaining, 0, w.shared);
         running += 1;
-        if (!prefill_only) budget -= 1.0;
+        if (!prefill_only) budget -= r->dtok;
     }
     /* _continue_chunks */
     i64 n_pre0 = r->n_pre;
@@ -720,10 +797,10 @@ static void form_step(Sim *S, Rep *r, double now) {
         r->n_pieces++;
     }
     /* _admit_prompts */
-    if (r->waiting.n && !preempted) {
+    if (wq_len(r) && !preempted) {
         i64 B = r->B;
-        while (r->waiting.n && running < r->max_seqs) {
-            i64 rid = r->waiting.v[r->waiting.head];
+        while (wq_len(r) && running < r->max_seqs) {
+            i64 rid = wq_peek(r);
             i64 isl = S->isl[rid], osl = S->osl[rid], gen = S->gen[rid];
             i64 shared = 0, hist = 0, hist_blocks = 0;
             if (r->pinned) shared = S->prefix[rid] < isl - 1 ? S->prefix[rid] : isl - 1;
@@ -737,7 +814,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             i64 own_total = isl + gen - shared + (r->reserve ? osl - gen : 1);
             i64 need = ceil_div(own_total, B) - hist_blocks;
             if (need + hist_blocks > r->kv_total - r->pinned) {
-                ring_pop(&r->waiting);
+                wq_take(r);
                 S->rejected[rid] = 1;
                 finish(S, rid, now, r, 0);
                 S->finish[rid] = INFINITY;
@@ -747,7 +824,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             if (!split && (double)prompt > budget && (r->n_pieces || r->dn || extra != 0.0)) break;
             if (need > r->kv_total - r->kv_used - r->kv_dec - r->kv_ret + hist_blocks && !kv_evict(S, r, need - hist_blocks, par))
                 break;
-            ring_pop(&r->waiting);
+            wq_take(r);
             if (hist_blocks) kv_take_retained(S, r, par);
             i64 past = shared + hist;
             if (past > 0) {
@@ -788,9 +865,9 @@ static void form_step(Sim *S, Rep *r, double now) {
             r->kind = PREFILL;
             if (!r->plain) gpu = wall(r, gpu, P);
         } else {
-            gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + 1.0 * (double)r->ds : 1.0, P, span);
+            gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + r->E * (double)r->ds : 1.0, P, span);
             r->kind = MIXED;
-            if (!r->plain) gpu = wall(r, gpu, (double)n * 1.0 + P);
+            if (!r->plain) gpu = wall(r, gpu, (double)n * r->dtok + P);
         }
         r->t_end = now + (gpu + extra);
         schedule(S, r, r->t_end);
@@ -832,7 +909,7 @@ static void boundary_(Sim *S, Rep *r, double now) {
                 if (r->pieces[q].last) prefill_done(S, r, r->pieces[q].rid, now);
         }
     }
-    if (!r->reserve || r->waiting.n || r->n_pre || r->swapped.n) {
+    if (!r->reserve || wq_len(r) || r->n_pre || r->swapped.n) {
         form_step(S, r, now);
         return;
     }
@@ -913,7 +990,7 @@ typedef struct { double dt, next; double *t; i64 *w, *r; i64 n; } Sampler;
 static double sample(Sampler *q, Sim *S, double t) {
     i64 w = 0, rr = 0;
     for (i64 k = 0; k < S->n_reps; k++) {
-        w += S->reps[k].waiting.n + S->reps[k].swapped.n;
+        w += wq_len(&S->reps[k]) + S->reps[k].swapped.n;
         rr += S->reps[k].dn + S->reps[k].n_pre;
     }
     q->t[q->n] = t, q->w[q->n] = w, q->r[q->n] = rr;
@@ -930,8 +1007,11 @@ static double sample(Sampler *q, Sim *S, double t) {
 
 /* The whole run. ipar: n, n_ext, n_pools, n_reps, router, threshold, max_events (-1: none).
  * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none).
- * Per pool p, pint[p*12 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
- * reserve, swap, prefix caching, pinned prefix blocks; pdbl[p*5 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token; tint[p*6 + ...]: the table's axis lengths
+ * Per pool p, pint[p*13 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
+ * reserve, swap, prefix caching, pinned prefix blocks, queue policy (0 fcfs, 1 priority, 2 slo-aware);
+ * pdbl[p*9 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
+ * tokens each decoding sequence puts through a step (dtok), the slo-aware queue's TTFT target and prefill s/token;
+ * priority: each request's priority (NULL: none); tint[p*6 + ...]: the table's axis lengths
  * (n, c, p, l), its number of rows, its offset in tdat (axes, decode grid, mixed grid, row weights in that
  * order) with the row cells in trow at the same running offset as the rows. Outputs: rep_out[k*7 + ...] =
  * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits; follow-up turns get their
@@ -939,7 +1019,8 @@ static double sample(Sampler *q, Sim *S, double t) {
  * Returns 0, 1 (max_events exceeded) or 2 (out of memory). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
                  const double *tdat, const i64 *trow, const double *ext_t, const i64 *ext_id, const i64 *isl,
-                 const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
+                 const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival,
+                 const double *priority, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
                  double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, void (*progress)(i64, i64)) {
     Sim S;
     memset(&S, 0, sizeof S);
@@ -947,7 +1028,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     i64 n_ext = ipar[1];
     S.n_pools = ipar[2], S.n_reps = ipar[3], S.router = ipar[4], S.threshold = ipar[5];
     i64 max_events = ipar[6];
-    S.isl = isl, S.osl = osl, S.prefix = prefix, S.think = think, S.arrival = arrival;
+    S.isl = isl, S.osl = osl, S.prefix = prefix, S.think = think, S.arrival = arrival, S.priority = priority;
     if (ipar[7]) { /* follow-up turns: their parents' KV may be retained */
         S.parent = parent, S.child = child;
         S.ret_blocks = calloc((size_t)S.n, sizeof(i64));
@@ -979,18 +1060,20 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
         T->row_i = trow + (d - tdat);
         T->nlast = T->nn - 2, T->clast = T->nc - 2, T->plast = T->np_ - 2, T->llast = T->nl - 2;
         T->sp = T->nl, T->sc = T->nl * T->np_, T->sn = T->sc * T->nc;
-        const i64 *pi = pint + 12 * p;
-        const double *pd = pdbl + 5 * p;
+        const i64 *pi = pint + 13 * p;
+        const double *pd = pdbl + 9 * p;
         pstart[p] = ridx, pcount[p] = pi[7];
         for (i64 j = 0; j < pi[7]; j++, ridx++) {
             Rep *r = &S.reps[ridx];
             r->idx = ridx, r->pool = p, r->T = T;
             r->max_seqs = pi[0], r->B = pi[1], r->kv_total = pi[2];
             r->chunked = (int)pi[3], r->prefill_first = (int)pi[4], r->schedules_ahead = (int)pi[5], r->plain = (int)pi[6];
-            r->reserve = (int)pi[8], r->swap = (int)pi[9], r->prefix_caching = (int)pi[10];
+            r->reserve = (int)pi[8], r->swap = (int)pi[9], r->prefix_caching = (int)pi[10], r->policy = (int)pi[12];
             r->pinned = pi[11], r->kv_used = pi[11]; /* KVBlocks.pin: the shared prefix stays resident */
             r->lru_head = r->lru_tail = -1;
             r->mbt = pd[0], r->ovh = pd[1], r->eager_s = pd[2], r->graph_max = pd[3], r->swap_s_per_token = pd[4];
+            r->E = pd[5], r->dtok = pd[6], r->slo_ttft = pd[7], r->slo_s_per_token = pd[8];
+            r->whole = r->E == floor(r->E);
             r->kind = IDLE, r->next_t = INFINITY, r->oldest = r->newest = -1;
             i64 cap = r->max_seqs + 1;
             r->pre = malloc((size_t)(cap + 1) * sizeof(Job));
@@ -1064,7 +1147,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     for (i64 k = 0; k < S.n_reps; k++) {
         Rep *r = &S.reps[k];
         rep_out[7 * k] = r->busy_s, rep_out[7 * k + 1] = r->batch_time, rep_out[7 * k + 2] = (double)r->steps;
-        rep_out[7 * k + 3] = (double)(r->waiting.n + r->n_pending + r->n_pre + r->dn + r->swapped.n);
+        rep_out[7 * k + 3] = (double)(wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n);
         rep_out[7 * k + 4] = (double)r->preemptions;
         rep_out[7 * k + 5] = (double)r->hit_tokens, rep_out[7 * k + 6] = (double)r->hits;
     }
@@ -1072,7 +1155,7 @@ out:
     if (S.reps)
         for (i64 k = 0; k < S.n_reps; k++) {
             Rep *r = &S.reps[k];
-            free(r->waiting.v), free(r->swapped.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
+            free(r->waiting.v), free(r->kwait.v), free(r->swapped.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
             free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
             free(r->prev), free(r->next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
         }

@@ -3,10 +3,11 @@ results identical to the Python loop's to the last bit; every other configuratio
 
 Covered (``reason`` says why not otherwise): aggregated replicas (no prefill/decode split); reserve-mode KV
 admission (TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM,
-SGLang; swapping priced by bandwidth, not block by block); first-come-first-served queues; the pinned
-shared prefix and follow-up turns with their history in the LRU prefix cache; no LoRA adapters, no live
-migration, no speculative decoding; the round-robin, least-outstanding, static and threshold routers (not
-subclasses of them). That is the
+SGLang; swapping priced by bandwidth, not block by block); first-come-first-served, priority and slo-aware
+queues; speculative decoding; the pinned shared prefix and follow-up turns with their history in the LRU prefix
+cache; the round-robin, least-outstanding, static and threshold routers (not subclasses of them). Not covered
+(Python runs): LoRA adapters, live migration, priority preemption, block-by-block swapping, disaggregated
+prefill and decode. That is the
 default ``planner simulate`` of every engine, and the MLPerf and capacity simulations.
 
 The C file is compiled once with the system's C compiler (``$CC``, else ``cc``) into the planner's cache
@@ -92,7 +93,7 @@ def load() -> ctypes.CDLL | None:
         return None
     fn = lib.fastcore_run
     fn.restype = ctypes.c_int
-    fn.argtypes = [_P] * 28 + [PROGRESS]
+    fn.argtypes = [_P] * 29 + [PROGRESS]
     _lib = lib
     return lib
 
@@ -105,9 +106,11 @@ def wanted() -> str:
     return v
 
 
+_POLICIES = {"FCFSQueue": 0, "PriorityQueue": 1, "SLOAwareQueue": 2}  # planner.serving.sim.queues, as the C core numbers them
+
+
 def reason(sim) -> str | None:
     """Why the compiled core cannot run this simulation (None: it can)."""
-    from planner.serving.sim.queues import FCFSQueue
     from planner.serving.sim.routers import LeastOutstanding, RoundRobin, Static, Threshold
 
     if type(sim.router) not in (LeastOutstanding, RoundRobin, Static, Threshold):
@@ -122,10 +125,8 @@ def reason(sim) -> str | None:
             return "disaggregated prefill and decode"
         if r.block_swap:
             return "block-by-block swapping (--swap-group)"
-        if type(r.waiting) is not FCFSQueue:
+        if type(r.waiting).__name__ not in _POLICIES:
             return f"the {m.policy} queue"
-        if m.spec_k or r.E != 1.0 or r.dtok != 1.0:
-            return "speculative decoding"
         if r.fair or r.tenants:
             return "priority preemption"
     return None
@@ -146,8 +147,10 @@ def run(sim, qs) -> int:
         t = r.table
         rows = t._rows
         pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
-                 int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned]
-        pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token)]
+                 int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__]]
+        q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
+        pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
+                 float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0))]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, np.asarray(t._dec, dtype=np.float64).ravel(), np.asarray(t._mix, dtype=np.float64)]
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
@@ -168,16 +171,17 @@ def run(sim, qs) -> int:
                     dtype=np.int64)
     dpar = np.array([qs.next, (ext_t[-1] - ext_t[0]) if len(ext_t) > 1 else 0.0])
     rep_out = np.zeros(7 * len(reps))
+    priority = None if tab.priority is None else np.ascontiguousarray(np.asarray(tab.priority), dtype=np.float64)
     q_t, q_w, q_r, cnt = np.zeros(4002), np.zeros(4002, dtype=np.int64), np.zeros(4002, dtype=np.int64), np.zeros(3, dtype=np.int64)
     arrays = [ipar, dpar, np.array(pint, dtype=np.int64), np.array(pdbl), np.array(tint, dtype=np.int64),
               np.concatenate(tdat), np.concatenate(trow), ext_t, ext_id, tab.input_tokens, tab.output_tokens, tab.prefix_tokens,
-              tab.parent, tab.child, tab.think_s, tab.arrival_s,
+              tab.parent, tab.child, tab.think_s, tab.arrival_s, priority,
               tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt]
     for a in arrays:
-        assert a.flags.c_contiguous
+        assert a is None or a.flags.c_contiguous
     progress = sim.progress
     cb = PROGRESS(lambda done, total: progress(int(done), int(total))) if progress is not None else PROGRESS()
-    rc = lib.fastcore_run(*[a.ctypes.data for a in arrays], cb)
+    rc = lib.fastcore_run(*[None if a is None else a.ctypes.data for a in arrays], cb)
     if rc == 1:
         raise PlannerError(f"simulation stopped after {sim.max_events} events")
     if rc == 2:
