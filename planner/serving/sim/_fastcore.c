@@ -274,45 +274,8 @@ static i64 ring_pop(Ring *q) {
     return x;
 }
 
-/* queues._KeyedQueue: a heap of (key, order, rid) (priority: the request's priority; slo-aware: its deadline);
- * a preempted request goes in at (-inf, -order) */
-typedef struct { double key; i64 ord; i64 rid; } KEntry;
-typedef struct { KEntry *v; i64 n, cap, count; } KHeap;
-
-static int k_less(const KEntry *x, const KEntry *y) { return x->key < y->key || (x->key == y->key && x->ord < y->ord); }
-
-static int kheap_push(KHeap *h, KEntry e) {
-    if (h->n == h->cap) {
-        i64 cap = h->cap ? 2 * h->cap : 64;
-        KEntry *v = realloc(h->v, (size_t)cap * sizeof(KEntry));
-        if (!v) return -1;
-        h->v = v, h->cap = cap;
-    }
-    i64 i = h->n++;
-    while (i > 0) {
-        i64 p = (i - 1) / 2;
-        if (!k_less(&e, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = e;
-    return 0;
-}
-
-static i64 kheap_pop(KHeap *h) {
-    KEntry top = h->v[0], last = h->v[--h->n];
-    i64 i = 0, n = h->n;
-    for (;;) {
-        i64 c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && k_less(&h->v[c + 1], &h->v[c])) c++;
-        if (!k_less(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (n) h->v[i] = last;
-    return top.rid;
-}
+/* queues._KeyedQueue is a heap of (key, order, rid) (priority: the request's priority; slo-aware: its deadline;
+ * a preempted request goes in at (-inf, -order)): an EvHeap with t = key, seq = order, a = rid */
 
 typedef struct { i64 rid; double own, ctx; i64 remaining, shared; } Swapped; /* records.SwappedSeq */
 
@@ -334,7 +297,8 @@ typedef struct {
     i64 kv_ret, pinned, hit_tokens, hits;
     i64 lru_head, lru_tail, lru_n; /* kvcache.KVBlocks.retained: finished turns, oldest first (links in Sim) */
     Ring waiting; /* fcfs */
-    KHeap kwait;  /* priority, slo-aware */
+    EvHeap kwait; /* priority, slo-aware */
+    i64 kcount;   /* entries ever pushed (their order) */
     SwapQ swapped;
     i64 *pending;
     i64 n_pending, cap_pending;
@@ -382,21 +346,21 @@ static int wq_push(Sim *S, Rep *r, i64 rid) {
     /* PriorityQueue.key / SLOAwareQueue.key: the priority, or arrival + TTFT target - own prefill time */
     double key = r->policy == 1 ? (S->priority ? S->priority[rid] : 0.0)
                                 : S->arrival[rid] + r->slo_ttft - (double)S->isl[rid] * r->slo_s_per_token;
-    r->kwait.count += 1;
-    KEntry e = {key, r->kwait.count, rid};
-    return kheap_push(&r->kwait, e);
+    r->kcount += 1;
+    Ev e = {key, r->kcount, rid, 0};
+    return ev_push(&r->kwait, e);
 }
 
 static int wq_push_front(Rep *r, i64 rid) {
     if (!r->policy) return ring_push_front(&r->waiting, rid);
-    r->kwait.count += 1;
-    KEntry e = {-INFINITY, -r->kwait.count, rid};
-    return kheap_push(&r->kwait, e);
+    r->kcount += 1;
+    Ev e = {-INFINITY, -r->kcount, rid, 0};
+    return ev_push(&r->kwait, e);
 }
 
-static i64 wq_peek(const Rep *r) { return r->policy ? r->kwait.v[0].rid : r->waiting.v[r->waiting.head]; }
+static i64 wq_peek(const Rep *r) { return r->policy ? r->kwait.v[0].a : r->waiting.v[r->waiting.head]; }
 
-static i64 wq_take(Rep *r) { return r->policy ? kheap_pop(&r->kwait) : ring_pop(&r->waiting); }
+static i64 wq_take(Rep *r) { return r->policy ? ev_pop(&r->kwait).a : ring_pop(&r->waiting); }
 
 static i64 outstanding(const Rep *r) {
     return wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n + r->inbound;
