@@ -10,7 +10,7 @@ import pytest
 
 from planner.errors import PlannerError
 from planner.serving.sim import Pool, Scheduler, Simulator, fastcore, replica_for
-from planner.serving.sim.adapters import assign_adapters, parse_lora
+from planner.serving.sim.adapters import assign_adapters, lora_summary, parse_lora
 from planner.serving.sim.routers import LeastOutstanding
 from planner.serving.workload import generate, get_workload
 
@@ -104,13 +104,11 @@ def test_auto_falls_back_to_python_where_the_core_does_not_reach(monkeypatch):
     assert Simulator([Pool(rep, 1)], reqs).run().core == "c"
     sim = Simulator([Pool(rep, 1)], reqs, router=_Routed())
     assert sim.run().core == "python" and sim.core_reason == "the least-outstanding router"
-    lora = parse_lora("100:16", 20, "zipf:1.0")
-    rep_l = replica_for("llama-3.1-8b", "h100-sxm", lora=lora, max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
-    reqs.adapter = assign_adapters(len(reqs), lora, seed=0)
-    assert Simulator([Pool(rep_l, 1)], reqs).run().core == "python"
+    sim = Simulator([Pool(rep, 2)], reqs, migrate=1)
+    assert sim.run().core == "python" and sim.core_reason == "live migration"
     monkeypatch.setenv("PLANNER_SIM_CORE", "c")
-    with pytest.raises(PlannerError, match="cannot run this: LoRA adapters"):
-        Simulator([Pool(rep_l, 1)], reqs).run()
+    with pytest.raises(PlannerError, match="cannot run this: live migration"):
+        Simulator([Pool(rep, 2)], reqs, migrate=1).run()
     monkeypatch.setenv("PLANNER_SIM_CORE", "fast")
     with pytest.raises(PlannerError, match="auto, c or python"):
         Simulator([Pool(rep, 1)], reqs).run()
@@ -139,3 +137,26 @@ def test_max_events_and_progress_in_the_compiled_core(monkeypatch):
     seen = []
     Simulator([Pool(rep, 2)], reqs, progress=lambda done, total: seen.append((done, total))).run()
     assert seen[:2] == [(2000, 5000), (4000, 5000)] and seen[-1] == (5000, 5000)
+
+
+@pytest.mark.parametrize("resident,replicas", [(200, 1), (8, 2)])
+def test_identical_with_lora_adapters(resident, replicas, monkeypatch):
+    """S-LoRA traffic: an LRU set of resident adapters per replica, misses loaded over the host link one after another,
+    requests waiting for a slot when every resident adapter is in use (8 slots for 1,000 adapters)."""
+    reqs = generate(get_workload("chat"), 6000, rate=20.0, seed=3)
+    lora = parse_lora("1000:16", resident, "zipf:1.0")
+    reqs.adapter = assign_adapters(len(reqs), lora, seed=0)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm", lora=lora,
+                      max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
+    monkeypatch.setenv("PLANNER_SIM_CORE", "python")
+    ref_sim = Simulator([Pool(rep, replicas)], reqs)
+    ref = ref_sim.run()
+    monkeypatch.setenv("PLANNER_SIM_CORE", "c")
+    got = Simulator([Pool(rep, replicas)], reqs).run()
+    assert ref.core == "python" and got.core == "c"
+    _identical(ref, got)
+    assert ref.extras["lora"] == got.extras["lora"]  # hits, loads and evictions come back from the compiled core
+    s = lora_summary(ref_sim.replicas, 1000.0)
+    assert s["loads"] > 0 and s["hits"] > 0
+    if resident == 8:  # a small resident set: adapters are evicted
+        assert s["evictions"] > 0

@@ -3,8 +3,8 @@
  * never preempted) or on-demand KV (blocks as tokens are written, the newest sequence preempted by
  * recompute or swap when a step finds none free); first-come-first-served, priority and slo-aware
  * queues; speculative decoding (whole or fractional tokens per step); the pinned shared prefix and
- * follow-up turns whose history stays in an LRU prefix cache; no LoRA, no migration, no priority
- * preemption; any number of pools and replicas; the round-robin, least-outstanding, static
+ * follow-up turns whose history stays in an LRU prefix cache; LoRA adapters (an LRU resident set per
+ * replica, loads one after another on the host link); no migration, no priority preemption; any number of pools and replicas; the round-robin, least-outstanding, static
  * and threshold routers, with session affinity; decode-first or prefill-first steps, chunked
  * prefill, asynchronous scheduling and the per-request front-end time.
  *
@@ -296,6 +296,11 @@ typedef struct {
     i64 jump_k, version, steps, kv_used, kv_dec, inbound, preemptions;
     i64 kv_ret, pinned, hit_tokens, hits;
     i64 lru_head, lru_tail, lru_n; /* kvcache.KVBlocks.retained: finished turns, oldest first (links in Sim) */
+    /* adapters.AdapterCache: resident adapters, least recently used first, with requests using each */
+    i64 a_slots, a_n, a_head, a_tail, a_hits, a_misses, a_evictions, a_in_use;
+    i64 *a_count, *a_prev, *a_next; /* per adapter id: requests using it (-1: not resident), LRU links */
+    double *a_ready, a_load_s, a_link_free;
+    Ring a_wait;                    /* requests waiting for a slot (their adapter is S->adapter[rid]) */
     Ring waiting; /* fcfs */
     EvHeap kwait; /* priority, slo-aware */
     i64 kcount;   /* entries ever pushed (their order) */
@@ -325,6 +330,8 @@ typedef struct {
     const double *think, *priority;
     double *first, *finish, *arrival;
     i64 *ret_blocks, *ret_prev, *ret_next; /* per request: its retained blocks (0: none) and LRU links */
+    const i64 *adapter;                    /* per request: its LoRA adapter (NULL: none served) */
+    i64 n_adapters;
     i64 *gen, *preempted, *served_by, *pool_of;
     int8_t *rejected;
     /* replicas and routing */
@@ -432,10 +439,81 @@ static void schedule(Sim *S, Rep *r, double t) {
     }
 }
 
-/* Simulator.finish (no adapters): a follow-up turn arrives after its think time */
+/* the adapter LRU list: unlink, append (most recent) */
+static void a_unlink(Rep *r, i64 a) {
+    i64 pv = r->a_prev[a], nx = r->a_next[a];
+    if (pv >= 0) r->a_next[pv] = nx;
+    else r->a_head = nx;
+    if (nx >= 0) r->a_prev[nx] = pv;
+    else r->a_tail = pv;
+    r->a_n--;
+}
+
+static void a_append(Rep *r, i64 a) {
+    r->a_prev[a] = r->a_tail, r->a_next[a] = -1;
+    if (r->a_tail >= 0) r->a_next[r->a_tail] = a;
+    else r->a_head = a;
+    r->a_tail = a;
+    r->a_n++;
+}
+
+/* AdapterCache.acquire: when the adapter is resident for a new request (now on a hit, after its load on a miss);
+ * -1 when every slot holds an adapter in use */
+static double a_acquire(Rep *r, i64 a, double now) {
+    i64 c = r->a_count[a];
+    if (c >= 0) {
+        r->a_hits += 1;
+        r->a_count[a] = c + 1;
+        a_unlink(r, a);
+        a_append(r, a);
+        if (c == 0) r->a_in_use += 1;
+        return now > r->a_ready[a] ? now : r->a_ready[a];
+    }
+    if (r->a_n >= r->a_slots) {
+        i64 victim = r->a_head;
+        while (victim >= 0 && r->a_count[victim] != 0) victim = r->a_next[victim];
+        if (victim < 0) return -1.0;
+        a_unlink(r, victim);
+        r->a_count[victim] = -1;
+        r->a_evictions += 1;
+    }
+    r->a_misses += 1;
+    double start = now > r->a_link_free ? now : r->a_link_free;
+    double done = start + r->a_load_s;
+    r->a_link_free = done;
+    r->a_count[a] = 1;
+    a_append(r, a);
+    r->a_ready[a] = done;
+    r->a_in_use += 1;
+    return done;
+}
+
+/* Simulator._adapter_waiters: slots freed; requests waiting for one load their adapter (in arrival order) */
+static void a_waiters(Sim *S, Rep *r, double now) {
+    while (r->a_wait.n) {
+        i64 rid = r->a_wait.v[r->a_wait.head];
+        double ready = a_acquire(r, S->adapter[rid], now);
+        if (ready < 0) return;
+        ring_pop(&r->a_wait); /* still counted in the replica's inbound load until it reaches the engine */
+        S->seq += 1;
+        Ev e = {ready > now ? ready : now, S->seq, rid, ENGINE_IN};
+        if (ev_push(&S->dyn, e)) S->oom = 1;
+    }
+}
+
+/* Simulator.finish: the request's adapter is released; a follow-up turn arrives after its think time */
 static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
     S->finish[rid] = now;
     S->completed += 1;
+    if (S->adapter) { /* AdapterCache.release on the replica that served it */
+        Rep *sr = &S->reps[S->served_by[rid]];
+        i64 a = S->adapter[rid], c = sr->a_count[a] - 1;
+        sr->a_count[a] = c;
+        if (c == 0) {
+            sr->a_in_use -= 1;
+            if (sr->a_wait.n) a_waiters(S, sr, now);
+        }
+    }
     i64 child = S->child ? S->child[rid] : -1;
     if (child >= 0) {
         kv_retain(S, r, rid, blocks);
@@ -938,6 +1016,15 @@ static void arrive(Sim *S, i64 rid, double t, i64 kind) {
     S->served_by[rid] = r->idx;
     S->pool_of[rid] = r->pool;
     double t_in = t + r->ovh;
+    if (S->adapter) { /* the request's adapter must be resident (a miss loads it over the host link) */
+        double ready = a_acquire(r, S->adapter[rid], t_in);
+        if (ready < 0) { /* every slot holds an adapter in use: wait for one (counted as the replica's load) */
+            if (ring_push(&r->a_wait, rid)) S->oom = 1;
+            r->inbound += 1;
+            return;
+        }
+        t_in = t_in > ready ? t_in : ready;
+    }
     if (t_in > t) {
         r->inbound += 1;
         S->seq += 1;
@@ -970,21 +1057,23 @@ static double sample(Sampler *q, Sim *S, double t) {
 }
 
 /* The whole run. ipar: n, n_ext, n_pools, n_reps, router, threshold, max_events (-1: none).
- * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none).
- * Per pool p, pint[p*13 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
+ * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none); ipar[8]: the number of LoRA
+ * adapters (adapter: each request's, NULL when no replica serves adapters; pint[13] and pdbl[9]: resident slots
+ * and the time of one load).
+ * Per pool p, pint[p*14 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
  * reserve, swap, prefix caching, pinned prefix blocks, queue policy (0 fcfs, 1 priority, 2 slo-aware);
- * pdbl[p*9 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
+ * pdbl[p*10 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
  * tokens each decoding sequence puts through a step (dtok), the slo-aware queue's TTFT target and prefill s/token;
  * priority: each request's priority (NULL: none); tint[p*6 + ...]: the table's axis lengths
  * (n, c, p, l), its number of rows, its offset in tdat (axes, decode grid, mixed grid, row weights in that
- * order) with the row cells in trow at the same running offset as the rows. Outputs: rep_out[k*7 + ...] =
- * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits; follow-up turns get their
+ * order) with the row cells in trow at the same running offset as the rows. Outputs: rep_out[k*10 + ...] =
+ * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits, adapter hits, loads, evictions; follow-up turns get their
  * arrival times written; preempted[request] counts each request's preemptions; q_t/q_w/q_r (4002 each) and cnt = samples, events, completed.
  * Returns 0, 1 (max_events exceeded) or 2 (out of memory). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
                  const double *tdat, const i64 *trow, const double *ext_t, const i64 *ext_id, const i64 *isl,
                  const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival,
-                 const double *priority, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
+                 const double *priority, const i64 *adapter, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
                  double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, void (*progress)(i64, i64)) {
     Sim S;
     memset(&S, 0, sizeof S);
@@ -993,6 +1082,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     S.n_pools = ipar[2], S.n_reps = ipar[3], S.router = ipar[4], S.threshold = ipar[5];
     i64 max_events = ipar[6];
     S.isl = isl, S.osl = osl, S.prefix = prefix, S.think = think, S.arrival = arrival, S.priority = priority;
+    S.adapter = adapter, S.n_adapters = ipar[8];
     if (ipar[7]) { /* follow-up turns: their parents' KV may be retained */
         S.parent = parent, S.child = child;
         S.ret_blocks = calloc((size_t)S.n, sizeof(i64));
@@ -1024,8 +1114,8 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
         T->row_i = trow + (d - tdat);
         T->nlast = T->nn - 2, T->clast = T->nc - 2, T->plast = T->np_ - 2, T->llast = T->nl - 2;
         T->sp = T->nl, T->sc = T->nl * T->np_, T->sn = T->sc * T->nc;
-        const i64 *pi = pint + 13 * p;
-        const double *pd = pdbl + 9 * p;
+        const i64 *pi = pint + 14 * p;
+        const double *pd = pdbl + 10 * p;
         pstart[p] = ridx, pcount[p] = pi[7];
         for (i64 j = 0; j < pi[7]; j++, ridx++) {
             Rep *r = &S.reps[ridx];
@@ -1038,6 +1128,18 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->mbt = pd[0], r->ovh = pd[1], r->eager_s = pd[2], r->graph_max = pd[3], r->swap_s_per_token = pd[4];
             r->E = pd[5], r->dtok = pd[6], r->slo_ttft = pd[7], r->slo_s_per_token = pd[8];
             r->whole = r->E == floor(r->E);
+            r->a_slots = pi[13], r->a_load_s = pd[9], r->a_head = r->a_tail = -1;
+            if (S.adapter) {
+                r->a_count = malloc((size_t)S.n_adapters * sizeof(i64));
+                r->a_prev = malloc((size_t)S.n_adapters * sizeof(i64));
+                r->a_next = malloc((size_t)S.n_adapters * sizeof(i64));
+                r->a_ready = calloc((size_t)S.n_adapters, sizeof(double));
+                if (!r->a_count || !r->a_prev || !r->a_next || !r->a_ready) {
+                    rc = 2;
+                    goto out;
+                }
+                for (i64 a = 0; a < S.n_adapters; a++) r->a_count[a] = -1;
+            }
             r->kind = IDLE, r->next_t = INFINITY, r->oldest = r->newest = -1;
             i64 cap = r->max_seqs + 1;
             r->pre = malloc((size_t)(cap + 1) * sizeof(Job));
@@ -1110,10 +1212,12 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     cnt[0] = qs.n, cnt[1] = events, cnt[2] = S.completed;
     for (i64 k = 0; k < S.n_reps; k++) {
         Rep *r = &S.reps[k];
-        rep_out[7 * k] = r->busy_s, rep_out[7 * k + 1] = r->batch_time, rep_out[7 * k + 2] = (double)r->steps;
-        rep_out[7 * k + 3] = (double)(wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n);
-        rep_out[7 * k + 4] = (double)r->preemptions;
-        rep_out[7 * k + 5] = (double)r->hit_tokens, rep_out[7 * k + 6] = (double)r->hits;
+        rep_out[10 * k] = r->busy_s, rep_out[10 * k + 1] = r->batch_time, rep_out[10 * k + 2] = (double)r->steps;
+        rep_out[10 * k + 3] = (double)(wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n);
+        rep_out[10 * k + 4] = (double)r->preemptions;
+        rep_out[10 * k + 5] = (double)r->hit_tokens, rep_out[10 * k + 6] = (double)r->hits;
+        rep_out[10 * k + 7] = (double)r->a_hits, rep_out[10 * k + 8] = (double)r->a_misses;
+        rep_out[10 * k + 9] = (double)r->a_evictions;
     }
 out:
     if (S.reps)
@@ -1122,6 +1226,7 @@ out:
             free(r->waiting.v), free(r->kwait.v), free(r->swapped.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
             free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
             free(r->prev), free(r->next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
+            free(r->a_count), free(r->a_prev), free(r->a_next), free(r->a_ready), free(r->a_wait.v);
         }
     free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount);
     free(S.ret_blocks), free(S.ret_prev), free(S.ret_next);

@@ -4,10 +4,10 @@ results identical to the Python loop's to the last bit; every other configuratio
 Covered (``reason`` says why not otherwise): aggregated replicas (no prefill/decode split); reserve-mode KV
 admission (TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM,
 SGLang; swapping priced by bandwidth, not block by block); first-come-first-served, priority and slo-aware
-queues; speculative decoding; the pinned shared prefix and follow-up turns with their history in the LRU prefix
-cache; the round-robin, least-outstanding, static and threshold routers (not subclasses of them). Not covered
-(Python runs): LoRA adapters, live migration, priority preemption, block-by-block swapping, disaggregated
-prefill and decode. That is the
+queues; speculative decoding; LoRA adapters (the resident set an LRU cache, loads over the host link); the pinned
+shared prefix and follow-up turns with their history in the LRU prefix cache; the round-robin, least-outstanding,
+static and threshold routers (not subclasses of them). Not covered (Python runs): live migration, priority
+preemption, block-by-block swapping, disaggregated prefill and decode. That is the
 default ``planner simulate`` of every engine, and the MLPerf and capacity simulations.
 
 The C file is compiled once with the system's C compiler (``$CC``, else ``cc``) into the planner's cache
@@ -93,7 +93,7 @@ def load() -> ctypes.CDLL | None:
         return None
     fn = lib.fastcore_run
     fn.restype = ctypes.c_int
-    fn.argtypes = [_P] * 29 + [PROGRESS]
+    fn.argtypes = [_P] * 30 + [PROGRESS]
     _lib = lib
     return lib
 
@@ -117,8 +117,6 @@ def reason(sim) -> str | None:
         return f"the {sim.router.label()} router"
     if sim.migrator is not None:
         return "live migration"
-    if sim.adapter is not None:
-        return "LoRA adapters"
     for r in sim.replicas:
         m = r.m
         if r.role != "both":
@@ -147,10 +145,12 @@ def run(sim, qs) -> int:
         t = r.table
         rows = t._rows
         pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
-                 int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__]]
+                 int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__],
+                 r.adapters.slots if r.adapters is not None else 0]
         q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
         pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
-                 float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0))]
+                 float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
+                 float(r.adapters.load_s) if r.adapters is not None else 0.0]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, np.asarray(t._dec, dtype=np.float64).ravel(), np.asarray(t._mix, dtype=np.float64)]
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
@@ -167,15 +167,18 @@ def run(sim, qs) -> int:
     rcode = {"RoundRobin": 0, "LeastOutstanding": 1, "Static": 2, "Threshold": 3}[router]
     max_events = sim.max_events if sim.max_events is not None else -1
     turns = int(len(tab.parent) > 0 and tab.parent.max() >= 0)
-    ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns],
+    adapter = None if sim.adapter is None else np.ascontiguousarray(np.asarray(sim.adapter), dtype=np.int64)
+    n_adapters = int(adapter.max()) + 1 if adapter is not None and adapter.size else 0
+    ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns,
+                     n_adapters],
                     dtype=np.int64)
     dpar = np.array([qs.next, (ext_t[-1] - ext_t[0]) if len(ext_t) > 1 else 0.0])
-    rep_out = np.zeros(7 * len(reps))
+    rep_out = np.zeros(10 * len(reps))
     priority = None if tab.priority is None else np.ascontiguousarray(np.asarray(tab.priority), dtype=np.float64)
     q_t, q_w, q_r, cnt = np.zeros(4002), np.zeros(4002, dtype=np.int64), np.zeros(4002, dtype=np.int64), np.zeros(3, dtype=np.int64)
     arrays = [ipar, dpar, np.array(pint, dtype=np.int64), np.array(pdbl), np.array(tint, dtype=np.int64),
               np.concatenate(tdat), np.concatenate(trow), ext_t, ext_id, tab.input_tokens, tab.output_tokens, tab.prefix_tokens,
-              tab.parent, tab.child, tab.think_s, tab.arrival_s, priority,
+              tab.parent, tab.child, tab.think_s, tab.arrival_s, priority, adapter,
               tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt]
     for a in arrays:
         assert a is None or a.flags.c_contiguous
@@ -187,9 +190,11 @@ def run(sim, qs) -> int:
     if rc == 2:
         raise MemoryError("the compiled simulator core ran out of memory")
     for k, r in enumerate(reps):
-        o = rep_out[7 * k: 7 * k + 7]
+        o = rep_out[10 * k: 10 * k + 10]
         r.busy_s, r.batch_time, r.steps, r.unfinished, r.preemptions = float(o[0]), float(o[1]), int(o[2]), int(o[3]), int(o[4])
         r.kv.hit_tokens, r.kv.hits = int(o[5]), int(o[6])
+        if r.adapters is not None:  # what lora_summary reads
+            r.adapters.hits, r.adapters.misses, r.adapters.evictions = int(o[7]), int(o[8]), int(o[9])
     ns = int(cnt[0])
     qs.t, qs.w, qs.r = q_t[:ns].tolist(), q_w[:ns].tolist(), q_r[:ns].tolist()
     sim.completed = int(cnt[2])
