@@ -210,12 +210,14 @@ class Simulator:
 
     def run(self) -> SimResult:
         """Run every request to completion: in the compiled core (planner.serving.sim.fastcore) where it covers this
-        configuration and a C compiler is at hand, else in Python; the results are the same."""
-        wall0 = time.perf_counter()
+        configuration and a C compiler is at hand, else in Python; the results are the same. ``wall_s`` counts the run,
+        not the one-time compile of the C core (cached between processes)."""
         want = fastcore.wanted()
         why = fastcore.reason(self) if want != "python" else "PLANNER_SIM_CORE=python"
         self.core_note = None
-        if why is None and fastcore.load() is None:
+        lib = fastcore.load() if why is None else None
+        wall0 = time.perf_counter()
+        if why is None and lib is None:
             why = fastcore._error
             self.core_note = f"the Python event loop ran ({why}): same results as the compiled core, about 50x slower"
         if want == "c" and why is not None:
