@@ -160,3 +160,20 @@ def test_identical_with_lora_adapters(resident, replicas, monkeypatch):
     assert s["loads"] > 0 and s["hits"] > 0
     if resident == 8:  # a small resident set: adapters are evicted
         assert s["evictions"] > 0
+
+
+@pytest.mark.parametrize("engine,prefill,decode", [("trtllm", 1, 1), ("vllm", 2, 3)])
+def test_identical_with_disaggregated_pools(engine, prefill, decode, monkeypatch):
+    """Prefill pools hand each prompt's KV (after the link's latency and per-token time) to the least-loaded decode
+    replica, which only needs blocks for it; follow-up turns go back to the prefill replica that holds their history."""
+    reqs = generate(get_workload("chat-multiturn"), 5000, rate=30.0, seed=7)
+    rng = random.Random(2)
+    p = _replica(engine, reqs, rng)
+    d = _replica(engine, reqs, rng)
+    pools = [Pool(p, prefill, role="prefill"), Pool(d, decode, role="decode")]
+    monkeypatch.setenv("PLANNER_SIM_CORE", "python")
+    ref = Simulator(pools, reqs).run()
+    monkeypatch.setenv("PLANNER_SIM_CORE", "c")
+    got = Simulator(pools, reqs).run()
+    assert got.core == "c" and set(np.unique(ref.pool)) == {0} and np.isfinite(ref.finish_s).mean() > 0.9
+    _identical(ref, got)

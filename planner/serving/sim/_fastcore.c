@@ -1,5 +1,5 @@
 /* The simulator's event loop in C, for the configurations it covers (planner/serving/sim/fastcore.py
- * decides which): aggregated replicas; reserve-mode KV (blocks for prompt and whole output up front,
+ * decides which): aggregated replicas or disaggregated prefill/decode pools; reserve-mode KV (blocks for prompt and whole output up front,
  * never preempted) or on-demand KV (blocks as tokens are written, the newest sequence preempted by
  * recompute or swap when a step finds none free); first-come-first-served, priority and slo-aware
  * queues; speculative decoding (whole or fractional tokens per step); the pinned shared prefix and
@@ -22,7 +22,9 @@
 typedef int64_t i64;
 
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
-enum { ARRIVE = 0, ENGINE_IN = 2 };
+enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2 };
+enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
+enum { PINT_STRIDE = 15, PDBL_STRIDE = 12, REP_OUT_STRIDE = 10 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -288,6 +290,8 @@ typedef struct {
     /* configuration */
     i64 idx, pool, max_seqs, B, kv_total;
     int chunked, prefill_first, schedules_ahead, plain, reserve, swap, prefix_caching, policy; /* 0 fcfs 1 priority 2 slo */
+    int role;                                   /* BOTH, PREFILL_ROLE, DECODE_ROLE (disaggregated pools) */
+    double kv_lat_s, kv_s_per_token;            /* prefill -> decode KV transfer */
     double mbt, ovh, eager_s, graph_max, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
     const Table *T;
     /* state */
@@ -337,7 +341,8 @@ typedef struct {
     /* replicas and routing */
     Rep *reps;
     i64 n_reps, n_pools, router, threshold, rr;
-    const i64 *pool_start, *pool_count; /* replicas of pool p: reps[pool_start[p] .. + pool_count[p]] */
+    i64 *pool_start, *pool_count; /* the entry pools' replicas: reps[pool_start[p] .. + pool_count[p]], p < n_pools */
+    i64 *entry, n_entry, *decode, n_decode; /* entry replicas (they take new requests), decode-pool replicas */
     int multi;
     EvHeap rheap, dyn;
     i64 seq, completed;
@@ -516,7 +521,7 @@ static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
     }
     i64 child = S->child ? S->child[rid] : -1;
     if (child >= 0) {
-        kv_retain(S, r, rid, blocks);
+        if (r->role != DECODE_ROLE) kv_retain(S, r, rid, blocks);
         double t = now + S->think[child];
         S->arrival[child] = t;
         S->seq += 1;
@@ -739,9 +744,16 @@ static void prefill_done(Sim *S, Rep *r, i64 rid, double now) {
     i64 gen = S->gen[rid] + 1;
     S->gen[rid] = gen;
     i64 remaining = S->osl[rid] - gen;
-    if (remaining <= 0) {
+    if (remaining <= 0 || r->role == PREFILL_ROLE) {
         r->kv_used -= alloc;
-        finish(S, rid, now, r, alloc);
+        if (remaining <= 0) {
+            finish(S, rid, now, r, alloc);
+        } else { /* Simulator.transfer: the prompt's KV crosses to the decode pool */
+            double t = now + r->kv_lat_s + (double)(S->isl[rid] + 1) * r->kv_s_per_token;
+            S->seq += 1;
+            Ev e = {t, S->seq, rid, KV_IN};
+            if (ev_push(&S->dyn, e)) S->oom = 1;
+        }
         return;
     }
     i64 ctx = S->isl[rid] + gen;
@@ -838,8 +850,37 @@ static void form_step(Sim *S, Rep *r, double now) {
         r->pieces[r->n_pieces].last = pf->remaining <= 0;
         r->n_pieces++;
     }
+    /* _admit_decodes: a decode-pool replica admits requests whose prompt's KV arrived; they only need blocks */
+    if (r->role == DECODE_ROLE && wq_len(r) && !preempted) {
+        i64 B = r->B;
+        while (wq_len(r) && running < r->max_seqs) {
+            i64 rid = wq_peek(r);
+            i64 isl = S->isl[rid], osl = S->osl[rid], gen = S->gen[rid];
+            i64 shared = 0;
+            if (r->pinned) shared = S->prefix[rid] < isl - 1 ? S->prefix[rid] : isl - 1;
+            i64 ctx = isl + gen, own = ctx - shared;
+            i64 need = ceil_div(own + (r->reserve ? osl - gen : 1), B);
+            if (need > r->kv_total - r->pinned) {
+                wq_take(r);
+                S->rejected[rid] = 1;
+                finish(S, rid, now, r, 0);
+                S->finish[rid] = INFINITY;
+                continue;
+            }
+            if (need > kv_free(r) && !kv_evict(S, r, need, -1)) break;
+            wq_take(r);
+            if (r->reserve) {
+                r->kv_used += need;
+                dec_join(S, r, rid, (double)ctx, (double)own, osl - gen, need, shared);
+            } else {
+                r->kv_dec += dec_join(S, r, rid, (double)ctx, (double)own, osl - gen, 0, shared);
+            }
+            running += 1;
+            budget -= r->dtok;
+        }
+    }
     /* _admit_prompts */
-    if (wq_len(r) && !preempted) {
+    if (r->role != DECODE_ROLE && wq_len(r) && !preempted) {
         i64 B = r->B;
         while (wq_len(r) && running < r->max_seqs) {
             i64 rid = wq_peek(r);
@@ -982,16 +1023,27 @@ static Rep *least(Sim *S, i64 start, i64 count) {
     return best;
 }
 
-/* Router.pick (every pool takes new requests) */
+/* routers.least over a list of replica indices */
+static Rep *least_of(Sim *S, const i64 *idx, i64 n) {
+    Rep *best = NULL;
+    i64 bo = 0;
+    for (i64 k = 0; k < n; k++) {
+        i64 o = outstanding(&S->reps[idx[k]]);
+        if (!best || o < bo) best = &S->reps[idx[k]], bo = o;
+    }
+    return best;
+}
+
+/* Router.pick over the entry pools */
 static Rep *route(Sim *S) {
     switch (S->router) {
     case R_ROUND_ROBIN: {
-        Rep *r = &S->reps[S->rr % S->n_reps];
+        Rep *r = &S->reps[S->entry[S->rr % S->n_entry]];
         S->rr++;
         return r;
     }
     case R_LEAST:
-        return S->n_reps == 1 ? &S->reps[0] : least(S, 0, S->n_reps);
+        return S->n_entry == 1 ? &S->reps[S->entry[0]] : least_of(S, S->entry, S->n_entry);
     case R_STATIC:
         return least(S, S->pool_start[0], S->pool_count[0]);
     default:
@@ -1005,6 +1057,10 @@ static Rep *route(Sim *S) {
 
 /* Simulator._arrive */
 static void arrive(Sim *S, i64 rid, double t, i64 kind) {
+    if (kind == KV_IN) { /* a prompt's KV reached the decode pool */
+        enqueue(S, least_of(S, S->decode, S->n_decode), rid, t);
+        return;
+    }
     if (kind == ENGINE_IN) {
         Rep *r = &S->reps[S->served_by[rid]];
         r->inbound -= 1;
@@ -1012,7 +1068,8 @@ static void arrive(Sim *S, i64 rid, double t, i64 kind) {
         return;
     }
     i64 par = S->parent ? S->parent[rid] : -1;
-    Rep *r = par >= 0 ? &S->reps[S->served_by[par]] : route(S); /* session affinity: the previous turn's KV is there */
+    Rep *r = par >= 0 ? &S->reps[S->served_by[par]] : NULL; /* session affinity: the previous turn's KV is there */
+    if (!r || r->role == DECODE_ROLE) r = route(S);
     S->served_by[rid] = r->idx;
     S->pool_of[rid] = r->pool;
     double t_in = t + r->ovh;
@@ -1059,22 +1116,25 @@ static double sample(Sampler *q, Sim *S, double t) {
 /* The whole run. ipar: n, n_ext, n_pools, n_reps, router, threshold, max_events (-1: none).
  * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none); ipar[8]: the number of LoRA
  * adapters (adapter: each request's, NULL when no replica serves adapters; pint[13] and pdbl[9]: resident slots
- * and the time of one load).
- * Per pool p, pint[p*14 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
+ * and the time of one load); pint[14]: the pool's role (0 both, 1 prefill, 2 decode) and pdbl[10..11] the prefill ->
+ * decode KV transfer's latency and seconds per token.
+ * Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
  * reserve, swap, prefix caching, pinned prefix blocks, queue policy (0 fcfs, 1 priority, 2 slo-aware);
- * pdbl[p*10 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
+ * pdbl[p*12 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
  * tokens each decoding sequence puts through a step (dtok), the slo-aware queue's TTFT target and prefill s/token;
  * priority: each request's priority (NULL: none); tint[p*6 + ...]: the table's axis lengths
  * (n, c, p, l), its number of rows, its offset in tdat (axes, decode grid, mixed grid, row weights in that
  * order) with the row cells in trow at the same running offset as the rows. Outputs: rep_out[k*10 + ...] =
  * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits, adapter hits, loads, evictions; follow-up turns get their
  * arrival times written; preempted[request] counts each request's preemptions; q_t/q_w/q_r (4002 each) and cnt = samples, events, completed.
- * Returns 0, 1 (max_events exceeded) or 2 (out of memory). */
+ * ipar[9..11] must repeat PINT_STRIDE, PDBL_STRIDE and REP_OUT_STRIDE (the caller's layout of these arrays).
+ * Returns 0, 1 (max_events exceeded), 2 (out of memory) or 3 (the caller's layout is not this file's). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
                  const double *tdat, const i64 *trow, const double *ext_t, const i64 *ext_id, const i64 *isl,
                  const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival,
                  const double *priority, const i64 *adapter, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
                  double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, void (*progress)(i64, i64)) {
+    if (ipar[9] != PINT_STRIDE || ipar[10] != PDBL_STRIDE || ipar[11] != REP_OUT_STRIDE) return 3; /* the caller's layout */
     Sim S;
     memset(&S, 0, sizeof S);
     S.n = ipar[0];
@@ -1095,9 +1155,14 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     Table *tabs = calloc((size_t)S.n_pools, sizeof(Table));
     i64 *pstart = calloc((size_t)S.n_pools, sizeof(i64)), *pcount = calloc((size_t)S.n_pools, sizeof(i64));
     S.reps = calloc((size_t)S.n_reps, sizeof(Rep));
+    S.entry = malloc((size_t)S.n_reps * sizeof(i64)), S.decode = malloc((size_t)S.n_reps * sizeof(i64));
     int rc = 0;
-    if (!tabs || !pstart || !pcount || !S.reps || (ipar[7] && (!S.ret_blocks || !S.ret_prev || !S.ret_next))) { rc = 2; goto out; }
-    S.pool_start = pstart, S.pool_count = pcount;
+    if (!tabs || !pstart || !pcount || !S.reps || !S.entry || !S.decode ||
+        (ipar[7] && (!S.ret_blocks || !S.ret_prev || !S.ret_next))) {
+        rc = 2;
+        goto out;
+    }
+    i64 n_entry_pools = 0;
     i64 ridx = 0;
     for (i64 p = 0; p < S.n_pools; p++) {
         Table *T = &tabs[p];
@@ -1114,12 +1179,18 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
         T->row_i = trow + (d - tdat);
         T->nlast = T->nn - 2, T->clast = T->nc - 2, T->plast = T->np_ - 2, T->llast = T->nl - 2;
         T->sp = T->nl, T->sc = T->nl * T->np_, T->sn = T->sc * T->nc;
-        const i64 *pi = pint + 14 * p;
-        const double *pd = pdbl + 10 * p;
-        pstart[p] = ridx, pcount[p] = pi[7];
+        const i64 *pi = pint + PINT_STRIDE * p;
+        const double *pd = pdbl + PDBL_STRIDE * p;
+        if (pi[14] != DECODE_ROLE) { /* Simulator.entry_pools: the pools that take new requests, compacted */
+            pstart[n_entry_pools] = ridx, pcount[n_entry_pools] = pi[7];
+            n_entry_pools++;
+        }
         for (i64 j = 0; j < pi[7]; j++, ridx++) {
             Rep *r = &S.reps[ridx];
             r->idx = ridx, r->pool = p, r->T = T;
+            r->role = (int)pi[14], r->kv_lat_s = pd[10], r->kv_s_per_token = pd[11];
+            if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
+            else S.entry[S.n_entry++] = ridx;
             r->max_seqs = pi[0], r->B = pi[1], r->kv_total = pi[2];
             r->chunked = (int)pi[3], r->prefill_first = (int)pi[4], r->schedules_ahead = (int)pi[5], r->plain = (int)pi[6];
             r->reserve = (int)pi[8], r->swap = (int)pi[9], r->prefix_caching = (int)pi[10], r->policy = (int)pi[12];
@@ -1165,6 +1236,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->n_free = cap;
         }
     }
+    S.pool_start = pstart, S.pool_count = pcount, S.n_pools = n_entry_pools; /* the routers see entry pools only */
     Sampler qs = {0};
     qs.t = q_t, qs.w = q_w, qs.r = q_r;
     double span = dpar[1];
@@ -1212,12 +1284,12 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     cnt[0] = qs.n, cnt[1] = events, cnt[2] = S.completed;
     for (i64 k = 0; k < S.n_reps; k++) {
         Rep *r = &S.reps[k];
-        rep_out[10 * k] = r->busy_s, rep_out[10 * k + 1] = r->batch_time, rep_out[10 * k + 2] = (double)r->steps;
-        rep_out[10 * k + 3] = (double)(wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n);
-        rep_out[10 * k + 4] = (double)r->preemptions;
-        rep_out[10 * k + 5] = (double)r->hit_tokens, rep_out[10 * k + 6] = (double)r->hits;
-        rep_out[10 * k + 7] = (double)r->a_hits, rep_out[10 * k + 8] = (double)r->a_misses;
-        rep_out[10 * k + 9] = (double)r->a_evictions;
+        rep_out[REP_OUT_STRIDE * k] = r->busy_s, rep_out[REP_OUT_STRIDE * k + 1] = r->batch_time, rep_out[REP_OUT_STRIDE * k + 2] = (double)r->steps;
+        rep_out[REP_OUT_STRIDE * k + 3] = (double)(wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n);
+        rep_out[REP_OUT_STRIDE * k + 4] = (double)r->preemptions;
+        rep_out[REP_OUT_STRIDE * k + 5] = (double)r->hit_tokens, rep_out[REP_OUT_STRIDE * k + 6] = (double)r->hits;
+        rep_out[REP_OUT_STRIDE * k + 7] = (double)r->a_hits, rep_out[REP_OUT_STRIDE * k + 8] = (double)r->a_misses;
+        rep_out[REP_OUT_STRIDE * k + 9] = (double)r->a_evictions;
     }
 out:
     if (S.reps)
@@ -1228,7 +1300,7 @@ out:
             free(r->prev), free(r->next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
             free(r->a_count), free(r->a_prev), free(r->a_next), free(r->a_ready), free(r->a_wait.v);
         }
-    free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount);
+    free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount), free(S.entry), free(S.decode);
     free(S.ret_blocks), free(S.ret_prev), free(S.ret_next);
     return rc;
 }

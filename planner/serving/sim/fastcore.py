@@ -1,13 +1,14 @@
 """The simulator's event loop compiled from C (``_fastcore.c``) for the configurations it covers, with
 results identical to the Python loop's to the last bit; every other configuration runs in Python.
 
-Covered (``reason`` says why not otherwise): aggregated replicas (no prefill/decode split); reserve-mode KV
+Covered (``reason`` says why not otherwise): aggregated replicas and disaggregated prefill/decode pools (each
+prompt's KV crossing to the least-loaded decode replica); reserve-mode KV
 admission (TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM,
 SGLang; swapping priced by bandwidth, not block by block); first-come-first-served, priority and slo-aware
 queues; speculative decoding; LoRA adapters (the resident set an LRU cache, loads over the host link); the pinned
 shared prefix and follow-up turns with their history in the LRU prefix cache; the round-robin, least-outstanding,
 static and threshold routers (not subclasses of them). Not covered (Python runs): live migration, priority
-preemption, block-by-block swapping, disaggregated prefill and decode. That is the
+preemption, block-by-block swapping. That is the
 default ``planner simulate`` of every engine, and the MLPerf and capacity simulations.
 
 The C file is compiled once with the system's C compiler (``$CC``, else ``cc``) into the planner's cache
@@ -40,6 +41,7 @@ _lib: ctypes.CDLL | None = None
 _error: str | None = None  # why the compiled core is not available (after a failed load)
 _P = ctypes.c_void_p
 PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64)
+REP_OUT = 10  # values per replica the core writes back (_fastcore.c: REP_OUT_STRIDE)
 
 
 def _compiler() -> str | None:
@@ -106,6 +108,7 @@ def wanted() -> str:
     return v
 
 
+_ROLES = {"both": 0, "prefill": 1, "decode": 2}  # a pool's role, as the C core numbers them
 _POLICIES = {"FCFSQueue": 0, "PriorityQueue": 1, "SLOAwareQueue": 2}  # planner.serving.sim.queues, as the C core numbers them
 
 
@@ -119,8 +122,6 @@ def reason(sim) -> str | None:
         return "live migration"
     for r in sim.replicas:
         m = r.m
-        if r.role != "both":
-            return "disaggregated prefill and decode"
         if r.block_swap:
             return "block-by-block swapping (--swap-group)"
         if type(r.waiting).__name__ not in _POLICIES:
@@ -146,11 +147,12 @@ def run(sim, qs) -> int:
         rows = t._rows
         pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
                  int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__],
-                 r.adapters.slots if r.adapters is not None else 0]
+                 r.adapters.slots if r.adapters is not None else 0, _ROLES[r.role]]
         q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
         pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
-                 float(r.adapters.load_s) if r.adapters is not None else 0.0]
+                 float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
+                 float(r.m.kv_transfer_s_per_token)]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, np.asarray(t._dec, dtype=np.float64).ravel(), np.asarray(t._mix, dtype=np.float64)]
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
@@ -170,10 +172,10 @@ def run(sim, qs) -> int:
     adapter = None if sim.adapter is None else np.ascontiguousarray(np.asarray(sim.adapter), dtype=np.int64)
     n_adapters = int(adapter.max()) + 1 if adapter is not None and adapter.size else 0
     ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns,
-                     n_adapters],
+                     n_adapters, len(pint) // len(pools), len(pdbl) // len(pools), REP_OUT],
                     dtype=np.int64)
     dpar = np.array([qs.next, (ext_t[-1] - ext_t[0]) if len(ext_t) > 1 else 0.0])
-    rep_out = np.zeros(10 * len(reps))
+    rep_out = np.zeros(REP_OUT * len(reps))
     priority = None if tab.priority is None else np.ascontiguousarray(np.asarray(tab.priority), dtype=np.float64)
     q_t, q_w, q_r, cnt = np.zeros(4002), np.zeros(4002, dtype=np.int64), np.zeros(4002, dtype=np.int64), np.zeros(3, dtype=np.int64)
     arrays = [ipar, dpar, np.array(pint, dtype=np.int64), np.array(pdbl), np.array(tint, dtype=np.int64),
@@ -189,8 +191,10 @@ def run(sim, qs) -> int:
         raise PlannerError(f"simulation stopped after {sim.max_events} events")
     if rc == 2:
         raise MemoryError("the compiled simulator core ran out of memory")
+    if rc == 3:
+        raise RuntimeError("the compiled simulator core and planner/serving/sim/fastcore.py disagree on the array layout")
     for k, r in enumerate(reps):
-        o = rep_out[10 * k: 10 * k + 10]
+        o = rep_out[REP_OUT * k: REP_OUT * k + REP_OUT]
         r.busy_s, r.batch_time, r.steps, r.unfinished, r.preemptions = float(o[0]), float(o[1]), int(o[2]), int(o[3]), int(o[4])
         r.kv.hit_tokens, r.kv.hits = int(o[5]), int(o[6])
         if r.adapters is not None:  # what lora_summary reads
