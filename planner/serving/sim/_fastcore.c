@@ -281,6 +281,27 @@ static i64 ring_pop(Ring *q) {
 
 typedef struct { i64 rid; double own, ctx; i64 remaining, shared; } Swapped; /* records.SwappedSeq */
 
+/* an insertion-ordered set of small integer ids (an OrderedDict's keys, a dict used as an ordered set), linked
+ * through arrays indexed by id; head is the oldest */
+typedef struct { i64 *prev, *next; i64 head, tail, n; } List;
+
+static void list_unlink(List *l, i64 x) {
+    i64 pv = l->prev[x], nx = l->next[x];
+    if (pv >= 0) l->next[pv] = nx;
+    else l->head = nx;
+    if (nx >= 0) l->prev[nx] = pv;
+    else l->tail = pv;
+    l->n--;
+}
+
+static void list_append(List *l, i64 x) {
+    l->prev[x] = l->tail, l->next[x] = -1;
+    if (l->tail >= 0) l->next[l->tail] = x;
+    else l->head = x;
+    l->tail = x;
+    l->n++;
+}
+
 typedef struct {
     Swapped *v;
     i64 head, n, cap;
@@ -299,10 +320,11 @@ typedef struct {
     double t_start, t_end, next_t, step_s, slope_s, busy_s, batch_time;
     i64 jump_k, version, steps, kv_used, kv_dec, inbound, preemptions;
     i64 kv_ret, pinned, hit_tokens, hits;
-    i64 lru_head, lru_tail, lru_n; /* kvcache.KVBlocks.retained: finished turns, oldest first (links in Sim) */
+    List retained; /* kvcache.KVBlocks.retained: finished turns, oldest first (link arrays shared in Sim) */
     /* adapters.AdapterCache: resident adapters, least recently used first, with requests using each */
-    i64 a_slots, a_n, a_head, a_tail, a_hits, a_misses, a_evictions, a_in_use;
-    i64 *a_count, *a_prev, *a_next; /* per adapter id: requests using it (-1: not resident), LRU links */
+    i64 a_slots, a_hits, a_misses, a_evictions, a_in_use;
+    i64 *a_count;  /* per adapter id: requests using it (-1: not resident) */
+    List a_res;    /* the resident adapters, least recently used first */
     double *a_ready, a_load_s, a_link_free;
     Ring a_wait;                    /* requests waiting for a slot (their adapter is S->adapter[rid]) */
     Ring waiting; /* fcfs */
@@ -320,9 +342,10 @@ typedef struct {
     double sum_ctx0;
     Done *heap;
     i64 nheap, cap_heap;
-    i64 *d_rid, *d_blocks, *free_slots, *d_gen, *d_rem0, *d_s0, *prev, *next, *d_shared;
+    i64 *d_rid, *d_blocks, *free_slots, *d_gen, *d_rem0, *d_s0, *d_shared;
     double *d_ctx0, *d_own0;
-    i64 n_free, oldest, newest; /* the slots in join order, a doubly linked list (DecodeBatch.order) */
+    i64 n_free;
+    List order; /* the slots in join order (DecodeBatch.order) */
     i64 q_sum, *r_hist;         /* on-demand block count: sum of q and the histogram of r (DecodeBatch.blocks_at) */
     int whole;                  /* E and every own0 whole numbers: the histogram count holds */
 } Rep;
@@ -380,54 +403,36 @@ static i64 outstanding(const Rep *r) {
 
 static i64 kv_free(const Rep *r) { return r->kv_total - r->kv_used - r->kv_dec - r->kv_ret; }
 
-/* the LRU list of retained turns: unlink, append (newest) */
-static void lru_unlink(Sim *S, Rep *r, i64 rid) {
-    i64 pv = S->ret_prev[rid], nx = S->ret_next[rid];
-    if (pv >= 0) S->ret_next[pv] = nx;
-    else r->lru_head = nx;
-    if (nx >= 0) S->ret_prev[nx] = pv;
-    else r->lru_tail = pv;
-    r->lru_n--;
-}
-
-static void lru_append(Sim *S, Rep *r, i64 rid) {
-    S->ret_prev[rid] = r->lru_tail, S->ret_next[rid] = -1;
-    if (r->lru_tail >= 0) S->ret_next[r->lru_tail] = rid;
-    else r->lru_head = rid;
-    r->lru_tail = rid;
-    r->lru_n++;
-}
-
 /* KVBlocks.retain (Replica.retain: only with prefix caching) */
 static void kv_retain(Sim *S, Rep *r, i64 rid, i64 blocks) {
     if (!r->prefix_caching || blocks <= 0) return; /* a request finishes once: never retained twice */
     S->ret_blocks[rid] = blocks;
     r->kv_ret += blocks;
-    lru_append(S, r, rid);
+    list_append(&r->retained, rid);
 }
 
 /* KVBlocks.take_retained */
 static i64 kv_take_retained(Sim *S, Rep *r, i64 rid) {
     i64 b = S->ret_blocks[rid];
     S->ret_blocks[rid] = 0;
-    lru_unlink(S, r, rid);
+    list_unlink(&r->retained, rid);
     r->kv_ret -= b;
     return b;
 }
 
 /* KVBlocks.evict: retained turns, least recently used first, until need blocks are free */
 static int kv_evict(Sim *S, Rep *r, i64 need, i64 keep) {
-    while (r->lru_n && need > kv_free(r)) {
-        i64 key = r->lru_head;
+    while (r->retained.n && need > kv_free(r)) {
+        i64 key = r->retained.head;
         if (key == keep) {
-            if (r->lru_n == 1) break;
-            lru_unlink(S, r, key);
-            lru_append(S, r, key);
+            if (r->retained.n == 1) break;
+            list_unlink(&r->retained, key);
+            list_append(&r->retained, key);
             continue;
         }
         i64 b = S->ret_blocks[key];
         S->ret_blocks[key] = 0;
-        lru_unlink(S, r, key);
+        list_unlink(&r->retained, key);
         r->kv_ret -= b;
     }
     return need <= kv_free(r);
@@ -444,24 +449,6 @@ static void schedule(Sim *S, Rep *r, double t) {
     }
 }
 
-/* the adapter LRU list: unlink, append (most recent) */
-static void a_unlink(Rep *r, i64 a) {
-    i64 pv = r->a_prev[a], nx = r->a_next[a];
-    if (pv >= 0) r->a_next[pv] = nx;
-    else r->a_head = nx;
-    if (nx >= 0) r->a_prev[nx] = pv;
-    else r->a_tail = pv;
-    r->a_n--;
-}
-
-static void a_append(Rep *r, i64 a) {
-    r->a_prev[a] = r->a_tail, r->a_next[a] = -1;
-    if (r->a_tail >= 0) r->a_next[r->a_tail] = a;
-    else r->a_head = a;
-    r->a_tail = a;
-    r->a_n++;
-}
-
 /* AdapterCache.acquire: when the adapter is resident for a new request (now on a hit, after its load on a miss);
  * -1 when every slot holds an adapter in use */
 static double a_acquire(Rep *r, i64 a, double now) {
@@ -469,16 +456,16 @@ static double a_acquire(Rep *r, i64 a, double now) {
     if (c >= 0) {
         r->a_hits += 1;
         r->a_count[a] = c + 1;
-        a_unlink(r, a);
-        a_append(r, a);
+        list_unlink(&r->a_res, a);
+        list_append(&r->a_res, a);
         if (c == 0) r->a_in_use += 1;
         return now > r->a_ready[a] ? now : r->a_ready[a];
     }
-    if (r->a_n >= r->a_slots) {
-        i64 victim = r->a_head;
-        while (victim >= 0 && r->a_count[victim] != 0) victim = r->a_next[victim];
+    if (r->a_res.n >= r->a_slots) {
+        i64 victim = r->a_res.head;
+        while (victim >= 0 && r->a_count[victim] != 0) victim = r->a_res.next[victim];
         if (victim < 0) return -1.0;
-        a_unlink(r, victim);
+        list_unlink(&r->a_res, victim);
         r->a_count[victim] = -1;
         r->a_evictions += 1;
     }
@@ -487,7 +474,7 @@ static double a_acquire(Rep *r, i64 a, double now) {
     double done = start + r->a_load_s;
     r->a_link_free = done;
     r->a_count[a] = 1;
-    a_append(r, a);
+    list_append(&r->a_res, a);
     r->a_ready[a] = done;
     r->a_in_use += 1;
     return done;
@@ -595,7 +582,7 @@ static i64 blocks_at(const Rep *r, i64 s) {
         return r->q_sum + r->dn * q + tail;
     }
     double es = r->E * (double)s, total = 0.0;
-    for (i64 slot = r->oldest; slot >= 0; slot = r->next[slot]) total += ceil((r->d_own0[slot] + es) / (double)B);
+    for (i64 slot = r->order.head; slot >= 0; slot = r->order.next[slot]) total += ceil((r->d_own0[slot] + es) / (double)B);
     return (i64)total;
 }
 
@@ -623,10 +610,7 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
     r->d_gen[slot] = g;
     r->sum_ctx0 += c0;
     r->dn += 1;
-    r->prev[slot] = r->newest, r->next[slot] = -1; /* order[slot] = None */
-    if (r->newest >= 0) r->next[r->newest] = slot;
-    else r->oldest = slot;
-    r->newest = slot;
+    list_append(&r->order, slot); /* order[slot] = None */
     i64 steps = r->E == 1.0 ? remaining : (i64)ceil((double)remaining / r->E);
     Done e = {s + steps, slot, g};
     if (done_push(&r->heap, &r->nheap, &r->cap_heap, e)) S->oom = 1;
@@ -646,11 +630,7 @@ static i64 dec_leave(Rep *r, i64 slot, i64 *freed) {
     r->d_gen[slot] += 1;
     r->sum_ctx0 -= r->d_ctx0[slot];
     r->dn -= 1;
-    i64 pv = r->prev[slot], nx = r->next[slot]; /* del order[slot] */
-    if (pv >= 0) r->next[pv] = nx;
-    else r->oldest = nx;
-    if (nx >= 0) r->prev[nx] = pv;
-    else r->newest = pv;
+    list_unlink(&r->order, slot); /* del order[slot] */
     r->free_slots[r->n_free++] = slot;
     *freed = 0;
     if (!r->reserve) {
@@ -703,7 +683,7 @@ static i64 kv_limit(const Rep *r, i64 k) {
 
 /* Replica._preempt of the newest decoding sequence (on-demand KV); returns the swap-out time */
 static double preempt(Sim *S, Rep *r) {
-    i64 slot = r->newest;
+    i64 slot = r->order.tail;
     double own = r->d_own0[slot] + r->E * (double)r->ds;
     double ctx = r->d_ctx0[slot] + r->E * (double)r->ds;
     i64 since = (i64)rint((double)(r->ds - r->d_s0[slot]) * r->E); /* generated_since_join: min(rem0, round((s - s0) E)) */
@@ -1195,23 +1175,24 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->chunked = (int)pi[3], r->prefill_first = (int)pi[4], r->schedules_ahead = (int)pi[5], r->plain = (int)pi[6];
             r->reserve = (int)pi[8], r->swap = (int)pi[9], r->prefix_caching = (int)pi[10], r->policy = (int)pi[12];
             r->pinned = pi[11], r->kv_used = pi[11]; /* KVBlocks.pin: the shared prefix stays resident */
-            r->lru_head = r->lru_tail = -1;
+            r->retained = (List){S.ret_prev, S.ret_next, -1, -1, 0}; /* the link arrays are per request, in Sim */
             r->mbt = pd[0], r->ovh = pd[1], r->eager_s = pd[2], r->graph_max = pd[3], r->swap_s_per_token = pd[4];
             r->E = pd[5], r->dtok = pd[6], r->slo_ttft = pd[7], r->slo_s_per_token = pd[8];
             r->whole = r->E == floor(r->E);
-            r->a_slots = pi[13], r->a_load_s = pd[9], r->a_head = r->a_tail = -1;
+            r->a_slots = pi[13], r->a_load_s = pd[9];
+            r->a_res.head = r->a_res.tail = -1;
             if (S.adapter) {
                 r->a_count = malloc((size_t)S.n_adapters * sizeof(i64));
-                r->a_prev = malloc((size_t)S.n_adapters * sizeof(i64));
-                r->a_next = malloc((size_t)S.n_adapters * sizeof(i64));
+                r->a_res.prev = malloc((size_t)S.n_adapters * sizeof(i64));
+                r->a_res.next = malloc((size_t)S.n_adapters * sizeof(i64));
                 r->a_ready = calloc((size_t)S.n_adapters, sizeof(double));
-                if (!r->a_count || !r->a_prev || !r->a_next || !r->a_ready) {
+                if (!r->a_count || !r->a_res.prev || !r->a_res.next || !r->a_ready) {
                     rc = 2;
                     goto out;
                 }
                 for (i64 a = 0; a < S.n_adapters; a++) r->a_count[a] = -1;
             }
-            r->kind = IDLE, r->next_t = INFINITY, r->oldest = r->newest = -1;
+            r->kind = IDLE, r->next_t = INFINITY;
             i64 cap = r->max_seqs + 1;
             r->pre = malloc((size_t)(cap + 1) * sizeof(Job));
             r->pieces = malloc((size_t)(cap + 1) * sizeof(Piece));
@@ -1221,14 +1202,13 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->d_gen = calloc((size_t)cap, sizeof(i64));
             r->d_rem0 = malloc((size_t)cap * sizeof(i64));
             r->d_s0 = malloc((size_t)cap * sizeof(i64));
-            r->prev = malloc((size_t)cap * sizeof(i64));
-            r->next = malloc((size_t)cap * sizeof(i64));
+            r->order = (List){malloc((size_t)cap * sizeof(i64)), malloc((size_t)cap * sizeof(i64)), -1, -1, 0};
             r->d_ctx0 = malloc((size_t)cap * sizeof(double));
             r->d_own0 = malloc((size_t)cap * sizeof(double));
             r->d_shared = malloc((size_t)cap * sizeof(i64));
             r->r_hist = calloc((size_t)r->B, sizeof(i64));
             if (!r->pre || !r->pieces || !r->d_rid || !r->d_blocks || !r->free_slots || !r->d_gen || !r->d_rem0 ||
-                !r->d_s0 || !r->prev || !r->next || !r->d_ctx0 || !r->d_own0 || !r->r_hist || !r->d_shared) {
+                !r->d_s0 || !r->order.prev || !r->order.next || !r->d_ctx0 || !r->d_own0 || !r->r_hist || !r->d_shared) {
                 rc = 2;
                 goto out;
             }
@@ -1297,8 +1277,8 @@ out:
             Rep *r = &S.reps[k];
             free(r->waiting.v), free(r->kwait.v), free(r->swapped.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
             free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
-            free(r->prev), free(r->next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
-            free(r->a_count), free(r->a_prev), free(r->a_next), free(r->a_ready), free(r->a_wait.v);
+            free(r->order.prev), free(r->order.next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
+            free(r->a_count), free(r->a_res.prev), free(r->a_res.next), free(r->a_ready), free(r->a_wait.v);
         }
     free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount), free(S.entry), free(S.decode);
     free(S.ret_blocks), free(S.ret_prev), free(S.ret_next);
