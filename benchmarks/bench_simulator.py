@@ -17,7 +17,7 @@ wall time covers sampling the workload, building the step-cost table and the sim
   spec-8b                    llama-3.1-8b (vLLM) with speculative decoding, 3 drafts at acceptance 0.7, chat, 8 req/s
   *-py                       the same with the Python event loop (PLANNER_SIM_CORE=python), for comparison
 The event loop is the compiled one (planner/serving/sim/fastcore.py) wherever it covers the configuration (column
-"core"); live migration runs in Python. The C file is compiled once before the scenarios run,
+"core": every scenario here; the -py ones force the Python loop). The C file is compiled once before the scenarios run,
 so no scenario's time includes the compiler.
 """
 

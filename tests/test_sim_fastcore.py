@@ -104,11 +104,12 @@ def test_auto_falls_back_to_python_where_the_core_does_not_reach(monkeypatch):
     assert Simulator([Pool(rep, 1)], reqs).run().core == "c"
     sim = Simulator([Pool(rep, 1)], reqs, router=_Routed())
     assert sim.run().core == "python" and sim.core_reason == "the least-outstanding router"
-    sim = Simulator([Pool(rep, 2)], reqs, migrate=1)
-    assert sim.run().core == "python" and sim.core_reason == "live migration"
+    pools = [Pool(rep, 2, role="prefill"), Pool(rep, 2, role="decode")]
+    sim = Simulator(pools, reqs, migrate=1)
+    assert sim.run().core == "python" and sim.core_reason == "live migration beside disaggregated pools"
     monkeypatch.setenv("PLANNER_SIM_CORE", "c")
-    with pytest.raises(PlannerError, match="cannot run this: live migration"):
-        Simulator([Pool(rep, 2)], reqs, migrate=1).run()
+    with pytest.raises(PlannerError, match="cannot run this: live migration beside"):
+        Simulator(pools, reqs, migrate=1).run()
     monkeypatch.setenv("PLANNER_SIM_CORE", "fast")
     with pytest.raises(PlannerError, match="auto, c or python"):
         Simulator([Pool(rep, 1)], reqs).run()
@@ -177,3 +178,23 @@ def test_identical_with_disaggregated_pools(engine, prefill, decode, monkeypatch
     got = Simulator(pools, reqs).run()
     assert got.core == "c" and set(np.unique(ref.pool)) == {0} and np.isfinite(ref.finish_s).mean() > 0.9
     _identical(ref, got)
+
+
+@pytest.mark.parametrize("swap_group", [None, 8])
+def test_identical_with_priority_preemption_and_live_migration(swap_group, monkeypatch):
+    """FastSwitch-style priority preemption (lower classes swapped out, copied block by block or by bandwidth) and
+    Llumnix-style live migration between four replicas, together."""
+    reqs = generate(get_workload(TWO_CLASSES), 8000, rate=60.0, seed=9)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm", max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()),
+                      sched=Scheduler(policy="priority", max_seqs=24, priority_preemption=True, swap_group=swap_group))
+    rep = dataclasses.replace(rep, kv_blocks=max(rep.kv_blocks // 30, 300))
+    monkeypatch.setenv("PLANNER_SIM_CORE", "python")
+    ref_sim = Simulator([Pool(rep, 4)], reqs, migrate=2)
+    ref = ref_sim.run()
+    monkeypatch.setenv("PLANNER_SIM_CORE", "c")
+    got_sim = Simulator([Pool(rep, 4)], reqs, migrate=2)
+    got = got_sim.run()
+    assert got.core == "c" and ref.preemptions.sum() > 50 and ref.extras["migration"]["migrations"] > 50
+    _identical(ref, got)
+    assert ref.extras["migration"] == got.extras["migration"]
+    assert ref_sim.migrator.log == got_sim.migrator.log  # (context, tokens written during the copy, t1, t2) each

@@ -4,7 +4,7 @@
  * recompute or swap when a step finds none free); first-come-first-served, priority and slo-aware
  * queues; speculative decoding (whole or fractional tokens per step); the pinned shared prefix and
  * follow-up turns whose history stays in an LRU prefix cache; LoRA adapters (an LRU resident set per
- * replica, loads one after another on the host link); no migration, no priority preemption; any number of pools and replicas; the round-robin, least-outstanding, static
+ * replica, loads one after another on the host link); priority preemption and live migration; any number of pools and replicas; the round-robin, least-outstanding, static
  * and threshold routers, with session affinity; decode-first or prefill-first steps, chunked
  * prefill, asynchronous scheduling and the per-request front-end time.
  *
@@ -22,9 +22,9 @@
 typedef int64_t i64;
 
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
-enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2 };
+enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 15, PDBL_STRIDE = 12, REP_OUT_STRIDE = 10 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 19, PDBL_STRIDE = 13, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -241,43 +241,48 @@ static double tab_mixed(const Table *T, i64 n_whole, double ctx, double p, doubl
 typedef struct { i64 rid; double remaining, past; i64 alloc, shared; } Job; /* records.PrefillJob */
 typedef struct { i64 rid; int last; } Piece;
 
+/* a growable ring of fixed-size elements: the FCFS queue (queues.FCFSQueue: request ids), the swapped-out and the
+ * migrated sequences (records.SwappedSeq), requests waiting for an adapter slot */
 typedef struct {
-    i64 *v;
-    i64 head, n, cap;
-} Ring; /* FCFS queue (queues.FCFSQueue) */
+    char *v;
+    i64 head, n, cap, size;
+} Deque;
 
-static int ring_push(Ring *q, i64 x) {
-    if (q->n == q->cap) {
-        i64 cap = q->cap ? 2 * q->cap : 64;
-        i64 *v = malloc((size_t)cap * sizeof(i64));
-        if (!v) return -1;
-        for (i64 k = 0; k < q->n; k++) v[k] = q->v[(q->head + k) % q->cap];
-        free(q->v);
-        q->v = v, q->head = 0, q->cap = cap;
-    }
-    q->v[(q->head + q->n) % q->cap] = x;
+static void *dq_at(const Deque *q, i64 k) { return q->v + ((q->head + k) % q->cap) * q->size; }
+
+static int dq_grow(Deque *q) {
+    if (q->n < q->cap) return 0;
+    i64 cap = q->cap ? 2 * q->cap : 64;
+    char *v = malloc((size_t)(cap * q->size));
+    if (!v) return -1;
+    for (i64 k = 0; k < q->n; k++) memcpy(v + k * q->size, dq_at(q, k), (size_t)q->size);
+    free(q->v);
+    q->v = v, q->head = 0, q->cap = cap;
+    return 0;
+}
+
+static int dq_push(Deque *q, const void *x) { /* append */
+    if (dq_grow(q)) return -1;
+    memcpy(q->v + ((q->head + q->n) % q->cap) * q->size, x, (size_t)q->size);
     q->n++;
     return 0;
 }
 
-static int ring_push_front(Ring *q, i64 x) {
-    if (ring_push(q, x)) return -1; /* make room (and keep the order), then rotate x to the front */
-    q->n--;
+static int dq_push_front(Deque *q, const void *x) { /* appendleft */
+    if (dq_grow(q)) return -1;
     q->head = (q->head + q->cap - 1) % q->cap;
-    q->v[q->head] = x;
+    memcpy(q->v + q->head * q->size, x, (size_t)q->size);
     q->n++;
     return 0;
 }
 
-static i64 ring_pop(Ring *q) {
-    i64 x = q->v[q->head];
+static void dq_pop(Deque *q, void *out) { /* popleft */
+    if (out) memcpy(out, q->v + q->head * q->size, (size_t)q->size);
     q->head = (q->head + 1) % q->cap;
     q->n--;
-    return x;
 }
 
-/* queues._KeyedQueue is a heap of (key, order, rid) (priority: the request's priority; slo-aware: its deadline;
- * a preempted request goes in at (-inf, -order)): an EvHeap with t = key, seq = order, a = rid */
+static i64 dq_front_id(const Deque *q) { return *(const i64 *)dq_at(q, 0); }
 
 typedef struct { i64 rid; double own, ctx; i64 remaining, shared; } Swapped; /* records.SwappedSeq */
 
@@ -303,15 +308,13 @@ static void list_append(List *l, i64 x) {
 }
 
 typedef struct {
-    Swapped *v;
-    i64 head, n, cap;
-} SwapQ;
-
-typedef struct {
     /* configuration */
     i64 idx, pool, max_seqs, B, kv_total;
     int chunked, prefill_first, schedules_ahead, plain, reserve, swap, prefix_caching, policy; /* 0 fcfs 1 priority 2 slo */
     int role;                                   /* BOTH, PREFILL_ROLE, DECODE_ROLE (disaggregated pools) */
+    int fair, block_swap, tenants;              /* priority preemption; swaps copied block by block; either or migration */
+    i64 swap_group, kv_transfers_per_block;
+    double swap_transfer_s;
     double kv_lat_s, kv_s_per_token;            /* prefill -> decode KV transfer */
     double mbt, ovh, eager_s, graph_max, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
     const Table *T;
@@ -326,11 +329,13 @@ typedef struct {
     i64 *a_count;  /* per adapter id: requests using it (-1: not resident) */
     List a_res;    /* the resident adapters, least recently used first */
     double *a_ready, a_load_s, a_link_free;
-    Ring a_wait;                    /* requests waiting for a slot (their adapter is S->adapter[rid]) */
-    Ring waiting; /* fcfs */
-    EvHeap kwait; /* priority, slo-aware */
+    Deque a_wait;                   /* requests waiting for a slot (their adapter is S->adapter[rid]) */
+    Deque waiting; /* fcfs */
+    EvHeap kwait; /* priority, slo-aware (queues._KeyedQueue): t = key, seq = order, a = rid; a preempted request
+                   * goes in at (-inf, -order) */
     i64 kcount;   /* entries ever pushed (their order) */
-    SwapQ swapped;
+    Deque swapped;  /* Swapped */
+    Deque migrated; /* Swapped (own unused): (rid, ctx, remaining, shared) arrived by live migration */
     i64 *pending;
     i64 n_pending, cap_pending;
     Job *pre; /* prefilling, in order */
@@ -358,6 +363,9 @@ typedef struct {
     double *first, *finish, *arrival;
     i64 *ret_blocks, *ret_prev, *ret_next; /* per request: its retained blocks (0: none) and LRU links */
     const i64 *adapter;                    /* per request: its LoRA adapter (NULL: none served) */
+    i64 mig_threshold, mig_count;          /* multitenant.Migrator (threshold -1: no migration) */
+    double mig_copy_s, mig_downtime_s, *mig_log; /* (ctx, g, t1, t2) of the first MIG_LOG migrations */
+    Swapped *moving;                       /* per request: a migration in flight (Simulator.moving) */
     i64 n_adapters;
     i64 *gen, *preempted, *served_by, *pool_of;
     int8_t *rejected;
@@ -377,7 +385,7 @@ typedef struct {
 static i64 wq_len(const Rep *r) { return r->policy ? r->kwait.n : r->waiting.n; }
 
 static int wq_push(Sim *S, Rep *r, i64 rid) {
-    if (!r->policy) return ring_push(&r->waiting, rid);
+    if (!r->policy) return dq_push(&r->waiting, &rid);
     /* PriorityQueue.key / SLOAwareQueue.key: the priority, or arrival + TTFT target - own prefill time */
     double key = r->policy == 1 ? (S->priority ? S->priority[rid] : 0.0)
                                 : S->arrival[rid] + r->slo_ttft - (double)S->isl[rid] * r->slo_s_per_token;
@@ -387,15 +395,20 @@ static int wq_push(Sim *S, Rep *r, i64 rid) {
 }
 
 static int wq_push_front(Rep *r, i64 rid) {
-    if (!r->policy) return ring_push_front(&r->waiting, rid);
+    if (!r->policy) return dq_push_front(&r->waiting, &rid);
     r->kcount += 1;
     Ev e = {-INFINITY, -r->kcount, rid, 0};
     return ev_push(&r->kwait, e);
 }
 
-static i64 wq_peek(const Rep *r) { return r->policy ? r->kwait.v[0].a : r->waiting.v[r->waiting.head]; }
+static i64 wq_peek(const Rep *r) { return r->policy ? r->kwait.v[0].a : dq_front_id(&r->waiting); }
 
-static i64 wq_take(Rep *r) { return r->policy ? ev_pop(&r->kwait).a : ring_pop(&r->waiting); }
+static i64 wq_take(Rep *r) {
+    if (r->policy) return ev_pop(&r->kwait).a;
+    i64 rid;
+    dq_pop(&r->waiting, &rid);
+    return rid;
+}
 
 static i64 outstanding(const Rep *r) {
     return wq_len(r) + r->n_pending + r->n_pre + r->dn + r->swapped.n + r->inbound;
@@ -483,10 +496,10 @@ static double a_acquire(Rep *r, i64 a, double now) {
 /* Simulator._adapter_waiters: slots freed; requests waiting for one load their adapter (in arrival order) */
 static void a_waiters(Sim *S, Rep *r, double now) {
     while (r->a_wait.n) {
-        i64 rid = r->a_wait.v[r->a_wait.head];
+        i64 rid = dq_front_id(&r->a_wait);
         double ready = a_acquire(r, S->adapter[rid], now);
         if (ready < 0) return;
-        ring_pop(&r->a_wait); /* still counted in the replica's inbound load until it reaches the engine */
+        dq_pop(&r->a_wait, NULL); /* still counted in the replica's inbound load until it reaches the engine */
         S->seq += 1;
         Ev e = {ready > now ? ready : now, S->seq, rid, ENGINE_IN};
         if (ev_push(&S->dyn, e)) S->oom = 1;
@@ -554,7 +567,7 @@ static void enqueue(Sim *S, Rep *r, i64 rid, double now) {
     if (wq_push(S, r, rid)) { S->oom = 1; return; }
     if (r->kind == IDLE)
         schedule(S, r, now);
-    else if (r->kind == JUMP && wq_len(r) == 1 && r->n_pre + r->dn < r->max_seqs)
+    else if (r->kind == JUMP && (r->fair || (wq_len(r) == 1 && r->n_pre + r->dn < r->max_seqs)))
         truncate_jump(S, r, now);
 }
 
@@ -681,9 +694,19 @@ static i64 kv_limit(const Rep *r, i64 k) {
     return lo;
 }
 
-/* Replica._preempt of the newest decoding sequence (on-demand KV); returns the swap-out time */
-static double preempt(Sim *S, Rep *r) {
-    i64 slot = r->order.tail;
+/* multitenant.swap_s: host-link time to swap own tokens of KV one way (one device's share) */
+static double swap_s(const Rep *r, double own) {
+    double t = own * r->swap_s_per_token;
+    if (r->block_swap) {
+        i64 blocks = ceil_div((i64)ceil(own), r->B);
+        t += (double)(ceil_div(blocks, r->swap_group) * r->kv_transfers_per_block) * r->swap_transfer_s;
+    }
+    return t;
+}
+
+/* Replica._preempt of the newest decoding sequence, or of ``slot`` (on-demand KV); returns the swap-out time */
+static double preempt(Sim *S, Rep *r, i64 slot, int force_swap) {
+    if (slot < 0) slot = r->order.tail;
     double own = r->d_own0[slot] + r->E * (double)r->ds;
     double ctx = r->d_ctx0[slot] + r->E * (double)r->ds;
     i64 since = (i64)rint((double)(r->ds - r->d_s0[slot]) * r->E); /* generated_since_join: min(rem0, round((s - s0) E)) */
@@ -694,20 +717,10 @@ static double preempt(Sim *S, Rep *r) {
     S->gen[rid] = S->osl[rid] - rem;
     S->preempted[rid] += 1;
     r->preemptions += 1;
-    if (r->swap) {
-        SwapQ *q = &r->swapped;
-        if (q->n == q->cap) {
-            i64 cap = q->cap ? 2 * q->cap : 64;
-            Swapped *v = malloc((size_t)cap * sizeof(Swapped));
-            if (!v) { S->oom = 1; return 0.0; }
-            for (i64 k = 0; k < q->n; k++) v[k] = q->v[(q->head + k) % q->cap];
-            free(q->v);
-            q->v = v, q->head = 0, q->cap = cap;
-        }
+    if (r->swap || force_swap) {
         Swapped e = {rid, own, ctx, rem, r->d_shared[slot]};
-        q->v[(q->head + q->n) % q->cap] = e;
-        q->n++;
-        return own * r->swap_s_per_token;
+        if (dq_push(&r->swapped, &e)) S->oom = 1;
+        return r->block_swap ? swap_s(r, own) : own * r->swap_s_per_token;
     }
     if (wq_push_front(r, rid)) S->oom = 1;
     return 0.0;
@@ -777,12 +790,94 @@ static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_ste
     schedule(S, r, t);
 }
 
+/* multitenant._blocked: the request cannot start now (the batch is full or its prompt's blocks are not free) */
+static int blocked(Sim *S, Rep *r, i64 rid) {
+    if (r->dn + r->n_pre >= r->max_seqs) return 1;
+    return ceil_div(S->isl[rid] + S->gen[rid] + 1, r->B) > kv_free(r);
+}
+
+/* multitenant.priority_preempt: swap out lower-priority decodes while the best waiting request is blocked */
+static double priority_preempt(Sim *S, Rep *r) {
+    i64 head = wq_peek(r);
+    double top = S->priority[head], extra = 0.0;
+    while (r->dn && blocked(S, r, head)) {
+        i64 worst = -1;
+        double wp = top;
+        for (i64 slot = r->order.head; slot >= 0; slot = r->order.next[slot]) { /* oldest first: the newest worst goes */
+            double p = S->priority[r->d_rid[slot]];
+            if (p >= wp && p > top) worst = slot, wp = p;
+        }
+        if (worst < 0) break;
+        extra += preempt(S, r, worst, 1);
+    }
+    return extra;
+}
+
+static Rep *least(Sim *S, i64 start, i64 count);
+
+/* Replica.receive: a migrated request arrives with its KV */
+static void receive(Sim *S, Rep *r, Swapped item, double now) {
+    if (dq_push(&r->migrated, &item)) S->oom = 1;
+    if (r->kind == IDLE)
+        schedule(S, r, now);
+    else if (r->kind == JUMP && r->n_pre + r->dn < r->max_seqs)
+        truncate_jump(S, r, now);
+}
+
+/* multitenant.Migrator.check: move the running decode with the shortest context to the least-loaded replica of the
+ * pool when this one holds more than the threshold above it (Llumnix) */
+static void migrator_check(Sim *S, Rep *src, double now) {
+    if (src->role != BOTH || !src->dn) return;
+    i64 load = outstanding(src);
+    if (load <= S->mig_threshold) return; /* no replica can be that far below it */
+    i64 start = S->pool_start[src->pool], count = S->pool_count[src->pool];
+    if (count < 2) return;
+    Rep *dst = least(S, start, count);
+    if (dst == src || load - outstanding(dst) <= S->mig_threshold) return;
+    i64 slot = -1;
+    for (i64 k = src->order.head; k >= 0; k = src->order.next[k]) /* the shortest context: the cheapest copy */
+        if (slot < 0 || src->d_ctx0[k] < src->d_ctx0[slot]) slot = k;
+    double ctx = src->d_ctx0[slot] + src->E * (double)src->ds;
+    i64 since = (i64)rint((double)(src->ds - src->d_s0[slot]) * src->E);
+    i64 rem = src->d_rem0[slot] - (src->d_rem0[slot] < since ? src->d_rem0[slot] : since);
+    if (rem < 2) return;
+    double t1 = src->kv_lat_s + ctx * src->kv_s_per_token;
+    double step = tab_decode(src->T, (double)src->dn, src->sum_ctx0 / (double)src->dn + src->E * (double)src->ds);
+    i64 g = 0;
+    if (step > 0) { /* tokens written during the first copy */
+        i64 gg = (i64)(t1 / step * src->E);
+        g = rem - 1 < gg ? rem - 1 : gg;
+    }
+    double t2 = src->kv_lat_s + (double)g * src->kv_s_per_token;
+    i64 shared = src->d_shared[slot], blocks = src->d_blocks[slot], freed;
+    i64 rid = dec_leave(src, slot, &freed);
+    if (src->reserve)
+        src->kv_used -= blocks;
+    else
+        src->kv_dec -= freed;
+    S->gen[rid] = S->osl[rid] - rem + g;
+    S->served_by[rid] = dst->idx;
+    dst->inbound += 1;
+    if (S->mig_count < MIG_LOG) {
+        double *l = S->mig_log + 4 * S->mig_count;
+        l[0] = ctx, l[1] = (double)g, l[2] = t1, l[3] = t2;
+    }
+    S->mig_count += 1;
+    S->mig_copy_s += t1 + t2;
+    S->mig_downtime_s += t2;
+    Swapped item = {rid, 0.0, ctx + (double)g, rem - g, shared};
+    S->moving[rid] = item; /* Simulator.migrate_in */
+    S->seq += 1;
+    Ev e = {now + t1 + t2, S->seq, rid, MIGRATE_IN};
+    if (ev_push(&S->dyn, e)) S->oom = 1;
+}
+
 /* stepform.form_step + _swap_in + _continue_chunks + _admit_prompts + _launch (FCFS, no prefix cache) */
 static void form_step(Sim *S, Rep *r, double now) {
     double extra = 0.0;
     int preempted = 0;
     if (r->reserve) {
-        if (!(wq_len(r) || r->n_pre || r->swapped.n)) {
+        if (!(wq_len(r) || r->n_pre || r->swapped.n || r->migrated.n)) {
             if (r->dn)
                 launch_decodes(S, r, now, 0.0, 0);
             else
@@ -791,24 +886,45 @@ static void form_step(Sim *S, Rep *r, double now) {
         }
     } else if (r->dn) {
         while (r->dn && growth(r, 1) > kv_free(r)) {
-            extra += preempt(S, r);
+            extra += preempt(S, r, -1, 0);
             preempted = 1;
         }
     }
+    if (r->tenants && r->fair && wq_len(r) && r->dn && !preempted) /* FastSwitch / vLLM priority: make room */
+        extra += priority_preempt(S, r);
     int prefill_only = r->prefill_first && (wq_len(r) || r->n_pre) && !preempted;
     double budget = r->mbt - (prefill_only ? 0.0 : (double)r->dn * r->dtok);
     i64 running = r->dn + r->n_pre;
     double P = 0.0, pairs = 0.0;
     r->n_pieces = 0;
+    /* multitenant.admit_migrated: migrated decodes join the batch with their KV (blocks reserved, or on demand) */
+    while (r->tenants && r->migrated.n && running < r->max_seqs) {
+        Swapped *m = dq_at(&r->migrated, 0);
+        double own = m->ctx - (double)m->shared;
+        i64 need = ceil_div((i64)ceil(own + (r->reserve ? (double)m->remaining : 1.0)), r->B);
+        if (need > kv_free(r) && !kv_evict(S, r, need, -1)) break;
+        Swapped w;
+        dq_pop(&r->migrated, &w);
+        r->inbound -= 1;
+        if (r->reserve) {
+            r->kv_used += need;
+            dec_join(S, r, w.rid, w.ctx, own, w.remaining, need, w.shared);
+        } else {
+            r->kv_dec += dec_join(S, r, w.rid, w.ctx, own, w.remaining, 0, w.shared);
+        }
+        S->pool_of[w.rid] = r->pool;
+        running += 1;
+        budget -= r->dtok;
+    }
     /* _swap_in: swapped-out sequences come back first (their KV crosses the host link again) */
     while (r->swapped.n && running < r->max_seqs) {
-        Swapped *sw = &r->swapped.v[r->swapped.head];
+        Swapped *sw = dq_at(&r->swapped, 0);
         i64 need = ceil_div((i64)ceil(sw->own), r->B) + 1;
         if (need > kv_free(r)) break;
-        Swapped w = *sw;
-        r->swapped.head = (r->swapped.head + 1) % r->swapped.cap;
-        r->swapped.n--;
-        extra += w.own * r->swap_s_per_token;
+        if (r->fair && wq_len(r) && S->priority[wq_peek(r)] < S->priority[sw->rid]) break; /* a better request waits */
+        Swapped w;
+        dq_pop(&r->swapped, &w);
+        extra += r->block_swap ? swap_s(r, w.own) : w.own * r->swap_s_per_token;
         r->kv_dec += dec_join(S, r, w.rid, w.ctx, w.own, w.remaining, 0, w.shared);
         running += 1;
         if (!prefill_only) budget -= r->dtok;
@@ -972,7 +1088,8 @@ static void boundary_(Sim *S, Rep *r, double now) {
                 if (r->pieces[q].last) prefill_done(S, r, r->pieces[q].rid, now);
         }
     }
-    if (!r->reserve || wq_len(r) || r->n_pre || r->swapped.n) {
+    if (S->mig_threshold >= 0) migrator_check(S, r, now);
+    if (!r->reserve || wq_len(r) || r->n_pre || r->swapped.n || r->migrated.n) {
         form_step(S, r, now);
         return;
     }
@@ -1037,6 +1154,10 @@ static Rep *route(Sim *S) {
 
 /* Simulator._arrive */
 static void arrive(Sim *S, i64 rid, double t, i64 kind) {
+    if (kind == MIGRATE_IN) {
+        receive(S, &S->reps[S->served_by[rid]], S->moving[rid], t);
+        return;
+    }
     if (kind == KV_IN) { /* a prompt's KV reached the decode pool */
         enqueue(S, least_of(S, S->decode, S->n_decode), rid, t);
         return;
@@ -1056,7 +1177,7 @@ static void arrive(Sim *S, i64 rid, double t, i64 kind) {
     if (S->adapter) { /* the request's adapter must be resident (a miss loads it over the host link) */
         double ready = a_acquire(r, S->adapter[rid], t_in);
         if (ready < 0) { /* every slot holds an adapter in use: wait for one (counted as the replica's load) */
-            if (ring_push(&r->a_wait, rid)) S->oom = 1;
+            if (dq_push(&r->a_wait, &rid)) S->oom = 1;
             r->inbound += 1;
             return;
         }
@@ -1097,7 +1218,10 @@ static double sample(Sampler *q, Sim *S, double t) {
  * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none); ipar[8]: the number of LoRA
  * adapters (adapter: each request's, NULL when no replica serves adapters; pint[13] and pdbl[9]: resident slots
  * and the time of one load); pint[14]: the pool's role (0 both, 1 prefill, 2 decode) and pdbl[10..11] the prefill ->
- * decode KV transfer's latency and seconds per token.
+ * decode KV transfer's latency and seconds per token; pint[15..18]: priority preemption, block-by-block swapping,
+ * blocks per copy, copies per block, and pdbl[12] one copy's time; ipar[12]: live migration's load threshold (-1:
+ * none), its count, copy and downtime seconds written to mig_out, the first MIG_LOG migrations' (context, tokens
+ * written during the copy, t1, t2) to mig_log.
  * Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
  * reserve, swap, prefix caching, pinned prefix blocks, queue policy (0 fcfs, 1 priority, 2 slo-aware);
  * pdbl[p*12 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
@@ -1113,7 +1237,8 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
                  const double *tdat, const i64 *trow, const double *ext_t, const i64 *ext_id, const i64 *isl,
                  const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival,
                  const double *priority, const i64 *adapter, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
-                 double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, void (*progress)(i64, i64)) {
+                 double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, double *mig_out, double *mig_log,
+                 void (*progress)(i64, i64)) {
     if (ipar[9] != PINT_STRIDE || ipar[10] != PDBL_STRIDE || ipar[11] != REP_OUT_STRIDE) return 3; /* the caller's layout */
     Sim S;
     memset(&S, 0, sizeof S);
@@ -1123,6 +1248,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     i64 max_events = ipar[6];
     S.isl = isl, S.osl = osl, S.prefix = prefix, S.think = think, S.arrival = arrival, S.priority = priority;
     S.adapter = adapter, S.n_adapters = ipar[8];
+    S.mig_threshold = ipar[12], S.mig_log = mig_log;
     if (ipar[7]) { /* follow-up turns: their parents' KV may be retained */
         S.parent = parent, S.child = child;
         S.ret_blocks = calloc((size_t)S.n, sizeof(i64));
@@ -1136,8 +1262,9 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     i64 *pstart = calloc((size_t)S.n_pools, sizeof(i64)), *pcount = calloc((size_t)S.n_pools, sizeof(i64));
     S.reps = calloc((size_t)S.n_reps, sizeof(Rep));
     S.entry = malloc((size_t)S.n_reps * sizeof(i64)), S.decode = malloc((size_t)S.n_reps * sizeof(i64));
+    if (S.mig_threshold >= 0) S.moving = malloc((size_t)(S.n ? S.n : 1) * sizeof(Swapped));
     int rc = 0;
-    if (!tabs || !pstart || !pcount || !S.reps || !S.entry || !S.decode ||
+    if (!tabs || !pstart || !pcount || !S.reps || !S.entry || !S.decode || (S.mig_threshold >= 0 && !S.moving) ||
         (ipar[7] && (!S.ret_blocks || !S.ret_prev || !S.ret_next))) {
         rc = 2;
         goto out;
@@ -1169,6 +1296,9 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             Rep *r = &S.reps[ridx];
             r->idx = ridx, r->pool = p, r->T = T;
             r->role = (int)pi[14], r->kv_lat_s = pd[10], r->kv_s_per_token = pd[11];
+            r->fair = (int)pi[15], r->block_swap = (int)pi[16], r->swap_group = pi[17], r->kv_transfers_per_block = pi[18];
+            r->swap_transfer_s = pd[12];
+            r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;
             r->max_seqs = pi[0], r->B = pi[1], r->kv_total = pi[2];
@@ -1193,6 +1323,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
                 for (i64 a = 0; a < S.n_adapters; a++) r->a_count[a] = -1;
             }
             r->kind = IDLE, r->next_t = INFINITY;
+            r->waiting.size = r->a_wait.size = sizeof(i64), r->swapped.size = r->migrated.size = sizeof(Swapped);
             i64 cap = r->max_seqs + 1;
             r->pre = malloc((size_t)(cap + 1) * sizeof(Job));
             r->pieces = malloc((size_t)(cap + 1) * sizeof(Piece));
@@ -1262,6 +1393,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
         if (max_events >= 0 && events > max_events) { rc = 1; break; }
     }
     cnt[0] = qs.n, cnt[1] = events, cnt[2] = S.completed;
+    mig_out[0] = (double)S.mig_count, mig_out[1] = S.mig_copy_s, mig_out[2] = S.mig_downtime_s;
     for (i64 k = 0; k < S.n_reps; k++) {
         Rep *r = &S.reps[k];
         rep_out[REP_OUT_STRIDE * k] = r->busy_s, rep_out[REP_OUT_STRIDE * k + 1] = r->batch_time, rep_out[REP_OUT_STRIDE * k + 2] = (double)r->steps;
@@ -1275,12 +1407,13 @@ out:
     if (S.reps)
         for (i64 k = 0; k < S.n_reps; k++) {
             Rep *r = &S.reps[k];
-            free(r->waiting.v), free(r->kwait.v), free(r->swapped.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
+            free(r->waiting.v), free(r->kwait.v), free(r->swapped.v), free(r->migrated.v), free(r->pending), free(r->pre), free(r->pieces), free(r->heap);
             free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
             free(r->order.prev), free(r->order.next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
             free(r->a_count), free(r->a_res.prev), free(r->a_res.next), free(r->a_ready), free(r->a_wait.v);
         }
     free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount), free(S.entry), free(S.decode);
+    free(S.moving);
     free(S.ret_blocks), free(S.ret_prev), free(S.ret_next);
     return rc;
 }

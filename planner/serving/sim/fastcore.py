@@ -5,10 +5,11 @@ Covered (``reason`` says why not otherwise): aggregated replicas and disaggregat
 prompt's KV crossing to the least-loaded decode replica); reserve-mode KV
 admission (TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM,
 SGLang; swapping priced by bandwidth, not block by block); first-come-first-served, priority and slo-aware
-queues; speculative decoding; LoRA adapters (the resident set an LRU cache, loads over the host link); the pinned
-shared prefix and follow-up turns with their history in the LRU prefix cache; the round-robin, least-outstanding,
-static and threshold routers (not subclasses of them). Not covered (Python runs): live migration, priority
-preemption, block-by-block swapping. That is the
+queues; speculative decoding; LoRA adapters (the resident set an LRU cache, loads over the host link); priority
+preemption (swapping out lower-priority decodes, block by block or by bandwidth); live migration between the
+replicas of a pool; the pinned shared prefix and follow-up turns with their history in the LRU prefix cache; the
+round-robin, least-outstanding, static and threshold routers (not subclasses of them). Not covered (Python runs):
+routers of one's own (IC-Cache's), live migration beside disaggregated pools. That is the
 default ``planner simulate`` of every engine, and the MLPerf and capacity simulations.
 
 The C file is compiled once with the system's C compiler (``$CC``, else ``cc``) into the planner's cache
@@ -95,7 +96,7 @@ def load() -> ctypes.CDLL | None:
         return None
     fn = lib.fastcore_run
     fn.restype = ctypes.c_int
-    fn.argtypes = [_P] * 30 + [PROGRESS]
+    fn.argtypes = [_P] * 32 + [PROGRESS]
     _lib = lib
     return lib
 
@@ -118,16 +119,11 @@ def reason(sim) -> str | None:
 
     if type(sim.router) not in (LeastOutstanding, RoundRobin, Static, Threshold):
         return f"the {sim.router.label()} router"
-    if sim.migrator is not None:
-        return "live migration"
+    if sim.migrator is not None and any(p.role != "both" for p in sim.pools):
+        return "live migration beside disaggregated pools"
     for r in sim.replicas:
-        m = r.m
-        if r.block_swap:
-            return "block-by-block swapping (--swap-group)"
         if type(r.waiting).__name__ not in _POLICIES:
-            return f"the {m.policy} queue"
-        if r.fair or r.tenants:
-            return "priority preemption"
+            return f"the {r.m.policy} queue"
     return None
 
 
@@ -147,12 +143,13 @@ def run(sim, qs) -> int:
         rows = t._rows
         pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
                  int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__],
-                 r.adapters.slots if r.adapters is not None else 0, _ROLES[r.role]]
+                 r.adapters.slots if r.adapters is not None else 0, _ROLES[r.role], int(r.fair), int(r.block_swap), r.swap_group,
+                 int(r.m.kv_transfers_per_block)]
         q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
         pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
-                 float(r.m.kv_transfer_s_per_token)]
+                 float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s)]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, np.asarray(t._dec, dtype=np.float64).ravel(), np.asarray(t._mix, dtype=np.float64)]
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
@@ -172,16 +169,18 @@ def run(sim, qs) -> int:
     adapter = None if sim.adapter is None else np.ascontiguousarray(np.asarray(sim.adapter), dtype=np.int64)
     n_adapters = int(adapter.max()) + 1 if adapter is not None and adapter.size else 0
     ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns,
-                     n_adapters, len(pint) // len(pools), len(pdbl) // len(pools), REP_OUT],
+                     n_adapters, len(pint) // len(pools), len(pdbl) // len(pools), REP_OUT,
+                     sim.migrator.threshold if sim.migrator is not None else -1],
                     dtype=np.int64)
     dpar = np.array([qs.next, (ext_t[-1] - ext_t[0]) if len(ext_t) > 1 else 0.0])
     rep_out = np.zeros(REP_OUT * len(reps))
+    mig_out, mig_log = np.zeros(3), np.zeros(4 * 1000)  # Migrator: count, copy s, downtime s; its first 1,000 records
     priority = None if tab.priority is None else np.ascontiguousarray(np.asarray(tab.priority), dtype=np.float64)
     q_t, q_w, q_r, cnt = np.zeros(4002), np.zeros(4002, dtype=np.int64), np.zeros(4002, dtype=np.int64), np.zeros(3, dtype=np.int64)
     arrays = [ipar, dpar, np.array(pint, dtype=np.int64), np.array(pdbl), np.array(tint, dtype=np.int64),
               np.concatenate(tdat), np.concatenate(trow), ext_t, ext_id, tab.input_tokens, tab.output_tokens, tab.prefix_tokens,
               tab.parent, tab.child, tab.think_s, tab.arrival_s, priority, adapter,
-              tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt]
+              tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt, mig_out, mig_log]
     for a in arrays:
         assert a is None or a.flags.c_contiguous
     progress = sim.progress
@@ -199,6 +198,10 @@ def run(sim, qs) -> int:
         r.kv.hit_tokens, r.kv.hits = int(o[5]), int(o[6])
         if r.adapters is not None:  # what lora_summary reads
             r.adapters.hits, r.adapters.misses, r.adapters.evictions = int(o[7]), int(o[8]), int(o[9])
+    if sim.migrator is not None:  # what Migrator.summary reads, and its log of the first 1,000 migrations
+        mg = sim.migrator
+        mg.count, mg.copy_s, mg.downtime_s = int(mig_out[0]), float(mig_out[1]), float(mig_out[2])
+        mg.log = [(float(c), int(g), float(t1), float(t2)) for c, g, t1, t2 in mig_log[:4 * min(mg.count, 1000)].reshape(-1, 4)]
     ns = int(cnt[0])
     qs.t, qs.w, qs.r = q_t[:ns].tolist(), q_w[:ns].tolist(), q_r[:ns].tolist()
     sim.completed = int(cnt[2])
