@@ -1,18 +1,18 @@
-/* The simulator's event loop in C, for the configurations it covers (planner/serving/sim/fastcore.py
- * decides which): aggregated replicas or disaggregated prefill/decode pools; reserve-mode KV (blocks for prompt and whole output up front,
- * never preempted) or on-demand KV (blocks as tokens are written, the newest sequence preempted by
- * recompute or swap when a step finds none free); first-come-first-served, priority and slo-aware
- * queues; speculative decoding (whole or fractional tokens per step); the pinned shared prefix and
- * follow-up turns whose history stays in an LRU prefix cache; LoRA adapters (an LRU resident set per
- * replica, loads one after another on the host link); priority preemption and live migration; any number of pools and replicas; the round-robin, least-outstanding, static
- * and threshold routers, with session affinity; decode-first or prefill-first steps, chunked
- * prefill, asynchronous scheduling and the per-request front-end time.
+/* The simulator's event loop in C, for the configurations it covers (planner/serving/sim/fastcore.py decides
+ * which: every built-in one). Aggregated replicas or disaggregated prefill/decode pools; reserve-mode KV (blocks
+ * for prompt and whole output up front, never preempted) or on-demand KV (blocks as tokens are written, the newest
+ * sequence preempted by recompute or swap when a step finds none free); FCFS, priority and slo-aware queues;
+ * priority preemption (multitenant.py) and live migration; speculative decoding (whole or fractional tokens per
+ * step); LoRA adapters (an LRU resident set per replica, loads one after another on the host link); the pinned
+ * shared prefix and follow-up turns whose history stays in an LRU prefix cache; any number of pools and
+ * replicas; the round-robin, least-outstanding, static and threshold routers, with session affinity;
+ * decode-first or prefill-first steps, chunked prefill, asynchronous scheduling and the per-request front-end time.
  *
- * It is a line-by-line transcription of the Python reference (core.py, replica.py, stepform.py,
- * decodes.py, steptable.py): the same events in the same order, the same floating-point operations
- * in the same order (built with -ffp-contract=off, so no fused multiply-adds), so its results are
- * identical to the last bit; tests/test_sim_fastcore.py checks that on randomized workloads.
- * Python comments name the function each block mirrors. */
+ * It is a line-by-line transcription of the Python reference (core.py, replica.py, stepform.py, decodes.py,
+ * steptable.py, queues.py, kvcache.py, adapters.py, multitenant.py): the same events in the same order, the same
+ * floating-point operations in the same order (built with -ffp-contract=off, so no fused multiply-adds), so its
+ * results are identical to the last bit; tests/test_sim_fastcore.py checks that on randomized workloads.
+ * Comments name the Python function each block mirrors. */
 
 #include <math.h>
 #include <stdint.h>

@@ -1,23 +1,22 @@
-"""The simulator's event loop compiled from C (``_fastcore.c``) for the configurations it covers, with
-results identical to the Python loop's to the last bit; every other configuration runs in Python.
+"""The simulator's event loop compiled from C (``_fastcore.c``), with results identical to the Python loop's to the
+last bit (the same events in the same order, the same floating-point operations in the same order).
 
-Covered (``reason`` says why not otherwise): aggregated replicas and disaggregated prefill/decode pools (each
-prompt's KV crossing to the least-loaded decode replica); reserve-mode KV
-admission (TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM,
-SGLang; swapping priced by bandwidth, not block by block); first-come-first-served, priority and slo-aware
-queues; speculative decoding; LoRA adapters (the resident set an LRU cache, loads over the host link); priority
-preemption (swapping out lower-priority decodes, block by block or by bandwidth); live migration between the
-replicas of a pool; the pinned shared prefix and follow-up turns with their history in the LRU prefix cache; the
-round-robin, least-outstanding, static and threshold routers (not subclasses of them). Not covered (Python runs):
-routers of one's own (IC-Cache's), live migration beside disaggregated pools. That is the
-default ``planner simulate`` of every engine, and the MLPerf and capacity simulations.
+Covered (``reason`` says why not otherwise): every built-in configuration -- aggregated replicas and disaggregated
+prefill/decode pools (each prompt's KV crossing to the least-loaded decode replica); reserve-mode KV admission
+(TensorRT-LLM's GUARANTEED_NO_EVICT) and on-demand KV with recompute or swap preemption (vLLM, SGLang); FCFS,
+priority and slo-aware queues; priority preemption (lower-priority decodes swapped out, by bandwidth or block by
+block); live migration between the replicas of a pool; speculative decoding; LoRA adapters (an LRU resident set,
+loads one after another on the host link); the pinned shared prefix and follow-up turns with their history in the
+LRU prefix cache; the round-robin, least-outstanding, static and threshold routers with session affinity. The
+Python loop runs for a router of one's own (a subclass, or IC-Cache's), for live migration beside disaggregated
+pools, and where no C compiler is found; it stays the reference ``tests/test_sim_fastcore.py`` compares against.
 
 The C file is compiled once with the system's C compiler (``$CC``, else ``cc``) into the planner's cache
 folder (planner.specs.datacache.cache_dir, or a temporary folder when the cache is off), under a name that
 hashes the source, the compiler and the platform; nothing is compiled at install time, so a source checkout,
-an editable install and a wheel all work the same. Without a compiler the Python loop runs (same results,
-about 50x slower); ``PLANNER_SIM_CORE=python`` chooses it, ``PLANNER_SIM_CORE=c`` makes a missing compiler
-an error. ``SimResult.core`` says which ran.
+an editable install and a wheel all work the same. ``PLANNER_SIM_CORE=python`` chooses the Python loop,
+``PLANNER_SIM_CORE=c`` makes a configuration or machine the core cannot serve an error. ``SimResult.core`` says
+which ran.
 """
 
 from __future__ import annotations
