@@ -198,3 +198,19 @@ def test_identical_with_priority_preemption_and_live_migration(swap_group, monke
     _identical(ref, got)
     assert ref.extras["migration"] == got.extras["migration"]
     assert ref_sim.migrator.log == got_sim.migrator.log  # (context, tokens written during the copy, t1, t2) each
+
+
+def test_a_cache_folder_that_cannot_be_written_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the cache folder would sit under a file: it cannot be created
+    monkeypatch.setenv("PLANNER_CACHE_DIR", str(blocker / "planner"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    monkeypatch.setattr(fastcore, "_lib", None)
+    monkeypatch.setattr(fastcore, "_error", None)
+    lib = fastcore.load()
+    assert lib is not None and fastcore._error is None
+    assert str(tmp_path / "tmp") in lib._name

@@ -82,17 +82,23 @@ def load() -> ctypes.CDLL | None:
         _error = f"the core's source {SOURCE.name} is missing from this installation"
         return None
     key = hashlib.sha256(src + " ".join([cc, *FLAGS, platform.machine(), sys.platform]).encode()).hexdigest()[:16]
-    folder = cache_dir()
-    if folder is None:
-        folder = Path(tempfile.gettempdir()) / f"planner-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    path = folder / f"fastcore-{key}.so"
-    try:
-        if not path.exists():
-            _build(cc, path)
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as e:
-        _error = f"building the compiled core failed: {e}"
-        return None
+    tmp_folder = Path(tempfile.gettempdir()) / f"planner-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folders = [f for f in (cache_dir(), tmp_folder) if f is not None]  # a read-only cache folder: the temporary one
+    lib = None
+    for i, folder in enumerate(folders):
+        path = folder / f"fastcore-{key}.so"
+        try:
+            if not path.exists():
+                _build(cc, path)
+            lib = ctypes.CDLL(str(path))
+            break
+        except subprocess.SubprocessError as e:
+            _error = f"building the compiled core failed: {e}"
+            return None
+        except OSError as e:
+            if i == len(folders) - 1:
+                _error = f"building the compiled core failed: {e}"
+                return None
     fn = lib.fastcore_run
     fn.restype = ctypes.c_int
     fn.argtypes = [_P] * 32 + [PROGRESS]
