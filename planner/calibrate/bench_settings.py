@@ -18,8 +18,8 @@ engine then allocates still bounds what runs.
 The head size is the one trtllm-bench's ``ModelConfig`` reads (``tensorrt_llm/bench/build/dataclasses.py``):
 config.json's ``head_dim``, else ``hidden_size // num_attention_heads``. DeepSeek-V3/R1's config (MLA) names
 qk_nope/qk_rope/v head dims but no ``head_dim``, so the estimate runs at 7168 // 128 = 56, not the 192 of a
-query-key head: DeepSeek-R1 dep4 FP4 at 1024/1024 gets 224 sequences per rank where 192 gave the floor of 64
-(B200 -55 % -> +1 %, GB200 -47 % -> +18 %; H200 dep8 FP8 +5 % -> +69 %, where the larger batch meets a cost the
+query-key head: DeepSeek-R1 dep4 FP4 at 1024/1024 gets 256 sequences per rank where 192 gave the floor of 64
+(B200 -55 % -> +7 %, GB200 -47 % -> +26 %; H200 dep8 FP8 +5 % -> +69 %, where the larger batch meets a cost the
 model does not have on Hopper). Still not replicated: the parameter count trtllm-bench reads from the safetensors
 index counts packed FP4 weights as stored (two per byte), which would shrink its engine estimate for FP4
 checkpoints further; which layers a checkpoint quantizes is not in the model specs.
