@@ -48,7 +48,7 @@ def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, we
     available = hw.memory_capacity_bytes / GIB * gpus - engine_gib
     if available <= 0:
         return 0
-    requests = max(available, 0.0) * KV_FRACTION / (per_token_gib * (isl + osl))
+    requests = available * KV_FRACTION / (per_token_gib * (isl + osl))
     raw = min(requests, MAX_REQUESTS)
     if raw < 256:
         return max(64, 32 * math.ceil(raw / 32))
@@ -60,6 +60,14 @@ def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, we
 def bench_runs(source: str, engine: str) -> bool:
     """Whether a row was measured by trtllm-bench sizing its own batch (the 1.x perf-overview tables)."""
     return engine.startswith("trtllm@1.") and "perf-overview" in (source or "").lower()
+
+
+def row_batch_cap(row: dict, engine: str, model, hw, gpus: int, isl: int, osl: int, weights: str, kv: str) -> int:
+    """The batch limit per scheduler a published max-throughput row ran at where trtllm-bench sized it (``gpus`` =
+    tp x attention-DP ranks); 0 for any other row, or where its estimate says the engine does not fit."""
+    if not bench_runs(row.get("source"), engine):
+        return 0
+    return trtllm_bench_max_batch(model, hw, gpus, gpus, isl, osl, weights, kv)
 
 
 def offline(engine: str):

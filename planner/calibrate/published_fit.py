@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import bench_runs, offline, trtllm_bench_max_batch
+from planner.calibrate.bench_settings import offline, row_batch_cap
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
@@ -182,7 +182,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     if "output_tokens_per_s_per_gpu" in cols:
         isl, osl = int(num("isl")), int(num("osl"))
         par = row.get("parallel") or f"tp{tp}"
-        cap = trtllm_bench_max_batch(m, hw, tp * adp, tp * adp, isl, osl, weights, kv) if bench_runs(row.get("source"), base["engine"]) else 0
+        cap = row_batch_cap(row, base["engine"], m, hw, tp * adp, isl, osl, weights, kv)
         return FitRow(**base, kind="inflight", what="output_tokens_per_s_per_gpu", config=f"{par} {weights} {isl}/{osl} max",
                       measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap)
     if "phase" in cols and "tokens_per_s" in cols:

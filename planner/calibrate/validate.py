@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import bench_runs, offline, trtllm_bench_max_batch
+from planner.calibrate.bench_settings import offline, row_batch_cap
 from planner.calibrate.published_fit import engine_of
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
@@ -169,13 +169,13 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
         conc = "max"
-        if bench_runs(row.get("source"), eng):  # trtllm-bench sized its own batch (calibrate/bench_settings.py)
-            gpus, tp_b = (plan.tp * plan.attention_dp,) * 2
-            cap = trtllm_bench_max_batch(get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
-                                         gpus, tp_b, isl, osl, weights, kv or default_kv(weights))
-            conc = plan.attention_dp * cap if cap else "max"
-            if cap:  # its max_batch_size replaces the engine's default batch limit (per attention-DP rank)
-                bench = bench.with_(max_seqs=cap)
+        # where trtllm-bench sized its own batch (calibrate/bench_settings.py), its max_batch_size replaces the
+        # engine's default batch limit (per attention-DP rank)
+        cap = row_batch_cap(row, eng, get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
+                            plan.tp * plan.attention_dp, isl, osl, weights, kv or default_kv(weights))
+        if cap:
+            conc = plan.attention_dp * cap
+            bench = bench.with_(max_seqs=cap)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         layout = f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{tp}"

@@ -1222,7 +1222,7 @@ static double sample(Sampler *q, Sim *S, double t) {
  * blocks per copy, copies per block, and pdbl[12] one copy's time; ipar[12]: live migration's load threshold (-1:
  * none), its count, copy and downtime seconds written to mig_out, the first MIG_LOG migrations' (context, tokens
  * written during the copy, t1, t2) to mig_log.
- * Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
+ * dpar: the QueueSampler's first sample time and sampling interval. Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
  * reserve, swap, prefix caching, pinned prefix blocks, queue policy (0 fcfs, 1 priority, 2 slo-aware);
  * pdbl[p*12 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
  * tokens each decoding sequence puts through a step (dtok), the slo-aware queue's TTFT target and prefill s/token;
@@ -1350,8 +1350,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     S.pool_start = pstart, S.pool_count = pcount, S.n_pools = n_entry_pools; /* the routers see entry pools only */
     Sampler qs = {0};
     qs.t = q_t, qs.w = q_w, qs.r = q_r;
-    double span = dpar[1];
-    qs.dt = span > 0 ? (span / 400.0 > 1e-3 ? span / 400.0 : 1e-3) : 0.01;
+    qs.dt = dpar[1]; /* QueueSampler's first sample time and interval */
     qs.next = dpar[0];
     double ta = n_ext ? ext_t[0] : INFINITY, next_sample = qs.next, t;
     i64 i = 0, events = 0;

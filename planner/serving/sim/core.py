@@ -224,23 +224,21 @@ class Simulator:
             raise PlannerError(f"PLANNER_SIM_CORE=c but the compiled simulator core cannot run this: {why}")
         self.core = "c" if why is None else "python"
         self.core_reason = why
-        if why is None:
-            arr = self.table.arrival_s
-            fin = arr[np.isfinite(arr)]
-            qs = QueueSampler(float(fin.min()) if fin.size else 0.0, float(fin.max() - fin.min()) if fin.size > 1 else 0.0)
-            self.events = fastcore.run(self, qs)
-            return self._result(qs, time.perf_counter() - wall0)
-        return self._run_python(wall0)
-
-    def _run_python(self, wall0: float) -> SimResult:
         arr = self.table.arrival_s
-        ext = np.nonzero(np.isfinite(arr))[0]
+        ext = np.nonzero(np.isfinite(arr))[0]  # requests from outside (a follow-up turn arrives when its parent ends)
         ext = ext[np.argsort(arr[ext], kind="stable")]
+        ext_t, ext_id = np.ascontiguousarray(arr[ext]), np.ascontiguousarray(ext, dtype=np.int64)
+        qs = QueueSampler(float(ext_t[0]) if ext_t.size else 0.0, float(ext_t[-1] - ext_t[0]) if ext_t.size > 1 else 0.0)
+        if why is None:
+            self.events = fastcore.run(self, qs, ext_t, ext_id)
+        else:
+            self._run_python(qs, ext_t, ext_id)
+        return self._result(qs, time.perf_counter() - wall0)
+
+    def _run_python(self, qs: QueueSampler, ext_t: np.ndarray, ext_id: np.ndarray) -> None:
         # read through memoryviews (a Python number made per read) rather than lists of a million boxed numbers
-        ext_t, ext_id = memoryview(np.ascontiguousarray(arr[ext])), memoryview(np.ascontiguousarray(ext, dtype=np.int64))
-        del ext
+        ext_t, ext_id = memoryview(ext_t), memoryview(ext_id)
         n_ext = len(ext_id)
-        qs = QueueSampler(ext_t[0] if n_ext else 0.0, (ext_t[-1] - ext_t[0]) if n_ext > 1 else 0.0)
         rheap, dyn, reps = self.rheap, self.dyn, self.replicas
         heappop, arrive = heapq.heappop, self._arrive
         i = events = 0
@@ -298,7 +296,6 @@ class Simulator:
             if events > max_events:
                 raise PlannerError(f"simulation stopped after {max_events} events")
         self.events = events
-        return self._result(qs, time.perf_counter() - wall0)
 
     def _result(self, qs: QueueSampler, wall_s: float) -> SimResult:
         reps, tab = self.replicas, self.table

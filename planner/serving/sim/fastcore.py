@@ -132,9 +132,10 @@ def reason(sim) -> str | None:
     return None
 
 
-def run(sim, qs) -> int:
-    """Run ``sim`` (a planner.serving.sim.core.Simulator the core covers) in C: fills its request table, each
-    replica's busy time, batch integral and step count, and ``qs`` (its QueueSampler); returns the events."""
+def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
+    """Run ``sim`` (a planner.serving.sim.core.Simulator the core covers) in C over its outside arrivals ``ext_t`` /
+    ``ext_id`` (in time order): fills its request table, each replica's busy time, batch integral and step count,
+    and ``qs`` (its QueueSampler, whose first sample time and interval it starts from); returns the events."""
     lib = load()
     assert lib is not None
     reps, tab = sim.replicas, sim.table
@@ -155,18 +156,13 @@ def run(sim, qs) -> int:
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
                  float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s)]
-        parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, np.asarray(t._dec, dtype=np.float64).ravel(), np.asarray(t._mix, dtype=np.float64)]
+        parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, t.grid[:, :, 0, 0], t.grid]  # the grid the table interpolates
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
         block = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in parts] + [np.array([w for _, _, w, _ in rows])])
         tdat.append(block)
         trow.append(np.concatenate([np.zeros(head, dtype=np.int64), np.array([i for _, _, _, i in rows], dtype=np.int64)]))
         off += block.size
-    arr = tab.arrival_s
-    ext = np.nonzero(np.isfinite(arr))[0]
-    ext = ext[np.argsort(arr[ext], kind="stable")]
-    ext_t = np.ascontiguousarray(arr[ext])
-    ext_id = np.ascontiguousarray(ext, dtype=np.int64)
     router = type(sim.router).__name__
     rcode = {"RoundRobin": 0, "LeastOutstanding": 1, "Static": 2, "Threshold": 3}[router]
     max_events = sim.max_events if sim.max_events is not None else -1
@@ -177,7 +173,7 @@ def run(sim, qs) -> int:
                      n_adapters, len(pint) // len(pools), len(pdbl) // len(pools), REP_OUT,
                      sim.migrator.threshold if sim.migrator is not None else -1],
                     dtype=np.int64)
-    dpar = np.array([qs.next, (ext_t[-1] - ext_t[0]) if len(ext_t) > 1 else 0.0])
+    dpar = np.array([qs.next, qs.dt])
     rep_out = np.zeros(REP_OUT * len(reps))
     mig_out, mig_log = np.zeros(3), np.zeros(4 * 1000)  # Migrator: count, copy s, downtime s; its first 1,000 records
     priority = None if tab.priority is None else np.ascontiguousarray(np.asarray(tab.priority), dtype=np.float64)
