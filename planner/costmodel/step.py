@@ -117,7 +117,8 @@ class OpCost:
     flops: np.ndarray  # per device, per occurrence
     bytes: np.ndarray
     time_s: np.ndarray  # per occurrence, including overhead
-    bound_parts: tuple  # (tc, tm, overhead, comm): what ``bound`` is worked out from, only when asked for
+    bound_parts: tuple | None  # (tc, tm, overhead, comm): what ``bound`` is worked out from; None when the step was
+    # costed with parts=False (the search keeps only the times, so these four arrays per op are not held)
     source: str = "roofline"
     algorithm: str = ""
     weight_bytes: np.ndarray | float = 0.0  # weight bytes this op reads (per occurrence)
@@ -127,6 +128,8 @@ class OpCost:
     def bound(self) -> np.ndarray:
         """Index into BOUND_NAMES per plan: compute, memory, communication or overhead (the breakdown's column;
         derived on demand so the search does not pay for it)."""
+        if self.bound_parts is None:
+            raise ValueError(f"{self.name}: this step was costed with parts=False, so its bound is not known")
         tc, tm, ovh, comm = self.bound_parts
         if comm is not None:
             b = np.where(comm > 0, 2, 3)
@@ -160,6 +163,7 @@ class CostModel:
     moe_offload = None  # a costmodel.moe_offload.MoeOffload plan field: selects the CPU-assisted builders
     lora = None  # a costmodel.lora.LoraCost: adds the adapter builder to every layer
     _any_dequant = True  # set per step (_Ctx.of): whether any plan dequantizes weights on the vector units
+    _parts = True  # set per step (step's parts=): whether ops keep their bound parts
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
                  weight_stream: tuple[float, float] | None = None, kernels: Kernels | None = None):
@@ -245,7 +249,8 @@ class CostModel:
         t = (comm if comm is not None else np.maximum(tc, tm)) + ovh
         shape = np.broadcast_shapes(self._shape, t.shape, flops.shape, byts.shape)
         b = lambda x: np.broadcast_to(x, shape)  # noqa: E731
-        return OpCost(name, kind, count, b(flops), b(byts), b(t), (tc, tm, ovh, comm), algorithm=algorithm)
+        return OpCost(name, kind, count, b(flops), b(byts), b(t), (tc, tm, ovh, comm) if self._parts else None,
+                      algorithm=algorithm)
 
     def _elementwise(self, name, elems, count, reads=1.0, writes=1.0, flops_per_elem=4.0):
         """Norms, activations, residual adds: bandwidth bound on GPUs; where a device's calibrated
@@ -256,9 +261,12 @@ class CostModel:
         return self._op(name, "elementwise", count, flops, byts, tc, byts / self.bw)
 
     # ---- the step ------------------------------------------------------------------
-    def step(self, plans: PlanArrays, step: Step) -> StepCost:
+    def step(self, plans: PlanArrays, step: Step, *, parts: bool = True) -> StepCost:
         """Cost of one engine step for every plan: the model's layers (attention block, then its MLP kind) from
-        the builders registered for its spec, then the once-per-step ops, then the pipeline."""
+        the builders registered for its spec, then the once-per-step ops, then the pipeline. With ``parts=False``
+        the ops keep their times but not what their bound is worked out from (OpCost.bound is then unavailable):
+        a search over 10^5..10^6 plans holds a quarter of the memory and faults in that much less."""
+        self._parts = parts
         c = _Ctx.of(self, plans, step)
         ops: list[OpCost] = []
         for build in layer_builders(self.model, self.moe_offload, self.lora):

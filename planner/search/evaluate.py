@@ -77,6 +77,24 @@ class PlanTable:
                          sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev, te)
 
 
+# grid rows per block of aggregated configs: a block's columns (~0.5 MB each) stay in the processor's caches. Measured on DeepSeek-V3 on 64 H200 (7,024 configs, 506 k grid rows), CPU
+# seconds of the aggregated evaluation: one block 0.40-0.45, 2,048 configs a block (147 k rows) 0.31-0.32, 512 0.40,
+# 256 0.58 (Python's per-call cost takes over).
+AGG_BLOCK_ROWS = 150_000
+
+
+def aggregated_blocks(cfg: Configs, opts: SpaceOptions) -> list[Configs]:
+    """``cfg`` in contiguous blocks of about AGG_BLOCK_ROWS grid rows each (evaluate_aggregated's rows come out in
+    config order, so the blocks' tables in order are the whole table's rows in order)."""
+    per_config = len(opts.concurrency) * len(opts.chunk_tokens) * (1 + len(opts.speculative)) * (2 + len(opts.eviction))
+    size = max(1, AGG_BLOCK_ROWS // max(per_config, 1))
+    if cfg.n <= size:
+        return [cfg]
+    n_blocks = -(-cfg.n // size)
+    size = -(-cfg.n // n_blocks)  # equal blocks
+    return [cfg.take(slice(lo, lo + size)) for lo in range(0, cfg.n, size)]
+
+
 def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine):
     """Every (layout, concurrency, chunk budget, speculation, KV policy, context/attention technique) row of one
     device, and the rows whose KV fits (HBM, or host memory with offload) within the engine's limits."""
@@ -236,7 +254,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     gpus = (base.tp * base.pp * base.adp).astype(float)
     # prefill side: a batch of whole prompts within max_batched_tokens
     b = np.maximum(np.floor(engine.max_batched_tokens / wl.isl), 1.0)
-    pf = cm.step(base, Step(prefill_seqs=b / base.adp, prefill_tokens=wl.isl))
+    pf = cm.step(base, Step(prefill_seqs=b / base.adp, prefill_tokens=wl.isl), parts=False)
     t_pf = np.maximum(pf.time_s, base.pp * pf.stage_time_s)
     r_pf = b / t_pf  # prompts/s per prefill worker
     # KV transfer of one prompt's cache: whole model's KV for isl tokens
@@ -251,7 +269,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     dplans = base.take(di)
     c = conc[ci]
     micro = np.maximum(c / dplans.pp, 1.0)
-    dec = cm.step(dplans, Step(decode_seqs=micro, decode_ctx=wl.isl + wl.osl / 2.0))
+    dec = cm.step(dplans, Step(decode_seqs=micro, decode_ctx=wl.isl + wl.osl / 2.0), parts=False)
     tpot = np.maximum(dec.time_s, dplans.pp * dec.stage_time_s)
     r_dec = c / (tpot * wl.osl)  # requests/s per decode worker
     # pair each decode row with every prefill config of the same precision

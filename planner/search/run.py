@@ -11,7 +11,7 @@ import numpy as np
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.cost import TcoAssumptions, owned, tco_defaults, usd_per_million_tokens
 from planner.errors import PlannerError
-from planner.search.evaluate import PlanTable, Workload, evaluate_aggregated, evaluate_disaggregated
+from planner.search.evaluate import PlanTable, Workload, aggregated_blocks, evaluate_aggregated, evaluate_disaggregated
 from planner.search.pareto import pareto_mask
 from planner.search.space import SpaceOptions, enumerate_configs
 from planner.specs.engine import Engine, get_engine
@@ -251,6 +251,40 @@ def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
     return "gives up " + "; ".join(gives) + (f"; {'; '.join(gains)}" if gains else "")
 
 
+class _Found:
+    """The search's tables as they are evaluated, each cut to its rows that meet every constraint at once: only those
+    are kept and copied into one table (the same rows in the same order as filtering the whole table). The whole
+    tables are kept only while no row is feasible, for explain_infeasible; the first feasible row frees them."""
+
+    def __init__(self, cons: Constraints, tco: TcoAssumptions):
+        self.cons, self.tco = cons, tco
+        self.feasible: list[PlanTable] = []
+        self.every: list[PlanTable] = []
+        self.evaluated = self.costed = self.rows = 0
+
+    def add(self, t: PlanTable) -> None:
+        self.evaluated += t.evaluated
+        self.costed += t.costed
+        self.rows += len(t)
+        add_owned_cost(t, self.tco)
+        f = _feasible(t, self.cons)
+        self.feasible.append(f)
+        if any(len(x) for x in self.feasible):
+            self.every = []
+        else:
+            self.every.append(t)
+
+
+def _feasible(t: PlanTable, cons: Constraints) -> PlanTable:
+    """The rows of ``t`` that meet every active constraint."""
+    if not len(t):
+        return t
+    ok = np.ones(len(t), bool)
+    for passes, *_ in cons.checks(t).values():
+        ok &= passes
+    return t if ok.all() else t.take(np.nonzero(ok)[0])
+
+
 def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Constraints, *, objective: str = "throughput",
            opts: SpaceOptions | None = None, engine: Engine | str = "trtllm", task: str = "general", top: int = 10,
            cost_basis: str | None = None, tco: TcoAssumptions | None = None) -> PlanResult:
@@ -282,35 +316,34 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     cons = replace(cons, cost_key=COST_KEYS[basis])
     t0 = time.perf_counter()
     wl = Workload(wl.isl, wl.osl, max(wl.min_context, cons.min_context or 0))  # context extension / parallelism need it
-    tables, pruned = [], {}
+    pruned = {}
     acc = _accuracy_fn(model, task)
+    found = _Found(cons, tco)
     for hw in devices:
         cfg = enumerate_configs(model, hw, gpus, opts, engine, need_tokens=max(wl.isl + wl.osl, cons.min_context or 0))
         for k, v in cfg.pruned.items():
             pruned[k] = pruned.get(k, 0) + v
-        tables.append(evaluate_aggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
+        # in blocks of configs, whose columns stay in the processor's caches (evaluate.aggregated_blocks)
+        agg = [evaluate_aggregated(model, hw, part, wl, opts, engine, acc, gpus) for part in aggregated_blocks(cfg, opts)]
         if opts.intra_gpu_pd:  # one GPU split between prefill and decode (semi-PD / Nexus), from the aggregated rows
             from planner.search.intragpu import evaluate_intragpu
 
-            tables.append(evaluate_intragpu(model, hw, tables[-1], wl, opts, engine, cons.ttft_s, cons.tpot_s))
+            agg.append(evaluate_intragpu(model, hw, PlanTable.concat(agg), wl, opts, engine, cons.ttft_s, cons.tpot_s))
+        for t in agg:
+            found.add(t)
+        del agg
         if opts.disaggregated:
-            tables.append(evaluate_disaggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
-    allp = PlanTable.concat(tables)
-    add_owned_cost(allp, tco)
-    evaluated = sum(t.evaluated for t in tables)
-    costed = sum(t.costed for t in tables)
-    if len(allp) == 0:
+            found.add(evaluate_disaggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
+    evaluated, costed = found.evaluated, found.costed
+    if not found.rows:
         raise PlannerError(f"no plan of {model.id} fits in {gpus} x {', '.join(hardware)} (the weights alone exceed memory)")
-    checks = cons.checks(allp)
-    ok = np.ones(len(allp), bool)
-    for passes, *_ in checks.values():
-        ok &= passes
+    feas = PlanTable.concat(found.feasible)
     key, sign = OBJECTIVES[objective]
     key = COST_KEYS[basis] if objective == "cost" else key
-    feas = allp if ok.all() else allp.take(np.nonzero(ok)[0])
     seconds_eval = time.perf_counter() - t0
     if len(feas) == 0:
-        infeasible, nearest = explain_infeasible(allp, checks, model, key, sign)
+        allp = PlanTable.concat(found.every)
+        infeasible, nearest = explain_infeasible(allp, cons.checks(allp), model, key, sign)
         return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task,
                           basis, skipped=skipped)
     c = feas.cols

@@ -118,6 +118,12 @@ class Configs:
     def n(self) -> int:
         return len(self.tp)
 
+    def take(self, idx) -> "Configs":
+        """The configs at ``idx`` (a slice or indices), in that order; ``pruned`` stays with the whole set."""
+        names = np.arange(self.n)[idx]
+        return Configs(self.tp[idx], self.pp[idx], self.ep[idx], self.adp[idx], [self.weights[i] for i in names],
+                       [self.kv[i] for i in names], {}, None if self.cp is None else self.cp[idx])
+
     def per_format(self, fn) -> np.ndarray:
         """``fn(weights, kv)`` once per distinct precision pair, spread over the rows (a lookup table, not a loop
         per row): e.g. ``cfg.per_format(accuracy)[idx]`` for the configs at ``idx``."""

@@ -158,8 +158,9 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # attention-DP balancing lines them up on purpose. Such a step starts adp prompts, and the MoE layers route all of them.
     per_step = np.minimum(adp, np.maximum(micro, 1.0))
     first = cm.step(plans, Step(prefill_seqs=per_step, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
-                                decode_seqs=np.maximum(micro - per_step, 0.0), decode_ctx=ctx, decode_tokens=k + 1))
-    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx, decode_tokens=k + 1))
+                                decode_seqs=np.maximum(micro - per_step, 0.0), decode_ctx=ctx, decode_tokens=k + 1),
+                    parts=breakdown)
+    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx, decode_tokens=k + 1), parts=breakdown)
     # Steps come in two kinds: a share f = new x n_chunks of them carry a prompt chunk, the rest only decode. The
     # step time is a roofline (a max), so the mean of the two kinds is not the time of one averaged step. Where
     # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
@@ -172,7 +173,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         pick = lambda x: np.broadcast_to(np.asarray(x, float), t.shape)[busy]  # noqa: E731
         mixed = cm.step(sub, Step(prefill_seqs=pick(new), prefill_tokens=pick(new_tok), prefill_past=pick(hit),
                                   decode_seqs=np.maximum(pick(micro) - pick(new), 0.0), decode_ctx=pick(ctx),
-                                  decode_tokens=pick(k) + 1))
+                                  decode_tokens=pick(k) + 1), parts=False)
         t = np.array(t, dtype=float, copy=True)
         t[busy] = np.maximum(mixed.time_s, sub.pp * mixed.stage_time_s)
     t = t + _draft_time(tech, dec, k, micro, ctx) + new * _per_prompt_s(tech, new_tok)

@@ -1,0 +1,81 @@
+"""The search's speed paths change nothing it answers: aggregated configs evaluated in blocks give the plan table of one
+block, constraints applied table by table give the rows of filtering the whole table, and a step costed without its
+bound parts has the same times. (Timings live in benchmarks/bench_search.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.costmodel.plans import make_plans
+from planner.costmodel.step import CostModel, Step
+from planner.search import evaluate
+from planner.search.evaluate import Workload, aggregated_blocks
+from planner.search.run import Constraints, search
+from planner.search.space import SpaceOptions, enumerate_configs
+from planner.specs.engine import get_engine
+from planner.specs.loader import get_hardware, get_model
+
+CASES = [  # (model, hardware, gpus, workload, constraints, options)
+    ("mixtral-8x7b", ["h100-sxm", "a100-sxm-80gb"], 16, Workload(2000, 500), dict(ttft_s=1.0, tpot_s=0.05), {}),
+    ("llama-3.1-8b", ["h100-sxm"], 8, Workload(1024, 256), {}, dict(speculative=((4, 0.7),), eviction=(("snapkv", 2048),),
+                                                                       intra_gpu_pd="auto")),
+    ("llama-3.1-70b", ["h100-sxm"], 8, Workload(1024, 256), dict(ttft_s=0.001), {}),  # nothing feasible
+]
+
+
+def _named(t, k):
+    """A column with string codes turned into their names (codes are per table; names are what a plan is)."""
+    lists = {"weights": t.weights, "kv": t.kv, "hardware": t.hardware, "evict": t.evict}
+    v = t.cols[k]
+    return np.array(lists[k], dtype=object)[v.astype(int)] if k in lists else v
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
+def test_blocks_give_the_table_of_one_block(case, monkeypatch):
+    model, hw, gpus, wl, cons, opts = case
+    runs = []
+    for rows in (10**9, 1_000):  # one block; blocks of a few configs each
+        monkeypatch.setattr(evaluate, "AGG_BLOCK_ROWS", rows)
+        runs.append(search(model, hw, gpus, wl, Constraints(gpus, **cons), opts=SpaceOptions(**opts)))
+    one, many = runs
+    assert (one.recommended is None) == (many.recommended is None)
+    assert one.frontier == many.frontier and one.recommended == many.recommended and one.infeasible == many.infeasible
+    assert one.nearest == many.nearest and one.plans_evaluated == many.plans_evaluated
+    assert len(one.table) == len(many.table)
+    if len(one.table):
+        assert set(one.table.cols) == set(many.table.cols)
+        for k in one.table.cols:
+            a, b = _named(one.table, k), _named(many.table, k)
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), k
+
+
+def test_blocks_cover_every_config_once_in_order():
+    m, hw, eng = get_model("deepseek-v3"), get_hardware("h200-sxm"), get_engine("trtllm")
+    opts = SpaceOptions()
+    cfg = enumerate_configs(m, hw, 64, opts, eng, need_tokens=2500)
+    blocks = aggregated_blocks(cfg, opts)
+    assert len(blocks) > 1  # thousands of configs x 72 grid rows each: several blocks
+    per_config = len(opts.concurrency) * len(opts.chunk_tokens) * 2
+    assert max(b.n for b in blocks) * per_config <= evaluate.AGG_BLOCK_ROWS + per_config
+    assert np.array_equal(np.concatenate([b.tp for b in blocks]), cfg.tp)
+    assert sum((b.weights for b in blocks), []) == cfg.weights and sum((b.kv for b in blocks), []) == cfg.kv
+    for b in blocks:  # each block's codes index its own names
+        assert [b.weight_names[i] for i in b.weight_code] == b.weights
+
+
+def test_a_step_without_parts_has_the_same_times():
+    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
+    plans = make_plans(m, hw, tp=np.array([8, 1, 4]), pp=np.array([1, 1, 2]), ep=np.array([8, 8, 4]),
+                       adp=np.array([1, 8, 1]), weights=["fp8"] * 3, kv=["fp8"] * 3, check=False)
+    cm = CostModel(m, hw, engine=get_engine("trtllm"))
+    step = Step(prefill_seqs=2.0, prefill_tokens=1000.0, decode_seqs=np.array([16.0, 64.0, 8.0]), decode_ctx=1500.0)
+    full, lean = cm.step(plans, step), cm.step(plans, step, parts=False)
+    assert np.array_equal(full.time_s, lean.time_s) and np.array_equal(full.stage_time_s, lean.stage_time_s)
+    assert [o.name for o in full.ops] == [o.name for o in lean.ops]
+    for a, b in zip(full.ops, lean.ops):
+        assert np.array_equal(a.time_s, b.time_s)
+    assert full.ops[0].bound.shape == (3,)
+    with pytest.raises(ValueError, match="parts=False"):
+        lean.ops[0].bound
+    assert cm.step(plans, step).ops[0].bound_parts is not None  # the next step keeps its parts again
