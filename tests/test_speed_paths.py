@@ -202,17 +202,32 @@ DIRECT_LINES = [
 ]
 
 
-@pytest.mark.parametrize("line,direct_reads", DIRECT_LINES)
-def test_a_plain_estimate_line_gets_the_values_typer_would_pass(line, direct_reads, monkeypatch):
+# the same for `planner plan`: list options given once, a path, an integer in a range, a text option
+PLAN_LINES = [
+    (["-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "64", "--isl", "2000", "--osl", "500", "--json"], True),
+    (["-m", "llama-3.1-70b", "-H", "h100-sxm,b200", "--gpus", "8", "--concurrency", "1,8,64", "--weights", "fp8,bf16",
+      "--plot", "out.png", "--top", "3", "--emit", "vllm", "--no-disagg", "--ttft", "500ms", "--min-accuracy", "0.98"], True),
+    (["-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "8", "--top", "0"], False),  # out of --top's range: typer's message
+    (["-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "8", "--top", "10001"], False),
+    (["-m", "llama-3.1-70b", "-H", "h100-sxm", "-H", "b200", "--gpus", "8"], False),  # a list option repeated: typer's rule
+    (["-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "8", "--spec", "3:0.7", "--eviction", "snapkv:2048", "--offload",
+      "--plot-terminal", "--csv"], True),
+    (["-m", "llama-3.1-70b", "--gpus", "8"], False),  # --hardware is required
+]
+
+
+@pytest.mark.parametrize("command,line,direct_reads", [("estimate", *x) for x in DIRECT_LINES] + [("plan", *x) for x in PLAN_LINES])
+def test_a_plain_line_gets_the_values_typer_would_pass(command, line, direct_reads, monkeypatch):
     from planner.cli import app as app_mod, options
 
-    app_mod._register(("estimate",))
-    direct = options.parse_direct("estimate", list(line))
+    assert command in app_mod.DIRECT
+    app_mod._register((command,))
+    direct = options.parse_direct(command, list(line))
     assert (direct is not None) == direct_reads
     seen = []
     monkeypatch.setattr(options, "invoke", lambda req_name, ui, body, kw: seen.append(dict(kw)))
     try:
-        app_mod._command(["estimate"]).main(args=["estimate", *line], standalone_mode=False, prog_name="planner")
+        app_mod._command([command]).main(args=[command, *line], standalone_mode=False, prog_name="planner")
     except Exception as e:  # noqa: BLE001 -- typer refused the line (a usage error): the direct reading declined it
         assert hasattr(e, "format_message") and direct is None, (line, e)
         return
@@ -232,4 +247,15 @@ def test_plain_estimate_needs_neither_typer_nor_rich_for_json():
                 "if m.split('.')[0] in ('typer', 'rich', 'yaml') or m in ('numpy.ma', 'importlib.metadata')))")
     assert r.returncode == 0, r.stderr
     assert '"ttft_s"' in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "MODULES"
+
+
+def test_plain_plan_needs_neither_typer_nor_rich_for_json():
+    line = "'plan', '-m', 'llama-3.1-8b', '-H', 'h100-sxm', '--gpus', '2', '--json'"
+    warm = _python(f"from planner.cli.app import main\ntry:\n    main([{line}])\nexcept SystemExit:\n    pass\n")
+    assert warm.returncode == 0, warm.stderr
+    r = _python(f"import sys\nfrom planner.cli.app import main\ntry:\n    main([{line}])\nexcept SystemExit:\n    pass\n"
+                "print('MODULES', *sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'yaml')))")
+    assert r.returncode == 0, r.stderr
+    assert '"recommended"' in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "MODULES"

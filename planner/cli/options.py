@@ -208,8 +208,9 @@ _FLOAT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 def _direct_table(req_name: str, ui: tuple[str, ...]) -> tuple[dict[str, tuple[str, Any]], dict[str, Any]] | None:
     """(flag -> (parameter, kind), parameter -> default) for the options parse_direct reads, where kind is
-    int, float or str (takes a value) or True / False (a flag setting a bool); None when an option of the command
-    is of a kind it leaves to typer."""
+    int, float, str, list (a list of text given once) or Path (takes a value), (int, min, max) (an integer in a
+    range) or True / False (a flag setting a bool); None when an option of the command is of a kind it leaves to
+    typer."""
     cls = REQUESTS[req_name]
     table: dict[str, tuple[str, Any]] = {}
     defaults: dict[str, Any] = {}
@@ -222,16 +223,24 @@ def _direct_table(req_name: str, ui: tuple[str, ...]) -> tuple[dict[str, tuple[s
                 return None  # an optional bool, or a bool without its --x/--no-x pair: typer's conventions
             on, off = cls.FLAGS[name].split("/")
             table[on], table[off] = (name, True), (name, False)
-        elif base in (int, float, str):
+        elif base in (int, float, str) or (typing.get_origin(base) in (list, List) and typing.get_args(base) == (str,)):
+            kind = list if typing.get_origin(base) else base  # a list option given once is the list of its one value
             for decl in [cls.FLAGS[name]] if name in cls.FLAGS else [flag(name)] + ([cls.SHORT[name]] if name in cls.SHORT else []):
-                table[decl] = (name, base)
+                table[decl] = (name, kind)
         else:
             return None
     for u in ui:
-        ann, default, decl, _ = UI_OPTIONS[u]
-        if ann is not bool:
+        ann, default, decl, kw = UI_OPTIONS[u]
+        base = next((a for a in typing.get_args(ann) if a is not type(None)), ann) if typing.get_origin(ann) else ann
+        if base is bool:
+            table[decl] = (u, True)
+        elif base is int and ("min" in kw or "max" in kw):  # click's IntRange: out of range is typer's message
+            table[decl] = (u, (int, kw.get("min", -math.inf), kw.get("max", math.inf)))
+        elif base in (int, str, Path):
+            table[decl] = (u, base)
+        else:
             return None
-        table[decl], defaults[u] = (u, True), default
+        defaults[u] = default
     return table, defaults
 
 
@@ -275,10 +284,16 @@ def parse_direct(command: str, args: list[str]) -> dict[str, Any] | None:
             return None
         if text.startswith("-"):
             return None
-        if kind is int:
+        if kind is int or isinstance(kind, tuple):
             if not _INT.fullmatch(text):
                 return None
             values[param] = int(text)
+            if isinstance(kind, tuple) and not kind[1] <= values[param] <= kind[2]:
+                return None
+        elif kind is list:
+            values[param] = [text]
+        elif kind is Path:
+            values[param] = Path(text)
         elif kind is float:
             if not _FLOAT.fullmatch(text) or not math.isfinite(float(text)):
                 return None

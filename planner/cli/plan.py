@@ -1,11 +1,11 @@
-"""``planner plan``: search the plan space, show the C/A/P frontier, recommend, emit a deployment."""
+"""``planner plan``: search the plan space, show the C/A/P frontier, recommend, emit a deployment. Declared with
+``command(None, ...)``: importing this module loads neither typer nor rich (a plain command line runs without
+typer, and --json prints without rich)."""
 
 from __future__ import annotations
 
-from rich.table import Table
-
-from planner.cli.app import app
-from planner.cli.common import console, print_csv, print_json
+from planner.cli import common
+from planner.cli.common import print_csv, print_json
 from planner.cli.options import check_out_file, command
 from planner.cli.registry import SUMMARIES
 from planner.errors import PlannerError
@@ -14,7 +14,7 @@ HELP = SUMMARIES["plan"]
 EMIT_TARGETS = ("vllm", "sglang", "trtllm", "k8s")
 
 
-@command(app, "plan", help=HELP, ui=("as_json", "as_csv", "top", "plot", "plot_terminal", "emit"))
+@command(None, "plan", help=HELP, ui=("as_json", "as_csv", "top", "plot", "plot_terminal", "emit"))
 def plan_cmd(req, as_json: bool, as_csv: bool, top: int, plot, plot_terminal: bool, emit):
     from planner.studies.params import plan_search
 
@@ -90,14 +90,14 @@ def _csv_row(d: dict) -> dict:
 
 def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None) -> None:
     s = res.to_dict()["search"]
-    console.print(f"[bold]{res.model}[/bold]: {s['plans_evaluated']:,} plans scored, {s['plans_costed']:,} costed, "
+    common.console.print(f"[bold]{res.model}[/bold]: {s['plans_evaluated']:,} plans scored, {s['plans_costed']:,} costed, "
                   f"{s['feasible']:,} meet the constraints, in {res.seconds:.2f} s")
     for hw, why in getattr(res, "skipped", {}).items():
-        console.print(f"[yellow]left out {hw}:[/yellow] {why}")
+        common.console.print(f"[yellow]left out {hw}:[/yellow] {why}")
     if res.recommended is None:
-        console.print("[red]no plan meets every constraint[/red]")
+        common.console.print("[red]no plan meets every constraint[/red]")
         for line in res.infeasible:
-            console.print(f"  {line}")
+            common.console.print(f"  {line}")
         if res.nearest:
             _table("nearest plans (smallest total violation)", res.nearest)
         return
@@ -105,19 +105,19 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
              if min_accuracy else "; no accuracy floor")
     _table(f"C/A/P frontier ({len(res.frontier)} plans; top {min(top, len(res.frontier))} by the objective{floor})", res.frontier[:top])
     r = res.recommended
-    console.print(f"\n[bold green]recommended:[/bold green] {r['label']} on {r['gpus']} GPUs")
-    console.print(f"  {r['output_tokens_per_s_per_gpu']:,.0f} tok/s/GPU, {r['output_tokens_per_s_per_user']:,.1f} tok/s/user, "
+    common.console.print(f"\n[bold green]recommended:[/bold green] {r['label']} on {r['gpus']} GPUs")
+    common.console.print(f"  {r['output_tokens_per_s_per_gpu']:,.0f} tok/s/GPU, {r['output_tokens_per_s_per_user']:,.1f} tok/s/user, "
                   f"TTFT {r['ttft_s'] * 1e3:,.0f} ms, TPOT {r['tpot_s'] * 1e3:,.1f} ms, accuracy {r['accuracy']:.3f}, "
                   f"max context {r['max_context_tokens']:,}" +
                   _usd_line(r))
-    console.print(f"  why: {res.why}")
-    console.print(f"  trade: {r['trade']}")
+    common.console.print(f"  why: {res.why}")
+    common.console.print(f"  trade: {r['trade']}")
     if plot:
-        console.print(f"wrote {plot}")
+        common.console.print(f"wrote {plot}")
     if plot_terminal:
         from planner.report.plots import terminal_plot
 
-        console.print(terminal_plot(res.frontier))
+        common.console.print(terminal_plot(res.frontier))
 
 
 def _usd_line(r: dict) -> str:
@@ -128,6 +128,8 @@ def _usd_line(r: dict) -> str:
 
 
 def _table(title: str, rows: list[dict]) -> None:
+    from rich.table import Table
+
     t = Table(title=title, header_style="bold")
     for c in ("plan", "GPUs", "tok/s/GPU", "tok/s/user", "TTFT ms", "TPOT ms", "A", "max ctx", "$/M rent", "$/M own", "CAP trade"):
         t.add_column(c, justify="left" if c in ("plan", "CAP trade") else "right", overflow="fold")
@@ -136,4 +138,4 @@ def _table(title: str, rows: list[dict]) -> None:
         t.add_row(d["label"], str(d["gpus"]), f"{d['output_tokens_per_s_per_gpu']:,.0f}", f"{d['output_tokens_per_s_per_user']:,.1f}",
                   f"{d['ttft_s'] * 1e3:,.0f}", f"{d['tpot_s'] * 1e3:,.1f}", f"{d['accuracy']:.3f}", f"{d['max_context_tokens']:,}",
                   "-" if usd is None else f"{usd:.3f}", "-" if own is None else f"{own:.3f}", d["trade"])
-    console.print(t)
+    common.console.print(t)
