@@ -50,6 +50,29 @@ def test_blocks_give_the_table_of_one_block(case, monkeypatch):
             assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), k
 
 
+DEDUP_CASES = CASES[:2] + [
+    ("llama-3.1-8b", ["h100-sxm"], 4, Workload(6000, 300), {}, dict(prompt_compression=(("llmlingua-2", 4.0),),
+                                                                        chunk_tokens=(0, 512, 1500, 2048, 8192))),
+]
+
+
+@pytest.mark.parametrize("case", DEDUP_CASES, ids=lambda c: c[0] + "-" + str(c[3].isl))
+def test_rows_whose_chunk_budget_changes_nothing_are_costed_once(case, monkeypatch):
+    model, hw, gpus, wl, cons, opts = case
+    calls = []
+    real = evaluate._same_chunk_rows
+    monkeypatch.setattr(evaluate, "_same_chunk_rows", lambda *a: calls.append(real(*a)) or calls[-1])
+    once = search(model, hw, gpus, wl, Constraints(gpus, **cons), opts=SpaceOptions(**opts))
+    assert any(x is not None and len(x[0]) < len(x[1]) for x in calls)  # some rows did share a steady state
+    monkeypatch.setattr(evaluate, "_same_chunk_rows", lambda *a: None)
+    every = search(model, hw, gpus, wl, Constraints(gpus, **cons), opts=SpaceOptions(**opts))
+    assert once.frontier == every.frontier and once.recommended == every.recommended
+    assert len(once.table) == len(every.table)
+    for k in once.table.cols:
+        a, b = _named(once.table, k), _named(every.table, k)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), k
+
+
 def test_blocks_cover_every_config_once_in_order():
     m, hw, eng = get_model("deepseek-v3"), get_hardware("h200-sxm"), get_engine("trtllm")
     opts = SpaceOptions()

@@ -153,9 +153,32 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     sel = np.nonzero(keep)[0]
     i_c, c, B, k, alpha, off, iv = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], iv[sel]
     pol, budget, hbm, need = pol[sel], budget[sel], hbm[sel], need[sel]
+    dims = (cfg.n, len(conc), len(chunks), len(spec), len(policies), len(ax.variants))  # the grid's shape (sel indexes it)
     return SimpleNamespace(base=base, mem=mem, host=host, full=full, swa=swa, ax=ax, draft=draft, policies=policies,
                            methods=methods, evaluated=evaluated, sel=sel, i_c=i_c, c=c, B=B, k=k, alpha=alpha, off=off,
-                           iv=iv, pol=pol, budget=budget, hbm=hbm, need=need, lora=lora)
+                           iv=iv, pol=pol, budget=budget, hbm=hbm, need=need, lora=lora, dims=dims, chunks=chunks)
+
+
+def _same_chunk_rows(g, wl: Workload, ratio: np.ndarray):
+    """(one row per group, each row's group) for the kept rows that differ only in a chunk budget that changes
+    nothing: a budget at or above the prompt's tokens, or none, all put the whole prompt in one step (a 1,024-token
+    prompt under budgets 0, 2,048 and 8,192). Such rows have the same steady state to the last bit, so it is computed
+    once per group. None when every row's chunk is its own. The prompt tokens are those _steady prefills
+    (ceil(isl / compression ratio); the search gives no prefix-cache hits)."""
+    n_chunk = len(g.chunks)
+    if n_chunk < 2 or not len(g.sel):
+        return None
+    n_tok = np.ceil(float(wl.isl) / np.broadcast_to(ratio, g.B.shape))
+    budgets, tok = g.chunks[None, :], n_tok[:, None]
+    every = np.where(budgets > 0, np.minimum(budgets, tok), tok)  # each row's chunk under every budget
+    own = np.where(g.B > 0, np.minimum(g.B, n_tok), n_tok)
+    canon = np.argmax(every == own[:, None], axis=1)  # the first budget giving this row's chunk
+    stride = int(np.prod(g.dims[3:]))
+    j = (g.sel // stride) % n_chunk
+    if np.all(canon == j):
+        return None
+    _, rep, group = np.unique(g.sel + (canon - j) * stride, return_index=True, return_inverse=True)
+    return rep, group.reshape(-1)
 
 
 def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opts: SpaceOptions, engine: Engine,
@@ -173,16 +196,23 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
     # the one in-flight steady state (serving/batching.py) with this grid's techniques per row
     f_off = np.where(off > 0, np.clip(1 - hbm / np.maximum(need, 1.0), 0, 1), 0.0)
     cc = row_columns(ax, iv)
-    tech = Techniques(chunk_tokens=B, spec_k=np.maximum(k, 0), spec_alpha=alpha, spec_auto=k < 0, offload_fraction=f_off,
-                      host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget,
-                      compress_ratio=cc["compress_ratio"], compress_s=compress_seconds(ax, cm, plans, iv, wl.isl),
-                      draft=None if draft is None else DraftModel(draft.model, hw, plans, weights=[cfg.weights[i] for i in i_c],
-                                                                  kv=[cfg.kv[i] for i in i_c], engine=engine),
-                      adapter_load_s=0.0 if lora is None else lora.ttft_s(plans.tp, plans.pp))
-    tm = inflight(cm, plans, c, wl.isl, wl.osl, tech, kv_bytes_per_token=full[i_c] + swa[i_c], breakdown=False)
-    ttft, tpot = tm.ttft_s, tm.tpot_s
+    same = _same_chunk_rows(g, wl, cc["compress_ratio"])
+    r = slice(None) if same is None else same[0]  # the rows costed: one per group of equal steady states
+    p_r = plans if same is None else plans.take(r)
+    tech = Techniques(chunk_tokens=B[r], spec_k=np.maximum(k[r], 0), spec_alpha=alpha[r], spec_auto=k[r] < 0,
+                      offload_fraction=f_off[r], host_bw_bytes_per_s=host_link_bytes_per_s(hw), kv_budget_tokens=budget[r],
+                      compress_ratio=cc["compress_ratio"][r], compress_s=compress_seconds(ax, cm, p_r, iv[r], wl.isl),
+                      draft=None if draft is None else DraftModel(draft.model, hw, p_r, weights=[cfg.weights[i] for i in i_c[r]],
+                                                                  kv=[cfg.kv[i] for i in i_c[r]], engine=engine),
+                      adapter_load_s=0.0 if lora is None else lora.ttft_s(p_r.tp, p_r.pp))
+    tm = inflight(cm, p_r, c[r], wl.isl, wl.osl, tech, kv_bytes_per_token=(full[i_c] + swa[i_c])[r], breakdown=False)
+    out = {f: np.asarray(getattr(tm, f), float) for f in ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "spec_k")}
+    out = {f: v if v.shape == np.shape(c[r]) else np.broadcast_to(v, np.shape(c[r])).copy() for f, v in out.items()}
+    if same is not None:  # every row gets its group's steady state
+        out = {f: v[same[1]] for f, v in out.items()}
+    ttft, tpot = out["ttft_s"], out["tpot_s"]
     gpus_rep = plans.gpus_per_replica.astype(float)
-    tok = tm.output_tokens_per_s
+    tok = out["output_tokens_per_s"]
     # longest single context: KV capacity (with offload) over KV per token, sliding windows aside
     max_ctx = max_context_rows(model, ax, plans, hbm + off * host, full[i_c] + swa[i_c])
     max_ctx = np.where(np.isfinite(budget), np.floor(model.max_context * ax.factor), max_ctx)  # an evicting cache stays within its budget
@@ -199,13 +229,13 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "disagg": np.zeros(len(sel), dtype=bool),
         "tp": plans.tp, "pp": plans.pp, "ep": plans.ep, "adp": plans.adp, "dp": dp,
         "weights": cfg.weight_code[i_c], "kv": cfg.kv_code[i_c],  # ws/kvs above == cfg.weight_names/kv_names
-        "concurrency": c, "chunk_tokens": B, "spec_k": np.asarray(tm.spec_k, float) + z, "spec_alpha": alpha,
+        "concurrency": c, "chunk_tokens": B, "spec_k": out["spec_k"] + z, "spec_alpha": alpha,
         "spec_auto": k < 0, "kv_offload": off > 0,
         "kv_budget": np.where(np.isfinite(budget), budget, 0.0), "evict": pol,
         "cp": np.asarray(plans.cp, float) + z, **cc,
         "draft": np.where((k != 0) & (draft is not None), len(ax.names), 0),
         "gpus_per_replica": gpus_rep, "gpus": dp * gpus_rep,
-        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": tm.e2e_s,
+        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": out["e2e_s"],
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
         "x_prefill": z, "y_decode": z, "prefill_tp": z, "prefill_pp": z, "prefill_adp": z,
