@@ -346,21 +346,23 @@ def _disagg_columns(model: Model, hw: Hardware, cfg: Configs, wl: Workload, base
     max_ctx = np.minimum(np.floor(np.maximum(mem.kv_capacity_bytes[dd], 0) / per_tok), model.max_context)
     price = hw.price.usd_per_hour if hw.price else np.nan
     tpot_r = tpot[D]
+    # the columns that are the same on every row share one array each (plan-table columns are never written in place)
+    z, one, zi, zb = np.zeros(len(P)), np.ones(len(P)), np.zeros(len(P), np.int64), np.zeros(len(P), bool)
     cols = {
-        "hardware": np.zeros(len(P), dtype=np.int64), "disagg": np.ones(len(P), dtype=bool),
+        "hardware": zi, "disagg": np.ones(len(P), dtype=bool),
         "tp": base.tp[dd], "pp": base.pp[dd], "ep": base.ep[dd], "adp": base.adp[dd], "dp": by,
         "weights": cfg.weight_code[dd], "kv": cfg.kv_code[dd],
-        "concurrency": c[D], "chunk_tokens": np.zeros(len(P)), "spec_k": np.zeros(len(P)), "spec_alpha": np.zeros(len(P)),
-        "kv_offload": np.zeros(len(P), bool), "kv_budget": np.zeros(len(P)), "evict": np.zeros(len(P), np.int64),
-        "spec_auto": np.zeros(len(P), bool), "cp": np.ones(len(P)), "ctx_ext": np.zeros(len(P), np.int64),
-        "ext_factor": np.ones(len(P)), "sparse": np.zeros(len(P), np.int64), "sparse_kept": np.ones(len(P)),
-        "compress": np.zeros(len(P), np.int64), "compress_ratio": np.ones(len(P)), "draft": np.zeros(len(P), np.int64),
+        "concurrency": c[D], "chunk_tokens": z, "spec_k": z, "spec_alpha": z,
+        "kv_offload": zb, "kv_budget": z, "evict": zi,
+        "spec_auto": zb, "cp": one, "ctx_ext": zi,
+        "ext_factor": one, "sparse": zi, "sparse_kept": one,
+        "compress": zi, "compress_ratio": one, "draft": zi,
         "gpus_per_replica": gpus[dd], "gpus": total,
         "ttft_s": ttft, "tpot_s": tpot_r, "e2e_s": ttft + (wl.osl - 1) * tpot_r,
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,
         "usd_per_mtok": price / (tok_gpu * 3600.0) * 1e6,
         "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_pp": base.pp[P].astype(float), "prefill_adp": base.adp[P].astype(float),
-        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv, "intra_f": np.zeros(len(P)),
+        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv, "intra_f": z,
     }
     return cols
 
