@@ -102,3 +102,65 @@ def test_a_step_without_parts_has_the_same_times():
     with pytest.raises(ValueError, match="parts=False"):
         lean.ops[0].bound
     assert cm.step(plans, step).ops[0].bound_parts is not None  # the next step keeps its parts again
+
+
+def _grid_rows_one_by_one(model, wl, opts, engine, g):
+    """The kept rows of the aggregated grid as evaluate.py built them before it broadcast its terms: every row of the
+    meshgrid materialized, each term computed on every row (the reference the broadcast version is checked against)."""
+    from planner.costmodel.memory import kv_bytes_per_seq
+    from planner.serving.batching import Techniques
+
+    conc, chunks = np.array(opts.concurrency, float), np.array(opts.chunk_tokens, float)
+    spec = [(0, 0.0)] + [s for s in opts.speculative if s[0] != 0]
+    offl = np.array([1.0 if p[0] == "offload" else 0.0 for p in g.policies])
+    budget_of = np.array([p[1] if p[0] == "evict" else np.inf for p in g.policies], float)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in g.dims), indexing="ij"), -1).reshape(-1, 6)
+    i_c, c, B, iv, pol = grid[:, 0], conc[grid[:, 1]], chunks[grid[:, 2]], grid[:, 5], grid[:, 4]
+    k, alpha = np.array([s[0] for s in spec], float)[grid[:, 3]], np.array([s[1] for s in spec], float)[grid[:, 3]]
+    off, budget = offl[pol], budget_of[pol]
+    adp, pp = g.base.adp[i_c].astype(float), g.base.pp[i_c].astype(float)
+    isl_m = g.ax.isl_model[iv]
+    kept = np.minimum(isl_m + wl.osl, budget)
+    per_seq = g.ax.per_seq[i_c, iv]
+    if opts.eviction:
+        per_seq = np.where(np.isfinite(budget), kv_bytes_per_seq(model, g.base.take(i_c), kept, engine.kv_block_tokens, engine),
+                           per_seq)
+    hbm = g.ax.hbm[i_c, iv]
+    if g.lora is not None:
+        hbm = hbm - g.lora.resident_bytes_per_device(g.base.tp, g.base.pp)[i_c]
+    if g.draft is not None:
+        hbm = np.where(k != 0, np.maximum(hbm - g.draft.weight_bytes()[i_c], 0.0), hbm)
+        per_seq = per_seq + np.where(k != 0, kv_bytes_per_seq(g.draft.model, g.draft.plans.take(i_c), kept, engine.kv_block_tokens), 0.0)
+    need = c / adp * per_seq
+    E = Techniques(spec_k=np.abs(k), spec_alpha=alpha).tokens_per_step()
+    keep = ((need <= hbm + off * g.host) & (c <= engine.max_seqs * adp) & ((B == 0) | (c / pp * E / wl.osl * isl_m <= B))
+            & ((off == 0) | (need > hbm)) & (~np.isfinite(budget) | (budget < isl_m + wl.osl)) & (c >= adp))
+    sel = np.nonzero(keep)[0]
+    return dict(sel=sel, i_c=i_c[sel], c=c[sel], B=B[sel], k=k[sel], alpha=alpha[sel], off=off[sel], iv=iv[sel], pol=pol[sel],
+                budget=budget[sel], hbm=hbm[sel], need=need[sel]), len(grid)
+
+
+GRID_CASES = [  # (model, hardware, gpus, workload, options)
+    ("deepseek-v3", "h200-sxm", 16, Workload(2000, 500), {}),
+    ("llama-3.1-8b", "h100-sxm", 4, Workload(1024, 256), dict(speculative=((4, 0.7), (-1, 0.6)), eviction=(("snapkv", 512),))),
+    ("llama-3.1-70b", "h100-sxm", 8, Workload(3000, 300), dict(draft_model="llama-3.1-8b", speculative=((4, 0.7),))),
+    ("qwen3-32b", "l40s", 4, Workload(8000, 300), dict(prompt_compression=(("llmlingua-2", 4.0),), chunk_tokens=(0, 512, 2048))),
+]
+
+
+@pytest.mark.parametrize("case", GRID_CASES, ids=lambda c: c[0])
+def test_the_broadcast_grid_keeps_the_rows_of_the_full_grid(case):
+    from planner.costmodel.lora import parse_lora
+
+    model_id, hw_id, gpus, wl, opts = case
+    m, hw, eng = get_model(model_id), get_hardware(hw_id), get_engine("trtllm")
+    for extra in ({}, dict(lora=parse_lora("50:16", None, None))):
+        o = SpaceOptions(**opts, **extra)
+        cfg = enumerate_configs(m, hw, gpus, o, eng, need_tokens=wl.isl + wl.osl)
+        e = eng.for_hardware(hw)
+        g = evaluate._aggregated_grid(m, hw, cfg, wl, o, e)
+        ref, n_rows = _grid_rows_one_by_one(m, wl, o, e, g)
+        assert g.evaluated == n_rows and len(ref["sel"]) > 0
+        for name, want in ref.items():
+            got = getattr(g, name)
+            assert got.shape == want.shape and np.array_equal(got, want), name

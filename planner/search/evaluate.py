@@ -115,45 +115,51 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     methods = [""] * (len(policies) - len(opts.eviction)) + [m for m, _ in opts.eviction]
     offl = [1 if p[0] == "offload" else 0 for p in policies]
     budget_of = np.array([p[1] if p[0] == "evict" else np.inf for p in policies], float)
-    grid = np.stack(np.meshgrid(np.arange(cfg.n), np.arange(len(conc)), np.arange(len(chunks)), np.arange(len(spec)),
-                                np.arange(len(policies)), np.arange(len(ax.variants)), indexing="ij"), -1).reshape(-1, 6)
-    evaluated = len(grid)
-    i_c, c, B, iv = grid[:, 0], conc[grid[:, 1]], chunks[grid[:, 2]], grid[:, 5]
-    k = np.array([s[0] for s in spec], float)[grid[:, 3]]
-    alpha = np.array([s[1] for s in spec], float)[grid[:, 3]]
-    off = np.array(offl, float)[grid[:, 4]]
-    pol = grid[:, 4]
-    budget = budget_of[pol]
-    adp, pp = cfg.adp[i_c].astype(float), cfg.pp[i_c].astype(float)
-    isl_m = ax.isl_model[iv]  # prompt tokens the model sees (prompt compression)
+    # the grid's axes: config, concurrency, chunk budget, speculation, KV policy, context/attention variant. Each term
+    # is computed on the axes it depends on and broadcast; only the kept rows are gathered (the same values, element
+    # by element, as building all rows first: tests/test_search_blocks.py compares the two)
+    dims = (cfg.n, len(conc), len(chunks), len(spec), len(policies), len(ax.variants))
+    on = lambda v, axis: np.asarray(v).reshape([-1 if a == axis else 1 for a in range(6)])  # noqa: E731
+    k_s, a_s = np.array([s[0] for s in spec], float), np.array([s[1] for s in spec], float)
+    c, B, k, off, budget = on(conc, 1), on(chunks, 2), on(k_s, 3), on(np.array(offl, float), 4), on(budget_of, 4)
+    adp, pp = on(cfg.adp.astype(float), 0), on(cfg.pp.astype(float), 0)
+    isl_m = on(ax.isl_model, 5)  # prompt tokens the model sees (prompt compression)
+    n_cv = (cfg.n, 1, 1, 1, 1, len(ax.variants))  # per (config, variant)
     # memory: sequences per device (attention-DP shards the batch), with or without host offload
     c_dev = c / adp
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
-    per_seq_kept = ax.per_seq[i_c, iv]
+    per_seq_kept = ax.per_seq.reshape(n_cv)
+    # the KV of one sequence under every (config, policy, variant): one row each, then broadcast
+    cpv = (cfg.n, 1, 1, 1, len(policies), len(ax.variants))
+    rows_of = np.repeat(np.arange(cfg.n), len(policies) * len(ax.variants))
+    kept_rows = np.broadcast_to(kept, cpv).reshape(-1)
     if opts.eviction:  # only evicting rows have a finite budget
-        per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(i_c), kept, engine.kv_block_tokens,
-                                                                      engine), per_seq_kept)
+        per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(rows_of), kept_rows, engine.kv_block_tokens,
+                                                                      engine).reshape(cpv), per_seq_kept)
     lora = lora_of(model, hw, opts)
-    hbm = ax.hbm[i_c, iv]
+    hbm = ax.hbm.reshape(n_cv)
     if lora is not None:  # resident adapters come out of the KV cache
-        hbm = hbm - lora.resident_bytes_per_device(base.tp, base.pp)[i_c]
+        hbm = hbm - on(lora.resident_bytes_per_device(base.tp, base.pp), 0)
     if draft is not None:  # speculating rows hold the draft's weights and its KV of each sequence
         uses = k != 0
-        hbm = np.where(uses, np.maximum(hbm - draft.weight_bytes()[i_c], 0.0), hbm)
-        per_seq_kept = per_seq_kept + np.where(uses, kv_bytes_per_seq(draft.model, draft.plans.take(i_c), np.minimum(isl_m + wl.osl, budget),
-                                                                      engine.kv_block_tokens), 0.0)
+        hbm = np.where(uses, np.maximum(hbm - on(draft.weight_bytes(), 0), 0.0), hbm)
+        per_seq_kept = per_seq_kept + np.where(uses, kv_bytes_per_seq(draft.model, draft.plans.take(rows_of), kept_rows,
+                                                                      engine.kv_block_tokens).reshape(cpv), 0.0)
     need = c_dev * per_seq_kept
     cap = hbm + off * host
-    E = Techniques(spec_k=np.abs(k), spec_alpha=alpha).tokens_per_step()
+    E = on(Techniques(spec_k=np.abs(k_s), spec_alpha=a_s).tokens_per_step(), 3)
     new = c / pp * E / wl.osl  # prompts started per step per micro-batch
     prefill_fits = (B == 0) | (new * isl_m <= B)
     useful = ((off == 0) | (need > hbm)) & (~np.isfinite(budget) | (budget < isl_m + wl.osl))
     keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & useful
     keep &= c >= adp  # every attention-DP rank holds at least one sequence
-    sel = np.nonzero(keep)[0]
-    i_c, c, B, k, alpha, off, iv = i_c[sel], c[sel], B[sel], k[sel], alpha[sel], off[sel], iv[sel]
-    pol, budget, hbm, need = pol[sel], budget[sel], hbm[sel], need[sel]
-    dims = (cfg.n, len(conc), len(chunks), len(spec), len(policies), len(ax.variants))  # the grid's shape (sel indexes it)
+    sel = np.flatnonzero(np.broadcast_to(keep, dims))  # flat indices into the grid, in (config, ..., variant) order
+    evaluated = int(np.prod(dims))
+    idx = np.unravel_index(sel, dims)
+    at = lambda x: np.broadcast_to(x, dims)[idx]  # noqa: E731  (a term's value on each kept row)
+    i_c, iv, pol = idx[0], idx[5], idx[4]
+    c, B, k, alpha, off = conc[idx[1]], chunks[idx[2]], k_s[idx[3]], a_s[idx[3]], np.array(offl, float)[pol]
+    budget, hbm, need = budget_of[pol], at(hbm), at(need)
     return SimpleNamespace(base=base, mem=mem, host=host, full=full, swa=swa, ax=ax, draft=draft, policies=policies,
                            methods=methods, evaluated=evaluated, sel=sel, i_c=i_c, c=c, B=B, k=k, alpha=alpha, off=off,
                            iv=iv, pol=pol, budget=budget, hbm=hbm, need=need, lora=lora, dims=dims, chunks=chunks)
@@ -303,7 +309,8 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     tpot = np.maximum(dec.time_s, dplans.pp * dec.stage_time_s)
     r_dec = c / (tpot * wl.osl)  # requests/s per decode worker
     # pair each decode row with every prefill config of the same precision
-    fmt = np.array([hash((w, k)) for w, k in zip(cfg.weights, cfg.kv)])
+    # one code per precision pair (not hash(): str hashes change from process to process, and so did the rows' order)
+    fmt = cfg.weight_code * len(cfg.kv_names) + cfg.kv_code
     rows = []
     evaluated = costed = len(di)
     for f in np.unique(fmt):
