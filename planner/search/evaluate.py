@@ -42,7 +42,8 @@ class PlanTable:
     kv: list[str]
     hardware: list[str]
     evaluated: int = 0  # plans scored (memory and constraints of the layout, vectorized)
-    costed: int = 0  # of those, plans that went through the step-time model (the rest did not fit)
+    costed: int = 0  # of those, plans priced by the step-time model (the rest did not fit; aggregated rows whose chunk
+    # budget changes nothing share one pricing, _same_chunk_rows)
     evict: list[str] = field(default_factory=lambda: [""])  # KV eviction method per code ("" = none)
     techs: list[str] = field(default_factory=lambda: [""])  # context/attention technique names (cap_axes.py codes)
 
