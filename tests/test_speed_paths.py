@@ -260,3 +260,19 @@ def test_plain_plan_needs_neither_typer_nor_rich_for_json():
     assert r.returncode == 0, r.stderr
     assert '"recommended"' in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "MODULES"
+
+
+@pytest.mark.parametrize("line", [
+    ["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "2", "--csv"],  # runs without typer
+    ["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm"],  # without typer, rich for the table
+    ["models", "list"],  # through typer
+])
+def test_a_reader_that_stops_early_ends_the_command_quietly(line):
+    # the pipe's reader is gone before the command writes (`planner ... | head` once head has its lines): exit 0,
+    # nothing on stderr (it was a traceback where typer was not loaded: a nested empty tuple in an except clause)
+    p = subprocess.Popen([sys.executable, "-m", "planner", *line], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "COLUMNS": "100"})
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert err == ""

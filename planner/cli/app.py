@@ -85,10 +85,12 @@ def _direct(args: list[str]):
     return invoke(req_name, ui, body, values)
 
 
-def _typer_error(name: str):
-    """typer's exception class ``name`` when typer is loaded (nothing raises one otherwise)."""
+def _typer_errors(name: str) -> tuple:
+    """(typer's exception class ``name``,) when typer is loaded, else () (nothing raises one then): a tuple either way,
+    so it can stand in an ``except`` clause beside other classes."""
     typer = sys.modules.get("typer")
-    return getattr(typer, name) if typer is not None else ()
+    return (getattr(typer, name),) if typer is not None else ()
+
 
 
 # modules typer's help renderer imports at its top but this app never uses: markdown (help is in rich markup mode;
@@ -230,10 +232,14 @@ def main(argv: list[str] | None = None) -> None:
             rc = _command(sys.argv[1:] if argv is None else argv).main(args=argv, standalone_mode=False, prog_name="planner")
     except PlannerError as e:
         _fail(str(e))
-    except (_typer_error("Abort"), KeyboardInterrupt):
+    except BrokenPipeError:  # the reader stopped early (`| head`): what it read was the answer
+        from planner.cli.common import reader_gone
+
+        reader_gone()
+    except (*_typer_errors("Abort"), KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         raise SystemExit(130) from None
-    except _typer_error("Exit") as e:
+    except _typer_errors("Exit") as e:
         raise SystemExit(e.exit_code) from None
     except UnicodeDecodeError as e:  # a binary or mis-encoded input file
         _fail(f"an input file is not UTF-8 text ({e.reason} at byte {e.start})")

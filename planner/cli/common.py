@@ -25,7 +25,20 @@ def __getattr__(name: str):
 
     stderr = name == "err_console"
     made = globals()[name] = Console(stderr=stderr, width=_width(sys.stderr if stderr else sys.stdout))
+    if not stderr:
+        made.on_broken_pipe = reader_gone  # rich's own exits 1, which here means a bug
     return made
+
+
+def reader_gone() -> None:
+    """stdout's reader stopped early (`planner ... | head`): what it read was the answer, so exit 0 without a word,
+    with stdout pointed at the null device so that flushing it at exit raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(0)
 
 
 def warn(msg: str) -> None:

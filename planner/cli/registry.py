@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 DESCRIPTION = "Plan LLM serving deployments: fit, speed, cost and the C/A/P trade of each plan."
-EXIT_CODES = ("Exit codes: 0 answered; 2 bad input, or nothing fits / meets the constraints (the binding one named on "
+EXIT_CODES = ("Exit codes: 0 answered (also when the reader of the output stops early); 2 bad input, or nothing fits / meets the constraints (the binding one named on "
               "stderr); 1 a study with some failed points, or an internal error (a bug); 130 interrupted. Errors are one "
               "line on stderr. Shell completion: planner --install-completion.")
 
