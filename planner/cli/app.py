@@ -92,7 +92,6 @@ def _typer_errors(name: str) -> tuple:
     return (getattr(typer, name),) if typer is not None else ()
 
 
-
 # modules typer's help renderer imports at its top but this app never uses: markdown (help is in rich markup mode;
 # markdown_it costs ~0.1 s) and tracebacks (pretty exceptions are off; pygments). Names it imports from each.
 DEFERRED = {"rich.markdown": ("Markdown",), "rich.traceback": ("Traceback",)}
