@@ -50,7 +50,14 @@ def test_an_edited_file_is_never_served_stale(data, tmp_path):
     assert datacache.read(f, roots, parse)["value"] == 2  # this process: the per-read check
     datacache.clear()
     assert datacache.read(f, roots, parse)["value"] == 2  # a new process: a new bundle name
-    assert len(list((tmp_path / "cache").glob("specs-*.pickle"))) == 1  # the old bundle is removed
+    assert len(list((tmp_path / "cache").glob("specs-*.pickle"))) == 2  # the old one is kept (another installation's?)
+    for v in range(3, 3 + datacache.KEEP + 2):  # more versions than are kept: the oldest bundles go
+        f.write_text(f"id: a\nvalue: {v}\n")
+        st = os.stat(f)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + v * 1_000_000))
+        datacache.clear()
+        assert datacache.read(f, roots, parse)["value"] == v
+    assert len(list((tmp_path / "cache").glob("specs-*.pickle"))) == datacache.KEEP
 
 
 def test_new_and_removed_files_change_the_bundle(data):

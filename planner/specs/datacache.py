@@ -95,9 +95,13 @@ def _load(path: Path) -> dict[str, tuple[int, int, bytes]] | None:
     return data if isinstance(data, dict) else None
 
 
+KEEP = 4  # files of each kind kept: the newest, and those of up to three other installations or data versions
+
+
 def _store(folder: Path, name: str, bundle: dict[str, tuple[int, int, bytes]], prefix: str = "specs-") -> None:
-    """Write atomically (temporary file, then rename), removing older files of the same ``prefix``; give up quietly
-    where the folder is not writable."""
+    """Write atomically (temporary file, then rename), removing all but the KEEP newest files of the same ``prefix``
+    (two installations on one machine, such as a checkout and a CI clone, would otherwise evict each other's file on
+    every switch); give up quietly where the folder is not writable."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".specs-", suffix=".tmp")
@@ -107,9 +111,10 @@ def _store(folder: Path, name: str, bundle: dict[str, tuple[int, int, bytes]], p
         with os.fdopen(fd, "wb") as f:
             pickle.dump(bundle, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, folder / name)
-        for old in folder.glob(f"{prefix}*.pickle"):  # bundles of older data: never read again
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        others = [p for p in folder.glob(f"{prefix}*.pickle") if p.name != name]
+        others.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in others[KEEP - 1:]:  # the oldest: bundles of data or installations not seen lately
+            old.unlink(missing_ok=True)
     except OSError:
         Path(tmp).unlink(missing_ok=True)
 
