@@ -17,7 +17,7 @@ from planner.search.cap_axes import (accuracy_rows, build_axis, compress_seconds
                                      row_plans)
 from planner.search.pareto import pareto_mask
 from planner.search.space import Configs, SpaceOptions
-from planner.serving.batching import Techniques, inflight
+from planner.serving.batching import Techniques, inflight, model_prompt_tokens, prompt_chunk
 from planner.serving.draft import DraftModel
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s
 from planner.specs.engine import Engine
@@ -130,10 +130,10 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     c_dev = c / adp
     kept = np.minimum(isl_m + wl.osl, budget)  # eviction keeps at most its budget of tokens per sequence
     per_seq_kept = ax.per_seq.reshape(n_cv)
-    # the KV of one sequence under every (config, policy, variant): one row each, then broadcast
+    # the KV of one sequence under every (config, policy, variant) where the kept tokens matter: one row each, broadcast
     cpv = (cfg.n, 1, 1, 1, len(policies), len(ax.variants))
-    rows_of = np.repeat(np.arange(cfg.n), len(policies) * len(ax.variants))
-    kept_rows = np.broadcast_to(kept, cpv).reshape(-1)
+    if opts.eviction or draft is not None:
+        rows_of, kept_rows = np.repeat(np.arange(cfg.n), len(policies) * len(ax.variants)), np.broadcast_to(kept, cpv).reshape(-1)
     if opts.eviction:  # only evicting rows have a finite budget
         per_seq_kept = np.where(np.isfinite(budget), kv_bytes_per_seq(model, base.take(rows_of), kept_rows, engine.kv_block_tokens,
                                                                       engine).reshape(cpv), per_seq_kept)
@@ -170,15 +170,14 @@ def _same_chunk_rows(g, wl: Workload, ratio: np.ndarray):
     """(one row per group, each row's group) for the kept rows that differ only in a chunk budget that changes
     nothing: a budget at or above the prompt's tokens, or none, all put the whole prompt in one step (a 1,024-token
     prompt under budgets 0, 2,048 and 8,192). Such rows have the same steady state to the last bit, so it is computed
-    once per group. None when every row's chunk is its own. The prompt tokens are those _steady prefills
-    (ceil(isl / compression ratio); the search gives no prefix-cache hits)."""
+    once per group. None when every row's chunk is its own. The prompt and its chunk are worked out by the functions
+    _steady uses (the search gives no prefix-cache hits)."""
     n_chunk = len(g.chunks)
     if n_chunk < 2 or not len(g.sel):
         return None
-    n_tok = np.ceil(float(wl.isl) / np.broadcast_to(ratio, g.B.shape))
-    budgets, tok = g.chunks[None, :], n_tok[:, None]
-    every = np.where(budgets > 0, np.minimum(budgets, tok), tok)  # each row's chunk under every budget
-    own = np.where(g.B > 0, np.minimum(g.B, n_tok), n_tok)
+    n_tok = model_prompt_tokens(wl.isl, np.broadcast_to(ratio, g.B.shape))
+    every = prompt_chunk(g.chunks[None, :], n_tok[:, None])  # each row's chunk under every budget
+    own = prompt_chunk(g.B, n_tok)
     canon = np.argmax(every == own[:, None], axis=1)  # the first budget giving this row's chunk
     stride = int(np.prod(g.dims[3:]))
     j = (g.sel // stride) % n_chunk
@@ -275,9 +274,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     if cfg.n == 0 or gpu_budget < 2 or max(wl.isl + wl.osl, wl.min_context) > model.max_context:
         return PlanTable({}, [], [], [hw.id])  # past the trained context: aggregated plans with an extension only
     if cfg.cp is not None and np.any(cfg.cp > 1):  # context parallelism is an aggregated-plan technique here
-        one = np.nonzero(cfg.cp == 1)[0]
-        cfg = Configs(cfg.tp[one], cfg.pp[one], cfg.ep[one], cfg.adp[one], [cfg.weights[i] for i in one],
-                      [cfg.kv[i] for i in one], cfg.pruned)
+        cfg = cfg.take(np.nonzero(cfg.cp == 1)[0])
         if cfg.n == 0:
             return PlanTable({}, [], [], [hw.id])
     engine = engine.for_hardware(hw)

@@ -260,7 +260,7 @@ class _Found:
         self.cons, self.tco = cons, tco
         self.feasible: list[PlanTable] = []
         self.every: list[PlanTable] = []
-        self.evaluated = self.costed = self.rows = 0
+        self.evaluated = self.costed = self.rows = self.feasible_rows = 0
 
     def add(self, t: PlanTable) -> None:
         self.evaluated += t.evaluated
@@ -269,10 +269,8 @@ class _Found:
         add_owned_cost(t, self.tco)
         f = _feasible(t, self.cons)
         self.feasible.append(f)
-        if any(len(x) for x in self.feasible):
-            self.every = []
-        else:
-            self.every.append(t)
+        self.feasible_rows += len(f)
+        self.every = [] if self.feasible_rows else self.every + [t]
 
 
 def _feasible(t: PlanTable, cons: Constraints) -> PlanTable:

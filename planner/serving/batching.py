@@ -64,6 +64,17 @@ class Timing:
     spec_k: np.ndarray | float = 0.0  # draft tokens per step used (the chosen ones under adaptive speculation)
 
 
+def model_prompt_tokens(isl, compress_ratio) -> np.ndarray:
+    """Prompt tokens the model sees: ceil(isl / ratio) under prompt compression (the compressor reads all isl)."""
+    return np.ceil(np.asarray(isl, float) / np.asarray(compress_ratio, float))
+
+
+def prompt_chunk(chunk_tokens, new_tok) -> np.ndarray:
+    """Prompt tokens one step carries: the whole prompt without a chunk budget (0), else at most the budget."""
+    B = np.asarray(chunk_tokens, float)
+    return np.where(B > 0, np.minimum(B, new_tok), new_tok)
+
+
 def _mean_decode(cm: CostModel, plans: PlanArrays, seqs, ctx0, n_steps) -> tuple[np.ndarray, np.ndarray, StepCost]:
     """Mean step latency and mean stage time over ``n_steps`` decode steps from context ctx0+1."""
     n_steps = np.maximum(np.asarray(n_steps, float), 1.0)
@@ -137,9 +148,8 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     the running decodes, plus the engine's per-request overhead and the queue wait.
     ``kv_bytes_per_token`` (per device) prices KV offload reads over the host link.
     """
-    c, isl, osl = (np.asarray(x, float) for x in (concurrency, isl, osl))
-    # prompt compression: the model sees ceil(isl / ratio) prompt tokens; the compressor reads all isl of them
-    isl = np.ceil(isl / np.asarray(tech.compress_ratio, float))
+    c, osl = (np.asarray(x, float) for x in (concurrency, osl))
+    isl = model_prompt_tokens(isl, tech.compress_ratio)
     run = c if max_running is None else np.minimum(c, np.maximum(np.asarray(max_running, float), 1.0))
     pp, adp = plans.pp.astype(float), plans.adp.astype(float)
     k = np.asarray(tech.spec_k, float)
@@ -150,8 +160,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     new = micro * E / osl  # prompts started per step per micro-batch
     ctx = np.minimum(isl + osl / 2.0, tech.kv_budget_tokens)  # decode attends over the kept tokens only
     # a prompt enters whole, or in ceil(new_tok / B) chunks of B tokens, one chunk per step beside the decodes
-    B = np.asarray(tech.chunk_tokens, float)
-    chunk = np.where(B > 0, np.minimum(B, new_tok), new_tok)
+    chunk = prompt_chunk(tech.chunk_tokens, new_tok)
     n_chunks = np.ceil(new_tok / chunk)
     # Under attention data parallelism the ranks step together and a prompt step carries one prompt on every rank:
     # the offline benchmarks' equal-length requests keep the ranks' context phases in step, and TensorRT-LLM's
