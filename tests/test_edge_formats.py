@@ -255,3 +255,38 @@ def test_mxfp4_pairs_with_fp8_activations_on_fp4_devices_and_runs_weight_only_el
     on_h100 = resolve(fmt, h100)
     assert on_h100.compute_dtype in ("fp16", "bf16") and not on_h100.native
     assert resolve(get_format("fp4"), b200).compute_dtype == "fp4"  # NVFP4 is W4A4
+
+
+def test_e2m1_weights_without_fp4_tensor_cores_run_a_slower_mixed_input_gemm():
+    """Hopper has no FP4 tensor cores and no E2M1 conversion: the kernel decodes MXFP4/NVFP4 weights to 16 bit in its
+    main loop and reaches 49 % of the bf16 peak where the dense bf16 GEMM reaches 80.3 % (triton-lang/triton PR 6833).
+    That loss is the GEMMs' large-M rate; the lm_head stays a 16-bit GEMM; Blackwell runs its native kernel."""
+    from planner.costmodel.plans import format_numbers
+    from planner.specs.quant import E2M1_MIXED_INPUT
+
+    h100, b200 = get_hardware("h100-sxm"), get_hardware("b200")
+    assert E2M1_MIXED_INPUT == pytest.approx(0.49 / h100.matmul_efficiency("bf16"), abs=0.005)
+    for w in ("mxfp4", "fp4"):
+        assert resolve(get_format(w), h100).mixed_input_efficiency == E2M1_MIXED_INPUT
+        assert resolve(get_format(w), b200).mixed_input_efficiency == 1.0
+        q, d = format_numbers(h100, w, "bf16"), format_numbers(h100, "bf16", "bf16")
+        assert q["gemm_flops"] == pytest.approx(E2M1_MIXED_INPUT * d["gemm_flops"])  # FLOP/s, same compute dtype
+        assert q["head_gemm_flops"] == pytest.approx(d["gemm_flops"])
+        nb = format_numbers(b200, w, "bf16")
+        assert nb["head_gemm_flops"] == nb["gemm_flops"]
+    # gpt-oss-20b on one H100: a 8,192-token prefill is compute bound, so its experts take 1 / 0.61 of the time the
+    # same GEMM takes in bf16 weights; one decode token is memory bound and reads 4.25-bit weights instead of 16-bit
+    m = get_model("gpt-oss-20b")
+    cm = CostModel(m, h100)
+    plans = make_plans(m, h100, tp=1, weights=["mxfp4", "bf16"], kv="bf16")
+
+    def op_s(step, name):
+        return next(o.time_s for o in cm.step(plans, step).ops if o.name == name)
+
+    prefill = Step(prefill_seqs=1, prefill_tokens=8192)
+    t = op_s(prefill, Op.EXPERTS)
+    assert t[0] / t[1] == pytest.approx(1.0 / E2M1_MIXED_INPUT, rel=0.02)
+    head = op_s(prefill, Op.LM_HEAD)
+    assert head[0] == pytest.approx(head[1], rel=0.02)
+    t = op_s(Step(decode_seqs=1, decode_ctx=1024), Op.EXPERTS)
+    assert t[0] < 0.5 * t[1]

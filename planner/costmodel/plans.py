@@ -63,6 +63,9 @@ class PlanArrays:
     # the tiles a small batch leaves idle with their extra passes: rate(m) = R e m / (m + e half_m), the native
     # kernel's rate at small m and e of it at large m; this is e (1 for every native kernel)
     gemm_half_m_scale: np.ndarray | float = 1.0
+    # the lm_head's GEMM FLOP/s: engines keep it at 16 bit (head_bytes), so a weight-dequantizing fallback kernel's
+    # loss (quant.py fallback_efficiency) does not apply to it; None: gemm_flops
+    head_gemm_flops: np.ndarray | float | None = None
 
     @property
     def n(self) -> int:
@@ -97,7 +100,8 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
     fmt = get_format(weights)
     res = resolve(fmt, hw, activations)
     peak = hw.peak(res.compute_dtype)
-    eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm * res.kernel_efficiency  # emulated widths (quant.py)
+    # emulated widths and weight-dequantizing fallback kernels (quant.py) run below the device's GEMM
+    eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm * res.kernel_efficiency * res.mixed_input_efficiency
     attn_dtype = next((d for d in ("bf16", "fp16", "fp32") if hw.supports(d)), None)
     if attn_dtype is None:
         raise PlannerError(f"{hw.id} has no published 16/32-bit peak for attention")
@@ -108,6 +112,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "head_bytes": fmt.head_bits / 8.0,
         "kv_bytes": kv_bytes_per_element(kv),
         "gemm_flops": peak * eff,
+        "head_gemm_flops": peak * eff / res.mixed_input_efficiency,
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
         "act_bytes": act_bytes_for(res.compute_dtype),
@@ -160,7 +165,7 @@ def make_plans(
     index = index.reshape(-1)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
-                      "weight_dequant", "gemm_half_m_scale")}
+                      "weight_dequant", "gemm_half_m_scale", "head_gemm_flops")}
     dtypes = {table[k]["compute_dtype"] for k in uniq}
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),

@@ -51,7 +51,8 @@ def share(cm: CostModel, plans: PlanArrays, compute, bandwidth) -> tuple[CostMod
     w.elem_rate = cm.elem_rate * compute if cm.elem_rate else cm.elem_rate
     w.vec_rate = cm.vec_rate * compute if cm.vec_rate else cm.vec_rate
     p = replace(plans, gemm_flops=plans.gemm_flops * compute, gemm_peak_flops=plans.gemm_peak_flops * compute,
-                attn_flops=plans.attn_flops * compute)
+                attn_flops=plans.attn_flops * compute,
+                head_gemm_flops=None if plans.head_gemm_flops is None else plans.head_gemm_flops * compute)
     return w, p
 
 

@@ -40,11 +40,26 @@ class Format:
     # pair its weights with wider activations ("" = ``compute`` itself), and where that comes from
     paired_compute: str = ""
     paired_source: str = ""
+    # where the device lacks ``compute`` and the kernel dequantizes the weights to 16 bit in its main loop (a mixed-
+    # input GEMM), its large-M rate relative to the device's dense 16-bit GEMM, and where that comes from
+    fallback_efficiency: float = 1.0
+    fallback_source: str = ""
 
     @property
     def bytes(self) -> float:
         return self.bits / 8.0
 
+
+# E2M1 weights (NVFP4, MXFP4) on a GPU without FP4 tensor cores run as a mixed-input GEMM: the kernel decodes them to
+# 16 bit in its main loop, beside the MMAs. E2M1 has no hardware conversion before Blackwell.
+E2M1_MIXED_INPUT = 0.61
+E2M1_MIXED_INPUT_SOURCE = (
+    "the bf16 x MXFP4 GEMM on H100 (triton_kernels matmul_ogs: the MoE kernel TensorRT-LLM's TRITON backend and vLLM "
+    "run gpt-oss with on Hopper; TensorRT-LLM 1.2 GPT-OSS deployment guide, MoE backend matrix: H200, BF16 activations, "
+    "MXFP4 weights, TRITON) reaches 49 % of the bf16 tensor peak after value and scale swizzling (triton-lang/"
+    "triton PR 6833, May 2025: 28 % -> 37 %, 49 % with PR 6812); the dense bf16 GEMM reaches 80.3 % (H100 MAMF, "
+    "hw_specs/h100-sxm.yaml): 0.49 / 0.803 = 0.61. Measured on H100 only: every GPU without FP4 tensor cores is given "
+    "it, and NVFP4 (an FP8 scale per 16 elements) decodes the same E2M1 values")
 
 _FORMATS = [
     Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754", head_bits=32.0),
@@ -98,14 +113,16 @@ _FORMATS = [
            dequant_source="bit planes are packed offline and fed to the binary MMA directly: no per-element unpack"),
     Format("fp4", 4 + 8 / 16, "fp4", False, "NVFP4: E2M1 with an FP8 scale per 16 elements (W4A4)",
            "NVIDIA Blackwell NVFP4 format", fallback_compute="fp16",
-           fallback_note="no fp4 tensor cores: weight-only fp4, dequantized to 16 bit"),
+           fallback_note="no fp4 tensor cores: weight-only fp4, dequantized to 16 bit",
+           fallback_efficiency=E2M1_MIXED_INPUT, fallback_source=E2M1_MIXED_INPUT_SOURCE),
     Format("mxfp4", 4 + 8 / 32, "fp4", False, "OCP MXFP4: E2M1 with an E8M0 scale per 32 elements",
            "OCP Microscaling Formats (MX) v1.0", fallback_compute="fp16",
            fallback_note="no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit (as gpt-oss runs on Hopper)",
            paired_compute="fp8",
            paired_source="MXFP4 weights x MXFP8 activations, as TensorRT-LLM (QuantAlgo.W4A8_MXFP4_MXFP8, SM100/103) and "
                          "vLLM/FlashInfer run gpt-oss on Blackwell: the mixed f8f6f4 MMA runs at the FP8 rate, the FP4 "
-                         "rate needs FP4 on both sides (--activations fp4 prices that)"),
+                         "rate needs FP4 on both sides (--activations fp4 prices that)",
+           fallback_efficiency=E2M1_MIXED_INPUT, fallback_source=E2M1_MIXED_INPUT_SOURCE),
     Format("q4_0", 18 * 8 / 32, "fp16", True, "llama.cpp q4_0: 32 weights in 18 bytes (fp16 scale + 16 bytes)",
            "ggml block_q4_0 layout", head_bits=6.5625),
     Format("q8_0", 34 * 8 / 32, "fp16", True, "llama.cpp q8_0: 32 weights in 34 bytes",
@@ -196,6 +213,12 @@ class Resolved:
         """The kernel's GEMM rate relative to the device's GEMM in ``compute_dtype`` (emulated widths lose;
         a fallback to another dtype runs that dtype's ordinary kernel)."""
         return self.format.kernel_efficiency if self.native and self.compute_dtype in self._own_dtypes() else 1.0
+
+    @property
+    def mixed_input_efficiency(self) -> float:
+        """Large-M rate of a weight-dequantizing fallback kernel relative to the 16-bit GEMM it falls back to (1 for a
+        native kernel)."""
+        return 1.0 if self.native else self.format.fallback_efficiency
 
     @property
     def dequant_scale(self) -> float:
