@@ -113,11 +113,13 @@ _FORMATS = [
            dequant_source="bit planes are packed offline and fed to the binary MMA directly: no per-element unpack"),
     Format("fp4", 4 + 8 / 16, "fp4", False, "NVFP4: E2M1 with an FP8 scale per 16 elements (W4A4)",
            "NVIDIA Blackwell NVFP4 format", fallback_compute="fp16",
-           fallback_note="no fp4 tensor cores: weight-only fp4, dequantized to 16 bit",
+           fallback_note=f"no fp4 tensor cores: weight-only fp4, dequantized to 16 bit in a mixed-input GEMM "
+                         f"({E2M1_MIXED_INPUT:g} of the 16-bit GEMM rate)",
            fallback_efficiency=E2M1_MIXED_INPUT, fallback_source=E2M1_MIXED_INPUT_SOURCE),
     Format("mxfp4", 4 + 8 / 32, "fp4", False, "OCP MXFP4: E2M1 with an E8M0 scale per 32 elements",
            "OCP Microscaling Formats (MX) v1.0", fallback_compute="fp16",
-           fallback_note="no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit (as gpt-oss runs on Hopper)",
+           fallback_note=f"no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit in a mixed-input GEMM "
+                         f"({E2M1_MIXED_INPUT:g} of the 16-bit GEMM rate; as gpt-oss runs on Hopper)",
            paired_compute="fp8",
            paired_source="MXFP4 weights x MXFP8 activations, as TensorRT-LLM (QuantAlgo.W4A8_MXFP4_MXFP8, SM100/103) and "
                          "vLLM/FlashInfer run gpt-oss on Blackwell: the mixed f8f6f4 MMA runs at the FP8 rate, the FP4 "
