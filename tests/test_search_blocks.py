@@ -164,3 +164,38 @@ def test_the_broadcast_grid_keeps_the_rows_of_the_full_grid(case):
         for name, want in ref.items():
             got = getattr(g, name)
             assert got.shape == want.shape and np.array_equal(got, want), name
+
+
+def _table(n, weights, hardware, seed):
+    rng = np.random.default_rng(seed)
+    cols = {"tok_s_per_gpu": rng.random(n), "weights": rng.integers(0, len(weights), n),
+            "hardware": rng.integers(0, len(hardware), n), "tp": rng.integers(1, 9, n).astype(float)}
+    return evaluate.PlanTable(cols, weights, ["bf16"], hardware, evaluated=n, costed=n)
+
+
+def test_lazy_columns_hold_the_rows_of_the_eager_concatenation():
+    """The search keeps its feasible rows as views and gathers a column only when read (evaluate.LazyColumns): every
+    column, every row, every subset and every single row read lazily equals the eager concatenation, string codes
+    remapped into the shared lists, views of views included."""
+    a = _table(50, ["fp8", "bf16"], ["h100-sxm"], 1)
+    b = _table(40, ["int4", "fp8"], ["b200", "h100-sxm"], 2)
+    c = _table(30, ["bf16"], ["l40s"], 3)
+    rows_b = np.array([0, 3, 7, 11, 39])
+    parts = [a.rows_view(np.arange(0, 50, 2)), b.rows_view(rows_b), c]
+    eager = evaluate.PlanTable.concat([p.take(np.arange(len(p))) for p in parts])
+    lazy = evaluate.PlanTable.concat(parts, lazy=True)
+    nested = evaluate.PlanTable.concat([evaluate.PlanTable.concat(parts[:2], lazy=True), parts[2]], lazy=True)
+    assert isinstance(lazy.cols, evaluate.LazyColumns) and len(lazy) == len(eager) == 25 + 5 + 30
+    for t in (lazy, nested):
+        assert (t.weights, t.hardware) == (eager.weights, eager.hardware)
+        assert "tp" in t.cols and "nope" not in t.cols and not t.cols._done  # membership reads no column
+        idx = np.array([59, 0, 30, 26, 27, 12])
+        sub, ref = t.take(idx), eager.take(idx)
+        for k in eager.cols:
+            assert np.array_equal(sub.cols[k], ref.cols[k]), k
+            assert all(t.at(int(i))[k] == eager.cols[k][i] for i in idx), k
+        for k in eager.cols:
+            assert np.array_equal(t.cols[k], eager.cols[k]), k
+    # a column written after the fact reads back
+    lazy.cols["usd"] = np.arange(len(lazy), dtype=float)
+    assert lazy.at(7)["usd"] == 7.0 and "usd" in lazy.cols

@@ -4,6 +4,7 @@ disaggregated prefill/decode pools with the KV-cache transfer between them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -33,6 +34,92 @@ class Workload:
     min_context: int = 0  # the longest single request a plan must hold (brings in context extension / parallelism)
 
 
+CODE_COLUMNS = {"weights": "weights", "kv": "kv", "hardware": "hardware", "evict": "evict", "ctx_ext": "techs",
+                "sparse": "techs", "compress": "techs", "draft": "techs"}  # code column -> the list its codes index
+
+
+class LazyColumns(Mapping):
+    """The columns of tables laid end to end, each gathered (and its codes remapped) only when it is read.
+
+    A search keeps ~4 x 10^5 feasible rows of ~50 columns, of which the frontier and the recommendation read about
+    a dozen whole and the rest at a few hundred rows: gathering every column up front copied ~150 MB twice (the
+    feasible rows of each table, then one table of all). ``parts`` are (columns, row indices or None, code maps);
+    a column set here replaces the gathered one."""
+
+    def __init__(self, parts: list[tuple[Mapping, np.ndarray | None, dict]]):
+        self.parts = parts
+        self._keys = list(dict.fromkeys(k for cols, _, _ in parts for k in cols))
+        self._done: dict[str, np.ndarray] = {}
+        lens = [len(idx) if idx is not None else _mapping_len(cols) for cols, idx, _ in parts]
+        self._starts = np.cumsum([0] + lens)
+
+    def __getitem__(self, k: str) -> np.ndarray:
+        if k not in self._done:
+            if k not in self._keys:
+                raise KeyError(k)
+            pieces = []
+            for cols, idx, maps in self.parts:
+                if k in cols:
+                    v = cols[k] if idx is None else cols[k][idx]
+                    pieces.append(maps[k][v] if k in maps else v)
+            self._done[k] = np.concatenate(pieces) if len(pieces) != 1 else np.asarray(pieces[0])
+        return self._done[k]
+
+    def __setitem__(self, k: str, v: np.ndarray) -> None:
+        if k not in self._keys:
+            self._keys.append(k)
+        self._done[k] = v
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __contains__(self, k) -> bool:  # without gathering the column (Mapping's default reads it)
+        return k in self._keys
+
+    @property
+    def rows(self) -> int:
+        return int(self._starts[-1])
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def gather(self, k: str, rows: np.ndarray) -> np.ndarray:
+        """Column ``k`` at ``rows`` only (the column is not gathered whole)."""
+        if k in self._done:
+            return self._done[k][rows]
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self._starts, rows, side="right") - 1
+        out = None
+        for p in np.unique(which):
+            cols, idx, maps = self.parts[p]
+            sel = which == p
+            local = rows[sel] - self._starts[p]
+            v = cols[k][local if idx is None else idx[local]]
+            v = maps[k][v] if k in maps else v
+            if out is None:
+                out = np.empty(len(rows), dtype=v.dtype)
+            out[sel] = v
+        return out if out is not None else np.empty(0)
+
+    def at(self, i: int) -> dict:
+        """Every column's value at row ``i``, without gathering the columns."""
+        p = int(np.searchsorted(self._starts, i, side="right")) - 1
+        cols, idx, maps = self.parts[p]
+        j = i - int(self._starts[p]) if idx is None else int(idx[i - int(self._starts[p])])
+        out = {}
+        for k in self._keys:
+            if k in self._done:
+                out[k] = self._done[k][i]
+            elif k in cols:
+                v = cols[k][j]
+                out[k] = maps[k][v] if k in maps else v
+        return out
+
+
+def _mapping_len(cols: Mapping) -> int:
+    return len(next(iter(cols.values()))) if len(cols) else 0
+
+
 @dataclass
 class PlanTable:
     """One row per evaluated plan; string columns are codes into the lists."""
@@ -48,34 +135,51 @@ class PlanTable:
     techs: list[str] = field(default_factory=lambda: [""])  # context/attention technique names (cap_axes.py codes)
 
     def __len__(self) -> int:
+        if isinstance(self.cols, LazyColumns):
+            return self.cols.rows
         return len(next(iter(self.cols.values()))) if self.cols else 0
 
     def take(self, idx) -> "PlanTable":
-        return PlanTable({k: v[idx] for k, v in self.cols.items()}, self.weights, self.kv, self.hardware, self.evaluated,
-                         self.costed, self.evict, self.techs)
+        c = self.cols
+        cols = {k: c.gather(k, idx) for k in c} if isinstance(c, LazyColumns) else {k: v[idx] for k, v in c.items()}
+        return PlanTable(cols, self.weights, self.kv, self.hardware, self.evaluated, self.costed, self.evict, self.techs)
+
+    def rows_view(self, idx: np.ndarray) -> "PlanTable":
+        """The rows ``idx`` as a table whose columns are gathered only when read (LazyColumns)."""
+        return PlanTable(LazyColumns([(self.cols, np.asarray(idx), {})]), self.weights, self.kv, self.hardware,
+                         self.evaluated, self.costed, self.evict, self.techs)
+
+    def at(self, i: int) -> dict:
+        """Every column's value at row ``i``."""
+        c = self.cols
+        return c.at(i) if isinstance(c, LazyColumns) else {k: v[i] for k, v in c.items()}
 
     @staticmethod
-    def concat(tables: list["PlanTable"]) -> "PlanTable":
+    def concat(tables: list["PlanTable"], lazy: bool = False) -> "PlanTable":
+        """The tables' rows in order, their string codes remapped into shared lists; ``lazy``: columns gathered when
+        read (LazyColumns), else all at once."""
         tables = [t for t in tables if len(t)]
         if not tables:
             return PlanTable({}, [], [], [])
-        # remap string codes into shared lists
-        ws, kvs, hws, ev, te = [], [], [], [], []
-        out: dict[str, list[np.ndarray]] = {}
+        lists = {"weights": [], "kv": [], "hardware": [], "evict": [], "techs": []}
+        parts = []
         for t in tables:
-            for name, lst, src in (("weights", ws, t.weights), ("kv", kvs, t.kv), ("hardware", hws, t.hardware), ("evict", ev, t.evict),
-                                   ("techs", te, t.techs)):
+            maps = {}
+            for name, lst in lists.items():
+                src = getattr(t, name)
                 for s in src:
                     if s not in lst:
                         lst.append(s)
-            tmap = np.array([te.index(s) for s in t.techs])
-            maps = {"weights": np.array([ws.index(s) for s in t.weights]), "kv": np.array([kvs.index(s) for s in t.kv]),
-                    "hardware": np.array([hws.index(s) for s in t.hardware]), "evict": np.array([ev.index(s) for s in t.evict]),
-                    "ctx_ext": tmap, "sparse": tmap, "compress": tmap, "draft": tmap}
-            for k, v in t.cols.items():
-                out.setdefault(k, []).append(maps[k][v] if k in maps else v)
-        return PlanTable({k: np.concatenate(v) for k, v in out.items()}, ws, kvs, hws,
-                         sum(t.evaluated for t in tables), sum(t.costed for t in tables), ev, te)
+                code = np.array([lst.index(s) for s in src])
+                maps.update({k: code for k, lst_name in CODE_COLUMNS.items() if lst_name == name})
+            sub = t.cols.parts if isinstance(t.cols, LazyColumns) else [(t.cols, None, {})]
+            for cols, idx, inner in sub:  # a lazy table's own code maps compose with this one's
+                parts.append((cols, idx, {k: (m[inner[k]] if k in inner else m) for k, m in maps.items()}))
+        cols = LazyColumns(parts)
+        if not lazy:
+            cols = {k: cols[k] for k in cols}
+        return PlanTable(cols, lists["weights"], lists["kv"], lists["hardware"], sum(t.evaluated for t in tables),
+                         sum(t.costed for t in tables), lists["evict"], lists["techs"])
 
 
 # grid rows per block of aggregated configs: a block's columns (~0.5 MB each) stay in the processor's caches.

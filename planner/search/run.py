@@ -135,7 +135,7 @@ def _accuracy_fn(model, task):
 
 
 def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id: str) -> dict:
-    c = {k: v[i] for k, v in t.cols.items()}
+    c = t.at(i)
     w, kv, hw = t.weights[int(c["weights"])], t.kv[int(c["kv"])], t.hardware[int(c["hardware"])]
     plan = {"hardware": hw, "mode": "disaggregated" if c["disagg"] else "intra-gpu-pd" if c.get("intra_f", 0) > 0 else "aggregated",
             "tp": int(c["tp"]), "pp": int(c["pp"]), "ep": int(c["ep"]), "attention_dp": int(c["adp"]),
@@ -280,7 +280,7 @@ def _feasible(t: PlanTable, cons: Constraints) -> PlanTable:
     ok = np.ones(len(t), bool)
     for passes, *_ in cons.checks(t).values():
         ok &= passes
-    return t if ok.all() else t.take(np.nonzero(ok)[0])
+    return t if ok.all() else t.rows_view(np.nonzero(ok)[0])
 
 
 def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Constraints, *, objective: str = "throughput",
@@ -335,7 +335,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     evaluated, costed = found.evaluated, found.costed
     if not found.rows:
         raise PlannerError(f"no plan of {model.id} fits in {gpus} x {', '.join(hardware)} (the weights alone exceed memory)")
-    feas = PlanTable.concat(found.feasible)
+    feas = PlanTable.concat(found.feasible, lazy=True)  # the columns the answer reads are gathered, the rest on demand
     key, sign = OBJECTIVES[objective]
     key = COST_KEYS[basis] if objective == "cost" else key
     seconds_eval = time.perf_counter() - t0
