@@ -199,3 +199,12 @@ def test_lazy_columns_hold_the_rows_of_the_eager_concatenation():
     # a column written after the fact reads back
     lazy.cols["usd"] = np.arange(len(lazy), dtype=float)
     assert lazy.at(7)["usd"] == 7.0 and "usd" in lazy.cols
+
+
+def test_a_lazy_table_with_a_written_column_concatenates_with_it():
+    a = _table(20, ["fp8"], ["h100-sxm"], 4)
+    lazy = evaluate.PlanTable.concat([a.rows_view(np.arange(0, 20, 2))], lazy=True)
+    lazy.cols["usd"] = np.arange(10, dtype=float)
+    both = evaluate.PlanTable.concat([lazy, _table(5, ["bf16"], ["l40s"], 5)], lazy=True)
+    assert np.array_equal(both.cols["usd"][:10], np.arange(10.0)) and len(both) == 15
+    assert both.hardware == ["h100-sxm", "l40s"] and np.array_equal(both.cols["hardware"][10:], np.ones(5))

@@ -117,6 +117,8 @@ class LazyColumns(Mapping):
 
 
 def _mapping_len(cols: Mapping) -> int:
+    if isinstance(cols, LazyColumns):
+        return cols.rows
     return len(next(iter(cols.values()))) if len(cols) else 0
 
 
@@ -172,8 +174,11 @@ class PlanTable:
                         lst.append(s)
                 code = np.array([lst.index(s) for s in src])
                 maps.update({k: code for k, lst_name in CODE_COLUMNS.items() if lst_name == name})
-            sub = t.cols.parts if isinstance(t.cols, LazyColumns) else [(t.cols, None, {})]
-            for cols, idx, inner in sub:  # a lazy table's own code maps compose with this one's
+            # a lazy table's parts are taken over, their code maps composed with this one's (one that had columns
+            # written into it is read through as a whole)
+            flat = isinstance(t.cols, LazyColumns) and not t.cols._done
+            sub = t.cols.parts if flat else [(t.cols, None, {})]
+            for cols, idx, inner in sub:
                 parts.append((cols, idx, {k: (m[inner[k]] if k in inner else m) for k, m in maps.items()}))
         cols = LazyColumns(parts)
         if not lazy:

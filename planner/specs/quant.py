@@ -58,8 +58,8 @@ E2M1_MIXED_INPUT_SOURCE = (
     "run gpt-oss with on Hopper; TensorRT-LLM 1.2 GPT-OSS deployment guide, MoE backend matrix: H200, BF16 activations, "
     "MXFP4 weights, TRITON) reaches 49 % of the bf16 tensor peak after value and scale swizzling (triton-lang/"
     "triton PR 6833, May 2025: 28 % -> 37 %, 49 % with PR 6812); the dense bf16 GEMM reaches 80.3 % (H100 MAMF, "
-    "hw_specs/h100-sxm.yaml): 0.49 / 0.803 = 0.61. Measured on H100 only: every GPU without FP4 tensor cores is given "
-    "it, and NVFP4 (an FP8 scale per 16 elements) decodes the same E2M1 values")
+    "hw_specs/h100-sxm.yaml): 0.49 / 0.803 = 0.61. Measured on H100 only: every device without FP4 tensor cores is "
+    "given it, and NVFP4 (an FP8 scale per 16 elements) decodes the same E2M1 values")
 
 _FORMATS = [
     Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754", head_bits=32.0),
