@@ -30,3 +30,30 @@ def test_simulate_and_capacity_are_typed():
     assert s.ttft_s["p99"] >= s.ttft_s["p50"] > 0
     c = capacity("llama-3.1-8b", "h100-sxm", 5.0, isl=500, osl=100, ttft_s=1.0, tpot_s=0.05, requests=200)
     assert isinstance(c, CapacityReport) and c.feasible and c.gpus >= 1
+
+
+def test_a_replica_larger_than_the_device_links_is_a_clear_error_not_nan():
+    """RTX 4090s pair over PCIe (a scale-up domain of 2) and have no scale-out network on record: a library call with
+    tp=8 names the limit (the CLI refuses it before the call the same way) instead of pricing a collective that has no
+    link to cross as infinite time and returning NaN; tp=2 runs, and --link joins devices into one replica."""
+    import math
+    import warnings
+
+    from planner.errors import PlannerError
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, search
+
+    with pytest.raises(PlannerError, match="scale-out network"):
+        estimate("llama-3.1-8b", "rtx-4090", PlanSpec(tp=8))
+    e = estimate("llama-3.1-8b", "rtx-4090", PlanSpec(tp=2))
+    assert e.fits and math.isfinite(e.tpot_s) and e.tpot_s > 0
+    from planner.costmodel.collectives import with_link
+    from planner.specs.loader import get_hardware
+
+    joined = estimate("llama-3.1-8b", with_link(get_hardware("rtx-4090"), "gbe-10"), PlanSpec(tp=8))
+    assert math.isfinite(joined.tpot_s) and joined.tpot_s > e.tpot_s  # 10 GbE all-reduces cost more than PCIe pairs
+    # the search leaves such layouts out quietly: no NaN warning, every frontier row finite
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        r = search("llama-3.1-8b", ["rtx-4090"], 8, Workload(1024, 256), Constraints(gpus=8))
+    assert r.frontier and all(math.isfinite(f["ttft_s"]) and math.isfinite(f["tpot_s"]) for f in r.frontier)

@@ -175,7 +175,9 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
     f = new * n_chunks / per_step  # a prompt step starts per_step prompts (one per attention-DP rank)
     t_pf, t_dec = np.maximum(first.time_s, pp * first.stage_time_s), np.maximum(dec.time_s, pp * dec.stage_time_s)
-    t = np.minimum(f, 1.0) * t_pf + (1.0 - np.minimum(f, 1.0)) * t_dec
+    ff = np.minimum(f, 1.0)
+    with np.errstate(invalid="ignore"):  # a plan whose links cannot carry its collectives prices steps at inf
+        t = np.where(ff >= 1.0, t_pf, ff * t_pf + (1.0 - ff) * t_dec)
     busy = np.nonzero(np.broadcast_to(f > 1.0, t.shape))[0]
     if len(busy):
         sub = plans.take(busy)

@@ -135,10 +135,25 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     return m, hw, engine, kv, res, p, cap, cm, mem
 
 
+def _check_links(plan: PlanSpec, hw: Hardware, fabric) -> None:
+    """A replica's devices must reach each other: inside the device's scale-up domain, or over a scale-out network
+    (the CLI checks the whole deployment the same way before it gets here; the library call is checked here, where a
+    collective with no link to cross would otherwise price as infinite time and come back as NaN)."""
+    per = plan.tp * plan.pp * plan.attention_dp * plan.cp
+    if fabric.scale_out is not None or per <= 1:
+        return
+    domain = fabric.scale_up.domain_size if fabric.scale_up is not None else 1
+    if per > domain:
+        link = f"its scale-up domain holds {domain}" if fabric.scale_up is not None else "it has no device-to-device link"
+        raise PlannerError(f"tp x pp x attention-dp x cp = {per} devices in one replica, but {hw.id} has no scale-out "
+                           f"network and {link}: join devices with --link (wifi-6, gbe-10, ...) or use fewer per replica")
+
+
 def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -> _Setup:
     plan = plan or PlanSpec()
     check_plan(plan, isl, osl)
     m, hw, engine, kv, res, p, cap, cm, mem = prepare(model, hardware, plan, isl, osl, engine)
+    _check_links(plan, hw, cm.fabric)
     off = parse_moe_offload(plan.moe_offload)
     if off is not None:  # cold experts / decode attention on the host CPU, narrower experts: less on the device
         check_offload(off, m, hw)
