@@ -97,6 +97,13 @@ class Fabric:
             return np.zeros(group.shape, bool), np.zeros(group.shape, bool)
         return crosses & out.shared_medium, crosses & out.host_stack
 
+    def max_group(self) -> float:
+        """The most devices one collective can join: unbounded over a scale-out network, else the scale-up domain (1
+        without one). A larger group has no link to cross: tier_for prices it at infinite time."""
+        if self.scale_out is not None:
+            return np.inf
+        return self.scale_up.domain_size if self.scale_up is not None else 1
+
     def tier_for(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per plan: (bandwidth, latency, ring fraction, in-switch fraction) of the slowest tier a group crosses;
         the in-switch fraction is 0 where the group cannot reduce in the switch."""

@@ -104,8 +104,10 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
     fmt = get_format(weights)
     res = resolve(fmt, hw, activations)
     peak = hw.peak(res.compute_dtype)
-    # emulated widths and weight-dequantizing fallback kernels (quant.py) run below the device's GEMM
-    eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm * res.kernel_efficiency * res.mixed_input_efficiency
+    # emulated widths and weight-dequantizing fallback kernels (quant.py) run below the device's GEMM; the lm_head
+    # stays 16 bit, so the fallback kernel's loss is not its
+    head_eff = hw.matmul_efficiency(res.compute_dtype) * k.gemm * res.kernel_efficiency
+    eff = head_eff * res.mixed_input_efficiency
     attn_dtype = next((d for d in ("bf16", "fp16", "fp32") if hw.supports(d)), None)
     if attn_dtype is None:
         raise PlannerError(f"{hw.id} has no published 16/32-bit peak for attention")
@@ -116,7 +118,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "head_bytes": fmt.head_bits / 8.0,
         "kv_bytes": kv_bytes_per_element(kv),
         "gemm_flops": peak * eff,
-        "head_gemm_flops": peak * eff / res.mixed_input_efficiency,
+        "head_gemm_flops": peak * head_eff,
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
         "act_bytes": act_bytes_for(res.compute_dtype),

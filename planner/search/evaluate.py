@@ -137,9 +137,7 @@ class PlanTable:
     techs: list[str] = field(default_factory=lambda: [""])  # context/attention technique names (cap_axes.py codes)
 
     def __len__(self) -> int:
-        if isinstance(self.cols, LazyColumns):
-            return self.cols.rows
-        return len(next(iter(self.cols.values()))) if self.cols else 0
+        return _mapping_len(self.cols)
 
     def take(self, idx) -> "PlanTable":
         c = self.cols

@@ -11,7 +11,8 @@ import numpy as np
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.cost import TcoAssumptions, owned, tco_defaults, usd_per_million_tokens
 from planner.errors import PlannerError
-from planner.search.evaluate import PlanTable, Workload, aggregated_blocks, evaluate_aggregated, evaluate_disaggregated
+from planner.search.evaluate import (CODE_COLUMNS, PlanTable, Workload, aggregated_blocks, evaluate_aggregated,
+                                     evaluate_disaggregated)
 from planner.search.pareto import pareto_mask
 from planner.search.space import SpaceOptions, enumerate_configs
 from planner.specs.engine import Engine, get_engine
@@ -374,7 +375,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
 
 
 SHAPE_COLS = ("hardware", "disagg", "tp", "pp", "ep", "adp", "weights", "kv")
-CATEGORICAL = {"weights": "weights", "kv": "kv", "hardware": "hardware", "evict": "evict"}
+CATEGORICAL = {k: lst for k, lst in CODE_COLUMNS.items() if lst != "techs"}  # ranked by name, not code
 
 
 def stable_rank(t: PlanTable, idx: np.ndarray | None = None) -> np.ndarray:

@@ -140,11 +140,9 @@ def _check_links(plan: PlanSpec, hw: Hardware, fabric) -> None:
     (the CLI checks the whole deployment the same way before it gets here; the library call is checked here, where a
     collective with no link to cross would otherwise price as infinite time and come back as NaN)."""
     per = plan.tp * plan.pp * plan.attention_dp * plan.cp
-    if fabric.scale_out is not None or per <= 1:
-        return
-    domain = fabric.scale_up.domain_size if fabric.scale_up is not None else 1
-    if per > domain:
-        link = f"its scale-up domain holds {domain}" if fabric.scale_up is not None else "it has no device-to-device link"
+    most = fabric.max_group()
+    if per > most:
+        link = f"its scale-up domain holds {most:g}" if fabric.scale_up is not None else "it has no device-to-device link"
         raise PlannerError(f"tp x pp x attention-dp x cp = {per} devices in one replica, but {hw.id} has no scale-out "
                            f"network and {link}: join devices with --link (wifi-6, gbe-10, ...) or use fewer per replica")
 
