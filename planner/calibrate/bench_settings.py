@@ -62,12 +62,13 @@ def bench_runs(source: str, engine: str) -> bool:
     return engine.startswith("trtllm@1.") and "perf-overview" in (source or "").lower()
 
 
-def row_batch_cap(row: dict, engine: str, model, hw, gpus: int, isl: int, osl: int, weights: str, kv: str) -> int:
-    """The batch limit per scheduler a published max-throughput row ran at where trtllm-bench sized it (``gpus`` =
-    tp x attention-DP ranks); 0 for any other row, or where its estimate says the engine does not fit."""
+def row_batch_cap(row: dict, engine: str, model, hw, tp: int, gpus: int, isl: int, osl: int, weights: str, kv: str) -> int:
+    """The batch limit per scheduler a published max-throughput row ran at where trtllm-bench sized it (``tp`` =
+    its ``--tp``: tp x attention-DP ranks; ``gpus`` = that x pipeline stages); 0 for any other row, or where its
+    estimate says the engine does not fit."""
     if not bench_runs(row.get("source"), engine):
         return 0
-    return trtllm_bench_max_batch(model, hw, gpus, gpus, isl, osl, weights, kv)
+    return trtllm_bench_max_batch(model, hw, gpus, tp, isl, osl, weights, kv)
 
 
 def offline(engine: str):

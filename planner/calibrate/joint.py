@@ -313,6 +313,8 @@ NOT_FITTED = {
                           "too fast while gpt-oss-20b at 1024/8192 turns 0.5x",
     "perf_overview_1_2.csv": "held out to measure transfer: TensorRT-LLM 1.2's perf overview on H200, B200 and GB200, devices "
                              "(and, for the Blackwell two, an architecture) no fitted row comes from",
+    "perf_overview_rtx_pro_6000.csv": "held out to measure transfer: TensorRT-LLM's RTX 6000 Pro Blackwell Server Edition "
+                                      "tables, a device and an architecture (GB202, sm_120) no fitted row comes from",
     "perf_overview_0_20.csv": "held out to measure transfer: TensorRT-LLM 0.20's perf overview (the first PyTorch-backend "
                               "releases) on B200, H200 and H100",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "

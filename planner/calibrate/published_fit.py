@@ -101,15 +101,27 @@ def release_of(row: dict) -> str:
     return _release(engine_of(row))
 
 
-def _parallel(row: dict) -> tuple[int, int, int]:
-    """(tp, ep, attention-dp) of a row: its ``tp`` column, or ``parallel`` = tpN | depN."""
-    par = (row.get("parallel") or "").strip().lower()
-    if par.startswith("dep"):
-        n = int(par[3:])
-        return 1, n, n
-    if par.startswith("tp"):
-        return int(par[2:]), 1, 1
-    return (int(float(row["tp"])) if row.get("tp") else 1), 1, 1
+PARALLEL_FORMS = "tpN or depN, optionally followed by ppM (tp1pp2, dep2pp2)"
+
+
+def parse_parallel(text: str) -> tuple[int, int, int, int] | None:
+    """(tp, pp, ep, attention-dp) of a ``parallel`` label: ``tpN`` (tensor parallel over N), ``depN`` (attention data
+    parallel with expert parallel over N), either followed by ``ppM`` (M pipeline stages); None when it is not one."""
+    m = re.fullmatch(r"(tp|dep)(\d+)(?:[ ,_]?pp(\d+))?", (text or "").strip().lower())
+    if not m or int(m.group(2)) < 1 or (m.group(3) is not None and int(m.group(3)) < 1):
+        return None
+    n, pp = int(m.group(2)), int(m.group(3) or 1)
+    return (1, pp, n, n) if m.group(1) == "dep" else (n, pp, 1, 1)
+
+
+def _parallel(row: dict) -> tuple[int, int, int, int]:
+    """(tp, pp, ep, attention-dp) of a row: its ``tp`` column, or ``parallel`` (parse_parallel)."""
+    if row.get("parallel"):
+        got = parse_parallel(row["parallel"])
+        if got is None:
+            raise PlannerError(f"column 'parallel' must be {PARALLEL_FORMS}, got {row['parallel']!r}")
+        return got
+    return (int(float(row["tp"])) if row.get("tp") else 1), 1, 1, 1
 
 
 @dataclass
@@ -127,6 +139,7 @@ class FitRow:
     tp: int = 1
     ep: int = 1
     adp: int = 1
+    pp: int = 1
     weights: str = "bf16"
     kv: str = "bf16"
     batch: int = 1
@@ -165,11 +178,11 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     cols = {k for k, v in row.items() if k is not None}
     weights = canonical(row.get("weights_ran") or row.get("weights")) or "bf16"  # as validate.row_precisions
     kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights)
-    tp, ep, adp = _parallel(row)
+    tp, pp, ep, adp = _parallel(row)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
     base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release_of(row),
-                tp=tp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
+                tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
     num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731
     if "ttft_s" in cols and "batch" in cols:
         isl, b = int(num("isl")), int(num("batch"))
@@ -182,7 +195,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     if "output_tokens_per_s_per_gpu" in cols:
         isl, osl = int(num("isl")), int(num("osl"))
         par = row.get("parallel") or f"tp{tp}"
-        cap = row_batch_cap(row, base["engine"], m, hw, tp * adp, isl, osl, weights, kv)
+        cap = row_batch_cap(row, base["engine"], m, hw, tp * adp, tp * adp * pp, isl, osl, weights, kv)
         return FitRow(**base, kind="inflight", what="output_tokens_per_s_per_gpu", config=f"{par} {weights} {isl}/{osl} max",
                       measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap)
     if "phase" in cols and "tokens_per_s" in cols:
@@ -209,7 +222,7 @@ def load_rows(files: list[Path]) -> tuple[list[FitRow], dict[str, str]]:
             for i, r in enumerate(reader, start=2):
                 try:
                     fr = parse_row(r, f.name, i)
-                    make_plans(get_model(fr.model), get_hardware(fr.hardware), tp=fr.tp, ep=fr.ep, adp=fr.adp,
+                    make_plans(get_model(fr.model), get_hardware(fr.hardware), tp=fr.tp, pp=fr.pp, ep=fr.ep, adp=fr.adp,
                                weights=fr.weights, kv=fr.kv, kernels=_NEUTRAL)
                     get_engine(fr.engine)
                 except PlannerError as e:
@@ -232,6 +245,7 @@ class _Group:
     tp: np.ndarray
     ep: np.ndarray
     adp: np.ndarray
+    pp: np.ndarray
     weights: list[str]
     kv: list[str]
     batch: np.ndarray
@@ -261,7 +275,7 @@ class Predictor:
         sel = [rows[i] for i in ix]
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
         g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), offline(r0.engine), arr("tp"), arr("ep"),
-                   arr("adp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
+                   arr("adp"), arr("pp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
                    arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell, batch_cap=arr("batch_cap"))
         if r0.kind == "inflight":
             g.running, g.kv_per_token = _admitted(g, g.engine)
@@ -280,10 +294,10 @@ class Predictor:
 
 
 def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
-    p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=k, check=False)
+    p = make_plans(g.model, g.hw, tp=g.tp, pp=g.pp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=k, check=False)
     cm = CostModel(g.model, g.hw, engine=eng, kernels=k)
     running, kv_per_token = (g.running, g.kv_per_token) if eng is g.engine or g.running is None else _admitted(g, eng)
-    gpus = (g.tp * g.adp).astype(float)
+    gpus = (g.tp * g.pp * g.adp).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         if g.running is None:  # static batching: throughput, first-token latency, llama-bench tg / pp
             t = static_batch(cm, p, g.batch, g.isl, g.osl)
@@ -298,7 +312,7 @@ def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
 
 def _admitted(g: _Group, eng) -> tuple[np.ndarray, np.ndarray]:
     """Sequences the engine admits at once (KV memory, then its batch cap) and KV bytes per token, per row."""
-    p = make_plans(g.model, g.hw, tp=g.tp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
+    p = make_plans(g.model, g.hw, tp=g.tp, pp=g.pp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=_NEUTRAL, check=False)
     cap = np.where(g.batch_cap > 0, g.batch_cap, eng.max_seqs) if g.batch_cap is not None else eng.max_seqs
     mem = memory(g.model, g.hw, p, eng, max_seqs=cap)  # a benchmark tool's batch size also sizes the logits buffer
     per_seq = kv_bytes_per_seq(g.model, p, g.isl + g.osl, eng.kv_block_tokens, eng)

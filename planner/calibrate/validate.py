@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import offline, row_batch_cap
-from planner.calibrate.published_fit import engine_of
+from planner.calibrate.published_fit import PARALLEL_FORMS, parse_parallel, release_of
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -146,16 +146,14 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     tp = _int(row, "tp", file, line) if row.get("tp") else 1
     weights, kv = row_precisions(row)
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
-    if row.get("parallel"):  # "tpN": tensor parallel; "depN": attention data parallel with expert parallel over N
-        par = row["parallel"].strip().lower()
-        n = int(par[3:]) if par[:3] == "dep" and par[3:].isdigit() else (int(par[2:]) if par[:2] == "tp" and par[2:].isdigit() else 0)
-        if n < 1:
-            raise PlannerError(f"{file}:{line}: column 'parallel' must be tpN or depN, got {row['parallel']!r}")
-        plan = PlanSpec(tp=1, ep=n, attention_dp=n, weights=weights, kv=kv) if par.startswith("dep") else \
-            PlanSpec(tp=n, weights=weights, kv=kv)
-        tp = n
+    if row.get("parallel"):  # "tpN": tensor parallel; "depN": attention data parallel with expert parallel over N; "ppM"
+        par = parse_parallel(row["parallel"])
+        if par is None:
+            raise PlannerError(f"{file}:{line}: column 'parallel' must be {PARALLEL_FORMS}, got {row['parallel']!r}")
+        tp, pp, ep, adp = par
+        plan = PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv)
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
-    eng = engine_of(row)  # the engine release the row ran: its profile and its kernel/engine calibration
+    eng = release_of(row)  # the engine release the row ran (its profile, its kernel/engine calibration), as the fit resolves it
     bench = offline(eng)  # these files are offline benchmark runs: no API front end in the path
     if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
         isl = _int(row, "isl", file, line)
@@ -171,14 +169,15 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         conc = "max"
         # where trtllm-bench sized its own batch (calibrate/bench_settings.py), its max_batch_size replaces the
         # engine's default batch limit (per attention-DP rank)
+        ranks = plan.tp * plan.attention_dp
         cap = row_batch_cap(row, eng, get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
-                            plan.tp * plan.attention_dp, isl, osl, weights, kv or default_kv(weights))
+                            ranks, ranks * plan.pp, isl, osl, weights, kv or default_kv(weights))
         if cap:
             conc = plan.attention_dp * cap
             bench = bench.with_(max_seqs=cap)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
-        layout = f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{tp}"
+        layout = (f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{plan.tp}") + (f"pp{plan.pp}" if plan.pp > 1 else "")
         return "output_tokens_per_s_per_gpu", f"{layout} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.errors import PlannerError
 from planner.specs.hardware import Hardware, Interconnect
 from planner.specs.loader import get_interconnect
 
@@ -103,6 +104,16 @@ class Fabric:
         if self.scale_out is not None:
             return np.inf
         return self.scale_up.domain_size if self.scale_up is not None else 1
+
+    def check_reaches(self, devices: int, what: str, hw_id: str) -> None:
+        """A PlannerError when ``devices`` (one replica: ``what`` names its factors) cannot all reach each other: more
+        than the scale-up domain holds and no scale-out network (a collective with no link to cross would price as
+        infinite time and come back as NaN)."""
+        most = self.max_group()
+        if devices > most:
+            link = f"its scale-up domain holds {most:g}" if self.scale_up is not None else "it has no device-to-device link"
+            raise PlannerError(f"{what} = {devices} devices in one replica, but {hw_id} has no scale-out network and "
+                               f"{link}: join devices with --link (wifi-6, gbe-10, ...) or use fewer per replica")
 
     def tier_for(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per plan: (bandwidth, latency, ring fraction, in-switch fraction) of the slowest tier a group crosses;

@@ -137,14 +137,8 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
 
 def _check_links(plan: PlanSpec, hw: Hardware, fabric) -> None:
     """A replica's devices must reach each other: inside the device's scale-up domain, or over a scale-out network
-    (the CLI checks the whole deployment the same way before it gets here; the library call is checked here, where a
-    collective with no link to cross would otherwise price as infinite time and come back as NaN)."""
-    per = plan.tp * plan.pp * plan.attention_dp * plan.cp
-    most = fabric.max_group()
-    if per > most:
-        link = f"its scale-up domain holds {most:g}" if fabric.scale_up is not None else "it has no device-to-device link"
-        raise PlannerError(f"tp x pp x attention-dp x cp = {per} devices in one replica, but {hw.id} has no scale-out "
-                           f"network and {link}: join devices with --link (wifi-6, gbe-10, ...) or use fewer per replica")
+    (the CLI checks the whole deployment the same way before it gets here)."""
+    fabric.check_reaches(plan.tp * plan.pp * plan.attention_dp * plan.cp, "tp x pp x attention-dp x cp", hw.id)
 
 
 def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -> _Setup:

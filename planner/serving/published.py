@@ -111,16 +111,20 @@ class _MLPerf:
         self.cache: dict[tuple, dict] = {}
 
     def predict(self, model: str, hardware: str, gpus: int, weights: str, kv: str, mean_output: float,
-                engine: str = "trtllm") -> dict:
-        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine)
+                engine: str = "trtllm", activations: str | None = None) -> dict:
+        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations)
         if key in self.cache:
             return self.cache[key]
         spec = _mlperf_workload(mean_output)
-        n = MLPERF_SAMPLES.get(model, 15000)
+        # the loadgen runs a scenario for at least 600 s, so a larger system is sent more samples: each 8 GPUs get at
+        # least the minimum sample count (a fixed count spread over many replicas would be mostly ramp and drain)
+        nodes = max(1.0, gpus / 8.0)
+        n = int(MLPERF_SAMPLES.get(model, 15000) * nodes)
         offline = []
         for tp, ep in _layouts(model, gpus):
             try:
-                rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, engine=engine, max_input=2048)
+                rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, activations=activations,
+                                  engine=engine, max_input=2048)
             except PlannerError:
                 continue
             pool = Pool(rep, gpus // tp)
@@ -141,7 +145,7 @@ class _MLPerf:
 
             def ok(rate: float) -> tuple[bool, float]:
                 # MLPerf server runs last at least 600 s
-                reqs = generate(spec, int(min(max(SERVER_REQUESTS, rate * 600.0), 15000)), rate=rate, seed=0)
+                reqs = generate(spec, int(min(max(SERVER_REQUESTS, rate * 600.0), 15000 * nodes)), rate=rate, seed=0)
                 res = Simulator([pool], reqs).run()
                 d = res.done
                 p_ttft = float(np.percentile(res.ttft_s[d], 99))
@@ -189,11 +193,13 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         if scen not in ("offline", "server"):
             raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")
         measured = _num(r, "output_tokens_per_s", where)
+        act = r.get("activations") or None  # the activation format where the submission states one (W4A4 MXFP4)
+        fmt = weights + (f"/a-{act}" if act else "")
         try:
-            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where), _engine_of(r))
+            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, _num(r, "mean_output_tokens", where), _engine_of(r), act)
         except PlannerError as e:  # a row the planner cannot predict is reported beside the others
-            yield i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen}", measured, None, f"{where}: {e}"
+            yield i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen}", measured, None, f"{where}: {e}"
             continue
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
-        yield (i, "output_tokens_per_s", f"{gpus} gpus {weights} {scen} ({plan})", measured,
+        yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen} ({plan})", measured,
                p[scen], "input lengths assumed (OpenOrca-like, mean ~300)")

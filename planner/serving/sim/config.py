@@ -190,6 +190,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
         kv_cap -= cap.extra_bytes()
     gpus = int(tp * pp * cp)
+    Fabric.of(hw).check_reaches(gpus, "tp x pp x cp", hw.id)  # a simulated replica's collectives need links too
     label = name or f"{model.id} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + f" {weights}/kv-{kv}"
     if kv_cap <= 0:
         raise PlannerError(f"{label} does not fit on {hw.id}: the weights leave no memory for the KV cache")
