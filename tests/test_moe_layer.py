@@ -68,3 +68,27 @@ def test_a_grouped_moe_layer_pays_a_kernel_gap_per_launch():
         assert float(np.ravel(op(a, name).launches)[0]) == n
         extra = (with_gap.kernel_s - no_gap.kernel_s) * n
         assert op(a, name).time_s[0] - op(b, name).time_s[0] == pytest.approx(extra, rel=1e-6)
+
+
+def test_attention_dp_moe_traffic_by_fabric():
+    """Attention-DP ranks hand tokens to the experts' ranks. Over NVLink/Infinity Fabric (peer-to-peer) an all-to-all
+    sends each token to its top-k experts (dispatch) and back (combine); over PCIe, where TensorRT-LLM's peer-to-peer
+    all-to-alls are unavailable, the fallback all-gathers every rank's tokens and reduce-scatters the outputs."""
+    m = get_model("qwen3-30b-a3b")  # hidden 2048, 128 experts, top-8
+    h, k, T = m.hidden_size, m.moe.top_k, 512.0  # T tokens per rank in the step
+    got = {}
+    for hw_id, ep, per_token in (("h200-sxm", 2, k * (2 - 1) / 2 * 2), ("h200-sxm", 8, k * 7 / 8 * 2),
+                                 ("rtx-pro-6000", 2, (2 - 1) * 2), ("rtx-pro-6000", 8, (8 - 1) * 2)):
+        hw = get_hardware(hw_id)
+        p = make_plans(m, hw, tp=1, ep=ep, adp=ep, weights="fp8", kv="fp8")
+        sc = CostModel(m, hw).step(p, Step(decode_seqs=T * ep, decode_ctx=1000))
+        a2a = op(sc, Op.EP_ALLTOALL)
+        bytes_per_layer = float(np.ravel(a2a.bytes)[0])
+        imb = 1.0 if hw_id.startswith("rtx") else bytes_per_layer / (T * per_token * h * 2.0)
+        assert 1.0 <= imb < 1.2, (hw_id, ep)  # the busiest rank's share of an all-to-all (load imbalance)
+        assert bytes_per_layer == pytest.approx(T * per_token * h * 2.0 * imb, rel=1e-9), (hw_id, ep)
+        got[hw_id, ep] = bytes_per_layer / imb
+    # two ranks: one copy of each token each way over PCIe, a quarter of the top-8 all-to-all's four copies each way;
+    # at eight ranks the two send about the same (7 copies against 8 x 7/8)
+    assert got["h200-sxm", 2] / got["rtx-pro-6000", 2] == pytest.approx(4.0)
+    assert got["h200-sxm", 8] / got["rtx-pro-6000", 8] == pytest.approx(1.0)

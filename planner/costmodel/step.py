@@ -479,6 +479,14 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     a2a = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
+    up = cm.fabric.scale_up
+    if up is None or not up.peer_to_peer:
+        # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather
+        # (every rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the
+        # others' tokens go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
+        # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
+        # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
+        a2a = c.T * (c.ep - 1) * h * cm._act * 2.0
     t_a2a = np.where(c.adp > 1, all_to_all_time(cm.fabric, c.ep, a2a, call_s=cm.collective_call_s), 0.0)
     ops.append(cm._op(Op.EP_ALLTOALL, "comm", cnt, 0.0, np.where(c.adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a, algorithm="all-to-all"))
     return ops
