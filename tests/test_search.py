@@ -101,3 +101,20 @@ def test_plot_written(tmp_path, capsys):
     except SystemExit as e:
         assert not e.code
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_device_without_bf16_searches_an_fp16_cache():
+    """Volta and Turing have no bf16 units: the search's 16-bit KV candidate there is fp16 (engines run such models
+    with --dtype half), while an explicit --kv is kept as asked."""
+    from planner.search.space import SpaceOptions, precisions
+    from planner.specs.loader import get_hardware
+
+    for hid in ("v100-sxm2-32gb", "t4"):
+        hw = get_hardware(hid)
+        assert not hw.supports("bf16") and hw.supports("fp16")
+        ws, kvs = precisions(hw, SpaceOptions())
+        assert "fp16" in kvs and "bf16" not in kvs and "bf16" not in ws, hid
+    _, kvs = precisions(get_hardware("h100-sxm"), SpaceOptions())
+    assert "bf16" in kvs and "fp16" not in kvs
+    _, kvs = precisions(get_hardware("t4"), SpaceOptions(kv=["bf16"]))
+    assert kvs == ["bf16"]

@@ -85,6 +85,9 @@ def precisions(hw: Hardware, opts: SpaceOptions) -> tuple[list[str], list[str]]:
     if not ws:
         raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
     kvs = [k for k in (opts.kv or KV_CANDIDATES) if k in KV_FORMATS]
+    if not opts.kv and not hw.supports("bf16") and hw.supports("fp16"):
+        # a device without bf16 (Volta, Turing) keeps its 16-bit cache in fp16, as engines run such models (--dtype half)
+        kvs = ["fp16" if k == "bf16" else k for k in kvs]
     # fp16 and bf16 weights are the same plan twice; keep the one the device names first
     if "bf16" in ws and "fp16" in ws:
         ws.remove("fp16")
