@@ -83,3 +83,19 @@ def test_a_plan_search_on_gaudi3_runs_every_format_in_a_measured_16_bit_type():
         r = resolve(get_format(w), hw)
         assert r.compute_dtype != "fp16", w
         assert format_numbers(hw, w, "bf16")["gemm_flops"] > 0
+
+
+def test_llama_cpp_k_quant_bits_by_hand():
+    """ggml k-quants pack 256 weights per super-block: Q4_K 144 bytes (4.5 bits), Q5_K 176 (5.5), Q6_K 210 (6.5625).
+    The _M mixes store attn_v and ffn_down at Q6_K in half the layers: Llama-3-8B's v (4096 x 1024) and down
+    (14336 x 4096) are 62.9 M of a layer's 218.1 M weights, half of that is 14 %; Llama-2-7B's 15 %."""
+    from planner.specs.quant import canonical
+
+    assert FORMATS["q6_k"].bits == pytest.approx(210 * 8 / 256)
+    llama3 = 0.5 * (4096 * 1024 + 14336 * 4096) / (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336)
+    llama2 = 0.5 * (4096 * 4096 + 11008 * 4096) / (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    assert 0.14 < llama3 < llama2 < 0.155
+    assert FORMATS["q4_k_m"].bits == pytest.approx(4.5 + 0.15 * (6.5625 - 4.5))
+    assert FORMATS["q5_k_m"].bits == pytest.approx(5.5 + 0.15 * (6.5625 - 5.5))
+    assert FORMATS["q4_k_m"].head_bits == FORMATS["q6_k"].bits  # output.weight is Q6_K
+    assert canonical("Q4_K_M") == "q4_k_m" and canonical("q5_k") == "q5_k_m"

@@ -61,6 +61,9 @@ E2M1_MIXED_INPUT_SOURCE = (
     "hw_specs/h100-sxm.yaml): 0.49 / 0.803 = 0.61. Measured on H100 only: every device without FP4 tensor cores is "
     "given it, and NVFP4 (an FP8 scale per 16 elements) decodes the same E2M1 values")
 
+Q4_K_BITS, Q5_K_BITS, Q6_K_BITS = 144 * 8 / 256, 176 * 8 / 256, 210 * 8 / 256  # ggml k-quant super-blocks of 256
+Q_M_SHARE = 0.15  # weights a _M k-quant mix stores at Q6_K (attn_v and ffn_down in half the layers of a Llama)
+
 _FORMATS = [
     Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754", head_bits=32.0),
     Format("bf16", 16, "bf16", False, "bfloat16", "IEEE/Google bfloat16", fallback_compute="fp32",
@@ -129,6 +132,18 @@ _FORMATS = [
            "ggml block_q4_0 layout", head_bits=6.5625),
     Format("q8_0", 34 * 8 / 32, "fp16", True, "llama.cpp q8_0: 32 weights in 34 bytes",
            "ggml block_q8_0 layout", head_bits=34 * 8 / 32),
+    # llama.cpp k-quants: super-blocks of 256 weights (ggml block_q4_K 144 bytes, block_q5_K 176, block_q6_K 210). The
+    # _M mixes give attn_v and ffn_down Q6_K in about half the layers (llama_tensor_get_type's use_more_bits: the
+    # first and last eighth and every third layer between), ~15 % of a Llama layer's weights (Llama-2-7B: (16.8 M +
+    # 45.1 M) / 2 of 202 M; Llama-3-8B 14 %); output.weight Q6_K
+    Format("q4_k_m", Q4_K_BITS + Q_M_SHARE * (Q6_K_BITS - Q4_K_BITS), "fp16", True,
+           "llama.cpp Q4_K_M: Q4_K (4.5 bits) with Q6_K for attn_v and ffn_down in half the layers",
+           "ggml block_q4_K / block_q6_K layouts; llama.cpp llama_tensor_get_type (Q4_K_M)", head_bits=Q6_K_BITS),
+    Format("q5_k_m", Q5_K_BITS + Q_M_SHARE * (Q6_K_BITS - Q5_K_BITS), "fp16", True,
+           "llama.cpp Q5_K_M: Q5_K (5.5 bits) with Q6_K for attn_v and ffn_down in half the layers",
+           "ggml block_q5_K / block_q6_K layouts; llama.cpp llama_tensor_get_type (Q5_K_M)", head_bits=Q6_K_BITS),
+    Format("q6_k", Q6_K_BITS, "fp16", True, "llama.cpp Q6_K: 256 weights in 210 bytes",
+           "ggml block_q6_K layout", head_bits=Q6_K_BITS),
 ]
 FORMATS: dict[str, Format] = {f.id: f for f in _FORMATS}
 
@@ -178,6 +193,7 @@ PRECISION_ALIASES: dict[str, str] = {
     "e4m3": "fp8", "w8a8": "int8", "int8_sq": "int8", "smoothquant": "int8", "w8a16": "int8-wo", "int8_wo": "int8-wo",
     "w4a16": "int4", "awq": "int4", "gptq": "int4", "int4_awq": "int4", "int4-awq": "int4", "int4_gptq": "int4",
     "nvfp4": "fp4", "w4a8_awq": "w4a8", "w6a16": "int6", "flexq": "w6a6", "qserve": "w4a8", "qoq": "w4a8",
+    "q4_k": "q4_k_m", "q5_k": "q5_k_m", "q4km": "q4_k_m", "q5km": "q5_k_m",
 }
 
 
