@@ -99,3 +99,11 @@ def test_llama_cpp_k_quant_bits_by_hand():
     assert FORMATS["q5_k_m"].bits == pytest.approx(5.5 + 0.15 * (6.5625 - 5.5))
     assert FORMATS["q4_k_m"].head_bits == FORMATS["q6_k"].bits  # output.weight is Q6_K
     assert canonical("Q4_K_M") == "q4_k_m" and canonical("q5_k") == "q5_k_m"
+
+
+def test_a_plan_takes_precision_names_as_users_write_them():
+    from planner.serving.planspec import PlanSpec
+
+    p = PlanSpec(weights="Q4_K_M", kv="FP8", activations="float16")
+    assert (p.weights, p.kv, p.activations) == ("q4_k_m", "fp8", "fp16")
+    assert PlanSpec(weights="awq").weights == "int4" and PlanSpec().kv is None

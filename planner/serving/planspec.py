@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from planner.errors import PlannerError
 from planner.serving.host import WEIGHT_OFFLOAD_TARGETS
-from planner.specs.quant import default_kv
+from planner.specs.quant import canonical, default_kv
 
 
 @dataclass
@@ -42,6 +42,12 @@ class PlanSpec:
     intra_gpu_pd: str | None = None  # "F" or "auto": F of the SMs prefill, 1 - F decode (serving/intragpu.py)
     finetune_tpot_s: float | None = None  # FlexLLM: co-serve a PEFT job while TPOT stays within this (serving/finetune.py)
     shared_variants: str | None = None  # BlockLLM "N:SHARED": N fine-tuned variants sharing that fraction of blocks
+
+    def __post_init__(self):
+        # precision names as users write them (Q4_K_M, float16, awq) resolve to the planner's ids here, once
+        self.weights = canonical(self.weights) or self.weights
+        self.kv = canonical(self.kv)
+        self.activations = canonical(self.activations)
 
     @property
     def gpus(self) -> int:
