@@ -5,6 +5,7 @@ alike, and priced per GPU over every stage."""
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from planner.calibrate import validate as V
@@ -179,3 +180,35 @@ def test_w4a4_mxfp4_runs_at_the_fp4_rate_where_w4a8_runs_at_fp8():
     # a compute-bound prefill of 32k tokens: the MXFP4 x MXFP4 rate is twice the FP8 one on CDNA4 (10.1 vs 5.0
     # PFLOPS), and 4-bit activations halve the activation traffic beside it
     assert 1.5 < w4a8.ttft_s / w4a4.ttft_s <= 2.2
+
+
+def test_perf_overview_runs_pad_decode_batches_to_captured_cuda_graph_sizes():
+    """The perf-overview llm_options (0.19 on: cuda_graph_config enable_padding, batch sizes 1, 2, 4, ..., 256, 384,
+    512, 1024, ...): a decode step of 393 sequences replays the 512 graph, so its GEMMs run 512 rows while attention
+    reads only the 393 real caches; prefill steps and other engines are not padded."""
+    from planner.calibrate.bench_settings import PERF_OVERVIEW_GRAPH_SIZES, bench_engine, offline
+    from planner.costmodel.plans import make_plans
+    from planner.costmodel.step import CostModel, Op, Step
+
+    m, hw = get_model("llama-3.3-70b"), get_hardware("b200")
+    p = make_plans(m, hw, tp=1, weights="fp8", kv="fp8")
+    plain = offline("trtllm@1.1")
+    padded = bench_engine(_row("tp1"), "trtllm@1.1", plain)
+    assert padded.cuda_graph_padding and padded.cuda_graph_sizes == PERF_OVERVIEW_GRAPH_SIZES
+    assert bench_engine({"source": "MLPerf"}, "trtllm@1.1", plain) is plain
+
+    def ops(eng, step):
+        return {o.name: o for o in CostModel(m, hw, engine=eng).step(p, step).ops}
+
+    dec = Step(decode_seqs=393, decode_ctx=1500)
+    a, b = ops(plain, dec), ops(padded, dec)
+    assert float(np.ravel(b[Op.MLP_UP].flops)[0]) == pytest.approx(float(np.ravel(a[Op.MLP_UP].flops)[0]) * 512 / 393)
+    # attention reads the 393 real caches; only the padded rows' queries and outputs add bytes (under 0.5 % here)
+    att_a, att_b = float(np.ravel(a[Op.ATTENTION].bytes)[0]), float(np.ravel(b[Op.ATTENTION].bytes)[0])
+    assert att_a <= att_b < 1.005 * att_a
+    exact = Step(decode_seqs=512, decode_ctx=1500)  # a captured size is not padded
+    assert float(np.ravel(ops(padded, exact)[Op.MLP_UP].flops)[0]) == pytest.approx(
+        float(np.ravel(ops(plain, exact)[Op.MLP_UP].flops)[0]))
+    pre = Step(prefill_seqs=1, prefill_tokens=1000)
+    assert float(np.ravel(ops(padded, pre)[Op.MLP_UP].flops)[0]) == pytest.approx(
+        float(np.ravel(ops(plain, pre)[Op.MLP_UP].flops)[0]))

@@ -71,6 +71,22 @@ def row_batch_cap(row: dict, engine: str, model, hw, tp: int, gpus: int, isl: in
     return trtllm_bench_max_batch(model, hw, gpus, tp, isl, osl, weights, kv)
 
 
+# the perf overview's llm_options for every model (docs/source/developer-guide/perf-overview.md, "Running the
+# Benchmark"): cuda_graph_config with enable_padding true and these batch sizes
+PERF_OVERVIEW_GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
+
+
+def with_graph_padding(eng):
+    """``eng`` capturing CUDA graphs at PERF_OVERVIEW_GRAPH_SIZES and padding every decode batch up to the next one."""
+    return eng.with_(cuda_graph_sizes=PERF_OVERVIEW_GRAPH_SIZES, cuda_graph_padding=True,
+                     cuda_graph_max_batch=PERF_OVERVIEW_GRAPH_SIZES[-1])
+
+
+def bench_engine(row: dict, engine: str, eng):
+    """``eng`` (the offline profile) as a published row's benchmark ran it: the 1.x perf-overview runs padded."""
+    return with_graph_padding(eng) if bench_runs(row.get("source"), engine) else eng
+
+
 def offline(engine: str):
     """The engine profile as an offline benchmark runs it (``trtllm-bench``, the perf-overview static and
     first-token runs, ``llama-bench``): requests are submitted in process, so no API front end (HTTP, tokenize,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import offline, row_batch_cap
+from planner.calibrate.bench_settings import bench_runs, offline, row_batch_cap, with_graph_padding
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
@@ -147,6 +147,7 @@ class FitRow:
     osl: int = 1
     moe: bool = False
     batch_cap: int = 0  # per-rank batch limit the benchmark tool picked (bench_settings.py); 0: the engine's own
+    graph_padded: bool = False  # the benchmark padded decode batches to captured CUDA-graph sizes (bench_settings.py)
 
     @property
     def cell(self) -> tuple[str, str | None]:
@@ -197,7 +198,8 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
         par = row.get("parallel") or f"tp{tp}"
         cap = row_batch_cap(row, base["engine"], m, hw, tp * adp, tp * adp * pp, isl, osl, weights, kv)
         return FitRow(**base, kind="inflight", what="output_tokens_per_s_per_gpu", config=f"{par} {weights} {isl}/{osl} max",
-                      measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap)
+                      measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap,
+                      graph_padded=bench_runs(row.get("source"), base["engine"]))
     if "phase" in cols and "tokens_per_s" in cols:
         base["engine"] = _release("llamacpp") if base["engine"].startswith("trtllm") else base["engine"]
         if row["phase"] == "decode":
@@ -265,7 +267,7 @@ class Predictor:
         self.measured = np.array([r.measured for r in rows], dtype=float)
         keys: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):  # every static-batch kind shares one pass per (model, device, engine)
-            keys.setdefault((r.model, r.hardware, r.engine, r.kind == "inflight"), []).append(i)
+            keys.setdefault((r.model, r.hardware, r.engine, r.kind == "inflight", r.graph_padded), []).append(i)
         self.groups = [self._group(np.array(ix), rows) for ix in keys.values()]
         self.cells = sorted({r.cell for r in rows}, key=lambda c: (c[0], c[1] or ""))
 
@@ -274,7 +276,10 @@ class Predictor:
         r0 = rows[ix[0]]
         sel = [rows[i] for i in ix]
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
-        g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), offline(r0.engine), arr("tp"), arr("ep"),
+        eng = offline(r0.engine)
+        if r0.graph_padded:
+            eng = with_graph_padding(eng)
+        g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), eng, arr("tp"), arr("ep"),
                    arr("adp"), arr("pp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
                    arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell, batch_cap=arr("batch_cap"))
         if r0.kind == "inflight":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import offline, row_batch_cap
+from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
 from planner.calibrate.published_fit import PARALLEL_FORMS, parse_parallel, release_of
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
@@ -175,6 +175,7 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         if cap:
             conc = plan.attention_dp * cap
             bench = bench.with_(max_seqs=cap)
+        bench = bench_engine(row, eng, bench)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         layout = (f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{plan.tp}") + (f"pp{plan.pp}" if plan.pp > 1 else "")

@@ -196,6 +196,8 @@ class CostModel:
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
         self.async_scheduling = bool(getattr(engine, "async_scheduling", False))
+        sizes = tuple(getattr(engine, "cuda_graph_sizes", ()) or ())
+        self.graph_pad = np.array(sorted(sizes), float) if sizes and getattr(engine, "cuda_graph_padding", False) else None
         kv = hw.achievable.kv_read
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * (kv.fraction if kv else hw.achievable.memory.fraction) * k.kv_read
         if profile is None and hw.kernel_profile:
@@ -333,8 +335,15 @@ class _Ctx:
         # collective (MoE all-to-all, TP all-reduce), so the rank holding the most prompts sets the step. Priced as
         # if every rank held that many: ceil(prompts / ranks) each; the MoE layers route the true group total.
         p_seqs = np.where(adp > 1, np.ceil(p_seqs / adp - 1e-9) * adp, p_seqs)
+        d_rows = d_seqs
+        if cm.graph_pad is not None:  # a decode-only step replays the next captured graph up (per scheduler rank)
+            per_rank = d_seqs / adp
+            i = np.minimum(np.searchsorted(cm.graph_pad, per_rank - 1e-9), len(cm.graph_pad) - 1)
+            padded = np.where(per_rank <= cm.graph_pad[-1], cm.graph_pad[i], per_rank) * adp
+            d_rows = np.where((p_seqs == 0) & (d_seqs > 0), padded, d_seqs)
+            T_group = p_seqs * p_tok / cp + d_rows * d_tok
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
-                   T=(p_seqs * p_tok / cp + d_seqs * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
+                   T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)
 
 

@@ -67,6 +67,9 @@ class Engine:
     # CUDA graphs: decode batches up to this size replay a captured graph (None: none captured)
     cuda_graph_max_batch: int | None = None
     cuda_graph_sizes: tuple[int, ...] = ()
+    # a decode batch that is not a captured size runs padded up to the next one (TensorRT-LLM
+    # cuda_graph_config.enable_padding): its GEMMs and MoE layers see the padded rows, attention only the real ones
+    cuda_graph_padding: bool = False
     eager_kernel_overhead_s: float | None = None  # launch gap per op outside graphs (None: not fitted)
     # host costs fitted by calibration (engines/calibration/*.yaml); 0 until fitted
     step_host_s: float = 0.0
