@@ -71,8 +71,9 @@ def row_batch_cap(row: dict, engine: str, model, hw, tp: int, gpus: int, isl: in
     return trtllm_bench_max_batch(model, hw, gpus, tp, isl, osl, weights, kv)
 
 
-# the perf overview's llm_options for every model (docs/source/developer-guide/perf-overview.md, "Running the
-# Benchmark"): cuda_graph_config with enable_padding true and these batch sizes
+# the perf overviews' llm_options for every model from 0.19 on (docs/source/performance/perf-overview.md of the
+# 0.19/0.20 releases and docs/source/developer-guide/perf-overview.md of 1.x, "Running the Benchmark"):
+# cuda_graph_config with enable_padding true and these batch sizes. A step with a prompt in it runs without a graph.
 PERF_OVERVIEW_GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 
 
