@@ -101,9 +101,6 @@ def release_of(row: dict) -> str:
     return _release(engine_of(row))
 
 
-PARALLEL_FORMS = "tpN or depN, optionally followed by ppM (tp1pp2, dep2pp2)"
-
-
 def parse_parallel(text: str) -> tuple[int, int, int, int] | None:
     """(tp, pp, ep, attention-dp) of a ``parallel`` label: ``tpN`` (tensor parallel over N), ``depN`` (attention data
     parallel with expert parallel over N), either followed by ``ppM`` (M pipeline stages); None when it is not one."""
@@ -114,14 +111,16 @@ def parse_parallel(text: str) -> tuple[int, int, int, int] | None:
     return (1, pp, n, n) if m.group(1) == "dep" else (n, pp, 1, 1)
 
 
-def _parallel(row: dict) -> tuple[int, int, int, int]:
-    """(tp, pp, ep, attention-dp) of a row: its ``tp`` column, or ``parallel`` (parse_parallel)."""
-    if row.get("parallel"):
-        got = parse_parallel(row["parallel"])
-        if got is None:
-            raise PlannerError(f"column 'parallel' must be {PARALLEL_FORMS}, got {row['parallel']!r}")
-        return got
-    return (int(float(row["tp"])) if row.get("tp") else 1), 1, 1, 1
+def row_parallel(row: dict, where: str) -> tuple[int, int, int, int] | None:
+    """(tp, pp, ep, attention-dp) of a row's ``parallel`` column (parse_parallel); None when the row has none, one
+    PlannerError naming ``where`` when it is not a layout."""
+    if not row.get("parallel"):
+        return None
+    got = parse_parallel(row["parallel"])
+    if got is None:
+        raise PlannerError(f"{where}: column 'parallel' must be tpN or depN, optionally followed by ppM (tp1pp2, "
+                           f"dep2pp2), got {row['parallel']!r}")
+    return got
 
 
 @dataclass
@@ -179,7 +178,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     cols = {k for k, v in row.items() if k is not None}
     weights = canonical(row.get("weights_ran") or row.get("weights")) or "bf16"  # as validate.row_precisions
     kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights)
-    tp, pp, ep, adp = _parallel(row)
+    tp, pp, ep, adp = row_parallel(row, where) or (int(float(row["tp"])) if row.get("tp") else 1, 1, 1, 1)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
     base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release_of(row),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
-from planner.calibrate.published_fit import PARALLEL_FORMS, parse_parallel, release_of
+from planner.calibrate.published_fit import release_of, row_parallel
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -146,11 +146,9 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     tp = _int(row, "tp", file, line) if row.get("tp") else 1
     weights, kv = row_precisions(row)
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
-    if row.get("parallel"):  # "tpN": tensor parallel; "depN": attention data parallel with expert parallel over N; "ppM"
-        par = parse_parallel(row["parallel"])
-        if par is None:
-            raise PlannerError(f"{file}:{line}: column 'parallel' must be {PARALLEL_FORMS}, got {row['parallel']!r}")
-        tp, pp, ep, adp = par
+    layout = row_parallel(row, f"{file}:{line}")  # "tpN" / "depN" (attention DP with expert parallel), then "ppM"
+    if layout is not None:
+        tp, pp, ep, adp = layout
         plan = PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv)
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     eng = release_of(row)  # the engine release the row ran (its profile, its kernel/engine calibration), as the fit resolves it

@@ -330,18 +330,17 @@ class _Ctx:
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
         cp = np.asarray(plans.cp, float)
-        T_group = p_seqs * p_tok / cp + d_seqs * d_tok
-        # attention data parallelism: a prompt is prefilled whole on one rank, and the ranks meet at every layer's
-        # collective (MoE all-to-all, TP all-reduce), so the rank holding the most prompts sets the step. Priced as
-        # if every rank held that many: ceil(prompts / ranks) each; the MoE layers route the true group total.
-        p_seqs = np.where(adp > 1, np.ceil(p_seqs / adp - 1e-9) * adp, p_seqs)
-        d_rows = d_seqs
-        if cm.graph_pad is not None:  # a decode-only step replays the next captured graph up (per scheduler rank)
+        d_rows = d_seqs  # rows the GEMMs see: a decode-only step replays the next captured graph up (per scheduler rank)
+        if cm.graph_pad is not None:
             per_rank = d_seqs / adp
             i = np.minimum(np.searchsorted(cm.graph_pad, per_rank - 1e-9), len(cm.graph_pad) - 1)
             padded = np.where(per_rank <= cm.graph_pad[-1], cm.graph_pad[i], per_rank) * adp
             d_rows = np.where((p_seqs == 0) & (d_seqs > 0), padded, d_seqs)
-            T_group = p_seqs * p_tok / cp + d_rows * d_tok
+        T_group = p_seqs * p_tok / cp + d_rows * d_tok
+        # attention data parallelism: a prompt is prefilled whole on one rank, and the ranks meet at every layer's
+        # collective (MoE all-to-all, TP all-reduce), so the rank holding the most prompts sets the step. Priced as
+        # if every rank held that many: ceil(prompts / ranks) each; the MoE layers route the true group total.
+        p_seqs = np.where(adp > 1, np.ceil(p_seqs / adp - 1e-9) * adp, p_seqs)
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
                    T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)
@@ -487,9 +486,10 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
-    a2a = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
     up = cm.fabric.scale_up
-    if up is None or not up.peer_to_peer:
+    if up is not None and up.peer_to_peer:  # an all-to-all: a copy of each token per chosen expert, each way
+        a2a = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
+    else:
         # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather
         # (every rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the
         # others' tokens go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM

@@ -135,17 +135,12 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     return m, hw, engine, kv, res, p, cap, cm, mem
 
 
-def _check_links(plan: PlanSpec, hw: Hardware, fabric) -> None:
-    """A replica's devices must reach each other: inside the device's scale-up domain, or over a scale-out network
-    (the CLI checks the whole deployment the same way before it gets here)."""
-    fabric.check_reaches(plan.tp * plan.pp * plan.attention_dp * plan.cp, "tp x pp x attention-dp x cp", hw.id)
-
-
 def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -> _Setup:
     plan = plan or PlanSpec()
     check_plan(plan, isl, osl)
     m, hw, engine, kv, res, p, cap, cm, mem = prepare(model, hardware, plan, isl, osl, engine)
-    _check_links(plan, hw, cm.fabric)
+    # a replica's devices must reach each other (the CLI checks the whole deployment the same way before it gets here)
+    cm.fabric.check_reaches(plan.tp * plan.pp * plan.attention_dp * plan.cp, "tp x pp x attention-dp x cp", hw.id)
     off = parse_moe_offload(plan.moe_offload)
     if off is not None:  # cold experts / decode attention on the host CPU, narrower experts: less on the device
         check_offload(off, m, hw)

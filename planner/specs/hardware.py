@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from planner.errors import PlannerError
 from planner.units import parse_quantity
 
-# GPU/accelerator generations the kernel/engine calibration layer is keyed by
-# kernel generations, as the calibration layer keys them: "blackwell" is the data-center part (sm_100/sm_103: B200,
+# GPU/accelerator kernel generations, as the kernel/engine calibration layer keys them: "blackwell" is the data-center part (sm_100/sm_103: B200,
 # GB200, B300, GB300, with tensor memory and tcgen05 MMA); "blackwell-rtx" the GB202 workstation/server die (sm_120:
 # RTX PRO 6000), whose tensor cores and kernels are a different generation, so it does not inherit B200's values
 ARCHITECTURES = ("volta", "turing", "ampere", "ada", "hopper", "blackwell", "blackwell-rtx", "cdna3", "cdna4", "gaudi3", "tpu-v5e",

@@ -190,7 +190,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
         kv_cap -= cap.extra_bytes()
     gpus = int(tp * pp * cp)
-    Fabric.of(hw).check_reaches(gpus, "tp x pp x cp", hw.id)  # a simulated replica's collectives need links too
+    fabric = Fabric.of(hw)
+    fabric.check_reaches(gpus, "tp x pp x cp", hw.id)  # a simulated replica's collectives need links too
     label = name or f"{model.id} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + f" {weights}/kv-{kv}"
     if kv_cap <= 0:
         raise PlannerError(f"{label} does not fit on {hw.id}: the weights leave no memory for the KV cache")
@@ -223,7 +224,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     prefill_hi = max(mbt, max_input)
     table = StepTable(cm, plans, max_seqs=max_seqs, max_ctx=ctx_hi, max_prefill=prefill_hi, max_span=2 * ctx_hi + prefill_hi,
                       spec_k=sched.spec_k, draft=cap.draft if cap else None)
-    bw, lat, frac, _ = Fabric.of(hw).tier_for(np.array([float(disagg_group_gpus or 2 * gpus)]))
+    bw, lat, frac, _ = fabric.tier_for(np.array([float(disagg_group_gpus or 2 * gpus)]))
     eff = float(bw[0] * frac[0]) * gpus
     return ReplicaModel(
         name=label, model_id=model.id, hardware_id=hw.id, gpus=gpus, table=table, kv_blocks=blocks, block_tokens=B,
