@@ -194,13 +194,14 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
     for k in keys or all_keys:
         keep = np.array([key_of(r) != k for r in fit_rows])
         train = [r for r, kk in zip(fit_rows, keep) if kk]
-        if quick_fit is not None:
-            jf = quick_fit.refit(keep)
-        else:
-            jf = joint.fit(train, max_nfev=max_nfev)
-        cal = jf.calibration(releases)
         held = (lambda r, k=k: r.file == k) if by == "file" else (lambda r, k=k: r.hardware == k)
-        cal = rate_fit.for_fold(rates, cal, held, reuse)
+        if keep.all() and not any(held(r) for rr in rates.values() for r in rr):
+            # the fold drops no row any fit used (a device or file that is only validated): its training set is the
+            # full one, so the calibration in force is its fit; a refit would only move along directions no row fixes
+            cal = current_calibration()
+        else:
+            cal = (quick_fit.refit(keep) if quick_fit is not None else joint.fit(train, max_nfev=max_nfev)).calibration(releases)
+            cal = rate_fit.for_fold(rates, cal, held, reuse)
         fitted = {r.hardware for r in train}
         test = [r for r in rows if key_of(r) == k]
         test_sim = [s for s in sim if (s[2]["hardware"] if by == "hardware" else s[0]) == k]
