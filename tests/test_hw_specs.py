@@ -154,7 +154,8 @@ def test_h100_sxm_units_are_exact():
 
 def test_unit_strings_parse_exactly_in_specs():
     """Spot checks that decimal, binary and bit-rate units in the shipped files land on exact SI values."""
-    assert get_hardware("a100-sxm-40gb").memory_capacity_bytes == 40e9
+    assert get_hardware("a100-sxm-40gb").memory_capacity_bytes == 40960 * 2**20  # nvidia-smi's MiB
+    assert get_hardware("mi300x").memory_capacity_bytes == 205822885888  # rocm-smi's bytes
     assert get_hardware("a100-sxm-40gb").memory_bandwidth_bytes_per_s == 1555e9
     assert get_hardware("tpu-v5e").host_memory.value == 512 * 2**30
     assert get_interconnect("ib-ndr").bandwidth_per_direction.value == 50e9  # 400 Gbps
@@ -180,3 +181,33 @@ def test_null_peak_raises_clearly():
         get_hardware("a10g").peak("bf16")
     with pytest.raises(PlannerError):
         get_hardware("a100-sxm-80gb").peak("fp8")
+
+
+@pytest.mark.parametrize("hw_id", HW)
+def test_hbm_capacity_is_the_binary_size_the_driver_reports(hw_id):
+    """An HBM part's marketed 'NN GB' is binary (stacks of 2^k GiB): nvidia-smi shows 81920 MiB for an A100 80GB,
+    rocm-smi 205822885888 B for an MI300X 192GB. Read as decimal it is 0.931x too small, 5.5 GiB on an 80 GB
+    part, which on a memory-tight plan (Llama-3.1-70B fp16 on two A100s) is most of the KV cache. The reported
+    total may sit a little under the binary size (firmware reserve), never at the decimal reading."""
+    import re
+
+    h = get_hardware(hw_id)
+    m = re.search(r"(\d+)\s?GB", h.name)
+    if h.kind != "gpu" or m is None or "HBM" not in str(h.memory.type):
+        pytest.skip("no HBM size in the name")
+    nominal_gib = float(m.group(1))
+    decimal_reading = nominal_gib * 1e9 / 2**30
+    assert h.memory_capacity_bytes / 2**30 > decimal_reading * 1.001, (hw_id, h.memory_capacity_bytes / 2**30)
+    assert h.memory_capacity_bytes / 2**30 <= nominal_gib * 1.0001
+
+
+def test_a100_80gb_has_the_kv_room_of_80_gib():
+    """Llama-3.1-70B in 16 bits on two A100 80GB: 65.7 GiB of weights per GPU leaves about 10 GiB of KV cache, the
+    same as on two H100 SXM (79.6 GiB), not the 5.6 GiB an 80e9-byte reading left."""
+    from planner.api import PlanSpec, estimate
+
+    plan = PlanSpec(tp=2, weights="fp16", kv="fp16")
+    kv = {hw: estimate("llama-3.1-70b", hw, plan, isl=128, osl=2048, concurrency="max").memory["kv_cache_bytes"] / 2**30
+          for hw in ("a100-sxm-80gb", "h100-sxm")}
+    assert kv["a100-sxm-80gb"] == pytest.approx(kv["h100-sxm"], rel=0.1)
+    assert kv["a100-sxm-80gb"] > 8.0
