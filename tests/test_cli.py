@@ -115,9 +115,10 @@ def test_fit_and_lists(capsys):
 
 
 def test_unpublished_peak_is_said_not_invented(capsys):
-    # the A10G's tensor throughput is not published: the planner says so instead of borrowing the A10's
-    code, _, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "a10g"], capsys)
-    assert code == 2 and "a10g" in err
+    # the Xeon 8480+'s AMX bf16 peak is not published (its AMX-loaded clock is not): the planner says so instead of
+    # deriving one from a guessed clock
+    code, _, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "xeon-8480", "--engine", "llamacpp"], capsys)
+    assert code == 2 and "xeon-8480" in err and "bf16" in err
 
 
 def test_console_script_entry_point():

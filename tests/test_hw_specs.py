@@ -178,7 +178,9 @@ def test_null_peak_raises_clearly():
     from planner.errors import PlannerError
 
     with pytest.raises(PlannerError, match="no published"):
-        get_hardware("a10g").peak("bf16")
+        get_hardware("a10g").peak("tf32")
+    with pytest.raises(PlannerError, match="no published"):
+        get_hardware("xeon-8480").peak("bf16")
     with pytest.raises(PlannerError):
         get_hardware("a100-sxm-80gb").peak("fp8")
 
