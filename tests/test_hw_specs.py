@@ -213,3 +213,22 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
           for hw in ("a100-sxm-80gb", "h100-sxm")}
     assert kv["a100-sxm-80gb"] == pytest.approx(kv["h100-sxm"], rel=0.1)
     assert kv["a100-sxm-80gb"] > 8.0
+
+
+@pytest.mark.parametrize("name, ident", [
+    ("RTX 4090", "rtx-4090"), ("NVIDIA GeForce RTX 4090", "rtx-4090"), ("AMD Instinct MI300X", "mi300x"),
+    ("Apple M2 Ultra", "m2-ultra"), ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"), ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+    ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H200", "h200-sxm"), ("Tesla T4", "t4"),
+])
+def test_product_and_driver_names_resolve(name, ident):
+    """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
+    assert get_hardware(name).id == ident
+
+
+@pytest.mark.parametrize("name", ["H100", "A100 80GB", "NVIDIA H200 NVL", "RTX 4060 Ti"])
+def test_ambiguous_or_unknown_names_are_refused(name):
+    """No nearest match is taken: 'H100' could be the SXM, PCIe or NVL part, and 'RTX 4060 Ti' the 8 GB card."""
+    from planner.errors import PlannerError
+
+    with pytest.raises(PlannerError, match="unknown hardware"):
+        get_hardware(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -148,14 +149,35 @@ def _hf_repos() -> dict[str, str]:
 
 
 def _canonical(cls_name: str, ident: str) -> str:
-    """A built-in id in any case, or (models) a Hugging Face repo id, to the built-in id."""
+    """A built-in id in any case, or (models) a Hugging Face repo id, or (hardware) a product name, to the built-in id."""
     low = ident.strip().lower()
     for i in _builtin(cls_name):
         if i.lower() == low:
             return i
     if cls_name == "Model" and "/" in low:
         return _hf_repos().get(low, ident)
+    if cls_name == "Hardware":
+        return _hardware_by_name(ident) or ident
     return ident
+
+
+_VENDOR_WORDS = frozenset({"nvidia", "geforce", "amd", "instinct", "tesla", "apple", "google", "intel"})
+
+
+def _name_tokens(text: str) -> tuple[str, ...]:
+    """'NVIDIA GeForce RTX 4090' -> ('rtx', '4090'): lower case, split on spaces, '-', '_' and '/', vendor words dropped."""
+    return tuple(t for t in re.split(r"[\s_/\-]+", text.strip().lower()) if t and t not in _VENDOR_WORDS)
+
+
+def _hardware_by_name(name: str) -> str | None:
+    """The built-in hardware whose id or alias has the same words as a product name, vendor words aside ('RTX 4090',
+    'NVIDIA GeForce RTX 4090', 'AMD Instinct MI300X', 'NVIDIA A100-SXM4-80GB' as nvidia-smi prints it), when exactly
+    one does; else None, and the caller reports the name as unknown with suggestions. No nearest match is taken: 'H100'
+    could be the SXM, PCIe or NVL part."""
+    words = _name_tokens(name)
+    hits = {ident for ident in _builtin("Hardware") if words and words == _name_tokens(ident)}
+    hits |= {ident for alias, ident in _aliases("Hardware").items() if words and words == _name_tokens(alias)}
+    return hits.pop() if len(hits) == 1 else None
 
 
 @functools.cache
