@@ -232,3 +232,22 @@ def test_ambiguous_or_unknown_names_are_refused(name):
 
     with pytest.raises(PlannerError, match="unknown hardware"):
         get_hardware(name)
+
+
+@pytest.mark.parametrize("name, ident", [
+    ("Llama-3.1-8B-Instruct", "llama-3.1-8b"), ("meta-llama/Meta-Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+    ("Llama 3.1 8B", "llama-3.1-8b"), ("Llama-2-70b-chat-hf", "llama-2-70b"), ("falcon-180b-chat", "falcon-180b"),
+])
+def test_fine_tune_names_resolve_to_their_base_network(name, ident):
+    """An instruct or chat fine-tune has its base network's layers: the same words, fine-tune words aside, find it."""
+    from planner.specs.loader import get_model
+
+    assert get_model(name).id == ident
+
+
+def test_a_model_name_without_a_unique_match_is_refused():
+    from planner.errors import PlannerError
+    from planner.specs.loader import get_model
+
+    with pytest.raises(PlannerError, match="unknown model"):
+        get_model("llama")

@@ -154,8 +154,10 @@ def _canonical(cls_name: str, ident: str) -> str:
     for i in _builtin(cls_name):
         if i.lower() == low:
             return i
-    if cls_name == "Model" and "/" in low:
-        return _hf_repos().get(low, ident)
+    if cls_name == "Model" and low in _hf_repos():
+        return _hf_repos()[low]
+    if cls_name == "Model":
+        return _model_by_name(ident) or ident
     if cls_name == "Hardware":
         return _hardware_by_name(ident) or ident
     return ident
@@ -167,6 +169,28 @@ _VENDOR_WORDS = frozenset({"nvidia", "geforce", "amd", "instinct", "tesla", "app
 def _name_tokens(text: str) -> tuple[str, ...]:
     """'NVIDIA GeForce RTX 4090' -> ('rtx', '4090'): lower case, split on spaces, '-', '_' and '/', vendor words dropped."""
     return tuple(t for t in re.split(r"[\s_/\-]+", text.strip().lower()) if t and t not in _VENDOR_WORDS)
+
+
+_MODEL_NOISE = frozenset({"meta", "instruct", "chat", "hf", "it"})
+
+
+def _model_words(text: str) -> tuple[str, ...]:
+    """'meta-llama/Meta-Llama-3.1-8B-Instruct' -> ('llama', '3.1', '8b'): the repo name without its organisation, in
+    words, without the words that name a fine-tune of the same network (instruct, chat, hf, it) or its maker."""
+    name = text.strip().lower().rsplit("/", 1)[-1]
+    return tuple(t for t in re.split(r"[\s_\-]+", name) if t and t not in _MODEL_NOISE)
+
+
+def _model_by_name(name: str) -> str | None:
+    """The built-in model whose id or Hugging Face repo has the same words as ``name`` once the organisation and the
+    fine-tune words are set aside ('Llama-3.1-8B-Instruct', 'Meta-Llama-3.1-8B-Instruct' -> llama-3.1-8b), when exactly
+    one does: an instruct or chat fine-tune has its base network's layers, so it costs the same. Else None."""
+    words = _model_words(name)
+    if not words:
+        return None
+    hits = {ident for ident in _builtin("Model") if _model_words(ident) == words}
+    hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo) == words}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def _hardware_by_name(name: str) -> str | None:
