@@ -182,7 +182,7 @@ def _model_words(text: str) -> tuple[str, ...]:
 
 
 def _model_by_name(name: str) -> str | None:
-    """The built-in model whose id or Hugging Face repo has the same words as ``name`` once the organisation and the
+    """The built-in model whose id, alias or Hugging Face repo has the same words as ``name`` once the organisation and the
     fine-tune words are set aside ('Llama-3.1-8B-Instruct', 'Meta-Llama-3.1-8B-Instruct' -> llama-3.1-8b), when exactly
     one does: an instruct or chat fine-tune has its base network's layers, so it costs the same. Else None."""
     words = _model_words(name)
@@ -190,6 +190,7 @@ def _model_by_name(name: str) -> str | None:
         return None
     hits = {ident for ident in _builtin("Model") if _model_words(ident) == words}
     hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo) == words}
+    hits |= {ident for alias, ident in _aliases("Model").items() if _model_words(alias) == words}
     return hits.pop() if len(hits) == 1 else None
 
 
