@@ -380,3 +380,20 @@ def test_import_leading_dense_block_from_mlp_only_layers(tmp_path):
     m = _import(tmp_path, {**CONFIGS["qwen3-30b-a3b"], "mlp_only_layers": [0, 1]})
     assert m.moe_layer_indices() == list(range(2, 48)) and m.num_dense_layers == 2
     assert np.isclose(m.param_counts()["dense_mlp"], 2 * 3 * 2048 * 6144)
+
+
+def test_gemma2_config_imports_as_the_built_in_spec(tmp_path):
+    """Gemma 2's config.json has no layer_types and no tie_word_embeddings key: the importer alternates the 4096-token
+    window starting with layer 0 (HF Gemma2DecoderLayer: is_sliding = not layer_idx % 2), ties the embeddings (the
+    Gemma2Config default), counts four norms per layer and a gated GeGLU MLP, as model_specs/gemma-2-9b.yaml does."""
+    cfg = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_size": 3584, "num_attention_heads": 16,
+           "num_key_value_heads": 8, "head_dim": 256, "num_hidden_layers": 42, "intermediate_size": 14336,
+           "hidden_activation": "gelu_pytorch_tanh", "vocab_size": 256000, "max_position_embeddings": 8192,
+           "sliding_window": 4096}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    m, _ = spec_from_hf_config(p)
+    ref = get_model("gemma-2-9b")
+    assert m.total_params == ref.total_params
+    assert m.num_sliding_layers() == ref.num_sliding_layers() == 21
+    assert m.tied_embeddings and m.ffn_gated and m.norms_per_layer == 4

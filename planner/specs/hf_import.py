@@ -48,6 +48,9 @@ def _layer_types(cfg: dict, layers: int) -> list[str] | None:
                 raise PlannerError(f"config.json layer_types has {t!r}; only full, sliding and chunked attention are modelled")
             out.append(_LOCAL_TYPES.get(t, "full"))
         return out
+    if str(cfg.get("model_type", "")) == "gemma2" and cfg.get("sliding_window"):
+        # Gemma 2 has no layer_types: HF Gemma2DecoderLayer is_sliding = not bool(layer_idx % 2), local layers first
+        return ["sliding" if i % 2 == 0 else "full" for i in range(layers)]
     if cfg.get("attention_chunk_size") and str(cfg.get("model_type", "")).startswith("llama4"):
         every = int(cfg.get("no_rope_layer_interval") or 4)  # Llama4TextConfig's default
         rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(layers)]
@@ -170,8 +173,10 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
     head_dim = int(cfg.get("head_dim") or h // heads)
     layers = int(_need(cfg, "num_hidden_layers", "n_layer", "num_layers"))
     inter = int(_need(cfg, "intermediate_size", "n_inner", "ffn_hidden_size", default=4 * h))
-    act = str(cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
-    gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower()
+    act = str(cfg.get("hidden_activation") or cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
+    gemma2 = model_type == "gemma2" or "gemma2" in arch.lower()
+    # Gemma's GeGLU (gelu_pytorch_tanh on the gate) has gate, up and down matrices like SwiGLU
+    gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower() or gemma2
     ident = model_id or str(cfg.get("_name_or_path") or path.stem).split("/")[-1].lower()
     moe = _moe(cfg, model_type, inter, layers)
     spec: dict = {
@@ -188,10 +193,13 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
         "ffn_gated": gated,
         "mlp_bias": bool(cfg.get("mlp_bias", False)),
         "vocab_size": int(_need(cfg, "vocab_size")),
-        "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        # Gemma2Config defaults tie_word_embeddings to true and its config.json leaves the key out
+        "tied_embeddings": bool(cfg.get("tie_word_embeddings", gemma2)),
         "max_context": int(_need(cfg, "max_position_embeddings", "n_positions", "seq_length", default=4096)),
         "attention": _attention(cfg, arch, model_type, heads, kv_heads, layers),
     }
+    if gemma2:
+        spec["norms_per_layer"] = 4  # input, post-attention, pre-feedforward and post-feedforward RMSNorm
     if spec["attention"]["kind"] == "mla":
         spec["num_kv_heads"] = heads
         spec["head_dim"] = int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
