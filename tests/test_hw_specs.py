@@ -251,3 +251,14 @@ def test_a_model_name_without_a_unique_match_is_refused():
 
     with pytest.raises(PlannerError, match="unknown model"):
         get_model("llama")
+
+
+def test_a_bf16_checkpoint_on_a_gpu_without_bf16_runs_in_fp16():
+    """Volta and Turing have fp16 but no bf16 tensor cores: a bf16 checkpoint is served as fp16 (vLLM refuses bf16
+    below compute capability 8.0 and asks for --dtype half), not in fp32, and the plan says so."""
+    from planner.api import estimate
+
+    for hw in ("t4", "v100-sxm2-32gb"):
+        e = estimate("llama-2-7b", hw, None, isl=128, osl=128, concurrency=1, engine="llamacpp")
+        assert e.plan["compute_dtype"] == "fp16" and e.output_tokens_per_s > 0
+        assert any("fp16" in n for n in e.notes)

@@ -96,10 +96,11 @@ def validate_file(cls: type[T], path: Path, data: object) -> T:
         raise PlannerError(f"invalid {cls.__name__.lower()} spec at {_line_of(path, err['loc'])}: {loc}: {err['msg']}") from None
 
 
-def load_spec_file(cls: type[T], path: Path) -> T:
+def load_spec_file(cls: type[T], path: Path | str) -> T:
     """A spec file validated as ``cls``; a built-in file's object comes from the validated-spec cache when its file
     and the spec code are unchanged (planner.specs.datacache.validated)."""
-    return datacache.validated(Path(path), _data_roots(), _parse_yaml, cls, lambda data: validate_file(cls, path, data))  # type: ignore[return-value]
+    path = Path(path)  # a str path too: the error message reads the file's lines to name where a field is wrong
+    return datacache.validated(path, _data_roots(), _parse_yaml, cls, lambda data: validate_file(cls, path, data))  # type: ignore[return-value]
 
 
 @functools.cache

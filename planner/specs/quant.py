@@ -282,6 +282,11 @@ def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     for alt in fmt.alt_compute:
         if hw.supports(alt):
             return Resolved(fmt, alt, True, f"{alt} activations: the device has no {compute} tensor cores")
+    if compute == "bf16" and hw.supports("fp16") and _measured(hw, "fp16"):
+        # a GPU with fp16 but no bf16 tensor cores (Volta, Turing) serves a bf16 checkpoint in fp16: vLLM refuses bf16
+        # below compute capability 8.0 and asks for --dtype half; same bytes, the fp16 tensor-core rate
+        return Resolved(fmt, "fp16", False, "no bf16 tensor cores: served as fp16 (vLLM asks for --dtype half below compute "
+                                            "capability 8.0)")
     alt = fmt.fallback_compute
     while alt is not None and not hw.supports(alt):
         alt = FORMATS[alt].fallback_compute if alt in FORMATS else None
