@@ -317,8 +317,9 @@ NOT_FITTED = {
                                       "tables, a device and an architecture (GB202, sm_120) no fitted row comes from",
     "single_stream_llamacpp_more.csv": "held out to measure transfer: llama.cpp batch-1 decode on devices (RTX 4080, RTX "
                                        "A6000, RTX 6000 Ada, M2 Ultra, M3 Max) no fitted row comes from",
-    "single_stream_llamacpp_llama3.csv": "held out to measure transfer: llama.cpp batch-1 Llama 3 on GeForce RTX 3070, 3080 Ti "
-                                         "and 4070 Ti and Apple M1 Max (devices specced from datasheets alone), M2 Ultra, M3 Max",
+    "single_stream_llamacpp_new_devices.csv": "held out to measure transfer: llama.cpp batch 1 on devices specced from datasheets "
+                                              "alone (GeForce RTX 3070, 3080 Ti, 4070 Ti, RTX 4000 Ada, RTX 5000 Ada, Apple M1 "
+                                              "Max) and Llama 3 on M2 Ultra and M3 Max",
     "perf_overview_0_20.csv": "held out to measure transfer: TensorRT-LLM 0.20's perf overview (the first PyTorch-backend "
                               "releases) on B200, H200 and H100",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
