@@ -10,8 +10,14 @@ class PlannerError(Exception):
 
 
 def did_you_mean(name: str, choices: list[str] | set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    """The ids a name most likely meant: those it begins ('h100' -> h100-nvl, h100-pcie, h100-sxm) first, then the
+    closest spellings, case aside."""
+    low = name.strip().lower()
+    by_low = {c.lower(): c for c in sorted(choices)}
+    prefix = [c for lc, c in by_low.items() if lc.startswith(low + "-")] if low else []
+    close = [by_low[c] for c in difflib.get_close_matches(low, list(by_low), n=3, cutoff=0.5)]
+    picks = list(dict.fromkeys(prefix + close))[:max(3, min(len(prefix), 4))]
+    return f" (did you mean {', '.join(repr(c) for c in picks)}?)" if picks else ""
 
 
 def unknown(kind: str, name: str, choices) -> PlannerError:

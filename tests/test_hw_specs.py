@@ -262,3 +262,13 @@ def test_a_bf16_checkpoint_on_a_gpu_without_bf16_runs_in_fp16():
         e = estimate("llama-2-7b", hw, None, isl=128, osl=128, concurrency=1, engine="llamacpp")
         assert e.plan["compute_dtype"] == "fp16" and e.output_tokens_per_s > 0
         assert any("fp16" in n for n in e.notes)
+
+
+def test_suggestions_for_an_ambiguous_name_are_the_ids_it_begins():
+    """'H100' is the SXM, PCIe or NVL part: the error names those three, not the closest spellings ('h800')."""
+    from planner.errors import PlannerError
+
+    with pytest.raises(PlannerError) as e:
+        get_hardware("H100")
+    msg = str(e.value)
+    assert "'h100-nvl', 'h100-pcie', 'h100-sxm'" in msg and "h800" not in msg
