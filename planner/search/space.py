@@ -15,7 +15,7 @@ from planner.serving.host import host_kv_bytes_per_device
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
-from planner.specs.quant import KV_FORMATS, SEARCH_KV_FORMATS, SEARCH_WEIGHT_FORMATS, get_format, resolve
+from planner.specs.quant import KV_FORMATS, SEARCH_KV_FORMATS, SEARCH_WEIGHT_FORMATS, get_format, resolve, serves_bf16_as_fp16
 
 WEIGHT_CANDIDATES, KV_CANDIDATES = SEARCH_WEIGHT_FORMATS, SEARCH_KV_FORMATS
 
@@ -85,8 +85,7 @@ def precisions(hw: Hardware, opts: SpaceOptions) -> tuple[list[str], list[str]]:
     if not ws:
         raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
     kvs = [k for k in (opts.kv or KV_CANDIDATES) if k in KV_FORMATS]
-    if not opts.kv and not hw.supports("bf16") and hw.supports("fp16"):
-        # a device without bf16 (Volta, Turing) keeps its 16-bit cache in fp16, as engines run such models (--dtype half)
+    if not opts.kv and serves_bf16_as_fp16(hw):  # its 16-bit cache is fp16 too
         kvs = ["fp16" if k == "bf16" else k for k in kvs]
     # fp16 and bf16 weights are the same plan twice; keep the one the device names first
     if "bf16" in ws and "fp16" in ws:

@@ -252,6 +252,12 @@ def _measured(hw, dtype: str) -> bool:
     return dtype in hw.achievable.matmul or "default" in hw.achievable.matmul
 
 
+def serves_bf16_as_fp16(hw) -> bool:
+    """A GPU with fp16 but no bf16 tensor cores (Volta, Turing) serves a bf16 checkpoint, weights and KV cache, in fp16:
+    vLLM refuses bf16 below compute capability 8.0 and asks for --dtype half; same bytes, the fp16 tensor-core rate."""
+    return not hw.supports("bf16") and hw.supports("fp16")
+
+
 def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     """Pick the GEMM compute dtype of ``fmt`` on ``hw`` and say whether it is native.
 
@@ -282,9 +288,7 @@ def resolve(fmt: Format, hw, activations: str | None = None) -> Resolved:
     for alt in fmt.alt_compute:
         if hw.supports(alt):
             return Resolved(fmt, alt, True, f"{alt} activations: the device has no {compute} tensor cores")
-    if compute == "bf16" and hw.supports("fp16") and _measured(hw, "fp16"):
-        # a GPU with fp16 but no bf16 tensor cores (Volta, Turing) serves a bf16 checkpoint in fp16: vLLM refuses bf16
-        # below compute capability 8.0 and asks for --dtype half; same bytes, the fp16 tensor-core rate
+    if compute == "bf16" and serves_bf16_as_fp16(hw) and _measured(hw, "fp16"):
         return Resolved(fmt, "fp16", False, "no bf16 tensor cores: served as fp16 (vLLM asks for --dtype half below compute "
                                             "capability 8.0)")
     alt = fmt.fallback_compute
