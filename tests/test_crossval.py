@@ -111,6 +111,21 @@ def test_cross_validate_cli_json(capsys, tmp_path):
     assert code == 2 and "hardware or file" in err and "Traceback" not in err
 
 
+def test_fitted_means_rows_of_the_release_on_the_device():
+    from planner.calibrate import crossval
+
+    res = crossval.in_sample(simulated=False)
+    by_file = {}
+    for p in res.predictions:
+        if p.hardware == "h100-sxm":
+            by_file.setdefault(p.file, set()).add((p.engine, p.fitted))
+    assert by_file["max_throughput.csv"] == {("trtllm@0.14", True)}
+    assert by_file["modern_per_gpu.csv"] == {("trtllm@1.1", False)}  # held out: no 1.1 row is in the fit
+    bands = load_bands()
+    assert "h100-sxm" in bands["fitted_releases"]["trtllm@0.14"]
+    assert "trtllm@1.1" not in bands["fitted_releases"]
+
+
 def test_error_bands_bracket_zero_and_widen_for_devices_without_rows():
     assert load_bands()["bands"], "engines/calibration/error_bands.yaml is missing"
     fitted = uncertainty(Situation(True, "decode", False))["throughput"]

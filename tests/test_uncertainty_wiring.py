@@ -11,7 +11,7 @@ from planner.specs.loader import get_model
 
 
 def test_estimate_carries_its_situations_band():
-    fitted = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8"), isl=1000, osl=500)
+    fitted = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8"), isl=1000, osl=500, engine="trtllm@0.14")
     new = estimate("llama-3.1-8b", "b200", PlanSpec(weights="fp8"), isl=1000, osl=500)
     assert is_fitted("h100-sxm") and not is_fitted("b200")
     assert fitted.uncertainty["situation"]["device"] == "fitted"
@@ -23,6 +23,17 @@ def test_estimate_carries_its_situations_band():
     # a GPU the fit never saw is judged by leave-one-hardware-out residuals: its band is no narrower
     width = lambda e: e.uncertainty["throughput"]["high"] - e.uncertainty["throughput"]["low"]  # noqa: E731
     assert width(new) >= width(fitted) - 1e-9
+
+
+def test_a_device_is_fitted_only_for_the_engine_releases_it_has_rows_of():
+    # the H100 has TensorRT-LLM 0.14 rows in the fit, none of 1.1 (the default trtllm profile): a 1.1 estimate takes
+    # its kernel/engine values from other releases, so its band is the inferred one, and it says why
+    assert is_fitted("h100-sxm", "trtllm@0.14") and not is_fitted("h100-sxm", "trtllm@1.1")
+    assert is_fitted("h100-sxm", "trtllm") == is_fitted("h100-sxm", "trtllm@1.1")
+    e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8"), isl=1000, osl=500, engine="trtllm@1.1")
+    assert e.uncertainty["situation"]["device"] == "inferred (no published rows of trtllm@1.1 on it)"
+    assert e.uncertainty["throughput"]["from"].startswith("inferred/")
+    assert e.uncertainty["throughput"] == uncertainty_for("b200", "decode", False, "trtllm@1.1")["throughput"]
 
 
 def test_capacity_range_scales_replicas_by_the_throughput_band():

@@ -32,9 +32,10 @@ class Prediction:
     what: str
     measured: float
     predicted: float
-    fitted: bool  # the device had rows in the calibration that predicted it (in-sample), else inferred
+    fitted: bool  # the calibration that predicted it had rows of this engine release on this device, else inferred
     phase: str  # prefill | decode
     moe: bool
+    engine: str = ""  # the engine release that predicts it (ID@VERSION)
 
     @property
     def ape(self) -> float:
@@ -85,12 +86,13 @@ def _moe(model_id: str) -> bool:
         return False
 
 
-def _fit_predictions(rows: list[FitRow], fitted_devices: set[str]) -> list[Prediction]:
+def _fit_predictions(rows: list[FitRow], fitted: set[tuple[str, str]]) -> list[Prediction]:
+    """``fitted``: the (engine release, device) pairs the calibration that predicts ``rows`` had rows of."""
     if not rows:
         return []
     y = Predictor(rows).predict()
-    return [Prediction(r.file, r.model, r.hardware, r.what, r.measured, float(v), r.hardware in fitted_devices, r.phase, r.moe)
-            for r, v in zip(rows, y)]
+    return [Prediction(r.file, r.model, r.hardware, r.what, r.measured, float(v), (r.engine, r.hardware) in fitted, r.phase,
+                       r.moe, r.engine) for r, v in zip(rows, y)]
 
 
 def _simulated_rows(files: list[Path]) -> list[tuple[str, set, dict]]:
@@ -104,7 +106,8 @@ def _simulated_rows(files: list[Path]) -> list[tuple[str, set, dict]]:
     return out
 
 
-def _sim_predictions(sim: list[tuple[str, set, dict]], fitted_devices: set[str]) -> list[Prediction]:
+def _sim_predictions(sim: list[tuple[str, set, dict]], fitted: set[tuple[str, str]]) -> list[Prediction]:
+    from planner.calibrate.published_fit import release_of
     from planner.calibrate.validate import predict_simulated
 
     out = []
@@ -116,8 +119,20 @@ def _sim_predictions(sim: list[tuple[str, set, dict]], fitted_devices: set[str])
             r = rows[i]
             if pred is None or not np.isfinite(meas):
                 continue
-            out.append(Prediction(name, r["model"], r["hardware"], what, float(meas), float(pred),
-                                  r["hardware"] in fitted_devices, "prefill" if "ttft" in what else "decode", _moe(r["model"])))
+            eng = release_of(r)
+            out.append(Prediction(name, r["model"], r["hardware"], what, float(meas), float(pred), (eng, r["hardware"]) in fitted,
+                                  "prefill" if "ttft" in what else "decode", _moe(r["model"]), eng))
+    return out
+
+
+def fitted_pairs(fit_rows: list[FitRow], rates: dict, keep=None) -> set[tuple[str, str]]:
+    """(engine release, device) pairs a calibration has rows of: the kernel/engine fit's rows and the request-rate
+    fit's (``rates``: planner/calibrate/rate_fit.py rate_rows), those ``keep`` accepts. A device is "fitted" only for
+    the releases it has rows of: TensorRT-LLM 1.1 on an H100 takes its parameters from the 0.9/0.14 rows, and the
+    held-out 1.x files measure how far off that is, so its band comes from there, not from 0.14's in-sample residuals."""
+    out = {(r.engine, r.hardware) for r in fit_rows}
+    for release, rows in rates.items():
+        out |= {(release, r.hardware) for r in rows if keep is None or keep(r)}
     return out
 
 
@@ -134,7 +149,9 @@ def in_sample(files=None, simulated: bool = True) -> CVResult:
     t0 = time.perf_counter()
     files = _files(files)
     rows, _ = load_rows(files)
-    fitted = {r.hardware for r in rows if r.file not in joint.NOT_FITTED}
+    from planner.calibrate.rate_fit import rate_rows
+
+    fitted = fitted_pairs([r for r in rows if r.file not in joint.NOT_FITTED], rate_rows(files))
     res = CVResult("in-sample", _fit_predictions(rows, fitted))
     if simulated:
         res.predictions += _sim_predictions(_simulated_rows(files), fitted)
@@ -202,7 +219,7 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
         else:
             cal = (quick_fit.refit(keep) if quick_fit is not None else joint.fit(train, max_nfev=max_nfev)).calibration(releases)
             cal = rate_fit.for_fold(rates, cal, held, reuse)
-        fitted = {r.hardware for r in train}
+        fitted = fitted_pairs(train, rates, lambda rr, held=held: not held(rr))
         test = [r for r in rows if key_of(r) == k]
         test_sim = [s for s in sim if (s[2]["hardware"] if by == "hardware" else s[0]) == k]
         with using(cal):

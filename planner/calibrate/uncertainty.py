@@ -1,7 +1,8 @@
 """Error bands for predictions, from cross-validated residuals of the published rows.
 
-A prediction's situation is: is its device one with published rows (``fitted``: its in-sample residuals
-apply) or not (``inferred``: its leave-one-hardware-out residuals apply, the error a new GPU sees); is the
+A prediction's situation is: are there published rows of its engine release on its device (``fitted``: its
+in-sample residuals apply) or not (``inferred``: the leave-one-hardware-out and held-out residuals apply, the
+error a new GPU, or a release the fit never saw, meets); is the
 number it is about prefill- or decode-bound; is the model dense or mixture-of-experts. For each situation
 and metric (throughput, ttft, tpot) the band is the 10th and 90th percentile of measured / predicted - 1:
 the measured value fell within [predicted x (1 + low), predicted x (1 + high)] for 80 % of such rows.
@@ -49,7 +50,8 @@ def _residuals(pred) -> dict[str, float]:
 
 
 def bands_from(in_sample, loho) -> dict:
-    """The band table from in-sample predictions (fitted devices) and leave-one-hardware-out ones (inferred)."""
+    """The band table from in-sample predictions (fitted: rows of the release on the device) and leave-one-hardware-out
+    ones (inferred), with the (release, device) pairs that count as fitted."""
     samples: dict[str, dict[str, list[float]]] = {}
     for preds, fitted in ((in_sample.predictions, True), (loho.predictions, False)):
         for p in preds:
@@ -64,9 +66,15 @@ def bands_from(in_sample, loho) -> dict:
         table[k] = {m: {"low": round(float(np.percentile(v, 10)), 4), "high": round(float(np.percentile(v, 90)), 4),
                         "rows": len(v)} for m, v in sorted(by_metric.items()) if len(v) >= MIN_ROWS}
     fitted_devices = sorted({p.hardware for p in in_sample.predictions if p.fitted})
-    return {"note": "measured / predicted - 1, 10th and 90th percentile, per situation and metric; fitted devices from "
-                    "in-sample residuals, inferred (no rows of their own) from leave-one-hardware-out residuals",
-            "fitted_devices": fitted_devices, "bands": table}
+    cells: dict[str, set[str]] = {}
+    for p in in_sample.predictions:
+        if p.fitted and p.engine:
+            cells.setdefault(p.engine, set()).add(p.hardware)
+    return {"note": "measured / predicted - 1, 10th and 90th percentile, per situation and metric; fitted (published rows "
+                    "of the engine release on the device) from in-sample residuals, inferred (no such rows) from "
+                    "leave-one-hardware-out residuals and the held-out files",
+            "fitted_devices": fitted_devices, "fitted_releases": {e: sorted(d) for e, d in sorted(cells.items())},
+            "bands": table}
 
 
 def bands_path() -> Path:
@@ -95,9 +103,26 @@ def load_bands(path: str | None = None) -> dict:
     return d if isinstance(d, dict) else {"fitted_devices": [], "bands": {}}
 
 
-def is_fitted(hardware_id: str) -> bool:
-    """Whether a device has published rows of its own (its in-sample residuals describe it)."""
-    return hardware_id in load_bands().get("fitted_devices", [])
+def release_name(engine) -> str | None:
+    """``ID@VERSION`` of an engine (a profile, or a name such as "trtllm" that resolves to one); None for None."""
+    if engine is None:
+        return None
+    if not isinstance(engine, str):
+        return engine.name
+    from planner.specs.engine import get_engine
+
+    return get_engine(engine).name
+
+
+def is_fitted(hardware_id: str, engine=None) -> bool:
+    """Whether the calibration has published rows of ``engine``'s release on the device (its in-sample residuals
+    describe the prediction); ``engine`` None: rows of any release."""
+    d = load_bands()
+    releases = d.get("fitted_releases")
+    name = release_name(engine)
+    if name is None or releases is None:
+        return hardware_id in d.get("fitted_devices", [])
+    return hardware_id in releases.get(name, [])
 
 
 def uncertainty(situation: Situation) -> dict[str, dict | None]:
@@ -115,5 +140,5 @@ def uncertainty(situation: Situation) -> dict[str, dict | None]:
     return out
 
 
-def uncertainty_for(hardware_id: str, phase: str = "decode", moe: bool = False) -> dict[str, dict | None]:
-    return uncertainty(Situation(is_fitted(hardware_id), phase, moe))
+def uncertainty_for(hardware_id: str, phase: str = "decode", moe: bool = False, engine=None) -> dict[str, dict | None]:
+    return uncertainty(Situation(is_fitted(hardware_id, engine), phase, moe))

@@ -142,8 +142,10 @@ def render(est) -> None:
                  (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")), ("TPOT", band.get("tpot"))) if b]
         if parts:
             sit = band["situation"]
-            console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {sit['device']} {sit['phase']}-bound "
-                          f"{sit['model']} published rows, cross-validated): {', '.join(parts)}[/dim]")
+            device, _, why = sit["device"].partition(" (")  # "inferred (no published rows of trtllm@1.1 on it)"
+            why = f"; {why.rstrip(')').replace(' on it', ' on ' + est.hardware)}" if why else ""
+            console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {device} {sit['phase']}-bound "
+                          f"{sit['model']} published rows, cross-validated{why}): {', '.join(parts)}[/dim]")
     for phase in ("prefill", "decode"):
         rows = est.breakdown[phase]
         if not rows:

@@ -334,7 +334,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
         notes.append(f"no purchase price for {hw.id}: no owned cost")
     tok_h = (daily["mean_rate"] if daily else rate) * osl * 3600.0  # output tokens served per hour
     per_m = [u / tok_h * 1e6 if u and tok_h > 0 else None for u in (usd_h, own_h)]
-    lo, hi, band = gpu_range(hw.id, m, best.replicas, best.gpus_per_replica)
+    lo, hi, band = gpu_range(hw.id, m, best.replicas, best.gpus_per_replica, plan["engine"])
     return CapacityResult(m.id, hw.id, rate, spec.name, slo_d, True, "", best.gpus, best.replicas, plan, usd_h,
                           usd_h * HOURS_PER_MONTH if usd_h else None, at_rate, cand_rows, rows, sat, daily, notes,
                           own_h, own_h * HOURS_PER_MONTH if own_h else None, own["owned"], *per_m, lo, hi, band)
@@ -381,12 +381,12 @@ def _daily(sizer, best, rate: float, sat, hourly: list[float], progress) -> dict
             "static_gpu_hours_per_day": float(best.gpus * 24.0)}
 
 
-def gpu_range(hw_id: str, m, replicas: int, gpus_per_replica: int) -> tuple[int, int, dict]:
+def gpu_range(hw_id: str, m, replicas: int, gpus_per_replica: int, engine=None) -> tuple[int, int, dict]:
     """(gpus_low, gpus_high, band): replicas scale with 1 / throughput, so a device that really serves (1 + high) times
     the predicted throughput needs replicas / (1 + high) of them, and one at (1 + low) needs replicas / (1 + low)."""
     from planner.calibrate.uncertainty import uncertainty_for
 
-    band = uncertainty_for(hw_id, "decode", m.moe is not None).get("throughput")
+    band = uncertainty_for(hw_id, "decode", m.moe is not None, engine).get("throughput")
     if not band:
         return replicas * gpus_per_replica, replicas * gpus_per_replica, {}
     lo_r = max(1, math.ceil(replicas / (1.0 + band["high"]) - 1e-9))

@@ -362,7 +362,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         other = np.nonzero(c["hardware"] != c["hardware"][rec_i])[0]
         if len(other):
             rival = row(feas, int(other[np.argmax(score[other])]), model.max_context, best_tok, model.id)
-    rec["robust"] = robust_across_band(rec, rival, objective, model.moe is not None)
+    rec["robust"] = robust_across_band(rec, rival, objective, model.moe is not None, engine)
     why += "; " + rec["robust"]["why"]
     f_order = front[np.lexsort((stable_rank(feas, front), -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
@@ -437,7 +437,7 @@ def recommend(score: np.ndarray, accuracy: np.ndarray, context: np.ndarray, t: P
     return rec_i, runner_i
 
 
-def robust_across_band(rec: dict, runner: dict | None, objective: str, moe: bool) -> dict:
+def robust_across_band(rec: dict, runner: dict | None, objective: str, moe: bool, engine=None) -> dict:
     """Does the recommendation stay best across the error band of the predictions (planner.calibrate.uncertainty)?
     Plans on the same device share its systematic error, so their order holds; across devices the errors are not
     shared, so the recommendation is robust only if its pessimistic throughput beats the runner-up's optimistic one."""
@@ -448,8 +448,8 @@ def robust_across_band(rec: dict, runner: dict | None, objective: str, moe: bool
     hw_a, hw_b = rec["plan"]["hardware"], runner["plan"]["hardware"]
     if hw_a == hw_b:
         return {"robust": True, "why": f"both on {hw_a}: a systematic error of its predictions moves both alike"}
-    ba = uncertainty_for(hw_a, "decode", moe).get("throughput")
-    bb = uncertainty_for(hw_b, "decode", moe).get("throughput")
+    ba = uncertainty_for(hw_a, "decode", moe, engine).get("throughput")
+    bb = uncertainty_for(hw_b, "decode", moe, engine).get("throughput")
     if not ba or not bb or objective == "latency":
         return {"robust": None, "why": "no error band on record to compare the devices"}
     a = rec["output_tokens_per_s_per_gpu"] * (1 + ba["low"])

@@ -346,18 +346,21 @@ def estimate(
                              **s.cap.accuracy_knobs(), expert_weights=s.off.expert_weights if s.off else None),
         cost=_cost(hw, gpus, t["tok"], fits), breakdown=t["breakdown"], queue_wait_s=t["wait"], notes=s.notes,
         lora=t["lora"], intra_gpu_pd=t["intra"], finetune=t["finetune"], variants=s.variants,
-        uncertainty=_band(hw.id, m, t["ttft_s"], t["tpot_s"], osl),
+        uncertainty=_band(hw.id, m, t["ttft_s"], t["tpot_s"], osl, s.engine),
     )
 
 
-def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int) -> dict:
-    """The relative error band of this prediction's situation (fitted or inferred device, prefill- or decode-bound,
-    dense or MoE), from the cross-validated residuals of the published rows (planner.calibrate.uncertainty)."""
+def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int, engine) -> dict:
+    """The relative error band of this prediction's situation (published rows of the engine release on the device or
+    not, prefill- or decode-bound, dense or MoE), from the cross-validated residuals of the published rows
+    (planner.calibrate.uncertainty)."""
     from planner.calibrate.uncertainty import is_fitted, uncertainty_for
 
     phase = "prefill" if np.isfinite(ttft_s) and np.isfinite(tpot_s) and ttft_s > (osl - 1) * tpot_s else "decode"
-    bands = uncertainty_for(hardware_id, phase, m.moe is not None)
-    return {"situation": {"device": "fitted" if is_fitted(hardware_id) else "inferred (no published rows)",
+    bands = uncertainty_for(hardware_id, phase, m.moe is not None, engine)
+    fitted = is_fitted(hardware_id, engine)
+    why = "inferred (no published rows on it)" if not is_fitted(hardware_id) else f"inferred (no published rows of {engine.name} on it)"
+    return {"situation": {"device": "fitted" if fitted else why,
                           "phase": phase, "model": "moe" if m.moe else "dense"},
             "percentiles": [10, 90], **bands}
 
