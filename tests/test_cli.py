@@ -47,6 +47,18 @@ def test_does_not_fit_answers_and_exits_2(capsys):
     assert "does not fit" in d["reason"] and err.startswith("error: does not fit") and len(err.strip().splitlines()) == 1
 
 
+def test_does_not_fit_points_to_the_released_format(capsys):
+    # gpt-oss-120b in bf16 is 218 GiB; it is released with MXFP4 experts (60.8 GiB, its model card), which fit one H100
+    code, out, err = run(["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm"], capsys)
+    assert code == 2 and "released with mxfp4 experts, 60.8 GiB: --weights mxfp4" in err
+    assert "error band" not in out  # no band around numbers a plan that does not fit has none of
+    code, _, err = run(["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--weights", "mxfp4"], capsys)
+    assert code == 0, err
+    # a dense model released in bf16 gets no such pointer
+    code, _, err = run(["estimate", "-m", "llama-3.1-405b", "-H", "l4"], capsys)
+    assert code == 2 and "released with" not in err
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["estimate", "-m", "llama-3.1-70", "-H", "h100-sxm"], "did you mean"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100"], "unknown hardware"),

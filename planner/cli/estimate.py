@@ -136,7 +136,7 @@ def render(est) -> None:
               if c.get("usd_per_million_output_tokens_owned") else "-")
     t.add_row("accuracy (bf16 = 1.0)", f"{est.accuracy['score']:.3f}" + (f"  ({'; '.join(est.accuracy['lowered_by'])})" if est.accuracy["lowered_by"] else ""))
     console.print(t)
-    band = getattr(est, "uncertainty", None)
+    band = getattr(est, "uncertainty", None) if est.fits else None  # no band on numbers a plan that does not fit lacks
     if band:
         parts = [f"{name} {b['low']:+.0%}..{b['high']:+.0%}" for name, b in
                  (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")), ("TPOT", band.get("tpot"))) if b]

@@ -230,7 +230,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
             s.notes.append(stream_note)
     if weights_b + other > usable:
         reason = (f"does not fit: weights need {weights_b / GiB:.1f} GiB per GPU (+{other / GiB:.1f} GiB runtime), "
-                  f"usable {usable / GiB:.1f} GiB of {hw.memory_capacity_bytes / GiB:.1f} GiB")
+                  f"usable {usable / GiB:.1f} GiB of {hw.memory_capacity_bytes / GiB:.1f} GiB" + _native_hint(s.m, plan.weights))
     elif not fits:
         reason = (f"does not fit: {max(n_run, 1)} sequence(s) of {isl + osl} tokens need "
                   f"{(weights_b + other + s.per_seq * max(n_run, 1) / plan.attention_dp) / GiB:.1f} GiB per GPU, usable "
@@ -348,6 +348,21 @@ def estimate(
         lora=t["lora"], intra_gpu_pd=t["intra"], finetune=t["finetune"], variants=s.variants,
         uncertainty=_band(hw.id, m, t["ttft_s"], t["tpot_s"], osl, s.engine),
     )
+
+
+def _native_hint(m: Model, weights: str) -> str:
+    """A pointer to the format the model is released in when the plan asked for a wider one (gpt-oss in bf16 needs 218
+    GiB; its MXFP4 checkpoint is 61 GiB)."""
+    from planner.specs.quant import get_format
+
+    nw = m.native_weights
+    if nw is None:
+        return ""
+    fmt = nw.experts if m.moe is not None else nw.dense
+    if get_format(fmt).bits >= get_format(weights).bits:
+        return ""
+    size = f", {float(nw.checkpoint.value) / GiB:.1f} GiB" if nw.checkpoint is not None else ""
+    return f"; {m.id} is released with {fmt} {'experts' if m.moe is not None else 'weights'}{size}: --weights {fmt}"
 
 
 def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int, engine) -> dict:
