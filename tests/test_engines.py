@@ -101,6 +101,20 @@ def test_vllm_batch_defaults_follow_device_memory():
     assert eng.for_hardware(l40s).max_seqs == 256 and eng.for_hardware(l40s).max_batched_tokens == 2048
 
 
+def test_the_simulator_takes_the_limits_the_engine_picks_on_the_device():
+    # simulate, capacity and the MLPerf / online predictions build their replicas with the same device defaults as
+    # estimate and plan (vLLM on a >= 70 GiB GPU: 1024 sequences, 8192 batched tokens); a scheduler limit still wins
+    from planner.serving.sim.config import Scheduler, replica_for
+
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm")
+    assert (rep.max_seqs, rep.max_batched_tokens) == (1024, 8192)
+    assert replica_for("llama-3.1-8b", "a100-sxm-80gb", engine="vllm").max_seqs == 256
+    own = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm", sched=Scheduler(max_seqs=128, max_batched_tokens=2048))
+    assert (own.max_seqs, own.max_batched_tokens) == (128, 2048)
+    sg = replica_for("llama-3.1-8b", "h100-sxm", engine="sglang")
+    assert sg.max_batched_tokens == get_engine("sglang").for_hardware(get_hardware("h100-sxm")).max_batched_tokens == 8192
+
+
 def test_sglang_memory_fraction_is_its_reserved_memory_rule():
     eng = get_engine("sglang")
     hw = get_hardware("h100-sxm")

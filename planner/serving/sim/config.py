@@ -169,8 +169,10 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
                   disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
     """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``techniques``: a
     PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
-    context extension, a draft model), priced by the same cost model as estimate."""
-    engine.check_runs_on(hw)
+    context extension, a draft model), priced by the same cost model as estimate. The engine's limits are the ones it
+    picks on ``hw`` (Engine.for_hardware: vLLM's 1024 sequences / 8192 batched tokens on a device of 70 GiB or more,
+    SGLang's memory fraction), as estimate and plan take them; ``sched`` overrides them."""
+    engine = engine.for_hardware(hw, tp, pp)  # also: a PlannerError when the engine does not run on hw
     sched = sched or Scheduler()
     sched.check()
     beh = EngineBehaviour.of(engine)
