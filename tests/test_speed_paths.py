@@ -30,6 +30,8 @@ CASES = {  # (model, hardware, plan, batching, engine)
                                                         eviction="snapkv:2048"), "inflight", "trtllm"),
     "adaptive-spec-cp": ("qwen3-32b", "h100-sxm", PlanSpec(tp=2, cp=2, spec_alpha=0.8, spec_auto=True,
                                                            context_extension="yarn:4"), "inflight", "vllm"),
+    "replicas-dp2": ("llama-3.1-8b", "h100-sxm", PlanSpec(dp=2, weights="fp8"), "inflight", "vllm"),
+    "replicas-static-dp2": ("llama-3.1-8b", "l40s", PlanSpec(dp=2), "static", "trtllm"),
 }
 
 
@@ -45,6 +47,7 @@ def _scalar(model, hw, plan, batching, engine, isl, osl, n):
 def test_points_equal_estimate_point_by_point(case):
     model, hw, plan, batching, engine = CASES[case]
     counts = [1, 7, 64, "max", 2048, 3, 512, "max", 16, 100_000] if batching == "inflight" else [1, 7, 64, 256, 2, 3, 512, 5000, 16, 1]
+    counts = [c * plan.dp if isinstance(c, int) else c for c in counts]  # a whole batch or client per replica
     kw = {"batch": counts} if batching == "static" else {"concurrency": counts}
     fast = estimate_points(model, hw, plan, isl=ISL, osl=OSL, batching=batching, engine=engine, **kw)
     priced = 0
@@ -58,6 +61,27 @@ def test_points_equal_estimate_point_by_point(case):
     assert priced >= 8, f"{case}: only {priced} of {len(fast)} points took the vectorized path"
     fitting = [d for d in fast if d is not None and d["fits"]]
     assert fitting and all(d["ttft_s"] > 0 and d["tpot_s"] > 0 for d in fitting)  # not a pass over NaNs
+
+
+def test_clients_and_batches_count_the_whole_deployment():
+    # --concurrency and --batch count every replica together: 2 replicas with 64 clients run as 1 with 32 each, twice
+    one = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8"), isl=1024, osl=256, concurrency=32)
+    two = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8", dp=2), isl=1024, osl=256, concurrency=64)
+    assert two.ttft_s == pytest.approx(one.ttft_s) and two.tpot_s == pytest.approx(one.tpot_s)
+    assert two.output_tokens_per_s == pytest.approx(2 * one.output_tokens_per_s)
+    assert two.output_tokens_per_s_per_gpu == pytest.approx(one.output_tokens_per_s_per_gpu)
+    assert (two.plan["batch_or_concurrency"], two.plan["running"]) == (64, 64)
+    # past what memory admits, the queue note counts the whole deployment too
+    many = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8", dp=2), isl=1024, osl=256, concurrency=100_000)
+    cap = many.max_concurrency
+    assert many.plan["running"] == cap and f"{100_000 - cap} wait" in " ".join(many.notes)
+    st1 = estimate("llama-3.1-8b", "l40s", PlanSpec(), isl=512, osl=64, batching="static", batch=4)
+    st2 = estimate("llama-3.1-8b", "l40s", PlanSpec(dp=2), isl=512, osl=64, batching="static", batch=8)
+    assert st2.tpot_s == pytest.approx(st1.tpot_s) and st2.output_tokens_per_s == pytest.approx(2 * st1.output_tokens_per_s)
+    with pytest.raises(PlannerError, match="without a client"):
+        estimate("llama-3.1-8b", "h100-sxm", PlanSpec(dp=4), concurrency=3)
+    with pytest.raises(PlannerError, match="multiple of 2"):
+        estimate("llama-3.1-8b", "l40s", PlanSpec(dp=2), batching="static", batch=5)
 
 
 def test_plans_with_other_techniques_are_left_to_estimate():

@@ -175,30 +175,40 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                   fit_n, capped, ctx_max, notes)
 
 
-def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, int, str]:
-    """(clients, sequences running at once, the note on what caps them). Closed-loop clients beyond what memory
-    and the engine admit wait in the queue."""
+def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, float, str]:
+    """(clients over the whole deployment, clients per replica, sequences running at once per replica, the note on
+    what caps them). ``--batch`` and ``--concurrency`` count the whole deployment: its ``dp`` replicas share them
+    evenly. Closed-loop clients beyond what memory and the engine admit wait in the queue."""
     plan, cap_seqs = s.plan, s.engine.max_seqs * s.plan.attention_dp
+    dp = max(int(plan.dp), 1)
     if batching == "static":
         if batch is None or batch < 1:
             raise PlannerError("--batching static needs --batch N with N >= 1")
-        return batch, batch, ""
+        if batch % dp:
+            raise PlannerError(f"--batch {batch} does not split evenly over --dp {dp} replicas: give a multiple of {dp}")
+        return batch, batch // dp, batch // dp, ""
     if batching != "inflight":
         raise PlannerError(f"unknown batching {batching!r} (use static or inflight)")
     if plan.weight_offload and concurrency in (None, "max") and s.fit_n < 1:
-        return 1, 1, "weights stream from outside device memory: one sequence unless --concurrency says more"
+        return dp, 1, 1, "weights stream from outside device memory: one sequence unless --concurrency says more"
     if concurrency is None or concurrency == "max":
-        note = (f"max concurrency {s.capped}: memory allows {s.fit_n}, engine cap {cap_seqs}"
-                if s.fit_n > cap_seqs else f"max concurrency {s.capped}: limited by KV-cache memory")
-        return s.capped, s.capped, note
+        each = " per replica" if dp > 1 else ""
+        note = (f"max concurrency {s.capped * dp:,}: memory allows {s.fit_n}{each}, engine cap {cap_seqs}{each}"
+                if s.fit_n > cap_seqs else f"max concurrency {s.capped * dp:,}: limited by KV-cache memory")
+        return s.capped * dp, s.capped, s.capped, note
     n = int(concurrency)
     if n < 1:
         raise PlannerError("--concurrency must be a positive integer or 'max'")
-    n_run = min(n, s.capped) if s.capped >= 1 else n
-    if n_run < n:
-        s.notes.append(f"{n} clients, {n_run} run at once (KV memory and the engine's batch cap); "
-                       f"the other {n - n_run} wait in the queue and their wait is in TTFT")
-    return n, n_run, ""
+    if n < dp:
+        raise PlannerError(f"--concurrency {n} leaves some of the {dp} replicas (--dp) without a client: give at least {dp}")
+    per = n / dp if n % dp else n // dp
+    n_run = min(per, s.capped) if s.capped >= 1 else per
+    if n_run < per:
+        run_all = n_run * dp
+        s.notes.append(f"{n} clients, {run_all:g} run at once (KV memory and the engine's batch cap"
+                       + (f", {n_run} on each of {dp} replicas" if dp > 1 else "") + f"); the other {n - run_all:g} wait "
+                       "in the queue and their wait is in TTFT")
+    return n, per, n_run, ""
 
 
 def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, str]:
@@ -323,13 +333,14 @@ def estimate(
 ) -> Estimate:
     """Predict one plan. ``batching='static'`` runs ``batch`` requests together; ``'inflight'`` is the
     continuous-batching steady state with ``concurrency`` clients in a closed loop (an int, or ``'max'`` for the
-    most that memory and the engine's batch cap admit; clients beyond that wait in the queue)."""
+    most that memory and the engine's batch cap admit; clients beyond that wait in the queue). Both count the whole
+    deployment: the plan's ``dp`` replicas share them evenly."""
     s = _setup(model, hardware, plan, isl, osl, engine)
     plan, m, hw = s.plan, s.m, s.hw
-    n, n_run, cap_note = _admit(s, batching, batch, concurrency)
+    n, n_rep, n_run, cap_note = _admit(s, batching, batch, concurrency)
     fits, reason, mem_d, stream_note = _fit(s, n_run, isl, osl)
     timed = fits or (n_run >= 1 and batching == "static")
-    t = _timing(s, batching, n, n_run, isl, osl, mem_d["kv_cache_bytes"], ttft_includes_first_decode) if timed else _no_timing(s)
+    t = _timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], ttft_includes_first_decode) if timed else _no_timing(s)
     gpus = plan.gpus
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
     return Estimate(
@@ -337,7 +348,7 @@ def estimate(
         plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
               "weights": plan.weights, "kv": s.kv, "compute_dtype": s.res.compute_dtype, "engine": s.engine.name,
               "engine_version": getattr(s.engine, "version", None), "batching": batching, "batch_or_concurrency": n,
-              "running": n_run, "isl": isl, "osl": osl, "techniques": {**plan.techniques(), "spec_k_used": t["spec_used"]}},
+              "running": n_run * plan.dp, "isl": isl, "osl": osl, "techniques": {**plan.techniques(), "spec_k_used": t["spec_used"]}},
         gpus=gpus, fits=bool(fits), reason=reason, ttft_s=t["ttft_s"], tpot_s=t["tpot_s"], e2e_latency_s=t["e2e_s"],
         output_tokens_per_s=t["tok"], output_tokens_per_s_per_gpu=t["tok"] / gpus if gpus else float("nan"),
         requests_per_s=t["rps"], memory=mem_d, max_context_tokens=s.ctx_max,

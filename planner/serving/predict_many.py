@@ -43,22 +43,25 @@ def is_plain(plan: PlanSpec) -> bool:
     return all(getattr(plan, f.name) == getattr(_DEFAULTS, f.name) for f in fields(PlanSpec) if f.name not in HANDLED)
 
 
-def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(requested n, running n, ok) per point, as ``estimate`` picks them; ok is False where it would refuse."""
+def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray, dp: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(requested n over the deployment, n per replica, running n per replica, ok) per point, as ``estimate`` picks
+    them (predict._admit: the dp replicas share the clients evenly); ok is False where it would refuse."""
     k = len(batch)
-    n, run, ok = np.zeros(k, np.int64), np.zeros(k, np.int64), np.ones(k, bool)
+    n, rep, run, ok = np.zeros(k, np.int64), np.zeros(k), np.zeros(k), np.ones(k, bool)
     for i in range(k):
         b, c, cap = batch[i], concurrency[i], int(capped[i])
-        if batching == "static" and b is not None and b >= 1:
-            n[i] = run[i] = b
+        if batching == "static" and b is not None and b >= 1 and b % dp == 0:
+            n[i], rep[i], run[i] = b, b // dp, b // dp
         elif batching == "inflight" and (c is None or c == "max"):
-            n[i] = run[i] = cap
-        elif batching == "inflight" and isinstance(c, (int, np.integer)) and c >= 1:
+            n[i], rep[i], run[i] = cap * dp, cap, cap
+        elif batching == "inflight" and isinstance(c, (int, np.integer)) and c >= dp:
             n[i] = int(c)
-            run[i] = min(n[i], cap) if cap >= 1 else n[i]
+            rep[i] = n[i] / dp
+            run[i] = min(rep[i], cap) if cap >= 1 else rep[i]
         else:
             ok[i] = False  # estimate answers (or refuses) these itself
-    return n, run, ok
+    return n, rep, run, ok
 
 
 def _timing(cm, pg, plan: PlanSpec, hw, cap, evict, batching: str, n, run, isl, osl, kv_per_token: float):
@@ -96,7 +99,7 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
     fit_n = np.where(per_seq > 0, np.floor(kv_cap / np.where(per_seq > 0, per_seq, 1.0)), 0).astype(np.int64) * adp
     capped = np.minimum(fit_n, engine.max_seqs * adp)
     limit_ctx = int(int(max_context(m, mem, p, cap.extension_factor)[0]) * cap.ratio)
-    n, run, ok = _counts(batching, batch, concurrency, capped)
+    n, rep, run, ok = _counts(batching, batch, concurrency, capped, max(int(plan.dp), 1))
     ok &= (isl >= 1) & (osl >= 1)
     weights_b = float(mem.weights_bytes[0])
     kv_per_token = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
@@ -108,7 +111,7 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
     ttft, tpot, e2e, tok, rps = (np.full(k, np.nan) for _ in range(5))
     spec = np.full(k, float(plan.spec_k))
     if len(go):
-        t = _timing(cm, p.take(np.zeros(len(go), np.int64)), plan, hw, cap, evict, batching, n[go], run[go], isl[go],
+        t = _timing(cm, p.take(np.zeros(len(go), np.int64)), plan, hw, cap, evict, batching, rep[go], run[go], isl[go],
                     osl[go], kv_per_token)
         ttft[go], tpot[go], e2e[go] = t.ttft_s, t.tpot_s, t.e2e_s
         tok[go], rps[go] = t.output_tokens_per_s * plan.dp, t.requests_per_s * plan.dp

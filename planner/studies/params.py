@@ -236,7 +236,7 @@ class Layout(Request):
     kv: str | None = _d(None, KV_FORMATS_HELP)
     isl: Tokens = _d(1024, "input tokens per request")
     osl: Tokens = _d(256, "output tokens per request")
-    engine: str = _d("trtllm", "serving engine whose limits and overheads apply: trtllm, vllm, llamacpp")
+    engine: str = _d("trtllm", "serving engine whose limits and overheads apply: trtllm, vllm, sglang, llamacpp (a release: vllm@0.6; planner engines list)")
     link: str | None = _d(None, EDGE_LINK_HELP)
     moe_offload: str | None = _d(None, MOE_OFFLOAD_HELP)
 
@@ -286,8 +286,8 @@ class EstimateRequest(Ownership, Adapters, Layout):
     prompt_compression: Annotated[str | None, AfterValidator(_cap_knob("compression"))] = _d(None, CAP_HELP["prompt_compression"])
     sparse_attention: Annotated[str | None, AfterValidator(_cap_knob("sparse"))] = _d(None, CAP_HELP["sparse_attention"])
     batching: Literal["static", "inflight"] = _d("inflight", "static (all requests start together) or inflight (continuous batching)")
-    batch: PositiveInt | None = _d(None, "requests in the static batch")
-    concurrency: PositiveInt | Literal["max"] | None = _d(None, "sequences in flight (inflight), or 'max' (default)")
+    batch: PositiveInt | None = _d(None, "requests in the static batch (all --dp replicas together)")
+    concurrency: PositiveInt | Literal["max"] | None = _d(None, "clients in a closed loop (inflight), shared evenly by the --dp replicas, or 'max' (default)")
     rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
 
     @model_validator(mode="after")
@@ -337,7 +337,7 @@ class PlanRequest(Ownership, Adapters):
     concurrency: Annotated[list[PositiveInt], BeforeValidator(_split)] | None = _d(None, "concurrency candidates per replica (default: the search's grid)")
     disagg: bool = _d(True, "consider disaggregated prefill/decode")
     offload: bool = _d(True, "consider KV-cache offload to host memory")
-    engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm")
+    engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm, sglang (a release: vllm@0.6; planner engines list)")
     context_extension: Names | None = _d(None, "RoPE-scaling methods to serve past the trained context (default yarn "
                                                "when --min-context or isl + osl exceed it), e.g. yarn,yarn-ft")
     prompt_compression: Names | None = _d(None, "prompt-compression candidates METHOD:RATIO, e.g. llmlingua-2:4")
