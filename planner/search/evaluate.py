@@ -207,7 +207,7 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     """Every (layout, concurrency, chunk budget, speculation, KV policy, context/attention technique) row of one
     device, and the rows whose KV fits (HBM, or host memory with offload) within the engine's limits."""
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, cp=1 if cfg.cp is None else cfg.cp,
-                      weights=cfg.weights, kv=cfg.kv, check=False)
+                      weights=cfg.weights, kv=cfg.kv, check=False, engine=engine)  # the engine's kernel efficiencies
     mem = memory(model, hw, base, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
