@@ -275,7 +275,7 @@ class Predictor:
         r0 = rows[ix[0]]
         sel = [rows[i] for i in ix]
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
-        eng = offline(r0.engine)
+        eng = offline(r0.engine).for_hardware(get_hardware(r0.hardware))  # the limits it picks there, as estimate
         if r0.graph_padded:
             eng = with_graph_padding(eng)
         g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), eng, arr("tp"), arr("ep"),
