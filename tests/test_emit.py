@@ -549,3 +549,23 @@ def test_mtp_follows_the_model_spec():
     unknown_model = dict(DENSE, model="acme-7b", hf_repo="acme/acme-7b",
                          speculative={"method": "mtp", "num_speculative_tokens": 1, "draft_model": None})
     assert "mtp" in emit("vllm", unknown_model)
+
+
+def test_recommended_plan_keeps_the_engines_own_chunking_and_device_limits():
+    # the search keeps one row of equal steady states, and for a prompt inside the token budget "whole prompts" and
+    # vLLM's default chunked prefill are the same one: the emitted server keeps chunking on, with the 8192-token budget
+    # vLLM picks on an H100 (the row was priced with it), instead of --no-enable-chunked-prefill and a 131072 budget
+    from planner.report.deploy import deployment_plan
+
+    rec = {"gpus": 4, "max_context_tokens": 131072,
+           "plan": {"hardware": "h100-sxm", "mode": "aggregated", "tp": 1, "pp": 4, "ep": 1, "attention_dp": 1,
+                    "replicas": 1, "weights": "fp8", "kv": "fp8", "concurrency_per_replica": 1024,
+                    "chunked_prefill_tokens": None, "speculative": None, "kv_offload_to_host": False}}
+    d = deployment_plan(rec, "llama-3.1-70b", 2000, 500, "vllm")
+    assert d["chunked_prefill"] is True and d["max_num_batched_tokens"] == 8192
+    flags = one(emit("vllm", d), "vllm")[1]
+    assert "--enable-chunked-prefill" in flags and flags["--max-num-batched-tokens"] == "8192"
+    # a prompt longer than the budget really is priced whole: chunking stays off
+    assert deployment_plan(rec, "llama-3.1-70b", 10000, 500, "vllm")["chunked_prefill"] is False
+    # TensorRT-LLM does not chunk by default: whole prompts, as priced
+    assert deployment_plan(rec, "llama-3.1-70b", 2000, 500, "trtllm")["chunked_prefill"] is False

@@ -11,8 +11,14 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
     """The engine-neutral plan dict that ``planner.report.emit.emit`` renders."""
     p = rec["plan"]
     m = get_model(model_id)
-    eng = get_engine(engine)
     adp = p["attention_dp"]
+    # the limits the engine picks on the device, as the search priced them (vLLM: 8192 batched tokens on an H100)
+    eng = get_engine(engine).for_hardware(get_hardware(p["hardware"]), p["tp"] * adp, p["pp"])
+    chunk = p["chunked_prefill_tokens"] or 0
+    # whole prompts (chunk 0) and the engine's own chunked prefill are one steady state when a prompt fits its token
+    # budget, and the search keeps one row of such equals: an engine that chunks by default keeps its default then,
+    # rather than being told to stop chunking and take whole max-length prompts in one step
+    chunked = bool(chunk) or (bool(getattr(eng, "chunked_prefill", False)) and isl <= eng.max_batched_tokens)
     conc = p["concurrency_per_replica"]
     spec = None
     if p["speculative"]:
@@ -31,8 +37,8 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
         # attention-DP plans run one engine over tp x adp GPUs with data-parallel attention (DeepSeek style)
         "tp": p["tp"] * adp, "pp": p["pp"], "ep": p["ep"], "dp": p["replicas"], "attention_dp": adp > 1, "attention_dp_size": adp,
         "weights": p["weights"], "kv": p["kv"],
-        "max_num_seqs": conc, "max_num_batched_tokens": p["chunked_prefill_tokens"] or eng.max_batched_tokens,
-        "chunked_prefill": bool(p["chunked_prefill_tokens"]), "max_model_len": min(m.max_context, max(isl + osl, rec["max_context_tokens"])),
+        "max_num_seqs": conc, "max_num_batched_tokens": chunk or eng.max_batched_tokens,
+        "chunked_prefill": chunked, "max_model_len": min(m.max_context, max(isl + osl, rec["max_context_tokens"])),
         "speculative": spec, "disaggregated": dis, "kv_offload_gib": round(offload_gib, 1),
         "gpu_memory_utilization": eng.utilization,
     }
