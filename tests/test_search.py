@@ -139,3 +139,22 @@ def test_plan_rows_are_what_estimate_says_of_them(engine):
                      isl=1024, osl=256, concurrency=p["concurrency_per_replica"] * p["replicas"], engine=engine)
         assert e.output_tokens_per_s_per_gpu == pytest.approx(r["output_tokens_per_s_per_gpu"], rel=1e-6), r["label"]
         assert e.tpot_s == pytest.approx(r["tpot_s"], rel=1e-6) and e.ttft_s == pytest.approx(r["ttft_s"], rel=1e-6)
+
+
+def test_host_kv_offload_does_not_rescue_weights_that_do_not_fit():
+    # gpt-oss-120b in fp8 is 110 GiB of weights: no H100 layout holds them, whatever KV goes to host memory. The
+    # search used to count host memory toward the weights' room and recommended such a plan ('kv-offload'), which
+    # estimate refuses; every config it prices now fits its weights on the device
+    from planner.api import PlanSpec, estimate
+    from planner.search.space import enumerate_configs
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware, get_model
+
+    m, hw = get_model("gpt-oss-120b"), get_hardware("h100-sxm")
+    cfg = enumerate_configs(m, hw, 1, SpaceOptions(weights=("fp8", "mxfp4")), get_engine("trtllm"), need_tokens=1280)
+    assert "fp8" not in cfg.weights and "mxfp4" in cfg.weights
+    assert cfg.pruned["pruned: weights do not fit"] >= 1
+    assert not estimate("gpt-oss-120b", "h100-sxm", PlanSpec(weights="fp8", kv_offload=True)).fits
+    res = search("gpt-oss-120b", ["h100-sxm"], 1, Workload(1024, 256), Constraints(gpus=1, min_accuracy=0.9),
+                 opts=SpaceOptions(weights=("fp8", "mxfp4")))
+    assert all(r["plan"]["weights"] == "mxfp4" for r in res.frontier)

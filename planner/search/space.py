@@ -11,7 +11,6 @@ import numpy as np
 from planner.costmodel.memory import memory
 from planner.costmodel.plans import check_divisibility, make_plans
 from planner.errors import PlannerError
-from planner.serving.host import host_kv_bytes_per_device
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -175,8 +174,9 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
                        engine=engine)
     ok_div = check_divisibility(model, plans)
     mem = memory(model, hw, plans, engine)
-    host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
-    ok_mem = mem.kv_capacity_bytes + host > 0
+    # the weights, activations and runtime must fit on the device with room for KV left: host offload (opts.offload)
+    # moves KV, never weights, so it cannot rescue a layout whose weights alone exceed device memory
+    ok_mem = mem.kv_capacity_bytes > 0
     keep = ok_div & ok_mem
     pruned = {"layouts x precisions": total, "pruned: does not divide": int((~ok_div).sum()),
               "pruned: weights do not fit": int((ok_div & ~ok_mem).sum())}
