@@ -156,3 +156,23 @@ def test_cli_accuracy(capsys):
     assert int4["effective"] < int4["r"]
     code, out, err = run(["accuracy", "--task", "poetry"], capsys)
     assert code == 2 and "unknown task class" in err
+
+
+def test_the_released_format_is_the_reference():
+    # gpt-oss is released with MXFP4 experts (its published scores are that model's): serving that format, or an exact
+    # upcast of it, loses nothing against the release; another format of as few bits requantizes and pays the
+    # published delta; a model released in 16 bit is measured against bf16 as before
+    from planner.cap.accuracy import accuracy
+    from planner.specs.loader import get_model
+
+    native = get_model("gpt-oss-120b").released_weights()
+    assert native == "mxfp4" and get_model("deepseek-v3").released_weights() == "fp8"
+    assert get_model("llama-3.1-8b").released_weights() is None
+    a = accuracy("mxfp4", "bf16", model_params=117e9, native=native)
+    assert a["score"] == 1.0 and not a["lowered_by"] and a["relative_to"] == "released mxfp4 checkpoint = 1.0"
+    assert accuracy("fp8", "bf16", model_params=117e9, native=native)["score"] == 1.0
+    kv_only = accuracy("bf16", "fp8", model_params=117e9)["score"]
+    assert accuracy("bf16", "fp8", model_params=117e9, native=native)["score"] == kv_only
+    req = accuracy("int4", "bf16", model_params=117e9, native=native)["score"]
+    assert req == accuracy("int4", "bf16", model_params=117e9)["score"] < 1.0
+    assert accuracy("fp8", "bf16", model_params=8e9) == accuracy("fp8", "bf16", model_params=8e9, native=None)

@@ -32,7 +32,7 @@ from planner.cap.techniques import (  # noqa: F401  (re-exported)
     cap_trade, compression_method, compression_recovery, eviction_method, eviction_recovery, extension_method,
     extension_recovery, known_methods, parse_knob, routing_factor, sparse_method, sparse_recovery)
 from planner.errors import PlannerError, unknown
-from planner.specs.quant import canonical
+from planner.specs.quant import canonical, get_format
 
 RELATIVE_TO = "bf16 model = 1.0"
 LOSSLESS_FACTOR = 1.0
@@ -262,8 +262,12 @@ def _curve_terms(eviction, context_extension, prompt_compression, sparse_attenti
 
 def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_params: float | None = None, *,
              context_extension=None, prompt_compression=None, sparse_attention=None, expert_weights=None,
-             cache_routing=None) -> dict:
-    """Quality kept by a plan, relative to the same model in bf16 on the same task class.
+             cache_routing=None, native: str | None = None) -> dict:
+    """Quality kept by a plan, relative to the same model in bf16 on the same task class, or to the released
+    checkpoint where the model is released in a narrower format (``native``: its weights' format, the experts' for
+    a MoE; gpt-oss's MXFP4, DeepSeek-V3's FP8). Serving the released format, or any wider one (an exact upcast of
+    the released weights), loses nothing against it; a different format of equal or fewer bits requantizes and is
+    priced by the published deltas as from bf16.
 
     Returns ``score`` (0..1), ``relative_to``, ``lowered_by`` (one phrase per lossy technique with
     its factor), ``cap_trade`` (what each gives up: ``"A -3.5% (YaRN x4 context)"``) and ``sources``.
@@ -275,6 +279,9 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
     s = size_factor(model_params)
     k = kv_recovery(kv)
     wl, wt, wr, ws = _weight_term(weights, expert_weights, s)
+    released = native is not None and native not in ("bf16", "fp16", "fp32")
+    if released and expert_weights is None and (weights == native or get_format(weights).bits > get_format(native).bits):
+        wr = 1.0  # the released weights themselves, or an exact upcast of them
     # (label, trade label, factor, r, source, size factor)
     terms = [(wl, wt, effective(wr, t.k, s), wr, ws, s), (f"KV {kv}", f"{kv} KV cache", effective(k.r, t.k), k.r, k.source, 1.0)]
     terms += [(a, b, effective(r, t.k), r, src, 1.0) for a, b, r, src in
@@ -303,7 +310,8 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
             sources.append(f"size adjustment: {data().size_adjustment.source}")
     if lowered_by and t.k != 1.0:
         sources.append(f"task sensitivity ({task}): {t.source}")
-    return {"score": round(score, 4), "relative_to": RELATIVE_TO, "lowered_by": lowered_by, "cap_trade": trades,
+    return {"score": round(score, 4), "relative_to": f"released {native} checkpoint = 1.0" if released else RELATIVE_TO,
+            "lowered_by": lowered_by, "cap_trade": trades,
             "sources": list(dict.fromkeys(sources))}
 
 

@@ -134,7 +134,8 @@ def render(est) -> None:
     t.add_row("owned: cost per hour (purchase + power)", f"${own:.2f}" if own else "unknown (no purchase price)")
     t.add_row("owned: $ per million output tokens", f"${c['usd_per_million_output_tokens_owned']:.3f}"
               if c.get("usd_per_million_output_tokens_owned") else "-")
-    t.add_row("accuracy (bf16 = 1.0)", f"{est.accuracy['score']:.3f}" + (f"  ({'; '.join(est.accuracy['lowered_by'])})" if est.accuracy["lowered_by"] else ""))
+    ref = str(est.accuracy.get("relative_to", "bf16 model = 1.0")).replace(" model", "").replace(" checkpoint", "")
+    t.add_row(f"accuracy ({ref})", f"{est.accuracy['score']:.3f}" + (f"  ({'; '.join(est.accuracy['lowered_by'])})" if est.accuracy["lowered_by"] else ""))
     console.print(t)
     band = getattr(est, "uncertainty", None) if est.fits else None  # no band on numbers a plan that does not fit lacks
     if band:

@@ -127,6 +127,7 @@ def _accuracy_fn(model, task):
             key = (w, kv, eviction, kk)
             if key not in cache:
                 cache[key] = accuracy_of(w, kv, task=task, eviction=eviction, model_params=model.total_params,
+                                         native=model.released_weights(),
                                          **knobs)["score"]
             return cache[key]
 
@@ -164,7 +165,7 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
                                                 else float(c["usd_per_mtok_owned"])),
     }
     d["label"] = label(d)
-    d["trade"] = cap_trade(d, model_max_context, best_tok)
+    d["trade"] = cap_trade(d, model_max_context, best_tok, get_model(model_id).released_weights())
     return d
 
 
@@ -215,12 +216,22 @@ def label(d: dict) -> str:
     return s
 
 
-def cap_trade(d: dict, model_max_context: int, best_tok: float) -> str:
-    """One line naming what the plan gives up among C, A and P."""
+def _weights_cost_accuracy(weights: str, released: str | None) -> bool:
+    """Whether serving ``weights`` lowers accuracy: not for 16 bit, nor for the format the model is released in or a
+    wider one (planner.cap.accuracy measures against the released checkpoint)."""
+    from planner.specs.quant import get_format
+
+    if weights in ("bf16", "fp16"):
+        return False
+    return not (released and (weights == released or get_format(weights).bits > get_format(released).bits))
+
+
+def cap_trade(d: dict, model_max_context: int, best_tok: float, released: str | None = None) -> str:
+    """One line naming what the plan gives up among C, A and P (``released``: the model's released weight format)."""
     p = d["plan"]
     gives = []
     if d["accuracy"] < 0.9995:
-        why = [x for x in (f"{p['weights']} weights" if p["weights"] not in ("bf16", "fp16") else "",
+        why = [x for x in (f"{p['weights']} weights" if _weights_cost_accuracy(p["weights"], released) else "",
                           f"{p['kv']} KV" if p["kv"] not in ("bf16", "fp16") else "",
                           f"{p['kv_eviction']['method']} eviction" if p.get("kv_eviction") else "",
                           f"{p['context_extension']['method']} x{p['context_extension']['factor']:g} context" if p.get("context_extension") else "",

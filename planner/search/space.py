@@ -70,16 +70,21 @@ def _pow2_upto(n: int) -> list[int]:
     return out
 
 
-def precisions(hw: Hardware, opts: SpaceOptions) -> tuple[list[str], list[str]]:
-    """Weight formats that run natively on ``hw`` (weight-only formats run on its 16-bit units)."""
+def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) -> tuple[list[str], list[str]]:
+    """Weight formats that run natively on ``hw`` (weight-only formats run on its 16-bit units), and the format the
+    model is released in (``released``: gpt-oss's MXFP4 on Hopper, dequantized in a mixed-input GEMM) wherever the
+    device runs it at all: it is the model as published."""
     ws = []
-    for w in opts.weights or WEIGHT_CANDIDATES:
+    candidates = list(opts.weights or WEIGHT_CANDIDATES)
+    if not opts.weights and released and released not in candidates:
+        candidates.append(released)
+    for w in candidates:
         fmt = get_format(w)
         try:
             r = resolve(fmt, hw)
         except PlannerError:
             continue
-        if r.native or opts.weights:
+        if r.native or opts.weights or w == released:
             ws.append(w)
     if not ws:
         raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
@@ -146,7 +151,7 @@ def _codes(names: list[str]) -> tuple[list[str], np.ndarray]:
 
 def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions, engine: Engine, need_tokens: int = 0) -> Configs:
     """Layouts x precisions; ``need_tokens`` (the longest context a plan must hold) brings in context parallelism."""
-    ws, kvs = precisions(hw, opts)
+    ws, kvs = precisions(hw, opts, model.released_weights())
     cps = cp_candidates(opts, need_tokens, gpus)
     domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
     rows = []

@@ -106,7 +106,7 @@ def fleet_pools(entries: list[tuple[str, int, int | None]], hardware: str, *, we
     for m, n, tp in models:
         tp = tp or default_tp(m, hardware, weights=weights, kv=kv, engine=engine, ctx=ctx)
         kv_ = kv or default_kv(weights)
-        q = accuracy_of(weights, kv_, model_params=m.total_params)["score"]
+        q = accuracy_of(weights, kv_, model_params=m.total_params, native=m.released_weights())["score"]
         sub = size_substitution(m.id, big)
         if sub is None:
             notes.append(f"no published quality ratio of {m.id} to {big}: its accuracy is unknown")

@@ -354,6 +354,7 @@ def estimate(
         requests_per_s=t["rps"], memory=mem_d, max_context_tokens=s.ctx_max,
         max_concurrency=(n_run if stream_note else s.capped) * plan.dp, concurrency_cap=cap_note,
         accuracy=accuracy_of(plan.weights, s.kv, task=task, eviction=eviction, model_params=m.total_params,
+                             native=m.released_weights(),
                              **s.cap.accuracy_knobs(), expert_weights=s.off.expert_weights if s.off else None),
         cost=_cost(hw, gpus, t["tok"], fits), breakdown=t["breakdown"], queue_wait_s=t["wait"], notes=s.notes,
         lora=t["lora"], intra_gpu_pd=t["intra"], finetune=t["finetune"], variants=s.variants,

@@ -128,6 +128,7 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
         ev = (evict[0], evict[1], int(isl[i] + osl[i])) if evict else None
         if ev not in scores:
             scores[ev] = accuracy_of(plan.weights, kv, task="general", eviction=ev, model_params=m.total_params,
+                                     native=m.released_weights(),
                                      **cap.accuracy_knobs())["score"]
         f, tk = bool(fits[i]), float(tok[i])
         out.append({

@@ -188,6 +188,14 @@ class Model(_Strict):
         return self
 
     # ---- structure -------------------------------------------------------------
+    def released_weights(self) -> str | None:
+        """The format the released checkpoint stores its weights in (the routed experts' for a MoE), None for 16 bit:
+        the reference the accuracy model measures a plan's weights against (planner.cap.accuracy)."""
+        nw = self.native_weights
+        if nw is None:
+            return None
+        return nw.experts if self.moe is not None else nw.dense
+
     @property
     def is_moe(self) -> bool:
         return self.moe is not None
