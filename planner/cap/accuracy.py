@@ -260,6 +260,14 @@ def _curve_terms(eviction, context_extension, prompt_compression, sparse_attenti
     return out
 
 
+def keeps_release(weights: str, native: str | None) -> bool:
+    """Whether serving ``weights`` keeps a model released in the narrower format ``native`` exactly: that format itself,
+    or a wider one (an exact upcast of the released weights). False for a model released in 16 bit (``native`` None)."""
+    if native is None or native in ("bf16", "fp16", "fp32"):
+        return False
+    return weights == native or get_format(weights).bits > get_format(native).bits
+
+
 def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_params: float | None = None, *,
              context_extension=None, prompt_compression=None, sparse_attention=None, expert_weights=None,
              cache_routing=None, native: str | None = None) -> dict:
@@ -280,7 +288,7 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
     k = kv_recovery(kv)
     wl, wt, wr, ws = _weight_term(weights, expert_weights, s)
     released = native is not None and native not in ("bf16", "fp16", "fp32")
-    if released and expert_weights is None and (weights == native or get_format(weights).bits > get_format(native).bits):
+    if expert_weights is None and keeps_release(weights, native):
         wr = 1.0  # the released weights themselves, or an exact upcast of them
     # (label, trade label, factor, r, source, size factor)
     terms = [(wl, wt, effective(wr, t.k, s), wr, ws, s), (f"KV {kv}", f"{kv} KV cache", effective(k.r, t.k), k.r, k.source, 1.0)]

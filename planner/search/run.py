@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
+from planner.cap.accuracy import keeps_release
 from planner.cap.cost import TcoAssumptions, owned, tco_defaults, usd_per_million_tokens
 from planner.errors import PlannerError
 from planner.search.evaluate import (CODE_COLUMNS, PlanTable, Workload, aggregated_blocks, evaluate_aggregated,
@@ -216,22 +217,13 @@ def label(d: dict) -> str:
     return s
 
 
-def _weights_cost_accuracy(weights: str, released: str | None) -> bool:
-    """Whether serving ``weights`` lowers accuracy: not for 16 bit, nor for the format the model is released in or a
-    wider one (planner.cap.accuracy measures against the released checkpoint)."""
-    from planner.specs.quant import get_format
-
-    if weights in ("bf16", "fp16"):
-        return False
-    return not (released and (weights == released or get_format(weights).bits > get_format(released).bits))
-
-
 def cap_trade(d: dict, model_max_context: int, best_tok: float, released: str | None = None) -> str:
     """One line naming what the plan gives up among C, A and P (``released``: the model's released weight format)."""
     p = d["plan"]
     gives = []
     if d["accuracy"] < 0.9995:
-        why = [x for x in (f"{p['weights']} weights" if _weights_cost_accuracy(p["weights"], released) else "",
+        lossy_w = p["weights"] not in ("bf16", "fp16") and not keeps_release(p["weights"], released)
+        why = [x for x in (f"{p['weights']} weights" if lossy_w else "",
                           f"{p['kv']} KV" if p["kv"] not in ("bf16", "fp16") else "",
                           f"{p['kv_eviction']['method']} eviction" if p.get("kv_eviction") else "",
                           f"{p['context_extension']['method']} x{p['context_extension']['factor']:g} context" if p.get("context_extension") else "",

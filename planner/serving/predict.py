@@ -367,12 +367,10 @@ def _native_hint(m: Model, weights: str) -> str:
     GiB; its MXFP4 checkpoint is 61 GiB)."""
     from planner.specs.quant import get_format
 
+    fmt = m.released_weights()
+    if fmt is None or get_format(fmt).bits >= get_format(weights).bits:
+        return ""
     nw = m.native_weights
-    if nw is None:
-        return ""
-    fmt = nw.experts if m.moe is not None else nw.dense
-    if get_format(fmt).bits >= get_format(weights).bits:
-        return ""
     size = f", {float(nw.checkpoint.value) / GiB:.1f} GiB" if nw.checkpoint is not None else ""
     return f"; {m.id} is released with {fmt} {'experts' if m.moe is not None else 'weights'}{size}: --weights {fmt}"
 
@@ -385,9 +383,11 @@ def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int, en
 
     phase = "prefill" if np.isfinite(ttft_s) and np.isfinite(tpot_s) and ttft_s > (osl - 1) * tpot_s else "decode"
     bands = uncertainty_for(hardware_id, phase, m.moe is not None, engine)
-    fitted = is_fitted(hardware_id, engine)
-    why = "inferred (no published rows on it)" if not is_fitted(hardware_id) else f"inferred (no published rows of {engine.name} on it)"
-    return {"situation": {"device": "fitted" if fitted else why,
+    if is_fitted(hardware_id, engine):
+        device = "fitted"
+    else:
+        device = f"inferred (no published rows of {engine.name} on it)" if is_fitted(hardware_id) else "inferred (no published rows on it)"
+    return {"situation": {"device": device,
                           "phase": phase, "model": "moe" if m.moe else "dense"},
             "percentiles": [10, 90], **bands}
 
