@@ -49,11 +49,15 @@ def test_does_not_fit_answers_and_exits_2(capsys):
 
 def test_does_not_fit_points_to_the_released_format(capsys):
     # gpt-oss-120b in bf16 is 218 GiB; it is released with MXFP4 experts (60.8 GiB, its model card), which fit one H100
-    code, out, err = run(["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm"], capsys)
+    code, out, err = run(["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--weights", "bf16"], capsys)
     assert code == 2 and "released with mxfp4 experts, 60.8 GiB: --weights mxfp4" in err
     assert "error band" not in out  # no band around numbers a plan that does not fit has none of
     code, _, err = run(["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--weights", "mxfp4"], capsys)
     assert code == 0, err
+    # without --weights a model is served in the format it is released in; a 16-bit release stays bf16
+    for model, fmt in (("gpt-oss-120b", "mxfp4"), ("deepseek-v3", "fp8"), ("llama-3.1-8b", "bf16")):
+        code, out, err = run(["estimate", "-m", model, "-H", "h200-sxm", "--gpus", "8", "--json"], capsys)
+        assert code == 0 and json.loads(out)["plan"]["weights"] == fmt, (model, err)
     # a dense model released in bf16 gets no such pointer
     code, _, err = run(["estimate", "-m", "llama-3.1-405b", "-H", "l4"], capsys)
     assert code == 2 and "released with" not in err

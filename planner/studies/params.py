@@ -196,6 +196,8 @@ def _d(default, help: str, **kw):
 
 
 MODEL_HELP = "model: planner id (planner models list), Hugging Face id, model YAML or a config.json"
+WEIGHTS_HELP = (WEIGHT_FORMATS_HELP + " (default: the format the model is released in: bf16 for most, mxfp4 for "
+                "gpt-oss, fp8 for DeepSeek-V3/R1 and Kimi-K2)")
 HW_HELP = "hardware id (planner hardware list, any case) or a hardware YAML"
 
 
@@ -231,7 +233,7 @@ class Layout(Request):
     pp: PositiveInt | None = _d(None, "pipeline parallel size")
     ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
     dp: PositiveInt | None = _d(None, "data-parallel replicas")
-    weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
+    weights: str | None = _d(None, WEIGHTS_HELP)
     activations: str | None = _d(None, "activation precision (default: the weight format's)")
     kv: str | None = _d(None, KV_FORMATS_HELP)
     isl: Tokens = _d(1024, "input tokens per request")
@@ -370,9 +372,9 @@ class CapacityRequest(Ownership, LoraOptions):
     tpot_p99: Duration | None = _d(None, "TPOT SLO (mean inter-token latency of a request) at the percentile: 50ms")
     percentile: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)] = _d(99.0, "SLO percentile, in (0, 100)")
     max_gpus: PositiveInt | None = _d(None, "largest deployment to consider (default: 64, or the most one deployment of the hardware holds)")
-    weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
+    weights: str | None = _d(None, WEIGHTS_HELP)
     kv: str | None = _d(None, KV_FORMATS_HELP)
-    engine: str = _d("trtllm", "engine: trtllm or vllm")
+    engine: str = _d("trtllm", "engine: trtllm, vllm or sglang (a release: vllm@0.6; planner engines list)")
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
     hourly: str | None = _d(None, "daily profile: comma-separated hourly rates r1,r2,...")
@@ -398,10 +400,10 @@ class SimulateRequest(Request):
     pp: PositiveInt | None = _d(None, "pipeline parallel size")
     ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
     dp: PositiveInt | None = _d(None, "replicas (data parallel)")
-    weights: str = _d("bf16", WEIGHT_FORMATS_HELP)
+    weights: str | None = _d(None, WEIGHTS_HELP)
     activations: str | None = _d(None, "activation precision (default: the weight format's)")
     kv: str | None = _d(None, KV_FORMATS_HELP)
-    engine: str = _d("trtllm", "engine defaults: trtllm (reserve KV, 2048 seqs, 8192 tokens) or vllm (on-demand KV, 256 seqs)")
+    engine: str = _d("trtllm", "engine defaults: trtllm (reserve KV, 2048 seqs, 8192 tokens), vllm or sglang (on-demand KV, their device limits; planner engines list)")
     workload: str | None = _d(None, "built-in workload (chat, chat-multiturn, code, rag, summarization, reasoning, burstgpt, openorca) or a workload YAML")
     trace: str | None = _d(None, "CSV trace: timestamp, input and output tokens per row (BurstGPT columns work as they are)")
     isl: Tokens = _d(1024, "input tokens per request (without --workload/--trace)")
@@ -499,6 +501,8 @@ def check_specs(command: str, req: Request) -> None:
     from planner.specs.loader import get_model
 
     r: Any = req
+    if command in ("estimate", "fit", "simulate", "capacity") and r.weights is None:  # the model's released format
+        r.weights = (get_model(r.model).released_weights() if getattr(r, "model", None) else None) or "bf16"
     if command in ("estimate", "fit", "simulate"):
         if command == "simulate" and r.fleet is not None:
             return
