@@ -378,3 +378,12 @@ def test_calibrate_names_a_corrupt_kernels_csv(tmp_path, capsys):
         code, _, err = run(["calibrate", str(d)], capsys)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and str(d / "kernels.csv") in lines[0], (name, err)
+
+
+def test_capacity_sizes_an_mla_model(capsys):
+    # the plan search offers DeepSeek-V3 data-parallel-attention layouts the simulator does not replay; capacity used to
+    # build them as one GPU holding the whole model and answer "no deployment within 64 GPUs" at 2 req/s
+    code, out, err = run(["capacity", "-m", "deepseek-v3", "-H", "h200-sxm", "--rate", "2", "--workload", "chat", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["feasible"] and d["gpus"] >= 8 and d["plan"]["weights"] == "fp8"  # 671 B parameters in FP8: 8 x 141 GB

@@ -184,7 +184,10 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
     out, notes, seen = [], [], set()
     g = 1
     while g <= min(max_gpus, max(domain, 1)):
-        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,), lora=lora)
+        # layouts the simulator replays: tensor, pipeline and expert parallel (no attention-DP replica in it yet, so an
+        # MLA model's data-parallel-attention plans are left out rather than simulated as one GPU holding the model)
+        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,), lora=lora,
+                            attention_dp=False)
         try:
             res = search(model, [hardware], g, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
                          Constraints(gpus=g, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
