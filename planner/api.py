@@ -52,14 +52,16 @@ def estimate_at_rate(
     s = res.summary()
     # memory and the per-op breakdown at the batch the replicas actually ran (time-averaged)
     batch = max(1, int(round(float(np.mean(res.replica_mean_batch)))))
-    d = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=min(batch, base.max_concurrency),
+    # the replicas' mean batch, over the whole deployment (estimate's clients count every replica)
+    d = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=min(batch * plan.dp, base.max_concurrency),
                  engine=engine).to_dict()
     d["max_concurrency"], d["concurrency_cap"] = base.max_concurrency, base.concurrency_cap
     tok = s["output_tokens_per_s"] or float("nan")
     d.update(ttft_s=s["ttft_s"]["mean"], tpot_s=s["tpot_s"]["mean"] if s["tpot_s"]["mean"] is not None else float("nan"),
              e2e_latency_s=s["e2e_latency_s"]["mean"], output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / plan.gpus,
              requests_per_s=s["requests_per_s"])
-    d["plan"] = {**d["plan"], "batching": "simulated", "batch_or_concurrency": batch, "max_seqs": rep.max_seqs, "rate": rate}
+    d["plan"] = {**d["plan"], "batching": "simulated", "batch_or_concurrency": batch * plan.dp, "max_seqs": rep.max_seqs,
+                 "rate": rate}
     price = d["cost"]["usd_per_hour"]
     own = d["cost"].get("usd_per_hour_owned")
     d["cost"] = {**d["cost"], "usd_per_million_output_tokens": price / (tok * 3600) * 1e6 if price and tok > 0 else None,

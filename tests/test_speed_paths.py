@@ -300,3 +300,15 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(line):
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0, err
     assert err == ""
+
+
+def test_a_simulated_rate_reports_the_whole_deployment():
+    # estimate --rate R with --dp replicas: the reported batch and the memory at it count every replica together, the
+    # memory per GPU being that of one replica at its own mean batch
+    from planner.api import estimate_at_rate
+
+    d = estimate_at_rate("llama-3.1-8b", "h100-sxm", PlanSpec(dp=2), rate=20, isl=1024, osl=256, requests=400)
+    per_replica = d["plan"]["batch_or_concurrency"] // 2
+    assert d["plan"]["batch_or_concurrency"] == d["plan"]["running"] == 2 * per_replica
+    one = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(), isl=1024, osl=256, concurrency=per_replica)
+    assert d["memory"]["kv_cache_bytes"] == pytest.approx(one.memory["kv_cache_bytes"])
