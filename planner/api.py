@@ -38,6 +38,9 @@ def estimate_at_rate(
     plan = plan or PlanSpec()
     if not rate > 0:
         raise PlannerError(f"--rate must be positive, got {rate:g}")
+    if plan.attention_dp > 1:
+        raise PlannerError("--rate runs the serving simulator, which has no data-parallel-attention replica: drop --rate "
+                           "for the steady state of --attention-dp, or simulate a tp/ep layout")
     base = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine)
     if base.max_concurrency < 1:
         d = base.to_dict()

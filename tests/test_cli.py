@@ -387,3 +387,9 @@ def test_capacity_sizes_an_mla_model(capsys):
     assert code == 0, err
     d = json.loads(out)
     assert d["feasible"] and d["gpus"] >= 8 and d["plan"]["weights"] == "fp8"  # 671 B parameters in FP8: 8 x 141 GB
+
+
+def test_a_simulated_rate_refuses_attention_dp_in_one_line(capsys):
+    code, _, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8", "--ep", "8",
+                        "--rate", "2"], capsys)
+    assert code == 2 and "no data-parallel-attention replica" in err and "Traceback" not in err
