@@ -260,10 +260,15 @@ def _curve_terms(eviction, context_extension, prompt_compression, sparse_attenti
     return out
 
 
+def _narrow_release(native: str | None) -> bool:
+    """Whether a model is released narrower than 16 bit (``native``: its released weight format, None for 16 bit)."""
+    return native is not None and native not in ("bf16", "fp16", "fp32")
+
+
 def keeps_release(weights: str, native: str | None) -> bool:
     """Whether serving ``weights`` keeps a model released in the narrower format ``native`` exactly: that format itself,
     or a wider one (an exact upcast of the released weights). False for a model released in 16 bit (``native`` None)."""
-    if native is None or native in ("bf16", "fp16", "fp32"):
+    if not _narrow_release(native):
         return False
     return weights == native or get_format(weights).bits > get_format(native).bits
 
@@ -287,7 +292,6 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
     s = size_factor(model_params)
     k = kv_recovery(kv)
     wl, wt, wr, ws = _weight_term(weights, expert_weights, s)
-    released = native is not None and native not in ("bf16", "fp16", "fp32")
     if expert_weights is None and keeps_release(weights, native):
         wr = 1.0  # the released weights themselves, or an exact upcast of them
     # (label, trade label, factor, r, source, size factor)
@@ -318,7 +322,7 @@ def accuracy(weights: str, kv: str, task: str = "general", eviction=None, model_
             sources.append(f"size adjustment: {data().size_adjustment.source}")
     if lowered_by and t.k != 1.0:
         sources.append(f"task sensitivity ({task}): {t.source}")
-    return {"score": round(score, 4), "relative_to": f"released {native} checkpoint = 1.0" if released else RELATIVE_TO,
+    return {"score": round(score, 4), "relative_to": f"released {native} checkpoint = 1.0" if _narrow_release(native) else RELATIVE_TO,
             "lowered_by": lowered_by, "cap_trade": trades,
             "sources": list(dict.fromkeys(sources))}
 

@@ -379,11 +379,12 @@ def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int, en
     """The relative error band of this prediction's situation (published rows of the engine release on the device or
     not, prefill- or decode-bound, dense or MoE), from the cross-validated residuals of the published rows
     (planner.calibrate.uncertainty)."""
-    from planner.calibrate.uncertainty import is_fitted, uncertainty_for
+    from planner.calibrate.uncertainty import Situation, is_fitted, uncertainty
 
     phase = "prefill" if np.isfinite(ttft_s) and np.isfinite(tpot_s) and ttft_s > (osl - 1) * tpot_s else "decode"
-    bands = uncertainty_for(hardware_id, phase, m.moe is not None, engine)
-    if is_fitted(hardware_id, engine):
+    fitted = is_fitted(hardware_id, engine)  # looked up once: the band and the situation line both read it
+    bands = uncertainty(Situation(fitted, phase, m.moe is not None))
+    if fitted:
         device = "fitted"
     else:
         device = f"inferred (no published rows of {engine.name} on it)" if is_fitted(hardware_id) else "inferred (no published rows on it)"

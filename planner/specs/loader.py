@@ -201,8 +201,10 @@ def _hardware_by_name(name: str) -> str | None:
     one does; else None, and the caller reports the name as unknown with suggestions. No nearest match is taken: 'H100'
     could be the SXM, PCIe or NVL part."""
     words = _name_tokens(name)
-    hits = {ident for ident in _builtin("Hardware") if words and words == _name_tokens(ident)}
-    hits |= {ident for alias, ident in _aliases("Hardware").items() if words and words == _name_tokens(alias)}
+    if not words:
+        return None
+    hits = {ident for ident in _builtin("Hardware") if _name_tokens(ident) == words}
+    hits |= {ident for alias, ident in _aliases("Hardware").items() if _name_tokens(alias) == words}
     return hits.pop() if len(hits) == 1 else None
 
 
