@@ -38,9 +38,6 @@ def estimate_at_rate(
     plan = plan or PlanSpec()
     if not rate > 0:
         raise PlannerError(f"--rate must be positive, got {rate:g}")
-    if plan.attention_dp > 1:
-        raise PlannerError("--rate runs the serving simulator, which has no data-parallel-attention replica: drop --rate "
-                           "for the steady state of --attention-dp, or simulate a tp/ep layout")
     base = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine)
     if base.max_concurrency < 1:
         d = base.to_dict()
@@ -48,7 +45,8 @@ def estimate_at_rate(
         d["notes"] = d["notes"] + ["not simulated: no sequence of isl + osl tokens fits"]
         return d
     m = get_model(model) if isinstance(model, str) else model
-    rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, weights=plan.weights, kv=plan.kv_format(),
+    rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
+                      kv=plan.kv_format(),
                       activations=plan.activations, engine=engine, max_input=isl + osl)
     reqs = generate(fixed_workload(isl, osl), requests, rate=rate, seed=seed)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()

@@ -387,9 +387,30 @@ def test_capacity_sizes_an_mla_model(capsys):
     assert code == 0, err
     d = json.loads(out)
     assert d["feasible"] and d["gpus"] >= 8 and d["plan"]["weights"] == "fp8"  # 671 B parameters in FP8: 8 x 141 GB
+    # its data-parallel-attention layout is sized by simulation beside the best tp/pp/ep one
+    assert any("adp8" in c["plan"] for c in d["candidates"]) and any("adp" not in c["plan"] for c in d["candidates"])
 
 
-def test_a_simulated_rate_refuses_attention_dp_in_one_line(capsys):
-    code, _, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8", "--ep", "8",
-                        "--rate", "2"], capsys)
-    assert code == 2 and "no data-parallel-attention replica" in err and "Traceback" not in err
+def test_a_simulated_rate_runs_attention_dp(capsys):
+    # estimate --rate replays the data-parallel-attention replica (it was refused before the simulator had one)
+    code, out, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8", "--ep", "8",
+                          "--rate", "2", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["plan"]["attention_dp"] == 8 and d["serving"]["requests_per_s"] == pytest.approx(2.0, rel=0.15)
+    assert d["tpot_s"] > 0 and d["ttft_s"] > 0
+
+
+def test_simulate_attention_dp_and_what_it_refuses(capsys):
+    code, out, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8",
+                          "--rate", "4", "--requests", "300", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["gpus"] == 8 and d["pools"][0]["plan"]["attention_dp"] == 8 and d["completed"] == 300
+    for extra, words in ((["--disagg", "1:1"], "--disagg"), (["--fleet", "deepseek-v3:1"], "--attention-dp")):
+        code, _, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8",
+                            "--rate", "4", *extra], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+
+

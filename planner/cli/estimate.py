@@ -103,7 +103,8 @@ def render(est) -> None:
 
     console = common.console
     p = est.plan
-    title = (f"{est.model} on {est.gpus} x {est.hardware}  tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']}  "
+    adp = f" attention-dp={p['attention_dp']}" if p.get("attention_dp", 1) > 1 else ""
+    title = (f"{est.model} on {est.gpus} x {est.hardware}  tp={p['tp']} pp={p['pp']} ep={p['ep']}{adp} dp={p['dp']}  "
              f"weights={p['weights']} kv={p['kv']} (GEMMs in {p['compute_dtype']})")
     console.print(f"[bold]{title}[/bold]")
     console.print(f"{p['batching']} batching, {p['batch_or_concurrency']} sequences, isl={p['isl']} osl={p['osl']}")

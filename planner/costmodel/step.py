@@ -339,8 +339,10 @@ class _Ctx:
         T_group = p_seqs * p_tok / cp + d_rows * d_tok
         # attention data parallelism: a prompt is prefilled whole on one rank, and the ranks meet at every layer's
         # collective (MoE all-to-all, TP all-reduce), so the rank holding the most prompts sets the step. Priced as
-        # if every rank held that many: ceil(prompts / ranks) each; the MoE layers route the true group total.
-        p_seqs = np.where(adp > 1, np.ceil(p_seqs / adp - 1e-9) * adp, p_seqs)
+        # if every rank held that many: ceil(prompts / ranks) each; the MoE layers route the true group total. Less
+        # than one prompt (a chunk of one, as the simulator's step table and a chunked steady state write it) is all
+        # on one rank: that rank holds that fraction, not a whole prompt.
+        p_seqs = np.where(adp > 1, np.where(p_seqs < 1.0, p_seqs, np.ceil(p_seqs / adp - 1e-9)) * adp, p_seqs)
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
                    T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)

@@ -96,8 +96,10 @@ class Sizer:
 
     def __init__(self, model: str, hardware: str, plan: dict, spec: WorkloadSpec, *, engine: str, max_seqs: int | None,
                  percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float, lora=None):
-        self.sched = Scheduler(max_seqs=max_seqs)
-        self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], weights=plan["weights"],
+        adp = int(plan.get("attention_dp", 1))
+        # a batch cap counts the replica's sequences; the engine's knob (the scheduler's) is per attention-DP rank
+        self.sched = Scheduler(max_seqs=-(-max_seqs // adp) if max_seqs else None)
+        self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp, weights=plan["weights"],
                                kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input, lora=lora)
         self.lora = lora  # a costmodel.lora.LoraSpec: every request names an adapter (its popularity)
         self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
@@ -184,10 +186,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
     out, notes, seen = [], [], set()
     g = 1
     while g <= min(max_gpus, max(domain, 1)):
-        # layouts the simulator replays: tensor, pipeline and expert parallel (no attention-DP replica in it yet, so an
-        # MLA model's data-parallel-attention plans are left out rather than simulated as one GPU holding the model)
-        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,), lora=lora,
-                            attention_dp=False)
+        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,), lora=lora)
         try:
             res = search(model, [hardware], g, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
                          Constraints(gpus=g, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
@@ -201,20 +200,24 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
             g *= 2
             continue
         c = t.cols
-        mine = np.nonzero((c["gpus_per_replica"] == g) & ~c["disagg"].astype(bool))[0]
-        if not len(mine):
-            g *= 2
-            continue
-        i = int(mine[np.argmax(c["tok_s_per_gpu"][mine])])
-        rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
-        p = rec["plan"]
-        key = (p["tp"], p["pp"], p["ep"], p["weights"], p["kv"])
-        if key not in seen:
-            seen.add(key)
-            out.append({"tp": p["tp"], "pp": p["pp"], "ep": p["ep"], "weights": p["weights"], "kv": p["kv"],
-                        "gpus_per_replica": g, "concurrency": p["concurrency_per_replica"],
-                        "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * g / osl,
-                        "label": rec["label"].split(" x")[0]})
+        # the best layout of this size, and the best with data-parallel attention apart: the search's steady state
+        # lines one prompt up per attention-DP rank (offline benchmarks, balancing); at Poisson arrivals a prompt step
+        # waits on one rank's prefill, so which of the two holds a percentile SLO on fewer GPUs is the simulator's call
+        size = (c["gpus_per_replica"] == g) & ~c["disagg"].astype(bool)
+        for mine in (np.nonzero(size & (c["adp"] == 1))[0], np.nonzero(size & (c["adp"] > 1))[0]):
+            if not len(mine):
+                continue
+            i = int(mine[np.argmax(c["tok_s_per_gpu"][mine])])
+            rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
+            p = rec["plan"]
+            key = (p["tp"], p["pp"], p["ep"], p["attention_dp"], p["weights"], p["kv"])
+            if key not in seen:
+                seen.add(key)
+                out.append({"tp": p["tp"], "pp": p["pp"], "ep": p["ep"], "attention_dp": p["attention_dp"],
+                            "weights": p["weights"], "kv": p["kv"], "gpus_per_replica": g,
+                            "concurrency": p["concurrency_per_replica"],
+                            "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * g / osl,
+                            "label": rec["label"].split(" x")[0]})
         g *= 2
     return out, notes
 
@@ -358,7 +361,8 @@ def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue
-            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "weights", "kv")}, c["gpus_per_replica"],
+            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv")},
+                             c["gpus_per_replica"],
                              sizer.rep.max_seqs)
             max_rep = max_gpus // c["gpus_per_replica"]
             if max_rep < 1:

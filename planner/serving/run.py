@@ -85,7 +85,7 @@ def _downsample(t, *ys, n: int = 200):
     return [list(map(float, np.asarray(t)[idx]))] + [list(map(float, np.asarray(y)[idx])) for y in ys]
 
 
-def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, dp=None, weights="bf16",
+def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, attention_dp=None, dp=None, weights="bf16",
                       activations=None, kv=None, engine="trtllm", workload=None, trace=None, isl=1024, osl=256,
                       arrival="poisson", cv=1.0, shared_prefix=None, rate=None, requests=1000, seed=0, ttft_slo=None,
                       tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
@@ -100,8 +100,9 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     from planner.serving.sim import SLO, Router, Scheduler, Simulator
 
     def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations):
-        tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp)
-        return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, weights=weights, kv=kv, activations=activations)
+        tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp, attention_dp)
+        return PlanSpec(tp=tp_, pp=pp_, ep=ep_, dp=dp_, attention_dp=attention_dp or 1, weights=weights, kv=kv,
+                        activations=activations)
 
     def _progress(total, label="simulating"):
         return progress_factory(total, label) if progress_factory and total > 20000 else contextlib.nullcontext(None)
@@ -138,8 +139,9 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     if ic_cache is not None and fleet is None:
         raise PlannerError("--ic-cache routes between the models of a --fleet BIG:N,SMALL:M")
     if fleet is not None:
-        if any(v is not None for v in (gpus, tp, pp, ep, dp, disagg)):
-            raise PlannerError("--fleet sets its own replicas: drop --gpus/--tp/--pp/--ep/--dp/--disagg (use MODEL:N:TP)")
+        if any(v is not None for v in (gpus, tp, pp, ep, attention_dp, dp, disagg)):
+            raise PlannerError("--fleet sets its own replicas: drop --gpus/--tp/--pp/--ep/--attention-dp/--dp/--disagg "
+                               "(use MODEL:N:TP)")
         if slo.ttft_s is None and slo.tpot_s is None:
             slo = SLO(2.0, 0.2)
             notes.append("no SLO given: TTFT 2 s and TPOT 200 ms (the MLPerf server limits) for attainment")
@@ -213,7 +215,10 @@ def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill_
     from planner.serving.sim import Pool, replica_for
 
     if not disagg:
-        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, sched=sched, **common), plan.dp)]
+        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, sched=sched,
+                                 **common), plan.dp)]
+    if plan.attention_dp > 1:
+        raise PlannerError("--disagg pools are tp/pp/ep replicas in the simulator: drop --attention-dp, or --disagg")
     try:
         xp, yd = (int(x) for x in disagg.split(":"))
     except ValueError:

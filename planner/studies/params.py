@@ -399,6 +399,7 @@ class SimulateRequest(Request):
     tp: PositiveInt | None = _d(None, "tensor parallel size")
     pp: PositiveInt | None = _d(None, "pipeline parallel size")
     ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
+    attention_dp: PositiveInt | None = _d(None, "data-parallel attention over N GPUs per replica (MoE/MLA, with --ep N)")
     dp: PositiveInt | None = _d(None, "replicas (data parallel)")
     weights: str | None = _d(None, WEIGHTS_HELP)
     activations: str | None = _d(None, "activation precision (default: the weight format's)")

@@ -121,6 +121,10 @@ class ReplicaModel:
     lora: object | None = None  # planner.serving.sim.adapters.SimLora when adapters are served
     priority_preemption: bool = False
     swap_group: int | None = None
+    # data-parallel attention over this many ranks (each tp x pp GPUs, the MoE layers expert-parallel across them):
+    # one scheduler over the group, whose sequence, token and KV limits are the ranks' together; a prompt is
+    # prefilled on one rank, so no chunk of it is longer than one rank's token budget
+    attention_dp: int = 1
 
 
 @dataclass
@@ -147,9 +151,9 @@ def _host_latency(hw: Hardware) -> float:
     return float(link.latency.value) if getattr(link, "latency", None) is not None else 0.0
 
 
-def _plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption, blocks, B,
+def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption, blocks, B,
                beh: EngineBehaviour) -> dict:
-    d = {"model": model.id, "hardware": hw.id, "tp": tp, "pp": pp, "ep": ep, "weights": weights, "kv": kv,
+    d = {"model": model.id, "hardware": hw.id, "tp": tp, "pp": pp, "ep": ep, "attention_dp": adp, "weights": weights, "kv": kv,
          "engine": engine.name, "max_seqs": max_seqs, "max_batched_tokens": mbt, "chunked_prefill": chunked,
          "kv_admission": "reserve" if reserve else "ondemand", "preemption": preemption,
          "kv_blocks": blocks, "kv_block_tokens": B, "kv_capacity_tokens": blocks * B}
@@ -163,7 +167,7 @@ def _plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt,
     return d
 
 
-def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
+def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",
                   kv: str = "bf16", activations: str | None = None, engine: Engine, sched: Scheduler | None = None,
                   max_input: float = 8192, max_ctx: float | None = None, name: str | None = None, accuracy: float = 1.0,
                   disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
@@ -171,13 +175,23 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
     context extension, a draft model), priced by the same cost model as estimate. The engine's limits are the ones it
     picks on ``hw`` (Engine.for_hardware: vLLM's 1024 sequences / 8192 batched tokens on a device of 70 GiB or more,
-    SGLang's memory fraction), as estimate and plan take them; ``sched`` overrides them."""
+    SGLang's memory fraction), as estimate and plan take them; ``sched`` overrides them (per rank with ``adp``).
+
+    ``adp`` > 1: data-parallel attention over ``adp`` ranks of tp x pp GPUs (MLA/MoE models, with ``ep``), one
+    scheduler over the group as in estimate's steady state: sequences, tokens per step and KV blocks are the ranks'
+    together, and the step table prices the group's batch split over the ranks (the busiest rank's prompts,
+    costmodel.step). Not modelled: which rank a request lands on (the group's KV is one pool, so one rank filling
+    up before the others does not preempt early)."""
+    if adp > 1 and (disagg_group_gpus is not None or techniques is not None or lora is not None):
+        raise PlannerError("the simulator's data-parallel-attention replica runs aggregated and without context "
+                           "techniques or LoRA adapters: drop --attention-dp, or those options")
     engine = engine.for_hardware(hw, tp, pp)  # also: a PlannerError when the engine does not run on hw
     sched = sched or Scheduler()
     sched.check()
     beh = EngineBehaviour.of(engine)
     cp = int(getattr(techniques, "cp", 1) or 1)
-    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, cp=cp, weights=weights, kv=kv, activations=activations, engine=engine)
+    plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, adp=adp, cp=cp, weights=weights, kv=kv, activations=activations,
+                       engine=engine)
     cap = None
     if techniques is not None:
         from planner.serving.captech import cap_setup
@@ -191,13 +205,15 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     if cap is not None:  # KV per token at the longest request (streaming heads, cp shards), beside a draft's weights
         per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
         kv_cap -= cap.extra_bytes()
-    gpus = int(tp * pp * cp)
+    gpus = int(tp * pp * cp * adp)
     fabric = Fabric.of(hw)
-    fabric.check_reaches(gpus, "tp x pp x cp", hw.id)  # a simulated replica's collectives need links too
-    label = name or f"{model.id} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + f" {weights}/kv-{kv}"
+    # a simulated replica's collectives need links too
+    fabric.check_reaches(gpus, "tp x pp x attention-dp x cp" if adp > 1 else "tp x pp x cp", hw.id)
+    label = name or (f"{model.id} " + (f"adp{adp} " if adp > 1 else "") + f"tp{tp}" + (f" pp{pp}" if pp > 1 else "")
+                     + (f" ep{ep}" if adp > 1 else "") + f" {weights}/kv-{kv}")
     if kv_cap <= 0:
         raise PlannerError(f"{label} does not fit on {hw.id}: the weights leave no memory for the KV cache")
-    blocks = int(kv_cap // (per_tok_dev * B))
+    blocks = int(kv_cap // (per_tok_dev * B)) * adp  # each rank's devices hold the KV of that rank's sequences
     if blocks < 1:
         raise PlannerError(f"{label} on {hw.id} has room for no KV block of {B} tokens")
     lora_c = None
@@ -210,8 +226,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
             raise PlannerError(f"{lora.slots} resident adapters of rank {lora.rank} need {lora_c.kv_blocks} KV blocks; "
                                f"{label} on {hw.id} has {blocks}: lower --lora-resident")
         blocks -= lora_c.kv_blocks
-    max_seqs = int(sched.max_seqs or engine.max_seqs)
-    mbt = int(sched.max_batched_tokens or engine.max_batched_tokens)
+    max_seqs = int(sched.max_seqs or engine.max_seqs) * adp
+    mbt = int(sched.max_batched_tokens or engine.max_batched_tokens) * adp
     reserve = (sched.admission or ("ondemand" if engine.kv_policy == "total" else "reserve")) == "reserve"
     eng_chunked = getattr(engine, "chunked_prefill", None)
     chunked = sched.chunked_prefill if sched.chunked_prefill is not None else (
@@ -234,18 +250,18 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         tokens_per_step=spec_tokens_per_step(sched.spec_k, sched.spec_alpha), spec_k=sched.spec_k,
         swap_s_per_token=per_tok_dev / _host_bw(hw), kv_transfer_s_per_token=per_tok_dev * gpus / eff if eff > 0 else INF,
         kv_transfer_latency_s=float(lat[0]), accuracy=accuracy,
-        plan=_plan_dict(model, hw, tp, pp, ep, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption,
+        plan=_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption,
                         blocks, B, beh),
         usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
         ttft_slo_s=sched.ttft_slo_s, kv_bytes_per_token_gpu=per_tok_dev, swap_transfer_s=_host_latency(hw),
         kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
         priority_preemption=sched.priority_preemption,
-        swap_group=sched.swap_group or (1 if sched.priority_preemption else None),
+        swap_group=sched.swap_group or (1 if sched.priority_preemption else None), attention_dp=adp,
     )
 
 
-def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, weights: str = "bf16",
-                kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
+def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1,
+                weights: str = "bf16", kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
                 sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
                 accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
     """Resolve ids and build a replica type (``kv`` None: planner.specs.quant.default_kv)."""
@@ -256,6 +272,6 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     eng = get_engine(engine) if isinstance(engine, str) else engine
     kv = kv or default_kv(weights)
-    return build_replica(m, hw, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations, engine=eng,
+    return build_replica(m, hw, tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, activations=activations, engine=eng,
                          sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus,
                          techniques=techniques, lora=lora)

@@ -129,6 +129,8 @@ def reason(sim) -> str | None:
     for r in sim.replicas:
         if type(r.waiting).__name__ not in _POLICIES:
             return f"the {r.m.policy} queue"
+        if r.m.attention_dp > 1:
+            return "a data-parallel-attention replica"
     return None
 
 

@@ -37,6 +37,8 @@ class Replica:
         self.dtok = float(m.spec_k + 1)  # tokens each decoding sequence puts through the step (verification)
         self.max_seqs = m.max_seqs
         self.mbt = m.max_batched_tokens
+        # data-parallel attention: a prompt is prefilled on one rank, so a chunk of it is at most one rank's budget
+        self.rank_tokens = m.max_batched_tokens / m.attention_dp if m.attention_dp > 1 else math.inf
         self.chunked = m.chunked_prefill
         self.reserve = m.reserve
         self.swap = m.swap
@@ -55,7 +57,8 @@ class Replica:
         if not self.schedules_ahead:  # nothing ever waits in pending: the event loop calls the step logic directly
             self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
-        self.graph_max = beh.cuda_graph_max_batch if beh.cuda_graph_max_batch is not None else math.inf
+        # the largest captured graph is per rank; the step's tokens are the group's
+        self.graph_max = beh.cuda_graph_max_batch * m.attention_dp if beh.cuda_graph_max_batch is not None else math.inf
         self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
         self.request_overhead_s = beh.request_overhead_s
         self.plain = self.eager_s == 0.0 or math.isinf(self.graph_max)

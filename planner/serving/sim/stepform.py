@@ -91,7 +91,7 @@ def _continue_chunks(rep, d: StepDraft) -> None:
     for pf in rep.prefilling:
         if d.budget <= 0:
             break
-        take = min(pf.remaining, d.budget)
+        take = min(pf.remaining, d.budget, rep.rank_tokens)
         if take <= 0:
             continue
         past = pf.past
@@ -131,7 +131,8 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     The shared prefix and a retained previous turn are prefix-cache hits: not prefilled again."""
     sim, kv, waiting, B = rep.sim, rep.kv, rep.waiting, rep.B
     s_isl, s_osl, s_gen, s_parent = sim.isl, sim.osl, sim.gen, sim.parent
-    retained, pinned, reserve, max_seqs, mbt = kv.retained, kv.pinned, rep.reserve, rep.max_seqs, rep.mbt
+    retained, pinned, reserve, max_seqs = kv.retained, kv.pinned, rep.reserve, rep.max_seqs
+    mbt = min(rep.mbt, rep.rank_tokens)  # the most of one prompt a step takes (one rank's budget under attention-DP)
     split_all = rep.chunked
     prefilling, pieces = rep.prefilling, d.pieces
     while waiting and d.running < max_seqs:
@@ -166,7 +167,7 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
             kv.hits += 1
         alloc = max(need, 0) + hist_blocks
         kv.used += alloc
-        take = prompt if not split else min(prompt, max(d.budget, 0))
+        take = prompt if not split else min(prompt, max(d.budget, 0), mbt)
         pf = PrefillJob(rid, prompt - take, past + take, alloc, shared)
         prefilling.append(pf)
         d.running += 1

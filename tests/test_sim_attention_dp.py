@@ -1,0 +1,96 @@
+"""The simulator's data-parallel-attention replica: one scheduler over adp ranks (each tp GPUs, the MoE layers
+expert-parallel across them), its limits the ranks' together, a prompt prefilled on one rank, and its steps priced
+by the same cost model as estimate's steady state."""
+
+import math
+
+import numpy as np
+import pytest
+
+from planner.api import estimate
+from planner.costmodel.memory import kv_bytes_per_token_layers, memory
+from planner.costmodel.plans import make_plans
+from planner.errors import PlannerError
+from planner.serving.predict import PlanSpec
+from planner.serving.sim import Pool, Simulator, replica_for
+from planner.serving.workload import fixed_workload, generate
+from planner.specs.engine import get_engine
+from planner.specs.loader import get_hardware, get_model
+
+MODEL, HW = "qwen3-30b-a3b", "h100-sxm"
+
+
+def _rep(adp=4, engine="vllm", **kw):
+    return replica_for(MODEL, HW, tp=1, ep=adp, adp=adp, weights="bf16", kv="bf16", engine=engine, max_input=8192, **kw)
+
+
+def test_limits_are_the_ranks_together():
+    rep = _rep(4)
+    eng = get_engine("vllm").for_hardware(get_hardware(HW), 1, 1)
+    assert rep.gpus == 4 and rep.plan["attention_dp"] == 4 and "adp4" in rep.name
+    assert rep.max_seqs == 4 * eng.max_seqs and rep.max_batched_tokens == 4 * eng.max_batched_tokens
+    # KV blocks: what one rank's device holds after its share of the weights (experts split over the 4 ranks), x 4
+    m, hw = get_model(MODEL), get_hardware(HW)
+    plans = make_plans(m, hw, tp=1, ep=4, adp=4, weights="bf16", kv="bf16", engine=eng)
+    full, swa = kv_bytes_per_token_layers(m, plans)
+    per_rank = int(float(memory(m, hw, plans, eng).kv_capacity_bytes[0]) // (float(full[0] + swa[0]) * rep.block_tokens))
+    assert rep.kv_blocks == 4 * per_rank > 0
+
+
+def test_saturated_closed_batch_matches_the_steady_state():
+    # every request queued at once, equal lengths: requests finish together on every rank and the next prompts enter
+    # together, one per rank per prompt step -- the steady state estimate prices; the two agree within 10 %
+    isl, osl = 1024, 256
+    rep = _rep(4)
+    reqs = generate(fixed_workload(isl, osl), 6 * rep.max_seqs, rate=math.inf, seed=0)
+    res = Simulator([Pool(rep, 1)], reqs).run()
+    sim = res.summary()["output_tokens_per_s"]
+    est = estimate(MODEL, HW, PlanSpec(tp=1, ep=4, attention_dp=4, weights="bf16", kv="bf16"), isl=isl, osl=osl,
+                   batching="inflight", concurrency="max", engine="vllm")
+    assert est.output_tokens_per_s > 0
+    assert abs(sim / est.output_tokens_per_s - 1) < 0.10, (sim, est.output_tokens_per_s)
+
+
+def test_poisson_prompts_land_on_one_rank_at_a_time():
+    # at Poisson arrivals a prompt step carries the prompt(s) that arrived, on one rank, and the other ranks' decodes
+    # wait for it at the MoE collective; the steady state lines one prompt up per rank. At the same mean number of
+    # requests in the system the simulated inter-token latency is therefore above the steady state's
+    isl, osl = 2048, 128
+    rep = _rep(4)
+    reqs = generate(fixed_workload(isl, osl), 3000, rate=20.0, seed=0)
+    s = Simulator([Pool(rep, 1)], reqs).run().summary()
+    in_sys = s["queue"]["mean_in_system"]
+    est = estimate(MODEL, HW, PlanSpec(tp=1, ep=4, attention_dp=4, weights="bf16", kv="bf16"), isl=isl, osl=osl,
+                   batching="inflight", concurrency=int(round(in_sys)), engine="vllm")
+    assert s["completed"] == 3000 and s["tpot_s"]["mean"] > est.tpot_s
+
+
+def test_a_prompt_is_chunked_at_one_ranks_budget():
+    # vLLM chunks prompts; under attention DP one prompt is prefilled on one rank, so a step takes at most that
+    # rank's token budget of it (not the group's 4x), and the chunk is priced on that one rank
+    rep, one = _rep(4), _rep(1)
+    assert rep.max_batched_tokens == 4 * one.max_batched_tokens
+    isl = 3 * one.max_batched_tokens
+    res = Simulator([Pool(rep, 1)], generate(fixed_workload(isl, 2), 1, rate=1.0, seed=0)).run()
+    res1 = Simulator([Pool(one, 1)], generate(fixed_workload(isl, 2), 1, rate=1.0, seed=0)).run()
+    assert res.steps == res1.steps == 4  # three chunks, then the second token
+    # alone in the group, the prompt costs what it costs one rank; the MoE layers' tokens are spread over 4 ranks'
+    # experts instead of held by one, which changes little here
+    assert res.ttft_s[0] == pytest.approx(res1.ttft_s[0], rel=0.05)
+
+
+def test_attention_dp_refuses_what_it_does_not_model():
+    with pytest.raises(PlannerError, match="data-parallel-attention replica"):
+        _rep(2, disagg_group_gpus=4)
+    with pytest.raises(PlannerError, match="ep=3|divide|attention"):
+        replica_for(MODEL, HW, tp=1, ep=3, adp=2, weights="bf16", engine="vllm")
+
+
+def test_compiled_core_hands_attention_dp_to_the_python_loop():
+    from planner.serving.sim import fastcore
+
+    reqs = generate(fixed_workload(512, 32), 50, rate=5.0, seed=0)
+    sim = Simulator([Pool(_rep(2), 1)], reqs)
+    assert fastcore.reason(sim) == "a data-parallel-attention replica"
+    assert fastcore.reason(Simulator([Pool(_rep(1), 1)], reqs)) is None
+    assert np.isfinite(sim.run().summary()["tpot_s"]["mean"])
