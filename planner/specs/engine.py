@@ -63,6 +63,10 @@ class Engine:
     schedule: str = "decode_first"  # "decode_first" | "prefill_first"
     prefix_caching: bool = False
     preemption: str | None = "recompute"  # "recompute" | "swap" | None (the scheduler never preempts)
+    # KV admission of a new request: "reserve" (blocks for its prompt and whole output; TensorRT-LLM), "ondemand"
+    # (its prompt; the output grows into free blocks; vLLM), "ratio" (its prompt while the free blocks also cover a
+    # share of its and every running request's remaining output; SGLang's new_token_ratio); None: from kv_policy
+    admission: str | None = None
     async_scheduling: bool = False  # host scheduling of step n+1 overlaps the device running step n
     # CUDA graphs: decode batches up to this size replay a captured graph (None: none captured)
     cuda_graph_max_batch: int | None = None
@@ -164,6 +168,7 @@ class Engine:
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
+                "admission": self.admission,
                 "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,
                 "spec_methods": list(self.spec_methods), "runs_on": list(self.runs_on), "source": self.source}
 
@@ -281,7 +286,7 @@ class EngineSpec(_Strict):
             raise ValueError(f"unknown engine settings {bad}; known: {sorted(_ENGINE_FIELDS)}")
         s = {k: v.value for k, v in self.settings.items()}
         checks = {"kv_policy": ("free", "total"), "schedule": ("decode_first", "prefill_first"),
-                  "preemption": ("recompute", "swap", None)}
+                  "preemption": ("recompute", "swap", None), "admission": ("reserve", "ondemand", "ratio", None)}
         for k, allowed in checks.items():
             if k in s and s[k] not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")

@@ -24,7 +24,7 @@ typedef int64_t i64;
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 19, PDBL_STRIDE = 13, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 21, PDBL_STRIDE = 17, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -317,6 +317,10 @@ typedef struct {
     double swap_transfer_s;
     double kv_lat_s, kv_s_per_token;            /* prefill -> decode KV transfer */
     double mbt, ovh, eager_s, graph_max, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
+    double rank_tokens;                         /* attention DP: the most of one prompt a step takes (inf: no limit) */
+    int ratio_mode;                             /* SGLang's new-token-ratio admission (Replica.ratio_tick) */
+    double ratio, ratio_init, ratio_min, ratio_decay;
+    i64 ratio_s, retract_steps;
     const Table *T;
     /* state */
     int kind;
@@ -345,6 +349,7 @@ typedef struct {
     /* decodes.DecodeBatch (one token per step) */
     i64 dn, ds;
     double sum_ctx0;
+    i64 sum_rem0, sum_s0; /* DecodeBatch.remaining_sum */
     Done *heap;
     i64 nheap, cap_heap;
     i64 *d_rid, *d_blocks, *free_slots, *d_gen, *d_rem0, *d_s0, *d_shared;
@@ -617,6 +622,8 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
     r->d_ctx0[slot] = c0;
     r->d_rem0[slot] = remaining;
     r->d_s0[slot] = s;
+    r->sum_rem0 += remaining;
+    r->sum_s0 += s;
     r->d_blocks[slot] = blocks;
     r->d_shared[slot] = shared;
     i64 g = r->d_gen[slot] + 1;
@@ -642,6 +649,8 @@ static i64 dec_leave(Rep *r, i64 slot, i64 *freed) {
     r->d_rid[slot] = -1;
     r->d_gen[slot] += 1;
     r->sum_ctx0 -= r->d_ctx0[slot];
+    r->sum_rem0 -= r->d_rem0[slot];
+    r->sum_s0 -= r->d_s0[slot];
     r->dn -= 1;
     list_unlink(&r->order, slot); /* del order[slot] */
     r->free_slots[r->n_free++] = slot;
@@ -702,6 +711,30 @@ static double swap_s(const Rep *r, double own) {
         t += (double)(ceil_div(blocks, r->swap_group) * r->kv_transfers_per_block) * r->swap_transfer_s;
     }
     return t;
+}
+
+/* DecodeBatch.remaining_sum */
+static double dec_remaining(const Rep *r) { return (double)r->sum_rem0 - r->E * (double)(r->dn * r->ds - r->sum_s0); }
+
+/* Replica.ratio_tick */
+static void ratio_tick(Sim *S, Rep *r, int retracted) {
+    if (retracted) {
+        i64 total = 0, decoded = 0;
+        for (i64 slot = r->order.head; slot >= 0; slot = r->order.next[slot]) {
+            i64 t = S->osl[r->d_rid[slot]];
+            i64 since = (i64)rint((double)(r->ds - r->d_s0[slot]) * r->E);
+            total += t;
+            decoded += t - (r->d_rem0[slot] - (r->d_rem0[slot] < since ? r->d_rem0[slot] : since));
+        }
+        double v = (double)(decoded + r->retract_steps * r->dn) / (double)(total + 1);
+        r->ratio = v < 1.0 ? v : 1.0;
+    } else if (!r->dn && !r->n_pre) {
+        r->ratio = r->ratio_init;
+    } else if (r->ds > r->ratio_s) {
+        double v = r->ratio - r->ratio_decay * (double)(r->ds - r->ratio_s);
+        r->ratio = v > r->ratio_min ? v : r->ratio_min;
+    }
+    r->ratio_s = r->ds;
 }
 
 /* Replica._preempt of the newest decoding sequence, or of ``slot`` (on-demand KV); returns the swap-out time */
@@ -890,6 +923,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             preempted = 1;
         }
     }
+    if (r->ratio_mode) ratio_tick(S, r, preempted);
     if (r->tenants && r->fair && wq_len(r) && r->dn && !preempted) /* FastSwitch / vLLM priority: make room */
         extra += priority_preempt(S, r);
     int prefill_only = r->prefill_first && (wq_len(r) || r->n_pre) && !preempted;
@@ -935,6 +969,7 @@ static void form_step(Sim *S, Rep *r, double now) {
         Job *pf = &r->pre[q];
         if (budget <= 0) break;
         double take = pf->remaining <= budget ? pf->remaining : budget;
+        if (take > r->rank_tokens) take = r->rank_tokens;
         if (take <= 0) continue;
         double past = pf->past;
         pf->remaining -= take;
@@ -978,6 +1013,13 @@ static void form_step(Sim *S, Rep *r, double now) {
     /* _admit_prompts */
     if (r->role != DECODE_ROLE && wq_len(r) && !preempted) {
         i64 B = r->B;
+        double mbt1 = r->mbt < r->rank_tokens ? r->mbt : r->rank_tokens; /* the most of one prompt a step takes */
+        double ratio = r->ratio_mode ? r->ratio : 0.0, future = 0.0, mine = 0.0;
+        if (ratio != 0.0) { /* SGLang: the free blocks must also hold ratio x the outputs still to come */
+            i64 pre = 0;
+            for (i64 q = 0; q < r->n_pre; q++) pre += S->osl[r->pre[q].rid] - S->gen[r->pre[q].rid];
+            future = ratio * (dec_remaining(r) + (double)pre);
+        }
         while (wq_len(r) && running < r->max_seqs) {
             i64 rid = wq_peek(r);
             i64 isl = S->isl[rid], osl = S->osl[rid], gen = S->gen[rid];
@@ -999,10 +1041,16 @@ static void form_step(Sim *S, Rep *r, double now) {
                 S->finish[rid] = INFINITY;
                 continue;
             }
-            int split = r->chunked || (double)prompt > r->mbt;
+            int split = r->chunked || (double)prompt > mbt1;
             if (!split && (double)prompt > budget && (r->n_pieces || r->dn || extra != 0.0)) break;
-            if (need > r->kv_total - r->kv_used - r->kv_dec - r->kv_ret + hist_blocks && !kv_evict(S, r, need - hist_blocks, par))
+            i64 want = need;
+            if (ratio != 0.0) {
+                mine = ratio * (double)(osl - gen);
+                want = need + (i64)ceil((future + mine) / (double)B);
+            }
+            if (want > r->kv_total - r->kv_used - r->kv_dec - r->kv_ret + hist_blocks && !kv_evict(S, r, want - hist_blocks, par))
                 break;
+            if (ratio != 0.0) future += mine;
             wq_take(r);
             if (hist_blocks) kv_take_retained(S, r, par);
             i64 past = shared + hist;
@@ -1018,6 +1066,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             else {
                 double mb = budget < 0 ? 0.0 : budget;
                 take = (double)prompt <= mb ? (double)prompt : mb;
+                if (take > mbt1) take = mbt1;
             }
             Job *pf = &r->pre[r->n_pre++];
             pf->rid = rid, pf->remaining = (double)prompt - take, pf->past = (double)past + take, pf->alloc = alloc;
@@ -1219,7 +1268,9 @@ static double sample(Sampler *q, Sim *S, double t) {
  * adapters (adapter: each request's, NULL when no replica serves adapters; pint[13] and pdbl[9]: resident slots
  * and the time of one load); pint[14]: the pool's role (0 both, 1 prefill, 2 decode) and pdbl[10..11] the prefill ->
  * decode KV transfer's latency and seconds per token; pint[15..18]: priority preemption, block-by-block swapping,
- * blocks per copy, copies per block, and pdbl[12] one copy's time; ipar[12]: live migration's load threshold (-1:
+ * blocks per copy, copies per block, and pdbl[12] one copy's time; pdbl[13]: the most of one prompt a step takes
+ * (attention DP; inf: no limit); pint[19..20] and pdbl[14..16]: SGLang's new-token-ratio admission (on or off, the
+ * decode steps a retraction plans for; the ratio's start, floor and fall per decode step); ipar[12]: live migration's load threshold (-1:
  * none), its count, copy and downtime seconds written to mig_out, the first MIG_LOG migrations' (context, tokens
  * written during the copy, t1, t2) to mig_log.
  * dpar: the QueueSampler's first sample time and sampling interval. Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
@@ -1298,6 +1349,9 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->role = (int)pi[14], r->kv_lat_s = pd[10], r->kv_s_per_token = pd[11];
             r->fair = (int)pi[15], r->block_swap = (int)pi[16], r->swap_group = pi[17], r->kv_transfers_per_block = pi[18];
             r->swap_transfer_s = pd[12];
+            r->rank_tokens = pd[13], r->ratio_init = pd[14], r->ratio_min = pd[15], r->ratio_decay = pd[16];
+            r->ratio_mode = (int)pi[19], r->retract_steps = pi[20];
+            r->ratio = r->ratio_init, r->ratio_s = 0, r->sum_rem0 = 0, r->sum_s0 = 0;
             r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;

@@ -31,7 +31,7 @@ class Scheduler:
     max_seqs: int | None = None
     max_batched_tokens: int | None = None
     chunked_prefill: bool | None = None  # vLLM V1 and SGLang chunk; TensorRT-LLM 0.14 does not by default
-    admission: str | None = None  # reserve | ondemand (trtllm reserve, vllm ondemand)
+    admission: str | None = None  # reserve | ondemand | ratio (trtllm reserve, vllm ondemand, sglang ratio)
     preemption: str | None = None  # recompute | swap (the engine's, else recompute)
     spec_k: int = 0
     spec_alpha: float = 0.0
@@ -43,8 +43,8 @@ class Scheduler:
     def check(self) -> None:
         from planner.serving.sim.queues import queue_class
 
-        if self.admission not in (None, "reserve", "ondemand"):
-            raise PlannerError(f"unknown KV admission policy {self.admission!r} (use reserve or ondemand)")
+        if self.admission not in (None, "reserve", "ondemand", "ratio"):
+            raise PlannerError(f"unknown KV admission policy {self.admission!r} (use reserve, ondemand or ratio)")
         if self.preemption not in (None, "recompute", "swap"):
             raise PlannerError(f"unknown preemption mode {self.preemption!r} (use recompute or swap)")
         if self.spec_k < 0 or not 0 <= self.spec_alpha <= 1:
@@ -125,6 +125,9 @@ class ReplicaModel:
     # one scheduler over the group, whose sequence, token and KV limits are the ranks' together; a prompt is
     # prefilled on one rank, so no chunk of it is longer than one rank's token budget
     attention_dp: int = 1
+    # SGLang's admission: on-demand KV, and a request is admitted only while the free blocks also cover a share
+    # (new_token_ratio) of its and the running requests' remaining outputs (planner.serving.sim.replica)
+    ratio_admission: bool = False
 
 
 @dataclass
@@ -151,11 +154,11 @@ def _host_latency(hw: Hardware) -> float:
     return float(link.latency.value) if getattr(link, "latency", None) is not None else 0.0
 
 
-def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption, blocks, B,
+def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, admission, preemption, blocks, B,
                beh: EngineBehaviour) -> dict:
     d = {"model": model.id, "hardware": hw.id, "tp": tp, "pp": pp, "ep": ep, "attention_dp": adp, "weights": weights, "kv": kv,
          "engine": engine.name, "max_seqs": max_seqs, "max_batched_tokens": mbt, "chunked_prefill": chunked,
-         "kv_admission": "reserve" if reserve else "ondemand", "preemption": preemption,
+         "kv_admission": admission, "preemption": preemption,
          "kv_blocks": blocks, "kv_block_tokens": B, "kv_capacity_tokens": blocks * B}
     if beh != EngineBehaviour():
         d["engine_behaviour"] = {k: v for k, v in beh.__dict__.items() if v != getattr(EngineBehaviour(), k)}
@@ -228,7 +231,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         blocks -= lora_c.kv_blocks
     max_seqs = int(sched.max_seqs or engine.max_seqs) * adp
     mbt = int(sched.max_batched_tokens or engine.max_batched_tokens) * adp
-    reserve = (sched.admission or ("ondemand" if engine.kv_policy == "total" else "reserve")) == "reserve"
+    admission = sched.admission or engine.admission or ("ondemand" if engine.kv_policy == "total" else "reserve")
+    reserve = admission == "reserve"
     eng_chunked = getattr(engine, "chunked_prefill", None)
     chunked = sched.chunked_prefill if sched.chunked_prefill is not None else (
         bool(eng_chunked) if eng_chunked is not None else engine.id in ("vllm", "sglang"))
@@ -250,13 +254,14 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         tokens_per_step=spec_tokens_per_step(sched.spec_k, sched.spec_alpha), spec_k=sched.spec_k,
         swap_s_per_token=per_tok_dev / _host_bw(hw), kv_transfer_s_per_token=per_tok_dev * gpus / eff if eff > 0 else INF,
         kv_transfer_latency_s=float(lat[0]), accuracy=accuracy,
-        plan=_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, reserve, preemption,
+        plan=_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, admission, preemption,
                         blocks, B, beh),
         usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
         ttft_slo_s=sched.ttft_slo_s, kv_bytes_per_token_gpu=per_tok_dev, swap_transfer_s=_host_latency(hw),
         kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
         priority_preemption=sched.priority_preemption,
         swap_group=sched.swap_group or (1 if sched.priority_preemption else None), attention_dp=adp,
+        ratio_admission=admission == "ratio",
     )
 
 

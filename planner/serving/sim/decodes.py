@@ -23,6 +23,8 @@ class DecodeBatch:
         self.n = 0
         self.s = 0  # decode steps run so far
         self.sum_ctx0 = 0.0
+        self.sum_rem0 = 0  # remaining outputs at join, and join steps, summed: remaining_sum() in one expression
+        self.sum_s0 = 0
         self.heap: list[tuple] = []
         self.rid = [-1] * cap
         self.ctx0 = [0.0] * cap
@@ -43,6 +45,10 @@ class DecodeBatch:
 
     def mean_ctx(self) -> float:
         return self.sum_ctx0 / self.n + self.E * self.s
+
+    def remaining_sum(self) -> float:
+        """Output tokens the running sequences still have to generate (a slot leaves when its count reaches 0)."""
+        return self.sum_rem0 - self.E * (self.n * self.s - self.sum_s0)
 
     def blocks_at(self, s: int) -> int:
         """KV blocks the on-demand decodes hold at step ``s``."""
@@ -73,6 +79,8 @@ class DecodeBatch:
         self.ctx0[slot] = c0
         self.rem0[slot] = remaining
         self.s0[slot] = s
+        self.sum_rem0 += remaining
+        self.sum_s0 += s
         self.blocks[slot] = blocks
         self.shared[slot] = shared
         g = self.gen[slot] + 1
@@ -94,6 +102,8 @@ class DecodeBatch:
         self.rid[slot] = -1
         self.gen[slot] += 1
         self.sum_ctx0 -= self.ctx0[slot]
+        self.sum_rem0 -= self.rem0[slot]
+        self.sum_s0 -= self.s0[slot]
         self.n -= 1
         del self.order[slot]
         self.free_slots.append(slot)

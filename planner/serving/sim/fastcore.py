@@ -129,8 +129,6 @@ def reason(sim) -> str | None:
     for r in sim.replicas:
         if type(r.waiting).__name__ not in _POLICIES:
             return f"the {r.m.policy} queue"
-        if r.m.attention_dp > 1:
-            return "a data-parallel-attention replica"
     return None
 
 
@@ -138,6 +136,8 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
     """Run ``sim`` (a planner.serving.sim.core.Simulator the core covers) in C over its outside arrivals ``ext_t`` /
     ``ext_id`` (in time order): fills its request table, each replica's busy time, batch integral and step count,
     and ``qs`` (its QueueSampler, whose first sample time and interval it starts from); returns the events."""
+    from planner.serving.sim.replica import RATIO_DECAY, RATIO_INIT, RATIO_MIN, RETRACT_STEPS
+
     lib = load()
     assert lib is not None
     reps, tab = sim.replicas, sim.table
@@ -152,12 +152,13 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
         pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
                  int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__],
                  r.adapters.slots if r.adapters is not None else 0, _ROLES[r.role], int(r.fair), int(r.block_swap), r.swap_group,
-                 int(r.m.kv_transfers_per_block)]
+                 int(r.m.kv_transfers_per_block), int(r.ratio_mode), RETRACT_STEPS]
         q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
         pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
-                 float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s)]
+                 float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s), float(r.rank_tokens), RATIO_INIT, RATIO_MIN,
+                 RATIO_DECAY]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, t.grid[:, :, 0, 0], t.grid]  # the grid the table interpolates
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]

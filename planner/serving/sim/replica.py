@@ -9,7 +9,10 @@ them; at most ``max_seqs`` sequences run at once. Two step orders (the engine's 
 KV admission is ``reserve`` (TensorRT-LLM GUARANTEED_NO_EVICT: blocks for prompt and whole output
 up front, never preempted) or ``ondemand`` (vLLM paged attention: blocks as tokens are written; when
 a step finds none free, the newest sequence is preempted by ``recompute`` or ``swap`` over the host
-link). Between events the batch does not change, so a run of pure decode steps is one jump whose
+link) or ``ratio`` (SGLang: on demand, but a request is admitted only while the free blocks also cover
+``ratio`` x the outputs it and the running requests still have to generate, the ratio falling from 0.7
+to 0.098 over 600 decode steps and set from the batch's progress after each retraction; outputs longer
+than SGLang's 4,096-token clip count in full). Between events the batch does not change, so a run of pure decode steps is one jump whose
 time is the sum of the per-step times along the growing context: O(events), not O(tokens).
 """
 
@@ -26,6 +29,12 @@ from planner.serving.sim.queues import queue_class
 from planner.serving.sim.records import PrefillJob, SwappedSeq
 from planner.serving.sim.stepform import IDLE, JUMP, MIXED, PREFILL, form_step
 
+# SGLang's new_token_ratio (sglang/srt/global_config.py and the scheduler; engines/sglang-0.5.yaml names the sources)
+RATIO_INIT = 0.7  # SGLANG_INIT_NEW_TOKEN_RATIO x --schedule-conservativeness 1.0
+RATIO_MIN = RATIO_INIT * 0.14  # x SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR
+RATIO_DECAY = (RATIO_INIT - RATIO_MIN) / 600  # per decode step (SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS)
+RETRACT_STEPS = 20  # SGLANG_RETRACT_DECODE_STEPS: decode steps of room a retraction plans for
+
 
 class Replica:
     def __init__(self, idx: int, pool_idx: int, pool, sim):
@@ -41,6 +50,9 @@ class Replica:
         self.rank_tokens = m.max_batched_tokens / m.attention_dp if m.attention_dp > 1 else math.inf
         self.chunked = m.chunked_prefill
         self.reserve = m.reserve
+        self.ratio_mode = m.ratio_admission  # SGLang's new_token_ratio admission (ratio_tick)
+        self.ratio = RATIO_INIT
+        self._ratio_s = 0
         self.swap = m.swap
         self.B = m.block_tokens
         self.kv = KVBlocks(m.kv_blocks, m.block_tokens)
@@ -294,6 +306,25 @@ class Replica:
             return swap_s(self, own) if self.block_swap else own * self.m.swap_s_per_token
         self.waiting.push_front(rid)
         return 0.0
+
+    def ratio_tick(self, retracted: bool) -> None:
+        """SGLang's estimate of the share of its remaining outputs a running request will still generate: after a
+        retraction, (tokens decoded + RETRACT_STEPS x requests) / (their max_new_tokens + 1) of the requests left
+        running; else it falls by RATIO_DECAY per decode step since the last call to RATIO_MIN; an idle replica goes
+        back to RATIO_INIT."""
+        dec = self.dec
+        if retracted:
+            osl, total, decoded = self.sim.osl, 0, 0
+            for slot in dec.order:
+                t = osl[dec.rid[slot]]
+                total += t
+                decoded += t - (dec.rem0[slot] - dec.generated_since_join(slot))
+            self.ratio = min(1.0, (decoded + RETRACT_STEPS * dec.n) / (total + 1))
+        elif not dec.n and not self.prefilling:
+            self.ratio = RATIO_INIT
+        elif dec.s > self._ratio_s:
+            self.ratio = max(RATIO_MIN, self.ratio - RATIO_DECAY * (dec.s - self._ratio_s))
+        self._ratio_s = dec.s
 
     def _growth(self, k: int) -> int:
         return self.dec.blocks_at(self.dec.s + k) - self.kv.dec

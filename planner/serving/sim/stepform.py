@@ -47,6 +47,8 @@ def form_step(rep, now: float) -> None:
             while dec.n and rep._growth(1) > kv.free():
                 extra += rep._preempt()
                 preempted = True
+        if rep.ratio_mode:
+            rep.ratio_tick(preempted)
     if rep.tenants:  # planner.serving.sim.multitenant
         if rep.fair and waiting and dec.n and not preempted:  # FastSwitch / vLLM priority: make room
             extra += priority_preempt(rep)
@@ -135,6 +137,11 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     mbt = min(rep.mbt, rep.rank_tokens)  # the most of one prompt a step takes (one rank's budget under attention-DP)
     split_all = rep.chunked
     prefilling, pieces = rep.prefilling, d.pieces
+    # SGLang (ratio admission): the free blocks must also hold ratio x the outputs still to come, of the running
+    # requests, of the prompts being prefilled and of each request admitted before this one
+    ratio = rep.ratio if rep.ratio_mode else 0.0
+    if ratio:
+        future = ratio * (rep.dec.remaining_sum() + sum(s_osl[pf.rid] - s_gen[pf.rid] for pf in prefilling))
     while waiting and d.running < max_seqs:
         rid = waiting.peek()
         isl, osl, gen = s_isl[rid], s_osl[rid], s_gen[rid]
@@ -156,8 +163,14 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
         split = split_all or prompt > mbt
         if not split and prompt > d.budget and (pieces or rep.dec.n or d.extra):
             break
-        if need > kv.total - kv.used - kv.dec - kv.ret + hist_blocks and not kv.evict(need - hist_blocks, keep=par):
+        want = need
+        if ratio:
+            mine = ratio * (osl - gen)
+            want = need + int(math.ceil((future + mine) / B))
+        if want > kv.total - kv.used - kv.dec - kv.ret + hist_blocks and not kv.evict(want - hist_blocks, keep=par):
             break
+        if ratio:
+            future += mine
         waiting.take()
         if hist_blocks:
             kv.take_retained(par)
