@@ -136,8 +136,8 @@ class Hardware(_Strict):
     memory: Memory
     peak_flops: dict[str, Flops | None]
     achievable: Achievable
-    overheads: Overheads = Overheads()
-    links: Links = Links()
+    overheads: Overheads = Field(default_factory=Overheads)
+    links: Links = Field(default_factory=Links)
     power: Watts | None = None  # board / module power at its maximum (TDP, TGP, TBP)
     price: Price | None = None  # on-demand rent per device-hour
     purchase: Purchase | None = None  # purchase price per device (the card or module alone)
