@@ -97,6 +97,20 @@ def test_identical_on_a_long_run_with_preemption(workload, sched, monkeypatch):
     _identical(py, c)
 
 
+def test_identical_with_sglang_admission_beyond_its_clip(monkeypatch):
+    """SGLang's ratio admission with outputs both sides of its 4,096-token clip, retracting on a small KV cache."""
+    from planner.serving.workload import fixed_workload
+
+    a, b = generate(fixed_workload(800, 6000), 300, rate=4.0, seed=3), generate(fixed_workload(400, 900), 300, rate=4.0, seed=4)
+    reqs = generate(fixed_workload(800, 6000), 600, rate=8.0, seed=3)
+    reqs.output_tokens = np.concatenate([a.output_tokens, b.output_tokens])[np.random.default_rng(0).permutation(600)]
+    rep = _replica("sglang", reqs, random.Random(7))
+    assert rep.ratio_admission
+    py, c = _run("python", monkeypatch, [Pool(rep, 1)], reqs), _run("c", monkeypatch, [Pool(rep, 1)], reqs)
+    assert py.preemptions.sum() > 0 and (reqs.output_tokens > 4096).sum() > 100
+    _identical(py, c)
+
+
 def test_auto_falls_back_to_python_where_the_core_does_not_reach(monkeypatch):
     monkeypatch.delenv("PLANNER_SIM_CORE", raising=False)
     reqs = generate(get_workload("chat"), 300, rate=5.0, seed=0)

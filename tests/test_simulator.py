@@ -203,9 +203,9 @@ def test_sglang_ratio_follows_the_schedulers_rule():
     # two sequences of 100 output tokens: 30 and 50 generated when they joined, then 10 decode steps
     r.dec.join(0, 130.0, 130.0, 70, 0, 0)
     r.dec.join(1, 150.0, 150.0, 50, 0, 0)
-    assert r.dec.remaining_sum() == 120
+    assert r.dec.clipped_remaining_sum() == 120
     r.dec.s = 10
-    assert r.dec.remaining_sum() == 100
+    assert r.dec.clipped_remaining_sum() == 100
     r.ratio_tick(False)  # ten decode steps since the last tick
     assert r.ratio == pytest.approx(RATIO_INIT - 10 * RATIO_DECAY)
     # after a retraction at step 20: (decoded + 20 x requests) / (max_new_tokens + 1) of the requests left running
@@ -221,6 +221,18 @@ def test_sglang_ratio_follows_the_schedulers_rule():
     r.ratio, r._ratio_s = 0.2, 0
     r.ratio_tick(False)  # idle: back to the start
     assert r.ratio == RATIO_INIT
+    # a request with 10,000 outputs to come counts 4,096 of them until fewer than that are left
+    from planner.serving.sim.replica import RATIO_CLIP
+
+    assert RATIO_CLIP == 4096 and r.dec.clip == RATIO_CLIP
+    r.dec.s = 0
+    r.dec.join(0, 100.0, 100.0, 10_000, 0, 0)
+    r.dec.join(1, 100.0, 100.0, 300, 0, 0)
+    assert r.dec.clipped_remaining_sum() == 4096 + 300
+    r.dec.s = 200
+    assert r.dec.clipped_remaining_sum() == 4096 + 100
+    r.dec.s = 10_000 - 4096 + 1000  # 3,096 left of the long one (the short one finished at step 300)
+    assert r.dec.clipped_remaining_sum() == 3096 + (300 - r.dec.s)
 
 
 def test_sglang_admission_keeps_saturation_near_the_steady_state():

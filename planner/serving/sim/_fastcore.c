@@ -24,7 +24,7 @@ typedef int64_t i64;
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 21, PDBL_STRIDE = 17, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 22, PDBL_STRIDE = 17, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -349,7 +349,9 @@ typedef struct {
     /* decodes.DecodeBatch (one token per step) */
     i64 dn, ds;
     double sum_ctx0;
-    i64 sum_rem0, sum_s0; /* DecodeBatch.remaining_sum */
+    i64 clip, n_big, lin_n, lin_rem0, lin_s0; /* DecodeBatch.clipped_remaining_sum (clip 0: not tracked) */
+    int8_t *d_big;
+    EvHeap cross; /* (crossing step, slot, slot, generation) */
     Done *heap;
     i64 nheap, cap_heap;
     i64 *d_rid, *d_blocks, *free_slots, *d_gen, *d_rem0, *d_s0, *d_shared;
@@ -613,6 +615,13 @@ static void dec_count(Rep *r, double o0, i64 sign) {
     r->r_hist[u - q * r->B] += sign;
 }
 
+/* DecodeBatch._lin */
+static void lin_add(Rep *r, i64 slot, i64 sign) {
+    r->lin_n += sign;
+    r->lin_rem0 += sign * r->d_rem0[slot];
+    r->lin_s0 += sign * r->d_s0[slot];
+}
+
 /* DecodeBatch.join: returns the blocks it adds to the on-demand count */
 static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaining, i64 blocks, i64 shared) {
     i64 slot = r->free_slots[--r->n_free];
@@ -622,12 +631,20 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
     r->d_ctx0[slot] = c0;
     r->d_rem0[slot] = remaining;
     r->d_s0[slot] = s;
-    r->sum_rem0 += remaining;
-    r->sum_s0 += s;
     r->d_blocks[slot] = blocks;
     r->d_shared[slot] = shared;
     i64 g = r->d_gen[slot] + 1;
     r->d_gen[slot] = g;
+    if (r->clip > 0) {
+        if (remaining > r->clip) { /* counts clip until its remaining output falls to clip */
+            r->d_big[slot] = 1;
+            r->n_big += 1;
+            Ev e = {(double)s + (double)(remaining - r->clip) / r->E, slot, slot, g};
+            if (ev_push(&r->cross, e)) S->oom = 1;
+        } else {
+            lin_add(r, slot, 1);
+        }
+    }
     r->sum_ctx0 += c0;
     r->dn += 1;
     list_append(&r->order, slot); /* order[slot] = None */
@@ -649,8 +666,14 @@ static i64 dec_leave(Rep *r, i64 slot, i64 *freed) {
     r->d_rid[slot] = -1;
     r->d_gen[slot] += 1;
     r->sum_ctx0 -= r->d_ctx0[slot];
-    r->sum_rem0 -= r->d_rem0[slot];
-    r->sum_s0 -= r->d_s0[slot];
+    if (r->clip > 0) {
+        if (r->d_big[slot]) {
+            r->d_big[slot] = 0;
+            r->n_big -= 1;
+        } else {
+            lin_add(r, slot, -1);
+        }
+    }
     r->dn -= 1;
     list_unlink(&r->order, slot); /* del order[slot] */
     r->free_slots[r->n_free++] = slot;
@@ -713,8 +736,19 @@ static double swap_s(const Rep *r, double own) {
     return t;
 }
 
-/* DecodeBatch.remaining_sum */
-static double dec_remaining(const Rep *r) { return (double)r->sum_rem0 - r->E * (double)(r->dn * r->ds - r->sum_s0); }
+/* DecodeBatch.clipped_remaining_sum */
+static double dec_clipped(Rep *r) {
+    while (r->cross.n && r->cross.v[0].t <= (double)r->ds) {
+        Ev e = ev_pop(&r->cross);
+        i64 slot = e.a;
+        if (r->d_gen[slot] == e.kind && r->d_big[slot]) {
+            r->d_big[slot] = 0;
+            r->n_big -= 1;
+            lin_add(r, slot, 1);
+        }
+    }
+    return (double)(r->clip * r->n_big) + ((double)r->lin_rem0 - r->E * (double)(r->lin_n * r->ds - r->lin_s0));
+}
 
 /* Replica.ratio_tick */
 static void ratio_tick(Sim *S, Rep *r, int retracted) {
@@ -1015,10 +1049,13 @@ static void form_step(Sim *S, Rep *r, double now) {
         i64 B = r->B;
         double mbt1 = r->mbt < r->rank_tokens ? r->mbt : r->rank_tokens; /* the most of one prompt a step takes */
         double ratio = r->ratio_mode ? r->ratio : 0.0, future = 0.0, mine = 0.0;
-        if (ratio != 0.0) { /* SGLang: the free blocks must also hold ratio x the outputs still to come */
+        if (ratio != 0.0) { /* SGLang: the free blocks must also hold ratio x the outputs still to come (each clipped) */
             i64 pre = 0;
-            for (i64 q = 0; q < r->n_pre; q++) pre += S->osl[r->pre[q].rid] - S->gen[r->pre[q].rid];
-            future = ratio * (dec_remaining(r) + (double)pre);
+            for (i64 q = 0; q < r->n_pre; q++) {
+                i64 left = S->osl[r->pre[q].rid] - S->gen[r->pre[q].rid];
+                pre += left < r->clip ? left : r->clip;
+            }
+            future = ratio * (dec_clipped(r) + (double)pre);
         }
         while (wq_len(r) && running < r->max_seqs) {
             i64 rid = wq_peek(r);
@@ -1045,7 +1082,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             if (!split && (double)prompt > budget && (r->n_pieces || r->dn || extra != 0.0)) break;
             i64 want = need;
             if (ratio != 0.0) {
-                mine = ratio * (double)(osl - gen);
+                mine = ratio * (double)(osl - gen < r->clip ? osl - gen : r->clip);
                 want = need + (i64)ceil((future + mine) / (double)B);
             }
             if (want > r->kv_total - r->kv_used - r->kv_dec - r->kv_ret + hist_blocks && !kv_evict(S, r, want - hist_blocks, par))
@@ -1270,7 +1307,8 @@ static double sample(Sampler *q, Sim *S, double t) {
  * decode KV transfer's latency and seconds per token; pint[15..18]: priority preemption, block-by-block swapping,
  * blocks per copy, copies per block, and pdbl[12] one copy's time; pdbl[13]: the most of one prompt a step takes
  * (attention DP; inf: no limit); pint[19..20] and pdbl[14..16]: SGLang's new-token-ratio admission (on or off, the
- * decode steps a retraction plans for; the ratio's start, floor and fall per decode step); ipar[12]: live migration's load threshold (-1:
+ * decode steps a retraction plans for; the ratio's start, floor and fall per decode step), pint[21] the most of a
+ * request's outputs to come it counts (0: not tracked); ipar[12]: live migration's load threshold (-1:
  * none), its count, copy and downtime seconds written to mig_out, the first MIG_LOG migrations' (context, tokens
  * written during the copy, t1, t2) to mig_log.
  * dpar: the QueueSampler's first sample time and sampling interval. Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
@@ -1351,7 +1389,8 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->swap_transfer_s = pd[12];
             r->rank_tokens = pd[13], r->ratio_init = pd[14], r->ratio_min = pd[15], r->ratio_decay = pd[16];
             r->ratio_mode = (int)pi[19], r->retract_steps = pi[20];
-            r->ratio = r->ratio_init, r->ratio_s = 0, r->sum_rem0 = 0, r->sum_s0 = 0;
+            r->ratio = r->ratio_init, r->ratio_s = 0;
+            r->clip = pi[21], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;
             r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;
@@ -1392,7 +1431,8 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->d_own0 = malloc((size_t)cap * sizeof(double));
             r->d_shared = malloc((size_t)cap * sizeof(i64));
             r->r_hist = calloc((size_t)r->B, sizeof(i64));
-            if (!r->pre || !r->pieces || !r->d_rid || !r->d_blocks || !r->free_slots || !r->d_gen || !r->d_rem0 ||
+            r->d_big = calloc((size_t)cap, sizeof(int8_t));
+            if (!r->d_big || !r->pre || !r->pieces || !r->d_rid || !r->d_blocks || !r->free_slots || !r->d_gen || !r->d_rem0 ||
                 !r->d_s0 || !r->order.prev || !r->order.next || !r->d_ctx0 || !r->d_own0 || !r->r_hist || !r->d_shared) {
                 rc = 2;
                 goto out;
@@ -1464,6 +1504,7 @@ out:
             free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
             free(r->order.prev), free(r->order.next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
             free(r->a_count), free(r->a_res.prev), free(r->a_res.next), free(r->a_ready), free(r->a_wait.v);
+            free(r->d_big), free(r->cross.v);
         }
     free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount), free(S.entry), free(S.decode);
     free(S.moving);

@@ -15,7 +15,7 @@ import numpy as np
 
 
 class DecodeBatch:
-    def __init__(self, max_seqs: int, E: float, block_tokens: int, track_blocks: bool):
+    def __init__(self, max_seqs: int, E: float, block_tokens: int, track_blocks: bool, clip: int | None = None):
         cap = max_seqs + 1
         self.E = E
         self.B = block_tokens
@@ -23,8 +23,14 @@ class DecodeBatch:
         self.n = 0
         self.s = 0  # decode steps run so far
         self.sum_ctx0 = 0.0
-        self.sum_rem0 = 0  # remaining outputs at join, and join steps, summed: remaining_sum() in one expression
-        self.sum_s0 = 0
+        # the outputs still to come, each counted at most ``clip`` (SGLang's estimate; None: not tracked), in one
+        # expression: a sequence with more than clip left counts clip until the step it crosses (``crossing``, a
+        # heap), the others sum their remaining count at join and join step (lin_*), advanced by E per step
+        self.clip = clip
+        self.big = [False] * cap
+        self.n_big = 0
+        self.crossing: list[tuple] = []
+        self.lin_n = self.lin_rem0 = self.lin_s0 = 0
         self.heap: list[tuple] = []
         self.rid = [-1] * cap
         self.ctx0 = [0.0] * cap
@@ -46,9 +52,22 @@ class DecodeBatch:
     def mean_ctx(self) -> float:
         return self.sum_ctx0 / self.n + self.E * self.s
 
-    def remaining_sum(self) -> float:
-        """Output tokens the running sequences still have to generate (a slot leaves when its count reaches 0)."""
-        return self.sum_rem0 - self.E * (self.n * self.s - self.sum_s0)
+    def clipped_remaining_sum(self) -> float:
+        """Output tokens the running sequences still have to generate, each at most ``clip`` (a slot leaves when
+        its count reaches 0)."""
+        s, heap = self.s, self.crossing
+        while heap and heap[0][0] <= s:
+            _, slot, g = heapq.heappop(heap)
+            if self.gen[slot] == g and self.big[slot]:
+                self.big[slot] = False
+                self.n_big -= 1
+                self._lin(slot, 1)
+        return self.clip * self.n_big + (self.lin_rem0 - self.E * (self.lin_n * s - self.lin_s0))
+
+    def _lin(self, slot: int, sign: int) -> None:
+        self.lin_n += sign
+        self.lin_rem0 += sign * self.rem0[slot]
+        self.lin_s0 += sign * self.s0[slot]
 
     def blocks_at(self, s: int) -> int:
         """KV blocks the on-demand decodes hold at step ``s``."""
@@ -79,8 +98,13 @@ class DecodeBatch:
         self.ctx0[slot] = c0
         self.rem0[slot] = remaining
         self.s0[slot] = s
-        self.sum_rem0 += remaining
-        self.sum_s0 += s
+        if self.clip is not None:
+            if remaining > self.clip:  # counts clip until its remaining output falls to clip
+                self.big[slot] = True
+                self.n_big += 1
+                heapq.heappush(self.crossing, (s + (remaining - self.clip) / E, slot, self.gen[slot] + 1))
+            else:
+                self._lin(slot, 1)
         self.blocks[slot] = blocks
         self.shared[slot] = shared
         g = self.gen[slot] + 1
@@ -102,8 +126,12 @@ class DecodeBatch:
         self.rid[slot] = -1
         self.gen[slot] += 1
         self.sum_ctx0 -= self.ctx0[slot]
-        self.sum_rem0 -= self.rem0[slot]
-        self.sum_s0 -= self.s0[slot]
+        if self.clip is not None:
+            if self.big[slot]:
+                self.big[slot] = False
+                self.n_big -= 1
+            else:
+                self._lin(slot, -1)
         self.n -= 1
         del self.order[slot]
         self.free_slots.append(slot)

@@ -10,9 +10,9 @@ KV admission is ``reserve`` (TensorRT-LLM GUARANTEED_NO_EVICT: blocks for prompt
 up front, never preempted) or ``ondemand`` (vLLM paged attention: blocks as tokens are written; when
 a step finds none free, the newest sequence is preempted by ``recompute`` or ``swap`` over the host
 link) or ``ratio`` (SGLang: on demand, but a request is admitted only while the free blocks also cover
-``ratio`` x the outputs it and the running requests still have to generate, the ratio falling from 0.7
-to 0.098 over 600 decode steps and set from the batch's progress after each retraction; outputs longer
-than SGLang's 4,096-token clip count in full). Between events the batch does not change, so a run of pure decode steps is one jump whose
+``ratio`` x the outputs it and the running requests still have to generate, each counted at most
+4,096 tokens, the ratio falling from 0.7 to 0.098 over 600 decode steps and set from the batch's progress
+after each retraction). Between events the batch does not change, so a run of pure decode steps is one jump whose
 time is the sum of the per-step times along the growing context: O(events), not O(tokens).
 """
 
@@ -34,6 +34,7 @@ RATIO_INIT = 0.7  # SGLANG_INIT_NEW_TOKEN_RATIO x --schedule-conservativeness 1.
 RATIO_MIN = RATIO_INIT * 0.14  # x SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR
 RATIO_DECAY = (RATIO_INIT - RATIO_MIN) / 600  # per decode step (SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS)
 RETRACT_STEPS = 20  # SGLANG_RETRACT_DECODE_STEPS: decode steps of room a retraction plans for
+RATIO_CLIP = 4096  # SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION: a request's outputs to come count at most this many
 
 
 class Replica:
@@ -56,7 +57,8 @@ class Replica:
         self.swap = m.swap
         self.B = m.block_tokens
         self.kv = KVBlocks(m.kv_blocks, m.block_tokens)
-        self.dec = DecodeBatch(m.max_seqs, self.E, m.block_tokens, track_blocks=not m.reserve)
+        self.dec = DecodeBatch(m.max_seqs, self.E, m.block_tokens, track_blocks=not m.reserve,
+                               clip=RATIO_CLIP if m.ratio_admission else None)
         self.waiting = queue_class(m.policy)(sim, self)
         self.swapped: deque[SwappedSeq] = deque()
         self.prefilling: list[PrefillJob] = []

@@ -141,7 +141,8 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     # requests, of the prompts being prefilled and of each request admitted before this one
     ratio = rep.ratio if rep.ratio_mode else 0.0
     if ratio:
-        future = ratio * (rep.dec.remaining_sum() + sum(s_osl[pf.rid] - s_gen[pf.rid] for pf in prefilling))
+        clip = rep.dec.clip
+        future = ratio * (rep.dec.clipped_remaining_sum() + sum(min(s_osl[pf.rid] - s_gen[pf.rid], clip) for pf in prefilling))
     while waiting and d.running < max_seqs:
         rid = waiting.peek()
         isl, osl, gen = s_isl[rid], s_osl[rid], s_gen[rid]
@@ -165,7 +166,7 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
             break
         want = need
         if ratio:
-            mine = ratio * (osl - gen)
+            mine = ratio * min(osl - gen, clip)
             want = need + int(math.ceil((future + mine) / B))
         if want > kv.total - kv.used - kv.dec - kv.ret + hist_blocks and not kv.evict(want - hist_blocks, keep=par):
             break
