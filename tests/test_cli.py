@@ -407,7 +407,12 @@ def test_simulate_attention_dp_and_what_it_refuses(capsys):
     assert code == 0, err
     d = json.loads(out)
     assert d["gpus"] == 8 and d["pools"][0]["plan"]["attention_dp"] == 8 and d["completed"] == 300
-    for extra, words in ((["--disagg", "1:1"], "--disagg"), (["--fleet", "deepseek-v3:1"], "--attention-dp")):
+    code, out, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8", "--disagg", "1:1",
+                          "--prefill-tp", "2", "--prefill-attention-dp", "4", "--rate", "4", "--requests", "300", "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)  # prefill: 4 ranks of tp2, decode: 8 ranks of one GPU; experts over 8 GPUs in both
+    assert d["gpus"] == 16 and [(p["plan"]["tp"], p["plan"]["attention_dp"], p["plan"]["ep"]) for p in d["pools"]] == [(2, 4, 8), (1, 8, 8)]
+    for extra, words in ((["--prefill-attention-dp", "4"], "--disagg"), (["--fleet", "deepseek-v3:1"], "--attention-dp")):
         code, _, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8",
                             "--rate", "4", *extra], capsys)
         lines = err.strip().splitlines()

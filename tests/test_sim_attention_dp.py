@@ -80,8 +80,8 @@ def test_a_prompt_is_chunked_at_one_ranks_budget():
 
 
 def test_attention_dp_refuses_what_it_does_not_model():
-    with pytest.raises(PlannerError, match="data-parallel-attention replica"):
-        _rep(2, disagg_group_gpus=4)
+    with pytest.raises(PlannerError, match="data-parallel-attention replica runs without context techniques"):
+        _rep(2, lora=object())
     with pytest.raises(PlannerError, match="ep=3|divide|attention"):
         replica_for(MODEL, HW, tp=1, ep=3, adp=2, weights="bf16", engine="vllm")
 
@@ -112,3 +112,29 @@ def test_compiled_core_gives_the_python_loops_results(engine, adp, chunked, monk
     assert py.summary()["queue"]["mean_waiting"] > 10  # admission waits on KV
     if engine != "trtllm":  # on-demand KV (vLLM) and SGLang's ratio admission both preempt here
         assert py.preemptions.sum() > 0
+
+
+def test_disaggregated_attention_dp_pools_replay_a_plan_row():
+    # DeepSeek-V3's production shape: a prefill pool and a decode pool, both data-parallel attention. Replaying the
+    # plan search's row at the arrival rate it serves, the decode pool's batch settles where the plan put it and
+    # the simulated inter-token latency is the plan's (the decode pool has no prompts: no rank waits on another)
+    from planner.serving.run import simulate_scenario
+    from planner.studies.params import PlanRequest, plan_search
+
+    res = plan_search(PlanRequest(model="deepseek-v3", hardware=["h200-sxm"], gpus=24, isl=2000, osl=500, weights=["fp8"],
+                                  kv=["fp8"]))
+    # a decode batch well short of saturation (near it, the rate no longer pins the batch: any batch from ~85 % of
+    # the plan's up serves the same tokens/s at its own latency)
+    rows = [r for r in res.frontier if r["plan"]["mode"] == "disaggregated" and r["plan"]["attention_dp"] > 1
+            and r["plan"]["disaggregated"]["prefill_attention_dp"] > 1 and r["plan"]["concurrency_per_replica"] <= 512]
+    assert rows
+    r = rows[0]
+    p, dg = r["plan"], r["plan"]["disaggregated"]
+    rate = r["output_tokens_per_s_per_gpu"] * r["gpus"] / 500
+    out = simulate_scenario(model="deepseek-v3", hardware="h200-sxm", tp=p["tp"], ep=p["ep"], attention_dp=p["attention_dp"],
+                            weights="fp8", kv="fp8", isl=2000, osl=500, rate=rate, requests=3000,
+                            disagg=f"{dg['prefill_workers']}:{dg['decode_workers']}", prefill_tp=dg["prefill_tp"],
+                            prefill_attention_dp=dg["prefill_attention_dp"], prefill_ep=dg["prefill_ep"]).out
+    assert out["gpus"] == r["gpus"] and out["completed"] == 3000
+    assert out["tpot_s"]["mean"] == pytest.approx(r["tpot_s"], rel=0.05)
+    assert out["requests_per_s"] == pytest.approx(rate, rel=0.15)  # the run's ramp and drain count in its duration

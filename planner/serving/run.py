@@ -90,7 +90,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                       arrival="poisson", cv=1.0, shared_prefix=None, rate=None, requests=1000, seed=0, ttft_slo=None,
                       tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
                       max_batched_tokens=None, kv_admission=None, preemption="recompute", spec=None, disagg=None,
-                      prefill_tp=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
+                      prefill_tp=None, prefill_attention_dp=None, prefill_ep=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
                       prompt_compression=None, sparse_attention=None, lora=None, lora_resident=None, lora_popularity=None,
                       migrate=None, priority_preemption=False, swap_group=None, ic_cache=None, progress_factory=None) -> Outcome:
     """``rate`` is requests/s, 'inf' or None; ``spec`` 'K:ALPHA'; ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
@@ -153,13 +153,20 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                                         sparse_attention=sparse_attention)
     common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input,
                   techniques=techniques, lora=lora_spec)
-    pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill_tp, common)
+    prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
+    if not disagg and any(v is not None for v in prefill.values()):
+        given = next(k for k, v in prefill.items() if v is not None)
+        raise PlannerError(f"--prefill-{given.replace('_', '-')} sets the prefill pool of --disagg PREFILL:DECODE; "
+                           "without --disagg there is none")
+    pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill, common)
     with _progress(len(reqs)) as prog:
         res = Simulator(pools, reqs, router=router_, progress=prog, migrate=migrate).run()
     summ = res.summary(slo)
+    # each pool's layout, with what the run measured of it (a disaggregated run's summary has its pools' shares)
+    served = {i: d for i, d in enumerate(summ.pop("pools", None) or [])}
     out = {"model": pools[0].replica.model_id, "hardware": pools[0].replica.hardware_id,
            "pools": [{"name": p.replica.name, "role": p.role, "replicas": p.count, "gpus_per_replica": p.replica.gpus,
-                      "plan": p.replica.plan} for p in pools],
+                      "plan": p.replica.plan, **served.get(i, {})} for i, p in enumerate(pools)],
            "gpus": sum(p.count * p.replica.gpus for p in pools), "router": res.router,
            "workload": wdesc, "rate": r, "requests": len(reqs), "seed": seed, **summ,
            "queue_over_time": dict(zip(("t_s", "waiting", "running"), _downsample(res.queue_t, res.queue_waiting, res.queue_running))),
@@ -210,27 +217,28 @@ def _adapters(reqs, lora, resident, popularity, seed, other):
     return spec
 
 
-def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill_tp: int | None, common: dict) -> list:
-    """One pool of ``plan.dp`` replicas, or disaggregated prefill and decode pools (``disagg`` 'P:D')."""
+def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill: dict, common: dict) -> list:
+    """One pool of ``plan.dp`` replicas, or disaggregated prefill and decode pools (``disagg`` 'P:D'); ``prefill``:
+    the prefill replicas' tp, attention_dp and ep where they differ from the plan's (None: the plan's)."""
     from planner.serving.sim import Pool, replica_for
 
+    adp = plan.attention_dp
     if not disagg:
-        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, sched=sched,
-                                 **common), plan.dp)]
-    if plan.attention_dp > 1:
-        raise PlannerError("--disagg pools are tp/pp/ep replicas in the simulator: drop --attention-dp, or --disagg")
+        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=sched, **common),
+                     plan.dp)]
     try:
         xp, yd = (int(x) for x in disagg.split(":"))
     except ValueError:
         raise PlannerError(f"--disagg takes PREFILL:DECODE replica counts such as 1:2, got {disagg!r}") from None
     if xp < 1 or yd < 1:
         raise PlannerError("--disagg needs at least one prefill and one decode replica")
-    ptp = prefill_tp or plan.tp
-    group = ptp * plan.pp * xp + plan.tp * plan.pp * yd
-    pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=plan.ep, sched=sched, disagg_group_gpus=group,
-                      name=f"prefill tp{ptp}", **common)
-    dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, sched=sched, disagg_group_gpus=group,
-                      name=f"decode tp{plan.tp}", **common)
+    ptp, padp, pep = prefill["tp"] or plan.tp, prefill["attention_dp"] or adp, prefill["ep"] or plan.ep
+    group = (ptp * padp * xp + plan.tp * adp * yd) * plan.pp
+    par = lambda tp, a, ep: (f"adp{a} tp{tp} ep{ep}" if a > 1 else f"tp{tp}" + (f" ep{ep}" if ep > 1 else ""))  # noqa: E731
+    pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=pep, adp=padp, sched=sched, disagg_group_gpus=group,
+                      name=f"prefill {par(ptp, padp, pep)}", **common)
+    dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=sched, disagg_group_gpus=group,
+                      name=f"decode {par(plan.tp, adp, plan.ep)}", **common)
     return [Pool(pre, xp, "prefill"), Pool(dec, yd, "decode")]
 
 

@@ -426,6 +426,8 @@ class SimulateRequest(Request):
     spec: Annotated[str | None, AfterValidator(_spec_one)] = _d(None, "speculative decoding DRAFT_TOKENS:ACCEPTANCE, e.g. 3:0.7")
     disagg: Annotated[str | None, AfterValidator(_pair)] = _d(None, "disaggregated pools PREFILL:DECODE replicas, e.g. 1:2 (each of the plan's size)")
     prefill_tp: PositiveInt | None = _d(None, "tensor parallel size of prefill replicas (with --disagg)")
+    prefill_attention_dp: PositiveInt | None = _d(None, "attention-DP ranks of prefill replicas (with --disagg; default: --attention-dp)")
+    prefill_ep: PositiveInt | None = _d(None, "expert parallel size of prefill replicas (with --disagg; default: --ep)")
     fleet: str | None = _d(None, "fleet of model sizes MODEL:REPLICAS[:TP],... e.g. llama-3.1-70b:2,llama-3.1-8b:2")
     cp: PositiveInt = _d(1, "context-parallel GPUs per replica (ring attention; a distributed KV pool in decode)")
     draft_model: str | None = _d(None, "draft model id for --spec (default: a one-layer MTP/EAGLE-style head)")

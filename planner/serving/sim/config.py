@@ -185,9 +185,9 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     together, and the step table prices the group's batch split over the ranks (the busiest rank's prompts,
     costmodel.step). Not modelled: which rank a request lands on (the group's KV is one pool, so one rank filling
     up before the others does not preempt early)."""
-    if adp > 1 and (disagg_group_gpus is not None or techniques is not None or lora is not None):
-        raise PlannerError("the simulator's data-parallel-attention replica runs aggregated and without context "
-                           "techniques or LoRA adapters: drop --attention-dp, or those options")
+    if adp > 1 and (techniques is not None or lora is not None):
+        raise PlannerError("the simulator's data-parallel-attention replica runs without context techniques or LoRA "
+                           "adapters: drop --attention-dp, or those options")
     engine = engine.for_hardware(hw, tp, pp)  # also: a PlannerError when the engine does not run on hw
     sched = sched or Scheduler()
     sched.check()
