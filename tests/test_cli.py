@@ -387,8 +387,11 @@ def test_capacity_sizes_an_mla_model(capsys):
     assert code == 0, err
     d = json.loads(out)
     assert d["feasible"] and d["gpus"] >= 8 and d["plan"]["weights"] == "fp8"  # 671 B parameters in FP8: 8 x 141 GB
-    # its data-parallel-attention layout is sized by simulation beside the best tp/pp/ep one
+    # its data-parallel-attention layout is sized by simulation beside the best tp/pp/ep one, and disaggregated
+    # groups (prefill and decode pools) in whole groups
     assert any("adp8" in c["plan"] for c in d["candidates"]) and any("adp" not in c["plan"] for c in d["candidates"])
+    groups = [c for c in d["candidates"] if "disagg" in c["plan"] and c["replicas"]]
+    assert groups and all(c["gpus"] == c["replicas"] * c["gpus_per_replica"] >= 16 for c in groups)
 
 
 def test_a_simulated_rate_runs_attention_dp(capsys):

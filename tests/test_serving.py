@@ -271,3 +271,22 @@ def test_capacity_default_max_gpus_fits_a_one_node_device(capsys):
     assert json.loads(out)["gpus"] >= 1
     code, out, err = run(base + ["--max-gpus", "64"], capsys)
     assert code == 2 and "at most 8 devices" in err and len(err.strip().splitlines()) == 1
+
+
+def test_capacity_sizes_disaggregated_groups_whole():
+    # a disaggregated candidate is a group of x prefill and y decode workers; k groups simulate x k and y k workers
+    from planner.search.capacity import Sizer, _disagg_candidates
+    from planner.serving.sim import SLO
+
+    wl, slo, notes = fixed_workload(2048, 256), SLO(2.0, 0.1), []
+    cands = _disagg_candidates("llama-3.1-70b", "h100-sxm", slo, 32, "fp8", ("fp8",), "trtllm", 2048, 256, 8, notes)
+    assert cands, notes
+    c = cands[0]
+    dg = c["disaggregated"]
+    assert c["gpus_per_replica"] == dg["prefill_workers"] * dg["prefill_gpus"] + dg["decode_workers"] * c["tp"] * c["pp"]
+    s = Sizer("llama-3.1-70b", "h100-sxm", c, wl, engine="trtllm", max_seqs=None, percentile=99.0, slo=slo, requests=400,
+              seed=0, max_input=2304.0)
+    _, res = s.run(2, 4.0)
+    assert [(p["role"], p["count"]) for p in res.pools] == [("prefill", 2 * dg["prefill_workers"]),
+                                                           ("decode", 2 * dg["decode_workers"])]
+    assert res.summary()["completed"] == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from rich.table import Table
@@ -97,7 +98,7 @@ def _render(res) -> None:
     for c in ("replica plan", "batch cap", "GPUs/replica", "replicas", "GPUs"):
         t.add_column(c, justify="left" if c == "replica plan" else "right")
     for c in res.candidates:
-        t.add_row(c["plan"].split(" c=")[0], str(c["batch_cap"]), str(c["gpus_per_replica"]), str(c["replicas"] or "-"), str(c["gpus"] or "-"))
+        t.add_row(re.sub(r" c=\d+", "", c["plan"]), str(c["batch_cap"]), str(c["gpus_per_replica"]), str(c["replicas"] or "-"), str(c["gpus"] or "-"))
     console.print(t)
     if res.load_curve:
         t = Table(title=f"latency versus load ({res.replicas} replicas; saturation {res.saturation_rate:.2f} req/s, the highest rate they keep up with)",

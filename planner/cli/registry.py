@@ -34,7 +34,8 @@ SUMMARIES = {
     "capacity": "Size a deployment: the smallest number of GPUs (replica plan x replica count) whose simulated p99 TTFT\n"
                 "and p99 TPOT (TPOT: the mean time between output tokens of a request after its first, inter-token latency)\n"
                 "meet the SLO at --rate. Candidate replica plans come from the plan search (best throughput per GPU under the\n"
-                "SLO on the mean, one per replica size); the event simulator then adds replicas until the percentiles hold.\n"
+                "SLO on the mean, one per replica size, data-parallel attention apart, and disaggregated prefill/decode\n"
+                "groups); the event simulator then adds replicas (groups) until the percentiles hold.\n"
                 "Prints cost per hour and per month and the latency-versus-load curve up to saturation. --hourly or --daily\n"
                 "sizes a daily profile for its peak and reports the average utilization.",
     "estimate": f"Predict one plan: TTFT, TPOT, throughput, memory, cost and a per-op breakdown. {_TPOT} (inter-token "

@@ -2,7 +2,10 @@
 
 1. Candidate replica layouts: for each replica size (1, 2, 4, ... GPUs, inside one scale-up
    domain) the plan search picks the layout with the most tokens/s per GPU whose *mean* TTFT
-   and TPOT meet the SLO (it also names the concurrency that does so).
+   and TPOT meet the SLO (it also names the concurrency that does so), and the best with
+   data-parallel attention apart. Disaggregated groups (x prefill and y decode workers over the
+   scale-out network) are candidates too: the search's best group within 2 and within 4 scale-up
+   domains, sized in whole groups.
 2. Each candidate is sized with the event simulator: a first replica count from the search's
    per-replica throughput, then the simulator checks the p99 (or chosen percentile) TTFT and
    TPOT at the target rate, and the count is raised (and, once it holds, lowered by bisection)
@@ -99,8 +102,17 @@ class Sizer:
         adp = int(plan.get("attention_dp", 1))
         # a batch cap counts the replica's sequences; the engine's knob (the scheduler's) is per attention-DP rank
         self.sched = Scheduler(max_seqs=-(-max_seqs // adp) if max_seqs else None)
+        # a disaggregated group: x prefill workers and y decode workers (the replica above is a decode worker)
+        self.disagg = dg = plan.get("disaggregated")
+        group = None
+        if dg:
+            group = dg["prefill_workers"] * dg["prefill_gpus"] + dg["decode_workers"] * plan["tp"] * plan["pp"] * adp
+            self.pre = replica_for(model, hardware, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"],
+                                   adp=dg["prefill_attention_dp"], weights=plan["weights"], kv=plan["kv"], engine=engine,
+                                   max_input=max_input, disagg_group_gpus=group, name=f"prefill of {plan['label']}")
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp, weights=plan["weights"],
-                               kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input, lora=lora)
+                               kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input, lora=lora,
+                               disagg_group_gpus=group)
         self.lora = lora  # a costmodel.lora.LoraSpec: every request names an adapter (its popularity)
         self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
         self.cache: dict[tuple[int, float], tuple[Check, object]] = {}
@@ -121,7 +133,10 @@ class Sizer:
                 for i in np.nonzero(reqs.parent >= 0)[0]:  # a conversation keeps its first turn's adapter
                     a[i] = a[reqs.parent[i]]
                 reqs.adapter = a
-            res = Simulator([Pool(self.rep, replicas)], reqs).run()
+            dg = self.disagg
+            pools = ([Pool(self.pre, dg["prefill_workers"] * replicas, "prefill"),
+                      Pool(self.rep, dg["decode_workers"] * replicas, "decode")] if dg else [Pool(self.rep, replicas)])
+            res = Simulator(pools, reqs).run()
             d = res.done
             pt = _percentile(res.ttft_s[d], self.q)
             pp = _percentile(res.tpot_s[d], self.q)
@@ -219,7 +234,49 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
                             "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * g / osl,
                             "label": rec["label"].split(" x")[0]})
         g *= 2
+    if lora is None:
+        out += _disagg_candidates(model, hardware, slo, max_gpus, weights, kv_opts, engine, isl, osl, domain, notes)
     return out, notes
+
+
+def _disagg_candidates(model, hardware, slo, max_gpus, weights, kv_opts, engine, isl, osl, domain, notes) -> list[dict]:
+    """The plan search's best disaggregated group (prefill and decode pools over the scale-out network) within 2 and
+    within 4 scale-up domains of GPUs, as candidates sized in whole groups."""
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, row, search
+    from planner.search.space import SpaceOptions
+
+    out, seen = [], set()
+    for budget in sorted({min(max_gpus, 2 * max(domain, 1)), min(max_gpus, 4 * max(domain, 1))}):
+        if budget < 2:
+            continue
+        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=True, chunk_tokens=(0,))
+        try:
+            res = search(model, [hardware], budget, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
+                         Constraints(gpus=budget, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
+        except PlannerError as e:
+            notes.append(f"disaggregated within {budget} GPUs: {e}")
+            continue
+        t = res.table
+        mine = np.nonzero(t.cols["disagg"].astype(bool))[0] if len(t) else []
+        if not len(mine):
+            continue
+        i = int(mine[np.argmax(t.cols["tok_s_per_gpu"][mine])])
+        rec = row(t, i, 0, float(t.cols["tok_s_per_gpu"].max()), model)
+        p, dg = rec["plan"], rec["plan"]["disaggregated"]
+        key = (rec["label"], rec["gpus"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"tp": p["tp"], "pp": p["pp"], "ep": p["ep"], "attention_dp": p["attention_dp"], "weights": p["weights"],
+                    "kv": p["kv"], "gpus_per_replica": rec["gpus"], "concurrency": p["concurrency_per_replica"],
+                    "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * rec["gpus"] / osl,
+                    "label": rec["label"].split(" x")[0],
+                    "disaggregated": {"prefill_workers": dg["prefill_workers"], "prefill_gpus": dg["prefill_gpus_per_worker"],
+                                      "prefill_tp": dg["prefill_tp"], "prefill_pp": dg["prefill_pp"],
+                                      "prefill_ep": dg["prefill_ep"], "prefill_attention_dp": dg["prefill_attention_dp"],
+                                      "decode_workers": dg["decode_workers"]}})
+    return out
 
 
 def saturation_rate(sizer: Sizer, replicas: int, iters: int = 6) -> float:
@@ -361,8 +418,8 @@ def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue
-            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv")},
-                             c["gpus_per_replica"],
+            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "disaggregated")
+                                          if k in c}, c["gpus_per_replica"],
                              sizer.rep.max_seqs)
             max_rep = max_gpus // c["gpus_per_replica"]
             if max_rep < 1:
