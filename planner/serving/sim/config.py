@@ -121,7 +121,7 @@ class ReplicaModel:
     lora: object | None = None  # planner.serving.sim.adapters.SimLora when adapters are served
     priority_preemption: bool = False
     swap_group: int | None = None
-    # data-parallel attention over this many ranks (each tp x pp GPUs, the MoE layers expert-parallel across them):
+    # data-parallel attention over this many ranks (each tp x pp GPUs; the MoE layers split across all of them):
     # one scheduler over the group, whose sequence, token and KV limits are the ranks' together; a prompt is
     # prefilled on one rank, so no chunk of it is longer than one rank's token budget
     attention_dp: int = 1
