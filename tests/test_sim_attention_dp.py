@@ -138,3 +138,13 @@ def test_disaggregated_attention_dp_pools_replay_a_plan_row():
     assert out["gpus"] == r["gpus"] and out["completed"] == 3000
     assert out["tpot_s"]["mean"] == pytest.approx(r["tpot_s"], rel=0.05)
     assert out["requests_per_s"] == pytest.approx(rate, rel=0.15)  # the run's ramp and drain count in its duration
+
+
+def test_plan_says_where_an_attention_dp_recommendation_costs_more_online():
+    from planner.studies.params import PlanRequest, plan_search
+
+    res = plan_search(PlanRequest(model="deepseek-v3", hardware=["h200-sxm"], gpus=8, weights=["fp8"], disagg=False))
+    assert res.recommended["plan"]["attention_dp"] > 1
+    assert "Poisson arrivals" in res.why and "planner simulate --attention-dp" in res.why
+    res = plan_search(PlanRequest(model="llama-3.1-8b", hardware=["h100-sxm"], gpus=1))
+    assert "Poisson" not in res.why

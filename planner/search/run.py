@@ -56,6 +56,17 @@ def owned_caveat(hardware: list[str], basis: str, objective: str, tco: TcoAssump
             "against devices priced as whole servers") if alone else ""
 
 
+def online_caveat(rec: dict) -> str:
+    """An aggregated data-parallel-attention recommendation is priced with one prompt per rank in each prompt step
+    (offline load, or TensorRT-LLM's attention-DP balancing); say where online arrivals cost more."""
+    p = rec["plan"]
+    if p["mode"] != "aggregated" or p["attention_dp"] < 2:
+        return ""
+    return ("; note: its attention DP is priced with one prompt per rank in each prompt step (offline load or "
+            "balanced scheduling); at Poisson arrivals a prompt step waits on one rank's prefill, so size it with "
+            f"`planner capacity` or `planner simulate --attention-dp {p['attention_dp']} --ep {p['ep']}`")
+
+
 def add_owned_cost(t: PlanTable, tco: TcoAssumptions) -> None:
     """The owned $/M output tokens column, from each row's device and tokens/s per device (NaN without a purchase price)."""
     if not len(t):
@@ -366,7 +377,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         if len(other):
             rival = row(feas, int(other[np.argmax(score[other])]), model.max_context, best_tok, model.id)
     rec["robust"] = robust_across_band(rec, rival, objective, model.moe is not None, engine)
-    why += "; " + rec["robust"]["why"]
+    why += "; " + rec["robust"]["why"] + online_caveat(rec)
     f_order = front[np.lexsort((stable_rank(feas, front), -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
