@@ -415,7 +415,8 @@ def test_simulate_attention_dp_and_what_it_refuses(capsys):
     assert code == 0, err
     d = json.loads(out)  # prefill: 4 ranks of tp2, decode: 8 ranks of one GPU; experts over 8 GPUs in both
     assert d["gpus"] == 16 and [(p["plan"]["tp"], p["plan"]["attention_dp"], p["plan"]["ep"]) for p in d["pools"]] == [(2, 4, 8), (1, 8, 8)]
-    for extra, words in ((["--prefill-attention-dp", "4"], "--disagg"), (["--fleet", "deepseek-v3:1"], "--attention-dp")):
+    for extra, words in ((["--prefill-attention-dp", "4"], "--disagg"), (["--fleet", "deepseek-v3:1"], "--attention-dp"),
+                         (["--disagg", "1:1", "--prefill-ep", "3"], "the prefill pool: ep=3")):
         code, _, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8",
                             "--rate", "4", *extra], capsys)
         lines = err.strip().splitlines()

@@ -236,8 +236,11 @@ def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill:
     ptp, padp, pep = prefill["tp"] or plan.tp, prefill["attention_dp"] or adp, prefill["ep"] or plan.ep
     group = (ptp * padp * xp + plan.tp * adp * yd) * plan.pp
     par = lambda tp, a, ep: (f"adp{a} tp{tp} ep{ep}" if a > 1 else f"tp{tp}" + (f" ep{ep}" if ep > 1 else ""))  # noqa: E731
-    pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=pep, adp=padp, sched=sched, disagg_group_gpus=group,
-                      name=f"prefill {par(ptp, padp, pep)}", **common)
+    try:
+        pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=pep, adp=padp, sched=sched, disagg_group_gpus=group,
+                          name=f"prefill {par(ptp, padp, pep)}", **common)
+    except PlannerError as e:
+        raise PlannerError(f"the prefill pool: {e}") from None
     dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=sched, disagg_group_gpus=group,
                       name=f"decode {par(plan.tp, adp, plan.ep)}", **common)
     return [Pool(pre, xp, "prefill"), Pool(dec, yd, "decode")]
