@@ -404,6 +404,16 @@ def test_a_simulated_rate_runs_attention_dp(capsys):
     assert d["tpot_s"] > 0 and d["ttft_s"] > 0
 
 
+def test_simulate_attention_dp_balance(capsys):
+    code, out, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8",
+                          "--attention-dp-balance", "50", "--rate", "4", "--requests", "300", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["pools"][0]["plan"]["attention_dp_balance_steps"] == 50
+    code, _, err = run(["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--attention-dp-balance", "50", "--rate", "4"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "needs --attention-dp 2 or more" in lines[0], err
+
+
 def test_simulate_attention_dp_and_what_it_refuses(capsys):
     code, out, err = run(["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8",
                           "--rate", "4", "--requests", "300", "--json"], capsys)

@@ -85,8 +85,8 @@ def _downsample(t, *ys, n: int = 200):
     return [list(map(float, np.asarray(t)[idx]))] + [list(map(float, np.asarray(y)[idx])) for y in ys]
 
 
-def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, attention_dp=None, dp=None,
-                      weights="bf16", activations=None, kv=None, engine="trtllm", workload=None, trace=None, isl=1024,
+def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, attention_dp=None,
+                      attention_dp_balance=None, dp=None, weights="bf16", activations=None, kv=None, engine="trtllm", workload=None, trace=None, isl=1024,
                       osl=256, arrival="poisson", cv=1.0, shared_prefix=None, rate=None, requests=1000, seed=0,
                       ttft_slo=None, tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
                       max_batched_tokens=None, kv_admission=None, preemption="recompute", spec=None, disagg=None,
@@ -127,7 +127,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     k, alpha = parse_spec(spec)
     sched = Scheduler(max_seqs=max_seqs, max_batched_tokens=max_batched_tokens, chunked_prefill=chunked_prefill,
                       admission=kv_admission, preemption=preemption, spec_k=k, spec_alpha=alpha,
-                      priority_preemption=priority_preemption, swap_group=swap_group)
+                      priority_preemption=priority_preemption, swap_group=swap_group, adp_balance=attention_dp_balance)
     sched.check()
     router_ = Router(router if fleet is None or router != "least-outstanding" else "threshold:8")
     slo = SLO(ttft_slo, tpot_slo)

@@ -400,6 +400,7 @@ class SimulateRequest(Request):
     pp: PositiveInt | None = _d(None, "pipeline parallel size")
     ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
     attention_dp: PositiveInt | None = _d(None, "data-parallel attention over N GPUs per replica (MoE/MLA, with --ep N)")
+    attention_dp_balance: PositiveInt | None = _d(None, "hold new prompts until every attention-DP rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance, timeout_iters 50 by default); default: prompts enter as they arrive")
     dp: PositiveInt | None = _d(None, "replicas (data parallel)")
     weights: str | None = _d(None, WEIGHTS_HELP)
     activations: str | None = _d(None, "activation precision (default: the weight format's)")

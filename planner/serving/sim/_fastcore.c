@@ -24,7 +24,7 @@ typedef int64_t i64;
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 22, PDBL_STRIDE = 17, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 24, PDBL_STRIDE = 17, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -321,6 +321,7 @@ typedef struct {
     int ratio_mode;                             /* SGLang's new-token-ratio admission (Replica.ratio_tick) */
     double ratio, ratio_init, ratio_min, ratio_decay;
     i64 ratio_s, retract_steps;
+    i64 adp, balance, hold_from;                /* attention-DP ranks; balancing: hold prompts at most balance steps */
     const Table *T;
     /* state */
     int kind;
@@ -832,8 +833,16 @@ static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_ste
     i64 n = r->dn;
     dec_clean_top(r);
     i64 k = r->heap[0].step - r->ds;
-    if (k < 1 || one_step) k = 1;
-    else if (!r->reserve) k = kv_limit(r, k);
+    if (k < 1 || one_step) {
+        k = 1;
+    } else {
+        if (r->hold_from >= 0) { /* prompts held for balance: the run stops when their wait runs out */
+            i64 left = r->balance - (r->ds - r->hold_from);
+            if (k > left) k = left;
+            if (k < 1) k = 1;
+        }
+        if (!r->reserve) k = kv_limit(r, k);
+    }
     double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds;
     double a, b, slope;
     if (k > 1) {
@@ -1045,7 +1054,16 @@ static void form_step(Sim *S, Rep *r, double now) {
         }
     }
     /* _admit_prompts */
-    if (r->role != DECODE_ROLE && wq_len(r) && !preempted) {
+    int hold = 0;
+    if (r->role != DECODE_ROLE && wq_len(r) && !preempted && r->balance) { /* attention-DP balancing */
+        i64 want = r->max_seqs - running < r->adp ? r->max_seqs - running : r->adp;
+        if (r->dn && wq_len(r) < want) {
+            if (r->hold_from < 0) r->hold_from = r->ds;
+            if (r->ds - r->hold_from < r->balance) hold = 1;
+        }
+        if (!hold) r->hold_from = -1;
+    }
+    if (r->role != DECODE_ROLE && wq_len(r) && !preempted && !hold) {
         i64 B = r->B;
         double mbt1 = r->mbt < r->rank_tokens ? r->mbt : r->rank_tokens; /* the most of one prompt a step takes */
         double ratio = r->ratio_mode ? r->ratio : 0.0, future = 0.0, mine = 0.0;
@@ -1308,7 +1326,8 @@ static double sample(Sampler *q, Sim *S, double t) {
  * blocks per copy, copies per block, and pdbl[12] one copy's time; pdbl[13]: the most of one prompt a step takes
  * (attention DP; inf: no limit); pint[19..20] and pdbl[14..16]: SGLang's new-token-ratio admission (on or off, the
  * decode steps a retraction plans for; the ratio's start, floor and fall per decode step), pint[21] the most of a
- * request's outputs to come it counts (0: not tracked); ipar[12]: live migration's load threshold (-1:
+ * request's outputs to come it counts (0: not tracked); pint[22..23]: attention-DP ranks and the balancing hold in
+ * decode steps (0: off); ipar[12]: live migration's load threshold (-1:
  * none), its count, copy and downtime seconds written to mig_out, the first MIG_LOG migrations' (context, tokens
  * written during the copy, t1, t2) to mig_log.
  * dpar: the QueueSampler's first sample time and sampling interval. Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
@@ -1391,6 +1410,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->ratio_mode = (int)pi[19], r->retract_steps = pi[20];
             r->ratio = r->ratio_init, r->ratio_s = 0;
             r->clip = pi[21], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;
+            r->adp = pi[22], r->balance = pi[23], r->hold_from = -1;
             r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;

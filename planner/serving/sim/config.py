@@ -39,6 +39,9 @@ class Scheduler:
     ttft_slo_s: float | None = None  # slo-aware: the TTFT target the deadlines are set by
     priority_preemption: bool = False  # swap out lower-priority decodes for blocked higher-priority requests
     swap_group: int | None = None  # KV blocks per host copy (None: swaps cost bandwidth only)
+    # attention DP: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM's
+    # attention_dp_config.enable_balance with timeout_iters); None: prompts enter as they arrive (every engine's default)
+    adp_balance: int | None = None
 
     def check(self) -> None:
         from planner.serving.sim.queues import queue_class
@@ -56,6 +59,8 @@ class Scheduler:
         queue_class(self.policy)
         if self.swap_group is not None and self.swap_group < 1:
             raise PlannerError("--swap-group must be a positive number of blocks")
+        if self.adp_balance is not None and self.adp_balance < 1:
+            raise PlannerError("--attention-dp-balance must be a positive number of decode steps")
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class ReplicaModel:
     # SGLang's admission: on-demand KV, and a request is admitted only while the free blocks also cover a share
     # (new_token_ratio) of its and the running requests' remaining outputs (planner.serving.sim.replica)
     ratio_admission: bool = False
+    adp_balance: int = 0  # Scheduler.adp_balance (0: off)
 
 
 @dataclass
@@ -164,6 +170,8 @@ def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs,
         d["engine_behaviour"] = {k: v for k, v in beh.__dict__.items() if v != getattr(EngineBehaviour(), k)}
     if sched.policy != "fcfs":
         d["scheduler_policy"] = sched.policy
+    if sched.adp_balance:
+        d["attention_dp_balance_steps"] = sched.adp_balance
     if sched.spec_k:
         d["speculative"] = {"draft_tokens": sched.spec_k, "acceptance": sched.spec_alpha,
                             "tokens_per_step": spec_tokens_per_step(sched.spec_k, sched.spec_alpha)}
@@ -191,6 +199,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     engine = engine.for_hardware(hw, tp, pp)  # also: a PlannerError when the engine does not run on hw
     sched = sched or Scheduler()
     sched.check()
+    if sched.adp_balance and adp < 2:
+        raise PlannerError("--attention-dp-balance lines prompts up across attention-DP ranks: it needs --attention-dp 2 or more")
     beh = EngineBehaviour.of(engine)
     cp = int(getattr(techniques, "cp", 1) or 1)
     plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, adp=adp, cp=cp, weights=weights, kv=kv, activations=activations,
@@ -261,7 +271,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
         priority_preemption=sched.priority_preemption,
         swap_group=sched.swap_group or (1 if sched.priority_preemption else None), attention_dp=adp,
-        ratio_admission=admission == "ratio",
+        ratio_admission=admission == "ratio", adp_balance=int(sched.adp_balance or 0),
     )
 
 

@@ -54,6 +54,9 @@ class Replica:
         self.ratio_mode = m.ratio_admission  # SGLang's new_token_ratio admission (ratio_tick)
         self.ratio = RATIO_INIT
         self._ratio_s = 0
+        # attention-DP balancing: new prompts held since this decode step (-1: none held)
+        self.balance = m.adp_balance
+        self.hold_from = -1
         self.swap = m.swap
         self.B = m.block_tokens
         self.kv = KVBlocks(m.kv_blocks, m.block_tokens)

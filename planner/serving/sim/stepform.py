@@ -139,6 +139,14 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     prefilling, pieces = rep.prefilling, d.pieces
     # SGLang (ratio admission): the free blocks must also hold ratio x the outputs still to come, of the running
     # requests, of the prompts being prefilled and of each request admitted before this one
+    if rep.balance:  # attention-DP balancing: hold prompts until every rank can take one (a bounded wait)
+        dec = rep.dec
+        if dec.n and len(waiting) < min(rep.m.attention_dp, max_seqs - d.running):
+            if rep.hold_from < 0:
+                rep.hold_from = dec.s
+            if dec.s - rep.hold_from < rep.balance:
+                return
+        rep.hold_from = -1
     ratio = rep.ratio if rep.ratio_mode else 0.0
     if ratio:
         clip = rep.dec.clip
@@ -244,8 +252,11 @@ def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
     k = heap[0][0] - dec.s
     if k < 1 or one_step:
         k = 1
-    elif not rep.reserve:
-        k = rep._kv_limit(k)
+    else:
+        if rep.hold_from >= 0:  # prompts held for balance: the run stops when their wait runs out
+            k = max(1, min(k, rep.balance - (dec.s - rep.hold_from)))
+        if not rep.reserve:
+            k = rep._kv_limit(k)
     E = rep.E
     c = dec.sum_ctx0 / n + E * dec.s
     table = rep.table
