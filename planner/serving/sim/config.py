@@ -200,7 +200,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     sched = sched or Scheduler()
     sched.check()
     if sched.adp_balance and adp < 2:
-        raise PlannerError("--attention-dp-balance lines prompts up across attention-DP ranks: it needs --attention-dp 2 or more")
+        raise PlannerError("--attention-dp-balance lines prompts up across attention-DP ranks: "
+                           "it needs --attention-dp 2 or more")
     beh = EngineBehaviour.of(engine)
     cp = int(getattr(techniques, "cp", 1) or 1)
     plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, adp=adp, cp=cp, weights=weights, kv=kv, activations=activations,
