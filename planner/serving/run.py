@@ -87,13 +87,14 @@ def _downsample(t, *ys, n: int = 200):
 
 def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, attention_dp=None,
                       attention_dp_balance=None, dp=None, weights="bf16", activations=None, kv=None, engine="trtllm",
-                      workload=None, trace=None, isl=1024, osl=256, arrival="poisson", cv=1.0, shared_prefix=None, rate=None, requests=1000, seed=0,
-                      ttft_slo=None, tpot_slo=None, router="least-outstanding", chunked_prefill=None, max_seqs=None,
-                      max_batched_tokens=None, kv_admission=None, preemption="recompute", spec=None, disagg=None,
-                      prefill_tp=None, prefill_attention_dp=None, prefill_ep=None, fleet=None, link=None, cp=1,
-                      draft_model=None, context_extension=None, prompt_compression=None, sparse_attention=None, lora=None,
-                      lora_resident=None, lora_popularity=None, migrate=None, priority_preemption=False, swap_group=None,
-                      ic_cache=None, progress_factory=None) -> Outcome:
+                      workload=None, trace=None, isl=1024, osl=256, arrival="poisson", cv=1.0, shared_prefix=None,
+                      rate=None, requests=1000, seed=0, ttft_slo=None, tpot_slo=None, router="least-outstanding",
+                      chunked_prefill=None, max_seqs=None, max_batched_tokens=None, kv_admission=None,
+                      preemption="recompute", spec=None, disagg=None, prefill_tp=None, prefill_attention_dp=None,
+                      prefill_ep=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
+                      prompt_compression=None, sparse_attention=None, lora=None, lora_resident=None,
+                      lora_popularity=None, migrate=None, priority_preemption=False, swap_group=None, ic_cache=None,
+                      progress_factory=None) -> Outcome:
     """``rate`` is requests/s, 'inf' or None; ``spec`` 'K:ALPHA'; ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
 
