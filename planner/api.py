@@ -164,14 +164,16 @@ def plan(model: str, hardware: str | list[str], gpus: int, *, isl: int = 1024, o
 def capacity(model: str, hardware: str, rate: float, *, isl: int = 1024, osl: int = 256, workload: str | None = None,
              ttft_s: float | None = None, tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64,
              weights: str = "bf16", kv: str | None = None, engine: str = "trtllm", requests: int | None = None,
-             seed: int = 0, tco=None) -> CapacityReport:
-    """How many GPUs serve ``rate`` requests/s with the percentile TTFT/TPOT SLOs met (simulated)."""
+             seed: int = 0, tco=None, attention_dp_balance: int | None = None) -> CapacityReport:
+    """How many GPUs serve ``rate`` requests/s with the percentile TTFT/TPOT SLOs met (simulated); attention-DP
+    candidates hold prompts at most ``attention_dp_balance`` decode steps to line them up (None: they do not)."""
     from planner.search.capacity import capacity as size
     from planner.serving.workload import fixed_workload, get_workload
 
     spec = get_workload(workload) if workload else fixed_workload(isl, osl)
     res = size(model, hardware, rate, spec, ttft_s=ttft_s, tpot_s=tpot_s, percentile=percentile, max_gpus=max_gpus,
-               weights=weights, kv=kv, engine=engine, requests=requests, seed=seed, curve=False, tco=tco)
+               weights=weights, kv=kv, engine=engine, requests=requests, seed=seed, curve=False, tco=tco,
+               adp_balance=attention_dp_balance)
     return CapacityReport(**res.to_dict())
 
 

@@ -170,3 +170,19 @@ def test_plan_says_where_an_attention_dp_recommendation_costs_more_online():
     assert "Poisson arrivals" in res.why and "planner simulate --attention-dp" in res.why
     res = plan_search(PlanRequest(model="llama-3.1-8b", hardware=["h100-sxm"], gpus=1))
     assert "Poisson" not in res.why
+
+
+def test_capacity_with_balancing_needs_fewer_gpus_for_attention_dp():
+    # DeepSeek-V3 on H200 at 20 req/s of chat, p99 TPOT 50 ms: aggregated adp8 replicas need 48 GPUs when prompts
+    # enter as they arrive and 32 when they are lined up across ranks; a disaggregated group of adp8 pools (16 GPUs)
+    # is the answer either way, its decode pool having no prompts to wait on
+    from planner.search.capacity import capacity
+    from planner.serving.workload import get_workload
+
+    runs = {b: capacity("deepseek-v3", "h200-sxm", 20.0, get_workload("chat"), tpot_s=0.05, ttft_s=3.0, weights="fp8",
+                        curve=False, adp_balance=b) for b in (None, 50)}
+    agg = {b: min(c["gpus"] for c in r.candidates if "adp8" in c["plan"] and "disagg" not in c["plan"] and c["gpus"])
+           for b, r in runs.items()}
+    assert agg[50] < agg[None]
+    for r in runs.values():
+        assert r.feasible and "disagg" in r.plan["label"] and r.gpus <= agg[50]

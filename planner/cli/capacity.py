@@ -45,7 +45,8 @@ def capacity_cmd(req, as_json: bool, as_csv: bool, plot):
         res = capacity(req.model, req.hardware, req.rate if req.rate is not None else 0.0, spec, ttft_s=req.ttft_p99,
                        tpot_s=req.tpot_p99, percentile=req.percentile, max_gpus=capacity_max_gpus(req), weights=req.weights, kv=req.kv,
                        engine=req.engine, requests=req.requests, seed=req.seed, hourly=profile,
-                       progress=lambda msg: status.update(msg), tco=req.tco(), lora=lora_spec(req))
+                       progress=lambda msg: status.update(msg), tco=req.tco(), lora=lora_spec(req),
+                       adp_balance=req.attention_dp_balance)
     finally:
         status.stop()
     if plot is not None and res.load_curve:

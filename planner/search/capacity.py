@@ -98,21 +98,25 @@ class Sizer:
     """Simulate one replica plan at a rate with a replica count (cached)."""
 
     def __init__(self, model: str, hardware: str, plan: dict, spec: WorkloadSpec, *, engine: str, max_seqs: int | None,
-                 percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float, lora=None):
+                 percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float, lora=None,
+                 adp_balance: int | None = None):
         adp = int(plan.get("attention_dp", 1))
         # a batch cap counts the replica's sequences; the engine's knob (the scheduler's) is per attention-DP rank
-        self.sched = Scheduler(max_seqs=-(-max_seqs // adp) if max_seqs else None)
+        self.sched = Scheduler(max_seqs=-(-max_seqs // adp) if max_seqs else None,
+                               adp_balance=adp_balance if adp > 1 else None)
         # a disaggregated group: x prefill workers and y decode workers (the replica above is a decode worker)
         self.disagg = dg = plan.get("disaggregated")
         group = None
         if dg:
             group = dg["prefill_workers"] * dg["prefill_gpus"] + dg["decode_workers"] * plan["tp"] * plan["pp"] * adp
+            padp = dg["prefill_attention_dp"]
             self.pre = replica_for(model, hardware, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"],
-                                   adp=dg["prefill_attention_dp"], weights=plan["weights"], kv=plan["kv"], engine=engine,
-                                   max_input=max_input, disagg_group_gpus=group, name=f"prefill of {plan['label']}")
-        self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp, weights=plan["weights"],
-                               kv=plan["kv"], engine=engine, sched=self.sched, max_input=max_input, lora=lora,
-                               disagg_group_gpus=group)
+                                   adp=padp, weights=plan["weights"], kv=plan["kv"], engine=engine, max_input=max_input,
+                                   disagg_group_gpus=group, name=f"prefill of {plan['label']}",
+                                   sched=Scheduler(adp_balance=adp_balance) if padp > 1 and adp_balance else None)
+        self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp,
+                               weights=plan["weights"], kv=plan["kv"], engine=engine, sched=self.sched,
+                               max_input=max_input, lora=lora, disagg_group_gpus=group)
         self.lora = lora  # a costmodel.lora.LoraSpec: every request names an adapter (its popularity)
         self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
         self.cache: dict[tuple[int, float], tuple[Check, object]] = {}
@@ -334,8 +338,11 @@ def max_rate(sizer: Sizer, replicas: int, lo: float, hi: float, iters: int = 7) 
 def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft_s: float | None = None,
              tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64, weights: str = "bf16",
              kv: str | None = None, engine: str = "trtllm", requests: int | None = None, seed: int = 0,
-             hourly: list[float] | None = None, curve: bool = True, progress=None, tco=None, lora=None) -> CapacityResult:
-    """``lora``: a costmodel.lora.LoraSpec; candidates and the simulated replicas serve those adapters."""
+             hourly: list[float] | None = None, curve: bool = True, progress=None, tco=None, lora=None,
+             adp_balance: int | None = None) -> CapacityResult:
+    """``lora``: a costmodel.lora.LoraSpec; candidates and the simulated replicas serve those adapters.
+    ``adp_balance``: attention-DP candidates hold prompts until every rank can take one, at most this many decode
+    steps (Scheduler.adp_balance); None: prompts enter as they arrive."""
     if hourly:
         if any((not math.isfinite(x)) or x < 0 for x in hourly):
             raise PlannerError("hourly rates must be finite and not negative")
@@ -362,7 +369,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
         raise PlannerError(f"no plan of {m.id} on {hw.id} meets the mean SLO within {max_gpus} GPUs per replica"
                            + (f" ({search_notes[0]})" if search_notes else ""))
     tried = _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests, seed, max_input, lora,
-                             max_gpus, notes, progress)
+                             max_gpus, notes, progress, adp_balance)
     ok = [(c, s) for c, s in tried if c.replicas is not None]
     cand_rows = [{"plan": c.label, "batch_cap": c.max_seqs, "gpus_per_replica": c.gpus_per_replica, "replicas": c.replicas,
                   "gpus": c.gpus, "checks": [{"replicas": k.replicas, "p_ttft_s": k.p_ttft_s, "p_tpot_s": k.p_tpot_s,
@@ -404,7 +411,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
 
 
 def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests, seed, max_input, lora, max_gpus,
-                     notes, progress) -> list:
+                     notes, progress, adp_balance=None) -> list:
     """Each candidate replica layout (at its planned batch and at the engine's cap), sized by simulation: the fewest
     replicas that hold the SLO at the rate."""
     tried: list[tuple[Candidate, Sizer]] = []
@@ -414,7 +421,7 @@ def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests
                 progress(f"sizing {c['label']} (batch cap {cap or 'engine'})")
             try:
                 sizer = Sizer(m.id, hw.id, c, spec, engine=engine, max_seqs=cap, percentile=percentile, slo=slo,
-                              requests=requests, seed=seed, max_input=max_input, lora=lora)
+                              requests=requests, seed=seed, max_input=max_input, lora=lora, adp_balance=adp_balance)
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue

@@ -377,6 +377,7 @@ class CapacityRequest(Ownership, LoraOptions):
     engine: str = _d("trtllm", "engine: trtllm, vllm or sglang (a release: vllm@0.6; planner engines list)")
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
+    attention_dp_balance: PositiveInt | None = _d(None, "attention-DP candidates hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); default: prompts enter as they arrive")
     hourly: str | None = _d(None, "daily profile: comma-separated hourly rates r1,r2,...")
     daily: str | None = _d(None, "daily profile file: one rate per line, or a CSV with a 'rate' column")
 

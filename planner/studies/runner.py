@@ -148,7 +148,7 @@ def _capacity(r: CapacityRequest) -> dict:
     profile = parse_hourly(r.hourly) if r.hourly else (read_daily(r.daily) if r.daily else None)
     res = capacity(r.model, r.hardware, r.rate if r.rate is not None else 0.0, spec, ttft_s=r.ttft_p99, tpot_s=r.tpot_p99,
                    percentile=r.percentile, max_gpus=capacity_max_gpus(r), weights=r.weights, kv=r.kv, engine=r.engine,
-                   requests=r.requests, seed=r.seed, hourly=profile, curve=False)
+                   requests=r.requests, seed=r.seed, hourly=profile, curve=False, adp_balance=r.attention_dp_balance)
     if not res.feasible:
         return {"feasible": False, "infeasible": res.reason}
     a = res.at_rate or {}
