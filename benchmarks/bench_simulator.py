@@ -15,6 +15,9 @@ wall time covers sampling the workload, building the step-cost table and the sim
                              live migration at a load difference of 2, 40 req/s
   classes-x4                 the same without migration (the priority queue alone)
   spec-8b                    llama-3.1-8b (vLLM) with speculative decoding, 3 drafts at acceptance 0.7, chat, 8 req/s
+  sglang-8b                  llama-3.1-8b with SGLang (new-token-ratio admission, prefill-first steps), chat, 8 req/s
+  dsv3-adp8 / -balanced      deepseek-v3 FP8 on 8 x h200-sxm, data-parallel attention over 8 ranks (ep 8), chat,
+                             10 req/s; -balanced holds prompts up to 50 decode steps to line them up across ranks
   *-py                       the same with the Python event loop (PLANNER_SIM_CORE=python), for comparison
 The event loop is the compiled one (planner/serving/sim/fastcore.py) wherever it covers the configuration (column
 "core": every scenario here; the -py ones force the Python loop). The C file is compiled once before the scenarios run,
@@ -42,6 +45,10 @@ SCENARIOS = {
 SCENARIOS["classes-x4"] = {k: v for k, v in SCENARIOS["classes-x4-migrate"].items() if k != "migrate"}
 SCENARIOS["spec-8b"] = dict(model="llama-3.1-8b", tp=1, replicas=1, workload="chat", rate=8.0, n=100_000, engine="vllm",
                             spec=(3, 0.7))
+SCENARIOS["sglang-8b"] = dict(model="llama-3.1-8b", tp=1, replicas=1, workload="chat", rate=8.0, n=100_000, engine="sglang")
+SCENARIOS["dsv3-adp8"] = dict(model="deepseek-v3", hardware="h200-sxm", tp=1, adp=8, ep=8, weights="fp8", replicas=1,
+                              workload="chat", rate=10.0, n=100_000)
+SCENARIOS["dsv3-adp8-balanced"] = dict(SCENARIOS["dsv3-adp8"], balance=50)
 SCENARIOS["chat-8b-100k-py"] = dict(SCENARIOS["chat-8b-100k"], core="python")
 SCENARIOS["burst-vllm-py"] = dict(SCENARIOS["burst-vllm"], core="python")
 
@@ -64,9 +71,10 @@ def run_one(name: str) -> dict:
     lora = parse_lora(*sc["lora"]) if "lora" in sc else None
     if lora is not None:
         reqs.adapter = assign_adapters(len(reqs), lora, seed=0)
-    sched = Scheduler(policy="priority" if reqs.classes else "fcfs", **(dict(spec_k=sc["spec"][0], spec_alpha=sc["spec"][1])
-                                                                          if "spec" in sc else {}))
-    rep = replica_for(sc["model"], "h100-sxm", tp=sc["tp"], engine=sc.get("engine", "trtllm"), sched=sched, lora=lora,
+    sched = Scheduler(policy="priority" if reqs.classes else "fcfs", adp_balance=sc.get("balance"),
+                      **(dict(spec_k=sc["spec"][0], spec_alpha=sc["spec"][1]) if "spec" in sc else {}))
+    rep = replica_for(sc["model"], sc.get("hardware", "h100-sxm"), tp=sc["tp"], ep=sc.get("ep", 1), adp=sc.get("adp", 1),
+                      weights=sc.get("weights", "bf16"), engine=sc.get("engine", "trtllm"), sched=sched, lora=lora,
                       max_input=float(reqs.input_tokens.max() + reqs.output_tokens.max()))
     t1 = time.perf_counter()
     res = Simulator([Pool(rep, sc["replicas"])], reqs, migrate=sc.get("migrate")).run()

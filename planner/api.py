@@ -27,12 +27,14 @@ def estimate_at_rate(
     requests: int = 1000,
     seed: int = 0,
     progress=None,
+    adp_balance: int | None = None,
 ) -> dict:
     """``estimate`` at an arrival rate: Poisson arrivals of fixed-length requests through the event
     simulator (``plan.dp`` replicas, least-outstanding routing). Returns estimate's keys with the
     simulated means (``ttft_s`` mean TTFT, ``tpot_s`` mean inter-token latency, ``e2e_latency_s``,
-    achieved throughput) and a ``serving`` block with percentiles, goodput inputs and utilization."""
-    from planner.serving.simulator import Pool, Simulator, replica_for
+    achieved throughput) and a ``serving`` block with percentiles, goodput inputs and utilization. ``adp_balance``:
+    with attention DP, hold new prompts until every rank can take one, at most that many decode steps."""
+    from planner.serving.simulator import Pool, Scheduler, Simulator, replica_for
     from planner.serving.workload import fixed_workload, generate
 
     plan = plan or PlanSpec()
@@ -46,7 +48,8 @@ def estimate_at_rate(
         return d
     m = get_model(model) if isinstance(model, str) else model
     rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
-                      kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=isl + osl)
+                      kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=isl + osl,
+                      sched=Scheduler(adp_balance=adp_balance) if adp_balance else None)
     reqs = generate(fixed_workload(isl, osl), requests, rate=rate, seed=seed)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()
     s = res.summary()

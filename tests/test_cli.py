@@ -402,6 +402,18 @@ def test_a_simulated_rate_runs_attention_dp(capsys):
     d = json.loads(out)
     assert d["plan"]["attention_dp"] == 8 and d["serving"]["requests_per_s"] == pytest.approx(2.0, rel=0.15)
     assert d["tpot_s"] > 0 and d["ttft_s"] > 0
+    # balanced prompts (TensorRT-LLM enable_balance): a lower TPOT for a longer TTFT at 10 req/s
+    runs = {}
+    for extra in ([], ["--attention-dp-balance", "50"]):
+        code, out, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8", "--ep", "8",
+                              "--rate", "10", "--json", *extra], capsys)
+        assert code == 0, err
+        runs[bool(extra)] = json.loads(out)
+    assert runs[True]["tpot_s"] < runs[False]["tpot_s"] and runs[True]["ttft_s"] > runs[False]["ttft_s"]
+    code, _, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8", "--ep", "8",
+                        "--attention-dp-balance", "50"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "applies to --rate" in lines[0], err
 
 
 def test_simulate_attention_dp_balance(capsys):

@@ -49,7 +49,8 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
     if req.rate is not None:
         from planner.api import estimate_at_rate
 
-        d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine)
+        d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine,
+                             adp_balance=req.attention_dp_balance)
         d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
         return

@@ -291,11 +291,15 @@ class EstimateRequest(Ownership, Adapters, Layout):
     batch: PositiveInt | None = _d(None, "requests in the static batch (all --dp replicas together)")
     concurrency: PositiveInt | Literal["max"] | None = _d(None, "clients in a closed loop (inflight), shared evenly by the --dp replicas, or 'max' (default)")
     rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
+    attention_dp_balance: PositiveInt | None = _d(None, "with --rate and --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance)")
 
     @model_validator(mode="after")
     def _batching(self):
         if self.rate is not None and (self.batching != "inflight" or self.batch is not None or self.concurrency is not None):
             raise ValueError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
+        if self.attention_dp_balance is not None and self.rate is None:
+            raise ValueError("--attention-dp-balance applies to --rate (the simulator): the steady state without --rate "
+                             "already lines one prompt up per attention-DP rank")
         if self.batching == "static" and self.concurrency is not None:
             raise ValueError("--concurrency applies to --batching inflight; use --batch with static batching")
         if self.batching == "inflight" and self.batch is not None:

@@ -30,7 +30,8 @@ def _predict(r: EstimateRequest, hw, plan) -> dict:
     if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
-        e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine)
+        e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine,
+                             adp_balance=r.attention_dp_balance)
         return e if isinstance(e, dict) else e.to_dict()
     from planner.api import estimate
 
