@@ -224,6 +224,8 @@ def test_trtllm_deepseek_ep_attention_dp():
     _, files = split_script(text)
     opts = yaml.safe_load(files["extra-llm-api-config.yml"])
     assert opts["enable_attention_dp"] is True and "dtype" not in opts
+    # prompts lined up one per rank, as plan priced the attention-DP layout (simulate --attention-dp-balance 50)
+    assert opts["attention_dp_config"] == {"enable_balance": True, "timeout_iters": 50}
 
 
 def test_attention_dp_groups_with_attention_tp():

@@ -62,6 +62,10 @@ def _table(engine: str) -> dict[str, str]:
 FLAG_SOURCES: dict[str, dict[str, str]] = {e: _table(e) for e in PROFILE}
 # keys of the TensorRT-LLM --extra_llm_api_options YAML
 TRTLLM_YAML_SOURCES: dict[str, str] = {key: _profile("trtllm").sources[k] for k, key in _profile("trtllm").key_items}
+# TensorRT-LLM's attention-DP balancing: a rank that prefills holds new prompts until every rank has one, at most this
+# many iterations (AttentionDpConfig.timeout_iters' default); plan prices attention DP with prompts lined up so
+# (serving/batching.py), and `planner simulate --attention-dp-balance` replays it
+ADP_BALANCE_STEPS = 50
 DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
 
 # ---- deployment constants ------------------------------------------------------------------
@@ -426,6 +430,11 @@ def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
     opts["kv_cache_config"] = kvc
     if role.adp > 1:
         opts["enable_attention_dp"] = True
+        if role.name != "decode":  # ranks that prefill: line prompts up, one per rank, as the plan priced them
+            opts["attention_dp_config"] = {"enable_balance": True, "timeout_iters": ADP_BALANCE_STEPS}
+            p.notes.append(f"attention DP: attention_dp_config.enable_balance lines new prompts up one per rank (at most "
+                           f"{ADP_BALANCE_STEPS} iterations' wait), as the plan priced them; without it a prompt step "
+                           "waits on one rank's prefill (compare both with planner simulate --attention-dp-balance)")
     spec = p.speculative
     if spec:
         k = spec["num_speculative_tokens"]
