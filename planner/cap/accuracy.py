@@ -265,6 +265,12 @@ def _narrow_release(native: str | None) -> bool:
     return native is not None and native not in ("bf16", "fp16", "fp32")
 
 
+def model_terms(model) -> dict:
+    """What ``accuracy`` takes from the model served (a planner.specs.model.Model): its parameter count (the size
+    adjustment) and the format its released checkpoint stores (the reference); ``accuracy(w, kv, **model_terms(m))``."""
+    return {"model_params": model.total_params, "native": model.released_weights()}
+
+
 def keeps_release(weights: str, native: str | None) -> bool:
     """Whether serving ``weights`` keeps a model released in the narrower format ``native`` exactly: that format itself,
     or a wider one (an exact upcast of the released weights). False for a model released in 16 bit (``native`` None)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
-from planner.cap.accuracy import keeps_release
+from planner.cap.accuracy import keeps_release, model_terms
 from planner.cap.cost import TcoAssumptions, owned, tco_defaults, usd_per_million_tokens
 from planner.errors import PlannerError
 from planner.search.evaluate import (CODE_COLUMNS, PlanTable, Workload, aggregated_blocks, evaluate_aggregated,
@@ -138,9 +138,7 @@ def _accuracy_fn(model, task):
         def one(w, kv):
             key = (w, kv, eviction, kk)
             if key not in cache:
-                cache[key] = accuracy_of(w, kv, task=task, eviction=eviction, model_params=model.total_params,
-                                         native=model.released_weights(),
-                                         **knobs)["score"]
+                cache[key] = accuracy_of(w, kv, task=task, eviction=eviction, **model_terms(model), **knobs)["score"]
             return cache[key]
 
         return cfg.per_format(one)[np.asarray(idx, dtype=np.int64)]

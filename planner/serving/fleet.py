@@ -97,6 +97,7 @@ def fleet_pools(entries: list[tuple[str, int, int | None]], hardware: str, *, we
     """Pools of a multi-model fleet, biggest model first (the threshold router's preferred pool),
     each with its quality score: plan accuracy (planner.cap.accuracy) x size substitution."""
     from planner.cap.accuracy import accuracy as accuracy_of
+    from planner.cap.accuracy import model_terms
     from planner.specs.loader import get_model
 
     models = [(get_model(mid), n, tp) for mid, n, tp in entries]
@@ -106,7 +107,7 @@ def fleet_pools(entries: list[tuple[str, int, int | None]], hardware: str, *, we
     for m, n, tp in models:
         tp = tp or default_tp(m, hardware, weights=weights, kv=kv, engine=engine, ctx=ctx)
         kv_ = kv or default_kv(weights)
-        q = accuracy_of(weights, kv_, model_params=m.total_params, native=m.released_weights())["score"]
+        q = accuracy_of(weights, kv_, **model_terms(m))["score"]
         sub = size_substitution(m.id, big)
         if sub is None:
             notes.append(f"no published quality ratio of {m.id} to {big}: its accuracy is unknown")

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.cap.accuracy import accuracy as accuracy_of
+from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans
@@ -353,9 +354,8 @@ def estimate(
         output_tokens_per_s=t["tok"], output_tokens_per_s_per_gpu=t["tok"] / gpus if gpus else float("nan"),
         requests_per_s=t["rps"], memory=mem_d, max_context_tokens=s.ctx_max,
         max_concurrency=(n_run if stream_note else s.capped) * plan.dp, concurrency_cap=cap_note,
-        accuracy=accuracy_of(plan.weights, s.kv, task=task, eviction=eviction, model_params=m.total_params,
-                             native=m.released_weights(),
-                             **s.cap.accuracy_knobs(), expert_weights=s.off.expert_weights if s.off else None),
+        accuracy=accuracy_of(plan.weights, s.kv, task=task, eviction=eviction, **model_terms(m), **s.cap.accuracy_knobs(),
+                             expert_weights=s.off.expert_weights if s.off else None),
         cost=_cost(hw, gpus, t["tok"], fits), breakdown=t["breakdown"], queue_wait_s=t["wait"], notes=s.notes,
         lora=t["lora"], intra_gpu_pd=t["intra"], finetune=t["finetune"], variants=s.variants,
         uncertainty=_band(hw.id, m, t["ttft_s"], t["tpot_s"], osl, s.engine),

@@ -18,6 +18,7 @@ from dataclasses import fields
 import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
+from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import kv_bytes_per_seq, max_context
 from planner.serving.batching import Techniques, inflight, static_batch
 from planner.serving.host import host_link_bytes_per_s
@@ -127,8 +128,7 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
             continue
         ev = (evict[0], evict[1], int(isl[i] + osl[i])) if evict else None
         if ev not in scores:
-            scores[ev] = accuracy_of(plan.weights, kv, task="general", eviction=ev, model_params=m.total_params,
-                                     native=m.released_weights(),
+            scores[ev] = accuracy_of(plan.weights, kv, task="general", eviction=ev, **model_terms(m),
                                      **cap.accuracy_knobs())["score"]
         f, tk = bool(fits[i]), float(tok[i])
         out.append({

@@ -286,12 +286,12 @@ def _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, rate, seed, ic
 def _ic_accuracy(pools, weights, kv, quality: float) -> float:
     """Quality of a request the small model serves with cached examples: the big model's plan accuracy
     with its cache-routing factor at ``quality`` (planner.cap.accuracy)."""
-    from planner.cap.accuracy import accuracy
+    from planner.cap.accuracy import accuracy, model_terms
     from planner.specs.loader import get_model
     from planner.specs.quant import default_kv
 
     big = get_model(pools[0].replica.model_id)
-    return float(accuracy(weights, kv or default_kv(weights), model_params=big.total_params,
+    return float(accuracy(weights, kv or default_kv(weights), **model_terms(big),
                           cache_routing={"offload_fraction": 1.0, "small_quality": quality})["score"])
 
 
