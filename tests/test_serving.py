@@ -275,15 +275,16 @@ def test_capacity_default_max_gpus_fits_a_one_node_device(capsys):
 
 def test_capacity_sizes_disaggregated_groups_whole():
     # a disaggregated candidate is a group of x prefill and y decode workers; k groups simulate x k and y k workers
-    from planner.search.capacity import Sizer, _disagg_candidates
+    from planner.search.capacity import Sizer, _candidates
     from planner.serving.sim import SLO
 
-    wl, slo, notes = fixed_workload(2048, 256), SLO(2.0, 0.1), []
-    cands = _disagg_candidates("llama-3.1-70b", "h100-sxm", slo, 32, "fp8", ("fp8",), "trtllm", 2048, 256, 8, notes)
+    wl, slo = fixed_workload(2048, 256), SLO(2.0, 0.1)
+    cands, notes = _candidates("llama-3.1-70b", "h100-sxm", wl, slo, 32, "fp8", "fp8", "trtllm", 2048, 256)
+    cands = [c for c in cands if "disaggregated" in c]
     assert cands, notes
     c = cands[0]
     dg = c["disaggregated"]
-    assert c["gpus_per_replica"] == dg["prefill_workers"] * dg["prefill_gpus"] + dg["decode_workers"] * c["tp"] * c["pp"]
+    assert c["gpus_per_replica"] == dg["prefill_workers"] * dg["prefill_gpus_per_worker"] + dg["decode_workers"] * c["tp"] * c["pp"]
     s = Sizer("llama-3.1-70b", "h100-sxm", c, wl, engine="trtllm", max_seqs=None, percentile=99.0, slo=slo, requests=400,
               seed=0, max_input=2304.0)
     _, res = s.run(2, 4.0)

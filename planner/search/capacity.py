@@ -106,9 +106,8 @@ class Sizer:
                                adp_balance=adp_balance if adp > 1 else None)
         # a disaggregated group: x prefill workers and y decode workers (the replica above is a decode worker)
         self.disagg = dg = plan.get("disaggregated")
-        group = None
+        group = plan["gpus_per_replica"] if dg else None  # the group's GPUs
         if dg:
-            group = dg["prefill_workers"] * dg["prefill_gpus"] + dg["decode_workers"] * plan["tp"] * plan["pp"] * adp
             padp = dg["prefill_attention_dp"]
             self.pre = replica_for(model, hardware, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"],
                                    adp=padp, weights=plan["weights"], kv=plan["kv"], engine=engine, max_input=max_input,
@@ -192,23 +191,20 @@ class Sizer:
 
 def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpus: int, weights: str, kv: str | None,
                 engine: str, isl: float, osl: float, lora=None) -> tuple[list[dict], list[str]]:
-    """The plan search's best layout per replica size (throughput per GPU under the mean SLO)."""
-    # capacity sits above the plan search (it sizes what the search recommends)
-    from planner.search.evaluate import Workload
-    from planner.search.run import Constraints, row, search
-    from planner.search.space import SpaceOptions
+    """The plan search's best layout per replica size (throughput per GPU under the mean SLO), the best with
+    data-parallel attention apart, and (without adapters) the best disaggregated groups."""
     from planner.specs.loader import get_hardware
 
     hw = get_hardware(hardware)
-    domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
+    domain = max(hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1, 1)
     kv_opts = (kv or default_kv(weights),)
-    out, notes, seen = [], [], set()
+    out, notes = [], []
+    find = lambda budget, disagg: _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl,  # noqa: E731
+                                          disagg, lora)
     g = 1
-    while g <= min(max_gpus, max(domain, 1)):
-        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=False, chunk_tokens=(0,), lora=lora)
+    while g <= min(max_gpus, domain):
         try:
-            res = search(model, [hardware], g, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
-                         Constraints(gpus=g, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
+            res = find(g, False)
         except PlannerError:
             g *= 2
             continue
@@ -223,63 +219,59 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
         # lines one prompt up per attention-DP rank (offline benchmarks, balancing); at Poisson arrivals a prompt step
         # waits on one rank's prefill, so which of the two holds a percentile SLO on fewer GPUs is the simulator's call
         size = (c["gpus_per_replica"] == g) & ~c["disagg"].astype(bool)
-        for mine in (np.nonzero(size & (c["adp"] == 1))[0], np.nonzero(size & (c["adp"] > 1))[0]):
-            if not len(mine):
-                continue
-            i = int(mine[np.argmax(c["tok_s_per_gpu"][mine])])
-            rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
-            p = rec["plan"]
-            key = (p["tp"], p["pp"], p["ep"], p["attention_dp"], p["weights"], p["kv"])
-            if key not in seen:
-                seen.add(key)
-                out.append({"tp": p["tp"], "pp": p["pp"], "ep": p["ep"], "attention_dp": p["attention_dp"],
-                            "weights": p["weights"], "kv": p["kv"], "gpus_per_replica": g,
-                            "concurrency": p["concurrency_per_replica"],
-                            "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * g / osl,
-                            "label": rec["label"].split(" x")[0]})
+        out += [_candidate(t, mine, model, osl) for mine in (np.nonzero(size & (c["adp"] == 1))[0],
+                                                            np.nonzero(size & (c["adp"] > 1))[0]) if len(mine)]
         g *= 2
-    if lora is None:
-        out += _disagg_candidates(model, hardware, slo, max_gpus, weights, kv_opts, engine, isl, osl, domain, notes)
-    return out, notes
-
-
-def _disagg_candidates(model, hardware, slo, max_gpus, weights, kv_opts, engine, isl, osl, domain, notes) -> list[dict]:
-    """The plan search's best disaggregated group (prefill and decode pools over the scale-out network) within 2 and
-    within 4 scale-up domains of GPUs, as candidates sized in whole groups."""
-    from planner.search.evaluate import Workload
-    from planner.search.run import Constraints, row, search
-    from planner.search.space import SpaceOptions
-
-    out, seen = [], set()
-    for budget in sorted({min(max_gpus, 2 * max(domain, 1)), min(max_gpus, 4 * max(domain, 1))}):
+    # disaggregated groups (prefill and decode pools over the scale-out network): the search's best group within 2
+    # and within 4 scale-up domains, sized in whole groups
+    budgets = sorted({min(max_gpus, 2 * domain), min(max_gpus, 4 * domain)}) if lora is None else []
+    for budget in budgets:
         if budget < 2:
             continue
-        opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=True, chunk_tokens=(0,))
         try:
-            res = search(model, [hardware], budget, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
-                         Constraints(gpus=budget, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
+            t = find(budget, True).table
         except PlannerError as e:
             notes.append(f"disaggregated within {budget} GPUs: {e}")
             continue
-        t = res.table
         mine = np.nonzero(t.cols["disagg"].astype(bool))[0] if len(t) else []
-        if not len(mine):
-            continue
-        i = int(mine[np.argmax(t.cols["tok_s_per_gpu"][mine])])
-        rec = row(t, i, 0, float(t.cols["tok_s_per_gpu"].max()), model)
-        p, dg = rec["plan"], rec["plan"]["disaggregated"]
-        key = (rec["label"], rec["gpus"])
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append({"tp": p["tp"], "pp": p["pp"], "ep": p["ep"], "attention_dp": p["attention_dp"], "weights": p["weights"],
-                    "kv": p["kv"], "gpus_per_replica": rec["gpus"], "concurrency": p["concurrency_per_replica"],
-                    "requests_per_s_per_replica": rec["output_tokens_per_s_per_gpu"] * rec["gpus"] / osl,
-                    "label": rec["label"].split(" x")[0],
-                    "disaggregated": {"prefill_workers": dg["prefill_workers"], "prefill_gpus": dg["prefill_gpus_per_worker"],
-                                      "prefill_tp": dg["prefill_tp"], "prefill_pp": dg["prefill_pp"],
-                                      "prefill_ep": dg["prefill_ep"], "prefill_attention_dp": dg["prefill_attention_dp"],
-                                      "decode_workers": dg["decode_workers"]}})
+        if len(mine):
+            out.append(_candidate(t, mine, model, osl))
+    unique: dict = {}  # one candidate per layout and size
+    for cand in out:
+        unique.setdefault((cand["label"], cand["gpus_per_replica"]), cand)
+    return list(unique.values()), notes
+
+
+def _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl, disaggregated: bool, lora):
+    """The plan search within ``budget`` GPUs at the candidates' settings (one weight and KV format, no offload, whole
+    prompts), aggregated or disaggregated layouts."""
+    # capacity sits above the plan search (it sizes what the search recommends)
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, search
+    from planner.search.space import SpaceOptions
+
+    opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=disaggregated, chunk_tokens=(0,),
+                        lora=lora)
+    return search(model, [hardware], budget, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
+                  Constraints(gpus=budget, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
+
+
+def _candidate(t, rows: np.ndarray, model: str, osl: float) -> dict:
+    """The row of ``rows`` with the most tokens/s per GPU as a candidate: its layout, the GPUs of one replica (of one
+    prefill/decode group when disaggregated, with the group's pools), its concurrency and requests/s."""
+    from planner.search.run import row
+
+    c = t.cols
+    i = int(rows[np.argmax(c["tok_s_per_gpu"][rows])])
+    rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
+    p = rec["plan"]
+    dg = p.get("disaggregated")
+    gpus = rec["gpus"] if dg else int(c["gpus_per_replica"][i])
+    out = {k: p[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv")}
+    out.update(gpus_per_replica=gpus, concurrency=p["concurrency_per_replica"],
+               requests_per_s_per_replica=rec["output_tokens_per_s_per_gpu"] * gpus / osl, label=rec["label"].split(" x")[0])
+    if dg:
+        out["disaggregated"] = dg
     return out
 
 

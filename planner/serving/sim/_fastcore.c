@@ -317,7 +317,7 @@ typedef struct {
     double swap_transfer_s;
     double kv_lat_s, kv_s_per_token;            /* prefill -> decode KV transfer */
     double mbt, ovh, eager_s, graph_max, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
-    double rank_tokens;                         /* attention DP: the most of one prompt a step takes (inf: no limit) */
+    double chunk_max;                           /* the most of one prompt a step takes (one rank's budget: attention DP) */
     int ratio_mode;                             /* SGLang's new-token-ratio admission (Replica.ratio_tick) */
     double ratio, ratio_init, ratio_min, ratio_decay;
     i64 ratio_s, retract_steps;
@@ -1012,7 +1012,7 @@ static void form_step(Sim *S, Rep *r, double now) {
         Job *pf = &r->pre[q];
         if (budget <= 0) break;
         double take = pf->remaining <= budget ? pf->remaining : budget;
-        if (take > r->rank_tokens) take = r->rank_tokens;
+        if (take > r->chunk_max) take = r->chunk_max;
         if (take <= 0) continue;
         double past = pf->past;
         pf->remaining -= take;
@@ -1065,7 +1065,7 @@ static void form_step(Sim *S, Rep *r, double now) {
     }
     if (r->role != DECODE_ROLE && wq_len(r) && !preempted && !hold) {
         i64 B = r->B;
-        double mbt1 = r->mbt < r->rank_tokens ? r->mbt : r->rank_tokens; /* the most of one prompt a step takes */
+        double mbt1 = r->chunk_max; /* the most of one prompt a step takes */
         double ratio = r->ratio_mode ? r->ratio : 0.0, future = 0.0, mine = 0.0;
         if (ratio != 0.0) { /* SGLang: the free blocks must also hold ratio x the outputs still to come (each clipped) */
             i64 pre = 0;
@@ -1324,7 +1324,7 @@ static double sample(Sampler *q, Sim *S, double t) {
  * and the time of one load); pint[14]: the pool's role (0 both, 1 prefill, 2 decode) and pdbl[10..11] the prefill ->
  * decode KV transfer's latency and seconds per token; pint[15..18]: priority preemption, block-by-block swapping,
  * blocks per copy, copies per block, and pdbl[12] one copy's time; pdbl[13]: the most of one prompt a step takes
- * (attention DP; inf: no limit); pint[19..20] and pdbl[14..16]: SGLang's new-token-ratio admission (on or off, the
+ * (the token budget; one rank's share of it under attention DP); pint[19..20] and pdbl[14..16]: SGLang's new-token-ratio admission (on or off, the
  * decode steps a retraction plans for; the ratio's start, floor and fall per decode step), pint[21] the most of a
  * request's outputs to come it counts (0: not tracked); pint[22..23]: attention-DP ranks and the balancing hold in
  * decode steps (0: off); ipar[12]: live migration's load threshold (-1:
@@ -1406,7 +1406,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->role = (int)pi[14], r->kv_lat_s = pd[10], r->kv_s_per_token = pd[11];
             r->fair = (int)pi[15], r->block_swap = (int)pi[16], r->swap_group = pi[17], r->kv_transfers_per_block = pi[18];
             r->swap_transfer_s = pd[12];
-            r->rank_tokens = pd[13], r->ratio_init = pd[14], r->ratio_min = pd[15], r->ratio_decay = pd[16];
+            r->chunk_max = pd[13], r->ratio_init = pd[14], r->ratio_min = pd[15], r->ratio_decay = pd[16];
             r->ratio_mode = (int)pi[19], r->retract_steps = pi[20];
             r->ratio = r->ratio_init, r->ratio_s = 0;
             r->clip = pi[21], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;

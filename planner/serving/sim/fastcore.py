@@ -158,7 +158,7 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
         pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
-                 float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s), float(r.rank_tokens), RATIO_INIT, RATIO_MIN,
+                 float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s), float(r.chunk_max), RATIO_INIT, RATIO_MIN,
                  RATIO_DECAY]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, t.grid[:, :, 0, 0], t.grid]  # the grid the table interpolates
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)

@@ -47,8 +47,9 @@ class Replica:
         self.dtok = float(m.spec_k + 1)  # tokens each decoding sequence puts through the step (verification)
         self.max_seqs = m.max_seqs
         self.mbt = m.max_batched_tokens
-        # data-parallel attention: a prompt is prefilled on one rank, so a chunk of it is at most one rank's budget
-        self.rank_tokens = m.max_batched_tokens / m.attention_dp if m.attention_dp > 1 else math.inf
+        # the most of one prompt a step takes: the token budget, and under data-parallel attention one rank's share
+        # of it (a prompt is prefilled on one rank)
+        self.chunk_max = m.max_batched_tokens / m.attention_dp if m.attention_dp > 1 else m.max_batched_tokens
         self.chunked = m.chunked_prefill
         self.reserve = m.reserve
         self.ratio_mode = m.ratio_admission  # SGLang's new_token_ratio admission (ratio_tick)

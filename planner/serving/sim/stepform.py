@@ -93,7 +93,7 @@ def _continue_chunks(rep, d: StepDraft) -> None:
     for pf in rep.prefilling:
         if d.budget <= 0:
             break
-        take = min(pf.remaining, d.budget, rep.rank_tokens)
+        take = min(pf.remaining, d.budget, rep.chunk_max)
         if take <= 0:
             continue
         past = pf.past
@@ -134,7 +134,7 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     sim, kv, waiting, B = rep.sim, rep.kv, rep.waiting, rep.B
     s_isl, s_osl, s_gen, s_parent = sim.isl, sim.osl, sim.gen, sim.parent
     retained, pinned, reserve, max_seqs = kv.retained, kv.pinned, rep.reserve, rep.max_seqs
-    mbt = min(rep.mbt, rep.rank_tokens)  # the most of one prompt a step takes (one rank's budget under attention-DP)
+    mbt = rep.chunk_max  # the most of one prompt a step takes (one rank's budget under attention DP)
     split_all = rep.chunked
     prefilling, pieces = rep.prefilling, d.pieces
     # SGLang (ratio admission): the free blocks must also hold ratio x the outputs still to come, of the running
