@@ -212,3 +212,23 @@ def test_perf_overview_runs_pad_decode_batches_to_captured_cuda_graph_sizes():
     pre = Step(prefill_seqs=1, prefill_tokens=1000)
     assert float(np.ravel(ops(padded, pre)[Op.MLP_UP].flops)[0]) == pytest.approx(
         float(np.ravel(ops(plain, pre)[Op.MLP_UP].flops)[0]))
+
+
+def test_mlperf_replicas_have_no_api_front_end(monkeypatch):
+    """LoadGen hands the system under test pre-tokenized samples in process: the release's per-request front-end time
+    (vLLM 0.15's fitted ~1 ms) is not in an MLPerf run."""
+    from planner.errors import PlannerError
+    from planner.serving import published
+    from planner.specs.engine import get_engine
+
+    seen = []
+
+    def fake(*a, engine=None, **kw):
+        seen.append(engine)
+        raise PlannerError("stop")
+
+    monkeypatch.setattr(published, "replica_for", fake)
+    assert get_engine("vllm@0.15").request_overhead_s > 0
+    with pytest.raises(PlannerError):
+        published._MLPerf().predict("llama-2-70b", "mi300x", 8, "fp8", "fp8", 280.0, "vllm@0.15")
+    assert seen and all(e.request_overhead_s == 0.0 and e.name == "vllm@0.15" for e in seen)

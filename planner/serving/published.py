@@ -121,10 +121,15 @@ class _MLPerf:
         nodes = max(1.0, gpus / 8.0)
         n = int(MLPERF_SAMPLES.get(model, 15000) * nodes)
         offline = []
+        from planner.calibrate.bench_settings import offline as no_front_end
+
+        # LoadGen hands the system under test pre-tokenized samples in process: no API front end (HTTP, tokenize,
+        # detokenize) stands in the path, so the release's per-request time does not apply (as for trtllm-bench)
+        eng = no_front_end(engine)
         for tp, ep in _layouts(model, gpus):
             try:
                 rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, activations=activations,
-                                  engine=engine, max_input=2048)
+                                  engine=eng, max_input=2048)
             except PlannerError:
                 continue
             pool = Pool(rep, gpus // tp)
