@@ -211,9 +211,9 @@ class JointFit:
                                        rows={(a or "?"): n for (cv, a), n in self.row_counts.items() if cv == v},
                                        note=_NOTE)
         if self.rate_fits:
-            from planner.calibrate.rate_fit import apply
+            from planner.calibrate.rate_fit import apply, graph_gap
 
-            out = apply(out, [f for f in self.rate_fits if f.release in out])
+            out = graph_gap(apply(out, [f for f in self.rate_fits if f.release in out]))
         return out
 
 

@@ -23,7 +23,11 @@ collective library (NVLink and a custom all-reduce, XGMI and RCCL): they are val
 rows ran on (``DEVICE_PARAMS``), and another architecture keeps the joint fit's all-engine values (the issue's rule:
 a device without rows gets its architecture's values, else the engine-wide ones). Written engine-wide, vLLM 0.15's
 Hopper-fitted 3.7 us per kernel made AMD's published vLLM V1 latencies on MI300X (``vllm_rocm_static.csv``, never
-fitted) 25 % too fast at the median; with the all-engine 6.4 us they are 9.5 %. Offline benchmark rows
+fitted) 25 % too fast at the median; with the all-engine 6.4 us they are 9.5 %. On NVIDIA GPUs, though, the gap a
+CUDA graph leaves between its kernels is the driver's and the GPU front end's, not the engine's: a release that
+replays its decode steps in CUDA graphs and has no value of its own there (SGLang, vLLM off Hopper) takes the
+graph-mode gap fitted on an NVIDIA architecture (``graph_gap``), not the all-engine value, which engines launching
+every kernel from the host (TensorRT-LLM's C++ runtime, llama.cpp) set. Offline benchmark rows
 (trtllm-bench, llama-bench: requests submitted in process) are predicted without a front end
 (``bench_settings.offline``). The fit is a small regularized least squares in log space (a Gaussian prior toward
 the joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
@@ -219,6 +223,62 @@ def apply(cal: dict, fits: list[RateFit]) -> dict:
     return cal
 
 
+def _nvidia_architectures() -> tuple[str, ...]:
+    from planner.specs.loader import get_hardware, hardware_ids
+
+    out = set()
+    for h in hardware_ids():
+        hw = get_hardware(h)
+        if hw.vendor == "nvidia" and hw.kind in ("gpu", "soc") and hw.architecture:
+            out.add(hw.architecture)
+    return tuple(sorted(out))
+
+
+def _replays_graphs(release: str) -> bool:
+    from planner.specs.engine import get_engine
+
+    return get_engine(release).cuda_graph_max_batch is not None
+
+
+def graph_gap(cal: dict) -> dict:
+    """``cal`` with the CUDA-graph kernel gap laid over every NVIDIA architecture of every release that replays its
+    decode steps in CUDA graphs (its profile's ``cuda_graph_max_batch``) and would otherwise take the all-engine
+    value there (no joint-fit row of its engine family, no rate-fit value on that architecture).
+
+    The samples are the rate-fitted ``kernel_s`` values of graph-replaying releases on NVIDIA architectures (vLLM
+    0.15 on Hopper, 3.8 us); their geometric mean is taken. A graph's kernels are queued on the GPU at once, so what
+    separates them is the GPU front end's launch gap and each small kernel's ramp, the same mechanism on every NVIDIA
+    architecture; the all-engine value (8.6 us) comes from engines that launch each kernel from the host. AMD
+    architectures keep the all-engine value: HIP graphs measured slower (the MI300X note above). Without any sample
+    (a fold that holds out every rate row) ``cal`` is returned as is."""
+    nv = _nvidia_architectures()
+    samples = {}
+    for k, c in cal.items():
+        for a, blk in c.architectures.items():
+            v = blk.get("kernel_s")
+            if a in nv and v and v[1].startswith("rate fit") and _replays_graphs(k):
+                samples[(k, a)] = v[0]
+    if not samples:
+        return cal
+    gap = float(np.exp(np.mean(np.log(list(samples.values())))))
+    named = " and ".join(f"{k} on {a} ({v * 1e6:.2f} us)" for (k, a), v in sorted(samples.items()))
+    out = dict(cal)
+    for k, c in cal.items():
+        ew = c.engine_wide.get("kernel_s")
+        if ew is None or "all-engine value" not in ew[1] or not _replays_graphs(k):
+            continue  # its engine family has joint-fit rows (TensorRT-LLM 1.x: the family value), or no graphs
+        c = copy.deepcopy(c)
+        src = (f"CUDA-graph kernel gap: {k} replays its decode steps in CUDA graphs and has no value of its own on this "
+               f"NVIDIA architecture; the gap fitted for {named} (the all-engine {ew[0] * 1e6:.2f} us mixes engines that "
+               f"launch each kernel from the host)")
+        for a in nv:
+            blk = c.architectures.setdefault(a, {})
+            if not (blk.get("kernel_s") and blk["kernel_s"][1].startswith("rate fit")):
+                blk["kernel_s"] = (gap, src)
+        out[k] = c
+    return out
+
+
 def fit_all(files: list[Path], cal: dict, *, progress=None) -> list[RateFit]:
     """A rate fit for every release with rate rows in ``files``."""
     out = []
@@ -259,4 +319,4 @@ def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: d
             f = fit_release(release, kept, out)
             if f is not None:
                 out = apply(out, [f])
-    return out
+    return graph_gap(out)
