@@ -324,6 +324,9 @@ NOT_FITTED = {
                               "releases) on B200, H200 and H100",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
                             "comes from",
+    "serving_bench.csv": "held out to measure transfer: vLLM, SGLang and trtllm-serve online runs (vllm bench serve, sglang "
+                         "bench_one_batch_server) that users and vendors published, simulated, never fitted (SGLang and TensorRT-LLM "
+                         "1.x have no fitted row at all)",
 }
 
 

@@ -32,7 +32,7 @@ from planner.specs.engine import get_engine, profiles
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv
 
-SIMULATED_COLUMNS = {"request_rate", "scenario"}  # files the event simulator predicts (not fit rows)
+SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts"}  # files the event simulator predicts (not fit rows)
 
 
 def engine_of(row: dict) -> str:

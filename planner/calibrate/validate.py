@@ -237,11 +237,13 @@ def _capture_hardware(f: Path, hardware):
 def predict_simulated(name: str, cols: set, rows: list[dict]):
     """(row index, what, config, measured, predicted, note) for arrival-rate and MLPerf rows, through the
     serving event simulator (an iterable: MLPerf rows come one at a time)."""
-    from planner.serving.published import predict_mlperf, predict_online
+    from planner.serving.published import predict_bench_serve, predict_mlperf, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
 
     if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
         return predict_vllm_rate(rows, name)
+    if "num_prompts" in cols:  # `vllm bench serve` / `sglang.bench_serving` runs (serving_bench.csv)
+        return predict_bench_serve(rows, name)
     return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
 
 
@@ -283,7 +285,7 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                 raise PlannerError(f"{f}:{i}: the row has more cells than the header has columns")
             if not (row.get("model") or "").strip() or not (row.get("hardware") or "").strip():
                 raise PlannerError(f"{f}:{i}: the row has no model or no hardware")
-        if "request_rate" in cols or "scenario" in cols:
+        if "request_rate" in cols or "scenario" in cols or "num_prompts" in cols:
             # arrival-rate and MLPerf rows: predicted through the serving event simulator
             if hardware is not None:
                 report.skipped[f.name] = "simulated serving rows are not re-run for a candidate calibration"

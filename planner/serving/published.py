@@ -11,6 +11,12 @@
   offline throughput. Offline = all samples at once (24,576 for Llama-2-70B, 15,000 for Mixtral, the
   MLPerf dataset sizes); server = the highest Poisson rate whose p99 TTFT <= 2 s and p99 TPOT <= 200 ms
   (the MLPerf server limits), reported as output tokens/s.
+* ``serving_bench.csv`` (``vllm bench serve`` / ``sglang.bench_serving`` runs that vLLM and SGLang users and
+  vendors published with their full result blocks): one replica of the row's engine release (its online profile:
+  the API front end is in the path) and layout, sent ``num_prompts`` requests of the row's mean lengths (the
+  printed totals over the successful requests) all at once (``rate`` = inf) or Poisson at ``rate`` (seed 0).
+  Predicted: request and output-token throughput over the run (completed / first send to last finish, as
+  the clients print it), mean TTFT, mean TPOT. Held out: nothing is fitted to these rows.
 No parameter is tuned per row.
 """
 
@@ -208,3 +214,57 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
         yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen} ({plan})", measured,
                p[scen], "input lengths assumed (OpenOrca-like, mean ~300)")
+
+
+# (column, summary key, power): a single request's decode rate (``decode_tokens_per_s``) is 1 / its mean TPOT
+BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s", "output_tokens_per_s", 1),
+                 ("mean_ttft_s", "ttft_s", 1), ("mean_tpot_s", "tpot_s", 1), ("decode_tokens_per_s", "tpot_s", -1))
+
+
+def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
+    """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema."""
+    from planner.calibrate.published_fit import engine_of
+
+    out = []
+    for i, r in enumerate(rows):
+        where = f"{file}:{i + 2}"
+        tp = int(_num(r, "tp", where)) if (r.get("tp") or "").strip() else 1
+        ep = int(_num(r, "ep", where)) if (r.get("ep") or "").strip() else 1
+        pp = int(_num(r, "pp", where)) if (r.get("pp") or "").strip() else 1
+        weights, kv = (r.get("weights") or "").strip() or None, (r.get("kv") or "").strip() or None
+        isl, osl = max(int(round(_num(r, "isl", where))), 1), max(int(round(_num(r, "osl", where))), 1)
+        n = int(_num(r, "num_prompts", where))
+        rate_s = str(r.get("rate") or "inf").strip().lower()
+        rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
+        engine = engine_of(r)
+        cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
+               f"{isl}/{osl} x{n} rate={rate_s}")
+        from planner.specs.engine import get_engine
+
+        eng = get_engine(engine)
+        sched_ahead = (r.get("async_scheduling") or "").strip().lower()
+        if sched_ahead:  # the release's default, or the run's --async-scheduling
+            eng = eng.with_(async_scheduling=sched_ahead == "true")
+        measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
+        try:
+            if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
+                from planner.specs.loader import get_model
+
+                weights = get_model(r["model"]).released_weights() or "bf16"
+            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=isl + osl)
+            s = Simulator([Pool(rep, 1)], generate(fixed_workload(isl, osl), n, rate=rate, seed=0)).run().summary()
+        except PlannerError as e:
+            out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
+            continue
+        if not s["completed"]:
+            why = (f"unpredictable: no request completes on this replica (its KV cache holds {rep.kv_blocks * rep.block_tokens:,} "
+                   f"tokens; a request needs {isl + osl:,})")
+            out += [(i, col, cfg, meas, None, why) for col, _, _, meas in measured]
+            continue
+        for col, attr, power, meas in measured:
+            v = s[attr]
+            v = v["mean"] if isinstance(v, dict) else v
+            pred = None if v is None or not v > 0 else float(v) ** power
+            out.append((i, col, cfg, meas, pred, (r.get("note") or "").strip()))
+    return out
+

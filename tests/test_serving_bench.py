@@ -1,0 +1,62 @@
+"""The published online benchmarks of vLLM, SGLang and trtllm-serve (measurements/published/serving_bench.csv):
+every row is predicted through the serving simulator from its own configuration, nothing is fitted to them."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from planner.calibrate import joint
+from planner.calibrate.published_fit import engine_of
+from planner.calibrate.validate import builtin_published, predict_simulated
+from planner.serving.published import predict_bench_serve
+
+
+@pytest.fixture(scope="module")
+def rows():
+    f = next(p for p in builtin_published() if p.name == "serving_bench.csv")
+    with f.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_row_is_sourced_held_out_and_resolves_to_an_engine_profile(rows):
+    assert "serving_bench.csv" in joint.NOT_FITTED
+    assert rows and all(r["source"].strip() for r in rows)
+    assert {engine_of(r).split("@")[0] for r in rows} == {"vllm", "sglang", "trtllm"}
+    for r in rows:
+        vals = [float(r[c]) for c in ("requests_per_s", "output_tokens_per_s", "mean_ttft_s", "mean_tpot_s", "decode_tokens_per_s")
+                if r[c].strip()]
+        assert vals and all(v > 0 for v in vals)
+        assert int(r["num_prompts"]) >= 1 and float(r["isl"]) >= 1 and float(r["osl"]) >= 1
+
+
+def test_every_row_is_predicted_through_the_simulator(rows):
+    cols = set(rows[0])
+    out = list(predict_simulated("serving_bench.csv", cols, rows))
+    assert len({i for i, *_ in out}) == len(rows)
+    assert all(pred is not None and np.isfinite(pred) and pred > 0 for _, _, _, _, pred, _ in out)
+    # a burst of requests: the throughput over the run is completions over its span, so requests/s x osl = tokens/s
+    by = {}
+    for i, what, _, _, pred, _ in out:
+        by.setdefault(i, {})[what] = pred
+    for i, d in by.items():
+        if "requests_per_s" in d and "output_tokens_per_s" in d:
+            assert d["output_tokens_per_s"] == pytest.approx(d["requests_per_s"] * round(float(rows[i]["osl"])), rel=1e-6)
+
+
+def test_a_single_request_decodes_at_one_over_its_tpot():
+    row = {"source": "test", "engine": "sglang", "engine_version": "0.5.1", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+           "tp": "1", "isl": "1024", "osl": "512", "num_prompts": "1", "rate": "inf", "mean_tpot_s": "0.006",
+           "decode_tokens_per_s": "166.7"}
+    out = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([row])}
+    assert out["decode_tokens_per_s"] == pytest.approx(1.0 / out["mean_tpot_s"], rel=1e-9)
+    assert 50 < out["decode_tokens_per_s"] < 1000  # tokens/s of one 8B stream on an H100
+
+
+def test_a_request_larger_than_the_kv_cache_is_unpredictable_with_its_reason():
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "qwen3-32b", "hardware": "h100-sxm", "tp": "1",
+           "isl": "120000", "osl": "10", "num_prompts": "2", "rate": "inf", "requests_per_s": "0.1"}
+    (i, what, _, meas, pred, note), = predict_bench_serve([row])
+    assert pred is None and note.startswith("unpredictable: no request completes") and "120,010" in note
