@@ -136,3 +136,15 @@ def test_error_bands_bracket_zero_and_widen_for_devices_without_rows():
     # a situation with too few rows of its own falls back to a coarser one, and says which
     moe = uncertainty(Situation(False, "prefill", True))
     assert all(v is None or "from" in v for v in moe.values())
+
+
+def test_a_ttft_band_is_the_prefill_band_of_its_kind_of_model():
+    """A decode-bound plan's TTFT takes the prefill band of a dense (or MoE) model, not every model's pooled TTFT."""
+    from planner.calibrate.uncertainty import Situation, load_bands, uncertainty
+
+    bands = load_bands()["bands"]
+    for fitted in (True, False):
+        for moe in (False, True):
+            assert uncertainty(Situation(fitted, "decode", moe))["ttft"] == uncertainty(Situation(fitted, "prefill", moe))["ttft"]
+    assert "ttft" in bands["inferred/prefill/dense"]
+    assert uncertainty(Situation(False, "decode", False))["ttft"]["from"] == "inferred/prefill/dense"

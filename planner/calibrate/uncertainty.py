@@ -132,7 +132,10 @@ def uncertainty(situation: Situation) -> dict[str, dict | None]:
     out: dict[str, dict | None] = {}
     for metric in METRICS:
         out[metric] = None
-        for k in situation.keys():
+        # a TTFT is a prefill number whatever bounds the plan's throughput: its band is the prefill one of the same
+        # kind of model (a decode situation has no TTFT rows and would fall to every model's pooled band)
+        sit = Situation(situation.fitted, "prefill", situation.moe) if metric == "ttft" else situation
+        for k in sit.keys():
             b = bands.get(k, {}).get(metric)
             if b:
                 out[metric] = {**b, "from": k}

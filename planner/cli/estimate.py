@@ -147,8 +147,9 @@ def render(est) -> None:
             sit = band["situation"]
             device, _, why = sit["device"].partition(" (")  # "inferred (no published rows of trtllm@1.1 on it)"
             why = f"; {why.rstrip(')').replace(' on it', ' on ' + est.hardware)}" if why else ""
+            ttft_own = " (TTFT: prefill-bound)" if sit["phase"] != "prefill" and band.get("ttft") else ""
             console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {device} {sit['phase']}-bound "
-                          f"{sit['model']} published rows, cross-validated{why}): {', '.join(parts)}[/dim]")
+                          f"{sit['model']} published rows{ttft_own}, cross-validated{why}): {', '.join(parts)}[/dim]")
     for phase in ("prefill", "decode"):
         rows = est.breakdown[phase]
         if not rows:
