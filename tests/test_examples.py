@@ -1,4 +1,5 @@
-"""Every example study runs (on a reduced sweep) so none can rot; study files validate strictly."""
+"""Every example study runs (on a reduced sweep) so none can rot, and its points equal the committed outputs in
+examples/out (so examples/README.md quotes what the planner computes now); study files validate strictly."""
 
 from pathlib import Path
 
@@ -30,11 +31,34 @@ def test_example_runs(path, tmp_path):
     metric_keys = {"output_tokens_per_s_per_gpu", "output_tokens_per_s", "gpus", "ttft_mean_s", "feasible", "goodput_rps"}
     for r in rows:
         assert r.get("error") or metric_keys & set(r), r
+    _matches_committed_outputs(study, rows)
     write_tables(study, rows, tmp_path)
     plots = write_plots(study, rows, tmp_path)
     html = write_html(study, rows, plots, tmp_path / "r.html")
     text = html.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
+
+
+def _matches_committed_outputs(study, rows):
+    """The outputs committed in examples/out (and quoted in examples/README.md) are what the planner computes now: the
+    reduced sweep's points equal the committed run's same points in every column the study reports."""
+    import json
+    import math
+
+    from planner.studies.report import columns
+
+    f = EXAMPLES[0].parent / "out" / study.name / f"{study.name}.json"
+    committed = json.loads(f.read_text())["points"]
+    axes = list(study.sweep.axes)
+    for r in rows:
+        same = [p for p in committed if all(p.get(a) == r.get(a) for a in axes)]
+        assert same, f"{study.name}: no committed point for {({a: r.get(a) for a in axes})}: regenerate examples/out"
+        for c in columns(study, rows):
+            want, got = same[0].get(c), r.get(c)
+            if isinstance(got, float) and isinstance(want, (int, float)) and math.isfinite(got):
+                assert got == pytest.approx(want, rel=1e-6), f"{study.name} {c}: {got} now, {want} committed: regenerate examples/out"
+            elif isinstance(got, (str, bool, int)) and not isinstance(got, float):
+                assert got == want, f"{study.name} {c}: {got!r} now, {want!r} committed: regenerate examples/out"
 
 
 def test_wrong_key_names_file_line_and_expectation(tmp_path):
