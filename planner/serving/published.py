@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from planner.calibrate.bench_settings import offline as no_front_end
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
@@ -126,12 +127,10 @@ class _MLPerf:
         # least the minimum sample count (a fixed count spread over many replicas would be mostly ramp and drain)
         nodes = max(1.0, gpus / 8.0)
         n = int(MLPERF_SAMPLES.get(model, 15000) * nodes)
-        offline = []
-        from planner.calibrate.bench_settings import offline as no_front_end
-
         # LoadGen hands the system under test pre-tokenized samples in process: no API front end (HTTP, tokenize,
         # detokenize) stands in the path, so the release's per-request time does not apply (as for trtllm-bench)
         eng = no_front_end(engine)
+        offline = []
         for tp, ep in _layouts(model, gpus):
             try:
                 rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, activations=activations,
@@ -224,6 +223,8 @@ BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s"
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
     """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema."""
     from planner.calibrate.published_fit import engine_of
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_model
 
     out = []
     for i, r in enumerate(rows):
@@ -239,17 +240,13 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         engine = engine_of(r)
         cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
                f"{isl}/{osl} x{n} rate={rate_s}")
-        from planner.specs.engine import get_engine
-
-        eng = get_engine(engine)
-        sched_ahead = (r.get("async_scheduling") or "").strip().lower()
-        if sched_ahead:  # the release's default, or the run's --async-scheduling
-            eng = eng.with_(async_scheduling=sched_ahead == "true")
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         try:
+            eng = get_engine(engine)
+            sched_ahead = (r.get("async_scheduling") or "").strip().lower()
+            if sched_ahead:  # the release's default, or the run's --async-scheduling
+                eng = eng.with_(async_scheduling=sched_ahead == "true")
             if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
-                from planner.specs.loader import get_model
-
                 weights = get_model(r["model"]).released_weights() or "bf16"
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=isl + osl)
             s = Simulator([Pool(rep, 1)], generate(fixed_workload(isl, osl), n, rate=rate, seed=0)).run().summary()
