@@ -60,3 +60,22 @@ def test_a_request_larger_than_the_kv_cache_is_unpredictable_with_its_reason():
            "isl": "120000", "osl": "10", "num_prompts": "2", "rate": "inf", "requests_per_s": "0.1"}
     (i, what, _, meas, pred, note), = predict_bench_serve([row])
     assert pred is None and note.startswith("unpredictable: no request completes") and "120,010" in note
+
+
+def test_a_closed_loop_sends_each_clients_next_request_when_its_last_one_ends():
+    from planner.serving.published import closed_loop
+
+    reqs = closed_loop(7, 3, 100, 20)
+    assert np.all(reqs.arrival_s[:3] == 0.0) and np.all(np.isnan(reqs.arrival_s[3:]))
+    assert list(reqs.parent) == [-1, -1, -1, 0, 1, 2, 3]  # each client a chain
+    assert np.all(reqs.think_s == 0.0) and np.all(reqs.prefix_tokens == 0)
+    # one client: requests run one after another, so the run's rate is one over a request's whole latency
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+           "tp": "1", "isl": "200", "osl": "100", "num_prompts": "20", "rate": "inf", "max_concurrency": "1",
+           "requests_per_s": "1", "mean_ttft_s": "0.05", "mean_tpot_s": "0.007"}
+    out = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([row])}
+    serial = 1.0 / (out["mean_ttft_s"] + 99 * out["mean_tpot_s"])
+    assert out["requests_per_s"] == pytest.approx(serial, rel=0.02)
+    row4 = dict(row, max_concurrency="4")
+    out4 = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([row4])}
+    assert 3.0 * out["requests_per_s"] < out4["requests_per_s"] < 4.0 * out["requests_per_s"]  # batching shares weight reads

@@ -14,7 +14,8 @@
 * ``serving_bench.csv`` (``vllm bench serve`` / ``sglang.bench_serving`` runs that vLLM and SGLang users and
   vendors published with their full result blocks): one replica of the row's engine release (its online profile:
   the API front end is in the path) and layout, sent ``num_prompts`` requests of the row's mean lengths (the
-  printed totals over the successful requests) all at once (``rate`` = inf) or Poisson at ``rate`` (seed 0).
+  printed totals over the successful requests) all at once (``rate`` = inf), Poisson at ``rate`` (seed 0), or by
+  ``max_concurrency`` clients in a closed loop (each sends its next request when its last one ends).
   Predicted: request and output-token throughput over the run (completed / first send to last finish, as
   the clients print it), mean TTFT, mean TPOT. Held out: nothing is fitted to these rows.
 No parameter is tuned per row.
@@ -30,7 +31,7 @@ from planner.calibrate.bench_settings import offline as no_front_end
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
-from planner.serving.workload import fixed_workload, generate, get_workload
+from planner.serving.workload import Requests, fixed_workload, generate, get_workload
 from planner.specs.quant import default_kv
 
 ONLINE_REQUESTS = 500
@@ -237,9 +238,10 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         n = int(_num(r, "num_prompts", where))
         rate_s = str(r.get("rate") or "inf").strip().lower()
         rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
+        clients = int(_num(r, "max_concurrency", where)) if (r.get("max_concurrency") or "").strip() else 0
         engine = engine_of(r)
         cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
-               f"{isl}/{osl} x{n} rate={rate_s}")
+               f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}"))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         try:
             eng = get_engine(engine)
@@ -248,8 +250,16 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 eng = eng.with_(async_scheduling=sched_ahead == "true")
             if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
                 weights = get_model(r["model"]).released_weights() or "bf16"
+            if clients:
+                # a closed loop: the simulator's follow-up turns (each arrives when the one before it ends), here
+                # independent prompts, so nothing of the previous turn's KV is kept for it (random and ShareGPT
+                # prompts share no prefix with each other)
+                eng = eng.with_(prefix_caching=False)
+                reqs = closed_loop(n, clients, isl, osl)
+            else:
+                reqs = generate(fixed_workload(isl, osl), n, rate=rate, seed=0)
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=isl + osl)
-            s = Simulator([Pool(rep, 1)], generate(fixed_workload(isl, osl), n, rate=rate, seed=0)).run().summary()
+            s = Simulator([Pool(rep, 1)], reqs).run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
             continue
@@ -264,4 +274,15 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             pred = None if v is None or not v > 0 else float(v) ** power
             out.append((i, col, cfg, meas, pred, (r.get("note") or "").strip()))
     return out
+
+
+def closed_loop(n: int, clients: int, isl: int, osl: int) -> Requests:
+    """``n`` requests of fixed lengths from ``clients`` clients in a closed loop (a benchmark's --max-concurrency): the
+    first ``clients`` arrive at 0, each later one the moment its client's previous request ends."""
+    c = max(1, min(int(clients), int(n)))
+    idx = np.arange(n)
+    parent = np.where(idx >= c, idx - c, -1).astype(np.int64)
+    arrival = np.where(idx < c, 0.0, np.nan)
+    return Requests(arrival, np.full(n, isl, np.int64), np.full(n, osl, np.int64), np.zeros(n, np.int64), parent,
+                    np.zeros(n), source=f"closed loop of {c} clients")
 
