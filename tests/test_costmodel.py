@@ -210,3 +210,21 @@ def test_moe_streams_only_touched_experts():
     s64 = next(o for o in many.ops if o.name == "weight_stream").bytes[0]
     # one token routes to 2 of 8 experts; 64 tokens touch nearly all of them
     assert s64 > 2.5 * s1
+
+
+def test_qk_norm_models_pay_one_norm_kernel_over_their_queries_and_keys_per_layer():
+    """Qwen3's per-head q/k RMSNorm: one elementwise op per layer reading and writing the device's q and k heads
+    (Llama has none); at one decode token it adds about a kernel's gap per layer to the step."""
+    h100 = get_hardware("h100-sxm")
+    q3, l3 = get_model("qwen3-8b"), get_model("llama-3.1-8b")
+    for tp in (1, 2):
+        cm = CostModel(q3, h100, engine=Engine())
+        p = make_plans(q3, h100, tp=tp)
+        s = cm.step(p, Step(decode_seqs=4, decode_ctx=1000))
+        op = next(o for o in s.ops if str(o.name) == "qk_norm")
+        kvh = max(q3.num_kv_heads / tp, 1)
+        elems = 4 * (q3.num_heads / tp + kvh) * q3.head_dim
+        assert float(np.ravel(op.bytes)[0]) == pytest.approx(elems * 2.0 * 2, rel=1e-9)  # bf16, read + write
+        assert op.count == q3.num_layers
+    cm = CostModel(l3, h100, engine=Engine())
+    assert not any(str(o.name) == "qk_norm" for o in cm.step(make_plans(l3, h100, tp=1), Step(decode_seqs=4, decode_ctx=1000)).ops)

@@ -65,6 +65,7 @@ class Op(str, Enum):
     ATTENTION = "attention"  # full-attention layers
     ATTENTION_SWA = "attention_swa"  # sliding-window layers
     ATTENTION_CHUNKED = "attention_chunked"  # chunked local attention (Llama-4: a query sees its own chunk)
+    QK_NORM = "qk_norm"  # per-head RMSNorm of queries and keys (Qwen3, OLMo 2): one fused kernel per layer
     O_PROJ = "o_proj"
     TP_ALLREDUCE = "tp_allreduce"
     MLP_NORM = "mlp_norm"
@@ -357,6 +358,11 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     wb = plans.weight_bytes
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
            cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=h + sh.qkv_out)]
+    if a.qk_norm and not a.mla:
+        # RMSNorm over each query and key head before RoPE: reads and writes the device's q and k once, one kernel
+        # (engines fuse the two norms, some with RoPE too; unfused they are two launches)
+        qk_elems = sh.heads * m.head_dim + sh.kv_elems_per_token / 2.0
+        ops.append(cm._elementwise(Op.QK_NORM, c.T * qk_elems, c.layers_stage))
     # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
     n_slide, n_chunk = (m.num_sliding_layers(), m.num_chunked_layers()) if frees_window(cm.engine) else (0, 0)
     for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_layers - n_slide - n_chunk, None, False),
