@@ -65,7 +65,7 @@ class Op(str, Enum):
     ATTENTION = "attention"  # full-attention layers
     ATTENTION_SWA = "attention_swa"  # sliding-window layers
     ATTENTION_CHUNKED = "attention_chunked"  # chunked local attention (Llama-4: a query sees its own chunk)
-    QK_NORM = "qk_norm"  # per-head RMSNorm of queries and keys (Qwen3, OLMo 2): one fused kernel per layer
+    QK_NORM = "qk_norm"  # per-head RMSNorm of queries and keys (Qwen3): one fused kernel per layer
     O_PROJ = "o_proj"
     TP_ALLREDUCE = "tp_allreduce"
     MLP_NORM = "mlp_norm"
