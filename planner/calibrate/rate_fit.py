@@ -262,10 +262,11 @@ def graph_gap(cal: dict) -> dict:
         return cal
     gap = float(np.exp(np.mean(np.log(list(samples.values())))))
     named = " and ".join(f"{k} on {a} ({v * 1e6:.2f} us)" for (k, a), v in sorted(samples.items()))
+    fitted_families = {c.engine for c in cal.values() if c.rows}  # engines with joint-fit rows in some release
     out = dict(cal)
     for k, c in cal.items():
         ew = c.engine_wide.get("kernel_s")
-        if ew is None or "all-engine value" not in ew[1] or not _replays_graphs(k):
+        if ew is None or c.engine in fitted_families or not _replays_graphs(k):
             continue  # its engine family has joint-fit rows (TensorRT-LLM 1.x: the family value), or no graphs
         c = copy.deepcopy(c)
         src = (f"CUDA-graph kernel gap: {k} replays its decode steps in CUDA graphs and has no value of its own on this "

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
-from planner.calibrate.published_fit import release_of, row_parallel
+from planner.calibrate.published_fit import SIMULATED_COLUMNS, release_of, row_parallel
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -285,7 +285,7 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                 raise PlannerError(f"{f}:{i}: the row has more cells than the header has columns")
             if not (row.get("model") or "").strip() or not (row.get("hardware") or "").strip():
                 raise PlannerError(f"{f}:{i}: the row has no model or no hardware")
-        if "request_rate" in cols or "scenario" in cols or "num_prompts" in cols:
+        if SIMULATED_COLUMNS & cols:
             # arrival-rate and MLPerf rows: predicted through the serving event simulator
             if hardware is not None:
                 report.skipped[f.name] = "simulated serving rows are not re-run for a candidate calibration"

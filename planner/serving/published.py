@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 
-from planner.calibrate.bench_settings import offline as no_front_end
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
@@ -45,6 +44,11 @@ def _engine_of(row: dict) -> str:
     from planner.calibrate.published_fit import engine_of
 
     return engine_of(row)
+
+
+def _count(row: dict, key: str, where: str, default: int) -> int:
+    """An optional whole-number column (``default`` where the cell is empty)."""
+    return int(_num(row, key, where)) if (row.get(key) or "").strip() else default
 
 
 def _num(row: dict, key: str, where: str) -> float:
@@ -128,6 +132,8 @@ class _MLPerf:
         # least the minimum sample count (a fixed count spread over many replicas would be mostly ramp and drain)
         nodes = max(1.0, gpus / 8.0)
         n = int(MLPERF_SAMPLES.get(model, 15000) * nodes)
+        from planner.calibrate.bench_settings import offline as no_front_end
+
         # LoadGen hands the system under test pre-tokenized samples in process: no API front end (HTTP, tokenize,
         # detokenize) stands in the path, so the release's per-request time does not apply (as for trtllm-bench)
         eng = no_front_end(engine)
@@ -230,15 +236,13 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     out = []
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
-        tp = int(_num(r, "tp", where)) if (r.get("tp") or "").strip() else 1
-        ep = int(_num(r, "ep", where)) if (r.get("ep") or "").strip() else 1
-        pp = int(_num(r, "pp", where)) if (r.get("pp") or "").strip() else 1
+        tp, ep, pp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp"))
         weights, kv = (r.get("weights") or "").strip() or None, (r.get("kv") or "").strip() or None
         isl, osl = max(int(round(_num(r, "isl", where))), 1), max(int(round(_num(r, "osl", where))), 1)
         n = int(_num(r, "num_prompts", where))
         rate_s = str(r.get("rate") or "inf").strip().lower()
         rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
-        clients = int(_num(r, "max_concurrency", where)) if (r.get("max_concurrency") or "").strip() else 0
+        clients = _count(r, "max_concurrency", where, 0)
         engine = engine_of(r)
         cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
                f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}"))
