@@ -92,3 +92,68 @@ def test_attention_dp_moe_traffic_by_fabric():
     # at eight ranks the two send about the same (7 copies against 8 x 7/8)
     assert got["h200-sxm", 2] / got["rtx-pro-6000", 2] == pytest.approx(4.0)
     assert got["h200-sxm", 8] / got["rtx-pro-6000", 8] == pytest.approx(1.0)
+
+
+def test_tensor_parallel_experts_move_every_row_and_split_only_the_flops():
+    """Mixtral-8x7b (hidden 4096, 8 experts of width 14336, top-2) on 8 GPUs. Expert-parallel (ep 8): each device
+    holds one whole expert and gets the rows routed to it (2T/8 on average, the busiest rank a little more).
+    Tensor-parallel (ep 1): each device holds 1/8 of every expert, so it reads the hidden state of all 2T rows and
+    writes a full-width partial output for each: 8x the activation traffic for the same FLOPs per device."""
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    h, inter, k, T = 4096, 14336, 2, 1024
+    per_expert = 3 * h * inter
+    cm = CostModel(m, hw, engine=Engine())
+    got = {}
+    for ep in (1, 8):
+        p = make_plans(m, hw, tp=8, ep=ep, weights="bf16", kv="bf16")
+        sc = cm.step(p, Step(decode_seqs=T, decode_ctx=100))
+        perm, ex = op(sc, Op.MOE_PERMUTE), op(sc, Op.EXPERTS)
+        # the permutation reads and writes each routed row twice (gather, then scatter-add), 2 bytes per element
+        rows = float(np.ravel(perm.bytes)[0]) / (h * 2.0 * 4)
+        got[ep] = rows, float(np.ravel(ex.flops)[0])
+    rows_tp, flops_tp = got[1]
+    rows_ep, flops_ep = got[8]
+    assert rows_tp == pytest.approx(k * T, rel=1e-9)  # ep 1: every assignment passes every device
+    imb = rows_ep / (k * T / 8)
+    assert 1.0 < imb < 1.3  # ep 8: the busiest rank's share
+    assert flops_tp == pytest.approx(2.0 * k * T * per_expert / 8, rel=1e-9)  # 1/8 of every expert
+    assert flops_ep == pytest.approx(flops_tp * imb, rel=1e-9)
+
+
+def test_mla_projections_and_latent_norms_launch_their_own_kernels():
+    """DeepSeek-V3's MLA layer: the fused q/kv down-projection, q_b and the key half of kv_b (absorbed into the query
+    in decode) on the way in, the value half of kv_b and o_proj on the way out, and an RMSNorm on each latent
+    (q_lora_rank 1536, kv_lora_rank 512) in between; a GQA model has none of these extra kernels."""
+    from planner.costmodel.step import MLA_PROJ_LAUNCHES
+
+    hw = get_hardware("h200-sxm")
+    m = get_model("deepseek-v3")
+    cm = CostModel(m, hw, engine=Engine(kernel_overhead_s=5e-6))
+    sc = cm.step(make_plans(m, hw, tp=8, weights="fp8", kv="fp8"), Step(decode_seqs=4, decode_ctx=1000))
+    assert float(np.ravel(op(sc, Op.QKV_PROJ).launches)[0]) == MLA_PROJ_LAUNCHES["qkv_proj"] == 3.0
+    assert float(np.ravel(op(sc, Op.O_PROJ).launches)[0]) == MLA_PROJ_LAUNCHES["o_proj"] == 2.0
+    norm = op(sc, Op.LATENT_NORM)
+    assert float(np.ravel(norm.launches)[0]) == 2.0
+    assert float(np.ravel(norm.bytes)[0]) == pytest.approx(4 * (1536 + 512) * 2.0 * 2, rel=1e-9)  # bf16, read + write
+    assert norm.count == m.num_layers
+    l3 = get_model("llama-3.1-8b")
+    g = CostModel(l3, hw, engine=Engine(kernel_overhead_s=5e-6)).step(make_plans(l3, hw, tp=1), Step(decode_seqs=4, decode_ctx=1000))
+    assert not any(o.name == Op.LATENT_NORM for o in g.ops)
+    assert float(np.ravel(op(g, Op.QKV_PROJ).launches)[0]) == 1.0
+
+
+def test_attention_dp_ranks_all_gather_their_tokens_for_split_experts():
+    """Data-parallel attention in front of experts split across the group (ep 1 over 8 ranks: each device holds 1/8
+    of every expert) needs every rank's tokens on every device: an all-gather of the other 7 ranks' tokens and a
+    reduce-scatter of the partial outputs, 7 copies of each token each way at 16 bit, whatever top-k is. With the
+    experts whole on their ranks (ep 8) only the chosen experts' copies move: top-k x 7/8 each way."""
+    m, hw = get_model("qwen3-30b-a3b"), get_hardware("h200-sxm")  # hidden 2048, 128 experts, top-8
+    h, k, T = m.hidden_size, m.moe.top_k, 256.0  # T tokens per rank
+    per_token = {}
+    for ep in (1, 8):
+        p = make_plans(m, hw, tp=1, ep=ep, adp=8, weights="fp8", kv="fp8")
+        a2a = op(CostModel(m, hw).step(p, Step(decode_seqs=T * 8, decode_ctx=1000)), Op.EP_ALLTOALL)
+        per_token[ep] = float(np.ravel(a2a.bytes)[0]) / (T * h * 2.0)
+        assert a2a.time_s[0] > 0
+    assert per_token[1] == pytest.approx(7 * 2.0, rel=1e-9)
+    assert 1.0 <= per_token[8] / (k * 7 / 8 * 2.0) < 1.2  # the busiest rank's share (load imbalance)

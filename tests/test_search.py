@@ -168,3 +168,30 @@ def test_a_model_is_searched_in_the_format_it_is_released_in():
     assert released and res.recommended["plan"]["weights"] == "mxfp4"  # the CLI's default 0.99 floor
     # the released format costs no accuracy against the release
     assert all("mxfp4 weights" not in r["trade"] for r in released)
+
+
+def test_an_attention_dp_prefill_pool_is_priced_at_the_prompts_its_step_holds():
+    """Each attention-DP rank of a prefill worker schedules its own batch of whole prompts within the engine's token
+    budget, so one step of the worker holds floor(budget / isl) prompts per rank: the row's prefill time (its TTFT
+    less the KV transfer) is the cost model's step for that many prompts, and its rate is that many per step."""
+    from planner.costmodel.plans import make_plans
+    from planner.costmodel.step import CostModel, Step
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware, get_model
+    from planner.studies.params import PlanRequest, plan_search
+
+    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
+    res = plan_search(PlanRequest(model="deepseek-v3", hardware=["h200-sxm"], gpus=24, isl=2000, osl=500, weights=["fp8"],
+                                  kv=["fp8"]))
+    rows = [r for r in res.frontier if r["plan"]["mode"] == "disaggregated"
+            and r["plan"]["disaggregated"]["prefill_attention_dp"] > 1]
+    assert rows
+    eng = get_engine("trtllm").for_hardware(hw)
+    for r in rows[:3]:
+        dg = r["plan"]["disaggregated"]
+        adp = dg["prefill_attention_dp"]
+        prompts = (eng.max_batched_tokens // 2000) * adp
+        p = make_plans(m, hw, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"], adp=adp, weights="fp8",
+                       kv="fp8", check=False, engine=eng)
+        t = float(np.ravel(CostModel(m, hw, engine=eng).step(p, Step(prefill_seqs=prompts, prefill_tokens=2000)).time_s)[0])
+        assert r["ttft_s"] - dg["kv_transfer_s"] == pytest.approx(t, rel=1e-6)

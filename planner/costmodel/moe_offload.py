@@ -135,7 +135,7 @@ def _cpu_time(host: HostSide, flops, byts):
 
 def moe_offload_mlp(cm, c) -> list:
     """The MoE MLP with the cold experts on the host CPU and/or EdgeMoE's per-expert precision."""
-    from planner.costmodel.step import Op, _moe_mlp, ep_imbalance
+    from planner.costmodel.step import Op, _moe_mlp, ep_imbalance, expert_rows
 
     off: MoeOffload = cm.moe_offload
     ops = _moe_mlp(cm, c)
@@ -152,7 +152,7 @@ def moe_offload_mlp(cm, c) -> list:
     touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
-    gpu = cm._gemm(Op.EXPERTS, assigned / moe_group * imb * (1.0 - f), m.expert_params(), plans.gemm_flops, wb, cnt,
+    gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,
                    m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=touched * (1.0 - f) / c.ep * w_dev)
     ops = [gpu if o.name == Op.EXPERTS else o for o in ops]
     if f <= 0.0:
@@ -168,7 +168,7 @@ def moe_offload_mlp(cm, c) -> list:
     exposed_cpu = np.maximum(t_xfer + t_cpu - gpu.time_s, 0.0)
     # Fiddler's rule: where copying the touched cold experts to the GPU (overlapped with the hot experts) and
     # running them there is faster, that is what runs
-    cold_gpu = cm._gemm(Op.EXPERTS, assigned / moe_group * imb * f, m.expert_params(), plans.gemm_flops, wb, cnt,
+    cold_gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * f, w_dev, plans.gemm_flops, wb, cnt,
                         m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=touched * f / c.ep * w_dev)
     stream_bytes = touched * f / c.ep * w_dev * wb
     exposed_stream = np.maximum(stream_bytes / host.link_bytes_per_s - gpu.time_s, 0.0) + cold_gpu.time_s

@@ -54,6 +54,10 @@ LOOP_CALLS_PER_EXPERT = 7.0
 # grouped GEMM 1, gated activation, grouped GEMM 2, finalizeMoeRouting). Fusions (an activation in a GEMM epilogue)
 # save one or two; the count is the unfused one.
 GROUPED_MOE_LAUNCHES = {"router": 2.0, "moe_permute": 3.0, "experts": 3.0}
+# kernels MLA's projections launch per layer (DeepSeek-V2/V3 as vLLM's MLAAttention and TensorRT-LLM's MLA module
+# run them): the input side is the fused q_a/kv_a down-projection, q_b and the key half of kv_b (in decode a batched
+# GEMM absorbed into the query); the output side is the value half of kv_b (absorbed, batched) and o_proj
+MLA_PROJ_LAUNCHES = {"qkv_proj": 3.0, "o_proj": 2.0}
 
 
 class Op(str, Enum):
@@ -66,6 +70,7 @@ class Op(str, Enum):
     ATTENTION_SWA = "attention_swa"  # sliding-window layers
     ATTENTION_CHUNKED = "attention_chunked"  # chunked local attention (Llama-4: a query sees its own chunk)
     QK_NORM = "qk_norm"  # per-head RMSNorm of queries and keys (Qwen3): one fused kernel per layer
+    LATENT_NORM = "latent_norm"  # MLA: the RMSNorms of the query and KV latents (DeepSeek-V2/V3), two kernels per layer
     O_PROJ = "o_proj"
     TP_ALLREDUCE = "tp_allreduce"
     MLP_NORM = "mlp_norm"
@@ -358,7 +363,15 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     wb = plans.weight_bytes
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
            cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=h + sh.qkv_out)]
-    if a.qk_norm and not a.mla:
+    if a.mla:
+        # MLA's projections are separate kernels: the fused query/KV down-projection, the query up-projection and the
+        # key half of the KV up-projection (absorbed into the query in decode); then the value half (absorbed) before
+        # the output projection. The query and KV latents each pass an RMSNorm between down and up projection.
+        _launch(cm, ops[1], MLA_PROJ_LAUNCHES[Op.QKV_PROJ])
+        ml = a.mla
+        ops.append(cm._elementwise(Op.LATENT_NORM, c.T * ((ml.q_lora_rank or 0) + ml.kv_lora_rank), c.layers_stage))
+        _launch(cm, ops[-1], 2.0 if ml.q_lora_rank else 1.0)
+    elif a.qk_norm:
         # RMSNorm over each query and key head before RoPE: reads and writes the device's q and k once, one kernel
         # (engines fuse the two norms, some with RoPE too; unfused they are two launches)
         qk_elems = sh.heads * m.head_dim + sh.kv_elems_per_token / 2.0
@@ -373,6 +386,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     if np.any(c.cp > 1):
         ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
     ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=sh.heads * sh.prefill_dv + h))
+    if a.mla:
+        _launch(cm, ops[-1], MLA_PROJ_LAUNCHES[Op.O_PROJ])
     ar_bytes = c.T * h * cm._act
     t_ar, algo = all_reduce_time(cm.fabric, c.tp, ar_bytes, call_s=cm.collective_call_s)
     n_ar = 1 if m.parallel_attn_mlp else 2
@@ -449,6 +464,15 @@ def ep_imbalance(assignments, ep):
     return np.where(ep > 1, 1.0 + np.sqrt(2.0 * np.log(ep)) * sd / mean, 1.0)
 
 
+def expert_rows(assigned, ep, imb):
+    """Token-expert rows one device's experts process, on the busiest expert-parallel rank: that rank's share of
+    the group's ``assigned`` token-expert pairs (``imb``: its load over the mean). Tensor-parallel experts (a MoE
+    group wider than ``ep``) split each expert's weights, not its rows: every slice reads the hidden state of each
+    row and writes a full-width partial output for it (vLLM fused_moe, TensorRT-LLM's MoE runner with moe_tp > 1),
+    so the FLOPs divide by the slices and the activation traffic does not."""
+    return assigned / np.maximum(ep, 1) * imb
+
+
 def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     """Router, token permutation, the experts as one grouped GEMM, the shared experts, and the EP all-to-all.
 
@@ -464,8 +488,9 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     assigned = T_group * mo.top_k  # token-expert assignments in the group
     imb = ep_imbalance(assigned, c.ep)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
-    # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back
-    rows_dev = assigned / moe_group * imb
+    # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back; a device
+    # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
+    rows_dev = expert_rows(assigned, c.ep, imb)
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
     # distinct experts a batch touches: E (1 - (1 - k/E)^T), uniform routing
     touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
@@ -473,7 +498,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
-    experts = cm._gemm(Op.EXPERTS, rows_dev, m.expert_params(), plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
+    experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
                        m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev)
     ops.append(experts)
     grouped = getattr(cm.engine, "grouped_moe_gemm", True)
@@ -495,17 +520,23 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     up = cm.fabric.scale_up
+    # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather (every
+    # rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the others' tokens
+    # go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
+    # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
+    # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
+    gather = c.T * (c.ep - 1) * h * cm._act * 2.0
     if up is not None and up.peer_to_peer:  # an all-to-all: a copy of each token per chosen expert, each way
-        a2a = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
-    else:
-        # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather
-        # (every rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the
-        # others' tokens go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
-        # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
-        # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
-        a2a = c.T * (c.ep - 1) * h * cm._act * 2.0
-    t_a2a = np.where(c.adp > 1, all_to_all_time(cm.fabric, c.ep, a2a, call_s=cm.collective_call_s), 0.0)
-    ops.append(cm._op(Op.EP_ALLTOALL, "comm", cnt, 0.0, np.where(c.adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a, algorithm="all-to-all"))
+        gather = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
+    # experts split across devices (moe_tp > 1: fewer expert-parallel ranks than the group has devices): every slice
+    # of an expert needs every token routed to it, so the attention-DP ranks all-gather their tokens across the group
+    # and reduce-scatter the partial outputs back (SGLang's DP attention with a tensor-parallel MoE; TensorRT-LLM's
+    # all-gather / reduce-scatter path): adp - 1 other ranks' tokens in, and their partial outputs out, per device
+    a2a = np.where(moe_tp > 1, c.T * (c.adp - 1) * h * cm._act * 2.0, gather)
+    t_a2a = np.where(c.adp > 1, all_to_all_time(cm.fabric, np.where(moe_tp > 1, moe_group, c.ep), a2a,
+                                                call_s=cm.collective_call_s), 0.0)
+    ops.append(cm._op(Op.EP_ALLTOALL, "comm", cnt, 0.0, np.where(c.adp > 1, a2a, 0.0), 0.0, 0.0, comm=t_a2a,
+                      algorithm="all-gather + reduce-scatter" if np.all(moe_tp > 1) else "all-to-all"))
     return ops
 
 

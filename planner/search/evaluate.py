@@ -393,9 +393,10 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     if lora is not None:  # both pools run the adapters; the decode pool's resident set comes out of its KV cache
         mem.kv_capacity_bytes = mem.kv_capacity_bytes - lora.resident_bytes_per_device(base.tp, base.pp)
     gpus = (base.tp * base.pp * base.adp).astype(float)
-    # prefill side: a batch of whole prompts within max_batched_tokens
-    b = np.maximum(np.floor(engine.max_batched_tokens / wl.isl), 1.0)
-    pf = cm.step(base, Step(prefill_seqs=b / base.adp, prefill_tokens=wl.isl), parts=False)
+    # prefill side: each scheduler (one per attention-DP rank) batches whole prompts within max_batched_tokens, so a
+    # worker's step holds b prompts per rank (Step counts the prompts of the whole group)
+    b = np.maximum(np.floor(engine.max_batched_tokens / wl.isl), 1.0) * base.adp
+    pf = cm.step(base, Step(prefill_seqs=b, prefill_tokens=wl.isl), parts=False)
     t_pf = np.maximum(pf.time_s, base.pp * pf.stage_time_s)
     r_pf = b / t_pf  # prompts/s per prefill worker
     # KV transfer of one prompt's cache: whole model's KV for isl tokens
