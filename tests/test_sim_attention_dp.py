@@ -166,7 +166,8 @@ def test_disaggregated_attention_dp_pools_replay_a_plan_row():
                             prefill_attention_dp=dg["prefill_attention_dp"], prefill_ep=dg["prefill_ep"]).out
     assert out["gpus"] == r["gpus"] and out["completed"] == 6000
     assert out["tpot_s"]["mean"] == pytest.approx(r["tpot_s"], rel=0.05)
-    assert out["requests_per_s"] == pytest.approx(rate, rel=0.15)  # the run's ramp and drain count in its duration
+    # the run's ramp and drain count in its duration (6,000 requests, so they weigh less)
+    assert out["requests_per_s"] == pytest.approx(rate, rel=0.15)
 
 
 def test_plan_says_where_an_attention_dp_recommendation_costs_more_online():
@@ -188,8 +189,8 @@ def test_capacity_with_balancing_needs_fewer_gpus_for_attention_dp():
 
     runs = {b: capacity("deepseek-v3", "h200-sxm", 20.0, get_workload("chat"), tpot_s=0.05, ttft_s=3.0, weights="fp8",
                         curve=False, adp_balance=b) for b in (None, 50)}
-    agg = {b: min(c["gpus"] for c in r.candidates if " adp" in c["plan"].split(" disagg")[0] and "disagg" not in c["plan"]
-                  and c["gpus"]) for b, r in runs.items()}
+    agg = {b: min(c["gpus"] for c in r.candidates if " adp" in c["plan"] and "disagg" not in c["plan"] and c["gpus"])
+           for b, r in runs.items()}
     assert agg[50] < agg[None]
     for r in runs.values():
         assert r.feasible and r.gpus <= agg[50]
