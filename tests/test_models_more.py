@@ -8,6 +8,8 @@ with the rule tests/test_model_params.py applies to every spec.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from planner.costmodel.memory import kv_bytes_per_seq
@@ -154,3 +156,26 @@ def test_new_specs_are_in_the_catalogue_with_a_checkpoint(ident):
     m = get_model(ident)
     assert m.hf_repo in ("google/gemma-3-27b-it", "zai-org/GLM-4.6")
     assert m.published_params.source.strip() and m.source.strip() and m.notes
+
+
+def test_gemma3_config_imports_as_the_built_in_spec(tmp_path):
+    """google/gemma-3-27b-it's config.json nests the decoder in text_config (model_type gemma3_text) and leaves the
+    vocabulary, the context and tie_word_embeddings to Gemma3TextConfig's defaults (262208, 131072, tied): the
+    importer fills them, makes every sixth layer global ((i + 1) % 6 == 0), and counts the q/k norms, four norms per
+    layer and the gated GeGLU MLP, as model_specs/gemma-3-27b.yaml does."""
+    from planner.specs.hf_import import spec_from_hf_config
+
+    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+           "text_config": {"model_type": "gemma3_text", "hidden_size": 5376, "intermediate_size": 21504,
+                           "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128,
+                           "num_hidden_layers": 62, "sliding_window": 1024, "query_pre_attn_scalar": 168,
+                           "rope_scaling": {"factor": 8.0, "rope_type": "linear"}},
+           "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "num_hidden_layers": 27}}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    m, _ = spec_from_hf_config(p)
+    ref = get_model("gemma-3-27b")
+    assert m.total_params == ref.total_params
+    assert m.vocab_size == 262208 and m.max_context == 131072 and m.tied_embeddings
+    assert m.num_sliding_layers() == ref.num_sliding_layers() == 52
+    assert m.attention.qk_norm and m.ffn_gated and m.norms_per_layer == 4 and m.vision is None

@@ -2,7 +2,8 @@
 
 Reads the shapes of the families users serve today: Llama 2/3 and Code Llama, Mistral / NeMo,
 Qwen2.5 and Qwen3 (dense and MoE), Yi, Mixtral, DeepSeek-V3/R1 (MLA, shared experts, dense
-prefix), gpt-oss (attention sinks, alternating sliding window, biased experts, MXFP4), and
+prefix), gpt-oss (attention sinks, alternating sliding window, biased experts, MXFP4), Gemma 2 and 3
+(GeGLU, four norms per layer, alternating or 5:1 local layers, Gemma 3's ``text_config`` and its defaults), and
 Llama-4 (``text_config`` / ``vision_config``, interleaved MoE, chunked attention, NoPE layers).
 A layer pattern the schema cannot express is an error, never a silent approximation.
 """
@@ -51,11 +52,26 @@ def _layer_types(cfg: dict, layers: int) -> list[str] | None:
     if str(cfg.get("model_type", "")) == "gemma2" and cfg.get("sliding_window"):
         # Gemma 2 has no layer_types: HF Gemma2DecoderLayer is_sliding = not bool(layer_idx % 2), local layers first
         return ["sliding" if i % 2 == 0 else "full" for i in range(layers)]
+    if _is_gemma3(cfg) and cfg.get("sliding_window"):
+        # Gemma 3 configs written before layer_types: layer i is sliding unless (i + 1) % sliding_window_pattern == 0
+        # (Gemma3TextConfig's default pattern 6: five local layers, then a global one)
+        every = int(cfg.get("sliding_window_pattern") or 6)
+        return ["full" if (i + 1) % every == 0 else "sliding" for i in range(layers)]
     if cfg.get("attention_chunk_size") and str(cfg.get("model_type", "")).startswith("llama4"):
         every = int(cfg.get("no_rope_layer_interval") or 4)  # Llama4TextConfig's default
         rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(layers)]
         return ["chunked" if r else "full" for r in rope[:layers]]  # Llama-4: RoPE layers are the chunked ones
     return None
+
+
+# Gemma3TextConfig's defaults for keys the 4B-27B checkpoints' text_config leaves out (transformers
+# models/gemma3/configuration_gemma3.py): the vocabulary, the context, tied embeddings and the local window
+GEMMA3_DEFAULTS = {"vocab_size": 262208, "max_position_embeddings": 131072, "tie_word_embeddings": True,
+                   "sliding_window": 4096, "hidden_activation": "gelu_pytorch_tanh"}
+
+
+def _is_gemma3(cfg: dict, arch: str = "") -> bool:
+    return str(cfg.get("model_type", "")) in ("gemma3", "gemma3_text") or "gemma3" in arch.lower()
 
 
 def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int, layers: int) -> dict:
@@ -65,8 +81,8 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
     elif cfg.get("attention_bias") or cfg.get("qkv_bias"):
         att["qkv_bias"] = True
         att["o_bias"] = bool(cfg.get("attention_bias"))  # Llama/gpt-oss attention_bias covers o_proj too
-    if model_type in ("qwen3", "qwen3_moe") or "qwen3" in arch.lower():
-        att["qk_norm"] = True  # per-head RMSNorm on q and k (Qwen3)
+    if model_type in ("qwen3", "qwen3_moe") or "qwen3" in arch.lower() or _is_gemma3(cfg, arch):
+        att["qk_norm"] = True  # per-head RMSNorm on q and k (Qwen3, Gemma 3)
     if model_type == "gpt_oss" or "gptoss" in arch.lower():
         att["sinks"] = True  # learned per-head sink logits
     types = _layer_types(cfg, layers)
@@ -166,6 +182,8 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
     if "text_config" in cfg and "hidden_size" not in cfg:
         cfg = {**cfg, **cfg["text_config"]}
     arch = (top.get("architectures") or cfg.get("architectures") or ["unknown"])[0]
+    if _is_gemma3(cfg, arch):
+        cfg = {**GEMMA3_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}}
     model_type = str(cfg.get("model_type") or "")
     h = int(_need(cfg, "hidden_size", "n_embd", "d_model"))
     heads = int(_need(cfg, "num_attention_heads", "n_head", "num_heads"))
@@ -174,7 +192,7 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
     layers = int(_need(cfg, "num_hidden_layers", "n_layer", "num_layers"))
     inter = int(_need(cfg, "intermediate_size", "n_inner", "ffn_hidden_size", default=4 * h))
     act = str(cfg.get("hidden_activation") or cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
-    gemma2 = model_type == "gemma2" or "gemma2" in arch.lower()
+    gemma2 = model_type == "gemma2" or "gemma2" in arch.lower() or _is_gemma3(cfg, arch)  # Gemma 3 keeps Gemma 2's layout
     # Gemma's GeGLU (gelu_pytorch_tanh on the gate) has gate, up and down matrices like SwiGLU
     gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower() or gemma2
     ident = model_id or str(cfg.get("_name_or_path") or path.stem).split("/")[-1].lower()
