@@ -157,3 +157,32 @@ def test_attention_dp_ranks_all_gather_their_tokens_for_split_experts():
         assert a2a.time_s[0] > 0
     assert per_token[1] == pytest.approx(7 * 2.0, rel=1e-9)
     assert 1.0 <= per_token[8] / (k * 7 / 8 * 2.0) < 1.2  # the busiest rank's share (load imbalance)
+
+
+def test_block_scaled_fp8_quantizes_every_gemm_input_with_a_kernel_of_its_own():
+    """DeepSeek-V3 served as released (FP8 weights in 128 x 128 blocks, weight_block_size in its config.json) takes
+    activations quantized per token and 128 channels at run time, one kernel before each FP8 GEMM: per MLA layer the
+    fused q/kv down-projection's input (hidden 7168), q_b's (q_lora_rank 1536) and o_proj's (16 heads x 128 on each of
+    8 devices); in each of the 3 dense layers up (7168) and down (18432 / 8); in each of the 58 MoE layers the shared
+    expert's up (7168) and down (2048 / 8), the hidden states before the first grouped GEMM (7168) and every routed
+    row's activation before the second (2048 / 8 per row). 16-bit read, 8-bit write. The same network in bf16 or
+    NVFP4, and Llama-3.1-8B in (per-tensor) FP8, have no such kernel."""
+    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
+    assert m.native_weights.scale_block == 128
+    T = 4
+    cm = CostModel(m, hw, engine=Engine(kernel_overhead_s=5e-6))
+    sc = cm.step(make_plans(m, hw, tp=8, weights="fp8", kv="fp8"), Step(decode_seqs=T, decode_ctx=1000))
+    q = op(sc, Op.ACT_QUANT)
+    L, dense, moe = 61, 3, 58
+    assert q.count == L
+    assert float(np.ravel(q.launches)[0]) == pytest.approx(3 + (2 * dense + 4 * moe) / L, rel=1e-12)
+    rows = T * 8  # top-8 of 256 experts, ep 1: every device sees every routed row
+    per_layer = (T * (7168 + 1536 + 16 * 128) + dense / L * T * (7168 + 18432 / 8)
+                 + moe / L * (T * 7168 + rows * 2048 / 8 + T * (7168 + 2048 / 8)))
+    assert float(np.ravel(q.bytes)[0]) == pytest.approx(per_layer * (2.0 + 1.0), rel=1e-9)
+    for weights in ("bf16", "fp4"):
+        other = cm.step(make_plans(m, hw, tp=8, weights=weights, kv="fp8"), Step(decode_seqs=T, decode_ctx=1000))
+        assert float(np.ravel(op(other, Op.ACT_QUANT).time_s)[0]) == 0.0
+    l8 = get_model("llama-3.1-8b")
+    g = CostModel(l8, hw).step(make_plans(l8, hw, tp=1, weights="fp8", kv="fp8"), Step(decode_seqs=T, decode_ctx=1000))
+    assert not any(o.name == Op.ACT_QUANT for o in g.ops)

@@ -66,6 +66,9 @@ class PlanArrays:
     # the lm_head's GEMM FLOP/s: engines keep it at 16 bit (head_bytes), so a weight-dequantizing fallback kernel's
     # loss (quant.py fallback_efficiency) does not apply to it; None: gemm_flops
     head_gemm_flops: np.ndarray | float | None = None
+    # 1 where the GEMMs run the model's block-scaled checkpoint (DeepSeek-V3/R1's and Kimi K2's FP8: NativeWeights
+    # scale_block): each GEMM's input is quantized per token and channel block by a kernel of its own
+    act_quant: np.ndarray | float = 0.0
 
     @property
     def n(self) -> int:
@@ -173,6 +176,9 @@ def make_plans(
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
                       "weight_dequant", "gemm_half_m_scale", "head_gemm_flops")}
     dtypes = {table[k]["compute_dtype"] for k in uniq}
+    nw = model.native_weights
+    if nw is not None and nw.scale_block:  # the released block-scaled format, served as released
+        cols["act_quant"] = np.array([float(w == nw.dense) for w in w_names])[w_codes] if len(w_names) > 1 else float(w_names[0] == nw.dense)
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),

@@ -71,6 +71,7 @@ class Op(str, Enum):
     ATTENTION_CHUNKED = "attention_chunked"  # chunked local attention (Llama-4: a query sees its own chunk)
     QK_NORM = "qk_norm"  # per-head RMSNorm of queries and keys (Qwen3): one fused kernel per layer
     LATENT_NORM = "latent_norm"  # MLA: the RMSNorms of the query and KV latents (DeepSeek-V2/V3), two kernels per layer
+    ACT_QUANT = "act_quant"  # block-scaled checkpoints: each GEMM input quantized per token and channel block, a kernel each
     O_PROJ = "o_proj"
     TP_ALLREDUCE = "tp_allreduce"
     MLP_NORM = "mlp_norm"
@@ -551,6 +552,48 @@ def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     return [] if cm.model.parallel_attn_mlp else [cm._elementwise(Op.MLP_NORM, c.T * cm.model.hidden_size, c.layers_stage)]
 
 
+def _act_quant(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """The activation quantization a block-scaled FP8 checkpoint's GEMMs need (DeepSeek-V3/R1, Kimi K2 as released):
+    before each FP8 GEMM a kernel reads its 16-bit input and writes it in FP8 with one scale per token and 128
+    channels (vLLM per_token_group_quant_fp8, SGLang's per-token-group quant, TensorRT-LLM fp8_quantize_1x128). Per
+    layer: the attention's input projections (MLA: the fused q/kv down-projection and q_b; else qkv) and o_proj; a dense
+    MLP's up and down projections; a MoE layer's shared expert (up, down) and its experts (the hidden states before
+    the first grouped GEMM, every routed row's activation before the second). One op per layer, averaged over the
+    layer kinds; plans not serving the block-scaled format (PlanArrays.act_quant 0) pay nothing."""
+    m, plans = cm.model, c.plans
+    h, a = m.hidden_size, m.attention
+    sh = attention_shard(m, c.tp)
+    o_in = sh.o_elems / h  # o_proj's input width on the device
+    if a.mla:
+        attn_in, attn_k = (h + (a.mla.q_lora_rank or 0)) + o_in, 2.0 + (1.0 if a.mla.q_lora_rank else 0.0)
+    else:
+        attn_in, attn_k = h + o_in, 2.0
+    elems = attn_in * c.T
+    launches = np.full(np.shape(c.T), attn_k) if np.ndim(c.T) else attn_k
+    f_dense = m.num_dense_layers / m.num_layers
+    if f_dense:
+        elems = elems + f_dense * c.T * (h + m.intermediate_size / c.tp)
+        launches = launches + 2.0 * f_dense
+    if m.moe:
+        mo = m.moe
+        f_moe = m.num_moe_layers / m.num_layers
+        moe_tp = c.tp * c.adp / c.ep
+        rows = expert_rows(c.T_group * mo.top_k, c.ep, ep_imbalance(c.T_group * mo.top_k, c.ep))
+        moe_elems = c.T * h + rows * mo.expert_intermediate_size / moe_tp
+        n = 2.0
+        if mo.num_shared_experts:
+            width = mo.shared_expert_intermediate_size or mo.expert_intermediate_size
+            moe_elems = moe_elems + c.T * (h + mo.num_shared_experts * width / c.tp)
+            n += 2.0
+        elems = elems + f_moe * moe_elems
+        launches = launches + n * f_moe
+    on = np.asarray(plans.act_quant, float)
+    # reads the 16-bit input, writes one byte per element (the per-block scales are 1/128 of that)
+    op = cm._elementwise(Op.ACT_QUANT, elems * on, c.layers_stage, reads=1.0, writes=0.5, flops_per_elem=3.0)
+    _launch(cm, op, launches)
+    return [op]
+
+
 def layer_builders(model: Model, moe_offload=None, lora=None) -> list:
     """The builders of one decoder layer of ``model``, in order: its attention block, then its MLP kinds (a model
     may mix dense and MoE layers). A new family registers a builder here rather than editing ``step``.
@@ -563,6 +606,8 @@ def layer_builders(model: Model, moe_offload=None, lora=None) -> list:
         out.append(MLP_BUILDERS["moe" if moe_offload is None else "moe-offload"])
     if lora is not None:
         out.append(ADAPTER_BUILDERS["lora"])
+    if model.native_weights is not None and model.native_weights.scale_block:
+        out.append(_act_quant)
     return out
 
 

@@ -98,6 +98,9 @@ class NativeWeights(_Strict):
     experts: str = "bf16"  # routed experts
     dense: str = "bf16"  # attention, dense MLP, shared experts, router
     embeddings: str = "bf16"  # input embedding and lm_head
+    # block-scaled weights (quantization_config weight_block_size: one scale per block x block tile): their kernels take
+    # activations quantized per token and per block of channels at run time, a kernel of its own before each GEMM
+    scale_block: int | None = Field(default=None, ge=1)
     checkpoint: Bytes | None = None  # the published size of the checkpoint, with its source
     source: str
 
