@@ -356,6 +356,7 @@ def test_import_reproduces_the_built_in_architecture(tmp_path, ident):
     assert got.mtp_layers == want.mtp_layers
     if want.native_weights:
         assert (got.native_weights.experts, got.native_weights.dense) == (want.native_weights.experts, want.native_weights.dense)
+        assert got.native_weights.scale_block == want.native_weights.scale_block  # weight_block_size [128, 128]: 128
 
 
 def test_import_explicit_moe_layers_list(tmp_path):

@@ -170,7 +170,11 @@ def _native_weights(cfg: dict, path: Path) -> dict | None:
     if method == "mxfp4":  # gpt-oss: the experts only
         return {"experts": "mxfp4", "dense": "bf16", "embeddings": "bf16", "source": src}
     if method == "fp8":  # DeepSeek-V3/R1 block-scaled FP8 linear layers
-        return {"experts": "fp8", "dense": "fp8", "embeddings": "bf16", "source": src}
+        out = {"experts": "fp8", "dense": "fp8", "embeddings": "bf16", "source": src}
+        block = q.get("weight_block_size")
+        if isinstance(block, list) and block:  # one scale per block x block tile of each weight
+            out["scale_block"] = int(block[0])
+        return out
     return None
 
 
