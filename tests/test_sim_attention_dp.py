@@ -181,9 +181,10 @@ def test_plan_says_where_an_attention_dp_recommendation_costs_more_online():
 
 
 def test_capacity_with_balancing_needs_fewer_gpus_for_attention_dp():
-    # DeepSeek-V3 on H200 at 20 req/s of chat, p99 TPOT 50 ms: aggregated attention-DP replicas (adp8) cannot meet
-    # the TPOT when prompts enter as they arrive (no GPU count does) and need 64 GPUs when they are lined up across
-    # ranks; the answer either way needs no more (32 GPUs: tp8 ep8 replicas, or adp8 disaggregated pools)
+    # DeepSeek-V3 on H200 at 20 req/s of chat, p99 TPOT 50 ms: aggregated attention-DP replicas need more GPUs when
+    # prompts enter as they arrive than when they are lined up across ranks (tp2 ep4 adp4: 64 against 48; a layout
+    # that meets the SLO at no GPU count counts as infinitely many); the answer either way needs no more (32 GPUs of
+    # tp8 ep8 replicas)
     from planner.search.capacity import capacity
     from planner.serving.workload import get_workload
 

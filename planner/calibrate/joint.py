@@ -31,9 +31,16 @@ from planner.costmodel.params import PARAMS, EngineCalibration, Kernels
 FIT = [p for p in PARAMS if p.fitted]
 NOISE = 0.15  # typical log error of one row: the scale the priors below are measured against
 # prior spread (log) of each level's offset: how far an engine, a release or an architecture may stray
-SIGMA = {"global": 2.0, "family": 0.35, "version": 0.1, "arch": 0.2}
+# The all-engine level's spread (0.7: about 2x at one sigma around the microbenchmark-relative prior) was chosen by
+# leave-one-hardware-out cross-validation among 0.5, 0.7, 1.0 and 2.0 (converged fits): median 10.6, 10.5, 11.0 and
+# 11.2 %; at 2.0 the all-engine values of parameters few rows fix (kernel gap, step time, attention) wandered
+SIGMA = {"global": 0.7, "family": 0.35, "version": 0.1, "arch": 0.2}
 SIGMA_ANCHORED = 0.05  # prior spread (log) of the all-engine value of an anchored parameter around its prior
 STEP = 0.02  # finite-difference step in log space
+# least-squares xtol and ftol: converged, so that a refit from the state it writes stays where it is (at 1e-3 a second
+# run moved parameters by up to 8 % for a 0.2 % lower cost, and each recalibration drifted on from the last)
+FIT_TOL = 1e-5
+STATE_FILE = "joint_fit_state.yaml"  # the fitted vector beside the calibration files: the next refit's start
 SPAN = {"family": 1.5, "version": 0.4, "arch": 0.7}  # bound on each level's offset (log): x4.5, x1.5, x2
 
 
@@ -291,12 +298,16 @@ def fit(rows: list[FitRow], x0: np.ndarray | None = None, layout: Layout | None 
     prob = Problem(rows, layout, predictor)
     lo, hi = prob.layout.bounds()
     if x0 is None:
-        from planner.costmodel.params import builtin_calibration
+        from planner.costmodel.params import builtin_calibration, calibration_dir
 
-        x0 = prob.layout.from_calibration(builtin_calibration())  # warm start from the files in force
+        # warm start: the vector the last fit of this layout wrote, else one rebuilt from the files in force (their
+        # values carry the second stage's and are rounded, and the split between levels is not in them)
+        x0 = load_state(calibration_dir(), prob.layout)
+        if x0 is None:
+            x0 = prob.layout.from_calibration(builtin_calibration())
     start = np.clip(x0, lo + 1e-9, hi - 1e-9)
     sol = least_squares(prob.residuals, start, jac=prob.jacobian, bounds=(lo, hi), loss="soft_l1", f_scale=0.1,
-                        max_nfev=max_nfev, xtol=1e-3, ftol=1e-3, x_scale=1.0)
+                        max_nfev=max_nfev, xtol=FIT_TOL, ftol=FIT_TOL, x_scale=1.0)
     pred = np.exp(prob.log_pred(sol.x))
     counts: dict = {}
     for r in rows:
@@ -337,7 +348,7 @@ def engine_releases() -> list[str]:
     return sorted(profiles())
 
 
-def calibrate_published(files=None, max_nfev: int = 40, progress=None) -> tuple[JointFit, dict]:
+def calibrate_published(files=None, max_nfev: int = 100, progress=None) -> tuple[JointFit, dict]:
     """The joint fit over the bundled published rows (or ``files``), then the second stage: each engine release's
     host and collective costs from its runs at request rates (``rate_fit``); also the rows that are not fit rows.
     ``progress(release)`` is told which release the second stage fits."""
@@ -361,6 +372,26 @@ def calibrate_published(files=None, max_nfev: int = 40, progress=None) -> tuple[
     return res, skipped
 
 
+def _layout_key(layout: Layout) -> list:
+    return [[level, key if not isinstance(key, tuple) else list(key)] for level, key in layout.blocks]
+
+
+def load_state(folder, layout: Layout) -> np.ndarray | None:
+    """The fitted vector a previous fit of the same layout and parameters wrote to ``folder``, or None."""
+    from pathlib import Path
+
+    from planner.specs.loader import read_yaml
+
+    path = Path(folder) / STATE_FILE
+    if not path.exists():
+        return None
+    d = read_yaml(path)
+    if not isinstance(d, dict) or d.get("params") != [p.name for p in FIT] or d.get("blocks") != _layout_key(layout):
+        return None
+    x = np.array(d.get("x", []), float)
+    return x if x.shape == (layout.size(),) and np.all(np.isfinite(x)) else None
+
+
 def write_calibration(res: JointFit, folder=None) -> list:
     """Write ``engines/calibration/<id>-<version>.yaml`` for every engine release; returns the paths."""
     from pathlib import Path
@@ -376,6 +407,12 @@ def write_calibration(res: JointFit, folder=None) -> list:
         path = folder / f"{c.engine}-{c.version}.yaml"
         path.write_text(yaml.safe_dump(c.to_dict(), sort_keys=False, width=140))
         paths.append(path)
+    state = {"note": "the joint fit's vector (log values by level, planner/calibrate/joint.py Layout), written by `planner "
+                     "calibrate --published`: the next refit of the same layout starts here; not read by the cost model",
+             "params": [p.name for p in FIT], "blocks": _layout_key(res.layout), "x": [float(v) for v in res.x]}
+    path = folder / STATE_FILE
+    path.write_text(yaml.safe_dump(state, sort_keys=False, width=140))
+    paths.append(path)
     clear_cache()
     try:
         from planner.specs.engine import profiles
