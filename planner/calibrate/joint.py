@@ -392,6 +392,20 @@ def load_state(folder, layout: Layout) -> np.ndarray | None:
     return x if x.shape == (layout.size(),) and np.all(np.isfinite(x)) else None
 
 
+def write_state(res: JointFit, folder):
+    """Write the fit's vector to ``folder``/STATE_FILE, where the next fit of the same layout starts (load_state)."""
+    from pathlib import Path
+
+    import yaml
+
+    state = {"note": "the joint fit's vector (log values by level, planner/calibrate/joint.py Layout), written by `planner "
+                     "calibrate --published`: the next refit of the same layout starts here; not read by the cost model",
+             "params": [p.name for p in FIT], "blocks": _layout_key(res.layout), "x": [float(v) for v in res.x]}
+    path = Path(folder) / STATE_FILE
+    path.write_text(yaml.safe_dump(state, sort_keys=False, width=140))
+    return path
+
+
 def write_calibration(res: JointFit, folder=None) -> list:
     """Write ``engines/calibration/<id>-<version>.yaml`` for every engine release; returns the paths."""
     from pathlib import Path
@@ -407,12 +421,7 @@ def write_calibration(res: JointFit, folder=None) -> list:
         path = folder / f"{c.engine}-{c.version}.yaml"
         path.write_text(yaml.safe_dump(c.to_dict(), sort_keys=False, width=140))
         paths.append(path)
-    state = {"note": "the joint fit's vector (log values by level, planner/calibrate/joint.py Layout), written by `planner "
-                     "calibrate --published`: the next refit of the same layout starts here; not read by the cost model",
-             "params": [p.name for p in FIT], "blocks": _layout_key(res.layout), "x": [float(v) for v in res.x]}
-    path = folder / STATE_FILE
-    path.write_text(yaml.safe_dump(state, sort_keys=False, width=140))
-    paths.append(path)
+    paths.append(write_state(res, folder))
     clear_cache()
     try:
         from planner.specs.engine import profiles
