@@ -40,6 +40,7 @@ settles within seconds), which makes one pass over every experiment a few second
 from __future__ import annotations
 
 import copy
+import functools
 import csv
 import time
 from dataclasses import dataclass
@@ -223,7 +224,9 @@ def apply(cal: dict, fits: list[RateFit]) -> dict:
     return cal
 
 
+@functools.cache
 def _nvidia_architectures() -> tuple[str, ...]:
+    """The architectures of the built-in NVIDIA devices (read once: every fold's graph_gap asks)."""
     from planner.specs.loader import get_hardware, hardware_ids
 
     out = set()

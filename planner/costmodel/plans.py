@@ -178,7 +178,7 @@ def make_plans(
     dtypes = {table[k]["compute_dtype"] for k in uniq}
     nw = model.native_weights
     if nw is not None and nw.scale_block:  # the released block-scaled format, served as released
-        cols["act_quant"] = np.array([float(w == nw.dense) for w in w_names])[w_codes] if len(w_names) > 1 else float(w_names[0] == nw.dense)
+        cols["act_quant"] = np.array([float(w == nw.dense) for w in w_names])[w_codes]
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),

@@ -521,14 +521,15 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     up = cm.fabric.scale_up
-    # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather (every
-    # rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the others' tokens
-    # go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
-    # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
-    # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
-    gather = c.T * (c.ep - 1) * h * cm._act * 2.0
     if up is not None and up.peer_to_peer:  # an all-to-all: a copy of each token per chosen expert, each way
         gather = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
+    else:
+        # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather
+        # (every rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the
+        # others' tokens go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
+        # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
+        # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
+        gather = c.T * (c.ep - 1) * h * cm._act * 2.0
     # experts split across devices (moe_tp > 1: fewer expert-parallel ranks than the group has devices): every slice
     # of an expert needs every token routed to it, so the attention-DP ranks all-gather their tokens across the group
     # and reduce-scatter the partial outputs back (SGLang's DP attention with a tensor-parallel MoE; TensorRT-LLM's
@@ -569,7 +570,7 @@ def _act_quant(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     else:
         attn_in, attn_k = h + o_in, 2.0
     elems = attn_in * c.T
-    launches = np.full(np.shape(c.T), attn_k) if np.ndim(c.T) else attn_k
+    launches = attn_k  # kernels per layer, the same for every plan
     f_dense = m.num_dense_layers / m.num_layers
     if f_dense:
         elems = elems + f_dense * c.T * (h + m.intermediate_size / c.tp)

@@ -229,7 +229,6 @@ BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s"
 
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
     """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema."""
-    from planner.calibrate.published_fit import engine_of
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_model
 
@@ -243,7 +242,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         rate_s = str(r.get("rate") or "inf").strip().lower()
         rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
         clients = _count(r, "max_concurrency", where, 0)
-        engine = engine_of(r)
+        engine = _engine_of(r)
         cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
                f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}"))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]

@@ -196,9 +196,9 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
     layers = int(_need(cfg, "num_hidden_layers", "n_layer", "num_layers"))
     inter = int(_need(cfg, "intermediate_size", "n_inner", "ffn_hidden_size", default=4 * h))
     act = str(cfg.get("hidden_activation") or cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
-    gemma2 = model_type == "gemma2" or "gemma2" in arch.lower() or _is_gemma3(cfg, arch)  # Gemma 3 keeps Gemma 2's layout
+    gemma = model_type == "gemma2" or "gemma2" in arch.lower() or _is_gemma3(cfg, arch)  # Gemma 3 keeps Gemma 2's layout
     # Gemma's GeGLU (gelu_pytorch_tanh on the gate) has gate, up and down matrices like SwiGLU
-    gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower() or gemma2
+    gated = act in ("silu", "swiglu", "geglu") or "llama" in arch.lower() or "mistral" in arch.lower() or gemma
     ident = model_id or str(cfg.get("_name_or_path") or path.stem).split("/")[-1].lower()
     moe = _moe(cfg, model_type, inter, layers)
     spec: dict = {
@@ -216,11 +216,11 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
         "mlp_bias": bool(cfg.get("mlp_bias", False)),
         "vocab_size": int(_need(cfg, "vocab_size")),
         # Gemma2Config defaults tie_word_embeddings to true and its config.json leaves the key out
-        "tied_embeddings": bool(cfg.get("tie_word_embeddings", gemma2)),
+        "tied_embeddings": bool(cfg.get("tie_word_embeddings", gemma)),
         "max_context": int(_need(cfg, "max_position_embeddings", "n_positions", "seq_length", default=4096)),
         "attention": _attention(cfg, arch, model_type, heads, kv_heads, layers),
     }
-    if gemma2:
+    if gemma:
         spec["norms_per_layer"] = 4  # input, post-attention, pre-feedforward and post-feedforward RMSNorm
     if spec["attention"]["kind"] == "mla":
         spec["num_kv_heads"] = heads
