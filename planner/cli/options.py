@@ -63,7 +63,9 @@ def build(command: str, values: dict[str, Any], warn: Callable[[str], None] | No
                    f"for milliseconds write {flag(name)} {raw}ms")
             if warn:
                 warn(msg)
-    check_specs(command, req)
+    for note in check_specs(command, req):
+        if warn:
+            warn(note)
     return req
 
 

@@ -177,9 +177,11 @@ _MODEL_NOISE = frozenset({"meta", "instruct", "chat", "hf", "it"})
 
 def _model_words(text: str) -> tuple[str, ...]:
     """'meta-llama/Meta-Llama-3.1-8B-Instruct' -> ('llama', '3.1', '8b'): the repo name without its organisation, in
-    words, without the words that name a fine-tune of the same network (instruct, chat, hf, it) or its maker."""
-    name = text.strip().lower().rsplit("/", 1)[-1]
-    return tuple(t for t in re.split(r"[\s_\-]+", name) if t and t not in _MODEL_NOISE)
+    words, without the words that name a fine-tune of the same network (instruct, chat, hf, it) or its maker, nor those
+    that only say how or when a checkpoint of it was released ('-FP8', '-AWQ', '-2507': planner.specs.checkpoint)."""
+    from planner.specs.checkpoint import network_words
+
+    return tuple(t for t in network_words(text) if t not in _MODEL_NOISE)
 
 
 def _model_by_name(name: str) -> str | None:
@@ -237,7 +239,11 @@ def _get(cls, kind: str, ident: str):
     if ident not in ids:
         ident = _canonical(cls.__name__, ident)
     if ident not in ids:
-        raise unknown(kind, ident, ids)
+        err = unknown(kind, ident, ids)
+        if cls is Model:  # a network without a built-in spec is one config.json away
+            err = PlannerError(f"{err}; for a network without a built-in spec give its config.json as the model "
+                               "(or add it: planner models import CONFIG)")
+        raise err
     return _load_builtin(cls.__name__, ident)
 
 

@@ -505,16 +505,39 @@ def check_gpus(hardware: str, gpus: int, what: str = "--gpus", link: str | None 
         raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} device{'s' if bound[0] > 1 else ''} ({where})")
 
 
-def check_specs(command: str, req: Request) -> None:
-    """Range checks that need the model and hardware specs (the model loads once, cached)."""
+def checkpoint_format(model: str | None) -> str | None:
+    """The weight format a checkpoint named by its repo says it stores (``nvidia/Llama-3.3-70B-Instruct-FP8`` -> fp8;
+    planner.specs.checkpoint), None for a built-in id, a spec or config file, or a name that names no format."""
+    if not isinstance(model, str) or not model:
+        return None
+    from pathlib import Path
+
+    from planner.specs.checkpoint import checkpoint_weights
+    from planner.specs.loader import model_ids
+
+    if model in model_ids() or model.endswith((".yaml", ".yml", ".json")) or Path(model).is_file():
+        return None
+    return checkpoint_weights(model)
+
+
+def check_specs(command: str, req: Request) -> list[str]:
+    """Range checks that need the model and hardware specs (the model loads once, cached). Returns notes on defaults
+    taken from what was given (the weight format a checkpoint's name states), for the caller to show."""
     from planner.specs.loader import get_model
 
     r: Any = req
+    notes: list[str] = []
+    named = checkpoint_format(getattr(r, "model", None))
+    if named is not None and ((command in ("estimate", "fit", "simulate", "capacity") and r.weights is None)
+                              or (command == "plan" and not r.weights)):
+        m_id = get_model(r.model).id
+        r.weights = [named] if command == "plan" else named
+        notes.append(f"note: {r.model} is {m_id} with {named} weights (the format its name states; --weights overrides)")
     if command in ("estimate", "fit", "simulate", "capacity") and r.weights is None:  # the model's released format
         r.weights = (get_model(r.model).released_weights() if getattr(r, "model", None) else None) or "bf16"
     if command in ("estimate", "fit", "simulate"):
         if command == "simulate" and r.fleet is not None:
-            return
+            return notes
         n = r.gpus or (r.tp or 1) * (r.pp or 1) * (r.dp or 1)
         check_gpus(r.hardware, n, "--gpus" if r.gpus else "tp x pp x dp =", getattr(r, "link", None))
     elif command == "plan":
@@ -523,7 +546,7 @@ def check_specs(command: str, req: Request) -> None:
     elif command == "capacity" and r.max_gpus is not None:
         check_gpus(r.hardware, r.max_gpus, "--max-gpus")
     if getattr(r, "model", None) is None:
-        return
+        return notes
     m = get_model(r.model)
     uses_isl = command in ("estimate", "fit", "plan") or (command in ("simulate", "capacity") and not r.workload
                                                             and not getattr(r, "trace", None))
@@ -536,6 +559,7 @@ def check_specs(command: str, req: Request) -> None:
     if longest > m.max_context * MAX_EXTENSION_FACTOR:
         raise PlannerError(f"{longest:,} tokens is more than {MAX_EXTENSION_FACTOR}x {m.id}'s context of {m.max_context:,} "
                            "tokens: no RoPE scaling on record reaches it")
+    return notes
 
 
 MAX_EXTENSION_FACTOR = 64  # the plan search's largest RoPE-scaling factor (LongRoPE's 2048k from 4k is 512x; YaRN tables go to 32x)
