@@ -60,7 +60,7 @@ def test_no_built_in_name_changes_meaning():
 
 def test_unknown_network_points_to_its_config():
     with pytest.raises(PlannerError, match="config.json"):
-        loader.get_model("MiniMaxAI/MiniMax-M2")
+        loader.get_model("ByteDance-Seed/Seed-OSS-36B-Instruct")
 
 
 def test_estimate_takes_the_checkpoint_format_and_says_so(capsys):
