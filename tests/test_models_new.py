@@ -368,7 +368,9 @@ def test_import_explicit_moe_layers_list(tmp_path):
 
 @pytest.mark.parametrize(("patch", "message"), [
     ({"layer_types": ["sliding_attention", "full_attention", "full_attention"] * 12}, "not every n-th layer"),
-    ({"layer_types": ["linear_attention", "full_attention"] * 18}, "linear_attention"),
+    # linear-attention layers are modelled (Gated DeltaNet), but only with their linear_* head keys
+    ({"layer_types": ["linear_attention", "full_attention"] * 18}, "linear_num_key_heads"),
+    ({"layer_types": ["mamba", "full_attention"] * 18}, "mamba"),
     ({"mlp_only_layers": [5, 9]}, "not a leading block"),
 ])
 def test_import_refuses_patterns_it_cannot_express(tmp_path, patch, message):

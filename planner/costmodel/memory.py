@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.costmodel.plans import PlanArrays
-from planner.costmodel.shard import attention_shard
+from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -24,8 +24,12 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     tp, pp, adp = p.tp.astype(float), p.pp.astype(float), p.adp.astype(float)
     sh = attention_shard(model, tp)
     attn_per_layer = sh.qkv_elems + sh.o_elems + sh.other_elems
+    mixers = attn_per_layer * model.num_attention_layers
+    if model.attention.linear is not None:
+        ls = linear_shard(model, tp)
+        mixers = mixers + (ls.in_elems + ls.out_elems + ls.other_elems) * model.num_linear_layers
     layer_elems = (
-        attn_per_layer * model.num_layers
+        mixers
         + c["norms"]
         + c["dense_mlp"] / tp
         + c["shared_experts"] / tp
@@ -54,11 +58,25 @@ def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None
     that does not free KV outside the window count as full-length ones."""
     per_layer = attention_shard(model, p.tp).kv_elems_per_token
     pp = p.pp.astype(float)
-    # local layers (sliding window, or Llama-4 chunks: the engine frees keys before the current chunk)
+    # local layers (sliding window, or Llama-4 chunks: the engine frees keys before the current chunk); linear-attention
+    # layers cache no keys (their fixed state: linear_state_bytes_per_seq)
     n_swa = len(model.local_layer_indices()) if frees_window(engine) else 0
-    full = per_layer * (model.num_layers - n_swa) / pp * p.kv_bytes
+    full = per_layer * (model.num_attention_layers - n_swa) / pp * p.kv_bytes
     swa = per_layer * n_swa / pp * p.kv_bytes
     return full, swa
+
+
+# Gated DeltaNet state (recurrent and convolution) in the model's 16-bit dtype: vLLM's MambaStateDtypeCalculator
+# (gated_delta_net_state_dtype) keeps both in the model dtype unless --mamba-cache-dtype / --mamba-ssm-cache-dtype say
+# otherwise; a quantized KV cache does not quantize it
+LINEAR_STATE_BYTES = 2.0
+
+
+def linear_state_bytes_per_seq(model: Model, p: PlanArrays) -> np.ndarray:
+    """Bytes one sequence's linear-attention state takes on a device, whatever its length (0 without such layers)."""
+    if model.attention.linear is None:
+        return np.zeros(np.shape(p.tp))
+    return linear_shard(model, p.tp).state_elems * model.num_linear_layers / p.pp.astype(float) * LINEAR_STATE_BYTES
 
 
 def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, engine: Engine | None = None) -> np.ndarray:
@@ -71,7 +89,8 @@ def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, en
     w = model.attention.local_window
     h = 1.0 if model.attention.mla else np.asarray(p.sa_dense, float)
     full_tokens = h * ctx + (1.0 - h) * np.minimum(ctx, np.asarray(p.sa_window, float)) if np.any(h < 1) else ctx
-    return (full * full_tokens + swa * (np.minimum(ctx, w) if w else ctx)) / np.asarray(p.cp, float)
+    kv = (full * full_tokens + swa * (np.minimum(ctx, w) if w else ctx)) / np.asarray(p.cp, float)
+    return kv + linear_state_bytes_per_seq(model, p) if model.attention.linear is not None else kv
 
 
 def activation_bytes(model: Model, p: PlanArrays, eng: Engine, max_seqs=None) -> np.ndarray:
@@ -96,6 +115,7 @@ class MemoryResult:
     capacity_bytes: float
     kv_full_per_token: np.ndarray
     kv_swa_per_token: np.ndarray
+    state_per_seq: np.ndarray | float = 0.0  # linear-attention state of one sequence, whatever its length
 
     @property
     def fits_weights(self) -> np.ndarray:
@@ -116,7 +136,7 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine(), *,
     else:
         usable = np.full_like(w, cap * eng.utilization)
         kv = usable - w - act - rt
-    return MemoryResult(w, act, rt, usable, kv, cap, full, swa)
+    return MemoryResult(w, act, rt, usable, kv, cap, full, swa, linear_state_bytes_per_seq(model, p))
 
 
 def context_that_fits(model: Model, p: PlanArrays, kv_bytes, limit) -> np.ndarray:
@@ -140,7 +160,7 @@ def max_context(model: Model, mem: MemoryResult, p: PlanArrays | None = None, ex
     limit = float(np.floor(model.max_context * extension_factor))
     if p is not None and (p.sparse or np.any(np.asarray(p.cp) > 1)):
         return context_that_fits(model, p, mem.kv_capacity_bytes, limit)
-    kv = np.maximum(mem.kv_capacity_bytes, 0.0)
+    kv = np.maximum(mem.kv_capacity_bytes - mem.state_per_seq, 0.0)  # a sequence's fixed state comes first
     w = model.attention.local_window
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -53,13 +53,47 @@ def attention_shard(model: Model, tp) -> AttentionShard:
     d = model.head_dim
     kvh = np.maximum(model.num_kv_heads / tp, 1.0)  # KV heads replicated when tp exceeds them
     qd, kvd = model.num_heads * d, model.num_kv_heads * d
-    unsplit = 2 * h * qd + 2 * h * kvd
+    gate = 1 if a.output_gate else 0  # the query projection's per-head output gate (Qwen3-Next)
+    unsplit = (2 + gate) * h * qd + 2 * h * kvd
     return AttentionShard(
         heads=heads,
-        qkv_elems=h * (heads + 2 * kvh) * d,
+        qkv_elems=h * ((1 + gate) * heads + 2 * kvh) * d,
         o_elems=heads * d * h,
         other_elems=(model.attention_params() - unsplit) / tp,
-        qkv_out=(heads + 2 * kvh) * d,
+        qkv_out=((1 + gate) * heads + 2 * kvh) * d,
         kv_elems_per_token=2 * kvh * d,
         prefill_dqk=d, prefill_dv=d, decode_dqk=d, decode_dv=d,
     )
+
+
+@dataclass(frozen=True)
+class LinearShard:
+    """One linear-attention (Gated DeltaNet) layer on one of ``tp`` devices: tensor parallelism splits its key and
+    value heads (the input projection by columns, the output projection by rows), so each device holds its heads'
+    weights, convolution channels and recurrent state."""
+
+    key_heads: np.ndarray
+    value_heads: np.ndarray
+    in_elems: np.ndarray  # input projection weights (q, k, v, output gate z, beta, alpha)
+    in_out: np.ndarray  # its outputs per token
+    conv_channels: np.ndarray  # q, k and v channels through the causal convolution
+    out_elems: np.ndarray  # output projection weights
+    other_elems: np.ndarray  # convolution taps, decay parameters, gated norm
+    state_elems: np.ndarray  # recurrent state + convolution window of one sequence
+    key_head_dim: int
+    value_head_dim: int
+
+
+def linear_shard(model: Model, tp) -> LinearShard:
+    lin = model.attention.linear
+    assert lin is not None
+    tp = np.asarray(tp, dtype=float)
+    h = model.hidden_size
+    hk, hv = np.maximum(lin.key_heads / tp, 1.0), np.maximum(lin.value_heads / tp, 1.0)
+    dk, dv = lin.key_head_dim, lin.value_head_dim
+    conv = 2 * hk * dk + hv * dv
+    in_out = conv + hv * dv + 2 * hv
+    other = conv * lin.conv_kernel + 2 * hv + dv
+    return LinearShard(key_heads=hk, value_heads=hv, in_elems=h * in_out, in_out=in_out, conv_channels=conv,
+                       out_elems=hv * dv * h, other_elems=other,
+                       state_elems=hv * dv * dk + conv * (lin.conv_kernel - 1), key_head_dim=dk, value_head_dim=dv)

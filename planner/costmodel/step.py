@@ -22,12 +22,12 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
 from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_terms
-from planner.costmodel.memory import frees_window
+from planner.costmodel.memory import LINEAR_STATE_BYTES, frees_window
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.profile import measured_decode_attention, measured_experts, measured_moe_loop
 from planner.costmodel.roofline import gemm_efficiency
-from planner.costmodel.shard import attention_shard
+from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -92,6 +92,13 @@ class Op(str, Enum):
     CPU_EXPERTS = "cpu_experts"  # cold experts on the host CPU, what the GPU's hot experts do not cover (moe_offload.py)
     CPU_ATTENTION = "cpu_attention"  # decode attention on the host CPU, what the GPU's layer does not cover
     LORA = "lora"  # batched multi-adapter GEMMs (SGMV/BGMV) of LoRA adapters (costmodel/lora.py)
+    # linear-attention (Gated DeltaNet) layers: input projection, causal convolution, the gated delta rule over the
+    # recurrent state, the gated norm of its output, output projection
+    LINEAR_IN_PROJ = "linear_in_proj"
+    LINEAR_CONV = "linear_conv"
+    LINEAR_CORE = "linear_core"
+    LINEAR_NORM = "linear_norm"
+    LINEAR_OUT_PROJ = "linear_out_proj"
 
     def __str__(self) -> str:  # the plain name in tables and JSON
         return self.value
@@ -362,8 +369,11 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     h, a = m.hidden_size, m.attention
     sh = attention_shard(m, c.tp)
     wb = plans.weight_bytes
+    # a hybrid model's linear-attention layers have their own block (_linear_attention_block); the norm before the
+    # mixer and the two TP all-reduces of a layer are every layer's
+    att = c.layers_stage * m.num_attention_layers / m.num_layers
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
-           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=h + sh.qkv_out)]
+           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, att, in_out_elems=h + sh.qkv_out)]
     if a.mla:
         # MLA's projections are separate kernels: the fused query/KV down-projection, the query up-projection and the
         # key half of the KV up-projection (absorbed into the query in decode); then the value half (absorbed) before
@@ -376,17 +386,17 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         # RMSNorm over each query and key head before RoPE: reads and writes the device's q and k once, one kernel
         # (engines fuse the two norms, some with RoPE too; unfused they are two launches)
         qk_elems = sh.heads * m.head_dim + sh.kv_elems_per_token / 2.0
-        ops.append(cm._elementwise(Op.QK_NORM, c.T * qk_elems, c.layers_stage))
+        ops.append(cm._elementwise(Op.QK_NORM, c.T * qk_elems, att))
     # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
     n_slide, n_chunk = (m.num_sliding_layers(), m.num_chunked_layers()) if frees_window(cm.engine) else (0, 0)
-    for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_layers - n_slide - n_chunk, None, False),
+    for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_attention_layers - n_slide - n_chunk, None, False),
                                             (Op.ATTENTION_SWA, n_slide, a.sliding_window, False),
                                             (Op.ATTENTION_CHUNKED, n_chunk, a.chunk_size, True)):
         if n_layers:
             ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked))
     if np.any(c.cp > 1):
         ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
-    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, c.layers_stage, in_out_elems=sh.heads * sh.prefill_dv + h))
+    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, att, in_out_elems=sh.heads * sh.prefill_dv + h))
     if a.mla:
         _launch(cm, ops[-1], MLA_PROJ_LAUNCHES[Op.O_PROJ])
     ar_bytes = c.T * h * cm._act
@@ -403,6 +413,55 @@ def _chunk_pairs_upto(n, chunk: float):
     F(n) = k C(C+1)/2 + r(r+1)/2 with n = kC + r."""
     k, r = np.floor(n / chunk), np.mod(n, chunk)
     return k * chunk * (chunk + 1) / 2.0 + r * (r + 1) / 2.0
+
+
+# Gated DeltaNet's chunked prefill (flash-linear-attention chunk_gated_delta_rule, as vLLM and SGLang run it): chunks
+# of 64 tokens; per token and value head the state terms (decay, S^T k, the rank-one update, q^T S) are 4 dk x dv
+# multiply-adds, the intra-chunk terms (k k^T and its triangular solve, q k^T, the scores times v) about
+# C (2 dk + dv); the chunk-boundary states are written and read back once per chunk. Decode is the fused recurrent
+# kernel: each sequence's state is read and written once per token. Kernel counts: the chunked forward runs six
+# kernels (cumulative decay, k k^T, triangular solve, w/u recompute, chunk states, output), decode one.
+LINEAR_CHUNK = 64.0
+LINEAR_PREFILL_LAUNCHES = 6.0
+
+
+def _linear_attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """The linear-attention (Gated DeltaNet) layers of a hybrid model (Qwen3-Next, Qwen3.5): input projection (q, k,
+    v, output gate, beta, alpha), a causal convolution of kernel K over q, k and v, the gated delta rule over each
+    sequence's recurrent state, a gated RMSNorm, output projection. Tensor parallelism splits the heads; the
+    layer's TP all-reduce is counted with every layer's in _attention_block."""
+    m, plans = cm.model, c.plans
+    lin = m.attention.linear
+    h = m.hidden_size
+    ls = linear_shard(m, c.tp)
+    wb = plans.weight_bytes
+    n = c.layers_stage * m.num_linear_layers / m.num_layers
+    dk, dv, hv = ls.key_head_dim, ls.value_head_dim, ls.value_heads
+    # tokens through the recurrence on this device: a prompt's tokens and each decoding sequence's (speculative
+    # drafts are tokens too); attention data parallelism splits the sequences over ranks
+    t_p = c.p_seqs * c.p_tok / (c.adp * c.cp)
+    t_d = c.d_seqs * c.d_tok / c.adp
+    state = hv * dv * dk * LINEAR_STATE_BYTES  # one sequence's recurrent state
+    conv_state = ls.conv_channels * (lin.conv_kernel - 1) * LINEAR_STATE_BYTES
+    flops_p = 2.0 * hv * t_p * (4.0 * dk * dv + LINEAR_CHUNK * (2.0 * dk + dv))
+    flops_d = 2.0 * hv * t_d * 4.0 * dk * dv
+    io = (t_p + t_d) * (ls.conv_channels + 2.0 * hv + hv * dv) * cm._act  # q, k, v, beta, alpha in; o out
+    # prefill: the chunk-boundary states written and read back, the initial state read where the prompt continues
+    # a cached prefix (or an earlier chunk), the final state written; decode: each state read and written
+    p_state = t_p * 2.0 * state / LINEAR_CHUNK + c.p_seqs / c.adp * (np.where(c.p_past > 0, 2.0, 1.0) * state)
+    d_state = c.d_seqs / c.adp * 2.0 * (state + conv_state)
+    byts = io + p_state + d_state
+    tc = flops_p / plans.attn_flops + cm.vector_time(flops_d)  # chunked: tensor cores; recurrent: the vector units
+    core = cm._op(Op.LINEAR_CORE, "attention", n, flops_p + flops_d, byts, tc, byts / cm.bw)
+    _launch(cm, core, np.where(np.asarray(c.p_seqs) > 0, LINEAR_PREFILL_LAUNCHES, 1.0))
+    conv_elems = (t_p + t_d) * ls.conv_channels
+    return [
+        cm._gemm(Op.LINEAR_IN_PROJ, c.T, ls.in_elems, plans.gemm_flops, wb, n, in_out_elems=h + ls.in_out),
+        cm._elementwise(Op.LINEAR_CONV, conv_elems, n, reads=1.0, writes=1.0, flops_per_elem=2.0 * lin.conv_kernel + 4.0),
+        core,
+        cm._elementwise(Op.LINEAR_NORM, (t_p + t_d) * hv * dv, n, reads=2.0, writes=1.0, flops_per_elem=8.0),
+        cm._gemm(Op.LINEAR_OUT_PROJ, c.T, ls.out_elems, plans.gemm_flops, wb, n, in_out_elems=hv * dv + h),
+    ]
 
 
 def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, window, chunked: bool = False) -> OpCost:
@@ -601,6 +660,8 @@ def layer_builders(model: Model, moe_offload=None, lora=None) -> list:
     ``moe_offload`` (costmodel/moe_offload.py) selects the CPU-assisted attention / MoE builders."""
     off = getattr(moe_offload, "mode", None)
     out = [ATTENTION_BUILDERS["cpu" if off == "attention" else model.attention.kind], _mlp_norm]
+    if model.attention.linear is not None:
+        out.insert(1, _linear_attention_block)
     if model.num_dense_layers:
         out.append(MLP_BUILDERS["dense"])
     if model.moe:

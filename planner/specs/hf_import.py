@@ -16,7 +16,7 @@ from planner.errors import PlannerError
 from planner.specs.loader import read_json, validate_file
 from planner.specs.model import Model
 
-_LOCAL_TYPES = {"sliding_attention": "sliding", "chunked_attention": "chunked"}
+_LOCAL_TYPES = {"sliding_attention": "sliding", "chunked_attention": "chunked", "linear_attention": "linear"}
 
 
 def _need(cfg: dict, *keys, default=None):
@@ -40,13 +40,15 @@ def _period(flags: list[bool], what: str) -> int | None:
 
 
 def _layer_types(cfg: dict, layers: int) -> list[str] | None:
-    """'full' | 'sliding' | 'chunked' per layer, from layer_types or Llama-4's no_rope_layers."""
+    """'full' | 'sliding' | 'chunked' | 'linear' per layer, from layer_types, Qwen3-Next's full_attention_interval or
+    Llama-4's no_rope_layers."""
     types = cfg.get("layer_types")
     if types:
         out = []
         for t in types[:layers]:
             if t != "full_attention" and t not in _LOCAL_TYPES:
-                raise PlannerError(f"config.json layer_types has {t!r}; only full, sliding and chunked attention are modelled")
+                raise PlannerError(f"config.json layer_types has {t!r}; only full, sliding, chunked and linear (Gated DeltaNet) "
+                                   "attention are modelled")
             out.append(_LOCAL_TYPES.get(t, "full"))
         return out
     if str(cfg.get("model_type", "")) == "gemma2" and cfg.get("sliding_window"):
@@ -57,6 +59,10 @@ def _layer_types(cfg: dict, layers: int) -> list[str] | None:
         # (Gemma3TextConfig's default pattern 6: five local layers, then a global one)
         every = int(cfg.get("sliding_window_pattern") or 6)
         return ["full" if (i + 1) % every == 0 else "sliding" for i in range(layers)]
+    if cfg.get("linear_num_value_heads") and cfg.get("full_attention_interval"):
+        # Qwen3-Next: layer i is full attention when (i + 1) % full_attention_interval == 0, else Gated DeltaNet
+        every = int(cfg["full_attention_interval"])
+        return ["full" if (i + 1) % every == 0 else "linear" for i in range(layers)]
     if cfg.get("attention_chunk_size") and str(cfg.get("model_type", "")).startswith("llama4"):
         every = int(cfg.get("no_rope_layer_interval") or 4)  # Llama4TextConfig's default
         rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(layers)]
@@ -85,8 +91,22 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
         att["qk_norm"] = True  # per-head RMSNorm on q and k (Qwen3, Gemma 3)
     if model_type == "gpt_oss" or "gptoss" in arch.lower():
         att["sinks"] = True  # learned per-head sink logits
+    if cfg.get("attn_output_gate") or model_type.startswith(("qwen3_next", "qwen3_5")):
+        att["output_gate"] = True  # q_proj emits the query and a per-head sigmoid output gate
     types = _layer_types(cfg, layers)
-    if types is not None:
+    if types is not None and "linear" in types:
+        if {t for t in types} - {"full", "linear"}:
+            raise PlannerError("config.json mixes linear-attention and local (sliding or chunked) layers; not modelled")
+        att["linear"] = {
+            "kind": "gated_deltanet",
+            "full_every": _period([t == "full" for t in types], "full-attention layers") or layers + 1,
+            "key_heads": int(_need(cfg, "linear_num_key_heads")),
+            "value_heads": int(_need(cfg, "linear_num_value_heads")),
+            "key_head_dim": int(_need(cfg, "linear_key_head_dim")),
+            "value_head_dim": int(_need(cfg, "linear_value_head_dim")),
+            "conv_kernel": int(cfg.get("linear_conv_kernel_dim") or 4),
+        }
+    elif types is not None:
         kinds = {t for t in types if t != "full"}
         if len(kinds) > 1:
             raise PlannerError("config.json mixes sliding and chunked layers; the spec has one local kind")
@@ -125,6 +145,9 @@ def _moe(cfg: dict, model_type: str, inter: int, layers: int) -> dict | None:
         "num_shared_experts": int(cfg.get("n_shared_experts") or 0),
         "first_dense_layers": int(cfg.get("first_k_dense_replace") or 0),
     }
+    if cfg.get("shared_expert_intermediate_size") and not moe["num_shared_experts"]:
+        moe["num_shared_experts"] = 1  # Qwen2-MoE / Qwen3-Next: one gated shared expert of its own width
+        moe["shared_expert_intermediate_size"] = int(cfg["shared_expert_intermediate_size"])
     if model_type.startswith("llama4"):
         moe["num_shared_experts"] = 1  # Llama4TextMoe always has one shared expert as wide as a routed one
         moe["shared_expert_intermediate_size"] = moe["expert_intermediate_size"]
@@ -227,8 +250,9 @@ def spec_from_hf_config(path: Path, model_id: str | None = None) -> tuple[Model,
         spec["head_dim"] = int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
     if moe:
         spec["moe"] = moe
-    if cfg.get("num_nextn_predict_layers"):  # DeepSeek-V3/R1's multi-token-prediction module (not counted)
-        spec["mtp_layers"] = int(cfg["num_nextn_predict_layers"])
+    mtp = cfg.get("num_nextn_predict_layers") or cfg.get("mtp_num_hidden_layers")
+    if mtp:  # DeepSeek-V3/R1's and Qwen3-Next's multi-token-prediction module (not counted)
+        spec["mtp_layers"] = int(mtp)
     for key, value in (("vision", _vision(top)), ("native_weights", _native_weights(top, path))):
         if value:
             spec[key] = value

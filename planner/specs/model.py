@@ -43,6 +43,47 @@ class MoE(_Strict):
         return self
 
 
+class LinearAttention(_Strict):
+    """Linear-attention layers between the full-attention ones: Gated DeltaNet (Qwen3-Next, Qwen3.5; config.json
+    linear_* keys and full_attention_interval). Such a layer keeps a fixed recurrent state per sequence, value_heads x
+    value_head_dim x key_head_dim elements, plus the last conv_kernel - 1 inputs of a short causal convolution over its
+    q, k and v channels, in place of a KV cache that grows with the context."""
+
+    kind: Literal["gated_deltanet"] = "gated_deltanet"
+    full_every: int = Field(ge=2)  # layer i is full (softmax) attention when (i + 1) % full_every == 0
+    key_heads: int = Field(ge=1)
+    value_heads: int = Field(ge=1)
+    key_head_dim: int = Field(ge=1)
+    value_head_dim: int = Field(ge=1)
+    conv_kernel: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.value_heads % self.key_heads:
+            raise ValueError("linear attention value_heads must be a multiple of key_heads")
+        return self
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the causal convolution: q and k (key_heads x key_head_dim each) and v."""
+        return 2 * self.key_heads * self.key_head_dim + self.value_heads * self.value_head_dim
+
+    def in_proj_width(self) -> int:
+        """Outputs of the input projection per token: q, k, v, the output gate z (value width) and per value head
+        the write strength beta and the decay alpha."""
+        return self.conv_dim + self.value_heads * self.value_head_dim + 2 * self.value_heads
+
+    def params(self, hidden: int) -> int:
+        """One layer: input projection, convolution taps, per-head decay parameters (A_log, dt_bias), the gated
+        RMSNorm over each value head, output projection."""
+        return (hidden * self.in_proj_width() + self.conv_dim * self.conv_kernel + 2 * self.value_heads
+                + self.value_head_dim + self.value_heads * self.value_head_dim * hidden)
+
+    def state_elems(self) -> int:
+        """Recurrent state plus convolution window of one sequence in one layer (elements)."""
+        return self.value_heads * self.value_head_dim * self.key_head_dim + self.conv_dim * (self.conv_kernel - 1)
+
+
 class Attention(_Strict):
     kind: Literal["mha", "gqa", "mqa", "mla"]
     # local attention, one of two kinds: a sliding window (a query sees the last `sliding_window`
@@ -62,7 +103,12 @@ class Attention(_Strict):
     qk_norm: bool = False
     # learned per-head attention-sink logits (gpt-oss): one scalar per query head per layer
     sinks: bool = False
+    # the query projection also emits a per-head output gate, sigmoid(gate) x attention output (Qwen3-Next's gated
+    # attention: config.json q_proj of 2 x heads x head_dim)
+    output_gate: bool = False
     mla: MLA | None = None
+    # linear-attention layers between the full-attention ones (None: every layer is full attention)
+    linear: LinearAttention | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -77,6 +123,8 @@ class Attention(_Strict):
             raise ValueError("sliding_layers 'alternate' is global_every 2; give one of them")
         if self.nope_global_layers and not (self.global_every or self.sliding_layers == "alternate"):
             raise ValueError("nope_global_layers needs a pattern of global layers (global_every)")
+        if self.linear is not None and (local or self.mla is not None):
+            raise ValueError("linear-attention layers beside local (sliding or chunked) or MLA attention are not modelled")
         return self
 
     @property
@@ -210,6 +258,22 @@ class Model(_Strict):
         step = self.moe.interleave_step
         return [i for i in range(self.moe.first_dense_layers, self.num_layers) if (i + 1) % step == 0]
 
+    def linear_layer_indices(self) -> list[int]:
+        """Layers with linear attention (Gated DeltaNet), 0-based: every layer but each full_every-th."""
+        lin = self.attention.linear
+        if lin is None:
+            return []
+        return [i for i in range(self.num_layers) if (i + 1) % lin.full_every != 0]
+
+    @property
+    def num_linear_layers(self) -> int:
+        return len(self.linear_layer_indices())
+
+    @property
+    def num_attention_layers(self) -> int:
+        """Layers with softmax attention over a KV cache (all but the linear-attention ones)."""
+        return self.num_layers - self.num_linear_layers
+
     def local_layer_indices(self) -> list[int]:
         """Layers with local attention (sliding window or chunk), 0-based."""
         a = self.attention
@@ -235,6 +299,7 @@ class Model(_Strict):
 
     # ---- parameter counts (elements) ----------------------------------------------
     def attention_params(self) -> int:
+        """One full-attention layer (linear-attention layers: LinearAttention.params)."""
         h, a = self.hidden_size, self.attention
         if a.mla:
             m = a.mla
@@ -250,6 +315,8 @@ class Model(_Strict):
         qd = self.num_heads * self.head_dim
         kvd = self.num_kv_heads * self.head_dim
         n = h * qd + 2 * h * kvd + qd * h
+        if a.output_gate:
+            n += h * qd
         if a.qkv_bias:
             n += qd + 2 * kvd
         if a.o_bias:
@@ -308,7 +375,8 @@ class Model(_Strict):
             "embedding": self.embedding_params(),
             "lm_head": self.lm_head_params(),
             "final_norm": self.hidden_size * (2 if self.norm == "layernorm" else 1),
-            "attention": self.attention_params() * self.num_layers,
+            "attention": self.attention_params() * self.num_attention_layers
+            + (self.attention.linear.params(self.hidden_size) * self.num_linear_layers if self.attention.linear else 0),
             "norms": self.norm_params_per_layer() * self.num_layers,
             "dense_mlp": dense_mlp,
             "shared_experts": 0,
