@@ -99,6 +99,8 @@ class Op(str, Enum):
     LINEAR_CORE = "linear_core"
     LINEAR_NORM = "linear_norm"
     LINEAR_OUT_PROJ = "linear_out_proj"
+    # DeepSeek Sparse Attention's lightning indexer: FP8 scores of every cached token for each query, then top-k
+    INDEXER = "indexer"
 
     def __str__(self) -> str:  # the plain name in tables and JSON
         return self.value
@@ -378,7 +380,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         # MLA's projections are separate kernels: the fused query/KV down-projection, the query up-projection and the
         # key half of the KV up-projection (absorbed into the query in decode); then the value half (absorbed) before
         # the output projection. The query and KV latents each pass an RMSNorm between down and up projection.
-        _launch(cm, ops[1], MLA_PROJ_LAUNCHES[Op.QKV_PROJ])
+        # A sparse-attention indexer adds its query, key and head-weight projections (three more GEMMs).
+        _launch(cm, ops[1], MLA_PROJ_LAUNCHES[Op.QKV_PROJ] + (INDEXER_PROJ_LAUNCHES if a.index else 0.0))
         ml = a.mla
         ops.append(cm._elementwise(Op.LATENT_NORM, c.T * ((ml.q_lora_rank or 0) + ml.kv_lora_rank), c.layers_stage))
         _launch(cm, ops[-1], 2.0 if ml.q_lora_rank else 1.0)
@@ -389,7 +392,10 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         ops.append(cm._elementwise(Op.QK_NORM, c.T * qk_elems, att))
     # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
     n_slide, n_chunk = (m.num_sliding_layers(), m.num_chunked_layers()) if frees_window(cm.engine) else (0, 0)
-    for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_attention_layers - n_slide - n_chunk, None, False),
+    if a.index is not None:  # DeepSeek Sparse Attention: the indexer scores every token, the attention reads top-k
+        ops.append(_indexer(cm, c, a.index, m.num_attention_layers))
+    for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_attention_layers - n_slide - n_chunk,
+                                             a.index.topk if a.index else None, False),
                                             (Op.ATTENTION_SWA, n_slide, a.sliding_window, False),
                                             (Op.ATTENTION_CHUNKED, n_chunk, a.chunk_size, True)):
         if n_layers:
@@ -413,6 +419,30 @@ def _chunk_pairs_upto(n, chunk: float):
     F(n) = k C(C+1)/2 + r(r+1)/2 with n = kC + r."""
     k, r = np.floor(n / chunk), np.mod(n, chunk)
     return k * chunk * (chunk + 1) / 2.0 + r * (r + 1) / 2.0
+
+
+INDEXER_PROJ_LAUNCHES = 3.0  # the indexer's query up-projection, key projection (with its LayerNorm) and head weights
+INDEXER_LAUNCHES = 2.0  # the FP8 logits kernel (DeepGEMM fp8_mqa_logits) and the top-k selection
+
+
+def _indexer(cm: "CostModel", c: _Ctx, ix, n_layers: int) -> OpCost:
+    """DeepSeek Sparse Attention's lightning indexer on each MLA layer: every query scores every cached token,
+    sum over heads of w x ReLU(q . k) with heads x head_dim FP8 products against the one cached indexer key per
+    token, and keeps the top ``ix.topk`` (the attention core then reads only those: a window of topk keys per
+    query). Its work grows with the context like dense attention's, at a fraction of the width; the fp32 scores are
+    written and read back by the top-k kernel."""
+    pairs_p = c.p_seqs * _pairs(c.p_tok, c.p_past) / c.adp
+    pairs_d = c.d_seqs * c.d_tok * c.d_ctx / c.adp
+    pairs = (pairs_p + pairs_d) / c.cp
+    flops = 2.0 * ix.heads * ix.head_dim * pairs
+    keys = (c.d_seqs * c.d_ctx + c.p_seqs * (c.p_past + c.p_tok)) / (c.adp * c.cp) * ix.key_bytes_per_token()
+    byts = keys + pairs * 4.0 * 2.0 + c.T * ix.heads * ix.head_dim * 1.0
+    hw = cm.hw
+    fp8 = hw.peak("fp8") / hw.peak("bf16") if hw.supports("fp8") and hw.supports("bf16") else 1.0
+    tc = flops / (c.plans.attn_flops * fp8) + cm.vector_time(pairs * 2.0 * ix.heads)  # ReLU, weighted sum over heads
+    op = cm._op(Op.INDEXER, "attention", n_layers / c.pp, flops, byts, tc, byts / cm.bw)
+    _launch(cm, op, INDEXER_LAUNCHES)
+    return op
 
 
 # Gated DeltaNet's chunked prefill (flash-linear-attention chunk_gated_delta_rule, as vLLM and SGLang run it): chunks

@@ -131,6 +131,9 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
             "qk_rope_head_dim": int(cfg["qk_rope_head_dim"]),
             "v_head_dim": int(cfg["v_head_dim"]),
         }
+        if cfg.get("index_topk"):  # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): the lightning indexer's keys
+            att["index"] = {"topk": int(cfg["index_topk"]), "heads": int(_need(cfg, "index_n_heads")),
+                            "head_dim": int(_need(cfg, "index_head_dim"))}
     return att
 
 

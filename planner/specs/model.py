@@ -43,6 +43,27 @@ class MoE(_Strict):
         return self
 
 
+class SparseIndex(_Strict):
+    """DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5; config.json index_topk, index_n_heads, index_head_dim): a
+    lightning indexer scores every cached token for each query (heads x head_dim FP8 dot products against one
+    head_dim key per token, cached beside the MLA latent) and the attention reads only the top ``topk`` tokens."""
+
+    topk: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+
+    def key_bytes_per_token(self) -> float:
+        """Cached indexer key per token per layer: head_dim FP8 values and an fp32 scale per 128 of them (vLLM's
+        indexer cache: index_head_dim + index_head_dim // 128 * 4 bytes)."""
+        return self.head_dim + -(-self.head_dim // 128) * 4.0
+
+    def params(self, hidden: int, q_lora_rank: int | None) -> int:
+        """Query up-projection from the query latent (or the hidden state), key projection and its LayerNorm, the
+        per-head weight projection."""
+        q_in = q_lora_rank or hidden
+        return q_in * self.heads * self.head_dim + hidden * self.head_dim + 2 * self.head_dim + hidden * self.heads
+
+
 class LinearAttention(_Strict):
     """Linear-attention layers between the full-attention ones: Gated DeltaNet (Qwen3-Next, Qwen3.5; config.json
     linear_* keys and full_attention_interval). Such a layer keeps a fixed recurrent state per sequence, value_heads x
@@ -109,6 +130,8 @@ class Attention(_Strict):
     mla: MLA | None = None
     # linear-attention layers between the full-attention ones (None: every layer is full attention)
     linear: LinearAttention | None = None
+    # DeepSeek Sparse Attention: each query attends to the top-k tokens a lightning indexer picks (MLA models)
+    index: SparseIndex | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -123,6 +146,8 @@ class Attention(_Strict):
             raise ValueError("sliding_layers 'alternate' is global_every 2; give one of them")
         if self.nope_global_layers and not (self.global_every or self.sliding_layers == "alternate"):
             raise ValueError("nope_global_layers needs a pattern of global layers (global_every)")
+        if self.index is not None and (self.mla is None or local):
+            raise ValueError("a sparse-attention index (DeepSeek Sparse Attention) is modelled on MLA layers without local attention")
         if self.linear is not None and (local or self.mla is not None):
             raise ValueError("linear-attention layers beside local (sliding or chunked) or MLA attention are not modelled")
         return self
@@ -311,7 +336,8 @@ class Model(_Strict):
             kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank  # kv_a + its norm
             kv += m.kv_lora_rank * self.num_heads * (m.qk_nope_head_dim + m.v_head_dim)
             o = self.num_heads * m.v_head_dim * h
-            return q + kv + o
+            idx = a.index.params(h, m.q_lora_rank) if a.index else 0
+            return q + kv + o + idx
         qd = self.num_heads * self.head_dim
         kvd = self.num_kv_heads * self.head_dim
         n = h * qd + 2 * h * kvd + qd * h
