@@ -114,3 +114,18 @@ def test_estimate_runs_end_to_end():
     e = estimate("qwen3-next-80b-a3b", "h200-sxm", PlanSpec(tp=2, weights="bf16"), isl=4000, osl=1000, engine="vllm")
     assert e.memory["fits"] and e.output_tokens_per_s > 0 and e.ttft_s > 0
     assert {"linear_core", "linear_in_proj", "attention"} <= {r["op"] for r in e.breakdown["decode"]}
+
+
+def test_an_fp32_state_doubles_the_recurrent_traffic():
+    """Qwen3.5's config asks for an fp32 recurrent state (mamba_ssm_dtype): decode reads and writes 4 bytes a recurrent
+    element (the convolution window stays 16 bit), and the state a sequence holds grows the same way."""
+    m, hw = get_model("qwen3.5-35b-a3b"), get_hardware("h200-sxm")
+    lin = m.attention.linear
+    assert lin.state_dtype == "fp32" and lin.state_bytes == 4.0
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
+    core = next(o for o in CostModel(m, hw).step(p, Step(decode_seqs=np.array([8.0]), decode_ctx=np.array([2000.0]))).ops
+                if o.name == Op.LINEAR_CORE)
+    rec = lin.value_heads * lin.value_head_dim * lin.key_head_dim * 4.0
+    conv = lin.conv_dim * (lin.conv_kernel - 1) * 2.0
+    io = 8 * (lin.conv_dim + 2 * lin.value_heads + lin.value_heads * lin.value_head_dim) * 2.0
+    assert float(core.bytes[0]) == pytest.approx(8 * 2 * (rec + conv) + io)

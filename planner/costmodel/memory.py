@@ -68,17 +68,21 @@ def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None
     return full, swa
 
 
-# Gated DeltaNet state (recurrent and convolution) in the model's 16-bit dtype: vLLM's MambaStateDtypeCalculator
-# (gated_delta_net_state_dtype) keeps both in the model dtype unless --mamba-cache-dtype / --mamba-ssm-cache-dtype say
-# otherwise; a quantized KV cache does not quantize it
-LINEAR_STATE_BYTES = 2.0
+# Gated DeltaNet state: vLLM's MambaStateDtypeCalculator (gated_delta_net_state_dtype) keeps the convolution window in
+# the model's 16-bit dtype and the recurrent state in --mamba-ssm-cache-dtype, the model dtype unless set (Qwen3.5's
+# config hook sets it from config.json mamba_ssm_dtype: LinearAttention.state_dtype); a quantized KV cache does not
+# quantize either
+LINEAR_STATE_BYTES = 2.0  # the convolution window, and the recurrent state unless the model says fp32
 
 
 def linear_state_bytes_per_seq(model: Model, p: PlanArrays) -> np.ndarray:
     """Bytes one sequence's linear-attention state takes on a device, whatever its length (0 without such layers)."""
-    if model.attention.linear is None:
+    lin = model.attention.linear
+    if lin is None:
         return np.zeros(np.shape(p.tp))
-    return linear_shard(model, p.tp).state_elems * model.num_linear_layers / p.pp.astype(float) * LINEAR_STATE_BYTES
+    ls = linear_shard(model, p.tp)
+    per_layer = ls.recurrent_elems * lin.state_bytes + ls.conv_state_elems * LINEAR_STATE_BYTES
+    return per_layer * model.num_linear_layers / p.pp.astype(float)
 
 
 def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, engine: Engine | None = None) -> np.ndarray:

@@ -82,7 +82,8 @@ class LinearShard:
     conv_channels: np.ndarray  # q, k and v channels through the causal convolution
     out_elems: np.ndarray  # output projection weights
     other_elems: np.ndarray  # convolution taps, decay parameters, gated norm
-    state_elems: np.ndarray  # recurrent state + convolution window of one sequence
+    recurrent_elems: np.ndarray  # recurrent state of one sequence (value heads x value dim x key dim)
+    conv_state_elems: np.ndarray  # the convolution's window of one sequence (its last conv_kernel - 1 inputs)
     key_head_dim: int
     value_head_dim: int
 
@@ -99,4 +100,5 @@ def linear_shard(model: Model, tp) -> LinearShard:
     other = conv * lin.conv_kernel + 2 * hv + dv
     return LinearShard(key_heads=hk, value_heads=hv, in_elems=h * in_out, in_out=in_out, conv_channels=conv,
                        out_elems=hv * dv * h, other_elems=other,
-                       state_elems=hv * dv * dk + conv * (lin.conv_kernel - 1), key_head_dim=dk, value_head_dim=dv)
+                       recurrent_elems=hv * dv * dk, conv_state_elems=conv * (lin.conv_kernel - 1), key_head_dim=dk,
+                       value_head_dim=dv)

@@ -471,7 +471,7 @@ def _linear_attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # drafts are tokens too); attention data parallelism splits the sequences over ranks
     t_p = c.p_seqs * c.p_tok / (c.adp * c.cp)
     t_d = c.d_seqs * c.d_tok / c.adp
-    state = hv * dv * dk * LINEAR_STATE_BYTES  # one sequence's recurrent state
+    state = hv * dv * dk * lin.state_bytes  # one sequence's recurrent state
     conv_state = ls.conv_channels * (lin.conv_kernel - 1) * LINEAR_STATE_BYTES
     flops_p = 2.0 * hv * t_p * (4.0 * dk * dv + LINEAR_CHUNK * (2.0 * dk + dv))
     flops_d = 2.0 * hv * t_d * 4.0 * dk * dv

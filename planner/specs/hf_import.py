@@ -106,6 +106,8 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
             "value_head_dim": int(_need(cfg, "linear_value_head_dim")),
             "conv_kernel": int(cfg.get("linear_conv_kernel_dim") or 4),
         }
+        if str(cfg.get("mamba_ssm_dtype") or "").lower() in ("float32", "fp32"):  # Qwen3.5: an fp32 recurrent state
+            att["linear"]["state_dtype"] = "fp32"
     elif types is not None:
         kinds = {t for t in types if t != "full"}
         if len(kinds) > 1:

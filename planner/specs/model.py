@@ -77,6 +77,9 @@ class LinearAttention(_Strict):
     key_head_dim: int = Field(ge=1)
     value_head_dim: int = Field(ge=1)
     conv_kernel: int = Field(default=4, ge=1)
+    # the recurrent state's precision as the checkpoint asks for it (config.json mamba_ssm_dtype: Qwen3.5 float32,
+    # which vLLM's Qwen3.5 config hook turns into --mamba-ssm-cache-dtype); the convolution window stays 16 bit
+    state_dtype: Literal["bf16", "fp32"] = "bf16"
 
     @model_validator(mode="after")
     def _check(self):
@@ -99,6 +102,11 @@ class LinearAttention(_Strict):
         RMSNorm over each value head, output projection."""
         return (hidden * self.in_proj_width() + self.conv_dim * self.conv_kernel + 2 * self.value_heads
                 + self.value_head_dim + self.value_heads * self.value_head_dim * hidden)
+
+    @property
+    def state_bytes(self) -> float:
+        """Bytes per element of the recurrent state."""
+        return 4.0 if self.state_dtype == "fp32" else 2.0
 
     def state_elems(self) -> int:
         """Recurrent state plus convolution window of one sequence in one layer (elements)."""
