@@ -79,10 +79,12 @@ def checkpoint_weights(name: str) -> str | None:
     return None
 
 
-def network_words(name: str) -> list[str]:
+def network_words(name: str, variants: bool = True) -> list[str]:
     """The name's words without those that only say how or when the checkpoint was released (quantization, revision
-    date, thinking/base variant, a GGUF file's quantization): what is left names the network."""
-    out = [w for w in _words(name) if w not in QUANT_WORDS and w not in _VARIANT_WORDS and not _DATE.match(w)]
+    date, a GGUF file's quantization and, with ``variants``, the thinking/base variant): what is left names the
+    network."""
+    drop = _VARIANT_WORDS if variants else frozenset()
+    out = [w for w in _words(name) if w not in QUANT_WORDS and w not in drop and not _DATE.match(w)]
     for key in _GGUF:  # q4_k_m splits into q4, k, m: drop the run
         parts = key.split("_")
         for i in range(len(out) - len(parts) + 1):

@@ -175,26 +175,32 @@ def _name_tokens(text: str) -> tuple[str, ...]:
 _MODEL_NOISE = frozenset({"meta", "instruct", "chat", "hf", "it"})
 
 
-def _model_words(text: str) -> tuple[str, ...]:
+def _model_words(text: str, variants: bool = True) -> tuple[str, ...]:
     """'meta-llama/Meta-Llama-3.1-8B-Instruct' -> ('llama', '3.1', '8b'): the repo name without its organisation, in
     words, without the words that name a fine-tune of the same network (instruct, chat, hf, it) or its maker, nor those
-    that only say how or when a checkpoint of it was released ('-FP8', '-AWQ', '-2507': planner.specs.checkpoint)."""
+    that only say how or when a checkpoint of it was released ('-FP8', '-AWQ', '-2507' and, with ``variants``,
+    '-Thinking': planner.specs.checkpoint)."""
     from planner.specs.checkpoint import network_words
 
-    return tuple(t for t in network_words(text) if t not in _MODEL_NOISE)
+    return tuple(t for t in network_words(text, variants) if t not in _MODEL_NOISE)
 
 
 def _model_by_name(name: str) -> str | None:
     """The built-in model whose id, alias or Hugging Face repo has the same words as ``name`` once the organisation and the
     fine-tune words are set aside ('Llama-3.1-8B-Instruct', 'Meta-Llama-3.1-8B-Instruct' -> llama-3.1-8b), when exactly
     one does: an instruct or chat fine-tune has its base network's layers, so it costs the same. Else None."""
-    words = _model_words(name)
-    if not words:
-        return None
-    hits = {ident for ident in _builtin("Model") if _model_words(ident) == words}
-    hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo) == words}
-    hits |= {ident for alias, ident in _aliases("Model").items() if _model_words(alias) == words}
-    return hits.pop() if len(hits) == 1 else None
+    # a variant word (thinking, base) names the same network unless a spec of its own carries it: match with it
+    # first ('Kimi-K2-Thinking' -> its own spec), then without ('Qwen3-30B-A3B-Thinking-2507' -> qwen3-30b-a3b)
+    for variants in (False, True):
+        words = _model_words(name, variants)
+        if not words:
+            return None
+        hits = {ident for ident in _builtin("Model") if _model_words(ident, variants) == words}
+        hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo, variants) == words}
+        hits |= {ident for alias, ident in _aliases("Model").items() if _model_words(alias, variants) == words}
+        if len(hits) == 1:
+            return hits.pop()
+    return None
 
 
 def _hardware_by_name(name: str) -> str | None:
