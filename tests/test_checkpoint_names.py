@@ -59,6 +59,8 @@ def test_no_built_in_name_changes_meaning():
     assert not {w: ids for w, ids in owners.items() if len(ids) > 1}
     # an instruct repo's dated re-release still finds its network through the name's words alone
     assert loader._model_by_name("moonshotai/Kimi-K2-Instruct-0905") == "kimi-k2"
+    assert loader._model_by_name("moonshotai/Kimi-K2-Base") == "kimi-k2"  # not kimi-k2-thinking
+    assert loader._model_by_name("Kimi-K2-Thinking") == "kimi-k2-thinking"
 
 
 def test_unknown_network_points_to_its_config():

@@ -35,7 +35,8 @@ DRAFT_SUGGESTIONS = {
     "llama-3.1-405b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3.3-70b": "meta-llama/Llama-3.2-1B-Instruct",
     "qwen3-32b": "Qwen/Qwen3-0.6B", "qwen3-30b-a3b": "Qwen/Qwen3-0.6B", "qwen3-235b-a22b": "Qwen/Qwen3-0.6B",
 }
-_NATIVE_DESC = {"fp8": "FP8 (block-scaled)", "mxfp4": "MXFP4 (MoE experts)", "bf16": "16-bit"}
+_NATIVE_DESC = {"fp8": "FP8 (block-scaled)", "mxfp4": "MXFP4 (MoE experts)", "bf16": "16-bit",
+                "int4": "INT4 weight-only (MoE experts, quantization-aware trained)"}
 
 
 # ---- checkpoint and quantization -----------------------------------------------------------
@@ -60,7 +61,7 @@ def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
         if native == "bf16":
             return repo, []
         path = _local(p, "bf16")
-        return path, [f"{repo} ships {_NATIVE_DESC[native]} weights: convert it to a BF16 checkpoint at {path} first"]
+        return path, [f"{repo} ships {_NATIVE_DESC.get(native, native)} weights: convert it to a BF16 checkpoint at {path} first"]
 
     if w in ("bf16", "fp16"):
         path, notes = sixteen_bit_source()
@@ -88,6 +89,9 @@ def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
             f"int8-wo weights: needs an INT8 weight-only (W8A16) checkpoint (llm-compressor W8A16 or 8-bit GPTQ) at {path}; "
             f"{name} reads the method from its config"])
     if w == "int4":
+        if native == "int4":  # released in INT4 (Kimi-K2-Thinking's quantization-aware trained experts)
+            return _Checkpoint(repo, notes=["int4 weights: the published checkpoint is INT4 weight-only; the engine reads "
+                                            "the method from its config"])
         path = _local(p, "awq-int4")
         how = ("a ModelOpt W4A16 AWQ (int4_awq) or GPTQ checkpoint" if engine == "trtllm"
                else "an AWQ or GPTQ W4A16 checkpoint (group size 128)")

@@ -189,15 +189,16 @@ def _model_by_name(name: str) -> str | None:
     """The built-in model whose id, alias or Hugging Face repo has the same words as ``name`` once the organisation and the
     fine-tune words are set aside ('Llama-3.1-8B-Instruct', 'Meta-Llama-3.1-8B-Instruct' -> llama-3.1-8b), when exactly
     one does: an instruct or chat fine-tune has its base network's layers, so it costs the same. Else None."""
-    # a variant word (thinking, base) names the same network unless a spec of its own carries it: match with it
-    # first ('Kimi-K2-Thinking' -> its own spec), then without ('Qwen3-30B-A3B-Thinking-2507' -> qwen3-30b-a3b)
+    # a variant word (thinking, base) names the same network unless a spec of its own carries it: the name is
+    # matched with it first ('Kimi-K2-Thinking' -> its own spec), then without it against the specs' own full words
+    # ('Qwen3-30B-A3B-Thinking-2507' -> qwen3-30b-a3b, 'Kimi-K2-Base' -> kimi-k2, not kimi-k2-thinking)
     for variants in (False, True):
         words = _model_words(name, variants)
         if not words:
             return None
-        hits = {ident for ident in _builtin("Model") if _model_words(ident, variants) == words}
-        hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo, variants) == words}
-        hits |= {ident for alias, ident in _aliases("Model").items() if _model_words(alias, variants) == words}
+        hits = {ident for ident in _builtin("Model") if _model_words(ident, False) == words}
+        hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo, False) == words}
+        hits |= {ident for alias, ident in _aliases("Model").items() if _model_words(alias, False) == words}
         if len(hits) == 1:
             return hits.pop()
     return None
