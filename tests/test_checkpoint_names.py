@@ -100,3 +100,22 @@ def test_plan_searches_the_checkpoint_format_only(capsys):
     d = json.loads(out)
     assert d["frontier"] and {r["plan"]["weights"] for r in d["frontier"]} == {"fp8"}
     assert d["recommended"]["plan"]["weights"] == "fp8"
+
+
+@pytest.mark.parametrize("ident", ["gpt-oss-120b", "kimi-k2-thinking"])
+def test_a_checkpoint_in_two_precisions_takes_its_own_bytes_in_memory(ident):
+    """Served in its experts' released format (gpt-oss MXFP4, Kimi-K2-Thinking INT4), a checkpoint holds its attention,
+    dense and shared-expert layers in their own 16 bit: on one device the weights are the released checkpoint's
+    bytes (Model.native_weight_bytes), within the norms and router the memory model prices at the plan's width."""
+    from planner.costmodel.memory import weight_bytes_per_device
+    from planner.costmodel.plans import make_plans
+    from planner.specs.loader import get_hardware
+
+    m = loader.get_model(ident)
+    fmt = m.released_weights()
+    p = make_plans(m, get_hardware("h200-sxm"), tp=1, weights=fmt, kv="bf16", check=False)
+    assert float(p.dense_weight_bytes[0]) == 2.0
+    assert float(weight_bytes_per_device(m, p)[0]) == pytest.approx(m.native_weight_bytes(), rel=0.01)
+    # a plan in another format is one width throughout
+    q = make_plans(m, get_hardware("h200-sxm"), tp=1, weights="fp8", kv="bf16", check=False)
+    assert q.dense_weight_bytes is None or float(q.dense_weight_bytes[0]) == float(q.weight_bytes[0])

@@ -28,16 +28,11 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     if model.attention.linear is not None:
         ls = linear_shard(model, tp)
         mixers = mixers + (ls.in_elems + ls.out_elems + ls.other_elems) * model.num_linear_layers
-    layer_elems = (
-        mixers
-        + c["norms"]
-        + c["dense_mlp"] / tp
-        + c["shared_experts"] / tp
-        + c["router"]
-        + c["final_norm"]
-        + c["experts"] / (tp * adp)
-    )
-    layer_bytes = layer_elems * p.weight_bytes / pp
+    # the non-expert linear layers in their own format where a checkpoint released in two precisions is served as
+    # released (PlanArrays.dense_bytes), else in the plan's
+    dense_elems = mixers + c["dense_mlp"] / tp + c["shared_experts"] / tp
+    rest_elems = c["norms"] + c["router"] + c["final_norm"] + c["experts"] / (tp * adp)
+    layer_bytes = (dense_elems * p.dense_bytes + rest_elems * p.weight_bytes) / pp
     emb = c["embedding"] / tp * p.head_bytes
     head = c["lm_head"] / tp * p.head_bytes
     emb = emb + c.get("vision", 0) / tp * p.weight_bytes  # an image encoder sits with the embedding (first stage)

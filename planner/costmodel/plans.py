@@ -69,6 +69,16 @@ class PlanArrays:
     # 1 where the GEMMs run the model's block-scaled checkpoint (DeepSeek-V3/R1's and Kimi K2's FP8: NativeWeights
     # scale_block): each GEMM's input is quantized per token and channel block by a kernel of its own
     act_quant: np.ndarray | float = 0.0
+    # a MoE checkpoint released in two precisions (gpt-oss: MXFP4 experts, bf16 attention; Kimi-K2-Thinking: INT4
+    # experts) and served as released holds its other linear layers (attention, dense MLP, shared experts) in their
+    # own format: bytes per element of those layers in device memory; None: weight_bytes. (The step still prices
+    # their GEMMs in the plan's format: README, weak spots.)
+    dense_weight_bytes: np.ndarray | None = None
+
+    @property
+    def dense_bytes(self) -> np.ndarray:
+        """Bytes per element of the non-expert linear layers as stored."""
+        return self.weight_bytes if self.dense_weight_bytes is None else self.dense_weight_bytes
 
     @property
     def n(self) -> int:
@@ -179,6 +189,10 @@ def make_plans(
     nw = model.native_weights
     if nw is not None and nw.scale_block:  # the released block-scaled format, served as released
         cols["act_quant"] = np.array([float(w == nw.dense) for w in w_names])[w_codes]
+    if nw is not None and model.moe is not None and nw.experts != nw.dense and nw.experts in w_names:
+        # served in the experts' released format, the other linear layers stay in theirs (the checkpoint as released)
+        own = {key: get_format(nw.dense).bytes if key[0] == nw.experts else table[key]["weight_bytes"] for key in uniq}
+        cols["dense_weight_bytes"] = np.array([own[k] for k in uniq], dtype=float)[index]
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),
