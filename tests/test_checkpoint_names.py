@@ -35,6 +35,10 @@ NAMES = [
     ("mistralai/Mistral-Small-24B-Instruct-2501", "mistral-small-24b", None),
     ("Qwen/Qwen3-30B-A3B-GGUF", "qwen3-30b-a3b", None),  # each GGUF file holds its own quantization
     ("openai/gpt-oss-120b", "gpt-oss-120b", None),  # released in MXFP4: its spec says so, not its name
+    ("deepseek-ai/DeepSeek-V3.1-Terminus", "deepseek-v3", None),  # aliases of the same network
+    ("Qwen/Qwen3.6-35B-A3B", "qwen3.5-35b-a3b", None),
+    ("Qwen/Qwen3.5-35B-A3B-FP8", "qwen3.5-35b-a3b", "fp8"),
+    ("moonshotai/Kimi-K2-Thinking", "kimi-k2-thinking", None),  # a release of its own (INT4 experts in its spec)
 ]
 
 
