@@ -18,6 +18,14 @@ from planner.specs.loader import get_hardware, get_model, model_ids
 
 from test_model_params import _consistent, _published_active_comparable
 
+
+def assert_layer_shape(m, c: dict) -> None:
+    """A spec's layers, hidden size, heads, KV heads and head size against the config.json values of dict ``c``
+    (keys layers, hidden, heads, kv_heads, head_dim): the restatement every model test starts with."""
+    assert (m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim) == \
+        (c["layers"], c["hidden"], c["heads"], c["kv_heads"], c["head_dim"])
+
+
 # ---- Gemma 3 27B ---------------------------------------------------------------------------------
 
 # google/gemma-3-27b-it config.json, text_config; the last four are Gemma3TextConfig defaults (absent keys)
@@ -32,8 +40,7 @@ def _gemma3_sliding_by_hf_rule(layers: int, pattern: int) -> list[int]:
 
 def test_gemma3_27b_dimensions_match_config():
     m, c = get_model("gemma-3-27b"), GEMMA3_27B
-    assert (m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim) == \
-        (c["layers"], c["hidden"], c["heads"], c["kv_heads"], c["head_dim"])
+    assert_layer_shape(m, c)
     assert (m.intermediate_size, m.vocab_size, m.max_context) == (c["intermediate"], c["vocab"], c["max_position_embeddings"])
     assert m.tied_embeddings is c["tied"] and m.ffn_gated and not m.mlp_bias
     assert m.norm == "rmsnorm" and m.norms_per_layer == 4
@@ -103,8 +110,7 @@ GLM_46 = dict(layers=92, hidden=5120, heads=96, kv_heads=8, head_dim=128, interm
 
 def test_glm46_dimensions_match_config():
     m, c = get_model("glm-4.6"), GLM_46
-    assert (m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim) == \
-        (c["layers"], c["hidden"], c["heads"], c["kv_heads"], c["head_dim"])
+    assert_layer_shape(m, c)
     assert (m.intermediate_size, m.vocab_size, m.max_context) == (c["intermediate"], c["vocab"], c["max_position_embeddings"])
     assert (m.moe.num_experts, m.moe.top_k, m.moe.num_shared_experts) == (c["routed"], c["top_k"], c["shared"])
     assert m.moe.expert_intermediate_size == c["moe_intermediate"] and m.moe.shared_expert_intermediate_size is None

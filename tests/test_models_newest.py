@@ -14,6 +14,7 @@ from planner.costmodel.plans import make_plans
 from planner.specs.loader import get_hardware, get_model, model_ids
 
 from test_model_params import _consistent, _published_active_comparable
+from test_models_more import assert_layer_shape
 
 # ---- MiniMax-M2 ----------------------------------------------------------------------------------
 
@@ -25,8 +26,7 @@ MINIMAX_M2 = dict(layers=62, hidden=3072, heads=48, kv_heads=8, head_dim=128, in
 
 def test_minimax_m2_dimensions_match_config():
     m, c = get_model("minimax-m2"), MINIMAX_M2
-    assert (m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim) == \
-        (c["layers"], c["hidden"], c["heads"], c["kv_heads"], c["head_dim"])
+    assert_layer_shape(m, c)
     assert (m.vocab_size, m.max_context) == (c["vocab"], c["max_position_embeddings"])
     assert (m.moe.num_experts, m.moe.top_k, m.moe.expert_intermediate_size) == (c["experts"], c["top_k"], c["intermediate"])
     assert m.moe.num_shared_experts == c["shared_intermediate"] == 0 and m.moe.shared_expert_intermediate_size is None
@@ -109,8 +109,7 @@ MISTRAL_LARGE_2411 = dict(layers=88, hidden=12288, heads=96, kv_heads=8, head_di
 
 def test_mistral_large_2411_dimensions_match_config():
     m, c = get_model("mistral-large-2411"), MISTRAL_LARGE_2411
-    assert (m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim) == \
-        (c["layers"], c["hidden"], c["heads"], c["kv_heads"], c["head_dim"])
+    assert_layer_shape(m, c)
     assert (m.intermediate_size, m.vocab_size, m.max_context) == (c["intermediate"], c["vocab"], c["max_position_embeddings"])
     assert m.tied_embeddings is c["tied"] and m.ffn_gated and not m.mlp_bias
     assert m.norm == "rmsnorm" and m.norms_per_layer == 2

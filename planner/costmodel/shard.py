@@ -42,7 +42,7 @@ def attention_shard(model: Model, tp) -> AttentionShard:
         latent = ml.kv_lora_rank + ml.qk_rope_head_dim
         # a sparse-attention indexer (DeepSeek-V3.2) is replicated too: every rank scores all of its sequences' tokens
         ix = a.index
-        idx = ix.params(h, ml.q_lora_rank) - 2 * ix.head_dim if ix else 0
+        idx = ix.projection_params(h, ml.q_lora_rank) if ix else 0
         # the down-projections and the latent cache are replicated on every TP rank
         return AttentionShard(
             heads=heads,

@@ -192,16 +192,25 @@ def _model_by_name(name: str) -> str | None:
     # a variant word (thinking, base) names the same network unless a spec of its own carries it: the name is
     # matched with it first ('Kimi-K2-Thinking' -> its own spec), then without it against the specs' own full words
     # ('Qwen3-30B-A3B-Thinking-2507' -> qwen3-30b-a3b, 'Kimi-K2-Base' -> kimi-k2, not kimi-k2-thinking)
+    index = _spec_words()
     for variants in (False, True):
         words = _model_words(name, variants)
         if not words:
             return None
-        hits = {ident for ident in _builtin("Model") if _model_words(ident, False) == words}
-        hits |= {ident for repo, ident in _hf_repos().items() if _model_words(repo, False) == words}
-        hits |= {ident for alias, ident in _aliases("Model").items() if _model_words(alias, False) == words}
+        hits = index.get(words, set())
         if len(hits) == 1:
-            return hits.pop()
+            return next(iter(hits))
     return None
+
+
+@functools.cache
+def _spec_words() -> dict[tuple[str, ...], set[str]]:
+    """The words (variant words kept) of every built-in model id, Hugging Face repo and alias -> the ids they name."""
+    out: dict[tuple[str, ...], set[str]] = {}
+    named = [(i, i) for i in _builtin("Model")] + list(_hf_repos().items()) + list(_aliases("Model").items())
+    for name, ident in named:
+        out.setdefault(_model_words(name, False), set()).add(ident)
+    return out
 
 
 def _hardware_by_name(name: str) -> str | None:

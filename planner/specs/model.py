@@ -57,11 +57,15 @@ class SparseIndex(_Strict):
         indexer cache: index_head_dim + index_head_dim // 128 * 4 bytes)."""
         return self.head_dim + -(-self.head_dim // 128) * 4.0
 
-    def params(self, hidden: int, q_lora_rank: int | None) -> int:
-        """Query up-projection from the query latent (or the hidden state), key projection and its LayerNorm, the
-        per-head weight projection."""
+    def projection_params(self, hidden: int, q_lora_rank: int | None) -> int:
+        """The indexer's three projections: query up-projection from the query latent (or the hidden state), key
+        projection, per-head weight projection."""
         q_in = q_lora_rank or hidden
-        return q_in * self.heads * self.head_dim + hidden * self.head_dim + 2 * self.head_dim + hidden * self.heads
+        return q_in * self.heads * self.head_dim + hidden * self.head_dim + hidden * self.heads
+
+    def params(self, hidden: int, q_lora_rank: int | None) -> int:
+        """The projections and the key's LayerNorm (weight and bias)."""
+        return self.projection_params(hidden, q_lora_rank) + 2 * self.head_dim
 
 
 class LinearAttention(_Strict):
@@ -108,9 +112,6 @@ class LinearAttention(_Strict):
         """Bytes per element of the recurrent state."""
         return 4.0 if self.state_dtype == "fp32" else 2.0
 
-    def state_elems(self) -> int:
-        """Recurrent state plus convolution window of one sequence in one layer (elements)."""
-        return self.value_heads * self.value_head_dim * self.key_head_dim + self.conv_dim * (self.conv_kernel - 1)
 
 
 class Attention(_Strict):
@@ -294,9 +295,7 @@ class Model(_Strict):
     def linear_layer_indices(self) -> list[int]:
         """Layers with linear attention (Gated DeltaNet), 0-based: every layer but each full_every-th."""
         lin = self.attention.linear
-        if lin is None:
-            return []
-        return [i for i in range(self.num_layers) if (i + 1) % lin.full_every != 0]
+        return [] if lin is None else self._all_but_every(lin.full_every)
 
     @property
     def num_linear_layers(self) -> int:
@@ -310,9 +309,11 @@ class Model(_Strict):
     def local_layer_indices(self) -> list[int]:
         """Layers with local attention (sliding window or chunk), 0-based."""
         a = self.attention
-        if a.local_window is None:
-            return []
-        n = a.global_period
+        return [] if a.local_window is None else self._all_but_every(a.global_period)
+
+    def _all_but_every(self, n: int | None) -> list[int]:
+        """Layers i with (i + 1) % n != 0 (every layer when n is None), 0-based: the pattern local and linear
+        layers share, the n-th ones being full attention."""
         return [i for i in range(self.num_layers) if n is None or (i + 1) % n != 0]
 
     @property
