@@ -232,3 +232,34 @@ def test_mlperf_replicas_have_no_api_front_end(monkeypatch):
     with pytest.raises(PlannerError):
         published._MLPerf().predict("llama-2-70b", "mi300x", 8, "fp8", "fp8", 280.0, "vllm@0.15")
     assert seen and all(e.request_overhead_s == 0.0 and e.name == "vllm@0.15" for e in seen)
+
+
+@pytest.mark.parametrize("model, stated, want", [
+    ("llama-2-70b", 265.005, 294.45),   # 90 % of the reference's 294.45 tokens per sample: the floor, not a mean
+    ("llama-2-70b", 323.895, 294.45),   # 110 %: the ceiling
+    ("mixtral-8x7b", 130.356, 144.84),  # 90 % of 144.84
+    ("llama-2-70b", 280.0, 280.0),      # a submission's own mean stands
+    ("llama-3.1-405b", 265.005, 265.005),  # no reference on record: the stated value stands
+])
+def test_mlperf_rows_stating_the_accuracy_window_s_bound_are_simulated_at_the_reference_mean(model, stated, want):
+    """The MLPerf accuracy rule bounds a submission's mean output to 90-110 % of the reference's tokens per sample;
+    a row stating exactly a bound (the validation files' 265.005 for Llama-2-70B) is read as the reference's mean."""
+    from planner.serving import published
+
+    got, note = published.mlperf_output_mean(model, stated)
+    assert got == pytest.approx(want)
+    assert bool(note) == (got != stated)
+    ref = published.MLPERF_TOKENS_PER_SAMPLE
+    assert ref["llama-2-70b"] * 0.9 == pytest.approx(265.005) and ref["mixtral-8x7b"] * 0.9 == pytest.approx(130.356)
+
+
+def test_mlperf_prediction_simulates_the_reference_output_mean(monkeypatch):
+    from planner.serving import published
+
+    means = []
+    monkeypatch.setattr(published._MLPerf, "predict", lambda self, m, hw, g, w, kv, mean, *a: means.append(mean) or
+                        {"offline": 1.0, "offline_plan": "tp1 x8", "server": 1.0, "server_plan": "tp1 x8"})
+    rows = [{"model": "llama-2-70b", "hardware": "h200-sxm", "gpus": "8", "weights": "fp8", "kv": "fp8",
+             "scenario": "offline", "mean_output_tokens": "265.005", "output_tokens_per_s": "1000", "source": "MLPerf"}]
+    out = list(published.predict_mlperf(rows))
+    assert means == [pytest.approx(294.45)] and "accuracy rule's bound" in out[0][-1]
