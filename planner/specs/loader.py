@@ -223,7 +223,53 @@ def _hardware_by_name(name: str) -> str | None:
         return None
     hits = {ident for ident in _builtin("Hardware") if _name_tokens(ident) == words}
     hits |= {ident for alias, ident in _aliases("Hardware").items() if _name_tokens(alias) == words}
-    return hits.pop() if len(hits) == 1 else None
+    return hits.pop() if len(hits) == 1 else _hardware_by_parts(name)
+
+
+# board form factors as product names write them; an id names one only where the product comes in several
+_FORMS = {"sxm": "sxm", "sxm2": "sxm", "sxm3": "sxm", "sxm4": "sxm", "sxm5": "sxm", "sxm6": "sxm", "pcie": "pcie",
+          "nvl": "nvl", "oam": "oam", "dgx": "sxm", "hgx": "sxm"}  # DGX / HGX systems carry SXM boards
+# words that say nothing about which device: memory technology, rack-scale system names, generic nouns
+_HW_NOISE = re.compile(r"(hbm\d*e?|g?ddr\d*x?|lpddr\d*x?|nvl\d+|gpu|graphics|card|board|system|server|edition|generation)")
+
+
+def _hw_parts(text: str) -> tuple[str, str | None, float | None]:
+    """(family, form factor, memory GB) of a product name or hardware id: 'NVIDIA H100-SXM5-80GB' -> ('h100', 'sxm', 80),
+    'DGX H200' -> ('h200', 'sxm', None), 'Gaudi 3' -> ('gaudi3', None, None), 'rtx-4060-ti-16gb' -> ('rtx4060ti', None, 16)."""
+    low = re.sub(r"pci[\s\-_]?e(?:xpress)?", "pcie", text.strip().lower())
+    mem = re.findall(r"(\d+(?:\.\d+)?)\s*gi?b\b", low)
+    low = re.sub(r"\d+(?:\.\d+)?\s*gi?b\b", " ", low)
+    form, family = None, []
+    for t in _name_tokens(low):
+        if t in _FORMS:
+            form = form or _FORMS[t]
+        elif not _HW_NOISE.fullmatch(t):
+            family.append(t)
+    return "".join(family), form, (float(mem[0]) if len(mem) == 1 else None)
+
+
+def _hardware_by_parts(name: str) -> str | None:
+    """The one built-in device a descriptive product name fits, judged by its parts: the family must be a spec's, a form
+    factor or memory size given must agree with it (memory within 10 % of its capacity in GB or GiB: 'H200-SXM-141GB'),
+    and a form factor or memory size the spec's id states (its product comes in several) must be given. 'H100-SXM5-80GB'
+    and 'DGX H100' are h100-sxm; 'H100', 'A100 40GB' (the SXM or PCIe board?) and 'V100-SXM2-16GB' (no spec) stay
+    unknown."""
+    family, form, mem = _hw_parts(name)
+    if not family:
+        return None
+    hits = []
+    for ident in _builtin("Hardware"):
+        f, id_form, id_mem = _hw_parts(ident)
+        if f != family or (id_form is not None and form != id_form) or (id_mem is not None and mem is None):
+            continue
+        if id_form is None and form is not None and sum(_hw_parts(i)[0] == family for i in _builtin("Hardware")) > 1:
+            continue  # a form factor the family's several specs do not tell apart
+        if mem is not None:
+            cap = _load_builtin("Hardware", ident).memory_capacity_bytes
+            if not any(abs(mem * unit / cap - 1.0) <= 0.10 for unit in (1e9, 2.0**30)):
+                continue
+        hits.append(ident)
+    return hits[0] if len(hits) == 1 else None
 
 
 @functools.cache
