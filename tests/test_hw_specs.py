@@ -225,7 +225,7 @@ def test_product_and_driver_names_resolve(name, ident):
     assert get_hardware(name).id == ident
 
 
-@pytest.mark.parametrize("name", ["H100", "A100 80GB", "NVIDIA H200 NVL", "RTX 4060 Ti"])
+@pytest.mark.parametrize("name", ["H100", "A100 80GB", "NVIDIA H100 SXM 94GB", "RTX 4060 Ti"])
 def test_ambiguous_or_unknown_names_are_refused(name):
     """No nearest match is taken: 'H100' could be the SXM, PCIe or NVL part, and 'RTX 4060 Ti' the 8 GB card."""
     from planner.errors import PlannerError

@@ -250,7 +250,7 @@ def _hw_parts(text: str) -> tuple[str, str | None, float | None]:
 
 def _hardware_by_parts(name: str) -> str | None:
     """The one built-in device a descriptive product name fits, judged by its parts: the family must be a spec's, a form
-    factor or memory size given must agree with it (memory within 10 % of its capacity in GB or GiB: 'H200-SXM-141GB'),
+    factor or memory size given must agree with it (memory within 5 % of its capacity in GB or GiB: 'H200-SXM-141GB'),
     and a form factor or memory size the spec's id states (its product comes in several) must be given. 'H100-SXM5-80GB'
     and 'DGX H100' are h100-sxm; 'H100', 'A100 40GB' (the SXM or PCIe board?) and 'V100-SXM2-16GB' (no spec) stay
     unknown."""
@@ -266,7 +266,7 @@ def _hardware_by_parts(name: str) -> str | None:
             continue  # a form factor the family's several specs do not tell apart
         if mem is not None:
             cap = _load_builtin("Hardware", ident).memory_capacity_bytes
-            if not any(abs(mem * unit / cap - 1.0) <= 0.10 for unit in (1e9, 2.0**30)):
+            if not any(abs(mem * unit / cap - 1.0) <= 0.05 for unit in (1e9, 2.0**30)):
                 continue
         hits.append(ident)
     return hits[0] if len(hits) == 1 else None
