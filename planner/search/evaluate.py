@@ -445,7 +445,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     return PlanTable(cols, list(dict.fromkeys(cfg.weights)), list(dict.fromkeys(cfg.kv)), [hw.id], evaluated, costed)
 
 
-RATE_MATCH_SPAN = 4  # prefill-worker counts tried on each side of the continuous rate-matching optimum
+RATE_MATCH_SPAN = 2  # decode-worker counts tried on each side of the continuous rate-matching optimum
 RATE_MATCH_BLOCK = 2048  # rows per block of rate_match's arithmetic (fastest of 512..16384 measured here)
 
 
