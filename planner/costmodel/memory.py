@@ -58,7 +58,7 @@ def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None
     n_swa = len(model.local_layer_indices()) if frees_window(engine) else 0
     full = per_layer * (model.num_attention_layers - n_swa) / pp * p.kv_bytes
     if model.attention.index is not None:  # the sparse-attention indexer's own key per token (FP8 and its scale)
-        full = full + model.attention.index.key_bytes_per_token() * model.num_attention_layers / pp
+        full = full + model.attention.index.key_bytes_per_token() * model.num_indexer_layers / pp  # IndexShare: fewer
     swa = per_layer * n_swa / pp * p.kv_bytes
     return full, swa
 

@@ -40,16 +40,19 @@ def attention_shard(model: Model, tp) -> AttentionShard:
         kv_up = ml.kv_lora_rank * model.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim)
         o = model.num_heads * ml.v_head_dim * h
         latent = ml.kv_lora_rank + ml.qk_rope_head_dim
-        # a sparse-attention indexer (DeepSeek-V3.2) is replicated too: every rank scores all of its sequences' tokens
+        # a sparse-attention indexer (DeepSeek-V3.2) is replicated too: every rank scores all of its sequences' tokens.
+        # Under IndexShare (GLM-5.2) only some layers have one: a layer's share is the mean over the attention layers
         ix = a.index
-        idx = ix.projection_params(h, ml.q_lora_rank) if ix else 0
+        share = model.num_indexer_layers / model.num_attention_layers if ix else 0.0
+        idx = ix.projection_params(h, ml.q_lora_rank) * share if ix else 0.0
         # the down-projections and the latent cache are replicated on every TP rank
         return AttentionShard(
             heads=heads,
             qkv_elems=q_down + kv_down + idx + (q_up + kv_up) / tp,
             o_elems=o / tp,
-            other_elems=np.full_like(tp, model.attention_params() - (q_down + kv_down + idx + q_up + kv_up + o)),
-            qkv_out=heads * qk + latent + ((ix.heads + 1) * ix.head_dim + ix.heads if ix else 0),
+            other_elems=np.full_like(tp, model.attention_params() - (q_down + kv_down + q_up + kv_up + o)
+                                     + (model.indexer_params() / model.num_attention_layers - idx if ix else 0.0)),
+            qkv_out=heads * qk + latent + (((ix.heads + 1) * ix.head_dim + ix.heads) * share if ix else 0),
             kv_elems_per_token=np.full_like(tp, latent),
             prefill_dqk=qk, prefill_dv=ml.v_head_dim, decode_dqk=latent, decode_dv=ml.kv_lora_rank,
         )

@@ -381,7 +381,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         # key half of the KV up-projection (absorbed into the query in decode); then the value half (absorbed) before
         # the output projection. The query and KV latents each pass an RMSNorm between down and up projection.
         # A sparse-attention indexer adds its query, key and head-weight projections (three more GEMMs).
-        _launch(cm, ops[1], MLA_PROJ_LAUNCHES[Op.QKV_PROJ] + (INDEXER_PROJ_LAUNCHES if a.index else 0.0))
+        _launch(cm, ops[1], MLA_PROJ_LAUNCHES[Op.QKV_PROJ]
+                + (INDEXER_PROJ_LAUNCHES * m.num_indexer_layers / m.num_attention_layers if a.index else 0.0))
         ml = a.mla
         ops.append(cm._elementwise(Op.LATENT_NORM, c.T * ((ml.q_lora_rank or 0) + ml.kv_lora_rank), c.layers_stage))
         _launch(cm, ops[-1], 2.0 if ml.q_lora_rank else 1.0)
@@ -393,7 +394,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
     n_slide, n_chunk = (m.num_sliding_layers(), m.num_chunked_layers()) if frees_window(cm.engine) else (0, 0)
     if a.index is not None:  # DeepSeek Sparse Attention: the indexer scores every token, the attention reads top-k
-        ops.append(_indexer(cm, c, a.index, m.num_attention_layers))
+        ops.append(_indexer(cm, c, a.index, m.num_indexer_layers))  # IndexShare: the other layers reuse its top-k
     for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_attention_layers - n_slide - n_chunk,
                                              a.index.topk if a.index else None, False),
                                             (Op.ATTENTION_SWA, n_slide, a.sliding_window, False),

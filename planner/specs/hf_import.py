@@ -136,7 +136,25 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
         if cfg.get("index_topk"):  # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): the lightning indexer's keys
             att["index"] = {"topk": int(cfg["index_topk"]), "heads": int(_need(cfg, "index_n_heads")),
                             "head_dim": int(_need(cfg, "index_head_dim"))}
+            if cfg.get("index_topk_freq"):  # IndexShare (GLM-5.2): an indexer every freq layers after the offset
+                att["index"]["topk_freq"] = int(cfg["index_topk_freq"])
+                if cfg.get("index_skip_topk_offset") is not None:
+                    att["index"]["skip_topk_offset"] = int(cfg["index_skip_topk_offset"])
+            _check_indexer_types(cfg, att["index"])
     return att
+
+
+def _check_indexer_types(cfg: dict, index: dict) -> None:
+    """A config.json that lists each layer's indexer (indexer_types: "full" or "shared") must list the layers the
+    frequency and offset give; another pattern is not modelled."""
+    types = cfg.get("indexer_types")
+    if not isinstance(types, list):
+        return
+    freq, offset = index.get("topk_freq", 1), index.get("skip_topk_offset", 2)
+    want = ["full" if max(i - offset + 1, 0) % freq == 0 else "shared" for i in range(len(types))]
+    if [str(t).lower() for t in types] != want:
+        raise PlannerError("config.json's indexer_types lists a pattern of shared indexers other than every "
+                           f"index_topk_freq-th layer after index_skip_topk_offset ({freq}, {offset}): not modelled")
 
 
 def _moe(cfg: dict, model_type: str, inter: int, layers: int) -> dict | None:

@@ -51,6 +51,16 @@ class SparseIndex(_Strict):
     topk: int = Field(ge=1)
     heads: int = Field(ge=1)
     head_dim: int = Field(ge=1)
+    # IndexShare (GLM-5.2; config.json index_topk_freq, index_skip_topk_offset): only some layers run an indexer and
+    # cache its keys, the others reuse the top-k of the last layer that did. Layer i runs its own when
+    # max(i - skip_topk_offset + 1, 0) % topk_freq == 0 (vLLM models/deepseek_v2.py, transformers' GlmMoeDsaConfig
+    # indexer_types); the offset defaults to 2 where config.json leaves it out, as both do.
+    topk_freq: int = Field(default=1, ge=1)
+    skip_topk_offset: int = Field(default=2, ge=0)
+
+    def computes(self, layer: int) -> bool:
+        """Whether layer ``layer`` (0-based) runs its own indexer (else it reuses the last top-k and caches no key)."""
+        return max(layer - self.skip_topk_offset + 1, 0) % self.topk_freq == 0
 
     def key_bytes_per_token(self) -> float:
         """Cached indexer key per token per layer: head_dim FP8 values and an fp32 scale per 128 of them (vLLM's
@@ -301,6 +311,20 @@ class Model(_Strict):
     def num_linear_layers(self) -> int:
         return len(self.linear_layer_indices())
 
+    def indexer_layer_indices(self) -> list[int]:
+        """Layers that run a sparse-attention indexer of their own, 0-based (every MLA layer unless IndexShare)."""
+        ix = self.attention.index
+        return [] if ix is None else [i for i in range(self.num_layers) if ix.computes(i)]
+
+    @property
+    def num_indexer_layers(self) -> int:
+        return len(self.indexer_layer_indices())
+
+    def indexer_params(self) -> int:
+        """Every layer's sparse-attention indexer (projections and key LayerNorm), over the layers that have one."""
+        ix = self.attention.index
+        return 0 if ix is None else ix.params(self.hidden_size, self.attention.mla.q_lora_rank) * self.num_indexer_layers
+
     @property
     def num_attention_layers(self) -> int:
         """Layers with softmax attention over a KV cache (all but the linear-attention ones)."""
@@ -345,8 +369,7 @@ class Model(_Strict):
             kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank  # kv_a + its norm
             kv += m.kv_lora_rank * self.num_heads * (m.qk_nope_head_dim + m.v_head_dim)
             o = self.num_heads * m.v_head_dim * h
-            idx = a.index.params(h, m.q_lora_rank) if a.index else 0
-            return q + kv + o + idx
+            return q + kv + o  # a sparse-attention indexer's projections: indexer_params (not on every layer)
         qd = self.num_heads * self.head_dim
         kvd = self.num_kv_heads * self.head_dim
         n = h * qd + 2 * h * kvd + qd * h
@@ -410,7 +433,7 @@ class Model(_Strict):
             "embedding": self.embedding_params(),
             "lm_head": self.lm_head_params(),
             "final_norm": self.hidden_size * (2 if self.norm == "layernorm" else 1),
-            "attention": self.attention_params() * self.num_attention_layers
+            "attention": self.attention_params() * self.num_attention_layers + self.indexer_params()
             + (self.attention.linear.params(self.hidden_size) * self.num_linear_layers if self.attention.linear else 0),
             "norms": self.norm_params_per_layer() * self.num_layers,
             "dense_mlp": dense_mlp,
