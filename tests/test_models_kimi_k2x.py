@@ -109,18 +109,19 @@ def test_against_the_published_counts(ident):
 @pytest.mark.parametrize("ident", IDS)
 def test_native_weights_are_int4_experts_and_bf16_rest(ident):
     nw = get_model(ident).native_weights
-    assert (nw.experts, nw.dense, nw.embeddings) == ("int4", "bf16", "bf16")
+    assert (nw.experts, nw.dense, nw.embeddings) == ("int4-g32", "bf16", "bf16")
     assert nw.scale_block is None  # not block-scaled FP8: no per-block activation quantization
-    assert get_model(ident).released_weights() == "int4"  # the accuracy model's reference
+    assert get_model(ident).released_weights() == "int4-g32"  # the accuracy model's reference
     assert nw.source.strip()
-    # int4 is weight-only (W4A16), as the released compressed-tensors scheme (input_activations null)
-    fmt = get_format("int4")
-    assert fmt.weight_only and fmt.compute == "fp16" and fmt.bits == 4 + 32 / 128
+    # weight-only (W4A16), as the released compressed-tensors scheme (input_activations null): int4's GEMM, with a
+    # bf16 scale per 32 weights and no zero point
+    fmt, int4 = get_format("int4-g32"), get_format("int4")
+    assert fmt.weight_only and fmt.compute == int4.compute == "fp16" and fmt.bits == 4 + 16 / 32
 
 
 @pytest.mark.parametrize("ident", IDS)
 def test_native_weight_bytes_by_hand(ident):
-    """Experts at the int4 format's 4.25 bits, everything else 2 bytes."""
+    """Experts at the int4-g32 format's 4.5 bits, everything else 2 bytes."""
     m = get_model(ident)
     h, vocab = 7168, 163840
     attn = 61 * 101_124_096
@@ -128,28 +129,30 @@ def test_native_weight_bytes_by_hand(ident):
     shared = 60 * 3 * h * 2048
     embed = 2 * vocab * h  # untied embedding and lm_head
     small = 61 * 2 * h + h + 60 * h * 384  # RMSNorms (layer and final) and the router, kept 16 bit
-    experts = EXPERT_ELEMENTS * 4.25 / 8
+    experts = EXPERT_ELEMENTS * 4.5 / 8
     expected = experts + 2.0 * (attn + dense_mlp + shared + embed + small)
     assert m.native_weight_bytes() == pytest.approx(expected, rel=1e-12)
-    assert m.native_weight_bytes() == pytest.approx(562.496e9, rel=1e-5)
-    # against kimi-k2's block-scaled FP8 release (1 byte an expert weight, scales left out): 47 % fewer expert bytes
+    assert m.native_weight_bytes() == pytest.approx(594.205e9, rel=1e-5)
+    # against kimi-k2's block-scaled FP8 release (1 byte an expert weight, scales left out): 44 % fewer expert bytes
     assert get_model("kimi-k2").native_weight_bytes() - m.native_weight_bytes() == pytest.approx(
-        EXPERT_ELEMENTS * (1 - 4.25 / 8) + (attn + dense_mlp + shared) * (1 - 2), rel=1e-9)
+        EXPERT_ELEMENTS * (1 - 4.5 / 8) + (attn + dense_mlp + shared) * (1 - 2), rel=1e-9)
 
 
 @pytest.mark.parametrize("ident", IDS)
 def test_the_checkpoint_layout_is_group_32_with_a_bf16_scale(ident):
-    """The checkpoint's experts are 4 + 16/32 = 4.5 bits (weight_packed int32 and a bf16 weight_scale per 32 inputs);
-    the int4 format's 4.25 leaves 31.7 GB of expert bytes out, 5.3 % of the checkpoint."""
+    """The checkpoint's experts are 4 + 16/32 = 4.5 bits (weight_packed int32 and a bf16 weight_scale per 32 inputs),
+    the int4-g32 format: the planner counts the checkpoint's text tensors (the int4 format's 4.25 bits would leave
+    31.7 GB of expert bytes out, 5.3 % of the checkpoint)."""
     m = get_model(ident)
     released_bits = 4 + 16 / 32
     # weight_scale shapes in the K2.5 tensor list: down_proj 7168 x (2048 / 32), gate/up 2048 x (7168 / 32)
     assert (2048 // 32, 7168 // 32) == (64, 224)
     # weight_packed: 8 int4 a 32-bit word along the input dimension
     assert (2048 // 8, 7168 // 8) == (256, 896)
+    assert get_format("int4-g32").bits == released_bits
     short = EXPERT_ELEMENTS * (released_bits - get_format("int4").bits) / 8
     assert short == pytest.approx(31.709e9, rel=1e-4)
-    real = m.native_weight_bytes() + short
+    real = m.native_weight_bytes()
     assert real / GiB == pytest.approx(553.40, abs=0.01)  # the text tensors of the K2.5 checkpoint
     assert short / real == pytest.approx(0.0534, abs=0.0005)
     # the experts' packed and scale tensors as the K2.5 tensor list sizes them: 472.5 + 59.06 GiB
@@ -167,11 +170,11 @@ def test_kimi_k25_checkpoint_size_is_the_text_tensors_and_the_vision_tower():
     tower = 27 * block + 2 * h + 64 * 64 * h + (h * 3 * 14 * 14 + h)  # final norm, position table, patch embedding
     projector = 2 * h + (4608 * 4608 + 4608) + (7168 * 4608 + 7168)
     assert (tower, projector) == (416_866_032, 54_277_888)
-    text = m.native_weight_bytes() + EXPERT_ELEMENTS * (4.5 - 4.25) / 8
+    text = m.native_weight_bytes()
     # safetensors headers and the small fp32 / int32 tensors aside, the files are the text model plus the vision part
     assert files == pytest.approx(text + 2.0 * (tower + projector), rel=5e-4)
-    # what the planner counts is 5.6 % under the files
-    assert m.native_weight_bytes() / files == pytest.approx(0.945, abs=0.002)
+    # what the planner counts is the files less the vision part it leaves out of the text model (0.16 %)
+    assert m.native_weight_bytes() / files == pytest.approx(0.9984, abs=0.0005)
 
 
 @pytest.mark.parametrize("ident,repo", SPECS)
@@ -185,7 +188,7 @@ def test_hugging_face_repo_resolves_to_the_spec(ident, repo):
     assert get_model(repo).id == ident
     assert get_model(repo.lower()).id == ident
     assert get_model(repo.split("/")[1]).id == ident  # the bare repo name, by its words
-    # the name states no weight format: the spec's released int4 experts apply
+    # the name states no weight format: the spec's released int4-g32 experts apply
     assert checkpoint_weights(repo) is None
 
 

@@ -36,7 +36,8 @@ DRAFT_SUGGESTIONS = {
     "qwen3-32b": "Qwen/Qwen3-0.6B", "qwen3-30b-a3b": "Qwen/Qwen3-0.6B", "qwen3-235b-a22b": "Qwen/Qwen3-0.6B",
 }
 _NATIVE_DESC = {"fp8": "FP8 (block-scaled)", "mxfp4": "MXFP4 (MoE experts)", "bf16": "16-bit",
-                "int4": "INT4 weight-only (MoE experts, quantization-aware trained)"}
+                "int4": "INT4 weight-only (MoE experts)",
+                "int4-g32": "INT4 weight-only, group 32 (MoE experts, quantization-aware trained)"}
 
 
 # ---- checkpoint and quantization -----------------------------------------------------------
@@ -88,8 +89,15 @@ def _checkpoint(engine: str, p: _Plan) -> _Checkpoint:
         return _Checkpoint(path, notes=[
             f"int8-wo weights: needs an INT8 weight-only (W8A16) checkpoint (llm-compressor W8A16 or 8-bit GPTQ) at {path}; "
             f"{name} reads the method from its config"])
+    if w == "int4-g32":
+        if native == "int4-g32":  # released in it (Kimi-K2-Thinking's quantization-aware trained experts)
+            return _Checkpoint(repo, notes=["int4-g32 weights: the published checkpoint is INT4 weight-only (group 32); "
+                                            "the engine reads the method from its config"])
+        path = _local(p, "w4a16-g32")
+        return _Checkpoint(path, notes=[f"int4-g32 weights: needs a compressed-tensors W4A16 checkpoint with group size 32 "
+                                        f"(llm-compressor) at {path}; {name} reads the method from its config"])
     if w == "int4":
-        if native == "int4":  # released in INT4 (Kimi-K2-Thinking's quantization-aware trained experts)
+        if native == "int4":  # a checkpoint released in INT4 weight-only, group 128
             return _Checkpoint(repo, notes=["int4 weights: the published checkpoint is INT4 weight-only; the engine reads "
                                             "the method from its config"])
         path = _local(p, "awq-int4")

@@ -80,6 +80,13 @@ _FORMATS = [
            "TensorRT-LLM weight-only quantization"),
     Format("int4", 4 + 32 / 128, "fp16", True, "INT4 weight-only (W4A16, AWQ/GPTQ), group 128 with fp16 scale and zero",
            "AWQ (arXiv 2306.00978) / GPTQ group-128 layout"),
+    # compressed-tensors pack-quantized INT4, group 32, one bf16 scale per group, symmetric (no zero point): the
+    # layout Kimi K2-Thinking / K2.5 ship their quantization-aware trained experts in; vLLM and SGLang run it with the
+    # Marlin WNA16 kernel (a weight-only 16-bit GEMM), so only its bytes differ from int4's
+    Format("int4-g32", 4 + 16 / 32, "fp16", True,
+           "INT4 weight-only (W4A16), group 32 with a bf16 scale, symmetric (compressed-tensors pack-quantized)",
+           "compressed-tensors pack-quantized (Kimi-K2-Thinking / Kimi-K2.5 quantization_config: num_bits 4, "
+           "group_size 32, symmetric); served by the Marlin WNA16 kernels (vllm-project/vllm PR #28574)"),
     Format("w4a8", 4 + 32 / 128, "fp8", False, "INT4 weights, FP8/INT8 activations (W4A8, QServe-style)",
            "QServe (arXiv 2405.04532)", fallback_compute="fp16",
            fallback_note="no fp8 or int8 tensor cores: runs as W4A16", alt_compute=("int8",),
@@ -165,7 +172,7 @@ KV_FORMATS: dict[str, float] = {
 # int8-wo is deployable but not searched (int8 W8A8 dominates it wherever both run).
 SEARCH_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int6", "w6a6", "int4", "w4a8", "fp4", "mxfp4")
 SEARCH_KV_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int8", "int4")
-DEPLOY_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int8-wo", "int4", "w4a8", "fp4", "mxfp4")
+DEPLOY_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int8-wo", "int4", "int4-g32", "w4a8", "fp4", "mxfp4")
 DEPLOY_KV_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4")
 
 
