@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate import joint
-from planner.calibrate.published_fit import SIMULATED_COLUMNS, FitRow, Predictor, load_rows
+from planner.calibrate.published_fit import MEMORY_COLUMNS, SIMULATED_COLUMNS, FitRow, Predictor, load_rows
 from planner.costmodel.params import current_calibration, using
 
 
@@ -101,7 +101,7 @@ def _simulated_rows(files: list[Path]) -> list[tuple[str, set, dict]]:
         with f.open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = set(reader.fieldnames or [])
-            if SIMULATED_COLUMNS & cols:
+            if SIMULATED_COLUMNS & cols and not MEMORY_COLUMNS & cols:  # memory logs are validated on their own
                 out += [(f.name, cols, r) for r in reader]
     return out
 

@@ -32,7 +32,9 @@ from planner.specs.engine import get_engine, profiles
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv
 
-SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts"}  # files the event simulator predicts (not fit rows)
+# files predicted through the event simulator, or (kv_cache_gib) the memory model: validated, not fit rows
+SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib"}
+MEMORY_COLUMNS = {"kv_cache_gib"}  # startup logs of memory: not in the speed error tables and bands (crossval)
 
 
 def engine_of(row: dict) -> str:

@@ -240,6 +240,10 @@ def predict_simulated(name: str, cols: set, rows: list[dict]):
     from planner.serving.published import predict_bench_serve, predict_mlperf, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
 
+    if "kv_cache_gib" in cols:  # engine startup logs of weight and KV-cache memory (vllm_kv_memory.csv)
+        from planner.calibrate.memory_rows import predict_kv_memory
+
+        return predict_kv_memory(rows, name)
     if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
         return predict_vllm_rate(rows, name)
     if "num_prompts" in cols:  # `vllm bench serve` / `sglang.bench_serving` runs (serving_bench.csv)

@@ -102,8 +102,13 @@ def activation_bytes(model: Model, p: PlanArrays, eng: Engine, max_seqs=None) ->
     ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
     per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
     seqs = eng.max_seqs if max_seqs is None else max_seqs
-    logits = np.minimum(seqs, eng.max_batched_tokens) * model.vocab_size / tp * 4.0  # fp32 logits
-    return eng.max_batched_tokens * per_token * p.act_bytes + logits
+    forward = eng.max_batched_tokens * per_token * p.act_bytes
+    rows = np.minimum(seqs, eng.max_batched_tokens)  # sequences of a full step (the profile's dummy requests)
+    if eng.sampler_bytes_per_logit:
+        # vLLM's profile run: a forward pass of max_batched_tokens, then the sampler on the last token of each of
+        # min(tokens, max_seqs) dummy requests, full-vocabulary logits on every rank; the peak is the larger
+        return np.maximum(forward, rows * model.vocab_size * eng.sampler_bytes_per_logit)
+    return forward + rows * model.vocab_size / tp * 4.0  # fp32 logits
 
 
 @dataclass
@@ -129,6 +134,8 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine(), *,
     w = weight_bytes_per_device(model, p)
     act = activation_bytes(model, p, eng, max_seqs)
     rt = np.full_like(w, eng.runtime_for(hw))
+    if eng.collective_runtime_bytes:  # a replica of several devices holds NCCL communicators and buffers on each
+        rt = rt + np.where(p.gpus_per_replica > 1, eng.collective_runtime_bytes, 0.0)
     full, swa = kv_bytes_per_token_layers(model, p, eng)
     if eng.kv_policy == "free":
         kv = eng.utilization * (cap - w - act - rt)

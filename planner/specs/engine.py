@@ -46,6 +46,14 @@ class Engine:
     kv_policy: str = "free"
     # CUDA context, cuBLAS/NCCL workspaces, allocator slack: a prior (~1 GiB non-torch memory)
     runtime_bytes: float = 1.0 * GiB
+    # non-torch memory a replica spread over several devices adds on each (NCCL communicators and buffers), where the
+    # engine's profile measures it apart (vLLM); 0: inside runtime_bytes
+    collective_runtime_bytes: float = 0.0
+    # bytes per logit (sequence x vocabulary entry) of the sampler warm-up the engine's memory profiling runs on
+    # max_seqs rows of full-vocabulary logits on every rank (vLLM: logits, their fp32 copy, sorted values and indices
+    # for top-k/top-p, probabilities, ...); the profiled activation peak is the larger of it and the forward pass.
+    # 0: the engine sizes no such warm-up, and the step's own fp32 logits count beside the forward pass
+    sampler_bytes_per_logit: float = 0.0
     max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
     # whether sliding-window (and chunked-local) layers keep only their window's KV and attend over it; False: the
@@ -300,7 +308,7 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on"):
                 v = tuple(v or ())
-            if k == "runtime_bytes" and isinstance(v, str):
+            if k in ("runtime_bytes", "collective_runtime_bytes") and isinstance(v, str):
                 from planner.units import parse_quantity
 
                 v = parse_quantity(v, "bytes")

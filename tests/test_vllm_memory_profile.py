@@ -1,0 +1,90 @@
+"""vLLM's KV cache is what its memory profile leaves: utilization x device memory - (weights + the profile run's
+torch peak + the non-torch memory it adds). The peak is the sampler warm-up on min(max_num_seqs, batched tokens) rows
+of full-vocabulary logits (38.8 bytes a logit: fp32 copies, sorted values and int64 indices for top-k/top-p,
+probabilities) unless the forward pass of the batched tokens is larger; NCCL adds to the non-torch memory when a
+replica spans several GPUs. Checked by hand and against the published startup logs (vllm_kv_memory.csv)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from planner.calibrate.memory_rows import predict_kv_memory
+from planner.costmodel.memory import memory
+from planner.costmodel.plans import make_plans
+from planner.specs.engine import get_engine
+from planner.specs.loader import get_hardware, get_model
+
+GiB = 2.0**30
+DATA = Path(__file__).resolve().parents[1] / "measurements" / "published" / "vllm_kv_memory.csv"
+
+
+def _mem(model, hw, tp, weights="bf16", engine="vllm@0.15"):
+    m, h = get_model(model), get_hardware(hw)
+    eng = get_engine(engine).for_hardware(h)
+    return m, h, eng, memory(m, h, make_plans(m, h, tp=tp, weights=weights, kv="bf16", engine=eng), eng)
+
+
+def test_llama_8b_on_an_h100_by_hand():
+    m, h, eng, r = _mem("llama-3.1-8b", "h100-sxm", 1)
+    assert (eng.max_seqs, eng.max_batched_tokens) == (1024, 8192)  # vLLM's server defaults on a >= 70 GiB GPU
+    sampler = 1024 * 128256 * 38.8  # the sampler warm-up outweighs the forward pass of 8,192 tokens (0.78 GiB)
+    assert float(r.activation_bytes[0]) == pytest.approx(sampler)
+    assert float(r.runtime_bytes[0]) == pytest.approx(0.14 * GiB)
+    want = 0.9 * h.memory_capacity_bytes - float(r.weights_bytes[0]) - sampler - 0.14 * GiB
+    assert float(r.kv_capacity_bytes[0]) == pytest.approx(want)
+    # the startup log of this configuration (llm-d, vLLM 0.11): 51.38 GiB
+    assert float(r.kv_capacity_bytes[0]) / GiB == pytest.approx(51.38, rel=0.02)
+
+
+def test_the_sampler_term_is_the_vocabulary_s_not_the_model_s():
+    """Qwen3-0.6B and Qwen3-32B share a 151,936-entry vocabulary: the same profiled peak (5.56 and 5.64 GiB logged)."""
+    small, big = (_mem(x, "h100-sxm", 1)[3] for x in ("qwen3-0.6b", "qwen3-32b"))
+    assert float(small.activation_bytes[0]) == float(big.activation_bytes[0]) == pytest.approx(1024 * 151936 * 38.8)
+    # on an A100 vLLM keeps 256 sequences: a quarter of the warm-up
+    a100 = _mem("qwen3-0.6b", "a100-sxm-80gb", 1)[3]
+    assert float(a100.activation_bytes[0]) == pytest.approx(256 * 151936 * 38.8)
+
+
+def test_a_replica_of_several_gpus_adds_nccl_memory_on_each():
+    one = _mem("qwen3-32b", "h100-sxm", 1)[3]
+    two = _mem("qwen3-32b", "h100-sxm", 2)[3]
+    assert float(two.runtime_bytes[0]) - float(one.runtime_bytes[0]) == pytest.approx(0.41 * GiB)
+    # TensorRT-LLM keeps its 1 GiB runtime prior and its own activation estimate
+    trt = _mem("qwen3-32b", "h100-sxm", 2, engine="trtllm@0.14")[3]
+    assert float(trt.runtime_bytes[0]) == pytest.approx(1.0 * GiB)
+
+
+def test_a_checkpoint_vllm_cannot_fit_does_not_fit():
+    """Llama-3.3-70B FP8 on one H100: vLLM's log shows -1.44 GiB for the cache ('No available memory for the cache
+    blocks'); the planner leaves none either."""
+    r = _mem("llama-3.3-70b", "h100-sxm", 1, weights="fp8")[3]
+    assert float(r.kv_capacity_bytes[0]) < 0
+
+
+def test_published_startup_logs():
+    with DATA.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    got = predict_kv_memory(rows, DATA.name)
+    assert len(got) == 2 * len(rows) and all(p is not None for *_, p, _ in got)
+    kv = {(rows[i]["model"], rows[i]["hardware"], rows[i]["tp"]): (meas, pred) for i, what, _, meas, pred, _ in got
+          if what == "kv_cache_gib"}
+    # the H100 logs of vLLM 0.11 (dense models, all but gpt-oss): within 3 %, or 0.5 GiB of a small cache
+    for key in [("llama-3.1-8b", "h100-sxm", "1"), ("qwen3-0.6b", "h100-sxm", "1"), ("qwen3-32b", "h100-sxm", "2"),
+                ("llama-3.3-70b", "h100-sxm", "2"), ("qwen3-32b", "h100-sxm", "1")]:
+        meas, pred = kv[key]
+        assert abs(pred - meas) <= max(0.03 * meas, 0.5), key
+    weights = [(meas, pred) for i, what, _, meas, pred, _ in got if what == "weights_gib" and "gpt-oss" not in rows[i]["model"]]
+    assert all(abs(p / m - 1) < 0.01 for m, p in weights)  # every dense checkpoint's bytes to 1 %
+
+
+def test_memory_logs_are_validated_apart_from_the_speed_tables():
+    """The memory rows are `planner validate` rows of their own; the cross-validated speed tables and the error bands
+    (throughput, TTFT, TPOT residuals) do not take them, and no fit does."""
+    from planner.calibrate import crossval
+    from planner.calibrate.published_fit import load_rows
+
+    assert crossval._simulated_rows([DATA]) == []
+    assert load_rows([DATA])[0] == []
