@@ -147,14 +147,16 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
 def _check_indexer_types(cfg: dict, index: dict) -> None:
     """A config.json that lists each layer's indexer (indexer_types: "full" or "shared") must list the layers the
     frequency and offset give; another pattern is not modelled."""
+    from planner.specs.model import SparseIndex
+
     types = cfg.get("indexer_types")
     if not isinstance(types, list):
         return
-    freq, offset = index.get("topk_freq", 1), index.get("skip_topk_offset", 2)
-    want = ["full" if max(i - offset + 1, 0) % freq == 0 else "shared" for i in range(len(types))]
-    if [str(t).lower() for t in types] != want:
+    ix = SparseIndex(**index)
+    if [str(t).lower() for t in types] != ["full" if ix.computes(i) else "shared" for i in range(len(types))]:
         raise PlannerError("config.json's indexer_types lists a pattern of shared indexers other than every "
-                           f"index_topk_freq-th layer after index_skip_topk_offset ({freq}, {offset}): not modelled")
+                           f"index_topk_freq-th layer after index_skip_topk_offset ({ix.topk_freq}, "
+                           f"{ix.skip_topk_offset}): not modelled")
 
 
 def _moe(cfg: dict, model_type: str, inter: int, layers: int) -> dict | None:

@@ -257,12 +257,12 @@ def _hardware_by_parts(name: str) -> str | None:
     family, form, mem = _hw_parts(name)
     if not family:
         return None
+    same = {ident: _hw_parts(ident) for ident in _builtin("Hardware") if _hw_parts(ident)[0] == family}
     hits = []
-    for ident in _builtin("Hardware"):
-        f, id_form, id_mem = _hw_parts(ident)
-        if f != family or (id_form is not None and form != id_form) or (id_mem is not None and mem is None):
+    for ident, (_, id_form, id_mem) in same.items():
+        if (id_form is not None and form != id_form) or (id_mem is not None and mem is None):
             continue
-        if id_form is None and form is not None and sum(_hw_parts(i)[0] == family for i in _builtin("Hardware")) > 1:
+        if id_form is None and form is not None and len(same) > 1:
             continue  # a form factor the family's several specs do not tell apart
         if mem is not None:
             cap = _load_builtin("Hardware", ident).memory_capacity_bytes
