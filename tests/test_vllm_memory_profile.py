@@ -88,3 +88,10 @@ def test_memory_logs_are_validated_apart_from_the_speed_tables():
 
     assert crossval._simulated_rows([DATA]) == []
     assert load_rows([DATA])[0] == []
+
+
+def test_cross_validating_only_memory_logs_is_one_clear_error(capsys):
+    from cli_helpers import run
+
+    code, _, err = run(["validate", str(DATA), "--cross-validate", "hardware"], capsys)
+    assert code == 2 and "no speed or latency rows" in err and "Traceback" not in err

@@ -100,6 +100,9 @@ def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) ->
     with _progress(as_json) as prog:
         task = prog.add_task("in-sample predictions", total=None)
         ins = crossval.in_sample(paths)
+        if not ins.predictions:
+            raise PlannerError("the given files hold no speed or latency rows to cross-validate (memory logs such as "
+                               "vllm_kv_memory.csv are validated, not fitted: run `planner validate FILE`)")
         prog.update(task, description=f"leave one {by} out" + (" (one-step refits)" if quick else " (refits)"))
         cv = crossval.cross_validate(by, paths, quick=quick, progress=lambda k: prog.update(task, description=f"refit without {k}"))
         if record:
