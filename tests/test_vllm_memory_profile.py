@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from planner.calibrate.memory_rows import predict_kv_memory
@@ -76,8 +77,11 @@ def test_published_startup_logs():
                 ("llama-3.3-70b", "h100-sxm", "2"), ("qwen3-32b", "h100-sxm", "1")]:
         meas, pred = kv[key]
         assert abs(pred - meas) <= max(0.03 * meas, 0.5), key
-    weights = [(meas, pred) for i, what, _, meas, pred, _ in got if what == "weights_gib" and "gpt-oss" not in rows[i]["model"]]
-    assert all(abs(p / m - 1) < 0.01 for m, p in weights)  # every dense checkpoint's bytes to 1 %
+    # every checkpoint's bytes to 1 % where vLLM pads only the hidden dimension (on an A100 its Marlin MXFP4 kernel pads
+    # gpt-oss's intermediate dimension too, 720 to 768 a rank at TP4, which is not modelled: -6 %)
+    weights = [(meas, pred) for i, what, _, meas, pred, _ in got if what == "weights_gib"
+               and not (rows[i]["model"] == "gpt-oss-120b" and rows[i]["hardware"] == "a100-sxm-80gb")]
+    assert len(weights) == 10 and all(abs(p / m - 1) < 0.01 for m, p in weights)
 
 
 def test_memory_logs_are_validated_apart_from_the_speed_tables():
@@ -95,3 +99,23 @@ def test_cross_validating_only_memory_logs_is_one_clear_error(capsys):
 
     code, _, err = run(["validate", str(DATA), "--cross-validate", "hardware"], capsys)
     assert code == 2 and "no speed or latency rows" in err and "Traceback" not in err
+
+
+def test_vllm_loads_mxfp4_experts_with_the_hidden_dimension_padded_to_256():
+    """gpt-oss's 2,880-wide hidden dimension is held as 3,072 by vLLM's MXFP4 MoE kernels (round_up(hidden, 256)):
+    1/15 more expert bytes, in memory and in every expert weight read; other engines and formats keep the checkpoint's
+    shapes."""
+    from planner.costmodel.step import CostModel, Op, Step
+
+    m, h = get_model("gpt-oss-120b"), get_hardware("h100-sxm")
+    vllm, trt = get_engine("vllm@0.15").for_hardware(h), get_engine("trtllm@1.1")
+    pv, pt = (make_plans(m, h, tp=1, weights="mxfp4", kv="bf16", engine=e) for e in (vllm, trt))
+    assert float(np.ravel(pv.expert_pad)[0]) == pytest.approx(3072 / 2880) and float(np.ravel(pt.expert_pad)[0]) == 1.0
+    experts = m.param_counts()["experts"] * 4.25 / 8  # MXFP4: an E8M0 scale per 32
+    wv, wt = (float(memory(m, h, p, e).weights_bytes[0]) for p, e in ((pv, vllm), (pt, trt)))
+    assert wv - wt == pytest.approx(experts * (3072 / 2880 - 1), rel=1e-9)
+    assert float(np.ravel(make_plans(m, h, tp=1, weights="fp8", kv="bf16", engine=vllm).expert_pad)[0]) == 1.0
+    step = Step(decode_seqs=64.0, decode_ctx=2000.0)
+    read = [float(next(o for o in CostModel(m, h, engine=e).step(p, step).ops if o.name == Op.EXPERTS).bytes[0])
+            for p, e in ((pv, vllm), (pt, trt))]
+    assert read[0] > read[1] * 1.05

@@ -31,7 +31,7 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     # the non-expert linear layers in their own format where a checkpoint released in two precisions is served as
     # released (PlanArrays.dense_bytes), else in the plan's
     dense_elems = mixers + c["dense_mlp"] / tp + c["shared_experts"] / tp
-    rest_elems = c["norms"] + c["router"] + c["final_norm"] + c["experts"] / (tp * adp)
+    rest_elems = c["norms"] + c["router"] + c["final_norm"] + c["experts"] * p.expert_pad / (tp * adp)
     layer_bytes = (dense_elems * p.dense_bytes + rest_elems * p.weight_bytes) / pp
     emb = c["embedding"] / tp * p.head_bytes
     head = c["lm_head"] / tp * p.head_bytes

@@ -74,6 +74,9 @@ class PlanArrays:
     # own format: bytes per element of those layers in device memory; None: weight_bytes. (The step still prices
     # their GEMMs in the plan's format: README, weak spots.)
     dense_weight_bytes: np.ndarray | None = None
+    # the routed experts' elements as the engine holds them over the checkpoint's (padded MXFP4 MoE matrices: vLLM
+    # pads the hidden dimension to a multiple of 256, gpt-oss's 2,880 to 3,072); 1: as released
+    expert_pad: np.ndarray | float = 1.0
 
     @property
     def dense_bytes(self) -> np.ndarray:
@@ -193,6 +196,18 @@ def make_plans(
         # served in the experts' released format, the other linear layers stay in theirs (the checkpoint as released)
         own = {key: get_format(nw.dense).bytes if key[0] == nw.experts else table[key]["weight_bytes"] for key in uniq}
         cols["dense_weight_bytes"] = np.array([own[k] for k in uniq], dtype=float)[index]
+    if isinstance(engine, str):  # a profile's name (a harness capture's "harness" names none: no padding)
+        from planner.specs.engine import get_engine
+
+        try:
+            engine = get_engine(engine)
+        except PlannerError:
+            pass
+    align = int(getattr(engine, "mxfp4_moe_hidden_align", 0) or 0)
+    if align and model.moe is not None and "mxfp4" in w_names:
+        h = model.hidden_size
+        pad = -(-h // align) * align / h
+        cols["expert_pad"] = np.array([pad if w == "mxfp4" else 1.0 for w in w_names])[w_codes]
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),

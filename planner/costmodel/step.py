@@ -585,7 +585,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
     # distinct experts a batch touches: E (1 - (1 - k/E)^T), uniform routing
     touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
-    w_dev = m.expert_params() / moe_tp  # elements of one expert on this device
+    w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)

@@ -54,6 +54,9 @@ class Engine:
     # for top-k/top-p, probabilities, ...); the profiled activation peak is the larger of it and the forward pass.
     # 0: the engine sizes no such warm-up, and the step's own fp32 logits count beside the forward pass
     sampler_bytes_per_logit: float = 0.0
+    # the engine's MXFP4 MoE kernels take the expert matrices with the hidden dimension padded to a multiple of this
+    # (vLLM: 256), so the padded experts are what it loads and reads; 0: the checkpoint's shapes
+    mxfp4_moe_hidden_align: int = 0
     max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
     # whether sliding-window (and chunked-local) layers keep only their window's KV and attend over it; False: the
