@@ -18,6 +18,8 @@ from planner.specs.model import Model
 from planner.specs.quant import get_format, kv_bytes_per_element, resolve
 
 ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model, unless compute is fp32
+# NVIDIA architectures before Hopper (compute capability < 9), where vLLM runs MXFP4 MoE weights in its Marlin kernel
+MARLIN_MXFP4_ARCHITECTURES = frozenset({"volta", "turing", "ampere", "ada"})
 
 
 # bytes of one element of each GEMM compute dtype
@@ -206,8 +208,14 @@ def make_plans(
     align = int(getattr(engine, "mxfp4_moe_hidden_align", 0) or 0)
     if align and model.moe is not None and "mxfp4" in w_names:
         h = model.hidden_size
-        pad = -(-h // align) * align / h
-        cols["expert_pad"] = np.array([pad if w == "mxfp4" else 1.0 for w in w_names])[w_codes]
+        pad = np.full(n, -(-h // align) * align / h)
+        # on GPUs before Hopper the MXFP4 experts run in a Marlin kernel, which also rounds each rank's slice of the
+        # intermediate dimension up (vLLM: to 128)
+        inter_align = int(getattr(engine, "mxfp4_moe_marlin_intermediate_align", 0) or 0)
+        if inter_align and getattr(hw, "architecture", None) in MARLIN_MXFP4_ARCHITECTURES:
+            slice_ = model.moe.expert_intermediate_size / np.maximum(np.broadcast_to(tp * adp // np.maximum(ep, 1), (n,)), 1)
+            pad = pad * np.ceil(slice_ / inter_align) * inter_align / slice_
+        cols["expert_pad"] = np.where(np.array([w == "mxfp4" for w in w_names])[w_codes], pad, 1.0)
     plans = PlanArrays(
         tp=np.broadcast_to(tp, (n,)).copy(),
         pp=np.broadcast_to(pp, (n,)).copy(),

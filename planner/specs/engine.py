@@ -57,6 +57,9 @@ class Engine:
     # the engine's MXFP4 MoE kernels take the expert matrices with the hidden dimension padded to a multiple of this
     # (vLLM: 256), so the padded experts are what it loads and reads; 0: the checkpoint's shapes
     mxfp4_moe_hidden_align: int = 0
+    # and, on GPUs before Hopper (its Marlin MXFP4 kernel), each rank's slice of the intermediate dimension padded to a
+    # multiple of this (vLLM: 128); 0: unpadded
+    mxfp4_moe_marlin_intermediate_align: int = 0
     max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
     # whether sliding-window (and chunked-local) layers keep only their window's KV and attend over it; False: the
