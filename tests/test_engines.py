@@ -36,7 +36,7 @@ def test_every_profile_loads_and_sources_every_value(path):
     for attr in REQUIRED:
         assert hasattr(eng, attr), attr
     assert 0 < eng.utilization <= 1 and eng.max_seqs >= 1 and eng.kv_block_tokens >= 1 and eng.max_batched_tokens >= 1
-    assert eng.kv_policy in ("free", "total") and eng.schedule in ("decode_first", "prefill_first")
+    assert eng.kv_policy in ("free", "total", "static") and eng.schedule in ("decode_first", "prefill_first")
     assert eng.preemption in ("recompute", "swap", None)
     for flag in eng.flags.values():
         assert flag.startswith("-"), (path.name, flag)
@@ -89,8 +89,31 @@ def test_versions_differ_where_the_engines_changed():
 
 
 def test_memory_policies_match_the_engines():
-    assert get_engine("vllm").kv_policy == "total" and get_engine("sglang").kv_policy == "total"
+    assert get_engine("vllm").kv_policy == "total" and get_engine("sglang").kv_policy == "static"
     assert get_engine("trtllm").kv_policy == "free"
+
+
+def test_sglang_s_fraction_holds_weights_and_kv_of_the_memory_free_before_loading():
+    """SGLang: KV = mem_fraction_static x (memory free before the weights load) - weights; activations and CUDA graphs
+    live in the rest. Its published startup log for Llama-3.1-8B at TP1 with the fraction at 0.88 (78.81 GiB free
+    before loading, 15.09 GiB of weights) allocates 27.13 + 27.13 GiB of K and V."""
+    from planner.costmodel.memory import memory
+    from planner.costmodel.plans import make_plans
+    from planner.specs.loader import get_hardware, get_model
+
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    eng = get_engine("sglang@0.5").for_hardware(hw).with_(utilization=0.88)
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16", engine=eng)
+    r = memory(m, hw, p, eng)
+    GiB = 2.0**30
+    assert float(r.runtime_bytes[0]) == pytest.approx(0.84 * GiB)
+    want = 0.88 * (hw.memory_capacity_bytes - 0.84 * GiB) - float(r.weights_bytes[0])
+    assert float(r.kv_capacity_bytes[0]) == pytest.approx(want)  # no activation term: it lives in the reserve
+    assert float(r.kv_capacity_bytes[0]) / GiB == pytest.approx(54.26, rel=0.005)
+    # NCCL on each GPU of a multi-GPU replica comes out of the memory before loading too
+    p8 = make_plans(get_model("llama-3.1-70b"), get_hardware("h200-sxm"), tp=8, weights="bf16", kv="bf16", engine=eng)
+    assert float(memory(get_model("llama-3.1-70b"), get_hardware("h200-sxm"), p8, eng).runtime_bytes[0]) == \
+        pytest.approx((0.84 + 1.9) * GiB)
 
 
 def test_vllm_batch_defaults_follow_device_memory():

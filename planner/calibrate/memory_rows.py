@@ -40,12 +40,12 @@ def predict_kv_memory(rows: list[dict], file: str = "vllm_kv_memory.csv") -> lis
         measured = [(c, a, v) for c, a, v in measured if v is not None]
         try:
             model, hw = get_model(r["model"]), get_hardware(r["hardware"])
-            eng = get_engine(engine_of(r)).for_hardware(hw)
+            tp = _num(r, "tp", where, int) or 1
+            eng = get_engine(engine_of(r)).for_hardware(hw, tp)
             util, seqs, mbt = (_num(r, k, where, c) for k, c in (("gpu_memory_utilization", float), ("max_num_seqs", int),
                                                                  ("max_num_batched_tokens", int)))
             eng = eng.with_(**{k: v for k, v in (("utilization", util), ("max_seqs", seqs), ("max_batched_tokens", mbt))
                                if v is not None})
-            tp = _num(r, "tp", where, int) or 1
             weights = (r.get("weights") or "").strip() or model.released_weights() or "bf16"
             kv = (r.get("kv") or "").strip() or default_kv(weights)
             cfg = (f"{eng.name} tp{tp} {weights}/kv-{kv} utilization {eng.utilization:g}, {eng.max_seqs} sequences, "

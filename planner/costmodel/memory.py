@@ -141,6 +141,14 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine(), *,
         kv = eng.utilization * (cap - w - act - rt)
         usable = w + act + rt + np.maximum(kv, 0.0)
         usable = np.where(kv > 0, usable, cap)
+    elif eng.kv_policy == "static":
+        # SGLang: the fraction is of the memory free when the weights start loading (after the CUDA context and NCCL),
+        # and holds the weights and the KV pool; activations and CUDA graphs live in the rest. What the engine uses is
+        # that pool plus its activations and runtime (so weights + KV + activations + runtime <= usable, as for the
+        # other policies)
+        pool = eng.utilization * (cap - rt)
+        kv = pool - w
+        usable = pool + act + rt
     else:
         usable = np.full_like(w, cap * eng.utilization)
         kv = usable - w - act - rt

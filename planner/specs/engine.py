@@ -42,7 +42,9 @@ class Engine:
     utilization: float = 0.90
     # "free": the KV cache gets `utilization` of the memory left after weights, activations and
     # runtime (TensorRT-LLM kv_cache_free_gpu_memory_fraction); "total": the engine uses
-    # `utilization` of the device and the KV cache gets what weights leave (vLLM, SGLang)
+    # `utilization` of the device and the KV cache gets what weights, activations and runtime leave (vLLM);
+    # "static": `utilization` of the memory free before the weights load (after the runtime) holds the weights and
+    # the KV cache, activations and CUDA graphs live in the rest (SGLang mem_fraction_static)
     kv_policy: str = "free"
     # CUDA context, cuBLAS/NCCL workspaces, allocator slack: a prior (~1 GiB non-torch memory)
     runtime_bytes: float = 1.0 * GiB
@@ -299,7 +301,7 @@ class EngineSpec(_Strict):
         if bad:
             raise ValueError(f"unknown engine settings {bad}; known: {sorted(_ENGINE_FIELDS)}")
         s = {k: v.value for k, v in self.settings.items()}
-        checks = {"kv_policy": ("free", "total"), "schedule": ("decode_first", "prefill_first"),
+        checks = {"kv_policy": ("free", "total", "static"), "schedule": ("decode_first", "prefill_first"),
                   "preemption": ("recompute", "swap", None), "admission": ("reserve", "ondemand", "ratio", None)}
         for k, allowed in checks.items():
             if k in s and s[k] not in allowed:
