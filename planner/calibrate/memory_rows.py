@@ -15,13 +15,10 @@ METRICS = (("weights_gib", "weights_bytes"), ("kv_cache_gib", "kv_capacity_bytes
 
 
 def _num(row: dict, key: str, where: str, cast=float):
-    text = (row.get(key) or "").strip()
-    if not text:
-        return None
-    try:
-        return cast(float(text))
-    except ValueError:
-        raise PlannerError(f"{where}: {key} {text!r} is not a number") from None
+    """An optional number column (None where the cell is empty), read as the other published files' columns are."""
+    from planner.serving.published import _num as number
+
+    return cast(number(row, key, where)) if (row.get(key) or "").strip() else None
 
 
 def predict_kv_memory(rows: list[dict], file: str = "vllm_kv_memory.csv") -> list[tuple[int, str, str, float, float | None, str]]:

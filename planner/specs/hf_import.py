@@ -14,7 +14,7 @@ from pathlib import Path
 
 from planner.errors import PlannerError
 from planner.specs.loader import read_json, validate_file
-from planner.specs.model import Model
+from planner.specs.model import Model, SparseIndex
 
 _LOCAL_TYPES = {"sliding_attention": "sliding", "chunked_attention": "chunked", "linear_attention": "linear"}
 
@@ -147,8 +147,6 @@ def _attention(cfg: dict, arch: str, model_type: str, heads: int, kv_heads: int,
 def _check_indexer_types(cfg: dict, index: dict) -> None:
     """A config.json that lists each layer's indexer (indexer_types: "full" or "shared") must list the layers the
     frequency and offset give; another pattern is not modelled."""
-    from planner.specs.model import SparseIndex
-
     types = cfg.get("indexer_types")
     if not isinstance(types, list):
         return

@@ -257,7 +257,8 @@ def _hardware_by_parts(name: str) -> str | None:
     family, form, mem = _hw_parts(name)
     if not family:
         return None
-    same = {ident: _hw_parts(ident) for ident in _builtin("Hardware") if _hw_parts(ident)[0] == family}
+    parts = {ident: _hw_parts(ident) for ident in _builtin("Hardware")}
+    same = {ident: ps for ident, ps in parts.items() if ps[0] == family}
     hits = []
     for ident, (_, id_form, id_mem) in same.items():
         if (id_form is not None and form != id_form) or (id_mem is not None and mem is None):
