@@ -186,3 +186,49 @@ def test_block_scaled_fp8_quantizes_every_gemm_input_with_a_kernel_of_its_own():
     l8 = get_model("llama-3.1-8b")
     g = CostModel(l8, hw).step(make_plans(l8, hw, tp=1, weights="fp8", kv="fp8"), Step(decode_seqs=T, decode_ctx=1000))
     assert not any(o.name == Op.ACT_QUANT for o in g.ops)
+
+
+def test_block_scaled_fp8_weights_stream_at_the_engine_kernels_bandwidth():
+    """A memory-bound decode step of DeepSeek-V3 in its released block-scaled FP8: each linear layer's weight read takes
+    bytes / (STREAM bandwidth x the engine's block-FP8 fraction), dense layers at one fraction and the grouped experts
+    at another (vLLM on Hopper: CUTLASS 0.66, Triton fused_moe 0.48, engines/vllm-0.15.yaml); the activation traffic,
+    the 16-bit router and lm_head, other architectures and other formats keep the plain bandwidth."""
+    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
+    fr = (0.66, 0.48)
+    eng = Engine(block_fp8_bw=(("hopper", *fr),))
+    plans = make_plans(m, hw, tp=8, weights="fp8", kv="fp8")
+    step = Step(decode_seqs=4, decode_ctx=1000)
+    cm, plain = CostModel(m, hw, engine=eng), CostModel(m, hw, engine=Engine())
+    assert cm.block_fp8_bw == fr and plain.block_fp8_bw == (1.0, 1.0)
+    got, base = cm.step(plans, step), plain.step(plans, step)
+    bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * cm.kernels.memory  # bytes/s
+    for name, f in ((Op.QKV_PROJ, fr[0]), (Op.O_PROJ, fr[0]), (Op.SHARED_EXPERT, fr[0]), (Op.EXPERTS, fr[1])):
+        o = op(got, name)
+        w = float(np.ravel(o.weight_bytes)[0])  # bytes of weights the op reads per layer on one device
+        act = float(np.ravel(o.bytes)[0]) - w
+        assert w > 0 and act > 0
+        t_mem = w / (bw * f) + act / bw  # seconds
+        launches = float(np.ravel(getattr(o, "launches", 1.0) or 1.0)[0])  # MLA's projections launch several kernels
+        assert float(np.ravel(o.time_s)[0]) == pytest.approx(t_mem + cm.kernel_s * launches, rel=1e-9), name
+        assert float(np.ravel(op(base, name).time_s)[0]) < float(np.ravel(o.time_s)[0])
+    for name in (Op.ROUTER, Op.LM_HEAD):  # 16-bit weights in the released checkpoint
+        assert np.allclose(op(got, name).time_s, op(base, name).time_s)
+    # the same network in bf16, or on a GPU whose architecture the profile does not list, streams at the plain rate
+    bf = make_plans(m, hw, tp=8, weights="bf16", kv="fp8")
+    assert np.allclose(op(cm.step(bf, step), Op.EXPERTS).time_s, op(plain.step(bf, step), Op.EXPERTS).time_s)
+    b200 = get_hardware("b200")
+    pb = make_plans(m, b200, tp=8, weights="fp8", kv="fp8")
+    assert np.allclose(op(CostModel(m, b200, engine=eng).step(pb, step), Op.EXPERTS).time_s,
+                       op(CostModel(m, b200, engine=Engine()).step(pb, step), Op.EXPERTS).time_s)
+
+
+def test_block_fp8_fractions_are_checked_where_the_profile_is_read(tmp_path):
+    from planner.errors import PlannerError
+    from planner.specs.engine import EngineSpec
+    from planner.specs.loader import load_spec_file
+
+    bad = tmp_path / "x-1.0.yaml"
+    bad.write_text("id: x\nversion: '1.0'\nname: X\nsource: s\nsettings:\n"
+                   "  block_fp8_bw: {value: {hopper: {dense: 1.4, moe: 0.5}}, source: s}\n")
+    with pytest.raises(PlannerError, match="block_fp8_bw"):
+        load_spec_file(EngineSpec, bad)

@@ -106,6 +106,11 @@ class Op(str, Enum):
         return self.value
 
 
+# the linear layers a block-scaled checkpoint quantizes (router, embedding and lm_head stay 16 bit): where a plan serves
+# that format, their weights stream at the engine's block-FP8 kernel bandwidth (Engine.block_fp8_bw)
+BLOCK_SCALED_DENSE = frozenset({Op.QKV_PROJ, Op.O_PROJ, Op.MLP_UP, Op.MLP_DOWN, Op.SHARED_EXPERT, Op.LINEAR_IN_PROJ,
+                                Op.LINEAR_OUT_PROJ})
+
 # ops that run once per step (not once per layer)
 ONCE_PER_STEP = frozenset({Op.EMBEDDING, Op.FINAL_NORM, Op.LM_HEAD, Op.PP_SENDRECV, Op.WEIGHT_STREAM})
 
@@ -179,6 +184,7 @@ class CostModel:
     moe_offload = None  # a costmodel.moe_offload.MoeOffload plan field: selects the CPU-assisted builders
     lora = None  # a costmodel.lora.LoraCost: adds the adapter builder to every layer
     _any_dequant = True  # set per step (_Ctx.of): whether any plan dequantizes weights on the vector units
+    _block_dense = _block_moe = 1.0  # set per step (_Ctx.of): 1 / block-FP8 weight-stream fraction per plan (1: none)
     _parts = True  # set per step (step's parts=): whether ops keep their bound parts
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
@@ -196,6 +202,9 @@ class CostModel:
         # too fast; at the engine's fitted collective efficiency it is 18 % too slow
         self.fabric = scale_fabric(Fabric.of(hw), k.allreduce)
         self.bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * k.memory
+        # the engine's block-scaled FP8 kernels on this architecture: (dense, grouped MoE) fractions of self.bw
+        self.block_fp8_bw = next(((d, m) for a, d, m in getattr(engine, "block_fp8_bw", ()) or ()
+                                  if a == hw.architecture), (1.0, 1.0))
         ov = hw.overheads
         engine = engine or Engine()
         self.engine = engine
@@ -239,7 +248,9 @@ class CostModel:
             # plugin): no idle tile rows, the vector rate; engines take whichever kernel is faster. It matters where
             # the matrix units are weak or absent (Apple GPUs, CPUs), not beside tensor cores.
             tc = np.minimum(tc, flops / self.vec_rate)
-        tm = byts / self.bw
+        # block-scaled FP8 weights stream at the engine's kernel bandwidth (scale loads, promotion; Engine.block_fp8_bw)
+        slow = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 1.0
+        tm = (byts if np.ndim(slow) == 0 and slow == 1.0 else byts + weight_read * (slow - 1.0)) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
             w_elems = k_elems if weight_touch is None else weight_touch
@@ -342,6 +353,10 @@ class _Ctx:
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
         cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
+        blk = np.asarray(plans.act_quant, float)  # 1 where a plan serves the released block-scaled format
+        d, mo = cm.block_fp8_bw
+        cm._block_dense, cm._block_moe = ((1.0, 1.0) if not np.any(blk) or (d, mo) == (1.0, 1.0) else
+                                          (1.0 + blk * (1.0 / d - 1.0), 1.0 + blk * (1.0 / mo - 1.0)))
         hs = np.asarray(plans.gemm_half_m_scale, float)
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))

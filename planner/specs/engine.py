@@ -62,6 +62,11 @@ class Engine:
     # and, on GPUs before Hopper (its Marlin MXFP4 kernel), each rank's slice of the intermediate dimension padded to a
     # multiple of this (vLLM: 128); 0: unpadded
     mxfp4_moe_marlin_intermediate_align: int = 0
+    # block-scaled FP8 weights (DeepSeek-V3/R1's 128 x 128 scales) as the release's kernels stream them where a GEMM is
+    # memory bound (few tokens): ((architecture, dense GEMMs, grouped MoE GEMMs), ...), each the fraction of the
+    # device's STREAM bandwidth the kernel reaches (costmodel/step.py _gemm); an architecture not listed streams them
+    # as any other weight (no published measurement)
+    block_fp8_bw: tuple[tuple[str, float, float], ...] = ()
     max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
     # whether sliding-window (and chunked-local) layers keep only their window's KV and attend over it; False: the
@@ -306,6 +311,7 @@ class EngineSpec(_Strict):
         for k, allowed in checks.items():
             if k in s and s[k] not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")
+        _block_fp8_bw(s.get("block_fp8_bw"))
         return self
 
     def to_engine(self) -> Engine:
@@ -316,6 +322,8 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on"):
                 v = tuple(v or ())
+            if k == "block_fp8_bw":
+                v = _block_fp8_bw(v)
             if k in ("runtime_bytes", "collective_runtime_bytes") and isinstance(v, str):
                 from planner.units import parse_quantity
 
@@ -340,6 +348,23 @@ _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
                               "async_scheduling", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
+
+
+def _block_fp8_bw(v) -> tuple[tuple[str, float, float], ...]:
+    """``{architecture: {dense: f, moe: f}}`` as the Engine field's tuple; each fraction in (0, 1]."""
+    if not v:
+        return ()
+    if not isinstance(v, dict):
+        raise ValueError(f"block_fp8_bw must map architectures to {{dense: F, moe: F}}, got {v!r}")
+    out = []
+    for arch, fr in v.items():
+        if not isinstance(fr, dict) or set(fr) != {"dense", "moe"}:
+            raise ValueError(f"block_fp8_bw.{arch} must give dense and moe fractions, got {fr!r}")
+        d, m = float(fr["dense"]), float(fr["moe"])
+        if not (0.0 < d <= 1.0 and 0.0 < m <= 1.0):
+            raise ValueError(f"block_fp8_bw.{arch} fractions must lie in (0, 1], got {fr!r}")
+        out.append((str(arch), d, m))
+    return tuple(out)
 
 
 # ---- loading --------------------------------------------------------------------------------
