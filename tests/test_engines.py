@@ -70,13 +70,30 @@ def test_version_resolution():
 
 @pytest.mark.parametrize("name, match", [
     ("vlm", r"unknown engine 'vlm' \(did you mean 'vllm'"),
-    ("vllm@0.3", r"unknown vllm version '0.3' \(did you mean"),
+    ("vllm@0.3", r"vllm 0.3 has no profile of its own; vllm@0.6 prices its release era \(the V0 engine"),
+    ("vllm@0.11", r"vllm 0.11 has no profile of its own; vllm@0.15 prices .*: pass --engine vllm@0.15$"),
+    ("trtllm@0.12.0", r"trtllm 0.12.0 has no profile of its own; trtllm@0.14 prices"),
+    ("vllm@abc", r"unknown vllm version 'abc'"),
     ("tensorrt", r"unknown engine 'tensorrt'"),
 ])
 def test_unknown_engine_is_one_line(name, match):
     with pytest.raises(PlannerError, match=match) as e:
         get_engine(name)
     assert "\n" not in str(e.value)
+
+
+def test_a_release_without_a_profile_maps_to_its_era():
+    """The releases the published rows ran map as their engines changed: vLLM's V1 engine from 0.8, TensorRT-LLM's
+    in-flight batching C++ runtime from 0.10 and its PyTorch backend from 0.19; an engine with one line of profiles
+    (SGLang) to its newest; an unparsable version or an unknown engine to nothing."""
+    from planner.specs.engine import era_profile
+
+    cases = {("vllm", "0.7.3"): "vllm@0.6", ("vllm", "0.8.4"): "vllm@0.15", ("vllm", "0.11.0"): "vllm@0.15",
+             ("trtllm", "0.9.0"): "trtllm@0.9", ("trtllm", "0.12"): "trtllm@0.14", ("trtllm", "0.18.2"): "trtllm@0.14",
+             ("trtllm", "0.19"): "trtllm@1.1", ("trtllm", "1.0.0"): "trtllm@1.1", ("sglang", "0.4.6"): "sglang@0.5",
+             ("vllm", "abc"): None, ("nope", "1.0"): None}
+    for (eid, ver), want in cases.items():
+        assert era_profile(eid, ver) == want, (eid, ver)
 
 
 def test_versions_differ_where_the_engines_changed():

@@ -28,7 +28,7 @@ from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
 from planner.serving.batching import Techniques, inflight, static_batch
 from planner.serving.host import host_link_bytes_per_s
-from planner.specs.engine import get_engine, profiles
+from planner.specs.engine import era_profile, get_engine
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv
 
@@ -61,20 +61,13 @@ def engine_of(row: dict) -> str:
 
 
 def _profile_for(eid: str, version: str) -> str:
-    """``ID@VERSION`` when that release has a profile, else the profile of its era: vLLM from 0.8 on runs the V1
-    engine (the 0.15 profile), before it V0 (0.6); TensorRT-LLM as _trtllm_profile; another engine its newest."""
+    """``ID@VERSION`` when that release has a profile, else the profile of its era (planner.specs.engine.era_profile)."""
     name = f"{eid}@{version}"
     try:
         get_engine(name)
         return name
     except PlannerError:
-        pass
-    major, minor = (int(x) for x in (version.split(".") + ["0"])[:2])
-    if eid == "trtllm":
-        return f"trtllm@{_trtllm_profile(major, minor)}"
-    if eid == "vllm":
-        return "vllm@0.15" if (major, minor) >= (0, 8) else "vllm@0.6"
-    return eid if any(p.split("@")[0] == eid for p in profiles()) else name
+        return era_profile(eid, version) or name
 
 
 def _vendor(hardware: str) -> str | None:
@@ -82,15 +75,6 @@ def _vendor(hardware: str) -> str | None:
         return get_hardware(hardware).vendor
     except PlannerError:
         return None
-
-
-def _trtllm_profile(major: int, minor: int) -> str:
-    """The TensorRT-LLM profile (engines/trtllm-*.yaml) of release ``major.minor``'s era, for a release without its
-    own: 1.1 for the PyTorch-backend releases (0.19 on, where trtllm-bench runs without an engine build), 0.14 for
-    the C++ runtime's in-flight batching releases (0.10-0.18), 0.9 before."""
-    if (major, minor) >= (0, 19):
-        return "1.1"
-    return "0.14" if (major, minor) >= (0, 10) else "0.9"
 
 
 def _release(name: str) -> str:

@@ -459,6 +459,33 @@ def engine_ids() -> list[str]:
     return sorted({n.split("@")[0] for n in ps}) + sorted(ps, key=lambda n: (n.split("@")[0], _version_key(n.split("@")[1])))
 
 
+def era_profile(eid: str, version: str) -> str | None:
+    """``ID@VERSION`` of the profile that prices release ``version`` of engine ``eid`` when it has none of its own: the
+    profile of its era. vLLM from 0.8 on runs the V1 engine (the 0.15 profile), before it V0 (0.6); TensorRT-LLM from
+    0.19 on runs trtllm-bench without an engine build on the PyTorch backend (1.1), 0.10-0.18 the C++ runtime's
+    in-flight batching (0.14), earlier releases static batching (0.9); another engine its newest profile. None when
+    the version does not parse or the engine has no profile."""
+    m = re.match(r"v?(\d+)(?:\.(\d+))?", (version or "").strip())
+    ps = profiles()
+    if m is None or not any(e.id == eid for e in ps.values()):
+        return None
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    if eid == "trtllm":
+        era = "1.1" if (major, minor) >= (0, 19) else "0.14" if (major, minor) >= (0, 10) else "0.9"
+    elif eid == "vllm":
+        era = "0.15" if (major, minor) >= (0, 8) else "0.6"
+    else:
+        return max((e for e in ps.values() if e.id == eid), key=lambda e: _version_key(e.version)).name
+    return f"{eid}@{era}" if f"{eid}@{era}" in ps else None
+
+
+def era_note(eid: str, era: str) -> str:
+    """A few words on what an era profile covers (for the message that names it)."""
+    return {"vllm@0.15": "the V1 engine, vLLM 0.8 on", "vllm@0.6": "the V0 engine, before 0.8",
+            "trtllm@1.1": "the PyTorch backend, 0.19 on", "trtllm@0.14": "the C++ runtime's in-flight batching, 0.10-0.18",
+            "trtllm@0.9": "static batching, before 0.10"}.get(era, f"the newest {eid} profile")
+
+
 def get_engine(name: str) -> Engine:
     """``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release."""
     ps = profiles()
@@ -475,6 +502,10 @@ def get_engine(name: str) -> Engine:
         for e in reversed(versions):
             if _version_key(ver)[:len(_version_key(e.version))] == _version_key(e.version):
                 return e
+        era = era_profile(base, ver)
+        if era is not None:
+            raise PlannerError(f"{base} {ver} has no profile of its own; {era} prices its release era "
+                               f"({era_note(base, era)}): pass --engine {era}")
         raise unknown(f"{base} version", ver, [e.version for e in versions])
     raise unknown("engine", name, engine_ids())
 
