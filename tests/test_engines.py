@@ -213,6 +213,8 @@ def test_engines_cli(capsys):
     d = json.loads(out)
     assert code == 0 and d["max_seqs"] == 1024 and d["settings"]["max_seqs"]["flag"] == "--max-num-seqs"
     assert d["settings"]["max_seqs"]["source"]
+    # the block-FP8 kernel bandwidth reads back as the profile writes it
+    assert d["settings"]["block_fp8_bw"]["value"] == {"hopper": {"dense": 0.66, "moe": 0.48}}
     code, out, err = run(["engines", "show", "vlm"], capsys)
     assert code == 2 and not out and err.count("\n") == 1 and "did you mean 'vllm'" in err
 

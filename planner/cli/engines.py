@@ -48,7 +48,7 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
     e = get_engine(ident)
     if hardware:
         e = e.for_hardware(get_hardware(hardware), tp=tp)
-    d = {**e.info(), "settings": {k: {"value": _plain(getattr(e, k, None)), "flag": e.flags.get(k) or e.keys.get(k),
+    d = {**e.info(), "settings": {k: {"value": _plain(getattr(e, k, None), k), "flag": e.flags.get(k) or e.keys.get(k),
                                        "source": src} for k, src in e.source_items if hasattr(e, k)},
          "other_flags": {k: e.flags.get(k) or e.keys.get(k) for k, _ in e.source_items if not hasattr(e, k)}}
     if as_json:
@@ -57,5 +57,7 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
     console.print(yaml.safe_dump(d, sort_keys=False, width=140), markup=False)
 
 
-def _plain(v):
+def _plain(v, key: str = ""):
+    if key == "block_fp8_bw":  # as the profile writes it
+        return {a: {"dense": d, "moe": m} for a, d, m in v}
     return list(v) if isinstance(v, tuple) else v
