@@ -184,7 +184,7 @@ class CostModel:
     moe_offload = None  # a costmodel.moe_offload.MoeOffload plan field: selects the CPU-assisted builders
     lora = None  # a costmodel.lora.LoraCost: adds the adapter builder to every layer
     _any_dequant = True  # set per step (_Ctx.of): whether any plan dequantizes weights on the vector units
-    _block_dense = _block_moe = 1.0  # set per step (_Ctx.of): 1 / block-FP8 weight-stream fraction per plan (1: none)
+    _block_dense = _block_moe = 0.0  # set per step (_Ctx.of): 1 / block-FP8 weight-stream fraction - 1, per plan (0: none)
     _parts = True  # set per step (step's parts=): whether ops keep their bound parts
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
@@ -249,8 +249,8 @@ class CostModel:
             # the matrix units are weak or absent (Apple GPUs, CPUs), not beside tensor cores.
             tc = np.minimum(tc, flops / self.vec_rate)
         # block-scaled FP8 weights stream at the engine's kernel bandwidth (scale loads, promotion; Engine.block_fp8_bw)
-        slow = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 1.0
-        tm = (byts if np.ndim(slow) == 0 and slow == 1.0 else byts + weight_read * (slow - 1.0)) / self.bw
+        extra = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 0.0
+        tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
             w_elems = k_elems if weight_touch is None else weight_touch
@@ -355,8 +355,8 @@ class _Ctx:
         cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
         blk = np.asarray(plans.act_quant, float)  # 1 where a plan serves the released block-scaled format
         d, mo = cm.block_fp8_bw
-        cm._block_dense, cm._block_moe = ((1.0, 1.0) if not np.any(blk) or (d, mo) == (1.0, 1.0) else
-                                          (1.0 + blk * (1.0 / d - 1.0), 1.0 + blk * (1.0 / mo - 1.0)))
+        cm._block_dense, cm._block_moe = ((0.0, 0.0) if not np.any(blk) or (d, mo) == (1.0, 1.0) else
+                                          (blk * (1.0 / d - 1.0), blk * (1.0 / mo - 1.0)))
         hs = np.asarray(plans.gemm_half_m_scale, float)
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
