@@ -142,6 +142,29 @@ def test_console_script_entry_point():
     assert r.returncode == 2 and r.stderr.startswith("error: unknown model")
 
 
+def test_the_command_ends_without_teardown_but_with_its_output(tmp_path):
+    """The console entry (planner.cli.app.cli) leaves by os._exit: everything printed and written still arrives,
+    the exit code is main's, and a reader that stops early ends it quietly."""
+    r = subprocess.run([sys.executable, "-m", "planner", "estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["model"] == "llama-3.1-8b" and not r.stderr
+    out = tmp_path / "s"
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\ncommand: estimate\nbase: {model: llama-3.1-8b, hardware: h100-sxm}\nsweep: {axes: {tp: [1, 2]}}\n")
+    r = subprocess.run([sys.executable, "-m", "planner", "study", str(study), "--out", str(out), "--workers", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = (out / "s.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and json.loads((out / "s.json").read_text())
+    # a pipe closed after the first line: exit 0, no traceback
+    p = subprocess.Popen([sys.executable, "-m", "planner", "plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "8"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 0 and "Traceback" not in err
+
+
 @pytest.mark.parametrize("args", [["nosuchcommand"], ["estimate", "--model"], ["plan", "--gpus", "two"]])
 def test_usage_errors_are_one_line(args, capsys):
     code, _, err = run(args, capsys)

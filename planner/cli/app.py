@@ -211,6 +211,31 @@ def _fail(msg: str, code: int = 2):
     raise SystemExit(code) from None
 
 
+def cli() -> None:
+    """The ``planner`` command (console script and ``python -m planner``): ``main``, then the process ends without the
+    interpreter's teardown. A finished command's modules and arrays need not be freed one by one (DeepSeek-V3 on
+    64 H200: about 0.08 s of a 1.1 s ``plan``); stdout and stderr are flushed and atexit handlers run first, and an
+    exception other than SystemExit still ends the usual way."""
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:  # SystemExit("message"): Python prints it and exits 1
+            print(e.code, file=sys.stderr)
+            code = 1
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader is gone (a closed pipe): what it read was the answer
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else list(argv)
