@@ -232,3 +232,14 @@ def test_block_fp8_fractions_are_checked_where_the_profile_is_read(tmp_path):
                    "  block_fp8_bw: {value: {hopper: {dense: 1.4, moe: 0.5}}, source: s}\n")
     with pytest.raises(PlannerError, match="block_fp8_bw"):
         load_spec_file(EngineSpec, bad)
+
+
+def test_estimate_says_when_block_fp8_kernels_set_the_pace():
+    """estimate names the fractions the engine's block-FP8 kernels stream at, where they apply, and only there."""
+    from planner.serving.predict import PlanSpec, estimate
+
+    on = estimate("deepseek-r1", "h200-sxm", PlanSpec(tp=8, weights="fp8"), isl=512, osl=128, engine="vllm@0.15")
+    assert any("0.66 (dense layers) and 0.48 (experts)" in n and "hopper" in n for n in on.notes)
+    for hw, weights in (("b200", "fp8"), ("h200-sxm", "fp4")):  # an architecture the profile does not list; not FP8
+        off = estimate("deepseek-r1", hw, PlanSpec(tp=8, weights=weights), isl=512, osl=128, engine="vllm@0.15")
+        assert not any("block_fp8_bw" in n for n in off.notes)
