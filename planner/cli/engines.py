@@ -59,5 +59,7 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
 
 def _plain(v, key: str = ""):
     if key == "block_fp8_bw":  # as the profile writes it
-        return {a: {"dense": d, "moe": m} for a, d, m in v}
+        from planner.specs.engine import block_fp8_bw_as_written
+
+        return block_fp8_bw_as_written(v)
     return list(v) if isinstance(v, tuple) else v

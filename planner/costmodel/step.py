@@ -202,12 +202,12 @@ class CostModel:
         # too fast; at the engine's fitted collective efficiency it is 18 % too slow
         self.fabric = scale_fabric(Fabric.of(hw), k.allreduce)
         self.bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * k.memory
-        # the engine's block-scaled FP8 kernels on this architecture: (dense, grouped MoE) fractions of self.bw
-        self.block_fp8_bw = next(((d, m) for a, d, m in getattr(engine, "block_fp8_bw", ()) or ()
-                                  if a == hw.architecture), (1.0, 1.0))
         ov = hw.overheads
         engine = engine or Engine()
         self.engine = engine
+        # the engine's block-scaled FP8 kernels on this architecture: (dense, grouped MoE) fractions of self.bw
+        self.block_fp8_bw = next(((d, m) for a, d, m in getattr(engine, "block_fp8_bw", ())
+                                  if a == hw.architecture), (1.0, 1.0))
         # a capture's own measured overheads (datasheet devices have none) + the engine layer's
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
@@ -266,6 +266,11 @@ class CostModel:
                 op.time_s = np.broadcast_to(t_meas, op.time_s.shape)
                 op.source = SOURCES[src]
         return op
+
+    def block_fp8_applies(self, plans) -> bool:
+        """Whether any of ``plans`` serves a released block-scaled FP8 checkpoint whose weights this engine's kernels
+        stream below the plain rate (Engine.block_fp8_bw on this architecture)."""
+        return self.block_fp8_bw != (1.0, 1.0) and bool(np.any(np.asarray(plans.act_quant, float)))
 
     def vector_time(self, flops):
         """Seconds of ``flops`` of non-tensor-core work (0 where the device has no vector peak on record)."""
@@ -353,10 +358,11 @@ class _Ctx:
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
         cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
-        blk = np.asarray(plans.act_quant, float)  # 1 where a plan serves the released block-scaled format
-        d, mo = cm.block_fp8_bw
-        cm._block_dense, cm._block_moe = ((0.0, 0.0) if not np.any(blk) or (d, mo) == (1.0, 1.0) else
-                                          (blk * (1.0 / d - 1.0), blk * (1.0 / mo - 1.0)))
+        if cm.block_fp8_applies(plans):  # act_quant: 1 where a plan serves the released block-scaled format
+            blk, (d, mo) = np.asarray(plans.act_quant, float), cm.block_fp8_bw
+            cm._block_dense, cm._block_moe = blk * (1.0 / d - 1.0), blk * (1.0 / mo - 1.0)
+        else:
+            cm._block_dense = cm._block_moe = 0.0
         hs = np.asarray(plans.gemm_half_m_scale, float)
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))

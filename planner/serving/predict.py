@@ -169,7 +169,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
     notes = ([res.note] if res.note else []) + cap.notes(m, isl, osl)
-    if np.any(np.asarray(p.act_quant, float) > 0) and cm.block_fp8_bw != (1.0, 1.0):
+    if cm.block_fp8_applies(p):
         d, mo = cm.block_fp8_bw
         notes.append(f"block-scaled FP8 weights stream at {d:g} (dense layers)" + (f" and {mo:g} (experts)" if m.moe else "")
                      + f" of the memory roofline's bandwidth with {engine.name}'s kernels on {hw.architecture} "

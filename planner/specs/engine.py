@@ -367,6 +367,11 @@ def _block_fp8_bw(v) -> tuple[tuple[str, float, float], ...]:
     return tuple(out)
 
 
+def block_fp8_bw_as_written(v: tuple[tuple[str, float, float], ...]) -> dict:
+    """The Engine field back in the profile's form, ``{architecture: {dense: f, moe: f}}``."""
+    return {a: {"dense": d, "moe": m} for a, d, m in v}
+
+
 # ---- loading --------------------------------------------------------------------------------
 def _version_key(v: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))

@@ -248,6 +248,12 @@ def _hw_parts(text: str) -> tuple[str, str | None, float | None]:
     return "".join(family), form, (float(mem[0]) if len(mem) == 1 else None)
 
 
+@functools.cache
+def _builtin_hw_parts() -> dict[str, tuple[str, str | None, float | None]]:
+    """(family, form factor, memory GB) of every built-in hardware id, read once."""
+    return {ident: _hw_parts(ident) for ident in _builtin("Hardware")}
+
+
 def _hardware_by_parts(name: str) -> str | None:
     """The one built-in device a descriptive product name fits, judged by its parts: the family must be a spec's, a form
     factor or memory size given must agree with it (memory within 5 % of its capacity in GB or GiB: 'H200-SXM-141GB'),
@@ -257,8 +263,7 @@ def _hardware_by_parts(name: str) -> str | None:
     family, form, mem = _hw_parts(name)
     if not family:
         return None
-    parts = {ident: _hw_parts(ident) for ident in _builtin("Hardware")}
-    same = {ident: ps for ident, ps in parts.items() if ps[0] == family}
+    same = {ident: ps for ident, ps in _builtin_hw_parts().items() if ps[0] == family}
     hits = []
     for ident, (_, id_form, id_mem) in same.items():
         if (id_form is not None and form != id_form) or (id_mem is not None and mem is None):

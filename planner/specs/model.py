@@ -123,7 +123,6 @@ class LinearAttention(_Strict):
         return 4.0 if self.state_dtype == "fp32" else 2.0
 
 
-
 class Attention(_Strict):
     kind: Literal["mha", "gqa", "mqa", "mla"]
     # local attention, one of two kinds: a sliding window (a query sees the last `sliding_window`
