@@ -70,9 +70,6 @@ def test_version_resolution():
 
 @pytest.mark.parametrize("name, match", [
     ("vlm", r"unknown engine 'vlm' \(did you mean 'vllm'"),
-    ("vllm@0.3", r"vllm 0.3 has no profile of its own; vllm@0.6 prices its release era \(the V0 engine"),
-    ("vllm@0.11", r"vllm 0.11 has no profile of its own; vllm@0.15 prices .*: pass --engine vllm@0.15$"),
-    ("trtllm@0.12.0", r"trtllm 0.12.0 has no profile of its own; trtllm@0.14 prices"),
     ("vllm@abc", r"unknown vllm version 'abc'"),
     ("tensorrt", r"unknown engine 'tensorrt'"),
 ])
@@ -94,6 +91,34 @@ def test_a_release_without_a_profile_maps_to_its_era():
              ("vllm", "abc"): None, ("nope", "1.0"): None}
     for (eid, ver), want in cases.items():
         assert era_profile(eid, ver) == want, (eid, ver)
+
+
+@pytest.mark.parametrize("name, profile, era", [
+    ("vllm@0.3", "vllm@0.6", "the V0 engine, before 0.8"),
+    ("vllm@0.11", "vllm@0.15", "the V1 engine, vLLM 0.8 on"),
+    ("trtllm@0.12.0", "trtllm@0.14", "the C++ runtime's in-flight batching, 0.10-0.18"),
+    ("trtllm@1.2", "trtllm@1.1", "the PyTorch backend, 0.19 on"),
+])
+def test_a_release_without_a_profile_is_priced_by_its_era_and_says_so(name, profile, era):
+    """A release the profiles do not name runs on its era's profile (the same engine, equal to it), and the profile
+    carries the release asked for, so the answer can say which profile priced it; a named profile says nothing."""
+    e = get_engine(name)
+    assert e.name == profile and e == get_engine(profile) and e.requested == name
+    assert e.era_note == (f"{name.replace('@', ' ')} has no profile of its own: priced with {profile}, the profile of its "
+                          f"release era ({era})")
+    assert get_engine(profile).era_note is None and get_engine("vllm@0.15.1").era_note is None
+    assert e.with_(max_seqs=7).requested == name  # derived profiles keep it (for_hardware, the serving layer's)
+
+
+def test_the_era_note_reaches_estimate_and_plan():
+    from planner.api import estimate, plan
+
+    note = get_engine("vllm@0.11").era_note
+    e = estimate("llama-3.1-8b", "h100-sxm", engine="vllm@0.11")
+    assert e.notes[0] == note and "vllm@0.15" in note
+    assert note not in estimate("llama-3.1-8b", "h100-sxm", engine="vllm@0.15").notes
+    p = plan("llama-3.1-8b", "h100-sxm", gpus=1, engine="vllm@0.11")
+    assert p.notes == [note]
 
 
 def test_versions_differ_where_the_engines_changed():

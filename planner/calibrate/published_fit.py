@@ -64,10 +64,10 @@ def _profile_for(eid: str, version: str) -> str:
     """``ID@VERSION`` when that release has a profile, else the profile of its era (planner.specs.engine.era_profile)."""
     name = f"{eid}@{version}"
     try:
-        get_engine(name)
-        return name
+        e = get_engine(name)
     except PlannerError:
         return era_profile(eid, version) or name
+    return name if e.requested is None else e.name
 
 
 def _vendor(hardware: str) -> str | None:

@@ -51,6 +51,8 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
     d = {**e.info(), "settings": {k: {"value": _plain(getattr(e, k, None), k), "flag": e.flags.get(k) or e.keys.get(k),
                                        "source": src} for k, src in e.source_items if hasattr(e, k)},
          "other_flags": {k: e.flags.get(k) or e.keys.get(k) for k, _ in e.source_items if not hasattr(e, k)}}
+    if e.era_note:
+        d = {"note": e.era_note, **d}
     if as_json:
         print_json(d)
         return

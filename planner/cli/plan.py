@@ -95,6 +95,8 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
               f"{s['feasible']:,} meet the constraints, in {res.seconds:.2f} s")
     for hw, why in getattr(res, "skipped", {}).items():
         out.print(f"[yellow]left out {hw}:[/yellow] {why}")
+    for n in getattr(res, "notes", []):
+        out.print(f"note: {n}")
     if res.recommended is None:
         out.print("[red]no plan meets every constraint[/red]")
         for line in res.infeasible:

@@ -352,7 +352,9 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
     isl, osl = spec.mean_lengths()
     probe = generate(spec, 3000, rate=1.0, seed=seed)
     max_input = float(probe.input_tokens.max())
-    notes = [f"workload {spec.name}: {spec.describe()} (mean input {isl:.0f}, output {osl:.0f} tokens); {spec.source}"]
+    from planner.specs.engine import era_notes
+
+    notes = era_notes(engine) + [f"workload {spec.name}: {spec.describe()} (mean input {isl:.0f}, output {osl:.0f} tokens); {spec.source}"]
     if ttft_s is None and tpot_s is None:
         notes.append("no SLO given: sized only to keep up with the rate")
     cands, search_notes = _candidates(m.id, hw.id, spec, slo, max_gpus, weights, kv, engine, isl, osl, lora)

@@ -120,13 +120,14 @@ class PlanResult:
     task: str = "general"
     cost_basis: str = "rented"  # which $/M tokens --objective cost and --max-cost used
     skipped: dict = field(default_factory=dict)  # device -> why the engine does not run there (left out of the search)
+    notes: list[str] = field(default_factory=list)  # what the answer rests on that the user did not say (Engine.era_note)
 
     def to_dict(self) -> dict:
         return {"search": {"plans_evaluated": self.plans_evaluated, "plans_costed": self.plans_costed, "pruned": self.pruned,
                            "feasible": len(self.table), "cost_basis": self.cost_basis, "skipped_hardware": self.skipped},
                 "timing": {"wall_s": round(self.seconds, 4)},
                 "frontier": self.frontier, "recommended": self.recommended, "runner_up": self.runner_up, "why": self.why,
-                "infeasible": self.infeasible, "nearest": self.nearest}
+                "infeasible": self.infeasible, "nearest": self.nearest, "notes": self.notes}
 
 
 def _accuracy_fn(model, task):
@@ -307,6 +308,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         raise PlannerError(f"unknown objective {objective!r} (use {', '.join(OBJECTIVES)})")
     opts = opts or SpaceOptions()
     engine = get_engine(engine) if isinstance(engine, str) else engine
+    notes = [engine.era_note] if engine.era_note else []
     model = get_model(model_id)
     # a device the engine does not run on (TensorRT-LLM on an AMD GPU) is left out and said so; none left: an error
     devices = [get_hardware(h) for h in hardware]
@@ -356,7 +358,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         allp = PlanTable.concat(found.every)
         infeasible, nearest = explain_infeasible(allp, cons.checks(allp), model, key, sign)
         return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task,
-                          basis, skipped=skipped)
+                          basis, skipped=skipped, notes=notes)
     c = feas.cols
     obj = np.column_stack([c["tok_s_per_gpu"], c["tok_s_per_user"], c["accuracy"], c["max_context"],
                            -np.nan_to_num(c[COST_KEYS[basis]], nan=0.0) if len(hardware) > 1 else np.zeros(len(feas))])
@@ -383,7 +385,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     frontier = [row(feas, int(i), model.max_context, best_tok, model.id) for i in f_order]
     seconds = time.perf_counter() - t0
     return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task, basis,
-                      skipped=skipped)
+                      skipped=skipped, notes=notes)
 
 
 SHAPE_COLS = ("hardware", "disagg", "tp", "pp", "ep", "adp", "weights", "kv")

@@ -168,7 +168,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
-    notes = ([res.note] if res.note else []) + cap.notes(m, isl, osl)
+    notes = ([engine.era_note] if engine.era_note else []) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
     if cm.block_fp8_applies(p):
         d, mo = cm.block_fp8_bw
         notes.append(f"block-scaled FP8 weights stream at {d:g} (dense layers)" + (f" and {mo:g} (experts)" if m.moe else "")

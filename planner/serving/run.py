@@ -134,7 +134,9 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     slo = SLO(ttft_slo, tpot_slo)
     reqs, wspec, wdesc = load_requests(workload, trace, isl, osl, r, requests, seed, arrival, cv, shared_prefix)
     max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
-    notes: list[str] = []
+    from planner.specs.engine import era_notes
+
+    notes: list[str] = era_notes(engine)
     lora_spec = _adapters(reqs, lora, lora_resident, lora_popularity, seed, fleet or disagg)
     if reqs.classes and sched.policy == "fcfs":  # service classes: the waiting queue goes by class priority
         sched.policy = "priority"

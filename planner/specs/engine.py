@@ -115,6 +115,17 @@ class Engine:
     # where the engine runs: hardware vendors, kinds or vendor:kind (nvidia, cpu, intel:gpu, ...); empty: anywhere
     runs_on: tuple[str, ...] = ()
     title: str = ""  # the profile's name ("TensorRT-LLM 0.14 (TensorRT backend)")
+    # the release the user named ("vllm@0.11") when no profile of its own exists and its era's profile prices it
+    # (get_engine); None: the profile was named. Not part of the engine's identity (equality, hashing)
+    requested: str | None = field(default=None, compare=False)
+
+    @property
+    def era_note(self) -> str | None:
+        """One line saying which profile prices the release the user named, where that is not its own; else None."""
+        if not self.requested:
+            return None
+        return (f"{self.requested.replace('@', ' ')} has no profile of its own: priced with {self.name}, the profile of "
+                f"its release era ({era_note(self.id, self.name)})")
 
     @property
     def name(self) -> str:
@@ -492,7 +503,9 @@ def era_note(eid: str, era: str) -> str:
 
 
 def get_engine(name: str) -> Engine:
-    """``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release."""
+    """``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release; ``"vllm@0.15.1"``: the profile of its minor
+    series; ``"vllm@0.11"``, a release without a profile: the profile of its era (era_profile), which carries the
+    release asked for in ``requested`` so that its ``era_note`` can say so wherever the estimate is shown."""
     ps = profiles()
     if name in ps:
         return ps[name]
@@ -508,11 +521,16 @@ def get_engine(name: str) -> Engine:
             if _version_key(ver)[:len(_version_key(e.version))] == _version_key(e.version):
                 return e
         era = era_profile(base, ver)
-        if era is not None:
-            raise PlannerError(f"{base} {ver} has no profile of its own; {era} prices its release era "
-                               f"({era_note(base, era)}): pass --engine {era}")
+        if era is not None:  # the profile of its release era, saying so (Engine.era_note): nothing silently defaulted
+            return replace(ps[era], requested=f"{base}@{ver}")
         raise unknown(f"{base} version", ver, [e.version for e in versions])
     raise unknown("engine", name, engine_ids())
+
+
+def era_notes(engine: "Engine | str") -> list[str]:
+    """``[Engine.era_note]`` of ``engine`` (a profile or the name the user gave), or [] when it names its own profile."""
+    note = (get_engine(engine) if isinstance(engine, str) else engine).era_note
+    return [note] if note else []
 
 
 def __getattr__(name: str):
