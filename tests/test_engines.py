@@ -65,6 +65,10 @@ def test_version_resolution():
     assert get_engine("trtllm").version == "1.1"
     assert get_engine("trtllm@0.14").name == "trtllm@0.14"
     assert ENGINES["vllm"] is get_engine("vllm") and "sglang" in ENGINES
+    # the engines' own names, in any case, name the same profiles
+    for name, want in {"vLLM": "vllm@0.15", "SGLang": "sglang@0.5", "TensorRT-LLM": "trtllm@1.1", "tensorrt_llm@0.14.0": "trtllm@0.14",
+                       "trt-llm@0.9": "trtllm@0.9", "llama.cpp": "llamacpp@unpinned", "vLLM@0.15.1": "vllm@0.15"}.items():
+        assert get_engine(name) is get_engine(want), name
     assert "vllm" in engine_ids() and "vllm@0.6" in engine_ids()
 
 

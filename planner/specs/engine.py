@@ -502,6 +502,17 @@ def era_note(eid: str, era: str) -> str:
             "trtllm@0.9": "static batching, before 0.10"}.get(era, f"the newest {eid} profile")
 
 
+# the engines' own names as users write them ("TensorRT-LLM", "llama.cpp"): the same engine as the profile id
+_ENGINE_ALIASES = {"tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "tensorrtllm": "trtllm", "trt-llm": "trtllm",
+                   "trt_llm": "trtllm", "llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "llama_cpp": "llamacpp"}
+
+
+def _engine_id(text: str) -> str:
+    """The profile id an engine's name means, whatever its case (``vLLM``, ``SGLang``, ``TensorRT-LLM``)."""
+    t = text.strip().lower()
+    return _ENGINE_ALIASES.get(t, t)
+
+
 def get_engine(name: str) -> Engine:
     """``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release; ``"vllm@0.15.1"``: the profile of its minor
     series; ``"vllm@0.11"``, a release without a profile: the profile of its era (era_profile), which carries the
@@ -510,6 +521,7 @@ def get_engine(name: str) -> Engine:
     if name in ps:
         return ps[name]
     base, _, ver = name.partition("@")
+    base = _engine_id(base)
     m = re.match(r"v?(\d[\w.\-]*)", ver.strip())
     ver = m.group(1) if m else ver  # "0.15.1 (per the release notes)" names release 0.15.1
     versions = sorted((e for e in ps.values() if e.id == base), key=lambda e: _version_key(e.version))
