@@ -308,3 +308,22 @@ def test_a_few_tokens_run_as_matrix_vector_kernels_on_the_vector_units():
         assert up.flops[0] / cm.vec_rate < up.bytes[0] / cm.bw  # the vector units keep up: memory bound
         t[w] = up.time_s[0] - cm.kernel_s
     assert t["q8_0"] / t["q4_0"] == pytest.approx(8.5 / 4.5, rel=0.05)  # 34 vs 18 bytes per 32 weights
+
+
+def test_estimate_says_when_the_engines_host_time_sets_the_decode_step():
+    """Under asynchronous scheduling the host work (a + b x sequences) hides under the GPU until it is longer; an
+    estimate where it is longer says so, with the figures it priced: its host time is a + b x the running batch and
+    is the TPOT's step, and the GPU time it quotes is shorter. A plan whose GPU time covers the host's says nothing."""
+    import re
+
+    from planner.specs.engine import get_engine
+
+    eng = get_engine("vllm@0.15")
+    e = estimate("llama-3.1-8b", "b200", PlanSpec(weights="fp8"), isl=1024, osl=1024, concurrency="max", engine=eng)
+    note = next(n for n in e.notes if n.startswith("decode is host-bound"))
+    a, b, n, host, gpu = (float(x.replace(",", "")) for x in re.search(
+        r"(\d+) us \+ ([\d.]+) us x ([\d,]+) sequences = ([\d.]+) ms, exceeds the GPU's ([\d.]+) ms", note).groups())
+    assert b == pytest.approx(eng.step_host_per_seq_s * 1e6, abs=0.05) and a == pytest.approx(eng.step_host_s * 1e6, abs=0.5)
+    assert host == pytest.approx((a + b * n) / 1e3, rel=1e-3) and gpu < host
+    assert e.tpot_s * 1e3 == pytest.approx(host, rel=0.02)  # decode steps between prefills run at the host's pace
+    assert not any("host" in n for n in estimate("llama-3.1-70b", "h100-sxm", PlanSpec(tp=4), engine=eng).notes)

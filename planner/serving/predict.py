@@ -285,6 +285,9 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
         if plan.spec_auto:
             s.notes.append(f"adaptive speculation: {spec_used:g} draft tokens per step at this batch (the most tokens/s "
                            f"among 0..{SPEC_AUTO_MAX_K} at acceptance {plan.spec_alpha:g})")
+    note = _host_note(s, t.decode)
+    if note:
+        s.notes.append(note)
     ttft, tpot = float(t.ttft_s[0]), float(t.tpot_s[0])
     if ttft_includes_first_decode:
         ttft += tpot
@@ -299,6 +302,32 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
         out.update(rps=out["tok"] / osl, e2e_s=i["ttft_s"] + (osl - 1) * i["tpot_s"])
     out["finetune"] = tenancy.finetune(plan, batching, cm, p, n_run, s.isl_m, osl, out["tpot_s"])
     return out
+
+
+HOST_SHARE_NOTED = 0.2  # a synchronous engine's host time is noted once it is this share of the decode step
+
+
+def _host_note(s: _Setup, sc: StepCost | None) -> str | None:
+    """A note when the engine's host work (scheduling, sampling, detokenizing: a + b x sequences per step) sets the
+    decode step time: it exceeds the GPU's under asynchronous scheduling, or takes HOST_SHARE_NOTED of the step
+    without it. Single-stage plans (the step is then the ops' sum + the fixed step time); None otherwise."""
+    cm = s.cm
+    b = cm.step_host_per_seq_s
+    if sc is None or not b or int(s.plan.pp) != 1 or cm.weight_stream is not None:
+        return None
+    gpu = float(np.ravel(sum(o.time_s * o.count for o in sc.ops))[0]) + cm.step_s
+    step = float(np.ravel(sc.time_s)[0])
+    host = step if cm.async_scheduling else step - gpu
+    if (cm.async_scheduling and step <= gpu * (1 + 1e-9)) or (not cm.async_scheduling and host < HOST_SHARE_NOTED * step):
+        return None
+    seqs = (host - cm.step_host_s) / b
+    what = (f"{s.engine.name}'s host time per decode step, {cm.step_host_s * 1e6:.0f} us + {b * 1e6:.1f} us x "
+            f"{seqs:,.0f} sequences = {host * 1e3:.1f} ms")
+    why = (f"decode is host-bound: {what}, exceeds the GPU's {gpu * 1e3:.1f} ms (asynchronous scheduling hides host time "
+           f"only up to the GPU time)" if cm.async_scheduling else f"{what}, is {host / step:.0%} of the step (not overlapped "
+           f"with the GPU)")
+    src = cm.kernels.provenance.get("seq_host_s", "")
+    return why + (f"; per-sequence host time: {src}" if src else "")
 
 
 def _no_timing(s: _Setup) -> dict:
