@@ -38,12 +38,15 @@ def test_every_row_is_predicted_through_the_simulator(rows):
     assert len({i for i, *_ in out}) == len(rows)
     assert all(pred is not None and np.isfinite(pred) and pred > 0 for _, _, _, _, pred, _ in out)
     # a burst of requests: the throughput over the run is completions over its span, so requests/s x osl = tokens/s
+    # (ShareGPT's drawn lengths are scaled to the run's printed mean, which whole tokens meet to within half a token)
     by = {}
     for i, what, _, _, pred, _ in out:
         by.setdefault(i, {})[what] = pred
     for i, d in by.items():
         if "requests_per_s" in d and "output_tokens_per_s" in d:
-            assert d["output_tokens_per_s"] == pytest.approx(d["requests_per_s"] * round(float(rows[i]["osl"])), rel=1e-6)
+            osl = float(rows[i]["osl"])
+            rel = 0.5 / osl if rows[i]["dataset"] == "sharegpt" else 1e-6
+            assert d["output_tokens_per_s"] == pytest.approx(d["requests_per_s"] * (osl if rel > 1e-6 else round(osl)), rel=rel)
 
 
 def test_a_single_request_decodes_at_one_over_its_tpot():
@@ -79,3 +82,37 @@ def test_a_closed_loop_sends_each_clients_next_request_when_its_last_one_ends():
     row4 = dict(row, max_concurrency="4")
     out4 = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([row4])}
     assert 3.0 * out["requests_per_s"] < out4["requests_per_s"] < 4.0 * out["requests_per_s"]  # batching shares weight reads
+
+
+def test_sharegpt_lengths_follow_the_benchmark_samplers_filter_and_the_runs_means():
+    """vLLM's ShareGPT sampler leaves out pairs with a prompt over 1024 tokens or prompt + reply over 2048; the lengths
+    drawn for a run keep that bound, match its printed means and keep the spread (the longest reply several times the
+    mean)."""
+    from planner.serving.workload import generate, get_workload, sharegpt_workload
+
+    w = get_workload("sharegpt")
+    assert w.max_total == 2048 and w.input.max == 1024 and w.output.sigma == w.input.sigma == 1.0
+    r = generate(sharegpt_workload(219.2, 200.8), 20000, rate=1.0, seed=3)
+    assert np.all(r.input_tokens + r.output_tokens <= 2048) and r.input_tokens.max() <= 1024
+    assert r.input_tokens.min() >= 4 and r.output_tokens.min() >= 4
+    assert r.input_tokens.mean() == pytest.approx(219.2, rel=0.03) and r.output_tokens.mean() == pytest.approx(200.8, rel=0.03)
+    assert r.output_tokens.max() > 5 * 200.8 and np.median(r.output_tokens) < 0.8 * 200.8  # a long right tail
+    again = generate(sharegpt_workload(219.2, 200.8), 20000, rate=1.0, seed=3)
+    assert np.array_equal(r.output_tokens, again.output_tokens)  # same seed, same draws
+
+
+def test_a_sharegpt_burst_lasts_until_its_longest_replies_finish():
+    """Every request of a burst arrives at once; with ShareGPT's spread of reply lengths the batch thins out at the end
+    and the few longest replies decode at a small batch, so the run lasts longer and serves fewer requests per second
+    than the same burst at the mean lengths. The run cannot end before its longest reply has decoded one token a step."""
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+           "tp": "1", "isl": "220", "osl": "200", "num_prompts": "1000", "rate": "inf", "requests_per_s": "1",
+           "mean_tpot_s": "0.01"}
+    fixed = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([dict(row, dataset="random")])}
+    spread = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([dict(row, dataset="sharegpt")])}
+    assert spread["requests_per_s"] < 0.8 * fixed["requests_per_s"]
+    from planner.serving.workload import generate, sharegpt_workload
+
+    longest = int(generate(sharegpt_workload(220, 200), 1000, rate=float("inf"), seed=0).output_tokens.max())
+    alone = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([dict(row, dataset="random", num_prompts="1")])}
+    assert 1000 / spread["requests_per_s"] > longest * alone["mean_tpot_s"]  # the fastest a reply can decode

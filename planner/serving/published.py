@@ -33,7 +33,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
-from planner.serving.workload import Requests, fixed_workload, generate, get_workload
+from planner.serving.workload import Requests, fixed_workload, generate, get_workload, sharegpt_workload
 from planner.specs.quant import default_kv
 
 ONLINE_REQUESTS = 500
@@ -275,15 +275,22 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 eng = eng.with_(async_scheduling=sched_ahead == "true")
             if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
                 weights = get_model(r["model"]).released_weights() or "bf16"
+            # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
+            # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
+            spec = (sharegpt_workload(_num(r, "isl", where), _num(r, "osl", where))
+                    if (r.get("dataset") or "").strip().lower() == "sharegpt" else fixed_workload(isl, osl))
+            reqs = generate(spec, n, rate=rate, seed=0)  # rate inf: every request at 0
+            if spec.max_total:  # the drawn lengths scaled to the run's printed totals (a few hundred draws miss them)
+                reqs.input_tokens, reqs.output_tokens = (_with_mean(reqs.input_tokens, _num(r, "isl", where), 4, 1024),
+                                                         _with_mean(reqs.output_tokens, _num(r, "osl", where), 4, spec.max_total))
             if clients:
                 # a closed loop: the simulator's follow-up turns (each arrives when the one before it ends), here
                 # independent prompts, so nothing of the previous turn's KV is kept for it (random and ShareGPT
                 # prompts share no prefix with each other)
                 eng = eng.with_(prefix_caching=False)
-                reqs = closed_loop(n, clients, isl, osl)
-            else:
-                reqs = generate(fixed_workload(isl, osl), n, rate=rate, seed=0)
-            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=isl + osl)
+                reqs = closed_loop(n, clients, isl, osl, reqs)
+            longest = int((reqs.input_tokens + reqs.output_tokens).max())
+            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest)
             s = Simulator([Pool(rep, 1)], reqs).run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
@@ -301,13 +308,23 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     return out
 
 
-def closed_loop(n: int, clients: int, isl: int, osl: int) -> Requests:
-    """``n`` requests of fixed lengths from ``clients`` clients in a closed loop (a benchmark's --max-concurrency): the
-    first ``clients`` arrive at 0, each later one the moment its client's previous request ends."""
+def _with_mean(x: np.ndarray, mean: float, lo: int, hi: int) -> np.ndarray:
+    """Whole-token lengths ``x`` scaled so their mean is ``mean`` (within a token), kept in [lo, hi]."""
+    y = x.astype(float)
+    for _ in range(4):
+        y = np.clip(y * mean / max(float(y.mean()), 1e-9), lo, hi)
+    return np.rint(y).astype(np.int64)
+
+
+def closed_loop(n: int, clients: int, isl: int, osl: int, lengths: Requests | None = None) -> Requests:
+    """``n`` requests from ``clients`` clients in a closed loop (a benchmark's --max-concurrency): the first ``clients``
+    arrive at 0, each later one the moment its client's previous request ends; of fixed lengths, or those of
+    ``lengths`` (a sampled dataset)."""
     c = max(1, min(int(clients), int(n)))
     idx = np.arange(n)
     parent = np.where(idx >= c, idx - c, -1).astype(np.int64)
     arrival = np.where(idx < c, 0.0, np.nan)
-    return Requests(arrival, np.full(n, isl, np.int64), np.full(n, osl, np.int64), np.zeros(n, np.int64), parent,
-                    np.zeros(n), source=f"closed loop of {c} clients")
+    i, o = ((lengths.input_tokens[:n], lengths.output_tokens[:n]) if lengths is not None
+            else (np.full(n, isl, np.int64), np.full(n, osl, np.int64)))
+    return Requests(arrival, i, o, np.zeros(n, np.int64), parent, np.zeros(n), source=f"closed loop of {c} clients")
 

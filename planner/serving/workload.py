@@ -173,6 +173,9 @@ class WorkloadSpec(_Strict):
     arrival: Arrival = Arrival()
     rate: Optional[float] = Field(default=None, gt=0)
     shared_prefix: float = Field(default=0.0, ge=0, lt=1)
+    # a benchmark's sampler keeps only the requests whose input + output is at most this many tokens and draws again
+    # for the rest (vLLM bench's ShareGPT sampler: 2048), so long pairs are left out, not clipped; None: no bound
+    max_total: Optional[int] = Field(default=None, ge=2)
     conversation: Optional[Conversation] = None
     classes: Optional[list[ServiceClass]] = None  # priority classes with their own SLOs (planner.serving.classes)
     base_dir: Optional[str] = Field(default=None, exclude=True)  # where relative paths resolve
@@ -185,6 +188,8 @@ class WorkloadSpec(_Strict):
         s = f"input {self.input.describe()}, output {self.output.describe()}, arrivals {self.arrival.describe()}"
         if self.shared_prefix:
             s += f", shared prefix {self.shared_prefix:.0%}"
+        if self.max_total:
+            s += f", input + output <= {self.max_total}"
         if self.conversation and (not isinstance(self.conversation.turns, int) or self.conversation.turns > 1):
             t = self.conversation.turns
             s += f", {t if isinstance(t, int) else t.describe()} turns, think {self.conversation.think_time_s:g} s"
@@ -359,8 +364,7 @@ def _generate(spec: WorkloadSpec, n: int, *, rate: float | None = None, seed: in
     rng = np.random.default_rng(seed)
     conv = spec.conversation
     if conv is None or (isinstance(conv.turns, int) and conv.turns <= 1):
-        isl = spec.input.sample(rng, n, spec.base)
-        osl = spec.output.sample(rng, n, spec.base)
+        isl, osl = _pairs(spec, rng, n)
         t = spec.arrival.times(rng, n, rate)
         return Requests(t, isl, osl, np.floor(spec.shared_prefix * isl).astype(np.int64), np.full(n, -1), np.zeros(n),
                         source=spec.name)
@@ -394,6 +398,48 @@ def _generate(spec: WorkloadSpec, n: int, *, rate: float | None = None, seed: in
             break
     return Requests(np.array(arr, float), np.array(isl, np.int64), np.array(osl, np.int64), np.array(pre, np.int64),
                     np.array(par, np.int64), np.array(think, float), source=spec.name)
+
+
+def _pairs(spec: WorkloadSpec, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (input, output) length pairs; under ``max_total`` the pairs longer than it are drawn again (a sampler that
+    filters), in rounds of the shortfall, until ``n`` remain (in the order drawn)."""
+    isl, osl = spec.input.sample(rng, n, spec.base), spec.output.sample(rng, n, spec.base)
+    if not spec.max_total:
+        return isl, osl
+    ok = isl + osl <= spec.max_total
+    i_keep, o_keep = [isl[ok]], [osl[ok]]
+    have, rounds = int(ok.sum()), 0
+    while have < n:
+        rounds += 1
+        if rounds > 200:
+            raise PlannerError(f"workload {spec.name!r}: fewer than 1 in 200 draws have input + output <= "
+                               f"{spec.max_total}; raise max_total or shorten the lengths")
+        m = max(2 * (n - have), 64)
+        a, b = spec.input.sample(rng, m, spec.base), spec.output.sample(rng, m, spec.base)
+        k = a + b <= spec.max_total
+        i_keep.append(a[k])
+        o_keep.append(b[k])
+        have += int(k.sum())
+    return np.concatenate(i_keep)[:n], np.concatenate(o_keep)[:n]
+
+
+def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sharegpt") -> WorkloadSpec:
+    """ShareGPT as the engines' benchmark clients sample it (vLLM ``bench serve --dataset-name sharegpt``: a
+    conversation's first prompt and first reply; pairs with a prompt or reply under 4 tokens, a prompt over 1024 or
+    prompt + reply over 2048 tokens are left out), with the lognormal spread of the built-in ``sharegpt`` workload and
+    its medians set so the lengths kept have the means given (a run's printed totals over its requests)."""
+    base = BUILTIN["sharegpt"]
+    d = {"name": name, **{k: v for k, v in base.items()}}
+    d["input"], d["output"] = dict(base["input"]), dict(base["output"])
+    mi, mo = float(base["input"]["median"]), float(base["output"]["median"])
+    for _ in range(8):  # the filter trims the tails, so the medians that give the means are found by a few rescalings
+        d["input"]["median"], d["output"]["median"] = mi, mo
+        spec = _validated(d, f"workload {name}")
+        i, o = _pairs(spec, np.random.default_rng(4321), 20000)
+        mi, mo = mi * mean_input / float(i.mean()), mo * mean_output / float(o.mean())
+    d["input"]["median"], d["output"]["median"] = mi, mo
+    d["source"] = base["source"] + f"; medians set for means {mean_input:g} / {mean_output:g}"
+    return _validated(d, f"workload {name}")
 
 
 # ------------------------------------------------------------------ built-ins
@@ -453,6 +499,22 @@ BUILTIN: dict[str, dict] = {
         "input": {"dist": "zipf", "a": 1.1, "min": 16, "max": 4096},
         "output": {"dist": "zipf", "a": 1.1, "min": 8, "max": 1024},
         "arrival": {"process": "gamma", "cv": 1.4142135623730951},
+    },
+    "sharegpt": {
+        "source": "ShareGPT (ShareGPT_V3_unfiltered_cleaned_split) as vLLM's benchmark client samples it (benchmarks "
+                  "datasets.py / sample_sharegpt_requests: first prompt and first reply, pairs left out below 4 tokens, "
+                  "above 1024 prompt tokens or above 2048 in all); means ~220 / ~200 tokens as published runs print them "
+                  "(gpustack performance-lab: 215 / 196 with gpt-oss's tokenizer, 219 / 201 with DeepSeek-R1's); the "
+                  "lognormal spread (sigma 1.0, prompts and replies) is fitted to the 11 bundled ShareGPT runs "
+                  "(serving_bench.csv: DeepSeek-R1 on 8 H200s, 1,000-prompt bursts and 4 clients; Qwen3-8B on an H100 "
+                  "at 1-8 clients), where the longest replies set how long a burst lasts: of 0.8, 1.0 and 1.2 it gives "
+                  "the smallest median error on requests/s (16.3, 13.8 and 14.1 %; 19 % at the mean lengths); prompts "
+                  "beyond 1024 tokens are held at 1024 here (the client leaves them out)",
+        "description": "chat prompts and replies as the ShareGPT benchmark samples them",
+        "input": {"dist": "lognormal", "median": 144, "sigma": 1.0, "min": 4, "max": 1024},
+        "output": {"dist": "lognormal", "median": 128, "sigma": 1.0, "min": 4, "max": 2044},
+        "arrival": {"process": "poisson"},
+        "max_total": 2048,
     },
     "openorca": {
         "source": "MLPerf Inference Llama-2-70B (OpenOrca): mean output 294.45 tokens per sample, the reference "
