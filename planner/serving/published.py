@@ -281,8 +281,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                     if (r.get("dataset") or "").strip().lower() == "sharegpt" else fixed_workload(isl, osl))
             reqs = generate(spec, n, rate=rate, seed=0)  # rate inf: every request at 0
             if spec.max_total:  # the drawn lengths scaled to the run's printed totals (a few hundred draws miss them)
-                reqs.input_tokens, reqs.output_tokens = (_with_mean(reqs.input_tokens, _num(r, "isl", where), 4, 1024),
-                                                         _with_mean(reqs.output_tokens, _num(r, "osl", where), 4, spec.max_total))
+                reqs.input_tokens, reqs.output_tokens = (
+                    _with_mean(reqs.input_tokens, _num(r, "isl", where), spec.input.min, spec.input.max),
+                    _with_mean(reqs.output_tokens, _num(r, "osl", where), spec.output.min, spec.output.max))
             if clients:
                 # a closed loop: the simulator's follow-up turns (each arrives when the one before it ends), here
                 # independent prompts, so nothing of the previous turn's KV is kept for it (random and ShareGPT
