@@ -291,3 +291,30 @@ def test_capacity_sizes_disaggregated_groups_whole():
     assert [(p["role"], p["count"]) for p in res.pools] == [("prefill", 2 * dg["prefill_workers"]),
                                                            ("decode", 2 * dg["decode_workers"])]
     assert res.summary()["completed"] == 400
+
+
+def test_simulate_help_names_every_built_in_workload():
+    """The --workload help lists the built-ins by name; a new one is named there too."""
+    from planner.serving.workload import builtin_names
+    from planner.studies.params import SimulateRequest
+
+    text = SimulateRequest.model_fields["workload"].description
+    assert all(name in text for name in builtin_names()), text
+
+
+def test_a_length_bound_redraws_long_pairs_and_refuses_one_nothing_fits(tmp_path):
+    """``max_total`` keeps the (input, output) pairs within it and draws again for the rest, as a benchmark's sampler
+    filters; a bound no pair meets is one clear error, not an endless loop."""
+    from planner.errors import PlannerError
+    from planner.serving.workload import generate, get_workload
+
+    p = tmp_path / "w.yaml"
+    p.write_text("name: w\ninput: {dist: lognormal, median: 300, sigma: 1}\noutput: {dist: lognormal, median: 300, sigma: 1}\n"
+                 "max_total: 1000\n")
+    r = generate(get_workload(str(p)), 5000, rate=1.0, seed=0)
+    assert len(r) == 5000 and (r.input_tokens + r.output_tokens).max() <= 1000
+    free = generate(get_workload(str(p)).model_copy(update={"max_total": None}), 5000, rate=1.0, seed=0)
+    assert (free.input_tokens + free.output_tokens).max() > 1000  # without the bound, long pairs occur
+    p.write_text("name: w\ninput: {dist: fixed, value: 100}\noutput: {dist: fixed, value: 100}\nmax_total: 150\n")
+    with pytest.raises(PlannerError, match="almost never fit max_total 150"):
+        generate(get_workload(str(p)), 10, rate=1.0)

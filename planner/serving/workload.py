@@ -412,7 +412,7 @@ def _pairs(spec: WorkloadSpec, rng: np.random.Generator, n: int) -> tuple[np.nda
     while have < n:
         rounds += 1
         if rounds > 200:
-            raise PlannerError(f"workload {spec.name!r}: fewer than 1 in 200 draws have input + output <= "
+            raise PlannerError(f"workload {spec.name!r}: its input + output lengths almost never fit max_total "
                                f"{spec.max_total}; raise max_total or shorten the lengths")
         m = max(2 * (n - have), 64)
         a, b = spec.input.sample(rng, m, spec.base), spec.output.sample(rng, m, spec.base)

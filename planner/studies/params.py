@@ -411,7 +411,7 @@ class SimulateRequest(Request):
     activations: str | None = _d(None, "activation precision (default: the weight format's)")
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine defaults: trtllm (reserve KV, 2048 seqs, 8192 tokens), vllm (on-demand KV) or sglang (KV admitted by its new-token ratio), at their device limits (planner engines list)")
-    workload: str | None = _d(None, "built-in workload (chat, chat-multiturn, code, rag, summarization, reasoning, burstgpt, openorca) or a workload YAML")
+    workload: str | None = _d(None, "built-in workload (chat, chat-multiturn, code, rag, summarization, reasoning, burstgpt, openorca, sharegpt) or a workload YAML")
     trace: str | None = _d(None, "CSV trace: timestamp, input and output tokens per row (BurstGPT columns work as they are)")
     isl: Tokens = _d(1024, "input tokens per request (without --workload/--trace)")
     osl: Tokens = _d(256, "output tokens per request (without --workload/--trace)")
