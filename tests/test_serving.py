@@ -318,3 +318,35 @@ def test_a_length_bound_redraws_long_pairs_and_refuses_one_nothing_fits(tmp_path
     p.write_text("name: w\ninput: {dist: fixed, value: 100}\noutput: {dist: fixed, value: 100}\nmax_total: 150\n")
     with pytest.raises(PlannerError, match="almost never fit max_total 150"):
         generate(get_workload(str(p)), 10, rate=1.0)
+
+
+def test_clients_in_a_closed_loop_keep_at_most_that_many_requests_in_flight():
+    """``--clients N``: the first N requests arrive at once and each later one when its client's previous one ends, so
+    never more than N are in the system; one client runs its requests one after another, so the run lasts the sum of
+    their latencies. The requests are independent: nothing of the previous request is served from the prefix cache."""
+    from planner.serving.run import simulate_scenario
+
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm", isl=300, osl=100, requests=40, seed=0)
+    one = simulate_scenario(clients=1, **kw).out
+    assert one["clients"] == 1 and one["rate"] is None and "1 clients in a closed loop" in one["workload"]
+    assert max(one["queue_over_time"]["running"]) <= 1 and max(one["queue_over_time"]["waiting"]) == 0
+    serial = 40 * one["e2e_latency_s"]["mean"]
+    assert one["requests_per_s"] == pytest.approx(40 / serial, rel=0.02)
+    four = simulate_scenario(clients=4, **kw).out
+    assert max(four["queue_over_time"]["running"]) <= 4
+    assert 3.0 * one["requests_per_s"] < four["requests_per_s"] < 4.0 * one["requests_per_s"]
+    assert one["prefix_cache_hit_tokens"] == four["prefix_cache_hit_tokens"] == 0
+
+
+@pytest.mark.parametrize("extra, match", [
+    (dict(rate="5"), "give --rate or --clients, not both"),
+    (dict(workload="chat-multiturn"), "--clients sends independent requests"),
+    (dict(shared_prefix=0.2), "--shared-prefix has no cache to hit"),
+])
+def test_clients_refuse_what_a_closed_loop_cannot_mean(extra, match):
+    from planner.errors import PlannerError
+    from planner.serving.run import simulate_scenario
+
+    with pytest.raises(PlannerError, match=match) as e:
+        simulate_scenario(model="llama-3.1-8b", hardware="h100-sxm", clients=4, requests=20, **extra)
+    assert "\n" not in str(e.value)

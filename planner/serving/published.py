@@ -33,7 +33,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
-from planner.serving.workload import Requests, fixed_workload, generate, get_workload, sharegpt_workload
+from planner.serving.workload import closed_loop, fixed_workload, generate, get_workload, sharegpt_workload
 from planner.specs.quant import default_kv
 
 ONLINE_REQUESTS = 500
@@ -315,17 +315,3 @@ def _with_mean(x: np.ndarray, mean: float, lo: int, hi: int) -> np.ndarray:
     for _ in range(4):
         y = np.clip(y * mean / max(float(y.mean()), 1e-9), lo, hi)
     return np.rint(y).astype(np.int64)
-
-
-def closed_loop(n: int, clients: int, isl: int, osl: int, lengths: Requests | None = None) -> Requests:
-    """``n`` requests from ``clients`` clients in a closed loop (a benchmark's --max-concurrency): the first ``clients``
-    arrive at 0, each later one the moment its client's previous request ends; of fixed lengths, or those of
-    ``lengths`` (a sampled dataset)."""
-    c = max(1, min(int(clients), int(n)))
-    idx = np.arange(n)
-    parent = np.where(idx >= c, idx - c, -1).astype(np.int64)
-    arrival = np.where(idx < c, 0.0, np.nan)
-    i, o = ((lengths.input_tokens[:n], lengths.output_tokens[:n]) if lengths is not None
-            else (np.full(n, isl, np.int64), np.full(n, osl, np.int64)))
-    return Requests(arrival, i, o, np.zeros(n, np.int64), parent, np.zeros(n), source=f"closed loop of {c} clients")
-

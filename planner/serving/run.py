@@ -69,6 +69,24 @@ def load_requests(workload: str | None, trace: str | None, isl: int, osl: int, r
     return reqs, spec, f"{spec.name}: {spec.describe()} -- {spec.source}"
 
 
+def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine):
+    """The engine for ``--clients``: checked against the flags it replaces, with the prefix cache off. The simulator
+    sends a closed loop's requests as follow-up turns of their client's previous one, and a follow-up turn finds its
+    history in the prefix cache; these requests are independent, so nothing of the previous one may be reused."""
+    from planner.specs.engine import get_engine
+
+    if clients < 1:
+        raise PlannerError("--clients must be at least 1")
+    if rate is not None:
+        raise PlannerError("give --rate or --clients, not both: N clients send each request when their last one ends")
+    if trace:
+        raise PlannerError("--clients draws lengths from a workload; a --trace brings its own arrivals")
+    if shared_prefix:
+        raise PlannerError("--clients sends independent requests, so --shared-prefix has no cache to hit")
+    eng = get_engine(engine) if isinstance(engine, str) else engine
+    return eng.with_(prefix_caching=False)
+
+
 @dataclass
 class Outcome:
     out: dict  # JSON-able summary
@@ -88,14 +106,15 @@ def _downsample(t, *ys, n: int = 200):
 def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, attention_dp=None,
                       attention_dp_balance=None, dp=None, weights="bf16", activations=None, kv=None, engine="trtllm",
                       workload=None, trace=None, isl=1024, osl=256, arrival="poisson", cv=1.0, shared_prefix=None,
-                      rate=None, requests=1000, seed=0, ttft_slo=None, tpot_slo=None, router="least-outstanding",
+                      rate=None, requests=1000, clients=None, seed=0, ttft_slo=None, tpot_slo=None, router="least-outstanding",
                       chunked_prefill=None, max_seqs=None, max_batched_tokens=None, kv_admission=None,
                       preemption="recompute", spec=None, disagg=None, prefill_tp=None, prefill_attention_dp=None,
                       prefill_ep=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
                       prompt_compression=None, sparse_attention=None, lora=None, lora_resident=None,
                       lora_popularity=None, migrate=None, priority_preemption=False, swap_group=None, ic_cache=None,
                       progress_factory=None) -> Outcome:
-    """``rate`` is requests/s, 'inf' or None; ``spec`` 'K:ALPHA'; ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
+    """``rate`` is requests/s, 'inf' or None; ``clients`` N clients in a closed loop instead of a rate; ``spec`` 'K:ALPHA';
+    ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
 
     from planner.serving.predict import PlanSpec, resolve_parallel
@@ -124,6 +143,9 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         raise PlannerError("--shared-prefix must be in [0, 1)")
     if fleet is None and model is None:
         raise PlannerError("give --model (or --fleet MODEL:N,...)")
+    if clients is not None:
+        engine = _closed_loop_engine(clients, rate, trace, shared_prefix, engine)
+        rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives
     r = parse_rate(rate) if isinstance(rate, str) or rate is None else float(rate)
     k, alpha = parse_spec(spec)
     sched = Scheduler(max_seqs=max_seqs, max_batched_tokens=max_batched_tokens, chunked_prefill=chunked_prefill,
@@ -133,6 +155,14 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     router_ = Router(router if fleet is None or router != "least-outstanding" else "threshold:8")
     slo = SLO(ttft_slo, tpot_slo)
     reqs, wspec, wdesc = load_requests(workload, trace, isl, osl, r, requests, seed, arrival, cv, shared_prefix)
+    if clients is not None:
+        if reqs.has_turns or (wspec is not None and wspec.shared_prefix):
+            raise PlannerError("--clients sends independent requests: use a workload without conversations or a shared prefix")
+        from planner.serving.workload import closed_loop
+
+        reqs = closed_loop(len(reqs), clients, 0, 0, reqs)
+        wdesc = f"{wdesc}; {min(clients, len(reqs))} clients in a closed loop"
+        r = None
     max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
     from planner.specs.engine import era_notes
 
@@ -172,7 +202,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
            "pools": [{"name": p.replica.name, "role": p.role, "replicas": p.count, "gpus_per_replica": p.replica.gpus,
                       "plan": p.replica.plan, **served.get(i, {})} for i, p in enumerate(pools)],
            "gpus": sum(p.count * p.replica.gpus for p in pools), "router": res.router,
-           "workload": wdesc, "rate": r, "requests": len(reqs), "seed": seed, **summ,
+           "workload": wdesc, "rate": r, "clients": clients, "requests": len(reqs), "seed": seed, **summ,
            "queue_over_time": dict(zip(("t_s", "waiting", "running"), _downsample(res.queue_t, res.queue_waiting, res.queue_running))),
            "simulator": {"events": res.events, "wall_s": res.wall_s, "core": res.core}, "notes": notes + res.notes}
     if lora_spec is not None:

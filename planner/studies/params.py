@@ -420,6 +420,7 @@ class SimulateRequest(Request):
     shared_prefix: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = _d(None, "fraction of each prompt served from the prefix cache, in [0, 1)")
     rate: Annotated[float | str | None, BeforeValidator(_sim_rate)] = _d(None, "arrival rate, requests/s, or 'inf' (all at once); rescales a trace")
     requests: Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = _d(1000, "requests to simulate (a trace: its first N rows)")
+    clients: PositiveInt | None = _d(None, "N clients in a closed loop instead of --rate (a benchmark's --max-concurrency N): the first N requests arrive at once, each later one when its client's previous request ends; independent requests, so no prefix cache")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed (same seed, same numbers)")
     ttft_slo: Duration | None = _d(None, "TTFT SLO for goodput: 2s, 300ms")
     tpot_slo: Duration | None = _d(None, "TPOT SLO for goodput, mean inter-token latency of a request: 50ms")
