@@ -66,9 +66,9 @@ def test_a_request_larger_than_the_kv_cache_is_unpredictable_with_its_reason():
 
 
 def test_a_closed_loop_sends_each_clients_next_request_when_its_last_one_ends():
-    from planner.serving.published import closed_loop
+    from planner.serving.workload import closed_loop, fixed_workload, generate
 
-    reqs = closed_loop(7, 3, 100, 20)
+    reqs = closed_loop(generate(fixed_workload(100, 20), 7, rate=float("inf")), 3)
     assert np.all(reqs.arrival_s[:3] == 0.0) and np.all(np.isnan(reqs.arrival_s[3:]))
     assert list(reqs.parent) == [-1, -1, -1, 0, 1, 2, 3]  # each client a chain
     assert np.all(reqs.think_s == 0.0) and np.all(reqs.prefix_tokens == 0)

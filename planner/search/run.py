@@ -16,7 +16,7 @@ from planner.search.evaluate import (CODE_COLUMNS, PlanTable, Workload, aggregat
                                      evaluate_disaggregated)
 from planner.search.pareto import pareto_mask
 from planner.search.space import SpaceOptions, enumerate_configs
-from planner.specs.engine import Engine, get_engine
+from planner.specs.engine import Engine, era_notes, get_engine
 from planner.specs.loader import get_hardware, get_model
 
 OBJECTIVES = {
@@ -308,7 +308,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         raise PlannerError(f"unknown objective {objective!r} (use {', '.join(OBJECTIVES)})")
     opts = opts or SpaceOptions()
     engine = get_engine(engine) if isinstance(engine, str) else engine
-    notes = [engine.era_note] if engine.era_note else []
+    notes = era_notes(engine)
     model = get_model(model_id)
     # a device the engine does not run on (TensorRT-LLM on an AMD GPU) is left out and said so; none left: an error
     devices = [get_hardware(h) for h in hardware]

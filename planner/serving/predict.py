@@ -24,7 +24,7 @@ from planner.serving.captech import cap_setup
 from planner.serving import tenancy
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
 from planner.serving.planspec import PlanSpec, check_plan, eviction_of, resolve_parallel  # noqa: F401  (re-exported)
-from planner.specs.engine import Engine, get_engine
+from planner.specs.engine import Engine, era_notes, get_engine
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.model import Model
@@ -168,7 +168,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
-    notes = ([engine.era_note] if engine.era_note else []) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
+    notes = era_notes(engine) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
     if cm.block_fp8_applies(p):
         d, mo = cm.block_fp8_bw
         notes.append(f"block-scaled FP8 weights stream at {d:g} (dense layers)" + (f" and {mo:g} (experts)" if m.moe else "")

@@ -289,7 +289,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 # independent prompts, so nothing of the previous turn's KV is kept for it (random and ShareGPT
                 # prompts share no prefix with each other)
                 eng = eng.with_(prefix_caching=False)
-                reqs = closed_loop(n, clients, isl, osl, reqs)
+                reqs = closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest)
             s = Simulator([Pool(rep, 1)], reqs).run().summary()

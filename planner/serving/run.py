@@ -160,7 +160,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
             raise PlannerError("--clients sends independent requests: use a workload without conversations or a shared prefix")
         from planner.serving.workload import closed_loop
 
-        reqs = closed_loop(len(reqs), clients, 0, 0, reqs)
+        reqs = closed_loop(reqs, clients)
         wdesc = f"{wdesc}; {min(clients, len(reqs))} clients in a closed loop"
         r = None
     max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())

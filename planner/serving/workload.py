@@ -423,17 +423,17 @@ def _pairs(spec: WorkloadSpec, rng: np.random.Generator, n: int) -> tuple[np.nda
     return np.concatenate(i_keep)[:n], np.concatenate(o_keep)[:n]
 
 
-def closed_loop(n: int, clients: int, isl: int, osl: int, lengths: Requests | None = None) -> Requests:
-    """``n`` requests from ``clients`` clients in a closed loop (a benchmark's --max-concurrency): the first ``clients``
-    arrive at 0, each later one the moment its client's previous request ends; of fixed lengths, or those of
-    ``lengths`` (a sampled dataset)."""
-    c = max(1, min(int(clients), int(n)))
+def closed_loop(lengths: Requests, clients: int) -> Requests:
+    """The requests of ``lengths`` (their input and output tokens) sent by ``clients`` clients in a closed loop (a
+    benchmark's --max-concurrency): the first ``clients`` arrive at 0, each later one the moment its client's previous
+    request ends."""
+    n = len(lengths)
+    c = max(1, min(int(clients), n))
     idx = np.arange(n)
     parent = np.where(idx >= c, idx - c, -1).astype(np.int64)
     arrival = np.where(idx < c, 0.0, np.nan)
-    i, o = ((lengths.input_tokens[:n], lengths.output_tokens[:n]) if lengths is not None
-            else (np.full(n, isl, np.int64), np.full(n, osl, np.int64)))
-    return Requests(arrival, i, o, np.zeros(n, np.int64), parent, np.zeros(n), source=f"closed loop of {c} clients")
+    return Requests(arrival, lengths.input_tokens, lengths.output_tokens, np.zeros(n, np.int64), parent, np.zeros(n),
+                    source=f"closed loop of {c} clients")
 
 
 def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sharegpt") -> WorkloadSpec:
