@@ -48,7 +48,7 @@ def estimate_at_rate(
         return d
     m = get_model(model) if isinstance(model, str) else model
     rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
-                      kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=isl + osl,
+                      kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=isl + osl,
                       sched=Scheduler(adp_balance=adp_balance) if adp_balance else None)
     reqs = generate(fixed_workload(isl, osl), requests, rate=rate, seed=seed)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()

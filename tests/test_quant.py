@@ -35,6 +35,35 @@ def test_default_kv(weights, kv):
     assert kv in KV_FORMATS
 
 
+@pytest.mark.parametrize("engine, model, kv", [
+    (None, None, "fp8"), ("trtllm", "llama-3.1-70b", "fp8"), ("trtllm@0.14", None, "fp8"),  # ModelOpt FP8 recipes
+    ("vllm", "llama-3.1-70b", "bf16"), ("vllm@0.6", None, "bf16"), ("sglang", None, "bf16"),  # --kv-cache-dtype auto
+    ("trtllm", "deepseek-r1", "bf16"), (None, "deepseek-v3", "bf16"),  # released in FP8: no KV format in the checkpoint
+])
+def test_default_kv_of_fp8_weights_follows_the_engine_and_the_checkpoint(engine, model, kv):
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_model
+
+    assert default_kv("fp8", engine, model) == kv
+    # objects and ids give the same answer; other formats do not depend on the engine
+    assert default_kv("fp8", get_engine(engine) if engine else None, get_model(model) if model else None) == kv
+    assert default_kv("bf16", engine, model) == "bf16" and default_kv("fp4", engine, model) == "bf16"
+
+
+def test_estimate_says_when_fp8_weights_keep_a_16_bit_cache():
+    from planner.api import estimate
+    from planner.serving.planspec import PlanSpec
+
+    v = estimate("llama-3.1-70b", "h100-sxm", PlanSpec(tp=2, weights="fp8"), engine="vllm")
+    v8 = estimate("llama-3.1-70b", "h100-sxm", PlanSpec(tp=2, weights="fp8", kv="fp8"), engine="vllm")
+    t = estimate("llama-3.1-70b", "h100-sxm", PlanSpec(tp=2, weights="fp8"), engine="trtllm")
+    assert v.plan["kv"] == "bf16" and v8.plan["kv"] == "fp8" and t.plan["kv"] == "fp8"
+    assert any("KV cache bf16" in n and "--kv fp8" in n for n in v.notes)
+    assert not any("KV cache" in n for n in t.notes + v8.notes)  # asked for, or the engine's own default: no note
+    # the 16-bit cache holds half the tokens a sequence needs in the same KV memory: about half the sequences fit
+    assert 0.45 < v.max_concurrency / v8.max_concurrency < 0.55
+
+
 def test_default_kv_is_never_wider_than_the_weights_activation_dtype():
     for w in FORMATS:
         assert kv_bytes_per_element(default_kv(w)) <= max(get_format(w).bytes, 2.0) or w == "fp32"

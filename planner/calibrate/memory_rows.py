@@ -44,7 +44,7 @@ def predict_kv_memory(rows: list[dict], file: str = "vllm_kv_memory.csv") -> lis
             eng = eng.with_(**{k: v for k, v in (("utilization", util), ("max_seqs", seqs), ("max_batched_tokens", mbt))
                                if v is not None})
             weights = (r.get("weights") or "").strip() or model.released_weights() or "bf16"
-            kv = (r.get("kv") or "").strip() or default_kv(weights)
+            kv = (r.get("kv") or "").strip() or default_kv(weights, eng, model)
             cfg = (f"{eng.name} tp{tp} {weights}/kv-{kv} utilization {eng.utilization:g}, {eng.max_seqs} sequences, "
                    f"{eng.max_batched_tokens} batched tokens")
             mem = memory(model, hw, make_plans(model, hw, tp=tp, weights=weights, kv=kv, engine=eng), eng)

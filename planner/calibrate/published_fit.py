@@ -163,10 +163,10 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     where = f"{file}:{line}"
     cols = {k for k, v in row.items() if k is not None}
     weights = canonical(row.get("weights_ran") or row.get("weights")) or "bf16"  # as validate.row_precisions
-    kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights)
     tp, pp, ep, adp = row_parallel(row, where) or (int(float(row["tp"])) if row.get("tp") else 1, 1, 1, 1)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
+    kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights, release_of(row), m)
     base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release_of(row),
                 tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
     num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731

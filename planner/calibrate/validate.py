@@ -169,7 +169,7 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         # engine's default batch limit (per attention-DP rank)
         ranks = plan.tp * plan.attention_dp
         cap = row_batch_cap(row, eng, get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
-                            ranks, ranks * plan.pp, isl, osl, weights, kv or default_kv(weights))
+                            ranks, ranks * plan.pp, isl, osl, weights, kv or default_kv(weights, eng, get_model(model)))
         if cap:
             conc = plan.attention_dp * cap
             bench = bench.with_(max_seqs=cap)

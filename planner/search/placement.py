@@ -59,7 +59,7 @@ class Tenant:
 def tenant(model_id: str, rate: float, hw, engine: Engine, weights: str, isl: int, osl: int, ttft_s, tpot_s,
            max_gpus: int) -> Tenant:
     m = get_model(model_id)
-    kv = default_kv(weights)
+    kv = default_kv(weights, engine, m)
     tp = 1
     while True:
         eng = engine.for_hardware(hw, tp, 1)

@@ -125,5 +125,5 @@ def cap_setup(plan, model: Model, hw: Hardware, plans: PlanArrays, isl: int, osl
         if d.vocab_size != model.vocab_size:
             raise PlannerError(f"draft model {d.id} has a vocabulary of {d.vocab_size:,} tokens, {model.id} one of "
                                f"{model.vocab_size:,}: a draft must share the target's tokenizer")
-        s.draft = DraftModel(d, hw, plans, weights=plan.weights, kv=plan.kv_format(), engine=engine)
+        s.draft = DraftModel(d, hw, plans, weights=plan.weights, kv=plan.kv_format(engine, model), engine=engine)
     return s, plans

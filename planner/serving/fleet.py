@@ -51,7 +51,7 @@ def default_tp(model: str | Model, hardware: str | Hardware, *, weights: str = "
     m = get_model(model) if isinstance(model, str) else model
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     eng = get_engine(engine) if isinstance(engine, str) else engine
-    kv = kv or default_kv(weights)
+    kv = kv or default_kv(weights, eng, m)
     domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
     best = None
     tp = 1
@@ -106,7 +106,7 @@ def fleet_pools(entries: list[tuple[str, int, int | None]], hardware: str, *, we
     pools, notes = [], []
     for m, n, tp in models:
         tp = tp or default_tp(m, hardware, weights=weights, kv=kv, engine=engine, ctx=ctx)
-        kv_ = kv or default_kv(weights)
+        kv_ = kv or default_kv(weights, engine, m)
         q = accuracy_of(weights, kv_, **model_terms(m))["score"]
         sub = size_substitution(m.id, big)
         if sub is None:

@@ -19,7 +19,7 @@ class PlanSpec:
     ep: int = 1
     dp: int = 1  # replicas
     weights: str = "bf16"
-    kv: str | None = None  # defaults to the weight format's natural KV (see kv_format)
+    kv: str | None = None  # None: the engine's default for the weights (see kv_format)
     activations: str | None = None
     weight_offload: str | None = None  # "host" or "disk": stream weights that do not fit (TPI-LLM / EdgeMoE style)
     attention_dp: int = 1  # data-parallel attention over the MoE group (MLA / MoE models), with --ep
@@ -53,10 +53,12 @@ class PlanSpec:
     def gpus(self) -> int:
         return self.tp * self.pp * self.attention_dp * self.cp * self.dp
 
-    def kv_format(self) -> str:
+    def kv_format(self, engine=None, model=None) -> str:
+        """The KV format asked for, else the one ``engine`` (an Engine or ID[@VERSION]; None: TensorRT-LLM's rule) picks
+        for these weights of ``model`` (planner.specs.quant.default_kv)."""
         if self.kv:
             return self.kv
-        return default_kv(self.weights)
+        return default_kv(self.weights, engine, model)
 
     def techniques(self) -> dict:
         return {"chunk_tokens": self.chunk_tokens, "spec_k": "auto" if self.spec_auto else self.spec_k,

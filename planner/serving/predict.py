@@ -124,7 +124,7 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     engine = get_engine(engine) if isinstance(engine, str) else engine
     engine = engine.for_hardware(hw, plan.tp, plan.pp)  # the limits the engine picks on this device
-    kv = plan.kv_format()
+    kv = plan.kv_format(engine, m)
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
     p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
@@ -169,6 +169,10 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
     notes = era_notes(engine) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
+    if not plan.kv and plan.weights == "fp8" and kv != "fp8":  # the engine's default keeps a 16-bit cache
+        why = (f"{m.id} is released in fp8 without a KV format" if m.released_weights() == "fp8"
+               else f"{engine.name}'s default KV dtype (auto) is the model's 16-bit one")
+        notes.append(f"KV cache {kv}: {why}; --kv fp8 quantizes it (half the bytes per token)")
     if cm.block_fp8_applies(p):
         d, mo = cm.block_fp8_bw
         notes.append(f"block-scaled FP8 weights stream at {d:g} (dense layers)" + (f" and {mo:g} (experts)" if m.moe else "")

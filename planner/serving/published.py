@@ -226,7 +226,7 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         where = f"{file}:{i + 2}"
         gpus = int(_num(r, "gpus", where))
         weights = r.get("weights") or "bf16"
-        kv = r.get("kv") or default_kv(weights)
+        kv = r.get("kv") or default_kv(weights, _engine_of(r), r["model"])
         scen = (r.get("scenario") or "").strip().lower()
         if scen not in ("offline", "server"):
             raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")

@@ -185,7 +185,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     techniques, max_input = _techniques(plan, reqs, notes, max_input, cp=cp, draft_model=draft_model, k=k, alpha=alpha,
                                         context_extension=context_extension, prompt_compression=prompt_compression,
                                         sparse_attention=sparse_attention)
-    common = dict(weights=plan.weights, kv=plan.kv_format(), activations=plan.activations, engine=engine, max_input=max_input,
+    common = dict(weights=plan.weights, kv=plan.kv_format(engine, model), activations=plan.activations, engine=engine, max_input=max_input,
                   techniques=techniques, lora=lora_spec)
     prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
     if not disagg and any(v is not None for v in prefill.values()):
@@ -303,7 +303,7 @@ def _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, rate, seed, ic
         load = router_ if router_.policy == "threshold" else Router("threshold:8")
         ic_r = ICCache(ic[0], ic[1], ic[2], threshold=load.threshold, seed=seed)
         routers = ((load.label(), load), (ic_r.label(), ic_r), ("static", Router("static")))
-        aug_acc = _ic_accuracy(pools, weights, kv, ic[3])
+        aug_acc = _ic_accuracy(pools, weights, kv, ic[3], engine)
         notes.append(f"IC-Cache: {ic[0]:.0%} of requests have cached twins; served by the small model with {ic[1]} examples x "
                      f"{ic[2]} tokens in front of the prompt, at quality {aug_acc:.3f} (planner.cap.accuracy cache_routing, "
                      f"small-with-examples quality {ic[3]:g} of the big model: an input)")
@@ -315,7 +315,7 @@ def _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, rate, seed, ic
     return Outcome(out, runs=runs, pools=pools, slo=slo)
 
 
-def _ic_accuracy(pools, weights, kv, quality: float) -> float:
+def _ic_accuracy(pools, weights, kv, quality: float, engine) -> float:
     """Quality of a request the small model serves with cached examples: the big model's plan accuracy
     with its cache-routing factor at ``quality`` (planner.cap.accuracy)."""
     from planner.cap.accuracy import accuracy, model_terms
@@ -323,7 +323,7 @@ def _ic_accuracy(pools, weights, kv, quality: float) -> float:
     from planner.specs.quant import default_kv
 
     big = get_model(pools[0].replica.model_id)
-    return float(accuracy(weights, kv or default_kv(weights), **model_terms(big),
+    return float(accuracy(weights, kv or default_kv(weights, engine, big), **model_terms(big),
                           cache_routing={"offload_fraction": 1.0, "small_quality": quality})["score"])
 
 

@@ -73,6 +73,10 @@ class Engine:
     # engine holds and attends over the whole sequence there, as TensorRT-LLM < 1.0 does unless its
     # max_attention_window_size is set (costmodel.memory.frees_window)
     kv_window_freed: bool = True
+    # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
+    # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
+    # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
+    fp8_kv_default: bool = True
     max_seqs: int = 2048  # engine cap on concurrent sequences
     # the routed experts run as one grouped GEMM (vLLM fused_moe, TensorRT-LLM, SGLang); False: a loop over the
     # experts, a gather, two GEMMs, the activation and a scatter-add each (the harness's numpy/torch reference)
@@ -198,7 +202,8 @@ class Engine:
         """A JSON-ready summary (what result objects and ``planner engines show`` print)."""
         return {"id": self.id, "version": self.version, "name": self.name, "utilization": self.utilization,
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
-                "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed, "chunked_prefill": self.chunked_prefill,
+                "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed,
+                "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
                 "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,

@@ -176,20 +176,37 @@ DEPLOY_WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int8-w
 DEPLOY_KV_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4")
 
 
-def default_kv(weights: str) -> str:
+def default_kv(weights: str, engine=None, model=None) -> str:
     """The KV-cache format an engine uses when none is asked for.
 
-    Engines store the KV cache in the model's activation dtype unless told otherwise (vLLM and
-    SGLang ``--kv-cache-dtype auto``; TensorRT-LLM ``kv_cache_config.dtype auto``): fp16 weights
-    give an fp16 cache, fp32 an fp32 one, everything else 16-bit bf16, except fp8 checkpoints,
-    whose FP8 KV cache the planner assumes by default (the engines' FP8 recipes quantize both).
+    Engines store the KV cache in the model's activation dtype unless told otherwise (vLLM and SGLang
+    ``--kv-cache-dtype auto``; TensorRT-LLM ``kv_cache_config.dtype auto``): fp16 weights give an fp16 cache, fp32 an
+    fp32 one, everything else 16-bit bf16. FP8 weights get an FP8 cache where the engine's default takes it from an
+    FP8 quantization recipe that quantizes both (``Engine.fp8_kv_default``: TensorRT-LLM with a ModelOpt checkpoint;
+    ``engine`` None: that default), but not for a model released in FP8 (``model``, a Model or its id: DeepSeek-V3/R1's block-scaled
+    checkpoint carries no KV format, so every engine keeps a 16-bit cache for it).
     """
-    if weights in ("fp8", "fp16", "fp32"):
+    if weights in ("fp16", "fp32"):
         return weights
-    return "bf16"
+    if weights != "fp8":
+        return "bf16"
+    if isinstance(engine, str):
+        from planner.specs.engine import get_engine
+
+        engine = get_engine(engine)
+    if engine is not None and not getattr(engine, "fp8_kv_default", True):
+        return "bf16"
+    if isinstance(model, str):
+        from planner.specs.loader import get_model
+
+        model = get_model(model)
+    if model is not None and model.released_weights() == "fp8":
+        return "bf16"
+    return "fp8"
 
 
-DEFAULT_KV_RULE = "default: the weights' dtype for bf16, fp16, fp32 and fp8 weights, else bf16"
+DEFAULT_KV_RULE = ("default: the weights' dtype for bf16, fp16 and fp32 weights; for fp8 weights fp8 with TensorRT-LLM, "
+                   "bf16 with vLLM and SGLang (their auto) and for models released in fp8; else bf16")
 WEIGHT_FORMATS_HELP = "weight precision: " + " ".join(FORMATS)
 KV_FORMATS_HELP = "KV-cache precision: " + " ".join(KV_FORMATS) + f" ({DEFAULT_KV_RULE})"
 
