@@ -244,6 +244,7 @@ def test_engines_cli(capsys):
     assert d["settings"]["max_seqs"]["source"]
     # the block-FP8 kernel bandwidth reads back as the profile writes it
     assert d["settings"]["block_fp8_bw"]["value"] == {"hopper": {"dense": 0.66, "moe": 0.48}}
+    assert d["settings"]["block_fp8_compute"]["value"] == {"hopper": {"dense": 0.87, "moe": 0.37}}
     code, out, err = run(["engines", "show", "vlm"], capsys)
     assert code == 2 and not out and err.count("\n") == 1 and "did you mean 'vllm'" in err
 

@@ -222,6 +222,35 @@ def test_block_scaled_fp8_weights_stream_at_the_engine_kernels_bandwidth():
                        op(CostModel(m, b200, engine=Engine()).step(pb, step), Op.EXPERTS).time_s)
 
 
+def test_block_scaled_fp8_gemms_compute_at_the_engine_kernels_rate():
+    """A compute-bound prefill step of DeepSeek-V3 in its released block-scaled FP8 (8,192 tokens): each linear
+    layer's tensor-core time is FLOPs / (the plain FP8 GEMM rate x the engine's block-FP8 compute fraction), dense
+    layers at one fraction and the grouped experts at another (vLLM on Hopper: CUTLASS 0.87, Triton fused_moe 0.37,
+    engines/vllm-0.15.yaml); memory time, the 16-bit router and lm_head, other architectures and formats are unchanged."""
+    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
+    fr = (0.8, 0.4)
+    eng = Engine(block_fp8_compute=(("hopper", *fr),))
+    plans = make_plans(m, hw, tp=8, weights="fp8", kv="fp8")
+    step = Step(prefill_seqs=1, prefill_tokens=8192)
+    cm, plain = CostModel(m, hw, engine=eng), CostModel(m, hw, engine=Engine())
+    assert cm.block_fp8_compute == fr and plain.block_fp8_compute == (1.0, 1.0)
+    got, base = cm.step(plans, step), plain.step(plans, step)
+    for name, f in ((Op.QKV_PROJ, fr[0]), (Op.O_PROJ, fr[0]), (Op.SHARED_EXPERT, fr[0]), (Op.EXPERTS, fr[1])):
+        (tc, tm, _, _), (tc0, tm0, _, _) = op(got, name).bound_parts, op(base, name).bound_parts
+        assert float(np.ravel(tc0)[0]) > 0  # seconds of tensor-core work at the plain rate
+        assert float(np.ravel(tc)[0]) == pytest.approx(float(np.ravel(tc0)[0]) / f, rel=1e-9), name
+        assert np.allclose(tm, tm0), name  # the weight stream is block_fp8_bw's business, unset here
+    assert float(np.ravel(op(got, Op.EXPERTS).time_s)[0]) > float(np.ravel(op(base, Op.EXPERTS).time_s)[0])
+    for name in (Op.ROUTER, Op.LM_HEAD):  # 16-bit weights in the released checkpoint
+        assert np.allclose(op(got, name).time_s, op(base, name).time_s)
+    bf = make_plans(m, hw, tp=8, weights="bf16", kv="fp8")  # not block-scaled
+    assert np.allclose(op(cm.step(bf, step), Op.EXPERTS).time_s, op(plain.step(bf, step), Op.EXPERTS).time_s)
+    b200 = get_hardware("b200")  # an architecture the profile does not list
+    pb = make_plans(m, b200, tp=8, weights="fp8", kv="fp8")
+    assert np.allclose(op(CostModel(m, b200, engine=eng).step(pb, step), Op.EXPERTS).time_s,
+                       op(CostModel(m, b200, engine=Engine()).step(pb, step), Op.EXPERTS).time_s)
+
+
 def test_block_fp8_fractions_are_checked_where_the_profile_is_read(tmp_path):
     from planner.errors import PlannerError
     from planner.specs.engine import EngineSpec
@@ -232,6 +261,10 @@ def test_block_fp8_fractions_are_checked_where_the_profile_is_read(tmp_path):
                    "  block_fp8_bw: {value: {hopper: {dense: 1.4, moe: 0.5}}, source: s}\n")
     with pytest.raises(PlannerError, match="block_fp8_bw"):
         load_spec_file(EngineSpec, bad)
+    bad.write_text("id: x\nversion: '1.0'\nname: X\nsource: s\nsettings:\n"
+                   "  block_fp8_compute: {value: {hopper: {dense: 0.9, moe: 0}}, source: s}\n")
+    with pytest.raises(PlannerError, match="block_fp8_compute"):
+        load_spec_file(EngineSpec, bad)
 
 
 def test_estimate_says_when_block_fp8_kernels_set_the_pace():
@@ -240,6 +273,7 @@ def test_estimate_says_when_block_fp8_kernels_set_the_pace():
 
     on = estimate("deepseek-r1", "h200-sxm", PlanSpec(tp=8, weights="fp8"), isl=512, osl=128, engine="vllm@0.15")
     assert any("0.66 (dense layers) and 0.48 (experts)" in n and "hopper" in n for n in on.notes)
+    assert any("compute at 0.87 (dense layers) and 0.37 (experts) of the plain FP8 GEMM rate" in n for n in on.notes)
     for hw, weights in (("b200", "fp8"), ("h200-sxm", "fp4")):  # an architecture the profile does not list; not FP8
         off = estimate("deepseek-r1", hw, PlanSpec(tp=8, weights=weights), isl=512, osl=128, engine="vllm@0.15")
-        assert not any("block_fp8_bw" in n for n in off.notes)
+        assert not any("block_fp8" in n for n in off.notes)

@@ -60,7 +60,7 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
 
 
 def _plain(v, key: str = ""):
-    if key == "block_fp8_bw":  # as the profile writes it
+    if key in ("block_fp8_bw", "block_fp8_compute"):  # as the profile writes it
         from planner.specs.engine import block_fp8_bw_as_written
 
         return block_fp8_bw_as_written(v)

@@ -185,6 +185,7 @@ class CostModel:
     lora = None  # a costmodel.lora.LoraCost: adds the adapter builder to every layer
     _any_dequant = True  # set per step (_Ctx.of): whether any plan dequantizes weights on the vector units
     _block_dense = _block_moe = 0.0  # set per step (_Ctx.of): 1 / block-FP8 weight-stream fraction - 1, per plan (0: none)
+    _block_c_dense = _block_c_moe = 1.0  # set per step (_Ctx.of): block-FP8 compute-rate fraction, per plan (1: none)
     _parts = True  # set per step (step's parts=): whether ops keep their bound parts
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
@@ -208,6 +209,9 @@ class CostModel:
         # the engine's block-scaled FP8 kernels on this architecture: (dense, grouped MoE) fractions of self.bw
         self.block_fp8_bw = next(((d, m) for a, d, m in getattr(engine, "block_fp8_bw", ())
                                   if a == hw.architecture), (1.0, 1.0))
+        # and the fractions of the plain FP8 GEMM rate they compute at where many tokens make a GEMM compute bound
+        self.block_fp8_compute = next(((d, m) for a, d, m in getattr(engine, "block_fp8_compute", ())
+                                       if a == hw.architecture), (1.0, 1.0))
         # a capture's own measured overheads (datasheet devices have none) + the engine layer's
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
@@ -241,8 +245,10 @@ class CostModel:
         mm = m if m_eff is None else m_eff
         hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
+        # block-scaled FP8 GEMMs compute at the engine kernels' fraction of the plain rate (Engine.block_fp8_compute)
+        frac = self._block_c_moe if name == Op.EXPERTS else self._block_c_dense if name in BLOCK_SCALED_DENSE else 1.0
         with np.errstate(divide="ignore", invalid="ignore"):  # no tokens: no work, no time
-            tc = np.where(flops > 0, flops / (flops_rate * eff), 0.0)
+            tc = np.where(flops > 0, flops / (flops_rate * eff * frac), 0.0)
         if self.vec_rate:
             # a few tokens run as matrix-vector kernels on the vector units (llama.cpp's mul_mv, TensorRT-LLM's GEMV
             # plugin): no idle tile rows, the vector rate; engines take whichever kernel is faster. It matters where
@@ -269,8 +275,9 @@ class CostModel:
 
     def block_fp8_applies(self, plans) -> bool:
         """Whether any of ``plans`` serves a released block-scaled FP8 checkpoint whose weights this engine's kernels
-        stream below the plain rate (Engine.block_fp8_bw on this architecture)."""
-        return self.block_fp8_bw != (1.0, 1.0) and bool(np.any(np.asarray(plans.act_quant, float)))
+        stream or compute below the plain rate (Engine.block_fp8_bw, block_fp8_compute on this architecture)."""
+        return ((self.block_fp8_bw != (1.0, 1.0) or self.block_fp8_compute != (1.0, 1.0))
+                and bool(np.any(np.asarray(plans.act_quant, float))))
 
     def vector_time(self, flops):
         """Seconds of ``flops`` of non-tensor-core work (0 where the device has no vector peak on record)."""
@@ -359,10 +366,12 @@ class _Ctx:
         cm._dequant = plans.weight_dequant
         cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
         if cm.block_fp8_applies(plans):  # act_quant: 1 where a plan serves the released block-scaled format
-            blk, (d, mo) = np.asarray(plans.act_quant, float), cm.block_fp8_bw
+            blk, (d, mo), (cd, cmo) = np.asarray(plans.act_quant, float), cm.block_fp8_bw, cm.block_fp8_compute
             cm._block_dense, cm._block_moe = blk * (1.0 / d - 1.0), blk * (1.0 / mo - 1.0)
+            cm._block_c_dense, cm._block_c_moe = 1.0 + blk * (cd - 1.0), 1.0 + blk * (cmo - 1.0)
         else:
             cm._block_dense = cm._block_moe = 0.0
+            cm._block_c_dense = cm._block_c_moe = 1.0
         hs = np.asarray(plans.gemm_half_m_scale, float)
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))

@@ -67,6 +67,10 @@ class Engine:
     # device's STREAM bandwidth the kernel reaches (costmodel/step.py _gemm); an architecture not listed streams them
     # as any other weight (no published measurement)
     block_fp8_bw: tuple[tuple[str, float, float], ...] = ()
+    # the same kernels where a GEMM is compute bound (many tokens): ((architecture, dense, grouped MoE), ...), each the
+    # fraction of the plain FP8 GEMM rate (the device's FP8 MAMF x the engine's GEMM efficiency) they reach
+    # (costmodel/step.py _gemm); an architecture not listed computes them at the plain rate
+    block_fp8_compute: tuple[tuple[str, float, float], ...] = ()
     max_batched_tokens: int = 8192  # tokens one step may hold; the activation workspace is sized for it
     kv_block_tokens: int = 64  # paged-KV block size; a sequence holds whole blocks
     # whether sliding-window (and chunked-local) layers keep only their window's KV and attend over it; False: the
@@ -328,6 +332,7 @@ class EngineSpec(_Strict):
             if k in s and s[k] not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")
         _block_fp8_bw(s.get("block_fp8_bw"))
+        _block_fp8_bw(s.get("block_fp8_compute"), "block_fp8_compute")
         return self
 
     def to_engine(self) -> Engine:
@@ -338,8 +343,8 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on"):
                 v = tuple(v or ())
-            if k == "block_fp8_bw":
-                v = _block_fp8_bw(v)
+            if k in ("block_fp8_bw", "block_fp8_compute"):
+                v = _block_fp8_bw(v, k)
             if k in ("runtime_bytes", "collective_runtime_bytes") and isinstance(v, str):
                 from planner.units import parse_quantity
 
@@ -366,19 +371,19 @@ _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_
                               "async_scheduling", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
 
 
-def _block_fp8_bw(v) -> tuple[tuple[str, float, float], ...]:
+def _block_fp8_bw(v, key: str = "block_fp8_bw") -> tuple[tuple[str, float, float], ...]:
     """``{architecture: {dense: f, moe: f}}`` as the Engine field's tuple; each fraction in (0, 1]."""
     if not v:
         return ()
     if not isinstance(v, dict):
-        raise ValueError(f"block_fp8_bw must map architectures to {{dense: F, moe: F}}, got {v!r}")
+        raise ValueError(f"{key} must map architectures to {{dense: F, moe: F}}, got {v!r}")
     out = []
     for arch, fr in v.items():
         if not isinstance(fr, dict) or set(fr) != {"dense", "moe"}:
-            raise ValueError(f"block_fp8_bw.{arch} must give dense and moe fractions, got {fr!r}")
+            raise ValueError(f"{key}.{arch} must give dense and moe fractions, got {fr!r}")
         d, m = float(fr["dense"]), float(fr["moe"])
         if not (0.0 < d <= 1.0 and 0.0 < m <= 1.0):
-            raise ValueError(f"block_fp8_bw.{arch} fractions must lie in (0, 1], got {fr!r}")
+            raise ValueError(f"{key}.{arch} fractions must lie in (0, 1], got {fr!r}")
         out.append((str(arch), d, m))
     return tuple(out)
 
