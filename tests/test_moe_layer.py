@@ -188,21 +188,37 @@ def test_block_scaled_fp8_quantizes_every_gemm_input_with_a_kernel_of_its_own():
     assert not any(o.name == Op.ACT_QUANT for o in g.ops)
 
 
+def _block_fp8_steps(field: str, fr: tuple[float, float], step: Step):
+    """DeepSeek-V3 in its released block-scaled FP8 at tp8 on an H200: ``step`` costed with an engine that sets
+    ``field`` to ``fr`` (dense, experts) on Hopper and with a plain engine. The fractions apply only where they
+    should: a bf16 plan, and an architecture the profile does not list (B200), cost the experts as the plain engine."""
+    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
+    eng = Engine(**{field: (("hopper", *fr),)})
+    plans = make_plans(m, hw, tp=8, weights="fp8", kv="fp8")
+    cm, plain = CostModel(m, hw, engine=eng), CostModel(m, hw, engine=Engine())
+    assert getattr(cm, field) == fr and getattr(plain, field) == (1.0, 1.0)
+    bf = make_plans(m, hw, tp=8, weights="bf16", kv="fp8")
+    assert np.allclose(op(cm.step(bf, step), Op.EXPERTS).time_s, op(plain.step(bf, step), Op.EXPERTS).time_s)
+    b200 = get_hardware("b200")
+    pb = make_plans(m, b200, tp=8, weights="fp8", kv="fp8")
+    assert np.allclose(op(CostModel(m, b200, engine=eng).step(pb, step), Op.EXPERTS).time_s,
+                       op(CostModel(m, b200, engine=Engine()).step(pb, step), Op.EXPERTS).time_s)
+    return hw, cm, cm.step(plans, step), plain.step(plans, step)
+
+
+BLOCK_SCALED_OPS = (Op.QKV_PROJ, Op.O_PROJ, Op.SHARED_EXPERT, Op.EXPERTS)  # the last at the experts' fraction
+
+
 def test_block_scaled_fp8_weights_stream_at_the_engine_kernels_bandwidth():
     """A memory-bound decode step of DeepSeek-V3 in its released block-scaled FP8: each linear layer's weight read takes
     bytes / (STREAM bandwidth x the engine's block-FP8 fraction), dense layers at one fraction and the grouped experts
     at another (vLLM on Hopper: CUTLASS 0.66, Triton fused_moe 0.48, engines/vllm-0.15.yaml); the activation traffic,
     the 16-bit router and lm_head, other architectures and other formats keep the plain bandwidth."""
-    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
     fr = (0.66, 0.48)
-    eng = Engine(block_fp8_bw=(("hopper", *fr),))
-    plans = make_plans(m, hw, tp=8, weights="fp8", kv="fp8")
-    step = Step(decode_seqs=4, decode_ctx=1000)
-    cm, plain = CostModel(m, hw, engine=eng), CostModel(m, hw, engine=Engine())
-    assert cm.block_fp8_bw == fr and plain.block_fp8_bw == (1.0, 1.0)
-    got, base = cm.step(plans, step), plain.step(plans, step)
+    hw, cm, got, base = _block_fp8_steps("block_fp8_bw", fr, Step(decode_seqs=4, decode_ctx=1000))
     bw = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * cm.kernels.memory  # bytes/s
-    for name, f in ((Op.QKV_PROJ, fr[0]), (Op.O_PROJ, fr[0]), (Op.SHARED_EXPERT, fr[0]), (Op.EXPERTS, fr[1])):
+    for name in BLOCK_SCALED_OPS:
+        f = fr[1] if name == Op.EXPERTS else fr[0]
         o = op(got, name)
         w = float(np.ravel(o.weight_bytes)[0])  # bytes of weights the op reads per layer on one device
         act = float(np.ravel(o.bytes)[0]) - w
@@ -213,13 +229,6 @@ def test_block_scaled_fp8_weights_stream_at_the_engine_kernels_bandwidth():
         assert float(np.ravel(op(base, name).time_s)[0]) < float(np.ravel(o.time_s)[0])
     for name in (Op.ROUTER, Op.LM_HEAD):  # 16-bit weights in the released checkpoint
         assert np.allclose(op(got, name).time_s, op(base, name).time_s)
-    # the same network in bf16, or on a GPU whose architecture the profile does not list, streams at the plain rate
-    bf = make_plans(m, hw, tp=8, weights="bf16", kv="fp8")
-    assert np.allclose(op(cm.step(bf, step), Op.EXPERTS).time_s, op(plain.step(bf, step), Op.EXPERTS).time_s)
-    b200 = get_hardware("b200")
-    pb = make_plans(m, b200, tp=8, weights="fp8", kv="fp8")
-    assert np.allclose(op(CostModel(m, b200, engine=eng).step(pb, step), Op.EXPERTS).time_s,
-                       op(CostModel(m, b200, engine=Engine()).step(pb, step), Op.EXPERTS).time_s)
 
 
 def test_block_scaled_fp8_gemms_compute_at_the_engine_kernels_rate():
@@ -227,15 +236,10 @@ def test_block_scaled_fp8_gemms_compute_at_the_engine_kernels_rate():
     layer's tensor-core time is FLOPs / (the plain FP8 GEMM rate x the engine's block-FP8 compute fraction), dense
     layers at one fraction and the grouped experts at another (vLLM on Hopper: CUTLASS 0.87, Triton fused_moe 0.37,
     engines/vllm-0.15.yaml); memory time, the 16-bit router and lm_head, other architectures and formats are unchanged."""
-    m, hw = get_model("deepseek-v3"), get_hardware("h200-sxm")
     fr = (0.8, 0.4)
-    eng = Engine(block_fp8_compute=(("hopper", *fr),))
-    plans = make_plans(m, hw, tp=8, weights="fp8", kv="fp8")
-    step = Step(prefill_seqs=1, prefill_tokens=8192)
-    cm, plain = CostModel(m, hw, engine=eng), CostModel(m, hw, engine=Engine())
-    assert cm.block_fp8_compute == fr and plain.block_fp8_compute == (1.0, 1.0)
-    got, base = cm.step(plans, step), plain.step(plans, step)
-    for name, f in ((Op.QKV_PROJ, fr[0]), (Op.O_PROJ, fr[0]), (Op.SHARED_EXPERT, fr[0]), (Op.EXPERTS, fr[1])):
+    _, _, got, base = _block_fp8_steps("block_fp8_compute", fr, Step(prefill_seqs=1, prefill_tokens=8192))
+    for name in BLOCK_SCALED_OPS:
+        f = fr[1] if name == Op.EXPERTS else fr[0]
         (tc, tm, _, _), (tc0, tm0, _, _) = op(got, name).bound_parts, op(base, name).bound_parts
         assert float(np.ravel(tc0)[0]) > 0  # seconds of tensor-core work at the plain rate
         assert float(np.ravel(tc)[0]) == pytest.approx(float(np.ravel(tc0)[0]) / f, rel=1e-9), name
@@ -243,12 +247,6 @@ def test_block_scaled_fp8_gemms_compute_at_the_engine_kernels_rate():
     assert float(np.ravel(op(got, Op.EXPERTS).time_s)[0]) > float(np.ravel(op(base, Op.EXPERTS).time_s)[0])
     for name in (Op.ROUTER, Op.LM_HEAD):  # 16-bit weights in the released checkpoint
         assert np.allclose(op(got, name).time_s, op(base, name).time_s)
-    bf = make_plans(m, hw, tp=8, weights="bf16", kv="fp8")  # not block-scaled
-    assert np.allclose(op(cm.step(bf, step), Op.EXPERTS).time_s, op(plain.step(bf, step), Op.EXPERTS).time_s)
-    b200 = get_hardware("b200")  # an architecture the profile does not list
-    pb = make_plans(m, b200, tp=8, weights="fp8", kv="fp8")
-    assert np.allclose(op(CostModel(m, b200, engine=eng).step(pb, step), Op.EXPERTS).time_s,
-                       op(CostModel(m, b200, engine=Engine()).step(pb, step), Op.EXPERTS).time_s)
 
 
 def test_block_fp8_fractions_are_checked_where_the_profile_is_read(tmp_path):
