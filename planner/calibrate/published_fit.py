@@ -166,8 +166,9 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     tp, pp, ep, adp = row_parallel(row, where) or (int(float(row["tp"])) if row.get("tp") else 1, 1, 1, 1)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
-    kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights, release_of(row), m)
-    base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release_of(row),
+    release = release_of(row)
+    kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights, release, m)
+    base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release,
                 tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
     num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731
     if "ttft_s" in cols and "batch" in cols:

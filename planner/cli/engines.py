@@ -60,8 +60,8 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
 
 
 def _plain(v, key: str = ""):
-    if key in ("block_fp8_bw", "block_fp8_compute"):  # as the profile writes it
-        from planner.specs.engine import block_fp8_bw_as_written
+    from planner.specs.engine import BLOCK_FP8_FIELDS, block_fp8_as_written
 
-        return block_fp8_bw_as_written(v)
+    if key in BLOCK_FP8_FIELDS:  # as the profile writes it
+        return block_fp8_as_written(v)
     return list(v) if isinstance(v, tuple) else v

@@ -174,14 +174,12 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                else f"{engine.name}'s default KV dtype (auto) is the model's 16-bit one")
         notes.append(f"KV cache {kv}: {why}; --kv fp8 quantizes it (half the bytes per token)")
     if cm.block_fp8_applies(p):
-        d, mo = cm.block_fp8_bw
-        cd, cmo = cm.block_fp8_compute
-        pair = lambda a, b: f"{a:g} (dense layers)" + (f" and {b:g} (experts)" if m.moe else "")  # noqa: E731
-        said = ([f"stream at {pair(d, mo)} of the memory roofline's bandwidth"] if (d, mo) != (1.0, 1.0) else []) + \
-               ([f"compute at {pair(cd, cmo)} of the plain FP8 GEMM rate"] if (cd, cmo) != (1.0, 1.0) else [])
-        notes.append(f"block-scaled FP8 weights {' and '.join(said)} with {engine.name}'s kernels on {hw.architecture} "
-                     "(engine profile: " + ", ".join(k for k, v in (("block_fp8_bw", (d, mo)), ("block_fp8_compute", (cd, cmo)))
-                                                    if v != (1.0, 1.0)) + ")")
+        said = [(field, f"{verb} at {d:g} (dense layers)" + (f" and {mo:g} (experts)" if m.moe else "") + f" of {what}")
+                for field, verb, (d, mo), what in (("block_fp8_bw", "stream", cm.block_fp8_bw, "the memory roofline's bandwidth"),
+                                                   ("block_fp8_compute", "compute", cm.block_fp8_compute, "the plain FP8 GEMM rate"))
+                if (d, mo) != (1.0, 1.0)]
+        notes.append(f"block-scaled FP8 weights {' and '.join(phrase for _, phrase in said)} with {engine.name}'s kernels on "
+                     f"{hw.architecture} (engine profile: {', '.join(f for f, _ in said)})")
     if isl_m + osl > limit:
         notes.append(f"isl + osl = {isl_m + osl} exceeds the context of {m.id} ({limit:,} tokens"
                      + (f" = {cap.extension_factor:g} x {m.max_context:,} trained)" if cap.extension else ", as trained)"))

@@ -403,24 +403,20 @@ def _generate(spec: WorkloadSpec, n: int, *, rate: float | None = None, seed: in
 def _pairs(spec: WorkloadSpec, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` (input, output) length pairs; under ``max_total`` the pairs longer than it are drawn again (a sampler that
     filters), in rounds of the shortfall, until ``n`` remain (in the order drawn)."""
-    isl, osl = spec.input.sample(rng, n, spec.base), spec.output.sample(rng, n, spec.base)
-    if not spec.max_total:
-        return isl, osl
-    ok = isl + osl <= spec.max_total
-    i_keep, o_keep = [isl[ok]], [osl[ok]]
-    have, rounds = int(ok.sum()), 0
-    while have < n:
-        rounds += 1
-        if rounds > 200:
-            raise PlannerError(f"workload {spec.name!r}: its input + output lengths almost never fit max_total "
-                               f"{spec.max_total}; raise max_total or shorten the lengths")
-        m = max(2 * (n - have), 64)
+    i_keep, o_keep, have, m = [], [], 0, n  # the first round draws n, each later one twice the shortfall (64 at least)
+    for _ in range(201):
         a, b = spec.input.sample(rng, m, spec.base), spec.output.sample(rng, m, spec.base)
+        if not spec.max_total:
+            return a, b
         k = a + b <= spec.max_total
         i_keep.append(a[k])
         o_keep.append(b[k])
         have += int(k.sum())
-    return np.concatenate(i_keep)[:n], np.concatenate(o_keep)[:n]
+        if have >= n:
+            return np.concatenate(i_keep)[:n], np.concatenate(o_keep)[:n]
+        m = max(2 * (n - have), 64)
+    raise PlannerError(f"workload {spec.name!r}: its input + output lengths almost never fit max_total "
+                       f"{spec.max_total}; raise max_total or shorten the lengths")
 
 
 def closed_loop(lengths: Requests, clients: int) -> Requests:
@@ -442,7 +438,7 @@ def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sha
     prompt + reply over 2048 tokens are left out), with the lognormal spread of the built-in ``sharegpt`` workload and
     its medians set so the lengths kept have the means given (a run's printed totals over its requests)."""
     base = BUILTIN["sharegpt"]
-    d = {"name": name, **{k: v for k, v in base.items()}}
+    d = {"name": name, **base}
     d["input"], d["output"] = dict(base["input"]), dict(base["output"])
     mi, mo = float(base["input"]["median"]), float(base["output"]["median"])
     for _ in range(8):  # the filter trims the tails, so the medians that give the means are found by a few rescalings

@@ -331,8 +331,8 @@ class EngineSpec(_Strict):
         for k, allowed in checks.items():
             if k in s and s[k] not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")
-        _block_fp8_bw(s.get("block_fp8_bw"))
-        _block_fp8_bw(s.get("block_fp8_compute"), "block_fp8_compute")
+        for k in BLOCK_FP8_FIELDS:
+            _block_fp8_fractions(s.get(k), k)
         return self
 
     def to_engine(self) -> Engine:
@@ -343,8 +343,8 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on"):
                 v = tuple(v or ())
-            if k in ("block_fp8_bw", "block_fp8_compute"):
-                v = _block_fp8_bw(v, k)
+            if k in BLOCK_FP8_FIELDS:
+                v = _block_fp8_fractions(v, k)
             if k in ("runtime_bytes", "collective_runtime_bytes") and isinstance(v, str):
                 from planner.units import parse_quantity
 
@@ -371,8 +371,12 @@ _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_
                               "async_scheduling", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
 
 
-def _block_fp8_bw(v, key: str = "block_fp8_bw") -> tuple[tuple[str, float, float], ...]:
-    """``{architecture: {dense: f, moe: f}}`` as the Engine field's tuple; each fraction in (0, 1]."""
+# the Engine fields of block-scaled FP8 kernel fractions, each written {architecture: {dense: f, moe: f}} in a profile
+BLOCK_FP8_FIELDS = ("block_fp8_bw", "block_fp8_compute")
+
+
+def _block_fp8_fractions(v, key: str) -> tuple[tuple[str, float, float], ...]:
+    """``{architecture: {dense: f, moe: f}}`` as the Engine field ``key``'s tuple; each fraction in (0, 1]."""
     if not v:
         return ()
     if not isinstance(v, dict):
@@ -388,7 +392,7 @@ def _block_fp8_bw(v, key: str = "block_fp8_bw") -> tuple[tuple[str, float, float
     return tuple(out)
 
 
-def block_fp8_bw_as_written(v: tuple[tuple[str, float, float], ...]) -> dict:
+def block_fp8_as_written(v: tuple[tuple[str, float, float], ...]) -> dict:
     """The Engine field back in the profile's form, ``{architecture: {dense: f, moe: f}}``."""
     return {a: {"dense": d, "moe": m} for a, d, m in v}
 

@@ -183,8 +183,8 @@ def default_kv(weights: str, engine=None, model=None) -> str:
     ``--kv-cache-dtype auto``; TensorRT-LLM ``kv_cache_config.dtype auto``): fp16 weights give an fp16 cache, fp32 an
     fp32 one, everything else 16-bit bf16. FP8 weights get an FP8 cache where the engine's default takes it from an
     FP8 quantization recipe that quantizes both (``Engine.fp8_kv_default``: TensorRT-LLM with a ModelOpt checkpoint;
-    ``engine`` None: that default), but not for a model released in FP8 (``model``, a Model or its id: DeepSeek-V3/R1's block-scaled
-    checkpoint carries no KV format, so every engine keeps a 16-bit cache for it).
+    ``engine``, an Engine or its id, None: that default), but not for a model released in FP8 (``model``, a Model or
+    its id: DeepSeek-V3/R1's block-scaled checkpoint carries no KV format, so every engine keeps a 16-bit cache).
     """
     if weights in ("fp16", "fp32"):
         return weights
