@@ -336,7 +336,17 @@ def get_hardware(ident: str) -> Hardware:
     (``m4-pro+wifi-6``) is that device joined to its peers over the interconnect LINK (edge clusters)."""
     if "+" in ident and not Path(ident).is_file():
         base, link = ident.rsplit("+", 1)
-        return get_hardware(base).joined_by(get_interconnect(link).id)
+        try:
+            net = get_interconnect(link)
+        except PlannerError:
+            # a product name with a plus in it ('AMD Ryzen AI Max+ 395') is a name, not ID+LINK; if it is not one
+            # either, the link is what was mistyped
+            try:
+                return _get(Hardware, "hardware", ident)
+            except PlannerError:
+                pass
+            raise
+        return get_hardware(base).joined_by(net.id)
     return _get(Hardware, "hardware", ident)
 
 
