@@ -219,10 +219,23 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
     ("RTX 4090", "rtx-4090"), ("NVIDIA GeForce RTX 4090", "rtx-4090"), ("AMD Instinct MI300X", "mi300x"),
     ("Apple M2 Ultra", "m2-ultra"), ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"), ("NVIDIA H100 80GB HBM3", "h100-sxm"),
     ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H200", "h200-sxm"), ("Tesla T4", "t4"),
+    ("NVIDIA A10", "a10"), ("NVIDIA A10G", "a10g"), ("NVIDIA A30", "a30"), ("NVIDIA GB10", "gb10"), ("DGX Spark", "gb10"),
+    ("HL-225", "gaudi2"), ("Gaudi 2", "gaudi2"), ("AMD Ryzen AI Max+ 395", "ryzen-ai-max-395"), ("Strix Halo", "ryzen-ai-max-395"),
 ])
 def test_product_and_driver_names_resolve(name, ident):
     """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
     assert get_hardware(name).id == ident
+
+
+def test_a_plus_in_a_product_name_is_not_a_link():
+    """'ID+LINK' joins a device to its peers over LINK (m4-pro+wifi-6); a product name with a plus in it is a name, and
+    where neither reading holds the link is reported as the unknown part."""
+    from planner.errors import PlannerError
+
+    assert get_hardware("Ryzen AI Max+ 395").id == "ryzen-ai-max-395"
+    assert get_hardware("m4-pro+wifi-6").id.startswith("m4-pro")
+    with pytest.raises(PlannerError, match="unknown interconnect 'wifi-9'"):
+        get_hardware("m4-pro+wifi-9")
 
 
 @pytest.mark.parametrize("name", ["H100", "A100 80GB", "NVIDIA H100 SXM 94GB", "RTX 4060 Ti"])

@@ -331,6 +331,12 @@ NOT_FITTED = {
     "single_stream_llamacpp_new_devices.csv": "held out to measure transfer: llama.cpp batch 1 on devices specced from datasheets "
                                               "alone (GeForce RTX 3070, 3080 Ti, 4070 Ti, RTX 4000 Ada, RTX 5000 Ada, Apple M1 "
                                               "Max) and Llama 3 on M2 Ultra and M3 Max",
+    "single_stream_llamacpp_dgx_spark.csv": "held out to measure transfer: llama.cpp's own DGX Spark (GB10) llama-bench "
+                                            "table of a November 2025 build, a device specced from datasheets and single "
+                                            "public microbenchmarks and a build newer than any fitted row",
+    "single_stream_llamacpp_strix_halo.csv": "held out to measure transfer: llama.cpp batch 1 on AMD's Ryzen AI Max+ 395 "
+                                             "(Strix Halo, RDNA 3.5 iGPU on unified LPDDR5X), a device specced from datasheets "
+                                             "and single public microbenchmarks, no fitted row of its kind",
     "perf_overview_0_20.csv": "held out to measure transfer: TensorRT-LLM 0.20's perf overview (the first PyTorch-backend "
                               "releases) on B200, H200 and H100",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
