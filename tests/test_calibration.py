@@ -241,3 +241,29 @@ def test_a_refit_starts_from_the_vector_the_last_fit_wrote_and_stays_there(tmp_p
     # release's per-sequence host time) may still move a little
     assert np.allclose(again.predicted, first.predicted, rtol=1e-4)
     assert again.cost == pytest.approx(first.cost, rel=1e-5)
+
+
+def test_llamacpp_graph_builds_take_the_cuda_graph_gap_on_nvidia_only():
+    """llama.cpp's builds from b3000 on replay single-token decode as a CUDA graph: on NVIDIA architectures their kernel
+    gap is the graph-mode gap (rate_fit.graph_gap), not the per-op gap the 2023-24 builds' rows fitted; AMD keeps the
+    family value (HIP graphs are a build option), and TensorRT-LLM 1.x keeps its family's gap, which its TensorRT-engine
+    releases fitted on kernels enqueued at once."""
+    from planner.costmodel.params import builtin_calibration
+
+    cal = builtin_calibration()
+    new, old = cal["llamacpp@b3000"], cal["llamacpp@unpinned"]
+    gap, src = new.architectures["hopper"]["kernel_s"]
+    assert src.startswith("CUDA-graph kernel gap") and 1e-6 < gap < 6e-6
+    assert gap < 0.5 * old.architectures["hopper"]["kernel_s"][0]
+    assert not new.architectures.get("cdna3", {}).get("kernel_s", (0, ""))[1].startswith("CUDA-graph")
+    assert not cal["trtllm@1.1"].architectures["hopper"]["kernel_s"][1].startswith("CUDA-graph")
+
+
+def test_a_llamacpp_row_is_priced_by_the_build_it_names():
+    """A published llama.cpp row that names its build (engine_version bNNNN) is priced with that build's era profile;
+    one that names none with the profile of the 2023-24 builds the bundled tables ran."""
+    from planner.calibrate.published_fit import release_of
+
+    assert release_of({"source": "llama.cpp README table", "model": "llama-2-7b"}) == "llamacpp@unpinned"
+    assert release_of({"engine": "llamacpp", "engine_version": "b6918"}) == "llamacpp@b3000"
+    assert release_of({"engine": "llama.cpp", "engine_version": "b2500"}) == "llamacpp@unpinned"

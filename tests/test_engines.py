@@ -67,9 +67,21 @@ def test_version_resolution():
     assert ENGINES["vllm"] is get_engine("vllm") and "sglang" in ENGINES
     # the engines' own names, in any case, name the same profiles
     for name, want in {"vLLM": "vllm@0.15", "SGLang": "sglang@0.5", "TensorRT-LLM": "trtllm@1.1", "tensorrt_llm@0.14.0": "trtllm@0.14",
-                       "trt-llm@0.9": "trtllm@0.9", "llama.cpp": "llamacpp@unpinned", "vLLM@0.15.1": "vllm@0.15"}.items():
+                       "trt-llm@0.9": "trtllm@0.9", "llama.cpp": "llamacpp@b3000", "vLLM@0.15.1": "vllm@0.15"}.items():
         assert get_engine(name) is get_engine(want), name
     assert "vllm" in engine_ids() and "vllm@0.6" in engine_ids()
+
+
+def test_llamacpp_builds_resolve_to_their_era():
+    """llama.cpp names releases by build: builds from b3000 on replay single-token decode as a CUDA graph (their
+    profile), earlier ones launch every op from the host (the profile of the bundled tables that name no build); the
+    newest llama.cpp profile is the newest build's, and a build without a profile of its own says which era priced it."""
+    assert get_engine("llamacpp").name == "llamacpp@b3000" and get_engine("llamacpp").cuda_graph_max_batch == 1
+    assert get_engine("llamacpp@unpinned").cuda_graph_max_batch is None
+    for build, era in {"b6918": "llamacpp@b3000", "b3000": "llamacpp@b3000", "b1600": "llamacpp@unpinned"}.items():
+        e = get_engine(f"llamacpp@{build}")
+        assert e.name == era, build
+        assert e.requested in (None, f"llamacpp@{build}")
 
 
 @pytest.mark.parametrize("name, match", [

@@ -37,6 +37,11 @@ SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib"}
 MEMORY_COLUMNS = {"kv_cache_gib"}  # startup logs of memory: not in the speed error tables and bands (crossval)
 
 
+# a llama.cpp row that names no build: the bundled tables without one ran 2023-24 builds, which launch each op from the
+# host (engines/llamacpp.yaml); rows of newer builds name theirs (engine_version bNNNN)
+LLAMACPP_NO_BUILD = "llamacpp@unpinned"
+
+
 def engine_of(row: dict) -> str:
     """The engine release a published row ran (``ID@VERSION``), from its own columns or its source:
     TensorRT-LLM 0.9.0 (static batching, first-token latency), 0.14.0 (max throughput, online serving),
@@ -46,10 +51,12 @@ def engine_of(row: dict) -> str:
         eid = row["engine"].strip().lower().replace("-", "").replace(".", "")
         eid = {"tensorrtllm": "trtllm", "llamacpp": "llamacpp"}.get(eid, row["engine"].strip().lower())
         ver = re.search(r"\d+(?:\.\d+)+", row.get("engine_version") or "")  # "0.15.1 (per ...)", "... is v0.15.1)"
+        if ver is None and eid == "llamacpp":
+            ver = re.search(r"\bb\d+\b", (row.get("engine_version") or "").lower())  # llama.cpp builds: "b6918"
         return _profile_for(eid, ver.group(0)) if ver else eid
     src = (row.get("source") or "").lower()
     if "llama.cpp" in src or "llamacpp" in src:
-        return "llamacpp"
+        return LLAMACPP_NO_BUILD
     m = re.search(r"(?:trt-?llm|tensorrt[-_ ]?llm|perf-overview|release)[^0-9]{0,24}?v?(\d+)\.(\d+)", src)
     if m and ("trtllm" in src or "trt-llm" in src or "tensorrt" in src):
         return _profile_for("trtllm", f"{m.group(1)}.{m.group(2)}")
@@ -78,7 +85,7 @@ def _vendor(hardware: str) -> str | None:
 
 
 def _release(name: str) -> str:
-    """``ID@VERSION`` of the engine profile a name resolves to (``llamacpp`` -> ``llamacpp@unpinned``)."""
+    """``ID@VERSION`` of the engine profile a name resolves to (``llamacpp`` -> its newest build's profile)."""
     return get_engine(name).name
 
 
@@ -187,7 +194,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
                       measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap,
                       graph_padded=bench_runs(row.get("source"), base["engine"]))
     if "phase" in cols and "tokens_per_s" in cols:
-        base["engine"] = _release("llamacpp") if base["engine"].startswith("trtllm") else base["engine"]
+        base["engine"] = LLAMACPP_NO_BUILD if base["engine"].startswith("trtllm") else base["engine"]
         if row["phase"] == "decode":
             n = int(num("tokens", 128))
             return FitRow(**base, kind="llama_decode", what="decode_tokens_per_s", config=f"{weights} tg{n}",

@@ -243,6 +243,22 @@ def _replays_graphs(release: str) -> bool:
     return get_engine(release).cuda_graph_max_batch is not None
 
 
+def _family_gap_stands(release: str, cal: dict) -> bool:
+    """Whether ``release`` takes its engine family's fitted per-kernel gap: the family has joint-fit rows, and not all
+    of them come from releases that launch every op from the host (a positive per-op launch prior in their profile,
+    ``kernel_overhead_s``). TensorRT-LLM 1.x keeps the value its TensorRT-engine releases fitted (0.9 and 0.14 enqueue
+    an engine's kernels in one call: their gap is already that of kernels queued at once); llama.cpp's graph-replaying
+    builds (b3000 on) do not keep the gap of its 2023-24 builds, which launched each op from the host."""
+    from planner.specs.engine import raw_profiles
+
+    fam = release.split("@")[0]
+    fitted = [k for k, c in cal.items() if c.rows and k.split("@")[0] == fam]
+    if not fitted:
+        return False
+    raw = raw_profiles()
+    return not all(k in raw and (raw[k].kernel_overhead_s or 0.0) > 0 for k in fitted)
+
+
 def graph_gap(cal: dict) -> dict:
     """``cal`` with the CUDA-graph kernel gap laid over every NVIDIA architecture of every release that replays its
     decode steps in CUDA graphs (its profile's ``cuda_graph_max_batch``) and would otherwise take the all-engine
@@ -252,8 +268,9 @@ def graph_gap(cal: dict) -> dict:
     0.15 on Hopper, 3.8 us); their geometric mean is taken. A graph's kernels are queued on the GPU at once, so what
     separates them is the GPU front end's launch gap and each small kernel's ramp, the same mechanism on every NVIDIA
     architecture; the all-engine value (8.6 us) comes from engines that launch each kernel from the host. AMD
-    architectures keep the all-engine value: HIP graphs measured slower (the MI300X note above). Without any sample
-    (a fold that holds out every rate row) ``cal`` is returned as is."""
+    architectures keep the all-engine value: HIP graphs measured slower (the MI300X note above). A release with joint-fit
+    rows of its own keeps its fitted gap, and so does one whose family's fitted gap is already that of kernels queued at
+    once (_family_gap_stands). Without any sample (a fold that holds out every rate row) ``cal`` is returned as is."""
     nv = _nvidia_architectures()
     samples = {}
     for k, c in cal.items():
@@ -265,12 +282,11 @@ def graph_gap(cal: dict) -> dict:
         return cal
     gap = float(np.exp(np.mean(np.log(list(samples.values())))))
     named = " and ".join(f"{k} on {a} ({v * 1e6:.2f} us)" for (k, a), v in sorted(samples.items()))
-    fitted_families = {c.engine for c in cal.values() if c.rows}  # engines with joint-fit rows in some release
     out = dict(cal)
     for k, c in cal.items():
         ew = c.engine_wide.get("kernel_s")
-        if ew is None or c.engine in fitted_families or not _replays_graphs(k):
-            continue  # its engine family has joint-fit rows (TensorRT-LLM 1.x: the family value), or no graphs
+        if ew is None or c.rows or not _replays_graphs(k) or _family_gap_stands(k, cal):
+            continue  # rows of its own, no graphs, or its family's fitted gap is already one of kernels queued at once
         c = copy.deepcopy(c)
         src = (f"CUDA-graph kernel gap: {k} replays its decode steps in CUDA graphs and has no value of its own on this "
                f"NVIDIA architecture; the gap fitted for {named} (the all-engine {ew[0] * 1e6:.2f} us mixes engines that "

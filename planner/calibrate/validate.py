@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
-from planner.calibrate.published_fit import SIMULATED_COLUMNS, release_of, row_parallel
+from planner.calibrate.published_fit import LLAMACPP_NO_BUILD, SIMULATED_COLUMNS, release_of, row_parallel
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -183,12 +183,12 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         if phase == "decode":
             # llama-bench tg: generate n tokens from a short context, one request
             n = int(float(row["tokens"])) if row.get("tokens") else 128
-            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine=bench if eng.startswith("llamacpp") else offline("llamacpp"))
+            e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine=bench if eng.startswith("llamacpp") else offline(LLAMACPP_NO_BUILD))
             return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
         if phase == "prefill":
             # llama-bench pp: process an n-token prompt, one request (512 when the row does not say)
             n = int(float(row["tokens"])) if row.get("tokens") else 512
-            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine=bench if eng.startswith("llamacpp") else offline("llamacpp"))
+            e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine=bench if eng.startswith("llamacpp") else offline(LLAMACPP_NO_BUILD))
             return "prefill_tokens_per_s", f"{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
         raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {phase!r}")
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")

@@ -398,7 +398,17 @@ def block_fp8_as_written(v: tuple[tuple[str, float, float], ...]) -> dict:
 
 
 # ---- loading --------------------------------------------------------------------------------
+# llama.cpp names its releases by build number (b3000, b6918); 'unpinned' (the bundled tables that name no build, 2023-24
+# builds) sorts below every build, so the newest llama.cpp profile is the newest build's
+LLAMACPP_GRAPH_BUILD = 3000  # builds from here on replay single-token decode as a CUDA graph (engines/llamacpp-b3000.yaml)
+
+
 def _version_key(v: str) -> tuple:
+    m = re.fullmatch(r"b(\d+)", v.strip().lower())
+    if m:
+        return (int(m.group(1)),)
+    if v.strip().lower() == "unpinned":
+        return (-1,)
     return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
 
 
@@ -493,10 +503,17 @@ def era_profile(eid: str, version: str) -> str | None:
     """``ID@VERSION`` of the profile that prices release ``version`` of engine ``eid`` when it has none of its own: the
     profile of its era. vLLM from 0.8 on runs the V1 engine (the 0.15 profile), before it V0 (0.6); TensorRT-LLM from
     0.19 on runs trtllm-bench without an engine build on the PyTorch backend (1.1), 0.10-0.18 the C++ runtime's
-    in-flight batching (0.14), earlier releases static batching (0.9); another engine its newest profile. None when
+    in-flight batching (0.14), earlier releases static batching (0.9); llama.cpp builds from b3000 on replay decode as a
+    CUDA graph (b3000), earlier ones launch each op (unpinned); another engine its newest profile. None when
     the version does not parse or the engine has no profile."""
-    m = re.match(r"v?(\d+)(?:\.(\d+))?", (version or "").strip())
     ps = profiles()
+    if eid == "llamacpp":
+        b = re.match(r"b(\d+)", (version or "").strip().lower())
+        if b is None:
+            return None
+        era = f"b{LLAMACPP_GRAPH_BUILD}" if int(b.group(1)) >= LLAMACPP_GRAPH_BUILD else "unpinned"
+        return f"{eid}@{era}" if f"{eid}@{era}" in ps else None
+    m = re.match(r"v?(\d+)(?:\.(\d+))?", (version or "").strip())
     if m is None or not any(e.id == eid for e in ps.values()):
         return None
     major, minor = int(m.group(1)), int(m.group(2) or 0)
@@ -513,7 +530,9 @@ def era_note(eid: str, era: str) -> str:
     """A few words on what an era profile covers (for the message that names it)."""
     return {"vllm@0.15": "the V1 engine, vLLM 0.8 on", "vllm@0.6": "the V0 engine, before 0.8",
             "trtllm@1.1": "the PyTorch backend, 0.19 on", "trtllm@0.14": "the C++ runtime's in-flight batching, 0.10-0.18",
-            "trtllm@0.9": "static batching, before 0.10"}.get(era, f"the newest {eid} profile")
+            "trtllm@0.9": "static batching, before 0.10",
+            f"llamacpp@b{LLAMACPP_GRAPH_BUILD}": f"CUDA graphs for single-token decode, builds b{LLAMACPP_GRAPH_BUILD} on",
+            "llamacpp@unpinned": f"per-op host launches, builds before b{LLAMACPP_GRAPH_BUILD}"}.get(era, f"the newest {eid} profile")
 
 
 # the engines' own names as users write them ("TensorRT-LLM", "llama.cpp"): the same engine as the profile id
