@@ -265,7 +265,7 @@ def graph_gap(cal: dict) -> dict:
     value there (no joint-fit row of its engine family, no rate-fit value on that architecture).
 
     The samples are the rate-fitted ``kernel_s`` values of graph-replaying releases on NVIDIA architectures (vLLM
-    0.15 on Hopper, 3.8 us); their geometric mean is taken. A graph's kernels are queued on the GPU at once, so what
+    0.15 on Hopper, 3.5 us in the calibration in force); their geometric mean is taken. A graph's kernels are queued on the GPU at once, so what
     separates them is the GPU front end's launch gap and each small kernel's ramp, the same mechanism on every NVIDIA
     architecture; the all-engine value (8.6 us) comes from engines that launch each kernel from the host. AMD
     architectures keep the all-engine value: HIP graphs measured slower (the MI300X note above). A release with joint-fit
