@@ -185,3 +185,42 @@ def test_gemma3_config_imports_as_the_built_in_spec(tmp_path):
     assert m.vocab_size == 262208 and m.max_context == 131072 and m.tied_embeddings
     assert m.num_sliding_layers() == ref.num_sliding_layers() == 52
     assert m.attention.qk_norm and m.ffn_gated and m.norms_per_layer == 4 and m.vision is None
+
+
+@pytest.mark.parametrize("ident, layers, hidden, heads, kv, inter, vocab, window, total, non_embedding_report", [
+    ("gemma-3-1b", 26, 1152, 4, 1, 6912, 262144, 512, 999_885_952, 698e6),
+    ("gemma-3-4b", 34, 2560, 8, 4, 10240, 262208, 1024, 3_880_263_168, 3_209e6),
+    ("gemma-3-12b", 48, 3840, 16, 8, 15360, 262208, 1024, 11_766_034_176, 10_759e6),
+])
+def test_gemma3_small_sizes_block_by_block(ident, layers, hidden, heads, kv, inter, vocab, window, total, non_embedding_report):
+    """Gemma 3 1B / 4B / 12B (config.json of google/gemma-3-*-it, text decoder): head_dim 256, q/k norms, four norms per
+    layer, GeGLU, tied embeddings, every sixth layer global ((i + 1) % 6 == 0); the count by hand equals the spec's, and
+    its non-embedding part the Gemma 3 report's Table 1 (698M, 3,209M, 10,759M)."""
+    m = get_model(ident)
+    hd = 256
+    attn = hidden * heads * hd + 2 * hidden * kv * hd + heads * hd * hidden + 2 * hd
+    layer = attn + 3 * hidden * inter + 4 * hidden
+    assert m.attention_params() == attn and m.lm_head_params() == 0 and m.tied_embeddings
+    assert m.total_params == layers * layer + vocab * hidden + hidden == total
+    assert abs((m.total_params - m.embedding_params()) / non_embedding_report - 1) < 0.001
+    assert m.local_layer_indices() == _gemma3_sliding_by_hf_rule(layers, 6) and m.attention.local_window == window
+    assert m.attention.qk_norm and m.norms_per_layer == 4 and m.ffn_gated and m.vision is None
+
+
+def test_gemma3_4b_config_with_a_short_text_config_imports_as_the_built_in_spec(tmp_path):
+    """The 4B checkpoint's text_config restates only the keys that differ from Gemma3TextConfig's defaults (hidden,
+    intermediate, layers, RoPE scaling, window): the heads (8 query, 4 key-value, head_dim 256) are defaults too, and
+    the importer fills them, so the config imports as model_specs/gemma-3-4b.yaml."""
+    from planner.specs.hf_import import spec_from_hf_config
+
+    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+           "text_config": {"model_type": "gemma3_text", "hidden_size": 2560, "intermediate_size": 10240,
+                           "num_hidden_layers": 34, "sliding_window": 1024,
+                           "rope_scaling": {"factor": 8.0, "rope_type": "linear"}},
+           "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "num_hidden_layers": 27}}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    m, _ = spec_from_hf_config(p)
+    ref = get_model("gemma-3-4b")
+    assert (m.num_heads, m.num_kv_heads, m.head_dim) == (8, 4, 256)
+    assert m.total_params == ref.total_params and m.local_layer_indices() == ref.local_layer_indices()

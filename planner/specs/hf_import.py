@@ -71,9 +71,12 @@ def _layer_types(cfg: dict, layers: int) -> list[str] | None:
 
 
 # Gemma3TextConfig's defaults for keys the 4B-27B checkpoints' text_config leaves out (transformers
-# models/gemma3/configuration_gemma3.py): the vocabulary, the context, tied embeddings and the local window
+# models/gemma3/configuration_gemma3.py): the vocabulary, the context, tied embeddings, the local window, and the
+# heads (8 query, 4 key-value, head_dim 256), which the 4B's text_config does not restate (its mirrors' config.json
+# and Megatron-Bridge's gemma3 4B config dict agree)
 GEMMA3_DEFAULTS = {"vocab_size": 262208, "max_position_embeddings": 131072, "tie_word_embeddings": True,
-                   "sliding_window": 4096, "hidden_activation": "gelu_pytorch_tanh"}
+                   "sliding_window": 4096, "hidden_activation": "gelu_pytorch_tanh", "num_attention_heads": 8,
+                   "num_key_value_heads": 4, "head_dim": 256}
 
 
 def _is_gemma3(cfg: dict, arch: str = "") -> bool:
