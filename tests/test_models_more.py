@@ -164,22 +164,28 @@ def test_new_specs_are_in_the_catalogue_with_a_checkpoint(ident):
     assert m.published_params.source.strip() and m.source.strip() and m.notes
 
 
+def _gemma3_import(tmp_path, text: dict):
+    """A Gemma3ForConditionalGeneration config.json whose text_config holds ``text`` (plus the 1024-token window and
+    linear RoPE scaling x8 every size states) and a SigLIP vision_config, imported."""
+    from planner.specs.hf_import import spec_from_hf_config
+
+    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+           "text_config": {"model_type": "gemma3_text", "sliding_window": 1024,
+                           "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, **text},
+           "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "num_hidden_layers": 27}}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    return spec_from_hf_config(p)[0]
+
+
 def test_gemma3_config_imports_as_the_built_in_spec(tmp_path):
     """google/gemma-3-27b-it's config.json nests the decoder in text_config (model_type gemma3_text) and leaves the
     vocabulary, the context and tie_word_embeddings to Gemma3TextConfig's defaults (262208, 131072, tied): the
     importer fills them, makes every sixth layer global ((i + 1) % 6 == 0), and counts the q/k norms, four norms per
     layer and the gated GeGLU MLP, as model_specs/gemma-3-27b.yaml does."""
-    from planner.specs.hf_import import spec_from_hf_config
-
-    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
-           "text_config": {"model_type": "gemma3_text", "hidden_size": 5376, "intermediate_size": 21504,
-                           "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128,
-                           "num_hidden_layers": 62, "sliding_window": 1024, "query_pre_attn_scalar": 168,
-                           "rope_scaling": {"factor": 8.0, "rope_type": "linear"}},
-           "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "num_hidden_layers": 27}}
-    p = tmp_path / "config.json"
-    p.write_text(json.dumps(cfg))
-    m, _ = spec_from_hf_config(p)
+    m = _gemma3_import(tmp_path, {"hidden_size": 5376, "intermediate_size": 21504, "num_attention_heads": 32,
+                                  "num_key_value_heads": 16, "head_dim": 128, "num_hidden_layers": 62,
+                                  "query_pre_attn_scalar": 168})
     ref = get_model("gemma-3-27b")
     assert m.total_params == ref.total_params
     assert m.vocab_size == 262208 and m.max_context == 131072 and m.tied_embeddings
@@ -211,16 +217,7 @@ def test_gemma3_4b_config_with_a_short_text_config_imports_as_the_built_in_spec(
     """The 4B checkpoint's text_config restates only the keys that differ from Gemma3TextConfig's defaults (hidden,
     intermediate, layers, RoPE scaling, window): the heads (8 query, 4 key-value, head_dim 256) are defaults too, and
     the importer fills them, so the config imports as model_specs/gemma-3-4b.yaml."""
-    from planner.specs.hf_import import spec_from_hf_config
-
-    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
-           "text_config": {"model_type": "gemma3_text", "hidden_size": 2560, "intermediate_size": 10240,
-                           "num_hidden_layers": 34, "sliding_window": 1024,
-                           "rope_scaling": {"factor": 8.0, "rope_type": "linear"}},
-           "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152, "num_hidden_layers": 27}}
-    p = tmp_path / "config.json"
-    p.write_text(json.dumps(cfg))
-    m, _ = spec_from_hf_config(p)
+    m = _gemma3_import(tmp_path, {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34})
     ref = get_model("gemma-3-4b")
     assert (m.num_heads, m.num_kv_heads, m.head_dim) == (8, 4, 256)
     assert m.total_params == ref.total_params and m.local_layer_indices() == ref.local_layer_indices()
