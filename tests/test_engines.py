@@ -81,7 +81,7 @@ def test_llamacpp_builds_resolve_to_their_era():
     for build, era in {"b6918": "llamacpp@b3000", "b3000": "llamacpp@b3000", "b1600": "llamacpp@unpinned"}.items():
         e = get_engine(f"llamacpp@{build}")
         assert e.name == era, build
-        assert e.requested in (None, f"llamacpp@{build}")
+        assert e.requested == (None if f"llamacpp@{build}" == era else f"llamacpp@{build}"), build
 
 
 @pytest.mark.parametrize("name, match", [
