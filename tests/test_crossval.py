@@ -148,3 +148,21 @@ def test_a_ttft_band_is_the_prefill_band_of_its_kind_of_model():
             assert uncertainty(Situation(fitted, "decode", moe))["ttft"] == uncertainty(Situation(fitted, "prefill", moe))["ttft"]
     assert "ttft" in bands["inferred/prefill/dense"]
     assert uncertainty(Situation(False, "decode", False))["ttft"]["from"] == "inferred/prefill/dense"
+
+
+def test_a_band_is_the_engine_familys_own_where_it_has_enough_rows():
+    """Engines miss in their own ways: a situation's band comes from its engine family's residuals where that family
+    has MIN_ROWS or more of them, else from every engine's; the keys run from the engine's own to the pooled ones."""
+    from planner.calibrate.uncertainty import MIN_ROWS, Situation, load_bands, uncertainty, uncertainty_for
+
+    assert Situation(False, "prefill", False, "vllm").keys()[:2] == ["inferred/prefill/dense@vllm", "inferred/prefill/dense"]
+    assert Situation(False, "prefill", False).keys()[0] == "inferred/prefill/dense"
+    bands = load_bands()["bands"]
+    own = uncertainty_for("h200-sxm", "decode", False, "trtllm")["throughput"]
+    assert own["from"] == "inferred/decode/dense@trtllm" and own["rows"] >= MIN_ROWS
+    assert own == {**bands["inferred/decode/dense@trtllm"]["throughput"], "from": "inferred/decode/dense@trtllm"}
+    # SGLang has too few inferred rows of its own: its band is every engine's
+    sg = uncertainty(Situation(False, "decode", False, "sglang"))["throughput"]
+    assert sg["from"] == "inferred/decode/dense"
+    # the pooled band is what an engine-less situation gets
+    assert uncertainty(Situation(False, "decode", False))["throughput"]["from"] == "inferred/decode/dense"

@@ -3,10 +3,12 @@
 A prediction's situation is: are there published rows of its engine release on its device (``fitted``: its
 in-sample residuals apply) or not (``inferred``: the leave-one-hardware-out and held-out residuals apply, the
 error a new GPU, or a release the fit never saw, meets); is the
-number it is about prefill- or decode-bound; is the model dense or mixture-of-experts. For each situation
-and metric (throughput, ttft, tpot) the band is the 10th and 90th percentile of measured / predicted - 1:
+number it is about prefill- or decode-bound; is the model dense or mixture-of-experts; which engine runs it. For each
+situation and metric (throughput, ttft, tpot) the band is the 10th and 90th percentile of measured / predicted - 1:
 the measured value fell within [predicted x (1 + low), predicted x (1 + high)] for 80 % of such rows.
-Situations with too few rows fall back to coarser ones (device and metric, then metric alone).
+Situations with too few rows fall back to coarser ones: the same without the engine (every engine's rows), then
+device and phase, device, and metric alone. The engine comes first because engines miss in their own ways (llama.cpp's
+quantized prefill is 2-4x too fast on the newest devices, which says nothing of a vLLM prefill there).
 
 The table lives in ``engines/calibration/error_bands.yaml``, written by
 ``planner validate --cross-validate hardware --record``.
@@ -30,10 +32,12 @@ class Situation:
     fitted: bool  # the device has published rows of its own
     phase: str = "decode"  # prefill | decode: which phase bounds the number
     moe: bool = False
+    engine: str | None = None  # the engine family (vllm, trtllm, llamacpp, ...); None: any
 
     def keys(self) -> list[str]:
         dev = "fitted" if self.fitted else "inferred"
-        return [f"{dev}/{self.phase}/{'moe' if self.moe else 'dense'}", f"{dev}/{self.phase}", dev, "all"]
+        kind = f"{dev}/{self.phase}/{'moe' if self.moe else 'dense'}"
+        return ([f"{kind}@{self.engine}"] if self.engine else []) + [kind, f"{dev}/{self.phase}", dev, "all"]
 
 
 def _residuals(pred) -> dict[str, float]:
@@ -57,7 +61,7 @@ def bands_from(in_sample, loho) -> dict:
         for p in preds:
             if p.fitted != fitted:
                 continue
-            s = Situation(fitted, p.phase, p.moe)
+            s = Situation(fitted, p.phase, p.moe, p.engine.split("@")[0] if p.engine else None)
             for metric, r in _residuals(p).items():
                 for k in s.keys():
                     samples.setdefault(k, {}).setdefault(metric, []).append(r)
@@ -134,7 +138,7 @@ def uncertainty(situation: Situation) -> dict[str, dict | None]:
         out[metric] = None
         # a TTFT is a prefill number whatever bounds the plan's throughput: its band is the prefill one of the same
         # kind of model (a decode situation has no TTFT rows and would fall to every model's pooled band)
-        sit = Situation(situation.fitted, "prefill", situation.moe) if metric == "ttft" else situation
+        sit = Situation(situation.fitted, "prefill", situation.moe, situation.engine) if metric == "ttft" else situation
         for k in sit.keys():
             b = bands.get(k, {}).get(metric)
             if b:
@@ -143,5 +147,11 @@ def uncertainty(situation: Situation) -> dict[str, dict | None]:
     return out
 
 
+def engine_family(engine) -> str | None:
+    """The engine family (``vllm``) of a profile or a name that resolves to one; None for None."""
+    name = release_name(engine)
+    return name.split("@")[0] if name else None
+
+
 def uncertainty_for(hardware_id: str, phase: str = "decode", moe: bool = False, engine=None) -> dict[str, dict | None]:
-    return uncertainty(Situation(is_fitted(hardware_id, engine), phase, moe))
+    return uncertainty(Situation(is_fitted(hardware_id, engine), phase, moe, engine_family(engine)))

@@ -148,8 +148,12 @@ def render(est) -> None:
             device, _, why = sit["device"].partition(" (")  # "inferred (no published rows of trtllm@1.1 on it)"
             why = f"; {why.rstrip(')').replace(' on it', ' on ' + est.hardware)}" if why else ""
             ttft_own = " (TTFT: prefill-bound)" if sit["phase"] != "prefill" and band.get("ttft") else ""
+            eng = sit.get("engine")
+            own = [name for name, b in (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")),
+                                        ("TPOT", band.get("tpot"))) if b and eng and b.get("from", "").endswith("@" + eng)]
+            rows_of = (f" of {eng}" if len(own) == len(parts) else f" ({', '.join(own)}: {eng}'s own)") if own else ""
             console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {device} {sit['phase']}-bound "
-                          f"{sit['model']} published rows{ttft_own}, cross-validated{why}): {', '.join(parts)}[/dim]")
+                          f"{sit['model']} published rows{rows_of}{ttft_own}, cross-validated{why}): {', '.join(parts)}[/dim]")
     for phase in ("prefill", "decode"):
         rows = est.breakdown[phase]
         if not rows:

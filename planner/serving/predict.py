@@ -423,13 +423,13 @@ def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int, en
 
     phase = "prefill" if np.isfinite(ttft_s) and np.isfinite(tpot_s) and ttft_s > (osl - 1) * tpot_s else "decode"
     fitted = is_fitted(hardware_id, engine)  # looked up once: the band and the situation line both read it
-    bands = uncertainty(Situation(fitted, phase, m.moe is not None))
+    bands = uncertainty(Situation(fitted, phase, m.moe is not None, engine.id))
     if fitted:
         device = "fitted"
     else:
         device = f"inferred (no published rows of {engine.name} on it)" if is_fitted(hardware_id) else "inferred (no published rows on it)"
     return {"situation": {"device": device,
-                          "phase": phase, "model": "moe" if m.moe else "dense"},
+                          "phase": phase, "model": "moe" if m.moe else "dense", "engine": engine.id},
             "percentiles": [10, 90], **bands}
 
 
