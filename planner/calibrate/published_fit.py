@@ -28,7 +28,7 @@ from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
 from planner.serving.batching import Techniques, inflight, static_batch
 from planner.serving.host import host_link_bytes_per_s
-from planner.specs.engine import era_profile, get_engine
+from planner.specs.engine import era_profile, get_engine, llamacpp_build
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv
 
@@ -51,8 +51,9 @@ def engine_of(row: dict) -> str:
         eid = row["engine"].strip().lower().replace("-", "").replace(".", "")
         eid = {"tensorrtllm": "trtllm", "llamacpp": "llamacpp"}.get(eid, row["engine"].strip().lower())
         ver = re.search(r"\d+(?:\.\d+)+", row.get("engine_version") or "")  # "0.15.1 (per ...)", "... is v0.15.1)"
-        if ver is None and eid == "llamacpp":
-            ver = re.search(r"\bb\d+\b", (row.get("engine_version") or "").lower())  # llama.cpp builds: "b6918"
+        if ver is None and eid == "llamacpp":  # llama.cpp names builds: "b6918"
+            build = llamacpp_build(row.get("engine_version"))
+            return _profile_for(eid, f"b{build}") if build is not None else eid
         return _profile_for(eid, ver.group(0)) if ver else eid
     src = (row.get("source") or "").lower()
     if "llama.cpp" in src or "llamacpp" in src:

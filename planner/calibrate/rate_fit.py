@@ -251,8 +251,7 @@ def _family_gap_stands(release: str, cal: dict) -> bool:
     builds (b3000 on) do not keep the gap of its 2023-24 builds, which launched each op from the host."""
     from planner.specs.engine import raw_profiles
 
-    fam = release.split("@")[0]
-    fitted = [k for k, c in cal.items() if c.rows and k.split("@")[0] == fam]
+    fitted = [k for k, c in cal.items() if c.rows and c.engine == cal[release].engine]
     if not fitted:
         return False
     raw = raw_profiles()
@@ -267,10 +266,10 @@ def graph_gap(cal: dict) -> dict:
     The samples are the rate-fitted ``kernel_s`` values of graph-replaying releases on NVIDIA architectures (vLLM
     0.15 on Hopper, 3.5 us in the calibration in force); their geometric mean is taken. A graph's kernels are queued
     on the GPU at once, so what separates them is the GPU front end's launch gap and each small kernel's ramp, the
-    same mechanism on every NVIDIA architecture; the all-engine value (8.6 us) comes from engines that launch each kernel from the host. AMD
-    architectures keep the all-engine value: HIP graphs measured slower (the MI300X note above). A release with joint-fit
-    rows of its own keeps its fitted gap, and so does one whose family's fitted gap is already that of kernels queued at
-    once (_family_gap_stands). Without any sample (a fold that holds out every rate row) ``cal`` is returned as is."""
+    same mechanism on every NVIDIA architecture; the all-engine value (8.6 us) comes from engines that launch each
+    kernel from the host. AMD architectures keep the all-engine value: HIP graphs measured slower (the MI300X note
+    above). A release with joint-fit rows of its own keeps its fitted gap, and so does one whose family's fitted gap is
+    already that of kernels queued at once (_family_gap_stands). Without any sample (a fold that holds out every rate row) ``cal`` is returned as is."""
     nv = _nvidia_architectures()
     samples = {}
     for k, c in cal.items():

@@ -61,7 +61,7 @@ def bands_from(in_sample, loho) -> dict:
         for p in preds:
             if p.fitted != fitted:
                 continue
-            s = Situation(fitted, p.phase, p.moe, p.engine.split("@")[0] if p.engine else None)
+            s = Situation(fitted, p.phase, p.moe, engine_family(p.engine or None))
             for metric, r in _residuals(p).items():
                 for k in s.keys():
                     samples.setdefault(k, {}).setdefault(metric, []).append(r)

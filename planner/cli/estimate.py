@@ -141,16 +141,16 @@ def render(est) -> None:
     console.print(t)
     band = getattr(est, "uncertainty", None) if est.fits else None  # no band on numbers a plan that does not fit lacks
     if band:
-        parts = [f"{name} {b['low']:+.0%}..{b['high']:+.0%}" for name, b in
-                 (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")), ("TPOT", band.get("tpot"))) if b]
+        named = [(name, b) for name, b in (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")),
+                                           ("TPOT", band.get("tpot"))) if b]
+        parts = [f"{name} {b['low']:+.0%}..{b['high']:+.0%}" for name, b in named]
         if parts:
             sit = band["situation"]
             device, _, why = sit["device"].partition(" (")  # "inferred (no published rows of trtllm@1.1 on it)"
             why = f"; {why.rstrip(')').replace(' on it', ' on ' + est.hardware)}" if why else ""
             ttft_own = " (TTFT: prefill-bound)" if sit["phase"] != "prefill" and band.get("ttft") else ""
             eng = sit.get("engine")
-            own = [name for name, b in (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")),
-                                        ("TPOT", band.get("tpot"))) if b and eng and b.get("from", "").endswith("@" + eng)]
+            own = [name for name, b in named if eng and b.get("from", "").endswith("@" + eng)]
             rows_of = (f" of {eng}" if len(own) == len(parts) else f" ({', '.join(own)}: {eng}'s own)") if own else ""
             console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {device} {sit['phase']}-bound "
                           f"{sit['model']} published rows{rows_of}{ttft_own}, cross-validated{why}): {', '.join(parts)}[/dim]")

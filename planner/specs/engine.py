@@ -403,10 +403,16 @@ def block_fp8_as_written(v: tuple[tuple[str, float, float], ...]) -> dict:
 LLAMACPP_GRAPH_BUILD = 3000  # builds from here on replay single-token decode as a CUDA graph (engines/llamacpp-b3000.yaml)
 
 
+def llamacpp_build(text: str | None) -> int | None:
+    """The build number a llama.cpp version names ('b6918', 'b6918 (2f68ce7cf)'); None when it names none."""
+    m = re.search(r"\bb(\d+)\b", (text or "").strip().lower())
+    return int(m.group(1)) if m else None
+
+
 def _version_key(v: str) -> tuple:
-    m = re.fullmatch(r"b(\d+)", v.strip().lower())
-    if m:
-        return (int(m.group(1)),)
+    build = llamacpp_build(v)
+    if build is not None:
+        return (build,)
     if v.strip().lower() == "unpinned":
         return (-1,)
     return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
@@ -508,10 +514,10 @@ def era_profile(eid: str, version: str) -> str | None:
     the version does not parse or the engine has no profile."""
     ps = profiles()
     if eid == "llamacpp":
-        b = re.match(r"b(\d+)", (version or "").strip().lower())
-        if b is None:
+        build = llamacpp_build(version)
+        if build is None:
             return None
-        era = f"b{LLAMACPP_GRAPH_BUILD}" if int(b.group(1)) >= LLAMACPP_GRAPH_BUILD else "unpinned"
+        era = f"b{LLAMACPP_GRAPH_BUILD}" if build >= LLAMACPP_GRAPH_BUILD else "unpinned"
         return f"{eid}@{era}" if f"{eid}@{era}" in ps else None
     m = re.match(r"v?(\d+)(?:\.(\d+))?", (version or "").strip())
     if m is None or not any(e.id == eid for e in ps.values()):
