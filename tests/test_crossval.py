@@ -127,12 +127,20 @@ def test_fitted_means_rows_of_the_release_on_the_device():
 
 
 def test_error_bands_bracket_zero_and_widen_for_devices_without_rows():
+    """A band brackets zero, and for an engine whose fitted and inferred rows are the same kind of run (TensorRT-LLM's
+    and llama.cpp's offline benchmarks) a device without rows gets the wider one. Pooled over engines the two dense
+    decode bands are now within 0.1 % of each other, and vLLM's fitted band is the wider (its fitted rows are request-rate
+    stages, some past saturation), so the comparison is made per engine."""
     assert load_bands()["bands"], "engines/calibration/error_bands.yaml is missing"
-    fitted = uncertainty(Situation(True, "decode", False))["throughput"]
-    inferred = uncertainty(Situation(False, "decode", False))["throughput"]
-    for b in (fitted, inferred):
-        assert b["low"] <= 0.0 <= b["high"]
-    assert inferred["high"] - inferred["low"] >= fitted["high"] - fitted["low"]
+    for engine in (None, "trtllm", "llamacpp", "vllm"):
+        for fitted in (True, False):
+            b = uncertainty(Situation(fitted, "decode", False, engine))["throughput"]
+            assert b["low"] <= 0.0 <= b["high"], (engine, fitted)
+    for engine in ("trtllm", "llamacpp"):
+        fitted = uncertainty(Situation(True, "decode", False, engine))["throughput"]
+        inferred = uncertainty(Situation(False, "decode", False, engine))["throughput"]
+        assert fitted["from"].endswith("@" + engine) and inferred["from"].endswith("@" + engine)
+        assert inferred["high"] - inferred["low"] > fitted["high"] - fitted["low"], engine
     # a situation with too few rows of its own falls back to a coarser one, and says which
     moe = uncertainty(Situation(False, "prefill", True))
     assert all(v is None or "from" in v for v in moe.values())
