@@ -116,3 +116,15 @@ def test_a_sharegpt_burst_lasts_until_its_longest_replies_finish():
     longest = int(generate(sharegpt_workload(220, 200), 1000, rate=float("inf"), seed=0).output_tokens.max())
     alone = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([dict(row, dataset="random", num_prompts="1")])}
     assert 1000 / spread["requests_per_s"] > longest * alone["mean_tpot_s"]  # the fastest a reply can decode
+
+
+def test_a_precision_named_as_its_checkpoint_names_it_is_read_as_the_planners_format():
+    """An AWQ checkpoint (``Qwen/Qwen3-14B-AWQ``) is INT4 weight-only (W4A16, group 128): the row is priced as ``int4``,
+    not refused as an unknown precision."""
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "qwen3-14b", "hardware": "a100-sxm-80gb",
+           "tp": "1", "weights": "AWQ", "isl": "200", "osl": "100", "num_prompts": "4", "rate": "inf", "requests_per_s": "1"}
+    as_int4 = dict(row, weights="int4")
+    (_, _, cfg, _, pred, note), = predict_bench_serve([row])
+    (_, _, cfg4, _, pred4, _), = predict_bench_serve([as_int4])
+    assert pred is not None and not note.startswith("unpredictable") and "int4" in cfg
+    assert pred == pytest.approx(pred4, rel=1e-12) and cfg == cfg4

@@ -34,7 +34,7 @@ from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
 from planner.serving.workload import closed_loop, fixed_workload, generate, get_workload, sharegpt_workload
-from planner.specs.quant import default_kv
+from planner.specs.quant import canonical, default_kv
 
 ONLINE_REQUESTS = 500
 MLPERF_SAMPLES = {"llama-2-70b": 24576, "mixtral-8x7b": 15000}
@@ -258,7 +258,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
         tp, ep, pp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp"))
-        weights, kv = (r.get("weights") or "").strip() or None, (r.get("kv") or "").strip() or None
+        weights, kv = canonical((r.get("weights") or "").strip()) or None, canonical((r.get("kv") or "").strip()) or None
         isl, osl = max(int(round(_num(r, "isl", where))), 1), max(int(round(_num(r, "osl", where))), 1)
         n = int(_num(r, "num_prompts", where))
         rate_s = str(r.get("rate") or "inf").strip().lower()
