@@ -169,8 +169,8 @@ def test_a_band_is_the_engine_familys_own_where_it_has_enough_rows():
     own = uncertainty_for("h200-sxm", "decode", False, "trtllm")["throughput"]
     assert own["from"] == "inferred/decode/dense@trtllm" and own["rows"] >= MIN_ROWS
     assert own == {**bands["inferred/decode/dense@trtllm"]["throughput"], "from": "inferred/decode/dense@trtllm"}
-    # SGLang has too few inferred rows of its own: its band is every engine's
-    sg = uncertainty(Situation(False, "decode", False, "sglang"))["throughput"]
-    assert sg["from"] == "inferred/decode/dense"
+    # SGLang has no fitted rows at all (its online runs are held out): on a fitted device its band is every engine's
+    sg = uncertainty(Situation(True, "decode", False, "sglang"))["throughput"]
+    assert "fitted/decode/dense@sglang" not in bands and sg["from"] == "fitted/decode/dense"
     # the pooled band is what an engine-less situation gets
     assert uncertainty(Situation(False, "decode", False))["throughput"]["from"] == "inferred/decode/dense"
