@@ -96,12 +96,14 @@ def test_unknown_engine_is_one_line(name, match):
 
 
 def test_a_release_without_a_profile_maps_to_its_era():
-    """The releases the published rows ran map as their engines changed: vLLM's V1 engine from 0.8, TensorRT-LLM's
-    in-flight batching C++ runtime from 0.10 and its PyTorch backend from 0.19; an engine with one line of profiles
-    (SGLang) to its newest; an unparsable version or an unknown engine to nothing."""
+    """The releases the published rows ran map as their engines changed: vLLM's V1 engine from 0.8 (asynchronous
+    scheduling by default from 0.14), TensorRT-LLM's in-flight batching C++ runtime from 0.10 and its PyTorch backend
+    from 0.19; an engine with one line of profiles (SGLang) to its newest; an unparsable version or an unknown engine to
+    nothing."""
     from planner.specs.engine import era_profile
 
-    cases = {("vllm", "0.7.3"): "vllm@0.6", ("vllm", "0.8.4"): "vllm@0.15", ("vllm", "0.11.0"): "vllm@0.15",
+    cases = {("vllm", "0.7.3"): "vllm@0.6", ("vllm", "0.8.4"): "vllm@0.11", ("vllm", "0.10.2"): "vllm@0.11",
+             ("vllm", "0.13.0"): "vllm@0.11", ("vllm", "0.14.1"): "vllm@0.15", ("vllm", "0.16"): "vllm@0.15",
              ("trtllm", "0.9.0"): "trtllm@0.9", ("trtllm", "0.12"): "trtllm@0.14", ("trtllm", "0.18.2"): "trtllm@0.14",
              ("trtllm", "0.19"): "trtllm@1.1", ("trtllm", "1.0.0"): "trtllm@1.1", ("sglang", "0.4.6"): "sglang@0.5",
              ("vllm", "abc"): None, ("nope", "1.0"): None}
@@ -111,7 +113,8 @@ def test_a_release_without_a_profile_maps_to_its_era():
 
 @pytest.mark.parametrize("name, profile, era", [
     ("vllm@0.3", "vllm@0.6", "the V0 engine, before 0.8"),
-    ("vllm@0.11", "vllm@0.15", "the V1 engine, vLLM 0.8 on"),
+    ("vllm@0.9", "vllm@0.11", "the V1 engine without asynchronous scheduling by default, vLLM 0.8-0.13"),
+    ("vllm@0.14", "vllm@0.15", "the V1 engine with asynchronous scheduling, vLLM 0.14 on"),
     ("trtllm@0.12.0", "trtllm@0.14", "the C++ runtime's in-flight batching, 0.10-0.18"),
     ("trtllm@1.2", "trtllm@1.1", "the PyTorch backend, 0.19 on"),
 ])
@@ -129,12 +132,12 @@ def test_a_release_without_a_profile_is_priced_by_its_era_and_says_so(name, prof
 def test_the_era_note_reaches_estimate_and_plan():
     from planner.api import estimate, plan
 
-    note = get_engine("vllm@0.11").era_note
-    e = estimate("llama-3.1-8b", "h100-sxm", engine="vllm@0.11")
-    assert e.notes[0] == note and "vllm@0.15" in note
-    assert note not in estimate("llama-3.1-8b", "h100-sxm", engine="vllm@0.15").notes
-    p = plan("llama-3.1-8b", "h100-sxm", gpus=1, engine="vllm@0.11")
-    assert p.notes == [note]
+    note = get_engine("vllm@0.9").era_note
+    e = estimate("llama-3.1-8b", "h100-sxm", engine="vllm@0.9")
+    assert e.notes[0] == note and "vllm@0.11" in note
+    assert note not in estimate("llama-3.1-8b", "h100-sxm", engine="vllm@0.11").notes
+    p = plan("llama-3.1-8b", "h100-sxm", gpus=1, engine="vllm@0.9")
+    assert p.notes[0] == note
 
 
 def test_versions_differ_where_the_engines_changed():
@@ -142,6 +145,7 @@ def test_versions_differ_where_the_engines_changed():
     assert new.chunked_prefill is True and old.chunked_prefill is None  # V0 decides by context length
     assert new.prefix_caching and not old.prefix_caching
     assert new.async_scheduling and not old.async_scheduling
+    assert not get_engine("vllm@0.11").async_scheduling  # on by default only from 0.14 (the 0.15 profile)
     assert (new.schedule, old.schedule) == ("decode_first", "prefill_first")
     assert get_engine("trtllm@1.1").kv_block_tokens == 32 and get_engine("trtllm@0.14").kv_block_tokens == 64
 

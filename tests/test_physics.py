@@ -245,9 +245,10 @@ def test_published_rows_of_a_1x_trtllm_release_use_the_1x_profile():
     assert bench_runs("trtllm perf-overview, TensorRT-LLM release/1.2", "trtllm@1.1")
     assert engine_of({"source": "trtllm v0.14 max throughput"}) == "trtllm@0.14"
     assert engine_of({"source": "trtllm perf-overview 0.20.0 (performance/perf-overview)"}) == "trtllm@1.1"
-    # a row's own engine column: its release's profile when there is one, else its era's (vLLM V1 from 0.8 on)
+    # a row's own engine column: its release's profile when there is one, else its era's (vLLM V1 from 0.8 on, with
+    # asynchronous scheduling by default from 0.14)
     assert engine_of({"engine": "vllm", "engine_version": "0.15.1"}) == "vllm@0.15.1"
-    assert engine_of({"engine": "vllm", "engine_version": "0.10.1 (rocm/vllm:rocm6.4.1_vllm_0.10.1)"}) == "vllm@0.15"
+    assert engine_of({"engine": "vllm", "engine_version": "0.10.1 (rocm/vllm:rocm6.4.1_vllm_0.10.1)"}) == "vllm@0.11"
     assert engine_of({"engine": "vllm", "engine_version": "0.7.3"}) == "vllm@0.6"
     # MLPerf on AMD Instinct runs vLLM; on NVIDIA the TensorRT-LLM of its round
     assert engine_of({"source": "mlperf-inference-v5.1 closed AMD 8xMI300X", "hardware": "mi300x"}) == "vllm"

@@ -21,9 +21,49 @@ def rows():
 
 
 def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
-    assert set(rows) == {"vllm@0.15", "trtllm@0.14"}  # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14)
+    # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14); serving_bench.csv's vLLM 0.8-0.11 runs
+    assert set(rows) == {"vllm@0.15", "trtllm@0.14", "vllm@0.11"}
     assert all(r.row["engine"] == "vllm" and "0.15" in r.row["engine_version"] for r in rows["vllm@0.15"])
     assert {r.file for r in rows["trtllm@0.14"]} == {"online_serving.csv"}
+    # serving benchmarks are rate rows of vLLM only: SGLang's and trtllm-serve's runs stay held out
+    assert {r.file for r in rows["vllm@0.11"]} == {"serving_bench.csv"} and all(r.bench for r in rows["vllm@0.11"])
+    assert not any(r.bench for r in rows["vllm@0.15"] + rows["trtllm@0.14"])
+
+
+def test_a_serving_benchmark_fits_the_request_time_and_a_compute_scale_per_architecture(rows):
+    """vLLM 0.11 has no joint-fit rows and only serving-benchmark runs: it takes its per-request time and one scale of
+    its GEMM, grouped-GEMM and attention efficiencies per architecture the runs used, each from the joint fit's value."""
+    cal = builtin_calibration()
+    prob = rate_fit._Problem("vllm@0.11", rows["vllm@0.11"], cal, 1.0)
+    assert prob.bench and prob.names == ("request_s", "compute@ampere", "compute@hopper")
+    assert prob.prior["compute@hopper"] == 1.0 and np.allclose(np.exp(prob.lo[1:]), rate_fit.COMPUTE_BOUNDS[0])
+    # what is fitted of a run: its request rate and TPOT, a single stream's decode rate, a closed loop's TTFT; not a
+    # burst's TTFT (its queue) nor the output tokens/s that repeat the request rate
+    burst = next(r for r in rows["vllm@0.11"] if not (r.row.get("max_concurrency") or "").strip())
+    loop = next(r for r in rows["vllm@0.11"] if (r.row.get("max_concurrency") or "").strip())
+    assert rate_fit._fittable(burst, "requests_per_s") and rate_fit._fittable(burst, "mean_tpot_s")
+    assert not rate_fit._fittable(burst, "mean_ttft_s") and not rate_fit._fittable(burst, "output_tokens_per_s")
+    assert rate_fit._fittable(loop, "mean_ttft_s")
+    # a scale multiplies that architecture's compute efficiencies and nothing else
+    joint = {m: cal["vllm@0.15"].engine_wide[m][0] for m in rate_fit.COMPUTE}
+    base = copy.deepcopy(cal)
+    base["vllm@0.11"] = copy.deepcopy(cal["vllm@0.15"])
+    base["vllm@0.11"].architectures.clear()
+    scaled = rate_fit._calibration_with(base, "vllm@0.11", {"compute@ampere": 0.5}, "rate fit: test")
+    blk = scaled["vllm@0.11"].architectures["ampere"]
+    assert {m: blk[m][0] for m in rate_fit.COMPUTE} == pytest.approx({m: 0.5 * v for m, v in joint.items()})
+    assert set(blk) == set(rate_fit.COMPUTE) and "hopper" not in scaled["vllm@0.11"].architectures
+
+
+def test_the_files_in_force_carry_vllm_0_11s_compute_scales_where_its_runs_ran():
+    got = rate_fit.in_force(builtin_calibration())["vllm@0.11"]
+    joint = builtin_calibration()["vllm@0.11"].engine_wide
+    for arch in ("hopper", "ampere"):
+        scale = {m: got[(arch, m)][0] / joint[m][0] for m in rate_fit.COMPUTE}
+        assert max(scale.values()) == pytest.approx(min(scale.values()), rel=1e-4)  # one scale per architecture
+        assert rate_fit.COMPUTE_BOUNDS[0] < scale["gemm"] < 1.0  # its runs are slower than the joint fit's kernels
+    assert ("blackwell", "gemm") not in got  # no vLLM 0.11 run on Blackwell: the joint fit's values stand there
+    assert 0.0 < got[(None, "request_s")][0] < 0.1
 
 
 def test_a_release_with_joint_fit_rows_takes_only_its_request_time_from_rate_rows():

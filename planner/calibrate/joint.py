@@ -341,9 +341,10 @@ NOT_FITTED = {
                               "releases) on B200, H200 and H100",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
                             "comes from",
-    "serving_bench.csv": "held out to measure transfer: vLLM, SGLang and trtllm-serve online runs (vllm bench serve, sglang "
-                         "bench_one_batch_server) that users and vendors published, simulated, never fitted (SGLang and TensorRT-LLM "
-                         "1.x have no fitted row at all)",
+    "serving_bench.csv": "not a joint-fit file: vLLM, SGLang and trtllm-serve online runs (vllm bench serve, sglang "
+                         "bench_one_batch_server) that users and vendors published, simulated; the rate stage fits vLLM 0.11's "
+                         "per-request time and compute scale per architecture to its vLLM 0.8-0.11 runs (rate_fit.BENCH_ENGINES), "
+                         "the SGLang and trtllm-serve runs stay held out (neither has a fitted row at all)",
 }
 
 

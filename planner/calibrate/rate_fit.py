@@ -16,6 +16,12 @@ with every other value (GEMM, attention, KV-read efficiencies) held at the joint
 for a release the joint fit has no rows of (vLLM 0.15), only the per-request time (``HOST_ONLY``) for one it has
 (TensorRT-LLM 0.14), whose kernels and all-reduce its throughput rows already pin.
 
+A release of vLLM whose only published runs are serving benchmarks (``serving_bench.csv``: ``vllm bench serve`` bursts
+and closed loops; vLLM 0.8-0.11, the 0.11 profile) takes its per-request time and one scale of its compute efficiencies
+(GEMM, grouped GEMM, prefill attention) per architecture its runs used from them (``compute@ARCH``, BENCH_ENGINES): its
+bursts run slower than the joint fit's kernels replay them, by a factor that is the architecture's (0.80 on Hopper, 0.62
+on Ampere), not the workload's. The scale stays on those architectures; another keeps the joint fit's values.
+
 Where each fitted value applies follows what sets it. The per-request time is the API server's work on the host
 CPU, the same whatever GPU is underneath: it is the release's engine-wide value. The gap per kernel inside a CUDA
 (HIP) graph and the collective kernels' efficiency are set by the GPU's command processor and by the links and the
@@ -54,6 +60,16 @@ from planner.costmodel.params import PARAM_BY_NAME, using
 RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
 HOST_ONLY = ("request_s",)  # what a release whose kernels the joint fit already has takes from its rate rows
 DEVICE_PARAMS = ("kernel_s", "allreduce")  # set by the GPU and its links: values of the rate rows' architectures
+# Serving-benchmark runs (serving_bench.csv: `vllm bench serve` bursts and closed loops) of vLLM, which no joint-fit
+# row comes from: a release whose only rows these are takes its per-request time and one compute scale per architecture
+# its runs used from them (``compute@ARCH``: the GEMM, grouped-GEMM and prefill-attention efficiencies of that
+# architecture, times the scale; COMPUTE). vLLM 0.8-0.11 lands at 0.80 on Hopper and 0.62 on Ampere. SGLang's runs are
+# not fitted: the same fit puts its Hopper kernels at 0.36 of TensorRT-LLM's, which no SGLang kernel is; what its
+# bursts miss (TPOT 0.2-0.6x) is not a compute scale. TensorRT-LLM's kernel layer is its family's joint fit.
+BENCH_ENGINES = ("vllm",)
+COMPUTE = ("gemm", "moe_gemm", "attention")
+COMPUTE_BOUNDS = (0.3, 1.5)  # x the joint fit's values
+BENCH_METRICS = ("requests_per_s", "mean_tpot_s", "decode_tokens_per_s")  # + the mean TTFT of closed-loop runs
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
 DURATION_SCALE = 0.25
 SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
@@ -74,10 +90,12 @@ class RateFit:
     seconds: float
     evaluations: int
     architectures: tuple[str, ...] = ()  # where DEVICE_PARAMS apply (the rate rows' GPUs)
+    bench: bool = False  # fitted to serving-benchmark runs (request_s and compute@ARCH), not stages at request rates
 
     @property
     def source(self) -> str:
-        return (f"rate fit: {self.rows} rows ({self.experiments} runs at request rates on {', '.join(self.hardware)}) of "
+        runs = "serving-benchmark runs" if self.bench else "runs at request rates"
+        return (f"rate fit: {self.rows} rows ({self.experiments} {runs} on {', '.join(self.hardware)}) of "
                 f"{self.release}, simulated, other values held at the joint fit's (planner calibrate --published)")
 
 
@@ -91,9 +109,15 @@ class RateRow:
     def hardware(self) -> str:
         return self.row["hardware"]
 
+    @property
+    def bench(self) -> bool:
+        """A serving-benchmark run (``num_prompts``), not a stage at a request rate."""
+        return "num_prompts" in self.cols
+
 
 def rate_rows(files: list[Path]) -> dict[str, list[RateRow]]:
-    """Rows of the request-rate files (a ``request_rate`` column: vLLM stages, online serving), by release."""
+    """Rows of the request-rate files (a ``request_rate`` column: vLLM stages, online serving) and the serving-benchmark
+    runs of BENCH_ENGINES (a ``num_prompts`` column), by release."""
     from planner.calibrate.published_fit import release_of
 
     out: dict[str, list[RateRow]] = {}
@@ -101,10 +125,12 @@ def rate_rows(files: list[Path]) -> dict[str, list[RateRow]]:
         with Path(f).open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = frozenset(reader.fieldnames or [])
-            if "request_rate" not in cols:
+            if "request_rate" not in cols and "num_prompts" not in cols:
                 continue
             for r in reader:
-                out.setdefault(release_of(r), []).append(RateRow(Path(f).name, cols, r))
+                release = release_of(r)
+                if "request_rate" in cols or release.split("@")[0] in BENCH_ENGINES:
+                    out.setdefault(release, []).append(RateRow(Path(f).name, cols, r))
     return out
 
 
@@ -140,7 +166,14 @@ def _calibration_with(cal: dict, release: str, values: dict[str, float], source:
     out = dict(cal)
     c = copy.deepcopy(out[release])
     for n, v in values.items():
-        if architectures and n in DEVICE_PARAMS:
+        if n.startswith("compute@"):  # a scale of the compute efficiencies ``cal`` gives that architecture
+            a = n.split("@", 1)[1]
+            blk = c.architectures.setdefault(a, {})
+            for m in COMPUTE:
+                base = float((cal[release].architectures.get(a, {}).get(m) or cal[release].engine_wide[m])[0])
+                blk[m] = (base * float(v), f"{source} (x{float(v):.3g} of the joint fit's {base:.4g})")
+            continue
+        if architectures and (n in DEVICE_PARAMS or n in COMPUTE):
             for a in architectures:
                 c.architectures.setdefault(a, {})[n] = (float(v), source)
             continue
@@ -153,8 +186,12 @@ def _calibration_with(cal: dict, release: str, values: dict[str, float], source:
 
 
 def _fittable(r: RateRow, what: str) -> bool:
-    """A mean latency of a stage (not the ``all`` row repeating them) of a run that was not overloaded."""
+    """A mean latency of a stage (not the ``all`` row repeating them) of a run that was not overloaded; of a serving
+    benchmark, its request rate, mean TPOT and single-stream decode rate, and the mean TTFT of a closed loop (a burst's
+    TTFT is how long its queue took to drain)."""
     row = r.row
+    if r.bench:
+        return what in BENCH_METRICS or (what == "mean_ttft_s" and (row.get("max_concurrency") or "").strip() not in ("", "0"))
     if what not in METRICS or (row.get("stage") or "").strip() == "all":
         return False
     ttft = (row.get("mean_ttft_s") or "").strip()
@@ -167,12 +204,20 @@ class _Problem:
         self.archs = architectures_of({r.hardware for r in rows})
         self.evals = 0
         c = cal[release]
-        self.names = HOST_ONLY if c.rows else RATE_PARAMS  # joint-fit rows of this release pin its kernel values
-        self.prior = {n: float(c.engine_wide[n][0]) if n in c.engine_wide else PARAM_BY_NAME[n].prior for n in self.names}
+        self.bench = bool(rows) and all(r.bench for r in rows)
+        if c.rows:  # joint-fit rows of this release pin its kernel values
+            self.names = HOST_ONLY
+        elif self.bench:  # serving benchmarks: the per-request time and a compute scale per architecture they ran on
+            self.names = HOST_ONLY + tuple(f"compute@{a}" for a in self.archs)
+        else:
+            self.names = RATE_PARAMS
+        self.prior = {n: 1.0 if n.startswith("compute@") else float(c.engine_wide[n][0]) if n in c.engine_wide
+                      else PARAM_BY_NAME[n].prior for n in self.names}
         # request_s has no joint-fit value (0 s): its prior is centred on 1 ms, inside its bounds
         self.prior = {n: (v if v > 0 else 1e-3) for n, v in self.prior.items()}
-        self.lo = np.log([max(PARAM_BY_NAME[n].lo, 1e-5 if n == "request_s" else 0.0) for n in self.names])
-        self.hi = np.log([PARAM_BY_NAME[n].hi for n in self.names])
+        self.lo = np.log([COMPUTE_BOUNDS[0] if n.startswith("compute@") else max(PARAM_BY_NAME[n].lo, 1e-5 if n == "request_s" else 0.0)
+                          for n in self.names])
+        self.hi = np.log([COMPUTE_BOUNDS[1] if n.startswith("compute@") else PARAM_BY_NAME[n].hi for n in self.names])
         self.x0 = np.clip(np.log([self.prior[n] for n in self.names]), self.lo + 1e-9, self.hi - 1e-9)
 
     def values(self, x: np.ndarray) -> dict[str, float]:
@@ -214,7 +259,7 @@ def fit_release(release: str, rows: list[RateRow], cal: dict, *, scale: float = 
                 for r in rows})
     return RateFit(release, prob.values(sol.x), dict(prob.prior), n, runs, hw,
                    float(np.median(np.abs(np.expm1(r1)))), float(np.median(np.abs(np.expm1(r0[:n])))),
-                   time.perf_counter() - t0, prob.evals, prob.archs)
+                   time.perf_counter() - t0, prob.evals, prob.archs, prob.bench)
 
 
 def apply(cal: dict, fits: list[RateFit]) -> dict:
@@ -316,7 +361,8 @@ def in_force(cal: dict) -> dict[str, dict[tuple[str | None, str], tuple[float, s
     out: dict[str, dict[tuple[str | None, str], tuple[float, str]]] = {}
     for k, c in cal.items():
         blocks = [(None, c.engine_wide), *c.architectures.items()]
-        got = {(a, n): vs for a, blk in blocks for n, vs in blk.items() if n in RATE_PARAMS and vs[1].startswith("rate fit")}
+        got = {(a, n): vs for a, blk in blocks for n, vs in blk.items()
+               if (n in RATE_PARAMS or n in COMPUTE) and vs[1].startswith("rate fit")}
         if got:
             out[k] = got
     return out

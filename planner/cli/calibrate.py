@@ -117,7 +117,9 @@ def _published(published: str, out: Path | None, as_json: bool = False) -> None:
         console.print(f"  {v:14s} {a or '-':8s} {n:4d} rows  " + "  ".join(
             f"{k} {val * 1e6:.3g}us" if k.endswith("_s") else f"{k} {val:.3g}" for k, val in vals.items()))
     for f in res.rate_fits:
-        console.print(f"  {f.release:14s} rate fit, {f.rows} stage rows ({f.experiments} runs, simulated at {f.hardware[0] if len(f.hardware) == 1 else 'several GPUs'}): "
+        kind = "serving-benchmark rows" if f.bench else "stage rows"
+        where = f.hardware[0] if len(f.hardware) == 1 else ", ".join(f.hardware)
+        console.print(f"  {f.release:14s} rate fit, {f.rows} {kind} ({f.experiments} runs, simulated on {where}): "
                       f"median |error| {f.prior_median_ape:.1%} -> {f.median_ape:.1%}  " + "  ".join(
                           f"{k} {v * 1e6:.3g}us" if k.endswith("_s") else f"{k} {v:.3g}" for k, v in f.values.items()))
     for path in write_calibration(res, out):

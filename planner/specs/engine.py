@@ -507,7 +507,8 @@ def engine_ids() -> list[str]:
 
 def era_profile(eid: str, version: str) -> str | None:
     """``ID@VERSION`` of the profile that prices release ``version`` of engine ``eid`` when it has none of its own: the
-    profile of its era. vLLM from 0.8 on runs the V1 engine (the 0.15 profile), before it V0 (0.6); TensorRT-LLM from
+    profile of its era. vLLM from 0.8 on runs the V1 engine, with asynchronous scheduling on by default from 0.14 (the 0.15
+    profile) and off before (0.11), before 0.8 the V0 engine (0.6); TensorRT-LLM from
     0.19 on runs trtllm-bench without an engine build on the PyTorch backend (1.1), 0.10-0.18 the C++ runtime's
     in-flight batching (0.14), earlier releases static batching (0.9); llama.cpp builds from b3000 on replay decode as a
     CUDA graph (b3000), earlier ones launch each op (unpinned); another engine its newest profile. None when
@@ -526,7 +527,7 @@ def era_profile(eid: str, version: str) -> str | None:
     if eid == "trtllm":
         era = "1.1" if (major, minor) >= (0, 19) else "0.14" if (major, minor) >= (0, 10) else "0.9"
     elif eid == "vllm":
-        era = "0.15" if (major, minor) >= (0, 8) else "0.6"
+        era = "0.15" if (major, minor) >= (0, 14) else "0.11" if (major, minor) >= (0, 8) else "0.6"
     else:
         return max((e for e in ps.values() if e.id == eid), key=lambda e: _version_key(e.version)).name
     return f"{eid}@{era}" if f"{eid}@{era}" in ps else None
@@ -534,7 +535,8 @@ def era_profile(eid: str, version: str) -> str | None:
 
 def era_note(eid: str, era: str) -> str:
     """A few words on what an era profile covers (for the message that names it)."""
-    return {"vllm@0.15": "the V1 engine, vLLM 0.8 on", "vllm@0.6": "the V0 engine, before 0.8",
+    return {"vllm@0.15": "the V1 engine with asynchronous scheduling, vLLM 0.14 on",
+            "vllm@0.11": "the V1 engine without asynchronous scheduling by default, vLLM 0.8-0.13", "vllm@0.6": "the V0 engine, before 0.8",
             "trtllm@1.1": "the PyTorch backend, 0.19 on", "trtllm@0.14": "the C++ runtime's in-flight batching, 0.10-0.18",
             "trtllm@0.9": "static batching, before 0.10",
             f"llamacpp@b{LLAMACPP_GRAPH_BUILD}": f"CUDA graphs for single-token decode, builds b{LLAMACPP_GRAPH_BUILD} on",
