@@ -186,3 +186,25 @@ def test_graph_replaying_releases_take_the_graph_gap_on_nvidia_only():
     for k in ("sglang@0.5", "vllm@0.6"):
         bare[k].architectures.clear()
     assert rate_fit.graph_gap(bare)["sglang@0.5"].architectures == {}  # no rate-fitted sample: nothing laid over
+
+
+def test_an_nvidia_architecture_without_runs_takes_the_mean_compute_scale_and_amd_keeps_the_joint_values():
+    """vLLM 0.11's compute scale reaches the NVIDIA architectures its runs did not use (one CUDA kernel stack) as the
+    geometric mean of the fitted ones; AMD's keep the joint fit's values (ROCm's own kernels)."""
+    cal = builtin_calibration()
+    c = cal["vllm@0.11"]
+    ew = c.engine_wide["gemm"][0]
+    fitted = {a: c.architectures[a]["gemm"][0] / ew for a in ("hopper", "ampere")}
+    g = float(np.exp(np.mean(np.log(list(fitted.values())))))
+    for arch in ("ada", "blackwell"):
+        blk = c.architectures[arch]
+        assert blk["gemm"][0] == pytest.approx(ew * g, rel=1e-3) and blk["gemm"][1].startswith("inferred")
+        assert blk["attention"][0] == pytest.approx(c.engine_wide["attention"][0] * g, rel=1e-3)
+    assert "gemm" not in c.architectures.get("cdna3", {})  # MI300X: the engine-wide (joint) value stands
+    # a fold that keeps only the Hopper runs lays the Hopper scale over Ampere
+    fold = copy.deepcopy(cal)
+    fold["vllm@0.11"].architectures = {a: dict(b) for a, b in c.architectures.items() if a == "hopper"}
+    out = rate_fit.compute_scales(fold)
+    assert out["vllm@0.11"].architectures["ampere"]["gemm"][0] == pytest.approx(ew * fitted["hopper"], rel=1e-3)
+    # the inferred values are not rate-fit values: a fold does not carry them as its own
+    assert ("ada", "gemm") not in rate_fit.in_force(cal)["vllm@0.11"]

@@ -20,7 +20,8 @@ A release of vLLM whose only published runs are serving benchmarks (``serving_be
 and closed loops; vLLM 0.8-0.11, the 0.11 profile) takes its per-request time and one scale of its compute efficiencies
 (GEMM, grouped GEMM, prefill attention) per architecture its runs used from them (``compute@ARCH``, BENCH_ENGINES): its
 bursts run slower than the joint fit's kernels replay them, by a factor that is the architecture's (0.80 on Hopper, 0.62
-on Ampere), not the workload's. The scale stays on those architectures; another keeps the joint fit's values.
+on Ampere), not the workload's. An NVIDIA architecture without runs takes the geometric mean of the fitted scales
+(``compute_scales``: one CUDA kernel stack); an AMD one keeps the joint fit's values.
 
 Where each fitted value applies follows what sets it. The per-request time is the API server's work on the host
 CPU, the same whatever GPU is underneath: it is the release's engine-wide value. The gap per kernel inside a CUDA
@@ -343,6 +344,41 @@ def graph_gap(cal: dict) -> dict:
     return out
 
 
+def compute_scales(cal: dict) -> dict:
+    """``cal`` with each serving-benchmark-fitted release's compute scale laid over the NVIDIA architectures its runs did
+    not use: the geometric mean of the scales fitted on NVIDIA architectures (vLLM 0.11: Hopper and Ampere). vLLM's CUDA
+    kernels (FlashAttention, cuBLAS and CUTLASS GEMMs, Marlin, Triton) are one stack across NVIDIA generations; on AMD
+    it runs ROCm's own (hipBLASLt, aiter), so AMD architectures keep the joint fit's values (vLLM 0.9-0.11 static
+    batches on MI300X land at 5 % median with them). A scale is read as the architecture's fitted value over the
+    release's engine-wide one, which is what a release without joint-fit rows (every bench-fitted one) scaled."""
+    nv = _nvidia_architectures()
+    out = dict(cal)
+    for k, c in cal.items():
+        if c.rows:
+            continue
+        scales = {}
+        for a, blk in c.architectures.items():
+            v = blk.get("gemm")
+            if a in nv and v and v[1].startswith("rate fit") and "gemm" in c.engine_wide:
+                scales[a] = v[0] / c.engine_wide["gemm"][0]
+        if not scales:
+            continue
+        g = float(np.exp(np.mean(np.log(list(scales.values())))))
+        named = " and ".join(f"{a} ({v:.3g})" for a, v in sorted(scales.items()))
+        src = (f"inferred: {k} has no serving-benchmark run on this NVIDIA architecture; its compute efficiencies take the "
+               f"geometric mean {g:.3g} of the scales its runs fitted on {named}, times the joint fit's value")
+        c = copy.deepcopy(c)
+        for a in nv:
+            if a in scales:
+                continue
+            blk = c.architectures.setdefault(a, {})
+            for m in COMPUTE:
+                base = float((blk.get(m) or c.engine_wide[m])[0])
+                blk[m] = (base * g, src)
+        out[k] = c
+    return out
+
+
 def fit_all(files: list[Path], cal: dict, *, progress=None) -> list[RateFit]:
     """A rate fit for every release with rate rows in ``files``."""
     out = []
@@ -384,4 +420,4 @@ def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: d
             f = fit_release(release, kept, out)
             if f is not None:
                 out = apply(out, [f])
-    return graph_gap(out)
+    return compute_scales(graph_gap(out))
