@@ -71,6 +71,23 @@ BENCH_ENGINES = ("vllm",)
 COMPUTE = ("gemm", "moe_gemm", "attention")
 COMPUTE_BOUNDS = (0.3, 1.5)  # x the joint fit's values
 BENCH_METRICS = ("requests_per_s", "mean_tpot_s", "decode_tokens_per_s")  # + the mean TTFT of closed-loop runs
+SCALE = "compute@"  # a fitted name ``compute@ARCH``: the compute scale of that architecture
+
+
+def _arch_value(c, arch: str, name: str) -> float:
+    """A release's value of ``name`` on ``arch``: its architecture block's, else its engine-wide one."""
+    return float((c.architectures.get(arch, {}).get(name) or c.engine_wide[name])[0])
+
+
+def _prior_and_bounds(name: str, c) -> tuple[float, float, float]:
+    """(prior, lower, upper) of a rate-fit value of release calibration ``c``: a compute scale starts at 1 (the joint
+    fit's values) within COMPUTE_BOUNDS; any other value at the joint fit's (its ParamSpec prior where the fit has none;
+    request_s, which has no joint-fit value, is centred on 1 ms) within its ParamSpec bounds."""
+    if name.startswith(SCALE):
+        return 1.0, *COMPUTE_BOUNDS
+    spec = PARAM_BY_NAME[name]
+    prior = float(c.engine_wide[name][0]) if name in c.engine_wide else spec.prior
+    return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name == "request_s" else 0.0), spec.hi
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
 DURATION_SCALE = 0.25
 SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
@@ -167,11 +184,11 @@ def _calibration_with(cal: dict, release: str, values: dict[str, float], source:
     out = dict(cal)
     c = copy.deepcopy(out[release])
     for n, v in values.items():
-        if n.startswith("compute@"):  # a scale of the compute efficiencies ``cal`` gives that architecture
-            a = n.split("@", 1)[1]
+        if n.startswith(SCALE):  # a scale of the compute efficiencies ``cal`` gives that architecture
+            a = n[len(SCALE):]
             blk = c.architectures.setdefault(a, {})
             for m in COMPUTE:
-                base = float((cal[release].architectures.get(a, {}).get(m) or cal[release].engine_wide[m])[0])
+                base = _arch_value(cal[release], a, m)
                 blk[m] = (base * float(v), f"{source} (x{float(v):.3g} of the joint fit's {base:.4g})")
             continue
         if architectures and (n in DEVICE_PARAMS or n in COMPUTE):
@@ -209,16 +226,13 @@ class _Problem:
         if c.rows:  # joint-fit rows of this release pin its kernel values
             self.names = HOST_ONLY
         elif self.bench:  # serving benchmarks: the per-request time and a compute scale per architecture they ran on
-            self.names = HOST_ONLY + tuple(f"compute@{a}" for a in self.archs)
+            self.names = HOST_ONLY + tuple(f"{SCALE}{a}" for a in self.archs)
         else:
             self.names = RATE_PARAMS
-        self.prior = {n: 1.0 if n.startswith("compute@") else float(c.engine_wide[n][0]) if n in c.engine_wide
-                      else PARAM_BY_NAME[n].prior for n in self.names}
-        # request_s has no joint-fit value (0 s): its prior is centred on 1 ms, inside its bounds
-        self.prior = {n: (v if v > 0 else 1e-3) for n, v in self.prior.items()}
-        self.lo = np.log([COMPUTE_BOUNDS[0] if n.startswith("compute@") else max(PARAM_BY_NAME[n].lo, 1e-5 if n == "request_s" else 0.0)
-                          for n in self.names])
-        self.hi = np.log([COMPUTE_BOUNDS[1] if n.startswith("compute@") else PARAM_BY_NAME[n].hi for n in self.names])
+        pb = {n: _prior_and_bounds(n, c) for n in self.names}
+        self.prior = {n: v[0] for n, v in pb.items()}
+        self.lo = np.log([pb[n][1] for n in self.names])
+        self.hi = np.log([pb[n][2] for n in self.names])
         self.x0 = np.clip(np.log([self.prior[n] for n in self.names]), self.lo + 1e-9, self.hi - 1e-9)
 
     def values(self, x: np.ndarray) -> dict[str, float]:
@@ -373,8 +387,7 @@ def compute_scales(cal: dict) -> dict:
                 continue
             blk = c.architectures.setdefault(a, {})
             for m in COMPUTE:
-                base = float((blk.get(m) or c.engine_wide[m])[0])
-                blk[m] = (base * g, src)
+                blk[m] = (_arch_value(c, a, m) * g, src)
         out[k] = c
     return out
 
