@@ -10,7 +10,8 @@ from planner.costmodel.memory import kv_bytes_per_seq, memory, weight_bytes_per_
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel, Step, _pairs
 from planner.specs.engine import Engine
-from planner.specs.loader import get_hardware, get_model
+from planner.errors import PlannerError
+from planner.specs.loader import get_hardware, get_interconnect, get_model
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +229,37 @@ def test_qk_norm_models_pay_one_norm_kernel_over_their_queries_and_keys_per_laye
         assert op.count == q3.num_layers
     cm = CostModel(l3, h100, engine=Engine())
     assert not any(str(o.name) == "qk_norm" for o in cm.step(make_plans(l3, h100, tp=1), Step(decode_seqs=4, decode_ctx=1000)).ops)
+
+
+def test_node_tier_joins_bridged_cards_over_pcie():
+    # H100 NVL: NVLink bridges pair the cards, a server holds 8: a group of 2 stays on the bridge, 4 and 8 cross
+    # PCIe Gen5 between the pairs, 16 has no link (no scale-out network)
+    nvl = get_hardware("h100-nvl")
+    fab = Fabric.of(nvl)
+    assert fab.scale_up.domain_size == 2 and fab.node.domain_size == 8 and fab.scale_out is None
+    assert nvl.node_size == 8 and fab.max_group() == 8
+    pcie5 = get_interconnect("pcie5")
+    bw, lat, frac, sw = fab.tier_for(np.array([2.0, 4.0, 8.0, 16.0]))
+    assert bw[0] == pytest.approx(fab.scale_up.bandwidth_bytes_per_s)
+    assert bw[1] == bw[2] == pytest.approx(pcie5.bandwidth_per_direction.value)
+    assert lat[1] == pytest.approx(pcie5.latency.value) and frac[1] == pytest.approx(pcie5.achievable.fraction)
+    assert bw[3] == 0.0 and np.all(sw == 0.0)
+    # only the ring runs over PCIe: tp4 pays 2(n-1) = 6 PCIe hops, tp2 one bridge hop
+    msg = np.array([1e8, 1e8])
+    t, _ = all_reduce_time(fab, np.array([2.0, 4.0]), msg)
+    busbw = pcie5.bandwidth_per_direction.value * pcie5.achievable.fraction
+    assert t[1] == pytest.approx(6 * pcie5.latency.value + 1e8 * 1.5 / busbw)
+    assert t[1] > 5 * t[0]
+    # the NVLink all-to-all kernels reach only the bridged pair
+    assert fab.peer_all_to_all(np.array([2.0, 4.0, 8.0])).tolist() == [True, False, False]
+    with pytest.raises(PlannerError, match="one of its nodes holds 8"):
+        fab.check_reaches(16, "tp x pp", nvl.id)
+
+
+def test_without_a_node_tier_nothing_changes():
+    # an NVSwitch node has no node tier: its all-to-all stays peer to peer across nodes too (RDMA)
+    fab = Fabric.of(get_hardware("h100-sxm"))
+    assert fab.node is None and fab.node_size == 8
+    assert fab.peer_all_to_all(np.array([8.0, 16.0])).tolist() == [True, True]
+    assert Fabric.of(get_hardware("l40s")).peer_all_to_all(np.array([4.0])).tolist() == [False]
+

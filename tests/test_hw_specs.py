@@ -77,6 +77,7 @@ def test_system_loads_and_references_resolve(ident):
 
 _ALLOWED_KINDS = {
     "scale_up": {"scale_up", "host"},  # PCIe may serve as the peer link of PCIe-only cards
+    "node": {"host"},  # the server's PCIe between scale-up domains
     "scale_out": {"scale_out", "network"},
     "host": {"host"},
 }
@@ -85,7 +86,7 @@ _ALLOWED_KINDS = {
 @pytest.mark.parametrize("ident", HW)
 def test_hardware_links_resolve(ident):
     h = get_hardware(ident)
-    for tier in ("scale_up", "scale_out", "host"):
+    for tier in ("scale_up", "node", "scale_out", "host"):
         ref = getattr(h.links, tier)
         if ref is None:
             continue

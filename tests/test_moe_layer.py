@@ -275,3 +275,18 @@ def test_estimate_says_when_block_fp8_kernels_set_the_pace():
     for hw, weights in (("b200", "fp8"), ("h200-sxm", "fp4")):  # an architecture the profile does not list; not FP8
         off = estimate("deepseek-r1", hw, PlanSpec(tp=8, weights=weights), isl=512, osl=128, engine="vllm@0.15")
         assert not any("block_fp8" in n for n in off.notes)
+
+
+def test_expert_traffic_between_bridged_pairs_falls_back_to_all_gather():
+    """H100 NVL: the NVLink all-to-all reaches the bridged pair only; ep 4 spans two pairs over PCIe, so its tokens
+    move as the all-gather / reduce-scatter fallback (ep - 1 copies each way) while ep 2 keeps the all-to-all."""
+    m = get_model("qwen3-30b-a3b")
+    h, k, T = m.hidden_size, m.moe.top_k, 512.0
+    hw = get_hardware("h100-nvl")
+    per_rank = {}
+    for ep in (2, 4):
+        p = make_plans(m, hw, tp=1, ep=ep, adp=ep, weights="fp8", kv="fp8")
+        sc = CostModel(m, hw).step(p, Step(decode_seqs=T * ep, decode_ctx=1000))
+        per_rank[ep] = float(np.ravel(op(sc, Op.EP_ALLTOALL).bytes)[0])
+    assert per_rank[4] == pytest.approx(T * (4 - 1) * h * 2.0 * 2.0, rel=1e-9)
+    assert per_rank[2] >= T * k * (2 - 1) / 2 * h * 2.0 * 2.0  # the top-k all-to-all, times the busiest rank's share

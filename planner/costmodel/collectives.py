@@ -57,7 +57,9 @@ class LinkTier:
             in_switch_fraction=link.in_switch.fraction if (link.in_switch_reduction and link.in_switch) else 0.0,
             in_switch_min_devices=link.in_switch_min_devices,
             domain_size=domain_size,
-            peer_to_peer=link.topology in ("switch", "mesh") and link.kind == "scale_up" and not link.id.startswith("pcie"),
+            # a switch or a full mesh reaches every peer directly, and so does a bridge joining just two devices
+            peer_to_peer=(link.topology in ("switch", "mesh") or (link.topology == "point_to_point" and domain_size <= 2))
+            and link.kind == "scale_up" and not link.id.startswith("pcie"),
             shared_medium=link.kind == "network" and link.topology == "bus",
             host_stack=link.kind == "network",
         )
@@ -65,21 +67,32 @@ class LinkTier:
 
 @dataclass(frozen=True)
 class Fabric:
-    """The link tiers a device sees: inside its scale-up domain, and across nodes."""
+    """The link tiers a device sees: inside its scale-up domain, between the domains of one server (the node tier:
+    PCIe between NVLink-bridged cards), and across nodes."""
 
     scale_up: LinkTier | None
     scale_out: LinkTier | None
+    node: LinkTier | None = None
 
     @classmethod
     def of(cls, hw: Hardware) -> "Fabric":
-        up = out = None
+        up = out = node = None
         if hw.links.scale_up:
             ref = hw.links.scale_up
             up = LinkTier.from_spec(get_interconnect(ref.interconnect), ref.domain_size or 1, ref.count)
+        if hw.links.node:
+            ref = hw.links.node
+            node = LinkTier.from_spec(get_interconnect(ref.interconnect), ref.domain_size or 1, ref.count)
         if hw.links.scale_out:
             ref = hw.links.scale_out
             out = LinkTier.from_spec(get_interconnect(ref.interconnect), 10**9, ref.count)
-        return cls(up, out)
+        return cls(up, out, node)
+
+    @property
+    def node_size(self) -> int:
+        """Devices one server holds (the node tier's, else the scale-up domain's; 1 without either)."""
+        up = self.scale_up.domain_size if self.scale_up is not None else 1
+        return max(up, self.node.domain_size) if self.node is not None else up
 
     def direct(self, group: np.ndarray) -> np.ndarray:
         """Where a group stays inside a scale-up domain whose devices reach each other directly."""
@@ -88,30 +101,43 @@ class Fabric:
             return np.zeros(group.shape, bool)
         return group <= self.scale_up.domain_size
 
+    def peer_all_to_all(self, group: np.ndarray) -> np.ndarray:
+        """Where an all-to-all can send each token straight to the rank that needs it: a peer-to-peer scale-up link
+        (NVLink) inside its domain, or across nodes (RDMA); not where the group crosses the node tier (PCIe between
+        NVLink-bridged cards), whose all-to-all kernels have no direct path."""
+        group = np.asarray(group)
+        if self.scale_up is None or not self.scale_up.peer_to_peer:
+            return np.zeros(group.shape, bool)
+        if self.node is None:
+            return np.ones(group.shape, bool)
+        return (group <= self.scale_up.domain_size) | (group > self.node_size)
+
     def edge(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per plan: (the group shares one medium, a star all-reduce is offered) where it crosses onto the
-        scale-out link; both False inside a scale-up domain."""
+        scale-out link; both False inside a node."""
         group = np.asarray(group)
-        crosses = group > self.scale_up.domain_size if self.scale_up else group > 1
+        crosses = group > self.node_size if (self.scale_up or self.node) else group > 1
         out = self.scale_out
         if out is None:
             return np.zeros(group.shape, bool), np.zeros(group.shape, bool)
         return crosses & out.shared_medium, crosses & out.host_stack
 
     def max_group(self) -> float:
-        """The most devices one collective can join: unbounded over a scale-out network, else the scale-up domain (1
-        without one). A larger group has no link to cross: tier_for prices it at infinite time."""
+        """The most devices one collective can join: unbounded over a scale-out network, else the node (the scale-up
+        domain, or the node tier joining several; 1 without either). A larger group has no link to cross: tier_for
+        prices it at infinite time."""
         if self.scale_out is not None:
             return np.inf
-        return self.scale_up.domain_size if self.scale_up is not None else 1
+        return self.node_size
 
     def check_reaches(self, devices: int, what: str, hw_id: str) -> None:
         """A PlannerError when ``devices`` (one replica: ``what`` names its factors) cannot all reach each other: more
-        than the scale-up domain holds and no scale-out network (a collective with no link to cross would price as
-        infinite time and come back as NaN)."""
+        than one node holds and no scale-out network (a collective with no link to cross would price as infinite
+        time and come back as NaN)."""
         most = self.max_group()
         if devices > most:
-            link = f"its scale-up domain holds {most:g}" if self.scale_up is not None else "it has no device-to-device link"
+            link = (f"one of its nodes holds {most:g}" if self.node is not None else
+                    f"its scale-up domain holds {most:g}" if self.scale_up is not None else "it has no device-to-device link")
             raise PlannerError(f"{what} = {devices} devices in one replica, but {hw_id} has no scale-out network and "
                                f"{link}: join devices with --link (wifi-6, gbe-10, ...) or use fewer per replica")
 
@@ -131,13 +157,19 @@ class Fabric:
             crosses = ~inside
         else:
             crosses = group > 1
+        if self.node:  # beyond the scale-up domain but inside the server: its PCIe fabric
+            in_node = crosses & (group <= self.node.domain_size)
+            bw = np.where(in_node, self.node.bandwidth_bytes_per_s, bw)
+            lat = np.where(in_node, self.node.latency_s, lat)
+            frac = np.where(in_node, self.node.ring_fraction, frac)
+            crosses = crosses & ~in_node
         if self.scale_out:
             bw = np.where(crosses, self.scale_out.bandwidth_bytes_per_s, bw)
             lat = np.where(crosses, self.scale_out.latency_s, lat)
             frac = np.where(crosses, self.scale_out.ring_fraction, frac)
             sw = np.where(crosses, 0.0, sw)
         else:
-            # no link out of the domain: such a group is infeasible (infinite time)
+            # no link out of the node: such a group is infeasible (infinite time)
             bw = np.where(crosses, 0.0, bw)
         return bw, lat, frac, sw
 

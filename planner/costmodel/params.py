@@ -296,5 +296,5 @@ def scale_fabric(fabric, factor: float):
         kw = {f: getattr(t, f) * factor for f in ("ring_fraction", "in_switch_fraction") if hasattr(t, f)}
         return dataclasses.replace(t, **kw)
 
-    kw = {f: tier(getattr(fabric, f)) for f in ("scale_up", "scale_out") if hasattr(fabric, f)}
+    kw = {f: tier(getattr(fabric, f)) for f in ("scale_up", "node", "scale_out") if hasattr(fabric, f)}
     return dataclasses.replace(fabric, **kw)

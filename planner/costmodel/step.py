@@ -640,16 +640,15 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
-    up = cm.fabric.scale_up
-    if up is not None and up.peer_to_peer:  # an all-to-all: a copy of each token per chosen expert, each way
-        gather = c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb
-    else:
-        # no peer-to-peer fabric (PCIe): the all-to-all kernels need NVLink, so the engine falls back to all-gather
-        # (every rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for the
-        # others' tokens go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
-        # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
-        # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
-        gather = c.T * (c.ep - 1) * h * cm._act * 2.0
+    # an all-to-all: a copy of each token per chosen expert, each way. Without a peer-to-peer path for the expert
+    # group (PCIe, or PCIe between NVLink-bridged cards) the all-to-all kernels, which need NVLink, give way to
+    # all-gather (every rank receives every other rank's tokens) and reduce-scatter (each rank's partial outputs for
+    # the others' tokens go back): ep - 1 copies of a token each way, however many experts it picked (TensorRT-LLM
+    # fused_moe/communication/communication_factory.py: NVLink one- and two-sided all-to-alls first,
+    # AllGatherReduceScatter the fallback that always works). The dispatch is priced at 16 bit, not post-quant.
+    gather = np.where(cm.fabric.peer_all_to_all(c.ep),
+                      c.T * mo.top_k * h * cm._act * (c.ep - 1) / np.maximum(c.ep, 1) * 2.0 * imb,
+                      c.T * (c.ep - 1) * h * cm._act * 2.0)
     # experts split across devices (moe_tp > 1: fewer expert-parallel ranks than the group has devices): every slice
     # of an expert needs every token routed to it, so the attention-DP ranks all-gather their tokens across the group
     # and reduce-scatter the partial outputs back (SGLang's DP attention with a tensor-parallel MoE; TensorRT-LLM's

@@ -196,7 +196,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
     from planner.specs.loader import get_hardware
 
     hw = get_hardware(hardware)
-    domain = max(hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1, 1)
+    domain = hw.node_size
     kv_opts = (kv or default_kv(weights, engine, model),)
     out, notes = [], []
     find = lambda budget, disagg: _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl,  # noqa: E731

@@ -434,6 +434,13 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         good = best_tok > 0
         P, D, best_tok, best_x, best_y = P[good], D[good], best_tok[good], best_x[good], best_y[good]
         total = best_x * gpus[P] + best_y * gpus[di[D]]
+        # the prompts' KV crosses from the prefill to the decode workers: a deployment larger than any link reaches
+        # (more devices than one node holds, without a scale-out network) has no path for it
+        reach = np.asarray(total) <= fab.max_group()
+        if not reach.all():
+            P, D, best_tok, best_x, best_y, total = P[reach], D[reach], best_tok[reach], best_x[reach], best_y[reach], total[reach]
+            if not len(P):
+                continue
         group = np.asarray(total)
         bw, lat, frac, _ = fab.tier_for(group)
         t_kv = lat + kv_prompt[P] / np.maximum(bw * frac * np.minimum(gpus[P], gpus[di[D]]), 1.0)

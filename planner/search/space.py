@@ -153,7 +153,9 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     """Layouts x precisions; ``need_tokens`` (the longest context a plan must hold) brings in context parallelism."""
     ws, kvs = precisions(hw, opts, model.released_weights())
     cps = cp_candidates(opts, need_tokens, gpus)
-    domain = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
+    domain = hw.node_size
+    # one replica's devices must reach each other: without a scale-out network, no more than one node holds
+    reach = gpus if hw.links.scale_out is not None else domain
     rows = []
     for tp in _pow2_upto(gpus):
         for pp in _pow2_upto(min(opts.max_pp, gpus // tp)):
@@ -163,7 +165,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
                     continue  # tensor parallel never spans nodes
                 eps = [e for e in _pow2_upto(tp * adp)] if model.moe else [1]
                 for ep in eps:
-                    rows += [(tp, pp, ep, adp, cp) for cp in cps if tp * pp * adp * cp <= gpus]
+                    rows += [(tp, pp, ep, adp, cp) for cp in cps if tp * pp * adp * cp <= min(gpus, reach)]
     if not rows:
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)

@@ -27,7 +27,7 @@ def host_kv_bytes_per_device(hw: Hardware) -> float:
     leaving the rest to the OS, pinned buffers and the engine)."""
     if hw.host_memory is None or hw.links.host is None or hw.kind != "gpu":
         return 0.0
-    per_node = hw.links.scale_up.domain_size if hw.links.scale_up and hw.links.scale_up.domain_size else 1
+    per_node = hw.node_size
     return 0.5 * hw.host_memory.value / per_node
 
 

@@ -120,6 +120,10 @@ class LinkRef(_Strict):
 
 class Links(_Strict):
     scale_up: LinkRef | None = None
+    # the server's own fabric between scale-up domains (PCIe through the root ports or a PCIe switch): bridged pairs
+    # or quads of PCIe cards (H100 NVL, H200 NVL) in a server of up to ``domain_size`` cards; collectives that leave a
+    # scale-up domain but stay in the server cross it
+    node: LinkRef | None = None
     scale_out: LinkRef | None = None
     host: LinkRef | None = None
 
@@ -194,6 +198,13 @@ class Hardware(_Strict):
     @property
     def memory_capacity_bytes(self) -> float:
         return self.memory.capacity.value
+
+    @property
+    def node_size(self) -> int:
+        """Devices one server holds: its scale-up domain, or the node tier joining several domains (1 without either)."""
+        up = (self.links.scale_up.domain_size or 1) if self.links.scale_up else 1
+        node = (self.links.node.domain_size or 1) if self.links.node else 1
+        return max(up, node)
 
 
 class Interconnect(_Strict):

@@ -474,7 +474,7 @@ def max_devices(hardware: str, link: str | None = None) -> tuple[int, bool]:
     from planner.specs.loader import get_hardware, get_system, system_ids
 
     hw = get_hardware(hardware)
-    node = hw.links.scale_up.domain_size or 1 if hw.links.scale_up else 1
+    node = hw.node_size
     spans = hw.links.scale_out is not None or bool(link)  # --link joins edge devices over Wi-Fi / Ethernet
     for sid in system_ids():
         s = get_system(sid)
