@@ -33,7 +33,7 @@ def test_simulate_and_capacity_are_typed():
 
 
 def test_a_replica_larger_than_the_device_links_is_a_clear_error_not_nan():
-    """RTX 4090s pair over PCIe (a scale-up domain of 2) and have no scale-out network on record: a library call with
+    """RTX 4080s pair over PCIe (a scale-up domain of 2) and have no scale-out network on record: a library call with
     tp=8 names the limit (the CLI refuses it before the call the same way) instead of pricing a collective that has no
     link to cross as infinite time and returning NaN; tp=2 runs, and --link joins devices into one replica."""
     import math
@@ -44,16 +44,37 @@ def test_a_replica_larger_than_the_device_links_is_a_clear_error_not_nan():
     from planner.search.run import Constraints, search
 
     with pytest.raises(PlannerError, match="scale-out network"):
-        estimate("llama-3.1-8b", "rtx-4090", PlanSpec(tp=8))
-    e = estimate("llama-3.1-8b", "rtx-4090", PlanSpec(tp=2))
+        estimate("llama-3.1-8b", "rtx-4080", PlanSpec(tp=8))
+    e = estimate("llama-3.1-8b", "rtx-4080", PlanSpec(tp=2))
     assert e.fits and math.isfinite(e.tpot_s) and e.tpot_s > 0
     from planner.costmodel.collectives import with_link
     from planner.specs.loader import get_hardware
 
-    joined = estimate("llama-3.1-8b", with_link(get_hardware("rtx-4090"), "gbe-10"), PlanSpec(tp=8))
+    joined = estimate("llama-3.1-8b", with_link(get_hardware("rtx-4080"), "gbe-10"), PlanSpec(tp=8))
     assert math.isfinite(joined.tpot_s) and joined.tpot_s > e.tpot_s  # 10 GbE all-reduces cost more than PCIe pairs
     # the search leaves such layouts out quietly: no NaN warning, every frontier row finite
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        r = search("llama-3.1-8b", ["rtx-4090"], 8, Workload(1024, 256), Constraints(gpus=8))
+        r = search("llama-3.1-8b", ["rtx-4080"], 8, Workload(1024, 256), Constraints(gpus=8))
     assert r.frontier and all(math.isfinite(f["ttft_s"]) and math.isfinite(f["tpot_s"]) for f in r.frontier)
+
+
+def test_cards_of_a_pcie_server_reach_past_their_bridge():
+    """A server of 8 H100 NVLs (bridged in pairs) or 8 RTX 4090s holds tensor-parallel replicas of 4 and 8 over PCIe;
+    the bridged pair all-reduces faster than a group that crosses PCIe, and 16 cards need a network the specs lack."""
+    import math
+
+    from planner.errors import PlannerError
+    from planner.studies.params import check_gpus, max_devices
+
+    assert max_devices("h100-nvl") == (8, False) and max_devices("rtx-4090") == (8, False)
+    check_gpus("h100-nvl", 8)
+    with pytest.raises(PlannerError, match="holds at most 8 devices"):
+        check_gpus("h100-nvl", 16)
+    tp = {n: estimate("llama-3.1-70b", "h100-nvl", PlanSpec(tp=n, weights="fp8"), isl=1024, osl=256, concurrency=16)
+          for n in (2, 4)}
+    assert all(e.fits and math.isfinite(e.tpot_s) for e in tp.values())
+    ar = {n: sum(o["time_s"] for o in e.breakdown["decode"] if o["op"] == "tp_allreduce") for n, e in tp.items()}
+    assert ar[4] > ar[2]  # PCIe Gen5 between the pairs is slower than the 300 GB/s bridge, and moves more hops
+    e = estimate("llama-3.1-70b", "rtx-4090", PlanSpec(tp=4, weights="int4"), isl=1024, osl=256, concurrency=8)
+    assert e.fits and math.isfinite(e.tpot_s)
