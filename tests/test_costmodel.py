@@ -263,3 +263,20 @@ def test_without_a_node_tier_nothing_changes():
     assert fab.peer_all_to_all(np.array([8.0, 16.0])).tolist() == [True, True]
     assert Fabric.of(get_hardware("l40s")).peer_all_to_all(np.array([4.0])).tolist() == [False]
 
+
+def test_static_batch_pipeline_fill_counts_the_micro_batches_it_has():
+    """A static batch splits into at most pp micro-batches, and never splits one request: at batch 1 (llama.cpp's
+    layer split over several GPUs) the prompt walks the stages one after another, so TTFT is one pass through the
+    pipe; a batch of at least pp adds one stage time per further micro-batch."""
+    from planner.serving.batching import static_batch
+
+    m, hw = get_model("llama-3-70b"), get_hardware("rtx-4090")
+    p = make_plans(m, hw, pp=4, weights="q4_k_m", kv="fp16")
+    cm = CostModel(m, hw)
+    one = static_batch(cm, p, 1, 512, 2)
+    pf = cm.step(p, Step(prefill_seqs=1.0, prefill_tokens=512.0))
+    assert one.ttft_s[0] == pytest.approx(pf.time_s[0])
+    assert pf.time_s[0] == pytest.approx(4 * pf.stage_time_s[0], rel=0.05)  # four stages of 20 layers, one after another
+    eight = static_batch(cm, p, 8, 512, 2)
+    pf2 = cm.step(p, Step(prefill_seqs=2.0, prefill_tokens=512.0))
+    assert eight.ttft_s[0] == pytest.approx(pf2.time_s[0] + 3 * pf2.stage_time_s[0])

@@ -334,6 +334,9 @@ NOT_FITTED = {
     "single_stream_llamacpp_dgx_spark.csv": "held out to measure transfer: llama.cpp's own DGX Spark (GB10) llama-bench "
                                             "table of a November 2025 build, a device specced from datasheets and single "
                                             "public microbenchmarks and a build newer than any fitted row",
+    "single_stream_llamacpp_multi_gpu.csv": "held out to measure transfer: llama.cpp's layer split over 2 to 8 RTX 3090s or "
+                                            "4090s (pipeline stages walked one after another at batch 1), a layout no fitted "
+                                            "row has",
     "single_stream_llamacpp_strix_halo.csv": "held out to measure transfer: llama.cpp batch 1 on AMD's Ryzen AI Max+ 395 "
                                              "(Strix Halo, RDNA 3.5 iGPU on unified LPDDR5X), a device specced from datasheets "
                                              "and single public microbenchmarks, no fitted row of its kind",

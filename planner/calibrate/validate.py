@@ -181,16 +181,17 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]
         lcpp = bench if eng.startswith("llamacpp") else offline(LLAMACPP_NO_BUILD)
+        split = f"{plan.pp} GPUs by layer, " if plan.pp > 1 else ""  # llama.cpp's layer split: pipeline stages
         if phase == "decode":
             # llama-bench tg: generate n tokens from a short context, one request
             n = int(float(row["tokens"])) if row.get("tokens") else 128
             e = _estimate(file, line, model, hw, plan, isl=1, osl=n, batching="static", batch=1, engine=lcpp)
-            return "decode_tokens_per_s", f"{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
+            return "decode_tokens_per_s", f"{split}{weights} tg{n}", _float(row, "tokens_per_s", file, line), 1.0 / e.tpot_s
         if phase == "prefill":
             # llama-bench pp: process an n-token prompt, one request (512 when the row does not say)
             n = int(float(row["tokens"])) if row.get("tokens") else 512
             e = _estimate(file, line, model, hw, plan, isl=n, osl=1, batching="static", batch=1, engine=lcpp)
-            return "prefill_tokens_per_s", f"{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
+            return "prefill_tokens_per_s", f"{split}{weights} pp{n}", _float(row, "tokens_per_s", file, line), n / e.ttft_s
         raise PlannerError(f"{file}:{line}: phase must be prefill or decode, got {phase!r}")
     raise PlannerError(f"{file}: unrecognised measurement columns {sorted(cols)}")
 

@@ -96,17 +96,23 @@ def _request_overhead_s(cm: CostModel) -> float:
 def static_batch(cm: CostModel, plans: PlanArrays, batch, isl, osl) -> Timing:
     """All ``batch`` requests start together: one prefill, then ``osl - 1`` decode steps.
 
-    Under pipeline parallelism the batch is split into pp micro-batches that keep every
-    stage busy, so a decode round costs pp stage times of batch/pp sequences.
+    Under pipeline parallelism the batch is split into up to pp micro-batches that keep the stages
+    busy (a decode round costs pp stage times of batch/pp sequences); a batch smaller than pp splits
+    into one micro-batch per request, and a single request (llama.cpp's layer split at batch 1) walks
+    the stages one after another with nothing to overlap.
     """
     batch, isl, osl = (np.asarray(x, float) for x in (batch, isl, osl))
     pp = plans.pp.astype(float)
-    micro = np.maximum(batch / pp, 1.0)
+    micros = np.minimum(pp, np.maximum(np.floor(batch), 1.0))  # micro-batches: one request is not split
+    micro = np.maximum(batch / micros, 1.0)
     pf = cm.step(plans, Step(prefill_seqs=micro, prefill_tokens=isl))
-    # prefill of all micro-batches streams through the pipe: (pp - 1) fill + pp micro-batches
-    ttft = pf.time_s + (pp - 1) * pf.stage_time_s + _request_overhead_s(cm)
+    # prefill of the micro-batches streams through the pipe: the first crosses every stage (pf.time_s), each
+    # further one leaves the last stage one stage time later
+    ttft = pf.time_s + (micros - 1) * pf.stage_time_s + _request_overhead_s(cm)
     lat, stage, mid = _mean_decode(cm, plans, micro, isl, osl - 1)
-    tpot = np.maximum(lat, pp * stage)
+    # a decode round: each micro-batch passes every stage (lat); with m of them in the pipe the busiest stage serves
+    # all m in turn (m x stage), so a single request pays one pass, not pp stage times
+    tpot = np.maximum(lat, micros * stage)
     e2e = ttft + (osl - 1) * tpot
     tokens = batch * osl
     return Timing(ttft, tpot, e2e, tokens / e2e, batch / e2e, batch, np.zeros_like(ttft), pf, mid)
