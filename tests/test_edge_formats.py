@@ -119,8 +119,11 @@ def test_switched_ethernet_keeps_the_ring_for_large_messages():
 
 
 def test_one_laptop_cannot_split_without_a_link(capsys):
-    code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "m3-max", "--tp", "2"], capsys)
+    # a replica of two laptops needs a link between them; two replicas (--dp 2) need none
+    code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "m3-max", "--tp", "2", "--engine", "llamacpp"], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "--link" in err
+    code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "m3-max", "--dp", "2", "--engine", "llamacpp"], capsys)
+    assert code == 0, err
     code, _, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "m3-max", "--tp", "2", "--link", "wifi6e"], capsys)
     assert code == 2 and "did you mean" in err and "wifi-6e" in err
 

@@ -256,21 +256,25 @@ def test_user_errors_are_one_line(capsys, args, fragment):
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_capacity_default_max_gpus_fits_a_one_node_device(capsys):
-    """--max-gpus defaults to 64, or to what one deployment of the device holds: an MI325X spec has no scale-out
-    network, so capacity without --max-gpus considers one node of 8 instead of failing on a default the user never
-    set; an explicit 64 is still refused in one line."""
+def test_capacity_replicas_fill_nodes_a_replica_cannot_span(capsys):
+    """An MI325X spec has no scale-out network, so one replica stays within a node of 8; replicas exchange nothing on
+    the GPU side, so a fleet of them may use more nodes: --max-gpus defaults to 64 and an explicit 64 is accepted,
+    while more than MAX_NODES nodes is refused in one line."""
     import json
 
     from cli_helpers import run
+    from planner.studies.params import MAX_NODES, fleet_devices, max_devices
 
+    assert max_devices("mi325x") == (8, False) and fleet_devices("mi325x") == 8 * MAX_NODES
     base = ["capacity", "-m", "llama-3.1-8b", "-H", "mi325x", "--engine", "vllm", "--rate", "2", "--workload", "chat",
             "--requests", "200"]
     code, out, err = run(base + ["--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["gpus"] >= 1
-    code, out, err = run(base + ["--max-gpus", "64"], capsys)
-    assert code == 2 and "at most 8 devices" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(base + ["--max-gpus", "64", "--json"], capsys)
+    assert code == 0, err
+    code, out, err = run(base + ["--max-gpus", str(8 * MAX_NODES + 1)], capsys)
+    assert code == 2 and f"at most {8 * MAX_NODES:,} devices" in err and len(err.strip().splitlines()) == 1
 
 
 def test_capacity_sizes_disaggregated_groups_whole():

@@ -375,7 +375,7 @@ class CapacityRequest(Ownership, LoraOptions):
     ttft_p99: Duration | None = _d(None, "TTFT SLO at the percentile (default p99): 2s, 300ms")
     tpot_p99: Duration | None = _d(None, "TPOT SLO (mean inter-token latency of a request) at the percentile: 50ms")
     percentile: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)] = _d(99.0, "SLO percentile, in (0, 100)")
-    max_gpus: PositiveInt | None = _d(None, "largest deployment to consider (default: 64, or the most one deployment of the hardware holds)")
+    max_gpus: PositiveInt | None = _d(None, "largest deployment to consider (default: 64); replicas may fill several nodes, each replica stays within what the links reach")
     weights: str | None = _d(None, WEIGHTS_HELP)
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine: trtllm, vllm or sglang (a release: vllm@0.6; planner engines list)")
@@ -467,9 +467,9 @@ MAX_NODES = 128  # scale-out deployments the planner prices: 128 nodes (1,024 GP
 
 
 def max_devices(hardware: str, link: str | None = None) -> tuple[int, bool]:
-    """(the most devices one deployment of ``hardware`` can use, whether that spans nodes). One node
-    holds the larger of the device's scale-up domain and its systems' device count; a device with a
-    scale-out network (its own link or a system's NICs) spans up to MAX_NODES nodes. A device with
+    """(the most devices one replica of ``hardware`` can use, whether that spans nodes). One node
+    holds the larger of the device's scale-up domain (or its node tier) and its systems' device count; a device
+    with a scale-out network (its own link or a system's NICs) spans up to MAX_NODES nodes. A device with
     neither (a laptop SoC, one CPU socket) is one device."""
     from planner.specs.loader import get_hardware, get_system, system_ids
 
@@ -484,26 +484,35 @@ def max_devices(hardware: str, link: str | None = None) -> tuple[int, bool]:
     return node * (MAX_NODES if spans else 1), spans
 
 
+def fleet_devices(hardware: str, link: str | None = None) -> int:
+    """The most devices a deployment of replicas can use: each replica stays within what the device's links reach
+    (max_devices), but replicas exchange nothing on the GPU side (a load balancer spreads requests over them), so
+    they may fill up to MAX_NODES nodes even where the spec has no scale-out network."""
+    reach, spans = max_devices(hardware, link)
+    return reach if spans else reach * MAX_NODES
+
+
 DEFAULT_MAX_GPUS = 64
 
 
 def capacity_max_gpus(req) -> int:
-    """``capacity``'s --max-gpus, or its default: 64, or fewer where one deployment of the hardware holds fewer (an
-    MI325X without a scale-out network: one node of 8)."""
-    return req.max_gpus if req.max_gpus is not None else min(DEFAULT_MAX_GPUS, max_devices(req.hardware)[0])
+    """``capacity``'s --max-gpus, or its default: 64 (fewer only where a whole fleet of the device holds fewer)."""
+    return req.max_gpus if req.max_gpus is not None else min(DEFAULT_MAX_GPUS, fleet_devices(req.hardware))
 
 
 def check_gpus(hardware: str, gpus: int, what: str = "--gpus", link: str | None = None) -> None:
+    """A PlannerError when ``gpus`` exceed what a deployment of replicas can use (fleet_devices); whether one replica's
+    devices reach each other is checked where its layout is known (Fabric.check_reaches, the search's layouts)."""
     if link:
         from planner.specs.loader import get_interconnect
 
         get_interconnect(link)  # an unknown link is one line with a did-you-mean
-    bound = max_devices(hardware, link)
-    if gpus > bound[0]:
+    most = fleet_devices(hardware, link)
+    if gpus > most:
         from planner.specs.loader import get_hardware
 
-        where = f"{MAX_NODES} nodes" if bound[1] else f"one node: no scale-out network; join devices with --link wifi-6, gbe-10, ... or -H {hardware}+wifi-6"
-        raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {bound[0]:,} device{'s' if bound[0] > 1 else ''} ({where})")
+        raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {most:,} devices "
+                           f"({MAX_NODES} nodes)")
 
 
 def checkpoint_format(model: str | None) -> str | None:
