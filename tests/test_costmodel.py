@@ -280,3 +280,21 @@ def test_static_batch_pipeline_fill_counts_the_micro_batches_it_has():
     eight = static_batch(cm, p, 8, 512, 2)
     pf2 = cm.step(p, Step(prefill_seqs=2.0, prefill_tokens=512.0))
     assert eight.ttft_s[0] == pytest.approx(pf2.time_s[0] + 3 * pf2.stage_time_s[0])
+
+
+def test_inflight_pipeline_round_counts_the_requests_in_it():
+    """Continuous batching on pp stages: with fewer running requests than stages each is its own micro-batch, so a
+    round is one pass through the stages (a lone request's TPOT is one pass, as on one device plus the hops), and
+    with pp or more in flight the busiest stage serves pp micro-batches per round."""
+    from planner.serving.batching import inflight
+
+    m, hw = get_model("llama-3.1-8b"), get_hardware("rtx-4090")
+    p = make_plans(m, hw, pp=4, weights="fp16", kv="fp16")
+    cm = CostModel(m, hw)
+    one = inflight(cm, p, 1, 512, 256)
+    dec = cm.step(p, Step(decode_seqs=1.0, decode_ctx=512 + 128.0))
+    assert one.tpot_s[0] == pytest.approx(dec.time_s[0], rel=0.02)
+    assert one.tpot_s[0] < 4 * dec.stage_time_s[0]  # not pp stage times, each with the output head
+    eight = inflight(cm, p, 8, 512, 256)
+    dec8 = cm.step(p, Step(decode_seqs=2.0, decode_ctx=512 + 128.0))
+    assert eight.tpot_s[0] >= 4 * dec8.stage_time_s[0] * 0.99

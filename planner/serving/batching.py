@@ -163,6 +163,9 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     hit = np.minimum(np.asarray(tech.prefix_hit_tokens, float), isl - 1.0)
     new_tok = isl - hit  # prompt tokens each new request computes
     micro = np.maximum(run / pp, 1.0)
+    # micro-batches in the pipe: up to pp, one per request below that (a request is not split), so a lone request
+    # walks the stages one after another and its round is one pass, not pp stage times
+    micros = np.minimum(pp, np.maximum(np.floor(run), 1.0))
     new = micro * E / osl  # prompts started per step per micro-batch
     ctx = np.minimum(isl + osl / 2.0, tech.kv_budget_tokens)  # decode attends over the kept tokens only
     # a prompt enters whole, or in ceil(new_tok / B) chunks of B tokens, one chunk per step beside the decodes
@@ -180,7 +183,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # step time is a roofline (a max), so the mean of the two kinds is not the time of one averaged step. Where
     # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
     f = new * n_chunks / per_step  # a prompt step starts per_step prompts (one per attention-DP rank)
-    t_pf, t_dec = np.maximum(first.time_s, pp * first.stage_time_s), np.maximum(dec.time_s, pp * dec.stage_time_s)
+    t_pf, t_dec = np.maximum(first.time_s, micros * first.stage_time_s), np.maximum(dec.time_s, micros * dec.stage_time_s)
     ff = np.minimum(f, 1.0)
     with np.errstate(invalid="ignore"):  # a plan whose links cannot carry its collectives prices steps at inf
         t = np.where(ff >= 1.0, t_pf, ff * t_pf + (1.0 - ff) * t_dec)
@@ -192,7 +195,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
                                   decode_seqs=np.maximum(pick(micro) - pick(new), 0.0), decode_ctx=pick(ctx),
                                   decode_tokens=pick(k) + 1), parts=False)
         t = np.array(t, dtype=float, copy=True)
-        t[busy] = np.maximum(mixed.time_s, sub.pp * mixed.stage_time_s)
+        t[busy] = np.maximum(mixed.time_s, pick(micros) * mixed.stage_time_s)
     t = t + _draft_time(tech, dec, k, micro, ctx) + new * _per_prompt_s(tech, new_tok)
     off = np.asarray(tech.offload_fraction, float)
     if np.any(off > 0) and kv_bytes_per_token is not None:
