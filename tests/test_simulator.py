@@ -252,3 +252,20 @@ def test_sglang_admission_keeps_saturation_near_the_steady_state():
     # 224 against 1,090 retractions with SGLang's memory accounting (static fraction of the memory before loading);
     # 70 against 1,134 when the cache was counted 13 sequences smaller: several times fewer either way
     assert runs["ratio"].preemptions.sum() * 4 < runs["ondemand"].preemptions.sum()
+
+
+def test_a_lone_request_walks_the_pipeline_stages_once_per_token():
+    """One request at a time on 4 pipeline stages (an RTX 4090 node, Llama-3.1-8B F16): each token passes the
+    stages one after another, so the simulated TPOT is one pass, as on one card plus the stage hops, and matches the
+    closed-form estimate for one client; a busy pipe (many requests) still pays the busiest stage per micro-batch."""
+    from planner.api import PlanSpec, estimate
+
+    reqs = generate(fixed_workload(512, 256), 20, rate=0.05, seed=0)  # one request every 20 s: never two at once
+    tpot = {}
+    for pp in (1, 4):
+        rep = replica_for("llama-3.1-8b", "rtx-4090", tp=1, pp=pp, weights="fp16", engine=get_engine("vllm"))
+        tpot[pp] = Simulator([Pool(rep, 1)], reqs).run().summary()["tpot_s"]["mean"]
+    one = estimate("llama-3.1-8b", "rtx-4090", PlanSpec(pp=4, weights="fp16"), isl=512, osl=256, concurrency=1,
+                   engine="vllm").tpot_s
+    assert tpot[4] == pytest.approx(one, rel=0.03)
+    assert tpot[4] < 1.05 * tpot[1]

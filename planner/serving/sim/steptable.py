@@ -65,8 +65,8 @@ class StepTable:
     ``mixed(n, ctx, p, span)``: the same plus ``p`` prefill tokens whose attention spans ``span``
     keys per token on average x 2 (a whole prompt of L tokens has span ~ L; a chunk of t tokens
     after ``past`` cached ones has span 2 past + t). Under pipeline parallelism the batch is
-    split into pp micro-batches and a step is max(latency, pp x stage time), as in the
-    in-flight steady state. Linear interpolation between grid points, linear extrapolation
+    split into up to pp micro-batches (one per sequence below pp) and a step is max(latency, micro-batches x stage
+    time), as in the in-flight steady state. Linear interpolation between grid points, linear extrapolation
     beyond them. ``kernels``: kernel launches in one step (for engines that run big batches
     outside CUDA graphs)."""
 
@@ -82,10 +82,15 @@ class StepTable:
         p = np.array(self.p_ax)[None, None, :, None]
         L = np.array(self.l_ax)[None, None, None, :]
         pp = float(plans.pp[0])
-        seqs = np.where(p > 0, (p / pp) / L, 0.0) + 0.0 * n * c
-        sc = cm.step(plans, Step(prefill_seqs=seqs, prefill_tokens=L + 0.0 * seqs, decode_seqs=n / pp, decode_ctx=c,
+        # the step's sequences (n decoding, about p / L prompts) split into up to pp micro-batches, one per sequence
+        # below that (a sequence, or a prompt chunk, is not split): with fewer sequences than stages the step is one
+        # pass through the stages, not pp stage times
+        prompts = np.where(p > 0, p / L, 0.0)
+        micros = np.minimum(pp, np.maximum(np.floor(n + prompts), 1.0))
+        seqs = prompts / micros + 0.0 * n * c
+        sc = cm.step(plans, Step(prefill_seqs=seqs, prefill_tokens=L + 0.0 * seqs, decode_seqs=n / micros, decode_ctx=c,
                                  decode_tokens=float(spec_k + 1)))
-        t = np.maximum(sc.time_s, pp * sc.stage_time_s)
+        t = np.maximum(sc.time_s, micros * sc.stage_time_s)
         t = np.broadcast_to(t, (len(self.n_ax), len(self.c_ax), len(self.p_ax), len(self.l_ax))).copy()
         if spec_k > 0:
             # a one-layer draft head, or k decode steps of a draft model (serving/draft.py: DraftModel)
