@@ -336,6 +336,13 @@ class CostModel:
         return StepCost(ops=ops, time_s=latency, stage_time_s=stage)
 
 
+def micro_batches(pp, sequences):
+    """Micro-batches a step of ``sequences`` forms on ``pp`` pipeline stages: up to pp, one per sequence below that (a
+    sequence is not split), at least one. A step's round is the larger of one pass through the stages and this many
+    times the busiest stage, so a lone request walks the stages one after another."""
+    return np.minimum(pp, np.maximum(np.floor(sequences), 1.0))
+
+
 @dataclass
 class _Ctx:
     """The arrays one step's builders share (per device, after the parallel split)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.costmodel.plans import PlanArrays
-from planner.costmodel.step import CostModel, Step, StepCost
+from planner.costmodel.step import CostModel, Step, StepCost, micro_batches
 
 DECODE_POINTS = 8  # midpoint rule over the decode contexts; step time is piecewise linear in context
 # adaptive speculation (SmartSpec, arXiv 2406.14066): k is chosen per batch among 0..SPEC_AUTO_MAX_K draft tokens
@@ -103,7 +103,7 @@ def static_batch(cm: CostModel, plans: PlanArrays, batch, isl, osl) -> Timing:
     """
     batch, isl, osl = (np.asarray(x, float) for x in (batch, isl, osl))
     pp = plans.pp.astype(float)
-    micros = np.minimum(pp, np.maximum(np.floor(batch), 1.0))  # micro-batches: one request is not split
+    micros = micro_batches(pp, batch)
     micro = np.maximum(batch / micros, 1.0)
     pf = cm.step(plans, Step(prefill_seqs=micro, prefill_tokens=isl))
     # prefill of the micro-batches streams through the pipe: the first crosses every stage (pf.time_s), each
@@ -163,9 +163,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     hit = np.minimum(np.asarray(tech.prefix_hit_tokens, float), isl - 1.0)
     new_tok = isl - hit  # prompt tokens each new request computes
     micro = np.maximum(run / pp, 1.0)
-    # micro-batches in the pipe: up to pp, one per request below that (a request is not split), so a lone request
-    # walks the stages one after another and its round is one pass, not pp stage times
-    micros = np.minimum(pp, np.maximum(np.floor(run), 1.0))
+    micros = micro_batches(pp, run)  # a lone request walks the stages in turn: its round is one pass
     new = micro * E / osl  # prompts started per step per micro-batch
     ctx = np.minimum(isl + osl / 2.0, tech.kv_budget_tokens)  # decode attends over the kept tokens only
     # a prompt enters whole, or in ceil(new_tok / B) chunks of B tokens, one chunk per step beside the decodes

@@ -11,7 +11,7 @@ from bisect import bisect_right
 import numpy as np
 
 from planner.costmodel.plans import PlanArrays
-from planner.costmodel.step import CostModel, Step
+from planner.costmodel.step import CostModel, Step, micro_batches
 
 # grid points of the step-cost tables (trimmed to what a replica can reach)
 N_POINTS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192)
@@ -86,7 +86,7 @@ class StepTable:
         # below that (a sequence, or a prompt chunk, is not split): with fewer sequences than stages the step is one
         # pass through the stages, not pp stage times
         prompts = np.where(p > 0, p / L, 0.0)
-        micros = np.minimum(pp, np.maximum(np.floor(n + prompts), 1.0))
+        micros = micro_batches(pp, n + prompts)
         seqs = prompts / micros + 0.0 * n * c
         sc = cm.step(plans, Step(prefill_seqs=seqs, prefill_tokens=L + 0.0 * seqs, decode_seqs=n / micros, decode_ctx=c,
                                  decode_tokens=float(spec_k + 1)))
