@@ -191,7 +191,7 @@ def _calibration_with(cal: dict, release: str, values: dict[str, float], source:
                 base = _arch_value(cal[release], a, m)
                 blk[m] = (base * float(v), f"{source} (x{float(v):.3g} of the joint fit's {base:.4g})")
             continue
-        if architectures and (n in DEVICE_PARAMS or n in COMPUTE):
+        if architectures and n in DEVICE_PARAMS:
             for a in architectures:
                 c.architectures.setdefault(a, {})[n] = (float(v), source)
             continue
@@ -329,7 +329,8 @@ def graph_gap(cal: dict) -> dict:
     same mechanism on every NVIDIA architecture; the all-engine value (8.6 us) comes from engines that launch each
     kernel from the host. AMD architectures keep the all-engine value: HIP graphs measured slower (the MI300X note
     above). A release with joint-fit rows of its own keeps its fitted gap, and so does one whose family's fitted gap is
-    already that of kernels queued at once (_family_gap_stands). Without any sample (a fold that holds out every rate row) ``cal`` is returned as is."""
+    already that of kernels queued at once (_family_gap_stands). Without any sample (a fold that holds out every rate
+    row) ``cal`` is returned as is."""
     nv = _nvidia_architectures()
     samples = {}
     for k, c in cal.items():

@@ -8,6 +8,7 @@ from itertools import product
 
 import numpy as np
 
+from planner.costmodel.collectives import Fabric
 from planner.costmodel.memory import memory
 from planner.costmodel.plans import check_divisibility, make_plans
 from planner.errors import PlannerError
@@ -154,8 +155,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     ws, kvs = precisions(hw, opts, model.released_weights())
     cps = cp_candidates(opts, need_tokens, gpus)
     domain = hw.node_size
-    # one replica's devices must reach each other: without a scale-out network, no more than one node holds
-    reach = gpus if hw.links.scale_out is not None else domain
+    reach = min(gpus, Fabric.of(hw).max_group())  # one replica's devices must reach each other (Fabric.check_reaches)
     rows = []
     for tp in _pow2_upto(gpus):
         for pp in _pow2_upto(min(opts.max_pp, gpus // tp)):
@@ -165,7 +165,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
                     continue  # tensor parallel never spans nodes
                 eps = [e for e in _pow2_upto(tp * adp)] if model.moe else [1]
                 for ep in eps:
-                    rows += [(tp, pp, ep, adp, cp) for cp in cps if tp * pp * adp * cp <= min(gpus, reach)]
+                    rows += [(tp, pp, ep, adp, cp) for cp in cps if tp * pp * adp * cp <= reach]
     if not rows:
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)
