@@ -66,6 +66,41 @@ def test_the_files_in_force_carry_vllm_0_11s_compute_scales_where_its_runs_ran()
     assert 0.0 < got[(None, "request_s")][0] < 0.1
 
 
+class _FlatStart:
+    """A one-value fit whose only row is a TTFT of 12 ms of prefill plus the per-request time, measured at 59 ms: from
+    the 1 ms prior the cost barely moves with the value, the case the coarse start grid is there for."""
+
+    names = ("request_s",)
+    x0 = np.log([1e-3])
+    lo, hi = np.log([1e-5]), np.log([0.1])
+
+    def residuals(self, x):
+        return np.concatenate([[np.log((0.012 + np.exp(x[0])) / 0.059)], 0.3 * (x - self.x0)])
+
+
+def test_the_request_time_search_starts_at_the_best_point_of_a_grid_over_its_range():
+    prob = _FlatStart()
+    x = rate_fit._start(prob, prob.residuals(prob.x0))
+    # grid points 1, 3, 10, 30, 100 ms give TTFTs of 13, 15, 22, 42, 112 ms against 59: 30 ms is the nearest in log
+    assert np.exp(x[0]) == pytest.approx(0.03)
+    assert rate_fit._soft_l1(prob.residuals(x)) < rate_fit._soft_l1(prob.residuals(prob.x0))
+    kern = type("P", (), {"names": ("kernel_s",), "x0": np.log([4e-6]), "lo": np.log([1e-7]), "hi": np.log([1e-4])})()
+    assert np.array_equal(rate_fit._start(kern, np.zeros(1)), kern.x0)  # nothing to move without a request time
+
+
+def test_vllm_0_11s_request_time_covers_its_chat_path_at_one_client(rows):
+    """gpustack's Qwen3-8B closed loops on an H100 (1-8 clients, 233-token chat prompts): TTFT 59-75 ms where the prefill
+    takes about 12; the fitted per-request time carries the rest, so the predicted TTFTs land within 25 %."""
+    from planner.serving.published import predict_bench_serve
+
+    runs = [r.row for r in rows["vllm@0.11"] if r.row["model"] == "qwen3-8b" and (r.row.get("max_concurrency") or "").strip()]
+    assert len(runs) == 4
+    got = [(meas, pred) for _i, col, _c, meas, pred, _n in predict_bench_serve(runs) if col == "mean_ttft_s"]
+    assert len(got) == 4 and all(0.75 < pred / meas < 1.25 for meas, pred in got)
+    request_s = rate_fit.in_force(builtin_calibration())["vllm@0.11"][(None, "request_s")][0]
+    assert 0.02 < request_s < 0.08
+
+
 def test_a_release_with_joint_fit_rows_takes_only_its_request_time_from_rate_rows():
     """TensorRT-LLM 0.14's throughput rows already pin its kernels and all-reduce; its online rows give the front end."""
     cal = builtin_calibration()
