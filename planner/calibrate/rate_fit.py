@@ -40,10 +40,11 @@ every kernel from the host (TensorRT-LLM's C++ runtime, llama.cpp) set. Offline 
 the joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
 rows, which repeat them). Its per-request time starts from the best point of a coarse grid over its range
 (``_start``): a local search from the 1 ms prior stalls where that time is small beside the prefill, and so stayed at
-1.1 ms for vLLM 0.11, whose closed-loop chat TTFTs (59 ms at one client, 12 ms of it prefill) put it near 48 ms. Rows whose measured mean TTFT exceeds ``QUEUED_TTFT_S`` are left out of the fit: the run
-was overloaded, and its latencies measure how long the queue grew in that run (they are still validated). Each
-vLLM stage is replayed at ``DURATION_SCALE`` of its length (the steady state of a stage that is not overloaded
-settles within seconds), which makes one pass over every experiment a few seconds.
+1.1 ms for vLLM 0.11, whose closed-loop chat TTFTs (59 ms at one client, 12 ms of it prefill) put it near 48 ms.
+Rows whose measured mean TTFT exceeds ``QUEUED_TTFT_S`` are left out of the fit: the run was overloaded, and its
+latencies measure how long the queue grew in that run (they are still validated). Each vLLM stage is replayed at
+``DURATION_SCALE`` of its length (the steady state of a stage that is not overloaded settles within seconds), which
+makes one pass over every experiment a few seconds.
 """
 
 from __future__ import annotations
