@@ -91,10 +91,13 @@ def _prior_and_bounds(name: str, c) -> tuple[float, float, float]:
     spec = PARAM_BY_NAME[name]
     prior = float(c.engine_wide[name][0]) if name in c.engine_wide else spec.prior
     return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name == "request_s" else 0.0), spec.hi
+
+
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
 DURATION_SCALE = 0.25
 SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
 NOISE = 0.15  # typical log error of one row (as in the joint fit)
+F_SCALE = 0.1  # the robust loss's scale (log error): residuals beyond it count linearly (soft L1)
 METRICS = ("mean_ttft_s", "mean_itl_s", "mean_e2e_s")
 
 
@@ -262,7 +265,8 @@ REQUEST_GRID_S = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # where the per-request t
 
 
 def _soft_l1(r: np.ndarray) -> float:
-    z = (r / 0.1) ** 2
+    """The soft-L1 cost least_squares minimises (loss="soft_l1", f_scale=F_SCALE), up to its f_scale^2 factor."""
+    z = (r / F_SCALE) ** 2
     return float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0)))
 
 
@@ -301,7 +305,7 @@ def fit_release(release: str, rows: list[RateRow], cal: dict, *, scale: float = 
     n = len(r0) - len(prob.names)
     if n < 2 * len(prob.names):
         return None
-    sol = least_squares(prob.residuals, _start(prob, r0), bounds=(prob.lo, prob.hi), loss="soft_l1", f_scale=0.1,
+    sol = least_squares(prob.residuals, _start(prob, r0), bounds=(prob.lo, prob.hi), loss="soft_l1", f_scale=F_SCALE,
                         diff_step=0.05, max_nfev=max_nfev, xtol=1e-3, ftol=1e-3)
     r1 = sol.fun[:n]
     hw = sorted({r.hardware for r in rows})

@@ -76,17 +76,11 @@ class Fabric:
 
     @classmethod
     def of(cls, hw: Hardware) -> "Fabric":
-        up = out = node = None
-        if hw.links.scale_up:
-            ref = hw.links.scale_up
-            up = LinkTier.from_spec(get_interconnect(ref.interconnect), ref.domain_size or 1, ref.count)
-        if hw.links.node:
-            ref = hw.links.node
-            node = LinkTier.from_spec(get_interconnect(ref.interconnect), ref.domain_size or 1, ref.count)
-        if hw.links.scale_out:
-            ref = hw.links.scale_out
-            out = LinkTier.from_spec(get_interconnect(ref.interconnect), 10**9, ref.count)
-        return cls(up, out, node)
+        def tier(ref, domain=None):
+            return LinkTier.from_spec(get_interconnect(ref.interconnect), domain or ref.domain_size or 1, ref.count) if ref else None
+
+        links = hw.links
+        return cls(tier(links.scale_up), tier(links.scale_out, 10**9), tier(links.node))
 
     @property
     def node_size(self) -> int:

@@ -436,13 +436,13 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         total = best_x * gpus[P] + best_y * gpus[di[D]]
         # the prompts' KV crosses from the prefill to the decode workers: a deployment larger than any link reaches
         # (more devices than one node holds, without a scale-out network) has no path for it
-        reach = np.asarray(total) <= fab.max_group()
+        total = np.asarray(total)
+        reach = total <= fab.max_group()
         if not reach.all():
             P, D, best_tok, best_x, best_y, total = P[reach], D[reach], best_tok[reach], best_x[reach], best_y[reach], total[reach]
             if not len(P):
                 continue
-        group = np.asarray(total)
-        bw, lat, frac, _ = fab.tier_for(group)
+        bw, lat, frac, _ = fab.tier_for(total)
         t_kv = lat + kv_prompt[P] / np.maximum(bw * frac * np.minimum(gpus[P], gpus[di[D]]), 1.0)
         ttft = t_pf[P] + t_kv + (0.0 if lora is None else lora.ttft_s(base.tp[P], base.pp[P]))
         rows.append((P, D, best_tok, best_x, best_y, total, ttft, t_kv))
