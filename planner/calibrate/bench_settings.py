@@ -1,18 +1,24 @@
-"""The batch limit ``trtllm-bench`` picks for itself, so a published row is predicted at the batch it ran.
+"""The batch and token limits ``trtllm-bench`` picks for itself, and how many requests a perf-overview run sent,
+so a published row is predicted as the benchmark ran it.
 
-``trtllm-bench throughput`` (TensorRT-LLM 1.x, PyTorch backend; the perf-overview tables of
-``measurements/published/modern_per_gpu.csv``) is run without ``--max_batch_size``: it sizes the batch from
-the dataset's input/output lengths (NVIDIA/TensorRT-LLM ``tensorrt_llm/bench/build/tuning.py``,
-``calc_engine_setting`` and ``finetune_setting``):
+``trtllm-bench throughput`` (TensorRT-LLM 0.20 and 1.x, PyTorch backend; the perf-overview tables of
+``measurements/published/perf_overview_0_20.csv``, ``perf_overview_1_2.csv``, ``modern_per_gpu.csv`` and
+``perf_overview_rtx_pro_6000.csv``) is run without ``--max_batch_size`` or ``--max_num_tokens``: it sizes both from the dataset's input/output lengths
+(NVIDIA/TensorRT-LLM ``tensorrt_llm/bench/build/tuning.py``, ``calc_engine_setting`` and ``finetune_setting``):
 
     engine GiB   = all parameters x bytes per element (1 for FP8 / FP8 block scales, 0.5 NVFP4, else 2)
     per token    = 2 x layers x max(tp, kv heads) x head_dim x KV bytes (1 for an FP8 cache, else 2)   [GiB]
     requests     = (device GiB x GPUs - engine GiB) x 0.95 / (per token x (isl + osl))
-    max_batch    = requests (at most 4096) rounded up: to 32 (at least 64) below 256, to 128 below 1024,
-                   to 256 above
+    raw batch    = min(requests, 4096) / pp           raw tokens = min(raw batch x (1 + isl / osl), 32768)
+    max_batch    = raw batch rounded up: to 32 (at least 64) below 256, to 128 below 1024, to 256 above
+    max_tokens   = raw tokens rounded up: to 256 (at least 2048) below 4096, to 512 below 8192, to 1024 above
+
+and, chunked prefill being off, raises max_tokens to at least the longest prompt plus max_batch
+(``tensorrt_llm/bench/benchmark/utils/general.py``, ``get_settings``). Both limits hold per micro-batch: a
+pipeline of pp stages keeps pp micro-batches in flight, so pp x max_batch sequences run at once.
 
 Every layer counts at full length (the estimate ignores sliding windows), and a weight format outside the
-table (gpt-oss's MXFP4) counts 2 bytes. The cap is per scheduler (per attention-DP rank); the KV pool the
+table (gpt-oss's MXFP4) counts 2 bytes. The limits are per scheduler (per attention-DP rank); the KV pool the
 engine then allocates still bounds what runs.
 
 The head size is the one trtllm-bench's ``ModelConfig`` reads (``tensorrt_llm/bench/build/dataclasses.py``):
@@ -23,6 +29,13 @@ query-key head: DeepSeek-R1 dep4 FP4 at 1024/1024 gets 256 sequences per rank wh
 model does not have on Hopper). Still not replicated: the parameter count trtllm-bench reads from the safetensors
 index counts packed FP4 weights as stored (two per byte), which would shrink its engine estimate for FP4
 checkpoints further; which layers a checkpoint quantizes is not in the model specs.
+
+A perf-overview run is a finite burst: the page's dataset step writes ``$num_requests`` identical requests per
+input/output length (the 1.x table: 3,000 at 1024/1024, 1,500 at 8192/1024 and 1024/8192, 1,000 at 32768/1024 and
+1024/32768; the 0.20 table 1,000 to 30,000) and ``trtllm-bench`` queues them all at once, reporting output tokens
+over the whole run. With 500 to 3,000 sequences running, that is one to six batches' worth: the run's fill and
+drain are a large share of it, so these rows are simulated request by request
+(planner.serving.published.predict_offline_bench), not priced at a steady state.
 """
 
 from __future__ import annotations
@@ -32,13 +45,23 @@ import math
 GIB = 2.0**30
 MAX_REQUESTS = 4096  # finetune_setting: "cap total batch size to avoid decoder buffer size becoming too large"
 KV_FRACTION = 0.95  # calc_engine_setting's kv_cache_gpu_mem_fraction default
+MAX_TOKENS = 32768  # finetune_setting: "cap num tokens to avoid TRT activation buffer becoming too large"
 _WEIGHT_BYTES = {"fp8": 1.0, "fp8-block": 1.0, "fp4": 0.5, "nvfp4": 0.5}
 
 
-def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, weights: str, kv: str) -> int:
-    """``max_batch_size`` trtllm-bench computes for ``gpus`` devices (tp x pp) at ``isl``/``osl``; 0 when its
-    estimate says the engine does not fit (trtllm-bench then stops with an error, so a published run of that layout
-    set its batch size itself: unknown here, and the run is priced at what memory admits)."""
+def _round_up(x: float, tiers: tuple, floor: int) -> int:
+    """finetune_setting's rounding: ``x`` up to a multiple of the step of the first (bound, step) tier it is below,
+    at least ``floor``."""
+    step = next(st for bound, st in tiers if x < bound)
+    return max(floor, step * math.ceil(x / step))
+
+
+def trtllm_bench_settings(model, hw, gpus: int, tp: int, isl: int, osl: int, weights: str, kv: str) -> tuple[int, int]:
+    """(``max_batch_size``, ``max_num_tokens``) trtllm-bench computes for ``gpus`` devices (``tp`` x pp) at
+    ``isl``/``osl``, both per micro-batch; (0, 0) when its estimate says the engine does not fit (trtllm-bench then
+    stops with an error, so a published run of that layout set its limits itself: unknown here, and the run is
+    priced at the engine's defaults and what memory admits)."""
+    pp = max(1, gpus // max(tp, 1))
     engine_gib = sum(model.param_counts().values()) * _WEIGHT_BYTES.get(weights, 2.0) / GIB
     kv_bytes = 1.0 if kv == "fp8" else 2.0
     # trtllm-bench's ModelConfig reads head_dim from config.json, else hidden_size // num_attention_heads; DeepSeek's
@@ -47,14 +70,46 @@ def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, we
     per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * head * kv_bytes / GIB
     available = hw.memory_capacity_bytes / GIB * gpus - engine_gib
     if available <= 0:
-        return 0
+        return 0, 0
     requests = available * KV_FRACTION / (per_token_gib * (isl + osl))
-    raw = min(requests, MAX_REQUESTS)
-    if raw < 256:
-        return max(64, 32 * math.ceil(raw / 32))
-    if raw < 1024:
-        return 128 * math.ceil(raw / 128)
-    return 256 * math.ceil(raw / 256)
+    raw = min(requests, MAX_REQUESTS) / pp
+    raw_tokens = min(raw * (1.0 + isl / osl), MAX_TOKENS)
+    batch = _round_up(raw, ((256, 32), (1024, 128), (math.inf, 256)), 64)
+    tokens = _round_up(raw_tokens, ((4096, 256), (8192, 512), (math.inf, 1024)), 2048)
+    # get_settings: without chunked prefill a step must hold the longest prompt beside a full batch
+    return batch, max(tokens, isl + batch)
+
+
+def trtllm_bench_max_batch(model, hw, gpus: int, tp: int, isl: int, osl: int, weights: str, kv: str) -> int:
+    """Sequences trtllm-bench lets run at once on ``gpus`` devices (``tp`` x pp): its ``max_batch_size`` per
+    micro-batch times the pp micro-batches in flight; 0 where its estimate says the engine does not fit."""
+    batch, _ = trtllm_bench_settings(model, hw, gpus, tp, isl, osl, weights, kv)
+    return batch * max(1, gpus // max(tp, 1))
+
+
+# the perf overviews' dataset step ("Preparing a Dataset"): $num_requests identical requests per input/output length,
+# all queued at once. 1.x: docs/source/developer-guide/perf-overview.md (NVIDIA/TensorRT-LLM @03e27c7); 0.19/0.20:
+# docs/source/performance/perf-overview.md (the 0.20.0 page). Where both list a pair they agree.
+PERF_OVERVIEW_REQUESTS = {(1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500, (32768, 1024): 1000,
+                          (1024, 32768): 1000}
+PERF_OVERVIEW_REQUESTS_0_20 = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500,
+                               (2048, 128): 3000, (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000,
+                               (500, 2000): 3000, (20000, 2000): 1000}
+
+
+def perf_overview_requests(isl: int, osl: int) -> tuple[int, str]:
+    """(requests a perf-overview run at ``isl``/``osl`` sent, note) for a row whose page states no count for its
+    lengths: the count another edition of the page lists for them, else that of the nearest listed pair (log
+    distance); the note says which."""
+    if (isl, osl) in PERF_OVERVIEW_REQUESTS:
+        return PERF_OVERVIEW_REQUESTS[(isl, osl)], ""
+    if (isl, osl) in PERF_OVERVIEW_REQUESTS_0_20:
+        n = PERF_OVERVIEW_REQUESTS_0_20[(isl, osl)]
+        return n, f"{n} requests, the count the 0.20 perf overview lists for {isl}/{osl}"
+    listed = {**PERF_OVERVIEW_REQUESTS_0_20, **PERF_OVERVIEW_REQUESTS}
+    near = min(listed, key=lambda k: abs(math.log(k[0] / isl)) + abs(math.log(k[1] / osl)))
+    n = listed[near]
+    return n, f"no perf overview lists a request count for {isl}/{osl}: {n}, its count for {near[0]}/{near[1]}"
 
 
 def bench_runs(source: str, engine: str) -> bool:
@@ -84,7 +139,11 @@ def with_graph_padding(eng):
 
 
 def bench_engine(row: dict, engine: str, eng):
-    """``eng`` (the offline profile) as a published row's benchmark ran it: the 1.x perf-overview runs padded."""
+    """``eng`` (the offline profile) as a published row's benchmark ran it: the perf-overview runs padded, unless
+    the row says its run had CUDA graphs off (``cuda_graphs`` = off: the 0.20 page's data, see
+    measurements/published/README.md), which leaves decode batches unpadded."""
+    if (row.get("cuda_graphs") or "").strip().lower() == "off":
+        return eng
     return with_graph_padding(eng) if bench_runs(row.get("source"), engine) else eng
 
 

@@ -95,14 +95,20 @@ def _fit_predictions(rows: list[FitRow], fitted: set[tuple[str, str]]) -> list[P
                        r.moe, r.engine) for r, v in zip(rows, y)]
 
 
-def _simulated_rows(files: list[Path]) -> list[tuple[str, set, dict]]:
+OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
+
+
+def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, set, dict]]:
+    """Rows predicted through the event simulator: the offline benchmark bursts always, the serving and MLPerf
+    runs (request rates, server searches: most of a minute) only with ``serving``."""
     out = []
     for f in files:
         with f.open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = set(reader.fieldnames or [])
             if SIMULATED_COLUMNS & cols and not MEMORY_COLUMNS & cols:  # memory logs are validated on their own
-                out += [(f.name, cols, r) for r in reader]
+                if serving or OFFLINE_BENCH_COLUMNS & cols:
+                    out += [(f.name, cols, r) for r in reader]
     return out
 
 
@@ -143,7 +149,8 @@ def _files(files):
 
 
 def in_sample(files=None, simulated: bool = True) -> CVResult:
-    """Every row predicted with the calibration in force."""
+    """Every row predicted with the calibration in force (``simulated=False``: without the serving and MLPerf
+    simulations; the offline benchmark bursts are always simulated)."""
     import time
 
     t0 = time.perf_counter()
@@ -153,8 +160,7 @@ def in_sample(files=None, simulated: bool = True) -> CVResult:
 
     fitted = fitted_pairs([r for r in rows if r.file not in joint.NOT_FITTED], rate_rows(files))
     res = CVResult("in-sample", _fit_predictions(rows, fitted))
-    if simulated:
-        res.predictions += _sim_predictions(_simulated_rows(files), fitted)
+    res.predictions += _sim_predictions(_simulated_rows(files, serving=simulated), fitted)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -187,7 +193,8 @@ class _QuickRefit:
 
 def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit = False, max_nfev: int = 12,
                    simulated: bool = True, keys: list[str] | None = None, progress=None) -> CVResult:
-    """Leave one ``by`` ("hardware" or "file") out: refit without its rows, predict them."""
+    """Leave one ``by`` ("hardware" or "file") out: refit without its rows, predict them (``simulated`` as for
+    ``in_sample``)."""
     import time
 
     if by not in ("hardware", "file"):
@@ -198,7 +205,7 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
     files = _files(files)
     rows, _ = load_rows(files)
     fit_rows = [r for r in rows if r.file not in joint.NOT_FITTED]
-    sim = _simulated_rows(files) if simulated else []
+    sim = _simulated_rows(files, serving=simulated)
     key_of = (lambda x: x.hardware) if by == "hardware" else (lambda x: x.file)  # noqa: E731
     all_keys = sorted({key_of(r) for r in rows} | {(r["hardware"] if by == "hardware" else n) for n, _, r in sim})
     quick_fit = quick if isinstance(quick, _QuickRefit) else (_QuickRefit(fit_rows) if quick else None)

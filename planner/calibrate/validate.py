@@ -239,7 +239,7 @@ def _capture_hardware(f: Path, hardware):
 def predict_simulated(name: str, cols: set, rows: list[dict]):
     """(row index, what, config, measured, predicted, note) for arrival-rate and MLPerf rows, through the
     serving event simulator (an iterable: MLPerf rows come one at a time)."""
-    from planner.serving.published import predict_bench_serve, predict_mlperf, predict_online
+    from planner.serving.published import predict_bench_serve, predict_mlperf, predict_offline_bench, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
 
     if "kv_cache_gib" in cols:  # engine startup logs of weight and KV-cache memory (vllm_kv_memory.csv)
@@ -250,6 +250,8 @@ def predict_simulated(name: str, cols: set, rows: list[dict]):
         return predict_vllm_rate(rows, name)
     if "num_prompts" in cols:  # `vllm bench serve` / `sglang.bench_serving` runs (serving_bench.csv)
         return predict_bench_serve(rows, name)
+    if "num_requests" in cols:  # `trtllm-bench throughput` bursts of the perf overviews (0.20, 1.x)
+        return predict_offline_bench(rows, name)
     return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
 
 

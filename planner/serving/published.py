@@ -21,6 +21,13 @@
   ``max_concurrency`` clients in a closed loop (each sends its next request when its last one ends).
   Predicted: request and output-token throughput over the run (completed / first send to last finish, as
   the clients print it), mean TTFT, mean TPOT. Held out: nothing is fitted to these rows.
+* the TensorRT-LLM 0.20 and 1.x perf-overview tables (``perf_overview_0_20.csv``, ``perf_overview_1_2.csv``,
+  ``modern_per_gpu.csv``, ``perf_overview_rtx_pro_6000.csv``: ``trtllm-bench throughput``): one replica of the
+  row's layout, the release's offline profile (no API front end) with the batch and token limits trtllm-bench sized
+  for the row's lengths and decode batches padded to the page's captured CUDA-graph sizes unless the row ran with
+  CUDA graphs off (``cuda_graphs``; planner/calibrate/bench_settings.py), sent
+  ``num_requests`` identical requests all at once. Predicted: output tokens/s per GPU over the run (first request
+  in to last out, as trtllm-bench reports it), so the fill and drain of a burst of one to six batches count.
 No parameter is tuned per row.
 """
 
@@ -315,3 +322,49 @@ def _with_mean(x: np.ndarray, mean: float, lo: int, hi: int) -> np.ndarray:
     for _ in range(4):
         y = np.clip(y * mean / max(float(y.mean()), 1e-9), lo, hi)
     return np.rint(y).astype(np.int64)
+
+
+def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv") -> list[tuple[int, str, str, float, float, str]]:
+    """(row index, what, config, measured, predicted, note) for ``trtllm-bench throughput`` rows of the perf
+    overviews: ``num_requests`` requests of the row's lengths queued at once through one replica of its layout (a
+    blank count: planner.calibrate.bench_settings.perf_overview_requests, said in the note)."""
+    from planner.calibrate.bench_settings import bench_engine, offline, perf_overview_requests, trtllm_bench_settings
+    from planner.calibrate.published_fit import release_of, row_parallel
+    from planner.calibrate.validate import row_precisions
+    from planner.specs.loader import get_hardware, get_model
+
+    out = []
+    for i, r in enumerate(rows):
+        where = f"{file}:{i + 2}"
+        weights, kv = row_precisions(r)
+        layout = row_parallel(r, where)
+        tp, pp, ep, adp = layout if layout is not None else (_count(r, "tp", where, 1), 1, 1, 1)
+        isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
+        release = release_of(r)
+        m, hw = get_model(r["model"]), get_hardware(r["hardware"])
+        kv = kv or default_kv(weights, release, m)
+        ranks = tp * adp  # trtllm-bench's --tp: attention-DP ranks hold a tensor-parallel share each
+        batch, tokens = trtllm_bench_settings(m, hw, ranks * pp, ranks, isl, osl, weights, kv)
+        eng = offline(release)
+        if batch:  # per micro-batch and rank; pp micro-batches are in flight
+            eng = eng.with_(max_seqs=batch * pp, max_batched_tokens=tokens * pp)
+        else:  # trtllm-bench could not size this layout, so the run passed its own limits: the engine's batch, and
+            # (as trtllm-bench would) room for the longest prompt beside it, or no prompt could join a running batch
+            eng = eng.with_(max_batched_tokens=max(eng.max_batched_tokens, isl + eng.max_seqs))
+        eng = bench_engine(r, release, eng)
+        if (r.get("num_requests") or "").strip():
+            n, note = int(_num(r, "num_requests", where)), ""
+        else:
+            n, note = perf_overview_requests(isl, osl)
+        label = (f"dep{adp}" if adp > 1 else f"tp{tp}") + (f"pp{pp}" if pp > 1 else "")
+        cfg = f"{label} {weights} {isl}/{osl} x{n}"
+        meas = _num(r, "output_tokens_per_s_per_gpu", where)
+        try:
+            rep = replica_for(m, hw, tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, engine=eng, max_input=isl + osl)
+        except PlannerError as e:
+            out.append((i, "output_tokens_per_s_per_gpu", cfg, meas, 0.0, f"does not fit: {e}"))
+            continue
+        res = Simulator([Pool(rep, 1)], generate(fixed_workload(isl, osl), n, rate=math.inf, seed=0)).run()
+        tok = res.summary()["output_tokens_per_s"] or 0.0
+        out.append((i, "output_tokens_per_s_per_gpu", cfg, meas, tok / (tp * pp * adp), note))
+    return out

@@ -1,0 +1,156 @@
+"""TensorRT-LLM 1.x perf-overview rows as trtllm-bench ran them: the batch and token limits it sizes from the
+dataset lengths (tensorrt_llm/bench/build/tuning.py, bench/benchmark/utils/general.py), and the finite burst of
+``num_requests`` requests it queues at once, simulated request by request."""
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from planner.calibrate import validate as V
+from planner.calibrate.bench_settings import (PERF_OVERVIEW_REQUESTS, PERF_OVERVIEW_REQUESTS_0_20, bench_engine, offline,
+                                              perf_overview_requests, trtllm_bench_max_batch, trtllm_bench_settings)
+from planner.calibrate.published_fit import SIMULATED_COLUMNS, load_rows
+from planner.serving.published import predict_offline_bench
+from planner.specs.loader import get_hardware, get_model
+
+GIB = 2.0**30
+SOURCE = "trtllm perf-overview, TensorRT-LLM release/1.2 (test row), max throughput"
+
+
+def _row(parallel="tp1", model="gpt-oss-20b", hw="h200-sxm", isl=1024, osl=1024, n="3000", weights="fp8", kv="",
+         weights_ran="mxfp4", kv_ran="bf16"):
+    return {"source": SOURCE, "model": model, "hardware": hw, "parallel": parallel, "weights": weights, "kv": kv,
+            "isl": str(isl), "osl": str(osl), "output_tokens_per_s_per_gpu": "1000", "weights_ran": weights_ran,
+            "kv_ran": kv_ran, "num_requests": n}
+
+
+def test_trtllm_bench_sizes_its_token_budget_and_keeps_room_for_a_whole_prompt():
+    m, hw = get_model("gpt-oss-20b"), get_hardware("h100-sxm")
+    engine_gib = sum(m.param_counts().values()) * 2 / GIB  # MXFP4 is outside trtllm-bench's table: 2 B
+    per_token_gib = 2 * 24 * 8 * 64 * 2 / GIB  # all 24 layers at full length, 8 KV heads of 64, a 16-bit cache
+    free = hw.memory_capacity_bytes / GIB - engine_gib
+    # 1000/1000: ~422 requests -> batch 512; raw tokens 422 x 2 = 844 -> the 2048 floor; 1000 + 512 fits in it
+    raw = free * 0.95 / (per_token_gib * 2000)
+    assert 384 < raw < 512 and raw * 2 < 2048
+    assert trtllm_bench_settings(m, hw, 1, 1, 1000, 1000, "mxfp4", "bf16") == (512, 2048)
+    # 8192/1024: ~92 requests -> batch 96 (32s); raw tokens 92 x 9 = 824 -> 2048, but without chunked prefill a step
+    # must hold an 8192-token prompt beside a full batch: 8192 + 96
+    raw = free * 0.95 / (per_token_gib * 9216)
+    assert 64 < raw < 96 and raw * 9 < 2048
+    assert trtllm_bench_settings(m, hw, 1, 1, 8192, 1024, "mxfp4", "bf16") == (96, 8192 + 96)
+    # many short requests on a B200 with an FP8 cache: ~2,830 -> batch 3072 (256s); raw tokens ~5,660 -> 512s: 6144
+    big = get_hardware("b200")
+    raw = (big.memory_capacity_bytes / GIB - engine_gib) * 0.95 / (per_token_gib / 2 * 2048)
+    assert 2816 < raw < 3072 and 4096 <= raw * 2 < 6144
+    assert trtllm_bench_settings(m, big, 1, 1, 1024, 1024, "mxfp4", "fp8") == (3072, 6144)
+
+
+def test_trtllm_bench_splits_its_batch_over_the_micro_batches_of_a_pipeline():
+    m, hw = get_model("llama-3.3-70b"), get_hardware("b200")
+    one_stage = trtllm_bench_settings(m, hw, 1, 1, 1024, 1024, "fp4", "bf16")
+    b2, t2 = trtllm_bench_settings(m, hw, 2, 1, 1024, 1024, "fp4", "bf16")  # --tp 1 --pp 2
+    engine_gib = sum(m.param_counts().values()) * 0.5 / GIB
+    per_req = 2 * 80 * 8 * 128 * 2 / GIB * 2048
+    raw = (2 * hw.memory_capacity_bytes / GIB - engine_gib) * 0.95 / per_req / 2  # per micro-batch: ~247
+    assert 224 < raw < 256 and b2 == 32 * math.ceil(raw / 32) == 256
+    # one stage: ~222 requests -> 224; two stages hold twice the memory for the same weights, split in two
+    assert one_stage == (224, 2048)
+    # two micro-batches in flight: the sequences running at once
+    assert trtllm_bench_max_batch(m, hw, 2, 1, 1024, 1024, "fp4", "bf16") == 2 * b2
+    assert t2 >= 1024 + b2
+
+
+def test_a_layout_trtllm_bench_cannot_size_is_unknown():
+    big = get_model("gpt-oss-120b")  # 2 B per parameter in trtllm-bench's estimate: more than one GB200 holds
+    assert trtllm_bench_settings(big, get_hardware("gb200"), 1, 1, 1024, 1024, "mxfp4", "fp8") == (0, 0)
+
+
+def test_the_page_s_request_counts_and_what_a_blank_cell_takes():
+    assert perf_overview_requests(1024, 1024) == (3000, "")
+    assert perf_overview_requests(8192, 1024) == (1500, "")
+    assert perf_overview_requests(32768, 1024) == (1000, "")
+    # 1000/1000 is not in the 1.x table; the 0.20 edition of the page lists it
+    n, note = perf_overview_requests(1000, 1000)
+    assert n == PERF_OVERVIEW_REQUESTS_0_20[(1000, 1000)] == 3000 and "0.20" in note
+    # a pair no edition lists: the nearest listed pair's count, said in the note
+    n, note = perf_overview_requests(1024, 2048)
+    assert n == PERF_OVERVIEW_REQUESTS_0_20[(1000, 2000)] and "1000/2000" in note
+
+
+def test_bundled_perf_overview_rows_state_the_page_s_request_counts():
+    from planner.calibrate.validate import builtin_published
+
+    files = {f.name: f for f in builtin_published()}
+    tables = {"perf_overview_1_2.csv": PERF_OVERVIEW_REQUESTS, "modern_per_gpu.csv": PERF_OVERVIEW_REQUESTS,
+              "perf_overview_rtx_pro_6000.csv": PERF_OVERVIEW_REQUESTS, "perf_overview_0_20.csv": PERF_OVERVIEW_REQUESTS_0_20}
+    for name, table in tables.items():
+        rows = list(csv.DictReader(files[name].open()))
+        assert "num_requests" in rows[0] and "num_requests" in SIMULATED_COLUMNS
+        for r in rows:
+            key = (int(r["isl"]), int(r["osl"]))
+            assert r["num_requests"] == (str(table[key]) if key in table else "")
+        # the 0.20 page's data ran with CUDA graphs off (its "v0.20 PLEASE READ" note); the 1.x pages' with them
+        assert {r.get("cuda_graphs") or "" for r in rows} == ({"off"} if name == "perf_overview_0_20.csv" else {""})
+    # simulated, so the fit's vectorized path does not take them (they were never fitted: joint.NOT_FITTED)
+    assert load_rows([files["modern_per_gpu.csv"]])[0] == []
+
+
+def test_a_run_with_cuda_graphs_off_does_not_pad_its_decode_batches():
+    row = _row()
+    padded = bench_engine(row, "trtllm@1.1", offline("trtllm@1.1"))
+    plain = bench_engine({**row, "cuda_graphs": "off"}, "trtllm@1.1", offline("trtllm@1.1"))
+    assert padded.cuda_graph_padding and not getattr(plain, "cuda_graph_padding", False)
+
+
+def _steady(row, tmp_path):
+    """validate's steady-state price of the same row (no num_requests column: the analytic path)."""
+    r = {k: v for k, v in row.items() if k != "num_requests"}
+    f = tmp_path / "steady.csv"
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(r))
+        w.writeheader()
+        w.writerow(r)
+    return V.predict_row(r, f, 2)[3]
+
+
+def test_a_short_burst_runs_slower_than_the_steady_state_and_a_long_one_approaches_it(tmp_path):
+    """With ~1,000 sequences running, 3,000 requests are three batches' worth: the burst's fill (prompts join at
+    most a token budget's worth per step) and drain (the last batch empties) are a large share of the run."""
+    short, long_ = _row(n="3000"), _row(n="30000")
+    (_, what, cfg, _, p_short, _), = predict_offline_bench([short], "t.csv")
+    (_, _, _, _, p_long, _), = predict_offline_bench([long_], "t.csv")
+    steady = _steady(short, tmp_path)
+    assert what == "output_tokens_per_s_per_gpu" and cfg.endswith("x3000")
+    assert p_short < p_long
+    assert p_short < 0.97 * steady
+    assert p_long == pytest.approx(steady, rel=0.08)
+
+
+def test_a_burst_that_trtllm_bench_could_not_size_still_admits_its_prompts(tmp_path):
+    """Where trtllm-bench cannot size the layout the run set its own limits; they must hold a whole prompt beside
+    the batch (else an 8192-token prompt could never join a running batch and the burst would run one at a time)."""
+    row = _row(model="gpt-oss-120b", hw="gb200", isl=8192, osl=1024, n="1500", kv_ran="fp8")
+    (_, _, _, _, pred, _), = predict_offline_bench([row], "t.csv")
+    assert pred > 0.7 * _steady(row, tmp_path)
+
+
+def test_a_row_that_does_not_fit_predicts_zero_with_a_reason():
+    row = _row(model="deepseek-r1", hw="h100-sxm", parallel="tp1", weights="fp8", weights_ran="", kv_ran="")
+    (_, _, _, _, pred, note), = predict_offline_bench([row], "t.csv")
+    assert pred == 0.0 and "does not fit" in note
+
+
+def test_the_bundled_bursts_simulate_in_seconds():
+    """Every perf-overview burst is one simulation: the three files' 116 rows must stay cheap enough to run in
+    every cross-validation fold (a loose bound: seconds on a 2-core machine, not a benchmark)."""
+    from planner.calibrate.validate import builtin_published
+
+    files = {f.name: f for f in builtin_published()}
+    rows = list(csv.DictReader(files["modern_per_gpu.csv"].open()))
+    t0 = time.perf_counter()
+    out = predict_offline_bench(rows, "modern_per_gpu.csv")
+    assert len(out) == len(rows) and all(p > 0 for *_, p, _ in out)
+    assert time.perf_counter() - t0 < 30
