@@ -237,8 +237,8 @@ def _capture_hardware(f: Path, hardware):
 
 
 def predict_simulated(name: str, cols: set, rows: list[dict]):
-    """(row index, what, config, measured, predicted, note) for arrival-rate and MLPerf rows, through the
-    serving event simulator (an iterable: MLPerf rows come one at a time)."""
+    """(row index, what, config, measured, predicted, note) for arrival-rate, MLPerf and trtllm-bench burst rows,
+    through the serving event simulator (an iterable: MLPerf rows come one at a time)."""
     from planner.serving.published import predict_bench_serve, predict_mlperf, predict_offline_bench, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
 
@@ -294,9 +294,9 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
             if not (row.get("model") or "").strip() or not (row.get("hardware") or "").strip():
                 raise PlannerError(f"{f}:{i}: the row has no model or no hardware")
         if SIMULATED_COLUMNS & cols:
-            # arrival-rate and MLPerf rows: predicted through the serving event simulator
+            # arrival-rate, MLPerf and trtllm-bench burst rows: predicted through the serving event simulator
             if hardware is not None:
-                report.skipped[f.name] = "simulated serving rows are not re-run for a candidate calibration"
+                report.skipped[f.name] = "simulated rows (serving runs, benchmark bursts) are not re-run for a candidate calibration"
                 continue
             for i, what, config, meas, pred, note in predict_simulated(f.name, cols, rows):
                 row = rows[i]
