@@ -11,7 +11,8 @@ import pytest
 
 from planner.calibrate import validate as V
 from planner.calibrate.bench_settings import (PERF_OVERVIEW_REQUESTS, PERF_OVERVIEW_REQUESTS_0_20, bench_engine, offline,
-                                              perf_overview_requests, trtllm_bench_max_batch, trtllm_bench_settings)
+                                              perf_overview_requests, stored_params, trtllm_bench_max_batch,
+                                              trtllm_bench_settings)
 from planner.calibrate.published_fit import SIMULATED_COLUMNS, load_rows
 from planner.serving.published import predict_offline_bench
 from planner.specs.loader import get_hardware, get_model
@@ -29,43 +30,60 @@ def _row(parallel="tp1", model="gpt-oss-20b", hw="h200-sxm", isl=1024, osl=1024,
 
 def test_trtllm_bench_sizes_its_token_budget_and_keeps_room_for_a_whole_prompt():
     m, hw = get_model("gpt-oss-20b"), get_hardware("h100-sxm")
-    engine_gib = sum(m.param_counts().values()) * 2 / GIB  # MXFP4 is outside trtllm-bench's table: 2 B
+    engine_gib = stored_params(m, "mxfp4") * 2 / GIB  # stored elements x 2 B (MXFP4 is outside its table)
     per_token_gib = 2 * 24 * 8 * 64 * 2 / GIB  # all 24 layers at full length, 8 KV heads of 64, a 16-bit cache
     free = hw.memory_capacity_bytes / GIB - engine_gib
-    # 1000/1000: ~422 requests -> batch 512; raw tokens 422 x 2 = 844 -> the 2048 floor; 1000 + 512 fits in it
+    # 1000/1000: ~595 requests -> batch 640; raw tokens 595 x 2 = 1,190 -> the 2048 floor; 1000 + 640 fits in it
     raw = free * 0.95 / (per_token_gib * 2000)
-    assert 384 < raw < 512 and raw * 2 < 2048
-    assert trtllm_bench_settings(m, hw, 1, 1, 1000, 1000, "mxfp4", "bf16") == (512, 2048)
-    # 8192/1024: ~92 requests -> batch 96 (32s); raw tokens 92 x 9 = 824 -> 2048, but without chunked prefill a step
-    # must hold an 8192-token prompt beside a full batch: 8192 + 96
+    assert 512 < raw < 640 and raw * 2 < 2048
+    assert trtllm_bench_settings(m, hw, 1, 1, 1000, 1000, "mxfp4", "bf16") == (640, 2048)
+    # 8192/1024: ~129 requests -> batch 160 (32s); raw tokens 129 x 9 = 1,163 -> 2048, but without chunked prefill a
+    # step must hold an 8192-token prompt beside a full batch: 8192 + 160
     raw = free * 0.95 / (per_token_gib * 9216)
-    assert 64 < raw < 96 and raw * 9 < 2048
-    assert trtllm_bench_settings(m, hw, 1, 1, 8192, 1024, "mxfp4", "bf16") == (96, 8192 + 96)
-    # many short requests on a B200 with an FP8 cache: ~2,830 -> batch 3072 (256s); raw tokens ~5,660 -> 512s: 6144
+    assert 128 < raw < 160 and raw * 9 < 2048
+    assert trtllm_bench_settings(m, hw, 1, 1, 8192, 1024, "mxfp4", "bf16") == (160, 8192 + 160)
+    # many short requests on a B200 with an FP8 cache: ~3,178 -> batch 3328 (256s); raw tokens ~6,355 -> 512s: 6656
     big = get_hardware("b200")
     raw = (big.memory_capacity_bytes / GIB - engine_gib) * 0.95 / (per_token_gib / 2 * 2048)
-    assert 2816 < raw < 3072 and 4096 <= raw * 2 < 6144
-    assert trtllm_bench_settings(m, big, 1, 1, 1024, 1024, "mxfp4", "fp8") == (3072, 6144)
+    assert 3072 < raw < 3328 and 4096 <= raw * 2 < 6656
+    assert trtllm_bench_settings(m, big, 1, 1, 1024, 1024, "mxfp4", "fp8") == (3328, 6656)
 
 
 def test_trtllm_bench_splits_its_batch_over_the_micro_batches_of_a_pipeline():
     m, hw = get_model("llama-3.3-70b"), get_hardware("b200")
     one_stage = trtllm_bench_settings(m, hw, 1, 1, 1024, 1024, "fp4", "bf16")
     b2, t2 = trtllm_bench_settings(m, hw, 2, 1, 1024, 1024, "fp4", "bf16")  # --tp 1 --pp 2
-    engine_gib = sum(m.param_counts().values()) * 0.5 / GIB
+    engine_gib = stored_params(m, "fp4") * 0.5 / GIB
     per_req = 2 * 80 * 8 * 128 * 2 / GIB * 2048
-    raw = (2 * hw.memory_capacity_bytes / GIB - engine_gib) * 0.95 / per_req / 2  # per micro-batch: ~247
-    assert 224 < raw < 256 and b2 == 32 * math.ceil(raw / 32) == 256
-    # one stage: ~222 requests -> 224; two stages hold twice the memory for the same weights, split in two
-    assert one_stage == (224, 2048)
+    raw = (2 * hw.memory_capacity_bytes / GIB - engine_gib) * 0.95 / per_req / 2  # per micro-batch: ~258
+    assert 256 < raw < 384 and b2 == 128 * math.ceil(raw / 128) == 384
+    # one stage: ~243 requests -> 256; two stages hold twice the memory for the same weights, split in two
+    assert one_stage == (256, 2048)
     # two micro-batches in flight: the sequences running at once
     assert trtllm_bench_max_batch(m, hw, 2, 1, 1024, 1024, "fp4", "bf16") == 2 * b2
     assert t2 >= 1024 + b2
 
 
+def test_trtllm_bench_counts_a_packed_checkpoint_s_stored_elements():
+    """huggingface_hub's parameter_count counts tensor elements: a packed 4-bit tensor holds two weights per element
+    and its block scales are elements too, so trtllm-bench sizes a 4-bit checkpoint's engine at about half its bytes."""
+    oss = get_model("gpt-oss-120b")
+    c = oss.param_counts()
+    assert stored_params(oss, "mxfp4") == pytest.approx(sum(c.values()) - c["experts"] * (1 - 0.5 - 1 / 32))
+    assert 62e9 < stored_params(oss, "mxfp4") < 64e9  # of 117e9 weights
+    llama = get_model("llama-3.3-70b")
+    c = llama.param_counts()
+    linear = c["attention"] + c["dense_mlp"]
+    assert stored_params(llama, "fp4") == pytest.approx(sum(c.values()) - linear * (1 - 0.5 - 1 / 16))
+    assert stored_params(llama, "fp8") == sum(c.values()) and stored_params(llama, "bf16") == sum(c.values())
+    # so gpt-oss-120b (2 B per counted element, MXFP4 being outside its table) fits one GB200 in its estimate
+    assert trtllm_bench_settings(oss, get_hardware("gb200"), 1, 1, 1024, 1024, "mxfp4", "fp8")[0] > 0
+
+
 def test_a_layout_trtllm_bench_cannot_size_is_unknown():
-    big = get_model("gpt-oss-120b")  # 2 B per parameter in trtllm-bench's estimate: more than one GB200 holds
-    assert trtllm_bench_settings(big, get_hardware("gb200"), 1, 1, 1024, 1024, "mxfp4", "fp8") == (0, 0)
+    # Llama 3.3 70B in INT4, a format outside its table (2 B per parameter: 131 GiB), on one 80 GB H100
+    assert trtllm_bench_settings(get_model("llama-3.3-70b"), get_hardware("h100-sxm"), 1, 1, 1024, 1024, "int4",
+                                 "fp8") == (0, 0)
 
 
 def test_the_page_s_request_counts_and_what_a_blank_cell_takes():
@@ -132,7 +150,8 @@ def test_a_short_burst_runs_slower_than_the_steady_state_and_a_long_one_approach
 def test_a_burst_that_trtllm_bench_could_not_size_still_admits_its_prompts(tmp_path):
     """Where trtllm-bench cannot size the layout the run set its own limits; they must hold a whole prompt beside
     the batch (else an 8192-token prompt could never join a running batch and the burst would run one at a time)."""
-    row = _row(model="gpt-oss-120b", hw="gb200", isl=8192, osl=1024, n="1500", kv_ran="fp8")
+    row = _row(model="llama-3.3-70b", hw="h100-sxm", isl=8192, osl=1024, n="1500", weights="int4", weights_ran="",
+               kv="fp8", kv_ran="")
     (_, _, _, _, pred, _), = predict_offline_bench([row], "t.csv")
     assert pred > 0.7 * _steady(row, tmp_path)
 

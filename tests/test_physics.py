@@ -196,24 +196,29 @@ def test_host_time_per_sequence_hides_under_the_gpu_until_it_is_longer():
 
 
 def test_trtllm_bench_sizes_its_batch_from_the_dataset_lengths():
-    from planner.calibrate.bench_settings import trtllm_bench_max_batch
+    from planner.calibrate.bench_settings import stored_params, trtllm_bench_max_batch
 
     m, hw = get_model("gpt-oss-20b"), get_hardware("h100-sxm")
-    # by hand: 20.9e9 params x 2 B (MXFP4 is outside trtllm-bench's table) = 38.9 GiB; KV 2 x 24 x 8 x 64 x 2 B per
-    # token; (79.65 - 38.9) GiB x 0.95 / (48 KiB x 2000) = 422 requests -> rounded up to 128s: 512
-    params = sum(m.param_counts().values())
+    # by hand: trtllm-bench counts the checkpoint's stored elements: the 19.1e9 MXFP4 expert weights two to an
+    # element plus one E8M0 scale per 32, the other 1.8e9 parameters one each: 11.95e9, x 2 B (MXFP4 is outside its
+    # table) = 22.3 GiB; KV 2 x 24 x 8 x 64 x 2 B per token; (79.65 - 22.3) GiB x 0.95 / (48 KiB x 2000) = 595
+    # requests -> rounded up to 128s: 640
+    c = m.param_counts()
+    stored = sum(c.values()) - c["experts"] + c["experts"] * (0.5 + 1 / 32)
+    assert stored_params(m, "mxfp4") == pytest.approx(stored) and 11.9e9 < stored < 12.0e9
     gib = 2.0**30
-    req = (hw.memory_capacity_bytes / gib - params * 2 / gib) * 0.95 / (2 * 24 * 8 * 64 * 2 / gib * 2000)
-    assert 384 < req < 512
-    assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "bf16") == 512
+    req = (hw.memory_capacity_bytes / gib - stored * 2 / gib) * 0.95 / (2 * 24 * 8 * 64 * 2 / gib * 2000)
+    assert 512 < req < 640
+    assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "bf16") == 640
     # longer sequences: fewer requests, never below 64; an FP8 cache doubles them
     assert trtllm_bench_max_batch(m, hw, 1, 1, 32768, 1024, "mxfp4", "bf16") == 64
-    assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "fp8") > 512
-    # an engine its estimate says does not fit (gpt-oss-120b at 2 B per parameter: 218 GiB on one 173 GiB GB200):
-    # trtllm-bench would stop, so the published run set its own batch; 0 = unknown, priced at what memory admits
-    big = get_model("gpt-oss-120b")
-    assert sum(big.param_counts().values()) * 2 / gib > get_hardware("gb200").memory_capacity_bytes / gib
-    assert trtllm_bench_max_batch(big, get_hardware("gb200"), 1, 1, 1024, 1024, "mxfp4", "fp8") == 0
+    assert trtllm_bench_max_batch(m, hw, 1, 1, 1000, 1000, "mxfp4", "fp8") > 640
+    # an engine its estimate says does not fit (Llama 3.3 70B in INT4, a format outside its table: 2 B per
+    # parameter, 131 GiB on one 80 GB H100): trtllm-bench would stop, so the published run set its own batch;
+    # 0 = unknown, priced at what memory admits
+    big = get_model("llama-3.3-70b")
+    assert stored_params(big, "int4") * 2 / gib > hw.memory_capacity_bytes / gib
+    assert trtllm_bench_max_batch(big, hw, 1, 1, 1024, 1024, "int4", "fp8") == 0
 
 
 def test_trtllm_bench_head_size_is_hidden_over_heads_for_deepseek_mla():
@@ -224,11 +229,13 @@ def test_trtllm_bench_head_size_is_hidden_over_heads_for_deepseek_mla():
     m, hw = get_model("deepseek-r1"), get_hardware("b200")
     assert m.attention.mla is not None and m.hidden_size // m.num_heads == 56 and m.head_dim != 56
     gib = 2.0**30
-    engine = sum(m.param_counts().values()) * 0.5 / gib  # NVFP4: 0.5 B per parameter
+    c = m.param_counts()
+    packed = c["attention"] + c["dense_mlp"] + c["shared_experts"] + c["experts"]  # NVFP4: two to an element + scales
+    engine = (sum(c.values()) - packed + packed * (0.5 + 1 / 16)) * 0.5 / gib  # x 0.5 B per counted element
     per_req = 2 * 61 * 128 * 56 * 1 / gib * 2048  # FP8 cache, 1024 + 1024 tokens
     raw = (4 * hw.memory_capacity_bytes / gib - engine) * 0.95 / per_req
-    assert 224 < raw < 256
-    assert trtllm_bench_max_batch(m, hw, 4, 4, 1024, 1024, "fp4", "fp8") == 256
+    assert 256 < raw < 384
+    assert trtllm_bench_max_batch(m, hw, 4, 4, 1024, 1024, "fp4", "fp8") == 384
     # a model whose config has head_dim keeps it (Qwen3-235B: 128, where hidden // heads is 64)
     q = get_model("qwen3-235b-a22b")
     assert q.head_dim == 128 and q.hidden_size // q.num_heads == 64 and q.attention.mla is None

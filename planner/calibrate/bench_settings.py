@@ -7,7 +7,7 @@ so a published row is predicted as the benchmark ran it.
 the dataset's input/output lengths (NVIDIA/TensorRT-LLM ``tensorrt_llm/bench/build/tuning.py``,
 ``calc_engine_setting`` and ``finetune_setting``):
 
-    engine GiB   = all parameters x bytes per element (1 for FP8 / FP8 block scales, 0.5 NVFP4, else 2)
+    engine GiB   = stored elements x bytes per element (1 for FP8 / FP8 block scales, 0.5 NVFP4, else 2)
     per token    = 2 x layers x max(tp, kv heads) x head_dim x KV bytes (1 for an FP8 cache, else 2)   [GiB]
     requests     = (device GiB x GPUs - engine GiB) x 0.95 / (per token x (isl + osl))
     raw batch    = min(requests, 4096) / pp           raw tokens = min(raw batch x (1 + isl / osl), 32768)
@@ -18,8 +18,12 @@ and, chunked prefill being off, raises max_tokens to at least the longest prompt
 (``tensorrt_llm/bench/benchmark/utils/general.py``, ``get_settings``). Both limits hold per micro-batch: a
 pipeline of pp stages keeps pp micro-batches in flight, so pp x max_batch sequences run at once.
 
-Every layer counts at full length (the estimate ignores sliding windows), and a weight format outside the
-table (gpt-oss's MXFP4) counts 2 bytes. The limits are per scheduler (per attention-DP rank); the KV pool the
+The stored elements are what ``ModelConfig.get_param_count`` reads from the checkpoint's safetensors headers
+(huggingface_hub's ``parameter_count``: elements per tensor), so a packed 4-bit checkpoint counts two weights per
+element plus its block scales (``stored_params``): a ModelOpt NVFP4 checkpoint's linear layers and gpt-oss's MXFP4
+experts count about 0.56 and 0.53 per weight, and trtllm-bench sizes such an engine at about half its bytes. Every
+layer counts at full length (the estimate ignores sliding windows), and a weight format outside the table
+(gpt-oss's MXFP4) counts 2 bytes per element. The limits are per scheduler (per attention-DP rank); the KV pool the
 engine then allocates still bounds what runs.
 
 The head size is the one trtllm-bench's ``ModelConfig`` reads (``tensorrt_llm/bench/build/dataclasses.py``):
@@ -27,9 +31,8 @@ config.json's ``head_dim``, else ``hidden_size // num_attention_heads``. DeepSee
 qk_nope/qk_rope/v head dims but no ``head_dim``, so the estimate runs at 7168 // 128 = 56, not the 192 of a
 query-key head: DeepSeek-R1 dep4 FP4 at 1024/1024 gets 256 sequences per rank where 192 gave the floor of 64
 (B200 -55 % -> +7 %, GB200 -47 % -> +26 %; H200 dep8 FP8 +5 % -> +69 %, where the larger batch meets a cost the
-model does not have on Hopper). Still not replicated: the parameter count trtllm-bench reads from the safetensors
-index counts packed FP4 weights as stored (two per byte), which would shrink its engine estimate for FP4
-checkpoints further; which layers a checkpoint quantizes is not in the model specs.
+model does not have on Hopper); with the packed count (above) 384 per rank on B200/GB200. Which layers a checkpoint
+packs is taken from the format's usual recipe (``_QUANTIZED``), not read per checkpoint.
 
 A perf-overview run is a finite burst: the page's dataset step writes ``$num_requests`` identical requests per
 input/output length (the 1.x table: 3,000 at 1024/1024, 1,500 at 8192/1024 and 1024/8192, 1,000 at 32768/1024 and
@@ -48,6 +51,24 @@ MAX_REQUESTS = 4096  # finetune_setting: "cap total batch size to avoid decoder 
 KV_FRACTION = 0.95  # calc_engine_setting's kv_cache_gpu_mem_fraction default
 MAX_TOKENS = 32768  # finetune_setting: "cap num tokens to avoid TRT activation buffer becoming too large"
 _WEIGHT_BYTES = {"fp8": 1.0, "fp8-block": 1.0, "fp4": 0.5, "nvfp4": 0.5}
+# elements a packed 4-bit checkpoint stores per quantized weight: two weights per byte-sized element, plus one scale
+# element per block (NVFP4: FP8 scale per 16; MXFP4: E8M0 scale per 32)
+_STORED_PER_WEIGHT = {"fp4": 0.5 + 1 / 16, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
+_QUANTIZED = {"fp4": ("attention", "dense_mlp", "shared_experts", "experts"), "nvfp4": ("attention", "dense_mlp",
+              "shared_experts", "experts"), "mxfp4": ("experts",)}
+
+
+def stored_params(model, weights: str) -> float:
+    """The parameter count trtllm-bench reads for a checkpoint: the elements of its safetensors tensors
+    (``ModelConfig.get_param_count``: huggingface_hub's ``parameter_count``), where a packed 4-bit tensor holds two
+    weights per element and its block scales are elements of their own. A ModelOpt NVFP4 checkpoint packs the linear
+    layers inside the transformer blocks (attention, MLP, experts); gpt-oss's released MXFP4 checkpoint its experts."""
+    counts = model.param_counts()
+    per = _STORED_PER_WEIGHT.get(weights)
+    if per is None:
+        return float(sum(counts.values()))
+    packed = sum(counts.get(k, 0) for k in _QUANTIZED[weights])
+    return float(sum(counts.values()) - packed + per * packed)
 
 
 def _round_up(x: float, tiers: tuple, floor: int) -> int:
@@ -63,7 +84,7 @@ def trtllm_bench_settings(model, hw, gpus: int, tp: int, isl: int, osl: int, wei
     stops with an error, so a published run of that layout set its limits itself: unknown here, and the run is
     priced at the engine's defaults and what memory admits)."""
     pp = max(1, gpus // max(tp, 1))
-    engine_gib = sum(model.param_counts().values()) * _WEIGHT_BYTES.get(weights, 2.0) / GIB
+    engine_gib = stored_params(model, weights) * _WEIGHT_BYTES.get(weights, 2.0) / GIB
     kv_bytes = 1.0 if kv == "fp8" else 2.0
     # trtllm-bench's ModelConfig reads head_dim from config.json, else hidden_size // num_attention_heads; DeepSeek's
     # MLA config names qk_nope/qk_rope/v head dims but no head_dim, so its estimate uses 7168 // 128 = 56
