@@ -54,8 +54,8 @@ _WEIGHT_BYTES = {"fp8": 1.0, "fp8-block": 1.0, "fp4": 0.5, "nvfp4": 0.5}
 # elements a packed 4-bit checkpoint stores per quantized weight: two weights per byte-sized element, plus one scale
 # element per block (NVFP4: FP8 scale per 16; MXFP4: E8M0 scale per 32)
 _STORED_PER_WEIGHT = {"fp4": 0.5 + 1 / 16, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
-_QUANTIZED = {"fp4": ("attention", "dense_mlp", "shared_experts", "experts"), "nvfp4": ("attention", "dense_mlp",
-              "shared_experts", "experts"), "mxfp4": ("experts",)}
+_BLOCK_LINEARS = ("attention", "dense_mlp", "shared_experts", "experts")  # what a ModelOpt NVFP4 export packs
+_QUANTIZED = {"fp4": _BLOCK_LINEARS, "nvfp4": _BLOCK_LINEARS, "mxfp4": ("experts",)}
 
 
 def stored_params(model, weights: str) -> float:
