@@ -296,3 +296,30 @@ def test_an_engine_runs_only_where_its_profile_says(capsys):
     assert code == 2 and "mi300x is an AMD GPU" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(["simulate", "-m", "llama-3.1-8b", "-H", "mi300x", "--rate", "1", "--requests", "20"], capsys)
     assert code == 2 and "mi300x is an AMD GPU" in err
+
+
+def test_a_prompt_longer_than_tensorrt_llm_s_token_budget_is_named_where_it_would_be_refused(capsys):
+    """TensorRT-LLM runs prompts whole (chunked prefill off) and refuses one longer than max_num_tokens: estimate
+    prices it whole and simulate in budget-sized pieces, each saying which; engines that chunk say nothing."""
+    from cli_helpers import run
+
+    trt = get_engine("trtllm@1.1")
+    assert trt.prompt_within_budget and trt.chunked_prefill is False and trt.max_batched_tokens == 8192
+    assert trt.long_prompt_note(8192) is None  # a prompt that fits the budget alone is admitted
+    assert "refuses" in trt.long_prompt_note(8193)
+    assert trt.long_prompt_note(32768, budget=40000) is None and trt.long_prompt_note(32768, chunked=True) is None
+    assert get_engine("trtllm@0.14").long_prompt_note(20000) and get_engine("vllm").long_prompt_note(32768) is None
+    assert get_engine("trtllm@0.9").long_prompt_note(32768) is None  # 0.9 sizes its budget from max_input_len
+    args = ["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "trtllm", "--osl", "64", "--json"]
+    import json
+
+    code, out, _ = run(args + ["--isl", "16384"], capsys)
+    assert code == 0 and any("refuses" in n and "priced whole" in n for n in json.loads(out)["notes"])
+    code, out, _ = run(args + ["--isl", "4096"], capsys)
+    assert code == 0 and not any("refuses" in n for n in json.loads(out)["notes"])
+    sim = ["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "trtllm", "--isl", "16384", "--osl", "64",
+           "--rate", "1", "--requests", "20", "--json"]
+    code, out, _ = run(sim, capsys)
+    assert code == 0 and any("budget-sized pieces" in n for n in json.loads(out)["notes"])
+    code, out, _ = run(sim + ["--max-batched-tokens", "20000"], capsys)
+    assert code == 0 and not any("refuses" in n for n in json.loads(out)["notes"])

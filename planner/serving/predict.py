@@ -180,6 +180,9 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                 if (d, mo) != (1.0, 1.0)]
         notes.append(f"block-scaled FP8 weights {' and '.join(phrase for _, phrase in said)} with {engine.name}'s kernels on "
                      f"{hw.architecture} (engine profile: {', '.join(f for f, _ in said)})")
+    long_prompt = engine.long_prompt_note(isl_m)
+    if long_prompt:
+        notes.append(f"{long_prompt}; priced whole, as with the budget raised")
     if isl_m + osl > limit:
         notes.append(f"isl + osl = {isl_m + osl} exceeds the context of {m.id} ({limit:,} tokens"
                      + (f" = {cap.extension_factor:g} x {m.max_context:,} trained)" if cap.extension else ", as trained)"))

@@ -193,6 +193,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         raise PlannerError(f"--prefill-{given.replace('_', '-')} sets the prefill pool of --disagg PREFILL:DECODE; "
                            "without --disagg there is none")
     pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill, common)
+    notes += _long_prompt_notes(pools, float(reqs.input_tokens.max()))
     with _progress(len(reqs)) as prog:
         res = Simulator(pools, reqs, router=router_, progress=prog, migrate=migrate).run()
     summ = res.summary(slo)
@@ -209,6 +210,22 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         out["lora"] = {"adapters": lora_spec.adapters, "rank": lora_spec.rank, "targets": list(lora_spec.targets),
                        "popularity": lora_spec.popularity, **out["lora"]}
     return Outcome(out, res=res, pools=pools, slo=slo)
+
+
+def _long_prompt_notes(pools, longest: float) -> list[str]:
+    """The note of an engine that would refuse the run's longest prompt (Engine.long_prompt_note): the simulator splits
+    a prompt longer than one rank's token budget into budget-sized pieces, as chunked prefill would."""
+    from planner.specs.engine import get_engine
+
+    for pool in pools:
+        rep = pool.replica
+        if pool.role == "decode":
+            continue
+        note = get_engine(rep.plan["engine"]).long_prompt_note(longest, rep.max_batched_tokens / rep.attention_dp,
+                                                               rep.chunked_prefill)
+        if note:
+            return [f"{note}; simulated in budget-sized pieces, as with chunked prefill on"]
+    return []
 
 
 def _techniques(plan, reqs, notes: list[str], max_input: float, *, cp, draft_model, k, alpha, context_extension,

@@ -89,6 +89,8 @@ class Engine:
     step_overhead_s: float = 0.0  # extra host time per step beyond the hardware's
     # scheduler
     chunked_prefill: bool | None = None  # None: the engine decides (e.g. by context length)
+    # without chunked prefill a prompt longer than max_batched_tokens is refused, not run (TensorRT-LLM)
+    prompt_within_budget: bool = False
     schedule: str = "decode_first"  # "decode_first" | "prefill_first"
     prefix_caching: bool = False
     preemption: str | None = "recompute"  # "recompute" | "swap" | None (the scheduler never preempts)
@@ -138,6 +140,18 @@ class Engine:
     @property
     def name(self) -> str:
         return self.id if self.version is None else f"{self.id}@{self.version}"
+
+    def long_prompt_note(self, prompt_tokens: float, budget: float | None = None, chunked: bool | None = None) -> str | None:
+        """The first words of a note where this engine, running prompts whole, would refuse a prompt of
+        ``prompt_tokens``: longer than its token budget (``budget``, default max_batched_tokens) with chunked prefill
+        off (``chunked``, default the profile's); the caller says what it priced instead. None where it is admitted."""
+        budget = self.max_batched_tokens if budget is None else budget
+        chunked = self.chunked_prefill if chunked is None else chunked
+        if not self.prompt_within_budget or chunked or prompt_tokens <= budget:
+            return None
+        return (f"{self.name} runs a prompt whole (chunked prefill off) and refuses one longer than its token budget "
+                f"({budget:,.0f} tokens, {self.flags.get('max_batched_tokens', 'max_num_tokens')}): a {prompt_tokens:,.0f}-token "
+                f"prompt needs the budget raised to at least that, or chunked prefill on")
 
     @property
     def flags(self) -> dict[str, str]:
