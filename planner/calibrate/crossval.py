@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate import joint
-from planner.calibrate.published_fit import MEMORY_COLUMNS, SIMULATED_COLUMNS, FitRow, Predictor, load_rows
+from planner.calibrate.published_fit import (MEMORY_COLUMNS, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, FitRow, Predictor,
+                                              load_rows)
 from planner.costmodel.params import current_calibration, using
 
 
@@ -93,9 +94,6 @@ def _fit_predictions(rows: list[FitRow], fitted: set[tuple[str, str]]) -> list[P
     y = Predictor(rows).predict()
     return [Prediction(r.file, r.model, r.hardware, r.what, r.measured, float(v), (r.engine, r.hardware) in fitted, r.phase,
                        r.moe, r.engine) for r, v in zip(rows, y)]
-
-
-OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
 
 
 def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, set, dict]]:

@@ -33,7 +33,8 @@ from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv
 
 # files predicted through the event simulator, or (kv_cache_gib) the memory model: validated, not fit rows
-SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib", "num_requests"}
+OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
+SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib"} | OFFLINE_BENCH_COLUMNS
 MEMORY_COLUMNS = {"kv_cache_gib"}  # startup logs of memory: not in the speed error tables and bands (crossval)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
-from planner.calibrate.published_fit import LLAMACPP_NO_BUILD, SIMULATED_COLUMNS, release_of, row_parallel
+from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, release_of,
+                                              row_parallel)
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -250,7 +251,7 @@ def predict_simulated(name: str, cols: set, rows: list[dict]):
         return predict_vllm_rate(rows, name)
     if "num_prompts" in cols:  # `vllm bench serve` / `sglang.bench_serving` runs (serving_bench.csv)
         return predict_bench_serve(rows, name)
-    if "num_requests" in cols:  # `trtllm-bench throughput` bursts of the perf overviews (0.20, 1.x)
+    if OFFLINE_BENCH_COLUMNS & cols:  # `trtllm-bench throughput` bursts of the perf overviews (0.20, 1.x)
         return predict_offline_bench(rows, name)
     return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
 

@@ -439,7 +439,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         total = np.asarray(total)
         reach = total <= fab.max_group()
         if not reach.all():
-            P, D, best_tok, best_x, best_y, total = P[reach], D[reach], best_tok[reach], best_x[reach], best_y[reach], total[reach]
+            P, D, best_tok, best_x, best_y, total = (a[reach] for a in (P, D, best_tok, best_x, best_y, total))
             if not len(P):
                 continue
         bw, lat, frac, _ = fab.tier_for(total)
