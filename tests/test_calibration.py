@@ -253,7 +253,9 @@ def test_llamacpp_graph_builds_take_the_cuda_graph_gap_on_nvidia_only():
     cal = builtin_calibration()
     new, old = cal["llamacpp@b3000"], cal["llamacpp@unpinned"]
     gap, src = new.architectures["hopper"]["kernel_s"]
-    assert src.startswith("CUDA-graph kernel gap") and 1e-6 < gap < 6e-6
+    # a few microseconds (vLLM's rate fit on Hopper, which also carries what else its decode steps cost: 6.7 us), and
+    # well under the per-op host launches the old builds fitted (~15 us)
+    assert src.startswith("CUDA-graph kernel gap") and 1e-6 < gap < 1e-5
     assert gap < 0.5 * old.architectures["hopper"]["kernel_s"][0]
     assert not new.architectures.get("cdna3", {}).get("kernel_s", (0, ""))[1].startswith("CUDA-graph")
     assert not cal["trtllm@1.1"].architectures["hopper"]["kernel_s"][1].startswith("CUDA-graph")

@@ -167,17 +167,21 @@ def test_block_granular_swap_cost_is_one_copy_per_block_per_layer():
 
 def test_priority_preemption_swaps_out_batch_work_for_interactive_requests():
     """FastSwitch / vLLM priority scheduling: with a full batch, preempting low-priority decodes cuts the
-    high-priority tail TTFT; the preempted requests pay the swap."""
+    high-priority tail TTFT; the preempted requests pay the swap. 16 sequences of 512 output tokens serve about
+    4 requests/s: at 6 req/s the replica is overloaded, while the interactive fifth (~1.2 req/s) alone would fit, so
+    its requests wait for batch decodes to end unless those are swapped out. (Where the interactive class alone
+    overloads the replica, it queues behind itself and preemption cannot help.)"""
     kw = dict(engine="vllm", max_input=4096)
-    reqs = _classed(1500, rate=30.0, seed=2, isl=256, osl=512)
+    reqs = _classed(1500, rate=6.0, seed=2, isl=256, osl=512)
     base = Simulator([Pool(replica_for("llama-3.1-8b", "h100-sxm", sched=Scheduler(policy="priority", max_seqs=16), **kw), 1)],
                      reqs).run()
     pre = Simulator([Pool(replica_for("llama-3.1-8b", "h100-sxm", sched=Scheduler(policy="priority", max_seqs=16,
                                                                                   priority_preemption=True), **kw), 1)],
-                    _classed(1500, rate=30.0, seed=2, isl=256, osl=512)).run()
+                    _classed(1500, rate=6.0, seed=2, isl=256, osl=512)).run()
     hi = reqs.klass == 0
     assert pre.preemptions[~hi].sum() > 0 and pre.preemptions[hi].sum() == 0
-    assert np.percentile(pre.ttft_s[hi], 99) < np.percentile(base.ttft_s[hi], 99)
+    assert np.percentile(pre.ttft_s[hi], 99) < 0.8 * np.percentile(base.ttft_s[hi], 99)
+    assert np.percentile(pre.ttft_s[~hi], 99) >= np.percentile(base.ttft_s[~hi], 99)  # the batch class pays
 
 
 def test_priority_preemption_needs_on_demand_kv():

@@ -150,7 +150,33 @@ def test_vllm_rate_workload_from_description():
     assert wl.stages == [(2.5, 600.0), (6.0, 600.0)] and wl.edges_s == [0.0, 600.0, 1200.0]
     r = requests_for(wl, 547, 248)
     assert len(r) == 1500 + 3600 and np.all(np.diff(r.arrival_s) >= 0)
-    assert np.sum(r.arrival_s < 600) == 1500 and np.all(r.prefix_tokens == 100)
+    assert np.sum(r.arrival_s < 600) == 1500
+    # 9 x 5 distinct prompts sent in turn: each one's first request finds only its system prompt cached, every later
+    # one all of it but the token vLLM recomputes for the logits
+    assert np.all(r.prefix_tokens[:45] == 100) and np.all(r.prefix_tokens[45:] == 546)
+    assert r.prefix_pool_tokens == 9 * 100 + 45 * 446
+    # in 16-token blocks: whole blocks only (100 -> 96, 546 -> 544)
+    b = requests_for(wl, 547, 248, block_tokens=16)
+    assert np.all(b.prefix_tokens[:45] == 96) and np.all(b.prefix_tokens[45:] == 544)
+    assert b.prefix_pool_tokens == 9 * 96 + 45 * (544 - 96)
+
+
+def test_repeated_prompts_are_served_from_the_prefix_cache():
+    """The same stage with every prompt repeating (the shared-prefix generator's 45 prompts) against fresh questions
+    behind the shared system prompt: the repeats prefill 3 tokens instead of 447, so their TTFT is shorter, and the
+    cache's resident prompts take KV blocks from the pool."""
+    from planner.serving.workload import Requests
+
+    wl = parse_description(DESC.replace("600s", "60s"), "test")
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.15.1", max_input=547 + 248)
+    again = requests_for(wl, 547, 248, block_tokens=rep.block_tokens)
+    fresh = Requests(again.arrival_s, again.input_tokens, again.output_tokens, np.full(len(again), 96, np.int64),
+                     again.parent, again.think_s, source="test")
+    a = Simulator([Pool(rep, 1)], again).run()
+    f = Simulator([Pool(rep, 1)], fresh).run()
+    late = again.arrival_s > 10.0
+    assert np.mean(a.ttft_s[late]) < 0.8 * np.mean(f.ttft_s[late])
+    assert a.cache_hit_tokens > f.cache_hit_tokens
 
 
 def test_vllm_rate_rows_predicted_per_stage_and_unknown_models_reported():

@@ -363,9 +363,9 @@ def graph_gap(cal: dict) -> dict:
     value there, or its family's gap of host launches (no rate-fit value of its own on that architecture).
 
     The samples are the rate-fitted ``kernel_s`` values of graph-replaying releases on NVIDIA architectures (vLLM
-    0.15 on Hopper, 3.5 us in the calibration in force); their geometric mean is taken. A graph's kernels are queued
+    0.15 on Hopper, 6.7 us in the calibration in force); their geometric mean is taken. A graph's kernels are queued
     on the GPU at once, so what separates them is the GPU front end's launch gap and each small kernel's ramp, the
-    same mechanism on every NVIDIA architecture; the all-engine value (8.6 us) comes from engines that launch each
+    same mechanism on every NVIDIA architecture; the all-engine value (6.7 us) comes from engines that launch each
     kernel from the host. AMD architectures keep the all-engine value: HIP graphs measured slower (the MI300X note
     above). A release with joint-fit rows of its own keeps its fitted gap, and so does one whose family's fitted gap is
     already that of kernels queued at once (_family_gap_stands). Without any sample (a fold that holds out every rate

@@ -221,6 +221,9 @@ class Requests:
     priority: Optional[np.ndarray] = None  # lower is served first (the priority scheduler)
     klass: Optional[np.ndarray] = None  # service class index per request
     classes: list = field(default_factory=list)
+    # tokens the prefix cache keeps resident for the shared prefixes (distinct prompts that repeat each hold their
+    # own blocks); None: one shared prefix, the longest ``prefix_tokens``
+    prefix_pool_tokens: Optional[int] = None
 
     def __len__(self) -> int:
         return len(self.input_tokens)
