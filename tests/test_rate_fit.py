@@ -158,7 +158,10 @@ def test_a_fold_reuses_refits_or_drops_the_rate_values(rows):
     assert kept["vllm@0.15"].engine_wide["request_s"][0] == 0.0077
     assert kept["vllm@0.15"].architectures["hopper"]["allreduce"][0] == 0.9
     assert kept["vllm@0.15"].engine_wide["allreduce"][0] == 0.5  # other architectures keep the joint fit's
-    # holding out every rate row: nothing to fit, the joint fit's values stand (no leak of the held-out rows)
+    # holding out every rate row: nothing to fit, the joint fit's values stand (no leak of the held-out rows); a real
+    # fold's joint refit carries no rate-fit value of any release (TensorRT-LLM 0.14's front end came from H100 runs
+    # too), so no release lends vLLM 0.15 a front-end time either
+    fold["trtllm@0.14"].engine_wide["request_s"] = (1e-6, "joint fit")
     dropped = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "h100-sxm", reuse)
     assert dropped["vllm@0.15"].engine_wide["allreduce"][0] == 0.5
     assert dropped["vllm@0.15"].engine_wide["request_s"][0] == 1e-6
@@ -243,3 +246,29 @@ def test_an_nvidia_architecture_without_runs_takes_the_mean_compute_scale_and_am
     assert out["vllm@0.11"].architectures["ampere"]["gemm"][0] == pytest.approx(ew * fitted["hopper"], rel=1e-3)
     # the inferred values are not rate-fit values: a fold does not carry them as its own
     assert ("ada", "gemm") not in rate_fit.in_force(cal)["vllm@0.11"]
+
+
+def test_a_release_behind_a_python_http_server_takes_the_fitted_front_end_time():
+    """SGLang, trtllm-serve (TensorRT-LLM 1.x) and vLLM 0.6 serve through a Python OpenAI-compatible HTTP server and have
+    no runs at request rates: each takes the geometric mean of the per-request times fitted on such runs (vLLM 0.15,
+    TensorRT-LLM 0.14), never vLLM 0.11's serving-benchmark value. Releases without such a server (TensorRT-LLM 0.9's
+    in-process runs, llama.cpp's C++ server) take none; a fold without rate runs has no sample and changes nothing."""
+    cal = builtin_calibration()
+    fitted = [cal[k].engine_wide["request_s"][0] for k in ("vllm@0.15", "trtllm@0.14")]
+    assert all(cal[k].engine_wide["request_s"][1].startswith("rate fit") for k in ("vllm@0.15", "trtllm@0.14"))
+    g = float(np.exp(np.mean(np.log(fitted))))
+    assert 1e-3 < g < 2e-2  # milliseconds of host work, not the 48 ms vLLM 0.11's chat-endpoint fit carries
+    for k in ("sglang@0.5", "trtllm@1.1", "vllm@0.6"):
+        v, src = cal[k].engine_wide["request_s"]
+        assert v == pytest.approx(g, rel=1e-3) and src.startswith("inferred")
+        assert get_engine(k).http_front_end and get_engine(k).request_overhead_s == pytest.approx(g, rel=1e-3)
+    for k in ("trtllm@0.9", "llamacpp@b3000", "llamacpp@unpinned"):
+        assert not get_engine(k).http_front_end and get_engine(k).request_overhead_s == 0.0
+    assert cal["vllm@0.11"].engine_wide["request_s"][1].startswith("rate fit")  # its own fit stands
+    bare = copy.deepcopy(cal)
+    for k in ("vllm@0.15", "trtllm@0.14"):
+        del bare[k].engine_wide["request_s"]
+    for k in ("sglang@0.5", "trtllm@1.1", "vllm@0.6"):
+        del bare[k].engine_wide["request_s"]
+    out = rate_fit.front_end(bare)
+    assert all("request_s" not in out[k].engine_wide for k in ("sglang@0.5", "trtllm@1.1", "vllm@0.6"))

@@ -173,7 +173,8 @@ def offline(engine: str):
     """The engine profile as an offline benchmark runs it (``trtllm-bench``, the perf-overview static and
     first-token runs, ``llama-bench``): requests are submitted in process, so no API front end (HTTP, tokenize,
     detokenize) stands in the path and the per-request time is 0. Online runs (``vllm serve``, an OpenAI-compatible
-    server under a request-rate benchmark) keep the release's fitted per-request time."""
+    server under a request-rate benchmark) keep the release's per-request time (fitted, or inferred from the releases
+    fitted on such runs: rate_fit.front_end)."""
     from planner.specs.engine import get_engine
 
     return get_engine(engine).with_(request_overhead_s=0.0)

@@ -398,6 +398,40 @@ def graph_gap(cal: dict) -> dict:
     return out
 
 
+RATE_SOURCE = "runs at request rates"  # in a rate fit's provenance: stages at set rates, not serving benchmarks
+
+
+def front_end(cal: dict) -> dict:
+    """``cal`` with a per-request front-end time for every release that serves through a Python OpenAI-compatible
+    HTTP server (its profile's ``http_front_end``) and has none fitted: the geometric mean of the times fitted on runs
+    at request rates (vLLM 0.15 behind ``vllm serve``, TensorRT-LLM 0.14 behind Triton with its Python tokenizer
+    models: 6.0 and 5.9 ms). Each is the host work of one request outside the engine's steps (HTTP, tokenize, hand
+    the request to the engine, detokenize and stream the first token), the same kind of work in every such server.
+    Serving-benchmark fits (vLLM 0.11's 48 ms, through the chat endpoint and beside a compute scale fitted on bursts)
+    are not samples. A fold that holds out every rate run has no sample, and ``cal`` is returned as is."""
+    from planner.specs.engine import raw_profiles
+
+    samples = {k: c.engine_wide["request_s"][0] for k, c in cal.items()
+               if "request_s" in c.engine_wide and RATE_SOURCE in c.engine_wide["request_s"][1]
+               and c.engine_wide["request_s"][1].startswith("rate fit")}
+    if not samples:
+        return cal
+    g = float(np.exp(np.mean(np.log(list(samples.values())))))
+    named = " and ".join(f"{k} ({v * 1e3:.2g} ms)" for k, v in sorted(samples.items()))
+    raw = raw_profiles()
+    out = dict(cal)
+    for k, c in cal.items():
+        fitted = c.engine_wide.get("request_s")
+        if k not in raw or not raw[k].http_front_end or (fitted and fitted[1].startswith("rate fit")):
+            continue
+        c = copy.deepcopy(c)
+        c.engine_wide["request_s"] = (g, f"inferred: {k} serves through a Python OpenAI-compatible HTTP server and has no runs "
+                                         f"at request rates of its own; the geometric mean of the per-request front-end times "
+                                         f"fitted on {named}")
+        out[k] = c
+    return out
+
+
 def compute_scales(cal: dict) -> dict:
     """``cal`` with each serving-benchmark-fitted release's compute scale laid over the NVIDIA architectures its runs did
     not use: the geometric mean of the scales fitted on NVIDIA architectures (vLLM 0.11: Hopper and Ampere). vLLM's CUDA
@@ -473,4 +507,4 @@ def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: d
             f = fit_release(release, kept, out)
             if f is not None:
                 out = apply(out, [f])
-    return compute_scales(graph_gap(out))
+    return front_end(compute_scales(graph_gap(out)))

@@ -110,6 +110,10 @@ class Engine:
     step_host_s: float = 0.0
     step_host_per_seq_s: float = 0.0
     request_overhead_s: float = 0.0
+    # the release serves through a Python OpenAI-compatible HTTP server (FastAPI), whose tokenize / admit / detokenize
+    # time every request pays: one with no runs at request rates of its own takes that time from the releases fitted
+    # on theirs (planner/calibrate/rate_fit.py front_end); False: no front-end time unless fitted
+    http_front_end: bool = False
     spec_methods: tuple[str, ...] = ()  # planner method names: draft | mtp | eagle | ngram | medusa
     flag_items: tuple[tuple[str, str], ...] = ()  # (setting, the engine's own CLI flag)
     key_items: tuple[tuple[str, str], ...] = ()  # (setting, its key in the engine's config file)
