@@ -159,6 +159,10 @@ def test_vllm_rate_workload_from_description():
     b = requests_for(wl, 547, 248, block_tokens=16)
     assert np.all(b.prefix_tokens[:45] == 96) and np.all(b.prefix_tokens[45:] == 544)
     assert b.prefix_pool_tokens == 9 * 96 + 45 * (544 - 96)
+    # a description without the prompt count: only the system prompt is shared
+    bare = parse_description(DESC.replace("9 system prompts x 5 users; ", ""), "test")
+    r = requests_for(bare, 547, 248, block_tokens=16)
+    assert (bare.prompts, bare.users) == (0, 0) and np.all(r.prefix_tokens == 96) and r.prefix_pool_tokens is None
 
 
 def test_repeated_prompts_are_served_from_the_prefix_cache():

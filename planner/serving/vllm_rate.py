@@ -40,8 +40,8 @@ class RateWorkload:
     system_tokens: int
     question_tokens: int
     output_tokens: int
-    prompts: int  # distinct system prompts
-    users: int
+    prompts: int  # distinct system prompts (0: the description does not say)
+    users: int  # questions per system prompt (0: not said)
     stages: list[tuple[float, float]]  # (requests/s, seconds)
 
     @property
@@ -61,7 +61,7 @@ def parse_description(text: str, where: str) -> RateWorkload:
     if not stages:
         raise PlannerError(f"{where}: workload_description names no 'R req/s x Ds' stage: {text!r}")
     return RateWorkload(num(r"system_prompt_len (\d+)"), num(r"question_len (\d+)"), num(r"output_len (\d+)"),
-                        int(m.group(1)) if m else 1, int(m.group(2)) if m else 1, stages)
+                        int(m.group(1)) if m else 0, int(m.group(2)) if m else 0, stages)
 
 
 def scaled(wl: RateWorkload, factor: float) -> RateWorkload:
@@ -76,7 +76,8 @@ def requests_for(wl: RateWorkload, isl: int, osl: int, seed: int = SEED, block_t
     per group, one question per user) and request ``k`` carries prompt ``k mod (prompts x users)``: a prompt's first
     request finds only its system prompt in the prefix cache, every later one the whole prompt but its last
     partial block (vLLM caches whole blocks of ``block_tokens`` and recomputes at least the last token). The cache
-    holds the distinct prompts' blocks throughout (``prefix_pool_tokens``)."""
+    holds the distinct prompts' blocks throughout (``prefix_pool_tokens``). A description that does not give the
+    prompt count shares only the system prompt."""
     rng = np.random.default_rng(seed)
     times = []
     for (rate, dur), t0 in zip(wl.stages, wl.edges_s):
@@ -88,8 +89,11 @@ def requests_for(wl: RateWorkload, isl: int, osl: int, seed: int = SEED, block_t
     system = min(wl.system_tokens, isl - 1) // b * b
     whole = (isl - 1) // b * b
     distinct = wl.prompts * wl.users
-    prefix = np.where(np.arange(n) < distinct, system, whole).astype(np.int64)
-    pool = wl.prompts * system + distinct * (whole - system)
+    if distinct:
+        prefix = np.where(np.arange(n) < distinct, system, whole).astype(np.int64)
+        pool = wl.prompts * system + distinct * (whole - system)
+    else:
+        prefix, pool = np.full(n, system, np.int64), None
     return Requests(t, np.full(n, isl, np.int64), np.full(n, osl, np.int64), prefix, np.full(n, -1, np.int64), np.zeros(n),
                     source="vllm_rate workload", prefix_pool_tokens=pool)
 
