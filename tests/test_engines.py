@@ -261,6 +261,11 @@ def test_engines_cli(capsys):
     # the block-FP8 kernel bandwidth reads back as the profile writes it
     assert d["settings"]["block_fp8_bw"]["value"] == {"hopper": {"dense": 0.66, "moe": 0.48}}
     assert d["settings"]["block_fp8_compute"]["value"] == {"hopper": {"dense": 0.87, "moe": 0.37}}
+    # a host cost the calibration lays over the profile names where the calibration took it
+    assert d["settings"]["request_overhead_s"]["source"].startswith("rate fit")
+    code, out, _ = run(["engines", "show", "sglang", "--json"], capsys)
+    fe = json.loads(out)["settings"]["request_overhead_s"]
+    assert fe["value"] > 0 and fe["source"].startswith("inferred") and "HTTP server" in fe["source"]
     code, out, err = run(["engines", "show", "vlm"], capsys)
     assert code == 2 and not out and err.count("\n") == 1 and "did you mean 'vllm'" in err
 

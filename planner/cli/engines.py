@@ -48,8 +48,9 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
     e = get_engine(ident)
     if hardware:
         e = e.for_hardware(get_hardware(hardware), tp=tp)
+    fitted = _calibration_sources(e.name)
     d = {**e.info(), "settings": {k: {"value": _plain(getattr(e, k, None), k), "flag": e.flags.get(k) or e.keys.get(k),
-                                       "source": src} for k, src in e.source_items if hasattr(e, k)},
+                                       "source": fitted.get(k, src)} for k, src in e.source_items if hasattr(e, k)},
          "other_flags": {k: e.flags.get(k) or e.keys.get(k) for k, _ in e.source_items if not hasattr(e, k)}}
     if e.era_note:
         d = {"note": e.era_note, **d}
@@ -57,6 +58,17 @@ def engines_show(ident: str = typer.Argument(..., metavar="ID[@VERSION]"),
         print_json(d)
         return
     console.print(yaml.safe_dump(d, sort_keys=False, width=140), markup=False)
+
+
+def _calibration_sources(release: str) -> dict[str, str]:
+    """Where the calibration in force took each host cost it lays over the profile (engines/calibration/): a rate fit,
+    a value inferred from other releases, or the joint fit; keyed by the Engine field."""
+    from planner.costmodel.params import PARAMS, builtin_calibration
+
+    c = builtin_calibration().get(release)
+    if c is None:
+        return {}
+    return {p.engine_field: c.engine_wide[p.name][1] for p in PARAMS if p.engine_field and p.name in c.engine_wide}
 
 
 def _plain(v, key: str = ""):
