@@ -272,3 +272,17 @@ def test_a_release_behind_a_python_http_server_takes_the_fitted_front_end_time()
         del bare[k].engine_wide["request_s"]
     out = rate_fit.front_end(bare)
     assert all("request_s" not in out[k].engine_wide for k in ("sglang@0.5", "trtllm@1.1", "vllm@0.6"))
+
+
+def test_an_estimate_says_what_front_end_time_its_ttft_holds():
+    """TTFT = the engine's steps + the release's per-request front-end time; the estimate names that time and where it
+    came from, and a release without one (llama.cpp) says nothing of it."""
+    from planner.api import PlanSpec, estimate
+
+    for eng, how in (("vllm@0.15", "fitted on its runs"), ("sglang@0.5", "inferred from")):
+        e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(), isl=128, osl=16, concurrency=1, engine=eng)
+        front = get_engine(eng).request_overhead_s
+        note = [n for n in e.notes if "front-end time" in n]
+        assert front > 0 and e.ttft_s > front and len(note) == 1 and how in note[0] and f"{front * 1e3:.1f} ms" in note[0]
+    e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="q4_0"), isl=128, osl=16, concurrency=1, engine="llamacpp")
+    assert not any("front-end time" in n for n in e.notes)
