@@ -286,3 +286,14 @@ def test_an_estimate_says_what_front_end_time_its_ttft_holds():
         assert front > 0 and e.ttft_s > front and len(note) == 1 and how in note[0] and f"{front * 1e3:.1f} ms" in note[0]
     e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="q4_0"), isl=128, osl=16, concurrency=1, engine="llamacpp")
     assert not any("front-end time" in n for n in e.notes)
+
+
+def test_a_plan_says_once_what_front_end_time_its_ttfts_hold():
+    """Every plan row's TTFT holds the release's per-request front-end time: the plan's notes say it once."""
+    from planner.search.evaluate import Workload
+    from planner.search.run import Constraints, search
+
+    res = search("llama-3.1-8b", ["h100-sxm"], 2, Workload(isl=512, osl=128), Constraints(gpus=2), engine="vllm")
+    assert sum("front-end time" in n for n in res.notes) == 1
+    res = search("llama-3.1-8b", ["h100-sxm"], 1, Workload(isl=512, osl=128), Constraints(gpus=1), engine="llamacpp")
+    assert not any("front-end time" in n for n in res.notes)

@@ -389,7 +389,7 @@ def estimate(
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
     front = float(getattr(s.engine, "request_overhead_s", 0.0) or 0.0)
     if timed and front > 0:
-        s.notes.append(_front_end_note(s.engine, front))
+        s.notes.append(front_end_note(s.engine, front))
     return Estimate(
         model=m.id, hardware=hw.id,
         plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
@@ -408,7 +408,7 @@ def estimate(
     )
 
 
-def _front_end_note(engine: Engine, front_s: float) -> str:
+def front_end_note(engine: Engine, front_s: float) -> str:
     """What the TTFT holds besides the engine's steps: the release's per-request front-end time and where the
     calibration took it (fitted on the release's runs at request rates, or inferred from other releases')."""
     from planner.costmodel.params import builtin_calibration
