@@ -411,11 +411,12 @@ def estimate(
 def front_end_note(engine: Engine, front_s: float) -> str:
     """What the TTFT holds besides the engine's steps: the release's per-request front-end time and where the
     calibration took it (fitted on the release's runs at request rates, or inferred from other releases')."""
-    from planner.costmodel.params import builtin_calibration
+    from planner.costmodel.params import current_calibration
 
-    c = builtin_calibration().get(engine.name)
+    c = current_calibration().get(engine.name)
     src = c.engine_wide.get("request_s", (0.0, ""))[1] if c is not None else ""
     how = ("inferred from the releases fitted on runs at request rates" if src.startswith("inferred")
+           else "fitted on its serving-benchmark runs" if src.startswith("rate fit") and "serving-benchmark" in src
            else "fitted on its runs at request rates" if src.startswith("rate fit") else "from its profile")
     return (f"TTFT includes {engine.name}'s per-request front-end time, {front_s * 1e3:.1f} ms (HTTP, tokenize, "
             f"detokenize; {how}); a request submitted in process (an offline benchmark, the engine's Python API) pays none")
