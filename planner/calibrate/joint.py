@@ -218,9 +218,9 @@ class JointFit:
                                        rows={(a or "?"): n for (cv, a), n in self.row_counts.items() if cv == v},
                                        note=_NOTE)
         if self.rate_fits:
-            from planner.calibrate.rate_fit import apply, compute_scales, front_end, graph_gap
+            from planner.calibrate.rate_fit import apply, inferred
 
-            out = front_end(compute_scales(graph_gap(apply(out, [f for f in self.rate_fits if f.release in out]))))
+            out = inferred(apply(out, [f for f in self.rate_fits if f.release in out]))
         return out
 
 

@@ -466,6 +466,13 @@ def compute_scales(cal: dict) -> dict:
     return out
 
 
+def inferred(cal: dict) -> dict:
+    """``cal`` with every value a release takes from other releases' rate fits laid over it: the CUDA-graph gap
+    (graph_gap), the compute scales of NVIDIA architectures without runs (compute_scales) and the front-end time of
+    HTTP-served releases without runs (front_end). The calibration's fitted values and each fold's use the same."""
+    return front_end(compute_scales(graph_gap(cal)))
+
+
 def fit_all(files: list[Path], cal: dict, *, progress=None) -> list[RateFit]:
     """A rate fit for every release with rate rows in ``files``."""
     out = []
@@ -507,4 +514,4 @@ def for_fold(rates: dict[str, list[RateRow]], fold_cal: dict, held_out, reuse: d
             f = fit_release(release, kept, out)
             if f is not None:
                 out = apply(out, [f])
-    return front_end(compute_scales(graph_gap(out)))
+    return inferred(out)

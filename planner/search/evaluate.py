@@ -419,7 +419,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
     fmt = cfg.weight_code * len(cfg.kv_names) + cfg.kv_code
     rows = []
     evaluated = costed = len(di)
-    front = float(getattr(engine, "request_overhead_s", 0.0) or 0.0)
+    front = engine.request_overhead_s  # the front end's per-request time, as an aggregated plan counts it
     for f in np.unique(fmt):
         p_idx = np.nonzero(fmt == f)[0]
         # only prefill workers on the (prompts/s per GPU, prefill latency) frontier can be best
@@ -445,7 +445,6 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
                 continue
         bw, lat, frac, _ = fab.tier_for(total)
         t_kv = lat + kv_prompt[P] / np.maximum(bw * frac * np.minimum(gpus[P], gpus[di[D]]), 1.0)
-        # the front end's per-request time (HTTP, tokenize, detokenize) precedes the prefill, as in an aggregated plan
         ttft = t_pf[P] + t_kv + front + (0.0 if lora is None else lora.ttft_s(base.tp[P], base.pp[P]))
         rows.append((P, D, best_tok, best_x, best_y, total, ttft, t_kv))
     if not rows:

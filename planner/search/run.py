@@ -312,7 +312,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     if engine.request_overhead_s > 0:  # every plan's TTFT holds it: say so once
         from planner.serving.predict import front_end_note
 
-        notes.append(front_end_note(engine, engine.request_overhead_s))
+        notes.append(front_end_note(engine))
     model = get_model(model_id)
     # a device the engine does not run on (TensorRT-LLM on an AMD GPU) is left out and said so; none left: an error
     devices = [get_hardware(h) for h in hardware]

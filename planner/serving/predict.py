@@ -387,9 +387,8 @@ def estimate(
     t = _timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], ttft_includes_first_decode) if timed else _no_timing(s)
     gpus = plan.gpus
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
-    front = float(getattr(s.engine, "request_overhead_s", 0.0) or 0.0)
-    if timed and front > 0:
-        s.notes.append(front_end_note(s.engine, front))
+    if timed and s.engine.request_overhead_s > 0:
+        s.notes.append(front_end_note(s.engine))
     return Estimate(
         model=m.id, hardware=hw.id,
         plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
@@ -408,7 +407,7 @@ def estimate(
     )
 
 
-def front_end_note(engine: Engine, front_s: float) -> str:
+def front_end_note(engine: Engine) -> str:
     """What the TTFT holds besides the engine's steps: the release's per-request front-end time and where the
     calibration took it (fitted on the release's runs at request rates, or inferred from other releases')."""
     from planner.costmodel.params import current_calibration
@@ -418,8 +417,9 @@ def front_end_note(engine: Engine, front_s: float) -> str:
     how = ("inferred from the releases fitted on runs at request rates" if src.startswith("inferred")
            else "fitted on its serving-benchmark runs" if src.startswith("rate fit") and "serving-benchmark" in src
            else "fitted on its runs at request rates" if src.startswith("rate fit") else "from its profile")
-    return (f"TTFT includes {engine.name}'s per-request front-end time, {front_s * 1e3:.1f} ms (HTTP, tokenize, "
-            f"detokenize; {how}); a request submitted in process (an offline benchmark, the engine's Python API) pays none")
+    return (f"TTFT includes {engine.name}'s per-request front-end time, {engine.request_overhead_s * 1e3:.1f} ms "
+            f"(HTTP, tokenize, detokenize; {how}); a request submitted in process (an offline benchmark, the engine's "
+            "Python API) pays none")
 
 
 def _native_hint(m: Model, weights: str) -> str:
