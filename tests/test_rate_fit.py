@@ -24,6 +24,7 @@ def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
     # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14); serving_bench.csv's vLLM 0.8-0.11 runs
     assert set(rows) == {"vllm@0.15", "trtllm@0.14", "vllm@0.11"}
     assert all(r.row["engine"] == "vllm" and "0.15" in r.row["engine_version"] for r in rows["vllm@0.15"])
+    # the same table's H200 rows (online_serving_h200.csv) are held out of the rate stage as of the joint fit
     assert {r.file for r in rows["trtllm@0.14"]} == {"online_serving.csv"}
     # serving benchmarks are rate rows of vLLM only: SGLang's and trtllm-serve's runs stay held out
     assert {r.file for r in rows["vllm@0.11"]} == {"serving_bench.csv"} and all(r.bench for r in rows["vllm@0.11"])
