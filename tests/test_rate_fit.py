@@ -24,8 +24,8 @@ def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
     # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14); serving_bench.csv's vLLM 0.8-0.11 runs
     assert set(rows) == {"vllm@0.15", "trtllm@0.14", "vllm@0.11"}
     assert all(r.row["engine"] == "vllm" and "0.15" in r.row["engine_version"] for r in rows["vllm@0.15"])
-    # the same table's H200 rows (online_serving_h200.csv) are held out of the rate stage as of the joint fit
-    assert {r.file for r in rows["trtllm@0.14"]} == {"online_serving.csv"}
+    # online serving on the H100 and H200 (the same TensorRT-LLM 0.14 table)
+    assert {r.file for r in rows["trtllm@0.14"]} == {"online_serving.csv", "online_serving_h200.csv"}
     # serving benchmarks are rate rows of vLLM only: SGLang's and trtllm-serve's runs stay held out
     assert {r.file for r in rows["vllm@0.11"]} == {"serving_bench.csv"} and all(r.bench for r in rows["vllm@0.11"])
     assert not any(r.bench for r in rows["vllm@0.15"] + rows["trtllm@0.14"])
@@ -160,13 +160,26 @@ def test_a_fold_reuses_refits_or_drops_the_rate_values(rows):
     assert kept["vllm@0.15"].architectures["hopper"]["allreduce"][0] == 0.9
     assert kept["vllm@0.15"].engine_wide["allreduce"][0] == 0.5  # other architectures keep the joint fit's
     # holding out every rate row: nothing to fit, the joint fit's values stand (no leak of the held-out rows); a real
-    # fold's joint refit carries no rate-fit value of any release (TensorRT-LLM 0.14's front end came from H100 runs
-    # too), so no release lends vLLM 0.15 a front-end time either
+    # fold's joint refit carries no rate-fit value of any release, so no release lends vLLM 0.15 a front-end time either
     fold["trtllm@0.14"].engine_wide["request_s"] = (1e-6, "joint fit")
-    dropped = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "h100-sxm", reuse)
-    assert dropped["vllm@0.15"].engine_wide["allreduce"][0] == 0.5
-    assert dropped["vllm@0.15"].engine_wide["request_s"][0] == 1e-6
-    assert "hopper" not in dropped["vllm@0.15"].architectures
+    every = rate_fit.for_fold(rates, fold, lambda r: r.hardware in ("h100-sxm", "h200-sxm"), reuse)
+    assert every["vllm@0.15"].engine_wide["allreduce"][0] == 0.5
+    assert every["vllm@0.15"].engine_wide["request_s"][0] == 1e-6
+    assert "hopper" not in every["vllm@0.15"].architectures
+
+
+def test_the_h100_fold_learns_the_front_end_from_the_h200_runs():
+    """Every vLLM rate run is an H100 run, but TensorRT-LLM 0.14's online runs are on the H100 and the H200: leaving the
+    H100 out refits that release's front-end time on the H200 runs alone (host work, the same under either GPU), and
+    vLLM 0.15, left with no runs of its own, takes it as every release behind an HTTP server without runs does."""
+    rates = rate_fit.rate_rows(builtin_published())
+    fold = copy.deepcopy(builtin_calibration())
+    fold["trtllm@0.14"].engine_wide["request_s"] = (1e-6, "joint fit")
+    fold["vllm@0.15"].engine_wide["request_s"] = (1e-6, "joint fit")
+    h100_out = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "h100-sxm", {})
+    trt = h100_out["trtllm@0.14"].engine_wide["request_s"]
+    assert 3e-3 < trt[0] < 9e-3 and "h200-sxm" in trt[1] and "h100-sxm" not in trt[1]
+    assert h100_out["vllm@0.15"].engine_wide["request_s"][0] == pytest.approx(trt[0], rel=1e-6)
 
 
 def test_the_files_in_force_carry_a_rate_fit_for_vllm_with_physical_values():

@@ -347,8 +347,6 @@ NOT_FITTED = {
     "perf_overview_0_14_more.csv": "held out to measure transfer: the H200 (FP8) and A100 PCIe (FP16) columns of the TensorRT-LLM "
                                    "0.14 table max_throughput.csv comes from, devices no fitted 0.14 row comes from (a Hopper "
                                    "part with more bandwidth and memory than the fitted H100; an Ampere part on PCIe links)",
-    "online_serving_h200.csv": "held out to measure transfer: the H200 rows of the TensorRT-LLM 0.14 online-serving table "
-                               "online_serving.csv comes from; neither the joint fit nor the rate stage sees them",
     "static_batch_h200.csv": "held out to measure transfer: the H200 (FP8) table of the TensorRT-LLM 0.9 page static_batch.csv "
                              "comes from, a device no fitted 0.9 row comes from",
     "first_token_latency_h200.csv": "held out to measure transfer: the H200 (FP8) batch-1 first-token latencies of the "
