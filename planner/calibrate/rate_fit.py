@@ -93,9 +93,6 @@ def _prior_and_bounds(name: str, c) -> tuple[float, float, float]:
     return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name == "request_s" else 0.0), spec.hi
 
 
-# the one held-out joint-fit file whose runs the rate stage still fits (its vLLM 0.8-0.11 runs, BENCH_ENGINES); every
-# other file in joint.NOT_FITTED is held out of the rate stage too
-RATE_STAGE_FILES = ("serving_bench.csv",)
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
 DURATION_SCALE = 0.25
 SIGMA = 0.5  # prior spread (log) of each value around the joint fit's
@@ -144,15 +141,11 @@ class RateRow:
 
 def rate_rows(files: list[Path]) -> dict[str, list[RateRow]]:
     """Rows of the request-rate files (a ``request_rate`` column: vLLM stages, online serving) and the serving-benchmark
-    runs of BENCH_ENGINES (a ``num_prompts`` column), by release; a file held out in joint.NOT_FITTED is skipped
-    unless it is one of RATE_STAGE_FILES."""
-    from planner.calibrate.joint import NOT_FITTED
+    runs of BENCH_ENGINES (a ``num_prompts`` column), by release."""
     from planner.calibrate.published_fit import release_of
 
     out: dict[str, list[RateRow]] = {}
     for f in files:
-        if Path(f).name in NOT_FITTED and Path(f).name not in RATE_STAGE_FILES:
-            continue  # held out to measure transfer: validated, never fitted
         with Path(f).open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = frozenset(reader.fieldnames or [])

@@ -93,9 +93,8 @@ class Simulator:
         self.entry_replicas = [r for reps in self.entry_pools for r in reps]
         self.n = len(requests)
         pmax = int(requests.prefix_tokens.max()) if self.n else 0
-        pool = getattr(requests, "prefix_pool_tokens", None)
-        if pmax > 0 and pool is not None:  # several distinct prefixes resident at once
-            pmax = max(pmax, int(pool))
+        if pmax > 0 and requests.prefix_pool_tokens is not None:  # several distinct prefixes resident at once
+            pmax = max(pmax, int(requests.prefix_pool_tokens))
         if pmax > 0:
             for r in self.replicas:
                 if r.role != "decode" and r.prefix_caching:
