@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 
 class PlannerError(Exception):
     """An error the user caused (bad id, bad file, impossible request)."""
@@ -15,6 +13,8 @@ def did_you_mean(name: str, choices: list[str] | set[str]) -> str:
     low = name.strip().lower()
     by_low = {c.lower(): c for c in sorted(choices)}
     prefix = [c for lc, c in by_low.items() if lc.startswith(low + "-")] if low else []
+    import difflib  # only when a name is unknown
+
     close = [by_low[c] for c in difflib.get_close_matches(low, list(by_low), n=3, cutoff=0.5)]
     picks = list(dict.fromkeys(prefix + close))[:max(3, min(len(prefix), 4))]
     return f" (did you mean {', '.join(repr(c) for c in picks)}?)" if picks else ""

@@ -24,7 +24,11 @@ def __getattr__(name: str):
     from rich.console import Console
 
     stderr = name == "err_console"
-    made = globals()[name] = Console(stderr=stderr, width=_width(sys.stderr if stderr else sys.stdout))
+    # emoji=False: no ":name:" in the output is an emoji code (rich._emoji_codes, ~3 ms, stays unimported);
+    # highlight=False: colour comes from the markup the commands write, not from rich's number and repr regexes
+    # (~3 ms of an estimate's table rendering)
+    made = globals()[name] = Console(stderr=stderr, width=_width(sys.stderr if stderr else sys.stdout), emoji=False,
+                                     highlight=False)
     if not stderr:
         made.on_broken_pipe = reader_gone  # rich's own exits 1, which here means a bug
     return made

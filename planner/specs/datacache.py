@@ -23,7 +23,6 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +101,8 @@ def _store(folder: Path, name: str, bundle: dict[str, tuple[int, int, bytes]], p
     """Write atomically (temporary file, then rename), removing all but the KEEP newest files of the same ``prefix``
     (two installations on one machine, such as a checkout and a CI clone, would otherwise evict each other's file on
     every switch); give up quietly where the folder is not writable."""
+    import tempfile  # only when the cache is written (with shutil, bz2, lzma: ~4 ms a read-only start-up skips)
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".specs-", suffix=".tmp")

@@ -507,10 +507,12 @@ def check_gpus(hardware: str, gpus: int, what: str = "--gpus", link: str | None 
         from planner.specs.loader import get_interconnect
 
         get_interconnect(link)  # an unknown link is one line with a did-you-mean
+    from planner.specs.loader import get_hardware
+
+    if gpus <= get_hardware(hardware).node_size:  # fleet_devices is at least a node: no system spec need be read
+        return
     most = fleet_devices(hardware, link)
     if gpus > most:
-        from planner.specs.loader import get_hardware
-
         raise PlannerError(f"{what} {gpus}: a deployment of {get_hardware(hardware).id} holds at most {most:,} devices "
                            f"({MAX_NODES} nodes)")
 
