@@ -123,6 +123,34 @@ def test_llama4_chunked_layers_cost_less_at_long_context():
     assert chunked.bytes[0] / full.bytes[0] == pytest.approx(4096.5 / 65536, rel=0.05)
 
 
+def test_an_engine_that_chunks_only_prefill_reads_and_holds_the_whole_sequence_in_decode():
+    from planner.costmodel.memory import kv_bytes_per_seq
+    from planner.specs.engine import get_engine
+
+    m, hw = get_model("llama-4-scout-17b-16e"), get_hardware("h100-sxm")  # 36 of 48 layers in 8,192-token chunks
+    p = make_plans(m, hw, tp=4, weights="fp8", kv="fp8")
+    both, prefill_only = Engine(), Engine(chunked_attention_decode=False)
+    per_layer_token = 2 * (m.num_kv_heads / 4) * m.head_dim * 1.0  # K and V of one device's heads, fp8
+    # the cache: every layer holds all 20,000 tokens, where a chunking decode keeps 8,192 on the chunked layers
+    assert kv_bytes_per_seq(m, p, 20000, 1, prefill_only)[0] == pytest.approx(48 * 20000 * per_layer_token)
+    assert kv_bytes_per_seq(m, p, 20000, 1, both)[0] == pytest.approx((12 * 20000 + 36 * 8192) * per_layer_token)
+    # decode at 65,536 tokens reads the whole cache on the chunked layers too: per layer as much as a full layer
+    # (bytes are per layer; the chunked op counts 3 layers for each full one)
+    st = Step(decode_seqs=8, decode_ctx=65536)
+    sc = CostModel(m, hw, engine=prefill_only).step(p, st)
+    assert op(sc, Op.ATTENTION_CHUNKED).bytes[0] == pytest.approx(op(sc, Op.ATTENTION).bytes[0], rel=0.001)
+    assert op(sc, Op.ATTENTION_CHUNKED).count == pytest.approx(3 * op(sc, Op.ATTENTION).count)
+    # prefill still keeps to the chunk: a 32,768-token prompt's chunked layers do the same work either way
+    pre = Step(prefill_seqs=1, prefill_tokens=32768)
+    a = op(CostModel(m, hw, engine=prefill_only).step(p, pre), Op.ATTENTION_CHUNKED)
+    b = op(CostModel(m, hw, engine=both).step(p, pre), Op.ATTENTION_CHUNKED)
+    assert a.flops[0] == pytest.approx(b.flops[0])
+    # TensorRT-LLM 1.x applies chunked attention to context requests only (its long-sequence guide); vLLM chunks both
+    assert get_engine("trtllm@1.1").chunked_attention_decode is False
+    assert "context requests only" in get_engine("trtllm@1.1").sources["chunked_attention_decode"]
+    assert get_engine("vllm@0.15").chunked_attention_decode is True
+
+
 # ---- sliding windows through the engine, attention-DP stragglers, grouped experts, host time per sequence ----
 
 def test_an_engine_that_keeps_the_whole_sequence_holds_and_reads_full_length_kv():

@@ -48,6 +48,21 @@ def frees_window(engine: Engine | None) -> bool:
     return engine is None or bool(getattr(engine, "kv_window_freed", True))
 
 
+def chunks_decode(engine: Engine | None) -> bool:
+    """Whether ``engine``'s decode steps keep to Llama-4 chunks (attend over the current chunk only and free the KV
+    before it). TensorRT-LLM 1.x runs chunked attention for context requests alone (its long-sequence guide), so its
+    decode attends over, and its cache holds, the whole sequence on those layers. None: chunked."""
+    return frees_window(engine) and bool(getattr(engine, "chunked_attention_decode", True))
+
+
+def local_kv_layers(model: Model, engine: Engine | None) -> int:
+    """Layers whose cache keeps only a window under ``engine``: sliding-window layers where it frees windows, Llama-4
+    chunked layers where its decode keeps to the chunk too."""
+    if not frees_window(engine):
+        return 0
+    return model.num_sliding_layers() + (model.num_chunked_layers() if chunks_decode(engine) else 0)
+
+
 def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray]:
     """KV bytes per token on one device: (full-length layers, sliding-window layers). Local layers of an engine
     that does not free KV outside the window count as full-length ones."""
@@ -55,7 +70,7 @@ def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None
     pp = p.pp.astype(float)
     # local layers (sliding window, or Llama-4 chunks: the engine frees keys before the current chunk); linear-attention
     # layers cache no keys (their fixed state: linear_state_bytes_per_seq)
-    n_swa = len(model.local_layer_indices()) if frees_window(engine) else 0
+    n_swa = local_kv_layers(model, engine)
     full = per_layer * (model.num_attention_layers - n_swa) / pp * p.kv_bytes
     if model.attention.index is not None:  # the sparse-attention indexer's own key per token (FP8 and its scale)
         full = full + model.attention.index.key_bytes_per_token() * model.num_indexer_layers / pp  # IndexShare: fewer

@@ -22,7 +22,7 @@ import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
 from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_terms
-from planner.costmodel.memory import LINEAR_STATE_BYTES, frees_window
+from planner.costmodel.memory import LINEAR_STATE_BYTES, chunks_decode, frees_window
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.profile import measured_decode_attention, measured_experts, measured_moe_loop
@@ -430,6 +430,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         ops.append(cm._elementwise(Op.QK_NORM, c.T * qk_elems, att))
     # an engine that keeps the whole sequence's KV for local layers attends over all of it (frees_window)
     n_slide, n_chunk = (m.num_sliding_layers(), m.num_chunked_layers()) if frees_window(cm.engine) else (0, 0)
+    local_decode = chunks_decode(cm.engine)  # else chunked layers are chunked in prefill only (chunks_decode)
     if a.index is not None:  # DeepSeek Sparse Attention: the indexer scores every token, the attention reads top-k
         ops.append(_indexer(cm, c, a.index, m.num_indexer_layers))  # IndexShare: the other layers reuse its top-k
     for name, n_layers, window, chunked in ((Op.ATTENTION, m.num_attention_layers - n_slide - n_chunk,
@@ -437,7 +438,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
                                             (Op.ATTENTION_SWA, n_slide, a.sliding_window, False),
                                             (Op.ATTENTION_CHUNKED, n_chunk, a.chunk_size, True)):
         if n_layers:
-            ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked))
+            ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked, local_decode))
     if np.any(c.cp > 1):
         ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
     ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, att, in_out_elems=sh.heads * sh.prefill_dv + h))
@@ -532,15 +533,17 @@ def _linear_attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     ]
 
 
-def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, window, chunked: bool = False) -> OpCost:
+def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, window, chunked: bool = False,
+                    local_decode: bool = True) -> OpCost:
     """Flash-style prefill over new x (cached + new) key pairs and a decode read of the whole cache per sequence.
     A quantized KV cache is dequantized on the vector units as it is read: that work has its own ceiling.
     ``window`` caps the keys a query sees (sliding window); with ``chunked`` a query sees only its own chunk of
-    ``window`` positions, so a decode step at a long context reads (C + 1) / 2 keys on average."""
+    ``window`` positions, so a decode step at a long context reads (C + 1) / 2 keys on average; without
+    ``local_decode`` only prefill keeps to the chunk and a decode step reads the whole cache (TensorRT-LLM 1.x)."""
     kvb = c.plans.kv_bytes
     if chunked:
         C = float(window)
-        ctx_d = np.where(c.d_ctx <= C, c.d_ctx, (C + 1.0) / 2.0)
+        ctx_d = np.where(c.d_ctx <= C, c.d_ctx, (C + 1.0) / 2.0) if local_decode else c.d_ctx
         pairs_new = _chunk_pairs_upto(c.p_past + c.p_tok, C) - _chunk_pairs_upto(c.p_past, C)
         pairs_p = c.p_seqs * pairs_new / c.adp
     else:
@@ -564,7 +567,7 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
     op = cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
-    return measured_decode_attention(cm, c, sh, op, local=window is not None or chunked) if cm.profile is not None else op
+    return measured_decode_attention(cm, c, sh, op, local=window is not None and (local_decode or not chunked)) if cm.profile is not None else op
 
 
 def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:

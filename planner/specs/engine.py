@@ -77,6 +77,11 @@ class Engine:
     # engine holds and attends over the whole sequence there, as TensorRT-LLM < 1.0 does unless its
     # max_attention_window_size is set (costmodel.memory.frees_window)
     kv_window_freed: bool = True
+    # whether decode applies Llama-4 chunked attention too (a new token attends over its own chunk, and the KV before
+    # the chunk is freed); False: only prefill (context) requests run the chunked kernels, so a decode step attends
+    # over, and the cache holds, the whole sequence on those layers, as TensorRT-LLM 1.x does
+    # (costmodel.memory.chunks_decode)
+    chunked_attention_decode: bool = True
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -225,6 +230,7 @@ class Engine:
         return {"id": self.id, "version": self.version, "name": self.name, "utilization": self.utilization,
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed,
+                "chunked_attention_decode": self.chunked_attention_decode,
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
