@@ -1,12 +1,11 @@
 """``planner estimate``: one plan -> latency, throughput, memory, cost, accuracy, breakdown. Declared with
 ``command(None, ...)``: importing this module loads neither typer nor rich (a plain command line runs without
-typer, and --json prints without rich)."""
+typer; --json prints without rich, and so do the tables wherever planner.cli.plaintext draws them as rich would)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from planner.cli import common
 from planner.cli.common import flatten, gib, ms, num, print_csv, print_json
 from planner.cli.options import command
 from planner.cli.registry import SUMMARIES
@@ -83,41 +82,47 @@ def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None =
     else:
         from types import SimpleNamespace
 
-        from rich.table import Table
+        from planner.cli.plaintext import Table, emit
 
-        render(est or SimpleNamespace(**d))
+        out = blocks(est or SimpleNamespace(**d))
         s = d.get("serving")
         if s:
-            t = Table(title=f"at {rate:g} req/s (simulated, {s['requests']} requests)", header_style="bold")
-            for c in ("metric", "mean", "p50", "p90", "p99"):
-                t.add_column(c, justify="left" if c == "metric" else "right")
+            t = Table([(c, "left" if c == "metric" else "right") for c in ("metric", "mean", "p50", "p90", "p99")],
+                      title=f"at {rate:g} req/s (simulated, {s['requests']} requests)")
             for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT (mean inter-token)"), ("e2e_latency_s", "end-to-end")):
                 t.add_row(name, *(ms(s[key][q]) for q in ("mean", "p50", "p90", "p99")))
-            common.console.print(t)
+            out.append(t)
+        emit(out)
     mem = d["memory"]
     if not mem["fits"] or d["plan"]["batch_or_concurrency"] < 1:
         raise PlannerError(d.get("reason") or "does not fit: no sequence of isl + osl tokens fits in memory")
 
 
 def render(est) -> None:
-    from rich.table import Table
+    """Print an estimate as tables (planner.cli.plaintext.emit: rich only where the plain writer cannot match it)."""
+    from planner.cli.plaintext import emit
 
-    console = common.console
+    emit(blocks(est))
+
+
+def blocks(est) -> list:
+    """The lines (rich markup) and tables of an estimate's text output."""
+    from planner.cli.plaintext import Table
+
+    out: list = []
     p = est.plan
     adp = f" attention-dp={p['attention_dp']}" if p.get("attention_dp", 1) > 1 else ""
     title = (f"{est.model} on {est.gpus} x {est.hardware}  tp={p['tp']} pp={p['pp']} ep={p['ep']}{adp} dp={p['dp']}  "
              f"weights={p['weights']} kv={p['kv']} (GEMMs in {p['compute_dtype']})")
-    console.print(f"[bold]{title}[/bold]")
-    console.print(f"{p['batching']} batching, {p['batch_or_concurrency']} sequences, isl={p['isl']} osl={p['osl']}")
+    out.append(f"[bold]{title}[/bold]")
+    out.append(f"{p['batching']} batching, {p['batch_or_concurrency']} sequences, isl={p['isl']} osl={p['osl']}")
     if est.concurrency_cap:
-        console.print(f"[dim]{est.concurrency_cap}[/dim]")
+        out.append(f"[dim]{est.concurrency_cap}[/dim]")
     for n in est.notes:
-        console.print(f"[yellow]note:[/yellow] {n}")
+        out.append(f"[yellow]note:[/yellow] {n}")
     if not est.fits:
-        console.print(f"[red]{est.reason}[/red]")
-    t = Table(show_header=True, header_style="bold")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
+        out.append(f"[red]{est.reason}[/red]")
+    t = Table([("metric", "left"), ("value", "right")])
     t.add_row("TTFT", ms(est.ttft_s))
     t.add_row("TPOT (mean inter-token)", ms(est.tpot_s))
     t.add_row("end-to-end latency", ms(est.e2e_latency_s))
@@ -138,7 +143,7 @@ def render(est) -> None:
               if c.get("usd_per_million_output_tokens_owned") else "-")
     ref = str(est.accuracy.get("relative_to", "bf16 model = 1.0")).replace(" model", "").replace(" checkpoint", "")
     t.add_row(f"accuracy ({ref})", f"{est.accuracy['score']:.3f}" + (f"  ({'; '.join(est.accuracy['lowered_by'])})" if est.accuracy["lowered_by"] else ""))
-    console.print(t)
+    out.append(t)
     band = getattr(est, "uncertainty", None) if est.fits else None  # no band on numbers a plan that does not fit lacks
     if band:
         named = [(name, b) for name, b in (("throughput", band.get("throughput")), ("TTFT", band.get("ttft")),
@@ -152,16 +157,16 @@ def render(est) -> None:
             eng = sit.get("engine")
             own = [name for name, b in named if eng and b.get("from", "").endswith("@" + eng)]
             rows_of = (f" of {eng}" if len(own) == len(parts) else f" ({', '.join(own)}: {eng}'s own)") if own else ""
-            console.print(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {device} {sit['phase']}-bound "
-                          f"{sit['model']} published rows{rows_of}{ttft_own}, cross-validated{why}): {', '.join(parts)}[/dim]")
+            out.append(f"[dim]error band (measured/predicted - 1, 10th-90th percentile of {device} {sit['phase']}-bound "
+                       f"{sit['model']} published rows{rows_of}{ttft_own}, cross-validated{why}): {', '.join(parts)}[/dim]")
     for phase in ("prefill", "decode"):
         rows = est.breakdown[phase]
         if not rows:
             continue
-        b = Table(title=f"{phase} step breakdown (one device)", show_header=True, header_style="bold")
-        for col, j in (("op", "left"), ("time", "right"), ("share", "right"), ("GFLOP", "right"), ("MB", "right"), ("bound by", "left"), ("source", "left")):
-            b.add_column(col, justify=j)
+        b = Table([("op", "left"), ("time", "right"), ("share", "right"), ("GFLOP", "right"), ("MB", "right"),
+                   ("bound by", "left"), ("source", "left")], title=f"{phase} step breakdown (one device)")
         for r in rows:
             bound = r["bound"] + (f" ({r['algorithm']})" if r.get("algorithm") else "")
             b.add_row(r["op"], ms(r["time_s"]), f"{r['share']:.0%}", f"{r['flops'] / 1e9:,.1f}", f"{r['bytes'] / 1e6:,.1f}", bound, r["source"])
-        console.print(b)
+        out.append(b)
+    return out
