@@ -67,6 +67,9 @@ def test_whatever_the_plain_writer_cannot_match_goes_to_rich():
     t.rows[0] = ("qkv_proj", "x" * 200)  # wider than the console: rich wraps it
     assert lines_at([t], 80, False) is None and lines_at([t], 1000, False) is not None
     assert lines_at(["a " * 50], 80, False) is None  # a line rich would wrap
+    t.rows[0] = ("qkv_proj", "x")
+    t.title = "a title longer than the table it sits on"  # rich wraps it over the table's width
+    assert lines_at([t], 1000, False) is None
     assert lines_at(["[bold]a [dim]b[/dim][/bold]"], 1000, False) is None  # nested markup
     assert lines_at(["[blink]a[/blink]"], 1000, False) is None  # a style it does not know
     assert lines_at(["[bold]a"], 1000, False) is None  # unclosed

@@ -76,6 +76,8 @@ def _table(t: Table, ansi: bool) -> list[str] | None:
 
     out = []
     total = sum(widths) + 3 * len(widths) + 1
+    if t.title and len(t.title) > total:  # rich wraps a title wider than its table
+        return None
     if t.title:
         left = (total - len(t.title)) // 2
         out.append(_sgr(" " * left + t.title + " " * (total - left - len(t.title)), "italic", ansi))
@@ -125,10 +127,10 @@ def lines_at(blocks: list, width: int, ansi: bool) -> list[str] | None:
     out: list[str] = []
     for b in blocks:
         if isinstance(b, Table):
-            lines = _table(b, ansi)
-            if lines is None or any(len(ln) > width for ln in _table(b, False)):
+            plain = _table(b, False)
+            if plain is None or len(plain[-1]) > width:  # the bottom rule is the table's width
                 return None
-            out += lines
+            out += _table(b, True) if ansi else plain
         else:
             runs = _line(b)
             if runs is None or sum(len(t) for t, _ in runs) > width:
