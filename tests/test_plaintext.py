@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from planner.cli.estimate import blocks
-from planner.cli.plaintext import Table, lines_at, rich_renderables
+from planner.cli.plaintext import Table, fast_lines, lines_at, rich_renderables
 from planner.serving.predict import PlanSpec, estimate
 
 
@@ -86,3 +86,16 @@ def test_the_estimate_command_prints_the_tables_without_rich_styles_when_piped()
     assert text.startswith("llama-3.1-8b on 1 x h100-sxm")
     assert "decode step breakdown (one device)" in text and f"{est.output_tokens_per_s:,.0f}" in text
     assert "\x1b[" not in text  # not a terminal: no styles
+
+
+def test_a_stream_that_cannot_encode_the_box_goes_to_rich(monkeypatch):
+    for k in ("FORCE_COLOR", "NO_COLOR", "COLUMNS"):
+        monkeypatch.delenv(k, raising=False)
+    t = Table([("op", "left")])
+    t.add_row("x")
+    utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    ascii_ = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert fast_lines([t], utf8) is not None
+    assert fast_lines([t], ascii_) is None  # rich draws an ASCII box there
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert fast_lines([t], utf8) is None  # a colour setting: rich decides

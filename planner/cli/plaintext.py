@@ -100,6 +100,8 @@ def _console_width(stream) -> tuple[int, bool] | None:
         tty = stream.isatty()
     except (AttributeError, ValueError):
         return None
+    if not str(getattr(stream, "encoding", "") or "").lower().startswith("utf"):
+        return None  # rich swaps the box for ASCII where the stream cannot encode it
     columns = os.environ.get("COLUMNS", "")
     if not tty:
         return (int(columns) if columns.isdigit() else 1000), False  # planner.cli.common._width: piped output is 1000 wide
