@@ -123,6 +123,37 @@ def test_llama4_chunked_layers_cost_less_at_long_context():
     assert chunked.bytes[0] / full.bytes[0] == pytest.approx(4096.5 / 65536, rel=0.05)
 
 
+def test_masked_mha_decode_puts_the_attention_products_on_the_cuda_cores_unless_xqa_serves_the_group():
+    from planner.specs.engine import get_engine
+
+    hw = get_hardware("h100-sxm")
+    # TensorRT-LLM 0.9 also keeps Mistral's whole sequence (no window): every layer is a full attention layer
+    masked = Engine(masked_mha_fp32_fraction=0.18, xqa_query_groups=(8,), kv_window_freed=False)
+    plain = Engine(kv_window_freed=False)
+    st = Step(decode_seqs=120, decode_ctx=1152)
+    m = get_model("mistral-7b")  # 32 query heads over 8 KV heads: 4 per group, not an XQA group here
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")  # a 16-bit cache: no dequantization beside the products
+    slow, fast = (op(CostModel(m, hw, engine=e).step(p, st), Op.ATTENTION) for e in (masked, plain))
+    # QK and PV: 2 x (128 + 128) FLOPs per query head per cached token, at 0.18 of the FP32 peak
+    flops = 2.0 * m.num_heads * 120 * 1152 * (2 * m.head_dim)
+    floor = flops / (hw.peak("fp32") * 0.18)
+    assert slow.time_s[0] == pytest.approx(max(floor, fast.time_s[0] - CostModel(m, hw).kernel_s) + CostModel(m, hw).kernel_s, rel=0.02)
+    # with an FP8 cache the read halves and the products (with the cache's dequantization) set the pace on an H100
+    p8 = make_plans(m, hw, tp=1, weights="fp8", kv="fp8")
+    slow8, fast8 = (op(CostModel(m, hw, engine=e).step(p8, st), Op.ATTENTION) for e in (masked, plain))
+    assert slow8.time_s[0] > 1.5 * fast8.time_s[0]
+    # Llama-2-70B's 8 query heads per KV head are XQA's: tensor cores, as without the masked kernel
+    m70 = get_model("llama-2-70b")
+    p70 = make_plans(m70, hw, tp=2, weights="fp8", kv="fp8")
+    a, b = (op(CostModel(m70, hw, engine=e).step(p70, st), Op.ATTENTION) for e in (masked, plain))
+    assert a.time_s[0] == pytest.approx(b.time_s[0])
+    # the TensorRT-LLM 0.9 profile carries both, with their sources
+    e9 = get_engine("trtllm@0.9")
+    assert e9.xqa_query_groups == (8,) and 0.0 < e9.masked_mha_fp32_fraction < 1.0
+    assert "masked multi-head" in e9.sources["masked_mha_fp32_fraction"] and "Llama 2 70B" in e9.sources["xqa_query_groups"]
+    assert get_engine("trtllm@0.14").masked_mha_fp32_fraction == 0.0
+
+
 def test_an_engine_that_chunks_only_prefill_reads_and_holds_the_whole_sequence_in_decode():
     from planner.costmodel.memory import kv_bytes_per_seq
     from planner.specs.engine import get_engine

@@ -220,6 +220,13 @@ class CostModel:
         self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
         # the vector-unit ceiling for work that does not run on tensor cores (KV and weight dequantization)
         self.vec_rate = hw.peak("fp32") * (el.fraction if el is not None else VECTOR_FRACTION_PRIOR) if hw.supports("fp32") else None
+        # decode attention in a masked multi-head kernel: its QK and PV products on the CUDA cores (Engine
+        # masked_mha_fp32_fraction; 0: tensor-core decode attention), unless the model's query heads per KV head are
+        # served by the engine's GQA kernel (xqa_query_groups)
+        mmha = float(getattr(engine, "masked_mha_fp32_fraction", 0.0) or 0.0)
+        groups = model.num_heads / max(model.num_kv_heads, 1)
+        xqa = any(groups == g for g in getattr(engine, "xqa_query_groups", ()) or ())
+        self.mmha_rate = hw.peak("fp32") * mmha if mmha > 0 and not xqa and hw.supports("fp32") else None
         self.collective_call_s = float(getattr(engine, "collective_call_s", 0.0) or 0.0)  # per collective, beyond a kernel
         # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
@@ -566,6 +573,8 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     byts = kv_read + q_o + kv_write
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
+    if cm.mmha_rate:  # the masked multi-head decode kernel: one thread block per query head, its products on the CUDA cores
+        t_vec = t_vec + 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv) / cm.mmha_rate
     op = cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
     return measured_decode_attention(cm, c, sh, op, local=window is not None and (local_decode or not chunked)) if cm.profile is not None else op
 

@@ -82,6 +82,12 @@ class Engine:
     # over, and the cache holds, the whole sequence on those layers, as TensorRT-LLM 1.x does
     # (costmodel.memory.chunks_decode)
     chunked_attention_decode: bool = True
+    # decode attention in the masked multi-head kernel (one thread block per query head, its QK and PV products on the
+    # CUDA cores at this fraction of the device's FP32 peak: a compute floor beside the KV read), except for models
+    # whose query heads per KV head are in xqa_query_groups (the tensor-core GQA kernel, XQA); 0: tensor-core decode
+    # attention for every model (costmodel.step._attention_core)
+    masked_mha_fp32_fraction: float = 0.0
+    xqa_query_groups: tuple[int, ...] = ()
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -231,6 +237,7 @@ class Engine:
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed,
                 "chunked_attention_decode": self.chunked_attention_decode,
+                "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -365,7 +372,7 @@ class EngineSpec(_Strict):
             v = st.value
             if v is None and k in _REQUIRED_VALUES:
                 continue  # not published: keep the documented prior of the dataclass
-            if k in ("cuda_graph_sizes", "spec_methods", "runs_on"):
+            if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups"):
                 v = tuple(v or ())
             if k in BLOCK_FP8_FIELDS:
                 v = _block_fp8_fractions(v, k)
