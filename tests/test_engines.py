@@ -56,6 +56,15 @@ def test_unknown_setting_is_rejected(tmp_path):
         load_spec_file(EngineSpec, bad)
 
 
+@pytest.mark.parametrize("setting,value", [("masked_mha_fp32_fraction", 1.5), ("masked_mha_fp32_fraction", "fast"),
+                                           ("xqa_query_groups", [0]), ("xqa_query_groups", 8)])
+def test_decode_kernel_settings_out_of_range_are_one_line(tmp_path, setting, value):
+    bad = tmp_path / "x-1.0.yaml"
+    bad.write_text(f"id: x\nversion: '1.0'\nname: X\nsource: s\nsettings:\n  {setting}: {{value: {value!r}, source: s}}\n")
+    with pytest.raises(PlannerError, match=setting):
+        load_spec_file(EngineSpec, bad)
+
+
 def test_version_resolution():
     assert get_engine("vllm").version == "0.15"  # the newest profile
     assert get_engine("vllm@0.6").version == "0.6"

@@ -364,6 +364,12 @@ class EngineSpec(_Strict):
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")
         for k in BLOCK_FP8_FIELDS:
             _block_fp8_fractions(s.get(k), k)
+        f = s.get("masked_mha_fp32_fraction")
+        if f is not None and not (isinstance(f, (int, float)) and 0.0 <= f <= 1.0):
+            raise ValueError(f"masked_mha_fp32_fraction must be a fraction of the FP32 peak in [0, 1], got {f!r}")
+        g = s.get("xqa_query_groups")
+        if g is not None and not (isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g)):
+            raise ValueError(f"xqa_query_groups must be a list of query heads per KV head (integers >= 1), got {g!r}")
         return self
 
     def to_engine(self) -> Engine:
