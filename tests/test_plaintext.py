@@ -99,3 +99,16 @@ def test_a_stream_that_cannot_encode_the_box_goes_to_rich(monkeypatch):
     assert fast_lines([t], ascii_) is None  # rich draws an ASCII box there
     monkeypatch.setenv("NO_COLOR", "1")
     assert fast_lines([t], utf8) is None  # a colour setting: rich decides
+
+
+def test_the_piped_width_is_the_consoles_and_a_non_numeric_columns_goes_to_rich(monkeypatch):
+    for k in ("FORCE_COLOR", "NO_COLOR", "COLUMNS"):
+        monkeypatch.delenv(k, raising=False)
+    t = Table([("op", "left")])
+    t.add_row("x" * 500)
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    assert fast_lines([t], stream) is not None  # piped: 1000 columns, as planner.cli.common makes the console
+    monkeypatch.setenv("COLUMNS", "120")
+    assert fast_lines([t], stream) is None  # rich would shrink a 506-column table to 120
+    monkeypatch.setenv("COLUMNS", "wide")
+    assert fast_lines(["a"], stream) is None  # rich ignores a non-numeric $COLUMNS and takes its own default

@@ -62,7 +62,9 @@ def _sgr(text: str, style: str | None, ansi: bool) -> str:
     return f"\x1b[{STYLES[style]}m{text}\x1b[0m" if ansi and style and text else text
 
 
-def _table(t: Table, ansi: bool) -> list[str] | None:
+def _table(t: Table, ansi: bool, width: int) -> list[str] | None:
+    """The table's lines, or None where rich would draw it otherwise (markup or wide characters in a cell, a table or a
+    title wider than the console: rich shrinks or wraps)."""
     cells = [h for h, _ in t.columns] + [c for r in t.rows for c in r] + ([t.title] if t.title else [])
     if not all(_plain(c) for c in cells) or any(len(r) != len(t.columns) for r in t.rows):
         return None
@@ -75,8 +77,8 @@ def _table(t: Table, ansi: bool) -> list[str] | None:
         return chars[0] + chars[2].join(chars[1] * (w + 2) for w in widths) + chars[3]
 
     out = []
-    total = sum(widths) + 3 * len(widths) + 1
-    if t.title and len(t.title) > total:  # rich wraps a title wider than its table
+    total = sum(widths) + 3 * len(widths) + 1  # the bottom rule's length
+    if total > width or (t.title and len(t.title) > total):  # rich wraps a title wider than its table
         return None
     if t.title:
         left = (total - len(t.title)) // 2
@@ -104,7 +106,12 @@ def _console_width(stream) -> tuple[int, bool] | None:
         return None  # rich swaps the box for ASCII where the stream cannot encode it
     columns = os.environ.get("COLUMNS", "")
     if not tty:
-        return (int(columns) if columns.isdigit() else 1000), False  # planner.cli.common._width: piped output is 1000 wide
+        from planner.cli.common import _width  # the width the rich console is made with
+
+        fixed = _width(stream)
+        if fixed is not None:
+            return fixed, False
+        return (int(columns), False) if columns.isdigit() else None  # rich reads a numeric $COLUMNS; anything else: rich
     if os.environ.get("TERM", "") in ("", "dumb", "unknown"):
         return None
     if columns.isdigit():
@@ -129,10 +136,10 @@ def lines_at(blocks: list, width: int, ansi: bool) -> list[str] | None:
     out: list[str] = []
     for b in blocks:
         if isinstance(b, Table):
-            plain = _table(b, False)
-            if plain is None or len(plain[-1]) > width:  # the bottom rule is the table's width
+            lines = _table(b, ansi, width)
+            if lines is None:
                 return None
-            out += _table(b, True) if ansi else plain
+            out += lines
         else:
             runs = _line(b)
             if runs is None or sum(len(t) for t, _ in runs) > width:
