@@ -58,9 +58,8 @@ def chunks_decode(engine: Engine | None) -> bool:
 def local_kv_layers(model: Model, engine: Engine | None) -> int:
     """Layers whose cache keeps only a window under ``engine``: sliding-window layers where it frees windows, Llama-4
     chunked layers where its decode keeps to the chunk too."""
-    if not frees_window(engine):
-        return 0
-    return model.num_sliding_layers() + (model.num_chunked_layers() if chunks_decode(engine) else 0)
+    return ((model.num_sliding_layers() if frees_window(engine) else 0)
+            + (model.num_chunked_layers() if chunks_decode(engine) else 0))  # chunks_decode implies frees_window
 
 
 def kv_bytes_per_token_layers(model: Model, p: PlanArrays, engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray]:
