@@ -98,13 +98,6 @@ def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None =
         raise PlannerError(d.get("reason") or "does not fit: no sequence of isl + osl tokens fits in memory")
 
 
-def render(est) -> None:
-    """Print an estimate as tables (planner.cli.plaintext.emit: rich only where the plain writer cannot match it)."""
-    from planner.cli.plaintext import emit
-
-    emit(blocks(est))
-
-
 def blocks(est) -> list:
     """The lines (rich markup) and tables of an estimate's text output."""
     from planner.cli.plaintext import Table
