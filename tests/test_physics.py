@@ -154,6 +154,57 @@ def test_masked_mha_decode_puts_the_attention_products_on_the_cuda_cores_unless_
     assert get_engine("trtllm@0.14").masked_mha_fp32_fraction == 0.0
 
 
+def test_llama_cpp_prompt_gemms_accumulate_in_fp16_and_dequantize_in_a_kernel_of_their_own():
+    from planner.specs.engine import get_engine
+
+    m = get_model("llama-3-8b")
+    acc = Engine(gemm_fp16_accumulate=True)
+    deq = Engine(dequant_gemm_above=32)
+    # a GeForce part computes FP16-accumulate GEMMs at twice its FP32-accumulate rate, so a compute-bound 512-token
+    # prompt's 16-bit GEMMs take half the time; a data-center part has one rate
+    g4090, a100 = get_hardware("rtx-4090"), get_hardware("a100-sxm-80gb")
+    assert g4090.fp16_accumulate_gain() == pytest.approx(330.3 / 165.2, rel=1e-3) and a100.fp16_accumulate_gain() == 1.0
+    st = Step(prefill_seqs=1, prefill_tokens=512)
+    for hw, gain in ((g4090, 2.0), (a100, 1.0)):
+        p = make_plans(m, hw, tp=1, weights="fp16", kv="fp16")
+        fast, plain = (CostModel(m, hw, engine=e).step(p, st, parts=True) for e in (acc, Engine()))
+        tc_fast, tc_plain = op(fast, Op.MLP_UP).bound_parts[0], op(plain, Op.MLP_UP).bound_parts[0]
+        assert tc_plain[0] / tc_fast[0] == pytest.approx(gain, rel=1e-3)
+    # above 32 tokens a Q4_K_M weight is first written out in FP16 (read the packed bytes, write 2 a weight): the
+    # dequantize kernel adds that traffic and one launch, and the GEMM reads the FP16 copy
+    p = make_plans(m, g4090, tp=1, weights="q4_k_m", kv="fp16")
+    cm_d, cm_p = CostModel(m, g4090, engine=deq), CostModel(m, g4090)
+    elems = m.hidden_size * 2 * m.intermediate_size  # gate and up projections of one layer
+    wb = float(np.asarray(p.weight_bytes).ravel()[0])
+    up_d, up_p = op(cm_d.step(p, st), Op.MLP_UP), op(cm_p.step(p, st), Op.MLP_UP)
+    assert up_d.bytes[0] - up_p.bytes[0] == pytest.approx(elems * (wb + 2.0) + elems * (2.0 - wb), rel=1e-6)
+    # the GEMM itself is compute bound either way (its FP16 read hides under the math), so the pass adds its own time
+    for cm in (cm_d, cm_p):
+        tc, tm = op(cm.step(p, st, parts=True), Op.MLP_UP).bound_parts[:2]
+        assert tc[0] > tm[0]
+    extra = elems * (wb + 2.0) / cm_d.bw + cm_d.kernel_s
+    assert up_d.time_s[0] - up_p.time_s[0] == pytest.approx(extra, rel=1e-6)
+    # a decode step (one token) stays in the quantized kernels: no dequantize pass
+    one = Step(decode_seqs=1, decode_ctx=512)
+    assert op(cm_d.step(p, one), Op.MLP_UP).time_s[0] == pytest.approx(op(cm_p.step(p, one), Op.MLP_UP).time_s[0])
+    # the 2023-24 llama.cpp profile carries both, with their sources; the newer builds' profile does not
+    e = get_engine("llamacpp@unpinned")
+    assert e.gemm_fp16_accumulate and e.dequant_gemm_above == 32
+    assert "CUBLAS_COMPUTE_16F" in e.sources["gemm_fp16_accumulate"] and "MMQ_MAX_BATCH_SIZE" in e.sources["dequant_gemm_above"]
+    assert not get_engine("llamacpp@b3000").gemm_fp16_accumulate and get_engine("llamacpp@b3000").dequant_gemm_above == 0
+
+
+def test_geforce_specs_publish_twice_their_fp32_accumulate_rate_when_accumulating_in_fp16():
+    from planner.specs.loader import get_hardware as hw_of, hardware_ids
+
+    with_acc = [h for h in (hw_of(i) for i in hardware_ids()) if h.fp16_accumulate is not None]
+    assert len(with_acc) >= 20
+    for h in with_acc:
+        assert "GeForce" in h.name, h.id  # data-center and professional parts accumulate in FP32 at full rate
+        assert h.fp16_accumulate_gain() == pytest.approx(2.0, rel=0.01), h.id
+        assert h.fp16_accumulate.source
+
+
 def test_an_engine_that_chunks_only_prefill_reads_and_holds_the_whole_sequence_in_decode():
     from planner.costmodel.memory import kv_bytes_per_seq
     from planner.specs.engine import get_engine

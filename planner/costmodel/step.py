@@ -187,6 +187,7 @@ class CostModel:
     _block_dense = _block_moe = 0.0  # set per step (_Ctx.of): 1 / block-FP8 weight-stream fraction - 1, per plan (0: none)
     _block_c_dense = _block_c_moe = 1.0  # set per step (_Ctx.of): block-FP8 compute-rate fraction, per plan (1: none)
     _parts = True  # set per step (step's parts=): whether ops keep their bound parts
+    _gemm_dtype = None  # set per step (_Ctx.of): the plans' GEMM compute dtype (None: they differ)
 
     def __init__(self, model: Model, hw: Hardware, *, engine: Engine | None = None, profile=None,
                  weight_stream: tuple[float, float] | None = None, kernels: Kernels | None = None):
@@ -228,6 +229,13 @@ class CostModel:
         xqa = any(groups == g for g in getattr(engine, "xqa_query_groups", ()) or ())
         self.mmha_rate = hw.peak("fp32") * mmha if mmha > 0 and not xqa and hw.supports("fp32") else None
         self.collective_call_s = float(getattr(engine, "collective_call_s", 0.0) or 0.0)  # per collective, beyond a kernel
+        # 16-bit GEMMs that accumulate in FP16 (Engine.gemm_fp16_accumulate: llama.cpp's cuBLAS path) run at the device's
+        # FP16-accumulate rate (Hardware.fp16_accumulate: twice the FP32-accumulate rate on GeForce parts; 1 elsewhere)
+        self.acc16_gain = hw.fp16_accumulate_gain() if getattr(engine, "gemm_fp16_accumulate", False) else 1.0
+        # above this many tokens a weight narrower than 16 bit is dequantized to FP16 by a kernel of its own before the
+        # GEMM (Engine.dequant_gemm_above: llama.cpp's CUDA and HIP backends, so NVIDIA and AMD GPUs); 0: never
+        cuda_or_hip = hw.vendor in ("nvidia", "amd") and hw.kind in ("gpu", "soc")
+        self.dequant_above = int(getattr(engine, "dequant_gemm_above", 0) or 0) if cuda_or_hip else 0
         # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
@@ -247,9 +255,17 @@ class CostModel:
         """A GEMM over ``m`` tokens and a weight of ``k_elems`` elements (per device)."""
         m = np.asarray(m, dtype=float)
         flops = 2.0 * m * k_elems
-        weight_read = (k_elems if weight_touch is None else weight_touch) * wbytes
-        byts = weight_read + m * in_out_elems * self._act
+        w_elems = k_elems if weight_touch is None else weight_touch
+        weight_read = w_elems * wbytes
         mm = m if m_eff is None else m_eff
+        if self.acc16_gain != 1.0 and self._gemm_dtype in ("fp16", "bf16"):
+            flops_rate = flops_rate * self.acc16_gain
+        # a separate dequantize kernel first (Engine.dequant_gemm_above): it reads the packed weight and writes it in FP16,
+        # and the GEMM then reads the FP16 copy and dequantizes nothing itself
+        deq = ((np.asarray(mm, float) > self.dequant_above) & (np.asarray(wbytes, float) < 2.0) if self.dequant_above
+               else np.zeros((), bool))
+        gemm_read = np.where(deq, w_elems * 2.0, weight_read) if self.dequant_above else weight_read
+        byts = gemm_read + m * in_out_elems * self._act
         hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         # block-scaled FP8 GEMMs compute at the engine kernels' fraction of the plain rate (Engine.block_fp8_compute)
@@ -266,11 +282,13 @@ class CostModel:
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
-            w_elems = k_elems if weight_touch is None else weight_touch
             tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
-            tm = np.maximum(tm, np.where(flops > 0, tv, 0.0))
-        op = self._op(name, "gemm", count, flops, byts, tc, tm)
+            tm = np.maximum(tm, np.where((flops > 0) & ~deq, tv, 0.0))
+        deq_bytes = np.where(deq & (flops > 0), w_elems * (np.asarray(wbytes, float) + 2.0), 0.0) if self.dequant_above else 0.0
+        op = self._op(name, "gemm", count, flops, byts + deq_bytes, tc, tm)
         op.weight_bytes = weight_read
+        if self.dequant_above and np.any(deq):  # the dequantize kernel runs before the GEMM, one more launch
+            op.time_s = op.time_s + np.where(deq_bytes > 0, deq_bytes / self.bw + self.kernel_s, 0.0)
         if self.profile is not None and weight_touch is None and m_eff is None:
             from planner.costmodel.profile import SOURCES
 

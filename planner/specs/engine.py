@@ -88,6 +88,13 @@ class Engine:
     # attention for every model (costmodel.step._attention_core)
     masked_mha_fp32_fraction: float = 0.0
     xqa_query_groups: tuple[int, ...] = ()
+    # 16-bit GEMMs accumulate in FP16 (cuBLAS CUBLAS_COMPUTE_16F), so they run at the device's FP16-accumulate tensor
+    # rate where it has one (Hardware.fp16_accumulate: GeForce parts, twice their FP32-accumulate rate)
+    gemm_fp16_accumulate: bool = False
+    # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
+    # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
+    # CUDA/HIP backend above MMQ_MAX_BATCH_SIZE); fewer tokens dequantize inside the kernel. 0: always inside
+    dequant_gemm_above: int = 0
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -238,6 +245,7 @@ class Engine:
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed,
                 "chunked_attention_decode": self.chunked_attention_decode,
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
+                "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -370,6 +378,12 @@ class EngineSpec(_Strict):
         g = s.get("xqa_query_groups")
         if g is not None and not (isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g)):
             raise ValueError(f"xqa_query_groups must be a list of query heads per KV head (integers >= 1), got {g!r}")
+        a = s.get("gemm_fp16_accumulate")
+        if a is not None and not isinstance(a, bool):
+            raise ValueError(f"gemm_fp16_accumulate must be true or false, got {a!r}")
+        d = s.get("dequant_gemm_above")
+        if d is not None and not (isinstance(d, int) and not isinstance(d, bool) and d >= 0):
+            raise ValueError(f"dequant_gemm_above must be a token count (an integer >= 0), got {d!r}")
         return self
 
     def to_engine(self) -> Engine:

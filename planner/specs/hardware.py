@@ -139,6 +139,10 @@ class Hardware(_Strict):
     architecture: str | None = None
     memory: Memory
     peak_flops: dict[str, Flops | None]
+    # dense FP16 tensor-core peak when a kernel accumulates in FP16, where the datasheet lists it apart from the
+    # FP32-accumulate rate of peak_flops.fp16 (GeForce parts run FP32 accumulation at half rate); None: the same rate.
+    # Only kernels that accumulate in FP16 reach it (llama.cpp's cuBLAS path: Engine.gemm_fp16_accumulate)
+    fp16_accumulate: Flops | None = None
     achievable: Achievable
     overheads: Overheads = Field(default_factory=Overheads)
     links: Links = Field(default_factory=Links)
@@ -176,6 +180,13 @@ class Hardware(_Strict):
 
     def supports(self, dtype: str) -> bool:
         return self.peak_flops.get(dtype) is not None
+
+    def fp16_accumulate_gain(self) -> float:
+        """How much faster a 16-bit GEMM runs when it accumulates in FP16 than at peak_flops.fp16 (1 where no separate
+        FP16-accumulate rate is published)."""
+        if self.fp16_accumulate is None or not self.supports("fp16"):
+            return 1.0
+        return max(self.fp16_accumulate.value / self.peak("fp16"), 1.0)
 
     def matmul_efficiency(self, dtype: str) -> float:
         f = self.achievable.matmul.get(dtype)
