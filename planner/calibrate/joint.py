@@ -317,6 +317,9 @@ def fit(rows: list[FitRow], x0: np.ndarray | None = None, layout: Layout | None 
 
 # Files validated but not fitted, and why. Rows whose physics the cost model still lacks would be absorbed
 # into the kernel/engine values of everything else they share (the failure this layering exists to avoid).
+# The llama.cpp tables of single_stream_llamacpp_more.csv and single_stream_llamacpp_new_devices.csv are fitted: they
+# hold the only llama.cpp prompt-processing rows, without which its GEMM efficiency was the all-engine prior, and
+# leaving one hardware out still predicts each of their devices from the others.
 NOT_FITTED = {
     "modern_per_gpu.csv": "its MoE rows still miss physics: fitted (with the engine's batch, MXFP4/bf16-KV precision, attention-DP "
                           "stragglers, a grouped-GEMM efficiency and a per-sequence host time), they pull TensorRT-LLM's shared "
@@ -326,11 +329,6 @@ NOT_FITTED = {
                              "(and, for the Blackwell two, an architecture) no fitted row comes from",
     "perf_overview_rtx_pro_6000.csv": "held out to measure transfer: TensorRT-LLM's RTX 6000 Pro Blackwell Server Edition "
                                       "tables, a device and an architecture (GB202, sm_120) no fitted row comes from",
-    "single_stream_llamacpp_more.csv": "held out to measure transfer: llama.cpp batch-1 decode on devices (RTX 4080, RTX "
-                                       "A6000, RTX 6000 Ada, M2 Ultra, M3 Max) no fitted row comes from",
-    "single_stream_llamacpp_new_devices.csv": "held out to measure transfer: llama.cpp batch 1 on devices specced from datasheets "
-                                              "alone (GeForce RTX 3070, 3080 Ti, 4070 Ti, RTX 4000 Ada, RTX 5000 Ada, Apple M1 "
-                                              "Max) and Llama 3 on M2 Ultra and M3 Max",
     "single_stream_llamacpp_dgx_spark.csv": "held out to measure transfer: llama.cpp's own DGX Spark (GB10) llama-bench "
                                             "table of a November 2025 build, a device specced from datasheets and single "
                                             "public microbenchmarks and a build newer than any fitted row",
