@@ -260,12 +260,11 @@ class CostModel:
         mm = m if m_eff is None else m_eff
         if self.acc16_gain != 1.0 and self._gemm_dtype in ("fp16", "bf16"):
             flops_rate = flops_rate * self.acc16_gain
-        # a separate dequantize kernel first (Engine.dequant_gemm_above): it reads the packed weight and writes it in FP16,
-        # and the GEMM then reads the FP16 copy and dequantizes nothing itself
+        # a separate dequantize kernel first (Engine.dequant_gemm_above; None: the engine has none): it reads the packed
+        # weight and writes it in FP16, and the GEMM then reads the FP16 copy and dequantizes nothing itself
         deq = ((np.asarray(mm, float) > self.dequant_above) & (np.asarray(wbytes, float) < 2.0) if self.dequant_above
-               else np.zeros((), bool))
-        gemm_read = np.where(deq, w_elems * 2.0, weight_read) if self.dequant_above else weight_read
-        byts = gemm_read + m * in_out_elems * self._act
+               else None)
+        byts = (weight_read if deq is None else np.where(deq, w_elems * 2.0, weight_read)) + m * in_out_elems * self._act
         hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         # block-scaled FP8 GEMMs compute at the engine kernels' fraction of the plain rate (Engine.block_fp8_compute)
@@ -283,12 +282,14 @@ class CostModel:
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
             tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
-            tm = np.maximum(tm, np.where((flops > 0) & ~deq, tv, 0.0))
-        deq_bytes = np.where(deq & (flops > 0), w_elems * (np.asarray(wbytes, float) + 2.0), 0.0) if self.dequant_above else 0.0
-        op = self._op(name, "gemm", count, flops, byts + deq_bytes, tc, tm)
+            tm = np.maximum(tm, np.where(flops > 0 if deq is None else (flops > 0) & ~deq, tv, 0.0))
+        if deq is None or not np.any(deq):
+            op = self._op(name, "gemm", count, flops, byts, tc, tm)
+        else:  # the dequantize kernel runs before the GEMM: its traffic, at the memory rate, and one more launch
+            pass_bytes = np.where(deq & (flops > 0), w_elems * (np.asarray(wbytes, float) + 2.0), 0.0)
+            op = self._op(name, "gemm", count, flops, byts + pass_bytes, tc, tm)
+            op.time_s = op.time_s + np.where(pass_bytes > 0, pass_bytes / self.bw + self.kernel_s, 0.0)
         op.weight_bytes = weight_read
-        if self.dequant_above and np.any(deq):  # the dequantize kernel runs before the GEMM, one more launch
-            op.time_s = op.time_s + np.where(deq_bytes > 0, deq_bytes / self.bw + self.kernel_s, 0.0)
         if self.profile is not None and weight_touch is None and m_eff is None:
             from planner.costmodel.profile import SOURCES
 
