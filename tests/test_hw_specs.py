@@ -175,6 +175,19 @@ def test_h100_sxm_ridge_point():
     assert 250 <= ridge <= 350
 
 
+def test_gb200_fp4_rate_is_b200s_measurement_on_the_same_basis():
+    """GB200 is B200's die at a higher power limit: its sustained FP4 GEMM rate (TFLOPS, not a fraction of its larger
+    listed peak) is B200's measured one times the GB200/B200 ratio the same tool measured for FP8, so the two parts
+    differ in FP4 by what they differ in FP8 (about 5 %), not by the 1.34x two GEMM harnesses on different bases gave."""
+    b, g = get_hardware("b200"), get_hardware("gb200")
+    sustained = lambda h, d: h.peak(d) * h.matmul_efficiency(d)  # noqa: E731  FLOP/s
+    fp8_ratio = sustained(g, "fp8") / sustained(b, "fp8")
+    assert 1.03 < fp8_ratio < 1.08  # MAMF 3615.6 / 3432.5 TFLOPS
+    assert sustained(g, "fp4") / sustained(b, "fp4") == pytest.approx(fp8_ratio, rel=0.01)
+    # GB300 (the same NVL72 tray) takes GB200's fraction as its class prior
+    assert get_hardware("gb300").matmul_efficiency("fp4") == g.matmul_efficiency("fp4")
+
+
 def test_null_peak_raises_clearly():
     from planner.errors import PlannerError
 
