@@ -258,19 +258,20 @@ class CostModel:
         w_elems = k_elems if weight_touch is None else weight_touch
         weight_read = w_elems * wbytes
         mm = m if m_eff is None else m_eff
+        live = flops > 0  # no tokens: no work, no time
         if self.acc16_gain != 1.0 and self._gemm_dtype in ("fp16", "bf16"):
             flops_rate = flops_rate * self.acc16_gain
         # a separate dequantize kernel first (Engine.dequant_gemm_above; None: the engine has none): it reads the packed
         # weight and writes it in FP16, and the GEMM then reads the FP16 copy and dequantizes nothing itself
-        deq = ((np.asarray(mm, float) > self.dequant_above) & (np.asarray(wbytes, float) < 2.0) if self.dequant_above
-               else None)
+        wb = np.asarray(wbytes, float)
+        deq = (np.asarray(mm, float) > self.dequant_above) & (wb < 2.0) if self.dequant_above else None
         byts = (weight_read if deq is None else np.where(deq, w_elems * 2.0, weight_read)) + m * in_out_elems * self._act
         hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         # block-scaled FP8 GEMMs compute at the engine kernels' fraction of the plain rate (Engine.block_fp8_compute)
         frac = self._block_c_moe if name == Op.EXPERTS else self._block_c_dense if name in BLOCK_SCALED_DENSE else 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):  # no tokens: no work, no time
-            tc = np.where(flops > 0, flops / (flops_rate * eff * frac), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tc = np.where(live, flops / (flops_rate * eff * frac), 0.0)
         if self.vec_rate:
             # a few tokens run as matrix-vector kernels on the vector units (llama.cpp's mul_mv, TensorRT-LLM's GEMV
             # plugin): no idle tile rows, the vector rate; engines take whichever kernel is faster. It matters where
@@ -282,11 +283,11 @@ class CostModel:
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
             tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
-            tm = np.maximum(tm, np.where(flops > 0 if deq is None else (flops > 0) & ~deq, tv, 0.0))
+            tm = np.maximum(tm, np.where(live if deq is None else live & ~deq, tv, 0.0))
         if deq is None or not np.any(deq):
             op = self._op(name, "gemm", count, flops, byts, tc, tm)
         else:  # the dequantize kernel runs before the GEMM: its traffic, at the memory rate, and one more launch
-            pass_bytes = np.where(deq & (flops > 0), w_elems * (np.asarray(wbytes, float) + 2.0), 0.0)
+            pass_bytes = np.where(deq & live, w_elems * (wb + 2.0), 0.0)
             op = self._op(name, "gemm", count, flops, byts + pass_bytes, tc, tm)
             op.time_s = op.time_s + np.where(pass_bytes > 0, pass_bytes / self.bw + self.kernel_s, 0.0)
         op.weight_bytes = weight_read

@@ -343,6 +343,18 @@ class KvDtypes(_Strict):
     source: str
 
 
+# settings whose value has a shape of its own: (check, what the error says it must be)
+_SHAPED_SETTINGS = {
+    "masked_mha_fp32_fraction": (lambda f: isinstance(f, (int, float)) and 0.0 <= f <= 1.0,
+                                 "a fraction of the FP32 peak in [0, 1]"),
+    "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
+                         "a list of query heads per KV head (integers >= 1)"),
+    "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
+    "dequant_gemm_above": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
+                           "a token count (an integer >= 0)"),
+}
+
+
 class EngineSpec(_Strict):
     id: str
     version: str
@@ -372,18 +384,9 @@ class EngineSpec(_Strict):
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")
         for k in BLOCK_FP8_FIELDS:
             _block_fp8_fractions(s.get(k), k)
-        f = s.get("masked_mha_fp32_fraction")
-        if f is not None and not (isinstance(f, (int, float)) and 0.0 <= f <= 1.0):
-            raise ValueError(f"masked_mha_fp32_fraction must be a fraction of the FP32 peak in [0, 1], got {f!r}")
-        g = s.get("xqa_query_groups")
-        if g is not None and not (isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g)):
-            raise ValueError(f"xqa_query_groups must be a list of query heads per KV head (integers >= 1), got {g!r}")
-        a = s.get("gemm_fp16_accumulate")
-        if a is not None and not isinstance(a, bool):
-            raise ValueError(f"gemm_fp16_accumulate must be true or false, got {a!r}")
-        d = s.get("dequant_gemm_above")
-        if d is not None and not (isinstance(d, int) and not isinstance(d, bool) and d >= 0):
-            raise ValueError(f"dequant_gemm_above must be a token count (an integer >= 0), got {d!r}")
+        for k, (ok, what) in _SHAPED_SETTINGS.items():
+            if s.get(k) is not None and not ok(s[k]):
+                raise ValueError(f"{k} must be {what}, got {s[k]!r}")
         return self
 
     def to_engine(self) -> Engine:
