@@ -102,13 +102,18 @@ def test_vllm_0_11s_request_time_covers_its_chat_path_at_one_client(rows):
     assert 0.02 < request_s < 0.08
 
 
-def test_a_release_with_joint_fit_rows_takes_only_its_request_time_from_rate_rows():
-    """TensorRT-LLM 0.14's throughput rows already pin its kernels and all-reduce; its online rows give the front end."""
+def test_a_release_with_joint_fit_rows_takes_its_kernel_gap_and_request_time_from_rate_rows():
+    """TensorRT-LLM 0.14's throughput rows pin its GEMM, attention and all-reduce efficiencies; its online rows, a few
+    sequences a step, give the per-kernel gap (a value of the architecture they ran on) and the front end."""
     cal = builtin_calibration()
     assert cal["trtllm@0.14"].rows
     prob = rate_fit._Problem("trtllm@0.14", [], cal, 1.0)
-    assert prob.names == rate_fit.HOST_ONLY == ("request_s",)
+    assert prob.names == rate_fit.JOINT_RELEASE_PARAMS == ("kernel_s", "request_s")
+    assert set(prob.names) - {"request_s"} <= set(rate_fit.DEVICE_PARAMS)
     assert rate_fit._Problem("vllm@0.15", [], cal, 1.0).names == rate_fit.RATE_PARAMS
+    got = rate_fit.in_force(cal)["trtllm@0.14"]
+    assert ("hopper", "kernel_s") in got and ("hopper", "allreduce") not in got
+    assert 3e-6 < got[("hopper", "kernel_s")][0] < 3e-5  # a launch gap of a few microseconds, not the fold's drift
 
 
 def test_offline_benchmark_rows_have_no_front_end():
@@ -176,10 +181,19 @@ def test_the_h100_fold_learns_the_front_end_from_the_h200_runs():
     fold = copy.deepcopy(builtin_calibration())
     fold["trtllm@0.14"].engine_wide["request_s"] = (1e-6, "joint fit")
     fold["vllm@0.15"].engine_wide["request_s"] = (1e-6, "joint fit")
+    # a fold without the H100 has no TensorRT-LLM rows on Hopper: its joint refit writes no Hopper block, and its
+    # engine-wide kernel gap is what the A100 and L40S rows alone give (2.3 us in that fold)
+    fold["trtllm@0.14"].architectures.pop("hopper", None)
+    fold["trtllm@0.14"].engine_wide["kernel_s"] = (2.3e-6, "joint fit")
     h100_out = rate_fit.for_fold(rates, fold, lambda r: r.hardware == "h100-sxm", {})
     trt = h100_out["trtllm@0.14"].engine_wide["request_s"]
     assert 3e-3 < trt[0] < 9e-3 and "h200-sxm" in trt[1] and "h100-sxm" not in trt[1]
     assert h100_out["vllm@0.15"].engine_wide["request_s"][0] == pytest.approx(trt[0], rel=1e-6)
+    # the per-kernel gap of the Hopper runs left in the fold (the H200's) prices the H100; other architectures keep the
+    # joint refit's value
+    gap = h100_out["trtllm@0.14"].architectures["hopper"]["kernel_s"]
+    assert 5e-6 < gap[0] < 3e-5 and "h200-sxm" in gap[1] and "h100-sxm" not in gap[1]
+    assert h100_out["trtllm@0.14"].engine_wide["kernel_s"][0] == 2.3e-6
 
 
 def test_the_files_in_force_carry_a_rate_fit_for_vllm_with_physical_values():

@@ -13,8 +13,14 @@ batches. The one-step admission lag of an engine that schedules ahead is modelle
 
 So, after the joint fit, each engine release with rate rows gets them fitted to its rows through the simulator,
 with every other value (GEMM, attention, KV-read efficiencies) held at the joint fit's: all three (``RATE_PARAMS``)
-for a release the joint fit has no rows of (vLLM 0.15), only the per-request time (``HOST_ONLY``) for one it has
-(TensorRT-LLM 0.14), whose kernels and all-reduce its throughput rows already pin.
+for a release the joint fit has no rows of (vLLM 0.15); for one it has (TensorRT-LLM 0.14), whose GEMM, attention and
+all-reduce efficiencies its throughput rows pin, the per-kernel gap and the per-request time (``JOINT_RELEASE_PARAMS``).
+Its throughput rows run hundreds of sequences a step, where each kernel is long and the gaps between kernels a small
+share; at the online runs' low rates a step is a few sequences and the gaps a large share of it, so those runs are
+where the gap shows. Left to the joint fit alone it followed whichever rows a fold kept: with the H100 left out (the
+joint fit's only TensorRT-LLM rows on Hopper) the fold's refit took it from 8.5 to 2.3 us, and the H100's online
+latencies (mean TTFT and inter-token latency of its 70B runs) came out 0.76x of measured at the median; fitted on the
+online runs, the fold takes the gap from the H200's and they come out 0.97x.
 
 A release of vLLM whose only published runs are serving benchmarks (``serving_bench.csv``: ``vllm bench serve`` bursts
 and closed loops; vLLM 0.8-0.11, the 0.11 profile) takes its per-request time and one scale of its compute efficiencies
@@ -62,7 +68,10 @@ from scipy.optimize import least_squares
 from planner.costmodel.params import PARAM_BY_NAME, using
 
 RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
-HOST_ONLY = ("request_s",)  # what a release whose kernels the joint fit already has takes from its rate rows
+HOST_ONLY = ("request_s",)  # the host-side value of a release's serving-benchmark fit (beside its compute scales)
+# what a release whose GEMM, attention and all-reduce efficiencies the joint fit has takes from its runs at request rates:
+# the per-kernel gap its low-load steps show (a value of the runs' architectures, DEVICE_PARAMS) and its front end
+JOINT_RELEASE_PARAMS = ("kernel_s", "request_s")
 DEVICE_PARAMS = ("kernel_s", "allreduce")  # set by the GPU and its links: values of the rate rows' architectures
 # Serving-benchmark runs (serving_bench.csv: `vllm bench serve` bursts and closed loops) of vLLM, which no joint-fit
 # row comes from: a release whose only rows these are takes its per-request time and one compute scale per architecture
@@ -104,7 +113,7 @@ METRICS = ("mean_ttft_s", "mean_itl_s", "mean_e2e_s")
 @dataclass
 class RateFit:
     release: str
-    values: dict[str, float]  # fitted values (RATE_PARAMS, or HOST_ONLY for a release with joint-fit rows)
+    values: dict[str, float]  # fitted values (RATE_PARAMS; JOINT_RELEASE_PARAMS for a release with joint-fit rows)
     prior: dict[str, float]  # the joint fit's values they started from
     rows: int  # residuals fitted
     experiments: int
@@ -229,8 +238,8 @@ class _Problem:
         self.evals = 0
         c = cal[release]
         self.bench = bool(rows) and all(r.bench for r in rows)
-        if c.rows:  # joint-fit rows of this release pin its kernel values
-            self.names = HOST_ONLY
+        if c.rows:  # joint-fit rows of this release pin its compute and collective efficiencies
+            self.names = JOINT_RELEASE_PARAMS
         elif self.bench:  # serving benchmarks: the per-request time and a compute scale per architecture they ran on
             self.names = HOST_ONLY + tuple(f"{SCALE}{a}" for a in self.archs)
         else:
