@@ -173,10 +173,11 @@ def test_a_fold_reuses_refits_or_drops_the_rate_values(rows):
     assert "hopper" not in every["vllm@0.15"].architectures
 
 
-def test_the_h100_fold_learns_the_front_end_from_the_h200_runs():
+def test_the_h100_fold_learns_the_front_end_and_the_hopper_kernel_gap_from_the_h200_runs():
     """Every vLLM rate run is an H100 run, but TensorRT-LLM 0.14's online runs are on the H100 and the H200: leaving the
     H100 out refits that release's front-end time on the H200 runs alone (host work, the same under either GPU), and
-    vLLM 0.15, left with no runs of its own, takes it as every release behind an HTTP server without runs does."""
+    vLLM 0.15, left with no runs of its own, takes it as every release behind an HTTP server without runs does; the
+    same runs give the fold its Hopper per-kernel gap."""
     rates = rate_fit.rate_rows(builtin_published())
     fold = copy.deepcopy(builtin_calibration())
     fold["trtllm@0.14"].engine_wide["request_s"] = (1e-6, "joint fit")
