@@ -184,9 +184,12 @@ def test_llama_cpp_prompt_gemms_accumulate_in_fp16_and_dequantize_in_a_kernel_of
         assert tc[0] > tm[0]
     extra = elems * (wb + 2.0) / cm_d.bw + cm_d.kernel_s
     assert up_d.time_s[0] - up_p.time_s[0] == pytest.approx(extra, rel=1e-6)
+    # the pass is a kernel of its own, counted as one (the launches the harness fit counts gaps by)
+    assert np.ravel(up_d.launches)[0] == 2.0 and np.ravel(up_p.launches)[0] == 1.0
     # a decode step (one token) stays in the quantized kernels: no dequantize pass
     one = Step(decode_seqs=1, decode_ctx=512)
     assert op(cm_d.step(p, one), Op.MLP_UP).time_s[0] == pytest.approx(op(cm_p.step(p, one), Op.MLP_UP).time_s[0])
+    assert np.ravel(op(cm_d.step(p, one), Op.MLP_UP).launches)[0] == 1.0
     # the 2023-24 llama.cpp profile carries both, with their sources; the newer builds' profile does not
     e = get_engine("llamacpp@unpinned")
     assert e.gemm_fp16_accumulate and e.dequant_gemm_above == 32

@@ -289,7 +289,8 @@ class CostModel:
         else:  # the dequantize kernel runs before the GEMM: its traffic, at the memory rate, and one more launch
             pass_bytes = np.where(deq & live, w_elems * (wb + 2.0), 0.0)
             op = self._op(name, "gemm", count, flops, byts + pass_bytes, tc, tm)
-            op.time_s = op.time_s + np.where(pass_bytes > 0, pass_bytes / self.bw + self.kernel_s, 0.0)
+            op.time_s = op.time_s + pass_bytes / self.bw
+            _launch(self, op, np.where(pass_bytes > 0, 2.0, 1.0))
         op.weight_bytes = weight_read
         if self.profile is not None and weight_touch is None and m_eff is None:
             from planner.costmodel.profile import SOURCES
