@@ -212,8 +212,8 @@ def test_the_files_in_force_carry_a_rate_fit_for_vllm_with_physical_values():
 
 def test_rate_fitted_device_values_stay_on_their_architecture():
     """vLLM's Hopper-fitted kernel gap and collective efficiency price Hopper devices; a GPU of another architecture
-    keeps the all-engine collective efficiency, and an AMD GPU (MI300X) the all-engine kernel gap too; another NVIDIA
-    architecture (B200) takes the Hopper-fitted gap as the CUDA-graph gap (``graph_gap``), and says so."""
+    keeps the all-engine collective efficiency; another architecture, NVIDIA (B200) or AMD (MI300X, where vLLM replays
+    HIP graphs), takes the Hopper-fitted gap as the graph-mode gap (``graph_gap``), and says so."""
     from planner.costmodel.params import kernels_for
     from planner.specs.loader import get_hardware
 
@@ -225,34 +225,51 @@ def test_rate_fitted_device_values_stay_on_their_architecture():
     for hw in ("mi300x", "b200"):
         k = kernels_for(get_engine("vllm@0.15"), get_hardware(hw))
         assert k.values["allreduce"] == cal.engine_wide["allreduce"][0]
-    k = kernels_for(get_engine("vllm@0.15"), get_hardware("mi300x"))
-    assert k.values["kernel_s"] == cal.engine_wide["kernel_s"][0] != cal.architectures["hopper"]["kernel_s"][0]
-    assert "inferred" in k.provenance["kernel_s"] and "rate fit" not in k.provenance["kernel_s"]
-    k = kernels_for(get_engine("vllm@0.15"), get_hardware("b200"))
-    assert k.values["kernel_s"] == cal.architectures["hopper"]["kernel_s"][0]
-    assert k.provenance["kernel_s"].startswith("CUDA-graph kernel gap") and "vllm@0.15 on hopper" in k.provenance["kernel_s"]
+    for hw in ("mi300x", "b200"):
+        k = kernels_for(get_engine("vllm@0.15"), get_hardware(hw))
+        assert k.values["kernel_s"] == cal.architectures["hopper"]["kernel_s"][0] != cal.engine_wide["kernel_s"][0]
+        assert k.provenance["kernel_s"].startswith("CUDA-graph kernel gap") and "vllm@0.15 on hopper" in k.provenance["kernel_s"]
     # the per-request front end is the same on every GPU
     assert get_engine("vllm@0.15").request_overhead_s == cal.engine_wide["request_s"][0]
 
 
-def test_graph_replaying_releases_take_the_graph_gap_on_nvidia_only():
-    """SGLang has no rows: on NVIDIA GPUs it takes the CUDA-graph gap fitted for vLLM on Hopper, not the all-engine
-    value of host-launching engines; on AMD it keeps the all-engine value; TensorRT-LLM 1.x keeps its family's
-    value; a fold without vLLM's rate rows has no sample and changes nothing."""
+def test_graph_replaying_releases_take_the_graph_gap_not_the_host_launch_gap():
+    """SGLang has no rows: on NVIDIA GPUs, and on AMD ones where it replays HIP graphs, it takes the graph-mode gap
+    fitted for vLLM on Hopper, not the joint fit's value, which engines launching each kernel from the host set;
+    TensorRT-LLM 1.x (the PyTorch backend's CUDA graphs) takes it too, not the gap its TensorRT-runtime releases
+    fitted; a fold without vLLM's rate rows has no sample and changes nothing."""
     from planner.costmodel.params import kernels_for
     from planner.specs.loader import get_hardware
 
     cal = builtin_calibration()
     gap = cal["vllm@0.15"].architectures["hopper"]["kernel_s"][0]
-    for hw in ("h100-sxm", "b200", "a100-sxm-80gb", "l40s"):
+    for hw in ("h100-sxm", "b200", "a100-sxm-80gb", "l40s", "mi300x"):
         assert kernels_for(get_engine("sglang@0.5"), get_hardware(hw)).values["kernel_s"] == gap
-    assert kernels_for(get_engine("sglang@0.5"), get_hardware("mi300x")).values["kernel_s"] == cal["sglang@0.5"].engine_wide["kernel_s"][0] != gap
-    assert "hopper" not in cal["trtllm@1.1"].architectures or "CUDA-graph" not in cal["trtllm@1.1"].architectures["hopper"]["kernel_s"][1]
+    assert cal["sglang@0.5"].engine_wide["kernel_s"][0] != gap
+    for hw in ("h100-sxm", "b200"):
+        k = kernels_for(get_engine("trtllm@1.1"), get_hardware(hw))
+        assert k.values["kernel_s"] == gap and k.provenance["kernel_s"].startswith("CUDA-graph kernel gap")
+    # TensorRT-LLM 0.14 launches from the host: its own fitted gap, larger than the graph-mode one
+    assert kernels_for(get_engine("trtllm@0.14"), get_hardware("a100-sxm-80gb")).values["kernel_s"] > gap
     bare = copy.deepcopy(cal)
     bare["vllm@0.15"].architectures["hopper"]["kernel_s"] = (gap, "joint fit")
     for k in ("sglang@0.5", "vllm@0.6"):
         bare[k].architectures.clear()
     assert rate_fit.graph_gap(bare)["sglang@0.5"].architectures == {}  # no rate-fitted sample: nothing laid over
+
+
+def test_the_all_engine_kernel_gap_stays_at_its_prior():
+    """The per-kernel gap is anchored: the engines with joint-fit rows launch from the host (TensorRT's runtime,
+    llama.cpp's 2023-24 builds) and fit 10-15 us, which must not become the value of an engine without rows; the
+    all-engine value stays within a few percent of the 3 us prior (one host launch)."""
+    from planner.costmodel.params import PARAM_BY_NAME
+
+    cal = builtin_calibration()
+    prior = PARAM_BY_NAME["kernel_s"].prior
+    assert PARAM_BY_NAME["kernel_s"].anchored
+    v = cal["sglang@0.5"].engine_wide["kernel_s"]
+    assert v[1].startswith("no rows of sglang") and v[0] == pytest.approx(prior, rel=0.2)
+    assert cal["trtllm@0.9"].engine_wide["kernel_s"][0] > 2 * prior
 
 
 def test_an_nvidia_architecture_without_runs_takes_the_mean_compute_scale_and_amd_keeps_the_joint_values():

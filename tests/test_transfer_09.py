@@ -46,3 +46,33 @@ def test_grouped_query_models_without_xqa_are_no_longer_far_too_fast_on_hopper()
         err = _errors(name, {"mistral-7b", "falcon-180b"}, hw)
         assert len(err) == 8
         assert err.max() < 0.5 and err.min() > -0.25, (name, np.round(err, 2))
+
+
+def test_first_token_rows_are_priced_as_what_estimate_reports():
+    """The 0.9 page measured first-token latency by running the benchmark with a single output token: one prefill
+    step produces it. Validation and the fit price the rows as that step, the same number `estimate` prints as TTFT
+    for one request (no decode step added), so the first-token errors describe what a user sees."""
+    from planner.calibrate.bench_settings import offline
+    from planner.serving.predict import PlanSpec, estimate
+
+    with (PUBLISHED / "first_token_latency.csv").open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["model"] == "llama-2-7b" and r["hardware"] == "h100-sxm"
+                   and r["isl"] == "128")
+    _, _, measured, predicted = predict_row(row, PUBLISHED / "first_token_latency.csv", 2)
+    e = estimate("llama-2-7b", "h100-sxm", PlanSpec(tp=1, weights="fp8", kv="fp8"), isl=128, osl=2, batching="static",
+                 batch=1, engine=offline("trtllm@0.9"))
+    assert predicted == e.ttft_s
+    assert predicted < e.ttft_s + e.tpot_s  # the stand-in that added a decode step is gone
+    assert abs(predicted / measured - 1) < 0.15  # 6.3 ms measured
+
+
+def test_short_prompt_first_tokens_land_on_every_gpu_of_the_page():
+    """At 128 prompt tokens the prefill alone was 0.48-0.70x of the published latency on the H100, H200 and A100
+    with GEMMs reaching half their rate at ~35 tokens; fitted on the prefill step, the short-prompt rows land within
+    the issue's 15 % at the median on each GPU, the held-out H200 included."""
+    for name, hw in (("first_token_latency.csv", "h100-sxm"), ("first_token_latency.csv", "a100-sxm-80gb"),
+                     ("first_token_latency.csv", "l40s"), ("first_token_latency_h200.csv", "h200-sxm")):
+        with (PUBLISHED / name).open(newline="") as f:
+            rows = [(i + 2, r) for i, r in enumerate(csv.DictReader(f)) if r["hardware"] == hw and r["isl"] == "128"]
+        err = np.array([predict_row(r, PUBLISHED / name, line)[3] / float(r["ttft_s"]) - 1 for line, r in rows])
+        assert len(err) >= 4 and np.median(abs(err)) < 0.15, (hw, err)

@@ -303,7 +303,7 @@ def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
             t = static_batch(cm, p, g.batch, g.isl, g.osl)
             kind = g.kind
             return np.select([kind == "static", kind == "ttft", kind == "llama_decode", kind == "llama_prefill"],
-                             [t.output_tokens_per_s / gpus, t.ttft_s + t.tpot_s, 1.0 / t.tpot_s, g.isl / t.ttft_s], np.nan)
+                             [t.output_tokens_per_s / gpus, t.ttft_s, 1.0 / t.tpot_s, g.isl / t.ttft_s], np.nan)
         run = np.maximum(running, 1.0)
         t = inflight(cm, p, run, g.isl, g.osl, Techniques(host_bw_bytes_per_s=host_link_bytes_per_s(g.hw)),
                      max_running=run, kv_bytes_per_token=kv_per_token, breakdown=False)

@@ -333,16 +333,20 @@ def apply(cal: dict, fits: list[RateFit]) -> dict:
 
 
 @functools.cache
-def _nvidia_architectures() -> tuple[str, ...]:
-    """The architectures of the built-in NVIDIA devices (read once: every fold's graph_gap asks)."""
+def _architectures(vendor: str) -> tuple[str, ...]:
+    """The architectures of the built-in GPUs of ``vendor`` (read once: every fold's graph_gap asks)."""
     from planner.specs.loader import get_hardware, hardware_ids
 
     out = set()
     for h in hardware_ids():
         hw = get_hardware(h)
-        if hw.vendor == "nvidia" and hw.kind in ("gpu", "soc") and hw.architecture:
+        if hw.vendor == vendor and hw.kind in ("gpu", "soc") and hw.architecture:
             out.add(hw.architecture)
     return tuple(sorted(out))
+
+
+def _nvidia_architectures() -> tuple[str, ...]:
+    return _architectures("nvidia")
 
 
 def _replays_graphs(release: str) -> bool:
@@ -351,34 +355,21 @@ def _replays_graphs(release: str) -> bool:
     return get_engine(release).cuda_graph_max_batch is not None
 
 
-def _family_gap_stands(release: str, cal: dict) -> bool:
-    """Whether ``release`` takes its engine family's fitted per-kernel gap: the family has joint-fit rows, and not all
-    of them come from releases that launch every op from the host (a positive per-op launch prior in their profile,
-    ``kernel_overhead_s``). TensorRT-LLM 1.x keeps the value its TensorRT-engine releases fitted (0.9 and 0.14 enqueue
-    an engine's kernels in one call: their gap is already that of kernels queued at once); llama.cpp's graph-replaying
-    builds (b3000 on) do not keep the gap of its 2023-24 builds, which launched each op from the host."""
-    from planner.specs.engine import raw_profiles
-
-    fitted = [k for k, c in cal.items() if c.rows and c.engine == cal[release].engine]
-    if not fitted:
-        return False
-    raw = raw_profiles()
-    return not all(k in raw and (raw[k].kernel_overhead_s or 0.0) > 0 for k in fitted)
-
-
 def graph_gap(cal: dict) -> dict:
-    """``cal`` with the CUDA-graph kernel gap laid over every NVIDIA architecture of every release that replays its
-    decode steps in CUDA graphs (its profile's ``cuda_graph_max_batch``) and would otherwise take the all-engine
-    value there, or its family's gap of host launches (no rate-fit value of its own on that architecture).
+    """``cal`` with the graph-mode kernel gap laid over every GPU architecture of every release that replays its
+    decode steps in CUDA graphs (its profile's ``cuda_graph_max_batch``) and has no rows of its own: on NVIDIA
+    architectures, and on AMD ones where the release replays HIP graphs there too (``hip_graphs``; llama.cpp's HIP
+    build has them only as a build option), except where a rate fit gave the release its own value.
 
     The samples are the rate-fitted ``kernel_s`` values of graph-replaying releases on NVIDIA architectures (vLLM
-    0.15 on Hopper, 6.7 us in the calibration in force); their geometric mean is taken. A graph's kernels are queued
-    on the GPU at once, so what separates them is the GPU front end's launch gap and each small kernel's ramp, the
-    same mechanism on every NVIDIA architecture; the all-engine value (6.7 us) comes from engines that launch each
-    kernel from the host. AMD architectures keep the all-engine value: HIP graphs measured slower (the MI300X note
-    above). A release with joint-fit rows of its own keeps its fitted gap, and so does one whose family's fitted gap is
-    already that of kernels queued at once (_family_gap_stands). Without any sample (a fold that holds out every rate
-    row) ``cal`` is returned as is."""
+    0.15 on Hopper); their geometric mean is taken. A graph's kernels are queued on the GPU at once, so what separates
+    them is the GPU front end's launch gap and each small kernel's ramp, not the host; the joint fit's values come from
+    engines that launch each kernel from the host (TensorRT-LLM 0.9 and 0.14's TensorRT runtime, llama.cpp's 2023-24
+    builds), a different mechanism, so a graph-replaying release does not take them, TensorRT-LLM 1.x (the PyTorch
+    backend, CUDA graphs for decode) included. Without any sample (a fold that holds out every rate row) ``cal`` is
+    returned as is."""
+    from planner.specs.engine import get_engine
+
     nv = _nvidia_architectures()
     samples = {}
     for k, c in cal.items():
@@ -393,13 +384,14 @@ def graph_gap(cal: dict) -> dict:
     out = dict(cal)
     for k, c in cal.items():
         ew = c.engine_wide.get("kernel_s")
-        if ew is None or c.rows or not _replays_graphs(k) or _family_gap_stands(k, cal):
-            continue  # rows of its own, no graphs, or its family's fitted gap is already one of kernels queued at once
+        if ew is None or c.rows or not _replays_graphs(k):
+            continue  # rows of its own, or no graphs
+        archs = nv + (_architectures("amd") if get_engine(k).hip_graphs else ())
         c = copy.deepcopy(c)
-        src = (f"CUDA-graph kernel gap: {k} replays its decode steps in CUDA graphs and has no value of its own on this "
-               f"NVIDIA architecture; the gap fitted for {named} (the all-engine {ew[0] * 1e6:.2f} us mixes engines that "
-               f"launch each kernel from the host)")
-        for a in nv:
+        src = (f"CUDA-graph kernel gap: {k} replays its decode steps in CUDA graphs (HIP graphs on AMD) and has no value "
+               f"of its own on this architecture; the gap fitted for {named} (the joint fit's {ew[0] * 1e6:.2f} us is that of "
+               f"engines that launch each kernel from the host)")
+        for a in archs:
             blk = c.architectures.setdefault(a, {})
             if not (blk.get("kernel_s") and blk["kernel_s"][1].startswith("rate fit")):
                 blk["kernel_s"] = (gap, src)

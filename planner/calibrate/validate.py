@@ -154,10 +154,12 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     eng = release_of(row)  # the engine release the row ran (its profile, its kernel/engine calibration), as the fit resolves it
     bench = offline(eng)  # these files are offline benchmark runs: no API front end in the path
-    if "ttft_s" in cols and "batch" in cols:  # first-token latency: prefill (+ the first decode step)
+    if "ttft_s" in cols and "batch" in cols:
+        # first-token latency: one generate() call with a single output token (the TensorRT-LLM 0.9 page's method),
+        # i.e. the prefill step that produces the first token, what estimate reports as TTFT
         isl = _int(row, "isl", file, line)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=2, batching="static", batch=_int(row, "batch", file, line),
-                     ttft_includes_first_decode=True, engine=bench)
+                     engine=bench)
         return "ttft_s", f"tp{tp} {weights} isl={isl}", _float(row, "ttft_s", file, line), e.ttft_s
     if "batch" in cols and "output_tokens_per_s_per_gpu" in cols:  # static batching
         b, isl, osl = (_int(row, k, file, line) for k in ("batch", "isl", "osl"))

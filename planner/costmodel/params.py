@@ -74,8 +74,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("allreduce", "kernel", "x link", 1.0, 0.2, 1.2, 1.0, True,
               "tensor-parallel all-reduce bus bandwidth relative to the interconnect's measured nccl-tests fraction",
               anchored=True),
+    # anchored: the gap is set by how an engine launches its kernels (TensorRT's runtime and llama.cpp's 2023-24 builds
+    # from the host, one by one; vLLM, SGLang and TensorRT-LLM 1.x replay CUDA graphs), so the engines with rows say
+    # little about one without; its all-engine value stays at the prior (a few microseconds, one host launch), and a
+    # graph-replaying release takes the graph-mode gap its kind was fitted to (rate_fit.graph_gap)
     ParamSpec("kernel_s", "engine", "s", 3e-6, 1e-8, 3e-5, 0.0, True,
-              "host/launch gap per kernel (per op per layer)", "kernel_overhead_s"),
+              "host/launch gap per kernel (per op per layer)", "kernel_overhead_s", anchored=True),
     ParamSpec("step_s", "engine", "s", 2e-4, 1e-6, 2e-2, 0.0, True,
               "fixed host time per engine step (scheduler, sampling, synchronization)", "step_overhead_s"),
     # one value per release with a wide spread between releases (``spread``): a C++ executor spends ~nothing per

@@ -272,8 +272,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
     return fits, reason, mem_d, stream_note
 
 
-def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv_need: float,
-            ttft_includes_first_decode: bool) -> dict:
+def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv_need: float) -> dict:
     """TTFT, TPOT, throughput and the step breakdown of the plan's steady state (static or in-flight), with the
     multi-tenant terms (adapters, an intra-GPU split, co-served fine-tuning)."""
     plan, cm, p = s.plan, s.cm, s.p
@@ -298,8 +297,6 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
     if note:
         s.notes.append(note)
     ttft, tpot = float(t.ttft_s[0]), float(t.tpot_s[0])
-    if ttft_includes_first_decode:
-        ttft += tpot
     out = {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": float(t.e2e_s[0]), "tok": float(t.output_tokens_per_s[0]) * plan.dp,
            "rps": float(t.requests_per_s[0]) * plan.dp, "wait": float(t.queue_wait_s[0]), "spec_used": spec_used,
            "breakdown": {"prefill": _breakdown(t.prefill), "decode": _breakdown(t.decode)},
@@ -372,7 +369,6 @@ def estimate(
     batch: int | None = None,
     concurrency: int | str | None = None,
     engine: Engine | str = "trtllm",
-    ttft_includes_first_decode: bool = False,
     task: str = "general",
 ) -> Estimate:
     """Predict one plan. ``batching='static'`` runs ``batch`` requests together; ``'inflight'`` is the
@@ -384,7 +380,7 @@ def estimate(
     n, n_rep, n_run, cap_note = _admit(s, batching, batch, concurrency)
     fits, reason, mem_d, stream_note = _fit(s, n_run, isl, osl)
     timed = fits or (n_run >= 1 and batching == "static")
-    t = _timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], ttft_includes_first_decode) if timed else _no_timing(s)
+    t = _timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"]) if timed else _no_timing(s)
     gpus = plan.gpus
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
     if timed and s.engine.request_overhead_s > 0:

@@ -123,6 +123,8 @@ class Engine:
     # a decode batch that is not a captured size runs padded up to the next one (TensorRT-LLM
     # cuda_graph_config.enable_padding): its GEMMs and MoE layers see the padded rows, attention only the real ones
     cuda_graph_padding: bool = False
+    # on AMD GPUs the release replays HIP graphs as it does CUDA graphs on NVIDIA ones (False: AMD launches every op)
+    hip_graphs: bool = True
     eager_kernel_overhead_s: float | None = None  # launch gap per op outside graphs (None: not fitted)
     # host costs fitted by calibration (engines/calibration/*.yaml); 0 until fitted
     step_host_s: float = 0.0
