@@ -34,13 +34,12 @@ CPU, the same whatever GPU is underneath: it is the release's engine-wide value.
 (HIP) graph and the collective kernels' efficiency are set by the GPU's command processor and by the links and the
 collective library (NVLink and a custom all-reduce, XGMI and RCCL): they are values of the architectures the rate
 rows ran on (``DEVICE_PARAMS``), and another architecture keeps the joint fit's all-engine values (the issue's rule:
-a device without rows gets its architecture's values, else the engine-wide ones). Written engine-wide, vLLM 0.15's
-Hopper-fitted 3.7 us per kernel made AMD's published vLLM V1 latencies on MI300X (``vllm_rocm_static.csv``, never
-fitted) 25 % too fast at the median; with the all-engine 6.4 us they are 9.5 %. On NVIDIA GPUs, though, the gap a
-CUDA graph leaves between its kernels is the driver's and the GPU front end's, not the engine's: a release that
-replays its decode steps in CUDA graphs and has no value of its own there (SGLang, vLLM off Hopper) takes the
-graph-mode gap fitted on an NVIDIA architecture (``graph_gap``), not the all-engine value, which engines launching
-every kernel from the host (TensorRT-LLM's C++ runtime, llama.cpp) set. Offline benchmark rows
+a device without rows gets its architecture's values, else the engine-wide ones). The gap a CUDA (HIP) graph leaves
+between its kernels is the driver's and the GPU front end's, not the engine's: a release that replays its decode steps
+in graphs and has no value of its own on an architecture (SGLang, vLLM off Hopper, TensorRT-LLM 1.x) takes the
+graph-mode gap fitted on an NVIDIA architecture (``graph_gap``), on AMD GPUs too where it replays HIP graphs there,
+not the joint fit's values, which engines launching every kernel from the host (TensorRT-LLM 0.9 and 0.14's TensorRT
+runtime, llama.cpp's 2023-24 builds) set. Offline benchmark rows
 (trtllm-bench, llama-bench: requests submitted in process) are predicted without a front end
 (``bench_settings.offline``). The fit is a small regularized least squares in log space (a Gaussian prior toward
 the joint fit's value, as the joint fit shrinks its levels), robust (soft L1), over the stage rows (not the ``all``
