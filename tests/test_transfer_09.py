@@ -16,12 +16,12 @@ from planner.calibrate.validate import predict_row
 PUBLISHED = Path(__file__).resolve().parents[1] / "measurements" / "published"
 
 
-def _errors(name: str, models: set[str] | None = None, hardware: str | None = None) -> np.ndarray:
+def _errors(name: str, models: set[str] | None = None, hardware: str | None = None, isl: str | None = None) -> np.ndarray:
     with (PUBLISHED / name).open(newline="") as f:
         rows = list(csv.DictReader(f))
     out = []
     for i, r in enumerate(rows):
-        if (models and r["model"] not in models) or (hardware and r["hardware"] != hardware):
+        if (models and r["model"] not in models) or (hardware and r["hardware"] != hardware) or (isl and r["isl"] != isl):
             continue
         _, _, measured, predicted = predict_row(r, PUBLISHED / name, i + 2)
         out.append(predicted / measured - 1)
@@ -72,7 +72,5 @@ def test_short_prompt_first_tokens_land_on_every_gpu_of_the_page():
     the issue's 15 % at the median on each GPU, the held-out H200 included."""
     for name, hw in (("first_token_latency.csv", "h100-sxm"), ("first_token_latency.csv", "a100-sxm-80gb"),
                      ("first_token_latency.csv", "l40s"), ("first_token_latency_h200.csv", "h200-sxm")):
-        with (PUBLISHED / name).open(newline="") as f:
-            rows = [(i + 2, r) for i, r in enumerate(csv.DictReader(f)) if r["hardware"] == hw and r["isl"] == "128"]
-        err = np.array([predict_row(r, PUBLISHED / name, line)[3] / float(r["ttft_s"]) - 1 for line, r in rows])
+        err = _errors(name, hardware=hw, isl="128")
         assert len(err) >= 4 and np.median(abs(err)) < 0.15, (hw, err)

@@ -344,10 +344,6 @@ def _architectures(vendor: str) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def _nvidia_architectures() -> tuple[str, ...]:
-    return _architectures("nvidia")
-
-
 def _replays_graphs(release: str) -> bool:
     from planner.specs.engine import get_engine
 
@@ -369,7 +365,7 @@ def graph_gap(cal: dict) -> dict:
     returned as is."""
     from planner.specs.engine import get_engine
 
-    nv = _nvidia_architectures()
+    nv = _architectures("nvidia")
     samples = {}
     for k, c in cal.items():
         for a, blk in c.architectures.items():
@@ -439,7 +435,7 @@ def compute_scales(cal: dict) -> dict:
     it runs ROCm's own (hipBLASLt, aiter), so AMD architectures keep the joint fit's values (vLLM 0.9-0.11 static
     batches on MI300X land at 5 % median with them). A scale is read as the architecture's fitted value over the
     release's engine-wide one, which is what a release without joint-fit rows (every bench-fitted one) scaled."""
-    nv = _nvidia_architectures()
+    nv = _architectures("nvidia")
     out = dict(cal)
     for k, c in cal.items():
         if c.rows:
