@@ -58,7 +58,7 @@ def test_unknown_setting_is_rejected(tmp_path):
 
 @pytest.mark.parametrize("setting,value", [("masked_mha_fp32_fraction", 1.5), ("masked_mha_fp32_fraction", "fast"),
                                            ("xqa_query_groups", [0]), ("xqa_query_groups", 8),
-                                           ("gemm_fp16_accumulate", "yes"), ("dequant_gemm_above", -1),
+                                           ("gemm_fp16_accumulate", "yes"), ("hip_graphs", "yes"), ("dequant_gemm_above", -1),
                                            ("dequant_gemm_above", 32.5)])
 def test_decode_kernel_settings_out_of_range_are_one_line(tmp_path, setting, value):
     bad = tmp_path / "x-1.0.yaml"

@@ -352,6 +352,7 @@ _SHAPED_SETTINGS = {
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
+    "hip_graphs": (lambda h: isinstance(h, bool), "true or false"),
     "dequant_gemm_above": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "a token count (an integer >= 0)"),
 }
@@ -424,7 +425,7 @@ _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
-                              "async_scheduling", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
+                              "async_scheduling", "hip_graphs", "step_host_s", "step_host_per_seq_s", "request_overhead_s"})
 
 
 # the Engine fields of block-scaled FP8 kernel fractions, each written {architecture: {dense: f, moe: f}} in a profile
