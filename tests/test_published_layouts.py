@@ -194,7 +194,8 @@ def test_perf_overview_runs_pad_decode_batches_to_captured_cuda_graph_sizes():
     p = make_plans(m, hw, tp=1, weights="fp8", kv="fp8")
     plain = offline("trtllm@1.1")
     padded = bench_engine(_row("tp1"), "trtllm@1.1", plain)
-    assert padded.cuda_graph_padding and padded.cuda_graph_sizes == PERF_OVERVIEW_GRAPH_SIZES
+    # the engine's own limits (batch 2048, 8192 tokens) keep the named sizes up to 2048
+    assert padded.cuda_graph_padding and padded.cuda_graph_sizes == tuple(s for s in PERF_OVERVIEW_GRAPH_SIZES if s <= 2048)
     assert bench_engine({"source": "MLPerf"}, "trtllm@1.1", plain) is plain
 
     def ops(eng, step):
@@ -263,3 +264,28 @@ def test_mlperf_prediction_simulates_the_reference_output_mean(monkeypatch):
              "scenario": "offline", "mean_output_tokens": "265.005", "output_tokens_per_s": "1000", "source": "MLPerf"}]
     out = list(published.predict_mlperf(rows))
     assert means == [pytest.approx(294.45)] and "accuracy rule's bound" in out[0][-1]
+
+
+def test_perf_overview_graphs_stop_at_the_engine_batch_limit():
+    """TensorRT-LLM keeps the named CUDA-graph sizes up to min(max_batch_size, max_num_tokens) and, padding on, adds
+    that limit itself (model_engine.py _filter_cuda_graph_batch_sizes): a trtllm-bench run sized to 640 sequences and
+    2048 tokens pads a 574-sequence decode step to 640 rows, not to the named 1024."""
+    from planner.calibrate.bench_settings import PERF_OVERVIEW_GRAPH_SIZES, bench_engine, captured_graph_sizes, offline
+    from planner.costmodel.plans import make_plans
+    from planner.costmodel.step import CostModel, Op, Step
+
+    assert captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, 640, 2048)[-3:] == (384, 512, 640)
+    assert captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, 512, 8192)[-2:] == (384, 512)  # a named size: nothing added
+    assert captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, 4096, 300)[-1] == 300  # the token budget binds
+    assert captured_graph_sizes((1, 2, 4), 8, 8) == (1, 2, 4)  # every named size below the limit: kept as named
+    m, hw = get_model("llama-3.3-70b"), get_hardware("b200")
+    p = make_plans(m, hw, tp=1, weights="fp8", kv="fp8")
+    plain = offline("trtllm@1.1").with_(max_seqs=640, max_batched_tokens=2048)
+    padded = bench_engine(_row("tp1"), "trtllm@1.1", plain)
+    assert padded.cuda_graph_sizes[-1] == padded.cuda_graph_max_batch == 640
+    dec = Step(decode_seqs=574, decode_ctx=1500)
+    up = lambda eng: float(np.ravel({o.name: o for o in CostModel(m, hw, engine=eng).step(p, dec).ops}[Op.MLP_UP].flops)[0])  # noqa: E731
+    assert up(padded) == pytest.approx(up(plain) * 640 / 574)
+    # two pipeline micro-batches share limits set for both: each captures up to half of them
+    two = bench_engine(_row("tp1"), "trtllm@1.1", offline("trtllm@1.1").with_(max_seqs=1280, max_batched_tokens=4096), 2)
+    assert two.cuda_graph_sizes[-1] == 640

@@ -154,19 +154,38 @@ def row_batch_cap(row: dict, engine: str, model, hw, tp: int, gpus: int, isl: in
 PERF_OVERVIEW_GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 
 
-def with_graph_padding(eng):
-    """``eng`` capturing CUDA graphs at PERF_OVERVIEW_GRAPH_SIZES and padding every decode batch up to the next one."""
-    return eng.with_(cuda_graph_sizes=PERF_OVERVIEW_GRAPH_SIZES, cuda_graph_padding=True,
-                     cuda_graph_max_batch=PERF_OVERVIEW_GRAPH_SIZES[-1])
+def captured_graph_sizes(sizes, max_batch: int, max_tokens: int) -> tuple[int, ...]:
+    """The CUDA-graph batch sizes a TensorRT-LLM (PyTorch backend) engine captures from the ``sizes`` its
+    cuda_graph_config names, padding on: those up to the largest pure-decode batch it can run, min(max_batch_size,
+    max_num_tokens) (one token per sequence; no draft tokens), and, where a named size lies above that, the largest
+    batch itself, so a batch between the last size kept and the limit pads to the limit, not to the next named size
+    (tensorrt_llm/_torch/pyexecutor/model_engine.py, _filter_cuda_graph_batch_sizes)."""
+    cap = max(int(min(max_batch, max_tokens)), 1)
+    kept = [s for s in sorted(sizes) if s <= cap]
+    if len(kept) < len(sizes) and (not kept or kept[-1] != cap):
+        kept.append(cap)
+    return tuple(kept)
 
 
-def bench_engine(row: dict, engine: str, eng):
+def with_graph_padding(eng, micro_batches: int = 1):
+    """``eng`` capturing CUDA graphs at PERF_OVERVIEW_GRAPH_SIZES, as the engine keeps them under its own batch and
+    token limits (captured_graph_sizes; ``micro_batches``: pipeline micro-batches the limits of ``eng`` cover, each
+    held to its share), and padding every decode batch up to the next captured size."""
+    n = max(int(micro_batches), 1)
+    unbounded = max(PERF_OVERVIEW_GRAPH_SIZES)  # a limit left open (None) keeps every named size
+    sizes = captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, (eng.max_seqs or unbounded * n) // n,
+                                 (eng.max_batched_tokens or unbounded * n) // n)
+    return eng.with_(cuda_graph_sizes=sizes, cuda_graph_padding=True, cuda_graph_max_batch=sizes[-1])
+
+
+def bench_engine(row: dict, engine: str, eng, micro_batches: int = 1):
     """``eng`` (the offline profile) as a published row's benchmark ran it: the perf-overview runs padded, unless
     the row says its run had CUDA graphs off (``cuda_graphs`` = off: the 0.20 page's data, see
-    measurements/published/README.md), which leaves decode batches unpadded."""
+    measurements/published/README.md), which leaves decode batches unpadded. ``micro_batches``: as for
+    with_graph_padding (the pipeline stages whose micro-batches the limits of ``eng`` cover)."""
     if (row.get("cuda_graphs") or "").strip().lower() == "off":
         return eng
-    return with_graph_padding(eng) if bench_runs(row.get("source"), engine) else eng
+    return with_graph_padding(eng, micro_batches) if bench_runs(row.get("source"), engine) else eng
 
 
 def offline(engine: str):

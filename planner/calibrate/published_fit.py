@@ -262,7 +262,9 @@ class Predictor:
         self.measured = np.array([r.measured for r in rows], dtype=float)
         keys: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):  # every static-batch kind shares one pass per (model, device, engine)
-            keys.setdefault((r.model, r.hardware, r.engine, r.kind == "inflight", r.graph_padded), []).append(i)
+            # a padded run captures graphs up to its own batch limit (bench_settings.captured_graph_sizes)
+            keys.setdefault((r.model, r.hardware, r.engine, r.kind == "inflight", r.graph_padded,
+                             r.batch_cap if r.graph_padded else 0), []).append(i)
         self.groups = [self._group(np.array(ix), rows) for ix in keys.values()]
         self.cells = sorted({r.cell for r in rows}, key=lambda c: (c[0], c[1] or ""))
 
@@ -273,7 +275,7 @@ class Predictor:
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
         eng = offline(r0.engine).for_hardware(get_hardware(r0.hardware))  # the limits it picks there, as estimate
         if r0.graph_padded:
-            eng = with_graph_padding(eng)
+            eng = with_graph_padding(eng.with_(max_seqs=int(r0.batch_cap)) if r0.batch_cap else eng)
         g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), eng, arr("tp"), arr("ep"),
                    arr("adp"), arr("pp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
                    arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell, batch_cap=arr("batch_cap"))

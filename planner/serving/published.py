@@ -351,7 +351,7 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv")
         else:  # trtllm-bench could not size this layout, so the run passed its own limits: the engine's batch, and
             # (as trtllm-bench would) room for the longest prompt beside it, or no prompt could join a running batch
             eng = eng.with_(max_batched_tokens=max(eng.max_batched_tokens, isl + eng.max_seqs))
-        eng = bench_engine(r, release, eng)
+        eng = bench_engine(r, release, eng, pp if batch else 1)  # the limits above cover pp micro-batches
         if (r.get("num_requests") or "").strip():
             n, note = int(_num(r, "num_requests", where)), ""
         else:
