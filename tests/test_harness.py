@@ -99,7 +99,16 @@ def test_tiny_capture_is_well_formed(tmp_path):
     assert any("allreduce" in s for s in meta["skipped"])
 
 
-def test_fresh_run_refuses_an_existing_capture(tmp_path):
+def test_fresh_run_refuses_an_existing_capture(tmp_path, monkeypatch):
+    import datetime
+    import types
+
+    from planner.harness import run as run_module
+
+    # both runs on one day: a capture folder is named by the date, so two runs either side of midnight write two
+    # folders and neither refuses (which is right for a user, and made this test fail when CI crossed midnight)
+    day = types.SimpleNamespace(date=types.SimpleNamespace(today=lambda: datetime.date(2026, 12, 3)), datetime=datetime.datetime)
+    monkeypatch.setattr(run_module, "_dt", day)
     run_profile(tiny(tmp_path))
     with pytest.raises(Exception, match="--resume"):
         run_profile(tiny(tmp_path))
