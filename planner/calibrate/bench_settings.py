@@ -160,7 +160,7 @@ def captured_graph_sizes(sizes, max_batch: int, max_tokens: int) -> tuple[int, .
     max_num_tokens) (one token per sequence; no draft tokens), and, where a named size lies above that, the largest
     batch itself, so a batch between the last size kept and the limit pads to the limit, not to the next named size
     (tensorrt_llm/_torch/pyexecutor/model_engine.py, _filter_cuda_graph_batch_sizes)."""
-    cap = max(int(min(max_batch, max_tokens)), 1)
+    cap = max(min(max_batch, max_tokens), 1)
     kept = [s for s in sorted(sizes) if s <= cap]
     if len(kept) < len(sizes) and (not kept or kept[-1] != cap):
         kept.append(cap)
@@ -172,9 +172,11 @@ def with_graph_padding(eng, micro_batches: int = 1):
     token limits (captured_graph_sizes; ``micro_batches``: pipeline micro-batches the limits of ``eng`` cover, each
     held to its share), and padding every decode batch up to the next captured size."""
     n = max(int(micro_batches), 1)
-    unbounded = max(PERF_OVERVIEW_GRAPH_SIZES)  # a limit left open (None) keeps every named size
-    sizes = captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, (eng.max_seqs or unbounded * n) // n,
-                                 (eng.max_batched_tokens or unbounded * n) // n)
+
+    def share(limit):  # one micro-batch's part of a limit; a limit left open keeps every named size
+        return limit // n if limit else max(PERF_OVERVIEW_GRAPH_SIZES)
+
+    sizes = captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, share(eng.max_seqs), share(eng.max_batched_tokens))
     return eng.with_(cuda_graph_sizes=sizes, cuda_graph_padding=True, cuda_graph_max_batch=sizes[-1])
 
 
