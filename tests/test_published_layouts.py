@@ -19,13 +19,13 @@ SOURCE = "trtllm perf-overview, TensorRT-LLM release/1.2 (test row), max through
 
 @pytest.mark.parametrize("text, want", [
     ("tp8", (8, 1, 1, 1)), ("dep4", (1, 1, 4, 4)), ("tp1pp2", (1, 2, 1, 1)), ("dep2pp2", (1, 2, 2, 2)),
-    ("TP1,PP2", (1, 2, 1, 1)), ("dep8_pp1", (1, 1, 8, 8)),
+    ("TP1,PP2", (1, 2, 1, 1)), ("dep8_pp1", (1, 1, 8, 8)), ("adp8", (1, 1, 1, 8)), ("adp4pp2", (1, 2, 1, 4)),
 ])
 def test_parallel_labels(text, want):
     assert parse_parallel(text) == want
 
 
-@pytest.mark.parametrize("text", ["pp2", "tp0", "dep", "tp2pp0", "ep4", "tp2 x pp2", ""])
+@pytest.mark.parametrize("text", ["pp2", "tp0", "dep", "tp2pp0", "ep4", "tp2 x pp2", "adp0", ""])
 def test_bad_parallel_labels_are_refused(text):
     assert parse_parallel(text) is None
 
@@ -76,9 +76,9 @@ def test_trtllm_bench_counts_every_stage_s_memory_for_its_batch():
 
 def test_a_bad_parallel_label_is_one_clear_error(tmp_path):
     f = _write(tmp_path, [_row("pp2")])
-    with pytest.raises(PlannerError, match="tpN or depN"):
+    with pytest.raises(PlannerError, match="tpN, depN or adpN"):
         parse_row(_row("pp2"), f.name, 2)
-    with pytest.raises(PlannerError, match="tpN or depN"):
+    with pytest.raises(PlannerError, match="tpN, depN or adpN"):
         V.predict_row(_row("pp2"), f, 2)
     _, skipped = load_rows([f])
     assert list(skipped) == [f"{f.name}:2"]
@@ -121,9 +121,9 @@ def test_a_16_bit_cache_cannot_reach_these_fp4_rows_so_they_ran_fp8(name, model,
 
 
 def test_fp8_kv_labels_follow_the_checkpoint_not_the_row():
-    """Every FP4 row of the ModelOpt Llama 3.3 / Qwen3 checkpoints on the 1.x-era pages says fp8, whether or not its own
+    """Every FP4 row of the ModelOpt checkpoints on the 1.x-era pages (1.0, 1.1-1.2, 1.2) says fp8, whether or not its own
     bound excludes 16 bits; the 0.20 page's rows, none of which the bound excludes, keep the planner's default."""
-    for name in ("perf_overview_1_2.csv", "perf_overview_rtx_pro_6000.csv"):
+    for name in ("perf_overview_1_2.csv", "perf_overview_rtx_pro_6000.csv", "perf_overview_1_0.csv"):
         rows = [r for r in _published(name) if r["weights"] == "fp4" and r["kv"] == ""]
         assert rows and all(r["kv_ran"] == "fp8" for r in rows)
     for r in _published("perf_overview_0_20.csv"):
@@ -131,6 +131,39 @@ def test_fp8_kv_labels_follow_the_checkpoint_not_the_row():
             assert float(r["output_tokens_per_s_per_gpu"]) < _bf16_bound(r["model"], r["hardware"], int(r["isl"]),
                                                                           int(r["osl"]), 2.0)
             assert not r.get("kv_ran")
+
+
+def test_the_1_0_page_s_moe_rows_run_attention_dp_with_tensor_parallel_experts():
+    """The 1.0 perf overview's MoE llm_options set enable_attention_dp and its command names no EP size, so TensorRT-LLM's
+    mapping splits each expert tensor-parallel over the row's GPUs (moe_tp_size = tp_size, moe_ep_size = 1): adpN.
+    Its dense models run plain tensor parallelism, and a MoE row on one GPU is tp1 (one rank: nothing to split)."""
+    rows = _published("perf_overview_1_0.csv")
+    assert len(rows) == 210
+    for r in rows:
+        moe = get_model(r["model"]).moe is not None
+        tp, pp, ep, adp = parse_parallel(r["parallel"])
+        assert pp == 1 and ep == 1
+        gpus = tp * adp
+        assert float(r["output_tokens_per_s_per_gpu"]) == pytest.approx(float(r["total_output_tokens_per_s"]) / gpus,
+                                                                         abs=0.06)
+        if moe and gpus > 1:
+            assert r["parallel"] == f"adp{gpus}"
+        else:
+            assert r["parallel"] == f"tp{gpus}"
+
+
+def test_the_0_17_table_is_per_gpu_over_tp_with_the_cache_in_the_weights_precision():
+    """TensorRT-LLM 0.17's table as transcribed: every row's per-GPU figure is the page's TP-group figure over tp, the
+    FP8 columns run an FP8 cache ("If you specify FP8 quantization, the KV cache will automatically be set to FP8 as
+    well"), the A100 column FP16, and "GH200 480GB" is the 96 GB HBM3 part, measured at TP1 only."""
+    rows = _published("perf_overview_0_17.csv")
+    assert len(rows) == 373
+    for r in rows:
+        assert float(r["output_tokens_per_s_per_gpu"]) == pytest.approx(float(r["total_output_tokens_per_s"]) / int(r["tp"]),
+                                                                         abs=1e-4)
+        assert r["kv"] == r["weights"] == ("fp16" if r["hardware"] == "a100-sxm-80gb" else "fp8")
+    assert {r["tp"] for r in rows if r["hardware"] == "gh200-96gb"} == {"1"}
+    assert get_hardware("gh200-96gb").memory_capacity_bytes < get_hardware("gh200").memory_capacity_bytes
 
 
 def test_a_simulated_replica_needs_links_between_its_devices():

@@ -340,11 +340,16 @@ NOT_FITTED = {
                                              "and single public microbenchmarks, no fitted row of its kind",
     "perf_overview_0_20.csv": "held out to measure transfer: TensorRT-LLM 0.20's perf overview (the first PyTorch-backend "
                               "releases) on B200, H200 and H100",
+    "perf_overview_1_0.csv": "held out to measure transfer: TensorRT-LLM 1.0's perf overview on H100, H200, B200 and GB200 "
+                             "(Llama 4 Scout and Maverick, Qwen3-235B-A22B and Qwen3-30B-A3B, Llama 3.x), CUDA graphs on",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
                             "comes from",
     "perf_overview_0_14_more.csv": "held out to measure transfer: the H200 (FP8) and A100 PCIe (FP16) columns of the TensorRT-LLM "
                                    "0.14 table max_throughput.csv comes from, devices no fitted 0.14 row comes from (a Hopper "
                                    "part with more bandwidth and memory than the fitted H100; an Ampere part on PCIe links)",
+    "perf_overview_0_17.csv": "held out to measure transfer: TensorRT-LLM 0.17's throughput table (the TensorRT-engine "
+                              "flow of 0.14, a later release) on H200, H100, GH200 (96 GB), L40S and A100 SXM, the GH200 "
+                              "a device no other row comes from",
     "static_batch_h200.csv": "held out to measure transfer: the H200 (FP8) table of the TensorRT-LLM 0.9 page static_batch.csv "
                              "comes from, a device no fitted 0.9 row comes from",
     "first_token_latency_h200.csv": "held out to measure transfer: the H200 (FP8) batch-1 first-token latencies of the "

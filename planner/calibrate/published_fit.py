@@ -98,12 +98,15 @@ def release_of(row: dict) -> str:
 
 def parse_parallel(text: str) -> tuple[int, int, int, int] | None:
     """(tp, pp, ep, attention-dp) of a ``parallel`` label: ``tpN`` (tensor parallel over N), ``depN`` (attention data
-    parallel with expert parallel over N), either followed by ``ppM`` (M pipeline stages); None when it is not one."""
-    m = re.fullmatch(r"(tp|dep)(\d+)(?:[ ,_]?pp(\d+))?", (text or "").strip().lower())
+    parallel with expert parallel over N), ``adpN`` (attention data parallel over N with the experts split tensor-
+    parallel over the same N GPUs, no expert parallelism: TensorRT-LLM's ``enable_attention_dp`` with no ``--ep``,
+    whose mapping then sets moe_tp_size = tp_size, moe_ep_size = 1), each optionally followed by ``ppM`` (M pipeline
+    stages); None when it is not one."""
+    m = re.fullmatch(r"(tp|dep|adp)(\d+)(?:[ ,_]?pp(\d+))?", (text or "").strip().lower())
     if not m or int(m.group(2)) < 1 or (m.group(3) is not None and int(m.group(3)) < 1):
         return None
     n, pp = int(m.group(2)), int(m.group(3) or 1)
-    return (1, pp, n, n) if m.group(1) == "dep" else (n, pp, 1, 1)
+    return {"tp": (n, pp, 1, 1), "dep": (1, pp, n, n), "adp": (1, pp, 1, n)}[m.group(1)]
 
 
 def row_parallel(row: dict, where: str) -> tuple[int, int, int, int] | None:
@@ -113,7 +116,7 @@ def row_parallel(row: dict, where: str) -> tuple[int, int, int, int] | None:
         return None
     got = parse_parallel(row["parallel"])
     if got is None:
-        raise PlannerError(f"{where}: column 'parallel' must be tpN or depN, optionally followed by ppM (tp1pp2, "
+        raise PlannerError(f"{where}: column 'parallel' must be tpN, depN or adpN, optionally followed by ppM (tp1pp2, "
                            f"dep2pp2), got {row['parallel']!r}")
     return got
 

@@ -147,7 +147,8 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     tp = _int(row, "tp", file, line) if row.get("tp") else 1
     weights, kv = row_precisions(row)
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
-    layout = row_parallel(row, f"{file}:{line}")  # "tpN" / "depN" (attention DP with expert parallel), then "ppM"
+    # "tpN", "depN" / "adpN" (attention DP with expert-parallel / tensor-parallel experts), then "ppM"
+    layout = row_parallel(row, f"{file}:{line}")
     if layout is not None:
         tp, pp, ep, adp = layout
         plan = PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv)
