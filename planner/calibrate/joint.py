@@ -325,6 +325,9 @@ NOT_FITTED = {
                           "stragglers, a grouped-GEMM efficiency and a per-sequence host time), they pull TensorRT-LLM's shared "
                           "gemm_half_m from 38 to 90 tokens and attention to its 1.15 bound, and gpt-oss-120b dep4 stays 1.6x "
                           "too fast while gpt-oss-20b at 1024/8192 turns 0.5x",
+    "perf_overview_1_1.csv": "held out to measure transfer: the B200, GB200 and H200 columns of TensorRT-LLM's 1.1-1.2-era "
+                             "perf overview (the page modern_per_gpu.csv holds the H100 columns of), current MoE and "
+                             "dense models",
     "perf_overview_1_2.csv": "held out to measure transfer: TensorRT-LLM 1.2's perf overview on H200, B200 and GB200, devices "
                              "(and, for the Blackwell two, an architecture) no fitted row comes from",
     "perf_overview_rtx_pro_6000.csv": "held out to measure transfer: TensorRT-LLM's RTX 6000 Pro Blackwell Server Edition "

@@ -22,9 +22,9 @@
   Predicted: request and output-token throughput over the run (completed / first send to last finish, as
   the clients print it), mean TTFT, mean TPOT. Held out: nothing is fitted to these rows.
 * the TensorRT-LLM 0.20 and 1.x perf-overview tables (``perf_overview_0_20.csv``, ``perf_overview_1_0.csv``,
-  ``perf_overview_1_2.csv``, ``modern_per_gpu.csv``, ``perf_overview_rtx_pro_6000.csv``: ``trtllm-bench
-  throughput``): one replica of the row's layout, the release's offline profile (no API front end) with the batch
-  and token limits trtllm-bench sized for the row's lengths and decode batches padded to the page's captured
+  ``perf_overview_1_1.csv``, ``perf_overview_1_2.csv``, ``modern_per_gpu.csv``, ``perf_overview_rtx_pro_6000.csv``:
+  ``trtllm-bench throughput``): one replica of the row's layout, the release's offline profile (no API front end) with
+  the batch and token limits trtllm-bench sized for the row's lengths and decode batches padded to the page's captured
   CUDA-graph sizes unless the row ran with CUDA graphs off (``cuda_graphs``; planner/calibrate/bench_settings.py),
   sent ``num_requests`` identical requests all at once. Predicted: output tokens/s per GPU over the run (first request
   in to last out, as trtllm-bench reports it), so the fill and drain of a burst of one to six batches count.
