@@ -10,7 +10,7 @@ import pytest
 
 from planner.calibrate import validate as V
 from planner.calibrate.bench_settings import row_batch_cap, trtllm_bench_max_batch
-from planner.calibrate.published_fit import Predictor, load_rows, parse_parallel, parse_row
+from planner.calibrate.published_fit import Predictor, load_rows, parallel_label, parse_parallel, parse_row
 from planner.errors import PlannerError
 from planner.specs.loader import get_hardware, get_model
 
@@ -23,6 +23,7 @@ SOURCE = "trtllm perf-overview, TensorRT-LLM release/1.2 (test row), max through
 ])
 def test_parallel_labels(text, want):
     assert parse_parallel(text) == want
+    assert parse_parallel(parallel_label(*want)) == want  # the label a prediction's config prints reads back the same
 
 
 @pytest.mark.parametrize("text", ["pp2", "tp0", "dep", "tp2pp0", "ep4", "tp2 x pp2", "adp0", ""])

@@ -109,6 +109,13 @@ def parse_parallel(text: str) -> tuple[int, int, int, int] | None:
     return {"tp": (n, pp, 1, 1), "dep": (1, pp, n, n), "adp": (1, pp, 1, n)}[m.group(1)]
 
 
+def parallel_label(tp: int, pp: int = 1, ep: int = 1, adp: int = 1) -> str:
+    """The ``parallel`` label of a layout, parse_parallel's inverse: ``tpN``, ``depN`` (attention DP with expert
+    parallel) or ``adpN`` (attention DP with tensor-parallel experts), then ``ppM`` when pipelined."""
+    head = (f"dep{adp}" if ep > 1 else f"adp{adp}") if adp > 1 else f"tp{tp}"
+    return head + (f"pp{pp}" if pp > 1 else "")
+
+
 def row_parallel(row: dict, where: str) -> tuple[int, int, int, int] | None:
     """(tp, pp, ep, attention-dp) of a row's ``parallel`` column (parse_parallel); None when the row has none, one
     PlannerError naming ``where`` when it is not a layout."""

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
-from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, release_of,
-                                              row_parallel)
+from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, parallel_label,
+                                              release_of, row_parallel)
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -180,7 +180,7 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         bench = bench_engine(row, eng, bench)
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
-        layout = (f"dep{plan.attention_dp}" if plan.attention_dp > 1 else f"tp{plan.tp}") + (f"pp{plan.pp}" if plan.pp > 1 else "")
+        layout = parallel_label(plan.tp, plan.pp, plan.ep, plan.attention_dp)
         return "output_tokens_per_s_per_gpu", f"{layout} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]

@@ -329,7 +329,7 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv")
     overviews: ``num_requests`` requests of the row's lengths queued at once through one replica of its layout (a
     blank count: planner.calibrate.bench_settings.perf_overview_requests, said in the note)."""
     from planner.calibrate.bench_settings import bench_engine, offline, perf_overview_requests, trtllm_bench_settings
-    from planner.calibrate.published_fit import release_of, row_parallel
+    from planner.calibrate.published_fit import parallel_label, release_of, row_parallel
     from planner.calibrate.validate import row_precisions
     from planner.specs.loader import get_hardware, get_model
 
@@ -356,8 +356,7 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv")
             n, note = int(_num(r, "num_requests", where)), ""
         else:
             n, note = perf_overview_requests(isl, osl)
-        label = (f"dep{adp}" if adp > 1 else f"tp{tp}") + (f"pp{pp}" if pp > 1 else "")
-        cfg = f"{label} {weights} {isl}/{osl} x{n}"
+        cfg = f"{parallel_label(tp, pp, ep, adp)} {weights} {isl}/{osl} x{n}"
         meas = _num(r, "output_tokens_per_s_per_gpu", where)
         try:
             rep = replica_for(m, hw, tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, engine=eng, max_input=isl + osl)
