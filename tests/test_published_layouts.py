@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from planner.calibrate import validate as V
-from planner.calibrate.bench_settings import row_batch_cap, trtllm_bench_max_batch
+from planner.calibrate.bench_settings import (PERF_OVERVIEW_GRAPH_SIZES, captured_graph_sizes, row_bench_limits,
+                                             trtllm_bench_max_batch, trtllm_bench_settings)
 from planner.calibrate.published_fit import Predictor, load_rows, parallel_label, parse_parallel, parse_row
 from planner.errors import PlannerError
 from planner.specs.loader import get_hardware, get_model
@@ -71,8 +72,30 @@ def test_trtllm_bench_counts_every_stage_s_memory_for_its_batch():
     one = trtllm_bench_max_batch(m, hw, 1, 1, 8192, 1024, "fp4", "bf16")
     two = trtllm_bench_max_batch(m, hw, 2, 1, 8192, 1024, "fp4", "bf16")
     assert two > one
+    batch, tokens = trtllm_bench_settings(m, hw, 2, 1, 8192, 1024, "fp4", "bf16")  # per micro-batch
+    assert batch * 2 == two
     row = _row("tp1pp2", isl=8192)
-    assert row_batch_cap(row, "trtllm@1.1", m, hw, 1, 2, 8192, 1024, "fp4", "bf16") == two
+    # both limits cover the two micro-batches in flight
+    assert row_bench_limits(row, "trtllm@1.1", m, hw, 1, 2, 8192, 1024, "fp4", "bf16") == (two, 2 * tokens, 2)
+    # a row trtllm-bench did not size (no perf-overview source) keeps the engine's limits
+    assert row_bench_limits({**row, "source": "my own run"}, "trtllm@1.1", m, hw, 1, 2, 8192, 1024, "fp4", "bf16") == (0, 0, 1)
+
+
+def test_validate_runs_a_pipeline_row_at_trtllm_bench_s_limits_per_micro_batch(tmp_path, monkeypatch):
+    """validate's in-flight path runs a ppM row as the simulated path does: trtllm-bench's batch and token limits
+    times the pp micro-batches in flight, and CUDA graphs captured up to one micro-batch's largest decode batch."""
+    m, hw = get_model("llama-3.3-70b"), get_hardware("b200")
+    row = _row("tp1pp2")
+    f = _write(tmp_path, [row])
+    engines = []
+    real = V.estimate
+    monkeypatch.setattr(V, "estimate", lambda *a, **k: engines.append(k["engine"]) or real(*a, **k))
+    V.predict_row(row, f, 2)
+    eng = engines[0]
+    batch, tokens = trtllm_bench_settings(m, hw, 2, 1, 1024, 1024, "fp4", "bf16")  # the row names no cache: 16 bit
+    assert (eng.max_seqs, eng.max_batched_tokens) == (2 * batch, 2 * tokens)
+    assert eng.cuda_graph_sizes == captured_graph_sizes(PERF_OVERVIEW_GRAPH_SIZES, batch, tokens)
+    assert eng.cuda_graph_max_batch == min(batch, tokens) and eng.cuda_graph_padding
 
 
 def test_a_bad_parallel_label_is_one_clear_error(tmp_path):

@@ -139,13 +139,31 @@ def bench_runs(source: str, engine: str) -> bool:
     return engine.startswith("trtllm@1.") and "perf-overview" in (source or "").lower()
 
 
-def row_batch_cap(row: dict, engine: str, model, hw, tp: int, gpus: int, isl: int, osl: int, weights: str, kv: str) -> int:
-    """The batch limit per scheduler a published max-throughput row ran at where trtllm-bench sized it (``tp`` =
-    its ``--tp``: tp x attention-DP ranks; ``gpus`` = that x pipeline stages); 0 for any other row, or where its
-    estimate says the engine does not fit."""
+def bench_limits(model, hw, ranks: int, pp: int, isl: int, osl: int, weights: str, kv: str) -> tuple[int, int, int]:
+    """(``max_seqs``, ``max_batched_tokens``, micro-batches) trtllm-bench runs ``ranks`` x ``pp`` devices at: its
+    limits per micro-batch (trtllm_bench_settings) times the ``pp`` micro-batches in flight, which they cover; (0, 0, 1)
+    where its estimate says the engine does not fit (the run then passed limits of its own, unknown here)."""
+    batch, tokens = trtllm_bench_settings(model, hw, ranks * pp, ranks, isl, osl, weights, kv)
+    return (batch * pp, tokens * pp, pp) if batch else (0, 0, 1)
+
+
+def bench_sized(eng, limits: tuple[int, int, int], isl: int):
+    """``eng`` at trtllm-bench's ``limits`` (bench_limits); where it could not size the layout, the engine's own batch
+    with room for the longest prompt beside it (as trtllm-bench would leave, or no prompt could join a running
+    batch)."""
+    seqs, tokens, _ = limits
+    if seqs:
+        return eng.with_(max_seqs=seqs, max_batched_tokens=tokens)
+    return eng.with_(max_batched_tokens=max(eng.max_batched_tokens, isl + eng.max_seqs))
+
+
+def row_bench_limits(row: dict, engine: str, model, hw, ranks: int, pp: int, isl: int, osl: int, weights: str,
+                     kv: str) -> tuple[int, int, int]:
+    """bench_limits for a published max-throughput row whose run trtllm-bench sized (``ranks`` = its ``--tp``: tp x
+    attention-DP ranks; ``pp`` pipeline stages); (0, 0, 1) for any other row."""
     if not bench_runs(row.get("source"), engine):
-        return 0
-    return trtllm_bench_max_batch(model, hw, gpus, tp, isl, osl, weights, kv)
+        return 0, 0, 1
+    return bench_limits(model, hw, ranks, pp, isl, osl, weights, kv)
 
 
 # the perf overviews' llm_options for every model from 0.19 on (docs/source/performance/perf-overview.md of the

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import bench_engine, offline, row_batch_cap
+from planner.calibrate.bench_settings import bench_engine, bench_runs, bench_sized, offline, row_bench_limits
 from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, parallel_label,
                                               release_of, row_parallel)
 from planner.serving.predict import PlanSpec, estimate
@@ -169,15 +169,16 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
         conc = "max"
-        # where trtllm-bench sized its own batch (calibrate/bench_settings.py), its max_batch_size replaces the
-        # engine's default batch limit (per attention-DP rank)
-        ranks = plan.tp * plan.attention_dp
-        cap = row_batch_cap(row, eng, get_model(model), get_hardware(hw) if isinstance(hw, str) else hw,
-                            ranks, ranks * plan.pp, isl, osl, weights, kv or default_kv(weights, eng, get_model(model)))
-        if cap:
-            conc = plan.attention_dp * cap
-            bench = bench.with_(max_seqs=cap)
-        bench = bench_engine(row, eng, bench)
+        # where trtllm-bench sized its own limits (calibrate/bench_settings.py), its max_batch_size and max_num_tokens
+        # replace the engine's defaults (per attention-DP rank), as the simulated path runs them
+        m = get_model(model)
+        limits = row_bench_limits(row, eng, m, get_hardware(hw) if isinstance(hw, str) else hw, plan.tp * plan.attention_dp,
+                                  plan.pp, isl, osl, weights, kv or default_kv(weights, eng, m))
+        if bench_runs(row.get("source"), eng):
+            bench = bench_sized(bench, limits, isl)  # its limits per rank cover the pp micro-batches in flight
+            if limits[0]:
+                conc = plan.attention_dp * limits[0]
+        bench = bench_engine(row, eng, bench, limits[2])
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
         layout = parallel_label(plan.tp, plan.pp, plan.ep, plan.attention_dp)

@@ -328,7 +328,7 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv")
     """(row index, what, config, measured, predicted, note) for ``trtllm-bench throughput`` rows of the perf
     overviews: ``num_requests`` requests of the row's lengths queued at once through one replica of its layout (a
     blank count: planner.calibrate.bench_settings.perf_overview_requests, said in the note)."""
-    from planner.calibrate.bench_settings import bench_engine, offline, perf_overview_requests, trtllm_bench_settings
+    from planner.calibrate.bench_settings import bench_engine, bench_limits, bench_sized, offline, perf_overview_requests
     from planner.calibrate.published_fit import parallel_label, release_of, row_parallel
     from planner.calibrate.validate import row_precisions
     from planner.specs.loader import get_hardware, get_model
@@ -344,14 +344,8 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv")
         m, hw = get_model(r["model"]), get_hardware(r["hardware"])
         kv = kv or default_kv(weights, release, m)
         ranks = tp * adp  # trtllm-bench's --tp: attention-DP ranks hold a tensor-parallel share each
-        batch, tokens = trtllm_bench_settings(m, hw, ranks * pp, ranks, isl, osl, weights, kv)
-        eng = offline(release)
-        if batch:  # per micro-batch and rank; pp micro-batches are in flight
-            eng = eng.with_(max_seqs=batch * pp, max_batched_tokens=tokens * pp)
-        else:  # trtllm-bench could not size this layout, so the run passed its own limits: the engine's batch, and
-            # (as trtllm-bench would) room for the longest prompt beside it, or no prompt could join a running batch
-            eng = eng.with_(max_batched_tokens=max(eng.max_batched_tokens, isl + eng.max_seqs))
-        eng = bench_engine(r, release, eng, pp if batch else 1)  # the limits above cover pp micro-batches
+        limits = bench_limits(m, hw, ranks, pp, isl, osl, weights, kv)  # per rank; pp micro-batches in flight
+        eng = bench_engine(r, release, bench_sized(offline(release), limits, isl), limits[2])
         if (r.get("num_requests") or "").strip():
             n, note = int(_num(r, "num_requests", where)), ""
         else:
