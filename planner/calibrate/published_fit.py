@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.calibrate.bench_settings import bench_runs, offline, row_bench_limits, with_graph_padding
+from planner.calibrate.bench_settings import bench_runs, bench_sized, offline, row_bench_limits, with_graph_padding
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
@@ -151,7 +151,7 @@ class FitRow:
     osl: int = 1
     moe: bool = False
     batch_cap: int = 0  # per-rank batch limit the benchmark tool picked (bench_settings.py); 0: the engine's own
-    token_cap: int = 0  # its per-rank token limit (with batch_cap; both cover micro_batches pipeline micro-batches)
+    token_cap: int = 0  # the run's per-rank token limit (graph-padded rows; with batch_cap it covers micro_batches)
     micro_batches: int = 1
     graph_padded: bool = False  # the benchmark padded decode batches to captured CUDA-graph sizes (bench_settings.py)
 
@@ -203,11 +203,15 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     if "output_tokens_per_s_per_gpu" in cols:
         isl, osl = int(num("isl")), int(num("osl"))
         par = row.get("parallel") or f"tp{tp}"
-        cap, tokens, micro = row_bench_limits(row, base["engine"], m, hw, tp * adp, pp, isl, osl, weights, kv)
+        limits = row_bench_limits(row, base["engine"], m, hw, tp * adp, pp, isl, osl, weights, kv)
+        padded = bench_runs(row.get("source"), base["engine"])
+        cap, micro = limits[0], limits[2]
+        # the token budget the run had (bench_settings.bench_sized, as validate and the simulated path take it)
+        tokens = bench_sized(offline(release).for_hardware(hw), limits, isl).max_batched_tokens if padded else 0
         return FitRow(**base, kind="inflight", what="output_tokens_per_s_per_gpu", config=f"{par} {weights} {isl}/{osl} max",
                       measured=num("output_tokens_per_s_per_gpu"), isl=isl, osl=osl, batch_cap=cap, token_cap=tokens,
                       micro_batches=micro,
-                      graph_padded=bench_runs(row.get("source"), base["engine"]))
+                      graph_padded=padded)
     if "phase" in cols and "tokens_per_s" in cols:
         base["engine"] = LLAMACPP_NO_BUILD if base["engine"].startswith("trtllm") else base["engine"]
         if row["phase"] == "decode":
@@ -288,7 +292,7 @@ class Predictor:
         arr = lambda a: np.array([getattr(r, a) for r in sel])  # noqa: E731
         eng = offline(r0.engine).for_hardware(get_hardware(r0.hardware))  # the limits it picks there, as estimate
         if r0.graph_padded:  # trtllm-bench's limits, as the simulated path runs them (bench_settings.bench_sized)
-            eng = eng.with_(max_seqs=int(r0.batch_cap), max_batched_tokens=int(r0.token_cap)) if r0.batch_cap else eng
+            eng = eng.with_(max_seqs=int(r0.batch_cap) or eng.max_seqs, max_batched_tokens=int(r0.token_cap))
             eng = with_graph_padding(eng, r0.micro_batches)
         g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), eng, arr("tp"), arr("ep"),
                    arr("adp"), arr("pp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
