@@ -326,8 +326,8 @@ def test_a_length_bound_redraws_long_pairs_and_refuses_one_nothing_fits(tmp_path
 
 
 def test_clients_in_a_closed_loop_keep_at_most_that_many_requests_in_flight():
-    """``--clients N``: the first N requests arrive at once and each later one when its client's previous one ends, so
-    never more than N are in the system; one client runs its requests one after another, so the run lasts the sum of
+    """``--clients N``: the first N requests arrive at once and each later one when a request ends (a benchmark's
+    --max-concurrency N), so never more than N are in the system; one client runs its requests one after another, so the run lasts the sum of
     their latencies. The requests are independent: nothing of the previous request is served from the prefix cache."""
     from planner.serving.run import simulate_scenario
 

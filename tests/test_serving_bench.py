@@ -66,12 +66,12 @@ def test_a_request_larger_than_the_kv_cache_is_unpredictable_with_its_reason():
     assert pred is None and note.startswith("unpredictable: no request completes") and "120,010" in note
 
 
-def test_a_closed_loop_sends_each_clients_next_request_when_its_last_one_ends():
-    from planner.serving.workload import closed_loop, fixed_workload, generate
+def test_max_concurrency_holds_the_list_behind_its_slots():
+    from planner.serving.workload import fixed_workload, generate, shared_closed_loop
 
-    reqs = closed_loop(generate(fixed_workload(100, 20), 7, rate=float("inf")), 3)
-    assert np.all(reqs.arrival_s[:3] == 0.0) and np.all(np.isnan(reqs.arrival_s[3:]))
-    assert list(reqs.parent) == [-1, -1, -1, 0, 1, 2, 3]  # each client a chain
+    reqs = shared_closed_loop(generate(fixed_workload(100, 20), 7, rate=float("inf")), 3)
+    assert np.all(reqs.arrival_s[:3] == 0.0) and np.all(np.isnan(reqs.arrival_s[3:]))  # the rest wait for a slot
+    assert np.all(reqs.parent == -1) and reqs.slots == 3 and not reqs.has_turns  # no request is another's follow-up
     assert np.all(reqs.think_s == 0.0) and np.all(reqs.prefix_tokens == 0)
     # one client: requests run one after another, so the run's rate is one over a request's whole latency
     row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "llama-3.1-8b", "hardware": "h100-sxm",
@@ -83,6 +83,43 @@ def test_a_closed_loop_sends_each_clients_next_request_when_its_last_one_ends():
     row4 = dict(row, max_concurrency="4")
     out4 = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([row4])}
     assert 3.0 * out["requests_per_s"] < out4["requests_per_s"] < 4.0 * out["requests_per_s"]  # batching shares weight reads
+
+
+@pytest.mark.parametrize("core", ["python", "c"])
+def test_max_concurrency_sends_the_next_prompt_when_any_request_ends(core, monkeypatch):
+    """vLLM's ``bench serve`` and SGLang's ``bench_serving`` hold every request of their list behind one
+    ``asyncio.Semaphore(max_concurrency)``: a completion, of whichever request, sends the next prompt of the list. With
+    one long request and short ones behind it, the short ones flow through the other slot; chains of one client each
+    would hold every other request behind the long one. Both simulator cores run it alike."""
+    from planner.serving.published import replica_for
+    from planner.serving.sim import Simulator
+    from planner.serving.sim import fastcore
+    from planner.serving.sim.config import Pool
+    from planner.serving.workload import Requests, shared_closed_loop
+    from planner.specs.engine import get_engine
+
+    if core == "c" and fastcore.load() is None:
+        pytest.skip("no C compiler: the compiled core is not built")
+    monkeypatch.setenv("PLANNER_SIM_CORE", core)
+    eng = get_engine("vllm@0.15").with_(prefix_caching=False)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", tp=1, pp=1, ep=1, weights="bf16", kv=None, engine=eng, max_input=4000)
+    n = 6
+    lengths = Requests(np.zeros(n), np.full(n, 200), np.array([2000, 50, 50, 50, 50, 50]), np.zeros(n, np.int64),
+                       np.full(n, -1, np.int64), np.zeros(n))
+    shared = Simulator([Pool(rep, 1)], shared_closed_loop(lengths, 2))
+    shared.run()
+    assert shared.core == core
+    arr, fin = np.asarray(shared.table.arrival_s), np.asarray(shared.table.finish_s)
+    for k in range(2, n):  # request k is sent the moment the (k - 1)-th completion of the run happens
+        assert arr[k] == pytest.approx(np.sort(fin)[k - 2])
+    assert np.all(arr[2:] < fin[0])  # the short ones all pass while the long one decodes
+    # the same list as two fixed chains (request k follows request k - 2, as a follow-up turn with no history)
+    chain = Requests(np.where(np.arange(n) < 2, 0.0, np.nan), lengths.input_tokens, lengths.output_tokens,
+                     np.zeros(n, np.int64), np.where(np.arange(n) >= 2, np.arange(n) - 2, -1), np.zeros(n))
+    chains = Simulator([Pool(rep, 1)], chain)
+    chains.run()
+    assert np.asarray(chains.table.arrival_s)[2] == pytest.approx(np.asarray(chains.table.finish_s)[0])  # client 0's next
+    assert np.max(fin) < np.max(np.asarray(chains.table.finish_s))
 
 
 def test_sharegpt_lengths_follow_the_benchmark_samplers_filter_and_the_runs_means():

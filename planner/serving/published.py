@@ -18,9 +18,10 @@
   vendors published with their full result blocks): one replica of the row's engine release (its online profile:
   the API front end is in the path) and layout, sent ``num_prompts`` requests of the row's mean lengths (the
   printed totals over the successful requests) all at once (``rate`` = inf), Poisson at ``rate`` (seed 0), or by
-  ``max_concurrency`` clients in a closed loop (each sends its next request when its last one ends).
+  ``max_concurrency`` requests at a time (the client's semaphore: each completion sends the next prompt of the list).
   Predicted: request and output-token throughput over the run (completed / first send to last finish, as
-  the clients print it), mean TTFT, mean TPOT. Held out: nothing is fitted to these rows.
+  the clients print it), mean TTFT, mean TPOT. Not joint-fit rows: the vLLM 0.8-0.11 runs fit vLLM 0.11's rate stage
+  (planner.calibrate.rate_fit.BENCH_ENGINES); the SGLang and trtllm-serve runs are held out.
 * the TensorRT-LLM 0.20 and 1.x perf-overview tables (``perf_overview_0_20.csv``, ``perf_overview_1_0.csv``,
   ``perf_overview_1_1.csv``, ``perf_overview_1_2.csv``, ``modern_per_gpu.csv``, ``perf_overview_rtx_pro_6000.csv``:
   ``trtllm-bench throughput``): one replica of the row's layout, the release's offline profile (no API front end) with
@@ -40,7 +41,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
-from planner.serving.workload import closed_loop, fixed_workload, generate, get_workload, sharegpt_workload
+from planner.serving.workload import fixed_workload, generate, get_workload, shared_closed_loop, sharegpt_workload
 from planner.specs.quant import canonical, default_kv
 
 ONLINE_REQUESTS = 500
@@ -292,11 +293,10 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                     _with_mean(reqs.input_tokens, _num(r, "isl", where), spec.input.min, spec.input.max),
                     _with_mean(reqs.output_tokens, _num(r, "osl", where), spec.output.min, spec.output.max))
             if clients:
-                # a closed loop: the simulator's follow-up turns (each arrives when the one before it ends), here
-                # independent prompts, so nothing of the previous turn's KV is kept for it (random and ShareGPT
-                # prompts share no prefix with each other)
+                # --max-concurrency: the client's semaphore over its whole request list, so each completion sends the
+                # next prompt (shared_closed_loop); independent prompts, which share no prefix with each other
                 eng = eng.with_(prefix_caching=False)
-                reqs = closed_loop(reqs, clients)
+                reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest)
             s = Simulator([Pool(rep, 1)], reqs).run().summary()

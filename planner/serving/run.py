@@ -70,9 +70,8 @@ def load_requests(workload: str | None, trace: str | None, isl: int, osl: int, r
 
 
 def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine):
-    """The engine for ``--clients``: checked against the flags it replaces, with the prefix cache off. The simulator
-    sends a closed loop's requests as follow-up turns of their client's previous one, and a follow-up turn finds its
-    history in the prefix cache; these requests are independent, so nothing of the previous one may be reused."""
+    """The engine for ``--clients``: checked against the flags it replaces, with the prefix cache off (the requests are
+    independent prompts, so nothing of another one's is reused)."""
     from planner.specs.engine import get_engine
 
     if clients < 1:
@@ -158,10 +157,10 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     if clients is not None:
         if reqs.has_turns or (wspec is not None and wspec.shared_prefix):
             raise PlannerError("--clients sends independent requests: use a workload without conversations or a shared prefix")
-        from planner.serving.workload import closed_loop
+        from planner.serving.workload import shared_closed_loop
 
-        reqs = closed_loop(reqs, clients)
-        wdesc = f"{wdesc}; {min(clients, len(reqs))} clients in a closed loop"
+        reqs = shared_closed_loop(reqs, clients)
+        wdesc = f"{wdesc}; {min(clients, len(reqs))} clients in a closed loop (each completion sends the next request)"
         r = None
     max_input = float(reqs.input_tokens.max()) + float(reqs.output_tokens.max())
     from planner.specs.engine import era_notes

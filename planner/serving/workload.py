@@ -224,6 +224,9 @@ class Requests:
     # tokens the prefix cache keeps resident for the shared prefixes (distinct prompts that repeat each hold their
     # own blocks); None: one shared prefix, the longest ``prefix_tokens``
     prefix_pool_tokens: Optional[int] = None
+    # a shared closed loop of this many slots (0: none): the first ``slots`` requests arrive at 0 and each completion,
+    # of whichever request, releases the next one in order (shared_closed_loop)
+    slots: int = 0
 
     def __len__(self) -> int:
         return len(self.input_tokens)
@@ -422,17 +425,18 @@ def _pairs(spec: WorkloadSpec, rng: np.random.Generator, n: int) -> tuple[np.nda
                        f"{spec.max_total}; raise max_total or shorten the lengths")
 
 
-def closed_loop(lengths: Requests, clients: int) -> Requests:
-    """The requests of ``lengths`` (their input and output tokens) sent by ``clients`` clients in a closed loop (a
-    benchmark's --max-concurrency): the first ``clients`` arrive at 0, each later one the moment its client's previous
-    request ends."""
+def shared_closed_loop(lengths: Requests, slots: int) -> Requests:
+    """The requests of ``lengths`` sent through ``slots`` slots shared by the whole list: the first ``slots`` arrive at
+    0, and each completion, of whichever request, releases the next one in list order. This is a benchmark client's
+    ``--max-concurrency`` (vLLM's ``bench serve`` and SGLang's ``bench_serving`` wrap every request of the list in one
+    ``asyncio.Semaphore(max_concurrency)``, which wakes its waiters first in, first out), not ``slots`` chains that
+    each send a fixed share in turn: with lengths that vary, such chains end at different times and leave a tail with
+    fewer requests running, where the semaphore keeps all its slots busy until the list runs out."""
     n = len(lengths)
-    c = max(1, min(int(clients), n))
-    idx = np.arange(n)
-    parent = np.where(idx >= c, idx - c, -1).astype(np.int64)
-    arrival = np.where(idx < c, 0.0, np.nan)
-    return Requests(arrival, lengths.input_tokens, lengths.output_tokens, np.zeros(n, np.int64), parent, np.zeros(n),
-                    source=f"closed loop of {c} clients")
+    c = max(1, min(int(slots), n))
+    arrival = np.where(np.arange(n) < c, 0.0, np.nan)
+    return Requests(arrival, lengths.input_tokens, lengths.output_tokens, np.zeros(n, np.int64), np.full(n, -1, np.int64),
+                    np.zeros(n), source=f"{c} slots shared by the request list (a benchmark's --max-concurrency)", slots=c)
 
 
 def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sharegpt") -> WorkloadSpec:

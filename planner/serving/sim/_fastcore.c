@@ -371,6 +371,7 @@ typedef struct {
     double *first, *finish, *arrival;
     i64 *ret_blocks, *ret_prev, *ret_next; /* per request: its retained blocks (0: none) and LRU links */
     const i64 *adapter;                    /* per request: its LoRA adapter (NULL: none served) */
+    i64 slot_next;                         /* a shared closed loop: the next request a completion releases (-1: none) */
     i64 mig_threshold, mig_count;          /* multitenant.Migrator (threshold -1: no migration) */
     double mig_copy_s, mig_downtime_s, *mig_log; /* (ctx, g, t1, t2) of the first MIG_LOG migrations */
     Swapped *moving;                       /* per request: a migration in flight (Simulator.moving) */
@@ -528,8 +529,13 @@ static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
         }
     }
     i64 child = S->child ? S->child[rid] : -1;
+    if (S->slot_next >= 0) { /* Simulator.finish: the slot passes to the next request of the list */
+        child = S->slot_next < S->n ? S->slot_next : -1;
+        S->slot_next += 1;
+    } else if (child >= 0 && r->role != DECODE_ROLE) {
+        kv_retain(S, r, rid, blocks);
+    }
     if (child >= 0) {
-        if (r->role != DECODE_ROLE) kv_retain(S, r, rid, blocks);
         double t = now + S->think[child];
         S->arrival[child] = t;
         S->seq += 1;
@@ -1339,6 +1345,7 @@ static double sample(Sampler *q, Sim *S, double t) {
  * order) with the row cells in trow at the same running offset as the rows. Outputs: rep_out[k*10 + ...] =
  * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits, adapter hits, loads, evictions; follow-up turns get their
  * arrival times written; preempted[request] counts each request's preemptions; q_t/q_w/q_r (4002 each) and cnt = samples, events, completed.
+ * ipar[13]: the slots of a shared closed loop (0: none; each completion releases the next request in order).
  * ipar[9..11] must repeat PINT_STRIDE, PDBL_STRIDE and REP_OUT_STRIDE (the caller's layout of these arrays).
  * Returns 0, 1 (max_events exceeded), 2 (out of memory) or 3 (the caller's layout is not this file's). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
@@ -1357,6 +1364,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     S.isl = isl, S.osl = osl, S.prefix = prefix, S.think = think, S.arrival = arrival, S.priority = priority;
     S.adapter = adapter, S.n_adapters = ipar[8];
     S.mig_threshold = ipar[12], S.mig_log = mig_log;
+    S.slot_next = ipar[13] > 0 ? ipar[13] : -1;
     if (ipar[7]) { /* follow-up turns: their parents' KV may be retained */
         S.parent = parent, S.child = child;
         S.ret_blocks = calloc((size_t)S.n, sizeof(i64));

@@ -92,6 +92,8 @@ class Simulator:
             raise PlannerError("a prefill pool needs a decode pool")
         self.entry_replicas = [r for reps in self.entry_pools for r in reps]
         self.n = len(requests)
+        # a shared closed loop (workload.shared_closed_loop): the next request each completion releases (-1: none)
+        self.slot_next = int(requests.slots) if getattr(requests, "slots", 0) else -1
         pmax = int(requests.prefix_tokens.max()) if self.n else 0
         if pmax > 0 and requests.prefix_pool_tokens is not None:  # several distinct prefixes resident at once
             pmax = max(pmax, int(requests.prefix_pool_tokens))
@@ -134,9 +136,12 @@ class Simulator:
             if cache.release(self.adapter[rid]):
                 self._adapter_waiters(cache, now)
         child = self.child[rid]
+        if self.slot_next >= 0:  # its slot passes to the next request of the list (an independent prompt)
+            child = self.slot_next if self.slot_next < self.n else -1
+            self.slot_next += 1
+        elif child >= 0 and rep.role != "decode":
+            rep.retain(rid, blocks)
         if child >= 0:
-            if rep.role != "decode":
-                rep.retain(rid, blocks)
             self.arrival[child] = t = now + self.think[child]
             self.seq += 1
             heappush(self.dyn, (t, self.seq, child, ARRIVE))

@@ -175,7 +175,7 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
     n_adapters = int(adapter.max()) + 1 if adapter is not None and adapter.size else 0
     ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns,
                      n_adapters, len(pint) // len(pools), len(pdbl) // len(pools), REP_OUT,
-                     sim.migrator.threshold if sim.migrator is not None else -1],
+                     sim.migrator.threshold if sim.migrator is not None else -1, max(sim.slot_next, 0)],
                     dtype=np.int64)
     dpar = np.array([qs.next, qs.dt])
     rep_out = np.zeros(REP_OUT * len(reps))
