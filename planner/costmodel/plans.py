@@ -74,7 +74,7 @@ class PlanArrays:
     # a MoE checkpoint released in two precisions (gpt-oss: MXFP4 experts, bf16 attention; Kimi-K2-Thinking: INT4
     # experts) and served as released holds its other linear layers (attention, dense MLP, shared experts) in their
     # own format: bytes per element of those layers in device memory; None: weight_bytes. (The step still prices
-    # their GEMMs in the plan's format: README, weak spots.)
+    # their GEMMs in the plan's format: docs/accuracy.md, weak spots.)
     dense_weight_bytes: np.ndarray | None = None
     # the routed experts' elements as the engine holds them over the checkpoint's (padded MXFP4 MoE matrices: vLLM
     # pads the hidden dimension to a multiple of 256, gpt-oss's 2,880 to 3,072); 1: as released
