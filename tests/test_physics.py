@@ -448,3 +448,40 @@ def test_estimate_says_when_the_engines_host_time_sets_the_decode_step():
     assert host == pytest.approx((a + b * n) / 1e3, abs=0.06) and gpu < host  # the note prints 0.1 ms
     assert e.tpot_s * 1e3 == pytest.approx(host, rel=0.02)  # decode steps between prefills run at the host's pace
     assert not any("host" in n for n in estimate("llama-3.1-70b", "h100-sxm", PlanSpec(tp=4), engine=eng).notes)
+
+
+def test_mla_runs_on_the_fp8_tensor_cores_where_tensorrt_llm_keeps_an_fp8_cache():
+    """TensorRT-LLM's attention op sets mFP8GenerationMLA from the FP8 cache (every SM) and mFP8ContextMLA from it on SM
+    90/100/103/120: MLA's products then run at the FP8 GEMM rate, the device's FP8 over 16-bit rate faster where they
+    set the pace; a 16-bit cache, an engine without the setting and a non-MLA model keep the 16-bit rate."""
+    from planner.specs.engine import get_engine
+
+    m = get_model("deepseek-r1")
+    trt = get_engine("trtllm@1.1")
+    assert trt.mla_fp8_decode and set(trt.mla_fp8_prefill_archs) == {"hopper", "blackwell", "blackwell-rtx"}
+    for hw_id, prefill_too in (("b200", True), ("h200-sxm", True), ("l40s", False)):  # Ada (SM 89): decode only
+        hw = get_hardware(hw_id)
+        gain = hw.peak("fp8") * hw.matmul_efficiency("fp8") / (hw.peak("bf16") * hw.matmul_efficiency("bf16"))
+        assert 1.5 < gain < 2.5  # dimensionless: (FLOP/s) / (FLOP/s)
+        decode = Step(decode_seqs=256, decode_ctx=16384)
+        prefill = Step(prefill_seqs=2, prefill_tokens=8192)
+        for st, applies in ((decode, True), (prefill, prefill_too)):
+            t = {}
+            for kv, eng in (("fp8", trt), ("bf16", trt), ("fp8", Engine())):
+                p = make_plans(m, hw, tp=8, ep=8, weights="fp8", kv=kv, engine=eng)
+                a = op(CostModel(m, hw, engine=eng).step(p, st), Op.ATTENTION)
+                tc = a.bound_parts[0]  # the compute part (s): FLOPs over the rate the plan's kernels reach
+                t[(kv, eng is trt)] = (float(np.asarray(tc).ravel()[0]), float(np.asarray(a.flops).ravel()[0]))
+            # the same FLOPs either way; only the rate changes
+            assert t[("fp8", True)][1] == pytest.approx(t[("bf16", True)][1])
+            expect = gain if applies else 1.0
+            assert t[("bf16", True)][0] / t[("fp8", True)][0] == pytest.approx(expect, rel=1e-9)
+            assert t[("fp8", False)][0] == pytest.approx(t[("bf16", True)][0], rel=1e-9)
+    # a device without FP8 tensor cores (A100) and a model without MLA keep the 16-bit rate
+    a100 = get_hardware("a100-sxm-80gb")
+    assert not a100.supports("fp8")
+    p = make_plans(m, a100, tp=8, ep=8, weights="bf16", kv="fp8", engine=trt)
+    assert float(np.asarray(p.attn_fp8_gain_decode).ravel()[0]) == 1.0
+    llama = get_model("llama-3.1-70b")
+    pl = make_plans(llama, get_hardware("b200"), tp=4, weights="fp8", kv="fp8", engine=trt)
+    assert float(np.asarray(pl.attn_fp8_gain_decode).ravel()[0]) == 1.0

@@ -65,6 +65,10 @@ class PlanArrays:
     # the tiles a small batch leaves idle with their extra passes: rate(m) = R e m / (m + e half_m), the native
     # kernel's rate at small m and e of it at large m; this is e (1 for every native kernel)
     gemm_half_m_scale: np.ndarray | float = 1.0
+    # MLA attention's rate over attn_flops where the engine runs it on the FP8 tensor cores (an FP8 KV cache; Engine
+    # mla_fp8_decode, mla_fp8_prefill_archs): the device's FP8 GEMM rate over its 16-bit one; 1 elsewhere
+    attn_fp8_gain_decode: np.ndarray | float = 1.0
+    attn_fp8_gain_prefill: np.ndarray | float = 1.0
     # the lm_head's GEMM FLOP/s: engines keep it at 16 bit (head_bytes), so a weight-dequantizing fallback kernel's
     # loss (quant.py fallback_efficiency) does not apply to it; None: gemm_flops
     head_gemm_flops: np.ndarray | float | None = None
@@ -205,6 +209,13 @@ def make_plans(
             engine = get_engine(engine)
         except PlannerError:
             pass
+    if model.attention.mla is not None and hw.supports("fp8") and hw.supports("bf16"):
+        gain = hw.peak("fp8") * hw.matmul_efficiency("fp8") / (hw.peak("bf16") * hw.matmul_efficiency("bf16"))
+        fp8_kv = np.array([k == "fp8" for k in k_names])[k_codes]
+        if getattr(engine, "mla_fp8_decode", False):
+            cols["attn_fp8_gain_decode"] = np.where(fp8_kv, gain, 1.0)
+        if getattr(hw, "architecture", None) in (getattr(engine, "mla_fp8_prefill_archs", ()) or ()):
+            cols["attn_fp8_gain_prefill"] = np.where(fp8_kv, gain, 1.0)
     align = int(getattr(engine, "mxfp4_moe_hidden_align", 0) or 0)
     if align and model.moe is not None and "mxfp4" in w_names:
         h = model.hidden_size

@@ -587,7 +587,9 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     # context parallel: each device computes its 1/cp of the queries against every key (the ring brings the
     # blocks it does not hold) and, in decode, attends over the 1/cp of the cache it holds
     pairs_p, pairs_d, kv_elems_d = pairs_p / c.cp, pairs_d / c.cp, kv_elems_d / c.cp
-    flops = 2.0 * sh.heads * (pairs_p * (sh.prefill_dqk + sh.prefill_dv) + pairs_d * (sh.decode_dqk + sh.decode_dv))
+    flops_p = 2.0 * sh.heads * pairs_p * (sh.prefill_dqk + sh.prefill_dv)
+    flops_d = 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv)
+    flops = flops_p + flops_d
     kv_read = (kv_elems_d + kv_elems_p) * kvb
     q_o = c.T * (sh.heads * (sh.prefill_dqk + sh.prefill_dv)) * cm._act
     kv_write = c.T * sh.kv_elems_per_token * kvb
@@ -596,7 +598,9 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
     if cm.mmha_rate:  # the masked multi-head decode kernel: one thread block per query head, its products on the CUDA cores
         t_vec = t_vec + 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv) / cm.mmha_rate
-    op = cm._op(name, "attention", n_layers / c.pp, flops, byts, flops / c.plans.attn_flops, np.maximum(t_mem, t_vec))
+    # MLA on the FP8 tensor cores where the engine runs it so (PlanArrays.attn_fp8_gain_*; 1 for every other model)
+    tc = (flops_p / c.plans.attn_fp8_gain_prefill + flops_d / c.plans.attn_fp8_gain_decode) / c.plans.attn_flops
+    op = cm._op(name, "attention", n_layers / c.pp, flops, byts, tc, np.maximum(t_mem, t_vec))
     return measured_decode_attention(cm, c, sh, op, local=window is not None and (local_decode or not chunked)) if cm.profile is not None else op
 
 

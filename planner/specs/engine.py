@@ -88,6 +88,11 @@ class Engine:
     # attention for every model (costmodel.step._attention_core)
     masked_mha_fp32_fraction: float = 0.0
     xqa_query_groups: tuple[int, ...] = ()
+    # MLA attention with an FP8 KV cache: the generation kernels quantize the query to FP8 and run both products on the
+    # FP8 tensor cores (mla_fp8_decode), and on these architectures so do the context kernels (mla_fp8_prefill_archs);
+    # elsewhere, or with a 16-bit cache, MLA runs at the 16-bit rate (costmodel.plans.format_numbers)
+    mla_fp8_decode: bool = False
+    mla_fp8_prefill_archs: tuple[str, ...] = ()
     # 16-bit GEMMs accumulate in FP16 (cuBLAS CUBLAS_COMPUTE_16F), so they run at the device's FP16-accumulate tensor
     # rate where it has one (Hardware.fp16_accumulate: GeForce parts, twice their FP32-accumulate rate)
     gemm_fp16_accumulate: bool = False
@@ -352,6 +357,9 @@ _SHAPED_SETTINGS = {
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
+    "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
+    "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
+                              "a list of architecture names"),
     "hip_graphs": (lambda h: isinstance(h, bool), "true or false"),
     "dequant_gemm_above": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "a token count (an integer >= 0)"),
@@ -398,7 +406,7 @@ class EngineSpec(_Strict):
             v = st.value
             if v is None and k in _REQUIRED_VALUES:
                 continue  # not published: keep the documented prior of the dataclass
-            if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups"):
+            if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs"):
                 v = tuple(v or ())
             if k in BLOCK_FP8_FIELDS:
                 v = _block_fp8_fractions(v, k)
