@@ -90,7 +90,7 @@ class Engine:
     xqa_query_groups: tuple[int, ...] = ()
     # MLA attention with an FP8 KV cache: the generation kernels quantize the query to FP8 and run both products on the
     # FP8 tensor cores (mla_fp8_decode), and on these architectures so do the context kernels (mla_fp8_prefill_archs);
-    # elsewhere, or with a 16-bit cache, MLA runs at the 16-bit rate (costmodel.plans.format_numbers)
+    # elsewhere, or with a 16-bit cache, MLA runs at the 16-bit rate (costmodel.plans.make_plans, step._attention_core)
     mla_fp8_decode: bool = False
     mla_fp8_prefill_archs: tuple[str, ...] = ()
     # 16-bit GEMMs accumulate in FP16 (cuBLAS CUBLAS_COMPUTE_16F), so they run at the device's FP16-accumulate tensor
