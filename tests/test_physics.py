@@ -485,3 +485,39 @@ def test_mla_runs_on_the_fp8_tensor_cores_where_tensorrt_llm_keeps_an_fp8_cache(
     llama = get_model("llama-3.1-70b")
     pl = make_plans(llama, get_hardware("b200"), tp=4, weights="fp8", kv="fp8", engine=trt)
     assert float(np.asarray(pl.attn_fp8_gain_decode).ravel()[0]) == 1.0
+
+
+def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_core_peak():
+    """llama.cpp's MMQ (int8 mma with the weight blocks unpacked on the CUDA cores) runs a GGUF weight's prompt GEMMs at
+    the profile's multiple of the FP32 peak on NVIDIA GPUs: a GeForce card and its professional twin then differ by
+    their CUDA-core peaks (RTX 6000 Ada / RTX 4090: 1.10x), not by their FP16-with-FP32-accumulate tensor rates (2.2x);
+    16-bit weights, other vendors and the 2023-24 builds keep their paths. The ratio is calibrated on PR 7676's RTX 4090
+    row (10,358.75 tokens/s for LLaMA 3 8B Q4_0 pp512), which the profile therefore prices as measured."""
+    from planner.costmodel.plans import MMQ_FORMATS
+    from planner.specs.engine import get_engine
+
+    eng = get_engine("llamacpp@b3000")
+    assert eng.mmq_fp32_ratio == pytest.approx(2.37)
+    m = get_model("llama-3-8b")
+    g4090, ada6000 = get_hardware("rtx-4090"), get_hardware("rtx-6000-ada")
+    p = {h.id: make_plans(m, h, weights="q4_0", kv="fp16", engine=eng) for h in (g4090, ada6000)}
+    for h in (g4090, ada6000):
+        assert float(p[h.id].gemm_flops[0]) == pytest.approx(eng.mmq_fp32_ratio * h.peak("fp32"))  # FLOP/s
+        assert float(p[h.id].weight_dequant[0]) == 0.0  # the unpacking is inside MMQ's rate
+    assert float(p[ada6000.id].gemm_flops[0] / p[g4090.id].gemm_flops[0]) == pytest.approx(
+        ada6000.peak("fp32") / g4090.peak("fp32"))
+    assert ada6000.peak("fp16") / g4090.peak("fp16") > 2.0  # what the FP16 tensor path would have priced
+    # the calibration row: one 512-token prompt step on the 4090
+    t = float(CostModel(m, g4090, engine=eng).step(p[g4090.id], Step(prefill_seqs=1, prefill_tokens=512)).time_s[0])
+    assert 512 / t == pytest.approx(10358.75, rel=0.01)  # tokens/s
+    # 16-bit weights, the 2023-24 builds, an AMD GPU and Apple silicon keep their own GEMM rates
+    f16 = make_plans(m, g4090, weights="fp16", kv="fp16", engine=eng)
+    assert float(f16.gemm_flops[0]) != pytest.approx(eng.mmq_fp32_ratio * g4090.peak("fp32"))
+    old = get_engine("llamacpp@unpinned")
+    assert old.mmq_fp32_ratio == 0.0
+    for hw_id in ("radeon-rx-7900-xtx", "m2-ultra"):
+        h = get_hardware(hw_id)
+        q = make_plans(m, h, weights="q4_0", kv="fp16", engine=eng)
+        plain = make_plans(m, h, weights="q4_0", kv="fp16", engine=eng.with_(mmq_fp32_ratio=0.0))
+        assert float(q.gemm_flops[0]) == pytest.approx(float(plain.gemm_flops[0]))
+    assert {"q4_0", "q8_0", "q4_k_m", "mxfp4"} <= MMQ_FORMATS

@@ -314,7 +314,8 @@ class Predictor:
 
 
 def _predict_group(g: _Group, k: Kernels, eng) -> np.ndarray:
-    p = make_plans(g.model, g.hw, tp=g.tp, pp=g.pp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=k, check=False)
+    p = make_plans(g.model, g.hw, tp=g.tp, pp=g.pp, ep=g.ep, adp=g.adp, weights=g.weights, kv=g.kv, kernels=k, check=False,
+                   engine=eng)
     cm = CostModel(g.model, g.hw, engine=eng, kernels=k)
     running, kv_per_token = (g.running, g.kv_per_token) if eng is g.engine or g.running is None else _admitted(g, eng)
     gpus = (g.tp * g.pp * g.adp).astype(float)

@@ -27,6 +27,10 @@ DTYPE_BYTES = {"fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, 
                "fp4": 0.5, "int4": 0.5}
 
 
+# weight formats llama.cpp's CUDA backend multiplies with MMQ (ggml-cuda mmq.cuh: the legacy, k-quant and MXFP4 types)
+MMQ_FORMATS = frozenset({"q4_0", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "mxfp4"})
+
+
 def act_bytes_for(compute_dtype: str) -> float:
     return 4.0 if compute_dtype == "fp32" else ACT_BYTES
 
@@ -209,6 +213,13 @@ def make_plans(
             engine = get_engine(engine)
         except PlannerError:
             pass
+    mmq = float(getattr(engine, "mmq_fp32_ratio", 0.0) or 0.0)
+    if mmq > 0 and getattr(hw, "vendor", None) == "nvidia" and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
+        # llama.cpp's MMQ: a GGUF-quantized weight's GEMMs at the engine's multiple of the FP32 peak (int8 mma with the
+        # weights unpacked on the CUDA cores; the unpacking is inside that rate, so no separate dequantization)
+        on = np.array([w in MMQ_FORMATS for w in w_names])[w_codes]
+        cols["gemm_flops"] = np.where(on, hw.peak("fp32") * mmq, cols["gemm_flops"])
+        cols["weight_dequant"] = np.where(on, 0.0, cols["weight_dequant"])
     if model.attention.mla is not None and hw.supports("fp8") and hw.supports("bf16"):
         gain = hw.peak("fp8") * hw.matmul_efficiency("fp8") / (hw.peak("bf16") * hw.matmul_efficiency("bf16"))
         fp8_kv = np.array([k == "fp8" for k in k_names])[k_codes]

@@ -96,6 +96,10 @@ class Engine:
     # 16-bit GEMMs accumulate in FP16 (cuBLAS CUBLAS_COMPUTE_16F), so they run at the device's FP16-accumulate tensor
     # rate where it has one (Hardware.fp16_accumulate: GeForce parts, twice their FP32-accumulate rate)
     gemm_fp16_accumulate: bool = False
+    # llama.cpp's MMQ (builds from PR 8075 on): on NVIDIA GPUs a GGUF-quantized weight's GEMMs over more tokens than
+    # its matrix-vector kernels take run as MMQ, int8 mma with the weight blocks unpacked on the CUDA cores, at this
+    # multiple of the device's FP32 peak (costmodel.plans.make_plans); 0: at the weight format's compute dtype
+    mmq_fp32_ratio: float = 0.0
     # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
     # CUDA/HIP backend above MMQ_MAX_BATCH_SIZE); fewer tokens dequantize inside the kernel. 0: always inside
@@ -254,6 +258,7 @@ class Engine:
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
+                "mmq_fp32_ratio": self.mmq_fp32_ratio,
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -358,6 +363,8 @@ _SHAPED_SETTINGS = {
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
+    "mmq_fp32_ratio": (lambda f: isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0.0,
+                       "a multiple of the FP32 peak (>= 0)"),
     "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
     "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
                               "a list of architecture names"),
