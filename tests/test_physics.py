@@ -488,21 +488,22 @@ def test_mla_runs_on_the_fp8_tensor_cores_where_tensorrt_llm_keeps_an_fp8_cache(
 
 
 def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_core_peak():
-    """llama.cpp's MMQ (int8 mma with the weight blocks unpacked on the CUDA cores) runs a GGUF weight's prompt GEMMs at
-    the profile's multiple of the FP32 peak on NVIDIA GPUs: a GeForce card and its professional twin then differ by
-    their CUDA-core peaks (RTX 6000 Ada / RTX 4090: 1.10x), not by their FP16-with-FP32-accumulate tensor rates (2.2x);
-    16-bit weights, other vendors and the 2023-24 builds keep their paths. The ratio is calibrated on PR 7676's RTX 4090
-    row (10,358.75 tokens/s for LLaMA 3 8B Q4_0 pp512), which the profile therefore prices as measured."""
+    """llama.cpp's MMQ (integer dot products with the weight blocks unpacked on the vector units) runs a GGUF weight's
+    prompt GEMMs at the profile's multiple of the FP32 peak on NVIDIA GPUs and RDNA3: a GeForce card and its
+    professional twin then differ by their CUDA-core peaks (RTX 6000 Ada / RTX 4090: 1.10x), not by their
+    FP16-with-FP32-accumulate tensor rates (2.2x); 16-bit weights, CDNA, Apple and the 2023-24 builds keep their
+    paths. Each multiple is calibrated on one maintainer row (PR 7676's RTX 4090, PR 26284's RX 7900 XTX), which the
+    profile therefore prices as measured."""
     from planner.costmodel.plans import MMQ_FORMATS
     from planner.specs.engine import get_engine
 
     eng = get_engine("llamacpp@b3000")
-    assert eng.mmq_fp32_ratio == pytest.approx(2.37)
     m = get_model("llama-3-8b")
     g4090, ada6000 = get_hardware("rtx-4090"), get_hardware("rtx-6000-ada")
+    assert eng.mmq_ratio(g4090) == pytest.approx(2.37) and eng.mmq_ratio(ada6000) == pytest.approx(2.37)  # NVIDIA
     p = {h.id: make_plans(m, h, weights="q4_0", kv="fp16", engine=eng) for h in (g4090, ada6000)}
     for h in (g4090, ada6000):
-        assert float(p[h.id].gemm_flops[0]) == pytest.approx(eng.mmq_fp32_ratio * h.peak("fp32"))  # FLOP/s
+        assert float(p[h.id].gemm_flops[0]) == pytest.approx(eng.mmq_ratio(h) * h.peak("fp32"))  # FLOP/s
         assert float(p[h.id].weight_dequant[0]) == 0.0  # the unpacking is inside MMQ's rate
     assert float(p[ada6000.id].gemm_flops[0] / p[g4090.id].gemm_flops[0]) == pytest.approx(
         ada6000.peak("fp32") / g4090.peak("fp32"))
@@ -510,14 +511,24 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     # the calibration row: one 512-token prompt step on the 4090
     t = float(CostModel(m, g4090, engine=eng).step(p[g4090.id], Step(prefill_seqs=1, prefill_tokens=512)).time_s[0])
     assert 512 / t == pytest.approx(10358.75, rel=0.01)  # tokens/s
-    # 16-bit weights, the 2023-24 builds, an AMD GPU and Apple silicon keep their own GEMM rates
+    # RDNA3's HIP MMQ: its own multiple, calibrated on PR 26284's RX 7900 XTX row (llama 8B Q4_K_M pp2048 at 512-token
+    # microbatches, 3,189.36 tokens/s), which it prices as measured
+    xtx = get_hardware("radeon-rx-7900-xtx")
+    assert eng.mmq_ratio(xtx) == pytest.approx(0.94)
+    px = make_plans(m, xtx, weights="q4_k_m", kv="fp16", engine=eng)
+    cm, t, past = CostModel(m, xtx, engine=eng), 0.0, 0
+    while past < 2048:
+        t += float(cm.step(px, Step(prefill_seqs=1, prefill_tokens=512, prefill_past=past)).time_s[0])
+        past += 512
+    assert 2048 / t == pytest.approx(3189.36, rel=0.01)
+    # 16-bit weights, the 2023-24 builds, CDNA (MI300X) and Apple silicon keep their own GEMM rates
     f16 = make_plans(m, g4090, weights="fp16", kv="fp16", engine=eng)
-    assert float(f16.gemm_flops[0]) != pytest.approx(eng.mmq_fp32_ratio * g4090.peak("fp32"))
-    old = get_engine("llamacpp@unpinned")
-    assert old.mmq_fp32_ratio == 0.0
-    for hw_id in ("radeon-rx-7900-xtx", "m2-ultra"):
+    assert float(f16.gemm_flops[0]) != pytest.approx(eng.mmq_ratio(g4090) * g4090.peak("fp32"))
+    assert get_engine("llamacpp@unpinned").mmq_ratio(g4090) == 0.0
+    for hw_id in ("mi300x", "m2-ultra"):
         h = get_hardware(hw_id)
+        assert eng.mmq_ratio(h) == 0.0
         q = make_plans(m, h, weights="q4_0", kv="fp16", engine=eng)
-        plain = make_plans(m, h, weights="q4_0", kv="fp16", engine=eng.with_(mmq_fp32_ratio=0.0))
+        plain = make_plans(m, h, weights="q4_0", kv="fp16", engine=eng.with_(mmq_fp32_ratio=()))
         assert float(q.gemm_flops[0]) == pytest.approx(float(plain.gemm_flops[0]))
     assert {"q4_0", "q8_0", "q4_k_m", "mxfp4"} <= MMQ_FORMATS

@@ -213,10 +213,10 @@ def make_plans(
             engine = get_engine(engine)
         except PlannerError:
             pass
-    mmq = float(getattr(engine, "mmq_fp32_ratio", 0.0) or 0.0)
-    if mmq > 0 and getattr(hw, "vendor", None) == "nvidia" and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
-        # llama.cpp's MMQ: a GGUF-quantized weight's GEMMs at the engine's multiple of the FP32 peak (int8 mma with the
-        # weights unpacked on the CUDA cores; the unpacking is inside that rate, so no separate dequantization)
+    mmq = engine.mmq_ratio(hw) if hasattr(engine, "mmq_ratio") else 0.0
+    if mmq > 0 and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
+        # llama.cpp's MMQ: a GGUF-quantized weight's GEMMs at the engine's multiple of the FP32 peak (integer dot products
+        # with the weights unpacked on the vector units; the unpacking is inside that rate, so no separate dequantization)
         on = np.array([w in MMQ_FORMATS for w in w_names])[w_codes]
         cols["gemm_flops"] = np.where(on, hw.peak("fp32") * mmq, cols["gemm_flops"])
         cols["weight_dequant"] = np.where(on, 0.0, cols["weight_dequant"])

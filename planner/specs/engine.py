@@ -96,10 +96,11 @@ class Engine:
     # 16-bit GEMMs accumulate in FP16 (cuBLAS CUBLAS_COMPUTE_16F), so they run at the device's FP16-accumulate tensor
     # rate where it has one (Hardware.fp16_accumulate: GeForce parts, twice their FP32-accumulate rate)
     gemm_fp16_accumulate: bool = False
-    # llama.cpp's MMQ (builds from PR 8075 on): on NVIDIA GPUs a GGUF-quantized weight's GEMMs over more tokens than
-    # its matrix-vector kernels take run as MMQ, int8 mma with the weight blocks unpacked on the CUDA cores, at this
-    # multiple of the device's FP32 peak (costmodel.plans.make_plans); 0: at the weight format's compute dtype
-    mmq_fp32_ratio: float = 0.0
+    # llama.cpp's MMQ (builds from PR 8075 on): a GGUF-quantized weight's GEMMs over more tokens than its matrix-vector
+    # kernels take run as MMQ, integer dot products with the weight blocks unpacked on the vector units, at a multiple
+    # of the device's FP32 peak: ((vendor or architecture, multiple), ...), an architecture's entry before its
+    # vendor's (mmq_ratio; costmodel.plans.make_plans); a device with no entry keeps the weight format's compute dtype
+    mmq_fp32_ratio: tuple[tuple[str, float], ...] = ()
     # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
     # CUDA/HIP backend above MMQ_MAX_BATCH_SIZE); fewer tokens dequantize inside the kernel. 0: always inside
@@ -242,6 +243,12 @@ class Engine:
             eng = rule.apply(eng, hw, tp, pp)
         return eng
 
+    def mmq_ratio(self, hw) -> float:
+        """The multiple of ``hw``'s FP32 peak at which this engine's MMQ kernels run a GGUF weight's GEMMs: the entry
+        of its architecture, else of its vendor; 0 where it has none (the weight format's compute dtype applies)."""
+        ratios = dict(self.mmq_fp32_ratio)
+        return float(ratios.get(getattr(hw, "architecture", None), ratios.get(getattr(hw, "vendor", None), 0.0)))
+
     def cannot_run(self, weights: str, hw) -> str | None:
         """Why this engine has no kernel for ``weights`` on ``hw`` (None: it has)."""
         for w, marker, reason in self.unsupported:
@@ -258,7 +265,7 @@ class Engine:
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
-                "mmq_fp32_ratio": self.mmq_fp32_ratio,
+                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -363,8 +370,9 @@ _SHAPED_SETTINGS = {
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
-    "mmq_fp32_ratio": (lambda f: isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0.0,
-                       "a multiple of the FP32 peak (>= 0)"),
+    "mmq_fp32_ratio": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
+                                                             and not isinstance(v, bool) and v > 0 for k, v in d.items()),
+                       "a map of vendors or architectures to multiples of the FP32 peak (> 0)"),
     "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
     "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
                               "a list of architecture names"),
@@ -414,6 +422,8 @@ class EngineSpec(_Strict):
             v = st.value
             if v is None and k in _REQUIRED_VALUES:
                 continue  # not published: keep the documented prior of the dataclass
+            if k == "mmq_fp32_ratio":
+                v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs"):
                 v = tuple(v or ())
             if k in BLOCK_FP8_FIELDS:
