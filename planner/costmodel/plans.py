@@ -122,10 +122,13 @@ class PlanArrays:
         return PlanArrays(**vals)
 
 
-def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None, kernels: Kernels | None = None) -> dict:
+def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None, kernels: Kernels | None = None,
+                   engine=None, mla: bool = False) -> dict:
     """What a (weights, kv) precision pair means on ``hw``: bytes and FLOP/s. GEMM and attention rates are the
     silicon microbenchmark (hw_specs) times the engine's kernel efficiency on this architecture (``kernels``,
-    default: the default engine's calibration, planner.costmodel.params)."""
+    default: the default engine's calibration, planner.costmodel.params), except where ``engine`` (a resolved
+    Engine) runs the pair on kernels of its own: llama.cpp's MMQ for GGUF weights, FP8 MLA (``mla``: the model's
+    attention is MLA) with an FP8 cache."""
     k = kernels if kernels is not None else kernels_for(None, hw)
     fmt = get_format(weights)
     res = resolve(fmt, hw, activations)
@@ -139,16 +142,32 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         raise PlannerError(f"{hw.id} has no published 16/32-bit peak for attention")
     # a capture's measured attention fraction stands as is; else the 16-bit MAMF times the engine's attention efficiency
     attn_frac = hw.achievable.attention.fraction if hw.achievable.attention else hw.matmul_efficiency(attn_dtype) * k.attention
+    gemm = peak * eff
+    dequant = float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)) * res.dequant_scale
+    mmq = engine.mmq_ratio(hw) if hasattr(engine, "mmq_ratio") else 0.0
+    if mmq > 0 and weights in MMQ_FORMATS and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
+        # llama.cpp's MMQ: a GGUF-quantized weight's GEMMs at the engine's multiple of the FP32 peak (integer dot products
+        # with the weights unpacked on the vector units; the unpacking is inside that rate, so no separate dequantization)
+        gemm, dequant = hw.peak("fp32") * mmq, 0.0
+    # MLA's products on the FP8 tensor cores where the engine runs them so with an FP8 cache: the device's FP8 GEMM
+    # rate over its 16-bit one (Engine.mla_fp8_decode, mla_fp8_prefill_archs)
+    gain_d = gain_p = 1.0
+    if mla and kv == "fp8" and hw.supports("fp8") and hw.supports("bf16"):
+        gain = hw.peak("fp8") * hw.matmul_efficiency("fp8") / (hw.peak("bf16") * hw.matmul_efficiency("bf16"))
+        gain_d = gain if getattr(engine, "mla_fp8_decode", False) else 1.0
+        gain_p = gain if getattr(hw, "architecture", None) in (getattr(engine, "mla_fp8_prefill_archs", ()) or ()) else 1.0
     return {
         "weight_bytes": fmt.bytes,
         "head_bytes": fmt.head_bits / 8.0,
         "kv_bytes": kv_bytes_per_element(kv),
-        "gemm_flops": peak * eff,
+        "gemm_flops": gemm,
         "head_gemm_flops": peak * head_eff,
         "gemm_peak_flops": peak,
         "attn_flops": hw.peak(attn_dtype) * attn_frac,
+        "attn_fp8_gain_decode": gain_d,
+        "attn_fp8_gain_prefill": gain_p,
         "act_bytes": act_bytes_for(res.compute_dtype),
-        "weight_dequant": float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)) * res.dequant_scale,
+        "weight_dequant": dequant,
         "gemm_half_m_scale": res.kernel_efficiency,
         "note": res.note,
         "compute_dtype": res.compute_dtype,
@@ -193,11 +212,21 @@ def make_plans(
     k_codes, k_names = _factorize(kv, n)
     pair_codes, index = np.unique(w_codes * len(k_names) + k_codes, return_inverse=True)
     uniq = [(w_names[c // len(k_names)], k_names[c % len(k_names)]) for c in pair_codes.tolist()]
-    table = {key: format_numbers(hw, key[0], key[1], activations, kernels) for key in uniq}
+    if isinstance(engine, str):  # a profile's name (a harness capture's "harness" names none: no padding)
+        from planner.specs.engine import get_engine
+
+        try:
+            engine = get_engine(engine)
+        except PlannerError:
+            pass
+    mla = model.attention.mla is not None
+    table = {key: format_numbers(hw, key[0], key[1], activations, kernels, engine, mla) for key in uniq}
     index = index.reshape(-1)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
-                      "weight_dequant", "gemm_half_m_scale", "head_gemm_flops")}
+                      "weight_dequant", "gemm_half_m_scale", "head_gemm_flops")
+            # the FP8 MLA gains only where some pair has one (1: the PlanArrays default, no array for the search to carry)
+            + tuple(g for g in ("attn_fp8_gain_decode", "attn_fp8_gain_prefill") if any(table[k][g] != 1.0 for k in uniq))}
     dtypes = {table[k]["compute_dtype"] for k in uniq}
     nw = model.native_weights
     if nw is not None and nw.scale_block:  # the released block-scaled format, served as released
@@ -206,27 +235,6 @@ def make_plans(
         # served in the experts' released format, the other linear layers stay in theirs (the checkpoint as released)
         own = {key: get_format(nw.dense).bytes if key[0] == nw.experts else table[key]["weight_bytes"] for key in uniq}
         cols["dense_weight_bytes"] = np.array([own[k] for k in uniq], dtype=float)[index]
-    if isinstance(engine, str):  # a profile's name (a harness capture's "harness" names none: no padding)
-        from planner.specs.engine import get_engine
-
-        try:
-            engine = get_engine(engine)
-        except PlannerError:
-            pass
-    mmq = engine.mmq_ratio(hw) if hasattr(engine, "mmq_ratio") else 0.0
-    if mmq > 0 and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
-        # llama.cpp's MMQ: a GGUF-quantized weight's GEMMs at the engine's multiple of the FP32 peak (integer dot products
-        # with the weights unpacked on the vector units; the unpacking is inside that rate, so no separate dequantization)
-        on = np.array([w in MMQ_FORMATS for w in w_names])[w_codes]
-        cols["gemm_flops"] = np.where(on, hw.peak("fp32") * mmq, cols["gemm_flops"])
-        cols["weight_dequant"] = np.where(on, 0.0, cols["weight_dequant"])
-    if model.attention.mla is not None and hw.supports("fp8") and hw.supports("bf16"):
-        gain = hw.peak("fp8") * hw.matmul_efficiency("fp8") / (hw.peak("bf16") * hw.matmul_efficiency("bf16"))
-        fp8_kv = np.array([k == "fp8" for k in k_names])[k_codes]
-        if getattr(engine, "mla_fp8_decode", False):
-            cols["attn_fp8_gain_decode"] = np.where(fp8_kv, gain, 1.0)
-        if getattr(hw, "architecture", None) in (getattr(engine, "mla_fp8_prefill_archs", ()) or ()):
-            cols["attn_fp8_gain_prefill"] = np.where(fp8_kv, gain, 1.0)
     align = int(getattr(engine, "mxfp4_moe_hidden_align", 0) or 0)
     if align and model.moe is not None and "mxfp4" in w_names:
         h = model.hidden_size

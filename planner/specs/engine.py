@@ -90,7 +90,7 @@ class Engine:
     xqa_query_groups: tuple[int, ...] = ()
     # MLA attention with an FP8 KV cache: the generation kernels quantize the query to FP8 and run both products on the
     # FP8 tensor cores (mla_fp8_decode), and on these architectures so do the context kernels (mla_fp8_prefill_archs);
-    # elsewhere, or with a 16-bit cache, MLA runs at the 16-bit rate (costmodel.plans.make_plans, step._attention_core)
+    # elsewhere, or with a 16-bit cache, MLA runs at the 16-bit rate (costmodel.plans.format_numbers, step._attention_core)
     mla_fp8_decode: bool = False
     mla_fp8_prefill_archs: tuple[str, ...] = ()
     # 16-bit GEMMs accumulate in FP16 (cuBLAS CUBLAS_COMPUTE_16F), so they run at the device's FP16-accumulate tensor
@@ -99,7 +99,7 @@ class Engine:
     # llama.cpp's MMQ (builds from PR 8075 on): a GGUF-quantized weight's GEMMs over more tokens than its matrix-vector
     # kernels take run as MMQ, integer dot products with the weight blocks unpacked on the vector units, at a multiple
     # of the device's FP32 peak: ((vendor or architecture, multiple), ...), an architecture's entry before its
-    # vendor's (mmq_ratio; costmodel.plans.make_plans); a device with no entry keeps the weight format's compute dtype
+    # vendor's (mmq_ratio; costmodel.plans.format_numbers); a device with no entry keeps the weight format's compute dtype
     mmq_fp32_ratio: tuple[tuple[str, float], ...] = ()
     # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
