@@ -532,3 +532,13 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
         plain = make_plans(m, h, weights="q4_0", kv="fp16", engine=eng.with_(mmq_fp32_ratio=()))
         assert float(q.gemm_flops[0]) == pytest.approx(float(plain.gemm_flops[0]))
     assert {"q4_0", "q8_0", "q4_k_m", "mxfp4"} <= MMQ_FORMATS
+    # the FP32 peak stands for SMs x clock x 128 lanes: a part whose FP32 peak counts 64 lanes per SM (GA100, Turing)
+    # gets the same multiple of twice its FP32 peak; Volta (no int8 mma) runs its prompt GEMMs through cuBLAS FP16
+    a100, v100 = get_hardware("a100-sxm-80gb"), get_hardware("v100-sxm2-32gb")
+    assert a100.fp32_lanes_per_sm == 64 and a100.cuda_core_issue_gain() == 2.0 and g4090.cuda_core_issue_gain() == 1.0
+    pa = make_plans(m, a100, weights="q4_0", kv="fp16", engine=eng)
+    assert float(pa.gemm_flops[0]) == pytest.approx(2.37 * 2.0 * a100.peak("fp32"))  # FLOP/s
+    assert eng.mmq_ratio(v100) == 0.0
+    pv = make_plans(m, v100, weights="q4_0", kv="fp16", engine=eng)
+    assert float(pv.gemm_flops[0]) == pytest.approx(
+        float(make_plans(m, v100, weights="q4_0", kv="fp16", engine=eng.with_(mmq_fp32_ratio=())).gemm_flops[0]))

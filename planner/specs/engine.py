@@ -99,7 +99,9 @@ class Engine:
     # llama.cpp's MMQ (builds from PR 8075 on): a GGUF-quantized weight's GEMMs over more tokens than its matrix-vector
     # kernels take run as MMQ, integer dot products with the weight blocks unpacked on the vector units, at a multiple
     # of the device's FP32 peak: ((vendor or architecture, multiple), ...), an architecture's entry before its
-    # vendor's (mmq_ratio; costmodel.plans.format_numbers); a device with no entry keeps the weight format's compute dtype
+    # vendor's (mmq_ratio; costmodel.plans.format_numbers); a device with no entry, or an entry of 0, keeps the weight
+    # format's compute dtype. The FP32 peak stands for the SMs' issue rate, so parts with 64 FP32 lanes per SM get it
+    # doubled (Hardware.cuda_core_issue_gain)
     mmq_fp32_ratio: tuple[tuple[str, float], ...] = ()
     # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
@@ -371,8 +373,8 @@ _SHAPED_SETTINGS = {
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
     "mmq_fp32_ratio": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
-                                                             and not isinstance(v, bool) and v > 0 for k, v in d.items()),
-                       "a map of vendors or architectures to multiples of the FP32 peak (> 0)"),
+                                                             and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
+                       "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
     "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
                               "a list of architecture names"),

@@ -143,6 +143,10 @@ class Hardware(_Strict):
     # FP32-accumulate rate of peak_flops.fp16 (GeForce parts run FP32 accumulation at half rate); None: the same rate.
     # Only kernels that accumulate in FP16 reach it (llama.cpp's cuBLAS path: Engine.gemm_fp16_accumulate)
     fp16_accumulate: Flops | None = None
+    # FP32 lanes per SM where a part has 64 (NVIDIA GA100, Turing, Volta: 64 FP32 beside 64 separate INT32 lanes); None
+    # where FP32 peak counts 128 per SM. A kernel bound by the SMs' issue slots, not by FP32 math, runs at SMs x clock,
+    # which the FP32 peak then understates by 128 / lanes (cuda_core_issue_gain)
+    fp32_lanes_per_sm: int | None = Field(default=None, ge=16, le=256)
     achievable: Achievable
     overheads: Overheads = Field(default_factory=Overheads)
     links: Links = Field(default_factory=Links)
@@ -187,6 +191,12 @@ class Hardware(_Strict):
         if self.fp16_accumulate is None or not self.supports("fp16"):
             return 1.0
         return max(self.fp16_accumulate.value / self.peak("fp16"), 1.0)
+
+    def cuda_core_issue_gain(self) -> float:
+        """SMs x clock x 128 lanes over the FP32 peak: 1 where the FP32 peak counts 128 lanes per SM, 2 on parts with 64
+        (fp32_lanes_per_sm). What a kernel paced by the SMs' instruction issue, rather than by FP32 math, gains over a
+        rate taken as a multiple of the FP32 peak."""
+        return 128.0 / self.fp32_lanes_per_sm if self.fp32_lanes_per_sm else 1.0
 
     def matmul_efficiency(self, dtype: str) -> float:
         f = self.achievable.matmul.get(dtype)
