@@ -122,6 +122,16 @@ class PlanArrays:
         return PlanArrays(**vals)
 
 
+def mmq_rate(engine, hw, weights: str) -> float:
+    """FLOP/s at which llama.cpp's MMQ runs a GGUF-quantized weight's multi-token GEMMs on ``hw`` under ``engine``: the
+    engine's multiple of the SMs' issue rate, the FP32 peak where that counts 128 lanes per SM (integer dot products
+    with the weights unpacked on the vector units); 0 where MMQ does not run them (the weight format's compute dtype)."""
+    ratio = engine.mmq_ratio(hw) if hasattr(engine, "mmq_ratio") else 0.0
+    if ratio > 0 and weights in MMQ_FORMATS and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
+        return hw.peak("fp32") * hw.cuda_core_issue_gain() * ratio
+    return 0.0
+
+
 def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None, kernels: Kernels | None = None,
                    engine=None, mla: bool = False) -> dict:
     """What a (weights, kv) precision pair means on ``hw``: bytes and FLOP/s. GEMM and attention rates are the
@@ -144,12 +154,9 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
     attn_frac = hw.achievable.attention.fraction if hw.achievable.attention else hw.matmul_efficiency(attn_dtype) * k.attention
     gemm = peak * eff
     dequant = float(fmt.bytes < 0.9 * DTYPE_BYTES.get(res.compute_dtype, 2.0)) * res.dequant_scale
-    mmq = engine.mmq_ratio(hw) if hasattr(engine, "mmq_ratio") else 0.0
-    if mmq > 0 and weights in MMQ_FORMATS and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
-        # llama.cpp's MMQ: a GGUF-quantized weight's GEMMs at the engine's multiple of the SMs' issue rate, the FP32 peak
-        # where that counts 128 lanes per SM (integer dot products with the weights unpacked on the vector units; the
-        # unpacking is inside that rate, so no separate dequantization)
-        gemm, dequant = hw.peak("fp32") * hw.cuda_core_issue_gain() * mmq, 0.0
+    mmq = mmq_rate(engine, hw, weights)
+    if mmq > 0:  # the unpacking is inside MMQ's rate, so no separate dequantization
+        gemm, dequant = mmq, 0.0
     # MLA's products on the FP8 tensor cores where the engine runs them so with an FP8 cache: the device's FP8 GEMM
     # rate over its 16-bit one (Engine.mla_fp8_decode, mla_fp8_prefill_archs)
     gain_d = gain_p = 1.0

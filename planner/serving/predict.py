@@ -16,7 +16,7 @@ from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
-from planner.costmodel.plans import make_plans
+from planner.costmodel.plans import make_plans, mmq_rate
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
@@ -180,6 +180,12 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                 if (d, mo) != (1.0, 1.0)]
         notes.append(f"block-scaled FP8 weights {' and '.join(phrase for _, phrase in said)} with {engine.name}'s kernels on "
                      f"{hw.architecture} (engine profile: {', '.join(f for f, _ in said)})")
+    mmq = mmq_rate(engine, hw, plan.weights)
+    if mmq > 0:
+        notes.append(f"{engine.name} runs {plan.weights}'s prompt GEMMs as MMQ (int8 dot products, weight blocks unpacked on "
+                     f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 rate of 128 "
+                     "lanes per SM (compute unit) at its clock, a multiple calibrated on one published row (engine profile: "
+                     "mmq_fp32_ratio)")
     long_prompt = engine.long_prompt_note(isl_m)
     if long_prompt:
         notes.append(f"{long_prompt}; priced whole, as with the budget raised")
