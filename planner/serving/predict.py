@@ -182,10 +182,10 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"{hw.architecture} (engine profile: {', '.join(f for f, _ in said)})")
     mmq = mmq_rate(engine, hw, plan.weights)
     if mmq > 0:
+        lanes = f" x {hw.cuda_core_issue_gain():g} for its {hw.fp32_lanes_per_sm} FP32 lanes per SM" if hw.fp32_lanes_per_sm else ""
         notes.append(f"{engine.name} runs {plan.weights}'s prompt GEMMs as MMQ (int8 dot products, weight blocks unpacked on "
-                     f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 rate of 128 "
-                     "lanes per SM (compute unit) at its clock, a multiple calibrated on one published row (engine profile: "
-                     "mmq_fp32_ratio)")
+                     f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 peak{lanes}, "
+                     "a multiple calibrated on one published row (engine profile: mmq_fp32_ratio)")
     long_prompt = engine.long_prompt_note(isl_m)
     if long_prompt:
         notes.append(f"{long_prompt}; priced whole, as with the budget raised")
