@@ -341,6 +341,11 @@ NOT_FITTED = {
     "single_stream_llamacpp_strix_halo.csv": "held out to measure transfer: llama.cpp batch 1 on AMD's Ryzen AI Max+ 395 "
                                              "(Strix Halo, RDNA 3.5 iGPU on unified LPDDR5X), a device specced from datasheets "
                                              "and single public microbenchmarks, no fitted row of its kind",
+    "single_stream_llamacpp_prompt_lengths.csv": "held out to measure transfer: llama-bench prompts of 1,024 to 8,192 "
+                                                 "tokens (two to sixteen 512-token passes) and long generations from the "
+                                                 "LLaMA 3 tables whose 512-token columns are fitted, and the same runs on "
+                                                 "workstation and datacenter GPUs (A100, H100 PCIe, L40S, A40, RTX A6000, RTX "
+                                                 "Ada) no fitted llama.cpp row comes from",
     "perf_overview_0_20.csv": "held out to measure transfer: TensorRT-LLM 0.20's perf overview (the first PyTorch-backend "
                               "releases) on B200, H200 and H100",
     "perf_overview_1_0.csv": "held out to measure transfer: TensorRT-LLM 1.0's perf overview on H100, H200, B200 and GB200 "

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, bench_runs, bench_sized, offline, row_bench_limits
-from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, parallel_label,
-                                              release_of, row_parallel)
+from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, llamacpp_run_settings,
+                                              parallel_label, release_of, row_parallel)
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -186,6 +186,8 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]
         lcpp = bench if eng.startswith("llamacpp") else offline(LLAMACPP_NO_BUILD)
+        run = llamacpp_run_settings(row, f"{file}:{line}")  # the run's own -ub / -fa, where the row states them
+        lcpp = lcpp.with_(**run) if run else lcpp
         split = f"{plan.pp} GPUs by layer, " if plan.pp > 1 else ""  # llama.cpp's layer split: pipeline stages
         if phase == "decode":
             # llama-bench tg: generate n tokens from a short context, one request

@@ -15,7 +15,7 @@ reports which of compute / memory / communication bounds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -111,6 +111,15 @@ class Op(str, Enum):
 BLOCK_SCALED_DENSE = frozenset({Op.QKV_PROJ, Op.O_PROJ, Op.MLP_UP, Op.MLP_DOWN, Op.SHARED_EXPERT, Op.LINEAR_IN_PROJ,
                                 Op.LINEAR_OUT_PROJ})
 
+# Attention without a fused kernel (Engine.flash_attention False; llama.cpp's CUDA backend without -fa, ggml graph
+# KQ = mul_mat(K, Q), soft_max_ext, KQV = mul_mat(V, KQ)) moves every score through memory, bytes per score and head:
+# a prompt pass's KQ runs in cuBLAS with FP16 output (2) that ggml converts to its F32 result (2 read, 4 written), the
+# softmax reads and writes F32 (8), and KQV converts the F32 probabilities to FP16 for cuBLAS (4 read, 2 written) and
+# reads them back (2): 24. A decode pass's matrix-vector kernels write F32 scores (4), the softmax reads and writes
+# them (8) and KQV reads them (4): 16.
+SCORE_BYTES_PREFILL = 24.0
+SCORE_BYTES_DECODE = 16.0
+
 # ops that run once per step (not once per layer)
 ONCE_PER_STEP = frozenset({Op.EMBEDDING, Op.FINAL_NORM, Op.LM_HEAD, Op.PP_SENDRECV, Op.WEIGHT_STREAM})
 
@@ -167,6 +176,17 @@ class StepCost:
 
     def op(self, name: Op) -> OpCost | None:
         return next((o for o in self.ops if o.name == name), None)
+
+    def repeated(self, n) -> "StepCost":
+        """This step run ``n`` times over (per plan): every op's time, work and traffic per occurrence times n."""
+        n = np.asarray(n, float)
+        ops = []
+        for o in self.ops:
+            parts = None if o.bound_parts is None else tuple(None if x is None else np.asarray(x, float) * n
+                                                             for x in o.bound_parts)
+            ops.append(replace(o, flops=o.flops * n, bytes=o.bytes * n, time_s=o.time_s * n, bound_parts=parts,
+                               weight_bytes=np.asarray(o.weight_bytes, float) * n, launches=np.asarray(o.launches, float) * n))
+        return StepCost(ops=ops, time_s=self.time_s * n, stage_time_s=self.stage_time_s * n)
 
     def layers_time_s(self) -> np.ndarray:
         """Time of one pipeline stage's decoder layers (everything but the once-per-step ops)."""
@@ -236,6 +256,10 @@ class CostModel:
         # GEMM (Engine.dequant_gemm_above: llama.cpp's CUDA and HIP backends, so NVIDIA and AMD GPUs); 0: never
         cuda_or_hip = hw.vendor in ("nvidia", "amd") and hw.kind in ("gpu", "soc")
         self.dequant_above = int(getattr(engine, "dequant_gemm_above", 0) or 0) if cuda_or_hip else 0
+        # a step of more tokens runs as several forward passes of at most this many (Engine.ubatch_tokens; 0: one)
+        self.ubatch = int(getattr(engine, "ubatch_tokens", 0) or 0)
+        # attention scores materialized in memory (Engine.flash_attention False: llama.cpp without -fa)
+        self.flash_attention = bool(getattr(engine, "flash_attention", True))
         # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
@@ -335,7 +359,16 @@ class CostModel:
         the builders registered for its spec, then the once-per-step ops, then the pipeline. With ``parts=False``
         the ops keep their times but not what their bound is worked out from (OpCost.bound is then unavailable):
         a search over 10^5..10^6 plans then holds four arrays fewer per op (DeepSeek-V3 on 64 H200: a step of 196 k
-        plans kept 163 MB)."""
+        plans kept 163 MB). An engine that runs a step as micro-batches of at most ``ubatch_tokens`` tokens
+        (llama.cpp) pays one forward pass per micro-batch (ubatch_split)."""
+        if self.ubatch:
+            n, one = ubatch_split(step, self.ubatch)
+            if np.any(n > 1.0):
+                return self._pass(plans, one, parts).repeated(n)
+        return self._pass(plans, step, parts)
+
+    def _pass(self, plans: PlanArrays, step: Step, parts: bool) -> StepCost:
+        """One forward pass over the step's tokens (CostModel.step)."""
         self._parts = parts
         c = _Ctx.of(self, plans, step)
         ops: list[OpCost] = []
@@ -362,6 +395,24 @@ class CostModel:
             ops.append(self._op(Op.WEIGHT_STREAM, "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
             latency, stage = latency + exposed, stage + exposed
         return StepCost(ops=ops, time_s=latency, stage_time_s=stage)
+
+
+def ubatch_split(step: Step, ubatch: int) -> tuple[np.ndarray, Step]:
+    """A step of more than ``ubatch`` tokens as n forward passes of at most ``ubatch`` each (llama.cpp's llama_decode
+    splits its logical batch into n_ubatch-token micro-batches and computes each as a graph of its own): n =
+    ceil(tokens / ubatch), and the pass that stands for all n. A prompt of t tokens spans s = ceil(t / ubatch)
+    passes of t / s tokens; the queries of its i-th piece attend over the i pieces before it, so the mean pass sees
+    (s - 1) / 2 pieces of cache beyond the step's own past, which prices the n passes' attention to first order
+    (attention is linear in the past). Each pass carries 1 / n of the prompts' pieces and of the decoding
+    sequences, so the pieces x tokens of the n passes add up to the step's tokens."""
+    p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok = step.arrays()
+    tokens = p_seqs * p_tok + d_seqs * d_tok
+    n = np.maximum(np.ceil(tokens / ubatch - 1e-9), 1.0)
+    s = np.maximum(np.ceil(p_tok / ubatch - 1e-9), 1.0)
+    piece = p_tok / s
+    one = Step(prefill_seqs=p_seqs * s / n, prefill_tokens=piece, prefill_past=p_past + (s - 1.0) / 2.0 * piece,
+               decode_seqs=d_seqs / n, decode_ctx=d_ctx, decode_tokens=d_tok)
+    return n, one
 
 
 def micro_batches(pp, sequences):
@@ -576,7 +627,10 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
         pairs_p = c.p_seqs * pairs_new / c.adp
     else:
         ctx_d = c.d_ctx if window is None else np.minimum(c.d_ctx, window)
-        pairs_p = c.p_seqs * _pairs(c.p_tok, c.p_past, window) / c.adp
+        if cm.flash_attention:
+            pairs_p = c.p_seqs * _pairs(c.p_tok, c.p_past, window) / c.adp
+        else:  # scores as GEMMs: each query against every cell of the pass's cache view, the masked ones too
+            pairs_p = c.p_seqs * c.p_tok * ((c.p_past if window is None else np.minimum(c.p_past, window)) + c.p_tok) / c.adp
     pairs_d = c.d_seqs * c.d_tok * ctx_d / c.adp
     # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
     ctx_p = c.p_past if window is None else np.minimum(c.p_past, window)
@@ -594,6 +648,8 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     q_o = c.T * (sh.heads * (sh.prefill_dqk + sh.prefill_dv)) * cm._act
     kv_write = c.T * sh.kv_elems_per_token * kvb
     byts = kv_read + q_o + kv_write
+    if not cm.flash_attention:  # the materialized scores' round trips through memory (SCORE_BYTES_*)
+        byts = byts + sh.heads * (pairs_p * SCORE_BYTES_PREFILL + pairs_d * SCORE_BYTES_DECODE)
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
     t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
     if cm.mmha_rate:  # the masked multi-head decode kernel: one thread block per query head, its products on the CUDA cores

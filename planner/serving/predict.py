@@ -186,6 +186,13 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         notes.append(f"{engine.name} runs {plan.weights}'s prompt GEMMs as MMQ (int8 dot products, weight blocks unpacked on "
                      f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 peak{lanes}, "
                      "a multiple calibrated on one published row (engine profile: mmq_fp32_ratio)")
+    if engine.ubatch_tokens and isl_m > engine.ubatch_tokens:
+        passes = -(-int(isl_m) // engine.ubatch_tokens)
+        notes.append(f"{engine.name} runs a {isl_m:,.0f}-token prompt as {passes} forward passes of at most "
+                     f"{engine.ubatch_tokens} tokens (its micro-batch, engine profile: ubatch_tokens), each reading every "
+                     "weight and attending over the cache the passes before it wrote"
+                     + ("" if engine.flash_attention else "; without flash attention each pass's scores go through memory "
+                        "(engine profile: flash_attention)"))
     long_prompt = engine.long_prompt_note(isl_m)
     if long_prompt:
         notes.append(f"{long_prompt}; priced whole, as with the budget raised")

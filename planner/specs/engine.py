@@ -107,6 +107,15 @@ class Engine:
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
     # CUDA/HIP backend above MMQ_MAX_BATCH_SIZE); fewer tokens dequantize inside the kernel. 0: always inside
     dequant_gemm_above: int = 0
+    # tokens one forward pass holds: a step of more runs as ceil(tokens / ubatch_tokens) passes, each reading every
+    # weight and launching every kernel again, its queries attending over the cache the passes before it wrote
+    # (llama.cpp's n_ubatch: llama_decode splits its logical batch into physical micro-batches; costmodel.step
+    # ubatch_split). 0: a step is one pass
+    ubatch_tokens: int = 0
+    # attention in a fused (flash) kernel; False: the scores are materialized, as a GEMM writing them, a softmax
+    # reading and writing them and a GEMM reading them back, over every cached cell of a pass whether masked or not
+    # (llama.cpp without -fa; costmodel.step._attention_core)
+    flash_attention: bool = True
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -381,6 +390,9 @@ _SHAPED_SETTINGS = {
     "hip_graphs": (lambda h: isinstance(h, bool), "true or false"),
     "dequant_gemm_above": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "a token count (an integer >= 0)"),
+    "ubatch_tokens": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
+                      "a token count (an integer >= 0; 0: a step is one pass)"),
+    "flash_attention": (lambda f: isinstance(f, bool), "true or false"),
 }
 
 
