@@ -154,10 +154,9 @@ class FitRow:
     token_cap: int = 0  # the run's per-rank token limit (graph-padded rows; with batch_cap it covers micro_batches)
     micro_batches: int = 1
     graph_padded: bool = False  # the benchmark padded decode batches to captured CUDA-graph sizes (bench_settings.py)
-    # a llama.cpp run's own settings where its row states them (columns ubatch_tokens, flash_attention): the physical
-    # batch (0: the profile's) and whether flash attention ran (None: the profile's default)
-    ubatch: int = 0
-    flash_attention: bool | None = None
+    # the Engine fields a llama.cpp run set itself where its row states them (llamacpp_run_settings), as (field, value)
+    # pairs; empty: the profile's
+    run_settings: tuple = ()
 
     @property
     def cell(self) -> tuple[str, str | None]:
@@ -235,8 +234,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
                       graph_padded=padded)
     if "phase" in cols and "tokens_per_s" in cols:
         base["engine"] = LLAMACPP_NO_BUILD if base["engine"].startswith("trtllm") else base["engine"]
-        run = llamacpp_run_settings(row, where)
-        base["ubatch"], base["flash_attention"] = run.get("ubatch_tokens", 0), run.get("flash_attention")
+        base["run_settings"] = tuple(sorted(llamacpp_run_settings(row, where).items()))
         if row["phase"] == "decode":
             n = int(num("tokens", 128))
             return FitRow(**base, kind="llama_decode", what="decode_tokens_per_s", config=f"{weights} tg{n}",
@@ -304,8 +302,8 @@ class Predictor:
         for i, r in enumerate(rows):  # every static-batch kind shares one pass per (model, device, engine)
             # a padded run captures graphs up to its own batch limit (bench_settings.captured_graph_sizes)
             keys.setdefault((r.model, r.hardware, r.engine, r.kind == "inflight", r.graph_padded,
-                             (r.batch_cap, r.token_cap, r.micro_batches) if r.graph_padded else 0, r.ubatch,
-                             r.flash_attention), []).append(i)
+                             (r.batch_cap, r.token_cap, r.micro_batches) if r.graph_padded else 0,
+                             r.run_settings), []).append(i)
         self.groups = [self._group(np.array(ix), rows) for ix in keys.values()]
         self.cells = sorted({r.cell for r in rows}, key=lambda c: (c[0], c[1] or ""))
 
@@ -318,10 +316,8 @@ class Predictor:
         if r0.graph_padded:  # trtllm-bench's limits, as the simulated path runs them (bench_settings.bench_sized)
             eng = eng.with_(max_seqs=int(r0.batch_cap) or eng.max_seqs, max_batched_tokens=int(r0.token_cap))
             eng = with_graph_padding(eng, r0.micro_batches)
-        if r0.ubatch:
-            eng = eng.with_(ubatch_tokens=r0.ubatch)
-        if r0.flash_attention is not None:
-            eng = eng.with_(flash_attention=r0.flash_attention)
+        if r0.run_settings:
+            eng = eng.with_(**dict(r0.run_settings))
         g = _Group(ix, np.array([r.kind for r in sel]), get_model(r0.model), get_hardware(r0.hardware), eng, arr("tp"), arr("ep"),
                    arr("adp"), arr("pp"), [r.weights for r in sel], [r.kv for r in sel], arr("batch").astype(float),
                    arr("isl").astype(float), arr("osl").astype(float), cell=r0.cell, batch_cap=arr("batch_cap"))

@@ -620,6 +620,7 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     ``window`` positions, so a decode step at a long context reads (C + 1) / 2 keys on average; without
     ``local_decode`` only prefill keeps to the chunk and a decode step reads the whole cache (TensorRT-LLM 1.x)."""
     kvb = c.plans.kv_bytes
+    ctx_p = c.p_past if window is None else np.minimum(c.p_past, window)  # the cached keys a prompt's queries see
     if chunked:
         C = float(window)
         ctx_d = np.where(c.d_ctx <= C, c.d_ctx, (C + 1.0) / 2.0) if local_decode else c.d_ctx
@@ -630,10 +631,9 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
         if cm.flash_attention:
             pairs_p = c.p_seqs * _pairs(c.p_tok, c.p_past, window) / c.adp
         else:  # scores as GEMMs: each query against every cell of the pass's cache view, the masked ones too
-            pairs_p = c.p_seqs * c.p_tok * ((c.p_past if window is None else np.minimum(c.p_past, window)) + c.p_tok) / c.adp
+            pairs_p = c.p_seqs * c.p_tok * (ctx_p + c.p_tok) / c.adp
     pairs_d = c.d_seqs * c.d_tok * ctx_d / c.adp
     # prefill (flash attention) reads Q/K/V of the new tokens and cached K/V once per sequence
-    ctx_p = c.p_past if window is None else np.minimum(c.p_past, window)
     kv_elems_d = c.d_seqs * ctx_d / c.adp * sh.kv_elems_per_token  # decode reads the whole cache once per sequence
     kv_elems_p = c.p_seqs / c.adp * (ctx_p + c.p_tok) * sh.kv_elems_per_token
     if name == Op.ATTENTION and c.plans.sparse:
