@@ -62,6 +62,14 @@ class Watts(Sourced):
     _dimension: ClassVar[str] = "w"
 
 
+class Count(_Strict):
+    """A whole number of units on a device (streaming multiprocessors, compute units), with where it came from."""
+
+    value: int = Field(ge=1)
+    source: str
+    note: str | None = None
+
+
 class Price(_Strict):
     """On-demand rent of one device (one GPU / chip), US dollars per hour, with the date it was listed."""
 
@@ -147,6 +155,10 @@ class Hardware(_Strict):
     # where FP32 peak counts 128 per SM. A kernel bound by the SMs' issue slots, not by FP32 math, runs at SMs x clock,
     # which the FP32 peak then understates by 128 / lanes (cuda_core_issue_gain)
     fp32_lanes_per_sm: int | None = Field(default=None, ge=16, le=256)
+    # streaming multiprocessors (NVIDIA): a GEMM's output tiles run on them in waves, one tile per SM at a time, so a
+    # GEMM whose tile count is not a multiple of the SM count leaves some idle in its last wave (costmodel/roofline.py
+    # wave_efficiency, for engines that state their GEMM tile: Engine.gemm_tile)
+    sm_count: Count | None = None
     achievable: Achievable
     overheads: Overheads = Field(default_factory=Overheads)
     links: Links = Field(default_factory=Links)
