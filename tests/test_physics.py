@@ -500,7 +500,7 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     eng = get_engine("llamacpp@b3000")
     m = get_model("llama-3-8b")
     g4090, ada6000 = get_hardware("rtx-4090"), get_hardware("rtx-6000-ada")
-    assert eng.mmq_ratio(g4090) == pytest.approx(2.34) and eng.mmq_ratio(ada6000) == pytest.approx(2.34)  # NVIDIA
+    assert eng.mmq_ratio(g4090) == pytest.approx(2.31) and eng.mmq_ratio(ada6000) == pytest.approx(2.31)  # NVIDIA
     p = {h.id: make_plans(m, h, weights="q4_0", kv="fp16", engine=eng) for h in (g4090, ada6000)}
     for h in (g4090, ada6000):
         assert float(p[h.id].gemm_flops[0]) == pytest.approx(eng.mmq_ratio(h) * h.peak("fp32"))  # FLOP/s
@@ -515,7 +515,7 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     # RDNA3's HIP MMQ: its own multiple, calibrated on PR 26284's RX 7900 XTX row (llama 8B Q4_K_M pp2048 at 512-token
     # microbatches, 3,189.36 tokens/s; a 2026 build, flash attention on by default), which it prices as measured
     xtx = get_hardware("radeon-rx-7900-xtx")
-    assert eng.mmq_ratio(xtx) == pytest.approx(0.93)
+    assert eng.mmq_ratio(xtx) == pytest.approx(0.92)
     px = make_plans(m, xtx, weights="q4_k_m", kv="fp16", engine=eng)
     cm, t, past = CostModel(m, xtx, engine=eng), 0.0, 0
     while past < 2048:
@@ -541,12 +541,12 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     a100, v100 = get_hardware("a100-sxm-80gb"), get_hardware("v100-sxm2-32gb")
     assert a100.fp32_lanes_per_sm == 64 and a100.cuda_core_issue_gain() == 2.0 and g4090.cuda_core_issue_gain() == 1.0
     pa = make_plans(m, a100, weights="q4_0", kv="fp16", engine=eng)
-    assert float(pa.gemm_flops[0]) == pytest.approx(2.34 * 2.0 * a100.peak("fp32"))  # FLOP/s
+    assert float(pa.gemm_flops[0]) == pytest.approx(2.31 * 2.0 * a100.peak("fp32"))  # FLOP/s
     assert eng.mmq_ratio(v100) == 0.0
     # estimate says where MMQ prices the prompt, and at what rate (a one-row calibration)
     mmq_notes = lambda hw_id: [n for n in estimate("llama-3-8b", hw_id, PlanSpec(weights="q4_0"), engine=eng).notes if "MMQ" in n]  # noqa: E731
     a100_notes = mmq_notes("a100-sxm-80gb")
-    assert len(a100_notes) == 1 and f"{2.34 * 2 * a100.peak('fp32') / 1e12:.0f} TFLOPS" in a100_notes[0]
+    assert len(a100_notes) == 1 and f"{2.31 * 2 * a100.peak('fp32') / 1e12:.0f} TFLOPS" in a100_notes[0]
     assert mmq_notes("v100-sxm2-32gb") == []
     pv = make_plans(m, v100, weights="q4_0", kv="fp16", engine=eng)
     assert float(pv.gemm_flops[0]) == pytest.approx(
@@ -611,3 +611,69 @@ def test_llamacpp_prompt_rate_falls_with_the_prompt_as_published():
     rate = lambda n: n / estimate("llama-3-8b", "rtx-4090", PlanSpec(weights="q4_k_m", kv="fp16"), isl=n, osl=1,  # noqa: E731
                                   batching="static", batch=1, engine=eng).ttft_s  # tokens/s
     assert rate(4096) / rate(512) == pytest.approx(5265.68 / 7138.99, rel=0.10)
+
+
+def test_wave_efficiency_counts_whole_waves_of_tiles():
+    """A GEMM of t = ceil(width / 128) x ceil(tokens / 128) tiles on S SMs takes ceil(t / S) waves of one tile per SM:
+    a 4,096-wide projection over 512 tokens is 32 x 4 = 128 tiles, one full wave on 128 SMs and two on 108, whose second
+    holds 20 tiles; a 513th token adds a tile row that is 1/128 busy; several GEMMs combine by their FLOPs."""
+    from planner.costmodel.roofline import wave_efficiency
+
+    tile = (128, 128)
+    assert float(wave_efficiency(512, [4096], 128, tile)) == pytest.approx(1.0)
+    assert float(wave_efficiency(512, [4096], 108, tile)) == pytest.approx(128 / 216)  # 2 waves x 108 slots
+    assert float(wave_efficiency(513, [4096], 128, tile)) == pytest.approx(4096 * 513 / (2 * 128 * 128 * 128))
+    # q (4,096), k and v (1,024 each) apart: 128 + 32 + 32 tiles, time = sum of FLOP shares over their efficiencies
+    e_q, e_kv = 1.0, 32 / 128
+    assert float(wave_efficiency(512, [4096, 1024, 1024], 128, tile)) == pytest.approx(6144 / (4096 / e_q + 2048 / e_kv))
+    assert float(wave_efficiency(0, [4096], 108, tile)) == 1.0  # no tokens, no work
+    assert np.allclose(wave_efficiency(np.array([512.0, 256.0]), [4096], 108, tile), [128 / 216, 64 / 108])
+
+
+def test_llamacpp_cublas_prompt_gemms_are_timed_in_waves_over_the_sms():
+    """llama.cpp's 2023-24 builds multiply q, k, v and gate, up apart in cuBLAS 128 x 128 tiles (engine profile:
+    gemm_tile, fused_projections), so the same prompt GEMMs take longer on a part whose SM count leaves its last wave
+    part-empty: two devices that differ only in SMs (108 vs 128) differ in the QKV GEMM by the ratio of their wave
+    efficiencies, where TensorRT-LLM (no tile stated) and a one-token llama.cpp step are untouched."""
+    from planner.costmodel.roofline import wave_efficiency
+    from planner.specs.engine import get_engine
+    from planner.specs.hardware import Count
+
+    eng = get_engine("llamacpp@unpinned")
+    assert eng.gemm_tile == (128, 128) and eng.fused_projections is False
+    assert get_engine("llamacpp").gemm_tile is None and get_engine("trtllm").gemm_tile is None
+    m, base = get_model("llama-3-8b"), get_hardware("a100-pcie-80gb")
+    assert base.sm_count.value == 108
+    more = base.model_copy(update={"sm_count": Count(value=128, source="test")})
+    p = make_plans(m, base, weights="fp16", kv="fp16", engine=eng)
+
+    def op_time(hw, engine, st, name):  # the op's tensor-core time (its bound_parts' tc), seconds
+        return float(np.asarray(CostModel(m, hw, engine=engine).step(p, st).op(name).bound_parts[0]).ravel()[0])
+
+    prompt = Step(prefill_seqs=1, prefill_tokens=512)
+    widths = [m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim, m.num_kv_heads * m.head_dim]
+    ratio = float(wave_efficiency(512, widths, 128, (128, 128)) / wave_efficiency(512, widths, 108, (128, 128)))
+    assert op_time(base, eng, prompt, Op.QKV_PROJ) / op_time(more, eng, prompt, Op.QKV_PROJ) == pytest.approx(ratio, rel=1e-6)
+    trt = get_engine("trtllm")
+    assert op_time(base, trt, prompt, Op.QKV_PROJ) == op_time(more, trt, prompt, Op.QKV_PROJ)
+    one = Step(decode_seqs=1, decode_ctx=512)  # a matrix-vector step: no tiles
+    assert op_time(base, eng, one, Op.MLP_UP) == op_time(more, eng, one, Op.MLP_UP)
+    # estimate says so, and says where an NVIDIA spec has no SM count to price the waves with
+    said = lambda hw: [n for n in estimate(m, hw, PlanSpec(weights="fp16"), isl=512, osl=16, engine=eng).notes  # noqa: E731
+                       if "SM" in n]
+    assert len(said(base)) == 1 and "over 108 SMs" in said(base)[0] and "whole waves" in said(base)[0]
+    bare = said(base.model_copy(update={"sm_count": None}))
+    assert len(bare) == 1 and "no SM count on record" in bare[0]
+
+
+def test_llamacpp_prompt_rate_across_sm_counts_as_published():
+    """The May 2024 LLaMA 3 8B F16 pp512 rows: A100 PCIe 7,741.34 tokens/s (XiongjieDai notebook, build 2836; held
+    out) against the RTX 4090's 9,382.0 (fitted): 0.825. Timed in waves over 108 and 128 SMs the planner gives their
+    ratio within 10 % (it gave 0.99, 20 % high, with a tile-agnostic small-M curve)."""
+    from planner.calibrate.bench_settings import offline
+
+    def rate(h):
+        eng = offline("llamacpp@unpinned").for_hardware(get_hardware(h))
+        return 512 / estimate("llama-3-8b", h, PlanSpec(weights="fp16", kv="fp16"), isl=512, osl=1, batching="static",
+                              batch=1, engine=eng).ttft_s  # tokens/s
+    assert rate("a100-pcie-80gb") / rate("rtx-4090") == pytest.approx(7741.34 / 9382.0, rel=0.10)

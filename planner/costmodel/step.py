@@ -26,7 +26,7 @@ from planner.costmodel.memory import LINEAR_STATE_BYTES, chunks_decode, frees_wi
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.profile import measured_decode_attention, measured_experts, measured_moe_loop
-from planner.costmodel.roofline import gemm_efficiency
+from planner.costmodel.roofline import gemm_efficiency, wave_efficiency
 from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
@@ -237,6 +237,13 @@ class CostModel:
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
         self.half_m = hw.achievable.matmul_half_m or k.gemm_half_m
+        # GEMMs timed in whole waves of CTA tiles over the SMs (Engine.gemm_tile: llama.cpp's cuBLAS path on NVIDIA
+        # GPUs; Hardware.sm_count): where both are known, the dense projections' efficiency is their wave efficiency
+        # instead of the small-M curve; separate q/k/v and gate/up GEMMs where the engine does not fuse them
+        tile = getattr(engine, "gemm_tile", None)
+        self.sms = int(hw.sm_count.value) if getattr(hw, "sm_count", None) is not None else 0
+        self.wave_tile = tuple(tile) if tile and self.sms and hw.vendor == "nvidia" else None
+        self.fused_projections = bool(getattr(engine, "fused_projections", True))
         el = hw.achievable.elementwise
         self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
         # the vector-unit ceiling for work that does not run on tensor cores (KV and weight dequantization)
@@ -275,8 +282,10 @@ class CostModel:
         self.profile = profile  # measured kernel profile (planner.costmodel.profile), or None
 
     # ---- roofline primitives -----------------------------------------------------
-    def _gemm(self, name, m, k_elems, flops_rate, wbytes, count, *, m_eff=None, in_out_elems=0.0, weight_touch=None):
-        """A GEMM over ``m`` tokens and a weight of ``k_elems`` elements (per device)."""
+    def _gemm(self, name, m, k_elems, flops_rate, wbytes, count, *, m_eff=None, in_out_elems=0.0, weight_touch=None,
+              widths=None):
+        """A GEMM over ``m`` tokens and a weight of ``k_elems`` elements (per device). ``widths``: the output widths
+        (per device) of the library GEMMs the op runs as, for engines that time GEMMs in waves (wave_tile)."""
         m = np.asarray(m, dtype=float)
         flops = 2.0 * m * k_elems
         w_elems = k_elems if weight_touch is None else weight_touch
@@ -292,6 +301,13 @@ class CostModel:
         byts = (weight_read if deq is None else np.where(deq, w_elems * 2.0, weight_read)) + m * in_out_elems * self._act
         hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
+        if self.wave_tile is not None and widths is not None:
+            # the library GEMM runs where a 16-bit weight meets two tokens or more, or a narrower one is dequantized
+            # to FP16 first (deq); one token runs as a matrix-vector kernel, a few on a narrow weight in MMQ
+            mmf = np.asarray(mm, float)
+            tiled = (mmf >= 2.0) & ((wb >= 2.0) if deq is None else (deq | (wb >= 2.0)))
+            if np.any(tiled):
+                eff = np.where(tiled, wave_efficiency(mmf, widths, self.sms, self.wave_tile), eff)
         # block-scaled FP8 GEMMs compute at the engine kernels' fraction of the plain rate (Engine.block_fp8_compute)
         frac = self._block_c_moe if name == Op.EXPERTS else self._block_c_dense if name in BLOCK_SCALED_DENSE else 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -480,6 +496,13 @@ class _Ctx:
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)
 
 
+def _qkv_widths(cm: "CostModel", sh) -> tuple:
+    """Output widths (per device) of the attention input projection's GEMMs: one over q, k and v together, or, where
+    the engine multiplies them apart (Engine.fused_projections), the query's (with its output gate) and k's and v's."""
+    kv = sh.kv_elems_per_token / 2.0
+    return (sh.qkv_out,) if cm.fused_projections else (sh.qkv_out - 2.0 * kv, kv, kv)
+
+
 def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     """Norm, QKV projection, attention core (full and windowed layers apart), output projection, TP all-reduce.
     MHA, GQA, MQA and MLA differ only in how the layer splits (costmodel/shard.py)."""
@@ -491,7 +514,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # mixer and the two TP all-reduces of a layer are every layer's
     att = c.layers_stage * m.num_attention_layers / m.num_layers
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
-           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, att, in_out_elems=h + sh.qkv_out)]
+           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, att, in_out_elems=h + sh.qkv_out,
+                    widths=None if a.mla else _qkv_widths(cm, sh))]
     if a.mla:
         # MLA's projections are separate kernels: the fused query/KV down-projection, the query up-projection and the
         # key half of the KV up-projection (absorbed into the query in decode); then the value half (absorbed) before
@@ -520,7 +544,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
             ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked, local_decode))
     if np.any(c.cp > 1):
         ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
-    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, att, in_out_elems=sh.heads * sh.prefill_dv + h))
+    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, att, in_out_elems=sh.heads * sh.prefill_dv + h,
+                        widths=None if a.mla else (h,)))
     if a.mla:
         _launch(cm, ops[-1], MLA_PROJ_LAUNCHES[Op.O_PROJ])
     ar_bytes = c.T * h * cm._act
@@ -668,9 +693,10 @@ def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     ffn = m.intermediate_size / c.tp
     cnt = c.layers_stage * m.num_dense_layers / m.num_layers
     return [
-        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=h + (mats - 1) * ffn),
+        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=h + (mats - 1) * ffn,
+                 widths=((mats - 1) * ffn,) if cm.fused_projections else (ffn,) * (mats - 1)),
         cm._elementwise(Op.MLP_ACT, c.T * ffn, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0),
-        cm._gemm(Op.MLP_DOWN, c.T, h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=ffn + h),
+        cm._gemm(Op.MLP_DOWN, c.T, h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=ffn + h, widths=(h,)),
     ]
 
 

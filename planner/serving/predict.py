@@ -193,6 +193,14 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      "weight and attending over the cache the passes before it wrote"
                      + ("" if engine.flash_attention else "; without flash attention each pass's scores go through memory "
                         "(engine profile: flash_attention)"))
+    if engine.gemm_tile and hw.vendor == "nvidia":
+        rows, toks = engine.gemm_tile
+        if hw.sm_count is None:
+            notes.append(f"{hw.id} has no SM count on record, so {engine.name}'s prompt GEMMs are priced without the waves "
+                         f"of {rows} x {toks} tiles its library runs them in (hardware spec: sm_count)")
+        elif isl_m >= 2:
+            notes.append(f"{engine.name}'s prompt GEMMs run as {rows} x {toks} tiles (output rows x tokens), one per SM at a "
+                         f"time over {hw.sm_count.value} SMs, and are timed in whole waves (engine profile: gemm_tile)")
     long_prompt = engine.long_prompt_note(isl_m)
     if long_prompt:
         notes.append(f"{long_prompt}; priced whole, as with the budget raised")

@@ -116,6 +116,15 @@ class Engine:
     # reading and writing them and a GEMM reading them back, over every cached cell of a pass whether masked or not
     # (llama.cpp without -fa; costmodel.step._attention_core)
     flash_attention: bool = True
+    # the CTA tile (output rows, tokens) of the library GEMM a prompt's dense projections run in, where the engine
+    # calls one that tiles its output this way (llama.cpp's 2023-24 cuBLAS path): the tiles of each GEMM spread over
+    # the device's SMs (Hardware.sm_count) in waves, one tile per SM at a time, and a GEMM is timed as whole waves
+    # (costmodel/roofline.py wave_efficiency). None: the tile-agnostic small-M curve (gemm_half_m) alone
+    gemm_tile: tuple[int, int] | None = None
+    # the attention input projections run as one GEMM (q, k and v weights concatenated) and a gated MLP's gate and up
+    # projections as one; False: a GEMM each (llama.cpp's graph multiplies wq, wk, wv and ffn_gate, ffn_up apart),
+    # which matters where GEMMs are timed in waves (gemm_tile)
+    fused_projections: bool = True
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -276,6 +285,7 @@ class Engine:
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
+                "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
@@ -393,6 +403,10 @@ _SHAPED_SETTINGS = {
     "ubatch_tokens": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                       "a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": (lambda f: isinstance(f, bool), "true or false"),
+    "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
+                                          and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
+                  "two integers >= 1: the tile's output rows and tokens ([128, 128]), or null"),
+    "fused_projections": (lambda f: isinstance(f, bool), "true or false"),
 }
 
 
@@ -440,6 +454,8 @@ class EngineSpec(_Strict):
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs"):
                 v = tuple(v or ())
+            if k == "gemm_tile" and v is not None:
+                v = tuple(int(x) for x in v)
             if k in BLOCK_FP8_FIELDS:
                 v = _block_fp8_fractions(v, k)
             if k in ("runtime_bytes", "collective_runtime_bytes") and isinstance(v, str):
