@@ -87,3 +87,12 @@ def test_zip_axes_must_match(tmp_path):
     f.write_text("name: x\ncommand: estimate\nbase: {model: llama-3.1-8b, hardware: h100-sxm}\nsweep:\n  mode: zip\n  axes: {isl: [1, 2], osl: [3]}\n")
     with pytest.raises(PlannerError, match="same length"):
         load_study(f)
+
+
+def test_report_numbers_keep_three_significant_figures_without_exponents_near_a_thousand():
+    """fmt prints three significant figures and whole numbers with separators from 999.5 up, so a throughput of
+    999.6 tokens/s reads 1,000, not 1e+03 (what '.3g' alone prints)."""
+    from planner.studies.report import fmt
+
+    assert fmt(999.6) == "1,000" and fmt(1036.4) == "1,036" and fmt(394.2) == "394" and fmt(99.96) == "100"
+    assert fmt(0.0287) == "0.0287" and fmt(-999.7) == "-1,000" and fmt(None) == "-"

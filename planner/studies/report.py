@@ -34,7 +34,8 @@ def fmt(v) -> str:
         return "-"
     if isinstance(v, float):
         a = abs(v)
-        return f"{v:,.0f}" if a >= 1000 else (f"{v:.3g}" if a >= 1e-3 or a == 0 else f"{v:.3e}")
+        # three significant figures; from 999.5 up whole numbers with separators (".3g" would print 999.6 as 1e+03)
+        return f"{v:,.0f}" if a >= 999.5 else (f"{v:.3g}" if a >= 1e-3 or a == 0 else f"{v:.3e}")
     return str(v)
 
 
