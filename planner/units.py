@@ -63,24 +63,6 @@ GiB = 2.0**30
 GB = 1e9
 
 
-def fmt_bytes(n: float) -> str:
-    """Human form in GiB/MiB/KiB (binary), which is how engines report memory."""
-    a = abs(n)
-    for unit, mult in (("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10)):
-        if a >= mult:
-            return f"{n / mult:.2f} {unit}"
-    return f"{n:.0f} B"
-
-
-def fmt_time(s: float) -> str:
-    a = abs(s)
-    if a >= 1:
-        return f"{s:.3g} s"
-    if a >= 1e-3:
-        return f"{s * 1e3:.3g} ms"
-    return f"{s * 1e6:.3g} µs"
-
-
 _DURATION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan))\s*(s|ms|us|µs|ns|min|h)?\s*$", re.I)
 _DURATION_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
 
