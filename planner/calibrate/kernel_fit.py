@@ -75,6 +75,7 @@ AT_BOUND = {
 
 
 KERNEL_COLUMNS = {"op", "dtype", "median_s"}  # what a fit needs from every row of kernels.csv
+ROW_DTYPES = {"fp8_e4m3": "fp8"}  # a kernels.csv dtype -> the hardware specs' compute-format name
 
 
 def read_kernels(folder: Path) -> list[dict]:
@@ -99,6 +100,8 @@ def read_kernels(folder: Path) -> list[dict]:
             raise PlannerError(f"{path}: a row's median_s is not a number ({r['median_s']!r}, row {i})") from None
     if not rows:
         raise PlannerError(f"{path} has no kernel rows to fit")
+    for r in rows:  # the harness names the FP8 format it ran (fp8_e4m3); peaks and fractions are per format family
+        r["dtype"] = ROW_DTYPES.get(r["dtype"], r["dtype"])
     return rows
 
 

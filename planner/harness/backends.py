@@ -278,6 +278,14 @@ class TorchOps:
     def attention(self, q, k, v, start: int, scale: float | None = None):
         t, L = q.shape[2], k.shape[2]
         mask, causal = None, False
+        if t == 1 and k.shape[1] == 1:
+            # decode over one cached head (MLA's absorbed latent, multi-query): every query head reads it once, as two
+            # batched products over the sequence. SDPA would expand the cache to every head first (MLA's 576-wide
+            # latent also leaves its fused kernels), copying b x heads x L x width elements per call.
+            b, H, _, d = q.shape
+            s = self.torch.bmm(q.reshape(b, H, d), k[:, 0].transpose(1, 2)).float() * (d**-0.5 if scale is None else scale)
+            p = self.torch.softmax(s, dim=-1).to(v.dtype)
+            return self.torch.bmm(p, v[:, 0]).reshape(b, H, 1, v.shape[-1])
         if t > 1 and start == 0:
             causal = True
         elif t > 1:
@@ -327,16 +335,43 @@ class TorchOps:
             return "fp8 GEMMs need compute capability 8.9 or newer"
         return None
 
-    def fp8_operands(self, m: int, n: int, k: int, rng: np.random.Generator):
-        """(a, b, scale_a, scale_b): a (m, k) row-major, b (k, n) column-major, as _scaled_mm wants."""
-        torch = self.torch
-        a = self._t(random_normal(rng, (m, k), 1.0), torch.float32).to(torch.float8_e4m3fn)
-        b = self._t(random_normal(rng, (n, k), 0.05), torch.float32).to(torch.float8_e4m3fn).t()
-        one = torch.ones((), dtype=torch.float32, device=self.device)
-        return a, b, one, one.clone()
+    def int8_gemm_available(self) -> str | None:
+        """None when torch._int_mm runs here (CUDA), else why not."""
+        if self.device != "cuda":
+            return "int8 GEMMs need CUDA"
+        if not hasattr(self.torch, "_int_mm"):
+            return f"torch {self.torch.__version__} has no torch._int_mm"
+        return None
 
-    def fp8_gemm(self, a, b, scale_a, scale_b):
-        return self.torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=self.torch.bfloat16)
+    def typed_gemm(self, dtype: str, m: int, n: int, k: int, copies: int, rng: np.random.Generator):
+        """(a, weights, call): an (m, k) activation, ``copies`` distinct (k, n) weights of ``dtype`` (bf16, fp16,
+        fp8_e4m3 through torch._scaled_mm with a bf16 output, int8 through torch._int_mm with an int32 output) and
+        ``call(a, w)``, one GEMM. Values are N(0, 1) activations and N(0, 1/k) weights drawn on the device (integers in
+        [-64, 64) for int8), never zeros (a product of zeros runs faster than one of real data)."""
+        torch = self.torch
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(rng.integers(0, 2**31 - 1)))
+
+        def normal(shape, std):
+            return torch.randn(shape, generator=gen, device=self.device, dtype=torch.float32) * std
+
+        if dtype in ("bf16", "fp16"):
+            t = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+            a = normal((m, k), 1.0).to(t)
+            ws = [normal((k, n), k**-0.5).to(t) for _ in range(copies)]
+            out = torch.empty((m, n), dtype=t, device=self.device)
+            return a, ws, lambda a, w: torch.matmul(a, w, out=out[: a.shape[0]])
+        if dtype == "fp8_e4m3":
+            a = normal((m, k), 1.0).to(torch.float8_e4m3fn)
+            ws = [normal((n, k), 1.0).to(torch.float8_e4m3fn).t() for _ in range(copies)]  # column-major, as _scaled_mm wants
+            one = torch.ones((), dtype=torch.float32, device=self.device)
+            return a, ws, lambda a, w: torch._scaled_mm(a, w, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        if dtype == "int8":
+            a = torch.randint(-64, 64, (m, k), generator=gen, device=self.device, dtype=torch.int8)
+            # column-major (k, n), the layout cuBLASLt's int8 tensor-core kernels take (a row-major one ran 10x slower on an H200)
+            ws = [torch.randint(-64, 64, (n, k), generator=gen, device=self.device, dtype=torch.int8).t() for _ in range(copies)]
+            return a, ws, lambda a, w: torch._int_mm(a, w)
+        raise ValueError(f"no typed GEMM for {dtype}")
 
     def copy(self, dst, src):
         dst.copy_(src)

@@ -50,6 +50,8 @@ class Grid:
     # token counts at which moe_loop rows time that loop's work besides its GEMMs (routing, gathers, activation, ...)
     moe_loop: tuple[tuple[int, int, int, int], ...] = ()
     moe_tokens: tuple[int, ...] = ()
+    # square GEMM sizes timed in every tensor-core format the device runs (a GPU's full grid): each format's sustained rate
+    peak_sizes: tuple[int, ...] = ()
 
 
 def memory_budget(mode: str, machine_bytes: int | None, requested: int | None = None) -> int:
@@ -208,19 +210,24 @@ def make_grid(mode: str, model: Model, llc_bytes: int | None, device: str = "cpu
             expert_m=EXPERT_M, mla_decode=mla_decode_shapes((model, *refs)), moe_loop=moe_loop_shapes((model, *refs)),
             moe_tokens=(1, 4, 16, 64, 256))
     h = model.hidden_size
-    off_model = [("square-1024", 1024, 1024, 2048), ("square-2048", 2048, 2048, 2048), ("square-8192", 8192, 8192, 2048),
+    # a GPU's prefill chunks run to 8,192 tokens (engines' default token budgets); a CPU's stop at 2,048
+    big = 8192 if device == "cuda" else 2048
+    off_model = [("square-1024", 1024, 1024, big), ("square-2048", 2048, 2048, big), ("square-8192", 8192, 8192, big),
                  ("lm_head", model.vocab_size, h, 256)]
     prefill = tuple((b, t) for b in (1, 4) for t in _pow2(16, 1024))
     decode = tuple((b, c) for b in _pow2(1, 32) for c in _pow2(128, 2048))
     refs = tuple(refmodels.reference_models(int(E2E_SHARE * room), elem_size, *e2e_dims(prefill, decode)))
-    shapes, dropped = _fit_shapes(_dedupe([(lb, n, k, 2048) for lb, n, k in model_shapes] + off_model
+    shapes, dropped = _fit_shapes(_dedupe([(lb, n, k, big) for lb, n, k in model_shapes] + off_model
                                           + _ref_shapes(refs, 1024)), elem_size, room * 3 // 4)
+    # a peak size fits when its activation, output and the weight copies that keep it cold (>= the bandwidth arrays) do
+    peaks = tuple(s for s in (4096, 8192, 16384) if device == "cuda"
+                  and 2 * s * s * 4 + max(s * s * 2, bandwidth) * 2 <= room * 3 // 4)
     kv_bytes = lambda b: 2 * b * 4096 * model.num_kv_heads * model.head_dim * elem_size  # noqa: E731 (one cache, longest context)
     bmax = max([b for b in _pow2(1, 32) if kv_bytes(b) <= room // 2] + [1])
     attn_decode = tuple((b, c) for b in _pow2(1, bmax) for c in _pow2(32, 4096))
     return Grid(
         mode=mode, timing=Timing(warmup=1, min_repeats=5, min_time_s=0.2, warmup_s=0.02),
-        gemm_m=_pow2(1, 2048), gemm_shapes=shapes,
+        gemm_m=_pow2(1, big), gemm_shapes=shapes, peak_sizes=peaks,
         attn_prefill=tuple((1, s) for s in _pow2(64, 2048)) + tuple((4, s) for s in _pow2(64, 512)),
         attn_decode=attn_decode,
         bandwidth_bytes=bandwidth, elementwise_m=(1, 16, 128, 1024, 4096),

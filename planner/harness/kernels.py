@@ -77,16 +77,53 @@ def gemm_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Ca
     if fp8_reason is None:
         for _label, n, k, m_max in grid.gemm_shapes:
             ms = [m for m in grid.gemm_m if m <= m_max]
+            copies = weight_copies(k * n, grid)  # one byte per weight: cold, as the 16-bit rows
             for m in ms:
                 row = _base(ops, "gemm", "fp8_e4m3") | {"m": m, "n": n, "k": k, "bytes": (m * k + k * n) + m * n * 2,
                                                         "flops": 2 * m * n * k}
+                cases.append(Case("gemm", row, _typed_prepare(ops, slot, rng, "fp8_e4m3", m, n, k, max(ms), copies),
+                                  optional=True))
+    cases += peak_cases(ops, grid, rng, slot)
+    return cases
 
-                def prepare(m=m, n=n, k=k, top=max(ms)):
-                    a, b, sa, sb = slot.get(("fp8", n, k), lambda: ops.fp8_operands(top, n, k, rng))
-                    a = a[:m]
-                    return lambda: ops.fp8_gemm(a, b, sa, sb)
 
-                cases.append(Case("gemm", row, prepare, optional=True))
+# bytes per weight / activation element and per output element of the typed GEMMs (int8 accumulates into int32)
+TYPED_BYTES = {"bf16": (2, 2), "fp16": (2, 2), "fp8_e4m3": (1, 2), "int8": (1, 4)}
+
+
+def _typed_prepare(ops, slot: Slot, rng: np.random.Generator, dtype: str, m: int, n: int, k: int, top: int, copies: int):
+    """The prepare of one typed GEMM row: buffers for the shape's largest m (kept in the slot across its m), the call
+    cycling through ``copies`` weights."""
+    def prepare():
+        a, ws, call = slot.get((dtype, n, k), lambda: ops.typed_gemm(dtype, top, n, k, copies, rng))
+        x, turn = a[:m], [0]
+
+        def run():
+            turn[0] = (turn[0] + 1) % len(ws)
+            return call(x, ws[turn[0]])
+
+        return run
+
+    return prepare
+
+
+def peak_cases(ops, grid: Grid, rng: np.random.Generator, slot: Slot) -> list[Case]:
+    """Square GEMMs of each tensor-core format the device runs (16-bit, FP8, INT8) at ``grid.peak_sizes``: the rate
+    each format sustains once M, N and K fill the chip, the figure the hardware specs' matmul fractions are (MAMF)."""
+    if not grid.peak_sizes or not hasattr(ops, "typed_gemm"):
+        return []
+    formats = ["bf16", "fp16"]
+    if ops.fp8_gemm_available() is None:
+        formats.append("fp8_e4m3")
+    if ops.int8_gemm_available() is None:
+        formats.append("int8")
+    cases = []
+    for s in grid.peak_sizes:
+        for dt in formats:
+            es, out_es = TYPED_BYTES[dt]
+            row = _base(ops, "gemm", dt) | {"m": s, "n": s, "k": s, "bytes": 2 * s * s * es + s * s * out_es, "flops": 2 * s**3}
+            copies = weight_copies(s * s * es, grid)
+            cases.append(Case("gemm peak", row, _typed_prepare(ops, slot, rng, dt, s, s, s, s, copies), optional=True))
     return cases
 
 

@@ -1,0 +1,122 @@
+"""The GPU side of the harness: the grid a CUDA capture runs, the typed-GEMM rows that measure each tensor-core
+format, and the H200 capture in measurements/ (taken with benchmarks/gpu_capture.sh) going through calibrate and
+validate like a CPU one."""
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner.calibrate.kernel_fit import fit_capture, read_kernels
+from planner.harness.backends import torch_or_none
+from planner.harness.grids import make_grid
+from planner.harness.kernels import TYPED_BYTES, Slot, peak_cases
+from planner.specs.loader import get_hardware, get_model
+from cli_helpers import run as run_cli
+
+CAPTURE = Path(__file__).resolve().parent.parent / "measurements" / "cpu-intel-xeon-16c-gpu-nvidia-h200" / "2026-12-04"
+GiB = 1 << 30
+
+
+def test_a_gpu_full_grid_times_prefill_sized_gemms_and_every_format_at_square_sizes():
+    model = get_model("llama-3.1-8b")
+    gpu = make_grid("full", model, 60 << 20, "cuda", budget_bytes=16 * GiB, elem_size=2)
+    cpu = make_grid("full", model, 32 << 20, "cpu", budget_bytes=4 * GiB, elem_size=4)
+    assert gpu.gemm_m[-1] == 8192 and cpu.gemm_m[-1] == 2048  # engines' prefill chunks run to 8,192 tokens
+    assert gpu.peak_sizes == (4096, 8192, 16384) and cpu.peak_sizes == ()
+    by_label = {label: m_max for label, _n, _k, m_max in gpu.gemm_shapes}
+    assert by_label["gate_up"] == 8192 and by_label["lm_head"] == 256
+    # a small budget leaves out the square sizes whose buffers do not fit
+    small = make_grid("full", model, 60 << 20, "cuda", budget_bytes=2 * GiB, elem_size=2)
+    assert 16384 not in small.peak_sizes
+
+
+class _FakeTypedOps:
+    """Just enough of TorchOps for peak_cases: typed GEMMs in numpy, every format available."""
+    name, device, dtype = "torch", "cuda", "bf16"
+
+    def __init__(self):
+        self.made = []
+
+    def fp8_gemm_available(self):
+        return None
+
+    def int8_gemm_available(self):
+        return None
+
+    def typed_gemm(self, dtype, m, n, k, copies, rng):
+        self.made.append((dtype, m, n, k, copies))
+        a = rng.standard_normal((m, k))
+        ws = [rng.standard_normal((k, n)) for _ in range(copies)]
+        return a, ws, lambda a, w: a @ w
+
+
+def test_peak_rows_count_each_formats_bytes_and_cycle_weights_that_exceed_the_bandwidth_arrays():
+    grid = dataclasses.replace(make_grid("tiny", get_model("llama-3.1-8b"), 1 << 20, "cuda"), peak_sizes=(64,),
+                               bandwidth_bytes=64 * 64 * 2 * 3)
+    ops = _FakeTypedOps()
+    cases = peak_cases(ops, grid, np.random.default_rng(0), Slot())
+    assert [c.row["dtype"] for c in cases] == ["bf16", "fp16", "fp8_e4m3", "int8"]
+    for c in cases:
+        es, out_es = TYPED_BYTES[c.row["dtype"]]
+        assert c.row["m"] == c.row["n"] == c.row["k"] == 64 and c.row["flops"] == 2 * 64**3
+        assert c.row["bytes"] == 2 * 64 * 64 * es + 64 * 64 * out_es  # int8 writes int32, fp8 bf16
+        call = c.prepare()
+        assert call().shape == (64, 64)
+    copies = {dt: cp for dt, _m, _n, _k, cp in ops.made}
+    assert copies["bf16"] == 3 and copies["fp8_e4m3"] == 6 and copies["int8"] == 6  # one-byte weights: twice the copies
+    # a grid without peak sizes (any CPU capture, a quick one) adds no rows
+    assert peak_cases(ops, dataclasses.replace(grid, peak_sizes=()), np.random.default_rng(0), Slot()) == []
+
+
+@pytest.mark.skipif(torch_or_none() is None, reason="torch is not installed")
+def test_typed_gemms_and_single_head_decode_on_torch():
+    from planner.harness.backends import TorchOps
+
+    torch = torch_or_none()
+    ops = TorchOps("cpu")
+    rng = np.random.default_rng(1)
+    a, ws, call = ops.typed_gemm("bf16", 8, 32, 16, 3, rng)
+    assert len({w.data_ptr() for w in ws}) == 3 and call(a[:5], ws[1]).shape == (5, 32)
+    _a, ws8, _call = ops.typed_gemm("int8", 32, 32, 16, 2, rng)
+    assert ws8[0].dtype == torch.int8 and ws8[0].stride() == (1, 16)  # column-major, cuBLASLt's int8 layout
+    # decode over one cached head (MLA's latent) through two batched products equals SDPA over the expanded cache
+    q, c = torch.randn(3, 8, 1, 40), torch.randn(3, 1, 17, 40)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, c.expand(3, 8, 17, 40), c[..., :32].expand(3, 8, 17, 32),
+                                                           scale=0.1)
+    assert torch.allclose(ops.attention(q, c, c[..., :32], 16, scale=0.1), ref, atol=1e-5)
+
+
+def test_the_h200_capture_is_a_complete_cuda_capture():
+    import yaml
+
+    meta = yaml.safe_load((CAPTURE / "meta.yaml").read_text())
+    assert meta["status"] == "complete" and meta["device"] == "cuda"
+    assert meta["torch"]["gpu_name"] == "NVIDIA H200" and meta["torch"]["compute_capability"] == "9.0"
+    with (CAPTURE / "kernels.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    formats = {r["dtype"] for r in rows if r["op"] == "gemm" and r["m"] == r["n"] == r["k"] == "16384"}
+    assert formats == {"bf16", "fp16", "fp8_e4m3", "int8"}
+    # every square GEMM ran under its format's datasheet peak (a row over it would be a timing error)
+    hw = get_hardware("h200-sxm")
+    for r in rows:
+        if r["op"] == "gemm" and r["m"] == r["n"] == r["k"]:
+            spec = {"fp8_e4m3": "fp8"}.get(r["dtype"], r["dtype"])
+            assert float(r["flops"]) / float(r["median_s"]) < hw.peak(spec)
+
+
+def test_the_h200_capture_calibrates_against_its_datasheet_and_validates(capsys):
+    rows = read_kernels(CAPTURE)
+    assert "fp8_e4m3" not in {r["dtype"] for r in rows}  # read as the specs' format family
+    fit = fit_capture(CAPTURE, get_hardware("h200-sxm"))
+    for x in ("bf16", "fp16", "fp8", "int8"):
+        assert 0 < fit.params[f"matmul:{x}"] <= 1
+    code, stdout, stderr = run_cli(["validate", str(CAPTURE), "--json"], capsys)
+    assert code == 0, stderr
+    import json
+
+    out = json.loads(stdout)
+    e2e = [x for x in out["rows"] if x["predicted"] is not None]
+    assert len(e2e) == 176 and all(x["predicted"] > 0 for x in e2e)
