@@ -2,7 +2,8 @@
 # A full `planner profile` capture on one CUDA GPU, in one go, for a machine lent for a few minutes:
 # kernel rows (GEMMs of Llama-3.1-8B's layers to 8,192 tokens in bf16 and FP8, square GEMMs in every
 # tensor-core format, attention, bandwidth, norms, the MoE loop, host overhead) and end-to-end steps of the
-# three reference models and 8 layers of Llama-3.1-8B, then a tarball of the capture and the GPU's clocks.
+# three reference models and 8 layers of Llama-3.1-8B; then a clock check (burst against sustained GEMMs) and a host
+# check (the host's dispatch speed, as captured and pinned to one core); a tarball of the capture and the GPU's clocks.
 #
 #   OUT=/some/dir bash benchmarks/gpu_capture.sh        # from the repository root
 #
@@ -69,6 +70,36 @@ while time.time() < t_end:
         a @ b
     e.record(); e.synchronize()
     print(f"window: {150 * flop / (s.elapsed_time(e) / 1e3) / 1e12:.1f} TFLOP/s;", smi(), flush=True)
+EOF
+# the host's own speed: one decode step of the dense host-overhead probe (width 64: the host issuing its kernels),
+# 300 times as the capture runs it, then with the process pinned to one core and one torch thread
+timeout 60 python3 - <<'EOF' | tee "$OUT/host_check.txt"
+import os
+import numpy as np
+from planner.harness.backends import TorchOps
+from planner.harness.grids import make_grid
+from planner.harness.kernels import Slot, host_cases
+from planner.specs.loader import get_model
+
+ops = TorchOps("cuda")
+grid = make_grid("quick", get_model("llama-3.1-8b"), 300 << 20, "cuda", budget_bytes=4 << 30, elem_size=2)
+case = host_cases(ops, grid, np.random.default_rng(0), Slot())[0]
+fn = case.prepare()
+
+def run(n=300):
+    ts = np.array([ops.time_call(fn) for _ in range(n)]) * 1e3
+    return "p10 %.2f  p50 %.2f  p90 %.2f  max %.2f ms" % (*np.percentile(ts, [10, 50, 90]), ts.max())
+
+with ops.inference():
+    for _ in range(20):
+        ops.time_call(fn)
+    print(case.row["op"], "decode step, batch", case.row["batch"], ", as captured:", run())
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[len(cpus) // 2]})
+    ops.torch.set_num_threads(1)
+    for _ in range(20):
+        ops.time_call(fn)
+    print(case.row["op"], "pinned to cpu", cpus[len(cpus) // 2], "with one torch thread:", run())
 EOF
 kill $DMON 2>/dev/null
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv > "$OUT/nvidia_smi_after.csv" 2>&1

@@ -285,7 +285,9 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
                               "p90_ape": float(np.percentile(err[sel], 90))}
     at_bound = [n for n, v, a, b in zip(names, sol.x, lo, hi) if v <= a + 1e-4 * (b - a) or v >= b - 1e-4 * (b - a)]
     hw = _spec(folder, meta, base, peaks, bw, params)
-    if host_rows:  # the per-op host overhead of the harness engine, from its negligible-width steps
+    # the per-op host overhead of the harness engine, from its negligible-width steps; on a GPU the host issues ops while
+    # the device runs the ones before, so those steps are looked up as a floor under each step (KernelProfile), not fitted
+    if host_rows and str(meta.get("device", "cpu")) == "cpu":
         params["op_overhead_s"], host_res = _host_overhead(folder, host_rows, hw, params["kernel_s"])
         residuals.update(host_res)
         hw = _spec(folder, meta, base, peaks, bw, params)

@@ -109,6 +109,10 @@ class KernelProfile:
     gemm: dict[str, list[GemmFamily]] = field(default_factory=dict)  # dtype -> families
     attn_decode: dict[str, list[AttentionFamily]] = field(default_factory=dict)  # dtype -> families
     moe_loop: dict[str, list[MoeLoopFamily]] = field(default_factory=dict)  # dtype -> families
+    # a GPU capture's host-overhead probes (host_<kind> rows: the harness's layers at a negligible width): seconds of
+    # host time per decoder layer of each layout ("dense", "moe", "mla") and phase ("prefill", "decode"). On a GPU the
+    # host issues a step's kernels while the device runs those before, so a step takes at least its layers' host time
+    host_per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: str | Path) -> "KernelProfile":
@@ -116,6 +120,8 @@ class KernelProfile:
         rows: dict[tuple[str, float], dict[float, list[float]]] = {}
         attn: dict[tuple[str, float, float, float], dict[float, list[float]]] = {}
         loop: dict[tuple[str, float, float, float, float], dict[float, list[float]]] = {}
+        host: dict[tuple[str, str], list[float]] = {}
+        gpu = _captured_on_gpu(folder)
         with (folder / "kernels.csv").open(newline="") as fh:
             for r in csv.DictReader(fh):
                 if r["op"] == "gemm":
@@ -125,6 +131,10 @@ class KernelProfile:
                     d = _f(r, "head_dim")
                     key = (r["dtype"], _f(r, "heads") / max(_f(r, "kv_heads"), 1.0), d, _f(r, "head_dim_v") or d)
                     attn.setdefault(key, {}).setdefault(float(r["flops"]), []).append(float(r["median_s"]))
+                elif gpu and r["op"].startswith("host_") and r.get("median_s") and _f(r, "n") > 0:
+                    # m = batch, n = layers, seq_q = tokens per sequence in the step (1: decode)
+                    phase = "decode" if _f(r, "seq_q") <= 1 else "prefill"
+                    host.setdefault((r["op"][len("host_"):], phase), []).append(float(r["median_s"]) / _f(r, "n"))
                 elif r["op"] == "moe_loop" and r.get("median_s"):
                     key = (r["dtype"], _f(r, "n"), _f(r, "k"), _f(r, "heads"), _f(r, "kv_heads"))
                     loop.setdefault(key, {}).setdefault(float(r["m"]), []).append(float(r["median_s"]))
@@ -137,11 +147,25 @@ class KernelProfile:
             fl = np.array(sorted(by_f))
             ts = np.array([np.median(by_f[x]) for x in fl])
             prof.attn_decode.setdefault(dtype, []).append(AttentionFamily(g, dqk, dv, np.log(fl), np.log(ts)))
+        for (kind, phase), ts in host.items():
+            prof.host_per_layer.setdefault(kind, {})[phase] = float(np.median(ts))
         for (dtype, h, f, e, k), by_t in loop.items():
             tk = np.array(sorted(by_t))
             ts = np.array([np.median(by_t[x]) for x in tk])
             prof.moe_loop.setdefault(dtype, []).append(MoeLoopFamily(h, f, e, k, np.log(tk), np.log(ts)))
         return prof
+
+    def host_step_floor(self, model, prefill) -> np.ndarray | float:
+        """Seconds a step of ``model`` takes at least on a GPU capture's host: its decoder layers x the host time per
+        layer of its layout (a mixture of experts, else multi-head latent attention, else dense), the prefill value
+        where ``prefill`` (per plan) is true; 0 without host rows for that layout (a CPU capture: there the host time is
+        a per-op cost the fit adds, kernel_fit._host_overhead)."""
+        kind = "moe" if model.moe else "mla" if model.attention.mla else "dense"
+        per = self.host_per_layer.get(kind)
+        if not per:
+            return 0.0
+        pre, dec = per.get("prefill", per.get("decode", 0.0)), per.get("decode", per.get("prefill", 0.0))
+        return np.where(prefill, pre, dec) * model.num_layers
 
     def gemm_time(self, m, weight_elems: float, dtype: str) -> tuple[np.ndarray, int]:
         """Time (s) of a GEMM of m tokens against weight_elems, and the index of its source in SOURCES
@@ -214,6 +238,17 @@ class KernelProfile:
         lf = np.log(np.maximum(flops, 1.0))
         exact = np.isclose(lf[..., None], f.log_flops).any(axis=-1) if lf.ndim else bool(np.isclose(lf, f.log_flops).any())
         return t, 1 if np.all(exact) else 2
+
+
+def _captured_on_gpu(folder: Path) -> bool:
+    """Whether the capture in ``folder`` ran on a GPU (meta.yaml's device), where the host overlaps the device."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load((folder / "meta.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(meta, dict) and str(meta.get("device", "cpu")) not in ("cpu", "None")
 
 
 def measured_decode_attention(cm, c, sh, op, *, local: bool):

@@ -397,6 +397,11 @@ class CostModel:
         # a token passes every stage in turn; the slowest stage (layers + lm_head) sets the pace
         latency = layer_time * c.pp + head_time + hops + self.step_s
         stage = layer_time + head_time + self.step_s
+        if self.profile is not None and self.profile.host_per_layer:
+            # a GPU capture's eager layer code: the host issues each layer's kernels while the device runs the ones
+            # before, so the step takes the longer of the device's work and the host's (measured per layer)
+            floor = self.profile.host_step_floor(self.model, c.p_seqs > 0)
+            latency, stage = np.maximum(latency, floor), np.maximum(stage, floor / c.pp)
         # the engine's host work per step (schedule, sample, detokenize): a + b x sequences in the step; an engine
         # that schedules the next step while the GPU runs this one hides it under the GPU time
         host = self.step_host_s + self.step_host_per_seq_s * (c.p_seqs + c.d_seqs) / c.adp

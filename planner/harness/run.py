@@ -31,7 +31,7 @@ from planner.harness.capture import (
 )
 from planner.harness.e2e import choose_layers, e2e_cases
 from planner.harness.grids import Grid, make_grid, memory_budget
-from planner.harness.kernels import Case, Slot, kernel_cases
+from planner.harness.kernels import Case, Slot, host_cases, kernel_cases
 from planner.harness.refmodels import host_probe, write_model
 from planner.harness.timing import BUSY_CORES, BUSY_CV, CpuMeter, SpeedProbe, measure
 from planner.specs.model import Model
@@ -360,7 +360,17 @@ def _measure_backend(opts: ProfileOptions, ops, model: Model, grid: Grid, ksink:
     rng = np.random.default_rng(opts.seed)
     # the speed probe streams a weight the size of the bandwidth rows' arrays (>= 4x the last-level cache): from memory
     # whatever ran before it
-    probe = SpeedProbe(ops, grid.bandwidth_bytes, np.random.default_rng(opts.seed + 7)) if ops.device == "cpu" else None
+    # (on a GPU, where small steps are host-bound: a decode step of the dense host-overhead probe, the host's speed)
+    probe, probe_what = None, ""
+    if ops.device == "cpu":
+        probe = SpeedProbe(ops, grid.bandwidth_bytes, np.random.default_rng(opts.seed + 7))
+        probe_what = f"matrix-vector product over {grid.bandwidth_bytes >> 20} MiB"
+    else:
+        first = host_cases(ops, grid, np.random.default_rng(opts.seed + 7), Slot())[:1]  # its own slot: kept alive
+        if first:
+            probe = SpeedProbe(ops, 0, None, fn=first[0].prepare())
+            probe_what = (f"one step of the host-overhead probe {first[0].row['op']} (batch {first[0].row['batch']}, "
+                          f"{first[0].row['n']} layers at width {first[0].row['k']}): the host issuing its kernels")
     if ops.name == "torch" and ops.device == "cuda" and ops.fp8_gemm_available():
         why = f"fp8 gemm: {ops.fp8_gemm_available()}"
         if why not in meta["skipped"]:
@@ -377,8 +387,8 @@ def _measure_backend(opts: ProfileOptions, ops, model: Model, grid: Grid, ksink:
         busy_e = _run_cases(cases, esink, ops, grid, progress, meta, slot, probe)
     if probe is not None and probe.samples:
         kept = [s for s in (meta.get("speed_probe") or {}).get("runs", []) if s.get("backend") != ops.name]
-        entry = {"backend": ops.name, "what": f"matrix-vector product over {grid.bandwidth_bytes >> 20} MiB, median of "
-                 f"{SpeedProbe.REPEATS}", **probe.summary(), "trace": probe.samples}
+        entry = {"backend": ops.name, "what": f"{probe_what}, median of {SpeedProbe.REPEATS}", **probe.summary(),
+                 "trace": probe.samples}
         meta["speed_probe"] = {"runs": kept + [entry]}
     return busy_k, busy_e
 

@@ -117,22 +117,27 @@ class SpeedProbe:
     """A fixed small kernel timed again and again through a capture: a matrix-vector product over a weight of
     ``nbytes`` (memory and cache bound, as decode steps are). Rows measured at different moments are comparable
     only while it keeps its time: on a shared host (a cloud VM whose cores, cache or memory bandwidth other tenants
-    also use) it can move by tens of percent within seconds, invisibly to the load average and steal time."""
+    also use) it can move by tens of percent within seconds, invisibly to the load average and steal time.
+    On a GPU the probe is ``fn`` instead: a step of layers at a negligible width, whose time is the host's issuing
+    of its kernels (eager PyTorch steps of small models are host-bound there)."""
 
     REPEATS = 5
     TIMING = Timing(warmup=1, min_repeats=REPEATS, min_time_s=0.0, max_repeats=REPEATS)
 
-    def __init__(self, ops, nbytes: int, rng: np.random.Generator):
-        k = 1024
-        n = max(1, nbytes // (k * ops.elem_size))
+    def __init__(self, ops, nbytes: int, rng: np.random.Generator | None, fn=None):
         self.ops = ops
-        self.x, self.w, self.out = ops.randn((1, k), 1.0, rng), ops.randn((k, n), k**-0.5, rng), ops.empty((1, n))
+        if fn is None:
+            k = 1024
+            n = max(1, nbytes // (k * ops.elem_size))
+            x, w, out = ops.randn((1, k), 1.0, rng), ops.randn((k, n), k**-0.5, rng), ops.empty((1, n))
+            fn = lambda: ops.gemm(x, w, out)  # noqa: E731
+        self.fn = fn
         self.samples: list[dict] = []
         self.t0 = time.perf_counter()
 
     def sample(self, phase: str) -> float:
         """Time the probe now (median of a few calls after one warm-up) and record it under ``phase``."""
-        s = measure(lambda: self.ops.gemm(self.x, self.w, self.out), self.ops, self.TIMING).median_s
+        s = measure(self.fn, self.ops, self.TIMING).median_s
         self.samples.append({"at_s": round(time.perf_counter() - self.t0, 2), "phase": phase, "seconds": s})
         return s
 
