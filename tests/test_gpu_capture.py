@@ -95,6 +95,9 @@ def test_the_h200_capture_is_a_complete_cuda_capture():
     meta = yaml.safe_load((CAPTURE / "meta.yaml").read_text())
     assert meta["status"] == "complete" and meta["device"] == "cuda"
     assert meta["torch"]["gpu_name"] == "NVIDIA H200" and meta["torch"]["compute_capability"] == "9.0"
+    # the speed probe on a GPU times the host (a host-bound step), through the capture
+    probe = meta["speed_probe"]["runs"][0]
+    assert probe["samples"] >= 10 and "host" in probe["what"]
     with (CAPTURE / "kernels.csv").open() as f:
         rows = list(csv.DictReader(f))
     formats = {r["dtype"] for r in rows if r["op"] == "gemm" and r["m"] == r["n"] == r["k"] == "16384"}
@@ -120,3 +123,36 @@ def test_the_h200_capture_calibrates_against_its_datasheet_and_validates(capsys)
     out = json.loads(stdout)
     e2e = [x for x in out["rows"] if x["predicted"] is not None]
     assert len(e2e) == 176 and all(x["predicted"] > 0 for x in e2e)
+    # recorded: 5.2 % median over the 176 steps with the host floor (17.7 % when every op added a fitted host time);
+    # a change that loses the host floor or misprices the device side fails here
+    assert out["per_file"][0]["median_ape"] < 0.10
+
+
+def test_on_a_gpu_the_host_is_a_floor_under_each_step_not_a_cost_per_op():
+    """Eager PyTorch issues a GPU's kernels from the host while the device runs the ones before: the capture's host
+    probes (its layer code at width 64) are looked up per decoder layer, and a step takes the longer of that and its
+    device work. calibrate does not fit a per-op host time on a GPU, and a CPU capture keeps its per-op model."""
+    from planner.costmodel.plans import make_plans
+    from planner.costmodel.profile import KernelProfile
+    from planner.costmodel.step import CostModel, Step
+    from planner.specs.engine import Engine
+
+    prof = KernelProfile.load(CAPTURE)
+    assert set(prof.host_per_layer) == {"dense", "moe", "mla"}
+    assert all(0 < v < 0.01 for per in prof.host_per_layer.values() for v in per.values())  # ms per layer, not more
+    fit = fit_capture(CAPTURE, get_hardware("h200-sxm"))
+    assert "op_overhead_s" not in fit.params and fit.hardware.overheads.kernel_s.value == pytest.approx(fit.params["kernel_s"])
+
+    hw = get_hardware(str(CAPTURE / "calibrated.yaml"))
+    model = get_model(str(CAPTURE / "models" / "llama-3.1-8b.yaml")).model_copy(update={"num_layers": 8})
+    plans = make_plans(model, hw, weights="bf16", kv="bf16", engine="harness")
+    cm = CostModel(model, hw, engine=Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False))
+    floor = 8 * prof.host_per_layer["dense"]["decode"]
+    small = float(cm.step(plans, Step(decode_seqs=1, decode_ctx=128)).time_s[0])
+    assert small == pytest.approx(floor)  # one sequence's decode: the host's time, whatever the kernels cost
+    big = float(cm.step(plans, Step(prefill_seqs=4, prefill_tokens=1024)).time_s[0])
+    assert big > 2 * 8 * prof.host_per_layer["dense"]["prefill"]  # 4,096 tokens of prefill: the device's
+    # without the host rows the same step is priced as the device's work alone
+    bare = dataclasses.replace(prof, host_per_layer={})
+    cm_bare = CostModel(model, hw, engine=Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False), profile=bare)
+    assert float(cm_bare.step(plans, Step(decode_seqs=1, decode_ctx=128)).time_s[0]) < 0.8 * small
