@@ -307,8 +307,9 @@ def drift_warnings(meta: dict) -> list[str]:
     for run in ((meta.get("speed_probe") or {}).get("runs") or []):
         spread = run.get("spread")
         if spread is not None and spread > DRIFT:
-            out.append(f"the machine's speed moved during the {run.get('backend', '')} capture: a fixed probe kernel took "
-                       f"{run['fastest_s'] * 1e3:.2f}-{run['slowest_s'] * 1e3:.2f} ms ({spread:+.0%}), so rows measured at "
+            out.append(f"the machine's speed moved during the {run.get('backend', '')} capture: a fixed probe "
+                       f"(speed_probe in meta.yaml) took {run['fastest_s'] * 1e3:.2f}-{run['slowest_s'] * 1e3:.2f} ms "
+                       f"({spread:+.0%}), so rows measured at "
                        "different moments (kernel rows and the e2e steps they predict) can disagree by that much; a shared "
                        "host's other tenants (cores, cache, memory bandwidth) do this unseen by the load average")
     return out
