@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
                                  "tb_per_s": round(byts / t / 1e12, 3)})
                 except (RuntimeError, ValueError) as e:
                     print(f"skipped {dtype} {label} m={m}: {str(e).splitlines()[0][:160]}", flush=True)
-            del ws
+            ws = None  # free the copies before the next shape
             if not dry:
                 torch.cuda.empty_cache()
         print(f"{dtype}: done at {time.time() - t_start:.1f} s", flush=True)
