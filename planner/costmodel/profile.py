@@ -113,6 +113,7 @@ class KernelProfile:
     # host time per decoder layer of each layout ("dense", "moe", "mla") and phase ("prefill", "decode"). On a GPU the
     # host issues a step's kernels while the device runs those before, so a step takes at least its layers' host time
     host_per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    gpu: bool = False  # taken on a GPU (meta.yaml): its rows time eager PyTorch calls, the host's dispatch included
 
     @classmethod
     def load(cls, folder: str | Path) -> "KernelProfile":
@@ -121,7 +122,7 @@ class KernelProfile:
         attn: dict[tuple[str, float, float, float], dict[float, list[float]]] = {}
         loop: dict[tuple[str, float, float, float, float], dict[float, list[float]]] = {}
         host: dict[tuple[str, str], list[float]] = {}
-        gpu = _captured_on_gpu(folder)
+        gpu = captured_on_gpu(folder)
         with (folder / "kernels.csv").open(newline="") as fh:
             for r in csv.DictReader(fh):
                 if r["op"] == "gemm":
@@ -138,7 +139,7 @@ class KernelProfile:
                 elif r["op"] == "moe_loop" and r.get("median_s"):
                     key = (r["dtype"], _f(r, "n"), _f(r, "k"), _f(r, "heads"), _f(r, "kv_heads"))
                     loop.setdefault(key, {}).setdefault(float(r["m"]), []).append(float(r["median_s"]))
-        prof = cls(str(folder))
+        prof = cls(str(folder), gpu=gpu)
         for (dtype, w), by_m in rows.items():
             ms = np.array(sorted(by_m))
             ts = np.array([np.median(by_m[m]) for m in ms])
@@ -240,7 +241,7 @@ class KernelProfile:
         return t, 1 if np.all(exact) else 2
 
 
-def _captured_on_gpu(folder: Path) -> bool:
+def captured_on_gpu(folder: Path) -> bool:
     """Whether the capture in ``folder`` ran on a GPU (meta.yaml's device), where the host overlaps the device."""
     import yaml
 
