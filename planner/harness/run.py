@@ -371,6 +371,8 @@ def _measure_backend(opts: ProfileOptions, ops, model: Model, grid: Grid, ksink:
             probe = SpeedProbe(ops, 0, None, fn=first[0].prepare())
             probe_what = (f"one step of the host-overhead probe {first[0].row['op']} (batch {first[0].row['batch']}, "
                           f"{first[0].row['n']} layers at width {first[0].row['k']}): the host issuing its kernels")
+    if ops.device == "cuda" and GRAPH_NOTE not in meta["notes"]:
+        meta["notes"].append(GRAPH_NOTE)
     if ops.name == "torch" and ops.device == "cuda" and ops.fp8_gemm_available():
         why = f"fp8 gemm: {ops.fp8_gemm_available()}"
         if why not in meta["skipped"]:
@@ -456,7 +458,9 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
         progress.update(task, case=_label(c.row))
         try:
             fn = c.prepare()
+            fn, calls = _graph_if_gpu(ops, c, fn, meta)
             stats = measure(fn, ops, grid.e2e_timing if (grid.e2e_timing and c.phase.startswith("e2e")) else grid.timing)
+            stats = per_call(stats, calls)
         except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
             if not c.optional:
                 raise
@@ -480,6 +484,38 @@ def _run_cases(cases: list[Case], sink: CsvSink, ops, grid: Grid, progress, meta
     slot.clear()
     gc.collect()
     return busy
+
+
+# kernel-row phases a GPU capture times as CUDA-graph replays (device time per call, no host dispatch); the MoE loop
+# (its routing reads token counts back to the host), the host probes and the e2e steps stay eager
+GRAPH_PHASES = ("gemm", "gemm peak", "attention", "memory", "elementwise")
+GRAPH_NOTE = ("CUDA: kernel rows (gemm, attention, memory, elementwise) are the device time per call of a CUDA graph of up "
+              "to 32 back-to-back calls, replayed (no host dispatch); moe_loop rows, host probes and e2e steps are eager "
+              "calls, synchronized around each")
+
+
+def _graph_if_gpu(ops, case: Case, fn, meta: dict):
+    """(the call to time, calls it stands for): on a GPU a kernel row's ``fn`` as a graph replay (TorchOps.graphed);
+    where capture fails, ``fn`` itself (eager, synchronized; the reason kept in meta.yaml's skipped)."""
+    if ops.device != "cuda" or case.phase not in GRAPH_PHASES or not hasattr(ops, "graphed"):
+        return fn, 1
+    try:
+        return ops.graphed(fn)
+    except RuntimeError as e:
+        why = f"{case.row['op']} {case.row['dtype']}: timed eagerly, CUDA graph capture failed ({str(e).splitlines()[0][:160]})"
+        if why not in meta["skipped"]:
+            meta["skipped"].append(why)
+        ops.sync()
+        return fn, 1
+
+
+def per_call(stats, calls: int):
+    """``stats`` of timings that each ran ``calls`` calls, as per-call times (the spread relative to them unchanged)."""
+    if calls == 1:
+        return stats
+    from dataclasses import replace
+
+    return replace(stats, median_s=stats.median_s / calls, p10_s=stats.p10_s / calls, p90_s=stats.p90_s / calls)
 
 
 def _allreduce(opts: ProfileOptions, grid: Grid, sink: CsvSink, progress, meta: dict) -> None:
