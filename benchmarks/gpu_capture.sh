@@ -4,6 +4,7 @@
 # tensor-core format, attention, bandwidth, norms, the MoE loop, host overhead) and end-to-end steps of the
 # three reference models and 8 layers of Llama-3.1-8B; then a clock check (burst against sustained GEMMs) and a host
 # check (the host's dispatch speed, as captured and pinned to one core); a tarball of the capture and the GPU's clocks.
+# The kernel rows are timed as CUDA-graph replays (device time per call); host probes and e2e steps run eagerly.
 #
 #   OUT=/some/dir bash benchmarks/gpu_capture.sh        # from the repository root
 #

@@ -502,7 +502,7 @@ def _graph_if_gpu(ops, case: Case, fn, meta: dict):
     try:
         return ops.graphed(fn)
     except RuntimeError as e:
-        why = f"{case.row['op']} {case.row['dtype']}: timed eagerly, CUDA graph capture failed ({str(e).splitlines()[0][:160]})"
+        why = f"{case.row['op']} {case.row['dtype']}: not graphed, timed eagerly ({str(e).splitlines()[0][:160]})"
         if why not in meta["skipped"]:
             meta["skipped"].append(why)
         ops.sync()
