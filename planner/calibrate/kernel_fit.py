@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
+from planner.costmodel.profile import ran_on_gpu
 from planner.costmodel.roofline import gemm_efficiency
 from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
@@ -287,7 +288,7 @@ def fit_capture(folder: Path, base: Hardware | None = None) -> KernelFit:
     hw = _spec(folder, meta, base, peaks, bw, params)
     # the per-op host overhead of the harness engine, from its negligible-width steps; on a GPU the host issues ops while
     # the device runs the ones before, so those steps are looked up as a floor under each step (KernelProfile), not fitted
-    if host_rows and str(meta.get("device", "cpu")) == "cpu":
+    if host_rows and not ran_on_gpu(meta):
         params["op_overhead_s"], host_res = _host_overhead(folder, host_rows, hw, params["kernel_s"])
         residuals.update(host_res)
         hw = _spec(folder, meta, base, peaks, bw, params)

@@ -241,15 +241,20 @@ class KernelProfile:
         return t, 1 if np.all(exact) else 2
 
 
+def ran_on_gpu(meta: dict) -> bool:
+    """Whether a capture's meta.yaml names a GPU as its device (where the host issues kernels the device runs)."""
+    return isinstance(meta, dict) and meta.get("device") not in (None, "cpu")
+
+
 def captured_on_gpu(folder: Path) -> bool:
-    """Whether the capture in ``folder`` ran on a GPU (meta.yaml's device), where the host overlaps the device."""
+    """ran_on_gpu for the capture in ``folder`` (False where its meta.yaml is missing or unreadable)."""
     import yaml
 
     try:
         meta = yaml.safe_load((folder / "meta.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(meta, dict) and str(meta.get("device", "cpu")) not in ("cpu", "None")
+    return ran_on_gpu(meta)
 
 
 def measured_decode_attention(cm, c, sh, op, *, local: bool):

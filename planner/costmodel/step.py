@@ -275,6 +275,7 @@ class CostModel:
         self.graph_pad = np.array(sorted(sizes), float) if sizes and getattr(engine, "cuda_graph_padding", False) else None
         kv = hw.achievable.kv_read
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * (kv.fraction if kv else hw.achievable.memory.fraction) * k.kv_read
+        self.eager_capture_dropped = False  # a GPU capture's eager rows left out for this engine (below)
         if profile is None and hw.kernel_profile:
             from planner.costmodel.profile import KernelProfile
 
@@ -285,6 +286,7 @@ class CostModel:
             # graphs or launches from C++; on the calibrated spec such an engine keeps the capture's fractions only
             profile = None
             self.kernel_s -= ov.kernel_s.value if ov.kernel_s else 0.0
+            self.eager_capture_dropped = True  # estimate's note says so
         self.profile = profile  # measured kernel profile (planner.costmodel.profile), or None
 
     # ---- roofline primitives -----------------------------------------------------

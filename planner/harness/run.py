@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -513,8 +513,6 @@ def per_call(stats, calls: int):
     """``stats`` of timings that each ran ``calls`` calls, as per-call times (the spread relative to them unchanged)."""
     if calls == 1:
         return stats
-    from dataclasses import replace
-
     return replace(stats, median_s=stats.median_s / calls, p10_s=stats.p10_s / calls, p90_s=stats.p90_s / calls)
 
 

@@ -8,7 +8,6 @@ state and every technique in it come from ``serving/batching.py``, the same code
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +17,6 @@ from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_rate
-from planner.costmodel.profile import captured_on_gpu
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
@@ -203,11 +201,10 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         elif isl_m >= 2:
             notes.append(f"{engine.name}'s prompt GEMMs run as {rows} x {toks} tiles (output rows x tokens), one per SM at a "
                          f"time over {hw.sm_count.value} SMs, and are timed in whole waves (engine profile: gemm_tile)")
-    if hw.kernel_profile and cm.profile is None and getattr(engine, "id", None) != "harness":
-        if captured_on_gpu(Path(hw.kernel_profile)):
-            notes.append(f"{hw.id} is calibrated from a GPU capture whose kernel rows and host probes time eager PyTorch "
-                         f"(planner profile's own engine): {engine.name} takes its fitted fractions, not those rows or its "
-                         "per-call dispatch")
+    if cm.eager_capture_dropped:
+        notes.append(f"{hw.id} is calibrated from a GPU capture whose kernel rows and host probes time eager PyTorch "
+                     f"(planner profile's own engine): {engine.name} takes its fitted fractions, not those rows or its "
+                     "per-call dispatch")
     long_prompt = engine.long_prompt_note(isl_m)
     if long_prompt:
         notes.append(f"{long_prompt}; priced whole, as with the budget raised")
