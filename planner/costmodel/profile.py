@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.errors import PlannerError
+
 SOURCES = ("roofline", "measured", "interpolated", "roofline+measured efficiency")
 
 
@@ -248,13 +250,13 @@ def ran_on_gpu(meta: dict) -> bool:
 
 def captured_on_gpu(folder: Path) -> bool:
     """ran_on_gpu for the capture in ``folder`` (False where its meta.yaml is missing or unreadable)."""
-    import yaml
+    from planner.specs.loader import read_yaml
 
+    path = folder / "meta.yaml"
     try:
-        meta = yaml.safe_load((folder / "meta.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return path.is_file() and ran_on_gpu(read_yaml(path))
+    except PlannerError:
         return False
-    return ran_on_gpu(meta)
 
 
 def measured_decode_attention(cm, c, sh, op, *, local: bool):
