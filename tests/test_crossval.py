@@ -89,8 +89,6 @@ def test_recorded_in_sample_and_cross_validated_errors_do_not_get_worse():
 # devices whose left-out median misses the 15 % target, each with the weak spot that says why (README, docs/accuracy.md);
 # the test below fails when one of them meets the target, so the list cannot outlive its reason
 KNOWN_MEDIAN_MISSES = {
-    "h100-pcie": "llama.cpp's 2024 cuBLAS prompt path on 300-350 W datacenter GPUs: 24 of its 27 rows are the held-out "
-                 "prompt-length notebook's, its prompts 1.33-1.54x too fast in sample (waves and its measured GEMM fractions priced)",
     "m1-max": "llama.cpp on the M1 Max: Q4_K_M decode 1.43-1.73x too fast (fitted and held-out rows alike)",
 }
 

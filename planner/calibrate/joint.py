@@ -111,23 +111,36 @@ class Layout:
     def from_calibration(self, cal: dict) -> np.ndarray:
         """A start vector that reproduces the values of calibration files (a warm start for a refit):
         the all-engine level at the mean engine-wide value, each release's offset from it, each
-        architecture's offset from its release."""
+        architecture's offset from its release. A parameter a release's engine does not read (ParamSpec.read_if) is
+        not in its file: it takes no part in the mean and starts at 0 offset."""
+        from planner.specs.engine import profiles
+
         x = self.x0()
-        P, names = len(FIT), [p.name for p in FIT]
-        logs = lambda b: np.log([b[n][0] for n in names]) if all(n in b for n in names) else None  # noqa: E731
-        ew = {v: logs(cal[v].engine_wide) for v in self.versions if v in cal}
+        P = len(FIT)
+
+        def logs(b, v):  # log values of a block, NaN where the release does not read the parameter; None: incomplete
+            read = [p.read_by(profiles().get(v)) for p in FIT]
+            if not all(p.name in b for p, r in zip(FIT, read) if r):
+                return None
+            return np.array([np.log(b[p.name][0]) if r and p.name in b else np.nan for p, r in zip(FIT, read)])
+
+        ew = {v: logs(cal[v].engine_wide, v) for v in self.versions if v in cal}
         ew = {v: e for v, e in ew.items() if e is not None}
         if not ew:
             return x
-        g = np.mean(list(ew.values()), axis=0)
+        stack = np.array(list(ew.values()))
+        seen = ~np.all(np.isnan(stack), axis=0)
+        g = x[:P].copy()
+        g[seen] = np.nanmean(stack[:, seen], axis=0)
         x[:P] = g
         for v, e in ew.items():
             i = self.index("version", v)
-            x[i:i + P] = e - g
+            x[i:i + P] = np.nan_to_num(e - g)
             for (f, a) in self.archs:
-                if f == v.split("@")[0] and a in cal[v].architectures and logs(cal[v].architectures[a]) is not None:
+                la = logs(cal[v].architectures[a], v) if f == v.split("@")[0] and a in cal[v].architectures else None
+                if la is not None:
                     j = self.index("arch", (f, a))
-                    x[j:j + P] = logs(cal[v].architectures[a]) - e
+                    x[j:j + P] = np.nan_to_num(la - e)
         return x
 
     def penalty_weights(self) -> np.ndarray:
@@ -186,7 +199,12 @@ class JointFit:
     rate_fits: list = field(default_factory=list)  # rate_fit.RateFit: second-stage values laid over the releases
 
     def values(self, version: str, arch: str | None = None) -> dict[str, float]:
-        return dict(zip([p.name for p in FIT], np.exp(self.layout.log_value(self.x, version, arch))))
+        """The fitted values of a release (and architecture), without those its engine profile does not read."""
+        from planner.specs.engine import profiles
+
+        engine = profiles().get(version)
+        return {p.name: float(v) for p, v in zip(FIT, np.exp(self.layout.log_value(self.x, version, arch)))
+                if p.read_by(engine)}
 
     def calibration(self, versions: list[str]) -> dict[str, EngineCalibration]:
         """Engine calibration files for ``versions`` (ID@VERSION; every release with a profile), each with its
@@ -414,10 +432,17 @@ def load_state(folder, layout: Layout) -> np.ndarray | None:
     if not path.exists():
         return None
     d = read_yaml(path)
-    if not isinstance(d, dict) or d.get("params") != [p.name for p in FIT] or d.get("blocks") != _layout_key(layout):
+    names = [p.name for p in FIT]
+    old = d.get("params") if isinstance(d, dict) else None
+    if not isinstance(old, list) or not set(old) <= set(names) or d.get("blocks") != _layout_key(layout):
         return None
     x = np.array(d.get("x", []), float)
-    return x if x.shape == (layout.size(),) and np.all(np.isfinite(x)) else None
+    if x.shape != (len(layout.blocks) * len(old),) or not np.all(np.isfinite(x)):
+        return None
+    # a parameter added since the state was written starts at its prior (its offsets at 0); the others where they were
+    out = layout.x0().reshape(len(layout.blocks), len(names))
+    out[:, [names.index(n) for n in old]] = x.reshape(len(layout.blocks), len(old))
+    return out.ravel()
 
 
 def write_state(res: JointFit, folder):

@@ -50,6 +50,13 @@ class ParamSpec:
     # the all-engine value is held near the prior (the silicon microbenchmark the parameter is relative to) instead of
     # following whichever engine has rows: each engine's departure from the microbenchmark is its own (family level)
     anchored: bool = False
+    # the Engine field that must be true for the cost model to read this value (None: always read); a release whose
+    # profile leaves it false gets no value in its calibration file, since none of its rows could inform one
+    read_if: str | None = None
+
+    def read_by(self, engine) -> bool:
+        """Whether the cost model reads this parameter for ``engine`` (an Engine, or None: any engine)."""
+        return self.read_if is None or engine is None or bool(getattr(engine, self.read_if, False))
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -68,6 +75,16 @@ PARAMS: tuple[ParamSpec, ...] = (
               "decode attention reading the paged KV cache, relative to the STREAM copy bandwidth"),
     ParamSpec("memory", "kernel", "x STREAM", 1.0, 0.6, 1.15, 1.0, False,
               "weight and activation streaming in GEMMs and elementwise kernels, relative to STREAM copy"),
+    # Little's law: a kernel that keeps B bytes in flight on each SM streams at most B / latency per SM whatever the
+    # DRAM can deliver, so on a part with more bandwidth per SM than that (HBM GPUs: 14-15 GB/s of STREAM per SM on
+    # the A100 and H100 PCIe, against 5-10 on GDDR parts) its memory-bound kernels run below STREAM. Read only for
+    # engines whose kernels are this way (Engine.sm_stream_limited: llama.cpp's 2023-24 CUDA kernels); one value a
+    # release (how many bytes its kernels keep in flight). Its start, 10 GB/s a SM (about 6 KB in flight over a
+    # ~0.6 us DRAM round trip), binds on the HBM parts so the fit sees its slope; neutral 0: no ceiling
+    ParamSpec("sm_stream", "kernel", "B/s per SM", 1.0e10, 2.0e9, 1.0e11, 0.0, True,
+              "memory-bound kernels' streaming rate per SM (bytes in flight per SM over the DRAM latency): a ceiling "
+              "of SMs x this beside the STREAM bandwidth, for engines whose kernels keep few bytes in flight",
+              per_architecture=False, read_if="sm_stream_limited"),
     # anchored: every engine runs its own collective kernels (TensorRT-LLM's custom all-reduce and NCCL paths, vLLM's
     # custom all-reduce), so one engine's fitted efficiency says little about another's; an engine without
     # tensor-parallel rows gets the nccl-tests rate, not the one engine with such rows

@@ -275,6 +275,13 @@ class CostModel:
         self.graph_pad = np.array(sorted(sizes), float) if sizes and getattr(engine, "cuda_graph_padding", False) else None
         kv = hw.achievable.kv_read
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * (kv.fraction if kv else hw.achievable.memory.fraction) * k.kv_read
+        # Little's law: kernels that keep few bytes in flight per SM (Engine.sm_stream_limited: llama.cpp's CUDA/HIP
+        # kernels) stream at most SMs x the fitted per-SM rate, whatever the DRAM delivers; binding on HBM parts
+        self.sm_stream_cap = None
+        if getattr(engine, "sm_stream_limited", False) and cuda_or_hip and self.sms and k.sm_stream > 0:
+            self.sm_stream_cap = self.sms * k.sm_stream  # bytes/s
+            self.bw = min(self.bw, self.sm_stream_cap)
+            self.kv_bw = min(self.kv_bw, self.sm_stream_cap)
         self.eager_capture_dropped = False  # a GPU capture's eager rows left out for this engine (below)
         if profile is None and hw.kernel_profile:
             from planner.costmodel.profile import KernelProfile

@@ -125,6 +125,10 @@ class Engine:
     # projections as one; False: a GEMM each (llama.cpp's graph multiplies wq, wk, wv and ffn_gate, ffn_up apart),
     # which matters where GEMMs are timed in waves (gemm_tile)
     fused_projections: bool = True
+    # the engine's memory-bound kernels (matrix-vector products, dequantization, softmax, elementwise) keep few bytes in
+    # flight per SM, so they stream at most SMs x the fitted per-SM rate (kernel parameter sm_stream) where that is
+    # below the device's STREAM bandwidth (the HBM GPUs); False: STREAM alone (costmodel.step.CostModel)
+    sm_stream_limited: bool = False
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -286,7 +290,7 @@ class Engine:
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
-                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
+                "sm_stream_limited": self.sm_stream_limited, "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -407,6 +411,7 @@ _SHAPED_SETTINGS = {
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
                   "two integers >= 1: the tile's output rows and tokens ([128, 128]), or null"),
     "fused_projections": (lambda f: isinstance(f, bool), "true or false"),
+    "sm_stream_limited": (lambda f: isinstance(f, bool), "true or false"),
 }
 
 
