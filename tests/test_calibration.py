@@ -267,3 +267,17 @@ def test_a_llamacpp_row_is_priced_by_the_build_it_names():
     assert release_of({"source": "llama.cpp README table", "model": "llama-2-7b"}) == "llamacpp@unpinned"
     assert release_of({"engine": "llamacpp", "engine_version": "b6918"}) == "llamacpp@b3000"
     assert release_of({"engine": "llama.cpp", "engine_version": "b2500"}) == "llamacpp@unpinned"
+
+
+def test_an_mlperf_row_is_priced_by_the_tensorrt_llm_its_round_built():
+    """NVIDIA's closed MLPerf Inference submissions build the TensorRT-LLM their round's code pins (Makefile.build): v4.0
+    a 0.9-dev main, v4.1 a 0.12-dev main and v5.0 a 0.18-dev main (the C++ runtime's in-flight batching: the 0.14
+    profile's era), v5.1 a 1.0 branch (the PyTorch-backend era, 1.1); a later round takes the newest profile, and an AMD
+    submission vLLM."""
+    from planner.calibrate.published_fit import engine_of
+
+    src = "mlperf-inference-{} closed Dell XE9680_H100_SXM_80GBx8_TRT"
+    want = {"v4.0": "trtllm@0.9", "v4.1": "trtllm@0.14", "v5.0": "trtllm@0.14", "v5.1": "trtllm@1.1", "v6.0": "trtllm"}
+    for rnd, release in want.items():
+        assert engine_of({"source": src.format(rnd), "hardware": "h100-sxm"}) == release, rnd
+    assert engine_of({"source": src.format("v5.0"), "hardware": "mi300x"}) == "vllm"

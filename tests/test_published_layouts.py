@@ -324,6 +324,21 @@ def test_mlperf_prediction_simulates_the_reference_output_mean(monkeypatch):
     assert means == [pytest.approx(294.45)] and "accuracy rule's bound" in out[0][-1]
 
 
+def test_the_mlperf_replay_tries_pipeline_layouts_as_the_submissions_run_them():
+    """NVIDIA's v5.0 Llama-2-70B configuration runs an H100 pair as tp1 pp2: the replay's layouts include every
+    power-of-two tensor x pipeline split of the system (and expert parallel over the tensor group for MoE models),
+    each filling the GPUs with whole replicas."""
+    from planner.serving import published
+
+    dense = published._layouts("llama-2-70b", 8)
+    assert (1, 2, 1) in dense and (2, 4, 1) in dense and (8, 1, 1) in dense
+    assert all(8 % (tp * pp) == 0 and ep == 1 for tp, pp, ep in dense)
+    assert len(dense) == len(set(dense)) == 10  # tp x pp in {1, 2, 4, 8}^2 with tp x pp <= 8
+    moe = published._layouts("mixtral-8x7b", 8)
+    assert (2, 2, 2) in moe and (2, 2, 1) in moe and (1, 8, 1) in moe
+    assert published._layout_label(1, 2, 1, 4) == "tp1 pp2 x4" and published._layout_label(2, 1, 2, 4) == "tp2 ep2 x4"
+
+
 def test_perf_overview_graphs_stop_at_the_engine_batch_limit():
     """TensorRT-LLM keeps the named CUDA-graph sizes up to min(max_batch_size, max_num_tokens) and, padding on, adds
     that limit itself (model_engine.py _filter_cuda_graph_batch_sizes): a trtllm-bench run sized to 640 sequences and

@@ -46,8 +46,8 @@ LLAMACPP_NO_BUILD = "llamacpp@unpinned"
 def engine_of(row: dict) -> str:
     """The engine release a published row ran (``ID@VERSION``), from its own columns or its source:
     TensorRT-LLM 0.9.0 (static batching, first-token latency), 0.14.0 (max throughput, online serving),
-    1.1 (the 1.1/1.2-era per-GPU table), llama.cpp, vLLM (its own engine/engine_version columns). MLPerf
-    Inference v4.0 NVIDIA submissions ran a TensorRT-LLM build of the 0.9 era (Mar 2024)."""
+    1.1 (the 1.1/1.2-era per-GPU table), llama.cpp, vLLM (its own engine/engine_version columns). An MLPerf
+    Inference round's NVIDIA-GPU submissions ran the TensorRT-LLM build of that round's NVIDIA code (MLPERF_TRTLLM)."""
     if row.get("engine"):
         eid = row["engine"].strip().lower().replace("-", "").replace(".", "")
         eid = {"tensorrtllm": "trtllm", "llamacpp": "llamacpp"}.get(eid, row["engine"].strip().lower())
@@ -64,9 +64,19 @@ def engine_of(row: dict) -> str:
         return _profile_for("trtllm", f"{m.group(1)}.{m.group(2)}")
     if "mlperf" in src and row.get("hardware") and _vendor(row["hardware"]) not in ("nvidia", None):
         return "vllm"  # MLPerf LLM submissions on AMD Instinct run vLLM (ROCm); TensorRT-LLM runs on NVIDIA only
-    if "mlperf-inference-v4" in src:
-        return "trtllm@0.9"
+    m = re.search(r"mlperf-inference-(v\d+\.\d+)", src)
+    if m and m.group(1) in MLPERF_TRTLLM:
+        return _profile_for("trtllm", MLPERF_TRTLLM[m.group(1)])
     return "trtllm"
+
+
+# The TensorRT-LLM each MLPerf Inference round's NVIDIA closed submission builds (its closed/NVIDIA/Makefile.build; the
+# partners' _TRT systems run the same round's code): v4.0 the public main of 2024-02-21 (TRTLLM_PUBLIC_HASH eb8f26c,
+# 0.9 dev; mlcommons/inference_results_v4.0); v4.1 the public main of
+# 2024-07-16 (TRTLLM_PUBLIC_HASH 2d23435, 0.12 dev; mlcommons/inference_results_v4.1); v5.0 the public main of 2025-02-18
+# (TRTLLM_PUBLIC_HASH 2ea17cd, 0.18 dev, TensorRT engines with the C++ executor; mlcommons/inference_results_v5.0);
+# v5.1 "7/24/25 1.0-mlpinf side branch" (TRTLLM_HASH 18c0333; inference_results_v5.1). Later rounds: the newest profile
+MLPERF_TRTLLM = {"v4.0": "0.9", "v4.1": "0.12", "v5.0": "0.18", "v5.1": "1.0"}
 
 
 def _profile_for(eid: str, version: str) -> str:

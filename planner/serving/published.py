@@ -114,18 +114,29 @@ def predict_online(rows: list[dict], file: str = "online_serving.csv") -> list[t
     return out
 
 
-def _layouts(model: str, gpus: int) -> list[tuple[int, int]]:
+def _layouts(model: str, gpus: int) -> list[tuple[int, int, int]]:
+    """(tp, pp, ep) of every replica layout an MLPerf system of ``gpus`` GPUs could run: tensor- and pipeline-parallel
+    degrees that are powers of two with tp x pp <= gpus and dividing it (NVIDIA's v5.0 Llama-2-70B configurations
+    run tp1 pp2 on H100 and B200, tp1 on H200: closed/NVIDIA/configs/llama2-70b/Offline), experts parallel over the
+    tensor-parallel group or not."""
     from planner.specs.loader import get_model
 
     m = get_model(model)
     out = []
     tp = 1
     while tp <= gpus:
-        if gpus % tp == 0:
-            for ep in sorted({1, tp}) if m.moe else [1]:
-                out.append((tp, ep))
+        pp = 1
+        while tp * pp <= gpus:
+            if gpus % (tp * pp) == 0:
+                for ep in sorted({1, tp}) if m.moe else [1]:
+                    out.append((tp, pp, ep))
+            pp *= 2
         tp *= 2
     return out
+
+
+def _layout_label(tp: int, pp: int, ep: int, replicas: int) -> str:
+    return f"tp{tp}" + (f" pp{pp}" if pp > 1 else "") + (f" ep{ep}" if ep > 1 else "") + f" x{replicas}"
 
 
 def mlperf_output_mean(model: str, stated: float) -> tuple[float, str]:
@@ -167,24 +178,25 @@ class _MLPerf:
         # detokenize) stands in the path, so the release's per-request time does not apply (as for trtllm-bench)
         eng = no_front_end(engine)
         offline = []
-        for tp, ep in _layouts(model, gpus):
+        for tp, pp, ep in _layouts(model, gpus):
             try:
-                rep = replica_for(model, hardware, tp=tp, ep=ep, weights=weights, kv=kv, activations=activations,
+                rep = replica_for(model, hardware, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations,
                                   engine=eng, max_input=2048)
             except PlannerError:
                 continue
-            pool = Pool(rep, gpus // tp)
+            pool = Pool(rep, gpus // (tp * pp))
             reqs = generate(spec, n, rate=math.inf, seed=0)
             res = Simulator([pool], reqs).run()
             s = res.summary()
-            offline.append((s["output_tokens_per_s"], s["requests_per_s"], tp, ep, pool))
+            offline.append((s["output_tokens_per_s"], s["requests_per_s"], _layout_label(tp, pp, ep, gpus // (tp * pp)),
+                            pool))
         if not offline:
             raise PlannerError(f"no layout of {model} fits on {gpus} x {hardware} in {weights}")
         offline.sort(key=lambda x: -x[0])
         best = offline[0]
         # server: the planner's layouts whose offline throughput is near the best, highest rate meeting p99 limits
         server = []
-        for tok, rps, tp, ep, pool in offline:
+        for tok, rps, label, pool in offline:
             if tok < 0.85 * best[0]:
                 continue
             mean_out = None
@@ -217,11 +229,10 @@ class _MLPerf:
                     else:
                         hi = mid
             if lo > 0:
-                server.append((lo * (mean_out or mean_output), tp, ep))
+                server.append((lo * (mean_out or mean_output), label))
         server.sort(key=lambda x: -x[0])
-        out = {"offline": best[0], "offline_plan": f"tp{best[2]}" + (f" ep{best[3]}" if best[3] > 1 else "") + f" x{gpus // best[2]}",
-               "server": server[0][0] if server else 0.0,
-               "server_plan": (f"tp{server[0][1]}" + (f" ep{server[0][2]}" if server[0][2] > 1 else "") + f" x{gpus // server[0][1]}") if server else "-"}
+        out = {"offline": best[0], "offline_plan": best[2],
+               "server": server[0][0] if server else 0.0, "server_plan": server[0][1] if server else "-"}
         self.cache[key] = out
         return out
 
