@@ -71,11 +71,13 @@ def engine_of(row: dict) -> str:
 
 
 # The TensorRT-LLM each MLPerf Inference round's NVIDIA closed submission builds (its closed/NVIDIA/Makefile.build; the
-# partners' _TRT systems run the same round's code): v4.0 the public main of 2024-02-21 (TRTLLM_PUBLIC_HASH eb8f26c,
-# 0.9 dev; mlcommons/inference_results_v4.0); v4.1 the public main of
-# 2024-07-16 (TRTLLM_PUBLIC_HASH 2d23435, 0.12 dev; mlcommons/inference_results_v4.1); v5.0 the public main of 2025-02-18
-# (TRTLLM_PUBLIC_HASH 2ea17cd, 0.18 dev, TensorRT engines with the C++ executor; mlcommons/inference_results_v5.0);
-# v5.1 "7/24/25 1.0-mlpinf side branch" (TRTLLM_HASH 18c0333; inference_results_v5.1). Later rounds: the newest profile
+# partners' _TRT systems run the same round's code), mapped to the profile of its era (specs.engine.era_profile):
+#   v4.0  public main of 2024-02-21 (TRTLLM_PUBLIC_HASH eb8f26c, 0.9 dev; mlcommons/inference_results_v4.0)
+#   v4.1  public main of 2024-07-16 (TRTLLM_PUBLIC_HASH 2d23435, 0.12 dev; mlcommons/inference_results_v4.1)
+#   v5.0  public main of 2025-02-18 (TRTLLM_PUBLIC_HASH 2ea17cd, 0.18 dev, TensorRT engines under the C++ executor;
+#         mlcommons/inference_results_v5.0)
+#   v5.1  "7/24/25 1.0-mlpinf side branch" (TRTLLM_HASH 18c0333; a mirror of inference_results_v5.1)
+# Later rounds take the newest profile.
 MLPERF_TRTLLM = {"v4.0": "0.9", "v4.1": "0.12", "v5.0": "0.18", "v5.1": "1.0"}
 
 
