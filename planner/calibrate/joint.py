@@ -44,6 +44,15 @@ STATE_FILE = "joint_fit_state.yaml"  # the fitted vector beside the calibration 
 SPAN = {"family": 1.5, "version": 0.4, "arch": 0.7}  # bound on each level's offset (log): x4.5, x1.5, x2
 
 
+def read_by_release(version: str) -> list[bool]:
+    """Per FIT parameter, whether the cost model reads it for release ``version`` (ParamSpec.read_if; a release
+    without a profile reads them all)."""
+    from planner.specs.engine import profiles
+
+    engine = profiles().get(version)
+    return [p.read_by(engine) for p in FIT]
+
+
 def file_weights(rows: list[FitRow]) -> np.ndarray:
     """sqrt weight per row so every file carries the same total weight."""
     files = [r.file for r in rows]
@@ -113,13 +122,11 @@ class Layout:
         the all-engine level at the mean engine-wide value, each release's offset from it, each
         architecture's offset from its release. A parameter a release's engine does not read (ParamSpec.read_if) is
         not in its file: it takes no part in the mean and starts at 0 offset."""
-        from planner.specs.engine import profiles
-
         x = self.x0()
         P = len(FIT)
 
         def logs(b, v):  # log values of a block, NaN where the release does not read the parameter; None: incomplete
-            read = [p.read_by(profiles().get(v)) for p in FIT]
+            read = read_by_release(v)
             if not all(p.name in b for p, r in zip(FIT, read) if r):
                 return None
             return np.array([np.log(b[p.name][0]) if r and p.name in b else np.nan for p, r in zip(FIT, read)])
@@ -200,11 +207,8 @@ class JointFit:
 
     def values(self, version: str, arch: str | None = None) -> dict[str, float]:
         """The fitted values of a release (and architecture), without those its engine profile does not read."""
-        from planner.specs.engine import profiles
-
-        engine = profiles().get(version)
-        return {p.name: float(v) for p, v in zip(FIT, np.exp(self.layout.log_value(self.x, version, arch)))
-                if p.read_by(engine)}
+        return {p.name: float(v) for p, v, r in zip(FIT, np.exp(self.layout.log_value(self.x, version, arch)),
+                                                   read_by_release(version)) if r}
 
     def calibration(self, versions: list[str]) -> dict[str, EngineCalibration]:
         """Engine calibration files for ``versions`` (ID@VERSION; every release with a profile), each with its

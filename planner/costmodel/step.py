@@ -277,7 +277,7 @@ class CostModel:
         self.kv_bw = hw.memory_bandwidth_bytes_per_s * (kv.fraction if kv else hw.achievable.memory.fraction) * k.kv_read
         # Little's law: kernels that keep few bytes in flight per SM (Engine.sm_stream_limited: llama.cpp's CUDA/HIP
         # kernels) stream at most SMs x the fitted per-SM rate, whatever the DRAM delivers; binding on HBM parts
-        self.sm_stream_cap = None
+        self.stream_bw, self.sm_stream_cap = self.bw, None  # the STREAM-relative rate, before any per-SM ceiling
         if getattr(engine, "sm_stream_limited", False) and cuda_or_hip and self.sms and k.sm_stream > 0:
             self.sm_stream_cap = self.sms * k.sm_stream  # bytes/s
             self.bw = min(self.bw, self.sm_stream_cap)

@@ -201,13 +201,11 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         elif isl_m >= 2:
             notes.append(f"{engine.name}'s prompt GEMMs run as {rows} x {toks} tiles (output rows x tokens), one per SM at a "
                          f"time over {hw.sm_count.value} SMs, and are timed in whole waves (engine profile: gemm_tile)")
-    if cm.sm_stream_cap is not None:
-        stream = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction
-        per_sm = cm.sm_stream_cap / cm.sms / 1e9
-        if cm.sm_stream_cap < stream:
-            notes.append(f"{engine.name}'s memory-bound kernels keep few bytes in flight per SM: they stream at most "
-                         f"{cm.sms} SMs x {per_sm:.1f} GB/s = {cm.sm_stream_cap / 1e12:.2f} TB/s, below {hw.id}'s STREAM "
-                         f"{stream / 1e12:.2f} TB/s (engine profile: sm_stream_limited; kernel parameter sm_stream, fitted)")
+    if cm.sm_stream_cap is not None and cm.sm_stream_cap < cm.stream_bw:
+        notes.append(f"{engine.name}'s memory-bound kernels keep few bytes in flight per SM: they stream at most "
+                     f"{cm.sms} SMs x {cm.sm_stream_cap / cm.sms / 1e9:.1f} GB/s = {cm.sm_stream_cap / 1e12:.2f} TB/s, "
+                     f"below {hw.id}'s STREAM {cm.stream_bw / 1e12:.2f} TB/s (engine profile: sm_stream_limited; kernel "
+                     "parameter sm_stream, fitted)")
     if cm.eager_capture_dropped:
         notes.append(f"{hw.id} is calibrated from a GPU capture whose kernel rows and host probes time eager PyTorch "
                      f"(planner profile's own engine): {engine.name} takes its fitted fractions, not those rows or its "
