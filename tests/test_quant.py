@@ -136,3 +136,63 @@ def test_a_plan_takes_precision_names_as_users_write_them():
     p = PlanSpec(weights="Q4_K_M", kv="FP8", activations="float16")
     assert (p.weights, p.kv, p.activations) == ("q4_k_m", "fp8", "fp16")
     assert PlanSpec(weights="awq").weights == "int4" and PlanSpec().kv is None
+
+
+def test_gguf_presets_take_their_bits_from_published_file_sizes():
+    """llama.cpp's other file types price at the bits their Llama-3-70B GGUFs measure (llama.cpp PR 6745's size table),
+    output.weight at Q6_K. The same reading of that table's Q4_K_M, Q5_K_M and Q6_K files lands within 0.3 % of the
+    bits the ggml block layouts give them, and every preset sits at or above the pure block it is built on (a preset
+    only ever widens some tensors) and below Q6_K."""
+    from planner.specs.quant import GGUF_MIXES, Q6_K_BITS, gguf_body_bits
+
+    # the method, checked on the rows whose bits the layouts fix
+    assert gguf_body_bits(39.60) == pytest.approx(FORMATS["q4_k_m"].bits, rel=3e-3)
+    assert gguf_body_bits(46.52) == pytest.approx(FORMATS["q5_k_m"].bits, rel=3e-3)
+    assert gguf_body_bits(53.91) == pytest.approx(Q6_K_BITS, rel=3e-3)
+    # bits per weight of the pure blocks (ggml-common.h): bytes per block x 8 / weights per block
+    base = {"q5_k_s": 176 * 8 / 256, "q4_k_s": 144 * 8 / 256, "iq4_nl": 18 * 8 / 32, "iq4_xs": 136 * 8 / 256,
+            "q3_k_l": 110 * 8 / 256, "q3_k_m": 110 * 8 / 256, "q3_k_s": 110 * 8 / 256, "iq3_m": 110 * 8 / 256,
+            "iq3_s": 110 * 8 / 256, "iq3_xs": 98 * 8 / 256, "iq3_xxs": 98 * 8 / 256, "q2_k": 84 * 8 / 256,
+            "q2_k_s": 84 * 8 / 256, "iq2_m": 82 * 8 / 256, "iq2_s": 74 * 8 / 256, "iq2_xs": 74 * 8 / 256,
+            "iq2_xxs": 66 * 8 / 256, "iq1_m": 56 * 8 / 256, "iq1_s": 50 * 8 / 256}
+    assert set(base) == set(GGUF_MIXES)
+    for t, b in base.items():
+        f = FORMATS[t]
+        assert b - 0.01 <= f.bits < Q6_K_BITS, t
+        assert f.weight_only and f.head_bits == Q6_K_BITS and f.compute == "fp16", t
+    assert FORMATS["q5_0"].bits == pytest.approx(5.5) and FORMATS["q5_1"].bits == pytest.approx(6.0)
+    # fewer bits, less accuracy kept (the perplexity table's order); every format carries an accuracy row
+    from planner.cap.accuracy import weight_recovery
+
+    order = sorted(GGUF_MIXES, key=lambda t: FORMATS[t].bits)
+    recov = [weight_recovery(t).r for t in order]
+    assert recov[0] < recov[-1] and weight_recovery("iq1_s").r < weight_recovery("q2_k").r < weight_recovery("q4_k_s").r
+    assert weight_recovery("q4_k_s").r < weight_recovery("q4_k_m").r < weight_recovery("q5_k_s").r
+
+
+def test_gguf_and_method_names_as_tables_write_them():
+    """llama.cpp's F16/F32 and the file-type names, and the method-width forms of the weight-only and W8A8 names."""
+    from planner.serving.planspec import PlanSpec
+    from planner.specs.checkpoint import checkpoint_weights
+    from planner.specs.quant import canonical
+
+    assert canonical("F16") == "fp16" and canonical("F32") == "fp32"
+    assert canonical("GPTQ-Int4") == "int4" and canonical("AWQ-INT4") == "int4" and canonical("gptq-int8") == "int8-wo"
+    assert canonical("W8A8-FP8") == "fp8" and canonical("w8a8-int8") == "int8"
+    assert PlanSpec(weights="IQ4_XS").weights == "iq4_xs" and PlanSpec(weights="Q2_K_S").weights == "q2_k_s"
+    # a longer file type is not read as the shorter one it starts with
+    assert checkpoint_weights("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/Meta-Llama-3.1-8B-Instruct-Q2_K_S.gguf") == "q2_k_s"
+    assert checkpoint_weights("x/Llama-3-70B-Instruct-IQ3_XS.gguf") == "iq3_xs"
+    assert checkpoint_weights("x/Llama-3-70B-Instruct-IQ3_S.gguf") == "iq3_s"
+    assert checkpoint_weights("x/Llama-3-8B-Q5_0.gguf") == "q5_0"
+
+
+def test_a_narrower_gguf_type_decodes_faster_and_keeps_less():
+    """Batch-1 decode on llama.cpp streams the weights: IQ4_XS (4.26 bits) below Q4_K_M (4.80) below Q5_0 (5.5), in
+    time per token and in accuracy kept."""
+    from planner import PlanSpec, estimate
+
+    e = {w: estimate("llama-3-8b", "rtx-4090", PlanSpec(weights=w), isl=512, osl=128, batch=1, batching="static",
+                     engine="llamacpp") for w in ("iq4_xs", "q4_k_m", "q5_0")}
+    assert e["iq4_xs"].tpot_s < e["q4_k_m"].tpot_s < e["q5_0"].tpot_s
+    assert e["iq4_xs"].accuracy["score"] < e["q4_k_m"].accuracy["score"] < e["q5_0"].accuracy["score"]

@@ -15,7 +15,7 @@ from planner.costmodel.params import Kernels, kernels_for
 from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
-from planner.specs.quant import get_format, kv_bytes_per_element, resolve
+from planner.specs.quant import GGUF_MIXES, get_format, kv_bytes_per_element, resolve
 
 ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model, unless compute is fp32
 # NVIDIA architectures before Hopper (compute capability < 9), where vLLM runs MXFP4 MoE weights in its Marlin kernel
@@ -27,8 +27,9 @@ DTYPE_BYTES = {"fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, 
                "fp4": 0.5, "int4": 0.5}
 
 
-# weight formats llama.cpp's CUDA backend multiplies with MMQ (ggml-cuda mmq.cuh: the legacy, k-quant and MXFP4 types)
-MMQ_FORMATS = frozenset({"q4_0", "q8_0", "q4_k_m", "q5_k_m", "q6_k", "mxfp4"})
+# weight formats llama.cpp's CUDA backend multiplies with MMQ (ggml-cuda mmq.cuh: the legacy, k-quant, i-quant and
+# MXFP4 types; the i-quants joined MMQ in mid-2024 builds, so a 2023-24 build prices them as newer ones run them)
+MMQ_FORMATS = frozenset({"q4_0", "q8_0", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k", "mxfp4"}) | frozenset(GGUF_MIXES)
 
 
 def act_bytes_for(compute_dtype: str) -> float:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from planner.specs.quant import GGUF_MIXES
+
 # quantization words -> planner weight format (planner/specs/quant.py ids); None: a quantization word that names no
 # format on its own (it qualifies another word, or the format lives in a file the name does not give)
 QUANT_WORDS: dict[str, str | None] = {
@@ -37,8 +39,9 @@ QUANT_WORDS: dict[str, str | None] = {
     "static": None,
     "quantized": None,
 }
-# GGUF file-name quantizations (llama.cpp) the planner prices
-_GGUF = {"q4_0": "q4_0", "q8_0": "q8_0", "q4_k_m": "q4_k_m", "q5_k_m": "q5_k_m", "q6_k": "q6_k"}
+# GGUF file-name quantizations (llama.cpp) the planner prices, longest first (q2_k_s before q2_k)
+_GGUF = {t: t for t in sorted(("q4_0", "q8_0", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k", *GGUF_MIXES), key=len,
+                              reverse=True)}
 # words that name a release or variant of the same network: a revision date (Qwen3 -2507, DeepSeek -0528, Mistral
 # -2501) or the thinking/base variant of a release (same layers)
 _VARIANT_WORDS = frozenset({"thinking", "base"})

@@ -64,6 +64,45 @@ E2M1_MIXED_INPUT_SOURCE = (
 Q4_K_BITS, Q5_K_BITS, Q6_K_BITS = 144 * 8 / 256, 176 * 8 / 256, 210 * 8 / 256  # ggml k-quant super-blocks of 256
 Q_M_SHARE = 0.15  # weights a _M k-quant mix stores at Q6_K (attn_v and ffn_down in half the layers of a Llama)
 
+# llama.cpp's other file types (its quantize presets: the k-quant _S/_M/_L mixes and the i-quants), as published GGUF
+# files measure them: Llama-3-70B quantized to each (llama.cpp PR 6745, dranger003's table of 2024-05-03: file GiB per
+# type, an importance matrix below Q6_K). Their transformer body's bits per weight are the file's bits less
+# output.weight at Q6_K (128,256 x 8,192 weights, as llama_tensor_get_type keeps it), over the other 69.50 B weights.
+# Read the same way the table puts Q4_K_M at 4.795 and Q5_K_M at 5.650 bits a weight, within 0.3 % of the layout mixes
+# above (4.809, 5.659), and Q6_K at 6.564 (its layout: 6.5625). The pure blocks the i-quants are built on
+# (ggml-common.h): IQ4_XS 136 bytes per 256 weights (4.25 bits), IQ4_NL 18 per 32 (4.5), IQ3_S 110 / 256 (3.4375),
+# IQ3_XXS 98 / 256 (3.0625), IQ2_S 82 / 256, IQ2_XS 74 / 256, IQ2_XXS 66 / 256, IQ1_M 56 / 256, IQ1_S 50 / 256; Q3_K
+# 110 / 256, Q2_K 84 / 256; a preset mixes them with wider types for attn_v, ffn_down and the first layers.
+LLAMA3_70B_WEIGHTS = 70_553_706_496  # planner's model_specs/llama-3-70b.yaml count (config.json of Meta-Llama-3-70B)
+LLAMA3_70B_OUTPUT = 128_256 * 8_192  # output.weight (vocab x hidden), untied
+GGUF_SIZES_GIB = {  # llama.cpp PR 6745 (Support Llama 3 conversion), dranger003's comment: Llama-3-70B, Size (GiB)
+    "q5_k_s": 45.32, "q4_k_s": 37.58, "iq4_nl": 37.30, "iq4_xs": 35.30, "q3_k_l": 34.59, "q3_k_m": 31.91,
+    "iq3_m": 29.74, "iq3_s": 28.79, "q3_k_s": 28.79, "iq3_xs": 27.29, "iq3_xxs": 25.58, "q2_k": 24.56, "q2_k_s": 22.79,
+    "iq2_m": 22.46, "iq2_s": 20.71, "iq2_xs": 19.69, "iq2_xxs": 17.79, "iq1_m": 15.60, "iq1_s": 14.29,
+}
+GGUF_MIX_SOURCE = ("bits per weight of the transformer body from the Llama-3-70B GGUF of this type (llama.cpp PR 6745, "
+                   "dranger003's size table), output.weight at Q6_K; ggml-common.h block layouts")
+_GGUF_WHAT = {
+    "q5_k_s": "mostly Q5_K (5.5 bits)", "q4_k_s": "mostly Q4_K (4.5 bits), some Q5_K",
+    "iq4_nl": "IQ4_NL non-linear 4-bit blocks of 32 (4.5 bits)", "iq4_xs": "IQ4_XS non-linear 4-bit super-blocks (4.25 bits)",
+    "q3_k_l": "Q3_K with Q5_K for attn_v and ffn_down", "q3_k_m": "Q3_K with Q4_K/Q5_K for attn_v and ffn_down",
+    "q3_k_s": "Q3_K (3.4375 bits)", "iq3_m": "IQ3_S with wider attn_v and ffn_down", "iq3_s": "IQ3_S (3.4375 bits)",
+    "iq3_xs": "IQ3_XXS and IQ3_S", "iq3_xxs": "IQ3_XXS (3.0625 bits)", "q2_k": "Q2_K and Q3_K (2.625 / 3.4375 bits)",
+    "q2_k_s": "Q2_K (2.625 bits)", "iq2_m": "IQ2_S with wider attn_v and ffn_down", "iq2_s": "IQ2_XS and IQ2_S",
+    "iq2_xs": "IQ2_XS (2.3125 bits)", "iq2_xxs": "IQ2_XXS (2.0625 bits)", "iq1_m": "IQ1_M (1.75 bits)",
+    "iq1_s": "IQ1_S (1.5625 bits)",
+}
+
+
+def gguf_body_bits(gib: float) -> float:
+    """Bits per weight of a Llama-3-70B GGUF's transformer body: the file's bits less output.weight at Q6_K, over the
+    rest of the weights."""
+    return (gib * 2.0**30 * 8.0 - LLAMA3_70B_OUTPUT * Q6_K_BITS) / (LLAMA3_70B_WEIGHTS - LLAMA3_70B_OUTPUT)
+
+
+GGUF_MIXES = {t: (gguf_body_bits(g), f"{_GGUF_WHAT[t]}, {gguf_body_bits(g):.3f} bits a weight in a Llama-3-70B file")
+              for t, g in GGUF_SIZES_GIB.items()}
+
 _FORMATS = [
     Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754", head_bits=32.0),
     Format("bf16", 16, "bf16", False, "bfloat16", "IEEE/Google bfloat16", fallback_compute="fp32",
@@ -151,6 +190,12 @@ _FORMATS = [
            "ggml block_q5_K / block_q6_K layouts; llama.cpp llama_tensor_get_type (Q5_K_M)", head_bits=Q6_K_BITS),
     Format("q6_k", Q6_K_BITS, "fp16", True, "llama.cpp Q6_K: 256 weights in 210 bytes",
            "ggml block_q6_K layout", head_bits=Q6_K_BITS),
+    Format("q5_0", 22 * 8 / 32, "fp16", True, "llama.cpp q5_0: 32 weights in 22 bytes (fp16 scale, 5th bits, nibbles)",
+           "ggml block_q5_0 layout", head_bits=Q6_K_BITS),
+    Format("q5_1", 24 * 8 / 32, "fp16", True, "llama.cpp q5_1: 32 weights in 24 bytes (fp16 scale and min)",
+           "ggml block_q5_1 layout", head_bits=Q6_K_BITS),
+    *(Format(t, bits, "fp16", True, f"llama.cpp {t.upper()}: {what}", GGUF_MIX_SOURCE, head_bits=Q6_K_BITS)
+      for t, (bits, what) in GGUF_MIXES.items()),
 ]
 FORMATS: dict[str, Format] = {f.id: f for f in _FORMATS}
 
@@ -218,6 +263,10 @@ PRECISION_ALIASES: dict[str, str] = {
     "w4a16": "int4", "awq": "int4", "gptq": "int4", "int4_awq": "int4", "int4-awq": "int4", "int4_gptq": "int4",
     "nvfp4": "fp4", "w4a8_awq": "w4a8", "w6a16": "int6", "flexq": "w6a6", "qserve": "w4a8", "qoq": "w4a8",
     "q4_k": "q4_k_m", "q5_k": "q5_k_m", "q4km": "q4_k_m", "q5km": "q5_k_m",
+    # llama.cpp's own names for the 16/32-bit tensors; the method-int form of the weight-only and W8A8 names
+    "f16": "fp16", "f32": "fp32", "awq-int4": "int4", "awq_int4": "int4", "gptq-int4": "int4", "gptq_int4": "int4",
+    "int4-gptq": "int4", "gptq-int8": "int8-wo", "gptq_int8": "int8-wo", "w8a8-int8": "int8", "w8a8_int8": "int8",
+    "w8a8-fp8": "fp8", "w8a8_fp8": "fp8",
 }
 
 
