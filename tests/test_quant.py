@@ -3,6 +3,7 @@ one alias table, and no copy of them left elsewhere in the package."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -196,3 +197,20 @@ def test_a_narrower_gguf_type_decodes_faster_and_keeps_less():
                      engine="llamacpp") for w in ("iq4_xs", "q4_k_m", "q5_0")}
     assert e["iq4_xs"].tpot_s < e["q4_k_m"].tpot_s < e["q5_0"].tpot_s
     assert e["iq4_xs"].accuracy["score"] < e["q4_k_m"].accuracy["score"] < e["q5_0"].accuracy["score"]
+
+
+def test_kv_auto_is_the_engines_own_rule_and_an_unknown_cache_is_refused(capsys):
+    """`--kv auto` (the engines' --kv-cache-dtype auto) searches each weight format with the cache the engine picks for
+    it; a KV name the planner does not know is one line on stderr and exit 2, not an empty search reported as 'the
+    weights alone exceed memory'."""
+    from cli_helpers import run
+    from planner.serving.planspec import PlanSpec
+    from planner.specs.quant import default_kv
+
+    assert PlanSpec(kv="auto").kv is None
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--kv", "auto", "--json"], capsys)
+    assert code == 0, err
+    pairs = {(p["plan"]["weights"], p["plan"]["kv"]) for p in json.loads(out)["frontier"]}
+    assert pairs and all(kv == default_kv(w, "trtllm", "llama-3.1-8b") for w, kv in pairs)
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--kv", "fp8_e5m2"], capsys)
+    assert code == 2 and "unknown KV-cache precision 'fp8_e5m2'" in err and "Traceback" not in err

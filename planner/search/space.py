@@ -11,11 +11,12 @@ import numpy as np
 from planner.costmodel.collectives import Fabric
 from planner.costmodel.memory import memory
 from planner.costmodel.plans import check_divisibility, make_plans
-from planner.errors import PlannerError
+from planner.errors import PlannerError, unknown
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
-from planner.specs.quant import KV_FORMATS, SEARCH_KV_FORMATS, SEARCH_WEIGHT_FORMATS, get_format, resolve, serves_bf16_as_fp16
+from planner.specs.quant import (KV_FORMATS, SEARCH_KV_FORMATS, SEARCH_WEIGHT_FORMATS, canonical, default_kv, get_format,
+                                  resolve, serves_bf16_as_fp16)
 
 WEIGHT_CANDIDATES, KV_CANDIDATES = SEARCH_WEIGHT_FORMATS, SEARCH_KV_FORMATS
 
@@ -89,7 +90,11 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) ->
             ws.append(w)
     if not ws:
         raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
-    kvs = [k for k in (opts.kv or KV_CANDIDATES) if k in KV_FORMATS]
+    asked = [canonical(k) for k in opts.kv] if opts.kv else None
+    for k in asked or ():
+        if k != "auto" and k not in KV_FORMATS:
+            raise unknown("KV-cache precision", k, KV_FORMATS)
+    kvs = [k for k in (asked or KV_CANDIDATES) if k in KV_FORMATS or k == "auto"]  # auto: enumerate_configs pairs it
     if not opts.kv and serves_bf16_as_fp16(hw):  # its 16-bit cache is fp16 too
         kvs = ["fp16" if k == "bf16" else k for k in kvs]
     # fp16 and bf16 weights are the same plan twice; keep the one the device names first
@@ -169,7 +174,8 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     if not rows:
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)
-    fmts = list(product(ws, kvs))
+    # --kv auto: each weight format with the cache the engine picks for it (vLLM, SGLang and TensorRT-LLM's auto)
+    fmts = list(dict.fromkeys((w, default_kv(w, engine, model) if k == "auto" else k) for w, k in product(ws, kvs)))
     n_l, n_f = len(lay), len(fmts)
     idx_l = np.repeat(np.arange(n_l), n_f)
     idx_f = np.tile(np.arange(n_f), n_l)

@@ -47,6 +47,8 @@ class PlanSpec:
         # precision names as users write them (Q4_K_M, float16, awq) resolve to the planner's ids here, once
         self.weights = canonical(self.weights) or self.weights
         self.kv = canonical(self.kv)
+        if self.kv == "auto":  # the engines' --kv-cache-dtype auto: the engine's own rule, as when none is given
+            self.kv = None
         self.activations = canonical(self.activations)
 
     @property
