@@ -214,3 +214,13 @@ def test_kv_auto_is_the_engines_own_rule_and_an_unknown_cache_is_refused(capsys)
     assert pairs and all(kv == default_kv(w, "trtllm", "llama-3.1-8b") for w, kv in pairs)
     code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--kv", "fp8_e5m2"], capsys)
     assert code == 2 and "unknown KV-cache precision 'fp8_e5m2'" in err and "Traceback" not in err
+
+
+def test_plan_takes_weight_names_as_users_write_them(capsys):
+    """`plan --weights AWQ` searches int4 (estimate always did; plan refused the name)."""
+    from cli_helpers import run
+
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--weights", "AWQ",
+                          "--min-accuracy", "0", "--json"], capsys)
+    assert code == 0, err
+    assert {p["plan"]["weights"] for p in json.loads(out)["frontier"]} == {"int4"}

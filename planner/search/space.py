@@ -77,7 +77,7 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) ->
     model is released in (``released``: gpt-oss's MXFP4 on Hopper, dequantized in a mixed-input GEMM) wherever the
     device runs it at all: it is the model as published."""
     ws = []
-    candidates = list(opts.weights or WEIGHT_CANDIDATES)
+    candidates = [canonical(w) for w in opts.weights] if opts.weights else list(WEIGHT_CANDIDATES)  # as users write them
     if not opts.weights and released and released not in candidates:
         candidates.append(released)
     for w in candidates:
@@ -86,7 +86,7 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) ->
             r = resolve(fmt, hw)
         except PlannerError:
             continue
-        if r.native or opts.weights or w == released:
+        if r.native or opts.weights or w == released:  # asked-for formats run however the device runs them
             ws.append(w)
     if not ws:
         raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
