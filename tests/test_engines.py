@@ -339,3 +339,14 @@ def test_a_prompt_longer_than_tensorrt_llm_s_token_budget_is_named_where_it_woul
     assert code == 0 and any("budget-sized pieces" in n for n in json.loads(out)["notes"])
     code, out, _ = run(sim + ["--max-batched-tokens", "20000"], capsys)
     assert code == 0 and not any("refuses" in n for n in json.loads(out)["notes"])
+
+
+def test_an_engine_version_as_pip_or_a_page_writes_it():
+    """`vllm==0.10.1`, `vLLM 0.11`, `TensorRT-LLM v0.14.0`, `llama.cpp b5000` name the same releases as the `@` form;
+    an unknown engine is still refused under the name given."""
+    for given, same in (("vllm==0.10.1", "vllm@0.10.1"), ("vLLM 0.11", "vllm@0.11"), ("TensorRT-LLM v0.14.0", "trtllm@0.14"),
+                        ("TensorRT-LLM 1.0", "trtllm@1.0"), ("sglang 0.4.6", "sglang@0.4.6"), ("llama.cpp b5000", "llamacpp@b5000")):
+        a, b = get_engine(given), get_engine(same)
+        assert (a.id, a.version, a.requested) == (b.id, b.version, b.requested), given
+    with pytest.raises(PlannerError, match="unknown engine 'foo 1.0'"):
+        get_engine("foo 1.0")

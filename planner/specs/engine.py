@@ -679,6 +679,11 @@ def get_engine(name: str) -> Engine:
     ps = profiles()
     if name in ps:
         return ps[name]
+    given = name
+    if "@" not in name:  # a version written the way pip or a page writes it: "vllm==0.10.1", "vLLM 0.11", "TensorRT-LLM v1.0"
+        m = re.match(r"\s*([A-Za-z][\w.\-]*?)\s*(?:==|\s)\s*(v?\d[\w.\-]*|b\d+)\s*$", name)
+        if m:
+            name = f"{m.group(1)}@{m.group(2)}"
     base, _, ver = name.partition("@")
     base = _engine_id(base)
     m = re.match(r"v?(\d[\w.\-]*)", ver.strip())
@@ -695,7 +700,7 @@ def get_engine(name: str) -> Engine:
         if era is not None:  # the profile of its release era, saying so (Engine.era_note): nothing silently defaulted
             return replace(ps[era], requested=f"{base}@{ver}")
         raise unknown(f"{base} version", ver, [e.version for e in versions])
-    raise unknown("engine", name, engine_ids())
+    raise unknown("engine", given, engine_ids())
 
 
 def era_notes(engine: "Engine | str") -> list[str]:
