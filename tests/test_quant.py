@@ -146,6 +146,11 @@ def test_gguf_presets_take_their_bits_from_published_file_sizes():
     only ever widens some tensors) and below Q6_K."""
     from planner.specs.quant import GGUF_MIXES, Q6_K_BITS, gguf_body_bits
 
+    from planner.specs.loader import get_model
+    from planner.specs.quant import LLAMA3_70B_OUTPUT, LLAMA3_70B_WEIGHTS
+
+    counts = get_model("llama-3-70b").param_counts()  # the weights the sizes are read over are the spec's
+    assert sum(counts.values()) == LLAMA3_70B_WEIGHTS and counts["lm_head"] == LLAMA3_70B_OUTPUT
     # the method, checked on the rows whose bits the layouts fix
     assert gguf_body_bits(39.60) == pytest.approx(FORMATS["q4_k_m"].bits, rel=3e-3)
     assert gguf_body_bits(46.52) == pytest.approx(FORMATS["q5_k_m"].bits, rel=3e-3)
@@ -212,6 +217,11 @@ def test_kv_auto_is_the_engines_own_rule_and_an_unknown_cache_is_refused(capsys)
     assert code == 0, err
     pairs = {(p["plan"]["weights"], p["plan"]["kv"]) for p in json.loads(out)["frontier"]}
     assert pairs and all(kv == default_kv(w, "trtllm", "llama-3.1-8b") for w, kv in pairs)
+    # a device without bf16 (a T4) keeps the engine's 16-bit cache in fp16
+    code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "t4", "--gpus", "1", "--kv", "auto", "--min-accuracy", "0",
+                          "--json"], capsys)
+    assert code == 0, err
+    assert "bf16" not in {p["plan"]["kv"] for p in json.loads(out)["frontier"]}
     code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--kv", "fp8_e5m2"], capsys)
     assert code == 2 and "unknown KV-cache precision 'fp8_e5m2'" in err and "Traceback" not in err
 

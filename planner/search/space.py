@@ -175,7 +175,13 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)
     # --kv auto: each weight format with the cache the engine picks for it (vLLM, SGLang and TensorRT-LLM's auto)
-    fmts = list(dict.fromkeys((w, default_kv(w, engine, model) if k == "auto" else k) for w, k in product(ws, kvs)))
+    fp16_cache = serves_bf16_as_fp16(hw)  # a device without bf16 keeps its 16-bit cache in fp16
+
+    def auto_kv(w: str) -> str:
+        k = default_kv(w, engine, model)
+        return "fp16" if fp16_cache and k == "bf16" else k
+
+    fmts = list(dict.fromkeys((w, auto_kv(w) if k == "auto" else k) for w, k in product(ws, kvs)))
     n_l, n_f = len(lay), len(fmts)
     idx_l = np.repeat(np.arange(n_l), n_f)
     idx_f = np.tile(np.arange(n_f), n_l)
