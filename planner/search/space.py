@@ -72,6 +72,11 @@ def _pow2_upto(n: int) -> list[int]:
     return out
 
 
+def device_cache(hw: Hardware, kv: str) -> str:
+    """The cache format ``kv`` runs as on ``hw``: a device without bf16 (Volta, Turing) keeps its 16-bit cache in fp16."""
+    return "fp16" if kv == "bf16" and serves_bf16_as_fp16(hw) else kv
+
+
 def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) -> tuple[list[str], list[str]]:
     """Weight formats that run natively on ``hw`` (weight-only formats run on its 16-bit units), and the format the
     model is released in (``released``: gpt-oss's MXFP4 on Hopper, dequantized in a mixed-input GEMM) wherever the
@@ -94,9 +99,7 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) ->
     for k in asked or ():
         if k != "auto" and k not in KV_FORMATS:
             raise unknown("KV-cache precision", k, KV_FORMATS)
-    kvs = [k for k in (asked or KV_CANDIDATES) if k in KV_FORMATS or k == "auto"]  # auto: enumerate_configs pairs it
-    if not opts.kv and serves_bf16_as_fp16(hw):  # its 16-bit cache is fp16 too
-        kvs = ["fp16" if k == "bf16" else k for k in kvs]
+    kvs = asked or [device_cache(hw, k) for k in KV_CANDIDATES]  # auto: enumerate_configs pairs it with each weight
     # fp16 and bf16 weights are the same plan twice; keep the one the device names first
     if "bf16" in ws and "fp16" in ws:
         ws.remove("fp16")
@@ -175,13 +178,8 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)
     # --kv auto: each weight format with the cache the engine picks for it (vLLM, SGLang and TensorRT-LLM's auto)
-    fp16_cache = serves_bf16_as_fp16(hw)  # a device without bf16 keeps its 16-bit cache in fp16
-
-    def auto_kv(w: str) -> str:
-        k = default_kv(w, engine, model)
-        return "fp16" if fp16_cache and k == "bf16" else k
-
-    fmts = list(dict.fromkeys((w, auto_kv(w) if k == "auto" else k) for w, k in product(ws, kvs)))
+    fmts = list(dict.fromkeys((w, device_cache(hw, default_kv(w, engine, model)) if k == "auto" else k)
+                              for w, k in product(ws, kvs)))
     n_l, n_f = len(lay), len(fmts)
     idx_l = np.repeat(np.arange(n_l), n_f)
     idx_f = np.tile(np.arange(n_f), n_l)

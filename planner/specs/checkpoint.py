@@ -40,8 +40,7 @@ QUANT_WORDS: dict[str, str | None] = {
     "quantized": None,
 }
 # GGUF file-name quantizations (llama.cpp) the planner prices, longest first (q2_k_s before q2_k)
-_GGUF = {t: t for t in sorted(("q4_0", "q8_0", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k", *GGUF_MIXES), key=len,
-                              reverse=True)}
+_GGUF = tuple(sorted(("q4_0", "q8_0", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k", *GGUF_MIXES), key=len, reverse=True))
 # words that name a release or variant of the same network: a revision date (Qwen3 -2507, DeepSeek -0528, Mistral
 # -2501) or the thinking/base variant of a release (same layers)
 _VARIANT_WORDS = frozenset({"thinking", "base"})
@@ -65,9 +64,9 @@ def checkpoint_weights(name: str) -> str | None:
     """The weight format a checkpoint's name says it stores (``nvidia/Llama-3.3-70B-Instruct-FP8`` -> fp8), or None
     when the name names none (a 16-bit release, or a GGUF repo whose files each hold their own quantization)."""
     low = name.strip().lower()
-    for key, fmt in _GGUF.items():  # Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf
+    for key in _GGUF:  # Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf: the planner's id is the type's name
         if re.search(rf"(^|[\-_./]){re.escape(key)}($|[\-_.])", low):
-            return fmt
+            return key
     words = set(_words(name))
     if "fp8" in words:  # W8A8-FP8, FP8-dynamic: FP8 wins over the W8A8 label
         return "fp8"

@@ -75,23 +75,23 @@ Q_M_SHARE = 0.15  # weights a _M k-quant mix stores at Q6_K (attn_v and ffn_down
 # 110 / 256, Q2_K 84 / 256; a preset mixes them with wider types for attn_v, ffn_down and the first layers.
 LLAMA3_70B_WEIGHTS = 70_553_706_496  # planner's model_specs/llama-3-70b.yaml count (config.json of Meta-Llama-3-70B)
 LLAMA3_70B_OUTPUT = 128_256 * 8_192  # output.weight (vocab x hidden), untied
-GGUF_SIZES_GIB = {  # llama.cpp PR 6745 (Support Llama 3 conversion), dranger003's comment: Llama-3-70B, Size (GiB)
-    "q5_k_s": 45.32, "q4_k_s": 37.58, "iq4_nl": 37.30, "iq4_xs": 35.30, "q3_k_l": 34.59, "q3_k_m": 31.91,
-    "iq3_m": 29.74, "iq3_s": 28.79, "q3_k_s": 28.79, "iq3_xs": 27.29, "iq3_xxs": 25.58, "q2_k": 24.56, "q2_k_s": 22.79,
-    "iq2_m": 22.46, "iq2_s": 20.71, "iq2_xs": 19.69, "iq2_xxs": 17.79, "iq1_m": 15.60, "iq1_s": 14.29,
+# llama.cpp PR 6745 (Support Llama 3 conversion), dranger003's comment: Llama-3-70B file Size (GiB) per type, and what
+# the preset stores
+GGUF_PRESETS = {
+    "q5_k_s": (45.32, "mostly Q5_K (5.5 bits)"), "q4_k_s": (37.58, "mostly Q4_K (4.5 bits), some Q5_K"),
+    "iq4_nl": (37.30, "IQ4_NL non-linear 4-bit blocks of 32 (4.5 bits)"),
+    "iq4_xs": (35.30, "IQ4_XS non-linear 4-bit super-blocks (4.25 bits)"),
+    "q3_k_l": (34.59, "Q3_K with Q5_K for attn_v and ffn_down"),
+    "q3_k_m": (31.91, "Q3_K with Q4_K/Q5_K for attn_v and ffn_down"),
+    "iq3_m": (29.74, "IQ3_S with wider attn_v and ffn_down"), "iq3_s": (28.79, "IQ3_S (3.4375 bits)"),
+    "q3_k_s": (28.79, "Q3_K (3.4375 bits)"), "iq3_xs": (27.29, "IQ3_XXS and IQ3_S"),
+    "iq3_xxs": (25.58, "IQ3_XXS (3.0625 bits)"), "q2_k": (24.56, "Q2_K and Q3_K (2.625 / 3.4375 bits)"),
+    "q2_k_s": (22.79, "Q2_K (2.625 bits)"), "iq2_m": (22.46, "IQ2_S with wider attn_v and ffn_down"),
+    "iq2_s": (20.71, "IQ2_XS and IQ2_S"), "iq2_xs": (19.69, "IQ2_XS (2.3125 bits)"),
+    "iq2_xxs": (17.79, "IQ2_XXS (2.0625 bits)"), "iq1_m": (15.60, "IQ1_M (1.75 bits)"), "iq1_s": (14.29, "IQ1_S (1.5625 bits)"),
 }
 GGUF_MIX_SOURCE = ("bits per weight of the transformer body from the Llama-3-70B GGUF of this type (llama.cpp PR 6745, "
                    "dranger003's size table), output.weight at Q6_K; ggml-common.h block layouts")
-_GGUF_WHAT = {
-    "q5_k_s": "mostly Q5_K (5.5 bits)", "q4_k_s": "mostly Q4_K (4.5 bits), some Q5_K",
-    "iq4_nl": "IQ4_NL non-linear 4-bit blocks of 32 (4.5 bits)", "iq4_xs": "IQ4_XS non-linear 4-bit super-blocks (4.25 bits)",
-    "q3_k_l": "Q3_K with Q5_K for attn_v and ffn_down", "q3_k_m": "Q3_K with Q4_K/Q5_K for attn_v and ffn_down",
-    "q3_k_s": "Q3_K (3.4375 bits)", "iq3_m": "IQ3_S with wider attn_v and ffn_down", "iq3_s": "IQ3_S (3.4375 bits)",
-    "iq3_xs": "IQ3_XXS and IQ3_S", "iq3_xxs": "IQ3_XXS (3.0625 bits)", "q2_k": "Q2_K and Q3_K (2.625 / 3.4375 bits)",
-    "q2_k_s": "Q2_K (2.625 bits)", "iq2_m": "IQ2_S with wider attn_v and ffn_down", "iq2_s": "IQ2_XS and IQ2_S",
-    "iq2_xs": "IQ2_XS (2.3125 bits)", "iq2_xxs": "IQ2_XXS (2.0625 bits)", "iq1_m": "IQ1_M (1.75 bits)",
-    "iq1_s": "IQ1_S (1.5625 bits)",
-}
 
 
 def gguf_body_bits(gib: float) -> float:
@@ -100,8 +100,12 @@ def gguf_body_bits(gib: float) -> float:
     return (gib * 2.0**30 * 8.0 - LLAMA3_70B_OUTPUT * Q6_K_BITS) / (LLAMA3_70B_WEIGHTS - LLAMA3_70B_OUTPUT)
 
 
-GGUF_MIXES = {t: (gguf_body_bits(g), f"{_GGUF_WHAT[t]}, {gguf_body_bits(g):.3f} bits a weight in a Llama-3-70B file")
-              for t, g in GGUF_SIZES_GIB.items()}
+def _preset(gib: float, what: str) -> tuple[float, str]:
+    bits = gguf_body_bits(gib)
+    return bits, f"{what}, {bits:.3f} bits a weight in a Llama-3-70B file"
+
+
+GGUF_MIXES = {t: _preset(gib, what) for t, (gib, what) in GGUF_PRESETS.items()}  # type -> (bits, description)
 
 _FORMATS = [
     Format("fp32", 32, "fp32", False, "IEEE single", "IEEE 754", head_bits=32.0),
