@@ -133,7 +133,9 @@ def test_matmul_fractions_only_for_known_peaks(ident):
     h = get_hardware(ident)
     for dtype, f in h.achievable.matmul.items():
         assert 0 < f.fraction <= 1.0, f"{ident}.{dtype}"
-        if dtype != "default":
+        if dtype == "fp16_accumulate":  # the sustained fraction of the FP16-accumulate peak (GeForce parts)
+            assert h.fp16_accumulate is not None, f"{ident}: an FP16-accumulate fraction without its peak"
+        elif dtype != "default":
             assert h.supports(dtype), f"{ident}: matmul fraction for {dtype}, which has no peak"
 
 

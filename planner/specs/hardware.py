@@ -202,7 +202,10 @@ class Hardware(_Strict):
         FP16-accumulate rate is published)."""
         if self.fp16_accumulate is None or not self.supports("fp16"):
             return 1.0
-        return max(self.fp16_accumulate.value / self.peak("fp16"), 1.0)
+        f16 = self.matmul_efficiency("fp16")
+        acc = self.achievable.matmul.get("fp16_accumulate")
+        sustained = self.fp16_accumulate.value * (acc.fraction if acc is not None else f16)
+        return max(sustained / (self.peak("fp16") * f16), 1.0)
 
     def cuda_core_issue_gain(self) -> float:
         """SMs x clock x 128 lanes over the FP32 peak: 1 where the FP32 peak counts 128 lanes per SM, 2 on parts with 64
