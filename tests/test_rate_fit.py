@@ -31,6 +31,25 @@ def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
     assert not any(r.bench for r in rows["vllm@0.15"] + rows["trtllm@0.14"])
 
 
+def test_a_held_out_serving_benchmark_file_reaches_neither_stage(tmp_path):
+    """serving_bench_more.csv holds vLLM runs the rate stage would fit (a num_prompts column, engine vllm): it is held
+    out to measure transfer, so the rate stage reads none of its rows and the joint fit names it as not fitted."""
+    import csv
+
+    from planner.calibrate import joint
+
+    (f,) = [p for p in builtin_published() if p.name == "serving_bench_more.csv"]
+    with f.open(newline="") as fh:
+        runs = list(csv.DictReader(fh))
+    assert len(runs) >= 60 and all(r["engine"] == "vllm" and r["num_prompts"] for r in runs)
+    assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
+    assert rate_fit.rate_rows([f]) == {}
+    # the same rows under another file name would be fitted: it is the name that holds them out
+    other = tmp_path / "serving_bench_copy.csv"
+    other.write_text(f.read_text())
+    assert sum(len(v) for v in rate_fit.rate_rows([other]).values()) == len(runs)
+
+
 def test_a_serving_benchmark_fits_the_request_time_and_a_compute_scale_per_architecture(rows):
     """vLLM 0.11 has no joint-fit rows and only serving-benchmark runs: it takes its per-request time and one scale of
     its GEMM, grouped-GEMM and attention efficiencies per architecture the runs used, each from the joint fit's value."""

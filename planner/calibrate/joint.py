@@ -384,6 +384,10 @@ NOT_FITTED = {
                              "comes from, a device no fitted 0.9 row comes from",
     "first_token_latency_h200.csv": "held out to measure transfer: the H200 (FP8) batch-1 first-token latencies of the "
                                     "TensorRT-LLM 0.9 page first_token_latency.csv comes from",
+    "serving_bench_more.csv": "held out to measure transfer: vLLM serving benchmarks (vllm bench serve, benchmark_serving.py) "
+                              "on an RTX 4090, RTX 5090, RTX PRO 6000, L40S and H100 PCIe, devices (and, for the GeForce and "
+                              "RTX PRO parts, architectures) no fitted vLLM run comes from; the rate stage leaves it out too "
+                              "(rate_fit.HELD_OUT_FILES)",
     "serving_bench.csv": "not a joint-fit file: vLLM, SGLang and trtllm-serve online runs (vllm bench serve, sglang "
                          "bench_one_batch_server) that users and vendors published, simulated; the rate stage fits vLLM 0.11's "
                          "per-request time and compute scale per architecture to its vLLM 0.8-0.11 runs (rate_fit.BENCH_ENGINES), "
