@@ -104,7 +104,8 @@ class Memory(_Strict):
 
 
 class Achievable(_Strict):
-    # matmul efficiency per dtype (fraction of dense peak); missing dtype -> `default_matmul`
+    # matmul efficiency per dtype (fraction of dense peak); missing dtype -> `default_matmul`; the key fp16_accumulate
+    # is the sustained fraction of the fp16_accumulate peak (Hardware.fp16_accumulate_gain)
     matmul: dict[str, Fraction] = {}
     memory: Fraction
     # Matmuls on few tokens: efficiency halves at this M (tile/wave quantization, see costmodel)
@@ -198,8 +199,10 @@ class Hardware(_Strict):
         return self.peak_flops.get(dtype) is not None
 
     def fp16_accumulate_gain(self) -> float:
-        """How much faster a 16-bit GEMM runs when it accumulates in FP16 than at peak_flops.fp16 (1 where no separate
-        FP16-accumulate rate is published)."""
+        """How much faster a 16-bit GEMM runs when it accumulates in FP16 than at its FP32-accumulate rate, each as
+        sustained: fp16_accumulate times achievable.matmul["fp16_accumulate"] (where the spec records that fraction;
+        else the 16-bit one) over peak_flops.fp16 times the 16-bit fraction. 1 where no separate FP16-accumulate rate
+        is published."""
         if self.fp16_accumulate is None or not self.supports("fp16"):
             return 1.0
         f16 = self.matmul_efficiency("fp16")
