@@ -699,3 +699,37 @@ def test_llamacpp_prompt_rate_across_sm_counts_as_published():
         return 512 / estimate("llama-3-8b", h, PlanSpec(weights="fp16", kv="fp16"), isl=512, osl=1, batching="static",
                               batch=1, engine=eng).ttft_s  # tokens/s
     assert rate("a100-pcie-80gb") / rate("rtx-4090") == pytest.approx(7741.34 / 9382.0, rel=0.10)
+
+
+def test_a_marlin_w4a16_gemm_loses_only_its_16_row_tiles_idle_rows():
+    """vLLM and SGLang run AWQ/GPTQ 4-bit weights in Marlin on Ampere, Ada and Blackwell: a GEMM of m tokens computes
+    ceil(m / 16) x 16 rows at the GEMM rate (no half-rate law), so 22 tokens cost 32 rows, 16 cost 16; the 16-bit
+    lm_head, other formats, Hopper (Machete) and TensorRT-LLM keep the half-rate law."""
+    from planner.costmodel.plans import mixed_input_tile
+    from planner.specs.engine import get_engine
+    from planner.specs.quant import get_format
+
+    m, g4090 = get_model("llama-3.1-8b"), get_hardware("rtx-4090")
+    vllm = get_engine("vllm@0.15")
+    assert vllm.mixed_input_tile_m == 16 and "ada" in vllm.mixed_input_archs and "marlin" in vllm.sources["mixed_input_tile_m"].lower()
+    assert mixed_input_tile(vllm, g4090, get_format("int4"), "fp16") == 16.0
+    assert mixed_input_tile(vllm, get_hardware("h100-sxm"), get_format("int4"), "fp16") == 0.0  # Machete on Hopper
+    assert mixed_input_tile(vllm, g4090, get_format("fp8"), "fp8") == 0.0
+    assert mixed_input_tile(get_engine("trtllm@1.1"), g4090, get_format("int4"), "fp16") == 0.0
+    p = make_plans(m, g4090, tp=1, weights="int4", kv="fp16", engine=vllm)
+    assert float(np.ravel(p.gemm_tile_m)[0]) == 16.0
+    cm = CostModel(m, g4090, engine=vllm)
+    k_up = m.hidden_size * 2 * m.intermediate_size  # gate and up, one layer
+    rate = float(np.ravel(p.gemm_flops)[0])
+    for tokens, rows in ((22, 32), (16, 16), (40, 48), (100, 112)):  # (one token runs as a matrix-vector kernel)
+        tc = op(cm.step(p, Step(decode_seqs=tokens, decode_ctx=512), parts=True), Op.MLP_UP).bound_parts[0]
+        assert tc[0] == pytest.approx(2.0 * rows * k_up / rate, rel=1e-9), tokens  # FLOPs of whole 16-row tiles / rate
+    # the same plan without the Marlin tile (the half-rate law): more than the tile law at every small M
+    p0 = make_plans(m, g4090, tp=1, weights="int4", kv="fp16", engine=vllm)
+    p0.gemm_tile_m = 0.0
+    st = Step(decode_seqs=22, decode_ctx=512)
+    tc_half = op(cm.step(p0, st, parts=True), Op.MLP_UP).bound_parts[0][0]
+    tc_tile = op(cm.step(p, st, parts=True), Op.MLP_UP).bound_parts[0][0]
+    assert tc_half > 2.0 * tc_tile
+    # the 16-bit lm_head is not a Marlin GEMM: the same time either way
+    assert op(cm.step(p0, st, parts=True), Op.LM_HEAD).time_s[0] == pytest.approx(op(cm.step(p, st, parts=True), Op.LM_HEAD).time_s[0])

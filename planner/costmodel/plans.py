@@ -15,7 +15,7 @@ from planner.costmodel.params import Kernels, kernels_for
 from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
-from planner.specs.quant import GGUF_MIXES, get_format, kv_bytes_per_element, resolve
+from planner.specs.quant import GGUF_MIXES, W4A16_TILED, get_format, kv_bytes_per_element, resolve
 
 ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model, unless compute is fp32
 # NVIDIA architectures before Hopper (compute capability < 9), where vLLM runs MXFP4 MoE weights in its Marlin kernel
@@ -70,6 +70,9 @@ class PlanArrays:
     # the tiles a small batch leaves idle with their extra passes: rate(m) = R e m / (m + e half_m), the native
     # kernel's rate at small m and e of it at large m; this is e (1 for every native kernel)
     gemm_half_m_scale: np.ndarray | float = 1.0
+    # where the engine runs the plan's 4-bit weight-only GEMMs in a mixed-input kernel that loses only its tile's idle
+    # rows at small M (Engine.mixed_input_tile_m: Marlin), that tile's token rows; 0: the half-rate law
+    gemm_tile_m: np.ndarray | float = 0.0
     # MLA attention's rate over attn_flops where the engine runs it on the FP8 tensor cores (an FP8 KV cache; Engine
     # mla_fp8_decode, mla_fp8_prefill_archs): the device's FP8 GEMM rate over its 16-bit one; 1 elsewhere
     attn_fp8_gain_decode: np.ndarray | float = 1.0
@@ -133,6 +136,15 @@ def mmq_rate(engine, hw, weights: str) -> float:
     return 0.0
 
 
+def mixed_input_tile(engine, hw, fmt, compute_dtype: str) -> float:
+    """Token rows of the tile a 4-bit weight-only GEMM runs in where ``engine`` runs it in a mixed-input kernel whose
+    small-M loss is that tile's idle rows alone (Engine.mixed_input_tile_m, on its mixed_input_archs); 0 elsewhere."""
+    tile = int(getattr(engine, "mixed_input_tile_m", 0) or 0)
+    if tile <= 0 or fmt.id not in W4A16_TILED or compute_dtype not in ("fp16", "bf16"):
+        return 0.0
+    return float(tile) if getattr(hw, "architecture", None) in (getattr(engine, "mixed_input_archs", ()) or ()) else 0.0
+
+
 def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None = None, kernels: Kernels | None = None,
                    engine=None, mla: bool = False) -> dict:
     """What a (weights, kv) precision pair means on ``hw``: bytes and FLOP/s. GEMM and attention rates are the
@@ -178,6 +190,7 @@ def format_numbers(hw: Hardware, weights: str, kv: str, activations: str | None 
         "act_bytes": act_bytes_for(res.compute_dtype),
         "weight_dequant": dequant,
         "gemm_half_m_scale": res.kernel_efficiency,
+        "gemm_tile_m": mixed_input_tile(engine, hw, fmt, res.compute_dtype),
         "note": res.note,
         "compute_dtype": res.compute_dtype,
         "native": res.native,
@@ -233,7 +246,7 @@ def make_plans(
     index = index.reshape(-1)
     cols = {c: np.array([table[k][c] for k in uniq], dtype=float)[index]
             for c in ("weight_bytes", "head_bytes", "kv_bytes", "gemm_flops", "gemm_peak_flops", "attn_flops", "act_bytes",
-                      "weight_dequant", "gemm_half_m_scale", "head_gemm_flops")
+                      "weight_dequant", "gemm_half_m_scale", "gemm_tile_m", "head_gemm_flops")
             # the FP8 MLA gains only where some pair has one (1: the PlanArrays default, no array for the search to carry)
             + tuple(g for g in ("attn_fp8_gain_decode", "attn_fp8_gain_prefill") if any(table[k][g] != 1.0 for k in uniq))}
     dtypes = {table[k]["compute_dtype"] for k in uniq}

@@ -316,6 +316,13 @@ class CostModel:
         byts = (weight_read if deq is None else np.where(deq, w_elems * 2.0, weight_read)) + m * in_out_elems * self._act
         hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
+        tile = self._tile_m
+        if np.ndim(tile) or tile > 0:
+            # a 4-bit weight in a mixed-input kernel (plans.gemm_tile_m: Marlin) loses only its tile's idle rows: m over
+            # m rounded up to whole tiles; the 16-bit lm_head and every other weight keep the half-rate law
+            tiled_eff = np.asarray(mm, float) / (np.ceil(np.maximum(np.asarray(mm, float), 1.0) / np.maximum(tile, 1.0))
+                                                 * np.maximum(tile, 1.0))
+            eff = np.where((np.asarray(tile) > 0) & (np.asarray(wbytes, float) < 1.0), np.minimum(tiled_eff, 1.0), eff)
         if self.wave_tile is not None and widths is not None:
             # the library GEMM runs where a 16-bit weight meets two tokens or more, or a narrower one is dequantized
             # to FP16 first (deq); one token runs as a matrix-vector kernel, a few on a narrow weight in MMQ
@@ -496,6 +503,8 @@ class _Ctx:
             cm._block_c_dense = cm._block_c_moe = 1.0
         hs = np.asarray(plans.gemm_half_m_scale, float)
         cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
+        tm = np.asarray(plans.gemm_tile_m, float)
+        cm._tile_m = (float(tm.flat[0]) if tm.size else 0.0) if not tm.size or np.all(tm == tm.flat[0]) else tm
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
         cp = np.asarray(plans.cp, float)
         d_rows = d_seqs  # rows the GEMMs see: a decode-only step replays the next captured graph up (per scheduler rank)

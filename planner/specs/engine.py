@@ -121,6 +121,12 @@ class Engine:
     # the device's SMs (Hardware.sm_count) in waves, one tile per SM at a time, and a GEMM is timed as whole waves
     # (costmodel/roofline.py wave_efficiency). None: the tile-agnostic small-M curve (gemm_half_m) alone
     gemm_tile: tuple[int, int] | None = None
+    # 4-bit weight-only GEMMs (AWQ, GPTQ: W4A16, quant.W4A16_TILED) run, on these architectures, in a mixed-input kernel
+    # whose only small-M loss is its MMA tile's idle rows (rate(m) = R m / (ceil(m / tile) tile): Marlin, which keeps
+    # the 4-bit weight stream's speed up to 16-32 tokens and spreads few tiles over every SM in stripes); 0: the
+    # half-rate law of every other GEMM (costmodel.plans.format_numbers, step._gemm)
+    mixed_input_tile_m: int = 0
+    mixed_input_archs: tuple[str, ...] = ()
     # the attention input projections run as one GEMM (q, k and v weights concatenated) and a gated MLP's gate and up
     # projections as one; False: a GEMM each (llama.cpp's graph multiplies wq, wk, wv and ffn_gate, ffn_up apart),
     # which matters where GEMMs are timed in waves (gemm_tile)
@@ -289,6 +295,7 @@ class Engine:
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
+                "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
@@ -399,6 +406,10 @@ _SHAPED_SETTINGS = {
                                                              and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
                        "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
+    "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
+                           "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
+    "mixed_input_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
+                          "a list of architecture names"),
     "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
                               "a list of architecture names"),
     "hip_graphs": (lambda h: isinstance(h, bool), "true or false"),
@@ -457,7 +468,8 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k == "mmq_fp32_ratio":
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
-            if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs"):
+            if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs",
+                     "mixed_input_archs"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)

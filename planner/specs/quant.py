@@ -274,6 +274,11 @@ PRECISION_ALIASES: dict[str, str] = {
 }
 
 
+# 4-bit weight-only formats (W4A16: AWQ, GPTQ and INT4 checkpoints with group scales) that serving engines run in
+# mixed-input kernels of their own (Engine.mixed_input_tile_m: vLLM's and SGLang's Marlin)
+W4A16_TILED = ("int4", "int4-g32")
+
+
 def canonical(name: str | None) -> str | None:
     """The planner's id for a precision name (``float16`` -> ``fp16``); unknown names pass through."""
     if not name:
