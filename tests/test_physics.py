@@ -702,9 +702,9 @@ def test_llamacpp_prompt_rate_across_sm_counts_as_published():
 
 
 def test_a_marlin_w4a16_gemm_loses_only_its_16_row_tiles_idle_rows():
-    """vLLM and SGLang run AWQ/GPTQ 4-bit weights in Marlin on Ampere, Ada and Blackwell: a GEMM of m tokens computes
+    """vLLM runs AWQ/GPTQ 4-bit weights in Marlin on Ampere, Ada and Blackwell: a GEMM of m tokens computes
     ceil(m / 16) x 16 rows at the GEMM rate (no half-rate law), so 22 tokens cost 32 rows, 16 cost 16; the 16-bit
-    lm_head, other formats, Hopper (Machete) and TensorRT-LLM keep the half-rate law."""
+    lm_head, other formats, Hopper (Machete), SGLang (its AWQ MoE runs moe_wna16) and TensorRT-LLM keep the law."""
     from planner.costmodel.plans import mixed_input_tile
     from planner.specs.engine import get_engine
     from planner.specs.quant import get_format
@@ -716,6 +716,7 @@ def test_a_marlin_w4a16_gemm_loses_only_its_16_row_tiles_idle_rows():
     assert mixed_input_tile(vllm, get_hardware("h100-sxm"), get_format("int4"), "fp16") == 0.0  # Machete on Hopper
     assert mixed_input_tile(vllm, g4090, get_format("fp8"), "fp8") == 0.0
     assert mixed_input_tile(get_engine("trtllm@1.1"), g4090, get_format("int4"), "fp16") == 0.0
+    assert mixed_input_tile(get_engine("sglang@0.5"), g4090, get_format("int4"), "fp16") == 0.0
     p = make_plans(m, g4090, tp=1, weights="int4", kv="fp16", engine=vllm)
     assert float(np.ravel(p.gemm_tile_m)[0]) == 16.0
     cm = CostModel(m, g4090, engine=vllm)

@@ -275,7 +275,7 @@ PRECISION_ALIASES: dict[str, str] = {
 
 
 # 4-bit weight-only formats (W4A16: AWQ, GPTQ and INT4 checkpoints with group scales) that serving engines run in
-# mixed-input kernels of their own (Engine.mixed_input_tile_m: vLLM's and SGLang's Marlin)
+# mixed-input kernels of their own (Engine.mixed_input_tile_m: vLLM's Marlin)
 W4A16_TILED = ("int4", "int4-g32")
 
 
