@@ -360,3 +360,19 @@ def test_a_plan_says_once_what_front_end_time_its_ttfts_hold():
     assert sum("front-end time" in n for n in res.notes) == 1
     res = search("llama-3.1-8b", ["h100-sxm"], 1, Workload(isl=512, osl=128), Constraints(gpus=1), engine="llamacpp")
     assert not any("front-end time" in n for n in res.notes)
+
+
+def test_a_benchmark_of_identical_replicas_is_simulated_on_that_many():
+    """A serving-benchmark row with ``replicas`` N (cloudrift's runs behind an NGINX round-robin balancer) is the run's
+    printed totals: simulated as N replicas taking the client's requests in turn, it serves about N times one replica's
+    requests per second, and the same row without the column (one replica) serves what one does."""
+    from planner.serving.published import predict_bench_serve
+
+    base = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+            "tp": "1", "dataset": "random", "isl": "512", "osl": "128", "num_prompts": "400", "rate": "inf",
+            "max_concurrency": "200", "requests_per_s": "1.0"}
+    one = {w: p for _, w, _, _, p, _ in predict_bench_serve([{**base, "num_prompts": "100", "max_concurrency": "50"}])}
+    four = predict_bench_serve([{**base, "replicas": "4"}])
+    assert all("replicas=4" in cfg for _, _, cfg, _, _, _ in four)
+    got = {w: p for _, w, _, _, p, _ in four}
+    assert got["requests_per_s"] == pytest.approx(4.0 * one["requests_per_s"], rel=0.1)

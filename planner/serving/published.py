@@ -269,7 +269,8 @@ BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s"
 
 
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
-    """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema."""
+    """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema. An optional
+    ``replicas`` column: the run's identical replicas behind a round-robin balancer, simulated as that many."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_model
 
@@ -283,9 +284,12 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         rate_s = str(r.get("rate") or "inf").strip().lower()
         rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
         clients = _count(r, "max_concurrency", where, 0)
+        # identical replicas behind a round-robin balancer (NGINX's default), the client's requests spread over them
+        replicas = _count(r, "replicas", where, 1)
         engine = _engine_of(r)
         cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
-               f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}"))
+               f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}")
+               + (f" replicas={replicas}" if replicas > 1 else ""))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         try:
             eng = get_engine(engine)
@@ -310,7 +314,8 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest)
-            s = Simulator([Pool(rep, 1)], reqs).run().summary()
+            s = (Simulator([Pool(rep, replicas)], reqs, router="round-robin") if replicas > 1
+                 else Simulator([Pool(rep, 1)], reqs)).run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
             continue
