@@ -14,6 +14,15 @@ def gemm_efficiency(m, half_m: float):
     return m / (m + half_m) if half_m else np.ones_like(m)
 
 
+def tile_efficiency(m, tile):
+    """Fraction of the GEMM rate reached with ``m`` tokens by a kernel whose only small-M loss is its tile's idle rows
+    (a mixed-input kernel that spreads few tiles over every SM: Marlin): m over m rounded up to whole tiles of
+    ``tile`` token rows. ``m`` and ``tile`` broadcast (numpy); m below one counts as one."""
+    m = np.asarray(m, dtype=float)
+    tile = np.maximum(np.asarray(tile, dtype=float), 1.0)
+    return np.minimum(m / (np.ceil(np.maximum(m, 1.0) / tile) * tile), 1.0)
+
+
 def wave_efficiency(m, widths, sms: int, tile: tuple[int, int]):
     """Fraction of the GEMM rate reached by GEMMs over ``m`` tokens whose outputs are ``widths`` wide (one GEMM each,
     all with the same reduction length) when a library runs each as CTA tiles of ``tile`` = (output rows, tokens),

@@ -26,7 +26,7 @@ from planner.costmodel.memory import LINEAR_STATE_BYTES, chunks_decode, frees_wi
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.profile import measured_decode_attention, measured_experts, measured_moe_loop
-from planner.costmodel.roofline import gemm_efficiency, wave_efficiency
+from planner.costmodel.roofline import gemm_efficiency, tile_efficiency, wave_efficiency
 from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
@@ -318,11 +318,9 @@ class CostModel:
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         tile = self._tile_m
         if np.ndim(tile) or tile > 0:
-            # a 4-bit weight in a mixed-input kernel (plans.gemm_tile_m: Marlin) loses only its tile's idle rows: m over
-            # m rounded up to whole tiles; the 16-bit lm_head and every other weight keep the half-rate law
-            tiled_eff = np.asarray(mm, float) / (np.ceil(np.maximum(np.asarray(mm, float), 1.0) / np.maximum(tile, 1.0))
-                                                 * np.maximum(tile, 1.0))
-            eff = np.where((np.asarray(tile) > 0) & (np.asarray(wbytes, float) < 1.0), np.minimum(tiled_eff, 1.0), eff)
+            # a 4-bit weight in a mixed-input kernel (plans.gemm_tile_m: Marlin) loses only its tile's idle rows; the
+            # 16-bit lm_head and every other weight keep the half-rate law
+            eff = np.where((np.asarray(tile) > 0) & (np.asarray(wbytes, float) < 1.0), tile_efficiency(mm, tile), eff)
         if self.wave_tile is not None and widths is not None:
             # the library GEMM runs where a 16-bit weight meets two tokens or more, or a narrower one is dequantized
             # to FP16 first (deq); one token runs as a matrix-vector kernel, a few on a narrow weight in MMQ
@@ -501,10 +499,8 @@ class _Ctx:
         else:
             cm._block_dense = cm._block_moe = 0.0
             cm._block_c_dense = cm._block_c_moe = 1.0
-        hs = np.asarray(plans.gemm_half_m_scale, float)
-        cm._half_m_scale = float(hs.flat[0]) if hs.size and np.all(hs == hs.flat[0]) else hs
-        tm = np.asarray(plans.gemm_tile_m, float)
-        cm._tile_m = (float(tm.flat[0]) if tm.size else 0.0) if not tm.size or np.all(tm == tm.flat[0]) else tm
+        cm._half_m_scale = _scalar_if_uniform(plans.gemm_half_m_scale)
+        cm._tile_m = _scalar_if_uniform(plans.gemm_tile_m)
         tp, pp, adp, ep = (x.astype(float) for x in (plans.tp, plans.pp, plans.adp, plans.ep))
         cp = np.asarray(plans.cp, float)
         d_rows = d_seqs  # rows the GEMMs see: a decode-only step replays the next captured graph up (per scheduler rank)
@@ -523,6 +519,12 @@ class _Ctx:
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
                    T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)
+
+
+def _scalar_if_uniform(v):
+    """A per-plan value as one float where every plan has the same (the scalar paths in CostModel._gemm), else the array."""
+    a = np.asarray(v, float)
+    return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a
 
 
 def _qkv_widths(cm: "CostModel", sh) -> tuple:

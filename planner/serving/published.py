@@ -314,8 +314,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest)
-            s = (Simulator([Pool(rep, replicas)], reqs, router="round-robin") if replicas > 1
-                 else Simulator([Pool(rep, 1)], reqs)).run().summary()
+            s = Simulator([Pool(rep, replicas)], reqs, router="round-robin").run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
             continue
