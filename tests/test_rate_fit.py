@@ -12,6 +12,7 @@ from planner.calibrate import rate_fit
 from planner.calibrate.validate import builtin_published
 from planner.costmodel.params import builtin_calibration, using
 from planner.serving import vllm_rate
+from planner.errors import PlannerError
 from planner.specs.engine import get_engine, raw_profiles
 
 
@@ -51,11 +52,21 @@ def test_a_held_out_serving_benchmark_file_reaches_neither_stage(tmp_path):
 
 
 def test_a_serving_benchmark_fits_the_request_time_and_a_compute_scale_per_architecture(rows):
-    """vLLM 0.11 has no joint-fit rows and only serving-benchmark runs: it takes its per-request time and one scale of
+    """vLLM 0.11 has no joint-fit rows and only serving-benchmark runs: it takes the per-request time of the endpoint
+    its closed loops' TTFTs went through (gpustack's `--backend openai-chat`: the chat endpoint's) and one scale of
     its GEMM, grouped-GEMM and attention efficiencies per architecture the runs used, each from the joint fit's value."""
+    from planner.serving.published import endpoint_of
+
     cal = builtin_calibration()
     prob = rate_fit._Problem("vllm@0.11", rows["vllm@0.11"], cal, 1.0)
-    assert prob.bench and prob.names == ("request_s", "compute@ampere", "compute@hopper")
+    assert prob.bench and prob.names == ("chat_request_s", "compute@ampere", "compute@hopper")
+    timed = [r for r in rows["vllm@0.11"] if rate_fit._fittable(r, "mean_ttft_s")]
+    assert timed and {endpoint_of(r.row) for r in timed} == {"chat"}
+    # the completions runs among them (Michaelvll's sglang.bench_serving --backend vllm bursts) time no TTFT that is
+    # fitted: they inform no completions time; were their TTFTs fitted, the fit would take both
+    assert any(endpoint_of(r.row) == "completions" for r in rows["vllm@0.11"])
+    loops = [timed[0], rate_fit.RateRow(timed[1].file, timed[1].cols, {**timed[1].row, "endpoint": "completions"})]
+    assert rate_fit._request_params(loops) == ("request_s", "chat_request_s")
     assert prob.prior["compute@hopper"] == 1.0 and np.allclose(np.exp(prob.lo[1:]), rate_fit.COMPUTE_BOUNDS[0])
     # what is fitted of a run: its request rate and TPOT, a single stream's decode rate, a closed loop's TTFT; not a
     # burst's TTFT (its queue) nor the output tokens/s that repeat the request rate
@@ -83,7 +94,7 @@ def test_the_files_in_force_carry_vllm_0_11s_compute_scales_where_its_runs_ran()
         assert max(scale.values()) == pytest.approx(min(scale.values()), rel=1e-4)  # one scale per architecture
         assert rate_fit.COMPUTE_BOUNDS[0] < scale["gemm"] < 1.0  # its runs are slower than the joint fit's kernels
     assert ("blackwell", "gemm") not in got  # no vLLM 0.11 run on Blackwell: the joint fit's values stand there
-    assert 0.0 < got[(None, "request_s")][0] < 0.1
+    assert 0.0 < got[(None, "chat_request_s")][0] < 0.1 and (None, "request_s") not in got  # inferred, not fitted
 
 
 class _FlatStart:
@@ -117,8 +128,9 @@ def test_vllm_0_11s_request_time_covers_its_chat_path_at_one_client(rows):
     assert len(runs) == 4
     got = [(meas, pred) for _i, col, _c, meas, pred, _n in predict_bench_serve(runs) if col == "mean_ttft_s"]
     assert len(got) == 4 and all(0.75 < pred / meas < 1.25 for meas, pred in got)
-    request_s = rate_fit.in_force(builtin_calibration())["vllm@0.11"][(None, "request_s")][0]
-    assert 0.02 < request_s < 0.08
+    chat_s = rate_fit.in_force(builtin_calibration())["vllm@0.11"][(None, "chat_request_s")][0]
+    assert 0.02 < chat_s < 0.08
+    assert all("openai-chat" in r["source"] and r["endpoint"] == "chat" for r in runs)
 
 
 def test_a_release_with_joint_fit_rows_takes_its_kernel_gap_and_request_time_from_rate_rows():
@@ -327,7 +339,12 @@ def test_a_release_behind_a_python_http_server_takes_the_fitted_front_end_time()
         assert get_engine(k).http_front_end and get_engine(k).request_overhead_s == pytest.approx(g, rel=1e-3)
     for k in ("trtllm@0.9", "llamacpp@b3000", "llamacpp@unpinned"):
         assert not get_engine(k).http_front_end and get_engine(k).request_overhead_s == 0.0
-    assert cal["vllm@0.11"].engine_wide["request_s"][1].startswith("rate fit")  # its own fit stands
+    # vLLM 0.11's own fit is of the chat endpoint (its closed loops went through it) and stands; its completions time
+    # is inferred like any release's without rate runs, never from the chat value
+    assert cal["vllm@0.11"].engine_wide["chat_request_s"][1].startswith("rate fit")
+    v, src = cal["vllm@0.11"].engine_wide["request_s"]
+    assert v == pytest.approx(g, rel=1e-3) and src.startswith("inferred")
+    assert all("chat_request_s" not in cal[k].engine_wide for k in cal if k != "vllm@0.11")
     bare = copy.deepcopy(cal)
     for k in ("vllm@0.15", "trtllm@0.14"):
         del bare[k].engine_wide["request_s"]
@@ -349,6 +366,31 @@ def test_an_estimate_says_what_front_end_time_its_ttft_holds():
         assert front > 0 and e.ttft_s > front and len(note) == 1 and how in note[0] and f"{front * 1e3:.1f} ms" in note[0]
     e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="q4_0"), isl=128, osl=16, concurrency=1, engine="llamacpp")
     assert not any("front-end time" in n for n in e.notes)
+
+
+def test_the_chat_endpoint_costs_what_its_release_was_fitted_to_and_the_completions_one_what_rate_runs_say():
+    """An engine on the chat endpoint takes its release's fitted chat time (vLLM 0.11: gpustack's openai-chat closed
+    loops, ~50 ms) and a release without one keeps its completions time; an estimate's TTFT moves by the difference
+    and its note names the endpoint. A serving-benchmark row runs on its own endpoint column."""
+    from planner.api import PlanSpec, estimate
+    from planner.serving.published import endpoint_of
+
+    old = get_engine("vllm@0.11")
+    chat = old.on_endpoint("chat")
+    assert old.endpoint == "completions" and 1e-3 < old.request_overhead_s < 2e-2
+    assert chat.request_overhead_s == old.chat_request_overhead_s and 0.02 < chat.request_overhead_s < 0.08
+    assert chat.on_endpoint("completions") == old  # and back
+    new = get_engine("vllm@0.15")
+    assert new.chat_request_overhead_s is None and new.on_endpoint("chat").request_overhead_s == new.request_overhead_s
+    with pytest.raises(PlannerError, match="unknown endpoint"):
+        old.on_endpoint("responses")
+    a = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(), isl=128, osl=16, concurrency=1, engine=old)
+    b = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(), isl=128, osl=16, concurrency=1, engine=chat)
+    assert b.ttft_s - a.ttft_s == pytest.approx(chat.request_overhead_s - old.request_overhead_s, rel=1e-6)
+    assert any("on the chat endpoint" in n for n in b.notes) and any("--endpoint chat" in n for n in a.notes)
+    assert endpoint_of({}) == "completions" and endpoint_of({"endpoint": " Chat "}) == "chat"
+    with pytest.raises(PlannerError, match="endpoint must be one of"):
+        endpoint_of({"endpoint": "grpc"}, "x.csv:2")
 
 
 def test_a_plan_says_once_what_front_end_time_its_ttfts_hold():

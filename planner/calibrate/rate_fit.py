@@ -67,7 +67,9 @@ from scipy.optimize import least_squares
 from planner.costmodel.params import PARAM_BY_NAME, using
 
 RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
-HOST_ONLY = ("request_s",)  # the host-side value of a release's serving-benchmark fit (beside its compute scales)
+# the per-request front-end time of each API endpoint (Engine.on_endpoint): a serving-benchmark fit takes the one of
+# each endpoint its runs' TTFTs went through (their ``endpoint`` column), beside its compute scales
+REQUEST_PARAMS = {"completions": "request_s", "chat": "chat_request_s"}
 # what a release whose GEMM, attention and all-reduce efficiencies the joint fit has takes from its runs at request rates:
 # the per-kernel gap its low-load steps show (a value of the runs' architectures, DEVICE_PARAMS) and its front end
 JOINT_RELEASE_PARAMS = ("kernel_s", "request_s")
@@ -101,7 +103,7 @@ def _prior_and_bounds(name: str, c) -> tuple[float, float, float]:
         return 1.0, *COMPUTE_BOUNDS
     spec = PARAM_BY_NAME[name]
     prior = float(c.engine_wide[name][0]) if name in c.engine_wide else spec.prior
-    return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name == "request_s" else 0.0), spec.hi
+    return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name in REQUEST_PARAMS.values() else 0.0), spec.hi
 
 
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
@@ -235,6 +237,16 @@ def _fittable(r: RateRow, what: str) -> bool:
     return not ttft or float(ttft) <= QUEUED_TTFT_S
 
 
+def _request_params(rows: list[RateRow]) -> tuple[str, ...]:
+    """The per-request times serving-benchmark ``rows`` inform: that of each endpoint whose runs' mean TTFT is fitted
+    (closed loops; a burst's TTFT is its queue), else that of each endpoint the runs went through."""
+    from planner.serving.published import endpoint_of
+
+    timed = {endpoint_of(r.row) for r in rows if _fittable(r, "mean_ttft_s")}
+    eps = timed or {endpoint_of(r.row) for r in rows}
+    return tuple(REQUEST_PARAMS[e] for e in sorted(eps, key=list(REQUEST_PARAMS).index))
+
+
 class _Problem:
     def __init__(self, release: str, rows: list[RateRow], cal: dict, scale: float):
         self.release, self.rows, self.cal, self.scale = release, rows, cal, scale
@@ -244,8 +256,8 @@ class _Problem:
         self.bench = bool(rows) and all(r.bench for r in rows)
         if c.rows:  # joint-fit rows of this release pin its compute and collective efficiencies
             self.names = JOINT_RELEASE_PARAMS
-        elif self.bench:  # serving benchmarks: the per-request time and a compute scale per architecture they ran on
-            self.names = HOST_ONLY + tuple(f"{SCALE}{a}" for a in self.archs)
+        elif self.bench:  # serving benchmarks: the per-request times and a compute scale per architecture they ran on
+            self.names = _request_params(rows) + tuple(f"{SCALE}{a}" for a in self.archs)
         else:
             self.names = RATE_PARAMS
         pb = {n: _prior_and_bounds(n, c) for n in self.names}
@@ -291,19 +303,21 @@ def _start(prob: "_Problem", r0: np.ndarray) -> np.ndarray:
     otherwise (vLLM 0.11's chat path: 59 ms measured at one client where the prefill takes 12). The grid spans the
     value's range; the prior (centred where it was) still pulls toward 1 ms in the fit itself."""
     x = prob.x0.copy()
-    if "request_s" not in prob.names:
-        return x
-    i = prob.names.index("request_s")
-    best, best_x = _soft_l1(r0), x[i]
-    for v in REQUEST_GRID_S:
-        xv = np.log(v)
-        if not prob.lo[i] < xv < prob.hi[i]:
+    best = _soft_l1(r0)
+    for name in REQUEST_PARAMS.values():
+        if name not in prob.names:
             continue
-        x[i] = xv
-        c = _soft_l1(prob.residuals(x))
-        if c < best:
-            best, best_x = c, xv
-    x[i] = best_x
+        i = prob.names.index(name)
+        best_x = x[i]
+        for v in REQUEST_GRID_S:
+            xv = np.log(v)
+            if not prob.lo[i] < xv < prob.hi[i]:
+                continue
+            x[i] = xv
+            c = _soft_l1(prob.residuals(x))
+            if c < best:
+                best, best_x = c, xv
+        x[i] = best_x
     return x
 
 
@@ -406,10 +420,13 @@ def front_end(cal: dict) -> dict:
     """``cal`` with a per-request front-end time for every release that serves through a Python OpenAI-compatible
     HTTP server (its profile's ``http_front_end``) and has none fitted: the geometric mean of the times fitted on runs
     at request rates (vLLM 0.15 behind ``vllm serve``, TensorRT-LLM 0.14 behind Triton with its Python tokenizer
-    models: 6.0 and 5.9 ms). Each is the host work of one request outside the engine's steps (HTTP, tokenize, hand
-    the request to the engine, detokenize and stream the first token), the same kind of work in every such server.
-    Serving-benchmark fits (vLLM 0.11's 48 ms, through the chat endpoint and beside a compute scale fitted on bursts)
-    are not samples. A fold that holds out every rate run has no sample, and ``cal`` is returned as is."""
+    models: 6.7 and 3.9 ms). Each is the host work of one request outside the engine's steps (HTTP, tokenize, hand
+    the request to the engine, detokenize and stream the first token), the same kind of work in every such server,
+    and the completions endpoint's time (``request_s``; inference-perf's default API type, "completion"). A chat
+    endpoint's time (``chat_request_s``: vLLM 0.11's 50 ms, fitted on gpustack's `--backend openai-chat` closed loops)
+    is neither a sample nor inferred: it is the release's own, and a release without one serves chat requests at its
+    completions time (Engine.on_endpoint). A fold that holds out every rate run has no sample, and ``cal`` is returned
+    as is."""
     from planner.specs.engine import raw_profiles
 
     samples = {k: c.engine_wide["request_s"][0] for k, c in cal.items()
@@ -493,7 +510,7 @@ def in_force(cal: dict) -> dict[str, dict[tuple[str | None, str], tuple[float, s
     for k, c in cal.items():
         blocks = [(None, c.engine_wide), *c.architectures.items()]
         got = {(a, n): vs for a, blk in blocks for n, vs in blk.items()
-               if (n in RATE_PARAMS or n in COMPUTE) and vs[1].startswith("rate fit")}
+               if (n in RATE_PARAMS or n in COMPUTE or n in REQUEST_PARAMS.values()) and vs[1].startswith("rate fit")}
         if got:
             out[k] = got
     return out

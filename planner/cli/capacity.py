@@ -30,7 +30,7 @@ HELP = SUMMARIES["capacity"]
 @command(app, "capacity", help=HELP, ui=("as_json", "as_csv", "plot"))
 def capacity_cmd(req, as_json: bool, as_csv: bool, plot):
     from planner.search.capacity import capacity, parse_hourly, read_daily
-    from planner.studies.params import capacity_max_gpus, lora_spec
+    from planner.studies.params import capacity_max_gpus, lora_spec, request_engine
     from planner.serving.workload import fixed_workload, get_workload
 
     check_out_file(plot, (".png", ".svg"))
@@ -44,7 +44,7 @@ def capacity_cmd(req, as_json: bool, as_csv: bool, plot):
     try:
         res = capacity(req.model, req.hardware, req.rate if req.rate is not None else 0.0, spec, ttft_s=req.ttft_p99,
                        tpot_s=req.tpot_p99, percentile=req.percentile, max_gpus=capacity_max_gpus(req), weights=req.weights, kv=req.kv,
-                       engine=req.engine, requests=req.requests, seed=req.seed, hourly=profile,
+                       engine=request_engine(req), requests=req.requests, seed=req.seed, hourly=profile,
                        progress=lambda msg: status.update(msg), tco=req.tco(), lora=lora_spec(req),
                        adp_balance=req.attention_dp_balance)
     finally:

@@ -43,12 +43,14 @@ def hardware_of(req):
 
 @command(None, "estimate", help=SUMMARIES["estimate"], ui=("as_json", "as_csv"))
 def estimate_cmd(req, as_json: bool, as_csv: bool):
+    from planner.studies.params import request_engine
+
     plan = with_techniques(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations,
                                         req.weight_offload, req.attention_dp, req.cp), req)
     if req.rate is not None:
         from planner.api import estimate_at_rate
 
-        d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=req.engine,
+        d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=request_engine(req),
                              adp_balance=req.attention_dp_balance)
         d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
@@ -56,7 +58,7 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
     from planner.api import estimate
 
     est = estimate(req.model, hardware_of(req), plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
-                   concurrency=req.concurrency, engine=req.engine)
+                   concurrency=req.concurrency, engine=request_engine(req))
     est.cost.update(_owned(req, est.gpus, est.output_tokens_per_s if est.fits else None))
     _output(est.to_dict(), as_json, as_csv, est)
 

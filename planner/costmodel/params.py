@@ -109,6 +109,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("request_s", "engine", "s", 0.0, 0.0, 0.1, 0.0, False,
               "host time per request (tokenize, admit, detokenize); read by the serving layer", "request_overhead_s",
               per_architecture=False),
+    # the same on the chat endpoint (template rendering beside it): fitted only on runs that went through it (a
+    # serving benchmark's ``endpoint`` column), never inferred across releases
+    ParamSpec("chat_request_s", "engine", "s", 0.0, 0.0, 0.1, 0.0, False,
+              "host time per request on the chat endpoint (render the chat template, tokenize, admit, detokenize); "
+              "read by the serving layer", "chat_request_overhead_s", per_architecture=False),
     # not fitted: a joint fit leaves it at 1.3 GiB (rows where KV memory binds pull both ways), so the profile's stands
     ParamSpec("runtime_bytes", "engine", "bytes", 2.0**30, 2.0**28, 16 * 2.0**30, 2.0**30, False,
               "device memory the engine holds beyond weights, KV cache and activations (CUDA context, cuBLAS/NCCL "

@@ -439,13 +439,19 @@ def front_end_note(engine: Engine) -> str:
     from planner.costmodel.params import current_calibration
 
     c = current_calibration().get(engine.name)
-    src = c.engine_wide.get("request_s", (0.0, ""))[1] if c is not None else ""
+    chat = engine.endpoint == "chat" and engine.chat_request_overhead_s is not None
+    src = c.engine_wide.get("chat_request_s" if chat else "request_s", (0.0, ""))[1] if c is not None else ""
     how = ("inferred from the releases fitted on runs at request rates" if src.startswith("inferred")
            else "fitted on its serving-benchmark runs" if src.startswith("rate fit") and "serving-benchmark" in src
            else "fitted on its runs at request rates" if src.startswith("rate fit") else "from its profile")
-    return (f"TTFT includes {engine.name}'s per-request front-end time, {engine.request_overhead_s * 1e3:.1f} ms "
-            f"(HTTP, tokenize, detokenize; {how}); a request submitted in process (an offline benchmark, the engine's "
-            "Python API) pays none")
+    if engine.endpoint == "chat" and not chat:
+        how += "; no chat-endpoint runs of this release are fitted, so the completions endpoint's time stands for it"
+    other = ""
+    if engine.chat_request_overhead_s is not None and engine.endpoint == "completions":
+        other = f"; through the chat endpoint (--endpoint chat) {engine.chat_request_overhead_s * 1e3:.1f} ms"
+    return (f"TTFT includes {engine.name}'s per-request front-end time on the {engine.endpoint} endpoint, "
+            f"{engine.request_overhead_s * 1e3:.1f} ms (HTTP, tokenize, detokenize; {how}){other}; a request submitted in "
+            "process (an offline benchmark, the engine's Python API) pays none")
 
 
 def _native_hint(m: Model, weights: str) -> str:

@@ -62,6 +62,18 @@ def _engine_of(row: dict) -> str:
     return engine_of(row)
 
 
+def endpoint_of(row: dict, where: str = "row") -> str:
+    """The API endpoint a serving-benchmark run's client went through, from its optional ``endpoint`` column:
+    ``chat`` (/v1/chat/completions: `vllm bench serve --backend openai-chat`) or ``completions`` (/v1/completions or a
+    native generate route: the benchmark clients' default backends); an empty cell reads completions."""
+    from planner.specs.engine import ENDPOINTS
+
+    v = (row.get("endpoint") or "").strip().lower() or "completions"
+    if v not in ENDPOINTS:
+        raise PlannerError(f"{where}: endpoint must be one of {', '.join(ENDPOINTS)}, got {v!r}")
+    return v
+
+
 def _count(row: dict, key: str, where: str, default: int) -> int:
     """An optional whole-number column (``default`` where the cell is empty)."""
     return int(_num(row, key, where)) if (row.get(key) or "").strip() else default
@@ -292,7 +304,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                + (f" replicas={replicas}" if replicas > 1 else ""))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         try:
-            eng = get_engine(engine)
+            eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
             sched_ahead = (r.get("async_scheduling") or "").strip().lower()
             if sched_ahead:  # the release's default, or the run's --async-scheduling
                 eng = eng.with_(async_scheduling=sched_ahead == "true")

@@ -33,6 +33,10 @@ GiB = 2.0**30
 _MIB = 2.0**20
 
 
+
+# the API endpoints a request can come through (Engine.on_endpoint)
+ENDPOINTS = ("completions", "chat")
+
 @dataclass(frozen=True)
 class Engine:
     id: str = "trtllm"
@@ -170,6 +174,11 @@ class Engine:
     step_host_s: float = 0.0
     step_host_per_seq_s: float = 0.0
     request_overhead_s: float = 0.0
+    # the same time on the chat endpoint (/v1/chat/completions: the chat template rendered before tokenizing, the reply
+    # streamed as chat chunks), fitted where a release's runs went through it; None: the completions endpoint's time
+    chat_request_overhead_s: float | None = None
+    endpoint: str = "completions"  # the API endpoint request_overhead_s is the time of (on_endpoint)
+    completions_overhead_s: float | None = None  # on another endpoint: the completions time it replaced (on_endpoint)
     # the release serves through a Python OpenAI-compatible HTTP server (FastAPI), whose tokenize / admit / detokenize
     # time every request pays: one with no runs at request rates of its own takes that time from the releases fitted
     # on theirs (planner/calibrate/rate_fit.py front_end); False: no front-end time unless fitted
@@ -241,6 +250,20 @@ class Engine:
 
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
+
+    def on_endpoint(self, endpoint: str) -> "Engine":
+        """This release with the per-request front-end time of ``endpoint`` (ENDPOINTS): ``completions`` (a prompt in,
+        text out: /v1/completions, a native generate route) or ``chat`` (/v1/chat/completions), whose time is the fitted
+        chat value where the release has one and the completions one where it has not."""
+        if endpoint not in ENDPOINTS:
+            raise PlannerError(f"unknown endpoint {endpoint!r}: use {' or '.join(ENDPOINTS)}")
+        if endpoint == self.endpoint:
+            return self
+        if endpoint == "completions":
+            return replace(self, endpoint=endpoint, request_overhead_s=self.completions_overhead_s, completions_overhead_s=None)
+        t = self.chat_request_overhead_s
+        return replace(self, endpoint=endpoint, request_overhead_s=self.request_overhead_s if t is None else t,
+                       completions_overhead_s=self.request_overhead_s)
 
     def cannot_run_on(self, hw) -> str | None:
         """Why this engine does not run on ``hw`` at all (TensorRT-LLM on an AMD GPU), or None. Hardware of a vendor the
@@ -494,7 +517,7 @@ class EngineSpec(_Strict):
 
 _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
                            if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source",
-                                        "title"))
+                                        "title", "endpoint", "completions_overhead_s"))
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
@@ -573,7 +596,7 @@ def _calibration(root: Path) -> dict[str, dict]:
     return out
 
 
-_CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead_s", "kernel_overhead_s",
+_CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead_s", "chat_request_overhead_s", "kernel_overhead_s",
                          "eager_kernel_overhead_s", "step_overhead_s"})
 
 

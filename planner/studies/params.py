@@ -207,6 +207,22 @@ def _pue(v: float) -> float:
     return v
 
 
+Endpoint = Literal["completions", "chat"]  # planner.specs.engine.ENDPOINTS
+ENDPOINT_HELP = ("the API endpoint requests come through, whose per-request front-end time TTFT holds: completions "
+                 "(/v1/completions, the benchmark clients' default) or chat (/v1/chat/completions: the release's fitted "
+                 "chat time where it has one)")
+
+
+def request_engine(req):
+    """A request's engine release: its id, or the profile on its --endpoint where that is not completions
+    (Engine.on_endpoint: the release's chat front-end time)."""
+    if getattr(req, "endpoint", "completions") == "completions":
+        return req.engine
+    from planner.specs.engine import get_engine
+
+    return get_engine(req.engine).on_endpoint(req.endpoint)
+
+
 class Ownership(Request):
     """Owned-cost inputs (planner/cap/cost.py); unset: the sourced defaults in hw_specs/tco/defaults.yaml."""
 
@@ -291,6 +307,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
     batch: PositiveInt | None = _d(None, "requests in the static batch (all --dp replicas together)")
     concurrency: PositiveInt | Literal["max"] | None = _d(None, "clients in a closed loop (inflight), shared evenly by the --dp replicas, or 'max' (default)")
     rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
+    endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     attention_dp_balance: PositiveInt | None = _d(None, "with --rate and --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance)")
 
     @model_validator(mode="after")
@@ -344,6 +361,7 @@ class PlanRequest(Ownership, Adapters):
     disagg: bool = _d(True, "consider disaggregated prefill/decode")
     offload: bool = _d(True, "consider KV-cache offload to host memory")
     engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm, sglang (a release: vllm@0.6; planner engines list)")
+    endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     context_extension: Names | None = _d(None, "RoPE-scaling methods to serve past the trained context (default yarn "
                                                "when --min-context or isl + osl exceed it), e.g. yarn,yarn-ft")
     prompt_compression: Names | None = _d(None, "prompt-compression candidates METHOD:RATIO, e.g. llmlingua-2:4")
@@ -379,6 +397,7 @@ class CapacityRequest(Ownership, LoraOptions):
     weights: str | None = _d(None, WEIGHTS_HELP)
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine: trtllm, vllm or sglang (a release: vllm@0.6; planner engines list)")
+    endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
     attention_dp_balance: PositiveInt | None = _d(None, "attention-DP candidates hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); default: prompts enter as they arrive")
@@ -610,7 +629,7 @@ def plan_search(req: PlanRequest):
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
-                  opts=opts, engine=req.engine, task=req.task, cost_basis=req.cost_basis, tco=req.tco())
+                  opts=opts, engine=request_engine(req), task=req.task, cost_basis=req.cost_basis, tco=req.tco())
 
 
 def plan_placement(req: PlanRequest) -> dict:
@@ -618,7 +637,7 @@ def plan_placement(req: PlanRequest) -> dict:
     from planner.search.placement import place
 
     return place(list(req.models), list(req.rates), req.hardware[0], isl=req.isl, osl=req.osl, ttft_s=req.ttft,
-                 tpot_s=req.tpot, weights=(req.weights or ["bf16"])[0], engine=req.engine, max_gpus=req.gpus)
+                 tpot_s=req.tpot, weights=(req.weights or ["bf16"])[0], engine=request_engine(req), max_gpus=req.gpus)
 
 
 def lora_spec(req):

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from planner.errors import PlannerError
 from planner.studies.params import (CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, capacity_max_gpus, check_specs,
-                                    estimate_techniques, plan_search)
+                                    estimate_techniques, plan_search, request_engine)
 from planner.studies.schema import PARAMS, Study
 
 
@@ -30,13 +30,13 @@ def _predict(r: EstimateRequest, hw, plan) -> dict:
     if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
-        e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=r.engine,
+        e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=request_engine(r),
                              adp_balance=r.attention_dp_balance)
         return e if isinstance(e, dict) else e.to_dict()
     from planner.api import estimate
 
     return estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
-                    concurrency=r.concurrency, engine=r.engine).to_dict()
+                    concurrency=r.concurrency, engine=request_engine(r)).to_dict()
 
 
 def _row(d: dict, parallel: tuple[int, int, int, int]) -> dict:
@@ -148,7 +148,7 @@ def _capacity(r: CapacityRequest) -> dict:
         spec = spec.model_copy(update={"arrival": spec.arrival.model_copy(update={"process": r.arrival, "cv": r.cv})})
     profile = parse_hourly(r.hourly) if r.hourly else (read_daily(r.daily) if r.daily else None)
     res = capacity(r.model, r.hardware, r.rate if r.rate is not None else 0.0, spec, ttft_s=r.ttft_p99, tpot_s=r.tpot_p99,
-                   percentile=r.percentile, max_gpus=capacity_max_gpus(r), weights=r.weights, kv=r.kv, engine=r.engine,
+                   percentile=r.percentile, max_gpus=capacity_max_gpus(r), weights=r.weights, kv=r.kv, engine=request_engine(r),
                    requests=r.requests, seed=r.seed, hourly=profile, curve=False, adp_balance=r.attention_dp_balance)
     if not res.feasible:
         return {"feasible": False, "infeasible": res.reason}
@@ -201,7 +201,7 @@ def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], N
             if progress:
                 progress(1)
             continue
-        key = (r.model, r.hardware, r.link, r.engine, r.batching, repr(plan))
+        key = (r.model, r.hardware, r.link, r.engine, r.endpoint, r.batching, repr(plan))
         groups.setdefault(key, []).append((i, r, hw, plan, parallel))
     for members in groups.values():
         _, r0, hw, plan, _ = members[0]
@@ -211,7 +211,7 @@ def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], N
         try:
             ds = estimate_points(r0.model, hw, plan, isl=[m[1].isl for m in members], osl=[m[1].osl for m in members],
                                  batching=r0.batching, batch=[m[1].batch for m in members],
-                                 concurrency=[m[1].concurrency for m in members], engine=r0.engine)
+                                 concurrency=[m[1].concurrency for m in members], engine=request_engine(r0))
             first = next((j for j, d in enumerate(ds) if d is not None), None)
             if first is not None:
                 ref = _predict(members[first][1], hw, plan)
