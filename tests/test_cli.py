@@ -74,6 +74,7 @@ def test_does_not_fit_points_to_the_released_format(capsys):
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--rate", "0"], "must be positive"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--ep", "2"], "mixture-of-experts"),
     (["validate", "/nonexistent.csv"], "does not exist"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--endpoint", "responses"], "'completions' or 'chat'"),
 ])
 def test_user_errors_exit_2_one_line(args, fragment, capsys):
     code, out, err = run(args, capsys)
