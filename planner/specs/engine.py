@@ -33,9 +33,9 @@ GiB = 2.0**30
 _MIB = 2.0**20
 
 
-
 # the API endpoints a request can come through (Engine.on_endpoint)
 ENDPOINTS = ("completions", "chat")
+
 
 @dataclass(frozen=True)
 class Engine:
