@@ -1,8 +1,8 @@
 """Numeric formats for weights, activations and the KV cache, as objects.
 
 ``bits`` counts storage per element *including* scale overhead, e.g. int4 with
-one fp16 scale and one fp16 zero point per group of 128 is 4 + 32/128 = 4.25
-bits; llama.cpp q4_0 stores 32 weights in 18 bytes (4.5 bits).
+one fp16 scale and one 4-bit zero point per group of 128 (AWQ, GPTQ) is
+4 + 20/128 = 4.16 bits; llama.cpp q4_0 stores 32 weights in 18 bytes (4.5 bits).
 """
 
 from __future__ import annotations
@@ -121,8 +121,14 @@ _FORMATS = [
            fallback_note="no int8 GEMM: weight-only int8, dequantized to fp16"),
     Format("int8-wo", 8 + 16 / 128, "fp16", True, "INT8 weight-only (W8A16), group 128 fp16 scales",
            "TensorRT-LLM weight-only quantization"),
-    Format("int4", 4 + 32 / 128, "fp16", True, "INT4 weight-only (W4A16, AWQ/GPTQ), group 128 with fp16 scale and zero",
-           "AWQ (arXiv 2306.00978) / GPTQ group-128 layout"),
+    # per group of 128 weights of an output column: an fp16 scale and a 4-bit zero point packed eight to an int32, as
+    # AutoAWQ and GPTQ checkpoints store them (qweight int32 [in, out/8], qzeros int32 [in/128, out/8], scales fp16
+    # [in/128, out]) and vLLM's Marlin repack keeps them (its zero points int32 [groups, out/8]); GPTQ's g_idx adds
+    # 32 bits per input row, under 0.01 bit a weight at these widths. TensorRT-LLM's int4_awq is symmetric (no zero
+    # point): 4.125 bits, 0.7 % less
+    Format("int4", 4 + (16 + 4) / 128, "fp16", True, "INT4 weight-only (W4A16, AWQ/GPTQ), group 128 with an fp16 scale "
+           "and a 4-bit zero point", "AWQ (arXiv 2306.00978) / GPTQ group-128 checkpoint layout (AutoAWQ WQLinear "
+           "qweight / qzeros / scales)"),
     # compressed-tensors pack-quantized INT4, group 32, one bf16 scale per group, symmetric (no zero point): the
     # layout Kimi K2-Thinking / K2.5 ship their quantization-aware trained experts in; vLLM and SGLang run it with the
     # Marlin WNA16 kernel (a weight-only 16-bit GEMM), so only its bytes differ from int4's
