@@ -389,6 +389,13 @@ def test_the_chat_endpoint_costs_what_its_release_was_fitted_to_and_the_completi
     assert b.ttft_s - a.ttft_s == pytest.approx(chat.request_overhead_s - old.request_overhead_s, rel=1e-6)
     assert any("on the chat endpoint" in n for n in b.notes) and any("--endpoint chat" in n for n in a.notes)
     assert endpoint_of({}) == "completions" and endpoint_of({"endpoint": " Chat "}) == "chat"
+    # the request models' --endpoint choices are the engine's endpoints (written out there: params.py loads no engine)
+    from typing import get_args
+
+    from planner.specs.engine import ENDPOINTS
+    from planner.studies.params import Endpoint
+
+    assert get_args(Endpoint) == ENDPOINTS and tuple(rate_fit.REQUEST_PARAMS) == ENDPOINTS
     with pytest.raises(PlannerError, match="endpoint must be one of"):
         endpoint_of({"endpoint": "grpc"}, "x.csv:2")
 

@@ -70,6 +70,7 @@ RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
 # the per-request front-end time of each API endpoint (Engine.on_endpoint): a serving-benchmark fit takes the one of
 # each endpoint its runs' TTFTs went through (their ``endpoint`` column), beside its compute scales
 REQUEST_PARAMS = {"completions": "request_s", "chat": "chat_request_s"}
+REQUEST_NAMES = tuple(REQUEST_PARAMS.values())
 # what a release whose GEMM, attention and all-reduce efficiencies the joint fit has takes from its runs at request rates:
 # the per-kernel gap its low-load steps show (a value of the runs' architectures, DEVICE_PARAMS) and its front end
 JOINT_RELEASE_PARAMS = ("kernel_s", "request_s")
@@ -103,7 +104,7 @@ def _prior_and_bounds(name: str, c) -> tuple[float, float, float]:
         return 1.0, *COMPUTE_BOUNDS
     spec = PARAM_BY_NAME[name]
     prior = float(c.engine_wide[name][0]) if name in c.engine_wide else spec.prior
-    return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name in REQUEST_PARAMS.values() else 0.0), spec.hi
+    return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name in REQUEST_NAMES else 0.0), spec.hi
 
 
 QUEUED_TTFT_S = 2.0  # measured mean TTFT above this: an overloaded run (queue growth), validated but not fitted
@@ -244,7 +245,7 @@ def _request_params(rows: list[RateRow]) -> tuple[str, ...]:
 
     timed = {endpoint_of(r.row) for r in rows if _fittable(r, "mean_ttft_s")}
     eps = timed or {endpoint_of(r.row) for r in rows}
-    return tuple(REQUEST_PARAMS[e] for e in sorted(eps, key=list(REQUEST_PARAMS).index))
+    return tuple(name for ep, name in REQUEST_PARAMS.items() if ep in eps)
 
 
 class _Problem:
@@ -304,7 +305,7 @@ def _start(prob: "_Problem", r0: np.ndarray) -> np.ndarray:
     value's range; the prior (centred where it was) still pulls toward 1 ms in the fit itself."""
     x = prob.x0.copy()
     best = _soft_l1(r0)
-    for name in REQUEST_PARAMS.values():
+    for name in REQUEST_NAMES:
         if name not in prob.names:
             continue
         i = prob.names.index(name)
@@ -510,7 +511,7 @@ def in_force(cal: dict) -> dict[str, dict[tuple[str | None, str], tuple[float, s
     for k, c in cal.items():
         blocks = [(None, c.engine_wide), *c.architectures.items()]
         got = {(a, n): vs for a, blk in blocks for n, vs in blk.items()
-               if (n in RATE_PARAMS or n in COMPUTE or n in REQUEST_PARAMS.values()) and vs[1].startswith("rate fit")}
+               if (n in RATE_PARAMS or n in COMPUTE or n in REQUEST_NAMES) and vs[1].startswith("rate fit")}
         if got:
             out[k] = got
     return out

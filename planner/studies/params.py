@@ -207,7 +207,7 @@ def _pue(v: float) -> float:
     return v
 
 
-Endpoint = Literal["completions", "chat"]  # planner.specs.engine.ENDPOINTS
+Endpoint = Literal["completions", "chat"]  # planner.specs.engine.ENDPOINTS, written out (no engine import at start-up; a test pins them)
 ENDPOINT_HELP = ("the API endpoint requests come through, whose per-request front-end time TTFT holds: completions "
                  "(/v1/completions, the benchmark clients' default) or chat (/v1/chat/completions: the release's fitted "
                  "chat time where it has one)")
