@@ -237,6 +237,9 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
     ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H200", "h200-sxm"), ("Tesla T4", "t4"),
     ("NVIDIA A10", "a10"), ("NVIDIA A10G", "a10g"), ("NVIDIA A30", "a30"), ("NVIDIA GB10", "gb10"), ("DGX Spark", "gb10"),
     ("HL-225", "gaudi2"), ("Gaudi 2", "gaudi2"), ("AMD Ryzen AI Max+ 395", "ryzen-ai-max-395"), ("Strix Halo", "ryzen-ai-max-395"),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-pro-6000"),
+    ("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", "rtx-pro-6000-ws"),
+    ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", "rtx-pro-6000-maxq"),
 ])
 def test_product_and_driver_names_resolve(name, ident):
     """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
@@ -254,6 +257,20 @@ def test_a_plus_in_a_product_name_is_not_a_link():
         get_hardware("m4-pro+wifi-9")
 
 
+def test_rtx_pro_6000_editions_differ_where_their_datasheets_do():
+    """One GB202 configuration (188 SMs, 96 GB), three devices: the Workstation and Max-Q Editions stream 1792 GB/s
+    (28 Gbps on 512 bits) where the Server Edition's page gives 1597, and their dense BF16 follows their clocks
+    (whitepaper: 503.8 and 438.9 TFLOPS); the Max-Q draws 300 W of the others' 600."""
+    srv, ws, mq = (get_hardware(i) for i in ("rtx-pro-6000", "rtx-pro-6000-ws", "rtx-pro-6000-maxq"))
+    assert ws.memory.bandwidth.value == mq.memory.bandwidth.value == pytest.approx(512 * 28e9 / 8)
+    assert srv.memory.bandwidth.value == pytest.approx(1597e9)
+    assert {h.sm_count.value for h in (srv, ws, mq)} == {188}
+    assert {h.memory_capacity_bytes for h in (srv, ws, mq)} == {97887 * 2**20}
+    assert ws.peak("bf16") == pytest.approx(188 * 1024 * 2.617e9, rel=1e-3)  # whitepaper per-SM rate x the boost clock
+    assert mq.peak("bf16") < srv.peak("bf16") < ws.peak("bf16")
+    assert (ws.power.value, mq.power.value) == (600.0, 300.0)
+
+
 @pytest.mark.parametrize("name", ["H100", "A100 80GB", "NVIDIA H100 SXM 94GB", "RTX 4060 Ti"])
 def test_ambiguous_or_unknown_names_are_refused(name):
     """No nearest match is taken: 'H100' could be the SXM, PCIe or NVL part, and 'RTX 4060 Ti' the 8 GB card."""
@@ -266,12 +283,26 @@ def test_ambiguous_or_unknown_names_are_refused(name):
 @pytest.mark.parametrize("name, ident", [
     ("Llama-3.1-8B-Instruct", "llama-3.1-8b"), ("meta-llama/Meta-Llama-3.1-8B-Instruct", "llama-3.1-8b"),
     ("Llama 3.1 8B", "llama-3.1-8b"), ("Llama-2-70b-chat-hf", "llama-2-70b"), ("falcon-180b-chat", "falcon-180b"),
+    ("Qwen/Qwen2-7B-Instruct", "qwen2.5-7b"), ("Qwen/Qwen2-72B-Instruct", "qwen2.5-72b"),
+    ("Qwen/Qwen2.5-Coder-7B-Instruct", "qwen2.5-7b"), ("Qwen/Qwen2.5-Coder-32B-Instruct", "qwen2.5-32b"),
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwen2.5-7b"), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", "qwen2.5-14b"),
+    ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", "llama-3.1-70b"),
+    ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "qwen3-coder-30b-a3b"), ("QuantTrio/Qwen3-Coder-30B-A3B-Instruct-AWQ", "qwen3-coder-30b-a3b"),
 ])
 def test_fine_tune_names_resolve_to_their_base_network(name, ident):
     """An instruct or chat fine-tune has its base network's layers: the same words, fine-tune words aside, find it."""
     from planner.specs.loader import get_model
 
     assert get_model(name).id == ident
+
+
+def test_qwen3_coder_30b_is_qwen3_30b_a3b_with_a_longer_context():
+    """Its config.json has Qwen3-30B-A3B's layers, heads and experts; only the context (262,144) and rope base differ."""
+    from planner.specs.loader import get_model
+
+    coder, base = get_model("qwen3-coder-30b-a3b"), get_model("qwen3-30b-a3b")
+    assert coder.param_counts() == base.param_counts()
+    assert (coder.max_context, base.max_context) == (262144, 40960)
 
 
 def test_a_model_name_without_a_unique_match_is_refused():
