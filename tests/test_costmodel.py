@@ -339,3 +339,38 @@ def test_every_geforce_card_and_only_geforce_stages_collectives_through_the_host
             assert link.endswith("-shm"), hw.id
         else:
             assert not link.endswith("-shm"), hw.id
+
+
+def test_softmax_exponentials_run_at_16_per_sm_clock_and_32_on_blackwell_ultra():
+    """The special function units issue 16 exponentials per clock per SM (CUDA C++ Programming Guide, native arithmetic
+    throughput) on NVIDIA GPUs; SMs x clock is the FP32 peak over 2 x the FP32 lanes per SM. Blackwell Ultra doubles it
+    (NVIDIA, 'Making Softmax More Efficient with NVIDIA Blackwell Ultra'). Other vendors: no rate on record."""
+    h100 = get_hardware("h100-sxm")
+    assert h100.exp_rate() == pytest.approx(16 * 67e12 / 256)
+    assert h100.exp_rate() == pytest.approx(3.9e12, rel=0.1)  # FlashAttention-3's paper: 3.9 TFLOPS of special functions
+    assert get_hardware("a100-sxm-80gb").exp_rate() == pytest.approx(16 * 19.5e12 / 128)  # GA100: 64 FP32 lanes per SM
+    for ultra in ("b300", "gb300"):
+        h = get_hardware(ultra)
+        assert h.exp_rate() == pytest.approx(2 * h.exp_rate(16))
+    assert get_hardware("b200").exp_rate() == get_hardware("b200").exp_rate(16)
+    assert get_hardware("mi300x").exp_rate() is None and get_hardware("m3-max").exp_rate() is None
+
+
+def test_a_faster_sfu_takes_its_share_of_the_exponentials_off_attention():
+    """The fitted attention efficiency holds softmax's exponentials at 16 per SM clock; a part that issues 32 saves half
+    their share of the ideal tile time (products at the 16-bit peak, one exponential per score per head). A decode step
+    reading its cache is memory-bound and does not move."""
+    m = get_model("llama-3.1-8b")
+    b200 = get_hardware("b200")
+    ultra = b200.model_copy(update={"exp_per_sm_clock": 32})
+    assert CostModel(m, b200).exp_saved == 0.0 and CostModel(m, ultra).exp_saved == pytest.approx(0.5)
+    plans = [make_plans(m, h, tp=1, weights="bf16", kv="bf16") for h in (b200, ultra)]
+    prefill = Step(prefill_seqs=1, prefill_tokens=8192)
+    tc = [op(CostModel(m, h).step(p, prefill), "attention").bound_parts[0][0] for h, p in zip((b200, ultra), plans)]
+    d = m.head_dim
+    mma = 2.0 * (d + d) / b200.peak("bf16")  # one score's two products, per head
+    ex = 1.0 / b200.exp_rate(16)
+    assert tc[1] / tc[0] == pytest.approx(1.0 - 0.5 * ex / (mma + ex))
+    decode = Step(decode_seqs=64, decode_ctx=4096)
+    t = [op(CostModel(m, h).step(p, decode), "attention").time_s[0] for h, p in zip((b200, ultra), plans)]
+    assert t[1] == pytest.approx(t[0])

@@ -102,7 +102,8 @@ def test_bundled_perf_overview_rows_state_the_page_s_request_counts():
     from planner.calibrate.validate import builtin_published
 
     files = {f.name: f for f in builtin_published()}
-    tables = {"perf_overview_1_2.csv": PERF_OVERVIEW_REQUESTS, "modern_per_gpu.csv": PERF_OVERVIEW_REQUESTS,
+    tables = {"perf_overview_1_2.csv": PERF_OVERVIEW_REQUESTS, "perf_overview_1_2_b300.csv": PERF_OVERVIEW_REQUESTS,
+              "modern_per_gpu.csv": PERF_OVERVIEW_REQUESTS,
               "perf_overview_rtx_pro_6000.csv": PERF_OVERVIEW_REQUESTS, "perf_overview_0_20.csv": PERF_OVERVIEW_REQUESTS_0_20,
               "perf_overview_1_0.csv": PERF_OVERVIEW_REQUESTS_0_20,
               "perf_overview_1_1.csv": PERF_OVERVIEW_REQUESTS}

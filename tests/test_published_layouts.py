@@ -147,8 +147,8 @@ def test_a_16_bit_cache_cannot_reach_these_fp4_rows_so_they_ran_fp8(name, model,
 def test_fp8_kv_labels_follow_the_checkpoint_not_the_row():
     """Every FP4 row of the ModelOpt checkpoints on the 1.x-era pages (1.0, 1.1-1.2, 1.2) says fp8, whether or not its own
     bound excludes 16 bits; the 0.20 page's rows, none of which the bound excludes, keep the planner's default."""
-    for name in ("perf_overview_1_2.csv", "perf_overview_rtx_pro_6000.csv", "perf_overview_1_0.csv",
-                 "perf_overview_1_1.csv"):
+    for name in ("perf_overview_1_2.csv", "perf_overview_1_2_b300.csv", "perf_overview_rtx_pro_6000.csv",
+                 "perf_overview_1_0.csv", "perf_overview_1_1.csv"):
         rows = [r for r in _published(name) if r["weights"] == "fp4" and r["kv"] == ""]
         assert rows and all(r["kv_ran"] == "fp8" for r in rows)
     for r in _published("perf_overview_0_20.csv"):

@@ -3,8 +3,9 @@ so a published row is predicted as the benchmark ran it.
 
 ``trtllm-bench throughput`` (TensorRT-LLM 0.20 and 1.x, PyTorch backend; the perf-overview tables of
 ``measurements/published/perf_overview_0_20.csv``, ``perf_overview_1_0.csv``, ``perf_overview_1_1.csv``,
-``perf_overview_1_2.csv``, ``modern_per_gpu.csv`` and ``perf_overview_rtx_pro_6000.csv``) is run without
-``--max_batch_size`` or ``--max_num_tokens``: it sizes both from the dataset's input/output lengths
+``perf_overview_1_2.csv``, ``perf_overview_1_2_b300.csv``, ``modern_per_gpu.csv`` and
+``perf_overview_rtx_pro_6000.csv``) is run without ``--max_batch_size`` or ``--max_num_tokens``: it sizes both from the
+dataset's input/output lengths
 (NVIDIA/TensorRT-LLM ``tensorrt_llm/bench/build/tuning.py``, ``calc_engine_setting`` and ``finetune_setting``):
 
     engine GiB   = stored elements x bytes per element (1 for FP8 / FP8 block scales, 0.5 NVFP4, else 2)

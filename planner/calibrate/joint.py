@@ -352,6 +352,9 @@ NOT_FITTED = {
                              "dense models",
     "perf_overview_1_2.csv": "held out to measure transfer: TensorRT-LLM 1.2's perf overview on H200, B200 and GB200, devices "
                              "(and, for the Blackwell two, an architecture) no fitted row comes from",
+    "perf_overview_1_2_b300.csv": "held out to measure transfer: the B300 and GB300 columns of TensorRT-LLM 1.2's perf overview "
+                                  "(marked beta there), Blackwell Ultra devices no TensorRT-LLM row comes from, the GB300 "
+                                  "with no row at all",
     "perf_overview_rtx_pro_6000.csv": "held out to measure transfer: TensorRT-LLM's RTX 6000 Pro Blackwell Server Edition "
                                       "tables, a device and an architecture (GB202, sm_120) no fitted row comes from",
     "single_stream_llamacpp_dgx_spark.csv": "held out to measure transfer: llama.cpp's own DGX Spark (GB10) llama-bench "

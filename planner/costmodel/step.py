@@ -29,7 +29,7 @@ from planner.costmodel.profile import measured_decode_attention, measured_expert
 from planner.costmodel.roofline import gemm_efficiency, tile_efficiency, wave_efficiency
 from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
-from planner.specs.hardware import Hardware
+from planner.specs.hardware import EXP_PER_SM_CLOCK, Hardware
 from planner.specs.model import Model
 
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
@@ -248,6 +248,13 @@ class CostModel:
         self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
         # the vector-unit ceiling for work that does not run on tensor cores (KV and weight dequantization)
         self.vec_rate = hw.peak("fp32") * (el.fraction if el is not None else VECTOR_FRACTION_PRIOR) if hw.supports("fp32") else None
+        # softmax's exponentials on the special function units, one per attention score (Hardware.exp_rate): every
+        # fitted attention efficiency holds them at the 16 per clock per SM of the devices it was fitted on, so a part
+        # with more (Blackwell Ultra: 32) saves that share of its attention time (_attention_core); 1: nothing changes
+        ref, own = hw.exp_rate(EXP_PER_SM_CLOCK), hw.exp_rate()
+        self.exp_ref_rate = ref
+        self.exp_saved = 1.0 - ref / own if ref and own else 0.0
+        self.attn_peak = hw.peak("bf16") if hw.supports("bf16") else hw.peak("fp16") if hw.supports("fp16") else None
         # decode attention in a masked multi-head kernel: its QK and PV products on the CUDA cores (Engine
         # masked_mha_fp32_fraction; 0: tensor-core decode attention), unless the model's query heads per KV head are
         # served by the engine's GQA kernel (xqa_query_groups)
@@ -712,6 +719,15 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
         t_vec = t_vec + 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv) / cm.mmha_rate
     # MLA on the FP8 tensor cores where the engine runs it so (PlanArrays.attn_fp8_gain_*; 1 for every other model)
     tc = (flops_p / c.plans.attn_fp8_gain_prefill + flops_d / c.plans.attn_fp8_gain_decode) / c.plans.attn_flops
+    if cm.exp_saved > 0.0 and cm.attn_peak:
+        # each tile's two products wait on its softmax, one exponential per score on the special function units (NVIDIA,
+        # "Making Softmax More Efficient with NVIDIA Blackwell Ultra": the tensor cores idle while the SFUs normalize).
+        # Of the ideal tile time (products at the tensor-core peak, exponentials at 16 per SM clock) the exponentials'
+        # share is what a faster SFU shortens: with twice the rate, attention time falls by half that share
+        mma = (flops_p / c.plans.attn_fp8_gain_prefill + flops_d / c.plans.attn_fp8_gain_decode) / cm.attn_peak
+        ex = sh.heads * (pairs_p + pairs_d) / cm.exp_ref_rate
+        share = np.where(mma + ex > 0, ex / np.maximum(mma + ex, 1e-300), 0.0)
+        tc = tc * (1.0 - share * cm.exp_saved)
     op = cm._op(name, "attention", n_layers / c.pp, flops, byts, tc, np.maximum(t_mem, t_vec))
     return measured_decode_attention(cm, c, sh, op, local=window is not None and (local_decode or not chunked)) if cm.profile is not None else op
 

@@ -23,7 +23,8 @@
   the clients print it), mean TTFT, mean TPOT. Not joint-fit rows: the vLLM 0.8-0.11 runs fit vLLM 0.11's rate stage
   (planner.calibrate.rate_fit.BENCH_ENGINES); the SGLang and trtllm-serve runs are held out.
 * the TensorRT-LLM 0.20 and 1.x perf-overview tables (``perf_overview_0_20.csv``, ``perf_overview_1_0.csv``,
-  ``perf_overview_1_1.csv``, ``perf_overview_1_2.csv``, ``modern_per_gpu.csv``, ``perf_overview_rtx_pro_6000.csv``:
+  ``perf_overview_1_1.csv``, ``perf_overview_1_2.csv``, ``perf_overview_1_2_b300.csv``, ``modern_per_gpu.csv``,
+  ``perf_overview_rtx_pro_6000.csv``:
   ``trtllm-bench throughput``): one replica of the row's layout, the release's offline profile (no API front end) with
   the batch and token limits trtllm-bench sized for the row's lengths and decode batches padded to the page's captured
   CUDA-graph sizes unless the row ran with CUDA graphs off (``cuda_graphs``; planner/calibrate/bench_settings.py),

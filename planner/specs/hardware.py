@@ -137,6 +137,9 @@ class Links(_Strict):
     host: LinkRef | None = None
 
 
+EXP_PER_SM_CLOCK = 16  # MUFU.EX2 results per clock per SM, NVIDIA Maxwell to Blackwell (CUDA C++ Programming Guide)
+
+
 class Hardware(_Strict):
     id: str
     name: str
@@ -156,6 +159,11 @@ class Hardware(_Strict):
     # where FP32 peak counts 128 per SM. A kernel bound by the SMs' issue slots, not by FP32 math, runs at SMs x clock,
     # which the FP32 peak then understates by 128 / lanes (cuda_core_issue_gain)
     fp32_lanes_per_sm: int | None = Field(default=None, ge=16, le=256)
+    # exponentials (MUFU.EX2) per clock per SM on the special function units, where a part has other than the 16 of
+    # every NVIDIA GPU from Maxwell to Blackwell (CUDA C++ Programming Guide, throughput of native arithmetic
+    # instructions: 16 results per clock per SM for 32-bit exp2, log2, reciprocal, rsqrt, sin, cos): Blackwell Ultra
+    # (B300, GB300) doubles it. Softmax takes one per attention score (exp_rate)
+    exp_per_sm_clock: int | None = Field(default=None, ge=1, le=256)
     # streaming multiprocessors (NVIDIA): a GEMM's output tiles run on them in waves, one tile per SM at a time, so a
     # GEMM whose tile count is not a multiple of the SM count leaves some idle in its last wave (costmodel/roofline.py
     # wave_efficiency, for engines that state their GEMM tile: Engine.gemm_tile)
@@ -215,6 +223,17 @@ class Hardware(_Strict):
         (fp32_lanes_per_sm). What a kernel paced by the SMs' instruction issue, rather than by FP32 math, gains over a
         rate taken as a multiple of the FP32 peak."""
         return 128.0 / self.fp32_lanes_per_sm if self.fp32_lanes_per_sm else 1.0
+
+    def exp_rate(self, per_sm_clock: int | None = None) -> float | None:
+        """Exponentials per second the special function units issue (softmax's one per attention score): per SM and
+        clock 16 on NVIDIA GPUs (exp_per_sm_clock where a part differs; ``per_sm_clock`` to ask for another) times
+        SMs x clock, which the FP32 peak gives as FP32 / (2 x FP32 lanes per SM). H100 SXM: 16 x 67 TFLOPS / 256 =
+        4.2e12 (FlashAttention-3's paper: 3.9 TFLOPS of special functions beside 989 of FP16 matmul). None where no
+        rate is on record (other vendors, CPUs)."""
+        if self.vendor != "nvidia" or self.sm_count is None or not self.supports("fp32"):
+            return None
+        per_clock = per_sm_clock or self.exp_per_sm_clock or EXP_PER_SM_CLOCK
+        return per_clock * self.peak("fp32") / (2.0 * (self.fp32_lanes_per_sm or 128))
 
     def matmul_efficiency(self, dtype: str) -> float:
         f = self.achievable.matmul.get(dtype)
