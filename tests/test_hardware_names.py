@@ -21,6 +21,7 @@ from planner.specs.loader import _aliases, _hardware_by_parts, _hw_parts, get_ha
     ("MI300X 192GB", "mi300x"),
     ("GeForce RTX 4090 24GB", "rtx-4090"),
     ("RTX 6000 Ada 48GB", "rtx-6000-ada"),
+    ("A100-PCIE-40GB", "a100-pcie-40gb"),
 ])
 def test_descriptive_names_resolve(name, want):
     assert get_hardware(name).id == want
@@ -30,7 +31,6 @@ def test_descriptive_names_resolve(name, want):
     "H100",             # SXM, PCIe or NVL
     "A100 40GB",        # the SXM or the PCIe board
     "NVIDIA A100 80GB",
-    "A100-PCIE-40GB",   # no spec of that board
     "V100-SXM2-16GB",   # no spec of the 16 GB part
     "MI300X 128GB",     # no MI300X has 128 GB
     "MI250",            # not the MI250X

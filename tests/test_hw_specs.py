@@ -240,6 +240,8 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
     ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-pro-6000"),
     ("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", "rtx-pro-6000-ws"),
     ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", "rtx-pro-6000-maxq"),
+    ("NVIDIA A100-PCIE-40GB", "a100-pcie-40gb"), ("AMD Instinct MI300X VF", "mi300x"), ("AMD Instinct MI325X VF", "mi325x"),
+    ("AMD Instinct MI355X VF", "mi355x"),
 ])
 def test_product_and_driver_names_resolve(name, ident):
     """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
