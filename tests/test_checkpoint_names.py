@@ -21,6 +21,7 @@ NAMES = [
     ("Qwen/Qwen3-8B-FP8", "qwen3-8b", "fp8"),
     ("nvidia/Qwen3-30B-A3B-FP4", "qwen3-30b-a3b", "fp4"),
     ("nvidia/DeepSeek-R1-FP4", "deepseek-r1", "fp4"),
+    ("nvidia/DeepSeek-R1-0528-NVFP4-v2", "deepseek-r1", "fp4"),  # a revision of the quantized checkpoint (TensorRT-LLM 1.2's)
     ("meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8", "llama-4-maverick-17b-128e", "fp8"),
     ("Qwen/Qwen2.5-72B-Instruct-AWQ", "qwen2.5-72b", "int4"),
     ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "qwen2.5-7b", "int4"),

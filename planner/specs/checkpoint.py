@@ -45,6 +45,7 @@ _GGUF = tuple(sorted(("q4_0", "q8_0", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"
 # -2501) or the thinking/base variant of a release (same layers)
 _VARIANT_WORDS = frozenset({"thinking", "base"})
 _DATE = re.compile(r"^\d{4}$")
+_REVISION = re.compile(r"^v\d+$")
 
 
 def _words(name: str) -> list[str]:
@@ -86,7 +87,11 @@ def network_words(name: str, variants: bool = True) -> list[str]:
     date, a GGUF file's quantization and, with ``variants``, the thinking/base variant): what is left names the
     network."""
     drop = _VARIANT_WORDS if variants else frozenset()
-    out = [w for w in _words(name) if w not in QUANT_WORDS and w not in drop and not _DATE.match(w)]
+    words = _words(name)
+    # a revision label right after a quantization word re-releases the quantized checkpoint, not the network
+    # (nvidia/DeepSeek-R1-0528-NVFP4-v2, the checkpoint TensorRT-LLM 1.2's perf overview names); DeepSeek-V2's stays
+    words = [w for i, w in enumerate(words) if not (i and _REVISION.match(w) and words[i - 1] in QUANT_WORDS)]
+    out = [w for w in words if w not in QUANT_WORDS and w not in drop and not _DATE.match(w)]
     for key in _GGUF:  # q4_k_m splits into q4, k, m: drop the run
         parts = key.split("_")
         for i in range(len(out) - len(parts) + 1):
