@@ -75,6 +75,8 @@ def test_does_not_fit_points_to_the_released_format(capsys):
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--ep", "2"], "mixture-of-experts"),
     (["validate", "/nonexistent.csv"], "does not exist"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--endpoint", "responses"], "'completions' or 'chat'"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--memory-fraction", "1.5"], "at most 1"),
+    (["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--engine", "vllm"], "--gpu-memory-utilization 0.91"),
 ])
 def test_user_errors_exit_2_one_line(args, fragment, capsys):
     code, out, err = run(args, capsys)
@@ -469,3 +471,26 @@ def test_simulate_attention_dp_and_what_it_refuses(capsys):
         assert code == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
 
 
+
+
+def test_memory_fraction_lets_gpt_oss_120b_fit_one_h100_as_vllm_logs_it(capsys):
+    """At vLLM's default 0.9 the MXFP4 gpt-oss-120b and vLLM's profiling peak exceed one H100 (the error says which
+    fraction fits, above); llm-d's startup log of the same run at --gpu-memory-utilization 0.95 has 3.33 GiB of KV cache
+    (measurements/published/vllm_kv_memory.csv)."""
+    code, out, err = run(["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--engine", "vllm", "--isl", "1000",
+                          "--osl", "1000", "--concurrency", "8", "--memory-fraction", "0.95", "--json"], capsys)
+    assert code == 0, err
+    m = json.loads(out)["memory"]
+    kv = m["usable_bytes_per_gpu"] - m["weights_bytes"] - m["activation_bytes"] - m["runtime_bytes"]
+    assert m["fits"] and kv / 2**30 == pytest.approx(3.33, rel=0.15)
+
+
+def test_a_memory_fraction_the_user_sets_survives_the_engine_s_device_defaults():
+    """SGLang derives its --mem-fraction-static from device memory (a device rule); the user's value stays as set."""
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware
+
+    h100 = get_hardware("h100-sxm")
+    default = get_engine("sglang").for_hardware(h100).utilization
+    pinned = get_engine("sglang").set_by_user(utilization=0.7).for_hardware(h100)
+    assert pinned.utilization == 0.7 != default and pinned.pinned == ("utilization",)

@@ -7,6 +7,8 @@ state and every technique in it come from ``serving/batching.py``, the same code
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,11 +287,14 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
             s.notes.append(stream_note)
     if weights_b + other > usable:
         reason = (f"does not fit: weights need {weights_b / GiB:.1f} GiB per GPU (+{other / GiB:.1f} GiB runtime), "
-                  f"usable {usable / GiB:.1f} GiB of {hw.memory_capacity_bytes / GiB:.1f} GiB" + _native_hint(s.m, plan.weights))
+                  f"usable {usable / GiB:.1f} GiB of {hw.memory_capacity_bytes / GiB:.1f} GiB" + _native_hint(s.m, plan.weights)
+                  + _fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq, isl + osl))
     elif not fits:
         reason = (f"does not fit: {max(n_run, 1)} sequence(s) of {isl + osl} tokens need "
                   f"{(weights_b + other + s.per_seq * max(n_run, 1) / plan.attention_dp) / GiB:.1f} GiB per GPU, usable "
-                  f"{usable / GiB:.1f} GiB (at most {s.fit_n} fit)")
+                  f"{usable / GiB:.1f} GiB (at most {s.fit_n} fit)"
+                  + (_fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq, isl + osl)
+                     if s.fit_n == 0 else ""))
     else:
         reason = ""
     mem_d = {
@@ -452,6 +457,28 @@ def front_end_note(engine: Engine) -> str:
     return (f"TTFT includes {engine.name}'s per-request front-end time on the {engine.endpoint} endpoint, "
             f"{engine.request_overhead_s * 1e3:.1f} ms (HTTP, tokenize, detokenize; {how}){other}; a request submitted in "
             "process (an offline benchmark, the engine's Python API) pays none")
+
+
+def _fraction_hint(eng, hw, weights_b: float, other: float, runtime_b: float, per_seq: float, tokens: int) -> str:
+    """Where a higher engine memory fraction would hold the weights, the runtime and one sequence of ``tokens``, the
+    fraction that does and the engine's flag for it (memory.memory's three policies: of the whole GPU, of the memory
+    free after the weights, or SGLang's static pool of weights and KV); "" where none at most 0.99 does."""
+    cap = hw.memory_capacity_bytes
+    if eng.kv_policy == "free":
+        room = cap - weights_b - other
+        need = per_seq / room if room > 0 else math.inf
+    elif eng.kv_policy == "static":
+        need = (weights_b + per_seq) / (cap - runtime_b)
+    else:
+        need = (weights_b + other + per_seq) / cap
+    if not need <= 0.99:
+        return ""
+    need = math.ceil(need * 100.0) / 100.0
+    if not eng.utilization < need <= 0.99:
+        return ""
+    flag = eng.flags.get("utilization")
+    how = f"{flag} {need:.2f}, planner --memory-fraction {need:.2f}" if flag else f"planner --memory-fraction {need:.2f}"
+    return f"; at a memory fraction of {need:.2f} ({how}; the engine's default is {eng.utilization:g}) one sequence of {tokens} tokens fits"
 
 
 def _native_hint(m: Model, weights: str) -> str:

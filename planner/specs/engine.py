@@ -201,6 +201,12 @@ class Engine:
     # the release the user named ("vllm@0.11") when no profile of its own exists and its era's profile prices it
     # (get_engine); None: the profile was named. Not part of the engine's identity (equality, hashing)
     requested: str | None = field(default=None, compare=False)
+    # settings the user set (planner --memory-fraction): the device rules (for_hardware) leave them as set
+    pinned: tuple[str, ...] = ()
+
+    def set_by_user(self, **kw) -> "Engine":
+        """This release with settings the user gave, which the defaults the engine picks per device do not replace."""
+        return replace(self, **kw, pinned=tuple(sorted(set(self.pinned) | set(kw))))
 
     @property
     def era_note(self) -> str | None:
@@ -398,10 +404,10 @@ class DeviceRule(_Strict):
             return eng
         t = self._tier(hw)
         kw = {**t.get("set", {}), **(t.get("set_tp4", {}) if tp >= 4 else {})} if "set" in t or "set_tp4" in t else t
-        kw = {k: v for k, v in kw.items() if k in _ENGINE_FIELDS}
+        kw = {k: v for k, v in kw.items() if k in _ENGINE_FIELDS and k not in eng.pinned}
         eng = replace(eng, **kw)
         r = self.reserved_mib
-        if r is not None:
+        if r is not None and "utilization" not in eng.pinned:
             cap_mib = hw.memory_capacity_bytes / _MIB
             graph = eng.cuda_graph_max_batch or 0
             reserved = (r["base"] + r["per_prefill_token"] * max(eng.max_batched_tokens, r["min_prefill_tokens"])
