@@ -196,3 +196,24 @@ def test_an_attention_dp_prefill_pool_is_priced_at_the_prompts_its_step_holds():
                        kv="fp8", check=False, engine=eng)
         t = float(np.ravel(CostModel(m, hw, engine=eng).step(p, Step(prefill_seqs=prompts, prefill_tokens=2000)).time_s)[0])
         assert r["ttft_s"] - dg["kv_transfer_s"] - eng.request_overhead_s == pytest.approx(t, rel=1e-6)
+
+
+
+def test_plan_recommends_nothing_estimate_refuses_on_memory():
+    """A plan holds the weights, activations and runtime on the device at the engine's limits there (vLLM's H100
+    defaults: 1,024 sequences, whose sampler and activation peak gpt-oss-120b's 64.5 GiB of MXFP4 weights leave no room
+    for at 0.9); KV offload moves KV, not those. So no one-GPU MXFP4 plan of it is on the frontier at vLLM's default
+    fraction, and each aggregated plan that is fits when estimate prices it."""
+    from planner.api import estimate, plan
+    from planner.serving.planspec import PlanSpec
+
+    rows = plan("gpt-oss-120b", "h100-sxm", 1, isl=1000, osl=1000, engine="vllm", min_accuracy=None, top=50).model_dump()["frontier"]
+    assert rows and all(r["plan"]["weights"] != "mxfp4" for r in rows)
+    for r in rows[:5]:
+        p = r["plan"]
+        if p["mode"] != "aggregated":
+            continue
+        e = estimate("gpt-oss-120b", "h100-sxm", PlanSpec(tp=p["tp"], weights=p["weights"], kv=p["kv"],
+                                                           kv_offload=p["kv_offload_to_host"]),
+                     isl=1000, osl=1000, concurrency=p["concurrency_per_replica"], engine="vllm")
+        assert e.memory["fits"], r["label"]

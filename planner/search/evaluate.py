@@ -261,6 +261,9 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     useful = ((off == 0) | (need > hbm)) & (~np.isfinite(budget) | (budget < isl_m + wl.osl))
     keep = (need <= cap) & (c <= engine.max_seqs * adp) & prefill_fits & useful
     keep &= c >= adp  # every attention-DP rank holds at least one sequence
+    # host offload moves KV, not the weights, activations and runtime: those must fit the device under the engine's
+    # limits on it (its batch limit sets the activation and sampler peak), as estimate requires
+    keep &= on(mem.kv_capacity_bytes > 0, 0)
     sel = np.flatnonzero(np.broadcast_to(keep, dims))  # flat indices into the grid, in (config, ..., variant) order
     evaluated = int(np.prod(dims))
     idx = np.unravel_index(sel, dims)

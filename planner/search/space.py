@@ -190,9 +190,10 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
                        weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False,
                        engine=engine)
     ok_div = check_divisibility(model, plans)
-    mem = memory(model, hw, plans, engine)
-    # the weights, activations and runtime must fit on the device with room for KV left: host offload (opts.offload)
-    # moves KV, never weights, so it cannot rescue a layout whose weights alone exceed device memory
+    mem = memory(model, hw, plans, engine.for_hardware(hw))
+    # the weights, activations and runtime must fit on the device with room for KV left, at the limits the engine picks
+    # there (its batch limit sets the activation and sampler peak): host offload (opts.offload) moves KV, never weights,
+    # so it cannot rescue a layout whose weights alone exceed device memory
     ok_mem = mem.kv_capacity_bytes > 0
     keep = ok_div & ok_mem
     pruned = {"layouts x precisions": total, "pruned: does not divide": int((~ok_div).sum()),
