@@ -213,6 +213,7 @@ ENDPOINT_HELP = ("the API endpoint requests come through, whose per-request fron
                  "chat time where it has one)")
 
 
+MemoryFraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 MEMORY_FRACTION_HELP = ("the engine's memory fraction, in (0, 1]: vLLM's --gpu-memory-utilization (of the whole GPU), "
                         "SGLang's --mem-fraction-static, TensorRT-LLM's kv_cache_free_gpu_memory_fraction (of the memory "
                         "free after the weights); default: the engine's (0.9 in vLLM and TensorRT-LLM, by device memory in SGLang)")
@@ -319,7 +320,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
     concurrency: PositiveInt | Literal["max"] | None = _d(None, "clients in a closed loop (inflight), shared evenly by the --dp replicas, or 'max' (default)")
     rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
-    memory_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = _d(None, MEMORY_FRACTION_HELP)
+    memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     attention_dp_balance: PositiveInt | None = _d(None, "with --rate and --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance)")
 
     @model_validator(mode="after")
@@ -374,7 +375,7 @@ class PlanRequest(Ownership, Adapters):
     offload: bool = _d(True, "consider KV-cache offload to host memory")
     engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm, sglang (a release: vllm@0.6; planner engines list)")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
-    memory_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = _d(None, MEMORY_FRACTION_HELP)
+    memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     context_extension: Names | None = _d(None, "RoPE-scaling methods to serve past the trained context (default yarn "
                                                "when --min-context or isl + osl exceed it), e.g. yarn,yarn-ft")
     prompt_compression: Names | None = _d(None, "prompt-compression candidates METHOD:RATIO, e.g. llmlingua-2:4")
@@ -411,7 +412,7 @@ class CapacityRequest(Ownership, LoraOptions):
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine: trtllm, vllm or sglang (a release: vllm@0.6; planner engines list)")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
-    memory_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = _d(None, MEMORY_FRACTION_HELP)
+    memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
     attention_dp_balance: PositiveInt | None = _d(None, "attention-DP candidates hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); default: prompts enter as they arrive")
