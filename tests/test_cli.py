@@ -77,6 +77,8 @@ def test_does_not_fit_points_to_the_released_format(capsys):
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--endpoint", "responses"], "'completions' or 'chat'"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--memory-fraction", "1.5"], "at most 1"),
     (["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--engine", "vllm"], "--gpu-memory-utilization 0.91"),
+    (["plan", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--gpus", "1", "--engine", "vllm", "--isl", "1000", "--osl", "1000"],
+     "--memory-fraction sets another"),
 ])
 def test_user_errors_exit_2_one_line(args, fragment, capsys):
     code, out, err = run(args, capsys)

@@ -361,6 +361,11 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     if len(feas) == 0:
         allp = PlanTable.concat(found.every)
         infeasible, nearest = explain_infeasible(allp, cons.checks(allp), model, key, sign)
+        left_out = pruned.get("pruned: weights do not fit", 0)
+        if left_out:  # the plans a constraint wanted may be among them (gpt-oss-120b in MXFP4 on one H100 under vLLM)
+            infeasible = infeasible + [f"memory: {left_out:,} layouts x precisions were left out because their weights, "
+                                       f"activations and runtime do not fit the device at {engine.name}'s memory fraction "
+                                       f"({engine.utilization:g}); --memory-fraction sets another"]
         return PlanResult(feas, [], None, None, "", evaluated, costed, seconds_eval, infeasible, nearest, pruned, model.id, task,
                           basis, skipped=skipped, notes=notes)
     c = feas.cols
