@@ -496,3 +496,22 @@ def test_a_memory_fraction_the_user_sets_survives_the_engine_s_device_defaults()
     default = get_engine("sglang").for_hardware(h100).utilization
     pinned = get_engine("sglang").set_by_user(utilization=0.7).for_hardware(h100)
     assert pinned.utilization == 0.7 != default and pinned.pinned == ("utilization",)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_fraction_to_hold_inverts_memory_under_each_policy(engine):
+    """At the fraction fraction_to_hold names, memory() leaves exactly the KV asked for (of the whole GPU: vLLM; SGLang's
+    static pool of weights and KV; TensorRT-LLM's share of the memory free after the weights)."""
+    from planner.costmodel.memory import fraction_to_hold, memory
+    from planner.costmodel.plans import make_plans
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware, get_model
+
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    eng = get_engine(engine).for_hardware(hw)
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16", engine=eng)
+    r = memory(m, hw, p, eng)
+    w, act, rt = float(r.weights_bytes[0]), float(r.activation_bytes[0]), float(r.runtime_bytes[0])
+    f = fraction_to_hold(eng, hw.memory_capacity_bytes, w, act + rt, rt, 10 * 2**30)
+    again = memory(m, hw, p, eng.set_by_user(utilization=f))
+    assert float(again.kv_capacity_bytes[0]) == pytest.approx(10 * 2**30, rel=1e-9)

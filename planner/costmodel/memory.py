@@ -169,6 +169,19 @@ def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine(), *,
     return MemoryResult(w, act, rt, usable, kv, cap, full, swa, linear_state_bytes_per_seq(model, p))
 
 
+def fraction_to_hold(eng: Engine, capacity: float, weights: float, other: float, runtime: float, kv: float) -> float:
+    """The smallest engine memory fraction (Engine.utilization) at which memory() leaves ``kv`` bytes of KV cache beside
+    ``weights`` and ``other`` (activations and runtime, ``runtime`` of it the runtime alone) on a device of ``capacity``
+    bytes, under the engine's policy: of the whole device, of the memory free after the weights, or SGLang's static pool
+    of weights and KV. inf where no fraction does."""
+    if eng.kv_policy == "free":
+        room = capacity - weights - other
+        return kv / room if room > 0 else float("inf")
+    if eng.kv_policy == "static":
+        return (weights + kv) / (capacity - runtime)
+    return (weights + other + kv) / capacity
+
+
 def context_that_fits(model: Model, p: PlanArrays, kv_bytes, limit) -> np.ndarray:
     """Longest context (tokens, at most ``limit``) whose KV fits in ``kv_bytes`` per device, for any mix of
     sliding windows, sparse-attention streaming heads and context parallelism: KV grows monotonically with

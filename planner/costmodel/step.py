@@ -718,13 +718,14 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     if cm.mmha_rate:  # the masked multi-head decode kernel: one thread block per query head, its products on the CUDA cores
         t_vec = t_vec + 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv) / cm.mmha_rate
     # MLA on the FP8 tensor cores where the engine runs it so (PlanArrays.attn_fp8_gain_*; 1 for every other model)
-    tc = (flops_p / c.plans.attn_fp8_gain_prefill + flops_d / c.plans.attn_fp8_gain_decode) / c.plans.attn_flops
+    mma_flops = flops_p / c.plans.attn_fp8_gain_prefill + flops_d / c.plans.attn_fp8_gain_decode  # at the 16-bit rate
+    tc = mma_flops / c.plans.attn_flops
     if cm.exp_saved > 0.0 and cm.attn_peak:
         # each tile's two products wait on its softmax, one exponential per score on the special function units (NVIDIA,
         # "Making Softmax More Efficient with NVIDIA Blackwell Ultra": the tensor cores idle while the SFUs normalize).
         # Of the ideal tile time (products at the tensor-core peak, exponentials at 16 per SM clock) the exponentials'
         # share is what a faster SFU shortens: with twice the rate, attention time falls by half that share
-        mma = (flops_p / c.plans.attn_fp8_gain_prefill + flops_d / c.plans.attn_fp8_gain_decode) / cm.attn_peak
+        mma = mma_flops / cm.attn_peak
         ex = sh.heads * (pairs_p + pairs_d) / cm.exp_ref_rate
         share = np.where(mma + ex > 0, ex / np.maximum(mma + ex, 1e-300), 0.0)
         tc = tc * (1.0 - share * cm.exp_saved)

@@ -8,7 +8,6 @@ state and every technique in it come from ``serving/batching.py``, the same code
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.accuracy import model_terms
-from planner.costmodel.memory import kv_bytes_per_seq, max_context, memory
+from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_rate
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
@@ -285,16 +284,17 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
             stream_note = (f"{frac:.0%} of the weights ({frac * weights_b / GiB:.1f} GiB per GPU) stream from "
                            f"{plan.weight_offload} over {link[0]} every forward pass, prefetched under compute")
             s.notes.append(stream_note)
+    # a fraction that would hold one sequence, where not even one fits
+    hint = _fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq, isl + osl) \
+        if weights_b + other > usable or (not fits and s.fit_n == 0) else ""
     if weights_b + other > usable:
         reason = (f"does not fit: weights need {weights_b / GiB:.1f} GiB per GPU (+{other / GiB:.1f} GiB runtime), "
                   f"usable {usable / GiB:.1f} GiB of {hw.memory_capacity_bytes / GiB:.1f} GiB" + _native_hint(s.m, plan.weights)
-                  + _fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq, isl + osl))
+                  + hint)
     elif not fits:
         reason = (f"does not fit: {max(n_run, 1)} sequence(s) of {isl + osl} tokens need "
                   f"{(weights_b + other + s.per_seq * max(n_run, 1) / plan.attention_dp) / GiB:.1f} GiB per GPU, usable "
-                  f"{usable / GiB:.1f} GiB (at most {s.fit_n} fit)"
-                  + (_fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq, isl + osl)
-                     if s.fit_n == 0 else ""))
+                  f"{usable / GiB:.1f} GiB (at most {s.fit_n} fit)" + hint)
     else:
         reason = ""
     mem_d = {
@@ -460,17 +460,9 @@ def front_end_note(engine: Engine) -> str:
 
 
 def _fraction_hint(eng, hw, weights_b: float, other: float, runtime_b: float, per_seq: float, tokens: int) -> str:
-    """Where a higher engine memory fraction would hold the weights, the runtime and one sequence of ``tokens``, the
-    fraction that does and the engine's flag for it (memory.memory's three policies: of the whole GPU, of the memory
-    free after the weights, or SGLang's static pool of weights and KV); "" where none at most 0.99 does."""
-    cap = hw.memory_capacity_bytes
-    if eng.kv_policy == "free":
-        room = cap - weights_b - other
-        need = per_seq / room if room > 0 else math.inf
-    elif eng.kv_policy == "static":
-        need = (weights_b + per_seq) / (cap - runtime_b)
-    else:
-        need = (weights_b + other + per_seq) / cap
+    """Where a higher engine memory fraction would hold the weights, the runtime and one sequence of ``tokens``
+    (memory.fraction_to_hold), the fraction that does and the engine's flag for it; "" where none at most 0.99 does."""
+    need = fraction_to_hold(eng, hw.memory_capacity_bytes, weights_b, other, runtime_b, per_seq)
     if not need <= 0.99:
         return ""
     need = math.ceil(need * 100.0) / 100.0

@@ -523,7 +523,7 @@ class EngineSpec(_Strict):
 
 _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
                            if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source",
-                                        "title", "endpoint", "completions_overhead_s"))
+                                        "title", "endpoint", "completions_overhead_s", "pinned"))
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
