@@ -35,6 +35,8 @@ def test_descriptive_names_resolve(name, want):
     "MI300X 128GB",     # no MI300X has 128 GB
     "MI250",            # not the MI250X
     "Jetson AGX Orin",  # the 32 GB or the 64 GB module
+    "NVIDIA H800 PCIe",       # h800 is the SXM5 board (its product name says so), not the 350 W PCIe card
+    "NVIDIA A800 80GB PCIe",  # a800 is the SXM4 board
 ])
 def test_names_that_fit_several_boards_or_none_stay_unknown(name):
     with pytest.raises(PlannerError, match="unknown hardware"):

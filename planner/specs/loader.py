@@ -253,12 +253,27 @@ def _builtin_hw_parts() -> dict[str, tuple[str, str | None, float | None]]:
     return {ident: _hw_parts(ident) for ident in _builtin("Hardware")}
 
 
+@functools.cache
+def _stated_forms() -> dict[str, str]:
+    """id -> the form factor a built-in spec's product name or aliases state where its id does not ('a800' is
+    'NVIDIA A800 SXM4 80GB'), read once: a name giving another form factor is another board ('A800 80GB PCIe')."""
+    out = {}
+    for ident, path in _builtin("Hardware").items():
+        data = read_yaml(path)
+        if not isinstance(data, dict) or _builtin_hw_parts()[ident][1] is not None:
+            continue
+        forms = {_hw_parts(str(t))[1] for t in [data.get("name") or "", *(data.get("aliases") or [])]} - {None}
+        if len(forms) == 1:
+            out[ident] = forms.pop()
+    return out
+
+
 def _hardware_by_parts(name: str) -> str | None:
     """The one built-in device a descriptive product name fits, judged by its parts: the family must be a spec's, a form
     factor or memory size given must agree with it (memory within 5 % of its capacity in GB or GiB: 'H200-SXM-141GB'),
     and a form factor or memory size the spec's id states (its product comes in several) must be given. 'H100-SXM5-80GB'
-    and 'DGX H100' are h100-sxm; 'H100', 'A100 40GB' (the SXM or PCIe board?) and 'V100-SXM2-16GB' (no spec) stay
-    unknown."""
+    and 'DGX H100' are h100-sxm; 'H100', 'A100 40GB' (the SXM or PCIe board?), 'H800 PCIe' (h800 is the SXM5 board, as
+    its product name says) and 'V100-SXM2-16GB' (no spec) stay unknown."""
     family, form, mem = _hw_parts(name)
     if not family:
         return None
@@ -269,6 +284,8 @@ def _hardware_by_parts(name: str) -> str | None:
             continue
         if id_form is None and form is not None and len(same) > 1:
             continue  # a form factor the family's several specs do not tell apart
+        if form is not None and _stated_forms().get(ident, form) != form:
+            continue  # the spec is another board of the family ('H800 PCIe' is not the SXM5 part h800 describes)
         if mem is not None:
             cap = _load_builtin("Hardware", ident).memory_capacity_bytes
             if not any(abs(mem * unit / cap - 1.0) <= 0.05 for unit in (1e9, 2.0**30)):
