@@ -290,6 +290,7 @@ def test_ambiguous_or_unknown_names_are_refused(name):
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwen2.5-7b"), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", "qwen2.5-14b"),
     ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", "llama-3.1-70b"),
     ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "qwen3-coder-30b-a3b"), ("QuantTrio/Qwen3-Coder-30B-A3B-Instruct-AWQ", "qwen3-coder-30b-a3b"),
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-r1-distill-qwen-1.5b"),
 ])
 def test_fine_tune_names_resolve_to_their_base_network(name, ident):
     """An instruct or chat fine-tune has its base network's layers: the same words, fine-tune words aside, find it."""
@@ -334,3 +335,13 @@ def test_suggestions_for_an_ambiguous_name_are_the_ids_it_begins():
         get_hardware("H100")
     msg = str(e.value)
     assert "'h100-nvl', 'h100-pcie', 'h100-sxm'" in msg and "h800" not in msg
+
+
+def test_r1_distill_qwen_1_5b_is_qwen2_5_1_5b_with_its_own_lm_head():
+    """DeepSeek-R1-Distill-Qwen-1.5B has Qwen2.5-1.5B's layers but unties the lm_head (config.json: tie_word_embeddings
+    false): 151936 x 1536 more weights, and 131072 positions where the base has 32768."""
+    from planner.specs.loader import get_model
+
+    d, q = get_model("deepseek-r1-distill-qwen-1.5b"), get_model("qwen2.5-1.5b")
+    assert d.total_params - q.total_params == 151936 * 1536
+    assert (d.max_context, q.max_context) == (131072, 32768)
