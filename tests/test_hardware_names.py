@@ -31,9 +31,9 @@ def test_descriptive_names_resolve(name, want):
     "H100",             # SXM, PCIe or NVL
     "A100 40GB",        # the SXM or the PCIe board
     "NVIDIA A100 80GB",
-    "V100-SXM2-16GB",   # no spec of the 16 GB part
+    "Tesla P40",        # no spec (Pascal, no tensor cores)
     "MI300X 128GB",     # no MI300X has 128 GB
-    "MI250",            # not the MI250X
+    "AMD Instinct MI250X / MI250",  # what HIP prints on both OAMs (one device id): the CU count tells them apart
     "Jetson AGX Orin",  # the 32 GB or the 64 GB module
     "NVIDIA H800 PCIe",       # h800 is the SXM5 board (its product name says so), not the 350 W PCIe card
     "NVIDIA A800 80GB PCIe",  # a800 is the SXM4 board

@@ -242,6 +242,10 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
     ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", "rtx-pro-6000-maxq"),
     ("NVIDIA A100-PCIE-40GB", "a100-pcie-40gb"), ("AMD Instinct MI300X VF", "mi300x"), ("AMD Instinct MI325X VF", "mi325x"),
     ("AMD Instinct MI355X VF", "mi355x"),
+    ("Tesla V100-PCIE-32GB", "v100-pcie-32gb"), ("Tesla V100-PCIE-16GB", "v100-pcie-16gb"),
+    ("Tesla V100-SXM2-16GB", "v100-sxm2-16gb"), ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"), ("NVIDIA L20", "l20"),
+    ("AMD Instinct MI250", "mi250"), ("AMD Instinct MI250X", "mi250x"), ("AMD Radeon PRO W7900", "radeon-pro-w7900"),
+    ("AMD Radeon RX 7900 XT", "radeon-rx-7900-xt"), ("AMD Radeon RX 7900 XTX", "radeon-rx-7900-xtx"),
 ])
 def test_product_and_driver_names_resolve(name, ident):
     """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
