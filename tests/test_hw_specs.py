@@ -295,6 +295,9 @@ def test_ambiguous_or_unknown_names_are_refused(name):
     ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", "llama-3.1-70b"),
     ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "qwen3-coder-30b-a3b"), ("QuantTrio/Qwen3-Coder-30B-A3B-Instruct-AWQ", "qwen3-coder-30b-a3b"),
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-r1-distill-qwen-1.5b"),
+    ("microsoft/Phi-3.5-mini-instruct", "phi-3.5-mini"), ("microsoft/Phi-3-mini-4k-instruct", "phi-3-mini"),
+    ("ibm-granite/granite-3.3-8b-instruct", "granite-3.3-8b"), ("ibm-granite/granite-3.1-8b-instruct", "granite-3.3-8b"),
+    ("CohereForAI/c4ai-command-r-v01", "command-r-35b"), ("CohereLabs/c4ai-command-r-08-2024", "command-r-08-2024"),
 ])
 def test_fine_tune_names_resolve_to_their_base_network(name, ident):
     """An instruct or chat fine-tune has its base network's layers: the same words, fine-tune words aside, find it."""
@@ -349,3 +352,13 @@ def test_r1_distill_qwen_1_5b_is_qwen2_5_1_5b_with_its_own_lm_head():
     d, q = get_model("deepseek-r1-distill-qwen-1.5b"), get_model("qwen2.5-1.5b")
     assert d.total_params - q.total_params == 151936 * 1536
     assert (d.max_context, q.max_context) == (131072, 32768)
+
+
+def test_command_r_releases_differ_in_their_kv_heads():
+    """Command R v01 attends with 64 KV heads, its 08-2024 release with 8 (config.json): 8x less KV a token; both run
+    attention and MLP in parallel off one norm, so a layer has one norm and one tensor-parallel all-reduce."""
+    from planner.specs.loader import get_model
+
+    v01, r08 = get_model("command-r-35b"), get_model("command-r-08-2024")
+    assert (v01.num_kv_heads, r08.num_kv_heads) == (64, 8)
+    assert v01.parallel_attn_mlp and r08.parallel_attn_mlp
