@@ -362,3 +362,13 @@ def test_command_r_releases_differ_in_their_kv_heads():
     v01, r08 = get_model("command-r-35b"), get_model("command-r-08-2024")
     assert (v01.num_kv_heads, r08.num_kv_heads) == (64, 8)
     assert v01.parallel_attn_mlp and r08.parallel_attn_mlp
+
+
+def test_every_gpu_has_an_fp32_rate():
+    """The vector-unit ceilings (llama.cpp's MMQ on GGUF weights, dequantization, elementwise ops) are fractions of the
+    FP32 peak; a GPU spec without one had GGUF decode priced at a fallback (the A10G: Llama 2 7B Q4_0 at 34 tokens/s
+    where the A10, with the same 600 GB/s, gets 87)."""
+    from planner.specs.loader import get_hardware, hardware_ids
+
+    missing = [i for i in hardware_ids() if get_hardware(i).kind in ("gpu", "soc") and not get_hardware(i).supports("fp32")]
+    assert missing == []
