@@ -31,7 +31,7 @@ def test_descriptive_names_resolve(name, want):
     "H100",             # SXM, PCIe or NVL
     "A100 40GB",        # the SXM or the PCIe board
     "NVIDIA A100 80GB",
-    "Tesla P40",        # no spec (Pascal, no tensor cores)
+    "Tesla K80",        # no spec (Kepler)
     "MI300X 128GB",     # no MI300X has 128 GB
     "AMD Instinct MI250X / MI250",  # what HIP prints on both OAMs (one device id): the CU count tells them apart
     "Jetson AGX Orin",  # the 32 GB or the 64 GB module

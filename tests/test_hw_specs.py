@@ -246,6 +246,7 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
     ("Tesla V100-SXM2-16GB", "v100-sxm2-16gb"), ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"), ("NVIDIA L20", "l20"),
     ("AMD Instinct MI250", "mi250"), ("AMD Instinct MI250X", "mi250x"), ("AMD Radeon PRO W7900", "radeon-pro-w7900"),
     ("AMD Radeon RX 7900 XT", "radeon-rx-7900-xt"), ("AMD Radeon RX 7900 XTX", "radeon-rx-7900-xtx"),
+    ("Tesla P40", "p40"), ("Tesla P100-PCIE-16GB", "p100-pcie-16gb"),
 ])
 def test_product_and_driver_names_resolve(name, ident):
     """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
@@ -372,3 +373,24 @@ def test_every_gpu_has_an_fp32_rate():
 
     missing = [i for i in hardware_ids() if get_hardware(i).kind in ("gpu", "soc") and not get_hardware(i).supports("fp32")]
     assert missing == []
+
+
+def test_pascal_runs_llama_cpp_on_its_cuda_cores_and_not_vllm():
+    """Pascal has no tensor cores. The P40 (sm_61) runs llama.cpp's MMQ as DP4A int8 dot products, priced at the
+    engine's pascal multiple of its FP32 peak; the P100 (sm_60) has no DP4A, so its GGUF GEMMs take the dequantize
+    path in its FP16; 16-bit weights on the P40, whose FP16 runs at 1/64 rate, compute in FP32. vLLM asks for compute
+    capability 7.0 and refuses both."""
+    from planner.costmodel.plans import mmq_rate
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_hardware
+    from planner.specs.quant import get_format, resolve
+
+    lcpp = get_engine("llamacpp")
+    p40, p100 = get_hardware("p40"), get_hardware("p100-pcie-16gb")
+    assert mmq_rate(lcpp, p40, "q4_k_s") == pytest.approx(dict(lcpp.mmq_fp32_ratio)["pascal"] * p40.peak("fp32"))
+    assert mmq_rate(lcpp, p100, "q4_k_s") == 0.0
+    assert resolve(get_format("fp16"), p40).compute_dtype == "fp32"
+    assert resolve(get_format("fp16"), p100).compute_dtype == "fp16"
+    for hw in (p40, p100):
+        assert "does not support Pascal" in get_engine("vllm").cannot_run_on(hw)
+        assert lcpp.cannot_run_on(hw) is None

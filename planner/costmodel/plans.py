@@ -20,6 +20,8 @@ from planner.specs.quant import GGUF_MIXES, W4A16_TILED, get_format, kv_bytes_pe
 ACT_BYTES = 2.0  # activations between kernels are 16 bit in every engine we model, unless compute is fp32
 # NVIDIA architectures before Hopper (compute capability < 9), where vLLM runs MXFP4 MoE weights in its Marlin kernel
 MARLIN_MXFP4_ARCHITECTURES = frozenset({"volta", "turing", "ampere", "ada"})
+# NVIDIA generations without tensor cores, whose int8 dot products (llama.cpp's MMQ) are DP4A on the CUDA cores (sm_61 on)
+DP4A_ONLY_ARCHITECTURES = frozenset({"pascal"})
 
 
 # bytes of one element of each GEMM compute dtype
@@ -131,7 +133,11 @@ def mmq_rate(engine, hw, weights: str) -> float:
     engine's multiple of the SMs' issue rate, the FP32 peak where that counts 128 lanes per SM (integer dot products
     with the weights unpacked on the vector units); 0 where MMQ does not run them (the weight format's compute dtype)."""
     ratio = engine.mmq_ratio(hw) if hasattr(engine, "mmq_ratio") else 0.0
-    if ratio > 0 and weights in MMQ_FORMATS and hw.kind in ("gpu", "soc") and hw.supports("fp32"):
+    # MMQ's inner loop is int8 dot products: int8 MMA from Turing on (whether or not a spec records its int8 peak),
+    # DP4A on the CUDA cores before; a Pascal part without DP4A (the P100's sm_60: int8 null in its spec) runs GGUF
+    # GEMMs on dequantized weights in the format's compute dtype
+    no_dot = getattr(hw, "architecture", None) in DP4A_ONLY_ARCHITECTURES and not hw.supports("int8")
+    if ratio > 0 and weights in MMQ_FORMATS and hw.kind in ("gpu", "soc") and hw.supports("fp32") and not no_dot:
         return hw.peak("fp32") * hw.cuda_core_issue_gain() * ratio
     return 0.0
 

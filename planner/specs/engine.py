@@ -197,6 +197,8 @@ class Engine:
     source: str = ""
     # where the engine runs: hardware vendors, kinds or vendor:kind (nvidia, cpu, intel:gpu, ...); empty: anywhere
     runs_on: tuple[str, ...] = ()
+    # GPU architectures of a vendor it runs on that it does not support (vLLM below compute capability 7.0: Pascal)
+    not_on_architectures: tuple[str, ...] = ()
     title: str = ""  # the profile's name ("TensorRT-LLM 0.14 (TensorRT backend)")
     # the release the user named ("vllm@0.11") when no profile of its own exists and its era's profile prices it
     # (get_engine); None: the profile was named. Not part of the engine's identity (equality, hashing)
@@ -275,6 +277,9 @@ class Engine:
         """Why this engine does not run on ``hw`` at all (TensorRT-LLM on an AMD GPU), or None. Hardware of a vendor the
         profiles do not know (a capture's measured CPU, a custom spec) is trusted."""
         vendor, kind = getattr(hw, "vendor", None), getattr(hw, "kind", None)
+        arch = getattr(hw, "architecture", None)
+        if arch is not None and arch in self.not_on_architectures:
+            return f"{self.display_name} does not support {arch.capitalize()} GPUs, and {hw.id} is one"
         if not self.runs_on or vendor not in KNOWN_VENDORS or {vendor, kind, f"{vendor}:{kind}"} & set(self.runs_on):
             return None
         words = _platform_words(self.runs_on)
@@ -498,7 +503,7 @@ class EngineSpec(_Strict):
             if k == "mmq_fp32_ratio":
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs",
-                     "mixed_input_archs"):
+                     "mixed_input_archs", "not_on_architectures"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)

@@ -16,7 +16,7 @@ from planner.units import parse_quantity
 # GPU/accelerator kernel generations, as the kernel/engine calibration layer keys them: "blackwell" is the data-center part (sm_100/sm_103: B200,
 # GB200, B300, GB300, with tensor memory and tcgen05 MMA); "blackwell-rtx" the GB202 workstation/server die (sm_120:
 # RTX PRO 6000), whose tensor cores and kernels are a different generation, so it does not inherit B200's values
-ARCHITECTURES = ("volta", "turing", "ampere", "ada", "hopper", "blackwell", "blackwell-rtx", "cdna2", "cdna3", "cdna4", "rdna3", "gaudi2", "gaudi3", "tpu-v5e",
+ARCHITECTURES = ("pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "blackwell-rtx", "cdna2", "cdna3", "cdna4", "rdna3", "gaudi2", "gaudi3", "tpu-v5e",
                  "tpu-v6e", "apple-m1", "apple-m2", "apple-m3", "apple-m4", "snapdragon-x", "zen4", "sapphire-rapids")
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4", "int4")
 

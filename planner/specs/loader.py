@@ -273,7 +273,7 @@ def _hardware_by_parts(name: str) -> str | None:
     factor or memory size given must agree with it (memory within 5 % of its capacity in GB or GiB: 'H200-SXM-141GB'),
     and a form factor or memory size the spec's id states (its product comes in several) must be given. 'H100-SXM5-80GB'
     and 'DGX H100' are h100-sxm; 'H100', 'A100 40GB' (the SXM or PCIe board?), 'H800 PCIe' (h800 is the SXM5 board, as
-    its product name says) and 'Tesla P40' (no spec) stay unknown."""
+    its product name says) and 'Tesla K80' (no spec) stay unknown."""
     family, form, mem = _hw_parts(name)
     if not family:
         return None
