@@ -432,7 +432,11 @@ def test_attention_dp_steady_state_prefills_one_prompt_per_rank_per_prompt_step(
         dec = cm.step(p, Step(decode_seqs=run, decode_ctx=isl + osl / 2))
         f = run / osl / adp  # 0.25 prompts start per step; a prompt step starts adp of them
         assert f < 1
-        assert t.tpot_s[0] == pytest.approx(f * first.time_s[0] + (1 - f) * dec.time_s[0], rel=1e-9)
+        mean_step = f * first.time_s[0] + (1 - f) * dec.time_s[0]
+        assert t.output_tokens_per_s[0] == pytest.approx(run / mean_step, rel=1e-9)
+        # a client's own prompt comes before its first token: its tokens wait on the other clients' prompt steps
+        seen = f * (run - 1) / run
+        assert t.tpot_s[0] == pytest.approx(seen * first.time_s[0] + (1 - seen) * dec.time_s[0], rel=1e-9)
         # each rank's QKV projection sees its own prompt and its share of the other decodes
         assert op(first, Op.QKV_PROJ).flops[0] == pytest.approx(per_token * (isl + (run - adp) / adp))
 
@@ -734,3 +738,22 @@ def test_a_marlin_w4a16_gemm_loses_only_its_16_row_tiles_idle_rows():
     assert tc_half > 2.0 * tc_tile
     # the 16-bit lm_head is not a Marlin GEMM: the same time either way
     assert op(cm.step(p0, st, parts=True), Op.LM_HEAD).time_s[0] == pytest.approx(op(cm.step(p, st, parts=True), Op.LM_HEAD).time_s[0])
+
+
+def test_a_lone_clients_tokens_do_not_wait_on_its_own_prompt():
+    """One client in a closed loop: its prompt is prefilled before its first token (TTFT), then every token is one
+    decode step; the throughput still pays the prompt once per request (tokens/s = osl / (prefill + (osl - 1) decode
+    steps)). Before, the mean step, its own prompt step included, was reported as its inter-token latency."""
+    from planner.serving.batching import Techniques, inflight
+
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    cm = CostModel(m, hw)
+    p = make_plans(m, hw, weights="bf16", kv="bf16")
+    isl, osl = 4096.0, 16.0
+    t = inflight(cm, p, 1.0, isl, osl, Techniques())
+    first = cm.step(p, Step(prefill_seqs=1, prefill_tokens=isl, decode_ctx=isl + osl / 2))
+    dec = cm.step(p, Step(decode_seqs=1, decode_ctx=isl + osl / 2))
+    assert t.tpot_s[0] == pytest.approx(dec.time_s[0], rel=1e-9)
+    f = 1.0 / osl
+    assert t.output_tokens_per_s[0] == pytest.approx(1.0 / (f * first.time_s[0] + (1 - f) * dec.time_s[0]), rel=1e-9)
+    assert first.time_s[0] > 5 * dec.time_s[0]  # the prompt step is what the old TPOT spread over the tokens

@@ -194,19 +194,28 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
                                   decode_tokens=pick(k) + 1), parts=False)
         t = np.array(t, dtype=float, copy=True)
         t[busy] = np.maximum(mixed.time_s, pick(micros) * mixed.stage_time_s)
-    t = t + _draft_time(tech, dec, k, micro, ctx) + new * _per_prompt_s(tech, new_tok)
+    # what one client's tokens wait for: the prompt steps of the others in its micro-batch, not its own prompt's (which
+    # comes before its first token): a lone client decodes at the decode step alone, while the mean step above (the
+    # throughput's) carries every prompt
+    ff_seen = ff * np.maximum(micro - 1.0, 0.0) / micro
+    with np.errstate(invalid="ignore"):
+        t_seen = np.where(ff >= 1.0, t, ff_seen * t_pf + (1.0 - ff_seen) * t_dec)
+    # the drafts ride in every step; each prompt's own device work (compressor, draft prefill) comes before its first
+    # token too, so a client's tokens wait only on the others'
+    draft, per_prompt = _draft_time(tech, dec, k, micro, ctx), new * _per_prompt_s(tech, new_tok)
+    t, t_seen = t + draft + per_prompt, t_seen + draft + per_prompt * np.maximum(micro - 1.0, 0.0) / micro
     off = np.asarray(tech.offload_fraction, float)
     if np.any(off > 0) and kv_bytes_per_token is not None:
         kv_read = micro / adp * ctx * kv_bytes_per_token
-        t = t + off * kv_read / tech.host_bw_bytes_per_s
-    tpot = t / E
+        t, t_seen = t + off * kv_read / tech.host_bw_bytes_per_s, t_seen + off * kv_read / tech.host_bw_bytes_per_s
+    tpot = t_seen / E
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
     # an engine that schedules ahead (async scheduling) has the next step formed while one runs: a prompt that
     # arrives while others decode joins the step after the next, one mean step later (the simulator does the same)
     lag = np.where(run > 1, t, 0.0) if cm.async_scheduling else 0.0
     service_ttft = (n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm) + _per_prompt_s(tech, new_tok)
                     + np.asarray(tech.adapter_load_s, float) + lag)
-    tokens_per_s = run / tpot
+    tokens_per_s = run * E / t
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot
     wait = np.where(c > run, (c - run) / np.maximum(rps, 1e-30), 0.0)
