@@ -150,8 +150,10 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     clients wait in the queue, so their TTFT includes the wait and TPOT stops growing once the batch is capped.
     Each step every running sequence emits E tokens (E = 1 without speculation); on average running x E / osl
     sequences finish per step and as many new prompts are prefilled in the same step (in-flight batching mixes
-    prefill and decode). TTFT is the latency of the steps that carry one whole prompt (or its chunks) beside
-    the running decodes, plus the engine's per-request overhead and the queue wait.
+    prefill and decode). The throughput pays the mean step over both kinds; a client's TPOT pays only the other
+    clients' prompt steps (its own prompt comes before its first token). TTFT is the latency of the steps that carry
+    one whole prompt (or its chunks) beside the running decodes, plus the engine's per-request overhead and the queue
+    wait.
     ``kv_bytes_per_token`` (per device) prices KV offload reads over the host link.
     """
     c, osl = (np.asarray(x, float) for x in (concurrency, osl))
