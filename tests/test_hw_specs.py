@@ -392,5 +392,10 @@ def test_pascal_runs_llama_cpp_on_its_cuda_cores_and_not_vllm():
     assert resolve(get_format("fp16"), p40).compute_dtype == "fp32"
     assert resolve(get_format("fp16"), p100).compute_dtype == "fp16"
     for hw in (p40, p100):
-        assert "does not support Pascal" in get_engine("vllm").cannot_run_on(hw)
+        for engine in ("vllm", "vllm@0.11", "sglang", "trtllm", "trtllm@0.14"):
+            assert "does not support Pascal" in get_engine(engine).cannot_run_on(hw), engine
         assert lcpp.cannot_run_on(hw) is None
+    # SGLang 0.5 asks for compute capability 8.0 (sm75 support ended with 0.5): a T4 or a V100 is refused, an A10 is not
+    assert "does not support Turing" in get_engine("sglang").cannot_run_on(get_hardware("t4"))
+    assert "does not support Volta" in get_engine("sglang").cannot_run_on(get_hardware("v100-sxm2-32gb"))
+    assert get_engine("sglang").cannot_run_on(get_hardware("a10")) is None
