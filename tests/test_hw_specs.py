@@ -246,7 +246,9 @@ def test_a100_80gb_has_the_kv_room_of_80_gib():
     ("Tesla V100-SXM2-16GB", "v100-sxm2-16gb"), ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"), ("NVIDIA L20", "l20"),
     ("AMD Instinct MI250", "mi250"), ("AMD Instinct MI250X", "mi250x"), ("AMD Radeon PRO W7900", "radeon-pro-w7900"),
     ("AMD Radeon RX 7900 XT", "radeon-rx-7900-xt"), ("AMD Radeon RX 7900 XTX", "radeon-rx-7900-xtx"),
-    ("Tesla P40", "p40"), ("Tesla P100-PCIE-16GB", "p100-pcie-16gb"),
+    ("Tesla P40", "p40"), ("Tesla P100-PCIE-16GB", "p100-pcie-16gb"), ("Quadro RTX 8000", "quadro-rtx-8000"),
+    ("Quadro RTX 6000", "quadro-rtx-6000"), ("NVIDIA TITAN RTX", "titan-rtx"), ("NVIDIA RTX 2000 Ada Generation", "rtx-2000-ada"),
+    ("NVIDIA GeForce RTX 4060 Ti 8GB", "rtx-4060-ti-8gb"),
 ])
 def test_product_and_driver_names_resolve(name, ident):
     """A benchmark table names a GPU as its vendor or nvidia-smi does; the same words as an id or alias find it."""
