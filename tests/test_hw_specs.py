@@ -380,8 +380,8 @@ def test_every_gpu_has_an_fp32_rate():
 def test_pascal_runs_llama_cpp_on_its_cuda_cores_and_not_vllm():
     """Pascal has no tensor cores. The P40 (sm_61) runs llama.cpp's MMQ as DP4A int8 dot products, priced at the
     engine's pascal multiple of its FP32 peak; the P100 (sm_60) has no DP4A, so its GGUF GEMMs take the dequantize
-    path in its FP16; 16-bit weights on the P40, whose FP16 runs at 1/64 rate, compute in FP32. vLLM asks for compute
-    capability 7.0 and refuses both."""
+    path in its FP16; 16-bit weights on the P40, whose FP16 runs at 1/64 rate, compute in FP32. vLLM (compute capability
+    7.0 and up), TensorRT-LLM (no Pascal in its support matrix) and SGLang 0.5 (8.0 and up) refuse both."""
     from planner.costmodel.plans import mmq_rate
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware
