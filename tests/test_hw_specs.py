@@ -381,7 +381,7 @@ def test_pascal_runs_llama_cpp_on_its_cuda_cores_and_not_vllm():
     """Pascal has no tensor cores. The P40 (sm_61) runs llama.cpp's MMQ as DP4A int8 dot products, priced at the
     engine's pascal multiple of its FP32 peak; the P100 (sm_60) has no DP4A, so its GGUF GEMMs take the dequantize
     path in its FP16; 16-bit weights on the P40, whose FP16 runs at 1/64 rate, compute in FP32. vLLM (compute capability
-    7.0 and up), TensorRT-LLM (no Pascal in its support matrix) and SGLang 0.5 (8.0 and up) refuse both."""
+    7.0 and up), TensorRT-LLM (no Pascal in its support matrix) and SGLang (7.5 and up) refuse both."""
     from planner.costmodel.plans import mmq_rate
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware
@@ -397,7 +397,6 @@ def test_pascal_runs_llama_cpp_on_its_cuda_cores_and_not_vllm():
         for engine in ("vllm", "vllm@0.11", "sglang", "trtllm", "trtllm@0.14"):
             assert "does not support Pascal" in get_engine(engine).cannot_run_on(hw), engine
         assert lcpp.cannot_run_on(hw) is None
-    # SGLang 0.5 asks for compute capability 8.0 (sm75 support ended with 0.5): a T4 or a V100 is refused, an A10 is not
-    assert "does not support Turing" in get_engine("sglang").cannot_run_on(get_hardware("t4"))
+    # SGLang never ran below compute capability 7.5: a V100 is refused; a T4 is priced (releases before 0.5 ran there)
     assert "does not support Volta" in get_engine("sglang").cannot_run_on(get_hardware("v100-sxm2-32gb"))
-    assert get_engine("sglang").cannot_run_on(get_hardware("a10")) is None
+    assert get_engine("sglang").cannot_run_on(get_hardware("t4")) is None
