@@ -350,3 +350,16 @@ def test_an_engine_version_as_pip_or_a_page_writes_it():
         assert (a.id, a.version, a.requested) == (b.id, b.version, b.requested), given
     with pytest.raises(PlannerError, match="unknown engine 'foo 1.0'"):
         get_engine("foo 1.0")
+
+
+def test_architecture_keys_in_engine_profiles_name_known_architectures():
+    """An engine's per-architecture settings (the generations it refuses, llama.cpp's MMQ multiples) must name
+    architectures the hardware specs use: a misspelt key would silently never apply."""
+    from planner.specs.engine import engine_ids, get_engine
+    from planner.specs.hardware import ARCHITECTURES
+
+    vendors = {"nvidia", "amd", "intel", "apple", "google", "qualcomm"}
+    for ident in engine_ids():
+        e = get_engine(ident)
+        assert set(e.not_on_architectures) <= set(ARCHITECTURES), ident
+        assert {a for a, _ in e.mmq_fp32_ratio} <= set(ARCHITECTURES) | vendors, ident
