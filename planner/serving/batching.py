@@ -199,17 +199,18 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # what one client's tokens wait for: the prompt steps of the others in its micro-batch, not its own prompt's (which
     # comes before its first token): a lone client decodes at the decode step alone, while the mean step above (the
     # throughput's) carries every prompt
-    ff_seen = ff * np.maximum(micro - 1.0, 0.0) / micro
+    others = np.maximum(micro - 1.0, 0.0) / micro  # the share of a micro-batch's prompts that are not one's own
+    ff_seen = ff * others
     with np.errstate(invalid="ignore"):
         t_seen = np.where(ff >= 1.0, t, ff_seen * t_pf + (1.0 - ff_seen) * t_dec)
     # the drafts ride in every step; each prompt's own device work (compressor, draft prefill) comes before its first
     # token too, so a client's tokens wait only on the others'
     draft, per_prompt = _draft_time(tech, dec, k, micro, ctx), new * _per_prompt_s(tech, new_tok)
-    t, t_seen = t + draft + per_prompt, t_seen + draft + per_prompt * np.maximum(micro - 1.0, 0.0) / micro
+    t, t_seen = t + draft + per_prompt, t_seen + draft + per_prompt * others
     off = np.asarray(tech.offload_fraction, float)
     if np.any(off > 0) and kv_bytes_per_token is not None:
-        kv_read = micro / adp * ctx * kv_bytes_per_token
-        t, t_seen = t + off * kv_read / tech.host_bw_bytes_per_s, t_seen + off * kv_read / tech.host_bw_bytes_per_s
+        offload_s = off * (micro / adp * ctx * kv_bytes_per_token) / tech.host_bw_bytes_per_s
+        t, t_seen = t + offload_s, t_seen + offload_s
     tpot = t_seen / E
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
     # an engine that schedules ahead (async scheduling) has the next step formed while one runs: a prompt that
