@@ -457,6 +457,37 @@ def test_a_few_tokens_run_as_matrix_vector_kernels_on_the_vector_units():
     assert t["q8_0"] / t["q4_0"] == pytest.approx(8.5 / 4.5, rel=0.05)  # 34 vs 18 bytes per 32 weights
 
 
+def test_one_token_gemms_of_matrix_unit_engines_pay_their_idle_tile_rows():
+    """vLLM, SGLang and TensorRT-LLM run a one-token BF16 projection as a tensor-core GEMM, idle tile rows and all
+    (gemm_half_m tokens' worth of work): on an H20 (148 TFLOPS beside 4 TB/s) that is compute bound, ~90 rows x 2 x
+    weights / rate, and slower than the weight read; llama.cpp's matrix-vector kernel on the same GPU stays memory
+    bound, and on an H100 (989 TFLOPS) both are memory bound. Qwen's batch-1 runs of Qwen3-8B to 32B on an H20 take
+    12.2-48.3 ms a token, 1.4 TB/s of weights (speed_benchmark_qwen3_h20.csv)."""
+    from planner.specs.engine import get_engine
+
+    m = get_model("qwen3-32b")
+    times = {}
+    for hw_id in ("h20", "h100-sxm"):
+        hw = get_hardware(hw_id)
+        p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
+        for eng in ("sglang@0.5", "llamacpp"):
+            cm = CostModel(m, hw, engine=get_engine(eng))
+            up = op(cm.step(p, Step(decode_seqs=1, decode_ctx=64)), Op.MLP_UP)
+            times[hw_id, eng] = up.time_s[0] - cm.kernel_s
+            mem = up.bytes[0] / cm.bw  # s
+            if hw_id == "h20" and eng == "sglang@0.5":
+                assert cm.gemv_rate is None and cm.half_m > 50
+                assert times[hw_id, eng] > 1.5 * mem  # compute bound: the tile rows, not the weight read
+                # the same GEMM over 8,192 prompt tokens gives the large-M rate R (FLOP/s, its own small-M loss taken
+                # out); one token then costs (1 + half_m) tokens' FLOPs at R
+                big = op(cm.step(p, Step(prefill_seqs=1, prefill_tokens=8192)), Op.MLP_UP)
+                rate = big.flops[0] * (1.0 + cm.half_m / 8192) / big.bound_parts[0][0]
+                assert up.bound_parts[0][0] == pytest.approx(up.flops[0] * (1.0 + cm.half_m) / rate, rel=1e-6)
+            else:
+                assert times[hw_id, eng] == pytest.approx(mem, rel=0.02)  # memory bound
+    assert times["h20", "sglang@0.5"] > 2 * times["h20", "llamacpp"]
+
+
 def test_estimate_says_when_the_engines_host_time_sets_the_decode_step():
     """Under asynchronous scheduling the host work (a + b x sequences) hides under the GPU until it is longer; an
     estimate where it is longer says so, with the figures it priced: its host time is a + b x the running batch and

@@ -391,6 +391,12 @@ NOT_FITTED = {
                               "on an RTX 4090, RTX 5090, RTX PRO 6000, L40S and H100 PCIe, devices (and, for the GeForce and "
                               "RTX PRO parts, architectures) no fitted vLLM run comes from; the rate stage leaves it out too "
                               "(rate_fit.HELD_OUT_FILES)",
+    "serving_bench_quant.csv": "held out to measure transfer: one lab's vLLM 0.9.2 ShareGPT bursts of Qwen3-8B in BF16 and "
+                               "its quantized checkpoints (AWQ on Marlin, FP8, W4A16, an FP8 KV cache) on an RTX 4090 and "
+                               "an H100; the rate stage leaves it out too (rate_fit.HELD_OUT_FILES)",
+    "speed_benchmark_qwen3_h20.csv": "held out to measure transfer: Qwen's own batch-1 speed benchmark of every Qwen3 model "
+                                     "on SGLang 0.4.6 and the H20, a Hopper part with a sixth of an H100's tensor rate "
+                                     "on more memory bandwidth, a device no other row comes from",
     "serving_bench.csv": "not a joint-fit file: vLLM, SGLang and trtllm-serve online runs (vllm bench serve, sglang "
                          "bench_one_batch_server) that users and vendors published, simulated; the rate stage fits vLLM 0.11's "
                          "per-request time and compute scale per architecture to its vLLM 0.8-0.11 runs (rate_fit.BENCH_ENGINES), "

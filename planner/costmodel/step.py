@@ -29,7 +29,7 @@ from planner.costmodel.profile import measured_decode_attention, measured_expert
 from planner.costmodel.roofline import gemm_efficiency, tile_efficiency, wave_efficiency
 from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
-from planner.specs.hardware import EXP_PER_SM_CLOCK, Hardware
+from planner.specs.hardware import DTYPES, EXP_PER_SM_CLOCK, Hardware
 from planner.specs.model import Model
 
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
@@ -248,6 +248,14 @@ class CostModel:
         self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
         # the vector-unit ceiling for work that does not run on tensor cores (KV and weight dequantization)
         self.vec_rate = hw.peak("fp32") * (el.fraction if el is not None else VECTOR_FRACTION_PRIOR) if hw.supports("fp32") else None
+        # whether a GEMM over a few tokens may run as a matrix-vector kernel at that rate (Engine.matrix_vector_kernels:
+        # llama.cpp); engines that call the matrix units' GEMMs at every token count (cuBLAS, CUTLASS) do so only on a
+        # device with no matrix rate (Apple GPUs)
+        # a CPU's matrix extension (AMX: 16-row tiles) is fed by the same cores, not priced by the GPUs' tile law
+        matrix_units = hw.kind != "cpu" and any(hw.supports(d) for d in DTYPES if d not in ("fp64", "fp32"))
+        mv = engine.matrix_vector_kernels if matrix_units else "all"
+        self.gemv_rate = self.vec_rate if self.vec_rate and mv == "all" else None
+        self.gemv_weight_only = bool(self.vec_rate) and mv == "weight_only"
         # softmax's exponentials on the special function units, one per attention score (Hardware.exp_rate): every
         # fitted attention efficiency holds them at the 16 per clock per SM of the devices it was fitted on, so a part
         # with more (Blackwell Ultra: 32) saves that share of its attention time (_attention_core); 1: nothing changes
@@ -340,10 +348,20 @@ class CostModel:
         with np.errstate(divide="ignore", invalid="ignore"):
             tc = np.where(live, flops / (flops_rate * eff * frac), 0.0)
         if self.vec_rate:
-            # a few tokens run as matrix-vector kernels on the vector units (llama.cpp's mul_mv, TensorRT-LLM's GEMV
-            # plugin): no idle tile rows, the vector rate; engines take whichever kernel is faster. It matters where
-            # the matrix units are weak or absent (Apple GPUs, CPUs), not beside tensor cores.
-            tc = np.minimum(tc, flops / self.vec_rate)
+            # a few tokens may run as matrix-vector kernels on the vector units: no idle tile rows, the vector rate;
+            # the engine takes whichever kernel is faster (Engine.matrix_vector_kernels). Where (gemv_rate) the engine
+            # has such kernels for every GEMM (llama.cpp's mul_mat_vec) or the device has no matrix units; where the
+            # engine has them for weight-only formats (a weight stored narrower than the GEMM computes: TensorRT-LLM's
+            # weight-only batched GEMV) for those; and for grouped expert GEMMs, whose kernels tile a few tokens per expert in
+            # small blocks (fused_moe's BLOCK_SIZE_M of 16) that the dense law's half-rate point of ~90 tokens
+            # overstates. A 16-bit or W8A8 dense GEMM of an engine on the matrix units (cuBLAS, CUTLASS, DeepGEMM)
+            # pays its idle tile rows (gemm_half_m), which where the matrix rate is low beside the bandwidth (an H20:
+            # 148 TFLOPS on 4 TB/s) makes one-token decode compute bound
+            gemv = flops / self.vec_rate
+            if self.gemv_rate or name == Op.EXPERTS:
+                tc = np.minimum(tc, gemv)
+            elif self.gemv_weight_only and self._any_dequant:
+                tc = np.where((np.asarray(self._dequant, float) > 0) & (wb < 2.0), np.minimum(tc, gemv), tc)
         # block-scaled FP8 weights stream at the engine's kernel bandwidth (scale loads, promotion; Engine.block_fp8_bw)
         extra = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 0.0
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw

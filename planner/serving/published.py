@@ -278,6 +278,7 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
 
 # (column, summary key, power): a single request's decode rate (``decode_tokens_per_s``) is 1 / its mean TPOT
 BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s", "output_tokens_per_s", 1),
+                 ("total_tokens_per_s", "total_tokens_per_s", 1),
                  ("mean_ttft_s", "ttft_s", 1), ("mean_tpot_s", "tpot_s", 1), ("decode_tokens_per_s", "tpot_s", -1))
 
 

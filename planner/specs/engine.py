@@ -131,6 +131,13 @@ class Engine:
     # half-rate law of every other GEMM (costmodel.plans.format_numbers, step._gemm)
     mixed_input_tile_m: int = 0
     mixed_input_archs: tuple[str, ...] = ()
+    # which GEMMs over a few tokens may run as matrix-vector kernels on the vector units, no tile rows idle, their
+    # compute time the smaller of that and the tiled path's (costmodel.step._gemm): "all" (llama.cpp's mul_mat_vec /
+    # mmvq on CUDA and HIP, kernel_mul_mv on Metal), "weight_only" (those whose weights are stored narrower than the
+    # GEMM computes: TensorRT-LLM's weight-only batched GEMV) or "none" (every dense GEMM on the matrix units: cuBLAS,
+    # CUTLASS, DeepGEMM, and Marlin / Machete for 4- and 8-bit weights: vLLM, SGLang), whose idle tile rows cost what
+    # the small-M law says. On a device with no matrix rate (Apple GPUs) or a CPU every engine takes the vector path
+    matrix_vector_kernels: str = "weight_only"
     # the attention input projections run as one GEMM (q, k and v weights concatenated) and a gated MLP's gate and up
     # projections as one; False: a GEMM each (llama.cpp's graph multiplies wq, wk, wv and ffn_gate, ffn_up apart),
     # which matters where GEMMs are timed in waves (gemm_tile)
@@ -330,6 +337,7 @@ class Engine:
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
+                "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
@@ -440,6 +448,7 @@ _SHAPED_SETTINGS = {
                                                              and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
                        "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
+    "matrix_vector_kernels": (lambda a: a in ("all", "weight_only", "none"), "all, weight_only or none"),
     "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
     "mixed_input_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),

@@ -95,6 +95,7 @@ class SimResult:
         dur = self.duration_s
         n_done = int(d.sum())
         out_tok = float(self.output_tokens[d].sum())
+        in_tok = float(self.input_tokens[d].sum())
         gpus = sum(p["gpus"] * p["count"] for p in self.pools)
         s = {
             "requests": int(len(d)), "completed": n_done, "rejected": int(self.rejected.sum()),
@@ -102,6 +103,8 @@ class SimResult:
             "requests_per_s": n_done / dur if dur > 0 else None,
             "output_tokens_per_s": out_tok / dur if dur > 0 else None,
             "output_tokens_per_s_per_gpu": out_tok / dur / gpus if dur > 0 and gpus else None,
+            # prompt and output tokens of the completed requests over the run (vLLM bench serve's "Total Token throughput")
+            "total_tokens_per_s": (in_tok + out_tok) / dur if dur > 0 else None,
             "ttft_s": _pct(self.ttft_s[d]), "tpot_s": _pct(self.tpot_s[d]), "e2e_latency_s": _pct(self.e2e_s[d]),
             "mean_input_tokens": float(self.input_tokens.mean()), "mean_output_tokens": float(self.output_tokens.mean()),
             "preemptions": int(self.preemptions.sum()), "requests_preempted": int((self.preemptions > 0).sum()),
