@@ -375,6 +375,8 @@ NOT_FITTED = {
                               "releases) on B200, H200 and H100",
     "perf_overview_1_0.csv": "held out to measure transfer: TensorRT-LLM 1.0's perf overview on H100, H200, B200 and GB200 "
                              "(Llama 4 Scout and Maverick, Qwen3-235B-A22B and Qwen3-30B-A3B, Llama 3.x), CUDA graphs on",
+    "vllm_rocm_static_mi250.csv": "held out to measure transfer: Argonne's vLLM 0.6.1 static batches on MI250 GCDs (CDNA2), "
+                                  "an architecture no fitted row comes from",
     "vllm_rocm_static.csv": "held out to measure transfer: vLLM static batches on MI300X (CDNA3), an architecture no fitted row "
                             "comes from",
     "perf_overview_0_14_more.csv": "held out to measure transfer: the H200 (FP8) and A100 PCIe (FP16) columns of the TensorRT-LLM "
