@@ -225,7 +225,7 @@ def test_qwens_h20_speed_benchmark_is_held_out_and_its_one_token_decode_is_compu
     a device no other row comes from. Its BF16 dense rows at a one-token prompt are 2,048 decode steps: an H20 holds
     148 TFLOPS beside 4 TB/s, so SGLang's one-token cuBLAS GEMMs, idle tile rows and all, take longer than the weight
     read, and the measured 12.2-48.3 ms a token (Qwen3-8B to 32B) is what the tile law prices, where the weight read
-    alone would give about half of it."""
+    alone would give under half of it."""
     from planner.calibrate import rate_fit
 
     f = next(p for p in builtin_published() if p.name == "speed_benchmark_qwen3_h20.csv")

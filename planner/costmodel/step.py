@@ -248,10 +248,9 @@ class CostModel:
         self.elem_rate = hw.peak("fp32") * el.fraction if el is not None and hw.supports("fp32") else None
         # the vector-unit ceiling for work that does not run on tensor cores (KV and weight dequantization)
         self.vec_rate = hw.peak("fp32") * (el.fraction if el is not None else VECTOR_FRACTION_PRIOR) if hw.supports("fp32") else None
-        # whether a GEMM over a few tokens may run as a matrix-vector kernel at that rate (Engine.matrix_vector_kernels:
-        # llama.cpp); engines that call the matrix units' GEMMs at every token count (cuBLAS, CUTLASS) do so only on a
-        # device with no matrix rate (Apple GPUs)
-        # a CPU's matrix extension (AMX: 16-row tiles) is fed by the same cores, not priced by the GPUs' tile law
+        # which GEMMs over a few tokens may run as matrix-vector kernels at that rate (Engine.matrix_vector_kernels):
+        # every engine's on a device with no matrix rate (Apple GPUs) or on a CPU, whose matrix extension (AMX: 16-row
+        # tiles) the same cores feed and the GPUs' tile law does not price
         matrix_units = hw.kind != "cpu" and any(hw.supports(d) for d in DTYPES if d not in ("fp64", "fp32"))
         mv = engine.matrix_vector_kernels if matrix_units else "all"
         self.gemv_rate = self.vec_rate if self.vec_rate and mv == "all" else None
@@ -349,11 +348,11 @@ class CostModel:
             tc = np.where(live, flops / (flops_rate * eff * frac), 0.0)
         if self.vec_rate:
             # a few tokens may run as matrix-vector kernels on the vector units: no idle tile rows, the vector rate;
-            # the engine takes whichever kernel is faster (Engine.matrix_vector_kernels). Where (gemv_rate) the engine
-            # has such kernels for every GEMM (llama.cpp's mul_mat_vec) or the device has no matrix units; where the
-            # engine has them for weight-only formats (a weight stored narrower than the GEMM computes: TensorRT-LLM's
-            # weight-only batched GEMV) for those; and for grouped expert GEMMs, whose kernels tile a few tokens per expert in
-            # small blocks (fused_moe's BLOCK_SIZE_M of 16) that the dense law's half-rate point of ~90 tokens
+            # the engine takes whichever kernel is faster (Engine.matrix_vector_kernels). Every GEMM where (gemv_rate)
+            # the engine has such kernels for all of them (llama.cpp's mul_mat_vec) or the device has no matrix units;
+            # weight-only formats (a weight stored narrower than the GEMM computes) where the engine has them for those
+            # (TensorRT-LLM's weight-only batched GEMV); and grouped expert GEMMs, whose kernels tile a few tokens per
+            # expert in small blocks (fused_moe's BLOCK_SIZE_M of 16) that the dense law's ~90-token half-rate point
             # overstates. A 16-bit or W8A8 dense GEMM of an engine on the matrix units (cuBLAS, CUTLASS, DeepGEMM)
             # pays its idle tile rows (gemm_half_m), which where the matrix rate is low beside the bandwidth (an H20:
             # 148 TFLOPS on 4 TB/s) makes one-token decode compute bound
