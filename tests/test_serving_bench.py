@@ -241,3 +241,22 @@ def test_qwens_h20_speed_benchmark_is_held_out_and_its_one_token_decode_is_compu
     assert len(dense_bf16) == 3
     for model, (meas, pred) in dense_bf16.items():
         assert pred == pytest.approx(meas, rel=0.15), model  # (1 + 2,048) tokens / s, measured and predicted
+
+
+def test_a_run_that_prints_medians_is_compared_at_its_medians():
+    """serving_bench_rtx3090.csv prints P50 TTFT and TPOT, not means: the replay is read at its medians (the summary's
+    p50), which differ from its means where the distribution is skewed (queued TTFTs)."""
+    from planner.calibrate import rate_fit
+
+    f = next(p for p in builtin_published() if p.name == "serving_bench_rtx3090.csv")
+    with f.open(newline="") as fh:
+        runs = list(csv.DictReader(fh))
+    assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
+    assert all(not r["mean_ttft_s"] and float(r["median_ttft_s"]) > 0 for r in runs)
+    out = list(predict_simulated(f.name, set(runs[0]), runs))
+    assert {what for _, what, *_ in out} == {"requests_per_s", "output_tokens_per_s", "median_ttft_s", "median_tpot_s"}
+    assert all(pred is not None and pred > 0 for *_, pred, _ in out)
+    row = dict(runs[-1], median_ttft_s="", mean_ttft_s="1")  # the overloaded 8 req/s run, read at its mean instead
+    (mean,) = [pred for _, what, _, _, pred, _ in predict_bench_serve([row]) if what == "mean_ttft_s"]
+    (median,) = [pred for i, what, _, _, pred, _ in out if what == "median_ttft_s" and i == len(runs) - 1]
+    assert mean != pytest.approx(median, rel=1e-3)  # seconds: a queue's mean and median TTFT are not the same number

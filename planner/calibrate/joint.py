@@ -396,6 +396,8 @@ NOT_FITTED = {
     "serving_bench_quant.csv": "held out to measure transfer: one lab's vLLM 0.9.2 ShareGPT bursts of Qwen3-8B in BF16 and "
                                "its quantized checkpoints (AWQ on Marlin, FP8, W4A16, an FP8 KV cache) on an RTX 4090 and "
                                "an H100; the rate stage leaves it out too (rate_fit.HELD_OUT_FILES)",
+    "serving_bench_rtx3090.csv": "held out to measure transfer: vLLM 0.4.1 on one RTX 3090 at 1-8 ShareGPT requests/s, a "
+                                 "device no fitted vLLM row comes from, with its startup log's KV-cache size",
     "speed_benchmark_qwen3_h20.csv": "held out to measure transfer: Qwen's own batch-1 speed benchmark of every Qwen3 model "
                                      "on SGLang 0.4.6 and the H20, a Hopper part with a sixth of an H100's tensor rate "
                                      "on more memory bandwidth, a device no other row comes from",

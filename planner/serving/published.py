@@ -276,10 +276,12 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
                p[scen], "; ".join(x for x in ("input lengths assumed (OpenOrca-like, mean ~300)", why) if x))
 
 
-# (column, summary key, power): a single request's decode rate (``decode_tokens_per_s``) is 1 / its mean TPOT
+# (column, summary key[.statistic], power): a single request's decode rate (``decode_tokens_per_s``) is 1 / its mean
+# TPOT; a distribution's statistic is its mean unless the key names another (``ttft_s.p50``: the median TTFT)
 BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s", "output_tokens_per_s", 1),
                  ("total_tokens_per_s", "total_tokens_per_s", 1),
-                 ("mean_ttft_s", "ttft_s", 1), ("mean_tpot_s", "tpot_s", 1), ("decode_tokens_per_s", "tpot_s", -1))
+                 ("mean_ttft_s", "ttft_s", 1), ("mean_tpot_s", "tpot_s", 1), ("decode_tokens_per_s", "tpot_s", -1),
+                 ("median_ttft_s", "ttft_s.p50", 1), ("median_tpot_s", "tpot_s.p50", 1))
 
 
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
@@ -338,8 +340,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             out += [(i, col, cfg, meas, None, why) for col, _, _, meas in measured]
             continue
         for col, attr, power, meas in measured:
-            v = s[attr]
-            v = v["mean"] if isinstance(v, dict) else v
+            key, _, stat = attr.partition(".")
+            v = s[key]
+            v = v[stat or "mean"] if isinstance(v, dict) else v
             pred = None if v is None or not v > 0 else float(v) ** power
             out.append((i, col, cfg, meas, pred, (r.get("note") or "").strip()))
     return out
