@@ -31,7 +31,7 @@ def test_a_device_is_fitted_only_for_the_engine_releases_it_has_rows_of():
     assert is_fitted("h100-sxm", "trtllm@0.14") and not is_fitted("h100-sxm", "trtllm@1.1")
     assert is_fitted("h100-sxm", "trtllm") == is_fitted("h100-sxm", "trtllm@1.1")
     e = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp8"), isl=1000, osl=500, engine="trtllm@1.1")
-    assert e.uncertainty["situation"]["device"] == "inferred (no published rows of trtllm@1.1 on it)"
+    assert e.uncertainty["situation"]["device"] == "inferred (no fitted rows of trtllm@1.1 on it)"
     assert e.uncertainty["throughput"]["from"].startswith("inferred/")
     assert e.uncertainty["throughput"] == uncertainty_for("b200", "decode", False, "trtllm@1.1")["throughput"]
 

@@ -146,7 +146,7 @@ def blocks(est) -> list:
         parts = [f"{name} {b['low']:+.0%}..{b['high']:+.0%}" for name, b in named]
         if parts:
             sit = band["situation"]
-            device, _, why = sit["device"].partition(" (")  # "inferred (no published rows of trtllm@1.1 on it)"
+            device, _, why = sit["device"].partition(" (")  # "inferred (no fitted rows of trtllm@1.1 on it)"
             why = f"; {why.rstrip(')').replace(' on it', ' on ' + est.hardware)}" if why else ""
             ttft_own = " (TTFT: prefill-bound)" if sit["phase"] != "prefill" and band.get("ttft") else ""
             eng = sit.get("engine")

@@ -498,7 +498,7 @@ def _band(hardware_id: str, m: Model, ttft_s: float, tpot_s: float, osl: int, en
     if fitted:
         device = "fitted"
     else:
-        device = f"inferred (no published rows of {engine.name} on it)" if is_fitted(hardware_id) else "inferred (no published rows on it)"
+        device = f"inferred (no fitted rows of {engine.name} on it)" if is_fitted(hardware_id) else "inferred (no fitted rows on it)"
     return {"situation": {"device": device,
                           "phase": phase, "model": "moe" if m.moe else "dense", "engine": engine.id},
             "percentiles": [10, 90], **bands}
