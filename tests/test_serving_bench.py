@@ -15,11 +15,16 @@ from planner.calibrate.validate import builtin_published, predict_simulated
 from planner.serving.published import predict_bench_serve
 
 
+def _published(name: str):
+    """(path, rows) of a bundled published file."""
+    f = next(p for p in builtin_published() if p.name == name)
+    with f.open(newline="") as fh:
+        return f, list(csv.DictReader(fh))
+
+
 @pytest.fixture(scope="module")
 def rows():
-    f = next(p for p in builtin_published() if p.name == "serving_bench.csv")
-    with f.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    return _published("serving_bench.csv")[1]
 
 
 def test_every_row_is_sourced_outside_the_joint_fit_and_resolves_to_an_engine_profile(rows):
@@ -183,9 +188,7 @@ def test_the_quantization_study_is_held_out_and_every_run_is_predicted():
     transfer: neither fit stage reads it, and each of its runs is predicted in the precisions it names."""
     from planner.calibrate import rate_fit
 
-    f = next(p for p in builtin_published() if p.name == "serving_bench_quant.csv")
-    with f.open(newline="") as fh:
-        runs = list(csv.DictReader(fh))
+    f, runs = _published("serving_bench_quant.csv")
     assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
     assert rate_fit.rate_rows([f]) == {}
     assert {r["hardware"] for r in runs} == {"rtx-4090", "h100-sxm"}
@@ -206,9 +209,7 @@ def test_the_quantization_studys_runs_fit_within_the_engines_default_sequence_li
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware
 
-    f = next(p for p in builtin_published() if p.name == "serving_bench_quant.csv")
-    with f.open(newline="") as fh:
-        runs = list(csv.DictReader(fh))
+    _, runs = _published("serving_bench_quant.csv")
     for r in runs:
         isl, osl = float(r["isl"]), float(r["osl"])
         out_tok_s = float(r["total_tokens_per_s"]) * osl / (isl + osl)  # tokens/s
@@ -228,9 +229,7 @@ def test_qwens_h20_speed_benchmark_is_held_out_and_its_one_token_decode_is_compu
     alone would give under half of it."""
     from planner.calibrate import rate_fit
 
-    f = next(p for p in builtin_published() if p.name == "speed_benchmark_qwen3_h20.csv")
-    with f.open(newline="") as fh:
-        runs = list(csv.DictReader(fh))
+    f, runs = _published("speed_benchmark_qwen3_h20.csv")
     assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
     assert len(runs) == 120 and {r["hardware"] for r in runs} == {"h20"} and {r["num_prompts"] for r in runs} == {"1"}
     assert "gptq" not in {r["weights"] for r in runs}  # the GPTQ-INT4 rows the page flags as not yet tuned are left out
@@ -248,9 +247,7 @@ def test_a_run_that_prints_medians_is_compared_at_its_medians():
     p50), which differ from its means where the distribution is skewed (queued TTFTs)."""
     from planner.calibrate import rate_fit
 
-    f = next(p for p in builtin_published() if p.name == "serving_bench_rtx3090.csv")
-    with f.open(newline="") as fh:
-        runs = list(csv.DictReader(fh))
+    f, runs = _published("serving_bench_rtx3090.csv")
     assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
     assert all(not r["mean_ttft_s"] and float(r["median_ttft_s"]) > 0 for r in runs)
     out = list(predict_simulated(f.name, set(runs[0]), runs))

@@ -252,9 +252,7 @@ class CostModel:
         # every engine's on a device with no matrix rate (Apple GPUs) or on a CPU, whose matrix extension (AMX: 16-row
         # tiles) the same cores feed and the GPUs' tile law does not price
         matrix_units = hw.kind != "cpu" and any(hw.supports(d) for d in DTYPES if d not in ("fp64", "fp32"))
-        mv = engine.matrix_vector_kernels if matrix_units else "all"
-        self.gemv_rate = self.vec_rate if self.vec_rate and mv == "all" else None
-        self.gemv_weight_only = bool(self.vec_rate) and mv == "weight_only"
+        self.matrix_vector = engine.matrix_vector_kernels if matrix_units else "all"
         # softmax's exponentials on the special function units, one per attention score (Hardware.exp_rate): every
         # fitted attention efficiency holds them at the 16 per clock per SM of the devices it was fitted on, so a part
         # with more (Blackwell Ultra: 32) saves that share of its attention time (_attention_core); 1: nothing changes
@@ -348,7 +346,7 @@ class CostModel:
             tc = np.where(live, flops / (flops_rate * eff * frac), 0.0)
         if self.vec_rate:
             # a few tokens may run as matrix-vector kernels on the vector units: no idle tile rows, the vector rate;
-            # the engine takes whichever kernel is faster (Engine.matrix_vector_kernels). Every GEMM where (gemv_rate)
+            # the engine takes whichever kernel is faster (Engine.matrix_vector_kernels). Every GEMM where ("all")
             # the engine has such kernels for all of them (llama.cpp's mul_mat_vec) or the device has no matrix units;
             # weight-only formats (a weight stored narrower than the GEMM computes) where the engine has them for those
             # (TensorRT-LLM's weight-only batched GEMV); and grouped expert GEMMs, whose kernels tile a few tokens per
@@ -356,11 +354,11 @@ class CostModel:
             # overstates. A 16-bit or W8A8 dense GEMM of an engine on the matrix units (cuBLAS, CUTLASS, DeepGEMM)
             # pays its idle tile rows (gemm_half_m), which where the matrix rate is low beside the bandwidth (an H20:
             # 148 TFLOPS on 4 TB/s) makes one-token decode compute bound
-            gemv = flops / self.vec_rate
-            if self.gemv_rate or name == Op.EXPERTS:
-                tc = np.minimum(tc, gemv)
-            elif self.gemv_weight_only and self._any_dequant:
-                tc = np.where((np.asarray(self._dequant, float) > 0) & (wb < 2.0), np.minimum(tc, gemv), tc)
+            if self.matrix_vector == "all" or name == Op.EXPERTS:
+                tc = np.minimum(tc, flops / self.vec_rate)
+            elif self.matrix_vector == "weight_only" and self._any_dequant:
+                narrow = (np.asarray(self._dequant, float) > 0) & (wb < 2.0)
+                tc = np.where(narrow, np.minimum(tc, flops / self.vec_rate), tc)
         # block-scaled FP8 weights stream at the engine's kernel bandwidth (scale loads, promotion; Engine.block_fp8_bw)
         extra = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 0.0
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw

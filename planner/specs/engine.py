@@ -35,6 +35,8 @@ _MIB = 2.0**20
 
 # the API endpoints a request can come through (Engine.on_endpoint)
 ENDPOINTS = ("completions", "chat")
+# which GEMMs over a few tokens an engine may run as matrix-vector kernels (Engine.matrix_vector_kernels)
+MATRIX_VECTOR_KERNELS = ("all", "weight_only", "none")
 
 
 @dataclass(frozen=True)
@@ -448,7 +450,7 @@ _SHAPED_SETTINGS = {
                                                              and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
                        "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
-    "matrix_vector_kernels": (lambda a: a in ("all", "weight_only", "none"), "all, weight_only or none"),
+    "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
     "mixed_input_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
