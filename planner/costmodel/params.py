@@ -85,6 +85,16 @@ PARAMS: tuple[ParamSpec, ...] = (
               "memory-bound kernels' streaming rate per SM (bytes in flight per SM over the DRAM latency): a ceiling "
               "of SMs x this beside the STREAM bandwidth, for engines whose kernels keep few bytes in flight",
               per_architecture=False, read_if="sm_stream_limited"),
+    # llama.cpp's 2023-24 Metal matrix-vector kernels (kernel_mul_mv_q4_0 / q4_K ...) turn each packed weight into a
+    # float on the GPU's FP32 ALUs before the multiply-add (CUDA's mmvq instead takes int8 dot products, DP4A, beside
+    # the FP32 lanes), so on an Apple GPU a 4-bit one-token step can be ALU bound below the memory roofline: the
+    # operations per weight element at the vector rate (FP32 peak x the vector fraction). Read only on Apple GPUs for
+    # engines whose profile says so (Engine.metal_dequant_fitted); one value a release. Its start, 16, binds on an M1
+    # Max (10.4 FP32 TFLOPS beside 400 GB/s) so the fit sees its slope; neutral 4: the cost model's default count
+    ParamSpec("metal_dequant_ops", "kernel", "ops/weight", 16.0, 1.0, 64.0, 4.0, True,
+              "vector-unit operations per weight element that the engine's Metal matrix-vector kernels spend "
+              "dequantizing weights stored narrower than 16 bits (Apple GPUs only)",
+              per_architecture=False, read_if="metal_dequant_fitted"),
     # anchored: every engine runs its own collective kernels (TensorRT-LLM's custom all-reduce and NCCL paths, vLLM's
     # custom all-reduce), so one engine's fitted efficiency says little about another's; an engine without
     # tensor-parallel rows gets the nccl-tests rate, not the one engine with such rows

@@ -294,6 +294,11 @@ class CostModel:
             self.sm_stream_cap = self.sms * k.sm_stream  # bytes/s
             self.bw = min(self.bw, self.sm_stream_cap)
             self.kv_bw = min(self.kv_bw, self.sm_stream_cap)
+        # vector operations per weight element a narrow weight's dequantization costs: the default count, or on an
+        # Apple GPU the fitted count of an engine whose Metal matrix-vector kernels dequantize on the FP32 ALUs
+        # (Engine.metal_dequant_fitted: llama.cpp's 2023-24 builds; kernel parameter metal_dequant_ops)
+        self.dequant_ops = (float(k.metal_dequant_ops) if hw.vendor == "apple" and getattr(engine, "metal_dequant_fitted", False)
+                            else DEQUANT_OPS_PER_ELEM)
         self.eager_capture_dropped = False  # a GPU capture's eager rows left out for this engine (below)
         if profile is None and hw.kernel_profile:
             from planner.costmodel.profile import KernelProfile
@@ -364,7 +369,7 @@ class CostModel:
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
-            tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * DEQUANT_OPS_PER_ELEM)
+            tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * self.dequant_ops)
             tm = np.maximum(tm, np.where(live if deq is None else live & ~deq, tv, 0.0))
         if deq is None or not np.any(deq):
             op = self._op(name, "gemm", count, flops, byts, tc, tm)

@@ -148,6 +148,9 @@ class Engine:
     # flight per SM, so they stream at most SMs x the fitted per-SM rate (kernel parameter sm_stream) where that is
     # below the device's STREAM bandwidth (the HBM GPUs); False: STREAM alone (costmodel.step.CostModel)
     sm_stream_limited: bool = False
+    # on Apple GPUs the engine's Metal matrix-vector kernels dequantize a narrow weight on the FP32 ALUs at a cost per
+    # weight element the calibration fits (kernel parameter metal_dequant_ops); False: the cost model's default count
+    metal_dequant_fitted: bool = False
     # whether FP8 weights come with an FP8 KV cache when the KV dtype is left at the engine's default: TensorRT-LLM reads
     # the KV format from a ModelOpt FP8 checkpoint's quantization config, which quantizes both; vLLM's and SGLang's
     # --kv-cache-dtype auto keeps the model's 16-bit dtype (planner.specs.quant.default_kv)
@@ -341,7 +344,8 @@ class Engine:
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
-                "sm_stream_limited": self.sm_stream_limited, "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
+                "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
+                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -468,6 +472,7 @@ _SHAPED_SETTINGS = {
                   "two integers >= 1: the tile's output rows and tokens ([128, 128]), or null"),
     "fused_projections": (lambda f: isinstance(f, bool), "true or false"),
     "sm_stream_limited": (lambda f: isinstance(f, bool), "true or false"),
+    "metal_dequant_fitted": (lambda f: isinstance(f, bool), "true or false"),
 }
 
 
