@@ -297,8 +297,8 @@ class CostModel:
         # vector operations per weight element a narrow weight's dequantization costs: the default count, or on an
         # Apple GPU the fitted count of an engine whose Metal matrix-vector kernels dequantize on the FP32 ALUs
         # (Engine.metal_dequant_fitted: llama.cpp's 2023-24 builds; kernel parameter metal_dequant_ops)
-        self.dequant_ops = (float(k.metal_dequant_ops) if hw.vendor == "apple" and getattr(engine, "metal_dequant_fitted", False)
-                            else DEQUANT_OPS_PER_ELEM)
+        self.metal_dequant = hw.vendor == "apple" and bool(getattr(engine, "metal_dequant_fitted", False))
+        self.dequant_ops = float(k.metal_dequant_ops) if self.metal_dequant else DEQUANT_OPS_PER_ELEM
         self.eager_capture_dropped = False  # a GPU capture's eager rows left out for this engine (below)
         if profile is None and hw.kernel_profile:
             from planner.costmodel.profile import KernelProfile

@@ -18,7 +18,7 @@ from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_rate
-from planner.costmodel.step import BOUND_NAMES, DEQUANT_OPS_PER_ELEM, CostModel, StepCost
+from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
 from planner.serving.captech import cap_setup
@@ -207,7 +207,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"{cm.sms} SMs x {cm.sm_stream_cap / cm.sms / 1e9:.1f} GB/s = {cm.sm_stream_cap / 1e12:.2f} TB/s, "
                      f"below {hw.id}'s STREAM {cm.stream_bw / 1e12:.2f} TB/s (engine profile: sm_stream_limited; kernel "
                      "parameter sm_stream, fitted)")
-    if cm.dequant_ops != DEQUANT_OPS_PER_ELEM and bool(np.any(p.weight_dequant)):
+    if cm.metal_dequant and bool(np.any(p.weight_dequant)):
         notes.append(f"{engine.name}'s Metal matrix-vector kernels unpack {plan.weights} weights on {hw.id}'s FP32 ALUs at "
                      f"{cm.dequant_ops:.1f} operations a weight, which can bound a one-token step below the memory "
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")

@@ -443,17 +443,20 @@ class KvDtypes(_Strict):
     source: str
 
 
+# a setting that is true or false
+_BOOL = (lambda f: isinstance(f, bool), "true or false")
+
 # settings whose value has a shape of its own: (check, what the error says it must be)
 _SHAPED_SETTINGS = {
     "masked_mha_fp32_fraction": (lambda f: isinstance(f, (int, float)) and 0.0 <= f <= 1.0,
                                  "a fraction of the FP32 peak in [0, 1]"),
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
-    "gemm_fp16_accumulate": (lambda a: isinstance(a, bool), "true or false"),
+    "gemm_fp16_accumulate": _BOOL,
     "mmq_fp32_ratio": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
                                                              and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
                        "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
-    "mla_fp8_decode": (lambda a: isinstance(a, bool), "true or false"),
+    "mla_fp8_decode": _BOOL,
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
@@ -461,18 +464,18 @@ _SHAPED_SETTINGS = {
                           "a list of architecture names"),
     "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
                               "a list of architecture names"),
-    "hip_graphs": (lambda h: isinstance(h, bool), "true or false"),
+    "hip_graphs": _BOOL,
     "dequant_gemm_above": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "a token count (an integer >= 0)"),
     "ubatch_tokens": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                       "a token count (an integer >= 0; 0: a step is one pass)"),
-    "flash_attention": (lambda f: isinstance(f, bool), "true or false"),
+    "flash_attention": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
                   "two integers >= 1: the tile's output rows and tokens ([128, 128]), or null"),
-    "fused_projections": (lambda f: isinstance(f, bool), "true or false"),
-    "sm_stream_limited": (lambda f: isinstance(f, bool), "true or false"),
-    "metal_dequant_fitted": (lambda f: isinstance(f, bool), "true or false"),
+    "fused_projections": _BOOL,
+    "sm_stream_limited": _BOOL,
+    "metal_dequant_fitted": _BOOL,
 }
 
 
