@@ -76,4 +76,6 @@ def _plain(v, key: str = ""):
 
     if key in BLOCK_FP8_FIELDS:  # as the profile writes it
         return block_fp8_as_written(v)
+    if key in ("mmq_fp32_ratio", "library_gemm_bw"):  # {architecture: value}, as the profile writes it
+        return dict(v)
     return list(v) if isinstance(v, tuple) else v

@@ -110,6 +110,9 @@ class Op(str, Enum):
 # that format, their weights stream at the engine's block-FP8 kernel bandwidth (Engine.block_fp8_bw)
 BLOCK_SCALED_DENSE = frozenset({Op.QKV_PROJ, Op.O_PROJ, Op.MLP_UP, Op.MLP_DOWN, Op.SHARED_EXPERT, Op.LINEAR_IN_PROJ,
                                 Op.LINEAR_OUT_PROJ})
+# the dense GEMMs an engine hands to the vendor BLAS library (Engine.library_gemm_bw): its linear layers and lm_head;
+# routed experts run in the engine's own grouped kernels
+LIBRARY_GEMMS = BLOCK_SCALED_DENSE | {Op.LM_HEAD}
 
 # Attention without a fused kernel (Engine.flash_attention False; llama.cpp's CUDA backend without -fa, ggml graph
 # KQ = mul_mat(K, Q), soft_max_ext, KQV = mul_mat(V, KQ)) moves every score through memory, bytes per score and head:
@@ -233,6 +236,9 @@ class CostModel:
         # and the fractions of the plain FP8 GEMM rate they compute at where many tokens make a GEMM compute bound
         self.block_fp8_compute = next(((d, m) for a, d, m in getattr(engine, "block_fp8_compute", ())
                                        if a == hw.architecture), (1.0, 1.0))
+        # the fraction of self.bw at which the engine's 16-bit dense GEMMs stream weights here, where it runs them in the
+        # vendor library's tiled kernels at every token count (Engine.library_gemm_bw; 1: the device's rate)
+        self.library_bw = float(dict(getattr(engine, "library_gemm_bw", ()) or ()).get(hw.architecture, 1.0))
         # a capture's own measured overheads (datasheet devices have none) + the engine layer's
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
@@ -366,6 +372,10 @@ class CostModel:
                 tc = np.where(narrow, np.minimum(tc, flops / self.vec_rate), tc)
         # block-scaled FP8 weights stream at the engine's kernel bandwidth (scale loads, promotion; Engine.block_fp8_bw)
         extra = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 0.0
+        if self.library_bw < 1.0 and name in LIBRARY_GEMMS:
+            # a 16-bit weight in the BLAS library's tiled kernel, whose few-token GEMMs stream below the device's rate
+            # (Engine.library_gemm_bw: vLLM before its ROCm skinny GEMMs, on CDNA2)
+            extra = extra + np.where(wb >= 2.0, 1.0 / self.library_bw - 1.0, 0.0)
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:

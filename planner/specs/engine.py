@@ -109,6 +109,12 @@ class Engine:
     # format's compute dtype. The FP32 peak stands for the SMs' issue rate, so parts with 64 FP32 lanes per SM get it
     # doubled (Hardware.cuda_core_issue_gain)
     mmq_fp32_ratio: tuple[tuple[str, float], ...] = ()
+    # the fraction of the device's STREAM bandwidth at which the release's 16-bit dense GEMMs stream their weights where
+    # they are memory bound (few tokens), on architectures where it hands every token count to the vendor BLAS library's
+    # tiled GEMM kernels (no skinny or matrix-vector kernel of its own) and that library's small-M kernels stream far
+    # below the device: ((architecture, fraction), ...) (costmodel/step.py _gemm: the dense projections and lm_head);
+    # an architecture not listed streams them at the device's rate
+    library_gemm_bw: tuple[tuple[str, float], ...] = ()
     # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
     # CUDA/HIP backend above MMQ_MAX_BATCH_SIZE); fewer tokens dequantize inside the kernel. 0: always inside
@@ -345,7 +351,7 @@ class Engine:
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
-                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio),
+                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio), "library_gemm_bw": dict(self.library_gemm_bw),
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -457,6 +463,9 @@ _SHAPED_SETTINGS = {
                                                              and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
                        "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": _BOOL,
+    "library_gemm_bw": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
+                                                              and not isinstance(v, bool) and 0 < v <= 1 for k, v in d.items()),
+                        "a map of architectures to fractions of the STREAM bandwidth in (0, 1]"),
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
@@ -519,7 +528,7 @@ class EngineSpec(_Strict):
             v = st.value
             if v is None and k in _REQUIRED_VALUES:
                 continue  # not published: keep the documented prior of the dataclass
-            if k == "mmq_fp32_ratio":
+            if k in ("mmq_fp32_ratio", "library_gemm_bw"):
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs",
                      "mixed_input_archs", "not_on_architectures"):
