@@ -109,24 +109,30 @@ def test_library_gemms_stream_weights_at_the_profile_fraction_where_listed():
     """vLLM before its ROCm skinny GEMMs (the 0.6 profile) runs every 16-bit linear layer in hipBLASLt/rocBLAS tiles,
     whose one-token GEMMs stream a weight at half the device's rate on CDNA2 (hipBLASLt #1321: 447 of a GEMV's
     900 GB/s on an MI100): a one-token decode GEMM takes w x 2 bytes / (0.5 x STREAM) seconds there, twice the plain
-    read; the routed experts (the engine's own kernels), a 4-bit weight, CDNA3 and a later release are untouched."""
+    read; later releases run 1-4 tokens in their own wvSplitK kernel and hand the library only more. The routed
+    experts (the engine's own kernels), CDNA3 and NVIDIA parts are untouched."""
     from planner.specs.engine import get_engine
 
     old, new = get_engine("vllm@0.6"), get_engine("vllm@0.11")
-    assert dict(old.library_gemm_bw) == {"cdna2": 0.5} and not new.library_gemm_bw
+    assert dict(old.library_gemm_bw) == {"cdna2": 0.5} and old.skinny_gemm_tokens == 0
+    assert dict(new.library_gemm_bw) == {"cdna2": 0.5} and new.skinny_gemm_tokens == 4
     m, gcd = get_model("llama-3-8b"), get_hardware("mi250")
     p = make_plans(m, gcd, weights="fp16", kv="fp16")
-    st = Step(decode_seqs=1, decode_ctx=256)
     cm, plain = CostModel(m, gcd, engine=old), CostModel(m, gcd, engine=old.with_(library_gemm_bw=()))
     assert cm.library_bw == 0.5 and plain.library_bw == 1.0
-    for name in (Op.QKV_PROJ, Op.MLP_UP, Op.MLP_DOWN, Op.LM_HEAD):
-        slow, fast = op(cm.step(p, st), name), op(plain.step(p, st), name)
-        read = float(np.ravel(fast.bytes)[0]) / cm.bw  # bytes / (bytes/s)
-        assert float(np.ravel(fast.bound_parts[1])[0]) == pytest.approx(read, rel=1e-9)  # memory time, plain
-        weight = float(np.ravel(slow.weight_bytes)[0])
-        assert weight > 0.9 * float(np.ravel(fast.bytes)[0])  # one token: the weight is nearly all the traffic
-        assert float(np.ravel(slow.bound_parts[1])[0]) == pytest.approx(read + weight / cm.bw, rel=1e-9)  # read twice as long
-    for hw, eng in ((gcd, new), (get_hardware("mi300x"), old)):
+    for seqs, eng, slowed in ((1, old, True), (1, new, False), (8, new, True)):
+        st = Step(decode_seqs=seqs, decode_ctx=256)
+        got = CostModel(m, gcd, engine=eng)
+        for name in (Op.QKV_PROJ, Op.MLP_UP, Op.MLP_DOWN, Op.LM_HEAD):
+            slow, fast = op(got.step(p, st), name), op(plain.step(p, st), name)
+            read = float(np.ravel(fast.bytes)[0]) / cm.bw  # bytes / (bytes/s)
+            assert float(np.ravel(fast.bound_parts[1])[0]) == pytest.approx(read, rel=1e-9)  # memory time, plain
+            weight = float(np.ravel(slow.weight_bytes)[0])
+            assert weight > 0.5 * float(np.ravel(fast.bytes)[0])  # a few tokens: the weight is most of the traffic
+            want = read + weight / cm.bw if slowed else read  # the weight read twice as long in the library
+            assert float(np.ravel(slow.bound_parts[1])[0]) == pytest.approx(want, rel=1e-9)
+    st = Step(decode_seqs=1, decode_ctx=256)
+    for hw, eng in ((get_hardware("mi300x"), old), (get_hardware("a100-sxm-80gb"), new)):
         assert CostModel(m, hw, engine=eng).library_bw == 1.0
     mix = get_model("mixtral-8x7b")
     pm = make_plans(mix, gcd, tp=2, weights="fp16", kv="fp16")

@@ -239,6 +239,7 @@ class CostModel:
         # the fraction of self.bw at which the engine's 16-bit dense GEMMs stream weights here, where it runs them in the
         # vendor library's tiled kernels at every token count (Engine.library_gemm_bw; 1: the device's rate)
         self.library_bw = float(dict(getattr(engine, "library_gemm_bw", ()) or ()).get(hw.architecture, 1.0))
+        self.skinny_tokens = int(getattr(engine, "skinny_gemm_tokens", 0) or 0)  # below it the engine's own kernel
         # a capture's own measured overheads (datasheet devices have none) + the engine layer's
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
@@ -374,8 +375,10 @@ class CostModel:
         extra = self._block_moe if name == Op.EXPERTS else self._block_dense if name in BLOCK_SCALED_DENSE else 0.0
         if self.library_bw < 1.0 and name in LIBRARY_GEMMS:
             # a 16-bit weight in the BLAS library's tiled kernel, whose few-token GEMMs stream below the device's rate
-            # (Engine.library_gemm_bw: vLLM before its ROCm skinny GEMMs, on CDNA2)
-            extra = extra + np.where(wb >= 2.0, 1.0 / self.library_bw - 1.0, 0.0)
+            # (Engine.library_gemm_bw: vLLM on CDNA2, at every token count before its ROCm skinny GEMMs, above their
+            # Engine.skinny_gemm_tokens since)
+            library = (wb >= 2.0) & (np.asarray(mm, float) > self.skinny_tokens)
+            extra = extra + np.where(library, 1.0 / self.library_bw - 1.0, 0.0)
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:

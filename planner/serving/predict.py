@@ -182,9 +182,11 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         notes.append(f"block-scaled FP8 weights {' and '.join(phrase for _, phrase in said)} with {engine.name}'s kernels on "
                      f"{hw.architecture} (engine profile: {', '.join(f for f, _ in said)})")
     if cm.library_bw < 1.0 and plan.weights in ("fp16", "bf16"):
-        notes.append(f"{engine.name} runs its 16-bit linear layers in the vendor BLAS library's tiled GEMMs at every token "
-                     f"count on {hw.architecture} (no skinny GEMM kernel), whose few-token GEMMs stream weights at "
-                     f"{cm.library_bw:g} of the device's bandwidth (engine profile: library_gemm_bw)")
+        where = (f"above {cm.skinny_tokens} tokens (fewer run in its own skinny kernel)" if cm.skinny_tokens
+                 else "at every token count (no skinny GEMM kernel)")
+        notes.append(f"{engine.name} runs its 16-bit linear layers in the vendor BLAS library's tiled GEMMs {where} on "
+                     f"{hw.architecture}, whose few-token GEMMs stream weights at {cm.library_bw:g} of the device's "
+                     "bandwidth (engine profile: library_gemm_bw" + (", skinny_gemm_tokens)" if cm.skinny_tokens else ")"))
     mmq = mmq_rate(engine, hw, plan.weights)
     if mmq > 0:
         lanes = f" x {hw.cuda_core_issue_gain():g} for its {hw.fp32_lanes_per_sm} FP32 lanes per SM" if hw.fp32_lanes_per_sm else ""

@@ -115,6 +115,9 @@ class Engine:
     # below the device: ((architecture, fraction), ...) (costmodel/step.py _gemm: the dense projections and lm_head);
     # an architecture not listed streams them at the device's rate
     library_gemm_bw: tuple[tuple[str, float], ...] = ()
+    # where library_gemm_bw applies: the most tokens a GEMM runs in the release's own skinny kernel instead of the
+    # library's (vLLM from 0.8.4 on ROCm: wvSplitK for 1-4 tokens); 0: the library at every token count
+    skinny_gemm_tokens: int = 0
     # GEMMs of more than this many tokens on weights narrower than 16 bit first dequantize the whole weight to FP16 in a
     # kernel of its own (reads the packed weight, writes 2 bytes an element) and multiply the FP16 copy (llama.cpp's
     # CUDA/HIP backend above MMQ_MAX_BATCH_SIZE); fewer tokens dequantize inside the kernel. 0: always inside
@@ -352,6 +355,7 @@ class Engine:
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
                 "mmq_fp32_ratio": dict(self.mmq_fp32_ratio), "library_gemm_bw": dict(self.library_gemm_bw),
+                "skinny_gemm_tokens": self.skinny_gemm_tokens,
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
@@ -466,6 +470,8 @@ _SHAPED_SETTINGS = {
     "library_gemm_bw": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
                                                               and not isinstance(v, bool) and 0 < v <= 1 for k, v in d.items()),
                         "a map of architectures to fractions of the STREAM bandwidth in (0, 1]"),
+    "skinny_gemm_tokens": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
+                           "a token count (an integer >= 0; 0: the library at every token count)"),
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
                            "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
