@@ -236,10 +236,11 @@ class CostModel:
         # and the fractions of the plain FP8 GEMM rate they compute at where many tokens make a GEMM compute bound
         self.block_fp8_compute = next(((d, m) for a, d, m in getattr(engine, "block_fp8_compute", ())
                                        if a == hw.architecture), (1.0, 1.0))
-        # the fraction of self.bw at which the engine's 16-bit dense GEMMs stream weights here, where it runs them in the
-        # vendor library's tiled kernels at every token count (Engine.library_gemm_bw; 1: the device's rate)
+        # the fraction of self.bw at which the engine's 16-bit dense GEMMs stream weights here, where it hands them to the
+        # vendor library's tiled kernels (Engine.library_gemm_bw; 1: the device's rate), and the most tokens its own
+        # skinny kernel takes before that (Engine.skinny_gemm_tokens; 0: the library at every token count)
         self.library_bw = float(dict(getattr(engine, "library_gemm_bw", ()) or ()).get(hw.architecture, 1.0))
-        self.skinny_tokens = int(getattr(engine, "skinny_gemm_tokens", 0) or 0)  # below it the engine's own kernel
+        self.skinny_tokens = int(getattr(engine, "skinny_gemm_tokens", 0) or 0)
         # a capture's own measured overheads (datasheet devices have none) + the engine layer's
         self.kernel_s = (ov.kernel_s.value if ov.kernel_s else 0.0) + k.kernel_s
         self.step_s = (ov.step_s.value if ov.step_s else 0.0) + k.step_s
