@@ -456,6 +456,22 @@ class KvDtypes(_Strict):
 # a setting that is true or false
 _BOOL = (lambda f: isinstance(f, bool), "true or false")
 
+
+def _count(what: str):
+    """A setting that is a token count (an integer >= 0); ``what`` is the error's description."""
+    return (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0, what)
+
+
+def _arch_map(in_range, what: str):
+    """A setting written {architecture or vendor: number} with every number ``in_range``."""
+    return (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
+                                                  and not isinstance(v, bool) and in_range(v) for k, v in d.items()),
+            what)
+
+
+# a setting that lists architecture names
+_ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
+
 # settings whose value has a shape of its own: (check, what the error says it must be)
 _SHAPED_SETTINGS = {
     "masked_mha_fp32_fraction": (lambda f: isinstance(f, (int, float)) and 0.0 <= f <= 1.0,
@@ -463,27 +479,18 @@ _SHAPED_SETTINGS = {
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": _BOOL,
-    "mmq_fp32_ratio": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
-                                                             and not isinstance(v, bool) and v >= 0 for k, v in d.items()),
-                       "a map of vendors or architectures to multiples of the FP32 peak (>= 0; 0: no MMQ there)"),
+    "mmq_fp32_ratio": _arch_map(lambda v: v >= 0, "a map of vendors or architectures to multiples of the FP32 peak "
+                                                   "(>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": _BOOL,
-    "library_gemm_bw": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
-                                                              and not isinstance(v, bool) and 0 < v <= 1 for k, v in d.items()),
-                        "a map of architectures to fractions of the STREAM bandwidth in (0, 1]"),
-    "skinny_gemm_tokens": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
-                           "a token count (an integer >= 0; 0: the library at every token count)"),
+    "library_gemm_bw": _arch_map(lambda v: 0 < v <= 1, "a map of architectures to fractions of the STREAM bandwidth in (0, 1]"),
+    "skinny_gemm_tokens": _count("a token count (an integer >= 0; 0: the library at every token count)"),
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
-    "mixed_input_tile_m": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
-                           "the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
-    "mixed_input_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
-                          "a list of architecture names"),
-    "mla_fp8_prefill_archs": (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g),
-                              "a list of architecture names"),
+    "mixed_input_tile_m": _count("the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
+    "mixed_input_archs": _ARCH_LIST,
+    "mla_fp8_prefill_archs": _ARCH_LIST,
     "hip_graphs": _BOOL,
-    "dequant_gemm_above": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
-                           "a token count (an integer >= 0)"),
-    "ubatch_tokens": (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0,
-                      "a token count (an integer >= 0; 0: a step is one pass)"),
+    "dequant_gemm_above": _count("a token count (an integer >= 0)"),
+    "ubatch_tokens": _count("a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
@@ -534,7 +541,7 @@ class EngineSpec(_Strict):
             v = st.value
             if v is None and k in _REQUIRED_VALUES:
                 continue  # not published: keep the documented prior of the dataclass
-            if k in ("mmq_fp32_ratio", "library_gemm_bw"):
+            if k in ARCH_MAP_FIELDS:
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs",
                      "mixed_input_archs", "not_on_architectures"):
@@ -571,6 +578,8 @@ _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_
 
 # the Engine fields of block-scaled FP8 kernel fractions, each written {architecture: {dense: f, moe: f}} in a profile
 BLOCK_FP8_FIELDS = ("block_fp8_bw", "block_fp8_compute")
+# the Engine fields written {architecture or vendor: number} in a profile and held as ((name, number), ...)
+ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw")
 
 
 def _block_fp8_fractions(v, key: str) -> tuple[tuple[str, float, float], ...]:
