@@ -89,8 +89,6 @@ def test_recorded_in_sample_and_cross_validated_errors_do_not_get_worse():
 # devices whose left-out median misses the 15 % target, each with the weak spot that says why (README, docs/accuracy.md);
 # the test below fails when one of them meets the target, so the list cannot outlive its reason
 KNOWN_MEDIAN_MISSES = {
-    "m1-max": "llama.cpp on the M1 Max: 70B prompts 1.35-1.42x and long generations up to 1.43x too fast left out, where the "
-              "Metal kernels' fitted dequantization count now prices its Q4_K_M decode",
     "h100-pcie": "llama.cpp's 2023-24 per-kernel launch gap: the H100 PCIe's three fitted rows hold 14.5 us, and left out it "
                  "takes the engine-wide 10.6 us (12.3 us while the Apple rows held it up), its Llama 2 7B Q4_0 decode 1.43x",
 }

@@ -170,7 +170,10 @@ def test_priority_preemption_swaps_out_batch_work_for_interactive_requests():
     high-priority tail TTFT; the preempted requests pay the swap. 16 sequences of 512 output tokens serve about
     4 requests/s: at 6 req/s the replica is overloaded, while the interactive fifth (~1.2 req/s) alone would fit, so
     its requests wait for batch decodes to end unless those are swapped out. (Where the interactive class alone
-    overloads the replica, it queues behind itself and preemption cannot help.)"""
+    overloads the replica, it queues behind itself and preemption cannot help: its own Poisson bursts set the top
+    percentile either way, so the tail asserted is that it does not grow; the 99th percentile of its 286 requests is
+    their three slowest, which moved from 0.70 to 0.94 of the baseline with a recalibration that changed its decode step
+    by 0.03 %, while the mean fell to 0.44-0.63 of it over seeds 2-4 and 1,500-4,000 requests.)"""
     kw = dict(engine="vllm", max_input=4096)
     reqs = _classed(1500, rate=6.0, seed=2, isl=256, osl=512)
     base = Simulator([Pool(replica_for("llama-3.1-8b", "h100-sxm", sched=Scheduler(policy="priority", max_seqs=16), **kw), 1)],
@@ -180,7 +183,9 @@ def test_priority_preemption_swaps_out_batch_work_for_interactive_requests():
                     _classed(1500, rate=6.0, seed=2, isl=256, osl=512)).run()
     hi = reqs.klass == 0
     assert pre.preemptions[~hi].sum() > 0 and pre.preemptions[hi].sum() == 0
-    assert np.percentile(pre.ttft_s[hi], 99) < 0.8 * np.percentile(base.ttft_s[hi], 99)
+    assert pre.ttft_s[hi].mean() < 0.7 * base.ttft_s[hi].mean()  # the wait behind batch decodes, gone
+    assert np.percentile(pre.ttft_s[hi], 50) < 0.7 * np.percentile(base.ttft_s[hi], 50)
+    assert np.percentile(pre.ttft_s[hi], 99) <= np.percentile(base.ttft_s[hi], 99)
     assert np.percentile(pre.ttft_s[~hi], 99) >= np.percentile(base.ttft_s[~hi], 99)  # the batch class pays
 
 

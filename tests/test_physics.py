@@ -771,6 +771,38 @@ def test_attention_without_flash_kernels_moves_every_score_through_memory():
     assert float(d_off.bytes[0] - d_on.bytes[0]) == pytest.approx(heads * 4096 * SCORE_BYTES_DECODE, rel=1e-3)
 
 
+def test_gqa_rereads_load_the_decode_cache_once_per_query_head_where_the_engine_says():
+    """ggml's attention without -fa broadcasts each KV head over the query heads of its GQA group, one matrix-vector
+    product per query head, each loading K and V again. On an engine's gqa_reread_archs (llama.cpp's profiles: the Apple
+    GPUs) a decode step's cache read is therefore (query heads / KV heads) x the cache's bytes: Llama 3 8B has 32 query
+    heads on 8 KV heads, so 4 x (2 x 8 heads x 128 dims x 2 bytes) = 16 KiB per cached token and layer instead of 4 KiB;
+    flash attention (one read of each head), another architecture or an MLA model keeps one read."""
+    m, mac, nv = get_model("llama-3-8b"), get_hardware("m2-ultra"), get_hardware("rtx-4090")
+    eng = Engine(flash_attention=False, gqa_reread_archs=("apple-m2",))
+    ctx = 4096
+    dec = Step(decode_seqs=1, decode_ctx=ctx)
+
+    def att(hw, e):
+        p = make_plans(m, hw, weights="fp16", kv="fp16", engine=e)
+        return CostModel(m, hw, engine=e).step(p, dec).op(Op.ATTENTION)
+
+    kv_token_layer = 2 * m.num_kv_heads * m.head_dim * 2  # bytes: K and V, FP16
+    group = m.num_heads // m.num_kv_heads
+    assert group == 4 and kv_token_layer == 4096
+    reread, once = att(mac, eng), att(mac, eng.with_(gqa_reread_archs=()))
+    extra = float(reread.bytes[0] - once.bytes[0])
+    assert extra == pytest.approx(ctx * kv_token_layer * (group - 1), rel=1e-3)  # bytes per layer
+    assert float(reread.time_s[0]) > float(once.time_s[0])
+    # not on an architecture the engine does not name, nor with flash attention on
+    assert float(att(nv, eng).bytes[0]) == pytest.approx(float(att(nv, eng.with_(gqa_reread_archs=())).bytes[0]))
+    fa = eng.with_(flash_attention=True)
+    assert float(att(mac, fa).bytes[0]) == pytest.approx(float(att(mac, fa.with_(gqa_reread_archs=())).bytes[0]))
+    # the bundled llama.cpp profiles carry it for the Apple GPUs
+    from planner.specs.engine import get_engine
+    for e in ("llamacpp@unpinned", "llamacpp"):
+        assert {"apple-m1", "apple-m2", "apple-m3"} <= set(get_engine(e).gqa_reread_archs)
+
+
 def test_llamacpp_prompt_rate_falls_with_the_prompt_as_published():
     """The 2024 builds' prompt rate falls with the prompt's length (each 512-token pass attends over more cache, its
     scores materialized): the RTX 4090's LLaMA 3 8B Q4_K_M pp4096 over pp512 in the GPU-Benchmarks-on-LLM-Inference

@@ -287,6 +287,9 @@ class CostModel:
         self.ubatch = int(getattr(engine, "ubatch_tokens", 0) or 0)
         # attention scores materialized in memory (Engine.flash_attention False: llama.cpp without -fa)
         self.flash_attention = bool(getattr(engine, "flash_attention", True))
+        # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory
+        self.gqa_rereads = (not self.flash_attention and not model.attention.mla
+                            and hw.architecture in (getattr(engine, "gqa_reread_archs", ()) or ()))
         # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
@@ -742,6 +745,9 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     flops_d = 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv)
     flops = flops_p + flops_d
     kv_read = (kv_elems_d + kv_elems_p) * kvb
+    if cm.gqa_rereads:  # the GQA group's other query heads load the decode cache again (Engine.gqa_reread_archs)
+        group = sh.heads * (sh.decode_dqk + sh.decode_dv) / np.maximum(sh.kv_elems_per_token, 1e-30)
+        kv_read = kv_read + kv_elems_d * kvb * np.maximum(group - 1.0, 0.0)
     q_o = c.T * (sh.heads * (sh.prefill_dqk + sh.prefill_dv)) * cm._act
     kv_write = c.T * sh.kv_elems_per_token * kvb
     byts = kv_read + q_o + kv_write

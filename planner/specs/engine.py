@@ -131,6 +131,11 @@ class Engine:
     # reading and writing them and a GEMM reading them back, over every cached cell of a pass whether masked or not
     # (llama.cpp without -fa; costmodel.step._attention_core)
     flash_attention: bool = True
+    # architectures on which attention without a fused kernel (flash_attention False) reads each KV head from memory once
+    # per query head in a decode step: ggml's mul_mat broadcasts a KV head over the query heads of its GQA group, each
+    # head's matrix-vector product loading its own copy of K and V (costmodel.step._attention_core), and on these parts
+    # no cache keeps the group's repeats off DRAM. () : one read of the cache, as a fused kernel makes
+    gqa_reread_archs: tuple[str, ...] = ()
     # the CTA tile (output rows, tokens) of the library GEMM a prompt's dense projections run in, where the engine
     # calls one that tiles its output this way (llama.cpp's 2023-24 cuBLAS path): the tiles of each GEMM spread over
     # the device's SMs (Hardware.sm_count) in waves, one tile per SM at a time, and a GEMM is timed as whole waves
@@ -351,6 +356,7 @@ class Engine:
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
+                "gqa_reread_archs": list(self.gqa_reread_archs),
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
@@ -492,6 +498,7 @@ _SHAPED_SETTINGS = {
     "dequant_gemm_above": _count("a token count (an integer >= 0)"),
     "ubatch_tokens": _count("a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": _BOOL,
+    "gqa_reread_archs": _ARCH_LIST,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
                   "two integers >= 1: the tile's output rows and tokens ([128, 128]), or null"),
@@ -544,7 +551,7 @@ class EngineSpec(_Strict):
             if k in ARCH_MAP_FIELDS:
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs",
-                     "mixed_input_archs", "not_on_architectures"):
+                     "mixed_input_archs", "gqa_reread_archs", "not_on_architectures"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)
