@@ -363,3 +363,23 @@ def test_architecture_keys_in_engine_profiles_name_known_architectures():
         e = get_engine(ident)
         assert set(e.not_on_architectures) <= set(ARCHITECTURES), ident
         assert {a for a, _ in e.mmq_fp32_ratio} <= set(ARCHITECTURES) | vendors, ident
+
+
+def test_vllm_refusing_the_full_context_is_said_with_the_length_that_starts():
+    """vLLM raises at startup when one sequence of max_model_len (the model's context unless lowered) does not fit its
+    KV cache (PR 2163; V1's check_enough_kv_cache_memory). Llama 3.1 8B in BF16 on a 24 GB RTX 4090 leaves room for
+    about 43k tokens of its 131,072: the estimate says vLLM refuses the default and names the --max-model-len that
+    starts (the longest context the cache holds, as the estimate reports it); SGLang, which has no such check, and an
+    H100, whose cache holds the whole context, get no such note."""
+    from planner.serving.planspec import PlanSpec
+    from planner.serving.predict import estimate
+
+    refusal = lambda e: [n for n in e.notes if "refuses to start" in n]  # noqa: E731
+    est = estimate("llama-3.1-8b", "rtx-4090", PlanSpec(weights="bf16"), isl=1000, osl=200, engine="vllm@0.11")
+    assert get_engine("vllm@0.11").max_model_len_check and not get_engine("sglang").max_model_len_check
+    assert 20_000 < est.max_context_tokens < 131_072
+    said = refusal(est)
+    assert len(said) == 1 and f"--max-model-len {est.max_context_tokens} or less" in said[0] and "131,072" in said[0]
+    assert refusal(estimate("llama-3.1-8b", "rtx-4090", PlanSpec(weights="bf16"), isl=1000, osl=200, engine="sglang")) == []
+    h100 = estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="bf16"), isl=1000, osl=200, engine="vllm@0.11")
+    assert h100.max_context_tokens == 131_072 and refusal(h100) == []

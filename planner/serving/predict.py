@@ -168,6 +168,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     limit = int(m.max_context * cap.extension_factor)  # RoPE scaling serves past the trained context
     ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
+    ctx_kv = ctx_max  # the longest sequence the KV cache holds (before prompt compression stretches it)
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
     notes = era_notes(engine) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
     if not plan.kv and plan.weights == "fp8" and kv != "fp8":  # the engine's default keeps a 16-bit cache
@@ -224,6 +225,12 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     long_prompt = engine.long_prompt_note(isl_m)
     if long_prompt:
         notes.append(f"{long_prompt}; priced whole, as with the budget raised")
+    if engine.max_model_len_check and not plan.kv_offload and 0 < ctx_kv < limit:
+        # vLLM's startup check: it sizes the cache, then refuses max_model_len (the model's context by default) if one
+        # sequence of it does not fit
+        notes.append(f"{engine.name} refuses to start with {m.id}'s full {limit:,}-token context on this memory: its KV cache "
+                     f"holds {ctx_kv:,} tokens of one sequence; serve with --max-model-len {ctx_kv} or less (what this "
+                     "estimate assumes, and what `plan --emit` writes) or a larger --gpu-memory-utilization")
     if isl_m + osl > limit:
         notes.append(f"isl + osl = {isl_m + osl} exceeds the context of {m.id} ({limit:,} tokens"
                      + (f" = {cap.extension_factor:g} x {m.max_context:,} trained)" if cap.extension else ", as trained)"))

@@ -136,6 +136,10 @@ class Engine:
     # head's matrix-vector product loading its own copy of K and V (costmodel.step._attention_core), and on these parts
     # no cache keeps the group's repeats off DRAM. () : one read of the cache, as a fused kernel makes
     gqa_reread_archs: tuple[str, ...] = ()
+    # the engine refuses to start when its KV cache cannot hold one sequence of the context it serves (max_model_len, the
+    # model's own unless the user lowers it): vLLM raises at startup, so a deployment on too little memory needs
+    # --max-model-len at most what the cache holds (serving.predict says so; report.deploy emits it)
+    max_model_len_check: bool = False
     # the CTA tile (output rows, tokens) of the library GEMM a prompt's dense projections run in, where the engine
     # calls one that tiles its output this way (llama.cpp's 2023-24 cuBLAS path): the tiles of each GEMM spread over
     # the device's SMs (Hardware.sm_count) in waves, one tile per SM at a time, and a GEMM is timed as whole waves
@@ -357,6 +361,7 @@ class Engine:
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "gqa_reread_archs": list(self.gqa_reread_archs),
+                "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
@@ -499,6 +504,7 @@ _SHAPED_SETTINGS = {
     "ubatch_tokens": _count("a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": _BOOL,
     "gqa_reread_archs": _ARCH_LIST,
+    "max_model_len_check": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
                   "two integers >= 1: the tile's output rows and tokens ([128, 128]), or null"),
