@@ -797,6 +797,7 @@ def test_gqa_rereads_load_the_decode_cache_once_per_query_head_where_the_engine_
     assert float(att(nv, eng).bytes[0]) == pytest.approx(float(att(nv, eng.with_(gqa_reread_archs=())).bytes[0]))
     fa = eng.with_(flash_attention=True)
     assert float(att(mac, fa).bytes[0]) == pytest.approx(float(att(mac, fa.with_(gqa_reread_archs=())).bytes[0]))
+    assert CostModel(m, mac, engine=eng).gqa_rereads and not CostModel(get_model("deepseek-v3"), mac, engine=eng).gqa_rereads
     # the bundled llama.cpp profiles carry it for the Apple GPUs
     from planner.specs.engine import get_engine
     for e in ("llamacpp@unpinned", "llamacpp"):
