@@ -802,6 +802,11 @@ def test_gqa_rereads_load_the_decode_cache_once_per_query_head_where_the_engine_
     from planner.specs.engine import get_engine
     for e in ("llamacpp@unpinned", "llamacpp"):
         assert {"apple-m1", "apple-m2", "apple-m3"} <= set(get_engine(e).gqa_reread_archs)
+    # and an estimate says so where it applies (the 2023-24 builds run without flash attention; today's default has it)
+    said = lambda e: [n for n in estimate("llama-3-8b", "m2-ultra", PlanSpec(weights="q4_k_m"), isl=4000, osl=64,  # noqa: E731
+                                          engine=e).notes if "once per query head" in n]
+    assert len(said("llamacpp@unpinned")) == 1 and "4 reads of each cached token" in said("llamacpp@unpinned")[0]
+    assert said("llamacpp") == []
 
 
 def test_llamacpp_prompt_rate_falls_with_the_prompt_as_published():
