@@ -356,7 +356,7 @@ def test_architecture_keys_in_engine_profiles_name_known_architectures():
     """An engine's per-architecture settings (the generations it refuses, llama.cpp's MMQ multiples, the architectures
     its GQA re-reads, mixed-input tiles, FP8 MLA prefill and library GEMM rates apply to) must name architectures the
     hardware specs use: a misspelt key would silently never apply."""
-    from planner.specs.engine import engine_ids, get_engine
+    from planner.specs.engine import ARCH_LIST_FIELDS, engine_ids, get_engine
     from planner.specs.hardware import ARCHITECTURES
 
     vendors = {"nvidia", "amd", "intel", "apple", "google", "qualcomm"}
@@ -364,9 +364,10 @@ def test_architecture_keys_in_engine_profiles_name_known_architectures():
         e = get_engine(ident)
         assert set(e.not_on_architectures) <= set(ARCHITECTURES), ident
         assert {a for a, _ in e.mmq_fp32_ratio} <= set(ARCHITECTURES) | vendors, ident
-        for field in ("gqa_reread_archs", "mixed_input_archs", "mla_fp8_prefill_archs"):
+        for field in ARCH_LIST_FIELDS:
             assert set(getattr(e, field)) <= set(ARCHITECTURES), (ident, field)
         assert {a for a, _ in e.library_gemm_bw} <= set(ARCHITECTURES), ident
+    assert {"gqa_reread_archs", "mixed_input_archs", "mla_fp8_prefill_archs"} <= set(ARCH_LIST_FIELDS)
 
 
 def test_vllm_refusing_the_full_context_is_said_with_the_length_that_starts():

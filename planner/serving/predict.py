@@ -218,7 +218,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         notes.append(f"{engine.name}'s Metal matrix-vector kernels unpack {plan.weights} weights on {hw.id}'s FP32 ALUs at "
                      f"{cm.dequant_ops:.1f} operations a weight, which can bound a one-token step below the memory "
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")
-    if cm.gqa_rereads and m.num_kv_heads and m.num_heads > m.num_kv_heads:
+    if cm.gqa_rereads and m.num_heads > m.num_kv_heads:  # num_kv_heads >= 1 (Model)
         notes.append(f"{engine.name} without flash attention reads the KV cache once per query head in decode on {hw.id}: "
                      f"{m.num_heads // m.num_kv_heads} reads of each cached token for {m.id}'s {m.num_heads} query heads on "
                      f"{m.num_kv_heads} KV heads (engine profile: gqa_reread_archs)")

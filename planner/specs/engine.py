@@ -482,6 +482,8 @@ def _arch_map(in_range, what: str):
 
 # a setting that lists architecture names
 _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
+# the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
+ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs")
 
 # settings whose value has a shape of its own: (check, what the error says it must be)
 _SHAPED_SETTINGS = {
@@ -497,13 +499,10 @@ _SHAPED_SETTINGS = {
     "skinny_gemm_tokens": _count("a token count (an integer >= 0; 0: the library at every token count)"),
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": _count("the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
-    "mixed_input_archs": _ARCH_LIST,
-    "mla_fp8_prefill_archs": _ARCH_LIST,
     "hip_graphs": _BOOL,
     "dequant_gemm_above": _count("a token count (an integer >= 0)"),
     "ubatch_tokens": _count("a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": _BOOL,
-    "gqa_reread_archs": _ARCH_LIST,
     "max_model_len_check": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
@@ -511,6 +510,7 @@ _SHAPED_SETTINGS = {
     "fused_projections": _BOOL,
     "sm_stream_limited": _BOOL,
     "metal_dequant_fitted": _BOOL,
+    **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
 }
 
 
@@ -556,8 +556,8 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ARCH_MAP_FIELDS:
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
-            if k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups", "mla_fp8_prefill_archs",
-                     "mixed_input_archs", "gqa_reread_archs", "not_on_architectures"):
+            if k in ARCH_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups",
+                                              "not_on_architectures"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)
