@@ -137,11 +137,32 @@ def test_sharegpt_lengths_follow_the_benchmark_samplers_filter_and_the_runs_mean
     assert w.max_total == 2048 and w.input.max == 1024 and w.output.sigma == w.input.sigma == 1.0
     r = generate(sharegpt_workload(219.2, 200.8), 20000, rate=1.0, seed=3)
     assert np.all(r.input_tokens + r.output_tokens <= 2048) and r.input_tokens.max() <= 1024
-    assert r.input_tokens.min() >= 4 and r.output_tokens.min() >= 4
+    assert r.input_tokens.min() >= 4 and r.output_tokens.min() >= 4 and r.output_tokens.max() <= 1024
     assert r.input_tokens.mean() == pytest.approx(219.2, rel=0.03) and r.output_tokens.mean() == pytest.approx(200.8, rel=0.03)
     assert r.output_tokens.max() > 5 * 200.8 and np.median(r.output_tokens) < 0.8 * 200.8  # a long right tail
     again = generate(sharegpt_workload(219.2, 200.8), 20000, rate=1.0, seed=3)
     assert np.array_equal(r.output_tokens, again.output_tokens)  # same seed, same draws
+
+
+def test_sharegpt_replies_are_no_longer_than_the_bundled_runs_allow():
+    """The client's seed-0 shuffle sends the same first conversations in every run, so a run of N prompts bounds their
+    longest reply: it cannot outlast the run (duration_s) decoding one token per batch-1 TPOT at best (the same model
+    and GPU at one request/s). The workload's reply cap stays within the tightest such bound over IOG's 200-prompt
+    runs (a few per cent allowed for the models' different tokenizers), and a burst's draws reach it."""
+    import csv
+
+    from planner.specs.loader import data_dir
+    from planner.serving.workload import generate, get_workload, sharegpt_workload
+
+    rows = [r for r in csv.DictReader((data_dir("measurements/published") / "serving_bench_more.csv").open())
+            if r["dataset"] == "sharegpt" and r["num_prompts"] == "200"]
+    tpot_1 = {(r["model"], r["hardware"], r["tp"]): float(r["mean_tpot_s"]) for r in rows if r["rate"] == "1"}
+    bounds = [float(r["duration_s"]) / tpot_1[(r["model"], r["hardware"], r["tp"])] for r in rows
+              if r["rate"] not in ("1", "inf") and (r["model"], r["hardware"], r["tp"]) in tpot_1]  # tokens
+    assert len(bounds) >= 10 and 900 < min(bounds) < 1100
+    cap = get_workload("sharegpt").output.max
+    assert cap <= 1.03 * min(bounds)
+    assert generate(sharegpt_workload(220, 200), 1000, rate=float("inf"), seed=0).output_tokens.max() == cap
 
 
 def test_a_sharegpt_burst_lasts_until_its_longest_replies_finish():
@@ -153,7 +174,7 @@ def test_a_sharegpt_burst_lasts_until_its_longest_replies_finish():
            "mean_tpot_s": "0.01"}
     fixed = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([dict(row, dataset="random")])}
     spread = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([dict(row, dataset="sharegpt")])}
-    assert spread["requests_per_s"] < 0.8 * fixed["requests_per_s"]
+    assert spread["requests_per_s"] < 0.9 * fixed["requests_per_s"]
     from planner.serving.workload import generate, sharegpt_workload
 
     longest = int(generate(sharegpt_workload(220, 200), 1000, rate=float("inf"), seed=0).output_tokens.max())
