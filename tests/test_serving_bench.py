@@ -151,11 +151,12 @@ def test_sharegpt_replies_are_no_longer_than_the_bundled_runs_allow():
     runs (a few per cent allowed for the models' different tokenizers), and a burst's draws reach it."""
     import csv
 
-    from planner.specs.loader import data_dir
+    from planner.calibrate.validate import builtin_published
     from planner.serving.workload import generate, get_workload, sharegpt_workload
 
-    rows = [r for r in csv.DictReader((data_dir("measurements/published") / "serving_bench_more.csv").open())
-            if r["dataset"] == "sharegpt" and r["num_prompts"] == "200"]
+    path = next(f for f in builtin_published() if f.name == "serving_bench_more.csv")
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "sharegpt" and r["num_prompts"] == "200"]
     tpot_1 = {(r["model"], r["hardware"], r["tp"]): float(r["mean_tpot_s"]) for r in rows if r["rate"] == "1"}
     bounds = [float(r["duration_s"]) / tpot_1[(r["model"], r["hardware"], r["tp"])] for r in rows
               if r["rate"] not in ("1", "inf") and (r["model"], r["hardware"], r["tp"]) in tpot_1]  # tokens

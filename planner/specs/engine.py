@@ -484,6 +484,8 @@ def _arch_map(in_range, what: str):
 _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
 # the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
 ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs")
+# the Engine fields written {architecture or vendor: number} in a profile and held as ((name, number), ...)
+ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw")
 
 # settings whose value has a shape of its own: (check, what the error says it must be)
 _SHAPED_SETTINGS = {
@@ -591,8 +593,6 @@ _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_
 
 # the Engine fields of block-scaled FP8 kernel fractions, each written {architecture: {dense: f, moe: f}} in a profile
 BLOCK_FP8_FIELDS = ("block_fp8_bw", "block_fp8_compute")
-# the Engine fields written {architecture or vendor: number} in a profile and held as ((name, number), ...)
-ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw")
 
 
 def _block_fp8_fractions(v, key: str) -> tuple[tuple[str, float, float], ...]:
