@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from planner.costmodel.plans import make_plans
-from planner.costmodel.step import DEQUANT_OPS_PER_ELEM, CostModel, Op, Step, ep_imbalance
+from planner.costmodel.step import DEQUANT_OPS_PER_ELEM, ROUTING_SKEW, CostModel, Op, Step, ep_imbalance, routing_skew
 from planner.serving.predict import PlanSpec, estimate
 from planner.specs.engine import Engine
 from planner.specs.loader import get_hardware, get_model
@@ -23,6 +23,57 @@ def test_ep_imbalance_is_the_extreme_of_binomial_loads():
     assert ep_imbalance(64.0, 8)[()] == pytest.approx(expect)
     # more tokens even the load out; more ranks make it worse
     assert ep_imbalance(1e6, 8)[()] < 1.01 < ep_imbalance(64.0, 8)[()] < ep_imbalance(64.0, 32)[()]
+
+
+def test_routing_skew_gives_the_rank_spread_tensorrt_llm_measured():
+    # TensorRT-LLM's EP study (blog 4, Table 1): DeepSeek-R1, 256 experts on 32 ranks (8 each), 1,024 token-expert
+    # assignments per rank on average; per expert std 164.1 over a mean of 128, per rank std 491.6 over 1,024, the
+    # busiest rank 1 + 1.564 of the mean (averaged over layers and iterations)
+    assert ROUTING_SKEW == pytest.approx(164.1 / 128, abs=0.005)
+    n, ep, experts = 1024.0 * 32, 32, 256
+    imb = ep_imbalance(n, ep, experts, ROUTING_SKEW)[()]
+    rank_cv = (imb - 1.0) / np.sqrt(2.0 * np.log(ep))  # the combined CV of a rank's load the bound used
+    assert rank_cv == pytest.approx(491.6 / 1024, rel=0.1)
+    assert 2.0 < imb <= 2.564  # the Gaussian bound is a little below the measured heavier tail
+    # skew is a property of the routing: more tokens do not average it away, unlike the sampling part
+    assert ep_imbalance(1e7, 8, 128, ROUTING_SKEW)[()] > 1.5 > 1.01 > ep_imbalance(1e7, 8, 128, 0.0)[()]
+    # one rank holding every expert, or all experts on their own rank only by sampling: nothing to skew
+    assert ep_imbalance(1e7, 1, 128, ROUTING_SKEW)[()] == 1.0
+    assert ep_imbalance(64.0, 8, 8, ROUTING_SKEW)[()] > ep_imbalance(64.0, 8)[()]
+
+
+def test_routing_skew_carries_to_other_expert_counts_as_sqrt_experts():
+    # an expert's load sums the loads of the token kinds routed to it: cutting the same routing into E experts gives
+    # a per-expert CV that grows as sqrt(E), so a rank holding 1/ep of the experts sees the same skew however finely
+    # the model cuts them (up to the finite-population correction)
+    mixtral, qwen, r1 = (get_model(i).moe for i in ("mixtral-8x7b", "qwen3-235b-a22b", "deepseek-r1"))
+    assert routing_skew(r1) == pytest.approx(ROUTING_SKEW)  # the model it was measured on
+    assert routing_skew(qwen) == pytest.approx(ROUTING_SKEW * np.sqrt(128 / 256))
+    assert routing_skew(mixtral) == pytest.approx(ROUTING_SKEW * np.sqrt(8 / 256))
+    big = [ep_imbalance(1e7, 8, moe.num_experts, routing_skew(moe))[()] for moe in (qwen, r1)]
+    assert big[0] == pytest.approx(big[1], rel=0.01)
+    # a spec's own value wins, and 0 prices even routing
+    even = r1.model_copy(update={"routing_skew": 0.0})
+    assert routing_skew(even) == 0.0
+    assert ep_imbalance(1e7, 8, 256, routing_skew(even))[()] == pytest.approx(ep_imbalance(1e7, 8)[()])
+
+
+def test_routing_skew_slows_the_busiest_expert_parallel_rank_only():
+    m, hw = get_model("qwen3-235b-a22b"), get_hardware("h100-sxm")
+    even = get_model("qwen3-235b-a22b").model_copy(
+        update={"moe": m.moe.model_copy(update={"routing_skew": 0.0})})
+    st = Step(decode_seqs=512, decode_ctx=1500)
+
+    def experts(model, **kw):
+        return op(CostModel(model, hw).step(make_plans(model, hw, weights="fp8", kv="fp8", **kw), st), Op.EXPERTS)
+
+    skewed, flat = experts(m, tp=1, ep=8, adp=8), experts(even, tp=1, ep=8, adp=8)
+    n = 512 * m.moe.top_k  # the group's token-expert assignments
+    ratio = ep_imbalance(n, 8, m.moe.num_experts, routing_skew(m.moe))[()] / ep_imbalance(n, 8)[()]
+    assert skewed.flops[0] == pytest.approx(flat.flops[0] * ratio)
+    assert skewed.time_s[0] > flat.time_s[0]
+    # without expert parallelism one device runs every expert: the skew moves nothing
+    assert experts(m, tp=1).time_s[0] == pytest.approx(experts(even, tp=1).time_s[0])
 
 
 def test_moe_permute_moves_each_assignment_in_and_out():
@@ -413,7 +464,7 @@ def test_attention_dp_prices_a_prompt_on_one_rank_and_routes_the_group_total_onc
     # the experts see the group's 1800 tokens x top-k once, spread over 8 ranks (times the busiest rank's load)
     rows = op(sc, Op.EXPERTS).flops[0] / (2.0 * m.expert_params())
     mean = 1800 * m.moe.top_k / 8
-    assert mean <= rows <= mean * ep_imbalance(1800 * m.moe.top_k, 8)[()] * 1.0001
+    assert mean <= rows <= mean * ep_imbalance(1800 * m.moe.top_k, 8, m.moe.num_experts, routing_skew(m.moe))[()] * 1.0001
 
 
 def test_grouped_expert_gemm_efficiency_scales_the_expert_compute_only():

@@ -94,8 +94,9 @@ def test_a_prompt_is_chunked_at_one_ranks_budget():
     res1 = Simulator([Pool(one, 1)], generate(fixed_workload(isl, 2), 1, rate=1.0, seed=0)).run()
     assert res.steps == res1.steps == 4  # three chunks, then the second token
     # alone in the group, the prompt costs what it costs one rank; the MoE layers' tokens are spread over 4 ranks'
-    # experts instead of held by one, which changes little here
-    assert res.ttft_s[0] == pytest.approx(res1.ttft_s[0], rel=0.05)
+    # experts instead of held by one and sent there and back, the busiest of the 4 taking more than its share (routing
+    # skew, planner.costmodel.step.ep_imbalance), which changes it a little here
+    assert res.ttft_s[0] == pytest.approx(res1.ttft_s[0], rel=0.1)
 
 
 def test_attention_dp_refuses_what_it_does_not_model():

@@ -35,6 +35,9 @@ class MoE(_Strict):
     # layers 1, 3, 5, ... MoE; Qwen3-MoE's decoder_sparse_step uses the same rule)
     interleave_step: int = Field(default=1, ge=1)
     expert_bias: bool = False  # biases on expert projections (gpt-oss)
+    # the coefficient of variation of the tokens the layer's experts receive; unset: the value measured on DeepSeek-R1
+    # carried to this expert count (planner.costmodel.step.routing_skew); 0 prices perfectly even routing
+    routing_skew: float | None = Field(default=None, ge=0.0)
 
     @model_validator(mode="after")
     def _check(self):
