@@ -32,7 +32,8 @@ def test_gpt_oss_experts_flops_and_weight_bytes_by_hand():
     # 4 + 8/32 bits per weight (E2M1 plus one E8M0 scale per 32)
     bits = 4 + 8 / 32
     assert FORMATS["mxfp4"].bits == pytest.approx(bits)
-    assert float(np.ravel(ex.weight_bytes)[0]) == pytest.approx(E * per_expert * bits / 8, rel=1e-6)
+    # (skewed routing, experts_touched, leaves the rarest expert unread with a chance of a few in a million here)
+    assert float(np.ravel(ex.weight_bytes)[0]) == pytest.approx(E * per_expert * bits / 8, rel=1e-5)
     assert ex.count == pytest.approx(m.num_layers)  # every gpt-oss layer is MoE
     # router: a bf16-stored (2-byte) h x E GEMM per token
     r = op(sc, Op.ROUTER)

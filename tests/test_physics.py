@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from planner.costmodel.plans import make_plans
-from planner.costmodel.step import DEQUANT_OPS_PER_ELEM, ROUTING_SKEW, CostModel, Op, Step, ep_imbalance, routing_skew
+from planner.costmodel.step import (DEQUANT_OPS_PER_ELEM, ROUTING_SKEW, CostModel, Op, Step, ep_imbalance, experts_touched,
+                                    routing_skew)
 from planner.serving.predict import PlanSpec, estimate
 from planner.specs.engine import Engine
 from planner.specs.loader import get_hardware, get_model
@@ -58,6 +59,23 @@ def test_routing_skew_carries_to_other_expert_counts_as_sqrt_experts():
     assert ep_imbalance(1e7, 8, 256, routing_skew(even))[()] == pytest.approx(ep_imbalance(1e7, 8)[()])
 
 
+def test_skewed_routing_touches_fewer_experts():
+    E, k = 128, 8
+    # even routing: each token misses an expert with probability 1 - k/E
+    assert experts_touched(8.0, E, k)[()] == pytest.approx(E * (1 - (1 - k / E) ** 8))
+    # skewed (Gamma popularity, CV c): the even count scaled by (1 - (1 + x c^2)^(-1/c^2)) / (1 - e^-x), x = kT/E
+    c, T = 0.9, 8.0
+    x = k * T / E
+    ratio = (1 - (1 + x * c * c) ** (-1 / c ** 2)) / (1 - np.exp(-x))
+    assert experts_touched(T, E, k, c)[()] == pytest.approx(E * (1 - (1 - k / E) ** T) * ratio)
+    # one token touches exactly its k; a small skew changes little; many tokens touch every expert either way
+    assert experts_touched(1.0, E, k, c)[()] == pytest.approx(k)
+    assert experts_touched(8.0, E, k, 1e-3)[()] == pytest.approx(experts_touched(8.0, E, k)[()], rel=1e-3)
+    assert experts_touched(1e5, E, k, c)[()] == pytest.approx(E, rel=1e-4)
+    mids = [experts_touched(t, E, k, c)[()] / experts_touched(t, E, k)[()] for t in (4.0, 16.0, 64.0)]
+    assert all(0.6 < r < 1.0 for r in mids)
+
+
 def test_routing_skew_slows_the_busiest_expert_parallel_rank_only():
     m, hw = get_model("qwen3-235b-a22b"), get_hardware("h100-sxm")
     even = get_model("qwen3-235b-a22b").model_copy(
@@ -72,8 +90,11 @@ def test_routing_skew_slows_the_busiest_expert_parallel_rank_only():
     ratio = ep_imbalance(n, 8, m.moe.num_experts, routing_skew(m.moe))[()] / ep_imbalance(n, 8)[()]
     assert skewed.flops[0] == pytest.approx(flat.flops[0] * ratio)
     assert skewed.time_s[0] > flat.time_s[0]
-    # without expert parallelism one device runs every expert: the skew moves nothing
-    assert experts(m, tp=1).time_s[0] == pytest.approx(experts(even, tp=1).time_s[0])
+    # without expert parallelism one device runs every expert: the skew moves no FLOPs, only which experts' weights
+    # a step reads (a few fewer at 512 tokens: experts_touched)
+    one, one_even = experts(m, tp=1), experts(even, tp=1)
+    assert one.flops[0] == pytest.approx(one_even.flops[0])
+    assert 0.97 * one_even.time_s[0] < one.time_s[0] <= one_even.time_s[0]
 
 
 def test_moe_permute_moves_each_assignment_in_and_out():

@@ -135,7 +135,7 @@ def _cpu_time(host: HostSide, flops, byts):
 
 def moe_offload_mlp(cm, c) -> list:
     """The MoE MLP with the cold experts on the host CPU and/or EdgeMoE's per-expert precision."""
-    from planner.costmodel.step import Op, _moe_mlp, ep_imbalance, expert_rows, routing_skew
+    from planner.costmodel.step import Op, _moe_mlp, ep_imbalance, expert_rows, experts_touched, routing_skew
 
     off: MoeOffload = cm.moe_offload
     ops = _moe_mlp(cm, c)
@@ -149,7 +149,7 @@ def moe_offload_mlp(cm, c) -> list:
     T_group = c.T * c.adp
     assigned = T_group * mo.top_k
     imb = ep_imbalance(assigned, c.ep, mo.num_experts, routing_skew(mo))
-    touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
+    touched = experts_touched(T_group, mo.num_experts, mo.top_k, routing_skew(mo))
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
     gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,

@@ -812,6 +812,22 @@ def routing_skew(moe) -> float:
     return ROUTING_SKEW * float(np.sqrt(moe.num_experts / ROUTING_SKEW_EXPERTS))
 
 
+def experts_touched(tokens, experts, top_k, skew=0.0):
+    """Distinct experts ``tokens`` tokens route to, each picking ``top_k`` of ``experts``. Even routing: an expert is
+    missed by a token with probability 1 - top_k / experts, so E (1 - (1 - k/E)^T). With skewed routing (popularity
+    Gamma-distributed over the experts with CV ``skew``) the missed share is the Laplace transform
+    (1 + k T skew^2 / E)^(-1 / skew^2) where even routing's is exp(-k T / E): the tokens crowd into the popular
+    experts and touch fewer; the ratio of the two scales the even count, and never fewer than one token's k remain."""
+    T = np.asarray(tokens, float)
+    even = experts * (1.0 - (1.0 - top_k / experts) ** T)
+    if not skew:
+        return even
+    x = top_k * T / experts  # assignments per expert
+    a = 1.0 / skew ** 2  # the Gamma shape
+    ratio = -np.expm1(-a * np.log1p(x / a)) / np.maximum(-np.expm1(-x), 1e-300)
+    return np.maximum(even * np.where(x > 0, ratio, 1.0), np.minimum(T, 1.0) * top_k)
+
+
 def ep_imbalance(assignments, ep, experts=None, skew=0.0):
     """Expected load of the busiest of ``ep`` expert-parallel ranks over the mean, for ``assignments`` token-to-expert
     assignments over ``experts`` experts (an equal share on each rank) whose loads vary with coefficient of variation
@@ -859,7 +875,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     rows_dev = expert_rows(assigned, c.ep, imb)
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
     # distinct experts a batch touches: E (1 - (1 - k/E)^T), uniform routing
-    touched = mo.num_experts * (1.0 - (1.0 - mo.top_k / mo.num_experts) ** T_group)
+    touched = experts_touched(T_group, mo.num_experts, mo.top_k, routing_skew(mo))
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel

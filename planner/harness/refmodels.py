@@ -42,7 +42,10 @@ def moe(dim: int) -> Model:
     return Model(id=f"ref-moe-{dim}", name=f"reference mixture of experts, hidden {dim}", source=SOURCE, num_layers=3,
                  hidden_size=dim, num_heads=heads, num_kv_heads=max(1, heads // 4), head_dim=128,
                  intermediate_size=width, vocab_size=VOCAB, max_context=8192, attention={"kind": "gqa"},
-                 moe={"num_experts": 8, "top_k": 2, "expert_intermediate_size": width, "num_shared_experts": 1})
+                 # the harness's router is random weights over random activations: it routes evenly, without the skew
+                 # a trained router has (planner.costmodel.step.routing_skew)
+                 moe={"num_experts": 8, "top_k": 2, "expert_intermediate_size": width, "num_shared_experts": 1,
+                      "routing_skew": 0.0})
 
 
 def mla(dim: int) -> Model:
@@ -97,3 +100,12 @@ def write_model(model: Model, folder: Path) -> Path:
     path.write_text("# written by planner profile: the reference model its e2e rows ran\n"
                     + yaml.safe_dump(d, sort_keys=False, width=120))
     return path
+
+
+def as_captured(m: Model) -> Model:
+    """A model a capture's rows ran (CAPTURE/models/*.yaml): its MoE layers route evenly, as the harness's random router
+    does, unless the spec says otherwise (captures written before the spec had the field leave it unset)."""
+    if m.moe is None or m.moe.routing_skew is not None:
+        return m
+    return m.model_copy(update={"moe": m.moe.model_copy(update={"routing_skew": 0.0})})
+
