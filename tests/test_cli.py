@@ -108,6 +108,12 @@ def test_models_show_counts(capsys):
     assert code == 0
     assert abs(d["total_params"] - 671e9) / 671e9 < 0.01
     assert d["active_params"] < d["total_params"]
+    # the routing skew the cost model prices, with where it comes from (DeepSeek-V3 has the 256 experts it was measured on)
+    assert d["routing_skew"] == pytest.approx(1.28) and "DeepSeek-R1" in d["routing_skew_source"]
+    code, out, _ = run(["models", "show", "mixtral-8x7b", "--json"], capsys)
+    assert json.loads(out)["routing_skew"] == pytest.approx(1.28 * (8 / 256) ** 0.5, abs=1e-4)
+    code, out, _ = run(["models", "show", "llama-3.1-8b", "--json"], capsys)
+    assert "routing_skew" not in json.loads(out)
 
 
 def test_models_import_roundtrip(tmp_path, capsys):
