@@ -38,7 +38,7 @@ def test_routing_skew_gives_the_rank_spread_tensorrt_llm_measured():
     assert 2.0 < imb <= 2.564  # the Gaussian bound is a little below the measured heavier tail
     # skew is a property of the routing: more tokens do not average it away, unlike the sampling part
     assert ep_imbalance(1e7, 8, 128, ROUTING_SKEW)[()] > 1.5 > 1.01 > ep_imbalance(1e7, 8, 128, 0.0)[()]
-    # one rank holding every expert, or all experts on their own rank only by sampling: nothing to skew
+    # one rank holding every expert: nothing to skew; one expert per rank: that expert's own skew adds to sampling
     assert ep_imbalance(1e7, 1, 128, ROUTING_SKEW)[()] == 1.0
     assert ep_imbalance(64.0, 8, 8, ROUTING_SKEW)[()] > ep_imbalance(64.0, 8)[()]
 
@@ -76,7 +76,7 @@ def test_skewed_routing_touches_fewer_experts():
     assert all(0.6 < r < 1.0 for r in mids)
 
 
-def test_routing_skew_slows_the_busiest_expert_parallel_rank_only():
+def test_routing_skew_slows_the_busiest_expert_parallel_rank():
     m, hw = get_model("qwen3-235b-a22b"), get_hardware("h100-sxm")
     even = get_model("qwen3-235b-a22b").model_copy(
         update={"moe": m.moe.model_copy(update={"routing_skew": 0.0})})

@@ -874,7 +874,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
     rows_dev = expert_rows(assigned, c.ep, imb)
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
-    # distinct experts a batch touches: E (1 - (1 - k/E)^T), uniform routing
+    # distinct experts a batch touches: E (1 - (1 - k/E)^T) with even routing, fewer with the routing's skew
     touched = experts_touched(T_group, mo.num_experts, mo.top_k, routing_skew(mo))
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
     m_per_expert = assigned / np.maximum(touched, 1e-9)
