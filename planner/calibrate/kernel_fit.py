@@ -322,10 +322,9 @@ def _host_overhead(folder: Path, host_rows: list[dict], hw: Hardware, call_s: fl
     from planner.costmodel.plans import make_plans
     from planner.costmodel.step import CostModel, Step
     from planner.specs.engine import Engine
-    from planner.specs.loader import get_model
 
     from planner.costmodel.profile import KernelProfile
-    from planner.harness.refmodels import as_captured
+    from planner.harness.refmodels import load_captured
 
     profile = KernelProfile.load(folder)  # as the e2e predictions will use it
     per_op, rows = [], []
@@ -333,7 +332,7 @@ def _host_overhead(folder: Path, host_rows: list[dict], hw: Hardware, call_s: fl
         spec = folder / "models" / f"{r['op'].replace('_', '-')}.yaml"
         if not spec.is_file():
             raise PlannerError(f"{folder}/kernels.csv has {r['op']} rows but {spec} is missing")
-        model = as_captured(get_model(str(spec)))
+        model = load_captured(spec)
         b, t, ctx = int(_num(r, "batch")), int(_num(r, "seq_q")), int(_num(r, "seq_kv"))
         step = Step(prefill_seqs=b, prefill_tokens=t) if t > 1 else Step(decode_seqs=b, decode_ctx=ctx - t)
         cost = CostModel(model, hw, engine=Engine(id="harness", runtime_bytes=0.0, grouped_moe_gemm=False), profile=profile).step(

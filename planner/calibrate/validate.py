@@ -211,11 +211,12 @@ def predict_e2e_row(row: dict, file: Path, line: int, hw) -> tuple[str, str, flo
     from planner.specs.loader import get_model
 
     local = file.parent / "models" / f"{row['model']}.yaml"  # the capture's own reference models (planner profile)
-    m = get_model(str(local) if local.is_file() else row["model"])
     if local.is_file():
-        from planner.harness.refmodels import as_captured
+        from planner.harness.refmodels import load_captured
 
-        m = as_captured(m)
+        m = load_captured(local)
+    else:
+        m = get_model(row["model"])
     layers = _int(row, "layers", file, line)
     update = {"num_layers": layers}
     if m.moe and m.moe.first_dense_layers > layers:

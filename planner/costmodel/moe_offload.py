@@ -148,8 +148,9 @@ def moe_offload_mlp(cm, c) -> list:
     moe_group = c.tp * c.adp
     T_group = c.T * c.adp
     assigned = T_group * mo.top_k
-    imb = ep_imbalance(assigned, c.ep, mo.num_experts, routing_skew(mo))
-    touched = experts_touched(T_group, mo.num_experts, mo.top_k, routing_skew(mo))
+    skew = routing_skew(mo)
+    imb = ep_imbalance(assigned, c.ep, mo.num_experts, skew)
+    touched = experts_touched(T_group, mo.num_experts, mo.top_k, skew)
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
     gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,

@@ -806,9 +806,8 @@ def routing_skew(moe) -> float:
     ep_imbalance is the same law the other way), so a model with E experts takes 1.28 x sqrt(E / 256): 0.23 for
     Mixtral's 8, 0.91 for 128. Under this law the skew of a rank's load depends on the share of the experts it holds
     (1/ep), not on how finely the model cuts them."""
-    v = getattr(moe, "routing_skew", None)
-    if v is not None:
-        return float(v)
+    if moe.routing_skew is not None:
+        return float(moe.routing_skew)
     return ROUTING_SKEW * float(np.sqrt(moe.num_experts / ROUTING_SKEW_EXPERTS))
 
 
@@ -825,7 +824,7 @@ def experts_touched(tokens, experts, top_k, skew=0.0):
     x = top_k * T / experts  # assignments per expert
     a = 1.0 / skew ** 2  # the Gamma shape
     ratio = -np.expm1(-a * np.log1p(x / a)) / np.maximum(-np.expm1(-x), 1e-300)
-    return np.maximum(even * np.where(x > 0, ratio, 1.0), np.minimum(T, 1.0) * top_k)
+    return np.maximum(even * ratio, np.minimum(T, 1.0) * top_k)
 
 
 def ep_imbalance(assignments, ep, experts=None, skew=0.0):
@@ -868,14 +867,15 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     moe_tp = moe_group / c.ep
     T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
     assigned = T_group * mo.top_k  # token-expert assignments in the group
-    imb = ep_imbalance(assigned, c.ep, mo.num_experts, routing_skew(mo))
+    skew = routing_skew(mo)
+    imb = ep_imbalance(assigned, c.ep, mo.num_experts, skew)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
     # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back; a device
     # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
     rows_dev = expert_rows(assigned, c.ep, imb)
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
     # distinct experts a batch touches: E (1 - (1 - k/E)^T) with even routing, fewer with the routing's skew
-    touched = experts_touched(T_group, mo.num_experts, mo.top_k, routing_skew(mo))
+    touched = experts_touched(T_group, mo.num_experts, mo.top_k, skew)
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel

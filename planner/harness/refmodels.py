@@ -102,9 +102,12 @@ def write_model(model: Model, folder: Path) -> Path:
     return path
 
 
-def as_captured(m: Model) -> Model:
-    """A model a capture's rows ran (CAPTURE/models/*.yaml): its MoE layers route evenly, as the harness's random router
-    does, unless the spec says otherwise (captures written before the spec had the field leave it unset)."""
+def load_captured(path: Path) -> Model:
+    """The model a capture's rows ran (CAPTURE/models/*.yaml): its MoE layers route evenly, as the harness's random
+    router does, unless the spec says otherwise (captures written before the spec had the field leave it unset)."""
+    from planner.specs.loader import get_model
+
+    m = get_model(str(path))
     if m.moe is None or m.moe.routing_skew is not None:
         return m
     return m.model_copy(update={"moe": m.moe.model_copy(update={"routing_skew": 0.0})})
