@@ -46,7 +46,7 @@ def capacity_cmd(req, as_json: bool, as_csv: bool, plot):
                        tpot_s=req.tpot_p99, percentile=req.percentile, max_gpus=capacity_max_gpus(req), weights=req.weights, kv=req.kv,
                        engine=request_engine(req), requests=req.requests, seed=req.seed, hourly=profile,
                        progress=lambda msg: status.update(msg), tco=req.tco(), lora=lora_spec(req),
-                       adp_balance=req.attention_dp_balance)
+                       adp_balance=req.attention_dp_balance, eplb=req.eplb)
     finally:
         status.stop()
     if plot is not None and res.load_curve:

@@ -107,6 +107,7 @@ def blocks(est) -> list:
     out: list = []
     p = est.plan
     adp = f" attention-dp={p['attention_dp']}" if p.get("attention_dp", 1) > 1 else ""
+    adp += f" eplb={p['eplb']}" if p.get("eplb") is not None else ""
     title = (f"{est.model} on {est.gpus} x {est.hardware}  tp={p['tp']} pp={p['pp']} ep={p['ep']}{adp} dp={p['dp']}  "
              f"weights={p['weights']} kv={p['kv']} (GEMMs in {p['compute_dtype']})")
     out.append(f"[bold]{title}[/bold]")

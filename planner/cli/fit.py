@@ -19,7 +19,7 @@ def fit_cmd(req, as_json: bool):
     from dataclasses import replace
 
     plan = replace(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations),
-                   moe_offload=req.moe_offload)
+                   moe_offload=req.moe_offload, eplb=req.eplb)
     isl, osl = req.isl, req.osl
     out = fit(req.model, hardware_of(req), plan, isl=isl, osl=osl, engine=req.engine)
     mem = out["memory"]

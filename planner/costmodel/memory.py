@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.costmodel.eplb import expert_slots
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.shard import attention_shard, linear_shard
 from planner.specs.engine import Engine
@@ -31,7 +32,9 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
     # the non-expert linear layers in their own format where a checkpoint released in two precisions is served as
     # released (PlanArrays.dense_bytes), else in the plan's
     dense_elems = mixers + c["dense_mlp"] / tp + c["shared_experts"] / tp
-    rest_elems = c["norms"] + c["router"] + c["final_norm"] + c["experts"] * p.expert_pad / (tp * adp)
+    # a balancer's redundant slots hold replicas of experts: (E + R) / E of the experts' weights over the group
+    slots = expert_slots(p.eplb_redundant, model.moe.num_experts) if model.moe else 1.0
+    rest_elems = c["norms"] + c["router"] + c["final_norm"] + c["experts"] * p.expert_pad * slots / (tp * adp)
     layer_bytes = (dense_elems * p.dense_bytes + rest_elems * p.weight_bytes) / pp
     emb = c["embedding"] / tp * p.head_bytes
     head = c["lm_head"] / tp * p.head_bytes

@@ -93,6 +93,9 @@ class PlanArrays:
     # the routed experts' elements as the engine holds them over the checkpoint's (padded MXFP4 MoE matrices: vLLM
     # pads the hidden dimension to a multiple of 256, gpt-oss's 2,880 to 3,072); 1: as released
     expert_pad: np.ndarray | float = 1.0
+    # expert-parallel load balancing (costmodel/eplb.py): the redundant expert slots of a plan whose engine balances its
+    # experts (0: placement only, no replicas); -1: no balancer, each rank holds its E / ep experts in a fixed order
+    eplb_redundant: np.ndarray | float = -1.0
 
     @property
     def dense_bytes(self) -> np.ndarray:
@@ -229,9 +232,11 @@ def make_plans(
     check: bool = True,
     engine=None,
     kernels: Kernels | None = None,
+    eplb_redundant=-1,
 ) -> PlanArrays:
     """Build plan arrays. ``weights``/``kv`` may be lists (one per plan). ``engine`` (or an explicit
-    ``kernels``) selects the kernel efficiencies; default: the default engine's."""
+    ``kernels``) selects the kernel efficiencies; default: the default engine's. ``eplb_redundant``: the redundant
+    expert slots of plans that balance their experts (costmodel/eplb.py; -1: none)."""
     kernels = kernels if kernels is not None else kernels_for(engine, hw)
     tp, pp, ep, adp = (np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (tp, pp, ep, adp))
     n = int(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape, (len(weights),) if isinstance(weights, list) else (1,))[0])
@@ -281,6 +286,7 @@ def make_plans(
         adp=np.broadcast_to(adp, (n,)).copy(),
         compute_dtype=dtypes.pop() if len(dtypes) == 1 else None,
         cp=np.asarray(cp, dtype=float) if np.ndim(cp) else float(cp),
+        eplb_redundant=np.asarray(eplb_redundant, dtype=float) if np.ndim(eplb_redundant) else float(eplb_redundant),
         **cols,
     )
     if check:
@@ -296,9 +302,12 @@ def check_divisibility(model: Model, p: PlanArrays, raise_error: bool = False) -
     kvh = model.num_kv_heads
     kv_ok = (kvh % np.maximum(p.tp, 1) == 0) | (np.maximum(p.tp, 1) % kvh == 0)
     layers_ok = p.pp <= model.num_layers
+    eplb = np.broadcast_to(np.asarray(p.eplb_redundant, float), p.tp.shape)
     if model.moe:
         moe_group = p.tp * p.adp
-        ep_ok = (model.moe.num_experts % np.maximum(p.ep, 1) == 0) & (moe_group % np.maximum(p.ep, 1) == 0)
+        # a balanced plan spreads its E + R slots over the ranks, not its E experts (EP36 over 256 + 32 slots)
+        slots = model.moe.num_experts + np.maximum(eplb, 0.0).astype(np.int64)
+        ep_ok = (slots % np.maximum(p.ep, 1) == 0) & (moe_group % np.maximum(p.ep, 1) == 0)
     else:
         ep_ok = p.ep == 1
     ok = ~bad_sizes & heads_ok & kv_ok & layers_ok & ep_ok
@@ -314,7 +323,7 @@ def check_divisibility(model: Model, p: PlanArrays, raise_error: bool = False) -
             raise PlannerError(f"pp={p.pp[i]} exceeds the {model.num_layers} layers of {model.id}")
         if model.moe is None:
             raise PlannerError(f"ep={p.ep[i]} needs a mixture-of-experts model; {model.id} is dense")
-        raise PlannerError(
-            f"ep={p.ep[i]} must divide both the {model.moe.num_experts} experts of {model.id} and tp x attention-dp = {moe_group[i]}"
-        )
+        what = (f"the {slots[i]} expert slots ({model.moe.num_experts} experts + {int(eplb[i])} redundant)"
+                if eplb[i] >= 0 else f"the {model.moe.num_experts} experts")
+        raise PlannerError(f"ep={p.ep[i]} must divide both {what} of {model.id} and tp x attention-dp = {moe_group[i]}")
     return ok

@@ -21,6 +21,7 @@ from enum import Enum
 import numpy as np
 
 from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
+from planner.costmodel.eplb import eplb_imbalance, expert_slots
 from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_terms
 from planner.costmodel.memory import LINEAR_STATE_BYTES, chunks_decode, frees_window
 from planner.costmodel.params import Kernels, kernels_for, scale_fabric
@@ -845,6 +846,16 @@ def ep_imbalance(assignments, ep, experts=None, skew=0.0):
     return np.where(ep > 1, 1.0 + np.sqrt(2.0 * np.log(ep)) * np.sqrt(cv2), 1.0)
 
 
+def rank_imbalance(plans: PlanArrays, assigned, ep, moe, skew):
+    """The busiest expert-parallel rank's load over the mean for each plan: ``ep_imbalance`` for the experts in their
+    fixed order, ``eplb_imbalance`` (costmodel/eplb.py) where a plan balances them (PlanArrays.eplb_redundant >= 0)."""
+    imb = ep_imbalance(assigned, ep, moe.num_experts, skew)
+    red = np.asarray(plans.eplb_redundant, float)
+    for r in np.unique(red[red >= 0]) if np.any(red >= 0) else ():
+        imb = np.where(red == r, eplb_imbalance(assigned, ep, moe.num_experts, int(r), skew), imb)
+    return imb
+
+
 def expert_rows(assigned, ep, imb):
     """Token-expert rows one device's experts process, on the busiest expert-parallel rank: that rank's share of
     the group's ``assigned`` token-expert pairs (``imb``: its load over the mean). Tensor-parallel experts (a MoE
@@ -868,14 +879,17 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
     assigned = T_group * mo.top_k  # token-expert assignments in the group
     skew = routing_skew(mo)
-    imb = ep_imbalance(assigned, c.ep, mo.num_experts, skew)
+    imb = rank_imbalance(plans, assigned, c.ep, mo, skew)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
     # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back; a device
     # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
     rows_dev = expert_rows(assigned, c.ep, imb)
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
-    # distinct experts a batch touches: E (1 - (1 - k/E)^T) with even routing, fewer with the routing's skew
+    # distinct experts a batch touches: E (1 - (1 - k/E)^T) with even routing, fewer with the routing's skew; a
+    # balancer's replicas of a touched expert each take a share of its tokens and read its weights
     touched = experts_touched(T_group, mo.num_experts, mo.top_k, skew)
+    slots = expert_slots(plans.eplb_redundant, mo.num_experts)
+    touched = np.minimum(touched * slots, np.maximum(assigned, touched))  # each of a token's k picks lands on one replica
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
@@ -960,7 +974,7 @@ def _act_quant(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         f_moe = m.num_moe_layers / m.num_layers
         moe_tp = c.tp * c.adp / c.ep
         assigned = c.T_group * mo.top_k
-        rows = expert_rows(assigned, c.ep, ep_imbalance(assigned, c.ep, mo.num_experts, routing_skew(mo)))
+        rows = expert_rows(assigned, c.ep, rank_imbalance(plans, assigned, c.ep, mo, routing_skew(mo)))
         moe_elems = c.T * h + rows * mo.expert_intermediate_size / moe_tp
         n = 2.0
         if mo.num_shared_experts:

@@ -41,6 +41,7 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
         "chunked_prefill": chunked, "max_model_len": min(m.max_context, max(isl + osl, rec["max_context_tokens"])),
         "speculative": spec, "disaggregated": dis, "kv_offload_gib": round(offload_gib, 1),
         "gpu_memory_utilization": eng.utilization,
+        "eplb_redundant_experts": p.get("eplb_redundant_experts"),
     }
 
 

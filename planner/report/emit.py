@@ -122,6 +122,8 @@ class _Plan:
     gpu_memory_utilization: float
     is_moe: bool | None  # None: model unknown to the planner's specs
     native: str = "bf16"  # the published checkpoint's quantized format (Model.native_weights), else 16 bit
+    eplb: int | None = None  # redundant expert slots of an expert-parallel load balancer (None: none)
+    experts: int | None = None  # the model's routed experts (for TensorRT-LLM's num_slots)
     notes: list[str] = field(default_factory=list)
     role_list: list[_Role] = field(default_factory=list)
 
@@ -150,6 +152,18 @@ class _Plan:
                 self.notes.append(f"{name} role: ep={ep} (the plan's ep={self.ep} does not divide its tp={tp})")
             roles.append(_Role(name, tp, adp, ep, workers, port))
         return roles
+
+
+def _eplb(plan: dict, ep: int) -> int | None:
+    """The plan's ``eplb_redundant_experts`` (None: no balancer), checked: an integer >= 0 on an expert-parallel plan."""
+    r = plan.get("eplb_redundant_experts")
+    if r is None:
+        return None
+    if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+        raise PlannerError(f"plan 'eplb_redundant_experts' must be an integer >= 0, got {r!r}")
+    if ep < 2:
+        raise PlannerError("plan 'eplb_redundant_experts' balances experts over expert-parallel ranks: it needs ep >= 2")
+    return r
 
 
 def _parse(plan: dict) -> _Plan:
@@ -187,13 +201,14 @@ def _parse(plan: dict) -> _Plan:
             raise PlannerError("plan 'disaggregated' must be a dict or None")
         for k in ("prefill_workers", "decode_workers", "prefill_tp", "decode_tp"):
             _int(dis, k)
-    is_moe = has_mtp = None
+    is_moe = has_mtp = experts = None
     native = "bf16"
     try:
         from planner.specs.loader import get_model
 
         spec_model = get_model(plan["model"])
         is_moe, has_mtp = spec_model.moe is not None, spec_model.mtp_layers > 0
+        experts = spec_model.moe.num_experts if spec_model.moe else None
         nw = spec_model.native_weights
         native = next((f for f in ((nw.experts, nw.dense) if nw else ()) if f not in ("bf16", "fp16")), "bf16")
     except PlannerError:
@@ -205,7 +220,7 @@ def _parse(plan: dict) -> _Plan:
         max_num_seqs=_int(plan, "max_num_seqs"), max_num_batched_tokens=_int(plan, "max_num_batched_tokens"),
         chunked_prefill=bool(plan.get("chunked_prefill")), max_model_len=_int(plan, "max_model_len"),
         speculative=spec, disaggregated=dis, kv_offload_gib=float(offload), gpu_memory_utilization=float(gmu),
-        is_moe=is_moe, native=native,
+        is_moe=is_moe, native=native, eplb=_eplb(plan, ep), experts=experts,
     )
     if ep > 1 and is_moe is False:
         raise PlannerError(f"ep={ep} needs a mixture-of-experts model; {p.model} is dense")
@@ -294,6 +309,8 @@ def _vllm_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
             raise PlannerError(f"vLLM's --enable-expert-parallel spreads experts over all {role.tp} GPUs of the engine "
                                f"(TP x DP); it cannot run ep={role.ep}")
         args += ["--enable-expert-parallel"]
+        if p.eplb is not None:
+            args += [_flag("vllm", "eplb"), "--eplb-config", json.dumps({"num_redundant_experts": p.eplb})]
     if ck.dtype:
         args += ["--dtype", ck.dtype]
     if ck.quantization:
@@ -357,6 +374,8 @@ def _sglang_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
         args += ["--dp-size", str(role.adp), "--enable-dp-attention"]
     if role.ep > 1:
         args += ["--ep-size", str(role.ep)]
+        if p.eplb is not None:
+            args += [_flag("sglang", "eplb"), "--ep-num-redundant-experts", str(p.eplb)]
     if ck.dtype:
         args += ["--dtype", ck.dtype]
     if ck.quantization:
@@ -428,6 +447,11 @@ def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
     if p.kv_offload_gib > 0:
         kvc["host_cache_size"] = int(p.kv_offload_gib * 2**30)  # bytes, per rank
     opts["kv_cache_config"] = kvc
+    if role.ep > 1 and p.eplb is not None:
+        if p.experts is None:
+            raise PlannerError(f"TensorRT-LLM's load balancer counts expert slots: {p.model}'s experts are not known to the planner")
+        # the online balancer: slots = experts + redundant replicas, one layer re-placed per iteration
+        opts["moe_config"] = {"load_balancer": {"num_slots": p.experts + p.eplb, "layer_updates_per_iter": 1}}
     if role.adp > 1:
         opts["enable_attention_dp"] = True
         if role.name != "decode":  # ranks that prefill: line prompts up, one per rank, as the plan priced them

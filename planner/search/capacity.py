@@ -111,11 +111,12 @@ class Sizer:
             padp = dg["prefill_attention_dp"]
             self.pre = replica_for(model, hardware, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"],
                                    adp=padp, weights=plan["weights"], kv=plan["kv"], engine=engine, max_input=max_input,
+                                   eplb=plan.get("eplb"),
                                    disagg_group_gpus=group, name=f"prefill of {plan['label']}",
                                    sched=Scheduler(adp_balance=adp_balance) if padp > 1 and adp_balance else None)
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp,
                                weights=plan["weights"], kv=plan["kv"], engine=engine, sched=self.sched,
-                               max_input=max_input, lora=lora, disagg_group_gpus=group)
+                               max_input=max_input, lora=lora, disagg_group_gpus=group, eplb=plan.get("eplb"))
         self.lora = lora  # a costmodel.lora.LoraSpec: every request names an adapter (its popularity)
         self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
         self.cache: dict[tuple[int, float], tuple[Check, object]] = {}
@@ -190,7 +191,7 @@ class Sizer:
 
 
 def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpus: int, weights: str, kv: str | None,
-                engine: str, isl: float, osl: float, lora=None) -> tuple[list[dict], list[str]]:
+                engine: str, isl: float, osl: float, lora=None, eplb: int | None = None) -> tuple[list[dict], list[str]]:
     """The plan search's best layout per replica size (throughput per GPU under the mean SLO), the best with
     data-parallel attention apart, and (without adapters) the best disaggregated groups."""
     from planner.specs.loader import get_hardware
@@ -200,7 +201,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
     kv_opts = (kv or default_kv(weights, engine, model),)
     out, notes = [], []
     find = lambda budget, disagg: _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl,  # noqa: E731
-                                          disagg, lora)
+                                          disagg, lora, eplb)
     g = 1
     while g <= min(max_gpus, domain):
         try:
@@ -219,7 +220,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
         # lines one prompt up per attention-DP rank (offline benchmarks, balancing); at Poisson arrivals a prompt step
         # waits on one rank's prefill, so which of the two holds a percentile SLO on fewer GPUs is the simulator's call
         size = (c["gpus_per_replica"] == g) & ~c["disagg"].astype(bool)
-        out += [_candidate(t, mine, model, osl) for mine in (np.nonzero(size & (c["adp"] == 1))[0],
+        out += [_candidate(t, mine, model, osl, eplb) for mine in (np.nonzero(size & (c["adp"] == 1))[0],
                                                             np.nonzero(size & (c["adp"] > 1))[0]) if len(mine)]
         g *= 2
     # disaggregated groups (prefill and decode pools over the scale-out network): the search's best group within 2
@@ -235,14 +236,14 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
             continue
         mine = np.nonzero(t.cols["disagg"].astype(bool))[0] if len(t) else []
         if len(mine):
-            out.append(_candidate(t, mine, model, osl))
+            out.append(_candidate(t, mine, model, osl, eplb))
     unique: dict = {}  # one candidate per layout and size
     for cand in out:
         unique.setdefault((cand["label"], cand["gpus_per_replica"]), cand)
     return list(unique.values()), notes
 
 
-def _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl, disaggregated: bool, lora):
+def _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl, disaggregated: bool, lora, eplb=None):
     """The plan search within ``budget`` GPUs at the candidates' settings (one weight and KV format, no offload, whole
     prompts), aggregated or disaggregated layouts."""
     # capacity sits above the plan search (it sizes what the search recommends)
@@ -251,23 +252,25 @@ def _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl, di
     from planner.search.space import SpaceOptions
 
     opts = SpaceOptions(weights=(weights,), kv=kv_opts, offload=False, disaggregated=disaggregated, chunk_tokens=(0,),
-                        lora=lora)
+                        lora=lora, eplb=eplb)
     return search(model, [hardware], budget, Workload(max(int(round(isl)), 1), max(int(round(osl)), 1)),
                   Constraints(gpus=budget, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
 
 
-def _candidate(t, rows: np.ndarray, model: str, osl: float) -> dict:
+def _candidate(t, rows: np.ndarray, model: str, osl: float, eplb: int | None = None) -> dict:
     """The row of ``rows`` with the most tokens/s per GPU as a candidate: its layout, the GPUs of one replica (of one
     prefill/decode group when disaggregated, with the group's pools), its concurrency and requests/s."""
     from planner.search.run import row
 
     c = t.cols
     i = int(rows[np.argmax(c["tok_s_per_gpu"][rows])])
-    rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
+    rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model, eplb)
     p = rec["plan"]
     dg = p.get("disaggregated")
     gpus = rec["gpus"] if dg else int(c["gpus_per_replica"][i])
     out = {k: p[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv")}
+    if p.get("eplb_redundant_experts") is not None:
+        out["eplb"] = p["eplb_redundant_experts"]
     out.update(gpus_per_replica=gpus, concurrency=p["concurrency_per_replica"],
                requests_per_s_per_replica=rec["output_tokens_per_s_per_gpu"] * gpus / osl, label=rec["label"].split(" x")[0])
     if dg:
@@ -331,7 +334,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
              tpot_s: float | None = None, percentile: float = 99.0, max_gpus: int = 64, weights: str = "bf16",
              kv: str | None = None, engine: str = "trtllm", requests: int | None = None, seed: int = 0,
              hourly: list[float] | None = None, curve: bool = True, progress=None, tco=None, lora=None,
-             adp_balance: int | None = None) -> CapacityResult:
+             adp_balance: int | None = None, eplb: int | None = None) -> CapacityResult:
     """``lora``: a costmodel.lora.LoraSpec; candidates and the simulated replicas serve those adapters.
     ``adp_balance``: attention-DP candidates hold prompts until every rank can take one, at most this many decode
     steps (Scheduler.adp_balance); None: prompts enter as they arrive."""
@@ -357,7 +360,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
     notes = era_notes(engine) + [f"workload {spec.name}: {spec.describe()} (mean input {isl:.0f}, output {osl:.0f} tokens); {spec.source}"]
     if ttft_s is None and tpot_s is None:
         notes.append("no SLO given: sized only to keep up with the rate")
-    cands, search_notes = _candidates(m.id, hw.id, spec, slo, max_gpus, weights, kv, engine, isl, osl, lora)
+    cands, search_notes = _candidates(m.id, hw.id, spec, slo, max_gpus, weights, kv, engine, isl, osl, lora, eplb)
     notes += search_notes
     if not cands:
         raise PlannerError(f"no plan of {m.id} on {hw.id} meets the mean SLO within {max_gpus} GPUs per replica"
@@ -419,7 +422,7 @@ def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue
-            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "disaggregated")
+            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "disaggregated", "eplb")
                                           if k in c}, c["gpus_per_replica"],
                              sizer.rep.max_seqs)
             max_rep = max_gpus // c["gpus_per_replica"]

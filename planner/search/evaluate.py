@@ -17,7 +17,7 @@ from planner.costmodel.step import CostModel, Step
 from planner.search.cap_axes import (accuracy_rows, build_axis, compress_seconds, max_context_rows, row_columns,
                                      row_plans)
 from planner.search.pareto import pareto_mask
-from planner.search.space import Configs, SpaceOptions
+from planner.search.space import Configs, SpaceOptions, eplb_rows
 from planner.serving.batching import Techniques, inflight, model_prompt_tokens, prompt_chunk
 from planner.serving.draft import DraftModel
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s
@@ -207,7 +207,8 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     """Every (layout, concurrency, chunk budget, speculation, KV policy, context/attention technique) row of one
     device, and the rows whose KV fits (HBM, or host memory with offload) within the engine's limits."""
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, cp=1 if cfg.cp is None else cfg.cp,
-                      weights=cfg.weights, kv=cfg.kv, check=False, engine=engine)  # the engine's kernel efficiencies
+                      weights=cfg.weights, kv=cfg.kv, check=False, engine=engine,  # the engine's kernel efficiencies
+                      eplb_redundant=eplb_rows(cfg.ep, opts))
     mem = memory(model, hw, base, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
@@ -389,7 +390,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
             return PlanTable({}, [], [], [hw.id])
     engine = engine.for_hardware(hw)
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False,
-                      engine=engine)
+                      engine=engine, eplb_redundant=eplb_rows(cfg.ep, opts))
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)
     lora = cm.lora = lora_of(model, hw, opts)

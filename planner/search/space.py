@@ -44,6 +44,15 @@ class SpaceOptions:
     draft_model: str | None = None  # speculation drafts with this model (its weights, KV, steps) instead of a head
     lora: object | None = None  # a costmodel.lora.LoraSpec: every plan serves these adapters (memory, SGMV, misses)
     intra_gpu_pd: str | None = None  # "F" or "auto": add one-GPU prefill/decode SM-split rows (search/intragpu.py)
+    eplb: int | None = None  # expert-parallel plans balance their experts over this many redundant slots (costmodel/eplb.py)
+
+
+def eplb_rows(ep, opts: SpaceOptions):
+    """PlanArrays.eplb_redundant for layouts with expert-parallel sizes ``ep``: the search's redundant slots where a
+    layout splits its experts over ranks (ep > 1), -1 (no balancer) elsewhere and without --eplb."""
+    if opts.eplb is None:
+        return -1
+    return np.where(np.asarray(ep) > 1, opts.eplb, -1)
 
 
 LONG_CONTEXT_TOKENS = 131072  # from here on, context parallelism joins the search by default
@@ -188,7 +197,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     kv_of = [k for _, k in fmts]
     plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3], cp=lay[idx_l, 4],
                        weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False,
-                       engine=engine)
+                       engine=engine, eplb_redundant=eplb_rows(lay[idx_l, 2], opts))
     ok_div = check_divisibility(model, plans)
     mem = memory(model, hw, plans, engine.for_hardware(hw))
     # the weights, activations and runtime must fit on the device with room for KV left, at the limits the engine picks

@@ -36,6 +36,7 @@ class PlanSpec:
     sparse_attention: str | None = None  # "METHOD:KEPT" (duoattention:0.5): see costmodel/sparse.py
     cp: int = 1  # context parallel devices per replica (ring attention; a distributed KV pool in decode)
     moe_offload: str | None = None  # CPU-assisted MoE / per-expert precision (costmodel/moe_offload.py)
+    eplb: int | None = None  # expert-parallel load balancing with this many redundant expert slots (costmodel/eplb.py)
     lora: str | None = None  # "ADAPTERS:RANK[:TARGETS]": LoRA adapters over the base model (costmodel/lora.py)
     lora_resident: int | None = None  # adapters resident in GPU memory per replica (None: all)
     lora_popularity: str | None = None  # uniform | zipf:S
@@ -67,7 +68,7 @@ class PlanSpec:
                 "spec_alpha": self.spec_alpha, "draft_model": self.draft_model, "kv_offload": self.kv_offload,
                 "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens,
                 "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
-                "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload,
+                "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload, "eplb": self.eplb,
                 "lora": self.lora, "lora_resident": self.lora_resident, "lora_popularity": self.lora_popularity,
                 "intra_gpu_pd": self.intra_gpu_pd, "finetune_tpot_s": self.finetune_tpot_s,
                 "shared_variants": self.shared_variants}
@@ -93,6 +94,24 @@ def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int |
     if gpus is not None and tp_ * pp_ * dp_ * adp_ != gpus:
         raise PlannerError(f"tp x pp x attention-dp x dp = {tp_ * pp_ * adp_ * dp_} does not equal --gpus {gpus}")
     return tp_, pp_, ep_, dp_
+
+
+def check_eplb(plan: PlanSpec, model, engine) -> None:
+    """``--eplb R`` balances the experts of an expert-parallel MoE plan over R redundant slots, where the engine has a
+    balancer (Engine.eplb) and the experts stay on the GPUs."""
+    if plan.eplb is None:
+        return
+    if plan.eplb < 0:
+        raise PlannerError(f"--eplb takes the redundant expert slots, 0 or more, got {plan.eplb}")
+    if model.moe is None:
+        raise PlannerError(f"--eplb balances the experts of a mixture-of-experts model; {model.id} is dense")
+    if plan.ep < 2:
+        raise PlannerError("--eplb balances experts over expert-parallel ranks: give --ep 2 or more")
+    if not getattr(engine, "eplb", False):
+        raise PlannerError(f"{engine.name} has no expert-parallel load balancer; --eplb runs on TensorRT-LLM 1.x, vLLM "
+                           f"0.11 on and SGLang (planner engines show ENGINE lists its settings)")
+    if plan.moe_offload:
+        raise PlannerError("--eplb places experts over the GPUs and --moe-offload keeps cold ones on the host: use one")
 
 
 def eviction_of(plan: PlanSpec) -> tuple[str, int] | None:

@@ -24,7 +24,7 @@ from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, stat
 from planner.serving.captech import cap_setup
 from planner.serving import tenancy
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
-from planner.serving.planspec import PlanSpec, check_plan, eviction_of, resolve_parallel  # noqa: F401  (re-exported)
+from planner.serving.planspec import PlanSpec, check_eplb, check_plan, eviction_of, resolve_parallel  # noqa: F401  (re-exported)
 from planner.specs.engine import Engine, era_notes, get_engine
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_hardware, get_model
@@ -128,8 +128,9 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     kv = plan.kv_format(engine, m)
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
+    check_eplb(plan, m, engine)
     p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
-                   kv=kv, activations=plan.activations, engine=engine)
+                   kv=kv, activations=plan.activations, engine=engine, eplb_redundant=-1 if plan.eplb is None else plan.eplb)
     cap, p = cap_setup(plan, m, hw, p, isl, osl, engine)
     cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)
@@ -443,7 +444,7 @@ def estimate(
         s.notes.append(front_end_note(s.engine))
     return Estimate(
         model=m.id, hardware=hw.id,
-        plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp,
+        plan={"tp": plan.tp, "pp": plan.pp, "ep": plan.ep, "attention_dp": plan.attention_dp, "dp": plan.dp, "eplb": plan.eplb,
               "weights": plan.weights, "kv": s.kv, "compute_dtype": s.res.compute_dtype, "engine": s.engine.name,
               "engine_version": getattr(s.engine, "version", None), "batching": batching, "batch_or_concurrency": n,
               "running": n_run * plan.dp, "isl": isl, "osl": osl, "techniques": {**plan.techniques(), "spec_k_used": t["spec_used"]}},

@@ -111,7 +111,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                       prefill_ep=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
                       prompt_compression=None, sparse_attention=None, lora=None, lora_resident=None,
                       lora_popularity=None, migrate=None, priority_preemption=False, swap_group=None, ic_cache=None,
-                      progress_factory=None) -> Outcome:
+                      eplb=None, progress_factory=None) -> Outcome:
     """``rate`` is requests/s, 'inf' or None; ``clients`` N clients in a closed loop instead of a rate; ``spec`` 'K:ALPHA';
     ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
@@ -185,8 +185,18 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                                         context_extension=context_extension, prompt_compression=prompt_compression,
                                         sparse_attention=sparse_attention)
     common = dict(weights=plan.weights, kv=plan.kv_format(engine, model), activations=plan.activations, engine=engine, max_input=max_input,
-                  techniques=techniques, lora=lora_spec)
+                  techniques=techniques, lora=lora_spec, eplb=eplb)
     prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
+    if eplb is not None:  # the balancer's conditions, on the widest expert-parallel pool of the deployment
+        from dataclasses import replace
+
+        from planner.serving.predict import check_eplb
+        from planner.specs.engine import get_engine
+        from planner.specs.loader import get_model
+
+        check_eplb(replace(plan, ep=max(plan.ep, prefill_ep or 1), eplb=eplb),
+                   get_model(model) if isinstance(model, str) else model,
+                   get_engine(engine) if isinstance(engine, str) else engine)
     if not disagg and any(v is not None for v in prefill.values()):
         given = next(k for k, v in prefill.items() if v is not None)
         raise PlannerError(f"--prefill-{given.replace('_', '-')} sets the prefill pool of --disagg PREFILL:DECODE; "

@@ -177,6 +177,9 @@ class Engine:
     # the routed experts run as one grouped GEMM (vLLM fused_moe, TensorRT-LLM, SGLang); False: a loop over the
     # experts, a gather, two GEMMs, the activation and a scatter-add each (the harness's numpy/torch reference)
     grouped_moe_gemm: bool = True
+    # the engine balances expert-parallel load: replicas of hot experts in redundant slots, placed so every rank expects
+    # the same tokens (TensorRT-LLM's MoE load balancer, vLLM and SGLang --enable-eplb; costmodel/eplb.py)
+    eplb: bool = False
     kernel_overhead_s: float = 0.0  # extra gap per op (kernel launches not in CUDA graphs)
     step_overhead_s: float = 0.0  # extra host time per step beyond the hardware's
     # scheduler
@@ -371,7 +374,7 @@ class Engine:
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
                 "admission": self.admission,
                 "async_scheduling": self.async_scheduling, "cuda_graph_max_batch": self.cuda_graph_max_batch,
-                "spec_methods": list(self.spec_methods), "runs_on": list(self.runs_on), "source": self.source}
+                "eplb": self.eplb, "spec_methods": list(self.spec_methods), "runs_on": list(self.runs_on), "source": self.source}
 
 
 KNOWN_VENDORS = frozenset({"nvidia", "amd", "intel", "google", "apple", "qualcomm"})
@@ -512,6 +515,7 @@ _SHAPED_SETTINGS = {
     "fused_projections": _BOOL,
     "sm_stream_limited": _BOOL,
     "metal_dequant_fitted": _BOOL,
+    "eplb": _BOOL,
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
 }
 

@@ -17,6 +17,8 @@ from planner.specs.quant import KV_FORMATS_HELP, WEIGHT_FORMATS_HELP
 
 EDGE_LINK_HELP = ("network joining devices that have none of their own (edge clusters, TPI-LLM): wifi-6, wifi-6e, "
                   "wifi-7, gbe-1, gbe-2.5, gbe-10 or any interconnect id")
+EPLB_HELP = ("expert-parallel load balancing with R redundant expert slots (0: re-place the experts, no replicas): hot "
+             "experts replicated and placed so every --ep rank expects the same tokens (TensorRT-LLM, vLLM, SGLang)")
 MOE_OFFLOAD_HELP = ("CPU-assisted MoE: 'experts:F' runs the fraction F of each layer's experts (the cold ones) on the "
                     "host CPU (Fiddler / MoE-Lens), 'attention' runs decode attention and the KV cache there; add "
                     "'@CPU' for the host CPU spec (default xeon-8480), and ',bits:FMT@F' for per-expert precision "
@@ -269,6 +271,7 @@ class Layout(Request):
     engine: str = _d("trtllm", "serving engine whose limits and overheads apply: trtllm, vllm, sglang, llamacpp (a release: vllm@0.6; planner engines list)")
     link: str | None = _d(None, EDGE_LINK_HELP)
     moe_offload: str | None = _d(None, MOE_OFFLOAD_HELP)
+    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP)
 
 
 class FitRequest(Layout):
@@ -355,6 +358,7 @@ class PlanRequest(Ownership, Adapters):
     osl: Tokens = _d(256, "output tokens per request")
     ttft: Duration | None = _d(None, "TTFT limit (mean): 2, 2s or 300ms (a bare number is seconds)")
     tpot: Duration | None = _d(None, "TPOT limit, the mean inter-token latency: 0.05, 50ms")
+    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; every expert-parallel plan searched balances its experts")
     min_context: Tokens | None = _d(None, "longest single request the plan must hold, tokens")
     min_accuracy: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = _d(
         0.99, "accuracy floor relative to the bf16 model (1.0); default 0.99, within 1 % (the MLPerf 99 % rule); 0 for none")
@@ -416,6 +420,7 @@ class CapacityRequest(Ownership, LoraOptions):
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
     attention_dp_balance: PositiveInt | None = _d(None, "attention-DP candidates hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); default: prompts enter as they arrive")
+    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; every expert-parallel candidate balances its experts")
     hourly: str | None = _d(None, "daily profile: comma-separated hourly rates r1,r2,...")
     daily: str | None = _d(None, "daily profile file: one rate per line, or a CSV with a 'rate' column")
 
@@ -469,6 +474,7 @@ class SimulateRequest(Request):
     prefill_tp: PositiveInt | None = _d(None, "tensor parallel size of prefill replicas (with --disagg)")
     prefill_attention_dp: PositiveInt | None = _d(None, "attention-DP ranks of prefill replicas (with --disagg; default: --attention-dp)")
     prefill_ep: PositiveInt | None = _d(None, "expert parallel size of prefill replicas (with --disagg; default: --ep)")
+    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP)
     fleet: str | None = _d(None, "fleet of model sizes MODEL:REPLICAS[:TP],... e.g. llama-3.1-70b:2,llama-3.1-8b:2")
     cp: PositiveInt = _d(1, "context-parallel GPUs per replica (ring attention; a distributed KV pool in decode)")
     draft_model: str | None = _d(None, "draft model id for --spec (default: a one-layer MTP/EAGLE-style head)")
@@ -640,7 +646,7 @@ def plan_search(req: PlanRequest):
                         prompt_compression=tuple(_knob_pair("compression", s) for s in req.prompt_compression or ()),
                         sparse_attention=tuple(_knob_pair("sparse", s) for s in req.sparse_attention or ()),
                         cp=tuple(req.cp or ()), draft_model=req.draft_model, lora=_lora_spec(req),
-                        intra_gpu_pd=req.intra_gpu_pd, **kw)
+                        intra_gpu_pd=req.intra_gpu_pd, eplb=req.eplb, **kw)
     cons = Constraints(gpus=req.gpus, ttft_s=req.ttft, tpot_s=req.tpot, min_context=req.min_context,
                        min_accuracy=req.min_accuracy or None, max_usd_per_mtok=req.max_cost)
     return search(req.model, list(req.hardware), req.gpus, Workload(req.isl, req.osl), cons, objective=req.objective,
@@ -689,7 +695,7 @@ def estimate_techniques(plan, req):
                    kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
                    context_extension=req.context_extension, prompt_compression=req.prompt_compression,
                    sparse_attention=req.sparse_attention, cp=req.cp, attention_dp=req.attention_dp or plan.attention_dp,
-                   moe_offload=getattr(req, "moe_offload", None), lora=getattr(req, "lora", None),
+                   moe_offload=getattr(req, "moe_offload", None), eplb=getattr(req, "eplb", None), lora=getattr(req, "lora", None),
                    lora_resident=getattr(req, "lora_resident", None), lora_popularity=getattr(req, "lora_popularity", None),
                    intra_gpu_pd=getattr(req, "intra_gpu_pd", None), finetune_tpot_s=getattr(req, "finetune_tpot", None),
                    shared_variants=getattr(req, "shared_variants", None))

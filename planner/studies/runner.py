@@ -18,7 +18,7 @@ def _setup(r: EstimateRequest):
     from planner.api import PlanSpec, resolve_parallel
     from planner.costmodel.collectives import hardware_with_link
 
-    tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp)
+    tp, pp, ep, dp = resolve_parallel(r.gpus, r.tp, r.pp, r.ep, r.dp, r.attention_dp)  # --gpus counts attention-DP ranks
     plan = PlanSpec(tp=tp, pp=pp, ep=ep, dp=dp, weights=r.weights, kv=r.kv, activations=r.activations, weight_offload=r.weight_offload)
     plan = estimate_techniques(plan, r)  # chunking, speculation, KV policies, context/attention techniques
     hw = hardware_with_link(r.hardware, r.link)  # edge clusters: devices joined over Wi-Fi / Ethernet

@@ -181,8 +181,10 @@ def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs,
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",
                   kv: str = "bf16", activations: str | None = None, engine: Engine, sched: Scheduler | None = None,
                   max_input: float = 8192, max_ctx: float | None = None, name: str | None = None, accuracy: float = 1.0,
-                  disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
-    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``techniques``: a
+                  disagg_group_gpus: int | None = None, techniques=None, lora=None, eplb: int | None = None) -> ReplicaModel:
+    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``eplb``: the redundant
+    expert slots of an expert-parallel replica whose engine balances its experts (costmodel/eplb.py; None: none, and
+    ignored where ep is 1, a disaggregated pool that keeps its experts whole). ``techniques``: a
     PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
     context extension, a draft model), priced by the same cost model as estimate. The engine's limits are the ones it
     picks on ``hw`` (Engine.for_hardware: vLLM's 1024 sequences / 8192 batched tokens on a device of 70 GiB or more,
@@ -205,7 +207,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     beh = EngineBehaviour.of(engine)
     cp = int(getattr(techniques, "cp", 1) or 1)
     plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, adp=adp, cp=cp, weights=weights, kv=kv, activations=activations,
-                       engine=engine)
+                       engine=engine, eplb_redundant=eplb if eplb is not None and ep > 1 else -1)
     cap = None
     if techniques is not None:
         from planner.serving.captech import cap_setup
@@ -265,8 +267,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         tokens_per_step=spec_tokens_per_step(sched.spec_k, sched.spec_alpha), spec_k=sched.spec_k,
         swap_s_per_token=per_tok_dev / _host_bw(hw), kv_transfer_s_per_token=per_tok_dev * gpus / eff if eff > 0 else INF,
         kv_transfer_latency_s=float(lat[0]), accuracy=accuracy,
-        plan=_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, admission, preemption,
-                        blocks, B, beh),
+        plan={**_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, admission, preemption,
+                           blocks, B, beh), **({"eplb_redundant_experts": eplb} if eplb is not None and ep > 1 else {})},
         usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
         ttft_slo_s=sched.ttft_slo_s, kv_bytes_per_token_gpu=per_tok_dev, swap_transfer_s=_host_latency(hw),
         kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
@@ -279,7 +281,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
 def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1,
                 weights: str = "bf16", kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
                 sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
-                accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None, lora=None) -> ReplicaModel:
+                accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None, lora=None,
+                eplb: int | None = None) -> ReplicaModel:
     """Resolve ids and build a replica type (``kv`` None: planner.specs.quant.default_kv)."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware, get_model
@@ -290,4 +293,4 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
     kv = kv or default_kv(weights, eng, m)
     return build_replica(m, hw, tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, activations=activations, engine=eng,
                          sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus,
-                         techniques=techniques, lora=lora)
+                         techniques=techniques, lora=lora, eplb=eplb)
