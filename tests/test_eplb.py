@@ -105,13 +105,20 @@ def test_plan_search_with_eplb(capsys):
     from planner.search.run import Constraints, search
     from planner.search.space import SpaceOptions
 
-    res = search("deepseek-v3", ["h200-sxm"], 16, Workload(1000, 1000), Constraints(gpus=16), opts=SpaceOptions(eplb=32))
-    rows = [r for r in res.frontier if r["plan"]["ep"] > 1]
-    assert rows, "an expert-parallel plan on the frontier"
-    for r in rows:  # every expert-parallel plan carries the balancer, and says so
-        assert r["plan"]["eplb_redundant_experts"] == 32 and "eplb32" in r["label"]
-    assert all("eplb_redundant_experts" not in r["plan"] for r in res.frontier if r["plan"]["ep"] == 1
-               and (r["plan"].get("disaggregated") or {}).get("prefill_ep", 1) == 1)
+    wl, cons = Workload(1000, 1000), Constraints(gpus=32)
+    plain = search("deepseek-v3", ["h200-sxm"], 32, wl, cons)
+    res = search("deepseek-v3", ["h200-sxm"], 32, wl, cons, opts=SpaceOptions(eplb=32))
+    # each expert-parallel layout is searched twice, its experts in order and balanced: more plans, no fewer kept
+    assert res.plans_evaluated > plain.plans_evaluated and len(res.frontier) > 0
+    balanced = [r for r in res.frontier if r["plan"].get("eplb_redundant_experts") == 32
+                or (r["plan"].get("disaggregated") or {}).get("prefill_eplb_redundant_experts") == 32]
+    assert balanced and all("eplb32" in r["label"] for r in balanced)
+    for r in res.frontier:  # a balanced replica is an expert-parallel one
+        if r["plan"].get("eplb_redundant_experts") is not None:
+            assert r["plan"]["ep"] > 1
+    # the balanced variants can only add to the best tokens/s per GPU the search finds
+    best = lambda x: max(r["output_tokens_per_s_per_gpu"] for r in x.frontier)  # noqa: E731
+    assert best(res) >= best(plain) - 1e-9
     code, out, err = run(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "2", "--eplb", "8"], capsys)
     assert code == 2 and "dense" in err
     code, out, err = run(["plan", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "16", "--eplb", "8", "--engine", "vllm@0.6"],
@@ -139,6 +146,15 @@ def test_emitted_eplb_flags():
 
     with pytest.raises(PlannerError, match="ep >= 2"):
         emit("vllm", dict(plan, tp=8, ep=1, attention_dp=False, attention_dp_size=1, gpus=8))
+    # disaggregated: each role takes its own balancer (the search's prefill_eplb_redundant_experts for prefill)
+    dis = dict(plan, gpus=32, eplb_redundant_experts=None,
+               disaggregated={"prefill_workers": 1, "decode_workers": 1, "prefill_tp": 16, "decode_tp": 16,
+                              "prefill_attention_dp": 16, "decode_attention_dp": 16, "prefill_eplb_redundant_experts": 16})
+    cmds = [c for c in split_script(emit("sglang", dis))[0] if "--ep-size" in c]
+    assert len(cmds) == 2
+    assert sum("--enable-eplb" in c for c in cmds) == 1  # the prefill worker only
+    pre = next(c for c in cmds if "--enable-eplb" in c)
+    assert pre[pre.index("--ep-num-redundant-experts") + 1] == "16"
 
 
 def test_simulate_with_eplb(capsys):

@@ -30,7 +30,8 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
         # an attention-DP worker is one engine over tp x adp GPUs
         dis = {"prefill_workers": d["prefill_workers"], "decode_workers": d["decode_workers"],
                "prefill_tp": d["prefill_tp"] * d["prefill_attention_dp"], "decode_tp": p["tp"] * adp,
-               "prefill_attention_dp": d["prefill_attention_dp"], "decode_attention_dp": adp}
+               "prefill_attention_dp": d["prefill_attention_dp"], "decode_attention_dp": adp,
+               "prefill_eplb_redundant_experts": d.get("prefill_eplb_redundant_experts")}
     offload_gib = host_kv_bytes_per_device(get_hardware(p["hardware"])) / 2**30 if p["kv_offload_to_host"] else 0.0
     return {
         "model": m.id, "hf_repo": getattr(m, "hf_repo", None), "hardware": p["hardware"], "gpus": rec["gpus"],

@@ -92,6 +92,7 @@ class _Role:
     ep: int
     workers: int  # engine instances of this role
     port: int
+    eplb: int | None = None  # redundant expert slots of the role's expert-parallel load balancer (None: none)
 
     @property
     def attn_tp(self) -> int:
@@ -133,7 +134,7 @@ class _Plan:
 
     def _make_roles(self) -> list[_Role]:
         if self.disaggregated is None:
-            return [_Role("serve", self.tp, self.attention_dp_size if self.attention_dp else 1, self.ep, self.dp, PORT)]
+            return [_Role("serve", self.tp, self.attention_dp_size if self.attention_dp else 1, self.ep, self.dp, PORT, self.eplb)]
         d = self.disaggregated
         roles = []
         for name, tp, workers, port in (("prefill", d["prefill_tp"], d["prefill_workers"], PREFILL_PORT),
@@ -150,19 +151,24 @@ class _Plan:
             if tp % ep:
                 ep = math.gcd(self.ep, tp)
                 self.notes.append(f"{name} role: ep={ep} (the plan's ep={self.ep} does not divide its tp={tp})")
-            roles.append(_Role(name, tp, adp, ep, workers, port))
+            eplb = self.eplb if name == "decode" else _eplb(d, 2, "prefill_eplb_redundant_experts")
+            if eplb is not None and ep < 2:
+                self.notes.append(f"{name} role: ep={ep}, so the plan's expert-parallel load balancer is left out there")
+                eplb = None
+            roles.append(_Role(name, tp, adp, ep, workers, port, eplb))
         return roles
 
 
-def _eplb(plan: dict, ep: int) -> int | None:
-    """The plan's ``eplb_redundant_experts`` (None: no balancer), checked: an integer >= 0 on an expert-parallel plan."""
-    r = plan.get("eplb_redundant_experts")
+def _eplb(plan: dict, ep: int, key: str = "eplb_redundant_experts") -> int | None:
+    """The plan's ``key`` (redundant expert slots; None: no balancer), checked: an integer >= 0 on an
+    expert-parallel plan."""
+    r = plan.get(key)
     if r is None:
         return None
     if not isinstance(r, int) or isinstance(r, bool) or r < 0:
-        raise PlannerError(f"plan 'eplb_redundant_experts' must be an integer >= 0, got {r!r}")
+        raise PlannerError(f"plan {key!r} must be an integer >= 0, got {r!r}")
     if ep < 2:
-        raise PlannerError("plan 'eplb_redundant_experts' balances experts over expert-parallel ranks: it needs ep >= 2")
+        raise PlannerError(f"plan {key!r} balances experts over expert-parallel ranks: it needs ep >= 2")
     return r
 
 
@@ -309,8 +315,8 @@ def _vllm_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
             raise PlannerError(f"vLLM's --enable-expert-parallel spreads experts over all {role.tp} GPUs of the engine "
                                f"(TP x DP); it cannot run ep={role.ep}")
         args += ["--enable-expert-parallel"]
-        if p.eplb is not None:
-            args += [_flag("vllm", "eplb"), "--eplb-config", json.dumps({"num_redundant_experts": p.eplb})]
+        if role.eplb is not None:
+            args += [_flag("vllm", "eplb"), "--eplb-config", json.dumps({"num_redundant_experts": role.eplb})]
     if ck.dtype:
         args += ["--dtype", ck.dtype]
     if ck.quantization:
@@ -374,8 +380,8 @@ def _sglang_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
         args += ["--dp-size", str(role.adp), "--enable-dp-attention"]
     if role.ep > 1:
         args += ["--ep-size", str(role.ep)]
-        if p.eplb is not None:
-            args += [_flag("sglang", "eplb"), "--ep-num-redundant-experts", str(p.eplb)]
+        if role.eplb is not None:
+            args += [_flag("sglang", "eplb"), "--ep-num-redundant-experts", str(role.eplb)]
     if ck.dtype:
         args += ["--dtype", ck.dtype]
     if ck.quantization:
@@ -447,11 +453,11 @@ def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
     if p.kv_offload_gib > 0:
         kvc["host_cache_size"] = int(p.kv_offload_gib * 2**30)  # bytes, per rank
     opts["kv_cache_config"] = kvc
-    if role.ep > 1 and p.eplb is not None:
+    if role.ep > 1 and role.eplb is not None:
         if p.experts is None:
             raise PlannerError(f"TensorRT-LLM's load balancer counts expert slots: {p.model}'s experts are not known to the planner")
         # the online balancer: slots = experts + redundant replicas, one layer re-placed per iteration
-        opts["moe_config"] = {"load_balancer": {"num_slots": p.experts + p.eplb, "layer_updates_per_iter": 1}}
+        opts["moe_config"] = {"load_balancer": {"num_slots": p.experts + role.eplb, "layer_updates_per_iter": 1}}
     if role.adp > 1:
         opts["enable_attention_dp"] = True
         if role.name != "decode":  # ranks that prefill: line prompts up, one per rank, as the plan priced them

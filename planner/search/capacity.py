@@ -111,7 +111,7 @@ class Sizer:
             padp = dg["prefill_attention_dp"]
             self.pre = replica_for(model, hardware, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"],
                                    adp=padp, weights=plan["weights"], kv=plan["kv"], engine=engine, max_input=max_input,
-                                   eplb=plan.get("eplb"),
+                                   eplb=dg.get("prefill_eplb_redundant_experts"),
                                    disagg_group_gpus=group, name=f"prefill of {plan['label']}",
                                    sched=Scheduler(adp_balance=adp_balance) if padp > 1 and adp_balance else None)
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp,
@@ -220,7 +220,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
         # lines one prompt up per attention-DP rank (offline benchmarks, balancing); at Poisson arrivals a prompt step
         # waits on one rank's prefill, so which of the two holds a percentile SLO on fewer GPUs is the simulator's call
         size = (c["gpus_per_replica"] == g) & ~c["disagg"].astype(bool)
-        out += [_candidate(t, mine, model, osl, eplb) for mine in (np.nonzero(size & (c["adp"] == 1))[0],
+        out += [_candidate(t, mine, model, osl) for mine in (np.nonzero(size & (c["adp"] == 1))[0],
                                                             np.nonzero(size & (c["adp"] > 1))[0]) if len(mine)]
         g *= 2
     # disaggregated groups (prefill and decode pools over the scale-out network): the search's best group within 2
@@ -236,7 +236,7 @@ def _candidates(model: str, hardware: str, spec: WorkloadSpec, slo: SLO, max_gpu
             continue
         mine = np.nonzero(t.cols["disagg"].astype(bool))[0] if len(t) else []
         if len(mine):
-            out.append(_candidate(t, mine, model, osl, eplb))
+            out.append(_candidate(t, mine, model, osl))
     unique: dict = {}  # one candidate per layout and size
     for cand in out:
         unique.setdefault((cand["label"], cand["gpus_per_replica"]), cand)
@@ -257,14 +257,14 @@ def _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl, di
                   Constraints(gpus=budget, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
 
 
-def _candidate(t, rows: np.ndarray, model: str, osl: float, eplb: int | None = None) -> dict:
+def _candidate(t, rows: np.ndarray, model: str, osl: float) -> dict:
     """The row of ``rows`` with the most tokens/s per GPU as a candidate: its layout, the GPUs of one replica (of one
     prefill/decode group when disaggregated, with the group's pools), its concurrency and requests/s."""
     from planner.search.run import row
 
     c = t.cols
     i = int(rows[np.argmax(c["tok_s_per_gpu"][rows])])
-    rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model, eplb)
+    rec = row(t, i, 0, float(c["tok_s_per_gpu"].max()), model)
     p = rec["plan"]
     dg = p.get("disaggregated")
     gpus = rec["gpus"] if dg else int(c["gpus_per_replica"][i])

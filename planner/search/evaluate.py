@@ -17,7 +17,7 @@ from planner.costmodel.step import CostModel, Step
 from planner.search.cap_axes import (accuracy_rows, build_axis, compress_seconds, max_context_rows, row_columns,
                                      row_plans)
 from planner.search.pareto import pareto_mask
-from planner.search.space import Configs, SpaceOptions, eplb_rows
+from planner.search.space import Configs, SpaceOptions
 from planner.serving.batching import Techniques, inflight, model_prompt_tokens, prompt_chunk
 from planner.serving.draft import DraftModel
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s
@@ -208,7 +208,7 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     device, and the rows whose KV fits (HBM, or host memory with offload) within the engine's limits."""
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, cp=1 if cfg.cp is None else cfg.cp,
                       weights=cfg.weights, kv=cfg.kv, check=False, engine=engine,  # the engine's kernel efficiencies
-                      eplb_redundant=eplb_rows(cfg.ep, opts))
+                      eplb_redundant=cfg.eplb_redundant)
     mem = memory(model, hw, base, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
@@ -345,6 +345,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "hardware": np.zeros(len(sel), dtype=np.int64),
         "disagg": np.zeros(len(sel), dtype=bool),
         "tp": plans.tp, "pp": plans.pp, "ep": plans.ep, "adp": plans.adp, "dp": dp,
+        "eplb": np.asarray(plans.eplb_redundant, float) + z, "prefill_eplb": z - 1.0,
         "weights": cfg.weight_code[i_c], "kv": cfg.kv_code[i_c],  # ws/kvs above == cfg.weight_names/kv_names
         "concurrency": c, "chunk_tokens": B, "spec_k": out["spec_k"] + z, "spec_alpha": alpha,
         "spec_auto": k < 0, "kv_offload": off > 0,
@@ -390,7 +391,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
             return PlanTable({}, [], [], [hw.id])
     engine = engine.for_hardware(hw)
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False,
-                      engine=engine, eplb_redundant=eplb_rows(cfg.ep, opts))
+                      engine=engine, eplb_redundant=cfg.eplb_redundant)
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)
     lora = cm.lora = lora_of(model, hw, opts)
@@ -473,9 +474,11 @@ def _disagg_columns(model: Model, hw: Hardware, cfg: Configs, wl: Workload, base
     tpot_r = tpot[D]
     # the columns that are the same on every row share one array each (plan-table columns are never written in place)
     z, one, zi, zb = np.zeros(len(P)), np.ones(len(P)), np.zeros(len(P), np.int64), np.zeros(len(P), bool)
+    eplb = np.broadcast_to(np.asarray(base.eplb_redundant, float), base.tp.shape)  # each pool's balancer slots (-1: none)
     cols = {
         "hardware": zi, "disagg": np.ones(len(P), dtype=bool),
         "tp": base.tp[dd], "pp": base.pp[dd], "ep": base.ep[dd], "adp": base.adp[dd], "dp": by,
+        "eplb": eplb[dd], "prefill_eplb": eplb[P],
         "weights": cfg.weight_code[dd], "kv": cfg.kv_code[dd],
         "concurrency": c[D], "chunk_tokens": z, "spec_k": z, "spec_alpha": z,
         "kv_offload": zb, "kv_budget": z, "evict": zi,

@@ -13,7 +13,7 @@ import numpy as np
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
 from planner.search.evaluate import PlanTable, Workload, lora_of
-from planner.search.space import SpaceOptions, eplb_rows
+from planner.search.space import SpaceOptions
 from planner.serving.intragpu import best_share, intra_gpu_pd, parse_share
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
@@ -37,7 +37,7 @@ def evaluate_intragpu(model: Model, hw: Hardware, agg: PlanTable, wl: Workload, 
     c = t.cols
     engine = engine.for_hardware(hw)
     plans = make_plans(model, hw, tp=c["tp"], pp=c["pp"], ep=c["ep"], adp=c["adp"], weights=[t.weights[int(i)] for i in c["weights"]],
-                       kv=[t.kv[int(i)] for i in c["kv"]], check=False, engine=engine, eplb_redundant=eplb_rows(c["ep"], opts))
+                       kv=[t.kv[int(i)] for i in c["kv"]], check=False, engine=engine, eplb_redundant=c["eplb"])
     cm = CostModel(model, hw, engine=engine)
     lora = cm.lora = lora_of(model, hw, opts)
     kw = dict(overhead_s=float(getattr(engine, "request_overhead_s", 0.0) or 0.0),

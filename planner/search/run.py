@@ -147,9 +147,7 @@ def _accuracy_fn(model, task):
     return f
 
 
-def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id: str, eplb: int | None = None) -> dict:
-    """Plan row ``i`` of ``t`` as a dict; ``eplb``: the search's redundant expert slots (SpaceOptions.eplb), which its
-    expert-parallel layouts use."""
+def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id: str) -> dict:
     c = t.at(i)
     w, kv, hw = t.weights[int(c["weights"])], t.kv[int(c["kv"])], t.hardware[int(c["hardware"])]
     plan = {"hardware": hw, "mode": "disaggregated" if c["disagg"] else "intra-gpu-pd" if c.get("intra_f", 0) > 0 else "aggregated",
@@ -160,8 +158,8 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
             "kv_offload_to_host": bool(c["kv_offload"]),
             "kv_eviction": {"method": t.evict[int(c["evict"])], "kept_tokens": int(c["kv_budget"])} if c["kv_budget"] > 0 else None}
     plan.update(_cap_plan(t, c))
-    if eplb is not None and (c["ep"] > 1 or (c["disagg"] and c["prefill_ep"] > 1)):
-        plan["eplb_redundant_experts"] = int(eplb)
+    if c.get("eplb", -1) >= 0:  # a balanced expert-parallel replica (costmodel/eplb.py)
+        plan["eplb_redundant_experts"] = int(c["eplb"])
     if c.get("intra_f", 0) > 0:
         plan["intra_gpu_pd"] = {"prefill_share": float(c["intra_f"])}
     if c["disagg"]:
@@ -170,6 +168,8 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
                                  "prefill_ep": int(c["prefill_ep"]), "prefill_attention_dp": int(c["prefill_adp"]),
                                  "decode_workers": int(c["y_decode"]), "decode_gpus_per_worker": int(c["gpus_per_replica"]),
                                  "kv_transfer_s": float(c["kv_transfer_s"])}
+        if c.get("prefill_eplb", -1) >= 0:
+            plan["disaggregated"]["prefill_eplb_redundant_experts"] = int(c["prefill_eplb"])
     d = {
         "gpus": int(c["gpus"]), "plan": plan, "ttft_s": float(c["ttft_s"]), "tpot_s": float(c["tpot_s"]),
         "e2e_latency_s": float(c["e2e_s"]),
@@ -203,13 +203,13 @@ def label(d: dict) -> str:
     p = d["plan"]
     par = f"tp{p['tp']}" + (f" pp{p['pp']}" if p["pp"] > 1 else "") + (f" ep{p['ep']}" if p["ep"] > 1 else "") + \
         (f" adp{p['attention_dp']}" if p["attention_dp"] > 1 else "")
-    eplb = f" eplb{p['eplb_redundant_experts']}" if p.get("eplb_redundant_experts") is not None else ""
-    par += eplb if p["ep"] > 1 else ""
+    par += f" eplb{p['eplb_redundant_experts']}" if p.get("eplb_redundant_experts") is not None else ""
     s = f"{p['hardware']} {par} {p['weights']}/kv-{p['kv']} c={p['concurrency_per_replica']}"
     if p["mode"] == "disaggregated":
         dg = p["disaggregated"]
         pre = f"tp{dg['prefill_tp']}" + (f" pp{dg['prefill_pp']}" if dg["prefill_pp"] > 1 else "") + \
-            (f" ep{dg['prefill_ep']}{eplb}" if dg["prefill_ep"] > 1 else "") + (f" adp{dg['prefill_attention_dp']}" if dg["prefill_attention_dp"] > 1 else "")
+            (f" ep{dg['prefill_ep']}" if dg["prefill_ep"] > 1 else "") + \
+            (f" eplb{dg['prefill_eplb_redundant_experts']}" if dg.get("prefill_eplb_redundant_experts") is not None else "") + (f" adp{dg['prefill_attention_dp']}" if dg["prefill_attention_dp"] > 1 else "")
         s += f" disagg {dg['prefill_workers']}P({pre}):{dg['decode_workers']}D"
     else:
         s += f" x{p['replicas']}" + (f" intra-pd{p['intra_gpu_pd']['prefill_share']:g}" if p.get("intra_gpu_pd") else "")
@@ -371,7 +371,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     seconds_eval = time.perf_counter() - t0
     if len(feas) == 0:
         allp = PlanTable.concat(found.every)
-        infeasible, nearest = explain_infeasible(allp, cons.checks(allp), model, key, sign, opts.eplb)
+        infeasible, nearest = explain_infeasible(allp, cons.checks(allp), model, key, sign)
         left_out = pruned.get("pruned: weights do not fit", 0)
         if left_out:  # the plans a constraint wanted may be among them (gpt-oss-120b in MXFP4 on one H100 under vLLM)
             infeasible = infeasible + [f"memory: {left_out:,} layouts x precisions were left out because their weights, "
@@ -387,22 +387,22 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     best_tok = float(c["tok_s_per_gpu"].max())
     score = sign * np.nan_to_num(c[key], nan=-np.inf if sign > 0 else np.inf)
     rec_i, runner_i = recommend(score, c["accuracy"], c["max_context"], feas)
-    rec = row(feas, rec_i, model.max_context, best_tok, model.id, opts.eplb)
-    runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id, opts.eplb)
+    rec = row(feas, rec_i, model.max_context, best_tok, model.id)
+    runner = None if runner_i is None else row(feas, runner_i, model.max_context, best_tok, model.id)
     why = explain_choice(rec, runner, objective, basis) + owned_caveat(hardware, basis, objective, tco)
     # against the best plan on another device when several are compared ("which GPU should I buy?"), else the runner-up
     rival = runner
     if len(hardware) > 1:
         other = np.nonzero(c["hardware"] != c["hardware"][rec_i])[0]
         if len(other):
-            rival = row(feas, int(other[np.argmax(score[other])]), model.max_context, best_tok, model.id, opts.eplb)
+            rival = row(feas, int(other[np.argmax(score[other])]), model.max_context, best_tok, model.id)
     rec["robust"] = robust_across_band(rec, rival, objective, model.moe is not None, engine)
     why += "; " + rec["robust"]["why"] + online_caveat(rec)
     f_order = front[np.lexsort((stable_rank(feas, front), -score[front]))]
     # plans equal in every objective (e.g. a chunk budget that changes nothing) appear once
     _, first = np.unique(np.round(obj[f_order], 9), axis=0, return_index=True)
     f_order = f_order[np.sort(first)]
-    frontier = [row(feas, int(i), model.max_context, best_tok, model.id, opts.eplb) for i in f_order]
+    frontier = [row(feas, int(i), model.max_context, best_tok, model.id) for i in f_order]
     seconds = time.perf_counter() - t0
     return PlanResult(feas, frontier, rec, runner, why, evaluated, costed, seconds, [], [], pruned, model.id, task, basis,
                       skipped=skipped, notes=notes)
@@ -547,8 +547,7 @@ def _fmt(constraint: str, v: float) -> str:
     return f"{v:.4g}"
 
 
-def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int,
-                       eplb: int | None = None) -> tuple[list[str], list[dict]]:
+def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int) -> tuple[list[str], list[dict]]:
     """For each constraint: how close the plans meeting all the others come to it."""
     lines = []
     names = list(checks)
@@ -573,4 +572,4 @@ def explain_infeasible(allp: PlanTable, checks: dict, model, key: str, sign: int
     near = np.nonzero(viol <= np.partition(viol, k)[k])[0]  # the five smallest violations and their exact ties
     idx = near[np.lexsort((stable_rank(allp, near), viol[near]))][:5]
     best_tok = float(allp.cols["tok_s_per_gpu"].max())
-    return lines, [row(allp, int(i), model.max_context, best_tok, model.id, eplb) for i in idx]
+    return lines, [row(allp, int(i), model.max_context, best_tok, model.id) for i in idx]

@@ -44,15 +44,9 @@ class SpaceOptions:
     draft_model: str | None = None  # speculation drafts with this model (its weights, KV, steps) instead of a head
     lora: object | None = None  # a costmodel.lora.LoraSpec: every plan serves these adapters (memory, SGMV, misses)
     intra_gpu_pd: str | None = None  # "F" or "auto": add one-GPU prefill/decode SM-split rows (search/intragpu.py)
-    eplb: int | None = None  # expert-parallel plans balance their experts over this many redundant slots (costmodel/eplb.py)
-
-
-def eplb_rows(ep, opts: SpaceOptions):
-    """PlanArrays.eplb_redundant for layouts with expert-parallel sizes ``ep``: the search's redundant slots where a
-    layout splits its experts over ranks (ep > 1), -1 (no balancer) elsewhere and without --eplb."""
-    if opts.eplb is None:
-        return -1
-    return np.where(np.asarray(ep) > 1, opts.eplb, -1)
+    # expert-parallel load balancing (costmodel/eplb.py): each expert-parallel layout also runs balanced over this many
+    # redundant slots, beside its experts in their fixed order (None: no balanced variants)
+    eplb: int | None = None
 
 
 LONG_CONTEXT_TOKENS = 131072  # from here on, context parallelism joins the search by default
@@ -127,6 +121,7 @@ class Configs:
     kv: list[str]
     pruned: dict[str, int] = field(default_factory=dict)
     cp: np.ndarray | None = None  # context-parallel size per row (None: 1)
+    eplb: np.ndarray | None = None  # redundant expert slots of a balanced row, -1 unbalanced (None: all unbalanced)
     # the same precisions as integer codes, for per-row work without Python loops:
     # weights[i] == weight_names[weight_code[i]], kv[i] == kv_names[kv_code[i]] (names in order of first use)
     weight_names: list[str] = field(init=False)
@@ -146,7 +141,13 @@ class Configs:
         """The configs at ``idx`` (a slice or indices), in that order; ``pruned`` stays with the whole set."""
         names = np.arange(self.n)[idx]
         return Configs(self.tp[idx], self.pp[idx], self.ep[idx], self.adp[idx], [self.weights[i] for i in names],
-                       [self.kv[i] for i in names], {}, None if self.cp is None else self.cp[idx])
+                       [self.kv[i] for i in names], {}, None if self.cp is None else self.cp[idx],
+                       None if self.eplb is None else self.eplb[idx])
+
+    @property
+    def eplb_redundant(self):
+        """PlanArrays.eplb_redundant for these rows (-1: none balanced)."""
+        return -1 if self.eplb is None else self.eplb
 
     def per_format(self, fn) -> np.ndarray:
         """``fn(weights, kv)`` once per distinct precision pair, spread over the rows (a lookup table, not a loop
@@ -181,8 +182,11 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
                 if domain > 1 and tp > domain:
                     continue  # tensor parallel never spans nodes
                 eps = [e for e in _pow2_upto(tp * adp)] if model.moe else [1]
+                # an expert-parallel layout runs its experts in their fixed order (-1), and balanced with --eplb
+                balance = [-1] + ([opts.eplb] if opts.eplb is not None else [])
                 for ep in eps:
-                    rows += [(tp, pp, ep, adp, cp) for cp in cps if tp * pp * adp * cp <= reach]
+                    rows += [(tp, pp, ep, adp, cp, r) for cp in cps if tp * pp * adp * cp <= reach
+                             for r in (balance if ep > 1 else [-1])]
     if not rows:
         raise PlannerError(f"no parallel layout fits in {gpus} GPUs")
     lay = np.array(rows, dtype=np.int64)
@@ -197,7 +201,7 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     kv_of = [k for _, k in fmts]
     plans = make_plans(model, hw, tp=lay[idx_l, 0], pp=lay[idx_l, 1], ep=lay[idx_l, 2], adp=lay[idx_l, 3], cp=lay[idx_l, 4],
                        weights=[w_of[i] for i in idx_f.tolist()], kv=[kv_of[i] for i in idx_f.tolist()], check=False,
-                       engine=engine, eplb_redundant=eplb_rows(lay[idx_l, 2], opts))
+                       engine=engine, eplb_redundant=lay[idx_l, 5])
     ok_div = check_divisibility(model, plans)
     mem = memory(model, hw, plans, engine.for_hardware(hw))
     # the weights, activations and runtime must fit on the device with room for KV left, at the limits the engine picks
@@ -210,5 +214,6 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     sel = np.nonzero(keep)[0]
     f_sel = idx_f[sel].tolist()
     return Configs(lay[idx_l[sel], 0], lay[idx_l[sel], 1], lay[idx_l[sel], 2], lay[idx_l[sel], 3],
-                   [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned, cp=lay[idx_l[sel], 4])
+                   [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned, cp=lay[idx_l[sel], 4],
+                   eplb=lay[idx_l[sel], 5] if opts.eplb is not None else None)
 

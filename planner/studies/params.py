@@ -358,7 +358,7 @@ class PlanRequest(Ownership, Adapters):
     osl: Tokens = _d(256, "output tokens per request")
     ttft: Duration | None = _d(None, "TTFT limit (mean): 2, 2s or 300ms (a bare number is seconds)")
     tpot: Duration | None = _d(None, "TPOT limit, the mean inter-token latency: 0.05, 50ms")
-    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; every expert-parallel plan searched balances its experts")
+    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; each expert-parallel layout is searched with its experts in order and balanced")
     min_context: Tokens | None = _d(None, "longest single request the plan must hold, tokens")
     min_accuracy: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = _d(
         0.99, "accuracy floor relative to the bf16 model (1.0); default 0.99, within 1 % (the MLPerf 99 % rule); 0 for none")
@@ -420,7 +420,7 @@ class CapacityRequest(Ownership, LoraOptions):
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
     attention_dp_balance: PositiveInt | None = _d(None, "attention-DP candidates hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); default: prompts enter as they arrive")
-    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; every expert-parallel candidate balances its experts")
+    eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; the candidates come from a search of each expert-parallel layout in order and balanced")
     hourly: str | None = _d(None, "daily profile: comma-separated hourly rates r1,r2,...")
     daily: str | None = _d(None, "daily profile file: one rate per line, or a CSV with a 'rate' column")
 
