@@ -265,6 +265,8 @@ def test_engines_cli(capsys):
 
     code, out, _ = run(["engines", "list", "--json"], capsys)
     assert code == 0 and {"vllm@0.15", "sglang@0.5", "trtllm@1.1"} <= {e["name"] for e in json.loads(out)}
+    # which releases have an expert-parallel load balancer (--eplb), each with the flag or key that turns it on
+    assert {e["name"] for e in json.loads(out) if e["eplb"]} == {"trtllm@1.1", "vllm@0.11", "vllm@0.15", "sglang@0.5"}
     code, out, _ = run(["engines", "show", "vllm", "-H", "h100-sxm", "--json"], capsys)
     d = json.loads(out)
     assert code == 0 and d["max_seqs"] == 1024 and d["settings"]["max_seqs"]["flag"] == "--max-num-seqs"

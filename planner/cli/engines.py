@@ -26,12 +26,13 @@ def engines_list(as_json: bool = typer.Option(False, "--json")):
         print_json([e.info() for e in rows])
         return
     t = Table(title="engine profiles (get_engine('ID') is the newest version; - = not published)", header_style="bold")
-    for c in ("engine", "memory", "seqs", "tokens/step", "KV block", "chunked", "schedule", "prefix cache", "graphs to"):
+    for c in ("engine", "memory", "seqs", "tokens/step", "KV block", "chunked", "schedule", "prefix cache", "graphs to",
+              "EPLB"):
         t.add_column(c, justify="left" if c in ("engine", "memory", "schedule") else "right")
     for e in rows:
         t.add_row(e.name, f"{e.utilization:g} of {e.kv_policy}", str(e.max_seqs), str(e.max_batched_tokens),
                   str(e.kv_block_tokens), _cell(e.chunked_prefill), e.schedule, _cell(e.prefix_caching),
-                  _cell(e.cuda_graph_max_batch))
+                  _cell(e.cuda_graph_max_batch), _cell(e.eplb))
     console.print(t)
 
 
