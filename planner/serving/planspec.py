@@ -109,7 +109,7 @@ def check_eplb(plan: PlanSpec, model, engine) -> None:
         raise PlannerError("--eplb balances experts over expert-parallel ranks: give --ep 2 or more")
     if not getattr(engine, "eplb", False):
         raise PlannerError(f"{engine.name} has no expert-parallel load balancer; --eplb runs on TensorRT-LLM 1.x, vLLM "
-                           f"0.11 on and SGLang (planner engines show ENGINE lists its settings)")
+                           f"0.11 on and SGLang (planner engines list: the EPLB column)")
     if plan.moe_offload:
         raise PlannerError("--eplb places experts over the GPUs and --moe-offload keeps cold ones on the host: use one")
 
