@@ -84,13 +84,10 @@ def _model_dict(m) -> dict:
     d["active_params"] = m.active_params
     d["kv_elements_per_token_per_layer"] = m.kv_elements_per_token_per_layer()
     if m.moe is not None:  # the routing skew the cost model prices (the spec's, or the measured value carried to E experts)
-        from planner.costmodel.step import ROUTING_SKEW, ROUTING_SKEW_EXPERTS, routing_skew
+        from planner.costmodel.step import routing_skew, routing_skew_source
 
         d["routing_skew"] = round(routing_skew(m.moe), 4)
-        d["routing_skew_source"] = ("the spec's moe.routing_skew" if m.moe.routing_skew is not None else
-                                    f"the {ROUTING_SKEW} CV TensorRT-LLM measured over DeepSeek-R1's {ROUTING_SKEW_EXPERTS} experts"
-                                    f" x sqrt({m.moe.num_experts} / {ROUTING_SKEW_EXPERTS}); set moe.routing_skew in a model YAML to"
-                                    " state another (0: even routing)")
+        d["routing_skew_source"] = routing_skew_source(m.moe)
     return d
 
 

@@ -135,7 +135,7 @@ def _cpu_time(host: HostSide, flops, byts):
 
 def moe_offload_mlp(cm, c) -> list:
     """The MoE MLP with the cold experts on the host CPU and/or EdgeMoE's per-expert precision."""
-    from planner.costmodel.step import Op, _moe_mlp, ep_imbalance, expert_rows, experts_touched, routing_skew
+    from planner.costmodel.step import Op, _moe_mlp, expert_rows, moe_routing
 
     off: MoeOffload = cm.moe_offload
     ops = _moe_mlp(cm, c)
@@ -146,11 +146,7 @@ def moe_offload_mlp(cm, c) -> list:
     f = off.cpu_fraction if off.mode == "experts" else 0.0
     cnt = c.layers_stage * m.num_moe_layers / m.num_layers
     moe_group = c.tp * c.adp
-    T_group = c.T * c.adp
-    assigned = T_group * mo.top_k
-    skew = routing_skew(mo)
-    imb = ep_imbalance(assigned, c.ep, mo.num_experts, skew)
-    touched = experts_touched(T_group, mo.num_experts, mo.top_k, skew)
+    assigned, imb, touched = moe_routing(plans, mo, c.T * c.adp, c.ep)
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
     gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,

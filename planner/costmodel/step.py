@@ -812,6 +812,15 @@ def routing_skew(moe) -> float:
     return ROUTING_SKEW * float(np.sqrt(moe.num_experts / ROUTING_SKEW_EXPERTS))
 
 
+def routing_skew_source(moe) -> str:
+    """Where ``routing_skew(moe)`` comes from, in words (planner models show)."""
+    if moe.routing_skew is not None:
+        return "the spec's moe.routing_skew"
+    return (f"the {ROUTING_SKEW} CV TensorRT-LLM measured over DeepSeek-R1's {ROUTING_SKEW_EXPERTS} experts x "
+            f"sqrt({moe.num_experts} / {ROUTING_SKEW_EXPERTS}); set moe.routing_skew in a model YAML to state another "
+            "(0: even routing)")
+
+
 def experts_touched(tokens, experts, top_k, skew=0.0):
     """Distinct experts ``tokens`` tokens route to, each picking ``top_k`` of ``experts``. Even routing: an expert is
     missed by a token with probability 1 - top_k / experts, so E (1 - (1 - k/E)^T). With skewed routing (popularity
@@ -851,9 +860,23 @@ def rank_imbalance(plans: PlanArrays, assigned, ep, moe, skew):
     fixed order, ``eplb_imbalance`` (costmodel/eplb.py) where a plan balances them (PlanArrays.eplb_redundant >= 0)."""
     imb = ep_imbalance(assigned, ep, moe.num_experts, skew)
     red = np.asarray(plans.eplb_redundant, float)
-    for r in np.unique(red[red >= 0]) if np.any(red >= 0) else ():
+    for r in np.unique(red[red >= 0]):
         imb = np.where(red == r, eplb_imbalance(assigned, ep, moe.num_experts, int(r), skew), imb)
     return imb
+
+
+def moe_routing(plans: PlanArrays, moe, T_group, ep):
+    """How ``T_group`` tokens of a MoE group route: (token-expert assignments, the busiest expert-parallel rank's load
+    over the mean, the expert slots the batch touches). Touched: distinct experts, E (1 - (1 - k/E)^T) with even
+    routing and fewer with the routing's skew; where a balancer replicates experts (expert_slots), each replica of a
+    touched expert takes a share of its tokens and reads its weights, though each of a token's k picks lands on one."""
+    skew = routing_skew(moe)
+    assigned = T_group * moe.top_k
+    imb = rank_imbalance(plans, assigned, ep, moe, skew)
+    touched = experts_touched(T_group, moe.num_experts, moe.top_k, skew)
+    if np.any(np.asarray(plans.eplb_redundant) >= 0):
+        touched = np.minimum(touched * expert_slots(plans.eplb_redundant, moe.num_experts), np.maximum(assigned, touched))
+    return assigned, imb, touched
 
 
 def expert_rows(assigned, ep, imb):
@@ -877,19 +900,12 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     moe_group = c.tp * c.adp
     moe_tp = moe_group / c.ep
     T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
-    assigned = T_group * mo.top_k  # token-expert assignments in the group
-    skew = routing_skew(mo)
-    imb = rank_imbalance(plans, assigned, c.ep, mo, skew)
+    assigned, imb, touched = moe_routing(plans, mo, T_group, c.ep)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
     # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back; a device
     # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
     rows_dev = expert_rows(assigned, c.ep, imb)
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
-    # distinct experts a batch touches: E (1 - (1 - k/E)^T) with even routing, fewer with the routing's skew; a
-    # balancer's replicas of a touched expert each take a share of its tokens and read its weights
-    touched = experts_touched(T_group, mo.num_experts, mo.top_k, skew)
-    slots = expert_slots(plans.eplb_redundant, mo.num_experts)
-    touched = np.minimum(touched * slots, np.maximum(assigned, touched))  # each of a token's k picks lands on one replica
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel

@@ -151,7 +151,7 @@ class _Plan:
             if tp % ep:
                 ep = math.gcd(self.ep, tp)
                 self.notes.append(f"{name} role: ep={ep} (the plan's ep={self.ep} does not divide its tp={tp})")
-            eplb = self.eplb if name == "decode" else _eplb(d, 2, "prefill_eplb_redundant_experts")
+            eplb = self.eplb if name == "decode" else _eplb(d, "prefill_eplb_redundant_experts")
             if eplb is not None and ep < 2:
                 self.notes.append(f"{name} role: ep={ep}, so the plan's expert-parallel load balancer is left out there")
                 eplb = None
@@ -159,16 +159,11 @@ class _Plan:
         return roles
 
 
-def _eplb(plan: dict, ep: int, key: str = "eplb_redundant_experts") -> int | None:
-    """The plan's ``key`` (redundant expert slots; None: no balancer), checked: an integer >= 0 on an
-    expert-parallel plan."""
+def _eplb(plan: dict, key: str = "eplb_redundant_experts") -> int | None:
+    """The plan's ``key`` (redundant expert slots; None: no balancer), checked: an integer >= 0."""
     r = plan.get(key)
-    if r is None:
-        return None
-    if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+    if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < 0):
         raise PlannerError(f"plan {key!r} must be an integer >= 0, got {r!r}")
-    if ep < 2:
-        raise PlannerError(f"plan {key!r} balances experts over expert-parallel ranks: it needs ep >= 2")
     return r
 
 
@@ -226,8 +221,10 @@ def _parse(plan: dict) -> _Plan:
         max_num_seqs=_int(plan, "max_num_seqs"), max_num_batched_tokens=_int(plan, "max_num_batched_tokens"),
         chunked_prefill=bool(plan.get("chunked_prefill")), max_model_len=_int(plan, "max_model_len"),
         speculative=spec, disaggregated=dis, kv_offload_gib=float(offload), gpu_memory_utilization=float(gmu),
-        is_moe=is_moe, native=native, eplb=_eplb(plan, ep), experts=experts,
+        is_moe=is_moe, native=native, eplb=_eplb(plan), experts=experts,
     )
+    if p.eplb is not None and ep < 2:
+        raise PlannerError("plan 'eplb_redundant_experts' balances experts over expert-parallel ranks: it needs ep >= 2")
     if ep > 1 and is_moe is False:
         raise PlannerError(f"ep={ep} needs a mixture-of-experts model; {p.model} is dense")
     if spec is not None and spec["method"] == "mtp" and has_mtp is False:

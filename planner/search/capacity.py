@@ -116,7 +116,8 @@ class Sizer:
                                    sched=Scheduler(adp_balance=adp_balance) if padp > 1 and adp_balance else None)
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp,
                                weights=plan["weights"], kv=plan["kv"], engine=engine, sched=self.sched,
-                               max_input=max_input, lora=lora, disagg_group_gpus=group, eplb=plan.get("eplb"))
+                               max_input=max_input, lora=lora, disagg_group_gpus=group,
+                               eplb=plan.get("eplb_redundant_experts"))
         self.lora = lora  # a costmodel.lora.LoraSpec: every request names an adapter (its popularity)
         self.spec, self.q, self.slo, self.requests, self.seed = spec, percentile, slo, requests, seed
         self.cache: dict[tuple[int, float], tuple[Check, object]] = {}
@@ -268,9 +269,7 @@ def _candidate(t, rows: np.ndarray, model: str, osl: float) -> dict:
     p = rec["plan"]
     dg = p.get("disaggregated")
     gpus = rec["gpus"] if dg else int(c["gpus_per_replica"][i])
-    out = {k: p[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv")}
-    if p.get("eplb_redundant_experts") is not None:
-        out["eplb"] = p["eplb_redundant_experts"]
+    out = {k: p[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "eplb_redundant_experts") if k in p}
     out.update(gpus_per_replica=gpus, concurrency=p["concurrency_per_replica"],
                requests_per_s_per_replica=rec["output_tokens_per_s_per_gpu"] * gpus / osl, label=rec["label"].split(" x")[0])
     if dg:
@@ -422,7 +421,7 @@ def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue
-            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "disaggregated", "eplb")
+            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "disaggregated", "eplb_redundant_experts")
                                           if k in c}, c["gpus_per_replica"],
                              sizer.rep.max_seqs)
             max_rep = max_gpus // c["gpus_per_replica"]

@@ -320,11 +320,9 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
 
         notes.append(front_end_note(engine))
     model = get_model(model_id)
-    if opts.eplb is not None:
-        from planner.serving.planspec import PlanSpec, check_eplb
+    from planner.serving.planspec import check_eplb_serving
 
-        # the balancer's conditions on the model and engine (expert-parallel layouts are what the search varies)
-        check_eplb(PlanSpec(ep=2, eplb=opts.eplb), model, engine)
+    check_eplb_serving(opts.eplb, model, engine)  # the search itself adds the balanced layouts (ep > 1) only
     # a device the engine does not run on (TensorRT-LLM on an AMD GPU) is left out and said so; none left: an error
     devices = [get_hardware(h) for h in hardware]
     skipped = {hw.id: why for hw in devices if (why := engine.cannot_run_on(hw))}

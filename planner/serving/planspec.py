@@ -96,20 +96,28 @@ def resolve_parallel(gpus: int | None, tp: int | None, pp: int | None, ep: int |
     return tp_, pp_, ep_, dp_
 
 
-def check_eplb(plan: PlanSpec, model, engine) -> None:
-    """``--eplb R`` balances the experts of an expert-parallel MoE plan over R redundant slots, where the engine has a
-    balancer (Engine.eplb) and the experts stay on the GPUs."""
-    if plan.eplb is None:
+def check_eplb_serving(eplb: int | None, model, engine) -> None:
+    """``--eplb R``'s conditions on the model and engine (any plan of them, the searched ones included): R redundant
+    expert slots, 0 or more, of a mixture-of-experts model, on an engine with a balancer (Engine.eplb)."""
+    if eplb is None:
         return
-    if plan.eplb < 0:
-        raise PlannerError(f"--eplb takes the redundant expert slots, 0 or more, got {plan.eplb}")
+    if eplb < 0:
+        raise PlannerError(f"--eplb takes the redundant expert slots, 0 or more, got {eplb}")
     if model.moe is None:
         raise PlannerError(f"--eplb balances the experts of a mixture-of-experts model; {model.id} is dense")
-    if plan.ep < 2:
-        raise PlannerError("--eplb balances experts over expert-parallel ranks: give --ep 2 or more")
     if not getattr(engine, "eplb", False):
         raise PlannerError(f"{engine.name} has no expert-parallel load balancer; --eplb runs on TensorRT-LLM 1.x, vLLM "
                            f"0.11 on and SGLang (planner engines list: the EPLB column)")
+
+
+def check_eplb(plan: PlanSpec, model, engine) -> None:
+    """``--eplb R`` balances the experts of an expert-parallel MoE plan over R redundant slots, where the engine has a
+    balancer (check_eplb_serving) and the experts stay on the GPUs."""
+    if plan.eplb is None:
+        return
+    check_eplb_serving(plan.eplb, model, engine)
+    if plan.ep < 2:
+        raise PlannerError("--eplb balances experts over expert-parallel ranks: give --ep 2 or more")
     if plan.moe_offload:
         raise PlannerError("--eplb places experts over the GPUs and --moe-offload keeps cold ones on the host: use one")
 
