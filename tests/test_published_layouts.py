@@ -202,28 +202,57 @@ def test_a_simulated_replica_needs_links_between_its_devices():
     assert replica_for("llama-2-70b", "mi350x", tp=8, weights="fp8", engine="vllm") is not None
 
 
-def test_mlperf_rows_take_the_submission_s_activation_format_and_scale_samples_with_the_system(monkeypatch):
+def test_mlperf_rows_take_the_submission_s_activation_format(monkeypatch):
     from planner.serving import published
 
-    seen = []
-
-    def fake_generate(spec, n, rate, seed):
-        seen.append(n)
-        raise RuntimeError("stop after the sample count")  # nothing is simulated
-
-    monkeypatch.setattr(published, "generate", fake_generate)
-    for gpus in (8, 16):
-        seen.clear()
-        with pytest.raises(RuntimeError, match="stop after"):
-            published._MLPerf().predict("llama-2-70b", "mi350x", gpus, "mxfp4", "fp8", 265.0, "vllm", "fp4")
-        # the loadgen's 600 s minimum sends a larger system more samples: per 8 GPUs at least the minimum count
-        assert seen and set(seen) == {published.MLPERF_SAMPLES["llama-2-70b"] * gpus // 8}
     built = []
     real = published.replica_for
+
+    def fake_generate(spec, n, rate, seed):
+        raise RuntimeError("stop after the replica is built")  # nothing is simulated
+
+    monkeypatch.setattr(published, "generate", fake_generate)
     monkeypatch.setattr(published, "replica_for", lambda *a, **k: built.append(k.get("activations")) or real(*a, **k))
     with pytest.raises(RuntimeError, match="stop after"):
         published._MLPerf().predict("llama-2-70b", "mi350x", 8, "mxfp4", "fp8", 265.0, "vllm", "fp4")
     assert built and set(built) == {"fp4"}
+
+
+def test_an_mlperf_offline_query_lasts_its_minimum_duration_on_every_system_size(monkeypatch):
+    """LoadGen sizes an Offline query to 1.1 x 600 s at the system's rate: each replica's share is simulated that long
+    (from a pilot run), so a system's tokens/s per GPU does not depend on how many replicas it has. A fixed sample
+    count spread over 8 replicas had made an 8-GPU H200 system's Mixtral rate per GPU a third below one GPU's."""
+    from planner.calibrate.bench_settings import offline as offline_profile
+    from planner.serving import published
+
+    counts = []
+    real = published.generate
+    monkeypatch.setattr(published, "generate", lambda spec, n, rate, seed: counts.append(n) or real(spec, n, rate=rate, seed=seed))
+    one = published._MLPerf().predict("mixtral-8x7b", "h200-sxm", 1, "fp8", "fp8", 144.84, "trtllm", None, (1, 1, 1))
+    assert counts[0] == published.MLPERF_PILOT
+    eight = published._MLPerf().predict("mixtral-8x7b", "h200-sxm", 8, "fp8", "fp8", 144.84, "trtllm", None, (1, 1, 1))
+    assert eight["offline"] / 8 == pytest.approx(one["offline"], rel=0.01)
+    assert eight["offline_plan"] == "tp1 x8"
+    # the query itself runs for 1.1 x 600 s at the replica's own rate (the pilot's, within its ramp and drain)
+    counts.clear()
+    rep = published.replica_for("mixtral-8x7b", "h200-sxm", tp=1, weights="fp8", kv="fp8",
+                                engine=offline_profile("trtllm"), max_input=2048)
+    tok, rps = published._offline_query(rep, published._mlperf_workload(144.84))
+    assert counts[0] == published.MLPERF_PILOT and published.MLPERF_PILOT < counts[-1] <= published.MLPERF_MAX_QUERY
+    assert counts[-1] / rps == pytest.approx(published.MLPERF_OFFLINE_QUERY_S, rel=0.05)  # seconds the query lasts
+    assert tok * 8 == pytest.approx(eight["offline"], rel=1e-9)
+
+
+def test_an_mlperf_row_naming_its_layout_is_predicted_at_that_layout():
+    from planner.serving.published import predict_mlperf
+
+    row = {"source": "mlperf-inference-v4.1 closed Fujitsu CDI_L40Sx8_TRT", "model": "llama-2-70b", "hardware": "l40s",
+           "gpus": "8", "weights": "fp8", "kv": "fp8", "scenario": "offline", "mean_output_tokens": "265.005",
+           "output_tokens_per_s": "3717.74", "tp": "4", "pp": ""}
+    (_, _, cfg, _, pred, note), = list(predict_mlperf([row]))
+    assert "(tp4 x2)" in cfg and "the submission's layout" in note and pred > 0
+    with pytest.raises(PlannerError, match="does not divide"):
+        list(predict_mlperf([{**row, "tp": "3"}]))
 
 
 def test_w4a4_mxfp4_runs_at_the_fp4_rate_where_w4a8_runs_at_fp8():

@@ -46,7 +46,11 @@ from planner.serving.workload import fixed_workload, generate, get_workload, sha
 from planner.specs.quant import canonical, default_kv
 
 ONLINE_REQUESTS = 500
-MLPERF_SAMPLES = {"llama-2-70b": 24576, "mixtral-8x7b": 15000}
+# an Offline query lasts 1.1 x the 600 s minimum duration at the system's own rate (_offline_query); the simulated
+# share of one replica starts from a pilot of MLPERF_PILOT samples and is held to MLPERF_MAX_QUERY (simulation time)
+MLPERF_OFFLINE_QUERY_S = 1.1 * 600.0
+MLPERF_PILOT = 3000
+MLPERF_MAX_QUERY = 60000
 MLPERF_SERVER_SLO = SLO(ttft_s=2.0, tpot_s=0.2)
 # the reference implementation's mean output tokens per sample; a closed submission's mean must lie within 90-110 %
 # of it (mlcommons/inference language/llama2-70b/README.md "Accuracy Target": 294.45;
@@ -176,34 +180,37 @@ class _MLPerf:
         self.cache: dict[tuple, dict] = {}
 
     def predict(self, model: str, hardware: str, gpus: int, weights: str, kv: str, mean_output: float,
-                engine: str = "trtllm", activations: str | None = None) -> dict:
-        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations)
+                engine: str = "trtllm", activations: str | None = None,
+                layout: tuple[int, int, int] | None = None, max_batch: int | None = None) -> dict:
+        """Offline and server tokens/s of the best layout the planner finds for the system, or of ``layout`` (tp, pp,
+        ep), the one the submission ran, where its configuration names it; ``max_batch``: the batch limit of each of
+        its engines (the configuration's gpu_batch_size), where named, else the engine profile's."""
+        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations, layout, max_batch)
         if key in self.cache:
             return self.cache[key]
         spec = _mlperf_workload(mean_output)
-        # the loadgen runs a scenario for at least 600 s, so a larger system is sent more samples: each 8 GPUs get at
-        # least the minimum sample count (a fixed count spread over many replicas would be mostly ramp and drain)
         nodes = max(1.0, gpus / 8.0)
-        n = int(MLPERF_SAMPLES.get(model, 15000) * nodes)
         from planner.calibrate.bench_settings import offline as no_front_end
 
         # LoadGen hands the system under test pre-tokenized samples in process: no API front end (HTTP, tokenize,
         # detokenize) stands in the path, so the release's per-request time does not apply (as for trtllm-bench)
         eng = no_front_end(engine)
+        if max_batch is not None:
+            eng = eng.with_(max_seqs=max_batch)
         offline = []
-        for tp, pp, ep in _layouts(model, gpus):
+        for tp, pp, ep in [layout] if layout is not None else _layouts(model, gpus):
             try:
                 rep = replica_for(model, hardware, tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, activations=activations,
                                   engine=eng, max_input=2048)
             except PlannerError:
                 continue
-            pool = Pool(rep, gpus // (tp * pp))
-            reqs = generate(spec, n, rate=math.inf, seed=0)
-            res = Simulator([pool], reqs).run()
-            s = res.summary()
-            offline.append((s["output_tokens_per_s"], s["requests_per_s"], _layout_label(tp, pp, ep, gpus // (tp * pp)),
-                            pool))
+            replicas = gpus // (tp * pp)
+            tok, rps = _offline_query(rep, spec)
+            offline.append((tok * replicas, rps * replicas, _layout_label(tp, pp, ep, replicas), Pool(rep, replicas)))
         if not offline:
+            if layout is not None:
+                raise PlannerError(f"{model} in {weights} does not fit on {gpus} x {hardware} at the submitted layout "
+                                   f"{_layout_label(*layout, gpus // (layout[0] * layout[1]))}")
             raise PlannerError(f"no layout of {model} fits on {gpus} x {hardware} in {weights}")
         offline.sort(key=lambda x: -x[0])
         best = offline[0]
@@ -250,6 +257,26 @@ class _MLPerf:
         return out
 
 
+def _offline_query(rep, spec) -> tuple[float, float]:
+    """(output tokens/s, requests/s) of one replica through an MLPerf Offline query. LoadGen sends the whole query at
+    once and sizes it to last its minimum duration: samples_per_query = 1.1 x target_qps x min_duration (600 s), the
+    submitter's target_qps being its expected rate (an H100-NVL x8 Llama-2-70B summary: target_qps 50, 33,000 samples;
+    mlcommons/inference_results_v4.0 closed/NVIDIA/results/H100-NVL-94GBx8_TRT/.../Offline mlperf_log_summary.txt).
+    The query splits evenly over identical replicas, so one replica gets its share, sized from its own simulated rate
+    (a pilot of MLPERF_PILOT samples, then the size that rate asks for, until the two agree): its ramp and drain weigh
+    as they do in the real run. A fixed count spread over many replicas (as before) was mostly ramp and drain and put
+    an 8-GPU system's tokens/s per GPU up to a third below one GPU's of the same layout."""
+    n = MLPERF_PILOT
+    res = Simulator([Pool(rep, 1)], generate(spec, n, rate=math.inf, seed=0)).run().summary()
+    for _ in range(3):  # a longer query runs nearer steady state, faster: a few rounds to the size that lasts 660 s
+        want = int(min(math.ceil(MLPERF_OFFLINE_QUERY_S * (res["requests_per_s"] or 0.0)), MLPERF_MAX_QUERY))
+        if abs(want - n) <= 0.05 * n:
+            break
+        n = want
+        res = Simulator([Pool(rep, 1)], generate(spec, n, rate=math.inf, seed=0)).run().summary()
+    return res["output_tokens_per_s"] or 0.0, res["requests_per_s"] or 0.0
+
+
 def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
     """(row index, what, config, measured, predicted, note) for rows of the MLPerf schema, one at a time (each new
     system configuration runs the simulator for a while: a caller can show progress)."""
@@ -266,14 +293,31 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         act = r.get("activations") or None  # the activation format where the submission states one (W4A4 MXFP4)
         fmt = weights + (f"/a-{act}" if act else "")
         mean_out, why = mlperf_output_mean(r["model"], _num(r, "mean_output_tokens", where))
+        layout = _mlperf_layout(r, gpus, where)
+        max_batch = _count(r, "max_batch", where, 0) or None
         try:
-            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, mean_out, _engine_of(r), act)
+            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, mean_out, _engine_of(r), act, layout, max_batch)
         except PlannerError as e:  # a row the planner cannot predict is reported beside the others
             yield i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen}", measured, None, f"{where}: {e}"
             continue
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
+        ran = "the submission's layout (its configuration)" if layout is not None else "the planner's best layout"
+        if max_batch:
+            ran += f", {max_batch} sequences an engine"
         yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen} ({plan})", measured,
-               p[scen], "; ".join(x for x in ("input lengths assumed (OpenOrca-like, mean ~300)", why) if x))
+               p[scen], "; ".join(x for x in ("input lengths assumed (OpenOrca-like, mean ~300)", ran, why) if x))
+
+
+def _mlperf_layout(r: dict, gpus: int, where: str) -> tuple[int, int, int] | None:
+    """(tp, pp, ep) of an MLPerf row whose ``tp`` / ``pp`` / ``ep`` columns name the layout its submission's
+    configuration ran (tensor_parallelism, pipeline_parallelism; an empty cell is 1); None where they are all empty:
+    the row is then predicted at the best layout the planner finds."""
+    if not any((r.get(c) or "").strip() for c in ("tp", "pp", "ep")):
+        return None
+    tp, pp, ep = (_count(r, c, where, 1) for c in ("tp", "pp", "ep"))
+    if gpus % (tp * pp):
+        raise PlannerError(f"{where}: tp {tp} x pp {pp} does not divide the system's {gpus} GPUs")
+    return tp, pp, ep
 
 
 # (column, summary key[.statistic], power): a single request's decode rate (``decode_tokens_per_s``) is 1 / its mean
