@@ -186,3 +186,24 @@ def test_a_band_is_the_engine_familys_own_where_it_has_enough_rows():
     assert "fitted/decode/dense@sglang" not in bands and sg["from"] == "fitted/decode/dense"
     # the pooled band is what an engine-less situation gets
     assert uncertainty(Situation(False, "decode", False))["throughput"]["from"] == "inferred/decode/dense"
+
+
+def test_rows_with_assumed_request_lengths_do_not_set_the_bands():
+    """An MLPerf row's prompts are drawn from an assumed distribution (its set's input lengths are not published with
+    the results), so its residual measures the assumption as much as the planner: it is validated but left out of the
+    band an estimate at the user's own lengths carries."""
+    from types import SimpleNamespace
+
+    from planner.calibrate.crossval import Prediction
+    from planner.calibrate.uncertainty import bands_from
+
+    def preds(ratios, assumed):
+        return [Prediction("f.csv", "m", "h100-sxm", "output_tokens_per_s", 100.0 * r, 100.0, True, "decode", False,
+                           "trtllm@0.14", assumed) for r in ratios]
+
+    known = preds(np.linspace(0.9, 1.1, 20), False)
+    wide = preds(np.linspace(0.4, 0.6, 20), True)  # 1.7-2.5x too fast, as MLPerf Mixtral reads
+    none = SimpleNamespace(predictions=[])
+    band = bands_from(SimpleNamespace(predictions=known + wide), none)["bands"]["fitted/decode/dense@trtllm"]["throughput"]
+    alone = bands_from(SimpleNamespace(predictions=known), none)["bands"]["fitted/decode/dense@trtllm"]["throughput"]
+    assert band == alone and band["rows"] == 20 and -0.12 < band["low"] < 0 < band["high"] < 0.12

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate import joint
-from planner.calibrate.published_fit import (MEMORY_COLUMNS, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, FitRow, Predictor,
-                                              load_rows)
+from planner.calibrate.published_fit import (MEMORY_COLUMNS, MLPERF_COLUMNS, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS,
+                                              FitRow, Predictor, load_rows)
 from planner.costmodel.params import current_calibration, using
 
 
@@ -37,6 +37,10 @@ class Prediction:
     phase: str  # prefill | decode
     moe: bool
     engine: str = ""  # the engine release that predicts it (ID@VERSION)
+    # the row's request lengths are a distribution the planner assumes, not the run's (the MLPerf sets: their input
+    # lengths are not published with the results); such a row measures the assumption as much as the planner, so it
+    # is validated and reported but does not set an estimate's error band (planner.calibrate.uncertainty.bands_from)
+    lengths_assumed: bool = False
 
     @property
     def ape(self) -> float:
@@ -119,13 +123,14 @@ def _sim_predictions(sim: list[tuple[str, set, dict]], fitted: set[tuple[str, st
     for name, cols, r in sim:
         by_file.setdefault(name, (cols, []))[1].append(r)
     for name, (cols, rows) in by_file.items():
+        assumed = MLPERF_COLUMNS <= cols  # an MLPerf row: its prompts are drawn from an assumed length distribution
         for i, what, _cfg, meas, pred, _note in predict_simulated(name, cols, rows):
             r = rows[i]
             if pred is None or not np.isfinite(meas):
                 continue
             eng = release_of(r)
             out.append(Prediction(name, r["model"], r["hardware"], what, float(meas), float(pred), (eng, r["hardware"]) in fitted,
-                                  "prefill" if "ttft" in what else "decode", _moe(r["model"]), eng))
+                                  "prefill" if "ttft" in what else "decode", _moe(r["model"]), eng, assumed))
     return out
 
 

@@ -36,6 +36,7 @@ from planner.specs.quant import canonical, default_kv
 OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
 SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib"} | OFFLINE_BENCH_COLUMNS
 MEMORY_COLUMNS = {"kv_cache_gib"}  # startup logs of memory: not in the speed error tables and bands (crossval)
+MLPERF_COLUMNS = {"scenario", "mean_output_tokens"}  # MLPerf results: prompt lengths assumed, not published (crossval)
 
 
 # a llama.cpp row that names no build: the bundled tables without one ran 2023-24 builds, which launch each op from the

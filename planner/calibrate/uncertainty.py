@@ -55,11 +55,14 @@ def _residuals(pred) -> dict[str, float]:
 
 def bands_from(in_sample, loho) -> dict:
     """The band table from in-sample predictions (fitted: rows of the release on the device) and leave-one-hardware-out
-    ones (inferred), with the (release, device) pairs that count as fitted."""
+    ones (inferred), with the (release, device) pairs that count as fitted. Rows whose request lengths the planner
+    assumes (Prediction.lengths_assumed: the MLPerf sets) stay out: an estimate is made at the lengths its user gives,
+    so its band is the error at known lengths (MLPerf Mixtral, 1.4-2.1x with OpenOrca-like prompts where its set is
+    two-thirds GSM8K and MBXP, would otherwise set the band of every TensorRT-LLM MoE estimate)."""
     samples: dict[str, dict[str, list[float]]] = {}
     for preds, fitted in ((in_sample.predictions, True), (loho.predictions, False)):
         for p in preds:
-            if p.fitted != fitted:
+            if p.fitted != fitted or getattr(p, "lengths_assumed", False):
                 continue
             s = Situation(fitted, p.phase, p.moe, engine_family(p.engine or None))
             for metric, r in _residuals(p).items():
