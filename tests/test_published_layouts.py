@@ -237,7 +237,7 @@ def test_an_mlperf_offline_query_lasts_its_minimum_duration_on_every_system_size
     counts.clear()
     rep = published.replica_for("mixtral-8x7b", "h200-sxm", tp=1, weights="fp8", kv="fp8",
                                 engine=offline_profile("trtllm"), max_input=2048)
-    tok, rps = published._offline_query(rep, published._mlperf_workload(144.84))
+    tok, rps = published._offline_query(rep, published._mlperf_workload(144.84, "mixtral-8x7b"))
     assert counts[0] == published.MLPERF_PILOT and published.MLPERF_PILOT < counts[-1] <= published.MLPERF_MAX_QUERY
     assert counts[-1] / rps == pytest.approx(published.MLPERF_OFFLINE_QUERY_S, rel=0.05)  # seconds the query lasts
     assert tok * 8 == pytest.approx(eight["offline"], rel=1e-9)

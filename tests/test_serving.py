@@ -355,3 +355,44 @@ def test_clients_refuse_what_a_closed_loop_cannot_mean(extra, match):
     with pytest.raises(PlannerError, match=match) as e:
         simulate_scenario(model="llama-3.1-8b", hardware="h100-sxm", clients=4, requests=20, **extra)
     assert "\n" not in str(e.value)
+
+
+def test_a_mixture_of_lengths_draws_each_part_at_its_share():
+    """A request set drawn from several sources (MLPerf's Mixtral set: OpenOrca, GSM8K few-shot prompts, MBXP) is a
+    share-weighted mixture: each part keeps its own distribution, the mean is the shares' weighted mean of the parts',
+    and a mixture needs parts (one sentence, not a traceback, through the workload loader)."""
+    import numpy as np
+    import pytest
+
+    from planner.serving.workload import Lengths
+
+    mix = Lengths.model_validate({"dist": "mixture", "max": 4096, "parts": [
+        {"share": 3, "lengths": {"dist": "fixed", "value": 100}},
+        {"share": 1, "lengths": {"dist": "fixed", "value": 1000}}]})
+    x = mix.sample(np.random.default_rng(0), 40000)
+    assert set(np.unique(x)) == {100, 1000}
+    assert np.mean(x == 1000) == pytest.approx(0.25, abs=0.01)
+    assert mix.mean_tokens() == pytest.approx(0.75 * 100 + 0.25 * 1000, rel=0.02)
+    assert mix.describe() == "mixture(75% 100, 25% 1000)"
+    with pytest.raises(ValueError, match="need 'parts'"):
+        Lengths.model_validate({"dist": "mixture"})
+    with pytest.raises(ValueError, match="belong to mixture"):
+        Lengths.model_validate({"dist": "fixed", "value": 5, "parts": [{"share": 1, "lengths": {"value": 5}}]})
+
+
+def test_mlperf_mixtral_prompts_are_a_third_gsm8k_few_shot():
+    """MLPerf's Mixtral set: a third GSM8K few-shot prompts (657 tokens in the sample NVIDIA's harness prints), two
+    thirds taken as the OpenOrca-like assumption Llama-2-70B's rows use; Llama-2-70B's prompts stay that assumption."""
+    import numpy as np
+    import pytest
+
+    from planner.serving import published
+
+    mix = published._mlperf_workload(144.84, "mixtral-8x7b")
+    llama = published._mlperf_workload(294.45, "llama-2-70b")
+    assert mix.input.dist == "mixture" and mix.input.max == 2048
+    assert llama.input == published.get_workload("openorca").input
+    x = mix.input.sample(np.random.default_rng(1), 30000)
+    assert np.mean(x >= 550) == pytest.approx(1 / 3 + np.mean(llama.input.sample(np.random.default_rng(2), 30000) >= 550) * 2 / 3, abs=0.02)
+    assert mix.input.mean_tokens() == pytest.approx((2 * llama.input.mean_tokens() + 657) / 3, rel=0.03)
+    assert mix.output.mean == pytest.approx(144.84)

@@ -46,9 +46,10 @@ class _Strict(BaseModel):
 
 
 class Lengths(_Strict):
-    """A token-length distribution."""
+    """A token-length distribution (``mixture``: a share-weighted mix of ``parts``, each a distribution of its own,
+    for a request set drawn from several sources)."""
 
-    dist: Literal["fixed", "normal", "lognormal", "zipf", "uniform", "empirical"] = "fixed"
+    dist: Literal["fixed", "normal", "lognormal", "zipf", "uniform", "empirical", "mixture"] = "fixed"
     value: Optional[float] = None  # fixed
     mean: Optional[float] = None  # normal, lognormal
     std: Optional[float] = None
@@ -59,11 +60,13 @@ class Lengths(_Strict):
     max: int = 1_000_000
     file: Optional[str] = None  # empirical
     column: Optional[str] = None
+    parts: Optional[list["LengthPart"]] = None  # mixture
 
     @model_validator(mode="after")
     def _check(self):
         d = self.dist
-        need = {"fixed": ("value",), "normal": ("mean", "std"), "zipf": ("a",), "empirical": ("file", "column"), "uniform": ()}
+        need = {"fixed": ("value",), "normal": ("mean", "std"), "zipf": ("a",), "empirical": ("file", "column"), "uniform": (),
+                "mixture": ("parts",)}
         for k in need.get(d, ()):
             if getattr(self, k) is None:
                 raise ValueError(f"{d} lengths need '{k}'")
@@ -79,6 +82,10 @@ class Lengths(_Strict):
             v = getattr(self, k)
             if v is not None and v < 0:
                 raise ValueError(f"'{k}' must not be negative")
+        if d == "mixture" and not self.parts:
+            raise ValueError("mixture lengths need at least one part")
+        if d != "mixture" and self.parts:
+            raise ValueError(f"'parts' belong to mixture lengths, not {d}")
         return self
 
     def describe(self) -> str:
@@ -93,6 +100,9 @@ class Lengths(_Strict):
             return f"zipf(a={self.a:g}) on [{self.min}, {self.max}]"
         if d == "uniform":
             return f"uniform[{self.min}, {self.max}]"
+        if d == "mixture":
+            total = sum(q.share for q in self.parts)
+            return "mixture(" + ", ".join(f"{q.share / total:.0%} {q.lengths.describe()}" for q in self.parts) + ")"
         return f"empirical({Path(self.file).name}:{self.column})"
 
     def sample(self, rng: np.random.Generator, n: int, base: Path | None = None) -> np.ndarray:
@@ -115,6 +125,14 @@ class Lengths(_Strict):
             x = k[np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), len(k) - 1)]
         elif d == "uniform":
             x = rng.integers(self.min, self.max + 1, n).astype(float)
+        elif d == "mixture":
+            shares = np.array([q.share for q in self.parts], float)
+            pick = rng.choice(len(self.parts), size=n, p=shares / shares.sum())
+            x = np.zeros(n)
+            for i, q in enumerate(self.parts):
+                sel = pick == i
+                if sel.any():
+                    x[sel] = q.lengths.sample(rng, int(sel.sum()), base)
         else:
             vals = read_column(_resolve(self.file, base), self.column)
             x = vals[rng.integers(0, len(vals), n)]
@@ -125,6 +143,16 @@ class Lengths(_Strict):
         if self.dist == "fixed":
             return float(np.clip(round(self.value), self.min, self.max))
         return float(self.sample(np.random.default_rng(12345), 20000, base).mean())
+
+
+class LengthPart(_Strict):
+    """One source of a mixture of lengths: its share of the requests and its own distribution."""
+
+    share: float = Field(gt=0)
+    lengths: Lengths
+
+
+Lengths.model_rebuild()
 
 
 class Arrival(_Strict):
