@@ -62,7 +62,7 @@ def bands_from(in_sample, loho) -> dict:
     samples: dict[str, dict[str, list[float]]] = {}
     for preds, fitted in ((in_sample.predictions, True), (loho.predictions, False)):
         for p in preds:
-            if p.fitted != fitted or getattr(p, "lengths_assumed", False):
+            if p.fitted != fitted or p.lengths_assumed:
                 continue
             s = Situation(fitted, p.phase, p.moe, engine_family(p.engine or None))
             for metric, r in _residuals(p).items():

@@ -323,13 +323,10 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         ran = "the submission's layout (its configuration)" if layout is not None else "the planner's best layout"
         if max_batch:
             ran += f", {max_batch} sequences an engine"
+        inputs = _mlperf_workload(mean_out, r["model"]).input.describe()
         yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen} ({plan})", measured,
-               p[scen], "; ".join(x for x in (_INPUT_NOTE.get(r["model"], _INPUT_NOTE["llama-2-70b"]), ran, why) if x))
-
-
-_INPUT_NOTE = {"llama-2-70b": "input lengths assumed (OpenOrca-like, mean ~300)",
-               "mixtral-8x7b": "input lengths: a third GSM8K few-shot prompts (~657 tokens), two thirds assumed "
-                               "OpenOrca-like (mean ~300)"}
+               p[scen], "; ".join(x for x in (f"input lengths {inputs} (assumed where the set does not publish them)",
+                                              ran, why) if x))
 
 
 def _mlperf_layout(r: dict, gpus: int, where: str) -> tuple[int, int, int] | None:
