@@ -186,8 +186,9 @@ def test_gb200_fp4_rate_is_b200s_measurement_on_the_same_basis():
     fp8_ratio = sustained(g, "fp8") / sustained(b, "fp8")
     assert 1.03 < fp8_ratio < 1.08  # MAMF 3615.6 / 3432.5 TFLOPS
     assert sustained(g, "fp4") / sustained(b, "fp4") == pytest.approx(fp8_ratio, rel=0.01)
-    # GB300 (the same NVL72 tray) takes GB200's fraction as its class prior
-    assert get_hardware("gb300").matmul_efficiency("fp4") == g.matmul_efficiency("fp4")
+    # GB300 (the same NVL72 tray) takes GB200's fraction scaled by its lower power per rated FP4 TFLOPS
+    # (tests/test_power_per_tflops.py): below GB200's, never above
+    assert get_hardware("gb300").matmul_efficiency("fp4") < g.matmul_efficiency("fp4")
 
 
 def test_null_peak_raises_clearly():

@@ -50,3 +50,21 @@ def test_power_per_tflops_rule_predicts_the_l4_it_was_not_fitted_on():
 
 
 
+
+
+def _alpha():
+    pcie, h100 = get_hardware("h100-pcie"), get_hardware("h100-sxm")
+    return np.log(pcie.matmul_efficiency("bf16") / h100.matmul_efficiency("bf16")) / np.log(
+        _watts_per_tflops(pcie) / _watts_per_tflops(h100))
+
+
+@pytest.mark.parametrize("board, measured", [("b300", "b200"), ("gb300", "gb200")])
+def test_blackwell_ultra_fp4_follows_power_per_rated_fp4_tflops(board, measured):
+    """Blackwell Ultra raised the rated FP4 rate 1.5x at 1.1-1.17x the power, and left BF16 and FP8 where they were: at
+    FP4 it has less power per rated TFLOPS than its Blackwell sibling, so its FP4 prior is the sibling's fraction times
+    that ratio^0.476; at BF16 it has more, and the measured B300 MAMF (0.786) indeed matches the B200's (0.776)."""
+    card, ref = get_hardware(board), get_hardware(measured)
+    ratio = (card.power.value / card.peak("fp4")) / (ref.power.value / ref.peak("fp4"))
+    assert 0.7 < ratio < 0.8
+    assert card.matmul_efficiency("fp4") == pytest.approx(ref.matmul_efficiency("fp4") * ratio ** _alpha(), abs=0.002)
+    assert card.power.value / card.peak("bf16") > ref.power.value / ref.peak("bf16")
