@@ -17,7 +17,8 @@ def _watts_per_tflops(h):
 
 @pytest.mark.parametrize("board, measured, scale_expected", [("h100-nvl", "h100-sxm", 0.830), ("h200-nvl", "h200-sxm", 1.0),
                                                               ("mi350x", "mi355x", 0.885), ("a10", "rtx-a6000", 0.796),
-                                                              ("rtx-pro-6000-maxq", "rtx-pro-6000-ws", 0.768)])
+                                                              ("rtx-pro-6000-maxq", "rtx-pro-6000-ws", 0.768),
+                                                              ("rtx-6000-ada", "l40s", 0.927)])
 def test_lower_power_boards_follow_power_per_rated_tflops(board, measured, scale_expected):
     """A lower-power board of a measured part (a PCIe Hopper card, the air-cooled MI350X) reaches, as a fraction of its
     own (lower-clocked) datasheet peak, the measured part's fraction times (W/TF ratio)^0.476, capped at 1: the exponent
