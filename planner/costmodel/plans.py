@@ -232,12 +232,13 @@ def make_plans(
     check: bool = True,
     engine=None,
     kernels: Kernels | None = None,
-    eplb_redundant=-1,
+    eplb_redundant=None,
 ) -> PlanArrays:
     """Build plan arrays. ``weights``/``kv`` may be lists (one per plan). ``engine`` (or an explicit
     ``kernels``) selects the kernel efficiencies; default: the default engine's. ``eplb_redundant``: the redundant
-    expert slots of plans that balance their experts (costmodel/eplb.py; -1: none)."""
+    expert slots of plans that balance their experts (costmodel/eplb.py; None or -1: none)."""
     kernels = kernels if kernels is not None else kernels_for(engine, hw)
+    eplb = -1.0 if eplb_redundant is None else eplb_redundant
     tp, pp, ep, adp = (np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (tp, pp, ep, adp))
     n = int(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape, (len(weights),) if isinstance(weights, list) else (1,))[0])
     # (weights, kv) pairs factorized with integer codes (no per-plan tuples): format numbers once per distinct pair
@@ -286,7 +287,7 @@ def make_plans(
         adp=np.broadcast_to(adp, (n,)).copy(),
         compute_dtype=dtypes.pop() if len(dtypes) == 1 else None,
         cp=np.asarray(cp, dtype=float) if np.ndim(cp) else float(cp),
-        eplb_redundant=np.asarray(eplb_redundant, dtype=float) if np.ndim(eplb_redundant) else float(eplb_redundant),
+        eplb_redundant=np.asarray(eplb, dtype=float) if np.ndim(eplb) else float(eplb),
         **cols,
     )
     if check:

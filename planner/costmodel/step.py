@@ -15,7 +15,7 @@ reports which of compute / memory / communication bounds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -528,6 +528,14 @@ class _Ctx:
     out_tokens: np.ndarray  # rows through lm_head
     layers_stage: float | np.ndarray
     T_group: np.ndarray | float = 0.0  # tokens of the whole attention-DP group (what its MoE layers route)
+    _routing: tuple | None = field(default=None, init=False, repr=False, compare=False)  # _Ctx.routing, once per step
+
+    def routing(self, moe) -> tuple:
+        """``moe_routing`` of this step's MoE group (assignments, the busiest rank's load over the mean, the slots
+        touched), worked out once for the builders that read it (the MoE MLP, the block-FP8 activation quantization)."""
+        if self._routing is None:
+            self._routing = moe_routing(self.plans, moe, self.T_group, self.ep)
+        return self._routing
 
     @classmethod
     def of(cls, cm: "CostModel", plans: PlanArrays, step: Step) -> "_Ctx":
@@ -900,7 +908,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     moe_group = c.tp * c.adp
     moe_tp = moe_group / c.ep
     T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
-    assigned, imb, touched = moe_routing(plans, mo, T_group, c.ep)
+    assigned, imb, touched = c.routing(mo)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
     # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back; a device
     # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
@@ -989,8 +997,8 @@ def _act_quant(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         mo = m.moe
         f_moe = m.num_moe_layers / m.num_layers
         moe_tp = c.tp * c.adp / c.ep
-        assigned = c.T_group * mo.top_k
-        rows = expert_rows(assigned, c.ep, rank_imbalance(plans, assigned, c.ep, mo, routing_skew(mo)))
+        assigned, imb, _ = c.routing(mo)
+        rows = expert_rows(assigned, c.ep, imb)
         moe_elems = c.T * h + rows * mo.expert_intermediate_size / moe_tp
         n = 2.0
         if mo.num_shared_experts:

@@ -258,6 +258,10 @@ def _search(model, hardware, budget, slo, weights, kv_opts, engine, isl, osl, di
                   Constraints(gpus=budget, ttft_s=slo.ttft_s, tpot_s=slo.tpot_s), opts=opts, engine=engine)
 
 
+# the plan keys that name a candidate's replica layout (a disaggregated one adds its "disaggregated" pools)
+LAYOUT_KEYS = ("tp", "pp", "ep", "attention_dp", "weights", "kv", "eplb_redundant_experts")
+
+
 def _candidate(t, rows: np.ndarray, model: str, osl: float) -> dict:
     """The row of ``rows`` with the most tokens/s per GPU as a candidate: its layout, the GPUs of one replica (of one
     prefill/decode group when disaggregated, with the group's pools), its concurrency and requests/s."""
@@ -269,7 +273,7 @@ def _candidate(t, rows: np.ndarray, model: str, osl: float) -> dict:
     p = rec["plan"]
     dg = p.get("disaggregated")
     gpus = rec["gpus"] if dg else int(c["gpus_per_replica"][i])
-    out = {k: p[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "eplb_redundant_experts") if k in p}
+    out = {k: p[k] for k in LAYOUT_KEYS if k in p}
     out.update(gpus_per_replica=gpus, concurrency=p["concurrency_per_replica"],
                requests_per_s_per_replica=rec["output_tokens_per_s_per_gpu"] * gpus / osl, label=rec["label"].split(" x")[0])
     if dg:
@@ -421,8 +425,7 @@ def _size_candidates(m, hw, cands, spec, rate, engine, percentile, slo, requests
             except PlannerError as e:
                 notes.append(f"{c['label']}: {e}")
                 continue
-            cand = Candidate(c["label"], {k: c[k] for k in ("tp", "pp", "ep", "attention_dp", "weights", "kv", "disaggregated", "eplb_redundant_experts")
-                                          if k in c}, c["gpus_per_replica"],
+            cand = Candidate(c["label"], {k: c[k] for k in (*LAYOUT_KEYS, "disaggregated") if k in c}, c["gpus_per_replica"],
                              sizer.rep.max_seqs)
             max_rep = max_gpus // c["gpus_per_replica"]
             if max_rep < 1:

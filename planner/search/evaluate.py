@@ -208,7 +208,7 @@ def _aggregated_grid(model: Model, hw: Hardware, cfg: Configs, wl: Workload, opt
     device, and the rows whose KV fits (HBM, or host memory with offload) within the engine's limits."""
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, cp=1 if cfg.cp is None else cfg.cp,
                       weights=cfg.weights, kv=cfg.kv, check=False, engine=engine,  # the engine's kernel efficiencies
-                      eplb_redundant=cfg.eplb_redundant)
+                      eplb_redundant=cfg.eplb)
     mem = memory(model, hw, base, engine)
     host = host_kv_bytes_per_device(hw) if opts.offload else 0.0
     full, swa = mem.kv_full_per_token, mem.kv_swa_per_token
@@ -391,7 +391,7 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
             return PlanTable({}, [], [], [hw.id])
     engine = engine.for_hardware(hw)
     base = make_plans(model, hw, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, adp=cfg.adp, weights=cfg.weights, kv=cfg.kv, check=False,
-                      engine=engine, eplb_redundant=cfg.eplb_redundant)
+                      engine=engine, eplb_redundant=cfg.eplb)
     cm = CostModel(model, hw, engine=engine)
     mem = memory(model, hw, base, engine)
     lora = cm.lora = lora_of(model, hw, opts)

@@ -199,17 +199,21 @@ def _cap_plan(t: PlanTable, c: dict) -> dict:
     return out
 
 
+def _layout(tp: int, pp: int, ep: int, adp: int, eplb: int | None) -> str:
+    """A replica's parallel layout in a label: tp, then pp, ep and attention-DP where above 1, and the balancer's
+    redundant expert slots where it has one."""
+    return f"tp{tp}" + "".join(f" {name}{v}" for name, v in (("pp", pp), ("ep", ep), ("adp", adp)) if v > 1) + \
+        (f" eplb{eplb}" if eplb is not None else "")
+
+
 def label(d: dict) -> str:
     p = d["plan"]
-    par = f"tp{p['tp']}" + (f" pp{p['pp']}" if p["pp"] > 1 else "") + (f" ep{p['ep']}" if p["ep"] > 1 else "") + \
-        (f" adp{p['attention_dp']}" if p["attention_dp"] > 1 else "")
-    par += f" eplb{p['eplb_redundant_experts']}" if p.get("eplb_redundant_experts") is not None else ""
+    par = _layout(p["tp"], p["pp"], p["ep"], p["attention_dp"], p.get("eplb_redundant_experts"))
     s = f"{p['hardware']} {par} {p['weights']}/kv-{p['kv']} c={p['concurrency_per_replica']}"
     if p["mode"] == "disaggregated":
         dg = p["disaggregated"]
-        pre = f"tp{dg['prefill_tp']}" + (f" pp{dg['prefill_pp']}" if dg["prefill_pp"] > 1 else "") + \
-            (f" ep{dg['prefill_ep']}" if dg["prefill_ep"] > 1 else "") + \
-            (f" eplb{dg['prefill_eplb_redundant_experts']}" if dg.get("prefill_eplb_redundant_experts") is not None else "") + (f" adp{dg['prefill_attention_dp']}" if dg["prefill_attention_dp"] > 1 else "")
+        pre = _layout(dg["prefill_tp"], dg["prefill_pp"], dg["prefill_ep"], dg["prefill_attention_dp"],
+                      dg.get("prefill_eplb_redundant_experts"))
         s += f" disagg {dg['prefill_workers']}P({pre}):{dg['decode_workers']}D"
     else:
         s += f" x{p['replicas']}" + (f" intra-pd{p['intra_gpu_pd']['prefill_share']:g}" if p.get("intra_gpu_pd") else "")

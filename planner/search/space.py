@@ -144,11 +144,6 @@ class Configs:
                        [self.kv[i] for i in names], {}, None if self.cp is None else self.cp[idx],
                        None if self.eplb is None else self.eplb[idx])
 
-    @property
-    def eplb_redundant(self):
-        """PlanArrays.eplb_redundant for these rows (-1: none balanced)."""
-        return -1 if self.eplb is None else self.eplb
-
     def per_format(self, fn) -> np.ndarray:
         """``fn(weights, kv)`` once per distinct precision pair, spread over the rows (a lookup table, not a loop
         per row): e.g. ``cfg.per_format(accuracy)[idx]`` for the configs at ``idx``."""

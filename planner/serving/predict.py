@@ -130,7 +130,7 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     res = resolve(get_format(plan.weights), hw, plan.activations)
     check_eplb(plan, m, engine)
     p = make_plans(m, hw, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, cp=plan.cp, weights=plan.weights,
-                   kv=kv, activations=plan.activations, engine=engine, eplb_redundant=-1 if plan.eplb is None else plan.eplb)
+                   kv=kv, activations=plan.activations, engine=engine, eplb_redundant=plan.eplb)
     cap, p = cap_setup(plan, m, hw, p, isl, osl, engine)
     cm = CostModel(m, hw, engine=engine)
     mem = memory(m, hw, p, engine)

@@ -285,14 +285,17 @@ def _offline_query(rep, spec) -> tuple[float, float]:
     (a pilot of MLPERF_PILOT samples, then the size that rate asks for, until the two agree): its ramp and drain weigh
     as they do in the real run. A fixed count spread over many replicas (as before) was mostly ramp and drain and put
     an 8-GPU system's tokens/s per GPU up to a third below one GPU's of the same layout."""
+    def query(n: int) -> dict:
+        return Simulator([Pool(rep, 1)], generate(spec, n, rate=math.inf, seed=0)).run().summary()
+
     n = MLPERF_PILOT
-    res = Simulator([Pool(rep, 1)], generate(spec, n, rate=math.inf, seed=0)).run().summary()
+    res = query(n)
     for _ in range(3):  # a longer query runs nearer steady state, faster: a few rounds to the size that lasts 660 s
         want = int(min(math.ceil(MLPERF_OFFLINE_QUERY_S * (res["requests_per_s"] or 0.0)), MLPERF_MAX_QUERY))
         if abs(want - n) <= 0.05 * n:
             break
         n = want
-        res = Simulator([Pool(rep, 1)], generate(spec, n, rate=math.inf, seed=0)).run().summary()
+        res = query(n)
     return res["output_tokens_per_s"] or 0.0, res["requests_per_s"] or 0.0
 
 

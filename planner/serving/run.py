@@ -4,7 +4,7 @@ from plain arguments: the library behind ``planner simulate`` and study points."
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +116,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     ``disagg`` 'P:D'; ``fleet`` 'MODEL:N[:TP],...'."""
     import contextlib
 
-    from planner.serving.predict import PlanSpec, resolve_parallel
+    from planner.serving.planspec import PlanSpec, check_eplb, resolve_parallel
     from planner.serving.sim import SLO, Router, Scheduler, Simulator
 
     def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations):
@@ -188,9 +188,6 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                   techniques=techniques, lora=lora_spec, eplb=eplb)
     prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
     if eplb is not None:  # the balancer's conditions, on the widest expert-parallel pool of the deployment
-        from dataclasses import replace
-
-        from planner.serving.predict import check_eplb
         from planner.specs.engine import get_engine
         from planner.specs.loader import get_model
 
@@ -243,8 +240,6 @@ def _techniques(plan, reqs, notes: list[str], max_input: float, *, cp, draft_mod
     enter the simulator shortened (the compressor's own time is estimate's term)."""
     techniques = None
     if cp > 1 or draft_model or context_extension or prompt_compression or sparse_attention:
-        from dataclasses import replace
-
         from planner.serving.captech import parse_compression_text
 
         techniques = replace(plan, cp=cp, draft_model=draft_model, spec_k=k, spec_alpha=alpha, context_extension=context_extension,

@@ -206,8 +206,9 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
                            "it needs --attention-dp 2 or more")
     beh = EngineBehaviour.of(engine)
     cp = int(getattr(techniques, "cp", 1) or 1)
+    eplb = eplb if ep > 1 else None  # a pool without expert parallelism keeps its experts whole: nothing to balance
     plans = make_plans(model, hw, tp=tp, pp=pp, ep=ep, adp=adp, cp=cp, weights=weights, kv=kv, activations=activations,
-                       engine=engine, eplb_redundant=eplb if eplb is not None and ep > 1 else -1)
+                       engine=engine, eplb_redundant=eplb)
     cap = None
     if techniques is not None:
         from planner.serving.captech import cap_setup
@@ -268,7 +269,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         swap_s_per_token=per_tok_dev / _host_bw(hw), kv_transfer_s_per_token=per_tok_dev * gpus / eff if eff > 0 else INF,
         kv_transfer_latency_s=float(lat[0]), accuracy=accuracy,
         plan={**_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, admission, preemption,
-                           blocks, B, beh), **({"eplb_redundant_experts": eplb} if eplb is not None and ep > 1 else {})},
+                           blocks, B, beh), **({} if eplb is None else {"eplb_redundant_experts": eplb})},
         usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
         ttft_slo_s=sched.ttft_slo_s, kv_bytes_per_token_gpu=per_tok_dev, swap_transfer_s=_host_latency(hw),
         kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
