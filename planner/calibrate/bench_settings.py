@@ -21,8 +21,8 @@ pipeline of pp stages keeps pp micro-batches in flight, so pp x max_batch sequen
 
 The stored elements are what ``ModelConfig.get_param_count`` reads from the checkpoint's safetensors headers
 (huggingface_hub's ``parameter_count``: elements per tensor), so a packed 4-bit checkpoint counts two weights per
-element plus its block scales (``stored_params``): a ModelOpt NVFP4 checkpoint's linear layers and gpt-oss's MXFP4
-experts count about 0.56 and 0.53 per weight, and trtllm-bench sizes such an engine at about half its bytes. Every
+element plus its block scales (``stored_params``): a ModelOpt NVFP4 checkpoint's linear layers (a MoE model's outside
+its attention, which the export keeps in 16 bit) and gpt-oss's MXFP4 experts count about 0.56 and 0.53 per weight, and trtllm-bench sizes such an engine at about half its bytes. Every
 layer counts at full length (the estimate ignores sliding windows), and a weight format outside the table
 (gpt-oss's MXFP4) counts 2 bytes per element. The limits are per scheduler (per attention-DP rank); the KV pool the
 engine then allocates still bounds what runs.
@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import math
 
+from planner.specs.quant import get_format
+
 GIB = 2.0**30
 MAX_REQUESTS = 4096  # finetune_setting: "cap total batch size to avoid decoder buffer size becoming too large"
 KV_FRACTION = 0.95  # calc_engine_setting's kv_cache_gpu_mem_fraction default
@@ -63,12 +65,16 @@ def stored_params(model, weights: str) -> float:
     """The parameter count trtllm-bench reads for a checkpoint: the elements of its safetensors tensors
     (``ModelConfig.get_param_count``: huggingface_hub's ``parameter_count``), where a packed 4-bit tensor holds two
     weights per element and its block scales are elements of their own. A ModelOpt NVFP4 checkpoint packs the linear
-    layers inside the transformer blocks (attention, MLP, experts); gpt-oss's released MXFP4 checkpoint its experts."""
+    layers inside the transformer blocks (attention, MLP, experts), a MoE model's its MLP and experts only (attention stays
+    16 bit: quant.NVFP4_MOE_RECIPE); gpt-oss's released MXFP4 checkpoint its experts."""
     counts = model.param_counts()
     per = _STORED_PER_WEIGHT.get(weights)
     if per is None:
         return float(sum(counts.values()))
-    packed = sum(counts.get(k, 0) for k in _QUANTIZED[weights])
+    groups = _QUANTIZED[weights]
+    if model.moe is not None and get_format(weights).moe_mixers_16bit_source:
+        groups = tuple(g for g in groups if g != "attention")  # a MoE export keeps its attention in 16 bit
+    packed = sum(counts.get(k, 0) for k in groups)
     return float(sum(counts.values()) - packed + per * packed)
 
 

@@ -30,12 +30,13 @@ def weight_bytes_per_device(model: Model, p: PlanArrays) -> np.ndarray:
         ls = linear_shard(model, tp)
         mixers = mixers + (ls.in_elems + ls.out_elems + ls.other_elems) * model.num_linear_layers
     # the non-expert linear layers in their own format where a checkpoint released in two precisions is served as
-    # released (PlanArrays.dense_bytes), else in the plan's
-    dense_elems = mixers + c["dense_mlp"] / tp + c["shared_experts"] / tp
+    # released (PlanArrays.dense_bytes), the attention projections in 16 bit where the format's MoE recipe keeps them
+    # so (PlanArrays.proj_bytes), else in the plan's
+    dense_elems = c["dense_mlp"] / tp + c["shared_experts"] / tp
     # a balancer's redundant slots hold replicas of experts: (E + R) / E of the experts' weights over the group
     slots = expert_slots(p.eplb_redundant, model.moe.num_experts) if model.moe else 1.0
     rest_elems = c["norms"] + c["router"] + c["final_norm"] + c["experts"] * p.expert_pad * slots / (tp * adp)
-    layer_bytes = (dense_elems * p.dense_bytes + rest_elems * p.weight_bytes) / pp
+    layer_bytes = (mixers * p.proj_bytes + dense_elems * p.dense_bytes + rest_elems * p.weight_bytes) / pp
     emb = c["embedding"] / tp * p.head_bytes
     head = c["lm_head"] / tp * p.head_bytes
     emb = emb + c.get("vision", 0) / tp * p.weight_bytes  # an image encoder sits with the embedding (first stage)

@@ -87,9 +87,15 @@ class PlanArrays:
     act_quant: np.ndarray | float = 0.0
     # a MoE checkpoint released in two precisions (gpt-oss: MXFP4 experts, bf16 attention; Kimi-K2-Thinking: INT4
     # experts) and served as released holds its other linear layers (attention, dense MLP, shared experts) in their
-    # own format: bytes per element of those layers in device memory; None: weight_bytes. (The step still prices
-    # their GEMMs in the plan's format: docs/accuracy.md, weak spots.)
+    # own format: bytes per element of those layers in device memory; None: weight_bytes
     dense_weight_bytes: np.ndarray | None = None
+    # ... and their GEMMs' FLOP/s in that format (dense MLP, shared experts; the attention's is attn_gemm_flops)
+    dense_gemm_flops: np.ndarray | None = None
+    # the attention (and linear-attention) projections where a plan's checkpoint keeps them in a format of their own:
+    # the released dense format above, or 16 bit in a MoE model's NVFP4 checkpoint (quant.NVFP4_MOE_RECIPE). Bytes per
+    # element (None: dense_bytes) and GEMM FLOP/s (None: gemm_flops); read through proj_bytes and proj_flops
+    attn_weight_bytes: np.ndarray | None = None
+    attn_gemm_flops: np.ndarray | None = None
     # the routed experts' elements as the engine holds them over the checkpoint's (padded MXFP4 MoE matrices: vLLM
     # pads the hidden dimension to a multiple of 256, gpt-oss's 2,880 to 3,072); 1: as released
     expert_pad: np.ndarray | float = 1.0
@@ -99,8 +105,23 @@ class PlanArrays:
 
     @property
     def dense_bytes(self) -> np.ndarray:
-        """Bytes per element of the non-expert linear layers as stored."""
+        """Bytes per element of the non-expert linear layers as stored (the dense MLP and shared experts)."""
         return self.weight_bytes if self.dense_weight_bytes is None else self.dense_weight_bytes
+
+    @property
+    def proj_bytes(self) -> np.ndarray:
+        """Bytes per element of the attention projections as stored."""
+        return self.dense_bytes if self.attn_weight_bytes is None else self.attn_weight_bytes
+
+    @property
+    def proj_flops(self) -> np.ndarray:
+        """GEMM FLOP/s of the attention projections."""
+        return self.gemm_flops if self.attn_gemm_flops is None else self.attn_gemm_flops
+
+    @property
+    def dense_flops(self) -> np.ndarray:
+        """GEMM FLOP/s of the dense MLP and shared experts."""
+        return self.gemm_flops if self.dense_gemm_flops is None else self.dense_gemm_flops
 
     @property
     def n(self) -> int:
@@ -269,6 +290,19 @@ def make_plans(
         # served in the experts' released format, the other linear layers stay in theirs (the checkpoint as released)
         own = {key: get_format(nw.dense).bytes if key[0] == nw.experts else table[key]["weight_bytes"] for key in uniq}
         cols["dense_weight_bytes"] = np.array([own[k] for k in uniq], dtype=float)[index]
+        # ... and compute in it: the attention projections, the dense MLP and the shared experts
+        rate = format_numbers(hw, nw.dense, uniq[0][1], None, kernels, engine, mla)["gemm_flops"]
+        as_released = np.array([w == nw.experts for w in w_names])[w_codes]
+        cols["dense_gemm_flops"] = np.where(as_released, rate, cols["gemm_flops"])
+        cols["attn_gemm_flops"] = cols["dense_gemm_flops"]
+    recipe = [w for w in w_names if get_format(w).moe_mixers_16bit_source and not (nw is not None and w == nw.experts)]
+    if model.moe is not None and recipe:
+        # a MoE model's checkpoint in a format whose MoE recipe keeps the attention projections in 16 bit (NVFP4:
+        # quant.NVFP4_MOE_RECIPE): they compute and are held in bf16
+        b16 = format_numbers(hw, "bf16", uniq[0][1], None, kernels, engine, mla)
+        kept = np.array([w in recipe for w in w_names])[w_codes]
+        cols["attn_gemm_flops"] = np.where(kept, b16["gemm_flops"], cols.get("attn_gemm_flops", cols["gemm_flops"]))
+        cols["attn_weight_bytes"] = np.where(kept, b16["weight_bytes"], cols.get("dense_weight_bytes", cols["weight_bytes"]))
     align = int(getattr(engine, "mxfp4_moe_hidden_align", 0) or 0)
     if align and model.moe is not None and "mxfp4" in w_names:
         h = model.hidden_size

@@ -327,9 +327,11 @@ class CostModel:
 
     # ---- roofline primitives -----------------------------------------------------
     def _gemm(self, name, m, k_elems, flops_rate, wbytes, count, *, m_eff=None, in_out_elems=0.0, weight_touch=None,
-              widths=None):
+              widths=None, own=None):
         """A GEMM over ``m`` tokens and a weight of ``k_elems`` elements (per device). ``widths``: the output widths
-        (per device) of the library GEMMs the op runs as, for engines that time GEMMs in waves (wave_tile)."""
+        (per device) of the library GEMMs the op runs as, for engines that time GEMMs in waves (wave_tile). ``own``:
+        where the weight is held in a wider format of its own than the plan's (a MoE checkpoint's 16-bit attention):
+        there it runs as that format's plain GEMM, without the plan's dequantization or emulated-kernel loss."""
         m = np.asarray(m, dtype=float)
         flops = 2.0 * m * k_elems
         w_elems = k_elems if weight_touch is None else weight_touch
@@ -343,7 +345,8 @@ class CostModel:
         wb = np.asarray(wbytes, float)
         deq = (np.asarray(mm, float) > self.dequant_above) & (wb < 2.0) if self.dequant_above else None
         byts = (weight_read if deq is None else np.where(deq, w_elems * 2.0, weight_read)) + m * in_out_elems * self._act
-        hm = self.half_m * self._half_m_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
+        hm_scale = self._half_m_scale if own is None else np.where(own, 1.0, self._half_m_scale)
+        hm = self.half_m * hm_scale  # emulated kernels fill idle tiles: plans.gemm_half_m_scale
         eff = gemm_efficiency(mm, float(hm)) if np.ndim(hm) == 0 else np.where(hm > 0, mm / np.maximum(mm + hm, 1e-30), 1.0)
         tile = self._tile_m
         if np.ndim(tile) or tile > 0:
@@ -387,7 +390,8 @@ class CostModel:
         tm = (byts if np.ndim(extra) == 0 and extra == 0.0 else byts + weight_read * extra) / self.bw
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
-            tv = self.vector_time(self._dequant * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * self.dequant_ops)
+            dq = self._dequant if own is None else np.where(own, 0.0, self._dequant)
+            tv = self.vector_time(dq * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * self.dequant_ops)
             tm = np.maximum(tm, np.where(live if deq is None else live & ~deq, tv, 0.0))
         if deq is None or not np.any(deq):
             op = self._op(name, "gemm", count, flops, byts, tc, tm)
@@ -544,6 +548,9 @@ class _Ctx:
         cm._gemm_dtype = plans.compute_dtype
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
+        # layers held in a wider format of their own than the plan's (PlanArrays.proj_bytes, dense_bytes); None: none
+        cm._own_proj = plans.proj_bytes > plans.weight_bytes if plans.attn_weight_bytes is not None or plans.dense_weight_bytes is not None else None
+        cm._own_dense = plans.dense_bytes > plans.weight_bytes if plans.dense_weight_bytes is not None else None
         cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
         if cm.block_fp8_applies(plans):  # act_quant: 1 where a plan serves the released block-scaled format
             blk, (d, mo), (cd, cmo) = np.asarray(plans.act_quant, float), cm.block_fp8_bw, cm.block_fp8_compute
@@ -593,13 +600,13 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     m, plans = cm.model, c.plans
     h, a = m.hidden_size, m.attention
     sh = attention_shard(m, c.tp)
-    wb = plans.weight_bytes
+    wb, rate = plans.proj_bytes, plans.proj_flops  # the projections as the checkpoint holds them
     # a hybrid model's linear-attention layers have their own block (_linear_attention_block); the norm before the
     # mixer and the two TP all-reduces of a layer are every layer's
     att = c.layers_stage * m.num_attention_layers / m.num_layers
     ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
-           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, plans.gemm_flops, wb, att, in_out_elems=h + sh.qkv_out,
-                    widths=None if a.mla else _qkv_widths(cm, sh))]
+           cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, rate, wb, att, in_out_elems=h + sh.qkv_out,
+                    widths=None if a.mla else _qkv_widths(cm, sh), own=cm._own_proj)]
     if a.mla:
         # MLA's projections are separate kernels: the fused query/KV down-projection, the query up-projection and the
         # key half of the KV up-projection (absorbed into the query in decode); then the value half (absorbed) before
@@ -628,8 +635,8 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
             ops.append(_attention_core(cm, c, sh, name, n_layers, window, chunked, local_decode))
     if np.any(c.cp > 1):
         ops.append(cp_ring(cm, c, sh, ops[2:], Op.CP_RING))
-    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, plans.gemm_flops, wb, att, in_out_elems=sh.heads * sh.prefill_dv + h,
-                        widths=None if a.mla else (h,)))
+    ops.append(cm._gemm(Op.O_PROJ, c.T, sh.o_elems, rate, wb, att, in_out_elems=sh.heads * sh.prefill_dv + h,
+                        widths=None if a.mla else (h,), own=cm._own_proj))
     if a.mla:
         _launch(cm, ops[-1], MLA_PROJ_LAUNCHES[Op.O_PROJ])
     ar_bytes = c.T * h * cm._act
@@ -691,7 +698,7 @@ def _linear_attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     lin = m.attention.linear
     h = m.hidden_size
     ls = linear_shard(m, c.tp)
-    wb = plans.weight_bytes
+    wb, rate = plans.proj_bytes, plans.proj_flops  # the projections as the checkpoint holds them
     n = c.layers_stage * m.num_linear_layers / m.num_layers
     dk, dv, hv = ls.key_head_dim, ls.value_head_dim, ls.value_heads
     # tokens through the recurrence on this device: a prompt's tokens and each decoding sequence's (speculative
@@ -713,11 +720,11 @@ def _linear_attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     _launch(cm, core, np.where(np.asarray(c.p_seqs) > 0, LINEAR_PREFILL_LAUNCHES, 1.0))
     conv_elems = (t_p + t_d) * ls.conv_channels
     return [
-        cm._gemm(Op.LINEAR_IN_PROJ, c.T, ls.in_elems, plans.gemm_flops, wb, n, in_out_elems=h + ls.in_out),
+        cm._gemm(Op.LINEAR_IN_PROJ, c.T, ls.in_elems, rate, wb, n, in_out_elems=h + ls.in_out, own=cm._own_proj),
         cm._elementwise(Op.LINEAR_CONV, conv_elems, n, reads=1.0, writes=1.0, flops_per_elem=2.0 * lin.conv_kernel + 4.0),
         core,
         cm._elementwise(Op.LINEAR_NORM, (t_p + t_d) * hv * dv, n, reads=2.0, writes=1.0, flops_per_elem=8.0),
-        cm._gemm(Op.LINEAR_OUT_PROJ, c.T, ls.out_elems, plans.gemm_flops, wb, n, in_out_elems=hv * dv + h),
+        cm._gemm(Op.LINEAR_OUT_PROJ, c.T, ls.out_elems, rate, wb, n, in_out_elems=hv * dv + h, own=cm._own_proj),
     ]
 
 
@@ -790,10 +797,11 @@ def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     ffn = m.intermediate_size / c.tp
     cnt = c.layers_stage * m.num_dense_layers / m.num_layers
     return [
-        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=h + (mats - 1) * ffn,
-                 widths=((mats - 1) * ffn,) if cm.fused_projections else (ffn,) * (mats - 1)),
+        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.dense_flops, plans.dense_bytes, cnt, in_out_elems=h + (mats - 1) * ffn,
+                 widths=((mats - 1) * ffn,) if cm.fused_projections else (ffn,) * (mats - 1), own=cm._own_dense),
         cm._elementwise(Op.MLP_ACT, c.T * ffn, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0),
-        cm._gemm(Op.MLP_DOWN, c.T, h * ffn, plans.gemm_flops, plans.weight_bytes, cnt, in_out_elems=ffn + h, widths=(h,)),
+        cm._gemm(Op.MLP_DOWN, c.T, h * ffn, plans.dense_flops, plans.dense_bytes, cnt, in_out_elems=ffn + h, widths=(h,),
+                 own=cm._own_dense),
     ]
 
 
@@ -937,7 +945,8 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     for o in ops:  # every kernel beyond the op's first pays the per-kernel gap (GROUPED_MOE_LAUNCHES)
         _launch(cm, o, GROUPED_MOE_LAUNCHES[str(o.name)] if grouped or o.name not in launches else launches[o.name])
     if mo.num_shared_experts:
-        ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.gemm_flops, wb, cnt, in_out_elems=2 * h))
+        ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.dense_flops, plans.dense_bytes, cnt,
+                            in_out_elems=2 * h, own=cm._own_dense))
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     # an all-to-all: a copy of each token per chosen expert, each way. Without a peer-to-peer path for the expert
     # group (PCIe, or PCIe between NVLink-bridged cards) the all-to-all kernels, which need NVLink, give way to

@@ -44,6 +44,9 @@ class Format:
     # input GEMM), its large-M rate relative to the device's dense 16-bit GEMM, and where that comes from
     fallback_efficiency: float = 1.0
     fallback_source: str = ""
+    # a MoE model's checkpoint in this format keeps its attention (and linear-attention) projections in 16 bit, as the
+    # quantizer's usual recipe for MoE models does, and where that comes from ("": every linear layer in the format)
+    moe_mixers_16bit_source: str = ""
 
     @property
     def bytes(self) -> float:
@@ -60,6 +63,17 @@ E2M1_MIXED_INPUT_SOURCE = (
     "triton PR 6833, May 2025: 28 % -> 37 %, 49 % with PR 6812); the dense bf16 GEMM reaches 80.3 % (H100 MAMF, "
     "hw_specs/h100-sxm.yaml): 0.49 / 0.803 = 0.61. Measured on H100 only: every device without FP4 tensor cores is "
     "given it, and NVFP4 (an FP8 scale per 16 elements) decodes the same E2M1 values")
+
+# NVIDIA's NVFP4 checkpoints of MoE models (TensorRT Model Optimizer exports, which TensorRT-LLM, vLLM and SGLang load)
+# quantize the experts (and the shared experts and dense MLP layers) and leave every attention projection in 16 bit:
+# their hf_quant_config.json lists each layer's self_attn* (and the MoE router) in exclude_modules. Dense models'
+# exports (Llama-3.3-70B-Instruct-FP4) quantize attention too.
+NVFP4_MOE_RECIPE = (
+    "hf_quant_config.json exclude_modules of ModelOpt NVFP4 MoE exports: nvidia/DeepSeek-R1-FP4 and "
+    "DeepSeek-R1-0528-NVFP4 (every model.layers.N.self_attn* and mlp.gate), nvidia/GLM-4.7-NVFP4 (every self_attn*), "
+    "mconcat/MiniMax-M2.5-NVFP4 and arcee-ai/Trinity-Large-Preview-NVFP4 (self_attn*, routers); sglang PR 18189 on "
+    "Qwen3-235B-A22B-Instruct-2507-NVFP4 (attention in BF16); a hybrid export (FINAL-Bench/Darwin-9B-MFP4) excludes its "
+    "linear_attn* layers the same way")
 
 Q4_K_BITS, Q5_K_BITS, Q6_K_BITS = 144 * 8 / 256, 176 * 8 / 256, 210 * 8 / 256  # ggml k-quant super-blocks of 256
 Q_M_SHARE = 0.15  # weights a _M k-quant mix stores at Q6_K (attn_v and ffn_down in half the layers of a Llama)
@@ -174,7 +188,8 @@ _FORMATS = [
            "NVIDIA Blackwell NVFP4 format", fallback_compute="fp16",
            fallback_note=f"no fp4 tensor cores: weight-only fp4, dequantized to 16 bit in a mixed-input GEMM "
                          f"({E2M1_MIXED_INPUT:g} of the 16-bit GEMM rate)",
-           fallback_efficiency=E2M1_MIXED_INPUT, fallback_source=E2M1_MIXED_INPUT_SOURCE),
+           fallback_efficiency=E2M1_MIXED_INPUT, fallback_source=E2M1_MIXED_INPUT_SOURCE,
+           moe_mixers_16bit_source=NVFP4_MOE_RECIPE),
     Format("mxfp4", 4 + 8 / 32, "fp4", False, "OCP MXFP4: E2M1 with an E8M0 scale per 32 elements",
            "OCP Microscaling Formats (MX) v1.0", fallback_compute="fp16",
            fallback_note=f"no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit in a mixed-input GEMM "
