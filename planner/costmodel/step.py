@@ -549,7 +549,8 @@ class _Ctx:
         cm._act = plans.act_bytes
         cm._dequant = plans.weight_dequant
         # layers held in a wider format of their own than the plan's (PlanArrays.proj_bytes, dense_bytes); None: none
-        cm._own_proj = plans.proj_bytes > plans.weight_bytes if plans.attn_weight_bytes is not None or plans.dense_weight_bytes is not None else None
+        own_formats = plans.attn_weight_bytes is not None or plans.dense_weight_bytes is not None
+        cm._own_proj = plans.proj_bytes > plans.weight_bytes if own_formats else None
         cm._own_dense = plans.dense_bytes > plans.weight_bytes if plans.dense_weight_bytes is not None else None
         cm._any_dequant = bool(np.any(plans.weight_dequant))  # no plan dequantizes: the vector ceiling is skipped
         if cm.block_fp8_applies(plans):  # act_quant: 1 where a plan serves the released block-scaled format

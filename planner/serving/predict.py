@@ -172,7 +172,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     ctx_kv = ctx_max  # the longest sequence the KV cache holds (before prompt compression stretches it)
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
     notes = era_notes(engine) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
-    if m.moe is not None and p.attn_weight_bytes is not None and float(np.asarray(p.proj_bytes).flat[0]) > float(np.asarray(p.weight_bytes).flat[0]):
+    if m.moe is not None and get_format(plan.weights).moe_mixers_16bit_source and p.attn_weight_bytes is not None:
         notes.append(f"{plan.weights} on a MoE model: its attention projections stay in 16 bit, as the format's MoE checkpoints "
                      f"keep them (NVIDIA's ModelOpt exports), and are held and computed in bf16")
     if not plan.kv and plan.weights == "fp8" and kv != "fp8":  # the engine's default keeps a 16-bit cache
