@@ -172,6 +172,11 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     ctx_kv = ctx_max  # the longest sequence the KV cache holds (before prompt compression stretches it)
     ctx_max = int(ctx_max * cap.ratio)  # prompt compression: the longest original prompt (the model holds 1/ratio of it)
     notes = era_notes(engine) + ([res.note] if res.note else []) + cap.notes(m, isl, osl)
+    if engine.python_executor and hw.host_cpu is not None:
+        notes.append(f"{hw.id}'s host CPU ({hw.host_cpu.name}) takes {hw.host_cpu.op_time_ratio:g}x an x86 server's time per "
+                     f"PyTorch op; {engine.name}'s executor runs in Python and its host time per step is priced at an x86 "
+                     f"server's, so steps the host bounds (a small model at large batches) may run slower than shown "
+                     f"(not modelled)")
     if m.moe is not None and get_format(plan.weights).moe_mixers_16bit_source and p.attn_weight_bytes is not None:
         notes.append(f"{plan.weights} on a MoE model: its attention projections stay in 16 bit, as the format's MoE checkpoints "
                      f"keep them (NVIDIA's ModelOpt exports), and are held and computed in bf16")

@@ -216,6 +216,9 @@ class Engine:
     # time every request pays: one with no runs at request rates of its own takes that time from the releases fitted
     # on theirs (planner/calibrate/rate_fit.py front_end); False: no front-end time unless fitted
     http_front_end: bool = False
+    # the executor loop (scheduling, input preparation, sampling bookkeeping) runs in Python, so its host time per
+    # step is PyTorch ops and interpreter work, which a slower host CPU (Hardware.host_cpu) stretches; False: C++
+    python_executor: bool = False
     spec_methods: tuple[str, ...] = ()  # planner method names: draft | mtp | eagle | ngram | medusa
     flag_items: tuple[tuple[str, str], ...] = ()  # (setting, the engine's own CLI flag)
     key_items: tuple[tuple[str, str], ...] = ()  # (setting, its key in the engine's config file)

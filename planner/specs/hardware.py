@@ -70,6 +70,16 @@ class Count(_Strict):
     note: str | None = None
 
 
+class HostCpu(_Strict):
+    """The CPU a device's engine process runs on, where it is not an x86 server's: the time a PyTorch op takes on it
+    from Python, relative to an x86 DGX host's, with its source. Engines whose executor runs in Python (vLLM, SGLang,
+    TensorRT-LLM's PyTorch backend) spend their host time per step in such ops."""
+
+    name: str
+    op_time_ratio: float = Field(gt=0.0)
+    source: str
+
+
 class Price(_Strict):
     """On-demand rent of one device (one GPU / chip), US dollars per hour, with the date it was listed."""
 
@@ -175,6 +185,7 @@ class Hardware(_Strict):
     price: Price | None = None  # on-demand rent per device-hour
     purchase: Purchase | None = None  # purchase price per device (the card or module alone)
     host_memory: Bytes | None = None
+    host_cpu: HostCpu | None = None  # a host CPU slower (or faster) per PyTorch op than an x86 server's; None: x86
     notes: list[str] = []
     calibrated_from: str | None = None  # the capture a calibrated spec was fitted to
     kernel_profile: str | None = None  # folder with a measured kernels.csv the cost model looks up
