@@ -67,7 +67,9 @@ E2M1_MIXED_INPUT_SOURCE = (
 # NVIDIA's NVFP4 checkpoints of MoE models (TensorRT Model Optimizer exports, which TensorRT-LLM, vLLM and SGLang load)
 # quantize the experts (and the shared experts and dense MLP layers) and leave every attention projection in 16 bit:
 # their hf_quant_config.json lists each layer's self_attn* (and the MoE router) in exclude_modules. Dense models'
-# exports (Llama-3.3-70B-Instruct-FP4) quantize attention too.
+# exports (Llama-3.3-70B-Instruct-FP4) quantize attention too. Later exports (modelopt 0.41 on: MiniMax-M2.5,
+# Qwen3-Coder-Next) list only q/k/v_proj, quantizing o_proj (as DeepSeek-R1's -v2 cards say of their "wo"); the planner
+# keeps the whole attention in 16 bit, the recipe of the exports the bundled rows ran.
 NVFP4_MOE_RECIPE = (
     "hf_quant_config.json exclude_modules of ModelOpt NVFP4 MoE exports: nvidia/DeepSeek-R1-FP4 and "
     "DeepSeek-R1-0528-NVFP4 (every model.layers.N.self_attn* and mlp.gate), nvidia/GLM-4.7-NVFP4 (every self_attn*), "
