@@ -21,11 +21,11 @@ pipeline of pp stages keeps pp micro-batches in flight, so pp x max_batch sequen
 
 The stored elements are what ``ModelConfig.get_param_count`` reads from the checkpoint's safetensors headers
 (huggingface_hub's ``parameter_count``: elements per tensor), so a packed 4-bit checkpoint counts two weights per
-element plus its block scales (``stored_params``): a ModelOpt NVFP4 checkpoint's linear layers (a MoE model's outside
-its attention, which the export keeps in 16 bit) and gpt-oss's MXFP4 experts count about 0.56 and 0.53 per weight, and trtllm-bench sizes such an engine at about half its bytes. Every
-layer counts at full length (the estimate ignores sliding windows), and a weight format outside the table
-(gpt-oss's MXFP4) counts 2 bytes per element. The limits are per scheduler (per attention-DP rank); the KV pool the
-engine then allocates still bounds what runs.
+element plus its block scales (``stored_params``): a ModelOpt NVFP4 checkpoint's linear layers (a MoE model's but
+its attention, which the export keeps in 16 bit) and gpt-oss's MXFP4 experts count about 0.56 and 0.53 per weight,
+and trtllm-bench sizes such an engine at about half its bytes. Every layer counts at full length (the estimate
+ignores sliding windows), and a weight format outside the table (gpt-oss's MXFP4) counts 2 bytes per element. The
+limits are per scheduler (per attention-DP rank); the KV pool the engine then allocates still bounds what runs.
 
 The head size is the one trtllm-bench's ``ModelConfig`` reads (``tensorrt_llm/bench/build/dataclasses.py``):
 config.json's ``head_dim``, else ``hidden_size // num_attention_heads``. DeepSeek-V3/R1's config (MLA) names

@@ -798,8 +798,9 @@ def _dense_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     ffn = m.intermediate_size / c.tp
     cnt = c.layers_stage * m.num_dense_layers / m.num_layers
     return [
-        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.dense_flops, plans.dense_bytes, cnt, in_out_elems=h + (mats - 1) * ffn,
-                 widths=((mats - 1) * ffn,) if cm.fused_projections else (ffn,) * (mats - 1), own=cm._own_dense),
+        cm._gemm(Op.MLP_UP, c.T, (mats - 1) * h * ffn, plans.dense_flops, plans.dense_bytes, cnt,
+                 in_out_elems=h + (mats - 1) * ffn, widths=((mats - 1) * ffn,) if cm.fused_projections else (ffn,) * (mats - 1),
+                 own=cm._own_dense),
         cm._elementwise(Op.MLP_ACT, c.T * ffn, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0),
         cm._gemm(Op.MLP_DOWN, c.T, h * ffn, plans.dense_flops, plans.dense_bytes, cnt, in_out_elems=ffn + h, widths=(h,),
                  own=cm._own_dense),
