@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import math
 
-from planner.specs.quant import get_format
-
 GIB = 2.0**30
 MAX_REQUESTS = 4096  # finetune_setting: "cap total batch size to avoid decoder buffer size becoming too large"
 KV_FRACTION = 0.95  # calc_engine_setting's kv_cache_gpu_mem_fraction default
@@ -65,16 +63,17 @@ def stored_params(model, weights: str) -> float:
     """The parameter count trtllm-bench reads for a checkpoint: the elements of its safetensors tensors
     (``ModelConfig.get_param_count``: huggingface_hub's ``parameter_count``), where a packed 4-bit tensor holds two
     weights per element and its block scales are elements of their own. A ModelOpt NVFP4 checkpoint packs the linear
-    layers inside the transformer blocks (attention, MLP, experts), a MoE model's its MLP and experts only (attention stays
-    16 bit: quant.NVFP4_MOE_RECIPE); gpt-oss's released MXFP4 checkpoint its experts."""
+    layers inside the transformer blocks (attention, MLP, experts), but for those the checkpoint keeps in a format of
+    their own (Model.stored_formats: a MoE model's attention, quant.NVFP4_MOE_RECIPE); gpt-oss's released MXFP4
+    checkpoint its experts."""
     counts = model.param_counts()
     per = _STORED_PER_WEIGHT.get(weights)
     if per is None:
         return float(sum(counts.values()))
-    groups = _QUANTIZED[weights]
-    if model.moe is not None and get_format(weights).moe_mixers_16bit_source:
-        groups = tuple(g for g in groups if g != "attention")  # a MoE export keeps its attention in 16 bit
-    packed = sum(counts.get(k, 0) for k in groups)
+    attn, dense = model.stored_formats(weights)  # layers the checkpoint keeps in a format of their own stay unpacked
+    kept = {"attention"} if attn != weights else set()
+    kept |= {"dense_mlp", "shared_experts"} if dense != weights else set()
+    packed = sum(counts.get(k, 0) for k in _QUANTIZED[weights] if k not in kept)
     return float(sum(counts.values()) - packed + per * packed)
 
 

@@ -286,23 +286,15 @@ def make_plans(
     nw = model.native_weights
     if nw is not None and nw.scale_block:  # the released block-scaled format, served as released
         cols["act_quant"] = np.array([float(w == nw.dense) for w in w_names])[w_codes]
-    if nw is not None and model.moe is not None and nw.experts != nw.dense and nw.experts in w_names:
-        # served in the experts' released format, the other linear layers stay in theirs (the checkpoint as released)
-        own = {key: get_format(nw.dense).bytes if key[0] == nw.experts else table[key]["weight_bytes"] for key in uniq}
-        cols["dense_weight_bytes"] = np.array([own[k] for k in uniq], dtype=float)[index]
-        # ... and compute in it: the attention projections, the dense MLP and the shared experts
-        rate = format_numbers(hw, nw.dense, uniq[0][1], None, kernels, engine, mla)["gemm_flops"]
-        as_released = np.array([w == nw.experts for w in w_names])[w_codes]
-        cols["dense_gemm_flops"] = np.where(as_released, rate, cols["gemm_flops"])
-        cols["attn_gemm_flops"] = cols["dense_gemm_flops"]
-    recipe = [w for w in w_names if get_format(w).moe_mixers_16bit_source and not (nw is not None and w == nw.experts)]
-    if model.moe is not None and recipe:
-        # a MoE model's checkpoint in a format whose MoE recipe keeps the attention projections in 16 bit (NVFP4:
-        # quant.NVFP4_MOE_RECIPE): they compute and are held in bf16
-        b16 = format_numbers(hw, "bf16", uniq[0][1], None, kernels, engine, mla)
-        kept = np.array([w in recipe for w in w_names])[w_codes]
-        cols["attn_gemm_flops"] = np.where(kept, b16["gemm_flops"], cols.get("attn_gemm_flops", cols["gemm_flops"]))
-        cols["attn_weight_bytes"] = np.where(kept, b16["weight_bytes"], cols.get("dense_weight_bytes", cols["weight_bytes"]))
+    # layers a checkpoint stores in a format of their own (Model.stored_formats): their bytes and GEMM rate per plan
+    stored = {w: model.stored_formats(w) for w in w_names}
+    own = {f: format_numbers(hw, f, uniq[0][1], None, kernels, engine, mla) for w, fs in stored.items() for f in fs if f != w}
+    for i, (b_col, r_col) in enumerate((("attn_weight_bytes", "attn_gemm_flops"), ("dense_weight_bytes", "dense_gemm_flops"))):
+        moved = np.array([stored[w][i] != w for w in w_names])[w_codes]
+        if moved.any():
+            num = [own.get(stored[w][i], {}) for w in w_names]
+            cols[b_col] = np.where(moved, np.array([x.get("weight_bytes", 0.0) for x in num])[w_codes], cols["weight_bytes"])
+            cols[r_col] = np.where(moved, np.array([x.get("gemm_flops", 0.0) for x in num])[w_codes], cols["gemm_flops"])
     align = int(getattr(engine, "mxfp4_moe_hidden_align", 0) or 0)
     if align and model.moe is not None and "mxfp4" in w_names:
         h = model.hidden_size

@@ -293,6 +293,20 @@ class Model(_Strict):
             return None
         return nw.experts if self.moe is not None else nw.dense
 
+    def stored_formats(self, weights: str) -> tuple[str, str]:
+        """(attention projections, dense MLP and shared experts): the formats a checkpoint served in ``weights`` stores
+        those layers in. A MoE checkpoint released in two precisions (gpt-oss, Kimi K2) and served as released keeps
+        them in its dense format; a MoE checkpoint in a format whose MoE recipe keeps attention in 16 bit (NVFP4:
+        quant.NVFP4_MOE_RECIPE) holds its attention in bf16; anything else holds every linear layer in ``weights``."""
+        from planner.specs.quant import get_format
+
+        nw = self.native_weights
+        if self.moe is not None and nw is not None and nw.experts != nw.dense and weights == nw.experts:
+            return nw.dense, nw.dense
+        if self.moe is not None and get_format(weights).moe_mixers_16bit_source:
+            return "bf16", weights
+        return weights, weights
+
     @property
     def is_moe(self) -> bool:
         return self.moe is not None
