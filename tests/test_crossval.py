@@ -123,6 +123,36 @@ def test_cross_validate_cli_json(capsys, tmp_path):
     assert code == 2 and "hardware or file" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("name", ["static_batch.csv", "perf_overview_1_2_b300.csv"])  # fitted rows; simulated bursts
+def test_cross_validate_rows_pair_each_held_out_row_with_its_in_sample_prediction(capsys, name):
+    """`--rows` with `--cross-validate`: every held-out row, named by its file and line, beside its in-sample
+    prediction, worst held-out error first; the errors are (predicted - measured) / measured of the two. The
+    simulated file has two devices, so a fold's rows are a subset of the file's: the line is still the file's."""
+    f = next(p for p in builtin_published() if p.name == name)
+    code, out, err = run(["validate", str(f), "--cross-validate", "hardware", "--quick", "--json", "--rows"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    rows = d["rows"]
+    assert len(rows) == sum(s["rows"] for s in d["hardware"]) > 0
+    assert len({(r["file"], r["line"], r["what"]) for r in rows}) == len(rows)  # one entry per measurement
+    with f.open(newline="") as fh:
+        lines = {i: r for i, r in enumerate(csv.DictReader(fh), start=2)}
+    for r in rows:
+        src = lines[r["line"]]  # the line named is the row measured
+        assert (src["model"], src["hardware"]) == (r["model"], r["hardware"])
+        assert r["in_sample"] is not None and r["held_out"] is not None
+        assert r["held_out_error"] == pytest.approx(r["held_out"] / r["measured"] - 1.0)
+        assert r["in_sample_error"] == pytest.approx(r["in_sample"] / r["measured"] - 1.0)
+    worst = [abs(r["held_out_error"]) for r in rows]
+    assert worst == sorted(worst, reverse=True)
+    # the summary's median is the median of these rows' held-out errors, device by device
+    for s in d["hardware"]:
+        mine = [abs(r["held_out_error"]) for r in rows if r["hardware"] == s["hardware"]]
+        assert np.median(mine) == pytest.approx(s["median_ape"])
+    code, out, err = run(["validate", str(f), "--cross-validate", "hardware", "--quick", "--rows"], capsys)
+    assert code == 0 and "held out" in out and f"{name}:{rows[0]['line']}" in out
+
+
 def test_fitted_means_rows_of_the_release_on_the_device():
     from planner.calibrate import crossval
 

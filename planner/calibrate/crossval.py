@@ -41,6 +41,13 @@ class Prediction:
     # lengths are not published with the results); such a row measures the assumption as much as the planner, so it
     # is validated and reported but does not set an estimate's error band (planner.calibrate.uncertainty.bands_from)
     lengths_assumed: bool = False
+    line: int = 0  # the row's line in its file (1: the header), which with ``what`` names the measurement
+    config: str = ""  # the row's configuration as validate prints it
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """(file, line, metric name): one measurement, the same in every fold."""
+        return self.file, self.line, self.what
 
     @property
     def ape(self) -> float:
@@ -97,10 +104,10 @@ def _fit_predictions(rows: list[FitRow], fitted: set[tuple[str, str]]) -> list[P
         return []
     y = Predictor(rows).predict()
     return [Prediction(r.file, r.model, r.hardware, r.what, r.measured, float(v), (r.engine, r.hardware) in fitted, r.phase,
-                       r.moe, r.engine) for r, v in zip(rows, y)]
+                       r.moe, r.engine, line=r.line, config=r.config) for r, v in zip(rows, y)]
 
 
-def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, set, dict]]:
+def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, set, dict, int]]:
     """Rows predicted through the event simulator: the offline benchmark bursts always, the serving and MLPerf
     runs (request rates, server searches: most of a minute) only with ``serving``."""
     out = []
@@ -110,27 +117,30 @@ def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, 
             cols = set(reader.fieldnames or [])
             if SIMULATED_COLUMNS & cols and not MEMORY_COLUMNS & cols:  # memory logs are validated on their own
                 if serving or OFFLINE_BENCH_COLUMNS & cols:
-                    out += [(f.name, cols, r) for r in reader]
+                    out += [(f.name, cols, r, line) for line, r in enumerate(reader, start=2)]  # line 1: the header
     return out
 
 
-def _sim_predictions(sim: list[tuple[str, set, dict]], fitted: set[tuple[str, str]]) -> list[Prediction]:
+def _sim_predictions(sim: list[tuple[str, set, dict, int]], fitted: set[tuple[str, str]]) -> list[Prediction]:
     from planner.calibrate.published_fit import release_of
     from planner.calibrate.validate import predict_simulated
 
     out = []
-    by_file: dict[str, tuple[set, list[dict]]] = {}
-    for name, cols, r in sim:
-        by_file.setdefault(name, (cols, []))[1].append(r)
-    for name, (cols, rows) in by_file.items():
+    by_file: dict[str, tuple[set, list[dict], list[int]]] = {}
+    for name, cols, r, line in sim:
+        _, rows, lines = by_file.setdefault(name, (cols, [], []))
+        rows.append(r)
+        lines.append(line)
+    for name, (cols, rows, lines) in by_file.items():
         assumed = MLPERF_COLUMNS <= cols  # an MLPerf row: its prompts are drawn from an assumed length distribution
-        for i, what, _cfg, meas, pred, _note in predict_simulated(name, cols, rows):
+        for i, what, cfg, meas, pred, _note in predict_simulated(name, cols, rows):
             r = rows[i]
             if pred is None or not np.isfinite(meas):
                 continue
             eng = release_of(r)
             out.append(Prediction(name, r["model"], r["hardware"], what, float(meas), float(pred), (eng, r["hardware"]) in fitted,
-                                  "prefill" if "ttft" in what else "decode", _moe(r["model"]), eng, assumed))
+                                  "prefill" if "ttft" in what else "decode", _moe(r["model"]), eng, assumed, line=lines[i],
+                                  config=cfg))
     return out
 
 
@@ -210,7 +220,7 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
     fit_rows = [r for r in rows if r.file not in joint.NOT_FITTED]
     sim = _simulated_rows(files, serving=simulated)
     key_of = (lambda x: x.hardware) if by == "hardware" else (lambda x: x.file)  # noqa: E731
-    all_keys = sorted({key_of(r) for r in rows} | {(r["hardware"] if by == "hardware" else n) for n, _, r in sim})
+    all_keys = sorted({key_of(r) for r in rows} | {(r["hardware"] if by == "hardware" else n) for n, _, r, _ in sim})
     quick_fit = quick if isinstance(quick, _QuickRefit) else (_QuickRefit(fit_rows) if quick else None)
     releases = joint.engine_releases()
     from planner.calibrate import rate_fit
@@ -239,6 +249,26 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
             progress(k)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def paired_rows(ins: CVResult, cv: CVResult) -> list[dict]:
+    """Each row ``cv`` held out, beside its in-sample prediction: file, line, model, hardware, config, metric, engine
+    release, measured, the in-sample and the held-out prediction and their signed errors ((predicted - measured) /
+    measured), and whether the fold still had rows of the release on the device (``fitted``); worst held-out error
+    first. A row the fold could not predict has a held-out error of None and comes last."""
+    inside = {p.key: p for p in ins.predictions}
+
+    def err(p: Prediction | None):
+        return None if p is None or not np.isfinite(p.ape) else float(p.predicted / p.measured - 1.0)
+
+    out = []
+    for p in cv.predictions:
+        i = inside.get(p.key)
+        out.append({"file": p.file, "line": p.line, "model": p.model, "hardware": p.hardware, "config": p.config,
+                    "what": p.what, "engine": p.engine, "measured": p.measured,
+                    "in_sample": None if i is None else i.predicted, "in_sample_error": err(i),
+                    "held_out": p.predicted, "held_out_error": err(p), "fitted": p.fitted})
+    return sorted(out, key=lambda r: (r["held_out_error"] is None, -abs(r["held_out_error"] or 0.0)))
 
 
 RECORD_FILE = "errors_recorded.yaml"

@@ -20,7 +20,7 @@ def _pct(x):
 def validate_cmd(
     paths: Optional[List[str]] = typer.Argument(None, metavar="[FILE.csv|DIR]..."),
     as_json: bool = typer.Option(False, "--json"),
-    rows: bool = typer.Option(False, "--rows", help="print every row, not only the summaries"),
+    rows: bool = typer.Option(False, "--rows", help="print every row, not only the summaries (with --cross-validate: each held-out row beside its in-sample prediction, worst first)"),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="spec for capture e2e rows (default: the capture's calibrated.yaml)"),
     plot: Optional[str] = typer.Option(None, "--plot", help="also draw predicted vs measured (log axes, ±20% band) to FILE.png or FILE.svg"),
     cross_validate: Optional[str] = typer.Option(None, "--cross-validate", metavar="hardware|file",
@@ -29,7 +29,7 @@ def validate_cmd(
     record: bool = typer.Option(False, "--record", help="with --cross-validate: write engines/calibration/errors_recorded.yaml and error_bands.yaml"),
 ):
     if cross_validate is not None:
-        _cross_validate(cross_validate, paths, as_json, quick, record)
+        _cross_validate(cross_validate, paths, as_json, quick, record, rows)
         return
     from planner.calibrate.validate import validate
 
@@ -90,8 +90,9 @@ def _progress(quiet: bool):
                     console=console, transient=True, disable=quiet)
 
 
-def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) -> None:
-    """Leave-one-out tables: per device (or file), in-sample and cross-validated median / p90 error."""
+def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, show_rows: bool = False) -> None:
+    """Leave-one-out tables: per device (or file), in-sample and cross-validated median / p90 error; with
+    ``show_rows`` every held-out row beside its in-sample prediction, worst held-out error first."""
     from planner.calibrate import crossval
     from planner.errors import PlannerError
 
@@ -124,8 +125,19 @@ def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool) ->
         d = cv.to_dict()
         d["in_sample"] = ins.summary(by)
         d["in_sample_overall"] = ins.overall()
+        if show_rows:
+            d["rows"] = crossval.paired_rows(ins, cv)
         print_json(d)
         return
+    if show_rows:
+        t = Table(title=f"every row, in sample and left out by {by} (worst held-out error first)", header_style="bold")
+        for c in ("file", "model", "hardware", "config", "metric", "measured", "in sample", "held out"):
+            t.add_column(c, justify="right" if c in ("measured", "in sample", "held out") else "left")
+        fmt = lambda e: "-" if e is None else f"{e:+.0%}"  # noqa: E731
+        for r in crossval.paired_rows(ins, cv):
+            t.add_row(f"{r['file']}:{r['line']}", r["model"], r["hardware"], r["config"], r["what"], f"{r['measured']:.4g}",
+                      fmt(r["in_sample_error"]), fmt(r["held_out_error"]))
+        console.print(t)
     inside = {s[by]: s for s in ins.summary(by)}
     t = Table(title=f"absolute percentage error: in sample vs leave one {by} out"
                     + (" (one-step refits)" if quick else ""), header_style="bold")
