@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from cli_helpers import run
 from planner.cli.app import main
 from planner.search.evaluate import Workload
 from planner.search.pareto import dominated_by_any, pareto_mask
@@ -195,7 +196,54 @@ def test_an_attention_dp_prefill_pool_is_priced_at_the_prompts_its_step_holds():
         p = make_plans(m, hw, tp=dg["prefill_tp"], pp=dg["prefill_pp"], ep=dg["prefill_ep"], adp=adp, weights="fp8",
                        kv="fp8", check=False, engine=eng)
         t = float(np.ravel(CostModel(m, hw, engine=eng).step(p, Step(prefill_seqs=prompts, prefill_tokens=2000)).time_s)[0])
-        assert r["ttft_s"] - dg["kv_transfer_s"] - eng.request_overhead_s == pytest.approx(t, rel=1e-6)
+        assert r["ttft_s"] - dg["prefill_wait_s"] - dg["kv_transfer_s"] - eng.request_overhead_s == pytest.approx(t, rel=1e-6)
+
+
+def test_a_disaggregated_row_that_its_prefill_pool_limits_queues_its_clients(capsys):
+    """A disaggregated row serves min(x prefill workers' prompts/s, y decode workers' requests/s). Its clients are
+    its decode slots (y workers x c): by Little's law each one's cycle is clients / rate, of which (osl - 1) x TPOT is
+    its decode, so where the prefill pool is the slower side the rest, its TTFT, holds the wait for that pool; where
+    the decode pool is, nothing waits. Checked on every disaggregated row of a search against that arithmetic,
+    in seconds, and against the simulator: the row the README replays (DeepSeek-V3 on 24 H200, 2000/500) served
+    by 512 closed-loop clients waits about as long as the row says."""
+    from planner.search.evaluate import queued_ttft
+    from planner.studies.params import PlanRequest, plan_search
+
+    # arithmetic: 512 clients at 25.6 requests/s cycle in 20 s; 499 decode steps of 34 ms leave 3.03 s
+    assert queued_ttft(512, 25.6, 500, 0.034) == pytest.approx(20.0 - 499 * 0.034)
+    assert queued_ttft(512, 512 / (500 * 0.034), 500, 0.034) == pytest.approx(0.034)  # the decode pool sets the rate
+    res = plan_search(PlanRequest(model="deepseek-v3", hardware=["h200-sxm"], gpus=24, isl=2000, osl=500, tpot=0.04))
+    rows = [r for r in res.frontier if r["plan"]["mode"] == "disaggregated"]
+    assert rows
+    waited = 0
+    for r in rows:
+        dg, p = r["plan"]["disaggregated"], r["plan"]
+        clients = dg["decode_workers"] * p["concurrency_per_replica"]
+        rate = r["output_tokens_per_s_per_gpu"] * r["gpus"] / 500  # requests/s
+        cycle = clients / rate
+        assert dg["prefill_wait_s"] >= 0.0
+        if dg["prefill_wait_s"] > 0.0:  # queued: the row's TTFT closes the cycle
+            waited += 1
+            assert r["ttft_s"] + 499 * r["tpot_s"] == pytest.approx(cycle, rel=1e-9)
+        else:  # not queued: the cycle holds no more than the unqueued TTFT
+            assert r["ttft_s"] + 499 * r["tpot_s"] >= cycle * (1 - 1e-9)
+    assert waited > 0
+    top = rows[0]
+    dg, p = top["plan"]["disaggregated"], top["plan"]
+    assert dg["prefill_wait_s"] > 0.5  # its one prefill worker is the slower side
+    # the simulator, the same pools at the same clients: its mean TTFT is the row's within a factor 2 (the start-up
+    # burst of every client at once and the rate's sensitivity near the knee); without the wait it was not
+    args = ["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--tp", str(p["tp"]), "--ep", str(p["ep"]),
+            "--attention-dp", str(p["attention_dp"]), "--weights", p["weights"], "--kv", p["kv"],
+            "--disagg", f"{dg['prefill_workers']}:{dg['decode_workers']}", "--prefill-tp", str(dg["prefill_tp"]),
+            "--prefill-attention-dp", str(dg["prefill_attention_dp"]), "--prefill-ep", str(dg["prefill_ep"]),
+            "--clients", str(dg["decode_workers"] * p["concurrency_per_replica"]), "--requests", "3000",
+            "--isl", "2000", "--osl", "500", "--json"]
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    sim_ttft = json.loads(out)["ttft_s"]["mean"]
+    assert 0.5 < top["ttft_s"] / sim_ttft < 2.0
+    assert (top["ttft_s"] - dg["prefill_wait_s"]) / sim_ttft < 0.5
 
 
 

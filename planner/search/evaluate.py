@@ -357,7 +357,7 @@ def evaluate_aggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workload, 
         "tok_s_per_gpu": tok / gpus_rep, "tok_s_per_user": 1.0 / tpot,
         "accuracy": acc, "max_context": max_ctx, "usd_per_mtok": usd,
         "x_prefill": z, "y_decode": z, "prefill_tp": z, "prefill_pp": z, "prefill_adp": z,
-        "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z, "intra_f": z,
+        "prefill_ep": z, "prefill_gpus": z, "kv_transfer_s": z, "prefill_wait_s": z, "intra_f": z,
     }
     return PlanTable(cols, ws, kvs, [hw.id], g.evaluated, costed=len(sel), evict=methods,
                      techs=ax.names + [opts.draft_model or "draft"])
@@ -451,11 +451,25 @@ def evaluate_disaggregated(model: Model, hw: Hardware, cfg: Configs, wl: Workloa
         bw, lat, frac, _ = fab.tier_for(total)
         t_kv = lat + kv_prompt[P] / np.maximum(bw * frac * np.minimum(gpus[P], gpus[di[D]]), 1.0)
         ttft = t_pf[P] + t_kv + front + (0.0 if lora is None else lora.ttft_s(base.tp[P], base.pp[P]))
-        rows.append((P, D, best_tok, best_x, best_y, total, ttft, t_kv))
+        # the clients the decode slots hold wait for the prefill pool where it is the slower side (queued_ttft)
+        t_wait = np.maximum(queued_ttft(best_y * c[D], best_tok * total / wl.osl, wl.osl, tpot[D]) - ttft, 0.0)
+        rows.append((P, D, best_tok, best_x, best_y, total, ttft + t_wait, t_kv, t_wait))
     if not rows:
         return PlanTable({}, [], [], [hw.id], evaluated, costed)
     cols = _disagg_columns(model, hw, cfg, wl, base, mem, gpus, di, c, tpot, rows, accuracy_of)
     return PlanTable(cols, list(dict.fromkeys(cfg.weights)), list(dict.fromkeys(cfg.kv)), [hw.id], evaluated, costed)
+
+
+def queued_ttft(clients, requests_per_s, osl: float, tpot):
+    """Mean time to first token of a disaggregated row's ``clients`` (its decode slots: y workers x c) in a closed
+    loop at the ``requests_per_s`` the pools serve: by Little's law each client's cycle is clients / rate, of which
+    (osl - 1) x tpot is its decode, so the rest is its wait for, and time in, the prefill pool and the KV transfer.
+    Where the prefill pool sets the rate (rate matching left it the slower side), that wait holds the clients the
+    decode slots cannot: without it the row would show an idle prefill pool's TTFT at that pool's full rate. Where
+    the decode pool sets the rate the cycle is its own decode and this is below the unqueued TTFT (the caller takes
+    the larger)."""
+    rate = np.maximum(np.asarray(requests_per_s, float), 1e-30)
+    return np.asarray(clients, float) / rate - (osl - 1.0) * np.asarray(tpot, float)
 
 
 RATE_MATCH_SPAN = 2  # decode-worker counts tried on each side of the continuous rate-matching optimum
@@ -465,7 +479,7 @@ RATE_MATCH_BLOCK = 2048  # rows per block of rate_match's arithmetic (fastest of
 def _disagg_columns(model: Model, hw: Hardware, cfg: Configs, wl: Workload, base, mem, gpus, di, c, tpot, rows,
                     accuracy_of) -> dict:
     """The plan-table columns of the rate-matched (prefill pool, decode pool) pairs."""
-    P, D, tok_gpu, bx, by, total, ttft, t_kv = (np.concatenate(z) for z in zip(*rows))
+    P, D, tok_gpu, bx, by, total, ttft, t_kv, t_wait = (np.concatenate(z) for z in zip(*rows))
     dd = di[D]
     acc = accuracy_of(cfg, dd)
     per_tok = mem.kv_full_per_token[dd] + mem.kv_swa_per_token[dd]
@@ -490,7 +504,7 @@ def _disagg_columns(model: Model, hw: Hardware, cfg: Configs, wl: Workload, base
         "tok_s_per_gpu": tok_gpu, "tok_s_per_user": 1.0 / tpot_r, "accuracy": acc, "max_context": max_ctx,
         "usd_per_mtok": price / (tok_gpu * 3600.0) * 1e6,
         "x_prefill": bx, "y_decode": by, "prefill_tp": base.tp[P].astype(float), "prefill_pp": base.pp[P].astype(float), "prefill_adp": base.adp[P].astype(float),
-        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv, "intra_f": z,
+        "prefill_ep": base.ep[P].astype(float), "prefill_gpus": gpus[P], "kv_transfer_s": t_kv, "prefill_wait_s": t_wait, "intra_f": z,
     }
     return cols
 

@@ -167,7 +167,8 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
                                  "prefill_tp": int(c["prefill_tp"]), "prefill_pp": int(c["prefill_pp"]),
                                  "prefill_ep": int(c["prefill_ep"]), "prefill_attention_dp": int(c["prefill_adp"]),
                                  "decode_workers": int(c["y_decode"]), "decode_gpus_per_worker": int(c["gpus_per_replica"]),
-                                 "kv_transfer_s": float(c["kv_transfer_s"])}
+                                 "kv_transfer_s": float(c["kv_transfer_s"]),
+                                 "prefill_wait_s": float(c.get("prefill_wait_s", 0.0))}
         if c.get("prefill_eplb", -1) >= 0:
             plan["disaggregated"]["prefill_eplb_redundant_experts"] = int(c["prefill_eplb"])
     d = {
