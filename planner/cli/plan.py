@@ -117,10 +117,9 @@ def render(res, top: int, plot, plot_terminal: bool, min_accuracy: float | None)
     out.print(f"  trade: {r['trade']}")
     wait = (r["plan"].get("disaggregated") or {}).get("prefill_wait_s", 0.0)
     if wait > 0.0:  # planner.search.evaluate.queued_ttft
-        dg = r["plan"]["disaggregated"]
-        clients = dg["decode_workers"] * r["plan"]["concurrency_per_replica"]
-        out.print(f"  note: the prefill pool ({dg['prefill_workers']} worker(s)) is the slower side: {wait * 1e3:,.0f} ms "
-                  f"of the TTFT is the {clients:,} clients' wait for it (its decode slots; Little's law at the rate served)")
+        out.print(f"  note: the prefill pool ({r['plan']['disaggregated']['prefill_workers']} worker(s)) is the slower "
+                  f"side: {wait * 1e3:,.0f} ms of the TTFT is the wait for it of the clients the decode slots hold "
+                  f"(Little's law at the rate served)")
     if plot:
         out.print(f"wrote {plot}")
     if plot_terminal:

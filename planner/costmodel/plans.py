@@ -287,6 +287,7 @@ def make_plans(
     if nw is not None and nw.scale_block:  # the released block-scaled format, served as released
         cols["act_quant"] = np.array([float(w == nw.dense) for w in w_names])[w_codes]
     # layers a checkpoint stores in a format of their own (Model.stored_formats): their bytes and GEMM rate per plan
+    # (neither depends on the KV format, so any pair's serves as format_numbers' kv argument)
     stored = {w: model.stored_formats(w) for w in w_names}
     own = {f: format_numbers(hw, f, uniq[0][1], None, kernels, engine, mla) for w, fs in stored.items() for f in fs if f != w}
     for i, (b_col, r_col) in enumerate((("attn_weight_bytes", "attn_gemm_flops"), ("dense_weight_bytes", "dense_gemm_flops"))):

@@ -168,7 +168,7 @@ def row(t: PlanTable, i: int, model_max_context: int, best_tok: float, model_id:
                                  "prefill_ep": int(c["prefill_ep"]), "prefill_attention_dp": int(c["prefill_adp"]),
                                  "decode_workers": int(c["y_decode"]), "decode_gpus_per_worker": int(c["gpus_per_replica"]),
                                  "kv_transfer_s": float(c["kv_transfer_s"]),
-                                 "prefill_wait_s": float(c.get("prefill_wait_s", 0.0))}
+                                 "prefill_wait_s": float(c["prefill_wait_s"])}
         if c.get("prefill_eplb", -1) >= 0:
             plan["disaggregated"]["prefill_eplb_redundant_experts"] = int(c["prefill_eplb"])
     d = {
