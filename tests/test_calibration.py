@@ -196,6 +196,28 @@ def test_per_sequence_host_time_is_fitted_per_release_and_reaches_the_engine():
         assert np.isfinite(d["engine_wide"]["seq_host_s"]["value"])
 
 
+def test_the_step_time_strays_by_release_not_by_engine():
+    """A release's host loop sets its per-step time (vLLM's synchronous V0 engine against V1's overlapped one), so
+    step_s may move far at the release level (version_spread) while the engine family keeps the ordinary spread: the
+    V0 rows that fit it cannot hand their step time to the V1 releases of the same engine. A parameter without a
+    version_spread keeps one spread at both levels."""
+    from planner.calibrate import joint
+    from planner.costmodel.params import PARAM_BY_NAME
+
+    names = [q.name for q in joint.FIT]
+    p = PARAM_BY_NAME["step_s"]
+    assert p.spread == 1.0 and p.version_spread == 10.0
+    lay = joint.Layout(["vllm"], ["vllm@0.15", "vllm@0.6"], [("vllm@0.6", "hopper")], [("vllm", "hopper")])
+    lo, hi = lay.bounds()
+    w = lay.penalty_weights()
+    j, g = names.index("step_s"), names.index("gemm")
+    fam, ver = lay.index("family", "vllm"), lay.index("version", "vllm@0.6")
+    assert hi[ver + j] == pytest.approx(joint.SPAN["version"] * 10.0) and hi[fam + j] == pytest.approx(joint.SPAN["family"])
+    assert w[ver + j] == pytest.approx(w[ver + g] / 10.0) and w[fam + j] == pytest.approx(w[fam + g])
+    assert list(joint.level_spread("arch")) == [1.0] * len(names)
+    assert joint.level_spread("version")[g] == joint.level_spread("family")[g] == PARAM_BY_NAME["gemm"].spread
+
+
 def test_an_anchored_parameter_keeps_the_all_engine_value_at_the_microbenchmark():
     """The all-reduce efficiency is anchored: its all-engine value is held near the prior (the nccl-tests rate, x1.0)
     and an engine whose collective kernels depart from it carries the departure in its own family offset. So an engine

@@ -61,6 +61,16 @@ def file_weights(rows: list[FitRow]) -> np.ndarray:
     return np.sqrt(np.array([n / (k * counts[f]) for f in files]))
 
 
+def level_spread(level: str) -> np.ndarray:
+    """Per FIT parameter, how much wider than SIGMA / SPAN a level's offsets may be (ParamSpec.spread for an engine
+    family, version_spread, where set, for a release; 1 for an architecture)."""
+    if level == "family":
+        return np.array([p.spread for p in FIT])
+    if level == "version":
+        return np.array([p.spread if p.version_spread is None else p.version_spread for p in FIT])
+    return np.ones(len(FIT))
+
+
 @dataclass
 class Layout:
     """Where each level's offsets sit in the parameter vector."""
@@ -95,9 +105,8 @@ class Layout:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         per_arch = np.array([p.per_architecture for p in FIT])
-        spread = np.array([p.spread for p in FIT])
-        span = np.concatenate([np.where(per_arch | (level != "arch"), SPAN.get(level, 0.0) * (spread if level in ("family", "version") else 1.0),
-                                        1e-9) for level, _ in self.blocks])
+        span = np.concatenate([np.where(per_arch | (level != "arch"), SPAN.get(level, 0.0) * level_spread(level), 1e-9)
+                               for level, _ in self.blocks])
         lo, hi = -span, span.copy()
         lo[:len(FIT)] = [np.log(p.lo) for p in FIT]
         hi[:len(FIT)] = [np.log(p.hi) for p in FIT]
@@ -151,13 +160,12 @@ class Layout:
         return x
 
     def penalty_weights(self) -> np.ndarray:
-        spread = np.array([p.spread for p in FIT])
         anchored = np.array([p.anchored for p in FIT])
 
         def sigma(level):
             if level == "global":
                 return np.where(anchored, SIGMA_ANCHORED, SIGMA["global"])
-            return SIGMA[level] * (spread if level in ("family", "version") else np.ones(len(FIT)))
+            return SIGMA[level] * level_spread(level)
 
         return np.concatenate([NOISE / sigma(level) for level, _ in self.blocks])
 

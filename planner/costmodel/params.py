@@ -47,6 +47,9 @@ class ParamSpec:
     engine_field: str | None = None
     per_architecture: bool = True  # False: one value per engine release (values the Engine carries)
     spread: float = 1.0  # scales how far an engine family or release may stray from the all-engine value
+    # scales how far a release may stray from its family (None: ``spread``): host costs are set by how a release
+    # schedules (vLLM's synchronous V0 loop against V1's overlapped one), not by the engine's name
+    version_spread: float | None = None
     # the all-engine value is held near the prior (the silicon microbenchmark the parameter is relative to) instead of
     # following whichever engine has rows: each engine's departure from the microbenchmark is its own (family level)
     anchored: bool = False
@@ -67,8 +70,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("moe_gemm", "kernel", "x gemm", 0.8, 0.2, 1.15, 1.0, True,
               "routed-expert grouped GEMM rate relative to the dense GEMM rate at the same tokens per expert (after "
               "each expert's rows are padded to whole tiles): permutation-aware grouped kernels, expert scheduling; "
-              "releases differ in their MoE kernels (CUTLASS FP8, Triton MXFP4 on Hopper), hence the wider spread",
-              spread=3.0),
+              "releases differ in their MoE kernels (CUTLASS FP8, Triton MXFP4 on Hopper), hence the wide spread "
+              "between releases (an engine's family keeps the ordinary one, so one release's kernels do not set "
+              "another's)",
+              version_spread=10.0),
     ParamSpec("attention", "kernel", "x MAMF", 0.5, 0.1, 1.15, 1.0, True,
               "prefill (flash) attention FLOP rate relative to the 16-bit GEMM microbenchmark"),
     ParamSpec("kv_read", "kernel", "x STREAM", 0.7, 0.2, 1.15, 1.0, True,
@@ -108,7 +113,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("kernel_s", "engine", "s", 3e-6, 1e-8, 3e-5, 0.0, True,
               "host/launch gap per kernel (per op per layer)", "kernel_overhead_s", anchored=True),
     ParamSpec("step_s", "engine", "s", 2e-4, 1e-6, 2e-2, 0.0, True,
-              "fixed host time per engine step (scheduler, sampling, synchronization)", "step_overhead_s"),
+              "fixed host time per engine step (scheduler, sampling, synchronization)", "step_overhead_s",
+              version_spread=10.0),
     # one value per release with a wide spread between releases (``spread``): a C++ executor spends ~nothing per
     # sequence, a Python one (TensorRT-LLM 1.x PyTorch backend, vLLM) tens of microseconds. The prior sits where a
     # Python scheduler is: an engine that hides host time under the GPU (async scheduling) shows it only once
