@@ -216,6 +216,8 @@ def test_the_step_time_strays_by_release_not_by_engine():
     assert w[ver + j] == pytest.approx(w[ver + g] / 10.0) and w[fam + j] == pytest.approx(w[fam + g])
     assert list(joint.level_spread("arch")) == [1.0] * len(names)
     assert joint.level_spread("version")[g] == joint.level_spread("family")[g] == PARAM_BY_NAME["gemm"].spread
+    m = names.index("moe_gemm")  # a release's MoE kernels likewise (Triton fused_moe, CUTLASS grouped GEMMs)
+    assert joint.level_spread("version")[m] == 10.0 and joint.level_spread("family")[m] == 1.0
 
 
 def test_an_anchored_parameter_keeps_the_all_engine_value_at_the_microbenchmark():

@@ -47,8 +47,8 @@ class ParamSpec:
     engine_field: str | None = None
     per_architecture: bool = True  # False: one value per engine release (values the Engine carries)
     spread: float = 1.0  # scales how far an engine family or release may stray from the all-engine value
-    # scales how far a release may stray from its family (None: ``spread``): host costs are set by how a release
-    # schedules (vLLM's synchronous V0 loop against V1's overlapped one), not by the engine's name
+    # scales how far a release may stray from its family (None: ``spread``), for what a release's own code sets rather
+    # than the engine's name: its host loop (vLLM's synchronous V0 step against V1's overlapped one), its MoE kernels
     version_spread: float | None = None
     # the all-engine value is held near the prior (the silicon microbenchmark the parameter is relative to) instead of
     # following whichever engine has rows: each engine's departure from the microbenchmark is its own (family level)
