@@ -374,6 +374,12 @@ NOT_FITTED = {
     "single_stream_llamacpp_strix_halo.csv": "held out to measure transfer: llama.cpp batch 1 on AMD's Ryzen AI Max+ 395 "
                                              "(Strix Halo, RDNA 3.5 iGPU on unified LPDDR5X), a device specced from datasheets "
                                              "and single public microbenchmarks, no fitted row of its kind",
+    "single_stream_llamacpp_apple_m.csv": "held out to measure transfer: llama-bench pp512 and tg128 of Llama 2 7B on twelve "
+                                          "Apple chips (M1 to M4, base to Ultra) no other row comes from, the M4 family an "
+                                          "architecture no fitted row comes from",
+    "single_stream_llamacpp_pr_tables.csv": "held out to measure transfer: llama-bench tables printed in llama.cpp pull "
+                                            "requests for a Tesla P40 (Pascal), an RTX 2080 Ti (Turing), an RX 7900 XTX (RDNA3, "
+                                            "ROCm) and an RTX 3090 Ti, devices and architectures no fitted row comes from",
     "single_stream_llamacpp_prompt_lengths.csv": "held out to measure transfer: llama-bench prompts of 1,024 to 8,192 "
                                                  "tokens (two to sixteen 512-token passes) and long generations from the "
                                                  "LLaMA 3 tables whose 512-token columns are fitted, and the same runs on "
