@@ -176,3 +176,44 @@ def test_the_bundled_bursts_simulate_in_seconds():
     out = predict_offline_bench(rows, "modern_per_gpu.csv")
     assert len(out) == len(rows) and all(p > 0 for *_, p, _ in out)
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_label_wider_than_the_release_means_the_release_ran():
+    """Benchmark pages label rows by their table's precision (gpt-oss filed under FP8 on Hopper and FP4 on Blackwell);
+    a quantized label wider than the model's release names no checkpoint anyone runs, so the row ran the release. A
+    16-bit label (an upcast), a label as narrow as the release, a model released in 16 bit, and a row whose own run
+    settings say what ran keep what they say."""
+    from planner.calibrate.published_fit import ran_weights
+
+    assert ran_weights("gpt-oss-120b", "fp8") == "mxfp4"  # 8 bits against the release's 4.25
+    assert ran_weights("gpt-oss-20b", "fp4") == "mxfp4"  # NVFP4's 4.5 bits against 4.25
+    assert ran_weights("gpt-oss-120b", "bf16") == "bf16"
+    assert ran_weights("deepseek-r1", "fp8") == "fp8" and ran_weights("deepseek-r1", "int8") == "int8"
+    assert ran_weights("deepseek-r1", "fp4") == "fp4"
+    assert ran_weights("llama-3.1-70b", "fp8") == "fp8"
+    assert V.row_precisions(_row(weights="fp8", weights_ran="", kv="fp8", kv_ran="")) == ("mxfp4", "fp8")
+    assert V.row_precisions(_row(weights="fp8", weights_ran="int4", kv="fp8", kv_ran="")) == ("int4", "fp8")
+
+
+def test_a_table_without_request_counts_still_runs_its_trtllm_bench_rows_as_bursts(tmp_path):
+    """The schema the shared validation tables use (no num_requests, no weights_ran): a 1.x perf-overview row is
+    still the burst trtllm-bench ran, at the page's count for its lengths, and in the release it loaded; a
+    TensorRT-LLM 0.14 max-throughput row stays at the steady state."""
+    cols = ["source", "model", "hardware", "parallel", "weights", "kv", "isl", "osl", "output_tokens_per_s_per_gpu"]
+    f = tmp_path / "modern.csv"
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerow({"source": "trtllm perf-overview 1.1/1.2 era (developer-guide), max throughput", "model": "gpt-oss-20b",
+                    "hardware": "h100-sxm", "parallel": "tp1", "weights": "fp8", "kv": "fp8", "isl": "1000", "osl": "1000",
+                    "output_tokens_per_s_per_gpu": "11557"})
+        w.writerow({"source": "trtllm-bench, TensorRT-LLM 0.14.0 perf-overview, max throughput", "model": "llama-3.1-8b",
+                    "hardware": "h100-sxm", "parallel": "tp1", "weights": "fp8", "kv": "fp8", "isl": "128", "osl": "128",
+                    "output_tokens_per_s_per_gpu": "27000"})
+    rows = V.validate([str(f)]).rows
+    assert rows[0].config.startswith("tp1 mxfp4 1000/1000 x3000") and rows[0].predicted > 0
+    assert "3000 requests" in rows[0].note
+    assert rows[1].config.endswith("max") and rows[1].predicted > 0
+    from planner.calibrate.bench_settings import bench_runs
+
+    assert bench_runs("TensorRT-LLM 1.0 performance overview, max throughput", "trtllm@1.1")  # the page's title spelt out

@@ -46,6 +46,7 @@ drain are a large share of it, so these rows are simulated request by request
 from __future__ import annotations
 
 import math
+import re
 
 GIB = 2.0**30
 MAX_REQUESTS = 4096  # finetune_setting: "cap total batch size to avoid decoder buffer size becoming too large"
@@ -142,7 +143,7 @@ def perf_overview_requests(isl: int, osl: int) -> tuple[int, str]:
 
 def bench_runs(source: str, engine: str) -> bool:
     """Whether a row was measured by trtllm-bench sizing its own batch (the 1.x perf-overview tables)."""
-    return engine.startswith("trtllm@1.") and "perf-overview" in (source or "").lower()
+    return engine.startswith("trtllm@1.") and re.search(r"perf(?:ormance)?[-_ ]overview", (source or "").lower()) is not None
 
 
 def bench_limits(model, hw, ranks: int, pp: int, isl: int, osl: int, weights: str, kv: str) -> tuple[int, int, int]:

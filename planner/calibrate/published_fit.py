@@ -30,7 +30,7 @@ from planner.serving.batching import Techniques, inflight, static_batch
 from planner.serving.host import host_link_bytes_per_s
 from planner.specs.engine import era_profile, get_engine, llamacpp_build
 from planner.specs.loader import get_hardware, get_model
-from planner.specs.quant import canonical, default_kv
+from planner.specs.quant import canonical, default_kv, get_format
 
 # files predicted through the event simulator, or (kv_cache_gib) the memory model: validated, not fit rows
 OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
@@ -212,11 +212,30 @@ def llamacpp_run_settings(row: dict, where: str) -> dict:
     return out
 
 
+def ran_weights(model: str, label: str) -> str:
+    """The weights a published row labelled ``label`` ran: the label, except where it names a quantized format wider
+    than the one the model is released in. Benchmark pages label rows by the precision of their table (TensorRT-LLM's
+    perf overview files gpt-oss under FP8 on Hopper and FP4 on Blackwell), and no engine requantizes a release into a
+    wider quantized format to benchmark it: the run serves the released checkpoint (the pages' own run settings load
+    gpt-oss's MXFP4 one on both). A 16-bit label stays (a 16-bit upcast of a release is a real choice: gpt-oss in BF16),
+    and so does a label as narrow as the release or narrower (another checkpoint of that width)."""
+    try:
+        released = get_model(model).released_weights()
+        fmt, rel = get_format(label), get_format(released) if released else None
+    except PlannerError:
+        return label  # an unknown model or format: the row reports that itself
+    if rel is not None and label != released and rel.bits < fmt.bits < 16:
+        return released
+    return label
+
+
 def parse_row(row: dict, file: str, line: int) -> FitRow:
     """A fit row from one published-schema row; PlannerError when it is not one."""
     where = f"{file}:{line}"
     cols = {k for k, v in row.items() if k is not None}
-    weights = canonical(row.get("weights_ran") or row.get("weights")) or "bf16"  # as validate.row_precisions
+    # as validate.row_precisions: what the run's own settings say it ran, else the label (or the release it implies)
+    weights = (canonical(row["weights_ran"]) if row.get("weights_ran")
+               else ran_weights(row["model"], canonical(row.get("weights") or "bf16") or "bf16"))
     tp, pp, ep, adp = row_parallel(row, where) or (int(float(row["tp"])) if row.get("tp") else 1, 1, 1, 1)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])

@@ -12,7 +12,7 @@ import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, bench_runs, bench_sized, offline, row_bench_limits
 from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, llamacpp_run_settings,
-                                              parallel_label, release_of, row_parallel)
+                                              parallel_label, ran_weights, release_of, row_parallel)
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
@@ -135,9 +135,13 @@ def _estimate(file: Path, line: int, *args, **kw):
 def row_precisions(row: dict) -> tuple[str, str | None]:
     """(weights, kv) a published row ran. The published label stays as published in ``weights``/``kv``; where the
     source's own run configuration shows the engine ran something else, ``weights_ran``/``kv_ran`` say so (the
-    file's README gives the reason and source)."""
-    return (_precision(row.get("weights_ran") or row.get("weights"), "bf16"),
-            _precision(row.get("kv_ran") or row.get("kv"), None))
+    file's README gives the reason and source); a row without ``weights_ran`` whose label is a quantized format wider
+    than the model's release ran the release (ran_weights)."""
+    weights = _precision(row.get("weights_ran"), None)
+    if weights is None:
+        label = _precision(row.get("weights"), "bf16")
+        weights = ran_weights(row["model"], label) if row.get("model") else label
+    return weights, _precision(row.get("kv_ran") or row.get("kv"), None)
 
 
 def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
@@ -276,6 +280,29 @@ def _drift_notes(capture: Path) -> list[str]:
     return [f"{capture.name}: {w}" for w in drift_warnings(read_meta(capture / "meta.yaml"))]
 
 
+def _bench_bursts(name: str, cols: set, rows: list[dict]) -> dict[int, tuple]:
+    """Row index -> (what, config, measured, predicted, note) for the rows of a max-throughput table without a
+    ``num_requests`` column that trtllm-bench ran (a 1.x perf overview: bench_settings.bench_runs): simulated as the
+    bursts they were, at the page's request count for their lengths (predict_offline_bench), as the bundled copies of
+    those pages are; every other row is priced at the steady state (predict_row)."""
+    if "output_tokens_per_s_per_gpu" not in cols or {"batch", "phase"} & cols:
+        return {}
+
+    def bench_row(row: dict) -> bool:
+        try:
+            return bench_runs(row.get("source"), release_of(row))
+        except PlannerError:
+            return False
+
+    idx = [k for k, row in enumerate(rows) if bench_row(row)]
+    if not idx:
+        return {}
+    from planner.serving.published import predict_offline_bench
+
+    out = predict_offline_bench([rows[k] for k in idx], name, lines=[k + 2 for k in idx])
+    return {idx[j]: rest for j, *rest in out}
+
+
 def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Report:
     files = _files(paths) if paths else builtin_published()
     report = Report()
@@ -320,12 +347,16 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                 if progress:
                     progress()
             continue
+        bursts = _bench_bursts(f.name, cols, rows) if hardware is None else {}
         for i, row in enumerate(rows, start=2):
-            try:
-                what, config, meas, pred = predict_row(row, f, i)
-                note = ""
-            except UnpredictableRow as e:
-                what, config, meas, pred, note = "-", "", float("nan"), None, str(e)
+            if i - 2 in bursts:
+                what, config, meas, pred, note = bursts[i - 2]
+            else:
+                try:
+                    what, config, meas, pred = predict_row(row, f, i)
+                    note = ""
+                except UnpredictableRow as e:
+                    what, config, meas, pred, note = "-", "", float("nan"), None, str(e)
             report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", ""), note))
             if progress:
                 progress()

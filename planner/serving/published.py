@@ -424,7 +424,8 @@ def _with_mean(x: np.ndarray, mean: float, lo: int, hi: int) -> np.ndarray:
     return np.rint(y).astype(np.int64)
 
 
-def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv") -> list[tuple[int, str, str, float, float, str]]:
+def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv",
+                          lines: list[int] | None = None) -> list[tuple[int, str, str, float, float, str]]:
     """(row index, what, config, measured, predicted, note) for ``trtllm-bench throughput`` rows of the perf
     overviews: ``num_requests`` requests of the row's lengths queued at once through one replica of its layout (a
     blank count: planner.calibrate.bench_settings.perf_overview_requests, said in the note)."""
@@ -435,7 +436,7 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv")
 
     out = []
     for i, r in enumerate(rows):
-        where = f"{file}:{i + 2}"
+        where = f"{file}:{lines[i] if lines else i + 2}"
         weights, kv = row_precisions(r)
         layout = row_parallel(r, where)
         tp, pp, ep, adp = layout if layout is not None else (_count(r, "tp", where, 1), 1, 1, 1)
