@@ -212,7 +212,7 @@ def test_a_table_without_request_counts_still_runs_its_trtllm_bench_rows_as_burs
                     "output_tokens_per_s_per_gpu": "27000"})
     rows = V.validate([str(f)]).rows
     assert rows[0].config.startswith("tp1 mxfp4 1000/1000 x3000") and rows[0].predicted > 0
-    assert "3000 requests" in rows[0].note
+    assert "3000 requests" in rows[0].note and "read as the released mxfp4 checkpoint" in rows[0].note
     assert rows[1].config.endswith("max") and rows[1].predicted > 0
     from planner.calibrate.bench_settings import bench_runs
 

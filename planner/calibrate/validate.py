@@ -357,7 +357,18 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
                     note = ""
                 except UnpredictableRow as e:
                     what, config, meas, pred, note = "-", "", float("nan"), None, str(e)
+            if pred is not None:
+                note = "; ".join(x for x in (_release_note(row), note) if x)
             report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", ""), note))
             if progress:
                 progress()
     return report
+
+
+def _release_note(row: dict) -> str:
+    """Says so where a row's weights label was read as the model's release (ran_weights), else ''."""
+    if row.get("weights_ran") or not row.get("weights") or not row.get("model"):
+        return ""
+    label = _precision(row["weights"], "bf16")
+    ran = ran_weights(row["model"], label)
+    return "" if ran == label else f"weights labelled {label}, read as the released {ran} checkpoint (a wider label names no run)"
