@@ -193,6 +193,10 @@ def test_a_label_wider_than_the_release_means_the_release_ran():
     assert ran_weights("llama-3.1-70b", "fp8") == "fp8"
     assert V.row_precisions(_row(weights="fp8", weights_ran="", kv="fp8", kv_ran="")) == ("mxfp4", "fp8")
     assert V.row_precisions(_row(weights="fp8", weights_ran="int4", kv="fp8", kv_ran="")) == ("int4", "fp8")
+    # a cache cell of "auto" (the engines' kv-cache dtype flag) is the engine's own rule, as a blank one is
+    assert V.row_precisions(_row(weights="fp8", weights_ran="", kv="auto", kv_ran="")) == ("mxfp4", None)
+    (_, _, cfg, _, pred, note), = predict_offline_bench([_row(weights="fp8", weights_ran="", kv="auto", kv_ran="")], "t.csv")
+    assert pred > 0 and "does not fit" not in note
 
 
 def test_a_table_without_request_counts_still_runs_its_trtllm_bench_rows_as_bursts(tmp_path):

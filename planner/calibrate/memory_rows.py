@@ -28,7 +28,7 @@ def predict_kv_memory(rows: list[dict], file: str = "vllm_kv_memory.csv") -> lis
     from planner.costmodel.plans import make_plans
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware, get_model
-    from planner.specs.quant import default_kv
+    from planner.specs.quant import default_kv, kv_asked
 
     out = []
     for i, r in enumerate(rows):
@@ -44,7 +44,7 @@ def predict_kv_memory(rows: list[dict], file: str = "vllm_kv_memory.csv") -> lis
             eng = eng.with_(**{k: v for k, v in (("utilization", util), ("max_seqs", seqs), ("max_batched_tokens", mbt))
                                if v is not None})
             weights = (r.get("weights") or "").strip() or model.released_weights() or "bf16"
-            kv = (r.get("kv") or "").strip() or default_kv(weights, eng, model)
+            kv = kv_asked(r.get("kv")) or default_kv(weights, eng, model)
             cfg = (f"{eng.name} tp{tp} {weights}/kv-{kv} utilization {eng.utilization:g}, {eng.max_seqs} sequences, "
                    f"{eng.max_batched_tokens} batched tokens")
             mem = memory(model, hw, make_plans(model, hw, tp=tp, weights=weights, kv=kv, engine=eng), eng)

@@ -30,7 +30,7 @@ from planner.serving.batching import Techniques, inflight, static_batch
 from planner.serving.host import host_link_bytes_per_s
 from planner.specs.engine import era_profile, get_engine, llamacpp_build
 from planner.specs.loader import get_hardware, get_model
-from planner.specs.quant import canonical, default_kv, get_format
+from planner.specs.quant import canonical, default_kv, get_format, kv_asked
 
 # files predicted through the event simulator, or (kv_cache_gib) the memory model: validated, not fit rows
 OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
@@ -240,7 +240,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
     release = release_of(row)
-    kv = canonical(row.get("kv_ran") or row.get("kv")) or default_kv(weights, release, m)
+    kv = kv_asked(row.get("kv_ran") or row.get("kv")) or default_kv(weights, release, m)
     base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release,
                 tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
     num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731

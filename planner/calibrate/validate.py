@@ -16,7 +16,7 @@ from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_CO
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
-from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical, default_kv
+from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical, default_kv, kv_asked
 
 
 @dataclass
@@ -141,7 +141,7 @@ def row_precisions(row: dict) -> tuple[str, str | None]:
     if weights is None:
         label = _precision(row.get("weights"), "bf16")
         weights = ran_weights(row["model"], label) if row.get("model") else label
-    return weights, _precision(row.get("kv_ran") or row.get("kv"), None)
+    return weights, kv_asked(row.get("kv_ran") or row.get("kv"))
 
 
 def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:

@@ -43,7 +43,7 @@ from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
 from planner.serving.workload import Lengths, fixed_workload, generate, get_workload, shared_closed_loop, sharegpt_workload
-from planner.specs.quant import canonical, default_kv
+from planner.specs.quant import canonical, default_kv, kv_asked
 
 ONLINE_REQUESTS = 500
 # an Offline query lasts 1.1 x the 600 s minimum duration at the system's own rate (_offline_query); the simulated
@@ -108,7 +108,7 @@ def predict_online(rows: list[dict], file: str = "online_serving.csv") -> list[t
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
         tp = int(_num(r, "tp", where)) if r.get("tp") else 1
-        weights, kv = r.get("weights") or "bf16", r.get("kv") or None
+        weights, kv = r.get("weights") or "bf16", kv_asked(r.get("kv"))
         isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
         key = (r["model"], r["hardware"], r.get("tp") or "1", weights, r.get("kv") or "", r["isl"], r["osl"])
         if key not in reps:
@@ -307,7 +307,7 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         where = f"{file}:{i + 2}"
         gpus = int(_num(r, "gpus", where))
         weights = r.get("weights") or "bf16"
-        kv = r.get("kv") or default_kv(weights, _engine_of(r), r["model"])
+        kv = kv_asked(r.get("kv")) or default_kv(weights, _engine_of(r), r["model"])
         scen = (r.get("scenario") or "").strip().lower()
         if scen not in ("offline", "server"):
             raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")
@@ -362,7 +362,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
         tp, ep, pp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp"))
-        weights, kv = canonical((r.get("weights") or "").strip()) or None, canonical((r.get("kv") or "").strip()) or None
+        weights, kv = canonical((r.get("weights") or "").strip()) or None, kv_asked(r.get("kv"))
         isl, osl = max(int(round(_num(r, "isl", where))), 1), max(int(round(_num(r, "osl", where))), 1)
         n = int(_num(r, "num_prompts", where))
         rate_s = str(r.get("rate") or "inf").strip().lower()

@@ -310,6 +310,13 @@ def canonical(name: str | None) -> str | None:
     return PRECISION_ALIASES.get(v, v)
 
 
+def kv_asked(name: str | None) -> str | None:
+    """The KV-cache format a table cell or flag names: the planner's id, or None for a blank or ``auto`` (the engines'
+    --kv-cache-dtype / kv_cache_config.dtype auto: their own rule, default_kv, as when none is given)."""
+    v = canonical((name or "").strip())
+    return None if not v or v == "auto" else v
+
+
 def get_format(name: str) -> Format:
     if name not in FORMATS:
         raise unknown("precision", name, FORMATS)
