@@ -293,6 +293,18 @@ def test_a_llamacpp_row_is_priced_by_the_build_it_names():
     assert release_of({"engine": "llama.cpp", "engine_version": "b2500"}) == "llamacpp@unpinned"
 
 
+def test_a_table_without_an_engine_column_takes_the_engine_its_source_names():
+    """A printed table may name its engine only in the source: vLLM or SGLang there (with its release where given,
+    priced by the profile of that release's era), TensorRT-LLM only where nothing else is named."""
+    from planner.calibrate.published_fit import engine_of
+
+    assert engine_of({"source": "vLLM v0.10.1 benchmark_throughput, H100", "hardware": "h100-sxm"}) == "vllm@0.11"
+    assert engine_of({"source": "SGLang 0.4.6 speed benchmark", "hardware": "h20"}) == "sglang@0.5"
+    assert engine_of({"source": "an sglang blog post", "hardware": "h100-sxm"}) == "sglang"
+    assert engine_of({"source": "trtllm perf-overview 1.1/1.2 era", "hardware": "h100-sxm"}) == "trtllm@1.1"
+    assert engine_of({"source": "a vendor's table", "hardware": "h100-sxm"}) == "trtllm"
+
+
 def test_an_mlperf_row_is_priced_by_the_tensorrt_llm_its_round_built():
     """NVIDIA's closed MLPerf Inference submissions build the TensorRT-LLM their round's code pins (Makefile.build): v4.0
     a 0.9-dev main, v4.1 a 0.12-dev main and v5.0 a 0.18-dev main (the C++ runtime's in-flight batching: the 0.14

@@ -60,6 +60,14 @@ def engine_of(row: dict) -> str:
     src = (row.get("source") or "").lower()
     if "llama.cpp" in src or "llamacpp" in src:
         return LLAMACPP_NO_BUILD
+    # a table without an engine column whose source names vLLM or SGLang (and perhaps its release) ran that engine,
+    # not TensorRT-LLM, the fallback below
+    m = re.search(r"\b(vllm|sglang)\b[^0-9]{0,16}?v?(\d+)\.(\d+)", src)
+    if m:
+        return _profile_for(m.group(1), f"{m.group(2)}.{m.group(3)}")
+    m = re.search(r"\b(vllm|sglang)\b", src)
+    if m:
+        return m.group(1)
     m = re.search(r"(?:trt-?llm|tensorrt[-_ ]?llm|perf-overview|release)[^0-9]{0,24}?v?(\d+)\.(\d+)", src)
     if m and ("trtllm" in src or "trt-llm" in src or "tensorrt" in src):
         return _profile_for("trtllm", f"{m.group(1)}.{m.group(2)}")
