@@ -21,13 +21,14 @@ SOURCE = "trtllm perf-overview, TensorRT-LLM release/1.2 (test row), max through
 @pytest.mark.parametrize("text, want", [
     ("tp8", (8, 1, 1, 1)), ("dep4", (1, 1, 4, 4)), ("tp1pp2", (1, 2, 1, 1)), ("dep2pp2", (1, 2, 2, 2)),
     ("TP1,PP2", (1, 2, 1, 1)), ("dep8_pp1", (1, 1, 8, 8)), ("adp8", (1, 1, 1, 8)), ("adp4pp2", (1, 2, 1, 4)),
+    ("tp8ep8", (8, 1, 8, 1)), ("TP4/EP2", (4, 1, 2, 1)), ("tp4ep4pp2", (4, 2, 4, 1)),
 ])
 def test_parallel_labels(text, want):
     assert parse_parallel(text) == want
     assert parse_parallel(parallel_label(*want)) == want  # the label a prediction's config prints reads back the same
 
 
-@pytest.mark.parametrize("text", ["pp2", "tp0", "dep", "tp2pp0", "ep4", "tp2 x pp2", "adp0", ""])
+@pytest.mark.parametrize("text", ["pp2", "tp0", "dep", "tp2pp0", "ep4", "tp2 x pp2", "adp0", "", "tp4ep3", "dep4ep4", "tp4ep0"])
 def test_bad_parallel_labels_are_refused(text):
     assert parse_parallel(text) is None
 
@@ -64,6 +65,23 @@ def test_a_pipeline_row_is_predicted_at_its_layout_by_validate_and_the_fit_alike
     # than one GPU, but split the group's output over two GPUs
     pp2, tp1 = by_validate[0][3], by_validate[2][3]
     assert 0 < pp2 < 2 * tp1
+
+
+def test_a_table_s_own_ep_and_pp_columns_beside_tp_set_the_layout(tmp_path, monkeypatch):
+    """A table may give the layout as tp, ep and pp columns instead of a parallel label: validate and the fit read it
+    the same way (tensor-parallel attention over tp, the experts expert-parallel over ep)."""
+    cols = {"source": "a vendor table of TensorRT-LLM runs", "model": "qwen3-235b-a22b", "hardware": "h100-sxm",
+            "tp": "8", "ep": "8", "pp": "", "weights": "fp8", "kv": "fp8", "isl": "1024", "osl": "1024",
+            "output_tokens_per_s_per_gpu": "1000"}
+    f = _write(tmp_path, [cols])
+    seen = []
+    real = V.estimate
+    monkeypatch.setattr(V, "estimate", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
+    _, cfg, _, pred = V.predict_row(cols, f, 2)
+    assert [(p.tp, p.pp, p.ep, p.attention_dp) for p in seen] == [(8, 1, 8, 1)]
+    assert cfg.startswith("tp8ep8 ") and pred > 0
+    fit_rows, _ = load_rows([f])
+    assert [(r.tp, r.pp, r.ep, r.adp) for r in fit_rows] == [(8, 1, 8, 1)]
 
 
 def test_trtllm_bench_counts_every_stage_s_memory_for_its_batch():

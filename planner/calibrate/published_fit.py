@@ -121,19 +121,22 @@ def parse_parallel(text: str) -> tuple[int, int, int, int] | None:
     """(tp, pp, ep, attention-dp) of a ``parallel`` label: ``tpN`` (tensor parallel over N), ``depN`` (attention data
     parallel with expert parallel over N), ``adpN`` (attention data parallel over N with the experts split tensor-
     parallel over the same N GPUs, no expert parallelism: TensorRT-LLM's ``enable_attention_dp`` with no ``--ep``,
-    whose mapping then sets moe_tp_size = tp_size, moe_ep_size = 1), each optionally followed by ``ppM`` (M pipeline
-    stages); None when it is not one."""
-    m = re.fullmatch(r"(tp|dep|adp)(\d+)(?:[ ,_]?pp(\d+))?", (text or "").strip().lower())
-    if not m or int(m.group(2)) < 1 or (m.group(3) is not None and int(m.group(3)) < 1):
+    whose mapping then sets moe_tp_size = tp_size, moe_ep_size = 1), ``tpNepE`` (tensor-parallel attention over N
+    with the experts expert-parallel over E of them, E dividing N: ``--tp N --ep E``), each optionally followed by
+    ``ppM`` (M pipeline stages); None when it is not one."""
+    m = re.fullmatch(r"(tp|dep|adp)(\d+)(?:[ ,_/]?ep(\d+))?(?:[ ,_/]?pp(\d+))?", (text or "").strip().lower())
+    if not m or int(m.group(2)) < 1 or any(g is not None and int(g) < 1 for g in (m.group(3), m.group(4))):
         return None
-    n, pp = int(m.group(2)), int(m.group(3) or 1)
-    return {"tp": (n, pp, 1, 1), "dep": (1, pp, n, n), "adp": (1, pp, 1, n)}[m.group(1)]
+    n, ep, pp = int(m.group(2)), int(m.group(3) or 1), int(m.group(4) or 1)
+    if m.group(3) is not None and (m.group(1) != "tp" or n % ep):
+        return None  # depN already spreads the experts over N; an expert group must divide the tensor-parallel one
+    return {"tp": (n, pp, ep, 1), "dep": (1, pp, n, n), "adp": (1, pp, 1, n)}[m.group(1)]
 
 
 def parallel_label(tp: int, pp: int = 1, ep: int = 1, adp: int = 1) -> str:
     """The ``parallel`` label of a layout, parse_parallel's inverse: ``tpN``, ``depN`` (attention DP with expert
     parallel) or ``adpN`` (attention DP with tensor-parallel experts), then ``ppM`` when pipelined."""
-    head = (f"dep{adp}" if ep > 1 else f"adp{adp}") if adp > 1 else f"tp{tp}"
+    head = (f"dep{adp}" if ep > 1 else f"adp{adp}") if adp > 1 else (f"tp{tp}ep{ep}" if ep > 1 else f"tp{tp}")
     return head + (f"pp{pp}" if pp > 1 else "")
 
 
@@ -244,7 +247,7 @@ def parse_row(row: dict, file: str, line: int) -> FitRow:
     # as validate.row_precisions: what the run's own settings say it ran, else the label (or the release it implies)
     weights = (canonical(row["weights_ran"]) if row.get("weights_ran")
                else ran_weights(row["model"], canonical(row.get("weights") or "bf16") or "bf16"))
-    tp, pp, ep, adp = row_parallel(row, where) or (int(float(row["tp"])) if row.get("tp") else 1, 1, 1, 1)
+    tp, pp, ep, adp = row_parallel(row, where) or (*(int(float(row[k])) if row.get(k) else 1 for k in ("tp", "pp", "ep")), 1)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
     release = release_of(row)

@@ -153,6 +153,9 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     plan = PlanSpec(tp=tp, weights=weights, kv=kv)
     # "tpN", "depN" / "adpN" (attention DP with expert-parallel / tensor-parallel experts), then "ppM"
     layout = row_parallel(row, f"{file}:{line}")
+    if layout is None and (row.get("pp") or row.get("ep")):  # or a table's own pp / ep columns beside tp
+        pp, ep = (_int(row, k, file, line) if row.get(k) else 1 for k in ("pp", "ep"))
+        layout = (tp, pp, ep, 1)
     if layout is not None:
         tp, pp, ep, adp = layout
         plan = PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv)
