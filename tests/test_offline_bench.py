@@ -214,7 +214,11 @@ def test_a_table_without_request_counts_still_runs_its_trtllm_bench_rows_as_burs
         w.writerow({"source": "trtllm-bench, TensorRT-LLM 0.14.0 perf-overview, max throughput", "model": "llama-3.1-8b",
                     "hardware": "h100-sxm", "parallel": "tp1", "weights": "fp8", "kv": "fp8", "isl": "128", "osl": "128",
                     "output_tokens_per_s_per_gpu": "27000"})
+        w.writerow({"source": "trtllm perf-overview 1.1/1.2 era (developer-guide), max throughput", "model": "no-such-9b",
+                    "hardware": "h100-sxm", "parallel": "tp1", "weights": "fp8", "kv": "fp8", "isl": "1000", "osl": "1000",
+                    "output_tokens_per_s_per_gpu": "5000"})
     rows = V.validate([str(f)]).rows
+    assert rows[2].predicted is None and "unknown model" in rows[2].note  # one unknown model: that row, not the file
     assert rows[0].config.startswith("tp1 mxfp4 1000/1000 x3000") and rows[0].predicted > 0
     assert "3000 requests" in rows[0].note and "read as the released mxfp4 checkpoint" in rows[0].note
     assert rows[1].config.endswith("max") and rows[1].predicted > 0

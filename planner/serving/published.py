@@ -441,8 +441,12 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv",
         layout = row_parallel(r, where)
         tp, pp, ep, adp = layout if layout is not None else (*(_count(r, k, where, 1) for k in ("tp", "pp", "ep")), 1)
         isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
-        release = release_of(r)
-        m, hw = get_model(r["model"]), get_hardware(r["hardware"])
+        try:  # a model, device or engine the planner does not know: this row unpredicted, the file's others predicted
+            release = release_of(r)
+            m, hw = get_model(r["model"]), get_hardware(r["hardware"])
+        except PlannerError as e:
+            out.append((i, "output_tokens_per_s_per_gpu", "", _num(r, "output_tokens_per_s_per_gpu", where), None, f"{where}: {e}"))
+            continue
         kv = kv or default_kv(weights, release, m)
         ranks = tp * adp  # trtllm-bench's --tp: attention-DP ranks hold a tensor-parallel share each
         limits = bench_limits(m, hw, ranks, pp, isl, osl, weights, kv)  # per rank; pp micro-batches in flight
