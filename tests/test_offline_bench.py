@@ -225,3 +225,22 @@ def test_a_table_without_request_counts_still_runs_its_trtllm_bench_rows_as_burs
     from planner.calibrate.bench_settings import bench_runs
 
     assert bench_runs("TensorRT-LLM 1.0 performance overview, max throughput", "trtllm@1.1")  # the page's title spelt out
+
+
+@pytest.mark.parametrize("name", ["online_serving.csv", "mlperf_llm.csv", "serving_bench.csv"])
+def test_one_unknown_model_leaves_its_row_unpredicted_not_the_file(tmp_path, name):
+    """A row naming a model the planner lacks is reported beside the others, in every simulated schema."""
+    from planner.calibrate.validate import builtin_published
+
+    src = {f.name: f for f in builtin_published()}[name]
+    rows = list(csv.DictReader(src.open()))[:1]
+    bad = dict(rows[0], model="no-such-model-9b")
+    f = tmp_path / name
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([rows[0], bad])
+    got = V.validate([str(f)]).rows
+    assert any(r.predicted is not None for r in got if r.model != "no-such-model-9b")
+    unknown = [r for r in got if r.model == "no-such-model-9b"]
+    assert unknown and all(r.predicted is None and "unknown model" in r.note for r in unknown)

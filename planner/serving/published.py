@@ -111,9 +111,16 @@ def predict_online(rows: list[dict], file: str = "online_serving.csv") -> list[t
         weights, kv = r.get("weights") or "bf16", kv_asked(r.get("kv"))
         isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
         key = (r["model"], r["hardware"], r.get("tp") or "1", weights, r.get("kv") or "", r["isl"], r["osl"])
+        cfg = f"tp{tp} {weights} {isl}/{osl} rate={r['request_rate']}"
         if key not in reps:
-            reps[key] = replica_for(r["model"], r["hardware"], tp=tp, weights=weights, kv=kv, engine=_engine_of(r),
-                                    max_input=isl + osl)
+            try:
+                reps[key] = replica_for(r["model"], r["hardware"], tp=tp, weights=weights, kv=kv, engine=_engine_of(r),
+                                        max_input=isl + osl)
+            except PlannerError as e:  # an unknown model or device, a layout that cannot hold it: this row, not the file
+                reps[key] = f"{where}: {e}"
+        if isinstance(reps[key], str):
+            out.append((i, "mean_ttft_s", cfg, _num(r, "mean_ttft_s", where), None, reps[key]))
+            continue
         rate_s = str(r["request_rate"]).strip().upper()
         rate = math.inf if rate_s == "INF" else _num(r, "request_rate", where)
         reqs = generate(fixed_workload(isl, osl), ONLINE_REQUESTS, rate=rate, seed=0)
@@ -122,7 +129,6 @@ def predict_online(rows: list[dict], file: str = "online_serving.csv") -> list[t
         sat = groups.get(key, groups.get(key + ("max",), math.inf))
         below = math.isfinite(rate) and rate < sat
         note = "below saturation" if below else ("all at once" if rate_s == "INF" else "at or above saturation")
-        cfg = f"tp{tp} {weights} {isl}/{osl} rate={r['request_rate']}"
         out.append((i, "mean_ttft_s", cfg, _num(r, "mean_ttft_s", where), s["ttft_s"]["mean"], note))
         if osl > 1:
             out.append((i, "mean_itl_s", cfg, _num(r, "mean_itl_s", where), s["tpot_s"]["mean"], note))
