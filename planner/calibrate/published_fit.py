@@ -140,16 +140,29 @@ def parallel_label(tp: int, pp: int = 1, ep: int = 1, adp: int = 1) -> str:
     return head + (f"pp{pp}" if pp > 1 else "")
 
 
-def row_parallel(row: dict, where: str) -> tuple[int, int, int, int] | None:
-    """(tp, pp, ep, attention-dp) of a row's ``parallel`` column (parse_parallel); None when the row has none, one
-    PlannerError naming ``where`` when it is not a layout."""
-    if not row.get("parallel"):
-        return None
-    got = parse_parallel(row["parallel"])
-    if got is None:
-        raise PlannerError(f"{where}: column 'parallel' must be tpN, depN or adpN, optionally followed by ppM (tp1pp2, "
-                           f"dep2pp2), got {row['parallel']!r}")
-    return got
+def row_parallel(row: dict, where: str) -> tuple[int, int, int, int]:
+    """(tp, pp, ep, attention-dp) a published row ran: its ``parallel`` label (parse_parallel), else its own ``tp``,
+    ``pp`` and ``ep`` columns (1 where blank); one PlannerError naming ``where`` for a label that is not a layout or a
+    column that is not a positive whole number."""
+    if row.get("parallel"):
+        got = parse_parallel(row["parallel"])
+        if got is None:
+            raise PlannerError(f"{where}: column 'parallel' must be tpN, depN or adpN (or tpNepE), optionally followed by "
+                               f"ppM (tp1pp2, dep2pp2), got {row['parallel']!r}")
+        return got
+
+    def col(key: str) -> int:
+        if not (row.get(key) or "").strip():
+            return 1
+        try:
+            v = int(float(row[key]))
+        except (TypeError, ValueError):
+            raise PlannerError(f"{where}: column {key!r} is missing or not a number") from None
+        if v < 1:
+            raise PlannerError(f"{where}: column {key!r} must be positive, got {v}")
+        return v
+
+    return col("tp"), col("pp"), col("ep"), 1
 
 
 @dataclass
@@ -240,18 +253,29 @@ def ran_weights(model: str, label: str) -> str:
     return label
 
 
+def row_precisions(row: dict) -> tuple[str, str | None]:
+    """(weights, kv) a published row ran. The published label stays as published in ``weights``/``kv``; where the
+    source's own run configuration shows the engine ran something else, ``weights_ran``/``kv_ran`` say so (the
+    file's README gives the reason and source); a row without ``weights_ran`` whose label is a quantized format wider
+    than the model's release ran the release (ran_weights). kv None: the engine's own rule (blank or ``auto``)."""
+    if row.get("weights_ran"):
+        weights = canonical(row["weights_ran"])
+    else:
+        label = canonical(row.get("weights") or "bf16")
+        weights = ran_weights(row["model"], label) if row.get("model") else label
+    return weights, kv_asked(row.get("kv_ran") or row.get("kv"))
+
+
 def parse_row(row: dict, file: str, line: int) -> FitRow:
     """A fit row from one published-schema row; PlannerError when it is not one."""
     where = f"{file}:{line}"
     cols = {k for k, v in row.items() if k is not None}
-    # as validate.row_precisions: what the run's own settings say it ran, else the label (or the release it implies)
-    weights = (canonical(row["weights_ran"]) if row.get("weights_ran")
-               else ran_weights(row["model"], canonical(row.get("weights") or "bf16") or "bf16"))
-    tp, pp, ep, adp = row_parallel(row, where) or (*(int(float(row[k])) if row.get(k) else 1 for k in ("tp", "pp", "ep")), 1)
+    weights, kv = row_precisions(row)
+    tp, pp, ep, adp = row_parallel(row, where)
     hw = get_hardware(row["hardware"])
     m = get_model(row["model"])
     release = release_of(row)
-    kv = kv_asked(row.get("kv_ran") or row.get("kv")) or default_kv(weights, release, m)
+    kv = kv or default_kv(weights, release, m)
     base = dict(file=file, line=line, model=m.id, hardware=hw.id, architecture=hw.architecture, engine=release,
                 tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, moe=m.moe is not None)
     num = lambda k, d=None: _num(row, k, where, d)  # noqa: E731

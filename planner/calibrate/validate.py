@@ -12,11 +12,11 @@ import numpy as np
 
 from planner.calibrate.bench_settings import bench_engine, bench_runs, bench_sized, offline, row_bench_limits
 from planner.calibrate.published_fit import (LLAMACPP_NO_BUILD, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS, llamacpp_run_settings,
-                                              parallel_label, ran_weights, release_of, row_parallel)
+                                              parallel_label, release_of, row_parallel, row_precisions)
 from planner.serving.predict import PlanSpec, estimate
 from planner.errors import PlannerError
 from planner.specs.loader import data_dir, get_hardware, get_model
-from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical, default_kv, kv_asked
+from planner.specs.quant import PRECISION_ALIASES as QUANT_ALIASES, canonical, default_kv
 
 
 @dataclass
@@ -132,33 +132,15 @@ def _estimate(file: Path, line: int, *args, **kw):
         raise UnpredictableRow(f"{file.name}:{line}: {e}") from None
 
 
-def row_precisions(row: dict) -> tuple[str, str | None]:
-    """(weights, kv) a published row ran. The published label stays as published in ``weights``/``kv``; where the
-    source's own run configuration shows the engine ran something else, ``weights_ran``/``kv_ran`` say so (the
-    file's README gives the reason and source); a row without ``weights_ran`` whose label is a quantized format wider
-    than the model's release ran the release (ran_weights)."""
-    weights = _precision(row.get("weights_ran"), None)
-    if weights is None:
-        label = _precision(row.get("weights"), "bf16")
-        weights = ran_weights(row["model"], label) if row.get("model") else label
-    return weights, kv_asked(row.get("kv_ran") or row.get("kv"))
-
-
 def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
     """(what, config, measured, predicted) for one published-schema row; ``hardware``
     overrides the row's device spec (a candidate calibration)."""
     cols = set(row)
-    tp = _int(row, "tp", file, line) if row.get("tp") else 1
     weights, kv = row_precisions(row)
-    plan = PlanSpec(tp=tp, weights=weights, kv=kv)
-    # "tpN", "depN" / "adpN" (attention DP with expert-parallel / tensor-parallel experts), then "ppM"
-    layout = row_parallel(row, f"{file}:{line}")
-    if layout is None and (row.get("pp") or row.get("ep")):  # or a table's own pp / ep columns beside tp
-        pp, ep = (_int(row, k, file, line) if row.get(k) else 1 for k in ("pp", "ep"))
-        layout = (tp, pp, ep, 1)
-    if layout is not None:
-        tp, pp, ep, adp = layout
-        plan = PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv)
+    # "tpN", "depN" / "adpN" (attention DP with expert-parallel / tensor-parallel experts), "tpNepE", then "ppM"; or
+    # the table's own tp / pp / ep columns
+    tp, pp, ep, adp = row_parallel(row, f"{file}:{line}")
+    plan = PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv)
     model, hw = row["model"], hardware if hardware is not None else row["hardware"]
     eng = release_of(row)  # the engine release the row ran (its profile, its kernel/engine calibration), as the fit resolves it
     bench = offline(eng)  # these files are offline benchmark runs: no API front end in the path
@@ -369,9 +351,8 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
 
 
 def _release_note(row: dict) -> str:
-    """Says so where a row's weights label was read as the model's release (ran_weights), else ''."""
-    if row.get("weights_ran") or not row.get("weights") or not row.get("model"):
+    """Says so where a row's weights label was read as the model's release (row_precisions), else ''."""
+    label, ran = _precision(row.get("weights"), "bf16"), row_precisions(row)[0]
+    if row.get("weights_ran") or ran == label:
         return ""
-    label = _precision(row["weights"], "bf16")
-    ran = ran_weights(row["model"], label)
-    return "" if ran == label else f"weights labelled {label}, read as the released {ran} checkpoint (a wider label names no run)"
+    return f"weights labelled {label}, read as the released {ran} checkpoint (a wider label names no run)"

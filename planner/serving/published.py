@@ -436,16 +436,14 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv",
     overviews: ``num_requests`` requests of the row's lengths queued at once through one replica of its layout (a
     blank count: planner.calibrate.bench_settings.perf_overview_requests, said in the note)."""
     from planner.calibrate.bench_settings import bench_engine, bench_limits, bench_sized, offline, perf_overview_requests
-    from planner.calibrate.published_fit import parallel_label, release_of, row_parallel
-    from planner.calibrate.validate import row_precisions
+    from planner.calibrate.published_fit import parallel_label, release_of, row_parallel, row_precisions
     from planner.specs.loader import get_hardware, get_model
 
     out = []
     for i, r in enumerate(rows):
         where = f"{file}:{lines[i] if lines else i + 2}"
         weights, kv = row_precisions(r)
-        layout = row_parallel(r, where)
-        tp, pp, ep, adp = layout if layout is not None else (*(_count(r, k, where, 1) for k in ("tp", "pp", "ep")), 1)
+        tp, pp, ep, adp = row_parallel(r, where)
         isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
         try:  # a model, device or engine the planner does not know: this row unpredicted, the file's others predicted
             release = release_of(r)
