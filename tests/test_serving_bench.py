@@ -90,6 +90,31 @@ def test_max_concurrency_holds_the_list_behind_its_slots():
     assert 3.0 * out["requests_per_s"] < out4["requests_per_s"] < 4.0 * out["requests_per_s"]  # batching shares weight reads
 
 
+def test_a_run_s_own_server_flags_set_the_engine_it_is_simulated_with(monkeypatch):
+    """A row may print the server flags its run set (``max_num_seqs``, ``max_num_batched_tokens``,
+    ``gpu_memory_utilization``, as vLLM names them): the replica is built with them, over the device's defaults; a bad
+    value is one clear error, and empty cells keep the defaults."""
+    import planner.serving.published as P
+    from planner.errors import PlannerError
+
+    seen = []
+    real = P.replica_for
+    monkeypatch.setattr(P, "replica_for", lambda *a, **k: seen.append(k["engine"]) or real(*a, **k))
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+           "tp": "1", "isl": "256", "osl": "64", "num_prompts": "64", "rate": "inf", "max_concurrency": "32",
+           "requests_per_s": "10", "max_num_seqs": "16", "max_num_batched_tokens": "1024", "gpu_memory_utilization": "0.5"}
+    capped = {what: pred for _, what, _, _, pred, _ in P.predict_bench_serve([row])}
+    eng = seen[-1].for_hardware(__import__("planner.specs.loader", fromlist=["x"]).get_hardware("h100-sxm"))
+    assert (eng.max_seqs, eng.max_batched_tokens, eng.utilization) == (16, 1024, 0.5)
+    free = {what: pred for _, what, _, _, pred, _ in P.predict_bench_serve(
+        [dict(row, max_num_seqs="", max_num_batched_tokens="", gpu_memory_utilization="")])}
+    # 16 sequences a step where the client keeps 32 in flight: fewer requests a second than at the device's defaults
+    assert capped["requests_per_s"] < free["requests_per_s"]
+    for col, bad in (("max_num_seqs", "0"), ("max_num_batched_tokens", "2.5"), ("gpu_memory_utilization", "1.2")):
+        with pytest.raises(PlannerError, match=col):
+            P.predict_bench_serve([dict(row, **{col: bad})])
+
+
 @pytest.mark.parametrize("core", ["python", "c"])
 def test_max_concurrency_sends_the_next_prompt_when_any_request_ends(core, monkeypatch):
     """vLLM's ``bench serve`` and SGLang's ``bench_serving`` hold every request of their list behind one

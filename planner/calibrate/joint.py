@@ -377,6 +377,9 @@ NOT_FITTED = {
     "single_stream_llamacpp_apple_m.csv": "held out to measure transfer: llama-bench pp512 and tg128 of Llama 2 7B on twelve "
                                           "Apple chips (M1 to M4, base to Ultra) no other row comes from, the M4 family an "
                                           "architecture no fitted row comes from",
+    "single_stream_llamacpp_ci_v100.csv": "held out to measure transfer: llama.cpp's own CI logs of a Tesla V100 PCIe 16GB "
+                                          "(Volta, an architecture no fitted row comes from), ten weight formats at two "
+                                          "early-2024 builds",
     "single_stream_llamacpp_pr_tables.csv": "held out to measure transfer: llama-bench tables printed in llama.cpp pull "
                                             "requests for a Tesla P40 (Pascal), an RTX 2080 Ti (Turing), an RX 7900 XTX (RDNA3, "
                                             "ROCm) and an RTX 3090 Ti, devices and architectures no fitted row comes from",

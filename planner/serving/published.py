@@ -360,7 +360,9 @@ BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s"
 
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
     """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema. An optional
-    ``replicas`` column: the run's identical replicas behind a round-robin balancer, simulated as that many."""
+    ``replicas`` column: the run's identical replicas behind a round-robin balancer, simulated as that many; optional
+    ``max_num_seqs``, ``max_num_batched_tokens`` and ``gpu_memory_utilization`` columns: the server flags the run set
+    (server_settings), which replace the engine's defaults on the device."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_model
 
@@ -381,11 +383,14 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}")
                + (f" replicas={replicas}" if replicas > 1 else ""))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
+        server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
         try:
             eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
             sched_ahead = (r.get("async_scheduling") or "").strip().lower()
             if sched_ahead:  # the release's default, or the run's --async-scheduling
                 eng = eng.with_(async_scheduling=sched_ahead == "true")
+            if server:  # the run's own server flags, where its table prints them (pinned over the device's defaults)
+                eng = eng.set_by_user(**server)
             if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
                 weights = get_model(r["model"]).released_weights() or "bf16"
             # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
@@ -419,6 +424,28 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             v = v[stat or "mean"] if isinstance(v, dict) else v
             pred = None if v is None or not v > 0 else float(v) ** power
             out.append((i, col, cfg, meas, pred, (r.get("note") or "").strip()))
+    return out
+
+
+# optional columns of the serving-benchmark schema: a server flag the run set, as vLLM names it -> the engine setting
+SERVER_FLAGS = (("max_num_seqs", "max_seqs", int), ("max_num_batched_tokens", "max_batched_tokens", int),
+                ("gpu_memory_utilization", "utilization", float))
+
+
+def server_settings(r: dict, where: str) -> dict:
+    """The engine settings a serving-benchmark row's own server flags set (``max_num_seqs``,
+    ``max_num_batched_tokens``, ``gpu_memory_utilization``; an empty or absent cell: the engine's default on the
+    device). A PlannerError for a value that is not a positive number, or a memory fraction above 1."""
+    out = {}
+    for col, field, kind in SERVER_FLAGS:
+        cell = (r.get(col) or "").strip()
+        if not cell:
+            continue
+        v = _num(r, col, where)
+        if not v > 0 or (kind is int and v != int(v)) or (field == "utilization" and v > 1.0):
+            raise PlannerError(f"{where}: column {col!r} is {cell!r}; it takes a positive "
+                               + ("whole number" if kind is int else "fraction of device memory, at most 1"))
+        out[field] = kind(v)
     return out
 
 
