@@ -304,3 +304,40 @@ def test_a_run_that_prints_medians_is_compared_at_its_medians():
     (mean,) = [pred for _, what, _, _, pred, _ in predict_bench_serve([row]) if what == "mean_ttft_s"]
     (median,) = [pred for i, what, _, _, pred, _ in out if what == "median_ttft_s" and i == len(runs) - 1]
     assert mean != pytest.approx(median, rel=1e-3)  # seconds: a queue's mean and median TTFT are not the same number
+
+
+def test_replies_capped_without_ignore_eos_spread_as_the_printed_mean_says():
+    """A client that caps replies at ``max_tokens`` and does not ignore EOS gets some replies ended early: the share that
+    ends early (at a uniform position) is the one that gives the run's printed mean, and lengths stay within [1, cap]."""
+    from planner.errors import PlannerError
+    from planner.serving.workload import eos_capped_workload, generate
+
+    for cap, mean in ((512, 493.0), (256, 255.8), (512, 120.0)):
+        out = generate(eos_capped_workload(1024, mean, cap), 40000, rate=float("inf"), seed=0).output_tokens
+        assert out.min() >= 1 and out.max() <= cap
+        assert out.mean() == pytest.approx(mean, rel=0.01)
+    out = generate(eos_capped_workload(1024, 493.0, 512), 40000, rate=float("inf"), seed=0).output_tokens
+    early = (512 - 493.0) / (512 - (512 + 1) / 2.0)  # (1 - p) cap + p (cap + 1) / 2 = mean
+    assert np.mean(out == 512) == pytest.approx(1.0 - early, abs=0.01)  # the rest run to the cap
+    assert generate(eos_capped_workload(64, 256.0, 256), 10, rate=float("inf"), seed=0).output_tokens.tolist() == [256] * 10
+    with pytest.raises(PlannerError):
+        eos_capped_workload(64, 300.0, 256)
+
+
+def test_a_closed_loop_of_replies_that_end_at_eos_does_not_run_in_lockstep():
+    """Fixed-length replies keep a closed loop's clients in lockstep: every request of a wave ends in the same step, the
+    next wave arrives together and queues behind its own prompts. Replies that end at EOS before the cap spread the
+    clients out, so a request meets fewer prompts ahead of it: the same run's mean TTFT falls, its request rate barely
+    moves. A mean above the cap is refused as a malformed row."""
+    from planner.errors import PlannerError
+
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.12.0", "model": "qwen3-8b", "hardware": "rtx-5090",
+           "tp": "1", "weights": "fp4", "endpoint": "chat", "dataset": "random", "isl": "8192", "osl": "493", "num_prompts": "200",
+           "rate": "inf", "max_concurrency": "8", "requests_per_s": "0.8", "mean_ttft_s": "0.45",
+           "max_num_batched_tokens": "8192"}
+    lockstep = {w: p for _, w, _, _, p, _ in predict_bench_serve([row])}
+    spread = {w: p for _, w, _, _, p, _ in predict_bench_serve([dict(row, max_tokens="512")])}
+    assert spread["mean_ttft_s"] < 0.6 * lockstep["mean_ttft_s"]
+    assert spread["requests_per_s"] == pytest.approx(lockstep["requests_per_s"], rel=0.1)
+    with pytest.raises(PlannerError, match="max_tokens"):
+        predict_bench_serve([dict(row, max_tokens="400")])

@@ -300,3 +300,27 @@ def test_a_lone_request_walks_the_pipeline_stages_once_per_token():
                    engine="vllm").tpot_s
     assert tpot[4] == pytest.approx(one, rel=0.03)
     assert tpot[4] < 1.05 * tpot[1]
+
+
+def test_a_shared_block_pool_holds_a_long_request_s_windowed_layers_at_their_window():
+    """vLLM's hybrid KV cache manager takes a sliding-window layer's blocks from the pool the full-length layers use and
+    keeps only the window's (Engine.kv_window_shared_pool): a 32k-token Gemma 3 27B request, 10 global and 52 windowed
+    layers of 1,024 tokens, holds (10 x 32768 + 52 x 1024) / (62 x 32768) of its all-layer bytes, so the same memory
+    holds that many more of its tokens. An engine with a static pool per window size (TensorRT-LLM 1.x) keeps every layer
+    counted in full."""
+    from planner.specs.loader import get_model
+
+    vllm = get_engine("vllm@0.11")
+    assert vllm.kv_window_shared_pool and not get_engine("trtllm@1.1").kv_window_shared_pool
+    shared = replica_for("gemma-3-27b", "rtx-5090", weights="fp4", engine=vllm, max_input=32768)
+    split = replica_for("gemma-3-27b", "rtx-5090", weights="fp4", engine=vllm.with_(kv_window_shared_pool=False),
+                        max_input=32768)
+    m = get_model("gemma-3-27b")
+    assert (m.num_attention_layers, m.num_sliding_layers(), m.attention.local_window) == (62, 52, 1024)
+    ratio = (10 * 32768 + 52 * 1024) / (62 * 32768)
+    assert split.kv_blocks / shared.kv_blocks == pytest.approx(ratio, rel=0.01)
+    assert shared.kv_blocks * shared.block_tokens > 32768 + 500 > split.kv_blocks * split.block_tokens
+    # a model without windowed layers holds the same either way
+    a = replica_for("qwen3-8b", "rtx-5090", weights="fp4", engine=vllm, max_input=32768)
+    b = replica_for("qwen3-8b", "rtx-5090", weights="fp4", engine=vllm.with_(kv_window_shared_pool=False), max_input=32768)
+    assert a.kv_blocks == b.kv_blocks

@@ -406,6 +406,9 @@ NOT_FITTED = {
                              "comes from, a device no fitted 0.9 row comes from",
     "first_token_latency_h200.csv": "held out to measure transfer: the H200 (FP8) batch-1 first-token latencies of the "
                                     "TensorRT-LLM 0.9 page first_token_latency.csv comes from",
+    "serving_bench_consumer_blackwell.csv": "held out to measure transfer: vLLM 0.12 closed loops (aiperf) on one or two "
+                                            "RTX 5060 Ti, 5070 Ti and 5090 cards, NVFP4, MXFP4, W4A16 and BF16 checkpoints, "
+                                            "two devices no other row comes from",
     "serving_bench_more.csv": "held out to measure transfer: vLLM serving benchmarks (vllm bench serve, benchmark_serving.py) "
                               "on an RTX 4090, RTX 5090, RTX PRO 6000, L40S and H100 PCIe, devices (and, for the GeForce and "
                               "RTX PRO parts, architectures) no fitted vLLM run comes from; the rate stage leaves it out too "

@@ -42,7 +42,8 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
-from planner.serving.workload import Lengths, fixed_workload, generate, get_workload, shared_closed_loop, sharegpt_workload
+from planner.serving.workload import (Lengths, eos_capped_workload, fixed_workload, generate, get_workload,
+                                      shared_closed_loop, sharegpt_workload)
 from planner.specs.quant import canonical, default_kv, kv_asked
 
 ONLINE_REQUESTS = 500
@@ -362,7 +363,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema. An optional
     ``replicas`` column: the run's identical replicas behind a round-robin balancer, simulated as that many; optional
     ``max_num_seqs``, ``max_num_batched_tokens`` and ``gpu_memory_utilization`` columns: the server flags the run set
-    (server_settings), which replace the engine's defaults on the device."""
+    (server_settings), which replace the engine's defaults on the device; an optional ``max_tokens`` column: the reply
+    cap the client sent, where the run did not ignore EOS, so a printed mean reply below it says some replies ended
+    early (eos_capped_workload: their spread keeps a closed loop's clients out of lockstep)."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_model
 
@@ -384,6 +387,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                + (f" replicas={replicas}" if replicas > 1 else ""))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
+        cap = _count(r, "max_tokens", where, 0)  # the client's reply cap, where the row prints it
+        if cap and cap + 0.5 < _num(r, "osl", where):
+            raise PlannerError(f"{where}: its mean reply of {_num(r, 'osl', where):g} tokens is above its max_tokens {cap}")
         try:
             eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
             sched_ahead = (r.get("async_scheduling") or "").strip().lower()
@@ -395,13 +401,19 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 weights = get_model(r["model"]).released_weights() or "bf16"
             # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
             # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
-            spec = (sharegpt_workload(_num(r, "isl", where), _num(r, "osl", where))
-                    if (r.get("dataset") or "").strip().lower() == "sharegpt" else fixed_workload(isl, osl))
+            if (r.get("dataset") or "").strip().lower() == "sharegpt":
+                spec = sharegpt_workload(_num(r, "isl", where), _num(r, "osl", where))
+            elif cap and cap > _num(r, "osl", where) + 0.5:  # replies capped, some ended at EOS (eos_capped_workload)
+                spec = eos_capped_workload(isl, _num(r, "osl", where), cap)
+            else:
+                spec = fixed_workload(isl, osl)
             reqs = generate(spec, n, rate=rate, seed=0)  # rate inf: every request at 0
             if spec.max_total:  # the drawn lengths scaled to the run's printed totals (a few hundred draws miss them)
                 reqs.input_tokens, reqs.output_tokens = (
                     _with_mean(reqs.input_tokens, _num(r, "isl", where), spec.input.min, spec.input.max),
                     _with_mean(reqs.output_tokens, _num(r, "osl", where), spec.output.min, spec.output.max))
+            elif spec.output.dist != "fixed":  # capped replies: the drawn lengths scaled to the run's printed mean
+                reqs.output_tokens = _with_mean(reqs.output_tokens, _num(r, "osl", where), 1, cap)
             if clients:
                 # --max-concurrency: the client's semaphore over its whole request list, so each completion sends the
                 # next prompt (shared_closed_loop); independent prompts, which share no prefix with each other

@@ -486,6 +486,31 @@ def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sha
     return _validated(d, f"workload {name}")
 
 
+def eos_capped_workload(isl: int, mean_output: float, cap: int, *, name: str | None = None) -> WorkloadSpec:
+    """Fixed prompts whose replies run to the client's ``cap`` (max_tokens) unless the model ends them first at its EOS
+    token, as a benchmark client that sends a cap and does not ignore EOS (no ``--ignore-eos``, no ``min_tokens``) gets
+    them: a run's printed mean reply below its cap says some replies ended early. The share ``p`` that ends early, at a
+    position uniform over [1, cap] (an assumption: the run prints its mean only), is the one that gives the printed
+    mean, (1 - p) cap + p (cap + 1) / 2; a mean under half the cap means every reply ended early, uniform over
+    [1, 2 mean - 1]. The replies' spread is what keeps a closed loop's clients from running in lockstep: with lengths
+    all equal, every client's request ends at the same step and the next ones arrive together."""
+    if isl < 1 or cap < 1 or not 1.0 <= mean_output <= cap:
+        raise PlannerError(f"a reply cap of {cap} tokens and a mean reply of {mean_output:g} tokens: need 1 <= mean <= cap")
+    half = (cap + 1) / 2.0
+    if mean_output >= half:
+        p = (cap - mean_output) / (cap - half) if cap > half else 0.0
+        parts = [{"share": 1.0 - p, "lengths": {"dist": "fixed", "value": cap}},
+                 {"share": p, "lengths": {"dist": "uniform", "min": 1, "max": cap}}] if p > 0 else None
+        output = {"dist": "mixture", "parts": parts} if parts else {"dist": "fixed", "value": cap}
+    else:
+        output = {"dist": "uniform", "min": 1, "max": max(1, int(round(2.0 * mean_output - 1.0)))}
+    return _validated({"name": name or f"isl{isl}-cap{cap}", "input": {"dist": "fixed", "value": isl}, "output": output,
+                       "arrival": {"process": "poisson"},
+                       "source": f"fixed prompts; replies capped at {cap} tokens, ending early at EOS for a mean of "
+                                 f"{mean_output:g} (the early share at a uniform position: an assumption)"},
+                      f"workload {name or 'eos-capped'}")
+
+
 # ------------------------------------------------------------------ built-ins
 
 BUILTIN: dict[str, dict] = {

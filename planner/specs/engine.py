@@ -83,6 +83,11 @@ class Engine:
     # engine holds and attends over the whole sequence there, as TensorRT-LLM < 1.0 does unless its
     # max_attention_window_size is set (costmodel.memory.frees_window)
     kv_window_freed: bool = True
+    # whether those windowed layers draw their blocks from the one pool the full-length layers use, each taking what its
+    # window needs (vLLM's hybrid KV cache manager), so a long request's windowed layers leave the pool to its full-length
+    # ones; False: a pool per window size with a static share of memory (TensorRT-LLM 1.x, SGLang's SWA pool), which
+    # the simulator bounds by counting every layer in full (serving.sim.config.build_replica)
+    kv_window_shared_pool: bool = False
     # whether decode applies Llama-4 chunked attention too (a new token attends over its own chunk, and the KV before
     # the chunk is freed); False: only prefill (context) requests run the chunked kernels, so a decode step attends
     # over, and the cache holds, the whole sequence on those layers, as TensorRT-LLM 1.x does
@@ -361,6 +366,7 @@ class Engine:
         return {"id": self.id, "version": self.version, "name": self.name, "utilization": self.utilization,
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed,
+                "kv_window_shared_pool": self.kv_window_shared_pool,
                 "chunked_attention_decode": self.chunked_attention_decode,
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),

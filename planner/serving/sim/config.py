@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.costmodel.collectives import Fabric
-from planner.costmodel.memory import kv_bytes_per_seq, kv_bytes_per_token_layers, memory
+from planner.costmodel.memory import kv_bytes_per_seq, kv_bytes_per_token_layers, local_kv_layers, memory
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
@@ -218,6 +218,13 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     B = int(engine.kv_block_tokens)
     full, swa = kv_bytes_per_token_layers(model, plans)
     per_tok_dev = float(full[0] + swa[0])  # sliding-window layers counted in full (an upper bound)
+    if engine.kv_window_shared_pool and local_kv_layers(model, engine) and max_input > 0:
+        # an engine whose windowed layers take their blocks from the full-length layers' pool (Engine.
+        # kv_window_shared_pool: vLLM's hybrid KV cache manager) holds W tokens of each such layer however long the
+        # sequence: one pool of token blocks, charged at the longest request's bytes per token (short requests are
+        # charged as long ones would be; a 32k-token Gemma 3 request on its 10 global and 52 windowed layers takes 0.19
+        # of its all-layer bytes). A pool per window size with a static share (TensorRT-LLM 1.x) keeps the bound above
+        per_tok_dev = min(per_tok_dev, float(kv_bytes_per_seq(model, plans, max_input, engine=engine)[0]) / max_input)
     kv_cap = float(mem.kv_capacity_bytes[0])
     if cap is not None:  # KV per token at the longest request (streaming heads, cp shards), beside a draft's weights
         per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
