@@ -236,6 +236,33 @@ def test_mlperf_rows_take_the_submission_s_activation_format(monkeypatch):
     assert built and set(built) == {"fp4"}
 
 
+def test_an_mlperf_row_s_batch_limits_hold_over_the_engine_s_device_defaults(monkeypatch):
+    """A submission's own limits (``max_batch``: its engines' batch limit; ``max_batched_tokens``: tokens a step) are the
+    ones its replicas run with, also where the engine picks its own by device memory (vLLM: 1,024 sequences and 8,192
+    tokens on a GPU of 70 GiB or more), and the row's note says so."""
+    from planner.serving import published
+    from planner.specs.loader import get_hardware as hw_of
+
+    engines = []
+    real = published.replica_for
+
+    def fake_generate(spec, n, rate, seed):
+        raise RuntimeError("stop after the replica is built")
+
+    monkeypatch.setattr(published, "generate", fake_generate)
+    monkeypatch.setattr(published, "replica_for", lambda *a, **k: engines.append(k["engine"]) or real(*a, **k))
+    with pytest.raises(RuntimeError, match="stop after"):
+        published._MLPerf().predict("llama-2-70b", "mi325x", 8, "fp8", "fp8", 265.0, "vllm", None, (1, 1, 1), 832, 40960)
+    eng = engines[-1].for_hardware(hw_of("mi325x"))
+    assert (eng.max_seqs, eng.max_batched_tokens) == (832, 40960)
+    monkeypatch.undo()
+    row = {"source": "mlperf-inference-v5.1 closed Vultr 8xMI325X_2xEPYC_9554", "model": "llama-2-70b", "hardware": "mi325x",
+           "gpus": "8", "weights": "fp8", "kv": "fp8", "scenario": "server", "mean_output_tokens": "265.005",
+           "output_tokens_per_s": "30339.40", "tp": "1", "max_batch": "832", "max_batched_tokens": "40960"}
+    (_, _, _, _, pred, note), = list(published.predict_mlperf([row]))
+    assert pred > 0 and "832 sequences an engine" in note and "40,960 batched tokens a step" in note
+
+
 def test_an_mlperf_offline_query_lasts_its_minimum_duration_on_every_system_size(monkeypatch):
     """LoadGen sizes an Offline query to 1.1 x 600 s at the system's rate: each replica's share is simulated that long
     (from a pilot run), so a system's tokens/s per GPU does not depend on how many replicas it has. A fixed sample

@@ -207,11 +207,13 @@ class _MLPerf:
 
     def predict(self, model: str, hardware: str, gpus: int, weights: str, kv: str, mean_output: float,
                 engine: str = "trtllm", activations: str | None = None,
-                layout: tuple[int, int, int] | None = None, max_batch: int | None = None) -> dict:
+                layout: tuple[int, int, int] | None = None, max_batch: int | None = None,
+                max_tokens_step: int | None = None) -> dict:
         """Offline and server tokens/s of the best layout the planner finds for the system, or of ``layout`` (tp, pp,
         ep), the one the submission ran, where its configuration names it; ``max_batch``: the batch limit of each of
-        its engines (the configuration's gpu_batch_size), where named, else the engine profile's."""
-        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations, layout, max_batch)
+        its engines (the configuration's gpu_batch_size, or a vLLM harness's max_num_seqs and target decode batch), where
+        named, else the engine profile's; ``max_tokens_step``: its tokens a step (max_num_batched_tokens), likewise."""
+        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations, layout, max_batch, max_tokens_step)
         if key in self.cache:
             return self.cache[key]
         spec = _mlperf_workload(mean_output, model)
@@ -221,8 +223,12 @@ class _MLPerf:
         # LoadGen hands the system under test pre-tokenized samples in process: no API front end (HTTP, tokenize,
         # detokenize) stands in the path, so the release's per-request time does not apply (as for trtllm-bench)
         eng = no_front_end(engine)
+        # the submission's own limits, pinned over the engine's per-device defaults (vLLM picks 1,024 sequences and
+        # 8,192 batched tokens on a GPU of 70 GiB or more: Engine.for_hardware)
         if max_batch is not None:
-            eng = eng.with_(max_seqs=max_batch)
+            eng = eng.set_by_user(max_seqs=max_batch)
+        if max_tokens_step is not None:
+            eng = eng.set_by_user(max_batched_tokens=max_tokens_step)
         offline = []
         for tp, pp, ep in [layout] if layout is not None else _layouts(model, gpus):
             try:
@@ -324,8 +330,10 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         mean_out, why = mlperf_output_mean(r["model"], _num(r, "mean_output_tokens", where))
         layout = _mlperf_layout(r, gpus, where)
         max_batch = _count(r, "max_batch", where, 0) or None
+        max_tokens_step = _count(r, "max_batched_tokens", where, 0) or None
         try:
-            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, mean_out, _engine_of(r), act, layout, max_batch)
+            p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, mean_out, _engine_of(r), act, layout, max_batch,
+                           max_tokens_step)
         except PlannerError as e:  # a row the planner cannot predict is reported beside the others
             yield i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen}", measured, None, f"{where}: {e}"
             continue
@@ -333,6 +341,8 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         ran = "the submission's layout (its configuration)" if layout is not None else "the planner's best layout"
         if max_batch:
             ran += f", {max_batch} sequences an engine"
+        if max_tokens_step:
+            ran += f", {max_tokens_step:,} batched tokens a step"
         inputs = _mlperf_workload(mean_out, r["model"]).input.describe()
         yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen} ({plan})", measured,
                p[scen], "; ".join(x for x in (f"input lengths {inputs} (assumed where the set does not publish them)",
