@@ -304,23 +304,30 @@ def test_a_lone_request_walks_the_pipeline_stages_once_per_token():
 
 def test_a_shared_block_pool_holds_a_long_request_s_windowed_layers_at_their_window():
     """vLLM's hybrid KV cache manager takes a sliding-window layer's blocks from the pool the full-length layers use and
-    keeps only the window's (Engine.kv_window_shared_pool): a 32k-token Gemma 3 27B request, 10 global and 52 windowed
-    layers of 1,024 tokens, holds (10 x 32768 + 52 x 1024) / (62 x 32768) of its all-layer bytes, so the same memory
-    holds that many more of its tokens. An engine with a static pool per window size (TensorRT-LLM 1.x) keeps every layer
-    counted in full."""
+    keeps only the window's (Engine.kv_window_shared_pool), so a sequence's bytes a token fall as it grows. The pool is
+    charged what a token costs at the shortest context a resident sequence has, its first prompt chunk: Gemma 3 27B
+    (10 global and 52 windowed layers of 1,024 tokens) with 32k-token prompts and 8,192-token chunks takes
+    (10 x 8192 + 52 x 1024) / (62 x 8192) of its all-layer bytes a token, so a 5090 holds a 32k request it could not
+    hold with every layer counted in full (with vLLM's 2,048-token default chunk it would take 0.58 and not hold it).
+    Prompts of unknown or short length keep the all-layer bound, as does an
+    engine with a static pool per window size (TensorRT-LLM 1.x)."""
     from planner.specs.loader import get_model
 
-    vllm = get_engine("vllm@0.11")
+    vllm = get_engine("vllm@0.11").set_by_user(max_batched_tokens=8192)  # the run's flag (vLLM's default here: 2,048)
     assert vllm.kv_window_shared_pool and not get_engine("trtllm@1.1").kv_window_shared_pool
-    shared = replica_for("gemma-3-27b", "rtx-5090", weights="fp4", engine=vllm, max_input=32768)
+    shared = replica_for("gemma-3-27b", "rtx-5090", weights="fp4", engine=vllm, max_input=33268, min_prompt=32768)
     split = replica_for("gemma-3-27b", "rtx-5090", weights="fp4", engine=vllm.with_(kv_window_shared_pool=False),
-                        max_input=32768)
+                        max_input=33268, min_prompt=32768)
     m = get_model("gemma-3-27b")
     assert (m.num_attention_layers, m.num_sliding_layers(), m.attention.local_window) == (62, 52, 1024)
-    ratio = (10 * 32768 + 52 * 1024) / (62 * 32768)
+    assert shared.max_batched_tokens == 8192
+    ratio = (10 * 8192 + 52 * 1024) / (62 * 8192)
     assert split.kv_blocks / shared.kv_blocks == pytest.approx(ratio, rel=0.01)
-    assert shared.kv_blocks * shared.block_tokens > 32768 + 500 > split.kv_blocks * split.block_tokens
+    assert shared.kv_blocks * shared.block_tokens > 33268 > split.kv_blocks * split.block_tokens
+    for short in (None, 512.0):  # unknown, or shorter than the window: every layer counted in full
+        r = replica_for("gemma-3-27b", "rtx-5090", weights="fp4", engine=vllm, max_input=33268, min_prompt=short)
+        assert r.kv_blocks == split.kv_blocks
     # a model without windowed layers holds the same either way
-    a = replica_for("qwen3-8b", "rtx-5090", weights="fp4", engine=vllm, max_input=32768)
+    a = replica_for("qwen3-8b", "rtx-5090", weights="fp4", engine=vllm, max_input=32768, min_prompt=32768)
     b = replica_for("qwen3-8b", "rtx-5090", weights="fp4", engine=vllm.with_(kv_window_shared_pool=False), max_input=32768)
     assert a.kv_blocks == b.kv_blocks

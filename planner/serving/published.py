@@ -430,7 +430,8 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 eng = eng.with_(prefix_caching=False)
                 reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
-            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest)
+            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest,
+                              min_prompt=float(reqs.input_tokens.min()))
             s = Simulator([Pool(rep, replicas)], reqs, router="round-robin").run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]

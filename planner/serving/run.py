@@ -185,7 +185,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                                         context_extension=context_extension, prompt_compression=prompt_compression,
                                         sparse_attention=sparse_attention)
     common = dict(weights=plan.weights, kv=plan.kv_format(engine, model), activations=plan.activations, engine=engine, max_input=max_input,
-                  techniques=techniques, lora=lora_spec, eplb=eplb)
+                  techniques=techniques, lora=lora_spec, eplb=eplb, min_prompt=float(reqs.input_tokens.min()))
     prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
     if eplb is not None:  # the balancer's conditions, on the widest expert-parallel pool of the deployment
         from planner.specs.engine import get_engine

@@ -181,8 +181,11 @@ def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs,
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",
                   kv: str = "bf16", activations: str | None = None, engine: Engine, sched: Scheduler | None = None,
                   max_input: float = 8192, max_ctx: float | None = None, name: str | None = None, accuracy: float = 1.0,
-                  disagg_group_gpus: int | None = None, techniques=None, lora=None, eplb: int | None = None) -> ReplicaModel:
-    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``eplb``: the redundant
+                  disagg_group_gpus: int | None = None, techniques=None, lora=None, eplb: int | None = None,
+                  min_prompt: float | None = None) -> ReplicaModel:
+    """A replica type: its step-cost table, KV blocks (from ``memory``) and scheduler limits. ``min_prompt``: the
+    shortest prompt the replica will hold (None: not known), which bounds what an engine whose windowed layers share the
+    full-length layers' block pool saves (Engine.kv_window_shared_pool). ``eplb``: the redundant
     expert slots of an expert-parallel replica whose engine balances its experts (costmodel/eplb.py; None: none, and
     ignored where ep is 1, a disaggregated pool that keeps its experts whole). ``techniques``: a
     PlanSpec whose context/attention techniques apply (serving/captech.py: sparse attention, context parallelism,
@@ -218,13 +221,16 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     B = int(engine.kv_block_tokens)
     full, swa = kv_bytes_per_token_layers(model, plans)
     per_tok_dev = float(full[0] + swa[0])  # sliding-window layers counted in full (an upper bound)
-    if engine.kv_window_shared_pool and local_kv_layers(model, engine) and max_input > 0:
+    if engine.kv_window_shared_pool and local_kv_layers(model, engine) and min_prompt:
         # an engine whose windowed layers take their blocks from the full-length layers' pool (Engine.
         # kv_window_shared_pool: vLLM's hybrid KV cache manager) holds W tokens of each such layer however long the
-        # sequence: one pool of token blocks, charged at the longest request's bytes per token (short requests are
-        # charged as long ones would be; a 32k-token Gemma 3 request on its 10 global and 52 windowed layers takes 0.19
-        # of its all-layer bytes). A pool per window size with a static share (TensorRT-LLM 1.x) keeps the bound above
-        per_tok_dev = min(per_tok_dev, float(kv_bytes_per_seq(model, plans, max_input, engine=engine)[0]) / max_input)
+        # sequence, so its bytes per token fall as the context grows; one pool of token blocks is charged what a token
+        # costs at the shortest context a resident sequence has (its first prompt chunk), which no longer context
+        # exceeds (a Gemma 3 27B sequence, 10 global and 52 windowed layers of 1,024 tokens, takes 0.27 of its all-layer
+        # bytes a token from 8,192 tokens on). A pool per window size with a static share (TensorRT-LLM 1.x) keeps the
+        # bound above, and so does a workload whose prompts can be short (min_prompt unknown)
+        ctx = max(1.0, min(float(min_prompt), float(sched.max_batched_tokens or engine.max_batched_tokens)))
+        per_tok_dev = min(per_tok_dev, float(kv_bytes_per_seq(model, plans, ctx, engine=engine)[0]) / ctx)
     kv_cap = float(mem.kv_capacity_bytes[0])
     if cap is not None:  # KV per token at the longest request (streaming heads, cp shards), beside a draft's weights
         per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
@@ -290,7 +296,7 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
                 weights: str = "bf16", kv: str | None = None, activations: str | None = None, engine: str | Engine = "trtllm",
                 sched: Scheduler | None = None, max_input: float = 8192, name: str | None = None,
                 accuracy: float = 1.0, disagg_group_gpus: int | None = None, techniques=None, lora=None,
-                eplb: int | None = None) -> ReplicaModel:
+                eplb: int | None = None, min_prompt: float | None = None) -> ReplicaModel:
     """Resolve ids and build a replica type (``kv`` None: planner.specs.quant.default_kv)."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_hardware, get_model
@@ -301,4 +307,4 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
     kv = kv or default_kv(weights, eng, m)
     return build_replica(m, hw, tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, activations=activations, engine=eng,
                          sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus,
-                         techniques=techniques, lora=lora, eplb=eplb)
+                         techniques=techniques, lora=lora, eplb=eplb, min_prompt=min_prompt)
