@@ -225,10 +225,9 @@ class _MLPerf:
         eng = no_front_end(engine)
         # the submission's own limits, pinned over the engine's per-device defaults (vLLM picks 1,024 sequences and
         # 8,192 batched tokens on a GPU of 70 GiB or more: Engine.for_hardware)
-        if max_batch is not None:
-            eng = eng.set_by_user(max_seqs=max_batch)
-        if max_tokens_step is not None:
-            eng = eng.set_by_user(max_batched_tokens=max_tokens_step)
+        limits = {k: v for k, v in (("max_seqs", max_batch), ("max_batched_tokens", max_tokens_step)) if v is not None}
+        if limits:
+            eng = eng.set_by_user(**limits)
         offline = []
         for tp, pp, ep in [layout] if layout is not None else _layouts(model, gpus):
             try:
@@ -384,7 +383,8 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         where = f"{file}:{i + 2}"
         tp, ep, pp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp"))
         weights, kv = canonical((r.get("weights") or "").strip()) or None, kv_asked(r.get("kv"))
-        isl, osl = max(int(round(_num(r, "isl", where))), 1), max(int(round(_num(r, "osl", where))), 1)
+        mean_in, mean_out = _num(r, "isl", where), _num(r, "osl", where)  # the printed totals over the requests
+        isl, osl = max(int(round(mean_in)), 1), max(int(round(mean_out)), 1)
         n = int(_num(r, "num_prompts", where))
         rate_s = str(r.get("rate") or "inf").strip().lower()
         rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
@@ -398,8 +398,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
         cap = _count(r, "max_tokens", where, 0)  # the client's reply cap, where the row prints it
-        if cap and cap + 0.5 < _num(r, "osl", where):
-            raise PlannerError(f"{where}: its mean reply of {_num(r, 'osl', where):g} tokens is above its max_tokens {cap}")
+        if cap and cap + 0.5 < mean_out:
+            raise PlannerError(f"{where}: its mean reply of {mean_out:g} tokens is above its max_tokens {cap}")
+        capped = bool(cap) and cap > mean_out + 0.5  # replies capped, some ended at EOS (eos_capped_workload)
         try:
             eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
             sched_ahead = (r.get("async_scheduling") or "").strip().lower()
@@ -412,18 +413,18 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
             # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
             if (r.get("dataset") or "").strip().lower() == "sharegpt":
-                spec = sharegpt_workload(_num(r, "isl", where), _num(r, "osl", where))
-            elif cap and cap > _num(r, "osl", where) + 0.5:  # replies capped, some ended at EOS (eos_capped_workload)
-                spec = eos_capped_workload(isl, _num(r, "osl", where), cap)
+                spec = sharegpt_workload(mean_in, mean_out)
+            elif capped:
+                spec = eos_capped_workload(isl, mean_out, cap)
             else:
                 spec = fixed_workload(isl, osl)
             reqs = generate(spec, n, rate=rate, seed=0)  # rate inf: every request at 0
             if spec.max_total:  # the drawn lengths scaled to the run's printed totals (a few hundred draws miss them)
                 reqs.input_tokens, reqs.output_tokens = (
-                    _with_mean(reqs.input_tokens, _num(r, "isl", where), spec.input.min, spec.input.max),
-                    _with_mean(reqs.output_tokens, _num(r, "osl", where), spec.output.min, spec.output.max))
-            elif spec.output.dist != "fixed":  # capped replies: the drawn lengths scaled to the run's printed mean
-                reqs.output_tokens = _with_mean(reqs.output_tokens, _num(r, "osl", where), 1, cap)
+                    _with_mean(reqs.input_tokens, mean_in, spec.input.min, spec.input.max),
+                    _with_mean(reqs.output_tokens, mean_out, spec.output.min, spec.output.max))
+            elif capped:  # the drawn replies scaled to the run's printed mean
+                reqs.output_tokens = _with_mean(reqs.output_tokens, mean_out, 1, cap)
             if clients:
                 # --max-concurrency: the client's semaphore over its whole request list, so each completion sends the
                 # next prompt (shared_closed_loop); independent prompts, which share no prefix with each other
