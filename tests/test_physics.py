@@ -738,7 +738,7 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     FP16-with-FP32-accumulate tensor rates (2.2x); 16-bit weights, CDNA, Apple and the 2023-24 builds keep their
     paths. Each multiple is calibrated on one maintainer row (PR 7676's RTX 4090, PR 26284's RX 7900 XTX), which the
     profile therefore prices as measured."""
-    from planner.costmodel.plans import MMQ_FORMATS
+    from planner.costmodel.plans import MMQ_FORMATS, mmq_clock_factor
     from planner.specs.engine import get_engine
 
     eng = get_engine("llamacpp@b3000")
@@ -747,10 +747,12 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     assert eng.mmq_ratio(g4090) == pytest.approx(2.31) and eng.mmq_ratio(ada6000) == pytest.approx(2.31)  # NVIDIA
     p = {h.id: make_plans(m, h, weights="q4_0", kv="fp16", engine=eng) for h in (g4090, ada6000)}
     for h in (g4090, ada6000):
-        assert float(p[h.id].gemm_flops[0]) == pytest.approx(eng.mmq_ratio(h) * h.peak("fp32"))  # FLOP/s
+        # FLOP/s: the multiple, at the clock the part sustains beside the calibration card (mmq_clock_factor)
+        assert float(p[h.id].gemm_flops[0]) == pytest.approx(eng.mmq_ratio(h) * h.peak("fp32") * mmq_clock_factor(eng, h))
         assert float(p[h.id].weight_dequant[0]) == 0.0  # the unpacking is inside MMQ's rate
+    assert mmq_clock_factor(eng, g4090) == 1.0  # the calibration card itself
     assert float(p[ada6000.id].gemm_flops[0] / p[g4090.id].gemm_flops[0]) == pytest.approx(
-        ada6000.peak("fp32") / g4090.peak("fp32"))
+        ada6000.peak("fp32") / g4090.peak("fp32") * ada6000.matmul_efficiency("fp16") / g4090.matmul_efficiency("fp16"))
     assert ada6000.peak("fp16") / g4090.peak("fp16") > 2.0  # what the FP16 tensor path would have priced
     # the calibration row: one 512-token prompt step on the 4090 (flash attention on, the profile's default)
     assert eng.flash_attention
@@ -785,17 +787,63 @@ def test_llamacpp_mmq_prices_quantized_prompt_gemms_at_a_multiple_of_the_cuda_co
     a100, v100 = get_hardware("a100-sxm-80gb"), get_hardware("v100-sxm2-32gb")
     assert a100.fp32_lanes_per_sm == 64 and a100.cuda_core_issue_gain() == 2.0 and g4090.cuda_core_issue_gain() == 1.0
     pa = make_plans(m, a100, weights="q4_0", kv="fp16", engine=eng)
-    assert float(pa.gemm_flops[0]) == pytest.approx(2.31 * 2.0 * a100.peak("fp32"))  # FLOP/s
+    assert float(pa.gemm_flops[0]) == pytest.approx(2.31 * 2.0 * a100.peak("fp32") * mmq_clock_factor(eng, a100))  # FLOP/s
     assert eng.mmq_ratio(v100) == 0.0
     # estimate says where MMQ prices the prompt, and at what rate (a one-row calibration)
     mmq_notes = lambda hw_id: [n for n in estimate("llama-3-8b", hw_id, PlanSpec(weights="q4_0"), engine=eng).notes if "MMQ" in n]  # noqa: E731
     a100_notes = mmq_notes("a100-sxm-80gb")
-    assert len(a100_notes) == 1 and f"{2.31 * 2 * a100.peak('fp32') / 1e12:.0f} TFLOPS" in a100_notes[0]
+    assert len(a100_notes) == 1 and f"{2.31 * 2 * a100.peak('fp32') * mmq_clock_factor(eng, a100) / 1e12:.0f} TFLOPS" in a100_notes[0]
+    assert "mmq_reference" in a100_notes[0]  # the note says the clock factor applies, and where it comes from
     assert mmq_notes("v100-sxm2-32gb") == []
     pv = make_plans(m, v100, weights="q4_0", kv="fp16", engine=eng)
     assert float(pv.gemm_flops[0]) == pytest.approx(
         float(make_plans(m, v100, weights="q4_0", kv="fp16", engine=eng.with_(mmq_fp32_ratio=())).gemm_flops[0]))
 
+
+
+def test_llamacpp_mmq_runs_at_the_clock_a_power_capped_part_sustains(monkeypatch):
+    """MMQ's multiple counts SMs x the datasheet boost clock; a power-capped part does not hold that clock under a
+    prompt's GEMMs, so its MMQ rate takes its sustained 16-bit GEMM fraction over the calibration card's (the 4090 for
+    NVIDIA, the RX 7900 XTX for RDNA3), capped at 1. The two held-out power-capped parts with llama.cpp prompt rows move
+    toward what they measured: the DGX Spark (GB10, 140 W for CPU and GPU) and the Strix Halo (RDNA 3.5 iGPU)."""
+    from planner.costmodel.plans import mmq_clock_factor, mmq_rate
+    from planner.specs.engine import get_engine
+
+    eng = get_engine("llamacpp@b3000")
+    hw = {h: get_hardware(h) for h in ("rtx-4090", "radeon-rx-7900-xtx", "t4", "gb10", "ryzen-ai-max-395", "rtx-3090")}
+    assert eng.mmq_reference_of(hw["t4"]) == "rtx-4090" and eng.mmq_reference_of(hw["ryzen-ai-max-395"]) == "radeon-rx-7900-xtx"
+    # the calibration cards run at their own multiple
+    assert mmq_clock_factor(eng, hw["rtx-4090"]) == 1.0 and mmq_clock_factor(eng, hw["radeon-rx-7900-xtx"]) == 1.0
+    # dimensionless ratios of sustained fractions of the datasheet peak
+    assert mmq_clock_factor(eng, hw["t4"]) == pytest.approx(hw["t4"].matmul_efficiency("fp16") / 1.0)  # 70 W: 0.65
+    assert mmq_clock_factor(eng, hw["gb10"]) == pytest.approx(0.78)
+    assert mmq_clock_factor(eng, hw["ryzen-ai-max-395"]) == pytest.approx(0.591 / 0.859)
+    # a part at or above the calibration card's fraction is not taken past its own boost clock
+    assert mmq_clock_factor(eng, hw["rtx-3090"]) == 1.0
+    fast = hw["ryzen-ai-max-395"].model_copy(update={"achievable": hw["ryzen-ai-max-395"].achievable.model_copy(
+        update={"matmul": {k: v.model_copy(update={"fraction": 0.95}) for k, v in hw["ryzen-ai-max-395"].achievable.matmul.items()}})})
+    assert mmq_clock_factor(eng, fast) == 1.0
+    # FLOP/s scale with it: the T4's MMQ rate is 0.65 of what its SMs x boost clock would give
+    assert mmq_rate(eng, hw["t4"], "q8_0") == pytest.approx(2.31 * 2.0 * hw["t4"].peak("fp32") * 0.65)
+    # a profile that names no calibration device keeps the plain multiple
+    assert mmq_clock_factor(eng.with_(mmq_reference=()), hw["t4"]) == 1.0
+    # the held-out rows (files never fitted): every prompt row of both parts lands nearer its measurement
+    import csv
+
+    import planner.costmodel.plans as plans_mod
+    from planner.calibrate.validate import builtin_published, predict_row
+
+    files = {f.name: f for f in builtin_published()}
+    for name in ("single_stream_llamacpp_dgx_spark.csv", "single_stream_llamacpp_strix_halo.csv"):
+        rows = [(i + 2, r) for i, r in enumerate(csv.DictReader(open(files[name]))) if r["phase"] == "prefill"]
+        assert rows
+        now = [predict_row(r, files[name], line) for line, r in rows]
+        with monkeypatch.context() as mp:
+            mp.setattr(plans_mod, "mmq_clock_factor", lambda engine, hw: 1.0)
+            before = [predict_row(r, files[name], line) for line, r in rows]
+        for (_, _, meas, a), (_, _, _, b) in zip(now, before):
+            assert a < b  # tokens/s: the power cap slows the prompt
+            assert abs(a / meas - 1.0) < abs(b / meas - 1.0)  # closer to what the run measured
 
 def test_llamacpp_runs_a_long_prompt_as_512_token_passes_each_reading_every_weight():
     """llama_decode splits a batch into n_ubatch-token micro-batches (512), each a forward pass of its own: a

@@ -77,6 +77,6 @@ def _plain(v, key: str = ""):
 
     if key in BLOCK_FP8_FIELDS:  # as the profile writes it
         return block_fp8_as_written(v)
-    if key in ARCH_MAP_FIELDS:  # {architecture: value}, as the profile writes it
+    if key in ARCH_MAP_FIELDS or key == "mmq_reference":  # {architecture: value}, as the profile writes it
         return dict(v)
     return list(v) if isinstance(v, tuple) else v

@@ -162,8 +162,34 @@ def mmq_rate(engine, hw, weights: str) -> float:
     # GEMMs on dequantized weights in the format's compute dtype
     no_dot = getattr(hw, "architecture", None) in DP4A_ONLY_ARCHITECTURES and not hw.supports("int8")
     if ratio > 0 and weights in MMQ_FORMATS and hw.kind in ("gpu", "soc") and hw.supports("fp32") and not no_dot:
-        return hw.peak("fp32") * hw.cuda_core_issue_gain() * ratio
+        return hw.peak("fp32") * hw.cuda_core_issue_gain() * ratio * mmq_clock_factor(engine, hw)
     return 0.0
+
+
+# the GEMM dtypes whose measured (or power-rule) fraction of the datasheet peak stands for a part's sustained clock,
+# in order of preference: the first both parts record is compared
+SUSTAINED_GEMM_DTYPES = ("fp16", "bf16", "fp32")
+
+
+def mmq_clock_factor(engine, hw) -> float:
+    """The share of the calibration device's pace at which ``hw`` runs MMQ, beyond their SMs x boost clocks: a
+    multiple of the FP32 peak counts the SMs at the datasheet's boost clock, and a power-capped part does not hold it
+    under a prompt's GEMMs. Its sustained 16-bit GEMM fraction (the fraction of its datasheet peak a measured matmul
+    reaches, or the power-per-TFLOPS rule's where none is measured) over the calibration device's (Engine.mmq_reference)
+    is the ratio of the clocks the two hold, with the GEMM kernels' own efficiency taken as alike; capped at 1, since a
+    part above the calibration device's fraction is not known to exceed its own boost clock. 1 where the profile names
+    no calibration device or the two record no common GEMM fraction."""
+    ref_id = engine.mmq_reference_of(hw) if hasattr(engine, "mmq_reference_of") else None
+    if not ref_id or ref_id == hw.id:
+        return 1.0
+    from planner.specs.loader import get_hardware
+
+    ref = get_hardware(ref_id)
+    for dtype in SUSTAINED_GEMM_DTYPES:
+        a, b = hw.achievable.matmul.get(dtype), ref.achievable.matmul.get(dtype)
+        if a is not None and b is not None and b.fraction > 0:
+            return min(1.0, a.fraction / b.fraction)
+    return 1.0
 
 
 def mixed_input_tile(engine, hw, fmt, compute_dtype: str) -> float:

@@ -17,7 +17,7 @@ from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
-from planner.costmodel.plans import make_plans, mmq_rate
+from planner.costmodel.plans import make_plans, mmq_clock_factor, mmq_rate
 from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
@@ -200,9 +200,12 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     mmq = mmq_rate(engine, hw, plan.weights)
     if mmq > 0:
         lanes = f" x {hw.cuda_core_issue_gain():g} for its {hw.fp32_lanes_per_sm} FP32 lanes per SM" if hw.fp32_lanes_per_sm else ""
+        clock = mmq_clock_factor(engine, hw)
+        held = (f" x {clock:.2f} for the clock it sustains under GEMMs beside {engine.mmq_reference_of(hw)}'s (their "
+                "16-bit GEMM fractions, engine profile: mmq_reference)") if clock < 1.0 else ""
         notes.append(f"{engine.name} runs {plan.weights}'s prompt GEMMs as MMQ (int8 dot products, weight blocks unpacked on "
-                     f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 peak{lanes}, "
-                     "a multiple calibrated on one published row (engine profile: mmq_fp32_ratio)")
+                     f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 peak{lanes}"
+                     f"{held}, a multiple calibrated on one published row (engine profile: mmq_fp32_ratio)")
     if engine.ubatch_tokens and isl_m > engine.ubatch_tokens:
         passes = -(-int(isl_m) // engine.ubatch_tokens)
         notes.append(f"{engine.name} runs a {isl_m:,.0f}-token prompt as {passes} forward passes of at most "

@@ -114,6 +114,11 @@ class Engine:
     # format's compute dtype. The FP32 peak stands for the SMs' issue rate, so parts with 64 FP32 lanes per SM get it
     # doubled (Hardware.cuda_core_issue_gain)
     mmq_fp32_ratio: tuple[tuple[str, float], ...] = ()
+    # the device each mmq_fp32_ratio entry was calibrated on ((vendor or architecture, hardware id), ...). MMQ's pace
+    # follows the SMs' sustained clock, which a multiple of the FP32 peak counts at the boost clock: a part that
+    # sustains less of its datasheet GEMM rate than that device (a power cap: a T4, an L4, a GB10) runs MMQ slower by
+    # the ratio of the two (Hardware.sustained_gemm_fraction; costmodel.plans.mmq_clock_factor); none: no correction
+    mmq_reference: tuple[tuple[str, str], ...] = ()
     # the fraction of the device's STREAM bandwidth at which the release's 16-bit dense GEMMs stream their weights where
     # they are memory bound (few tokens), on architectures where it hands every token count to the vendor BLAS library's
     # tiled GEMM kernels (no skinny or matrix-vector kernel of its own) and that library's small-M kernels stream far
@@ -354,6 +359,13 @@ class Engine:
         ratios = dict(self.mmq_fp32_ratio)
         return float(ratios.get(getattr(hw, "architecture", None), ratios.get(getattr(hw, "vendor", None), 0.0)))
 
+    def mmq_reference_of(self, hw) -> str | None:
+        """The hardware id the MMQ multiple that applies to ``hw`` was calibrated on (its architecture's entry, else its
+        vendor's, as mmq_ratio picks the multiple); None where the profile names none."""
+        ratios, refs = dict(self.mmq_fp32_ratio), dict(self.mmq_reference)
+        arch = getattr(hw, "architecture", None)
+        return refs.get(arch) if arch in ratios else refs.get(getattr(hw, "vendor", None))
+
     def cannot_run(self, weights: str, hw) -> str | None:
         """Why this engine has no kernel for ``weights`` on ``hw`` (None: it has)."""
         for w, marker, reason in self.unsupported:
@@ -377,7 +389,8 @@ class Engine:
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
-                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio), "library_gemm_bw": dict(self.library_gemm_bw),
+                "mmq_fp32_ratio": dict(self.mmq_fp32_ratio), "mmq_reference": dict(self.mmq_reference),
+                "library_gemm_bw": dict(self.library_gemm_bw),
                 "skinny_gemm_tokens": self.skinny_gemm_tokens,
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
@@ -510,6 +523,9 @@ _SHAPED_SETTINGS = {
                                                    "(>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": _BOOL,
     "library_gemm_bw": _arch_map(lambda v: 0 < v <= 1, "a map of architectures to fractions of the STREAM bandwidth in (0, 1]"),
+    "mmq_reference": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, str) and v
+                                                            for k, v in d.items()),
+                      "a map of vendors or architectures to hardware ids"),
     "skinny_gemm_tokens": _count("a token count (an integer >= 0; 0: the library at every token count)"),
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": _count("the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
@@ -571,6 +587,8 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ARCH_MAP_FIELDS:
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
+            if k == "mmq_reference":
+                v = tuple((str(a), str(h)) for a, h in (v or {}).items())
             if k in ARCH_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups",
                                               "not_on_architectures"):
                 v = tuple(v or ())
