@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate import joint
-from planner.calibrate.published_fit import (MEMORY_COLUMNS, MLPERF_COLUMNS, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS,
+from planner.calibrate.published_fit import (KERNEL_COLUMNS, MEMORY_COLUMNS, MLPERF_COLUMNS, OFFLINE_BENCH_COLUMNS, SIMULATED_COLUMNS,
                                               FitRow, Predictor, load_rows)
 from planner.costmodel.params import current_calibration, using
 
@@ -115,7 +115,7 @@ def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, 
         with f.open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = set(reader.fieldnames or [])
-            if SIMULATED_COLUMNS & cols and not MEMORY_COLUMNS & cols:  # memory logs are validated on their own
+            if SIMULATED_COLUMNS & cols and not (MEMORY_COLUMNS | KERNEL_COLUMNS) & cols:  # validated on their own
                 if serving or OFFLINE_BENCH_COLUMNS & cols:
                     out += [(f.name, cols, r, line) for line, r in enumerate(reader, start=2)]  # line 1: the header
     return out

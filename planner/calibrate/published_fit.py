@@ -34,8 +34,9 @@ from planner.specs.quant import canonical, default_kv, get_format, kv_asked
 
 # files predicted through the event simulator, or (kv_cache_gib) the memory model: validated, not fit rows
 OFFLINE_BENCH_COLUMNS = {"num_requests"}  # trtllm-bench bursts: one short simulation per row, a few seconds per file
-SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib"} | OFFLINE_BENCH_COLUMNS
+SIMULATED_COLUMNS = {"request_rate", "scenario", "num_prompts", "kv_cache_gib", "kernel_us"} | OFFLINE_BENCH_COLUMNS
 MEMORY_COLUMNS = {"kv_cache_gib"}  # startup logs of memory: not in the speed error tables and bands (crossval)
+KERNEL_COLUMNS = {"kernel_us"}  # one layer's kernel timings (kernel_rows.py): validated on their own, like the memory logs
 MLPERF_COLUMNS = {"scenario", "mean_output_tokens"}  # MLPerf results: prompt lengths assumed, not published (crossval)
 
 

@@ -247,6 +247,10 @@ def predict_simulated(name: str, cols: set, rows: list[dict]):
         from planner.calibrate.memory_rows import predict_kv_memory
 
         return predict_kv_memory(rows, name)
+    if "kernel_us" in cols:  # one MoE layer's published kernel timings (moe_kernel_vllm.csv)
+        from planner.calibrate.kernel_rows import predict_moe_kernel
+
+        return predict_moe_kernel(rows, name)
     if "workload_description" in cols:  # vLLM arrival-rate stages (vllm_rate.csv)
         return predict_vllm_rate(rows, name)
     if "num_prompts" in cols:  # `vllm bench serve` / `sglang.bench_serving` runs (serving_bench.csv)
