@@ -811,11 +811,14 @@ def test_llamacpp_mmq_runs_at_the_clock_a_power_capped_part_sustains(monkeypatch
 
     eng = get_engine("llamacpp@b3000")
     hw = {h: get_hardware(h) for h in ("rtx-4090", "radeon-rx-7900-xtx", "t4", "gb10", "ryzen-ai-max-395", "rtx-3090")}
-    assert eng.mmq_reference_of(hw["t4"]) == "rtx-4090" and eng.mmq_reference_of(hw["ryzen-ai-max-395"]) == "radeon-rx-7900-xtx"
+    # the T4 is Turing, whose multiple is calibrated on the RTX 2080 Ti; the GB10 takes the NVIDIA one (the 4090's)
+    assert eng.mmq_reference_of(hw["t4"]) == "rtx-2080-ti" and eng.mmq_reference_of(hw["gb10"]) == "rtx-4090"
+    assert eng.mmq_reference_of(hw["ryzen-ai-max-395"]) == "radeon-rx-7900-xtx"
     # the calibration cards run at their own multiple
     assert mmq_clock_factor(eng, hw["rtx-4090"]) == 1.0 and mmq_clock_factor(eng, hw["radeon-rx-7900-xtx"]) == 1.0
     # dimensionless ratios of sustained fractions of the datasheet peak
-    assert mmq_clock_factor(eng, hw["t4"]) == pytest.approx(hw["t4"].matmul_efficiency("fp16") / 1.0)  # 70 W: 0.65
+    t4_ref = get_hardware("rtx-2080-ti").matmul_efficiency("fp16")  # 1.0: measured 1.06, capped
+    assert mmq_clock_factor(eng, hw["t4"]) == pytest.approx(hw["t4"].matmul_efficiency("fp16") / t4_ref)  # 70 W: 0.65
     assert mmq_clock_factor(eng, hw["gb10"]) == pytest.approx(0.78)
     assert mmq_clock_factor(eng, hw["ryzen-ai-max-395"]) == pytest.approx(0.591 / 0.859)
     # a part at or above the calibration card's fraction is not taken past its own boost clock
@@ -824,7 +827,7 @@ def test_llamacpp_mmq_runs_at_the_clock_a_power_capped_part_sustains(monkeypatch
         update={"matmul": {k: v.model_copy(update={"fraction": 0.95}) for k, v in hw["ryzen-ai-max-395"].achievable.matmul.items()}})})
     assert mmq_clock_factor(eng, fast) == 1.0
     # FLOP/s scale with it: the T4's MMQ rate is 0.65 of what its SMs x boost clock would give
-    assert mmq_rate(eng, hw["t4"], "q8_0") == pytest.approx(2.31 * 2.0 * hw["t4"].peak("fp32") * 0.65)
+    assert mmq_rate(eng, hw["t4"], "q8_0") == pytest.approx(eng.mmq_ratio(hw["t4"]) * 2.0 * hw["t4"].peak("fp32") * 0.65)
     # a profile that names no calibration device keeps the plain multiple
     assert mmq_clock_factor(eng.with_(mmq_reference=()), hw["t4"]) == 1.0
     # the held-out rows (files never fitted): every prompt row of both parts lands nearer its measurement
@@ -1061,3 +1064,23 @@ def test_a_lone_clients_tokens_do_not_wait_on_its_own_prompt():
     f = 1.0 / osl
     assert t.output_tokens_per_s[0] == pytest.approx(1.0 / (f * first.time_s[0] + (1 - f) * dec.time_s[0]), rel=1e-9)
     assert first.time_s[0] > 5 * dec.time_s[0]  # the prompt step is what the old TPOT spread over the tokens
+
+
+def test_llamacpp_mmq_turing_multiple_is_calibrated_on_the_rtx_2080_ti_row():
+    """Turing runs MMQ's int8 mma as four m8n8k16 instructions where Ampere and later issue one m16n8k32, and the one
+    bundled Turing prompt row (an RTX 2080 Ti, llama-bench pp512 of Llama 2 13B Q4_K_M, build 7474) ran at 0.75 of what
+    the NVIDIA multiple prices; Turing takes its own multiple, the one that prices that row as measured (tokens/s)."""
+    import csv
+
+    from planner.calibrate.validate import builtin_published, predict_row
+    from planner.specs.engine import get_engine
+
+    eng = get_engine("llamacpp@b3000")
+    t4, ti = get_hardware("t4"), get_hardware("rtx-2080-ti")
+    assert t4.architecture == ti.architecture == "turing"
+    assert eng.mmq_ratio(ti) < eng.mmq_ratio(get_hardware("rtx-4090"))
+    f = next(p for p in builtin_published() if p.name == "single_stream_llamacpp_pr_tables.csv")
+    rows = list(csv.DictReader(open(f)))
+    (line, row), = [(i + 2, r) for i, r in enumerate(rows) if r["hardware"] == "rtx-2080-ti"]
+    what, _, measured, predicted = predict_row(row, f, line)
+    assert what == "prefill_tokens_per_s" and predicted == pytest.approx(measured, rel=0.01)
