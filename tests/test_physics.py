@@ -830,6 +830,11 @@ def test_llamacpp_mmq_runs_at_the_clock_a_power_capped_part_sustains(monkeypatch
     assert mmq_rate(eng, hw["t4"], "q8_0") == pytest.approx(eng.mmq_ratio(hw["t4"]) * 2.0 * hw["t4"].peak("fp32") * 0.65)
     # a profile that names no calibration device keeps the plain multiple
     assert mmq_clock_factor(eng.with_(mmq_reference=()), hw["t4"]) == 1.0
+    # every calibration device the profile names is a built-in spec, and each multiple it names has one
+    refs = dict(eng.mmq_reference)
+    assert {a for a, r in eng.mmq_fp32_ratio if r > 0} <= set(refs)
+    for ident in refs.values():
+        assert get_hardware(ident).id == ident
     # the held-out rows (files never fitted): every prompt row of both parts lands nearer its measurement
     import csv
 

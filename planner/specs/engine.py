@@ -117,7 +117,7 @@ class Engine:
     # the device each mmq_fp32_ratio entry was calibrated on ((vendor or architecture, hardware id), ...). MMQ's pace
     # follows the SMs' sustained clock, which a multiple of the FP32 peak counts at the boost clock: a part that
     # sustains less of its datasheet GEMM rate than that device (a power cap: a T4, an L4, a GB10) runs MMQ slower by
-    # the ratio of the two (Hardware.sustained_gemm_fraction; costmodel.plans.mmq_clock_factor); none: no correction
+    # the ratio of their 16-bit GEMM fractions (costmodel.plans.mmq_clock_factor); none: no correction
     mmq_reference: tuple[tuple[str, str], ...] = ()
     # the fraction of the device's STREAM bandwidth at which the release's 16-bit dense GEMMs stream their weights where
     # they are memory bound (few tokens), on architectures where it hands every token count to the vendor BLAS library's
