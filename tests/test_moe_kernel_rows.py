@@ -69,3 +69,17 @@ def test_even_routing_reads_more_experts_than_a_served_models_skew():
     row = next(r for r in _rows() if r["model"] == "qwen3.5-35b-a3b" and r["hardware"] == "l40s" and r["tokens"] == "64")
     (_, _, _, meas, pred, _), = predict_moe_kernel([row], FILE.name)
     assert pred == pytest.approx(layer_us(even), rel=1e-9) and pred == pytest.approx(meas, rel=0.15)
+
+
+def test_kernel_rows_stay_out_of_the_fit_and_the_speed_tables(capsys):
+    """Kernel timings are validated on their own: no fit row and no simulated speed row comes from them, and asking to
+    cross-validate only them is one clear error (exit code 2), as for the memory logs."""
+    from cli_helpers import run
+
+    from planner.calibrate import crossval
+    from planner.calibrate.published_fit import load_rows
+
+    assert crossval._simulated_rows([FILE]) == []
+    assert load_rows([FILE])[0] == []
+    code, _, err = run(["validate", str(FILE), "--cross-validate", "hardware"], capsys)
+    assert code == 2 and "kernel timings" in err and "Traceback" not in err

@@ -103,7 +103,8 @@ def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, sh
         ins = crossval.in_sample(paths)
         if not ins.predictions:
             raise PlannerError("the given files hold no speed or latency rows to cross-validate (memory logs such as "
-                               "vllm_kv_memory.csv are validated, not fitted: run `planner validate FILE`)")
+                               "vllm_kv_memory.csv and kernel timings such as moe_kernel_vllm.csv are validated, not "
+                               "fitted: run `planner validate FILE`)")
         prog.update(task, description=f"leave one {by} out" + (" (one-step refits)" if quick else " (refits)"))
         cv = crossval.cross_validate(by, paths, quick=quick, progress=lambda k: prog.update(task, description=f"refit without {k}"))
         if record:
