@@ -73,10 +73,10 @@ def _calibration_sources(release: str) -> dict[str, str]:
 
 
 def _plain(v, key: str = ""):
-    from planner.specs.engine import ARCH_MAP_FIELDS, BLOCK_FP8_FIELDS, block_fp8_as_written
+    from planner.specs.engine import ARCH_ID_FIELDS, ARCH_MAP_FIELDS, BLOCK_FP8_FIELDS, block_fp8_as_written
 
     if key in BLOCK_FP8_FIELDS:  # as the profile writes it
         return block_fp8_as_written(v)
-    if key in ARCH_MAP_FIELDS or key == "mmq_reference":  # {architecture: value}, as the profile writes it
+    if key in ARCH_MAP_FIELDS or key in ARCH_ID_FIELDS:  # {architecture: value}, as the profile writes it
         return dict(v)
     return list(v) if isinstance(v, tuple) else v

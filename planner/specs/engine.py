@@ -353,18 +353,20 @@ class Engine:
             eng = rule.apply(eng, hw, tp, pp)
         return eng
 
+    def _mmq_key(self, hw) -> str | None:
+        """The mmq_fp32_ratio entry that applies to ``hw``: its architecture's, else its vendor's."""
+        arch = getattr(hw, "architecture", None)
+        return arch if arch in dict(self.mmq_fp32_ratio) else getattr(hw, "vendor", None)
+
     def mmq_ratio(self, hw) -> float:
         """The multiple of ``hw``'s FP32 peak at which this engine's MMQ kernels run a GGUF weight's GEMMs: the entry
         of its architecture, else of its vendor; 0 where it has none (the weight format's compute dtype applies)."""
-        ratios = dict(self.mmq_fp32_ratio)
-        return float(ratios.get(getattr(hw, "architecture", None), ratios.get(getattr(hw, "vendor", None), 0.0)))
+        return float(dict(self.mmq_fp32_ratio).get(self._mmq_key(hw), 0.0))
 
     def mmq_reference_of(self, hw) -> str | None:
-        """The hardware id the MMQ multiple that applies to ``hw`` was calibrated on (its architecture's entry, else its
-        vendor's, as mmq_ratio picks the multiple); None where the profile names none."""
-        ratios, refs = dict(self.mmq_fp32_ratio), dict(self.mmq_reference)
-        arch = getattr(hw, "architecture", None)
-        return refs.get(arch) if arch in ratios else refs.get(getattr(hw, "vendor", None))
+        """The hardware id the MMQ multiple that applies to ``hw`` was calibrated on (the same entry mmq_ratio takes);
+        None where the profile names none."""
+        return dict(self.mmq_reference).get(self._mmq_key(hw))
 
     def cannot_run(self, weights: str, hw) -> str | None:
         """Why this engine has no kernel for ``weights`` on ``hw`` (None: it has)."""
@@ -511,6 +513,8 @@ _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in 
 ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs")
 # the Engine fields written {architecture or vendor: number} in a profile and held as ((name, number), ...)
 ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw")
+# the Engine fields written {architecture or vendor: hardware id} in a profile and held as ((name, id), ...)
+ARCH_ID_FIELDS = ("mmq_reference",)
 
 # settings whose value has a shape of its own: (check, what the error says it must be)
 _SHAPED_SETTINGS = {
@@ -587,7 +591,7 @@ class EngineSpec(_Strict):
                 continue  # not published: keep the documented prior of the dataclass
             if k in ARCH_MAP_FIELDS:
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
-            if k == "mmq_reference":
+            if k in ARCH_ID_FIELDS:
                 v = tuple((str(a), str(h)) for a, h in (v or {}).items())
             if k in ARCH_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups",
                                               "not_on_architectures"):
