@@ -106,7 +106,7 @@ def _render(out: dict, res) -> None:
     t.add_row("waiting requests (mean / max)", f"{q['mean_waiting']:.1f} / {q['max_waiting']:,}")
     t.add_row("preemptions (requests preempted)", f"{out['preemptions']:,} ({out['requests_preempted']:,})")
     if out["prefix_cache_hit_tokens"]:
-        t.add_row("prefix-cache hit tokens (shared prefix, turn history)", f"{out['prefix_cache_hit_tokens']:,}")
+        t.add_row("prefix-cache hit tokens (shared prefix, turn history, prompts sent again)", f"{out['prefix_cache_hit_tokens']:,}")
     _tenant_rows(t, out)
     console.print(t)
     if "classes" in out:

@@ -43,7 +43,7 @@ from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
 from planner.serving.workload import (Lengths, eos_capped_workload, fixed_workload, generate, get_workload,
-                                      shared_closed_loop, sharegpt_workload)
+                                      reused_prompts, shared_closed_loop, sharegpt_workload)
 from planner.specs.quant import canonical, default_kv, kv_asked
 
 ONLINE_REQUESTS = 500
@@ -401,6 +401,8 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         if cap and cap + 0.5 < mean_out:
             raise PlannerError(f"{where}: its mean reply of {mean_out:g} tokens is above its max_tokens {cap}")
         capped = bool(cap) and cap > mean_out + 0.5  # replies capped, some ended at EOS (eos_capped_workload)
+        entries = _count(r, "dataset_entries", where, 0)  # the client's distinct prompts, where it reuses them
+        sampling = (r.get("dataset_sampling") or "shuffle").strip().lower()
         try:
             eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
             sched_ahead = (r.get("async_scheduling") or "").strip().lower()
@@ -425,10 +427,16 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                     _with_mean(reqs.output_tokens, mean_out, spec.output.min, spec.output.max))
             elif capped:  # the drawn replies scaled to the run's printed mean
                 reqs.output_tokens = _with_mean(reqs.output_tokens, mean_out, 1, cap)
+            if entries:
+                # a client that builds a set of distinct payloads and reuses it until the run ends (aiperf's
+                # --num-dataset-entries): a prompt sent again is served from the prefix cache while its blocks last
+                reqs = reused_prompts(reqs, entries, sampling, seed=0)
             if clients:
                 # --max-concurrency: the client's semaphore over its whole request list, so each completion sends the
-                # next prompt (shared_closed_loop); independent prompts, which share no prefix with each other
-                eng = eng.with_(prefix_caching=False)
+                # next prompt (shared_closed_loop); independent prompts, which share no prefix with each other, unless
+                # the client reuses them
+                if not entries:
+                    eng = eng.with_(prefix_caching=False)
                 reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
             rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest,

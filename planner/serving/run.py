@@ -69,9 +69,10 @@ def load_requests(workload: str | None, trace: str | None, isl: int, osl: int, r
     return reqs, spec, f"{spec.name}: {spec.describe()} -- {spec.source}"
 
 
-def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine):
+def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine, reuse: bool = False):
     """The engine for ``--clients``: checked against the flags it replaces, with the prefix cache off (the requests are
-    independent prompts, so nothing of another one's is reused)."""
+    independent prompts, so nothing of another one's is reused) unless the client sends its prompts again (``reuse``:
+    --dataset-entries)."""
     from planner.specs.engine import get_engine
 
     if clients < 1:
@@ -83,7 +84,7 @@ def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine):
     if shared_prefix:
         raise PlannerError("--clients sends independent requests, so --shared-prefix has no cache to hit")
     eng = get_engine(engine) if isinstance(engine, str) else engine
-    return eng.with_(prefix_caching=False)
+    return eng if reuse else eng.with_(prefix_caching=False)
 
 
 @dataclass
@@ -105,7 +106,7 @@ def _downsample(t, *ys, n: int = 200):
 def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=None, attention_dp=None,
                       attention_dp_balance=None, dp=None, weights="bf16", activations=None, kv=None, engine="trtllm",
                       workload=None, trace=None, isl=1024, osl=256, arrival="poisson", cv=1.0, shared_prefix=None,
-                      rate=None, requests=1000, clients=None, seed=0, ttft_slo=None, tpot_slo=None, router="least-outstanding",
+                      rate=None, requests=1000, clients=None, dataset_entries=None, dataset_sampling="shuffle", seed=0, ttft_slo=None, tpot_slo=None, router="least-outstanding",
                       chunked_prefill=None, max_seqs=None, max_batched_tokens=None, kv_admission=None,
                       preemption="recompute", spec=None, disagg=None, prefill_tp=None, prefill_attention_dp=None,
                       prefill_ep=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
@@ -142,8 +143,15 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         raise PlannerError("--shared-prefix must be in [0, 1)")
     if fleet is None and model is None:
         raise PlannerError("give --model (or --fleet MODEL:N,...)")
+    if dataset_entries is not None:
+        if trace:
+            raise PlannerError("--dataset-entries reuses drawn prompts; a --trace brings its own requests")
+        if shared_prefix:
+            raise PlannerError("--dataset-entries and --shared-prefix both price prefix-cache hits: give one")
+        if fleet is not None or disagg is not None or migrate is not None:
+            raise PlannerError("--dataset-entries is simulated on one aggregated deployment (no --fleet, --disagg or --migrate)")
     if clients is not None:
-        engine = _closed_loop_engine(clients, rate, trace, shared_prefix, engine)
+        engine = _closed_loop_engine(clients, rate, trace, shared_prefix, engine, reuse=dataset_entries is not None)
         rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives
     r = parse_rate(rate) if isinstance(rate, str) or rate is None else float(rate)
     k, alpha = parse_spec(spec)
@@ -154,6 +162,13 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     router_ = Router(router if fleet is None or router != "least-outstanding" else "threshold:8")
     slo = SLO(ttft_slo, tpot_slo)
     reqs, wspec, wdesc = load_requests(workload, trace, isl, osl, r, requests, seed, arrival, cv, shared_prefix)
+    if dataset_entries is not None:
+        if reqs.has_turns or (wspec is not None and wspec.shared_prefix):
+            raise PlannerError("--dataset-entries reuses single prompts: use a workload without conversations or a shared prefix")
+        from planner.serving.workload import reused_prompts
+
+        reqs = reused_prompts(reqs, dataset_entries, dataset_sampling, seed)
+        wdesc = f"{wdesc}; {dataset_entries} distinct prompts sent again and again ({dataset_sampling})"
     if clients is not None:
         if reqs.has_turns or (wspec is not None and wspec.shared_prefix):
             raise PlannerError("--clients sends independent requests: use a workload without conversations or a shared prefix")

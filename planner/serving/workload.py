@@ -255,6 +255,9 @@ class Requests:
     # a shared closed loop of this many slots (0: none): the first ``slots`` requests arrive at 0 and each completion,
     # of whichever request, releases the next one in order (shared_closed_loop)
     slots: int = 0
+    # which of a benchmark client's distinct prompts each request sends (-1: a prompt of its own); a prompt sent again
+    # finds its blocks in the prefix cache while they are still resident (reused_prompts)
+    prompt_key: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.input_tokens)
@@ -463,8 +466,44 @@ def shared_closed_loop(lengths: Requests, slots: int) -> Requests:
     n = len(lengths)
     c = max(1, min(int(slots), n))
     arrival = np.where(np.arange(n) < c, 0.0, np.nan)
+    src = f"{c} slots shared by the request list (a benchmark's --max-concurrency)"
     return Requests(arrival, lengths.input_tokens, lengths.output_tokens, np.zeros(n, np.int64), np.full(n, -1, np.int64),
-                    np.zeros(n), source=f"{c} slots shared by the request list (a benchmark's --max-concurrency)", slots=c)
+                    np.zeros(n), source=src + (f"; {lengths.source}" if lengths.source else ""), slots=c,
+                    prompt_key=lengths.prompt_key)
+
+
+SAMPLING = ("shuffle", "sequential", "random")
+
+
+def reused_prompts(reqs: Requests, entries: int, sampling: str = "shuffle", seed: int = 0) -> Requests:
+    """``reqs`` sent from a client's dataset of ``entries`` distinct prompts, as load generators that build a fixed
+    set of payloads and reuse it until the run ends do (aiperf's ``--num-dataset-entries``, 100 unless set): request
+    j sends entry ``prompt_key[j]``, ``shuffle`` a fresh permutation of the entries each pass, ``sequential`` them in
+    order, ``random`` one drawn with replacement. A repeated entry is the same prompt, so it has its first send's
+    length, and an engine with a prefix cache serves its blocks again while they stay resident: the simulator keeps
+    them, least recently used first, beside the running sequences (planner.serving.sim.kvcache)."""
+    n = len(reqs)
+    if entries < 1:
+        raise PlannerError(f"a client dataset of {entries} prompts: need at least 1")
+    if sampling not in SAMPLING:
+        raise PlannerError(f"dataset sampling {sampling!r}: one of {', '.join(SAMPLING)}")
+    rng = np.random.default_rng(seed)
+    if sampling == "random":
+        key = rng.integers(0, entries, size=n)
+    elif sampling == "sequential":
+        key = np.arange(n) % entries
+    else:
+        passes = -(-n // entries)
+        key = np.concatenate([rng.permutation(entries) for _ in range(passes)])[:n]
+    key = key.astype(np.int64)
+    first = np.full(entries, -1, np.int64)
+    order = np.arange(n)
+    seen = np.unique(key, return_index=True)
+    first[seen[0]] = order[seen[1]]
+    reqs.input_tokens = np.asarray(reqs.input_tokens)[first[key]].astype(np.asarray(reqs.input_tokens).dtype)
+    reqs.prompt_key = key
+    reqs.source = (reqs.source + "; " if reqs.source else "") + f"{entries} distinct prompts reused ({sampling})"
+    return reqs
 
 
 def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sharegpt") -> WorkloadSpec:

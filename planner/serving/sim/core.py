@@ -91,6 +91,8 @@ class Simulator:
         if any(p.role == "prefill" for p in pools) and not self.decode_pool:
             raise PlannerError("a prefill pool needs a decode pool")
         self.entry_replicas = [r for reps in self.entry_pools for r in reps]
+        if self.pkey is not None and (self.migrator is not None or any(p.role != "both" for p in pools)):
+            raise PlannerError("a client's reused prompts are simulated on aggregated replicas without live migration")
         self.n = len(requests)
         # a shared closed loop (workload.shared_closed_loop): the next request each completion releases (-1: none)
         self.slot_next = int(requests.slots) if getattr(requests, "slots", 0) else -1
@@ -129,6 +131,8 @@ class Simulator:
             heappush(self.rheap, (t, seq, rep.idx))
 
     def finish(self, rid: int, now: float, rep: Replica, blocks: int) -> None:
+        if self.pkey is not None:
+            rep.prompt_done(rid, blocks)
         self.finish_t[rid] = now
         self.completed += 1
         if self.adapter is not None:

@@ -126,6 +126,8 @@ def reason(sim) -> str | None:
         return f"the {sim.router.label()} router"
     if sim.migrator is not None and any(p.role != "both" for p in sim.pools):
         return "live migration beside disaggregated pools"
+    if sim.pkey is not None:
+        return "a client's reused prompts"
     for r in sim.replicas:
         if type(r.waiting).__name__ not in _POLICIES:
             return f"the {r.m.policy} queue"

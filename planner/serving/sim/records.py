@@ -61,6 +61,9 @@ class RequestTable:
         kids = np.nonzero(self.parent >= 0)[0]
         child[self.parent[kids]] = kids
         self.child = child
+        pk = getattr(req, "prompt_key", None)
+        self.prompt_key = np.ascontiguousarray(pk, dtype=np.int64) if pk is not None else None
+        self.prompt_held = np.zeros(n, dtype=np.int8)  # 1 while a request shares its reused prompt's cached blocks
 
     def views(self) -> dict[str, memoryview]:
         return {"isl": memoryview(self.input_tokens), "osl": memoryview(self.output_tokens),
@@ -68,5 +71,7 @@ class RequestTable:
                 "arrival": memoryview(self.arrival_s), "first": memoryview(self.first_token_s),
                 "finish_t": memoryview(self.finish_s), "gen": memoryview(self.generated),
                 "preempted": memoryview(self.preemptions), "rejected": memoryview(self.rejected),
-                "served_by": memoryview(self.replica), "pool_of": memoryview(self.pool), "child": memoryview(self.child)}
+                "served_by": memoryview(self.replica), "pool_of": memoryview(self.pool), "child": memoryview(self.child),
+                "pkey": memoryview(self.prompt_key) if self.prompt_key is not None else None,
+                "pheld": memoryview(self.prompt_held)}
 

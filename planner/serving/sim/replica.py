@@ -268,6 +268,20 @@ class Replica:
                 kv.dec -= freed
             finish(rid, now, self, blocks)
 
+    def prompt_done(self, rid: int, blocks: int) -> None:
+        """A request of a client that reuses its prompts (``Requests.prompt_key``) ended or was preempted, its own
+        ``blocks`` just freed: it stops sharing its prompt's cached blocks, or, where it computed them itself, their
+        full blocks stay in the prefix cache (vLLM keeps a freed block's hash until the block is reused)."""
+        sim = self.sim
+        key = sim.pkey[rid]
+        if key < 0 or not self.prefix_caching or self.kv.pinned:
+            return
+        if sim.pheld[rid]:
+            sim.pheld[rid] = 0
+            self.kv.release_prompt(key)
+        else:
+            self.kv.cache_prompt(key, min(sim.isl[rid] // self.B, blocks))
+
     def _prefill_done(self, pf, now: float) -> None:
         """The last piece of a prompt ran: its first (or next) token is out."""
         sim = self.sim
@@ -310,6 +324,8 @@ class Replica:
         if self.swap or force_swap:
             self.swapped.append(SwappedSeq(rid, own, ctx, rem, shared))
             return swap_s(self, own) if self.block_swap else own * self.m.swap_s_per_token
+        if sim.pkey is not None:  # recomputed later: it lets go of (or leaves cached) its reused prompt's blocks
+            self.prompt_done(rid, freed)
         self.waiting.push_front(rid)
         return 0.0
 

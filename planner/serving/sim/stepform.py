@@ -151,15 +151,25 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
     if ratio:
         clip = rep.dec.clip
         future = ratio * (rep.dec.clipped_remaining_sum() + sum(min(s_osl[pf.rid] - s_gen[pf.rid], clip) for pf in prefilling))
+    # a client that sends its prompts again (Requests.prompt_key): a prompt's blocks an earlier send left cached
+    pkeys = sim.pkey if sim.pkey is not None and rep.prefix_caching and not pinned else None
     while waiting and d.running < max_seqs:
         rid = waiting.peek()
         isl, osl, gen = s_isl[rid], s_osl[rid], s_gen[rid]
         shared = min(sim.prefix[rid], isl - 1) if pinned else 0
         hist, hist_blocks = 0, 0
         par = s_parent[rid]
+        keep = par
+        pkey, pblocks = -1, 0
         if par >= 0 and gen == 0 and par in retained:  # multi-turn: the previous turn's KV is cached
             hist = s_isl[par] + s_osl[par] - shared
             hist_blocks = retained[par]
+        elif pkeys is not None and pkeys[rid] >= 0:
+            pkey = pkeys[rid]
+            pblocks = kv.prompt_blocks(pkey)
+            if pblocks:  # its full blocks are shared, not owned; at least the last token is computed again
+                shared = min(pblocks * B, isl - 1)
+                keep = -2 - pkey  # not evicted to make room for the request that reuses it
         prompt = isl + gen - shared - hist  # tokens to compute
         own_total = isl + gen - shared + (osl - gen if reserve else 1)
         need = -(-own_total // B) - hist_blocks
@@ -176,13 +186,16 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
         if ratio:
             mine = ratio * min(osl - gen, clip)
             want = need + int(math.ceil((future + mine) / B))
-        if want > kv.total - kv.used - kv.dec - kv.ret + hist_blocks and not kv.evict(want - hist_blocks, keep=par):
+        if want > kv.total - kv.used - kv.dec - kv.ret + hist_blocks and not kv.evict(want - hist_blocks, keep=keep):
             break
         if ratio:
             future += mine
         waiting.take()
         if hist_blocks:
             kv.take_retained(par)
+        if pblocks:
+            kv.acquire_prompt(pkey)
+            sim.pheld[rid] = 1
         past = shared + hist
         if past > 0:
             kv.hit_tokens += past
