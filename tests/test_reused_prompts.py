@@ -112,3 +112,10 @@ def test_aiperf_closed_loop_ttft_on_the_rtx_5060_ti():
     rows[0]["dataset_entries"] = ""  # every prompt new: the lockstep waves of before
     got = {what: (meas, pred) for _, what, _, meas, pred, _ in predict_bench_serve(rows)}
     assert got["mean_ttft_s"][1] / got["mean_ttft_s"][0] > 2.5
+
+
+def test_a_malformed_dataset_column_stops_the_file():
+    rows = [r for r in csv.DictReader(open(ROOT / "measurements/published/serving_bench_consumer_blackwell.csv"))][:1]
+    rows[0]["dataset_sampling"] = "lifo"
+    with pytest.raises(PlannerError, match="dataset_sampling"):
+        predict_bench_serve(rows, "x.csv")

@@ -42,7 +42,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
 from planner.serving.simulator import SLO, Pool, Simulator, replica_for
-from planner.serving.workload import (Lengths, eos_capped_workload, fixed_workload, generate, get_workload,
+from planner.serving.workload import (SAMPLING, Lengths, eos_capped_workload, fixed_workload, generate, get_workload,
                                       reused_prompts, shared_closed_loop, sharegpt_workload)
 from planner.specs.quant import canonical, default_kv, kv_asked
 
@@ -374,7 +374,10 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     ``max_num_seqs``, ``max_num_batched_tokens`` and ``gpu_memory_utilization`` columns: the server flags the run set
     (server_settings), which replace the engine's defaults on the device; an optional ``max_tokens`` column: the reply
     cap the client sent, where the run did not ignore EOS, so a printed mean reply below it says some replies ended
-    early (eos_capped_workload: their spread keeps a closed loop's clients out of lockstep)."""
+    early (eos_capped_workload: their spread keeps a closed loop's clients out of lockstep); optional
+    ``dataset_entries`` and ``dataset_sampling`` (shuffle, sequential, random) columns: a client that sends that many
+    distinct prompts over and over (aiperf's --num-dataset-entries), which the engine's prefix cache serves again
+    while they stay resident (reused_prompts); empty: every prompt new, the prefix cache off in a closed loop."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_model
 
@@ -403,6 +406,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         capped = bool(cap) and cap > mean_out + 0.5  # replies capped, some ended at EOS (eos_capped_workload)
         entries = _count(r, "dataset_entries", where, 0)  # the client's distinct prompts, where it reuses them
         sampling = (r.get("dataset_sampling") or "shuffle").strip().lower()
+        if entries < 0 or sampling not in SAMPLING:
+            raise PlannerError(f"{where}: dataset_entries {r.get('dataset_entries')!r} / dataset_sampling "
+                               f"{r.get('dataset_sampling')!r}: a count of at least 1 and one of {', '.join(SAMPLING)}")
         try:
             eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
             sched_ahead = (r.get("async_scheduling") or "").strip().lower()
