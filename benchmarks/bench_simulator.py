@@ -16,6 +16,8 @@ wall time covers sampling the workload, building the step-cost table and the sim
   classes-x4                 the same without migration (the priority queue alone)
   spec-8b                    llama-3.1-8b (vLLM) with speculative decoding, 3 drafts at acceptance 0.7, chat, 8 req/s
   sglang-8b                  llama-3.1-8b with SGLang (new-token-ratio admission, prefill-first steps), chat, 8 req/s
+  reuse-vllm                 llama-3.1-8b (vLLM), chat, 8 req/s, the prompts drawn from 1,000 that repeat (a client's
+                             dataset entries: each served from the prefix cache while resident; runs in the Python loop)
   dsv3-adp8 / -balanced      deepseek-v3 FP8 on 8 x h200-sxm, data-parallel attention over 8 ranks (ep 8), chat,
                              10 req/s; -balanced holds prompts up to 50 decode steps to line them up across ranks
   *-py                       the same with the Python event loop (PLANNER_SIM_CORE=python), for comparison
@@ -49,6 +51,8 @@ SCENARIOS["sglang-8b"] = dict(model="llama-3.1-8b", tp=1, replicas=1, workload="
 SCENARIOS["dsv3-adp8"] = dict(model="deepseek-v3", hardware="h200-sxm", tp=1, adp=8, ep=8, weights="fp8", replicas=1,
                               workload="chat", rate=10.0, n=100_000)
 SCENARIOS["dsv3-adp8-balanced"] = dict(SCENARIOS["dsv3-adp8"], balance=50)
+SCENARIOS["reuse-vllm"] = dict(model="llama-3.1-8b", tp=1, replicas=1, workload="chat", rate=8.0, n=100_000, engine="vllm",
+                               entries=1000)
 SCENARIOS["chat-8b-100k-py"] = dict(SCENARIOS["chat-8b-100k"], core="python")
 SCENARIOS["burst-vllm-py"] = dict(SCENARIOS["burst-vllm"], core="python")
 
@@ -58,7 +62,7 @@ def run_one(name: str) -> dict:
 
     from planner.serving.sim import Pool, Scheduler, Simulator, replica_for
     from planner.serving.sim.adapters import assign_adapters, parse_lora
-    from planner.serving.workload import generate, get_workload
+    from planner.serving.workload import generate, get_workload, reused_prompts
 
     import os
 
@@ -68,6 +72,8 @@ def run_one(name: str) -> dict:
     wl = sc["workload"]
     wl = str(Path(__file__).resolve().parents[1] / wl) if wl.endswith(".yaml") else wl
     reqs = generate(get_workload(wl), sc["n"], rate=sc["rate"], seed=0)
+    if "entries" in sc:  # a client that sends its prompts again (the Python loop: the C core does not cover it)
+        reqs = reused_prompts(reqs, sc["entries"], "shuffle", seed=0)
     lora = parse_lora(*sc["lora"]) if "lora" in sc else None
     if lora is not None:
         reqs.adapter = assign_adapters(len(reqs), lora, seed=0)

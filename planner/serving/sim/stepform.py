@@ -44,7 +44,10 @@ def form_step(rep, now: float) -> None:
         extra, preempted = 0.0, False
         if dec.n:
             kv = rep.kv
+            reuse = rep.sim.pkey is not None  # a client's reused prompts: their cached blocks go before any sequence
             while dec.n and rep._growth(1) > kv.free():
+                if reuse and kv.evict(rep._growth(1)):
+                    break
                 extra += rep._preempt()
                 preempted = True
         if rep.ratio_mode:
