@@ -181,6 +181,13 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     from planner.specs.engine import era_notes
 
     notes: list[str] = era_notes(engine)
+    if dataset_entries is not None:
+        from planner.specs.engine import get_engine
+
+        eng_ = get_engine(engine) if isinstance(engine, str) else engine
+        if not eng_.prefix_caching:
+            notes.append(f"{eng_.id}@{eng_.version}'s prefix cache is off (its engine profile), so every prompt sent again "
+                         "is prefilled again: --dataset-entries changes nothing")
     lora_spec = _adapters(reqs, lora, lora_resident, lora_popularity, seed, fleet or disagg)
     if reqs.classes and sched.policy == "fcfs":  # service classes: the waiting queue goes by class priority
         sched.policy = "priority"

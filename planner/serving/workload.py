@@ -496,10 +496,9 @@ def reused_prompts(reqs: Requests, entries: int, sampling: str = "shuffle", seed
         passes = -(-n // entries)
         key = np.concatenate([rng.permutation(entries) for _ in range(passes)])[:n]
     key = key.astype(np.int64)
-    first = np.full(entries, -1, np.int64)
-    order = np.arange(n)
-    seen = np.unique(key, return_index=True)
-    first[seen[0]] = order[seen[1]]
+    first = np.full(entries, -1, np.int64)  # the request that sends each entry first
+    sent, at = np.unique(key, return_index=True)
+    first[sent] = at
     reqs.input_tokens = np.asarray(reqs.input_tokens)[first[key]].astype(np.asarray(reqs.input_tokens).dtype)
     reqs.prompt_key = key
     reqs.source = (reqs.source + "; " if reqs.source else "") + f"{entries} distinct prompts reused ({sampling})"
