@@ -390,7 +390,7 @@ def test_mlperf_prediction_simulates_the_reference_output_mean(monkeypatch):
     from planner.serving import published
 
     means = []
-    monkeypatch.setattr(published._MLPerf, "predict", lambda self, m, hw, g, w, kv, mean, *a: means.append(mean) or
+    monkeypatch.setattr(published._MLPerf, "predict", lambda self, m, hw, g, w, kv, mean, *a, **k: means.append(mean) or
                         {"offline": 1.0, "offline_plan": "tp1 x8", "server": 1.0, "server_plan": "tp1 x8"})
     rows = [{"model": "llama-2-70b", "hardware": "h200-sxm", "gpus": "8", "weights": "fp8", "kv": "fp8",
              "scenario": "offline", "mean_output_tokens": "265.005", "output_tokens_per_s": "1000", "source": "MLPerf"}]

@@ -396,3 +396,24 @@ def test_mlperf_mixtral_prompts_are_a_third_gsm8k_few_shot():
     assert np.mean(x >= 550) == pytest.approx(1 / 3 + np.mean(llama.input.sample(np.random.default_rng(2), 30000) >= 550) * 2 / 3, abs=0.02)
     assert mix.input.mean_tokens() == pytest.approx((2 * llama.input.mean_tokens() + 657) / 3, rel=0.03)
     assert mix.output.mean == pytest.approx(144.84)
+
+
+def test_mlperf_interactive_rows_meet_the_tighter_limits_and_unknown_sets_say_so():
+    """MLPerf's latency limits are per benchmark (loadgen/mlperf.conf): Llama-2-70B's Interactive runs (450 ms TTFT,
+    40 ms TPOT at p99) serve fewer tokens than its Server runs (2 s, 200 ms) on the same system; a benchmark whose
+    prompt lengths are not published is not replayed, and the row says why."""
+    from planner.serving import published
+
+    row = {"source": "mlperf-inference-v5.0 closed NVIDIA B200-SXM-180GBx8_TRT", "model": "llama-2-70b", "hardware": "b200",
+           "gpus": "8", "weights": "fp4", "kv": "fp8", "mean_output_tokens": "265.005", "output_tokens_per_s": "59409.25"}
+    got = {}
+    for scen in ("server", "interactive"):
+        (_, _, cfg, meas, pred, note), = published.predict_mlperf([dict(row, scenario=scen)], "x.csv")
+        got[scen] = pred
+        assert pred and pred > 0 and scen in cfg
+    assert got["interactive"] < 0.9 * got["server"]
+    assert published.MLPERF_LIMITS["llama-3.1-405b"]["server"].ttft_s == 6.0
+    (_, _, _, _, pred, note), = published.predict_mlperf([dict(row, model="llama-3.1-405b", scenario="server")], "x.csv")
+    assert pred is None and "publishes no statistics of its prompt lengths" in note
+    (_, _, _, _, pred, note), = published.predict_mlperf([dict(row, model="mixtral-8x7b", scenario="interactive")], "x.csv")
+    assert pred is None and "no interactive scenario" in note

@@ -12,8 +12,10 @@
   the reference network greedily, so their outputs track its length (``MLPERF_TOKENS_PER_SAMPLE``). The plan
   is the planner's choice among tp in {1, 2, 4, 8} (x ep for MoE) with 8 / tp replicas: the best
   offline throughput. Offline = all samples at once (24,576 for Llama-2-70B, 15,000 for Mixtral, the
-  MLPerf dataset sizes); server = the highest Poisson rate whose p99 TTFT <= 2 s and p99 TPOT <= 200 ms
-  (the MLPerf server limits), reported as output tokens/s.
+  MLPerf dataset sizes); server = the highest Poisson rate whose p99 TTFT and TPOT meet the benchmark's limits
+  (Llama-2-70B and Mixtral: 2 s and 200 ms; MLPERF_LIMITS), interactive the same under the tighter ones of its
+  Interactive scenario (Llama-2-70B: 450 ms and 40 ms), reported as output tokens/s. Only the two benchmarks whose
+  prompt lengths can be drawn are replayed (MLPERF_DATASETS); another model's row says why it is not predicted.
 * ``serving_bench.csv`` (``vllm bench serve`` / ``sglang.bench_serving`` runs that vLLM and SGLang users and
   vendors published with their full result blocks): one replica of the row's engine release (its online profile:
   the API front end is in the path) and layout, sent ``num_prompts`` requests of the row's mean lengths (the
@@ -53,6 +55,19 @@ MLPERF_OFFLINE_QUERY_S = 1.1 * 600.0
 MLPERF_PILOT = 3000
 MLPERF_MAX_QUERY = 60000
 MLPERF_SERVER_SLO = SLO(ttft_s=2.0, tpot_s=0.2)
+# the p99 TTFT and TPOT limits of each LLM benchmark's Server and Interactive runs (mlcommons/inference loadgen/mlperf.conf
+# @001712e9 ttft_latency / tpot_latency; tools/submission/submission_checker/constants.py @001d64ca LLM_LATENCY_LIMITS;
+# Llama-2-70B's interactive limits were the benchmark llama2-70b-interactive in v5.0, its Interactive scenario from v5.1)
+MLPERF_LIMITS = {
+    "llama-2-70b": {"server": MLPERF_SERVER_SLO, "interactive": SLO(ttft_s=0.45, tpot_s=0.04)},
+    "mixtral-8x7b": {"server": MLPERF_SERVER_SLO},
+    "llama-3.1-8b": {"server": SLO(ttft_s=2.0, tpot_s=0.1), "interactive": SLO(ttft_s=0.5, tpot_s=0.03)},
+    "llama-3.1-405b": {"server": SLO(ttft_s=6.0, tpot_s=0.175), "interactive": SLO(ttft_s=4.5, tpot_s=0.08)},
+    "deepseek-r1": {"server": SLO(ttft_s=2.0, tpot_s=0.08), "interactive": SLO(ttft_s=1.5, tpot_s=0.015)},
+}
+# the benchmarks whose prompt lengths the replay can draw (_mlperf_workload): the others (GPT-J's and Llama 3.1 8B's
+# CNN/DailyMail, Llama 3.1 405B's long documents, DeepSeek-R1's reasoning sets) publish no input-length statistics
+MLPERF_DATASETS = ("llama-2-70b", "mixtral-8x7b")
 # the reference implementation's mean output tokens per sample; a closed submission's mean must lie within 90-110 %
 # of it (mlcommons/inference language/llama2-70b/README.md "Accuracy Target": 294.45;
 # language/mixtral-8x7b/README.md: 144.84, "90%-110% of the generated tokens_per_samples")
@@ -208,12 +223,24 @@ class _MLPerf:
     def predict(self, model: str, hardware: str, gpus: int, weights: str, kv: str, mean_output: float,
                 engine: str = "trtllm", activations: str | None = None,
                 layout: tuple[int, int, int] | None = None, max_batch: int | None = None,
-                max_tokens_step: int | None = None) -> dict:
+                max_tokens_step: int | None = None, limits: str = "server") -> dict:
         """Offline and server tokens/s of the best layout the planner finds for the system, or of ``layout`` (tp, pp,
         ep), the one the submission ran, where its configuration names it; ``max_batch``: the batch limit of each of
         its engines (the configuration's gpu_batch_size, or a vLLM harness's max_num_seqs and target decode batch), where
-        named, else the engine profile's; ``max_tokens_step``: its tokens a step (max_num_batched_tokens), likewise."""
-        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations, layout, max_batch, max_tokens_step)
+        named, else the engine profile's; ``max_tokens_step``: its tokens a step (max_num_batched_tokens), likewise.
+        ``limits``: the latency limits of the rate (``server`` or ``interactive``: MLPERF_LIMITS); under the tighter
+        interactive ones every layout is tried, since the one that serves most tokens offline may meet no such TPOT."""
+        from planner.specs.loader import get_model
+
+        get_model(model)  # an unknown model says so first
+        if model not in MLPERF_DATASETS:
+            raise PlannerError(f"MLPerf's {model} benchmark publishes no statistics of its prompt lengths, so its run "
+                               f"cannot be replayed (known: {', '.join(MLPERF_DATASETS)})")
+        slo = MLPERF_LIMITS[model].get(limits)
+        if slo is None:
+            raise PlannerError(f"MLPerf's {model} benchmark has no {limits} scenario")
+        key = (model, hardware, gpus, weights, kv, round(mean_output, 3), engine, activations, layout, max_batch, max_tokens_step,
+               limits)
         if key in self.cache:
             return self.cache[key]
         spec = _mlperf_workload(mean_output, model)
@@ -245,10 +272,11 @@ class _MLPerf:
             raise PlannerError(f"no layout of {model} fits on {gpus} x {hardware} in {weights}")
         offline.sort(key=lambda x: -x[0])
         best = offline[0]
-        # server: the planner's layouts whose offline throughput is near the best, highest rate meeting p99 limits
+        # server: the planner's layouts whose offline throughput is near the best (every layout under the interactive
+        # limits), highest rate meeting the p99 limits
         server = []
         for tok, rps, label, pool in offline:
-            if tok < 0.85 * best[0]:
+            if tok < 0.85 * best[0] and limits == "server":
                 continue
             mean_out = None
 
@@ -259,7 +287,7 @@ class _MLPerf:
                 d = res.done
                 p_ttft = float(np.percentile(res.ttft_s[d], 99))
                 p_tpot = float(np.nanpercentile(res.tpot_s[d], 99))
-                good = p_ttft <= MLPERF_SERVER_SLO.ttft_s and p_tpot <= MLPERF_SERVER_SLO.tpot_s and keeps_up(res)
+                good = p_ttft <= slo.ttft_s and p_tpot <= slo.tpot_s and keeps_up(res)
                 return good, float(res.output_tokens[d].mean())
 
             lo, hi = 0.0, rps
@@ -321,8 +349,8 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         weights = r.get("weights") or "bf16"
         kv = kv_asked(r.get("kv")) or default_kv(weights, _engine_of(r), r["model"])
         scen = (r.get("scenario") or "").strip().lower()
-        if scen not in ("offline", "server"):
-            raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline or server")
+        if scen not in ("offline", "server", "interactive"):
+            raise PlannerError(f"{where}: scenario {r.get('scenario')!r} is not offline, server or interactive")
         measured = _num(r, "output_tokens_per_s", where)
         act = r.get("activations") or None  # the activation format where the submission states one (W4A4 MXFP4)
         fmt = weights + (f"/a-{act}" if act else "")
@@ -332,11 +360,18 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
         max_tokens_step = _count(r, "max_batched_tokens", where, 0) or None
         try:
             p = mp.predict(r["model"], r["hardware"], gpus, weights, kv, mean_out, _engine_of(r), act, layout, max_batch,
-                           max_tokens_step)
+                           max_tokens_step, limits="interactive" if scen == "interactive" else "server")
         except PlannerError as e:  # a row the planner cannot predict is reported beside the others
             yield i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen}", measured, None, f"{where}: {e}"
             continue
         plan = p["offline_plan"] if scen == "offline" else p["server_plan"]
+        value = p["offline"] if scen == "offline" else p["server"]
+        if not value > 0:
+            limit = MLPERF_LIMITS[r["model"]]["interactive" if scen == "interactive" else "server"]
+            yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen}", measured, None,
+                   f"{where}: no layout the planner tried meets the {scen} limits (p99 TTFT {limit.ttft_s:g} s, p99 TPOT "
+                   f"{limit.tpot_s * 1e3:g} ms) at any rate")
+            continue
         ran = "the submission's layout (its configuration)" if layout is not None else "the planner's best layout"
         if max_batch:
             ran += f", {max_batch} sequences an engine"
@@ -344,7 +379,7 @@ def predict_mlperf(rows: list[dict], file: str = "mlperf_llm.csv"):
             ran += f", {max_tokens_step:,} batched tokens a step"
         inputs = _mlperf_workload(mean_out, r["model"]).input.describe()
         yield (i, "output_tokens_per_s", f"{gpus} gpus {fmt} {scen} ({plan})", measured,
-               p[scen], "; ".join(x for x in (f"input lengths {inputs} (assumed where the set does not publish them)",
+               value, "; ".join(x for x in (f"input lengths {inputs} (assumed where the set does not publish them)",
                                               ran, why) if x))
 
 
