@@ -122,23 +122,14 @@ def test_a_malformed_dataset_column_stops_the_file():
         predict_bench_serve(rows, "x.csv")
 
 
-def test_prompts_that_never_repeat_change_nothing():
+def test_prompts_that_never_repeat_change_nothing(monkeypatch):
     """Cached prompts are evicted before a running sequence is preempted: with every prompt distinct the run is the
-    plain one, request for request."""
-    import os
-
-    old = os.environ.get("PLANNER_SIM_CORE")
-    os.environ["PLANNER_SIM_CORE"] = "python"
-    try:
-        rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.11", max_input=8192)
-        plain = generate(fixed_workload(3000, 400), 600, rate=6.0, seed=1)
-        keyed = reused_prompts(generate(fixed_workload(3000, 400), 600, rate=6.0, seed=1), 10_000, "shuffle")
-        a, b = Simulator([Pool(rep, 1)], plain).run(), Simulator([Pool(rep, 1)], keyed).run()
-    finally:
-        if old is None:
-            os.environ.pop("PLANNER_SIM_CORE", None)
-        else:
-            os.environ["PLANNER_SIM_CORE"] = old
+    plain one, request for request (both in the Python loop, which the reused prompts take)."""
+    monkeypatch.setenv("PLANNER_SIM_CORE", "python")
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.11", max_input=8192)
+    plain = generate(fixed_workload(3000, 400), 600, rate=6.0, seed=1)
+    keyed = reused_prompts(generate(fixed_workload(3000, 400), 600, rate=6.0, seed=1), 10_000, "shuffle")
+    a, b = Simulator([Pool(rep, 1)], plain).run(), Simulator([Pool(rep, 1)], keyed).run()
     assert int(a.preemptions.sum()) == int(b.preemptions.sum())  # (a few more events: jumps end where cached blocks are evicted)
     np.testing.assert_allclose(a.first_token_s, b.first_token_s)
     np.testing.assert_allclose(a.finish_s, b.finish_s)
