@@ -155,3 +155,16 @@ def test_simulate_dataset_entries_on_the_command_line(capsys):
                      (["--dataset-entries", "0"], "dataset-entries")):
         code, _, err = run(base[:-1] + bad, capsys)
         assert code == 2 and why in err and "Traceback" not in err
+
+
+def test_a_burst_shares_a_prompt_computed_while_its_copy_still_runs():
+    """vLLM hashes a block once it is computed: in a burst where every prompt is sent eight times, the copies admitted
+    after the first one's prefill share its blocks though no copy has finished yet."""
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.11", max_input=2048)
+    reqs = reused_prompts(generate(fixed_workload(1024, 512), 400, rate=float("inf"), seed=0), 50, "shuffle")
+    sim = Simulator([Pool(rep, 1)], reqs)
+    res = sim.run()
+    kv = sim.replicas[0].kv
+    assert res.done.all() and kv.used == 0 and kv.dec == 0 and not kv.inuse
+    # 8,192 tokens a step: the first ~8 prompts prefill in one step, and later ones find blocks computed before them
+    assert kv.hits > 300 and kv.hit_tokens > 300 * (1024 - 16)

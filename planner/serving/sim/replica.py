@@ -300,11 +300,28 @@ class Replica:
                 sim.transfer(rid, now, self)
             return
         ctx = sim.isl[rid] + gen
+        if sim.pkey is not None and not shared:
+            alloc, shared = self._share_prompt(rid, alloc)
         if self.reserve:
             self.kv.dec += self.dec.join(rid, ctx, ctx - shared, remaining, alloc, shared)
         else:
             self.kv.used -= alloc
             self.kv.dec += self.dec.join(rid, ctx, ctx - shared, remaining, 0, shared)
+
+    def _share_prompt(self, rid: int, alloc: int) -> tuple[int, int]:
+        """A reused prompt computed in full: its full blocks are in the prefix cache from now on (vLLM hashes a block
+        once it is computed), so another request with the same prompt shares them while this one still runs. Returns
+        the blocks and shared tokens the sequence keeps as its own and as the cache's."""
+        sim, kv = self.sim, self.kv
+        key = sim.pkey[rid]
+        if key < 0 or not self.prefix_caching or kv.pinned or sim.pheld[rid] or key in kv.inuse or (-2 - key) in kv.retained:
+            return alloc, 0
+        blocks = min(sim.isl[rid] // self.B, alloc)
+        if blocks <= 0:
+            return alloc, 0
+        kv.inuse[key] = [blocks, 1]  # counted once in used: they leave the sequence's own allocation
+        sim.pheld[rid] = 1
+        return alloc - blocks, min(blocks * self.B, sim.isl[rid] - 1)
 
     def _preempt(self, slot: int | None = None, force_swap: bool = False) -> float:
         """Preempt the newest decoding sequence (or ``slot``; on-demand KV); returns the swap-out time."""
