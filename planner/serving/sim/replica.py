@@ -311,7 +311,7 @@ class Replica:
     def _share_prompt(self, rid: int, alloc: int) -> tuple[int, int]:
         """A reused prompt computed in full: its full blocks are in the prefix cache from now on (vLLM hashes a block
         once it is computed), so another request with the same prompt shares them while this one still runs. Returns
-        the blocks and shared tokens the sequence keeps as its own and as the cache's."""
+        the sequence's own blocks and the tokens it shares with the cache (as it had them where nothing is shared)."""
         sim, kv = self.sim, self.kv
         key = sim.pkey[rid]
         if key < 0 or not self.prefix_caching or kv.pinned or sim.pheld[rid] or key in kv.inuse or (-2 - key) in kv.retained:
