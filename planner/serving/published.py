@@ -252,9 +252,9 @@ class _MLPerf:
         eng = no_front_end(engine)
         # the submission's own limits, pinned over the engine's per-device defaults (vLLM picks 1,024 sequences and
         # 8,192 batched tokens on a GPU of 70 GiB or more: Engine.for_hardware)
-        limits = {k: v for k, v in (("max_seqs", max_batch), ("max_batched_tokens", max_tokens_step)) if v is not None}
-        if limits:
-            eng = eng.set_by_user(**limits)
+        pinned = {k: v for k, v in (("max_seqs", max_batch), ("max_batched_tokens", max_tokens_step)) if v is not None}
+        if pinned:
+            eng = eng.set_by_user(**pinned)
         offline = []
         for tp, pp, ep in [layout] if layout is not None else _layouts(model, gpus):
             try:

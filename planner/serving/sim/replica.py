@@ -268,13 +268,18 @@ class Replica:
                 kv.dec -= freed
             finish(rid, now, self, blocks)
 
+    def _cached_prompt_key(self, rid: int) -> int:
+        """The reused prompt ``rid`` sends, where this replica's prefix cache keeps it (-1: a prompt of its own, no
+        prefix cache, or a pinned shared prefix, which the reuse is not modelled beside)."""
+        return self.sim.pkey[rid] if self.prefix_caching and not self.kv.pinned else -1
+
     def prompt_done(self, rid: int, blocks: int) -> None:
         """A request of a client that reuses its prompts (``Requests.prompt_key``) ended or was preempted, its own
         ``blocks`` just freed: it stops sharing its prompt's cached blocks, or, where it computed them itself, their
         full blocks stay in the prefix cache (vLLM keeps a freed block's hash until the block is reused)."""
         sim = self.sim
-        key = sim.pkey[rid]
-        if key < 0 or not self.prefix_caching or self.kv.pinned:
+        key = self._cached_prompt_key(rid)
+        if key < 0:
             return
         if sim.pheld[rid]:
             sim.pheld[rid] = 0
@@ -313,8 +318,8 @@ class Replica:
         once it is computed), so another request with the same prompt shares them while this one still runs. Returns
         the sequence's own blocks and the tokens it shares with the cache (as it had them where nothing is shared)."""
         sim, kv = self.sim, self.kv
-        key = sim.pkey[rid]
-        if key < 0 or not self.prefix_caching or kv.pinned or sim.pheld[rid] or key in kv.inuse or (-2 - key) in kv.retained:
+        key = self._cached_prompt_key(rid)
+        if key < 0 or sim.pheld[rid] or key in kv.inuse or (-2 - key) in kv.retained:
             return alloc, 0
         blocks = min(sim.isl[rid] // self.B, alloc)
         if blocks <= 0:
