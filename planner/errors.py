@@ -9,7 +9,9 @@ class PlannerError(Exception):
 
 def did_you_mean(name: str, choices: list[str] | set[str]) -> str:
     """The ids a name most likely meant: those it begins ('h100' -> h100-nvl, h100-pcie, h100-sxm) first, then the
-    closest spellings, case aside."""
+    closest spellings, case aside; nothing for a name that is not a string (a library caller's None)."""
+    if not isinstance(name, str):
+        return ""
     low = name.strip().lower()
     by_low = {c.lower(): c for c in sorted(choices)}
     prefix = [c for lc, c in by_low.items() if lc.startswith(low + "-")] if low else []

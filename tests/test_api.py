@@ -79,3 +79,14 @@ def test_cards_of_a_pcie_server_reach_past_their_bridge():
     assert ar[4] > ar[2]  # PCIe Gen5 between the pairs is slower than the 300 GB/s bridge, and moves more hops
     e = estimate("llama-3.1-70b", "rtx-4090", PlanSpec(tp=4, weights="int4"), isl=1024, osl=256, concurrency=8)
     assert e.fits and math.isfinite(e.tpot_s)
+
+
+def test_a_library_callers_missing_name_is_a_clear_error():
+    """A name a library caller leaves as None reaches the lookup's "did you mean" hint: it is an unknown name, said in
+    one sentence (PlannerError), not an AttributeError from inside the hint."""
+    from planner.errors import PlannerError
+
+    with pytest.raises(PlannerError, match="unknown precision None"):
+        estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights=None))
+    with pytest.raises(PlannerError, match="did you mean 'fp8'"):
+        estimate("llama-3.1-8b", "h100-sxm", PlanSpec(weights="fp88"))
