@@ -5,6 +5,7 @@ fits vLLM 0.11's per-request time and compute scales to its vLLM runs (tests/tes
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -341,3 +342,55 @@ def test_a_closed_loop_of_replies_that_end_at_eos_does_not_run_in_lockstep():
     assert spread["requests_per_s"] == pytest.approx(lockstep["requests_per_s"], rel=0.1)
     with pytest.raises(PlannerError, match="max_tokens"):
         predict_bench_serve([dict(row, max_tokens="400")])
+
+
+def test_a_random_range_ratio_draws_lengths_as_the_client_does():
+    """--random-range-ratio r in the SGLang / InferenceX client: each length uniform over [int(L r), L], so the mean
+    is about (1 + r) / 2 of the requested L; r = 1 is the fixed length, and a ratio outside [0, 1] is refused."""
+    from planner.errors import PlannerError
+    from planner.serving.workload import generate, random_range_workload
+
+    reqs = generate(random_range_workload(1024, 8192, 0.8), 20000, rate=math.inf, seed=0)
+    assert reqs.input_tokens.min() >= int(1024 * 0.8) and reqs.input_tokens.max() <= 1024
+    assert reqs.output_tokens.min() >= int(8192 * 0.8) and reqs.output_tokens.max() <= 8192
+    assert reqs.input_tokens.mean() == pytest.approx((819 + 1024) / 2, rel=0.01)  # uniform over whole tokens
+    assert reqs.output_tokens.mean() == pytest.approx((6553 + 8192) / 2, rel=0.01)
+    fixed = generate(random_range_workload(100, 10, 1.0), 50, rate=math.inf, seed=0)
+    assert set(fixed.input_tokens) == {100} and set(fixed.output_tokens) == {10}
+    with pytest.raises(PlannerError, match="fraction from 0 to 1"):
+        random_range_workload(100, 10, 1.5)
+
+
+def test_per_gpu_rates_divide_the_run_by_its_gpus_and_a_range_ratio_row_replays_its_draws():
+    """A row that prints rates per GPU compares the simulated run's rate over replicas x tp x pp x attention-DP GPUs;
+    with a range ratio the simulated prompts average about 0.9 of the requested length at r = 0.8, so the run's
+    total tokens per completed request are about 0.9 x (isl + osl)."""
+    row = {"source": "test", "engine": "vllm", "engine_version": "0.11.0", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+           "tp": "2", "isl": "1024", "osl": "256", "random_range_ratio": "0.8", "num_prompts": "160", "rate": "inf",
+           "max_concurrency": "16", "requests_per_s": "1", "total_tokens_per_s": "1", "total_tokens_per_s_per_gpu": "1",
+           "output_tokens_per_s_per_gpu": "1"}
+    out = {what: pred for _, what, _, _, pred, _ in predict_bench_serve([row])}
+    assert out["total_tokens_per_s_per_gpu"] == pytest.approx(out["total_tokens_per_s"] / 2, rel=1e-9)
+    per_request = out["total_tokens_per_s"] / out["requests_per_s"]
+    assert 0.85 * (1024 + 256) < per_request < 0.95 * (1024 + 256)
+    assert out["output_tokens_per_s_per_gpu"] < out["total_tokens_per_s_per_gpu"]
+
+
+def test_the_inferencex_closed_loops_are_held_out_and_every_row_is_predicted():
+    """SemiAnalysis InferenceX's DeepSeek-R1 runs (SGLang and trtllm-serve at their recipes' flags): held out of the
+    joint fit and the rate stage, each row naming its run, every metric predicted through the simulator at the client's
+    length draws (--random-range-ratio 0.8) and its per-GPU rates over the GPUs the server ran on."""
+    from planner.calibrate import rate_fit
+
+    path, rows = _published("serving_bench_inferencex.csv")
+    assert path.name in joint.NOT_FITTED and path.name in rate_fit.HELD_OUT_FILES
+    assert rows and all("actions/runs/" in r["source"] and r["random_range_ratio"] == "0.8" for r in rows)
+    assert {engine_of(r).split("@")[0] for r in rows} == {"sglang", "trtllm"}
+    out = list(predict_simulated(path.name, set(rows[0]), rows))
+    assert len({i for i, *_ in out}) == len(rows)
+    assert all(pred is not None and np.isfinite(pred) and pred > 0 for _, _, _, _, pred, _ in out)
+    whats = {what for _, what, *_ in out}
+    assert {"median_ttft_s", "mean_tpot_s", "total_tokens_per_s_per_gpu"} <= whats
+    # AMD's DeepSeek-R1 FP4 checkpoint is MXFP4, NVIDIA's NVFP4 (the planner's fp4)
+    assert {r["weights"] for r in rows if r["hardware"].startswith("mi")} <= {"fp8", "mxfp4"}
+    assert {r["weights"] for r in rows if not r["hardware"].startswith("mi")} <= {"fp8", "fp4"}

@@ -409,6 +409,11 @@ NOT_FITTED = {
     "serving_bench_consumer_blackwell.csv": "held out to measure transfer: vLLM 0.12 closed loops (aiperf) on one or two "
                                             "RTX 5060 Ti, 5070 Ti and 5090 cards, NVFP4, MXFP4, W4A16 and BF16 checkpoints, "
                                             "two devices no other row comes from",
+    "serving_bench_inferencex.csv": "held out to measure transfer: SemiAnalysis InferenceX's closed loops of DeepSeek-R1-0528 "
+                                    "(FP8, NVFP4, MXFP4) on SGLang 0.5.6-0.5.9 and trtllm-serve 1.1-1.2 over 4-8 B200, H200, "
+                                    "MI300X, MI325X and MI355X GPUs at their recipes' tuned flags, a current MoE model in FP4 "
+                                    "and FP8 on engines and devices no fitted serving row comes from; the rate stage leaves it "
+                                    "out too (rate_fit.HELD_OUT_FILES)",
     "serving_bench_more.csv": "held out to measure transfer: vLLM serving benchmarks (vllm bench serve, benchmark_serving.py) "
                               "on an RTX 4090, RTX 5090, RTX PRO 6000, L40S and H100 PCIe, devices (and, for the GeForce and "
                               "RTX PRO parts, architectures) no fitted vLLM run comes from; the rate stage leaves it out too "

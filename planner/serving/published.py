@@ -43,9 +43,9 @@ import numpy as np
 
 from planner.errors import PlannerError
 from planner.serving.simulator import keeps_up
-from planner.serving.simulator import SLO, Pool, Simulator, replica_for
+from planner.serving.simulator import SLO, Pool, Scheduler, Simulator, replica_for
 from planner.serving.workload import (SAMPLING, Lengths, eos_capped_workload, fixed_workload, generate, get_workload,
-                                      reused_prompts, shared_closed_loop, sharegpt_workload)
+                                      random_range_workload, reused_prompts, shared_closed_loop, sharegpt_workload)
 from planner.specs.quant import canonical, default_kv, kv_asked
 
 ONLINE_REQUESTS = 500
@@ -400,7 +400,11 @@ def _mlperf_layout(r: dict, gpus: int, where: str) -> tuple[int, int, int] | Non
 BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s", "output_tokens_per_s", 1),
                  ("total_tokens_per_s", "total_tokens_per_s", 1),
                  ("mean_ttft_s", "ttft_s", 1), ("mean_tpot_s", "tpot_s", 1), ("decode_tokens_per_s", "tpot_s", -1),
-                 ("median_ttft_s", "ttft_s.p50", 1), ("median_tpot_s", "tpot_s.p50", 1))
+                 ("median_ttft_s", "ttft_s.p50", 1), ("median_tpot_s", "tpot_s.p50", 1),
+                 ("output_tokens_per_s_per_gpu", "output_tokens_per_s", 1),
+                 ("total_tokens_per_s_per_gpu", "total_tokens_per_s", 1))
+# rates a table prints per GPU: the run's rate over its GPUs (replicas x tp x pp x attention-DP ranks)
+PER_GPU_METRICS = ("output_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu")
 
 
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
@@ -412,17 +416,26 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     early (eos_capped_workload: their spread keeps a closed loop's clients out of lockstep); optional
     ``dataset_entries`` and ``dataset_sampling`` (shuffle, sequential, random) columns: a client that sends that many
     distinct prompts over and over (aiperf's --num-dataset-entries), which the engine's prefix cache serves again
-    while they stay resident (reused_prompts); empty: every prompt new, the prefix cache off in a closed loop."""
+    while they stay resident (reused_prompts); empty: every prompt new, the prefix cache off in a closed loop; an optional
+    ``random_range_ratio`` column: the client's random dataset drew each length uniformly over [int(L x ratio), L]
+    (random_range_workload), ``isl`` / ``osl`` then being the requested --random-input-len / --random-output-len L,
+    not printed means; an optional ``attention_dp`` column: data-parallel attention ranks (with ``ep`` for the experts,
+    ``tp`` within a rank), and ``attention_dp_balance``: the decode steps the engine holds new prompts for until every
+    rank can take one (TensorRT-LLM's attention_dp_config enable_balance with its timeout_iters); ``output_tokens_per_s_per_gpu``
+    / ``total_tokens_per_s_per_gpu``: the run's rates over its GPUs."""
     from planner.specs.engine import get_engine
     from planner.specs.loader import get_model
 
     out = []
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
-        tp, ep, pp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp"))
+        tp, ep, pp, adp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp", "attention_dp"))
+        balance = _count(r, "attention_dp_balance", where, 0)
         weights, kv = canonical((r.get("weights") or "").strip()) or None, kv_asked(r.get("kv"))
-        mean_in, mean_out = _num(r, "isl", where), _num(r, "osl", where)  # the printed totals over the requests
+        # the printed totals over the requests, or with a range ratio the lengths the client was asked for
+        mean_in, mean_out = _num(r, "isl", where), _num(r, "osl", where)
         isl, osl = max(int(round(mean_in)), 1), max(int(round(mean_out)), 1)
+        ratio = _num(r, "random_range_ratio", where) if (r.get("random_range_ratio") or "").strip() else None
         n = int(_num(r, "num_prompts", where))
         rate_s = str(r.get("rate") or "inf").strip().lower()
         rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
@@ -430,8 +443,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
         # identical replicas behind a round-robin balancer (NGINX's default), the client's requests spread over them
         replicas = _count(r, "replicas", where, 1)
         engine = _engine_of(r)
-        cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} {weights or 'released'} "
-               f"{isl}/{osl} x{n} " + (f"clients={clients}" if clients else f"rate={rate_s}")
+        cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' adp{adp}' if adp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} "
+               f"{weights or 'released'} {isl}/{osl}{f' range {ratio:g}' if ratio is not None else ''} x{n} "
+               + (f"clients={clients}" if clients else f"rate={rate_s}")
                + (f" replicas={replicas}" if replicas > 1 else ""))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
@@ -457,6 +471,8 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
             if (r.get("dataset") or "").strip().lower() == "sharegpt":
                 spec = sharegpt_workload(mean_in, mean_out)
+            elif ratio is not None:
+                spec = random_range_workload(isl, osl, ratio)
             elif capped:
                 spec = eos_capped_workload(isl, mean_out, cap)
             else:
@@ -480,8 +496,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                     eng = eng.with_(prefix_caching=False)
                 reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
-            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, weights=weights, kv=kv, engine=eng, max_input=longest,
-                              min_prompt=float(reqs.input_tokens.min()))
+            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, engine=eng,
+                              max_input=longest, min_prompt=float(reqs.input_tokens.min()),
+                              sched=Scheduler(adp_balance=balance) if balance else None)
             s = Simulator([Pool(rep, replicas)], reqs, router="round-robin").run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
@@ -496,19 +513,23 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             v = s[key]
             v = v[stat or "mean"] if isinstance(v, dict) else v
             pred = None if v is None or not v > 0 else float(v) ** power
+            if pred is not None and col in PER_GPU_METRICS:
+                pred /= replicas * tp * pp * adp
             out.append((i, col, cfg, meas, pred, (r.get("note") or "").strip()))
     return out
 
 
 # optional columns of the serving-benchmark schema: a server flag the run set, as vLLM names it -> the engine setting
 SERVER_FLAGS = (("max_num_seqs", "max_seqs", int), ("max_num_batched_tokens", "max_batched_tokens", int),
-                ("gpu_memory_utilization", "utilization", float))
+                ("gpu_memory_utilization", "utilization", float), ("scheduler_recv_interval", "recv_interval", int))
 
 
 def server_settings(r: dict, where: str) -> dict:
     """The engine settings a serving-benchmark row's own server flags set (``max_num_seqs``,
-    ``max_num_batched_tokens``, ``gpu_memory_utilization``; an empty or absent cell: the engine's default on the
-    device). A PlannerError for a value that is not a positive number, or a memory fraction above 1."""
+    ``max_num_batched_tokens``, ``gpu_memory_utilization``, ``scheduler_recv_interval``: decode steps between the
+    scheduler's polls for new requests, SGLang's --scheduler-recv-interval times its --num-continuous-decode-steps;
+    an empty or absent cell: the engine's default on the device). A PlannerError for a value that is not a positive
+    number, or a memory fraction above 1."""
     out = {}
     for col, field, kind in SERVER_FLAGS:
         cell = (r.get(col) or "").strip()

@@ -524,6 +524,29 @@ def sharegpt_workload(mean_input: float, mean_output: float, *, name: str = "sha
     return _validated(d, f"workload {name}")
 
 
+def random_range_workload(isl: int, osl: int, ratio: float, *, name: str | None = None) -> WorkloadSpec:
+    """The random dataset of a benchmark client run with ``--random-range-ratio ratio``: each prompt and each reply
+    length drawn uniformly over [int(L x ratio), L] for the requested ``--random-input-len`` / ``--random-output-len``
+    L, as the clients of SGLang's bench_serving and of InferenceX (utils/bench_serving/benchmark_serving.py,
+    sample_random_requests: lower = int(seq_len * range_ratio), upper = seq_len) draw them; their mean is about
+    (1 + ratio) / 2 of L. (vLLM's own client reads the ratio differently from mid 2025 on, [L (1 - r), L (1 + r)]:
+    a row of that client states its printed means and no ratio.)"""
+    if isl < 1 or osl < 1:
+        raise PlannerError("input and output lengths must be at least 1 token")
+    if not 0.0 <= ratio <= 1.0:
+        raise PlannerError(f"a random range ratio is a fraction from 0 to 1, got {ratio:g}")
+
+    def lengths(n: int) -> dict:
+        lo = max(1, int(n * ratio))
+        return {"dist": "fixed", "value": n} if lo >= n else {"dist": "uniform", "min": lo, "max": n}
+
+    return _validated({"name": name or f"isl{isl}-osl{osl}-range{ratio:g}", "input": lengths(isl), "output": lengths(osl),
+                       "arrival": {"process": "poisson"},
+                       "source": f"a benchmark client's random dataset: lengths uniform over [int(L x {ratio:g}), L], "
+                                 f"L = {isl} prompt and {osl} reply tokens"},
+                      f"workload {name or 'random-range'}")
+
+
 def eos_capped_workload(isl: int, mean_output: float, cap: int, *, name: str | None = None) -> WorkloadSpec:
     """Fixed prompts whose replies run to the client's ``cap`` (max_tokens) unless the model ends them first at its EOS
     token, as a benchmark client that sends a cap and does not ignore EOS (no ``--ignore-eos``, no ``min_tokens``) gets

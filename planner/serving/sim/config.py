@@ -79,6 +79,7 @@ class EngineBehaviour:
     cuda_graph_max_batch: int | None = None  # steps with more tokens run eagerly
     eager_kernel_overhead_s: float = 0.0  # extra launch time per kernel of an eager step
     request_overhead_s: float = 0.0  # tokenize / HTTP / detokenize per request (TTFT and e2e)
+    recv_interval: int = 1  # decode steps between the scheduler's polls for new requests (Engine.recv_interval)
 
     @classmethod
     def of(cls, engine: Engine) -> "EngineBehaviour":
@@ -90,7 +91,7 @@ class EngineBehaviour:
                    step_host_per_seq_s=float(g("step_host_per_seq_s", 0.0)), async_scheduling=bool(g("async_scheduling", False)),
                    cuda_graph_max_batch=g("cuda_graph_max_batch", None),
                    eager_kernel_overhead_s=float(g("eager_kernel_overhead_s", 0.0)),
-                   request_overhead_s=float(g("request_overhead_s", 0.0)))
+                   request_overhead_s=float(g("request_overhead_s", 0.0)), recv_interval=max(1, int(g("recv_interval", 1))))
 
 
 @dataclass

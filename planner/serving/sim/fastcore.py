@@ -131,6 +131,8 @@ def reason(sim) -> str | None:
     for r in sim.replicas:
         if type(r.waiting).__name__ not in _POLICIES:
             return f"the {r.m.policy} queue"
+        if r.recv_every > 1:
+            return "a scheduler that polls for new requests every few decode steps"
     return None
 
 

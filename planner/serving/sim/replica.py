@@ -72,7 +72,12 @@ class Replica:
         # that arrives during a step only into the step after the next: it waits there (``pending``) for a boundary
         self.schedules_ahead = bool(beh.async_scheduling)
         self.pending: list[int] = []
-        if not self.schedules_ahead:  # nothing ever waits in pending: the event loop calls the step logic directly
+        # a scheduler that polls for new requests every N decode steps (Engine.recv_interval): it last received at
+        # recv_t, recv_count decode steps ago; a waiting request that arrived after recv_t is not yet in its queue
+        self.recv_every = max(1, int(getattr(beh, "recv_interval", 1)))
+        self.recv_t = -math.inf
+        self.recv_count = 0
+        if not self.schedules_ahead and self.recv_every == 1:  # the event loop calls the step logic directly
             self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
         # the largest captured graph is per rank; the step's tokens are the group's
@@ -136,6 +141,25 @@ class Replica:
         elif self.kind == JUMP and (self.fair or len(self.waiting) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs):
             self._truncate(now)
 
+    def received(self, rid: int) -> bool:
+        """Whether the scheduler has taken ``rid`` into its queue: at once, unless it polls every N decode steps
+        (recv_every) and ``rid`` arrived after its last poll."""
+        return self.recv_every == 1 or self.sim.arrival[rid] <= self.recv_t
+
+    def _recv_tick(self, now: float) -> None:
+        """The scheduler's poll counter at a boundary (SchedulerRecvSkipper): a decode run of k steps adds k, and the
+        engine polls when the count reaches recv_every; after a prompt or mixed step, or idle, it polls at once. A run
+        that passed a poll with nothing waiting left only the remainder."""
+        if self.kind == JUMP:
+            c = self.recv_count + self.jump_k
+            if c >= self.recv_every:
+                self.recv_t = now
+                c %= self.recv_every
+            self.recv_count = c
+        else:
+            self.recv_t = now
+            self.recv_count = 0
+
     def _release_pending(self, now: float) -> None:
         """At a boundary, after the next step was formed: requests that arrived during the ended step become
         eligible for the step after it (that step ends the run of decodes, so they are admitted there)."""
@@ -156,7 +180,8 @@ class Replica:
             self._truncate(now)
 
     def _truncate(self, t: float) -> None:
-        """A request arrived during a decode jump: end the jump at the step boundary after ``t``."""
+        """A request arrived during a decode jump: end the jump at the step boundary after ``t`` (with a scheduler
+        that polls every N decode steps, at the first poll after it)."""
         t0, k, a, slope = self.t_start, self.jump_k, self.step_s, self.slope_s
         dt = t - t0
         if dt <= 0:
@@ -168,6 +193,8 @@ class Replica:
         else:
             kk = int(math.ceil(dt / a - 1e-9)) if a > 0 else 1
         kk = max(1, kk)
+        if self.recv_every > 1:  # the poll at or after that boundary: the count reaches a multiple of recv_every
+            kk += (-(self.recv_count + kk)) % self.recv_every
         if kk >= k:
             return
         self.jump_k = kk
@@ -176,7 +203,10 @@ class Replica:
 
     def boundary(self, now: float) -> None:
         """The running step (or jump) ended at ``now``: retire what finished, form the next; then what arrived
-        during the ended step joins the queue (an engine that schedules ahead)."""
+        during the ended step joins the queue (an engine that schedules ahead). A scheduler that polls every N decode
+        steps counts the ended step first (_recv_tick)."""
+        if self.recv_every > 1:
+            self._recv_tick(now)
         self._boundary(now)
         if self.pending:
             self._release_pending(now)

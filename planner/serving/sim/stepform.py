@@ -56,6 +56,12 @@ def form_step(rep, now: float) -> None:
         if rep.fair and waiting and dec.n and not preempted:  # FastSwitch / vLLM priority: make room
             extra += priority_preempt(rep)
     prefilling = rep.prefilling
+    # a scheduler that polls every N decode steps sees only the requests that arrived by its last poll
+    if waiting and rep.recv_every > 1 and not rep.received(waiting.peek()):
+        if dec.n or prefilling:
+            waiting = None
+        else:  # nothing running: an idle scheduler polls at once
+            rep.recv_t, rep.recv_count = now, 0
     # prefill-first engines leave the decodes out of a step that has prompts to prefill
     prefill_only = rep.prefill_first and (waiting or prefilling) and not preempted
     d = StepDraft(rep.mbt - (0.0 if prefill_only else dec.n * rep.dtok), dec.n + len(prefilling), extra)
@@ -156,8 +162,11 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
         future = ratio * (rep.dec.clipped_remaining_sum() + sum(min(s_osl[pf.rid] - s_gen[pf.rid], clip) for pf in prefilling))
     # a client that sends its prompts again (Requests.prompt_key): a prompt's blocks an earlier send left cached
     pkeys = sim.pkey if sim.pkey is not None and rep.prefix_caching and not pinned else None
+    polls = rep.recv_every > 1
     while waiting and d.running < max_seqs:
         rid = waiting.peek()
+        if polls and not rep.received(rid):  # arrived after the scheduler's last poll
+            break
         isl, osl, gen = s_isl[rid], s_osl[rid], s_gen[rid]
         shared = min(sim.prefix[rid], isl - 1) if pinned else 0
         hist, hist_blocks = 0, 0
@@ -271,6 +280,8 @@ def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
     else:
         if rep.hold_from >= 0:  # prompts held for balance: the run stops when their wait runs out
             k = max(1, min(k, rep.balance - (dec.s - rep.hold_from)))
+        if rep.recv_every > 1 and rep.waiting:  # requests the scheduler has not polled: the run stops at its poll
+            k = max(1, min(k, rep.recv_every - rep.recv_count))
         if not rep.reserve:
             k = rep._kv_limit(k)
     E = rep.E
