@@ -521,3 +521,20 @@ def test_fraction_to_hold_inverts_memory_under_each_policy(engine):
     f = fraction_to_hold(eng, hw.memory_capacity_bytes, w, act + rt, rt, 10 * 2**30)
     again = memory(m, hw, p, eng.set_by_user(utilization=f))
     assert float(again.kv_capacity_bytes[0]) == pytest.approx(10 * 2**30, rel=1e-9)
+
+
+def test_simulate_recv_interval_sets_the_schedulers_polling(capsys):
+    """`planner simulate --recv-interval N` (SGLang's --scheduler-recv-interval): a closed loop of varied ShareGPT
+    lengths waits for the scheduler's next poll, so its TTFT rises and its throughput does not; 0 is refused."""
+    base = ["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "sglang", "--clients", "8", "--workload",
+            "sharegpt", "--requests", "200", "--json"]
+    ttft = {}
+    for extra in ([], ["--recv-interval", "30"]):
+        code, out, err = run(base + extra, capsys)
+        assert code == 0, err
+        s = json.loads(out)
+        s = s.get("summary", s)
+        ttft[bool(extra)] = (s["ttft_s"]["mean"], s["output_tokens_per_s"])
+    assert ttft[True][0] > 3 * ttft[False][0] and ttft[True][1] <= ttft[False][1]
+    code, _, err = run(base + ["--recv-interval", "0"], capsys)
+    assert code == 2 and "recv-interval" in err
