@@ -133,13 +133,13 @@ class Replica:
             # the step after this one is already formed: the request waits for the boundary after it
             self.pending.append(rid)
             if self.kind == JUMP and len(self.pending) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs:
-                self._truncate(now)
+                self._truncate(now, rid)
             return
         self.waiting.push(rid)
         if self.kind == IDLE:
             self.sim.schedule(self, now)
         elif self.kind == JUMP and (self.fair or len(self.waiting) == 1 and len(self.prefilling) + self.dec.n < self.max_seqs):
-            self._truncate(now)
+            self._truncate(now, rid)
 
     def received(self, rid: int) -> bool:
         """Whether the scheduler has taken ``rid`` into its queue: at once, unless it polls every N decode steps
@@ -163,13 +163,14 @@ class Replica:
     def _release_pending(self, now: float) -> None:
         """At a boundary, after the next step was formed: requests that arrived during the ended step become
         eligible for the step after it (that step ends the run of decodes, so they are admitted there)."""
+        first = self.pending[0]
         for rid in self.pending:
             self.waiting.push(rid)
         self.pending.clear()
         if self.kind == IDLE:
             self.sim.schedule(self, now)
         elif self.kind == JUMP:
-            self._truncate(now)
+            self._truncate(now, first)
 
     def receive(self, item: tuple, now: float) -> None:
         """A migrated request arrives with its KV (planner.serving.sim.multitenant)."""
@@ -179,9 +180,9 @@ class Replica:
         elif self.kind == JUMP and len(self.prefilling) + self.dec.n < self.max_seqs:
             self._truncate(now)
 
-    def _truncate(self, t: float) -> None:
-        """A request arrived during a decode jump: end the jump at the step boundary after ``t`` (with a scheduler
-        that polls every N decode steps, at the first poll after it)."""
+    def _truncate(self, t: float, rid: int = -1) -> None:
+        """A request (``rid``) arrived during a decode jump: end the jump at the step boundary after ``t``; where the
+        scheduler polls every N decode steps and has not yet taken ``rid`` in, at its first poll after that."""
         t0, k, a, slope = self.t_start, self.jump_k, self.step_s, self.slope_s
         dt = t - t0
         if dt <= 0:
@@ -193,7 +194,7 @@ class Replica:
         else:
             kk = int(math.ceil(dt / a - 1e-9)) if a > 0 else 1
         kk = max(1, kk)
-        if self.recv_every > 1:  # the poll at or after that boundary: the count reaches a multiple of recv_every
+        if self.recv_every > 1 and rid >= 0 and not self.received(rid):  # the poll at or after that boundary
             kk += (-(self.recv_count + kk)) % self.recv_every
         if kk >= k:
             return
