@@ -12,3 +12,12 @@ def run(args, capsys):
         code = e.code or 0
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def run_json(args, capsys):
+    """The JSON document ``planner ARGS`` printed, asserting it exited 0 (its stderr is the failure message)."""
+    import json
+
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    return json.loads(out)

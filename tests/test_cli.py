@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cli_helpers import run
+from cli_helpers import run, run_json
 
 
 
@@ -530,10 +530,7 @@ def test_simulate_recv_interval_sets_the_schedulers_polling(capsys):
             "sharegpt", "--requests", "200", "--json"]
     ttft = {}
     for extra in ([], ["--recv-interval", "30"]):
-        code, out, err = run(base + extra, capsys)
-        assert code == 0, err
-        s = json.loads(out)
-        s = s.get("summary", s)
+        s = run_json(base + extra, capsys)
         ttft[bool(extra)] = (s["ttft_s"]["mean"], s["output_tokens_per_s"])
     assert ttft[True][0] > 3 * ttft[False][0] and ttft[True][1] <= ttft[False][1]
     code, _, err = run(base + ["--recv-interval", "0"], capsys)

@@ -1,12 +1,10 @@
 """Expert-parallel load balancing (planner/costmodel/eplb.py): the placement, the busiest rank against TensorRT-LLM's
 measured Table 1, and what --eplb does to a plan's memory and speed."""
 
-import json
-
 import numpy as np
 import pytest
 
-from cli_helpers import run
+from cli_helpers import run, run_json
 from planner.costmodel.eplb import EPLB_RESIDUAL_CV, eplb_imbalance, expert_loads, placement_imbalance
 from planner.costmodel.step import ROUTING_SKEW, ep_imbalance
 
@@ -62,10 +60,8 @@ def test_one_rank_has_no_imbalance():
 
 
 def _est(capsys, *extra):
-    code, out, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "32", "--attention-dp", "32", "--ep", "32",
-                          "--concurrency", "1024", "--isl", "1000", "--osl", "1000", "--json", *extra], capsys)
-    assert code == 0, err
-    return json.loads(out)
+    return run_json(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "32", "--attention-dp", "32", "--ep", "32",
+                     "--concurrency", "1024", "--isl", "1000", "--osl", "1000", "--json", *extra], capsys)
 
 
 def test_estimate_with_eplb(capsys):
@@ -160,12 +156,8 @@ def test_emitted_eplb_flags():
 def test_simulate_with_eplb(capsys):
     args = ["simulate", "-m", "qwen3-30b-a3b", "-H", "h100-sxm", "--attention-dp", "8", "--ep", "8", "--gpus", "8",
             "--rate", "inf", "--requests", "400", "--isl", "512", "--osl", "256", "--json"]
-    code, out, err = run(args, capsys)
-    assert code == 0, err
-    base = json.loads(out)
-    code, out, err = run(args + ["--eplb", "8"], capsys)
-    assert code == 0, err
-    bal = json.loads(out)
+    base = run_json(args, capsys)
+    bal = run_json(args + ["--eplb", "8"], capsys)
     # the same requests, served by ranks that share the experts' load: the burst finishes sooner
     assert bal["requests_per_s"] > 1.03 * base["requests_per_s"] and bal["completed"] == base["completed"] == 400
     assert bal["pools"][0]["plan"]["eplb_redundant_experts"] == 8 and "eplb_redundant_experts" not in base["pools"][0]["plan"]

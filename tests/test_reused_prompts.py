@@ -2,7 +2,6 @@
 sends, the prefix cache's block accounting for them, and the closed-loop TTFT it explains on published runs."""
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -138,16 +137,12 @@ def test_prompts_that_never_repeat_change_nothing(monkeypatch):
 
 
 def test_simulate_dataset_entries_on_the_command_line(capsys):
-    from cli_helpers import run
+    from cli_helpers import run, run_json
 
     base = ["simulate", "-m", "qwen3-8b", "-H", "rtx-5090", "--engine", "vllm", "--weights", "fp4", "--isl", "256",
             "--osl", "256", "--clients", "64", "--requests", "500", "--json"]
-    code, out, err = run(base, capsys)
-    assert code == 0, err
-    fresh = json.loads(out)
-    code, out, err = run(base + ["--dataset-entries", "100"], capsys)
-    assert code == 0, err
-    reused = json.loads(out)
+    fresh = run_json(base, capsys)
+    reused = run_json(base + ["--dataset-entries", "100"], capsys)
     assert fresh["prefix_cache_hit_tokens"] == 0 and reused["prefix_cache_hit_tokens"] > 300 * 240
     assert reused["ttft_s"]["mean"] < 0.7 * fresh["ttft_s"]["mean"]
     for bad, why in ((["--dataset-entries", "10", "--shared-prefix", "0.2"], "give one"),

@@ -395,7 +395,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
         sat, rows = load_curve(sizer, best.replicas)
     daily = _daily(sizer, best, rate, sat, hourly, progress) if hourly else None
     plan = {**best.plan, "replicas": best.replicas, "gpus_per_replica": best.gpus_per_replica, "batch_cap": best.max_seqs,
-            "engine": get_engine(engine).name if isinstance(engine, str) else engine.name, "label": best.label}
+            "engine": get_engine(engine).name, "label": best.label}
     from planner.cap.cost import owned_cost_keys
 
     own = owned_cost_keys(hw, best.gpus, None, tco)

@@ -129,7 +129,7 @@ def place(models: list[str], rates: list[float], hardware: str, *, isl: int = 10
     if any(not (r > 0) or math.isinf(r) for r in rates):
         raise PlannerError("--rates must be positive, finite requests/s")
     hw = get_hardware(hardware)
-    eng = get_engine(engine) if isinstance(engine, str) else engine
+    eng = get_engine(engine)
     ten = [tenant(m, r, hw, eng, weights, isl, osl, ttft_s, tpot_s, max_gpus) for m, r in zip(models, rates)]
     groups, apart = [], 0
     residual = []

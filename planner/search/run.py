@@ -318,7 +318,7 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     if objective not in OBJECTIVES:
         raise PlannerError(f"unknown objective {objective!r} (use {', '.join(OBJECTIVES)})")
     opts = opts or SpaceOptions()
-    engine = get_engine(engine) if isinstance(engine, str) else engine
+    engine = get_engine(engine)
     notes = era_notes(engine)
     if engine.request_overhead_s > 0:  # every plan's TTFT holds it: say so once
         from planner.serving.predict import front_end_note

@@ -50,7 +50,7 @@ def default_tp(model: str | Model, hardware: str | Hardware, *, weights: str = "
 
     m = get_model(model) if isinstance(model, str) else model
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    eng = get_engine(engine) if isinstance(engine, str) else engine
+    eng = get_engine(engine)
     kv = kv or default_kv(weights, eng, m)
     domain = hw.node_size
     best = None

@@ -123,7 +123,7 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     context/attention techniques, the cost model, memory with a draft model's / compressor's weights taken out)."""
     m = get_model(model) if isinstance(model, str) else model
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    engine = get_engine(engine) if isinstance(engine, str) else engine
+    engine = get_engine(engine)
     engine = engine.for_hardware(hw, plan.tp, plan.pp)  # the limits the engine picks on this device
     kv = plan.kv_format(engine, m)
     kv_bytes_per_element(kv)

@@ -83,7 +83,7 @@ def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine, reuse:
         raise PlannerError("--clients draws lengths from a workload; a --trace brings its own arrivals")
     if shared_prefix:
         raise PlannerError("--clients sends independent requests, so --shared-prefix has no cache to hit")
-    eng = get_engine(engine) if isinstance(engine, str) else engine
+    eng = get_engine(engine)
     return eng if reuse else eng.with_(prefix_caching=False)
 
 
@@ -154,7 +154,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     if recv_interval is not None:  # the scheduler's polling interval the user set (SGLang --scheduler-recv-interval)
         from planner.specs.engine import get_engine
 
-        engine = (get_engine(engine) if isinstance(engine, str) else engine).set_by_user(recv_interval=int(recv_interval))
+        engine = get_engine(engine).set_by_user(recv_interval=int(recv_interval))
     if clients is not None:
         engine = _closed_loop_engine(clients, rate, trace, shared_prefix, engine, reuse=dataset_entries is not None)
         rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives
@@ -189,7 +189,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     if dataset_entries is not None:
         from planner.specs.engine import get_engine
 
-        eng_ = get_engine(engine) if isinstance(engine, str) else engine
+        eng_ = get_engine(engine)
         if not eng_.prefix_caching:
             notes.append(f"{eng_.id}@{eng_.version}'s prefix cache is off (its engine profile), so every prompt sent again "
                          "is prefilled again: --dataset-entries changes nothing")
@@ -220,7 +220,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
 
         check_eplb(replace(plan, ep=max(plan.ep, prefill_ep or 1), eplb=eplb),
                    get_model(model) if isinstance(model, str) else model,
-                   get_engine(engine) if isinstance(engine, str) else engine)
+                   get_engine(engine))
     if not disagg and any(v is not None for v in prefill.values()):
         given = next(k for k, v in prefill.items() if v is not None)
         raise PlannerError(f"--prefill-{given.replace('_', '-')} sets the prefill pool of --disagg PREFILL:DECODE; "

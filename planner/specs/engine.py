@@ -815,10 +815,12 @@ def _engine_id(text: str) -> str:
     return _ENGINE_ALIASES.get(t, t)
 
 
-def get_engine(name: str) -> Engine:
-    """``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release; ``"vllm@0.15.1"``: the profile of its minor
+def get_engine(name: "str | Engine") -> Engine:
+    """An Engine passes through as it is (so callers that take either need no isinstance test); ``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release; ``"vllm@0.15.1"``: the profile of its minor
     series; ``"vllm@0.11"``, a release without a profile: the profile of its era (era_profile), which carries the
     release asked for in ``requested`` so that its ``era_note`` can say so wherever the estimate is shown."""
+    if isinstance(name, Engine):
+        return name
     ps = profiles()
     if name in ps:
         return ps[name]
@@ -848,7 +850,7 @@ def get_engine(name: str) -> Engine:
 
 def era_notes(engine: "Engine | str") -> list[str]:
     """``[Engine.era_note]`` of ``engine`` (a profile or the name the user gave), or [] when it names its own profile."""
-    note = (get_engine(engine) if isinstance(engine, str) else engine).era_note
+    note = get_engine(engine).era_note
     return [note] if note else []
 
 

@@ -304,7 +304,7 @@ def replica_for(model: str | Model, hardware: str | Hardware, *, tp: int = 1, pp
 
     m = get_model(model) if isinstance(model, str) else model
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    eng = get_engine(engine) if isinstance(engine, str) else engine
+    eng = get_engine(engine)
     kv = kv or default_kv(weights, eng, m)
     return build_replica(m, hw, tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, activations=activations, engine=eng,
                          sched=sched, max_input=max_input, name=name, accuracy=accuracy, disagg_group_gpus=disagg_group_gpus,
