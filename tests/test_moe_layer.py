@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from planner.costmodel.plans import make_plans
-from planner.costmodel.step import GROUPED_MOE_LAUNCHES, CostModel, Op, Step, ep_imbalance, routing_skew
+from planner.costmodel.step import (GROUPED_MOE_LAUNCHES, CostModel, Op, Step, ep_imbalance, experts_touched,
+                                    rank_touched, routing_skew)
 from planner.specs.engine import Engine
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import FORMATS
@@ -51,6 +52,74 @@ def test_few_tokens_read_only_the_experts_they_touch():
     # one token: its top-2 experts, E (1 - (1 - k/E)^1) = k = 2; thousands of tokens: all 8
     assert float(np.ravel(one.weight_bytes)[0]) == pytest.approx(2 * per_expert, rel=1e-9)
     assert float(np.ravel(many.weight_bytes)[0]) == pytest.approx(8 * per_expert, rel=1e-6)
+
+
+def test_the_busiest_expert_parallel_rank_reads_the_experts_its_rows_touch():
+    """A rank holding k experts that r rows route to touches k (1 - exp(-r / k)) of them. By hand for 8 ranks of 32
+    experts each (DeepSeek-R1's 256 over EP8): at one row a rank every row lands on a new expert, so the rank with imb
+    times the mean rows reads about imb times the mean rank's weights; with every expert a rank holds touched the ranks
+    read alike; one rank reads what the group touches."""
+    k = 32.0
+
+    def reach(r):
+        return k * (1.0 - np.exp(-r / k))
+
+    # 4 tokens x top-8 = 32 assignments, 4 a rank on average; the busiest has 2.05x the rows
+    touched, assigned, imb = 30.0, 32.0, 2.05
+    got = float(rank_touched(touched, assigned, 8, imb, 256))
+    assert got == pytest.approx(touched / 8 * reach(4 * imb) / reach(4), rel=1e-9)
+    assert 1.8 < got / (touched / 8) < imb  # close to imb at a few rows, below it as rows start to share experts
+    # saturated: every expert touched, so every rank reads its 32 whatever its rows
+    assert float(rank_touched(256.0, 256.0 * 64, 8, 1.4, 256)) == pytest.approx(32.0, rel=1e-6)
+    # no expert parallelism: the touched experts, as before
+    assert float(rank_touched(30.0, 32.0, 1, 1.0, 256)) == pytest.approx(30.0)
+    # one expert a rank (Mixtral's 8 over EP8) and one token's 2 rows: the mean rank touches 0.25 of its expert, the
+    # busiest (about 3x the mean rows) more, never more than the one it holds
+    one = float(rank_touched(2.0, 2.0, 8, 3.0, 8))
+    assert 0.25 < one <= 1.0
+
+
+def test_rank_touched_follows_a_monte_carlo_of_top_k_routing():
+    """Draw each token's top-8 of 256 experts (8 ranks of 32, even routing), count the rows and the touched experts of
+    every rank, and compare the busiest rank's touched experts over the mean rank's with rank_touched given the busiest
+    rank's rows as drawn: the reach law alone, within 5 % from one token a rank to every expert touched."""
+    rng = np.random.default_rng(7)
+    E, k, ep, trials = 256, 8, 8, 400
+    for T in (2, 4, 16, 64):
+        busiest_rows, mean_rows, busiest_touched, mean_touched = [], [], [], []
+        for _ in range(trials):
+            rows = np.zeros(E)
+            for _ in range(T):
+                rows[rng.choice(E, size=k, replace=False)] += 1
+            per_rank = rows.reshape(ep, -1)
+            r, t = per_rank.sum(1), (per_rank > 0).sum(1)
+            busiest_rows.append(r.max())
+            mean_rows.append(r.mean())
+            busiest_touched.append(t.max())
+            mean_touched.append(t.mean())
+        imb = np.mean(busiest_rows) / np.mean(mean_rows)
+        touched = np.mean(mean_touched) * ep
+        got = float(rank_touched(touched, T * k, ep, imb, E)) / (touched / ep)
+        assert got == pytest.approx(np.mean(busiest_touched) / np.mean(mean_touched), rel=0.05), T
+
+
+def test_expert_parallel_decode_streams_the_busiest_ranks_experts():
+    """DeepSeek-R1 at 4 decoding tokens on 8 B200s: the expert GEMM's weight bytes are the busiest EP rank's touched
+    experts (rank_touched over the layer's touched experts and ep_imbalance), about twice the mean rank's, where
+    tensor-parallel experts read a 1/8 slice of every touched expert."""
+    m, hw = get_model("deepseek-r1"), get_hardware("b200")
+    mo = m.moe
+    st = Step(decode_seqs=4, decode_ctx=1500)
+    skew = routing_skew(mo)
+    touched = float(experts_touched(4, mo.num_experts, mo.top_k, skew))
+    imb = float(ep_imbalance(4 * mo.top_k, 8, mo.num_experts, skew))
+    w_bytes = m.expert_params() * FORMATS["fp4"].bits / 8  # one whole expert
+    ep = op(CostModel(m, hw).step(make_plans(m, hw, tp=8, ep=8, weights="fp4", kv="fp8"), st), Op.EXPERTS)
+    tp = op(CostModel(m, hw).step(make_plans(m, hw, tp=8, weights="fp4", kv="fp8"), st), Op.EXPERTS)
+    busiest = float(rank_touched(touched, 4 * mo.top_k, 8, imb, mo.num_experts))
+    assert float(np.ravel(ep.weight_bytes)[0]) == pytest.approx(busiest * w_bytes, rel=1e-6)
+    assert float(np.ravel(tp.weight_bytes)[0]) == pytest.approx(touched / 8 * w_bytes, rel=1e-6)
+    assert busiest / (touched / 8) > 1.8
 
 
 def test_a_grouped_moe_layer_pays_a_kernel_gap_per_launch():

@@ -135,7 +135,7 @@ def _cpu_time(host: HostSide, flops, byts):
 
 def moe_offload_mlp(cm, c) -> list:
     """The MoE MLP with the cold experts on the host CPU and/or EdgeMoE's per-expert precision."""
-    from planner.costmodel.step import Op, _moe_mlp, expert_rows, moe_routing
+    from planner.costmodel.step import Op, _moe_mlp, expert_rows, moe_routing, rank_touched
 
     off: MoeOffload = cm.moe_offload
     ops = _moe_mlp(cm, c)
@@ -149,8 +149,9 @@ def moe_offload_mlp(cm, c) -> list:
     assigned, imb, touched = moe_routing(plans, mo, c.T * c.adp, c.ep)
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
+    busiest = rank_touched(touched, assigned, c.ep, imb, mo.num_experts)  # the experts the busiest EP rank reads
     gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,
-                   m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=touched * (1.0 - f) / c.ep * w_dev)
+                   m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=busiest * (1.0 - f) * w_dev)
     ops = [gpu if o.name == Op.EXPERTS else o for o in ops]
     if f <= 0.0:
         return ops
@@ -166,8 +167,8 @@ def moe_offload_mlp(cm, c) -> list:
     # Fiddler's rule: where copying the touched cold experts to the GPU (overlapped with the hot experts) and
     # running them there is faster, that is what runs
     cold_gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * f, w_dev, plans.gemm_flops, wb, cnt,
-                        m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=touched * f / c.ep * w_dev)
-    stream_bytes = touched * f / c.ep * w_dev * wb
+                        m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=busiest * f * w_dev)
+    stream_bytes = busiest * f * w_dev * wb
     exposed_stream = np.maximum(stream_bytes / host.link_bytes_per_s - gpu.time_s, 0.0) + cold_gpu.time_s
     use_cpu = exposed_cpu <= exposed_stream
     exposed = np.where(c.T > 0, np.where(use_cpu, exposed_cpu, exposed_stream), 0.0)

@@ -897,6 +897,28 @@ def moe_routing(plans: PlanArrays, moe, T_group, ep):
     return assigned, imb, touched
 
 
+def rank_touched(touched, assigned, ep, imb, experts):
+    """Experts whose weights the busiest expert-parallel rank reads: the mean rank's share of the ``touched`` experts,
+    scaled by how many more of its own E / ep experts that rank's ``imb`` x the mean rows reach. A rank holding k
+    experts that r rows route to evenly touches k (1 - exp(-r / k)) of them (each expert missed by every row, the
+    Poisson form of (1 - 1/k)^r, which stays defined for one expert a rank and a fraction of a row); at a few rows a
+    rank every row lands on a new expert, so the busiest rank reads about ``imb`` x the mean's weights, and once every
+    expert a rank holds is touched the ranks read alike. TensorRT-LLM's DeepSeek-R1 latency study on 8 B200 names the effect: expert parallelism
+    "distribut[es] workloads unevenly across GPUs" at one to four tokens a step, and moving from EP8 to EP4 and EP2
+    (tensor-parallel experts within each rank group) made decode faster (docs/source/blogs/tech_blog/
+    blog1_Pushing_Latency_Boundaries_Optimizing_DeepSeek-R1_Performance_on_NVIDIA_B200_GPUs.md, "Mixed ETP")."""
+    ep = np.maximum(np.asarray(ep, float), 1.0)
+    mean = np.asarray(touched, float) / ep
+    k = np.maximum(float(experts) / ep, 1.0)
+    r = np.maximum(np.asarray(assigned, float) / ep, 1e-9)
+
+    def reach(rows):
+        return -np.expm1(-rows / k)
+
+    ratio = np.where(ep > 1, reach(r * imb) / np.maximum(reach(r), 1e-300), 1.0)
+    return np.minimum(mean * ratio, np.maximum(k, mean))
+
+
 def expert_rows(assigned, ep, imb):
     """Token-expert rows one device's experts process, on the busiest expert-parallel rank: that rank's share of
     the group's ``assigned`` token-expert pairs (``imb``: its load over the mean). Tensor-parallel experts (a MoE
@@ -929,7 +951,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
     experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
-                       m_eff=m_per_expert, in_out_elems=h, weight_touch=touched / c.ep * w_dev)
+                       m_eff=m_per_expert, in_out_elems=h, weight_touch=rank_touched(touched, assigned, c.ep, imb, mo.num_experts) * w_dev)
     ops.append(experts)
     grouped = getattr(cm.engine, "grouped_moe_gemm", True)
     # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation, the
