@@ -71,6 +71,10 @@ def test_the_busiest_expert_parallel_rank_reads_the_experts_its_rows_touch():
     assert 1.8 < got / (touched / 8) < imb  # close to imb at a few rows, below it as rows start to share experts
     # saturated: every expert touched, so every rank reads its 32 whatever its rows
     assert float(rank_touched(256.0, 256.0 * 64, 8, 1.4, 256)) == pytest.approx(32.0, rel=1e-6)
+    # a balancer's 32 replicas: each of the 8 ranks holds 36 slots, and reads all 36 once they are all touched
+    assert float(rank_touched(288.0, 288.0 * 64, 8, 1.1, 288)) == pytest.approx(36.0, rel=1e-6)
+    # and with more slots a rank its busiest rows share fewer of them: a little closer to imb x the mean
+    assert got < float(rank_touched(30.0, 32.0, 8, imb, 288)) < touched / 8 * imb
     # no expert parallelism: the touched experts, as before
     assert float(rank_touched(30.0, 32.0, 1, 1.0, 256)) == pytest.approx(30.0)
     # one expert a rank (Mixtral's 8 over EP8) and one token's 2 rows: the mean rank touches 0.25 of its expert, the

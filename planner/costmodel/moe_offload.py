@@ -135,7 +135,7 @@ def _cpu_time(host: HostSide, flops, byts):
 
 def moe_offload_mlp(cm, c) -> list:
     """The MoE MLP with the cold experts on the host CPU and/or EdgeMoE's per-expert precision."""
-    from planner.costmodel.step import Op, _moe_mlp, expert_rows, moe_routing, rank_touched
+    from planner.costmodel.step import Op, _moe_mlp, expert_rows, held_slots, moe_routing, rank_touched
 
     off: MoeOffload = cm.moe_offload
     ops = _moe_mlp(cm, c)
@@ -149,7 +149,7 @@ def moe_offload_mlp(cm, c) -> list:
     assigned, imb, touched = moe_routing(plans, mo, c.T * c.adp, c.ep)
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
-    busiest = rank_touched(touched, assigned, c.ep, imb, mo.num_experts)  # the experts the busiest EP rank reads
+    busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))  # the experts the busiest EP rank reads
     gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,
                    m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=busiest * (1.0 - f) * w_dev)
     ops = [gpu if o.name == Op.EXPERTS else o for o in ops]

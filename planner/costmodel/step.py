@@ -899,7 +899,8 @@ def moe_routing(plans: PlanArrays, moe, T_group, ep):
 
 def rank_touched(touched, assigned, ep, imb, experts):
     """Experts whose weights the busiest expert-parallel rank reads: the mean rank's share of the ``touched`` experts,
-    scaled by how many more of its own E / ep experts that rank's ``imb`` x the mean rows reach. A rank holding k
+    scaled by how many more of its own experts that rank's ``imb`` x the mean rows reach (``experts``: the slots the
+    group holds, E, or E + R with a balancer's replicas; E / ep a rank). A rank holding k
     experts that r rows route to evenly touches k (1 - exp(-r / k)) of them (each expert missed by every row, the
     Poisson form of (1 - 1/k)^r, which stays defined for one expert a rank and a fraction of a row); at a few rows a
     rank every row lands on a new expert, so the busiest rank reads about ``imb`` x the mean's weights, and once every
@@ -909,7 +910,7 @@ def rank_touched(touched, assigned, ep, imb, experts):
     blog1_Pushing_Latency_Boundaries_Optimizing_DeepSeek-R1_Performance_on_NVIDIA_B200_GPUs.md, "Mixed ETP")."""
     ep = np.maximum(np.asarray(ep, float), 1.0)
     mean = np.asarray(touched, float) / ep
-    k = np.maximum(float(experts) / ep, 1.0)
+    k = np.maximum(np.asarray(experts, float) / ep, 1.0)
     r = np.maximum(np.asarray(assigned, float) / ep, 1e-9)
 
     def reach(rows):
@@ -917,6 +918,12 @@ def rank_touched(touched, assigned, ep, imb, experts):
 
     ratio = np.where(ep > 1, reach(r * imb) / np.maximum(reach(r), 1e-300), 1.0)
     return np.minimum(mean * ratio, np.maximum(k, mean))
+
+
+def held_slots(plans: PlanArrays, moe):
+    """Expert slots the ranks of a MoE group hold between them: the experts, and a balancer's redundant replicas
+    (expert_slots) where a plan runs one."""
+    return moe.num_experts * expert_slots(plans.eplb_redundant, moe.num_experts)
 
 
 def expert_rows(assigned, ep, imb):
@@ -951,7 +958,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
     experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
-                       m_eff=m_per_expert, in_out_elems=h, weight_touch=rank_touched(touched, assigned, c.ep, imb, mo.num_experts) * w_dev)
+                       m_eff=m_per_expert, in_out_elems=h, weight_touch=rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo)) * w_dev)
     ops.append(experts)
     grouped = getattr(cm.engine, "grouped_moe_gemm", True)
     # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation, the
