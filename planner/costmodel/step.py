@@ -900,11 +900,11 @@ def moe_routing(plans: PlanArrays, moe, T_group, ep):
 def rank_touched(touched, assigned, ep, imb, experts):
     """Experts whose weights the busiest expert-parallel rank reads: the mean rank's share of the ``touched`` experts,
     scaled by how many more of its own experts that rank's ``imb`` x the mean rows reach (``experts``: the slots the
-    group holds, E, or E + R with a balancer's replicas; E / ep a rank). A rank holding k
-    experts that r rows route to evenly touches k (1 - exp(-r / k)) of them (each expert missed by every row, the
-    Poisson form of (1 - 1/k)^r, which stays defined for one expert a rank and a fraction of a row); at a few rows a
-    rank every row lands on a new expert, so the busiest rank reads about ``imb`` x the mean's weights, and once every
-    expert a rank holds is touched the ranks read alike. TensorRT-LLM's DeepSeek-R1 latency study on 8 B200 names the effect: expert parallelism
+    group holds, E, or E + R with a balancer's replicas; E / ep a rank). A rank holding k experts that r rows route to
+    evenly touches k (1 - exp(-r / k)) of them (each expert missed by every row, the Poisson form of (1 - 1/k)^r, which
+    stays defined for one expert a rank and a fraction of a row); at a few rows a rank every row lands on a new expert,
+    so the busiest rank reads about ``imb`` x the mean's weights, and once every expert a rank holds is touched the
+    ranks read alike. TensorRT-LLM's DeepSeek-R1 latency study on 8 B200 names the effect: expert parallelism
     "distribut[es] workloads unevenly across GPUs" at one to four tokens a step, and moving from EP8 to EP4 and EP2
     (tensor-parallel experts within each rank group) made decode faster (docs/source/blogs/tech_blog/
     blog1_Pushing_Latency_Boundaries_Optimizing_DeepSeek-R1_Performance_on_NVIDIA_B200_GPUs.md, "Mixed ETP")."""
@@ -957,8 +957,10 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
+    # the weights the busiest expert-parallel rank reads: the experts its own rows touch (rank_touched)
+    busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))
     experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
-                       m_eff=m_per_expert, in_out_elems=h, weight_touch=rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo)) * w_dev)
+                       m_eff=m_per_expert, in_out_elems=h, weight_touch=busiest * w_dev)
     ops.append(experts)
     grouped = getattr(cm.engine, "grouped_moe_gemm", True)
     # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation, the
