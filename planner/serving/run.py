@@ -120,6 +120,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
 
     from planner.serving.planspec import PlanSpec, check_eplb, resolve_parallel
     from planner.serving.sim import SLO, Router, Scheduler, Simulator
+    from planner.specs.engine import get_engine
 
     def plan_options(gpus, tp, pp, ep, dp, weights, kv, activations):
         tp_, pp_, ep_, dp_ = resolve_parallel(gpus, tp, pp, ep, dp, attention_dp)
@@ -152,8 +153,6 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         if fleet is not None or disagg is not None or migrate is not None:
             raise PlannerError("--dataset-entries is simulated on one aggregated deployment (no --fleet, --disagg or --migrate)")
     if recv_interval is not None:  # the scheduler's polling interval the user set (SGLang --scheduler-recv-interval)
-        from planner.specs.engine import get_engine
-
         engine = get_engine(engine).set_by_user(recv_interval=int(recv_interval))
     if clients is not None:
         engine = _closed_loop_engine(clients, rate, trace, shared_prefix, engine, reuse=dataset_entries is not None)
@@ -187,8 +186,6 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
 
     notes: list[str] = era_notes(engine)
     if dataset_entries is not None:
-        from planner.specs.engine import get_engine
-
         eng_ = get_engine(engine)
         if not eng_.prefix_caching:
             notes.append(f"{eng_.id}@{eng_.version}'s prefix cache is off (its engine profile), so every prompt sent again "
@@ -215,7 +212,6 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                   techniques=techniques, lora=lora_spec, eplb=eplb, min_prompt=float(reqs.input_tokens.min()))
     prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
     if eplb is not None:  # the balancer's conditions, on the widest expert-parallel pool of the deployment
-        from planner.specs.engine import get_engine
         from planner.specs.loader import get_model
 
         check_eplb(replace(plan, ep=max(plan.ep, prefill_ep or 1), eplb=eplb),

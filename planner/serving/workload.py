@@ -540,11 +540,11 @@ def random_range_workload(isl: int, osl: int, ratio: float, *, name: str | None 
         lo = max(1, int(n * ratio))
         return {"dist": "fixed", "value": n} if lo >= n else {"dist": "uniform", "min": lo, "max": n}
 
-    return _validated({"name": name or f"isl{isl}-osl{osl}-range{ratio:g}", "input": lengths(isl), "output": lengths(osl),
-                       "arrival": {"process": "poisson"},
+    name = name or f"isl{isl}-osl{osl}-range{ratio:g}"
+    return _validated({"name": name, "input": lengths(isl), "output": lengths(osl), "arrival": {"process": "poisson"},
                        "source": f"a benchmark client's random dataset: lengths uniform over [int(L x {ratio:g}), L], "
                                  f"L = {isl} prompt and {osl} reply tokens"},
-                      f"workload {name or 'random-range'}")
+                      f"workload {name}")
 
 
 def eos_capped_workload(isl: int, mean_output: float, cap: int, *, name: str | None = None) -> WorkloadSpec:

@@ -816,9 +816,10 @@ def _engine_id(text: str) -> str:
 
 
 def get_engine(name: "str | Engine") -> Engine:
-    """An Engine passes through as it is (so callers that take either need no isinstance test); ``"vllm"``: the newest vLLM profile; ``"vllm@0.15"``: that release; ``"vllm@0.15.1"``: the profile of its minor
-    series; ``"vllm@0.11"``, a release without a profile: the profile of its era (era_profile), which carries the
-    release asked for in ``requested`` so that its ``era_note`` can say so wherever the estimate is shown."""
+    """An Engine passes through as it is (so callers that take either need no isinstance test); ``"vllm"``: the newest
+    vLLM profile; ``"vllm@0.15"``: that release; ``"vllm@0.15.1"``: the profile of its minor series; ``"vllm@0.11"``, a
+    release without a profile: the profile of its era (era_profile), which carries the release asked for in
+    ``requested`` so that its ``era_note`` can say so wherever the estimate is shown."""
     if isinstance(name, Engine):
         return name
     ps = profiles()

@@ -74,7 +74,7 @@ class Replica:
         self.pending: list[int] = []
         # a scheduler that polls for new requests every N decode steps (Engine.recv_interval): it last received at
         # recv_t, recv_count decode steps ago; a waiting request that arrived after recv_t is not yet in its queue
-        self.recv_every = max(1, int(getattr(beh, "recv_interval", 1)))
+        self.recv_every = beh.recv_interval
         self.recv_t = -math.inf
         self.recv_count = 0
         if not self.schedules_ahead and self.recv_every == 1:  # the event loop calls the step logic directly
@@ -157,8 +157,12 @@ class Replica:
                 c %= self.recv_every
             self.recv_count = c
         else:
-            self.recv_t = now
-            self.recv_count = 0
+            self.poll(now)
+
+    def poll(self, now: float) -> None:
+        """The scheduler takes in every request that has arrived by ``now`` and starts counting decode steps again."""
+        self.recv_t = now
+        self.recv_count = 0
 
     def _release_pending(self, now: float) -> None:
         """At a boundary, after the next step was formed: requests that arrived during the ended step become

@@ -61,7 +61,7 @@ def form_step(rep, now: float) -> None:
         if dec.n or prefilling:
             waiting = None
         else:  # nothing running: an idle scheduler polls at once
-            rep.recv_t, rep.recv_count = now, 0
+            rep.poll(now)
     # prefill-first engines leave the decodes out of a step that has prompts to prefill
     prefill_only = rep.prefill_first and (waiting or prefilling) and not preempted
     d = StepDraft(rep.mbt - (0.0 if prefill_only else dec.n * rep.dtok), dec.n + len(prefilling), extra)
