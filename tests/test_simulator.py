@@ -80,15 +80,6 @@ def test_requests_on_their_way_to_the_engine_count_as_load_for_the_router():
         assert per_replica.tolist() == [100, 100, 100, 100], overhead
 
 
-def test_eager_steps_pay_a_launch_gap_per_kernel():
-    reqs = _one_at_a_time()
-    rep = _rep(cuda_graph_max_batch=0, eager_kernel_overhead_s=5e-6, async_scheduling=False)
-    graph = Simulator([Pool(_rep(async_scheduling=False), 1)], reqs).run()
-    eager = Simulator([Pool(rep, 1)], reqs).run()
-    assert rep.table.kernels > 100  # ~ a dozen kernels per layer, 32 layers
-    assert np.mean(eager.tpot_s) - np.mean(graph.tpot_s) == pytest.approx(rep.table.kernels * 5e-6, rel=1e-3)
-
-
 def test_prefill_first_trades_itl_for_ttft():
     reqs = generate(fixed_workload(3000, 200), 400, rate=6.0, seed=0)  # busy, below saturation
     sched = Scheduler(max_batched_tokens=1024)

@@ -295,6 +295,11 @@ class CostModel:
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
         self.async_scheduling = bool(getattr(engine, "async_scheduling", False))
+        # a step outside CUDA graphs (one that carries a prompt, or more decode sequences a rank than the largest
+        # captured graph) is issued call by call from the host: Engine.eager_kernel_overhead_s a kernel call (0: unknown)
+        self.eager_call_s = float(getattr(engine, "eager_kernel_overhead_s", 0.0) or 0.0)
+        graph_max = getattr(engine, "cuda_graph_max_batch", None)
+        self.graph_max = float(graph_max) if graph_max is not None else np.inf
         sizes = tuple(getattr(engine, "cuda_graph_sizes", ()) or ())
         self.graph_pad = np.array(sorted(sizes), float) if sizes and getattr(engine, "cuda_graph_padding", False) else None
         kv = hw.achievable.kv_read
@@ -471,6 +476,12 @@ class CostModel:
             # before, so the step takes the longer of the device's work and the host's (measured per layer)
             floor = self.profile.host_step_floor(self.model, c.p_seqs > 0)
             latency, stage = np.maximum(latency, floor), np.maximum(stage, floor / c.pp)
+        if self.eager_call_s:
+            # an eager step: the host issues one stage's kernel calls one after another while the device runs the ones
+            # before, so the stage takes the longer of the two (a short prompt on a fast GPU waits on the host)
+            eager = (c.p_seqs > 0) | (c.d_seqs * c.d_tok / c.adp > self.graph_max)
+            floor = np.where(eager, kernel_calls(ops) * self.eager_call_s, 0.0)
+            latency, stage = np.maximum(latency, floor), np.maximum(stage, floor)
         # the engine's host work per step (schedule, sample, detokenize): a + b x sequences in the step; an engine
         # that schedules the next step while the GPU runs this one hides it under the GPU time
         host = self.step_host_s + self.step_host_per_seq_s * (c.p_seqs + c.d_seqs) / c.adp
@@ -485,6 +496,12 @@ class CostModel:
             ops.append(self._op(Op.WEIGHT_STREAM, "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
             latency, stage = latency + exposed, stage + exposed
         return StepCost(ops=ops, time_s=latency, stage_time_s=stage)
+
+
+def kernel_calls(ops: list[OpCost]) -> np.ndarray:
+    """Kernel calls the host issues for one pipeline stage's ops of a step (per plan): each op that does work, its
+    launches x its occurrences."""
+    return sum(np.asarray(o.count, float) * o.launches * (o.time_s > 0) for o in ops)
 
 
 def ubatch_split(step: Step, ubatch: int) -> tuple[np.ndarray, Step]:

@@ -216,7 +216,7 @@ class Engine:
     cuda_graph_padding: bool = False
     # on AMD GPUs the release replays HIP graphs as it does CUDA graphs on NVIDIA ones (False: AMD launches every op)
     hip_graphs: bool = True
-    eager_kernel_overhead_s: float | None = None  # launch gap per op outside graphs (None: not fitted)
+    eager_kernel_overhead_s: float | None = None  # host time a kernel call of a step outside CUDA graphs (None: unknown)
     # host costs fitted by calibration (engines/calibration/*.yaml); 0 until fitted
     step_host_s: float = 0.0
     step_host_per_seq_s: float = 0.0

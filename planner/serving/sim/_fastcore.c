@@ -24,7 +24,7 @@ typedef int64_t i64;
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 24, PDBL_STRIDE = 17, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 23, PDBL_STRIDE = 15, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -310,13 +310,13 @@ static void list_append(List *l, i64 x) {
 typedef struct {
     /* configuration */
     i64 idx, pool, max_seqs, B, kv_total;
-    int chunked, prefill_first, schedules_ahead, plain, reserve, swap, prefix_caching, policy; /* 0 fcfs 1 priority 2 slo */
+    int chunked, prefill_first, schedules_ahead, reserve, swap, prefix_caching, policy; /* 0 fcfs 1 priority 2 slo */
     int role;                                   /* BOTH, PREFILL_ROLE, DECODE_ROLE (disaggregated pools) */
     int fair, block_swap, tenants;              /* priority preemption; swaps copied block by block; either or migration */
     i64 swap_group, kv_transfers_per_block;
     double swap_transfer_s;
     double kv_lat_s, kv_s_per_token;            /* prefill -> decode KV transfer */
-    double mbt, ovh, eager_s, graph_max, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
+    double mbt, ovh, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
     double chunk_max;                           /* the most of one prompt a step takes (one rank's budget: attention DP) */
     int ratio_mode;                             /* SGLang's new-token-ratio admission (Replica.ratio_tick) */
     double ratio, ratio_init, ratio_min, ratio_decay;
@@ -832,8 +832,6 @@ static void prefill_done(Sim *S, Rep *r, i64 rid, double now) {
     }
 }
 
-static double wall(const Rep *r, double gpu, double tokens) { return gpu + (tokens > r->graph_max ? r->eager_s : 0.0); }
-
 /* stepform._launch_decodes (reserve mode) */
 static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_step) {
     i64 n = r->dn;
@@ -853,14 +851,9 @@ static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_ste
     double a, b, slope;
     if (k > 1) {
         tab_decode_pair(r->T, n, c, c + r->E * (double)(k - 1), &a, &b);
-        if (!r->plain) {
-            a = wall(r, a, (double)n * r->dtok);
-            b = wall(r, b, (double)n * r->dtok);
-        }
         slope = (b - a) / (double)(k - 1);
     } else {
         a = tab_decode(r->T, (double)n, c);
-        if (!r->plain) a = wall(r, a, (double)n * r->dtok);
         slope = 0.0;
     }
     a += extra;
@@ -1152,11 +1145,9 @@ static void form_step(Sim *S, Rep *r, double now) {
         if (prefill_only) {
             gpu = tab_mixed(r->T, -1, 1.0, P, span);
             r->kind = PREFILL;
-            if (!r->plain) gpu = wall(r, gpu, P);
         } else {
             gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + r->E * (double)r->ds : 1.0, P, span);
             r->kind = MIXED;
-            if (!r->plain) gpu = wall(r, gpu, (double)n * r->dtok + P);
         }
         r->t_end = now + (gpu + extra);
         schedule(S, r, r->t_end);
@@ -1326,19 +1317,19 @@ static double sample(Sampler *q, Sim *S, double t) {
 
 /* The whole run. ipar: n, n_ext, n_pools, n_reps, router, threshold, max_events (-1: none).
  * ipar[7]: 1 when some request is a follow-up turn (parent, child: -1 for none); ipar[8]: the number of LoRA
- * adapters (adapter: each request's, NULL when no replica serves adapters; pint[13] and pdbl[9]: resident slots
- * and the time of one load); pint[14]: the pool's role (0 both, 1 prefill, 2 decode) and pdbl[10..11] the prefill ->
- * decode KV transfer's latency and seconds per token; pint[15..18]: priority preemption, block-by-block swapping,
- * blocks per copy, copies per block, and pdbl[12] one copy's time; pdbl[13]: the most of one prompt a step takes
- * (the token budget; one rank's share of it under attention DP); pint[19..20] and pdbl[14..16]: SGLang's new-token-ratio admission (on or off, the
- * decode steps a retraction plans for; the ratio's start, floor and fall per decode step), pint[21] the most of a
- * request's outputs to come it counts (0: not tracked); pint[22..23]: attention-DP ranks and the balancing hold in
+ * adapters (adapter: each request's, NULL when no replica serves adapters; pint[12] and pdbl[7]: resident slots
+ * and the time of one load); pint[13]: the pool's role (0 both, 1 prefill, 2 decode) and pdbl[8..9] the prefill ->
+ * decode KV transfer's latency and seconds per token; pint[14..17]: priority preemption, block-by-block swapping,
+ * blocks per copy, copies per block, and pdbl[10] one copy's time; pdbl[11]: the most of one prompt a step takes
+ * (the token budget; one rank's share of it under attention DP); pint[18..19] and pdbl[12..14]: SGLang's new-token-ratio admission (on or off, the
+ * decode steps a retraction plans for; the ratio's start, floor and fall per decode step), pint[20] the most of a
+ * request's outputs to come it counts (0: not tracked); pint[21..22]: attention-DP ranks and the balancing hold in
  * decode steps (0: off); ipar[12]: live migration's load threshold (-1:
  * none), its count, copy and downtime seconds written to mig_out, the first MIG_LOG migrations' (context, tokens
  * written during the copy, t1, t2) to mig_log.
- * dpar: the QueueSampler's first sample time and sampling interval. Per pool p, pint[p*15 + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, plain, count,
+ * dpar: the QueueSampler's first sample time and sampling interval. Per pool p, pint[p*PINT_STRIDE + ...]: max_seqs, B, kv_total, chunked, prefill_first, schedules_ahead, count,
  * reserve, swap, prefix caching, pinned prefix blocks, queue policy (0 fcfs, 1 priority, 2 slo-aware);
- * pdbl[p*12 + ...]: mbt, request overhead, eager_s, graph_max, swap_s_per_token, tokens per decode step (E),
+ * pdbl[p*PDBL_STRIDE + ...]: mbt, request overhead, swap_s_per_token, tokens per decode step (E),
  * tokens each decoding sequence puts through a step (dtok), the slo-aware queue's TTFT target and prefill s/token;
  * priority: each request's priority (NULL: none); tint[p*6 + ...]: the table's axis lengths
  * (n, c, p, l), its number of rows, its offset in tdat (axes, decode grid, mixed grid, row weights in that
@@ -1404,33 +1395,33 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
         T->sp = T->nl, T->sc = T->nl * T->np_, T->sn = T->sc * T->nc;
         const i64 *pi = pint + PINT_STRIDE * p;
         const double *pd = pdbl + PDBL_STRIDE * p;
-        if (pi[14] != DECODE_ROLE) { /* Simulator.entry_pools: the pools that take new requests, compacted */
-            pstart[n_entry_pools] = ridx, pcount[n_entry_pools] = pi[7];
+        if (pi[13] != DECODE_ROLE) { /* Simulator.entry_pools: the pools that take new requests, compacted */
+            pstart[n_entry_pools] = ridx, pcount[n_entry_pools] = pi[6];
             n_entry_pools++;
         }
-        for (i64 j = 0; j < pi[7]; j++, ridx++) {
+        for (i64 j = 0; j < pi[6]; j++, ridx++) {
             Rep *r = &S.reps[ridx];
             r->idx = ridx, r->pool = p, r->T = T;
-            r->role = (int)pi[14], r->kv_lat_s = pd[10], r->kv_s_per_token = pd[11];
-            r->fair = (int)pi[15], r->block_swap = (int)pi[16], r->swap_group = pi[17], r->kv_transfers_per_block = pi[18];
-            r->swap_transfer_s = pd[12];
-            r->chunk_max = pd[13], r->ratio_init = pd[14], r->ratio_min = pd[15], r->ratio_decay = pd[16];
-            r->ratio_mode = (int)pi[19], r->retract_steps = pi[20];
+            r->role = (int)pi[13], r->kv_lat_s = pd[8], r->kv_s_per_token = pd[9];
+            r->fair = (int)pi[14], r->block_swap = (int)pi[15], r->swap_group = pi[16], r->kv_transfers_per_block = pi[17];
+            r->swap_transfer_s = pd[10];
+            r->chunk_max = pd[11], r->ratio_init = pd[12], r->ratio_min = pd[13], r->ratio_decay = pd[14];
+            r->ratio_mode = (int)pi[18], r->retract_steps = pi[19];
             r->ratio = r->ratio_init, r->ratio_s = 0;
-            r->clip = pi[21], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;
-            r->adp = pi[22], r->balance = pi[23], r->hold_from = -1;
+            r->clip = pi[20], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;
+            r->adp = pi[21], r->balance = pi[22], r->hold_from = -1;
             r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;
             r->max_seqs = pi[0], r->B = pi[1], r->kv_total = pi[2];
-            r->chunked = (int)pi[3], r->prefill_first = (int)pi[4], r->schedules_ahead = (int)pi[5], r->plain = (int)pi[6];
-            r->reserve = (int)pi[8], r->swap = (int)pi[9], r->prefix_caching = (int)pi[10], r->policy = (int)pi[12];
-            r->pinned = pi[11], r->kv_used = pi[11]; /* KVBlocks.pin: the shared prefix stays resident */
+            r->chunked = (int)pi[3], r->prefill_first = (int)pi[4], r->schedules_ahead = (int)pi[5];
+            r->reserve = (int)pi[7], r->swap = (int)pi[8], r->prefix_caching = (int)pi[9], r->policy = (int)pi[11];
+            r->pinned = pi[10], r->kv_used = pi[10]; /* KVBlocks.pin: the shared prefix stays resident */
             r->retained = (List){S.ret_prev, S.ret_next, -1, -1, 0}; /* the link arrays are per request, in Sim */
-            r->mbt = pd[0], r->ovh = pd[1], r->eager_s = pd[2], r->graph_max = pd[3], r->swap_s_per_token = pd[4];
-            r->E = pd[5], r->dtok = pd[6], r->slo_ttft = pd[7], r->slo_s_per_token = pd[8];
+            r->mbt = pd[0], r->ovh = pd[1], r->swap_s_per_token = pd[2];
+            r->E = pd[3], r->dtok = pd[4], r->slo_ttft = pd[5], r->slo_s_per_token = pd[6];
             r->whole = r->E == floor(r->E);
-            r->a_slots = pi[13], r->a_load_s = pd[9];
+            r->a_slots = pi[12], r->a_load_s = pd[7];
             r->a_res.head = r->a_res.tail = -1;
             if (S.adapter) {
                 r->a_count = malloc((size_t)S.n_adapters * sizeof(i64));

@@ -68,16 +68,17 @@ class EngineBehaviour:
     """What the engine's scheduler adds around the cost model's steps (engine data files; defaults
     reproduce an engine file that says nothing: everything in CUDA graphs, no per-request cost).
     The per-step host time (``step_host_s + step_host_per_seq_s`` x sequences, hidden under the GPU
-    time with ``async_scheduling``) is part of ``CostModel.step`` and so of every step-table entry;
-    it is listed here only so a run's plan shows it."""
+    time with ``async_scheduling``) and the host floor of a step outside CUDA graphs (its kernel calls x
+    ``eager_kernel_overhead_s``) are part of ``CostModel.step`` and so of every step-table entry; they
+    are listed here only so a run's plan shows them."""
 
     schedule: str = "decode_first"  # decode_first: running decodes, then prefill chunks (vLLM V1, TRT-LLM)
     prefix_caching: bool = True
     step_host_s: float = 0.0  # per-step host time a + b x sequences in the step
     step_host_per_seq_s: float = 0.0
     async_scheduling: bool = False  # host work overlaps the GPU step (step = max) instead of adding to it
-    cuda_graph_max_batch: int | None = None  # steps with more tokens run eagerly
-    eager_kernel_overhead_s: float = 0.0  # extra launch time per kernel of an eager step
+    cuda_graph_max_batch: int | None = None  # decode steps of more sequences a rank run eagerly, as prompt steps do
+    eager_kernel_overhead_s: float = 0.0  # host time per kernel call of an eager step (the step: max(device, host))
     request_overhead_s: float = 0.0  # tokenize / HTTP / detokenize per request (TTFT and e2e)
     recv_interval: int = 1  # decode steps between the scheduler's polls for new requests (Engine.recv_interval)
 

@@ -153,13 +153,13 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
         r = members[0]
         t = r.table
         rows = t._rows
-        pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), int(r.plain), len(members),
+        pint += [r.max_seqs, r.B, r.kv.total, int(r.chunked), int(r.prefill_first), int(r.schedules_ahead), len(members),
                  int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__],
                  r.adapters.slots if r.adapters is not None else 0, _ROLES[r.role], int(r.fair), int(r.block_swap), r.swap_group,
                  int(r.m.kv_transfers_per_block), int(r.ratio_mode), RETRACT_STEPS, r.dec.clip or 0, r.m.attention_dp,
                  r.balance]
         q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
-        pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.eager_s), float(r.graph_max), float(r.m.swap_s_per_token),
+        pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.m.swap_s_per_token),
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
                  float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s), float(r.chunk_max), RATIO_INIT, RATIO_MIN,

@@ -80,11 +80,7 @@ class Replica:
         if not self.schedules_ahead and self.recv_every == 1:  # the event loop calls the step logic directly
             self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
-        # the largest captured graph is per rank; the step's tokens are the group's
-        self.graph_max = beh.cuda_graph_max_batch * m.attention_dp if beh.cuda_graph_max_batch is not None else math.inf
-        self.eager_s = m.table.kernels * beh.eager_kernel_overhead_s
         self.request_overhead_s = beh.request_overhead_s
-        self.plain = self.eager_s == 0.0 or math.isinf(self.graph_max)
         self.kind = IDLE
         self.t_start = 0.0
         self.t_end = 0.0
@@ -121,11 +117,6 @@ class Replica:
     def retain(self, rid: int, blocks: int) -> None:
         if self.prefix_caching:
             self.kv.retain(rid, blocks)
-
-    def _wall(self, gpu_s: float, seqs: float, tokens: float) -> float:
-        """A step's time: the cost model's (GPU work plus the engine's per-step host time, overlapped
-        under asynchronous scheduling) + a launch gap per kernel when the step runs outside CUDA graphs."""
-        return gpu_s + (self.eager_s if tokens > self.graph_max else 0.0)
 
     # --------------------------------------------------------------- events
     def enqueue(self, rid: int, now: float) -> None:
@@ -263,15 +254,11 @@ class Replica:
         c = dec.sum_ctx0 / n + E * s
         if k > 1:
             a, b = self.table.decode_pair(n, c, c + E * (k - 1))
-            if not self.plain:
-                a, b = self._wall(a, n, n * self.dtok), self._wall(b, n, n * self.dtok)
             slope = (b - a) / (k - 1)
             t = now + k * a + slope * k * (k - 1) / 2.0
         else:
             k = 1
             a = self.table.decode(n, c)
-            if not self.plain:
-                a = self._wall(a, n, n * self.dtok)
             slope = 0.0
             t = now + a
         self.t_start = now

@@ -239,13 +239,9 @@ def _launch(rep, d: StepDraft, now: float, preempted: bool, prefill_only: bool) 
         if prefill_only:
             gpu = rep.table.mixed(0.0, 1.0, P, span)
             rep.kind = PREFILL
-            if not rep.plain:
-                gpu = rep._wall(gpu, len(pieces), P)
         else:
             gpu = rep.table.mixed(n, dec.sum_ctx0 / n + dec.E * dec.s if n else 1.0, P, span)
             rep.kind = MIXED
-            if not rep.plain:
-                gpu = rep._wall(gpu, n + len(pieces), n * rep.dtok + P)
         rep.pieces = pieces
         rep.t_end = t = now + (gpu + d.extra)
         rep.next_t = t
@@ -289,13 +285,9 @@ def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
     table = rep.table
     if k > 1:
         a, b = table.decode_pair(n, c, c + E * (k - 1))
-        if not rep.plain:
-            a, b = rep._wall(a, n, n * rep.dtok), rep._wall(b, n, n * rep.dtok)
         slope = (b - a) / (k - 1)
     else:
         a = table.decode(n, c)
-        if not rep.plain:
-            a = rep._wall(a, n, n * rep.dtok)
         slope = 0.0
     a += extra
     rep.t_start = now

@@ -67,8 +67,7 @@ class StepTable:
     after ``past`` cached ones has span 2 past + t). Under pipeline parallelism the batch is
     split into up to pp micro-batches (one per sequence below pp) and a step is max(latency, micro-batches x stage
     time), as in the in-flight steady state. Linear interpolation between grid points, linear extrapolation
-    beyond them. ``kernels``: kernel launches in one step (for engines that run big batches
-    outside CUDA graphs)."""
+    beyond them."""
 
     def __init__(self, cm: CostModel, plans: PlanArrays, *, max_seqs: int, max_ctx: float, max_prefill: float,
                  max_span: float, spec_k: int = 0, draft=None):
@@ -97,7 +96,6 @@ class StepTable:
             d = (_draft_head_s(cm, plans, n[:, :, 0, 0], c[:, :, 0, 0], pp, spec_k) if draft is None else
                  np.where(n[:, :, 0, 0] > 0, spec_k * draft.decode_step_s(n[:, :, 0, 0] / pp, c[:, :, 0, 0]), 0.0))
             t = t + np.broadcast_to(d, t.shape[:2])[:, :, None, None]
-        self.kernels = float(sum(np.max(o.count) for o in sc.ops if np.any(o.flops > 0) or np.any(o.bytes > 0)))
         self.grid = t
         self._dec = t[:, :, 0, 0].tolist()
         self._mix = t.ravel().tolist()
