@@ -177,6 +177,8 @@ class StepCost:
     ops: list[OpCost]
     time_s: np.ndarray  # wall time of the step (all stages, as one token sees it)
     stage_time_s: np.ndarray  # time of the slowest pipeline stage (sets throughput)
+    # a step outside CUDA graphs: the host's time to issue its kernel calls, the least it takes (0: in graphs)
+    host_floor_s: np.ndarray | float = 0.0
 
     def op(self, name: Op) -> OpCost | None:
         return next((o for o in self.ops if o.name == name), None)
@@ -190,7 +192,8 @@ class StepCost:
                                                              for x in o.bound_parts)
             ops.append(replace(o, flops=o.flops * n, bytes=o.bytes * n, time_s=o.time_s * n, bound_parts=parts,
                                weight_bytes=np.asarray(o.weight_bytes, float) * n, launches=np.asarray(o.launches, float) * n))
-        return StepCost(ops=ops, time_s=self.time_s * n, stage_time_s=self.stage_time_s * n)
+        return StepCost(ops=ops, time_s=self.time_s * n, stage_time_s=self.stage_time_s * n,
+                        host_floor_s=np.asarray(self.host_floor_s, float) * n)
 
     def layers_time_s(self) -> np.ndarray:
         """Time of one pipeline stage's decoder layers (everything but the once-per-step ops)."""
@@ -298,8 +301,7 @@ class CostModel:
         # a step outside CUDA graphs (one that carries a prompt, or more decode sequences a rank than the largest
         # captured graph) is issued call by call from the host: Engine.eager_kernel_overhead_s a kernel call (0: unknown)
         self.eager_call_s = float(getattr(engine, "eager_kernel_overhead_s", 0.0) or 0.0)
-        graph_max = getattr(engine, "cuda_graph_max_batch", None)
-        self.graph_max = float(graph_max) if graph_max is not None else np.inf
+        self._graph_caps: dict[int, float] = {}  # GPUs of a tensor-parallel group -> its largest captured decode batch
         sizes = tuple(getattr(engine, "cuda_graph_sizes", ()) or ())
         self.graph_pad = np.array(sorted(sizes), float) if sizes and getattr(engine, "cuda_graph_padding", False) else None
         kv = hw.achievable.kv_read
@@ -476,12 +478,17 @@ class CostModel:
             # before, so the step takes the longer of the device's work and the host's (measured per layer)
             floor = self.profile.host_step_floor(self.model, c.p_seqs > 0)
             latency, stage = np.maximum(latency, floor), np.maximum(stage, floor / c.pp)
+        host_floor = 0.0
         if self.eager_call_s:
-            # an eager step: the host issues one stage's kernel calls one after another while the device runs the ones
-            # before, so the stage takes the longer of the two (a short prompt on a fast GPU waits on the host)
-            eager = (c.p_seqs > 0) | (c.d_seqs * c.d_tok / c.adp > self.graph_max)
-            floor = np.where(eager, kernel_calls(ops) * self.eager_call_s, 0.0)
-            latency, stage = np.maximum(latency, floor), np.maximum(stage, floor)
+            # an eager step: each stage's host issues that stage's kernel calls one after another while the device runs
+            # the ones before, so a stage takes the longer of the two (a short prompt on a fast GPU waits on the host),
+            # and a token crosses the stages in turn. A captured graph holds a batch of sequences (the busiest rank's)
+            busiest = np.ceil(c.d_seqs / c.adp - 1e-9)
+            eager = (c.p_seqs > 0) | (busiest > self.graph_max(plans))
+            layers = kernel_calls([o for o in ops if o.name not in ONCE_PER_STEP]) * self.eager_call_s
+            head = kernel_calls([o for o in ops if o.name in ONCE_PER_STEP]) * self.eager_call_s
+            host_floor = np.where(eager, layers * c.pp + head, 0.0)
+            latency, stage = np.maximum(latency, host_floor), np.maximum(stage, np.where(eager, layers + head, 0.0))
         # the engine's host work per step (schedule, sample, detokenize): a + b x sequences in the step; an engine
         # that schedules the next step while the GPU runs this one hides it under the GPU time
         host = self.step_host_s + self.step_host_per_seq_s * (c.p_seqs + c.d_seqs) / c.adp
@@ -495,7 +502,22 @@ class CostModel:
             exposed = np.maximum(streamed / link_bw - stage, 0.0)  # prefetch hides what the compute covers
             ops.append(self._op(Op.WEIGHT_STREAM, "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
             latency, stage = latency + exposed, stage + exposed
-        return StepCost(ops=ops, time_s=latency, stage_time_s=stage)
+        return StepCost(ops=ops, time_s=latency, stage_time_s=stage, host_floor_s=host_floor)
+
+    def graph_max(self, plans: PlanArrays) -> np.ndarray:
+        """The largest decode batch a rank replays as a captured graph, per plan: the engine's cuda_graph_max_batch as
+        its device rule sets it for the plan's tensor-parallel group (tp x attention-DP ranks: SGLang's tp_size);
+        0 where it captures none (None, or HIP graphs off on an AMD GPU), so every decode step runs eagerly."""
+        size = np.asarray(plans.tp * plans.adp, np.int64)
+        out = np.zeros(size.shape)
+        for v in np.unique(size).tolist():
+            cap = self._graph_caps.get(v)
+            if cap is None:
+                eng = self.engine.for_hardware(self.hw, v)
+                off = eng.cuda_graph_max_batch is None or (self.hw.vendor == "amd" and not eng.hip_graphs)
+                cap = self._graph_caps[v] = 0.0 if off else float(eng.cuda_graph_max_batch)
+            out[size == v] = cap
+        return out
 
 
 def kernel_calls(ops: list[OpCost]) -> np.ndarray:

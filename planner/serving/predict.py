@@ -18,7 +18,7 @@ from planner.cap.accuracy import model_terms
 from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_clock_factor, mmq_rate
-from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost, kernel_calls
+from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
 from planner.serving.captech import cap_setup
@@ -405,16 +405,16 @@ def _host_note(s: _Setup, sc: StepCost | None) -> str | None:
 
 
 def _eager_note(s: _Setup, sc: StepCost | None, kind: str) -> str | None:
-    """A note when a step outside CUDA graphs waits on the host issuing its kernel calls (CostModel.eager_call_s):
-    the calls' time exceeds the device's work. Single-stage plans; None otherwise."""
+    """A note when a step outside CUDA graphs waits on the host issuing its kernel calls (StepCost.host_floor_s): the
+    calls' time exceeds the device's work. Single-stage plans; None otherwise."""
     cm = s.cm
-    if sc is None or not cm.eager_call_s or int(s.plan.pp) != 1 or cm.weight_stream is not None:
+    if sc is None or int(s.plan.pp) != 1 or cm.weight_stream is not None:
         return None
+    host = float(np.ravel(sc.host_floor_s)[0])
     gpu = float(np.ravel(sum(o.time_s * o.count for o in sc.ops))[0]) + cm.step_s
-    calls = float(np.ravel(kernel_calls(sc.ops))[0])
-    host = calls * cm.eager_call_s
-    if host <= gpu or float(np.ravel(sc.time_s)[0]) < host * (1 - 1e-9):  # a decode step inside the captured graphs
+    if host <= gpu:
         return None
+    calls = host / cm.eager_call_s
     return (f"the {kind} step runs outside CUDA graphs and waits on the host: {s.engine.name} issues its {calls:,.0f} kernel "
             f"calls at {cm.eager_call_s * 1e6:.0f} us each, {host * 1e3:.1f} ms, where the device's work is {gpu * 1e3:.1f} ms "
             f"(engine profile: eager_kernel_overhead_s)")

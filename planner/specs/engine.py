@@ -705,7 +705,7 @@ def _calibration(root: Path) -> dict[str, dict]:
 
 
 _CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead_s", "chat_request_overhead_s", "kernel_overhead_s",
-                         "eager_kernel_overhead_s", "step_overhead_s"})
+                         "step_overhead_s"})
 
 
 # the profiles with a candidate calibration's engine-layer values instead of the files' fitted ones, set by

@@ -72,7 +72,12 @@ class StepTable:
     def __init__(self, cm: CostModel, plans: PlanArrays, *, max_seqs: int, max_ctx: float, max_prefill: float,
                  max_span: float, spec_k: int = 0, draft=None):
         self.cm, self.plans = cm, plans  # kept for summaries that price one step on the side (LoRA)
-        self.n_ax = _axis(N_POINTS, max(max_seqs, 1))
+        pp = float(plans.pp[0])
+        n_points = N_POINTS
+        if cm.eager_call_s:  # decode batches past the largest captured graph run eagerly: a step in the cost, on the grid
+            edge = float(cm.graph_max(plans)[0]) * float(plans.adp[0]) * pp
+            n_points = sorted(set(N_POINTS) | {edge, edge + 1.0})
+        self.n_ax = _axis(n_points, max(max_seqs, 1))
         self.c_ax = _axis(C_POINTS, max(max_ctx, 2.0))
         self.p_ax = _axis(P_POINTS, max(max_prefill, 2.0))
         self.l_ax = _axis(L_POINTS, max(max_span, 2.0))
@@ -80,7 +85,6 @@ class StepTable:
         c = np.array(self.c_ax)[None, :, None, None]
         p = np.array(self.p_ax)[None, None, :, None]
         L = np.array(self.l_ax)[None, None, None, :]
-        pp = float(plans.pp[0])
         # the step's sequences (n decoding, about p / L prompts) split into up to pp micro-batches, one per sequence
         # below that (a sequence, or a prompt chunk, is not split): with fewer sequences than stages the step is one
         # pass through the stages, not pp stage times
