@@ -195,6 +195,10 @@ class StepCost:
         return StepCost(ops=ops, time_s=self.time_s * n, stage_time_s=self.stage_time_s * n,
                         host_floor_s=np.asarray(self.host_floor_s, float) * n)
 
+    def ops_time_s(self) -> np.ndarray:
+        """Time of one pipeline stage's ops, the once-per-step ones included: the device's work, before host time."""
+        return sum(o.time_s * o.count for o in self.ops)
+
     def layers_time_s(self) -> np.ndarray:
         """Time of one pipeline stage's decoder layers (everything but the once-per-step ops)."""
         return sum(o.time_s * o.count for o in self.ops if o.name not in ONCE_PER_STEP)
@@ -485,10 +489,10 @@ class CostModel:
             # and a token crosses the stages in turn. A captured graph holds a batch of sequences (the busiest rank's)
             busiest = np.ceil(c.d_seqs / c.adp - 1e-9)
             eager = (c.p_seqs > 0) | (busiest > self.graph_max(plans))
-            layers = kernel_calls([o for o in ops if o.name not in ONCE_PER_STEP]) * self.eager_call_s
             head = kernel_calls([o for o in ops if o.name in ONCE_PER_STEP]) * self.eager_call_s
-            host_floor = np.where(eager, layers * c.pp + head, 0.0)
-            latency, stage = np.maximum(latency, host_floor), np.maximum(stage, np.where(eager, layers + head, 0.0))
+            one_stage = kernel_calls(ops) * self.eager_call_s
+            host_floor = np.where(eager, (one_stage - head) * c.pp + head, 0.0)
+            latency, stage = np.maximum(latency, host_floor), np.maximum(stage, np.where(eager, one_stage, 0.0))
         # the engine's host work per step (schedule, sample, detokenize): a + b x sequences in the step; an engine
         # that schedules the next step while the GPU runs this one hides it under the GPU time
         host = self.step_host_s + self.step_host_per_seq_s * (c.p_seqs + c.d_seqs) / c.adp

@@ -389,7 +389,7 @@ def _host_note(s: _Setup, sc: StepCost | None) -> str | None:
     b = cm.step_host_per_seq_s
     if sc is None or not b or int(s.plan.pp) != 1 or cm.weight_stream is not None:
         return None
-    gpu = float(np.ravel(sum(o.time_s * o.count for o in sc.ops))[0]) + cm.step_s
+    gpu = float(np.ravel(sc.ops_time_s())[0]) + cm.step_s
     step = float(np.ravel(sc.time_s)[0])
     host = step if cm.async_scheduling else step - gpu
     if (cm.async_scheduling and step <= gpu * (1 + 1e-9)) or (not cm.async_scheduling and host < HOST_SHARE_NOTED * step):
@@ -411,7 +411,7 @@ def _eager_note(s: _Setup, sc: StepCost | None, kind: str) -> str | None:
     if sc is None or int(s.plan.pp) != 1 or cm.weight_stream is not None:
         return None
     host = float(np.ravel(sc.host_floor_s)[0])
-    gpu = float(np.ravel(sum(o.time_s * o.count for o in sc.ops))[0]) + cm.step_s
+    gpu = float(np.ravel(sc.ops_time_s())[0]) + cm.step_s
     if host <= gpu:
         return None
     calls = host / cm.eager_call_s
