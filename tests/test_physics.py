@@ -937,6 +937,45 @@ def test_gqa_rereads_load_the_decode_cache_once_per_query_head_where_the_engine_
     assert said("llamacpp") == []
 
 
+def test_paged_decode_kernel_rereads_the_cache_per_query_head_with_flash_prompts():
+    """vLLM's V0 ROCm backend through 0.6.1 runs the prompt in flash attention but each decode step in the
+    paged_attention_v1/v2 kernels, one thread block per query head, each loading its KV head again. On an engine's
+    decode_reread_archs (vllm@0.6: CDNA2) a decode step's cache read is (query heads / KV heads) x the cache's bytes even
+    with flash attention on: Llama 3 8B at TP1, 4 x (2 x 8 heads x 128 dims x 2 bytes) = 16 KiB per cached token and layer
+    instead of 4 KiB. The prompt's attention, an MLA model and an architecture not listed keep one read."""
+    from planner.specs.engine import get_engine
+    m, mi250, a100 = get_model("llama-3-8b"), get_hardware("mi250"), get_hardware("a100-sxm-80gb")
+    eng = Engine(flash_attention=True, decode_reread_archs=("cdna2",))
+    ctx = 4096
+
+    def att(hw, e, step):
+        p = make_plans(m, hw, weights="fp16", kv="fp16", engine=e)
+        return CostModel(m, hw, engine=e).step(p, step).op(Op.ATTENTION)
+
+    dec = Step(decode_seqs=1, decode_ctx=ctx)
+    kv_token_layer = 2 * m.num_kv_heads * m.head_dim * 2  # bytes: K and V, FP16
+    group = m.num_heads // m.num_kv_heads
+    reread, once = att(mi250, eng, dec), att(mi250, eng.with_(decode_reread_archs=()), dec)
+    assert float(reread.bytes[0] - once.bytes[0]) == pytest.approx(ctx * kv_token_layer * (group - 1), rel=1e-3)
+    assert float(reread.time_s[0]) > float(once.time_s[0])
+    # a prompt step's attention is the flash kernel's: one read
+    pre = Step(prefill_seqs=1, prefill_tokens=2048)
+    assert float(att(mi250, eng, pre).bytes[0]) == pytest.approx(
+        float(att(mi250, eng.with_(decode_reread_archs=()), pre).bytes[0]))
+    # another architecture, or an MLA model, reads once
+    assert float(att(a100, eng, dec).bytes[0]) == pytest.approx(
+        float(att(a100, eng.with_(decode_reread_archs=()), dec).bytes[0]))
+    assert not CostModel(get_model("deepseek-v3"), mi250, engine=eng).gqa_rereads
+    # the bundled vLLM 0.6 profile lists CDNA2 only (CDNA3's 0.6-era rows ran ROCm's own decode kernel), and no V1 release
+    assert get_engine("vllm@0.6").decode_reread_archs == ("cdna2",)
+    assert get_engine("vllm@0.11").decode_reread_archs == () and get_engine("vllm@0.15").decode_reread_archs == ()
+    said = [n for n in estimate("llama-3-8b", "mi250", PlanSpec(tp=2), isl=2048, osl=64, engine="vllm@0.6").notes
+            if "once per query head" in n]
+    assert len(said) == 1 and "paged decode kernel" in said[0] and "4 reads of each cached token" in said[0]
+    assert not [n for n in estimate("llama-3-8b", "mi300x", PlanSpec(), isl=2048, osl=64, engine="vllm@0.6").notes
+                if "once per query head" in n]
+
+
 def test_llamacpp_prompt_rate_falls_with_the_prompt_as_published():
     """The 2024 builds' prompt rate falls with the prompt's length (each 512-token pass attends over more cache, its
     scores materialized): the RTX 4090's LLaMA 3 8B Q4_K_M pp4096 over pp512 in the GPU-Benchmarks-on-LLM-Inference

@@ -295,9 +295,12 @@ class CostModel:
         self.ubatch = int(getattr(engine, "ubatch_tokens", 0) or 0)
         # attention scores materialized in memory (Engine.flash_attention False: llama.cpp without -fa)
         self.flash_attention = bool(getattr(engine, "flash_attention", True))
-        # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory
-        self.gqa_rereads = (not self.flash_attention and not model.attention.mla
-                            and hw.architecture in (getattr(engine, "gqa_reread_archs", ()) or ()))
+        # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory, as
+        # a decode kernel of one thread block per query head does on its decode_reread_archs whatever runs the prompt
+        arch = hw.architecture
+        self.gqa_rereads = not model.attention.mla and (
+            (not self.flash_attention and arch in (getattr(engine, "gqa_reread_archs", ()) or ()))
+            or arch in (getattr(engine, "decode_reread_archs", ()) or ()))
         # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)

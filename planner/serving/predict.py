@@ -231,9 +231,12 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"{cm.dequant_ops:.1f} operations a weight, which can bound a one-token step below the memory "
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")
     if cm.gqa_rereads and m.num_heads > m.num_kv_heads:  # num_kv_heads >= 1 (Model)
-        notes.append(f"{engine.name} without flash attention reads the KV cache once per query head in decode on {hw.id}: "
+        paged = hw.architecture in (engine.decode_reread_archs or ())
+        who = (f"{engine.name}'s paged decode kernel (one thread block per query head)" if paged
+               else f"{engine.name} without flash attention")
+        notes.append(f"{who} reads the KV cache once per query head in decode on {hw.id}: "
                      f"{m.num_heads // m.num_kv_heads} reads of each cached token for {m.id}'s {m.num_heads} query heads on "
-                     f"{m.num_kv_heads} KV heads (engine profile: gqa_reread_archs)")
+                     f"{m.num_kv_heads} KV heads (engine profile: {'decode_reread_archs' if paged else 'gqa_reread_archs'})")
     if cm.eager_capture_dropped:
         notes.append(f"{hw.id} is calibrated from a GPU capture whose kernel rows and host probes time eager PyTorch "
                      f"(planner profile's own engine): {engine.name} takes its fitted fractions, not those rows or its "

@@ -146,6 +146,11 @@ class Engine:
     # head's matrix-vector product loading its own copy of K and V (costmodel.step._attention_core), and on these parts
     # no cache keeps the group's repeats off DRAM. () : one read of the cache, as a fused kernel makes
     gqa_reread_archs: tuple[str, ...] = ()
+    # architectures on which the engine's decode attention is a paged kernel of one thread block per query head, each
+    # loading its own copy of its KV head, whatever kernel runs the prompt (vLLM V0's paged_attention_v1/v2, ROCm's decode
+    # path through 0.6.1): a decode step reads the cache once per query head there, with flash attention or without
+    # (costmodel.step._attention_core). () : the decode kernel reads each KV head once
+    decode_reread_archs: tuple[str, ...] = ()
     # the engine refuses to start when its KV cache cannot hold one sequence of the context it serves (max_model_len, the
     # model's own unless the user lowers it): vLLM raises at startup, so a deployment on too little memory needs
     # --max-model-len at most what the cache holds (serving.predict says so; report.deploy emits it)
@@ -390,7 +395,7 @@ class Engine:
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
-                "gqa_reread_archs": list(self.gqa_reread_archs),
+                "gqa_reread_archs": list(self.gqa_reread_archs), "decode_reread_archs": list(self.decode_reread_archs),
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
@@ -514,7 +519,7 @@ def _arch_map(in_range, what: str):
 # a setting that lists architecture names
 _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
 # the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
-ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs")
+ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs", "decode_reread_archs")
 # the Engine fields written {architecture or vendor: number} in a profile and held as ((name, number), ...)
 ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw")
 # the Engine fields written {architecture or vendor: hardware id} in a profile and held as ((name, id), ...)
