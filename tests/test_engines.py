@@ -59,7 +59,8 @@ def test_unknown_setting_is_rejected(tmp_path):
 @pytest.mark.parametrize("setting,value", [("masked_mha_fp32_fraction", 1.5), ("masked_mha_fp32_fraction", "fast"),
                                            ("xqa_query_groups", [0]), ("xqa_query_groups", 8),
                                            ("gemm_fp16_accumulate", "yes"), ("hip_graphs", "yes"), ("dequant_gemm_above", -1),
-                                           ("dequant_gemm_above", 32.5)])
+                                           ("dequant_gemm_above", 32.5), ("decode_reread_until", "soon"),
+                                           ("decode_reread_until", 0.6), ("decode_reread_archs", "cdna2")])
 def test_decode_kernel_settings_out_of_range_are_one_line(tmp_path, setting, value):
     bad = tmp_path / "x-1.0.yaml"
     bad.write_text(f"id: x\nversion: '1.0'\nname: X\nsource: s\nsettings:\n  {setting}: {{value: {value!r}, source: s}}\n")
@@ -71,6 +72,9 @@ def test_version_resolution():
     assert get_engine("vllm").version == "0.15"  # the newest profile
     assert get_engine("vllm@0.6").version == "0.6"
     assert get_engine("vllm@0.15.1") is get_engine("vllm@0.15")  # a patch release uses its minor series
+    # ... and carries its number where the profile bounds a kernel path by release (vllm@0.6: decode_reread_until)
+    assert get_engine("vllm@0.6.3") == get_engine("vllm@0.6") and get_engine("vllm@0.6.3").release == "0.6.3"
+    assert get_engine("vllm@0.6").release is None and get_engine("vllm@0.15.1").release is None
     assert get_engine("trtllm@0.14.0") is get_engine("trtllm@0.14")
     assert get_engine("vllm@0.15.1 (per the release notes)") is get_engine("vllm@0.15")  # a table's version cell
     assert get_engine("trtllm").version == "1.1"
@@ -369,7 +373,7 @@ def test_architecture_keys_in_engine_profiles_name_known_architectures():
         for field in ARCH_LIST_FIELDS:
             assert set(getattr(e, field)) <= set(ARCHITECTURES), (ident, field)
         assert {a for a, _ in e.library_gemm_bw} <= set(ARCHITECTURES), ident
-    assert {"gqa_reread_archs", "mixed_input_archs", "mla_fp8_prefill_archs"} <= set(ARCH_LIST_FIELDS)
+    assert {"gqa_reread_archs", "decode_reread_archs", "mixed_input_archs", "mla_fp8_prefill_archs"} <= set(ARCH_LIST_FIELDS)
 
 
 def test_vllm_refusing_the_full_context_is_said_with_the_length_that_starts():

@@ -969,11 +969,26 @@ def test_paged_decode_kernel_rereads_the_cache_per_query_head_with_flash_prompts
     # the bundled vLLM 0.6 profile lists CDNA2 only (CDNA3's 0.6-era rows ran ROCm's own decode kernel), and no V1 release
     assert get_engine("vllm@0.6").decode_reread_archs == ("cdna2",)
     assert get_engine("vllm@0.11").decode_reread_archs == () and get_engine("vllm@0.15").decode_reread_archs == ()
-    said = [n for n in estimate("llama-3-8b", "mi250", PlanSpec(tp=2), isl=2048, osl=64, engine="vllm@0.6").notes
-            if "once per query head" in n]
-    assert len(said) == 1 and "paged decode kernel" in said[0] and "4 reads of each cached token" in said[0]
-    assert not [n for n in estimate("llama-3-8b", "mi300x", PlanSpec(), isl=2048, osl=64, engine="vllm@0.6").notes
-                if "once per query head" in n]
+    said = lambda hw, e: [n for n in estimate("llama-3-8b", hw, PlanSpec(tp=2), isl=2048, osl=64,  # noqa: E731
+                                              engine=e).notes if "once per query head" in n]
+    assert len(said("mi250", "vllm@0.6")) == 1 and "paged decode kernel" in said("mi250", "vllm@0.6")[0]
+    assert "4 reads of each cached token" in said("mi250", "vllm@0.6")[0]
+    assert "--engine vllm@0.6.2" in said("mi250", "vllm@0.6")[0]  # the profile named alone says which release reads once
+    assert not said("mi300x", "vllm@0.6")
+    # up to the last release that ran the kernel (decode_reread_until 0.6.1): 0.6.1 and its post releases read per query
+    # head, 0.6.2 on (ROCm's own kernel, vLLM PR 8310) and the V0 releases the profile prices by era (0.7.3) read once
+    vllm06 = get_engine("vllm@0.6")
+    assert vllm06.decode_reread_until == "0.6.1"
+    for release, rereads in {"0.6.1": True, "0.6.1.post1": True, "0.5.4": True, "0.6.2": False, "0.6.3": False,
+                             "0.7.3": False}.items():
+        e = get_engine(f"vllm@{release}")
+        assert e.name == "vllm@0.6" and e.release == release, release
+        assert CostModel(m, mi250, engine=e).gqa_rereads is rereads, release
+        assert bool(said("mi250", e)) is rereads, release
+        if rereads:
+            assert "--engine" not in said("mi250", e)[0]  # a release was named: nothing to suggest
+    later = get_engine("vllm@0.6.3")
+    assert float(att(mi250, later, dec).bytes[0]) == pytest.approx(float(once.bytes[0]))
 
 
 def test_llamacpp_prompt_rate_falls_with_the_prompt_as_published():

@@ -297,10 +297,14 @@ class CostModel:
         self.flash_attention = bool(getattr(engine, "flash_attention", True))
         # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory, as
         # a decode kernel of one thread block per query head does on its decode_reread_archs whatever runs the prompt
+        # (up to the last release that ran that kernel, decode_reread_until)
         arch = hw.architecture
+        paged = (arch in (getattr(engine, "decode_reread_archs", ()) or ())
+                 and (not hasattr(engine, "release_at_most")
+                      or engine.release_at_most(getattr(engine, "decode_reread_until", None))))
         self.gqa_rereads = not model.attention.mla and (
-            (not self.flash_attention and arch in (getattr(engine, "gqa_reread_archs", ()) or ()))
-            or arch in (getattr(engine, "decode_reread_archs", ()) or ()))
+            (not self.flash_attention and arch in (getattr(engine, "gqa_reread_archs", ()) or ())) or paged)
+        self.paged_rereads = self.gqa_rereads and paged
         # engine host time per step: fixed + per sequence (see step); hidden under GPU time with async scheduling
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)

@@ -71,6 +71,12 @@ class Estimate(BaseModel):
         return self.model_dump()
 
 
+def _next_patch(release: str) -> str:
+    """The release after ``release`` in its minor series ('0.6.1' -> '0.6.2')."""
+    parts = release.split(".")
+    return ".".join(parts[:-1] + [str(int(parts[-1]) + 1)]) if len(parts) == 3 else f"{release}.1"
+
+
 def _breakdown(sc: StepCost | None) -> list[dict]:
     if sc is None:
         return []
@@ -231,12 +237,17 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"{cm.dequant_ops:.1f} operations a weight, which can bound a one-token step below the memory "
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")
     if cm.gqa_rereads and m.num_heads > m.num_kv_heads:  # num_kv_heads >= 1 (Model)
-        paged = hw.architecture in (engine.decode_reread_archs or ())
-        who = (f"{engine.name}'s paged decode kernel (one thread block per query head)" if paged
+        paged = cm.paged_rereads
+        until = engine.decode_reread_until
+        who = (f"{engine.name}'s paged decode kernel (one thread block per query head"
+               + (f", releases through {until}" if until else "") + ")" if paged
                else f"{engine.name} without flash attention")
+        later = (f"; a later release named with its version (--engine {engine.id}@{_next_patch(until)}) reads it once"
+                 if paged and until and not engine.release else "")
         notes.append(f"{who} reads the KV cache once per query head in decode on {hw.id}: "
                      f"{m.num_heads // m.num_kv_heads} reads of each cached token for {m.id}'s {m.num_heads} query heads on "
-                     f"{m.num_kv_heads} KV heads (engine profile: {'decode_reread_archs' if paged else 'gqa_reread_archs'})")
+                     f"{m.num_kv_heads} KV heads (engine profile: {'decode_reread_archs' if paged else 'gqa_reread_archs'})"
+                     + later)
     if cm.eager_capture_dropped:
         notes.append(f"{hw.id} is calibrated from a GPU capture whose kernel rows and host probes time eager PyTorch "
                      f"(planner profile's own engine): {engine.name} takes its fitted fractions, not those rows or its "

@@ -151,6 +151,9 @@ class Engine:
     # path through 0.6.1): a decode step reads the cache once per query head there, with flash attention or without
     # (costmodel.step._attention_core). () : the decode kernel reads each KV head once
     decode_reread_archs: tuple[str, ...] = ()
+    # the last release whose decode kernel does so (vLLM 0.6.1: 0.6.2 brought ROCm's own kernel): a later release named
+    # with its version (vllm@0.6.3, or vllm@0.7.3 priced by this profile) reads each KV head once; None: every release
+    decode_reread_until: str | None = None
     # the engine refuses to start when its KV cache cannot hold one sequence of the context it serves (max_model_len, the
     # model's own unless the user lowers it): vLLM raises at startup, so a deployment on too little memory needs
     # --max-model-len at most what the cache holds (serving.predict says so; report.deploy emits it)
@@ -258,12 +261,22 @@ class Engine:
     # the release the user named ("vllm@0.11") when no profile of its own exists and its era's profile prices it
     # (get_engine); None: the profile was named. Not part of the engine's identity (equality, hashing)
     requested: str | None = field(default=None, compare=False)
+    # the release the user named where it is finer than the profile's version ("0.6.3" priced by the 0.6 profile, "0.7.3"
+    # by its era's), for the kernel paths a profile bounds by release (decode_reread_until); None: the profile was named
+    release: str | None = field(default=None, compare=False)
     # settings the user set (planner --memory-fraction): the device rules (for_hardware) leave them as set
     pinned: tuple[str, ...] = ()
 
     def set_by_user(self, **kw) -> "Engine":
         """This release with settings the user gave, which the defaults the engine picks per device do not replace."""
         return replace(self, **kw, pinned=tuple(sorted(set(self.pinned) | set(kw))))
+
+    def release_at_most(self, version: str | None) -> bool:
+        """Whether the release this prices is ``version`` or earlier: True when no finer release was named (the profile
+        prices what its rows ran) or ``version`` is None; a release's patch suffix (0.6.1.post1) counts as its release."""
+        if not version or not self.release:
+            return True
+        return _release_numbers(self.release) <= _release_numbers(version)
 
     @property
     def era_note(self) -> str | None:
@@ -396,6 +409,7 @@ class Engine:
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "gqa_reread_archs": list(self.gqa_reread_archs), "decode_reread_archs": list(self.decode_reread_archs),
+                "decode_reread_until": self.decode_reread_until,
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
@@ -554,6 +568,8 @@ _SHAPED_SETTINGS = {
     "sm_stream_limited": _BOOL,
     "metal_dequant_fitted": _BOOL,
     "eplb": _BOOL,
+    "decode_reread_until": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None,
+                            "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
     "recv_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                       "a number of decode steps (an integer >= 1; 1: the scheduler polls every step)"),
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
@@ -630,7 +646,8 @@ class EngineSpec(_Strict):
 
 _ENGINE_FIELDS = frozenset(f for f in Engine.__dataclass_fields__
                            if f not in ("id", "version", "flag_items", "key_items", "source_items", "kv_dtype_items", "kv_dtype_note", "unsupported", "rules", "source",
-                                        "title", "endpoint", "completions_overhead_s", "pinned"))
+                                        "title", "endpoint", "completions_overhead_s", "pinned", "requested",
+                                        "release"))
 # fields the cost model needs as numbers: a null in the YAML keeps the dataclass prior
 _REQUIRED_VALUES = frozenset({"utilization", "kv_policy", "runtime_bytes", "max_batched_tokens", "kv_block_tokens", "kv_window_freed",
                               "max_seqs", "kernel_overhead_s", "step_overhead_s", "schedule", "prefix_caching",
@@ -682,6 +699,12 @@ def _version_key(v: str) -> tuple:
     if v.strip().lower() == "unpinned":
         return (-1,)
     return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
+
+
+def _release_numbers(v: str) -> tuple[int, ...]:
+    """A release's major, minor and patch numbers ('0.6.1.post1' -> (0, 6, 1); '0.7' -> (0, 7, 0))."""
+    nums = [int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3]]
+    return tuple(nums + [0] * (3 - len(nums)))
 
 
 def _engines_dir() -> Path:
@@ -846,10 +869,11 @@ def get_engine(name: "str | Engine") -> Engine:
         # "vllm@0.15.1" resolves to the 0.15 profile: a profile covers its minor series
         for e in reversed(versions):
             if _version_key(ver)[:len(_version_key(e.version))] == _version_key(e.version):
-                return e
+                # a release of its minor series carries its number where the profile bounds a kernel path by release
+                return replace(e, release=ver) if e.decode_reread_until and ver != e.version else e
         era = era_profile(base, ver)
         if era is not None:  # the profile of its release era, saying so (Engine.era_note): nothing silently defaulted
-            return replace(ps[era], requested=f"{base}@{ver}")
+            return replace(ps[era], requested=f"{base}@{ver}", release=ver)
         raise unknown(f"{base} version", ver, [e.version for e in versions])
     raise unknown("engine", given, engine_ids())
 
