@@ -989,6 +989,15 @@ def test_paged_decode_kernel_rereads_the_cache_per_query_head_with_flash_prompts
             assert "--engine" not in said("mi250", e)[0]  # a release was named: nothing to suggest
     later = get_engine("vllm@0.6.3")
     assert float(att(mi250, later, dec).bytes[0]) == pytest.approx(float(once.bytes[0]))
+    # a cache narrower than the activations is converted by every block that loads it: g x the decode's vector work
+    # (the vector rate made the bound here so that the conversion's count shows in the op's memory-side time)
+
+    def converted(e):
+        p = make_plans(m, mi250, weights="fp16", kv="fp8", engine=e)
+        cm = CostModel(m, mi250, engine=e)
+        cm.vector_time = lambda ops: ops * 1.0  # one second an operation: the vector term dominates
+        return float(cm.step(p, dec).op(Op.ATTENTION).bound_parts[1][0])
+    assert converted(eng) == pytest.approx(group * converted(eng.with_(decode_reread_archs=())), rel=1e-9)
 
 
 def test_llamacpp_prompt_rate_falls_with_the_prompt_as_published():

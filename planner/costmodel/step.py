@@ -812,16 +812,18 @@ def _attention_core(cm: "CostModel", c: _Ctx, sh, name: Op, n_layers: int, windo
     flops_d = 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv)
     flops = flops_p + flops_d
     kv_read = (kv_elems_d + kv_elems_p) * kvb
+    kv_loaded_d = kv_elems_d  # decode cache elements loaded (and, in a narrower format, converted) by the kernel
     if cm.gqa_rereads:  # the GQA group's other query heads load the decode cache again (Engine.gqa_reread_archs)
         group = sh.heads * (sh.decode_dqk + sh.decode_dv) / np.maximum(sh.kv_elems_per_token, 1e-30)
-        kv_read = kv_read + kv_elems_d * kvb * np.maximum(group - 1.0, 0.0)
+        kv_loaded_d = kv_elems_d * np.maximum(group, 1.0)
+        kv_read = kv_read + (kv_loaded_d - kv_elems_d) * kvb
     q_o = c.T * (sh.heads * (sh.prefill_dqk + sh.prefill_dv)) * cm._act
     kv_write = c.T * sh.kv_elems_per_token * kvb
     byts = kv_read + q_o + kv_write
     if not cm.flash_attention:  # the materialized scores' round trips through memory (SCORE_BYTES_*)
         byts = byts + sh.heads * (pairs_p * SCORE_BYTES_PREFILL + pairs_d * SCORE_BYTES_DECODE)
     t_mem = (byts - kv_read) / cm.bw + kv_read / cm.kv_bw
-    t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_elems_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
+    t_vec = cm.vector_time(np.where(kvb < cm._act, (kv_loaded_d + kv_elems_p) * DEQUANT_OPS_PER_ELEM, 0.0))
     if cm.mmha_rate:  # the masked multi-head decode kernel: one thread block per query head, its products on the CUDA cores
         t_vec = t_vec + 2.0 * sh.heads * pairs_d * (sh.decode_dqk + sh.decode_dv) / cm.mmha_rate
     # MLA on the FP8 tensor cores where the engine runs it so (PlanArrays.attn_fp8_gain_*; 1 for every other model)
