@@ -300,8 +300,7 @@ class CostModel:
         # (up to the last release that ran that kernel, decode_reread_until)
         arch = hw.architecture
         paged = (arch in (getattr(engine, "decode_reread_archs", ()) or ())
-                 and (not hasattr(engine, "release_at_most")
-                      or engine.release_at_most(getattr(engine, "decode_reread_until", None))))
+                 and engine.release_at_most(engine.decode_reread_until))  # listed: engine is an Engine
         self.gqa_rereads = not model.attention.mla and (
             (not self.flash_attention and arch in (getattr(engine, "gqa_reread_archs", ()) or ())) or paged)
         self.paged_rereads = self.gqa_rereads and paged

@@ -25,7 +25,7 @@ from planner.serving.captech import cap_setup
 from planner.serving import tenancy
 from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
 from planner.serving.planspec import PlanSpec, check_eplb, check_plan, eviction_of, resolve_parallel  # noqa: F401  (re-exported)
-from planner.specs.engine import Engine, era_notes, get_engine
+from planner.specs.engine import Engine, era_notes, get_engine, next_release
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.model import Model
@@ -69,12 +69,6 @@ class Estimate(BaseModel):
 
     def to_dict(self) -> dict:
         return self.model_dump()
-
-
-def _next_patch(release: str) -> str:
-    """The release after ``release`` in its minor series ('0.6.1' -> '0.6.2')."""
-    parts = release.split(".")
-    return ".".join(parts[:-1] + [str(int(parts[-1]) + 1)]) if len(parts) == 3 else f"{release}.1"
 
 
 def _breakdown(sc: StepCost | None) -> list[dict]:
@@ -237,17 +231,18 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"{cm.dequant_ops:.1f} operations a weight, which can bound a one-token step below the memory "
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")
     if cm.gqa_rereads and m.num_heads > m.num_kv_heads:  # num_kv_heads >= 1 (Model)
-        paged = cm.paged_rereads
-        until = engine.decode_reread_until
-        who = (f"{engine.name}'s paged decode kernel (one thread block per query head"
-               + (f", releases through {until}" if until else "") + ")" if paged
-               else f"{engine.name} without flash attention")
-        later = (f"; a later release named with its version (--engine {engine.id}@{_next_patch(until)}) reads it once"
-                 if paged and until and not engine.release else "")
+        until, later = engine.decode_reread_until, ""
+        who, field = f"{engine.name} without flash attention", "gqa_reread_archs"
+        if cm.paged_rereads:
+            through = f", releases through {until}" if until else ""
+            who = f"{engine.name}'s paged decode kernel (one thread block per query head{through})"
+            field = "decode_reread_archs"
+            if until and not engine.release:
+                later = (f"; a later release named with its version (--engine {engine.id}@{next_release(until)}) "
+                         "reads it once")
         notes.append(f"{who} reads the KV cache once per query head in decode on {hw.id}: "
                      f"{m.num_heads // m.num_kv_heads} reads of each cached token for {m.id}'s {m.num_heads} query heads on "
-                     f"{m.num_kv_heads} KV heads (engine profile: {'decode_reread_archs' if paged else 'gqa_reread_archs'})"
-                     + later)
+                     f"{m.num_kv_heads} KV heads (engine profile: {field}){later}")
     if cm.eager_capture_dropped:
         notes.append(f"{hw.id} is calibrated from a GPU capture whose kernel rows and host probes time eager PyTorch "
                      f"(planner profile's own engine): {engine.name} takes its fitted fractions, not those rows or its "

@@ -707,6 +707,12 @@ def _release_numbers(v: str) -> tuple[int, ...]:
     return tuple(nums + [0] * (3 - len(nums)))
 
 
+def next_release(v: str) -> str:
+    """The release after ``v`` in its minor series ('0.6.1' -> '0.6.2'; '0.6' -> '0.6.1')."""
+    major, minor, patch = _release_numbers(v)
+    return f"{major}.{minor}.{patch + 1}"
+
+
 def _engines_dir() -> Path:
     from planner.specs.loader import data_dir
 
