@@ -1152,3 +1152,55 @@ def test_llamacpp_mmq_turing_multiple_is_calibrated_on_the_rtx_2080_ti_row():
     (line, row), = [(i + 2, r) for i, r in enumerate(rows) if r["hardware"] == "rtx-2080-ti"]
     what, _, measured, predicted = predict_row(row, f, line)
     assert what == "prefill_tokens_per_s" and predicted == pytest.approx(measured, rel=0.01)
+
+
+def test_all_logits_run_the_output_layer_over_every_token_and_copy_them_to_the_host():
+    """llama.cpp samples on the CPU: llama_decode copies each output row's logits (n_vocab FP32) to host memory over
+    the host link (Engine.logits_to_host), one row per sequence in a generation. Its perplexity tool sets logits_all
+    (Engine.all_logits), so every token of a 512-token pass goes through lm_head and comes back: for Llama 2 7B
+    (4,096 x 32,000) that is 2 x 512 x 4,096 x 32,000 FLOPs and 512 x 32,000 x 4 = 65.5 MB a pass, 5.0 ms over a
+    V100's PCIe Gen3 link (15.75 GB/s at the measured 0.83 pinned fraction). An engine that samples on the device, or
+    a device without a host link of its own (an Apple SoC), copies nothing."""
+    from planner.calibrate.published_fit import llamacpp_run_settings
+    from planner.errors import PlannerError
+    from planner.specs.engine import get_engine
+
+    m, v100, m2 = get_model("llama-2-7b"), get_hardware("v100-pcie-16gb"), get_hardware("m2-ultra")
+    lcpp = get_engine("llamacpp")
+    assert lcpp.logits_to_host and not lcpp.all_logits
+    assert get_engine("llamacpp@b3000").logits_to_host
+    assert not get_engine("vllm").logits_to_host and not get_engine("trtllm").logits_to_host
+    ppl = lcpp.with_(all_logits=True)
+    tokens, vocab, h = 512, m.vocab_size, m.hidden_size
+    pre = Step(prefill_seqs=1, prefill_tokens=tokens)
+
+    def ops(hw, e, step):
+        p = make_plans(m, hw, weights="fp16", kv="fp16", engine=e)
+        sc = CostModel(m, hw, engine=e).step(p, step)
+        return {o.name: o for o in sc.ops}, float(sc.time_s[0])
+
+    one, t_one = ops(v100, lcpp, pre)
+    every, t_every = ops(v100, ppl, pre)
+    assert float(one[Op.LM_HEAD].flops[0]) == pytest.approx(2 * h * vocab)
+    assert float(every[Op.LM_HEAD].flops[0]) == pytest.approx(2 * tokens * h * vocab)
+    assert float(one[Op.LOGITS_COPY].bytes[0]) == pytest.approx(vocab * 4)
+    copied = tokens * vocab * 4
+    assert float(every[Op.LOGITS_COPY].bytes[0]) == pytest.approx(copied)
+    assert copied == pytest.approx(65.536e6)
+    link = 15.75e9 * 0.83  # hw_specs/interconnects/pcie3.yaml: bandwidth x the measured pinned fraction
+    copy_s = float(every[Op.LOGITS_COPY].time_s[0]) - CostModel(m, v100, engine=ppl).kernel_s
+    assert copy_s == pytest.approx(copied / link, rel=1e-6) and copy_s == pytest.approx(5.0e-3, rel=0.02)
+    assert t_every > t_one + copy_s
+    # a generation step copies one row per sequence
+    dec, _ = ops(v100, lcpp, Step(decode_seqs=4, decode_ctx=256))
+    assert float(dec[Op.LOGITS_COPY].bytes[0]) == pytest.approx(4 * vocab * 4)
+    # no copy where the engine samples on the device, or on an SoC that reads its logits where they are
+    assert Op.LOGITS_COPY not in ops(v100, lcpp.with_(logits_to_host=False), pre)[0]
+    assert Op.LOGITS_COPY not in ops(m2, ppl, pre)[0]
+    # a published row says its run kept every token's logits in its all_logits column (the perplexity tool)
+    assert llamacpp_run_settings({"all_logits": "on"}, "f:2") == {"all_logits": True}
+    assert llamacpp_run_settings({"all_logits": "off", "flash_attention": "on"}, "f:2") == {
+        "all_logits": False, "flash_attention": True}
+    assert llamacpp_run_settings({}, "f:2") == {}
+    with pytest.raises(PlannerError, match="all_logits"):
+        llamacpp_run_settings({"all_logits": "yes"}, "f:2")

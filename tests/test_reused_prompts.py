@@ -123,7 +123,9 @@ def test_a_malformed_dataset_column_stops_the_file():
 
 def test_prompts_that_never_repeat_change_nothing(monkeypatch):
     """Cached prompts are evicted before a running sequence is preempted: with every prompt distinct the run is the
-    plain one, request for request (both in the Python loop, which the reused prompts take)."""
+    plain one, request for request (both in the Python loop, which the reused prompts take), but for what a preempted
+    sequence gains from its own prompt's blocks where they are still cached when it is readmitted (vLLM's recompute
+    finds them by their hashes; a plain workload has no keys to find them by)."""
     monkeypatch.setenv("PLANNER_SIM_CORE", "python")
     rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.11", max_input=8192)
     plain = generate(fixed_workload(3000, 400), 600, rate=6.0, seed=1)
@@ -132,8 +134,12 @@ def test_prompts_that_never_repeat_change_nothing(monkeypatch):
     a, b = Simulator([Pool(rep, 1)], plain).run(), sim.run()
     assert sim.replicas[0].kv.evictions > 100 and int(a.preemptions.sum()) > 0  # the cache filled, memory ran short
     assert int(a.preemptions.sum()) == int(b.preemptions.sum())  # (a few more events: jumps end where cached blocks are evicted)
-    np.testing.assert_allclose(a.first_token_s, b.first_token_s)
-    np.testing.assert_allclose(a.finish_s, b.finish_s)
+    assert a.cache_hit_requests == 0
+    # every hit is a preempted sequence finding its own prompt again (here one, 2,992 tokens it need not recompute)
+    assert b.cache_hit_requests <= int(b.preemptions.sum())
+    np.testing.assert_allclose(a.first_token_s, b.first_token_s, rtol=0 if b.cache_hit_requests == 0 else 2e-3)
+    np.testing.assert_allclose(a.finish_s, b.finish_s, rtol=0 if b.cache_hit_requests == 0 else 2e-3)
+    assert np.all(b.finish_s <= a.finish_s + 1e-9)  # a hit only saves work
 
 
 def test_simulate_dataset_entries_on_the_command_line(capsys):

@@ -95,8 +95,9 @@ def test_a_prompt_is_chunked_at_one_ranks_budget():
     assert res.steps == res1.steps == 4  # three chunks, then the second token
     # alone in the group, the prompt costs what it costs one rank; the MoE layers' tokens are spread over 4 ranks'
     # experts instead of held by one and sent there and back, the busiest of the 4 taking more than its share (routing
-    # skew, planner.costmodel.step.ep_imbalance), which changes it a little here
-    assert res.ttft_s[0] == pytest.approx(res1.ttft_s[0], rel=0.1)
+    # skew, planner.costmodel.step.ep_imbalance), and the tokens cross the 4 ranks' all-to-all at the release's fitted
+    # collective efficiency (vLLM 0.15 on Hopper: 0.84 since the December 2026 refit, +12 % here; 0.94 before, +9 %)
+    assert res.ttft_s[0] == pytest.approx(res1.ttft_s[0], rel=0.15)
 
 
 def test_attention_dp_refuses_what_it_does_not_model():

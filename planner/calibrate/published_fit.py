@@ -222,18 +222,20 @@ def _num(row, key, where, default=None):
 
 def llamacpp_run_settings(row: dict, where: str) -> dict:
     """The Engine fields a llama.cpp row's own run set, where its optional columns state them: ``ubatch_tokens``
-    (llama-bench -ub) and ``flash_attention`` (on / off, llama-bench -fa); what a row leaves blank is the profile's."""
+    (llama-bench -ub), ``flash_attention`` (on / off, llama-bench -fa) and ``all_logits`` (on / off: the perplexity
+    tool's logits of every token); what a row leaves blank is the profile's."""
     out: dict = {}
     ub = (row.get("ubatch_tokens") or "").strip()
     if ub:
         if not ub.isdigit() or int(ub) < 1:
             raise PlannerError(f"{where}: column 'ubatch_tokens' takes a token count (an integer >= 1), got {ub!r}")
         out["ubatch_tokens"] = int(ub)
-    fa = (row.get("flash_attention") or "").strip().lower()
-    if fa:
-        if fa not in ("on", "off"):
-            raise PlannerError(f"{where}: column 'flash_attention' takes on or off, got {fa!r}")
-        out["flash_attention"] = fa == "on"
+    for col in ("flash_attention", "all_logits"):
+        v = (row.get(col) or "").strip().lower()
+        if v:
+            if v not in ("on", "off"):
+                raise PlannerError(f"{where}: column {col!r} takes on or off, got {v!r}")
+            out[col] = v == "on"
     return out
 
 

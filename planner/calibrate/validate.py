@@ -175,7 +175,7 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]
         lcpp = bench if eng.startswith("llamacpp") else offline(LLAMACPP_NO_BUILD)
-        run = llamacpp_run_settings(row, f"{file}:{line}")  # the run's own -ub / -fa, where the row states them
+        run = llamacpp_run_settings(row, f"{file}:{line}")  # the run's own -ub / -fa / all logits, where the row states them
         lcpp = lcpp.with_(**run) if run else lcpp
         split = f"{plan.pp} GPUs by layer, " if plan.pp > 1 else ""  # llama.cpp's layer split: pipeline stages
         if phase == "decode":

@@ -226,6 +226,16 @@ def all_to_all_time(fabric: Fabric, n: np.ndarray, bytes_per_device: np.ndarray,
 EDGE_LINKS_HELP = "network joining devices that have none of their own (edge clusters): an interconnect id such as wifi-6, wifi-6e, wifi-7, gbe-1, gbe-2.5, gbe-10"
 
 
+def host_link_bytes_per_s(hw: Hardware) -> float:
+    """Achievable bandwidth of the device's host link(s), one direction; infinite where there is no separate link
+    (a CPU or an SoC reads host memory as its own)."""
+    if hw.links.host is None:
+        return np.inf
+    link = get_interconnect(hw.links.host.interconnect)
+    frac = link.achievable.fraction if link.achievable else 1.0
+    return link.bandwidth_per_direction.value * frac * hw.links.host.count
+
+
 def with_link(hw: Hardware, link: str | None) -> Hardware:
     """``hw`` with ``link`` as its scale-out network: laptops or boards joined over Wi-Fi or Ethernet (TPI-LLM's
     edge clusters). An unknown link id is one error line with a did-you-mean; ``None`` leaves ``hw`` as it is."""

@@ -109,13 +109,13 @@ def host_side(off: MoeOffload, hw) -> HostSide:
     if hw.links.host is None:
         raise PlannerError(f"{hw.id} has no host link on record: nothing to offload to (unified-memory devices hold "
                            "every weight already)")
+    from planner.costmodel.collectives import host_link_bytes_per_s
+
     link = get_interconnect(hw.links.host.interconnect)
-    frac = link.achievable.fraction if link.achievable else 1.0
     dtype = next((d for d in ("bf16", "fp32") if cpu.supports(d)), None)
     flops = cpu.peak(dtype) * cpu.matmul_efficiency(dtype) if dtype else None
     return HostSide(cpu.id, cpu.memory_bandwidth_bytes_per_s * cpu.achievable.memory.fraction, flops,
-                    link.bandwidth_per_direction.value * frac * hw.links.host.count, link.latency.value,
-                    cpu.memory_capacity_bytes)
+                    host_link_bytes_per_s(hw), link.latency.value, cpu.memory_capacity_bytes)
 
 
 def expert_bytes(off: MoeOffload | None, weight_bytes):

@@ -20,7 +20,7 @@ from enum import Enum
 
 import numpy as np
 
-from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, p2p_time
+from planner.costmodel.collectives import Fabric, all_reduce_time, all_to_all_time, host_link_bytes_per_s, p2p_time
 from planner.costmodel.eplb import eplb_imbalance, expert_slots
 from planner.costmodel.longctx import causal_pairs as _pairs, cp_ring, sparse_terms
 from planner.costmodel.memory import LINEAR_STATE_BYTES, chunks_decode, frees_window
@@ -87,6 +87,7 @@ class Op(str, Enum):
     EMBEDDING = "embedding"
     FINAL_NORM = "final_norm"
     LM_HEAD = "lm_head"
+    LOGITS_COPY = "logits_copy"  # the output rows' logits to host memory (Engine.logits_to_host: llama.cpp samples on the CPU)
     PP_SENDRECV = "pp_sendrecv"
     CP_RING = "cp_ring"  # context parallelism: KV blocks around the ring (prefill), partial outputs combined (decode)
     WEIGHT_STREAM = "weight_stream"
@@ -125,7 +126,9 @@ SCORE_BYTES_PREFILL = 24.0
 SCORE_BYTES_DECODE = 16.0
 
 # ops that run once per step (not once per layer)
-ONCE_PER_STEP = frozenset({Op.EMBEDDING, Op.FINAL_NORM, Op.LM_HEAD, Op.PP_SENDRECV, Op.WEIGHT_STREAM})
+ONCE_PER_STEP = frozenset({Op.EMBEDDING, Op.FINAL_NORM, Op.LM_HEAD, Op.LOGITS_COPY, Op.PP_SENDRECV, Op.WEIGHT_STREAM})
+# bytes a logit takes where an engine hands logits to the host: FP32 (llama.cpp's llama_get_logits returns float)
+LOGIT_BYTES = 4.0
 
 
 @dataclass
@@ -295,6 +298,11 @@ class CostModel:
         self.ubatch = int(getattr(engine, "ubatch_tokens", 0) or 0)
         # attention scores materialized in memory (Engine.flash_attention False: llama.cpp without -fa)
         self.flash_attention = bool(getattr(engine, "flash_attention", True))
+        # every prompt token through lm_head (Engine.all_logits: llama.cpp's logits_all, its perplexity tool), and the
+        # output rows' logits copied to host memory over the host link where the engine samples on the CPU
+        # (Engine.logits_to_host; an SoC or a CPU reads them where they are: no link, no copy)
+        self.all_logits = bool(getattr(engine, "all_logits", False))
+        self.logits_host_bw = host_link_bytes_per_s(hw) if getattr(engine, "logits_to_host", False) else np.inf
         # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory, as
         # a decode kernel of one thread block per query head does on its decode_reread_archs whatever runs the prompt
         # (up to the last release that ran that kernel, decode_reread_until)
@@ -627,7 +635,8 @@ class _Ctx:
         # on one rank: that rank holds that fraction, not a whole prompt.
         p_seqs = np.where(adp > 1, np.where(p_seqs < 1.0, p_seqs, np.ceil(p_seqs / adp - 1e-9)) * adp, p_seqs)
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
-                   T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp, out_tokens=(p_seqs + d_seqs * d_tok) / adp,
+                   T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp,
+                   out_tokens=((p_seqs * p_tok if cm.all_logits else p_seqs) + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)
 
 
@@ -1153,8 +1162,20 @@ def _lora(cm: "CostModel", c: "_Ctx") -> list[OpCost]:
 ADAPTER_BUILDERS = {"lora": _lora}  # per-layer ops a plan adds beside the base layer (costmodel/lora.py)
 
 
+def _logits_copy(cm: "CostModel", c: _Ctx) -> list[OpCost]:
+    """The output rows' logits (vocabulary x FP32 each) copied to host memory in the step, where the engine samples on
+    the CPU (Engine.logits_to_host: llama_decode reads them back before it returns): one copy over the host link after
+    the last stage's lm_head. No op where the engine samples on the device or the device has no host link of its own."""
+    if not np.isfinite(cm.logits_host_bw):
+        return []
+    byts = c.out_tokens * cm.model.vocab_size * LOGIT_BYTES
+    return [cm._op(Op.LOGITS_COPY, "comm", 1.0, 0.0, byts, 0.0, 0.0, comm=byts / cm.logits_host_bw,
+                   algorithm="device to host")]
+
+
 def _head_ops(cm: "CostModel", c: _Ctx) -> list[OpCost]:
-    """Once per step: embedding, final norm, lm_head, and the pipeline hops between stages."""
+    """Once per step: embedding, final norm, lm_head (and the logits' copy to the host, _logits_copy), and the
+    pipeline hops between stages."""
     m, plans = cm.model, c.plans
     h = m.hidden_size
     act = cm._act
@@ -1166,6 +1187,7 @@ def _head_ops(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         cm._gemm(Op.LM_HEAD, c.out_tokens, h * m.vocab_size / c.tp,
                  plans.gemm_flops if plans.head_gemm_flops is None else plans.head_gemm_flops, plans.head_bytes, 1.0,
                  in_out_elems=h + m.vocab_size / c.tp * 2),
+        *_logits_copy(cm, c),
         cm._op(Op.PP_SENDRECV, "comm", 1.0, 0.0, np.where(c.pp > 1, c.T * h * act, 0.0), 0.0, 0.0,
                comm=np.where(c.pp > 1, t_pp * (c.pp - 1), 0.0), algorithm="send/recv"),
     ]

@@ -3,23 +3,12 @@ the node's host memory. Written once for the steady state, the plan search and t
 
 from __future__ import annotations
 
-import numpy as np
-
+from planner.costmodel.collectives import host_link_bytes_per_s  # noqa: F401  (re-exported: serving's callers)
 from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_interconnect
 
 WEIGHT_OFFLOAD_TARGETS = ("host", "disk")
-
-
-def host_link_bytes_per_s(hw: Hardware) -> float:
-    """Achievable bandwidth of the device's host link(s), one direction; infinite where there is no separate link
-    (a CPU or an SoC reads host memory as its own)."""
-    if hw.links.host is None:
-        return np.inf
-    link = get_interconnect(hw.links.host.interconnect)
-    frac = link.achievable.fraction if link.achievable else 1.0
-    return link.bandwidth_per_direction.value * frac * hw.links.host.count
 
 
 def host_kv_bytes_per_device(hw: Hardware) -> float:

@@ -141,6 +141,14 @@ class Engine:
     # reading and writing them and a GEMM reading them back, over every cached cell of a pass whether masked or not
     # (llama.cpp without -fa; costmodel.step._attention_core)
     flash_attention: bool = True
+    # every token of a step passes the output layer and its logits come back, not only the last token of each prompt
+    # (llama.cpp's logits_all context parameter, which its perplexity tool sets: the lm_head GEMM runs over every token
+    # of a pass and, with logits_to_host, all of those rows are copied to host memory); a run setting, off by default
+    all_logits: bool = False
+    # the logits of each output row are copied to host memory inside the step (llama.cpp's llama_decode: sampling runs
+    # on the CPU): vocabulary x 4 bytes a row over the device's host link (costmodel.step._logits_copy); False: the engine
+    # samples on the device and returns token ids
+    logits_to_host: bool = False
     # architectures on which attention without a fused kernel (flash_attention False) reads each KV head from memory once
     # per query head in a decode step: ggml's mul_mat broadcasts a KV head over the query heads of its GQA group, each
     # head's matrix-vector product loading its own copy of K and V (costmodel.step._attention_core), and on these parts
@@ -409,6 +417,7 @@ class Engine:
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "gqa_reread_archs": list(self.gqa_reread_archs), "decode_reread_archs": list(self.decode_reread_archs),
+                "all_logits": self.all_logits, "logits_to_host": self.logits_to_host,
                 "decode_reread_until": self.decode_reread_until,
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
@@ -560,6 +569,8 @@ _SHAPED_SETTINGS = {
     "dequant_gemm_above": _count("a token count (an integer >= 0)"),
     "ubatch_tokens": _count("a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": _BOOL,
+    "all_logits": _BOOL,
+    "logits_to_host": _BOOL,
     "max_model_len_check": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
