@@ -1191,6 +1191,9 @@ def test_all_logits_run_the_output_layer_over_every_token_and_copy_them_to_the_h
     copy_s = float(every[Op.LOGITS_COPY].time_s[0]) - CostModel(m, v100, engine=ppl).kernel_s
     assert copy_s == pytest.approx(copied / link, rel=1e-6) and copy_s == pytest.approx(5.0e-3, rel=0.02)
     assert t_every > t_one + copy_s
+    # the V100 rows' 2,048-token prompt runs as four 512-token passes (ubatch_tokens): each pass copies its own 512 rows
+    long = Step(prefill_seqs=1, prefill_tokens=4 * tokens)
+    assert ops(v100, ppl, long)[1] - ops(v100, lcpp, long)[1] > 4 * copy_s
     # a generation step copies one row per sequence
     dec, _ = ops(v100, lcpp, Step(decode_seqs=4, decode_ctx=256))
     assert float(dec[Op.LOGITS_COPY].bytes[0]) == pytest.approx(4 * vocab * 4)

@@ -300,7 +300,7 @@ class CostModel:
         self.flash_attention = bool(getattr(engine, "flash_attention", True))
         # every prompt token through lm_head (Engine.all_logits: llama.cpp's logits_all, its perplexity tool), and the
         # output rows' logits copied to host memory over the host link where the engine samples on the CPU
-        # (Engine.logits_to_host; an SoC or a CPU reads them where they are: no link, no copy)
+        # (Engine.logits_to_host; a device without a host link of its own, an Apple SoC or a CPU, reads them where they are)
         self.all_logits = bool(getattr(engine, "all_logits", False))
         self.logits_host_bw = host_link_bytes_per_s(hw) if getattr(engine, "logits_to_host", False) else np.inf
         # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory, as
@@ -636,7 +636,7 @@ class _Ctx:
         p_seqs = np.where(adp > 1, np.where(p_seqs < 1.0, p_seqs, np.ceil(p_seqs / adp - 1e-9)) * adp, p_seqs)
         return cls(plans, p_seqs, p_tok, p_past, d_seqs, d_ctx, d_tok, tp, pp, ep, adp, cp,
                    T=(p_seqs * p_tok / cp + d_rows * d_tok) / adp,
-                   out_tokens=((p_seqs * p_tok if cm.all_logits else p_seqs) + d_seqs * d_tok) / adp,
+                   out_tokens=((p_seqs * p_tok / cp if cm.all_logits else p_seqs) + d_seqs * d_tok) / adp,
                    layers_stage=cm.model.num_layers / pp, T_group=T_group)
 
 

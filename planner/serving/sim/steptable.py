@@ -11,7 +11,7 @@ from bisect import bisect_right
 import numpy as np
 
 from planner.costmodel.plans import PlanArrays
-from planner.costmodel.step import CostModel, Step, micro_batches
+from planner.costmodel.step import ONCE_PER_STEP, CostModel, Step, micro_batches
 
 # grid points of the step-cost tables (trimmed to what a replica can reach)
 N_POINTS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192)
@@ -19,8 +19,6 @@ C_POINTS = (1, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 13107
 P_POINTS = (0, 1, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288)
 L_POINTS = (1, 128, 512, 2048, 8192, 32768, 131072, 524288, 2097152)
 
-# ops that run once per step rather than once per layer (the speculative draft head skips them)
-_ONCE = frozenset({"embedding", "final_norm", "lm_head", "pp_sendrecv"})
 
 
 def _axis(points, hi) -> list[float]:
@@ -54,7 +52,7 @@ def spec_tokens_per_step(k: int, alpha: float) -> float:
 def _draft_head_s(cm: CostModel, plans: PlanArrays, n: np.ndarray, c: np.ndarray, pp: float, spec_k: int) -> np.ndarray:
     """Time of the speculative draft head (one decoder layer + lm_head per drafted token) over (n, c)."""
     dc = cm.step(plans, Step(decode_seqs=n / pp, decode_ctx=c))
-    layer = sum(o.time_s * o.count for o in dc.ops if o.name not in _ONCE)
+    layer = sum(o.time_s * o.count for o in dc.ops if o.name not in ONCE_PER_STEP)  # the draft head skips the once-per-step ops
     per_layer = layer / max(next(o.count for o in dc.ops if o.name == "qkv_proj"), 1)
     head = next(o.time_s for o in dc.ops if o.name == "lm_head")
     return np.where(n > 0, spec_k * (per_layer + head), 0.0)
