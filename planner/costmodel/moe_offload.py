@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.errors import PlannerError
 
 DEFAULT_CPU = "xeon-8480"
@@ -109,8 +110,6 @@ def host_side(off: MoeOffload, hw) -> HostSide:
     if hw.links.host is None:
         raise PlannerError(f"{hw.id} has no host link on record: nothing to offload to (unified-memory devices hold "
                            "every weight already)")
-    from planner.costmodel.collectives import host_link_bytes_per_s
-
     link = get_interconnect(hw.links.host.interconnect)
     dtype = next((d for d in ("bf16", "fp32") if cpu.supports(d)), None)
     flops = cpu.peak(dtype) * cpu.matmul_efficiency(dtype) if dtype else None
