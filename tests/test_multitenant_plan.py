@@ -90,7 +90,7 @@ def test_slora_thousands_of_adapters_small_throughput_loss():
 
 
 def test_a_miss_costs_one_load_over_the_host_link():
-    from planner.serving.host import host_link_bytes_per_s
+    from planner.costmodel.collectives import host_link_bytes_per_s
 
     hw = get_hardware("h100-sxm")
     e = estimate("llama-3.1-8b", hw, PlanSpec(tp=2, lora="100:16", lora_resident=10), **KW)

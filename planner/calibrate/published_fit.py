@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from planner.calibrate.bench_settings import bench_runs, bench_sized, offline, row_bench_limits, with_graph_padding
+from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.params import Kernels, kernels_for, neutral
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
 from planner.serving.batching import Techniques, inflight, static_batch
-from planner.serving.host import host_link_bytes_per_s
 from planner.specs.engine import era_profile, get_engine, llamacpp_build
 from planner.specs.loader import get_hardware, get_model
 from planner.specs.quant import canonical, default_kv, get_format, kv_asked

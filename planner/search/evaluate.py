@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from planner.costmodel.collectives import Fabric
+from planner.costmodel.collectives import Fabric, host_link_bytes_per_s
 from planner.costmodel.memory import kv_bytes_per_seq, memory
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel, Step
@@ -20,7 +20,7 @@ from planner.search.pareto import pareto_mask
 from planner.search.space import Configs, SpaceOptions
 from planner.serving.batching import Techniques, inflight, model_prompt_tokens, prompt_chunk
 from planner.serving.draft import DraftModel
-from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s
+from planner.serving.host import host_kv_bytes_per_device
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_model

@@ -3,7 +3,6 @@ the node's host memory. Written once for the steady state, the plan search and t
 
 from __future__ import annotations
 
-from planner.costmodel.collectives import host_link_bytes_per_s  # noqa: F401  (re-exported: serving's callers)
 from planner.errors import PlannerError
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_interconnect

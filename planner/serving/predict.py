@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.accuracy import model_terms
+from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_clock_factor, mmq_rate
@@ -23,7 +24,7 @@ from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
 from planner.serving.captech import cap_setup
 from planner.serving import tenancy
-from planner.serving.host import host_kv_bytes_per_device, host_link_bytes_per_s, weight_stream_link
+from planner.serving.host import host_kv_bytes_per_device, weight_stream_link
 from planner.serving.planspec import PlanSpec, check_eplb, check_plan, eviction_of, resolve_parallel  # noqa: F401  (re-exported)
 from planner.specs.engine import Engine, era_notes, get_engine, next_release
 from planner.specs.hardware import Hardware

@@ -19,9 +19,9 @@ import numpy as np
 
 from planner.cap.accuracy import accuracy as accuracy_of
 from planner.cap.accuracy import model_terms
+from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import kv_bytes_per_seq, max_context
 from planner.serving.batching import Techniques, inflight, static_batch
-from planner.serving.host import host_link_bytes_per_s
 from planner.serving.predict import PlanSpec, eviction_of, prepare
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware

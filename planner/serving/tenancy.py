@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from planner.errors import PlannerError
-from planner.serving.host import host_link_bytes_per_s
+from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.serving.planspec import PlanSpec
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
