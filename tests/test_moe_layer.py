@@ -181,8 +181,9 @@ def test_tensor_parallel_experts_move_every_row_and_split_only_the_flops():
         p = make_plans(m, hw, tp=8, ep=ep, weights="bf16", kv="bf16")
         sc = cm.step(p, Step(decode_seqs=T, decode_ctx=100))
         perm, ex = op(sc, Op.MOE_PERMUTE), op(sc, Op.EXPERTS)
-        # the permutation reads and writes each routed row twice (gather, then scatter-add), 2 bytes per element
-        rows = float(np.ravel(perm.bytes)[0]) / (h * 2.0 * 4)
+        # a gather kernel reads each token once and writes a row per chosen expert; the combine reads the rows back
+        # and writes each token once: (1 + 1/k) reads and (1 + 1/k) writes of every row, 2 bytes per element
+        rows = float(np.ravel(perm.bytes)[0]) / (h * 2.0 * 2 * (1 + 1 / k))
         got[ep] = rows, float(np.ravel(ex.flops)[0])
     rows_tp, flops_tp = got[1]
     rows_ep, flops_ep = got[8]

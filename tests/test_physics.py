@@ -98,13 +98,42 @@ def test_routing_skew_slows_the_busiest_expert_parallel_rank():
 
 
 def test_moe_permute_moves_each_assignment_in_and_out():
+    """Mixtral-8x7b at TP1, 256 tokens: 512 routed rows of hidden 4096, bf16 (2 bytes). A gather kernel
+    (TensorRT-LLM's expandInputRows; Engine.moe_gather "kernel") reads each token once and writes a row per chosen
+    expert, and the combine reads every row and writes each token once; where the first grouped GEMM gathers its
+    rows through the sorted indices (vLLM's and SGLang's fused_moe: "gemm") only the combine moves them in this op,
+    one kernel fewer."""
     m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
     p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
-    sc = CostModel(m, hw).step(p, Step(decode_seqs=256, decode_ctx=100))
-    perm = op(sc, Op.MOE_PERMUTE)
-    # 256 tokens x top-2 rows of hidden 4096, gathered (read + write) and scattered back (read + write), bf16
-    assert perm.bytes[0] == pytest.approx(256 * 2 * 4096 * 2.0 * 4)
-    assert perm.count == pytest.approx(m.num_layers)
+    T, k, h = 256, 2, 4096
+    st = Step(decode_seqs=T, decode_ctx=100)
+    kernel = CostModel(m, hw, engine=Engine()).step(p, st)
+    gemm = CostModel(m, hw, engine=Engine(moe_gather="gemm")).step(p, st)
+    perm_k, perm_g = op(kernel, Op.MOE_PERMUTE), op(gemm, Op.MOE_PERMUTE)
+    assert perm_k.bytes[0] == pytest.approx((T * h + T * k * h) * 2.0 * 2)  # gather, then combine
+    assert perm_g.bytes[0] == pytest.approx((T * k * h + T * h) * 2.0)  # the combine alone
+    assert perm_k.count == pytest.approx(m.num_layers)
+    assert float(np.ravel(perm_k.launches)[0]) == 3.0 and float(np.ravel(perm_g.launches)[0]) == 2.0
+
+
+def test_moe_experts_move_their_intermediate_as_the_dense_mlp_does():
+    """The grouped GEMMs' row traffic, counted as the dense MLP counts its own: the first reads each routed row's
+    hidden state (4096) and writes gate and up (2 x 14336), the activation (its own op, one kernel) reads those and
+    writes their product (14336), the second GEMM reads that and writes the hidden size. Mixtral at TP1, 512 rows,
+    bf16; the weights are what is left of the experts' bytes."""
+    m, hw = get_model("mixtral-8x7b"), get_hardware("h100-sxm")
+    p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16")
+    rows, h, w = 256 * 2, 4096, 14336
+    sc = CostModel(m, hw, engine=Engine()).step(p, Step(decode_seqs=256, decode_ctx=100))
+    ex, act = op(sc, Op.EXPERTS), op(sc, Op.MOE_ACT)
+    assert act.bytes[0] == pytest.approx(rows * (2 * w + w) * 2.0)
+    assert float(np.ravel(act.launches)[0]) == 1.0 and float(np.ravel(ex.launches)[0]) == 2.0
+    every_expert = m.moe.num_experts * m.expert_params() * 2.0  # 512 rows over 8 experts touch all of them
+    assert ex.bytes[0] - every_expert == pytest.approx(rows * (2 * h + 3 * w) * 2.0, rel=1e-9)
+    # at TP8 each device holds an eighth of every expert's width, so only the intermediate shrinks
+    p8 = make_plans(m, hw, tp=8, weights="bf16", kv="bf16")
+    act8 = op(CostModel(m, hw, engine=Engine()).step(p8, Step(decode_seqs=256, decode_ctx=100)), Op.MOE_ACT)
+    assert act8.bytes[0] == pytest.approx(act.bytes[0] / 8)
 
 
 def test_quantized_kv_pays_dequantization_on_the_vector_units():
@@ -596,9 +625,15 @@ def test_an_expert_loop_pays_a_kernel_gap_per_call_a_grouped_gemm_does_not():
     a, b = op(grouped.step(p, st), Op.EXPERTS), op(loop.step(p, st), Op.EXPERTS)
     launches = 8 + 2 * LOOP_CALLS_PER_EXPERT
     assert float(np.ravel(b.launches)[0]) == pytest.approx(launches, rel=1e-3)
-    grouped_launches = GROUPED_MOE_LAUNCHES["experts"]  # two grouped GEMMs and the activation between them
+    grouped_launches = GROUPED_MOE_LAUNCHES["experts"]  # the two grouped GEMMs (the activation is an op of its own)
     assert float(np.ravel(a.launches)[0]) == grouped_launches
-    assert b.time_s[0] - a.time_s[0] == pytest.approx((launches - grouped_launches) * grouped.kernel_s, rel=1e-6)
+
+    def gaps(o):  # the op's time beyond its roofline: one gap a kernel
+        tc, tm, _, _ = o.bound_parts
+        return o.time_s[0] - max(float(np.ravel(tc)[0]), float(np.ravel(tm)[0]))
+
+    assert gaps(a) == pytest.approx(grouped_launches * grouped.kernel_s, rel=1e-6)
+    assert gaps(b) - gaps(a) == pytest.approx((launches - grouped_launches) * grouped.kernel_s, rel=1e-6)
 
 
 def test_attention_dp_steady_state_prefills_one_prompt_per_rank_per_prompt_step():

@@ -135,10 +135,13 @@ def test_prompts_that_never_repeat_change_nothing(monkeypatch):
     assert sim.replicas[0].kv.evictions > 100 and int(a.preemptions.sum()) > 0  # the cache filled, memory ran short
     assert int(a.preemptions.sum()) == int(b.preemptions.sum())  # (a few more events: jumps end where cached blocks are evicted)
     assert a.cache_hit_requests == 0
-    # every hit is a preempted sequence finding its own prompt again (here one, 2,992 tokens it need not recompute)
+    # every hit is a preempted sequence finding its own prompt again (a prompt of about 3,000 tokens it need not
+    # recompute); the time saved moves every later request a little earlier through the queue (0.34 % at most in the
+    # calibration of December 2026's MoE row traffic, 0.2 % in the one before), never later
     assert b.cache_hit_requests <= int(b.preemptions.sum())
-    np.testing.assert_allclose(a.first_token_s, b.first_token_s, rtol=1e-7 if b.cache_hit_requests == 0 else 2e-3)
-    np.testing.assert_allclose(a.finish_s, b.finish_s, rtol=1e-7 if b.cache_hit_requests == 0 else 2e-3)
+    np.testing.assert_allclose(a.first_token_s, b.first_token_s, rtol=1e-7 if b.cache_hit_requests == 0 else 5e-3)
+    np.testing.assert_allclose(a.finish_s, b.finish_s, rtol=1e-7 if b.cache_hit_requests == 0 else 5e-3)
+    assert np.all(b.first_token_s <= a.first_token_s + 1e-9)
     assert np.all(b.finish_s <= a.finish_s + 1e-9)  # a hit only saves work
 
 

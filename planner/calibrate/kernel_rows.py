@@ -3,7 +3,7 @@
 vLLM's tuned-config pull requests print what ``benchmarks/kernels/benchmark_moe.py`` times for its Triton fused_moe
 kernel at ``tokens`` tokens: one layer's routed experts for a model's shape (top-k selection, the token alignment,
 both grouped GEMMs, the activation and the weighted sum over the chosen experts; the gate GEMM is an input, not timed).
-The planner prices the same work as one layer's ``moe_permute`` and ``experts`` ops. Two conditions of the benchmark
+The planner prices the same work as one layer's ``moe_permute``, ``experts`` and ``moe_act`` ops. Two conditions of the benchmark
 are the row's, not a served model's:
 
 - routing is even: the benchmark draws random gating logits, so the model's routing skew (Model.moe.routing_skew,
@@ -46,7 +46,7 @@ def predict_moe_kernel(rows: list[dict], file: str = "moe_kernel_vllm.csv") -> l
         except PlannerError as e:
             out.append((i, "kernel_us", "", measured, None, f"unpredictable: {e}"))
             continue
-        layer_s = sum(float(o.time_s[0]) for o in step.ops if o.name in (Op.MOE_PERMUTE, Op.EXPERTS))
+        layer_s = sum(float(o.time_s[0]) for o in step.ops if o.name in (Op.MOE_PERMUTE, Op.EXPERTS, Op.MOE_ACT))
         cfg = f"{eng.name} tp{tp} {weights} fused_moe {tokens} tokens"
         out.append((i, "kernel_us", cfg, measured, layer_s * 1e6, (r.get("note") or "").strip()))
     return out

@@ -149,9 +149,14 @@ def moe_offload_mlp(cm, c) -> list:
     w_dev = m.expert_params() / (moe_group / c.ep)
     wb = expert_bytes(off, plans.weight_bytes)
     busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))  # the experts the busiest EP rank reads
-    gpu = cm._gemm(Op.EXPERTS, expert_rows(assigned, c.ep, imb) * (1.0 - f), w_dev, plans.gemm_flops, wb, cnt,
-                   m_eff=assigned / np.maximum(touched, 1e-9), in_out_elems=h, weight_touch=busiest * (1.0 - f) * w_dev)
-    ops = [gpu if o.name == Op.EXPERTS else o for o in ops]
+    # the hot experts' row traffic and activation as in the GPU-only layer (step._moe_mlp), over the GPU's rows
+    mats = 3 if m.ffn_gated else 2
+    width = mo.expert_intermediate_size * plans.expert_pad / (moe_group / c.ep)
+    rows_gpu = expert_rows(assigned, c.ep, imb) * (1.0 - f)
+    gpu = cm._gemm(Op.EXPERTS, rows_gpu, w_dev, plans.gemm_flops, wb, cnt, m_eff=assigned / np.maximum(touched, 1e-9),
+                   in_out_elems=2 * h + mats * width, weight_touch=busiest * (1.0 - f) * w_dev)
+    act = cm._elementwise(Op.MOE_ACT, rows_gpu * width, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0)
+    ops = [gpu if o.name == Op.EXPERTS else act if o.name == Op.MOE_ACT else o for o in ops]
     if f <= 0.0:
         return ops
     host = host_side(off, cm.hw)

@@ -49,12 +49,15 @@ LOOP_CALLS_PER_EXPERT = 7.0
 # kernels (host calls) one MoE layer's grouped path launches per op, each paying the per-kernel gap (a dense MLP is
 # 3: up, activation, down). Router: the router GEMM, then the top-k selection (softmax/sigmoid + top-k, one fused
 # kernel). Permute: the rows sorted/aligned by expert, the gather of each token's row per chosen expert, the weighted
-# combine back into token order. Experts: the gate/up grouped GEMM, the activation, the down grouped GEMM. The
-# engines' MoE code has this shape: vLLM fused_moe (topk_softmax, moe_align_block_size, fused_moe kernel w1,
-# silu_and_mul, fused_moe kernel w2, moe_sum) and TensorRT-LLM's CUTLASS MoE runner (routing, expandInputRows,
-# grouped GEMM 1, gated activation, grouped GEMM 2, finalizeMoeRouting). Fusions (an activation in a GEMM epilogue)
-# save one or two; the count is the unfused one.
-GROUPED_MOE_LAUNCHES = {"router": 2.0, "moe_permute": 3.0, "experts": 3.0}
+# combine back into token order. Experts: the gate/up grouped GEMM and the down grouped GEMM; moe_act: the activation
+# between them. The engines' MoE code has this shape: vLLM fused_moe (topk_softmax, moe_align_block_size, fused_moe
+# kernel w1, silu_and_mul, fused_moe kernel w2, moe_sum: its w1 GEMM gathers the rows, so no gather kernel) and
+# TensorRT-LLM's CUTLASS MoE runner (routing, expandInputRows, grouped GEMM 1, gated activation, grouped GEMM 2,
+# finalizeMoeRouting). Fusions (an activation in a GEMM epilogue) save one or two; the count is the unfused one.
+GROUPED_MOE_LAUNCHES = {"router": 2.0, "moe_permute": 3.0, "experts": 2.0, "moe_act": 1.0}
+# an engine whose first grouped GEMM gathers each row's hidden state itself (Engine.moe_gather "gemm": vLLM's and
+# SGLang's Triton fused_moe load A through sorted_token_ids) runs no gather kernel: alignment and the weighted sum only
+GEMM_GATHER_PERMUTE_LAUNCHES = 2.0
 # kernels MLA's projections launch per layer (DeepSeek-V2/V3 as vLLM's MLAAttention and TensorRT-LLM's MLA module
 # run them): the input side is the fused q_a/kv_a down-projection, q_b and the key half of kv_b (in decode a batched
 # GEMM absorbed into the query); the output side is the value half of kv_b (absorbed, batched) and o_proj
@@ -82,6 +85,7 @@ class Op(str, Enum):
     ROUTER = "router"
     MOE_PERMUTE = "moe_permute"  # gather tokens by expert before the grouped GEMM, scatter and weight after
     EXPERTS = "experts"
+    MOE_ACT = "moe_act"  # the experts' activation between their two grouped GEMMs (SwiGLU over every routed row)
     SHARED_EXPERT = "shared_expert"
     EP_ALLTOALL = "ep_alltoall"
     EMBEDDING = "embedding"
@@ -1009,20 +1013,43 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
     assigned, imb, touched = c.routing(mo)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
-    # gather each token's hidden state once per chosen expert, then scatter-add the weighted outputs back; a device
-    # moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts are split
+    # a device moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts
+    # are split. A gather kernel (Engine.moe_gather "kernel": TensorRT-LLM's expandInputRows) reads each token and
+    # writes a copy per chosen expert; the combine (finalizeMoeRouting, vLLM's moe_sum) reads the weighted rows and
+    # writes each token once. Where the first grouped GEMM gathers its rows through the sorted indices ("gemm":
+    # vLLM's and SGLang's fused_moe) only the combine moves them here; the GEMMs' own row traffic is theirs (below).
+    # The reference loop over experts (grouped_moe_gemm False: the harness) keeps its own accounting: a gather and a
+    # scatter-add per expert (two reads, two writes of each row) and one pass of rows in its GEMMs, the activation
+    # inside its per-expert calls
     rows_dev = expert_rows(assigned, c.ep, imb)
-    ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=2.0, writes=2.0, flops_per_elem=2.0))
+    grouped = getattr(cm.engine, "grouped_moe_gemm", True)
+    gemm_gather = getattr(cm.engine, "moe_gather", "kernel") == "gemm"
+    per_token = 1.0 / max(float(mo.top_k), 1.0)  # a token's share of its rows: what it reads or writes once
+    if not grouped:
+        reads, writes = 2.0, 2.0
+    elif gemm_gather:
+        reads, writes = 1.0, per_token
+    else:
+        reads, writes = 1.0 + per_token, 1.0 + per_token
+    ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=reads, writes=writes, flops_per_elem=2.0))
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
+    # the expert's intermediate width on this device, and the GEMMs' row traffic as the dense MLP counts it: the first
+    # reads the hidden state and writes gate and up (gated) or up, the activation reads those and writes its product,
+    # the second reads that and writes the hidden size
+    mats = 3 if m.ffn_gated else 2
+    width = mo.expert_intermediate_size * plans.expert_pad / moe_tp
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
     # the weights the busiest expert-parallel rank reads: the experts its own rows touch (rank_touched)
     busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))
     experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
-                       m_eff=m_per_expert, in_out_elems=h, weight_touch=busiest * w_dev)
+                       m_eff=m_per_expert, in_out_elems=2 * h + mats * width if grouped else h,
+                       weight_touch=busiest * w_dev)
     ops.append(experts)
-    grouped = getattr(cm.engine, "grouped_moe_gemm", True)
+    if grouped:
+        ops.append(cm._elementwise(Op.MOE_ACT, rows_dev * width, cnt, reads=mats - 1,
+                                   flops_per_elem=5.0 if m.ffn_gated else 4.0))
     # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation, the
     # gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT), each call paying the per-kernel gap
     launches = {Op.EXPERTS: mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT}
@@ -1035,8 +1062,10 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
             # the moe_loop rows time the top-k and every call of the loop besides its GEMMs, with their host time
             launches = {Op.ROUTER: 1.0, Op.MOE_PERMUTE: 1.0,
                         Op.EXPERTS: 1.0 if experts.source in ("measured", "interpolated") else 2.0 * touched / c.ep}
-    for o in ops:  # every kernel beyond the op's first pays the per-kernel gap (GROUPED_MOE_LAUNCHES)
-        _launch(cm, o, GROUPED_MOE_LAUNCHES[str(o.name)] if grouped or o.name not in launches else launches[o.name])
+    if grouped:  # the grouped path's kernels (GROUPED_MOE_LAUNCHES), without a gather kernel where the GEMM gathers
+        launches = {Op.MOE_PERMUTE: GEMM_GATHER_PERMUTE_LAUNCHES} if gemm_gather else {}
+    for o in ops:  # every kernel beyond the op's first pays the per-kernel gap
+        _launch(cm, o, launches[o.name] if o.name in launches else GROUPED_MOE_LAUNCHES[str(o.name)])
     if mo.num_shared_experts:
         ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.dense_flops, plans.dense_bytes, cnt,
                             in_out_elems=2 * h, own=cm._own_dense))

@@ -37,6 +37,7 @@ _MIB = 2.0**20
 ENDPOINTS = ("completions", "chat")
 # which GEMMs over a few tokens an engine may run as matrix-vector kernels (Engine.matrix_vector_kernels)
 MATRIX_VECTOR_KERNELS = ("all", "weight_only", "none")
+MOE_GATHER = ("kernel", "gemm")  # Engine.moe_gather: a gather kernel before the grouped GEMMs, or the GEMM gathers its rows
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,12 @@ class Engine:
     # the routed experts run as one grouped GEMM (vLLM fused_moe, TensorRT-LLM, SGLang); False: a loop over the
     # experts, a gather, two GEMMs, the activation and a scatter-add each (the harness's numpy/torch reference)
     grouped_moe_gemm: bool = True
+    # how the grouped expert GEMMs get their rows: "kernel", a gather kernel writes a copy of each token per chosen
+    # expert before the first GEMM (TensorRT-LLM's CUTLASS MoE runner: expandInputRows, then finalizeMoeRouting combines
+    # them; llama.cpp's mul_mat_id copies each expert's rows out and back); "gemm", the first GEMM loads its rows
+    # through the sorted indices itself and only the combine moves them (vLLM's and SGLang's Triton fused_moe:
+    # moe_align_block_size, the w1 GEMM, silu_and_mul, the w2 GEMM, moe_sum); costmodel.step._moe_mlp
+    moe_gather: str = "kernel"
     # the engine balances expert-parallel load: replicas of hot experts in redundant slots, placed so every rank expects
     # the same tokens (TensorRT-LLM's MoE load balancer, vLLM and SGLang --enable-eplb; costmodel/eplb.py)
     eplb: bool = False
@@ -417,7 +424,7 @@ class Engine:
                 "gemm_fp16_accumulate": self.gemm_fp16_accumulate, "dequant_gemm_above": self.dequant_gemm_above,
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "gqa_reread_archs": list(self.gqa_reread_archs), "decode_reread_archs": list(self.decode_reread_archs),
-                "all_logits": self.all_logits, "logits_to_host": self.logits_to_host,
+                "all_logits": self.all_logits, "logits_to_host": self.logits_to_host, "moe_gather": self.moe_gather,
                 "decode_reread_until": self.decode_reread_until,
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
@@ -571,6 +578,7 @@ _SHAPED_SETTINGS = {
     "flash_attention": _BOOL,
     "all_logits": _BOOL,
     "logits_to_host": _BOOL,
+    "moe_gather": (lambda a: a in MOE_GATHER, " or ".join(MOE_GATHER)),
     "max_model_len_check": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
