@@ -134,7 +134,8 @@ def _cpu_time(host: HostSide, flops, byts):
 
 def moe_offload_mlp(cm, c) -> list:
     """The MoE MLP with the cold experts on the host CPU and/or EdgeMoE's per-expert precision."""
-    from planner.costmodel.step import Op, _moe_mlp, expert_rows, held_slots, moe_routing, rank_touched
+    from planner.costmodel.step import (Op, _moe_act, _moe_mlp, expert_row_elems, expert_rows, held_slots, moe_routing,
+                                        rank_touched)
 
     off: MoeOffload = cm.moe_offload
     ops = _moe_mlp(cm, c)
@@ -146,16 +147,15 @@ def moe_offload_mlp(cm, c) -> list:
     cnt = c.layers_stage * m.num_moe_layers / m.num_layers
     moe_group = c.tp * c.adp
     assigned, imb, touched = moe_routing(plans, mo, c.T * c.adp, c.ep)
-    w_dev = m.expert_params() / (moe_group / c.ep)
+    moe_tp = moe_group / c.ep
+    w_dev = m.expert_params() / moe_tp
     wb = expert_bytes(off, plans.weight_bytes)
     busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))  # the experts the busiest EP rank reads
     # the hot experts' row traffic and activation as in the GPU-only layer (step._moe_mlp), over the GPU's rows
-    mats = 3 if m.ffn_gated else 2
-    width = mo.expert_intermediate_size * plans.expert_pad / (moe_group / c.ep)
     rows_gpu = expert_rows(assigned, c.ep, imb) * (1.0 - f)
     gpu = cm._gemm(Op.EXPERTS, rows_gpu, w_dev, plans.gemm_flops, wb, cnt, m_eff=assigned / np.maximum(touched, 1e-9),
-                   in_out_elems=2 * h + mats * width, weight_touch=busiest * (1.0 - f) * w_dev)
-    act = cm._elementwise(Op.MOE_ACT, rows_gpu * width, cnt, reads=mats - 1, flops_per_elem=5.0 if m.ffn_gated else 4.0)
+                   in_out_elems=expert_row_elems(m, plans, moe_tp), weight_touch=busiest * (1.0 - f) * w_dev)
+    act = _moe_act(cm, rows_gpu, plans, moe_tp, cnt)
     ops = [gpu if o.name == Op.EXPERTS else act if o.name == Op.MOE_ACT else o for o in ops]
     if f <= 0.0:
         return ops

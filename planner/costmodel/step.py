@@ -999,6 +999,23 @@ def expert_rows(assigned, ep, imb):
     return assigned / np.maximum(ep, 1) * imb
 
 
+def expert_row_elems(m, plans, moe_tp):
+    """Elements each routed row moves through the grouped GEMMs, as the dense MLP counts its own: the first reads the
+    hidden state and writes gate and up (gated) or up, the second reads the activation's product (the expert's width
+    on the device, as the engine pads it) and writes the hidden size."""
+    width = m.moe.expert_intermediate_size * plans.expert_pad / moe_tp
+    return 2 * m.hidden_size + (3 if m.ffn_gated else 2) * width
+
+
+def _moe_act(cm: "CostModel", rows, plans, moe_tp, count) -> OpCost:
+    """The experts' activation over ``rows`` routed rows, its own kernel between the grouped GEMMs: reads gate and up
+    (gated) or up, writes their product."""
+    m = cm.model
+    width = m.moe.expert_intermediate_size * plans.expert_pad / moe_tp
+    return cm._elementwise(Op.MOE_ACT, rows * width, count, reads=2 if m.ffn_gated else 1,
+                           flops_per_elem=5.0 if m.ffn_gated else 4.0)
+
+
 def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     """Router, token permutation, the experts as one grouped GEMM, the shared experts, and the EP all-to-all.
 
@@ -1033,23 +1050,17 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         reads, writes = 1.0 + per_token, 1.0 + per_token
     ops.append(cm._elementwise(Op.MOE_PERMUTE, rows_dev * h, cnt, reads=reads, writes=writes, flops_per_elem=2.0))
     w_dev = m.expert_params() * plans.expert_pad / moe_tp  # elements of one expert on this device (as the engine pads it)
-    # the expert's intermediate width on this device, and the GEMMs' row traffic as the dense MLP counts it: the first
-    # reads the hidden state and writes gate and up (gated) or up, the activation reads those and writes its product,
-    # the second reads that and writes the hidden size
-    mats = 3 if m.ffn_gated else 2
-    width = mo.expert_intermediate_size * plans.expert_pad / moe_tp
     m_per_expert = assigned / np.maximum(touched, 1e-9)
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
     # the weights the busiest expert-parallel rank reads: the experts its own rows touch (rank_touched)
     busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))
     experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
-                       m_eff=m_per_expert, in_out_elems=2 * h + mats * width if grouped else h,
+                       m_eff=m_per_expert, in_out_elems=expert_row_elems(m, plans, moe_tp) if grouped else h,
                        weight_touch=busiest * w_dev)
     ops.append(experts)
     if grouped:
-        ops.append(cm._elementwise(Op.MOE_ACT, rows_dev * width, cnt, reads=mats - 1,
-                                   flops_per_elem=5.0 if m.ffn_gated else 4.0))
+        ops.append(_moe_act(cm, rows_dev, plans, moe_tp, cnt))
     # an expert loop: one membership test per expert, then per expert touched a gather, two GEMMs, the activation, the
     # gate weighting and a scatter-add (LOOP_CALLS_PER_EXPERT), each call paying the per-kernel gap
     launches = {Op.EXPERTS: mo.num_experts / c.ep + touched / c.ep * LOOP_CALLS_PER_EXPERT}
