@@ -667,7 +667,7 @@ def _attention_block(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # a hybrid model's linear-attention layers have their own block (_linear_attention_block); the norm before the
     # mixer and the two TP all-reduces of a layer are every layer's
     att = c.layers_stage * m.num_attention_layers / m.num_layers
-    ops = [cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage),
+    ops = [_fused_norm(cm, c, cm._elementwise(Op.ATTN_NORM, c.T * h, c.layers_stage)),
            cm._gemm(Op.QKV_PROJ, c.T, sh.qkv_elems, rate, wb, att, in_out_elems=h + sh.qkv_out,
                     widths=None if a.mla else _qkv_widths(cm, sh), own=cm._own_proj)]
     if a.mla:
@@ -1078,8 +1078,17 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     for o in ops:  # every kernel beyond the op's first pays the per-kernel gap
         _launch(cm, o, launches[o.name] if o.name in launches else GROUPED_MOE_LAUNCHES[str(o.name)])
     if mo.num_shared_experts:
-        ops.append(cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.dense_flops, plans.dense_bytes, cnt,
-                            in_out_elems=2 * h, own=cm._own_dense))
+        shared = cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.dense_flops, plans.dense_bytes,
+                          cnt, in_out_elems=2 * h, own=cm._own_dense)
+        if Engine.model_listed(getattr(cm.engine, "shared_expert_stream", ()), m.id):
+            # a step replayed as a CUDA graph runs the shared experts on a second stream beside the routed path
+            # (router, permutation, grouped GEMMs, activation): the device overlaps their kernels with it, so they
+            # add what they take beyond it, and at least their own traffic, which shares the memory bus
+            graphed = (c.p_seqs <= 0) & (np.ceil(c.d_seqs / c.adp - 1e-9) <= cm.graph_max(plans))
+            routed = sum(o.time_s for o in ops)
+            beside = np.maximum(shared.time_s - routed, np.asarray(shared.bytes, float) / cm.bw)
+            shared.time_s = np.where(graphed, np.minimum(shared.time_s, beside), shared.time_s)
+        ops.append(shared)
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     # an all-to-all: a copy of each token per chosen expert, each way. Without a peer-to-peer path for the expert
     # group (PCIe, or PCIe between NVLink-bridged cards) the all-to-all kernels, which need NVLink, give way to
@@ -1110,7 +1119,31 @@ def _launch(cm: "CostModel", o: OpCost, launches) -> None:
 
 
 def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:
-    return [] if cm.model.parallel_attn_mlp else [cm._elementwise(Op.MLP_NORM, c.T * cm.model.hidden_size, c.layers_stage)]
+    if cm.model.parallel_attn_mlp:
+        return []
+    return [_fused_norm(cm, c, cm._elementwise(Op.MLP_NORM, c.T * cm.model.hidden_size, c.layers_stage))]
+
+
+def _fused_norm(cm: "CostModel", c: _Ctx, op: OpCost) -> OpCost:
+    """A layer norm that follows a tensor-parallel all-reduce, as an engine that fuses the two runs it
+    (Engine.allreduce_norm_fusion, the models whose layers do: TensorRT-LLM 1.x's pass AllReduceFusionOp.RESIDUAL_RMS_NORM,
+    so the all-reduce kernel adds the residual and writes the normed hidden state; attention data parallelism runs no
+    all-reduce, so nothing fuses there). Where fused the norm launches no kernel of its own: it keeps its traffic,
+    which the all-reduce kernel moves besides its own, and drops the per-kernel gap. Every layer's two norms are
+    taken as fused (the first layer's input norm, one of dozens, has no all-reduce before it)."""
+    if not Engine.model_listed(getattr(cm.engine, "allreduce_norm_fusion", ()), cm.model.id):
+        return op
+    fused = (np.asarray(c.tp) > 1) & (np.asarray(c.adp) <= 1)
+    if not np.any(fused):
+        return op
+    active = (np.asarray(op.flops) > 0) | (np.asarray(op.bytes) > 0)
+    gap = np.where(fused & active, cm.kernel_s, 0.0)
+    op.time_s = op.time_s - gap
+    op.launches = np.where(fused, 0.0, op.launches)
+    if op.bound_parts is not None:
+        tc, tm, ovh, comm = op.bound_parts
+        op.bound_parts = (tc, tm, ovh - gap, comm)
+    return op
 
 
 def _act_quant(cm: "CostModel", c: _Ctx) -> list[OpCost]:

@@ -18,6 +18,8 @@ Per-step / per-request host overheads are fitted by calibration into
 
 from __future__ import annotations
 
+import fnmatch
+
 import functools
 import re
 from contextvars import ContextVar
@@ -210,6 +212,14 @@ class Engine:
     # through the sorted indices itself and only the combine moves them (vLLM's and SGLang's Triton fused_moe:
     # moe_align_block_size, the w1 GEMM, silu_and_mul, the w2 GEMM, moe_sum); costmodel.step._moe_mlp
     moe_gather: str = "kernel"
+    # models (planner ids, shell patterns) whose tensor-parallel all-reduce kernel also adds the residual and applies
+    # the RMSNorm after it (TensorRT-LLM 1.x's decoder layers: AllReduceFusionOp.RESIDUAL_RMS_NORM): with TP > 1 and
+    # attention not data parallel their two norms a layer launch no kernel of their own (costmodel.step._fused_norm)
+    allreduce_norm_fusion: tuple[str, ...] = ()
+    # models (planner ids, shell patterns) whose shared experts run on a second stream beside the routed experts in a
+    # step replayed as a CUDA graph (TensorRT-LLM's maybe_execute_in_parallel): their kernels' latency hides behind the
+    # routed path, their weight traffic does not (costmodel.step._moe_mlp)
+    shared_expert_stream: tuple[str, ...] = ()
     # the engine balances expert-parallel load: replicas of hot experts in redundant slots, placed so every rank expects
     # the same tokens (TensorRT-LLM's MoE load balancer, vLLM and SGLang --enable-eplb; costmodel/eplb.py)
     eplb: bool = False
@@ -376,6 +386,12 @@ class Engine:
             ok = sorted({i.split("@")[0] for i in engine_ids() if get_engine(i.split("@")[0]).cannot_run_on(hw) is None})
             raise PlannerError(f"{why}: pass --engine {' or '.join(ok) if ok else '<another engine>'}")
 
+    @staticmethod
+    def model_listed(patterns: tuple[str, ...], model_id: str) -> bool:
+        """Whether ``model_id`` matches one of a model-keyed setting's ids or shell patterns (allreduce_norm_fusion,
+        shared_expert_stream)."""
+        return any(fnmatch.fnmatchcase(model_id, p) for p in patterns)
+
     @property
     def display_name(self) -> str:
         return self.title.split(" (")[0] if self.title else self.name
@@ -425,6 +441,8 @@ class Engine:
                 "mixed_input_tile_m": self.mixed_input_tile_m, "mixed_input_archs": list(self.mixed_input_archs),
                 "gqa_reread_archs": list(self.gqa_reread_archs), "decode_reread_archs": list(self.decode_reread_archs),
                 "all_logits": self.all_logits, "logits_to_host": self.logits_to_host, "moe_gather": self.moe_gather,
+                "allreduce_norm_fusion": list(self.allreduce_norm_fusion),
+                "shared_expert_stream": list(self.shared_expert_stream),
                 "decode_reread_until": self.decode_reread_until,
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
@@ -547,6 +565,8 @@ def _arch_map(in_range, what: str):
 
 
 # a setting that lists architecture names
+_MODEL_PATTERNS = (lambda g: isinstance(g, list) and all(isinstance(x, str) and x for x in g),
+                   "a list of model ids or shell patterns over them (\"llama-4-*\")")
 _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
 # the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
 ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs", "decode_reread_archs")
@@ -579,6 +599,8 @@ _SHAPED_SETTINGS = {
     "all_logits": _BOOL,
     "logits_to_host": _BOOL,
     "moe_gather": (lambda a: a in MOE_GATHER, " or ".join(MOE_GATHER)),
+    "allreduce_norm_fusion": _MODEL_PATTERNS,
+    "shared_expert_stream": _MODEL_PATTERNS,
     "max_model_len_check": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
@@ -640,7 +662,7 @@ class EngineSpec(_Strict):
             if k in ARCH_ID_FIELDS:
                 v = tuple((str(a), str(h)) for a, h in (v or {}).items())
             if k in ARCH_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups",
-                                              "not_on_architectures"):
+                                              "not_on_architectures", "allreduce_norm_fusion", "shared_expert_stream"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)
