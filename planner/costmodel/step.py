@@ -1130,7 +1130,9 @@ def _fused_norm(cm: "CostModel", c: _Ctx, op: OpCost) -> OpCost:
     so the all-reduce kernel adds the residual and writes the normed hidden state; attention data parallelism runs no
     all-reduce, so nothing fuses there). Where fused the norm launches no kernel of its own: it keeps its traffic,
     which the all-reduce kernel moves besides its own, and drops the per-kernel gap. Every layer's two norms are
-    taken as fused (the first layer's input norm, one of dozens, has no all-reduce before it)."""
+    taken as fused (the first layer's input norm, one of dozens, has no all-reduce before it), with pipeline
+    parallelism too, where TensorRT-LLM's Llama 4 layers turn the fusion off and its Qwen3-MoE layers fuse only the
+    post-attention norm: not distinguished here."""
     if not Engine.model_listed(getattr(cm.engine, "allreduce_norm_fusion", ()), cm.model.id):
         return op
     fused = (np.asarray(c.tp) > 1) & (np.asarray(c.adp) <= 1)

@@ -19,7 +19,6 @@ Per-step / per-request host overheads are fitted by calibration into
 from __future__ import annotations
 
 import fnmatch
-
 import functools
 import re
 from contextvars import ContextVar
@@ -387,9 +386,10 @@ class Engine:
             raise PlannerError(f"{why}: pass --engine {' or '.join(ok) if ok else '<another engine>'}")
 
     @staticmethod
+    @functools.lru_cache(maxsize=256)
     def model_listed(patterns: tuple[str, ...], model_id: str) -> bool:
         """Whether ``model_id`` matches one of a model-keyed setting's ids or shell patterns (allreduce_norm_fusion,
-        shared_expert_stream)."""
+        shared_expert_stream). Cached: the step model asks for every step it prices."""
         return any(fnmatch.fnmatchcase(model_id, p) for p in patterns)
 
     @property
