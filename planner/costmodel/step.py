@@ -307,6 +307,10 @@ class CostModel:
         # (Engine.logits_to_host; a device without a host link of its own, an Apple SoC or a CPU, reads them where they are)
         self.all_logits = bool(getattr(engine, "all_logits", False))
         self.logits_host_bw = host_link_bytes_per_s(hw) if getattr(engine, "logits_to_host", False) else np.inf
+        # the engine's layers for this model run the norm after each TP all-reduce inside it (_fused_norm) and the
+        # shared experts on a second stream in graph steps (_moe_mlp): Engine.allreduce_norm_fusion, shared_expert_stream
+        self.norm_fusion = Engine.model_listed(getattr(engine, "allreduce_norm_fusion", ()), model.id)
+        self.shared_expert_stream = Engine.model_listed(getattr(engine, "shared_expert_stream", ()), model.id)
         # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory, as
         # a decode kernel of one thread block per query head does on its decode_reread_archs whatever runs the prompt
         # (up to the last release that ran that kernel, decode_reread_until)
@@ -505,8 +509,7 @@ class CostModel:
             # an eager step: each stage's host issues that stage's kernel calls one after another while the device runs
             # the ones before, so a stage takes the longer of the two (a short prompt on a fast GPU waits on the host),
             # and a token crosses the stages in turn. A captured graph holds a batch of sequences (the busiest rank's)
-            busiest = np.ceil(c.d_seqs / c.adp - 1e-9)
-            eager = (c.p_seqs > 0) | (busiest > self.graph_max(plans))
+            eager = ~self.in_graph(plans, c)
             head = kernel_calls([o for o in ops if o.name in ONCE_PER_STEP]) * self.eager_call_s
             one_stage = kernel_calls(ops) * self.eager_call_s
             host_floor = np.where(eager, (one_stage - head) * c.pp + head, 0.0)
@@ -525,6 +528,11 @@ class CostModel:
             ops.append(self._op(Op.WEIGHT_STREAM, "memory", 1.0, 0.0, streamed, 0.0, 0.0, comm=exposed, algorithm="prefetch"))
             latency, stage = latency + exposed, stage + exposed
         return StepCost(ops=ops, time_s=latency, stage_time_s=stage, host_floor_s=host_floor)
+
+    def in_graph(self, plans: PlanArrays, c: "_Ctx") -> np.ndarray:
+        """Per plan, whether the step replays a captured graph: a decode-only step whose busiest rank holds no more
+        sequences than the largest graph the engine captures (graph_max)."""
+        return (c.p_seqs <= 0) & (np.ceil(c.d_seqs / c.adp - 1e-9) <= self.graph_max(plans))
 
     def graph_max(self, plans: PlanArrays) -> np.ndarray:
         """The largest decode batch a rank replays as a captured graph, per plan: the engine's cuda_graph_max_batch as
@@ -999,20 +1007,24 @@ def expert_rows(assigned, ep, imb):
     return assigned / np.maximum(ep, 1) * imb
 
 
+def expert_width(m, plans, moe_tp):
+    """An expert's intermediate width on one device: its share of the expert split over moe_tp devices, as the engine
+    pads it (PlanArrays.expert_pad)."""
+    return m.moe.expert_intermediate_size * plans.expert_pad / moe_tp
+
+
 def expert_row_elems(m, plans, moe_tp):
     """Elements each routed row moves through the grouped GEMMs, as the dense MLP counts its own: the first reads the
     hidden state and writes gate and up (gated) or up, the second reads the activation's product (the expert's width
     on the device, as the engine pads it) and writes the hidden size."""
-    width = m.moe.expert_intermediate_size * plans.expert_pad / moe_tp
-    return 2 * m.hidden_size + (3 if m.ffn_gated else 2) * width
+    return 2 * m.hidden_size + (3 if m.ffn_gated else 2) * expert_width(m, plans, moe_tp)
 
 
 def _moe_act(cm: "CostModel", rows, plans, moe_tp, count) -> OpCost:
     """The experts' activation over ``rows`` routed rows, its own kernel between the grouped GEMMs: reads gate and up
     (gated) or up, writes their product."""
     m = cm.model
-    width = m.moe.expert_intermediate_size * plans.expert_pad / moe_tp
-    return cm._elementwise(Op.MOE_ACT, rows * width, count, reads=2 if m.ffn_gated else 1,
+    return cm._elementwise(Op.MOE_ACT, rows * expert_width(m, plans, moe_tp), count, reads=2 if m.ffn_gated else 1,
                            flops_per_elem=5.0 if m.ffn_gated else 4.0)
 
 
@@ -1080,14 +1092,13 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     if mo.num_shared_experts:
         shared = cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.dense_flops, plans.dense_bytes,
                           cnt, in_out_elems=2 * h, own=cm._own_dense)
-        if Engine.model_listed(getattr(cm.engine, "shared_expert_stream", ()), m.id):
+        if cm.shared_expert_stream:
             # a step replayed as a CUDA graph runs the shared experts on a second stream beside the routed path
             # (router, permutation, grouped GEMMs, activation): the device overlaps their kernels with it, so they
             # add what they take beyond it, and at least their own traffic, which shares the memory bus
-            graphed = (c.p_seqs <= 0) & (np.ceil(c.d_seqs / c.adp - 1e-9) <= cm.graph_max(plans))
             routed = sum(o.time_s for o in ops)
             beside = np.maximum(shared.time_s - routed, np.asarray(shared.bytes, float) / cm.bw)
-            shared.time_s = np.where(graphed, np.minimum(shared.time_s, beside), shared.time_s)
+            shared.time_s = np.where(cm.in_graph(plans, c), np.minimum(shared.time_s, beside), shared.time_s)
         ops.append(shared)
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     # an all-to-all: a copy of each token per chosen expert, each way. Without a peer-to-peer path for the expert
@@ -1133,7 +1144,7 @@ def _fused_norm(cm: "CostModel", c: _Ctx, op: OpCost) -> OpCost:
     taken as fused (the first layer's input norm, one of dozens, has no all-reduce before it), with pipeline
     parallelism too, where TensorRT-LLM's Llama 4 layers turn the fusion off and its Qwen3-MoE layers fuse only the
     post-attention norm: not distinguished here."""
-    if not Engine.model_listed(getattr(cm.engine, "allreduce_norm_fusion", ()), cm.model.id):
+    if not cm.norm_fusion:
         return op
     fused = (np.asarray(c.tp) > 1) & (np.asarray(c.adp) <= 1)
     if not np.any(fused):

@@ -386,10 +386,9 @@ class Engine:
             raise PlannerError(f"{why}: pass --engine {' or '.join(ok) if ok else '<another engine>'}")
 
     @staticmethod
-    @functools.lru_cache(maxsize=256)
     def model_listed(patterns: tuple[str, ...], model_id: str) -> bool:
-        """Whether ``model_id`` matches one of a model-keyed setting's ids or shell patterns (allreduce_norm_fusion,
-        shared_expert_stream). Cached: the step model asks for every step it prices."""
+        """Whether ``model_id`` matches one of a model-keyed setting's ids or shell patterns (MODEL_LIST_FIELDS; the
+        cost model asks once per model, CostModel.norm_fusion and shared_expert_stream)."""
         return any(fnmatch.fnmatchcase(model_id, p) for p in patterns)
 
     @property
@@ -564,9 +563,11 @@ def _arch_map(in_range, what: str):
             what)
 
 
-# a setting that lists architecture names
+# a setting that lists model ids or shell patterns over them, and the Engine fields written so (held as a tuple)
 _MODEL_PATTERNS = (lambda g: isinstance(g, list) and all(isinstance(x, str) and x for x in g),
                    "a list of model ids or shell patterns over them (\"llama-4-*\")")
+MODEL_LIST_FIELDS = ("allreduce_norm_fusion", "shared_expert_stream")
+# a setting that lists architecture names
 _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
 # the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
 ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs", "decode_reread_archs")
@@ -599,8 +600,6 @@ _SHAPED_SETTINGS = {
     "all_logits": _BOOL,
     "logits_to_host": _BOOL,
     "moe_gather": (lambda a: a in MOE_GATHER, " or ".join(MOE_GATHER)),
-    "allreduce_norm_fusion": _MODEL_PATTERNS,
-    "shared_expert_stream": _MODEL_PATTERNS,
     "max_model_len_check": _BOOL,
     "gemm_tile": (lambda t: t is None or (isinstance(t, list) and len(t) == 2
                                           and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in t)),
@@ -614,6 +613,7 @@ _SHAPED_SETTINGS = {
     "recv_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                       "a number of decode steps (an integer >= 1; 1: the scheduler polls every step)"),
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
+    **{field: _MODEL_PATTERNS for field in MODEL_LIST_FIELDS},
 }
 
 
@@ -661,8 +661,8 @@ class EngineSpec(_Strict):
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ARCH_ID_FIELDS:
                 v = tuple((str(a), str(h)) for a, h in (v or {}).items())
-            if k in ARCH_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on", "xqa_query_groups",
-                                              "not_on_architectures", "allreduce_norm_fusion", "shared_expert_stream"):
+            if k in ARCH_LIST_FIELDS or k in MODEL_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on",
+                                                                        "xqa_query_groups", "not_on_architectures"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)
