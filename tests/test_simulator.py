@@ -238,6 +238,28 @@ def test_a_scheduler_that_polls_every_n_decode_steps_delays_an_arrival_until_its
         assert polls.core == "python"  # the compiled core declines a polling scheduler
 
 
+def test_a_closed_loop_clients_next_prompt_misses_the_poll_at_the_reply_that_freed_its_slot():
+    """A benchmark client sends its next prompt the moment a reply ends; the scheduler's poll at that boundary was
+    taken before the prompt reached it (the front end's time, or none at all: the poll a long decode run passed was
+    the one that many steps back, not at its end), so it waits for the next poll. Here a short request of 40 tokens
+    decodes beside a long one after its prompt step (a poll), so its run of 39 decode steps last polled 7 steps
+    before it ended and each next prompt waits 16 - 7 = 9 steps, where with a poll every step it joins after the one
+    step already formed: 8 steps later. (Before, both prompts were taken at the reply's boundary.)"""
+    from planner.serving.workload import Requests, shared_closed_loop
+
+    n = 12
+    out = np.concatenate([[6000], np.full(n - 1, 40)])
+    reqs = shared_closed_loop(Requests(np.zeros(n), np.full(n, 128), out, np.zeros(n, np.int64),
+                                       np.full(n, -1, np.int64), np.zeros(n), source="test"), 2)
+    for overhead in (0.0, 0.005):
+        quiet = dict(request_overhead_s=overhead, step_host_s=0.0, step_host_per_seq_s=0.0)
+        every = Simulator([Pool(_rep(**quiet), 1)], reqs).run()
+        polls = Simulator([Pool(_rep(recv_interval=16, **quiet), 1)], reqs).run()
+        step = float(np.median(every.tpot_s[1:]))
+        lag = polls.ttft_s[2:] - every.ttft_s[2:]  # the prompts sent when a short reply ended
+        assert 7.5 * step < lag.min() and lag.max() < 8.5 * step, overhead
+
+
 # ---------------------------------------------------------------- SGLang's new-token-ratio admission
 
 def test_sglang_ratio_follows_the_schedulers_rule():

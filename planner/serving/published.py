@@ -527,7 +527,7 @@ SERVER_FLAGS = (("max_num_seqs", "max_seqs", int), ("max_num_batched_tokens", "m
 def server_settings(r: dict, where: str) -> dict:
     """The engine settings a serving-benchmark row's own server flags set (``max_num_seqs``,
     ``max_num_batched_tokens``, ``gpu_memory_utilization``, ``scheduler_recv_interval``: decode steps between the
-    scheduler's polls for new requests, SGLang's --scheduler-recv-interval times its --num-continuous-decode-steps;
+    scheduler's polls for new requests, SGLang's --scheduler-recv-interval;
     an empty or absent cell: the engine's default on the device). A PlannerError for a value that is not a positive
     number, or a memory fraction above 1."""
     out = {}

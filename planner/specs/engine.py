@@ -236,9 +236,9 @@ class Engine:
     # share of its and every running request's remaining output; SGLang's new_token_ratio); None: from kv_policy
     admission: str | None = None
     async_scheduling: bool = False  # host scheduling of step n+1 overlaps the device running step n
-    # decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval, times its
-    # --num-continuous-decode-steps): a request that arrives while sequences decode waits for the next poll; a prompt
-    # or mixed step, or an idle engine, polls at once. 1: every step
+    # decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval): a request that
+    # reaches the engine while sequences decode waits for the next poll; a prompt or mixed step, or an idle engine,
+    # polls at once. 1: every step
     recv_interval: int = 1
     # CUDA graphs: decode batches up to this size replay a captured graph (None: none captured)
     cuda_graph_max_batch: int | None = None

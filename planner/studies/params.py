@@ -466,7 +466,7 @@ class SimulateRequest(Request):
     ttft_slo: Duration | None = _d(None, "TTFT SLO for goodput: 2s, 300ms")
     tpot_slo: Duration | None = _d(None, "TPOT SLO for goodput, mean inter-token latency of a request: 50ms")
     router: str = _d("least-outstanding", "round-robin, least-outstanding, threshold:T (fleets) or static")
-    recv_interval: PositiveInt | None = _d(None, "decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval, times its --num-continuous-decode-steps): a request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
+    recv_interval: PositiveInt | None = _d(None, "decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval): a request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
     chunked_prefill: bool | None = _d(None, "split prompts to fill each step's token budget (default: the engine's; vllm on, trtllm off)")
     max_seqs: PositiveInt | None = _d(None, "max sequences in a batch (default: the engine's)")
     max_batched_tokens: PositiveInt | None = _d(None, "token budget per step (default: the engine's)")

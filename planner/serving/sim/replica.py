@@ -77,6 +77,7 @@ class Replica:
         self.recv_every = beh.recv_interval
         self.recv_t = -math.inf
         self.recv_count = 0
+        self.entered: dict[int, float] = {}  # when each request reached this engine (after the front end's time)
         if not self.schedules_ahead and self.recv_every == 1:  # the event loop calls the step logic directly
             self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
@@ -120,6 +121,8 @@ class Replica:
 
     # --------------------------------------------------------------- events
     def enqueue(self, rid: int, now: float) -> None:
+        if self.recv_every > 1:
+            self.entered[rid] = now
         if self.schedules_ahead and self.kind != IDLE:
             # the step after this one is already formed: the request waits for the boundary after it
             self.pending.append(rid)
@@ -134,18 +137,22 @@ class Replica:
 
     def received(self, rid: int) -> bool:
         """Whether the scheduler has taken ``rid`` into its queue: at once, unless it polls every N decode steps
-        (recv_every) and ``rid`` arrived after its last poll."""
-        return self.recv_every == 1 or self.sim.arrival[rid] <= self.recv_t
+        (recv_every) and ``rid`` reached the engine after its last poll. Reached, not sent: the client's request
+        passes the front end (request_overhead_s) first, so a closed-loop client's next prompt, sent the moment a
+        reply ends, is not in the poll at that boundary."""
+        return self.recv_every == 1 or self.entered.get(rid, self.sim.arrival[rid]) <= self.recv_t
 
     def _recv_tick(self, now: float) -> None:
         """The scheduler's poll counter at a boundary (SchedulerRecvSkipper): a decode run of k steps adds k, and the
         engine polls when the count reaches recv_every; after a prompt or mixed step, or idle, it polls at once. A run
-        that passed a poll with nothing waiting left only the remainder."""
+        that passed a poll with nothing waiting left only the remainder, and its last poll was at the boundary that
+        many steps before its end, not at its end."""
         if self.kind == JUMP:
             c = self.recv_count + self.jump_k
             if c >= self.recv_every:
-                self.recv_t = now
                 c %= self.recv_every
+                kk = self.jump_k - c  # the run's steps up to its last poll
+                self.recv_t = now if not c else self.t_start + kk * self.step_s + self.slope_s * kk * (kk - 1) / 2.0
             self.recv_count = c
         else:
             self.poll(now)
