@@ -32,8 +32,8 @@ def test_profile_lists_the_models_whose_layers_fuse(trt):
         assert not Engine.model_listed(trt.allreduce_norm_fusion, m), m
     assert Engine.model_listed(trt.shared_expert_stream, "deepseek-v3")
     assert not Engine.model_listed(trt.shared_expert_stream, "qwen3-235b-a22b")  # no shared expert
-    # the older releases and the other engines fuse nothing
-    for e in ("trtllm@0.14", "vllm", "sglang"):
+    # the older releases and vLLM fuse nothing (SGLang's own: tests/test_sglang_fusions.py)
+    for e in ("trtllm@0.14", "vllm"):
         assert get_engine(e).allreduce_norm_fusion == () and get_engine(e).shared_expert_stream == ()
 
 

@@ -307,10 +307,19 @@ class CostModel:
         # (Engine.logits_to_host; a device without a host link of its own, an Apple SoC or a CPU, reads them where they are)
         self.all_logits = bool(getattr(engine, "all_logits", False))
         self.logits_host_bw = host_link_bytes_per_s(hw) if getattr(engine, "logits_to_host", False) else np.inf
-        # the engine's layers for this model run the norm after each TP all-reduce inside it (_fused_norm) and the
-        # shared experts on a second stream in graph steps (_moe_mlp): Engine.allreduce_norm_fusion, shared_expert_stream
-        self.norm_fusion = Engine.model_listed(getattr(engine, "allreduce_norm_fusion", ()), model.id)
-        self.shared_expert_stream = Engine.model_listed(getattr(engine, "shared_expert_stream", ()), model.id)
+        # the engine's layers for this model on this device run the norm after each TP all-reduce inside it
+        # (_fused_norm), the shared experts inside the routed experts' grouped GEMM or on a second stream (_moe_mlp):
+        # Engine.allreduce_norm_fusion, shared_expert_fusion, shared_expert_stream, and the most tokens a step on a
+        # device where the first and the last apply (0: any; the stream's 0: in steps replayed as CUDA graphs)
+        listed = lambda field: Engine.model_listed(getattr(engine, field, ()), model.id, hw)  # noqa: E731
+        self.norm_fusion = listed("allreduce_norm_fusion")
+        self.norm_fusion_tokens = int(getattr(engine, "allreduce_norm_fusion_tokens", 0) or 0)
+        mo = model.moe
+        self.shared_expert_fusion = (bool(mo and mo.num_shared_experts) and listed("shared_expert_fusion")
+                                     and (mo.shared_expert_intermediate_size or mo.expert_intermediate_size)
+                                     == mo.expert_intermediate_size)  # an expert slot holds an expert's width
+        self.shared_expert_stream = listed("shared_expert_stream")
+        self.stream_tokens = int(getattr(engine, "shared_expert_stream_tokens", 0) or 0)
         # ... and, on the engine's gqa_reread_archs, its decode reads each KV head once per query head from memory, as
         # a decode kernel of one thread block per query head does on its decode_reread_archs whatever runs the prompt
         # (up to the last release that ran that kernel, decode_reread_until)
@@ -1041,6 +1050,11 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     moe_tp = moe_group / c.ep
     T_group = c.T_group  # tokens routed within the MoE group (all its attention-DP ranks)
     assigned, imb, touched = c.routing(mo)
+    fused = shared_fused(cm, c)
+    if fused is not None:  # the shared experts as experts every token picks: their rows and weights join the routed
+        ns = float(mo.num_shared_experts)
+        assigned = assigned + np.where(fused, T_group * ns, 0.0)
+        touched = touched + np.where(fused, ns, 0.0)
     ops = [cm._gemm(Op.ROUTER, c.T, h * mo.num_experts, plans.gemm_flops, 2.0, cnt, in_out_elems=h)]
     # a device moves the rows of every assignment its experts get (expert_rows), full hidden size, however its experts
     # are split. A gather kernel (Engine.moe_gather "kernel": TensorRT-LLM's expandInputRows) reads each token and
@@ -1066,7 +1080,7 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     # grouped expert GEMMs: the dense rate at their tokens per expert (gemm_half_m) times the engine's grouped-kernel
     # efficiency (params.moe_gemm)
     # the weights the busiest expert-parallel rank reads: the experts its own rows touch (rank_touched)
-    busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo))
+    busiest = rank_touched(touched, assigned, c.ep, imb, held_slots(plans, mo) + (0.0 if fused is None else fused * ns))
     experts = cm._gemm(Op.EXPERTS, rows_dev, w_dev, plans.gemm_flops * cm.kernels.moe_gemm, wb, cnt,
                        m_eff=m_per_expert, in_out_elems=expert_row_elems(m, plans, moe_tp) if grouped else h,
                        weight_touch=busiest * w_dev)
@@ -1093,12 +1107,18 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         shared = cm._gemm(Op.SHARED_EXPERT, c.T, m.shared_expert_params() / c.tp, plans.dense_flops, plans.dense_bytes,
                           cnt, in_out_elems=2 * h, own=cm._own_dense)
         if cm.shared_expert_stream:
-            # a step replayed as a CUDA graph runs the shared experts on a second stream beside the routed path
-            # (router, permutation, grouped GEMMs, activation): the device overlaps their kernels with it, so they
-            # add what they take beyond it, and at least their own traffic, which shares the memory bus
+            # a step replayed as a CUDA graph (or, where the engine says so, any step of at most stream_tokens tokens)
+            # runs the shared experts on a second stream beside the routed path (router, permutation, grouped GEMMs,
+            # activation): the device overlaps their kernels with it, so they add what they take beyond it, and at
+            # least their own traffic, which shares the memory bus. Not where they run inside the grouped GEMM
             routed = sum(o.time_s for o in ops)
             beside = np.maximum(shared.time_s - routed, np.asarray(shared.bytes, float) / cm.bw)
-            shared.time_s = np.where(cm.in_graph(plans, c), np.minimum(shared.time_s, beside), shared.time_s)
+            stream = cm.in_graph(plans, c) if not cm.stream_tokens else np.asarray(c.T) <= cm.stream_tokens
+            if fused is not None:
+                stream = stream & ~fused
+            shared.time_s = np.where(stream, np.minimum(shared.time_s, beside), shared.time_s)
+        if fused is not None:  # inside the grouped GEMM (above): no op of their own
+            _drop(shared, fused)
         ops.append(shared)
     # tokens leave the device for experts elsewhere only when attention is data parallel: dispatch and combine
     # an all-to-all: a copy of each token per chosen expert, each way. Without a peer-to-peer path for the expert
@@ -1122,6 +1142,25 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
     return ops
 
 
+def shared_fused(cm: "CostModel", c: _Ctx):
+    """Where (per plan) the shared experts run inside the routed experts' grouped GEMM (Engine.shared_expert_fusion:
+    SGLang's num_fused_shared_experts, which its DeepSeek layers turn off under expert parallelism); None: nowhere."""
+    if not cm.shared_expert_fusion:
+        return None
+    fused = np.asarray(c.ep) <= 1
+    return fused if np.any(fused) else None
+
+
+def _drop(o: OpCost, where) -> None:
+    """``o`` takes no time, work, traffic or kernel where ``where`` holds: what it did runs inside another op."""
+    keep = ~np.asarray(where, bool)
+    o.time_s, o.flops, o.bytes = (np.where(keep, x, 0.0) for x in (o.time_s, o.flops, o.bytes))
+    o.weight_bytes = np.where(keep, o.weight_bytes, 0.0)
+    o.launches = np.where(keep, o.launches, 0.0)
+    if o.bound_parts is not None:
+        o.bound_parts = tuple(None if x is None else np.where(keep, x, 0.0) for x in o.bound_parts)
+
+
 def _launch(cm: "CostModel", o: OpCost, launches) -> None:
     """``o`` runs as ``launches`` kernels: each beyond the first adds the per-kernel gap where the op has work."""
     o.launches = launches
@@ -1138,15 +1177,19 @@ def _mlp_norm(cm: "CostModel", c: _Ctx) -> list[OpCost]:
 def _fused_norm(cm: "CostModel", c: _Ctx, op: OpCost) -> OpCost:
     """A layer norm that follows a tensor-parallel all-reduce, as an engine that fuses the two runs it
     (Engine.allreduce_norm_fusion, the models whose layers do: TensorRT-LLM 1.x's pass AllReduceFusionOp.RESIDUAL_RMS_NORM,
-    so the all-reduce kernel adds the residual and writes the normed hidden state; attention data parallelism runs no
-    all-reduce, so nothing fuses there). Where fused the norm launches no kernel of its own: it keeps its traffic,
-    which the all-reduce kernel moves besides its own, and drops the per-kernel gap. Every layer's two norms are
-    taken as fused (the first layer's input norm, one of dozens, has no all-reduce before it), with pipeline
+    so the all-reduce kernel adds the residual and writes the normed hidden state; SGLang's DeepSeek layers on SM100
+    with FlashInfer's fused all-reduce; attention data parallelism runs no all-reduce, so nothing fuses there), up
+    to the engine's token limit a step (Engine.allreduce_norm_fusion_tokens: SGLang's 2,048 after the MoE, where its
+    4,096 after attention is not distinguished). Where fused the norm launches no kernel of its own: it keeps its
+    traffic, which the all-reduce kernel moves besides its own, and drops the per-kernel gap. Every layer's two norms
+    are taken as fused (the first layer's input norm, one of dozens, has no all-reduce before it), with pipeline
     parallelism too, where TensorRT-LLM's Llama 4 layers turn the fusion off and its Qwen3-MoE layers fuse only the
     post-attention norm: not distinguished here."""
     if not cm.norm_fusion:
         return op
     fused = (np.asarray(c.tp) > 1) & (np.asarray(c.adp) <= 1)
+    if cm.norm_fusion_tokens:
+        fused = fused & (np.asarray(c.T) <= cm.norm_fusion_tokens)
     if not np.any(fused):
         return op
     active = (np.asarray(op.flops) > 0) | (np.asarray(op.bytes) > 0)
@@ -1190,9 +1233,13 @@ def _act_quant(cm: "CostModel", c: _Ctx) -> list[OpCost]:
         moe_elems = c.T * h + rows * mo.expert_intermediate_size / moe_tp
         n = 2.0
         if mo.num_shared_experts:
+            # the shared experts' input and activation, two kernels; fused into the grouped GEMM (shared_fused) their
+            # input is the routed experts' and their activation rows are quantized with the routed rows'
             width = mo.shared_expert_intermediate_size or mo.expert_intermediate_size
-            moe_elems = moe_elems + c.T * (h + mo.num_shared_experts * width / c.tp)
-            n += 2.0
+            fused = shared_fused(cm, c)
+            alone = 1.0 if fused is None else np.where(fused, 0.0, 1.0)
+            moe_elems = moe_elems + c.T * (alone * h + mo.num_shared_experts * width / c.tp)
+            n = n + 2.0 * alone
         elems = elems + f_moe * moe_elems
         launches = launches + n * f_moe
     on = np.asarray(plans.act_quant, float)

@@ -211,14 +211,25 @@ class Engine:
     # through the sorted indices itself and only the combine moves them (vLLM's and SGLang's Triton fused_moe:
     # moe_align_block_size, the w1 GEMM, silu_and_mul, the w2 GEMM, moe_sum); costmodel.step._moe_mlp
     moe_gather: str = "kernel"
-    # models (planner ids, shell patterns) whose tensor-parallel all-reduce kernel also adds the residual and applies
-    # the RMSNorm after it (TensorRT-LLM 1.x's decoder layers: AllReduceFusionOp.RESIDUAL_RMS_NORM): with TP > 1 and
-    # attention not data parallel their two norms a layer launch no kernel of their own (costmodel.step._fused_norm)
+    # The model-keyed settings (MODEL_LIST_FIELDS) hold planner model ids or shell patterns over them; an entry written
+    # "ARCH:PATTERN" (a profile's {architecture or vendor: [patterns]} form) applies on that architecture or vendor only.
+    # models whose tensor-parallel all-reduce kernel also adds the residual and applies the RMSNorm after it
+    # (TensorRT-LLM 1.x's decoder layers: AllReduceFusionOp.RESIDUAL_RMS_NORM; SGLang's FlashInfer all-reduce fusion):
+    # with TP > 1, attention not data parallel and at most allreduce_norm_fusion_tokens tokens a step on a device (0:
+    # any), their two norms a layer launch no kernel of their own (costmodel.step._fused_norm)
     allreduce_norm_fusion: tuple[str, ...] = ()
-    # models (planner ids, shell patterns) whose shared experts run on a second stream beside the routed experts in a
-    # step replayed as a CUDA graph (TensorRT-LLM's maybe_execute_in_parallel): their kernels' latency hides behind the
-    # routed path, their weight traffic does not (costmodel.step._moe_mlp)
+    allreduce_norm_fusion_tokens: int = 0
+    # models whose shared experts run on a second stream beside the routed experts: in steps replayed as a CUDA graph
+    # (shared_expert_stream_tokens 0: TensorRT-LLM's maybe_execute_in_parallel) or in any step of at most that many
+    # tokens on a device (SGLang's forward_normal_dual_stream): their kernels' latency hides behind the routed path,
+    # their weight traffic does not (costmodel.step._moe_mlp)
     shared_expert_stream: tuple[str, ...] = ()
+    shared_expert_stream_tokens: int = 0
+    # models whose shared experts run inside the routed experts' grouped GEMM as experts every token picks (SGLang's
+    # num_fused_shared_experts: top-k + 1 over the routed experts and the shared one), without expert parallelism:
+    # no kernels of their own, their weights streamed as an expert's (costmodel.step._moe_mlp); a second stream
+    # (shared_expert_stream) applies only where they are not fused
+    shared_expert_fusion: tuple[str, ...] = ()
     # the engine balances expert-parallel load: replicas of hot experts in redundant slots, placed so every rank expects
     # the same tokens (TensorRT-LLM's MoE load balancer, vLLM and SGLang --enable-eplb; costmodel/eplb.py)
     eplb: bool = False
@@ -386,10 +397,18 @@ class Engine:
             raise PlannerError(f"{why}: pass --engine {' or '.join(ok) if ok else '<another engine>'}")
 
     @staticmethod
-    def model_listed(patterns: tuple[str, ...], model_id: str) -> bool:
+    def model_listed(patterns: tuple[str, ...], model_id: str, hw=None) -> bool:
         """Whether ``model_id`` matches one of a model-keyed setting's ids or shell patterns (MODEL_LIST_FIELDS; the
-        cost model asks once per model, CostModel.norm_fusion and shared_expert_stream)."""
-        return any(fnmatch.fnmatchcase(model_id, p) for p in patterns)
+        cost model asks once per model and device, CostModel.norm_fusion, shared_expert_stream and
+        shared_expert_fusion). An entry "ARCH:PATTERN" counts only on a device ``hw`` of that architecture or vendor
+        (never without a device)."""
+        for p in patterns:
+            where, _, pattern = p.rpartition(":")
+            if where and (hw is None or where not in (getattr(hw, "architecture", None), getattr(hw, "vendor", None))):
+                continue
+            if fnmatch.fnmatchcase(model_id, pattern):
+                return True
+        return False
 
     @property
     def display_name(self) -> str:
@@ -441,7 +460,10 @@ class Engine:
                 "gqa_reread_archs": list(self.gqa_reread_archs), "decode_reread_archs": list(self.decode_reread_archs),
                 "all_logits": self.all_logits, "logits_to_host": self.logits_to_host, "moe_gather": self.moe_gather,
                 "allreduce_norm_fusion": list(self.allreduce_norm_fusion),
+                "allreduce_norm_fusion_tokens": self.allreduce_norm_fusion_tokens,
                 "shared_expert_stream": list(self.shared_expert_stream),
+                "shared_expert_stream_tokens": self.shared_expert_stream_tokens,
+                "shared_expert_fusion": list(self.shared_expert_fusion),
                 "decode_reread_until": self.decode_reread_until,
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
@@ -563,10 +585,14 @@ def _arch_map(in_range, what: str):
             what)
 
 
-# a setting that lists model ids or shell patterns over them, and the Engine fields written so (held as a tuple)
-_MODEL_PATTERNS = (lambda g: isinstance(g, list) and all(isinstance(x, str) and x for x in g),
-                   "a list of model ids or shell patterns over them (\"llama-4-*\")")
-MODEL_LIST_FIELDS = ("allreduce_norm_fusion", "shared_expert_stream")
+# a setting that lists model ids or shell patterns over them, for every device or by architecture or vendor, and the
+# Engine fields written so (held as a tuple of patterns, "ARCH:PATTERN" for an entry of the second form: model_listed)
+_PATTERNS = (lambda g: isinstance(g, list) and all(isinstance(x, str) and x and ":" not in x for x in g))
+_MODEL_PATTERNS = (lambda g: _PATTERNS(g) or (isinstance(g, dict) and all(isinstance(k, str) and k and ":" not in k
+                                                                          and _PATTERNS(v) for k, v in g.items())),
+                   "a list of model ids or shell patterns over them (\"llama-4-*\"), or such lists by architecture or "
+                   "vendor ({hopper: [deepseek-r1]})")
+MODEL_LIST_FIELDS = ("allreduce_norm_fusion", "shared_expert_stream", "shared_expert_fusion")
 # a setting that lists architecture names
 _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in g), "a list of architecture names")
 # the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
@@ -610,6 +636,9 @@ _SHAPED_SETTINGS = {
     "eplb": _BOOL,
     "decode_reread_until": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None,
                             "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
+    **{field: (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
+               "a number of tokens (an integer >= 0; 0: any)") for field in ("allreduce_norm_fusion_tokens",
+                                                                              "shared_expert_stream_tokens")},
     "recv_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                       "a number of decode steps (an integer >= 1; 1: the scheduler polls every step)"),
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
@@ -661,6 +690,8 @@ class EngineSpec(_Strict):
                 v = tuple((str(a), float(r)) for a, r in (v or {}).items())
             if k in ARCH_ID_FIELDS:
                 v = tuple((str(a), str(h)) for a, h in (v or {}).items())
+            if k in MODEL_LIST_FIELDS and isinstance(v, dict):  # {architecture or vendor: [patterns]}
+                v = [f"{where}:{p}" for where, ps in v.items() for p in ps]
             if k in ARCH_LIST_FIELDS or k in MODEL_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on",
                                                                         "xqa_query_groups", "not_on_architectures"):
                 v = tuple(v or ())
