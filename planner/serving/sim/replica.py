@@ -19,6 +19,7 @@ time is the sum of the per-step times along the growing context: O(events), not 
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from heapq import heappop, heappush
 
@@ -77,7 +78,9 @@ class Replica:
         self.recv_every = beh.recv_interval
         self.recv_t = -math.inf
         self.recv_count = 0
-        self.entered: dict[int, float] = {}  # when each request reached this engine (after the front end's time)
+        # when each request reached this engine (after the front end's time; NaN: not through enqueue), kept only for a
+        # scheduler that polls every few steps: 8 bytes a request
+        self.entered = array("d", [math.nan]) * len(sim.arrival) if self.recv_every > 1 else None
         if not self.schedules_ahead and self.recv_every == 1:  # the event loop calls the step logic directly
             self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
@@ -140,7 +143,10 @@ class Replica:
         (recv_every) and ``rid`` reached the engine after its last poll. Reached, not sent: the client's request
         passes the front end (request_overhead_s) first, so a closed-loop client's next prompt, sent the moment a
         reply ends, is not in the poll at that boundary."""
-        return self.recv_every == 1 or self.entered.get(rid, self.sim.arrival[rid]) <= self.recv_t
+        if self.recv_every == 1:
+            return True
+        t = self.entered[rid]
+        return (self.sim.arrival[rid] if t != t else t) <= self.recv_t
 
     def _recv_tick(self, now: float) -> None:
         """The scheduler's poll counter at a boundary (SchedulerRecvSkipper): a decode run of k steps adds k, and the
