@@ -637,8 +637,9 @@ _SHAPED_SETTINGS = {
     "decode_reread_until": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None,
                             "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
     **{field: (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
-               "a number of tokens (an integer >= 0; 0: any)") for field in ("allreduce_norm_fusion_tokens",
-                                                                              "shared_expert_stream_tokens")},
+               f"a number of tokens (an integer >= 0; {zero})")
+       for field, zero in (("allreduce_norm_fusion_tokens", "0: any"),
+                           ("shared_expert_stream_tokens", "0: only in steps replayed as CUDA graphs"))},
     "recv_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                       "a number of decode steps (an integer >= 1; 1: the scheduler polls every step)"),
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
