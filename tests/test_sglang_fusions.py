@@ -28,13 +28,17 @@ def sgl():
 
 
 def test_each_fusion_applies_on_the_devices_its_code_names(sgl):
-    h200, b200, mi300x, rtx = (get_hardware(h) for h in ("h200-sxm", "b200", "mi300x", "rtx-pro-6000"))
+    h200, b200, mi300x, rtx, mi355x, mi250 = (get_hardware(h) for h in ("h200-sxm", "b200", "mi300x", "rtx-pro-6000",
+                                                                         "mi355x", "mi250"))
     listed = lambda field, m, hw: Engine.model_listed(getattr(sgl, field), m, hw)  # noqa: E731
     # the fused shared expert: CUDA before SM100 (B200's FP8/NVFP4 checkpoints take the flashinfer_trtllm runner,
-    # which turns it off), not ROCm, and only DeepSeek-V3's architecture with 256 routed experts
+    # which turns it off), ROCm from capability 9.4 (gfx942, gfx950: sglang PR 12201), not CDNA2 (gfx90a), and only
+    # DeepSeek-V3's architecture with 256 routed experts
     assert listed("shared_expert_fusion", "deepseek-r1", h200) and listed("shared_expert_fusion", "deepseek-v3", rtx)
     assert not listed("shared_expert_fusion", "deepseek-r1", b200)
-    assert not listed("shared_expert_fusion", "deepseek-r1", mi300x)
+    assert listed("shared_expert_fusion", "deepseek-r1", mi300x) and listed("shared_expert_fusion", "deepseek-r1", mi355x)
+    assert not listed("shared_expert_fusion", "deepseek-r1", mi250)
+    assert not listed("shared_expert_fusion", "kimi-k2", mi300x)
     assert not listed("shared_expert_fusion", "kimi-k2", h200)  # 384 routed experts
     # the second stream: wherever CUDA runs (ROCm builds no alt_stream)
     assert listed("shared_expert_stream", "deepseek-r1", b200) and listed("shared_expert_stream", "kimi-k2", h200)
@@ -108,3 +112,33 @@ def test_a_model_setting_by_architecture_must_map_names_to_lists():
             EngineSpec(**base, settings={"shared_expert_fusion": {"value": bad, "source": "s"}})
     with pytest.raises(ValueError, match="shared_expert_stream_tokens"):
         EngineSpec(**base, settings={"shared_expert_stream_tokens": {"value": -1, "source": "s"}})
+
+
+def test_block_fp8_compute_fractions_on_amd_are_the_kernel_timings_over_the_plain_fp8_rate(sgl):
+    """SGLang's block-FP8 compute fractions on CDNA3 and CDNA4 (engines/sglang-0.5.yaml) are published kernel rates
+    over the device spec's plain FP8 GEMM rate (peak x achievable fraction), so a change to either side shows here.
+    Rates (TFLOPS): aiter's tuned tables and vLLM PR 56812, as the profile's source quotes them."""
+    fr = {a: (d, m) for a, d, m in sgl.block_fp8_compute}
+    for hw_id, arch, dense_tflops, moe_tflops in (("mi300x", "cdna3", 736.0, 941.0), ("mi355x", "cdna4", 955.0, 683.9)):
+        hw = get_hardware(hw_id)
+        plain = hw.peak("fp8") * hw.achievable.matmul["fp8"].fraction / 1e12  # TFLOPS
+        assert fr[arch][0] == pytest.approx(dense_tflops / plain, abs=0.006)
+        assert fr[arch][1] == pytest.approx(moe_tflops / plain, abs=0.006)
+        cm = CostModel(get_model("deepseek-r1"), hw, engine=sgl)
+        assert cm.block_fp8_compute == fr[arch] and cm.block_fp8_bw == (1.0, 1.0)  # no streaming fraction there
+    # the MI325X is the MI300X's die (304 CUs, gfx942): the same kernels' fractions
+    assert CostModel(get_model("deepseek-r1"), get_hardware("mi325x"), engine=sgl).block_fp8_compute == fr["cdna3"]
+
+
+def test_a_block_fp8_prompt_on_an_mi300x_computes_its_experts_at_the_fused_moe_rate(sgl):
+    """An 8,192-token DeepSeek-R1 prompt at TP8 on MI300X: the grouped experts' tensor-core time is the plain FP8
+    GEMM's over 0.70, the dense projections' over 0.55, and the step is longer than without the fractions."""
+    m, hw = get_model("deepseek-r1"), get_hardware("mi300x")
+    p = make_plans(m, hw, tp=8, weights="fp8", kv="fp8", engine=sgl)
+    cm, plain = CostModel(m, hw, engine=sgl), CostModel(m, hw, engine=replace(sgl, block_fp8_compute=()))
+    step = Step(prefill_seqs=1, prefill_tokens=8192)
+    sc, base = cm.step(p, step), plain.step(p, step)
+    for name, f in ((Op.EXPERTS, 0.70), (Op.QKV_PROJ, 0.55), (Op.O_PROJ, 0.55)):
+        tc, tc0 = op(sc, name).bound_parts[0], op(base, name).bound_parts[0]  # seconds on the matrix cores
+        assert first(tc0) > 0 and first(tc) == pytest.approx(first(tc0) / f, rel=1e-9), name
+    assert first(sc.time_s) > first(base.time_s)
