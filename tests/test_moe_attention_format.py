@@ -1,5 +1,6 @@
 """Each linear layer in the format its checkpoint stores it in: a MoE model's NVFP4 checkpoint keeps its attention
-projections in bf16 (NVIDIA's ModelOpt exports: quant.NVFP4_MOE_RECIPE), a dense model's quantizes them, and a model
+projections in bf16 (NVIDIA's ModelOpt exports: quant.NVFP4_MOE_RECIPE), as its MXFP4 one does (AMD's Quark exports:
+quant.MXFP4_MOE_RECIPE), a dense model's quantizes them, and a model
 released in two precisions (gpt-oss: MXFP4 experts, bf16 attention) computes its attention in bf16. Checked by hand
 from the config (Qwen3-30B-A3B: hidden 2048, 32 query heads and 4 KV heads of 128, 48 layers) against the step's
 ops and the memory model, not against anything the step model computes itself."""
@@ -24,10 +25,29 @@ def _decode(m, hw, weights, seqs=256):
     return p, CostModel(m, hw).step(p, Step(decode_seqs=seqs, decode_ctx=1500))
 
 
-def test_the_recipe_is_the_nvfp4_formats_and_has_a_source():
+def test_the_recipe_is_the_fp4_formats_and_has_a_source():
     assert "exclude_modules" in get_format("fp4").moe_mixers_16bit_source
-    # only NVFP4 carries it: MXFP4 (gpt-oss's own two-precision release aside) and the 8-bit formats quantize every layer
-    assert [f for f, fmt in FORMATS.items() if fmt.moe_mixers_16bit_source] == ["fp4"]
+    assert "*self_attn*" in get_format("mxfp4").moe_mixers_16bit_source  # Quark's exclude_layers
+    # only the two E2M1 formats carry it: the 8-bit formats quantize every layer
+    assert [f for f, fmt in FORMATS.items() if fmt.moe_mixers_16bit_source] == ["fp4", "mxfp4"]
+    assert all(FORMATS[f].moe_mixers_16bit_by for f in ("fp4", "mxfp4"))
+
+
+def test_a_quark_mxfp4_moe_checkpoint_holds_its_attention_in_bf16_and_gpt_oss_keeps_its_own_release():
+    """DeepSeek-R1 in MXFP4 on an MI355X (amd/DeepSeek-R1-0528-MXFP4-Preview): MLA's projections are the bf16 GEMMs
+    (q_a/kv_a 7,168 x 2,112, q_b 1,536 x 24,576, kv_b 512 x 32,768, o 16,384 x 7,168 per layer, whole at TP1), the
+    experts MXFP4 at 4 + 8/32 bits; gpt-oss, released with MXFP4 experts and bf16 attention, is what it was."""
+    m, hw = get_model("deepseek-r1"), get_hardware("mi355x")
+    p4 = make_plans(m, hw, tp=1, weights="mxfp4", kv="fp8")
+    p16 = make_plans(m, hw, tp=1, weights="bf16", kv="fp8")
+    assert np.all(p4.attn_weight_bytes == 2.0) and p4.dense_weight_bytes is None  # the MLPs stay MXFP4
+    assert np.allclose(p4.attn_gemm_flops, p16.gemm_flops)
+    s4 = CostModel(m, hw).step(p4, Step(decode_seqs=8, decode_ctx=1500))
+    qkv = 7168 * 2112 + 1536 * 24576 + 512 * 32768  # elements a layer
+    assert float(np.ravel(op(s4, Op.QKV_PROJ).weight_bytes)[0]) == pytest.approx(qkv * 2.0, rel=0.01)
+    assert float(np.ravel(op(s4, Op.O_PROJ).weight_bytes)[0]) == pytest.approx(16384 * 7168 * 2.0, rel=0.01)
+    g = get_model("gpt-oss-120b")
+    assert g.stored_formats("mxfp4") == ("bf16", "bf16")
 
 
 def test_nvfp4_moe_attention_is_the_bf16_gemm_and_its_bytes():

@@ -178,9 +178,10 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"PyTorch op; {engine.name}'s executor runs in Python and its host time per step is priced at an x86 "
                      f"server's, so steps the host bounds (a small model at large batches) may run slower than shown "
                      f"(not modelled)")
-    if get_format(plan.weights).moe_mixers_16bit_source and m.stored_formats(plan.weights)[0] != plan.weights:
+    fmt = get_format(plan.weights)
+    if fmt.moe_mixers_16bit_source and m.stored_formats(plan.weights)[0] != plan.weights:
         notes.append(f"{plan.weights} on a MoE model: its attention projections stay in 16 bit, as the format's MoE checkpoints "
-                     f"keep them (NVIDIA's ModelOpt exports), and are held and computed in bf16")
+                     f"keep them ({fmt.moe_mixers_16bit_by}), and are held and computed in bf16")
     if not plan.kv and plan.weights == "fp8" and kv != "fp8":  # the engine's default keeps a 16-bit cache
         why = (f"{m.id} is released in fp8 without a KV format" if m.released_weights() == "fp8"
                else f"{engine.name}'s default KV dtype (auto) is the model's 16-bit one")

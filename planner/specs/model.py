@@ -297,7 +297,8 @@ class Model(_Strict):
         """(attention projections, dense MLP and shared experts): the formats a checkpoint served in ``weights`` stores
         those layers in. A MoE checkpoint released in two precisions (gpt-oss, Kimi K2) and served as released keeps
         them in its dense format; a MoE checkpoint in a format whose MoE recipe keeps attention in 16 bit (NVFP4:
-        quant.NVFP4_MOE_RECIPE) holds its attention in bf16; anything else holds every linear layer in ``weights``."""
+        quant.NVFP4_MOE_RECIPE; MXFP4: quant.MXFP4_MOE_RECIPE) holds its attention in bf16; anything else holds every
+        linear layer in ``weights``."""
         from planner.specs.quant import get_format
 
         nw = self.native_weights

@@ -47,6 +47,7 @@ class Format:
     # a MoE model's checkpoint in this format keeps its attention (and linear-attention) projections in 16 bit, as the
     # quantizer's usual recipe for MoE models does, and where that comes from ("": every linear layer in the format)
     moe_mixers_16bit_source: str = ""
+    moe_mixers_16bit_by: str = ""  # whose exports those are, in a phrase (estimate's note)
 
     @property
     def bytes(self) -> float:
@@ -76,6 +77,13 @@ NVFP4_MOE_RECIPE = (
     "mconcat/MiniMax-M2.5-NVFP4 and arcee-ai/Trinity-Large-Preview-NVFP4 (self_attn*, routers); sglang PR 18189 on "
     "Qwen3-235B-A22B-Instruct-2507-NVFP4 (attention in BF16); a hybrid export (FINAL-Bench/Darwin-9B-MFP4) excludes its "
     "linear_attn* layers the same way")
+
+MXFP4_MOE_RECIPE = (
+    "AMD Quark MXFP4 exports of MoE models (w_mxfp4_a_mxfp4, group 32): amd/DeepSeek-R1-0528-MXFP4-Preview (Quark 0.9) "
+    "and amd/DeepSeek-R1-0528-MXFP4 (Quark 0.10) quantize with exclude_layers \"*self_attn* *mlp.gate.* *lm_head\" "
+    "(their model cards): the attention projections, the router and lm_head stay BF16; the routed and shared experts "
+    "and the dense MLP are MXFP4, as SGLang 0.5.9 runs them on an MI355X (the kernel trace in SemiAnalysisAI/InferenceX "
+    "issue 1005: 24 gemm_afp4wfp4 calls for the 3 dense layers' MLPs over 4 steps, hipBLASLt for the attention)")
 
 Q4_K_BITS, Q5_K_BITS, Q6_K_BITS = 144 * 8 / 256, 176 * 8 / 256, 210 * 8 / 256  # ggml k-quant super-blocks of 256
 Q_M_SHARE = 0.15  # weights a _M k-quant mix stores at Q6_K (attn_v and ffn_down in half the layers of a Llama)
@@ -191,12 +199,12 @@ _FORMATS = [
            fallback_note=f"no fp4 tensor cores: weight-only fp4, dequantized to 16 bit in a mixed-input GEMM "
                          f"({E2M1_MIXED_INPUT:g} of the 16-bit GEMM rate)",
            fallback_efficiency=E2M1_MIXED_INPUT, fallback_source=E2M1_MIXED_INPUT_SOURCE,
-           moe_mixers_16bit_source=NVFP4_MOE_RECIPE),
+           moe_mixers_16bit_source=NVFP4_MOE_RECIPE, moe_mixers_16bit_by="NVIDIA's ModelOpt exports"),
     Format("mxfp4", 4 + 8 / 32, "fp4", False, "OCP MXFP4: E2M1 with an E8M0 scale per 32 elements",
            "OCP Microscaling Formats (MX) v1.0", fallback_compute="fp16",
            fallback_note=f"no fp4 tensor cores: weight-only mxfp4, dequantized to 16 bit in a mixed-input GEMM "
                          f"({E2M1_MIXED_INPUT:g} of the 16-bit GEMM rate; as gpt-oss runs on Hopper)",
-           paired_compute="fp8",
+           paired_compute="fp8", moe_mixers_16bit_source=MXFP4_MOE_RECIPE, moe_mixers_16bit_by="AMD's Quark exports",
            paired_source="MXFP4 weights x MXFP8 activations, as TensorRT-LLM (QuantAlgo.W4A8_MXFP4_MXFP8, SM100/103) and "
                          "vLLM/FlashInfer run gpt-oss on Blackwell: the mixed f8f6f4 MMA runs at the FP8 rate, the FP4 "
                          "rate needs FP4 on both sides (--activations fp4 prices that)",
