@@ -125,7 +125,9 @@ def test_block_fp8_compute_fractions_on_amd_are_the_kernel_timings_over_the_plai
         assert fr[arch][0] == pytest.approx(dense_tflops / plain, abs=0.006)
         assert fr[arch][1] == pytest.approx(moe_tflops / plain, abs=0.006)
         cm = CostModel(get_model("deepseek-r1"), hw, engine=sgl)
-        assert cm.block_fp8_compute == fr[arch] and cm.block_fp8_bw == (1.0, 1.0)  # no streaming fraction there
+        assert cm.block_fp8_compute == fr[arch]
+        # streaming: CDNA3's traced decode GEMMs (the test below), none on CDNA4
+        assert cm.block_fp8_bw == ((0.04, 1.0) if arch == "cdna3" else (1.0, 1.0))
     # the MI325X is the MI300X's die (304 CUs, gfx942): the same kernels' fractions
     assert CostModel(get_model("deepseek-r1"), get_hardware("mi325x"), engine=sgl).block_fp8_compute == fr["cdna3"]
 
@@ -142,3 +144,27 @@ def test_a_block_fp8_prompt_on_an_mi300x_computes_its_experts_at_the_fused_moe_r
         tc, tc0 = op(sc, name).bound_parts[0], op(base, name).bound_parts[0]  # seconds on the matrix cores
         assert first(tc0) > 0 and first(tc) == pytest.approx(first(tc0) / f, rel=1e-9), name
     assert first(sc.time_s) > first(base.time_s)
+
+
+def test_block_fp8_streaming_on_cdna3_is_the_traced_decode_gemms_rate(sgl):
+    """SGLang's block-FP8 streaming fraction on CDNA3 (dense 0.04) is the rate of aiter's decode-sized GEMMs in a
+    captured MI325X trace (InferenceX issue 863: 64 tokens, one decode step, durations in us as tabulated there) over
+    the weights the planner has those ops read, a fraction of the MI325X's STREAM bandwidth; an MI325X decode step's
+    MLA projections then take about the traced time."""
+    m, hw = get_model("deepseek-r1"), get_hardware("mi325x")
+    p = make_plans(m, hw, tp=8, weights="fp8", kv="fp8", engine=sgl)
+    cm = CostModel(m, hw, engine=sgl)
+    sc = cm.step(p, Step(decode_seqs=64, decode_ctx=1500))
+    per_layer = lambda name: first(op(sc, name).weight_bytes)  # noqa: E731  bytes a layer on one GPU
+    mla_bytes = per_layer(Op.QKV_PROJ) + per_layer(Op.O_PROJ)
+    assert mla_bytes == pytest.approx((7168 * 2112 + 1536 * 24576 / 8 + 512 * 32768 / 8 + 16384 / 8 * 7168), rel=0.03)
+    mlp_bytes = (7168 * 36864 / 8 + 18432 / 8 * 7168)  # the first three layers' dense MLP, FP8
+    traced_us = {"mla": 123 + 30 + 5.4 + 5.5 + 34, "mlp": 122 + 39}  # q_a, kv_a, q_b, kv_b, o_proj; gate_up, down
+    rate = (61 * mla_bytes + 3 * mlp_bytes) / ((61 * traced_us["mla"] + 3 * traced_us["mlp"]) * 1e-6)  # bytes/s
+    stream = hw.memory_bandwidth_bytes_per_s * hw.achievable.memory.fraction * cm.kernels.memory
+    dense, moe = dict((a, (d, mo)) for a, d, mo in sgl.block_fp8_bw)["cdna3"]
+    assert dense == pytest.approx(rate / stream, abs=0.003) and moe == 1.0
+    # the priced MLA projections of a layer land near the traced 198 us (weights at the fraction, plus activations
+    # and the kernel gaps)
+    priced_us = (first(op(sc, Op.QKV_PROJ).time_s) + first(op(sc, Op.O_PROJ).time_s)) * 1e6  # a layer's ops
+    assert priced_us == pytest.approx(traced_us["mla"], rel=0.2)
