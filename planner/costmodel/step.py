@@ -1110,12 +1110,11 @@ def _moe_mlp(cm: "CostModel", c: _Ctx) -> list[OpCost]:
             # a step replayed as a CUDA graph (or, where the engine says so, any step of at most stream_tokens tokens)
             # runs the shared experts on a second stream beside the routed path (router, permutation, grouped GEMMs,
             # activation): the device overlaps their kernels with it, so they add what they take beyond it, and at
-            # least their own traffic, which shares the memory bus. Not where they run inside the grouped GEMM
+            # least their own traffic, which shares the memory bus (where they run inside the grouped GEMM, _drop below
+            # zeroes them whatever this sets)
             routed = sum(o.time_s for o in ops)
             beside = np.maximum(shared.time_s - routed, np.asarray(shared.bytes, float) / cm.bw)
             stream = cm.in_graph(plans, c) if not cm.stream_tokens else np.asarray(c.T) <= cm.stream_tokens
-            if fused is not None:
-                stream = stream & ~fused
             shared.time_s = np.where(stream, np.minimum(shared.time_s, beside), shared.time_s)
         if fused is not None:  # inside the grouped GEMM (above): no op of their own
             _drop(shared, fused)
