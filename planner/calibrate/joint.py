@@ -380,6 +380,12 @@ NOT_FITTED = {
     "single_stream_llamacpp_ci_v100.csv": "held out to measure transfer: llama.cpp's own CI logs of a Tesla V100 PCIe 16GB "
                                           "(Volta, an architecture no fitted row comes from), ten weight formats at two "
                                           "early-2024 builds",
+    "single_stream_llamacpp_cuda_scoreboard.csv": "held out to measure transfer: llama.cpp's own CUDA scoreboard of 2025 "
+                                                  "builds (Llama 2 7B Q4_0 pp512 and tg128, 24 GPUs, 14 of them with no "
+                                                  "other row: L40, A30, T4, RTX A4000/A4500/A5000, Quadro RTX 6000/8000, "
+                                                  "RTX 5080, 5070, 4080 SUPER, 4070 Ti SUPER, 3060, 4060 Ti); its prompt "
+                                                  "rows of eight GPUs with other rows set the NVIDIA MMQ multiple of the "
+                                                  "llamacpp@b3000 profile (an engine setting, not a joint-fit value)",
     "single_stream_llamacpp_pr_tables.csv": "held out to measure transfer: llama-bench tables printed in llama.cpp pull "
                                             "requests for a Tesla P40 (Pascal), an RTX 2080 Ti (Turing), an RX 7900 XTX (RDNA3, "
                                             "ROCm) and an RTX 3090 Ti, devices and architectures no fitted row comes from",

@@ -207,7 +207,8 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                 "16-bit GEMM fractions, engine profile: mmq_reference)") if clock < 1.0 else ""
         notes.append(f"{engine.name} runs {plan.weights}'s prompt GEMMs as MMQ (int8 dot products, weight blocks unpacked on "
                      f"the vector units): priced at {mmq / 1e12:.0f} TFLOPS, {engine.mmq_ratio(hw):g} x the FP32 peak{lanes}"
-                     f"{held}, a multiple calibrated on one published row (engine profile: mmq_fp32_ratio)")
+                     f"{held}, a multiple calibrated on published llama-bench rows (engine profile: mmq_fp32_ratio, whose source "
+                     "names them)")
     if engine.ubatch_tokens and isl_m > engine.ubatch_tokens:
         passes = -(-int(isl_m) // engine.ubatch_tokens)
         notes.append(f"{engine.name} runs a {isl_m:,.0f}-token prompt as {passes} forward passes of at most "
