@@ -383,8 +383,9 @@ def graph_gap(cal: dict) -> dict:
     them is the GPU front end's launch gap and each small kernel's ramp, not the host; the joint fit's values come from
     engines that launch each kernel from the host (TensorRT-LLM 0.9 and 0.14's TensorRT runtime, llama.cpp's 2023-24
     builds), a different mechanism, so a graph-replaying release does not take them, TensorRT-LLM 1.x (the PyTorch
-    backend, CUDA graphs for decode) included. Without any sample (a fold that holds out every rate row) ``cal`` is
-    returned as is."""
+    backend, CUDA graphs for decode) included. Where a release's profile names the gap of its own graphs on an
+    architecture (``graph_gap_s``: llama.cpp's, from its CUDA scoreboard), that value is laid there instead. Without
+    any sample (a fold that holds out every rate row) only those own values are laid."""
     from planner.specs.engine import get_engine
 
     nv = _architectures("nvidia")
@@ -394,24 +395,31 @@ def graph_gap(cal: dict) -> dict:
             v = blk.get("kernel_s")
             if a in nv and v and v[1].startswith("rate fit") and _replays_graphs(k):
                 samples[(k, a)] = v[0]
-    if not samples:
-        return cal
-    gap = float(np.exp(np.mean(np.log(list(samples.values())))))
+    gap = float(np.exp(np.mean(np.log(list(samples.values()))))) if samples else None
     named = " and ".join(f"{k} on {a} ({v * 1e6:.2f} us)" for (k, a), v in sorted(samples.items()))
     out = dict(cal)
     for k, c in cal.items():
         ew = c.engine_wide.get("kernel_s")
         if ew is None or c.rows or not _replays_graphs(k):
             continue  # rows of its own, or no graphs
-        archs = nv + (_architectures("amd") if get_engine(k).hip_graphs else ())
+        eng = get_engine(k)
+        own = dict(eng.graph_gap_s)  # a gap measured for this release's own graphs, by architecture
+        if gap is None and not own:
+            continue
+        archs = nv + (_architectures("amd") if eng.hip_graphs else ())
         c = copy.deepcopy(c)
         src = (f"CUDA-graph kernel gap: {k} replays its decode steps in CUDA graphs (HIP graphs on AMD) and has no value "
                f"of its own on this architecture; the gap fitted for {named} (the joint fit's {ew[0] * 1e6:.2f} us is that of "
                f"engines that launch each kernel from the host)")
         for a in archs:
-            blk = c.architectures.setdefault(a, {})
-            if not (blk.get("kernel_s") and blk["kernel_s"][1].startswith("rate fit")):
-                blk["kernel_s"] = (gap, src)
+            fitted = c.architectures.get(a, {}).get("kernel_s")
+            if fitted and fitted[1].startswith("rate fit"):
+                continue
+            if a in own:
+                c.architectures.setdefault(a, {})["kernel_s"] = (
+                    own[a], f"CUDA-graph kernel gap of {k}'s own graphs on {a} (engine profile: graph_gap_s)")
+            elif gap is not None:
+                c.architectures.setdefault(a, {})["kernel_s"] = (gap, src)
         out[k] = c
     return out
 

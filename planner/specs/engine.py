@@ -127,6 +127,10 @@ class Engine:
     # below the device: ((architecture, fraction), ...) (costmodel/step.py _gemm: the dense projections and lm_head);
     # an architecture not listed streams them at the device's rate
     library_gemm_bw: tuple[tuple[str, float], ...] = ()
+    # the gap (s) between the kernels of the release's own replayed CUDA graph on each architecture where one was
+    # measured for it: ((architecture, seconds), ...); an architecture not listed takes the graph gap pooled from the
+    # releases fitted at request rates (calibrate.rate_fit.graph_gap)
+    graph_gap_s: tuple[tuple[str, float], ...] = ()
     # where library_gemm_bw applies: the most tokens a GEMM runs in the release's own skinny kernel instead of the
     # library's (vLLM from 0.8.4 on ROCm: wvSplitK for 1-4 tokens); 0: the library at every token count
     skinny_gemm_tokens: int = 0
@@ -470,7 +474,7 @@ class Engine:
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
                 "sm_stream_limited": self.sm_stream_limited, "metal_dequant_fitted": self.metal_dequant_fitted,
                 "mmq_fp32_ratio": dict(self.mmq_fp32_ratio), "mmq_reference": dict(self.mmq_reference),
-                "library_gemm_bw": dict(self.library_gemm_bw),
+                "library_gemm_bw": dict(self.library_gemm_bw), "graph_gap_s": dict(self.graph_gap_s),
                 "skinny_gemm_tokens": self.skinny_gemm_tokens,
                 "fp8_kv_default": self.fp8_kv_default, "chunked_prefill": self.chunked_prefill,
                 "schedule": self.schedule, "prefix_caching": self.prefix_caching, "preemption": self.preemption,
@@ -598,7 +602,7 @@ _ARCH_LIST = (lambda g: isinstance(g, list) and all(isinstance(x, str) for x in 
 # the Engine fields written as a list of architectures in a profile (where a kernel path applies) and held as a tuple
 ARCH_LIST_FIELDS = ("mixed_input_archs", "mla_fp8_prefill_archs", "gqa_reread_archs", "decode_reread_archs")
 # the Engine fields written {architecture or vendor: number} in a profile and held as ((name, number), ...)
-ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw")
+ARCH_MAP_FIELDS = ("mmq_fp32_ratio", "library_gemm_bw", "graph_gap_s")
 # the Engine fields written {architecture or vendor: hardware id} in a profile and held as ((name, id), ...)
 ARCH_ID_FIELDS = ("mmq_reference",)
 
@@ -613,6 +617,8 @@ _SHAPED_SETTINGS = {
                                                    "(>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": _BOOL,
     "library_gemm_bw": _arch_map(lambda v: 0 < v <= 1, "a map of architectures to fractions of the STREAM bandwidth in (0, 1]"),
+    "graph_gap_s": _arch_map(lambda v: 0 < v < 1e-4, "a map of architectures to seconds between a replayed graph's kernels "
+                                                     "(0 < s < 1e-4)"),
     "mmq_reference": (lambda d: isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, str) and v
                                                             for k, v in d.items()),
                       "a map of vendors or architectures to hardware ids"),
