@@ -325,10 +325,11 @@ def kernels_for(engine, hw, version: str | None = None) -> Kernels:
             vals[p.name] = p.prior if p.fitted else p.neutral
             prov[p.name] = f"prior ({p.doc}); not in {c.key}"
     # the gap between the kernels of the release's own replayed CUDA graph, where its profile names one for the
-    # architecture (Engine.graph_gap_s), over the graph gap pooled from other releases; a value the release's own runs
-    # at request rates fitted stays (calibrate.rate_fit.graph_gap lays the same when it writes the files)
+    # architecture (Engine.graph_gap_s), over the graph gap pooled from other releases; as calibrate.rate_fit.graph_gap
+    # lays it when it writes the files, a release with fit rows of its own, or a value its runs at request rates
+    # fitted, keeps its fitted value
     own = dict(getattr(engine, "graph_gap_s", ()) or ())
-    if arch in own and not str(prov.get("kernel_s", "")).startswith("rate fit"):
+    if arch in own and not c.rows and not str(prov.get("kernel_s", "")).startswith("rate fit"):
         vals["kernel_s"] = own[arch]
         prov["kernel_s"] = f"CUDA-graph kernel gap of {c.key}'s own graphs on {arch} (engine profile: graph_gap_s)"
     return Kernels(c.key, arch, vals, prov, calibrated=True)
