@@ -76,7 +76,7 @@ def test_does_not_fit_points_to_the_released_format(capsys):
     (["validate", "/nonexistent.csv"], "does not exist"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--endpoint", "responses"], "'completions' or 'chat'"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--memory-fraction", "1.5"], "at most 1"),
-    (["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--engine", "vllm"], "--gpu-memory-utilization 0.91"),
+    (["estimate", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--engine", "vllm"], "--gpu-memory-utilization 0.92"),
     (["plan", "-m", "gpt-oss-120b", "-H", "h100-sxm", "--gpus", "1", "--engine", "vllm", "--isl", "1000", "--osl", "1000"],
      "--memory-fraction sets another"),
 ])
@@ -518,7 +518,7 @@ def test_fraction_to_hold_inverts_memory_under_each_policy(engine):
     p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16", engine=eng)
     r = memory(m, hw, p, eng)
     w, act, rt = float(r.weights_bytes[0]), float(r.activation_bytes[0]), float(r.runtime_bytes[0])
-    f = fraction_to_hold(eng, hw.memory_capacity_bytes, w, act + rt, rt, 10 * 2**30)
+    f = fraction_to_hold(eng, hw.memory_visible_bytes, w, act + rt, rt, 10 * 2**30)
     again = memory(m, hw, p, eng.set_by_user(utilization=f))
     assert float(again.kv_capacity_bytes[0]) == pytest.approx(10 * 2**30, rel=1e-9)
 

@@ -183,14 +183,16 @@ def test_sglang_s_fraction_holds_weights_and_kv_of_the_memory_free_before_loadin
     p = make_plans(m, hw, tp=1, weights="bf16", kv="bf16", engine=eng)
     r = memory(m, hw, p, eng)
     GiB = 2.0**30
-    assert float(r.runtime_bytes[0]) == pytest.approx(0.84 * GiB)
-    want = 0.88 * (hw.memory_capacity_bytes - 0.84 * GiB) - float(r.weights_bytes[0])
+    assert float(r.runtime_bytes[0]) == pytest.approx(0.37 * GiB)
+    # the fraction is of the memory CUDA reports free before loading: its total (79.18 GiB) less the context
+    assert hw.memory_visible_bytes / GiB == pytest.approx(79.18, abs=0.005)
+    want = 0.88 * (hw.memory_visible_bytes - 0.37 * GiB) - float(r.weights_bytes[0])
     assert float(r.kv_capacity_bytes[0]) == pytest.approx(want)  # no activation term: it lives in the reserve
     assert float(r.kv_capacity_bytes[0]) / GiB == pytest.approx(54.26, rel=0.005)
     # NCCL on each GPU of a multi-GPU replica comes out of the memory before loading too
     p8 = make_plans(get_model("llama-3.1-70b"), get_hardware("h200-sxm"), tp=8, weights="bf16", kv="bf16", engine=eng)
     assert float(memory(get_model("llama-3.1-70b"), get_hardware("h200-sxm"), p8, eng).runtime_bytes[0]) == \
-        pytest.approx((0.84 + 1.9) * GiB)
+        pytest.approx((0.37 + 1.9) * GiB)
 
 
 def test_vllm_batch_defaults_follow_device_memory():

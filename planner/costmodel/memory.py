@@ -148,7 +148,7 @@ class MemoryResult:
 
 def memory(model: Model, hw: Hardware, p: PlanArrays, eng: Engine = Engine(), *, max_seqs=None) -> MemoryResult:
     """``max_seqs``: per-row batch limits replacing the engine's (a benchmark tool's own batch size)."""
-    cap = hw.memory_capacity_bytes
+    cap = hw.memory_visible_bytes  # what the runtime reports: the engines' fractions are of it, and nothing beyond it is theirs
     w = weight_bytes_per_device(model, p)
     act = activation_bytes(model, p, eng, max_seqs)
     rt = np.full_like(w, eng.runtime_for(hw))

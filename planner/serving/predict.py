@@ -318,7 +318,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
     fits = n_run >= 1 and total <= usable + 1e-6 * usable
     stream_note = ""
     if not fits and plan.weight_offload and n_run >= 1:
-        usable = s.engine.utilization * hw.memory_capacity_bytes
+        usable = s.engine.utilization * hw.memory_visible_bytes
         resident = usable - other - kv_need
         if resident > 0:
             frac = max(weights_b - resident, 0.0) / weights_b
@@ -523,7 +523,7 @@ def front_end_note(engine: Engine) -> str:
 def _fraction_hint(eng, hw, weights_b: float, other: float, runtime_b: float, per_seq: float, tokens: int) -> str:
     """Where a higher engine memory fraction would hold the weights, the runtime and one sequence of ``tokens``
     (memory.fraction_to_hold), the fraction that does and the engine's flag for it; "" where none at most 0.99 does."""
-    need = fraction_to_hold(eng, hw.memory_capacity_bytes, weights_b, other, runtime_b, per_seq)
+    need = fraction_to_hold(eng, hw.memory_visible_bytes, weights_b, other, runtime_b, per_seq)
     if not need <= 0.99:
         return ""
     need = math.ceil(need * 100.0) / 100.0

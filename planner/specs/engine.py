@@ -56,6 +56,11 @@ class Engine:
     kv_policy: str = "free"
     # CUDA context, cuBLAS/NCCL workspaces, allocator slack: a prior (~1 GiB non-torch memory)
     runtime_bytes: float = 1.0 * GiB
+    # releases from which runtime_bytes changes, oldest first: (first release, bytes). An engine whose memory accounting
+    # changed between the releases one profile prices (vLLM V0: free memory read before and after the profile run
+    # through 0.6.4, a device-wide non-torch figure in 0.6.5-0.6.6, the non-torch increase alone from 0.7) holds what the
+    # release the user named counted (Engine.release); the profile named alone holds runtime_bytes
+    runtime_bytes_from: tuple[tuple[str, float], ...] = ()
     # non-torch memory a replica spread over several devices adds on each (NCCL communicators and buffers), where the
     # engine's profile measures it apart (vLLM); 0: inside runtime_bytes
     collective_runtime_bytes: float = 0.0
@@ -310,6 +315,12 @@ class Engine:
         """This release with settings the user gave, which the defaults the engine picks per device do not replace."""
         return replace(self, **kw, pinned=tuple(sorted(set(self.pinned) | set(kw))))
 
+    @property
+    def release_bounded(self) -> bool:
+        """Whether a setting of this profile depends on the release within its series (decode_reread_until,
+        runtime_bytes_from): a release named finer than the profile's version then carries its number."""
+        return bool(self.decode_reread_until or self.runtime_bytes_from)
+
     def release_at_most(self, version: str | None) -> bool:
         """Whether the release this prices is ``version`` or earlier: True when no finer release was named (the profile
         prices what its rows ran) or ``version`` is None; a release's patch suffix (0.6.1.post1) counts as its release."""
@@ -361,7 +372,18 @@ class Engine:
         return f
 
     def runtime_for(self, hw) -> float:
-        return self.runtime_bytes if hw.kind in ("gpu", "accelerator", "tpu") else 0.0
+        return self.runtime_at_release if hw.kind in ("gpu", "accelerator", "tpu") else 0.0
+
+    @property
+    def runtime_at_release(self) -> float:
+        """runtime_bytes of the release this prices: the last runtime_bytes_from entry at or before Engine.release, else
+        runtime_bytes (also where no finer release was named)."""
+        rt = self.runtime_bytes
+        if self.release:
+            for since, b in self.runtime_bytes_from:
+                if _release_numbers(self.release) >= _release_numbers(since):
+                    rt = b
+        return rt
 
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
@@ -469,6 +491,7 @@ class Engine:
                 "shared_expert_stream_tokens": self.shared_expert_stream_tokens,
                 "shared_expert_fusion": list(self.shared_expert_fusion),
                 "decode_reread_until": self.decode_reread_until,
+                "runtime_bytes_from": dict(self.runtime_bytes_from),
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
@@ -640,6 +663,12 @@ _SHAPED_SETTINGS = {
     "sm_stream_limited": _BOOL,
     "metal_dequant_fitted": _BOOL,
     "eplb": _BOOL,
+    "runtime_bytes_from": (lambda d: isinstance(d, dict) and all(isinstance(r, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", r)
+                                                                and isinstance(b, (str, int, float)) and not isinstance(b, bool)
+                                                                for r, b in d.items())
+                           and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
+                           "releases written MAJOR.MINOR[.PATCH], oldest first, each with the bytes from that release on "
+                           "({\"0.7\": \"0.13 GiB\"})"),
     "decode_reread_until": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None,
                             "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
     **{field: (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
@@ -710,6 +739,10 @@ class EngineSpec(_Strict):
                 from planner.units import parse_quantity
 
                 v = parse_quantity(v, "bytes")
+            if k == "runtime_bytes_from":
+                from planner.units import parse_quantity
+
+                v = tuple((str(r), parse_quantity(b, "bytes") if isinstance(b, str) else float(b)) for r, b in (v or {}).items())
             kw[k] = v
         both = {**self.cli, **self.settings}
         flags = tuple((k, st.flag) for k, st in both.items() if st.flag)
@@ -955,7 +988,7 @@ def get_engine(name: "str | Engine") -> Engine:
         for e in reversed(versions):
             if _version_key(ver)[:len(_version_key(e.version))] == _version_key(e.version):
                 # a release of its minor series carries its number where the profile bounds a kernel path by release
-                return replace(e, release=ver) if e.decode_reread_until and ver != e.version else e
+                return replace(e, release=ver) if e.release_bounded and ver != e.version else e
         era = era_profile(base, ver)
         if era is not None:  # the profile of its release era, saying so (Engine.era_note): nothing silently defaulted
             return replace(ps[era], requested=f"{base}@{ver}", release=ver)

@@ -111,6 +111,17 @@ class Memory(_Strict):
     capacity: Bytes
     bandwidth: BytesPerS
     type: str | None = None
+    # the total the GPU runtime itself reports (cudaMemGetInfo, torch.cuda.mem_get_info): below nvidia-smi's
+    # memory.total (``capacity``) by what the driver keeps for itself. Engines take their memory fraction of this
+    # figure and can allocate no more (vLLM's gpu_memory_utilization x total_gpu_memory). None: capacity
+    visible: Bytes | None = None
+
+    @model_validator(mode="after")
+    def _visible_within_capacity(self):
+        if self.visible is not None and not 0.8 * self.capacity.value <= self.visible.value <= self.capacity.value:
+            raise ValueError(f"memory.visible ({self.visible.value:.4g} bytes) must lie within 80-100 % of memory.capacity "
+                             f"({self.capacity.value:.4g} bytes): the runtime reports the device's memory less the driver's")
+        return self
 
 
 class Achievable(_Strict):
@@ -267,6 +278,13 @@ class Hardware(_Strict):
     @property
     def memory_capacity_bytes(self) -> float:
         return self.memory.capacity.value
+
+    @property
+    def memory_visible_bytes(self) -> float:
+        """What the GPU runtime reports as the device's total (Memory.visible), what engines take their fraction of;
+        the capacity where no figure is on record."""
+        v = self.memory.visible
+        return v.value if v is not None else self.memory.capacity.value
 
     @property
     def node_size(self) -> int:
