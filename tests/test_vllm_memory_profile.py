@@ -177,3 +177,22 @@ def test_a_profile_bounded_by_release_is_checked_when_loaded():
         EngineSpec.model_validate({"id": "x", "version": "1", "name": "x", "source": "s",
                                    "settings": {"runtime_bytes_from": {"value": {"0.7": "1 GiB", "0.6.5": "2 GiB"},
                                                                        "source": "s"}}})
+
+
+def test_an_estimate_says_how_much_cache_flashinfer_s_sampler_would_leave():
+    """vLLM's sampler warm-up sets its profile peak at 38.8 bytes a logit on the sorting top-k/top-p path; an install that
+    samples with FlashInfer's kernels charges about 13. Where the difference is material the estimate says so."""
+    from planner.api import PlanSpec
+    from planner.serving.predict import estimate
+
+    tight = estimate("llama-3-70b", "h100-pcie", PlanSpec(tp=2), engine="vllm@0.8.5", isl=206, osl=179, concurrency=8)
+    note = [n for n in tight.notes if "sampler warm-up" in n]
+    assert len(note) == 1
+    rows, vocab = 1024, 128256  # vLLM's defaults on a >= 70 GiB GPU; Llama 3's vocabulary
+    gain = rows * vocab * (38.8 - 13) / GiB
+    assert f"{gain:.1f} GiB more cache" in note[0] and f"{rows * vocab * 38.8 / GiB:.1f} GiB a GPU" in note[0]
+    # a cache of 51 GiB: 3.2 GiB is not material; V0 and TensorRT-LLM have no such second path
+    for args in (("llama-3.1-8b", "h100-sxm", "vllm"), ("llama-3-70b", "h100-pcie", "vllm@0.6"),
+                 ("llama-3-70b", "h100-pcie", "trtllm")):
+        est = estimate(args[0], args[1], PlanSpec(tp=2 if "70b" in args[0] else 1), engine=args[2], concurrency=8)
+        assert not [n for n in est.notes if "sampler warm-up" in n], args

@@ -259,6 +259,9 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         notes.append(f"{engine.name} refuses to start with {m.id}'s full {limit:,}-token context on this memory: its KV cache "
                      f"holds {ctx_kv:,} tokens of one sequence; serve with --max-model-len {ctx_kv} or less (what this "
                      "estimate assumes, and what `plan --emit` writes) or a larger --gpu-memory-utilization")
+    sampler_note = _sampler_path_note(engine, m, p, mem, kv_cap)
+    if sampler_note:
+        notes.append(sampler_note)
     if isl_m + osl > limit:
         notes.append(f"isl + osl = {isl_m + osl} exceeds the context of {m.id} ({limit:,} tokens"
                      + (f" = {cap.extension_factor:g} x {m.max_context:,} trained)" if cap.extension else ", as trained)"))
@@ -518,6 +521,27 @@ def front_end_note(engine: Engine) -> str:
     return (f"TTFT includes {engine.name}'s per-request front-end time on the {engine.endpoint} endpoint, "
             f"{engine.request_overhead_s * 1e3:.1f} ms (HTTP, tokenize, detokenize; {how}){other}; a request submitted in "
             "process (an offline benchmark, the engine's Python API) pays none")
+
+
+def _sampler_path_note(engine, m: Model, p, mem, kv_cap: float) -> str | None:
+    """Where the engine's memory profile is set by its sampler warm-up and its other sampler path (vLLM: FlashInfer's
+    top-k/top-p kernels) would leave materially more cache (a quarter GiB and a tenth of the cache, or a cache where
+    there is none), one line saying so: which path the install takes is not known here."""
+    from planner.costmodel.memory import activation_bytes
+
+    alt_b = engine.sampler_alt_bytes_per_logit
+    if not (alt_b and engine.sampler_bytes_per_logit):
+        return None
+    act = float(mem.activation_bytes[0])
+    alt = float(activation_bytes(m, p, engine.with_(sampler_bytes_per_logit=alt_b))[0])
+    gain = act - alt
+    if gain < 0.25 * GiB or (kv_cap > 0 and gain < 0.1 * kv_cap):
+        return None
+    rows = min(engine.max_seqs, engine.max_batched_tokens)
+    return (f"{engine.name}'s memory profile charges {act / GiB:.1f} GiB a GPU for its sampler warm-up ({rows:,} sequences x "
+            f"{m.vocab_size:,} logits at {engine.sampler_bytes_per_logit:g} bytes, its sorting top-k/top-p path); an install "
+            f"that samples with FlashInfer's kernels charges about {alt_b:g} bytes a logit, {gain / GiB:.1f} GiB more cache "
+            f"a GPU here (--max-num-seqs lowers both)")
 
 
 def _fraction_hint(eng, hw, weights_b: float, other: float, runtime_b: float, per_seq: float, tokens: int) -> str:

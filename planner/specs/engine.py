@@ -69,6 +69,10 @@ class Engine:
     # for top-k/top-p, probabilities, ...); the profiled activation peak is the larger of it and the forward pass.
     # 0: the engine sizes no such warm-up, and the step's own fp32 logits count beside the forward pass
     sampler_bytes_per_logit: float = 0.0
+    # the same for the engine's other sampler path, which the install or a flag selects (vLLM: FlashInfer's top-k/top-p
+    # kernels where flashinfer is installed and enabled, against the sorting path sampler_bytes_per_logit prices); the
+    # estimate says how much more cache it would leave. 0: no other path on record
+    sampler_alt_bytes_per_logit: float = 0.0
     # the engine's MXFP4 MoE kernels take the expert matrices with the hidden dimension padded to a multiple of this
     # (vLLM: 256), so the padded experts are what it loads and reads; 0: the checkpoint's shapes
     mxfp4_moe_hidden_align: int = 0
