@@ -401,3 +401,20 @@ def test_pascal_runs_llama_cpp_on_its_cuda_cores_and_not_vllm():
     # SGLang never ran below compute capability 7.5: a V100 is refused; a T4 is priced (releases before 0.5 ran there)
     assert "does not support Volta" in get_engine("sglang").cannot_run_on(get_hardware("v100-sxm2-32gb"))
     assert get_engine("sglang").cannot_run_on(get_hardware("t4")) is None
+
+
+def test_the_total_cuda_reports_is_below_nvidia_smi_s_by_a_driver_reservation():
+    """memory.visible is what cudaMemGetInfo / torch report: below nvidia-smi's memory.total (the capacity) by what the
+    driver keeps, 0.23-0.86 GiB on the parts with public figures; a value outside that band is a transcription error."""
+    from planner.specs.loader import get_hardware, hardware_ids
+
+    seen = 0
+    for hid in hardware_ids():
+        hw = get_hardware(hid)
+        if hw.memory.visible is None:
+            continue
+        seen += 1
+        reserved_mib = (hw.memory_capacity_bytes - hw.memory_visible_bytes) / 2**20
+        assert 200 <= reserved_mib <= 900, (hid, reserved_mib)
+        assert "source" in hw.memory.visible.model_dump() and hw.memory.visible.source
+    assert seen >= 25
