@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
-from planner.costmodel.params import PARAM_BY_NAME, using
+from planner.costmodel.params import PARAM_BY_NAME, own_graph_gap, using
 
 RATE_PARAMS = ("kernel_s", "allreduce", "request_s")
 # the per-request front-end time of each API endpoint (Engine.on_endpoint): a serving-benchmark fit takes the one of
@@ -403,8 +403,7 @@ def graph_gap(cal: dict) -> dict:
         if ew is None or c.rows or not _replays_graphs(k):
             continue  # rows of its own, or no graphs
         eng = get_engine(k)
-        own = dict(eng.graph_gap_s)  # a gap measured for this release's own graphs, by architecture
-        if gap is None and not own:
+        if gap is None and not eng.graph_gap_s:
             continue
         archs = nv + (_architectures("amd") if eng.hip_graphs else ())
         c = copy.deepcopy(c)
@@ -412,14 +411,12 @@ def graph_gap(cal: dict) -> dict:
                f"of its own on this architecture; the gap fitted for {named} (the joint fit's {ew[0] * 1e6:.2f} us is that of "
                f"engines that launch each kernel from the host)")
         for a in archs:
-            fitted = c.architectures.get(a, {}).get("kernel_s")
-            if fitted and fitted[1].startswith("rate fit"):
+            fitted = (c.architectures.get(a, {}).get("kernel_s") or (None, ""))[1]
+            if fitted.startswith("rate fit"):
                 continue
-            if a in own:
-                c.architectures.setdefault(a, {})["kernel_s"] = (
-                    own[a], f"CUDA-graph kernel gap of {k}'s own graphs on {a} (engine profile: graph_gap_s)")
-            elif gap is not None:
-                c.architectures.setdefault(a, {})["kernel_s"] = (gap, src)
+            own = own_graph_gap(eng, k, a, False, fitted)  # no rows of its own (above): the release's own gap, if named
+            if own is not None or gap is not None:
+                c.architectures.setdefault(a, {})["kernel_s"] = own or (gap, src)
         out[k] = c
     return out
 

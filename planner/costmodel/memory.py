@@ -112,6 +112,11 @@ def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, en
     return kv + linear_state_bytes_per_seq(model, p) if model.attention.linear is not None else kv
 
 
+def profile_rows(eng: Engine, max_seqs=None):
+    """Sequences of a full step, the dummy requests of an engine's memory profile: min(batch limit, batched tokens)."""
+    return np.minimum(eng.max_seqs if max_seqs is None else max_seqs, eng.max_batched_tokens)
+
+
 def activation_bytes(model: Model, p: PlanArrays, eng: Engine, max_seqs=None) -> np.ndarray:
     """Activation workspace per device; ``max_seqs`` (per row) replaces the engine's batch limit where a benchmark
     tool set its own."""
@@ -119,9 +124,8 @@ def activation_bytes(model: Model, p: PlanArrays, eng: Engine, max_seqs=None) ->
     ffn = model.moe.expert_intermediate_size * model.moe.top_k if model.moe else model.intermediate_size
     ffn = max(ffn, model.intermediate_size if model.num_dense_layers else 0)
     per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
-    seqs = eng.max_seqs if max_seqs is None else max_seqs
     forward = eng.max_batched_tokens * per_token * p.act_bytes
-    rows = np.minimum(seqs, eng.max_batched_tokens)  # sequences of a full step (the profile's dummy requests)
+    rows = profile_rows(eng, max_seqs)
     if eng.sampler_bytes_per_logit:
         # vLLM's profile run: a forward pass of max_batched_tokens, then the sampler on the last token of each of
         # min(tokens, max_seqs) dummy requests, full-vocabulary logits on every rank; the peak is the larger

@@ -324,15 +324,21 @@ def kernels_for(engine, hw, version: str | None = None) -> Kernels:
         else:
             vals[p.name] = p.prior if p.fitted else p.neutral
             prov[p.name] = f"prior ({p.doc}); not in {c.key}"
-    # the gap between the kernels of the release's own replayed CUDA graph, where its profile names one for the
-    # architecture (Engine.graph_gap_s), over the graph gap pooled from other releases; as calibrate.rate_fit.graph_gap
-    # lays it when it writes the files, a release with fit rows of its own, or a value its runs at request rates
-    # fitted, keeps its fitted value
-    own = dict(getattr(engine, "graph_gap_s", ()) or ())
-    if arch in own and not c.rows and not str(prov.get("kernel_s", "")).startswith("rate fit"):
-        vals["kernel_s"] = own[arch]
-        prov["kernel_s"] = f"CUDA-graph kernel gap of {c.key}'s own graphs on {arch} (engine profile: graph_gap_s)"
+    own = own_graph_gap(engine, c.key, arch, bool(c.rows), str(prov.get("kernel_s", "")))
+    if own is not None:  # over the graph gap pooled from other releases, as calibrate.rate_fit.graph_gap lays it
+        vals["kernel_s"], prov["kernel_s"] = own
     return Kernels(c.key, arch, vals, prov, calibrated=True)
+
+
+def own_graph_gap(engine, key: str, arch: str, has_rows: bool, kernel_source: str) -> tuple[float, str] | None:
+    """(seconds, provenance) of the gap between the kernels of the release's own replayed CUDA graph on ``arch``, where
+    its profile names one (Engine.graph_gap_s) and it applies: the release (calibration key ``key``) has no fit rows of
+    its own and its kernel_s there was not fitted at request rates (``kernel_source`` starts "rate fit"). The one rule
+    both the loaded values (kernels_for) and the files a refit writes (calibrate.rate_fit.graph_gap) follow."""
+    own = dict(getattr(engine, "graph_gap_s", ()) or ())
+    if arch not in own or has_rows or kernel_source.startswith("rate fit"):
+        return None
+    return own[arch], f"CUDA-graph kernel gap of {key}'s own graphs on {arch} (engine profile: graph_gap_s)"
 
 
 def scale_fabric(fabric, factor: float):

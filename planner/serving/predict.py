@@ -527,7 +527,7 @@ def _sampler_path_note(engine, m: Model, p, mem, kv_cap: float) -> str | None:
     """Where the engine's memory profile is set by its sampler warm-up and its other sampler path (vLLM: FlashInfer's
     top-k/top-p kernels) would leave materially more cache (a quarter GiB and a tenth of the cache, or a cache where
     there is none), one line saying so: which path the install takes is not known here."""
-    from planner.costmodel.memory import activation_bytes
+    from planner.costmodel.memory import activation_bytes, profile_rows
 
     alt_b = engine.sampler_alt_bytes_per_logit
     if not (alt_b and engine.sampler_bytes_per_logit):
@@ -537,7 +537,7 @@ def _sampler_path_note(engine, m: Model, p, mem, kv_cap: float) -> str | None:
     gain = act - alt
     if gain < 0.25 * GiB or (kv_cap > 0 and gain < 0.1 * kv_cap):
         return None
-    rows = min(engine.max_seqs, engine.max_batched_tokens)
+    rows = int(profile_rows(engine))
     return (f"{engine.name}'s memory profile charges {act / GiB:.1f} GiB a GPU for its sampler warm-up ({rows:,} sequences x "
             f"{m.vocab_size:,} logits at {engine.sampler_bytes_per_logit:g} bytes, its sorting top-k/top-p path); an install "
             f"that samples with FlashInfer's kernels charges about {alt_b:g} bytes a logit, {gain / GiB:.1f} GiB more cache "

@@ -604,6 +604,11 @@ class KvDtypes(_Strict):
 _BOOL = (lambda f: isinstance(f, bool), "true or false")
 
 
+def _is_release(v) -> bool:
+    """A release written MAJOR.MINOR[.PATCH] ("0.6.1")."""
+    return isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None
+
+
 def _count(what: str):
     """A setting that is a token count (an integer >= 0); ``what`` is the error's description."""
     return (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0, what)
@@ -667,13 +672,12 @@ _SHAPED_SETTINGS = {
     "sm_stream_limited": _BOOL,
     "metal_dequant_fitted": _BOOL,
     "eplb": _BOOL,
-    "runtime_bytes_from": (lambda d: isinstance(d, dict) and all(isinstance(r, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", r)
-                                                                and isinstance(b, (str, int, float)) and not isinstance(b, bool)
-                                                                for r, b in d.items())
+    "runtime_bytes_from": (lambda d: isinstance(d, dict) and all(_is_release(r) and isinstance(b, (str, int, float))
+                                                                and not isinstance(b, bool) for r, b in d.items())
                            and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
                            "releases written MAJOR.MINOR[.PATCH], oldest first, each with the bytes from that release on "
                            "({\"0.7\": \"0.13 GiB\"})"),
-    "decode_reread_until": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None,
+    "decode_reread_until": (_is_release,
                             "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
     **{field: (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
                f"a number of tokens (an integer >= 0; {zero})")
@@ -739,14 +743,12 @@ class EngineSpec(_Strict):
                 v = tuple(int(x) for x in v)
             if k in BLOCK_FP8_FIELDS:
                 v = _block_fp8_fractions(v, k)
-            if k in ("runtime_bytes", "collective_runtime_bytes") and isinstance(v, str):
+            if k in ("runtime_bytes", "collective_runtime_bytes", "runtime_bytes_from"):
                 from planner.units import parse_quantity
 
-                v = parse_quantity(v, "bytes")
-            if k == "runtime_bytes_from":
-                from planner.units import parse_quantity
-
-                v = tuple((str(r), parse_quantity(b, "bytes") if isinstance(b, str) else float(b)) for r, b in (v or {}).items())
+                as_bytes = lambda b: parse_quantity(b, "bytes") if isinstance(b, str) else b  # noqa: E731
+                v = (tuple((str(r), float(as_bytes(b))) for r, b in (v or {}).items()) if k == "runtime_bytes_from"
+                     else as_bytes(v))
             kw[k] = v
         both = {**self.cli, **self.settings}
         flags = tuple((k, st.flag) for k, st in both.items() if st.flag)
