@@ -296,9 +296,12 @@ def test_a_llamacpp_row_is_priced_by_the_build_it_names():
 def test_a_table_without_an_engine_column_takes_the_engine_its_source_names():
     """A printed table may name its engine only in the source: vLLM or SGLang there (with its release where given,
     priced by the profile of that release's era), TensorRT-LLM only where nothing else is named."""
-    from planner.calibrate.published_fit import engine_of
+    from planner.calibrate.published_fit import engine_of, release_of
 
-    assert engine_of({"source": "vLLM v0.10.1 benchmark_throughput, H100", "hardware": "h100-sxm"}) == "vllm@0.11"
+    # the release is kept where its era's profile bounds a setting by release (vLLM 0.11's sampler path), and the row
+    # is priced by that profile
+    row = {"source": "vLLM v0.10.1 benchmark_throughput, H100", "hardware": "h100-sxm"}
+    assert engine_of(row) == "vllm@0.10" and release_of(row) == "vllm@0.11"
     assert engine_of({"source": "SGLang 0.4.6 speed benchmark", "hardware": "h20"}) == "sglang@0.5"
     assert engine_of({"source": "an sglang blog post", "hardware": "h100-sxm"}) == "sglang"
     assert engine_of({"source": "trtllm perf-overview 1.1/1.2 era", "hardware": "h100-sxm"}) == "trtllm@1.1"

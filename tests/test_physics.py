@@ -592,7 +592,7 @@ def test_trtllm_bench_head_size_is_hidden_over_heads_for_deepseek_mla():
 
 def test_published_rows_of_a_1x_trtllm_release_use_the_1x_profile():
     from planner.calibrate.bench_settings import bench_runs
-    from planner.calibrate.published_fit import engine_of
+    from planner.calibrate.published_fit import engine_of, release_of
 
     for src in ("trtllm perf-overview 1.1/1.2 era (developer-guide), max throughput",
                 "trtllm perf-overview, TensorRT-LLM release/1.2 (docs/source/developer-guide/perf-overview.md)",
@@ -604,8 +604,12 @@ def test_published_rows_of_a_1x_trtllm_release_use_the_1x_profile():
     # a row's own engine column: its release's profile when there is one, else its era's (vLLM V1 from 0.8 on, with
     # asynchronous scheduling by default from 0.14)
     assert engine_of({"engine": "vllm", "engine_version": "0.15.1"}) == "vllm@0.15.1"
-    assert engine_of({"engine": "vllm", "engine_version": "0.10.1 (rocm/vllm:rocm6.4.1_vllm_0.10.1)"}) == "vllm@0.11"
-    assert engine_of({"engine": "vllm", "engine_version": "0.7.3"}) == "vllm@0.6"
+    # (a release whose era's profile bounds a setting by release keeps its number: vLLM V1's sampler path, V0's
+    # runtime memory; release_of names the profile that prices it)
+    assert engine_of({"engine": "vllm", "engine_version": "0.10.1 (rocm/vllm:rocm6.4.1_vllm_0.10.1)"}) == "vllm@0.10.1"
+    assert release_of({"engine": "vllm", "engine_version": "0.10.1"}) == "vllm@0.11"
+    assert engine_of({"engine": "vllm", "engine_version": "0.7.3"}) == "vllm@0.7.3"
+    assert release_of({"engine": "vllm", "engine_version": "0.7.3"}) == "vllm@0.6"
     # MLPerf on AMD Instinct runs vLLM; on NVIDIA the TensorRT-LLM of its round
     assert engine_of({"source": "mlperf-inference-v5.1 closed AMD 8xMI300X", "hardware": "mi300x"}) == "vllm"
     # (v4.1's NVIDIA code builds the public main of 2024-07-16, 0.12 dev: the 0.14 profile's era)

@@ -394,3 +394,20 @@ def test_the_inferencex_closed_loops_are_held_out_and_every_row_is_predicted():
     # AMD's DeepSeek-R1 FP4 checkpoint is MXFP4, NVIDIA's NVFP4 (the planner's fp4)
     assert {r["weights"] for r in rows if r["hardware"].startswith("mi")} <= {"fp8", "mxfp4"}
     assert {r["weights"] for r in rows if not r["hardware"].startswith("mi")} <= {"fp8", "fp4"}
+
+
+def test_the_l4_runs_are_held_out_and_a_closed_loop_of_a_small_model_saturates_the_step():
+    """serving_bench_l4.csv (vLLM on one L4, a device no other row comes from) measures transfer: neither fit stage reads
+    it and each run is predicted. A closed loop of Qwen2.5-0.5B (256-token prompts, 128-token replies) scales its rate with
+    the clients while the step is nearly flat: 32 clients run less than 32 x one client's rate, more than 16 x."""
+    from planner.calibrate import rate_fit
+
+    f, runs = _published("serving_bench_l4.csv")
+    assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
+    assert rate_fit.rate_rows([f]) == {}
+    assert {r["hardware"] for r in runs} == {"l4"} and len(runs) == 5
+    out = list(predict_simulated(f.name, set(runs[0]), runs))
+    assert len(out) == 2 * len(runs) and all(pred is not None and pred > 0 for *_, pred, _ in out)
+    rate = {runs[i]["max_concurrency"]: pred for i, what, _, _, pred, _ in out
+            if what == "requests_per_s" and runs[i]["model"] == "qwen2.5-0.5b"}
+    assert 16 * rate["1"] < rate["32"] < 32 * rate["1"]

@@ -92,13 +92,15 @@ MLPERF_TRTLLM = {"v4.0": "0.9", "v4.1": "0.12", "v5.0": "0.18", "v5.1": "1.0"}
 
 
 def _profile_for(eid: str, version: str) -> str:
-    """``ID@VERSION`` when that release has a profile, else the profile of its era (planner.specs.engine.era_profile)."""
+    """``ID@VERSION`` when that release has a profile or its era's profile bounds a setting by release
+    (Engine.release_bounded: the release keeps its number), else the profile of its era
+    (planner.specs.engine.era_profile)."""
     name = f"{eid}@{version}"
     try:
         e = get_engine(name)
     except PlannerError:
         return era_profile(eid, version) or name
-    return name if e.requested is None else e.name
+    return name if e.requested is None or e.release_bounded else e.name
 
 
 def _vendor(hardware: str) -> str | None:

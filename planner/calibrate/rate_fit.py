@@ -86,7 +86,7 @@ BENCH_ENGINES = ("vllm",)
 # fitted row comes from, kept to measure how the fitted values transfer (joint.NOT_FITTED says why each file is not fitted)
 HELD_OUT_FILES = frozenset({"serving_bench_more.csv", "serving_bench_quant.csv", "serving_bench_rtx3090.csv",
                             "speed_benchmark_qwen3_h20.csv", "serving_bench_consumer_blackwell.csv",
-                            "serving_bench_inferencex.csv"})
+                            "serving_bench_inferencex.csv", "serving_bench_l4.csv"})
 COMPUTE = ("gemm", "moe_gemm", "attention")
 COMPUTE_BOUNDS = (0.3, 1.5)  # x the joint fit's values
 BENCH_METRICS = ("requests_per_s", "mean_tpot_s", "decode_tokens_per_s")  # + the mean TTFT of closed-loop runs

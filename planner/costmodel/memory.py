@@ -126,10 +126,11 @@ def activation_bytes(model: Model, p: PlanArrays, eng: Engine, max_seqs=None) ->
     per_token = 4 * model.hidden_size + 2 * ffn / tp + (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / tp
     forward = eng.max_batched_tokens * per_token * p.act_bytes
     rows = profile_rows(eng, max_seqs)
-    if eng.sampler_bytes_per_logit:
+    sampler = eng.sampler_at_release  # the sampler path the release's own install takes
+    if sampler:
         # vLLM's profile run: a forward pass of max_batched_tokens, then the sampler on the last token of each of
         # min(tokens, max_seqs) dummy requests, full-vocabulary logits on every rank; the peak is the larger
-        return np.maximum(forward, rows * model.vocab_size * eng.sampler_bytes_per_logit)
+        return np.maximum(forward, rows * model.vocab_size * sampler)
     return forward + rows * model.vocab_size / tp * 4.0  # fp32 logits
 
 

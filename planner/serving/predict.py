@@ -525,23 +525,32 @@ def front_end_note(engine: Engine) -> str:
 
 def _sampler_path_note(engine, m: Model, p, mem, kv_cap: float) -> str | None:
     """Where the engine's memory profile is set by its sampler warm-up and its other sampler path (vLLM: FlashInfer's
-    top-k/top-p kernels) would leave materially more cache (a quarter GiB and a tenth of the cache, or a cache where
-    there is none), one line saying so: which path the install takes is not known here."""
+    top-k/top-p kernels against sorting the logits) would leave materially more or less cache (a quarter GiB and a
+    tenth of the cache, or a cache where there is none), one line saying so: which path an install takes is known only
+    as its release's images take it (Engine.sampler_bytes_from)."""
     from planner.costmodel.memory import activation_bytes, profile_rows
 
-    alt_b = engine.sampler_alt_bytes_per_logit
-    if not (alt_b and engine.sampler_bytes_per_logit):
+    at, other = engine.sampler_at_release, engine.sampler_other_path
+    if not (at and other):
         return None
     act = float(mem.activation_bytes[0])
-    alt = float(activation_bytes(m, p, engine.with_(sampler_bytes_per_logit=alt_b))[0])
-    gain = act - alt
-    if gain < 0.25 * GiB or (kv_cap > 0 and gain < 0.1 * kv_cap):
+    alt = float(activation_bytes(m, p, engine.with_(sampler_bytes_per_logit=other, sampler_bytes_from=()))[0])
+    gain = act - alt  # more cache on the other path where positive
+    if abs(gain) < 0.25 * GiB or (kv_cap > 0 and abs(gain) < 0.1 * kv_cap):
         return None
     rows = int(profile_rows(engine))
-    return (f"{engine.name}'s memory profile charges {act / GiB:.1f} GiB a GPU for its sampler warm-up ({rows:,} sequences x "
-            f"{m.vocab_size:,} logits at {engine.sampler_bytes_per_logit:g} bytes, its sorting top-k/top-p path); an install "
-            f"that samples with FlashInfer's kernels charges about {alt_b:g} bytes a logit, {gain / GiB:.1f} GiB more cache "
-            f"a GPU here (--max-num-seqs lowers both)")
+    sorts = at >= other  # the release's own install sorts the logits; the other path is FlashInfer's
+    who = engine.requested or (f"{engine.id}@{engine.release}" if engine.release else engine.name)
+    path = ("its sorting top-k/top-p path" if sorts else
+            f"FlashInfer's top-k/top-p kernels, which {engine.id}'s images of this release take")
+    head = (f"{who}'s memory profile charges {act / GiB:.1f} GiB a GPU for its sampler warm-up ({rows:,} sequences x "
+            f"{m.vocab_size:,} logits at {at:g} bytes, {path}); ")
+    if sorts:
+        return head + (f"an install that samples with FlashInfer's kernels charges about {other:g} bytes a logit, "
+                       f"{gain / GiB:.1f} GiB more cache a GPU here (--max-num-seqs lowers both)")
+    return head + (f"an install without them (no flashinfer, or VLLM_USE_FLASHINFER_SAMPLER=0) sorts the logits at "
+                   f"about {other:g} bytes a logit, {-gain / GiB:.1f} GiB less cache a GPU here (--max-num-seqs lowers "
+                   "both)")
 
 
 def _fraction_hint(eng, hw, weights_b: float, other: float, runtime_b: float, per_seq: float, tokens: int) -> str:

@@ -465,6 +465,9 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 eng = eng.with_(async_scheduling=sched_ahead == "true")
             if server:  # the run's own server flags, where its table prints them (pinned over the device's defaults)
                 eng = eng.set_by_user(**server)
+            sampler = (r.get("sampler") or "").strip().lower()
+            if sampler:  # the top-k/top-p path the run's install took, where its source says (vLLM's V1 profile)
+                eng = eng.on_sampler_path(sampler)
             if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
                 weights = get_model(r["model"]).released_weights() or "bf16"
             # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long

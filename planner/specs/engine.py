@@ -36,6 +36,8 @@ _MIB = 2.0**20
 
 # the API endpoints a request can come through (Engine.on_endpoint)
 ENDPOINTS = ("completions", "chat")
+# the top-k/top-p sampler paths an install of vLLM's V1 engine takes (Engine.on_sampler_path)
+SAMPLER_PATHS = ("sorting", "flashinfer")
 # which GEMMs over a few tokens an engine may run as matrix-vector kernels (Engine.matrix_vector_kernels)
 MATRIX_VECTOR_KERNELS = ("all", "weight_only", "none")
 MOE_GATHER = ("kernel", "gemm")  # Engine.moe_gather: a gather kernel before the grouped GEMMs, or the GEMM gathers its rows
@@ -73,6 +75,11 @@ class Engine:
     # kernels where flashinfer is installed and enabled, against the sorting path sampler_bytes_per_logit prices); the
     # estimate says how much more cache it would leave. 0: no other path on record
     sampler_alt_bytes_per_logit: float = 0.0
+    # releases from which the sampler path the engine's own install takes changes, oldest first: (first release, bytes
+    # per logit). vLLM's images sampled top-k/top-p with FlashInfer's kernels from 0.8 (the flashinfer they bundled)
+    # until flashinfer became a default dependency and PR 26859 turned its sampler off by default; a release the user
+    # named (Engine.release) holds its own, the profile named alone sampler_bytes_per_logit (Engine.sampler_at_release)
+    sampler_bytes_from: tuple[tuple[str, float], ...] = ()
     # the engine's MXFP4 MoE kernels take the expert matrices with the hidden dimension padded to a multiple of this
     # (vLLM: 256), so the padded experts are what it loads and reads; 0: the checkpoint's shapes
     mxfp4_moe_hidden_align: int = 0
@@ -322,8 +329,8 @@ class Engine:
     @property
     def release_bounded(self) -> bool:
         """Whether a setting of this profile depends on the release within its series (decode_reread_until,
-        runtime_bytes_from): a release named finer than the profile's version then carries its number."""
-        return bool(self.decode_reread_until or self.runtime_bytes_from)
+        runtime_bytes_from, sampler_bytes_from): a release named finer than the profile's version then carries its number."""
+        return bool(self.decode_reread_until or self.runtime_bytes_from or self.sampler_bytes_from)
 
     def release_at_most(self, version: str | None) -> bool:
         """Whether the release this prices is ``version`` or earlier: True when no finer release was named (the profile
@@ -382,12 +389,35 @@ class Engine:
     def runtime_at_release(self) -> float:
         """runtime_bytes of the release this prices: the last runtime_bytes_from entry at or before Engine.release, else
         runtime_bytes (also where no finer release was named)."""
-        rt = self.runtime_bytes
-        if self.release:
-            for since, b in self.runtime_bytes_from:
-                if _release_numbers(self.release) >= _release_numbers(since):
-                    rt = b
-        return rt
+        return _at_release(self.release, self.runtime_bytes_from, self.runtime_bytes)
+
+    @property
+    def sampler_at_release(self) -> float:
+        """sampler_bytes_per_logit of the release this prices: the last sampler_bytes_from entry at or before
+        Engine.release, else sampler_bytes_per_logit (also where no finer release was named)."""
+        return _at_release(self.release, self.sampler_bytes_from, self.sampler_bytes_per_logit)
+
+    @property
+    def sampler_other_path(self) -> float:
+        """Bytes per logit of the sampler path the release's own install does not take (0: none on record): the
+        alternative path where the release takes the profile's, else the profile's own."""
+        at = self.sampler_at_release
+        if not self.sampler_alt_bytes_per_logit:
+            return 0.0
+        return self.sampler_alt_bytes_per_logit if at == self.sampler_bytes_per_logit else self.sampler_bytes_per_logit
+
+    def on_sampler_path(self, path: str) -> "Engine":
+        """This release with the top-k/top-p sampler path an install is known to take: ``sorting`` (the PyTorch path
+        sampler_bytes_per_logit prices) or ``flashinfer`` (FlashInfer's kernels, sampler_alt_bytes_per_logit), whatever
+        its release's images take (sampler_bytes_from). A PlannerError for another path, or a profile without both."""
+        if path not in SAMPLER_PATHS:
+            raise PlannerError(f"unknown sampler path {path!r}: use {' or '.join(SAMPLER_PATHS)}")
+        if not (self.sampler_bytes_per_logit and self.sampler_alt_bytes_per_logit):
+            raise PlannerError(f"{self.name} prices no sampler warm-up with two paths, so a sampler path does not apply")
+        if path == "sorting":
+            return replace(self, sampler_bytes_from=())
+        return replace(self, sampler_bytes_from=(), sampler_bytes_per_logit=self.sampler_alt_bytes_per_logit,
+                       sampler_alt_bytes_per_logit=self.sampler_bytes_per_logit)
 
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
@@ -452,6 +482,9 @@ class Engine:
         eng = self
         for rule in self.rules:
             eng = rule.apply(eng, hw, tp, pp)
+        if eng.sampler_alt_bytes_per_logit and getattr(hw, "vendor", None) != "nvidia":
+            # FlashInfer's sampling kernels are CUDA's: elsewhere (ROCm, XPU, CPU) vLLM's V1 sampler sorts the logits
+            eng = replace(eng, sampler_bytes_from=(), sampler_alt_bytes_per_logit=0.0)
         return eng
 
     def _mmq_key(self, hw) -> str | None:
@@ -496,6 +529,7 @@ class Engine:
                 "shared_expert_fusion": list(self.shared_expert_fusion),
                 "decode_reread_until": self.decode_reread_until,
                 "runtime_bytes_from": dict(self.runtime_bytes_from),
+                "sampler_bytes_from": dict(self.sampler_bytes_from),
                 "max_model_len_check": self.max_model_len_check,
                 "matrix_vector_kernels": self.matrix_vector_kernels,
                 "gemm_tile": list(self.gemm_tile) if self.gemm_tile else None, "fused_projections": self.fused_projections,
@@ -604,6 +638,17 @@ class KvDtypes(_Strict):
 _BOOL = (lambda f: isinstance(f, bool), "true or false")
 
 
+def _at_release(release: str | None, steps: tuple[tuple[str, float], ...], default: float) -> float:
+    """The value of a setting a profile changes by release (``steps``: (first release, value), oldest first) for
+    ``release``: the last step at or before it; ``default`` where no step applies or no finer release was named."""
+    v = default
+    if release:
+        for since, x in steps:
+            if _release_numbers(release) >= _release_numbers(since):
+                v = x
+    return v
+
+
 def _is_release(v) -> bool:
     """A release written MAJOR.MINOR[.PATCH] ("0.6.1")."""
     return isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None
@@ -677,6 +722,11 @@ _SHAPED_SETTINGS = {
                            and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
                            "releases written MAJOR.MINOR[.PATCH], oldest first, each with the bytes from that release on "
                            "({\"0.7\": \"0.13 GiB\"})"),
+    "sampler_bytes_from": (lambda d: isinstance(d, dict) and all(_is_release(r) and isinstance(b, (int, float))
+                                                                and not isinstance(b, bool) and b > 0 for r, b in d.items())
+                           and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
+                           "releases written MAJOR.MINOR[.PATCH], oldest first, each with the bytes a logit of the "
+                           "sampler path from that release on ({\"0.8\": 13, \"0.11\": 38.8})"),
     "decode_reread_until": (_is_release,
                             "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
     **{field: (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
@@ -749,6 +799,8 @@ class EngineSpec(_Strict):
                 as_bytes = lambda b: parse_quantity(b, "bytes") if isinstance(b, str) else b  # noqa: E731
                 v = (tuple((str(r), float(as_bytes(b))) for r, b in (v or {}).items()) if k == "runtime_bytes_from"
                      else as_bytes(v))
+            if k == "sampler_bytes_from":
+                v = tuple((str(r), float(b)) for r, b in (v or {}).items())
             kw[k] = v
         both = {**self.cli, **self.settings}
         flags = tuple((k, st.flag) for k, st in both.items() if st.flag)
