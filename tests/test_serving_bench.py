@@ -405,9 +405,14 @@ def test_the_l4_runs_are_held_out_and_a_closed_loop_of_a_small_model_saturates_t
     f, runs = _published("serving_bench_l4.csv")
     assert f.name in rate_fit.HELD_OUT_FILES and "held out" in joint.NOT_FITTED[f.name]
     assert rate_fit.rate_rows([f]) == {}
-    assert {r["hardware"] for r in runs} == {"l4"} and len(runs) == 5
+    assert {r["hardware"] for r in runs} == {"l4"} and len(runs) == 13
     out = list(predict_simulated(f.name, set(runs[0]), runs))
-    assert len(out) == 2 * len(runs) and all(pred is not None and pred > 0 for *_, pred, _ in out)
+    metrics = sum(sum(1 for k in ("requests_per_s", "output_tokens_per_s", "mean_ttft_s", "mean_tpot_s") if r[k]) for r in runs)
+    assert len(out) == metrics == 2 * 5 + 4 * 8 and all(pred is not None and pred > 0 for *_, pred, _ in out)
+    # the Llama 2 7B closed loops (one prompt sent 100 times): more clients, longer steps and more requests a second
+    tpot = [pred for i, what, _, _, pred, _ in out if what == "mean_tpot_s"]
+    rps = [pred for i, what, _, _, pred, _ in out if what == "requests_per_s" and runs[i]["model"] == "llama-2-7b"]
+    assert tpot == sorted(tpot) and rps == sorted(rps)
     rate = {runs[i]["max_concurrency"]: pred for i, what, _, _, pred, _ in out
             if what == "requests_per_s" and runs[i]["model"] == "qwen2.5-0.5b"}
     assert 16 * rate["1"] < rate["32"] < 32 * rate["1"]

@@ -428,8 +428,8 @@ NOT_FITTED = {
                                "its quantized checkpoints (AWQ on Marlin, FP8, W4A16, an FP8 KV cache) on an RTX 4090 and "
                                "an H100; the rate stage leaves it out too (rate_fit.HELD_OUT_FILES)",
     "serving_bench_l4.csv": "held out to measure transfer: vLLM (0.5.4 by date, and 0.23.0) on one NVIDIA L4, a device no "
-                            "other row comes from: a 1,000-prompt ShareGPT burst of Llama 3.1 8B and a closed-loop sweep "
-                            "of Qwen2.5-0.5B; the rate stage leaves it out too (rate_fit.HELD_OUT_FILES)",
+                            "other row comes from: a 1,000-prompt ShareGPT burst of Llama 3.1 8B and closed-loop sweeps "
+                            "of Qwen2.5-0.5B and Llama 2 7B; the rate stage leaves it out too (rate_fit.HELD_OUT_FILES)",
     "serving_bench_rtx3090.csv": "held out to measure transfer: vLLM 0.4.1 on one RTX 3090 at 1-8 ShareGPT requests/s, a "
                                  "device no fitted vLLM row comes from, with its startup log's KV-cache size",
     "speed_benchmark_qwen3_h20.csv": "held out to measure transfer: Qwen's own batch-1 speed benchmark of every Qwen3 model "
