@@ -232,8 +232,32 @@ def test_the_sampler_path_follows_the_release_and_the_run():
            "dataset": "random", "isl": "206", "osl": "179", "num_prompts": "64", "rate": "inf", "requests_per_s": "1"}
     image, sorted_ = (predict_bench_serve([r])[0][4] for r in (row, {**row, "sampler": "sorting"}))
     assert image > 1.5 * sorted_  # 3.2 GiB more cache a GPU admits more of the burst at once
+    with pytest.raises(PlannerError, match="column 'sampler'"):  # a malformed cell stops the file, as other flags do
+        predict_bench_serve([{**row, "sampler": "triton"}])
     from planner.specs.engine import EngineSpec
 
     with pytest.raises(ValueError, match="oldest first"):
         EngineSpec.model_validate({"id": "x", "version": "1", "name": "x", "source": "s",
                                    "settings": {"sampler_bytes_from": {"value": {"0.11": 38.8, "0.8": 13}, "source": "s"}}})
+
+
+def test_the_user_can_name_the_installs_sampler_path(capsys):
+    """`--sampler sorting|flashinfer` prices the path the user's install takes: more cache on FlashInfer's kernels than
+    on sorting at vLLM 0.12, whose images sort; FlashInfer's kernels only on NVIDIA, and only for an engine that prices
+    a sampler warm-up with two paths: anything else is one sentence and exit 2."""
+    from typing import get_args
+
+    from cli_helpers import run, run_json
+    from planner.specs.engine import SAMPLER_PATHS
+    from planner.studies.params import Sampler
+
+    assert get_args(Sampler) == SAMPLER_PATHS
+    base = ["estimate", "-m", "llama-3-70b", "-H", "h100-pcie", "--tp", "2", "--engine", "vllm@0.12", "--isl", "206",
+            "--osl", "179", "--concurrency", "8", "--json"]
+    act = {p: run_json(base + ["--sampler", p], capsys)["memory"]["activation_bytes"] for p in SAMPLER_PATHS}
+    default = run_json(base, capsys)["memory"]["activation_bytes"]
+    assert default == act["sorting"] and act["sorting"] - act["flashinfer"] == pytest.approx(1024 * 128256 * 25.8, rel=1e-6)
+    for args, why in ((["-m", "llama-3.1-8b", "-H", "mi300x", "--engine", "vllm@0.8.5", "--sampler", "flashinfer"], "NVIDIA GPUs only"),
+                      (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "trtllm", "--sampler", "sorting"], "does not apply")):
+        code, out, err = run(["estimate"] + args, capsys)
+        assert code == 2 and why in err and "Traceback" not in err and err.count("\n") == 1

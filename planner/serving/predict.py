@@ -541,8 +541,10 @@ def _sampler_path_note(engine, m: Model, p, mem, kv_cap: float) -> str | None:
     rows = int(profile_rows(engine))
     sorts = at >= other  # the release's own install sorts the logits; the other path is FlashInfer's
     who = engine.requested or (f"{engine.id}@{engine.release}" if engine.release else engine.name)
-    path = ("its sorting top-k/top-p path" if sorts else
-            f"FlashInfer's top-k/top-p kernels, which {engine.id}'s images of this release take")
+    chosen = "sampler" in engine.pinned  # the user named the install's path (--sampler)
+    path = ("its sorting top-k/top-p path" + (", as --sampler sets" if chosen else "") if sorts else
+            "FlashInfer's top-k/top-p kernels, " + ("as --sampler sets" if chosen else
+                                                    f"which {engine.id}'s images of this release take"))
     head = (f"{who}'s memory profile charges {act / GiB:.1f} GiB a GPU for its sampler warm-up ({rows:,} sequences x "
             f"{m.vocab_size:,} logits at {at:g} bytes, {path}); ")
     if sorts:

@@ -423,7 +423,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     ``tp`` within a rank), and ``attention_dp_balance``: the decode steps the engine holds new prompts for until every
     rank can take one (TensorRT-LLM's attention_dp_config enable_balance with its timeout_iters); ``output_tokens_per_s_per_gpu``
     / ``total_tokens_per_s_per_gpu``: the run's rates over its GPUs."""
-    from planner.specs.engine import get_engine
+    from planner.specs.engine import SAMPLER_PATHS, get_engine
     from planner.specs.loader import get_model
 
     out = []
@@ -449,6 +449,10 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                + (f" replicas={replicas}" if replicas > 1 else ""))
         measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
         server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
+        sampler = (r.get("sampler") or "").strip().lower()
+        if sampler and sampler not in SAMPLER_PATHS:
+            raise PlannerError(f"{where}: column 'sampler' is {r.get('sampler')!r}; it takes {' or '.join(SAMPLER_PATHS)} "
+                               "(the top-k/top-p path the run's install took), or an empty cell")
         cap = _count(r, "max_tokens", where, 0)  # the client's reply cap, where the row prints it
         if cap and cap + 0.5 < mean_out:
             raise PlannerError(f"{where}: its mean reply of {mean_out:g} tokens is above its max_tokens {cap}")
@@ -465,7 +469,6 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
                 eng = eng.with_(async_scheduling=sched_ahead == "true")
             if server:  # the run's own server flags, where its table prints them (pinned over the device's defaults)
                 eng = eng.set_by_user(**server)
-            sampler = (r.get("sampler") or "").strip().lower()
             if sampler:  # the top-k/top-p path the run's install took, where its source says (vLLM's V1 profile)
                 eng = eng.on_sampler_path(sampler)
             if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)

@@ -414,10 +414,11 @@ class Engine:
             raise PlannerError(f"unknown sampler path {path!r}: use {' or '.join(SAMPLER_PATHS)}")
         if not (self.sampler_bytes_per_logit and self.sampler_alt_bytes_per_logit):
             raise PlannerError(f"{self.name} prices no sampler warm-up with two paths, so a sampler path does not apply")
+        pinned = tuple(sorted(set(self.pinned) | {"sampler"}))
         if path == "sorting":
-            return replace(self, sampler_bytes_from=())
+            return replace(self, sampler_bytes_from=(), pinned=pinned)
         return replace(self, sampler_bytes_from=(), sampler_bytes_per_logit=self.sampler_alt_bytes_per_logit,
-                       sampler_alt_bytes_per_logit=self.sampler_bytes_per_logit)
+                       sampler_alt_bytes_per_logit=self.sampler_bytes_per_logit, pinned=pinned)
 
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
@@ -484,7 +485,12 @@ class Engine:
             eng = rule.apply(eng, hw, tp, pp)
         if eng.sampler_alt_bytes_per_logit and getattr(hw, "vendor", None) != "nvidia":
             # FlashInfer's sampling kernels are CUDA's: elsewhere (ROCm, XPU, CPU) vLLM's V1 sampler sorts the logits
-            eng = replace(eng, sampler_bytes_from=(), sampler_alt_bytes_per_logit=0.0)
+            # (the sorting path is the larger of the two figures)
+            sorting = max(eng.sampler_bytes_per_logit, eng.sampler_alt_bytes_per_logit)
+            if "sampler" in eng.pinned and eng.sampler_bytes_per_logit < sorting:
+                raise PlannerError(f"FlashInfer's sampling kernels run on NVIDIA GPUs only: the flashinfer sampler path "
+                                   f"does not apply to {getattr(hw, 'id', hw)}")
+            eng = replace(eng, sampler_bytes_from=(), sampler_bytes_per_logit=sorting, sampler_alt_bytes_per_logit=0.0)
         return eng
 
     def _mmq_key(self, hw) -> str | None:

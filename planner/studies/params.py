@@ -215,6 +215,12 @@ ENDPOINT_HELP = ("the API endpoint requests come through, whose per-request fron
                  "chat time where it has one)")
 
 
+Sampler = Literal["sorting", "flashinfer"]  # planner.specs.engine.SAMPLER_PATHS, written out (a test pins them)
+SAMPLER_HELP = ("the top-k/top-p sampler path the install takes, whose warm-up vLLM V1's memory profile charges: sorting "
+                "(the PyTorch path, 38.8 bytes a logit) or flashinfer (FlashInfer's kernels, about 13; NVIDIA GPUs only); "
+                "default: the path the release's own images take (the estimate's note names the other)")
+
+
 MemoryFraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 MEMORY_FRACTION_HELP = ("the engine's memory fraction, in (0, 1]: vLLM's --gpu-memory-utilization (of the whole GPU), "
                         "SGLang's --mem-fraction-static, TensorRT-LLM's kv_cache_free_gpu_memory_fraction (of the memory "
@@ -227,13 +233,16 @@ def request_engine(req):
     defaults then leave as set (Engine.set_by_user)."""
     endpoint = getattr(req, "endpoint", "completions")
     fraction = getattr(req, "memory_fraction", None)
-    if endpoint == "completions" and fraction is None:
+    sampler = getattr(req, "sampler", None)
+    if endpoint == "completions" and fraction is None and sampler is None:
         return req.engine
     from planner.specs.engine import get_engine
 
     eng = get_engine(req.engine) if isinstance(req.engine, str) else req.engine
     if endpoint != "completions":
         eng = eng.on_endpoint(endpoint)
+    if sampler is not None:  # the path the user's install takes (Engine.on_sampler_path), kept on every device
+        eng = eng.on_sampler_path(sampler)
     return eng if fraction is None else eng.set_by_user(utilization=float(fraction))
 
 
@@ -323,6 +332,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
     concurrency: PositiveInt | Literal["max"] | None = _d(None, "clients in a closed loop (inflight), shared evenly by the --dp replicas, or 'max' (default)")
     rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
+    sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     attention_dp_balance: PositiveInt | None = _d(None, "with --rate and --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance)")
 
@@ -379,6 +389,7 @@ class PlanRequest(Ownership, Adapters):
     offload: bool = _d(True, "consider KV-cache offload to host memory")
     engine: str = _d("trtllm", "engine limits and overheads: trtllm, vllm, sglang (a release: vllm@0.6; planner engines list)")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
+    sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     context_extension: Names | None = _d(None, "RoPE-scaling methods to serve past the trained context (default yarn "
                                                "when --min-context or isl + osl exceed it), e.g. yarn,yarn-ft")
@@ -416,6 +427,7 @@ class CapacityRequest(Ownership, LoraOptions):
     kv: str | None = _d(None, KV_FORMATS_HELP)
     engine: str = _d("trtllm", "engine: trtllm, vllm or sglang (a release: vllm@0.6; planner engines list)")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
+    sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
