@@ -287,11 +287,18 @@ def test_engine_host_time_adds_or_hides_under_the_gpu():
 
 
 def test_request_overhead_lands_in_ttft_only():
+    """The front end's time lands in TTFT only: whole for one client (an idle engine), and beside other clients only
+    where it outlasts the step they run meanwhile (a closed loop's prompt waits out that step's rest either way)."""
     plan = PlanSpec(weights="fp8")
-    a = estimate("llama-3.1-8b", "h100-sxm", plan, isl=500, osl=100, concurrency=4, engine=Engine())
-    b = estimate("llama-3.1-8b", "h100-sxm", plan, isl=500, osl=100, concurrency=4, engine=Engine().with_(request_overhead_s=0.02))
-    assert b.ttft_s - a.ttft_s == pytest.approx(0.02)
-    assert b.tpot_s == pytest.approx(a.tpot_s)
+    for c in (1, 4):
+        a = estimate("llama-3.1-8b", "h100-sxm", plan, isl=500, osl=100, concurrency=c, engine=Engine())
+        b = estimate("llama-3.1-8b", "h100-sxm", plan, isl=500, osl=100, concurrency=c,
+                     engine=Engine().with_(request_overhead_s=0.02))
+        assert b.tpot_s == pytest.approx(a.tpot_s)
+        if c == 1:
+            assert b.ttft_s - a.ttft_s == pytest.approx(0.02)
+        else:  # the running step (a mean step, about TPOT here) hides that much of the 20 ms
+            assert b.ttft_s - a.ttft_s == pytest.approx(0.02 - min(a.tpot_s, 0.02), abs=0.2 * a.tpot_s)
 
 
 def test_clients_beyond_the_batch_cap_queue_in_a_closed_loop():

@@ -416,3 +416,27 @@ def test_the_l4_runs_are_held_out_and_a_closed_loop_of_a_small_model_saturates_t
     rate = {runs[i]["max_concurrency"]: pred for i, what, _, _, pred, _ in out
             if what == "requests_per_s" and runs[i]["model"] == "qwen2.5-0.5b"}
     assert 16 * rate["1"] < rate["32"] < 32 * rate["1"]
+
+
+def test_a_closed_loops_next_prompt_waits_out_the_running_step():
+    """A closed-loop client's next prompt reaches the engine the front-end time after the boundary its last reply
+    ended at, while the step the other clients' sequences started there runs: its TTFT is about two decode steps, one
+    client's (an idle engine) about one. With fixed lengths the replay would keep two clients in lockstep, one prompt
+    step for both; replies that end together release their follow-ups one after another, as a client reads them."""
+    from planner.api import PlanSpec
+    from planner.serving.predict import estimate
+
+    # one prompt sent again and again (the prefix cache holds it, so a prompt step is about a decode step), as
+    # serving_bench_l4.csv's Llama-2-7B study ran it
+    row = {"engine": "vllm", "engine_version": "0.11.2", "model": "llama-2-7b", "hardware": "l4", "tp": "1",
+           "dataset": "random", "isl": "135", "osl": "256", "num_prompts": "100", "rate": "inf", "mean_ttft_s": "1",
+           "mean_tpot_s": "1", "dataset_entries": "1"}
+    got = {c: {what: pred for _, what, _, _, pred, _ in predict_bench_serve([{**row, "max_concurrency": str(c)}])}
+           for c in (1, 2, 4)}
+    for c in (2, 4):  # (a step's rest beside the overhead) + the prompt's own step, against the idle engine's one step
+        extra = got[c]["mean_ttft_s"] - got[1]["mean_ttft_s"]
+        assert 0.75 * got[c]["mean_tpot_s"] < extra < 1.25 * got[c]["mean_tpot_s"], c
+    # the analytic closed loop adds the running step's rest (the step less the front-end time) from two clients on
+    e1, e2 = (estimate("llama-2-7b", "l4", PlanSpec(), engine="vllm@0.11.2", isl=135, osl=256, concurrency=c)
+              for c in (1, 2))
+    assert e2.ttft_s - e1.ttft_s > 0.8 * e2.tpot_s

@@ -228,3 +228,14 @@ def test_a_cache_folder_that_cannot_be_written_falls_back_to_a_temporary_one(tmp
     lib = fastcore.load()
     assert lib is not None and fastcore._error is None
     assert str(tmp_path / "tmp") in lib._name
+
+
+def test_identical_on_a_fixed_length_closed_loop_whose_replies_end_together(monkeypatch):
+    """Fixed lengths in a shared closed loop: replies end at one step boundary, and their follow-ups reach the engine
+    RELEASE_GAP_S apart in both cores, so the compiled loop stays bit-identical."""
+    from planner.serving.workload import fixed_workload, shared_closed_loop
+
+    reqs = shared_closed_loop(generate(fixed_workload(135, 256), 120, rate=float("inf"), seed=0), 4)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm", max_input=391.0)
+    rep = dataclasses.replace(rep, behaviour=dataclasses.replace(rep.behaviour, request_overhead_s=0.005))
+    _identical(_run("python", monkeypatch, [Pool(rep, 1)], reqs), _run("c", monkeypatch, [Pool(rep, 1)], reqs))

@@ -216,8 +216,13 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # an engine that schedules ahead (async scheduling) has the next step formed while one runs: a prompt that
     # arrives while others decode joins the step after the next, one mean step later (the simulator does the same)
     lag = np.where(run > 1, t, 0.0) if cm.async_scheduling else 0.0
-    service_ttft = (n_chunks * np.maximum(first.time_s, first.stage_time_s) + _request_overhead_s(cm) + _per_prompt_s(tech, new_tok)
-                    + np.asarray(tech.adapter_load_s, float) + lag)
+    # and a closed loop's prompt reaches the engine the front-end time after the step boundary its client's last reply
+    # ended at, while the step the others started there runs: it waits out that step's rest (with two clients or more
+    # the clients fall out of step, one prompt per boundary, as the simulator has them)
+    overhead = _request_overhead_s(cm)
+    rest = np.where(run > 1, np.maximum(t - overhead, 0.0), 0.0)
+    service_ttft = (n_chunks * np.maximum(first.time_s, first.stage_time_s) + overhead + _per_prompt_s(tech, new_tok)
+                    + np.asarray(tech.adapter_load_s, float) + lag + rest)
     tokens_per_s = run * E / t
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot

@@ -72,8 +72,9 @@ class Engine:
     # 0: the engine sizes no such warm-up, and the step's own fp32 logits count beside the forward pass
     sampler_bytes_per_logit: float = 0.0
     # the same for the engine's other sampler path, which the install or a flag selects (vLLM: FlashInfer's top-k/top-p
-    # kernels where flashinfer is installed and enabled, against the sorting path sampler_bytes_per_logit prices); the
-    # estimate says how much more cache it would leave. 0: no other path on record
+    # kernels where flashinfer is installed and enabled, against the sorting path sampler_bytes_per_logit prices): priced
+    # for the releases whose images take it (sampler_bytes_from) or where the user names it (on_sampler_path), and
+    # otherwise named in the estimate with the cache it would leave. 0: no other path on record
     sampler_alt_bytes_per_logit: float = 0.0
     # releases from which the sampler path the engine's own install takes changes, oldest first: (first release, bytes
     # per logit). vLLM's images sampled top-k/top-p with FlashInfer's kernels from 0.8 (the flashinfer they bundled)

@@ -20,6 +20,8 @@
 #include <string.h>
 
 typedef int64_t i64;
+/* core.py RELEASE_GAP_S: the spacing of follow-up requests a client releases at one instant */
+static const double RELEASE_GAP_S = 1e-6;
 
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
@@ -386,6 +388,7 @@ typedef struct {
     int multi;
     EvHeap rheap, dyn;
     i64 seq, completed;
+    double tie_now; i64 tie_k; /* Simulator.tie_now / tie_k: follow-ups released at one instant, spaced RELEASE_GAP_S */
     void (*progress)(i64, i64);
     int oom;
 } Sim;
@@ -536,7 +539,8 @@ static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
         kv_retain(S, r, rid, blocks);
     }
     if (child >= 0) {
-        double t = now + S->think[child];
+        if (now == S->tie_now) S->tie_k += 1; else { S->tie_now = now; S->tie_k = 0; }
+        double t = now + S->think[child] + (double)S->tie_k * RELEASE_GAP_S;
         S->arrival[child] = t;
         S->seq += 1;
         Ev e = {t, S->seq, child, ARRIVE};
@@ -1348,6 +1352,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     if (ipar[9] != PINT_STRIDE || ipar[10] != PDBL_STRIDE || ipar[11] != REP_OUT_STRIDE) return 3; /* the caller's layout */
     Sim S;
     memset(&S, 0, sizeof S);
+    S.tie_now = -INFINITY;
     S.n = ipar[0];
     i64 n_ext = ipar[1];
     S.n_pools = ipar[2], S.n_reps = ipar[3], S.router = ipar[4], S.threshold = ipar[5];

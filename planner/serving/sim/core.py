@@ -20,6 +20,10 @@ from planner.serving.sim.routers import BaseRouter, LeastOutstanding, RoundRobin
 from planner.serving.workload import Requests
 
 INF = math.inf
+# the spacing of follow-up requests a client releases at one instant (replies that end at the same step boundary): any
+# time well under a step gives the same replay, since what it sets is only that an engine starting a step on the first
+# does not hold it for the others (_fastcore.c: RELEASE_GAP_S)
+RELEASE_GAP_S = 1e-6
 ARRIVE, KV_IN, ENGINE_IN, MIGRATE_IN = 0, 1, 2, 3  # kinds of dynamic arrival events
 
 
@@ -108,6 +112,8 @@ class Simulator:
         self.dyn: list[tuple] = []
         self.seq = 0
         self.completed = 0
+        # replies that end at one step boundary release their follow-ups one after another (RELEASE_GAP_S apart)
+        self.tie_now, self.tie_k = -INF, 0
         self.events = 0
         self.adapter = None  # per-request adapter ids when replicas serve LoRA adapters
         if any(r.adapters is not None for r in self.replicas):
@@ -146,7 +152,14 @@ class Simulator:
         elif child >= 0 and rep.role != "decode":
             rep.retain(rid, blocks)
         if child >= 0:
-            self.arrival[child] = t = now + self.think[child]
+            # a client sees the replies that end at one step boundary one after another and sends their follow-ups so:
+            # the engine, idle or at its boundary, starts its next step on the first, and the others wait for it
+            # (never exactly at once, as a deterministic replay of fixed lengths would have them, in lockstep)
+            if now == self.tie_now:
+                self.tie_k += 1
+            else:
+                self.tie_now, self.tie_k = now, 0
+            self.arrival[child] = t = now + self.think[child] + self.tie_k * RELEASE_GAP_S
             self.seq += 1
             heappush(self.dyn, (t, self.seq, child, ARRIVE))
         if self.progress is not None and self.completed % 2000 == 0:
