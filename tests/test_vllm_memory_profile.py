@@ -261,3 +261,8 @@ def test_the_user_can_name_the_installs_sampler_path(capsys):
                       (["-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "trtllm", "--sampler", "sorting"], "does not apply")):
         code, out, err = run(["estimate"] + args, capsys)
         assert code == 2 and why in err and "Traceback" not in err and err.count("\n") == 1
+    # a plan over several devices leaves out the ones the named path cannot run on, and says why
+    plan = run_json(["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm,mi300x", "--gpus", "1", "--engine", "vllm@0.12",
+                     "--sampler", "flashinfer", "--isl", "1000", "--osl", "200", "--json"], capsys)
+    assert list(plan["search"]["skipped_hardware"]) == ["mi300x"]
+    assert "NVIDIA GPUs only" in plan["search"]["skipped_hardware"]["mi300x"]

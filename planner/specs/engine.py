@@ -451,6 +451,14 @@ class Engine:
         where = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
         return f"{self.display_name} runs on {where} only, and {hw.id} is {_a(vendor, kind)}"
 
+    def sampler_cannot_run_on(self, hw) -> str | None:
+        """Why the sampler path the user named (on_sampler_path: FlashInfer's kernels) cannot run on ``hw``, or None."""
+        flashinfer = self.sampler_alt_bytes_per_logit and self.sampler_bytes_per_logit < self.sampler_alt_bytes_per_logit
+        if "sampler" in self.pinned and flashinfer and getattr(hw, "vendor", None) != "nvidia":
+            return (f"FlashInfer's sampling kernels run on NVIDIA GPUs only: the flashinfer sampler path does not apply "
+                    f"to {getattr(hw, 'id', hw)}")
+        return None
+
     def check_runs_on(self, hw) -> None:
         """A one-line PlannerError naming the engines that do run on ``hw`` when this one cannot."""
         why = self.cannot_run_on(hw)
@@ -487,10 +495,10 @@ class Engine:
         if eng.sampler_alt_bytes_per_logit and getattr(hw, "vendor", None) != "nvidia":
             # FlashInfer's sampling kernels are CUDA's: elsewhere (ROCm, XPU, CPU) vLLM's V1 sampler sorts the logits
             # (the sorting path is the larger of the two figures)
+            why = eng.sampler_cannot_run_on(hw)
+            if why:
+                raise PlannerError(why)
             sorting = max(eng.sampler_bytes_per_logit, eng.sampler_alt_bytes_per_logit)
-            if "sampler" in eng.pinned and eng.sampler_bytes_per_logit < sorting:
-                raise PlannerError(f"FlashInfer's sampling kernels run on NVIDIA GPUs only: the flashinfer sampler path "
-                                   f"does not apply to {getattr(hw, 'id', hw)}")
             eng = replace(eng, sampler_bytes_from=(), sampler_bytes_per_logit=sorting, sampler_alt_bytes_per_logit=0.0)
         return eng
 
