@@ -266,3 +266,21 @@ def test_the_user_can_name_the_installs_sampler_path(capsys):
                      "--sampler", "flashinfer", "--isl", "1000", "--osl", "200", "--json"], capsys)
     assert list(plan["search"]["skipped_hardware"]) == ["mi300x"]
     assert "NVIDIA GPUs only" in plan["search"]["skipped_hardware"]["mi300x"]
+
+
+def test_the_emitted_config_carries_what_the_plan_priced(capsys):
+    """`plan --emit` writes the memory fraction the user set and, where --sampler named the path, the environment that
+    makes vLLM take it (VLLM_USE_FLASHINFER_SAMPLER), so the server's memory profile charges what the plan did; without
+    --sampler the release's own path stands and nothing is set."""
+    from cli_helpers import run
+
+    base = ["plan", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", "1", "--engine", "vllm@0.12", "--isl", "1000",
+            "--osl", "200", "--memory-fraction", "0.95"]
+    for extra, env in ((["--sampler", "flashinfer"], "VLLM_USE_FLASHINFER_SAMPLER=1 vllm serve"),
+                       (["--sampler", "sorting"], "VLLM_USE_FLASHINFER_SAMPLER=0 vllm serve"), ([], None)):
+        code, out, err = run(base + extra + ["--emit", "vllm"], capsys)
+        assert code == 0, err
+        assert "--gpu-memory-utilization 0.95" in out
+        assert (env in out) if env else "VLLM_USE_FLASHINFER_SAMPLER" not in out
+    code, out, err = run(base + ["--sampler", "flashinfer", "--emit", "k8s"], capsys)
+    assert code == 0 and "name: VLLM_USE_FLASHINFER_SAMPLER" in out and "value: '1'" in out

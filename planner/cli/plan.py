@@ -63,11 +63,13 @@ def _infeasible(res, as_json: bool, as_csv: bool):
 def _emit(res, req, target: str) -> dict:
     """The best plan the target engine can run: the recommendation, else the next frontier plan."""
     from planner.report.deploy import emit_recommended
+    from planner.studies.params import request_engine
 
     first_error = None
+    engine = request_engine(req)  # with the settings the user set (--memory-fraction), as the search priced them
     for cand in [res.recommended] + res.frontier:
         try:
-            text = emit_recommended(target, cand, req.model, req.isl, req.osl, req.engine)
+            text = emit_recommended(target, cand, req.model, req.isl, req.osl, engine)
         except PlannerError as e:
             first_error = first_error or e
             continue

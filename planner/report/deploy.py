@@ -7,13 +7,16 @@ from planner.specs.engine import get_engine
 from planner.specs.loader import get_hardware, get_model
 
 
-def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = "trtllm") -> dict:
-    """The engine-neutral plan dict that ``planner.report.emit.emit`` renders."""
+def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine="trtllm") -> dict:
+    """The engine-neutral plan dict that ``planner.report.emit.emit`` renders. ``engine``: a release name, or the
+    Engine the search priced (with the settings the user set, such as its memory fraction, which the config then
+    carries)."""
     p = rec["plan"]
     m = get_model(model_id)
     adp = p["attention_dp"]
     # the limits the engine picks on the device, as the search priced them (vLLM: 8192 batched tokens on an H100)
-    eng = get_engine(engine).for_hardware(get_hardware(p["hardware"]), p["tp"] * adp, p["pp"])
+    eng = (get_engine(engine) if isinstance(engine, str) else engine).for_hardware(get_hardware(p["hardware"]),
+                                                                                  p["tp"] * adp, p["pp"])
     chunk = p["chunked_prefill_tokens"] or 0
     # whole prompts (chunk 0) and the engine's own chunked prefill are one steady state when a prompt fits its token
     # budget, and the search keeps one row of such equals: an engine that chunks by default keeps its default then,
@@ -43,10 +46,13 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine: str = 
         "speculative": spec, "disaggregated": dis, "kv_offload_gib": round(offload_gib, 1),
         "gpu_memory_utilization": eng.utilization,
         "eplb_redundant_experts": p.get("eplb_redundant_experts"),
+        # the sampler path the user named (--sampler), which the server must take for the memory the plan priced
+        "sampler": (("flashinfer" if eng.sampler_at_release < eng.sampler_other_path else "sorting")
+                    if "sampler" in eng.pinned else None),
     }
 
 
-def emit_recommended(target: str, rec: dict, model_id: str, isl: int, osl: int, engine: str = "trtllm") -> str:
+def emit_recommended(target: str, rec: dict, model_id: str, isl: int, osl: int, engine="trtllm") -> str:
     from planner.report.emit import emit
 
     return emit(target, deployment_plan(rec, model_id, isl, osl, engine))

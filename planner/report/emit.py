@@ -125,6 +125,9 @@ class _Plan:
     native: str = "bf16"  # the published checkpoint's quantized format (Model.native_weights), else 16 bit
     eplb: int | None = None  # redundant expert slots of an expert-parallel load balancer (None: none)
     experts: int | None = None  # the model's routed experts (for TensorRT-LLM's num_slots)
+    # the top-k/top-p sampler path the plan was priced with where the user named it (--sampler: vLLM's
+    # VLLM_USE_FLASHINFER_SAMPLER, so the server's memory profile charges what the plan did); None: the release's own
+    sampler: str | None = None
     notes: list[str] = field(default_factory=list)
     role_list: list[_Role] = field(default_factory=list)
 
@@ -221,7 +224,7 @@ def _parse(plan: dict) -> _Plan:
         max_num_seqs=_int(plan, "max_num_seqs"), max_num_batched_tokens=_int(plan, "max_num_batched_tokens"),
         chunked_prefill=bool(plan.get("chunked_prefill")), max_model_len=_int(plan, "max_model_len"),
         speculative=spec, disaggregated=dis, kv_offload_gib=float(offload), gpu_memory_utilization=float(gmu),
-        is_moe=is_moe, native=native, eplb=_eplb(plan), experts=experts,
+        is_moe=is_moe, native=native, eplb=_eplb(plan), experts=experts, sampler=_sampler(plan),
     )
     if p.eplb is not None and ep < 2:
         raise PlannerError("plan 'eplb_redundant_experts' balances experts over expert-parallel ranks: it needs ep >= 2")
@@ -300,6 +303,22 @@ def _step_tokens(p: _Plan, role: _Role, seqs: int, toks: int, engine: str, name:
     return need
 
 
+def _sampler(plan: dict) -> str | None:
+    """The plan's optional ``sampler`` (sorting or flashinfer), checked."""
+    from planner.specs.engine import SAMPLER_PATHS
+
+    v = plan.get("sampler")
+    if v is not None and v not in SAMPLER_PATHS:
+        raise PlannerError(f"plan 'sampler' must be one of {', '.join(SAMPLER_PATHS)} or None, got {v!r}")
+    return v
+
+
+def vllm_sampler_env(p: _Plan) -> dict[str, str]:
+    """The environment that makes vLLM's V1 sampler take the path the plan was priced with (vllm/envs.py
+    VLLM_USE_FLASHINFER_SAMPLER); empty where the plan took the release's own."""
+    return {} if p.sampler is None else {"VLLM_USE_FLASHINFER_SAMPLER": "1" if p.sampler == "flashinfer" else "0"}
+
+
 # ---- vLLM ----------------------------------------------------------------------------------
 def _vllm_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
     dp = role.adp
@@ -358,10 +377,14 @@ def _emit_vllm(p: _Plan) -> str:
             s.comment(n)
     if p.kv_offload_gib > 0:
         s.comment(f"KV offload: {_num(p.kv_offload_gib)} GiB of host memory per GPU (--kv-offloading-size is the sum over the engine's ranks)")
+    env = [f"{k}={v}" for k, v in vllm_sampler_env(p).items()]
+    if env:
+        s.comment(f"{env[0]}: the top-k/top-p sampler path the plan was priced with (--sampler {p.sampler}), whose "
+                  "warm-up the memory profile charges")
     for role in p.role_list:
         s.blank()
         _replicas_comment(s, role, p, "command")
-        s.command(["vllm", "serve", ck.path] + _vllm_args(p, role, ck), head=3)
+        s.command(env + ["vllm", "serve", ck.path] + _vllm_args(p, role, ck), head=3 + len(env))
     if p.disaggregated:
         s.blank()
         s.comment(f"route requests through a prefill/decode proxy on port {PORT}, e.g. vLLM's "

@@ -8,7 +8,7 @@ import re
 import yaml
 
 from planner.report.checkpoint import _checkpoint
-from planner.report.emit import PORT, VLLM_IMAGE, _headed, _Plan, _vllm_args
+from planner.report.emit import PORT, VLLM_IMAGE, _headed, _Plan, _vllm_args, vllm_sampler_env
 from planner.report.script import _Script
 
 _LABEL_OK = re.compile(r"[^A-Za-z0-9_.-]")
@@ -54,7 +54,8 @@ def _emit_k8s(p: _Plan) -> str:
             "image": VLLM_IMAGE,
             "command": ["vllm", "serve"],
             "args": args,
-            "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token-secret", "key": "token", "optional": True}}}],
+            "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token-secret", "key": "token", "optional": True}}}]
+                   + [{"name": k, "value": v} for k, v in vllm_sampler_env(p).items()],
             "ports": [{"name": "http", "containerPort": PORT}],
             "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}},
             "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
