@@ -47,8 +47,7 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine="trtllm
         "gpu_memory_utilization": eng.utilization,
         "eplb_redundant_experts": p.get("eplb_redundant_experts"),
         # the sampler path the user named (--sampler), which the server must take for the memory the plan priced
-        "sampler": (("flashinfer" if eng.sampler_at_release < eng.sampler_other_path else "sorting")
-                    if "sampler" in eng.pinned else None),
+        "sampler": eng.sampler_path if "sampler" in eng.pinned else None,
     }
 
 

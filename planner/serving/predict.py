@@ -539,7 +539,7 @@ def _sampler_path_note(engine, m: Model, p, mem, kv_cap: float) -> str | None:
     if abs(gain) < 0.25 * GiB or (kv_cap > 0 and abs(gain) < 0.1 * kv_cap):
         return None
     rows = int(profile_rows(engine))
-    sorts = at >= other  # the release's own install sorts the logits; the other path is FlashInfer's
+    sorts = engine.sampler_path == "sorting"  # the release's own install sorts the logits; the other path is FlashInfer's
     who = engine.requested or (f"{engine.id}@{engine.release}" if engine.release else engine.name)
     chosen = "sampler" in engine.pinned  # the user named the install's path (--sampler)
     path = ("its sorting top-k/top-p path" + (", as --sampler sets" if chosen else "") if sorts else

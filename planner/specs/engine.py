@@ -407,6 +407,15 @@ class Engine:
             return 0.0
         return self.sampler_alt_bytes_per_logit if at == self.sampler_bytes_per_logit else self.sampler_bytes_per_logit
 
+    @property
+    def sampler_path(self) -> str | None:
+        """The top-k/top-p path this release is priced on: ``sorting`` (the larger charge of the two) or
+        ``flashinfer``; None where the profile prices no warm-up with two paths."""
+        at, other = self.sampler_at_release, self.sampler_other_path
+        if not (at and other):
+            return None
+        return "sorting" if at >= other else "flashinfer"
+
     def on_sampler_path(self, path: str) -> "Engine":
         """This release with the top-k/top-p sampler path an install is known to take: ``sorting`` (the PyTorch path
         sampler_bytes_per_logit prices) or ``flashinfer`` (FlashInfer's kernels, sampler_alt_bytes_per_logit), whatever
@@ -453,8 +462,7 @@ class Engine:
 
     def sampler_cannot_run_on(self, hw) -> str | None:
         """Why the sampler path the user named (on_sampler_path: FlashInfer's kernels) cannot run on ``hw``, or None."""
-        flashinfer = self.sampler_alt_bytes_per_logit and self.sampler_bytes_per_logit < self.sampler_alt_bytes_per_logit
-        if "sampler" in self.pinned and flashinfer and getattr(hw, "vendor", None) != "nvidia":
+        if "sampler" in self.pinned and self.sampler_path == "flashinfer" and getattr(hw, "vendor", None) != "nvidia":
             return (f"FlashInfer's sampling kernels run on NVIDIA GPUs only: the flashinfer sampler path does not apply "
                     f"to {getattr(hw, 'id', hw)}")
         return None
@@ -669,6 +677,13 @@ def _is_release(v) -> bool:
     return isinstance(v, str) and re.fullmatch(r"\d+\.\d+(\.\d+)?", v) is not None
 
 
+def _by_release(value_ok, what: str):
+    """A setting written {release: value}, releases MAJOR.MINOR[.PATCH] oldest first, each value ``value_ok``."""
+    return (lambda d: isinstance(d, dict) and all(_is_release(r) and value_ok(v) for r, v in d.items())
+            and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
+            f"releases written MAJOR.MINOR[.PATCH], oldest first, each with {what}")
+
+
 def _count(what: str):
     """A setting that is a token count (an integer >= 0); ``what`` is the error's description."""
     return (lambda d: isinstance(d, int) and not isinstance(d, bool) and d >= 0, what)
@@ -732,16 +747,11 @@ _SHAPED_SETTINGS = {
     "sm_stream_limited": _BOOL,
     "metal_dequant_fitted": _BOOL,
     "eplb": _BOOL,
-    "runtime_bytes_from": (lambda d: isinstance(d, dict) and all(_is_release(r) and isinstance(b, (str, int, float))
-                                                                and not isinstance(b, bool) for r, b in d.items())
-                           and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
-                           "releases written MAJOR.MINOR[.PATCH], oldest first, each with the bytes from that release on "
-                           "({\"0.7\": \"0.13 GiB\"})"),
-    "sampler_bytes_from": (lambda d: isinstance(d, dict) and all(_is_release(r) and isinstance(b, (int, float))
-                                                                and not isinstance(b, bool) and b > 0 for r, b in d.items())
-                           and [_release_numbers(r) for r in d] == sorted(_release_numbers(r) for r in d),
-                           "releases written MAJOR.MINOR[.PATCH], oldest first, each with the bytes a logit of the "
-                           "sampler path from that release on ({\"0.8\": 13, \"0.11\": 38.8})"),
+    "runtime_bytes_from": _by_release(lambda b: isinstance(b, (str, int, float)) and not isinstance(b, bool),
+                                      "the bytes from that release on ({\"0.7\": \"0.13 GiB\"})"),
+    "sampler_bytes_from": _by_release(lambda b: isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0,
+                                      "the bytes a logit of the sampler path from that release on "
+                                      "({\"0.8\": 13, \"0.11\": 38.8})"),
     "decode_reread_until": (_is_release,
                             "a release written MAJOR.MINOR[.PATCH] (\"0.6.1\"), or null: every release"),
     **{field: (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
@@ -812,10 +822,9 @@ class EngineSpec(_Strict):
                 from planner.units import parse_quantity
 
                 as_bytes = lambda b: parse_quantity(b, "bytes") if isinstance(b, str) else b  # noqa: E731
-                v = (tuple((str(r), float(as_bytes(b))) for r, b in (v or {}).items()) if k == "runtime_bytes_from"
-                     else as_bytes(v))
-            if k == "sampler_bytes_from":
-                v = tuple((str(r), float(b)) for r, b in (v or {}).items())
+                v = {r: as_bytes(b) for r, b in (v or {}).items()} if k == "runtime_bytes_from" else as_bytes(v)
+            if k in ("runtime_bytes_from", "sampler_bytes_from"):  # held as ((release, value), ...), oldest first
+                v = tuple((str(r), float(b)) for r, b in v.items())
             kw[k] = v
         both = {**self.cli, **self.settings}
         flags = tuple((k, st.flag) for k, st in both.items() if st.flag)
