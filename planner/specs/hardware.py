@@ -189,6 +189,11 @@ class Hardware(_Strict):
     # GEMM whose tile count is not a multiple of the SM count leaves some idle in its last wave (costmodel/roofline.py
     # wave_efficiency, for engines that state their GEMM tile: Engine.gemm_tile)
     sm_count: Count | None = None
+    # the on-chip cache every SM (CU) reads device memory through: NVIDIA's L2, AMD's Infinity Cache where the part has
+    # one (CDNA3/4, RDNA3: memory-side, shared by all XCDs), else its L2. Decode attention reads a KV block that several
+    # running sequences share (a cached prompt, a system prompt) from memory once a step while a layer's shared blocks
+    # fit in it (serving/sim/decodes.py shared_reread); None: not on record, every sequence's read priced from memory
+    last_level_cache: Bytes | None = None
     achievable: Achievable
     overheads: Overheads = Field(default_factory=Overheads)
     links: Links = Field(default_factory=Links)
