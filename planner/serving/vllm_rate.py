@@ -92,10 +92,13 @@ def requests_for(wl: RateWorkload, isl: int, osl: int, seed: int = SEED, block_t
     if distinct:
         prefix = np.where(np.arange(n) < distinct, system, whole).astype(np.int64)
         pool = wl.prompts * system + distinct * (whole - system)
+        # requests that send the same prompt share its cached blocks (a decode step reads them once); the system
+        # prompt the users of a group share beside their own questions is not counted as shared between prompts
+        group = np.arange(n, dtype=np.int64) % distinct
     else:
-        prefix, pool = np.full(n, system, np.int64), None
+        prefix, pool, group = np.full(n, system, np.int64), None, None
     return Requests(t, np.full(n, isl, np.int64), np.full(n, osl, np.int64), prefix, np.full(n, -1, np.int64), np.zeros(n),
-                    source="vllm_rate workload", prefix_pool_tokens=pool)
+                    source="vllm_rate workload", prefix_pool_tokens=pool, share_group=group)
 
 
 def _int(row: dict, key: str) -> int | None:

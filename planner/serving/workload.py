@@ -258,6 +258,10 @@ class Requests:
     # which of a benchmark client's distinct prompts each request sends (-1: a prompt of its own); a prompt sent again
     # finds its blocks in the prefix cache while they are still resident (reused_prompts)
     prompt_key: Optional[np.ndarray] = None
+    # which cached prefix each request's ``prefix_tokens`` are (equal ids: the same physical blocks, which a decode step
+    # reads once for all the running sequences that share them while they fit in the device's cache); None: one shared
+    # prefix (a system prompt), or with ``prompt_key`` the prompt a client sends again
+    share_group: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.input_tokens)

@@ -262,6 +262,14 @@ class Engine:
     prompt_within_budget: bool = False
     schedule: str = "decode_first"  # "decode_first" | "prefill_first"
     prefix_caching: bool = False
+    # the prefix cache registers a prompt's full blocks when the scheduler allocates them, before the step that
+    # computes them runs, so a request with the same prompt admitted later in the same step already shares them (the
+    # step's attention reads each layer's keys after that layer writes them); False: once the prompt is computed
+    prefix_cache_at_schedule: bool = False
+    # running sequences that hit the same cached prefix read the same physical KV blocks (paged caches: vLLM, SGLang's
+    # radix tree, TensorRT-LLM's block reuse); False: each keeps its own copy (llama.cpp's server reuses a slot's own
+    # prefix), so a decode step reads every sequence's prefix from memory
+    prefix_blocks_shared: bool = True
     preemption: str | None = "recompute"  # "recompute" | "swap" | None (the scheduler never preempts)
     # KV admission of a new request: "reserve" (blocks for its prompt and whole output; TensorRT-LLM), "ondemand"
     # (its prompt; the output grows into free blocks; vLLM), "ratio" (its prompt while the free blocks also cover a
@@ -733,6 +741,8 @@ _SHAPED_SETTINGS = {
     "matrix_vector_kernels": (lambda a: a in MATRIX_VECTOR_KERNELS, " or ".join(MATRIX_VECTOR_KERNELS)),
     "mixed_input_tile_m": _count("the kernel tile's token rows (an integer >= 0; 0: the half-rate law)"),
     "hip_graphs": _BOOL,
+    "prefix_cache_at_schedule": _BOOL,
+    "prefix_blocks_shared": _BOOL,
     "dequant_gemm_above": _count("a token count (an integer >= 0)"),
     "ubatch_tokens": _count("a token count (an integer >= 0; 0: a step is one pass)"),
     "flash_attention": _BOOL,

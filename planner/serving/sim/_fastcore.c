@@ -26,7 +26,7 @@ static const double RELEASE_GAP_S = 1e-6;
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 23, PDBL_STRIDE = 15, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 25, PDBL_STRIDE = 16, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -363,6 +363,9 @@ typedef struct {
     List order; /* the slots in join order (DecodeBatch.order) */
     i64 q_sum, *r_hist;         /* on-demand block count: sum of q and the histogram of r (DecodeBatch.blocks_at) */
     int whole;                  /* E and every own0 whole numbers: the histogram count holds */
+    /* DecodeBatch's share groups: sequences sharing each group's cached blocks and their shared tokens */
+    i64 *g_n, *g_sum, sh_n, sh_sum, sh_groups, sh_ctas, sh_sms;
+    double sh_distinct, sh_cap;
 } Rep;
 
 typedef struct {
@@ -373,6 +376,8 @@ typedef struct {
     double *first, *finish, *arrival;
     i64 *ret_blocks, *ret_prev, *ret_next; /* per request: its retained blocks (0: none) and LRU links */
     const i64 *adapter;                    /* per request: its LoRA adapter (NULL: none served) */
+    const i64 *share;                      /* per request: its share group (Requests.share_group) */
+    i64 n_groups;
     i64 slot_next;                         /* a shared closed loop: the next request a completion releases (-1: none) */
     i64 mig_threshold, mig_count;          /* multitenant.Migrator (threshold -1: no migration) */
     double mig_copy_s, mig_downtime_s, *mig_log; /* (ctx, g, t1, t2) of the first MIG_LOG migrations */
@@ -627,6 +632,37 @@ static void dec_count(Rep *r, double o0, i64 sign) {
 }
 
 /* DecodeBatch._lin */
+/* DecodeBatch._share: a sequence sharing its group's cached blocks joins (sign 1) or leaves (-1) */
+static void dec_share(const Sim *S, Rep *r, i64 rid, i64 shared, i64 sign) {
+    i64 g = S->share[rid];
+    i64 n = r->g_n[g], t = r->g_sum[g];
+    if (n > 0) r->sh_distinct -= (double)t / (double)n, r->sh_groups -= 1;
+    n += sign;
+    t += sign * shared;
+    r->g_n[g] = n, r->g_sum[g] = t;
+    r->sh_n += sign;
+    r->sh_sum += sign * shared;
+    if (n > 0) r->sh_distinct += (double)t / (double)n, r->sh_groups += 1;
+    if (r->sh_n == 0) r->sh_distinct = 0.0;
+}
+
+/* DecodeBatch.shared_reread: tokens a sequence the step's KV reads come to less (shared blocks read once) */
+static double shared_reread(const Rep *r) {
+    if (r->sh_n < 2 || r->sh_cap <= 0.0 || r->sh_sms <= 0) return 0.0;
+    i64 n = r->dn;
+    double distinct = r->sh_distinct;
+    double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds;
+    i64 wave = n * r->sh_ctas < r->sh_sms ? n * r->sh_ctas : r->sh_sms;
+    double reads = 1.0;
+    if (distinct + (double)wave * c / (double)r->sh_ctas > r->sh_cap) { /* a wave streams past the cache */
+        double m = (double)r->sh_n / (double)r->sh_groups, waves = (double)ceil_div(n * r->sh_ctas, r->sh_sms);
+        reads = m <= waves ? m : waves;
+    }
+    double excess = (double)r->sh_sum - distinct * reads;
+    if (excess <= 0.0) return 0.0;
+    return excess / (double)n;
+}
+
 static void lin_add(Rep *r, i64 slot, i64 sign) {
     r->lin_n += sign;
     r->lin_rem0 += sign * r->d_rem0[slot];
@@ -644,6 +680,7 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
     r->d_s0[slot] = s;
     r->d_blocks[slot] = blocks;
     r->d_shared[slot] = shared;
+    if (shared > 0 && S->n_groups) dec_share(S, r, rid, shared, 1);
     i64 g = r->d_gen[slot] + 1;
     r->d_gen[slot] = g;
     if (r->clip > 0) {
@@ -672,11 +709,12 @@ static i64 dec_join(Sim *S, Rep *r, i64 rid, double ctx, double own, i64 remaini
 }
 
 /* DecodeBatch.leave: the request, and (out) the blocks it frees from the on-demand count */
-static i64 dec_leave(Rep *r, i64 slot, i64 *freed) {
+static i64 dec_leave(const Sim *S, Rep *r, i64 slot, i64 *freed) {
     i64 rid = r->d_rid[slot];
     r->d_rid[slot] = -1;
     r->d_gen[slot] += 1;
     r->sum_ctx0 -= r->d_ctx0[slot];
+    if (r->d_shared[slot] > 0 && S->n_groups) dec_share(S, r, rid, r->d_shared[slot], -1);
     if (r->clip > 0) {
         if (r->d_big[slot]) {
             r->d_big[slot] = 0;
@@ -710,11 +748,11 @@ static void finish_decodes(Sim *S, Rep *r, double now) {
         i64 freed;
         if (r->reserve) {
             i64 blocks = r->d_blocks[d.slot];
-            i64 rid = dec_leave(r, d.slot, &freed);
+            i64 rid = dec_leave(S, r, d.slot, &freed);
             r->kv_used -= blocks;
             finish(S, rid, now, r, blocks);
         } else {
-            i64 rid = dec_leave(r, d.slot, &freed); /* freed: DecodeBatch.own_blocks before it left */
+            i64 rid = dec_leave(S, r, d.slot, &freed); /* freed: DecodeBatch.own_blocks before it left */
             r->kv_dec -= freed;
             finish(S, rid, now, r, freed);
         }
@@ -790,7 +828,7 @@ static double preempt(Sim *S, Rep *r, i64 slot, int force_swap) {
     i64 since = (i64)rint((double)(r->ds - r->d_s0[slot]) * r->E); /* generated_since_join: min(rem0, round((s - s0) E)) */
     i64 rem = r->d_rem0[slot] - (r->d_rem0[slot] < since ? r->d_rem0[slot] : since);
     i64 freed;
-    i64 rid = dec_leave(r, slot, &freed);
+    i64 rid = dec_leave(S, r, slot, &freed);
     r->kv_dec -= freed;
     S->gen[rid] = S->osl[rid] - rem;
     S->preempted[rid] += 1;
@@ -851,7 +889,7 @@ static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_ste
         }
         if (!r->reserve) k = kv_limit(r, k);
     }
-    double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds;
+    double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds - shared_reread(r);
     double a, b, slope;
     if (k > 1) {
         tab_decode_pair(r->T, n, c, c + r->E * (double)(k - 1), &a, &b);
@@ -921,7 +959,7 @@ static void migrator_check(Sim *S, Rep *src, double now) {
     i64 rem = src->d_rem0[slot] - (src->d_rem0[slot] < since ? src->d_rem0[slot] : since);
     if (rem < 2) return;
     double t1 = src->kv_lat_s + ctx * src->kv_s_per_token;
-    double step = tab_decode(src->T, (double)src->dn, src->sum_ctx0 / (double)src->dn + src->E * (double)src->ds);
+    double step = tab_decode(src->T, (double)src->dn, src->sum_ctx0 / (double)src->dn + src->E * (double)src->ds - shared_reread(src));
     i64 g = 0;
     if (step > 0) { /* tokens written during the first copy */
         i64 gg = (i64)(t1 / step * src->E);
@@ -929,7 +967,7 @@ static void migrator_check(Sim *S, Rep *src, double now) {
     }
     double t2 = src->kv_lat_s + (double)g * src->kv_s_per_token;
     i64 shared = src->d_shared[slot], blocks = src->d_blocks[slot], freed;
-    i64 rid = dec_leave(src, slot, &freed);
+    i64 rid = dec_leave(S, src, slot, &freed);
     if (src->reserve)
         src->kv_used -= blocks;
     else
@@ -1150,7 +1188,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             gpu = tab_mixed(r->T, -1, 1.0, P, span);
             r->kind = PREFILL;
         } else {
-            gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + r->E * (double)r->ds : 1.0, P, span);
+            gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + r->E * (double)r->ds - shared_reread(r) : 1.0, P, span);
             r->kind = MIXED;
         }
         r->t_end = now + (gpu + extra);
@@ -1341,6 +1379,9 @@ static double sample(Sampler *q, Sim *S, double t) {
  * busy_s, batch_time, steps, unfinished, preemptions, prefix-cache hit tokens, hits, adapter hits, loads, evictions; follow-up turns get their
  * arrival times written; preempted[request] counts each request's preemptions; q_t/q_w/q_r (4002 each) and cnt = samples, events, completed.
  * ipar[13]: the slots of a shared closed loop (0: none; each completion releases the next request in order).
+ * ipar[14]: share groups (share: each request's group, Requests.share_group); pdbl[15], pint[23..24]: the shared
+ * tokens of one layer the last-level cache holds, a sequence's attention CTAs and the SMs (DecodeBatch.reread_cap,
+ * ctas, sms: blocks running sequences share read from memory once a step, or once a wave; 0: every sequence's).
  * ipar[9..11] must repeat PINT_STRIDE, PDBL_STRIDE and REP_OUT_STRIDE (the caller's layout of these arrays).
  * Returns 0, 1 (max_events exceeded), 2 (out of memory) or 3 (the caller's layout is not this file's). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
@@ -1348,7 +1389,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
                  const i64 *osl, const i64 *prefix, const i64 *parent, const i64 *child, const double *think, double *arrival,
                  const double *priority, const i64 *adapter, double *first, double *fin, i64 *gen, i64 *preempted, int8_t *rejected, i64 *served_by, i64 *pool_of,
                  double *rep_out, double *q_t, i64 *q_w, i64 *q_r, i64 *cnt, double *mig_out, double *mig_log,
-                 void (*progress)(i64, i64)) {
+                 const i64 *share, void (*progress)(i64, i64)) {
     if (ipar[9] != PINT_STRIDE || ipar[10] != PDBL_STRIDE || ipar[11] != REP_OUT_STRIDE) return 3; /* the caller's layout */
     Sim S;
     memset(&S, 0, sizeof S);
@@ -1361,6 +1402,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
     S.adapter = adapter, S.n_adapters = ipar[8];
     S.mig_threshold = ipar[12], S.mig_log = mig_log;
     S.slot_next = ipar[13] > 0 ? ipar[13] : -1;
+    S.share = share, S.n_groups = share ? ipar[14] : 0;
     if (ipar[7]) { /* follow-up turns: their parents' KV may be retained */
         S.parent = parent, S.child = child;
         S.ret_blocks = calloc((size_t)S.n, sizeof(i64));
@@ -1415,6 +1457,7 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->ratio = r->ratio_init, r->ratio_s = 0;
             r->clip = pi[20], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;
             r->adp = pi[21], r->balance = pi[22], r->hold_from = -1;
+            r->sh_cap = pd[15], r->sh_ctas = pi[23], r->sh_sms = pi[24];
             r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;
@@ -1456,7 +1499,9 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->d_shared = malloc((size_t)cap * sizeof(i64));
             r->r_hist = calloc((size_t)r->B, sizeof(i64));
             r->d_big = calloc((size_t)cap, sizeof(int8_t));
-            if (!r->d_big || !r->pre || !r->pieces || !r->d_rid || !r->d_blocks || !r->free_slots || !r->d_gen || !r->d_rem0 ||
+            r->g_n = calloc((size_t)(S.n_groups ? S.n_groups : 1), sizeof(i64));
+            r->g_sum = calloc((size_t)(S.n_groups ? S.n_groups : 1), sizeof(i64));
+            if (!r->g_n || !r->g_sum || !r->d_big || !r->pre || !r->pieces || !r->d_rid || !r->d_blocks || !r->free_slots || !r->d_gen || !r->d_rem0 ||
                 !r->d_s0 || !r->order.prev || !r->order.next || !r->d_ctx0 || !r->d_own0 || !r->r_hist || !r->d_shared) {
                 rc = 2;
                 goto out;
@@ -1528,7 +1573,7 @@ out:
             free(r->d_rid), free(r->d_blocks), free(r->free_slots), free(r->d_gen), free(r->d_rem0), free(r->d_s0);
             free(r->order.prev), free(r->order.next), free(r->d_ctx0), free(r->d_own0), free(r->r_hist), free(r->d_shared);
             free(r->a_count), free(r->a_res.prev), free(r->a_res.next), free(r->a_ready), free(r->a_wait.v);
-            free(r->d_big), free(r->cross.v);
+            free(r->d_big), free(r->cross.v), free(r->g_n), free(r->g_sum);
         }
     free(S.rheap.v), free(S.dyn.v), free(S.reps), free(tabs), free(pstart), free(pcount), free(S.entry), free(S.decode);
     free(S.moving);

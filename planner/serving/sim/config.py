@@ -74,6 +74,7 @@ class EngineBehaviour:
 
     schedule: str = "decode_first"  # decode_first: running decodes, then prefill chunks (vLLM V1, TRT-LLM)
     prefix_caching: bool = True
+    prefix_cache_at_schedule: bool = False  # Engine.prefix_cache_at_schedule: a prompt's blocks shared from admission
     step_host_s: float = 0.0  # per-step host time a + b x sequences in the step
     step_host_per_seq_s: float = 0.0
     async_scheduling: bool = False  # host work overlaps the GPU step (step = max) instead of adding to it
@@ -88,7 +89,8 @@ class EngineBehaviour:
         sched = g("schedule", "prefill_first" if engine.id == "sglang" else "decode_first")
         if sched not in SCHEDULES:
             raise PlannerError(f"engine {engine.id}: schedule {sched!r} is not one of {', '.join(SCHEDULES)}")
-        return cls(schedule=sched, prefix_caching=bool(g("prefix_caching", True)), step_host_s=float(g("step_host_s", 0.0)),
+        return cls(schedule=sched, prefix_caching=bool(g("prefix_caching", True)),
+                   prefix_cache_at_schedule=bool(g("prefix_cache_at_schedule", False)), step_host_s=float(g("step_host_s", 0.0)),
                    step_host_per_seq_s=float(g("step_host_per_seq_s", 0.0)), async_scheduling=bool(g("async_scheduling", False)),
                    cuda_graph_max_batch=g("cuda_graph_max_batch", None),
                    eager_kernel_overhead_s=float(g("eager_kernel_overhead_s", 0.0)),
@@ -136,6 +138,13 @@ class ReplicaModel:
     # (new_token_ratio) of its and the running requests' remaining outputs (planner.serving.sim.replica)
     ratio_admission: bool = False
     adp_balance: int = 0  # Scheduler.adp_balance (0: off)
+    # tokens of one layer's KV (one device's share) the device's last-level cache holds: a decode step reads blocks its
+    # running sequences share from memory once while the distinct shared tokens and one wave of attention CTAs fit
+    # within it, else once a wave (planner.serving.sim.decodes); 0: no cache size or SM count on record, or an engine
+    # whose sequences keep their own copies (Engine.prefix_blocks_shared), every sequence's reads priced from memory
+    reread_cap_tokens: float = 0.0
+    reread_ctas: int = 1  # attention CTAs one sequence's layer takes on a device (its KV heads; 1 under MLA)
+    reread_sms: int = 0  # the device's SMs, one wave of attention CTAs (0: not on record, no shared reads priced)
 
 
 @dataclass
@@ -178,6 +187,24 @@ def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs,
         d["speculative"] = {"draft_tokens": sched.spec_k, "acceptance": sched.spec_alpha,
                             "tokens_per_step": spec_tokens_per_step(sched.spec_k, sched.spec_alpha)}
     return d
+
+
+def shared_read_cap(model: Model, hw: Hardware, kv_bytes_per_token: float, pp: int) -> tuple[float, str]:
+    """(tokens, what it means): how many tokens' KV of one layer (``kv_bytes_per_token`` over the device's share of the
+    attention layers) the device's last-level cache holds, the budget within which a decode step reads blocks its
+    running sequences share from memory once (planner.serving.sim.decodes); 0 without a cache size or an SM count."""
+    cache = hw.last_level_cache
+    layers = float(model.num_attention_layers) / pp
+    if cache is None or layers <= 0 or kv_bytes_per_token <= 0:
+        return 0.0, (f"blocks that running sequences share (a cached prompt or system prompt) read once per sequence: "
+                     f"{hw.id} has no last-level cache size on record")
+    tokens = cache.value / (kv_bytes_per_token / layers)
+    if hw.sm_count is None:
+        return 0.0, (f"blocks that running sequences share read once per sequence: {hw.id} has no SM count on record "
+                     f"(a wave of attention CTAs)")
+    return tokens, (f"blocks that running sequences share read from memory once a step while they and a wave of "
+                    f"attention CTAs fit the {cache.value / 2**20:g} MiB last-level cache ({tokens:,.0f} tokens of one "
+                    f"layer's KV), else once a wave")
 
 
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",
@@ -223,6 +250,12 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     B = int(engine.kv_block_tokens)
     full, swa = kv_bytes_per_token_layers(model, plans)
     per_tok_dev = float(full[0] + swa[0])  # sliding-window layers counted in full (an upper bound)
+    reread_cap, shared_reads = shared_read_cap(model, hw, per_tok_dev, pp)
+    if not engine.prefix_blocks_shared:
+        reread_cap, shared_reads = 0.0, (f"every sequence reads its own copy of a cached prefix: {engine.name} keeps one a "
+                                         f"slot (prefix_blocks_shared)")
+    ctas = 1 if model.attention.mla else max(1, -(-int(model.num_kv_heads) // int(tp)))
+    sms = int(hw.sm_count.value) if hw.sm_count is not None else 0
     if engine.kv_window_shared_pool and local_kv_layers(model, engine) and min_prompt:
         # an engine whose windowed layers take their blocks from the full-length layers' pool (Engine.
         # kv_window_shared_pool: vLLM's hybrid KV cache manager) holds W tokens of each such layer however long the
@@ -284,13 +317,15 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         swap_s_per_token=per_tok_dev / _host_bw(hw), kv_transfer_s_per_token=per_tok_dev * gpus / eff if eff > 0 else INF,
         kv_transfer_latency_s=float(lat[0]), accuracy=accuracy,
         plan={**_plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs, mbt, chunked, admission, preemption,
-                           blocks, B, beh), **({} if eplb is None else {"eplb_redundant_experts": eplb})},
+                           blocks, B, beh), **({} if eplb is None else {"eplb_redundant_experts": eplb}),
+              "kv_shared_reads": shared_reads},
         usd_per_hour=hw.price.usd_per_hour * gpus if hw.price else None, behaviour=beh, policy=sched.policy,
         ttft_slo_s=sched.ttft_slo_s, kv_bytes_per_token_gpu=per_tok_dev, swap_transfer_s=_host_latency(hw),
         kv_transfers_per_block=int(math.ceil(model.num_layers / pp)) * (1 if model.attention.mla else 2), lora=lora_c,
         priority_preemption=sched.priority_preemption,
         swap_group=sched.swap_group or (1 if sched.priority_preemption else None), attention_dp=adp,
-        ratio_admission=admission == "ratio", adp_balance=int(sched.adp_balance or 0),
+        ratio_admission=admission == "ratio", adp_balance=int(sched.adp_balance or 0), reread_cap_tokens=reread_cap,
+        reread_ctas=ctas, reread_sms=sms,
     )
 
 

@@ -4,6 +4,17 @@ A sequence that joins at step counter ``s0`` with context ``ctx`` has context ``
 step ``s`` (E tokens per step: 1, or more with speculative decoding); the batch keeps ``ctx0`` per
 slot and the sum over slots, so the mean context at any step is one division. Completions sit in a
 heap keyed by the step they finish at; a slot's generation number invalidates stale entries.
+
+Sequences that share a cached prefix (the same physical KV blocks: a system prompt, a prompt a client sends again)
+are counted by share group. A decode step's attention reads each sequence's whole context, but a layer's attention
+kernel runs the sequences' CTAs (``ctas`` a sequence: its KV heads on a device) in waves of one a SM (``sms``), each
+starting at its sequence's first block, so a block several running sequences share is read from device memory by its
+first reader and from the on-chip cache (Hardware.last_level_cache) by the others: once a step while the distinct
+shared tokens and one wave's stream fit in the cache (``reread_cap``: tokens of one layer's KV it holds), else once a
+wave (a wave's stream evicts them before the next wave reads them). ``shared_reread`` is what the step's KV reads come
+to less per sequence: (tokens the sharers hold together - distinct shared tokens x reads) / sequences, the reads being
+1 or the waves, at most a group's mean size. No cache size or SM count on record (``reread_cap`` or ``sms`` 0): every
+sequence's reads from memory. The cache's own bandwidth, several times the memory's, is not priced.
 """
 
 from __future__ import annotations
@@ -15,7 +26,8 @@ import numpy as np
 
 
 class DecodeBatch:
-    def __init__(self, max_seqs: int, E: float, block_tokens: int, track_blocks: bool, clip: int | None = None):
+    def __init__(self, max_seqs: int, E: float, block_tokens: int, track_blocks: bool, clip: int | None = None,
+                 share=None, groups: int = 0, reread_cap: float = 0.0, ctas: int = 1, sms: int = 0):
         cap = max_seqs + 1
         self.E = E
         self.B = block_tokens
@@ -48,9 +60,61 @@ class DecodeBatch:
         self.whole = float(E).is_integer()
         self.q_sum = 0
         self.r_hist = [0] * block_tokens
+        # sequences sharing cached prefix blocks, by share group (``share``: each request's group, Requests.share_group)
+        self.share = share
+        self.g_n = [0] * groups  # running sequences of each group that share its blocks
+        self.g_sum = [0] * groups  # the shared tokens they hold, together
+        self.sh_n = 0
+        self.sh_sum = 0
+        self.sh_distinct = 0.0  # sum over groups of their mean shared tokens: what one read of each group's blocks takes
+        self.sh_groups = 0  # groups with a running sequence
+        self.reread_cap = float(reread_cap)
+        self.ctas = int(ctas)  # attention CTAs a sequence's layer takes (its KV heads on a device; 1 under MLA)
+        self.sms = int(sms)  # SMs: the CTAs of one wave (one resident attention CTA each)
 
     def mean_ctx(self) -> float:
         return self.sum_ctx0 / self.n + self.E * self.s
+
+    def read_ctx(self) -> float:
+        """The mean context a decode step's KV reads come to a sequence (mean_ctx less shared_reread)."""
+        return self.sum_ctx0 / self.n + self.E * self.s - self.shared_reread()
+
+    def shared_reread(self) -> float:
+        """Tokens a sequence the step's KV reads come to less, since running sequences that share cached blocks read
+        them from memory once a step or once a wave (module docstring); 0 where no two share, or no cache size or SM
+        count is on record."""
+        if self.sh_n < 2 or self.reread_cap <= 0.0 or self.sms <= 0:
+            return 0.0
+        n = self.n
+        distinct = self.sh_distinct
+        c = self.sum_ctx0 / n + self.E * self.s
+        wave = min(n * self.ctas, self.sms)
+        reads = 1.0
+        if distinct + wave * c / self.ctas > self.reread_cap:
+            # a wave streams past what the cache holds: each wave reads the groups its sequences share once
+            waves = -(-(n * self.ctas) // self.sms)
+            reads = min(self.sh_n / self.sh_groups, float(waves))
+        excess = float(self.sh_sum) - distinct * reads
+        if excess <= 0.0:
+            return 0.0
+        return excess / n
+
+    def _share(self, rid: int, shared: int, sign: int) -> None:
+        g = self.share[rid] if self.share is not None else 0
+        n, t = self.g_n[g], self.g_sum[g]
+        if n > 0:
+            self.sh_distinct -= t / n
+            self.sh_groups -= 1
+        n += sign
+        t += sign * shared
+        self.g_n[g], self.g_sum[g] = n, t
+        self.sh_n += sign
+        self.sh_sum += sign * shared
+        if n > 0:
+            self.sh_distinct += t / n
+            self.sh_groups += 1
+        if self.sh_n == 0:
+            self.sh_distinct = 0.0
 
     def clipped_remaining_sum(self) -> float:
         """Output tokens the running sequences still have to generate, each at most ``clip`` (a slot leaves when
@@ -107,6 +171,8 @@ class DecodeBatch:
                 self._lin(slot, 1)
         self.blocks[slot] = blocks
         self.shared[slot] = shared
+        if shared > 0 and self.g_n:
+            self._share(rid, shared, 1)
         g = self.gen[slot] + 1
         self.gen[slot] = g
         self.sum_ctx0 += c0
@@ -126,6 +192,8 @@ class DecodeBatch:
         self.rid[slot] = -1
         self.gen[slot] += 1
         self.sum_ctx0 -= self.ctx0[slot]
+        if self.shared[slot] > 0 and self.g_n:
+            self._share(rid, self.shared[slot], -1)
         if self.clip is not None:
             if self.big[slot]:
                 self.big[slot] = False

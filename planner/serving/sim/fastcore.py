@@ -101,7 +101,7 @@ def load() -> ctypes.CDLL | None:
                 return None
     fn = lib.fastcore_run
     fn.restype = ctypes.c_int
-    fn.argtypes = [_P] * 32 + [PROGRESS]
+    fn.argtypes = [_P] * 33 + [PROGRESS]
     _lib = lib
     return lib
 
@@ -157,13 +157,13 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
                  int(r.reserve), int(r.swap), int(r.prefix_caching), r.kv.pinned, _POLICIES[type(r.waiting).__name__],
                  r.adapters.slots if r.adapters is not None else 0, _ROLES[r.role], int(r.fair), int(r.block_swap), r.swap_group,
                  int(r.m.kv_transfers_per_block), int(r.ratio_mode), RETRACT_STEPS, r.dec.clip or 0, r.m.attention_dp,
-                 r.balance]
+                 r.balance, r.dec.ctas, r.dec.sms]
         q = r.waiting  # the slo-aware queue's deadline terms (0 for the others)
         pdbl += [float(r.mbt), float(r.request_overhead_s), float(r.m.swap_s_per_token),
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
                  float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s), float(r.chunk_max), RATIO_INIT, RATIO_MIN,
-                 RATIO_DECAY]
+                 RATIO_DECAY, float(r.dec.reread_cap)]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, t.grid[:, :, 0, 0], t.grid]  # the grid the table interpolates
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]
@@ -179,7 +179,7 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
     n_adapters = int(adapter.max()) + 1 if adapter is not None and adapter.size else 0
     ipar = np.array([sim.n, len(ext_id), len(pools), len(reps), rcode, getattr(sim.router, "threshold", 0), max_events, turns,
                      n_adapters, len(pint) // len(pools), len(pdbl) // len(pools), REP_OUT,
-                     sim.migrator.threshold if sim.migrator is not None else -1, max(sim.slot_next, 0)],
+                     sim.migrator.threshold if sim.migrator is not None else -1, max(sim.slot_next, 0), tab.groups],
                     dtype=np.int64)
     dpar = np.array([qs.next, qs.dt])
     rep_out = np.zeros(REP_OUT * len(reps))
@@ -189,7 +189,8 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
     arrays = [ipar, dpar, np.array(pint, dtype=np.int64), np.array(pdbl), np.array(tint, dtype=np.int64),
               np.concatenate(tdat), np.concatenate(trow), ext_t, ext_id, tab.input_tokens, tab.output_tokens, tab.prefix_tokens,
               tab.parent, tab.child, tab.think_s, tab.arrival_s, priority, adapter,
-              tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt, mig_out, mig_log]
+              tab.first_token_s, tab.finish_s, tab.generated, tab.preemptions, tab.rejected, tab.replica, tab.pool, rep_out, q_t, q_w, q_r, cnt, mig_out, mig_log,
+              tab.share_group]
     for a in arrays:
         assert a is None or a.flags.c_contiguous
     progress = sim.progress

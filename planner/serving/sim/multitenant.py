@@ -91,7 +91,7 @@ class Migrator:
             return
         m = src.m
         t1 = m.kv_transfer_latency_s + ctx * m.kv_transfer_s_per_token
-        step = src.table.decode(dec.n, dec.mean_ctx())
+        step = src.table.decode(dec.n, dec.read_ctx())
         g = min(rem - 1, int(t1 / step * E)) if step > 0 else 0  # tokens written during the first copy
         t2 = m.kv_transfer_latency_s + g * m.kv_transfer_s_per_token
         shared = dec.shared[slot]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.errors import PlannerError
 from planner.serving.workload import Requests
 
 INF = math.inf
@@ -64,6 +65,15 @@ class RequestTable:
         pk = getattr(req, "prompt_key", None)
         self.prompt_key = np.ascontiguousarray(pk, dtype=np.int64) if pk is not None else None
         self.prompt_held = np.zeros(n, dtype=np.int8)  # 1 while a request shares its reused prompt's cached blocks
+        # which cached prefix a request shares with others (equal ids: the same physical blocks): the workload's
+        # share_group, else the prompt a client sends again (its prompt_key), else one shared prefix (a system prompt)
+        sg = getattr(req, "share_group", None)
+        if sg is None and pk is not None and not (n and self.prefix_tokens.max() > 0):
+            sg = np.maximum(np.asarray(pk, dtype=np.int64), 0)
+        self.share_group = np.ascontiguousarray(sg, dtype=np.int64) if sg is not None else np.zeros(n, dtype=np.int64)
+        if n and self.share_group.min() < 0:
+            raise PlannerError("a request's share group is a whole number from 0")
+        self.groups = int(self.share_group.max()) + 1 if n else 0
 
     def views(self) -> dict[str, memoryview]:
         return {"isl": memoryview(self.input_tokens), "osl": memoryview(self.output_tokens),
@@ -73,5 +83,5 @@ class RequestTable:
                 "preempted": memoryview(self.preemptions), "rejected": memoryview(self.rejected),
                 "served_by": memoryview(self.replica), "pool_of": memoryview(self.pool), "child": memoryview(self.child),
                 "pkey": memoryview(self.prompt_key) if self.prompt_key is not None else None,
-                "pheld": memoryview(self.prompt_held)}
+                "pheld": memoryview(self.prompt_held), "share": memoryview(self.share_group)}
 

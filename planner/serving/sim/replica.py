@@ -63,7 +63,8 @@ class Replica:
         self.B = m.block_tokens
         self.kv = KVBlocks(m.kv_blocks, m.block_tokens)
         self.dec = DecodeBatch(m.max_seqs, self.E, m.block_tokens, track_blocks=not m.reserve,
-                               clip=RATIO_CLIP if m.ratio_admission else None)
+                               clip=RATIO_CLIP if m.ratio_admission else None, share=sim.share, groups=sim.table.groups,
+                               reread_cap=m.reread_cap_tokens, ctas=m.reread_ctas, sms=m.reread_sms)
         self.waiting = queue_class(m.policy)(sim, self)
         self.swapped: deque[SwappedSeq] = deque()
         self.prefilling: list[PrefillJob] = []
@@ -264,7 +265,7 @@ class Replica:
         s = dec.s
         k = top[0] - s
         E = self.E
-        c = dec.sum_ctx0 / n + E * s
+        c = dec.sum_ctx0 / n + E * s - dec.shared_reread()
         if k > 1:
             a, b = self.table.decode_pair(n, c, c + E * (k - 1))
             slope = (b - a) / (k - 1)

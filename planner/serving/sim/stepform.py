@@ -162,6 +162,9 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
         future = ratio * (rep.dec.clipped_remaining_sum() + sum(min(s_osl[pf.rid] - s_gen[pf.rid], clip) for pf in prefilling))
     # a client that sends its prompts again (Requests.prompt_key): a prompt's blocks an earlier send left cached
     pkeys = sim.pkey if sim.pkey is not None and rep.prefix_caching and not pinned else None
+    # an engine that registers a prompt's blocks when it schedules them (vLLM V1): a prompt taken whole in this step
+    # is shared from now on, by requests admitted after it in this step too (Engine.prefix_cache_at_schedule)
+    at_schedule = pkeys is not None and rep.m.behaviour.prefix_cache_at_schedule and rep.role != "prefill"
     polls = rep.recv_every > 1
     while waiting and d.running < max_seqs:
         rid = waiting.peek()
@@ -216,6 +219,8 @@ def _admit_prompts(rep, d: StepDraft, now: float) -> None:
         kv.used += alloc
         take = prompt if not split else min(prompt, max(d.budget, 0), mbt)
         pf = PrefillJob(rid, prompt - take, past + take, alloc, shared)
+        if at_schedule and pkey >= 0 and not pblocks and take >= prompt:
+            pf.alloc, pf.shared = rep._share_prompt(rid, alloc)
         prefilling.append(pf)
         d.running += 1
         if take > 0:
@@ -240,7 +245,7 @@ def _launch(rep, d: StepDraft, now: float, preempted: bool, prefill_only: bool) 
             gpu = rep.table.mixed(0.0, 1.0, P, span)
             rep.kind = PREFILL
         else:
-            gpu = rep.table.mixed(n, dec.sum_ctx0 / n + dec.E * dec.s if n else 1.0, P, span)
+            gpu = rep.table.mixed(n, dec.read_ctx() if n else 1.0, P, span)
             rep.kind = MIXED
         rep.pieces = pieces
         rep.t_end = t = now + (gpu + d.extra)
@@ -281,7 +286,7 @@ def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
         if not rep.reserve:
             k = rep._kv_limit(k)
     E = rep.E
-    c = dec.sum_ctx0 / n + E * dec.s
+    c = dec.sum_ctx0 / n + E * dec.s - dec.shared_reread()
     table = rep.table
     if k > 1:
         a, b = table.decode_pair(n, c, c + E * (k - 1))
