@@ -44,7 +44,7 @@ def test_each_group_is_read_once_and_leaving_restores_nothing_shared():
     assert b.shared_reread() == pytest.approx((2 * 300 + 1 * 800) / 6)
     for slot in list(b.order):
         b.leave(slot)
-    assert (b.sh_n, b.sh_sum, b.sh_groups, b.sh_distinct, b.shared_reread()) == (0, 0, 0, 0.0, 0.0)
+    assert (b.sh_n, b.sh_sum, b.sh_distinct, b.shared_reread()) == (0, 0, 0.0, 0.0)
 
 
 def test_no_cache_size_or_sm_count_prices_every_read():
@@ -52,15 +52,16 @@ def test_no_cache_size_or_sm_count_prices_every_read():
     assert _batch([(0, 600, 1000)] * 10, sms=0)[0].shared_reread() == 0.0
 
 
-def test_a_wave_that_streams_past_the_cache_reads_each_group_once_a_wave():
-    # 64 sequences x 8 CTAs on 132 SMs: 4 waves; a cache of 2,000 tokens a layer holds the 600 shared tokens but not a
-    # wave's stream (132 CTAs x 1,000 tokens / 8 = 16,500 tokens of one layer), so each wave reads the prompt again
-    b, _ = _batch([(0, 600, 1000)] * 64, cap=2000.0)
-    waves = -(-64 * 8 // 132)
-    assert waves == 4
-    assert b.shared_reread() == pytest.approx((64 * 600 - waves * 600) / 64)
-    # the same batch on a cache that holds a wave beside the prompt: once a step
+def test_a_wave_that_streams_past_the_cache_reads_every_copy():
+    # 64 sequences x 8 CTAs on 132 SMs: a cache of 2,000 tokens a layer holds the 600 shared tokens but not a wave's
+    # stream (132 CTAs x 1,000 tokens / 8 = 16,500 tokens of one layer), so a shared block is gone before its next
+    # reader: every sequence's read is priced
+    assert _batch([(0, 600, 1000)] * 64, cap=2000.0)[0].shared_reread() == 0.0
+    # a cache that holds a wave beside the prompt: once a step
     assert _batch([(0, 600, 1000)] * 64, cap=20000.0)[0].shared_reread() == pytest.approx(63 * 600 / 64)
+    # a batch smaller than a wave streams only its own CTAs: 4 sequences x 8 CTAs x 1,000 tokens / 8 = 4,000 tokens
+    assert _batch([(0, 600, 1000)] * 4, cap=4700.0)[0].shared_reread() == pytest.approx(3 * 600 / 4)
+    assert _batch([(0, 600, 1000)] * 4, cap=4500.0)[0].shared_reread() == 0.0
 
 
 def test_the_cache_in_tokens_is_the_cache_over_one_layers_kv():
@@ -109,16 +110,18 @@ def test_vllm_v1_shares_a_prompt_from_the_step_that_schedules_it():
 
 
 def _shared_prefix_requests(n, groups):
-    reqs = generate(fixed_workload(1500, 200), n, rate=20.0, seed=4)
-    prefix = np.full(n, 1024, np.int64)
+    # 256 shared tokens of 400 a prompt, 64-token replies: a wave's stream (132 SMs x about 430 tokens x 512 bytes a
+    # KV head) and 9 prompts' shared blocks (9 x 256 tokens x 4 KiB a layer) fit an H100's 50 MiB together
+    reqs = generate(fixed_workload(400, 64), n, rate=60.0, seed=4)
+    prefix = np.full(n, 256, np.int64)
     return Requests(reqs.arrival_s, reqs.input_tokens, reqs.output_tokens, prefix, np.full(n, -1, np.int64), np.zeros(n),
-                    prefix_pool_tokens=groups * 1024, share_group=np.arange(n, dtype=np.int64) % groups)
+                    prefix_pool_tokens=groups * 256, share_group=np.arange(n, dtype=np.int64) % groups)
 
 
 @pytest.mark.skipif(fastcore.load() is None, reason="compiled core unavailable")
 @pytest.mark.parametrize("groups", [1, 9])
 def test_both_cores_price_shared_reads_to_the_bit(groups, monkeypatch):
-    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.15", max_input=1800)
+    rep = replica_for("llama-3.1-8b", "h100-sxm", engine="vllm@0.15", max_input=500)
     out = {}
     for core in ("python", "c"):
         monkeypatch.setenv("PLANNER_SIM_CORE", core)

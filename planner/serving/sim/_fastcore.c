@@ -364,7 +364,7 @@ typedef struct {
     i64 q_sum, *r_hist;         /* on-demand block count: sum of q and the histogram of r (DecodeBatch.blocks_at) */
     int whole;                  /* E and every own0 whole numbers: the histogram count holds */
     /* DecodeBatch's share groups: sequences sharing each group's cached blocks and their shared tokens */
-    i64 *g_n, *g_sum, sh_n, sh_sum, sh_groups, sh_ctas, sh_sms;
+    i64 *g_n, *g_sum, sh_n, sh_sum, sh_ctas, sh_sms;
     double sh_distinct, sh_cap;
 } Rep;
 
@@ -636,13 +636,13 @@ static void dec_count(Rep *r, double o0, i64 sign) {
 static void dec_share(const Sim *S, Rep *r, i64 rid, i64 shared, i64 sign) {
     i64 g = S->share[rid];
     i64 n = r->g_n[g], t = r->g_sum[g];
-    if (n > 0) r->sh_distinct -= (double)t / (double)n, r->sh_groups -= 1;
+    if (n > 0) r->sh_distinct -= (double)t / (double)n;
     n += sign;
     t += sign * shared;
     r->g_n[g] = n, r->g_sum[g] = t;
     r->sh_n += sign;
     r->sh_sum += sign * shared;
-    if (n > 0) r->sh_distinct += (double)t / (double)n, r->sh_groups += 1;
+    if (n > 0) r->sh_distinct += (double)t / (double)n;
     if (r->sh_n == 0) r->sh_distinct = 0.0;
 }
 
@@ -653,12 +653,8 @@ static double shared_reread(const Rep *r) {
     double distinct = r->sh_distinct;
     double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds;
     i64 wave = n * r->sh_ctas < r->sh_sms ? n * r->sh_ctas : r->sh_sms;
-    double reads = 1.0;
-    if (distinct + (double)wave * c / (double)r->sh_ctas > r->sh_cap) { /* a wave streams past the cache */
-        double m = (double)r->sh_n / (double)r->sh_groups, waves = (double)ceil_div(n * r->sh_ctas, r->sh_sms);
-        reads = m <= waves ? m : waves;
-    }
-    double excess = (double)r->sh_sum - distinct * reads;
+    if (distinct + (double)wave * c / (double)r->sh_ctas > r->sh_cap) return 0.0; /* a wave streams past the cache */
+    double excess = (double)r->sh_sum - distinct;
     if (excess <= 0.0) return 0.0;
     return excess / (double)n;
 }
@@ -1381,7 +1377,7 @@ static double sample(Sampler *q, Sim *S, double t) {
  * ipar[13]: the slots of a shared closed loop (0: none; each completion releases the next request in order).
  * ipar[14]: share groups (share: each request's group, Requests.share_group); pdbl[15], pint[23..24]: the shared
  * tokens of one layer the last-level cache holds, a sequence's attention CTAs and the SMs (DecodeBatch.reread_cap,
- * ctas, sms: blocks running sequences share read from memory once a step, or once a wave; 0: every sequence's).
+ * ctas, sms: blocks running sequences share read from memory once a step while they and a wave fit; 0: every one's).
  * ipar[9..11] must repeat PINT_STRIDE, PDBL_STRIDE and REP_OUT_STRIDE (the caller's layout of these arrays).
  * Returns 0, 1 (max_events exceeded), 2 (out of memory) or 3 (the caller's layout is not this file's). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,

@@ -140,7 +140,7 @@ class ReplicaModel:
     adp_balance: int = 0  # Scheduler.adp_balance (0: off)
     # tokens of one layer's KV (one device's share) the device's last-level cache holds: a decode step reads blocks its
     # running sequences share from memory once while the distinct shared tokens and one wave of attention CTAs fit
-    # within it, else once a wave (planner.serving.sim.decodes); 0: no cache size or SM count on record, or an engine
+    # within it, else once per sequence (planner.serving.sim.decodes); 0: no cache size or SM count on record, or an engine
     # whose sequences keep their own copies (Engine.prefix_blocks_shared), every sequence's reads priced from memory
     reread_cap_tokens: float = 0.0
     reread_ctas: int = 1  # attention CTAs one sequence's layer takes on a device (its KV heads; 1 under MLA)
@@ -204,7 +204,7 @@ def shared_read_cap(model: Model, hw: Hardware, kv_bytes_per_token: float, pp: i
                      f"(a wave of attention CTAs)")
     return tokens, (f"blocks that running sequences share read from memory once a step while they and a wave of "
                     f"attention CTAs fit the {cache.value / 2**20:g} MiB last-level cache ({tokens:,.0f} tokens of one "
-                    f"layer's KV), else once a wave")
+                    f"layer's KV), else once per sequence")
 
 
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",

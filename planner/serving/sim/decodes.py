@@ -9,12 +9,14 @@ Sequences that share a cached prefix (the same physical KV blocks: a system prom
 are counted by share group. A decode step's attention reads each sequence's whole context, but a layer's attention
 kernel runs the sequences' CTAs (``ctas`` a sequence: its KV heads on a device) in waves of one a SM (``sms``), each
 starting at its sequence's first block, so a block several running sequences share is read from device memory by its
-first reader and from the on-chip cache (Hardware.last_level_cache) by the others: once a step while the distinct
-shared tokens and one wave's stream fit in the cache (``reread_cap``: tokens of one layer's KV it holds), else once a
-wave (a wave's stream evicts them before the next wave reads them). ``shared_reread`` is what the step's KV reads come
-to less per sequence: (tokens the sharers hold together - distinct shared tokens x reads) / sequences, the reads being
-1 or the waves, at most a group's mean size. No cache size or SM count on record (``reread_cap`` or ``sms`` 0): every
-sequence's reads from memory. The cache's own bandwidth, several times the memory's, is not priced.
+first reader and from the on-chip cache (Hardware.last_level_cache) by the others, while the distinct shared tokens
+and one wave's stream fit in the cache (``reread_cap``: tokens of one layer's KV it holds). Past that, the readers of
+a block in a wave are not in step (each CTA runs at its own pace through its own context), so the stream between two of
+them can evict it, and every sequence's read is priced, as without a cache: of the two bounds (readers in a wave in
+lockstep, hitting whatever the stream; or not at all), the published rows side with the second (docs/accuracy.md,
+December 2026). ``shared_reread`` is what the step's KV reads come to less per sequence: (tokens the sharers hold
+together - distinct shared tokens) / sequences. No cache size or SM count on record (``reread_cap`` or ``sms`` 0):
+every sequence's reads from memory. The cache's own bandwidth, several times the memory's, is not priced.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ class DecodeBatch:
         self.sh_n = 0
         self.sh_sum = 0
         self.sh_distinct = 0.0  # sum over groups of their mean shared tokens: what one read of each group's blocks takes
-        self.sh_groups = 0  # groups with a running sequence
         self.reread_cap = float(reread_cap)
         self.ctas = int(ctas)  # attention CTAs a sequence's layer takes (its KV heads on a device; 1 under MLA)
         self.sms = int(sms)  # SMs: the CTAs of one wave (one resident attention CTA each)
@@ -81,20 +82,17 @@ class DecodeBatch:
 
     def shared_reread(self) -> float:
         """Tokens a sequence the step's KV reads come to less, since running sequences that share cached blocks read
-        them from memory once a step or once a wave (module docstring); 0 where no two share, or no cache size or SM
-        count is on record."""
+        them from memory once a step while they and a wave's stream fit the cache (module docstring); 0 where no two
+        share, past that, or where no cache size or SM count is on record."""
         if self.sh_n < 2 or self.reread_cap <= 0.0 or self.sms <= 0:
             return 0.0
         n = self.n
         distinct = self.sh_distinct
         c = self.sum_ctx0 / n + self.E * self.s
         wave = min(n * self.ctas, self.sms)
-        reads = 1.0
         if distinct + wave * c / self.ctas > self.reread_cap:
-            # a wave streams past what the cache holds: each wave reads the groups its sequences share once
-            waves = -(-(n * self.ctas) // self.sms)
-            reads = min(self.sh_n / self.sh_groups, float(waves))
-        excess = float(self.sh_sum) - distinct * reads
+            return 0.0  # a wave streams past what the cache holds: a shared block is gone before its next reader
+        excess = float(self.sh_sum) - distinct
         if excess <= 0.0:
             return 0.0
         return excess / n
@@ -104,7 +102,6 @@ class DecodeBatch:
         n, t = self.g_n[g], self.g_sum[g]
         if n > 0:
             self.sh_distinct -= t / n
-            self.sh_groups -= 1
         n += sign
         t += sign * shared
         self.g_n[g], self.g_sum[g] = n, t
@@ -112,7 +109,6 @@ class DecodeBatch:
         self.sh_sum += sign * shared
         if n > 0:
             self.sh_distinct += t / n
-            self.sh_groups += 1
         if self.sh_n == 0:
             self.sh_distinct = 0.0
 
