@@ -631,7 +631,6 @@ static void dec_count(Rep *r, double o0, i64 sign) {
     r->r_hist[u - q * r->B] += sign;
 }
 
-/* DecodeBatch._lin */
 /* DecodeBatch._share: a sequence sharing its group's cached blocks joins (sign 1) or leaves (-1) */
 static void dec_share(const Sim *S, Rep *r, i64 rid, i64 shared, i64 sign) {
     i64 g = S->share[rid];
@@ -659,6 +658,7 @@ static double shared_reread(const Rep *r) {
     return excess / (double)n;
 }
 
+/* DecodeBatch._lin */
 static void lin_add(Rep *r, i64 slot, i64 sign) {
     r->lin_n += sign;
     r->lin_rem0 += sign * r->d_rem0[slot];
