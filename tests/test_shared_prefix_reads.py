@@ -15,6 +15,7 @@ from planner.serving.sim import Pool, Simulator, fastcore
 from planner.serving.sim.config import replica_for, shared_read_cap
 from planner.serving.sim.decodes import DecodeBatch
 from planner.serving.workload import Requests, fixed_workload, generate, reused_prompts, shared_closed_loop
+from planner.specs.engine import get_engine
 from planner.specs.loader import get_hardware, get_model, hardware_ids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,11 +68,12 @@ def test_a_wave_that_streams_past_the_cache_reads_every_copy():
 def test_the_cache_in_tokens_is_the_cache_over_one_layers_kv():
     m, hw = get_model("llama-2-7b"), get_hardware("l4")
     per_token = 2 * m.num_kv_heads * m.head_dim * 2 * m.num_layers  # K and V, FP16, every layer
-    tokens, why = shared_read_cap(m, hw, float(per_token), 1)
+    tokens, ctas, sms, why = shared_read_cap(m, hw, get_engine("vllm@0.11"), float(per_token), 1, 1)
     assert hw.last_level_cache.value == 48 * MiB
     assert tokens == pytest.approx(48 * MiB / (per_token / m.num_layers))  # 3,072 tokens of one layer's 16 KiB a token
     assert "48 MiB" in why
-    tokens, why = shared_read_cap(m, get_hardware("rtx-5070-ti"), float(per_token), 1)
+    assert (ctas, sms) == (m.num_kv_heads, 58)  # Llama 2 7B: 32 KV heads, one CTA each; the L4's 58 SMs
+    tokens, _, _, why = shared_read_cap(m, get_hardware("rtx-5070-ti"), get_engine("vllm@0.11"), float(per_token), 1, 1)
     assert tokens == 0.0 and "no last-level cache size" in why
 
 

@@ -340,16 +340,13 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         skipped = {h: why + hint for h, why in skipped.items()}
         if len(skipped) == len(devices):
             engine.check_runs_on(devices[0])
-        hardware = [h for h, hw in zip(hardware, devices) if hw.id not in skipped]
-        devices = [hw for hw in devices if hw.id not in skipped]
-    # a sampler path the user named that a device cannot run (--sampler flashinfer on an AMD GPU): left out, said so
-    no_sampler = {hw.id: why for hw in devices if (why := engine.sampler_cannot_run_on(hw))}
-    if no_sampler:
-        if len(no_sampler) == len(devices):
-            raise PlannerError(next(iter(no_sampler.values())))
-        skipped = {**skipped, **no_sampler}
-        hardware = [h for h, hw in zip(hardware, devices) if hw.id not in no_sampler]
-        devices = [hw for hw in devices if hw.id not in no_sampler]
+    # and one the sampler path the user named cannot run on (--sampler flashinfer on an AMD GPU), likewise
+    no_sampler = {hw.id: why for hw in devices if hw.id not in skipped and (why := engine.sampler_cannot_run_on(hw))}
+    if no_sampler and len(skipped) + len(no_sampler) == len(devices):
+        raise PlannerError(next(iter(no_sampler.values())))
+    skipped = {**skipped, **no_sampler}
+    hardware = [h for h, hw in zip(hardware, devices) if hw.id not in skipped]
+    devices = [hw for hw in devices if hw.id not in skipped]
     tco = tco or tco_defaults()
     basis = pick_cost_basis(hardware, cost_basis, tco, needed=objective == "cost" or cons.max_usd_per_mtok is not None)
     cons = replace(cons, cost_key=COST_KEYS[basis])

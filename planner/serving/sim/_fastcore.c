@@ -645,17 +645,22 @@ static void dec_share(const Sim *S, Rep *r, i64 rid, i64 shared, i64 sign) {
     if (r->sh_n == 0) r->sh_distinct = 0.0;
 }
 
-/* DecodeBatch.shared_reread: tokens a sequence the step's KV reads come to less (shared blocks read once) */
-static double shared_reread(const Rep *r) {
+/* DecodeBatch.shared_reread at mean context c: tokens a sequence the step's KV reads come to less */
+static double shared_reread(const Rep *r, double c) {
     if (r->sh_n < 2 || r->sh_cap <= 0.0 || r->sh_sms <= 0) return 0.0;
     i64 n = r->dn;
     double distinct = r->sh_distinct;
-    double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds;
     i64 wave = n * r->sh_ctas < r->sh_sms ? n * r->sh_ctas : r->sh_sms;
     if (distinct + (double)wave * c / (double)r->sh_ctas > r->sh_cap) return 0.0; /* a wave streams past the cache */
     double excess = (double)r->sh_sum - distinct;
     if (excess <= 0.0) return 0.0;
     return excess / (double)n;
+}
+
+/* DecodeBatch.read_ctx: the mean context a decode step's KV reads come to a sequence */
+static double read_ctx(const Rep *r) {
+    double c = r->sum_ctx0 / (double)r->dn + r->E * (double)r->ds;
+    return c - shared_reread(r, c);
 }
 
 /* DecodeBatch._lin */
@@ -885,7 +890,7 @@ static void launch_decodes(Sim *S, Rep *r, double now, double extra, int one_ste
         }
         if (!r->reserve) k = kv_limit(r, k);
     }
-    double c = r->sum_ctx0 / (double)n + r->E * (double)r->ds - shared_reread(r);
+    double c = read_ctx(r);
     double a, b, slope;
     if (k > 1) {
         tab_decode_pair(r->T, n, c, c + r->E * (double)(k - 1), &a, &b);
@@ -955,7 +960,7 @@ static void migrator_check(Sim *S, Rep *src, double now) {
     i64 rem = src->d_rem0[slot] - (src->d_rem0[slot] < since ? src->d_rem0[slot] : since);
     if (rem < 2) return;
     double t1 = src->kv_lat_s + ctx * src->kv_s_per_token;
-    double step = tab_decode(src->T, (double)src->dn, src->sum_ctx0 / (double)src->dn + src->E * (double)src->ds - shared_reread(src));
+    double step = tab_decode(src->T, (double)src->dn, read_ctx(src));
     i64 g = 0;
     if (step > 0) { /* tokens written during the first copy */
         i64 gg = (i64)(t1 / step * src->E);
@@ -1184,7 +1189,7 @@ static void form_step(Sim *S, Rep *r, double now) {
             gpu = tab_mixed(r->T, -1, 1.0, P, span);
             r->kind = PREFILL;
         } else {
-            gpu = tab_mixed(r->T, n, n ? r->sum_ctx0 / (double)n + r->E * (double)r->ds - shared_reread(r) : 1.0, P, span);
+            gpu = tab_mixed(r->T, n, n ? read_ctx(r) : 1.0, P, span);
             r->kind = MIXED;
         }
         r->t_end = now + (gpu + extra);

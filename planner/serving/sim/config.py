@@ -189,22 +189,30 @@ def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs,
     return d
 
 
-def shared_read_cap(model: Model, hw: Hardware, kv_bytes_per_token: float, pp: int) -> tuple[float, str]:
-    """(tokens, what it means): how many tokens' KV of one layer (``kv_bytes_per_token`` over the device's share of the
-    attention layers) the device's last-level cache holds, the budget within which a decode step reads blocks its
-    running sequences share from memory once (planner.serving.sim.decodes); 0 without a cache size or an SM count."""
+def shared_read_cap(model: Model, hw: Hardware, engine: Engine, kv_bytes_per_token: float, tp: int,
+                    pp: int) -> tuple[float, int, int, str]:
+    """(tokens, CTAs, SMs, what it means) for the decode steps' reads of blocks running sequences share
+    (planner.serving.sim.decodes): how many tokens' KV of one layer (``kv_bytes_per_token`` over the device's share of
+    the attention layers) the device's last-level cache holds, the attention CTAs one sequence's layer takes (its KV
+    heads on a device; 1 under MLA) and the SMs, one wave of them. Tokens 0 (every sequence's reads priced) without a
+    cache size or an SM count, or for an engine whose sequences keep their own copies (Engine.prefix_blocks_shared)."""
+    ctas = 1 if model.attention.mla else max(1, -(-int(model.num_kv_heads) // int(tp)))
+    sms = int(hw.sm_count.value) if hw.sm_count is not None else 0
     cache = hw.last_level_cache
     layers = float(model.num_attention_layers) / pp
+    if not engine.prefix_blocks_shared:
+        return 0.0, ctas, sms, (f"every sequence reads its own copy of a cached prefix: {engine.name} keeps one a slot "
+                                f"(prefix_blocks_shared)")
     if cache is None or layers <= 0 or kv_bytes_per_token <= 0:
-        return 0.0, (f"blocks that running sequences share (a cached prompt or system prompt) read once per sequence: "
-                     f"{hw.id} has no last-level cache size on record")
+        return 0.0, ctas, sms, (f"blocks that running sequences share (a cached prompt or system prompt) read once per "
+                                f"sequence: {hw.id} has no last-level cache size on record")
+    if not sms:
+        return 0.0, ctas, sms, (f"blocks that running sequences share read once per sequence: {hw.id} has no SM count "
+                                f"on record (a wave of attention CTAs)")
     tokens = cache.value / (kv_bytes_per_token / layers)
-    if hw.sm_count is None:
-        return 0.0, (f"blocks that running sequences share read once per sequence: {hw.id} has no SM count on record "
-                     f"(a wave of attention CTAs)")
-    return tokens, (f"blocks that running sequences share read from memory once a step while they and a wave of "
-                    f"attention CTAs fit the {cache.value / 2**20:g} MiB last-level cache ({tokens:,.0f} tokens of one "
-                    f"layer's KV), else once per sequence")
+    return tokens, ctas, sms, (f"blocks that running sequences share read from memory once a step while they and a "
+                               f"wave of attention CTAs fit the {cache.value / 2**20:g} MiB last-level cache "
+                               f"({tokens:,.0f} tokens of one layer's KV), else once per sequence")
 
 
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",
@@ -250,12 +258,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
     B = int(engine.kv_block_tokens)
     full, swa = kv_bytes_per_token_layers(model, plans)
     per_tok_dev = float(full[0] + swa[0])  # sliding-window layers counted in full (an upper bound)
-    reread_cap, shared_reads = shared_read_cap(model, hw, per_tok_dev, pp)
-    if not engine.prefix_blocks_shared:
-        reread_cap, shared_reads = 0.0, (f"every sequence reads its own copy of a cached prefix: {engine.name} keeps one a "
-                                         f"slot (prefix_blocks_shared)")
-    ctas = 1 if model.attention.mla else max(1, -(-int(model.num_kv_heads) // int(tp)))
-    sms = int(hw.sm_count.value) if hw.sm_count is not None else 0
+    reread_cap, ctas, sms, shared_reads = shared_read_cap(model, hw, engine, per_tok_dev, tp, pp)
     if engine.kv_window_shared_pool and local_kv_layers(model, engine) and min_prompt:
         # an engine whose windowed layers take their blocks from the full-length layers' pool (Engine.
         # kv_window_shared_pool: vLLM's hybrid KV cache manager) holds W tokens of each such layer however long the

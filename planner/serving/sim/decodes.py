@@ -77,18 +77,23 @@ class DecodeBatch:
         return self.sum_ctx0 / self.n + self.E * self.s
 
     def read_ctx(self) -> float:
-        """The mean context a decode step's KV reads come to a sequence (mean_ctx less shared_reread)."""
-        return self.sum_ctx0 / self.n + self.E * self.s - self.shared_reread()
+        """The mean context a decode step's KV reads come to a sequence: mean_ctx less shared_reread, which only
+        sequences that share blocks compute (x - 0.0 is x: the same bits as the C core's)."""
+        c = self.sum_ctx0 / self.n + self.E * self.s
+        if self.sh_n > 1:
+            c -= self.shared_reread(c)
+        return c
 
-    def shared_reread(self) -> float:
-        """Tokens a sequence the step's KV reads come to less, since running sequences that share cached blocks read
-        them from memory once a step while they and a wave's stream fit the cache (module docstring); 0 where no two
-        share, past that, or where no cache size or SM count is on record."""
+    def shared_reread(self, c: float | None = None) -> float:
+        """Tokens a sequence the step's KV reads come to less at mean context ``c`` (None: mean_ctx), since running
+        sequences that share cached blocks read them from memory once a step while they and a wave's stream fit the
+        cache (module docstring); 0 where no two share, past that, or where no cache size or SM count is on record."""
         if self.sh_n < 2 or self.reread_cap <= 0.0 or self.sms <= 0:
             return 0.0
         n = self.n
         distinct = self.sh_distinct
-        c = self.sum_ctx0 / n + self.E * self.s
+        if c is None:
+            c = self.mean_ctx()
         wave = min(n * self.ctas, self.sms)
         if distinct + wave * c / self.ctas > self.reread_cap:
             return 0.0  # a wave streams past what the cache holds: a shared block is gone before its next reader

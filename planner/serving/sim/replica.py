@@ -265,9 +265,7 @@ class Replica:
         s = dec.s
         k = top[0] - s
         E = self.E
-        c = dec.sum_ctx0 / n + E * s
-        if dec.sh_n > 1:
-            c -= dec.shared_reread()
+        c = dec.read_ctx()
         if k > 1:
             a, b = self.table.decode_pair(n, c, c + E * (k - 1))
             slope = (b - a) / (k - 1)

@@ -245,7 +245,7 @@ def _launch(rep, d: StepDraft, now: float, preempted: bool, prefill_only: bool) 
             gpu = rep.table.mixed(0.0, 1.0, P, span)
             rep.kind = PREFILL
         else:
-            gpu = rep.table.mixed(n, (dec.read_ctx() if dec.sh_n > 1 else dec.sum_ctx0 / n + dec.E * dec.s) if n else 1.0, P, span)
+            gpu = rep.table.mixed(n, dec.read_ctx() if n else 1.0, P, span)
             rep.kind = MIXED
         rep.pieces = pieces
         rep.t_end = t = now + (gpu + d.extra)
@@ -286,9 +286,7 @@ def _launch_decodes(rep, now: float, extra: float, one_step: bool) -> None:
         if not rep.reserve:
             k = rep._kv_limit(k)
     E = rep.E
-    c = dec.sum_ctx0 / n + E * dec.s
-    if dec.sh_n > 1:  # blocks running sequences share (x - 0.0 is x: the same bits as the C core's)
-        c -= dec.shared_reread()
+    c = dec.read_ctx()
     table = rep.table
     if k > 1:
         a, b = table.decode_pair(n, c, c + E * (k - 1))
