@@ -346,7 +346,6 @@ def test_clients_in_a_closed_loop_keep_at_most_that_many_requests_in_flight():
 @pytest.mark.parametrize("extra, match", [
     (dict(rate="5"), "give --rate or --clients, not both"),
     (dict(workload="chat-multiturn"), "--clients sends independent requests"),
-    (dict(shared_prefix=0.2), "--shared-prefix has no cache to hit"),
 ])
 def test_clients_refuse_what_a_closed_loop_cannot_mean(extra, match):
     from planner.errors import PlannerError

@@ -19,6 +19,7 @@ import numpy as np
 
 from planner.costmodel.plans import PlanArrays
 from planner.costmodel.step import CostModel, Step, StepCost, micro_batches
+from planner.serving.shared_prefix import read_saving
 
 DECODE_POINTS = 8  # midpoint rule over the decode contexts; step time is piecewise linear in context
 # adaptive speculation (SmartSpec, arXiv 2406.14066): k is chosen per batch among 0..SPEC_AUTO_MAX_K draft tokens
@@ -36,6 +37,9 @@ class Techniques:
     host_bw_bytes_per_s: float = np.inf  # achievable host-link bandwidth (KV offload reads)
     kv_budget_tokens: np.ndarray | float = np.inf  # KV eviction keeps at most this many tokens per sequence
     prefix_hit_tokens: np.ndarray | float = 0.0  # prompt tokens found in the prefix cache (not recomputed)
+    # the hits are one prefix the running sequences share, read once a decode step while it fits the device's cache:
+    # SharedPrefix.read (serving/shared_prefix.py); None: every sequence's read of its hits is priced
+    shared_read: tuple | None = None
     spec_auto: np.ndarray | bool = False  # choose k per row for the most tokens/s at its batch (spec_k ignored there)
     draft: object | None = None  # a draft model (serving/draft.py: DraftModel); None: a one-layer head in the target
     compress_ratio: np.ndarray | float = 1.0  # prompt compression: original / compressed prompt tokens
@@ -62,6 +66,7 @@ class Timing:
     prefill: StepCost | None  # a representative prefill step (for the breakdown)
     decode: StepCost | None  # a representative decode step
     spec_k: np.ndarray | float = 0.0  # draft tokens per step used (the chosen ones under adaptive speculation)
+    shared_read_tokens: np.ndarray | float = 0.0  # tokens a sequence's decode reads came to less (a shared prefix)
 
 
 def model_prompt_tokens(isl, compress_ratio) -> np.ndarray:
@@ -136,7 +141,8 @@ def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Tech
             continue
         better = t.output_tokens_per_s > best.output_tokens_per_s * (1 + 1e-9)
         merged = {f: np.where(better, getattr(t, f), getattr(best, f)) for f in
-                  ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "requests_per_s", "concurrency", "queue_wait_s", "spec_k")}
+                  ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "requests_per_s", "concurrency", "queue_wait_s", "spec_k",
+                   "shared_read_tokens")}
         steps = (t.prefill, t.decode) if np.all(better) else (best.prefill, best.decode)
         best = Timing(**merged, prefill=steps[0], decode=steps[1])
     return best
@@ -168,6 +174,10 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     micros = micro_batches(pp, run)  # a lone request walks the stages in turn: its round is one pass
     new = micro * E / osl  # prompts started per step per micro-batch
     ctx = np.minimum(isl + osl / 2.0, tech.kv_budget_tokens)  # decode attends over the kept tokens only
+    # a prefix the running sequences share is read once a step while it and a wave of attention fit the device's cache
+    # (the simulator's rule): their KV reads come to that many tokens a sequence less
+    saved = read_saving(tech.shared_read, hit, micro, ctx)
+    rctx = ctx - saved
     # a prompt enters whole, or in ceil(new_tok / B) chunks of B tokens, one chunk per step beside the decodes
     chunk = prompt_chunk(tech.chunk_tokens, new_tok)
     n_chunks = np.ceil(new_tok / chunk)
@@ -176,9 +186,9 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # attention-DP balancing lines them up on purpose. Such a step starts adp prompts, and the MoE layers route all of them.
     per_step = np.minimum(adp, np.maximum(micro, 1.0))
     first = cm.step(plans, Step(prefill_seqs=per_step, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
-                                decode_seqs=np.maximum(micro - per_step, 0.0), decode_ctx=ctx, decode_tokens=k + 1),
+                                decode_seqs=np.maximum(micro - per_step, 0.0), decode_ctx=rctx, decode_tokens=k + 1),
                     parts=breakdown)
-    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=ctx, decode_tokens=k + 1), parts=breakdown)
+    dec = cm.step(plans, Step(decode_seqs=micro, decode_ctx=rctx, decode_tokens=k + 1), parts=breakdown)
     # Steps come in two kinds: a share f = new x n_chunks of them carry a prompt chunk, the rest only decode. The
     # step time is a roofline (a max), so the mean of the two kinds is not the time of one averaged step. Where
     # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
@@ -192,7 +202,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         sub = plans.take(busy)
         pick = lambda x: np.broadcast_to(np.asarray(x, float), t.shape)[busy]  # noqa: E731
         mixed = cm.step(sub, Step(prefill_seqs=pick(new), prefill_tokens=pick(new_tok), prefill_past=pick(hit),
-                                  decode_seqs=np.maximum(pick(micro) - pick(new), 0.0), decode_ctx=pick(ctx),
+                                  decode_seqs=np.maximum(pick(micro) - pick(new), 0.0), decode_ctx=pick(rctx),
                                   decode_tokens=pick(k) + 1), parts=False)
         t = np.array(t, dtype=float, copy=True)
         t[busy] = np.maximum(mixed.time_s, pick(micros) * mixed.stage_time_s)
@@ -230,7 +240,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     ttft = service_ttft + wait
     e2e = ttft + (osl - 1) * tpot
     return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None,
-                  spec_k=k)
+                  spec_k=k, shared_read_tokens=saved)
 
 
 def _draft_time(tech: Techniques, dec: StepCost, k, micro, ctx):

@@ -29,6 +29,10 @@ class PlanSpec:
     kv_offload: bool = False  # KV that does not fit in device memory lives in host memory, read over the host link
     eviction: str | None = None  # "METHOD:TOKENS": keep at most TOKENS of KV per sequence (SnapKV, PyramidKV, ...)
     prefix_hit_tokens: int = 0  # prompt tokens served from the prefix cache
+    # fraction of each prompt that is one prefix every request shares (a system prompt): served from the prefix cache,
+    # held once in the KV cache, and read once a decode step by the sequences sharing it while the device's
+    # last-level cache holds it (the simulator's --shared-prefix)
+    shared_prefix: float = 0.0
     spec_auto: bool = False  # choose the draft length per batch for the most tokens/s (spec_alpha still applies)
     draft_model: str | None = None  # a draft model id (its own weights, KV and steps); None: a one-layer head
     context_extension: str | None = None  # "METHOD:FACTOR" (yarn:4): serve up to FACTOR x the trained context
@@ -66,7 +70,7 @@ class PlanSpec:
     def techniques(self) -> dict:
         return {"chunk_tokens": self.chunk_tokens, "spec_k": "auto" if self.spec_auto else self.spec_k,
                 "spec_alpha": self.spec_alpha, "draft_model": self.draft_model, "kv_offload": self.kv_offload,
-                "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens,
+                "eviction": self.eviction, "prefix_hit_tokens": self.prefix_hit_tokens, "shared_prefix": self.shared_prefix,
                 "context_extension": self.context_extension, "prompt_compression": self.prompt_compression,
                 "sparse_attention": self.sparse_attention, "cp": self.cp, "moe_offload": self.moe_offload, "eplb": self.eplb,
                 "lora": self.lora, "lora_resident": self.lora_resident, "lora_popularity": self.lora_popularity,
@@ -144,5 +148,9 @@ def check_plan(plan: PlanSpec, isl: int, osl: int) -> None:
         raise PlannerError("speculation needs k >= 0 draft tokens and an acceptance rate in [0, 1)")
     if plan.chunk_tokens < 0 or plan.prefix_hit_tokens < 0:
         raise PlannerError("the chunk budget and prefix-cache hit tokens cannot be negative")
+    if not 0.0 <= plan.shared_prefix < 1.0:
+        raise PlannerError(f"--shared-prefix must be in [0, 1), got {plan.shared_prefix:g}")
+    if plan.shared_prefix and plan.prefix_hit_tokens:
+        raise PlannerError("--prefix-hit-tokens and --shared-prefix both set the prompt tokens the prefix cache serves: give one")
     if plan.cp < 1:
         raise PlannerError(f"--cp must be a positive integer, got {plan.cp}")

@@ -25,6 +25,7 @@ from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, stat
 from planner.serving.captech import cap_setup
 from planner.serving import tenancy
 from planner.serving.host import host_kv_bytes_per_device, weight_stream_link
+from planner.serving.shared_prefix import SharedPrefix, shared_prefix
 from planner.serving.planspec import PlanSpec, check_eplb, check_plan, eviction_of, resolve_parallel  # noqa: F401  (re-exported)
 from planner.specs.engine import Engine, era_notes, get_engine, next_release
 from planner.specs.hardware import Hardware
@@ -111,11 +112,18 @@ class _Setup:
     isl_m: int  # prompt tokens the model sees (after prompt compression)
     host: float  # host bytes per device for offloaded KV
     kv_cap: float  # device bytes left for the KV cache
-    per_seq: float  # KV bytes of one sequence (whole blocks; a draft model's KV included)
+    per_seq: float  # KV bytes of one sequence (whole blocks; a draft model's KV included), less a shared prefix held once
     fit_n: int  # sequences memory admits
     capped: int  # ... and the engine's batch cap
     ctx_max: int
     notes: list[str]
+    shared: SharedPrefix  # --shared-prefix: its tokens, the bytes held once a device, the decode reads' rule
+
+    def kv_need(self, n_run: float) -> float:
+        """KV bytes a device holds for ``n_run`` running sequences: each one's own, and one copy of a shared prefix
+        per device (each attention-DP rank keeps its own)."""
+        n = max(n_run, 0)
+        return self.per_seq * n / self.plan.attention_dp + (self.shared.bytes if n > 0 else 0.0)
 
 
 def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
@@ -165,7 +173,9 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     kv_cap = max(float(mem.kv_capacity_bytes[0]), 0.0)
     per_seq = (float(kv_bytes_per_seq(m, p, seq_tokens, engine.kv_block_tokens, engine)[0])
                + cap.draft_kv_per_seq(seq_tokens, engine.kv_block_tokens))
-    fit_n = int(np.floor((kv_cap + host) / per_seq)) * plan.attention_dp if per_seq > 0 else 0
+    shared = shared_prefix(m, hw, engine, p, plan, isl_m)
+    per_seq -= shared.bytes  # its blocks are held once, not by every sequence
+    fit_n = int(np.floor(max(kv_cap + host - shared.bytes, 0.0) / per_seq)) * plan.attention_dp if per_seq > 0 else 0
     capped = min(fit_n, engine.max_seqs * plan.attention_dp)
     limit = int(m.max_context * cap.extension_factor)  # RoPE scaling serves past the trained context
     ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
@@ -265,8 +275,10 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     if isl_m + osl > limit:
         notes.append(f"isl + osl = {isl_m + osl} exceeds the context of {m.id} ({limit:,} tokens"
                      + (f" = {cap.extension_factor:g} x {m.max_context:,} trained)" if cap.extension else ", as trained)"))
+    if shared.note:
+        notes.append(shared.note)
     return _Setup(m, hw, plan, engine, kv, res, p, cap, cm, mem, off, lora, variants, evict, isl_m, host, kv_cap, per_seq,
-                  fit_n, capped, ctx_max, notes)
+                  fit_n, capped, ctx_max, notes, shared)
 
 
 def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, float, str]:
@@ -310,7 +322,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
     stream from host or disk every forward pass (the cost model then prices the exposed link time)."""
     plan, mem, hw = s.plan, s.mem, s.hw
     weights_b = float(mem.weights_bytes[0])
-    kv_need = s.per_seq * max(n_run, 0) / plan.attention_dp
+    kv_need = s.kv_need(n_run)
     other = float(mem.activation_bytes[0] + mem.runtime_bytes[0]) + s.cap.extra_bytes()
     usable = float(mem.usable_bytes[0])
     on_device_kv = min(kv_need, s.kv_cap) if plan.kv_offload else kv_need
@@ -333,7 +345,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
                            f"{plan.weight_offload} over {link[0]} every forward pass, prefetched under compute")
             s.notes.append(stream_note)
     # a fraction that would hold one sequence, where not even one fits
-    hint = _fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq, isl + osl) \
+    hint = _fraction_hint(s.engine, hw, weights_b, other, float(mem.runtime_bytes[0]), s.per_seq + s.shared.bytes, isl + osl) \
         if weights_b + other > usable or (not fits and s.fit_n == 0) else ""
     if weights_b + other > usable:
         reason = (f"does not fit: weights need {weights_b / GiB:.1f} GiB per GPU (+{other / GiB:.1f} GiB runtime), "
@@ -341,7 +353,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
                   + hint)
     elif not fits:
         reason = (f"does not fit: {max(n_run, 1)} sequence(s) of {isl + osl} tokens need "
-                  f"{(weights_b + other + s.per_seq * max(n_run, 1) / plan.attention_dp) / GiB:.1f} GiB per GPU, usable "
+                  f"{(weights_b + other + s.kv_need(max(n_run, 1))) / GiB:.1f} GiB per GPU, usable "
                   f"{usable / GiB:.1f} GiB (at most {s.fit_n} fit)" + hint)
     else:
         reason = ""
@@ -367,12 +379,19 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
         tech = Techniques(chunk_tokens=plan.chunk_tokens, spec_k=plan.spec_k, spec_alpha=plan.spec_alpha,
                           offload_fraction=float(np.clip(1 - s.kv_cap / max(kv_need, 1.0), 0, 1)) if plan.kv_offload else 0.0,
                           host_bw_bytes_per_s=host_link_bytes_per_s(s.hw),
-                          kv_budget_tokens=s.evict[1] if s.evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
+                          kv_budget_tokens=s.evict[1] if s.evict else np.inf,
+                          prefix_hit_tokens=s.shared.tokens if plan.shared_prefix else plan.prefix_hit_tokens,
+                          shared_read=s.shared.read,
                           spec_auto=plan.spec_auto, draft=s.cap.draft, compress_ratio=s.cap.ratio,
                           compress_s=s.cap.compress_s(cm, p, isl),
                           adapter_load_s=s.lora.ttft_s(plan.tp, plan.pp) if s.lora is not None else 0.0)
         t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
         spec_used = float(np.asarray(t.spec_k).ravel()[0])
+        if s.shared.read is not None:
+            saved = float(np.ravel(t.shared_read_tokens)[0])
+            s.notes.append(f"at this batch a decode step reads the shared prefix once: {saved:,.0f} tokens of KV a sequence "
+                           "fewer" if saved > 0 else "at this batch every sequence's read of the shared prefix is priced: "
+                           "it and a wave of attention CTAs outgrow the last-level cache (or one sequence runs)")
         if plan.spec_auto:
             s.notes.append(f"adaptive speculation: {spec_used:g} draft tokens per step at this batch (the most tokens/s "
                            f"among 0..{SPEC_AUTO_MAX_K} at acceptance {plan.spec_alpha:g})")

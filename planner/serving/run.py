@@ -72,7 +72,7 @@ def load_requests(workload: str | None, trace: str | None, isl: int, osl: int, r
 def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine, reuse: bool = False):
     """The engine for ``--clients``: checked against the flags it replaces, with the prefix cache off (the requests are
     independent prompts, so nothing of another one's is reused) unless the client sends its prompts again (``reuse``:
-    --dataset-entries)."""
+    --dataset-entries) or every prompt starts with one shared prefix (--shared-prefix: a system prompt)."""
     from planner.specs.engine import get_engine
 
     if clients < 1:
@@ -81,10 +81,8 @@ def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine, reuse:
         raise PlannerError("give --rate or --clients, not both: N clients send each request when their last one ends")
     if trace:
         raise PlannerError("--clients draws lengths from a workload; a --trace brings its own arrivals")
-    if shared_prefix:
-        raise PlannerError("--clients sends independent requests, so --shared-prefix has no cache to hit")
     eng = get_engine(engine)
-    return eng if reuse else eng.with_(prefix_caching=False)
+    return eng if reuse or shared_prefix else eng.with_(prefix_caching=False)
 
 
 @dataclass
@@ -174,8 +172,8 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         reqs = reused_prompts(reqs, dataset_entries, dataset_sampling, seed)
         wdesc = f"{wdesc}; {dataset_entries} distinct prompts sent again and again ({dataset_sampling})"
     if clients is not None:
-        if reqs.has_turns or (wspec is not None and wspec.shared_prefix):
-            raise PlannerError("--clients sends independent requests: use a workload without conversations or a shared prefix")
+        if reqs.has_turns:
+            raise PlannerError("--clients sends independent requests: use a workload without conversations")
         from planner.serving.workload import shared_closed_loop
 
         reqs = shared_closed_loop(reqs, clients)

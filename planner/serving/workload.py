@@ -471,9 +471,10 @@ def shared_closed_loop(lengths: Requests, slots: int) -> Requests:
     c = max(1, min(int(slots), n))
     arrival = np.where(np.arange(n) < c, 0.0, np.nan)
     src = f"{c} slots shared by the request list (a benchmark's --max-concurrency)"
-    return Requests(arrival, lengths.input_tokens, lengths.output_tokens, np.zeros(n, np.int64), np.full(n, -1, np.int64),
+    return Requests(arrival, lengths.input_tokens, lengths.output_tokens, lengths.prefix_tokens, np.full(n, -1, np.int64),
                     np.zeros(n), source=src + (f"; {lengths.source}" if lengths.source else ""), slots=c,
-                    prompt_key=lengths.prompt_key)
+                    prefix_pool_tokens=lengths.prefix_pool_tokens, prompt_key=lengths.prompt_key,
+                    share_group=lengths.share_group)
 
 
 SAMPLING = ("shuffle", "sequential", "random")

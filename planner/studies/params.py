@@ -324,6 +324,9 @@ class EstimateRequest(Ownership, Adapters, Layout):
     kv_offload: bool = _d(False, "KV that does not fit in device memory lives in host memory")
     eviction: str | None = _d(None, "KV eviction METHOD:KEPT_TOKENS, e.g. snapkv:2048")
     prefix_hit_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = _d(0, "prompt tokens served from the prefix cache")
+    shared_prefix: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = _d(
+        0.0, "fraction of each prompt that is one prefix every request shares (a system prompt), in [0, 1): served from "
+             "the prefix cache, held once, and read once a decode step while the device's last-level cache holds it")
     context_extension: Annotated[str | None, AfterValidator(_cap_knob("extension"))] = _d(None, CAP_HELP["context_extension"])
     prompt_compression: Annotated[str | None, AfterValidator(_cap_knob("compression"))] = _d(None, CAP_HELP["prompt_compression"])
     sparse_attention: Annotated[str | None, AfterValidator(_cap_knob("sparse"))] = _d(None, CAP_HELP["sparse_attention"])
@@ -471,7 +474,7 @@ class SimulateRequest(Request):
     shared_prefix: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] | None = _d(None, "fraction of each prompt served from the prefix cache, in [0, 1)")
     rate: Annotated[float | str | None, BeforeValidator(_sim_rate)] = _d(None, "arrival rate, requests/s, or 'inf' (all at once); rescales a trace")
     requests: Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = _d(1000, "requests to simulate (a trace: its first N rows)")
-    clients: PositiveInt | None = _d(None, "N clients in a closed loop instead of --rate (a benchmark's --max-concurrency N): the first N requests arrive at once, each later one when its client's previous request ends; independent requests, so no prefix cache (unless --dataset-entries)")
+    clients: PositiveInt | None = _d(None, "N clients in a closed loop instead of --rate (a benchmark's --max-concurrency N): the first N requests arrive at once, each later one when its client's previous request ends; independent requests, so no prefix cache (unless --dataset-entries, or --shared-prefix: one system prompt every request starts with)")
     dataset_entries: PositiveInt | None = _d(None, "the client sends N distinct prompts over and over (aiperf's and genai-perf's --num-dataset-entries, 100 unless set): a prompt sent again is served from the prefix cache while its blocks stay resident; default: every prompt distinct")
     dataset_sampling: Literal["shuffle", "sequential", "random"] = _d("shuffle", "order of a --dataset-entries client's prompts: shuffle (a new permutation each pass, aiperf's default for synthetic prompts), sequential, or random (with replacement)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed (same seed, same numbers)")
@@ -708,6 +711,7 @@ def estimate_techniques(plan, req):
     k, alpha, auto = parse_spec_auto(req.spec) if req.spec else (0, 0.0, False)
     return replace(plan, chunk_tokens=req.chunk_tokens, spec_k=k, spec_alpha=alpha, spec_auto=auto, draft_model=req.draft_model,
                    kv_offload=req.kv_offload, eviction=req.eviction, prefix_hit_tokens=req.prefix_hit_tokens,
+                   shared_prefix=getattr(req, "shared_prefix", 0.0) or 0.0,
                    context_extension=req.context_extension, prompt_compression=req.prompt_compression,
                    sparse_attention=req.sparse_attention, cp=req.cp, attention_dp=req.attention_dp or plan.attention_dp,
                    moe_offload=getattr(req, "moe_offload", None), eplb=getattr(req, "eplb", None), lora=getattr(req, "lora", None),
