@@ -69,20 +69,14 @@ def load_requests(workload: str | None, trace: str | None, isl: int, osl: int, r
     return reqs, spec, f"{spec.name}: {spec.describe()} -- {spec.source}"
 
 
-def _closed_loop_engine(clients: int, rate, trace, shared_prefix, engine, reuse: bool = False):
-    """The engine for ``--clients``: checked against the flags it replaces, with the prefix cache off (the requests are
-    independent prompts, so nothing of another one's is reused) unless the client sends its prompts again (``reuse``:
-    --dataset-entries) or every prompt starts with one shared prefix (--shared-prefix: a system prompt)."""
-    from planner.specs.engine import get_engine
-
+def _check_closed_loop(clients: int, rate, trace) -> None:
+    """``--clients`` checked against the flags it replaces."""
     if clients < 1:
         raise PlannerError("--clients must be at least 1")
     if rate is not None:
         raise PlannerError("give --rate or --clients, not both: N clients send each request when their last one ends")
     if trace:
         raise PlannerError("--clients draws lengths from a workload; a --trace brings its own arrivals")
-    eng = get_engine(engine)
-    return eng if reuse or shared_prefix else eng.with_(prefix_caching=False)
 
 
 @dataclass
@@ -153,7 +147,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     if recv_interval is not None:  # the scheduler's polling interval the user set (SGLang --scheduler-recv-interval)
         engine = get_engine(engine).set_by_user(recv_interval=int(recv_interval))
     if clients is not None:
-        engine = _closed_loop_engine(clients, rate, trace, shared_prefix, engine, reuse=dataset_entries is not None)
+        _check_closed_loop(clients, rate, trace)
         rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives
     r = parse_rate(rate) if isinstance(rate, str) or rate is None else float(rate)
     k, alpha = parse_spec(spec)
@@ -174,6 +168,10 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
     if clients is not None:
         if reqs.has_turns:
             raise PlannerError("--clients sends independent requests: use a workload without conversations")
+        if dataset_entries is None and not np.asarray(reqs.prefix_tokens).any():
+            # independent prompts: nothing of one is another's, so the prefix cache is off (it stays on for prompts a
+            # client sends again, --dataset-entries, and for a prefix every prompt starts with, --shared-prefix)
+            engine = get_engine(engine).with_(prefix_caching=False)
         from planner.serving.workload import shared_closed_loop
 
         reqs = shared_closed_loop(reqs, clients)
