@@ -380,7 +380,7 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
                           offload_fraction=float(np.clip(1 - s.kv_cap / max(kv_need, 1.0), 0, 1)) if plan.kv_offload else 0.0,
                           host_bw_bytes_per_s=host_link_bytes_per_s(s.hw),
                           kv_budget_tokens=s.evict[1] if s.evict else np.inf,
-                          prefix_hit_tokens=s.shared.tokens if plan.shared_prefix else plan.prefix_hit_tokens,
+                          prefix_hit_tokens=plan.prefix_hit_tokens + s.shared.tokens,  # one of the two is 0 (check_plan)
                           shared_read=s.shared.read,
                           spec_auto=plan.spec_auto, draft=s.cap.draft, compress_ratio=s.cap.ratio,
                           compress_s=s.cap.compress_s(cm, p, isl),

@@ -13,6 +13,7 @@ from planner.costmodel.memory import kv_bytes_per_seq, kv_bytes_per_token_layers
 from planner.costmodel.plans import make_plans
 from planner.costmodel.step import CostModel
 from planner.errors import PlannerError
+from planner.serving.shared_prefix import shared_read_cap  # noqa: F401  (the simulator's rule; re-exported)
 from planner.serving.sim.steptable import StepTable, spec_tokens_per_step
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
@@ -187,32 +188,6 @@ def _plan_dict(model, hw, tp, pp, ep, adp, weights, kv, engine, sched, max_seqs,
         d["speculative"] = {"draft_tokens": sched.spec_k, "acceptance": sched.spec_alpha,
                             "tokens_per_step": spec_tokens_per_step(sched.spec_k, sched.spec_alpha)}
     return d
-
-
-def shared_read_cap(model: Model, hw: Hardware, engine: Engine, kv_bytes_per_token: float, tp: int,
-                    pp: int) -> tuple[float, int, int, str]:
-    """(tokens, CTAs, SMs, what it means) for the decode steps' reads of blocks running sequences share
-    (planner.serving.sim.decodes): how many tokens' KV of one layer (``kv_bytes_per_token`` over the device's share of
-    the attention layers) the device's last-level cache holds, the attention CTAs one sequence's layer takes (its KV
-    heads on a device; 1 under MLA) and the SMs, one wave of them. Tokens 0 (every sequence's reads priced) without a
-    cache size or an SM count, or for an engine whose sequences keep their own copies (Engine.prefix_blocks_shared)."""
-    ctas = 1 if model.attention.mla else max(1, -(-int(model.num_kv_heads) // int(tp)))
-    sms = int(hw.sm_count.value) if hw.sm_count is not None else 0
-    cache = hw.last_level_cache
-    layers = float(model.num_attention_layers) / pp
-    if not engine.prefix_blocks_shared:
-        return 0.0, ctas, sms, (f"every sequence reads its own copy of a cached prefix: {engine.name} keeps one a slot "
-                                f"(prefix_blocks_shared)")
-    if cache is None or layers <= 0 or kv_bytes_per_token <= 0:
-        return 0.0, ctas, sms, (f"blocks that running sequences share (a cached prompt or system prompt) read once per "
-                                f"sequence: {hw.id} has no last-level cache size on record")
-    if not sms:
-        return 0.0, ctas, sms, (f"blocks that running sequences share read once per sequence: {hw.id} has no SM count "
-                                f"on record (a wave of attention CTAs)")
-    tokens = cache.value / (kv_bytes_per_token / layers)
-    return tokens, ctas, sms, (f"blocks that running sequences share read from memory once a step while they and a "
-                               f"wave of attention CTAs fit the {cache.value / 2**20:g} MiB last-level cache "
-                               f"({tokens:,.0f} tokens of one layer's KV), else once per sequence")
 
 
 def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: int = 1, adp: int = 1, weights: str = "bf16",
