@@ -333,6 +333,9 @@ class CostModel:
         self.step_host_s = float(getattr(engine, "step_host_s", 0.0) or 0.0)
         self.step_host_per_seq_s = float(getattr(engine, "step_host_per_seq_s", 0.0) or 0.0)
         self.async_scheduling = bool(getattr(engine, "async_scheduling", False))
+        # decode steps between the scheduler's polls for new requests (Engine.recv_interval): a closed loop's TTFT waits
+        # for the next poll (serving/batching.py _steady)
+        self.recv_interval = int(getattr(engine, "recv_interval", 1) or 1)
         # a step outside CUDA graphs (one that carries a prompt, or more decode sequences a rank than the largest
         # captured graph) is issued call by call from the host: Engine.eager_kernel_overhead_s a kernel call (0: unknown)
         self.eager_call_s = float(getattr(engine, "eager_kernel_overhead_s", 0.0) or 0.0)

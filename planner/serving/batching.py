@@ -67,6 +67,7 @@ class Timing:
     decode: StepCost | None  # a representative decode step
     spec_k: np.ndarray | float = 0.0  # draft tokens per step used (the chosen ones under adaptive speculation)
     shared_read_tokens: np.ndarray | float = 0.0  # tokens a sequence's decode reads came to less (a shared prefix)
+    poll_wait_s: np.ndarray | float = 0.0  # mean wait for the scheduler's next poll past one step (Engine.recv_interval)
 
 
 def model_prompt_tokens(isl, compress_ratio) -> np.ndarray:
@@ -222,6 +223,19 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         offload_s = off * (micro / adp * ctx * kv_bytes_per_token) / tech.host_bw_bytes_per_s
         t, t_seen = t + offload_s, t_seen + offload_s
     tpot = t_seen / E
+    # a scheduler that polls for new requests every N decode steps (Engine.recv_interval; SGLang's
+    # --scheduler-recv-interval) and at once after a prompt step: a closed loop's prompt reaches it at an evenly placed
+    # point of the poll cycle and waits 1..N decode steps for the next poll, (N + 1) / 2 on average, of which the first
+    # is the step ``rest`` below counts; the prompts that reached it in those N steps, about N x new, then enter
+    # together, so its own prompt step carries them too (as the simulator's replica polls)
+    poll_wait, prompt = 0.0, first
+    n_poll = int(getattr(cm, "recv_interval", 1) or 1)
+    if n_poll > 1:
+        poll_wait = np.where(run > 1, (n_poll - 1) / 2.0 * (t_dec + draft), 0.0)
+        polled = np.clip(new * n_poll, per_step, np.maximum(micro, per_step))
+        prompt = cm.step(plans, Step(prefill_seqs=polled, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
+                                     decode_seqs=np.maximum(micro - polled, 0.0), decode_ctx=rctx, decode_tokens=k + 1),
+                         parts=False)
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
     # an engine that schedules ahead (async scheduling) has the next step formed while one runs: a prompt that
     # arrives while others decode joins the step after the next, one mean step later (the simulator does the same)
@@ -231,8 +245,8 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # the clients fall out of step, one prompt per boundary, as the simulator has them)
     overhead = _request_overhead_s(cm)
     rest = np.where(run > 1, np.maximum(t - overhead, 0.0), 0.0)
-    service_ttft = (n_chunks * np.maximum(first.time_s, first.stage_time_s) + overhead + _per_prompt_s(tech, new_tok)
-                    + np.asarray(tech.adapter_load_s, float) + lag + rest)
+    service_ttft = (n_chunks * np.maximum(prompt.time_s, prompt.stage_time_s) + overhead + _per_prompt_s(tech, new_tok)
+                    + np.asarray(tech.adapter_load_s, float) + lag + rest + poll_wait)
     tokens_per_s = run * E / t
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot
@@ -240,7 +254,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     ttft = service_ttft + wait
     e2e = ttft + (osl - 1) * tpot
     return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None,
-                  spec_k=k, shared_read_tokens=saved)
+                  spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait)
 
 
 def _draft_time(tech: Techniques, dec: StepCost, k, micro, ctx):

@@ -115,6 +115,11 @@ class _Setup:
     per_seq: float  # KV bytes of one sequence (whole blocks; a draft model's KV included), less a shared prefix held once
     fit_n: int  # sequences memory admits
     capped: int  # ... and the engine's batch cap
+    # an engine that grows sequences into free blocks on demand (Engine.kv_admission ondemand or ratio: vLLM, SGLang):
+    # the KV bytes of a running sequence at the closed loop's mean length, isl + osl / 2 (None: it reserves the whole
+    # length), and the sequences it runs at once where more clients come than fit at full length (at most the cap)
+    per_seq_mean: float | None
+    demand_n: int
     ctx_max: int
     notes: list[str]
     shared: SharedPrefix  # --shared-prefix: its tokens, the bytes held once a device, the decode reads' rule
@@ -123,7 +128,8 @@ class _Setup:
         """KV bytes a device holds for ``n_run`` running sequences: each one's own, and one copy of a shared prefix
         per device (each attention-DP rank keeps its own)."""
         n = max(n_run, 0)
-        return self.per_seq * n / self.plan.attention_dp + (self.shared.bytes if n > 0 else 0.0)
+        per = self.per_seq if n <= self.fit_n or self.per_seq_mean is None else self.per_seq_mean
+        return per * n / self.plan.attention_dp + (self.shared.bytes if n > 0 else 0.0)
 
 
 def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
@@ -145,6 +151,38 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     mem = memory(m, hw, p, engine)
     mem.kv_capacity_bytes = mem.kv_capacity_bytes - cap.extra_bytes()
     return m, hw, engine, kv, res, p, cap, cm, mem
+
+
+def fitting(per_seq, room, adp: int):
+    """Sequences of ``per_seq`` KV bytes that ``room`` bytes a device hold, times the attention-DP ranks (each holds its
+    own); 0 where a sequence takes no bytes. Vectorized (estimate_points' per-point sizes)."""
+    per = np.asarray(per_seq, float)
+    return (np.where(per > 0, np.floor(np.maximum(room, 0.0) / np.where(per > 0, per, 1.0)), 0).astype(np.int64)
+            * adp)
+
+
+def on_demand_tokens(engine, isl, osl):
+    """Tokens a running sequence holds on average in a closed loop of more clients than fit at full length, on an
+    engine that grows sequences into free blocks on demand (Engine.kv_admission ondemand or ratio: vLLM, SGLang); None
+    where the engine reserves a request's whole length (TensorRT-LLM). Past the full-length count such an engine keeps
+    admitting while a prompt's blocks are free, so the running sequences, evenly spread over their replies, hold
+    isl + osl / 2 (the simulator's ondemand admission, which then preempts as they grow); SGLang's ratio admission also
+    keeps new_token_ratio of every running reply's rest free, and a retraction sets that ratio to the share the running
+    replies have decoded, about a half: isl + osl / 2 + osl / 4."""
+    admission = engine.kv_admission
+    if admission == "reserve":
+        return None
+    return isl + (osl // 2 if admission == "ondemand" else (3 * osl) // 4)
+
+
+def running(clients, capped: int, demand: int):
+    """Sequences a replica runs at once for ``clients`` of its own in a closed loop: all of them up to ``capped`` (what
+    KV memory holds at full length, under the engine's cap), past it up to ``demand`` (an on-demand engine's count at
+    the mean length; ``capped`` where the engine reserves); the rest wait in the queue. No cap at all (nothing fits at
+    full length): every client, for the fit check to refuse."""
+    if capped < 1:
+        return clients
+    return min(clients, demand if clients > capped else capped)
 
 
 def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -> _Setup:
@@ -171,12 +209,23 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     if plan.kv_offload and host <= 0:
         raise PlannerError(f"{hw.id} has no host memory on record to offload KV to")
     kv_cap = max(float(mem.kv_capacity_bytes[0]), 0.0)
-    per_seq = (float(kv_bytes_per_seq(m, p, seq_tokens, engine.kv_block_tokens, engine)[0])
-               + cap.draft_kv_per_seq(seq_tokens, engine.kv_block_tokens))
     shared = shared_prefix(m, hw, engine, p, plan, isl_m)
-    per_seq -= shared.bytes  # its blocks are held once, not by every sequence
-    fit_n = int(np.floor(max(kv_cap + host - shared.bytes, 0.0) / per_seq)) * plan.attention_dp if per_seq > 0 else 0
-    capped = min(fit_n, engine.max_seqs * plan.attention_dp)
+
+    def seq_bytes(tokens: int) -> float:
+        """KV bytes of one sequence of ``tokens`` (whole blocks, a draft model's KV too), less a shared prefix, whose
+        blocks are held once, not by every sequence."""
+        return (float(kv_bytes_per_seq(m, p, tokens, engine.kv_block_tokens, engine)[0])
+                + cap.draft_kv_per_seq(tokens, engine.kv_block_tokens) - shared.bytes)
+
+    per_seq = seq_bytes(seq_tokens)
+    seats = engine.max_seqs * plan.attention_dp
+    fit_n = int(fitting(per_seq, kv_cap + host - shared.bytes, plan.attention_dp))
+    capped = min(fit_n, seats)
+    per_seq_mean, demand_n = None, capped
+    held = on_demand_tokens(engine, isl_m, osl)
+    if held is not None and fit_n < seats and evict is None and not plan.kv_offload:
+        per_seq_mean = seq_bytes(held)
+        demand_n = max(min(int(fitting(per_seq_mean, kv_cap - shared.bytes, plan.attention_dp)), seats), capped)
     limit = int(m.max_context * cap.extension_factor)  # RoPE scaling serves past the trained context
     ctx_max = int(max_context(m, mem, p, cap.extension_factor)[0]) if not plan.kv_offload else int(min(np.floor(
         (kv_cap + host) / max(float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0]), 1e-30)) * plan.cp, limit))
@@ -278,7 +327,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     if shared.note:
         notes.append(shared.note)
     return _Setup(m, hw, plan, engine, kv, res, p, cap, cm, mem, off, lora, variants, evict, isl_m, host, kv_cap, per_seq,
-                  fit_n, capped, ctx_max, notes, shared)
+                  fit_n, capped, per_seq_mean, demand_n, ctx_max, notes, shared)
 
 
 def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, float, str]:
@@ -308,7 +357,13 @@ def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, fl
     if n < dp:
         raise PlannerError(f"--concurrency {n} leaves some of the {dp} replicas (--dp) without a client: give at least {dp}")
     per = n / dp if n % dp else n // dp
-    n_run = min(per, s.capped) if s.capped >= 1 else per
+    n_run = running(per, s.capped, s.demand_n)
+    if n_run > s.capped >= 1:  # an on-demand engine runs more than fit at full length (on_demand_tokens)
+        each = f" a replica ({n_run:g} on each of {dp})" if dp > 1 else ""
+        s.notes.append(f"{n} clients: {s.engine.name} admits a request while its prompt's blocks are free and grows it on "
+                       f"demand, so {n_run * dp:g} run at once{each} at their mean length, where {s.capped} fit at full "
+                       "length; as they grow it preempts some (their recomputation is not priced here; `simulate "
+                       "--clients` replays it)")
     if n_run < per:
         run_all = n_run * dp
         s.notes.append(f"{n} clients, {run_all:g} run at once (KV memory and the engine's batch cap"
@@ -392,6 +447,13 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
             s.notes.append(f"at this batch a decode step reads the shared prefix once: {saved:,.0f} tokens of KV a sequence "
                            "fewer" if saved > 0 else "at this batch every sequence's read of the shared prefix is priced: "
                            "it and a wave of attention CTAs outgrow the last-level cache (or one sequence runs)")
+        if cm.recv_interval > 1:
+            wait = float(np.ravel(t.poll_wait_s)[0])
+            s.notes.append(f"the scheduler polls for new requests every {cm.recv_interval} decode steps: a prompt that arrives "
+                           f"while others decode waits {wait * 1e3:,.1f} ms more on average for the next poll, and enters "
+                           "with the prompts that arrived in the meantime" if wait > 0 else
+                           f"the scheduler polls for new requests every {cm.recv_interval} decode steps, and at once when "
+                           "idle: a lone client's prompt does not wait")
         if plan.spec_auto:
             s.notes.append(f"adaptive speculation: {spec_used:g} draft tokens per step at this batch (the most tokens/s "
                            f"among 0..{SPEC_AUTO_MAX_K} at acceptance {plan.spec_alpha:g})")

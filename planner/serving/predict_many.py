@@ -22,7 +22,7 @@ from planner.cap.accuracy import model_terms
 from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import kv_bytes_per_seq, max_context
 from planner.serving.batching import Techniques, inflight, static_batch
-from planner.serving.predict import PlanSpec, eviction_of, prepare
+from planner.serving.predict import PlanSpec, eviction_of, fitting, on_demand_tokens, prepare, running
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -44,10 +44,11 @@ def is_plain(plan: PlanSpec) -> bool:
     return all(getattr(plan, f.name) == getattr(_DEFAULTS, f.name) for f in fields(PlanSpec) if f.name not in HANDLED)
 
 
-def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray, dp: int
+def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray, demand: np.ndarray, dp: int
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(requested n over the deployment, n per replica, running n per replica, ok) per point, as ``estimate`` picks
-    them (predict._admit: the dp replicas share the clients evenly); ok is False where it would refuse."""
+    them (predict._admit: the dp replicas share the clients evenly, an on-demand engine runs up to ``demand`` of
+    them); ok is False where it would refuse."""
     k = len(batch)
     n, rep, run, ok = np.zeros(k, np.int64), np.zeros(k), np.zeros(k), np.ones(k, bool)
     for i in range(k):
@@ -59,7 +60,7 @@ def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray, d
         elif batching == "inflight" and isinstance(c, (int, np.integer)) and c >= dp:
             n[i] = int(c)
             rep[i] = n[i] / dp
-            run[i] = min(rep[i], cap) if cap >= 1 else rep[i]
+            run[i] = running(rep[i], cap, int(demand[i]))
         else:
             ok[i] = False  # estimate answers (or refuses) these itself
     return n, rep, run, ok
@@ -97,14 +98,23 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
     seq = isl + osl if evict is None else np.minimum(isl + osl, evict[1])
     kv_cap = max(float(mem.kv_capacity_bytes[0]), 0.0)
     per_seq = np.broadcast_to(kv_bytes_per_seq(m, p, seq, engine.kv_block_tokens, engine), (k,)).astype(float)
-    fit_n = np.where(per_seq > 0, np.floor(kv_cap / np.where(per_seq > 0, per_seq, 1.0)), 0).astype(np.int64) * adp
-    capped = np.minimum(fit_n, engine.max_seqs * adp)
+    fit_n = fitting(per_seq, kv_cap, adp)
+    seats = engine.max_seqs * adp
+    capped = np.minimum(fit_n, seats)
+    # an engine that grows sequences on demand runs more than fit at full length in a loop of more clients
+    # (predict.on_demand_tokens): as many as the cache holds at their mean length
+    held = on_demand_tokens(engine, isl, osl)
+    per_seq_mean = per_seq
+    demand = capped
+    if held is not None and evict is None:
+        per_seq_mean = np.broadcast_to(kv_bytes_per_seq(m, p, held, engine.kv_block_tokens, engine), (k,)).astype(float)
+        demand = np.where(fit_n < seats, np.maximum(np.minimum(fitting(per_seq_mean, kv_cap, adp), seats), capped), capped)
     limit_ctx = int(int(max_context(m, mem, p, cap.extension_factor)[0]) * cap.ratio)
-    n, rep, run, ok = _counts(batching, batch, concurrency, capped, max(int(plan.dp), 1))
+    n, rep, run, ok = _counts(batching, batch, concurrency, capped, demand, max(int(plan.dp), 1))
     ok &= (isl >= 1) & (osl >= 1)
     weights_b = float(mem.weights_bytes[0])
     kv_per_token = float(mem.kv_full_per_token[0] + mem.kv_swa_per_token[0])
-    kv_need = per_seq * np.maximum(run, 0) / adp
+    kv_need = np.where(run <= fit_n, per_seq, per_seq_mean) * np.maximum(run, 0) / adp
     other = float(mem.activation_bytes[0] + mem.runtime_bytes[0]) + cap.extra_bytes()
     usable = float(mem.usable_bytes[0])
     fits = (run >= 1) & (weights_b + kv_need + other <= usable + 1e-6 * usable)

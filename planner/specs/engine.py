@@ -336,6 +336,12 @@ class Engine:
         return replace(self, **kw, pinned=tuple(sorted(set(self.pinned) | set(kw))))
 
     @property
+    def kv_admission(self) -> str:
+        """How a new request takes KV blocks: the profile's ``admission``, else what its memory policy implies
+        (``kv_policy`` total, vLLM's, grows sequences on demand; free and static reserve a request's whole length)."""
+        return self.admission or ("ondemand" if self.kv_policy == "total" else "reserve")
+
+    @property
     def release_bounded(self) -> bool:
         """Whether a setting of this profile depends on the release within its series (decode_reread_until,
         runtime_bytes_from, sampler_bytes_from): a release named finer than the profile's version then carries its number."""

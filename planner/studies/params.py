@@ -227,6 +227,10 @@ MEMORY_FRACTION_HELP = ("the engine's memory fraction, in (0, 1]: vLLM's --gpu-m
                         "free after the weights); default: the engine's (0.9 in vLLM and TensorRT-LLM, by device memory in SGLang)")
 
 
+RECV_INTERVAL_HELP = ("decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval): a "
+                      "request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
+
+
 def request_engine(req):
     """A request's engine release: its id, or the profile on its --endpoint where that is not completions
     (Engine.on_endpoint: the release's chat front-end time) with its --memory-fraction, which the engine's per-device
@@ -234,7 +238,8 @@ def request_engine(req):
     endpoint = getattr(req, "endpoint", "completions")
     fraction = getattr(req, "memory_fraction", None)
     sampler = getattr(req, "sampler", None)
-    if endpoint == "completions" and fraction is None and sampler is None:
+    polls = getattr(req, "recv_interval", None)
+    if endpoint == "completions" and fraction is None and sampler is None and polls is None:
         return req.engine
     from planner.specs.engine import get_engine
 
@@ -243,7 +248,10 @@ def request_engine(req):
         eng = eng.on_endpoint(endpoint)
     if sampler is not None:  # the path the user's install takes (Engine.on_sampler_path), kept on every device
         eng = eng.on_sampler_path(sampler)
-    return eng if fraction is None else eng.set_by_user(utilization=float(fraction))
+    pinned = {"utilization": float(fraction)} if fraction is not None else {}
+    if polls is not None:  # the scheduler's polling interval the user set (SGLang --scheduler-recv-interval)
+        pinned["recv_interval"] = int(polls)
+    return eng.set_by_user(**pinned) if pinned else eng
 
 
 class Ownership(Request):
@@ -338,6 +346,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
     sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     attention_dp_balance: PositiveInt | None = _d(None, "with --rate and --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance)")
+    recv_interval: PositiveInt | None = _d(None, RECV_INTERVAL_HELP)
 
     @model_validator(mode="after")
     def _batching(self):
@@ -481,7 +490,7 @@ class SimulateRequest(Request):
     ttft_slo: Duration | None = _d(None, "TTFT SLO for goodput: 2s, 300ms")
     tpot_slo: Duration | None = _d(None, "TPOT SLO for goodput, mean inter-token latency of a request: 50ms")
     router: str = _d("least-outstanding", "round-robin, least-outstanding, threshold:T (fleets) or static")
-    recv_interval: PositiveInt | None = _d(None, "decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval): a request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
+    recv_interval: PositiveInt | None = _d(None, RECV_INTERVAL_HELP)
     chunked_prefill: bool | None = _d(None, "split prompts to fill each step's token budget (default: the engine's; vllm on, trtllm off)")
     max_seqs: PositiveInt | None = _d(None, "max sequences in a batch (default: the engine's)")
     max_batched_tokens: PositiveInt | None = _d(None, "token budget per step (default: the engine's)")

@@ -271,7 +271,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         blocks -= lora_c.kv_blocks
     max_seqs = int(sched.max_seqs or engine.max_seqs) * adp
     mbt = int(sched.max_batched_tokens or engine.max_batched_tokens) * adp
-    admission = sched.admission or engine.admission or ("ondemand" if engine.kv_policy == "total" else "reserve")
+    admission = sched.admission or engine.kv_admission
     reserve = admission == "reserve"
     eng_chunked = getattr(engine, "chunked_prefill", None)
     chunked = sched.chunked_prefill if sched.chunked_prefill is not None else (
