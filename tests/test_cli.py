@@ -444,10 +444,14 @@ def test_a_simulated_rate_runs_attention_dp(capsys):
         assert code == 0, err
         runs[bool(extra)] = json.loads(out)
     assert runs[True]["tpot_s"] < runs[False]["tpot_s"] and runs[True]["ttft_s"] > runs[False]["ttft_s"]
-    code, _, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8", "--ep", "8",
-                        "--attention-dp-balance", "50"], capsys)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "applies to --rate" in lines[0], err
+    # without --rate the closed loop's steady state holds its prompts too (tests/test_adp_balance_estimate.py)
+    steady = {}
+    for extra in ([], ["--attention-dp-balance", "50"]):
+        code, out, err = run(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "8", "--attention-dp", "8",
+                              "--ep", "8", "--concurrency", "64", "--json", *extra], capsys)
+        assert code == 0, err
+        steady[bool(extra)] = json.loads(out)
+    assert steady[True]["ttft_s"] > steady[False]["ttft_s"] and steady[True]["tpot_s"] == steady[False]["tpot_s"]
 
 
 def test_simulate_attention_dp_balance(capsys):

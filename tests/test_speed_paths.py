@@ -120,6 +120,23 @@ def test_study_rows_equal_one_estimate_per_point():
     assert any(r["error"] for r in rows) and sum(not r["error"] for r in rows) >= 16
 
 
+def test_study_points_that_differ_only_in_engine_settings_are_priced_on_their_own_engine():
+    # the memory fraction, the sampler path and the polling interval change the engine, not the plan: a group of
+    # points priced in one pass must share them (the first point's engine used to price the whole group)
+    base = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "engine": "vllm", "isl": 1024, "osl": 256}
+    study = _study({"memory_fraction": [0.5, 0.9], "concurrency": [1, 8, 64, 128, 256, 512, 1024, 2048]}, base)
+    rows = run_study(study, workers=1)
+    _rows_equal(rows, [run_point("estimate", p) for p in study.point_params()])
+    by_fraction = {r["memory_fraction"]: r for r in rows if r["concurrency"] == 2048}
+    assert by_fraction[0.5]["output_tokens_per_s"] != by_fraction[0.9]["output_tokens_per_s"]
+    study = _study({"recv_interval": [1, 30], "concurrency": [2, 4, 8, 16, 32, 64, 128, 256]},
+                   {**base, "engine": "sglang"})
+    rows = run_study(study, workers=1)
+    _rows_equal(rows, [run_point("estimate", p) for p in study.point_params()])
+    by_interval = {r["recv_interval"]: r["ttft_s"] for r in rows if r["concurrency"] == 64}
+    assert by_interval[30] > 2 * by_interval[1]
+
+
 def test_study_with_a_drifted_fast_path_falls_back_to_estimate(monkeypatch):
     # the first point of each group is also priced by estimate: a disagreement sends the whole group there
     real = predict_many.estimate_points

@@ -58,7 +58,7 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
     from planner.api import estimate
 
     est = estimate(req.model, hardware_of(req), plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
-                   concurrency=req.concurrency, engine=request_engine(req))
+                   concurrency=req.concurrency, engine=request_engine(req), adp_balance=req.attention_dp_balance)
     est.cost.update(_owned(req, est.gpus, est.output_tokens_per_s if est.fits else None))
     _output(est.to_dict(), as_json, as_csv, est)
 

@@ -47,6 +47,9 @@ class Techniques:
     # LoRA adapters (costmodel/lora.py): expected seconds a request waits for its adapter over the host link (miss
     # rate x one load) before its prefill; the adapter GEMMs of every step are an op of the cost model (cm.lora)
     adapter_load_s: np.ndarray | float = 0.0
+    # attention-DP balancing (TensorRT-LLM attention_dp_config enable_balance, timeout_iters): new prompts are held until
+    # every rank can take one, at most this many decode steps; 0: they enter as they arrive
+    adp_balance: float = 0.0
 
     def tokens_per_step(self) -> np.ndarray:
         """Tokens a sequence emits per decode step: (1 - a^(k+1)) / (1 - a), 1 without speculation."""
@@ -68,6 +71,7 @@ class Timing:
     spec_k: np.ndarray | float = 0.0  # draft tokens per step used (the chosen ones under adaptive speculation)
     shared_read_tokens: np.ndarray | float = 0.0  # tokens a sequence's decode reads came to less (a shared prefix)
     poll_wait_s: np.ndarray | float = 0.0  # mean wait for the scheduler's next poll past one step (Engine.recv_interval)
+    balance_wait_s: np.ndarray | float = 0.0  # mean hold of a prompt for attention-DP balancing (Techniques.adp_balance)
 
 
 def model_prompt_tokens(isl, compress_ratio) -> np.ndarray:
@@ -236,6 +240,19 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         prompt = cm.step(plans, Step(prefill_seqs=polled, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
                                      decode_seqs=np.maximum(micro - polled, 0.0), decode_ctx=rctx, decode_tokens=k + 1),
                          parts=False)
+    # attention-DP balancing holds a prompt until one waits for every rank (the prompt step then starts one a rank, as
+    # ``first`` has it) or B decode steps have passed since the first was held. With the clients out of step the prompts
+    # arrive evenly, ``new`` a step: the ranks' adp - 1 others come in (adp - 1) / new steps, over which a held prompt
+    # waits half on average; past B steps the hold times out with k = 1 + new x B of them, the first waiting all B
+    # steps and the others B / 2 on average
+    hold = 0.0
+    B = float(tech.adp_balance or 0.0)
+    if B > 0:
+        ranks_left = np.minimum(adp, np.maximum(micro, 1.0)) - 1.0
+        fill = ranks_left / np.maximum(new, 1e-30)
+        k_held = 1.0 + new * B
+        steps = np.where(fill <= B, fill / 2.0, (B + (k_held - 1.0) * B / 2.0) / k_held)
+        hold = np.where((run > 1) & (ranks_left > 0), steps * (t_dec + draft), 0.0)
     # TTFT: the prompt in one step, or its chunks, each beside the running decodes
     # an engine that schedules ahead (async scheduling) has the next step formed while one runs: a prompt that
     # arrives while others decode joins the step after the next, one mean step later (the simulator does the same)
@@ -246,7 +263,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     overhead = _request_overhead_s(cm)
     rest = np.where(run > 1, np.maximum(t - overhead, 0.0), 0.0)
     service_ttft = (n_chunks * np.maximum(prompt.time_s, prompt.stage_time_s) + overhead + _per_prompt_s(tech, new_tok)
-                    + np.asarray(tech.adapter_load_s, float) + lag + rest + poll_wait)
+                    + np.asarray(tech.adapter_load_s, float) + lag + rest + poll_wait + hold)
     tokens_per_s = run * E / t
     rps = tokens_per_s / osl
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot
@@ -254,7 +271,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     ttft = service_ttft + wait
     e2e = ttft + (osl - 1) * tpot
     return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None,
-                  spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait)
+                  spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait, balance_wait_s=hold)
 
 
 def _draft_time(tech: Techniques, dec: StepCost, k, micro, ctx):

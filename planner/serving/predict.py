@@ -422,7 +422,7 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
     return fits, reason, mem_d, stream_note
 
 
-def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv_need: float) -> dict:
+def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv_need: float, balance: int = 0) -> dict:
     """TTFT, TPOT, throughput and the step breakdown of the plan's steady state (static or in-flight), with the
     multi-tenant terms (adapters, an intra-GPU split, co-served fine-tuning)."""
     plan, cm, p = s.plan, s.cm, s.p
@@ -439,7 +439,8 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
                           shared_read=s.shared.read,
                           spec_auto=plan.spec_auto, draft=s.cap.draft, compress_ratio=s.cap.ratio,
                           compress_s=s.cap.compress_s(cm, p, isl),
-                          adapter_load_s=s.lora.ttft_s(plan.tp, plan.pp) if s.lora is not None else 0.0)
+                          adapter_load_s=s.lora.ttft_s(plan.tp, plan.pp) if s.lora is not None else 0.0,
+                          adp_balance=balance)
         t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
         spec_used = float(np.asarray(t.spec_k).ravel()[0])
         if s.shared.read is not None:
@@ -447,6 +448,12 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
             s.notes.append(f"at this batch a decode step reads the shared prefix once: {saved:,.0f} tokens of KV a sequence "
                            "fewer" if saved > 0 else "at this batch every sequence's read of the shared prefix is priced: "
                            "it and a wave of attention CTAs outgrow the last-level cache (or one sequence runs)")
+        if balance:
+            held = float(np.ravel(t.balance_wait_s)[0])
+            s.notes.append(f"attention-DP balancing holds a new prompt until one waits for each of the {plan.attention_dp} "
+                           f"ranks or {balance} decode steps pass: {held * 1e3:,.1f} ms on average at this batch, the "
+                           "clients' prompts arriving evenly (a fixed-length benchmark's clients return in groups, which "
+                           "`simulate --clients` replays)")
         if cm.recv_interval > 1:
             wait = float(np.ravel(t.poll_wait_s)[0])
             s.notes.append(f"the scheduler polls for new requests every {cm.recv_interval} decode steps: a prompt that arrives "
@@ -550,17 +557,23 @@ def estimate(
     concurrency: int | str | None = None,
     engine: Engine | str = "trtllm",
     task: str = "general",
+    adp_balance: int | None = None,
 ) -> Estimate:
     """Predict one plan. ``batching='static'`` runs ``batch`` requests together; ``'inflight'`` is the
     continuous-batching steady state with ``concurrency`` clients in a closed loop (an int, or ``'max'`` for the
     most that memory and the engine's batch cap admit; clients beyond that wait in the queue). Both count the whole
-    deployment: the plan's ``dp`` replicas share them evenly."""
+    deployment: the plan's ``dp`` replicas share them evenly. ``adp_balance``: with attention DP in a closed loop, new
+    prompts are held until every rank can take one, at most that many decode steps (TensorRT-LLM's enable_balance)."""
     s = _setup(model, hardware, plan, isl, osl, engine)
     plan, m, hw = s.plan, s.m, s.hw
+    if adp_balance is not None and (adp_balance < 1 or plan.attention_dp < 2 or batching != "inflight"):
+        raise PlannerError("--attention-dp-balance needs --attention-dp 2 or more, in-flight batching, and a positive "
+                           f"number of decode steps (got {adp_balance} with --attention-dp {plan.attention_dp}, {batching})")
     n, n_rep, n_run, cap_note = _admit(s, batching, batch, concurrency)
     fits, reason, mem_d, stream_note = _fit(s, n_run, isl, osl)
     timed = fits or (n_run >= 1 and batching == "static")
-    t = _timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"]) if timed else _no_timing(s)
+    t = (_timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], adp_balance or 0) if timed
+         else _no_timing(s))
     gpus = plan.gpus
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
     if timed and s.engine.request_overhead_s > 0:

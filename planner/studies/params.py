@@ -345,16 +345,16 @@ class EstimateRequest(Ownership, Adapters, Layout):
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
-    attention_dp_balance: PositiveInt | None = _d(None, "with --rate and --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance)")
+    attention_dp_balance: PositiveInt | None = _d(None, "with --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); in the steady state of --concurrency the clients' prompts arrive evenly, at --rate the simulator replays them")
     recv_interval: PositiveInt | None = _d(None, RECV_INTERVAL_HELP)
 
     @model_validator(mode="after")
     def _batching(self):
         if self.rate is not None and (self.batching != "inflight" or self.batch is not None or self.concurrency is not None):
             raise ValueError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
-        if self.attention_dp_balance is not None and self.rate is None:
-            raise ValueError("--attention-dp-balance applies to --rate (the simulator): the steady state without --rate "
-                             "already lines one prompt up per attention-DP rank")
+        if self.attention_dp_balance is not None and self.batching == "static":
+            raise ValueError("--attention-dp-balance holds arriving prompts: it applies to --concurrency or --rate, not "
+                             "to a static batch")
         if self.batching == "static" and self.concurrency is not None:
             raise ValueError("--concurrency applies to --batching inflight; use --batch with static batching")
         if self.batching == "inflight" and self.batch is not None:

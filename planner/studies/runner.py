@@ -36,7 +36,7 @@ def _predict(r: EstimateRequest, hw, plan) -> dict:
     from planner.api import estimate
 
     return estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
-                    concurrency=r.concurrency, engine=request_engine(r)).to_dict()
+                    concurrency=r.concurrency, engine=request_engine(r), adp_balance=r.attention_dp_balance).to_dict()
 
 
 def _row(d: dict, parallel: tuple[int, int, int, int]) -> dict:
@@ -192,7 +192,7 @@ def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], N
         try:
             r = PARAMS["estimate"].model_validate(params)
             check_specs("estimate", r)
-            if r.rate:
+            if r.rate or r.attention_dp_balance:  # the simulator, or a hold the vectorized path does not price
                 rest.append(i)
                 continue
             hw, plan, parallel = _setup(r)
@@ -201,7 +201,9 @@ def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], N
             if progress:
                 progress(1)
             continue
-        key = (r.model, r.hardware, r.link, r.engine, r.endpoint, r.batching, repr(plan))
+        # every request field request_engine reads, so a group prices its points on one engine
+        key = (r.model, r.hardware, r.link, r.engine, r.endpoint, r.memory_fraction, r.sampler, r.recv_interval, r.batching,
+               repr(plan))
         groups.setdefault(key, []).append((i, r, hw, plan, parallel))
     for members in groups.values():
         _, r0, hw, plan, _ = members[0]
