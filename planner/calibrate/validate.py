@@ -237,11 +237,15 @@ def _capture_hardware(f: Path, hardware):
     return get_hardware(str(spec))
 
 
-def predict_simulated(name: str, cols: set, rows: list[dict]):
+def predict_simulated(name: str, cols: set, rows: list[dict], via: str = "replay"):
     """(row index, what, config, measured, predicted, note) for arrival-rate, MLPerf and trtllm-bench burst rows,
-    through the serving event simulator (an iterable: MLPerf rows come one at a time)."""
+    through the serving event simulator (an iterable: MLPerf rows come one at a time). ``via='estimate'``: a serving
+    benchmark's closed loops through ``estimate --concurrency N`` instead (estimate_closed_loops), the rest replayed."""
     from planner.serving.published import predict_bench_serve, predict_mlperf, predict_offline_bench, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
+
+    if via == "estimate" and "num_prompts" in cols:
+        return _closed_loops_via_estimate(name, rows)
 
     if "kv_cache_gib" in cols:  # engine startup logs of weight and KV-cache memory (vllm_kv_memory.csv)
         from planner.calibrate.memory_rows import predict_kv_memory
@@ -258,6 +262,18 @@ def predict_simulated(name: str, cols: set, rows: list[dict]):
     if OFFLINE_BENCH_COLUMNS & cols:  # `trtllm-bench throughput` bursts of the perf overviews (0.20, 1.x)
         return predict_offline_bench(rows, name)
     return predict_online(rows, name) if "request_rate" in cols else predict_mlperf(rows, name)
+
+
+def _closed_loops_via_estimate(name: str, rows: list[dict]) -> list[tuple]:
+    """A serving-benchmark file with its closed loops priced by ``estimate`` and its other rows replayed, in file order."""
+    from planner.serving.published import estimate_closed_loops, predict_bench_serve
+
+    steady = estimate_closed_loops(rows, name)
+    rest = [k for k in range(len(rows)) if k not in steady]
+    replayed: dict[int, list[tuple]] = {}
+    for j, *cells in predict_bench_serve([rows[k] for k in rest], name, lines=[k + 2 for k in rest]):
+        replayed.setdefault(rest[j], []).append(tuple(cells))
+    return [(k, *cells) for k in range(len(rows)) for cells in steady.get(k, replayed.get(k, []))]
 
 
 def _drift_notes(capture: Path) -> list[str]:
@@ -292,7 +308,7 @@ def _bench_bursts(name: str, cols: set, rows: list[dict]) -> dict[int, tuple]:
     return {idx[j]: rest for j, *rest in out}
 
 
-def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Report:
+def validate(paths: list[str] | None = None, progress=None, hardware=None, via: str = "replay") -> Report:
     files = _files(paths) if paths else builtin_published()
     report = Report()
     for f in files:
@@ -330,7 +346,7 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None) -> Re
             if hardware is not None:
                 report.skipped[f.name] = "simulated rows (serving runs, benchmark bursts) are not re-run for a candidate calibration"
                 continue
-            for i, what, config, meas, pred, note in predict_simulated(f.name, cols, rows):
+            for i, what, config, meas, pred, note in predict_simulated(f.name, cols, rows, via):
                 row = rows[i]
                 report.rows.append(Row(f.name, row["model"], row["hardware"], what, config, meas, pred, row.get("source", ""), note))
                 if progress:

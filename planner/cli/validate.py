@@ -27,7 +27,17 @@ def validate_cmd(
                                                  help="leave one device (or file) out: refit the kernel/engine layer without its rows and predict them"),
     quick: bool = typer.Option(False, "--quick", help="with --cross-validate: one Gauss-Newton step per fold instead of a full refit"),
     record: bool = typer.Option(False, "--record", help="with --cross-validate: write engines/calibration/errors_recorded.yaml and error_bands.yaml"),
+    via: str = typer.Option("replay", "--via", metavar="replay|estimate",
+                            help="how serving benchmarks' closed loops (--max-concurrency runs) are priced: replayed request by request in the simulator (default), or as `estimate --concurrency N` prices them for a user (the steady state at the run's mean lengths)"),
 ):
+    if via not in ("replay", "estimate"):
+        from planner.errors import PlannerError
+
+        raise PlannerError(f"--via takes replay or estimate, not {via!r}")
+    if via != "replay" and cross_validate is not None:
+        from planner.errors import PlannerError
+
+        raise PlannerError("--via estimate prices the rows as they stand; it does not combine with --cross-validate")
     if cross_validate is not None:
         _cross_validate(cross_validate, paths, as_json, quick, record, rows)
         return
@@ -45,7 +55,7 @@ def validate_cmd(
             done[0] += 1
             prog.update(task, description=f"predicted {done[0]:,} rows")
 
-        report = validate(paths, hardware=hardware, progress=tick)
+        report = validate(paths, hardware=hardware, progress=tick, via=via)
     if plot is not None:
         from planner.cli.common import err_console
         from planner.report.validate_plot import write_validation_plot

@@ -38,6 +38,7 @@ No parameter is tuned per row.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -407,7 +408,108 @@ BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s"
 PER_GPU_METRICS = ("output_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu")
 
 
-def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> list[tuple[int, str, str, float, float | None, str]]:
+@dataclass
+class BenchRun:
+    """One row of the serving-benchmark schema as the run was set up (bench_run): its layout, lengths, client, server
+    flags and metrics."""
+
+    tp: int
+    ep: int
+    pp: int
+    adp: int
+    balance: int  # attention_dp_balance: decode steps the engine holds new prompts for (0: off)
+    weights: str | None  # None: the checkpoint as released
+    kv: str | None
+    mean_in: float  # the printed mean prompt and reply, or with a range ratio the lengths the client was asked for
+    mean_out: float
+    ratio: float | None  # --random-range-ratio
+    n: int  # prompts sent
+    rate: float  # requests/s (inf: all at once)
+    clients: int  # --max-concurrency (0: an open loop at the rate)
+    replicas: int
+    cap: int  # the client's reply cap (max_tokens; 0: none printed)
+    entries: int  # distinct prompts a client reuses (0: every prompt new)
+    sampling: str
+    server: dict  # the run's own server flags (server_settings)
+    sampler: str
+    cfg: str
+    measured: list  # (column, summary key, power, value)
+
+    @property
+    def isl(self) -> int:
+        return max(int(round(self.mean_in)), 1)
+
+    @property
+    def osl(self) -> int:
+        return max(int(round(self.mean_out)), 1)
+
+    @property
+    def capped(self) -> bool:
+        """Replies capped by max_tokens, some of them ended at EOS (eos_capped_workload)."""
+        return bool(self.cap) and self.cap > self.mean_out + 0.5
+
+
+def bench_run(r: dict, where: str) -> BenchRun:
+    """A serving-benchmark row's setup; a PlannerError naming ``where`` for a malformed cell (it stops the file)."""
+    from planner.specs.engine import SAMPLER_PATHS
+
+    tp, ep, pp, adp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp", "attention_dp"))
+    balance = _count(r, "attention_dp_balance", where, 0)
+    weights, kv = canonical((r.get("weights") or "").strip()) or None, kv_asked(r.get("kv"))
+    mean_in, mean_out = _num(r, "isl", where), _num(r, "osl", where)
+    isl, osl = max(int(round(mean_in)), 1), max(int(round(mean_out)), 1)
+    ratio = _num(r, "random_range_ratio", where) if (r.get("random_range_ratio") or "").strip() else None
+    n = int(_num(r, "num_prompts", where))
+    rate_s = str(r.get("rate") or "inf").strip().lower()
+    rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
+    clients = _count(r, "max_concurrency", where, 0)
+    # identical replicas behind a round-robin balancer (NGINX's default), the client's requests spread over them
+    replicas = _count(r, "replicas", where, 1)
+    engine = _engine_of(r)
+    cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' adp{adp}' if adp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} "
+           f"{weights or 'released'} {isl}/{osl}{f' range {ratio:g}' if ratio is not None else ''} x{n} "
+           + (f"clients={clients}" if clients else f"rate={rate_s}")
+           + (f" replicas={replicas}" if replicas > 1 else ""))
+    measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
+    server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
+    sampler = (r.get("sampler") or "").strip().lower()
+    if sampler and sampler not in SAMPLER_PATHS:
+        raise PlannerError(f"{where}: column 'sampler' is {r.get('sampler')!r}; it takes {' or '.join(SAMPLER_PATHS)} "
+                           "(the top-k/top-p path the run's install took), or an empty cell")
+    cap = _count(r, "max_tokens", where, 0)  # the client's reply cap, where the row prints it
+    if cap and cap + 0.5 < mean_out:
+        raise PlannerError(f"{where}: its mean reply of {mean_out:g} tokens is above its max_tokens {cap}")
+    entries = _count(r, "dataset_entries", where, 0)  # the client's distinct prompts, where it reuses them
+    sampling = (r.get("dataset_sampling") or "shuffle").strip().lower()
+    if entries < 0 or sampling not in SAMPLING:
+        raise PlannerError(f"{where}: dataset_entries {r.get('dataset_entries')!r} / dataset_sampling "
+                           f"{r.get('dataset_sampling')!r}: a count of at least 1 and one of {', '.join(SAMPLING)}")
+    return BenchRun(tp, ep, pp, adp, balance, weights, kv, mean_in, mean_out, ratio, n, rate, clients, replicas, cap,
+                    entries, sampling, server, sampler, cfg, measured)
+
+
+def bench_engine(r: dict, b: BenchRun, where: str):
+    """The engine release a serving-benchmark row ran, on its endpoint, with its scheduling and sampler path and its
+    own server flags; and the weights it served (the checkpoint as released where the row names none). A
+    PlannerError: this row cannot be predicted."""
+    from planner.specs.engine import get_engine
+    from planner.specs.loader import get_model
+
+    eng = get_engine(_engine_of(r)).on_endpoint(endpoint_of(r, where))
+    sched_ahead = (r.get("async_scheduling") or "").strip().lower()
+    if sched_ahead:  # the release's default, or the run's --async-scheduling
+        eng = eng.with_(async_scheduling=sched_ahead == "true")
+    if b.server:  # the run's own server flags, where its table prints them (pinned over the device's defaults)
+        eng = eng.set_by_user(**b.server)
+    if b.sampler:  # the top-k/top-p path the run's install took, where its source says (vLLM's V1 profile)
+        eng = eng.on_sampler_path(b.sampler)
+    # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
+    weights = b.weights or get_model(r["model"]).released_weights() or "bf16"
+    return eng, weights
+
+
+def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv",
+                        lines: list[int] | None = None) -> list[tuple[int, str, str, float, float | None, str]]:
     """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema. An optional
     ``replicas`` column: the run's identical replicas behind a round-robin balancer, simulated as that many; optional
     ``max_num_seqs``, ``max_num_batched_tokens`` and ``gpu_memory_utilization`` columns: the server flags the run set
@@ -422,89 +524,48 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
     not printed means; an optional ``attention_dp`` column: data-parallel attention ranks (with ``ep`` for the experts,
     ``tp`` within a rank), and ``attention_dp_balance``: the decode steps the engine holds new prompts for until every
     rank can take one (TensorRT-LLM's attention_dp_config enable_balance with its timeout_iters); ``output_tokens_per_s_per_gpu``
-    / ``total_tokens_per_s_per_gpu``: the run's rates over its GPUs."""
-    from planner.specs.engine import SAMPLER_PATHS, get_engine
-    from planner.specs.loader import get_model
-
+    / ``total_tokens_per_s_per_gpu``: the run's rates over its GPUs. ``lines``: the rows' line numbers in ``file``
+    where they are a subset of it (error messages)."""
     out = []
     for i, r in enumerate(rows):
-        where = f"{file}:{i + 2}"
-        tp, ep, pp, adp = (_count(r, k, where, 1) for k in ("tp", "ep", "pp", "attention_dp"))
-        balance = _count(r, "attention_dp_balance", where, 0)
-        weights, kv = canonical((r.get("weights") or "").strip()) or None, kv_asked(r.get("kv"))
-        # the printed totals over the requests, or with a range ratio the lengths the client was asked for
-        mean_in, mean_out = _num(r, "isl", where), _num(r, "osl", where)
-        isl, osl = max(int(round(mean_in)), 1), max(int(round(mean_out)), 1)
-        ratio = _num(r, "random_range_ratio", where) if (r.get("random_range_ratio") or "").strip() else None
-        n = int(_num(r, "num_prompts", where))
-        rate_s = str(r.get("rate") or "inf").strip().lower()
-        rate = math.inf if rate_s in ("inf", "") else _num(r, "rate", where)
-        clients = _count(r, "max_concurrency", where, 0)
-        # identical replicas behind a round-robin balancer (NGINX's default), the client's requests spread over them
-        replicas = _count(r, "replicas", where, 1)
-        engine = _engine_of(r)
-        cfg = (f"{engine} tp{tp}{f' pp{pp}' if pp > 1 else ''}{f' adp{adp}' if adp > 1 else ''}{f' ep{ep}' if ep > 1 else ''} "
-               f"{weights or 'released'} {isl}/{osl}{f' range {ratio:g}' if ratio is not None else ''} x{n} "
-               + (f"clients={clients}" if clients else f"rate={rate_s}")
-               + (f" replicas={replicas}" if replicas > 1 else ""))
-        measured = [(col, attr, power, float(r[col])) for col, attr, power in BENCH_METRICS if (r.get(col) or "").strip()]
-        server = server_settings(r, where)  # a malformed cell stops the file, as a malformed length does
-        sampler = (r.get("sampler") or "").strip().lower()
-        if sampler and sampler not in SAMPLER_PATHS:
-            raise PlannerError(f"{where}: column 'sampler' is {r.get('sampler')!r}; it takes {' or '.join(SAMPLER_PATHS)} "
-                               "(the top-k/top-p path the run's install took), or an empty cell")
-        cap = _count(r, "max_tokens", where, 0)  # the client's reply cap, where the row prints it
-        if cap and cap + 0.5 < mean_out:
-            raise PlannerError(f"{where}: its mean reply of {mean_out:g} tokens is above its max_tokens {cap}")
-        capped = bool(cap) and cap > mean_out + 0.5  # replies capped, some ended at EOS (eos_capped_workload)
-        entries = _count(r, "dataset_entries", where, 0)  # the client's distinct prompts, where it reuses them
-        sampling = (r.get("dataset_sampling") or "shuffle").strip().lower()
-        if entries < 0 or sampling not in SAMPLING:
-            raise PlannerError(f"{where}: dataset_entries {r.get('dataset_entries')!r} / dataset_sampling "
-                               f"{r.get('dataset_sampling')!r}: a count of at least 1 and one of {', '.join(SAMPLING)}")
+        where = f"{file}:{lines[i] if lines else i + 2}"
+        b = bench_run(r, where)
+        cfg, measured, clients, replicas = b.cfg, b.measured, b.clients, b.replicas
+        tp, ep, pp, adp, isl, osl = b.tp, b.ep, b.pp, b.adp, b.isl, b.osl
         try:
-            eng = get_engine(engine).on_endpoint(endpoint_of(r, where))
-            sched_ahead = (r.get("async_scheduling") or "").strip().lower()
-            if sched_ahead:  # the release's default, or the run's --async-scheduling
-                eng = eng.with_(async_scheduling=sched_ahead == "true")
-            if server:  # the run's own server flags, where its table prints them (pinned over the device's defaults)
-                eng = eng.set_by_user(**server)
-            if sampler:  # the top-k/top-p path the run's install took, where its source says (vLLM's V1 profile)
-                eng = eng.on_sampler_path(sampler)
-            if weights is None:  # the checkpoint as released (bf16 for most, MXFP4 for gpt-oss, FP8 for DeepSeek-R1)
-                weights = get_model(r["model"]).released_weights() or "bf16"
+            eng, weights = bench_engine(r, b, where)
             # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
             # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
             if (r.get("dataset") or "").strip().lower() == "sharegpt":
-                spec = sharegpt_workload(mean_in, mean_out)
-            elif ratio is not None:
-                spec = random_range_workload(isl, osl, ratio)
-            elif capped:
-                spec = eos_capped_workload(isl, mean_out, cap)
+                spec = sharegpt_workload(b.mean_in, b.mean_out)
+            elif b.ratio is not None:
+                spec = random_range_workload(isl, osl, b.ratio)
+            elif b.capped:
+                spec = eos_capped_workload(isl, b.mean_out, b.cap)
             else:
                 spec = fixed_workload(isl, osl)
-            reqs = generate(spec, n, rate=rate, seed=0)  # rate inf: every request at 0
+            reqs = generate(spec, b.n, rate=b.rate, seed=0)  # rate inf: every request at 0
             if spec.max_total:  # the drawn lengths scaled to the run's printed totals (a few hundred draws miss them)
                 reqs.input_tokens, reqs.output_tokens = (
-                    _with_mean(reqs.input_tokens, mean_in, spec.input.min, spec.input.max),
-                    _with_mean(reqs.output_tokens, mean_out, spec.output.min, spec.output.max))
-            elif capped:  # the drawn replies scaled to the run's printed mean
-                reqs.output_tokens = _with_mean(reqs.output_tokens, mean_out, 1, cap)
-            if entries:
+                    _with_mean(reqs.input_tokens, b.mean_in, spec.input.min, spec.input.max),
+                    _with_mean(reqs.output_tokens, b.mean_out, spec.output.min, spec.output.max))
+            elif b.capped:  # the drawn replies scaled to the run's printed mean
+                reqs.output_tokens = _with_mean(reqs.output_tokens, b.mean_out, 1, b.cap)
+            if b.entries:
                 # a client that builds a set of distinct payloads and reuses it until the run ends (aiperf's
                 # --num-dataset-entries): a prompt sent again is served from the prefix cache while its blocks last
-                reqs = reused_prompts(reqs, entries, sampling, seed=0)
+                reqs = reused_prompts(reqs, b.entries, b.sampling, seed=0)
             if clients:
                 # --max-concurrency: the client's semaphore over its whole request list, so each completion sends the
                 # next prompt (shared_closed_loop); independent prompts, which share no prefix with each other, unless
                 # the client reuses them
-                if not entries:
+                if not b.entries:
                     eng = eng.with_(prefix_caching=False)
                 reqs = shared_closed_loop(reqs, clients)
             longest = int((reqs.input_tokens + reqs.output_tokens).max())
-            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=kv, engine=eng,
+            rep = replica_for(r["model"], r["hardware"], tp=tp, pp=pp, ep=ep, adp=adp, weights=weights, kv=b.kv, engine=eng,
                               max_input=longest, min_prompt=float(reqs.input_tokens.min()),
-                              sched=Scheduler(adp_balance=balance) if balance else None)
+                              sched=Scheduler(adp_balance=b.balance) if b.balance else None)
             s = Simulator([Pool(rep, replicas)], reqs, router="round-robin").run().summary()
         except PlannerError as e:
             out += [(i, col, cfg, meas, None, f"unpredictable: {e}") for col, _, _, meas in measured]
@@ -522,6 +583,54 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv") -> li
             if pred is not None and col in PER_GPU_METRICS:
                 pred /= replicas * tp * pp * adp
             out.append((i, col, cfg, meas, pred, (r.get("note") or "").strip()))
+    return out
+
+
+# what estimate reports for each metric of the serving-benchmark schema, from its dict (the steady state's means)
+_ESTIMATE_METRICS = {"requests_per_s": lambda e, io: e["requests_per_s"], "output_tokens_per_s": lambda e, io: e["output_tokens_per_s"],
+                     "total_tokens_per_s": lambda e, io: e["output_tokens_per_s"] * io,
+                     "mean_ttft_s": lambda e, io: e["ttft_s"], "median_ttft_s": lambda e, io: e["ttft_s"],
+                     "mean_tpot_s": lambda e, io: e["tpot_s"], "median_tpot_s": lambda e, io: e["tpot_s"],
+                     "decode_tokens_per_s": lambda e, io: 1.0 / e["tpot_s"],
+                     "output_tokens_per_s_per_gpu": lambda e, io: e["output_tokens_per_s"],
+                     "total_tokens_per_s_per_gpu": lambda e, io: e["output_tokens_per_s"] * io}
+
+
+def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> dict[int, list[tuple]]:
+    """Row index -> [(what, config, measured, predicted or None, note)] for the closed loops of the serving-benchmark
+    schema (``max_concurrency`` clients, prompts not reused) priced as a user prices them: ``estimate --concurrency N``
+    with the row's layout, precision, server flags, polling interval and attention-DP balance, at its mean lengths (the
+    middle of a random range), the analytic steady state in place of the replay (``planner validate --via estimate``).
+    Open loops and reused prompts are not in it: the caller replays them (predict_bench_serve)."""
+    from planner.serving.planspec import PlanSpec
+    from planner.serving.predict import estimate
+
+    out: dict[int, list[tuple]] = {}
+    for i, r in enumerate(rows):
+        where = f"{file}:{i + 2}"
+        b = bench_run(r, where)
+        if not b.clients or b.entries:
+            continue
+        mid = (1.0 + b.ratio) / 2.0 if b.ratio is not None else 1.0  # a random range's mean over the asked length
+        isl, osl = max(int(round(b.mean_in * mid)), 1), max(int(round(b.mean_out * mid)), 1)
+        gpus = b.replicas * b.tp * b.pp * b.adp
+        note = "estimate --concurrency: the steady state's means (a median is read as the mean)"
+        try:
+            eng, weights = bench_engine(r, b, where)
+            plan = PlanSpec(tp=b.tp, pp=b.pp, ep=b.ep, dp=b.replicas, attention_dp=b.adp, weights=weights, kv=b.kv)
+            e = estimate(r["model"], r["hardware"], plan, isl=isl, osl=osl, concurrency=b.clients,
+                         engine=eng.with_(prefix_caching=False), adp_balance=b.balance or None).to_dict()
+        except PlannerError as err:
+            out[i] = [(col, b.cfg, meas, None, f"unpredictable: {err}") for col, _, _, meas in b.measured]
+            continue
+        rows_out = []
+        for col, _, _, meas in b.measured:
+            if not e["fits"]:
+                rows_out.append((col, b.cfg, meas, None, f"unpredictable: {e['reason']}"))
+                continue
+            v = _ESTIMATE_METRICS[col](e, (isl + osl) / osl)
+            rows_out.append((col, b.cfg, meas, v / gpus if col in PER_GPU_METRICS else v, note))
+        out[i] = rows_out
     return out
 
 

@@ -1,0 +1,60 @@
+"""``planner validate --via estimate``: the serving benchmarks' closed loops priced as a user prices them,
+``estimate --concurrency N`` with each run's layout, flags and mean lengths, beside the request-by-request replay."""
+
+import json
+import statistics
+
+import pytest
+
+from cli_helpers import run
+from planner.calibrate.validate import builtin_published, validate
+
+INFERENCEX = "serving_bench_inferencex.csv"
+
+
+def _path(name):
+    return str(next(p for p in builtin_published() if p.name == name))
+
+
+@pytest.fixture(scope="module")
+def both():
+    return {via: validate([_path(INFERENCEX)], via=via) for via in ("replay", "estimate")}
+
+
+def test_the_same_rows_come_back_in_the_same_order(both):
+    rep, est = both["replay"].rows, both["estimate"].rows
+    assert len(rep) == len(est) == 932
+    assert [(r.what, r.config, r.measured) for r in rep] == [(r.what, r.config, r.measured) for r in est]
+    # every InferenceX row is a closed loop of fresh prompts: all of them go through estimate
+    assert all(r.note.startswith("estimate --concurrency") for r in est)
+    assert all(r.predicted is not None for r in est)
+
+
+def test_the_user_path_stays_as_close_as_recorded(both):
+    """The medians this path measured when it was added (December 2026): median TTFT 25.8 %, TPOT 12.9 %, output
+    rate per GPU 11.9 %, within a point of the replay's (26.5, 12.4, 12.1 %). A change to the steady state that takes
+    estimate's closed loops further from the runs fails here."""
+    recorded = {"median_ttft_s": 0.258, "mean_tpot_s": 0.129, "output_tokens_per_s_per_gpu": 0.119}
+    for what, median in recorded.items():
+        ape = [r.ape for r in both["estimate"].rows if r.what == what]
+        assert statistics.median(ape) <= median + 0.005, what
+
+
+def test_open_loops_and_reused_prompts_are_still_replayed():
+    """serving_bench_l4.csv mixes a burst, closed loops of fresh prompts and a closed loop of one prompt sent 100
+    times: only the fresh closed loops change path."""
+    rep, est = (validate([_path("serving_bench_l4.csv")], via=v).rows for v in ("replay", "estimate"))
+    assert len(rep) == len(est)
+    moved = [(a, b) for a, b in zip(rep, est) if b.note.startswith("estimate --concurrency")]
+    assert moved and all("clients=" in b.config for _, b in moved)
+    kept = [(a, b) for a, b in zip(rep, est) if not b.note.startswith("estimate --concurrency")]
+    assert kept and all(a.predicted == b.predicted for a, b in kept)
+
+
+def test_the_cli_option(capsys):
+    code, out, _ = run(["validate", _path("serving_bench_l4.csv"), "--via", "estimate", "--json"], capsys)
+    assert code == 0 and any(r["note"].startswith("estimate --concurrency") for r in json.loads(out)["rows"])
+    code, _, err = run(["validate", "--via", "steady"], capsys)
+    assert code == 2 and "--via takes replay or estimate" in err and "Traceback" not in err
+    code, _, err = run(["validate", "--via", "estimate", "--cross-validate", "hardware"], capsys)
+    assert code == 2 and "does not combine with --cross-validate" in err
