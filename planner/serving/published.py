@@ -488,7 +488,7 @@ def bench_run(r: dict, where: str) -> BenchRun:
                     entries, sampling, server, sampler, cfg, measured)
 
 
-def bench_engine(r: dict, b: BenchRun, where: str):
+def bench_serve_engine(r: dict, b: BenchRun, where: str):
     """The engine release a serving-benchmark row ran, on its endpoint, with its scheduling and sampler path and its
     own server flags; and the weights it served (the checkpoint as released where the row names none). A
     PlannerError: this row cannot be predicted."""
@@ -533,7 +533,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv",
         cfg, measured, clients, replicas = b.cfg, b.measured, b.clients, b.replicas
         tp, ep, pp, adp, isl, osl = b.tp, b.ep, b.pp, b.adp, b.isl, b.osl
         try:
-            eng, weights = bench_engine(r, b, where)
+            eng, weights = bench_serve_engine(r, b, where)
             # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
             # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
             if (r.get("dataset") or "").strip().lower() == "sharegpt":
@@ -616,7 +616,7 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
         gpus = b.replicas * b.tp * b.pp * b.adp
         note = "estimate --concurrency: the steady state's means (a median is read as the mean)"
         try:
-            eng, weights = bench_engine(r, b, where)
+            eng, weights = bench_serve_engine(r, b, where)
             plan = PlanSpec(tp=b.tp, pp=b.pp, ep=b.ep, dp=b.replicas, attention_dp=b.adp, weights=weights, kv=b.kv)
             e = estimate(r["model"], r["hardware"], plan, isl=isl, osl=osl, concurrency=b.clients,
                          engine=eng.with_(prefix_caching=False), adp_balance=b.balance or None).to_dict()
