@@ -51,6 +51,18 @@ def test_open_loops_and_reused_prompts_are_still_replayed():
     assert kept and all(a.predicted == b.predicted for a, b in kept)
 
 
+def test_a_run_of_no_more_prompts_than_clients_is_one_burst_and_is_replayed(tmp_path):
+    """Eight clients sending eight prompts all start at once and never send again: no steady state to price."""
+    header = "source,engine,engine_version,model,hardware,tp,dataset,isl,osl,num_prompts,rate,max_concurrency,mean_ttft_s,mean_tpot_s"
+    lines = [header] + [f"test,vllm,0.11.0,llama-3.1-8b,h100-sxm,1,random,1024,256,{n},inf,8,0.1,0.01" for n in (8, 32)]
+    f = tmp_path / "loops.csv"
+    f.write_text("\n".join(lines) + "\n")
+    rows = validate([str(f)], via="estimate").rows
+    burst, loop = [r for r in rows if "x8 " in r.config], [r for r in rows if "x32 " in r.config]
+    assert burst and not any(r.note.startswith("estimate --concurrency") for r in burst)
+    assert loop and all(r.note.startswith("estimate --concurrency") for r in loop)
+
+
 def test_the_cli_option(capsys):
     code, out, _ = run(["validate", _path("serving_bench_l4.csv"), "--via", "estimate", "--json"], capsys)
     assert code == 0 and any(r["note"].startswith("estimate --concurrency") for r in json.loads(out)["rows"])

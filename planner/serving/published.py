@@ -601,7 +601,8 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
     schema (``max_concurrency`` clients, prompts not reused) priced as a user prices them: ``estimate --concurrency N``
     with the row's layout, precision, server flags, polling interval and attention-DP balance, at its mean lengths (the
     middle of a random range), the analytic steady state in place of the replay (``planner validate --via estimate``).
-    Open loops and reused prompts are not in it: the caller replays them (predict_bench_serve)."""
+    Open loops, reused prompts and a run of no more prompts than clients (one burst, every prompt sent at once: no
+    steady state, what `simulate --rate inf` prices) are not in it: the caller replays them (predict_bench_serve)."""
     from planner.serving.planspec import PlanSpec
     from planner.serving.predict import estimate
 
@@ -609,7 +610,7 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
     for i, r in enumerate(rows):
         where = f"{file}:{i + 2}"
         b = bench_run(r, where)
-        if not b.clients or b.entries:
+        if not b.clients or b.entries or b.n <= b.clients:
             continue
         mid = (1.0 + b.ratio) / 2.0 if b.ratio is not None else 1.0  # a random range's mean over the asked length
         isl, osl = max(int(round(b.mean_in * mid)), 1), max(int(round(b.mean_out * mid)), 1)
