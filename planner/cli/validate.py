@@ -30,14 +30,11 @@ def validate_cmd(
     via: str = typer.Option("replay", "--via", metavar="replay|estimate",
                             help="how serving benchmarks' closed loops (--max-concurrency runs) are priced: replayed request by request in the simulator (default), or as `estimate --concurrency N` prices them for a user (the steady state at the run's mean lengths)"),
 ):
-    if via not in ("replay", "estimate"):
+    if via not in ("replay", "estimate") or (via == "estimate" and cross_validate is not None):
         from planner.errors import PlannerError
 
-        raise PlannerError(f"--via takes replay or estimate, not {via!r}")
-    if via != "replay" and cross_validate is not None:
-        from planner.errors import PlannerError
-
-        raise PlannerError("--via estimate prices the rows as they stand; it does not combine with --cross-validate")
+        raise PlannerError(f"--via takes replay or estimate, not {via!r}" if via != "estimate" else
+                           "--via estimate prices the rows as they stand; it does not combine with --cross-validate")
     if cross_validate is not None:
         _cross_validate(cross_validate, paths, as_json, quick, record, rows)
         return
