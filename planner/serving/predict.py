@@ -116,8 +116,8 @@ class _Setup:
     fit_n: int  # sequences memory admits
     capped: int  # ... and the engine's batch cap
     # an engine that grows sequences into free blocks on demand (Engine.kv_admission ondemand or ratio: vLLM, SGLang):
-    # the KV bytes of a running sequence at the closed loop's mean length, isl + osl / 2 (None: it reserves the whole
-    # length), and the sequences it runs at once where more clients come than fit at full length (at most the cap)
+    # the KV bytes of a running sequence at what it holds on average in a closed loop (on_demand_tokens; None: it
+    # reserves the whole length), and the sequences it runs at once where more clients come than fit at full length
     per_seq_mean: float | None
     demand_n: int
     ctx_max: int
