@@ -359,10 +359,10 @@ def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, fl
     per = n / dp if n % dp else n // dp
     n_run = running(per, s.capped, s.demand_n)
     if n_run > s.capped >= 1:  # an on-demand engine runs more than fit at full length (on_demand_tokens)
-        each = f" a replica ({n_run:g} on each of {dp})" if dp > 1 else ""
+        each, rep = (f" ({n_run:g} on each of {dp} replicas)", " a replica") if dp > 1 else ("", "")
         s.notes.append(f"{n} clients: {s.engine.name} admits a request while its prompt's blocks are free and grows it on "
-                       f"demand, so {n_run * dp:g} run at once{each} at their mean length, where {s.capped} fit at full "
-                       "length; as they grow it preempts some (their recomputation is not priced here; `simulate "
+                       f"demand, so {n_run * dp:g} run at once{each} at their mean length, where {s.capped}{rep} fit at "
+                       "full length; as they grow it preempts some (their recomputation is not priced here; `simulate "
                        "--clients` replays it)")
     if n_run < per:
         run_all = n_run * dp
