@@ -369,6 +369,10 @@ def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, fl
         s.notes.append(f"{n} clients, {run_all:g} run at once (KV memory and the engine's batch cap"
                        + (f", {n_run} on each of {dp} replicas" if dp > 1 else "") + f"); the other {n - run_all:g} wait "
                        "in the queue and their wait is in TTFT")
+    if per >= 2:
+        s.notes.append("TTFT is the staggered loop's: clients whose replies differ in length fall out of step, one prompt "
+                       "joining the running decodes at a time; a benchmark at one fixed length (--ignore-eos) keeps them "
+                       "in waves whose prompts queue behind each other, a longer TTFT that `simulate --clients` replays")
     return n, per, n_run, ""
 
 
