@@ -84,3 +84,12 @@ def test_estimate_agrees_with_the_simulator(name):
     assert est.plan["running"] == pytest.approx(batch, rel=0.12)
     assert est.output_tokens_per_s == pytest.approx(s["output_tokens_per_s"], rel=0.12)
     assert est.tpot_s == pytest.approx(s["tpot_s"]["mean"], rel=0.2)
+
+
+def test_a_closed_loop_says_its_ttft_is_the_staggered_loops():
+    """Two clients or more a replica: the note names the fixed-length benchmark's waves, which the steady state does
+    not have; one client has no loop to stagger."""
+    wave = "keeps them in waves"
+    many = estimate(MODEL, HW, PlanSpec(), isl=ISL, osl=OSL, concurrency=8, engine=_engine("vllm"))
+    one = estimate(MODEL, HW, PlanSpec(), isl=ISL, osl=OSL, concurrency=1, engine=_engine("vllm"))
+    assert any(wave in n for n in many.notes) and not any(wave in n for n in one.notes)
