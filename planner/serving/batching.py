@@ -50,6 +50,9 @@ class Techniques:
     # attention-DP balancing (TensorRT-LLM attention_dp_config enable_balance, timeout_iters): new prompts are held until
     # every rank can take one, at most this many decode steps; 0: they enter as they arrive
     adp_balance: float = 0.0
+    # prompt tokens a request's prefill is computed again for, on average: an engine that admits greedily on demand
+    # with clients queued (predict: recompute_tokens) preempts the prompts it over-admits and prefills them again
+    recompute_tokens: np.ndarray | float = 0.0
 
     def tokens_per_step(self) -> np.ndarray:
         """Tokens a sequence emits per decode step: (1 - a^(k+1)) / (1 - a), 1 without speculation."""
@@ -197,7 +200,9 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # Steps come in two kinds: a share f = new x n_chunks of them carry a prompt chunk, the rest only decode. The
     # step time is a roofline (a max), so the mean of the two kinds is not the time of one averaged step. Where
     # more than one chunk arrives per step (f > 1), every step carries new x new_tok prompt tokens.
-    f = new * n_chunks / per_step  # a prompt step starts per_step prompts (one per attention-DP rank)
+    # prompt steps per step, with the prefills that preemptions make the engine compute again
+    new_pf = new * (1.0 + np.asarray(tech.recompute_tokens, float) / np.maximum(new_tok, 1.0))
+    f = new_pf * n_chunks / per_step  # a prompt step starts per_step prompts (one per attention-DP rank)
     t_pf, t_dec = np.maximum(first.time_s, micros * first.stage_time_s), np.maximum(dec.time_s, micros * dec.stage_time_s)
     ff = np.minimum(f, 1.0)
     with np.errstate(invalid="ignore"):  # a plan whose links cannot carry its collectives prices steps at inf
@@ -206,8 +211,8 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     if len(busy):
         sub = plans.take(busy)
         pick = lambda x: np.broadcast_to(np.asarray(x, float), t.shape)[busy]  # noqa: E731
-        mixed = cm.step(sub, Step(prefill_seqs=pick(new), prefill_tokens=pick(new_tok), prefill_past=pick(hit),
-                                  decode_seqs=np.maximum(pick(micro) - pick(new), 0.0), decode_ctx=pick(rctx),
+        mixed = cm.step(sub, Step(prefill_seqs=pick(new_pf), prefill_tokens=pick(new_tok), prefill_past=pick(hit),
+                                  decode_seqs=np.maximum(pick(micro) - pick(new_pf), 0.0), decode_ctx=pick(rctx),
                                   decode_tokens=pick(k) + 1), parts=False)
         t = np.array(t, dtype=float, copy=True)
         t[busy] = np.maximum(mixed.time_s, pick(micros) * mixed.stage_time_s)

@@ -175,6 +175,20 @@ def on_demand_tokens(engine, isl, osl):
     return isl + (osl // 2 if admission == "ondemand" else (3 * osl) // 4)
 
 
+def recompute_tokens(engine, clients, run, demand, seats, osl):
+    """Prompt tokens a request is prefilled again for, on average, in a closed loop whose clients queue on an engine that
+    admits on demand (Engine.kv_admission ondemand: vLLM) at the count its cache holds: each reply that ends frees its
+    isl + osl tokens of blocks, and the engine admits waiting prompts into all of it while the running sequences'
+    growth needs the osl of it back, so about osl tokens of prompts a reply are admitted, then preempted as the others
+    grow, and computed again. Vectorized; 0 where no client waits, the engine reserves or rations (SGLang's ratio keeps
+    the replies' rest free), or its batch cap binds before memory."""
+    if engine.kv_admission != "ondemand":
+        return 0.0
+    queued = (np.asarray(run, float) < np.asarray(clients, float)) & (np.asarray(run) == np.asarray(demand)) & (
+        np.asarray(demand) < seats)
+    return np.where(queued, np.asarray(osl, float), 0.0)
+
+
 def running(clients, capped: int, demand: int):
     """Sequences a replica runs at once for ``clients`` of its own in a closed loop: all of them up to ``capped`` (what
     KV memory holds at full length, under the engine's cap), past it up to ``demand`` (an on-demand engine's count at
@@ -330,7 +344,7 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                   fit_n, capped, per_seq_mean, demand_n, ctx_max, notes, shared)
 
 
-def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, float, str]:
+def _admit(s: _Setup, batching: str, batch, concurrency, osl: int) -> tuple[int, float, float, str]:
     """(clients over the whole deployment, clients per replica, sequences running at once per replica, the note on
     what caps them). ``--batch`` and ``--concurrency`` count the whole deployment: its ``dp`` replicas share them
     evenly. Closed-loop clients beyond what memory and the engine admit wait in the queue."""
@@ -360,10 +374,13 @@ def _admit(s: _Setup, batching: str, batch, concurrency) -> tuple[int, float, fl
     n_run = running(per, s.capped, s.demand_n)
     if n_run > s.capped >= 1:  # an on-demand engine runs more than fit at full length (on_demand_tokens)
         each, rep = (f" ({n_run:g} on each of {dp} replicas)", " a replica") if dp > 1 else ("", "")
+        again = (f"prefills about {osl:,} prompt tokens a request again, the prompts it admits into a finished reply's "
+                 "blocks and preempts as the others grow (priced here)" if float(recompute_tokens(
+                     s.engine, per, n_run, s.demand_n, cap_seqs, osl)) > 0 else
+                 "preempts few, keeping the running replies' rest free (not priced)")
         s.notes.append(f"{n} clients: {s.engine.name} admits a request while its prompt's blocks are free and grows it on "
                        f"demand, so {n_run * dp:g} run at once{each} at their mean length, where {s.capped}{rep} fit at "
-                       "full length; as they grow it preempts some (their recomputation is not priced here; `simulate "
-                       "--clients` replays it)")
+                       f"full length; it {again}; `simulate --clients` replays it request by request")
     if n_run < per:
         run_all = n_run * dp
         s.notes.append(f"{n} clients, {run_all:g} run at once (KV memory and the engine's batch cap"
@@ -444,7 +461,8 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
                           spec_auto=plan.spec_auto, draft=s.cap.draft, compress_ratio=s.cap.ratio,
                           compress_s=s.cap.compress_s(cm, p, isl),
                           adapter_load_s=s.lora.ttft_s(plan.tp, plan.pp) if s.lora is not None else 0.0,
-                          adp_balance=balance)
+                          adp_balance=balance, recompute_tokens=recompute_tokens(s.engine, n, n_run, s.demand_n,
+                                                                                 s.engine.max_seqs * plan.attention_dp, osl))
         t = inflight(cm, p, n, isl, osl, tech, max_running=n_run, kv_bytes_per_token=kv_per_token)
         spec_used = float(np.asarray(t.spec_k).ravel()[0])
         if s.shared.read is not None:
@@ -573,7 +591,7 @@ def estimate(
     if adp_balance is not None and (adp_balance < 1 or plan.attention_dp < 2 or batching != "inflight"):
         raise PlannerError("--attention-dp-balance needs --attention-dp 2 or more, in-flight batching, and a positive "
                            f"number of decode steps (got {adp_balance} with --attention-dp {plan.attention_dp}, {batching})")
-    n, n_rep, n_run, cap_note = _admit(s, batching, batch, concurrency)
+    n, n_rep, n_run, cap_note = _admit(s, batching, batch, concurrency, osl)
     fits, reason, mem_d, stream_note = _fit(s, n_run, isl, osl)
     timed = fits or (n_run >= 1 and batching == "static")
     t = (_timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], adp_balance or 0) if timed

@@ -22,7 +22,7 @@ from planner.cap.accuracy import model_terms
 from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import kv_bytes_per_seq, max_context
 from planner.serving.batching import Techniques, inflight, static_batch
-from planner.serving.predict import PlanSpec, eviction_of, fitting, on_demand_tokens, prepare, running
+from planner.serving.predict import PlanSpec, eviction_of, fitting, on_demand_tokens, prepare, recompute_tokens, running
 from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
 from planner.specs.model import Model
@@ -66,7 +66,7 @@ def _counts(batching: str, batch: list, concurrency: list, capped: np.ndarray, d
     return n, rep, run, ok
 
 
-def _timing(cm, pg, plan: PlanSpec, hw, cap, evict, batching: str, n, run, isl, osl, kv_per_token: float):
+def _timing(cm, pg, plan: PlanSpec, hw, cap, evict, batching: str, n, run, isl, osl, kv_per_token: float, recompute=0.0):
     """The serving model over the points (one plan row per point): estimate's static or in-flight steady state."""
     if batching == "static":
         return static_batch(cm, pg, n, isl, osl)
@@ -74,7 +74,7 @@ def _timing(cm, pg, plan: PlanSpec, hw, cap, evict, batching: str, n, run, isl, 
                       offload_fraction=0.0, host_bw_bytes_per_s=host_link_bytes_per_s(hw),
                       kv_budget_tokens=evict[1] if evict else np.inf, prefix_hit_tokens=plan.prefix_hit_tokens,
                       spec_auto=plan.spec_auto, draft=None, compress_ratio=cap.ratio,
-                      compress_s=cap.compress_s(cm, pg, isl), adapter_load_s=0.0)
+                      compress_s=cap.compress_s(cm, pg, isl), adapter_load_s=0.0, recompute_tokens=recompute)
     return inflight(cm, pg, n, isl, osl, tech, max_running=run, kv_bytes_per_token=kv_per_token, breakdown=False)
 
 
@@ -122,8 +122,9 @@ def estimate_points(model: str | Model, hardware: str | Hardware, plan: PlanSpec
     ttft, tpot, e2e, tok, rps = (np.full(k, np.nan) for _ in range(5))
     spec = np.full(k, float(plan.spec_k))
     if len(go):
+        again = recompute_tokens(engine, rep[go], run[go], demand[go], seats, osl[go])  # prefills preemptions repeat
         t = _timing(cm, p.take(np.zeros(len(go), np.int64)), plan, hw, cap, evict, batching, rep[go], run[go], isl[go],
-                    osl[go], kv_per_token)
+                    osl[go], kv_per_token, again)
         ttft[go], tpot[go], e2e[go] = t.ttft_s, t.tpot_s, t.e2e_s
         tok[go], rps[go] = t.output_tokens_per_s * plan.dp, t.requests_per_s * plan.dp
         if batching != "static":
