@@ -238,7 +238,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # is the step ``rest`` below counts; the prompts that reached it in those N steps, about N x new, then enter
     # together, so its own prompt step carries them too (as the simulator's replica polls)
     poll_wait, prompt = 0.0, first
-    n_poll = int(getattr(cm, "recv_interval", 1) or 1)
+    n_poll = cm.recv_interval
     if n_poll > 1:
         poll_wait = np.where(run > 1, (n_poll - 1) / 2.0 * (t_dec + draft), 0.0)
         polled = np.clip(new * n_poll, per_step, np.maximum(micro, per_step))

@@ -408,6 +408,11 @@ BENCH_METRICS = (("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s"
 PER_GPU_METRICS = ("output_tokens_per_s_per_gpu", "total_tokens_per_s_per_gpu")
 
 
+def _tokens(mean: float) -> int:
+    """A printed mean length as the whole tokens a request is priced at (at least one)."""
+    return max(int(round(mean)), 1)
+
+
 @dataclass
 class BenchRun:
     """One row of the serving-benchmark schema as the run was set up (bench_run): its layout, lengths, client, server
@@ -437,11 +442,11 @@ class BenchRun:
 
     @property
     def isl(self) -> int:
-        return max(int(round(self.mean_in)), 1)
+        return _tokens(self.mean_in)
 
     @property
     def osl(self) -> int:
-        return max(int(round(self.mean_out)), 1)
+        return _tokens(self.mean_out)
 
     @property
     def capped(self) -> bool:
@@ -457,7 +462,7 @@ def bench_run(r: dict, where: str) -> BenchRun:
     balance = _count(r, "attention_dp_balance", where, 0)
     weights, kv = canonical((r.get("weights") or "").strip()) or None, kv_asked(r.get("kv"))
     mean_in, mean_out = _num(r, "isl", where), _num(r, "osl", where)
-    isl, osl = max(int(round(mean_in)), 1), max(int(round(mean_out)), 1)
+    isl, osl = _tokens(mean_in), _tokens(mean_out)
     ratio = _num(r, "random_range_ratio", where) if (r.get("random_range_ratio") or "").strip() else None
     n = int(_num(r, "num_prompts", where))
     rate_s = str(r.get("rate") or "inf").strip().lower()
@@ -613,7 +618,7 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
         if not b.clients or b.entries or b.n <= b.clients:
             continue
         mid = (1.0 + b.ratio) / 2.0 if b.ratio is not None else 1.0  # a random range's mean over the asked length
-        isl, osl = max(int(round(b.mean_in * mid)), 1), max(int(round(b.mean_out * mid)), 1)
+        isl, osl = _tokens(b.mean_in * mid), _tokens(b.mean_out * mid)
         gpus = b.replicas * b.tp * b.pp * b.adp
         note = "estimate --concurrency: the steady state's means (a median is read as the mean)"
         try:
