@@ -108,8 +108,40 @@ def kv_bytes_per_seq(model: Model, p: PlanArrays, ctx, block_tokens: int = 1, en
     w = model.attention.local_window
     h = 1.0 if model.attention.mla else np.asarray(p.sa_dense, float)
     full_tokens = h * ctx + (1.0 - h) * np.minimum(ctx, np.asarray(p.sa_window, float)) if np.any(h < 1) else ctx
-    kv = (full * full_tokens + swa * (np.minimum(ctx, w) if w else ctx)) / np.asarray(p.cp, float)
+    held_full, held_swa = full * full_tokens, swa * (np.minimum(ctx, w) if w else ctx)
+    rule = getattr(engine, "kv_window_pools", None) if w else None
+    if rule is None or not np.any(swa > 0):
+        kv = held_full + held_swa
+    else:
+        kv = window_pool_charge(held_full, held_swa, ctx, w, rule, float(engine.kv_swa_tokens_ratio))
+    kv = kv / np.asarray(p.cp, float)
     return kv + linear_state_bytes_per_seq(model, p) if model.attention.linear is not None else kv
+
+
+def window_pool_charge(held_full, held_swa, ctx, window: int, rule: str, swa_ratio: float = 0.8) -> np.ndarray:
+    """KV memory one sequence of ``ctx`` tokens costs an engine that keeps a pool per attention-window size with a
+    static share of the memory, where it holds ``held_full`` bytes in the full-length layers' pool and ``held_swa`` in
+    the windowed layers' (``window`` tokens): the memory divided by the sequences the binding pool admits.
+
+    "equal" (TensorRT-LLM's KV cache manager, BaseKVCacheManager::calculateMaxNumBlocks with no
+    TRTLLM_WINDOW_SIZE_SHARES): each distinct window size gets an equal share, so with two, sequences = min(M / 2 /
+    held_full, M / 2 / held_swa) and the cost is 2 max(held_full, held_swa); a window as long as the sequence is one
+    size with the full-length layers (the manager clamps windows to the longest sequence). gpt-oss, half its layers
+    windowed, then holds as many sequences as with every layer at full length.
+
+    "ratio" (SGLang's SWA pool, --swa-full-tokens-ratio r): the windowed layers hold r tokens for every token the
+    full-length ones hold, M = T (F + r S) for F and S bytes a token, so sequences = min(T / ctx, r T / min(ctx, W))
+    and the cost is (F + r S) max(ctx, min(ctx, W) / r)."""
+    ctx = np.asarray(ctx, float)
+    if rule == "equal":
+        two = (held_full > 0) & (ctx > window)
+        return np.where(two, 2.0 * np.maximum(held_full, held_swa), held_full + held_swa)
+    if rule == "ratio":
+        per_tok_full = held_full / np.maximum(ctx, 1.0)
+        per_tok_swa = held_swa / np.maximum(np.minimum(ctx, window), 1.0)
+        cost = (per_tok_full + swa_ratio * per_tok_swa) * np.maximum(ctx, np.minimum(ctx, window) / swa_ratio)
+        return np.where(held_full > 0, cost, held_full + held_swa)  # every layer windowed: one pool, no split
+    raise ValueError(f"unknown KV window-pool rule {rule!r}")
 
 
 def profile_rows(eng: Engine, max_seqs=None):

@@ -104,9 +104,17 @@ class Engine:
     kv_window_freed: bool = True
     # whether those windowed layers draw their blocks from the one pool the full-length layers use, each taking what its
     # window needs (vLLM's hybrid KV cache manager), so a long request's windowed layers leave the pool to its full-length
-    # ones; False: a pool per window size with a static share of memory (TensorRT-LLM 1.x, SGLang's SWA pool), which
-    # the simulator bounds by counting every layer in full (serving.sim.config.build_replica)
+    # ones; False: a pool per window size with a static share of memory (TensorRT-LLM 1.x, SGLang's SWA pool), whose
+    # split kv_window_pools names
     kv_window_shared_pool: bool = False
+    # how an engine with a pool per window size (kv_window_shared_pool False) shares its KV memory between them, which
+    # sets the sequences it holds (costmodel.memory.kv_bytes_per_seq, charged per sequence): None, not modelled (the
+    # simulator counts every layer in full, an upper bound; estimate the windowed layers at their window); "equal", an
+    # equal share of the memory for each window size, so the pool of the full-length layers holds 1 / (window sizes) of
+    # it (TensorRT-LLM's KV cache manager by default since its TRTLLM_WINDOW_SIZE_SHARES change); "ratio", SGLang's SWA
+    # pool, whose windowed layers hold kv_swa_tokens_ratio times the tokens the full-length layers hold
+    kv_window_pools: str | None = None
+    kv_swa_tokens_ratio: float = 0.8  # SGLang --swa-full-tokens-ratio (server_args.py default)
     # whether decode applies Llama-4 chunked attention too (a new token attends over its own chunk, and the KV before
     # the chunk is freed); False: only prefill (context) requests run the chunked kernels, so a decode step attends
     # over, and the cache holds, the whole sequence on those layers, as TensorRT-LLM 1.x does
@@ -551,7 +559,8 @@ class Engine:
         return {"id": self.id, "version": self.version, "name": self.name, "utilization": self.utilization,
                 "kv_policy": self.kv_policy, "max_seqs": self.max_seqs, "max_batched_tokens": self.max_batched_tokens,
                 "kv_block_tokens": self.kv_block_tokens, "kv_window_freed": self.kv_window_freed,
-                "kv_window_shared_pool": self.kv_window_shared_pool,
+                "kv_window_shared_pool": self.kv_window_shared_pool, "kv_window_pools": self.kv_window_pools,
+                "kv_swa_tokens_ratio": self.kv_swa_tokens_ratio,
                 "chunked_attention_decode": self.chunked_attention_decode,
                 "masked_mha_fp32_fraction": self.masked_mha_fp32_fraction, "xqa_query_groups": list(self.xqa_query_groups),
                 "mla_fp8_decode": self.mla_fp8_decode, "mla_fp8_prefill_archs": list(self.mla_fp8_prefill_archs),
@@ -729,6 +738,8 @@ ARCH_ID_FIELDS = ("mmq_reference",)
 
 # settings whose value has a shape of its own: (check, what the error says it must be)
 _SHAPED_SETTINGS = {
+    "kv_swa_tokens_ratio": (lambda f: isinstance(f, (int, float)) and 0.0 < f <= 1.0,
+                            "the windowed layers' tokens per full-length layer token, in (0, 1]"),
     "masked_mha_fp32_fraction": (lambda f: isinstance(f, (int, float)) and 0.0 <= f <= 1.0,
                                  "a fraction of the FP32 peak in [0, 1]"),
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
@@ -804,7 +815,8 @@ class EngineSpec(_Strict):
             raise ValueError(f"unknown engine settings {bad}; known: {sorted(_ENGINE_FIELDS)}")
         s = {k: v.value for k, v in self.settings.items()}
         checks = {"kv_policy": ("free", "total", "static"), "schedule": ("decode_first", "prefill_first"),
-                  "preemption": ("recompute", "swap", None), "admission": ("reserve", "ondemand", "ratio", None)}
+                  "preemption": ("recompute", "swap", None), "admission": ("reserve", "ondemand", "ratio", None),
+                  "kv_window_pools": ("equal", "ratio", None)}
         for k, allowed in checks.items():
             if k in s and s[k] not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {s[k]!r}")

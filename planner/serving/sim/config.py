@@ -240,13 +240,20 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         # sequence, so its bytes per token fall as the context grows; one pool of token blocks is charged what a token
         # costs at the shortest context a resident sequence has (its first prompt chunk), which no longer context
         # exceeds (a Gemma 3 27B sequence, 10 global and 52 windowed layers of 1,024 tokens, takes 0.27 of its all-layer
-        # bytes a token from 8,192 tokens on). A pool per window size with a static share (TensorRT-LLM 1.x) keeps the
-        # bound above, and so does a workload whose prompts can be short (min_prompt unknown)
+        # bytes a token from 8,192 tokens on). A pool per window size with a static share (TensorRT-LLM 1.x, SGLang)
+        # is charged by its split below, and a workload whose prompts can be short (min_prompt unknown) keeps the bound
         ctx = max(1.0, min(float(min_prompt), float(sched.max_batched_tokens or engine.max_batched_tokens)))
         per_tok_dev = min(per_tok_dev, float(kv_bytes_per_seq(model, plans, ctx, engine=engine)[0]) / ctx)
+    # what a token costs the block pool: its bytes, or where the engine keeps a pool per window size with a static
+    # share (Engine.kv_window_pools) the memory that share takes from the others, at the longest request the replica
+    # holds (costmodel.memory.window_pool_charge), so the simulator holds the sequences estimate counts
+    pool_tok = per_tok_dev
+    if getattr(engine, "kv_window_pools", None) and not engine.kv_window_shared_pool and local_kv_layers(model, engine):
+        pool_tok = float(kv_bytes_per_seq(model, plans, max_input, engine=engine)[0]) / max(float(max_input), 1.0)
     kv_cap = float(mem.kv_capacity_bytes[0])
     if cap is not None:  # KV per token at the longest request (streaming heads, cp shards), beside a draft's weights
         per_tok_dev = float(kv_bytes_per_seq(model, plans, max_input)[0]) / max_input + cap.draft_kv_per_seq(max_input, 1) / max_input
+        pool_tok = per_tok_dev
         kv_cap -= cap.extra_bytes()
     gpus = int(tp * pp * cp * adp)
     fabric = Fabric.of(hw)
@@ -256,7 +263,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
                      + (f" ep{ep}" if adp > 1 else "") + f" {weights}/kv-{kv}")
     if kv_cap <= 0:
         raise PlannerError(f"{label} does not fit on {hw.id}: the weights leave no memory for the KV cache")
-    blocks = int(kv_cap // (per_tok_dev * B)) * adp  # each rank's devices hold the KV of that rank's sequences
+    blocks = int(kv_cap // (pool_tok * B)) * adp  # each rank's devices hold the KV of that rank's sequences
     if blocks < 1:
         raise PlannerError(f"{label} on {hw.id} has room for no KV block of {B} tokens")
     lora_c = None
@@ -264,7 +271,7 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         from planner.serving.sim.adapters import sim_lora
 
         lora_c = sim_lora(lora, model, tp=tp, pp=pp, host_bytes_per_s=_host_bw(hw), host_latency_s=_host_latency(hw),
-                          kv_bytes_per_token_gpu=per_tok_dev, block_tokens=B)
+                          kv_bytes_per_token_gpu=pool_tok, block_tokens=B)
         if lora_c.kv_blocks >= blocks:
             raise PlannerError(f"{lora.slots} resident adapters of rank {lora.rank} need {lora_c.kv_blocks} KV blocks; "
                                f"{label} on {hw.id} has {blocks}: lower --lora-resident")
