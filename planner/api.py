@@ -4,6 +4,8 @@ layer (``planner.serving.predict``), so calibration and validation use the same 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -49,6 +51,7 @@ def estimate_at_rate(
     m = get_model(model) if isinstance(model, str) else model
     rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
                       kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=isl + osl,
+                      min_prompt=isl,  # every prompt isl tokens: a shared block pool's windowed layers at their window
                       sched=Scheduler(adp_balance=adp_balance) if adp_balance else None)
     reqs = generate(fixed_workload(isl, osl), requests, rate=rate, seed=seed)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()
@@ -69,11 +72,23 @@ def estimate_at_rate(
     own = d["cost"].get("usd_per_hour_owned")
     d["cost"] = {**d["cost"], "usd_per_million_output_tokens": price / (tok * 3600) * 1e6 if price and tok > 0 else None,
                  "usd_per_million_output_tokens_owned": own / (tok * 3600) * 1e6 if own and tok > 0 else None}
-    d["serving"] = {"rate": rate, "requests": requests, "seed": seed, "arrivals": "poisson",
+    d["serving"] = {"rate": rate, "requests": requests, "seed": seed, "arrivals": "burst" if math.isinf(rate) else "poisson",
                     **{k: s[k] for k in ("ttft_s", "tpot_s", "e2e_latency_s", "requests_per_s", "output_tokens_per_s",
                                          "utilization", "queue", "preemptions", "completed", "duration_s")},
                     "simulator": {"events": res.events, "wall_s": res.wall_s}}
-    d["notes"] = d["notes"] + [f"simulated {requests} requests at {rate:g} req/s (Poisson); TTFT/TPOT are means, percentiles under 'serving'"]
+    # the plan's own notes (formats, front end), not the closed loop's that pricing the memory at the mean batch adds
+    arrivals = "all at once" if math.isinf(rate) else f"at {rate:g} req/s (Poisson)"
+    notes = list(base.notes) + [f"simulated {requests} requests {arrivals}; TTFT/TPOT are means, percentiles under "
+                                "'serving'"]
+    if math.isinf(rate):
+        notes.append(f"a burst: the throughput is over the whole run, its fill and drain included, as a throughput "
+                     f"benchmark of {requests} requests measures it (--requests sets the count); --concurrency max is "
+                     f"the steady state, {base.output_tokens_per_s:.4g} output tokens/s")
+    elif rate > base.requests_per_s:  # past the steady state at the most sequences memory and the engine admit
+        notes.append(f"{rate:g} req/s is more than the plan serves ({base.requests_per_s:.3g} req/s at its max "
+                     f"concurrency): the backlog grows through the run, in the queue or the running batch, so TTFT "
+                     f"and TPOT depend on its length ({requests} requests; --requests sets it)")
+    d["notes"] = notes
     return d
 
 

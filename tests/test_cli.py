@@ -72,6 +72,8 @@ def test_does_not_fit_points_to_the_released_format(capsys):
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--isl", "0"], "at least 1"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "-2"], "positive"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--rate", "0"], "must be positive"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--requests", "50"], "give --rate too"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--rate", "2", "--requests", "0"], "at least 1"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--ep", "2"], "mixture-of-experts"),
     (["validate", "/nonexistent.csv"], "does not exist"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--endpoint", "responses"], "'completions' or 'chat'"),
@@ -539,3 +541,47 @@ def test_simulate_recv_interval_sets_the_schedulers_polling(capsys):
     assert ttft[True][0] > 3 * ttft[False][0] and ttft[True][1] <= ttft[False][1]
     code, _, err = run(base + ["--recv-interval", "0"], capsys)
     assert code == 2 and "recv-interval" in err
+
+
+def test_a_rate_run_past_the_plan_s_throughput_says_so_and_its_length_is_the_user_s(capsys):
+    """TensorRT-LLM 0.14's online-serving page (Llama 3.1 70B, four H100s, 467/256 tokens, 500 requests at 32 req/s)
+    served 12-15 req/s: past that, the backlog grows through a run, so what a run of N requests measures depends on N.
+    `--requests` sets N (the page's 500 is the replay `validate` runs, to the bit), the default is 1000, and a note says
+    the rate is past the throughput; a run the plan keeps up with has no such note, and neither carries the closed
+    loop's notes."""
+    base = ["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--tp", "4", "--weights", "bf16", "--isl", "467", "--osl",
+            "256", "--engine", "trtllm@0.14", "--json"]
+    short = run_json(base + ["--rate", "32", "--requests", "500"], capsys)
+    long = run_json(base + ["--rate", "32"], capsys)
+    assert short["serving"]["requests"] == 500 and long["serving"]["requests"] == 1000
+    assert long["ttft_s"] > 2 * short["ttft_s"]  # twice the run, a longer backlog
+    for d in (short, long):
+        assert any("more than the plan serves" in n for n in d["notes"])
+        assert not any("staggered loop" in n or "clients" in n for n in d["notes"])
+    easy = run_json(base + ["--rate", "4", "--requests", "300"], capsys)
+    assert not any("more than the plan serves" in n for n in easy["notes"])
+
+
+def test_the_rate_run_s_default_length_is_the_api_s():
+    import inspect
+
+    from planner.api import estimate_at_rate
+    from planner.studies.params import DEFAULT_RATE_REQUESTS
+
+    assert inspect.signature(estimate_at_rate).parameters["requests"].default == DEFAULT_RATE_REQUESTS
+
+
+def test_rate_inf_prices_a_burst_below_the_steady_state(capsys):
+    """`--rate inf` queues every request at once, as a throughput benchmark does. With 300 requests of 1000/1000
+    tokens on one H100 (Llama 3.1 8B; 224 fit at once) the run fills, runs a second wave of a third of its batch, whose
+    decode steps each read the whole weights for fewer sequences, and drains, so it moves fewer tokens a second than
+    the steady state `--concurrency max` prices (0.90x when written), and says so."""
+    base = ["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--isl", "1000", "--osl", "1000", "--json"]
+    steady = run_json(base + ["--concurrency", "max"], capsys)
+    burst = run_json(base + ["--rate", "inf", "--requests", "300"], capsys)
+    assert burst["serving"]["arrivals"] == "burst" and burst["serving"]["requests"] == 300
+    assert steady["plan"]["running"] < 300 < 2 * steady["plan"]["running"]
+    assert burst["output_tokens_per_s"] < 0.95 * steady["output_tokens_per_s"]
+    assert any(n.startswith("a burst:") for n in burst["notes"])
+    code, out, err = run(base[:-1] + ["--rate", "-1"], capsys)
+    assert code == 2 and "must be positive" in err

@@ -45,7 +45,7 @@ def _kind(cls, name: str) -> str | None:
         return "tokens"
     if name in ("gpus", "tp", "pp", "ep", "dp", "batch", "max_gpus", "max_seqs", "max_batched_tokens", "prefill_tp"):
         return "posint"
-    if name == "rate" and "str" in s:  # simulate: requests/s or 'inf' (all at once)
+    if name == "rate" and ("str" in s or "_estimate_rate" in s):  # simulate, estimate: requests/s or 'inf' (all at once)
         return "simrate"
     if name in ("rate", "cv", "max_cost") and "float" in s:
         return "posfloat"

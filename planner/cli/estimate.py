@@ -4,6 +4,7 @@ typer; --json prints without rich, and so do the tables wherever planner.cli.pla
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from planner.cli.common import flatten, gib, ms, num, print_csv, print_json
@@ -51,7 +52,7 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
         from planner.api import estimate_at_rate
 
         d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=request_engine(req),
-                             adp_balance=req.attention_dp_balance)
+                             adp_balance=req.attention_dp_balance, **({"requests": req.requests} if req.requests else {}))
         d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
         return
@@ -90,7 +91,8 @@ def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None =
         s = d.get("serving")
         if s:
             t = Table([(c, "left" if c == "metric" else "right") for c in ("metric", "mean", "p50", "p90", "p99")],
-                      title=f"at {rate:g} req/s (simulated, {s['requests']} requests)")
+                      title=(f"all at once (simulated, {s['requests']} requests)" if math.isinf(rate) else
+                             f"at {rate:g} req/s (simulated, {s['requests']} requests)"))
             for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT (mean inter-token)"), ("e2e_latency_s", "end-to-end")):
                 t.add_row(name, *(ms(s[key][q]) for q in ("mean", "p50", "p90", "p99")))
             out.append(t)

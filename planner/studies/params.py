@@ -169,7 +169,14 @@ def _sim_rate(v: Any) -> Any:
     return r
 
 
+def _estimate_rate(v: Any) -> Any:
+    """estimate's --rate: requests/s, or 'inf' (every request queued at once) as a float."""
+    r = _sim_rate(v)
+    return math.inf if r == "inf" else r
+
+
 MAX_TOKENS = 100_000_000  # longer than any model's context by 10x; beyond it an input is a typo
+DEFAULT_RATE_REQUESTS = 1000  # requests an `estimate --rate` run sends: planner.api.estimate_at_rate's default
 MAX_REQUESTS = 10_000_000
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -341,7 +348,12 @@ class EstimateRequest(Ownership, Adapters, Layout):
     batching: Literal["static", "inflight"] = _d("inflight", "static (all requests start together) or inflight (continuous batching)")
     batch: PositiveInt | None = _d(None, "requests in the static batch (all --dp replicas together)")
     concurrency: PositiveInt | Literal["max"] | None = _d(None, "clients in a closed loop (inflight), shared evenly by the --dp replicas, or 'max' (default)")
-    rate: PositiveFloat | None = _d(None, "arrival rate in requests/s (runs the serving simulator)")
+    rate: Annotated[float | None, BeforeValidator(_estimate_rate)] = _d(
+        None, "arrival rate in requests/s (runs the serving simulator), or 'inf': every request queued at once, as a "
+              "throughput benchmark runs them (trtllm-bench, vllm bench throughput)")
+    requests: Annotated[int | None, Field(ge=1, le=MAX_REQUESTS)] = _d(
+        None, f"requests the --rate run sends (default {DEFAULT_RATE_REQUESTS}, the count vLLM's and SGLang's serving "
+              "benchmarks send): past the plan's throughput the queue grows through the run, and TTFT with it")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
@@ -352,6 +364,8 @@ class EstimateRequest(Ownership, Adapters, Layout):
     def _batching(self):
         if self.rate is not None and (self.batching != "inflight" or self.batch is not None or self.concurrency is not None):
             raise ValueError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
+        if self.requests is not None and self.rate is None:
+            raise ValueError("--requests sets the length of a --rate run: give --rate too")
         if self.attention_dp_balance is not None and self.batching == "static":
             raise ValueError("--attention-dp-balance holds arriving prompts: it applies to --concurrency or --rate, not "
                              "to a static batch")

@@ -31,7 +31,7 @@ def _predict(r: EstimateRequest, hw, plan) -> dict:
         from planner.api import estimate_at_rate  # the serving simulator
 
         e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=request_engine(r),
-                             adp_balance=r.attention_dp_balance)
+                             adp_balance=r.attention_dp_balance, **({"requests": r.requests} if r.requests else {}))
         return e if isinstance(e, dict) else e.to_dict()
     from planner.api import estimate
 
