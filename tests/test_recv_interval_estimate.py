@@ -22,13 +22,14 @@ def _engine(n):
 
 def test_the_poll_wait_from_first_principles():
     """(N + 1) / 2 decode steps on average where one step was waited before, the extra (N - 1) / 2 at the decode step's
-    time; the prompt step then carries the N x (clients / osl) prompts that reached the engine in N steps. TPOT and
-    throughput do not change: the same prompts are computed, only later and together."""
+    time; the prompt step then carries the N x (clients / osl) prompts that reached the engine in N steps. On an engine
+    that mixes prompts into the decode steps (decode_first) TPOT and throughput do not change: the same prompts are
+    computed, only later and together."""
     m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
     c, isl, osl, n = 64, 1024, 256, 16
     out = {}
     for every in (1, n):
-        eng = _engine(every).for_hardware(hw, 1, 1)
+        eng = _engine(every).with_(schedule="decode_first").for_hardware(hw, 1, 1)
         cm = CostModel(m, hw, engine=eng)
         p = make_plans(m, hw, weights="bf16", kv="bf16", engine=eng)
         out[every] = inflight(cm, p, c, isl, osl, Techniques(), max_running=c)
@@ -43,6 +44,34 @@ def test_the_poll_wait_from_first_principles():
     assert float(together.time_s[0]) > float(one.time_s[0])  # four prompts in the step, not one
     for key in ("tpot_s", "output_tokens_per_s", "requests_per_s"):
         assert float(getattr(out[n], key)[0]) == pytest.approx(float(getattr(out[1], key)[0]), rel=1e-12)
+
+
+def test_prefill_first_steps_from_first_principles():
+    """SGLang prefills while prompts wait and pauses the decodes meanwhile (no mixed chunk), so a decode step pays the
+    prompt steps in full: the prompts that reach the engine in max(N, 2) decode steps (two: its overlap scheduler has
+    the next step formed before a reply's next prompt arrives) share one prefill step, c / osl prompts a step, and
+
+        throughput = c / (t_dec + s t_pf)      TPOT = t_dec + s t_pf (c - 1) / c      s = (c / osl) / q
+
+    with q = max(1, prompts waiting) prompts in the step of time t_pf. Polling every N steps batches more prompts into
+    fewer prefill steps, so here, unlike the mixed steps above, the throughput rises with N."""
+    m, hw = get_model("llama-3.1-8b"), get_hardware("h100-sxm")
+    c, isl, osl = 256, 1024, 512
+    got = {}
+    for every in (1, 16):
+        eng = _engine(every).for_hardware(hw, 1, 1)
+        assert eng.schedule == "prefill_first" and eng.async_scheduling
+        cm = CostModel(m, hw, engine=eng)
+        p = make_plans(m, hw, weights="bf16", kv="bf16", engine=eng)
+        got[every] = inflight(cm, p, c, isl, osl, Techniques(), max_running=c)
+        new = c / osl
+        q = max(1.0, new * max(every, 2))
+        t_dec = float(cm.step(p, Step(decode_seqs=c, decode_ctx=isl + osl / 2)).time_s[0])
+        t_pf = float(cm.step(p, Step(prefill_seqs=q, prefill_tokens=isl)).time_s[0])
+        s = new / q
+        assert float(got[every].output_tokens_per_s[0]) == pytest.approx(c / (t_dec + s * t_pf), rel=1e-9)
+        assert float(got[every].tpot_s[0]) == pytest.approx(t_dec + s * t_pf * (c - 1) / c, rel=1e-9)
+    assert float(got[16].output_tokens_per_s[0]) > float(got[1].output_tokens_per_s[0])
 
 
 def test_a_lone_client_finds_the_engine_idle():

@@ -32,9 +32,12 @@ def test_the_same_rows_come_back_in_the_same_order(both):
 
 def test_the_user_path_stays_as_close_as_recorded(both):
     """The medians this path measured when it was added (December 2026): median TTFT 25.8 %, TPOT 12.9 %, output
-    rate per GPU 11.9 %, within a point of the replay's (26.5, 12.4, 12.1 %). A change to the steady state that takes
-    estimate's closed loops further from the runs fails here."""
-    recorded = {"median_ttft_s": 0.258, "mean_tpot_s": 0.129, "output_tokens_per_s_per_gpu": 0.119}
+    rate per GPU 11.9 %, within a point of the replay's (26.5, 12.4, 12.1 %). Since SGLang's prompts run in prefill
+    steps of their own in the steady state too (the simulator's rule) its rows follow the replay run by run, within
+    0-3 %, and the medians read 26.0, 12.6 and 12.6 % (the output rate's 11.9 had been an error of the steady state
+    partly cancelling one of the model's: SGLang on MI300X at 64 clients read 1.53x where the replay reads 1.44x). A
+    change to the steady state that takes estimate's closed loops further from the runs fails here."""
+    recorded = {"median_ttft_s": 0.260, "mean_tpot_s": 0.126, "output_tokens_per_s_per_gpu": 0.126}
     for what, median in recorded.items():
         ape = [r.ape for r in both["estimate"].rows if r.what == what]
         assert statistics.median(ape) <= median + 0.005, what

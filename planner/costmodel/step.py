@@ -336,6 +336,9 @@ class CostModel:
         # decode steps between the scheduler's polls for new requests (Engine.recv_interval): a closed loop's TTFT waits
         # for the next poll (serving/batching.py _steady)
         self.recv_interval = int(getattr(engine, "recv_interval", 1) or 1)
+        # prompts run in steps of their own while they wait, the running decodes paused (Engine.schedule
+        # prefill_first: SGLang without mixed chunks), priced so in the steady state (serving/batching.py _steady)
+        self.prefill_first = getattr(engine, "schedule", "decode_first") == "prefill_first"
         # a step outside CUDA graphs (one that carries a prompt, or more decode sequences a rank than the largest
         # captured graph) is issued call by call from the host: Engine.eager_kernel_overhead_s a kernel call (0: unknown)
         self.eager_call_s = float(getattr(engine, "eager_kernel_overhead_s", 0.0) or 0.0)

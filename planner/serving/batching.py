@@ -223,6 +223,16 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     ff_seen = ff * others
     with np.errstate(invalid="ignore"):
         t_seen = np.where(ff >= 1.0, t, ff_seen * t_pf + (1.0 - ff_seen) * t_dec)
+    n_poll = cm.recv_interval
+    solo = None
+    if cm.prefill_first:
+        # an engine that prefills while prompts wait and pauses the running decodes meanwhile (SGLang: no mixed chunk)
+        # runs the prompts in steps of their own, as the simulator's replica does: after a decode step the prompts that
+        # reached it (new a step, or the N x new of a poll cycle) enter one prefill step, up to its token budget, a
+        # prompt longer than the budget in budget-sized chunks; the decode steps pay every such step in full
+        solo, s_pf = _prefill_steps(cm, plans, new_pf, new_tok, hit, micros, n_poll)
+        t = t_dec + s_pf * solo
+        t_seen = t_dec + s_pf * others * solo
     # the drafts ride in every step; each prompt's own device work (compressor, draft prefill) comes before its first
     # token too, so a client's tokens wait only on the others'
     draft, per_prompt = _draft_time(tech, dec, k, micro, ctx), new * _per_prompt_s(tech, new_tok)
@@ -238,13 +248,14 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # is the step ``rest`` below counts; the prompts that reached it in those N steps, about N x new, then enter
     # together, so its own prompt step carries them too (as the simulator's replica polls)
     poll_wait, prompt = 0.0, first
-    n_poll = cm.recv_interval
     if n_poll > 1:
         poll_wait = np.where(run > 1, (n_poll - 1) / 2.0 * (t_dec + draft), 0.0)
         polled = np.clip(new * n_poll, per_step, np.maximum(micro, per_step))
-        prompt = cm.step(plans, Step(prefill_seqs=polled, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
-                                     decode_seqs=np.maximum(micro - polled, 0.0), decode_ctx=rctx, decode_tokens=k + 1),
-                         parts=False)
+        if solo is None:
+            prompt = cm.step(plans, Step(prefill_seqs=polled, prefill_tokens=chunk,
+                                         prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
+                                         decode_seqs=np.maximum(micro - polled, 0.0), decode_ctx=rctx,
+                                         decode_tokens=k + 1), parts=False)
     # attention-DP balancing holds a prompt until one waits for every rank (the prompt step then starts one a rank, as
     # ``first`` has it) or B decode steps have passed since the first was held. With the clients out of step the prompts
     # arrive evenly, ``new`` a step: the ranks' adp - 1 others come in (adp - 1) / new steps, over which a held prompt
@@ -267,7 +278,12 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # the clients fall out of step, one prompt per boundary, as the simulator has them)
     overhead = _request_overhead_s(cm)
     rest = np.where(run > 1, np.maximum(t - overhead, 0.0), 0.0)
-    service_ttft = (n_chunks * np.maximum(prompt.time_s, prompt.stage_time_s) + overhead + _per_prompt_s(tech, new_tok)
+    if solo is None:
+        own = n_chunks * np.maximum(prompt.time_s, prompt.stage_time_s)
+    else:  # its chunks' prefill steps, beside the prompts that entered with it; the step it waits out is a decode step
+        own = np.ceil(new_tok / np.maximum(_prefill_chunk(cm, new_tok), 1.0)) * solo
+        rest = np.where(run > 1, np.maximum(t_dec + draft - overhead, 0.0), 0.0)
+    service_ttft = (own + overhead + _per_prompt_s(tech, new_tok)
                     + np.asarray(tech.adapter_load_s, float) + lag + rest + poll_wait + hold)
     tokens_per_s = run * E / t
     rps = tokens_per_s / osl
@@ -277,6 +293,33 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     e2e = ttft + (osl - 1) * tpot
     return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None,
                   spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait, balance_wait_s=hold)
+
+
+def _prefill_chunk(cm: CostModel, new_tok):
+    """Prompt tokens one prefill step takes from a prompt on an engine that prefills in steps of their own: the whole
+    prompt, or its budget's worth (the engine's max_batched_tokens, SGLang's chunked_prefill_size) when longer."""
+    return np.minimum(np.asarray(new_tok, float), float(cm.engine.max_batched_tokens))
+
+
+def _prefill_steps(cm: CostModel, plans: PlanArrays, new_pf, new_tok, hit, micros, n_poll: int):
+    """(time of one prefill-only step, prefill steps per decode step) on an engine that runs prompts in steps of their
+    own (Engine.schedule prefill_first). The prompts that wait when a step is formed, new_pf a decode step over the
+    steps since the last prefill step (a poll cycle of N steps, or two with async scheduling), share one step up to
+    its token budget; a prompt longer than the budget takes one chunk a
+    step. A step carries q = clip(prompts waiting, 1, budget / chunk) chunks, and a decode step needs new_pf x chunks
+    per prompt / q of them."""
+    chunk_b = _prefill_chunk(cm, new_tok)
+    n_b = np.ceil(np.asarray(new_tok, float) / np.maximum(chunk_b, 1.0))
+    # a prompt sent when a reply ends reaches the engine after the step that followed it began; an engine that forms
+    # each step while the one before runs (async scheduling: SGLang's overlap scheduler) has formed the step after
+    # that too, so the prompts of two decode steps' replies meet in one prefill step (the simulator's replica, which
+    # forms steps the same way, runs about one prefill step every two decode steps at 1,024/1,024)
+    cycle = max(int(n_poll), 2 if cm.async_scheduling else 1)
+    waiting = np.asarray(new_pf, float) * cycle
+    q = np.clip(waiting, 1.0, np.maximum(float(cm.engine.max_batched_tokens) / np.maximum(chunk_b, 1.0), 1.0))
+    step = cm.step(plans, Step(prefill_seqs=q, prefill_tokens=chunk_b, prefill_past=hit + (n_b - 1.0) * chunk_b / 2.0),
+                   parts=False)
+    return np.maximum(step.time_s, micros * step.stage_time_s), np.asarray(new_pf, float) * n_b / q
 
 
 def _draft_time(tech: Techniques, dec: StepCost, k, micro, ctx):
