@@ -230,7 +230,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
         # runs the prompts in steps of their own, as the simulator's replica does: after a decode step the prompts that
         # reached it (new a step, or the N x new of a poll cycle) enter one prefill step, up to its token budget, a
         # prompt longer than the budget in budget-sized chunks; the decode steps pay every such step in full
-        solo, s_pf = _prefill_steps(cm, plans, new_pf, new_tok, hit, micros, n_poll)
+        solo, s_pf = _prefill_steps(cm, plans, new_pf, new_tok, hit, micros, n_poll, tech.chunk_tokens)
         t = t_dec + s_pf * solo
         t_seen = t_dec + s_pf * others * solo
     # the drafts ride in every step; each prompt's own device work (compressor, draft prefill) comes before its first
@@ -281,7 +281,7 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     if solo is None:
         own = n_chunks * np.maximum(prompt.time_s, prompt.stage_time_s)
     else:  # its chunks' prefill steps, beside the prompts that entered with it; the step it waits out is a decode step
-        own = np.ceil(new_tok / np.maximum(_prefill_chunk(cm, new_tok), 1.0)) * solo
+        own = np.ceil(new_tok / np.maximum(_prefill_chunk(cm, new_tok, tech.chunk_tokens), 1.0)) * solo
         rest = np.where(run > 1, np.maximum(t_dec + draft - overhead, 0.0), 0.0)
     service_ttft = (own + overhead + _per_prompt_s(tech, new_tok)
                     + np.asarray(tech.adapter_load_s, float) + lag + rest + poll_wait + hold)
@@ -295,20 +295,26 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
                   spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait, balance_wait_s=hold)
 
 
-def _prefill_chunk(cm: CostModel, new_tok):
-    """Prompt tokens one prefill step takes from a prompt on an engine that prefills in steps of their own: the whole
-    prompt, or its budget's worth (the engine's max_batched_tokens, SGLang's chunked_prefill_size) when longer."""
-    return np.minimum(np.asarray(new_tok, float), float(cm.engine.max_batched_tokens))
+def _prefill_budget(cm: CostModel, chunk_tokens) -> np.ndarray:
+    """Prompt tokens one prefill step holds on an engine that prefills in steps of their own: the chunked-prefill
+    budget asked for (--chunk-tokens), else the engine's max_batched_tokens (SGLang's chunked_prefill_size)."""
+    asked = np.asarray(chunk_tokens, float)
+    return np.where(asked > 0, asked, float(cm.engine.max_batched_tokens))
 
 
-def _prefill_steps(cm: CostModel, plans: PlanArrays, new_pf, new_tok, hit, micros, n_poll: int):
+def _prefill_chunk(cm: CostModel, new_tok, chunk_tokens=0):
+    """Prompt tokens one such step takes from a prompt: the whole prompt, or the budget's worth when longer."""
+    return np.minimum(np.asarray(new_tok, float), _prefill_budget(cm, chunk_tokens))
+
+
+def _prefill_steps(cm: CostModel, plans: PlanArrays, new_pf, new_tok, hit, micros, n_poll: int, chunk_tokens=0):
     """(time of one prefill-only step, prefill steps per decode step) on an engine that runs prompts in steps of their
     own (Engine.schedule prefill_first). The prompts that wait when a step is formed, new_pf a decode step over the
     steps since the last prefill step (a poll cycle of N steps, or two with async scheduling), share one step up to
     its token budget; a prompt longer than the budget takes one chunk a
     step. A step carries q = clip(prompts waiting, 1, budget / chunk) chunks, and a decode step needs new_pf x chunks
     per prompt / q of them."""
-    chunk_b = _prefill_chunk(cm, new_tok)
+    chunk_b = _prefill_chunk(cm, new_tok, chunk_tokens)
     n_b = np.ceil(np.asarray(new_tok, float) / np.maximum(chunk_b, 1.0))
     # a prompt sent when a reply ends reaches the engine after the step that followed it began; an engine that forms
     # each step while the one before runs (async scheduling: SGLang's overlap scheduler) has formed the step after
@@ -316,7 +322,7 @@ def _prefill_steps(cm: CostModel, plans: PlanArrays, new_pf, new_tok, hit, micro
     # forms steps the same way, runs about one prefill step every two decode steps at 1,024/1,024)
     cycle = max(int(n_poll), 2 if cm.async_scheduling else 1)
     waiting = np.asarray(new_pf, float) * cycle
-    q = np.clip(waiting, 1.0, np.maximum(float(cm.engine.max_batched_tokens) / np.maximum(chunk_b, 1.0), 1.0))
+    q = np.clip(waiting, 1.0, np.maximum(_prefill_budget(cm, chunk_tokens) / np.maximum(chunk_b, 1.0), 1.0))
     step = cm.step(plans, Step(prefill_seqs=q, prefill_tokens=chunk_b, prefill_past=hit + (n_b - 1.0) * chunk_b / 2.0),
                    parts=False)
     return np.maximum(step.time_s, micros * step.stage_time_s), np.asarray(new_pf, float) * n_b / q
