@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from planner.serving.host import host_kv_bytes_per_device
 from planner.specs.engine import get_engine
 from planner.specs.loader import get_hardware, get_model
@@ -23,6 +25,13 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine="trtllm
     # rather than being told to stop chunking and take whole max-length prompts in one step
     chunked = bool(chunk) or (bool(getattr(eng, "chunked_prefill", False)) and isl <= eng.max_batched_tokens)
     conc = p["concurrency_per_replica"]
+    # an engine that runs prompts whole takes the running decodes into the same step budget: the plan was priced with
+    # room for a prompt beside them (serving.predict.budget_note), so the server gets that budget, as trtllm-bench
+    # sizes it (its limit is per attention-DP rank; the emitters divide this replica-wide one by the ranks)
+    toks = chunk or eng.max_batched_tokens
+    need = None if chunked else eng.budget_beside_prompt(isl, conc / adp - 1.0)
+    if need is not None:
+        toks = math.ceil(need) * adp
     spec = None
     if p["speculative"]:
         spec = {"method": "mtp" if m.mtp_layers > 0 else "draft",
@@ -41,7 +50,7 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine="trtllm
         # attention-DP plans run one engine over tp x adp GPUs with data-parallel attention (DeepSeek style)
         "tp": p["tp"] * adp, "pp": p["pp"], "ep": p["ep"], "dp": p["replicas"], "attention_dp": adp > 1, "attention_dp_size": adp,
         "weights": p["weights"], "kv": p["kv"],
-        "max_num_seqs": conc, "max_num_batched_tokens": chunk or eng.max_batched_tokens,
+        "max_num_seqs": conc, "max_num_batched_tokens": toks,
         "chunked_prefill": chunked, "max_model_len": min(m.max_context, max(isl + osl, rec["max_context_tokens"])),
         "speculative": spec, "disaggregated": dis, "kv_offload_gib": round(offload_gib, 1),
         "gpu_memory_utilization": eng.utilization,

@@ -598,6 +598,10 @@ def estimate(
          else _no_timing(s))
     gpus = plan.gpus
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
+    if timed and batching == "inflight":
+        note = budget_note(s.engine, s.isl_m, n_run / max(plan.attention_dp, 1), plan)
+        if note:
+            s.notes.append(note)
     if timed and s.engine.request_overhead_s > 0:
         s.notes.append(front_end_note(s.engine))
     return Estimate(
@@ -616,6 +620,25 @@ def estimate(
         lora=t["lora"], intra_gpu_pd=t["intra"], finetune=t["finetune"], variants=s.variants,
         uncertainty=_band(hw.id, m, t["ttft_s"], t["tpot_s"], osl, s.engine),
     )
+
+
+def budget_note(engine: Engine, isl: float, running_per_rank: float, plan: PlanSpec) -> str | None:
+    """The note where an engine that runs prompts whole (TensorRT-LLM, chunked prefill off) has no room in its step
+    budget for a prompt beside the running decodes: at its default it admits a prompt only once the batch has drained
+    to what fits beside it (serially, for a prompt as long as the budget), while the steady state here prices the batch
+    memory admits, the budget raised as trtllm-bench sizes it for itself (isl + the batch)."""
+    each = 1.0 + max(float(plan.spec_k), 0.0)
+    need = engine.budget_beside_prompt(isl, running_per_rank - 1.0, each, chunked=True if plan.chunk_tokens else None)
+    if need is None:
+        return None
+    room = max(int((engine.max_batched_tokens - isl) // each), 0)
+    flag = engine.flags.get("max_batched_tokens", "max_num_tokens")
+    return (f"{engine.name} runs a prompt whole (chunked prefill off) in a step whose token budget the running decodes "
+            f"share: at its default {engine.max_batched_tokens:,} ({flag}) a {isl:,.0f}-token prompt enters beside at "
+            f"most {room:,} of them, so new prompts wait for the batch to drain to that"
+            + (" and run one at a time" if room == 0 else "")
+            + f"; priced at {running_per_rank:,.0f} running, with the budget raised to {need:,.0f} tokens (what "
+            "trtllm-bench sizes for itself), or chunked prefill on (--chunk-tokens)")
 
 
 def front_end_note(engine: Engine) -> str:

@@ -386,6 +386,19 @@ class Engine:
                 f"({budget:,.0f} tokens, {self.flags.get('max_batched_tokens', 'max_num_tokens')}): a {prompt_tokens:,.0f}-token "
                 f"prompt needs the budget raised to at least that, or chunked prefill on")
 
+    def budget_beside_prompt(self, prompt_tokens: float, decoding: float, tokens_each: float = 1.0,
+                             chunked: bool | None = None) -> float | None:
+        """The step budget an engine that runs prompts whole needs for a ``prompt_tokens`` prompt to enter beside
+        ``decoding`` running sequences of ``tokens_each`` tokens a step (its decodes take the budget first:
+        TensorRT-LLM's MicroBatchScheduler stops at the first request that does not fit), where that is more than its
+        max_batched_tokens; None where the budget holds them, the engine chunks prompts (``chunked``, default the
+        profile's), or a prompt longer than the budget is refused anyway (long_prompt_note)."""
+        chunked = self.chunked_prefill if chunked is None else chunked
+        if not self.prompt_within_budget or chunked or prompt_tokens > self.max_batched_tokens:
+            return None
+        need = prompt_tokens + max(decoding, 0.0) * tokens_each
+        return need if need > self.max_batched_tokens else None
+
     @property
     def flags(self) -> dict[str, str]:
         return dict(self.flag_items)
