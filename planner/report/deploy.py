@@ -29,7 +29,8 @@ def deployment_plan(rec: dict, model_id: str, isl: int, osl: int, engine="trtllm
     # room for a prompt beside them (serving.predict.budget_note), so the server gets that budget, as trtllm-bench
     # sizes it (its limit is per attention-DP rank; the emitters divide this replica-wide one by the ranks)
     toks = chunk or eng.max_batched_tokens
-    need = None if chunked else eng.budget_beside_prompt(isl, conc / adp - 1.0)
+    each = 1.0 + (p["speculative"]["draft_tokens"] if p["speculative"] else 0)  # a decode's tokens a step
+    need = None if chunked else eng.budget_beside_prompt(isl, conc / adp - 1.0, each)
     if need is not None:
         toks = math.ceil(need) * adp
     spec = None

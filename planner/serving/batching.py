@@ -311,9 +311,8 @@ def _prefill_steps(cm: CostModel, plans: PlanArrays, new_pf, new_tok, hit, micro
     """(time of one prefill-only step, prefill steps per decode step) on an engine that runs prompts in steps of their
     own (Engine.schedule prefill_first). The prompts that wait when a step is formed, new_pf a decode step over the
     steps since the last prefill step (a poll cycle of N steps, or two with async scheduling), share one step up to
-    its token budget; a prompt longer than the budget takes one chunk a
-    step. A step carries q = clip(prompts waiting, 1, budget / chunk) chunks, and a decode step needs new_pf x chunks
-    per prompt / q of them."""
+    its token budget; a prompt longer than the budget takes one chunk a step. A step carries q = clip(prompts waiting,
+    1, budget / chunk) chunks, and a decode step needs new_pf x chunks per prompt / q of them."""
     chunk_b = _prefill_chunk(cm, new_tok, chunk_tokens)
     n_b = np.ceil(np.asarray(new_tok, float) / np.maximum(chunk_b, 1.0))
     # a prompt sent when a reply ends reaches the engine after the step that followed it began; an engine that forms
