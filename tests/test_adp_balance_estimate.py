@@ -33,7 +33,9 @@ def test_the_hold_from_first_principles(osl):
     """128 clients finish osl-token replies at 128 / osl a decode step. At 1,000 tokens the other 7 ranks' prompts
     come in 54.7 steps, within the 60-step timeout: a held prompt waits half of that. At 8,000 they would take 437
     steps: the hold times out after 60 with 1 + 0.016 x 60 = 1.96 prompts held, the first for all 60 steps, the others
-    30 on average. TPOT and throughput do not change."""
+    30 on average. The held prompts then share prompt steps, one a rank, where without the hold a prompt step
+    carries the first prompt and those that arrive while it waits for its step (1 + new x 1.5 with the overlap
+    scheduler), so balancing gains throughput and inter-token latency."""
     c, B = 128, 60
     plain, _ = _steady(c, osl, 0)
     held, t_dec = _steady(c, osl, B)
@@ -43,9 +45,9 @@ def test_the_hold_from_first_principles(osl):
     steps = fill / 2 if fill <= B else (B + (k - 1) * B / 2) / k
     assert (fill <= B) == (osl == 1000)
     assert float(held.balance_wait_s[0]) == pytest.approx(steps * t_dec, rel=1e-9)
-    assert float(held.ttft_s[0] - plain.ttft_s[0]) == pytest.approx(steps * t_dec, rel=1e-9)
-    for key in ("tpot_s", "output_tokens_per_s"):
-        assert float(getattr(held, key)[0]) == pytest.approx(float(getattr(plain, key)[0]), rel=1e-12)
+    assert float(plain.balance_wait_s) == 0.0
+    assert float(held.output_tokens_per_s[0]) > float(plain.output_tokens_per_s[0])
+    assert float(held.tpot_s[0]) < float(plain.tpot_s[0])
 
 
 def test_a_lone_client_is_not_held():

@@ -453,7 +453,8 @@ def test_a_simulated_rate_runs_attention_dp(capsys):
                               "--ep", "8", "--concurrency", "64", "--json", *extra], capsys)
         assert code == 0, err
         steady[bool(extra)] = json.loads(out)
-    assert steady[True]["ttft_s"] > steady[False]["ttft_s"] and steady[True]["tpot_s"] == steady[False]["tpot_s"]
+    # held prompts share prompt steps, one a rank, where unheld ones come a few at a time: a lower TPOT for the wait
+    assert steady[True]["ttft_s"] > steady[False]["ttft_s"] and steady[True]["tpot_s"] < steady[False]["tpot_s"]
 
 
 def test_simulate_attention_dp_balance(capsys):

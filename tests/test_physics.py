@@ -647,30 +647,36 @@ def test_an_expert_loop_pays_a_kernel_gap_per_call_a_grouped_gemm_does_not():
     assert gaps(b) - gaps(a) == pytest.approx((launches - grouped_launches) * grouped.kernel_s, rel=1e-6)
 
 
-def test_attention_dp_steady_state_prefills_one_prompt_per_rank_per_prompt_step():
-    """With N attention-DP ranks stepping together, a prompt step carries one prompt on each rank, so the share of
-    steps that carry prompts is (prompts started per step) / N, not the prompt rate itself."""
+@pytest.mark.parametrize("balance", [0, 10_000])
+def test_attention_dp_steady_state_prefills_one_prompt_per_rank_per_prompt_step(balance):
+    """With N attention-DP ranks stepping together a prompt step carries its prompts one a rank, in parallel, so the
+    share of steps that carry prompts is (prompts started per step) / (prompts a step). Balancing (a hold as long as
+    it takes) lines N up; without it a step carries the first prompt and those that arrive while it waits for its step
+    (half a step on an engine that does not schedule ahead): 1 + new / 2."""
     from planner.serving.batching import Techniques, inflight
 
     m, hw = get_model("qwen3-235b-a22b"), get_hardware("h200-sxm")
     cm = CostModel(m, hw)
+    assert not cm.async_scheduling and cm.recv_interval == 1
     run, isl, osl = 256.0, 8192.0, 1024.0
     per_token = op(cm.step(make_plans(m, hw, tp=1, weights="fp8", kv="fp8"), Step(decode_seqs=1, decode_ctx=10)),
                    Op.QKV_PROJ).flops[0]
+    new = run / osl  # 0.25 prompts start per step
     for adp in (1, 4):
         p = make_plans(m, hw, tp=1, ep=adp, adp=adp, weights="fp8", kv="fp8")
-        t = inflight(cm, p, run, isl, osl, Techniques())
-        first = cm.step(p, Step(prefill_seqs=adp, prefill_tokens=isl, decode_seqs=run - adp, decode_ctx=isl + osl / 2))
+        t = inflight(cm, p, run, isl, osl, Techniques(adp_balance=balance if adp > 1 else 0))
+        k = adp if (balance or adp == 1) else 1.0 + new / 2.0
+        first = cm.step(p, Step(prefill_seqs=k, prefill_tokens=isl, decode_seqs=run - k, decode_ctx=isl + osl / 2))
         dec = cm.step(p, Step(decode_seqs=run, decode_ctx=isl + osl / 2))
-        f = run / osl / adp  # 0.25 prompts start per step; a prompt step starts adp of them
+        f = new / k
         assert f < 1
         mean_step = f * first.time_s[0] + (1 - f) * dec.time_s[0]
         assert t.output_tokens_per_s[0] == pytest.approx(run / mean_step, rel=1e-9)
         # a client's own prompt comes before its first token: its tokens wait on the other clients' prompt steps
         seen = f * (run - 1) / run
         assert t.tpot_s[0] == pytest.approx(seen * first.time_s[0] + (1 - seen) * dec.time_s[0], rel=1e-9)
-        # each rank's QKV projection sees its own prompt and its share of the other decodes
-        assert op(first, Op.QKV_PROJ).flops[0] == pytest.approx(per_token * (isl + (run - adp) / adp))
+        if k == adp:  # each rank's QKV projection sees its own prompt and its share of the other decodes
+            assert op(first, Op.QKV_PROJ).flops[0] == pytest.approx(per_token * (isl + (run - adp) / adp))
 
 
 def test_a_few_tokens_run_as_matrix_vector_kernels_on_the_vector_units():

@@ -53,8 +53,9 @@ def test_saturated_closed_batch_matches_the_steady_state():
 
 def test_poisson_prompts_land_on_one_rank_at_a_time():
     # at Poisson arrivals a prompt step carries the prompt(s) that arrived, on one rank, and the other ranks' decodes
-    # wait for it at the MoE collective; the steady state lines one prompt up per rank. At the same mean number of
-    # requests in the system the simulated inter-token latency is therefore above the steady state's
+    # wait for it at the MoE collective. The steady state prices the same: a prompt step carries the first prompt and
+    # those that arrive while it waits (until December 2026 it lined one prompt up for every rank and read 0.7-0.9x
+    # the simulated inter-token latency at the same mean number of requests in the system)
     isl, osl = 2048, 128
     rep = _rep(4)
     reqs = generate(fixed_workload(isl, osl), 3000, rate=20.0, seed=0)
@@ -62,7 +63,10 @@ def test_poisson_prompts_land_on_one_rank_at_a_time():
     in_sys = s["queue"]["mean_in_system"]
     est = estimate(MODEL, HW, PlanSpec(tp=1, ep=4, attention_dp=4, weights="bf16", kv="bf16"), isl=isl, osl=osl,
                    batching="inflight", concurrency=int(round(in_sys)), engine="vllm")
-    assert s["completed"] == 3000 and s["tpot_s"]["mean"] > 1.1 * est.tpot_s
+    aligned = estimate(MODEL, HW, PlanSpec(tp=1, ep=4, attention_dp=4, weights="bf16", kv="bf16"), isl=isl, osl=osl,
+                       batching="inflight", concurrency=int(round(in_sys)), engine="vllm", adp_balance=10_000)
+    assert s["completed"] == 3000 and s["tpot_s"]["mean"] > 1.1 * aligned.tpot_s
+    assert est.tpot_s == pytest.approx(s["tpot_s"]["mean"], rel=0.15)
 
 
 def test_balancing_lines_prompts_up_as_the_steady_state_does():
@@ -76,7 +80,8 @@ def test_balancing_lines_prompts_up_as_the_steady_state_does():
     free = Simulator([Pool(_rep(4), 1)], reqs).run().summary()
     held = Simulator([Pool(_rep(4, sched=Scheduler(adp_balance=50)), 1)], reqs).run().summary()
     est = estimate(MODEL, HW, PlanSpec(tp=1, ep=4, attention_dp=4, weights="bf16", kv="bf16"), isl=isl, osl=osl,
-                   batching="inflight", concurrency=int(round(held["queue"]["mean_in_system"])), engine="vllm")
+                   batching="inflight", concurrency=int(round(held["queue"]["mean_in_system"])), engine="vllm",
+                   adp_balance=50)
     assert held["completed"] == 3000
     assert held["tpot_s"]["mean"] == pytest.approx(est.tpot_s, rel=0.1)
     assert held["tpot_s"]["mean"] < free["tpot_s"]["mean"] and held["ttft_s"]["mean"] > free["ttft_s"]["mean"]

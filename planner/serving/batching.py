@@ -189,10 +189,18 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # a prompt enters whole, or in ceil(new_tok / B) chunks of B tokens, one chunk per step beside the decodes
     chunk = prompt_chunk(tech.chunk_tokens, new_tok)
     n_chunks = np.ceil(new_tok / chunk)
-    # Under attention data parallelism the ranks step together and a prompt step carries one prompt on every rank:
-    # the offline benchmarks' equal-length requests keep the ranks' context phases in step, and TensorRT-LLM's
-    # attention-DP balancing lines them up on purpose. Such a step starts adp prompts, and the MoE layers route all of them.
+    # Under attention data parallelism the ranks step together, so a prompt on one rank holds every rank's decodes for
+    # its step, and a prompt step carries the prompts there are, one a rank, in parallel. TensorRT-LLM's attention-DP
+    # balancing lines one up for every rank on purpose (the hold below prices its wait), as the offline benchmarks'
+    # equal-length requests do: such a step starts adp prompts. Without it, with the clients out of step, a prompt
+    # step carries the first prompt and those that arrive while it waits for its step, new a step over W steps: half
+    # the step it arrived in, the step an engine that schedules ahead (async scheduling) has already formed, and a
+    # poll cycle's N - 1 steps; so 1 + new W of them (the simulator's closed loops run 1.2-1.9 a prompt step at 0.14-0.55
+    # prompts a step; with every rank's prompts lined up, as before, estimate read 1.07-2.67x their throughput)
     per_step = np.minimum(adp, np.maximum(micro, 1.0))
+    if not tech.adp_balance:
+        window = 0.5 + (1.0 if cm.async_scheduling else 0.0) + (cm.recv_interval - 1)
+        per_step = np.where(adp > 1, np.clip(1.0 + micro * E / osl * window, 1.0, per_step), per_step)
     first = cm.step(plans, Step(prefill_seqs=per_step, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
                                 decode_seqs=np.maximum(micro - per_step, 0.0), decode_ctx=rctx, decode_tokens=k + 1),
                     parts=breakdown)
