@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
 from planner.serving.predict import Estimate, PlanSpec, estimate, fit, resolve_parallel  # noqa: F401  (re-exported)
+from planner.serving.predict import plan_budget_beside_prompt
 from planner.specs.engine import Engine, get_engine
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_model
@@ -52,10 +53,8 @@ def estimate_at_rate(
     # an engine that runs prompts whole needs room in its step budget for a prompt beside the running decodes: priced
     # with the budget raised to that, as estimate's steady state is (its note says so), not at a default that would
     # admit one prompt at a time
-    adp = max(plan.attention_dp, 1)
     eng = get_engine(engine)
-    need = eng.budget_beside_prompt(isl, base.plan["running"] / max(plan.dp, 1) / adp - 1.0, 1.0 + max(plan.spec_k, 0),
-                                    chunked=True if plan.chunk_tokens else None)
+    need = plan_budget_beside_prompt(eng, isl, base.plan["running"] / max(plan.dp, 1) / max(plan.attention_dp, 1), plan)
     if need is not None:
         engine = eng.set_by_user(max_batched_tokens=int(math.ceil(need)))
     rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,

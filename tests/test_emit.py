@@ -553,16 +553,21 @@ def test_mtp_follows_the_model_spec():
     assert "mtp" in emit("vllm", unknown_model)
 
 
+def _recommended(gpus, pp, weights, concurrency, max_context):
+    """A search result row as deployment_plan reads it: one aggregated H100 replica, no chunking, no speculation."""
+    return {"gpus": gpus, "max_context_tokens": max_context,
+            "plan": {"hardware": "h100-sxm", "mode": "aggregated", "tp": 1, "pp": pp, "ep": 1, "attention_dp": 1,
+                     "replicas": 1, "weights": weights, "kv": weights, "concurrency_per_replica": concurrency,
+                     "chunked_prefill_tokens": None, "speculative": None, "kv_offload_to_host": False}}
+
+
 def test_recommended_plan_keeps_the_engines_own_chunking_and_device_limits():
     # the search keeps one row of equal steady states, and for a prompt inside the token budget "whole prompts" and
     # vLLM's default chunked prefill are the same one: the emitted server keeps chunking on, with the 8192-token budget
     # vLLM picks on an H100 (the row was priced with it), instead of --no-enable-chunked-prefill and a 131072 budget
     from planner.report.deploy import deployment_plan
 
-    rec = {"gpus": 4, "max_context_tokens": 131072,
-           "plan": {"hardware": "h100-sxm", "mode": "aggregated", "tp": 1, "pp": 4, "ep": 1, "attention_dp": 1,
-                    "replicas": 1, "weights": "fp8", "kv": "fp8", "concurrency_per_replica": 1024,
-                    "chunked_prefill_tokens": None, "speculative": None, "kv_offload_to_host": False}}
+    rec = _recommended(gpus=4, pp=4, weights="fp8", concurrency=1024, max_context=131072)
     d = deployment_plan(rec, "llama-3.1-70b", 2000, 500, "vllm")
     assert d["chunked_prefill"] is True and d["max_num_batched_tokens"] == 8192
     flags = one(emit("vllm", d), "vllm")[1]
@@ -571,3 +576,14 @@ def test_recommended_plan_keeps_the_engines_own_chunking_and_device_limits():
     assert deployment_plan(rec, "llama-3.1-70b", 10000, 500, "vllm")["chunked_prefill"] is False
     # TensorRT-LLM does not chunk by default: whole prompts, as priced
     assert deployment_plan(rec, "llama-3.1-70b", 2000, 500, "trtllm")["chunked_prefill"] is False
+
+
+def test_the_emitted_server_gets_the_budget_the_plan_was_priced_with():
+    # TensorRT-LLM runs prompts whole and its decodes take the step budget first: an 8,192-token prompt beside 47
+    # other running sequences needs 8,239 tokens, the budget the plan was priced with (serving.predict.budget_note)
+    from planner.report.deploy import deployment_plan
+
+    rec = _recommended(gpus=1, pp=1, weights="bf16", concurrency=48, max_context=9216)
+    d = deployment_plan(rec, "llama-3.1-8b", 8192, 1024, "trtllm")
+    assert d["chunked_prefill"] is False and d["max_num_batched_tokens"] == 8192 + 47
+    assert deployment_plan(rec, "llama-3.1-8b", 4096, 1024, "trtllm")["max_num_batched_tokens"] == 8192

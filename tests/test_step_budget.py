@@ -2,14 +2,13 @@
 running decodes and a new prompt: its MicroBatchScheduler takes the decodes first and stops at the first request that
 does not fit, so at the default 8,192 tokens an 8,192-token prompt enters only beside no decode at all. estimate's
 steady state prices the batch memory admits with the budget raised (as trtllm-bench sizes it: isl + the batch) and
-says so; the simulator's runs and the emitted server take the same raised budget."""
+says so; the simulator's runs take the same raised budget, and so does the emitted server (tests/test_emit.py)."""
 
 import math
 
 import pytest
 
 from planner.api import PlanSpec, estimate, estimate_at_rate
-from planner.report.deploy import deployment_plan
 from planner.specs.engine import get_engine
 
 
@@ -46,13 +45,3 @@ def test_a_burst_of_budget_long_prompts_runs_with_the_budget_raised():
     assert burst["plan"]["batch_or_concurrency"] > 0.8 * steady.plan["running"]
     assert burst["output_tokens_per_s"] == pytest.approx(steady.output_tokens_per_s, rel=0.2)
     assert any("token budget the running decodes share" in n for n in burst["notes"])
-
-
-def test_the_emitted_server_gets_the_budget_the_plan_was_priced_with():
-    rec = {"gpus": 1, "max_context_tokens": 9216,
-           "plan": {"hardware": "h100-sxm", "mode": "aggregated", "tp": 1, "pp": 1, "ep": 1, "attention_dp": 1,
-                    "replicas": 1, "weights": "bf16", "kv": "bf16", "concurrency_per_replica": 48,
-                    "chunked_prefill_tokens": None, "speculative": None, "kv_offload_to_host": False}}
-    d = deployment_plan(rec, "llama-3.1-8b", 8192, 1024, "trtllm")
-    assert d["chunked_prefill"] is False and d["max_num_batched_tokens"] == 8192 + 47
-    assert deployment_plan(rec, "llama-3.1-8b", 4096, 1024, "trtllm")["max_num_batched_tokens"] == 8192

@@ -215,7 +215,8 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     ff = np.minimum(f, 1.0)
     with np.errstate(invalid="ignore"):  # a plan whose links cannot carry its collectives prices steps at inf
         t = np.where(ff >= 1.0, t_pf, ff * t_pf + (1.0 - ff) * t_dec)
-    busy = np.nonzero(np.broadcast_to(f > 1.0, t.shape))[0]
+    # (an engine that runs its prompts in steps of their own is priced below instead)
+    busy = np.nonzero(np.broadcast_to(f > 1.0, t.shape))[0] if not cm.prefill_first else ()
     if len(busy):
         sub = plans.take(busy)
         pick = lambda x: np.broadcast_to(np.asarray(x, float), t.shape)[busy]  # noqa: E731

@@ -622,15 +622,22 @@ def estimate(
     )
 
 
+def plan_budget_beside_prompt(engine: Engine, isl: float, running_per_rank: float, plan: PlanSpec) -> float | None:
+    """Engine.budget_beside_prompt for ``plan``: an isl-token prompt beside the rank's other running sequences, each
+    decoding 1 + spec_k tokens a step, on an engine that chunks if the plan asks (--chunk-tokens)."""
+    return engine.budget_beside_prompt(isl, running_per_rank - 1.0, 1.0 + max(float(plan.spec_k), 0.0),
+                                       chunked=True if plan.chunk_tokens else None)
+
+
 def budget_note(engine: Engine, isl: float, running_per_rank: float, plan: PlanSpec) -> str | None:
     """The note where an engine that runs prompts whole (TensorRT-LLM, chunked prefill off) has no room in its step
     budget for a prompt beside the running decodes: at its default it admits a prompt only once the batch has drained
     to what fits beside it (serially, for a prompt as long as the budget), while the steady state here prices the batch
     memory admits, the budget raised as trtllm-bench sizes it for itself (isl + the batch)."""
-    each = 1.0 + max(float(plan.spec_k), 0.0)
-    need = engine.budget_beside_prompt(isl, running_per_rank - 1.0, each, chunked=True if plan.chunk_tokens else None)
+    need = plan_budget_beside_prompt(engine, isl, running_per_rank, plan)
     if need is None:
         return None
+    each = 1.0 + max(float(plan.spec_k), 0.0)
     room = max(int((engine.max_batched_tokens - isl) // each), 0)
     flag = engine.flags.get("max_batched_tokens", "max_num_tokens")
     return (f"{engine.name} runs a prompt whole (chunked prefill off) in a step whose token budget the running decodes "
