@@ -1,5 +1,7 @@
 """``planner validate --via estimate``: the serving benchmarks' closed loops priced as a user prices them,
-``estimate --concurrency N`` with each run's layout, flags and mean lengths, beside the request-by-request replay."""
+``estimate --concurrency N`` with each run's layout, flags and mean lengths, and the max-throughput rows as
+``estimate --concurrency max`` at the engine release's defaults, beside the request-by-request replay; in sample and
+with ``--cross-validate`` on each held-out device or file."""
 
 import json
 import statistics
@@ -71,5 +73,59 @@ def test_the_cli_option(capsys):
     assert code == 0 and any(r["note"].startswith("estimate --concurrency") for r in json.loads(out)["rows"])
     code, _, err = run(["validate", "--via", "steady"], capsys)
     assert code == 2 and "--via takes replay or estimate" in err and "Traceback" not in err
-    code, _, err = run(["validate", "--via", "estimate", "--cross-validate", "hardware"], capsys)
-    assert code == 2 and "does not combine with --cross-validate" in err
+    code, _, err = run(["validate", "--via", "estimate", "--cross-validate", "hardware", "--record"], capsys)
+    assert code == 2 and "does not combine with --via estimate" in err and "Traceback" not in err
+
+
+def _max_row(name: str, k: int = 0) -> dict:
+    import csv
+
+    return list(csv.DictReader(open(_path(name))))[k]
+
+
+@pytest.mark.parametrize("name", ["perf_overview_1_2.csv", "max_throughput.csv"])
+def test_a_max_throughput_row_is_what_estimate_concurrency_max_says(name, tmp_path):
+    """A trtllm-bench burst (perf_overview_1_2.csv, num_requests) and a steady-state max-throughput row
+    (max_throughput.csv) both come back as the user's ``estimate --concurrency max`` at the row's layout, precision,
+    lengths and engine release, with the release's own limits: the number the API gives, not the replay's."""
+    from planner.api import estimate
+    from planner.calibrate.published_fit import release_of, row_parallel, row_precisions
+    from planner.serving.planspec import PlanSpec
+    from planner.specs.loader import get_model
+    from planner.specs.quant import default_kv
+
+    row = _max_row(name)
+    f = tmp_path / name
+    f.write_text(open(_path(name)).read().splitlines()[0] + "\n" + open(_path(name)).read().splitlines()[1] + "\n")
+    weights, kv = row_precisions(row)
+    tp, pp, ep, adp = row_parallel(row, name)
+    rel = release_of(row)
+    e = estimate(row["model"], row["hardware"], PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights,
+                                                          kv=kv or default_kv(weights, rel, get_model(row["model"]))),
+                 isl=int(row["isl"]), osl=int(row["osl"]), concurrency="max", engine=rel)
+    (est,), (rep,) = (validate([str(f)], via=v).rows for v in ("estimate", "replay"))
+    assert est.predicted == pytest.approx(e.output_tokens_per_s_per_gpu, rel=1e-9)
+    assert est.measured == rep.measured and est.what == rep.what == "output_tokens_per_s_per_gpu"
+
+
+def test_cross_validation_through_estimate(capsys):
+    """``--cross-validate file --via estimate``: the held-out rows through estimate. serving_bench_l4.csv is validated,
+    never fitted, so its fold keeps the calibration in force and each held-out value is the in-sample one."""
+    code, out, _ = run(["validate", _path("serving_bench_l4.csv"), "--cross-validate", "file", "--via", "estimate",
+                        "--rows", "--json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["via"] == "estimate" and d["rows"]
+    assert all(r["held_out"] == pytest.approx(r["in_sample"]) for r in d["rows"])
+    est = {(r.what, r.config): r.predicted for r in validate([_path("serving_bench_l4.csv")], via="estimate").rows}
+    assert all(est[(r["what"], r["config"])] == pytest.approx(r["held_out"]) for r in d["rows"])
+
+
+def test_the_fit_rows_take_the_same_path_as_validate():
+    """crossval's fit-row predictions (the vectorized fit's rows) and validate give one number per max-throughput row
+    through estimate: the two commands cannot disagree on what the user path says."""
+    from planner.calibrate.crossval import in_sample
+
+    ins = {(p.line, p.what): p.predicted for p in in_sample([_path("max_throughput.csv")], via="estimate").predictions}
+    rows = validate([_path("max_throughput.csv")], via="estimate").rows
+    assert len(ins) == len(rows) > 300
+    assert all(ins[(k + 2, r.what)] == pytest.approx(r.predicted) for k, r in enumerate(rows) if r.predicted is not None)

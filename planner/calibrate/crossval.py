@@ -98,11 +98,22 @@ def _moe(model_id: str) -> bool:
         return False
 
 
-def _fit_predictions(rows: list[FitRow], fitted: set[tuple[str, str]]) -> list[Prediction]:
-    """``fitted``: the (engine release, device) pairs the calibration that predicts ``rows`` had rows of."""
+def _fit_predictions(rows: list[FitRow], fitted: set[tuple[str, str]], via: str = "replay") -> list[Prediction]:
+    """``fitted``: the (engine release, device) pairs the calibration that predicts ``rows`` had rows of.
+    ``via='estimate'``: the max-throughput rows as ``estimate --concurrency max`` prices them at the release's own
+    defaults (estimate_max_throughput; NaN where the plan does not fit there, a row with no error), the rest as the fit prices them."""
     if not rows:
         return []
     y = Predictor(rows).predict()
+    if via == "estimate":
+        from planner.serving.published import estimate_max_throughput
+
+        y = np.array(y, float)
+        for j, r in enumerate(rows):
+            if r.kind == "inflight":
+                v, _ = estimate_max_throughput(r.model, r.hardware, r.tp, r.pp, r.ep, r.adp, r.weights, r.kv, r.isl, r.osl,
+                                               r.engine)
+                y[j] = np.nan if v is None else v
     return [Prediction(r.file, r.model, r.hardware, r.what, r.measured, float(v), (r.engine, r.hardware) in fitted, r.phase,
                        r.moe, r.engine, line=r.line, config=r.config) for r, v in zip(rows, y)]
 
@@ -121,7 +132,7 @@ def _simulated_rows(files: list[Path], serving: bool = True) -> list[tuple[str, 
     return out
 
 
-def _sim_predictions(sim: list[tuple[str, set, dict, int]], fitted: set[tuple[str, str]]) -> list[Prediction]:
+def _sim_predictions(sim: list[tuple[str, set, dict, int]], fitted: set[tuple[str, str]], via: str = "replay") -> list[Prediction]:
     from planner.calibrate.published_fit import release_of
     from planner.calibrate.validate import predict_simulated
 
@@ -133,7 +144,7 @@ def _sim_predictions(sim: list[tuple[str, set, dict, int]], fitted: set[tuple[st
         lines.append(line)
     for name, (cols, rows, lines) in by_file.items():
         assumed = MLPERF_COLUMNS <= cols  # an MLPerf row: its prompts are drawn from an assumed length distribution
-        for i, what, cfg, meas, pred, _note in predict_simulated(name, cols, rows):
+        for i, what, cfg, meas, pred, _note in predict_simulated(name, cols, rows, via):
             r = rows[i]
             if pred is None or not np.isfinite(meas):
                 continue
@@ -161,9 +172,10 @@ def _files(files):
     return resolve([str(f) for f in files]) if files else builtin_published()
 
 
-def in_sample(files=None, simulated: bool = True) -> CVResult:
+def in_sample(files=None, simulated: bool = True, via: str = "replay") -> CVResult:
     """Every row predicted with the calibration in force (``simulated=False``: without the serving and MLPerf
-    simulations; the offline benchmark bursts are always simulated)."""
+    simulations; the offline benchmark bursts are always simulated; ``via``: as for validate, the user's path through
+    ``estimate`` for closed loops and max-throughput rows)."""
     import time
 
     t0 = time.perf_counter()
@@ -172,8 +184,8 @@ def in_sample(files=None, simulated: bool = True) -> CVResult:
     from planner.calibrate.rate_fit import rate_rows
 
     fitted = fitted_pairs([r for r in rows if r.file not in joint.NOT_FITTED], rate_rows(files))
-    res = CVResult("in-sample", _fit_predictions(rows, fitted))
-    res.predictions += _sim_predictions(_simulated_rows(files, serving=simulated), fitted)
+    res = CVResult("in-sample", _fit_predictions(rows, fitted, via))
+    res.predictions += _sim_predictions(_simulated_rows(files, serving=simulated), fitted, via)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -205,9 +217,10 @@ class _QuickRefit:
 
 
 def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit = False, max_nfev: int = 12,
-                   simulated: bool = True, keys: list[str] | None = None, progress=None) -> CVResult:
-    """Leave one ``by`` ("hardware" or "file") out: refit without its rows, predict them (``simulated`` as for
-    ``in_sample``)."""
+                   simulated: bool = True, keys: list[str] | None = None, progress=None, via: str = "replay") -> CVResult:
+    """Leave one ``by`` ("hardware" or "file") out: refit without its rows, predict them (``simulated`` and ``via`` as
+    for ``in_sample``: with ``via='estimate'`` the held-out rows as a user's ``estimate`` prices them on a device or
+    file the refit has not seen)."""
     import time
 
     if by not in ("hardware", "file"):
@@ -243,8 +256,8 @@ def cross_validate(by: str = "hardware", files=None, quick: bool | _QuickRefit =
         test = [r for r in rows if key_of(r) == k]
         test_sim = [s for s in sim if (s[2]["hardware"] if by == "hardware" else s[0]) == k]
         with using(cal):
-            res.predictions += _fit_predictions(test, fitted)
-            res.predictions += _sim_predictions(test_sim, fitted)
+            res.predictions += _fit_predictions(test, fitted, via)
+            res.predictions += _sim_predictions(test_sim, fitted, via)
         if progress:
             progress(k)
     res.seconds = time.perf_counter() - t0

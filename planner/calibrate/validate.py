@@ -132,9 +132,11 @@ def _estimate(file: Path, line: int, *args, **kw):
         raise UnpredictableRow(f"{file.name}:{line}: {e}") from None
 
 
-def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, str, float, float]:
+def predict_row(row: dict, file: Path, line: int, hardware=None, via: str = "replay") -> tuple[str, str, float, float | None]:
     """(what, config, measured, predicted) for one published-schema row; ``hardware``
-    overrides the row's device spec (a candidate calibration)."""
+    overrides the row's device spec (a candidate calibration). ``via='estimate'``: a max-throughput row as a user asks
+    for it (estimate_max_throughput: the release's own defaults, not the benchmark tool's sizing; None where it does
+    not fit)."""
     cols = set(row)
     weights, kv = row_precisions(row)
     # "tpN", "depN" / "adpN" (attention DP with expert-parallel / tensor-parallel experts), "tpNepE", then "ppM"; or
@@ -157,6 +159,15 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         return "output_tokens_per_s_per_gpu", f"tp{tp} {weights} b={b} {isl}/{osl}", _float(row, "output_tokens_per_s_per_gpu", file, line), e.output_tokens_per_s_per_gpu
     if "output_tokens_per_s_per_gpu" in cols:  # in-flight batching at the largest concurrency memory allows
         isl, osl = _int(row, "isl", file, line), _int(row, "osl", file, line)
+        layout = parallel_label(plan.tp, plan.pp, plan.ep, plan.attention_dp)
+        if via == "estimate":
+            from planner.serving.published import estimate_max_throughput
+
+            m = get_model(model)
+            pred, why = estimate_max_throughput(model, hw, tp, pp, ep, adp, weights, kv or default_kv(weights, eng, m), isl, osl, eng)
+            if pred is None:
+                raise UnpredictableRow(f"{file}:{line}: {why}")
+            return "output_tokens_per_s_per_gpu", f"{layout} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
         conc = "max"
         # where trtllm-bench sized its own limits (calibrate/bench_settings.py), its max_batch_size and max_num_tokens
         # replace the engine's defaults (per attention-DP rank), as the simulated path runs them
@@ -170,7 +181,6 @@ def predict_row(row: dict, file: Path, line: int, hardware=None) -> tuple[str, s
         bench = bench_engine(row, eng, bench, limits[2])
         e = _estimate(file, line, model, hw, plan, isl=isl, osl=osl, batching="inflight", concurrency=conc, engine=bench)
         pred = e.output_tokens_per_s_per_gpu if e.max_concurrency >= 1 else 0.0
-        layout = parallel_label(plan.tp, plan.pp, plan.ep, plan.attention_dp)
         return "output_tokens_per_s_per_gpu", f"{layout} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred
     if "phase" in cols and "tokens_per_s" in cols:  # llama.cpp single stream
         phase = row["phase"]
@@ -240,12 +250,17 @@ def _capture_hardware(f: Path, hardware):
 def predict_simulated(name: str, cols: set, rows: list[dict], via: str = "replay"):
     """(row index, what, config, measured, predicted, note) for arrival-rate, MLPerf and trtllm-bench burst rows,
     through the serving event simulator (an iterable: MLPerf rows come one at a time). ``via='estimate'``: a serving
-    benchmark's closed loops through ``estimate --concurrency N`` instead (estimate_closed_loops), the rest replayed."""
+    benchmark's closed loops through ``estimate --concurrency N`` instead (estimate_closed_loops) and trtllm-bench's
+    bursts through ``estimate --concurrency max`` (estimate_offline_bench), the rest replayed."""
     from planner.serving.published import predict_bench_serve, predict_mlperf, predict_offline_bench, predict_online
     from planner.serving.vllm_rate import predict_vllm_rate
 
     if via == "estimate" and "num_prompts" in cols:
         return _closed_loops_via_estimate(name, rows)
+    if via == "estimate" and OFFLINE_BENCH_COLUMNS & cols:  # the bursts' max throughput as estimate --concurrency max
+        from planner.serving.published import estimate_offline_bench
+
+        return estimate_offline_bench(rows, name)
 
     if "kv_cache_gib" in cols:  # engine startup logs of weight and KV-cache memory (vllm_kv_memory.csv)
         from planner.calibrate.memory_rows import predict_kv_memory
@@ -352,13 +367,14 @@ def validate(paths: list[str] | None = None, progress=None, hardware=None, via: 
                 if progress:
                     progress()
             continue
-        bursts = _bench_bursts(f.name, cols, rows) if hardware is None else {}
+        # trtllm-bench's bursts replayed (through estimate --concurrency max, as the rest, with --via estimate)
+        bursts = _bench_bursts(f.name, cols, rows) if hardware is None and via == "replay" else {}
         for i, row in enumerate(rows, start=2):
             if i - 2 in bursts:
                 what, config, meas, pred, note = bursts[i - 2]
             else:
                 try:
-                    what, config, meas, pred = predict_row(row, f, i)
+                    what, config, meas, pred = predict_row(row, f, i, via=via)
                     note = ""
                 except UnpredictableRow as e:
                     what, config, meas, pred, note = "-", "", float("nan"), None, str(e)

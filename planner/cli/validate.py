@@ -28,15 +28,15 @@ def validate_cmd(
     quick: bool = typer.Option(False, "--quick", help="with --cross-validate: one Gauss-Newton step per fold instead of a full refit"),
     record: bool = typer.Option(False, "--record", help="with --cross-validate: write engines/calibration/errors_recorded.yaml and error_bands.yaml"),
     via: str = typer.Option("replay", "--via", metavar="replay|estimate",
-                            help="how serving benchmarks' closed loops (--max-concurrency runs) are priced: replayed request by request in the simulator (default), or as `estimate --concurrency N` prices them for a user (the steady state at the run's mean lengths)"),
+                            help="how serving benchmarks' closed loops (--max-concurrency runs) and max-throughput rows are priced: replayed request by request in the simulator with the benchmark's own settings (default), or as a user's `estimate` prices them (--concurrency N: the steady state at the run's mean lengths; --concurrency max at the engine release's defaults); with --cross-validate, on each held-out device or file"),
 ):
-    if via not in ("replay", "estimate") or (via == "estimate" and cross_validate is not None):
+    if via not in ("replay", "estimate") or (via == "estimate" and record):
         from planner.errors import PlannerError
 
         raise PlannerError(f"--via takes replay or estimate, not {via!r}" if via != "estimate" else
-                           "--via estimate prices the rows as they stand; it does not combine with --cross-validate")
+                           "--record writes the replay's errors and bands; it does not combine with --via estimate")
     if cross_validate is not None:
-        _cross_validate(cross_validate, paths, as_json, quick, record, rows)
+        _cross_validate(cross_validate, paths, as_json, quick, record, rows, via)
         return
     from planner.calibrate.validate import validate
 
@@ -97,9 +97,11 @@ def _progress(quiet: bool):
                     console=console, transient=True, disable=quiet)
 
 
-def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, show_rows: bool = False) -> None:
+def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, show_rows: bool = False,
+                    via: str = "replay") -> None:
     """Leave-one-out tables: per device (or file), in-sample and cross-validated median / p90 error; with
-    ``show_rows`` every held-out row beside its in-sample prediction, worst held-out error first."""
+    ``show_rows`` every held-out row beside its in-sample prediction, worst held-out error first; ``via`` as for
+    validate (the user's path through estimate)."""
     from planner.calibrate import crossval
     from planner.errors import PlannerError
 
@@ -107,13 +109,14 @@ def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, sh
         raise PlannerError(f"--cross-validate takes hardware or file, got {by!r}")
     with _progress(as_json) as prog:
         task = prog.add_task("in-sample predictions", total=None)
-        ins = crossval.in_sample(paths)
+        ins = crossval.in_sample(paths, via=via)
         if not ins.predictions:
             raise PlannerError("the given files hold no speed or latency rows to cross-validate (memory logs such as "
                                "vllm_kv_memory.csv and kernel timings such as moe_kernel_vllm.csv are validated, not "
                                "fitted: run `planner validate FILE`)")
         prog.update(task, description=f"leave one {by} out" + (" (one-step refits)" if quick else " (refits)"))
-        cv = crossval.cross_validate(by, paths, quick=quick, progress=lambda k: prog.update(task, description=f"refit without {k}"))
+        cv = crossval.cross_validate(by, paths, quick=quick, progress=lambda k: prog.update(task, description=f"refit without {k}"),
+                                     via=via)
         if record:
             prog.update(task, description="quick leave-one-out for the recorded errors and the error bands")
             state = crossval._QuickRefit([r for r in crossval.load_rows(crossval._files(paths))[0]
@@ -131,6 +134,7 @@ def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, sh
         err_console.print(f"wrote {write_bands(bands_from(ins, loho))}")
     if as_json:
         d = cv.to_dict()
+        d["via"] = via
         d["in_sample"] = ins.summary(by)
         d["in_sample_overall"] = ins.overall()
         if show_rows:
@@ -148,7 +152,8 @@ def _cross_validate(by: str, paths, as_json: bool, quick: bool, record: bool, sh
         console.print(t)
     inside = {s[by]: s for s in ins.summary(by)}
     t = Table(title=f"absolute percentage error: in sample vs leave one {by} out"
-                    + (" (one-step refits)" if quick else ""), header_style="bold")
+                    + (" (one-step refits)" if quick else "") + (", through estimate" if via == "estimate" else ""),
+              header_style="bold")
     for c in (by, "rows", "in-sample median", "in-sample p90", "held-out median", "held-out p90"):
         t.add_column(c, justify="left" if c == by else "right")
     for s in cv.summary(by) + [{by: "all", **cv.overall()}]:

@@ -640,6 +640,55 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
     return out
 
 
+ESTIMATE_MAX_NOTE = ("estimate --concurrency max: the steady state at the engine release's own defaults (not the "
+                     "benchmark tool's sizing)")
+
+
+def estimate_max_throughput(model: str, hardware: str, tp: int, pp: int, ep: int, adp: int, weights: str, kv: str | None,
+                            isl: int, osl: int, release: str) -> tuple[float | None, str]:
+    """(output tokens/s per GPU, note) for a max-throughput row priced as a user asks for it: ``estimate --concurrency
+    max`` at the row's layout, precision, engine release and lengths (``planner validate --via estimate``). The
+    release's own defaults apply, as for a user who names it, not the limits the benchmark tool sized for the run
+    (which the replay takes); (None, why) where the plan does not fit."""
+    from planner.serving.planspec import PlanSpec
+    from planner.serving.predict import estimate
+
+    try:
+        e = estimate(model, hardware, PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv), isl=isl,
+                     osl=osl, concurrency="max", engine=release)
+    except PlannerError as err:
+        return None, f"unpredictable: {err}"
+    if not e.fits:
+        return None, f"unpredictable: {e.reason}"
+    return e.output_tokens_per_s_per_gpu, ESTIMATE_MAX_NOTE
+
+
+def estimate_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv",
+                           lines: list[int] | None = None) -> list[tuple[int, str, str, float, float | None, str]]:
+    """predict_offline_bench's rows (``trtllm-bench throughput`` bursts) priced by estimate_max_throughput instead of
+    the replayed burst."""
+    from planner.calibrate.published_fit import parallel_label, release_of, row_parallel, row_precisions
+    from planner.specs.loader import get_model
+
+    out = []
+    for i, r in enumerate(rows):
+        where = f"{file}:{lines[i] if lines else i + 2}"
+        weights, kv = row_precisions(r)
+        tp, pp, ep, adp = row_parallel(r, where)
+        isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
+        meas = _num(r, "output_tokens_per_s_per_gpu", where)
+        cfg = f"{parallel_label(tp, pp, ep, adp)} {weights} {isl}/{osl} max"
+        try:
+            release = release_of(r)
+            kv = kv or default_kv(weights, release, get_model(r["model"]))
+        except PlannerError as e:
+            out.append((i, "output_tokens_per_s_per_gpu", cfg, meas, None, f"{where}: {e}"))
+            continue
+        pred, note = estimate_max_throughput(r["model"], r["hardware"], tp, pp, ep, adp, weights, kv, isl, osl, release)
+        out.append((i, "output_tokens_per_s_per_gpu", cfg, meas, pred, note))
+    return out
+
+
 # optional columns of the serving-benchmark schema: a server flag the run set, as vLLM names it -> the engine setting
 SERVER_FLAGS = (("max_num_seqs", "max_seqs", int), ("max_num_batched_tokens", "max_batched_tokens", int),
                 ("gpu_memory_utilization", "utilization", float), ("scheduler_recv_interval", "recv_interval", int))
