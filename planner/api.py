@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
 from planner.serving.predict import Estimate, PlanSpec, estimate, fit, resolve_parallel  # noqa: F401  (re-exported)
-from planner.serving.predict import plan_budget_beside_prompt
+from planner.serving.predict import adp_balance_for, check_adp_balance, plan_budget_beside_prompt
 from planner.specs.engine import Engine, get_engine
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_model
@@ -43,7 +43,8 @@ def estimate_at_rate(
     plan = plan or PlanSpec()
     if not rate > 0:
         raise PlannerError(f"--rate must be positive, got {rate:g}")
-    base = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine)
+    base = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine,
+                    adp_balance=adp_balance)
     if base.max_concurrency < 1:
         d = base.to_dict()
         d["serving"] = None
@@ -54,13 +55,15 @@ def estimate_at_rate(
     # with the budget raised to that, as estimate's steady state is (its note says so), not at a default that would
     # admit one prompt at a time
     eng = get_engine(engine)
+    check_adp_balance(adp_balance, plan.attention_dp)
+    balance = adp_balance_for(eng, plan.attention_dp, adp_balance)  # the request's, else the engine's (0: off)
     need = plan_budget_beside_prompt(eng, isl, base.plan["running"] / max(plan.dp, 1) / max(plan.attention_dp, 1), plan)
     if need is not None:
         engine = eng.set_by_user(max_batched_tokens=int(math.ceil(need)))
     rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
                       kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=isl + osl,
                       min_prompt=isl,  # every prompt isl tokens: a shared block pool's windowed layers at their window
-                      sched=Scheduler(adp_balance=adp_balance) if adp_balance else None)
+                      sched=Scheduler(adp_balance=balance) if balance else None)
     reqs = generate(fixed_workload(isl, osl), requests, rate=rate, seed=seed)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()
     s = res.summary()

@@ -71,10 +71,10 @@ def test_the_inferencex_balance_rows_read_closer_with_the_hold():
         plan = PlanSpec(tp=int(r["tp"]), ep=int(r["ep"]), attention_dp=int(r["attention_dp"]), weights=r["weights"],
                         kv=r["kv"] or None)
         eng = get_engine(f"trtllm@{r['engine_version']}")
-        for bal in (None, int(r["attention_dp_balance"])):
+        for bal in (0, int(r["attention_dp_balance"])):
             e = estimate(r["model"], r["hardware"], plan, isl=isl, osl=osl, concurrency=int(r["max_concurrency"]),
                          engine=eng, adp_balance=bal)
-            ratios.setdefault(bal is not None, []).append(e.ttft_s / float(r["median_ttft_s"]))
+            ratios.setdefault(bal > 0, []).append(e.ttft_s / float(r["median_ttft_s"]))
     without, held = sorted(ratios[False]), sorted(ratios[True])
     assert len(held) >= 10
     assert without[len(without) // 2] < 0.5
@@ -92,3 +92,38 @@ def test_the_cli_takes_the_balance_with_concurrency_and_refuses_it_without_ranks
     code, _, err = run(["estimate", "-m", MODEL, "-H", HW, "--ep", "8", "--attention-dp", "8", "--batching", "static",
                         "--batch", "8", "--attention-dp-balance", "60"], capsys)
     assert code == 2 and "static batch" in err
+
+
+@pytest.mark.parametrize("engine, steps", [("trtllm", 50), ("trtllm@1.0", 50), ("sglang", 0), ("vllm", 0)])
+def test_attention_dp_is_priced_as_the_engine_profile_deploys_it(engine, steps):
+    """Without --attention-dp-balance, attention DP is priced with the profile's balancing: TensorRT-LLM 1.x holds
+    prompts up to 50 steps (attention_dp_config enable_balance, which plan --emit writes and NVIDIA's recipes set), and
+    a note says so and how to price the engine's own default; vLLM and SGLang have no such hold. 0 turns it off."""
+    from planner.report.emit import ADP_BALANCE_STEPS
+
+    plan = PlanSpec(ep=ADP, attention_dp=ADP)
+    kw = dict(isl=ISL, osl=1000, concurrency=128, engine=engine)
+    default = estimate(MODEL, HW, plan, **kw)
+    asked = estimate(MODEL, HW, plan, adp_balance=steps, **kw)
+    off = estimate(MODEL, HW, plan, adp_balance=0, **kw)
+    assert get_engine(engine).attention_dp_balance == steps
+    assert (default.ttft_s, default.tpot_s) == pytest.approx((asked.ttft_s, asked.tpot_s), rel=1e-12)
+    noted = any("--attention-dp-balance 0 prices that" in n for n in default.notes)
+    assert noted == (steps > 0) and not any("--attention-dp-balance 0 prices that" in n for n in asked.notes + off.notes)
+    if steps:
+        assert ADP_BALANCE_STEPS == steps  # the emitted config holds what was priced
+        assert default.output_tokens_per_s > off.output_tokens_per_s and default.ttft_s > off.ttft_s
+    else:
+        assert default.output_tokens_per_s == pytest.approx(off.output_tokens_per_s, rel=1e-12)
+
+
+def test_the_rate_run_and_the_simulator_take_the_profile_default_too():
+    """estimate --rate and simulate hold attention-DP prompts as the steady state does: by the engine profile unless
+    asked (0: off)."""
+    from planner.api import estimate_at_rate
+
+    plan = PlanSpec(ep=ADP, attention_dp=ADP)
+    kw = dict(rate=20.0, isl=ISL, osl=200, engine="trtllm", requests=300)
+    default, asked, off = (estimate_at_rate(MODEL, HW, plan, **kw, **b) for b in ({}, {"adp_balance": 50}, {"adp_balance": 0}))
+    assert default["ttft_s"] == pytest.approx(asked["ttft_s"], rel=1e-12)
+    assert default["ttft_s"] != pytest.approx(off["ttft_s"], rel=1e-3)

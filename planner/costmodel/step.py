@@ -336,6 +336,9 @@ class CostModel:
         # decode steps between the scheduler's polls for new requests (Engine.recv_interval): a closed loop's TTFT waits
         # for the next poll (serving/batching.py _steady)
         self.recv_interval = int(getattr(engine, "recv_interval", 1) or 1)
+        # attention DP: the decode steps a prompt is held to line one up for every rank (Engine.attention_dp_balance;
+        # 0: none), where a request does not set its own (serving/batching.py Techniques.adp_balance)
+        self.adp_balance = int(getattr(engine, "attention_dp_balance", 0) or 0)
         # prompts run in steps of their own while they wait, the running decodes paused (Engine.schedule
         # prefill_first: SGLang without mixed chunks), priced so in the steady state (serving/batching.py _steady)
         self.prefill_first = getattr(engine, "schedule", "decode_first") == "prefill_first"

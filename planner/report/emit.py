@@ -63,9 +63,9 @@ FLAG_SOURCES: dict[str, dict[str, str]] = {e: _table(e) for e in PROFILE}
 # keys of the TensorRT-LLM --extra_llm_api_options YAML
 TRTLLM_YAML_SOURCES: dict[str, str] = {key: _profile("trtllm").sources[k] for k, key in _profile("trtllm").key_items}
 # TensorRT-LLM's attention-DP balancing: a rank that prefills holds new prompts until every rank has one, at most this
-# many iterations (AttentionDpConfig.timeout_iters' default); plan prices attention DP with prompts lined up so
-# (serving/batching.py), and `planner simulate --attention-dp-balance` replays it
-ADP_BALANCE_STEPS = 50
+# many iterations (the profile's attention_dp_balance, AttentionDpConfig.timeout_iters' default); plan, estimate and
+# simulate price attention DP with prompts held so (serving/batching.py, Engine.attention_dp_balance)
+ADP_BALANCE_STEPS = _profile("trtllm").attention_dp_balance
 DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
 
 # ---- deployment constants ------------------------------------------------------------------

@@ -100,10 +100,14 @@ class Sizer:
     def __init__(self, model: str, hardware: str, plan: dict, spec: WorkloadSpec, *, engine: str, max_seqs: int | None,
                  percentile: float, slo: SLO, requests: int | None, seed: int, max_input: float, lora=None,
                  adp_balance: int | None = None):
+        from planner.serving.predict import adp_balance_for
+        from planner.specs.engine import get_engine
+
         adp = int(plan.get("attention_dp", 1))
-        # a batch cap counts the replica's sequences; the engine's knob (the scheduler's) is per attention-DP rank
+        # a batch cap counts the replica's sequences; the engine's knob (the scheduler's) is per attention-DP rank;
+        # attention-DP ranks hold prompts as the request asks, else as the engine profile's deployment does
         self.sched = Scheduler(max_seqs=-(-max_seqs // adp) if max_seqs else None,
-                               adp_balance=adp_balance if adp > 1 else None)
+                               adp_balance=adp_balance_for(get_engine(engine), adp, adp_balance) or None)
         # a disaggregated group: x prefill workers and y decode workers (the replica above is a decode worker)
         self.disagg = dg = plan.get("disaggregated")
         group = plan["gpus_per_replica"] if dg else None  # the group's GPUs
@@ -113,7 +117,7 @@ class Sizer:
                                    adp=padp, weights=plan["weights"], kv=plan["kv"], engine=engine, max_input=max_input,
                                    eplb=dg.get("prefill_eplb_redundant_experts"),
                                    disagg_group_gpus=group, name=f"prefill of {plan['label']}",
-                                   sched=Scheduler(adp_balance=adp_balance) if padp > 1 and adp_balance else None)
+                                   sched=Scheduler(adp_balance=adp_balance_for(get_engine(engine), padp, adp_balance) or None))
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp,
                                weights=plan["weights"], kv=plan["kv"], engine=engine, sched=self.sched,
                                max_input=max_input, lora=lora, disagg_group_gpus=group,
@@ -340,7 +344,7 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
              adp_balance: int | None = None, eplb: int | None = None) -> CapacityResult:
     """``lora``: a costmodel.lora.LoraSpec; candidates and the simulated replicas serve those adapters.
     ``adp_balance``: attention-DP candidates hold prompts until every rank can take one, at most this many decode
-    steps (Scheduler.adp_balance); None: prompts enter as they arrive."""
+    steps (Scheduler.adp_balance; 0: they enter as they arrive); None: the engine profile's (Engine.attention_dp_balance)."""
     if hourly:
         if any((not math.isfinite(x)) or x < 0 for x in hourly):
             raise PlannerError("hourly rates must be finite and not negative")

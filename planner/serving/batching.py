@@ -48,8 +48,9 @@ class Techniques:
     # rate x one load) before its prefill; the adapter GEMMs of every step are an op of the cost model (cm.lora)
     adapter_load_s: np.ndarray | float = 0.0
     # attention-DP balancing (TensorRT-LLM attention_dp_config enable_balance, timeout_iters): new prompts are held until
-    # every rank can take one, at most this many decode steps; 0: they enter as they arrive
-    adp_balance: float = 0.0
+    # every rank can take one, at most this many decode steps; 0: they enter as they arrive; None: the engine's
+    # (CostModel.adp_balance: Engine.attention_dp_balance)
+    adp_balance: float | None = None
     # prompt tokens a request's prefill is computed again for, on average: an engine that admits greedily on demand
     # with clients queued (predict: recompute_tokens) preempts the prompts it over-admits and prefills them again
     recompute_tokens: np.ndarray | float = 0.0
@@ -198,7 +199,8 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # poll cycle's N - 1 steps; so 1 + new W of them (the simulator's closed loops run 1.2-1.9 a prompt step at 0.14-0.55
     # prompts a step; with every rank's prompts lined up, as before, estimate read 1.07-2.67x their throughput)
     per_step = np.minimum(adp, np.maximum(micro, 1.0))
-    if not tech.adp_balance:
+    B = float(cm.adp_balance if tech.adp_balance is None else tech.adp_balance)
+    if not B:
         window = 0.5 + (1.0 if cm.async_scheduling else 0.0) + (cm.recv_interval - 1)
         per_step = np.where(adp > 1, np.clip(1.0 + micro * E / osl * window, 1.0, per_step), per_step)
     first = cm.step(plans, Step(prefill_seqs=per_step, prefill_tokens=chunk, prefill_past=hit + (n_chunks - 1) * chunk / 2.0,
@@ -271,7 +273,6 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
     # waits half on average; past B steps the hold times out with k = 1 + new x B of them, the first waiting all B
     # steps and the others B / 2 on average
     hold = 0.0
-    B = float(tech.adp_balance or 0.0)
     if B > 0:
         ranks_left = np.minimum(adp, np.maximum(micro, 1.0)) - 1.0
         fill = ranks_left / np.maximum(new, 1e-30)

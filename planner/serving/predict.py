@@ -443,10 +443,13 @@ def _fit(s: _Setup, n_run: int, isl: int, osl: int) -> tuple[bool, str, dict, st
     return fits, reason, mem_d, stream_note
 
 
-def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv_need: float, balance: int = 0) -> dict:
+def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv_need: float,
+            asked_balance: int | None = None) -> dict:
     """TTFT, TPOT, throughput and the step breakdown of the plan's steady state (static or in-flight), with the
-    multi-tenant terms (adapters, an intra-GPU split, co-served fine-tuning)."""
+    multi-tenant terms (adapters, an intra-GPU split, co-served fine-tuning). ``asked_balance``: the request's
+    attention-DP balance (None: the engine's, Engine.attention_dp_balance)."""
     plan, cm, p = s.plan, s.cm, s.p
+    balance = adp_balance_for(s.engine, plan.attention_dp, asked_balance)
     spec_used = float(plan.spec_k)
     if batching == "static":
         t = static_batch(cm, p, n, s.isl_m, osl)
@@ -476,6 +479,8 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
                            f"ranks or {balance} decode steps pass: {held * 1e3:,.1f} ms on average at this batch, the "
                            "clients' prompts arriving evenly (a fixed-length benchmark's clients return in groups, which "
                            "`simulate --clients` replays)")
+            if asked_balance is None:
+                s.notes.append(balance_default_note(s.engine))
         if cm.recv_interval > 1:
             wait = float(np.ravel(t.poll_wait_s)[0])
             s.notes.append(f"the scheduler polls for new requests every {cm.recv_interval} decode steps: a prompt that arrives "
@@ -588,13 +593,11 @@ def estimate(
     prompts are held until every rank can take one, at most that many decode steps (TensorRT-LLM's enable_balance)."""
     s = _setup(model, hardware, plan, isl, osl, engine)
     plan, m, hw = s.plan, s.m, s.hw
-    if adp_balance is not None and (adp_balance < 1 or plan.attention_dp < 2 or batching != "inflight"):
-        raise PlannerError("--attention-dp-balance needs --attention-dp 2 or more, in-flight batching, and a positive "
-                           f"number of decode steps (got {adp_balance} with --attention-dp {plan.attention_dp}, {batching})")
+    check_adp_balance(adp_balance, plan.attention_dp, batching)
     n, n_rep, n_run, cap_note = _admit(s, batching, batch, concurrency, osl)
     fits, reason, mem_d, stream_note = _fit(s, n_run, isl, osl)
     timed = fits or (n_run >= 1 and batching == "static")
-    t = (_timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], adp_balance or 0) if timed
+    t = (_timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], adp_balance) if timed
          else _no_timing(s))
     gpus = plan.gpus
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
@@ -620,6 +623,30 @@ def estimate(
         lora=t["lora"], intra_gpu_pd=t["intra"], finetune=t["finetune"], variants=s.variants,
         uncertainty=_band(hw.id, m, t["ttft_s"], t["tpot_s"], osl, s.engine),
     )
+
+
+def check_adp_balance(asked: int | None, adp: int, batching: str = "inflight") -> None:
+    """A PlannerError for an --attention-dp-balance that means nothing: negative, or positive without attention DP over
+    two ranks or more and in-flight batching (0, balancing off, is accepted anywhere)."""
+    if asked is not None and (asked < 0 or (asked > 0 and (adp < 2 or batching != "inflight"))):
+        raise PlannerError("--attention-dp-balance takes 0 (off) or, with --attention-dp 2 or more and in-flight batching, "
+                           f"a positive number of decode steps (got {asked} with --attention-dp {adp}, {batching})")
+
+
+def adp_balance_for(engine: Engine, adp: int, asked: int | None) -> int:
+    """The decode steps an attention-DP prompt is held to line one up for every rank: the request's (0: off), else the
+    engine's (Engine.attention_dp_balance, the balancing the deployment the planner emits runs); 0 without attention DP."""
+    if adp < 2:
+        return 0
+    return int(asked) if asked is not None else int(getattr(engine, "attention_dp_balance", 0) or 0)
+
+
+def balance_default_note(engine: Engine) -> str:
+    """Says that attention DP is priced with the engine profile's balancing, which a request did not ask for."""
+    return (f"attention DP priced with {engine.name}'s balancing on, at most {engine.attention_dp_balance} decode steps' "
+            "hold (attention_dp_config enable_balance, as `plan --emit` writes it and NVIDIA's recipes run attention DP); "
+            "the engine's own default is off: --attention-dp-balance 0 prices that, where a prompt step waits on one "
+            "rank's prefill")
 
 
 def plan_budget_beside_prompt(engine: Engine, isl: float, running_per_rank: float, plan: PlanSpec) -> float | None:

@@ -151,9 +151,14 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives
     r = parse_rate(rate) if isinstance(rate, str) or rate is None else float(rate)
     k, alpha = parse_spec(spec)
+    from planner.serving.predict import adp_balance_for, check_adp_balance
+
+    check_adp_balance(attention_dp_balance, attention_dp or 1)
+    # attention-DP ranks hold prompts as asked, else as the engine profile's deployment does (0: they enter as they arrive)
+    balance = adp_balance_for(get_engine(engine), attention_dp or 1, attention_dp_balance) if fleet is None else attention_dp_balance
     sched = Scheduler(max_seqs=max_seqs, max_batched_tokens=max_batched_tokens, chunked_prefill=chunked_prefill,
                       admission=kv_admission, preemption=preemption, spec_k=k, spec_alpha=alpha,
-                      priority_preemption=priority_preemption, swap_group=swap_group, adp_balance=attention_dp_balance)
+                      priority_preemption=priority_preemption, swap_group=swap_group, adp_balance=balance or None)
     sched.check()
     router_ = Router(router if fleet is None or router != "least-outstanding" else "threshold:8")
     slo = SLO(ttft_slo, tpot_slo)

@@ -288,6 +288,10 @@ class Engine:
     # reaches the engine while sequences decode waits for the next poll; a prompt or mixed step, or an idle engine,
     # polls at once. 1: every step
     recv_interval: int = 1
+    # attention DP: new prompts held until every rank can take one, at most this many decode steps, in the deployment
+    # the planner prices and emits (TensorRT-LLM's attention_dp_config enable_balance with timeout_iters); 0: prompts
+    # enter as they arrive. A request's --attention-dp-balance replaces it (0: off)
+    attention_dp_balance: int = 0
     # CUDA graphs: decode batches up to this size replay a captured graph (None: none captured)
     cuda_graph_max_batch: int | None = None
     cuda_graph_sizes: tuple[int, ...] = ()
@@ -800,6 +804,8 @@ _SHAPED_SETTINGS = {
                            ("shared_expert_stream_tokens", "0: only in steps replayed as CUDA graphs"))},
     "recv_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                       "a number of decode steps (an integer >= 1; 1: the scheduler polls every step)"),
+    "attention_dp_balance": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
+                             "a number of decode steps (an integer >= 0; 0: prompts enter as they arrive)"),
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
     **{field: _MODEL_PATTERNS for field in MODEL_LIST_FIELDS},
 }

@@ -180,6 +180,7 @@ DEFAULT_RATE_REQUESTS = 1000  # requests an `estimate --rate` run sends: planner
 MAX_REQUESTS = 10_000_000
 
 PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
@@ -234,6 +235,10 @@ MEMORY_FRACTION_HELP = ("the engine's memory fraction, in (0, 1]: vLLM's --gpu-m
                         "free after the weights); default: the engine's (0.9 in vLLM and TensorRT-LLM, by device memory in SGLang)")
 
 
+ADP_BALANCE_HELP = ("with --attention-dp: hold new prompts until every rank can take one, at most this many decode steps "
+                    "(TensorRT-LLM attention_dp_config enable_balance with timeout_iters); 0: off, prompts enter as they "
+                    "arrive; default: the engine profile's (TensorRT-LLM 1.x: on, 50 steps, as plan --emit writes it; "
+                    "vLLM, SGLang: off)")
 RECV_INTERVAL_HELP = ("decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval): a "
                       "request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
 
@@ -357,7 +362,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
-    attention_dp_balance: PositiveInt | None = _d(None, "with --attention-dp: hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); in the steady state of --concurrency the clients' prompts arrive evenly, at --rate the simulator replays them")
+    attention_dp_balance: NonNegativeInt | None = _d(None, ADP_BALANCE_HELP + "; in the steady state of --concurrency the clients' prompts arrive evenly, at --rate the simulator replays them")
     recv_interval: PositiveInt | None = _d(None, RECV_INTERVAL_HELP)
 
     @model_validator(mode="after")
@@ -457,7 +462,7 @@ class CapacityRequest(Ownership, LoraOptions):
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     requests: Annotated[int, Field(ge=10, le=MAX_REQUESTS)] | None = _d(None, "requests per simulation (default: ~300 s of traffic, 1000-10000)")
     seed: Annotated[int, Field(ge=0)] = _d(0, "random seed")
-    attention_dp_balance: PositiveInt | None = _d(None, "attention-DP candidates hold new prompts until every rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance); default: prompts enter as they arrive")
+    attention_dp_balance: NonNegativeInt | None = _d(None, "attention-DP candidates: " + ADP_BALANCE_HELP)
     eplb: Annotated[int, Field(ge=0)] | None = _d(None, EPLB_HELP + "; the candidates come from a search of each expert-parallel layout in order and balanced")
     hourly: str | None = _d(None, "daily profile: comma-separated hourly rates r1,r2,...")
     daily: str | None = _d(None, "daily profile file: one rate per line, or a CSV with a 'rate' column")
@@ -482,7 +487,7 @@ class SimulateRequest(Request):
     pp: PositiveInt | None = _d(None, "pipeline parallel size")
     ep: PositiveInt | None = _d(None, "expert parallel size (MoE)")
     attention_dp: PositiveInt | None = _d(None, "data-parallel attention over N GPUs per replica (MoE/MLA, with --ep N)")
-    attention_dp_balance: PositiveInt | None = _d(None, "hold new prompts until every attention-DP rank can take one, at most this many decode steps (TensorRT-LLM attention_dp_config enable_balance, timeout_iters 50 by default); default: prompts enter as they arrive")
+    attention_dp_balance: NonNegativeInt | None = _d(None, ADP_BALANCE_HELP)
     dp: PositiveInt | None = _d(None, "replicas (data parallel)")
     weights: str | None = _d(None, WEIGHTS_HELP)
     activations: str | None = _d(None, "activation precision (default: the weight format's)")
