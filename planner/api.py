@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
 from planner.serving.predict import Estimate, PlanSpec, estimate, fit, resolve_parallel  # noqa: F401  (re-exported)
-from planner.serving.predict import adp_balance_for, check_adp_balance, plan_budget_beside_prompt
+from planner.serving.predict import adp_balance_for, plan_budget_beside_prompt
 from planner.specs.engine import Engine, get_engine
 from planner.specs.hardware import Hardware
 from planner.specs.loader import get_model
@@ -55,8 +55,7 @@ def estimate_at_rate(
     # with the budget raised to that, as estimate's steady state is (its note says so), not at a default that would
     # admit one prompt at a time
     eng = get_engine(engine)
-    check_adp_balance(adp_balance, plan.attention_dp)
-    balance = adp_balance_for(eng, plan.attention_dp, adp_balance)  # the request's, else the engine's (0: off)
+    balance = adp_balance_for(eng, plan.attention_dp, adp_balance)  # the request's (base checked it), else the engine's
     need = plan_budget_beside_prompt(eng, isl, base.plan["running"] / max(plan.dp, 1) / max(plan.attention_dp, 1), plan)
     if need is not None:
         engine = eng.set_by_user(max_batched_tokens=int(math.ceil(need)))

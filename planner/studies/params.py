@@ -371,7 +371,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
             raise ValueError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
         if self.requests is not None and self.rate is None:
             raise ValueError("--requests sets the length of a --rate run: give --rate too")
-        if self.attention_dp_balance is not None and self.batching == "static":
+        if self.attention_dp_balance and self.batching == "static":
             raise ValueError("--attention-dp-balance holds arriving prompts: it applies to --concurrency or --rate, not "
                              "to a static batch")
         if self.batching == "static" and self.concurrency is not None:
