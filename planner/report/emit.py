@@ -484,7 +484,7 @@ def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
             opts["attention_dp_config"] = {"enable_balance": True, "timeout_iters": ADP_BALANCE_STEPS}
             p.notes.append(f"attention DP: attention_dp_config.enable_balance lines new prompts up one per rank (at most "
                            f"{ADP_BALANCE_STEPS} iterations' wait), as the plan priced them; without it a prompt step "
-                           "waits on one rank's prefill (compare both with planner simulate --attention-dp-balance)")
+                           "waits on one rank's prefill (planner simulate and estimate price that with --attention-dp-balance 0)")
     spec = p.speculative
     if spec:
         k = spec["num_speculative_tokens"]
