@@ -98,7 +98,7 @@ def test_the_cli_takes_the_balance_with_concurrency_and_refuses_it_without_ranks
 def test_attention_dp_is_priced_as_the_engine_profile_deploys_it(engine, steps):
     """Without --attention-dp-balance, attention DP is priced with the profile's balancing: TensorRT-LLM 1.x holds
     prompts up to 50 steps (attention_dp_config enable_balance, which plan --emit writes and NVIDIA's recipes set), and
-    a note says so and how to price the engine's own default; vLLM and SGLang have no such hold. 0 turns it off."""
+    a note says so and what the engine's own default (off) gives; vLLM and SGLang have no such hold. 0 turns it off."""
     from planner.report.emit import ADP_BALANCE_STEPS
 
     plan = PlanSpec(ep=ADP, attention_dp=ADP)
@@ -108,11 +108,14 @@ def test_attention_dp_is_priced_as_the_engine_profile_deploys_it(engine, steps):
     off = estimate(MODEL, HW, plan, adp_balance=0, **kw)
     assert get_engine(engine).attention_dp_balance == steps
     assert (default.ttft_s, default.tpot_s) == pytest.approx((asked.ttft_s, asked.tpot_s), rel=1e-12)
-    noted = any("--attention-dp-balance 0 prices that" in n for n in default.notes)
-    assert noted == (steps > 0) and not any("--attention-dp-balance 0 prices that" in n for n in asked.notes + off.notes)
+    said = [n for n in default.notes if "the engine's own default is off" in n]
+    assert len(said) == (steps > 0) and not any("the engine's own default is off" in n for n in asked.notes + off.notes)
     if steps:
         assert ADP_BALANCE_STEPS == steps  # the emitted config holds what was priced
         assert default.output_tokens_per_s > off.output_tokens_per_s and default.ttft_s > off.ttft_s
+        # the note's figures for the engine's own default are the estimate asked for it
+        assert f"TTFT {off.ttft_s * 1e3:,.1f} ms" in said[0] and f"TPOT {off.tpot_s * 1e3:,.2f} ms" in said[0]
+        assert f"{off.output_tokens_per_s_per_gpu:,.0f} output tokens/s per GPU" in said[0]
     else:
         assert default.output_tokens_per_s == pytest.approx(off.output_tokens_per_s, rel=1e-12)
 

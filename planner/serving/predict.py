@@ -8,7 +8,7 @@ state and every technique in it come from ``serving/batching.py``, the same code
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -479,8 +479,6 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
                            f"ranks or {balance} decode steps pass: {held * 1e3:,.1f} ms on average at this batch, the "
                            "clients' prompts arriving evenly (a fixed-length benchmark's clients return in groups, which "
                            "`simulate --clients` replays)")
-            if asked_balance is None:
-                s.notes.append(balance_default_note(s.engine))
         if cm.recv_interval > 1:
             wait = float(np.ravel(t.poll_wait_s)[0])
             s.notes.append(f"the scheduler polls for new requests every {cm.recv_interval} decode steps: a prompt that arrives "
@@ -600,6 +598,10 @@ def estimate(
     t = (_timing(s, batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], adp_balance) if timed
          else _no_timing(s))
     gpus = plan.gpus
+    if timed and batching == "inflight" and adp_balance is None and adp_balance_for(s.engine, plan.attention_dp, None):
+        # the profile's balancing priced, which the request did not ask for: the engine's own default beside it
+        off = _timing(replace(s, notes=[]), batching, n_rep, n_run, isl, osl, mem_d["kv_cache_bytes"], 0)
+        s.notes.append(balance_default_note(s.engine, off["ttft_s"], off["tpot_s"], off["tok"] / gpus))
     eviction = (s.evict[0], s.evict[1], s.isl_m + osl) if s.evict else None
     if timed and batching == "inflight":
         note = budget_note(s.engine, s.isl_m, n_run / max(plan.attention_dp, 1), plan)
@@ -641,12 +643,13 @@ def adp_balance_for(engine: Engine, adp: int, asked: int | None) -> int:
     return int(asked) if asked is not None else int(getattr(engine, "attention_dp_balance", 0) or 0)
 
 
-def balance_default_note(engine: Engine) -> str:
-    """Says that attention DP is priced with the engine profile's balancing, which a request did not ask for."""
+def balance_default_note(engine: Engine, ttft_s: float, tpot_s: float, tok_per_gpu: float) -> str:
+    """Says that attention DP is priced with the engine profile's balancing, which a request did not ask for, and what
+    the engine's own default (off) gives: ``ttft_s``, ``tpot_s`` and output tokens/s per GPU without it."""
     return (f"attention DP priced with {engine.name}'s balancing on, at most {engine.attention_dp_balance} decode steps' "
             "hold (attention_dp_config enable_balance, as `plan --emit` writes it and NVIDIA's recipes run attention DP); "
-            "the engine's own default is off: --attention-dp-balance 0 prices that, where a prompt step waits on one "
-            "rank's prefill")
+            f"the engine's own default is off, where a prompt step waits on one rank's prefill: TTFT {ttft_s * 1e3:,.1f} ms, "
+            f"TPOT {tpot_s * 1e3:,.2f} ms, {tok_per_gpu:,.0f} output tokens/s per GPU (--attention-dp-balance 0)")
 
 
 def plan_budget_beside_prompt(engine: Engine, isl: float, running_per_rank: float, plan: PlanSpec) -> float | None:
