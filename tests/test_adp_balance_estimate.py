@@ -3,6 +3,7 @@ timeout_iters) holds a new prompt until one waits for every rank, or B decode st
 steady state with the clients' prompts arriving evenly."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,19 @@ def test_the_rate_run_and_the_simulator_take_the_profile_default_too():
     default, asked, off = (estimate_at_rate(MODEL, HW, plan, **kw, **b) for b in ({}, {"adp_balance": 50}, {"adp_balance": 0}))
     assert default["ttft_s"] == pytest.approx(asked["ttft_s"], rel=1e-12)
     assert default["ttft_s"] != pytest.approx(off["ttft_s"], rel=1e-3)
+
+
+def test_each_simulated_pool_holds_prompts_by_its_own_ranks(capsys):
+    """simulate resolves the profile's balance per pool: a disaggregated deployment whose prefill pool has no attention
+    DP (tp8) beside an attention-DP decode pool runs, the decode pool balanced and the prefill pool not; SGLang's pools
+    and --attention-dp-balance 0 never hold."""
+    base = ["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--attention-dp", "8", "--ep", "8", "--rate", "4",
+            "--requests", "200", "--json"]
+    held = lambda out: [p["plan"].get("attention_dp_balance_steps") for p in json.loads(out)["pools"]]  # noqa: E731
+    code, out, err = run(base + ["--disagg", "1:1", "--prefill-tp", "8", "--prefill-attention-dp", "1", "--prefill-ep", "8"],
+                         capsys)
+    assert code == 0, err
+    assert held(out) == [None, 50]
+    for extra in (["--engine", "sglang"], ["--attention-dp-balance", "0"]):
+        code, out, err = run(base + extra, capsys)
+        assert code == 0 and held(out) == [None], err

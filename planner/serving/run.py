@@ -151,14 +151,13 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives
     r = parse_rate(rate) if isinstance(rate, str) or rate is None else float(rate)
     k, alpha = parse_spec(spec)
-    from planner.serving.predict import adp_balance_for, check_adp_balance
+    from planner.serving.predict import check_adp_balance
 
     check_adp_balance(attention_dp_balance, attention_dp or 1)
-    # attention-DP ranks hold prompts as asked, else as the engine profile's deployment does (0: they enter as they arrive)
-    balance = adp_balance_for(get_engine(engine), attention_dp or 1, attention_dp_balance) if fleet is None else attention_dp_balance
+    # the balance as asked (a fleet's); a deployment's pools resolve theirs against the engine profile (_deployment_pools)
     sched = Scheduler(max_seqs=max_seqs, max_batched_tokens=max_batched_tokens, chunked_prefill=chunked_prefill,
                       admission=kv_admission, preemption=preemption, spec_k=k, spec_alpha=alpha,
-                      priority_preemption=priority_preemption, swap_group=swap_group, adp_balance=balance or None)
+                      priority_preemption=priority_preemption, swap_group=swap_group, adp_balance=attention_dp_balance or None)
     sched.check()
     router_ = Router(router if fleet is None or router != "least-outstanding" else "threshold:8")
     slo = SLO(ttft_slo, tpot_slo)
@@ -222,7 +221,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         given = next(k for k, v in prefill.items() if v is not None)
         raise PlannerError(f"--prefill-{given.replace('_', '-')} sets the prefill pool of --disagg PREFILL:DECODE; "
                            "without --disagg there is none")
-    pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill, common)
+    pools = _deployment_pools(model, hardware, plan, sched, disagg, prefill, common, attention_dp_balance)
     notes += _long_prompt_notes(pools, float(reqs.input_tokens.max()))
     with _progress(len(reqs)) as prog:
         res = Simulator(pools, reqs, router=router_, progress=prog, migrate=migrate).run()
@@ -296,14 +295,22 @@ def _adapters(reqs, lora, resident, popularity, seed, other):
     return spec
 
 
-def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill: dict, common: dict) -> list:
+def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill: dict, common: dict,
+                      asked_balance: int | None = None) -> list:
     """One pool of ``plan.dp`` replicas, or disaggregated prefill and decode pools (``disagg`` 'P:D'); ``prefill``:
-    the prefill replicas' tp, attention_dp and ep where they differ from the plan's (None: the plan's)."""
+    the prefill replicas' tp, attention_dp and ep where they differ from the plan's (None: the plan's). Each pool's
+    attention-DP ranks hold prompts as ``asked_balance`` says (0: they do not), else as the engine profile's deployment
+    does (Engine.attention_dp_balance), a pool without attention DP never."""
+    from planner.serving.predict import adp_balance_for
     from planner.serving.sim import Pool, replica_for
+    from planner.specs.engine import get_engine
+
+    def held(ranks: int):  # the scheduler of a pool of ``ranks`` attention-DP ranks
+        return replace(sched, adp_balance=adp_balance_for(get_engine(common["engine"]), ranks, asked_balance) or None)
 
     adp = plan.attention_dp
     if not disagg:
-        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=sched, **common),
+        return [Pool(replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=held(adp), **common),
                      plan.dp)]
     try:
         xp, yd = (int(x) for x in disagg.split(":"))
@@ -315,11 +322,11 @@ def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill:
     group = (ptp * padp * xp + plan.tp * adp * yd) * plan.pp
     par = lambda tp, a, ep: (f"adp{a} tp{tp} ep{ep}" if a > 1 else f"tp{tp}" + (f" ep{ep}" if ep > 1 else ""))  # noqa: E731
     try:
-        pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=pep, adp=padp, sched=sched, disagg_group_gpus=group,
+        pre = replica_for(model, hardware, tp=ptp, pp=plan.pp, ep=pep, adp=padp, sched=held(padp), disagg_group_gpus=group,
                           name=f"prefill {par(ptp, padp, pep)}", **common)
     except PlannerError as e:
         raise PlannerError(f"the prefill pool: {e}") from None
-    dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=sched, disagg_group_gpus=group,
+    dec = replica_for(model, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=adp, sched=held(adp), disagg_group_gpus=group,
                       name=f"decode {par(plan.tp, adp, plan.ep)}", **common)
     return [Pool(pre, xp, "prefill"), Pool(dec, yd, "decode")]
 
