@@ -663,19 +663,25 @@ def estimate_max_throughput(model: str, hardware: str, tp: int, pp: int, ep: int
     return e.output_tokens_per_s_per_gpu, ESTIMATE_MAX_NOTE
 
 
+def _burst_row(r: dict, where: str) -> tuple[str, str | None, tuple[int, int, int, int], int, int]:
+    """A trtllm-bench row's weights and KV format (as its run ran them), layout (tp, pp, ep, attention DP) and lengths."""
+    from planner.calibrate.published_fit import row_parallel, row_precisions
+
+    weights, kv = row_precisions(r)
+    return weights, kv, row_parallel(r, where), int(_num(r, "isl", where)), int(_num(r, "osl", where))
+
+
 def estimate_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv",
                            lines: list[int] | None = None) -> list[tuple[int, str, str, float, float | None, str]]:
     """predict_offline_bench's rows (``trtllm-bench throughput`` bursts) priced by estimate_max_throughput instead of
     the replayed burst."""
-    from planner.calibrate.published_fit import parallel_label, release_of, row_parallel, row_precisions
+    from planner.calibrate.published_fit import parallel_label, release_of
     from planner.specs.loader import get_model
 
     out = []
     for i, r in enumerate(rows):
         where = f"{file}:{lines[i] if lines else i + 2}"
-        weights, kv = row_precisions(r)
-        tp, pp, ep, adp = row_parallel(r, where)
-        isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
+        weights, kv, (tp, pp, ep, adp), isl, osl = _burst_row(r, where)
         meas = _num(r, "output_tokens_per_s_per_gpu", where)
         cfg = f"{parallel_label(tp, pp, ep, adp)} {weights} {isl}/{osl} max"
         try:
@@ -727,15 +733,13 @@ def predict_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv",
     overviews: ``num_requests`` requests of the row's lengths queued at once through one replica of its layout (a
     blank count: planner.calibrate.bench_settings.perf_overview_requests, said in the note)."""
     from planner.calibrate.bench_settings import bench_engine, bench_limits, bench_sized, offline, perf_overview_requests
-    from planner.calibrate.published_fit import parallel_label, release_of, row_parallel, row_precisions
+    from planner.calibrate.published_fit import parallel_label, release_of
     from planner.specs.loader import get_hardware, get_model
 
     out = []
     for i, r in enumerate(rows):
         where = f"{file}:{lines[i] if lines else i + 2}"
-        weights, kv = row_precisions(r)
-        tp, pp, ep, adp = row_parallel(r, where)
-        isl, osl = int(_num(r, "isl", where)), int(_num(r, "osl", where))
+        weights, kv, (tp, pp, ep, adp), isl, osl = _burst_row(r, where)
         try:  # a model, device or engine the planner does not know: this row unpredicted, the file's others predicted
             release = release_of(r)
             m, hw = get_model(r["model"]), get_hardware(r["hardware"])
