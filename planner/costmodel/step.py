@@ -40,6 +40,11 @@ BOUND_NAMES = ("compute", "memory", "communication", "overhead")
 # GPUs without FP4 tensor cores) dequantize each weight once per M tile of the output.
 DEQUANT_OPS_PER_ELEM = 4.0
 DEQUANT_TILE_M = 64.0
+# llama.cpp's Metal matrix-matrix kernel (ggml-metal.metal kernel_mul_mm, taken for two tokens or more: ggml-metal.m
+# runs kernel_mul_mv_* for one) computes a 64-row weight tile against a 32-column token tile per threadgroup
+# (BLOCK_SIZE_M 64, BLOCK_SIZE_N 32 in the 2023-24 source; NR0 64, NR1 32 today), unpacking its weight tile into
+# threadgroup memory as 16-bit values first: every weight element is unpacked once per 32 tokens
+METAL_MM_TILE_TOKENS = 32.0
 # fraction of the fp32 (CUDA-core / SIMD) peak that dequantization and other non-tensor work reaches, when the
 # device spec has no measured elementwise fraction: a prior (conversions and shifts are not fused multiply-adds)
 VECTOR_FRACTION_PRIOR = 0.5
@@ -362,6 +367,12 @@ class CostModel:
         # (Engine.metal_dequant_fitted: llama.cpp's 2023-24 builds; kernel parameter metal_dequant_ops)
         self.metal_dequant = hw.vendor == "apple" and bool(getattr(engine, "metal_dequant_fitted", False))
         self.dequant_ops = float(k.metal_dequant_ops) if self.metal_dequant else DEQUANT_OPS_PER_ELEM
+        # on an Apple GPU two tokens or more run Metal's matrix-matrix kernel, which unpacks each weight to 16 bits
+        # once per token tile (METAL_MM_TILE_TOKENS) at the default count; where the shader cores issue one ALU
+        # instruction a clock (Hardware.single_issue_alus: M1, M2) that unpacking and the simdgroup multiply on the
+        # same ALUs take turns, so its time adds to the multiply's instead of hiding under it
+        self.metal_mm = hw.vendor == "apple"
+        self.dequant_serial = self.metal_mm and hw.single_issue_alus()
         self.eager_capture_dropped = False  # a GPU capture's eager rows left out for this engine (below)
         if profile is None and hw.kernel_profile:
             from planner.costmodel.profile import KernelProfile
@@ -442,8 +453,19 @@ class CostModel:
         # weights stored narrower than the GEMM computes are dequantized on the vector units, once per M tile
         if self._any_dequant:
             dq = self._dequant if own is None else np.where(own, 0.0, self._dequant)
-            tv = self.vector_time(dq * w_elems * np.ceil(np.maximum(mm, 1.0) / DEQUANT_TILE_M) * self.dequant_ops)
-            tm = np.maximum(tm, np.where(live if deq is None else live & ~deq, tv, 0.0))
+            mmf = np.maximum(np.asarray(mm, float), 1.0)
+            if self.metal_mm:  # one token: the engine's matrix-vector count; more: kernel_mul_mm's per-tile unpacking
+                # of a packed (narrower than 16-bit) weight; a 16-bit one is copied into the tile as it is
+                mm_kernel = mmf >= 2.0
+                dq = np.where(mm_kernel & (wb >= 2.0), 0.0, dq)
+                elems = np.where(mm_kernel, np.ceil(mmf / METAL_MM_TILE_TOKENS) * DEQUANT_OPS_PER_ELEM, self.dequant_ops)
+            else:
+                mm_kernel, elems = False, np.ceil(mmf / DEQUANT_TILE_M) * self.dequant_ops
+            tv = np.where(live if deq is None else live & ~deq, self.vector_time(dq * w_elems * elems), 0.0)
+            if self.dequant_serial:  # single-issue ALUs: the tile's unpacking, then its multiply
+                tc = tc + np.where(mm_kernel, tv, 0.0)
+                tv = np.where(mm_kernel, 0.0, tv)
+            tm = np.maximum(tm, tv)
         if deq is None or not np.any(deq):
             op = self._op(name, "gemm", count, flops, byts, tc, tm)
         else:  # the dequantize kernel runs before the GEMM: its traffic, at the memory rate, and one more launch

@@ -306,6 +306,11 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
         notes.append(f"{engine.name}'s Metal matrix-vector kernels unpack {plan.weights} weights on {hw.id}'s FP32 ALUs at "
                      f"{cm.dequant_ops:.1f} operations a weight, which can bound a one-token step below the memory "
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")
+    if cm.dequant_serial and bool(np.any((np.asarray(p.weight_dequant) > 0) & (np.asarray(p.weight_bytes) < 2.0))):
+        notes.append(f"{hw.id}'s GPU issues one ALU instruction a clock per scheduler (Apple M1 and M2), so in prompt "
+                     f"steps Metal's matrix-matrix kernel unpacks the {plan.weights} weights (once per 32-token tile) and "
+                     "multiplies them in turn: the unpacking adds to the prompt's GEMM time (hardware: "
+                     "SINGLE_ISSUE_ALU_ARCHITECTURES)")
     if cm.gqa_rereads and m.num_heads > m.num_kv_heads:  # num_kv_heads >= 1 (Model)
         until, later = engine.decode_reread_until, ""
         who, field = f"{engine.name} without flash attention", "gqa_reread_archs"

@@ -18,6 +18,17 @@ from planner.units import parse_quantity
 # RTX PRO 6000), whose tensor cores and kernels are a different generation, so it does not inherit B200's values
 ARCHITECTURES = ("pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "blackwell-rtx", "cdna2", "cdna3", "cdna4", "rdna3", "gaudi2", "gaudi3", "tpu-v5e",
                  "tpu-v6e", "apple-m1", "apple-m2", "apple-m3", "apple-m4", "snapdragon-x", "zen4", "sapphire-rapids")
+# GPU architectures whose shader cores issue one instruction a clock per scheduler to whichever of their FP32, FP16 and
+# integer units it needs: Apple's M1 (Apple7) and M2 (Apple8) GPUs. A kernel that unpacks a quantized weight on those
+# units and multiplies it there too (llama.cpp's Metal kernel_mul_mm: simdgroup matrices run on the same ALUs) takes
+# the two in turn, so the unpacking adds to the multiply's time rather than hiding under it. From the M3 (Apple9) on
+# a scheduler dual-issues (an FP32 instruction beside an FP16 or integer one), as on NVIDIA and AMD parts, whose
+# tensor cores are units of their own. Sources: Apple's tech talk 'Explore GPU advancements in M3 and A17 Pro'
+# (October 2023: 'high-performance ALU pipelines', more operations in parallel; as summarised by AppleInsider,
+# 2023-11-10), and a description of the per-scheduler units (one 32-wide FP32, one FP16 and an integer unit each; 'on
+# M1 and M2 a scheduler can dispatch one instruction to a suitable execution unit per cycle ... on Apple M3,
+# schedulers are capable of dual issue'; MrMobster, public forum post, secondary)
+SINGLE_ISSUE_ALU_ARCHITECTURES = frozenset({"apple-m1", "apple-m2"})
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4", "int4")
 
 
@@ -250,6 +261,12 @@ class Hardware(_Strict):
         (fp32_lanes_per_sm). What a kernel paced by the SMs' instruction issue, rather than by FP32 math, gains over a
         rate taken as a multiple of the FP32 peak."""
         return 128.0 / self.fp32_lanes_per_sm if self.fp32_lanes_per_sm else 1.0
+
+    def single_issue_alus(self) -> bool:
+        """Whether the device's shader cores issue one ALU instruction a clock per scheduler across their FP32, FP16 and
+        integer units (SINGLE_ISSUE_ALU_ARCHITECTURES: Apple M1, M2), so in-kernel weight unpacking and the multiply
+        on the same units take turns."""
+        return self.architecture in SINGLE_ISSUE_ALU_ARCHITECTURES
 
     def exp_rate(self, per_sm_clock: int | None = None) -> float | None:
         """Exponentials per second the special function units issue (softmax's one per attention score): per SM and
