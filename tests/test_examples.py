@@ -1,5 +1,5 @@
 """Every example study runs (a reduced sweep through tables, plots and HTML) so none can rot, and its full run
-equals the committed outputs in examples/out (so examples/README.md quotes what the planner computes now); study
+equals the committed outputs in examples/out, which examples/README.md quotes table by table (so it quotes what the planner computes now); study
 files validate strictly."""
 
 from pathlib import Path
@@ -66,6 +66,41 @@ def _matches_committed_outputs(study, rows):
                 assert got == pytest.approx(want, rel=1e-6), f"{study.name} {c}: {got} now, {want} committed: regenerate examples/out"
             elif isinstance(got, (str, bool, int)) and not isinstance(got, float):
                 assert got == want, f"{study.name} {c}: {got!r} now, {want!r} committed: regenerate examples/out"
+
+
+def test_readme_tables_quote_the_committed_outputs():
+    """Every table examples/README.md prints under a study is that study's committed output (examples/out/NAME/NAME.json),
+    row by row, each cell as the report formats it: a table cannot drift from the outputs it says it quotes."""
+    import json
+    import re
+
+    from planner.studies.report import fmt
+
+    def cell(v):
+        return ", ".join(map(str, v)) if isinstance(v, list) else v if isinstance(v, str) else fmt(v)
+
+    lines = (EXAMPLES[0].parent / "README.md").read_text().split("\n")
+    checked, name = 0, None
+    for i, line in enumerate(lines):
+        m = re.match(r"## \d+-(.+)", line)
+        if m:
+            name = m.group(1)
+        if not (name and line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---")):
+            continue
+        header = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows = []
+        for r in lines[i + 2:]:
+            if not r.startswith("|"):
+                break
+            rows.append(r)
+        points = json.loads((EXAMPLES[0].parent / "out" / name / f"{name}.json").read_text())["points"]
+        assert len(rows) == len(points), f"{name}: {len(rows)} rows in examples/README.md, {len(points)} points committed"
+        for row, point in zip(rows, points):
+            want = "| " + " | ".join(cell(point.get(h)) for h in header) + " |"
+            assert row.rstrip() == want, f"{name}: README row {row!r} is not the committed output {want!r}"
+        checked += 1
+        name = None  # one table per study
+    assert checked == len(EXAMPLES)
 
 
 def test_wrong_key_names_file_line_and_expectation(tmp_path):
