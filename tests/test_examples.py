@@ -1,6 +1,6 @@
 """Every example study runs (a reduced sweep through tables, plots and HTML) so none can rot, and its full run
-equals the committed outputs in examples/out, which examples/README.md quotes table by table (so it quotes what the planner computes now); study
-files validate strictly."""
+equals the committed outputs in examples/out, which examples/README.md quotes table by table (so it quotes what the
+planner computes now); study files validate strictly."""
 
 from pathlib import Path
 
