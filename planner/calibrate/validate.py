@@ -163,8 +163,7 @@ def predict_row(row: dict, file: Path, line: int, hardware=None, via: str = "rep
         if via == "estimate":
             from planner.serving.published import estimate_max_throughput
 
-            m = get_model(model)
-            pred, why = estimate_max_throughput(model, hw, tp, pp, ep, adp, weights, kv or default_kv(weights, eng, m), isl, osl, eng)
+            pred, why = estimate_max_throughput(model, hw, tp, pp, ep, adp, weights, kv, isl, osl, eng)
             if pred is None:
                 raise UnpredictableRow(f"{file}:{line}: {why}")
             return "output_tokens_per_s_per_gpu", f"{layout} {weights} {isl}/{osl} max", _float(row, "output_tokens_per_s_per_gpu", file, line), pred

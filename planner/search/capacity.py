@@ -106,8 +106,9 @@ class Sizer:
         adp = int(plan.get("attention_dp", 1))
         # a batch cap counts the replica's sequences; the engine's knob (the scheduler's) is per attention-DP rank;
         # attention-DP ranks hold prompts as the request asks, else as the engine profile's deployment does
+        eng = get_engine(engine)
         self.sched = Scheduler(max_seqs=-(-max_seqs // adp) if max_seqs else None,
-                               adp_balance=adp_balance_for(get_engine(engine), adp, adp_balance) or None)
+                               adp_balance=adp_balance_for(eng, adp, adp_balance) or None)
         # a disaggregated group: x prefill workers and y decode workers (the replica above is a decode worker)
         self.disagg = dg = plan.get("disaggregated")
         group = plan["gpus_per_replica"] if dg else None  # the group's GPUs
@@ -117,7 +118,7 @@ class Sizer:
                                    adp=padp, weights=plan["weights"], kv=plan["kv"], engine=engine, max_input=max_input,
                                    eplb=dg.get("prefill_eplb_redundant_experts"),
                                    disagg_group_gpus=group, name=f"prefill of {plan['label']}",
-                                   sched=Scheduler(adp_balance=adp_balance_for(get_engine(engine), padp, adp_balance) or None))
+                                   sched=Scheduler(adp_balance=adp_balance_for(eng, padp, adp_balance) or None))
         self.rep = replica_for(model, hardware, tp=plan["tp"], pp=plan["pp"], ep=plan["ep"], adp=adp,
                                weights=plan["weights"], kv=plan["kv"], engine=engine, sched=self.sched,
                                max_input=max_input, lora=lora, disagg_group_gpus=group,

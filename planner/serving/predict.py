@@ -19,7 +19,7 @@ from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_clock_factor, mmq_rate
-from planner.costmodel.step import BOUND_NAMES, CostModel, StepCost
+from planner.costmodel.step import BOUND_NAMES, METAL_MM_TILE_TOKENS, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
 from planner.serving.captech import cap_setup
@@ -308,9 +308,9 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"roofline (engine profile: metal_dequant_fitted; kernel parameter metal_dequant_ops, fitted)")
     if cm.dequant_serial and bool(np.any((np.asarray(p.weight_dequant) > 0) & (np.asarray(p.weight_bytes) < 2.0))):
         notes.append(f"{hw.id}'s GPU issues one ALU instruction a clock per scheduler (Apple M1 and M2), so in prompt "
-                     f"steps Metal's matrix-matrix kernel unpacks the {plan.weights} weights (once per 32-token tile) and "
-                     "multiplies them in turn: the unpacking adds to the prompt's GEMM time (hardware: "
-                     "SINGLE_ISSUE_ALU_ARCHITECTURES)")
+                     f"steps Metal's matrix-matrix kernel unpacks the {plan.weights} weights (once per "
+                     f"{METAL_MM_TILE_TOKENS:.0f}-token tile) and multiplies them in turn: the unpacking adds to the "
+                     "prompt's GEMM time (hardware: SINGLE_ISSUE_ALU_ARCHITECTURES)")
     if cm.gqa_rereads and m.num_heads > m.num_kv_heads:  # num_kv_heads >= 1 (Model)
         until, later = engine.decode_reread_until, ""
         who, field = f"{engine.name} without flash attention", "gqa_reread_archs"

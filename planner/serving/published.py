@@ -647,7 +647,8 @@ ESTIMATE_MAX_NOTE = ("estimate --concurrency max: the steady state at the engine
 def estimate_max_throughput(model: str, hardware: str, tp: int, pp: int, ep: int, adp: int, weights: str, kv: str | None,
                             isl: int, osl: int, release: str) -> tuple[float | None, str]:
     """(output tokens/s per GPU, note) for a max-throughput row priced as a user asks for it: ``estimate --concurrency
-    max`` at the row's layout, precision, engine release and lengths (``planner validate --via estimate``). The
+    max`` at the row's layout, precision, engine release and lengths (``planner validate --via estimate``; ``kv`` None:
+    the release's default KV format for those weights, as estimate picks it). The
     release's own defaults apply, as for a user who names it, not the limits the benchmark tool sized for the run
     (which the replay takes); (None, why) where the plan does not fit."""
     from planner.serving.planspec import PlanSpec
@@ -676,7 +677,6 @@ def estimate_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv"
     """predict_offline_bench's rows (``trtllm-bench throughput`` bursts) priced by estimate_max_throughput instead of
     the replayed burst."""
     from planner.calibrate.published_fit import parallel_label, release_of
-    from planner.specs.loader import get_model
 
     out = []
     for i, r in enumerate(rows):
@@ -686,7 +686,6 @@ def estimate_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv"
         cfg = f"{parallel_label(tp, pp, ep, adp)} {weights} {isl}/{osl} max"
         try:
             release = release_of(r)
-            kv = kv or default_kv(weights, release, get_model(r["model"]))
         except PlannerError as e:
             out.append((i, "output_tokens_per_s_per_gpu", cfg, meas, None, f"{where}: {e}"))
             continue

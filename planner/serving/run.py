@@ -305,8 +305,10 @@ def _deployment_pools(model, hardware, plan, sched, disagg: str | None, prefill:
     from planner.serving.sim import Pool, replica_for
     from planner.specs.engine import get_engine
 
+    eng = get_engine(common["engine"])
+
     def held(ranks: int):  # the scheduler of a pool of ``ranks`` attention-DP ranks
-        return replace(sched, adp_balance=adp_balance_for(get_engine(common["engine"]), ranks, asked_balance) or None)
+        return replace(sched, adp_balance=adp_balance_for(eng, ranks, asked_balance) or None)
 
     adp = plan.attention_dp
     if not disagg:
