@@ -362,16 +362,16 @@ class CostModel:
             self.sm_stream_cap = self.sms * k.sm_stream  # bytes/s
             self.bw = min(self.bw, self.sm_stream_cap)
             self.kv_bw = min(self.kv_bw, self.sm_stream_cap)
-        # vector operations per weight element a narrow weight's dequantization costs: the default count, or on an
-        # Apple GPU the fitted count of an engine whose Metal matrix-vector kernels dequantize on the FP32 ALUs
-        # (Engine.metal_dequant_fitted: llama.cpp's 2023-24 builds; kernel parameter metal_dequant_ops)
-        self.metal_dequant = hw.vendor == "apple" and bool(getattr(engine, "metal_dequant_fitted", False))
-        self.dequant_ops = float(k.metal_dequant_ops) if self.metal_dequant else DEQUANT_OPS_PER_ELEM
         # on an Apple GPU two tokens or more run Metal's matrix-matrix kernel, which unpacks each weight to 16 bits
         # once per token tile (METAL_MM_TILE_TOKENS) at the default count; where the shader cores issue one ALU
         # instruction a clock (Hardware.single_issue_alus: M1, M2) that unpacking and the simdgroup multiply on the
         # same ALUs take turns, so its time adds to the multiply's instead of hiding under it
         self.metal_mm = hw.vendor == "apple"
+        # vector operations per weight element a narrow weight's dequantization costs: the default count, or on an
+        # Apple GPU the fitted count of an engine whose Metal matrix-vector kernels dequantize on the FP32 ALUs
+        # (Engine.metal_dequant_fitted: llama.cpp's 2023-24 builds; kernel parameter metal_dequant_ops)
+        self.metal_dequant = self.metal_mm and bool(getattr(engine, "metal_dequant_fitted", False))
+        self.dequant_ops = float(k.metal_dequant_ops) if self.metal_dequant else DEQUANT_OPS_PER_ELEM
         self.dequant_serial = self.metal_mm and hw.single_issue_alus()
         self.eager_capture_dropped = False  # a GPU capture's eager rows left out for this engine (below)
         if profile is None and hw.kernel_profile:
