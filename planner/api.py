@@ -1,20 +1,15 @@
-"""Library entry points: ``estimate``, ``fit``, ``estimate_at_rate`` (and ``plan`` / ``capacity`` / ``simulate``
+"""Library entry points: ``estimate``, ``fit``, ``estimate_at_rate``, ``estimate_closed_loop`` (and ``plan`` / ``capacity`` / ``simulate``
 through their modules) return typed results without the CLI. The prediction of one plan lives in the serving
 layer (``planner.serving.predict``), so calibration and validation use the same code without importing upward."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from planner.errors import PlannerError
 from planner.serving.predict import Estimate, PlanSpec, estimate, fit, resolve_parallel  # noqa: F401  (re-exported)
-from planner.serving.predict import adp_balance_for, plan_budget_beside_prompt
-from planner.specs.engine import Engine, get_engine
+from planner.serving.simulated import simulated_estimate
+from planner.specs.engine import Engine
 from planner.specs.hardware import Hardware
-from planner.specs.loader import get_model
 from planner.specs.model import Model
 
 
@@ -37,69 +32,30 @@ def estimate_at_rate(
     simulated means (``ttft_s`` mean TTFT, ``tpot_s`` mean inter-token latency, ``e2e_latency_s``,
     achieved throughput) and a ``serving`` block with percentiles, goodput inputs and utilization. ``adp_balance``:
     with attention DP, hold new prompts until every rank can take one, at most that many decode steps."""
-    from planner.serving.simulator import Pool, Scheduler, Simulator, replica_for
-    from planner.serving.workload import fixed_workload, generate
+    return simulated_estimate(model, hardware, plan, rate=rate, isl=isl, osl=osl, engine=engine, requests=requests,
+                              seed=seed, progress=progress, adp_balance=adp_balance)
 
-    plan = plan or PlanSpec()
-    if not rate > 0:
-        raise PlannerError(f"--rate must be positive, got {rate:g}")
-    base = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine,
-                    adp_balance=adp_balance)
-    if base.max_concurrency < 1:
-        d = base.to_dict()
-        d["serving"] = None
-        d["notes"] = d["notes"] + ["not simulated: no sequence of isl + osl tokens fits"]
-        return d
-    m = get_model(model) if isinstance(model, str) else model
-    # an engine that runs prompts whole needs room in its step budget for a prompt beside the running decodes: priced
-    # with the budget raised to that, as estimate's steady state is (its note says so), not at a default that would
-    # admit one prompt at a time
-    eng = get_engine(engine)
-    balance = adp_balance_for(eng, plan.attention_dp, adp_balance)  # the request's (base checked it), else the engine's
-    need = plan_budget_beside_prompt(eng, isl, base.plan["running"] / max(plan.dp, 1) / max(plan.attention_dp, 1), plan)
-    if need is not None:
-        engine = eng.set_by_user(max_batched_tokens=int(math.ceil(need)))
-    rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
-                      kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=isl + osl,
-                      min_prompt=isl,  # every prompt isl tokens: a shared block pool's windowed layers at their window
-                      sched=Scheduler(adp_balance=balance) if balance else None)
-    reqs = generate(fixed_workload(isl, osl), requests, rate=rate, seed=seed)
-    res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()
-    s = res.summary()
-    # memory and the per-op breakdown at the batch the replicas actually ran (time-averaged)
-    batch = max(1, int(round(float(np.mean(res.replica_mean_batch)))))
-    # the replicas' mean batch, over the whole deployment (estimate's clients count every replica)
-    d = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=min(batch * plan.dp, base.max_concurrency),
-                 engine=engine).to_dict()
-    d["max_concurrency"], d["concurrency_cap"] = base.max_concurrency, base.concurrency_cap
-    tok = s["output_tokens_per_s"] or float("nan")
-    d.update(ttft_s=s["ttft_s"]["mean"], tpot_s=s["tpot_s"]["mean"] if s["tpot_s"]["mean"] is not None else float("nan"),
-             e2e_latency_s=s["e2e_latency_s"]["mean"], output_tokens_per_s=tok, output_tokens_per_s_per_gpu=tok / plan.gpus,
-             requests_per_s=s["requests_per_s"])
-    d["plan"] = {**d["plan"], "batching": "simulated", "batch_or_concurrency": batch * plan.dp, "max_seqs": rep.max_seqs,
-                 "rate": rate}
-    price = d["cost"]["usd_per_hour"]
-    own = d["cost"].get("usd_per_hour_owned")
-    d["cost"] = {**d["cost"], "usd_per_million_output_tokens": price / (tok * 3600) * 1e6 if price and tok > 0 else None,
-                 "usd_per_million_output_tokens_owned": own / (tok * 3600) * 1e6 if own and tok > 0 else None}
-    d["serving"] = {"rate": rate, "requests": requests, "seed": seed, "arrivals": "burst" if math.isinf(rate) else "poisson",
-                    **{k: s[k] for k in ("ttft_s", "tpot_s", "e2e_latency_s", "requests_per_s", "output_tokens_per_s",
-                                         "utilization", "queue", "preemptions", "completed", "duration_s")},
-                    "simulator": {"events": res.events, "wall_s": res.wall_s}}
-    # the plan's own notes (formats, front end), not the closed loop's that pricing the memory at the mean batch adds
-    arrivals = "all at once" if math.isinf(rate) else f"at {rate:g} req/s (Poisson)"
-    notes = list(base.notes) + [f"simulated {requests} requests {arrivals}; TTFT/TPOT are means, percentiles under "
-                                "'serving'"]
-    if math.isinf(rate):
-        notes.append(f"a burst: the throughput is over the whole run, its fill and drain included, as a throughput "
-                     f"benchmark of {requests} requests measures it (--requests sets the count); --concurrency max is "
-                     f"the steady state, {base.output_tokens_per_s:.4g} output tokens/s")
-    elif rate > base.requests_per_s:  # past the steady state at the most sequences memory and the engine admit
-        notes.append(f"{rate:g} req/s is more than the plan serves ({base.requests_per_s:.3g} req/s at its max "
-                     f"concurrency): the backlog grows through the run, in the queue or the running batch, so TTFT "
-                     f"and TPOT depend on its length ({requests} requests; --requests sets it)")
-    d["notes"] = notes
-    return d
+
+def estimate_closed_loop(
+    model: str | Model,
+    hardware: str | Hardware,
+    plan: PlanSpec | None = None,
+    *,
+    clients: int,
+    requests: int,
+    isl: int = 1024,
+    osl: int = 256,
+    engine: Engine | str = "trtllm",
+    seed: int = 0,
+    progress=None,
+    adp_balance: int | None = None,
+) -> dict:
+    """``estimate --concurrency N --requests M``: a benchmark's closed loop (``--max-concurrency N --num-prompts M``) of
+    fixed-length requests through the event simulator, the first ``clients`` at once and each later one when a request
+    ends. Identical lengths keep such a loop in waves, which the analytic steady state of ``estimate`` (clients out of
+    step) does not price; the keys are estimate_at_rate's."""
+    return simulated_estimate(model, hardware, plan, clients=clients, requests=requests, isl=isl, osl=osl,
+                              engine=engine, seed=seed, progress=progress, adp_balance=adp_balance)
 
 
 # ---- typed results of plan, capacity and simulate -----------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_does_not_fit_points_to_the_released_format(capsys):
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--isl", "0"], "at least 1"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "-2"], "positive"),
     (["estimate", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--rate", "0"], "must be positive"),
-    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--requests", "50"], "give --rate too"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--requests", "50"], "give --rate, or --concurrency N"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--rate", "2", "--requests", "0"], "at least 1"),
     (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--ep", "2"], "mixture-of-experts"),
     (["validate", "/nonexistent.csv"], "does not exist"),

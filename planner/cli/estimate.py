@@ -56,6 +56,14 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
         d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
         return
+    if req.requests is not None:  # --concurrency N --requests M: a benchmark's closed loop, simulated
+        from planner.api import estimate_closed_loop
+
+        d = estimate_closed_loop(req.model, hardware_of(req), plan, clients=req.concurrency, requests=req.requests,
+                                 isl=req.isl, osl=req.osl, engine=request_engine(req), adp_balance=req.attention_dp_balance)
+        d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
+        _output(d, as_json, as_csv)
+        return
     from planner.api import estimate
 
     est = estimate(req.model, hardware_of(req), plan, isl=req.isl, osl=req.osl, batching=req.batching, batch=req.batch,
@@ -90,9 +98,11 @@ def _output(d: dict, as_json: bool, as_csv: bool, est=None, rate: float | None =
         out = blocks(est or SimpleNamespace(**d))
         s = d.get("serving")
         if s:
+            title = (f"{s['clients']} clients in a closed loop (simulated, {s['requests']} requests)" if rate is None else
+                     f"all at once (simulated, {s['requests']} requests)" if math.isinf(rate) else
+                     f"at {rate:g} req/s (simulated, {s['requests']} requests)")
             t = Table([(c, "left" if c == "metric" else "right") for c in ("metric", "mean", "p50", "p90", "p99")],
-                      title=(f"all at once (simulated, {s['requests']} requests)" if math.isinf(rate) else
-                             f"at {rate:g} req/s (simulated, {s['requests']} requests)"))
+                      title=title)
             for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT (mean inter-token)"), ("e2e_latency_s", "end-to-end")):
                 t.add_row(name, *(ms(s[key][q]) for q in ("mean", "p50", "p90", "p99")))
             out.append(t)

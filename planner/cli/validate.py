@@ -28,7 +28,7 @@ def validate_cmd(
     quick: bool = typer.Option(False, "--quick", help="with --cross-validate: one Gauss-Newton step per fold instead of a full refit"),
     record: bool = typer.Option(False, "--record", help="with --cross-validate: write engines/calibration/errors_recorded.yaml and error_bands.yaml"),
     via: str = typer.Option("replay", "--via", metavar="replay|estimate",
-                            help="how serving benchmarks' closed loops (--max-concurrency runs) and max-throughput rows are priced: replayed request by request in the simulator with the benchmark's own settings (default), or as a user's `estimate` prices them (--concurrency N: the steady state at the run's mean lengths; --concurrency max at the engine release's defaults); with --cross-validate, on each held-out device or file"),
+                            help="how serving benchmarks' closed loops (--max-concurrency runs) and max-throughput rows are priced: replayed request by request in the simulator with the benchmark's own settings (default), or as a user's `estimate` prices them (--concurrency N: the steady state at the run's mean lengths, or with --requests M, for a loop of one fixed length, its simulated waves; --concurrency max at the engine release's defaults); with --cross-validate, on each held-out device or file"),
 ):
     if via not in ("replay", "estimate") or (via == "estimate" and record):
         from planner.errors import PlannerError

@@ -394,7 +394,8 @@ def _admit(s: _Setup, batching: str, batch, concurrency, osl: int) -> tuple[int,
     if per >= 2:
         s.notes.append("TTFT is the staggered loop's: clients whose replies differ in length fall out of step, one prompt "
                        "joining the running decodes at a time; a benchmark at one fixed length (--ignore-eos) keeps them "
-                       "in waves whose prompts queue behind each other, a longer TTFT that `simulate --clients` replays")
+                       "in waves whose prompts queue behind each other, a longer TTFT that --requests M (the benchmark's "
+                       "--num-prompts) replays")
     return n, per, n_run, ""
 
 

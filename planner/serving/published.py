@@ -606,10 +606,14 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
     schema (``max_concurrency`` clients, prompts not reused) priced as a user prices them: ``estimate --concurrency N``
     with the row's layout, precision, server flags, polling interval and attention-DP balance, at its mean lengths (the
     middle of a random range), the analytic steady state in place of the replay (``planner validate --via estimate``).
+    A closed loop of one fixed length (a random dataset without a range ratio, replies not capped short of their
+    length) is priced as a user who knows the benchmark's request count prices it, ``estimate --concurrency N --requests
+    M``: simulated, since its clients run in waves that the steady state (clients out of step) does not have.
     Open loops, reused prompts and a run of no more prompts than clients (one burst, every prompt sent at once: no
     steady state, what `simulate --rate inf` prices) are not in it: the caller replays them (predict_bench_serve)."""
     from planner.serving.planspec import PlanSpec
     from planner.serving.predict import estimate
+    from planner.serving.simulated import simulated_estimate
 
     out: dict[int, list[tuple]] = {}
     for i, r in enumerate(rows):
@@ -620,12 +624,16 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
         mid = (1.0 + b.ratio) / 2.0 if b.ratio is not None else 1.0  # a random range's mean over the asked length
         isl, osl = _tokens(b.mean_in * mid), _tokens(b.mean_out * mid)
         gpus = b.replicas * b.tp * b.pp * b.adp
-        note = "estimate --concurrency: the steady state's means (a median is read as the mean)"
+        one_length = b.ratio is None and not b.capped and (r.get("dataset") or "").strip().lower() != "sharegpt"
+        note = ("estimate --concurrency --requests: a closed loop of one length, simulated (means; a median is read as "
+                "the mean)" if one_length else "estimate --concurrency: the steady state's means (a median is read as "
+                "the mean)")
         try:
             eng, weights = bench_serve_engine(r, b, where)
             plan = PlanSpec(tp=b.tp, pp=b.pp, ep=b.ep, dp=b.replicas, attention_dp=b.adp, weights=weights, kv=b.kv)
-            e = estimate(r["model"], r["hardware"], plan, isl=isl, osl=osl, concurrency=b.clients,
-                         engine=eng.with_(prefix_caching=False), adp_balance=b.balance or None).to_dict()
+            kw = dict(isl=isl, osl=osl, engine=eng.with_(prefix_caching=False), adp_balance=b.balance or None)
+            e = (simulated_estimate(r["model"], r["hardware"], plan, clients=b.clients, requests=b.n, **kw) if one_length
+                 else estimate(r["model"], r["hardware"], plan, concurrency=b.clients, **kw).to_dict())
         except PlannerError as err:
             out[i] = [(col, b.cfg, meas, None, f"unpredictable: {err}") for col, _, _, meas in b.measured]
             continue
@@ -635,6 +643,9 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
                 rows_out.append((col, b.cfg, meas, None, f"unpredictable: {e['reason']}"))
                 continue
             v = _ESTIMATE_METRICS[col](e, (isl + osl) / osl)
+            if v is None or not math.isfinite(v):  # a simulated loop in which no request completed
+                rows_out.append((col, b.cfg, meas, None, "unpredictable: no request of the simulated loop completes"))
+                continue
             rows_out.append((col, b.cfg, meas, v / gpus if col in PER_GPU_METRICS else v, note))
         out[i] = rows_out
     return out

@@ -358,7 +358,9 @@ class EstimateRequest(Ownership, Adapters, Layout):
               "throughput benchmark runs them (trtllm-bench, vllm bench throughput)")
     requests: Annotated[int | None, Field(ge=1, le=MAX_REQUESTS)] = _d(
         None, f"requests the --rate run sends (default {DEFAULT_RATE_REQUESTS}, the count vLLM's and SGLang's serving "
-              "benchmarks send): past the plan's throughput the queue grows through the run, and TTFT with it")
+              "benchmarks send): past the plan's throughput the queue grows through the run, and TTFT with it; with "
+              "--concurrency N, a benchmark's closed loop of N clients over that many requests of exactly --isl / --osl "
+              "tokens (--max-concurrency N --num-prompts M, --ignore-eos), simulated: its clients run in waves")
     endpoint: Endpoint = _d("completions", ENDPOINT_HELP)
     sampler: Sampler | None = _d(None, SAMPLER_HELP)
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
@@ -369,8 +371,9 @@ class EstimateRequest(Ownership, Adapters, Layout):
     def _batching(self):
         if self.rate is not None and (self.batching != "inflight" or self.batch is not None or self.concurrency is not None):
             raise ValueError("--rate simulates continuous batching: drop --batching static/--batch/--concurrency")
-        if self.requests is not None and self.rate is None:
-            raise ValueError("--requests sets the length of a --rate run: give --rate too")
+        if self.requests is not None and self.rate is None and not isinstance(self.concurrency, int):
+            raise ValueError("--requests sets the length of a simulated run: give --rate, or --concurrency N for a "
+                             "closed loop of N clients")
         if self.attention_dp_balance and self.batching == "static":
             raise ValueError("--attention-dp-balance holds arriving prompts: it applies to --concurrency or --rate, not "
                              "to a static batch")
@@ -380,8 +383,8 @@ class EstimateRequest(Ownership, Adapters, Layout):
             raise ValueError("--batch applies to --batching static; use --concurrency with inflight batching")
         if self.batching == "static" and self.batch is None:
             raise ValueError("--batching static needs --batch N")
-        if self.weight_offload is not None and self.rate is not None:
-            raise ValueError("--weight-offload is not simulated at a --rate; drop one")
+        if self.weight_offload is not None and (self.rate is not None or self.requests is not None):
+            raise ValueError("--weight-offload is not simulated (--rate, or --concurrency with --requests); drop one")
         return self
 
 

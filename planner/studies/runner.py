@@ -26,13 +26,19 @@ def _setup(r: EstimateRequest):
 
 
 def _predict(r: EstimateRequest, hw, plan) -> dict:
-    """``estimate`` (or, with a rate, the simulator's ``estimate_at_rate``) of one point, as a dict."""
+    """``estimate`` (or, with a rate or a closed loop's request count, the simulator's ``estimate_at_rate`` /
+    ``estimate_closed_loop``) of one point, as a dict."""
     if r.rate:
         from planner.api import estimate_at_rate  # the serving simulator
 
         e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=request_engine(r),
                              adp_balance=r.attention_dp_balance, **({"requests": r.requests} if r.requests else {}))
         return e if isinstance(e, dict) else e.to_dict()
+    if r.requests is not None:  # --concurrency N --requests M: a benchmark's closed loop, simulated
+        from planner.api import estimate_closed_loop
+
+        return estimate_closed_loop(r.model, hw, plan, clients=r.concurrency, requests=r.requests, isl=r.isl, osl=r.osl,
+                                    engine=request_engine(r), adp_balance=r.attention_dp_balance)
     from planner.api import estimate
 
     return estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
