@@ -50,14 +50,37 @@ def test_one_length_keeps_the_clients_in_waves_that_the_steady_state_has_not():
     assert any("waves" in n and "staggered steady state" in n for n in waves["notes"])
 
 
+@pytest.mark.parametrize("flags, sim_flags", [
+    (["--spec", "3:0.7"], ["--spec", "3:0.7"]),
+    (["--chunk-tokens", "512"], ["--max-batched-tokens", "512", "--chunked-prefill"]),
+    (["--shared-prefix", "0.5"], ["--shared-prefix", "0.5"]),
+])
+def test_a_simulated_estimate_replays_the_techniques_simulate_replays(flags, sim_flags, capsys):
+    """`estimate --rate` had priced the plan without its speculation or chunked-prefill budget, silently; it now runs
+    them as `planner simulate` does (the same run, to the number), at a rate and in a closed loop."""
+    common = ["-m", MODEL, "-H", HW, "--engine", "vllm", "--isl", "512", "--osl", "128"]
+    for load, sim_load in ((["--rate", "6", "--requests", "120"], ["--rate", "6", "--requests", "120"]),
+                           (["--concurrency", "8", "--requests", "64"], ["--clients", "8", "--requests", "64"])):
+        est = run_json(["estimate", *common, *load, *flags, "--json"], capsys)
+        sim = run_json(["simulate", *common, *sim_load, *sim_flags, "--json"], capsys)
+        assert est["ttft_s"] == pytest.approx(sim["ttft_s"]["mean"], rel=1e-9), (flags, load)
+        assert est["tpot_s"] == pytest.approx(sim["tpot_s"]["mean"], rel=1e-9), (flags, load)
+        assert est["output_tokens_per_s"] == pytest.approx(sim["output_tokens_per_s"], rel=1e-9), (flags, load)
+    plain = run_json(["estimate", *common, "--rate", "6", "--requests", "120", "--json"], capsys)
+    if flags[0] == "--spec":  # three drafts at 0.7 acceptance: fewer, longer steps a token
+        assert est["tpot_s"] < plain["tpot_s"]
+
+
 def test_a_simulated_estimate_refuses_what_it_would_not_replay(capsys):
     assert unsimulated_flags(PlanSpec()) == []
-    assert unsimulated_flags(PlanSpec(spec_k=3, spec_alpha=0.7, chunk_tokens=512)) == ["--chunk-tokens", "--spec"]
-    with pytest.raises(PlannerError, match="--spec"):
-        estimate_closed_loop(MODEL, HW, PlanSpec(spec_k=3, spec_alpha=0.7), clients=4, requests=8, **KW)
+    assert unsimulated_flags(PlanSpec(spec_k=3, spec_alpha=0.7, chunk_tokens=512)) == []
+    assert unsimulated_flags(PlanSpec(spec_k=3, spec_alpha=0.7, spec_auto=True, kv_offload=True)) == [
+        "--spec auto", "--kv-offload"]
+    with pytest.raises(PlannerError, match="--eviction"):
+        estimate_closed_loop(MODEL, HW, PlanSpec(eviction="snapkv:256"), clients=4, requests=8, **KW)
     base = ["estimate", "-m", MODEL, "-H", HW, "--engine", "vllm"]
-    for extra, says in ((["--rate", "5", "--spec", "3:0.7"], "--spec"),  # --rate had priced it without, silently
-                        (["--concurrency", "4", "--requests", "8", "--chunk-tokens", "512"], "--chunk-tokens"),
+    for extra, says in ((["--rate", "5", "--spec", "auto:0.7"], "--spec auto"),
+                        (["--concurrency", "4", "--requests", "8", "--kv-offload"], "--kv-offload"),
                         (["--concurrency", "max", "--requests", "8"], "--concurrency N"),
                         (["--requests", "8"], "--concurrency N"),
                         (["--concurrency", "2", "--requests", "8", "--dp", "4"], "--dp")):

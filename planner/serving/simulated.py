@@ -43,6 +43,7 @@ def simulated_estimate(
     clients over the whole deployment: the first ``clients`` requests arrive at once, each later one when a request
     ends; independent prompts, so the prefix cache serves none). ``adp_balance``: with attention DP, hold new prompts
     until every rank can take one, at most that many decode steps."""
+    from planner.serving.run import plan_techniques
     from planner.serving.simulator import Pool, Scheduler, Simulator, replica_for
     from planner.serving.workload import fixed_workload, generate, shared_closed_loop
 
@@ -55,9 +56,9 @@ def simulated_estimate(
         check_closed_loop(clients, requests, plan.dp)
     left_out = unsimulated_flags(plan)
     if left_out:
-        raise PlannerError(f"a simulated estimate (--rate, or --concurrency with --requests) replays the plan without "
-                           f"{', '.join(left_out)}: `planner simulate` replays them, and the steady state (without --rate "
-                           "and --requests) prices them")
+        raise PlannerError(f"a simulated estimate (--rate, or --concurrency with --requests) does not replay "
+                           f"{', '.join(left_out)}: the steady state (without --rate and --requests) prices "
+                           + ("them" if len(left_out) > 1 else "it"))
     base = estimate(model, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency="max", engine=engine,
                     adp_balance=adp_balance)
     if base.max_concurrency < 1:
@@ -74,15 +75,31 @@ def simulated_estimate(
     need = plan_budget_beside_prompt(eng, isl, base.plan["running"] / max(plan.dp, 1) / max(plan.attention_dp, 1), plan)
     if need is not None:
         engine = eng = eng.set_by_user(max_batched_tokens=int(math.ceil(need)))
-    if clients is not None:  # independent random prompts: nothing of one is another's, so the prefix cache serves none
+    if clients is not None and not plan.shared_prefix:
+        # independent random prompts: nothing of one is another's, so the prefix cache serves none (a prefix every
+        # prompt starts with, --shared-prefix, it serves)
         engine = eng.with_(prefix_caching=False)
-    rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
-                      kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=isl + osl,
-                      min_prompt=isl,  # every prompt isl tokens: a shared block pool's windowed layers at their window
-                      sched=Scheduler(adp_balance=balance) if balance else None)
-    reqs = generate(fixed_workload(isl, osl), requests, rate=math.inf if clients is not None else rate, seed=seed)
+    reqs = generate(fixed_workload(isl, osl, shared_prefix=plan.shared_prefix), requests,
+                    rate=math.inf if clients is not None else rate, seed=seed)
     if clients is not None:
         reqs = shared_closed_loop(reqs, clients)
+    # the serving techniques the simulator replays, as `planner simulate` takes them: speculation (the scheduler's
+    # drafts and acceptance, a draft model's steps), a chunked-prefill budget, context parallelism, context extension,
+    # prompt compression (prompts enter shortened) and sparse attention, and expert-parallel load balancing
+    run_notes: list[str] = []
+    techniques, max_input = plan_techniques(plan, reqs, run_notes, float(isl + osl), cp=plan.cp,
+                                            draft_model=plan.draft_model, k=plan.spec_k, alpha=plan.spec_alpha,
+                                            context_extension=plan.context_extension,
+                                            prompt_compression=plan.prompt_compression,
+                                            sparse_attention=plan.sparse_attention)
+    chunk = int(plan.chunk_tokens)
+    sched = Scheduler(adp_balance=balance or None, spec_k=int(plan.spec_k), spec_alpha=float(plan.spec_alpha),
+                      max_batched_tokens=chunk or None, chunked_prefill=True if chunk else None)
+    sched.check()
+    rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
+                      kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=max_input,
+                      min_prompt=float(reqs.input_tokens.min()),  # a shared block pool's windowed layers at their window
+                      sched=sched, techniques=techniques, eplb=plan.eplb)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()
     s = res.summary()
     # memory and the per-op breakdown at the batch the replicas actually ran (time-averaged)
@@ -107,19 +124,24 @@ def simulated_estimate(
                                          "utilization", "queue", "preemptions", "completed", "duration_s")},
                     "simulator": {"events": res.events, "wall_s": res.wall_s}}
     # the plan's own notes (formats, front end), not the closed loop's that pricing the memory at the mean batch adds
-    d["notes"] = list(base.notes) + _run_notes(base, m, hardware, plan, isl, osl, asked, adp_balance, rate, clients,
-                                               requests, d)
+    d["notes"] = list(base.notes) + run_notes + _run_notes(base, m, hardware, plan, isl, osl, asked, adp_balance, rate,
+                                                           clients, requests, d)
     return d
 
 
-_FLAG_OF = {"spec_k": "--spec", "finetune_tpot_s": "--finetune-tpot"}
+_FLAG_OF = {"spec_k": "--spec auto", "finetune_tpot_s": "--finetune-tpot"}
+# the techniques simulated_estimate replays (as `planner simulate` does); speculation with a fixed draft length
+SIMULATED_TECHNIQUES = frozenset({"chunk_tokens", "spec_k", "spec_alpha", "draft_model", "shared_prefix", "cp",
+                                  "context_extension", "prompt_compression", "sparse_attention", "eplb"})
 
 
 def unsimulated_flags(plan: PlanSpec) -> list[str]:
-    """The flags of ``plan``'s serving techniques (speculation, chunked prefill, KV policies, adapters, ...) that
-    simulated_estimate's replica does not carry, as the user gave them; empty for a plain plan."""
+    """The flags of ``plan``'s serving techniques that simulated_estimate does not replay (KV offload and eviction,
+    prefix-cache hits, CPU-assisted MoE, adapters, an intra-GPU split, co-served fine-tuning, shared variants, weight
+    streaming, an adaptive draft length), as the user gave them; empty where it replays the whole plan."""
     plain, asked = PlanSpec().techniques(), plan.techniques()
-    flags = [_FLAG_OF.get(k, "--" + k.replace("_", "-")) for k, v in asked.items() if k != "spec_alpha" and v != plain[k]]
+    flags = [_FLAG_OF.get(k, "--" + k.replace("_", "-")) for k, v in asked.items()
+             if v != plain[k] and (k not in SIMULATED_TECHNIQUES or (k == "spec_k" and plan.spec_auto))]
     return flags + (["--weight-offload"] if plan.weight_offload else [])
 
 
