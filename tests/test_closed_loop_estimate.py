@@ -5,6 +5,7 @@ finish together, so the loop runs in waves whose prompts queue behind each other
 replay `simulate --clients` runs, and `validate --via estimate` prices the bundled closed loops of one length so."""
 
 import csv
+import json
 import math
 
 import pytest
@@ -108,3 +109,23 @@ def test_validate_via_estimate_prices_a_loop_of_one_length_as_the_simulated_esti
     for what, _, meas, pred, _ in est:
         assert pred is not None and math.isfinite(pred) and pred > 0
         assert pred == pytest.approx(replay[what], rel=1e-6), what  # the same request-by-request run
+
+
+def test_a_study_prices_its_closed_loops_in_the_simulator(tmp_path, capsys):
+    """Eight or more estimate points on one plan go through the vectorized steady state (runner._estimate_groups),
+    checked against the first point's own estimate; points with --requests are simulated closed loops and must not go
+    there, even where a steady-state point of the same plan comes first and passes that check."""
+    study = tmp_path / "loops.yaml"
+    study.write_text("name: loops\ncommand: estimate\nbase: {model: llama-3.1-8b, hardware: h100-sxm, engine: vllm, "
+                     "isl: 512, osl: 128}\nsweep:\n  mode: product\n  axes:\n    requests: [null, 64]\n"
+                     "    concurrency: [1, 2, 4, 8, 16]\ncolumns: [requests, concurrency, ttft_s, tpot_s]\n")
+    code, out, err = run(["study", str(study), "--out", str(tmp_path / "out"), "--workers", "1"], capsys)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "out" / "loops.json").read_text())["points"]
+    assert len(rows) == 10
+    for row in rows:
+        c = row["concurrency"]
+        d = (estimate_closed_loop(MODEL, HW, PlanSpec(), clients=c, requests=64, **KW) if row.get("requests")
+             else estimate(MODEL, HW, PlanSpec(), concurrency=c, **KW).to_dict())
+        assert row["ttft_s"] == pytest.approx(d["ttft_s"], rel=1e-9), (row.get("requests"), c)
+        assert row["tpot_s"] == pytest.approx(d["tpot_s"], rel=1e-9), (row.get("requests"), c)

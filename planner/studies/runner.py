@@ -198,7 +198,8 @@ def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], N
         try:
             r = PARAMS["estimate"].model_validate(params)
             check_specs("estimate", r)
-            if r.rate or r.attention_dp_balance:  # the simulator, or a hold the vectorized path does not price
+            if r.rate or r.requests is not None or r.attention_dp_balance:
+                # the simulator (a rate, or a closed loop's request count), or a hold the vectorized path does not price
                 rest.append(i)
                 continue
             hw, plan, parallel = _setup(r)
