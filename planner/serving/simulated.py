@@ -158,18 +158,20 @@ def check_closed_loop(clients: int, requests: int, dp: int) -> None:
 def _run_notes(base, m, hardware, plan, isl, osl, engine, adp_balance, rate, clients, requests, d) -> list[str]:
     """What the simulated run was, and how it sits beside the steady state a user without --rate / --requests gets."""
     if clients is not None:
-        steady = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=clients,
-                          engine=get_engine(engine).with_(prefix_caching=False), adp_balance=adp_balance)
         run = min(clients, requests)
         notes = [f"simulated {requests} requests from {run} clients in a closed loop, every request {isl:,} prompt and "
                  f"{osl:,} output tokens (a benchmark's --max-concurrency {clients} --num-prompts {requests} on a random "
                  "dataset of one length, --ignore-eos); TTFT/TPOT are means, percentiles under 'serving'"]
-        if run >= 2 * plan.dp and steady.fits:
-            notes.append(f"clients that start together finish together and send their next prompts together, so a loop "
-                         f"of one length runs in waves whose prompts queue behind each other: mean TTFT "
-                         f"{d['ttft_s'] * 1e3:,.1f} ms here, {steady.ttft_s * 1e3:,.1f} ms in the staggered steady state "
-                         f"(--concurrency {clients} without --requests: replies of spread lengths, one prompt joining the "
-                         f"running decodes at a time), which gives {steady.output_tokens_per_s:,.4g} output tokens/s")
+        if run >= 2 * plan.dp:  # the steady state of as many clients, for comparison
+            steady = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=run,
+                              engine=get_engine(engine).with_(prefix_caching=False), adp_balance=adp_balance)
+            if steady.fits:
+                notes.append(f"clients that start together finish together and send their next prompts together, so a "
+                             f"loop of one length runs in waves whose prompts queue behind each other: mean TTFT "
+                             f"{d['ttft_s'] * 1e3:,.1f} ms here, {steady.ttft_s * 1e3:,.1f} ms in the staggered steady "
+                             f"state (--concurrency {run} without --requests: replies of spread lengths, one prompt "
+                             f"joining the running decodes at a time), which gives {steady.output_tokens_per_s:,.4g} "
+                             "output tokens/s")
         return notes
     arrivals = "all at once" if math.isinf(rate) else f"at {rate:g} req/s (Poisson)"
     notes = [f"simulated {requests} requests {arrivals}; TTFT/TPOT are means, percentiles under 'serving'"]
