@@ -205,9 +205,9 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         return _fleet_run(fleet, hardware, reqs, router_, slo, notes, wdesc, r, seed, ic_cache, _progress, weights=weights,
                           kv=kv, engine=engine, sched=sched, max_input=max_input)
     plan = plan_options(gpus // cp if gpus else gpus, tp, pp, ep, dp, weights, kv, activations)
-    techniques, max_input = plan_techniques(plan, reqs, notes, max_input, cp=cp, draft_model=draft_model, k=k, alpha=alpha,
-                                        context_extension=context_extension, prompt_compression=prompt_compression,
-                                        sparse_attention=sparse_attention)
+    techniques, max_input = plan_techniques(plan, reqs, notes, max_input, cp=cp, draft_model=draft_model, k=k,
+                                            alpha=alpha, context_extension=context_extension,
+                                            prompt_compression=prompt_compression, sparse_attention=sparse_attention)
     common = dict(weights=plan.weights, kv=plan.kv_format(engine, model), activations=plan.activations, engine=engine, max_input=max_input,
                   techniques=techniques, lora=lora_spec, eplb=eplb, min_prompt=float(reqs.input_tokens.min()))
     prefill = {"tp": prefill_tp, "attention_dp": prefill_attention_dp, "ep": prefill_ep}
@@ -258,7 +258,7 @@ def _long_prompt_notes(pools, longest: float) -> list[str]:
 
 
 def plan_techniques(plan, reqs, notes: list[str], max_input: float, *, cp, draft_model, k, alpha, context_extension,
-                prompt_compression, sparse_attention):
+                    prompt_compression, sparse_attention):
     """The plan with its context/attention techniques (None without any), and the longest sequence; compressed prompts
     enter the simulator shortened (the compressor's own time is estimate's term)."""
     techniques = None
