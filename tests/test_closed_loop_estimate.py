@@ -55,10 +55,12 @@ def test_one_length_keeps_the_clients_in_waves_that_the_steady_state_has_not():
     (["--spec", "3:0.7"], ["--spec", "3:0.7"]),
     (["--chunk-tokens", "512"], ["--max-batched-tokens", "512", "--chunked-prefill"]),
     (["--shared-prefix", "0.5"], ["--shared-prefix", "0.5"]),
+    (["--lora", "100:16", "--lora-resident", "20", "--lora-popularity", "zipf:1.0"],
+     ["--lora", "100:16", "--lora-resident", "20", "--lora-popularity", "zipf:1.0"]),
 ])
 def test_a_simulated_estimate_replays_the_techniques_simulate_replays(flags, sim_flags, capsys):
-    """`estimate --rate` had priced the plan without its speculation or chunked-prefill budget, silently; it now runs
-    them as `planner simulate` does (the same run, to the number), at a rate and in a closed loop."""
+    """`estimate --rate` had priced the plan without its speculation, chunked-prefill budget or adapters, silently; it
+    now runs them as `planner simulate` does (the same run, to the number), at a rate and in a closed loop."""
     common = ["-m", MODEL, "-H", HW, "--engine", "vllm", "--isl", "512", "--osl", "128"]
     for load, sim_load in ((["--rate", "6", "--requests", "120"], ["--rate", "6", "--requests", "120"]),
                            (["--concurrency", "8", "--requests", "64"], ["--clients", "8", "--requests", "64"])):

@@ -190,7 +190,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
         if not eng_.prefix_caching:
             notes.append(f"{eng_.id}@{eng_.version}'s prefix cache is off (its engine profile), so every prompt sent again "
                          "is prefilled again: --dataset-entries changes nothing")
-    lora_spec = _adapters(reqs, lora, lora_resident, lora_popularity, seed, fleet or disagg)
+    lora_spec = request_adapters(reqs, lora, lora_resident, lora_popularity, seed, fleet or disagg)
     if reqs.classes and sched.policy == "fcfs":  # service classes: the waiting queue goes by class priority
         sched.policy = "priority"
     if ic_cache is not None and fleet is None:
@@ -277,7 +277,7 @@ def plan_techniques(plan, reqs, notes: list[str], max_input: float, *, cp, draft
     return techniques, max_input
 
 
-def _adapters(reqs, lora, resident, popularity, seed, other):
+def request_adapters(reqs, lora, resident, popularity, seed, other):
     """The LoRA spec of a run and each request's adapter (a conversation keeps its first turn's)."""
     if lora is None:
         if resident is not None or popularity is not None:

@@ -43,7 +43,7 @@ def simulated_estimate(
     clients over the whole deployment: the first ``clients`` requests arrive at once, each later one when a request
     ends; independent prompts, so the prefix cache serves none). ``adp_balance``: with attention DP, hold new prompts
     until every rank can take one, at most that many decode steps."""
-    from planner.serving.run import plan_techniques
+    from planner.serving.run import plan_techniques, request_adapters
     from planner.serving.simulator import Pool, Scheduler, Simulator, replica_for
     from planner.serving.workload import fixed_workload, generate, shared_closed_loop
 
@@ -85,7 +85,7 @@ def simulated_estimate(
         reqs = shared_closed_loop(reqs, clients)
     # the serving techniques the simulator replays, as `planner simulate` takes them: speculation (the scheduler's
     # drafts and acceptance, a draft model's steps), a chunked-prefill budget, context parallelism, context extension,
-    # prompt compression (prompts enter shortened) and sparse attention, and expert-parallel load balancing
+    # prompt compression (prompts enter shortened) and sparse attention, expert-parallel load balancing and adapters
     run_notes: list[str] = []
     techniques, max_input = plan_techniques(plan, reqs, run_notes, float(isl + osl), cp=plan.cp,
                                             draft_model=plan.draft_model, k=plan.spec_k, alpha=plan.spec_alpha,
@@ -96,10 +96,12 @@ def simulated_estimate(
     sched = Scheduler(adp_balance=balance or None, spec_k=int(plan.spec_k), spec_alpha=float(plan.spec_alpha),
                       max_batched_tokens=chunk or None, chunked_prefill=True if chunk else None)
     sched.check()
+    # LoRA adapters: each request's adapter drawn as `simulate --lora` draws it, the resident ones cached per replica
+    lora = request_adapters(reqs, plan.lora, plan.lora_resident, plan.lora_popularity, seed, None)
     rep = replica_for(m, hardware, tp=plan.tp, pp=plan.pp, ep=plan.ep, adp=plan.attention_dp, weights=plan.weights,
                       kv=plan.kv_format(engine, m), activations=plan.activations, engine=engine, max_input=max_input,
                       min_prompt=float(reqs.input_tokens.min()),  # a shared block pool's windowed layers at their window
-                      sched=sched, techniques=techniques, eplb=plan.eplb)
+                      sched=sched, techniques=techniques, eplb=plan.eplb, lora=lora)
     res = Simulator([Pool(rep, plan.dp)], reqs, progress=progress).run()
     s = res.summary()
     # memory and the per-op breakdown at the batch the replicas actually ran (time-averaged)
@@ -132,13 +134,14 @@ def simulated_estimate(
 _FLAG_OF = {"spec_k": "--spec auto", "finetune_tpot_s": "--finetune-tpot"}
 # the techniques simulated_estimate replays (as `planner simulate` does); speculation with a fixed draft length
 SIMULATED_TECHNIQUES = frozenset({"chunk_tokens", "spec_k", "spec_alpha", "draft_model", "shared_prefix", "cp",
-                                  "context_extension", "prompt_compression", "sparse_attention", "eplb"})
+                                  "context_extension", "prompt_compression", "sparse_attention", "eplb", "lora",
+                                  "lora_resident", "lora_popularity"})
 
 
 def unsimulated_flags(plan: PlanSpec) -> list[str]:
     """The flags of ``plan``'s serving techniques that simulated_estimate does not replay (KV offload and eviction,
-    prefix-cache hits, CPU-assisted MoE, adapters, an intra-GPU split, co-served fine-tuning, shared variants, weight
-    streaming, an adaptive draft length), as the user gave them; empty where it replays the whole plan."""
+    prefix-cache hits, CPU-assisted MoE, an intra-GPU split, co-served fine-tuning, shared variants, weight streaming,
+    an adaptive draft length), as the user gave them; empty where it replays the whole plan."""
     plain, asked = PlanSpec().techniques(), plan.techniques()
     flags = [_FLAG_OF.get(k, "--" + k.replace("_", "-")) for k, v in asked.items()
              if v != plain[k] and (k not in SIMULATED_TECHNIQUES or (k == "spec_k" and plan.spec_auto))]
