@@ -41,8 +41,10 @@ def simulated_estimate(
     requests of ``isl`` / ``osl`` tokens each on ``plan.dp`` replicas (least-outstanding routing). Exactly one of
     ``rate`` (requests/s, Poisson arrivals; ``math.inf``: all at once) and ``clients`` (a closed loop of that many
     clients over the whole deployment: the first ``clients`` requests arrive at once, each later one when a request
-    ends; independent prompts, so the prefix cache serves none). ``adp_balance``: with attention DP, hold new prompts
-    until every rank can take one, at most that many decode steps."""
+    ends; independent prompts, so the prefix cache serves none but the plan's shared prefix). ``adp_balance``: with
+    attention DP, hold new prompts until every rank can take one, at most that many decode steps. The plan's serving
+    techniques are replayed as `planner simulate` replays them; those it does not replay are refused
+    (unsimulated_flags)."""
     from planner.serving.run import plan_techniques, request_adapters
     from planner.serving.simulator import Pool, Scheduler, Simulator, replica_for
     from planner.serving.workload import fixed_workload, generate, shared_closed_loop
@@ -166,8 +168,9 @@ def _run_notes(base, m, hardware, plan, isl, osl, engine, adp_balance, rate, cli
                  f"{osl:,} output tokens (a benchmark's --max-concurrency {clients} --num-prompts {requests} on a random "
                  "dataset of one length, --ignore-eos); TTFT/TPOT are means, percentiles under 'serving'"]
         if run >= 2 * plan.dp:  # the steady state of as many clients, for comparison
-            steady = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=run,
-                              engine=get_engine(engine).with_(prefix_caching=False), adp_balance=adp_balance)
+            eng = get_engine(engine) if plan.shared_prefix else get_engine(engine).with_(prefix_caching=False)
+            steady = estimate(m, hardware, plan, isl=isl, osl=osl, batching="inflight", concurrency=run, engine=eng,
+                              adp_balance=adp_balance)
             if steady.fits:
                 notes.append(f"clients that start together finish together and send their next prompts together, so a "
                              f"loop of one length runs in waves whose prompts queue behind each other: mean TTFT "
