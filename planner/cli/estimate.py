@@ -48,21 +48,12 @@ def estimate_cmd(req, as_json: bool, as_csv: bool):
 
     plan = with_techniques(plan_options(req.gpus, req.tp, req.pp, req.ep, req.dp, req.weights, req.kv, req.activations,
                                         req.weight_offload, req.attention_dp, req.cp), req)
-    if req.rate is not None:
-        from planner.api import estimate_at_rate
+    from planner.studies.params import simulated_point
 
-        d = estimate_at_rate(req.model, hardware_of(req), plan, rate=req.rate, isl=req.isl, osl=req.osl, engine=request_engine(req),
-                             adp_balance=req.attention_dp_balance, **({"requests": req.requests} if req.requests else {}))
+    d = simulated_point(req, hardware_of(req), plan)  # --rate, or --concurrency N --requests M: the simulator
+    if d is not None:
         d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
         _output(d, as_json, as_csv, rate=req.rate)
-        return
-    if req.requests is not None:  # --concurrency N --requests M: a benchmark's closed loop, simulated
-        from planner.api import estimate_closed_loop
-
-        d = estimate_closed_loop(req.model, hardware_of(req), plan, clients=req.concurrency, requests=req.requests,
-                                 isl=req.isl, osl=req.osl, engine=request_engine(req), adp_balance=req.attention_dp_balance)
-        d["cost"].update(_owned(req, d["gpus"], d["output_tokens_per_s"] if d["fits"] else None))
-        _output(d, as_json, as_csv)
         return
     from planner.api import estimate
 

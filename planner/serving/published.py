@@ -513,6 +513,21 @@ def bench_serve_engine(r: dict, b: BenchRun, where: str):
     return eng, weights
 
 
+def bench_lengths(r: dict, b: BenchRun):
+    """The distribution a serving-benchmark row's lengths are drawn from, or None where every request is exactly its
+    stated lengths (a loop of one length). ShareGPT lengths vary as the benchmark client samples them, and in a burst
+    the longest replies set how long the run lasts; a random range (--random-range-ratio) draws each length over it;
+    replies capped by max_tokens end early at EOS; random datasets without a ratio (vLLM's default 0) run at their
+    stated lengths."""
+    if (r.get("dataset") or "").strip().lower() == "sharegpt":
+        return sharegpt_workload(b.mean_in, b.mean_out)
+    if b.ratio is not None:
+        return random_range_workload(b.isl, b.osl, b.ratio)
+    if b.capped:
+        return eos_capped_workload(b.isl, b.mean_out, b.cap)
+    return None
+
+
 def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv",
                         lines: list[int] | None = None) -> list[tuple[int, str, str, float, float | None, str]]:
     """(row index, what, config, measured, predicted or None, note) for rows of the serving-benchmark schema. An optional
@@ -539,16 +554,7 @@ def predict_bench_serve(rows: list[dict], file: str = "serving_bench.csv",
         tp, ep, pp, adp, isl, osl = b.tp, b.ep, b.pp, b.adp, b.isl, b.osl
         try:
             eng, weights = bench_serve_engine(r, b, where)
-            # ShareGPT lengths vary as the benchmark client samples them, and in a burst the longest replies set how long
-            # the run lasts; random datasets (--random-range-ratio 1 or the default 0) run at their stated lengths
-            if (r.get("dataset") or "").strip().lower() == "sharegpt":
-                spec = sharegpt_workload(b.mean_in, b.mean_out)
-            elif b.ratio is not None:
-                spec = random_range_workload(isl, osl, b.ratio)
-            elif b.capped:
-                spec = eos_capped_workload(isl, b.mean_out, b.cap)
-            else:
-                spec = fixed_workload(isl, osl)
+            spec = bench_lengths(r, b) or fixed_workload(isl, osl)
             reqs = generate(spec, b.n, rate=b.rate, seed=0)  # rate inf: every request at 0
             if spec.max_total:  # the drawn lengths scaled to the run's printed totals (a few hundred draws miss them)
                 reqs.input_tokens, reqs.output_tokens = (
@@ -624,7 +630,7 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
         mid = (1.0 + b.ratio) / 2.0 if b.ratio is not None else 1.0  # a random range's mean over the asked length
         isl, osl = _tokens(b.mean_in * mid), _tokens(b.mean_out * mid)
         gpus = b.replicas * b.tp * b.pp * b.adp
-        one_length = b.ratio is None and not b.capped and (r.get("dataset") or "").strip().lower() != "sharegpt"
+        one_length = bench_lengths(r, b) is None
         note = ("estimate --concurrency --requests: a closed loop of one length, simulated (means; a median is read as "
                 "the mean)" if one_length else "estimate --concurrency: the steady state's means (a median is read as "
                 "the mean)")

@@ -749,3 +749,21 @@ def estimate_techniques(plan, req):
                    lora_resident=getattr(req, "lora_resident", None), lora_popularity=getattr(req, "lora_popularity", None),
                    intra_gpu_pd=getattr(req, "intra_gpu_pd", None), finetune_tpot_s=getattr(req, "finetune_tpot", None),
                    shared_variants=getattr(req, "shared_variants", None))
+
+
+def simulated_point(r: EstimateRequest, hw, plan) -> dict | None:
+    """The serving simulator's estimate of a request that asks for one, as a dict: at its --rate
+    (``estimate_at_rate``, over --requests or the default count), or a benchmark's closed loop of --concurrency N
+    clients over --requests M (``estimate_closed_loop``); None where the request asks for the steady state. The one
+    dispatch `planner estimate` and estimate studies share."""
+    if r.rate is not None:
+        from planner.api import estimate_at_rate
+
+        return estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=request_engine(r),
+                                adp_balance=r.attention_dp_balance, **({"requests": r.requests} if r.requests else {}))
+    if r.requests is not None:
+        from planner.api import estimate_closed_loop
+
+        return estimate_closed_loop(r.model, hw, plan, clients=r.concurrency, requests=r.requests, isl=r.isl, osl=r.osl,
+                                    engine=request_engine(r), adp_balance=r.attention_dp_balance)
+    return None

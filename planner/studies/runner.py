@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from planner.errors import PlannerError
 from planner.studies.params import (CapacityRequest, EstimateRequest, PlanRequest, SimulateRequest, capacity_max_gpus, check_specs,
-                                    estimate_techniques, plan_search, request_engine)
+                                    estimate_techniques, plan_search, request_engine, simulated_point)
 from planner.studies.schema import PARAMS, Study
 
 
@@ -26,19 +26,10 @@ def _setup(r: EstimateRequest):
 
 
 def _predict(r: EstimateRequest, hw, plan) -> dict:
-    """``estimate`` (or, with a rate or a closed loop's request count, the simulator's ``estimate_at_rate`` /
-    ``estimate_closed_loop``) of one point, as a dict."""
-    if r.rate:
-        from planner.api import estimate_at_rate  # the serving simulator
-
-        e = estimate_at_rate(r.model, hw, plan, rate=r.rate, isl=r.isl, osl=r.osl, engine=request_engine(r),
-                             adp_balance=r.attention_dp_balance, **({"requests": r.requests} if r.requests else {}))
-        return e if isinstance(e, dict) else e.to_dict()
-    if r.requests is not None:  # --concurrency N --requests M: a benchmark's closed loop, simulated
-        from planner.api import estimate_closed_loop
-
-        return estimate_closed_loop(r.model, hw, plan, clients=r.concurrency, requests=r.requests, isl=r.isl, osl=r.osl,
-                                    engine=request_engine(r), adp_balance=r.attention_dp_balance)
+    """``estimate`` (or, where the request asks for the simulator, simulated_point) of one point, as a dict."""
+    d = simulated_point(r, hw, plan)
+    if d is not None:
+        return d
     from planner.api import estimate
 
     return estimate(r.model, hw, plan, isl=r.isl, osl=r.osl, batching=r.batching, batch=r.batch,
