@@ -255,6 +255,14 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
     if fmt.moe_mixers_16bit_source and m.stored_formats(plan.weights)[0] != plan.weights:
         notes.append(f"{plan.weights} on a MoE model: its attention projections stay in 16 bit, as the format's MoE checkpoints "
                      f"keep them ({fmt.moe_mixers_16bit_by}), and are held and computed in bf16")
+        q = m.quantized_out_proj
+        if q is not None and plan.weights in q.formats:  # recorded, not priced (planner.specs.model.QuantizedOutProj)
+            from planner.costmodel.shard import attention_shard
+
+            o = float(np.ravel(attention_shard(m, plan.tp).o_elems)[0]) * m.num_attention_layers / plan.pp
+            notes.append(f"{m.id}'s published {plan.weights} checkpoint quantizes the attention output projection (wo) "
+                         f"too, which is not priced: it holds {o * (2.0 - fmt.bytes) / GiB:.1f} GiB a GPU less than "
+                         f"shown, room for more KV cache (model spec: quantized_out_proj; docs/accuracy.md says why)")
     if not plan.kv and plan.weights == "fp8" and kv != "fp8":  # the engine's default keeps a 16-bit cache
         why = (f"{m.id} is released in fp8 without a KV format" if m.released_weights() == "fp8"
                else f"{engine.name}'s default KV dtype (auto) is the model's 16-bit one")

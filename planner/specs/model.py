@@ -186,6 +186,16 @@ class Attention(_Strict):
         return self.sliding_window or self.chunk_size
 
 
+class QuantizedOutProj(_Strict):
+    """Plan formats in which the model's published MoE checkpoint stores the attention output projection (``wo`` /
+    ``o_proj``) in the format itself, where the format's MoE recipe keeps the attention projections in 16 bit
+    (quant.NVFP4_MOE_RECIPE). Recorded and said in ``estimate``'s note, not priced: the planner holds wo with the other
+    projections (docs/accuracy.md, the weak spot on DeepSeek-R1's NVFP4 checkpoint, says why)."""
+
+    formats: list[str] = Field(min_length=1)
+    source: str
+
+
 class NativeWeights(_Strict):
     """Precision of the released checkpoint's weights by group (format ids of planner.specs.quant)."""
 
@@ -272,6 +282,8 @@ class Model(_Strict):
     moe: MoE | None = None
     vision: VisionEncoder | None = None  # image encoder shipped in the checkpoint (Llama-4)
     native_weights: NativeWeights | None = None  # None: every weight in bf16 as released
+    # formats whose published MoE checkpoint also quantizes the attention output projection (recorded, not priced)
+    quantized_out_proj: QuantizedOutProj | None = None
     mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction heads shipped (config.json num_nextn_predict_layers)
     published_params: PublishedParams | None = None
     notes: list[str] = []
@@ -282,6 +294,8 @@ class Model(_Strict):
             raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if self.moe and self.moe.first_dense_layers > self.num_layers:
             raise ValueError("first_dense_layers exceeds num_layers")
+        if self.quantized_out_proj is not None and self.moe is None:
+            raise ValueError("quantized_out_proj describes a MoE checkpoint's attention; this model is dense")
         return self
 
     # ---- structure -------------------------------------------------------------
