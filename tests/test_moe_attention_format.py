@@ -145,3 +145,7 @@ def test_deepseek_r1_says_its_nvfp4_checkpoint_quantizes_wo_and_how_much_memory_
     dense["quantized_out_proj"] = {"formats": ["fp4"], "source": "x"}
     with pytest.raises(ValueError, match="MoE"):
         Model.model_validate(dense)
+    moe = m.model_dump()
+    moe["quantized_out_proj"] = {"formats": ["fp8"], "source": "x"}  # fp8 quantizes every layer already
+    with pytest.raises(ValueError, match="only formats whose MoE recipe"):
+        Model.model_validate(moe)

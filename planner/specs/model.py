@@ -195,6 +195,16 @@ class QuantizedOutProj(_Strict):
     formats: list[str] = Field(min_length=1)
     source: str
 
+    @model_validator(mode="after")
+    def _check(self):
+        from planner.specs.quant import FORMATS
+
+        odd = [f for f in self.formats if f not in FORMATS or not FORMATS[f].moe_mixers_16bit_source]
+        if odd:
+            raise ValueError(f"quantized_out_proj names {odd}: only formats whose MoE recipe keeps attention in 16 bit "
+                             f"({', '.join(f for f, x in FORMATS.items() if x.moe_mixers_16bit_source)}) apply")
+        return self
+
 
 class NativeWeights(_Strict):
     """Precision of the released checkpoint's weights by group (format ids of planner.specs.quant)."""
