@@ -19,6 +19,7 @@ from planner.costmodel.collectives import host_link_bytes_per_s
 from planner.costmodel.memory import fraction_to_hold, kv_bytes_per_seq, max_context, memory
 from planner.costmodel.moe_offload import check_offload, offloaded_memory, parse_moe_offload
 from planner.costmodel.plans import make_plans, mmq_clock_factor, mmq_rate
+from planner.costmodel.shard import attention_shard
 from planner.costmodel.step import BOUND_NAMES, METAL_MM_TILE_TOKENS, CostModel, StepCost
 from planner.errors import PlannerError
 from planner.serving.batching import SPEC_AUTO_MAX_K, Techniques, inflight, static_batch
@@ -257,8 +258,6 @@ def _setup(model, hardware, plan: PlanSpec | None, isl: int, osl: int, engine) -
                      f"keep them ({fmt.moe_mixers_16bit_by}), and are held and computed in bf16")
         q = m.quantized_out_proj
         if q is not None and plan.weights in q.formats:  # recorded, not priced (planner.specs.model.QuantizedOutProj)
-            from planner.costmodel.shard import attention_shard
-
             o = float(np.ravel(attention_shard(m, plan.tp).o_elems)[0]) * m.num_attention_layers / plan.pp
             notes.append(f"{m.id}'s published {plan.weights} checkpoint quantizes the attention output projection (wo) "
                          f"too, which is not priced: it holds {o * (2.0 - fmt.bytes) / GiB:.1f} GiB a GPU less than "
