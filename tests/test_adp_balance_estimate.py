@@ -21,7 +21,8 @@ MODEL, HW, ADP, ISL = "qwen3-30b-a3b", "h100-sxm", 8, 1000
 
 def _steady(c, osl, balance):
     m, hw = get_model(MODEL), get_hardware(HW)
-    eng = get_engine("trtllm").for_hardware(hw, 1, 1)
+    # the hold alone: without the API server's thread, whose ceiling the faster balanced loop would reach first
+    eng = get_engine("trtllm").for_hardware(hw, 1, 1).with_(api_request_s=0.0, api_chunk_s=0.0)
     cm = CostModel(m, hw, engine=eng)
     p = make_plans(m, hw, ep=ADP, adp=ADP, weights="bf16", kv="bf16", engine=eng)
     t = inflight(cm, p, c, ISL, osl, Techniques(adp_balance=balance), max_running=c)
@@ -72,6 +73,8 @@ def test_the_inferencex_balance_rows_read_closer_with_the_hold():
         plan = PlanSpec(tp=int(r["tp"]), ep=int(r["ep"]), attention_dp=int(r["attention_dp"]), weights=r["weights"],
                         kv=r["kv"] or None)
         eng = get_engine(f"trtllm@{r['engine_version']}")
+        if (r.get("stream_interval") or "").strip():  # the recipe's stream_interval, as a user copying it would set
+            eng = eng.set_by_user(stream_interval=int(r["stream_interval"]))
         for bal in (0, int(r["attention_dp_balance"])):
             e = estimate(r["model"], r["hardware"], plan, isl=isl, osl=osl, concurrency=int(r["max_concurrency"]),
                          engine=eng, adp_balance=bal)

@@ -578,7 +578,9 @@ def test_rate_inf_prices_a_burst_below_the_steady_state(capsys):
     tokens on one H100 (Llama 3.1 8B; 224 fit at once) the run fills, runs a second wave of a third of its batch, whose
     decode steps each read the whole weights for fewer sequences, and drains, so it moves fewer tokens a second than
     the steady state `--concurrency max` prices (0.90x when written), and says so."""
-    base = ["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--isl", "1000", "--osl", "1000", "--json"]
+    # the engine's waves, not the API server's thread (a chunk every 64 steps leaves it idle)
+    base = ["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--isl", "1000", "--osl", "1000", "--stream-interval", "64",
+            "--json"]
     steady = run_json(base + ["--concurrency", "max"], capsys)
     burst = run_json(base + ["--rate", "inf", "--requests", "300"], capsys)
     assert burst["serving"]["arrivals"] == "burst" and burst["serving"]["requests"] == 300

@@ -111,7 +111,7 @@ def test_sglang_dense():
     assert f == {
         "--model-path": "meta-llama/Llama-3.1-70B-Instruct", "--tp-size": "4", "--pp-size": "1", "--dtype": "bfloat16",
         "--context-length": "32768", "--max-running-requests": "128", "--chunked-prefill-size": "8192",
-        "--mem-fraction-static": "0.9", "--host": "0.0.0.0", "--port": "8000",
+        "--mem-fraction-static": "0.9", "--stream-interval": "10", "--host": "0.0.0.0", "--port": "8000",
     }
 
 
@@ -128,6 +128,7 @@ def test_trtllm_dense():
     assert yaml.safe_load(files["extra-llm-api-config.yml"]) == {
         "dtype": "bfloat16", "enable_chunked_prefill": True,
         "kv_cache_config": {"dtype": "auto", "free_gpu_memory_fraction": 0.9},
+        "stream_interval": 10,  # a chunk every 10 steps for the API server's thread, as the profile prices
     }
 
 
@@ -212,7 +213,7 @@ def test_sglang_deepseek_ep_attention_dp():
         "--model-path": "deepseek-ai/DeepSeek-V3", "--tp-size": "8", "--pp-size": "1", "--dp-size": "8",
         "--enable-dp-attention": None, "--ep-size": "8", "--context-length": "16384",
         "--max-running-requests": "512", "--chunked-prefill-size": "16384",  # SGLang splits these over DP ranks itself
-        "--mem-fraction-static": "0.9", "--host": "0.0.0.0", "--port": "8000",
+        "--mem-fraction-static": "0.9", "--stream-interval": "10", "--host": "0.0.0.0", "--port": "8000",
     }
 
 

@@ -61,7 +61,8 @@ def test_one_rank_has_no_imbalance():
 
 def _est(capsys, *extra):
     return run_json(["estimate", "-m", "deepseek-v3", "-H", "h200-sxm", "--gpus", "32", "--attention-dp", "32", "--ep", "32",
-                     "--concurrency", "1024", "--isl", "1000", "--osl", "1000", "--json", *extra], capsys)
+                     "--concurrency", "1024", "--isl", "1000", "--osl", "1000", "--json",
+                     "--stream-interval", "64", *extra], capsys)  # the ranks' pace, not the API server's thread
 
 
 def test_estimate_with_eplb(capsys):
@@ -154,10 +155,13 @@ def test_emitted_eplb_flags():
 
 
 def test_simulate_with_eplb(capsys):
-    args = ["simulate", "-m", "qwen3-30b-a3b", "-H", "h100-sxm", "--attention-dp", "8", "--ep", "8", "--gpus", "8",
-            "--rate", "inf", "--requests", "400", "--isl", "512", "--osl", "256", "--json"]
-    base = run_json(args, capsys)
-    bal = run_json(args + ["--eplb", "8"], capsys)
+    from planner.serving.run import simulate_scenario
+    from planner.specs.engine import get_engine
+
+    # the ranks' pace: an engine without the API server's thread, whose serial preparation of a burst would set it
+    kw = dict(model="qwen3-30b-a3b", hardware="h100-sxm", attention_dp=8, ep=8, gpus=8, rate="inf", requests=400, isl=512,
+              osl=256, engine=get_engine("trtllm").with_(api_request_s=0.0, api_chunk_s=0.0))
+    base, bal = simulate_scenario(**kw).out, simulate_scenario(**kw, eplb=8).out
     # the same requests, served by ranks that share the experts' load: the burst finishes sooner
     assert bal["requests_per_s"] > 1.03 * base["requests_per_s"] and bal["completed"] == base["completed"] == 400
     assert bal["pools"][0]["plan"]["eplb_redundant_experts"] == 8 and "eplb_redundant_experts" not in base["pools"][0]["plan"]

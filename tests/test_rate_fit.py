@@ -22,13 +22,15 @@ def rows():
 
 
 def test_rate_rows_are_grouped_by_the_release_that_ran_them(rows):
-    # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14); serving_bench.csv's vLLM 0.8-0.11 runs
-    assert set(rows) == {"vllm@0.15", "trtllm@0.14", "vllm@0.11"}
+    # vllm_rate.csv; online_serving.csv (TensorRT-LLM 0.14); serving_bench.csv's vLLM 0.8-0.11, SGLang 0.5 and
+    # trtllm-serve (TensorRT-LLM 1.x) runs
+    assert set(rows) == {"vllm@0.15", "trtllm@0.14", "vllm@0.11", "sglang@0.5", "trtllm@1.1"}
     assert all(r.row["engine"] == "vllm" and "0.15" in r.row["engine_version"] for r in rows["vllm@0.15"])
     # online serving on the H100 and H200 (the same TensorRT-LLM 0.14 table)
     assert {r.file for r in rows["trtllm@0.14"]} == {"online_serving.csv", "online_serving_h200.csv"}
-    # serving benchmarks are rate rows of vLLM only: SGLang's and trtllm-serve's runs stay held out
-    assert {r.file for r in rows["vllm@0.11"]} == {"serving_bench.csv"} and all(r.bench for r in rows["vllm@0.11"])
+    # serving benchmarks: vLLM 0.11's fit its compute scales and front end, SGLang's and trtllm-serve's their API thread
+    for k in ("vllm@0.11", "sglang@0.5", "trtllm@1.1"):
+        assert {r.file for r in rows[k]} == {"serving_bench.csv"} and all(r.bench for r in rows[k])
     assert not any(r.bench for r in rows["vllm@0.15"] + rows["trtllm@0.14"])
 
 
@@ -353,7 +355,10 @@ def test_a_release_behind_a_python_http_server_takes_the_fitted_front_end_time()
     assert cal["vllm@0.11"].engine_wide["chat_request_s"][1].startswith("rate fit")
     v, src = cal["vllm@0.11"].engine_wide["request_s"]
     assert v == pytest.approx(g, rel=1e-3) and src.startswith("inferred")
-    assert all("chat_request_s" not in cal[k].engine_wide for k in cal if k != "vllm@0.11")
+    # so do SGLang's and trtllm-serve's, fitted beside their API threads on the same kind of runs (THREAD_ENGINES)
+    assert all("chat_request_s" not in cal[k].engine_wide for k in cal if k not in ("vllm@0.11", "sglang@0.5", "trtllm@1.1"))
+    for k in ("sglang@0.5", "trtllm@1.1"):
+        assert all(cal[k].engine_wide[n][1].startswith("rate fit") for n in ("chat_request_s", "api_request_s", "api_chunk_s"))
     bare = copy.deepcopy(cal)
     for k in ("vllm@0.15", "trtllm@0.14"):
         del bare[k].engine_wide["request_s"]

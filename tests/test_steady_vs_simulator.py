@@ -9,7 +9,13 @@ import pytest
 from planner.serving.predict import PlanSpec, estimate
 from planner.serving.sim import Pool, Simulator, replica_for
 from planner.serving.workload import generate, random_range_workload, shared_closed_loop
-from planner.specs.engine import get_engine
+from planner.specs.engine import get_engine as _profile
+
+
+def get_engine(name):
+    """The release without the API server's thread: these compare the engine's own scheduling in the steady state and
+    the simulator (the thread's ceiling is tests/test_api_server_queue.py's)."""
+    return _profile(name).with_(api_request_s=0.0, api_chunk_s=0.0)
 
 
 @pytest.mark.parametrize("engine", ["trtllm", "vllm", "sglang"])
@@ -21,7 +27,7 @@ def test_a_host_bound_moe_at_max_concurrency(engine):
     8 %."""
     isl, osl = 1024, 1024
     e = estimate("qwen3-30b-a3b", "h200-sxm", PlanSpec(weights="fp8", kv="fp8"), isl=round(0.9 * isl),
-                 osl=round(0.9 * osl), concurrency="max", engine=engine)
+                 osl=round(0.9 * osl), concurrency="max", engine=get_engine(engine))
     n = e.plan["running"]
     assert n > 500
     rep = replica_for("qwen3-30b-a3b", "h200-sxm", weights="fp8", kv="fp8", engine=get_engine(engine),
@@ -44,7 +50,7 @@ def test_sglang_s_prefill_steps_take_the_chunk_budget_asked_for():
     isl, osl, c = 1024, 1024, 64
     plan = estimate_techniques(PlanSpec(), EstimateRequest(model="llama-3.1-8b", hardware="h100-sxm", chunk_tokens=512))
     e = estimate("llama-3.1-8b", "h100-sxm", plan, isl=round(0.9 * isl), osl=round(0.9 * osl), concurrency=c,
-                 engine="sglang")
+                 engine=get_engine("sglang"))
     rep = replica_for("llama-3.1-8b", "h100-sxm", engine=get_engine("sglang"), max_input=isl + osl,
                       min_prompt=int(0.8 * isl), sched=Scheduler(chunked_prefill=True, max_batched_tokens=512))
     reqs = shared_closed_loop(generate(random_range_workload(isl, osl, 0.8), 12 * c, rate=math.inf, seed=0), c)
@@ -61,8 +67,8 @@ def test_unbalanced_attention_dp_prompt_steps(engine):
     steady state had it, estimate read 2.3x the simulator's throughput and 0.44x its TPOT; now within 10 % and 12 %."""
     isl, osl, c = 8192, 1024, 128
     plan = PlanSpec(tp=1, ep=8, attention_dp=8, weights="fp4", kv="fp8")
-    e = estimate("deepseek-r1", "b200", plan, isl=round(0.9 * isl), osl=round(0.9 * osl), concurrency=c, engine=engine,
-                 adp_balance=0)  # the engine's own default (TensorRT-LLM's profile balances unless asked not to)
+    e = estimate("deepseek-r1", "b200", plan, isl=round(0.9 * isl), osl=round(0.9 * osl), concurrency=c,
+                 engine=get_engine(engine), adp_balance=0)  # the engine's own default (TensorRT-LLM's profile balances unless asked not to)
     rep = replica_for("deepseek-r1", "b200", tp=1, ep=8, adp=8, weights="fp4", kv="fp8", engine=get_engine(engine),
                       max_input=isl + osl, min_prompt=int(0.8 * isl))
     reqs = shared_closed_loop(generate(random_range_workload(isl, osl, 0.8), 10 * c, rate=math.inf, seed=0), c)

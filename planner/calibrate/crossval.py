@@ -159,10 +159,15 @@ def fitted_pairs(fit_rows: list[FitRow], rates: dict, keep=None) -> set[tuple[st
     """(engine release, device) pairs a calibration has rows of: the kernel/engine fit's rows and the request-rate
     fit's (``rates``: planner/calibrate/rate_fit.py rate_rows), those ``keep`` accepts. A device is "fitted" only for
     the releases it has rows of: TensorRT-LLM 1.1 on an H100 takes its parameters from the 0.9/0.14 rows, and the
-    held-out 1.x files measure how far off that is, so its band comes from there, not from 0.14's in-sample residuals."""
+    held-out 1.x files measure how far off that is, so its band comes from there, not from 0.14's in-sample residuals.
+    A serving benchmark of a release whose rate fit takes only its API-server thread from it (rate_fit.THREAD_ENGINES:
+    host-CPU times, no kernel value) does not make its device fitted."""
+    from planner.calibrate.rate_fit import THREAD_ENGINES
+
     out = {(r.engine, r.hardware) for r in fit_rows}
     for release, rows in rates.items():
-        out |= {(release, r.hardware) for r in rows if keep is None or keep(r)}
+        thread_only = release.split("@")[0] in THREAD_ENGINES
+        out |= {(release, r.hardware) for r in rows if (keep is None or keep(r)) and not (thread_only and r.bench)}
     return out
 
 

@@ -81,7 +81,16 @@ DEVICE_PARAMS = ("kernel_s", "allreduce")  # set by the GPU and its links: value
 # architecture, times the scale; COMPUTE). vLLM 0.8-0.11 lands at 0.80 on Hopper and 0.62 on Ampere. SGLang's runs are
 # not fitted: the same fit puts its Hopper kernels at 0.36 of TensorRT-LLM's, which no SGLang kernel is; what its
 # bursts miss (TPOT 0.2-0.6x) is not a compute scale. TensorRT-LLM's kernel layer is its family's joint fit.
-BENCH_ENGINES = ("vllm",)
+BENCH_ENGINES = ("vllm", "sglang", "trtllm")
+# Releases whose serving-benchmark runs go through one API-server thread that prepares every request and writes every
+# streamed chunk (SGLang's TokenizerManager, trtllm-serve's OpenAI server): their bursts fit that thread's two times
+# (THREAD_PARAMS, engine-wide: host CPU work, whatever the GPU) beside the per-request time of their endpoint, and
+# nothing of the kernel layer, which stays the joint fit's (SGLang's with no rows of its own, TensorRT-LLM's from its
+# trtllm-bench rows). Burst after burst runs at an output rate that barely moves with the GPUs behind it (SGLang:
+# Qwen3-14B on one H100 4,044 tokens/s, DeepSeek-R1 on eight H200 3,172), as one thread's ceiling would make it
+THREAD_ENGINES = ("sglang", "trtllm")
+THREAD_PARAMS = ("api_request_s", "api_chunk_s")
+THREAD_GRID_S = {"api_request_s": (1e-3, 3e-3, 1e-2), "api_chunk_s": (3e-5, 1e-4, 3e-4)}  # where each search starts
 # Serving-benchmark files validated but never fitted, in the rate stage too: runs on devices (and one architecture) no
 # fitted row comes from, kept to measure how the fitted values transfer (joint.NOT_FITTED says why each file is not fitted)
 HELD_OUT_FILES = frozenset({"serving_bench_more.csv", "serving_bench_quant.csv", "serving_bench_rtx3090.csv",
@@ -106,6 +115,8 @@ def _prior_and_bounds(name: str, c) -> tuple[float, float, float]:
         return 1.0, *COMPUTE_BOUNDS
     spec = PARAM_BY_NAME[name]
     prior = float(c.engine_wide[name][0]) if name in c.engine_wide else spec.prior
+    if name in THREAD_PARAMS and not prior > 0:  # the middle of its start grid, in log
+        prior = float(np.exp(np.mean(np.log(THREAD_GRID_S[name]))))
     return (prior if prior > 0 else 1e-3), max(spec.lo, 1e-5 if name in REQUEST_NAMES else 0.0), spec.hi
 
 
@@ -233,7 +244,14 @@ def _fittable(r: RateRow, what: str) -> bool:
     TTFT is how long its queue took to drain)."""
     row = r.row
     if r.bench:
-        return what in BENCH_METRICS or (what == "mean_ttft_s" and (row.get("max_concurrency") or "").strip() not in ("", "0"))
+        loop = (row.get("max_concurrency") or "").strip() not in ("", "0")
+        if what == "mean_tpot_s" and not loop and row.get("engine") in THREAD_ENGINES:
+            # a burst through one API thread: its TPOT is how that thread interleaves the queue's preparations with the
+            # streams (what order, how chunks coalesce behind a backlog), which one FIFO of equal chunks does not describe;
+            # fitted, it pulls the chunk time up to 378 us, a thread ceiling of 2,645 tokens/s below the 5,020 a burst
+            # of the same server measured. Its rate is the thread's work, so the rate is what is fitted
+            return False
+        return what in BENCH_METRICS or (what == "mean_ttft_s" and loop)
     if what not in METRICS or (row.get("stage") or "").strip() == "all":
         return False
     ttft = (row.get("mean_ttft_s") or "").strip()
@@ -257,7 +275,9 @@ class _Problem:
         self.evals = 0
         c = cal[release]
         self.bench = bool(rows) and all(r.bench for r in rows)
-        if c.rows:  # joint-fit rows of this release pin its compute and collective efficiencies
+        if self.bench and release.split("@")[0] in THREAD_ENGINES:  # the API thread and the per-request time
+            self.names = _request_params(rows) + THREAD_PARAMS
+        elif c.rows:  # joint-fit rows of this release pin its compute and collective efficiencies
             self.names = JOINT_RELEASE_PARAMS
         elif self.bench:  # serving benchmarks: the per-request times and a compute scale per architecture they ran on
             self.names = _request_params(rows) + tuple(f"{SCALE}{a}" for a in self.archs)
@@ -307,12 +327,12 @@ def _start(prob: "_Problem", r0: np.ndarray) -> np.ndarray:
     value's range; the prior (centred where it was) still pulls toward 1 ms in the fit itself."""
     x = prob.x0.copy()
     best = _soft_l1(r0)
-    for name in REQUEST_NAMES:
+    for name in REQUEST_NAMES + THREAD_PARAMS:
         if name not in prob.names:
             continue
         i = prob.names.index(name)
         best_x = x[i]
-        for v in REQUEST_GRID_S:
+        for v in THREAD_GRID_S.get(name, REQUEST_GRID_S):
             xv = np.log(v)
             if not prob.lo[i] < xv < prob.hi[i]:
                 continue
@@ -518,7 +538,7 @@ def in_force(cal: dict) -> dict[str, dict[tuple[str | None, str], tuple[float, s
     for k, c in cal.items():
         blocks = [(None, c.engine_wide), *c.architectures.items()]
         got = {(a, n): vs for a, blk in blocks for n, vs in blk.items()
-               if (n in RATE_PARAMS or n in COMPUTE or n in REQUEST_NAMES) and vs[1].startswith("rate fit")}
+               if (n in RATE_PARAMS or n in COMPUTE or n in REQUEST_NAMES or n in THREAD_PARAMS) and vs[1].startswith("rate fit")}
         if got:
             out[k] = got
     return out

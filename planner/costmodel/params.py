@@ -130,6 +130,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("chat_request_s", "engine", "s", 0.0, 0.0, 0.1, 0.0, False,
               "host time per request on the chat endpoint (render the chat template, tokenize, admit, detokenize); "
               "read by the serving layer", "chat_request_overhead_s", per_architecture=False),
+    # the API server's one thread (Engine.api_request_s, api_chunk_s): what it spends on each request's preparation and
+    # on each streamed chunk, one job at a time. Fitted only on serving benchmarks of releases that serve through such a
+    # server and whose bursts show it (rate_fit.THREAD_ENGINES), never by the joint fit; a release without them has no
+    # such queue. The bounds span a compiled server's microseconds to a Python event loop's milliseconds
+    ParamSpec("api_request_s", "engine", "s", 0.0, 1e-5, 0.1, 0.0, False,
+              "API server thread time per request (chat template, tokenize, hand-off), serial over requests; read by the "
+              "serving simulator", "api_request_s", per_architecture=False),
+    ParamSpec("api_chunk_s", "engine", "s", 0.0, 1e-6, 0.01, 0.0, False,
+              "API server thread time per streamed chunk (detokenize, write to the client), serial over every running "
+              "reply's chunks; read by the serving simulator", "api_chunk_s", per_architecture=False),
     # not fitted: a joint fit leaves it at 1.3 GiB (rows where KV memory binds pull both ways), so the profile's stands
     ParamSpec("runtime_bytes", "engine", "bytes", 2.0**30, 2.0**28, 16 * 2.0**30, 2.0**30, False,
               "device memory the engine holds beyond weights, KV cache and activations (CUDA context, cuBLAS/NCCL "

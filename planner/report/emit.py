@@ -66,6 +66,10 @@ TRTLLM_YAML_SOURCES: dict[str, str] = {key: _profile("trtllm").sources[k] for k,
 # many iterations (the profile's attention_dp_balance, AttentionDpConfig.timeout_iters' default); plan, estimate and
 # simulate price attention DP with prompts held so (serving/batching.py, Engine.attention_dp_balance)
 ADP_BALANCE_STEPS = _profile("trtllm").attention_dp_balance
+# decode steps between a streamed reply's chunks, as the profiles price them (Engine.stream_interval): one API-server
+# thread writes every chunk of every reply, and at the servers' own default of 1 it, not the GPUs, sets the pace of a
+# busy replica (planner.serving.batching.api_thread)
+STREAM_INTERVAL = {e: _profile(e).stream_interval for e in ("trtllm", "sglang")}
 DOCUMENTED_FLAGS: dict[str, frozenset[str]] = {e: frozenset(f) for e, f in FLAG_SOURCES.items()}
 
 # ---- deployment constants ------------------------------------------------------------------
@@ -416,6 +420,8 @@ def _sglang_args(p: _Plan, role: _Role, ck: _Checkpoint) -> list[str]:
     else:
         args += [_flag("sglang", "chunked_prefill"), "-1", "--max-prefill-tokens", str(p.max_num_batched_tokens)]
     args += [_flag("sglang", "utilization"), _num(p.gpu_memory_utilization)]
+    if STREAM_INTERVAL["sglang"] > 1:
+        args += [_flag("sglang", "stream_interval"), str(STREAM_INTERVAL["sglang"])]
     spec = p.speculative
     if spec:
         k = spec["num_speculative_tokens"]
@@ -473,6 +479,8 @@ def _trtllm_options(p: _Plan, role: _Role, ck: _Checkpoint) -> dict:
     if p.kv_offload_gib > 0:
         kvc["host_cache_size"] = int(p.kv_offload_gib * 2**30)  # bytes, per rank
     opts["kv_cache_config"] = kvc
+    if STREAM_INTERVAL["trtllm"] > 1:
+        opts["stream_interval"] = STREAM_INTERVAL["trtllm"]
     if role.ep > 1 and role.eplb is not None:
         if p.experts is None:
             raise PlannerError(f"TensorRT-LLM's load balancer counts expert slots: {p.model}'s experts are not known to the planner")

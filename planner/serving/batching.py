@@ -76,6 +76,7 @@ class Timing:
     shared_read_tokens: np.ndarray | float = 0.0  # tokens a sequence's decode reads came to less (a shared prefix)
     poll_wait_s: np.ndarray | float = 0.0  # mean wait for the scheduler's next poll past one step (Engine.recv_interval)
     balance_wait_s: np.ndarray | float = 0.0  # mean hold of a prompt for attention-DP balancing (Techniques.adp_balance)
+    api_thread_busy: np.ndarray | float = 0.0  # share of the API server's thread the run needs (api_thread; > 1: its pace)
 
 
 def model_prompt_tokens(isl, compress_ratio) -> np.ndarray:
@@ -151,7 +152,7 @@ def inflight(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Tech
         better = t.output_tokens_per_s > best.output_tokens_per_s * (1 + 1e-9)
         merged = {f: np.where(better, getattr(t, f), getattr(best, f)) for f in
                   ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "requests_per_s", "concurrency", "queue_wait_s", "spec_k",
-                   "shared_read_tokens")}
+                   "shared_read_tokens", "api_thread_busy")}
         steps = (t.prefill, t.decode) if np.all(better) else (best.prefill, best.decode)
         best = Timing(**merged, prefill=steps[0], decode=steps[1])
     return best
@@ -297,12 +298,53 @@ def _steady(cm: CostModel, plans: PlanArrays, concurrency, isl, osl, tech: Techn
                     + np.asarray(tech.adapter_load_s, float) + lag + rest + poll_wait + hold)
     tokens_per_s = run * E / t
     rps = tokens_per_s / osl
+    # the API server's one thread (api_thread): below its capacity a prompt pays its preparation and first chunk there
+    # and the wait behind the thread's other jobs
+    u, thread_s = api_thread(cm.engine, rps, tokens_per_s, E)
+    service_ttft = service_ttft + thread_s
     # closed loop: clients beyond the running batch wait (c - running) / throughput for a slot
     wait = np.where(c > run, (c - run) / np.maximum(rps, 1e-30), 0.0)
     ttft = service_ttft + wait
+    if np.any(u > 1.0):
+        # past its capacity the thread sets the pace (the simulator's FIFO of preparations and chunks): the loop's c
+        # clients complete at the thread's rate, rps / u, so a request takes c u / rps in all (Little's law). The engine,
+        # u times faster, releases a reply's chunks while the thread's backlog grows (u - 1) seconds a second, so they
+        # are seen u times as far apart as it makes them; the rest of the request's time passes before its first token,
+        # its preparation queued behind the chunks already released
+        sat = u > 1.0
+        slow = np.maximum(u, 1.0)
+        tpot_sat = tpot * slow
+        ttft_sat = np.maximum(service_ttft, c * slow / np.maximum(rps, 1e-30) - (osl - 1) * tpot_sat)
+        tokens_per_s, rps = tokens_per_s / slow, rps / slow
+        tpot = np.where(sat, tpot_sat, tpot)
+        wait = np.where(sat, ttft_sat - service_ttft, wait)
+        ttft = np.where(sat, ttft_sat, ttft)
     e2e = ttft + (osl - 1) * tpot
     return Timing(ttft, tpot, e2e, tokens_per_s, rps, run, wait, first if breakdown else None, dec if breakdown else None,
-                  spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait, balance_wait_s=hold)
+                  spec_k=k, shared_read_tokens=saved, poll_wait_s=poll_wait, balance_wait_s=hold, api_thread_busy=u)
+
+
+# below this share of the API thread busy, the steady state prices its queue as M/G/1; above, the wait it would add
+# is the saturated pace's (the loop slows by the share itself), so the wait is held at this share's
+THREAD_WAIT_CAP = 0.95
+
+
+def api_thread(engine, rps, tokens_per_s, E=1.0):
+    """(u, s): the share of the API server's one thread a steady run keeps busy (Engine.api_request_s a request and
+    api_chunk_s a streamed chunk: the request's first token, then one chunk every stream_interval decode steps of E
+    tokens each), and the seconds that thread adds to a prompt's first token below its capacity: its preparation and
+    first chunk, and the mean wait behind the other jobs (M/G/1, Pollaczek-Khinchine: lambda E[S^2] / (2 (1 - u))).
+    (0, 0) for an engine without such a thread."""
+    a, ch = float(getattr(engine, "api_request_s", 0.0) or 0.0), float(getattr(engine, "api_chunk_s", 0.0) or 0.0)
+    if a <= 0.0 and ch <= 0.0:
+        return 0.0, 0.0
+    every = float(getattr(engine, "stream_interval", 1) or 1)
+    rps, tokens_per_s = np.asarray(rps, float), np.asarray(tokens_per_s, float)
+    chunks = rps + np.maximum(tokens_per_s - rps, 0.0) / (np.asarray(E, float) * every)  # chunks a second
+    u = rps * a + chunks * ch
+    second_moment = rps * a * a + chunks * ch * ch  # lambda E[S^2]: seconds^2 of thread work a second
+    wait = second_moment / (2.0 * (1.0 - np.minimum(u, THREAD_WAIT_CAP)))
+    return u, a + ch + 2.0 * wait  # the preparation and the first chunk each wait once
 
 
 def _prefill_budget(cm: CostModel, chunk_tokens) -> np.ndarray:

@@ -499,6 +499,9 @@ def _timing(s: _Setup, batching: str, n: int, n_run: int, isl: int, osl: int, kv
                            "with the prompts that arrived in the meantime" if wait > 0 else
                            f"the scheduler polls for new requests every {cm.recv_interval} decode steps, and at once when "
                            "idle: a lone client's prompt does not wait")
+        busy = float(np.ravel(t.api_thread_busy)[0])
+        if busy > 0:
+            s.notes.append(api_thread_note(s.engine, busy))
         if plan.spec_auto:
             s.notes.append(f"adaptive speculation: {spec_used:g} draft tokens per step at this batch (the most tokens/s "
                            f"among 0..{SPEC_AUTO_MAX_K} at acceptance {plan.spec_alpha:g})")
@@ -689,6 +692,24 @@ def budget_note(engine: Engine, isl: float, running_per_rank: float, plan: PlanS
             + (" and run one at a time" if room == 0 else "")
             + f"; priced at {running_per_rank:,.0f} running, with the budget raised to {need:,.0f} tokens (what "
             "trtllm-bench sizes for itself), or chunked prefill on (--chunk-tokens)")
+
+
+def api_thread_note(engine: Engine, busy: float) -> str:
+    """How busy the release's API-server thread is at this load (batching.api_thread), with its times and their source;
+    past its capacity, that it sets the pace and what eases it."""
+    from planner.costmodel.params import current_calibration
+
+    c = current_calibration().get(engine.name)
+    src = c.engine_wide.get("api_chunk_s", (0.0, ""))[1] if c is not None else ""
+    how = "fitted on its serving-benchmark bursts" if src.startswith("rate fit") else "from its profile"
+    what = (f"{engine.name}'s API server prepares each request ({engine.api_request_s * 1e3:.1f} ms) and writes each streamed "
+            f"chunk ({engine.api_chunk_s * 1e6:.0f} us, one every {engine.stream_interval} decode step"
+            f"{'s' if engine.stream_interval > 1 else ''}) on one thread ({how})")
+    if busy < 1.0:
+        return f"{what}: {busy:.0%} busy at this load, its time and queue are in the TTFT"
+    return (f"{what}: at this load it needs {busy:.2f}x its capacity, so it sets the pace: throughput is {1 / busy:.0%} of "
+            "what the GPUs would serve and TPOT stretches as much; TTFT is the rest of the clients' wait, which the "
+            "steady state prices coarsely (--requests M replays the loop); a larger --stream-interval writes fewer chunks")
 
 
 def front_end_note(engine: Engine) -> str:

@@ -658,7 +658,7 @@ def estimate_closed_loops(rows: list[dict], file: str = "serving_bench.csv") -> 
 
 
 ESTIMATE_MAX_NOTE = ("estimate --concurrency max: the steady state at the engine release's own defaults (not the "
-                     "benchmark tool's sizing)")
+                     "benchmark tool's sizing), its requests submitted in process as the benchmark's are (no API server)")
 
 
 def estimate_max_throughput(model: str, hardware: str, tp: int, pp: int, ep: int, adp: int, weights: str, kv: str | None,
@@ -667,13 +667,15 @@ def estimate_max_throughput(model: str, hardware: str, tp: int, pp: int, ep: int
     max`` at the row's layout, precision, engine release and lengths (``planner validate --via estimate``; ``kv`` None:
     the release's default KV format for those weights, as estimate picks it). The
     release's own defaults apply, as for a user who names it, not the limits the benchmark tool sized for the run
-    (which the replay takes); (None, why) where the plan does not fit."""
+    (which the replay takes); its requests are submitted in process, as trtllm-bench's are, so no API server stands in
+    front (calibrate.bench_settings.offline, as for the replay); (None, why) where the plan does not fit."""
+    from planner.calibrate.bench_settings import offline
     from planner.serving.planspec import PlanSpec
     from planner.serving.predict import estimate
 
     try:
         e = estimate(model, hardware, PlanSpec(tp=tp, pp=pp, ep=ep, attention_dp=adp, weights=weights, kv=kv), isl=isl,
-                     osl=osl, concurrency="max", engine=release)
+                     osl=osl, concurrency="max", engine=offline(release))
     except PlannerError as err:
         return None, f"unpredictable: {err}"
     if not e.fits:
@@ -713,7 +715,8 @@ def estimate_offline_bench(rows: list[dict], file: str = "perf_overview_1_2.csv"
 
 # optional columns of the serving-benchmark schema: a server flag the run set, as vLLM names it -> the engine setting
 SERVER_FLAGS = (("max_num_seqs", "max_seqs", int), ("max_num_batched_tokens", "max_batched_tokens", int),
-                ("gpu_memory_utilization", "utilization", float), ("scheduler_recv_interval", "recv_interval", int))
+                ("gpu_memory_utilization", "utilization", float), ("scheduler_recv_interval", "recv_interval", int),
+                ("stream_interval", "stream_interval", int))
 
 
 def server_settings(r: dict, where: str) -> dict:

@@ -100,7 +100,7 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
                       workload=None, trace=None, isl=1024, osl=256, arrival="poisson", cv=1.0, shared_prefix=None,
                       rate=None, requests=1000, clients=None, dataset_entries=None, dataset_sampling="shuffle", seed=0,
                       ttft_slo=None, tpot_slo=None, router="least-outstanding",
-                      recv_interval=None, chunked_prefill=None, max_seqs=None, max_batched_tokens=None, kv_admission=None,
+                      recv_interval=None, stream_interval=None, chunked_prefill=None, max_seqs=None, max_batched_tokens=None, kv_admission=None,
                       preemption="recompute", spec=None, disagg=None, prefill_tp=None, prefill_attention_dp=None,
                       prefill_ep=None, fleet=None, link=None, cp=1, draft_model=None, context_extension=None,
                       prompt_compression=None, sparse_attention=None, lora=None, lora_resident=None,
@@ -144,8 +144,10 @@ def simulate_scenario(*, model=None, hardware, gpus=None, tp=None, pp=None, ep=N
             raise PlannerError("--dataset-entries and --shared-prefix both price prefix-cache hits: give one")
         if fleet is not None or disagg is not None or migrate is not None:
             raise PlannerError("--dataset-entries is simulated on one aggregated deployment (no --fleet, --disagg or --migrate)")
-    if recv_interval is not None:  # the scheduler's polling interval the user set (SGLang --scheduler-recv-interval)
-        engine = get_engine(engine).set_by_user(recv_interval=int(recv_interval))
+    # the scheduler's polling interval (SGLang --scheduler-recv-interval) and the steps between streamed chunks the user set
+    pins = {k: int(v) for k, v in (("recv_interval", recv_interval), ("stream_interval", stream_interval)) if v is not None}
+    if pins:
+        engine = get_engine(engine).set_by_user(**pins)
     if clients is not None:
         _check_closed_loop(clients, rate, trace)
         rate = "inf"  # lengths are drawn as for a burst; the loop sets when each request arrives

@@ -314,6 +314,13 @@ class Engine:
     # time every request pays: one with no runs at request rates of its own takes that time from the releases fitted
     # on theirs (planner/calibrate/rate_fit.py front_end); False: no front-end time unless fitted
     http_front_end: bool = False
+    # the API server's one thread (SGLang's TokenizerManager, trtllm-serve's and vLLM's OpenAI server event loop), which
+    # prepares every request (chat template, tokenize, hand-off to the engine: api_request_s) and writes every streamed
+    # chunk of every reply (detokenized text out to its client: api_chunk_s) one job at a time, in the order they come;
+    # a reply goes out one chunk every stream_interval decode steps (its first token at once). 0: no such queue
+    api_request_s: float = 0.0
+    api_chunk_s: float = 0.0
+    stream_interval: int = 1
     # the executor loop (scheduling, input preparation, sampling bookkeeping) runs in Python, so its host time per
     # step is PyTorch ops and interpreter work, which a slower host CPU (Hardware.host_cpu) stretches; False: C++
     python_executor: bool = False
@@ -804,6 +811,10 @@ _SHAPED_SETTINGS = {
                            ("shared_expert_stream_tokens", "0: only in steps replayed as CUDA graphs"))},
     "recv_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                       "a number of decode steps (an integer >= 1; 1: the scheduler polls every step)"),
+    "stream_interval": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+                        "a number of decode steps (an integer >= 1; 1: every token streamed as it is made)"),
+    **{field: (lambda t: isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1,
+               "seconds of the API server's thread (a number in [0, 1); 0: none)") for field in ("api_request_s", "api_chunk_s")},
     "attention_dp_balance": (lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0,
                              "a number of decode steps (an integer >= 0; 0: prompts enter as they arrive)"),
     **{field: _ARCH_LIST for field in ARCH_LIST_FIELDS},
@@ -980,6 +991,7 @@ def _calibration(root: Path) -> dict[str, dict]:
 
 
 _CALIBRATED = frozenset({"step_host_s", "step_host_per_seq_s", "request_overhead_s", "chat_request_overhead_s", "kernel_overhead_s",
+                         "api_request_s", "api_chunk_s",
                          "step_overhead_s"})
 
 

@@ -241,6 +241,9 @@ ADP_BALANCE_HELP = ("with --attention-dp: hold new prompts until every rank can 
                     "vLLM, SGLang: off)")
 RECV_INTERVAL_HELP = ("decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval): a "
                       "request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
+STREAM_INTERVAL_HELP = ("decode steps between a streamed reply's chunks (SGLang --stream-interval, TensorRT-LLM stream_interval; "
+                        "the first token goes out at once): fewer chunks for the API server's one thread to write, where the "
+                        "engine's calibration gives that thread a time a chunk (SGLang, trtllm-serve); default: the engine's (1)")
 
 
 def request_engine(req):
@@ -251,7 +254,8 @@ def request_engine(req):
     fraction = getattr(req, "memory_fraction", None)
     sampler = getattr(req, "sampler", None)
     polls = getattr(req, "recv_interval", None)
-    if endpoint == "completions" and fraction is None and sampler is None and polls is None:
+    streams = getattr(req, "stream_interval", None)
+    if endpoint == "completions" and fraction is None and sampler is None and polls is None and streams is None:
         return req.engine
     from planner.specs.engine import get_engine
 
@@ -263,6 +267,8 @@ def request_engine(req):
     pinned = {"utilization": float(fraction)} if fraction is not None else {}
     if polls is not None:  # the scheduler's polling interval the user set (SGLang --scheduler-recv-interval)
         pinned["recv_interval"] = int(polls)
+    if streams is not None:  # the decode steps between streamed chunks the user set (--stream-interval)
+        pinned["stream_interval"] = int(streams)
     return eng.set_by_user(**pinned) if pinned else eng
 
 
@@ -366,6 +372,7 @@ class EstimateRequest(Ownership, Adapters, Layout):
     memory_fraction: MemoryFraction | None = _d(None, MEMORY_FRACTION_HELP)
     attention_dp_balance: NonNegativeInt | None = _d(None, ADP_BALANCE_HELP + "; in the steady state of --concurrency the clients' prompts arrive evenly, at --rate the simulator replays them")
     recv_interval: PositiveInt | None = _d(None, RECV_INTERVAL_HELP)
+    stream_interval: PositiveInt | None = _d(None, STREAM_INTERVAL_HELP)
 
     @model_validator(mode="after")
     def _batching(self):
@@ -513,6 +520,7 @@ class SimulateRequest(Request):
     tpot_slo: Duration | None = _d(None, "TPOT SLO for goodput, mean inter-token latency of a request: 50ms")
     router: str = _d("least-outstanding", "round-robin, least-outstanding, threshold:T (fleets) or static")
     recv_interval: PositiveInt | None = _d(None, RECV_INTERVAL_HELP)
+    stream_interval: PositiveInt | None = _d(None, STREAM_INTERVAL_HELP)
     chunked_prefill: bool | None = _d(None, "split prompts to fill each step's token budget (default: the engine's; vllm on, trtllm off)")
     max_seqs: PositiveInt | None = _d(None, "max sequences in a batch (default: the engine's)")
     max_batched_tokens: PositiveInt | None = _d(None, "token budget per step (default: the engine's)")

@@ -200,7 +200,8 @@ def _estimate_groups(points: list[dict], rows: list, progress: Callable[[int], N
                 progress(1)
             continue
         # every request field request_engine reads, so a group prices its points on one engine
-        key = (r.model, r.hardware, r.link, r.engine, r.endpoint, r.memory_fraction, r.sampler, r.recv_interval, r.batching,
+        key = (r.model, r.hardware, r.link, r.engine, r.endpoint, r.memory_fraction, r.sampler, r.recv_interval,
+               r.stream_interval, r.batching,
                repr(plan))
         groups.setdefault(key, []).append((i, r, hw, plan, parallel))
     for members in groups.values():

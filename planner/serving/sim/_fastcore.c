@@ -26,7 +26,7 @@ static const double RELEASE_GAP_S = 1e-6;
 enum { IDLE = 0, JUMP = 1, MIXED = 2, PREFILL = 3 };
 enum { ARRIVE = 0, KV_IN = 1, ENGINE_IN = 2, MIGRATE_IN = 3 };
 enum { BOTH = 0, PREFILL_ROLE = 1, DECODE_ROLE = 2 };
-enum { PINT_STRIDE = 25, PDBL_STRIDE = 16, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
+enum { PINT_STRIDE = 25, PDBL_STRIDE = 19, REP_OUT_STRIDE = 10, MIG_LOG = 1000 }; /* per-pool ints and doubles, per-replica outputs */
 enum { R_ROUND_ROBIN = 0, R_LEAST = 1, R_STATIC = 2, R_THRESHOLD = 3 };
 
 /* ------------------------------------------------------------------ binary heaps keyed (t, seq) */
@@ -319,6 +319,9 @@ typedef struct {
     double swap_transfer_s;
     double kv_lat_s, kv_s_per_token;            /* prefill -> decode KV transfer */
     double mbt, ovh, swap_s_per_token, E, dtok, slo_ttft, slo_s_per_token;
+    int fe_on;                                  /* the API server's one thread (Replica.fe_*): on when it has a time */
+    double fe_req, fe_chunk, fe_every, fe_t, fe_seen;
+    i64 fe_done;
     double chunk_max;                           /* the most of one prompt a step takes (one rank's budget: attention DP) */
     int ratio_mode;                             /* SGLang's new-token-ratio admission (Replica.ratio_tick) */
     double ratio, ratio_init, ratio_min, ratio_decay;
@@ -523,8 +526,10 @@ static void a_waiters(Sim *S, Rep *r, double now) {
     }
 }
 
-/* Simulator.finish: the request's adapter is released; a follow-up turn arrives after its think time */
+/* Simulator.finish: the request's adapter is released; a follow-up turn arrives after its think time (the reply's end
+ * seen when the API server's thread has written its last chunk) */
 static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
+    if (r->fe_on && r->fe_seen > now) now = r->fe_seen;
     S->finish[rid] = now;
     S->completed += 1;
     if (S->adapter) { /* AdapterCache.release on the replica that served it */
@@ -850,7 +855,7 @@ static void prefill_done(Sim *S, Rep *r, i64 rid, double now) {
     i64 alloc = r->pre[at].alloc, shared = r->pre[at].shared;
     memmove(r->pre + at, r->pre + at + 1, (size_t)(r->n_pre - at - 1) * sizeof(Job));
     r->n_pre--;
-    if (S->first[rid] < 0) S->first[rid] = now;
+    if (S->first[rid] < 0) S->first[rid] = r->fe_on ? r->fe_seen : now;
     i64 gen = S->gen[rid] + 1;
     S->gen[rid] = gen;
     i64 remaining = S->osl[rid] - gen;
@@ -1209,9 +1214,56 @@ static void form_step(Sim *S, Rep *r, double now) {
     launch_decodes(S, r, now, extra, r->n_pre > 0 || extra != 0.0 || preempted);
 }
 
+/* Replica._stream_steps: decode steps j0 + 1 .. j1 of the running jump each hand the thread per_step seconds of chunks */
+static void fe_stream_steps(Rep *r, i64 j0, i64 j1, double per_step) {
+    if (j1 <= j0 || per_step <= 0.0) return;
+    double t0 = r->t_start, a = r->step_s, slope = r->slope_s;
+    double r_first = t0 + (double)(j0 + 1) * a + slope * (double)(j0 + 1) * (double)j0 / 2.0;
+    double r_last = t0 + (double)j1 * a + slope * (double)j1 * (double)(j1 - 1) / 2.0;
+    double work = (double)(j1 - j0) * per_step, x = r->fe_t + work;
+    if (r_first + work > x) x = r_first + work;
+    if (r_last + per_step > x) x = r_last + per_step;
+    r->fe_t = x;
+}
+
+/* Replica.admit: the chunks of the decode steps that ended before t go first, then the request's preparation */
+static double fe_admit(Rep *r, double t) {
+    if (r->kind == JUMP && r->dn) {
+        double dt = t - r->t_start, a = r->step_s, slope = r->slope_s;
+        i64 kk = a > 0 ? (i64)(dt / a) : 0;
+        while (kk > 0 && (double)kk * a + slope * (double)kk * (double)(kk - 1) / 2.0 > dt) kk--;
+        if (kk > r->jump_k - 1) kk = r->jump_k - 1;
+        if (kk > r->fe_done) {
+            fe_stream_steps(r, r->fe_done, kk, (double)r->dn * r->fe_chunk / r->fe_every);
+            r->fe_done = kk;
+        }
+    }
+    r->fe_t = (r->fe_t > t ? r->fe_t : t) + r->fe_req;
+    return r->fe_t + r->ovh;
+}
+
+/* Replica._stream: at a boundary the ended step's (or the rest of the jump's) chunks go to the thread */
+static void fe_stream(Rep *r, int kind, double now) {
+    i64 n = kind != PREFILL ? r->dn : 0, firsts = 0;
+    double per_step = (double)n * r->fe_chunk / r->fe_every, batch;
+    if (kind >= MIXED)
+        for (i64 q = 0; q < r->n_pieces; q++) firsts += r->pieces[q].last ? 1 : 0;
+    if (kind == JUMP) {
+        fe_stream_steps(r, r->fe_done, r->jump_k, per_step);
+        batch = per_step;
+    } else {
+        batch = per_step + (double)firsts * r->fe_chunk;
+        r->fe_t = (r->fe_t > now ? r->fe_t : now) + batch;
+    }
+    r->fe_done = 0;
+    double extra = batch - r->fe_chunk, seen = r->fe_t - 0.5 * (extra > 0.0 ? extra : 0.0);
+    r->fe_seen = seen > now ? seen : now;
+}
+
 /* Replica._boundary (reserve mode) */
 static void boundary_(Sim *S, Rep *r, double now) {
     int kind = r->kind;
+    if (r->fe_on && kind != IDLE) fe_stream(r, kind, now);
     if (kind != IDLE) {
         double dur = now - r->t_start;
         r->busy_s += dur;
@@ -1317,7 +1369,7 @@ static void arrive(Sim *S, i64 rid, double t, i64 kind) {
     if (!r || r->role == DECODE_ROLE) r = route(S);
     S->served_by[rid] = r->idx;
     S->pool_of[rid] = r->pool;
-    double t_in = t + r->ovh;
+    double t_in = r->fe_on ? fe_admit(r, t) : t + r->ovh; /* on the API server's thread, else a parallel delay */
     if (S->adapter) { /* the request's adapter must be resident (a miss loads it over the host link) */
         double ready = a_acquire(r, S->adapter[rid], t_in);
         if (ready < 0) { /* every slot holds an adapter in use: wait for one (counted as the replica's load) */
@@ -1383,6 +1435,8 @@ static double sample(Sampler *q, Sim *S, double t) {
  * ipar[14]: share groups (share: each request's group, Requests.share_group); pdbl[15], pint[23..24]: the shared
  * tokens of one layer the last-level cache holds, a sequence's attention CTAs and the SMs (DecodeBatch.reread_cap,
  * ctas, sms: blocks running sequences share read from memory once a step while they and a wave fit; 0: every one's).
+ * pdbl[16..18]: the API server thread's time a request and a streamed chunk, and the decode steps between chunks
+ * (Replica.fe_req, fe_chunk, fe_every; both times 0: no such thread).
  * ipar[9..11] must repeat PINT_STRIDE, PDBL_STRIDE and REP_OUT_STRIDE (the caller's layout of these arrays).
  * Returns 0, 1 (max_events exceeded), 2 (out of memory) or 3 (the caller's layout is not this file's). */
 int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const double *pdbl, const i64 *tint,
@@ -1459,6 +1513,9 @@ int fastcore_run(const i64 *ipar, const double *dpar, const i64 *pint, const dou
             r->clip = pi[20], r->n_big = r->lin_n = r->lin_rem0 = r->lin_s0 = 0;
             r->adp = pi[21], r->balance = pi[22], r->hold_from = -1;
             r->sh_cap = pd[15], r->sh_ctas = pi[23], r->sh_sms = pi[24];
+            r->fe_req = pd[16], r->fe_chunk = pd[17], r->fe_every = pd[18];
+            r->fe_on = r->fe_req > 0.0 || r->fe_chunk > 0.0;
+            r->fe_t = r->fe_seen = -INFINITY, r->fe_done = 0;
             r->tenants = r->fair || S.mig_threshold >= 0;
             if (r->role == DECODE_ROLE) S.decode[S.n_decode++] = ridx;
             else S.entry[S.n_entry++] = ridx;

@@ -83,6 +83,11 @@ class EngineBehaviour:
     eager_kernel_overhead_s: float = 0.0  # host time per kernel call of an eager step (the step: max(device, host))
     request_overhead_s: float = 0.0  # tokenize / HTTP / detokenize per request (TTFT and e2e)
     recv_interval: int = 1  # decode steps between the scheduler's polls for new requests (Engine.recv_interval)
+    # the API server's one thread (Engine.api_request_s, api_chunk_s, stream_interval): each request's preparation and
+    # each streamed chunk pass it in order; 0 and 0: no such queue
+    api_request_s: float = 0.0
+    api_chunk_s: float = 0.0
+    stream_interval: int = 1
 
     @classmethod
     def of(cls, engine: Engine) -> "EngineBehaviour":
@@ -95,7 +100,9 @@ class EngineBehaviour:
                    step_host_per_seq_s=float(g("step_host_per_seq_s", 0.0)), async_scheduling=bool(g("async_scheduling", False)),
                    cuda_graph_max_batch=g("cuda_graph_max_batch", None),
                    eager_kernel_overhead_s=float(g("eager_kernel_overhead_s", 0.0)),
-                   request_overhead_s=float(g("request_overhead_s", 0.0)), recv_interval=max(1, int(g("recv_interval", 1))))
+                   request_overhead_s=float(g("request_overhead_s", 0.0)), recv_interval=max(1, int(g("recv_interval", 1))),
+                   api_request_s=float(g("api_request_s", 0.0)), api_chunk_s=float(g("api_chunk_s", 0.0)),
+                   stream_interval=max(1, int(g("stream_interval", 1))))
 
 
 @dataclass

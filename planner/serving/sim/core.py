@@ -139,6 +139,8 @@ class Simulator:
     def finish(self, rid: int, now: float, rep: Replica, blocks: int) -> None:
         if self.pkey is not None:
             rep.prompt_done(rid, blocks)
+        if rep.fe_on:  # the client sees the reply end when the API server has written its last chunk
+            now = max(now, rep.fe_seen)
         self.finish_t[rid] = now
         self.completed += 1
         if self.adapter is not None:
@@ -208,7 +210,8 @@ class Simulator:
         rep = self.router.choose(self, rid)
         self.served_by[rid] = rep.idx
         self.pool_of[rid] = rep.pool_idx
-        t_in = t + rep.request_overhead_s  # tokenization and the HTTP hop before the engine sees the request
+        # tokenization and the HTTP hop before the engine sees the request (on the API server's one thread: Replica.admit)
+        t_in = rep.admit(t) if rep.fe_on else t + rep.request_overhead_s
         if self.adapter is not None:  # the request's adapter must be resident (a miss loads it over the host link)
             a = self.adapter[rid]
             ready = rep.adapters.acquire(a, t_in)  # the engine loads it once the API server has handed the request over
@@ -273,7 +276,7 @@ class Simulator:
         multi, rep0 = self.multi, reps[0]
         if direct is not None:
             served_by, pool_of, d_idx, d_pool = self.served_by, self.pool_of, direct.idx, direct.pool_idx
-            d_ovh, d_enqueue = direct.request_overhead_s, direct.enqueue
+            d_ovh, d_enqueue, d_fe = direct.request_overhead_s, direct.enqueue, direct.fe_on
         while True:
             if not multi and not dyn and rep0.next_t < ta:  # the one replica's step ends before anything arrives
                 t = rep0.next_t
@@ -293,7 +296,7 @@ class Simulator:
                     else:  # _arrive without the router
                         served_by[rid] = d_idx
                         pool_of[rid] = d_pool
-                        t_in = t + d_ovh
+                        t_in = direct.admit(t) if d_fe else t + d_ovh
                         if t_in > t:
                             direct.inbound += 1
                             self.seq += 1

@@ -163,7 +163,7 @@ def run(sim, qs, ext_t: np.ndarray, ext_id: np.ndarray) -> int:
                  float(r.E), float(r.dtok), float(getattr(q, "ttft", 0.0)), float(getattr(q, "prefill_s_per_token", 0.0)),
                  float(r.adapters.load_s) if r.adapters is not None else 0.0, float(r.m.kv_transfer_latency_s),
                  float(r.m.kv_transfer_s_per_token), float(r.m.swap_transfer_s), float(r.chunk_max), RATIO_INIT, RATIO_MIN,
-                 RATIO_DECAY, float(r.dec.reread_cap)]
+                 RATIO_DECAY, float(r.dec.reread_cap), float(r.fe_req), float(r.fe_chunk), float(r.fe_every)]
         parts = [t.n_ax, t.c_ax, t.p_ax, t.l_ax, t.grid[:, :, 0, 0], t.grid]  # the grid the table interpolates
         head = sum(len(x) if isinstance(x, list) else x.size for x in parts)
         tint += [len(t.n_ax), len(t.c_ax), len(t.p_ax), len(t.l_ax), len(rows), off]

@@ -86,6 +86,18 @@ class Replica:
             self.boundary = self._boundary
         self.prefix_caching = beh.prefix_caching
         self.request_overhead_s = beh.request_overhead_s
+        # the API server's one thread in front of the engine (EngineBehaviour.api_request_s / api_chunk_s): a FIFO of
+        # jobs, each request's preparation when it arrives and each step's streamed chunks when the step ends. fe_t: when
+        # the thread is next free; fe_seen: when the client sees the chunks of the boundary being retired (the middle of
+        # their batch); fe_done: the steps of the running decode jump already streamed (an arrival inside the jump brings
+        # the chunks of its finished steps in ahead of its own preparation)
+        # aggregated replicas only: a disaggregated deployment's front end sits before its pools (not priced)
+        self.fe_on = (beh.api_request_s > 0.0 or beh.api_chunk_s > 0.0) and self.role == "both"
+        self.fe_req, self.fe_chunk = (beh.api_request_s, beh.api_chunk_s) if self.fe_on else (0.0, 0.0)
+        self.fe_every = float(beh.stream_interval)
+        self.fe_t = -math.inf
+        self.fe_seen = -math.inf
+        self.fe_done = 0
         self.kind = IDLE
         self.t_start = 0.0
         self.t_end = 0.0
@@ -211,6 +223,50 @@ class Replica:
         self.t_end = t0 + kk * a + slope * kk * (kk - 1) / 2.0
         self.sim.schedule(self, self.t_end)
 
+    # --------------------------------------------------------------- the API server's thread
+    def _stream_steps(self, j0: int, j1: int, per_step: float) -> None:
+        """Decode steps j0 + 1 .. j1 of the running jump (numbered from 1) each hand the thread ``per_step`` seconds of
+        chunks as the step ends. Their ends are convex in j, so the thread's free time after the last is the larger of
+        its backlog plus all the work, the first step's end plus all the work and the last step's end plus its own."""
+        if j1 <= j0 or per_step <= 0.0:
+            return
+        t0, a, slope = self.t_start, self.step_s, self.slope_s
+        r_first = t0 + (j0 + 1) * a + slope * (j0 + 1) * j0 / 2.0
+        r_last = t0 + j1 * a + slope * j1 * (j1 - 1) / 2.0
+        work = (j1 - j0) * per_step
+        self.fe_t = max(self.fe_t + work, r_first + work, r_last + per_step)
+
+    def admit(self, t: float) -> float:
+        """A request reaches the API server at ``t``: the chunks of the decode steps that ended before it go first, then
+        its preparation; returns when it is handed to the engine (after the parallel request_overhead_s as well)."""
+        if self.kind == JUMP and self.dec.n:
+            t0, k, a, slope = self.t_start, self.jump_k, self.step_s, self.slope_s
+            dt = t - t0
+            kk = int(dt / a) if a > 0 else 0  # steps ended by t (the slope only makes them fewer)
+            while kk > 0 and kk * a + slope * kk * (kk - 1) / 2.0 > dt:
+                kk -= 1
+            kk = min(kk, k - 1)  # the last step is streamed at the boundary
+            if kk > self.fe_done:
+                self._stream_steps(self.fe_done, kk, self.dec.n * self.fe_chunk / self.fe_every)
+                self.fe_done = kk
+        self.fe_t = max(self.fe_t, t) + self.fe_req
+        return self.fe_t + self.request_overhead_s
+
+    def _stream(self, kind: int, now: float) -> None:
+        """At a boundary: the ended step's (or the rest of the jump's) chunks go to the thread; the replies they end or
+        begin are seen at fe_seen, the middle of the last step's batch."""
+        n = self.dec.n if kind != PREFILL else 0
+        per_step = n * self.fe_chunk / self.fe_every
+        firsts = sum(1 for _, last in self.pieces if last) if kind >= MIXED else 0
+        if kind == JUMP:
+            self._stream_steps(self.fe_done, self.jump_k, per_step)
+            batch = per_step
+        else:
+            batch = per_step + firsts * self.fe_chunk
+            self.fe_t = max(self.fe_t, now) + batch
+        self.fe_done = 0
+        self.fe_seen = max(now, self.fe_t - 0.5 * max(batch - self.fe_chunk, 0.0))
+
     def boundary(self, now: float) -> None:
         """The running step (or jump) ended at ``now``: retire what finished, form the next; then what arrived
         during the ended step joins the queue (an engine that schedules ahead). A scheduler that polls every N decode
@@ -224,6 +280,8 @@ class Replica:
     def _boundary(self, now: float) -> None:
         kind = self.kind
         dec = self.dec
+        if self.fe_on and kind != IDLE:
+            self._stream(kind, now)
         if kind != IDLE:
             dur = now - self.t_start
             self.busy_s += dur
@@ -329,7 +387,7 @@ class Replica:
         self.prefilling.remove(pf)  # pf itself: found by identity
         rid, alloc, shared = pf.rid, pf.alloc, pf.shared
         if sim.first[rid] < 0:
-            sim.first[rid] = now
+            sim.first[rid] = self.fe_seen if self.fe_on else now
         gen = sim.gen[rid] + 1
         sim.gen[rid] = gen
         remaining = sim.osl[rid] - gen
