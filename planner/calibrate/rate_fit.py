@@ -78,9 +78,10 @@ DEVICE_PARAMS = ("kernel_s", "allreduce")  # set by the GPU and its links: value
 # Serving-benchmark runs (serving_bench.csv: `vllm bench serve` bursts and closed loops) of vLLM, which no joint-fit
 # row comes from: a release whose only rows these are takes its per-request time and one compute scale per architecture
 # its runs used from them (``compute@ARCH``: the GEMM, grouped-GEMM and prefill-attention efficiencies of that
-# architecture, times the scale; COMPUTE). vLLM 0.8-0.11 lands at 0.80 on Hopper and 0.62 on Ampere. SGLang's runs are
-# not fitted: the same fit puts its Hopper kernels at 0.36 of TensorRT-LLM's, which no SGLang kernel is; what its
-# bursts miss (TPOT 0.2-0.6x) is not a compute scale. TensorRT-LLM's kernel layer is its family's joint fit.
+# architecture, times the scale; COMPUTE). vLLM 0.8-0.11 lands at 0.80 on Hopper and 0.62 on Ampere. SGLang's runs fit
+# no compute scale: such a fit put its Hopper kernels at 0.36 of TensorRT-LLM's, which no SGLang kernel is; what its
+# bursts missed (TPOT 0.2-0.6x) is its API server's thread (THREAD_ENGINES below), not its kernels. TensorRT-LLM's
+# kernel layer is its family's joint fit.
 BENCH_ENGINES = ("vllm", "sglang", "trtllm")
 # Releases whose serving-benchmark runs go through one API-server thread that prepares every request and writes every
 # streamed chunk (SGLang's TokenizerManager, trtllm-serve's OpenAI server): their bursts fit that thread's two times

@@ -722,7 +722,8 @@ SERVER_FLAGS = (("max_num_seqs", "max_seqs", int), ("max_num_batched_tokens", "m
 def server_settings(r: dict, where: str) -> dict:
     """The engine settings a serving-benchmark row's own server flags set (``max_num_seqs``,
     ``max_num_batched_tokens``, ``gpu_memory_utilization``, ``scheduler_recv_interval``: decode steps between the
-    scheduler's polls for new requests, SGLang's --scheduler-recv-interval;
+    scheduler's polls for new requests, SGLang's --scheduler-recv-interval; ``stream_interval``: decode steps between a
+    streamed reply's chunks, SGLang's --stream-interval and TensorRT-LLM's stream_interval;
     an empty or absent cell: the engine's default on the device). A PlannerError for a value that is not a positive
     number, or a memory fraction above 1."""
     out = {}
