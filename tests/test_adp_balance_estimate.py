@@ -22,7 +22,7 @@ MODEL, HW, ADP, ISL = "qwen3-30b-a3b", "h100-sxm", 8, 1000
 def _steady(c, osl, balance):
     m, hw = get_model(MODEL), get_hardware(HW)
     # the hold alone: without the API server's thread, whose ceiling the faster balanced loop would reach first
-    eng = get_engine("trtllm").for_hardware(hw, 1, 1).with_(api_request_s=0.0, api_chunk_s=0.0)
+    eng = get_engine("trtllm").for_hardware(hw, 1, 1).without_api_thread()
     cm = CostModel(m, hw, engine=eng)
     p = make_plans(m, hw, ep=ADP, adp=ADP, weights="bf16", kv="bf16", engine=eng)
     t = inflight(cm, p, c, ISL, osl, Techniques(adp_balance=balance), max_running=c)

@@ -160,7 +160,7 @@ def test_simulate_with_eplb(capsys):
 
     # the ranks' pace: an engine without the API server's thread, whose serial preparation of a burst would set it
     kw = dict(model="qwen3-30b-a3b", hardware="h100-sxm", attention_dp=8, ep=8, gpus=8, rate="inf", requests=400, isl=512,
-              osl=256, engine=get_engine("trtllm").with_(api_request_s=0.0, api_chunk_s=0.0))
+              osl=256, engine=get_engine("trtllm").without_api_thread())
     base, bal = simulate_scenario(**kw).out, simulate_scenario(**kw, eplb=8).out
     # the same requests, served by ranks that share the experts' load: the burst finishes sooner
     assert bal["requests_per_s"] > 1.03 * base["requests_per_s"] and bal["completed"] == base["completed"] == 400

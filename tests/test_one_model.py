@@ -26,7 +26,7 @@ MODEL, HW, ISL, CAP = "llama-3.1-8b", "h100-sxm", 1024, 64
 @pytest.fixture(scope="module")
 def setup():
     # the engine at saturation: without the API server's thread, whose own ceiling tests/test_api_server_queue.py checks
-    eng = get_engine("trtllm").with_(max_seqs=CAP, api_request_s=0.0, api_chunk_s=0.0)
+    eng = get_engine("trtllm").with_(max_seqs=CAP).without_api_thread()
     wl = WorkloadSpec.model_validate({"name": "one-model", "source": "test: uniform outputs", "input": {"dist": "fixed", "value": ISL},
                                       "output": {"dist": "uniform", "min": 128, "max": 384}, "arrival": {"process": "poisson"}})
     osl = round(wl.output.mean_tokens())

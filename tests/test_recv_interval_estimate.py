@@ -18,7 +18,7 @@ from planner.specs.loader import get_hardware, get_model
 
 def _engine(n):
     # the poll alone: without the API server's thread (tests/test_api_server_queue.py)
-    return get_engine("sglang").set_by_user(recv_interval=n).with_(prefix_caching=False, api_request_s=0.0, api_chunk_s=0.0)
+    return get_engine("sglang").set_by_user(recv_interval=n).with_(prefix_caching=False).without_api_thread()
 
 
 def test_the_poll_wait_from_first_principles():

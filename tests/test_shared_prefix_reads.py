@@ -109,7 +109,7 @@ def test_vllm_v1_shares_a_prompt_from_the_step_that_schedules_it():
     kv = _burst("vllm@0.11")
     assert (kv.hits, kv.hit_tokens) == (11, 11 * 399)
     # (the copies reaching the engine at once: without the API server's thread, which hands them over one by one)
-    assert _burst(get_engine("sglang").with_(api_request_s=0.0, api_chunk_s=0.0)).hits == 0
+    assert _burst(get_engine("sglang").without_api_thread()).hits == 0
 
 
 def _shared_prefix_requests(n, groups):

@@ -15,7 +15,7 @@ from planner.specs.engine import get_engine as _profile
 def get_engine(name):
     """The release without the API server's thread: these compare the engine's own scheduling in the steady state and
     the simulator (the thread's ceiling is tests/test_api_server_queue.py's)."""
-    return _profile(name).with_(api_request_s=0.0, api_chunk_s=0.0)
+    return _profile(name).without_api_thread()
 
 
 @pytest.mark.parametrize("engine", ["trtllm", "vllm", "sglang"])

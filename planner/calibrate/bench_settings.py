@@ -223,4 +223,4 @@ def offline(engine: str):
     fitted on such runs: rate_fit.front_end)."""
     from planner.specs.engine import get_engine
 
-    return get_engine(engine).with_(request_overhead_s=0.0, api_request_s=0.0, api_chunk_s=0.0)
+    return get_engine(engine).with_(request_overhead_s=0.0).without_api_thread()

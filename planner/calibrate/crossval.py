@@ -162,11 +162,11 @@ def fitted_pairs(fit_rows: list[FitRow], rates: dict, keep=None) -> set[tuple[st
     held-out 1.x files measure how far off that is, so its band comes from there, not from 0.14's in-sample residuals.
     A serving benchmark of a release whose rate fit takes only its API-server thread from it (rate_fit.THREAD_ENGINES:
     host-CPU times, no kernel value) does not make its device fitted."""
-    from planner.calibrate.rate_fit import THREAD_ENGINES
+    from planner.calibrate.rate_fit import thread_release
 
     out = {(r.engine, r.hardware) for r in fit_rows}
     for release, rows in rates.items():
-        thread_only = release.split("@")[0] in THREAD_ENGINES
+        thread_only = thread_release(release)
         out |= {(release, r.hardware) for r in rows if (keep is None or keep(r)) and not (thread_only and r.bench)}
     return out
 

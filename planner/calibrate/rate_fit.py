@@ -103,6 +103,11 @@ BENCH_METRICS = ("requests_per_s", "mean_tpot_s", "decode_tokens_per_s")  # + th
 SCALE = "compute@"  # a fitted name ``compute@ARCH``: the compute scale of that architecture
 
 
+def thread_release(release: str) -> bool:
+    """Whether ``release`` (``ID@VERSION``) is one whose serving benchmarks fit its API-server thread (THREAD_ENGINES)."""
+    return release.split("@")[0] in THREAD_ENGINES
+
+
 def _arch_value(c, arch: str, name: str) -> float:
     """A release's value of ``name`` on ``arch``: its architecture block's, else its engine-wide one."""
     return float((c.architectures.get(arch, {}).get(name) or c.engine_wide[name])[0])
@@ -246,7 +251,7 @@ def _fittable(r: RateRow, what: str) -> bool:
     row = r.row
     if r.bench:
         loop = (row.get("max_concurrency") or "").strip() not in ("", "0")
-        if what == "mean_tpot_s" and not loop and row.get("engine") in THREAD_ENGINES:
+        if what == "mean_tpot_s" and not loop and thread_release(row.get("engine") or ""):
             # a burst through one API thread: its TPOT is how that thread interleaves the queue's preparations with the
             # streams (what order, how chunks coalesce behind a backlog), which one FIFO of equal chunks does not describe;
             # fitted, it pulls the chunk time up to 378 us, a thread ceiling of 2,645 tokens/s below the 5,020 a burst
@@ -276,7 +281,7 @@ class _Problem:
         self.evals = 0
         c = cal[release]
         self.bench = bool(rows) and all(r.bench for r in rows)
-        if self.bench and release.split("@")[0] in THREAD_ENGINES:  # the API thread and the per-request time
+        if self.bench and thread_release(release):  # the API thread and the per-request time
             self.names = _request_params(rows) + THREAD_PARAMS
         elif c.rows:  # joint-fit rows of this release pin its compute and collective efficiencies
             self.names = JOINT_RELEASE_PARAMS

@@ -479,6 +479,11 @@ class Engine:
     def with_(self, **kw) -> "Engine":
         return replace(self, **kw)
 
+    def without_api_thread(self) -> "Engine":
+        """This release with no API-server thread in front of it (api_request_s = api_chunk_s = 0): requests submitted
+        in process, or a question about the engine's own pace."""
+        return replace(self, api_request_s=0.0, api_chunk_s=0.0)
+
     def on_endpoint(self, endpoint: str) -> "Engine":
         """This release with the per-request front-end time of ``endpoint`` (ENDPOINTS): ``completions`` (a prompt in,
         text out: /v1/completions, a native generate route) or ``chat`` (/v1/chat/completions), whose time is the fitted

@@ -243,7 +243,8 @@ RECV_INTERVAL_HELP = ("decode steps between the scheduler's polls for new reques
                       "request that arrives while sequences decode waits for the next poll; default: the engine's (1, every step)")
 STREAM_INTERVAL_HELP = ("decode steps between a streamed reply's chunks (SGLang --stream-interval, TensorRT-LLM stream_interval; "
                         "the first token goes out at once): fewer chunks for the API server's one thread to write, where the "
-                        "engine's calibration gives that thread a time a chunk (SGLang, trtllm-serve); default: the engine's (1)")
+                        "engine's calibration gives that thread a time a chunk (SGLang, trtllm-serve); default: the engine profile's "
+                        "(10 for SGLang and TensorRT-LLM, as plan --emit writes it; the servers' own default is 1)")
 
 
 def request_engine(req):

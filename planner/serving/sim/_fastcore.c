@@ -559,6 +559,11 @@ static void finish(Sim *S, i64 rid, double now, Rep *r, i64 blocks) {
     if (S->progress && S->completed % 2000 == 0) S->progress(S->completed, S->n);
 }
 
+/* Replica._step_end: when the k-th step of the running decode jump ends */
+static double step_end(const Rep *r, i64 k) {
+    return r->t_start + (double)k * r->step_s + r->slope_s * (double)k * (double)(k - 1) / 2.0;
+}
+
 /* Replica._truncate */
 static void truncate_jump(Sim *S, Rep *r, double t) {
     double t0 = r->t_start, a = r->step_s, slope = r->slope_s;
@@ -575,7 +580,7 @@ static void truncate_jump(Sim *S, Rep *r, double t) {
     if (kk < 1) kk = 1;
     if (kk >= k) return;
     r->jump_k = kk;
-    r->t_end = t0 + (double)kk * a + slope * (double)kk * (double)(kk - 1) / 2.0;
+    r->t_end = step_end(r, kk);
     schedule(S, r, r->t_end);
 }
 
@@ -1217,9 +1222,7 @@ static void form_step(Sim *S, Rep *r, double now) {
 /* Replica._stream_steps: decode steps j0 + 1 .. j1 of the running jump each hand the thread per_step seconds of chunks */
 static void fe_stream_steps(Rep *r, i64 j0, i64 j1, double per_step) {
     if (j1 <= j0 || per_step <= 0.0) return;
-    double t0 = r->t_start, a = r->step_s, slope = r->slope_s;
-    double r_first = t0 + (double)(j0 + 1) * a + slope * (double)(j0 + 1) * (double)j0 / 2.0;
-    double r_last = t0 + (double)j1 * a + slope * (double)j1 * (double)(j1 - 1) / 2.0;
+    double r_first = step_end(r, j0 + 1), r_last = step_end(r, j1);
     double work = (double)(j1 - j0) * per_step, x = r->fe_t + work;
     if (r_first + work > x) x = r_first + work;
     if (r_last + per_step > x) x = r_last + per_step;

@@ -171,7 +171,7 @@ class Replica:
             if c >= self.recv_every:
                 c %= self.recv_every
                 kk = self.jump_k - c  # the run's steps up to its last poll
-                self.recv_t = now if not c else self.t_start + kk * self.step_s + self.slope_s * kk * (kk - 1) / 2.0
+                self.recv_t = now if not c else self._step_end(kk)
             self.recv_count = c
         else:
             self.poll(now)
@@ -220,8 +220,13 @@ class Replica:
         if kk >= k:
             return
         self.jump_k = kk
-        self.t_end = t0 + kk * a + slope * kk * (kk - 1) / 2.0
+        self.t_end = self._step_end(kk)
         self.sim.schedule(self, self.t_end)
+
+    def _step_end(self, k: int) -> float:
+        """When the k-th step of the running decode jump ends: from t_start, the first step_s long, each next slope_s
+        longer."""
+        return self.t_start + k * self.step_s + self.slope_s * k * (k - 1) / 2.0
 
     # --------------------------------------------------------------- the API server's thread
     def _stream_steps(self, j0: int, j1: int, per_step: float) -> None:
@@ -230,9 +235,7 @@ class Replica:
         its backlog plus all the work, the first step's end plus all the work and the last step's end plus its own."""
         if j1 <= j0 or per_step <= 0.0:
             return
-        t0, a, slope = self.t_start, self.step_s, self.slope_s
-        r_first = t0 + (j0 + 1) * a + slope * (j0 + 1) * j0 / 2.0
-        r_last = t0 + j1 * a + slope * j1 * (j1 - 1) / 2.0
+        r_first, r_last = self._step_end(j0 + 1), self._step_end(j1)
         work = (j1 - j0) * per_step
         self.fe_t = max(self.fe_t + work, r_first + work, r_last + per_step)
 
