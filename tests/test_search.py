@@ -204,15 +204,16 @@ def test_a_disaggregated_row_that_its_prefill_pool_limits_queues_its_clients(cap
     its decode slots (y workers x c): by Little's law each one's cycle is clients / rate, of which (osl - 1) x TPOT is
     its decode, so where the prefill pool is the slower side the rest, its TTFT, holds the wait for that pool; where
     the decode pool is, nothing waits. Checked on every disaggregated row of a search against that arithmetic,
-    in seconds, and against the simulator: the row the README replays (DeepSeek-V3 on 24 H200, 2000/500) served
-    by 512 closed-loop clients waits about as long as the row says."""
+    in seconds, and against the simulator: the row the README replays (DeepSeek-V3 on 24 H200, 2000/500, vLLM, which
+    runs the INT8 W8A8 its best rows take on Hopper) served by its closed-loop clients waits about as long as the row says."""
     from planner.search.evaluate import queued_ttft
     from planner.studies.params import PlanRequest, plan_search
 
     # arithmetic: 512 clients at 25.6 requests/s cycle in 20 s; 499 decode steps of 34 ms leave 3.03 s
     assert queued_ttft(512, 25.6, 500, 0.034) == pytest.approx(20.0 - 499 * 0.034)
     assert queued_ttft(512, 512 / (500 * 0.034), 500, 0.034) == pytest.approx(0.034)  # the decode pool sets the rate
-    res = plan_search(PlanRequest(model="deepseek-v3", hardware=["h200-sxm"], gpus=24, isl=2000, osl=500, tpot=0.04))
+    res = plan_search(PlanRequest(model="deepseek-v3", hardware=["h200-sxm"], gpus=24, isl=2000, osl=500, tpot=0.04,
+                                  engine="vllm"))
     rows = [r for r in res.frontier if r["plan"]["mode"] == "disaggregated"]
     assert rows
     waited = 0
@@ -233,7 +234,7 @@ def test_a_disaggregated_row_that_its_prefill_pool_limits_queues_its_clients(cap
     assert dg["prefill_wait_s"] > 0.5  # its one prefill worker is the slower side
     # the simulator, the same pools at the same clients: its mean TTFT is the row's within a factor 2 (the start-up
     # burst of every client at once and the rate's sensitivity near the knee); without the wait it was not
-    args = ["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--tp", str(p["tp"]), "--ep", str(p["ep"]),
+    args = ["simulate", "-m", "deepseek-v3", "-H", "h200-sxm", "--engine", "vllm", "--tp", str(p["tp"]), "--ep", str(p["ep"]),
             "--attention-dp", str(p["attention_dp"]), "--weights", p["weights"], "--kv", p["kv"],
             "--disagg", f"{dg['prefill_workers']}:{dg['decode_workers']}", "--prefill-tp", str(dg["prefill_tp"]),
             "--prefill-attention-dp", str(dg["prefill_attention_dp"]), "--prefill-ep", str(dg["prefill_ep"]),

@@ -359,6 +359,10 @@ def capacity(model: str, hardware: str, rate: float, spec: WorkloadSpec, *, ttft
     from planner.specs.loader import get_hardware, get_model
 
     m, hw = get_model(model), get_hardware(hardware)
+    eng = get_engine(engine)
+    eng.check_weights(weights, hw)  # a format the engine has no kernel for, or a cache it cannot store: refused up front
+    if kv is not None:
+        eng.check_kv(kv)
     slo = SLO(ttft_s, tpot_s)
     isl, osl = spec.mean_lengths()
     probe = generate(spec, 3000, rate=1.0, seed=seed)

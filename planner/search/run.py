@@ -355,10 +355,13 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
     pruned = {}
     acc = _accuracy_fn(model, task)
     found = _Found(cons, tco)
+    refused: dict[str, dict[str, str]] = {}  # "int8 weights" / "int8 KV cache" -> device -> why the engine cannot run it
     for hw in devices:
         cfg = enumerate_configs(model, hw, gpus, opts, engine, need_tokens=max(wl.isl + wl.osl, cons.min_context or 0))
         for k, v in cfg.pruned.items():
             pruned[k] = pruned.get(k, 0) + v
+        for w, why in cfg.refused.items():
+            refused.setdefault(w, {})[hw.id] = why
         # in blocks of configs, whose columns stay in the processor's caches (evaluate.aggregated_blocks)
         agg = [evaluate_aggregated(model, hw, part, wl, opts, engine, acc, gpus) for part in aggregated_blocks(cfg, opts)]
         if opts.intra_gpu_pd:  # one GPU split between prefill and decode (semi-PD / Nexus), from the aggregated rows
@@ -371,6 +374,11 @@ def search(model_id: str, hardware: list[str], gpus: int, wl: Workload, cons: Co
         if opts.disaggregated:
             found.add(evaluate_disaggregated(model, hw, cfg, wl, opts, engine, acc, gpus))
     evaluated, costed = found.evaluated, found.costed
+    by_why: dict[tuple, list[str]] = {}  # one note for the formats one reason leaves out on the same devices
+    for what, on in refused.items():
+        for why in dict.fromkeys(on.values()):
+            by_why.setdefault((why, tuple(d for d, w in on.items() if w == why)), []).append(what)
+    notes += [f"{' and '.join(whats)} left out on {', '.join(devs)}: {why}" for (why, devs), whats in by_why.items()]
     if not found.rows:
         raise PlannerError(f"no plan of {model.id} fits in {gpus} x {', '.join(hardware)} (the weights alone exceed memory)")
     feas = PlanTable.concat(found.feasible, lazy=True)  # the columns the answer reads are gathered, the rest on demand

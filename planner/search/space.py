@@ -80,22 +80,37 @@ def device_cache(hw: Hardware, kv: str) -> str:
     return "fp16" if kv == "bf16" and serves_bf16_as_fp16(hw) else kv
 
 
-def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) -> tuple[list[str], list[str]]:
+def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, engine: Engine | None = None,
+               refused: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Weight formats that run natively on ``hw`` (weight-only formats run on its 16-bit units), and the format the
     model is released in (``released``: gpt-oss's MXFP4 on Hopper, dequantized in a mixed-input GEMM) wherever the
-    device runs it at all: it is the model as published."""
+    device runs it at all: it is the model as published. A weight format ``engine`` has no kernel for on ``hw`` (its
+    profile's ``unsupported`` list: TensorRT-LLM 1.x's INT8 W8A8, vLLM's INT8 W8A8 on Blackwell) and a KV format it
+    cannot store (its ``kv_cache_dtypes``: SGLang's and TensorRT-LLM 1.x's FP8-only cache) are left out, each put in
+    ``refused`` ("int8 weights" / "int8 KV cache" -> why, a sentence naming the engine); when that leaves none of the
+    formats asked for, the engine's refusal (Engine.check_weights / check_kv) is the error."""
     ws = []
     candidates = [canonical(w) for w in opts.weights] if opts.weights else list(WEIGHT_CANDIDATES)  # as users write them
     if not opts.weights and released and released not in candidates:
         candidates.append(released)
+    left_out = {}
     for w in candidates:
         fmt = get_format(w)
         try:
             r = resolve(fmt, hw)
         except PlannerError:
             continue
-        if r.native or opts.weights or w == released:  # asked-for formats run however the device runs them
+        if not (r.native or opts.weights or w == released):  # asked-for formats run however the device runs them
+            continue
+        why = engine.cannot_run(w, hw) if engine is not None else None
+        if why:
+            left_out[w] = f"{engine.display_name} runs {why}"
+        else:
             ws.append(w)
+    if refused is not None:
+        refused.update({f"{w} weights": why for w, why in left_out.items()})
+    if not ws and left_out:
+        engine.check_weights(next(iter(left_out)), hw)
     if not ws:
         raise PlannerError(f"{hw.id} runs none of the requested weight precisions")
     asked = [canonical(k) for k in opts.kv] if opts.kv else None
@@ -103,6 +118,14 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None) ->
         if k != "auto" and k not in KV_FORMATS:
             raise unknown("KV-cache precision", k, KV_FORMATS)
     kvs = asked or [device_cache(hw, k) for k in KV_CANDIDATES]  # auto: enumerate_configs pairs it with each weight
+    if engine is not None:  # a cache the engine cannot store (SGLang, TensorRT-LLM 1.x: FP8 only) is left out likewise
+        no_kv = [k for k in kvs if engine.cannot_store(k)]
+        kvs = [k for k in kvs if k not in no_kv]
+        if refused is not None:
+            refused.update({f"{k} KV cache": f"{engine.display_name} stores no such cache: {engine.cannot_store(k)}"
+                            for k in no_kv})
+        if not kvs:
+            engine.check_kv(no_kv[0])
     # fp16 and bf16 weights are the same plan twice; keep the one the device names first
     if "bf16" in ws and "fp16" in ws:
         ws.remove("fp16")
@@ -121,6 +144,7 @@ class Configs:
     kv: list[str]
     pruned: dict[str, int] = field(default_factory=dict)
     cp: np.ndarray | None = None  # context-parallel size per row (None: 1)
+    refused: dict[str, str] = field(default_factory=dict)  # formats the engine cannot run here -> why (precisions)
     eplb: np.ndarray | None = None  # redundant expert slots of a balanced row, -1 unbalanced (None: all unbalanced)
     # the same precisions as integer codes, for per-row work without Python loops:
     # weights[i] == weight_names[weight_code[i]], kv[i] == kv_names[kv_code[i]] (names in order of first use)
@@ -165,7 +189,8 @@ def _codes(names: list[str]) -> tuple[list[str], np.ndarray]:
 
 def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions, engine: Engine, need_tokens: int = 0) -> Configs:
     """Layouts x precisions; ``need_tokens`` (the longest context a plan must hold) brings in context parallelism."""
-    ws, kvs = precisions(hw, opts, model.released_weights())
+    refused: dict[str, str] = {}
+    ws, kvs = precisions(hw, opts, model.released_weights(), engine, refused)
     cps = cp_candidates(opts, need_tokens, gpus)
     domain = hw.node_size
     reach = min(gpus, Fabric.of(hw).max_group())  # one replica's devices must reach each other (Fabric.check_reaches)
@@ -210,5 +235,5 @@ def enumerate_configs(model: Model, hw: Hardware, gpus: int, opts: SpaceOptions,
     f_sel = idx_f[sel].tolist()
     return Configs(lay[idx_l[sel], 0], lay[idx_l[sel], 1], lay[idx_l[sel], 2], lay[idx_l[sel], 3],
                    [w_of[i] for i in f_sel], [kv_of[i] for i in f_sel], pruned, cp=lay[idx_l[sel], 4],
-                   eplb=lay[idx_l[sel], 5] if opts.eplb is not None else None)
+                   eplb=lay[idx_l[sel], 5] if opts.eplb is not None else None, refused=refused)
 

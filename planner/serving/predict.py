@@ -141,7 +141,9 @@ def prepare(model, hardware, plan: PlanSpec, isl: int, osl: int, engine):
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     engine = get_engine(engine)
     engine = engine.for_hardware(hw, plan.tp, plan.pp)  # the limits the engine picks on this device
+    engine.check_weights(plan.weights, hw)  # a format the engine has no kernel for is refused, not priced
     kv = plan.kv_format(engine, m)
+    engine.check_kv(kv)
     kv_bytes_per_element(kv)
     res = resolve(get_format(plan.weights), hw, plan.activations)
     check_eplb(plan, m, engine)

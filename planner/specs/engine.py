@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from planner.errors import PlannerError, unknown
+from planner.specs.quant import canonical
 
 GiB = 2.0**30
 _MIB = 2.0**20
@@ -578,10 +579,47 @@ class Engine:
 
     def cannot_run(self, weights: str, hw) -> str | None:
         """Why this engine has no kernel for ``weights`` on ``hw`` (None: it has)."""
+        weights = canonical(weights)
         for w, marker, reason in self.unsupported:
             if w == weights and (marker is None or (hw is not None and hw.supports(marker))):
                 return reason
         return None
+
+    def weights_refusal(self, weights: str, hw) -> str | None:
+        """The one-sentence refusal of ``weights`` on ``hw`` when this engine has no kernel for them (its profile's
+        ``unsupported`` list); None where it runs them. What estimate, simulate and an asked-for plan format raise, and
+        what plan's note on a format it left out quotes: a plan the engine cannot run is never priced as if it could."""
+        why = self.cannot_run(weights, hw)
+        if not why:
+            return None
+        return f"{self.display_name} runs {why} ({getattr(hw, 'id', hw)}): choose another weight format or engine"
+
+    def cannot_store(self, kv: str) -> str | None:
+        """Why this engine has no ``kv`` cache (what its --kv-cache-dtype takes): a format narrower than 16 bit that its
+        profile's ``kv_cache_dtypes`` does not list (SGLang and TensorRT-LLM 1.x quantize the cache to FP8 only); None
+        where it has one, or where the profile lists none (no limit on record)."""
+        kv = canonical(kv)
+        values = dict(self.kv_dtype_items)
+        if not values or kv in ("bf16", "fp16", "auto") or kv in values:
+            return None
+        return self.kv_dtype_note
+
+    def kv_refusal(self, kv: str) -> str | None:
+        """The one-sentence refusal of a ``kv`` cache this engine cannot store (cannot_store); None where it can."""
+        why = self.cannot_store(kv)
+        return f"{self.display_name} has no {canonical(kv)} KV cache: {why}; choose another KV format or engine" if why else None
+
+    def check_kv(self, kv: str) -> None:
+        """A one-line PlannerError (kv_refusal) when this engine cannot store a ``kv`` cache."""
+        msg = self.kv_refusal(kv)
+        if msg:
+            raise PlannerError(msg)
+
+    def check_weights(self, weights: str, hw) -> None:
+        """A one-line PlannerError (weights_refusal) when this engine has no kernel for ``weights`` on ``hw``."""
+        msg = self.weights_refusal(weights, hw)
+        if msg:
+            raise PlannerError(msg)
 
     def info(self) -> dict:
         """A JSON-ready summary (what result objects and ``planner engines show`` print)."""

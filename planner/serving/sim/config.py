@@ -221,6 +221,8 @@ def build_replica(model: Model, hw: Hardware, *, tp: int = 1, pp: int = 1, ep: i
         raise PlannerError("the simulator's data-parallel-attention replica runs without context techniques or LoRA "
                            "adapters: drop --attention-dp, or those options")
     engine = engine.for_hardware(hw, tp, pp)  # also: a PlannerError when the engine does not run on hw
+    engine.check_weights(weights, hw)  # ... or has no kernel for the weight format there
+    engine.check_kv(kv)  # ... or cannot store the KV format
     sched = sched or Scheduler()
     sched.check()
     if sched.adp_balance and adp < 2:
