@@ -185,10 +185,11 @@ def test_usage_errors_are_one_line(args, capsys):
 
 
 def test_validate_reads_other_tables_vocabulary(tmp_path, capsys):
-    # precision spellings of other tables, and llama.cpp prompt-processing rows (pp512)
+    # precision spellings of other tables (float16; llama.cpp's upper-case GGUF type names), and llama.cpp
+    # prompt-processing rows (pp512)
     f = tmp_path / "ll.csv"
     f.write_text("source,model,hardware,weights,phase,tokens,tokens_per_s\n"
-                 "x,llama-2-7b,rtx-4090,float16,decode,,60\nx,llama-2-7b,rtx-4090,W4A16,prefill,512,5000\n")
+                 "x,llama-2-7b,rtx-4090,float16,decode,,60\nx,llama-2-7b,rtx-4090,Q4_K_M,prefill,512,5000\n")
     code, out, err = run(["validate", str(f), "--json"], capsys)
     assert code == 0, err
     rows = json.loads(out)["rows"]

@@ -153,7 +153,7 @@ def test_id_plus_link_is_an_edge_cluster_the_plan_search_can_use(capsys):
 def test_tensor_parallel_over_wifi_is_latency_bound(capsys):
     """Two laptops over Wi-Fi: TPOT finite, above one laptop's (2 x 32 all-reduces of a few KB each cost ~4 ms),
     and Ethernet beats Wi-Fi."""
-    base = ["estimate", "-m", "llama-3.1-8b", "-H", "m4-max", "--weights", "int4", "--batching", "static",
+    base = ["estimate", "-m", "llama-3.1-8b", "-H", "m4-max", "--weights", "q4_k_m", "--batching", "static",
             "--batch", "1", "--engine", "llamacpp", "--json"]
     import json
 

@@ -76,13 +76,40 @@ def test_a_kv_cache_the_engine_cannot_store_is_refused_and_left_out(capsys):
     assert get_engine("trtllm@0.14").cannot_store("int8") is None  # no limit on record for the TensorRT backend
     code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "sglang", "--kv", "int8"], capsys)
     assert code == 2 and err.strip().startswith("error: SGLang 0.5 has no int8 KV cache") and len(err.strip().splitlines()) == 1
+    # the search tries the caches the engine's profile lists (TensorRT-LLM 1.1: 16 bit and fp8); one asked for that it
+    # cannot store is left out with a note, and asked for alone it is the error
+    _, kvs = precisions(get_hardware("h100-sxm"), SpaceOptions(), None, trt)
+    assert kvs == ["bf16", "fp8"]
     refused = {}
-    _, kvs = precisions(get_hardware("h100-sxm"), SpaceOptions(), None, trt, refused)
-    assert "int8" not in kvs and "fp8" in kvs and refused["int8 KV cache"].startswith("TensorRT-LLM 1.1 stores no such cache")
+    _, kvs = precisions(get_hardware("h100-sxm"), SpaceOptions(kv=["int8", "fp8"]), None, trt, refused)
+    assert kvs == ["fp8"] and refused["int8 KV cache"].startswith("TensorRT-LLM 1.1 stores no such cache")
     with pytest.raises(PlannerError, match="has no int8 KV cache"):
         precisions(get_hardware("h100-sxm"), SpaceOptions(kv=["int8"]), None, trt)
     d = run_json(["plan", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "8", "--isl", "2000", "--osl", "500",
-                  "--ttft", "2", "--tpot", "0.05", "--json"], capsys)
-    assert all(p["plan"]["kv"] not in ("int8", "int4") for p in d["frontier"])
+                  "--ttft", "2", "--tpot", "0.05", "--kv", "int8,int4,fp8", "--json"], capsys)
+    assert d["frontier"] and all(p["plan"]["kv"] == "fp8" for p in d["frontier"])
     assert any(n.startswith("int8 KV cache and int4 KV cache left out on h100-sxm: TensorRT-LLM 1.1 stores no such cache")
                for n in d["notes"])
+
+
+def test_llama_cpp_plans_gguf_types_and_refuses_checkpoint_formats(capsys):
+    """llama.cpp serves GGUF files: its plan search tries GGUF types (its profile's search_weights) and its own caches
+    (q8_0, q4_0), and a GPU serving engine's checkpoint format (FP8, AWQ INT4, NVFP4, ...) is refused, not priced."""
+    lc = get_engine("llamacpp")
+    assert "q4_k_m" in lc.search_weights and "fp8" not in lc.search_weights
+    ws, kvs = precisions(get_hardware("rtx-4090"), SpaceOptions(), None, lc)
+    assert set(ws) <= set(lc.search_weights) and "q4_k_m" in ws and set(kvs) == {"bf16", "q8_0", "q4_0"}
+    d = run_json(["plan", "-m", "llama-3.1-8b", "-H", "rtx-4090", "--gpus", "1", "--engine", "llamacpp", "--isl", "512",
+                  "--osl", "256", "--json"], capsys)
+    assert d["frontier"] and all(p["plan"]["weights"] in lc.search_weights for p in d["frontier"])
+    assert all(p["plan"]["kv"] in ("bf16", "fp16", "q8_0", "q4_0") for p in d["frontier"])
+    for args, match in ((["--weights", "fp8"], "llama.cpp b3000 and later runs no FP8 checkpoints"),
+                        (["--weights", "int4"], "llama.cpp b3000 and later runs no INT4 AWQ/GPTQ checkpoints"),
+                        (["--kv", "fp8"], "llama.cpp b3000 and later has no fp8 KV cache")):
+        code, out, err = run(["estimate", "-m", "llama-3.1-8b", "-H", "rtx-4090", "--engine", "llamacpp", *args], capsys)
+        assert code == 2 and err.strip().startswith("error: " + match) and len(err.strip().splitlines()) == 1, err
+    # its own types and caches are priced; MXFP4 only from the builds that have it (gpt-oss, August 2025)
+    d = run_json(["estimate", "-m", "llama-3.1-8b", "-H", "rtx-4090", "--engine", "llamacpp", "--weights", "q4_k_m",
+                  "--kv", "q8_0", "--json"], capsys)
+    assert d["fits"] and d["output_tokens_per_s"] > 0
+    assert lc.cannot_run("mxfp4", None) is None and get_engine("llamacpp@unpinned").cannot_run("mxfp4", None)

@@ -90,7 +90,8 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, en
     ``refused`` ("int8 weights" / "int8 KV cache" -> why, a sentence naming the engine); when that leaves none of the
     formats asked for, the engine's refusal (Engine.check_weights / check_kv) is the error."""
     ws = []
-    candidates = [canonical(w) for w in opts.weights] if opts.weights else list(WEIGHT_CANDIDATES)  # as users write them
+    searched = list(engine.search_weights) if engine is not None and engine.search_weights else list(WEIGHT_CANDIDATES)
+    candidates = [canonical(w) for w in opts.weights] if opts.weights else searched  # as users write them
     if not opts.weights and released and released not in candidates:
         candidates.append(released)
     left_out = {}
@@ -117,7 +118,9 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, en
     for k in asked or ():
         if k != "auto" and k not in KV_FORMATS:
             raise unknown("KV-cache precision", k, KV_FORMATS)
-    kvs = asked or [device_cache(hw, k) for k in KV_CANDIDATES]  # auto: enumerate_configs pairs it with each weight
+    # the engine's own caches where its profile lists them (TensorRT-LLM 1.x and SGLang: fp8; llama.cpp: q8_0, q4_0)
+    kv_searched = ["bf16", *dict(engine.kv_dtype_items)] if engine is not None and engine.kv_dtype_items else KV_CANDIDATES
+    kvs = asked or [device_cache(hw, k) for k in kv_searched]  # auto: enumerate_configs pairs it with each weight
     if engine is not None:  # a cache the engine cannot store (SGLang, TensorRT-LLM 1.x: FP8 only) is left out likewise
         no_kv = [k for k in kvs if engine.cannot_store(k)]
         kvs = [k for k in kvs if k not in no_kv]

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from planner.errors import PlannerError, unknown
-from planner.specs.quant import canonical
+from planner.specs.quant import FORMATS, canonical
 
 GiB = 2.0**30
 _MIB = 2.0**20
@@ -341,6 +341,9 @@ class Engine:
     runs_on: tuple[str, ...] = ()
     # GPU architectures of a vendor it runs on that it does not support (vLLM below compute capability 7.0: Pascal)
     not_on_architectures: tuple[str, ...] = ()
+    # the weight formats plan's search tries for this engine (empty: quant.SEARCH_WEIGHT_FORMATS): llama.cpp serves GGUF
+    # files, so its search takes GGUF types, not the checkpoint formats of the GPU serving engines
+    search_weights: tuple[str, ...] = ()
     title: str = ""  # the profile's name ("TensorRT-LLM 0.14 (TensorRT backend)")
     # the release the user named ("vllm@0.11") when no profile of its own exists and its era's profile prices it
     # (get_engine); None: the profile was named. Not part of the engine's identity (equality, hashing)
@@ -812,6 +815,8 @@ _SHAPED_SETTINGS = {
     "xqa_query_groups": (lambda g: isinstance(g, list) and all(isinstance(x, int) and x >= 1 for x in g),
                          "a list of query heads per KV head (integers >= 1)"),
     "gemm_fp16_accumulate": _BOOL,
+    "search_weights": (lambda g: isinstance(g, list) and bool(g) and all(isinstance(x, str) and x in FORMATS for x in g),
+                       "a non-empty list of weight-format ids (planner formats list)"),
     "mmq_fp32_ratio": _arch_map(lambda v: v >= 0, "a map of vendors or architectures to multiples of the FP32 peak "
                                                    "(>= 0; 0: no MMQ there)"),
     "mla_fp8_decode": _BOOL,
@@ -913,7 +918,8 @@ class EngineSpec(_Strict):
             if k in MODEL_LIST_FIELDS and isinstance(v, dict):  # {architecture or vendor: [patterns]}
                 v = [f"{where}:{p}" for where, ps in v.items() for p in ps]
             if k in ARCH_LIST_FIELDS or k in MODEL_LIST_FIELDS or k in ("cuda_graph_sizes", "spec_methods", "runs_on",
-                                                                        "xqa_query_groups", "not_on_architectures"):
+                                                                        "xqa_query_groups", "not_on_architectures",
+                                                                        "search_weights"):
                 v = tuple(v or ())
             if k == "gemm_tile" and v is not None:
                 v = tuple(int(x) for x in v)
