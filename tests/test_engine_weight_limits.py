@@ -113,3 +113,21 @@ def test_llama_cpp_plans_gguf_types_and_refuses_checkpoint_formats(capsys):
                   "--kv", "q8_0", "--json"], capsys)
     assert d["fits"] and d["output_tokens_per_s"] > 0
     assert lc.cannot_run("mxfp4", None) is None and get_engine("llamacpp@unpinned").cannot_run("mxfp4", None)
+
+
+def test_a_papers_kernel_is_priced_when_asked_but_not_searched(capsys):
+    """W4A8 on a GPU without FP8 runs INT8 activations, QServe's kernel (no serving engine's: TensorRT-LLM's W4A8 AWQ
+    takes FP8 activations, Ada and later): plan's search leaves it out unless --weights names it, and estimate prices
+    it when asked (example 10's what-if). Where the device has FP8 the engines' W4A8 is searched."""
+    from planner.specs.quant import get_format, resolve
+
+    a100, h100 = get_hardware("a100-sxm-80gb"), get_hardware("h100-sxm")
+    assert resolve(get_format("w4a8"), a100).paper_kernel and not resolve(get_format("w4a8"), h100).paper_kernel
+    ws, _ = precisions(a100, SpaceOptions(), None, get_engine("vllm"))
+    assert "w4a8" not in ws and "int8" in ws
+    ws, _ = precisions(a100, SpaceOptions(weights=["w4a8", "int4"]), None, get_engine("vllm"))
+    assert "w4a8" in ws
+    assert "w4a8" in precisions(h100, SpaceOptions(), None, get_engine("trtllm"))[0]
+    d = run_json(["estimate", "-m", "llama-3-8b", "-H", "a100-sxm-80gb", "--weights", "w4a8", "--kv", "int4",
+                  "--engine", "trtllm@0.14", "--json"], capsys)
+    assert d["fits"] and d["output_tokens_per_s"] > 0

@@ -103,6 +103,8 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, en
             continue
         if not (r.native or opts.weights or w == released):  # asked-for formats run however the device runs them
             continue
+        if r.paper_kernel and not opts.weights:  # a paper's kernel no engine ships (QServe's W4A8 on A100): when asked
+            continue
         why = engine.cannot_run(w, hw) if engine is not None else None
         if why:
             left_out[w] = f"{engine.display_name} runs {why}"

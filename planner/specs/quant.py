@@ -349,6 +349,14 @@ class Resolved:
     note: str
 
     @property
+    def paper_kernel(self) -> bool:
+        """Whether the format runs here only in a paper's kernel that no serving engine ships: W4A8 on INT8 tensor
+        cores (a GPU without FP8) is QServe's (arXiv 2405.04532), where the engines' W4A8 (TensorRT-LLM's AWQ) takes FP8
+        activations, 'GPUs: Ada and Later' (NVIDIA Model Optimizer support matrix, guides/0_support_matrix). plan's
+        search leaves such a format out unless --weights asks for it; estimate prices it when asked, as a what-if."""
+        return self.format.id == "w4a8" and self.compute_dtype == "int8"
+
+    @property
     def kernel_efficiency(self) -> float:
         """The kernel's GEMM rate relative to the device's GEMM in ``compute_dtype`` (emulated widths lose;
         a fallback to another dtype runs that dtype's ordinary kernel)."""
