@@ -121,7 +121,8 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, en
         if k != "auto" and k not in KV_FORMATS:
             raise unknown("KV-cache precision", k, KV_FORMATS)
     # the engine's own caches where its profile lists them (TensorRT-LLM 1.x and SGLang: fp8; llama.cpp: q8_0, q4_0)
-    kv_searched = ["bf16", *dict(engine.kv_dtype_items)] if engine is not None and engine.kv_dtype_items else KV_CANDIDATES
+    own = dict(engine.kv_dtype_items) if engine is not None else {}
+    kv_searched = ["bf16", *own] if own else KV_CANDIDATES
     kvs = asked or [device_cache(hw, k) for k in kv_searched]  # auto: enumerate_configs pairs it with each weight
     if engine is not None:  # a cache the engine cannot store (SGLang, TensorRT-LLM 1.x: FP8 only) is left out likewise
         no_kv = [k for k in kvs if engine.cannot_store(k)]

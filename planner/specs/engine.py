@@ -610,7 +610,9 @@ class Engine:
     def kv_refusal(self, kv: str) -> str | None:
         """The one-sentence refusal of a ``kv`` cache this engine cannot store (cannot_store); None where it can."""
         why = self.cannot_store(kv)
-        return f"{self.display_name} has no {canonical(kv)} KV cache: {why}; choose another KV format or engine" if why else None
+        if not why:
+            return None
+        return f"{self.display_name} has no {canonical(kv)} KV cache: {why}; choose another KV format or engine"
 
     def check_kv(self, kv: str) -> None:
         """A one-line PlannerError (kv_refusal) when this engine cannot store a ``kv`` cache."""
