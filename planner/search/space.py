@@ -105,9 +105,9 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, en
             continue
         if r.paper_kernel and not opts.weights:  # a paper's kernel no engine ships (QServe's W4A8 on A100): when asked
             continue
-        why = engine.cannot_run(w, hw) if engine is not None else None
-        if why:
-            left_out[w] = f"{engine.display_name} runs {why}"
+        what = engine.runs_no(w, hw) if engine is not None else None
+        if what:
+            left_out[w] = what
         else:
             ws.append(w)
     if refused is not None:
@@ -125,13 +125,12 @@ def precisions(hw: Hardware, opts: SpaceOptions, released: str | None = None, en
     kv_searched = ["bf16", *own] if own else KV_CANDIDATES
     kvs = asked or [device_cache(hw, k) for k in kv_searched]  # auto: enumerate_configs pairs it with each weight
     if engine is not None:  # a cache the engine cannot store (SGLang, TensorRT-LLM 1.x: FP8 only) is left out likewise
-        no_kv = [k for k in kvs if engine.cannot_store(k)]
+        no_kv = {k: why for k in kvs if (why := engine.cannot_store(k))}
         kvs = [k for k in kvs if k not in no_kv]
         if refused is not None:
-            refused.update({f"{k} KV cache": f"{engine.display_name} stores no such cache: {engine.cannot_store(k)}"
-                            for k in no_kv})
+            refused.update({f"{k} KV cache": f"{engine.display_name} stores no such cache: {why}" for k, why in no_kv.items()})
         if not kvs:
-            engine.check_kv(no_kv[0])
+            engine.check_kv(next(iter(no_kv)))
     # fp16 and bf16 weights are the same plan twice; keep the one the device names first
     if "bf16" in ws and "fp16" in ws:
         ws.remove("fp16")

@@ -588,14 +588,18 @@ class Engine:
                 return reason
         return None
 
-    def weights_refusal(self, weights: str, hw) -> str | None:
-        """The one-sentence refusal of ``weights`` on ``hw`` when this engine has no kernel for them (its profile's
-        ``unsupported`` list); None where it runs them. What estimate, simulate and an asked-for plan format raise, and
-        what plan's note on a format it left out quotes: a plan the engine cannot run is never priced as if it could."""
+    def runs_no(self, weights: str, hw) -> str | None:
+        """"<engine> runs no <format>: <source>" where this engine has no kernel for ``weights`` on ``hw`` (cannot_run,
+        the engine named); None where it runs them. What plan's note on a format it left out says."""
         why = self.cannot_run(weights, hw)
-        if not why:
-            return None
-        return f"{self.display_name} runs {why} ({getattr(hw, 'id', hw)}): choose another weight format or engine"
+        return f"{self.display_name} runs {why}" if why else None
+
+    def weights_refusal(self, weights: str, hw) -> str | None:
+        """The one-sentence refusal of ``weights`` on ``hw`` when this engine has no kernel for them (runs_no, with the
+        device and what to do); None where it runs them. What estimate, fit, simulate, capacity and an asked-for plan
+        format raise: a plan the engine cannot run is never priced as if it could."""
+        what = self.runs_no(weights, hw)
+        return f"{what} ({getattr(hw, 'id', hw)}): choose another weight format or engine" if what else None
 
     def cannot_store(self, kv: str) -> str | None:
         """Why this engine has no ``kv`` cache (what its --kv-cache-dtype takes): a format narrower than 16 bit that its
